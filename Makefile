@@ -1,0 +1,45 @@
+# ringtune: `make demo` and `make test` are the two commands a newcomer needs; each installs what is missing.
+SHELL := /bin/bash
+NATIVE_BUILD := build/native
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build native ts test test-native test-js bench demo clean
+
+all: build
+
+# Debian packages (skipped when present), then npm packages when the lockfile changed.
+deps: .cache/deps.stamp node_modules/.ringtune-npm.stamp
+.cache/deps.stamp: deploy/scripts/install-deps.sh
+	@./deploy/scripts/install-deps.sh
+	@mkdir -p .cache && touch $@
+node_modules/.ringtune-npm.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+native: deps
+	@cmake -S native -B $(NATIVE_BUILD) -DCMAKE_BUILD_TYPE=Release > /dev/null
+	@cmake --build $(NATIVE_BUILD) -j $(JOBS)
+
+ts: deps
+	npx tsc -p tsconfig.json
+
+build: native ts
+
+test: build test-native test-js
+
+test-native: native
+	$(NATIVE_BUILD)/ringtune_native_test test
+
+test-js: build
+	node --test --test-concurrency=1 --test-reporter=spec 'dist/test/**/*.test.js'
+
+bench: build
+	$(NATIVE_BUILD)/ringtune_native_test bench
+
+demo:
+	@echo "make demo arrives with the cluster (issue: coordinator and workers over NATS)."
+	@echo "Until then: 'make test' builds everything and runs the tests; see README.md for the ringtune commands."
+	@exit 1
+
+clean:
+	rm -rf build dist .cache

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ringtune needs, skipping those already present.
+# Runs as root, or through sudo when it is available.
+set -euo pipefail
+packages=(build-essential cmake pkg-config libopenblas-dev nats-server python3 python3-numpy)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# A binary from another source (a nats-server release tarball, say) counts as present.
+if command -v nats-server >/dev/null 2>&1; then
+  missing=("${missing[@]/nats-server}")
+fi
+if python3 -c 'import numpy' >/dev/null 2>&1; then
+  missing=("${missing[@]/python3-numpy}")
+fi
+want=()
+for p in "${missing[@]}"; do [ -n "$p" ] && want+=("$p"); done
+[ ${#want[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${want[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${want[@]}"

@@ -1,0 +1,145 @@
+// The typed face of the native addon (build/native/ringtune_native.node). Everything else in TypeScript
+// reaches native code through this file. Long calls return Promises and run off the main thread;
+// typed arrays are passed and returned without copies (views of native memory where noted).
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+/** The model's shape, as the native core wants it (hf_config.ts derives it from config.json). */
+export interface NativeModelConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  tieWordEmbeddings: boolean;
+  qkvBias: boolean; // bias on q/k/v projections (Qwen2; Llama with attention_bias)
+  oBias: boolean; // bias on o_proj (Llama with attention_bias)
+  mlpBias: boolean; // bias on gate/up/down (Llama with mlp_bias)
+  /** Llama 3 frequency scaling (rope_type "llama3"); null for plain RoPE. */
+  ropeScaling: null | {
+    factor: number;
+    lowFreqFactor: number;
+    highFreqFactor: number;
+    originalMaxPositionEmbeddings: number;
+  };
+}
+
+/** One parameter in the flat buffers: `offset`/`size` count float32 elements. HF name, HF shape. */
+export interface ParamInfo {
+  name: string;
+  offset: number;
+  size: number;
+  shape: number[];
+  /** whether AdamW applies weight decay to it (matrices yes; norms and biases no) */
+  decay: boolean;
+}
+
+/** A batch of rows, each `seqLen` tokens; arrays are row-major [rows, seqLen]. */
+export interface NativeBatch {
+  rows: number;
+  seqLen: number;
+  inputIds: Int32Array;
+  /** per-position targets, already shifted; -100 = no loss */
+  labels: Int32Array;
+  /** positions restart at 0 for each segment */
+  positionIds: Int32Array;
+  /** contiguous runs; a token attends to earlier tokens of its own segment only */
+  segmentIds: Int32Array;
+}
+
+export interface StepResult {
+  lossSum: number; // sum of per-token cross entropy over targets
+  targets: number; // number of positions with label != -100
+  loss: number; // lossSum / targets (NaN when targets == 0)
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** global gradient-norm clipping; 0 or less: off */
+  maxGradNorm: number;
+}
+
+export interface GenerateOptions {
+  promptIds: Int32Array;
+  maxNew: number;
+  /** 0 = greedy */
+  temperature: number;
+  topP: number;
+  seed: number;
+  eosIds: Int32Array;
+}
+
+export interface MemoryReport {
+  params: number;
+  grads: number;
+  optimizer: number;
+  activations: number;
+  total: number;
+}
+
+export interface NativeModel {
+  params(): ParamInfo[];
+  /** zero-copy view of the flat parameter buffer */
+  paramData(): Float32Array;
+  /** zero-copy view of the flat gradient buffer (same offsets as paramData) */
+  gradData(): Float32Array;
+  /** zero-copy views of the AdamW moments (same offsets) */
+  optimizerData(): { m: Float32Array; v: Float32Array };
+  /** AdamW steps taken so far (drives bias correction); settable for checkpoint restore */
+  getStep(): number;
+  setStep(step: number): void;
+  memory(): MemoryReport;
+  /** HF-style init: normal(0, std) for matrices and embeddings, 1 for norms, 0 for biases */
+  initRandom(seed: number, std: number): Promise<void>;
+  zeroGrad(): void;
+  /**
+   * Forward (and backward when `backward`): gradients of lossScale * lossSum are ADDED to gradData.
+   * lossScale defaults to 1/targets (the local mean). With keepLogits, logits() holds
+   * [rows, seqLen, vocab] afterwards; tokenLosses() always holds the per-position loss (0 off-target).
+   */
+  forwardBackward(batch: NativeBatch, opts: { backward: boolean; lossScale?: number; keepLogits?: boolean }): Promise<StepResult>;
+  logits(): Float32Array;
+  tokenLosses(): Float32Array;
+  /** global grad norm, optional clipping, then one AdamW step; returns the norm before clipping */
+  adamwStep(opts: AdamWOptions): Promise<{ gradNorm: number; step: number }>;
+  generate(opts: GenerateOptions): Promise<Int32Array>;
+}
+
+export type TensorDtype = "F32" | "BF16" | "F16";
+
+export interface NativeAddon {
+  createModel(config: NativeModelConfig): NativeModel;
+  /** Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`. */
+  readTensors(file: string, items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[]): Promise<void>;
+  /**
+   * Writes `header` (the full safetensors prefix: 8-byte length + JSON) then each item converted to
+   * its dtype (BF16: round to nearest even), to a temporary name, fsyncs, and renames to `file`.
+   */
+  writeSafetensors(file: string, header: Uint8Array, items: { src: Float32Array; dtype: "F32" | "BF16" }[]): Promise<void>;
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads the addon built by `make build`; RINGTUNE_NATIVE overrides the path. */
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  // dist/native/js -> repository root
+  const root = path.resolve(here, "../../..");
+  const file = process.env.RINGTUNE_NATIVE ?? path.join(root, "build/native/ringtune_native.node");
+  if (!existsSync(file)) {
+    throw new Error(`native addon not found at ${file}: run 'make build' first`);
+  }
+  cached = createRequire(import.meta.url)(file) as NativeAddon;
+  return cached;
+}
