@@ -1,0 +1,37 @@
+// `ringtune dump`: one fp32 forward and backward on a batch, writing the loss, the logits and every
+// parameter's gradient, so a user can compare ringtune with another implementation tensor by tensor.
+import { parseFlags, requireFlag } from "../args.js";
+import type { Command } from "../args.js";
+import { loadModel } from "../../native/js/hf_model.js";
+import { checkBatchVocab, readBatch } from "../../native/js/batch.js";
+import { forwardBackwardDump } from "../../native/js/dump.js";
+import { writeSafetensors } from "../../native/js/safetensors.js";
+
+const usage = `usage: ringtune dump --model DIR --batch BATCH.json --out OUT.safetensors
+
+BATCH.json: {"input_ids": [[..]], "labels": [[..]], "position_ids": [[..]], "segment_ids": [[..]]},
+all [rows, T]; labels are per-position targets (already shifted), -100 for no loss; position_ids
+(default 0..T-1) and segment_ids (default one segment per row) are optional.
+Writes loss [1], logits [rows, T, vocab] and <param>.grad for every parameter, all F32.`;
+
+export const dump: Command = {
+  name: "dump",
+  summary: "one forward+backward on a batch: write loss, logits and all gradients",
+  usage,
+  async run(argv) {
+    const { values } = parseFlags(argv, {
+      model: { type: "string" },
+      batch: { type: "string" },
+      out: { type: "string" },
+    });
+    const dir = requireFlag(values, "model");
+    const batchFile = requireFlag(values, "batch");
+    const out = requireFlag(values, "out");
+    const batch = await readBatch(batchFile);
+    const { model, config } = await loadModel(dir);
+    checkBatchVocab(batch, config.native.vocabSize, batchFile);
+    const { result, tensors } = await forwardBackwardDump(model, batch, config.native.vocabSize);
+    await writeSafetensors(out, tensors);
+    console.error(`loss ${result.loss} over ${result.targets} targets; wrote ${tensors.length} tensors to ${out}`);
+  },
+};

@@ -1,0 +1,54 @@
+// Errors for bad model files: one class per failure kind, each naming the file it is about, so a
+// caller can tell "wrong shape" from "truncated file" without matching message text.
+
+/** Something in a model folder (config, weights, index, batch file) is not what it must be. */
+export class ModelFormatError extends Error {
+  override name = "ModelFormatError";
+  constructor(
+    readonly file: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}: ${detail}`, options);
+  }
+}
+
+/** config.json names an architecture the native core does not implement. */
+export class UnknownArchitectureError extends ModelFormatError {
+  override name = "UnknownArchitectureError";
+}
+
+/** config.json asks for a feature (RoPE scaling type, activation, sliding window) we do not implement. */
+export class UnsupportedConfigError extends ModelFormatError {
+  override name = "UnsupportedConfigError";
+}
+
+/** A parameter the model needs has no tensor in the weight files. */
+export class MissingTensorError extends ModelFormatError {
+  override name = "MissingTensorError";
+}
+
+/** The weight files hold a tensor the model has no parameter for. */
+export class UnexpectedTensorError extends ModelFormatError {
+  override name = "UnexpectedTensorError";
+}
+
+/** A tensor's shape differs from its parameter's. */
+export class ShapeMismatchError extends ModelFormatError {
+  override name = "ShapeMismatchError";
+}
+
+/** A tensor is stored in a dtype we cannot convert (only F32, BF16, F16 are read). */
+export class UnsupportedDtypeError extends ModelFormatError {
+  override name = "UnsupportedDtypeError";
+}
+
+/** The file ends before the data its header describes. */
+export class TruncatedFileError extends ModelFormatError {
+  override name = "TruncatedFileError";
+}
+
+/** The header or a JSON file is malformed: bad JSON, bad offsets, overlapping tensors, bad fields. */
+export class CorruptFileError extends ModelFormatError {
+  override name = "CorruptFileError";
+}
