@@ -1,0 +1,87 @@
+// The schemas of every wire message. Field names are snake_case: the wire is language-neutral.
+import { z } from "zod";
+import { defineMessage } from "./codec.js";
+import { SubjectToken } from "./subjects.js";
+
+const Rank = z.number().int().min(0);
+const Count = z.number().int().min(0);
+/** Names one all-reduce call (e.g. "s12-b3": step 12, bucket 3), so concurrent calls never mix chunks. */
+export const Tag = z.string().min(1).max(128);
+export const TransportKind = z.enum(["tcp", "nats"]);
+export type TransportKind = z.infer<typeof TransportKind>;
+
+// ---- workers ----------------------------------------------------------------------------------------
+
+export const Device = z.object({
+  kind: z.enum(["cpu", "cuda"]),
+  name: z.string(), // "AMD EPYC" or "NVIDIA H100 80GB HBM3"
+  memory_bytes: Count,
+  cores: Count, // CPU cores, or streaming multiprocessors on a GPU
+});
+
+/** Request on subjects.workerRegister. */
+export const WorkerRegister = defineMessage("WorkerRegister", {
+  worker_id: SubjectToken,
+  host: z.string(),
+  pid: z.number().int(),
+  device: Device,
+  /** Data-plane transports this worker can use, best first. */
+  transports: z.array(TransportKind).min(1),
+});
+
+export const WorkerRegisterReply = defineMessage("WorkerRegisterReply", {
+  ok: z.boolean(),
+  error: z.string().optional(),
+  heartbeat_ms: z.number().int().positive(),
+});
+
+/** Published on subjects.workerHeartbeat(worker_id) every heartbeat_ms. */
+export const WorkerHeartbeat = defineMessage("WorkerHeartbeat", {
+  worker_id: SubjectToken,
+  seq: Count,
+  sent_at_ms: z.number(),
+  state: z.enum(["idle", "busy"]),
+  job: z.string().optional(),
+});
+
+// ---- ring data plane ----------------------------------------------------------------------------------
+
+/** Request on subjects.peerAddress(ring, rank): who asks. */
+export const PeerAddressRequest = defineMessage("PeerAddressRequest", {
+  ring: SubjectToken,
+  rank: Rank,
+});
+
+/** A ring member's data-plane TCP listener. */
+export const PeerAddress = defineMessage("PeerAddress", {
+  ring: SubjectToken,
+  rank: Rank,
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+});
+
+/** First message on a ring edge (TCP frame or NATS request): names the edge and the protocol version. */
+export const EdgeHello = defineMessage("EdgeHello", {
+  ring: SubjectToken,
+  from: Rank,
+  to: Rank,
+  transport: TransportKind,
+});
+
+export const EdgeHelloReply = defineMessage("EdgeHelloReply", {
+  ok: z.boolean(),
+  error: z.string().optional(),
+});
+
+/** One chunk of an all-reduce, sender to next rank. `seq` counts chunks of this tag from 0. */
+export const Chunk = defineMessage("Chunk", {
+  tag: Tag,
+  seq: Count,
+  data: z.instanceof(Float32Array),
+});
+
+/** Flow control, receiver to sender: how many chunks of `tag` the receiver has consumed (cumulative). */
+export const ChunkAck = defineMessage("ChunkAck", {
+  tag: Tag,
+  consumed: Count,
+});

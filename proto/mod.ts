@@ -1,0 +1,7 @@
+// The wire protocol: the only module that knows subjects, schemas and encoding.
+export { PROTOCOL_VERSION } from "./version.js";
+export { ProtocolDecodeError, ProtocolVersionError } from "./errors.js";
+export { decodeMessage, encodeMessage, type Body, type Message, type MessageType } from "./codec.js";
+export { encodeChunk, encodeChunkParts, type ChunkParts } from "./chunk_frame.js";
+export { SubjectToken, subjects } from "./subjects.js";
+export * from "./messages.js";
