@@ -1,0 +1,73 @@
+// The native core against an independent float64 implementation (test/fixtures/reference): for every
+// case, the dump path's loss, logits and each parameter gradient within the fixture's tolerance.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadModel } from "../../native/js/hf_model.js";
+import { checkBatchVocab, readBatch } from "../../native/js/batch.js";
+import { forwardBackwardDump } from "../../native/js/dump.js";
+import { readSafetensorsHeader, readTensorsF32 } from "../../native/js/safetensors.js";
+
+// dist/test/native -> repository root: the fixtures are read from the source tree, not copied.
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const casesDir = path.join(root, "test/fixtures/reference/cases");
+
+// From test/fixtures/reference/README.md: |got - ref| <= 1e-4 + 1e-3 * |ref|.
+const ABS = 1e-4;
+const REL = 1e-3;
+
+interface Mismatch {
+  worst: number; // largest |got - ref| / (ABS + REL * |ref|); > 1 fails
+  maxDiff: number;
+  at: number;
+}
+
+function compare(got: Float32Array, ref: Float32Array): Mismatch {
+  let worst = 0, maxDiff = 0, at = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(got[i]! - ref[i]!);
+    const ratio = Number.isNaN(d) ? Infinity : d / (ABS + REL * Math.abs(ref[i]!));
+    if (ratio > worst) [worst, at] = [ratio, i];
+    if (!(d <= maxDiff)) maxDiff = d;
+  }
+  return { worst, maxDiff, at };
+}
+
+test("the reference fixtures exist", () => {
+  assert.ok(existsSync(casesDir), `${casesDir} is missing: the reference comparison cannot run`);
+  assert.ok(readdirSync(casesDir).length > 0, `${casesDir} has no cases`);
+});
+
+const cases = existsSync(casesDir) ? readdirSync(casesDir).sort() : [];
+for (const name of cases) {
+  test(`reference case ${name}: loss, logits and every gradient match`, async () => {
+    const dir = path.join(casesDir, name);
+    const batchFile = path.join(dir, "batch.json");
+    const batch = await readBatch(batchFile);
+    const { model, config } = await loadModel(path.join(dir, "model"));
+    checkBatchVocab(batch, config.native.vocabSize, batchFile);
+    const { tensors } = await forwardBackwardDump(model, batch, config.native.vocabSize);
+
+    const expectedHeader = await readSafetensorsHeader(path.join(dir, "expected.safetensors"));
+    const expected = await readTensorsF32(expectedHeader);
+    const produced = new Set(tensors.map((t) => t.name));
+    const missing = [...expected.keys()].filter((n) => !produced.has(n));
+    const extra = [...produced].filter((n) => !expected.has(n));
+    assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, "dump and fixture name different tensors");
+
+    const report: string[] = [];
+    let failed = false;
+    for (const t of tensors) {
+      const ref = expected.get(t.name)!;
+      assert.deepEqual(t.shape, expectedHeader.tensors.get(t.name)!.shape, `${t.name}: shape`);
+      const m = compare(t.data, ref);
+      const line = `${t.name}: max |diff| ${m.maxDiff.toExponential(2)}, worst ${m.worst.toFixed(3)} of tolerance` +
+        (m.at >= 0 ? ` at [${m.at}] got ${t.data[m.at]} ref ${ref[m.at]}` : "");
+      report.push(line);
+      if (!(m.worst <= 1)) failed = true;
+    }
+    assert.ok(!failed, `case ${name} is outside |diff| <= ${ABS} + ${REL}*|ref|:\n  ${report.join("\n  ")}`);
+  });
+}
