@@ -130,12 +130,12 @@ test("tokenizer files and generation_config.json are copied from the source fold
   const src = tempDir();
   writeJson(path.join(src, "tokenizer.json"), { model: { type: "BPE" } });
   writeJson(path.join(src, "tokenizer_config.json"), { chat_template: "{{ x }}" });
-  writeJson(path.join(src, "generation_config.json"), { eos_token_id: [2, 9], temperature: 0.6 });
+  writeJson(path.join(src, "generation_config.json"), { eos_token_id: [2, 9], temperature: 0.6, bos_token_id: 1 });
   const dir = tempDir();
   await saveModel(await initModel(config, 1), config, dir, { dtype: "F32", sourceDir: src });
   assert.deepEqual(JSON.parse(readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")), { chat_template: "{{ x }}" });
   assert.ok(existsSync(path.join(dir, "tokenizer.json")));
-  assert.deepEqual(JSON.parse(readFileSync(path.join(dir, "generation_config.json"), "utf8")), { eos_token_id: [2, 9], temperature: 0.6 });
+  assert.deepEqual(JSON.parse(readFileSync(path.join(dir, "generation_config.json"), "utf8")), { eos_token_id: [2, 9], temperature: 0.6, bos_token_id: 1 });
 });
 
 test("random init is reproducible from the seed: norms 1, biases 0, matrices with std initializer_range", async () => {

@@ -42,7 +42,7 @@ test("the reference fixtures exist", () => {
 
 const cases = existsSync(casesDir) ? readdirSync(casesDir).sort() : [];
 for (const name of cases) {
-  test(`reference case ${name}: loss, logits and every gradient match`, async () => {
+  test(`reference case ${name}: loss, logits and every gradient match`, async (t) => {
     const dir = path.join(casesDir, name);
     const batchFile = path.join(dir, "batch.json");
     const batch = await readBatch(batchFile);
@@ -59,15 +59,19 @@ for (const name of cases) {
 
     const report: string[] = [];
     let failed = false;
-    for (const t of tensors) {
-      const ref = expected.get(t.name)!;
-      assert.deepEqual(t.shape, expectedHeader.tensors.get(t.name)!.shape, `${t.name}: shape`);
-      const m = compare(t.data, ref);
-      const line = `${t.name}: max |diff| ${m.maxDiff.toExponential(2)}, worst ${m.worst.toFixed(3)} of tolerance` +
-        (m.at >= 0 ? ` at [${m.at}] got ${t.data[m.at]} ref ${ref[m.at]}` : "");
-      report.push(line);
-      if (!(m.worst <= 1)) failed = true;
+    let worstGrad = { name: "", maxDiff: 0 };
+    for (const got of tensors) {
+      const ref = expected.get(got.name)!;
+      assert.deepEqual(got.shape, expectedHeader.tensors.get(got.name)!.shape, `${got.name}: shape`);
+      const m = compare(got.data, ref);
+      const ok = m.worst <= 1;
+      report.push(`${ok ? "ok  " : "FAIL"} ${got.name}: max |diff| ${m.maxDiff.toExponential(2)}, ${m.worst.toFixed(3)} of tolerance` +
+        (m.at >= 0 ? ` at [${m.at}] got ${got.data[m.at]} ref ${ref[m.at]}` : ""));
+      if (!ok) failed = true;
+      if (got.name.endsWith(".grad") && m.maxDiff >= worstGrad.maxDiff) worstGrad = { name: got.name, maxDiff: m.maxDiff };
+      if (!got.name.endsWith(".grad")) t.diagnostic(`${got.name} max |diff| ${m.maxDiff.toExponential(2)}`);
     }
+    t.diagnostic(`largest gradient |diff| ${worstGrad.maxDiff.toExponential(2)} (${worstGrad.name})`);
     assert.ok(!failed, `case ${name} is outside |diff| <= ${ABS} + ${REL}*|ref|:\n  ${report.join("\n  ")}`);
   });
 }
