@@ -1,0 +1,55 @@
+#include "activations.h"
+#include "parallel.h"
+
+namespace rt {
+
+template <typename T>
+Activations<T>::Activations(const ModelConfig& c, int B_, int T__) : B(B_), T_(T__), N((size_t)B_ * T__) {
+  const size_t C = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;
+  layers.resize(c.num_layers);
+  for (LayerActivations<T>& l : layers) {
+    l.res_in.resize(N * C);
+    l.rstd1.resize(N);
+    l.ln1.resize(N * C);
+    l.q.resize(N * Q);
+    l.k.resize(N * KV);
+    l.v.resize(N * KV);
+    l.att.resize(N * Q);
+    l.lse.resize((size_t)B * c.num_heads * T_);
+    l.res_mid.resize(N * C);
+    l.rstd2.resize(N);
+    l.ln2.resize(N * C);
+    l.gate.resize(N * I);
+    l.up.resize(N * I);
+    l.h.resize(N * I);
+  }
+  res_out.resize(N * C);
+  rstdf.resize(N);
+  lnf.resize(N * C);
+  logits.resize(N * V);
+  losses.resize(N);
+  for (auto* b : {&dres, &dln, &dtmp}) b->resize(N * C);
+  for (auto* b : {&dq, &datt}) b->resize(N * Q);
+  for (auto* b : {&dk, &dv}) b->resize(N * KV);
+  for (auto* b : {&dgate, &dup, &dh}) b->resize(N * I);
+  attn_scratch.reserve(max_threads(), T_);
+  runs.reserve(N);
+}
+
+template <typename T>
+size_t Activations<T>::bytes() const {
+  size_t n = 0;
+  for (const LayerActivations<T>& l : layers)
+    for (const std::vector<T>* b : {&l.res_in, &l.rstd1, &l.ln1, &l.q, &l.k, &l.v, &l.att, &l.lse, &l.res_mid, &l.rstd2,
+                                    &l.ln2, &l.gate, &l.up, &l.h})
+      n += b->size();
+  for (const std::vector<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &losses, &dres, &dln, &dtmp, &dq, &dk, &dv,
+                                  &datt, &dgate, &dup, &dh, &attn_scratch.buf})
+    n += b->size();
+  return n * sizeof(T);
+}
+
+template struct Activations<float>;
+template struct Activations<double>;
+
+}  // namespace rt

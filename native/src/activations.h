@@ -1,0 +1,48 @@
+#pragma once
+// Everything the forward keeps for the backward, plus backward scratch, for one (rows, seq_len) shape.
+// Allocated once per shape and reused by every step of that shape: no allocation inside a step.
+#include <vector>
+#include "config.h"
+#include "ops/attention.h"
+
+namespace rt {
+
+template <typename T>
+struct LayerActivations {
+  std::vector<T> res_in;   // (N, C)  residual stream entering the layer
+  std::vector<T> rstd1;    // (N)
+  std::vector<T> ln1;      // (N, C)
+  std::vector<T> q;        // (N, H*D)   after RoPE
+  std::vector<T> k;        // (N, KVH*D) after RoPE
+  std::vector<T> v;        // (N, KVH*D)
+  std::vector<T> att;      // (N, H*D)   attention output before o_proj
+  std::vector<T> lse;      // (B, H, T)  softmax log-sum-exp per query
+  std::vector<T> res_mid;  // (N, C)  residual stream after attention
+  std::vector<T> rstd2;    // (N)
+  std::vector<T> ln2;      // (N, C)
+  std::vector<T> gate;     // (N, I)
+  std::vector<T> up;       // (N, I)
+  std::vector<T> h;        // (N, I)  silu(gate) * up
+};
+
+template <typename T>
+struct Activations {
+  int B, T_;
+  size_t N;
+  std::vector<LayerActivations<T>> layers;
+  std::vector<T> res_out;   // (N, C)  after the last layer
+  std::vector<T> rstdf;     // (N)
+  std::vector<T> lnf;       // (N, C)
+  std::vector<T> logits;    // (N, V)  becomes dlogits in place unless the logits are kept
+  std::vector<T> dlogits;   // (N, V)  only once a caller asked to keep logits
+  std::vector<T> losses;    // (N)
+  // backward scratch, shared by all layers
+  std::vector<T> dres, dln, dtmp, dq, dk, dv, datt, dgate, dup, dh;
+  AttentionScratch<T> attn_scratch;
+  std::vector<SegmentRun> runs;
+
+  Activations(const ModelConfig& c, int rows, int seq_len);
+  size_t bytes() const;
+};
+
+}  // namespace rt

@@ -1,0 +1,456 @@
+// The Node binding: registers functions and copies JS arguments into C++ structs on the main thread.
+// Long calls run in an AsyncWorker whose Execute() touches no JS value; results and errors become JS in
+// OnOK/OnError. Typed arrays are used in place (kept referenced while native code reads them); the
+// parameter, gradient and optimizer buffers are exposed as zero-copy Float32Array views.
+#include <napi.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+#include "model.h"
+#include "tensor_io.h"
+
+namespace {
+
+using rt::Model;
+using ModelPtr = std::shared_ptr<Model<float>>;
+
+// ---- argument helpers: messages name the call, the field, what was expected and what came --------------
+
+std::string describe(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsTypedArray()) return "a typed array of " + std::to_string(v.As<Napi::TypedArray>().ElementLength()) + " elements";
+  if (v.IsNumber()) return std::to_string(v.As<Napi::Number>().DoubleValue());
+  if (v.IsString()) return "'" + v.As<Napi::String>().Utf8Value() + "'";
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
+  return "an object";
+}
+
+[[noreturn]] void type_error(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+
+Napi::Object object_arg(const Napi::CallbackInfo& info, size_t i, const char* call) {
+  if (info.Length() <= i || !info[i].IsObject())
+    type_error(info.Env(), std::string(call) + ": argument " + std::to_string(i + 1) + " must be an object, got " +
+                               (info.Length() > i ? describe(info[i]) : "nothing"));
+  return info[i].As<Napi::Object>();
+}
+
+double number_field(const Napi::Object& o, const char* call, const char* key, const double* fallback = nullptr) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() && fallback) return *fallback;
+  if (!v.IsNumber()) type_error(o.Env(), std::string(call) + ": " + key + " must be a number, got " + describe(v));
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int int_field(const Napi::Object& o, const char* call, const char* key) {
+  const double d = number_field(o, call, key);
+  if (d != (double)(int)d) type_error(o.Env(), std::string(call) + ": " + key + " must be an integer, got " + std::to_string(d));
+  return (int)d;
+}
+
+bool bool_field(const Napi::Object& o, const char* call, const char* key, bool fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean()) type_error(o.Env(), std::string(call) + ": " + key + " must be a boolean, got " + describe(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+template <typename TA>
+TA typed_field(const Napi::Object& o, const char* call, const char* key, napi_typedarray_type type, const char* tname,
+               size_t expected /* 0: any */) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    type_error(o.Env(), std::string(call) + ": " + key + " must be a " + tname + ", got " + describe(v));
+  TA a = v.As<TA>();
+  if (expected && a.ElementLength() != expected)
+    type_error(o.Env(), std::string(call) + ": " + key + " must have " + std::to_string(expected) + " elements, got " +
+                            std::to_string(a.ElementLength()));
+  return a;
+}
+
+// ---- Promise-returning work off the main thread ---------------------------------------------------------
+
+class Job : public Napi::AsyncWorker {
+ public:
+  using Result = std::function<Napi::Value(Napi::Env)>;
+  Job(Napi::Env env, std::function<void()> exec, Result result, std::atomic<bool>* busy)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), exec_(std::move(exec)),
+        result_(std::move(result)), busy_(busy) {}
+  // Keeps a JS value (a typed array native code reads) alive until the job ends.
+  void keep(Napi::Value v) { kept_.push_back(Napi::Persistent(v)); }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      exec_();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    release();
+    deferred_.Resolve(result_ ? result_(Env()) : Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    release();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  void release() {
+    if (busy_) busy_->store(false);
+  }
+  Napi::Promise::Deferred deferred_;
+  std::function<void()> exec_;
+  Result result_;
+  std::atomic<bool>* busy_;
+  std::vector<Napi::Reference<Napi::Value>> kept_;
+};
+
+// ---- the model object ------------------------------------------------------------------------------------
+
+rt::ModelConfig config_from(const Napi::Object& o) {
+  const char* call = "createModel";
+  rt::ModelConfig c;
+  c.vocab_size = int_field(o, call, "vocabSize");
+  c.hidden_size = int_field(o, call, "hiddenSize");
+  c.intermediate_size = int_field(o, call, "intermediateSize");
+  c.num_layers = int_field(o, call, "numLayers");
+  c.num_heads = int_field(o, call, "numHeads");
+  c.num_kv_heads = int_field(o, call, "numKvHeads");
+  c.head_dim = int_field(o, call, "headDim");
+  c.rms_norm_eps = number_field(o, call, "rmsNormEps");
+  c.rope_theta = number_field(o, call, "ropeTheta");
+  c.tie_word_embeddings = bool_field(o, call, "tieWordEmbeddings", false);
+  c.qkv_bias = bool_field(o, call, "qkvBias", false);
+  c.o_bias = bool_field(o, call, "oBias", false);
+  c.mlp_bias = bool_field(o, call, "mlpBias", false);
+  Napi::Value rs = o.Get("ropeScaling");
+  if (rs.IsObject()) {
+    Napi::Object r = rs.As<Napi::Object>();
+    c.rope_scaling.llama3 = true;
+    c.rope_scaling.factor = number_field(r, call, "factor");
+    c.rope_scaling.low_freq_factor = number_field(r, call, "lowFreqFactor");
+    c.rope_scaling.high_freq_factor = number_field(r, call, "highFreqFactor");
+    c.rope_scaling.original_max_position_embeddings = int_field(r, call, "originalMaxPositionEmbeddings");
+  } else if (!rs.IsUndefined() && !rs.IsNull()) {
+    type_error(o.Env(), std::string(call) + ": ropeScaling must be an object or null, got " + describe(rs));
+  }
+  return c;
+}
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("params", &ModelWrap::Params), InstanceMethod("paramData", &ModelWrap::ParamData),
+                        InstanceMethod("gradData", &ModelWrap::GradData),
+                        InstanceMethod("optimizerData", &ModelWrap::OptimizerData),
+                        InstanceMethod("getStep", &ModelWrap::GetStep), InstanceMethod("setStep", &ModelWrap::SetStep),
+                        InstanceMethod("memory", &ModelWrap::Memory), InstanceMethod("initRandom", &ModelWrap::InitRandom),
+                        InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
+                        InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
+                        InstanceMethod("logits", &ModelWrap::Logits), InstanceMethod("tokenLosses", &ModelWrap::TokenLosses),
+                        InstanceMethod("adamwStep", &ModelWrap::AdamwStep), InstanceMethod("generate", &ModelWrap::Generate)});
+  }
+
+  ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    Napi::Object cfg = object_arg(info, 0, "createModel");
+    const rt::ModelConfig c = config_from(cfg);
+    try {
+      model_ = std::make_shared<Model<float>>(c);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+  }
+
+ private:
+  // Claims the model for one async call; a second concurrent call is an error, not a data race.
+  void claim(Napi::Env env, const char* call) {
+    bool expected = false;
+    if (!busy_.compare_exchange_strong(expected, true))
+      throw Napi::Error::New(env, std::string(call) + ": the model is busy with another call; await it first");
+  }
+  void require_idle(Napi::Env env, const char* call) {
+    if (busy_.load()) throw Napi::Error::New(env, std::string(call) + ": the model is busy with another call; await it first");
+  }
+
+  Napi::Value Params(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto& entries = model_->table().entries;
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); i++) {
+      const rt::ParamEntry& e = entries[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", e.name);
+      o.Set("offset", (double)e.offset);
+      o.Set("size", (double)e.size);
+      Napi::Array shape = Napi::Array::New(env, e.shape.size());
+      for (size_t d = 0; d < e.shape.size(); d++) shape.Set((uint32_t)d, (double)e.shape[d]);
+      o.Set("shape", shape);
+      o.Set("decay", e.decay);
+      out.Set((uint32_t)i, o);
+    }
+    return out;
+  }
+
+  // One external ArrayBuffer per native buffer, created once (V8 refuses a second registration of the same
+  // memory); it holds a reference to the model so the memory outlives every view.
+  Napi::Value View(Napi::Env env, Napi::Reference<Napi::Float32Array>& cache, float* data) {
+    if (!cache.IsEmpty()) return cache.Value();
+    auto* owner = new ModelPtr(model_);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, model_->num_params() * sizeof(float),
+                                                  [](Napi::Env, void*, ModelPtr* hint) { delete hint; }, owner);
+    Napi::Float32Array view = Napi::Float32Array::New(env, model_->num_params(), ab, 0);
+    cache = Napi::Persistent(view);
+    return view;
+  }
+  Napi::Value ParamData(const Napi::CallbackInfo& info) { return View(info.Env(), params_view_, model_->params()); }
+  Napi::Value GradData(const Napi::CallbackInfo& info) { return View(info.Env(), grads_view_, model_->grads()); }
+  Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("m", View(info.Env(), m_view_, model_->adam_m()));
+    o.Set("v", View(info.Env(), v_view_, model_->adam_v()));
+    return o;
+  }
+
+  Napi::Value GetStep(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), (double)model_->step()); }
+  Napi::Value SetStep(const Napi::CallbackInfo& info) {
+    require_idle(info.Env(), "setStep");
+    if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < 0)
+      type_error(info.Env(), "setStep: step must be a non-negative number, got " + (info.Length() ? describe(info[0]) : "nothing"));
+    model_->set_step((int64_t)info[0].As<Napi::Number>().DoubleValue());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    const rt::MemoryReport m = model_->memory();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("params", (double)m.params);
+    o.Set("grads", (double)m.grads);
+    o.Set("optimizer", (double)m.optimizer);
+    o.Set("activations", (double)m.activations);
+    o.Set("total", (double)m.total());
+    return o;
+  }
+
+  Napi::Value InitRandom(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+      type_error(env, "initRandom: expected (seed: number, std: number)");
+    const uint64_t seed = (uint64_t)info[0].As<Napi::Number>().Int64Value();
+    const double std = info[1].As<Napi::Number>().DoubleValue();
+    claim(env, "initRandom");
+    ModelPtr m = model_;
+    auto* job = new Job(env, [m, seed, std] { m->init_random(seed, std); }, nullptr, &busy_);
+    job->Queue();
+    return job->promise();
+  }
+
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
+    require_idle(info.Env(), "zeroGrad");
+    model_->zero_grad();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* call = "forwardBackward";
+    Napi::Object b = object_arg(info, 0, call);
+    Napi::Object o = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
+    const int rows = int_field(b, call, "rows"), T = int_field(b, call, "seqLen");
+    if (rows <= 0 || T <= 0) type_error(env, std::string(call) + ": rows and seqLen must be positive");
+    const size_t n = (size_t)rows * T;
+    auto ids = typed_field<Napi::Int32Array>(b, call, "inputIds", napi_int32_array, "Int32Array", n);
+    auto labels = typed_field<Napi::Int32Array>(b, call, "labels", napi_int32_array, "Int32Array", n);
+    auto pos = typed_field<Napi::Int32Array>(b, call, "positionIds", napi_int32_array, "Int32Array", n);
+    auto seg = typed_field<Napi::Int32Array>(b, call, "segmentIds", napi_int32_array, "Int32Array", n);
+    rt::StepOptions opts;
+    opts.backward = bool_field(o, call, "backward", true);
+    opts.keep_logits = bool_field(o, call, "keepLogits", false);
+    const double zero = 0;
+    opts.loss_scale = number_field(o, call, "lossScale", &zero);
+    const rt::Batch batch{rows, T, ids.Data(), labels.Data(), pos.Data(), seg.Data()};
+    claim(env, call);
+    ModelPtr m = model_;
+    auto result = std::make_shared<rt::StepResult>();
+    auto* job = new Job(
+        env, [m, batch, opts, result] { *result = m->forward_backward(batch, opts); },
+        [result](Napi::Env e) {
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("lossSum", result->loss_sum);
+          r.Set("targets", (double)result->targets);
+          r.Set("loss", result->targets > 0 ? result->loss_sum / result->targets : NAN);
+          return (Napi::Value)r;
+        },
+        &busy_);
+    for (auto* a : {&ids, &labels, &pos, &seg}) job->keep(*a);
+    job->Queue();
+    return job->promise();
+  }
+
+  // Results of the last forward, copied out: they are small next to the weights, and a copy stays valid
+  // after the next step reuses the activation memory.
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    require_idle(info.Env(), "logits");
+    const size_t n = model_->last_positions() * model_->config().vocab_size;
+    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n);
+    if (n) std::copy(model_->logits(), model_->logits() + n, out.Data());
+    return out;
+  }
+  Napi::Value TokenLosses(const Napi::CallbackInfo& info) {
+    require_idle(info.Env(), "tokenLosses");
+    const size_t n = model_->last_positions();
+    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n);
+    if (n) std::copy(model_->token_losses(), model_->token_losses() + n, out.Data());
+    return out;
+  }
+
+  Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* call = "adamwStep";
+    Napi::Object o = object_arg(info, 0, call);
+    const double zero = 0;
+    const rt::AdamWOptions opts{number_field(o, call, "lr"), number_field(o, call, "beta1"), number_field(o, call, "beta2"),
+                                number_field(o, call, "eps"), number_field(o, call, "weightDecay"),
+                                number_field(o, call, "maxGradNorm", &zero)};
+    claim(env, call);
+    ModelPtr m = model_;
+    auto result = std::make_shared<rt::AdamWResult>();
+    auto* job = new Job(
+        env, [m, opts, result] { *result = m->adamw_step(opts); },
+        [result](Napi::Env e) {
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("gradNorm", result->grad_norm);
+          r.Set("step", (double)result->step);
+          return (Napi::Value)r;
+        },
+        &busy_);
+    job->Queue();
+    return job->promise();
+  }
+
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* call = "generate";
+    Napi::Object o = object_arg(info, 0, call);
+    rt::GenerateOptions g;
+    auto prompt = typed_field<Napi::Int32Array>(o, call, "promptIds", napi_int32_array, "Int32Array", 0);
+    g.prompt.assign(prompt.Data(), prompt.Data() + prompt.ElementLength());
+    g.max_new = int_field(o, call, "maxNew");
+    const double zero = 0, one = 1;
+    g.temperature = number_field(o, call, "temperature", &zero);
+    g.top_p = number_field(o, call, "topP", &one);
+    g.seed = (uint64_t)number_field(o, call, "seed", &zero);
+    if (!o.Get("eosIds").IsUndefined()) {
+      auto eos = typed_field<Napi::Int32Array>(o, call, "eosIds", napi_int32_array, "Int32Array", 0);
+      g.eos.assign(eos.Data(), eos.Data() + eos.ElementLength());
+    }
+    for (int32_t t : g.prompt)
+      if (t < 0 || t >= model_->config().vocab_size)
+        type_error(env, std::string(call) + ": prompt token " + std::to_string(t) + " outside vocab [0," +
+                            std::to_string(model_->config().vocab_size) + ")");
+    claim(env, call);
+    ModelPtr m = model_;
+    auto out = std::make_shared<std::vector<int32_t>>();
+    auto* job = new Job(
+        env, [m, g, out] { *out = m->generate(g); },
+        [out](Napi::Env e) {
+          Napi::Int32Array a = Napi::Int32Array::New(e, out->size());
+          std::copy(out->begin(), out->end(), a.Data());
+          return (Napi::Value)a;
+        },
+        &busy_);
+    job->Queue();
+    return job->promise();
+  }
+
+  ModelPtr model_;
+  std::atomic<bool> busy_{false};
+  Napi::Reference<Napi::Float32Array> params_view_, grads_view_, m_view_, v_view_;
+};
+
+Napi::FunctionReference* ModelWrap::constructor = nullptr;
+
+Napi::Value CreateModel(const Napi::CallbackInfo& info) {
+  return ModelWrap::constructor->New({info.Length() > 0 ? info[0] : info.Env().Undefined()});
+}
+
+// ---- tensor file I/O -------------------------------------------------------------------------------------
+
+Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* call = "readTensors";
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray())
+    type_error(env, std::string(call) + ": expected (file: string, items: array)");
+  const std::string file = info[0].As<Napi::String>().Utf8Value();
+  Napi::Array arr = info[1].As<Napi::Array>();
+  std::vector<rt::ReadItem> items;
+  std::vector<Napi::Value> keep;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Object it = arr.Get(i).As<Napi::Object>();
+    const size_t count = (size_t)number_field(it, call, "count");
+    auto dst = typed_field<Napi::Float32Array>(it, call, "dst", napi_float32_array, "Float32Array", 0);
+    if (dst.ElementLength() < count)
+      type_error(env, std::string(call) + ": " + file + ": item " + std::to_string(i) + " has count " + std::to_string(count) +
+                          " but dst holds " + std::to_string(dst.ElementLength()));
+    Napi::Value dt = it.Get("dtype");
+    rt::Dtype dtype;
+    try {
+      dtype = rt::parse_dtype(dt.IsString() ? dt.As<Napi::String>().Utf8Value() : describe(dt));
+    } catch (const std::exception& e) {
+      throw Napi::TypeError::New(env, std::string(call) + ": " + file + ": " + e.what());
+    }
+    items.push_back({(uint64_t)number_field(it, call, "fileOffset"), dtype, count, dst.Data()});
+    keep.push_back(dst);
+  }
+  auto* job = new Job(env, [file, items] { rt::read_tensors(file, items); }, nullptr, nullptr);
+  for (Napi::Value& v : keep) job->keep(v);
+  job->Queue();
+  return job->promise();
+}
+
+Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* call = "writeSafetensors";
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsArray())
+    type_error(env, std::string(call) + ": expected (file: string, header: Uint8Array, items: array)");
+  const std::string file = info[0].As<Napi::String>().Utf8Value();
+  Napi::Uint8Array h = info[1].As<Napi::Uint8Array>();
+  std::vector<uint8_t> header(h.Data(), h.Data() + h.ElementLength());
+  Napi::Array arr = info[2].As<Napi::Array>();
+  std::vector<rt::WriteItem> items;
+  std::vector<Napi::Value> keep;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Object it = arr.Get(i).As<Napi::Object>();
+    auto src = typed_field<Napi::Float32Array>(it, call, "src", napi_float32_array, "Float32Array", 0);
+    Napi::Value dt = it.Get("dtype");
+    const std::string dname = dt.IsString() ? dt.As<Napi::String>().Utf8Value() : describe(dt);
+    if (dname != "F32" && dname != "BF16")
+      type_error(env, std::string(call) + ": " + file + ": item " + std::to_string(i) + " dtype must be F32 or BF16, got " + dname);
+    items.push_back({src.Data(), src.ElementLength(), rt::parse_dtype(dname)});
+    keep.push_back(src);
+  }
+  auto* job = new Job(env, [file, header, items] { rt::write_safetensors(file, header, items); }, nullptr, nullptr);
+  for (Napi::Value& v : keep) job->keep(v);
+  job->Queue();
+  return job->promise();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
+  exports.Set("createModel", Napi::Function::New(env, CreateModel));
+  exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
+  exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(ringtune_native, Init)

@@ -1,0 +1,110 @@
+#pragma once
+// A decoder-only transformer as Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM define it, with its
+// backward and AdamW, on the CPU. Templated on the scalar: float for training, double for gradient checks.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+#include "activations.h"
+#include "config.h"
+#include "param_table.h"
+
+namespace rt {
+
+struct Batch {
+  int rows = 0, seq_len = 0;
+  const int32_t* input_ids = nullptr;    // (rows, seq_len)
+  const int32_t* labels = nullptr;       // (rows, seq_len) targets already shifted; -100 ignored
+  const int32_t* position_ids = nullptr; // (rows, seq_len) restart per segment
+  const int32_t* segment_ids = nullptr;  // (rows, seq_len) contiguous runs
+};
+
+struct StepOptions {
+  bool backward = true;
+  bool keep_logits = false;
+  double loss_scale = 0;  // gradient of loss_scale * loss_sum; 0 = 1/targets (the local mean)
+};
+
+struct StepResult {
+  double loss_sum = 0;
+  int64_t targets = 0;
+};
+
+struct AdamWOptions {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  double max_grad_norm = 0;  // <= 0: no clipping
+};
+
+struct AdamWResult {
+  double grad_norm = 0;  // before clipping
+  int64_t step = 0;
+};
+
+struct MemoryReport {
+  size_t params = 0, grads = 0, optimizer = 0, activations = 0;
+  size_t total() const { return params + grads + optimizer + activations; }
+};
+
+struct GenerateOptions {
+  std::vector<int32_t> prompt;
+  int max_new = 16;
+  double temperature = 0;  // 0: greedy
+  double top_p = 1;
+  uint64_t seed = 0;
+  std::vector<int32_t> eos;
+};
+
+template <typename T>
+class Model {
+ public:
+  explicit Model(const ModelConfig& cfg);
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamTable& table() const { return table_; }
+  size_t num_params() const { return table_.total; }
+  T* params() { return params_.data(); }
+  T* grads() { return grads_.data(); }
+  T* adam_m() { return m_.data(); }
+  T* adam_v() { return v_.data(); }
+  int64_t step() const { return step_; }
+  void set_step(int64_t s) { step_ = s; }
+  MemoryReport memory() const;
+
+  // Hugging Face's init: normal(0, std) for matrices and embeddings, 1 for norm weights, 0 for biases.
+  void init_random(uint64_t seed, double std);
+  void zero_grad();
+
+  // Forward, and backward when opts.backward: parameter gradients are ADDED to grads().
+  StepResult forward_backward(const Batch& batch, const StepOptions& opts);
+  // Of the last forward_backward: (rows, seq_len, vocab) logits when keep_logits; per-position losses.
+  const T* logits() const;
+  const T* token_losses() const;
+  size_t last_positions() const { return last_ ? last_->N : 0; }
+
+  AdamWResult adamw_step(const AdamWOptions& opts);
+
+  // Generation with a KV cache (generate.cpp). step_logits, when given, receives each step's logits.
+  std::vector<int32_t> generate(const GenerateOptions& opts, std::vector<std::vector<T>>* step_logits = nullptr);
+
+ private:
+  Activations<T>& activations_for(int B, int T_);
+  T* at(std::vector<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }
+  const T* lm_head() { return params_.data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
+  T* dlm_head() { return grads_.data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
+  void forward(Activations<T>& a, const Batch& b);
+  void backward(Activations<T>& a, const Batch& b, T* dlogits);
+
+  ModelConfig cfg_;
+  ParamTable table_;
+  std::vector<double> inv_freq_;  // (D/2) RoPE frequencies
+  std::vector<T> params_, grads_, m_, v_;
+  int64_t step_ = 0;
+  std::map<std::pair<int, int>, std::unique_ptr<Activations<T>>> acts_;
+  Activations<T>* last_ = nullptr;
+};
+
+extern template class Model<float>;
+extern template class Model<double>;
+
+}  // namespace rt

@@ -1,0 +1,55 @@
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include "../error.h"
+
+namespace rt {
+
+constexpr int32_t kIgnoreIndex = -100;
+
+struct LossSum {
+  double sum = 0;
+  int64_t count = 0;
+};
+
+// Per position n with labels[n] != -100: losses[n] = logsumexp(logits[n]) - logits[n][label]; 0 elsewhere.
+// When dlogits is not null it receives d(scale * sum of losses)/dlogits = scale * (softmax - onehot),
+// zero rows off-target; dlogits may alias logits (the logits are then consumed).
+template <typename T>
+LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
+                                       double scale) {
+  for (int n = 0; n < N; n++)
+    if (labels[n] != kIgnoreIndex && (labels[n] < 0 || labels[n] >= V))
+      fail("cross_entropy", "label ", labels[n], " at position ", n, " outside vocab [0,", V, ") and not -100");
+  double sum = 0;
+  int64_t count = 0;
+#pragma omp parallel for schedule(static) reduction(+ : sum, count)
+  for (int n = 0; n < N; n++) {
+    const T* z = logits + (size_t)n * V;
+    T* dz = dlogits ? dlogits + (size_t)n * V : nullptr;
+    const int32_t y = labels[n];
+    if (y == kIgnoreIndex) {
+      losses[n] = 0;
+      if (dz)
+        for (int v = 0; v < V; v++) dz[v] = 0;
+      continue;
+    }
+    T mx = z[0];
+    for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    double se = 0;
+    for (int v = 0; v < V; v++) se += std::exp((double)(z[v] - mx));
+    const double lse = mx + std::log(se);
+    const double loss = lse - z[y];
+    losses[n] = (T)loss;
+    sum += loss;
+    count += 1;
+    if (dz) {
+      const T zy = z[y];  // read before a possibly aliased write
+      for (int v = 0; v < V; v++) dz[v] = (T)(std::exp((double)z[v] - lse) * scale);
+      dz[y] = (T)((std::exp((double)zy - lse) - 1.0) * scale);
+    }
+  }
+  return {sum, count};
+}
+
+}  // namespace rt

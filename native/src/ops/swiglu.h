@@ -1,0 +1,29 @@
+#pragma once
+#include <cmath>
+#include <cstddef>
+
+namespace rt {
+
+// h = silu(gate) * up, elementwise over n values
+template <typename T>
+void swiglu_forward(T* h, const T* gate, const T* up, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    T g = gate[i];
+    h[i] = g / (T(1) + std::exp(-g)) * up[i];
+  }
+}
+
+// dgate = dh * up * silu'(gate), dup = dh * silu(gate);  silu'(g) = s * (1 + g * (1 - s)), s = sigmoid(g)
+template <typename T>
+void swiglu_backward(T* dgate, T* dup, const T* dh, const T* gate, const T* up, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    T g = gate[i];
+    T s = T(1) / (T(1) + std::exp(-g));
+    dup[i] = dh[i] * g * s;
+    dgate[i] = dh[i] * up[i] * s * (T(1) + g * (T(1) - s));
+  }
+}
+
+}  // namespace rt

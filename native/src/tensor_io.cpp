@@ -1,0 +1,135 @@
+#include "tensor_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include "error.h"
+
+namespace rt {
+
+Dtype parse_dtype(const std::string& name) {
+  if (name == "F32") return Dtype::F32;
+  if (name == "BF16") return Dtype::BF16;
+  if (name == "F16") return Dtype::F16;
+  fail("dtype", "unsupported dtype ", name, " (F32, BF16 and F16 are)");
+}
+
+size_t dtype_size(Dtype d) { return d == Dtype::F32 ? 4 : 2; }
+
+uint16_t float_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if (std::isnan(f)) return (uint16_t)((bits >> 16) | 0x0040);  // stay a (quiet) NaN
+  const uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);          // ties to even
+  return (uint16_t)((bits + rounding) >> 16);
+}
+
+float bf16_to_float(uint16_t h) {
+  const uint32_t bits = (uint32_t)h << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float f16_to_float(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  const int exp = (h >> 10) & 0x1F;
+  const uint32_t mant = h & 0x3FF;
+  float f;
+  if (exp == 0) {
+    f = std::ldexp((float)mant, -24);  // zero and subnormals
+    return sign ? -f : f;
+  }
+  uint32_t bits = exp == 31 ? sign | 0x7F800000 | (mant << 13) : sign | ((uint32_t)(exp - 15 + 127) << 23) | (mant << 13);
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+namespace {
+
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+void read_exact(int fd, void* dst, size_t n, uint64_t off, const std::string& file) {
+  auto* p = static_cast<char*>(dst);
+  while (n > 0) {
+    const ssize_t r = ::pread(fd, p, n, (off_t)off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) fail("read_tensors", file, ": ", std::strerror(errno));
+    if (r == 0) fail("read_tensors", file, ": truncated: expected ", n, " more bytes at offset ", off);
+    p += r;
+    n -= (size_t)r;
+    off += (uint64_t)r;
+  }
+}
+
+void write_all(int fd, const void* src, size_t n, const std::string& file) {
+  auto* p = static_cast<const char*>(src);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) fail("write_safetensors", file, ": ", std::strerror(errno));
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+}  // namespace
+
+void read_tensors(const std::string& file, const std::vector<ReadItem>& items) {
+  Fd f{::open(file.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) fail("read_tensors", file, ": ", std::strerror(errno));
+  std::vector<uint16_t> half;
+  for (const ReadItem& it : items) {
+    if (it.dtype == Dtype::F32) {
+      read_exact(f.fd, it.dst, it.count * 4, it.file_offset, file);
+      continue;
+    }
+    half.resize(it.count);
+    read_exact(f.fd, half.data(), it.count * 2, it.file_offset, file);
+    if (it.dtype == Dtype::BF16) {
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < it.count; i++) it.dst[i] = bf16_to_float(half[i]);
+    } else {
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < it.count; i++) it.dst[i] = f16_to_float(half[i]);
+    }
+  }
+}
+
+void write_safetensors(const std::string& file, const std::vector<uint8_t>& header, const std::vector<WriteItem>& items) {
+  const std::string tmp = file + ".tmp-" + std::to_string(::getpid());
+  {
+    Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+    if (f.fd < 0) fail("write_safetensors", tmp, ": ", std::strerror(errno));
+    write_all(f.fd, header.data(), header.size(), tmp);
+    std::vector<uint16_t> half;
+    for (const WriteItem& it : items) {
+      if (it.dtype == Dtype::F32) {
+        write_all(f.fd, it.src, it.count * 4, tmp);
+      } else if (it.dtype == Dtype::BF16) {
+        half.resize(it.count);
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < it.count; i++) half[i] = float_to_bf16(it.src[i]);
+        write_all(f.fd, half.data(), it.count * 2, tmp);
+      } else {
+        ::unlink(tmp.c_str());
+        fail("write_safetensors", file, ": writing F16 is not supported (F32 and BF16 are)");
+      }
+    }
+    if (::fsync(f.fd) != 0) fail("write_safetensors", tmp, ": fsync: ", std::strerror(errno));
+  }
+  if (::rename(tmp.c_str(), file.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    fail("write_safetensors", file, ": rename: ", std::strerror(e));
+  }
+}
+
+}  // namespace rt

@@ -1,0 +1,40 @@
+#pragma once
+// Tensor data in and out of safetensors files: the TypeScript side parses and validates headers; this
+// moves the bytes and converts dtypes, off the main thread.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rt {
+
+enum class Dtype { F32, BF16, F16 };
+
+Dtype parse_dtype(const std::string& name);
+size_t dtype_size(Dtype d);
+
+struct ReadItem {
+  uint64_t file_offset;  // absolute byte offset in the file
+  Dtype dtype;
+  size_t count;  // elements
+  float* dst;
+};
+
+struct WriteItem {
+  const float* src;
+  size_t count;
+  Dtype dtype;  // F32 or BF16
+};
+
+// Reads each item, converting to float32. Throws naming the file on a short read ("truncated").
+void read_tensors(const std::string& file, const std::vector<ReadItem>& items);
+
+// Writes header bytes then the items, to file + ".tmp-<pid>", fsyncs, renames to file.
+void write_safetensors(const std::string& file, const std::vector<uint8_t>& header, const std::vector<WriteItem>& items);
+
+// Conversions (exposed for tests): bf16 round-to-nearest-even; f16 and bf16 widening.
+uint16_t float_to_bf16(float f);
+float bf16_to_float(uint16_t h);
+float f16_to_float(uint16_t h);
+
+}  // namespace rt
