@@ -1,0 +1,103 @@
+// Duplicates: exact copies are removed (the first seen is kept); near-copies of a response (MinHash)
+// are reported for a person to judge. Records tagged "robustness" are kept as they are, on purpose.
+import { createHash } from "node:crypto";
+import type { DataRecord, Source } from "./records.js";
+import { ROBUSTNESS_TAG } from "./records.js";
+
+export function recordKey(r: DataRecord): string {
+  const body =
+    r.kind === "text"
+      ? ["text", r.text]
+      : ["chat", r.messages.map((m) => [m.role, m.content, m.toolCalls ?? null, m.name ?? null]), r.tools ?? null];
+  return createHash("sha1").update(JSON.stringify(body)).digest("base64");
+}
+
+export interface DuplicateReport {
+  kept: DataRecord[];
+  /** removed records and the record each repeats */
+  removed: { record: DataRecord; firstSeen: Source }[];
+}
+
+export function removeExactDuplicates(records: DataRecord[]): DuplicateReport {
+  const seen = new Map<string, Source>();
+  const kept: DataRecord[] = [];
+  const removed: DuplicateReport["removed"] = [];
+  for (const r of records) {
+    const key = recordKey(r);
+    const first = seen.get(key);
+    if (first && !r.tags.includes(ROBUSTNESS_TAG)) removed.push({ record: r, firstSeen: first });
+    else {
+      if (!first) seen.set(key, r.source);
+      kept.push(r);
+    }
+  }
+  return { kept, removed };
+}
+
+/** The text duplicates are judged on: the answers (prompts repeat by design; answers should not). */
+export function responseText(r: DataRecord): string {
+  if (r.kind === "text") return r.text;
+  return r.messages
+    .filter((m) => m.role === "assistant")
+    .map((m) => m.content)
+    .join("\n");
+}
+
+const SHINGLE = 5; // characters, so Chinese text without spaces works the same as English
+const BANDS = 8;
+const ROWS = 4; // 32 hashes; pairs with Jaccard 0.8 become candidates with probability 0.98
+const HASHES = BANDS * ROWS;
+const SEEDS = Array.from({ length: HASHES }, (_, k) => [Math.imul(k + 1, 0x9e3779b1) | 1, Math.imul(k + 7, 0x85ebca6b)] as const);
+
+export function minhash(text: string): Uint32Array | null {
+  const s = text.replace(/\s+/g, " ").trim().toLowerCase();
+  if (s.length < SHINGLE + 8) return null; // too short for similarity to mean anything
+  const sig = new Uint32Array(HASHES).fill(0xffffffff);
+  for (let i = 0; i + SHINGLE <= s.length; i++) {
+    let h = 2166136261;
+    for (let j = i; j < i + SHINGLE; j++) h = Math.imul(h ^ s.charCodeAt(j), 16777619);
+    for (let k = 0; k < HASHES; k++) {
+      let x = (Math.imul(h, SEEDS[k][0]) + SEEDS[k][1]) >>> 0;
+      x ^= x >>> 15;
+      x = Math.imul(x, 0x2c1b3c6d) >>> 0;
+      x ^= x >>> 12;
+      if (x >>> 0 < sig[k]) sig[k] = x >>> 0;
+    }
+  }
+  return sig;
+}
+
+export function estimatedJaccard(a: Uint32Array, b: Uint32Array): number {
+  let same = 0;
+  for (let k = 0; k < a.length; k++) if (a[k] === b[k]) same++;
+  return same / a.length;
+}
+
+export interface NearDuplicate {
+  record: DataRecord;
+  similarTo: Source;
+  jaccard: number;
+}
+
+/** Each record whose response is close (estimated Jaccard >= threshold) to an earlier record's. */
+export function findNearDuplicates(records: DataRecord[], threshold = 0.8): NearDuplicate[] {
+  const buckets: Map<string, number>[] = Array.from({ length: BANDS }, () => new Map());
+  const sigs: (Uint32Array | null)[] = [];
+  const out: NearDuplicate[] = [];
+  records.forEach((r, i) => {
+    const sig = minhash(responseText(r));
+    sigs.push(sig);
+    if (!sig) return;
+    let best: { j: number; jac: number } | null = null;
+    for (let b = 0; b < BANDS; b++) {
+      const key = Array.from(sig.subarray(b * ROWS, (b + 1) * ROWS)).join(",");
+      const j = buckets[b].get(key);
+      if (j !== undefined) {
+        const jac = estimatedJaccard(sig, sigs[j]!);
+        if (jac >= threshold && (!best || jac > best.jac)) best = { j, jac };
+      } else buckets[b].set(key, i);
+    }
+    if (best && !r.tags.includes(ROBUSTNESS_TAG)) out.push({ record: r, similarTo: records[best.j].source, jaccard: best.jac });
+  });
+  return out;
+}

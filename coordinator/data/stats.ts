@@ -1,0 +1,72 @@
+// What `ringtune data preview` reports about a built dataset.
+import type { Example } from "./example.js";
+import type { Problem, ProblemKind } from "./problems.js";
+import type { Row } from "./row.js";
+
+export interface SplitStats {
+  examples: number;
+  rows: number;
+  /** real (non-padding) positions */
+  tokens: number;
+  targets: number;
+  /** positions in all rows, padding included (packed mode: rows * seq_len) */
+  rowTokens: number;
+  /** tokens / rowTokens */
+  efficiency: number;
+}
+
+export interface TaskStats {
+  examples: number;
+  tokens: number;
+  targets: number;
+}
+
+export interface SourceStats {
+  file: string;
+  read: number;
+  valid: number;
+  /** examples this source contributes to the training mix (after weights and epochs) */
+  mixed: number;
+}
+
+export interface DataStats {
+  sources: SourceStats[];
+  recordsRead: number;
+  /** records that became training or validation examples */
+  recordsKept: number;
+  dropped: Record<ProblemKind, number>;
+  nearDuplicates: number;
+  truncated: number;
+  split: number;
+  perTask: Record<string, TaskStats>;
+  train: SplitStats;
+  val: SplitStats;
+}
+
+export function splitStats(examples: Example[], rows: Row[]): SplitStats {
+  let tokens = 0;
+  let targets = 0;
+  for (const e of examples) {
+    tokens += e.inputIds.length;
+    for (const l of e.labels) if (l !== -100) targets++;
+  }
+  const rowTokens = rows.reduce((a, r) => a + r.inputIds.length, 0);
+  return { examples: examples.length, rows: rows.length, tokens, targets, rowTokens, efficiency: rowTokens ? tokens / rowTokens : 0 };
+}
+
+export function taskStats(examples: Example[]): Record<string, TaskStats> {
+  const out: Record<string, TaskStats> = {};
+  for (const e of examples) {
+    const t = (out[e.taskType] ??= { examples: 0, tokens: 0, targets: 0 });
+    t.examples++;
+    t.tokens += e.inputIds.length;
+    for (const l of e.labels) if (l !== -100) t.targets++;
+  }
+  return out;
+}
+
+export function countDropped(problems: Problem[]): Record<ProblemKind, number> {
+  const out: Record<ProblemKind, number> = { invalid: 0, duplicate: 0, "near-duplicate": 0, overlong: 0, template: 0 };
+  for (const p of problems) if (p.dropped) out[p.kind]++;
+  return out;
+}

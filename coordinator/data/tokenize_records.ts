@@ -1,0 +1,55 @@
+// Records to examples: template, tokenize, mask, shift, and fit to seq_len.
+import { fitToRow, shiftLabels, type Example, type OverlongPolicy } from "./example.js";
+import { maskChat, maskText, type LabelOptions } from "./mask.js";
+import { problemAt, type Problem } from "./problems.js";
+import type { Progress } from "./progress.js";
+import type { DataRecord } from "./records.js";
+import type { ChatTemplate } from "./templates/template.js";
+import type { TextTokenizer } from "./tokenizer.js";
+
+export interface TokenizeSettings extends LabelOptions {
+  seqLen: number;
+  overlong: OverlongPolicy;
+}
+
+export interface TokenizeOutcome {
+  examples: Example[];
+  problems: Problem[];
+  truncated: number;
+  split: number;
+}
+
+export function tokenizeRecords(
+  records: DataRecord[],
+  tok: TextTokenizer,
+  template: ChatTemplate,
+  s: TokenizeSettings,
+  stage: string,
+  progress?: Progress,
+): TokenizeOutcome {
+  const out: TokenizeOutcome = { examples: [], problems: [], truncated: 0, split: 0 };
+  records.forEach((r, i) => {
+    progress?.update(stage, i + 1, records.length);
+    let masked;
+    try {
+      masked = r.kind === "text" ? maskText(r.text, tok) : maskChat(template.render(r.messages, r.tools), tok, s);
+    } catch (err) {
+      out.problems.push(problemAt(r.source, "template", (err as Error).message));
+      return;
+    }
+    const shifted = shiftLabels(masked);
+    if (!shifted.labels.some((l) => l !== -100)) {
+      out.problems.push(problemAt(r.source, "template", "no target tokens after templating"));
+      return;
+    }
+    const fit = fitToRow(shifted, s.seqLen, r.kind === "text", s.overlong);
+    if (fit.kind === "dropped") {
+      out.problems.push(problemAt(r.source, "overlong", fit.reason));
+      return;
+    }
+    if (fit.kind === "truncated") out.truncated++;
+    if (fit.kind === "split") out.split++;
+    for (const p of fit.parts) out.examples.push({ ...p, taskType: r.taskType, sourceIndex: r.sourceIndex });
+  });
+  return out;
+}

@@ -1,0 +1,47 @@
+// Reads a job file (YAML or JSON), validates it, and resolves its paths against the file's folder.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { z } from "zod";
+import { jobSpecSchema, type JobSpec } from "./job_spec.js";
+
+export class SpecError extends Error {
+  override name = "SpecError";
+}
+
+/** Every zod issue as `where: what`, unknown keys named. */
+export function formatSpecIssues(issues: z.core.$ZodIssue[]): string[] {
+  return issues.map((i) => {
+    const where = i.path.length ? i.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("").replace(/^\./, "") : "(top level)";
+    if (i.code === "unrecognized_keys") return `${where}: unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => `'${k}'`).join(", ")}`;
+    return `${where}: ${i.message}`;
+  });
+}
+
+export function parseSpec(value: unknown, where: string, baseDir: string): JobSpec {
+  const r = jobSpecSchema.safeParse(value);
+  if (!r.success) throw new SpecError(`${where}: invalid job spec:\n  ${formatSpecIssues(r.error.issues).join("\n  ")}`);
+  return resolvePaths(r.data, baseDir);
+}
+
+export function loadSpec(file: string): JobSpec {
+  const text = readFileSync(file, "utf8");
+  let value: unknown;
+  try {
+    value = file.endsWith(".json") ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new SpecError(`${file}: ${(err as Error).message}`);
+  }
+  return parseSpec(value, file, path.dirname(path.resolve(file)));
+}
+
+function resolvePaths(spec: JobSpec, baseDir: string): JobSpec {
+  const abs = (p: string) => path.resolve(baseDir, p);
+  return {
+    ...spec,
+    model: { ...spec.model, path: spec.model.path && abs(spec.model.path), init: spec.model.init && { ...spec.model.init, config: abs(spec.model.init.config) } },
+    tokenizer: spec.tokenizer === undefined || spec.tokenizer === "byte" ? spec.tokenizer : abs(spec.tokenizer),
+    data: spec.data.map((d) => ({ ...d, path: abs(d.path) })),
+    cache_dir: spec.cache_dir && abs(spec.cache_dir),
+  };
+}
