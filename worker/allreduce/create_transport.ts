@@ -1,0 +1,54 @@
+// Builds a ring member's transport of either kind: the credit window on top of a TCP or NATS link.
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { TransportKind } from "../../proto/mod.js";
+import { CreditedTransport, DEFAULT_WINDOW } from "./credited_transport.js";
+import { connectNatsLink } from "./nats_link.js";
+import { connectTcpLink } from "./tcp_link.js";
+import type { Transport } from "./transport.js";
+
+/**
+ * TCP is the default: on this repo's 2-core benchmark machine (bench/allreduce.ts, `make bench-allreduce`)
+ * it gave several times the all-reduce bus bandwidth of NATS subjects at every ring size, since each
+ * NATS chunk crosses the server (two extra copies and a hop) while TCP goes straight to the neighbour.
+ */
+export const defaultTransport: TransportKind = "tcp";
+
+export interface RingMember {
+  nc: NatsConnection;
+  /** Ring id, unique per job and ring formation; a NATS subject token. */
+  ring: string;
+  rank: number;
+  size: number;
+  kind?: TransportKind;
+  /** Chunks in flight per edge and tag. */
+  window?: number;
+  /** TCP only: interface to listen on and address neighbours connect to. */
+  listenHost?: string;
+  advertiseHost?: string;
+  /** How long to wait for the neighbours to appear. */
+  setupTimeoutMs?: number;
+}
+
+/** Connects to both ring neighbours; resolves once both edges are up. n=1 needs no connection. */
+export async function connectTransport(m: RingMember): Promise<Transport> {
+  if (!Number.isInteger(m.size) || m.size < 1) throw new RangeError(`ring size must be an integer >= 1, got ${m.size}`);
+  if (!Number.isInteger(m.rank) || m.rank < 0 || m.rank >= m.size) {
+    throw new RangeError(`rank must be an integer in [0, ${m.size}), got ${m.rank}`);
+  }
+  const kind = m.kind ?? defaultTransport;
+  const transport = new CreditedTransport(m.rank, m.size, m.window ?? DEFAULT_WINDOW);
+  if (m.size === 1) {
+    return transport.attach({
+      kind,
+      maxChunkElements: Number.MAX_SAFE_INTEGER,
+      sendChunk: () => {
+        throw new Error("a ring of one rank sends nothing");
+      },
+      sendAck: () => {},
+      close: async () => {},
+    });
+  }
+  const common = { ...m, events: transport.events };
+  const link = kind === "tcp" ? await connectTcpLink(common) : await connectNatsLink(common);
+  return transport.attach(link);
+}

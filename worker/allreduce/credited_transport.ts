@@ -1,0 +1,183 @@
+// Credit-based flow control over any Link: per tag, a sender has at most `window` chunks the receiver
+// has not consumed yet, and the receiver acknowledges consumption. So a receiver never holds more than
+// `window` chunks per open tag (no unbounded buffers), NATS never sees a slow consumer, and a tag that is
+// not being read yet (a later bucket) cannot block the link for the others: the link is always drained.
+import { deferred, type Deferred } from "./deferred.js";
+import { ChunkOrderError, TagInUseError, TransportClosedError } from "./errors.js";
+import type { Link, LinkEvents, TaggedStream, Transport } from "./transport.js";
+
+export const DEFAULT_WINDOW = 8;
+
+interface Outgoing {
+  sent: number;
+  acked: number;
+  credit: Deferred<void> | null; // waits for acked to grow
+}
+
+interface Incoming {
+  next: number; // seq expected next
+  queue: Float32Array[];
+  waiter: Deferred<Float32Array> | null;
+  consumed: number;
+  ackScheduled: boolean;
+}
+
+export class CreditedTransport implements Transport {
+  private link: Link | null = null;
+  private readonly outgoing = new Map<string, Outgoing>();
+  private readonly incoming = new Map<string, Incoming>();
+  private readonly openTags = new Set<string>();
+  private failure: Error | null = null;
+
+  /** Connect the link with these; chunks that arrive before attach() are queued like any other. */
+  readonly events: LinkEvents = {
+    chunk: (tag, seq, data) => this.onChunk(tag, seq, data),
+    ack: (tag, consumed) => this.onAck(tag, consumed),
+    error: (err) => this.fail(err),
+  };
+
+  constructor(
+    readonly rank: number,
+    readonly size: number,
+    readonly window = DEFAULT_WINDOW,
+  ) {
+    if (!Number.isInteger(window) || window < 1) throw new RangeError(`window must be an integer >= 1, got ${window}`);
+  }
+
+  attach(link: Link): this {
+    this.link = link;
+    return this;
+  }
+
+  get kind() {
+    return this.connected().kind;
+  }
+
+  get maxChunkElements() {
+    return this.connected().maxChunkElements;
+  }
+
+  private connected(): Link {
+    if (!this.link) throw new Error("CreditedTransport used before attach(link)");
+    return this.link;
+  }
+
+  open(tag: string): TaggedStream {
+    if (this.failure) throw this.failure;
+    const link = this.connected();
+    if (this.openTags.has(tag)) throw new TagInUseError(tag);
+    const out: Outgoing = { sent: 0, acked: 0, credit: null };
+    this.outgoing.set(tag, out);
+    const inc = this.incomingFor(tag);
+    let aborted: Error | null = null;
+    const release = () => {
+      this.openTags.delete(tag);
+      this.outgoing.delete(tag);
+      this.incoming.delete(tag);
+    };
+    const stream: TaggedStream = {
+      send: async (data) => {
+        while (out.sent - out.acked >= this.window) {
+          this.check(aborted);
+          out.credit = deferred();
+          await out.credit.promise;
+        }
+        this.check(aborted);
+        link.sendChunk(tag, out.sent++, data);
+      },
+      receive: async () => {
+        this.check(aborted);
+        let data = inc.queue.shift();
+        if (data === undefined) {
+          inc.waiter = deferred();
+          data = await inc.waiter.promise;
+        }
+        inc.consumed++;
+        this.scheduleAck(tag, inc);
+        return data;
+      },
+      finish: async () => {
+        while (out.acked < out.sent) {
+          this.check(aborted);
+          out.credit = deferred();
+          await out.credit.promise;
+        }
+        release();
+        if (inc.queue.length > 0) {
+          throw new ChunkOrderError(`tag '${tag}': ${inc.queue.length} chunk(s) left unread; tags must be unique per call`);
+        }
+      },
+      abort: (err) => {
+        aborted = err;
+        out.credit?.reject(err);
+        inc.waiter?.reject(err);
+        release();
+      },
+    };
+    this.openTags.add(tag);
+    return stream;
+  }
+
+  async close(): Promise<void> {
+    this.fail(new TransportClosedError(`${this.kind} transport of rank ${this.rank} is closed`));
+    await this.link?.close();
+  }
+
+  private check(aborted: Error | null): void {
+    if (this.failure) throw this.failure;
+    if (aborted) throw aborted;
+  }
+
+  private incomingFor(tag: string): Incoming {
+    let inc = this.incoming.get(tag);
+    if (!inc) {
+      inc = { next: 0, queue: [], waiter: null, consumed: 0, ackScheduled: false };
+      this.incoming.set(tag, inc);
+    }
+    return inc;
+  }
+
+  private onChunk(tag: string, seq: number, data: Float32Array): void {
+    const inc = this.incomingFor(tag);
+    if (seq !== inc.next) {
+      return this.fail(new ChunkOrderError(`tag '${tag}': chunk ${seq} arrived, expected ${inc.next}`));
+    }
+    inc.next++;
+    if (inc.waiter) {
+      const w = inc.waiter;
+      inc.waiter = null;
+      w.resolve(data);
+      return;
+    }
+    if (inc.queue.length >= this.window) {
+      return this.fail(new ChunkOrderError(`tag '${tag}': rank ${this.rank} received more than the window of ${this.window} chunks`));
+    }
+    inc.queue.push(data);
+  }
+
+  private onAck(tag: string, consumed: number): void {
+    const out = this.outgoing.get(tag);
+    if (!out || consumed <= out.acked) return; // acks are cumulative; a late duplicate changes nothing
+    out.acked = Math.min(consumed, out.sent);
+    const c = out.credit;
+    out.credit = null;
+    c?.resolve();
+  }
+
+  /** Acks are coalesced: one per tag per turn of the event loop, carrying the running count. */
+  private scheduleAck(tag: string, inc: Incoming): void {
+    if (inc.ackScheduled) return;
+    inc.ackScheduled = true;
+    setImmediate(() => {
+      inc.ackScheduled = false;
+      if (!this.failure) this.link?.sendAck(tag, inc.consumed);
+    });
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    for (const out of this.outgoing.values()) out.credit?.reject(err);
+    for (const inc of this.incoming.values()) inc.waiter?.reject(err);
+  }
+}

@@ -1,0 +1,12 @@
+// Gradient all-reduce over a ring of workers: the public entry of worker/allreduce.
+export { defaultTransport, connectTransport, type RingMember } from "./create_transport.js";
+export { ringAllReduce, allReduceTag, DEFAULT_CHUNK_ELEMENTS, type AllReduceOptions } from "./ring_allreduce.js";
+export type { Transport, TaggedStream } from "./transport.js";
+export { DEFAULT_WINDOW } from "./credited_transport.js";
+export {
+  ChunkOrderError,
+  PeerDisconnectedError,
+  PeerSetupError,
+  TagInUseError,
+  TransportClosedError,
+} from "./errors.js";

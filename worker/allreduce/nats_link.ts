@@ -1,0 +1,131 @@
+// Ring edges over NATS subjects: chunks for edge r->r+1 go on one subject, acks come back on another.
+// Chunks are sized to stay under the server's max_payload, and the credit window above this link keeps
+// the bytes a subscriber has pending bounded, so the server never cuts it off as a slow consumer.
+// Core NATS drops messages nobody subscribes to, so before sending, each rank asks rank+1 (request/
+// reply on the edge's hello subject) and rank+1 answers only after its chunk subscription is in place.
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import {
+  Chunk,
+  ChunkAck,
+  EdgeHello,
+  EdgeHelloReply,
+  decodeMessage,
+  encodeChunk,
+  encodeMessage,
+  subjects,
+} from "../../proto/mod.js";
+import { deferred } from "./deferred.js";
+import { PeerDisconnectedError, PeerSetupError } from "./errors.js";
+import { DEFAULT_SETUP_TIMEOUT_MS, requestUntilServed } from "./request_retry.js";
+import type { Link, LinkEvents } from "./transport.js";
+
+export interface NatsLinkOptions {
+  nc: NatsConnection;
+  ring: string;
+  rank: number;
+  size: number;
+  events: LinkEvents;
+  setupTimeoutMs?: number;
+}
+
+/** Room left in a message for the chunk's head (version, tag up to 128 bytes, seq, padding). */
+const HEAD_ALLOWANCE_BYTES = 512;
+
+export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
+  const { nc, ring, rank } = o;
+  const next = (rank + 1) % o.size;
+  const prev = (rank - 1 + o.size) % o.size;
+  const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+  const maxChunkElements = Math.floor((maxPayload - HEAD_ALLOWANCE_BYTES) / 4);
+  const subs: Subscription[] = [];
+  const fail = (err: Error) => o.events.error(err);
+
+  subs.push(
+    nc.subscribe(subjects.edgeChunks(ring, prev, rank), {
+      callback: (err, msg) => {
+        if (err) return fail(err);
+        try {
+          const m = decodeMessage(Chunk, msg.data);
+          o.events.chunk(m.tag, m.seq, m.data);
+        } catch (e) {
+          fail(e as Error);
+        }
+      },
+    }),
+    nc.subscribe(subjects.edgeAcks(ring, rank, next), {
+      callback: (err, msg) => {
+        if (err) return fail(err);
+        try {
+          const m = decodeMessage(ChunkAck, msg.data);
+          o.events.ack(m.tag, m.consumed);
+        } catch (e) {
+          fail(e as Error);
+        }
+      },
+    }),
+  );
+
+  // rank-1's hello: answered once the subscriptions above are known to the server (flush below).
+  const helloFromPrev = deferred<void>();
+  const helloSub = nc.subscribe(subjects.edgeHello(ring, prev, rank), {
+    callback: (err, msg) => {
+      if (err) return helloFromPrev.reject(err);
+      try {
+        const hello = decodeMessage(EdgeHello, msg.data);
+        if (hello.ring !== ring || hello.from !== prev || hello.to !== rank || hello.transport !== "nats") {
+          throw new PeerSetupError(`rank ${rank} of ring ${ring} got a hello for edge ${hello.from}->${hello.to} over ${hello.transport}`);
+        }
+        msg.respond(encodeMessage(EdgeHelloReply, { ok: true }));
+        helloFromPrev.resolve();
+      } catch (e) {
+        msg.respond(encodeMessage(EdgeHelloReply, { ok: false, error: (e as Error).message }));
+        helloFromPrev.reject(e as Error);
+      }
+    },
+  });
+
+  try {
+    await nc.flush();
+    // Both edges must come up; either failing (a peer of another version, say) fails the setup at once.
+    await Promise.all([helloNext(o, next), helloFromPrev.promise]);
+  } catch (err) {
+    for (const s of subs) s.unsubscribe();
+    throw err;
+  } finally {
+    helloSub.unsubscribe();
+  }
+
+  let closing = false;
+  nc.closed().then(() => {
+    if (!closing) fail(new PeerDisconnectedError(`ring ${ring}: rank ${rank}'s NATS connection closed`));
+  });
+
+  const chunkSubject = subjects.edgeChunks(ring, rank, next);
+  const ackSubject = subjects.edgeAcks(ring, prev, rank);
+  return {
+    kind: "nats",
+    maxChunkElements,
+    sendChunk(tag, seq, data) {
+      // One copy into the message; NATS needs the payload in one buffer.
+      nc.publish(chunkSubject, encodeChunk(tag, seq, data));
+    },
+    sendAck(tag, consumed) {
+      nc.publish(ackSubject, encodeMessage(ChunkAck, { tag, consumed }));
+    },
+    async close() {
+      closing = true;
+      for (const s of subs) s.unsubscribe();
+    },
+  };
+}
+
+async function helloNext(o: NatsLinkOptions, next: number): Promise<void> {
+  const reply = await requestUntilServed(
+    o.nc,
+    subjects.edgeHello(o.ring, o.rank, next),
+    encodeMessage(EdgeHello, { ring: o.ring, from: o.rank, to: next, transport: "nats" }),
+    o.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS,
+  );
+  const answer = decodeMessage(EdgeHelloReply, reply.data);
+  if (!answer.ok) throw new PeerSetupError(`rank ${next} of ring ${o.ring} refused rank ${o.rank}: ${answer.error}`);
+}

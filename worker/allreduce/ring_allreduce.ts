@@ -1,0 +1,134 @@
+// Ring all-reduce (sum) of a Float32Array in place: reduce-scatter, then all-gather, over 2(n-1) steps.
+// At step s rank r sends segment sendSegment(r, s) to r+1 and receives segment sendSegment(r, s+1) from
+// r-1; after the n-1 reduce-scatter steps rank r holds the full sum of segment r+1, and the all-gather
+// copies each finished segment around the ring. Each segment's sum is formed once, in one order, and
+// copied verbatim, so every rank ends with bit-identical results.
+//
+// Pipelining: each segment is cut into chunks, and chunk k received at step s is forwarded at step s+1
+// as soon as it is reduced, without waiting for the rest of the segment. A sender loop and a receiver
+// loop run side by side; the transport's window bounds the chunks in flight.
+//
+// Memory safety of zero-copy sends: a chunk is sent as a view of `data`. After it is sent, its region is
+// only written again in the all-gather, by a value that already includes this rank's sent contribution,
+// so it cannot arrive before the sent bytes have left; and the call returns only after rank+1 has
+// consumed every chunk (finish()), so the caller may change `data` as soon as the promise resolves.
+import { deferred, type Deferred } from "./deferred.js";
+import { chunksOf, mod, segment, type Span } from "./partition.js";
+import type { Transport } from "./transport.js";
+
+/** 256 KiB of fp32 per message: small enough to pipeline 4 MB buffers, large enough to amortise. */
+export const DEFAULT_CHUNK_ELEMENTS = 64 * 1024;
+
+export interface AllReduceOptions {
+  /** Elements per chunk; capped by the transport's largest message. */
+  chunkElements?: number;
+}
+
+/** The tag for bucket `bucket` of step `step`: unique per call, as concurrent calls need. */
+export function allReduceTag(step: number, bucket: number): string {
+  return `s${step}-b${bucket}`;
+}
+
+/** Segment rank r sends at step s (0 <= s < 2(n-1)); it receives sendSegment(r, s+1) at step s. */
+function sendSegment(r: number, s: number, n: number): number {
+  return s < n - 1 ? mod(r - s, n) : mod(r + 1 - (s - (n - 1)), n);
+}
+
+export async function ringAllReduce(
+  transport: Transport,
+  data: Float32Array,
+  tag: string,
+  options: AllReduceOptions = {},
+): Promise<void> {
+  const n = transport.size;
+  if (n === 1) return;
+  const r = transport.rank;
+  const chunk = Math.min(options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS, transport.maxChunkElements);
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`chunkElements must be an integer >= 1, got ${chunk}`);
+
+  const steps = 2 * (n - 1);
+  const chunksAt = (s: number): Span[] => chunksOf(segment(data.length, n, sendSegment(r, s, n)), chunk);
+  const stream = transport.open(tag);
+  const received = new Progress();
+
+  const sendLoop = async () => {
+    let before = 0; // chunks received before the step this send forwards from
+    for (let s = 0; s < steps; s++) {
+      const spans = chunksAt(s);
+      for (let k = 0; k < spans.length; k++) {
+        // Step 0 sends this rank's own values; later steps forward chunk k received at step s-1.
+        if (s > 0) await received.reach(before + k + 1);
+        await stream.send(data.subarray(spans[k]!.start, spans[k]!.end));
+      }
+      if (s > 0) before += spans.length;
+    }
+  };
+
+  const receiveLoop = async () => {
+    for (let s = 0; s < steps; s++) {
+      const reduce = s < n - 1;
+      for (const span of chunksAt(s + 1)) {
+        const incoming = await stream.receive();
+        if (incoming.length !== span.end - span.start) {
+          throw new RangeError(`tag '${tag}': chunk of ${incoming.length} elements, expected ${span.end - span.start}; do all ranks pass the same length?`);
+        }
+        if (reduce) {
+          for (let i = 0, j = span.start; i < incoming.length; i++, j++) data[j] += incoming[i];
+        } else {
+          data.set(incoming, span.start);
+        }
+        received.advance();
+      }
+    }
+  };
+
+  // Either loop failing must stop the other, or it would wait for ever.
+  let failure: Error | undefined;
+  const fail = (err: Error) => {
+    failure ??= err;
+    received.fail(err);
+    stream.abort(err);
+  };
+
+  try {
+    await Promise.all([
+      sendLoop().catch((err) => fail(err)),
+      receiveLoop().catch((err) => fail(err)),
+    ]);
+    if (failure) throw failure;
+    await stream.finish();
+  } catch (err) {
+    if (!failure) stream.abort(err as Error);
+    throw err;
+  }
+}
+
+/** A counter another loop can wait on. */
+class Progress {
+  private value = 0;
+  private target = 0;
+  private waiter: Deferred<void> | null = null;
+  private error: Error | null = null;
+
+  advance(): void {
+    this.value++;
+    if (this.waiter && this.value >= this.target) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve();
+    }
+  }
+
+  async reach(target: number): Promise<void> {
+    if (this.error) throw this.error;
+    if (this.value >= target) return;
+    this.target = target;
+    this.waiter = deferred();
+    await this.waiter.promise;
+  }
+
+  fail(err: Error): void {
+    this.error = err;
+    this.waiter?.reject(err);
+  }
+}
