@@ -11,6 +11,7 @@
 #include "ops/rmsnorm.h"
 #include "ops/rope.h"
 #include "ops/swiglu.h"
+#include "ops/vexp.h"
 #include "test_util.h"
 
 using namespace rt;
@@ -252,4 +253,16 @@ TEST(attention_rejects_non_contiguous_segments) {
     threw = std::string(e.what()).find("not contiguous") != std::string::npos;
   }
   CHECK(threw);
+}
+
+TEST(vexp_float_matches_exp_to_float_precision) {
+  double worst = 0;
+  for (int i = 0; i <= 200000; i++) {
+    const float x = -87.0f + 175.0f * i / 200000;
+    const double want = std::exp((double)x);
+    worst = std::max(worst, std::fabs(vexp(x) - want) / want);
+  }
+  CHECK(worst < 4e-7, "max relative error " << worst);
+  CHECK(vexp(-1000.0f) == 0.0f && vexp(0.0f) == 1.0f);
+  note("max relative error of vexp(float) over [-87, 88]: " + std::to_string(worst));
 }

@@ -15,6 +15,7 @@
 #include "../blas.h"
 #include "../error.h"
 #include "../parallel.h"
+#include "vexp.h"
 
 namespace rt {
 
@@ -71,20 +72,19 @@ void attention_probs(Tp* P, const Tp* Q, int ldq, const Tp* K, int ldk, int i0, 
     Tp* p = P + (size_t)r * keys;
     const int last = i0 + r;  // inclusive
     if (lse_in) {
-      const double l = lse_in[i0 + r];
-      for (int j = 0; j <= last; j++) p[j] = (Tp)std::exp((double)p[j] - l);
+      const Tp l = lse_in[i0 + r];
+#pragma omp simd
+      for (int j = 0; j <= last; j++) p[j] = vexp(p[j] - l);
     } else {
       Tp mx = p[0];
       for (int j = 1; j <= last; j++) mx = std::max(mx, p[j]);
-      double sum = 0;
-      for (int j = 0; j <= last; j++) {
-        const double e = std::exp((double)(p[j] - mx));
-        p[j] = (Tp)e;
-        sum += e;
-      }
-      const Tp inv = (Tp)(1.0 / sum);
+      Tp sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j <= last; j++) sum += p[j] = vexp(p[j] - mx);
+      const Tp inv = Tp(1) / sum;
+#pragma omp simd
       for (int j = 0; j <= last; j++) p[j] *= inv;
-      lse_out[i0 + r] = (Tp)(mx + std::log(sum));
+      lse_out[i0 + r] = mx + (Tp)std::log((double)sum);
     }
     for (int j = last + 1; j < keys; j++) p[j] = 0;
   }

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdint>
 #include "../error.h"
+#include "vexp.h"
 
 namespace rt {
 
@@ -34,19 +35,28 @@ LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, c
         for (int v = 0; v < V; v++) dz[v] = 0;
       continue;
     }
+    const T zy = z[y];  // read before a possibly aliased write
     T mx = z[0];
     for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-    double se = 0;
-    for (int v = 0; v < V; v++) se += std::exp((double)(z[v] - mx));
-    const double lse = mx + std::log(se);
-    const double loss = lse - z[y];
+    T se = 0;
+    if (dz) {
+      // exp(z - max) goes straight into dz; one more pass normalises it into the gradient
+#pragma omp simd reduction(+ : se)
+      for (int v = 0; v < V; v++) se += dz[v] = vexp(z[v] - mx);
+    } else {
+#pragma omp simd reduction(+ : se)
+      for (int v = 0; v < V; v++) se += vexp(z[v] - mx);
+    }
+    const double lse = mx + std::log((double)se);
+    const double loss = lse - zy;
     losses[n] = (T)loss;
     sum += loss;
     count += 1;
     if (dz) {
-      const T zy = z[y];  // read before a possibly aliased write
-      for (int v = 0; v < V; v++) dz[v] = (T)(std::exp((double)z[v] - lse) * scale);
-      dz[y] = (T)((std::exp((double)zy - lse) - 1.0) * scale);
+      const T k = (T)(scale / se);
+#pragma omp simd
+      for (int v = 0; v < V; v++) dz[v] *= k;
+      dz[y] -= (T)scale;
     }
   }
   return {sum, count};

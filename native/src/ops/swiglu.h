@@ -1,26 +1,27 @@
 #pragma once
 #include <cmath>
 #include <cstddef>
+#include "vexp.h"
 
 namespace rt {
 
 // h = silu(gate) * up, elementwise over n values
 template <typename T>
 void swiglu_forward(T* h, const T* gate, const T* up, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) {
     T g = gate[i];
-    h[i] = g / (T(1) + std::exp(-g)) * up[i];
+    h[i] = g / (T(1) + vexp(-g)) * up[i];
   }
 }
 
 // dgate = dh * up * silu'(gate), dup = dh * silu(gate);  silu'(g) = s * (1 + g * (1 - s)), s = sigmoid(g)
 template <typename T>
 void swiglu_backward(T* dgate, T* dup, const T* dh, const T* gate, const T* up, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) {
     T g = gate[i];
-    T s = T(1) / (T(1) + std::exp(-g));
+    T s = T(1) / (T(1) + vexp(-g));
     dup[i] = dh[i] * g * s;
     dgate[i] = dh[i] * up[i] * s * (T(1) + g * (T(1) - s));
   }
