@@ -2,7 +2,9 @@
 # Installs the Debian packages ringtune needs, skipping those already present.
 # Runs as root, or through sudo when it is available.
 set -euo pipefail
-packages=(build-essential cmake pkg-config libopenblas-dev nats-server python3 python3-numpy)
+# libopenblas-openmp-dev: the OpenMP build of OpenBLAS shares one thread pool with our own kernels,
+# so BLAS threads and OpenMP threads never spin against each other on the same cores.
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev nats-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -10,9 +12,6 @@ done
 # A binary from another source (a nats-server release tarball, say) counts as present.
 if command -v nats-server >/dev/null 2>&1; then
   missing=("${missing[@]/nats-server}")
-fi
-if python3 -c 'import numpy' >/dev/null 2>&1; then
-  missing=("${missing[@]/python3-numpy}")
 fi
 want=()
 for p in "${missing[@]}"; do [ -n "$p" ] && want+=("$p"); done
