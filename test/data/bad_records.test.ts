@@ -17,7 +17,7 @@ function specFor(file: string, extra: Record<string, unknown> = {}) {
 test("each bad record in a JSONL file is reported as file:line: reason", () => {
   const d = buildDataset(specFor("bad_records.jsonl"), { quiet: true, useCache: false, displayRoot: fixtures });
   // the JSON parser's own detail differs between Node versions; the rest is ours
-  const lines = d.problems.map(formatProblem).map((l) => l.replace(/(response_format: json): .*/, "$1: ..."));
+  const lines = d.problems.map(formatProblem).map((l) => l.replace(/\(response_format: json\): .*/, "(response_format: json): ..."));
   assert.deepEqual(lines, [
     "bad_records.jsonl:2: invalid JSON: Unexpected end of JSON input",
     "bad_records.jsonl:3: cannot detect format: expected 'messages', 'conversations', 'instruction'/'output' or 'text'",
