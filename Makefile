@@ -21,7 +21,9 @@ native: deps
 	@cmake --build $(NATIVE_BUILD) -j $(JOBS)
 
 ts: deps
+	@rm -rf dist
 	npx tsc -p tsconfig.json
+	@chmod +x dist/cli/ringtune.js
 
 build: native ts
 
@@ -31,7 +33,7 @@ test-native: native
 	$(NATIVE_BUILD)/ringtune_native_test test
 
 test-js: build
-	node --test --test-concurrency=1 --test-reporter=spec 'dist/test/**/*.test.js'
+	node --test --test-concurrency=1 dist/test/
 
 bench: build
 	$(NATIVE_BUILD)/ringtune_native_test bench
@@ -43,3 +45,8 @@ demo:
 
 clean:
 	rm -rf build dist .cache
+
+# Data pipeline throughput (byte and BPE tokenizers, 100k generated records).
+.PHONY: bench-data
+bench-data: ts
+	node dist/bench/data_pipeline.js
