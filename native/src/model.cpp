@@ -75,6 +75,16 @@ static void check_batch(const Batch& b) {
 
 template <typename T>
 StepResult Model<T>::forward_backward(const Batch& b, const StepOptions& opts) {
+  try {
+    return forward_backward_unchecked(b, opts);
+  } catch (const Error& e) {
+    // Name the call and the shapes around the op's own message.
+    fail("forward_backward", "batch [", b.rows, " rows x ", b.seq_len, " tokens], model (", cfg_.describe(), "): ", e.what());
+  }
+}
+
+template <typename T>
+StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOptions& opts) {
   check_batch(b);
   Activations<T>& a = activations_for(b.rows, b.seq_len);
   last_ = &a;

@@ -89,6 +89,7 @@ class Model {
 
  private:
   Activations<T>& activations_for(int B, int T_);
+  StepResult forward_backward_unchecked(const Batch& batch, const StepOptions& opts);
   T* at(std::vector<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }
   const T* lm_head() { return params_.data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
   T* dlm_head() { return grads_.data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
