@@ -57,7 +57,16 @@ export interface StepResult {
   lossSum: number; // sum of per-token cross entropy over targets
   targets: number; // number of positions with label != -100
   loss: number; // lossSum / targets (NaN when targets == 0)
+  /** how many onGradsReady calls a backward makes (numLayers + 2) */
+  gradBuckets: number;
 }
+
+/**
+ * Called on the main thread each time a range of gradData becomes final during the backward: the head and
+ * final norm, then each layer from last to first, then the embedding. Calls arrive asynchronously: count
+ * them (StepResult.gradBuckets) rather than assume they precede the Promise.
+ */
+export type GradsReady = (offset: number, size: number) => void;
 
 export interface AdamWOptions {
   lr: number;
@@ -107,7 +116,10 @@ export interface NativeModel {
    * lossScale defaults to 1/targets (the local mean). With keepLogits, logits() holds
    * [rows, seqLen, vocab] afterwards; tokenLosses() always holds the per-position loss (0 off-target).
    */
-  forwardBackward(batch: NativeBatch, opts: { backward: boolean; lossScale?: number; keepLogits?: boolean }): Promise<StepResult>;
+  forwardBackward(
+    batch: NativeBatch,
+    opts: { backward: boolean; lossScale?: number; keepLogits?: boolean; onGradsReady?: GradsReady },
+  ): Promise<StepResult>;
   logits(): Float32Array;
   tokenLosses(): Float32Array;
   /** global grad norm, optional clipping, then one AdamW step; returns the norm before clipping */

@@ -277,16 +277,46 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const double zero = 0;
     opts.loss_scale = number_field(o, call, "lossScale", &zero);
     const rt::Batch batch{rows, T, ids.Data(), labels.Data(), pos.Data(), seg.Data()};
+    // onGradsReady(offset, size): called on the main thread as each gradient bucket becomes final, so the
+    // caller can all-reduce it while the backward goes on. Delivery is asynchronous: a caller must count
+    // the buckets (gradBuckets in the result), not rely on the Promise settling after the last call.
+    Napi::Value cb = o.Get("onGradsReady");
+    std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+    if (cb.IsFunction()) {
+      tsfn = std::make_shared<Napi::ThreadSafeFunction>(
+          Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "ringtune.onGradsReady", 0, 1));
+      opts.on_grads_ready = [tsfn](size_t offset, size_t size) {
+        auto* range = new std::pair<size_t, size_t>(offset, size);
+        tsfn->BlockingCall(range, [](Napi::Env e, Napi::Function fn, std::pair<size_t, size_t>* r) {
+          const double off = (double)r->first, n = (double)r->second;
+          delete r;
+          fn.Call({Napi::Number::New(e, off), Napi::Number::New(e, n)});
+        });
+      };
+    } else if (!cb.IsUndefined()) {
+      type_error(env, std::string(call) + ": onGradsReady must be a function, got " + describe(cb));
+    }
     claim(env, call);
     ModelPtr m = model_;
     auto result = std::make_shared<rt::StepResult>();
+    const int buckets = model_->grad_buckets();
     auto* job = new Job(
-        env, [m, batch, opts, result] { *result = m->forward_backward(batch, opts); },
-        [result](Napi::Env e) {
+        env,
+        [m, batch, opts, result, tsfn] {
+          struct ReleaseOnExit {
+            std::shared_ptr<Napi::ThreadSafeFunction> f;
+            ~ReleaseOnExit() {
+              if (f) f->Release();
+            }
+          } release{tsfn};
+          *result = m->forward_backward(batch, opts);
+        },
+        [result, buckets](Napi::Env e) {
           Napi::Object r = Napi::Object::New(e);
           r.Set("lossSum", result->loss_sum);
           r.Set("targets", (double)result->targets);
           r.Set("loss", result->targets > 0 ? result->loss_sum / result->targets : NAN);
+          r.Set("gradBuckets", buckets);
           return (Napi::Value)r;
         },
         &busy_);

@@ -106,7 +106,7 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   const double scale = opts.loss_scale != 0 ? opts.loss_scale : (targets > 0 ? 1.0 / targets : 0.0);
   LossSum ls = cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, (int)a.N,
                                               cfg_.vocab_size, scale);
-  if (opts.backward) backward(a, b, dlogits);
+  if (opts.backward) backward(a, b, dlogits, opts.on_grads_ready);
   return {ls.sum, ls.count};
 }
 
@@ -151,7 +151,12 @@ void Model<T>::forward(Activations<T>& a, const Batch& b) {
 }
 
 template <typename T>
-void Model<T>::backward(Activations<T>& a, const Batch& b, T* dlogits) {
+void Model<T>::backward(Activations<T>& a, const Batch& b, T* dlogits, const GradsReady& ready) {
+  // Bucket boundaries follow the table's layout: embedding, layers 0..L-1, final norm (+ untied head).
+  auto report = [&](size_t begin, size_t end) {
+    if (ready) ready(begin, end - begin);
+  };
+  auto layer_end = [&](int l) { return l + 1 < cfg_.num_layers ? table_.layers[l + 1].ln1 : table_.final_norm; };
   const ModelConfig& c = cfg_;
   const int N = (int)a.N, C = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
   const size_t NC = a.N * C;
@@ -161,6 +166,8 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, T* dlogits) {
   linear_backward(dln, dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, c.vocab_size);
   rmsnorm_backward(dres, at(grads_, table_.final_norm), dln, a.res_out.data(), at(params_, table_.final_norm),
                    a.rstdf.data(), N, C);
+  // With a tied head its gradient lives in the embedding, which is reported last.
+  report(table_.final_norm, table_.total);
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const LayerOffsets& o = table_.layers[l];
     LayerActivations<T>& la = a.layers[l];
@@ -185,8 +192,10 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, T* dlogits) {
     add_inplace(dln, dtmp, NC);
     rmsnorm_backward(dtmp, at(grads_, o.ln1), dln, la.res_in.data(), at(params_, o.ln1), la.rstd1.data(), N, C);
     add_inplace(dres, dtmp, NC);  // now d(res_in)
+    report(o.ln1, layer_end(l));
   }
   embedding_backward(at(grads_, table_.embed), dres, b.input_ids, N, C);
+  report(0, table_.layers[0].ln1);
 }
 
 template <typename T>

@@ -2,6 +2,7 @@
 // A decoder-only transformer as Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM define it, with its
 // backward and AdamW, on the CPU. Templated on the scalar: float for training, double for gradient checks.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <utility>
@@ -20,10 +21,16 @@ struct Batch {
   const int32_t* segment_ids = nullptr;  // (rows, seq_len) contiguous runs
 };
 
+// Called during the backward each time a contiguous range of the gradient buffer is final (a bucket):
+// the head and final norm first, then each layer from the last to the first, then the embedding. The
+// caller may all-reduce a bucket while the backward goes on: later work never touches a reported range.
+using GradsReady = std::function<void(size_t offset, size_t size)>;
+
 struct StepOptions {
   bool backward = true;
   bool keep_logits = false;
   double loss_scale = 0;  // gradient of loss_scale * loss_sum; 0 = 1/targets (the local mean)
+  GradsReady on_grads_ready;  // optional
 };
 
 struct StepResult {
@@ -81,6 +88,8 @@ class Model {
   const T* logits() const;
   const T* token_losses() const;
   size_t last_positions() const { return last_ ? last_->N : 0; }
+  // How many times forward_backward calls on_grads_ready: the gradient buffer in buckets.
+  int grad_buckets() const { return cfg_.num_layers + 2; }
 
   AdamWResult adamw_step(const AdamWOptions& opts);
 
@@ -94,7 +103,7 @@ class Model {
   const T* lm_head() { return params_.data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
   T* dlm_head() { return grads_.data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
   void forward(Activations<T>& a, const Batch& b);
-  void backward(Activations<T>& a, const Batch& b, T* dlogits);
+  void backward(Activations<T>& a, const Batch& b, T* dlogits, const GradsReady& ready);
 
   ModelConfig cfg_;
   ParamTable table_;

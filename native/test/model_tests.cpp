@@ -305,3 +305,30 @@ TEST(bf16_rounds_to_nearest_even) {
   CHECK(std::isnan(bf16_to_float(bits(NAN))));
   CHECK(f16_to_float(0x3C00) == 1.0f && f16_to_float(0xC000) == -2.0f && f16_to_float(0x0001) == std::ldexp(1.0f, -24));
 }
+
+TEST(gradient_buckets_cover_the_buffer_and_are_final_when_reported) {
+  for (bool tied : {false, true}) {
+    const ModelConfig c = tiny_config(true, true, tied);
+    Model<double> m(c);
+    randomize(m, 13, 0.5);
+    const HostBatch hb = packed_batch({{5, 4}}, 9, c.vocab_size, 9);
+    std::vector<std::pair<size_t, size_t>> ranges;
+    std::vector<std::vector<double>> snapshots;
+    StepOptions opts{true, false, 0, [&](size_t off, size_t n) {
+                       ranges.push_back({off, n});
+                       snapshots.emplace_back(m.grads() + off, m.grads() + off + n);
+                     }};
+    m.zero_grad();
+    m.forward_backward(hb.view(), opts);
+    CHECK((int)ranges.size() == m.grad_buckets());
+    // Head first, embedding last, and together they tile the buffer exactly once.
+    CHECK(ranges.front().first == m.table().final_norm && ranges.back().first == 0);
+    std::vector<int> covered(m.num_params(), 0);
+    for (size_t i = 0; i < ranges.size(); i++) {
+      for (size_t k = 0; k < ranges[i].second; k++) covered[ranges[i].first + k]++;
+      expect_close("bucket " + std::to_string(i) + " as reported vs final", snapshots[i].data(), m.grads() + ranges[i].first,
+                   ranges[i].second, 0, 0);
+    }
+    CHECK(std::all_of(covered.begin(), covered.end(), [](int k) { return k == 1; }));
+  }
+}

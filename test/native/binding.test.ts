@@ -101,3 +101,31 @@ test("bad arguments name the call, the field, the expected and the actual value"
   bad.inputIds[5] = config.vocabSize;
   await assert.rejects(model.forwardBackward(bad, { backward: true }), /forward_backward: batch \[1 rows x 8 tokens\].*embedding_forward: token id 4000 at position 5/);
 });
+
+test("onGradsReady reports every gradient bucket once, head first and embedding last", async () => {
+  const model = loadAddon().createModel(config);
+  await model.initRandom(5, 0.02);
+  const ranges: [number, number][] = [];
+  let all: () => void = () => {};
+  const done = new Promise<void>((resolve) => (all = resolve));
+  model.zeroGrad();
+  const r = await model.forwardBackward(batch(2, 64), {
+    backward: true,
+    onGradsReady: (offset, size) => {
+      ranges.push([offset, size]);
+      if (ranges.length === config.numLayers + 2) all();
+    },
+  });
+  await done;
+  assert.equal(r.gradBuckets, config.numLayers + 2);
+  const params = model.params();
+  assert.equal(ranges[0]![0], params.find((p) => p.name === "model.norm.weight")!.offset);
+  assert.equal(ranges.at(-1)![0], 0);
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  let next = 0;
+  for (const [offset, size] of sorted) {
+    assert.equal(offset, next, "buckets tile the buffer without gaps or overlaps");
+    next = offset + size;
+  }
+  assert.equal(next, model.paramData().length);
+});
