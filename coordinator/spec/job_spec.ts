@@ -1,8 +1,9 @@
 // The job file's schema. Unknown keys are errors that name the key (strict objects throughout).
-// The cluster issue adds the training keys: `jobSpecSchema.extend({...})` keeps the strictness.
+// The training keys live in training_spec.ts; both halves are strict, so unknown keys are named.
 import { z } from "zod";
 import { DATA_FORMATS } from "../data/formats.js";
 import { TEMPLATE_NAMES } from "../data/templates/template.js";
+import { checkTrainingKeys, trainingSpecShape } from "./training_spec.js";
 
 export const dataSourceSchema = z.strictObject({
   path: z.string().min(1),
@@ -44,7 +45,8 @@ export const dataSpecShape = {
   cache_dir: z.string().optional(),
 };
 
-export const jobSpecSchema = z.strictObject(dataSpecShape);
+/** One schema for the whole job file: the data keys and the training keys (training_spec.ts). */
+export const jobSpecSchema = z.strictObject({ ...dataSpecShape, ...trainingSpecShape }).superRefine(checkTrainingKeys);
 
 export type JobSpec = z.infer<typeof jobSpecSchema>;
 export type DataSource = z.infer<typeof dataSourceSchema>;

@@ -43,5 +43,7 @@ function resolvePaths(spec: JobSpec, baseDir: string): JobSpec {
     tokenizer: spec.tokenizer === undefined || spec.tokenizer === "byte" ? spec.tokenizer : abs(spec.tokenizer),
     data: spec.data.map((d) => ({ ...d, path: abs(d.path) })),
     cache_dir: spec.cache_dir && abs(spec.cache_dir),
+    output: spec.output && abs(spec.output),
+    generation_eval: spec.generation_eval && { ...spec.generation_eval, path: abs(spec.generation_eval.path) },
   };
 }

@@ -1,0 +1,60 @@
+// The training keys of a job spec (the cluster's part of the one job schema in job_spec.ts).
+import { z } from "zod";
+
+export const trainingSpecShape = {
+  /** passes over the training rows; default 1 when max_steps is not given either */
+  epochs: z.number().positive().optional(),
+  /** stop after this many optimizer steps (caps epochs when both are given) */
+  max_steps: z.number().int().positive().optional(),
+  /** tokens per optimizer step over all workers (rounded to whole rows of seq_len) */
+  global_batch_tokens: z.number().int().positive().optional(),
+  /** rows per optimizer step over all workers (instead of global_batch_tokens) */
+  global_batch_rows: z.number().int().positive().optional(),
+  /** rows per forward/backward on one worker; gradients accumulate over micro-batches */
+  micro_batch_rows: z.number().int().positive().default(4),
+  lr: z.number().positive().default(1e-4),
+  min_lr: z.number().nonnegative().default(0),
+  /** share of all steps spent warming up linearly from 0 (the seed's notes: about 1% per epoch) */
+  warmup_ratio: z.number().min(0).max(1).optional(),
+  warmup_steps: z.number().int().nonnegative().optional(),
+  schedule: z.enum(["cosine", "linear", "constant"]).default("cosine"),
+  weight_decay: z.number().nonnegative().default(0),
+  betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+  eps: z.number().positive().default(1e-8),
+  /** global gradient-norm clipping; 0 turns it off */
+  grad_clip: z.number().nonnegative().default(1),
+  /** validation loss every N steps (and at the end); 0: only at the end */
+  eval_every: z.number().int().nonnegative().default(0),
+  /** checkpoint every N steps; 0: none but the final model */
+  save_every: z.number().int().nonnegative().default(0),
+  /** where checkpoints, the final model and metrics.jsonl go; default runs/<job id> beside the spec */
+  output: z.string().min(1).optional(),
+  save_dtype: z.enum(["F32", "BF16"]).default("F32"),
+  /** data-parallel workers */
+  workers: z.number().int().positive().default(1),
+  /** data-plane transport of the gradient all-reduce; default: the faster one measured (tcp) */
+  transport: z.enum(["tcp", "nats"]).optional(),
+  /** compare a checksum of every worker's weights every N steps (they must stay identical); 0: never */
+  checksum_every: z.number().int().nonnegative().default(10),
+  /** generation on held-out prompts before and after training: exact match and JSON validity per task_type */
+  generation_eval: z
+    .strictObject({
+      path: z.string().min(1),
+      format: z.enum(["auto", "alpaca", "sharegpt", "messages"]).default("auto"),
+      max_new_tokens: z.number().int().positive().default(128),
+      limit: z.number().int().positive().optional(),
+    })
+    .optional(),
+};
+
+/** Cross-key rules, reported like the schema's own issues (with the key as path). */
+export function checkTrainingKeys(
+  spec: { warmup_ratio?: number; warmup_steps?: number; global_batch_tokens?: number; global_batch_rows?: number; min_lr: number; lr: number },
+  ctx: z.RefinementCtx,
+): void {
+  if (spec.warmup_ratio !== undefined && spec.warmup_steps !== undefined)
+    ctx.addIssue({ code: "custom", path: ["warmup_steps"], message: "give warmup_ratio or warmup_steps, not both" });
+  if (spec.global_batch_tokens !== undefined && spec.global_batch_rows !== undefined)
+    ctx.addIssue({ code: "custom", path: ["global_batch_rows"], message: "give global_batch_tokens or global_batch_rows, not both" });
+  if (spec.min_lr > spec.lr) ctx.addIssue({ code: "custom", path: ["min_lr"], message: `min_lr (${spec.min_lr}) exceeds lr (${spec.lr})` });
+}

@@ -1,0 +1,74 @@
+// Job control messages and the job record kept in the JetStream KV bucket (JOBS_BUCKET).
+import { z } from "zod";
+import { defineMessage } from "./codec.js";
+import { SubjectToken } from "./subjects.js";
+
+/** Request on jobSubjects.submit. The spec is the parsed YAML/JSON; paths in it are relative to base_dir. */
+export const JobSubmit = defineMessage("JobSubmit", {
+  spec: z.record(z.string(), z.unknown()),
+  base_dir: z.string().min(1),
+  /** the file the spec came from, for error messages */
+  source: z.string().optional(),
+});
+
+export const JobSubmitReply = defineMessage("JobSubmitReply", {
+  ok: z.boolean(),
+  id: SubjectToken.optional(),
+  /** every problem, one per line, each naming the key */
+  error: z.string().optional(),
+});
+
+export const JobCancel = defineMessage("JobCancel", { id: SubjectToken });
+export const JobCancelReply = defineMessage("JobCancelReply", { ok: z.boolean(), error: z.string().optional() });
+
+export const JOB_STATUSES = ["queued", "waiting", "preparing", "running", "completed", "failed", "canceled"] as const;
+export const JobStatus = z.enum(JOB_STATUSES);
+export type JobStatus = z.infer<typeof JobStatus>;
+export const FINAL_STATUSES: readonly JobStatus[] = ["completed", "failed", "canceled"];
+
+const TaskLosses = z.record(z.string(), z.number());
+
+/** One job, as kept in KV and shown by `ringtune watch/jobs` and `submit --json`. */
+export const JobRecord = defineMessage("JobRecord", {
+  id: SubjectToken,
+  status: JobStatus,
+  /** why it waits, failed or was resumed */
+  message: z.string().optional(),
+  spec: z.record(z.string(), z.unknown()),
+  base_dir: z.string(),
+  source: z.string().optional(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  step: z.number().int().min(0),
+  total_steps: z.number().int().min(0),
+  train_loss: z.object({ first: z.number().optional(), last: z.number().optional() }),
+  val_loss: z.number().optional(),
+  val_loss_by_task: TaskLosses.optional(),
+  lr: z.number().optional(),
+  tokens_per_s: z.number().optional(),
+  eta_s: z.number().optional(),
+  output: z.string(),
+  workers: z.array(z.string()),
+  last_checkpoint: z.object({ step: z.number().int(), dir: z.string() }).optional(),
+  /** generation-based evaluation (before / after), when the job asks for it */
+  generation_eval: z.record(z.string(), z.unknown()).optional(),
+  cancel_requested: z.boolean().optional(),
+});
+
+/** A worker as the coordinator sees it (cluster status). */
+export const WorkerInfo = z.object({
+  worker_id: SubjectToken,
+  host: z.string(),
+  pid: z.number().int(),
+  device: z.object({ kind: z.enum(["cpu", "cuda"]), name: z.string(), memory_bytes: z.number(), cores: z.number() }),
+  state: z.enum(["idle", "busy", "lost"]),
+  job: z.string().optional(),
+  last_seen_ms_ago: z.number(),
+});
+export type WorkerInfo = z.infer<typeof WorkerInfo>;
+
+export const ClusterStatusRequest = defineMessage("ClusterStatusRequest", {});
+export const ClusterStatusReply = defineMessage("ClusterStatusReply", {
+  workers: z.array(WorkerInfo),
+  jobs_running: z.array(z.string()),
+});

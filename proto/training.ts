@@ -1,0 +1,105 @@
+// The coordinator's commands to a worker during a job, and the replies. Token arrays travel as Int32Array.
+import { z } from "zod";
+import { defineMessage } from "./codec.js";
+import { TransportKind } from "./messages.js";
+import { SubjectToken } from "./subjects.js";
+
+const Ok = { ok: z.boolean(), error: z.string().optional() };
+
+/** Where the worker gets its weights: an HF folder, a random init from a config, and/or a checkpoint. */
+export const ModelSource = z.object({
+  path: z.string().optional(),
+  init: z.object({ config: z.string(), seed: z.number().int() }).optional(),
+  /** a checkpoint folder (weights + AdamW state); overrides path/init for the weights */
+  resume: z.string().optional(),
+});
+
+export const OptimizerSettings = z.object({
+  beta1: z.number(),
+  beta2: z.number(),
+  eps: z.number(),
+  weight_decay: z.number(),
+  grad_clip: z.number(), // <= 0: off
+});
+
+export const JobAssign = defineMessage("JobAssign", {
+  job: SubjectToken,
+  ring: SubjectToken,
+  rank: z.number().int().min(0),
+  size: z.number().int().min(1),
+  transport: TransportKind,
+  model: ModelSource,
+  optimizer: OptimizerSettings,
+});
+export const JobAssignReply = defineMessage("JobAssignReply", {
+  ...Ok,
+  num_params: z.number().int().optional(),
+  step: z.number().int().optional(), // the optimizer step of the loaded state (resume)
+});
+
+/** Rows of one batch, row-major [rows, seq_len]; token_task: index into `tasks` per position (-1 none). */
+export const Rows = z.object({
+  rows: z.number().int().min(0),
+  seq_len: z.number().int().min(1),
+  input_ids: z.instanceof(Int32Array),
+  labels: z.instanceof(Int32Array),
+  position_ids: z.instanceof(Int32Array),
+  segment_ids: z.instanceof(Int32Array),
+  token_task: z.instanceof(Int32Array),
+  tasks: z.array(z.string()),
+});
+export type Rows = z.infer<typeof Rows>;
+
+export const TrainStep = defineMessage("TrainStep", {
+  job: SubjectToken,
+  step: z.number().int().min(1),
+  lr: z.number(),
+  /** 1 / target tokens of the whole global batch: N workers then give one worker's update */
+  loss_scale: z.number(),
+  micro_batch_rows: z.number().int().min(1),
+  rows: Rows,
+  /** ask for a checksum of the weights after the update */
+  checksum: z.boolean(),
+});
+
+/** Per task: [loss sum, target count]. */
+export const TaskSums = z.record(z.string(), z.tuple([z.number(), z.number()]));
+
+export const TrainStepReply = defineMessage("TrainStepReply", {
+  ...Ok,
+  loss_sum: z.number().optional(),
+  targets: z.number().optional(),
+  task_sums: TaskSums.optional(),
+  grad_norm: z.number().optional(),
+  checksum: z.string().optional(),
+  compute_ms: z.number().optional(),
+  comm_wait_ms: z.number().optional(),
+});
+
+export const EvalStep = defineMessage("EvalStep", { job: SubjectToken, rows: Rows });
+export const EvalStepReply = defineMessage("EvalStepReply", {
+  ...Ok,
+  loss_sum: z.number().optional(),
+  targets: z.number().optional(),
+  task_sums: TaskSums.optional(),
+});
+
+export const Generate = defineMessage("Generate", {
+  job: SubjectToken,
+  prompts: z.array(z.instanceof(Int32Array)),
+  max_new: z.number().int().min(0),
+  eos_ids: z.instanceof(Int32Array),
+});
+export const GenerateReply = defineMessage("GenerateReply", { ...Ok, outputs: z.array(z.instanceof(Int32Array)).optional() });
+
+/** Rank 0 writes the weights (HF format) and, for a checkpoint, the AdamW state. */
+export const SaveModel = defineMessage("SaveModel", {
+  job: SubjectToken,
+  dir: z.string(),
+  dtype: z.enum(["F32", "BF16"]),
+  with_optimizer: z.boolean(),
+});
+export const SaveModelReply = defineMessage("SaveModelReply", Ok);
+
+export const JobRelease = defineMessage("JobRelease", { job: SubjectToken });
+export const JobReleaseReply = defineMessage("JobReleaseReply", Ok);
