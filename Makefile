@@ -50,3 +50,9 @@ clean:
 .PHONY: bench-data
 bench-data: ts
 	node dist/bench/data_pipeline.js
+
+# Ring all-reduce bus bandwidth per transport beside raw loopback throughput (bench/allreduce.ts).
+# QUICK=1 measures fewer sizes (4 and 32 MB), for small machines.
+.PHONY: bench-allreduce
+bench-allreduce: ts
+	node dist/bench/allreduce.js $(if $(QUICK),--quick,)
