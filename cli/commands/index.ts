@@ -7,3 +7,9 @@ import { dataCommands } from "./data.js";
 
 export const commands: Command[] = [modelInit, dump, generate];
 commands.push(...dataCommands);
+import { submit } from "./submit.js";
+import { watch } from "./watch.js";
+import { jobs } from "./jobs.js";
+import { cancel } from "./cancel.js";
+import { clusterStatusCommand } from "./cluster.js";
+commands.push(submit, watch, jobs, cancel, clusterStatusCommand);
