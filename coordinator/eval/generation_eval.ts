@@ -1,0 +1,255 @@
+// Generation eval: held-out prompts before and after training, scored by exact match and JSON
+// validity per task_type. The coordinator loads the prompts (loadEvalPrompts), a worker generates
+// greedily up to max_new_tokens, stopping at evalStopIds(setup), and scoreGenerations turns the
+// outputs into a plain-JSON report; formatReport prints before -> after.
+import path from "node:path";
+import { isDeepStrictEqual } from "node:util";
+import type { JobSpec } from "../spec/job_spec.js";
+import type { DataFormat } from "../data/formats.js";
+import { normalizeRecord } from "../data/formats.js";
+import { readRecords } from "../data/read.js";
+import type { Message, Source } from "../data/records.js";
+import type { TextSetup } from "../data/setup.js";
+
+export interface EvalPrompt {
+  /** the rendered prompt, tokenized: the conversation before the last assistant turn plus the generation prompt */
+  ids: Int32Array;
+  /** the rendered prompt as text */
+  text: string;
+  /** the last assistant turn's content: what the model should answer */
+  expected: string;
+  taskType: string;
+  /** the last user message (for display) */
+  question: string;
+  source: Source;
+}
+
+export interface EvalSample {
+  prompt: string;
+  expected: string;
+  got: string;
+}
+
+export interface TaskScore {
+  count: number;
+  /** share of outputs that parse as JSON (0..1) */
+  json_valid: number;
+  /** share of outputs equal to the expected answer: deep-equal JSON when it is JSON, else trimmed text (0..1) */
+  exact_match: number;
+  /** the first few prompts with their expected and generated answers */
+  samples: EvalSample[];
+}
+
+export interface GenerationEvalReport {
+  overall: TaskScore;
+  /** by task_type, sorted by name */
+  tasks: Record<string, TaskScore>;
+  max_new_tokens?: number;
+}
+
+export class GenerationEvalError extends Error {
+  override name = "GenerationEvalError";
+  constructor(readonly problems: string[]) {
+    super(`generation_eval: ${problems.length} bad record(s):\n  ${problems.slice(0, 20).join("\n  ")}${problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : ""}`);
+  }
+}
+
+const SAMPLES_PER_TASK = 3;
+const EXCERPT = 100;
+
+/** generation_eval's format names, in the data pipeline's terms. */
+function dataFormat(f: NonNullable<JobSpec["generation_eval"]>["format"]): DataFormat {
+  return f === "messages" ? "openai" : f;
+}
+
+/**
+ * The job's held-out prompts: each record's conversation up to its last assistant turn, rendered by the
+ * job's template with the generation prompt and tokenized; that turn's content is the expected answer.
+ * `limit` keeps the first N records. Bad records throw GenerationEvalError with `file:line: reason` lines.
+ */
+export function loadEvalPrompts(
+  spec: Pick<JobSpec, "generation_eval">,
+  setup: TextSetup,
+  opts: { displayRoot?: string } = {},
+): EvalPrompt[] {
+  const ge = spec.generation_eval;
+  if (!ge) throw new Error("the job has no generation_eval");
+  const file = path.relative(opts.displayRoot ?? process.cwd(), ge.path) || ge.path;
+  let raws;
+  try {
+    raws = readRecords(ge.path);
+  } catch (err) {
+    throw new GenerationEvalError([`${file}: cannot read: ${(err as Error).message}`]);
+  }
+  if (ge.limit !== undefined) raws = raws.slice(0, ge.limit);
+  const problems: string[] = [];
+  const prompts: EvalPrompt[] = [];
+  for (const raw of raws) {
+    const source = { file, line: raw.line };
+    const bad = (reason: string) => problems.push(`${file}:${raw.line}: ${reason}`);
+    if (raw.error !== undefined) {
+      bad(raw.error);
+      continue;
+    }
+    const n = normalizeRecord(raw.value, dataFormat(ge.format), source);
+    if ("error" in n) {
+      bad(n.error);
+      continue;
+    }
+    const r = n.record;
+    if (r.kind !== "chat") {
+      bad("a plain 'text' record has no answer to compare with: use messages, conversations or instruction/output");
+      continue;
+    }
+    const last = lastIndexOf(r.messages, (m) => m.role === "assistant");
+    if (last < 0) {
+      bad("no assistant turn: nothing to compare the generation with");
+      continue;
+    }
+    const answer = r.messages[last];
+    if (answer.content.trim() === "") {
+      bad(`turn ${last + 1}: the last assistant turn has no text to compare with`);
+      continue;
+    }
+    const before = r.messages.slice(0, last);
+    if (!before.some((m) => m.role === "user")) {
+      bad(`turn ${last + 1}: no user turn before the last assistant turn`);
+      continue;
+    }
+    let text: string;
+    try {
+      text = setup.template.renderPrompt(before, r.tools);
+    } catch (err) {
+      bad(`template ${setup.template.name}: ${(err as Error).message}`);
+      continue;
+    }
+    const question = before[lastIndexOf(before, (m) => m.role === "user")].content;
+    prompts.push({ ids: Int32Array.from(setup.tokenizer.encode(text)), text, expected: answer.content, taskType: r.taskType, question, source });
+  }
+  if (problems.length) throw new GenerationEvalError(problems);
+  if (prompts.length === 0) throw new GenerationEvalError([`${file}: no records`]);
+  return prompts;
+}
+
+function lastIndexOf<T>(xs: T[], f: (x: T) => boolean): number {
+  for (let i = xs.length - 1; i >= 0; i--) if (f(xs[i])) return i;
+  return -1;
+}
+
+/** A string is a single special token when it encodes to one id that decodes back to itself. */
+function specialId(setup: TextSetup, s: string): number | null {
+  const ids = setup.tokenizer.encode(s);
+  return ids.length === 1 && setup.tokenizer.decode(ids) === s ? ids[0] : null;
+}
+
+/** End-of-turn markers the built-in and common model templates close an answer with. */
+const END_OF_TURN = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<end_of_turn>", "</s>"];
+
+/** Token ids that end a generated answer: the tokenizer's EOS and the template's end-of-turn tokens. */
+export function evalStopIds(setup: TextSetup): Int32Array {
+  const ids = new Set<number>([setup.tokenizer.eosId]);
+  for (const s of END_OF_TURN) {
+    const id = specialId(setup, s);
+    if (id !== null) ids.add(id);
+  }
+  return Int32Array.from([...ids].sort((a, b) => a - b));
+}
+
+/** The generated answer as text: tokens up to (not including) the first stop token. */
+export function decodeAnswer(output: ArrayLike<number>, setup: TextSetup, stopIds: ArrayLike<number> = evalStopIds(setup)): string {
+  const stop = new Set(Array.from(stopIds));
+  let end = 0;
+  while (end < output.length && !stop.has(output[end])) end++;
+  return setup.tokenizer.decode(Array.prototype.slice.call(output, 0, end) as number[]);
+}
+
+function parseJson(s: string): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(s) };
+  } catch {
+    return { ok: false };
+  }
+}
+
+/** Exact match: deep-equal values when the expected answer is JSON, else equal trimmed text. */
+export function answersMatch(expected: string, got: string): boolean {
+  const e = parseJson(expected.trim());
+  if (e.ok) {
+    const g = parseJson(got.trim());
+    return g.ok && isDeepStrictEqual(e.value, g.value);
+  }
+  return expected.trim() === got.trim();
+}
+
+function excerpt(s: string, n = EXCERPT): string {
+  const flat = s.replace(/\s+/g, " ").trim();
+  return flat.length > n ? `${flat.slice(0, n - 1)}…` : flat;
+}
+
+interface Tally {
+  count: number;
+  valid: number;
+  exact: number;
+  samples: EvalSample[];
+}
+
+const share = (k: number, n: number) => (n === 0 ? 0 : k / n);
+const finish = (t: Tally): TaskScore => ({ count: t.count, json_valid: share(t.valid, t.count), exact_match: share(t.exact, t.count), samples: t.samples });
+
+/** Scores each prompt's output (token ids as generated, a stop token and anything after it ignored). */
+export function scoreGenerations(prompts: EvalPrompt[], outputs: ArrayLike<number>[], setup: TextSetup, opts: { maxNewTokens?: number } = {}): GenerationEvalReport {
+  if (outputs.length !== prompts.length) throw new Error(`scoreGenerations: ${prompts.length} prompts but ${outputs.length} outputs`);
+  const stop = evalStopIds(setup);
+  const all: Tally = { count: 0, valid: 0, exact: 0, samples: [] };
+  const byTask = new Map<string, Tally>();
+  prompts.forEach((p, i) => {
+    const got = decodeAnswer(outputs[i], setup, stop);
+    const valid = parseJson(got.trim()).ok;
+    const exact = answersMatch(p.expected, got);
+    let t = byTask.get(p.taskType);
+    if (!t) byTask.set(p.taskType, (t = { count: 0, valid: 0, exact: 0, samples: [] }));
+    const sample = { prompt: excerpt(p.question), expected: p.expected, got: excerpt(got, 200) };
+    for (const x of [t, all]) {
+      x.count++;
+      if (valid) x.valid++;
+      if (exact) x.exact++;
+      if (x.samples.length < SAMPLES_PER_TASK) x.samples.push(sample);
+    }
+  });
+  const tasks: Record<string, TaskScore> = {};
+  for (const k of [...byTask.keys()].sort()) tasks[k] = finish(byTask.get(k)!);
+  const report: GenerationEvalReport = { overall: finish(all), tasks };
+  if (opts.maxNewTokens !== undefined) report.max_new_tokens = opts.maxNewTokens;
+  return report;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** A small table of per-task scores, before -> after, and a few of the answers after training. */
+export function formatReport(before: GenerationEvalReport | null, after: GenerationEvalReport | null): string {
+  const ref = after ?? before;
+  if (!ref) return "generation eval: no results";
+  const names = [...new Set([...Object.keys(before?.tasks ?? {}), ...Object.keys(after?.tasks ?? {})])].sort();
+  const cell = (b: TaskScore | undefined, a: TaskScore | undefined, k: "json_valid" | "exact_match") =>
+    `${b ? pct(b[k]) : "-"} -> ${a ? pct(a[k]) : "-"}`;
+  const rows: string[][] = [["task_type", "n", "json_valid", "exact_match"]];
+  for (const n of names) {
+    const b = before?.tasks[n], a = after?.tasks[n];
+    rows.push([n, String((a ?? b)!.count), cell(b, a, "json_valid"), cell(b, a, "exact_match")]);
+  }
+  rows.push(["all", String(ref.overall.count), cell(before?.overall, after?.overall, "json_valid"), cell(before?.overall, after?.overall, "exact_match")]);
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  const lines = rows.map((r) => r.map((s, c) => (c === 1 ? s.padStart(widths[c]) : s.padEnd(widths[c]))).join("  ").trimEnd());
+  lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
+  const out = ["generation eval on held-out prompts (before -> after training):", ...lines.map((l) => `  ${l}`)];
+  if (after) {
+    out.push("samples after training:");
+    for (const n of names) {
+      const s = after.tasks[n]?.samples[0];
+      if (!s) continue;
+      const ok = answersMatch(s.expected, s.got) ? "ok  " : "miss";
+      out.push(`  [${ok}] ${n}: ${s.prompt}`, `         expected ${s.expected}`, `         got      ${s.got}`);
+    }
+  }
+  return out.join("\n");
+}
