@@ -1,0 +1,37 @@
+// The summary `make demo` prints from the final job record.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { formatJobSummary, generationEvalRows } from "../../cli/job_summary.js";
+
+const record = {
+  id: "job-1",
+  status: "completed",
+  steps: 300,
+  train_loss: { first: 5.5, last: 0.42 },
+  val_loss: 0.61,
+  output: "/repo/runs/job-1",
+  generation_eval: {
+    before: { "extract/json": { n: 20, exact_match: 0, json_valid: 0.05 } },
+    after: { "extract/json": { n: 20, exact_match: 0.85, json_valid: 1 } },
+  },
+};
+
+test("the summary shows losses, a before/after table per task_type and the output folder", () => {
+  const text = formatJobSummary(record);
+  assert.match(text, /job job-1: completed after 300 steps/);
+  assert.match(text, /train loss: 5\.5000 -> 0\.4200/);
+  assert.match(text, /val loss: {3}0\.6100/);
+  assert.match(text, /TASK_TYPE\s+PROMPTS\s+EXACT BEFORE\s+EXACT AFTER\s+JSON BEFORE\s+JSON AFTER/);
+  assert.match(text, /extract\/json\s+20\s+0\.0%\s+85\.0%\s+5\.0%\s+100\.0%/);
+  assert.match(text, /outputs: \/repo\/runs\/job-1/);
+});
+
+test("generation_eval keyed by task first reads the same", () => {
+  const rows = generationEvalRows({ by_task: { "extract/json": { before: { exact: 0.1, json_validity: 0.5 }, after: { exact: 0.9, json_validity: 1, count: 20 } } } });
+  assert.deepEqual(rows, [["extract/json", "20", "10.0%", "90.0%", "50.0%", "100.0%"]]);
+});
+
+test("an unknown generation_eval shape is printed as JSON rather than dropped", () => {
+  const text = formatJobSummary({ ...record, generation_eval: { score: 3 } });
+  assert.match(text, /"score": 3/);
+});
