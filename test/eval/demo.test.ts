@@ -1,0 +1,103 @@
+// The bundled `make demo` job: its data generator, its spec, and a short local training run on it.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { execFileSync } from "node:child_process";
+import { tune } from "../../bench/demo_tune.js";
+import { setupText } from "../../coordinator/data/setup.js";
+import { loadEvalPrompts } from "../../coordinator/eval/generation_eval.js";
+import { loadSpec } from "../../coordinator/spec/load.js";
+
+/** dist/test/eval -> repository root */
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const demo = path.join(repoRoot, "examples/demo");
+
+interface DemoRecord {
+  task_type: string;
+  messages: { role: string; content: string }[];
+}
+type MakeDemoData = (o?: { train?: number; heldout?: number; seed?: number }) => { train: DemoRecord[]; heldout: DemoRecord[] };
+
+async function generator(): Promise<MakeDemoData> {
+  const mod = (await import(pathToFileURL(path.join(demo, "make_data.mjs")).href)) as { makeDemoData: MakeDemoData };
+  return mod.makeDemoData;
+}
+
+const readJsonl = (f: string): DemoRecord[] => readFileSync(f, "utf8").trim().split("\n").map((l) => JSON.parse(l) as DemoRecord);
+const sentence = (r: DemoRecord) => r.messages.find((m) => m.role === "user")!.content;
+const answer = (r: DemoRecord) => JSON.parse(r.messages[r.messages.length - 1].content) as Record<string, unknown>;
+
+test("the generator is deterministic and the committed files are its output", () => {
+  const out = mkdtempSync(path.join(os.tmpdir(), "ringtune-demo-data-"));
+  execFileSync(process.execPath, [path.join(demo, "make_data.mjs"), "--out", out], { stdio: "pipe" });
+  for (const f of ["train.jsonl", "heldout.jsonl"]) {
+    assert.equal(readFileSync(path.join(out, f), "utf8"), readFileSync(path.join(demo, f), "utf8"), `${f} differs from a fresh run`);
+  }
+});
+
+test("demo data: two task types, JSON answers copied from the sentence, held-out values never in train", async () => {
+  const make = await generator();
+  const a = make({ train: 300, heldout: 40 });
+  assert.deepEqual(a, make({ train: 300, heldout: 40 }));
+  const train = readJsonl(path.join(demo, "train.jsonl"));
+  const heldout = readJsonl(path.join(demo, "heldout.jsonl"));
+  assert.ok(train.length >= 1000 && heldout.length >= 50);
+  for (const r of [...train, ...heldout]) {
+    assert.match(r.task_type, /^extract\/(person|order)$/);
+    assert.deepEqual(r.messages.map((m) => m.role), ["system", "user", "assistant"]);
+    assert.equal(r.messages[0].content, "Answer with JSON only.");
+    const ans = answer(r);
+    assert.deepEqual(Object.keys(ans), r.task_type === "extract/person" ? ["name", "age", "city"] : ["order", "qty", "item", "city"]);
+    for (const v of Object.values(ans)) assert.ok(sentence(r).includes(String(v)), `${sentence(r)} lacks ${v}`);
+  }
+  for (const t of ["extract/person", "extract/order"]) assert.ok(heldout.filter((r) => r.task_type === t).length >= 20);
+  // several sentence patterns per task: count distinct shapes with the values blanked out
+  const shapes = new Set(train.map((r) => Object.values(answer(r)).reduce<string>((s, v) => s.replace(String(v), "_"), sentence(r))));
+  assert.ok(shapes.size >= 8, `only ${shapes.size} sentence patterns`);
+  // no sentence, and no name, city or item, of the held-out set occurs in train
+  const trainSentences = new Set(train.map(sentence));
+  assert.equal(heldout.filter((r) => trainSentences.has(sentence(r))).length, 0);
+  assert.equal(new Set(train.map(sentence)).size, train.length, "duplicate sentences in train");
+  const trainValues = new Set<string>();
+  for (const r of train) {
+    const x = answer(r);
+    for (const k of ["city", "item"]) if (typeof x[k] === "string") trainValues.add(x[k] as string);
+    if (typeof x.name === "string") for (const w of x.name.split(" ")) trainValues.add(w);
+  }
+  for (const r of heldout) {
+    const x = answer(r);
+    const words = [x.city, x.item, ...(typeof x.name === "string" ? x.name.split(" ") : [])].filter((v): v is string => typeof v === "string");
+    for (const w of words) assert.ok(!trainValues.has(w), `held-out value ${w} occurs in train`);
+  }
+});
+
+test("the demo job spec parses and its held-out prompts load", () => {
+  const spec = loadSpec(path.join(demo, "job.yaml"));
+  assert.equal(spec.workers, 2);
+  assert.equal(spec.template, "chatml");
+  assert.equal(spec.tokenizer, "byte");
+  assert.equal(spec.data[0].response_format, "json");
+  assert.equal(spec.generation_eval?.path, path.join(demo, "heldout.jsonl"));
+  assert.equal(spec.output, path.join(repoRoot, "runs/demo"));
+  const setup = setupText(spec);
+  const cfg = JSON.parse(readFileSync(spec.model.init!.config, "utf8")) as { vocab_size: number; max_position_embeddings: number };
+  assert.ok(cfg.vocab_size >= setup.tokenizer.vocabSize, `vocab_size ${cfg.vocab_size} < byte tokenizer's ${setup.tokenizer.vocabSize}`);
+  assert.ok(cfg.max_position_embeddings >= spec.seq_len);
+  const prompts = loadEvalPrompts(spec, setup);
+  assert.equal(prompts.length, readJsonl(path.join(demo, "heldout.jsonl")).length);
+  assert.ok(prompts.every((p) => p.ids.length + spec.generation_eval!.max_new_tokens <= spec.seq_len));
+});
+
+test("20 steps of the local trainer on the demo data lower the training loss", async () => {
+  const spec = loadSpec(path.join(demo, "job.yaml"));
+  const r = await tune({ spec, steps: 20, trainRows: 20 * 8, eval: false, log: () => {} });
+  assert.equal(r.losses.length, 20);
+  const first = r.losses[0];
+  const last = (r.losses[17] + r.losses[18] + r.losses[19]) / 3;
+  assert.ok(first > 4.5, `first loss ${first}`); // about ln(264) from a random init
+  assert.ok(last < first - 1.5, `loss went ${first} -> ${last}`);
+  assert.ok(r.valLoss !== null && r.valLoss < first - 1.5, `val loss ${r.valLoss}`);
+});
