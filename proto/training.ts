@@ -5,6 +5,8 @@ import { TransportKind } from "./messages.js";
 import { SubjectToken } from "./subjects.js";
 
 const Ok = { ok: z.boolean(), error: z.string().optional() };
+/** Any Int32Array, whatever buffer backs it (decoded arrays may be views into a message). */
+const I32 = z.custom<Int32Array>((v) => v instanceof Int32Array, "expected an Int32Array");
 
 /** Where the worker gets its weights: an HF folder, a random init from a config, and/or a checkpoint. */
 export const ModelSource = z.object({
@@ -41,11 +43,11 @@ export const JobAssignReply = defineMessage("JobAssignReply", {
 export const Rows = z.object({
   rows: z.number().int().min(0),
   seq_len: z.number().int().min(1),
-  input_ids: z.instanceof(Int32Array),
-  labels: z.instanceof(Int32Array),
-  position_ids: z.instanceof(Int32Array),
-  segment_ids: z.instanceof(Int32Array),
-  token_task: z.instanceof(Int32Array),
+  input_ids: I32,
+  labels: I32,
+  position_ids: I32,
+  segment_ids: I32,
+  token_task: I32,
   tasks: z.array(z.string()),
 });
 export type Rows = z.infer<typeof Rows>;
@@ -76,7 +78,7 @@ export const TrainStepReply = defineMessage("TrainStepReply", {
   comm_wait_ms: z.number().optional(),
 });
 
-export const EvalStep = defineMessage("EvalStep", { job: SubjectToken, rows: Rows });
+export const EvalStep = defineMessage("EvalStep", { job: SubjectToken, rows: Rows, micro_batch_rows: z.number().int().min(1) });
 export const EvalStepReply = defineMessage("EvalStepReply", {
   ...Ok,
   loss_sum: z.number().optional(),
@@ -86,11 +88,11 @@ export const EvalStepReply = defineMessage("EvalStepReply", {
 
 export const Generate = defineMessage("Generate", {
   job: SubjectToken,
-  prompts: z.array(z.instanceof(Int32Array)),
+  prompts: z.array(I32),
   max_new: z.number().int().min(0),
-  eos_ids: z.instanceof(Int32Array),
+  eos_ids: I32,
 });
-export const GenerateReply = defineMessage("GenerateReply", { ...Ok, outputs: z.array(z.instanceof(Int32Array)).optional() });
+export const GenerateReply = defineMessage("GenerateReply", { ...Ok, outputs: z.array(I32).optional() });
 
 /** Rank 0 writes the weights (HF format) and, for a checkpoint, the AdamW state. */
 export const SaveModel = defineMessage("SaveModel", {

@@ -13,3 +13,5 @@ import { jobs } from "./jobs.js";
 import { cancel } from "./cancel.js";
 import { clusterStatusCommand } from "./cluster.js";
 commands.push(submit, watch, jobs, cancel, clusterStatusCommand);
+import { coordinatorCommand, workerCommand } from "./processes.js";
+commands.push(coordinatorCommand, workerCommand);

@@ -44,6 +44,7 @@ function resolvePaths(spec: JobSpec, baseDir: string): JobSpec {
     data: spec.data.map((d) => ({ ...d, path: abs(d.path) })),
     cache_dir: spec.cache_dir && abs(spec.cache_dir),
     output: spec.output && abs(spec.output),
+    resume_from: spec.resume_from && abs(spec.resume_from),
     generation_eval: spec.generation_eval && { ...spec.generation_eval, path: abs(spec.generation_eval.path) },
   };
 }

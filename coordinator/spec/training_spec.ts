@@ -30,6 +30,8 @@ export const trainingSpecShape = {
   /** where checkpoints, the final model and metrics.jsonl go; default runs/<job id> beside the spec */
   output: z.string().min(1).optional(),
   save_dtype: z.enum(["F32", "BF16"]).default("F32"),
+  /** a checkpoint folder (runs/ID/checkpoints/step-N) to continue from: weights, AdamW state, data position */
+  resume_from: z.string().min(1).optional(),
   /** data-parallel workers */
   workers: z.number().int().positive().default(1),
   /** data-plane transport of the gradient all-reduce; default: the faster one measured (tcp) */

@@ -1,0 +1,47 @@
+// `ringtune coordinator` and `ringtune worker`: the long-running cluster processes (make cluster-up starts them).
+import os from "node:os";
+import { Coordinator } from "../../coordinator/main.js";
+import { Worker } from "../../worker/main.js";
+import { parseFlags, type Command } from "../args.js";
+
+const DEFAULT_NATS = "nats://127.0.0.1:4222";
+
+function natsUrl(flag: unknown): string {
+  return (typeof flag === "string" && flag) || process.env.NATS_URL || DEFAULT_NATS;
+}
+
+/** Runs until SIGINT/SIGTERM, then closes cleanly. */
+function untilSignal(close: () => Promise<void>): Promise<number> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      void close().finally(() => resolve(0));
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+}
+
+export const coordinatorCommand: Command = {
+  name: "coordinator",
+  summary: "run the coordinator: takes jobs over NATS and schedules them on workers",
+  usage: "usage: ringtune coordinator [--nats URL]   (default: $NATS_URL or nats://127.0.0.1:4222)",
+  async run(argv) {
+    const { values } = parseFlags(argv, { nats: { type: "string" } });
+    const c = await Coordinator.start({ natsUrl: natsUrl(values.nats) });
+    return untilSignal(() => c.close());
+  },
+};
+
+export const workerCommand: Command = {
+  name: "worker",
+  summary: "run a worker: trains the jobs the coordinator assigns it",
+  usage: "usage: ringtune worker [--nats URL] [--id ID] [--listen-host HOST] [--advertise-host HOST]   (default id: host-pid)",
+  async run(argv) {
+    const { values } = parseFlags(argv, { nats: { type: "string" }, id: { type: "string" }, "listen-host": { type: "string" }, "advertise-host": { type: "string" } });
+    const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
+    const w = await Worker.start({ natsUrl: natsUrl(values.nats), id, listenHost: values["listen-host"] as string | undefined,
+      advertiseHost: values["advertise-host"] as string | undefined,
+    });
+    return untilSignal(() => w.close());
+  },
+};

@@ -1,0 +1,161 @@
+// The coordinator process: takes jobs by NATS request, keeps them in JetStream KV, schedules them on idle
+// workers, and runs each job's step loop. A restarted coordinator resumes interrupted jobs from their
+// last checkpoint.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { pino, type Logger } from "pino";
+import {
+  ClusterStatusReply,
+  decodeMessage,
+  encodeMessage,
+  FINAL_STATUSES,
+  JobCancel,
+  JobCancelReply,
+  jobSubjects,
+  JobSubmit,
+  JobSubmitReply,
+} from "../proto/mod.js";
+import { acceptSubmission } from "./jobs/intake.js";
+import { JobStore, type Job } from "./jobs/store.js";
+import { parseSpec } from "./spec/load.js";
+import { runJob } from "./train/run_job.js";
+import { WorkerRegistry } from "./workers/registry.js";
+
+export interface CoordinatorOptions {
+  natsUrl: string;
+  log?: Logger;
+  heartbeatMs?: number;
+  /** a worker silent this long is lost */
+  lostAfterMs?: number;
+}
+
+export class Coordinator {
+  private readonly stopReasons = new Map<string, string>();
+  private readonly running = new Map<string, Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private scheduling = false;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    private readonly store: JobStore,
+    private readonly registry: WorkerRegistry,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(opts: CoordinatorOptions): Promise<Coordinator> {
+    const log = opts.log ?? pino({ name: "coordinator" }, pino.destination(2));
+    const nc = await connect({ servers: opts.natsUrl, name: "ringtune-coordinator", maxReconnectAttempts: -1 });
+    const store = await JobStore.open(nc);
+    const registry = new WorkerRegistry(nc, log, opts.heartbeatMs ?? 1000, opts.lostAfterMs ?? 10_000);
+    const c = new Coordinator(nc, store, registry, log);
+    await c.recoverInterruptedJobs();
+    registry.onLost = (worker, job) => c.stopReasons.set(job, `worker ${worker} stopped sending heartbeats`);
+    registry.start();
+    c.serve();
+    nc.publish(jobSubjects.coordinatorHello); // workers that were up before us register again
+    c.timer = setInterval(() => void c.schedule(), 500);
+    log.info({ jobs: store.all().length }, "coordinator ready");
+    return c;
+  }
+
+  /** Jobs a previous coordinator was running go back to the queue, to resume from their last checkpoint. */
+  private async recoverInterruptedJobs(): Promise<void> {
+    for (const job of this.store.all()) {
+      if (job.status !== "running" && job.status !== "preparing") continue;
+      const from = job.last_checkpoint ? `its checkpoint at step ${job.last_checkpoint.step}` : "the start (no checkpoint yet)";
+      await this.store.update(job.id, { status: "queued", message: `the coordinator restarted; resuming from ${from}`, workers: [] });
+      this.log.info({ job: job.id }, `resuming from ${from}`);
+    }
+  }
+
+  private serve(): void {
+    this.nc.subscribe(jobSubjects.submit, {
+      callback: (_err, msg) => {
+        void (async () => {
+          try {
+            const job = acceptSubmission(decodeMessage(JobSubmit, msg.data));
+            await this.store.put(job);
+            this.log.info({ job: job.id, source: job.source }, "job accepted");
+            msg.respond(encodeMessage(JobSubmitReply, { ok: true, id: job.id }));
+            void this.schedule();
+          } catch (err) {
+            msg.respond(encodeMessage(JobSubmitReply, { ok: false, error: (err as Error).message }));
+          }
+        })();
+      },
+    });
+    this.nc.subscribe(jobSubjects.cancel, {
+      callback: (_err, msg) => {
+        void (async () => {
+          try {
+            const { id } = decodeMessage(JobCancel, msg.data);
+            const job = this.store.get(id);
+            if (!job) throw new Error(`no job ${id}`);
+            if (FINAL_STATUSES.includes(job.status)) throw new Error(`job ${id} is already ${job.status}`);
+            if (this.running.has(id)) {
+              this.stopReasons.set(id, "canceled by request");
+              await this.store.update(id, { cancel_requested: true, message: "canceling after the current step" });
+            } else {
+              await this.store.update(id, { status: "canceled", message: "canceled by request" });
+            }
+            msg.respond(encodeMessage(JobCancelReply, { ok: true }));
+          } catch (err) {
+            msg.respond(encodeMessage(JobCancelReply, { ok: false, error: (err as Error).message }));
+          }
+        })();
+      },
+    });
+    this.nc.subscribe(jobSubjects.clusterStatus, {
+      callback: (_err, msg) => {
+        msg.respond(encodeMessage(ClusterStatusReply, { workers: this.registry.status(), jobs_running: [...this.running.keys()] }));
+      },
+    });
+  }
+
+  /** Starts every queued job that enough idle workers can take, oldest first; says why others wait. */
+  private async schedule(): Promise<void> {
+    if (this.scheduling) return;
+    this.scheduling = true;
+    try {
+      for (const job of this.store.all()) {
+        if ((job.status !== "queued" && job.status !== "waiting") || this.running.has(job.id)) continue;
+        const want = parseSpec(job.spec, job.source ?? job.id, job.base_dir).workers;
+        const idle = this.registry.idle();
+        if (idle.length < want) {
+          const { registered } = this.registry.counts();
+          const message = `waiting for ${want} idle worker(s): ${idle.length} idle of ${registered} registered`;
+          if (job.status !== "waiting" || job.message !== message) await this.store.update(job.id, { status: "waiting", message });
+          continue;
+        }
+        this.start(job, idle.slice(0, want));
+      }
+    } catch (err) {
+      this.log.error({ err }, "scheduling");
+    } finally {
+      this.scheduling = false;
+    }
+  }
+
+  private start(job: Job, workers: string[]): void {
+    this.registry.reserve(workers, job.id);
+    this.stopReasons.delete(job.id);
+    this.log.info({ job: job.id, workers }, "starting job");
+    const env = { nc: this.nc, store: this.store, log: this.log, stopReason: (id: string) => this.stopReasons.get(id) };
+    const done = runJob(env, job, workers).finally(() => {
+      this.registry.release(job.id);
+      this.running.delete(job.id);
+      this.stopReasons.delete(job.id);
+      void this.schedule();
+    });
+    this.running.set(job.id, done);
+  }
+
+  /**
+   * Stops taking work. Running jobs are left as they are in KV ("running"): the next coordinator resumes
+   * them from their last checkpoint, which is what a restart should do.
+   */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.registry.stop();
+    await this.nc.close();
+  }
+}

@@ -1,0 +1,332 @@
+// One job from data to final model: prepare the rows, form the ring, run the step loop (learning-rate
+// schedule, global-batch loss normalisation, evaluation, checkpoints, metrics), save, release the ring.
+import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { readHfConfig } from "../../native/js/hf_config.js";
+import {
+  EvalStep,
+  EvalStepReply,
+  Generate,
+  GenerateReply,
+  JobAssign,
+  JobAssignReply,
+  JobRelease,
+  JobReleaseReply,
+  SaveModel,
+  SaveModelReply,
+  TrainStep,
+  TrainStepReply,
+  type Message,
+} from "../../proto/mod.js";
+import { defaultTransport } from "../../worker/allreduce/mod.js";
+import { buildDataset, isBadRecord, type BuiltDataset } from "../data/pipeline.js";
+import { formatProblem } from "../data/problems.js";
+import type { Row } from "../data/row.js";
+import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
+import type { Job, JobStore } from "../jobs/store.js";
+import type { JobSpec } from "../spec/job_spec.js";
+import { parseSpec } from "../spec/load.js";
+import { checkpointDir, readTrainerState, writeCheckpoint } from "./checkpoint.js";
+import { DataOrder, planSteps, shardRange, type StepPlan } from "./plan.js";
+import { countTargets, rowsPayload } from "./rows_payload.js";
+import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
+import { command } from "./worker_client.js";
+
+const ASSIGN_TIMEOUT_MS = 10 * 60_000;
+const STEP_TIMEOUT_MS = 30 * 60_000;
+
+export class JobCancelled extends Error {
+  override name = "JobCancelled";
+}
+
+export interface JobEnv {
+  nc: NatsConnection;
+  store: JobStore;
+  log: Logger;
+  /** why the job must stop now (cancel request, lost worker), or undefined */
+  stopReason(id: string): string | undefined;
+}
+
+type TaskTotals = Record<string, [number, number]>;
+
+function mergeTasks(into: TaskTotals, from: TaskTotals | undefined): void {
+  for (const [k, [s, n]] of Object.entries(from ?? {})) {
+    const t = (into[k] ??= [0, 0]);
+    t[0] += s;
+    t[1] += n;
+  }
+}
+
+function meanByTask(t: TaskTotals): Record<string, number> {
+  return Object.fromEntries(Object.entries(t).map(([k, [s, n]]) => [k, n > 0 ? s / n : NaN]));
+}
+
+class JobRun {
+  private readonly spec: JobSpec;
+  private data!: BuiltDataset;
+  private plan!: StepPlan;
+  private schedule!: LrSchedule;
+  private readonly ring: string;
+  private readonly metricsFile: string;
+
+  constructor(
+    private readonly env: JobEnv,
+    private job: Job,
+    private readonly workers: string[],
+  ) {
+    this.spec = parseSpec(job.spec, job.source ?? `job ${job.id}`, job.base_dir);
+    this.ring = `${job.id}-${Date.now().toString(36)}`;
+    this.metricsFile = path.join(job.output, "metrics.jsonl");
+  }
+
+  private async update(patch: Partial<Job>): Promise<void> {
+    this.job = await this.env.store.update(this.job.id, patch);
+  }
+
+  private checkStop(): void {
+    const why = this.env.stopReason(this.job.id);
+    if (why) throw new JobCancelled(why);
+  }
+
+  private cmd<Q extends Parameters<typeof command>[3], R extends Parameters<typeof command>[5]>(
+    rank: number,
+    name: Parameters<typeof command>[2],
+    q: Q,
+    body: Parameters<typeof command<Q, R>>[4],
+    r: R,
+    timeout = STEP_TIMEOUT_MS,
+  ): Promise<Message<R>> {
+    return command(this.env.nc, this.workers[rank]!, name, q, body, r, timeout);
+  }
+
+  private all<T>(fn: (rank: number) => Promise<T>): Promise<T[]> {
+    return Promise.all(this.workers.map((_, rank) => fn(rank)));
+  }
+
+  async run(): Promise<void> {
+    const { spec, job } = this;
+    await mkdir(job.output, { recursive: true });
+    await this.update({ status: "preparing", message: "reading, tokenizing and packing the data", workers: this.workers });
+    this.data = buildDataset(spec, { quiet: true });
+    if (this.data.failed) {
+      const bad = this.data.problems.filter(isBadRecord);
+      throw new Error(`on_bad_record is fail and ${bad.length} record(s) are bad; first: ${bad[0] ? formatProblem(bad[0]) : "?"} (see 'ringtune data check')`);
+    }
+    await this.checkVocab();
+    this.plan = planSteps(spec, this.data.train.length);
+    this.schedule = {
+      lr: spec.lr,
+      minLr: spec.min_lr,
+      kind: spec.schedule,
+      warmupSteps: warmupSteps(spec, this.plan.totalSteps),
+      totalSteps: this.plan.totalSteps,
+    };
+    const resumeDir = job.last_checkpoint?.dir ?? spec.resume_from;
+    const startStep = resumeDir ? readTrainerState(resumeDir).step : 0;
+    if (startStep > this.plan.totalSteps) throw new Error(`checkpoint ${resumeDir} is at step ${startStep}, past the job's ${this.plan.totalSteps} steps`);
+    await this.prepareMetrics(startStep);
+    this.env.log.info({ job: job.id, rows: this.data.train.length, ...this.plan, startStep }, "job prepared");
+
+    await this.update({ message: `forming a ring of ${this.workers.length} worker(s)`, total_steps: this.plan.totalSteps, step: startStep });
+    await this.all((rank) =>
+      this.cmd(rank, "assign", JobAssign, {
+        job: job.id,
+        ring: this.ring,
+        rank,
+        size: this.workers.length,
+        transport: spec.transport ?? defaultTransport,
+        model: resumeDir ? { resume: resumeDir } : { path: spec.model.path, init: spec.model.init && { config: spec.model.init.config, seed: spec.model.init.seed } },
+        optimizer: { beta1: spec.betas[0], beta2: spec.betas[1], eps: spec.eps, weight_decay: spec.weight_decay, grad_clip: spec.grad_clip },
+      }, JobAssignReply, ASSIGN_TIMEOUT_MS),
+    );
+
+    const generation: Record<string, unknown> = { ...(job.generation_eval ?? {}) };
+    if (spec.generation_eval && startStep === 0) {
+      await this.update({ status: "running", message: "generation eval before training" });
+      generation.before = await this.generationEval();
+      await this.update({ generation_eval: generation });
+    }
+    await this.update({ status: "running", message: undefined });
+    await this.trainLoop(startStep);
+    this.checkStop();
+
+    await this.update({ message: "saving the final model" });
+    const finalDir = path.join(job.output, "final");
+    await this.cmd(0, "save", SaveModel, { job: job.id, dir: finalDir, dtype: spec.save_dtype, with_optimizer: false }, SaveModelReply);
+    await writeFile(path.join(finalDir, "ringtune.json"), JSON.stringify({ job: job.id, template: spec.template, tokenizer: spec.tokenizer ?? "model" }, null, 2) + "\n");
+    if (spec.generation_eval) {
+      await this.update({ message: "generation eval after training" });
+      generation.after = await this.generationEval();
+      await this.update({ generation_eval: generation });
+    }
+    await this.update({ status: "completed", message: `final model in ${finalDir}` });
+  }
+
+  private async checkVocab(): Promise<void> {
+    const configFile = this.spec.model.path ? path.join(this.spec.model.path, "config.json") : this.spec.model.init!.config;
+    const cfg = await readHfConfig(configFile);
+    const need = this.data.setup.tokenizer.vocabSize;
+    if (need > cfg.native.vocabSize)
+      throw new Error(`${configFile}: vocab_size ${cfg.native.vocabSize} is smaller than the tokenizer's ${need} tokens (template markers included)`);
+  }
+
+  /** Keeps metrics up to a resumed step, so the file tells one story. */
+  private async prepareMetrics(startStep: number): Promise<void> {
+    if (startStep === 0 || !existsSync(this.metricsFile)) {
+      await writeFile(this.metricsFile, "");
+      return;
+    }
+    const kept = (await readFile(this.metricsFile, "utf8")).split("\n").filter((l) => l && (JSON.parse(l) as { step: number }).step <= startStep);
+    await writeFile(this.metricsFile, kept.map((l) => l + "\n").join(""));
+  }
+
+  private async metric(line: Record<string, unknown>): Promise<void> {
+    await appendFile(this.metricsFile, JSON.stringify(line) + "\n");
+  }
+
+  private async trainLoop(startStep: number): Promise<void> {
+    const { spec, plan, data } = this;
+    const order = new DataOrder(data.train.length, spec.seed);
+    const pad = data.setup.tokenizer.padId;
+    const n = this.workers.length;
+    const began = performance.now();
+    let tokensSeen = 0;
+    let lastEvalStep = -1;
+    for (let step = startStep + 1; step <= plan.totalSteps; step++) {
+      this.checkStop();
+      const lr = learningRate(this.schedule, step);
+      const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train[i]!);
+      const targets = countTargets(rows);
+      const checksum = spec.checksum_every > 0 && (step % spec.checksum_every === 0 || step === plan.totalSteps);
+      const replies = await this.all((rank) => {
+        const [a, b] = shardRange(rows.length, rank, n);
+        return this.cmd(rank, "step", TrainStep, {
+          job: this.job.id,
+          step,
+          lr,
+          loss_scale: targets > 0 ? 1 / targets : 0,
+          micro_batch_rows: spec.micro_batch_rows,
+          rows: rowsPayload(rows.slice(a, b), pad, spec.seq_len),
+          checksum,
+        }, TrainStepReply);
+      });
+      const lossSum = replies.reduce((s, r) => s + r.loss_sum!, 0);
+      const loss = targets > 0 ? lossSum / targets : NaN;
+      const tasks: TaskTotals = {};
+      for (const r of replies) mergeTasks(tasks, r.task_sums);
+      if (checksum) {
+        const sums = new Set(replies.map((r) => r.checksum));
+        if (sums.size !== 1) throw new Error(`step ${step}: the workers' weights differ (checksums ${[...sums].join(", ")}): the ring is out of sync`);
+      }
+      tokensSeen += rows.length * spec.seq_len;
+      const elapsed = (performance.now() - began) / 1000;
+      const tokensPerS = tokensSeen / elapsed;
+      const eta = ((plan.totalSteps - step) * elapsed) / (step - startStep);
+      await this.metric({
+        step,
+        loss,
+        lr,
+        grad_norm: replies[0]!.grad_norm,
+        targets,
+        tokens: rows.length * spec.seq_len,
+        tokens_per_s: tokensPerS,
+        loss_by_task: meanByTask(tasks),
+        compute_ms: Math.max(...replies.map((r) => r.compute_ms ?? 0)),
+        comm_wait_ms: Math.max(...replies.map((r) => r.comm_wait_ms ?? 0)),
+        ...(checksum ? { checksum: replies[0]!.checksum } : {}),
+      });
+      await this.update({
+        step,
+        lr,
+        train_loss: { first: this.job.train_loss.first ?? loss, last: loss },
+        tokens_per_s: tokensPerS,
+        eta_s: eta,
+      });
+      if (spec.eval_every > 0 && step % spec.eval_every === 0) {
+        await this.evaluate(step);
+        lastEvalStep = step;
+      }
+      if (spec.save_every > 0 && step % spec.save_every === 0 && step < plan.totalSteps) await this.checkpoint(step);
+    }
+    if (lastEvalStep !== plan.totalSteps) await this.evaluate(plan.totalSteps);
+  }
+
+  private async evaluate(step: number): Promise<void> {
+    const val = this.data.val;
+    if (val.length === 0) return;
+    const n = this.workers.length;
+    const pad = this.data.setup.tokenizer.padId;
+    const replies = await this.all((rank) => {
+      const [a, b] = shardRange(val.length, rank, n);
+      return this.cmd(rank, "eval", EvalStep, { job: this.job.id, rows: rowsPayload(val.slice(a, b) as Row[], pad, this.spec.seq_len), micro_batch_rows: this.spec.micro_batch_rows }, EvalStepReply);
+    });
+    const targets = replies.reduce((s, r) => s + r.targets!, 0);
+    const valLoss = replies.reduce((s, r) => s + r.loss_sum!, 0) / targets;
+    const tasks: TaskTotals = {};
+    for (const r of replies) mergeTasks(tasks, r.task_sums);
+    await this.metric({ step, val_loss: valLoss, val_loss_by_task: meanByTask(tasks) });
+    await this.update({ val_loss: valLoss, val_loss_by_task: meanByTask(tasks) });
+  }
+
+  private async checkpoint(step: number): Promise<void> {
+    const dir = checkpointDir(this.job.output, step);
+    await writeCheckpoint(
+      dir,
+      {
+        job: this.job.id,
+        step,
+        total_steps: this.plan.totalSteps,
+        rows_per_step: this.plan.rowsPerStep,
+        data_position: step * this.plan.rowsPerStep,
+        seed: this.spec.seed,
+        train_loss_first: this.job.train_loss.first,
+      },
+      (tmp) => this.cmd(0, "save", SaveModel, { job: this.job.id, dir: tmp, dtype: "F32", with_optimizer: true }, SaveModelReply).then(() => {}),
+    );
+    await this.update({ last_checkpoint: { step, dir } });
+    this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
+  }
+
+  /** Greedy generation on the held-out prompts, shared out over the ring, scored per task_type. */
+  private async generationEval(): Promise<unknown> {
+    const setup = this.data.setup;
+    const prompts = loadEvalPrompts(this.spec, setup);
+    const eos = evalStopIds(setup);
+    const n = this.workers.length;
+    const parts = await this.all((rank) => {
+      const [a, b] = shardRange(prompts.length, rank, n);
+      return this.cmd(rank, "generate", Generate, {
+        job: this.job.id,
+        prompts: prompts.slice(a, b).map((p) => Int32Array.from(p.ids)),
+        max_new: this.spec.generation_eval!.max_new_tokens,
+        eos_ids: eos,
+      }, GenerateReply);
+    });
+    return scoreGenerations(prompts, parts.flatMap((p) => p.outputs ?? []), setup);
+  }
+
+  async release(): Promise<void> {
+    await Promise.allSettled(this.workers.map((_, rank) => this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000)));
+  }
+}
+
+/** Runs the job to a final status; never throws (the outcome is in the job record). */
+export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<void> {
+  let run: JobRun | undefined;
+  try {
+    run = new JobRun(env, job, workers);
+    await run.run();
+  } catch (err) {
+    const e = err as Error;
+    const cancelled = e instanceof JobCancelled;
+    env.log[cancelled ? "info" : "error"]({ job: job.id, err: e }, cancelled ? "job stopped" : "job failed");
+    const latest = env.store.get(job.id)!;
+    const where = latest.last_checkpoint ? ` (last checkpoint: step ${latest.last_checkpoint.step}, ${latest.last_checkpoint.dir})` : "";
+    await env.store.update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + where }).catch(() => {});
+  } finally {
+    await run?.release();
+  }
+}

@@ -1,0 +1,31 @@
+// Request/reply to one worker: encodes the command, waits for the reply, turns a refusal into an Error
+// that names the worker and the command.
+import type { NatsConnection } from "@nats-io/transport-node";
+import { decodeMessage, encodeMessage, jobSubjects, type Body, type Message, type MessageType, type WorkerCommand } from "../../proto/mod.js";
+import type { z } from "zod";
+
+type Shape = z.ZodRawShape;
+
+export class WorkerCommandError extends Error {
+  override name = "WorkerCommandError";
+}
+
+export async function command<Q extends MessageType<Shape>, R extends MessageType<Shape>>(
+  nc: NatsConnection,
+  worker: string,
+  cmd: WorkerCommand,
+  requestType: Q,
+  body: Body<Q>,
+  replyType: R,
+  timeoutMs: number,
+): Promise<Message<R>> {
+  let data: Uint8Array;
+  try {
+    data = (await nc.request(jobSubjects.workerCommand(worker, cmd), encodeMessage(requestType, body), { timeout: timeoutMs })).data;
+  } catch (err) {
+    throw new WorkerCommandError(`worker ${worker} did not answer '${cmd}' (${(err as Error).message})`, { cause: err });
+  }
+  const reply = decodeMessage(replyType, data) as Message<R> & { ok?: boolean; error?: string };
+  if (reply.ok === false) throw new WorkerCommandError(`worker ${worker}: ${cmd}: ${reply.error ?? "failed"}`);
+  return reply;
+}

@@ -1,0 +1,116 @@
+// The workers the coordinator knows: registered by request, kept alive by heartbeats, reserved by jobs.
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import {
+  decodeMessage,
+  encodeMessage,
+  subjects,
+  WorkerHeartbeat,
+  WorkerRegister,
+  WorkerRegisterReply,
+  type Body,
+  type WorkerInfo,
+} from "../../proto/mod.js";
+
+interface Entry {
+  info: Body<typeof WorkerRegister>;
+  lastSeen: number;
+  job?: string;
+}
+
+export class WorkerRegistry {
+  private readonly workers = new Map<string, Entry>();
+  /** called once when a worker that runs a job stops sending heartbeats */
+  onLost: (workerId: string, job: string) => void = () => {};
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+    readonly heartbeatMs = 1000,
+    private readonly lostAfterMs = 10_000,
+  ) {}
+
+  start(): void {
+    this.nc.subscribe(subjects.workerRegister, {
+      callback: (_err, msg) => {
+        try {
+          const info = decodeMessage(WorkerRegister, msg.data);
+          const known = this.workers.get(info.worker_id);
+          this.workers.set(info.worker_id, { info, lastSeen: Date.now(), job: known?.job });
+          this.log.info({ worker: info.worker_id, device: info.device.name }, known ? "worker registered again" : "worker registered");
+          msg.respond(encodeMessage(WorkerRegisterReply, { ok: true, heartbeat_ms: this.heartbeatMs }));
+        } catch (err) {
+          msg.respond(encodeMessage(WorkerRegisterReply, { ok: false, error: (err as Error).message, heartbeat_ms: this.heartbeatMs }));
+        }
+      },
+    });
+    this.nc.subscribe(subjects.workerHeartbeatAll, {
+      callback: (_err, msg) => {
+        try {
+          const hb = decodeMessage(WorkerHeartbeat, msg.data);
+          const w = this.workers.get(hb.worker_id);
+          if (w) w.lastSeen = Date.now();
+        } catch (err) {
+          this.log.warn({ err }, "bad heartbeat");
+        }
+      },
+    });
+    this.timer = setInterval(() => this.checkLost(), this.heartbeatMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private alive(w: Entry): boolean {
+    return Date.now() - w.lastSeen < this.lostAfterMs;
+  }
+
+  private checkLost(): void {
+    for (const [id, w] of this.workers) {
+      if (w.job && !this.alive(w)) {
+        const job = w.job;
+        w.job = undefined;
+        this.log.warn({ worker: id, job }, "worker lost");
+        this.onLost(id, job);
+      }
+    }
+  }
+
+  /** Live workers with no job, in a stable order (by id). */
+  idle(): string[] {
+    return [...this.workers.entries()]
+      .filter(([, w]) => !w.job && this.alive(w))
+      .map(([id]) => id)
+      .sort();
+  }
+
+  counts(): { registered: number; idle: number } {
+    const live = [...this.workers.values()].filter((w) => this.alive(w));
+    return { registered: live.length, idle: live.filter((w) => !w.job).length };
+  }
+
+  reserve(ids: string[], job: string): void {
+    for (const id of ids) this.workers.get(id)!.job = job;
+  }
+
+  release(job: string): void {
+    for (const w of this.workers.values()) if (w.job === job) w.job = undefined;
+  }
+
+  status(): WorkerInfo[] {
+    const now = Date.now();
+    return [...this.workers.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([id, w]) => ({
+        worker_id: id,
+        host: w.info.host,
+        pid: w.info.pid,
+        device: w.info.device,
+        state: !this.alive(w) ? "lost" : w.job ? "busy" : "idle",
+        job: w.job,
+        last_seen_ms_ago: now - w.lastSeen,
+      }));
+  }
+}

@@ -1,0 +1,167 @@
+// A worker's side of a job: the coordinator's commands (assign, step, eval, generate, save, release),
+// one at a time, each answered with its reply message or an error that says what failed.
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import type { NativeModel } from "../native/js/addon.js";
+import { readHfConfig, type HfConfig } from "../native/js/hf_config.js";
+import { initModel, loadModel, saveModel } from "../native/js/hf_model.js";
+import {
+  decodeMessage,
+  encodeMessage,
+  EvalStep,
+  EvalStepReply,
+  Generate,
+  GenerateReply,
+  JobAssign,
+  JobAssignReply,
+  JobRelease,
+  JobReleaseReply,
+  SaveModel,
+  SaveModelReply,
+  TrainStep,
+  TrainStepReply,
+  type Body,
+  type WorkerCommand,
+} from "../proto/mod.js";
+import { connectTransport } from "./allreduce/mod.js";
+import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
+import { Trainer } from "./trainer.js";
+
+/** A reply's fields other than ok/error, which reply() adds. */
+type Payload<M> = Omit<Body<M>, "ok" | "error">;
+
+interface ActiveJob {
+  id: string;
+  config: HfConfig;
+  trainer: Trainer;
+}
+
+export class JobRunner {
+  private job: ActiveJob | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+    private readonly net: { listenHost?: string; advertiseHost?: string } = {},
+  ) {}
+
+  get currentJob(): string | undefined {
+    return this.job?.id;
+  }
+
+  /** Runs commands strictly one after another: a step must never overlap a save or a release. */
+  handle(command: WorkerCommand, data: Uint8Array): Promise<Uint8Array> {
+    const run = this.queue.then(() => this.dispatch(command, data));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async dispatch(command: WorkerCommand, data: Uint8Array): Promise<Uint8Array> {
+    switch (command) {
+      case "assign":
+        return this.reply(JobAssignReply, () => this.assign(decodeMessage(JobAssign, data)));
+      case "step":
+        return this.reply(TrainStepReply, () => this.step(decodeMessage(TrainStep, data)));
+      case "eval":
+        return this.reply(EvalStepReply, () => this.evaluate(decodeMessage(EvalStep, data)));
+      case "generate":
+        return this.reply(GenerateReply, () => this.generate(decodeMessage(Generate, data)));
+      case "save":
+        return this.reply(SaveModelReply, () => this.save(decodeMessage(SaveModel, data)));
+      case "release":
+        return this.reply(JobReleaseReply, () => this.release(decodeMessage(JobRelease, data).job));
+    }
+  }
+
+  /** Runs fn; its result becomes an ok reply, a thrown error an error reply naming the command's cause. */
+  private async reply<M extends Parameters<typeof encodeMessage>[0]>(type: M, fn: () => Promise<object>): Promise<Uint8Array> {
+    try {
+      return encodeMessage(type, { ok: true, ...(await fn()) } as unknown as Body<M>);
+    } catch (err) {
+      const e = err as Error;
+      this.log.error({ err: e }, `${type.name}: ${e.message}`);
+      return encodeMessage(type, { ok: false, error: e.message } as unknown as Body<M>);
+    }
+  }
+
+  private active(job: string): ActiveJob {
+    if (!this.job || this.job.id !== job) throw new Error(`this worker is not assigned to job ${job}${this.job ? ` (it runs ${this.job.id})` : ""}`);
+    return this.job;
+  }
+
+  private async assign(m: Body<typeof JobAssign>): Promise<Payload<typeof JobAssignReply>> {
+    if (this.job) await this.release(this.job.id);
+    let model: NativeModel;
+    let config: HfConfig;
+    let step = 0;
+    if (m.model.resume) {
+      ({ model, config } = await loadModel(m.model.resume));
+      step = await loadOptimizerState(model, m.model.resume);
+    } else if (m.model.path) {
+      ({ model, config } = await loadModel(m.model.path));
+    } else if (m.model.init) {
+      config = await readHfConfig(m.model.init.config);
+      model = await initModel(config, m.model.init.seed);
+    } else {
+      throw new Error("assign: the model source names neither path, init nor resume");
+    }
+    this.log.info({ job: m.job, rank: m.rank, size: m.size, transport: m.transport }, "joining ring");
+    const transport = await connectTransport({ nc: this.nc, ring: m.ring, rank: m.rank, size: m.size, kind: m.transport, ...this.net });
+    const o = m.optimizer;
+    const trainer = new Trainer(model, transport, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weight_decay, gradClip: o.grad_clip });
+    this.job = { id: m.job, config, trainer };
+    return { num_params: model.paramData().length, step };
+  }
+
+  private async step(m: Body<typeof TrainStep>): Promise<Payload<typeof TrainStepReply>> {
+    const job = this.active(m.job);
+    const r = await job.trainer.trainStep({
+      step: m.step,
+      lr: m.lr,
+      lossScale: m.loss_scale,
+      microBatchRows: m.micro_batch_rows,
+      rows: m.rows,
+      checksum: m.checksum,
+    });
+    return {
+      loss_sum: r.lossSum,
+      targets: r.targets,
+      task_sums: r.taskSums,
+      grad_norm: r.gradNorm,
+      checksum: r.checksum,
+      compute_ms: r.computeMs,
+      comm_wait_ms: r.commWaitMs,
+    };
+  }
+
+  private async evaluate(m: Body<typeof EvalStep>): Promise<Payload<typeof EvalStepReply>> {
+    const r = await this.active(m.job).trainer.evaluate(m.rows, m.micro_batch_rows);
+    return { loss_sum: r.lossSum, targets: r.targets, task_sums: r.taskSums };
+  }
+
+  private async generate(m: Body<typeof Generate>): Promise<Payload<typeof GenerateReply>> {
+    const model = this.active(m.job).trainer.model;
+    const outputs: Int32Array[] = [];
+    for (const prompt of m.prompts) {
+      outputs.push(await model.generate({ promptIds: prompt, maxNew: m.max_new, temperature: 0, topP: 1, seed: 0, eosIds: m.eos_ids }));
+    }
+    return { outputs };
+  }
+
+  private async save(m: Body<typeof SaveModel>): Promise<Payload<typeof SaveModelReply>> {
+    const job = this.active(m.job);
+    await saveModel(job.trainer.model, job.config, m.dir, { dtype: m.dtype });
+    if (m.with_optimizer) await saveOptimizerState(job.trainer.model, m.dir);
+    return {};
+  }
+
+  async release(jobId: string): Promise<Payload<typeof JobReleaseReply>> {
+    if (this.job && this.job.id === jobId) {
+      const job = this.job;
+      this.job = undefined;
+      await job.trainer.close().catch((err: Error) => this.log.warn({ err }, "closing the ring transport"));
+    }
+    return {};
+  }
+}

@@ -1,0 +1,120 @@
+// The worker process: registers with the coordinator, sends heartbeats, and serves the coordinator's
+// commands for the job it is assigned. One process per device.
+import os from "node:os";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { pino, type Logger } from "pino";
+import {
+  decodeMessage,
+  encodeMessage,
+  jobSubjects,
+  subjects,
+  WORKER_COMMANDS,
+  WorkerHeartbeat,
+  WorkerRegister,
+  WorkerRegisterReply,
+  type WorkerCommand,
+} from "../proto/mod.js";
+import { defaultTransport } from "./allreduce/mod.js";
+import { cpuDevice } from "./device.js";
+import { JobRunner } from "./job_runner.js";
+
+export interface WorkerOptions {
+  natsUrl: string;
+  id: string;
+  /** interface the data-plane TCP listener binds, and the address ring neighbours connect to */
+  listenHost?: string;
+  advertiseHost?: string;
+  log?: Logger;
+}
+
+/**
+ * Where the data-plane listener binds and what it advertises. With NATS on this machine the whole cluster
+ * is local: loopback both ways. Otherwise listen everywhere and let the transport advertise this host.
+ */
+function dataPlaneHosts(opts: WorkerOptions): { listenHost?: string; advertiseHost?: string } {
+  if (opts.listenHost || opts.advertiseHost) return { listenHost: opts.listenHost, advertiseHost: opts.advertiseHost ?? opts.listenHost };
+  const host = new URL(opts.natsUrl.replace(/^nats:/, "http:")).hostname;
+  const local = host === "127.0.0.1" || host === "localhost" || host === "::1" || host === "[::1]";
+  return local ? { listenHost: "127.0.0.1", advertiseHost: "127.0.0.1" } : {};
+}
+
+export class Worker {
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private seq = 0;
+  private closed = false;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly id: string,
+    private readonly runner: JobRunner,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(opts: WorkerOptions): Promise<Worker> {
+    const log = opts.log ?? pino({ name: `worker ${opts.id}` }, pino.destination(2));
+    const nc = await connect({ servers: opts.natsUrl, name: `ringtune-worker-${opts.id}`, maxReconnectAttempts: -1 });
+    const w = new Worker(nc, opts.id, new JobRunner(nc, log, dataPlaneHosts(opts)), log);
+    w.serveCommands();
+    nc.subscribe(jobSubjects.coordinatorHello, { callback: () => void w.register() });
+    await w.register();
+    return w;
+  }
+
+  private serveCommands(): void {
+    this.nc.subscribe(jobSubjects.workerCommandAll(this.id), {
+      callback: (err, msg) => {
+        if (err) return this.log.error({ err }, "command subscription");
+        const command = msg.subject.split(".").pop() as WorkerCommand;
+        if (!(WORKER_COMMANDS as readonly string[]).includes(command)) return;
+        this.runner.handle(command, msg.data).then(
+          (reply) => msg.respond(reply),
+          (err: Error) => this.log.error({ err }, `command ${command}`),
+        );
+      },
+    });
+  }
+
+  /** Registers until a coordinator answers (it may start after the workers), then heartbeats. */
+  async register(): Promise<void> {
+    const request = encodeMessage(WorkerRegister, {
+      worker_id: this.id,
+      host: os.hostname(),
+      pid: process.pid,
+      device: cpuDevice(),
+      transports: [defaultTransport, defaultTransport === "tcp" ? "nats" : "tcp"],
+    });
+    for (let attempt = 0; !this.closed; attempt++) {
+      try {
+        const reply = decodeMessage(WorkerRegisterReply, (await this.nc.request(subjects.workerRegister, request, { timeout: 2000 })).data);
+        if (!reply.ok) throw new Error(reply.error ?? "registration refused");
+        this.startHeartbeats(reply.heartbeat_ms);
+        this.log.info({ device: cpuDevice() }, "registered with the coordinator");
+        return;
+      } catch (err) {
+        if (attempt === 0) this.log.info(`waiting for a coordinator (${(err as Error).message})`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  private startHeartbeats(ms: number): void {
+    clearInterval(this.heartbeatTimer);
+    const beat = () => {
+      const job = this.runner.currentJob;
+      this.nc.publish(
+        subjects.workerHeartbeat(this.id),
+        encodeMessage(WorkerHeartbeat, { worker_id: this.id, seq: this.seq++, sent_at_ms: Date.now(), state: job ? "busy" : "idle", job }),
+      );
+    };
+    beat();
+    this.heartbeatTimer = setInterval(beat, ms);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.heartbeatTimer);
+    const job = this.runner.currentJob;
+    if (job) await this.runner.release(job);
+    await this.nc.drain();
+  }
+}
