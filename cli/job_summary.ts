@@ -24,18 +24,29 @@ const isExact = (k: string) => k.includes("exact") || k === "em";
 const isJson = (k: string) => k.includes("json");
 
 /**
- * Per task_type, before and after. Accepts either `{before: {task: metrics}, after: {task: metrics}}`
- * or `{task: {before: metrics, after: metrics}}` (optionally under `by_task`), since both read naturally.
- * Returns undefined for any other shape, and the caller prints the JSON as it is.
+ * A before/after report's scores by task: the coordinator's `{overall, tasks: {task: scores}}` (overall
+ * becomes the row "all"), or a flat `{task: scores}`. Keys whose value is not an object are not tasks.
+ */
+function scoresByTask(report: unknown): Record<string, Json> {
+  if (!isObject(report)) return {};
+  const flat = isObject(report.tasks) ? { ...report.tasks, ...(isObject(report.overall) ? { all: report.overall } : {}) } : report;
+  return Object.fromEntries(Object.entries(flat).filter((e): e is [string, Json] => isObject(e[1])));
+}
+
+/** Tasks sorted by name, with the overall row last. */
+const byName = (a: string, b: string) => (a === "all" ? 1 : b === "all" ? -1 : a.localeCompare(b));
+
+/**
+ * Per task_type, before and after. Reads the coordinator's `{before: report, after: report}` and, as
+ * well, `{task: {before: scores, after: scores}}` (optionally under `by_task`). Returns undefined for
+ * any other shape, and the caller prints the JSON as it is.
  */
 export function generationEvalRows(ev: Json): string[][] | undefined {
-  let perTask: Record<string, { before?: Json; after?: Json }> = {};
+  const perTask: Record<string, { before?: Json; after?: Json }> = {};
   if (isObject(ev.before) || isObject(ev.after)) {
-    const before = isObject(ev.before) ? ev.before : {};
-    const after = isObject(ev.after) ? ev.after : {};
-    for (const task of new Set([...Object.keys(before), ...Object.keys(after)])) {
-      perTask[task] = { before: isObject(before[task]) ? before[task] : undefined, after: isObject(after[task]) ? after[task] : undefined };
-    }
+    const before = scoresByTask(ev.before);
+    const after = scoresByTask(ev.after);
+    for (const task of new Set([...Object.keys(before), ...Object.keys(after)])) perTask[task] = { before: before[task], after: after[task] };
   } else {
     const tasks = isObject(ev.by_task) ? ev.by_task : ev;
     for (const [task, v] of Object.entries(tasks)) {
@@ -43,7 +54,7 @@ export function generationEvalRows(ev: Json): string[][] | undefined {
       perTask[task] = { before: isObject(v.before) ? v.before : undefined, after: isObject(v.after) ? v.after : undefined };
     }
   }
-  const tasks = Object.keys(perTask).sort();
+  const tasks = Object.keys(perTask).sort(byName);
   if (tasks.length === 0) return undefined;
   return tasks.map((task) => {
     const { before, after } = perTask[task]!;
@@ -56,6 +67,17 @@ export function generationEvalRows(ev: Json): string[][] | undefined {
       formatMetric(pick(after, isJson)),
     ];
   });
+}
+
+/** A few answers after training (the coordinator keeps some per task), so a person sees what "exact" means. */
+export function sampleAnswers(ev: Json, perTask = 2): string[] {
+  const after = isObject(ev.after) && isObject(ev.after.tasks) ? ev.after.tasks : {};
+  const lines: string[] = [];
+  for (const [task, scores] of Object.entries(after).sort()) {
+    const samples = isObject(scores) && Array.isArray(scores.samples) ? scores.samples.filter(isObject).slice(0, perTask) : [];
+    for (const s of samples) lines.push(`  [${task}] ${String(s.prompt)}`, `    expected: ${String(s.expected)}`, `    got:      ${String(s.got)}`);
+  }
+  return lines;
 }
 
 export function formatJobSummary(record: Json): string {
@@ -77,6 +99,8 @@ export function formatJobSummary(record: Json): string {
         ? formatTable(["TASK_TYPE", "PROMPTS", "EXACT BEFORE", "EXACT AFTER", "JSON BEFORE", "JSON AFTER"], rows)
         : JSON.stringify(record.generation_eval, null, 2),
     );
+    const samples = sampleAnswers(record.generation_eval);
+    if (samples.length) lines.push("", "some answers after training:", ...samples);
   }
   lines.push("", `outputs: ${String(record.output)}`);
   if (isObject(record.last_checkpoint)) lines.push(`last checkpoint: ${String(record.last_checkpoint.dir)} (step ${String(record.last_checkpoint.step)})`);

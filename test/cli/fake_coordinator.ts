@@ -33,9 +33,11 @@ export interface FakeCoordinator {
   stop(): Promise<void>;
 }
 
+// The coordinator's shape (coordinator/eval/generation_eval.ts: GenerationEvalReport before and after).
+const score = (exact_match: number, json_valid: number) => ({ count: 8, exact_match, json_valid, samples: [] });
 const GENERATION_EVAL = {
-  before: { "extract/json": { n: 8, exact_match: 0, json_valid: 0.125 } },
-  after: { "extract/json": { n: 8, exact_match: 0.75, json_valid: 1 } },
+  before: { overall: score(0, 0.125), tasks: { "extract/json": score(0, 0.125) } },
+  after: { overall: score(0.75, 1), tasks: { "extract/json": score(0.75, 1) } },
 };
 
 export async function startFakeCoordinator(url: string, options: FakeCoordinatorOptions = {}): Promise<FakeCoordinator> {

@@ -26,6 +26,24 @@ test("the summary shows losses, a before/after table per task_type and the outpu
   assert.match(text, /outputs: \/repo\/runs\/job-1/);
 });
 
+test("the coordinator's report shape: tasks and overall (as 'all', last), with sample answers", () => {
+  const score = (count: number, exact_match: number, json_valid: number, samples: unknown[] = []) => ({ count, exact_match, json_valid, samples });
+  const ev = {
+    before: { overall: score(40, 0, 0.1), tasks: { "extract/order": score(20, 0, 0.1), "extract/person": score(20, 0, 0.1) }, max_new_tokens: 64 },
+    after: {
+      overall: score(40, 0.5, 1),
+      tasks: { "extract/order": score(20, 0.25, 1), "extract/person": score(20, 0.75, 1, [{ prompt: "Ann lives in Oslo.", expected: '{"name":"Ann"}', got: '{"name":"Ann"}' }]) },
+    },
+  };
+  assert.deepEqual(generationEvalRows(ev), [
+    ["extract/order", "20", "0.0%", "25.0%", "10.0%", "100.0%"],
+    ["extract/person", "20", "0.0%", "75.0%", "10.0%", "100.0%"],
+    ["all", "40", "0.0%", "50.0%", "10.0%", "100.0%"],
+  ]);
+  const text = formatJobSummary({ ...record, generation_eval: ev });
+  assert.match(text, /\[extract\/person\] Ann lives in Oslo\.\n    expected: \{"name":"Ann"\}\n    got: {6}\{"name":"Ann"\}/);
+});
+
 test("generation_eval keyed by task first reads the same", () => {
   const rows = generationEvalRows({ by_task: { "extract/json": { before: { exact: 0.1, json_validity: 0.5 }, after: { exact: 0.9, json_validity: 1, count: 20 } } } });
   assert.deepEqual(rows, [["extract/json", "20", "10.0%", "90.0%", "50.0%", "100.0%"]]);
