@@ -1,0 +1,170 @@
+// A whole ringtune cluster inside a test: a real nats-server, the coordinator and N workers (each with
+// its own NATS connection and model, as separate processes would have), plus job helpers.
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { pino } from "pino";
+import { Coordinator } from "../../coordinator/main.js";
+import {
+  ClusterStatusReply,
+  ClusterStatusRequest,
+  decodeMessage,
+  encodeMessage,
+  FINAL_STATUSES,
+  JOBS_BUCKET,
+  JobCancel,
+  JobCancelReply,
+  JobRecord,
+  jobSubjects,
+  JobSubmit,
+  JobSubmitReply,
+  type Body,
+} from "../../proto/mod.js";
+import { Worker } from "../../worker/main.js";
+import { startNatsServer, type NatsServer } from "./nats_server.js";
+
+export type JobRecordBody = Body<typeof JobRecord>;
+
+const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
+
+export class TestCluster {
+  private constructor(
+    readonly server: NatsServer,
+    readonly client: NatsConnection,
+    public coordinator: Coordinator | undefined,
+    readonly workers: Worker[],
+  ) {}
+
+  static async start(workers: number, opts: { coordinator?: boolean } = {}): Promise<TestCluster> {
+    const server = await startNatsServer({ maxPayload: 8 * 1024 * 1024 });
+    const client = await connect({ servers: server.url });
+    const coordinator = opts.coordinator === false ? undefined : await Coordinator.start({ natsUrl: server.url, log: quiet });
+    const ws: Worker[] = [];
+    for (let i = 0; i < workers; i++) ws.push(await Worker.start({ natsUrl: server.url, id: `w${i}`, log: quiet }));
+    const cluster = new TestCluster(server, client, coordinator, ws);
+    if (coordinator) await cluster.waitFor(async () => (await cluster.clusterWorkers()) >= workers, "workers to register");
+    return cluster;
+  }
+
+  async startCoordinator(): Promise<void> {
+    this.coordinator = await Coordinator.start({ natsUrl: this.server.url, log: quiet });
+  }
+
+  /** Idle workers as the coordinator sees them (0 while no coordinator answers). */
+  private async clusterWorkers(): Promise<number> {
+    const r = await this.client.request(jobSubjects.clusterStatus, encodeMessage(ClusterStatusRequest, {}), { timeout: 2000 }).catch(() => undefined);
+    return r ? decodeMessage(ClusterStatusReply, r.data).workers.filter((w) => w.state === "idle").length : 0;
+  }
+
+  /** Sends a spec (an object, paths relative to baseDir) and returns the reply. */
+  async submit(spec: Record<string, unknown>, baseDir: string): Promise<Body<typeof JobSubmitReply>> {
+    const r = await this.client.request(jobSubjects.submit, encodeMessage(JobSubmit, { spec, base_dir: baseDir, source: "test.yaml" }), { timeout: 10_000 });
+    return decodeMessage(JobSubmitReply, r.data);
+  }
+
+  async cancel(id: string): Promise<Body<typeof JobCancelReply>> {
+    const r = await this.client.request(jobSubjects.cancel, encodeMessage(JobCancel, { id }), { timeout: 10_000 });
+    return decodeMessage(JobCancelReply, r.data);
+  }
+
+  async record(id: string): Promise<JobRecordBody | undefined> {
+    const kv = await new Kvm(this.client).open(JOBS_BUCKET);
+    const e = await kv.get(id);
+    return e && e.operation === "PUT" ? decodeMessage(JobRecord, e.value) : undefined;
+  }
+
+  async waitFor(cond: () => Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!(await cond())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Submits and waits for a final status; throws with the job's message unless it completed. */
+  async run(spec: Record<string, unknown>, baseDir: string): Promise<JobRecordBody> {
+    const reply = await this.submit(spec, baseDir);
+    if (!reply.ok) throw new Error(`submit refused: ${reply.error}`);
+    let rec: JobRecordBody | undefined;
+    await this.waitFor(async () => {
+      rec = await this.record(reply.id!);
+      return !!rec && FINAL_STATUSES.includes(rec.status);
+    }, `job ${reply.id} to finish`);
+    if (rec!.status !== "completed") throw new Error(`job ${rec!.id} ${rec!.status}: ${rec!.message}`);
+    return rec!;
+  }
+
+  async stop(): Promise<void> {
+    for (const w of this.workers) await w.close().catch(() => {});
+    await this.coordinator?.close().catch(() => {});
+    await this.client.close();
+    await this.server.stop();
+  }
+}
+
+/** A temp folder with a tiny model config and a small two-task chat dataset. */
+export function trainingFixture(): { dir: string; baseSpec: Record<string, unknown> } {
+  const dir = mkdtempSync(path.join(tmpdir(), "ringtune-train-"));
+  writeFileSync(
+    path.join(dir, "model.json"),
+    JSON.stringify({
+      architectures: ["LlamaForCausalLM"],
+      model_type: "llama",
+      vocab_size: 272,
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      max_position_embeddings: 256,
+      tie_word_embeddings: false,
+      initializer_range: 0.05,
+      bos_token_id: 256,
+      eos_token_id: 257,
+    }),
+  );
+  const lines: string[] = [];
+  const names = ["Ana", "Bo", "Cy", "Di", "Ed", "Fay", "Gus", "Hal", "Ivy", "Jo"];
+  for (let i = 0; i < 60; i++) {
+    const n = names[i % names.length]!;
+    const task = i % 2 === 0 ? "extract/name" : "math/add";
+    const q = task === "extract/name" ? `Who is this? ${n} is ${20 + i}.` : `${i} + ${i % 7} = ?`;
+    const a = task === "extract/name" ? `{"name":"${n}"}` : String(i + (i % 7));
+    lines.push(JSON.stringify({ task_type: task, messages: [{ role: "user", content: q }, { role: "assistant", content: a }] }));
+  }
+  writeFileSync(path.join(dir, "train.jsonl"), lines.join("\n") + "\n");
+  const baseSpec = {
+    model: { init: { config: "model.json", seed: 3 } },
+    tokenizer: "byte",
+    template: "chatml",
+    data: [{ path: "train.jsonl" }],
+    val_size: 0.1,
+    seq_len: 64,
+    cache_dir: "cache",
+    global_batch_rows: 6,
+    micro_batch_rows: 2,
+    lr: 2e-3,
+    warmup_steps: 3,
+    schedule: "cosine",
+    weight_decay: 0.01,
+    checksum_every: 5,
+  };
+  return { dir, baseSpec };
+}
+
+export interface MetricLine {
+  step: number;
+  loss?: number;
+  val_loss?: number;
+}
+
+export function readMetrics(output: string): MetricLine[] {
+  return readFileSync(path.join(output, "metrics.jsonl"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as MetricLine);
+}
