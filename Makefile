@@ -38,10 +38,19 @@ test-js: build
 bench: build
 	$(NATIVE_BUILD)/ringtune_native_test bench
 
-demo:
-	@echo "make demo arrives with the cluster (issue: coordinator and workers over NATS)."
-	@echo "Until then: 'make test' builds everything and runs the tests; see README.md for the ringtune commands."
-	@exit 1
+# The bundled example end to end: a local cluster, the job with its progress, what it learned, cluster down.
+demo: build
+	@./deploy/scripts/demo.sh
+
+# A local cluster in the background (logs and pid files in .run/): nats-server with JetStream (unless
+# NATS_URL names one), the coordinator and WORKERS workers (default: one per GPU, else 2 on CPU).
+.PHONY: cluster-up cluster-down
+cluster-up: build
+	@WORKERS="$(WORKERS)" ./deploy/scripts/cluster-up.sh
+
+# Stops exactly the processes cluster-up started (its pid files), nothing else.
+cluster-down:
+	@./deploy/scripts/cluster-down.sh
 
 clean:
 	rm -rf build dist .cache

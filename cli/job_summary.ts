@@ -102,7 +102,7 @@ export function formatJobSummary(record: Json): string {
     const samples = sampleAnswers(record.generation_eval);
     if (samples.length) lines.push("", "some answers after training:", ...samples);
   }
-  lines.push("", `outputs: ${String(record.output)}`);
+  lines.push("", `outputs: ${String(record.output)} (metrics per step: ${String(record.output)}/metrics.jsonl)`);
   if (isObject(record.last_checkpoint)) lines.push(`last checkpoint: ${String(record.last_checkpoint.dir)} (step ${String(record.last_checkpoint.step)})`);
   return lines.join("\n");
 }

@@ -109,7 +109,7 @@ export class JobProgress {
       const width = this.stream.columns && this.stream.columns > 10 ? this.stream.columns - 1 : undefined;
       this.stream.write(`\r\x1b[K${width ? progress.slice(0, width) : progress}`);
       this.barShown = true;
-    } else if (r.step !== this.lastPlainStep && (now - this.lastPlainMs >= this.plainIntervalMs || r.step === r.total_steps)) {
+    } else if (r.step > 0 && r.step !== this.lastPlainStep && (now - this.lastPlainMs >= this.plainIntervalMs || r.step === r.total_steps)) {
       this.lastPlainMs = now;
       this.lastPlainStep = r.step;
       this.stream.write(`${progress}\n`);
@@ -123,8 +123,8 @@ export class JobProgress {
 
   private statusLine(r: JobRecordBody): string {
     if (r.status === "completed" || r.status === "failed" || r.status === "canceled") return formatFinalLine(r);
-    // "running" has no message line of its own beyond the first: its progress is the bar.
-    const why = r.message && r.status !== "running" ? `: ${r.message}` : "";
+    // A running job's message names a phase (generation eval, saving), not a step: worth a line.
+    const why = r.message ? `: ${r.message}` : "";
     return `job ${r.id} ${r.status}${why}`;
   }
 

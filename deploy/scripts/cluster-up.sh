@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# make cluster-up [WORKERS=N]: a local ringtune cluster in the background: nats-server with JetStream
+# (unless NATS_URL names a server to use), the coordinator and N workers, with logs and pid files under
+# .run/. Returns once the coordinator answers and all N workers have registered.
+#
+# Environment:
+#   WORKERS=N          workers to start (default: one per GPU that nvidia-smi lists, else 2 on CPU)
+#   WORKER_DEVICE=cpu  CPU workers even where there are GPUs
+#   NATS_URL=URL       use this NATS server (JetStream enabled) instead of starting one
+#   NATS_PORT=P        port of the server started here (default 4222); NATS_HOST=ADDR its listen address
+#                      (default 127.0.0.1; 0.0.0.0 lets workers on other machines in, without auth)
+#   CLUSTER_UP_TIMEOUT=S  seconds to wait for the coordinator and workers (default 60)
+set -euo pipefail
+source "$(dirname "$0")/cluster_lib.sh"
+cd "$RINGTUNE_ROOT"
+
+CLI="$RINGTUNE_ROOT/dist/cli/ringtune.js"
+TIMEOUT=${CLUSTER_UP_TIMEOUT:-60}
+
+die() { echo "cluster-up: $*" >&2; exit 1; }
+
+[ -f "$CLI" ] || die "$CLI is missing: run 'make build' first (make cluster-up does)"
+
+# --- already up? ------------------------------------------------------------------------------------
+mapfile -t existing < <(pid_files)
+if [ ${#existing[@]} -gt 0 ]; then
+  alive=()
+  for f in "${existing[@]}"; do live_pid "$f" >/dev/null && alive+=("$(basename "$f" .pid)"); done
+  if [ ${#alive[@]} -gt 0 ]; then
+    echo "the cluster is already up (${alive[*]}; logs in $LOG_DIR): 'make cluster-down' stops it"
+    exit 0
+  fi
+  echo "removing stale pid files of a cluster that is no longer running"
+  rm -f "${existing[@]}"
+fi
+mkdir -p "$RUN_DIR" "$LOG_DIR"
+
+# --- workers and their devices ------------------------------------------------------------------------
+gpus=0
+if [ "${WORKER_DEVICE:-}" != cpu ] && command -v nvidia-smi >/dev/null 2>&1; then
+  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+fi
+if [ -n "${WORKERS:-}" ]; then
+  [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive number, got '$WORKERS'"
+  workers=$WORKERS
+elif [ "$gpus" -gt 0 ]; then
+  workers=$gpus
+else
+  workers=2
+fi
+# CPU workers on one machine share its cores: each gets its share of threads (OpenMP and OpenBLAS), or
+# they oversubscribe the cores and all run slower than one would.
+cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)
+threads=$(( cores / workers )); [ "$threads" -ge 1 ] || threads=1
+
+# start NAME COMMAND...: runs COMMAND in its own session (a Ctrl-C in this terminal does not reach it),
+# output to logs/NAME.log; the process writes its own pid before exec, so the pid file names exactly it.
+started=()
+start() {
+  local name=$1; shift
+  rm -f "$RUN_DIR/$name.pid"
+  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$RUN_DIR/$name.pid" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  local i
+  for i in $(seq 50); do [ -s "$RUN_DIR/$name.pid" ] && break; sleep 0.1; done
+  started+=("$name")
+}
+
+fail() {
+  echo "cluster-up: $*" >&2
+  local name
+  for name in "${started[@]}"; do
+    echo "--- last lines of $LOG_DIR/$name.log ---" >&2
+    tail -n 20 "$LOG_DIR/$name.log" >&2 || true
+  done
+  echo "--- stopping what was started ---" >&2
+  "$RINGTUNE_ROOT/deploy/scripts/cluster-down.sh" >&2 || true
+  exit 1
+}
+
+# Whether something accepts TCP connections at host:port (bash's /dev/tcp; no extra tools needed).
+listening() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# --- NATS -----------------------------------------------------------------------------------------------
+if [ -n "${NATS_URL:-}" ]; then
+  url=$NATS_URL
+  hostport=${url%%,*}; hostport=${hostport#*://}; hostport=${hostport##*@}; hostport=${hostport%%/*}
+  host=${hostport%:*}; port=${hostport##*:}; [ "$host" = "$hostport" ] && port=4222
+  listening "$host" "$port" || die "no NATS server at $url (NATS_URL): start it, or unset NATS_URL to have one started here"
+  echo "using the NATS server at $url (NATS_URL); it must have JetStream enabled"
+else
+  port=${NATS_PORT:-4222}
+  bind=${NATS_HOST:-127.0.0.1}
+  if listening 127.0.0.1 "$port"; then
+    die "port $port is taken. If that is a NATS server with JetStream, use it: NATS_URL=nats://127.0.0.1:$port make cluster-up; else pick another port: NATS_PORT=4223 make cluster-up"
+  fi
+  command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || die "nats-server is not installed: 'make deps' installs it"
+  nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+  url=nats://127.0.0.1:$port
+  start nats "$nats_bin" -c "$RINGTUNE_ROOT/deploy/nats/nats-server.conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
+  for i in $(seq 100); do listening 127.0.0.1 "$port" && break; sleep 0.1; done
+  listening 127.0.0.1 "$port" || fail "nats-server did not start listening on port $port"
+fi
+echo "$url" > "$RUN_DIR/nats_url"
+
+# --- coordinator and workers ------------------------------------------------------------------------------
+start coordinator node "$CLI" coordinator --nats "$url"
+ids=()
+for ((k = 0; k < workers; k++)); do
+  id=worker-$k
+  ids+=("$id")
+  if [ "$gpus" -gt 0 ]; then
+    start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))"
+  else
+    OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id"
+  fi
+done
+
+# --- wait until the coordinator answers and every worker has registered -----------------------------------
+# Count only our workers (a shared NATS_URL server may have others), and only those not lost.
+registered() {
+  node "$CLI" cluster status --json --nats "$url" 2>/dev/null | node -e '
+    const ids = new Set(process.argv.slice(1));
+    const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    console.log(s.workers.filter((w) => ids.has(w.worker_id) && w.state !== "lost").length);
+  ' "${ids[@]}" 2>/dev/null || echo -1
+}
+deadline=$((SECONDS + TIMEOUT))
+while :; do
+  for name in "${started[@]}"; do
+    live_pid "$RUN_DIR/$name.pid" >/dev/null || fail "$name exited during start-up (log: $LOG_DIR/$name.log)"
+  done
+  n=$(registered)
+  [ "$n" -ge "$workers" ] && break
+  if [ $SECONDS -ge $deadline ]; then
+    if [ "$n" -lt 0 ]; then fail "the coordinator did not answer 'ringtune cluster status' within ${TIMEOUT}s"
+    else fail "$n of $workers workers registered within ${TIMEOUT}s"; fi
+  fi
+  sleep 0.5
+done
+
+if [ "$gpus" -gt 0 ]; then devices="on $gpus GPU(s)"; else devices="on CPU, $threads thread(s) each"; fi
+echo "ringtune cluster up: NATS at $url, a coordinator and $workers worker(s) $devices"
+echo "  logs:   $LOG_DIR/{$(IFS=,; echo "${started[*]}")}.log"
+echo "  status: node dist/cli/ringtune.js cluster status"
+if [ "$url" != nats://127.0.0.1:4222 ]; then echo "  for the ringtune commands: export NATS_URL=$url"; fi
+echo "  stop:   make cluster-down"

@@ -1,0 +1,26 @@
+# Shared by cluster-up.sh and cluster-down.sh (sourced): where a local cluster keeps its pid files and
+# logs, and how a pid file is checked to still name one of our processes (pids are reused).
+RINGTUNE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RUN_DIR=${RINGTUNE_RUN_DIR:-$RINGTUNE_ROOT/.run}
+LOG_DIR=$RUN_DIR/logs
+
+# The pid in a pid file, if that process is alive and is a ringtune or nats-server process.
+live_pid() {
+  local pid cmd
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  cmd=$(ps -o args= -p "$pid" 2>/dev/null) || return 1
+  [[ $cmd == *ringtune.js* || $cmd == *nats-server* ]] || return 1
+  echo "$pid"
+}
+
+# The pid files of a cluster, stop order: workers, then the coordinator, then NATS (last, so the
+# coordinator can still write its job records while it stops).
+pid_files() {
+  local f
+  for f in "$RUN_DIR"/worker-*.pid; do [ -e "$f" ] && echo "$f"; done
+  [ -e "$RUN_DIR/coordinator.pid" ] && echo "$RUN_DIR/coordinator.pid"
+  [ -e "$RUN_DIR/nats.pid" ] && echo "$RUN_DIR/nats.pid"
+  return 0
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# make demo: a local cluster, the bundled job (examples/demo/job.yaml: a small Llama trained from scratch
+# to answer in strict JSON), its progress, what it learned, where its outputs are; then the cluster goes
+# down again, also on failure or Ctrl-C. `make demo` builds first.
+set -euo pipefail
+source "$(dirname "$0")/cluster_lib.sh"
+cd "$RINGTUNE_ROOT"
+
+JOB=${DEMO_JOB:-examples/demo/job.yaml}
+RESULT=$RUN_DIR/demo_result.json
+CLI="$RINGTUNE_ROOT/dist/cli/ringtune.js"
+
+# Stop the cluster only if this script started it: a cluster that was already up stays up.
+already_up=0
+for f in $(pid_files); do live_pid "$f" >/dev/null && already_up=1; done
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ "$already_up" = 0 ]; then
+    echo
+    "$RINGTUNE_ROOT/deploy/scripts/cluster-down.sh" || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo; echo "demo interrupted"; exit 130' INT TERM
+
+echo "== starting a local cluster"
+"$RINGTUNE_ROOT/deploy/scripts/cluster-up.sh"
+url=$(cat "$RUN_DIR/nats_url")
+
+echo
+echo "== submitting $JOB (progress below; stdout goes to $RESULT)"
+mkdir -p "$RUN_DIR"
+set +e
+node "$CLI" submit "$JOB" --wait --json --nats "$url" > "$RESULT"
+rc=$?
+set -e
+
+echo
+if [ ! -s "$RESULT" ]; then
+  echo "demo: the job gave no result (exit $rc); the cluster's logs are in $LOG_DIR" >&2
+  exit 1
+fi
+echo "== what was learned"
+node "$RINGTUNE_ROOT/dist/cli/summarize_job.js" "$RESULT" || true
+echo "the job record (JSON): $RESULT"
+if [ $rc -ne 0 ]; then
+  echo "demo: the job did not complete (exit $rc); the cluster's logs are in $LOG_DIR" >&2
+fi
+exit $rc
