@@ -65,3 +65,8 @@ bench-data: ts
 .PHONY: bench-allreduce
 bench-allreduce: ts
 	node dist/bench/allreduce.js $(if $(QUICK),--quick,)
+
+# Share of a training step spent waiting on communication: the bench model on 2 worker processes (bench/cluster_step.ts).
+.PHONY: bench-cluster
+bench-cluster: build
+	node dist/bench/cluster_step.js

@@ -197,6 +197,7 @@ class JobRun {
     let lastEvalStep = -1;
     for (let step = startStep + 1; step <= plan.totalSteps; step++) {
       this.checkStop();
+      const stepBegan = performance.now();
       const lr = learningRate(this.schedule, step);
       const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train[i]!);
       const targets = countTargets(rows);
@@ -233,6 +234,7 @@ class JobRun {
         targets,
         tokens: rows.length * spec.seq_len,
         tokens_per_s: tokensPerS,
+        step_ms: performance.now() - stepBegan,
         loss_by_task: meanByTask(tasks),
         compute_ms: Math.max(...replies.map((r) => r.compute_ms ?? 0)),
         comm_wait_ms: Math.max(...replies.map((r) => r.comm_wait_ms ?? 0)),

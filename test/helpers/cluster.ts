@@ -44,7 +44,7 @@ export class TestCluster {
     const ws: Worker[] = [];
     for (let i = 0; i < workers; i++) ws.push(await Worker.start({ natsUrl: server.url, id: `w${i}`, log: quiet }));
     const cluster = new TestCluster(server, client, coordinator, ws);
-    if (coordinator) await cluster.waitFor(async () => (await cluster.clusterWorkers()) >= workers, "workers to register");
+    if (coordinator) await cluster.waitFor(async () => (await cluster.idleWorkers()) >= workers, "workers to register");
     return cluster;
   }
 
@@ -53,7 +53,7 @@ export class TestCluster {
   }
 
   /** Idle workers as the coordinator sees them (0 while no coordinator answers). */
-  private async clusterWorkers(): Promise<number> {
+  async idleWorkers(): Promise<number> {
     const r = await this.client.request(jobSubjects.clusterStatus, encodeMessage(ClusterStatusRequest, {}), { timeout: 2000 }).catch(() => undefined);
     return r ? decodeMessage(ClusterStatusReply, r.data).workers.filter((w) => w.state === "idle").length : 0;
   }
