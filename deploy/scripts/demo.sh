@@ -38,6 +38,10 @@ rc=$?
 set -e
 
 echo
+if [ $rc -eq 130 ]; then
+  echo "demo interrupted" >&2
+  exit 130
+fi
 if [ ! -s "$RESULT" ]; then
   echo "demo: the job gave no result (exit $rc); the cluster's logs are in $LOG_DIR" >&2
   exit 1
