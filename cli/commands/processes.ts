@@ -2,7 +2,7 @@
 import os from "node:os";
 import { Coordinator } from "../../coordinator/main.js";
 import { Worker } from "../../worker/main.js";
-import { parseFlags, type Command } from "../args.js";
+import { parseFlags, UsageError, type Command } from "../args.js";
 
 const DEFAULT_NATS = "nats://127.0.0.1:4222";
 
@@ -35,9 +35,20 @@ export const coordinatorCommand: Command = {
 export const workerCommand: Command = {
   name: "worker",
   summary: "run a worker: trains the jobs the coordinator assigns it",
-  usage: "usage: ringtune worker [--nats URL] [--id ID] [--listen-host HOST] [--advertise-host HOST]   (default id: host-pid)",
+  usage: "usage: ringtune worker [--nats URL] [--id ID] [--device cpu] [--listen-host HOST] [--advertise-host HOST]   (default id: host-pid)",
   async run(argv) {
-    const { values } = parseFlags(argv, { nats: { type: "string" }, id: { type: "string" }, "listen-host": { type: "string" }, "advertise-host": { type: "string" } });
+    const { values } = parseFlags(argv, {
+      nats: { type: "string" },
+      id: { type: "string" },
+      device: { type: "string" },
+      "listen-host": { type: "string" },
+      "advertise-host": { type: "string" },
+    });
+    const device = (values.device as string | undefined) ?? "cpu";
+    if (device !== "cpu") {
+      // The CUDA backend is its own piece of work; until it lands a GPU node runs CPU workers.
+      throw new UsageError(`--device ${device}: this build has only the CPU backend; start CPU workers (make cluster-up WORKER_DEVICE=cpu)`);
+    }
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     const w = await Worker.start({ natsUrl: natsUrl(values.nats), id, listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,
