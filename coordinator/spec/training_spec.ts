@@ -1,7 +1,30 @@
 // The training keys of a job spec (the cluster's part of the one job schema in job_spec.ts).
 import { z } from "zod";
 
+export const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+
+export const loraSchema = z.strictObject({
+  rank: z.number().int().positive().default(16),
+  /** default: equal to rank (scale 1), as the seed's notes recommend */
+  alpha: z.number().positive().optional(),
+  dropout: z.number().min(0).lt(1).default(0),
+  /** module names, or "all" for every linear layer of the decoder */
+  targets: z.union([z.literal("all"), z.array(z.enum(LORA_TARGETS)).min(1)]).default("all"),
+  rslora: z.boolean().default(false),
+});
+export type LoraSpec = z.infer<typeof loraSchema>;
+
+/** The module list a lora spec names. */
+export function loraTargets(l: LoraSpec): string[] {
+  return l.targets === "all" ? [...LORA_TARGETS] : [...new Set(l.targets)];
+}
+
 export const trainingSpecShape = {
+  /** full: every weight; lora: adapters on a frozen base; hybrid: full for full_fraction of the steps, then LoRA */
+  method: z.enum(["full", "lora", "hybrid"]).default("full"),
+  lora: loraSchema.optional(),
+  /** hybrid only: share of the steps trained with every weight before switching to LoRA */
+  full_fraction: z.number().gt(0).lt(1).optional(),
   /** passes over the training rows; default 1 when max_steps is not given either */
   epochs: z.number().positive().optional(),
   /** stop after this many optimizer steps (caps epochs when both are given) */
@@ -51,9 +74,23 @@ export const trainingSpecShape = {
 
 /** Cross-key rules, reported like the schema's own issues (with the key as path). */
 export function checkTrainingKeys(
-  spec: { warmup_ratio?: number; warmup_steps?: number; global_batch_tokens?: number; global_batch_rows?: number; min_lr: number; lr: number },
+  spec: {
+    warmup_ratio?: number;
+    warmup_steps?: number;
+    global_batch_tokens?: number;
+    global_batch_rows?: number;
+    min_lr: number;
+    lr: number;
+    method: string;
+    lora?: unknown;
+    full_fraction?: number;
+  },
   ctx: z.RefinementCtx,
 ): void {
+  if (spec.method === "full" && spec.lora !== undefined)
+    ctx.addIssue({ code: "custom", path: ["lora"], message: "lora settings need method: lora or method: hybrid" });
+  if (spec.method !== "hybrid" && spec.full_fraction !== undefined)
+    ctx.addIssue({ code: "custom", path: ["full_fraction"], message: "full_fraction is for method: hybrid" });
   if (spec.warmup_ratio !== undefined && spec.warmup_steps !== undefined)
     ctx.addIssue({ code: "custom", path: ["warmup_steps"], message: "give warmup_ratio or warmup_steps, not both" });
   if (spec.global_batch_tokens !== undefined && spec.global_batch_rows !== undefined)

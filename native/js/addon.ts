@@ -96,14 +96,48 @@ export interface MemoryReport {
   total: number;
 }
 
+/** LoRA on the base model's linear layers, as PEFT defines it: y = W x + b + scale * B A dropout(x). */
+export interface LoraSettings {
+  rank: number;
+  alpha: number;
+  /** dropout on the adapter's input during training (0: none) */
+  dropout: number;
+  /** module names among q_proj k_proj v_proj o_proj gate_proj up_proj down_proj */
+  targets: string[];
+  /** rsLoRA: scale alpha/sqrt(rank) instead of alpha/rank */
+  rslora: boolean;
+  /** A ~ kaiming-uniform like PEFT (bound 1/sqrt(in)), B = 0: step 0 equals the base model */
+  seed: number;
+}
+
 export interface NativeModel {
   params(): ParamInfo[];
   /** zero-copy view of the flat parameter buffer */
   paramData(): Float32Array;
-  /** zero-copy view of the flat gradient buffer (same offsets as paramData) */
+  /**
+   * zero-copy view of the flat gradient buffer of the TRAINABLE parameters (trainableParams() offsets):
+   * the base parameters in full training, the adapters once LoRA is on. Fetch it again after enableLora.
+   */
   gradData(): Float32Array;
-  /** zero-copy views of the AdamW moments (same offsets) */
+  /** zero-copy views of the AdamW moments of the trainable parameters (same offsets as gradData) */
   optimizerData(): { m: Float32Array; v: Float32Array };
+  /** what gradData, optimizerData and adamwStep cover: params() in full training, loraParams() with LoRA */
+  trainableParams(): ParamInfo[];
+  /** gradient buckets [offset, size] of gradData in the order the backward reports them */
+  gradBucketRanges(): [number, number][];
+  /**
+   * Freezes the base weights and adds LoRA adapters: the base gradients and AdamW moments are freed, the
+   * optimizer restarts (step 0) on the adapters. Used at the start of a LoRA job and at a hybrid job's switch.
+   */
+  enableLora(settings: LoraSettings): void;
+  /** null in full training */
+  loraSettings(): LoraSettings | null;
+  /** PEFT names (base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight), A [r, in], B [out, r] */
+  loraParams(): ParamInfo[];
+  /** zero-copy view of the adapter weights (loraParams() offsets) */
+  loraData(): Float32Array;
+  /** W += scale * B A for every adapter, into paramData (the adapters are left as they are) */
+  mergeLora(): Promise<void>;
   /** AdamW steps taken so far (drives bias correction); settable for checkpoint restore */
   getStep(): number;
   setStep(step: number): void;
