@@ -1,3 +1,5 @@
 // The wire protocol version. Every message carries it as `v`; a peer speaking another version is refused
 // with ProtocolVersionError rather than misread. Bump it whenever a schema changes incompatibly.
-export const PROTOCOL_VERSION = 1;
+// 2: a TCP ring edge is opened by the rank that receives its chunks (it connects to rank-1 and says
+//    hello), not by the sender; a rank of version 1 would wait for the opposite connection.
+export const PROTOCOL_VERSION = 2;

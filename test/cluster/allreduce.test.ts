@@ -57,6 +57,21 @@ for (const kind of ["tcp", "nats"] as const) {
       }
     });
 
+    test("ranks passing different lengths: the call fails with RangeError instead of summing garbage", async () => {
+      const ring = await startRing(server.url, kind, 2);
+      const calls = [new Float32Array(10), new Float32Array(12)].map((data, r) =>
+        ringAllReduce(ring.transports[r]!, data, "mismatch", { chunkElements: 4 }).then(
+          () => null,
+          (err: unknown) => err,
+        ),
+      );
+      const first = await Promise.race(calls);
+      assert.ok(first instanceof RangeError, String(first));
+      await ring.close(); // the other rank, still waiting, fails when its transport closes
+      const outcomes = await Promise.all(calls);
+      assert.ok(outcomes.every((e) => e instanceof Error), String(outcomes));
+    });
+
     test("one rank: the buffer is left as it is", async () => {
       const ring = await startRing(server.url, kind, 1);
       try {

@@ -35,3 +35,23 @@ test("a frame over the size limit is refused", () => {
   const reader = new FrameReader(() => {});
   assert.throws(() => reader.push(framePrefix(0xffffffff)), RangeError);
 });
+
+test("frames are lent from one reused buffer: gathered frames share it, an unaligned frame is realigned", () => {
+  const frames = [Uint8Array.from({ length: 12 }, (_, i) => i), Uint8Array.from({ length: 12 }, (_, i) => 100 + i)];
+  const bytes = stream(frames);
+  const seen: Uint8Array[] = [];
+  const copies: number[][] = [];
+  const reader = new FrameReader((f) => {
+    seen.push(f);
+    copies.push(Array.from(f));
+  });
+  for (let i = 0; i < bytes.length; i += 5) reader.push(bytes.subarray(i, i + 5)); // every frame spans reads
+  assert.equal(seen[0]!.buffer, seen[1]!.buffer, "no allocation per frame");
+  assert.deepEqual(copies, frames.map((f) => Array.from(f)));
+
+  const unaligned = new Uint8Array(1 + bytes.length).fill(0);
+  unaligned.set(bytes, 1);
+  const aligned: number[] = [];
+  new FrameReader((f) => aligned.push(f.byteOffset % 4)).push(unaligned.subarray(1));
+  assert.deepEqual(aligned, [0, 0]);
+});

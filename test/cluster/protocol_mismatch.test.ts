@@ -26,10 +26,10 @@ test("TCP: a hello from a peer of another protocol version fails the setup with 
   const impostor = await connect({ servers: server.url });
   try {
     const setup = connectTransport({ nc, ring, rank: 0, size: 2, kind: "tcp", listenHost: "127.0.0.1", advertiseHost: "127.0.0.1" });
-    // Rank 1, speaking another version, finds rank 0 the usual way and says hello.
+    // Rank 1, speaking another version, finds rank 0 the usual way and says hello for the edge 0->1.
     const addr = await lookupPeerAddress(impostor, ring, 1, 0);
     const socket = tcpConnect(addr.port, addr.host);
-    const hello = encode({ v: OTHER_VERSION, ring, from: 1, to: 0, transport: "tcp" });
+    const hello = encode({ v: OTHER_VERSION, ring, from: 0, to: 1, transport: "tcp" });
     socket.write(Buffer.concat([framePrefix(hello.length), hello]));
     await assert.rejects(setup, (err: unknown) => {
       assert.ok(err instanceof ProtocolVersionError, String(err));

@@ -2,9 +2,12 @@
 // has not consumed yet, and the receiver acknowledges consumption. So a receiver never holds more than
 // `window` chunks per open tag (no unbounded buffers), NATS never sees a slow consumer, and a tag that is
 // not being read yet (a later bucket) cannot block the link for the others: the link is always drained.
+// Chunks of a tag being read go straight from the link's buffer to the reader (no copy, no allocation);
+// only those that arrive before their tag is read are copied, into pooled arrays.
+import { ChunkPool } from "./chunk_pool.js";
 import { deferred, type Deferred } from "./deferred.js";
 import { ChunkOrderError, TagInUseError, TransportClosedError } from "./errors.js";
-import type { Link, LinkEvents, TaggedStream, Transport } from "./transport.js";
+import type { ChunkSink, Link, LinkEvents, TaggedStream, Transport } from "./transport.js";
 
 export const DEFAULT_WINDOW = 8;
 
@@ -16,8 +19,9 @@ interface Outgoing {
 
 interface Incoming {
   next: number; // seq expected next
-  queue: Float32Array[];
-  waiter: Deferred<Float32Array> | null;
+  queue: Float32Array[]; // pooled copies of chunks that came before consume()
+  sink: ChunkSink | null;
+  abort: ((err: Error) => void) | null; // the stream's, for a sink that throws
   consumed: number;
   ackScheduled: boolean;
 }
@@ -28,6 +32,7 @@ export class CreditedTransport implements Transport {
   private readonly incoming = new Map<string, Incoming>();
   private readonly openTags = new Set<string>();
   private failure: Error | null = null;
+  private readonly pool: ChunkPool;
 
   /** Connect the link with these; chunks that arrive before attach() are queued like any other. */
   readonly events: LinkEvents = {
@@ -42,6 +47,7 @@ export class CreditedTransport implements Transport {
     readonly window = DEFAULT_WINDOW,
   ) {
     if (!Number.isInteger(window) || window < 1) throw new RangeError(`window must be an integer >= 1, got ${window}`);
+    this.pool = new ChunkPool(2 * window);
   }
 
   attach(link: Link): this {
@@ -85,16 +91,17 @@ export class CreditedTransport implements Transport {
         this.check(aborted);
         link.sendChunk(tag, out.sent++, data);
       },
-      receive: async () => {
+      consume: (sink) => {
         this.check(aborted);
-        let data = inc.queue.shift();
-        if (data === undefined) {
-          inc.waiter = deferred();
-          data = await inc.waiter.promise;
+        if (inc.sink) throw new Error(`tag '${tag}': consume() called twice`);
+        inc.sink = sink;
+        inc.abort = stream.abort;
+        const early = inc.queue;
+        inc.queue = [];
+        for (const data of early) {
+          if (inc.sink) this.deliver(tag, inc, data);
+          this.pool.give(data);
         }
-        inc.consumed++;
-        this.scheduleAck(tag, inc);
-        return data;
       },
       finish: async () => {
         while (out.acked < out.sent) {
@@ -108,9 +115,10 @@ export class CreditedTransport implements Transport {
         }
       },
       abort: (err) => {
+        if (aborted) return;
         aborted = err;
         out.credit?.reject(err);
-        inc.waiter?.reject(err);
+        inc.sink = null;
         release();
       },
     };
@@ -131,7 +139,7 @@ export class CreditedTransport implements Transport {
   private incomingFor(tag: string): Incoming {
     let inc = this.incoming.get(tag);
     if (!inc) {
-      inc = { next: 0, queue: [], waiter: null, consumed: 0, ackScheduled: false };
+      inc = { next: 0, queue: [], sink: null, abort: null, consumed: 0, ackScheduled: false };
       this.incoming.set(tag, inc);
     }
     return inc;
@@ -143,16 +151,24 @@ export class CreditedTransport implements Transport {
       return this.fail(new ChunkOrderError(`tag '${tag}': chunk ${seq} arrived, expected ${inc.next}`));
     }
     inc.next++;
-    if (inc.waiter) {
-      const w = inc.waiter;
-      inc.waiter = null;
-      w.resolve(data);
-      return;
-    }
+    if (inc.sink) return this.deliver(tag, inc, data);
     if (inc.queue.length >= this.window) {
       return this.fail(new ChunkOrderError(`tag '${tag}': rank ${this.rank} received more than the window of ${this.window} chunks`));
     }
-    inc.queue.push(data);
+    inc.queue.push(this.pool.copyOf(data)); // `data` is only lent to us
+  }
+
+  private deliver(tag: string, inc: Incoming, data: Float32Array): void {
+    const sink = inc.sink!;
+    try {
+      sink.chunk(data);
+    } catch (err) {
+      inc.abort?.(err as Error);
+      sink.fail(err as Error);
+      return;
+    }
+    inc.consumed++;
+    this.scheduleAck(tag, inc);
   }
 
   private onAck(tag: string, consumed: number): void {
@@ -178,6 +194,10 @@ export class CreditedTransport implements Transport {
     if (this.failure) return;
     this.failure = err;
     for (const out of this.outgoing.values()) out.credit?.reject(err);
-    for (const inc of this.incoming.values()) inc.waiter?.reject(err);
+    for (const inc of this.incoming.values()) {
+      const sink = inc.sink;
+      inc.sink = null;
+      sink?.fail(err);
+    }
   }
 }

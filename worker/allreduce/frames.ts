@@ -1,6 +1,8 @@
-// Length-prefixed frames on a byte stream: a 4-byte big-endian length, then that many bytes. A frame
-// that lies inside one received buffer is passed on as a view (no copy); one that spans reads is
-// gathered into a fresh buffer, which starts 4-byte aligned so a chunk's floats decode as a view.
+// Length-prefixed frames on a byte stream: a 4-byte big-endian length, then that many bytes. Frames are
+// lent to the callback, never allocated per frame: one that lies inside a received buffer at a 4-byte
+// aligned offset is passed on as a view; one that spans reads, or lies unaligned, is gathered into a
+// staging buffer that is reused for the next frame. Every frame starts 4-byte aligned, so a chunk's
+// floats (padded to an aligned offset in the frame) decode as a view, not a copy.
 
 export const MAX_FRAME_BYTES = 256 * 1024 * 1024;
 
@@ -13,32 +15,34 @@ export function framePrefix(length: number): Uint8Array {
 export class FrameReader {
   private header = new Uint8Array(4);
   private headerFill = 0;
-  private frame: Uint8Array | null = null; // being gathered across reads
+  private staging = new Uint8Array(0);
+  private frameLength = -1; // of the frame being gathered into staging, or -1
   private frameFill = 0;
 
+  /** `onFrame` may read the frame only until it returns: its memory is reused. */
   constructor(private readonly onFrame: (frame: Uint8Array) => void) {}
 
   /** Feeds bytes from the stream; throws RangeError on a frame over MAX_FRAME_BYTES. */
   push(buf: Uint8Array): void {
     let pos = 0;
     while (pos < buf.length) {
-      if (this.frame) {
-        const take = Math.min(this.frame.length - this.frameFill, buf.length - pos);
-        this.frame.set(buf.subarray(pos, pos + take), this.frameFill);
+      if (this.frameLength >= 0) {
+        const take = Math.min(this.frameLength - this.frameFill, buf.length - pos);
+        this.staging.set(buf.subarray(pos, pos + take), this.frameFill);
         this.frameFill += take;
         pos += take;
-        if (this.frameFill === this.frame.length) {
-          const done = this.frame;
-          this.frame = null;
-          this.onFrame(done);
+        if (this.frameFill === this.frameLength) {
+          const length = this.frameLength;
+          this.frameLength = -1;
+          this.onFrame(this.staging.subarray(0, length));
         }
         continue;
       }
       if (this.headerFill === 0 && buf.length - pos >= 4) {
         const length = new DataView(buf.buffer, buf.byteOffset + pos, 4).getUint32(0);
         pos += 4;
-        if (buf.length - pos >= length) {
-          this.onFrame(buf.subarray(pos, pos + length)); // whole frame in this read: a view
+        if (buf.length - pos >= length && (buf.byteOffset + pos) % 4 === 0) {
+          this.onFrame(buf.subarray(pos, pos + length)); // whole and aligned in this read: a view
           pos += length;
         } else {
           this.startFrame(length);
@@ -56,11 +60,9 @@ export class FrameReader {
 
   private startFrame(length: number): void {
     if (length > MAX_FRAME_BYTES) throw new RangeError(`frame of ${length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`);
-    this.frame = new Uint8Array(length);
+    if (length === 0) return this.onFrame(new Uint8Array(0));
+    if (this.staging.length < length) this.staging = new Uint8Array(length);
+    this.frameLength = length;
     this.frameFill = 0;
-    if (length === 0) {
-      this.frame = null;
-      this.onFrame(new Uint8Array(0));
-    }
   }
 }

@@ -5,8 +5,8 @@
 // copied verbatim, so every rank ends with bit-identical results.
 //
 // Pipelining: each segment is cut into chunks, and chunk k received at step s is forwarded at step s+1
-// as soon as it is reduced, without waiting for the rest of the segment. A sender loop and a receiver
-// loop run side by side; the transport's window bounds the chunks in flight.
+// as soon as it is reduced, without waiting for the rest of the segment. A sender loop runs beside a
+// sink that the transport calls as each chunk arrives; the transport's window bounds the chunks in flight.
 //
 // Memory safety of zero-copy sends: a chunk is sent as a view of `data`. After it is sent, its region is
 // only written again in the all-gather, by a value that already includes this rank's sent contribution,
@@ -51,6 +51,14 @@ export async function ringAllReduce(
   const stream = transport.open(tag);
   const received = new Progress();
 
+  // Either side failing must stop the other, or it would wait for ever.
+  let failure: Error | undefined;
+  const fail = (err: Error) => {
+    failure ??= err;
+    received.fail(err);
+    stream.abort(err);
+  };
+
   const sendLoop = async () => {
     let before = 0; // chunks received before the step this send forwards from
     for (let s = 0; s < steps; s++) {
@@ -64,36 +72,46 @@ export async function ringAllReduce(
     }
   };
 
-  const receiveLoop = async () => {
-    for (let s = 0; s < steps; s++) {
-      const reduce = s < n - 1;
-      for (const span of chunksAt(s + 1)) {
-        const incoming = await stream.receive();
-        if (incoming.length !== span.end - span.start) {
-          throw new RangeError(`tag '${tag}': chunk of ${incoming.length} elements, expected ${span.end - span.start}; do all ranks pass the same length?`);
-        }
-        if (reduce) {
-          for (let i = 0, j = span.start; i < incoming.length; i++, j++) data[j] += incoming[i];
-        } else {
-          data.set(incoming, span.start);
-        }
-        received.advance();
+  // What arrives, in order: at step s the chunks of sendSegment(r, s+1), summed in during the
+  // reduce-scatter (s < n-1) and copied in during the all-gather. Each chunk is applied the moment the
+  // link has it, straight from the link's buffer.
+  const expected: Span[] = [];
+  let reduceCount = 0;
+  for (let s = 0; s < steps; s++) {
+    const spans = chunksAt(s + 1);
+    expected.push(...spans);
+    if (s < n - 1) reduceCount += spans.length;
+  }
+  const allReceived = deferred<void>();
+  if (expected.length === 0) allReceived.resolve();
+  let next = 0;
+  stream.consume({
+    chunk: (incoming) => {
+      const span = expected[next];
+      if (span === undefined) throw new RangeError(`tag '${tag}': more chunks than the ${expected.length} expected`);
+      const { start, end } = span;
+      if (incoming.length !== end - start) {
+        throw new RangeError(`tag '${tag}': chunk of ${incoming.length} elements, expected ${end - start}; do all ranks pass the same length?`);
       }
-    }
-  };
-
-  // Either loop failing must stop the other, or it would wait for ever.
-  let failure: Error | undefined;
-  const fail = (err: Error) => {
-    failure ??= err;
-    received.fail(err);
-    stream.abort(err);
-  };
+      if (next < reduceCount) {
+        for (let i = 0, j = start; j < end; i++, j++) data[j] += incoming[i]!;
+      } else {
+        data.set(incoming, start);
+      }
+      next++;
+      received.advance();
+      if (next === expected.length) allReceived.resolve();
+    },
+    fail: (err) => {
+      fail(err);
+      allReceived.reject(err);
+    },
+  });
 
   try {
     await Promise.all([
       sendLoop().catch((err) => fail(err)),
-      receiveLoop().catch((err) => fail(err)),
+      allReceived.promise.catch((err) => fail(err)),
     ]);
     if (failure) throw failure;
     await stream.finish();

@@ -1,7 +1,11 @@
-// Direct TCP between ring neighbours: each rank listens for rank-1 and connects to rank+1, so there is
-// one connection per ring edge. Chunks flow forward on it, acks flow back on the same socket. Addresses
-// are exchanged over NATS (peer_address.ts); the first frame each way is a hello that checks the ring,
-// the edge and the protocol version.
+// Direct TCP between ring neighbours: each rank listens for rank+1 and connects to rank-1, so there is
+// one connection per ring edge. Chunks flow forward on it (from the accepting rank to the connecting
+// one), acks flow back on the same socket. The receiver of the chunks is the side that connects because
+// only a connecting socket can read into a buffer of its own (net.connect's `onread`): chunks are then
+// framed and reduced straight out of one reused buffer, where a 'data' listener gets a freshly allocated
+// buffer per 64 KiB read (most of a rank's garbage collection). Addresses are exchanged over NATS
+// (peer_address.ts); the first frame each way is a hello, sent by the receiving end, that checks the
+// ring, the edge and the protocol version.
 import { createServer, connect as tcpConnect, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -38,6 +42,9 @@ export interface TcpLinkOptions {
 /** Floats per chunk frame: any size the frame limit allows (the chunk size is the caller's choice). */
 const MAX_CHUNK_ELEMENTS = Math.floor((MAX_FRAME_BYTES - 1024) / 4);
 
+/** The chunk receiver's read buffer: one read takes up to this much of what the kernel holds. */
+const READ_BUFFER_BYTES = 1024 * 1024;
+
 export async function connectTcpLink(o: TcpLinkOptions): Promise<Link> {
   const next = (o.rank + 1) % o.size;
   const prev = (o.rank - 1 + o.size) % o.size;
@@ -58,7 +65,7 @@ export async function connectTcpLink(o: TcpLinkOptions): Promise<Link> {
   const timeout = setupDeadline(deadlineMs, `ring ${o.ring}: rank ${o.rank} did not get both neighbours connected`);
   try {
     const [inbound, outbound] = await Promise.race([
-      Promise.all([acceptPrev(server, o, prev, opened), connectNext(o, next, deadlineMs, opened)]),
+      Promise.all([connectPrev(o, prev, deadlineMs, opened), acceptNext(server, o, next, opened)]),
       timeout.promise,
     ]);
     inbound.on("close", lost(`from rank ${prev}`));
@@ -94,8 +101,8 @@ export async function connectTcpLink(o: TcpLinkOptions): Promise<Link> {
   }
 }
 
-/** Waits for rank-1's connection; its hello must name this edge and our protocol version. */
-function acceptPrev(server: Server, o: TcpLinkOptions, prev: number, opened: Socket[]): Promise<Socket> {
+/** Waits for rank+1's connection; its hello must name this edge and our protocol version. Acks come back on it. */
+function acceptNext(server: Server, o: TcpLinkOptions, next: number, opened: Socket[]): Promise<Socket> {
   const done = deferred<Socket>();
   server.on("connection", (socket) => {
     opened.push(socket);
@@ -106,10 +113,10 @@ function acceptPrev(server: Server, o: TcpLinkOptions, prev: number, opened: Soc
       socket.end(frame(encodeMessage(EdgeHelloReply, { ok: false, error: err.message })));
       done.reject(err);
     };
-    onFrames(socket, (bytes) => {
+    const reader = new FrameReader((bytes) => {
       if (state === "ready") {
-        const m = decodeMessage(Chunk, bytes);
-        o.events.chunk(m.tag, m.seq, m.data);
+        const m = decodeMessage(ChunkAck, bytes);
+        o.events.ack(m.tag, m.consumed);
       } else if (state === "hello") {
         let hello: Message<typeof EdgeHello>;
         try {
@@ -117,57 +124,69 @@ function acceptPrev(server: Server, o: TcpLinkOptions, prev: number, opened: Soc
         } catch (err) {
           return refuse(err as Error);
         }
-        if (hello.ring !== o.ring || hello.from !== prev || hello.to !== o.rank) {
+        if (hello.ring !== o.ring || hello.from !== o.rank || hello.to !== next) {
           return refuse(new PeerSetupError(
-            `rank ${o.rank} of ring ${o.ring} expected rank ${prev}, got a hello for ring ${hello.ring} edge ${hello.from}->${hello.to}`,
+            `rank ${o.rank} of ring ${o.ring} expected rank ${next}, got a hello for ring ${hello.ring} edge ${hello.from}->${hello.to}`,
           ));
         }
         state = "ready";
         socket.write(frame(encodeMessage(EdgeHelloReply, { ok: true })));
         done.resolve(socket);
       }
-    }, (err) => (state === "ready" ? o.events.error(err) : done.reject(err)));
+    });
+    const onError = (err: Error) => (state === "ready" ? o.events.error(err) : done.reject(err));
+    socket.on("data", (buf) => feed(reader, buf, socket, onError));
+    socket.on("error", onError);
   });
   return done.promise;
 }
 
-async function connectNext(o: TcpLinkOptions, next: number, deadlineMs: number, opened: Socket[]): Promise<Socket> {
-  const addr = await lookupPeerAddress(o.nc, o.ring, o.rank, next, deadlineMs);
-  const socket = await new Promise<Socket>((resolve, reject) => {
-    const s = tcpConnect(addr.port, addr.host, () => resolve(s));
-    opened.push(s);
-    s.once("error", reject);
-  });
-  socket.setNoDelay(true);
+/** Connects to rank-1, whose chunks then arrive on this socket, read into one reused buffer. */
+async function connectPrev(o: TcpLinkOptions, prev: number, deadlineMs: number, opened: Socket[]): Promise<Socket> {
+  const addr = await lookupPeerAddress(o.nc, o.ring, o.rank, prev, deadlineMs);
   const accepted = deferred<Socket>();
   let ready = false;
-  onFrames(socket, (bytes) => {
+  const reader = new FrameReader((bytes) => {
     if (ready) {
-      const m = decodeMessage(ChunkAck, bytes);
-      o.events.ack(m.tag, m.consumed);
+      const m = decodeMessage(Chunk, bytes);
+      o.events.chunk(m.tag, m.seq, m.data);
       return;
     }
     const reply = decodeMessage(EdgeHelloReply, bytes);
-    if (!reply.ok) throw new PeerSetupError(`rank ${next} of ring ${o.ring} refused rank ${o.rank}: ${reply.error}`);
+    if (!reply.ok) throw new PeerSetupError(`rank ${prev} of ring ${o.ring} refused rank ${o.rank}: ${reply.error}`);
     ready = true;
     accepted.resolve(socket);
-  }, (err) => (ready ? o.events.error(err) : accepted.reject(err)));
-  socket.write(frame(encodeMessage(EdgeHello, { ring: o.ring, from: o.rank, to: next, transport: "tcp" })));
+  });
+  const onError = (err: Error) => (ready ? o.events.error(err) : accepted.reject(err));
+  const socket = await new Promise<Socket>((resolve, reject) => {
+    const s = tcpConnect({
+      port: addr.port,
+      host: addr.host,
+      noDelay: true,
+      onread: {
+        buffer: new Uint8Array(READ_BUFFER_BYTES),
+        callback: (bytes, buf) => {
+          feed(reader, buf.subarray(0, bytes), s, onError);
+          return true;
+        },
+      },
+    }, () => resolve(s));
+    opened.push(s);
+    s.once("error", reject);
+  });
+  socket.on("error", onError);
+  socket.write(frame(encodeMessage(EdgeHello, { ring: o.ring, from: prev, to: o.rank, transport: "tcp" })));
   return accepted.promise;
 }
 
-/** Delivers frames to `onFrame`; a throw from it, or a socket error, goes to `onError` and ends the socket. */
-function onFrames(socket: Socket, onFrame: (bytes: Uint8Array) => void, onError: (err: Error) => void): void {
-  const reader = new FrameReader(onFrame);
-  socket.on("data", (buf) => {
-    try {
-      reader.push(buf);
-    } catch (err) {
-      onError(err as Error);
-      socket.destroy();
-    }
-  });
-  socket.on("error", onError);
+/** Passes bytes to the frame reader; a throw from it goes to `onError` and ends the socket. */
+function feed(reader: FrameReader, buf: Uint8Array, socket: Socket, onError: (err: Error) => void): void {
+  try {
+    reader.push(buf);
+  } catch (err) {
+    onError(err as Error);
+    socket.destroy();
+  }
 }
 
 function frame(body: Uint8Array): Uint8Array {

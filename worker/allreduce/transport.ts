@@ -21,12 +21,23 @@ export interface TaggedStream {
    * may keep a view of `data` rather than a copy: it must not change until finish() resolves.
    */
   send(data: Float32Array): Promise<void>;
-  /** The next chunk of this tag from rank-1, in the order it was sent. */
-  receive(): Promise<Float32Array>;
+  /**
+   * Hands this tag's chunks from rank-1 to `sink.chunk`, in the order they were sent: at once those that
+   * came before this call, then each synchronously as it arrives, so a chunk can be reduced straight from
+   * the link's receive buffer. Call once per stream.
+   */
+  consume(sink: ChunkSink): void;
   /** Waits until rank+1 has consumed every chunk sent, then frees the tag. */
   finish(): Promise<void>;
   /** Gives up on this call: pending send/receive reject with `err`, and the tag is freed. */
   abort(err: Error): void;
+}
+
+export interface ChunkSink {
+  /** The next chunk; lent for the call only (its memory is reused afterwards). A throw aborts the stream. */
+  chunk(data: Float32Array): void;
+  /** The stream failed: the transport failed, or `chunk` threw. Not called for the owner's own abort(). */
+  fail(err: Error): void;
 }
 
 /** What a transport moves; the flow control above it is shared by every implementation. */
@@ -42,6 +53,7 @@ export interface Link {
 
 /** Callbacks a link delivers to; set before the link carries anything. */
 export interface LinkEvents {
+  /** `data` is lent for the call only: the link may reuse its memory once this returns. */
   chunk(tag: string, seq: number, data: Float32Array): void;
   ack(tag: string, consumed: number): void;
   /** The link failed (peer gone, bad message); the transport fails every pending operation with `err`. */
