@@ -4,11 +4,13 @@ import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
 import type { Command } from "../args.js";
 import { loadModel } from "../../native/js/hf_model.js";
 import { eosTokenIds, readGenerationConfig } from "../../native/js/generation_config.js";
+import { applyAdapter } from "../../native/js/peft_adapter.js";
 
-const usage = `usage: ringtune generate --model DIR --prompt-ids 1,2,3 [--max-new 20] [--temperature T] [--top-p P] [--seed S]
+const usage = `usage: ringtune generate --model DIR [--adapter DIR] --prompt-ids 1,2,3 [--max-new 20] [--temperature T] [--top-p P] [--seed S]
 
 Temperature 0 (the default) is greedy decoding; otherwise tokens are sampled from the top-p nucleus.
-Stops after --max-new tokens or on an EOS id (generation_config.json, else config.json).`;
+Stops after --max-new tokens or on an EOS id (generation_config.json, else config.json).
+--adapter applies a PEFT LoRA adapter folder to the model first.`;
 
 function numberFlag(values: Record<string, unknown>, name: string, fallback: number, ok: (n: number) => boolean, want: string): number {
   const v = values[name];
@@ -41,6 +43,7 @@ export const generate: Command = {
       temperature: { type: "string" },
       "top-p": { type: "string" },
       seed: { type: "string" },
+      adapter: { type: "string" },
     });
     const dir = requireFlag(values, "model");
     const promptText = requireFlag(values, "prompt-ids");
@@ -50,6 +53,7 @@ export const generate: Command = {
     const topP = numberFlag(values, "top-p", 1, (n) => n > 0 && n <= 1, "a number in (0, 1]");
     const seed = intFlag(values, "seed", 0);
     const { model, config } = await loadModel(dir);
+    if (typeof values.adapter === "string") await applyAdapter(model, values.adapter);
     const promptIds = parseIds(promptText, config.native.vocabSize);
     const eos = eosTokenIds(await readGenerationConfig(dir), config);
     const out = await model.generate({ promptIds, maxNew, temperature, topP, seed, eosIds: Int32Array.from(eos) });

@@ -15,3 +15,5 @@ import { clusterStatusCommand } from "./cluster.js";
 commands.push(submit, watch, jobs, cancel, clusterStatusCommand);
 import { coordinatorCommand, workerCommand } from "./processes.js";
 commands.push(coordinatorCommand, workerCommand);
+import { exportCommand } from "./export.js";
+commands.push(exportCommand);
