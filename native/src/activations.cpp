@@ -1,10 +1,12 @@
 #include "activations.h"
+#include <algorithm>
 #include "parallel.h"
 
 namespace rt {
 
 template <typename T>
-Activations<T>::Activations(const ModelConfig& c, int B_, int T__) : B(B_), T_(T__), N((size_t)B_ * T__) {
+Activations<T>::Activations(const ModelConfig& c, int B_, int T__, const LoraConfig* lora, const LoraTable* table)
+    : B(B_), T_(T__), N((size_t)B_ * T__) {
   const size_t C = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;
   layers.resize(c.num_layers);
   for (LayerActivations<T>& l : layers) {
@@ -23,6 +25,23 @@ Activations<T>::Activations(const ModelConfig& c, int B_, int T__) : B(B_), T_(T
     l.up.resize(N * I);
     l.h.resize(N * I);
   }
+  if (lora) {
+    size_t widest = 0;
+    for (int t = 0; t < kNumTargets; t++) {
+      if (!table->targeted[t]) continue;
+      const size_t in = (size_t)LoraTable::shape(c, t).first;
+      widest = std::max(widest, in);
+      for (LayerActivations<T>& l : layers) {
+        l.lora_u[t].resize(N * lora->rank);
+        if (lora->dropout > 0) {
+          l.lora_x[t].resize(N * in);
+          l.lora_keep[t].resize(N * in);
+        }
+      }
+    }
+    lora_du.resize(N * lora->rank);
+    lora_dx.resize(N * widest);
+  }
   res_out.resize(N * C);
   rstdf.resize(N);
   lnf.resize(N * C);
@@ -39,14 +58,19 @@ Activations<T>::Activations(const ModelConfig& c, int B_, int T__) : B(B_), T_(T
 template <typename T>
 size_t Activations<T>::bytes() const {
   size_t n = 0;
-  for (const LayerActivations<T>& l : layers)
+  size_t bytes_u8 = 0;
+  for (const LayerActivations<T>& l : layers) {
     for (const std::vector<T>* b : {&l.res_in, &l.rstd1, &l.ln1, &l.q, &l.k, &l.v, &l.att, &l.lse, &l.res_mid, &l.rstd2,
                                     &l.ln2, &l.gate, &l.up, &l.h})
       n += b->size();
+    for (int t = 0; t < kNumTargets; t++) n += l.lora_u[t].size() + l.lora_x[t].size();
+    for (int t = 0; t < kNumTargets; t++) bytes_u8 += l.lora_keep[t].size();
+  }
+  n += lora_du.size() + lora_dx.size();
   for (const std::vector<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &losses, &dres, &dln, &dtmp, &dq, &dk, &dv,
                                   &datt, &dgate, &dup, &dh, &attn_scratch.buf})
     n += b->size();
-  return n * sizeof(T);
+  return n * sizeof(T) + bytes_u8;
 }
 
 template struct Activations<float>;

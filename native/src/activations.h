@@ -1,8 +1,11 @@
 #pragma once
 // Everything the forward keeps for the backward, plus backward scratch, for one (rows, seq_len) shape.
 // Allocated once per shape and reused by every step of that shape: no allocation inside a step.
+#include <array>
+#include <cstdint>
 #include <vector>
 #include "config.h"
+#include "lora.h"
 #include "ops/attention.h"
 
 namespace rt {
@@ -23,6 +26,10 @@ struct LayerActivations {
   std::vector<T> gate;     // (N, I)
   std::vector<T> up;       // (N, I)
   std::vector<T> h;        // (N, I)  silu(gate) * up
+  // LoRA, per target module: u = dropout(x) A^T (N, r); with dropout, the kept mask (N, in) and
+  // dropout(x) (N, in), since the adapter sees a different input than the base weight
+  std::array<std::vector<T>, kNumTargets> lora_u, lora_x;
+  std::array<std::vector<uint8_t>, kNumTargets> lora_keep;
 };
 
 template <typename T>
@@ -38,10 +45,12 @@ struct Activations {
   std::vector<T> losses;    // (N)
   // backward scratch, shared by all layers
   std::vector<T> dres, dln, dtmp, dq, dk, dv, datt, dgate, dup, dh;
+  std::vector<T> lora_du, lora_dx;  // LoRA backward scratch: (N, r) and (N, widest input)
   AttentionScratch<T> attn_scratch;
   std::vector<SegmentRun> runs;
 
-  Activations(const ModelConfig& c, int rows, int seq_len);
+  // lora: the adapters' settings when LoRA is on (null in full training)
+  Activations(const ModelConfig& c, int rows, int seq_len, const LoraConfig* lora, const LoraTable* table);
   size_t bytes() const;
 };
 

@@ -157,7 +157,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                         InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
                         InstanceMethod("logits", &ModelWrap::Logits), InstanceMethod("tokenLosses", &ModelWrap::TokenLosses),
-                        InstanceMethod("adamwStep", &ModelWrap::AdamwStep), InstanceMethod("generate", &ModelWrap::Generate)});
+                        InstanceMethod("adamwStep", &ModelWrap::AdamwStep), InstanceMethod("generate", &ModelWrap::Generate),
+                        InstanceMethod("trainableParams", &ModelWrap::TrainableParams),
+                        InstanceMethod("gradBucketRanges", &ModelWrap::GradBucketRanges),
+                        InstanceMethod("enableLora", &ModelWrap::EnableLora),
+                        InstanceMethod("loraSettings", &ModelWrap::LoraSettings),
+                        InstanceMethod("loraParams", &ModelWrap::LoraParams), InstanceMethod("loraData", &ModelWrap::LoraData),
+                        InstanceMethod("mergeLora", &ModelWrap::MergeLora)});
   }
 
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -181,9 +187,34 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (busy_.load()) throw Napi::Error::New(env, std::string(call) + ": the model is busy with another call; await it first");
   }
 
-  Napi::Value Params(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const auto& entries = model_->table().entries;
+  Napi::Value Params(const Napi::CallbackInfo& info) { return EntriesToJs(info.Env(), model_->table().entries); }
+
+  // One external ArrayBuffer per native buffer, created once (V8 refuses a second registration of the same
+  // memory). It holds a reference to the buffer itself, so a view stays valid even after the model drops
+  // the buffer (the base gradients when LoRA is switched on) or is itself collected.
+  Napi::Value View(Napi::Env env, Napi::Reference<Napi::Float32Array>& cache, const rt::Buffer<float>& buf) {
+    if (!cache.IsEmpty()) return cache.Value();
+    auto* owner = new rt::Buffer<float>(buf);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, buf->data(), buf->size() * sizeof(float),
+                                                  [](Napi::Env, void*, rt::Buffer<float>* hint) { delete hint; }, owner);
+    Napi::Float32Array view = Napi::Float32Array::New(env, buf->size(), ab, 0);
+    cache = Napi::Persistent(view);
+    return view;
+  }
+  Napi::Value ParamData(const Napi::CallbackInfo& info) { return View(info.Env(), params_view_, model_->params_buffer()); }
+  Napi::Value GradData(const Napi::CallbackInfo& info) { return View(info.Env(), grads_view_, model_->grads_buffer()); }
+  Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("m", View(info.Env(), m_view_, model_->m_buffer()));
+    o.Set("v", View(info.Env(), v_view_, model_->v_buffer()));
+    return o;
+  }
+  Napi::Value LoraData(const Napi::CallbackInfo& info) {
+    if (!model_->lora_enabled()) throw Napi::Error::New(info.Env(), "loraData: LoRA is not on (enableLora first)");
+    return View(info.Env(), lora_view_, model_->lora_buffer());
+  }
+
+  static Napi::Array EntriesToJs(Napi::Env env, const std::vector<rt::ParamEntry>& entries) {
     Napi::Array out = Napi::Array::New(env, entries.size());
     for (size_t i = 0; i < entries.size(); i++) {
       const rt::ParamEntry& e = entries[i];
@@ -199,25 +230,79 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     return out;
   }
-
-  // One external ArrayBuffer per native buffer, created once (V8 refuses a second registration of the same
-  // memory); it holds a reference to the model so the memory outlives every view.
-  Napi::Value View(Napi::Env env, Napi::Reference<Napi::Float32Array>& cache, float* data) {
-    if (!cache.IsEmpty()) return cache.Value();
-    auto* owner = new ModelPtr(model_);
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, data, model_->num_params() * sizeof(float),
-                                                  [](Napi::Env, void*, ModelPtr* hint) { delete hint; }, owner);
-    Napi::Float32Array view = Napi::Float32Array::New(env, model_->num_params(), ab, 0);
-    cache = Napi::Persistent(view);
-    return view;
+  Napi::Value TrainableParams(const Napi::CallbackInfo& info) { return EntriesToJs(info.Env(), model_->trainable_entries()); }
+  Napi::Value LoraParams(const Napi::CallbackInfo& info) {
+    if (!model_->lora_enabled()) return Napi::Array::New(info.Env(), 0);
+    return EntriesToJs(info.Env(), model_->lora_table().entries);
   }
-  Napi::Value ParamData(const Napi::CallbackInfo& info) { return View(info.Env(), params_view_, model_->params()); }
-  Napi::Value GradData(const Napi::CallbackInfo& info) { return View(info.Env(), grads_view_, model_->grads()); }
-  Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
-    Napi::Object o = Napi::Object::New(info.Env());
-    o.Set("m", View(info.Env(), m_view_, model_->adam_m()));
-    o.Set("v", View(info.Env(), v_view_, model_->adam_v()));
+  Napi::Value GradBucketRanges(const Napi::CallbackInfo& info) {
+    const auto ranges = model_->grad_bucket_ranges();
+    Napi::Array out = Napi::Array::New(info.Env(), ranges.size());
+    for (size_t i = 0; i < ranges.size(); i++) {
+      Napi::Array pair = Napi::Array::New(info.Env(), 2);
+      pair.Set((uint32_t)0, (double)ranges[i].first);
+      pair.Set((uint32_t)1, (double)ranges[i].second);
+      out.Set((uint32_t)i, pair);
+    }
+    return out;
+  }
+
+  Napi::Value EnableLora(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* call = "enableLora";
+    require_idle(env, call);
+    Napi::Object o = object_arg(info, 0, call);
+    rt::LoraConfig l;
+    l.rank = int_field(o, call, "rank");
+    l.alpha = number_field(o, call, "alpha");
+    const double zero = 0;
+    l.dropout = number_field(o, call, "dropout", &zero);
+    l.rslora = bool_field(o, call, "rslora", false);
+    l.seed = (uint64_t)number_field(o, call, "seed", &zero);
+    Napi::Value targets = o.Get("targets");
+    if (!targets.IsArray()) type_error(env, std::string(call) + ": targets must be an array of module names, got " + describe(targets));
+    Napi::Array ta = targets.As<Napi::Array>();
+    for (uint32_t i = 0; i < ta.Length(); i++) {
+      Napi::Value t = ta.Get(i);
+      if (!t.IsString()) type_error(env, std::string(call) + ": targets[" + std::to_string(i) + "] must be a string, got " + describe(t));
+      l.targets.push_back(t.As<Napi::String>().Utf8Value());
+    }
+    try {
+      model_->enable_lora(l);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    // The trainable buffers changed: later views must show the adapters' gradients and moments.
+    grads_view_.Reset();
+    m_view_.Reset();
+    v_view_.Reset();
+    return env.Undefined();
+  }
+
+  Napi::Value LoraSettings(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!model_->lora_enabled()) return env.Null();
+    const rt::LoraConfig& l = model_->lora_config();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("rank", l.rank);
+    o.Set("alpha", l.alpha);
+    o.Set("dropout", l.dropout);
+    Napi::Array t = Napi::Array::New(env, l.targets.size());
+    for (size_t i = 0; i < l.targets.size(); i++) t.Set((uint32_t)i, l.targets[i]);
+    o.Set("targets", t);
+    o.Set("rslora", l.rslora);
+    o.Set("seed", (double)l.seed);
     return o;
+  }
+
+  Napi::Value MergeLora(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!model_->lora_enabled()) throw Napi::Error::New(env, "mergeLora: LoRA is not on");
+    claim(env, "mergeLora");
+    ModelPtr m = model_;
+    auto* job = new Job(env, [m] { m->merge_lora(); }, nullptr, &busy_);
+    job->Queue();
+    return job->promise();
   }
 
   Napi::Value GetStep(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), (double)model_->step()); }
@@ -403,7 +488,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   ModelPtr model_;
   std::atomic<bool> busy_{false};
-  Napi::Reference<Napi::Float32Array> params_view_, grads_view_, m_view_, v_view_;
+  Napi::Reference<Napi::Float32Array> params_view_, grads_view_, m_view_, v_view_, lora_view_;
 };
 
 Napi::FunctionReference* ModelWrap::constructor = nullptr;

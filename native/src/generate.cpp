@@ -5,6 +5,7 @@
 #include <numeric>
 #include "error.h"
 #include "model.h"
+#include "blas.h"
 #include "ops/add.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
@@ -41,6 +42,18 @@ int32_t sample_token(const std::vector<double>& logits, double temperature, doub
 
 }  // namespace
 
+// A linear layer with its adapter, without dropout (inference).
+template <typename T>
+void Model<T>::infer(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, std::vector<T>& u) {
+  const auto [in, outf] = LoraTable::shape(cfg_, t);
+  linear_forward(out, inp, param(w), param(bias), N, in, outf);
+  if (!lora_ || !lora_table_->targeted[t]) return;
+  const LoraLayer& ll = lora_table_->layers[l];
+  const int r = lora_cfg_.rank;
+  gemm(false, true, N, r, in, T(1), inp, in, lora_->data() + ll.a[t], in, T(0), u.data(), r);
+  gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), u.data(), r, lora_->data() + ll.b[t], r, T(1), out, outf);
+}
+
 template <typename T>
 std::vector<int32_t> Model<T>::generate(const GenerateOptions& g, std::vector<std::vector<T>>* step_logits) {
   const ModelConfig& c = cfg_;
@@ -56,6 +69,7 @@ std::vector<int32_t> Model<T>::generate(const GenerateOptions& g, std::vector<st
   std::vector<T> x((size_t)maxn * C), ln((size_t)maxn * C), tmp((size_t)maxn * C), q((size_t)maxn * Q),
       att((size_t)maxn * Q), gate((size_t)maxn * I), up((size_t)maxn * I), h((size_t)maxn * I), rstd(maxn), logits(V);
   std::vector<double> dlogits(V);
+  std::vector<T> u(lora_ ? (size_t)maxn * lora_cfg_.rank : 0);
   const double scale = 1.0 / std::sqrt((double)D);
 
   std::vector<int32_t> out;
@@ -65,15 +79,15 @@ std::vector<int32_t> Model<T>::generate(const GenerateOptions& g, std::vector<st
     const int n = (int)tokens.size();
     std::vector<int32_t> pos(n);
     std::iota(pos.begin(), pos.end(), start);
-    embedding_forward(x.data(), tokens.data(), at(params_, table_.embed), n, C, V);
+    embedding_forward(x.data(), tokens.data(), param(table_.embed), n, C, V);
     for (int l = 0; l < c.num_layers; l++) {
       const LayerOffsets& o = table_.layers[l];
       T* K = kcache[l].data() + (size_t)start * KV;
       T* Vc = vcache[l].data() + (size_t)start * KV;
-      rmsnorm_forward(ln.data(), rstd.data(), x.data(), at(params_, o.ln1), n, C, c.rms_norm_eps);
-      linear_forward(q.data(), ln.data(), at(params_, o.wq), at(params_, o.bq), n, C, Q);
-      linear_forward(K, ln.data(), at(params_, o.wk), at(params_, o.bk), n, C, KV);
-      linear_forward(Vc, ln.data(), at(params_, o.wv), at(params_, o.bv), n, C, KV);
+      rmsnorm_forward(ln.data(), rstd.data(), x.data(), param(o.ln1), n, C, c.rms_norm_eps);
+      infer(l, kQ, q.data(), ln.data(), o.wq, o.bq, n, u);
+      infer(l, kK, K, ln.data(), o.wk, o.bk, n, u);
+      infer(l, kV, Vc, ln.data(), o.wv, o.bv, n, u);
       rope_forward(q.data(), pos.data(), inv_freq_.data(), n, H, D);
       rope_forward(K, pos.data(), inv_freq_.data(), n, c.num_kv_heads, D);
 #pragma omp parallel
@@ -102,18 +116,18 @@ std::vector<int32_t> Model<T>::generate(const GenerateOptions& g, std::vector<st
           }
         }
       }
-      linear_forward(tmp.data(), att.data(), at(params_, o.wo), at(params_, o.bo), n, Q, C);
+      infer(l, kO, tmp.data(), att.data(), o.wo, o.bo, n, u);
       add_inplace(x.data(), tmp.data(), (size_t)n * C);
-      rmsnorm_forward(ln.data(), rstd.data(), x.data(), at(params_, o.ln2), n, C, c.rms_norm_eps);
-      linear_forward(gate.data(), ln.data(), at(params_, o.wg), at(params_, o.bg), n, C, I);
-      linear_forward(up.data(), ln.data(), at(params_, o.wu), at(params_, o.bu), n, C, I);
+      rmsnorm_forward(ln.data(), rstd.data(), x.data(), param(o.ln2), n, C, c.rms_norm_eps);
+      infer(l, kGate, gate.data(), ln.data(), o.wg, o.bg, n, u);
+      infer(l, kUp, up.data(), ln.data(), o.wu, o.bu, n, u);
       swiglu_forward(h.data(), gate.data(), up.data(), (size_t)n * I);
-      linear_forward(tmp.data(), h.data(), at(params_, o.wd), at(params_, o.bd), n, I, C);
+      infer(l, kDown, tmp.data(), h.data(), o.wd, o.bd, n, u);
       add_inplace(x.data(), tmp.data(), (size_t)n * C);
     }
     // Only the last position predicts the next token.
     const T* last = x.data() + (size_t)(n - 1) * C;
-    rmsnorm_forward(ln.data(), rstd.data(), last, at(params_, table_.final_norm), 1, C, c.rms_norm_eps);
+    rmsnorm_forward(ln.data(), rstd.data(), last, param(table_.final_norm), 1, C, c.rms_norm_eps);
     linear_forward(logits.data(), ln.data(), lm_head(), (const T*)nullptr, 1, C, V);
     if (step_logits) step_logits->push_back(logits);
     for (int v = 0; v < V; v++) dlogits[v] = logits[v];
@@ -126,6 +140,8 @@ std::vector<int32_t> Model<T>::generate(const GenerateOptions& g, std::vector<st
   return out;
 }
 
+template void Model<float>::infer(int, int, float*, const float*, size_t, size_t, int, std::vector<float>&);
+template void Model<double>::infer(int, int, double*, const double*, size_t, size_t, int, std::vector<double>&);
 template std::vector<int32_t> Model<float>::generate(const GenerateOptions&, std::vector<std::vector<float>>*);
 template std::vector<int32_t> Model<double>::generate(const GenerateOptions&, std::vector<std::vector<double>>*);
 

@@ -16,19 +16,24 @@
 namespace rt {
 
 template <typename T>
+static Buffer<T> zeros(size_t n) {
+  return std::make_shared<std::vector<T>>(n, T(0));
+}
+
+template <typename T>
 Model<T>::Model(const ModelConfig& cfg) : cfg_(cfg), table_((cfg.validate(), cfg)), inv_freq_(rope_inv_freq(cfg)) {
-  params_.assign(table_.total, T(0));
-  grads_.assign(table_.total, T(0));
-  m_.assign(table_.total, T(0));
-  v_.assign(table_.total, T(0));
+  params_ = zeros<T>(table_.total);
+  grads_ = zeros<T>(table_.total);
+  m_ = zeros<T>(table_.total);
+  v_ = zeros<T>(table_.total);
 }
 
 template <typename T>
 MemoryReport Model<T>::memory() const {
   MemoryReport r;
-  r.params = params_.size() * sizeof(T);
-  r.grads = grads_.size() * sizeof(T);
-  r.optimizer = (m_.size() + v_.size()) * sizeof(T);
+  r.params = (params_->size() + num_lora_params()) * sizeof(T);
+  r.grads = grads_->size() * sizeof(T);
+  r.optimizer = (m_->size() + v_->size()) * sizeof(T);
   for (const auto& kv : acts_) r.activations += kv.second->bytes();
   return r;
 }
@@ -37,7 +42,7 @@ template <typename T>
 void Model<T>::init_random(uint64_t seed, double std) {
   for (size_t e = 0; e < table_.entries.size(); e++) {
     const ParamEntry& p = table_.entries[e];
-    T* w = params_.data() + p.offset;
+    T* w = params_->data() + p.offset;
     const bool is_norm = p.name.find("norm.weight") != std::string::npos;
     if (p.shape.size() < 2) {
       std::fill(w, w + p.size, is_norm ? T(1) : T(0));
@@ -46,21 +51,86 @@ void Model<T>::init_random(uint64_t seed, double std) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < p.size; i++) w[i] = (T)(std * normal01(seed, e, i));
   }
-  std::fill(m_.begin(), m_.end(), T(0));
-  std::fill(v_.begin(), v_.end(), T(0));
+  std::fill(m_->begin(), m_->end(), T(0));
+  std::fill(v_->begin(), v_->end(), T(0));
   step_ = 0;
 }
 
 template <typename T>
 void Model<T>::zero_grad() {
-  std::fill(grads_.begin(), grads_.end(), T(0));
+  std::fill(grads_->begin(), grads_->end(), T(0));
+}
+
+template <typename T>
+void Model<T>::enable_lora(const LoraConfig& l) {
+  if (lora_) fail("enable_lora", "LoRA is already on");
+  auto table = std::make_unique<LoraTable>(cfg_, l);
+  auto weights = zeros<T>(table->total);
+  // PEFT's init: A ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0.
+  for (size_t e = 0; e < table->entries.size(); e++) {
+    const ParamEntry& p = table->entries[e];
+    if (p.name.find(".lora_A.") == std::string::npos) continue;
+    const double bound = 1.0 / std::sqrt((double)p.shape[1]);
+    T* w = weights->data() + p.offset;
+    for (size_t i = 0; i < p.size; i++) w[i] = (T)((2 * uniform01(l.seed, 1000 + e, i) - 1) * bound);
+  }
+  lora_table_ = std::move(table);
+  lora_cfg_ = l;
+  lora_ = weights;
+  // The base's gradients and moments go (views held elsewhere keep their memory until they are dropped).
+  grads_ = zeros<T>(lora_table_->total);
+  m_ = zeros<T>(lora_table_->total);
+  v_ = zeros<T>(lora_table_->total);
+  step_ = 0;
+  acts_.clear();  // activations now carry the adapters' buffers
+  last_ = nullptr;
+}
+
+template <typename T>
+void Model<T>::merge_lora() {
+  if (!lora_) fail("merge_lora", "LoRA is not on");
+  const T scale = (T)lora_cfg_.scale();
+  for (int l = 0; l < cfg_.num_layers; l++) {
+    const LayerOffsets& o = table_.layers[l];
+    const size_t weight[kNumTargets] = {o.wq, o.wk, o.wv, o.wo, o.wg, o.wu, o.wd};
+    for (int t = 0; t < kNumTargets; t++) {
+      if (!lora_table_->targeted[t]) continue;
+      const auto [in, out] = LoraTable::shape(cfg_, t);
+      const LoraLayer& ll = lora_table_->layers[l];
+      // W[out, in] += scale * B[out, r] A[r, in]
+      gemm(false, false, out, in, lora_cfg_.rank, scale, lora_->data() + ll.b[t], lora_cfg_.rank, lora_->data() + ll.a[t], in,
+           T(1), param(weight[t]), in);
+    }
+  }
+}
+
+template <typename T>
+std::vector<std::pair<size_t, size_t>> Model<T>::grad_bucket_ranges() const {
+  std::vector<std::pair<size_t, size_t>> r;
+  if (lora_) {
+    // Adapters are laid out layer by layer: each layer's range is final once its backward is done.
+    for (int l = cfg_.num_layers - 1; l >= 0; l--) {
+      const LoraLayer& ll = lora_table_->layers[l];
+      r.push_back({ll.begin, ll.end - ll.begin});
+    }
+    return r;
+  }
+  // Head and final norm first, then layers from last to first, then the embedding (the tied head's too).
+  r.push_back({table_.final_norm, table_.total - table_.final_norm});
+  for (int l = cfg_.num_layers - 1; l >= 0; l--) {
+    const size_t end = l + 1 < cfg_.num_layers ? table_.layers[l + 1].ln1 : table_.final_norm;
+    r.push_back({table_.layers[l].ln1, end - table_.layers[l].ln1});
+  }
+  r.push_back({0, table_.layers[0].ln1});
+  return r;
 }
 
 template <typename T>
 Activations<T>& Model<T>::activations_for(int B, int T_) {
   auto key = std::make_pair(B, T_);
   auto it = acts_.find(key);
-  if (it == acts_.end()) it = acts_.emplace(key, std::make_unique<Activations<T>>(cfg_, B, T_)).first;
+  if (it == acts_.end())
+    it = acts_.emplace(key, std::make_unique<Activations<T>>(cfg_, B, T_, lora_ ? &lora_cfg_ : nullptr, lora_table_.get())).first;
   return *it->second;
 }
 
@@ -89,7 +159,7 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   Activations<T>& a = activations_for(b.rows, b.seq_len);
   last_ = &a;
   find_segment_runs(a.runs, b.segment_ids, b.rows, b.seq_len);
-  forward(a, b);
+  forward(a, b, opts.backward);
 
   T* dlogits = nullptr;
   if (opts.backward) {
@@ -120,89 +190,151 @@ const T* Model<T>::token_losses() const {
   return last_ ? last_->losses.data() : nullptr;
 }
 
+// Dropout on the adapter's input: a counter-based mask, so it needs no state between steps.
 template <typename T>
-void Model<T>::forward(Activations<T>& a, const Batch& b) {
+static void lora_dropout(T* xd, uint8_t* keep, const T* x, size_t n, double p, uint64_t seed, uint64_t stream) {
+  const T kept_scale = (T)(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    keep[i] = uniform01(seed, stream, i) >= p;
+    xd[i] = keep[i] ? x[i] * kept_scale : T(0);
+  }
+}
+
+template <typename T>
+void Model<T>::project(Activations<T>& a, int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, bool training) {
+  const auto [in, outf] = LoraTable::shape(cfg_, t);
+  linear_forward(out, inp, param(w), param(bias), N, in, outf);
+  if (!lora_ || !lora_table_->targeted[t]) return;
+  LayerActivations<T>& la = a.layers[l];
+  const LoraLayer& ll = lora_table_->layers[l];
+  const int r = lora_cfg_.rank;
+  const T* x = inp;
+  if (training && lora_cfg_.dropout > 0) {
+    const uint64_t stream = ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
+    lora_dropout(la.lora_x[t].data(), la.lora_keep[t].data(), inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
+    x = la.lora_x[t].data();
+  }
+  // u = x A^T (N, r);  out += scale * u B^T
+  gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), la.lora_u[t].data(), r);
+  gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), la.lora_u[t].data(), r, lora_->data() + ll.b[t], r, T(1), out, outf);
+}
+
+template <typename T>
+void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias, int N) {
+  const auto [in, outf] = LoraTable::shape(cfg_, t);
+  linear_backward(dinp, grad(w), grad(bias), dout, inp, param(w), N, in, outf);
+  if (!lora_ || !lora_table_->targeted[t]) return;
+  LayerActivations<T>& la = a.layers[l];
+  const LoraLayer& ll = lora_table_->layers[l];
+  const int r = lora_cfg_.rank;
+  const T scale = (T)lora_cfg_.scale();
+  const bool dropped = !la.lora_x[t].empty();
+  const T* x = dropped ? la.lora_x[t].data() : inp;
+  T* du = a.lora_du.data();
+  T* dA = grads_->data() + ll.a[t];
+  T* dB = grads_->data() + ll.b[t];
+  const T* A = lora_->data() + ll.a[t];
+  const T* B = lora_->data() + ll.b[t];
+  // dB += scale * dout^T u;  du = scale * dout B;  dA += du^T x
+  gemm(true, false, outf, r, N, scale, dout, outf, la.lora_u[t].data(), r, T(1), dB, r);
+  gemm(false, false, N, r, outf, scale, dout, outf, B, r, T(0), du, r);
+  gemm(true, false, r, in, N, T(1), du, r, x, in, T(1), dA, in);
+  if (!dropped) {
+    gemm(false, false, N, in, r, T(1), du, r, A, in, T(1), dinp, in);  // dinp += du A
+    return;
+  }
+  T* dx = a.lora_dx.data();
+  gemm(false, false, N, in, r, T(1), du, r, A, in, T(0), dx, in);
+  const T kept_scale = (T)(1.0 / (1.0 - lora_cfg_.dropout));
+  const uint8_t* keep = la.lora_keep[t].data();
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < (size_t)N * in; i++) dinp[i] += keep[i] ? dx[i] * kept_scale : T(0);
+}
+
+template <typename T>
+void Model<T>::forward(Activations<T>& a, const Batch& b, bool training) {
   const ModelConfig& c = cfg_;
-  const int N = (int)a.N, C = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+  const int N = (int)a.N, C = c.hidden_size, I = c.intermediate_size;
   const AttentionShape shape{b.rows, b.seq_len, c.num_heads, c.num_kv_heads, c.head_dim};
-  embedding_forward(a.layers[0].res_in.data(), b.input_ids, at(params_, table_.embed), N, C, c.vocab_size);
+  embedding_forward(a.layers[0].res_in.data(), b.input_ids, param(table_.embed), N, C, c.vocab_size);
   for (int l = 0; l < c.num_layers; l++) {
     const LayerOffsets& o = table_.layers[l];
     LayerActivations<T>& la = a.layers[l];
     T* out = l + 1 < c.num_layers ? a.layers[l + 1].res_in.data() : a.res_out.data();
-    rmsnorm_forward(la.ln1.data(), la.rstd1.data(), la.res_in.data(), at(params_, o.ln1), N, C, c.rms_norm_eps);
-    linear_forward(la.q.data(), la.ln1.data(), at(params_, o.wq), at(params_, o.bq), N, C, Q);
-    linear_forward(la.k.data(), la.ln1.data(), at(params_, o.wk), at(params_, o.bk), N, C, KV);
-    linear_forward(la.v.data(), la.ln1.data(), at(params_, o.wv), at(params_, o.bv), N, C, KV);
+    rmsnorm_forward(la.ln1.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C, c.rms_norm_eps);
+    project(a, l, kQ, la.q.data(), la.ln1.data(), o.wq, o.bq, N, training);
+    project(a, l, kK, la.k.data(), la.ln1.data(), o.wk, o.bk, N, training);
+    project(a, l, kV, la.v.data(), la.ln1.data(), o.wv, o.bv, N, training);
     rope_forward(la.q.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
     rope_forward(la.k.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
     attention_forward(la.att.data(), la.lse.data(), la.q.data(), la.k.data(), la.v.data(), a.runs, shape, a.attn_scratch);
-    linear_forward(a.dtmp.data(), la.att.data(), at(params_, o.wo), at(params_, o.bo), N, Q, C);
+    project(a, l, kO, a.dtmp.data(), la.att.data(), o.wo, o.bo, N, training);
     add(la.res_mid.data(), la.res_in.data(), a.dtmp.data(), a.N * C);
-    rmsnorm_forward(la.ln2.data(), la.rstd2.data(), la.res_mid.data(), at(params_, o.ln2), N, C, c.rms_norm_eps);
-    linear_forward(la.gate.data(), la.ln2.data(), at(params_, o.wg), at(params_, o.bg), N, C, I);
-    linear_forward(la.up.data(), la.ln2.data(), at(params_, o.wu), at(params_, o.bu), N, C, I);
+    rmsnorm_forward(la.ln2.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
+    project(a, l, kGate, la.gate.data(), la.ln2.data(), o.wg, o.bg, N, training);
+    project(a, l, kUp, la.up.data(), la.ln2.data(), o.wu, o.bu, N, training);
     swiglu_forward(la.h.data(), la.gate.data(), la.up.data(), a.N * I);
-    linear_forward(a.dtmp.data(), la.h.data(), at(params_, o.wd), at(params_, o.bd), N, I, C);
+    project(a, l, kDown, a.dtmp.data(), la.h.data(), o.wd, o.bd, N, training);
     add(out, la.res_mid.data(), a.dtmp.data(), a.N * C);
   }
-  rmsnorm_forward(a.lnf.data(), a.rstdf.data(), a.res_out.data(), at(params_, table_.final_norm), N, C, c.rms_norm_eps);
+  rmsnorm_forward(a.lnf.data(), a.rstdf.data(), a.res_out.data(), param(table_.final_norm), N, C, c.rms_norm_eps);
   linear_forward(a.logits.data(), a.lnf.data(), lm_head(), (const T*)nullptr, N, C, c.vocab_size);
 }
 
 template <typename T>
 void Model<T>::backward(Activations<T>& a, const Batch& b, T* dlogits, const GradsReady& ready) {
-  // Bucket boundaries follow the table's layout: embedding, layers 0..L-1, final norm (+ untied head).
-  auto report = [&](size_t begin, size_t end) {
-    if (ready) ready(begin, end - begin);
-  };
-  auto layer_end = [&](int l) { return l + 1 < cfg_.num_layers ? table_.layers[l + 1].ln1 : table_.final_norm; };
   const ModelConfig& c = cfg_;
-  const int N = (int)a.N, C = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+  const int N = (int)a.N, C = c.hidden_size, I = c.intermediate_size;
   const size_t NC = a.N * C;
   const AttentionShape shape{b.rows, b.seq_len, c.num_heads, c.num_kv_heads, c.head_dim};
   T *dres = a.dres.data(), *dln = a.dln.data(), *dtmp = a.dtmp.data();
+  const auto ranges = grad_bucket_ranges();
+  size_t reported = 0;
+  auto report = [&] {
+    if (ready) ready(ranges[reported].first, ranges[reported].second);
+    reported++;
+  };
 
   linear_backward(dln, dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, c.vocab_size);
-  rmsnorm_backward(dres, at(grads_, table_.final_norm), dln, a.res_out.data(), at(params_, table_.final_norm),
-                   a.rstdf.data(), N, C);
-  // With a tied head its gradient lives in the embedding, which is reported last.
-  report(table_.final_norm, table_.total);
+  rmsnorm_backward(dres, grad(table_.final_norm), dln, a.res_out.data(), param(table_.final_norm), a.rstdf.data(), N, C);
+  if (!lora_) report();  // with a tied head its gradient lives in the embedding, which is reported last
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const LayerOffsets& o = table_.layers[l];
     LayerActivations<T>& la = a.layers[l];
     // dres holds d(layer output). MLP branch: out = res_mid + down(silu(gate(ln2)) * up(ln2))
-    linear_backward(a.dh.data(), at(grads_, o.wd), at(grads_, o.bd), dres, la.h.data(), at(params_, o.wd), N, I, C);
+    project_backward(a, l, kDown, a.dh.data(), dres, la.h.data(), o.wd, o.bd, N);
     swiglu_backward(a.dgate.data(), a.dup.data(), a.dh.data(), la.gate.data(), la.up.data(), a.N * I);
-    linear_backward(dln, at(grads_, o.wg), at(grads_, o.bg), a.dgate.data(), la.ln2.data(), at(params_, o.wg), N, C, I);
-    linear_backward(dtmp, at(grads_, o.wu), at(grads_, o.bu), a.dup.data(), la.ln2.data(), at(params_, o.wu), N, C, I);
+    project_backward(a, l, kGate, dln, a.dgate.data(), la.ln2.data(), o.wg, o.bg, N);
+    project_backward(a, l, kUp, dtmp, a.dup.data(), la.ln2.data(), o.wu, o.bu, N);
     add_inplace(dln, dtmp, NC);
-    rmsnorm_backward(dtmp, at(grads_, o.ln2), dln, la.res_mid.data(), at(params_, o.ln2), la.rstd2.data(), N, C);
+    rmsnorm_backward(dtmp, grad(o.ln2), dln, la.res_mid.data(), param(o.ln2), la.rstd2.data(), N, C);
     add_inplace(dres, dtmp, NC);  // now d(res_mid)
     // Attention branch: res_mid = res_in + o_proj(attention(rope(q), rope(k), v))
-    linear_backward(a.datt.data(), at(grads_, o.wo), at(grads_, o.bo), dres, la.att.data(), at(params_, o.wo), N, Q, C);
+    project_backward(a, l, kO, a.datt.data(), dres, la.att.data(), o.wo, o.bo, N);
     attention_backward(a.dq.data(), a.dk.data(), a.dv.data(), a.datt.data(), la.q.data(), la.k.data(), la.v.data(),
                        la.att.data(), la.lse.data(), a.runs, shape, a.attn_scratch);
     rope_backward(a.dq.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
     rope_backward(a.dk.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
-    linear_backward(dln, at(grads_, o.wq), at(grads_, o.bq), a.dq.data(), la.ln1.data(), at(params_, o.wq), N, C, Q);
-    linear_backward(dtmp, at(grads_, o.wk), at(grads_, o.bk), a.dk.data(), la.ln1.data(), at(params_, o.wk), N, C, KV);
+    project_backward(a, l, kQ, dln, a.dq.data(), la.ln1.data(), o.wq, o.bq, N);
+    project_backward(a, l, kK, dtmp, a.dk.data(), la.ln1.data(), o.wk, o.bk, N);
     add_inplace(dln, dtmp, NC);
-    linear_backward(dtmp, at(grads_, o.wv), at(grads_, o.bv), a.dv.data(), la.ln1.data(), at(params_, o.wv), N, C, KV);
+    project_backward(a, l, kV, dtmp, a.dv.data(), la.ln1.data(), o.wv, o.bv, N);
     add_inplace(dln, dtmp, NC);
-    rmsnorm_backward(dtmp, at(grads_, o.ln1), dln, la.res_in.data(), at(params_, o.ln1), la.rstd1.data(), N, C);
-    add_inplace(dres, dtmp, NC);  // now d(res_in)
-    report(o.ln1, layer_end(l));
+    rmsnorm_backward(dtmp, grad(o.ln1), dln, la.res_in.data(), param(o.ln1), la.rstd1.data(), N, C);
+    report();  // the layer's parameters (or adapters) are final
+    if (l > 0 || !lora_) add_inplace(dres, dtmp, NC);  // now d(res_in); the frozen embedding needs none
   }
-  embedding_backward(at(grads_, table_.embed), dres, b.input_ids, N, C);
-  report(0, table_.layers[0].ln1);
+  if (lora_) return;
+  embedding_backward(grad(table_.embed), dres, b.input_ids, N, C);
+  report();
 }
 
 template <typename T>
 AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
   if (!(o.lr >= 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0))
     fail("adamw_step", "invalid options: lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps);
-  const double norm = std::sqrt(sum_of_squares(grads_.data(), grads_.size()));
+  const double norm = std::sqrt(sum_of_squares(grads_->data(), grads_->size()));
   if (!std::isfinite(norm)) fail("adamw_step", "gradient norm is ", norm, ": refusing to update the weights");
   // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
   double clip = 1;
@@ -210,9 +342,10 @@ AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
   step_ += 1;
   AdamWStep s{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay,
               1 - std::pow(o.beta1, (double)step_), 1 - std::pow(o.beta2, (double)step_), clip};
-  for (const ParamEntry& p : table_.entries)
-    adamw_update(params_.data() + p.offset, grads_.data() + p.offset, m_.data() + p.offset, v_.data() + p.offset,
-                 p.size, s, p.decay);
+  T* weights = lora_ ? lora_->data() : params_->data();
+  for (const ParamEntry& p : trainable_entries())
+    adamw_update(weights + p.offset, grads_->data() + p.offset, m_->data() + p.offset, v_->data() + p.offset, p.size, s,
+                 p.decay);
   return {norm, step_};
 }
 

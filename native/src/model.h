@@ -9,6 +9,7 @@
 #include <vector>
 #include "activations.h"
 #include "config.h"
+#include "lora.h"
 #include "param_table.h"
 
 namespace rt {
@@ -48,6 +49,9 @@ struct AdamWResult {
   int64_t step = 0;
 };
 
+template <typename T>
+using Buffer = std::shared_ptr<std::vector<T>>;
+
 struct MemoryReport {
   size_t params = 0, grads = 0, optimizer = 0, activations = 0;
   size_t total() const { return params + grads + optimizer + activations; }
@@ -70,13 +74,33 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
   size_t num_params() const { return table_.total; }
-  T* params() { return params_.data(); }
-  T* grads() { return grads_.data(); }
-  T* adam_m() { return m_.data(); }
-  T* adam_v() { return v_.data(); }
+  T* params() { return params_->data(); }
+  // The trainable parameters' gradients and AdamW moments: the base parameters in full training, the
+  // adapters once LoRA is on (then trainable_entries() names them and their offsets).
+  T* grads() { return grads_->data(); }
+  T* adam_m() { return m_->data(); }
+  T* adam_v() { return v_->data(); }
+  size_t num_trainable() const { return grads_->size(); }
+  const std::vector<ParamEntry>& trainable_entries() const { return lora_ ? lora_table_->entries : table_.entries; }
+  // Shared ownership of the buffers, for views that must outlive a switch to LoRA (the binding's).
+  Buffer<T> params_buffer() const { return params_; }
+  Buffer<T> grads_buffer() const { return grads_; }
+  Buffer<T> m_buffer() const { return m_; }
+  Buffer<T> v_buffer() const { return v_; }
+  Buffer<T> lora_buffer() const { return lora_; }
   int64_t step() const { return step_; }
   void set_step(int64_t s) { step_ = s; }
   MemoryReport memory() const;
+
+  // LoRA: frees the base gradients and moments, adds adapters (A random, B = 0), restarts the optimizer.
+  void enable_lora(const LoraConfig& cfg);
+  bool lora_enabled() const { return (bool)lora_; }
+  const LoraConfig& lora_config() const { return lora_cfg_; }
+  const LoraTable& lora_table() const { return *lora_table_; }
+  T* lora_params() { return lora_->data(); }
+  size_t num_lora_params() const { return lora_ ? lora_->size() : 0; }
+  // W += scale * B A for every adapter.
+  void merge_lora();
 
   // Hugging Face's init: normal(0, std) for matrices and embeddings, 1 for norm weights, 0 for biases.
   void init_random(uint64_t seed, double std);
@@ -88,8 +112,9 @@ class Model {
   const T* logits() const;
   const T* token_losses() const;
   size_t last_positions() const { return last_ ? last_->N : 0; }
-  // How many times forward_backward calls on_grads_ready: the gradient buffer in buckets.
-  int grad_buckets() const { return cfg_.num_layers + 2; }
+  // The ranges forward_backward reports to on_grads_ready, in order: they tile the gradient buffer.
+  std::vector<std::pair<size_t, size_t>> grad_bucket_ranges() const;
+  int grad_buckets() const { return (int)grad_bucket_ranges().size(); }
 
   AdamWResult adamw_step(const AdamWOptions& opts);
 
@@ -100,16 +125,26 @@ class Model {
   Activations<T>& activations_for(int B, int T_);
   StepResult forward_backward_unchecked(const Batch& batch, const StepOptions& opts);
   T* at(std::vector<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }
-  const T* lm_head() { return params_.data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
-  T* dlm_head() { return grads_.data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
-  void forward(Activations<T>& a, const Batch& b);
+  T* param(size_t off) { return at(*params_, off); }
+  // A base parameter's gradient, or null when the base is frozen (LoRA): its backward is then skipped.
+  T* grad(size_t off) { return lora_ ? nullptr : at(*grads_, off); }
+  const T* lm_head() { return params_->data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
+  T* dlm_head() { return grad(cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
+  void forward(Activations<T>& a, const Batch& b, bool training);
   void backward(Activations<T>& a, const Batch& b, T* dlogits, const GradsReady& ready);
+  // A linear layer of layer l with its adapter when target t has one.
+  void project(Activations<T>& a, int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, bool training);
+  void project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias, int N);
+  void infer(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, std::vector<T>& u);
 
   ModelConfig cfg_;
   ParamTable table_;
   std::vector<double> inv_freq_;  // (D/2) RoPE frequencies
-  std::vector<T> params_, grads_, m_, v_;
+  Buffer<T> params_, grads_, m_, v_;
   int64_t step_ = 0;
+  std::unique_ptr<LoraTable> lora_table_;
+  LoraConfig lora_cfg_;
+  Buffer<T> lora_;  // adapter weights, null in full training
   std::map<std::pair<int, int>, std::unique_ptr<Activations<T>>> acts_;
   Activations<T>* last_ = nullptr;
 };

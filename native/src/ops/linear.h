@@ -13,11 +13,12 @@ void linear_forward(T* out, const T* inp, const T* w, const T* b, int N, int I, 
     for (int o = 0; o < O; o++) out[(size_t)n * O + o] += b[o];
 }
 
-// dinp[N,I] = dout @ w (skipped when dinp is null);  dw[O,I] += dout^T @ inp;  db[O] += sum_n dout
+// dinp[N,I] = dout @ w (skipped when dinp is null);  dw[O,I] += dout^T @ inp and db[O] += sum_n dout
+// (each skipped when null: a frozen weight has no gradient)
 template <typename T>
 void linear_backward(T* dinp, T* dw, T* db, const T* dout, const T* inp, const T* w, int N, int I, int O) {
   if (dinp) gemm(false, false, N, I, O, T(1), dout, O, w, I, T(0), dinp, I);
-  gemm(true, false, O, I, N, T(1), dout, O, inp, I, T(1), dw, I);
+  if (dw) gemm(true, false, O, I, N, T(1), dout, O, inp, I, T(1), dw, I);
   if (!db) return;
 #pragma omp parallel for schedule(static)
   for (int o = 0; o < O; o++) {

@@ -19,7 +19,7 @@ void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* w, int N, int C, do
   }
 }
 
-// dinp = rstd * (dout*w) - inp * rstd^3 / C * sum(dout*w*inp);  dw += sum_n dout * inp * rstd
+// dinp = rstd * (dout*w) - inp * rstd^3 / C * sum(dout*w*inp);  dw += sum_n dout * inp * rstd (skipped when null)
 template <typename T>
 void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, const T* rstd, int N, int C) {
 #pragma omp parallel for schedule(static)
@@ -33,6 +33,7 @@ void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, c
     T* dx = dinp + (size_t)n * C;
     for (int c = 0; c < C; c++) dx[c] = dy[c] * w[c] * r - x[c] * k;
   }
+  if (!dw) return;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; c++) {
     double acc = 0;
