@@ -12,6 +12,7 @@
 // only written again in the all-gather, by a value that already includes this rank's sent contribution,
 // so it cannot arrive before the sent bytes have left; and the call returns only after rank+1 has
 // consumed every chunk (finish()), so the caller may change `data` as soon as the promise resolves.
+import { addInto } from "./add_into.js";
 import { deferred, type Deferred } from "./deferred.js";
 import { chunksOf, mod, segment, type Span } from "./partition.js";
 import type { Transport } from "./transport.js";
@@ -94,7 +95,7 @@ export async function ringAllReduce(
         throw new RangeError(`tag '${tag}': chunk of ${incoming.length} elements, expected ${end - start}; do all ranks pass the same length?`);
       }
       if (next < reduceCount) {
-        for (let i = 0, j = start; j < end; i++, j++) data[j] += incoming[i]!;
+        addInto(data.subarray(start, end), incoming);
       } else {
         data.set(incoming, start);
       }
