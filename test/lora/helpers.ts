@@ -14,6 +14,8 @@ export function tinyBaseParams(cfg: Record<string, unknown> = tinyLlamaConfig())
   return [...hfParamShapes(cfg)].map(([name, shape]) => ({ name, shape }));
 }
 
+export const ALL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
 export const SETTINGS: LoraSettings = { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj", "down_proj"], rslora: false, seed: 7 };
 
 /** Deterministic values in about [-0.5, 0.5), distinct per name, so a tensor in the wrong slot shows. */
