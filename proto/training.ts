@@ -24,6 +24,16 @@ export const OptimizerSettings = z.object({
   grad_clip: z.number(), // <= 0: off
 });
 
+/** LoRA adapters as the native core takes them (LoraSettings in native/js/addon.ts). */
+export const LoraSettingsWire = z.object({
+  rank: z.number().int().positive(),
+  alpha: z.number().positive(),
+  dropout: z.number().min(0).lt(1),
+  targets: z.array(z.string()).min(1),
+  rslora: z.boolean(),
+  seed: z.number().int(),
+});
+
 export const JobAssign = defineMessage("JobAssign", {
   job: SubjectToken,
   ring: SubjectToken,
@@ -32,6 +42,8 @@ export const JobAssign = defineMessage("JobAssign", {
   transport: TransportKind,
   model: ModelSource,
   optimizer: OptimizerSettings,
+  /** method lora: adapters from the start (a resumed checkpoint brings its own) */
+  lora: LoraSettingsWire.optional(),
 });
 export const JobAssignReply = defineMessage("JobAssignReply", {
   ...Ok,
@@ -62,6 +74,8 @@ export const TrainStep = defineMessage("TrainStep", {
   rows: Rows,
   /** ask for a checksum of the weights after the update */
   checksum: z.boolean(),
+  /** hybrid: freeze the base and switch to LoRA before this step */
+  enable_lora: LoraSettingsWire.optional(),
 });
 
 /** Per task: [loss sum, target count]. */
@@ -94,12 +108,19 @@ export const Generate = defineMessage("Generate", {
 });
 export const GenerateReply = defineMessage("GenerateReply", { ...Ok, outputs: z.array(I32).optional() });
 
-/** Rank 0 writes the weights (HF format) and, for a checkpoint, the AdamW state. */
+/**
+ * Rank 0 writes: "model" the (base) weights in HF format, plus the adapter in dir/adapter when LoRA is on
+ * and the AdamW state when with_optimizer (a checkpoint); "adapter" a PEFT adapter folder; "merged" base
+ * plus adapter as one HF model (last: merging changes the weights in memory).
+ */
 export const SaveModel = defineMessage("SaveModel", {
   job: SubjectToken,
   dir: z.string(),
+  what: z.enum(["model", "adapter", "merged"]),
   dtype: z.enum(["F32", "BF16"]),
   with_optimizer: z.boolean(),
+  /** adapter_config.json's base_model_name_or_path */
+  base_model: z.string().optional(),
 });
 export const SaveModelReply = defineMessage("SaveModelReply", Ok);
 

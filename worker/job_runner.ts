@@ -4,7 +4,10 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { NativeModel } from "../native/js/addon.js";
 import { readHfConfig, type HfConfig } from "../native/js/hf_config.js";
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { initModel, loadModel, saveModel } from "../native/js/hf_model.js";
+import { applyAdapter, saveAdapter } from "../native/js/peft_adapter.js";
 import {
   decodeMessage,
   encodeMessage,
@@ -26,6 +29,9 @@ import {
 import { connectTransport } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { Trainer } from "./trainer.js";
+
+/** Where a checkpoint taken under LoRA keeps its adapter. */
+const ADAPTER_DIR = "adapter";
 
 /** A reply's fields other than ok/error, which reply() adds. */
 type Payload<M> = Omit<Body<M>, "ok" | "error">;
@@ -96,7 +102,10 @@ export class JobRunner {
     let config: HfConfig;
     let step = 0;
     if (m.model.resume) {
+      // A checkpoint: the (base) weights, the adapter when it was taken under LoRA, the trainables' AdamW state.
       ({ model, config } = await loadModel(m.model.resume));
+      const adapter = path.join(m.model.resume, ADAPTER_DIR);
+      if (existsSync(adapter)) await applyAdapter(model, adapter);
       step = await loadOptimizerState(model, m.model.resume);
     } else if (m.model.path) {
       ({ model, config } = await loadModel(m.model.path));
@@ -106,7 +115,8 @@ export class JobRunner {
     } else {
       throw new Error("assign: the model source names neither path, init nor resume");
     }
-    this.log.info({ job: m.job, rank: m.rank, size: m.size, transport: m.transport }, "joining ring");
+    if (m.lora && !model.loraSettings()) model.enableLora(m.lora);
+    this.log.info({ job: m.job, rank: m.rank, size: m.size, transport: m.transport, lora: !!model.loraSettings() }, "joining ring");
     const transport = await connectTransport({ nc: this.nc, ring: m.ring, rank: m.rank, size: m.size, kind: m.transport, ...this.net });
     const o = m.optimizer;
     const trainer = new Trainer(model, transport, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weight_decay, gradClip: o.grad_clip });
@@ -116,6 +126,10 @@ export class JobRunner {
 
   private async step(m: Body<typeof TrainStep>): Promise<Payload<typeof TrainStepReply>> {
     const job = this.active(m.job);
+    if (m.enable_lora && !job.trainer.model.loraSettings()) {
+      job.trainer.model.enableLora(m.enable_lora);
+      this.log.info({ job: m.job, step: m.step }, "switched to LoRA: base weights frozen");
+    }
     const r = await job.trainer.trainStep({
       step: m.step,
       lr: m.lr,
@@ -151,8 +165,24 @@ export class JobRunner {
 
   private async save(m: Body<typeof SaveModel>): Promise<Payload<typeof SaveModelReply>> {
     const job = this.active(m.job);
-    await saveModel(job.trainer.model, job.config, m.dir, { dtype: m.dtype });
-    if (m.with_optimizer) await saveOptimizerState(job.trainer.model, m.dir);
+    const model = job.trainer.model;
+    const lora = model.loraSettings() !== null;
+    if (m.what === "adapter") {
+      if (!lora) throw new Error("save adapter: LoRA is not on");
+      await saveAdapter(model, m.dir, { baseModel: m.base_model ?? "" });
+      return {};
+    }
+    if (m.what === "merged") {
+      if (lora) await model.mergeLora();
+      await saveModel(model, job.config, m.dir, { dtype: m.dtype });
+      return {};
+    }
+    await saveModel(model, job.config, m.dir, { dtype: m.dtype });
+    if (m.with_optimizer) {
+      // A checkpoint under LoRA keeps its adapter beside the frozen base, for resuming.
+      if (lora) await saveAdapter(model, path.join(m.dir, ADAPTER_DIR), { baseModel: m.dir });
+      await saveOptimizerState(model, m.dir);
+    }
     return {};
   }
 

@@ -1,5 +1,6 @@
-// AdamW state in a checkpoint: optimizer.safetensors holds both moments of every parameter under its HF
-// name (`<name>.exp_avg`, `<name>.exp_avg_sq`, as PyTorch's state names them) and the step in metadata.
+// AdamW state in a checkpoint: optimizer.safetensors holds both moments of every trainable parameter (the
+// base weights, or the adapters under LoRA) under its name (`<name>.exp_avg`, `<name>.exp_avg_sq`, as
+// PyTorch's state names them) and the step in metadata.
 import path from "node:path";
 import { loadAddon, type NativeModel, type TensorDtype } from "../native/js/addon.js";
 import { readSafetensorsHeader, writeSafetensors, type WriteTensor } from "../native/js/safetensors.js";
@@ -9,7 +10,7 @@ export const OPTIMIZER_FILE = "optimizer.safetensors";
 export async function saveOptimizerState(model: NativeModel, dir: string): Promise<void> {
   const { m, v } = model.optimizerData();
   const tensors: WriteTensor[] = [];
-  for (const p of model.params()) {
+  for (const p of model.trainableParams()) {
     tensors.push({ name: `${p.name}.exp_avg`, shape: p.shape, dtype: "F32", data: m.subarray(p.offset, p.offset + p.size) });
     tensors.push({ name: `${p.name}.exp_avg_sq`, shape: p.shape, dtype: "F32", data: v.subarray(p.offset, p.offset + p.size) });
   }
@@ -22,7 +23,7 @@ export async function loadOptimizerState(model: NativeModel, dir: string): Promi
   const header = await readSafetensorsHeader(file);
   const { m, v } = model.optimizerData();
   const items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[] = [];
-  for (const p of model.params()) {
+  for (const p of model.trainableParams()) {
     for (const [suffix, buf] of [["exp_avg", m], ["exp_avg_sq", v]] as const) {
       const t = header.tensors.get(`${p.name}.${suffix}`);
       if (!t) throw new Error(`${file}: missing tensor ${p.name}.${suffix}`);

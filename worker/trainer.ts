@@ -63,33 +63,19 @@ export function microBatches(rows: Rows, per: number): MicroBatch[] {
   return out;
 }
 
-/** Gradient buckets in the order the backward reports them: head + final norm, layers last to first, embedding. */
-export function bucketRanges(model: NativeModel): [number, number][] {
-  const params = model.params();
-  const total = model.paramData().length;
-  const starts = params.filter((p) => /^model\.layers\.\d+\.input_layernorm\.weight$/.test(p.name)).map((p) => p.offset);
-  const finalNorm = params.find((p) => p.name === "model.norm.weight")!.offset;
-  const bounds = [0, ...starts, finalNorm, total];
-  const ranges: [number, number][] = [];
-  for (let i = bounds.length - 2; i >= 0; i--) ranges.push([bounds[i]!, bounds[i + 1]! - bounds[i]!]);
-  return ranges;
-}
-
 export class Trainer {
-  private readonly buckets: [number, number][];
-
   constructor(
     readonly model: NativeModel,
     private readonly transport: Transport,
     private readonly opt: OptimizerSettings,
-  ) {
-    this.buckets = bucketRanges(model);
-  }
+  ) {}
 
   async trainStep(req: StepRequest): Promise<StepOutcome> {
     const t0 = performance.now();
     const model = this.model;
+    // Both change when LoRA is switched on (hybrid), so they are read per step.
     const grads = model.gradData();
+    const buckets = model.gradBucketRanges();
     model.zeroGrad();
     const reductions: Promise<void>[] = [];
     let reported = 0;
@@ -99,14 +85,14 @@ export class Trainer {
       const p = ringAllReduce(this.transport, grads.subarray(offset, offset + size), allReduceTag(req.step, reported));
       p.catch(() => {}); // observed below through Promise.all; this keeps an early failure from going unhandled
       reductions.push(p);
-      if (++reported === this.buckets.length) allReported();
+      if (++reported === buckets.length) allReported();
     };
     const parts = microBatches(req.rows, req.microBatchRows);
     const distributed = this.transport.size > 1;
     const taskSums: TaskSums = {};
     let lossSum = 0;
     let targets = 0;
-    if (parts.length === 0 && distributed) for (const [o, n] of this.buckets) reduce(o, n); // no rows: zero gradients
+    if (parts.length === 0 && distributed) for (const [o, n] of buckets) reduce(o, n); // no rows: zero gradients
     for (const [i, mb] of parts.entries()) {
       // Only the last micro-batch's backward completes the gradient, so only it overlaps the all-reduce.
       const overlap = distributed && i === parts.length - 1;

@@ -21,6 +21,7 @@ import {
   TrainStepReply,
   type Message,
 } from "../../proto/mod.js";
+import type { LoraSettings } from "../../native/js/addon.js";
 import { defaultTransport } from "../../worker/allreduce/mod.js";
 import { buildDataset, isBadRecord, type BuiltDataset } from "../data/pipeline.js";
 import { formatProblem } from "../data/problems.js";
@@ -29,6 +30,7 @@ import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generati
 import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../spec/job_spec.js";
 import { parseSpec } from "../spec/load.js";
+import { loraTargets } from "../spec/training_spec.js";
 import { checkpointDir, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { DataOrder, planSteps, shardRange, type StepPlan } from "./plan.js";
 import { countTargets, rowsPayload } from "./rows_payload.js";
@@ -71,6 +73,10 @@ class JobRun {
   private schedule!: LrSchedule;
   private readonly ring: string;
   private readonly metricsFile: string;
+  /** the adapters of a lora or hybrid job */
+  private readonly lora: LoraSettings | undefined;
+  /** hybrid: the last full-parameter step; LoRA from the next one */
+  private switchStep = 0;
 
   constructor(
     private readonly env: JobEnv,
@@ -80,6 +86,10 @@ class JobRun {
     this.spec = parseSpec(job.spec, job.source ?? `job ${job.id}`, job.base_dir);
     this.ring = `${job.id}-${Date.now().toString(36)}`;
     this.metricsFile = path.join(job.output, "metrics.jsonl");
+    if (this.spec.method !== "full") {
+      const l = this.spec.lora ?? { rank: 16, dropout: 0, targets: "all" as const, rslora: false };
+      this.lora = { rank: l.rank, alpha: l.alpha ?? l.rank, dropout: l.dropout, targets: loraTargets({ ...l, alpha: l.alpha }), rslora: l.rslora, seed: this.spec.seed };
+    }
   }
 
   private async update(patch: Partial<Job>): Promise<void> {
@@ -124,6 +134,11 @@ class JobRun {
       warmupSteps: warmupSteps(spec, this.plan.totalSteps),
       totalSteps: this.plan.totalSteps,
     };
+    if (spec.method === "hybrid") {
+      this.switchStep = Math.round((spec.full_fraction ?? 0.2) * this.plan.totalSteps);
+      if (this.switchStep < 1 || this.switchStep >= this.plan.totalSteps)
+        throw new Error(`full_fraction ${spec.full_fraction ?? 0.2} of ${this.plan.totalSteps} steps leaves no full or no LoRA phase`);
+    }
     const resumeDir = job.last_checkpoint?.dir ?? spec.resume_from;
     const startStep = resumeDir ? readTrainerState(resumeDir).step : 0;
     if (startStep > this.plan.totalSteps) throw new Error(`checkpoint ${resumeDir} is at step ${startStep}, past the job's ${this.plan.totalSteps} steps`);
@@ -140,6 +155,7 @@ class JobRun {
         transport: spec.transport ?? defaultTransport,
         model: resumeDir ? { resume: resumeDir } : { path: spec.model.path, init: spec.model.init && { config: spec.model.init.config, seed: spec.model.init.seed } },
         optimizer: { beta1: spec.betas[0], beta2: spec.betas[1], eps: spec.eps, weight_decay: spec.weight_decay, grad_clip: spec.grad_clip },
+        lora: spec.method === "lora" ? this.lora : undefined,
       }, JobAssignReply, ASSIGN_TIMEOUT_MS),
     );
 
@@ -155,14 +171,36 @@ class JobRun {
 
     await this.update({ message: "saving the final model" });
     const finalDir = path.join(job.output, "final");
-    await this.cmd(0, "save", SaveModel, { job: job.id, dir: finalDir, dtype: spec.save_dtype, with_optimizer: false }, SaveModelReply);
-    await writeFile(path.join(finalDir, "ringtune.json"), JSON.stringify({ job: job.id, template: spec.template, tokenizer: spec.tokenizer ?? "model" }, null, 2) + "\n");
+    const save = (what: "model" | "adapter" | "merged", dir: string, baseModel?: string) =>
+      this.cmd(0, "save", SaveModel, { job: job.id, dir, what, dtype: spec.save_dtype, with_optimizer: false, base_model: baseModel }, SaveModelReply);
+    const outputs: string[] = [];
+    if (spec.method === "full") {
+      await save("model", finalDir);
+      outputs.push(finalDir);
+    } else {
+      // The adapter names its base: the input model for plain LoRA on a folder, else the weights it was
+      // trained on (the random init, or for hybrid the weights at the switch), saved beside it.
+      let base = spec.method === "lora" ? spec.model.path : undefined;
+      if (!base) {
+        base = path.join(finalDir, "base");
+        await save("model", base);
+        outputs.push(base);
+      }
+      await save("adapter", path.join(finalDir, "adapter"), base);
+      outputs.push(path.join(finalDir, "adapter"));
+    }
+    await writeFile(path.join(finalDir, "ringtune.json"), JSON.stringify({ job: job.id, method: spec.method, template: spec.template, tokenizer: spec.tokenizer ?? "model" }, null, 2) + "\n");
     if (spec.generation_eval) {
       await this.update({ message: "generation eval after training" });
       generation.after = await this.generationEval();
       await this.update({ generation_eval: generation });
     }
-    await this.update({ status: "completed", message: `final model in ${finalDir}` });
+    if (spec.method !== "full") {
+      await this.update({ message: "saving the merged model" });
+      await save("merged", path.join(finalDir, "merged")); // last: merging changes the weights in memory
+      outputs.push(path.join(finalDir, "merged"));
+    }
+    await this.update({ status: "completed", message: `outputs: ${outputs.join(", ")}` });
   }
 
   private async checkVocab(): Promise<void> {
@@ -198,6 +236,10 @@ class JobRun {
     for (let step = startStep + 1; step <= plan.totalSteps; step++) {
       this.checkStop();
       const stepBegan = performance.now();
+      if (this.switchStep > 0 && step === this.switchStep + 1) {
+        await this.metric({ step: this.switchStep, event: "switch_to_lora" });
+        this.env.log.info({ job: this.job.id, step }, "hybrid: switching to LoRA");
+      }
       const lr = learningRate(this.schedule, step);
       const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train[i]!);
       const targets = countTargets(rows);
@@ -212,6 +254,7 @@ class JobRun {
           micro_batch_rows: spec.micro_batch_rows,
           rows: rowsPayload(rows.slice(a, b), pad, spec.seq_len),
           checksum,
+          enable_lora: this.switchStep > 0 && step === this.switchStep + 1 ? this.lora : undefined,
         }, TrainStepReply);
       });
       const lossSum = replies.reduce((s, r) => s + r.loss_sum!, 0);
@@ -286,7 +329,7 @@ class JobRun {
         seed: this.spec.seed,
         train_loss_first: this.job.train_loss.first,
       },
-      (tmp) => this.cmd(0, "save", SaveModel, { job: this.job.id, dir: tmp, dtype: "F32", with_optimizer: true }, SaveModelReply).then(() => {}),
+      (tmp) => this.cmd(0, "save", SaveModel, { job: this.job.id, dir: tmp, what: "model", dtype: "F32", with_optimizer: true }, SaveModelReply).then(() => {}),
     );
     await this.update({ last_checkpoint: { step, dir } });
     this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
