@@ -132,10 +132,11 @@ const fmt = (shape: readonly number[]) => `[${shape.join(",")}]`;
 export async function saveAdapter(model: NativeModel, dir: string, opts: SaveAdapterOptions): Promise<void> {
   const settings = model.loraSettings();
   if (settings === null) throw new Error(`saveAdapter ${dir}: the model has no LoRA adapters (call enableLora first)`);
+  const params = model.loraParams();
+  checkNativeTable(params, expectedAdapterTensors(model.params(), settings), `saveAdapter ${dir}`);
   await mkdir(dir, { recursive: true });
   const data = model.loraData();
-  const tensors: WriteTensor[] = model
-    .loraParams()
+  const tensors: WriteTensor[] = params
     .map((p) => ({ name: p.name, shape: p.shape, dtype: "F32" as const, data: data.subarray(p.offset, p.offset + p.size) }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   await writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), tensors);
@@ -328,6 +329,16 @@ function checkAdapterNames(header: SafetensorsHeader, settings: LoraSettings): v
   if (seen.size === 0) throw new MissingTensorError(header.file, "no adapter tensors");
 }
 
+/** The core's adapter table must be the one PEFT names: a disagreement is a bug in the core, not in a file. */
+function checkNativeTable(params: readonly ShapedName[], expected: Map<string, number[]>, what: string): void {
+  const native = new Map(params.map((p) => [p.name, p.shape]));
+  for (const [name, shape] of expected) {
+    const got = native.get(name);
+    if (!got || fmt(got) !== fmt(shape)) throw new Error(`${what}: the native LoRA table has ${got ? fmt(got) : "no"} ${name}, PEFT expects ${fmt(shape)}`);
+  }
+  if (native.size !== expected.size) throw new Error(`${what}: the native LoRA table has ${native.size} tensors, PEFT expects ${expected.size}`);
+}
+
 /**
  * Loads a PEFT adapter onto `model` (a base model in full training): checks the folder against the
  * model's weights, enables LoRA with the adapter's settings and reads the tensors straight into
@@ -342,12 +353,7 @@ export async function applyAdapter(model: NativeModel, dir: string): Promise<Lor
   matchTensors(header, expected);
   model.enableLora(settings);
   const params = model.loraParams();
-  // The native table must be the one PEFT names: a disagreement is a bug in the core, not in the file.
-  const nativeTable = new Map(params.map((p) => [p.name, p.shape]));
-  const same = nativeTable.size === expected.size && [...expected].every(([n, s]) => fmt(nativeTable.get(n) ?? []) === fmt(s));
-  if (!same) {
-    throw new Error(`applyAdapter ${dir}: the native LoRA parameter table (${nativeTable.size} tensors) differs from PEFT's (${expected.size})`);
-  }
+  checkNativeTable(params, expected, `applyAdapter ${dir}`);
   const data = model.loraData();
   const items = params.map((p) => {
     const t = header.tensors.get(p.name)!;
