@@ -38,6 +38,11 @@ test-js: build
 bench: build
 	$(NATIVE_BUILD)/ringtune_native_test bench
 
+# Memory held and step time: full training vs LoRA rank 16 and 64 (bench/native/lora_step.cpp).
+.PHONY: bench-lora
+bench-lora: native
+	$(NATIVE_BUILD)/ringtune_native_test bench-lora
+
 # The bundled example end to end: a local cluster, the job with its progress, what it learned, cluster down.
 demo: build
 	@./deploy/scripts/demo.sh
