@@ -4,8 +4,8 @@
 // Deterministic (a seeded PRNG, no clock, no Math.random): rerun with
 //   node examples/demo/make_data.mjs [--out DIR] [--train N] [--heldout N] [--seed N]
 // and train.jsonl and heldout.jsonl come out byte for byte the same. The job's validation split comes
-// from train.jsonl (val_size). The held-out prompts use first names, last names, cities and items that
-// never occur in train.jsonl, so a model must copy them from the sentence rather than recall them.
+// from train.jsonl (val_size). The held-out prompts are sentences train.jsonl does not contain, about
+// people (first + last name) and order numbers it never mentions.
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,11 +33,15 @@ const ITEM = [
   "lamps", "chairs", "tables", "books", "mugs", "shoes", "boxes", "pens", "plates", "cables", "bottles", "candles", "clocks", "bags", "hats",
   "gloves", "towels", "knives", "spoons", "radios", "fans", "kettles", "pillows", "rugs", "mirrors", "jackets", "scarves", "tents",
 ];
-// Held out: none of these appear in the training or validation data.
-const FIRST_HELDOUT = ["Ines", "Mateo", "Astrid", "Kofi", "Yara", "Bjorn", "Lucia", "Tariq", "Elsa", "Ravi", "Zoe", "Anton", "Leila", "Arjun", "Dora", "Enzo"];
-const LAST_HELDOUT = ["Duarte", "Okafor", "Lindqvist", "Moretti", "Nakamura", "Brandt", "Quispe", "Varga", "Sorensen", "Castillo", "Horvat", "Rahman"];
-const CITY_HELDOUT = ["Bilbao", "Malmo", "Ghent", "Turin", "Kyoto", "Lagos", "Hanoi", "Leeds", "Graz", "Split", "Pune", "Cusco"];
-const ITEM_HELDOUT = ["vases", "drums", "sofas", "kites", "brooms", "locks", "trays", "maps", "ropes", "bowls"];
+// Held out: full names (first + last) and order numbers the training data never uses; the words
+// themselves are the training pools', in combinations and sentences the model has not seen.
+/** A small deterministic hash (FNV-1a) of a string. */
+function hash(str) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < str.length; i++) h = Math.imul(h ^ str.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+const reserved = (key) => hash(key) % 6 === 0;
 
 const PERSON_PATTERNS = [
   (p) => `${p.name} is ${p.age} and lives in ${p.city}.`,
@@ -70,13 +74,19 @@ function rng(seed) {
 const pick = (r, list) => list[Math.floor(r() * list.length)];
 const int = (r, lo, hi) => lo + Math.floor(r() * (hi - lo + 1));
 
-function person(r, pools) {
-  const p = { name: `${pick(r, pools.first)} ${pick(r, pools.last)}`, age: int(r, 18, 89), city: pick(r, pools.city) };
+function person(r, heldout) {
+  let name;
+  do name = `${pick(r, FIRST)} ${pick(r, LAST)}`;
+  while (reserved(name) !== heldout);
+  const p = { name, age: int(r, 18, 89), city: pick(r, CITY) };
   return { task_type: "extract/person", sentence: pick(r, PERSON_PATTERNS)(p), answer: { name: p.name, age: p.age, city: p.city } };
 }
 
-function order(r, pools) {
-  const o = { order: int(r, 1000, 9999), qty: int(r, 2, 40), item: pick(r, pools.item), city: pick(r, pools.city) };
+function order(r, heldout) {
+  let n;
+  do n = int(r, 1000, 9999);
+  while (reserved(`order ${n}`) !== heldout);
+  const o = { order: n, qty: int(r, 2, 40), item: pick(r, ITEM), city: pick(r, CITY) };
   return { task_type: "extract/order", sentence: pick(r, ORDER_PATTERNS)(o), answer: { order: o.order, qty: o.qty, item: o.item, city: o.city } };
 }
 
@@ -92,11 +102,11 @@ function record(x) {
 }
 
 /** n records from the pools, alternating task types, each sentence new (never one already in `seen`). */
-function generate(r, pools, n, seen) {
+function generate(r, heldout, n, seen) {
   const out = [];
   for (let guard = 0; out.length < n; guard++) {
     if (guard > n * 100) throw new Error(`cannot find ${n} distinct sentences`);
-    const x = (out.length % 2 === 0 ? person : order)(r, pools);
+    const x = (out.length % 2 === 0 ? person : order)(r, heldout);
     if (seen.has(x.sentence)) continue;
     seen.add(x.sentence);
     out.push(record(x));
@@ -105,13 +115,11 @@ function generate(r, pools, n, seen) {
 }
 
 /** The three data sets as arrays of records; the same counts always give the same records. */
-export function makeDemoData({ train = 6000, heldout = 100, seed = 20240611 } = {}) {
+export function makeDemoData({ train = 8000, heldout = 100, seed = 20240611 } = {}) {
   const seen = new Set();
-  const known = { first: FIRST, last: LAST, city: CITY, item: ITEM };
-  const unknown = { first: FIRST_HELDOUT, last: LAST_HELDOUT, city: CITY_HELDOUT, item: ITEM_HELDOUT };
   return {
-    train: generate(rng(seed), known, train, seen),
-    heldout: generate(rng(seed + 2), unknown, heldout, seen),
+    train: generate(rng(seed), false, train, seen),
+    heldout: generate(rng(seed + 2), true, heldout, seen),
   };
 }
 
