@@ -8,11 +8,11 @@ template <typename T>
 Activations<T>::Activations(const ModelConfig& c, int B_, int T__, const LoraConfig* lora, const LoraTable* table)
     : B(B_), T_(T__), N((size_t)B_ * T__) {
   const size_t C = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;
+  (void)V;
   layers.resize(c.num_layers);
   for (LayerActivations<T>& l : layers) {
     l.res_in.resize(N * C);
     l.rstd1.resize(N);
-    l.ln1.resize(N * C);
     l.q.resize(N * Q);
     l.k.resize(N * KV);
     l.v.resize(N * KV);
@@ -20,10 +20,8 @@ Activations<T>::Activations(const ModelConfig& c, int B_, int T__, const LoraCon
     l.lse.resize((size_t)B * c.num_heads * T_);
     l.res_mid.resize(N * C);
     l.rstd2.resize(N);
-    l.ln2.resize(N * C);
     l.gate.resize(N * I);
     l.up.resize(N * I);
-    l.h.resize(N * I);
   }
   if (lora) {
     size_t widest = 0;
@@ -40,17 +38,17 @@ Activations<T>::Activations(const ModelConfig& c, int B_, int T__, const LoraCon
       }
     }
     lora_du.resize(N * lora->rank);
-    lora_dx.resize(N * widest);
+    if (lora->dropout > 0) lora_dx.resize(N * widest);
   }
   res_out.resize(N * C);
   rstdf.resize(N);
   lnf.resize(N * C);
-  logits.resize(N * V);
+  chunk.resize((size_t)kHeadChunk * V);
   losses.resize(N);
-  for (auto* b : {&dres, &dln, &dtmp}) b->resize(N * C);
+  for (auto* b : {&ln, &dres, &dln, &dtmp}) b->resize(N * C);
   for (auto* b : {&dq, &datt}) b->resize(N * Q);
   for (auto* b : {&dk, &dv}) b->resize(N * KV);
-  for (auto* b : {&dgate, &dup, &dh}) b->resize(N * I);
+  for (auto* b : {&h, &dgate, &dup}) b->resize(N * I);
   attn_scratch.reserve(max_threads(), T_);
   runs.reserve(N);
 }
@@ -60,15 +58,14 @@ size_t Activations<T>::bytes() const {
   size_t n = 0;
   size_t bytes_u8 = 0;
   for (const LayerActivations<T>& l : layers) {
-    for (const std::vector<T>* b : {&l.res_in, &l.rstd1, &l.ln1, &l.q, &l.k, &l.v, &l.att, &l.lse, &l.res_mid, &l.rstd2,
-                                    &l.ln2, &l.gate, &l.up, &l.h})
+    for (const std::vector<T>* b : {&l.res_in, &l.rstd1, &l.q, &l.k, &l.v, &l.att, &l.lse, &l.res_mid, &l.rstd2, &l.gate, &l.up})
       n += b->size();
     for (int t = 0; t < kNumTargets; t++) n += l.lora_u[t].size() + l.lora_x[t].size();
     for (int t = 0; t < kNumTargets; t++) bytes_u8 += l.lora_keep[t].size();
   }
   n += lora_du.size() + lora_dx.size();
-  for (const std::vector<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &losses, &dres, &dln, &dtmp, &dq, &dk, &dv,
-                                  &datt, &dgate, &dup, &dh, &attn_scratch.buf})
+  for (const std::vector<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &chunk, &losses, &ln, &h, &dres, &dln, &dtmp, &dq,
+                                  &dk, &dv, &datt, &dgate, &dup, &attn_scratch.buf})
     n += b->size();
   return n * sizeof(T) + bytes_u8;
 }

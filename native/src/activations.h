@@ -13,24 +13,23 @@ namespace rt {
 template <typename T>
 struct LayerActivations {
   std::vector<T> res_in;   // (N, C)  residual stream entering the layer
-  std::vector<T> rstd1;    // (N)
-  std::vector<T> ln1;      // (N, C)
+  std::vector<T> rstd1;    // (N)     (ln1 = res_in * rstd1 * w is recomputed, not kept)
   std::vector<T> q;        // (N, H*D)   after RoPE
   std::vector<T> k;        // (N, KVH*D) after RoPE
   std::vector<T> v;        // (N, KVH*D)
   std::vector<T> att;      // (N, H*D)   attention output before o_proj
   std::vector<T> lse;      // (B, H, T)  softmax log-sum-exp per query
   std::vector<T> res_mid;  // (N, C)  residual stream after attention
-  std::vector<T> rstd2;    // (N)
-  std::vector<T> ln2;      // (N, C)
+  std::vector<T> rstd2;    // (N)     (ln2 likewise)
   std::vector<T> gate;     // (N, I)
-  std::vector<T> up;       // (N, I)
-  std::vector<T> h;        // (N, I)  silu(gate) * up
+  std::vector<T> up;       // (N, I)  (h = silu(gate) * up is recomputed in the backward)
   // LoRA, per target module: u = dropout(x) A^T (N, r); with dropout, the kept mask (N, in) and
   // dropout(x) (N, in), since the adapter sees a different input than the base weight
   std::array<std::vector<T>, kNumTargets> lora_u, lora_x;
   std::array<std::vector<uint8_t>, kNumTargets> lora_keep;
 };
+
+constexpr int kHeadChunk = 64;  // positions per chunk of the LM head when the logits are not kept
 
 template <typename T>
 struct Activations {
@@ -40,11 +39,15 @@ struct Activations {
   std::vector<T> res_out;   // (N, C)  after the last layer
   std::vector<T> rstdf;     // (N)
   std::vector<T> lnf;       // (N, C)
-  std::vector<T> logits;    // (N, V)  becomes dlogits in place unless the logits are kept
-  std::vector<T> dlogits;   // (N, V)  only once a caller asked to keep logits
+  // (N, V) logits, allocated only when needed: full training (the head's weight gradient takes them all
+  // at once) or a caller keeping them. Otherwise the head runs in chunks of logits_chunk rows.
+  std::vector<T> logits;
+  std::vector<T> dlogits;   // (N, V)  only once a caller asked to keep logits while training
+  std::vector<T> chunk;     // (kHeadChunk, V) the chunked head's logits
+  bool logits_kept = false; // whether logits holds the last forward's logits
   std::vector<T> losses;    // (N)
-  // backward scratch, shared by all layers
-  std::vector<T> dres, dln, dtmp, dq, dk, dv, datt, dgate, dup, dh;
+  // shared by all layers: ln (N, C) is ln1/ln2 recomputed; h (N, I) likewise; backward scratch
+  std::vector<T> ln, h, dres, dln, dtmp, dq, dk, dv, datt, dgate, dup;
   std::vector<T> lora_du, lora_dx;  // LoRA backward scratch: (N, r) and (N, widest input)
   AttentionScratch<T> attn_scratch;
   std::vector<SegmentRun> runs;

@@ -414,6 +414,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // after the next step reuses the activation memory.
   Napi::Value Logits(const Napi::CallbackInfo& info) {
     require_idle(info.Env(), "logits");
+    if (!model_->logits())
+      throw Napi::Error::New(info.Env(), "logits: the last forwardBackward kept no logits (pass keepLogits: true)");
     const size_t n = model_->last_positions() * model_->config().vocab_size;
     Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n);
     if (n) std::copy(model_->logits(), model_->logits() + n, out.Data());

@@ -159,30 +159,54 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   Activations<T>& a = activations_for(b.rows, b.seq_len);
   last_ = &a;
   find_segment_runs(a.runs, b.segment_ids, b.rows, b.seq_len);
-  forward(a, b, opts.backward);
-
-  T* dlogits = nullptr;
-  if (opts.backward) {
-    if (opts.keep_logits) {
-      if (a.dlogits.size() != a.logits.size()) a.dlogits.resize(a.logits.size());
-      dlogits = a.dlogits.data();
-    } else {
-      dlogits = a.logits.data();  // consumed in place
-    }
-  }
   // The scale needs the target count, known before the loss: count first.
   int64_t targets = 0;
   for (size_t n = 0; n < a.N; n++) targets += b.labels[n] != kIgnoreIndex;
   const double scale = opts.loss_scale != 0 ? opts.loss_scale : (targets > 0 ? 1.0 / targets : 0.0);
-  LossSum ls = cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, (int)a.N,
-                                              cfg_.vocab_size, scale);
-  if (opts.backward) backward(a, b, dlogits, opts.on_grads_ready);
+  forward(a, b, opts.backward);
+  const LossSum ls = head(a, b, opts, scale);
+  if (opts.backward) backward(a, b, opts.on_grads_ready);
   return {ls.sum, ls.count};
 }
 
 template <typename T>
+LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opts, double scale) {
+  const int N = (int)a.N, C = cfg_.hidden_size, V = cfg_.vocab_size;
+  // d(lnf) goes to a.dln, where the backward starts.
+  if (opts.keep_logits || (opts.backward && !lora_)) {
+    // All logits at once: a caller keeps them, or the trainable head's weight gradient wants one GEMM
+    // over all positions rather than one pass over the (V, C) gradient per chunk.
+    if (a.logits.size() != a.N * V) a.logits.resize(a.N * V);  // once per shape
+    linear_forward(a.logits.data(), a.lnf.data(), lm_head(), (const T*)nullptr, N, C, V);
+    T* dlogits = nullptr;
+    if (opts.backward) {
+      if (opts.keep_logits && a.dlogits.size() != a.logits.size()) a.dlogits.resize(a.logits.size());
+      dlogits = opts.keep_logits ? a.dlogits.data() : a.logits.data();  // else consumed in place
+    }
+    const LossSum ls = cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V, scale);
+    a.logits_kept = opts.keep_logits || !opts.backward;
+    if (opts.backward) linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
+    return ls;
+  }
+  // In chunks of positions: only (kHeadChunk, V) logits exist at a time. The head is frozen here (LoRA)
+  // or not trained (evaluation), so each chunk's d(lnf) is all the backward needs from it.
+  LossSum total;
+  for (int c0 = 0; c0 < N; c0 += kHeadChunk) {
+    const int n = std::min(kHeadChunk, N - c0);
+    T* z = a.chunk.data();
+    linear_forward(z, a.lnf.data() + (size_t)c0 * C, lm_head(), (const T*)nullptr, n, C, V);
+    const LossSum ls = cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z, b.labels + c0, n, V, scale);
+    total.sum += ls.sum;
+    total.count += ls.count;
+    if (opts.backward) linear_backward(a.dln.data() + (size_t)c0 * C, (T*)nullptr, (T*)nullptr, z, a.lnf.data() + (size_t)c0 * C, lm_head(), n, C, V);
+  }
+  a.logits_kept = false;
+  return total;
+}
+
+template <typename T>
 const T* Model<T>::logits() const {
-  return last_ ? last_->logits.data() : nullptr;
+  return last_ && last_->logits_kept ? last_->logits.data() : nullptr;
 }
 
 template <typename T>
@@ -262,28 +286,27 @@ void Model<T>::forward(Activations<T>& a, const Batch& b, bool training) {
     const LayerOffsets& o = table_.layers[l];
     LayerActivations<T>& la = a.layers[l];
     T* out = l + 1 < c.num_layers ? a.layers[l + 1].res_in.data() : a.res_out.data();
-    rmsnorm_forward(la.ln1.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C, c.rms_norm_eps);
-    project(a, l, kQ, la.q.data(), la.ln1.data(), o.wq, o.bq, N, training);
-    project(a, l, kK, la.k.data(), la.ln1.data(), o.wk, o.bk, N, training);
-    project(a, l, kV, la.v.data(), la.ln1.data(), o.wv, o.bv, N, training);
+    rmsnorm_forward(a.ln.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C, c.rms_norm_eps);
+    project(a, l, kQ, la.q.data(), a.ln.data(), o.wq, o.bq, N, training);
+    project(a, l, kK, la.k.data(), a.ln.data(), o.wk, o.bk, N, training);
+    project(a, l, kV, la.v.data(), a.ln.data(), o.wv, o.bv, N, training);
     rope_forward(la.q.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
     rope_forward(la.k.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
     attention_forward(la.att.data(), la.lse.data(), la.q.data(), la.k.data(), la.v.data(), a.runs, shape, a.attn_scratch);
     project(a, l, kO, a.dtmp.data(), la.att.data(), o.wo, o.bo, N, training);
     add(la.res_mid.data(), la.res_in.data(), a.dtmp.data(), a.N * C);
-    rmsnorm_forward(la.ln2.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
-    project(a, l, kGate, la.gate.data(), la.ln2.data(), o.wg, o.bg, N, training);
-    project(a, l, kUp, la.up.data(), la.ln2.data(), o.wu, o.bu, N, training);
-    swiglu_forward(la.h.data(), la.gate.data(), la.up.data(), a.N * I);
-    project(a, l, kDown, a.dtmp.data(), la.h.data(), o.wd, o.bd, N, training);
+    rmsnorm_forward(a.ln.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
+    project(a, l, kGate, la.gate.data(), a.ln.data(), o.wg, o.bg, N, training);
+    project(a, l, kUp, la.up.data(), a.ln.data(), o.wu, o.bu, N, training);
+    swiglu_forward(a.h.data(), la.gate.data(), la.up.data(), a.N * I);
+    project(a, l, kDown, a.dtmp.data(), a.h.data(), o.wd, o.bd, N, training);
     add(out, la.res_mid.data(), a.dtmp.data(), a.N * C);
   }
   rmsnorm_forward(a.lnf.data(), a.rstdf.data(), a.res_out.data(), param(table_.final_norm), N, C, c.rms_norm_eps);
-  linear_forward(a.logits.data(), a.lnf.data(), lm_head(), (const T*)nullptr, N, C, c.vocab_size);
 }
 
 template <typename T>
-void Model<T>::backward(Activations<T>& a, const Batch& b, T* dlogits, const GradsReady& ready) {
+void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& ready) {
   const ModelConfig& c = cfg_;
   const int N = (int)a.N, C = c.hidden_size, I = c.intermediate_size;
   const size_t NC = a.N * C;
@@ -296,17 +319,20 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, T* dlogits, const Gra
     reported++;
   };
 
-  linear_backward(dln, dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, c.vocab_size);
+  // head() left d(lnf) in dln
   rmsnorm_backward(dres, grad(table_.final_norm), dln, a.res_out.data(), param(table_.final_norm), a.rstdf.data(), N, C);
   if (!lora_) report();  // with a tied head its gradient lives in the embedding, which is reported last
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const LayerOffsets& o = table_.layers[l];
     LayerActivations<T>& la = a.layers[l];
-    // dres holds d(layer output). MLP branch: out = res_mid + down(silu(gate(ln2)) * up(ln2))
-    project_backward(a, l, kDown, a.dh.data(), dres, la.h.data(), o.wd, o.bd, N);
-    swiglu_backward(a.dgate.data(), a.dup.data(), a.dh.data(), la.gate.data(), la.up.data(), a.N * I);
-    project_backward(a, l, kGate, dln, a.dgate.data(), la.ln2.data(), o.wg, o.bg, N);
-    project_backward(a, l, kUp, dtmp, a.dup.data(), la.ln2.data(), o.wu, o.bu, N);
+    // dres holds d(layer output). MLP branch: out = res_mid + down(silu(gate(ln2)) * up(ln2)).
+    // ln2 and h are recomputed from what the forward kept (elementwise, cheap next to the GEMMs).
+    rmsnorm_forward(a.ln.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
+    swiglu_forward(a.h.data(), la.gate.data(), la.up.data(), a.N * I);
+    project_backward(a, l, kDown, a.dgate.data(), dres, a.h.data(), o.wd, o.bd, N);  // d(h), into dgate
+    swiglu_backward(a.dgate.data(), a.dup.data(), a.dgate.data(), la.gate.data(), la.up.data(), a.N * I);
+    project_backward(a, l, kGate, dln, a.dgate.data(), a.ln.data(), o.wg, o.bg, N);
+    project_backward(a, l, kUp, dtmp, a.dup.data(), a.ln.data(), o.wu, o.bu, N);
     add_inplace(dln, dtmp, NC);
     rmsnorm_backward(dtmp, grad(o.ln2), dln, la.res_mid.data(), param(o.ln2), la.rstd2.data(), N, C);
     add_inplace(dres, dtmp, NC);  // now d(res_mid)
@@ -316,10 +342,11 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, T* dlogits, const Gra
                        la.att.data(), la.lse.data(), a.runs, shape, a.attn_scratch);
     rope_backward(a.dq.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
     rope_backward(a.dk.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
-    project_backward(a, l, kQ, dln, a.dq.data(), la.ln1.data(), o.wq, o.bq, N);
-    project_backward(a, l, kK, dtmp, a.dk.data(), la.ln1.data(), o.wk, o.bk, N);
+    rmsnorm_forward(a.ln.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C, c.rms_norm_eps);  // ln1 again
+    project_backward(a, l, kQ, dln, a.dq.data(), a.ln.data(), o.wq, o.bq, N);
+    project_backward(a, l, kK, dtmp, a.dk.data(), a.ln.data(), o.wk, o.bk, N);
     add_inplace(dln, dtmp, NC);
-    project_backward(a, l, kV, dtmp, a.dv.data(), la.ln1.data(), o.wv, o.bv, N);
+    project_backward(a, l, kV, dtmp, a.dv.data(), a.ln.data(), o.wv, o.bv, N);
     add_inplace(dln, dtmp, NC);
     rmsnorm_backward(dtmp, grad(o.ln1), dln, la.res_in.data(), param(o.ln1), la.rstd1.data(), N, C);
     report();  // the layer's parameters (or adapters) are final

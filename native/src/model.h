@@ -10,6 +10,7 @@
 #include "activations.h"
 #include "config.h"
 #include "lora.h"
+#include "ops/cross_entropy.h"
 #include "param_table.h"
 
 namespace rt {
@@ -131,7 +132,9 @@ class Model {
   const T* lm_head() { return params_->data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
   T* dlm_head() { return grad(cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
   void forward(Activations<T>& a, const Batch& b, bool training);
-  void backward(Activations<T>& a, const Batch& b, T* dlogits, const GradsReady& ready);
+  // The LM head and the loss: all logits at once, or in chunks when nobody needs them all.
+  LossSum head(Activations<T>& a, const Batch& b, const StepOptions& opts, double scale);
+  void backward(Activations<T>& a, const Batch& b, const GradsReady& ready);
   // A linear layer of layer l with its adapter when target t has one.
   void project(Activations<T>& a, int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, bool training);
   void project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias, int N);

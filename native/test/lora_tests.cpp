@@ -100,7 +100,7 @@ TEST(lora_step0_equals_base_and_base_is_frozen) {
   Model<float> m(c);
   m.init_random(31, 0.3);
   const Rows rows = two_segments(c.vocab_size, 32);
-  m.forward_backward(rows.view(), {false, false, 0});
+  m.forward_backward(rows.view(), {false, true, 0});
   const size_t n = rows.ids.size() * c.vocab_size;
   std::vector<float> base(m.logits(), m.logits() + n);
   const size_t full_grads = m.memory().grads;
@@ -108,7 +108,7 @@ TEST(lora_step0_equals_base_and_base_is_frozen) {
   CHECK(full_grads == m.num_params() * sizeof(float));
   CHECK(m.memory().grads == m.num_lora_params() * sizeof(float), "only adapter gradients remain: " << m.memory().grads << " bytes");
   CHECK(m.memory().optimizer == 2 * m.num_lora_params() * sizeof(float));
-  m.forward_backward(rows.view(), {false, false, 0});
+  m.forward_backward(rows.view(), {false, true, 0});
   expect_close("logits right after enable_lora", m.logits(), base.data(), n, 0, 0);
   std::vector<float> before(m.params(), m.params() + m.num_params());
   std::vector<float> adapters_before(m.lora_params(), m.lora_params() + m.num_lora_params());
@@ -134,14 +134,14 @@ TEST(merged_model_equals_base_plus_adapter) {
   m.enable_lora(l);
   random_adapters(m, 42);
   const Rows rows = two_segments(c.vocab_size, 43);
-  m.forward_backward(rows.view(), {false, false, 0});
+  m.forward_backward(rows.view(), {false, true, 0});
   const size_t n = rows.ids.size() * c.vocab_size;
   std::vector<float> with_adapter(m.logits(), m.logits() + n);
   // The merged weights in a plain model: same logits without adapters.
   m.merge_lora();
   Model<float> merged(c);
   std::copy(m.params(), m.params() + m.num_params(), merged.params());
-  merged.forward_backward(rows.view(), {false, false, 0});
+  merged.forward_backward(rows.view(), {false, true, 0});
   expect_close("merged logits", merged.logits(), with_adapter.data(), n, 1e-5, 1e-4);
 }
 
@@ -189,7 +189,7 @@ TEST(generation_sees_the_adapters) {
     const int T = (int)seq.size();
     Rows r{1, T, seq, std::vector<int32_t>(T, kIgnoreIndex), std::vector<int32_t>(T), std::vector<int32_t>(T, 0)};
     std::iota(r.pos.begin(), r.pos.end(), 0);
-    m.forward_backward(r.view(), {false, false, 0});
+    m.forward_backward(r.view(), {false, true, 0});
     expect_close("step logits", step_logits[k].data(), m.logits() + (size_t)(T - 1) * c.vocab_size, c.vocab_size, 1e-5, 1e-4);
     seq.push_back(out[k]);
   }

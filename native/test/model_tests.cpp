@@ -247,7 +247,7 @@ TEST(generation_with_kv_cache_equals_full_recompute) {
     HostBatch hb{1, T, seq, std::vector<int32_t>(T, kIgnoreIndex), {}, std::vector<int32_t>(T, 0)};
     hb.pos.resize(T);
     std::iota(hb.pos.begin(), hb.pos.end(), 0);
-    m.forward_backward(hb.view(), {false, false, 0});
+    m.forward_backward(hb.view(), {false, true, 0});
     const float* last = m.logits() + (size_t)(T - 1) * c.vocab_size;
     expect_close("step " + std::to_string(k) + " logits", step_logits[k].data(), last, c.vocab_size, 1e-5, 1e-4);
     CHECK(std::max_element(last, last + c.vocab_size) - last == out[k], "greedy token differs at step " << k);
@@ -270,11 +270,11 @@ TEST(activations_are_allocated_once_per_shape) {
   Model<float> m(c);
   randomize(m, 12, 0.5);
   const HostBatch hb = packed_batch({{4, 4}}, 8, c.vocab_size, 7);
-  m.forward_backward(hb.view(), {true, false, 0});
+  m.forward_backward(hb.view(), {true, true, 0});
   const size_t after_first = m.memory().activations;
   CHECK(after_first > 0);
   const float* logits_before = m.logits();
-  for (int i = 0; i < 3; i++) m.forward_backward(hb.view(), {true, false, 0});
+  for (int i = 0; i < 3; i++) m.forward_backward(hb.view(), {true, true, 0});
   CHECK(m.memory().activations == after_first && m.logits() == logits_before);
   CHECK(m.memory().params == m.num_params() * sizeof(float) && m.memory().optimizer == 2 * m.memory().params);
 }
@@ -331,4 +331,35 @@ TEST(gradient_buckets_cover_the_buffer_and_are_final_when_reported) {
     }
     CHECK(std::all_of(covered.begin(), covered.end(), [](int k) { return k == 1; }));
   }
+}
+
+TEST(chunked_head_gives_the_same_losses_and_gradients) {
+  // Evaluation and LoRA run the LM head in chunks of positions; full training and kept logits all at once.
+  ModelConfig c = tiny_config(true, false, false);
+  c.vocab_size = 37;
+  Model<double> m(c);
+  randomize(m, 14, 0.5);
+  const HostBatch hb = packed_batch({{40, 30}, {70}}, 70, c.vocab_size, 10);  // 140 positions: 3 chunks
+  const StepResult chunked = m.forward_backward(hb.view(), {false, false, 0});
+  std::vector<double> losses(m.token_losses(), m.token_losses() + 140);
+  CHECK(m.logits() == nullptr, "chunked evaluation keeps no logits");
+  const StepResult whole = m.forward_backward(hb.view(), {false, true, 0});
+  CHECK(std::fabs(chunked.loss_sum - whole.loss_sum) < 1e-9 && chunked.targets == whole.targets);
+  expect_close("per-position losses", losses.data(), m.token_losses(), 140, 1e-12, 1e-12);
+  // The d(input) through a chunked head equals the unchunked one: compare LoRA gradients both ways.
+  LoraConfig l;
+  l.rank = 2;
+  l.alpha = 2;
+  l.targets = {"q_proj", "down_proj"};
+  Model<double> a(c), b(c);
+  randomize(a, 15, 0.5);
+  randomize(b, 15, 0.5);
+  a.enable_lora(l);
+  b.enable_lora(l);
+  for (size_t i = 0; i < a.num_lora_params(); i++) a.lora_params()[i] = b.lora_params()[i] = 0.1 * std::sin((double)i);
+  a.zero_grad();
+  b.zero_grad();
+  a.forward_backward(hb.view(), {true, false, 0});  // chunked
+  b.forward_backward(hb.view(), {true, true, 0});   // all logits kept
+  expect_close("adapter grads, chunked vs whole head", a.grads(), b.grads(), a.num_trainable(), 1e-13, 1e-10);
 }

@@ -15,15 +15,17 @@ void swiglu_forward(T* h, const T* gate, const T* up, size_t n) {
   }
 }
 
-// dgate = dh * up * silu'(gate), dup = dh * silu(gate);  silu'(g) = s * (1 + g * (1 - s)), s = sigmoid(g)
+// dgate = dh * up * silu'(gate), dup = dh * silu(gate);  silu'(g) = s * (1 + g * (1 - s)), s = sigmoid(g).
+// dgate may alias dh (the MLP backward saves a buffer that way).
 template <typename T>
 void swiglu_backward(T* dgate, T* dup, const T* dh, const T* gate, const T* up, size_t n) {
 #pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) {
     T g = gate[i];
-    T s = T(1) / (T(1) + vexp(-g));
-    dup[i] = dh[i] * g * s;
-    dgate[i] = dh[i] * up[i] * s * (T(1) + g * (T(1) - s));
+    const T s = T(1) / (T(1) + vexp(-g));
+    const T d = dh[i];
+    dup[i] = d * g * s;
+    dgate[i] = d * up[i] * s * (T(1) + g * (T(1) - s));
   }
 }
 
