@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "bench_model.h"
 #include "blas.h"
 #include "model.h"
 #include "parallel.h"
@@ -47,16 +48,7 @@ int run_bench(int argc, char** argv) {
   int steps = 5;
   for (int i = 0; i < argc; i++)
     if (!std::strcmp(argv[i], "--steps") && i + 1 < argc) steps = std::atoi(argv[++i]);
-  ModelConfig c;
-  c.vocab_size = 32000;
-  c.hidden_size = 512;
-  c.intermediate_size = 1408;
-  c.num_layers = 8;
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 10000;
+  const ModelConfig c = bench_model_config();
   const int rows = 1, T = 512;
 
   Model<float> m(c);

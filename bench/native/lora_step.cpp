@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 #include <vector>
+#include "bench_model.h"
 #include "model.h"
 #include "parallel.h"
 #include "random.h"
@@ -16,19 +17,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-ModelConfig bench_config() {
-  ModelConfig c;
-  c.vocab_size = 32000;
-  c.hidden_size = 512;
-  c.intermediate_size = 1408;
-  c.num_layers = 8;
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.rms_norm_eps = 1e-5;
-  return c;
-}
-
 struct Result {
   std::string name;
   MemoryReport mem;
@@ -36,7 +24,7 @@ struct Result {
 };
 
 Result measure(const std::string& name, int rank, int steps) {
-  const ModelConfig c = bench_config();
+  const ModelConfig c = bench_model_config();
   Model<float> m(c);
   m.init_random(0, 0.02);
   if (rank > 0) {
@@ -84,7 +72,7 @@ int run_lora_bench(int argc, char** argv) {
     out->push_back(measure("lora r64", 64, steps));
   }
   std::printf("machine: %d OpenMP threads; model: %s, rows 1 x 512; all 7 linear modules targeted; median of %d steps\n",
-              max_threads(), bench_config().describe().c_str(), steps);
+              max_threads(), bench_model_config().describe().c_str(), steps);
   std::printf("%-9s %9s %9s %9s %11s %9s %10s %9s %9s\n", "method", "params", "grads", "AdamW", "activations", "total",
               "vs full", "step ms", "speedup");
   const double full_total = first[0].mem.total();

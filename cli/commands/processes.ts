@@ -3,12 +3,8 @@ import os from "node:os";
 import { Coordinator } from "../../coordinator/main.js";
 import { Worker } from "../../worker/main.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
+import { natsUrl } from "../nats_connect.js";
 
-const DEFAULT_NATS = "nats://127.0.0.1:4222";
-
-function natsUrl(flag: unknown): string {
-  return (typeof flag === "string" && flag) || process.env.NATS_URL || DEFAULT_NATS;
-}
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
@@ -27,7 +23,7 @@ export const coordinatorCommand: Command = {
   usage: "usage: ringtune coordinator [--nats URL]   (default: $NATS_URL or nats://127.0.0.1:4222)",
   async run(argv) {
     const { values } = parseFlags(argv, { nats: { type: "string" } });
-    const c = await Coordinator.start({ natsUrl: natsUrl(values.nats) });
+    const c = await Coordinator.start({ natsUrl: natsUrl(values.nats as string | undefined) });
     return untilSignal(() => c.close());
   },
 };
@@ -50,7 +46,7 @@ export const workerCommand: Command = {
       throw new UsageError(`--device ${device}: this build has only the CPU backend; start CPU workers (make cluster-up WORKER_DEVICE=cpu)`);
     }
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
-    const w = await Worker.start({ natsUrl: natsUrl(values.nats), id, listenHost: values["listen-host"] as string | undefined,
+    const w = await Worker.start({ natsUrl: natsUrl(values.nats as string | undefined), id, listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,
     });
     return untilSignal(() => w.close());
