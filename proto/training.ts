@@ -14,6 +14,8 @@ export const ModelSource = z.object({
   init: z.object({ config: z.string(), seed: z.number().int() }).optional(),
   /** a checkpoint folder (weights + AdamW state); overrides path/init for the weights */
   resume: z.string().optional(),
+  /** a PEFT adapter to put on the base and continue training */
+  adapter: z.string().optional(),
 });
 
 export const OptimizerSettings = z.object({

@@ -115,6 +115,7 @@ export class JobRunner {
     } else {
       throw new Error("assign: the model source names neither path, init nor resume");
     }
+    if (m.model.adapter && !m.model.resume) await applyAdapter(model, m.model.adapter);
     if (m.lora && !model.loraSettings()) model.enableLora(m.lora);
     this.log.info({ job: m.job, rank: m.rank, size: m.size, transport: m.transport, lora: !!model.loraSettings() }, "joining ring");
     const transport = await connectTransport({ nc: this.nc, ring: m.ring, rank: m.rank, size: m.size, kind: m.transport, ...this.net });

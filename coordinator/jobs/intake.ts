@@ -20,6 +20,7 @@ function missingFiles(spec: JobSpec): string[] {
   };
   check("model.path", spec.model.path);
   check("model.init.config", spec.model.init?.config);
+  check("model.adapter", spec.model.adapter);
   if (spec.tokenizer !== undefined && spec.tokenizer !== "byte") check("tokenizer", spec.tokenizer);
   spec.data.forEach((d, i) => check(`data[${i}].path`, d.path));
   check("generation_eval.path", spec.generation_eval?.path);

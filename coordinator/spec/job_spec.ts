@@ -22,6 +22,8 @@ export const modelSchema = z
   .strictObject({
     path: z.string().min(1).optional(),
     init: z.strictObject({ config: z.string().min(1), seed: z.number().int().default(0) }).optional(),
+    /** a PEFT LoRA adapter folder to continue training (method: lora) */
+    adapter: z.string().min(1).optional(),
   })
   .refine((m) => (m.path === undefined) !== (m.init === undefined), { message: "give exactly one of 'path' or 'init'" });
 

@@ -39,7 +39,12 @@ function resolvePaths(spec: JobSpec, baseDir: string): JobSpec {
   const abs = (p: string) => path.resolve(baseDir, p);
   return {
     ...spec,
-    model: { ...spec.model, path: spec.model.path && abs(spec.model.path), init: spec.model.init && { ...spec.model.init, config: abs(spec.model.init.config) } },
+    model: {
+      ...spec.model,
+      path: spec.model.path && abs(spec.model.path),
+      init: spec.model.init && { ...spec.model.init, config: abs(spec.model.init.config) },
+      adapter: spec.model.adapter && abs(spec.model.adapter),
+    },
     tokenizer: spec.tokenizer === undefined || spec.tokenizer === "byte" ? spec.tokenizer : abs(spec.tokenizer),
     data: spec.data.map((d) => ({ ...d, path: abs(d.path) })),
     cache_dir: spec.cache_dir && abs(spec.cache_dir),

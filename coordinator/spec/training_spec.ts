@@ -84,9 +84,12 @@ export function checkTrainingKeys(
     method: string;
     lora?: unknown;
     full_fraction?: number;
+    model: { adapter?: string };
   },
   ctx: z.RefinementCtx,
 ): void {
+  if (spec.model.adapter !== undefined && spec.method !== "lora")
+    ctx.addIssue({ code: "custom", path: ["model", "adapter"], message: "continuing an adapter needs method: lora" });
   if (spec.method === "full" && spec.lora !== undefined)
     ctx.addIssue({ code: "custom", path: ["lora"], message: "lora settings need method: lora or method: hybrid" });
   if (spec.method !== "hybrid" && spec.full_fraction !== undefined)

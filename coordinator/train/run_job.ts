@@ -153,7 +153,9 @@ class JobRun {
         rank,
         size: this.workers.length,
         transport: spec.transport ?? defaultTransport,
-        model: resumeDir ? { resume: resumeDir } : { path: spec.model.path, init: spec.model.init && { config: spec.model.init.config, seed: spec.model.init.seed } },
+        model: resumeDir
+          ? { resume: resumeDir }
+          : { path: spec.model.path, init: spec.model.init && { config: spec.model.init.config, seed: spec.model.init.seed }, adapter: spec.model.adapter },
         optimizer: { beta1: spec.betas[0], beta2: spec.betas[1], eps: spec.eps, weight_decay: spec.weight_decay, grad_clip: spec.grad_clip },
         lora: spec.method === "lora" ? this.lora : undefined,
       }, JobAssignReply, ASSIGN_TIMEOUT_MS),

@@ -73,3 +73,24 @@ test("a hybrid job resumes from checkpoints before and after its switch with the
     await cluster.stop();
   }
 });
+
+test("a LoRA job continues from a PEFT adapter on its base", { timeout: 180_000 }, async () => {
+  const { dir, baseSpec } = trainingFixture();
+  const cluster = await TestCluster.start(1);
+  try {
+    const spec = { ...baseSpec, workers: 1, method: "lora", lora: { rank: 4, alpha: 8 }, lr: 1e-2, max_steps: 12 };
+    const first = await cluster.run({ ...spec, output: "first" }, dir);
+    const final = path.join(first.output, "final");
+    const second = await cluster.run(
+      { ...spec, model: { path: path.join(final, "base"), adapter: path.join(final, "adapter") }, max_steps: 3, output: "second" },
+      dir,
+    );
+    const a = lossCurve(first.output);
+    const b = lossCurve(second.output);
+    assert.ok(b[0]! < (a[0]! + a[11]!) / 2, `the second job starts where the first ended: ${a[0]} -> ${a[11]}, then ${b[0]}`);
+    const refused = await cluster.submit({ ...baseSpec, model: { ...(baseSpec.model as object), adapter: "nowhere" } }, dir);
+    assert.match(refused.error!, /model.adapter: continuing an adapter needs method: lora/);
+  } finally {
+    await cluster.stop();
+  }
+});
