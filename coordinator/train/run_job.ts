@@ -23,7 +23,8 @@ import {
 } from "../../proto/mod.js";
 import type { LoraSettings } from "../../native/js/addon.js";
 import { defaultTransport } from "../../worker/allreduce/mod.js";
-import { buildDataset, isBadRecord, type BuiltDataset } from "../data/pipeline.js";
+import { buildDatasetInThread } from "../data/build_in_thread.js";
+import { isBadRecord, type BuiltDataset } from "../data/pipeline.js";
 import { formatProblem } from "../data/problems.js";
 import type { Row } from "../data/row.js";
 import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
@@ -120,7 +121,7 @@ class JobRun {
     const { spec, job } = this;
     await mkdir(job.output, { recursive: true });
     await this.update({ status: "preparing", message: "reading, tokenizing and packing the data", workers: this.workers });
-    this.data = buildDataset(spec, { quiet: true });
+    this.data = await buildDatasetInThread(spec);
     if (this.data.failed) {
       const bad = this.data.problems.filter(isBadRecord);
       throw new Error(`on_bad_record is fail and ${bad.length} record(s) are bad; first: ${bad[0] ? formatProblem(bad[0]) : "?"} (see 'ringtune data check')`);
