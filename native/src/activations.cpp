@@ -43,7 +43,6 @@ Activations<T>::Activations(const ModelConfig& c, int B_, int T__, const LoraCon
   res_out.resize(N * C);
   rstdf.resize(N);
   lnf.resize(N * C);
-  chunk.resize((size_t)kHeadChunk * V);
   losses.resize(N);
   for (auto* b : {&ln, &dres, &dln, &dtmp}) b->resize(N * C);
   for (auto* b : {&dq, &datt}) b->resize(N * Q);

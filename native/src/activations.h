@@ -29,7 +29,7 @@ struct LayerActivations {
   std::array<std::vector<uint8_t>, kNumTargets> lora_keep;
 };
 
-constexpr int kHeadChunk = 64;  // positions per chunk of the LM head when the logits are not kept
+constexpr int kHeadChunk = 128;  // positions per chunk of the LM head when the logits are not kept
 
 template <typename T>
 struct Activations {

@@ -191,6 +191,7 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
   // In chunks of positions: only (kHeadChunk, V) logits exist at a time. The head is frozen here (LoRA)
   // or not trained (evaluation), so each chunk's d(lnf) is all the backward needs from it.
   LossSum total;
+  if (a.chunk.empty()) a.chunk.resize((size_t)kHeadChunk * V);  // once per shape
   for (int c0 = 0; c0 < N; c0 += kHeadChunk) {
     const int n = std::min(kHeadChunk, N - c0);
     T* z = a.chunk.data();

@@ -1,0 +1,15 @@
+#pragma once
+#include "common.cuh"
+
+namespace rt::cuda {
+
+// Per position n with labels[n] != -100: losses[n] = logsumexp(logits[n]) - logits[n][label]; 0 elsewhere.
+// When dlogits is not null it receives scale * (softmax - onehot), zero rows off-target; it may alias
+// logits (consumed in place). One block per row walks the vocabulary in chunks with an online max/sum, so the
+// normalised softmax is never stored beyond the gradient itself. loss_sum (nullable, device) += the row
+// losses; a label outside [0, V) and not -100 writes its position to *bad (nullable; caller sets -1).
+template <typename T>
+void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
+                                    float scale, double* loss_sum, int* bad, cudaStream_t stream);
+
+}  // namespace rt::cuda

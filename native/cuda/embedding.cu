@@ -1,0 +1,45 @@
+#include "embedding.cuh"
+
+namespace rt::cuda {
+namespace {
+
+template <typename T>
+__global__ void embedding_forward_kernel(T* out, const int32_t* ids, const T* wte, int N, int C, int V, int* bad) {
+  const int n = blockIdx.x;
+  const int id = ids[n];
+  const bool ok = id >= 0 && id < V;
+  if (!ok && threadIdx.x == 0 && bad) atomicMax(bad, n);
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    out[(size_t)n * C + c] = ok ? wte[(size_t)id * C + c] : from_f<T>(0.f);
+}
+
+template <typename T>
+__global__ void embedding_backward_kernel(float* dwte, const T* dout, const int32_t* ids, int N, int C, int V) {
+  const int n = blockIdx.x;
+  const int id = ids[n];
+  if (id < 0 || id >= V) return;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) atomicAdd(&dwte[(size_t)id * C + c], to_f(dout[(size_t)n * C + c]));
+}
+
+}  // namespace
+
+template <typename T>
+void embedding_forward(T* out, const int32_t* ids, const T* wte, int N, int C, int V, int* bad, cudaStream_t stream) {
+  require(N > 0 && C > 0 && V > 0 && out && ids && wte, "embedding_forward", "bad shape N=", N, " C=", C, " V=", V);
+  embedding_forward_kernel<<<N, 256, 0, stream>>>(out, ids, wte, N, C, V, bad);
+  CUDA_LAUNCH_CHECK("embedding_forward");
+}
+
+template <typename T>
+void embedding_backward(float* dwte, const T* dout, const int32_t* ids, int N, int C, int V, cudaStream_t stream) {
+  require(N > 0 && C > 0 && V > 0 && dwte && dout && ids, "embedding_backward", "bad shape N=", N, " C=", C, " V=", V);
+  embedding_backward_kernel<<<N, 256, 0, stream>>>(dwte, dout, ids, N, C, V);
+  CUDA_LAUNCH_CHECK("embedding_backward");
+}
+
+template void embedding_forward<float>(float*, const int32_t*, const float*, int, int, int, int*, cudaStream_t);
+template void embedding_forward<bf16>(bf16*, const int32_t*, const bf16*, int, int, int, int*, cudaStream_t);
+template void embedding_backward<float>(float*, const float*, const int32_t*, int, int, int, cudaStream_t);
+template void embedding_backward<bf16>(float*, const bf16*, const int32_t*, int, int, int, cudaStream_t);
+
+}  // namespace rt::cuda
