@@ -39,6 +39,11 @@ mkdir -p "$RUN_DIR" "$LOG_DIR"
 gpus=0
 if [ "${WORKER_DEVICE:-}" != cpu ] && command -v nvidia-smi >/dev/null 2>&1; then
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+  # The worker's usage lists the devices this build supports; without the CUDA backend, GPUs go unused.
+  if [ "$gpus" -gt 0 ] && ! node "$CLI" worker --help 2>&1 | grep -q 'cuda'; then
+    echo "cluster-up: $gpus GPU(s) found, but this build has only the CPU backend: starting CPU workers"
+    gpus=0
+  fi
 fi
 if [ -n "${WORKERS:-}" ]; then
   [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive number, got '$WORKERS'"
