@@ -19,9 +19,17 @@ export async function command<Q extends MessageType<Shape>, R extends MessageTyp
   replyType: R,
   timeoutMs: number,
 ): Promise<Message<R>> {
+  const payload = encodeMessage(requestType, body);
+  const limit = nc.info?.max_payload;
+  if (limit !== undefined && payload.length > limit) {
+    throw new WorkerCommandError(
+      `'${cmd}' for worker ${worker} is ${payload.length} bytes, over the NATS server's max_payload of ${limit}: ` +
+        `raise max_payload (deploy/nats/nats-server.conf sets 8MB) or lower micro/global batch rows`,
+    );
+  }
   let data: Uint8Array;
   try {
-    data = (await nc.request(jobSubjects.workerCommand(worker, cmd), encodeMessage(requestType, body), { timeout: timeoutMs })).data;
+    data = (await nc.request(jobSubjects.workerCommand(worker, cmd), payload, { timeout: timeoutMs })).data;
   } catch (err) {
     throw new WorkerCommandError(`worker ${worker} did not answer '${cmd}' (${(err as Error).message})`, { cause: err });
   }
