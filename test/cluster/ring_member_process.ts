@@ -35,6 +35,8 @@ async function main(spec: MemberSpec): Promise<void> {
     results.push(data);
   }
   await new Promise<void>((resolve, reject) => process.send!(results, (err: Error | null) => (err ? reject(err) : resolve())));
+  // Close only when the parent says every rank is done (see allreduce_processes.test.ts).
+  await new Promise<void>((resolve) => process.once("message", () => resolve()));
   await transport.close();
   await nc.close();
 }
