@@ -18,6 +18,7 @@ import { acceptSubmission } from "./jobs/intake.js";
 import { JobStore, type Job } from "./jobs/store.js";
 import { parseSpec } from "./spec/load.js";
 import { runJob } from "./train/run_job.js";
+import { WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
 
 export interface CoordinatorOptions {
@@ -30,6 +31,8 @@ export interface CoordinatorOptions {
 
 export class Coordinator {
   private readonly stopReasons = new Map<string, string>();
+  /** per running job: rejects when one of its workers is lost */
+  private readonly interruptions = new Map<string, { promise: Promise<never>; reject: (e: Error) => void }>();
   private readonly running = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private scheduling = false;
@@ -48,7 +51,7 @@ export class Coordinator {
     const registry = new WorkerRegistry(nc, log, opts.heartbeatMs ?? 1000, opts.lostAfterMs ?? 10_000);
     const c = new Coordinator(nc, store, registry, log);
     await c.recoverInterruptedJobs();
-    registry.onLost = (worker, job) => c.stopReasons.set(job, `worker ${worker} stopped sending heartbeats`);
+    registry.onLost = (worker, job) => c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`));
     registry.start();
     c.serve();
     nc.publish(jobSubjects.coordinatorHello); // workers that were up before us register again
@@ -139,11 +142,23 @@ export class Coordinator {
     this.registry.reserve(workers, job.id);
     this.stopReasons.delete(job.id);
     this.log.info({ job: job.id, workers }, "starting job");
-    const env = { nc: this.nc, store: this.store, log: this.log, stopReason: (id: string) => this.stopReasons.get(id) };
+    let reject: (e: Error) => void = () => {};
+    const promise = new Promise<never>((_, r) => (reject = r));
+    promise.catch(() => {}); // observed by the job's waits; unobserved when the job ends first
+    this.interruptions.set(job.id, { promise, reject });
+    const env = {
+      nc: this.nc,
+      store: this.store,
+      log: this.log,
+      stopReason: (id: string) => this.stopReasons.get(id),
+      interruption: (id: string) => this.interruptions.get(id)!.promise,
+      suspect: (worker: string) => this.registry.suspect(worker),
+    };
     const done = runJob(env, job, workers).finally(() => {
       this.registry.release(job.id);
       this.running.delete(job.id);
       this.stopReasons.delete(job.id);
+      this.interruptions.delete(job.id);
       void this.schedule();
     });
     this.running.set(job.id, done);

@@ -53,6 +53,8 @@ export const JobRecord = defineMessage("JobRecord", {
   /** generation-based evaluation (before / after), when the job asks for it */
   generation_eval: z.record(z.string(), z.unknown()).optional(),
   cancel_requested: z.boolean().optional(),
+  /** how many times the job has been started (a lost worker requeues it from its last checkpoint) */
+  attempts: z.number().int().min(0).optional(),
 });
 
 /** A worker as the coordinator sees it (cluster status). */

@@ -36,10 +36,12 @@ import { checkpointDir, readTrainerState, writeCheckpoint } from "./checkpoint.j
 import { DataOrder, planSteps, shardRange, type StepPlan } from "./plan.js";
 import { countTargets, rowsPayload } from "./rows_payload.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
-import { command } from "./worker_client.js";
+import { command, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
 const ASSIGN_TIMEOUT_MS = 10 * 60_000;
 const STEP_TIMEOUT_MS = 30 * 60_000;
+/** starts of a job before a failing ring gives up: worker losses requeue it from its last checkpoint */
+export const MAX_ATTEMPTS = 3;
 
 export class JobCancelled extends Error {
   override name = "JobCancelled";
@@ -49,8 +51,12 @@ export interface JobEnv {
   nc: NatsConnection;
   store: JobStore;
   log: Logger;
-  /** why the job must stop now (cancel request, lost worker), or undefined */
+  /** why the job must stop after the current step (a cancel request), or undefined */
   stopReason(id: string): string | undefined;
+  /** rejects with WorkerLostError as soon as a worker of the job is lost: pending commands stop waiting */
+  interruption(id: string): Promise<never>;
+  /** a worker that did not answer: not to be scheduled again until it shows it is alive */
+  suspect(worker: string): void;
 }
 
 type TaskTotals = Record<string, [number, number]>;
@@ -113,8 +119,9 @@ class JobRun {
     return command(this.env.nc, this.workers[rank]!, name, q, body, r, timeout);
   }
 
+  /** fn on every rank at once; a lost worker interrupts the wait rather than leaving it to time out */
   private all<T>(fn: (rank: number) => Promise<T>): Promise<T[]> {
-    return Promise.all(this.workers.map((_, rank) => fn(rank)));
+    return Promise.race([Promise.all(this.workers.map((_, rank) => fn(rank))), this.env.interruption(this.job.id)]);
   }
 
   async run(): Promise<void> {
@@ -356,24 +363,42 @@ class JobRun {
     return scoreGenerations(prompts, parts.flatMap((p) => p.outputs ?? []), setup);
   }
 
+  /** Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. */
   async release(): Promise<void> {
-    await Promise.allSettled(this.workers.map((_, rank) => this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000)));
+    const results = await Promise.allSettled(
+      this.workers.map((_, rank) => this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000)),
+    );
+    for (const r of results)
+      if (r.status === "rejected" && r.reason instanceof WorkerCommandError && r.reason.unanswered) this.env.suspect(r.reason.worker);
   }
 }
 
-/** Runs the job to a final status; never throws (the outcome is in the job record). */
+/** Runs the job to a final status, or back to the queue after a worker loss; never throws. */
 export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<void> {
   let run: JobRun | undefined;
+  const attempt = (job.attempts ?? 0) + 1;
   try {
+    job = await env.store.update(job.id, { attempts: attempt });
     run = new JobRun(env, job, workers);
     await run.run();
   } catch (err) {
     const e = err as Error;
+    if (e instanceof WorkerCommandError && e.unanswered) env.suspect(e.worker);
     const cancelled = e instanceof JobCancelled;
-    env.log[cancelled ? "info" : "error"]({ job: job.id, err: e }, cancelled ? "job stopped" : "job failed");
+    const ringFailed = e instanceof WorkerLostError || e instanceof WorkerCommandError;
     const latest = env.store.get(job.id)!;
-    const where = latest.last_checkpoint ? ` (last checkpoint: step ${latest.last_checkpoint.step}, ${latest.last_checkpoint.dir})` : "";
-    await env.store.update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + where }).catch(() => {});
+    const where = latest.last_checkpoint ? `its checkpoint at step ${latest.last_checkpoint.step}` : "the start (no checkpoint yet)";
+    if (ringFailed && attempt < MAX_ATTEMPTS) {
+      // A worker died or its ring broke: nothing is lost but the steps since the last checkpoint.
+      env.log.warn({ job: job.id, err: e }, "ring failed; requeued");
+      await env.store
+        .update(job.id, { status: "queued", workers: [], message: `${e.message}; resuming from ${where} (attempt ${attempt + 1} of ${MAX_ATTEMPTS})` })
+        .catch(() => {});
+    } else {
+      env.log[cancelled ? "info" : "error"]({ job: job.id, err: e }, cancelled ? "job stopped" : "job failed");
+      const suffix = latest.last_checkpoint ? ` (last checkpoint: step ${latest.last_checkpoint.step}, ${latest.last_checkpoint.dir})` : "";
+      await env.store.update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + suffix }).catch(() => {});
+    }
   } finally {
     await run?.release();
   }

@@ -8,6 +8,20 @@ type Shape = z.ZodRawShape;
 
 export class WorkerCommandError extends Error {
   override name = "WorkerCommandError";
+  constructor(
+    message: string,
+    /** the worker, and whether it did not answer at all (gone) rather than answered with an error */
+    readonly worker: string,
+    readonly unanswered: boolean,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** A worker of the job stopped sending heartbeats while the job ran. */
+export class WorkerLostError extends Error {
+  override name = "WorkerLostError";
 }
 
 export async function command<Q extends MessageType<Shape>, R extends MessageType<Shape>>(
@@ -22,7 +36,7 @@ export async function command<Q extends MessageType<Shape>, R extends MessageTyp
   const payload = encodeMessage(requestType, body);
   const limit = nc.info?.max_payload;
   if (limit !== undefined && payload.length > limit) {
-    throw new WorkerCommandError(
+    throw new Error(
       `'${cmd}' for worker ${worker} is ${payload.length} bytes, over the NATS server's max_payload of ${limit}: ` +
         `raise max_payload (deploy/nats/nats-server.conf sets 8MB) or lower micro/global batch rows`,
     );
@@ -31,9 +45,9 @@ export async function command<Q extends MessageType<Shape>, R extends MessageTyp
   try {
     data = (await nc.request(jobSubjects.workerCommand(worker, cmd), payload, { timeout: timeoutMs })).data;
   } catch (err) {
-    throw new WorkerCommandError(`worker ${worker} did not answer '${cmd}' (${(err as Error).message})`, { cause: err });
+    throw new WorkerCommandError(`worker ${worker} did not answer '${cmd}' (${(err as Error).message})`, worker, true, { cause: err });
   }
   const reply = decodeMessage(replyType, data) as Message<R> & { ok?: boolean; error?: string };
-  if (reply.ok === false) throw new WorkerCommandError(`worker ${worker}: ${cmd}: ${reply.error ?? "failed"}`);
+  if (reply.ok === false) throw new WorkerCommandError(`worker ${worker}: ${cmd}: ${reply.error ?? "failed"}`, worker, false);
   return reply;
 }

@@ -78,6 +78,12 @@ export class WorkerRegistry {
     }
   }
 
+  /** A worker that did not answer is not scheduled until its next heartbeat or registration. */
+  suspect(id: string): void {
+    const w = this.workers.get(id);
+    if (w) w.lastSeen = 0;
+  }
+
   /** Live workers with no job, in a stable order (by id). */
   idle(): string[] {
     return [...this.workers.entries()]

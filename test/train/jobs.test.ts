@@ -76,3 +76,22 @@ test("a restarted coordinator resumes a running job from its last checkpoint", {
     await cluster.stop();
   }
 });
+
+test("a worker lost mid-job: the job is requeued from its last checkpoint and completes on the others", { timeout: 180_000 }, async () => {
+  const { dir, baseSpec } = trainingFixture();
+  const cluster = await TestCluster.start(3);
+  try {
+    const reply = await cluster.submit({ ...baseSpec, workers: 2, max_steps: 40, save_every: 5, output: "lost" }, dir);
+    await cluster.waitFor(async () => ((await cluster.record(reply.id!))?.last_checkpoint?.step ?? 0) >= 5, "a first checkpoint");
+    const victim = (await cluster.record(reply.id!))!.workers[1]!;
+    await cluster.workers.find((w) => w.id === victim)!.close(); // its process is gone: no answers, no heartbeats
+    await cluster.waitFor(async () => (await cluster.record(reply.id!))?.status === "completed", "the job to complete on the other workers");
+    const done = (await cluster.record(reply.id!))!;
+    assert.ok(done.attempts! >= 2 && done.attempts! <= 3, `attempts ${done.attempts}`);
+    assert.ok(!done.workers.includes(victim), `the lost worker ${victim} is not in the final ring (${done.workers})`);
+    const steps = readMetrics(path.join(dir, "lost")).filter((m) => m.loss !== undefined).map((m) => m.step);
+    assert.deepEqual(steps, Array.from({ length: 40 }, (_, i) => i + 1), "every step once: resumed after the checkpoint");
+  } finally {
+    await cluster.stop();
+  }
+});
