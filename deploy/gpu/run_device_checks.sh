@@ -46,7 +46,7 @@ rebuild() {  # with the host's nvcc, into $OUT/rebuild (the sources are in this 
   local F="-std=c++17 -O3 -arch=sm_90 -Inative/cuda -Inative/src -Inative/test -I$BUNDLE/include"
   nvcc $F native/cuda/*.cu native/cuda/gemm_cublaslt.cpp bench/cuda/bench_step.cu -o "$R/ringtune_cuda_bench" -ldl \
     > "$R/build_bench.txt" 2>&1 && BENCH="$R/ringtune_cuda_bench"
-  nvcc $F -Xcompiler -fopenmp native/cuda/*.cu native/cuda/gemm_cublaslt.cpp native/cuda_test/*.cpp \
+  nvcc $F -Xcompiler -fopenmp native/cuda/*.cu native/cuda/gemm_cublaslt.cpp native/cuda_test/*.cpp native/test/test_runner.cpp \
     native/src/config.cpp native/src/param_table.cpp native/src/activations.cpp native/src/lora.cpp native/src/model.cpp \
     native/src/generate.cpp native/src/tensor_io.cpp -o "$R/ringtune_cuda_test" -L"$BUNDLE/lib" -lopenblas -lgomp -ldl \
     > "$R/build_test.txt" 2>&1 && TEST="$R/ringtune_cuda_test"

@@ -85,4 +85,8 @@ inline double check_gradient(const std::string& what, const std::function<double
 
 void note(const std::string& line);  // printed under the test's name
 
+// Runs every registered case whose name contains filter (all when null); after_failure runs after each
+// failing case (the CUDA driver clears the device's sticky error there). 0 when all ran cases passed.
+int run_registered_tests(const char* filter, const std::function<void()>& after_failure = {});
+
 }  // namespace rt::test
