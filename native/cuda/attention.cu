@@ -37,23 +37,30 @@ __device__ __forceinline__ void load_tile(float (*tile)[STRIDE], const T* src, s
   }
 }
 
+// The first key any query of this block's tile [i0, i0 + kRows) may attend to: the earliest segment start
+// among its rows. Every thread of the block must call it (it synchronises).
+__device__ int tile_first_key(const int32_t* seg_start, size_t row_base, int i, bool valid, int T) {
+  __shared__ int kmin_shared;
+  const int start = valid ? seg_start[row_base + i] : T;
+  if (threadIdx.x == 0) kmin_shared = T;
+  __syncthreads();
+  if (valid) atomicMin(&kmin_shared, start);
+  __syncthreads();
+  return kmin_shared;
+}
+
 template <typename T, int D>
 __global__ void __launch_bounds__(kRows) attention_forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v,
                                                                   const int32_t* seg_start, AttnShape s, float scale) {
   constexpr int KT = key_tile<D>();
   __shared__ float Ks[KT][D], Vs[KT][D];
-  __shared__ int kmin_shared;
   const int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.H / s.KVH);
   const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x;
   const bool valid = i < s.T;
   const size_t row_base = (size_t)b * s.T;
   const int QD = s.qdim(), KD = s.kvdim();
   const int start = valid ? seg_start[row_base + i] : s.T;
-  if (threadIdx.x == 0) kmin_shared = s.T;
-  __syncthreads();
-  if (valid) atomicMin(&kmin_shared, start);
-  __syncthreads();
-  const int kmin = kmin_shared, kend = min(s.T, i0 + kRows);  // keys [kmin, kend)
+  const int kmin = tile_first_key(seg_start, row_base, i, valid, s.T), kend = min(s.T, i0 + kRows);  // keys [kmin, kend)
 
   float qr[D], o[D];
   for (int d = 0; d < D; d++) {
@@ -115,18 +122,13 @@ __global__ void __launch_bounds__(kRows) attention_dq_kernel(T* dq, const T* dou
                                                              const int32_t* seg_start, AttnShape s, float scale) {
   constexpr int KT = key_tile<D>();
   __shared__ float Ks[KT][D], Vs[KT][D];
-  __shared__ int kmin_shared;
   const int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.H / s.KVH);
   const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x;
   const bool valid = i < s.T;
   const size_t row_base = (size_t)b * s.T;
   const int QD = s.qdim(), KD = s.kvdim();
   const int start = valid ? seg_start[row_base + i] : s.T;
-  if (threadIdx.x == 0) kmin_shared = s.T;
-  __syncthreads();
-  if (valid) atomicMin(&kmin_shared, start);
-  __syncthreads();
-  const int kmin = kmin_shared, kend = min(s.T, i0 + kRows);
+  const int kmin = tile_first_key(seg_start, row_base, i, valid, s.T), kend = min(s.T, i0 + kRows);
   const size_t stat = ((size_t)b * s.H + h) * s.T + i;
   const float L = valid ? lse[stat] : 0.f, Di = valid ? delta[stat] : 0.f;
 
