@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NATIVE_BUILD := build/native
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build native ts test test-native test-js bench demo clean
+.PHONY: all deps build native ts test test-native test-js bench demo clean lint format
 
 all: build
 
@@ -27,7 +27,16 @@ ts: deps
 
 build: native ts
 
-test: build test-native test-js
+test: build lint test-native test-js
+
+# Formatting and lint are checked in `make test`; `make format` rewrites the tree in the house style.
+lint: deps
+	npx eslint --max-warnings 0 .
+	npx prettier --check --log-level warn "**/*.ts"
+
+format: deps
+	npx prettier --write --log-level warn "**/*.ts"
+	npx eslint --fix .
 
 test-native: native
 	$(NATIVE_BUILD)/ringtune_native_test test

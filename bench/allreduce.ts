@@ -25,17 +25,24 @@ interface Member {
 }
 
 function startMember(role: MemberRole): Member {
-  const child = fork(memberScript, [], { env: { ...process.env, [ROLE_ENV]: JSON.stringify(role) }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child = fork(memberScript, [], {
+    env: { ...process.env, [ROLE_ENV]: JSON.stringify(role) },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
   const inbox: object[] = [];
   const waiters: Array<(m: object) => void> = [];
   child.on("message", (m: object) => (waiters.length ? waiters.shift()!(m) : inbox.push(m)));
   const died = new Promise<never>((_, reject) =>
-    child.on("exit", (code) => code !== 0 && reject(new Error(`benchmark process (${role.role}) exited with code ${code}`))),
+    child.on(
+      "exit",
+      (code) => code !== 0 && reject(new Error(`benchmark process (${role.role}) exited with code ${code}`)),
+    ),
   );
   died.catch(() => {});
   return {
     child,
-    next: () => Promise.race([new Promise<object>((res) => (inbox.length ? res(inbox.shift()!) : waiters.push(res))), died]),
+    next: () =>
+      Promise.race([new Promise<object>((res) => (inbox.length ? res(inbox.shift()!) : waiters.push(res))), died]),
   };
 }
 
@@ -46,12 +53,23 @@ function run(members: Member[], command: RunCommand): Promise<number[]> {
 
 async function stopAll(members: Member[]): Promise<void> {
   await Promise.all(
-    members.map((m) => new Promise<void>((res) => (m.child.exitCode !== null ? res() : (m.child.once("exit", () => res()), m.child.send("exit"))))),
+    members.map(
+      (m) =>
+        new Promise<void>((res) =>
+          m.child.exitCode !== null ? res() : (m.child.once("exit", () => res()), m.child.send("exit")),
+        ),
+    ),
   );
 }
 
 /** Raw loopback MB/s of one transport: `bytes` streamed once as warm-up, then measured. */
-async function rawThroughput(url: string, kind: TransportKind, bytes: number, messageBytes: number, window: number): Promise<number> {
+async function rawThroughput(
+  url: string,
+  kind: TransportKind,
+  bytes: number,
+  messageBytes: number,
+  window: number,
+): Promise<number> {
   const subject = `bench.raw.${process.pid}`;
   const receiver = startMember({ role: "raw-receiver", url, kind, subject });
   const { port } = await receiver.next();
@@ -81,7 +99,13 @@ interface Row {
   busbw: number;
 }
 
-async function ringRows(url: string, kind: TransportKind, n: number, sizesMb: number[], o: { chunk?: number; window?: number }): Promise<Row[]> {
+async function ringRows(
+  url: string,
+  kind: TransportKind,
+  n: number,
+  sizesMb: number[],
+  o: { chunk?: number; window?: number },
+): Promise<Row[]> {
   const ring = `bench-${kind}-${n}-${process.pid}`;
   const members = Array.from({ length: n }, (_, rank) =>
     startMember({ role: "ring", url, ring, rank, size: n, kind, chunkElements: o.chunk, window: o.window }),
@@ -124,8 +148,12 @@ async function main(): Promise<void> {
   const window = values.window ? Number(values.window) : undefined;
 
   const cpu = cpus();
-  console.log(`machine: ${cpu[0]?.model ?? "unknown CPU"}, ${cpu.length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
-  console.log(`sizes ${sizesMb.join(",")} MB of fp32; ranks ${ranks.join(",")}; every rank and stream end a separate process on this machine`);
+  console.log(
+    `machine: ${cpu[0]?.model ?? "unknown CPU"}, ${cpu.length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`,
+  );
+  console.log(
+    `sizes ${sizesMb.join(",")} MB of fp32; ranks ${ranks.join(",")}; every rank and stream end a separate process on this machine`,
+  );
   const server = await startNatsServer();
   const summary: Array<{ kind: TransportKind; raw: number; rows: Row[] }> = [];
   try {
@@ -133,7 +161,9 @@ async function main(): Promise<void> {
       // The ring's chunk size; NATS messages must also fit max_payload (1 MiB by default).
       const messageBytes = Math.min((chunk ?? DEFAULT_CHUNK_ELEMENTS) * 4, kind === "nats" ? MB - 1024 : Infinity);
       const rawBytes = kind === "nats" ? 256 * MB : 1024 * MB;
-      console.log(`\n${kind}: raw = loopback stream of ${messageBytes} B messages${kind === "nats" ? ", window 8" : ""}, measured before each ring size`);
+      console.log(
+        `\n${kind}: raw = loopback stream of ${messageBytes} B messages${kind === "nats" ? ", window 8" : ""}, measured before each ring size`,
+      );
       console.log("  ranks     size    time/call    algbw MB/s   busbw MB/s    raw MB/s   busbw/raw");
       const rows: Row[] = [];
       const raws: number[] = [];

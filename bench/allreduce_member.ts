@@ -6,9 +6,26 @@ import type { TransportKind } from "../proto/mod.js";
 import { connectTransport, ringAllReduce } from "../worker/allreduce/mod.js";
 
 export type MemberRole =
-  | { role: "ring"; url: string; ring: string; rank: number; size: number; kind: TransportKind; chunkElements?: number; window?: number }
+  | {
+      role: "ring";
+      url: string;
+      ring: string;
+      rank: number;
+      size: number;
+      kind: TransportKind;
+      chunkElements?: number;
+      window?: number;
+    }
   | { role: "raw-receiver"; url: string; kind: TransportKind; subject: string }
-  | { role: "raw-sender"; url: string; kind: TransportKind; subject: string; port?: number; messageBytes: number; window: number };
+  | {
+      role: "raw-sender";
+      url: string;
+      kind: TransportKind;
+      subject: string;
+      port?: number;
+      messageBytes: number;
+      window: number;
+    };
 
 /**
  * Parent to child: run one measurement. Child to parent: { ready, port? } once set up, then per command
@@ -40,13 +57,23 @@ function onCommand(handle: (c: RunCommand) => Promise<number>): void {
 
 async function ringMember(r: Extract<MemberRole, { role: "ring" }>): Promise<void> {
   const nc = await connect({ servers: r.url });
-  const t = await connectTransport({ nc, ring: r.ring, rank: r.rank, size: r.size, kind: r.kind, window: r.window, listenHost: "127.0.0.1", advertiseHost: "127.0.0.1" });
+  const t = await connectTransport({
+    nc,
+    ring: r.ring,
+    rank: r.rank,
+    size: r.size,
+    kind: r.kind,
+    window: r.window,
+    listenHost: "127.0.0.1",
+    advertiseHost: "127.0.0.1",
+  });
   let call = 0;
   onCommand(async ({ bytes, iterations }) => {
     const data = new Float32Array(bytes / 4).fill(r.rank + 1);
     await ringAllReduce(t, data, `warmup-${call++}`, { chunkElements: r.chunkElements }); // also lines the ranks up
     const start = process.hrtime.bigint();
-    for (let i = 0; i < iterations; i++) await ringAllReduce(t, data, `call-${call++}`, { chunkElements: r.chunkElements });
+    for (let i = 0; i < iterations; i++)
+      await ringAllReduce(t, data, `call-${call++}`, { chunkElements: r.chunkElements });
     return Number(process.hrtime.bigint() - start) / 1e9 / iterations;
   });
   reply({ ready: true });
@@ -147,7 +174,8 @@ async function rawSender(r: Extract<MemberRole, { role: "raw-sender" }>): Promis
 const raw = process.env[ROLE_ENV];
 if (raw && process.send) {
   const role = JSON.parse(raw) as MemberRole;
-  const start = role.role === "ring" ? ringMember(role) : role.role === "raw-receiver" ? rawReceiver(role) : rawSender(role);
+  const start =
+    role.role === "ring" ? ringMember(role) : role.role === "raw-receiver" ? rawReceiver(role) : rawSender(role);
   start.catch((err) => {
     console.error(err);
     process.exit(1);

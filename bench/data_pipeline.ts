@@ -12,7 +12,10 @@ import { parseSpec } from "../coordinator/spec/load.js";
 import { makeRng } from "../coordinator/data/rng.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const WORDS = "the quick brown fox jumps over lazy dog what is capital of France Paris answer question please think step by step first add numbers then divide result function returns sum weather sunny today story dragon knight summarize report sales increased percent year 你好 天气 很好 翻译".split(" ");
+const WORDS =
+  "the quick brown fox jumps over lazy dog what is capital of France Paris answer question please think step by step first add numbers then divide result function returns sum weather sunny today story dragon knight summarize report sales increased percent year 你好 天气 很好 翻译".split(
+    " ",
+  );
 
 function sentence(rng: () => number, n: number): string {
   const w: string[] = [];
@@ -31,9 +34,33 @@ function generateCorpus(dir: string, records: number): string {
     const a = sentence(rng, 10 + Math.floor(rng() * 80));
     if (kind < 5) lines.push(JSON.stringify({ instruction: q, input: "", output: a, task_type: task }));
     else if (kind < 8)
-      lines.push(JSON.stringify({ conversations: [{ from: "human", value: q }, { from: "gpt", value: a }, { from: "human", value: sentence(rng, 6) }, { from: "gpt", value: sentence(rng, 20) }], task_type: task }));
+      lines.push(
+        JSON.stringify({
+          conversations: [
+            { from: "human", value: q },
+            { from: "gpt", value: a },
+            { from: "human", value: sentence(rng, 6) },
+            { from: "gpt", value: sentence(rng, 20) },
+          ],
+          task_type: task,
+        }),
+      );
     else if (kind < 9)
-      lines.push(JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: null, tool_calls: [{ type: "function", function: { name: "lookup", arguments: `{"q": "${i}"}` } }] }, { role: "tool", content: a }, { role: "assistant", content: sentence(rng, 15) }], task_type: task }));
+      lines.push(
+        JSON.stringify({
+          messages: [
+            { role: "user", content: q },
+            {
+              role: "assistant",
+              content: null,
+              tool_calls: [{ type: "function", function: { name: "lookup", arguments: `{"q": "${i}"}` } }],
+            },
+            { role: "tool", content: a },
+            { role: "assistant", content: sentence(rng, 15) },
+          ],
+          task_type: task,
+        }),
+      );
     else lines.push(JSON.stringify({ text: `${q} ${a} ${sentence(rng, 100)}`, task_type: "bench/text" }));
   }
   const file = path.join(dir, "corpus.jsonl");
@@ -43,7 +70,14 @@ function generateCorpus(dir: string, records: number): string {
 
 function runOne(tokenizer: string, corpus: string): void {
   const spec = parseSpec(
-    { model: { init: { config: "unused.json" } }, tokenizer, template: "chatml", data: [{ path: corpus }], seq_len: 1024, seed: 0 },
+    {
+      model: { init: { config: "unused.json" } },
+      tokenizer,
+      template: "chatml",
+      data: [{ path: corpus }],
+      seq_len: 1024,
+      seed: 0,
+    },
     "bench",
     root,
   );
@@ -51,7 +85,16 @@ function runOne(tokenizer: string, corpus: string): void {
   const d = buildDataset(spec, { quiet: true, useCache: false });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const s = d.stats;
-  console.log(JSON.stringify({ seconds, tokens: s.train.tokens, records: s.recordsRead, rows: s.train.rows, efficiency: s.train.efficiency, maxRssMiB: process.resourceUsage().maxRSS / 1024 }));
+  console.log(
+    JSON.stringify({
+      seconds,
+      tokens: s.train.tokens,
+      records: s.recordsRead,
+      rows: s.train.rows,
+      efficiency: s.train.efficiency,
+      maxRssMiB: process.resourceUsage().maxRSS / 1024,
+    }),
+  );
 }
 
 function main(argv: string[]): void {
@@ -62,10 +105,21 @@ function main(argv: string[]): void {
   const corpus = generateCorpus(dir, n);
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   console.log(`machine: ${cpu}, ${os.cpus().length} cores, node ${process.version}`);
-  console.log(`corpus: ${n} records (alpaca, sharegpt multi-turn, OpenAI tool calls, text), template chatml, seq_len 1024, packing`);
-  const results: Record<string, { seconds: number; tokens: number; maxRssMiB: number; efficiency: number; rows: number }> = {};
-  for (const [name, tok] of [["byte", "byte"], ["bpe", path.join(root, "test/fixtures/data/bpe-qwen")]] as const) {
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), "--run", tok, corpus], { encoding: "utf8", maxBuffer: 1 << 20 });
+  console.log(
+    `corpus: ${n} records (alpaca, sharegpt multi-turn, OpenAI tool calls, text), template chatml, seq_len 1024, packing`,
+  );
+  const results: Record<
+    string,
+    { seconds: number; tokens: number; maxRssMiB: number; efficiency: number; rows: number }
+  > = {};
+  for (const [name, tok] of [
+    ["byte", "byte"],
+    ["bpe", path.join(root, "test/fixtures/data/bpe-qwen")],
+  ] as const) {
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), "--run", tok, corpus], {
+      encoding: "utf8",
+      maxBuffer: 1 << 20,
+    });
     if (r.status !== 0) throw new Error(`${name} run failed:\n${r.stderr}`);
     results[name] = JSON.parse(r.stdout.trim().split("\n").pop()!);
     const x = results[name];

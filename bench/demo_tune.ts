@@ -13,7 +13,13 @@ import { buildDataset } from "../coordinator/data/pipeline.js";
 import { rowsToBatch, type Row } from "../coordinator/data/row.js";
 import type { TextSetup } from "../coordinator/data/setup.js";
 import { generateAll } from "../coordinator/eval/generate.js";
-import { evalStopIds, formatReport, loadEvalPrompts, scoreGenerations, type GenerationEvalReport } from "../coordinator/eval/generation_eval.js";
+import {
+  evalStopIds,
+  formatReport,
+  loadEvalPrompts,
+  scoreGenerations,
+  type GenerationEvalReport,
+} from "../coordinator/eval/generation_eval.js";
 import { loadSpec } from "../coordinator/spec/load.js";
 import type { JobSpec } from "../coordinator/spec/job_spec.js";
 import type { NativeModel } from "../native/js/addon.js";
@@ -57,10 +63,12 @@ export function lrAt(spec: JobSpec, s: number, n: number): number {
   return spec.min_lr + (spec.lr - spec.min_lr) * f;
 }
 
-const countTargets = (rows: Row[]) => rows.reduce((a, r) => a + r.labels.reduce((k, l) => k + (l !== -100 ? 1 : 0), 0), 0);
+const countTargets = (rows: Row[]) =>
+  rows.reduce((a, r) => a + r.labels.reduce((k, l) => k + (l !== -100 ? 1 : 0), 0), 0);
 
 async function meanLoss(model: NativeModel, rows: Row[], micro: number, padId: number): Promise<number> {
-  let sum = 0, n = 0;
+  let sum = 0,
+    n = 0;
   for (let i = 0; i < rows.length; i += micro) {
     const r = await model.forwardBackward(rowsToBatch(rows.slice(i, i + micro), padId), { backward: false });
     sum += r.lossSum;
@@ -69,10 +77,20 @@ async function meanLoss(model: NativeModel, rows: Row[], micro: number, padId: n
   return n ? sum / n : NaN;
 }
 
-async function generationEval(model: NativeModel, spec: JobSpec, setup: TextSetup, limit?: number): Promise<GenerationEvalReport> {
+async function generationEval(
+  model: NativeModel,
+  spec: JobSpec,
+  setup: TextSetup,
+  limit?: number,
+): Promise<GenerationEvalReport> {
   const ge = spec.generation_eval!;
   const prompts = loadEvalPrompts({ generation_eval: { ...ge, limit: limit ?? ge.limit } }, setup);
-  const outputs = await generateAll(model, prompts.map((p) => p.ids), ge.max_new_tokens, evalStopIds(setup));
+  const outputs = await generateAll(
+    model,
+    prompts.map((p) => p.ids),
+    ge.max_new_tokens,
+    evalStopIds(setup),
+  );
   return scoreGenerations(prompts, outputs, setup, { maxNewTokens: ge.max_new_tokens });
 }
 
@@ -85,14 +103,26 @@ export async function tune(o: TuneOptions): Promise<TuneResult> {
   const train = o.trainRows ? data.train.slice(0, o.trainRows) : data.train;
   const config = await readHfConfig(spec.model.init.config);
   const model = await initModel(config, spec.model.init.seed);
-  const rowsPerStep = o.rows ?? spec.global_batch_rows ?? Math.max(1, Math.round((spec.global_batch_tokens ?? 8 * spec.seq_len) / spec.seq_len));
+  const rowsPerStep =
+    o.rows ??
+    spec.global_batch_rows ??
+    Math.max(1, Math.round((spec.global_batch_tokens ?? 8 * spec.seq_len) / spec.seq_len));
   const epochSteps = Math.floor(train.length / rowsPerStep);
   const steps = o.steps ?? spec.max_steps ?? Math.ceil((spec.epochs ?? 1) * epochSteps);
   const micro = spec.micro_batch_rows;
   const computed = Math.max(1, Math.round(rowsPerStep * (o.share ?? 1)));
   const doEval = (o.eval ?? true) && spec.generation_eval !== undefined && o.evalLimit !== 0;
-  log(`demo_tune: ${train.length} train rows, ${data.val.length} val rows, ${rowsPerStep} rows/step (${computed} computed), ${steps} steps (${(steps / Math.max(1, epochSteps)).toFixed(2)} epochs), micro ${micro}, lr ${spec.lr}, threads ${process.env.OMP_NUM_THREADS ?? "default"}`);
-  const res: TuneResult = { losses: [], valLoss: null, stepMs: [], before: null, after: null, evalMs: { before: 0, after: 0 } };
+  log(
+    `demo_tune: ${train.length} train rows, ${data.val.length} val rows, ${rowsPerStep} rows/step (${computed} computed), ${steps} steps (${(steps / Math.max(1, epochSteps)).toFixed(2)} epochs), micro ${micro}, lr ${spec.lr}, threads ${process.env.OMP_NUM_THREADS ?? "default"}`,
+  );
+  const res: TuneResult = {
+    losses: [],
+    valLoss: null,
+    stepMs: [],
+    before: null,
+    after: null,
+    evalMs: { before: 0, after: 0 },
+  };
 
   if (doEval) {
     const t = Date.now();
@@ -109,15 +139,28 @@ export async function tune(o: TuneOptions): Promise<TuneResult> {
     let lossSum = 0;
     const mine = rows.slice(0, computed);
     for (let i = 0; i < mine.length; i += micro) {
-      const r = await model.forwardBackward(rowsToBatch(mine.slice(i, i + micro), setup.tokenizer.padId), { backward: true, lossScale: 1 / targets });
+      const r = await model.forwardBackward(rowsToBatch(mine.slice(i, i + micro), setup.tokenizer.padId), {
+        backward: true,
+        lossScale: 1 / targets,
+      });
       lossSum += r.lossSum;
     }
     const lr = lrAt(spec, s, steps);
-    const { gradNorm } = await model.adamwStep({ lr, beta1: spec.betas[0], beta2: spec.betas[1], eps: spec.eps, weightDecay: spec.weight_decay, maxGradNorm: spec.grad_clip });
+    const { gradNorm } = await model.adamwStep({
+      lr,
+      beta1: spec.betas[0],
+      beta2: spec.betas[1],
+      eps: spec.eps,
+      weightDecay: spec.weight_decay,
+      maxGradNorm: spec.grad_clip,
+    });
     const loss = lossSum / countTargets(mine);
     res.losses.push(loss);
     res.stepMs.push(performance.now() - t0);
-    if (s % 20 === 0 || s === steps - 1) log(`step ${s + 1}/${steps} loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} gnorm ${gradNorm.toFixed(3)} ${res.stepMs[s].toFixed(0)} ms`);
+    if (s % 20 === 0 || s === steps - 1)
+      log(
+        `step ${s + 1}/${steps} loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} gnorm ${gradNorm.toFixed(3)} ${res.stepMs[s].toFixed(0)} ms`,
+      );
     if (spec.eval_every > 0 && (s + 1) % spec.eval_every === 0 && data.val.length && s !== steps - 1) {
       log(`  val loss ${(await meanLoss(model, data.val, micro, setup.tokenizer.padId)).toFixed(4)}`);
     }
@@ -135,7 +178,9 @@ export async function tune(o: TuneOptions): Promise<TuneResult> {
   }
   const ms = res.stepMs.slice(Math.min(3, res.stepMs.length - 1));
   const mean = ms.reduce((a, b) => a + b, 0) / ms.length;
-  log(`step time: mean ${mean.toFixed(0)} ms (after 3 warm-up steps), train total ${(res.stepMs.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s`);
+  log(
+    `step time: mean ${mean.toFixed(0)} ms (after 3 warm-up steps), train total ${(res.stepMs.reduce((a, b) => a + b, 0) / 1000).toFixed(1)} s`,
+  );
   return res;
 }
 

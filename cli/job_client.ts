@@ -47,7 +47,9 @@ export function readSpecFile(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new SpecError(`${file}: cannot read the job file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new SpecError(
+      `${file}: cannot read the job file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   let value: unknown;
   try {
@@ -56,7 +58,9 @@ export function readSpecFile(file: string): Record<string, unknown> {
     throw new SpecError(`${file}: ${(err as Error).message}`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new SpecError(`${file}: a job file is a mapping of keys (model, data, ...), got ${Array.isArray(value) ? "a list" : typeof value}`);
+    throw new SpecError(
+      `${file}: a job file is a mapping of keys (model, data, ...), got ${Array.isArray(value) ? "a list" : typeof value}`,
+    );
   }
   return value as Record<string, unknown>;
 }
@@ -78,7 +82,11 @@ async function ask<Req extends MessageType<z.ZodRawShape>, Rep extends MessageTy
       err instanceof errors.NoRespondersError ||
       err instanceof errors.TimeoutError ||
       (err instanceof errors.RequestError && err.isNoResponders());
-    if (silent) throw new NoCoordinatorError(`no coordinator answered on ${subject}: is the cluster up? ('make cluster-up' starts one)`, { cause: err });
+    if (silent)
+      throw new NoCoordinatorError(
+        `no coordinator answered on ${subject}: is the cluster up? ('make cluster-up' starts one)`,
+        { cause: err },
+      );
     throw err;
   }
 }
@@ -97,10 +105,16 @@ export function prepareJob(file: string): JobSubmission {
 }
 
 /** Sends a prepared job; returns its id, or throws the coordinator's reasons. */
-export async function submitJob(nc: NatsConnection, job: JobSubmission, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<string> {
+export async function submitJob(
+  nc: NatsConnection,
+  job: JobSubmission,
+  timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS,
+): Promise<string> {
   const reply = await ask(nc, jobSubjects.submit, JobSubmit, job, JobSubmitReply, timeoutMs);
   if (!reply.ok || !reply.id) {
-    throw new JobRefusedError(`the coordinator refused ${job.source ?? "the job"}:\n  ${(reply.error ?? "no reason given").split("\n").join("\n  ")}`);
+    throw new JobRefusedError(
+      `the coordinator refused ${job.source ?? "the job"}:\n  ${(reply.error ?? "no reason given").split("\n").join("\n  ")}`,
+    );
   }
   return reply.id;
 }
@@ -111,7 +125,14 @@ export async function cancelJob(nc: NatsConnection, id: string, timeoutMs = DEFA
 }
 
 export async function clusterStatus(nc: NatsConnection, timeoutMs = 5_000): Promise<ClusterStatus> {
-  const { v: _v, ...status } = await ask(nc, jobSubjects.clusterStatus, ClusterStatusRequest, {}, ClusterStatusReply, timeoutMs);
+  const { v: _v, ...status } = await ask(
+    nc,
+    jobSubjects.clusterStatus,
+    ClusterStatusRequest,
+    {},
+    ClusterStatusReply,
+    timeoutMs,
+  );
   return status as ClusterStatus;
 }
 
@@ -169,7 +190,9 @@ export async function followJob(kv: KV, id: string, onRecord: (r: JobRecordBody)
   } finally {
     watch.stop();
   }
-  throw new Error(`the watch on job ${id} ended before the job did (connection closed?): 'ringtune watch ${id}' follows it again`);
+  throw new Error(
+    `the watch on job ${id} ended before the job did (connection closed?): 'ringtune watch ${id}' follows it again`,
+  );
 }
 
 /**

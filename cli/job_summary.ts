@@ -29,7 +29,9 @@ const isJson = (k: string) => k.includes("json");
  */
 function scoresByTask(report: unknown): Record<string, Json> {
   if (!isObject(report)) return {};
-  const flat = isObject(report.tasks) ? { ...report.tasks, ...(isObject(report.overall) ? { all: report.overall } : {}) } : report;
+  const flat = isObject(report.tasks)
+    ? { ...report.tasks, ...(isObject(report.overall) ? { all: report.overall } : {}) }
+    : report;
   return Object.fromEntries(Object.entries(flat).filter((e): e is [string, Json] => isObject(e[1])));
 }
 
@@ -46,12 +48,16 @@ export function generationEvalRows(ev: Json): string[][] | undefined {
   if (isObject(ev.before) || isObject(ev.after)) {
     const before = scoresByTask(ev.before);
     const after = scoresByTask(ev.after);
-    for (const task of new Set([...Object.keys(before), ...Object.keys(after)])) perTask[task] = { before: before[task], after: after[task] };
+    for (const task of new Set([...Object.keys(before), ...Object.keys(after)]))
+      perTask[task] = { before: before[task], after: after[task] };
   } else {
     const tasks = isObject(ev.by_task) ? ev.by_task : ev;
     for (const [task, v] of Object.entries(tasks)) {
       if (!isObject(v) || (!isObject(v.before) && !isObject(v.after))) continue;
-      perTask[task] = { before: isObject(v.before) ? v.before : undefined, after: isObject(v.after) ? v.after : undefined };
+      perTask[task] = {
+        before: isObject(v.before) ? v.before : undefined,
+        after: isObject(v.after) ? v.after : undefined,
+      };
     }
   }
   const tasks = Object.keys(perTask).sort(byName);
@@ -74,8 +80,14 @@ export function sampleAnswers(ev: Json, perTask = 2): string[] {
   const after = isObject(ev.after) && isObject(ev.after.tasks) ? ev.after.tasks : {};
   const lines: string[] = [];
   for (const [task, scores] of Object.entries(after).sort()) {
-    const samples = isObject(scores) && Array.isArray(scores.samples) ? scores.samples.filter(isObject).slice(0, perTask) : [];
-    for (const s of samples) lines.push(`  [${task}] ${String(s.prompt)}`, `    expected: ${String(s.expected)}`, `    got:      ${String(s.got)}`);
+    const samples =
+      isObject(scores) && Array.isArray(scores.samples) ? scores.samples.filter(isObject).slice(0, perTask) : [];
+    for (const s of samples)
+      lines.push(
+        `  [${task}] ${String(s.prompt)}`,
+        `    expected: ${String(s.expected)}`,
+        `    got:      ${String(s.got)}`,
+      );
   }
   return lines;
 }
@@ -89,7 +101,8 @@ export function formatJobSummary(record: Json): string {
   lines.push(`train loss: ${formatLoss(num(train.first))} -> ${formatLoss(num(train.last))}`);
   lines.push(`val loss:   ${formatLoss(num(record.val_loss))}`);
   if (isObject(record.val_loss_by_task)) {
-    for (const [task, loss] of Object.entries(record.val_loss_by_task).sort()) lines.push(`  ${task}: ${formatLoss(num(loss))}`);
+    for (const [task, loss] of Object.entries(record.val_loss_by_task).sort())
+      lines.push(`  ${task}: ${formatLoss(num(loss))}`);
   }
   if (isObject(record.generation_eval)) {
     const rows = generationEvalRows(record.generation_eval);
@@ -103,6 +116,7 @@ export function formatJobSummary(record: Json): string {
     if (samples.length) lines.push("", "some answers after training:", ...samples);
   }
   lines.push("", `outputs: ${String(record.output)} (metrics per step: ${String(record.output)}/metrics.jsonl)`);
-  if (isObject(record.last_checkpoint)) lines.push(`last checkpoint: ${String(record.last_checkpoint.dir)} (step ${String(record.last_checkpoint.step)})`);
+  if (isObject(record.last_checkpoint))
+    lines.push(`last checkpoint: ${String(record.last_checkpoint.dir)} (step ${String(record.last_checkpoint.step)})`);
   return lines.join("\n");
 }

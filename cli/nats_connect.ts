@@ -26,7 +26,9 @@ export async function connectNats(url: string, name = "ringtune-cli"): Promise<N
   } catch (err) {
     const refused = err instanceof errors.ConnectionError || (err as { code?: string }).code === "ECONNREFUSED";
     if (refused || err instanceof errors.TimeoutError) {
-      throw new NoNatsServerError(`no NATS server at ${url}: start a cluster with 'make cluster-up' or set NATS_URL`, { cause: err });
+      throw new NoNatsServerError(`no NATS server at ${url}: start a cluster with 'make cluster-up' or set NATS_URL`, {
+        cause: err,
+      });
     }
     throw err;
   }

@@ -44,14 +44,22 @@ export function formatLoss(loss: number | undefined): string {
  * Seconds left at a constant step rate measured since `since`; undefined until a step has been seen
  * to pass (the first steps include start-up, so the coordinator's own eta_s is preferred when given).
  */
-export function estimateEtaS(step: number, total: number, since: { step: number; ms: number } | undefined, nowMs: number): number | undefined {
+export function estimateEtaS(
+  step: number,
+  total: number,
+  since: { step: number; ms: number } | undefined,
+  nowMs: number,
+): number | undefined {
   if (!since || total <= 0 || step <= since.step || nowMs <= since.ms) return undefined;
   const msPerStep = (nowMs - since.ms) / (step - since.step);
   return (Math.max(0, total - step) * msPerStep) / 1000;
 }
 
 /** `[######......] 120/500  24%  loss 2.3456  lr 3.00e-4  12.3k tok/s  ETA 4m05s` */
-export function formatProgressLine(r: Pick<JobRecordBody, "step" | "total_steps" | "train_loss" | "lr" | "tokens_per_s">, etaS: number | undefined): string {
+export function formatProgressLine(
+  r: Pick<JobRecordBody, "step" | "total_steps" | "train_loss" | "lr" | "tokens_per_s">,
+  etaS: number | undefined,
+): string {
   const frac = r.total_steps > 0 ? Math.min(1, r.step / r.total_steps) : 0;
   const filled = Math.round(frac * BAR_WIDTH);
   const bar = `[${"#".repeat(filled)}${".".repeat(BAR_WIDTH - filled)}]`;
@@ -109,7 +117,11 @@ export class JobProgress {
       const width = this.stream.columns && this.stream.columns > 10 ? this.stream.columns - 1 : undefined;
       this.stream.write(`\r\x1b[K${width ? progress.slice(0, width) : progress}`);
       this.barShown = true;
-    } else if (r.step > 0 && r.step !== this.lastPlainStep && (now - this.lastPlainMs >= this.plainIntervalMs || r.step === r.total_steps)) {
+    } else if (
+      r.step > 0 &&
+      r.step !== this.lastPlainStep &&
+      (now - this.lastPlainMs >= this.plainIntervalMs || r.step === r.total_steps)
+    ) {
       this.lastPlainMs = now;
       this.lastPlainStep = r.step;
       this.stream.write(`${progress}\n`);

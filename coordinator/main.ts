@@ -51,7 +51,8 @@ export class Coordinator {
     const registry = new WorkerRegistry(nc, log, opts.heartbeatMs ?? 1000, opts.lostAfterMs ?? 10_000);
     const c = new Coordinator(nc, store, registry, log);
     await c.recoverInterruptedJobs();
-    registry.onLost = (worker, job) => c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`));
+    registry.onLost = (worker, job) =>
+      c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`));
     registry.start();
     c.serve();
     nc.publish(jobSubjects.coordinatorHello); // workers that were up before us register again
@@ -64,8 +65,14 @@ export class Coordinator {
   private async recoverInterruptedJobs(): Promise<void> {
     for (const job of this.store.all()) {
       if (job.status !== "running" && job.status !== "preparing") continue;
-      const from = job.last_checkpoint ? `its checkpoint at step ${job.last_checkpoint.step}` : "the start (no checkpoint yet)";
-      await this.store.update(job.id, { status: "queued", message: `the coordinator restarted; resuming from ${from}`, workers: [] });
+      const from = job.last_checkpoint
+        ? `its checkpoint at step ${job.last_checkpoint.step}`
+        : "the start (no checkpoint yet)";
+      await this.store.update(job.id, {
+        status: "queued",
+        message: `the coordinator restarted; resuming from ${from}`,
+        workers: [],
+      });
       this.log.info({ job: job.id }, `resuming from ${from}`);
     }
   }
@@ -109,7 +116,12 @@ export class Coordinator {
     });
     this.nc.subscribe(jobSubjects.clusterStatus, {
       callback: (_err, msg) => {
-        msg.respond(encodeMessage(ClusterStatusReply, { workers: this.registry.status(), jobs_running: [...this.running.keys()] }));
+        msg.respond(
+          encodeMessage(ClusterStatusReply, {
+            workers: this.registry.status(),
+            jobs_running: [...this.running.keys()],
+          }),
+        );
       },
     });
   }
@@ -126,7 +138,8 @@ export class Coordinator {
         if (idle.length < want) {
           const { registered } = this.registry.counts();
           const message = `waiting for ${want} idle worker(s): ${idle.length} idle of ${registered} registered`;
-          if (job.status !== "waiting" || job.message !== message) await this.store.update(job.id, { status: "waiting", message });
+          if (job.status !== "waiting" || job.message !== message)
+            await this.store.update(job.id, { status: "waiting", message });
           continue;
         }
         this.start(job, idle.slice(0, want));

@@ -24,9 +24,7 @@ const encoder = new Encoder({ extensionCodec: typedArrayCodec, ignoreUndefined: 
 const decoder = new Decoder({ extensionCodec: typedArrayCodec });
 
 function describeIssues(err: z.ZodError): string {
-  return err.issues
-    .map((i) => `${i.path.length ? i.path.join(".") : "(message)"}: ${i.message}`)
-    .join("; ");
+  return err.issues.map((i) => `${i.path.length ? i.path.join(".") : "(message)"}: ${i.message}`).join("; ");
 }
 
 /** Validates `body` against the message schema and encodes it with the current protocol version. */
@@ -54,7 +52,10 @@ export function decodeMessage<M extends MessageType<z.ZodRawShape>>(type: M, byt
 /** Throws ProtocolVersionError unless `raw` is an object carrying this process's protocol version. */
 export function checkVersion(messageType: string, raw: unknown): void {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new ProtocolDecodeError(messageType, `expected a msgpack map, got ${Array.isArray(raw) ? "array" : typeof raw}`);
+    throw new ProtocolDecodeError(
+      messageType,
+      `expected a msgpack map, got ${Array.isArray(raw) ? "array" : typeof raw}`,
+    );
   }
   const v = (raw as { v?: unknown }).v;
   if (v !== PROTOCOL_VERSION) throw new ProtocolVersionError(messageType, PROTOCOL_VERSION, v);

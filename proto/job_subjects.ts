@@ -24,7 +24,8 @@ export const jobSubjects = {
   /** Published by a coordinator when it starts: workers register again. */
   coordinatorHello: `${ROOT}.coordinator.hello`,
   /** Request/reply from the coordinator to one worker. */
-  workerCommand: (workerId: string, command: WorkerCommand) => `${ROOT}.worker.${token("worker id", workerId)}.cmd.${command}`,
+  workerCommand: (workerId: string, command: WorkerCommand) =>
+    `${ROOT}.worker.${token("worker id", workerId)}.cmd.${command}`,
   workerCommandAll: (workerId: string) => `${ROOT}.worker.${token("worker id", workerId)}.cmd.*`,
 } as const;
 

@@ -94,7 +94,11 @@ export const TrainStepReply = defineMessage("TrainStepReply", {
   comm_wait_ms: z.number().optional(),
 });
 
-export const EvalStep = defineMessage("EvalStep", { job: SubjectToken, rows: Rows, micro_batch_rows: z.number().int().min(1) });
+export const EvalStep = defineMessage("EvalStep", {
+  job: SubjectToken,
+  rows: Rows,
+  micro_batch_rows: z.number().int().min(1),
+});
 export const EvalStepReply = defineMessage("EvalStepReply", {
   ...Ok,
   loss_sum: z.number().optional(),

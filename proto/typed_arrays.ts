@@ -15,7 +15,8 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
 }
 
 function viewOrCopy<T>(data: Uint8Array, make: (buf: ArrayBuffer, offset: number, length: number) => T): T {
-  if (data.byteLength % 4 !== 0) throw new RangeError(`typed array payload of ${data.byteLength} bytes is not a multiple of 4`);
+  if (data.byteLength % 4 !== 0)
+    throw new RangeError(`typed array payload of ${data.byteLength} bytes is not a multiple of 4`);
   if (data.byteOffset % 4 === 0) return make(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength / 4);
   const copy = new Uint8Array(data.byteLength);
   copy.set(data);

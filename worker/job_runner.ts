@@ -81,7 +81,10 @@ export class JobRunner {
   }
 
   /** Runs fn; its result becomes an ok reply, a thrown error an error reply naming the command's cause. */
-  private async reply<M extends Parameters<typeof encodeMessage>[0]>(type: M, fn: () => Promise<object>): Promise<Uint8Array> {
+  private async reply<M extends Parameters<typeof encodeMessage>[0]>(
+    type: M,
+    fn: () => Promise<object>,
+  ): Promise<Uint8Array> {
     try {
       return encodeMessage(type, { ok: true, ...(await fn()) } as unknown as Body<M>);
     } catch (err) {
@@ -92,7 +95,8 @@ export class JobRunner {
   }
 
   private active(job: string): ActiveJob {
-    if (!this.job || this.job.id !== job) throw new Error(`this worker is not assigned to job ${job}${this.job ? ` (it runs ${this.job.id})` : ""}`);
+    if (!this.job || this.job.id !== job)
+      throw new Error(`this worker is not assigned to job ${job}${this.job ? ` (it runs ${this.job.id})` : ""}`);
     return this.job;
   }
 
@@ -117,10 +121,26 @@ export class JobRunner {
     }
     if (m.model.adapter && !m.model.resume) await applyAdapter(model, m.model.adapter);
     if (m.lora && !model.loraSettings()) model.enableLora(m.lora);
-    this.log.info({ job: m.job, rank: m.rank, size: m.size, transport: m.transport, lora: !!model.loraSettings() }, "joining ring");
-    const transport = await connectTransport({ nc: this.nc, ring: m.ring, rank: m.rank, size: m.size, kind: m.transport, ...this.net });
+    this.log.info(
+      { job: m.job, rank: m.rank, size: m.size, transport: m.transport, lora: !!model.loraSettings() },
+      "joining ring",
+    );
+    const transport = await connectTransport({
+      nc: this.nc,
+      ring: m.ring,
+      rank: m.rank,
+      size: m.size,
+      kind: m.transport,
+      ...this.net,
+    });
     const o = m.optimizer;
-    const trainer = new Trainer(model, transport, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weight_decay, gradClip: o.grad_clip });
+    const trainer = new Trainer(model, transport, {
+      beta1: o.beta1,
+      beta2: o.beta2,
+      eps: o.eps,
+      weightDecay: o.weight_decay,
+      gradClip: o.grad_clip,
+    });
     this.job = { id: m.job, config, trainer };
     return { num_params: model.paramData().length, step };
   }
@@ -159,7 +179,16 @@ export class JobRunner {
     const model = this.active(m.job).trainer.model;
     const outputs: Int32Array[] = [];
     for (const prompt of m.prompts) {
-      outputs.push(await model.generate({ promptIds: prompt, maxNew: m.max_new, temperature: 0, topP: 1, seed: 0, eosIds: m.eos_ids }));
+      outputs.push(
+        await model.generate({
+          promptIds: prompt,
+          maxNew: m.max_new,
+          temperature: 0,
+          topP: 1,
+          seed: 0,
+          eosIds: m.eos_ids,
+        }),
+      );
     }
     return { outputs };
   }

@@ -32,7 +32,8 @@ export interface WorkerOptions {
  * is local: loopback both ways. Otherwise listen everywhere and let the transport advertise this host.
  */
 function dataPlaneHosts(opts: WorkerOptions): { listenHost?: string; advertiseHost?: string } {
-  if (opts.listenHost || opts.advertiseHost) return { listenHost: opts.listenHost, advertiseHost: opts.advertiseHost ?? opts.listenHost };
+  if (opts.listenHost || opts.advertiseHost)
+    return { listenHost: opts.listenHost, advertiseHost: opts.advertiseHost ?? opts.listenHost };
   const host = new URL(opts.natsUrl.replace(/^nats:/, "http:")).hostname;
   const local = host === "127.0.0.1" || host === "localhost" || host === "::1" || host === "[::1]";
   return local ? { listenHost: "127.0.0.1", advertiseHost: "127.0.0.1" } : {};
@@ -85,7 +86,10 @@ export class Worker {
     });
     for (let attempt = 0; !this.closed; attempt++) {
       try {
-        const reply = decodeMessage(WorkerRegisterReply, (await this.nc.request(subjects.workerRegister, request, { timeout: 2000 })).data);
+        const reply = decodeMessage(
+          WorkerRegisterReply,
+          (await this.nc.request(subjects.workerRegister, request, { timeout: 2000 })).data,
+        );
         if (!reply.ok) throw new Error(reply.error ?? "registration refused");
         this.startHeartbeats(reply.heartbeat_ms);
         this.log.info({ device: cpuDevice() }, "registered with the coordinator");
@@ -103,7 +107,13 @@ export class Worker {
       const job = this.runner.currentJob;
       this.nc.publish(
         subjects.workerHeartbeat(this.id),
-        encodeMessage(WorkerHeartbeat, { worker_id: this.id, seq: this.seq++, sent_at_ms: Date.now(), state: job ? "busy" : "idle", job }),
+        encodeMessage(WorkerHeartbeat, {
+          worker_id: this.id,
+          seq: this.seq++,
+          sent_at_ms: Date.now(),
+          state: job ? "busy" : "idle",
+          job,
+        }),
       );
     };
     beat();

@@ -11,8 +11,18 @@ export async function saveOptimizerState(model: NativeModel, dir: string): Promi
   const { m, v } = model.optimizerData();
   const tensors: WriteTensor[] = [];
   for (const p of model.trainableParams()) {
-    tensors.push({ name: `${p.name}.exp_avg`, shape: p.shape, dtype: "F32", data: m.subarray(p.offset, p.offset + p.size) });
-    tensors.push({ name: `${p.name}.exp_avg_sq`, shape: p.shape, dtype: "F32", data: v.subarray(p.offset, p.offset + p.size) });
+    tensors.push({
+      name: `${p.name}.exp_avg`,
+      shape: p.shape,
+      dtype: "F32",
+      data: m.subarray(p.offset, p.offset + p.size),
+    });
+    tensors.push({
+      name: `${p.name}.exp_avg_sq`,
+      shape: p.shape,
+      dtype: "F32",
+      data: v.subarray(p.offset, p.offset + p.size),
+    });
   }
   await writeSafetensors(path.join(dir, OPTIMIZER_FILE), tensors, { format: "pt", step: String(model.getStep()) });
 }
@@ -24,12 +34,20 @@ export async function loadOptimizerState(model: NativeModel, dir: string): Promi
   const { m, v } = model.optimizerData();
   const items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[] = [];
   for (const p of model.trainableParams()) {
-    for (const [suffix, buf] of [["exp_avg", m], ["exp_avg_sq", v]] as const) {
+    for (const [suffix, buf] of [
+      ["exp_avg", m],
+      ["exp_avg_sq", v],
+    ] as const) {
       const t = header.tensors.get(`${p.name}.${suffix}`);
       if (!t) throw new Error(`${file}: missing tensor ${p.name}.${suffix}`);
       if (t.dtype !== "F32" || t.shape.join(",") !== p.shape.join(","))
         throw new Error(`${file}: tensor ${p.name}.${suffix} is ${t.dtype} [${t.shape}], expected F32 [${p.shape}]`);
-      items.push({ fileOffset: t.fileOffset, dtype: "F32", count: p.size, dst: buf.subarray(p.offset, p.offset + p.size) });
+      items.push({
+        fileOffset: t.fileOffset,
+        dtype: "F32",
+        count: p.size,
+        dst: buf.subarray(p.offset, p.offset + p.size),
+      });
     }
   }
   await loadAddon().readTensors(file, items);

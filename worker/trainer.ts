@@ -47,7 +47,8 @@ export function microBatches(rows: Rows, per: number): MicroBatch[] {
   const T = rows.seq_len;
   for (let r0 = 0; r0 < rows.rows; r0 += per) {
     const n = Math.min(per, rows.rows - r0);
-    const a = r0 * T, b = (r0 + n) * T;
+    const a = r0 * T,
+      b = (r0 + n) * T;
     out.push({
       batch: {
         rows: n,
@@ -96,7 +97,11 @@ export class Trainer {
     for (const [i, mb] of parts.entries()) {
       // Only the last micro-batch's backward completes the gradient, so only it overlaps the all-reduce.
       const overlap = distributed && i === parts.length - 1;
-      const r = await model.forwardBackward(mb.batch, { backward: true, lossScale: req.lossScale, onGradsReady: overlap ? reduce : undefined });
+      const r = await model.forwardBackward(mb.batch, {
+        backward: true,
+        lossScale: req.lossScale,
+        onGradsReady: overlap ? reduce : undefined,
+      });
       lossSum += r.lossSum;
       targets += r.targets;
       addTaskSums(taskSums, model.tokenLosses(), mb.batch.labels, mb.tokenTask, req.rows.tasks);
@@ -126,7 +131,10 @@ export class Trainer {
     };
   }
 
-  async evaluate(rows: Rows, microBatchRows: number): Promise<{ lossSum: number; targets: number; taskSums: TaskSums }> {
+  async evaluate(
+    rows: Rows,
+    microBatchRows: number,
+  ): Promise<{ lossSum: number; targets: number; taskSums: TaskSums }> {
     const taskSums: TaskSums = {};
     let lossSum = 0;
     let targets = 0;

@@ -59,14 +59,20 @@ const preview: Command = {
     printStats(d);
     if (values.decode) {
       const limit = intFlag(values, "rows", 3);
-      rows.slice(0, limit).forEach((r, i) => console.log(`\n--- ${values.val ? "val" : "train"} row ${i} ---\n${decodeRow(r, d.setup.tokenizer)}`));
+      rows
+        .slice(0, limit)
+        .forEach((r, i) =>
+          console.log(`\n--- ${values.val ? "val" : "train"} row ${i} ---\n${decodeRow(r, d.setup.tokenizer)}`),
+        );
     }
     return 0;
   },
 };
 
 function describeDropped(s: DataStats): string {
-  const parts = Object.entries(s.dropped).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k}`);
+  const parts = Object.entries(s.dropped)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${n} ${k}`);
   return parts.length ? parts.join(", ") : "none";
 }
 
@@ -74,14 +80,24 @@ function printStats(d: BuiltDataset): void {
   const s = d.stats;
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   console.log(`records: ${s.recordsRead} read, ${s.recordsKept} kept; dropped: ${describeDropped(s)}`);
-  console.log(`         ${s.nearDuplicates} near-duplicate(s) reported, ${s.truncated} truncated, ${s.split} split into chunks${d.fromCache ? " (from cache)" : ""}`);
-  for (const src of s.sources) console.log(`  ${src.file}: ${src.read} read, ${src.valid} valid, ${src.mixed} examples in the training mix`);
+  console.log(
+    `         ${s.nearDuplicates} near-duplicate(s) reported, ${s.truncated} truncated, ${s.split} split into chunks${d.fromCache ? " (from cache)" : ""}`,
+  );
+  for (const src of s.sources)
+    console.log(`  ${src.file}: ${src.read} read, ${src.valid} valid, ${src.mixed} examples in the training mix`);
   console.log("per task_type (training mix):");
   for (const [task, t] of Object.entries(s.perTask).sort()) {
-    console.log(`  ${task.padEnd(24)} ${String(t.examples).padStart(8)} examples ${String(t.tokens).padStart(10)} tokens ${String(t.targets).padStart(10)} targets`);
+    console.log(
+      `  ${task.padEnd(24)} ${String(t.examples).padStart(8)} examples ${String(t.tokens).padStart(10)} tokens ${String(t.targets).padStart(10)} targets`,
+    );
   }
-  for (const [name, x] of [["train", s.train], ["val", s.val]] as const) {
-    console.log(`${name}: ${x.examples} examples, ${x.rows} rows, ${x.tokens} tokens, ${x.targets} targets, packing efficiency ${pct(x.efficiency)} (${x.tokens}/${x.rowTokens})`);
+  for (const [name, x] of [
+    ["train", s.train],
+    ["val", s.val],
+  ] as const) {
+    console.log(
+      `${name}: ${x.examples} examples, ${x.rows} rows, ${x.tokens} tokens, ${x.targets} targets, packing efficiency ${pct(x.efficiency)} (${x.tokens}/${x.rowTokens})`,
+    );
   }
 }
 

@@ -25,19 +25,24 @@ export const exportCommand: Command = {
       dtype: { type: "string", default: "F32" },
     });
     // --merge is the only export there is; it is required so the command says what it does
-    if (!values.merge) throw new UsageError("--merge is required (export writes the base model with the adapter merged in)");
+    if (!values.merge)
+      throw new UsageError("--merge is required (export writes the base model with the adapter merged in)");
     const base = requireFlag(values, "model");
     const adapter = requireFlag(values, "adapter");
     const out = requireFlag(values, "out");
     const dtype = values.dtype;
     if (dtype !== "F32" && dtype !== "BF16") throw new UsageError(`--dtype must be F32 or BF16, got '${dtype}'`);
-    if (path.resolve(out) === path.resolve(base)) throw new UsageError(`--out ${out} is the base model folder; write the merged model elsewhere`);
-    if (path.resolve(out) === path.resolve(adapter)) throw new UsageError(`--out ${out} is the adapter folder; write the merged model elsewhere`);
+    if (path.resolve(out) === path.resolve(base))
+      throw new UsageError(`--out ${out} is the base model folder; write the merged model elsewhere`);
+    if (path.resolve(out) === path.resolve(adapter))
+      throw new UsageError(`--out ${out} is the adapter folder; write the merged model elsewhere`);
     const { model, config } = await loadModel(base);
     const settings = await applyAdapter(model, adapter);
     await model.mergeLora();
     await saveModel(model, config, out, { dtype, sourceDir: base });
     const scale = settings.rslora ? settings.alpha / Math.sqrt(settings.rank) : settings.alpha / settings.rank;
-    console.error(`wrote ${out}: ${base} + ${adapter} (r ${settings.rank}, scale ${scale}, ${settings.targets.join(" ")}), ${dtype}`);
+    console.error(
+      `wrote ${out}: ${base} + ${adapter} (r ${settings.rank}, scale ${scale}, ${settings.targets.join(" ")}), ${dtype}`,
+    );
   },
 };

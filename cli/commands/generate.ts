@@ -12,7 +12,13 @@ Temperature 0 (the default) is greedy decoding; otherwise tokens are sampled fro
 Stops after --max-new tokens or on an EOS id (generation_config.json, else config.json).
 --adapter applies a PEFT LoRA adapter folder to the model first.`;
 
-function numberFlag(values: Record<string, unknown>, name: string, fallback: number, ok: (n: number) => boolean, want: string): number {
+function numberFlag(
+  values: Record<string, unknown>,
+  name: string,
+  fallback: number,
+  ok: (n: number) => boolean,
+  want: string,
+): number {
   const v = values[name];
   if (v === undefined) return fallback;
   const n = Number(v);

@@ -10,7 +10,14 @@ export function formatJobsTable(records: JobRecordBody[]): string {
   if (records.length === 0) return "no jobs yet ('ringtune submit JOB.yaml' submits one)";
   return formatTable(
     ["ID", "STATUS", "STEP", "TOTAL", "LOSS", "OUTPUT"],
-    records.map((r) => [r.id, r.status, String(r.step), String(r.total_steps), formatLoss(r.train_loss.last), r.output]),
+    records.map((r) => [
+      r.id,
+      r.status,
+      String(r.step),
+      String(r.total_steps),
+      formatLoss(r.train_loss.last),
+      r.output,
+    ]),
   );
 }
 

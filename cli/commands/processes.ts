@@ -5,7 +5,6 @@ import { Worker } from "../../worker/main.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
 
-
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
   return new Promise((resolve) => {
@@ -31,7 +30,8 @@ export const coordinatorCommand: Command = {
 export const workerCommand: Command = {
   name: "worker",
   summary: "run a worker: trains the jobs the coordinator assigns it",
-  usage: "usage: ringtune worker [--nats URL] [--id ID] [--device cpu] [--listen-host HOST] [--advertise-host HOST]   (default id: host-pid)",
+  usage:
+    "usage: ringtune worker [--nats URL] [--id ID] [--device cpu] [--listen-host HOST] [--advertise-host HOST]   (default id: host-pid)",
   async run(argv) {
     const { values } = parseFlags(argv, {
       nats: { type: "string" },
@@ -43,10 +43,15 @@ export const workerCommand: Command = {
     const device = (values.device as string | undefined) ?? "cpu";
     if (device !== "cpu") {
       // The CUDA backend is its own piece of work; until it lands a GPU node runs CPU workers.
-      throw new UsageError(`--device ${device}: this build has only the CPU backend; start CPU workers (make cluster-up WORKER_DEVICE=cpu)`);
+      throw new UsageError(
+        `--device ${device}: this build has only the CPU backend; start CPU workers (make cluster-up WORKER_DEVICE=cpu)`,
+      );
     }
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
-    const w = await Worker.start({ natsUrl: natsUrl(values.nats as string | undefined), id, listenHost: values["listen-host"] as string | undefined,
+    const w = await Worker.start({
+      natsUrl: natsUrl(values.nats as string | undefined),
+      id,
+      listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,
     });
     return untilSignal(() => w.close());

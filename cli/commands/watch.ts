@@ -8,14 +8,16 @@ import { natsUrl, withNats } from "../nats_connect.js";
 export const watch: Command = {
   name: "watch",
   summary: "follow a job until it ends (progress, then its final status)",
-  usage: "usage: ringtune watch ID [--json] [--nats URL]\n  --json   the last line of stdout is the final job record as JSON",
+  usage:
+    "usage: ringtune watch ID [--json] [--nats URL]\n  --json   the last line of stdout is the final job record as JSON",
   async run(argv) {
     const { values, positionals } = parseFlags(argv, { json: { type: "boolean" }, nats: { type: "string" } }, true);
     if (positionals.length !== 1) throw new UsageError(`expected one job id, got ${positionals.length}`);
     const id = positionals[0]!;
     return withNats(natsUrl(values.nats), async (nc) => {
       // A watch on a key that never existed would wait forever: check first.
-      if (!(await getJob(await openJobs(nc), id))) throw new JobNotFoundError(`no job '${id}' ('ringtune jobs' lists them)`);
+      if (!(await getJob(await openJobs(nc), id)))
+        throw new JobNotFoundError(`no job '${id}' ('ringtune jobs' lists them)`);
       return followToEnd(nc, id, Boolean(values.json));
     });
   },

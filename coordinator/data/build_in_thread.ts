@@ -7,7 +7,8 @@ import { buildDataset, type BuiltDataset, type DataSpec } from "./pipeline.js";
 import type { Row } from "./row.js";
 import { setupText } from "./setup.js";
 
-type ThreadResult = { ok: true; data: CachedDataset & { failed: boolean; fromCache: boolean } } | { ok: false; error: string };
+type ThreadResult =
+  { ok: true; data: CachedDataset & { failed: boolean; fromCache: boolean } } | { ok: false; error: string };
 
 /** buildDataset in a worker thread; the tokenizer and template are set up again here (cheap, not cloneable). */
 export function buildDatasetInThread(spec: DataSpec): Promise<BuiltDataset> {

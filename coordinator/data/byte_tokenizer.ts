@@ -26,7 +26,9 @@ export class ByteTokenizer implements TextTokenizer {
     // Longest first so that a special token that is a prefix of another never wins.
     const alts = [...this.specials].sort((a, b) => b.length - a.length).map(escapeRegExp);
     this.splitter = alts.length ? new RegExp(`(${alts.join("|")})`) : null;
-    this.fingerprint = createHash("sha256").update(`byte:${this.specials.join("\u0000")}`).digest("hex");
+    this.fingerprint = createHash("sha256")
+      .update(`byte:${this.specials.join("\u0000")}`)
+      .digest("hex");
   }
 
   tokenId(special: string): number | undefined {

@@ -76,13 +76,21 @@ export function writeCache(dir: string, key: string, data: CachedDataset): void 
   const total = rows.reduce((a, r) => a + r.inputIds.length * FIELDS.length, 0);
   const all = new Int32Array(total);
   let off = 0;
-  for (const r of rows) for (const f of FIELDS) {
-    all.set(r[f], off);
-    off += r[f].length;
-  }
+  for (const r of rows)
+    for (const f of FIELDS) {
+      all.set(r[f], off);
+      off += r[f].length;
+    }
   writeFileSync(path.join(tmp, "rows.bin"), new Uint8Array(all.buffer));
   const split = (rs: Row[]) => ({ lengths: rs.map((r) => r.inputIds.length), taskTypes: rs.map((r) => r.taskTypes) });
-  writeFileSync(path.join(tmp, "meta.json"), JSON.stringify({ stats: data.stats, problems: data.problems, splits: { train: split(data.train), val: split(data.val) } }));
+  writeFileSync(
+    path.join(tmp, "meta.json"),
+    JSON.stringify({
+      stats: data.stats,
+      problems: data.problems,
+      splits: { train: split(data.train), val: split(data.val) },
+    }),
+  );
   const final = path.join(dir, key);
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);

@@ -22,7 +22,8 @@ export function checkTurns(messages: Message[]): string | null {
     const n = `turn ${i + 1}`;
     if (m.role === "system") return `${n}: system message after the first turn`;
     if (m.role === "assistant") {
-      if (expect === "user") return `${n}: turns do not alternate (assistant after ${i === 0 || messages[i - 1].role === "system" ? "no user turn" : "assistant"})`;
+      if (expect === "user")
+        return `${n}: turns do not alternate (assistant after ${i === 0 || messages[i - 1].role === "system" ? "no user turn" : "assistant"})`;
       if (expect === "tool") return `${n}: tool call has no tool result`;
       const calls = m.toolCalls?.length ?? 0;
       if (calls === 0 && m.content.trim() === "") return `${n}: empty response`;

@@ -47,7 +47,10 @@ const SHINGLE = 5; // characters, so Chinese text without spaces works the same 
 const BANDS = 8;
 const ROWS = 4; // 32 hashes; pairs with Jaccard 0.8 become candidates with probability 0.98
 const HASHES = BANDS * ROWS;
-const SEEDS = Array.from({ length: HASHES }, (_, k) => [Math.imul(k + 1, 0x9e3779b1) | 1, Math.imul(k + 7, 0x85ebca6b)] as const);
+const SEEDS = Array.from(
+  { length: HASHES },
+  (_, k) => [Math.imul(k + 1, 0x9e3779b1) | 1, Math.imul(k + 7, 0x85ebca6b)] as const,
+);
 
 export function minhash(text: string): Uint32Array | null {
   const s = text.replace(/\s+/g, " ").trim().toLowerCase();
@@ -97,7 +100,8 @@ export function findNearDuplicates(records: DataRecord[], threshold = 0.8): Near
         if (jac >= threshold && (!best || jac > best.jac)) best = { j, jac };
       } else buckets[b].set(key, i);
     }
-    if (best && !r.tags.includes(ROBUSTNESS_TAG)) out.push({ record: r, similarTo: records[best.j].source, jaccard: best.jac });
+    if (best && !r.tags.includes(ROBUSTNESS_TAG))
+      out.push({ record: r, similarTo: records[best.j].source, jaccard: best.jac });
   });
   return out;
 }

@@ -37,22 +37,35 @@ export type FitResult =
  * alone does not fit is dropped, since cutting the answer would teach the model to stop mid-way or
  * never. Text: split into consecutive chunks, every token still a target exactly once.
  */
-export function fitToRow(x: { inputIds: Int32Array; labels: Int32Array }, seqLen: number, isText: boolean, policy: OverlongPolicy): FitResult {
+export function fitToRow(
+  x: { inputIds: Int32Array; labels: Int32Array },
+  seqLen: number,
+  isText: boolean,
+  policy: OverlongPolicy,
+): FitResult {
   const n = x.inputIds.length;
   if (n <= seqLen) return { kind: "fits", parts: [x] };
   if (isText) {
     const parts = [];
-    for (let s = 0; s < n; s += seqLen) parts.push({ inputIds: x.inputIds.subarray(s, s + seqLen), labels: x.labels.subarray(s, s + seqLen) });
+    for (let s = 0; s < n; s += seqLen)
+      parts.push({ inputIds: x.inputIds.subarray(s, s + seqLen), labels: x.labels.subarray(s, s + seqLen) });
     return { kind: "split", parts };
   }
-  if (policy === "drop") return { kind: "dropped", reason: `too long: ${n} positions > seq_len ${seqLen} (overlong: drop)` };
+  if (policy === "drop")
+    return { kind: "dropped", reason: `too long: ${n} positions > seq_len ${seqLen} (overlong: drop)` };
   let lastTarget = n - 1;
   while (lastTarget >= 0 && x.labels[lastTarget] === IGNORE) lastTarget--;
   let answerStart = lastTarget;
   while (answerStart > 0 && x.labels[answerStart - 1] !== IGNORE) answerStart--;
   if (lastTarget < 0 || lastTarget - answerStart + 1 > seqLen) {
-    return { kind: "dropped", reason: `too long: ${n} positions > seq_len ${seqLen} and the final answer alone does not fit` };
+    return {
+      kind: "dropped",
+      reason: `too long: ${n} positions > seq_len ${seqLen} and the final answer alone does not fit`,
+    };
   }
   const start = lastTarget + 1 - seqLen;
-  return { kind: "truncated", parts: [{ inputIds: x.inputIds.slice(start, lastTarget + 1), labels: x.labels.slice(start, lastTarget + 1) }] };
+  return {
+    kind: "truncated",
+    parts: [{ inputIds: x.inputIds.slice(start, lastTarget + 1), labels: x.labels.slice(start, lastTarget + 1) }],
+  };
 }

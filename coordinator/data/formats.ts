@@ -9,7 +9,10 @@ export const DATA_FORMATS = ["auto", "alpaca", "sharegpt", "openai", "text"] as 
 export type DataFormat = (typeof DATA_FORMATS)[number];
 
 const meta = {
-  task_type: z.string().regex(/^[^/\s]+(\/[^/\s]+)?$/, "task_type must be one or two levels, like 'reasoning/cot'").optional(),
+  task_type: z
+    .string()
+    .regex(/^[^/\s]+(\/[^/\s]+)?$/, "task_type must be one or two levels, like 'reasoning/cot'")
+    .optional(),
   tags: z.array(z.string()).optional(),
   response_format: z.literal("json").optional(),
 };
@@ -66,7 +69,8 @@ export function detectFormat(value: unknown): Exclude<DataFormat, "auto"> | null
 
 export function normalizeRecord(value: unknown, format: DataFormat, source: Source): NormalizeResult {
   const f = format === "auto" ? detectFormat(value) : format;
-  if (f === null) return { error: "cannot detect format: expected 'messages', 'conversations', 'instruction'/'output' or 'text'" };
+  if (f === null)
+    return { error: "cannot detect format: expected 'messages', 'conversations', 'instruction'/'output' or 'text'" };
   const schema = { alpaca: alpacaSchema, sharegpt: sharegptSchema, openai: openaiSchema, text: textSchema }[f];
   const parsed = schema.safeParse(value);
   if (!parsed.success) return { error: `${f}: ${describeIssue(parsed.error.issues[0])}` };
@@ -80,9 +84,17 @@ export function normalizeRecord(value: unknown, format: DataFormat, source: Sour
   };
   switch (f) {
     case "text":
-      return { record: { ...base, kind: "text", text: (parsed.data as z.infer<typeof textSchema>).text } satisfies TextRecord };
+      return {
+        record: { ...base, kind: "text", text: (parsed.data as z.infer<typeof textSchema>).text } satisfies TextRecord,
+      };
     case "alpaca":
-      return { record: { ...base, kind: "chat", messages: fromAlpaca(parsed.data as z.infer<typeof alpacaSchema>) } satisfies ChatRecord };
+      return {
+        record: {
+          ...base,
+          kind: "chat",
+          messages: fromAlpaca(parsed.data as z.infer<typeof alpacaSchema>),
+        } satisfies ChatRecord,
+      };
     case "sharegpt":
       return fromSharegpt(parsed.data as z.infer<typeof sharegptSchema>, base);
     case "openai":
@@ -161,7 +173,10 @@ function parseToolCallJson(value: string): { calls: ToolCall[] } | { error: stri
       return { error: "needs a 'name'" };
     }
     const args = (c as { arguments?: unknown }).arguments ?? {};
-    calls.push({ name: (c as { name: string }).name, arguments: typeof args === "string" ? args : JSON.stringify(args) });
+    calls.push({
+      name: (c as { name: string }).name,
+      arguments: typeof args === "string" ? args : JSON.stringify(args),
+    });
   }
   return { calls };
 }
@@ -185,7 +200,8 @@ function fromOpenai(d: z.infer<typeof openaiSchema>, base: Base): NormalizeResul
     if (m.tool_calls?.length) {
       msg.toolCalls = m.tool_calls.map((c) => ({
         name: c.function.name,
-        arguments: typeof c.function.arguments === "string" ? c.function.arguments : JSON.stringify(c.function.arguments),
+        arguments:
+          typeof c.function.arguments === "string" ? c.function.arguments : JSON.stringify(c.function.arguments),
       }));
     }
     if (m.name) msg.name = m.name;

@@ -50,7 +50,8 @@ export class HfTokenizer implements TextTokenizer {
     this.bosToken = tokenText(this.config.bos_token);
     this.bosId = this.bosToken === null ? null : this.requireId(this.bosToken, "bos_token");
     const eos = tokenText(this.config.eos_token);
-    if (eos === null) throw new Error(`${dir}/tokenizer_config.json: eos_token is required (the model must learn to stop)`);
+    if (eos === null)
+      throw new Error(`${dir}/tokenizer_config.json: eos_token is required (the model must learn to stop)`);
     this.eosToken = eos;
     this.eosId = this.requireId(eos, "eos_token");
     const pad = tokenText(this.config.pad_token);

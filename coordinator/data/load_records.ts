@@ -14,7 +14,12 @@ export interface LoadedSource {
   read: number;
 }
 
-export function loadSource(src: DataSource, sourceIndex: number, displayName: string, progress?: Progress): LoadedSource {
+export function loadSource(
+  src: DataSource,
+  sourceIndex: number,
+  displayName: string,
+  progress?: Progress,
+): LoadedSource {
   const raws = readRecords(src.path);
   const records: DataRecord[] = [];
   const problems: Problem[] = [];

@@ -22,7 +22,8 @@ export function targetSpans(chat: RenderedChat, opts: LabelOptions): [number, nu
   for (const p of chat.parts) if (p.kind === "answer") lastAnswer = Math.max(lastAnswer, p.message);
   const spans: [number, number][] = [];
   for (const p of chat.parts) {
-    const isTarget = p.kind === "answer" ? !opts.lastTurnOnly || p.message === lastAnswer : p.kind === "prompt" && opts.trainOnPrompt;
+    const isTarget =
+      p.kind === "answer" ? !opts.lastTurnOnly || p.message === lastAnswer : p.kind === "prompt" && opts.trainOnPrompt;
     if (!isTarget || p.end === p.start) continue;
     const last = spans[spans.length - 1];
     if (last && last[1] === p.start) last[1] = p.end;

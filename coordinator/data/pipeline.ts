@@ -21,7 +21,19 @@ import { tokenizeRecords } from "./tokenize_records.js";
 
 export type DataSpec = Pick<
   JobSpec,
-  "model" | "tokenizer" | "template" | "data" | "val_size" | "seq_len" | "packing" | "train_on_prompt" | "last_turn_only" | "on_bad_record" | "overlong" | "seed" | "cache_dir"
+  | "model"
+  | "tokenizer"
+  | "template"
+  | "data"
+  | "val_size"
+  | "seq_len"
+  | "packing"
+  | "train_on_prompt"
+  | "last_turn_only"
+  | "on_bad_record"
+  | "overlong"
+  | "seed"
+  | "cache_dir"
 >;
 
 export interface BuildOptions {
@@ -92,19 +104,40 @@ function build(spec: DataSpec, setup: TextSetup, progress: Progress, display: (f
     all.push(...loaded.records);
     return { file: display(src.path), read: loaded.read, valid: loaded.records.length, mixed: 0 };
   });
-  progress.note(`data: read ${all.length + problems.length} records from ${sources.length} file(s), ${problems.length} invalid`);
+  progress.note(
+    `data: read ${all.length + problems.length} records from ${sources.length} file(s), ${problems.length} invalid`,
+  );
 
   const dups = removeExactDuplicates(all);
   for (const d of dups.removed) {
-    problems.push(problemAt(d.record.source, "duplicate", `exact duplicate of ${d.firstSeen.file}:${d.firstSeen.line}`));
+    problems.push(
+      problemAt(d.record.source, "duplicate", `exact duplicate of ${d.firstSeen.file}:${d.firstSeen.line}`),
+    );
   }
   const near = findNearDuplicates(dups.kept);
   for (const n of near) {
-    problems.push(problemAt(n.record.source, "near-duplicate", `response nearly duplicates ${n.similarTo.file}:${n.similarTo.line} (MinHash Jaccard ~${n.jaccard.toFixed(2)}); kept`, false));
+    problems.push(
+      problemAt(
+        n.record.source,
+        "near-duplicate",
+        `response nearly duplicates ${n.similarTo.file}:${n.similarTo.line} (MinHash Jaccard ~${n.jaccard.toFixed(2)}); kept`,
+        false,
+      ),
+    );
   }
 
-  const { train: trainRecords, val: valRecords } = stratifiedSplit(dups.kept, (r) => r.taskType, spec.val_size, subSeed(spec.seed, "val"));
-  const settings = { seqLen: spec.seq_len, overlong: spec.overlong, trainOnPrompt: spec.train_on_prompt, lastTurnOnly: spec.last_turn_only };
+  const { train: trainRecords, val: valRecords } = stratifiedSplit(
+    dups.kept,
+    (r) => r.taskType,
+    spec.val_size,
+    subSeed(spec.seed, "val"),
+  );
+  const settings = {
+    seqLen: spec.seq_len,
+    overlong: spec.overlong,
+    trainOnPrompt: spec.train_on_prompt,
+    lastTurnOnly: spec.last_turn_only,
+  };
   const tr = tokenizeRecords(trainRecords, setup.tokenizer, setup.template, settings, "tokenizing train", progress);
   const va = tokenizeRecords(valRecords, setup.tokenizer, setup.template, settings, "tokenizing val", progress);
   problems.push(...tr.problems, ...va.problems);
@@ -118,7 +151,9 @@ function build(spec: DataSpec, setup: TextSetup, progress: Progress, display: (f
   for (const e of mixed) sources[e.sourceIndex].mixed++;
 
   const toRows = (examples: Example[], label: string): Row[] => {
-    const rows = spec.packing ? packExamples(examples, spec.seq_len, setup.tokenizer.padId) : unpackedRows(examples, setup.tokenizer.padId);
+    const rows = spec.packing
+      ? packExamples(examples, spec.seq_len, setup.tokenizer.padId)
+      : unpackedRows(examples, setup.tokenizer.padId);
     // Packing sorts by length; shuffled rows keep long and short examples spread over the steps.
     return spec.packing ? shuffleInPlace(rows, makeRng(subSeed(spec.seed, `rows:${label}`))) : rows;
   };
@@ -140,6 +175,8 @@ function build(spec: DataSpec, setup: TextSetup, progress: Progress, display: (f
     train: splitStats(mixed, train),
     val: splitStats(va.examples, val),
   };
-  progress.note(`data: built in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${train.length} train rows, ${val.length} val rows`);
+  progress.note(
+    `data: built in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${train.length} train rows, ${val.length} val rows`,
+  );
   return { train, val, stats, problems };
 }

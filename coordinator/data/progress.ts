@@ -5,7 +5,10 @@ export class Progress {
   private shown = false;
   private readonly tty = Boolean(process.stderr.isTTY);
 
-  constructor(private readonly quiet: boolean, private readonly intervalMs = 500) {}
+  constructor(
+    private readonly quiet: boolean,
+    private readonly intervalMs = 500,
+  ) {}
 
   update(stage: string, done: number, total?: number): void {
     if (this.quiet) return;

@@ -33,7 +33,8 @@ export function setupText(spec: Pick<JobSpec, "tokenizer" | "model" | "template"
   if (where !== "byte" && !existsSync(where)) throw new Error(`tokenizer folder not found: ${where}`);
   if (spec.template === "model") {
     const dir = where !== "byte" ? where : spec.model.path;
-    if (!dir) throw new Error("template: model needs a model folder with tokenizer_config.json (model.path or tokenizer)");
+    if (!dir)
+      throw new Error("template: model needs a model folder with tokenizer_config.json (model.path or tokenizer)");
     const config = readTokenizerConfig(dir);
     const source = chatTemplateSource(config, dir);
     const template = new JinjaTemplate(source, config);

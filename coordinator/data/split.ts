@@ -6,7 +6,12 @@ import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
  * more, so small tasks are not left out); valSize >= 1: that many records in all, spread over task_types
  * in proportion to their sizes.
  */
-export function stratifiedSplit<T>(items: T[], taskOf: (x: T) => string, valSize: number, seed: number): { train: T[]; val: T[] } {
+export function stratifiedSplit<T>(
+  items: T[],
+  taskOf: (x: T) => string,
+  valSize: number,
+  seed: number,
+): { train: T[]; val: T[] } {
   if (valSize <= 0) return { train: items, val: [] };
   const groups = new Map<string, number[]>();
   items.forEach((x, i) => {

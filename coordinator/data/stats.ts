@@ -51,7 +51,14 @@ export function splitStats(examples: Example[], rows: Row[]): SplitStats {
     for (const l of e.labels) if (l !== -100) targets++;
   }
   const rowTokens = rows.reduce((a, r) => a + r.inputIds.length, 0);
-  return { examples: examples.length, rows: rows.length, tokens, targets, rowTokens, efficiency: rowTokens ? tokens / rowTokens : 0 };
+  return {
+    examples: examples.length,
+    rows: rows.length,
+    tokens,
+    targets,
+    rowTokens,
+    efficiency: rowTokens ? tokens / rowTokens : 0,
+  };
 }
 
 export function taskStats(examples: Example[]): Record<string, TaskStats> {

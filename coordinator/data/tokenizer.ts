@@ -27,7 +27,11 @@ export interface TextTokenizer {
  * SentencePiece prefix space) each cut's count is the common prefix of encode(text[0:cut]) with the
  * whole text's ids: the tokens the model sees are always those of the whole text.
  */
-export function cutsByPieces(enc: (s: string) => number[], text: string, cuts: number[]): { ids: number[]; cutTokens: number[] } {
+export function cutsByPieces(
+  enc: (s: string) => number[],
+  text: string,
+  cuts: number[],
+): { ids: number[]; cutTokens: number[] } {
   const ids = enc(text);
   const cutTokens: number[] = [];
   let prev = 0;

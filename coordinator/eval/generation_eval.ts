@@ -8,7 +8,7 @@ import type { JobSpec } from "../spec/job_spec.js";
 import type { DataFormat } from "../data/formats.js";
 import { normalizeRecord } from "../data/formats.js";
 import { readRecords } from "../data/read.js";
-import type { Message, Source } from "../data/records.js";
+import type { Source } from "../data/records.js";
 import type { TextSetup } from "../data/setup.js";
 
 export interface EvalPrompt {
@@ -50,7 +50,9 @@ export interface GenerationEvalReport {
 export class GenerationEvalError extends Error {
   override name = "GenerationEvalError";
   constructor(readonly problems: string[]) {
-    super(`generation_eval: ${problems.length} bad record(s):\n  ${problems.slice(0, 20).join("\n  ")}${problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : ""}`);
+    super(
+      `generation_eval: ${problems.length} bad record(s):\n  ${problems.slice(0, 20).join("\n  ")}${problems.length > 20 ? `\n  ... and ${problems.length - 20} more` : ""}`,
+    );
   }
 }
 
@@ -124,7 +126,14 @@ export function loadEvalPrompts(
       continue;
     }
     const question = before[lastIndexOf(before, (m) => m.role === "user")].content;
-    prompts.push({ ids: Int32Array.from(setup.tokenizer.encode(text)), text, expected: answer.content, taskType: r.taskType, question, source });
+    prompts.push({
+      ids: Int32Array.from(setup.tokenizer.encode(text)),
+      text,
+      expected: answer.content,
+      taskType: r.taskType,
+      question,
+      source,
+    });
   }
   if (problems.length) throw new GenerationEvalError(problems);
   if (prompts.length === 0) throw new GenerationEvalError([`${file}: no records`]);
@@ -156,7 +165,11 @@ export function evalStopIds(setup: TextSetup): Int32Array {
 }
 
 /** The generated answer as text: tokens up to (not including) the first stop token. */
-export function decodeAnswer(output: ArrayLike<number>, setup: TextSetup, stopIds: ArrayLike<number> = evalStopIds(setup)): string {
+export function decodeAnswer(
+  output: ArrayLike<number>,
+  setup: TextSetup,
+  stopIds: ArrayLike<number> = evalStopIds(setup),
+): string {
   const stop = new Set(Array.from(stopIds));
   let end = 0;
   while (end < output.length && !stop.has(output[end])) end++;
@@ -194,11 +207,22 @@ interface Tally {
 }
 
 const share = (k: number, n: number) => (n === 0 ? 0 : k / n);
-const finish = (t: Tally): TaskScore => ({ count: t.count, json_valid: share(t.valid, t.count), exact_match: share(t.exact, t.count), samples: t.samples });
+const finish = (t: Tally): TaskScore => ({
+  count: t.count,
+  json_valid: share(t.valid, t.count),
+  exact_match: share(t.exact, t.count),
+  samples: t.samples,
+});
 
 /** Scores each prompt's output (token ids as generated, a stop token and anything after it ignored). */
-export function scoreGenerations(prompts: EvalPrompt[], outputs: ArrayLike<number>[], setup: TextSetup, opts: { maxNewTokens?: number } = {}): GenerationEvalReport {
-  if (outputs.length !== prompts.length) throw new Error(`scoreGenerations: ${prompts.length} prompts but ${outputs.length} outputs`);
+export function scoreGenerations(
+  prompts: EvalPrompt[],
+  outputs: ArrayLike<number>[],
+  setup: TextSetup,
+  opts: { maxNewTokens?: number } = {},
+): GenerationEvalReport {
+  if (outputs.length !== prompts.length)
+    throw new Error(`scoreGenerations: ${prompts.length} prompts but ${outputs.length} outputs`);
   const stop = evalStopIds(setup);
   const all: Tally = { count: 0, valid: 0, exact: 0, samples: [] };
   const byTask = new Map<string, Tally>();
@@ -234,12 +258,23 @@ export function formatReport(before: GenerationEvalReport | null, after: Generat
     `${b ? pct(b[k]) : "-"} -> ${a ? pct(a[k]) : "-"}`;
   const rows: string[][] = [["task_type", "n", "json_valid", "exact_match"]];
   for (const n of names) {
-    const b = before?.tasks[n], a = after?.tasks[n];
+    const b = before?.tasks[n],
+      a = after?.tasks[n];
     rows.push([n, String((a ?? b)!.count), cell(b, a, "json_valid"), cell(b, a, "exact_match")]);
   }
-  rows.push(["all", String(ref.overall.count), cell(before?.overall, after?.overall, "json_valid"), cell(before?.overall, after?.overall, "exact_match")]);
+  rows.push([
+    "all",
+    String(ref.overall.count),
+    cell(before?.overall, after?.overall, "json_valid"),
+    cell(before?.overall, after?.overall, "exact_match"),
+  ]);
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  const lines = rows.map((r) => r.map((s, c) => (c === 1 ? s.padStart(widths[c]) : s.padEnd(widths[c]))).join("  ").trimEnd());
+  const lines = rows.map((r) =>
+    r
+      .map((s, c) => (c === 1 ? s.padStart(widths[c]) : s.padEnd(widths[c])))
+      .join("  ")
+      .trimEnd(),
+  );
   lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
   const out = ["generation eval on held-out prompts (before -> after training):", ...lines.map((l) => `  ${l}`)];
   if (after) {

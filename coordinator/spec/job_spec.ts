@@ -25,7 +25,9 @@ export const modelSchema = z
     /** a PEFT LoRA adapter folder to continue training (method: lora) */
     adapter: z.string().min(1).optional(),
   })
-  .refine((m) => (m.path === undefined) !== (m.init === undefined), { message: "give exactly one of 'path' or 'init'" });
+  .refine((m) => (m.path === undefined) !== (m.init === undefined), {
+    message: "give exactly one of 'path' or 'init'",
+  });
 
 export const dataSpecShape = {
   model: modelSchema,

@@ -12,15 +12,22 @@ export class SpecError extends Error {
 /** Every zod issue as `where: what`, unknown keys named. */
 export function formatSpecIssues(issues: z.core.$ZodIssue[]): string[] {
   return issues.map((i) => {
-    const where = i.path.length ? i.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("").replace(/^\./, "") : "(top level)";
-    if (i.code === "unrecognized_keys") return `${where}: unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => `'${k}'`).join(", ")}`;
+    const where = i.path.length
+      ? i.path
+          .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
+          .join("")
+          .replace(/^\./, "")
+      : "(top level)";
+    if (i.code === "unrecognized_keys")
+      return `${where}: unknown key${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => `'${k}'`).join(", ")}`;
     return `${where}: ${i.message}`;
   });
 }
 
 export function parseSpec(value: unknown, where: string, baseDir: string): JobSpec {
   const r = jobSpecSchema.safeParse(value);
-  if (!r.success) throw new SpecError(`${where}: invalid job spec:\n  ${formatSpecIssues(r.error.issues).join("\n  ")}`);
+  if (!r.success)
+    throw new SpecError(`${where}: invalid job spec:\n  ${formatSpecIssues(r.error.issues).join("\n  ")}`);
   return resolvePaths(r.data, baseDir);
 }
 

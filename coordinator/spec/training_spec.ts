@@ -97,6 +97,11 @@ export function checkTrainingKeys(
   if (spec.warmup_ratio !== undefined && spec.warmup_steps !== undefined)
     ctx.addIssue({ code: "custom", path: ["warmup_steps"], message: "give warmup_ratio or warmup_steps, not both" });
   if (spec.global_batch_tokens !== undefined && spec.global_batch_rows !== undefined)
-    ctx.addIssue({ code: "custom", path: ["global_batch_rows"], message: "give global_batch_tokens or global_batch_rows, not both" });
-  if (spec.min_lr > spec.lr) ctx.addIssue({ code: "custom", path: ["min_lr"], message: `min_lr (${spec.min_lr}) exceeds lr (${spec.lr})` });
+    ctx.addIssue({
+      code: "custom",
+      path: ["global_batch_rows"],
+      message: "give global_batch_tokens or global_batch_rows, not both",
+    });
+  if (spec.min_lr > spec.lr)
+    ctx.addIssue({ code: "custom", path: ["min_lr"], message: `min_lr (${spec.min_lr}) exceeds lr (${spec.lr})` });
 }

@@ -24,7 +24,11 @@ export function checkpointDir(output: string, step: number): string {
 }
 
 /** Runs `writeModel(tmpDir)` then completes and publishes the checkpoint. */
-export async function writeCheckpoint(dir: string, state: TrainerState, writeModel: (tmp: string) => Promise<void>): Promise<void> {
+export async function writeCheckpoint(
+  dir: string,
+  state: TrainerState,
+  writeModel: (tmp: string) => Promise<void>,
+): Promise<void> {
   const tmp = `${dir}.tmp`;
   await rm(tmp, { recursive: true, force: true });
   await writeModel(tmp);

@@ -13,13 +13,21 @@ export interface StepPlan {
 }
 
 export function planSteps(spec: JobSpec, trainRows: number): StepPlan {
-  if (trainRows === 0) throw new Error("the job has no training rows: every record was dropped (see `ringtune data check`)");
+  if (trainRows === 0)
+    throw new Error("the job has no training rows: every record was dropped (see `ringtune data check`)");
   const rowsPerStep =
     spec.global_batch_rows ??
-    (spec.global_batch_tokens !== undefined ? Math.max(1, Math.round(spec.global_batch_tokens / spec.seq_len)) : spec.micro_batch_rows * spec.workers);
+    (spec.global_batch_tokens !== undefined
+      ? Math.max(1, Math.round(spec.global_batch_tokens / spec.seq_len))
+      : spec.micro_batch_rows * spec.workers);
   const stepsPerEpoch = Math.max(1, Math.ceil(trainRows / rowsPerStep));
   const byEpochs = Math.max(1, Math.ceil((spec.epochs ?? 1) * stepsPerEpoch));
-  const totalSteps = spec.max_steps !== undefined ? (spec.epochs !== undefined ? Math.min(spec.max_steps, byEpochs) : spec.max_steps) : byEpochs;
+  const totalSteps =
+    spec.max_steps !== undefined
+      ? spec.epochs !== undefined
+        ? Math.min(spec.max_steps, byEpochs)
+        : spec.max_steps
+      : byEpochs;
   return { rowsPerStep, stepsPerEpoch, totalSteps };
 }
 

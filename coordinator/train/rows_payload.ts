@@ -7,7 +7,16 @@ import { rowsToBatch } from "../data/row.js";
 export function rowsPayload(rows: Row[], padId: number, seqLen: number): Rows {
   if (rows.length === 0) {
     const empty = new Int32Array(0);
-    return { rows: 0, seq_len: seqLen, input_ids: empty, labels: empty, position_ids: empty, segment_ids: empty, token_task: empty, tasks: [] };
+    return {
+      rows: 0,
+      seq_len: seqLen,
+      input_ids: empty,
+      labels: empty,
+      position_ids: empty,
+      segment_ids: empty,
+      token_task: empty,
+      tasks: [],
+    };
   }
   const batch = rowsToBatch(rows, padId);
   const tasks: string[] = [];

@@ -95,7 +95,14 @@ class JobRun {
     this.metricsFile = path.join(job.output, "metrics.jsonl");
     if (this.spec.method !== "full") {
       const l = this.spec.lora ?? { rank: 16, dropout: 0, targets: "all" as const, rslora: false };
-      this.lora = { rank: l.rank, alpha: l.alpha ?? l.rank, dropout: l.dropout, targets: loraTargets({ ...l, alpha: l.alpha }), rslora: l.rslora, seed: this.spec.seed };
+      this.lora = {
+        rank: l.rank,
+        alpha: l.alpha ?? l.rank,
+        dropout: l.dropout,
+        targets: loraTargets({ ...l, alpha: l.alpha }),
+        rslora: l.rslora,
+        seed: this.spec.seed,
+      };
     }
   }
 
@@ -127,11 +134,17 @@ class JobRun {
   async run(): Promise<void> {
     const { spec, job } = this;
     await mkdir(job.output, { recursive: true });
-    await this.update({ status: "preparing", message: "reading, tokenizing and packing the data", workers: this.workers });
+    await this.update({
+      status: "preparing",
+      message: "reading, tokenizing and packing the data",
+      workers: this.workers,
+    });
     this.data = await buildDatasetInThread(spec);
     if (this.data.failed) {
       const bad = this.data.problems.filter(isBadRecord);
-      throw new Error(`on_bad_record is fail and ${bad.length} record(s) are bad; first: ${bad[0] ? formatProblem(bad[0]) : "?"} (see 'ringtune data check')`);
+      throw new Error(
+        `on_bad_record is fail and ${bad.length} record(s) are bad; first: ${bad[0] ? formatProblem(bad[0]) : "?"} (see 'ringtune data check')`,
+      );
     }
     await this.checkVocab();
     this.plan = planSteps(spec, this.data.train.length);
@@ -145,28 +158,52 @@ class JobRun {
     if (spec.method === "hybrid") {
       this.switchStep = Math.round((spec.full_fraction ?? 0.2) * this.plan.totalSteps);
       if (this.switchStep < 1 || this.switchStep >= this.plan.totalSteps)
-        throw new Error(`full_fraction ${spec.full_fraction ?? 0.2} of ${this.plan.totalSteps} steps leaves no full or no LoRA phase`);
+        throw new Error(
+          `full_fraction ${spec.full_fraction ?? 0.2} of ${this.plan.totalSteps} steps leaves no full or no LoRA phase`,
+        );
     }
     const resumeDir = job.last_checkpoint?.dir ?? spec.resume_from;
     const startStep = resumeDir ? readTrainerState(resumeDir).step : 0;
-    if (startStep > this.plan.totalSteps) throw new Error(`checkpoint ${resumeDir} is at step ${startStep}, past the job's ${this.plan.totalSteps} steps`);
+    if (startStep > this.plan.totalSteps)
+      throw new Error(`checkpoint ${resumeDir} is at step ${startStep}, past the job's ${this.plan.totalSteps} steps`);
     await this.prepareMetrics(startStep);
     this.env.log.info({ job: job.id, rows: this.data.train.length, ...this.plan, startStep }, "job prepared");
 
-    await this.update({ message: `forming a ring of ${this.workers.length} worker(s)`, total_steps: this.plan.totalSteps, step: startStep });
+    await this.update({
+      message: `forming a ring of ${this.workers.length} worker(s)`,
+      total_steps: this.plan.totalSteps,
+      step: startStep,
+    });
     await this.all((rank) =>
-      this.cmd(rank, "assign", JobAssign, {
-        job: job.id,
-        ring: this.ring,
+      this.cmd(
         rank,
-        size: this.workers.length,
-        transport: spec.transport ?? defaultTransport,
-        model: resumeDir
-          ? { resume: resumeDir }
-          : { path: spec.model.path, init: spec.model.init && { config: spec.model.init.config, seed: spec.model.init.seed }, adapter: spec.model.adapter },
-        optimizer: { beta1: spec.betas[0], beta2: spec.betas[1], eps: spec.eps, weight_decay: spec.weight_decay, grad_clip: spec.grad_clip },
-        lora: spec.method === "lora" ? this.lora : undefined,
-      }, JobAssignReply, ASSIGN_TIMEOUT_MS),
+        "assign",
+        JobAssign,
+        {
+          job: job.id,
+          ring: this.ring,
+          rank,
+          size: this.workers.length,
+          transport: spec.transport ?? defaultTransport,
+          model: resumeDir
+            ? { resume: resumeDir }
+            : {
+                path: spec.model.path,
+                init: spec.model.init && { config: spec.model.init.config, seed: spec.model.init.seed },
+                adapter: spec.model.adapter,
+              },
+          optimizer: {
+            beta1: spec.betas[0],
+            beta2: spec.betas[1],
+            eps: spec.eps,
+            weight_decay: spec.weight_decay,
+            grad_clip: spec.grad_clip,
+          },
+          lora: spec.method === "lora" ? this.lora : undefined,
+        },
+        JobAssignReply,
+        ASSIGN_TIMEOUT_MS,
+      ),
     );
 
     const generation: Record<string, unknown> = { ...(job.generation_eval ?? {}) };
@@ -182,7 +219,13 @@ class JobRun {
     await this.update({ message: "saving the final model" });
     const finalDir = path.join(job.output, "final");
     const save = (what: "model" | "adapter" | "merged", dir: string, baseModel?: string) =>
-      this.cmd(0, "save", SaveModel, { job: job.id, dir, what, dtype: spec.save_dtype, with_optimizer: false, base_model: baseModel }, SaveModelReply);
+      this.cmd(
+        0,
+        "save",
+        SaveModel,
+        { job: job.id, dir, what, dtype: spec.save_dtype, with_optimizer: false, base_model: baseModel },
+        SaveModelReply,
+      );
     const outputs: string[] = [];
     if (spec.method === "full") {
       await save("model", finalDir);
@@ -199,7 +242,14 @@ class JobRun {
       await save("adapter", path.join(finalDir, "adapter"), base);
       outputs.push(path.join(finalDir, "adapter"));
     }
-    await writeFile(path.join(finalDir, "ringtune.json"), JSON.stringify({ job: job.id, method: spec.method, template: spec.template, tokenizer: spec.tokenizer ?? "model" }, null, 2) + "\n");
+    await writeFile(
+      path.join(finalDir, "ringtune.json"),
+      JSON.stringify(
+        { job: job.id, method: spec.method, template: spec.template, tokenizer: spec.tokenizer ?? "model" },
+        null,
+        2,
+      ) + "\n",
+    );
     if (spec.generation_eval) {
       await this.update({ message: "generation eval after training" });
       generation.after = await this.generationEval();
@@ -214,11 +264,15 @@ class JobRun {
   }
 
   private async checkVocab(): Promise<void> {
-    const configFile = this.spec.model.path ? path.join(this.spec.model.path, "config.json") : this.spec.model.init!.config;
+    const configFile = this.spec.model.path
+      ? path.join(this.spec.model.path, "config.json")
+      : this.spec.model.init!.config;
     const cfg = await readHfConfig(configFile);
     const need = this.data.setup.tokenizer.vocabSize;
     if (need > cfg.native.vocabSize)
-      throw new Error(`${configFile}: vocab_size ${cfg.native.vocabSize} is smaller than the tokenizer's ${need} tokens (template markers included)`);
+      throw new Error(
+        `${configFile}: vocab_size ${cfg.native.vocabSize} is smaller than the tokenizer's ${need} tokens (template markers included)`,
+      );
   }
 
   /** Keeps metrics up to a resumed step, so the file tells one story. */
@@ -227,7 +281,9 @@ class JobRun {
       await writeFile(this.metricsFile, "");
       return;
     }
-    const kept = (await readFile(this.metricsFile, "utf8")).split("\n").filter((l) => l && (JSON.parse(l) as { step: number }).step <= startStep);
+    const kept = (await readFile(this.metricsFile, "utf8"))
+      .split("\n")
+      .filter((l) => l && (JSON.parse(l) as { step: number }).step <= startStep);
     await writeFile(this.metricsFile, kept.map((l) => l + "\n").join(""));
   }
 
@@ -256,16 +312,22 @@ class JobRun {
       const checksum = spec.checksum_every > 0 && (step % spec.checksum_every === 0 || step === plan.totalSteps);
       const replies = await this.all((rank) => {
         const [a, b] = shardRange(rows.length, rank, n);
-        return this.cmd(rank, "step", TrainStep, {
-          job: this.job.id,
-          step,
-          lr,
-          loss_scale: targets > 0 ? 1 / targets : 0,
-          micro_batch_rows: spec.micro_batch_rows,
-          rows: rowsPayload(rows.slice(a, b), pad, spec.seq_len),
-          checksum,
-          enable_lora: this.switchStep > 0 && step === this.switchStep + 1 ? this.lora : undefined,
-        }, TrainStepReply);
+        return this.cmd(
+          rank,
+          "step",
+          TrainStep,
+          {
+            job: this.job.id,
+            step,
+            lr,
+            loss_scale: targets > 0 ? 1 / targets : 0,
+            micro_batch_rows: spec.micro_batch_rows,
+            rows: rowsPayload(rows.slice(a, b), pad, spec.seq_len),
+            checksum,
+            enable_lora: this.switchStep > 0 && step === this.switchStep + 1 ? this.lora : undefined,
+          },
+          TrainStepReply,
+        );
       });
       const lossSum = replies.reduce((s, r) => s + r.loss_sum!, 0);
       const loss = targets > 0 ? lossSum / targets : NaN;
@@ -273,7 +335,10 @@ class JobRun {
       for (const r of replies) mergeTasks(tasks, r.task_sums);
       if (checksum) {
         const sums = new Set(replies.map((r) => r.checksum));
-        if (sums.size !== 1) throw new Error(`step ${step}: the workers' weights differ (checksums ${[...sums].join(", ")}): the ring is out of sync`);
+        if (sums.size !== 1)
+          throw new Error(
+            `step ${step}: the workers' weights differ (checksums ${[...sums].join(", ")}): the ring is out of sync`,
+          );
       }
       tokensSeen += rows.length * spec.seq_len;
       const elapsed = (performance.now() - began) / 1000;
@@ -316,7 +381,17 @@ class JobRun {
     const pad = this.data.setup.tokenizer.padId;
     const replies = await this.all((rank) => {
       const [a, b] = shardRange(val.length, rank, n);
-      return this.cmd(rank, "eval", EvalStep, { job: this.job.id, rows: rowsPayload(val.slice(a, b) as Row[], pad, this.spec.seq_len), micro_batch_rows: this.spec.micro_batch_rows }, EvalStepReply);
+      return this.cmd(
+        rank,
+        "eval",
+        EvalStep,
+        {
+          job: this.job.id,
+          rows: rowsPayload(val.slice(a, b) as Row[], pad, this.spec.seq_len),
+          micro_batch_rows: this.spec.micro_batch_rows,
+        },
+        EvalStepReply,
+      );
     });
     const targets = replies.reduce((s, r) => s + r.targets!, 0);
     const valLoss = replies.reduce((s, r) => s + r.loss_sum!, 0) / targets;
@@ -339,7 +414,14 @@ class JobRun {
         seed: this.spec.seed,
         train_loss_first: this.job.train_loss.first,
       },
-      (tmp) => this.cmd(0, "save", SaveModel, { job: this.job.id, dir: tmp, what: "model", dtype: "F32", with_optimizer: true }, SaveModelReply).then(() => {}),
+      (tmp) =>
+        this.cmd(
+          0,
+          "save",
+          SaveModel,
+          { job: this.job.id, dir: tmp, what: "model", dtype: "F32", with_optimizer: true },
+          SaveModelReply,
+        ).then(() => {}),
     );
     await this.update({ last_checkpoint: { step, dir } });
     this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
@@ -353,23 +435,36 @@ class JobRun {
     const n = this.workers.length;
     const parts = await this.all((rank) => {
       const [a, b] = shardRange(prompts.length, rank, n);
-      return this.cmd(rank, "generate", Generate, {
-        job: this.job.id,
-        prompts: prompts.slice(a, b).map((p) => Int32Array.from(p.ids)),
-        max_new: this.spec.generation_eval!.max_new_tokens,
-        eos_ids: eos,
-      }, GenerateReply);
+      return this.cmd(
+        rank,
+        "generate",
+        Generate,
+        {
+          job: this.job.id,
+          prompts: prompts.slice(a, b).map((p) => Int32Array.from(p.ids)),
+          max_new: this.spec.generation_eval!.max_new_tokens,
+          eos_ids: eos,
+        },
+        GenerateReply,
+      );
     });
-    return scoreGenerations(prompts, parts.flatMap((p) => p.outputs ?? []), setup);
+    return scoreGenerations(
+      prompts,
+      parts.flatMap((p) => p.outputs ?? []),
+      setup,
+    );
   }
 
   /** Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. */
   async release(): Promise<void> {
     const results = await Promise.allSettled(
-      this.workers.map((_, rank) => this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000)),
+      this.workers.map((_, rank) =>
+        this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000),
+      ),
     );
     for (const r of results)
-      if (r.status === "rejected" && r.reason instanceof WorkerCommandError && r.reason.unanswered) this.env.suspect(r.reason.worker);
+      if (r.status === "rejected" && r.reason instanceof WorkerCommandError && r.reason.unanswered)
+        this.env.suspect(r.reason.worker);
   }
 }
 
@@ -387,17 +482,27 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
     const cancelled = e instanceof JobCancelled;
     const ringFailed = e instanceof WorkerLostError || e instanceof WorkerCommandError;
     const latest = env.store.get(job.id)!;
-    const where = latest.last_checkpoint ? `its checkpoint at step ${latest.last_checkpoint.step}` : "the start (no checkpoint yet)";
+    const where = latest.last_checkpoint
+      ? `its checkpoint at step ${latest.last_checkpoint.step}`
+      : "the start (no checkpoint yet)";
     if (ringFailed && attempt < MAX_ATTEMPTS) {
       // A worker died or its ring broke: nothing is lost but the steps since the last checkpoint.
       env.log.warn({ job: job.id, err: e }, "ring failed; requeued");
       await env.store
-        .update(job.id, { status: "queued", workers: [], message: `${e.message}; resuming from ${where} (attempt ${attempt + 1} of ${MAX_ATTEMPTS})` })
+        .update(job.id, {
+          status: "queued",
+          workers: [],
+          message: `${e.message}; resuming from ${where} (attempt ${attempt + 1} of ${MAX_ATTEMPTS})`,
+        })
         .catch(() => {});
     } else {
       env.log[cancelled ? "info" : "error"]({ job: job.id, err: e }, cancelled ? "job stopped" : "job failed");
-      const suffix = latest.last_checkpoint ? ` (last checkpoint: step ${latest.last_checkpoint.step}, ${latest.last_checkpoint.dir})` : "";
-      await env.store.update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + suffix }).catch(() => {});
+      const suffix = latest.last_checkpoint
+        ? ` (last checkpoint: step ${latest.last_checkpoint.step}, ${latest.last_checkpoint.dir})`
+        : "";
+      await env.store
+        .update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + suffix })
+        .catch(() => {});
     }
   } finally {
     await run?.release();

@@ -1,7 +1,15 @@
 // Request/reply to one worker: encodes the command, waits for the reply, turns a refusal into an Error
 // that names the worker and the command.
 import type { NatsConnection } from "@nats-io/transport-node";
-import { decodeMessage, encodeMessage, jobSubjects, type Body, type Message, type MessageType, type WorkerCommand } from "../../proto/mod.js";
+import {
+  decodeMessage,
+  encodeMessage,
+  jobSubjects,
+  type Body,
+  type Message,
+  type MessageType,
+  type WorkerCommand,
+} from "../../proto/mod.js";
 import type { z } from "zod";
 
 type Shape = z.ZodRawShape;
@@ -45,9 +53,12 @@ export async function command<Q extends MessageType<Shape>, R extends MessageTyp
   try {
     data = (await nc.request(jobSubjects.workerCommand(worker, cmd), payload, { timeout: timeoutMs })).data;
   } catch (err) {
-    throw new WorkerCommandError(`worker ${worker} did not answer '${cmd}' (${(err as Error).message})`, worker, true, { cause: err });
+    throw new WorkerCommandError(`worker ${worker} did not answer '${cmd}' (${(err as Error).message})`, worker, true, {
+      cause: err,
+    });
   }
   const reply = decodeMessage(replyType, data) as Message<R> & { ok?: boolean; error?: string };
-  if (reply.ok === false) throw new WorkerCommandError(`worker ${worker}: ${cmd}: ${reply.error ?? "failed"}`, worker, false);
+  if (reply.ok === false)
+    throw new WorkerCommandError(`worker ${worker}: ${cmd}: ${reply.error ?? "failed"}`, worker, false);
   return reply;
 }

@@ -38,10 +38,19 @@ export class WorkerRegistry {
           const info = decodeMessage(WorkerRegister, msg.data);
           const known = this.workers.get(info.worker_id);
           this.workers.set(info.worker_id, { info, lastSeen: Date.now(), job: known?.job });
-          this.log.info({ worker: info.worker_id, device: info.device.name }, known ? "worker registered again" : "worker registered");
+          this.log.info(
+            { worker: info.worker_id, device: info.device.name },
+            known ? "worker registered again" : "worker registered",
+          );
           msg.respond(encodeMessage(WorkerRegisterReply, { ok: true, heartbeat_ms: this.heartbeatMs }));
         } catch (err) {
-          msg.respond(encodeMessage(WorkerRegisterReply, { ok: false, error: (err as Error).message, heartbeat_ms: this.heartbeatMs }));
+          msg.respond(
+            encodeMessage(WorkerRegisterReply, {
+              ok: false,
+              error: (err as Error).message,
+              heartbeat_ms: this.heartbeatMs,
+            }),
+          );
         }
       },
     });

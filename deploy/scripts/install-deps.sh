@@ -4,7 +4,7 @@
 set -euo pipefail
 # libopenblas-openmp-dev: the OpenMP build of OpenBLAS shares one thread pool with our own kernels,
 # so BLAS threads and OpenMP threads never spin against each other on the same cores.
-packages=(build-essential cmake pkg-config libopenblas-openmp-dev nats-server)
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev nats-server clang-format)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -166,12 +166,19 @@ export type TensorDtype = "F32" | "BF16" | "F16";
 export interface NativeAddon {
   createModel(config: NativeModelConfig): NativeModel;
   /** Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`. */
-  readTensors(file: string, items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[]): Promise<void>;
+  readTensors(
+    file: string,
+    items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[],
+  ): Promise<void>;
   /**
    * Writes `header` (the full safetensors prefix: 8-byte length + JSON) then each item converted to
    * its dtype (BF16: round to nearest even), to a temporary name, fsyncs, and renames to `file`.
    */
-  writeSafetensors(file: string, header: Uint8Array, items: { src: Float32Array; dtype: "F32" | "BF16" }[]): Promise<void>;
+  writeSafetensors(
+    file: string,
+    header: Uint8Array,
+    items: { src: Float32Array; dtype: "F32" | "BF16" }[],
+  ): Promise<void>;
 }
 
 let cached: NativeAddon | undefined;

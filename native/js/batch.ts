@@ -7,7 +7,19 @@ import type { NativeBatch } from "./addon.js";
 import { CorruptFileError } from "./errors.js";
 
 const INT32_MAX = 2 ** 31 - 1;
-const grid = z.array(z.array(z.number().int().min(-(2 ** 31)).max(INT32_MAX)).min(1)).min(1);
+const grid = z
+  .array(
+    z
+      .array(
+        z
+          .number()
+          .int()
+          .min(-(2 ** 31))
+          .max(INT32_MAX),
+      )
+      .min(1),
+  )
+  .min(1);
 const batchSchema = z.strictObject({
   input_ids: grid,
   labels: grid,
@@ -22,7 +34,10 @@ function flatten(file: string, field: string, rows: number[][], seqLen: number):
   const out = new Int32Array(rows.length * seqLen);
   rows.forEach((row, r) => {
     if (row.length !== seqLen) {
-      throw new CorruptFileError(file, `${field}[${r}] has ${row.length} tokens, expected ${seqLen} (the length of input_ids[0])`);
+      throw new CorruptFileError(
+        file,
+        `${field}[${r}] has ${row.length} tokens, expected ${seqLen} (the length of input_ids[0])`,
+      );
     }
     out.set(row, r * seqLen);
   });
@@ -33,30 +48,47 @@ function flatten(file: string, field: string, rows: number[][], seqLen: number):
 export function parseBatch(json: unknown, file: string): NativeBatch {
   const r = batchSchema.safeParse(json);
   if (!r.success) {
-    throw new CorruptFileError(file, r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; "));
+    throw new CorruptFileError(
+      file,
+      r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; "),
+    );
   }
   const b = r.data;
   const rows = b.input_ids.length;
   const seqLen = b.input_ids[0]!.length;
   for (const field of ["labels", "position_ids", "segment_ids"] as const) {
     const v = b[field];
-    if (v && v.length !== rows) throw new CorruptFileError(file, `${field} has ${v.length} rows, input_ids has ${rows}`);
+    if (v && v.length !== rows)
+      throw new CorruptFileError(file, `${field} has ${v.length} rows, input_ids has ${rows}`);
   }
   const inputIds = flatten(file, "input_ids", b.input_ids, seqLen);
   const labels = flatten(file, "labels", b.labels, seqLen);
   for (let i = 0; i < inputIds.length; i++) {
-    if (inputIds[i]! < 0) throw new CorruptFileError(file, `input_ids[${Math.floor(i / seqLen)}][${i % seqLen}] is negative (${inputIds[i]})`);
+    if (inputIds[i]! < 0)
+      throw new CorruptFileError(
+        file,
+        `input_ids[${Math.floor(i / seqLen)}][${i % seqLen}] is negative (${inputIds[i]})`,
+      );
     if (labels[i]! < 0 && labels[i] !== IGNORE_INDEX) {
-      throw new CorruptFileError(file, `labels[${Math.floor(i / seqLen)}][${i % seqLen}] is ${labels[i]}: a token id or ${IGNORE_INDEX}`);
+      throw new CorruptFileError(
+        file,
+        `labels[${Math.floor(i / seqLen)}][${i % seqLen}] is ${labels[i]}: a token id or ${IGNORE_INDEX}`,
+      );
     }
   }
   // Defaults: each row one example, positions counting from 0.
   const positionIds = b.position_ids
     ? flatten(file, "position_ids", b.position_ids, seqLen)
     : Int32Array.from({ length: rows * seqLen }, (_, i) => i % seqLen);
-  const segmentIds = b.segment_ids ? flatten(file, "segment_ids", b.segment_ids, seqLen) : new Int32Array(rows * seqLen);
+  const segmentIds = b.segment_ids
+    ? flatten(file, "segment_ids", b.segment_ids, seqLen)
+    : new Int32Array(rows * seqLen);
   for (let i = 0; i < positionIds.length; i++) {
-    if (positionIds[i]! < 0) throw new CorruptFileError(file, `position_ids[${Math.floor(i / seqLen)}][${i % seqLen}] is negative (${positionIds[i]})`);
+    if (positionIds[i]! < 0)
+      throw new CorruptFileError(
+        file,
+        `position_ids[${Math.floor(i / seqLen)}][${i % seqLen}] is negative (${positionIds[i]})`,
+      );
   }
   checkSegmentsContiguous(file, segmentIds, rows, seqLen);
   return { rows, seqLen, inputIds, labels, positionIds, segmentIds };
@@ -71,7 +103,8 @@ function checkSegmentsContiguous(file: string, seg: Int32Array, rows: number, se
       const cur = seg[r * seqLen + t]!;
       if (cur === prev) continue;
       closed.add(prev);
-      if (closed.has(cur)) throw new CorruptFileError(file, `segment_ids[${r}]: segment ${cur} resumes at position ${t} after it ended`);
+      if (closed.has(cur))
+        throw new CorruptFileError(file, `segment_ids[${r}]: segment ${cur} resumes at position ${t} after it ended`);
     }
   }
 }
@@ -81,8 +114,10 @@ export function checkBatchVocab(batch: NativeBatch, vocabSize: number, file: str
   const { inputIds, labels, seqLen } = batch;
   for (let i = 0; i < inputIds.length; i++) {
     const at = `[${Math.floor(i / seqLen)}][${i % seqLen}]`;
-    if (inputIds[i]! >= vocabSize) throw new CorruptFileError(file, `input_ids${at} = ${inputIds[i]} is not below vocab_size ${vocabSize}`);
-    if (labels[i]! >= vocabSize) throw new CorruptFileError(file, `labels${at} = ${labels[i]} is not below vocab_size ${vocabSize}`);
+    if (inputIds[i]! >= vocabSize)
+      throw new CorruptFileError(file, `input_ids${at} = ${inputIds[i]} is not below vocab_size ${vocabSize}`);
+    if (labels[i]! >= vocabSize)
+      throw new CorruptFileError(file, `labels${at} = ${labels[i]} is not below vocab_size ${vocabSize}`);
   }
 }
 

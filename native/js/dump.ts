@@ -25,7 +25,12 @@ export async function forwardBackwardDump(model: NativeModel, batch: NativeBatch
     { name: "logits", shape: [batch.rows, batch.seqLen, vocabSize], dtype: "F32", data: logits },
   ];
   for (const p of model.params()) {
-    tensors.push({ name: `${p.name}.grad`, shape: p.shape, dtype: "F32", data: grads.subarray(p.offset, p.offset + p.size) });
+    tensors.push({
+      name: `${p.name}.grad`,
+      shape: p.shape,
+      dtype: "F32",
+      data: grads.subarray(p.offset, p.offset + p.size),
+    });
   }
   return { result, tensors };
 }

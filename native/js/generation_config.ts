@@ -37,7 +37,10 @@ export function eosTokenIds(generation: Record<string, unknown> | null, config: 
 }
 
 /** The generation_config.json to save: the source folder's if there was one, else built from config. */
-export function generationConfigJson(config: HfConfig, source: Record<string, unknown> | null): Record<string, unknown> {
+export function generationConfigJson(
+  config: HfConfig,
+  source: Record<string, unknown> | null,
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...(source ?? {}) };
   if (out.bos_token_id === undefined && config.bosTokenId !== null) out.bos_token_id = config.bosTokenId;
   if (out.eos_token_id === undefined && config.eosTokenIds.length > 0) {

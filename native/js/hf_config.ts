@@ -58,16 +58,17 @@ export interface HfConfig {
 }
 
 function zodDetail(err: z.ZodError): string {
-  return err.issues
-    .map((i) => `${i.path.length > 0 ? i.path.join(".") : "(root)"}: ${i.message}`)
-    .join("; ");
+  return err.issues.map((i) => `${i.path.length > 0 ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
 }
 
 function architectureOf(file: string, cfg: z.infer<typeof configSchema>): Architecture {
   const named = cfg.architectures?.[0];
   if (named !== undefined) {
     if (named in ARCHITECTURES) return named as Architecture;
-    throw new UnknownArchitectureError(file, `unknown architecture ${named} (supported: ${Object.keys(ARCHITECTURES).join(", ")})`);
+    throw new UnknownArchitectureError(
+      file,
+      `unknown architecture ${named} (supported: ${Object.keys(ARCHITECTURES).join(", ")})`,
+    );
   }
   const byType = Object.entries(ARCHITECTURES).find(([, t]) => t === cfg.model_type);
   if (byType) return byType[0] as Architecture;
@@ -77,12 +78,18 @@ function architectureOf(file: string, cfg: z.infer<typeof configSchema>): Archit
   );
 }
 
-function ropeScalingOf(file: string, scaling: Record<string, unknown> | null | undefined): NativeModelConfig["ropeScaling"] {
+function ropeScalingOf(
+  file: string,
+  scaling: Record<string, unknown> | null | undefined,
+): NativeModelConfig["ropeScaling"] {
   if (!scaling) return null;
   const type = scaling.rope_type ?? scaling.type;
   if (type === undefined || type === "default") return null;
   if (type !== "llama3") {
-    throw new UnsupportedConfigError(file, `rope_scaling rope_type ${JSON.stringify(type)} is not supported (supported: llama3)`);
+    throw new UnsupportedConfigError(
+      file,
+      `rope_scaling rope_type ${JSON.stringify(type)} is not supported (supported: llama3)`,
+    );
   }
   const llama3 = z.object({
     factor: z.number().positive(),
@@ -107,14 +114,18 @@ const asList = (v: number | number[] | null | undefined): number[] => (v == null
 
 /** Validates a parsed config.json (`file` names it in errors) and derives the native config. */
 export function parseHfConfig(json: unknown, file: string): HfConfig {
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new CorruptFileError(file, "not a JSON object");
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new CorruptFileError(file, "not a JSON object");
   const raw = json as Record<string, unknown>;
   // Architecture first: "unknown architecture" is a better answer for a BERT config than "no num_hidden_layers".
   const r = configSchema.safeParse(raw);
   if (!r.success) {
     const arch = raw.architectures;
     if (Array.isArray(arch) && typeof arch[0] === "string" && !(arch[0] in ARCHITECTURES)) {
-      throw new UnknownArchitectureError(file, `unknown architecture ${arch[0]} (supported: ${Object.keys(ARCHITECTURES).join(", ")})`);
+      throw new UnknownArchitectureError(
+        file,
+        `unknown architecture ${arch[0]} (supported: ${Object.keys(ARCHITECTURES).join(", ")})`,
+      );
     }
     throw new CorruptFileError(file, zodDetail(r.error));
   }
@@ -124,7 +135,10 @@ export function parseHfConfig(json: unknown, file: string): HfConfig {
   const bad = (detail: string) => new CorruptFileError(file, detail);
 
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== "silu") {
-    throw new UnsupportedConfigError(file, `hidden_act ${JSON.stringify(cfg.hidden_act)} is not supported (the MLP is SwiGLU: silu)`);
+    throw new UnsupportedConfigError(
+      file,
+      `hidden_act ${JSON.stringify(cfg.hidden_act)} is not supported (the MLP is SwiGLU: silu)`,
+    );
   }
   if (modelType === "qwen2" && cfg.use_sliding_window) {
     throw new UnsupportedConfigError(file, "use_sliding_window: true is not supported (attention is full causal)");
@@ -136,7 +150,10 @@ export function parseHfConfig(json: unknown, file: string): HfConfig {
   }
   let headDim = cfg.head_dim ?? undefined;
   if (headDim === undefined) {
-    if (cfg.hidden_size % numHeads !== 0) throw bad(`hidden_size ${cfg.hidden_size} is not a multiple of num_attention_heads ${numHeads}, and head_dim is not given`);
+    if (cfg.hidden_size % numHeads !== 0)
+      throw bad(
+        `hidden_size ${cfg.hidden_size} is not a multiple of num_attention_heads ${numHeads}, and head_dim is not given`,
+      );
     headDim = cfg.hidden_size / numHeads;
   }
   if (headDim % 2 !== 0) throw bad(`head_dim ${headDim} is odd; RoPE rotates pairs of halves`);
@@ -239,7 +256,8 @@ export function configJson(cfg: HfConfig, dtype: "F32" | "BF16"): Record<string,
     out.use_sliding_window = false;
   }
   if (cfg.bosTokenId !== null) out.bos_token_id = cfg.bosTokenId;
-  if (cfg.eosTokenIds.length > 0) out.eos_token_id = cfg.eosTokenIds.length === 1 ? cfg.eosTokenIds[0] : cfg.eosTokenIds;
+  if (cfg.eosTokenIds.length > 0)
+    out.eos_token_id = cfg.eosTokenIds.length === 1 ? cfg.eosTokenIds[0] : cfg.eosTokenIds;
   return out;
 }
 

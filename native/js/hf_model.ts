@@ -72,7 +72,10 @@ async function readWeightFiles(dir: string): Promise<WeightFiles> {
   }
   const parsed = indexSchema.safeParse(json);
   if (!parsed.success) {
-    throw new CorruptFileError(indexFile, parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; "));
+    throw new CorruptFileError(
+      indexFile,
+      parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; "),
+    );
   }
   const weightMap = parsed.data.weight_map;
   const tensors = new Map<string, Located>();
@@ -123,14 +126,20 @@ function matchParams(params: ParamInfo[], files: WeightFiles, config: HfConfig):
     const t = files.tensors.get(p.name)!;
     const same = t.entry.shape.length === p.shape.length && t.entry.shape.every((d, i) => d === p.shape[i]);
     if (!same) {
-      throw new ShapeMismatchError(t.header.file, `tensor ${p.name} has shape ${fmt(t.entry.shape)}, expected ${fmt(p.shape)}`);
+      throw new ShapeMismatchError(
+        t.header.file,
+        `tensor ${p.name} has shape ${fmt(t.entry.shape)}, expected ${fmt(p.shape)}`,
+      );
     }
     out.set(p, t);
   }
   const known = new Set(params.map((p) => p.name));
   for (const [name, t] of files.tensors) {
     if (!known.has(name) && !ignoredByHf(name, config)) {
-      throw new UnexpectedTensorError(t.header.file, `unexpected tensor ${name} (shape ${fmt(t.entry.shape)}): the ${config.architecture} config has no such parameter`);
+      throw new UnexpectedTensorError(
+        t.header.file,
+        `unexpected tensor ${name} (shape ${fmt(t.entry.shape)}): the ${config.architecture} config has no such parameter`,
+      );
     }
   }
   return out;
@@ -146,7 +155,12 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
   const byFile = new Map<string, { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[]>();
   for (const [p, t] of matched) {
     const items = byFile.get(t.header.file) ?? [];
-    items.push({ fileOffset: t.entry.fileOffset, dtype: t.entry.dtype as TensorDtype, count: p.size, dst: data.subarray(p.offset, p.offset + p.size) });
+    items.push({
+      fileOffset: t.entry.fileOffset,
+      dtype: t.entry.dtype as TensorDtype,
+      count: p.size,
+      dst: data.subarray(p.offset, p.offset + p.size),
+    });
     byFile.set(t.header.file, items);
   }
   // One file at a time: shards of a large model are read by native threads already.

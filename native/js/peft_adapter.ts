@@ -16,7 +16,13 @@ import type { LoraSettings, NativeModel, TensorDtype } from "./addon.js";
 import { writeJsonAtomic } from "./hf_config.js";
 import { readSafetensorsHeader, readTensorsF32, writeSafetensors } from "./safetensors.js";
 import type { SafetensorsHeader, WriteTensor } from "./safetensors.js";
-import { CorruptFileError, MissingTensorError, ModelFormatError, ShapeMismatchError, UnexpectedTensorError } from "./errors.js";
+import {
+  CorruptFileError,
+  MissingTensorError,
+  ModelFormatError,
+  ShapeMismatchError,
+  UnexpectedTensorError,
+} from "./errors.js";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
 export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
@@ -66,7 +72,10 @@ const BASE_LINEAR = /^model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)\.weight$/
  * targeted linear layer of every decoder layer. Derived from the base weights alone, so an adapter can
  * be checked before any native LoRA state exists.
  */
-export function expectedAdapterTensors(baseParams: readonly ShapedName[], settings: Pick<LoraSettings, "rank" | "targets">): Map<string, number[]> {
+export function expectedAdapterTensors(
+  baseParams: readonly ShapedName[],
+  settings: Pick<LoraSettings, "rank" | "targets">,
+): Map<string, number[]> {
   const targets = new Set(settings.targets);
   const out = new Map<string, number[]>();
   for (const p of baseParams) {
@@ -137,7 +146,12 @@ export async function saveAdapter(model: NativeModel, dir: string, opts: SaveAda
   await mkdir(dir, { recursive: true });
   const data = model.loraData();
   const tensors: WriteTensor[] = params
-    .map((p) => ({ name: p.name, shape: p.shape, dtype: "F32" as const, data: data.subarray(p.offset, p.offset + p.size) }))
+    .map((p) => ({
+      name: p.name,
+      shape: p.shape,
+      dtype: "F32" as const,
+      data: data.subarray(p.offset, p.offset + p.size),
+    }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   await writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), tensors);
   await rm(path.join(dir, ADAPTER_PICKLE), { force: true });
@@ -182,14 +196,23 @@ function parseTargets(file: string, raw: unknown): LoraModule[] {
   const known = Object.keys(LORA_MODULES);
   if (raw === ALL_LINEAR) return known as LoraModule[];
   if (typeof raw === "string") {
-    throw new UnsupportedAdapterError(file, `target_modules is the pattern ${JSON.stringify(raw)}; only a list of module names (${known.join(" ")}) or "all-linear" is supported`);
+    throw new UnsupportedAdapterError(
+      file,
+      `target_modules is the pattern ${JSON.stringify(raw)}; only a list of module names (${known.join(" ")}) or "all-linear" is supported`,
+    );
   }
   if (!Array.isArray(raw) || raw.length === 0 || !raw.every((t) => typeof t === "string")) {
-    throw new AdapterConfigError(file, `target_modules must be a non-empty list of module names, got ${JSON.stringify(raw)}`);
+    throw new AdapterConfigError(
+      file,
+      `target_modules must be a non-empty list of module names, got ${JSON.stringify(raw)}`,
+    );
   }
   for (const t of raw as string[]) {
     if (!known.includes(t)) {
-      throw new UnsupportedAdapterError(file, `target_modules: unknown target module ${JSON.stringify(t)} (Llama/Qwen2 linear layers: ${known.join(" ")})`);
+      throw new UnsupportedAdapterError(
+        file,
+        `target_modules: unknown target module ${JSON.stringify(t)} (Llama/Qwen2 linear layers: ${known.join(" ")})`,
+      );
     }
   }
   return [...new Set(raw as LoraModule[])];
@@ -197,24 +220,34 @@ function parseTargets(file: string, raw: unknown): LoraModule[] {
 
 /** Validates adapter_config.json (already parsed) and maps it to LoraSettings. */
 export function parseAdapterConfig(file: string, json: unknown): { settings: LoraSettings; baseModel: string | null } {
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new AdapterConfigError(file, "not a JSON object");
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new AdapterConfigError(file, "not a JSON object");
   const c = json as Record<string, unknown>;
   if (!("peft_type" in c)) throw new AdapterConfigError(file, `peft_type is missing (expected "LORA")`);
-  if (c.peft_type !== "LORA") throw new AdapterConfigError(file, `peft_type is ${JSON.stringify(c.peft_type)}, expected "LORA"`);
+  if (c.peft_type !== "LORA")
+    throw new AdapterConfigError(file, `peft_type is ${JSON.stringify(c.peft_type)}, expected "LORA"`);
   if (!("r" in c)) throw new AdapterConfigError(file, "r (the LoRA rank) is missing");
   const r = c.r;
-  if (typeof r !== "number" || !Number.isInteger(r) || r < 1) throw new AdapterConfigError(file, `r must be a positive integer, got ${JSON.stringify(r)}`);
+  if (typeof r !== "number" || !Number.isInteger(r) || r < 1)
+    throw new AdapterConfigError(file, `r must be a positive integer, got ${JSON.stringify(r)}`);
   // PEFT's defaults for the keys a hand-written config may omit (LoraConfig: lora_alpha 8, dropout 0)
   const alpha = c.lora_alpha ?? 8;
-  if (typeof alpha !== "number" || !(alpha > 0)) throw new AdapterConfigError(file, `lora_alpha must be a positive number, got ${JSON.stringify(alpha)}`);
+  if (typeof alpha !== "number" || !(alpha > 0))
+    throw new AdapterConfigError(file, `lora_alpha must be a positive number, got ${JSON.stringify(alpha)}`);
   const dropout = c.lora_dropout ?? 0;
-  if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1)) throw new AdapterConfigError(file, `lora_dropout must be a number in [0, 1), got ${JSON.stringify(dropout)}`);
+  if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1))
+    throw new AdapterConfigError(file, `lora_dropout must be a number in [0, 1), got ${JSON.stringify(dropout)}`);
   const rslora = c.use_rslora ?? false;
-  if (typeof rslora !== "boolean") throw new AdapterConfigError(file, `use_rslora must be true or false, got ${JSON.stringify(rslora)}`);
+  if (typeof rslora !== "boolean")
+    throw new AdapterConfigError(file, `use_rslora must be true or false, got ${JSON.stringify(rslora)}`);
   if (c.task_type !== undefined && c.task_type !== null && c.task_type !== "CAUSAL_LM") {
-    throw new UnsupportedAdapterError(file, `task_type is ${JSON.stringify(c.task_type)}; only CAUSAL_LM adapters apply to a causal LM`);
+    throw new UnsupportedAdapterError(
+      file,
+      `task_type is ${JSON.stringify(c.task_type)}; only CAUSAL_LM adapters apply to a causal LM`,
+    );
   }
-  if (!("target_modules" in c) || c.target_modules === null) throw new AdapterConfigError(file, "target_modules is missing");
+  if (!("target_modules" in c) || c.target_modules === null)
+    throw new AdapterConfigError(file, "target_modules is missing");
   const targets = parseTargets(file, c.target_modules);
   for (const [key, isDefault, what] of MUST_BE_DEFAULT) {
     if (key in c && !isDefault(c[key])) {
@@ -225,7 +258,10 @@ export function parseAdapterConfig(file: string, json: unknown): { settings: Lor
   if (base !== undefined && base !== null && typeof base !== "string") {
     throw new AdapterConfigError(file, `base_model_name_or_path must be a string, got ${JSON.stringify(base)}`);
   }
-  return { settings: { rank: r, alpha, dropout, targets, rslora, seed: 0 }, baseModel: (base as string | undefined) ?? null };
+  return {
+    settings: { rank: r, alpha, dropout, targets, rslora, seed: 0 },
+    baseModel: (base as string | undefined) ?? null,
+  };
 }
 
 async function readAdapterConfig(dir: string): Promise<Record<string, unknown>> {
@@ -270,7 +306,10 @@ function matchTensors(header: SafetensorsHeader, expected: Map<string, number[]>
       throw new MissingTensorError(header.file, `missing tensor ${name} (shape ${fmt(shape)})${more}`);
     }
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new ShapeMismatchError(header.file, `tensor ${name} has shape ${fmt(t.shape)}, expected ${fmt(shape)} for this base model and r`);
+      throw new ShapeMismatchError(
+        header.file,
+        `tensor ${name} has shape ${fmt(t.shape)}, expected ${fmt(shape)} for this base model and r`,
+      );
     }
   }
   for (const t of header.tensors.values()) {
@@ -318,7 +357,10 @@ function checkAdapterNames(header: SafetensorsHeader, settings: LoraSettings): v
     const rankAxis = m[4] === "A" ? 0 : 1;
     if (t.shape.length !== 2 || t.shape[rankAxis] !== settings.rank) {
       const want = m[4] === "A" ? `[${settings.rank}, in]` : `[out, ${settings.rank}]`;
-      throw new ShapeMismatchError(header.file, `tensor ${t.name} has shape ${fmt(t.shape)}, expected ${want} (r = ${settings.rank})`);
+      throw new ShapeMismatchError(
+        header.file,
+        `tensor ${t.name} has shape ${fmt(t.shape)}, expected ${want} (r = ${settings.rank})`,
+      );
     }
     seen.add(t.name);
   }
@@ -334,9 +376,13 @@ function checkNativeTable(params: readonly ShapedName[], expected: Map<string, n
   const native = new Map(params.map((p) => [p.name, p.shape]));
   for (const [name, shape] of expected) {
     const got = native.get(name);
-    if (!got || fmt(got) !== fmt(shape)) throw new Error(`${what}: the native LoRA table has ${got ? fmt(got) : "no"} ${name}, PEFT expects ${fmt(shape)}`);
+    if (!got || fmt(got) !== fmt(shape))
+      throw new Error(
+        `${what}: the native LoRA table has ${got ? fmt(got) : "no"} ${name}, PEFT expects ${fmt(shape)}`,
+      );
   }
-  if (native.size !== expected.size) throw new Error(`${what}: the native LoRA table has ${native.size} tensors, PEFT expects ${expected.size}`);
+  if (native.size !== expected.size)
+    throw new Error(`${what}: the native LoRA table has ${native.size} tensors, PEFT expects ${expected.size}`);
 }
 
 /**
@@ -357,7 +403,12 @@ export async function applyAdapter(model: NativeModel, dir: string): Promise<Lor
   const data = model.loraData();
   const items = params.map((p) => {
     const t = header.tensors.get(p.name)!;
-    return { fileOffset: t.fileOffset, dtype: t.dtype as TensorDtype, count: p.size, dst: data.subarray(p.offset, p.offset + p.size) };
+    return {
+      fileOffset: t.fileOffset,
+      dtype: t.dtype as TensorDtype,
+      count: p.size,
+      dst: data.subarray(p.offset, p.offset + p.size),
+    };
   });
   await loadAddon().readTensors(header.file, items);
   return settings;

@@ -9,10 +9,21 @@ import { CorruptFileError, TruncatedFileError, UnsupportedDtypeError } from "./e
 
 /** Bytes per element of every dtype the safetensors format defines. */
 export const DTYPE_BYTES: Readonly<Record<string, number>> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
 };
 
 /** What the native reader converts to float32. */
@@ -66,7 +77,10 @@ export async function readSafetensorsHeader(
     }
     const n = Number(headerLen);
     if (8 + n > size) {
-      throw new TruncatedFileError(file, `header length ${n} runs beyond the end of the file (${size} bytes): truncated`);
+      throw new TruncatedFileError(
+        file,
+        `header length ${n} runs beyond the end of the file (${size} bytes): truncated`,
+      );
     }
     const json = Buffer.alloc(n);
     await fh.read(json, 0, n, 8);
@@ -112,7 +126,8 @@ export function parseHeaderJson(
     const { dtype, shape, data_offsets } = value as Record<string, unknown>;
     if (typeof dtype !== "string") throw bad("missing dtype");
     if (!dtypes.includes(dtype)) throw new UnsupportedDtypeError(file, `unsupported dtype ${dtype} for tensor ${name}`);
-    if (!Array.isArray(shape) || !shape.every(isCount)) throw bad(`shape ${JSON.stringify(shape)} is not a list of sizes`);
+    if (!Array.isArray(shape) || !shape.every(isCount))
+      throw bad(`shape ${JSON.stringify(shape)} is not a list of sizes`);
     if (!Array.isArray(data_offsets) || data_offsets.length !== 2 || !data_offsets.every(isCount)) {
       throw bad(`data_offsets ${JSON.stringify(data_offsets)} is not [begin, end]`);
     }
@@ -120,7 +135,9 @@ export function parseHeaderJson(
     if (end < begin) throw bad(`data_offsets [${begin}, ${end}] end before they begin`);
     const byteLength = numel(shape) * DTYPE_BYTES[dtype]!;
     if (end - begin !== byteLength) {
-      throw bad(`data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${dtype} ${JSON.stringify(shape)} needs ${byteLength}`);
+      throw bad(
+        `data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${dtype} ${JSON.stringify(shape)} needs ${byteLength}`,
+      );
     }
     tensors.set(name, { name, dtype, shape, fileOffset: dataStart + begin, byteLength });
     spans.push({ name, begin, end });
@@ -130,7 +147,10 @@ export function parseHeaderJson(
     const prev = spans[i - 1]!;
     const cur = spans[i]!;
     if (cur.begin < prev.end) {
-      throw new CorruptFileError(file, `tensors ${prev.name} [${prev.begin}, ${prev.end}) and ${cur.name} [${cur.begin}, ${cur.end}) overlap`);
+      throw new CorruptFileError(
+        file,
+        `tensors ${prev.name} [${prev.begin}, ${prev.end}) and ${cur.name} [${cur.begin}, ${cur.end}) overlap`,
+      );
     }
   }
   const last = spans[spans.length - 1];
@@ -154,14 +174,18 @@ export interface HeaderTensor {
  * the given order. The JSON is padded with spaces to a multiple of 8 bytes so every tensor's data
  * starts 8-byte aligned, as the reference writer does.
  */
-export function buildSafetensorsHeader(tensors: readonly HeaderTensor[], metadata: Record<string, string> = {}): Uint8Array {
+export function buildSafetensorsHeader(
+  tensors: readonly HeaderTensor[],
+  metadata: Record<string, string> = {},
+): Uint8Array {
   const obj: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) obj.__metadata__ = metadata;
   let offset = 0;
   for (const t of tensors) {
     const bytes = DTYPE_BYTES[t.dtype];
     if (bytes === undefined) throw new Error(`buildSafetensorsHeader: unknown dtype ${t.dtype} for tensor ${t.name}`);
-    if (t.name === "__metadata__" || t.name in obj) throw new Error(`buildSafetensorsHeader: duplicate tensor name ${t.name}`);
+    if (t.name === "__metadata__" || t.name in obj)
+      throw new Error(`buildSafetensorsHeader: duplicate tensor name ${t.name}`);
     const end = offset + numel(t.shape) * bytes;
     obj[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, end] };
     offset = end;
@@ -193,15 +217,24 @@ export async function writeSafetensors(
 ): Promise<void> {
   for (const t of tensors) {
     if (t.data.length !== numel(t.shape)) {
-      throw new Error(`writeSafetensors ${file}: tensor ${t.name} has ${t.data.length} values, shape [${t.shape.join(",")}] needs ${numel(t.shape)}`);
+      throw new Error(
+        `writeSafetensors ${file}: tensor ${t.name} has ${t.data.length} values, shape [${t.shape.join(",")}] needs ${numel(t.shape)}`,
+      );
     }
   }
   const header = buildSafetensorsHeader(tensors, metadata);
-  await loadAddon().writeSafetensors(file, header, tensors.map((t) => ({ src: t.data, dtype: t.dtype })));
+  await loadAddon().writeSafetensors(
+    file,
+    header,
+    tensors.map((t) => ({ src: t.data, dtype: t.dtype })),
+  );
 }
 
 /** Reads the named tensors of an already validated header into float32 arrays (F32/BF16/F16 only). */
-export async function readTensorsF32(header: SafetensorsHeader, names?: readonly string[]): Promise<Map<string, Float32Array>> {
+export async function readTensorsF32(
+  header: SafetensorsHeader,
+  names?: readonly string[],
+): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   const items = [];
   for (const name of names ?? [...header.tensors.keys()]) {

@@ -40,7 +40,10 @@ const GENERATION_EVAL = {
   after: { overall: score(0.75, 1), tasks: { "extract/json": score(0.75, 1) } },
 };
 
-export async function startFakeCoordinator(url: string, options: FakeCoordinatorOptions = {}): Promise<FakeCoordinator> {
+export async function startFakeCoordinator(
+  url: string,
+  options: FakeCoordinatorOptions = {},
+): Promise<FakeCoordinator> {
   const steps = options.steps ?? 5;
   const stepMs = options.stepMs ?? 20;
   const nc: NatsConnection = await connect({ servers: url });
@@ -130,7 +133,15 @@ export async function startFakeCoordinator(url: string, options: FakeCoordinator
       msg.respond(
         encodeMessage(ClusterStatusReply, {
           workers: [
-            { worker_id: "worker-0", host: "node-a", pid: 100, device, state: "busy", job: "job-1", last_seen_ms_ago: 250 },
+            {
+              worker_id: "worker-0",
+              host: "node-a",
+              pid: 100,
+              device,
+              state: "busy",
+              job: "job-1",
+              last_seen_ms_ago: 250,
+            },
             { worker_id: "worker-1", host: "node-a", pid: 101, device, state: "idle", last_seen_ms_ago: 900 },
           ],
           jobs_running: ["job-1"],

@@ -9,7 +9,8 @@ import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
 import { startFakeCoordinator, type FakeCoordinator } from "./fake_coordinator.js";
 import { deadPort, lastLine, runCli } from "./run_cli.js";
 
-const GOOD_SPEC = "model: {init: {config: models/tiny.json}}\ntokenizer: byte\ndata: [{path: data/train.jsonl}]\nmax_steps: 5\n";
+const GOOD_SPEC =
+  "model: {init: {config: models/tiny.json}}\ntokenizer: byte\ndata: [{path: data/train.jsonl}]\nmax_steps: 5\n";
 
 describe("job commands against a fake coordinator", () => {
   let server: NatsServer;
@@ -56,7 +57,11 @@ describe("job commands against a fake coordinator", () => {
     const sent = coordinator.submitted[before]!;
     assert.equal(sent.base_dir, dir);
     assert.equal(sent.source, spec);
-    assert.deepEqual(sent.spec.data, [{ path: "data/train.jsonl" }], "paths stay relative: the coordinator resolves them");
+    assert.deepEqual(
+      sent.spec.data,
+      [{ path: "data/train.jsonl" }],
+      "paths stay relative: the coordinator resolves them",
+    );
   });
 
   test("submit --wait exits 1 when the job fails, and says why", async () => {
@@ -92,9 +97,15 @@ describe("job commands against a fake coordinator", () => {
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split("\n");
     assert.match(header!, /^ID\s+STATUS\s+STEP\s+TOTAL\s+LOSS\s+OUTPUT$/);
-    assert.ok(rows.some((l) => /^job-\d+\s+completed\s+5\s+5\s+0\.6000\s+\/tmp\/runs\/job-\d+$/.test(l)), r.stdout);
+    assert.ok(
+      rows.some((l) => /^job-\d+\s+completed\s+5\s+5\s+0\.6000\s+\/tmp\/runs\/job-\d+$/.test(l)),
+      r.stdout,
+    );
     const json = await runCli(["jobs", "--json", ...nats()]);
-    const records = json.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const records = json.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     assert.equal(records.length, rows.length);
     assert.ok(records.every((x) => typeof x.steps === "number"));
   });
@@ -136,10 +147,13 @@ describe("job commands against a fake coordinator", () => {
 
   test("a job the coordinator refuses is reported with its reason (JSON job files too)", async () => {
     const refused = path.join(dir, "refused.json");
-    writeFileSync(refused, JSON.stringify({ model: { init: { config: "m.json" } }, data: [{ path: "a.jsonl" }], workers: 3 }));
+    writeFileSync(
+      refused,
+      JSON.stringify({ model: { init: { config: "m.json" } }, data: [{ path: "a.jsonl" }], workers: 3 }),
+    );
     const r = await runCli(["submit", refused, ...nats()]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /the coordinator refused .*refused\.json:\n  workers: 3 wanted, 2 registered/);
+    assert.match(r.stderr, /the coordinator refused .*refused\.json:\n {2}workers: 3 wanted, 2 registered/);
   });
 });
 
@@ -162,7 +176,10 @@ describe("job commands without a cluster", () => {
     const url = `nats://127.0.0.1:${await deadPort()}`;
     const r = await runCli(["jobs"], { NATS_URL: url });
     assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`no NATS server at ${url}: start a cluster with 'make cluster-up' or set NATS_URL`));
+    assert.match(
+      r.stderr,
+      new RegExp(`no NATS server at ${url}: start a cluster with 'make cluster-up' or set NATS_URL`),
+    );
   });
 
   test("a NATS server without a coordinator: submit, cancel and cluster status say no coordinator answered; jobs names the missing bucket", async () => {

@@ -27,12 +27,26 @@ test("the summary shows losses, a before/after table per task_type and the outpu
 });
 
 test("the coordinator's report shape: tasks and overall (as 'all', last), with sample answers", () => {
-  const score = (count: number, exact_match: number, json_valid: number, samples: unknown[] = []) => ({ count, exact_match, json_valid, samples });
+  const score = (count: number, exact_match: number, json_valid: number, samples: unknown[] = []) => ({
+    count,
+    exact_match,
+    json_valid,
+    samples,
+  });
   const ev = {
-    before: { overall: score(40, 0, 0.1), tasks: { "extract/order": score(20, 0, 0.1), "extract/person": score(20, 0, 0.1) }, max_new_tokens: 64 },
+    before: {
+      overall: score(40, 0, 0.1),
+      tasks: { "extract/order": score(20, 0, 0.1), "extract/person": score(20, 0, 0.1) },
+      max_new_tokens: 64,
+    },
     after: {
       overall: score(40, 0.5, 1),
-      tasks: { "extract/order": score(20, 0.25, 1), "extract/person": score(20, 0.75, 1, [{ prompt: "Ann lives in Oslo.", expected: '{"name":"Ann"}', got: '{"name":"Ann"}' }]) },
+      tasks: {
+        "extract/order": score(20, 0.25, 1),
+        "extract/person": score(20, 0.75, 1, [
+          { prompt: "Ann lives in Oslo.", expected: '{"name":"Ann"}', got: '{"name":"Ann"}' },
+        ]),
+      },
     },
   };
   assert.deepEqual(generationEvalRows(ev), [
@@ -41,11 +55,21 @@ test("the coordinator's report shape: tasks and overall (as 'all', last), with s
     ["all", "40", "0.0%", "50.0%", "10.0%", "100.0%"],
   ]);
   const text = formatJobSummary({ ...record, generation_eval: ev });
-  assert.match(text, /\[extract\/person\] Ann lives in Oslo\.\n    expected: \{"name":"Ann"\}\n    got: {6}\{"name":"Ann"\}/);
+  assert.match(
+    text,
+    /\[extract\/person\] Ann lives in Oslo\.\n {4}expected: \{"name":"Ann"\}\n {4}got: {6}\{"name":"Ann"\}/,
+  );
 });
 
 test("generation_eval keyed by task first reads the same", () => {
-  const rows = generationEvalRows({ by_task: { "extract/json": { before: { exact: 0.1, json_validity: 0.5 }, after: { exact: 0.9, json_validity: 1, count: 20 } } } });
+  const rows = generationEvalRows({
+    by_task: {
+      "extract/json": {
+        before: { exact: 0.1, json_validity: 0.5 },
+        after: { exact: 0.9, json_validity: 1, count: 20 },
+      },
+    },
+  });
   assert.deepEqual(rows, [["extract/json", "20", "10.0%", "90.0%", "50.0%", "100.0%"]]);
 });
 

@@ -49,7 +49,10 @@ test("ETA is estimated from the step rate seen since the first observation", () 
 });
 
 test("the progress line has step/total, percent, loss, lr, tokens/s and ETA", () => {
-  const line = formatProgressLine(record({ step: 25, total_steps: 100, train_loss: { first: 3, last: 1.23456 }, lr: 3e-4, tokens_per_s: 12_345 }), 65);
+  const line = formatProgressLine(
+    record({ step: 25, total_steps: 100, train_loss: { first: 3, last: 1.23456 }, lr: 3e-4, tokens_per_s: 12_345 }),
+    65,
+  );
   assert.equal(line, "[#####...............] 25/100   25%  loss 1.2346  lr 3.00e-4  12.3k tok/s  ETA 1m05s");
 });
 
@@ -61,10 +64,16 @@ test("on a TTY the bar is redrawn in place and status changes are whole lines", 
   p.update(record({ step: 1, eta_s: 10 }));
   p.update(record({ step: 2, eta_s: 9 }));
   p.update(record({ status: "completed", step: 100, train_loss: { first: 3, last: 1 }, val_loss: 1.5 }));
+  // The bar redraws its line with a carriage return and the ANSI "erase line" sequence.
+  /* eslint-disable no-control-regex */
   const text = out.join("");
   assert.equal(text.match(/waiting: no workers/g)?.length, 1);
   assert.match(text, /\r\x1b\[K\[.*\] 2\/100 .* ETA 9s/);
-  assert.match(text, /\r\x1b\[Kjob job-1 completed: 100 steps, train loss 3\.0000 -> 1\.0000, val loss 1\.5000; output: \/runs\/job-1\n$/);
+  assert.match(
+    text,
+    /\r\x1b\[Kjob job-1 completed: 100 steps, train loss 3\.0000 -> 1\.0000, val loss 1\.5000; output: \/runs\/job-1\n$/,
+  );
+  /* eslint-enable no-control-regex */
 });
 
 test("off a TTY progress is a plain line at most every interval, and no carriage returns", () => {

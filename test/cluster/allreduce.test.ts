@@ -49,7 +49,9 @@ for (const kind of ["tcp", "nats"] as const) {
         for (const length of [1, 997, 100_003]) {
           const inputs = Array.from({ length: n }, (_, r) => rankInput("random", r, length));
           const results = inputs.map((x) => x.slice());
-          await Promise.all(ring.transports.map((t, r) => ringAllReduce(t, results[r]!, `r${length}`, { chunkElements: 1000 })));
+          await Promise.all(
+            ring.transports.map((t, r) => ringAllReduce(t, results[r]!, `r${length}`, { chunkElements: 1000 })),
+          );
           assertAllReduced(results, inputs, false);
         }
       } finally {
@@ -69,7 +71,10 @@ for (const kind of ["tcp", "nats"] as const) {
       assert.ok(first instanceof RangeError, String(first));
       await ring.close(); // the other rank, still waiting, fails when its transport closes
       const outcomes = await Promise.all(calls);
-      assert.ok(outcomes.every((e) => e instanceof Error), String(outcomes));
+      assert.ok(
+        outcomes.every((e) => e instanceof Error),
+        String(outcomes),
+      );
     });
 
     test("one rank: the buffer is left as it is", async () => {

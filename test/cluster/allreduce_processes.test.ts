@@ -30,7 +30,9 @@ function runMember(spec: MemberSpec): { results: Promise<Float32Array[]>; close(
   });
   const exited = new Promise<void>((resolve, reject) => {
     child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`rank ${spec.rank} exited with code ${code}`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`rank ${spec.rank} exited with code ${code}`)),
+    );
   });
   const results = new Promise<Float32Array[]>((resolve, reject) => {
     child.on("message", (m) => resolve(m as Float32Array[]));
@@ -44,13 +46,19 @@ for (const kind of ["tcp", "nats"] as const) {
     const size = 3;
     const lengths = [2, 1001, 300_007]; // smaller than the ring, odd, several default chunks per segment
     const ring = `proc-${kind}-${process.pid}`;
-    const members = Array.from({ length: size }, (_, rank) => runMember({ url: server.url, ring, rank, size, kind, lengths, seed: 5 }));
+    const members = Array.from({ length: size }, (_, rank) =>
+      runMember({ url: server.url, ring, rank, size, kind, lengths, seed: 5 }),
+    );
     const results = await Promise.all(members.map((m) => m.results));
     for (const m of members) m.close();
     await Promise.all(members.map((m) => m.exited));
     for (const [i, length] of lengths.entries()) {
       const inputs = Array.from({ length: size }, (_, r) => rankInput("random", r, length, 5 + i));
-      assertAllReduced(results.map((perRank) => perRank[i]!), inputs, false);
+      assertAllReduced(
+        results.map((perRank) => perRank[i]!),
+        inputs,
+        false,
+      );
     }
     assert.equal(results.length, size);
   });

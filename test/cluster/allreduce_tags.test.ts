@@ -26,7 +26,9 @@ for (const kind of ["tcp", "nats"] as const) {
             const inputs = Array.from({ length: n }, (_, r) => rankInput("integers", r, length, 100 * step + bucket));
             const results = inputs.map((x) => x.slice());
             await Promise.all(
-              ring.transports.map((t, r) => ringAllReduce(t, results[r]!, allReduceTag(step, bucket), { chunkElements: 8 })),
+              ring.transports.map((t, r) =>
+                ringAllReduce(t, results[r]!, allReduceTag(step, bucket), { chunkElements: 8 }),
+              ),
             );
             assertAllReduced(results, inputs, true);
           }

@@ -9,13 +9,22 @@ function stream(frames: Uint8Array[]): Uint8Array {
 }
 
 test("frames come out whole and in order however the stream is cut", () => {
-  const frames = [new Uint8Array(0), Uint8Array.from([1]), Uint8Array.from({ length: 37 }, (_, i) => i), Uint8Array.from([9, 8])];
+  const frames = [
+    new Uint8Array(0),
+    Uint8Array.from([1]),
+    Uint8Array.from({ length: 37 }, (_, i) => i),
+    Uint8Array.from([9, 8]),
+  ];
   const bytes = stream(frames);
   for (let cut = 1; cut <= bytes.length; cut++) {
     const out: number[][] = [];
     const reader = new FrameReader((f) => out.push(Array.from(f)));
     for (let i = 0; i < bytes.length; i += cut) reader.push(bytes.subarray(i, i + cut));
-    assert.deepEqual(out, frames.map((f) => Array.from(f)), `pieces of ${cut} bytes`);
+    assert.deepEqual(
+      out,
+      frames.map((f) => Array.from(f)),
+      `pieces of ${cut} bytes`,
+    );
   }
 });
 
@@ -47,7 +56,10 @@ test("frames are lent from one reused buffer: gathered frames share it, an unali
   });
   for (let i = 0; i < bytes.length; i += 5) reader.push(bytes.subarray(i, i + 5)); // every frame spans reads
   assert.equal(seen[0]!.buffer, seen[1]!.buffer, "no allocation per frame");
-  assert.deepEqual(copies, frames.map((f) => Array.from(f)));
+  assert.deepEqual(
+    copies,
+    frames.map((f) => Array.from(f)),
+  );
 
   const unaligned = new Uint8Array(1 + bytes.length).fill(0);
   unaligned.set(bytes, 1);

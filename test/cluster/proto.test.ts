@@ -25,22 +25,28 @@ test("a message round-trips and carries the protocol version", () => {
 
 test("a message from another protocol version is refused with ProtocolVersionError", () => {
   const bytes = encode({ v: PROTOCOL_VERSION + 1, ring: "r", rank: 0, host: "h", port: 1 });
-  assert.throws(() => decodeMessage(PeerAddress, bytes), (err: unknown) => {
-    assert.ok(err instanceof ProtocolVersionError);
-    assert.match(err.message, /PeerAddress: protocol version mismatch/);
-    assert.equal(err.actual, PROTOCOL_VERSION + 1);
-    return true;
-  });
+  assert.throws(
+    () => decodeMessage(PeerAddress, bytes),
+    (err: unknown) => {
+      assert.ok(err instanceof ProtocolVersionError);
+      assert.match(err.message, /PeerAddress: protocol version mismatch/);
+      assert.equal(err.actual, PROTOCOL_VERSION + 1);
+      return true;
+    },
+  );
   assert.throws(() => decodeMessage(PeerAddress, encode({ ring: "r" })), ProtocolVersionError);
 });
 
 test("a schema violation names the key", () => {
   const bytes = encode({ v: PROTOCOL_VERSION, ring: "r", rank: -1, host: "h", port: 1 });
-  assert.throws(() => decodeMessage(PeerAddress, bytes), (err: unknown) => {
-    assert.ok(err instanceof ProtocolDecodeError);
-    assert.match(err.message, /^PeerAddress: rank: /);
-    return true;
-  });
+  assert.throws(
+    () => decodeMessage(PeerAddress, bytes),
+    (err: unknown) => {
+      assert.ok(err instanceof ProtocolDecodeError);
+      assert.match(err.message, /^PeerAddress: rank: /);
+      return true;
+    },
+  );
   assert.throws(() => decodeMessage(PeerAddress, new Uint8Array([0xc1])), ProtocolDecodeError);
 });
 
@@ -78,7 +84,9 @@ test("a misaligned chunk still decodes (by copying)", () => {
 
 test("Int32Array and Float32Array survive the codec as themselves", () => {
   const value = { tokens: new Int32Array([5, -1, 2 ** 31 - 1]), grads: new Float32Array([1.5, -2]) };
-  const back = decode(encode(value, { extensionCodec: typedArrayCodec }), { extensionCodec: typedArrayCodec }) as typeof value;
+  const back = decode(encode(value, { extensionCodec: typedArrayCodec }), {
+    extensionCodec: typedArrayCodec,
+  }) as typeof value;
   assert.ok(back.tokens instanceof Int32Array);
   assert.ok(back.grads instanceof Float32Array);
   assert.deepEqual(Array.from(back.tokens), [5, -1, 2 ** 31 - 1]);

@@ -25,7 +25,15 @@ test("TCP: a hello from a peer of another protocol version fails the setup with 
   const nc = await connect({ servers: server.url });
   const impostor = await connect({ servers: server.url });
   try {
-    const setup = connectTransport({ nc, ring, rank: 0, size: 2, kind: "tcp", listenHost: "127.0.0.1", advertiseHost: "127.0.0.1" });
+    const setup = connectTransport({
+      nc,
+      ring,
+      rank: 0,
+      size: 2,
+      kind: "tcp",
+      listenHost: "127.0.0.1",
+      advertiseHost: "127.0.0.1",
+    });
     // Rank 1, speaking another version, finds rank 0 the usual way and says hello for the edge 0->1.
     const addr = await lookupPeerAddress(impostor, ring, 1, 0);
     const socket = tcpConnect(addr.port, addr.host);

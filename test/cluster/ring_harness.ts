@@ -58,7 +58,10 @@ export function assertAllReduced(results: Float32Array[], inputs: Float32Array[]
   const length = inputs[0]!.length;
   for (let r = 0; r < results.length; r++) {
     assert.equal(results[r]!.length, length);
-    assert.ok(Buffer.compare(bytes(results[r]!), bytes(results[0]!)) === 0, `rank ${r} differs from rank 0 in some bit`);
+    assert.ok(
+      Buffer.compare(bytes(results[r]!), bytes(results[0]!)) === 0,
+      `rank ${r} differs from rank 0 in some bit`,
+    );
   }
   for (let i = 0; i < length; i++) {
     let sum = 0;

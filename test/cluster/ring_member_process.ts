@@ -34,7 +34,9 @@ async function main(spec: MemberSpec): Promise<void> {
     await ringAllReduce(transport, data, `call-${i}`);
     results.push(data);
   }
-  await new Promise<void>((resolve, reject) => process.send!(results, (err: Error | null) => (err ? reject(err) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    process.send!(results, (err: Error | null) => (err ? reject(err) : resolve())),
+  );
   // Close only when the parent says every rank is done (see allreduce_processes.test.ts).
   await new Promise<void>((resolve) => process.once("message", () => resolve()));
   await transport.close();

@@ -11,13 +11,26 @@ import { parseSpec } from "../../coordinator/spec/load.js";
 import { fixtures, repoRoot } from "./helpers.js";
 
 function specFor(file: string, extra: Record<string, unknown> = {}) {
-  return parseSpec({ model: { init: { config: "none.json" } }, tokenizer: "byte", template: "chatml", data: [{ path: file }], seq_len: 128, ...extra }, "test", fixtures);
+  return parseSpec(
+    {
+      model: { init: { config: "none.json" } },
+      tokenizer: "byte",
+      template: "chatml",
+      data: [{ path: file }],
+      seq_len: 128,
+      ...extra,
+    },
+    "test",
+    fixtures,
+  );
 }
 
 test("each bad record in a JSONL file is reported as file:line: reason", () => {
   const d = buildDataset(specFor("bad_records.jsonl"), { quiet: true, useCache: false, displayRoot: fixtures });
   // the JSON parser's own detail differs between Node versions; the rest is ours
-  const lines = d.problems.map(formatProblem).map((l) => l.replace(/\(response_format: json\): .*/, "(response_format: json): ..."));
+  const lines = d.problems
+    .map(formatProblem)
+    .map((l) => l.replace(/\(response_format: json\): .*/, "(response_format: json): ..."));
   assert.deepEqual(lines, [
     "bad_records.jsonl:2: invalid JSON: Unexpected end of JSON input",
     "bad_records.jsonl:3: cannot detect format: expected 'messages', 'conversations', 'instruction'/'output' or 'text'",
@@ -49,9 +62,16 @@ test("records of a JSON array are reported at the line each starts on", () => {
 });
 
 test("overlong examples are counted with their reason", () => {
-  const d = buildDataset(specFor("bad_records.jsonl", { seq_len: 8, overlong: "drop" }), { quiet: true, useCache: false, displayRoot: fixtures });
+  const d = buildDataset(specFor("bad_records.jsonl", { seq_len: 8, overlong: "drop" }), {
+    quiet: true,
+    useCache: false,
+    displayRoot: fixtures,
+  });
   assert.equal(d.stats.dropped.overlong, 1);
-  assert.match(formatProblem(d.problems.find((p) => p.kind === "overlong")!), /^bad_records\.jsonl:1: too long: \d+ positions > seq_len 8/);
+  assert.match(
+    formatProblem(d.problems.find((p) => p.kind === "overlong")!),
+    /^bad_records\.jsonl:1: too long: \d+ positions > seq_len 8/,
+  );
 });
 
 test("near-duplicate answers are reported, not removed; robustness-tagged copies are kept", () => {
@@ -65,11 +85,16 @@ test("near-duplicate answers are reported, not removed; robustness-tagged copies
       { instruction: "France capital?", output: answer.replace("many", "a lot of") },
       { instruction: "Capital of France?", output: answer },
       { instruction: "Capital of France?", output: answer, tags: ["robustness"] },
-    ].map((r) => JSON.stringify(r)).join("\n"),
+    ]
+      .map((r) => JSON.stringify(r))
+      .join("\n"),
   );
   const d = buildDataset(specFor(file), { quiet: true, useCache: false, displayRoot: dir });
   const lines = d.problems.map(formatProblem);
-  assert.ok(lines.some((l) => /^d\.jsonl:2: response nearly duplicates d\.jsonl:1 \(MinHash Jaccard ~0\.\d+\); kept$/.test(l)), lines.join("\n"));
+  assert.ok(
+    lines.some((l) => /^d\.jsonl:2: response nearly duplicates d\.jsonl:1 \(MinHash Jaccard ~0\.\d+\); kept$/.test(l)),
+    lines.join("\n"),
+  );
   assert.ok(lines.includes("d.jsonl:3: exact duplicate of d.jsonl:1"));
   assert.equal(d.stats.train.examples, 3);
 });
@@ -78,8 +103,14 @@ test("ringtune data check exits 1 under on_bad_record: fail, 0 under skip, listi
   const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-check-"));
   const run = (policy: string) => {
     const spec = path.join(dir, `${policy}.yaml`);
-    writeFileSync(spec, `model: {init: {config: x.json}}\ntokenizer: byte\ndata:\n  - {path: ${path.join(fixtures, "bad_records.json")}}\non_bad_record: ${policy}\ncache_dir: ${dir}/cache\n`);
-    return spawnSync(process.execPath, [path.join(repoRoot, "dist/cli/ringtune.js"), "data", "check", "--spec", spec], { encoding: "utf8", cwd: fixtures });
+    writeFileSync(
+      spec,
+      `model: {init: {config: x.json}}\ntokenizer: byte\ndata:\n  - {path: ${path.join(fixtures, "bad_records.json")}}\non_bad_record: ${policy}\ncache_dir: ${dir}/cache\n`,
+    );
+    return spawnSync(process.execPath, [path.join(repoRoot, "dist/cli/ringtune.js"), "data", "check", "--spec", spec], {
+      encoding: "utf8",
+      cwd: fixtures,
+    });
   };
   const fail = run("fail");
   assert.equal(fail.status, 1, fail.stderr);

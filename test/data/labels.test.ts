@@ -72,7 +72,9 @@ test("llama2 multi turn: every answer and its EOS are targets, the second [BOS][
 
 test("last_turn_only: earlier answers become context", () => {
   const { tok, tpl } = byteSetup("llama2");
-  assert.deepEqual(targetRuns(labelsFor(tok, tpl, multi, { trainOnPrompt: false, lastTurnOnly: true }).labels, tok), [" A2 </s>"]);
+  assert.deepEqual(targetRuns(labelsFor(tok, tpl, multi, { trainOnPrompt: false, lastTurnOnly: true }).labels, tok), [
+    " A2 </s>",
+  ]);
 });
 
 test("train_on_prompt: every token after the first is a target", () => {
@@ -86,7 +88,9 @@ test("chatml: each answer plus <|im_end|> is a target, the newline after it is n
   const { tok, tpl } = byteSetup("chatml");
   assert.equal(tpl.render(single).text, "<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n");
   assert.deepEqual(targetRuns(labelsFor(tok, tpl, multi).labels, tok), ["A1<|im_end|>", "A2<|im_end|>"]);
-  assert.deepEqual(targetRuns(labelsFor(tok, tpl, multi, { trainOnPrompt: false, lastTurnOnly: true }).labels, tok), ["A2<|im_end|>"]);
+  assert.deepEqual(targetRuns(labelsFor(tok, tpl, multi, { trainOnPrompt: false, lastTurnOnly: true }).labels, tok), [
+    "A2<|im_end|>",
+  ]);
 });
 
 test("llama3: each answer plus <|eot_id|> is a target, headers are not", () => {
@@ -102,8 +106,13 @@ test("none (base model): answers end with EOS, prompts are context", () => {
 test("tool results are never targets, not even with train_on_prompt; tool calls are", () => {
   const { tok, tpl } = byteSetup("chatml");
   const runs = targetRuns(labelsFor(tok, tpl, withTools).labels, tok);
-  assert.deepEqual(runs, ['<tool_call>\n{"name":"get_weather","arguments":{"city":"Beijing"}}\n</tool_call><|im_end|>', "It is sunny.<|im_end|>"]);
-  const all = targetRuns(labelsFor(tok, tpl, withTools, { trainOnPrompt: true, lastTurnOnly: false }).labels, tok).join("");
+  assert.deepEqual(runs, [
+    '<tool_call>\n{"name":"get_weather","arguments":{"city":"Beijing"}}\n</tool_call><|im_end|>',
+    "It is sunny.<|im_end|>",
+  ]);
+  const all = targetRuns(labelsFor(tok, tpl, withTools, { trainOnPrompt: true, lastTurnOnly: false }).labels, tok).join(
+    "",
+  );
   assert.ok(!all.includes("sunny\n</tool_response>"), "tool result must not be a target");
   assert.ok(all.includes("Weather in Beijing?"));
 });
@@ -120,15 +129,22 @@ test("Qwen2.5's own Jinja template with a BPE tokenizer: answers and <|im_end|> 
   const r = tpl.render(multi);
   assert.ok(r.text.startsWith("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n"));
   assert.deepEqual(targetRuns(labelsFor(tok, tpl, multi).labels, tok), ["A1<|im_end|>", "A2<|im_end|>"]);
-  assert.deepEqual(targetRuns(labelsFor(tok, tpl, multi, { trainOnPrompt: false, lastTurnOnly: true }).labels, tok), ["A2<|im_end|>"]);
+  assert.deepEqual(targetRuns(labelsFor(tok, tpl, multi, { trainOnPrompt: false, lastTurnOnly: true }).labels, tok), [
+    "A2<|im_end|>",
+  ]);
 });
 
 test("Qwen2.5's Jinja template with tools: tool call is a target, the <tool_response> turn is not", () => {
   const { tok, tpl } = qwenJinja();
   const runs = targetRuns(labelsFor(tok, tpl, withTools).labels, tok);
   // the generation prompt "<|im_start|>assistant\n" owns the newline, so the call starts the answer
-  assert.deepEqual(runs, ['<tool_call>\n{"name": "get_weather", "arguments": {"city": "Beijing"}}\n</tool_call><|im_end|>', "It is sunny.<|im_end|>"]);
-  const all = targetRuns(labelsFor(tok, tpl, withTools, { trainOnPrompt: true, lastTurnOnly: false }).labels, tok).join("");
+  assert.deepEqual(runs, [
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Beijing"}}\n</tool_call><|im_end|>',
+    "It is sunny.<|im_end|>",
+  ]);
+  const all = targetRuns(labelsFor(tok, tpl, withTools, { trainOnPrompt: true, lastTurnOnly: false }).labels, tok).join(
+    "",
+  );
   assert.ok(!all.includes("<tool_response>"));
 });
 
@@ -147,7 +163,10 @@ for (const [name, file, bos, eos] of [
     const jinja = new JinjaTemplate(source, { bos_token: bos, eos_token: eos });
     for (const conv of [single, multi]) {
       assert.equal(tpl.render(conv).text, jinja.render(conv).text);
-      assert.deepEqual(targetRuns(labelsFor(tok, tpl, conv).labels, tok), targetRuns(labelsFor(tok, jinja, conv).labels, tok));
+      assert.deepEqual(
+        targetRuns(labelsFor(tok, tpl, conv).labels, tok),
+        targetRuns(labelsFor(tok, jinja, conv).labels, tok),
+      );
     }
   });
 }
@@ -162,7 +181,13 @@ test("a cut inside a BPE word: the straddling token goes to the target, ids stay
   const tok = new HfTokenizer(path.join(fixtures, "bpe-qwen"));
   const tpl = builtinTemplate("none", tok);
   // "none" puts the answer right after "U\n"; make the answer start mid-word: "capit" + "al".
-  const r = { text: "the capital", parts: [{ start: 0, end: 9, kind: "prompt" as const, message: 0 }, { start: 9, end: 11, kind: "answer" as const, message: 1 }] };
+  const r = {
+    text: "the capital",
+    parts: [
+      { start: 0, end: 9, kind: "prompt" as const, message: 0 },
+      { start: 9, end: 11, kind: "answer" as const, message: 1 },
+    ],
+  };
   const m = maskChat(r, tok, DEFAULT);
   assert.deepEqual(m.ids, tok.encode("the capital"));
   assert.equal(m.targets[m.targets.length - 1], 1);

@@ -94,7 +94,13 @@ test("padded mode batch: rows padded to the longest, padding its own segment wit
 test("mixing weights hold: 75% domain / 25% replay whatever the source sizes", () => {
   const domain = Array.from({ length: 1000 }, (_, i) => `d${i}`);
   const general = Array.from({ length: 120 }, (_, i) => `g${i}`);
-  const mixed = mixSources([{ items: domain, weight: 0.75, epochs: 1 }, { items: general, weight: 0.25, epochs: 1 }], 0);
+  const mixed = mixSources(
+    [
+      { items: domain, weight: 0.75, epochs: 1 },
+      { items: general, weight: 0.25, epochs: 1 },
+    ],
+    0,
+  );
   const share = mixed.filter((x) => x.startsWith("g")).length / mixed.length;
   assert.ok(Math.abs(share - 0.25) < 0.005, `replay share ${share}`);
   assert.equal(mixed.length, 1120);
@@ -136,5 +142,9 @@ test("overlong SFT: truncate keeps the final answer and cuts the earliest contex
   assert.equal(fitToRow({ inputIds, labels }, 3, false, "truncate").kind, "dropped"); // answer of 4 > 3
   const split = fitToRow({ inputIds, labels: inputIds }, 8, true, "drop");
   assert.equal(split.kind, "split");
-  if (split.kind === "split") assert.deepEqual(split.parts.map((p) => p.inputIds.length), [8, 8, 4]);
+  if (split.kind === "split")
+    assert.deepEqual(
+      split.parts.map((p) => p.inputIds.length),
+      [8, 8, 4],
+    );
 });

@@ -12,7 +12,14 @@ import { fixtures } from "./helpers.js";
 function corpus(dir: string, name: string, n: number, task: string): string {
   const file = path.join(dir, name);
   const lines = [];
-  for (let i = 0; i < n; i++) lines.push(JSON.stringify({ instruction: `${name} question ${i}?`, output: `answer ${i} ${"x".repeat(i % 37)}`, task_type: task }));
+  for (let i = 0; i < n; i++)
+    lines.push(
+      JSON.stringify({
+        instruction: `${name} question ${i}?`,
+        output: `answer ${i} ${"x".repeat(i % 37)}`,
+        task_type: task,
+      }),
+    );
   writeFileSync(file, lines.join("\n") + "\n");
   return file;
 }
@@ -25,7 +32,10 @@ function setup(extra: Record<string, unknown> = {}) {
     {
       model: { init: { config: "x.json" } },
       tokenizer: "byte",
-      data: [{ path: a, weight: 0.75 }, { path: b, weight: 0.25 }],
+      data: [
+        { path: a, weight: 0.75 },
+        { path: b, weight: 0.25 },
+      ],
       val_size: 0.1,
       seq_len: 256,
       cache_dir: path.join(dir, "cache"),
@@ -72,7 +82,13 @@ test("padded mode: one example per row, no packing", () => {
 test("a model folder's tokenizer.json and Jinja template run end to end", () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-bpe-"));
   const spec = parseSpec(
-    { model: { path: path.join(fixtures, "bpe-qwen") }, template: "model", data: [{ path: corpus(dir, "a.jsonl", 50, "t/a") }], seq_len: 256, cache_dir: path.join(dir, "c") },
+    {
+      model: { path: path.join(fixtures, "bpe-qwen") },
+      template: "model",
+      data: [{ path: corpus(dir, "a.jsonl", 50, "t/a") }],
+      seq_len: 256,
+      cache_dir: path.join(dir, "c"),
+    },
     "test",
     dir,
   );

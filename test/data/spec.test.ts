@@ -22,8 +22,14 @@ test("a minimal spec gets the documented defaults and paths resolved against the
 
 test("unknown keys are errors that name the key, at the top and inside data entries", () => {
   assert.throws(() => parseSpec({ ...minimal, seqlen: 5 }, "job.yaml", "/"), /\(top level\): unknown key 'seqlen'/);
-  assert.throws(() => parseSpec({ ...minimal, data: [{ path: "a", wieght: 1 }] }, "job.yaml", "/"), /data\[0\]: unknown key 'wieght'/);
-  assert.throws(() => parseSpec({ ...minimal, model: { path: "m", init: { config: "c" } } }, "job.yaml", "/"), /model: give exactly one of 'path' or 'init'/);
+  assert.throws(
+    () => parseSpec({ ...minimal, data: [{ path: "a", wieght: 1 }] }, "job.yaml", "/"),
+    /data\[0\]: unknown key 'wieght'/,
+  );
+  assert.throws(
+    () => parseSpec({ ...minimal, model: { path: "m", init: { config: "c" } } }, "job.yaml", "/"),
+    /model: give exactly one of 'path' or 'init'/,
+  );
   assert.throws(() => parseSpec({ ...minimal, template: "alpaca" }, "job.yaml", "/"), /template: /);
 });
 
@@ -52,7 +58,14 @@ seed: 0
 });
 
 test("training keys are part of the one job schema, which stays strict and checks keys against each other", () => {
-  const ok = jobSpecSchema.parse({ ...minimal, lr: 3e-4, max_steps: 20, warmup_ratio: 0.1, workers: 2, betas: [0.9, 0.95] });
+  const ok = jobSpecSchema.parse({
+    ...minimal,
+    lr: 3e-4,
+    max_steps: 20,
+    warmup_ratio: 0.1,
+    workers: 2,
+    betas: [0.9, 0.95],
+  });
   assert.equal(ok.lr, 3e-4);
   assert.equal(ok.schedule, "cosine");
   assert.deepEqual(ok.betas, [0.9, 0.95]);
@@ -60,7 +73,10 @@ test("training keys are part of the one job schema, which stays strict and check
   assert.equal(unknown.success, false);
   assert.match(formatSpecIssues(unknown.error!.issues).join("\n"), /unknown key 'nope'/);
   const both = jobSpecSchema.safeParse({ ...minimal, warmup_ratio: 0.1, warmup_steps: 3 });
-  assert.match(formatSpecIssues(both.error!.issues).join("\n"), /warmup_steps: give warmup_ratio or warmup_steps, not both/);
+  assert.match(
+    formatSpecIssues(both.error!.issues).join("\n"),
+    /warmup_steps: give warmup_ratio or warmup_steps, not both/,
+  );
   const minlr = jobSpecSchema.safeParse({ ...minimal, lr: 1e-4, min_lr: 1e-3 });
   assert.match(formatSpecIssues(minlr.error!.issues).join("\n"), /min_lr: min_lr \(0.001\) exceeds lr \(0.0001\)/);
 });

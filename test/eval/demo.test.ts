@@ -19,14 +19,21 @@ interface DemoRecord {
   task_type: string;
   messages: { role: string; content: string }[];
 }
-type MakeDemoData = (o?: { train?: number; heldout?: number; seed?: number }) => { train: DemoRecord[]; heldout: DemoRecord[] };
+type MakeDemoData = (o?: { train?: number; heldout?: number; seed?: number }) => {
+  train: DemoRecord[];
+  heldout: DemoRecord[];
+};
 
 async function generator(): Promise<MakeDemoData> {
   const mod = (await import(pathToFileURL(path.join(demo, "make_data.mjs")).href)) as { makeDemoData: MakeDemoData };
   return mod.makeDemoData;
 }
 
-const readJsonl = (f: string): DemoRecord[] => readFileSync(f, "utf8").trim().split("\n").map((l) => JSON.parse(l) as DemoRecord);
+const readJsonl = (f: string): DemoRecord[] =>
+  readFileSync(f, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as DemoRecord);
 const sentence = (r: DemoRecord) => r.messages.find((m) => m.role === "user")!.content;
 const answer = (r: DemoRecord) => JSON.parse(r.messages[r.messages.length - 1].content) as Record<string, unknown>;
 
@@ -34,7 +41,11 @@ test("the generator is deterministic and the committed files are its output", ()
   const out = mkdtempSync(path.join(os.tmpdir(), "ringtune-demo-data-"));
   execFileSync(process.execPath, [path.join(demo, "make_data.mjs"), "--out", out], { stdio: "pipe" });
   for (const f of ["train.jsonl", "heldout.jsonl"]) {
-    assert.equal(readFileSync(path.join(out, f), "utf8"), readFileSync(path.join(demo, f), "utf8"), `${f} differs from a fresh run`);
+    assert.equal(
+      readFileSync(path.join(out, f), "utf8"),
+      readFileSync(path.join(demo, f), "utf8"),
+      `${f} differs from a fresh run`,
+    );
   }
 });
 
@@ -47,15 +58,23 @@ test("demo data: two task types, JSON answers copied from the sentence, held-out
   assert.ok(train.length >= 1000 && heldout.length >= 50);
   for (const r of [...train, ...heldout]) {
     assert.match(r.task_type, /^extract\/(person|order)$/);
-    assert.deepEqual(r.messages.map((m) => m.role), ["system", "user", "assistant"]);
+    assert.deepEqual(
+      r.messages.map((m) => m.role),
+      ["system", "user", "assistant"],
+    );
     assert.equal(r.messages[0].content, "Answer with JSON only.");
     const ans = answer(r);
-    assert.deepEqual(Object.keys(ans), r.task_type === "extract/person" ? ["name", "age", "city"] : ["order", "qty", "item", "city"]);
+    assert.deepEqual(
+      Object.keys(ans),
+      r.task_type === "extract/person" ? ["name", "age", "city"] : ["order", "qty", "item", "city"],
+    );
     for (const v of Object.values(ans)) assert.ok(sentence(r).includes(String(v)), `${sentence(r)} lacks ${v}`);
   }
   for (const t of ["extract/person", "extract/order"]) assert.ok(heldout.filter((r) => r.task_type === t).length >= 20);
   // several sentence patterns per task: count distinct shapes with the values blanked out
-  const shapes = new Set(train.map((r) => Object.values(answer(r)).reduce<string>((s, v) => s.replace(String(v), "_"), sentence(r))));
+  const shapes = new Set(
+    train.map((r) => Object.values(answer(r)).reduce<string>((s, v) => s.replace(String(v), "_"), sentence(r))),
+  );
   assert.ok(shapes.size >= 8, `only ${shapes.size} sentence patterns`);
   // no sentence, full name or order number of the held-out set occurs in train
   const trainSentences = new Set(train.map(sentence));
@@ -78,8 +97,14 @@ test("the demo job spec parses and its held-out prompts load", () => {
   assert.equal(spec.generation_eval?.path, path.join(demo, "heldout.jsonl"));
   assert.equal(spec.output, path.join(repoRoot, "runs/demo"));
   const setup = setupText(spec);
-  const cfg = JSON.parse(readFileSync(spec.model.init!.config, "utf8")) as { vocab_size: number; max_position_embeddings: number };
-  assert.ok(cfg.vocab_size >= setup.tokenizer.vocabSize, `vocab_size ${cfg.vocab_size} < byte tokenizer's ${setup.tokenizer.vocabSize}`);
+  const cfg = JSON.parse(readFileSync(spec.model.init!.config, "utf8")) as {
+    vocab_size: number;
+    max_position_embeddings: number;
+  };
+  assert.ok(
+    cfg.vocab_size >= setup.tokenizer.vocabSize,
+    `vocab_size ${cfg.vocab_size} < byte tokenizer's ${setup.tokenizer.vocabSize}`,
+  );
   assert.ok(cfg.max_position_embeddings >= spec.seq_len);
   const prompts = loadEvalPrompts(spec, setup);
   assert.equal(prompts.length, readJsonl(path.join(demo, "heldout.jsonl")).length);

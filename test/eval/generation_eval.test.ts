@@ -17,7 +17,8 @@ import {
 } from "../../coordinator/eval/generation_eval.js";
 import { parseSpec } from "../../coordinator/spec/load.js";
 
-const chatml = (): TextSetup => setupText({ tokenizer: "byte", model: { init: { config: "x.json", seed: 0 } }, template: "chatml" });
+const chatml = (): TextSetup =>
+  setupText({ tokenizer: "byte", model: { init: { config: "x.json", seed: 0 } }, template: "chatml" });
 
 function evalFile(lines: unknown[], name = "heldout.jsonl"): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-geval-"));
@@ -77,17 +78,37 @@ test("the prompt is the conversation before the last assistant turn, with the ge
 test("formats as the pipeline reads them; task_type per prompt; limit keeps the first N", () => {
   const file = evalFile([
     { instruction: "Say hi.", output: "hi", task_type: "chat/greet" },
-    { conversations: [{ from: "human", value: "Two plus two?" }, { from: "gpt", value: "4" }], task_type: "math/add" },
+    {
+      conversations: [
+        { from: "human", value: "Two plus two?" },
+        { from: "gpt", value: "4" },
+      ],
+      task_type: "math/add",
+    },
     multiTurn,
-    { messages: [{ role: "user", content: "x" }, { role: "assistant", content: "y" }] },
+    {
+      messages: [
+        { role: "user", content: "x" },
+        { role: "assistant", content: "y" },
+      ],
+    },
   ]);
   const setup = chatml();
   const all = loadEvalPrompts(specFor(file), setup);
-  assert.deepEqual(all.map((p) => p.taskType), ["chat/greet", "math/add", "extract/person", "unknown"]);
-  assert.deepEqual(all.map((p) => p.expected), ["hi", "4", multiTurn.messages[4].content, "y"]);
+  assert.deepEqual(
+    all.map((p) => p.taskType),
+    ["chat/greet", "math/add", "extract/person", "unknown"],
+  );
+  assert.deepEqual(
+    all.map((p) => p.expected),
+    ["hi", "4", multiTurn.messages[4].content, "y"],
+  );
   assert.ok(all[0].text.includes("<|im_start|>user\nSay hi.<|im_end|>"));
   const two = loadEvalPrompts(specFor(file, { limit: 2 }), setup);
-  assert.deepEqual(two.map((p) => p.expected), ["hi", "4"]);
+  assert.deepEqual(
+    two.map((p) => p.expected),
+    ["hi", "4"],
+  );
   // format: messages is the OpenAI form
   const msgs = loadEvalPrompts(specFor(evalFile([multiTurn]), { format: "messages" }), setup);
   assert.equal(msgs.length, 1);
@@ -100,7 +121,12 @@ test("bad records are errors as file:line: reason", () => {
     { messages: [{ role: "user", content: "no answer" }] },
     { text: "plain text" },
     "",
-    { messages: [{ role: "system", content: "s" }, { role: "assistant", content: "a" }] },
+    {
+      messages: [
+        { role: "system", content: "s" },
+        { role: "assistant", content: "a" },
+      ],
+    },
   ]);
   const setup = chatml();
   assert.throws(
@@ -117,13 +143,20 @@ test("bad records are errors as file:line: reason", () => {
     },
   );
   assert.throws(() => loadEvalPrompts(specFor(evalFile([""])), setup), /no records/);
-  assert.throws(() => loadEvalPrompts({ generation_eval: { path: "/nonexistent/h.jsonl", format: "auto", max_new_tokens: 8 } }, setup), /cannot read/);
+  assert.throws(
+    () =>
+      loadEvalPrompts({ generation_eval: { path: "/nonexistent/h.jsonl", format: "auto", max_new_tokens: 8 } }, setup),
+    /cannot read/,
+  );
 });
 
 test("stop ids: EOS and the template's end-of-turn token", () => {
   const setup = chatml();
   const tok = setup.tokenizer;
-  assert.deepEqual(Array.from(evalStopIds(setup)), [tok.eosId, tok.encode("<|im_end|>")[0]].sort((a, b) => a - b));
+  assert.deepEqual(
+    Array.from(evalStopIds(setup)),
+    [tok.eosId, tok.encode("<|im_end|>")[0]].sort((a, b) => a - b),
+  );
   const l3 = setupText({ tokenizer: "byte", model: { init: { config: "x.json", seed: 0 } }, template: "llama3" });
   const ids = Array.from(evalStopIds(l3));
   assert.ok(ids.includes(l3.tokenizer.encode("<|eot_id|>")[0]));
@@ -131,7 +164,14 @@ test("stop ids: EOS and the template's end-of-turn token", () => {
 });
 
 function prompt(taskType: string, expected: string): EvalPrompt {
-  return { ids: new Int32Array([1]), text: "", expected, taskType, question: `q ${expected}`, source: { file: "h", line: 1 } };
+  return {
+    ids: new Int32Array([1]),
+    text: "",
+    expected,
+    taskType,
+    question: `q ${expected}`,
+    source: { file: "h", line: 1 },
+  };
 }
 
 test("scoring: JSON validity, deep-equal exact match, stop at end-of-turn, per task", () => {
@@ -163,7 +203,12 @@ test("scoring: JSON validity, deep-equal exact match, stop at end-of-turn, per t
   assert.equal(p.count, 3);
   assert.equal(p.json_valid, 1);
   assert.ok(Math.abs(p.exact_match - 2 / 3) < 1e-12);
-  assert.deepEqual(r.tasks["extract/order"], { ...r.tasks["extract/order"], count: 2, json_valid: 0.5, exact_match: 0.5 });
+  assert.deepEqual(r.tasks["extract/order"], {
+    ...r.tasks["extract/order"],
+    count: 2,
+    json_valid: 0.5,
+    exact_match: 0.5,
+  });
   assert.equal(r.tasks["chat/plain"].exact_match, 1);
   assert.equal(r.tasks["chat/plain"].json_valid, 0);
   assert.equal(r.overall.count, 6);
@@ -193,8 +238,16 @@ test("formatReport shows before -> after per task and overall", () => {
   const tok = setup.tokenizer;
   const imEnd = tok.encode("<|im_end|>")[0];
   const prompts = [prompt("extract/person", '{"a":1}'), prompt("extract/order", '{"b":2}')];
-  const before = scoreGenerations(prompts, [Int32Array.from(tok.encode("xx")), Int32Array.from(tok.encode("yy"))], setup);
-  const after = scoreGenerations(prompts, [Int32Array.from([...tok.encode('{"a":1}'), imEnd]), Int32Array.from([...tok.encode('{"b":3}'), imEnd])], setup);
+  const before = scoreGenerations(
+    prompts,
+    [Int32Array.from(tok.encode("xx")), Int32Array.from(tok.encode("yy"))],
+    setup,
+  );
+  const after = scoreGenerations(
+    prompts,
+    [Int32Array.from([...tok.encode('{"a":1}'), imEnd]), Int32Array.from([...tok.encode('{"b":3}'), imEnd])],
+    setup,
+  );
   const text = formatReport(before, after);
   assert.match(text, /extract\/person\s+1\s+0\.0% -> 100\.0%\s+0\.0% -> 100\.0%/);
   assert.match(text, /extract\/order\s+1\s+0\.0% -> 100\.0%\s+0\.0% -> 0\.0%/);

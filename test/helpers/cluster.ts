@@ -40,7 +40,8 @@ export class TestCluster {
   static async start(workers: number, opts: { coordinator?: boolean } = {}): Promise<TestCluster> {
     const server = await startNatsServer({ maxPayload: 8 * 1024 * 1024 });
     const client = await connect({ servers: server.url });
-    const coordinator = opts.coordinator === false ? undefined : await Coordinator.start({ natsUrl: server.url, log: quiet });
+    const coordinator =
+      opts.coordinator === false ? undefined : await Coordinator.start({ natsUrl: server.url, log: quiet });
     const ws: Worker[] = [];
     for (let i = 0; i < workers; i++) ws.push(await Worker.start({ natsUrl: server.url, id: `w${i}`, log: quiet }));
     const cluster = new TestCluster(server, client, coordinator, ws);
@@ -54,13 +55,19 @@ export class TestCluster {
 
   /** Idle workers as the coordinator sees them (0 while no coordinator answers). */
   async idleWorkers(): Promise<number> {
-    const r = await this.client.request(jobSubjects.clusterStatus, encodeMessage(ClusterStatusRequest, {}), { timeout: 2000 }).catch(() => undefined);
+    const r = await this.client
+      .request(jobSubjects.clusterStatus, encodeMessage(ClusterStatusRequest, {}), { timeout: 2000 })
+      .catch(() => undefined);
     return r ? decodeMessage(ClusterStatusReply, r.data).workers.filter((w) => w.state === "idle").length : 0;
   }
 
   /** Sends a spec (an object, paths relative to baseDir) and returns the reply. */
   async submit(spec: Record<string, unknown>, baseDir: string): Promise<Body<typeof JobSubmitReply>> {
-    const r = await this.client.request(jobSubjects.submit, encodeMessage(JobSubmit, { spec, base_dir: baseDir, source: "test.yaml" }), { timeout: 10_000 });
+    const r = await this.client.request(
+      jobSubjects.submit,
+      encodeMessage(JobSubmit, { spec, base_dir: baseDir, source: "test.yaml" }),
+      { timeout: 10_000 },
+    );
     return decodeMessage(JobSubmitReply, r.data);
   }
 
@@ -134,7 +141,15 @@ export function trainingFixture(): { dir: string; baseSpec: Record<string, unkno
     const task = i % 2 === 0 ? "extract/name" : "math/add";
     const q = task === "extract/name" ? `Who is this? ${n} is ${20 + i}.` : `${i} + ${i % 7} = ?`;
     const a = task === "extract/name" ? `{"name":"${n}"}` : String(i + (i % 7));
-    lines.push(JSON.stringify({ task_type: task, messages: [{ role: "user", content: q }, { role: "assistant", content: a }] }));
+    lines.push(
+      JSON.stringify({
+        task_type: task,
+        messages: [
+          { role: "user", content: q },
+          { role: "assistant", content: a },
+        ],
+      }),
+    );
   }
   writeFileSync(path.join(dir, "train.jsonl"), lines.join("\n") + "\n");
   const baseSpec = {

@@ -72,7 +72,8 @@ function waitForReady(child: ChildProcess): Promise<number> {
         resolve(port);
       }
     };
-    const onExit = (code: number | null) => reject(new Error(`nats-server exited (code ${code}) before it was ready:\n${log}`));
+    const onExit = (code: number | null) =>
+      reject(new Error(`nats-server exited (code ${code}) before it was ready:\n${log}`));
     child.stderr!.on("data", onData);
     child.stdout!.on("data", onData);
     child.once("exit", onExit);

@@ -9,7 +9,16 @@ import { loadModel } from "../../native/js/hf_model.js";
 import { readSafetensorsHeader, readTensorsF32 } from "../../native/js/safetensors.js";
 import { saveAdapter } from "../../native/js/peft_adapter.js";
 import { runCli } from "../cli/run_cli.js";
-import { ALL_TARGETS, logitsOf, maxAbsDiff, randomizeAdapters, tempDir, tinyBatch, tinyLlamaConfig, writeJson } from "./helpers.js";
+import {
+  ALL_TARGETS,
+  logitsOf,
+  maxAbsDiff,
+  randomizeAdapters,
+  tempDir,
+  tinyBatch,
+  tinyLlamaConfig,
+  writeJson,
+} from "./helpers.js";
 
 const work = tempDir("ringtune-export-");
 const baseDir = path.join(work, "base");
@@ -71,7 +80,18 @@ test("export --merge writes one HF model whose dump logits equal the adapter mod
 
 test("export --merge --dtype BF16 writes BF16 weights close to the F32 merge", async () => {
   const out = path.join(work, "merged_bf16");
-  const r = await runCli(["export", "--merge", "--model", baseDir, "--adapter", adapterDir, "--out", out, "--dtype", "BF16"]);
+  const r = await runCli([
+    "export",
+    "--merge",
+    "--model",
+    baseDir,
+    "--adapter",
+    adapterDir,
+    "--out",
+    out,
+    "--dtype",
+    "BF16",
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const header = await readSafetensorsHeader(path.join(out, "model.safetensors"));
   assert.ok([...header.tensors.values()].every((t) => t.dtype === "BF16"));
@@ -102,20 +122,58 @@ test("export refuses bad usage with status 2 and a bad adapter with status 1 nam
   const overBase = await runCli(["export", "--merge", "--model", baseDir, "--adapter", adapterDir, "--out", baseDir]);
   assert.equal(overBase.code, 2);
   assert.match(overBase.stderr, /is the base model folder/);
-  const badDtype = await runCli(["export", "--merge", "--model", baseDir, "--adapter", adapterDir, "--out", path.join(work, "x"), "--dtype", "F16"]);
+  const badDtype = await runCli([
+    "export",
+    "--merge",
+    "--model",
+    baseDir,
+    "--adapter",
+    adapterDir,
+    "--out",
+    path.join(work, "x"),
+    "--dtype",
+    "F16",
+  ]);
   assert.equal(badDtype.code, 2);
 
-  const notAdapter = await runCli(["export", "--merge", "--model", baseDir, "--adapter", work, "--out", path.join(work, "x")]);
+  const notAdapter = await runCli([
+    "export",
+    "--merge",
+    "--model",
+    baseDir,
+    "--adapter",
+    work,
+    "--out",
+    path.join(work, "x"),
+  ]);
   assert.equal(notAdapter.code, 1);
-  assert.match(notAdapter.stderr, new RegExp(`ringtune export: ${work.replaceAll(".", "\\.")}: no adapter_config\\.json: not a PEFT adapter folder`));
+  assert.match(
+    notAdapter.stderr,
+    new RegExp(`ringtune export: ${work.replaceAll(".", "\\.")}: no adapter_config\\.json: not a PEFT adapter folder`),
+  );
   assert.ok(!existsSync(path.join(work, "x")), "nothing is written when the adapter is refused");
 
   const wrongBase = path.join(work, "other_base");
   writeJson(path.join(work, "wide.json"), tinyLlamaConfig({ hidden_size: 32 }));
-  assert.equal((await runCli(["model", "init", "--config", path.join(work, "wide.json"), "--seed", "1", "--out", wrongBase])).code, 0);
-  const mismatch = await runCli(["export", "--merge", "--model", wrongBase, "--adapter", adapterDir, "--out", path.join(work, "y")]);
+  assert.equal(
+    (await runCli(["model", "init", "--config", path.join(work, "wide.json"), "--seed", "1", "--out", wrongBase])).code,
+    0,
+  );
+  const mismatch = await runCli([
+    "export",
+    "--merge",
+    "--model",
+    wrongBase,
+    "--adapter",
+    adapterDir,
+    "--out",
+    path.join(work, "y"),
+  ]);
   assert.equal(mismatch.code, 1);
-  assert.match(mismatch.stderr, /adapter_model\.safetensors: tensor base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight has shape \[4,16\], expected \[4,32\]/);
+  assert.match(
+    mismatch.stderr,
+    /adapter_model\.safetensors: tensor base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight has shape \[4,16\], expected \[4,32\]/,
+  );
 });
 
 test("generate --adapter refuses a bad adapter naming it", async () => {

@@ -3,7 +3,12 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import type { LoraSettings, NativeBatch, NativeModel } from "../../native/js/addon.js";
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterConfigJson, expectedAdapterTensors } from "../../native/js/peft_adapter.js";
+import {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  adapterConfigJson,
+  expectedAdapterTensors,
+} from "../../native/js/peft_adapter.js";
 import type { RawTensor } from "../native/helpers.js";
 import { f32Bytes, hfParamShapes, rawSafetensors, tempDir, tinyLlamaConfig, writeJson } from "../native/helpers.js";
 
@@ -16,13 +21,20 @@ export function tinyBaseParams(cfg: Record<string, unknown> = tinyLlamaConfig())
 
 export const ALL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
-export const SETTINGS: LoraSettings = { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj", "down_proj"], rslora: false, seed: 7 };
+export const SETTINGS: LoraSettings = {
+  rank: 4,
+  alpha: 8,
+  dropout: 0,
+  targets: ["q_proj", "v_proj", "down_proj"],
+  rslora: false,
+  seed: 7,
+};
 
 /** Deterministic values in about [-0.5, 0.5), distinct per name, so a tensor in the wrong slot shows. */
 export function valuesFor(name: string, count: number, scale = 1): Float32Array {
   let h = 0;
   for (const ch of name) h = (h * 31 + ch.charCodeAt(0)) % 10007;
-  return Float32Array.from({ length: count }, (_, i) => Math.round(Math.sin(h + i * 0.71) * 128) / 256 * scale);
+  return Float32Array.from({ length: count }, (_, i) => (Math.round(Math.sin(h + i * 0.71) * 128) / 256) * scale);
 }
 
 /**
@@ -48,13 +60,18 @@ export function craftAdapter(
     shape,
     bytes: f32Bytes(valuesFor(name, shape[0]! * shape[1]!)),
   }));
-  writeFileSync(path.join(dir, ADAPTER_WEIGHTS), rawSafetensors(opts.editTensors ? opts.editTensors(tensors) : tensors));
+  writeFileSync(
+    path.join(dir, ADAPTER_WEIGHTS),
+    rawSafetensors(opts.editTensors ? opts.editTensors(tensors) : tensors),
+  );
   return dir;
 }
 
 /** Two rows, the second packed with two segments, every position a target but the first of each segment. */
 export function tinyBatch(vocab = 32): NativeBatch {
-  const rows = 2, seqLen = 6, n = rows * seqLen;
+  const rows = 2,
+    seqLen = 6,
+    n = rows * seqLen;
   const inputIds = Int32Array.from({ length: n }, (_, i) => (i * 7 + 3) % vocab);
   const labels = Int32Array.from({ length: n }, (_, i) => (i * 5 + 1) % vocab);
   const positionIds = Int32Array.from([0, 1, 2, 3, 4, 5, 0, 1, 2, 0, 1, 2]);

@@ -9,10 +9,26 @@ import { loadAddon } from "../../native/js/addon.js";
 import type { LoraSettings, NativeModel } from "../../native/js/addon.js";
 import { parseHfConfig } from "../../native/js/hf_config.js";
 import type { HfConfig } from "../../native/js/hf_config.js";
-import { ADAPTER_WEIGHTS, applyAdapter, expectedAdapterTensors, loadAdapter, saveAdapter } from "../../native/js/peft_adapter.js";
+import {
+  ADAPTER_WEIGHTS,
+  applyAdapter,
+  expectedAdapterTensors,
+  loadAdapter,
+  saveAdapter,
+} from "../../native/js/peft_adapter.js";
 import { readSafetensorsHeader } from "../../native/js/safetensors.js";
 import { MissingTensorError } from "../../native/js/errors.js";
-import { ALL_TARGETS, SETTINGS, craftAdapter, logitsOf, maxAbsDiff, randomizeAdapters, tempDir, tinyBatch, tinyLlamaConfig } from "./helpers.js";
+import {
+  ALL_TARGETS,
+  SETTINGS,
+  craftAdapter,
+  logitsOf,
+  maxAbsDiff,
+  randomizeAdapters,
+  tempDir,
+  tinyBatch,
+  tinyLlamaConfig,
+} from "./helpers.js";
 
 const config: HfConfig = parseHfConfig(tinyLlamaConfig({ attention_bias: true, mlp_bias: true }), "config.json");
 
@@ -52,9 +68,17 @@ test("step 0 of LoRA equals the base model: logits identical right after enableL
   const data = model.loraData();
   for (const p of model.loraParams()) {
     const v = data.subarray(p.offset, p.offset + p.size);
-    if (p.name.includes("lora_B")) assert.ok(v.every((x) => x === 0), `${p.name} is not zero`);
+    if (p.name.includes("lora_B"))
+      assert.ok(
+        v.every((x) => x === 0),
+        `${p.name} is not zero`,
+      );
     // PEFT's init: kaiming-uniform with a = sqrt(5), i.e. bound 1/sqrt(in)
-    else assert.ok(v.some((x) => x !== 0) && v.every((x) => Math.abs(x) <= 1 / Math.sqrt(p.shape[1]!)), `${p.name} is not U(-1/sqrt(in), 1/sqrt(in))`);
+    else
+      assert.ok(
+        v.some((x) => x !== 0) && v.every((x) => Math.abs(x) <= 1 / Math.sqrt(p.shape[1]!)),
+        `${p.name} is not U(-1/sqrt(in), 1/sqrt(in))`,
+      );
   }
   assert.deepEqual(await logitsOf(model), before);
 });
@@ -67,7 +91,10 @@ for (const rslora of [false, true]) {
     lora.enableLora(settings);
     randomizeAdapters(lora);
     const withAdapter = await logitsOf(lora);
-    assert.ok(maxAbsDiff(withAdapter, base) > 0.05, `the adapter barely changes the logits (${maxAbsDiff(withAdapter, base)})`);
+    assert.ok(
+      maxAbsDiff(withAdapter, base) > 0.05,
+      `the adapter barely changes the logits (${maxAbsDiff(withAdapter, base)})`,
+    );
 
     const weightsBefore = Float32Array.from(lora.paramData());
     await lora.mergeLora();
@@ -82,7 +109,8 @@ for (const rslora of [false, true]) {
     for (let o = 0; o < out; o++)
       for (let i = 0; i < inDim; i++) {
         let s = 0;
-        for (let r = 0; r < settings.rank; r++) s += ld[B.offset + o * settings.rank + r]! * ld[A.offset + r * inDim + i]!;
+        for (let r = 0; r < settings.rank; r++)
+          s += ld[B.offset + o * settings.rank + r]! * ld[A.offset + r * inDim + i]!;
         want[o * inDim + i] = weightsBefore[w.offset + o * inDim + i]! + scaleOf(settings) * s;
       }
     assert.ok(maxAbsDiff(lora.paramData().subarray(w.offset, w.offset + w.size), want) < 1e-6);
@@ -95,7 +123,14 @@ for (const rslora of [false, true]) {
 
 test("save -> load round trip: the same settings and bit-identical tensors, as PEFT lays out the folder", async () => {
   const model = await baseModel();
-  const settings: LoraSettings = { rank: 3, alpha: 5, dropout: 0.1, targets: ["k_proj", "o_proj", "up_proj"], rslora: true, seed: 4 };
+  const settings: LoraSettings = {
+    rank: 3,
+    alpha: 5,
+    dropout: 0.1,
+    targets: ["k_proj", "o_proj", "up_proj"],
+    rslora: true,
+    seed: 4,
+  };
   model.enableLora(settings);
   randomizeAdapters(model);
   const dir = tempDir("ringtune-adapter-");
@@ -134,7 +169,10 @@ test("applyAdapter onto a fresh base gives the same adapters and the same logits
   assert.deepEqual(await logitsOf(fresh), want);
 
   // the adapters are what trains now; the base stays frozen
-  assert.deepEqual(fresh.trainableParams().map((p) => p.name), fresh.loraParams().map((p) => p.name));
+  assert.deepEqual(
+    fresh.trainableParams().map((p) => p.name),
+    fresh.loraParams().map((p) => p.name),
+  );
   const weights = Float32Array.from(fresh.paramData());
   const adapters = Float32Array.from(fresh.loraData());
   fresh.zeroGrad();
@@ -146,7 +184,10 @@ test("applyAdapter onto a fresh base gives the same adapters and the same logits
 
 test("applyAdapter refuses a bad folder before enabling LoRA: the model is left as it was", async () => {
   const model = await baseModel();
-  const dir = craftAdapter({ cfg: tinyLlamaConfig({ attention_bias: true, mlp_bias: true }), editTensors: (ts) => ts.slice(1) });
+  const dir = craftAdapter({
+    cfg: tinyLlamaConfig({ attention_bias: true, mlp_bias: true }),
+    editTensors: (ts) => ts.slice(1),
+  });
   await assert.rejects(applyAdapter(model, dir), MissingTensorError);
   assert.equal(model.loraSettings(), null);
   // and a model that already has adapters is not given a second set

@@ -83,7 +83,14 @@ test("gradients accumulate across calls until zeroGrad, and AdamW reports the gl
     sq += grads[i] * grads[i];
   }
   assert.ok(maxRel < 1e-5, `twice the gradient after two calls (max rel diff ${maxRel})`);
-  const { gradNorm, step } = await model.adamwStep({ lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0 });
+  const { gradNorm, step } = await model.adamwStep({
+    lr: 1e-3,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    maxGradNorm: 0,
+  });
   assert.equal(step, 1);
   assert.ok(Math.abs(gradNorm - Math.sqrt(sq)) < 1e-4 * Math.sqrt(sq));
   const mem = model.memory();
@@ -94,12 +101,24 @@ test("gradients accumulate across calls until zeroGrad, and AdamW reports the gl
 test("bad arguments name the call, the field, the expected and the actual value", async () => {
   const model = loadAddon().createModel(config);
   const b = batch(1, 8);
-  assert.throws(() => model.forwardBackward({ ...b, labels: new Int32Array(3) }, { backward: true }), /forwardBackward: labels must have 8 elements, got 3/);
-  assert.throws(() => model.forwardBackward({ ...b, inputIds: new Float32Array(8) as unknown as Int32Array }, { backward: true }), /forwardBackward: inputIds must be a Int32Array, got a typed array/);
-  assert.throws(() => loadAddon().createModel({ ...config, numKvHeads: 3 }), /num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/);
+  assert.throws(
+    () => model.forwardBackward({ ...b, labels: new Int32Array(3) }, { backward: true }),
+    /forwardBackward: labels must have 8 elements, got 3/,
+  );
+  assert.throws(
+    () => model.forwardBackward({ ...b, inputIds: new Float32Array(8) as unknown as Int32Array }, { backward: true }),
+    /forwardBackward: inputIds must be a Int32Array, got a typed array/,
+  );
+  assert.throws(
+    () => loadAddon().createModel({ ...config, numKvHeads: 3 }),
+    /num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)/,
+  );
   const bad = { ...b, inputIds: b.inputIds.slice() };
   bad.inputIds[5] = config.vocabSize;
-  await assert.rejects(model.forwardBackward(bad, { backward: true }), /forward_backward: batch \[1 rows x 8 tokens\].*embedding_forward: token id 4000 at position 5/);
+  await assert.rejects(
+    model.forwardBackward(bad, { backward: true }),
+    /forward_backward: batch \[1 rows x 8 tokens\].*embedding_forward: token id 4000 at position 5/,
+  );
 });
 
 test("onGradsReady reports every gradient bucket once, head first and embedding last", async () => {

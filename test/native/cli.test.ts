@@ -26,21 +26,39 @@ const modelDir = path.join(work, "model");
 test("model init writes a HF folder, then dump writes loss, logits and every gradient", async () => {
   const init = ringtune("model", "init", "--config", configFile, "--seed", "42", "--out", modelDir);
   assert.equal(init.code, 0, init.stderr);
-  assert.equal(JSON.parse(readFileSync(path.join(modelDir, "config.json"), "utf8")).architectures[0], "LlamaForCausalLM");
+  assert.equal(
+    JSON.parse(readFileSync(path.join(modelDir, "config.json"), "utf8")).architectures[0],
+    "LlamaForCausalLM",
+  );
 
   const batchFile = path.join(work, "batch.json");
   writeJson(batchFile, {
-    input_ids: [[1, 5, 6, 7, 8, 9], [1, 10, 11, 1, 12, 13]],
-    labels: [[5, 6, 7, 8, 9, 2], [-100, 11, 2, -100, 13, 2]],
-    position_ids: [[0, 1, 2, 3, 4, 5], [0, 1, 2, 0, 1, 2]],
-    segment_ids: [[0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1]],
+    input_ids: [
+      [1, 5, 6, 7, 8, 9],
+      [1, 10, 11, 1, 12, 13],
+    ],
+    labels: [
+      [5, 6, 7, 8, 9, 2],
+      [-100, 11, 2, -100, 13, 2],
+    ],
+    position_ids: [
+      [0, 1, 2, 3, 4, 5],
+      [0, 1, 2, 0, 1, 2],
+    ],
+    segment_ids: [
+      [0, 0, 0, 0, 0, 0],
+      [0, 0, 0, 1, 1, 1],
+    ],
   });
   const out = path.join(work, "dump.safetensors");
   const dump = ringtune("dump", "--model", modelDir, "--batch", batchFile, "--out", out);
   assert.equal(dump.code, 0, dump.stderr);
 
   const header = await readSafetensorsHeader(out);
-  const want = new Map<string, number[]>([["loss", [1]], ["logits", [2, 6, 32]]]);
+  const want = new Map<string, number[]>([
+    ["loss", [1]],
+    ["logits", [2, 6, 32]],
+  ]);
   for (const [name, shape] of hfParamShapes(cfg)) want.set(`${name}.grad`, shape);
   assert.deepEqual(new Map([...header.tensors.values()].map((t) => [t.name, t.shape])), want);
   assert.ok([...header.tensors.values()].every((t) => t.dtype === "F32"));
@@ -70,7 +88,16 @@ test("a bad flag exits with status 2 and prints the usage", () => {
 
 test("a batch with ragged rows exits with status 1 naming the file and field", () => {
   const batchFile = path.join(work, "ragged.json");
-  writeJson(batchFile, { input_ids: [[1, 2, 3], [1, 2]], labels: [[1, 2, 3], [1, 2]] });
+  writeJson(batchFile, {
+    input_ids: [
+      [1, 2, 3],
+      [1, 2],
+    ],
+    labels: [
+      [1, 2, 3],
+      [1, 2],
+    ],
+  });
   const r = ringtune("dump", "--model", modelDir, "--batch", batchFile, "--out", path.join(work, "x.safetensors"));
   assert.equal(r.code, 1);
   assert.match(r.stderr, /ragged\.json: input_ids\[1\] has 2 tokens, expected 3/);

@@ -38,8 +38,12 @@ export function writeJson(file: string, value: unknown): void {
 /** The HF parameter names and shapes of a Llama/Qwen2 config, written out from the HF modeling code. */
 export function hfParamShapes(cfg: Record<string, unknown>): Map<string, number[]> {
   const n = (k: string) => cfg[k] as number;
-  const V = n("vocab_size"), C = n("hidden_size"), I = n("intermediate_size"), L = n("num_hidden_layers");
-  const H = n("num_attention_heads"), KV = (cfg.num_key_value_heads as number | undefined) ?? H;
+  const V = n("vocab_size"),
+    C = n("hidden_size"),
+    I = n("intermediate_size"),
+    L = n("num_hidden_layers");
+  const H = n("num_attention_heads"),
+    KV = (cfg.num_key_value_heads as number | undefined) ?? H;
   const D = (cfg.head_dim as number | undefined) ?? C / H;
   const qwen = cfg.model_type === "qwen2";
   const qkvBias = qwen || cfg.attention_bias === true;

@@ -17,7 +17,17 @@ import {
   UnsupportedDtypeError,
 } from "../../native/js/errors.js";
 import type { RawTensor } from "./helpers.js";
-import { bf16ToF32, f32Bytes, hfParamShapes, rawSafetensors, tempDir, tinyLlamaConfig, toBf16Bits, toF16Bits, writeJson } from "./helpers.js";
+import {
+  bf16ToF32,
+  f32Bytes,
+  hfParamShapes,
+  rawSafetensors,
+  tempDir,
+  tinyLlamaConfig,
+  toBf16Bits,
+  toF16Bits,
+  writeJson,
+} from "./helpers.js";
 
 /** Deterministic, distinct values per tensor, so a tensor loaded into the wrong slot is noticed. */
 function valuesFor(name: string, count: number): Float32Array {
@@ -31,7 +41,12 @@ function craftedTensors(cfg: Record<string, unknown>): RawTensor[] {
     name,
     dtype: "F32",
     shape,
-    bytes: f32Bytes(valuesFor(name, shape.reduce((a, b) => a * b, 1))),
+    bytes: f32Bytes(
+      valuesFor(
+        name,
+        shape.reduce((a, b) => a * b, 1),
+      ),
+    ),
   }));
 }
 
@@ -70,10 +85,12 @@ test("each tensor is loaded into its own parameter", async () => {
 
 test("F16 weights are loaded as float32", async () => {
   const cfg = tinyLlamaConfig();
-  const dir = craftFolder(cfg, (ts) => ts.map((t) => {
-    const f = new Float32Array(t.bytes.buffer.slice(t.bytes.byteOffset, t.bytes.byteOffset + t.bytes.byteLength));
-    return { ...t, dtype: "F16", bytes: new Uint8Array(Uint16Array.from(f, toF16Bits).buffer) };
-  }));
+  const dir = craftFolder(cfg, (ts) =>
+    ts.map((t) => {
+      const f = new Float32Array(t.bytes.buffer.slice(t.bytes.byteOffset, t.bytes.byteOffset + t.bytes.byteLength));
+      return { ...t, dtype: "F16", bytes: new Uint8Array(Uint16Array.from(f, toF16Bits).buffer) };
+    }),
+  );
   const { model } = await loadModel(dir);
   const p = model.params().find((q) => q.name === "model.layers.1.mlp.down_proj.weight")!;
   assert.deepEqual(model.paramData().subarray(p.offset, p.offset + p.size), valuesFor(p.name, p.size));
@@ -116,7 +133,13 @@ test("a sharded save writes an index and loads back; a later single-file save re
   const shards = [...new Set(Object.values(index.weight_map as Record<string, string>))].sort();
   assert.ok(shards.length > 2, `expected several shards, got ${shards.join(", ")}`);
   assert.match(shards[0]!, /^model-00001-of-0000\d\.safetensors$/);
-  assert.deepEqual(Object.keys(index.weight_map).sort(), model.params().map((p) => p.name).sort());
+  assert.deepEqual(
+    Object.keys(index.weight_map).sort(),
+    model
+      .params()
+      .map((p) => p.name)
+      .sort(),
+  );
   assert.equal(index.metadata.total_size, model.paramData().length * 4);
   assert.ok(!existsSync(path.join(dir, "model.safetensors")));
   assert.deepEqual((await loadModel(dir)).model.paramData(), model.paramData());
@@ -133,13 +156,28 @@ test("tokenizer files and generation_config.json are copied from the source fold
   writeJson(path.join(src, "generation_config.json"), { eos_token_id: [2, 9], temperature: 0.6, bos_token_id: 1 });
   const dir = tempDir();
   await saveModel(await initModel(config, 1), config, dir, { dtype: "F32", sourceDir: src });
-  assert.deepEqual(JSON.parse(readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")), { chat_template: "{{ x }}" });
+  assert.deepEqual(JSON.parse(readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")), {
+    chat_template: "{{ x }}",
+  });
   assert.ok(existsSync(path.join(dir, "tokenizer.json")));
-  assert.deepEqual(JSON.parse(readFileSync(path.join(dir, "generation_config.json"), "utf8")), { eos_token_id: [2, 9], temperature: 0.6, bos_token_id: 1 });
+  assert.deepEqual(JSON.parse(readFileSync(path.join(dir, "generation_config.json"), "utf8")), {
+    eos_token_id: [2, 9],
+    temperature: 0.6,
+    bos_token_id: 1,
+  });
 });
 
 test("random init is reproducible from the seed: norms 1, biases 0, matrices with std initializer_range", async () => {
-  const config = parseHfConfig(tinyLlamaConfig({ attention_bias: true, initializer_range: 0.05, hidden_size: 64, intermediate_size: 128, num_attention_heads: 8 }), "config.json");
+  const config = parseHfConfig(
+    tinyLlamaConfig({
+      attention_bias: true,
+      initializer_range: 0.05,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_attention_heads: 8,
+    }),
+    "config.json",
+  );
   const a = await initModel(config, 5);
   const b = await initModel(config, 5);
   const c = await initModel(config, 6);
@@ -148,8 +186,16 @@ test("random init is reproducible from the seed: norms 1, biases 0, matrices wit
   const data = a.paramData();
   for (const p of a.params()) {
     const v = data.subarray(p.offset, p.offset + p.size);
-    if (p.name.endsWith("norm.weight")) assert.ok(v.every((x) => x === 1), p.name);
-    else if (p.name.endsWith(".bias")) assert.ok(v.every((x) => x === 0), p.name);
+    if (p.name.endsWith("norm.weight"))
+      assert.ok(
+        v.every((x) => x === 1),
+        p.name,
+      );
+    else if (p.name.endsWith(".bias"))
+      assert.ok(
+        v.every((x) => x === 0),
+        p.name,
+      );
     else if (p.size >= 4096) {
       const mean = v.reduce((s, x) => s + x, 0) / v.length;
       const std = Math.sqrt(v.reduce((s, x) => s + (x - mean) ** 2, 0) / v.length);
@@ -160,35 +206,70 @@ test("random init is reproducible from the seed: norms 1, biases 0, matrices wit
 
 test("a tied model's lm_head.weight is accepted and ignored, as HF does", async () => {
   const cfg = tinyLlamaConfig({ tie_word_embeddings: true });
-  const dir = craftFolder(cfg, (ts) => [...ts, { name: "lm_head.weight", dtype: "F32", shape: [32, 16], bytes: new Uint8Array(32 * 16 * 4) }]);
+  const dir = craftFolder(cfg, (ts) => [
+    ...ts,
+    { name: "lm_head.weight", dtype: "F32", shape: [32, 16], bytes: new Uint8Array(32 * 16 * 4) },
+  ]);
   const { model } = await loadModel(dir);
   assert.ok(!model.params().some((p) => p.name === "lm_head.weight"));
 });
 
 test("an unknown architecture is refused naming config.json", async () => {
   const dir = craftFolder(tinyLlamaConfig());
-  writeJson(path.join(dir, "config.json"), tinyLlamaConfig({ architectures: ["MistralForCausalLM"], model_type: "mistral" }));
+  writeJson(
+    path.join(dir, "config.json"),
+    tinyLlamaConfig({ architectures: ["MistralForCausalLM"], model_type: "mistral" }),
+  );
   await assertRefused(dir, UnknownArchitectureError, "config.json", /unknown architecture MistralForCausalLM/);
 });
 
 test("a missing tensor is refused naming it", async () => {
-  const dir = craftFolder(tinyLlamaConfig(), (ts) => ts.filter((t) => t.name !== "model.layers.1.mlp.down_proj.weight"));
-  await assertRefused(dir, MissingTensorError, "model.safetensors", /missing tensor model\.layers\.1\.mlp\.down_proj\.weight \(shape \[16,24\]\)/);
+  const dir = craftFolder(tinyLlamaConfig(), (ts) =>
+    ts.filter((t) => t.name !== "model.layers.1.mlp.down_proj.weight"),
+  );
+  await assertRefused(
+    dir,
+    MissingTensorError,
+    "model.safetensors",
+    /missing tensor model\.layers\.1\.mlp\.down_proj\.weight \(shape \[16,24\]\)/,
+  );
 });
 
 test("an extra tensor is refused naming it", async () => {
-  const dir = craftFolder(tinyLlamaConfig(), (ts) => [...ts, { name: "model.layers.0.self_attn.q_proj.bias", dtype: "F32", shape: [16], bytes: new Uint8Array(64) }]);
-  await assertRefused(dir, UnexpectedTensorError, "model.safetensors", /unexpected tensor model\.layers\.0\.self_attn\.q_proj\.bias/);
+  const dir = craftFolder(tinyLlamaConfig(), (ts) => [
+    ...ts,
+    { name: "model.layers.0.self_attn.q_proj.bias", dtype: "F32", shape: [16], bytes: new Uint8Array(64) },
+  ]);
+  await assertRefused(
+    dir,
+    UnexpectedTensorError,
+    "model.safetensors",
+    /unexpected tensor model\.layers\.0\.self_attn\.q_proj\.bias/,
+  );
 });
 
 test("a tensor of the wrong shape is refused with both shapes", async () => {
-  const dir = craftFolder(tinyLlamaConfig(), (ts) => ts.map((t) => (t.name === "model.layers.0.self_attn.k_proj.weight" ? { ...t, shape: [16, 8] } : t)));
-  await assertRefused(dir, ShapeMismatchError, "model.safetensors", /tensor model\.layers\.0\.self_attn\.k_proj\.weight has shape \[16,8\], expected \[8,16\]/);
+  const dir = craftFolder(tinyLlamaConfig(), (ts) =>
+    ts.map((t) => (t.name === "model.layers.0.self_attn.k_proj.weight" ? { ...t, shape: [16, 8] } : t)),
+  );
+  await assertRefused(
+    dir,
+    ShapeMismatchError,
+    "model.safetensors",
+    /tensor model\.layers\.0\.self_attn\.k_proj\.weight has shape \[16,8\], expected \[8,16\]/,
+  );
 });
 
 test("an unsupported dtype is refused naming dtype and tensor", async () => {
-  const dir = craftFolder(tinyLlamaConfig(), (ts) => ts.map((t) => (t.name === "model.norm.weight" ? { ...t, dtype: "I64", shape: [8] } : t)));
-  await assertRefused(dir, UnsupportedDtypeError, "model.safetensors", /unsupported dtype I64 for tensor model\.norm\.weight/);
+  const dir = craftFolder(tinyLlamaConfig(), (ts) =>
+    ts.map((t) => (t.name === "model.norm.weight" ? { ...t, dtype: "I64", shape: [8] } : t)),
+  );
+  await assertRefused(
+    dir,
+    UnsupportedDtypeError,
+    "model.safetensors",
+    /unsupported dtype I64 for tensor model\.norm\.weight/,
+  );
 });
 
 test("a truncated weight file is refused", async () => {
@@ -219,9 +300,22 @@ test("an index naming a missing shard, or a tensor its shard lacks, is refused n
   await saveModel(await initModel(config, 2), config, dir, { dtype: "F32", shardBytes: 3000 });
   const indexFile = path.join(dir, "model.safetensors.index.json");
   const index = JSON.parse(readFileSync(indexFile, "utf8"));
-  writeJson(indexFile, { ...index, weight_map: { ...index.weight_map, "model.norm.weight": "model-00009-of-00009.safetensors" } });
-  await assertRefused(dir, CorruptFileError, "model.safetensors.index.json", /lists shard model-00009-of-00009\.safetensors, which does not exist/);
+  writeJson(indexFile, {
+    ...index,
+    weight_map: { ...index.weight_map, "model.norm.weight": "model-00009-of-00009.safetensors" },
+  });
+  await assertRefused(
+    dir,
+    CorruptFileError,
+    "model.safetensors.index.json",
+    /lists shard model-00009-of-00009\.safetensors, which does not exist/,
+  );
   const first = index.weight_map["model.embed_tokens.weight"];
   writeJson(indexFile, { ...index, weight_map: { ...index.weight_map, "model.norm.weight": first } });
-  await assertRefused(dir, MissingTensorError, "model.safetensors.index.json", /maps tensor model\.norm\.weight to model-00001/);
+  await assertRefused(
+    dir,
+    MissingTensorError,
+    "model.safetensors.index.json",
+    /maps tensor model\.norm\.weight to model-00001/,
+  );
 });

@@ -25,7 +25,9 @@ interface Mismatch {
 }
 
 function compare(got: Float32Array, ref: Float32Array): Mismatch {
-  let worst = 0, maxDiff = 0, at = -1;
+  let worst = 0,
+    maxDiff = 0,
+    at = -1;
   for (let i = 0; i < ref.length; i++) {
     const d = Math.abs(got[i]! - ref[i]!);
     const ratio = Number.isNaN(d) ? Infinity : d / (ABS + REL * Math.abs(ref[i]!));
@@ -65,10 +67,13 @@ for (const name of cases) {
       assert.deepEqual(got.shape, expectedHeader.tensors.get(got.name)!.shape, `${got.name}: shape`);
       const m = compare(got.data, ref);
       const ok = m.worst <= 1;
-      report.push(`${ok ? "ok  " : "FAIL"} ${got.name}: max |diff| ${m.maxDiff.toExponential(2)}, ${m.worst.toFixed(3)} of tolerance` +
-        (m.at >= 0 ? ` at [${m.at}] got ${got.data[m.at]} ref ${ref[m.at]}` : ""));
+      report.push(
+        `${ok ? "ok  " : "FAIL"} ${got.name}: max |diff| ${m.maxDiff.toExponential(2)}, ${m.worst.toFixed(3)} of tolerance` +
+          (m.at >= 0 ? ` at [${m.at}] got ${got.data[m.at]} ref ${ref[m.at]}` : ""),
+      );
       if (!ok) failed = true;
-      if (got.name.endsWith(".grad") && m.maxDiff >= worstGrad.maxDiff) worstGrad = { name: got.name, maxDiff: m.maxDiff };
+      if (got.name.endsWith(".grad") && m.maxDiff >= worstGrad.maxDiff)
+        worstGrad = { name: got.name, maxDiff: m.maxDiff };
       if (!got.name.endsWith(".grad")) t.diagnostic(`${got.name} max |diff| ${m.maxDiff.toExponential(2)}`);
     }
     t.diagnostic(`largest gradient |diff| ${worstGrad.maxDiff.toExponential(2)} (${worstGrad.name})`);

@@ -37,7 +37,13 @@ function withHeader(json: string, dataBytes: number): Buffer {
 
 test("the header is padded with spaces so the data starts 8-byte aligned", () => {
   for (const name of ["a", "ab", "abc", "a_longer_name"]) {
-    const h = buildSafetensorsHeader([{ name, dtype: "F32", shape: [3] }, { name: `${name}2`, dtype: "BF16", shape: [1, 3] }], { format: "pt" });
+    const h = buildSafetensorsHeader(
+      [
+        { name, dtype: "F32", shape: [3] },
+        { name: `${name}2`, dtype: "BF16", shape: [1, 3] },
+      ],
+      { format: "pt" },
+    );
     assert.equal(h.length % 8, 0);
     const n = Number(new DataView(h.buffer).getBigUint64(0, true));
     assert.equal(n, h.length - 8);
@@ -54,10 +60,13 @@ test("a valid file's header is parsed with absolute file offsets", async () => {
   const file = path.join(dir, "valid.safetensors");
   const a = Float32Array.of(1, 2, 3, 4, 5, 6);
   const b = Uint16Array.of(toF16Bits(0.5), toF16Bits(-2));
-  writeFileSync(file, rawSafetensors([
-    { name: "a", dtype: "F32", shape: [2, 3], bytes: f32Bytes(a) },
-    { name: "b", dtype: "F16", shape: [2], bytes: new Uint8Array(b.buffer) },
-  ]));
+  writeFileSync(
+    file,
+    rawSafetensors([
+      { name: "a", dtype: "F32", shape: [2, 3], bytes: f32Bytes(a) },
+      { name: "b", dtype: "F16", shape: [2], bytes: new Uint8Array(b.buffer) },
+    ]),
+  );
   const h = await readSafetensorsHeader(file);
   assert.deepEqual(h.metadata, { format: "pt" });
   assert.deepEqual([...h.tensors.keys()], ["a", "b"]);
@@ -67,18 +76,76 @@ test("a valid file's header is parsed with absolute file offsets", async () => {
 });
 
 rejects("fewer than 8 bytes", Buffer.alloc(5), TruncatedFileError, /shorter than the 8-byte header length/);
-rejects("a header length beyond the file", withHeader("{}", 0).subarray(0, 9), TruncatedFileError, /header length 2 runs beyond the end of the file/);
-rejects("an absurd header length", Buffer.from("this is a text file, not safetensors"), CorruptFileError, /not a safetensors file/);
-rejects("corrupt header JSON", withHeader('{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]', 4), CorruptFileError, /header is not valid JSON/);
+rejects(
+  "a header length beyond the file",
+  withHeader("{}", 0).subarray(0, 9),
+  TruncatedFileError,
+  /header length 2 runs beyond the end of the file/,
+);
+rejects(
+  "an absurd header length",
+  Buffer.from("this is a text file, not safetensors"),
+  CorruptFileError,
+  /not a safetensors file/,
+);
+rejects(
+  "corrupt header JSON",
+  withHeader('{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]', 4),
+  CorruptFileError,
+  /header is not valid JSON/,
+);
 rejects("a header that is not an object", withHeader("[1,2]", 0), CorruptFileError, /not a JSON object/);
-rejects("a missing dtype", withHeader('{"w": {"shape": [1], "data_offsets": [0, 4]}}', 4), CorruptFileError, /tensor w: missing dtype/);
-rejects("an unsupported dtype I64", withHeader('{"ids": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}}', 16), UnsupportedDtypeError, /unsupported dtype I64 for tensor ids/);
-rejects("an unknown dtype", withHeader('{"w": {"dtype": "F7", "shape": [2], "data_offsets": [0, 14]}}', 14), UnsupportedDtypeError, /unsupported dtype F7 for tensor w/);
-rejects("a bad shape", withHeader('{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}', 4), CorruptFileError, /tensor w: shape \[-1\]/);
-rejects("data_offsets out of order", withHeader('{"w": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}', 8), CorruptFileError, /end before they begin/);
-rejects("data_offsets inconsistent with the shape", withHeader('{"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}', 12), CorruptFileError, /hold 12 bytes, but F32 \[2,2\] needs 16/);
-rejects("overlapping tensors", withHeader('{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}', 12), CorruptFileError, /tensors a \[0, 8\) and b \[4, 12\) overlap/);
-rejects("data cut short", withHeader('{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}', 10), TruncatedFileError, /truncated: tensor a ends at byte \d+, but the file has \d+ bytes/);
+rejects(
+  "a missing dtype",
+  withHeader('{"w": {"shape": [1], "data_offsets": [0, 4]}}', 4),
+  CorruptFileError,
+  /tensor w: missing dtype/,
+);
+rejects(
+  "an unsupported dtype I64",
+  withHeader('{"ids": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}}', 16),
+  UnsupportedDtypeError,
+  /unsupported dtype I64 for tensor ids/,
+);
+rejects(
+  "an unknown dtype",
+  withHeader('{"w": {"dtype": "F7", "shape": [2], "data_offsets": [0, 14]}}', 14),
+  UnsupportedDtypeError,
+  /unsupported dtype F7 for tensor w/,
+);
+rejects(
+  "a bad shape",
+  withHeader('{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}', 4),
+  CorruptFileError,
+  /tensor w: shape \[-1\]/,
+);
+rejects(
+  "data_offsets out of order",
+  withHeader('{"w": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}', 8),
+  CorruptFileError,
+  /end before they begin/,
+);
+rejects(
+  "data_offsets inconsistent with the shape",
+  withHeader('{"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}', 12),
+  CorruptFileError,
+  /hold 12 bytes, but F32 \[2,2\] needs 16/,
+);
+rejects(
+  "overlapping tensors",
+  withHeader(
+    '{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}',
+    12,
+  ),
+  CorruptFileError,
+  /tensors a \[0, 8\) and b \[4, 12\) overlap/,
+);
+rejects(
+  "data cut short",
+  withHeader('{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}', 10),
+  TruncatedFileError,
+  /truncated: tensor a ends at byte \d+, but the file has \d+ bytes/,
+);
 
 // Values chosen on and around BF16 rounding ties: bf16 keeps 7 fraction bits, so 2^-8 is half an ulp at 1.
 const TIES: [number, number][] = [
@@ -115,22 +182,40 @@ test("BF16 writes round to nearest even; F32 writes are exact", async () => {
     assert.equal(bits("spread", i), toBf16Bits(spread[i]!), `bf16 bits of ${spread[i]} (element ${i})`);
   }
   const back = await readTensorsF32(h);
-  assert.deepEqual([...back.get("ties")!], TIES.map(([, want]) => want));
+  assert.deepEqual(
+    [...back.get("ties")!],
+    TIES.map(([, want]) => want),
+  );
   assert.deepEqual(back.get("exact"), spread);
-  assert.deepEqual([...back.get("spread")!], [...spread].map((x) => bf16ToF32(toBf16Bits(x))));
+  assert.deepEqual(
+    [...back.get("spread")!],
+    [...spread].map((x) => bf16ToF32(toBf16Bits(x))),
+  );
 });
 
 test("F16 tensors are read as float32", async () => {
   const values = [0.5, -2, 1 + 2 ** -10, 0, -0.00390625, 65504 / 256];
   const file = path.join(dir, "half.safetensors");
-  writeFileSync(file, rawSafetensors([{ name: "h", dtype: "F16", shape: [values.length], bytes: new Uint8Array(Uint16Array.from(values.map(toF16Bits)).buffer) }]));
+  writeFileSync(
+    file,
+    rawSafetensors([
+      {
+        name: "h",
+        dtype: "F16",
+        shape: [values.length],
+        bytes: new Uint8Array(Uint16Array.from(values.map(toF16Bits)).buffer),
+      },
+    ]),
+  );
   const back = await readTensorsF32(await readSafetensorsHeader(file));
   assert.deepEqual([...back.get("h")!], values);
 });
 
 test("writing data that does not fill the shape is refused before anything is written", async () => {
   await assert.rejects(
-    writeSafetensors(path.join(dir, "bad.safetensors"), [{ name: "w", shape: [2, 3], dtype: "F32", data: new Float32Array(5) }]),
+    writeSafetensors(path.join(dir, "bad.safetensors"), [
+      { name: "w", shape: [2, 3], dtype: "F32", data: new Float32Array(5) },
+    ]),
     /tensor w has 5 values, shape \[2,3\] needs 6/,
   );
 });

@@ -38,60 +38,109 @@ test("a job with no workers waits and says so, and can be canceled", { timeout: 
   }
 });
 
-test("the checkpoint written at step k, resumed, gives the same losses at steps k+1..k+5", { timeout: 120_000 }, async () => {
-  const { dir, baseSpec } = trainingFixture();
-  const cluster = await TestCluster.start(2);
-  try {
-    const spec = { ...baseSpec, workers: 2, max_steps: 10, save_every: 5 };
-    const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
-    const ckpt = path.join(unbroken.output, "checkpoints", "step-000005");
-    assert.ok(existsSync(path.join(ckpt, "optimizer.safetensors")) && existsSync(path.join(ckpt, "trainer_state.json")));
-    assert.ok(!existsSync(`${ckpt}.tmp`), "no temporary folder is left behind");
-    const resumed = await cluster.run({ ...spec, output: "resumed", resume_from: ckpt }, dir);
-    const loss = (out: string) => new Map(readMetrics(out).filter((m) => m.loss !== undefined).map((m) => [m.step, m.loss!]));
-    const a = loss(unbroken.output);
-    const b = loss(resumed.output);
-    assert.deepEqual([...b.keys()], [6, 7, 8, 9, 10], "the resumed run starts after the checkpoint");
-    for (const step of b.keys()) assert.ok(Math.abs(a.get(step)! - b.get(step)!) <= 1e-6 * Math.abs(a.get(step)!), `step ${step}: ${a.get(step)} vs ${b.get(step)}`);
-  } finally {
-    await cluster.stop();
-  }
-});
+test(
+  "the checkpoint written at step k, resumed, gives the same losses at steps k+1..k+5",
+  { timeout: 120_000 },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    const cluster = await TestCluster.start(2);
+    try {
+      const spec = { ...baseSpec, workers: 2, max_steps: 10, save_every: 5 };
+      const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
+      const ckpt = path.join(unbroken.output, "checkpoints", "step-000005");
+      assert.ok(
+        existsSync(path.join(ckpt, "optimizer.safetensors")) && existsSync(path.join(ckpt, "trainer_state.json")),
+      );
+      assert.ok(!existsSync(`${ckpt}.tmp`), "no temporary folder is left behind");
+      const resumed = await cluster.run({ ...spec, output: "resumed", resume_from: ckpt }, dir);
+      const loss = (out: string) =>
+        new Map(
+          readMetrics(out)
+            .filter((m) => m.loss !== undefined)
+            .map((m) => [m.step, m.loss!]),
+        );
+      const a = loss(unbroken.output);
+      const b = loss(resumed.output);
+      assert.deepEqual([...b.keys()], [6, 7, 8, 9, 10], "the resumed run starts after the checkpoint");
+      for (const step of b.keys())
+        assert.ok(
+          Math.abs(a.get(step)! - b.get(step)!) <= 1e-6 * Math.abs(a.get(step)!),
+          `step ${step}: ${a.get(step)} vs ${b.get(step)}`,
+        );
+    } finally {
+      await cluster.stop();
+    }
+  },
+);
 
 test("a restarted coordinator resumes a running job from its last checkpoint", { timeout: 180_000 }, async () => {
   const { dir, baseSpec } = trainingFixture();
   const cluster = await TestCluster.start(1);
   try {
-    const reply = await cluster.submit({ ...baseSpec, workers: 1, max_steps: 60, save_every: 4, output: "restart" }, dir);
-    await cluster.waitFor(async () => ((await cluster.record(reply.id!))?.last_checkpoint?.step ?? 0) >= 4, "a first checkpoint");
+    const reply = await cluster.submit(
+      { ...baseSpec, workers: 1, max_steps: 60, save_every: 4, output: "restart" },
+      dir,
+    );
+    await cluster.waitFor(
+      async () => ((await cluster.record(reply.id!))?.last_checkpoint?.step ?? 0) >= 4,
+      "a first checkpoint",
+    );
     await cluster.coordinator!.close();
     const interrupted = await cluster.record(reply.id!);
     assert.equal(interrupted!.status, "running");
     const from = interrupted!.last_checkpoint!.step;
     await cluster.startCoordinator();
-    await cluster.waitFor(async () => (await cluster.record(reply.id!))?.status === "completed", "the resumed job to complete");
-    const steps = readMetrics(path.join(dir, "restart")).filter((m) => m.loss !== undefined).map((m) => m.step);
-    assert.deepEqual(steps, Array.from({ length: 60 }, (_, i) => i + 1), `one loss per step, resumed after step ${from}`);
+    await cluster.waitFor(
+      async () => (await cluster.record(reply.id!))?.status === "completed",
+      "the resumed job to complete",
+    );
+    const steps = readMetrics(path.join(dir, "restart"))
+      .filter((m) => m.loss !== undefined)
+      .map((m) => m.step);
+    assert.deepEqual(
+      steps,
+      Array.from({ length: 60 }, (_, i) => i + 1),
+      `one loss per step, resumed after step ${from}`,
+    );
   } finally {
     await cluster.stop();
   }
 });
 
-test("a worker lost mid-job: the job is requeued from its last checkpoint and completes on the others", { timeout: 180_000 }, async () => {
-  const { dir, baseSpec } = trainingFixture();
-  const cluster = await TestCluster.start(3);
-  try {
-    const reply = await cluster.submit({ ...baseSpec, workers: 2, max_steps: 40, save_every: 5, output: "lost" }, dir);
-    await cluster.waitFor(async () => ((await cluster.record(reply.id!))?.last_checkpoint?.step ?? 0) >= 5, "a first checkpoint");
-    const victim = (await cluster.record(reply.id!))!.workers[1]!;
-    await cluster.workers.find((w) => w.id === victim)!.close(); // its process is gone: no answers, no heartbeats
-    await cluster.waitFor(async () => (await cluster.record(reply.id!))?.status === "completed", "the job to complete on the other workers");
-    const done = (await cluster.record(reply.id!))!;
-    assert.ok(done.attempts! >= 2 && done.attempts! <= 3, `attempts ${done.attempts}`);
-    assert.ok(!done.workers.includes(victim), `the lost worker ${victim} is not in the final ring (${done.workers})`);
-    const steps = readMetrics(path.join(dir, "lost")).filter((m) => m.loss !== undefined).map((m) => m.step);
-    assert.deepEqual(steps, Array.from({ length: 40 }, (_, i) => i + 1), "every step once: resumed after the checkpoint");
-  } finally {
-    await cluster.stop();
-  }
-});
+test(
+  "a worker lost mid-job: the job is requeued from its last checkpoint and completes on the others",
+  { timeout: 180_000 },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    const cluster = await TestCluster.start(3);
+    try {
+      const reply = await cluster.submit(
+        { ...baseSpec, workers: 2, max_steps: 40, save_every: 5, output: "lost" },
+        dir,
+      );
+      await cluster.waitFor(
+        async () => ((await cluster.record(reply.id!))?.last_checkpoint?.step ?? 0) >= 5,
+        "a first checkpoint",
+      );
+      const victim = (await cluster.record(reply.id!))!.workers[1]!;
+      await cluster.workers.find((w) => w.id === victim)!.close(); // its process is gone: no answers, no heartbeats
+      await cluster.waitFor(
+        async () => (await cluster.record(reply.id!))?.status === "completed",
+        "the job to complete on the other workers",
+      );
+      const done = (await cluster.record(reply.id!))!;
+      assert.ok(done.attempts! >= 2 && done.attempts! <= 3, `attempts ${done.attempts}`);
+      assert.ok(!done.workers.includes(victim), `the lost worker ${victim} is not in the final ring (${done.workers})`);
+      const steps = readMetrics(path.join(dir, "lost"))
+        .filter((m) => m.loss !== undefined)
+        .map((m) => m.step);
+      assert.deepEqual(
+        steps,
+        Array.from({ length: 40 }, (_, i) => i + 1),
+        "every step once: resumed after the checkpoint",
+      );
+    } finally {
+      await cluster.stop();
+    }
+  },
+);

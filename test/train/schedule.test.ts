@@ -15,7 +15,8 @@ test("warmup rises linearly to the peak at the last warmup step", () => {
 test("cosine decays from the peak to min_lr at the last step, halfway at the midpoint", () => {
   assert.ok(Math.abs(learningRate(base, 60) - (1e-4 + 0.5 * 9e-4)) < 1e-15);
   assert.ok(Math.abs(learningRate(base, 110) - 1e-4) < 1e-15);
-  for (let s = 11; s < 110; s++) assert.ok(learningRate(base, s + 1) <= learningRate(base, s), `non-increasing at ${s}`);
+  for (let s = 11; s < 110; s++)
+    assert.ok(learningRate(base, s + 1) <= learningRate(base, s), `non-increasing at ${s}`);
 });
 
 test("linear and constant schedules", () => {
@@ -35,7 +36,10 @@ test("the data order is a function of seed and step: every row once per epoch, r
   const a = new DataOrder(10, 7);
   const b = new DataOrder(10, 7);
   const epoch0 = [1, 2, 3, 4, 5].flatMap((s) => a.rowsOfStep(s, 2));
-  assert.deepEqual([...epoch0].sort((x, y) => x - y), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(
+    [...epoch0].sort((x, y) => x - y),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
   assert.deepEqual(b.rowsOfStep(3, 2), epoch0.slice(4, 6), "a fresh order (a resumed run) gives the same rows");
   const epoch1 = [6, 7, 8, 9, 10].flatMap((s) => a.rowsOfStep(s, 2));
   assert.notDeepEqual(epoch1, epoch0, "each epoch is reshuffled");
@@ -43,7 +47,12 @@ test("the data order is a function of seed and step: every row once per epoch, r
 });
 
 test("shards cover the rows once, sizes differing by at most one", () => {
-  for (const [n, size] of [[7, 3], [2, 3], [0, 2], [6, 3]] as const) {
+  for (const [n, size] of [
+    [7, 3],
+    [2, 3],
+    [0, 2],
+    [6, 3],
+  ] as const) {
     const parts = Array.from({ length: size }, (_, r) => shardRange(n, r, size));
     assert.equal(parts[0]![0], 0);
     assert.equal(parts.at(-1)![1], n);

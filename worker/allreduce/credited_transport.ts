@@ -111,7 +111,9 @@ export class CreditedTransport implements Transport {
         }
         release();
         if (inc.queue.length > 0) {
-          throw new ChunkOrderError(`tag '${tag}': ${inc.queue.length} chunk(s) left unread; tags must be unique per call`);
+          throw new ChunkOrderError(
+            `tag '${tag}': ${inc.queue.length} chunk(s) left unread; tags must be unique per call`,
+          );
         }
       },
       abort: (err) => {
@@ -153,7 +155,9 @@ export class CreditedTransport implements Transport {
     inc.next++;
     if (inc.sink) return this.deliver(tag, inc, data);
     if (inc.queue.length >= this.window) {
-      return this.fail(new ChunkOrderError(`tag '${tag}': rank ${this.rank} received more than the window of ${this.window} chunks`));
+      return this.fail(
+        new ChunkOrderError(`tag '${tag}': rank ${this.rank} received more than the window of ${this.window} chunks`),
+      );
     }
     inc.queue.push(this.pool.copyOf(data)); // `data` is only lent to us
   }

@@ -59,7 +59,8 @@ export class FrameReader {
   }
 
   private startFrame(length: number): void {
-    if (length > MAX_FRAME_BYTES) throw new RangeError(`frame of ${length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`);
+    if (length > MAX_FRAME_BYTES)
+      throw new RangeError(`frame of ${length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`);
     if (length === 0) return this.onFrame(new Uint8Array(0));
     if (this.staging.length < length) this.staging = new Uint8Array(length);
     this.frameLength = length;

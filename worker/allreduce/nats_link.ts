@@ -74,7 +74,9 @@ export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
       try {
         const hello = decodeMessage(EdgeHello, msg.data);
         if (hello.ring !== ring || hello.from !== prev || hello.to !== rank || hello.transport !== "nats") {
-          throw new PeerSetupError(`rank ${rank} of ring ${ring} got a hello for edge ${hello.from}->${hello.to} over ${hello.transport}`);
+          throw new PeerSetupError(
+            `rank ${rank} of ring ${ring} got a hello for edge ${hello.from}->${hello.to} over ${hello.transport}`,
+          );
         }
         msg.respond(encodeMessage(EdgeHelloReply, { ok: true }));
         helloFromPrev.resolve();

@@ -1,7 +1,14 @@
 // TCP address exchange over NATS: each ring member answers requests for its own data-plane address,
 // and asks for its next neighbour's. Request/reply needs no shared state and works in any start order.
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { PeerAddress, PeerAddressRequest, decodeMessage, encodeMessage, subjects, type Message } from "../../proto/mod.js";
+import {
+  PeerAddress,
+  PeerAddressRequest,
+  decodeMessage,
+  encodeMessage,
+  subjects,
+  type Message,
+} from "../../proto/mod.js";
 import { requestUntilServed } from "./request_retry.js";
 
 export interface Address {

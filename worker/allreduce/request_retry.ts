@@ -24,7 +24,9 @@ export async function requestUntilServed(
         err instanceof errors.TimeoutError;
       if (!retriable) throw err;
       if (Date.now() + pause >= until) {
-        throw new PeerSetupError(`no reply on ${subject} within ${deadlineMs} ms: is that ring member running?`, { cause: err });
+        throw new PeerSetupError(`no reply on ${subject} within ${deadlineMs} ms: is that ring member running?`, {
+          cause: err,
+        });
       }
       await new Promise((r) => setTimeout(r, pause));
       pause = Math.min(pause * 2, 100);

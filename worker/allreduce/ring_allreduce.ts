@@ -45,7 +45,8 @@ export async function ringAllReduce(
   if (n === 1) return;
   const r = transport.rank;
   const chunk = Math.min(options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS, transport.maxChunkElements);
-  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`chunkElements must be an integer >= 1, got ${chunk}`);
+  if (!Number.isInteger(chunk) || chunk < 1)
+    throw new RangeError(`chunkElements must be an integer >= 1, got ${chunk}`);
 
   const steps = 2 * (n - 1);
   const chunksAt = (s: number): Span[] => chunksOf(segment(data.length, n, sendSegment(r, s, n)), chunk);
@@ -92,7 +93,9 @@ export async function ringAllReduce(
       if (span === undefined) throw new RangeError(`tag '${tag}': more chunks than the ${expected.length} expected`);
       const { start, end } = span;
       if (incoming.length !== end - start) {
-        throw new RangeError(`tag '${tag}': chunk of ${incoming.length} elements, expected ${end - start}; do all ranks pass the same length?`);
+        throw new RangeError(
+          `tag '${tag}': chunk of ${incoming.length} elements, expected ${end - start}; do all ranks pass the same length?`,
+        );
       }
       if (next < reduceCount) {
         addInto(data.subarray(start, end), incoming);
@@ -110,10 +113,7 @@ export async function ringAllReduce(
   });
 
   try {
-    await Promise.all([
-      sendLoop().catch((err) => fail(err)),
-      allReceived.promise.catch((err) => fail(err)),
-    ]);
+    await Promise.all([sendLoop().catch((err) => fail(err)), allReceived.promise.catch((err) => fail(err))]);
     if (failure) throw failure;
     await stream.finish();
   } catch (err) {

@@ -59,7 +59,8 @@ export async function connectTcpLink(o: TcpLinkOptions): Promise<Link> {
   let closing = false;
   const opened: Socket[] = []; // destroyed if setup fails
   const lost = (which: string) => () => {
-    if (!closing) o.events.error(new PeerDisconnectedError(`ring ${o.ring}: rank ${o.rank} lost its connection ${which}`));
+    if (!closing)
+      o.events.error(new PeerDisconnectedError(`ring ${o.ring}: rank ${o.rank} lost its connection ${which}`));
   };
 
   const timeout = setupDeadline(deadlineMs, `ring ${o.ring}: rank ${o.rank} did not get both neighbours connected`);
@@ -125,9 +126,11 @@ function acceptNext(server: Server, o: TcpLinkOptions, next: number, opened: Soc
           return refuse(err as Error);
         }
         if (hello.ring !== o.ring || hello.from !== o.rank || hello.to !== next) {
-          return refuse(new PeerSetupError(
-            `rank ${o.rank} of ring ${o.ring} expected rank ${next}, got a hello for ring ${hello.ring} edge ${hello.from}->${hello.to}`,
-          ));
+          return refuse(
+            new PeerSetupError(
+              `rank ${o.rank} of ring ${o.ring} expected rank ${next}, got a hello for ring ${hello.ring} edge ${hello.from}->${hello.to}`,
+            ),
+          );
         }
         state = "ready";
         socket.write(frame(encodeMessage(EdgeHelloReply, { ok: true })));
@@ -159,18 +162,21 @@ async function connectPrev(o: TcpLinkOptions, prev: number, deadlineMs: number, 
   });
   const onError = (err: Error) => (ready ? o.events.error(err) : accepted.reject(err));
   const socket = await new Promise<Socket>((resolve, reject) => {
-    const s = tcpConnect({
-      port: addr.port,
-      host: addr.host,
-      noDelay: true,
-      onread: {
-        buffer: new Uint8Array(READ_BUFFER_BYTES),
-        callback: (bytes, buf) => {
-          feed(reader, buf.subarray(0, bytes), s, onError);
-          return true;
+    const s = tcpConnect(
+      {
+        port: addr.port,
+        host: addr.host,
+        noDelay: true,
+        onread: {
+          buffer: new Uint8Array(READ_BUFFER_BYTES),
+          callback: (bytes, buf) => {
+            feed(reader, buf.subarray(0, bytes), s, onError);
+            return true;
+          },
         },
       },
-    }, () => resolve(s));
+      () => resolve(s),
+    );
     opened.push(s);
     s.once("error", reject);
   });

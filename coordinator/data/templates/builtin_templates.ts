@@ -19,7 +19,14 @@ class ChatmlTemplate implements ChatTemplate {
     messages.forEach((m, i) => {
       if (m.role === "assistant") {
         b.add("<|im_start|>assistant\n", "prompt", i);
-        b.add(withToolCalls(m, (c) => `<tool_call>\n${JSON.stringify({ name: c.name, arguments: parseArgs(c.arguments) })}\n</tool_call>`) + "<|im_end|>", "answer", i);
+        b.add(
+          withToolCalls(
+            m,
+            (c) => `<tool_call>\n${JSON.stringify({ name: c.name, arguments: parseArgs(c.arguments) })}\n</tool_call>`,
+          ) + "<|im_end|>",
+          "answer",
+          i,
+        );
         b.add("\n", "prompt", i);
       } else if (m.role === "tool") {
         // Qwen2.5 hands tool results back in a user turn.
@@ -69,7 +76,13 @@ class Llama2Template implements ChatTemplate {
 /** Llama 3 instruct: header-delimited turns closed by `<|eot_id|>`; tool results in the `ipython` role (3.1). */
 class Llama3Template implements ChatTemplate {
   readonly name = "llama3" as const;
-  readonly specialTokens = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|end_of_text|>"];
+  readonly specialTokens = [
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+  ];
   constructor(private readonly t: Tokens) {}
 
   render(messages: Message[]): RenderedChat {
@@ -105,7 +118,11 @@ class NoTemplate implements ChatTemplate {
     b.add(this.t.bos, "prompt", -1);
     messages.forEach((m, i) => {
       if (m.role === "assistant") {
-        b.add(withToolCalls(m, (c) => JSON.stringify({ name: c.name, arguments: parseArgs(c.arguments) })) + this.t.eos, "answer", i);
+        b.add(
+          withToolCalls(m, (c) => JSON.stringify({ name: c.name, arguments: parseArgs(c.arguments) })) + this.t.eos,
+          "answer",
+          i,
+        );
       } else b.add(`${m.content}\n`, m.role === "tool" ? "tool" : "prompt", i);
     });
     return b.build();

@@ -20,7 +20,9 @@ export function chatTemplateSource(config: TokenizerConfig, where: string): stri
     const d = t.find((x) => x.name === "default") ?? t[0];
     if (d) return d.template;
   }
-  throw new Error(`${where}: tokenizer_config.json has no chat_template (template: model needs one; use chatml, llama2, llama3 or none)`);
+  throw new Error(
+    `${where}: tokenizer_config.json has no chat_template (template: model needs one; use chatml, llama2, llama3 or none)`,
+  );
 }
 
 export class JinjaTemplate implements ChatTemplate {
@@ -58,7 +60,9 @@ export class JinjaTemplate implements ChatTemplate {
     for (let i = 0; i < messages.length; i++) {
       const upTo = this.renderText(messages.slice(0, i + 1), tools, false);
       if (!full.startsWith(upTo)) {
-        throw new Error(`chat template renders message ${i + 1} differently once later messages follow; masks cannot be derived (use a built-in template)`);
+        throw new Error(
+          `chat template renders message ${i + 1} differently once later messages follow; masks cannot be derived (use a built-in template)`,
+        );
       }
       const end = upTo.length;
       const m = messages[i];
@@ -88,7 +92,10 @@ export class JinjaTemplate implements ChatTemplate {
 function toHf(m: Message): Record<string, unknown> {
   const out: Record<string, unknown> = { role: m.role, content: m.content };
   if (m.toolCalls?.length) {
-    out.tool_calls = m.toolCalls.map((c) => ({ type: "function", function: { name: c.name, arguments: parseArgs(c.arguments) } }));
+    out.tool_calls = m.toolCalls.map((c) => ({
+      type: "function",
+      function: { name: c.name, arguments: parseArgs(c.arguments) },
+    }));
   }
   if (m.name) out.name = m.name;
   return out;
