@@ -455,11 +455,16 @@ class JobRun {
     );
   }
 
-  /** Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. */
-  async release(): Promise<void> {
+  /**
+   * Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. A worker
+   * known to be lost is not asked: a hung one would hold up the requeue for the whole timeout.
+   */
+  async release(lost?: string): Promise<void> {
     const results = await Promise.allSettled(
-      this.workers.map((_, rank) =>
-        this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000),
+      this.workers.map((worker, rank) =>
+        worker === lost
+          ? Promise.resolve()
+          : this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000),
       ),
     );
     for (const r of results)
@@ -471,6 +476,7 @@ class JobRun {
 /** Runs the job to a final status, or back to the queue after a worker loss; never throws. */
 export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<void> {
   let run: JobRun | undefined;
+  let lost: string | undefined;
   const attempt = (job.attempts ?? 0) + 1;
   try {
     job = await env.store.update(job.id, { attempts: attempt });
@@ -479,6 +485,7 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
   } catch (err) {
     const e = err as Error;
     if (e instanceof WorkerCommandError && e.unanswered) env.suspect(e.worker);
+    if (e instanceof WorkerLostError) lost = e.worker;
     const cancelled = e instanceof JobCancelled;
     const ringFailed = e instanceof WorkerLostError || e instanceof WorkerCommandError;
     const latest = env.store.get(job.id)!;
@@ -500,11 +507,12 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
       const suffix = latest.last_checkpoint
         ? ` (last checkpoint: step ${latest.last_checkpoint.step}, ${latest.last_checkpoint.dir})`
         : "";
+      const gaveUp = ringFailed ? `; gave up after ${attempt} starts (at most ${MAX_ATTEMPTS})` : "";
       await env.store
-        .update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + suffix })
+        .update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + gaveUp + suffix })
         .catch(() => {});
     }
   } finally {
-    await run?.release();
+    await run?.release(lost);
   }
 }
