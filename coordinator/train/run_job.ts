@@ -73,6 +73,10 @@ function meanByTask(t: TaskTotals): Record<string, number> {
   return Object.fromEntries(Object.entries(t).map(([k, [s, n]]) => [k, n > 0 ? s / n : NaN]));
 }
 
+function targetsByTask(t: TaskTotals): Record<string, number> {
+  return Object.fromEntries(Object.entries(t).map(([k, [, n]]) => [k, n]));
+}
+
 class JobRun {
   private readonly spec: JobSpec;
   private data!: BuiltDataset;
@@ -354,6 +358,8 @@ class JobRun {
         tokens_per_s: tokensPerS,
         step_ms: performance.now() - stepBegan,
         loss_by_task: meanByTask(tasks),
+        // the weights that combine loss_by_task into loss
+        targets_by_task: targetsByTask(tasks),
         compute_ms: Math.max(...replies.map((r) => r.compute_ms ?? 0)),
         comm_wait_ms: Math.max(...replies.map((r) => r.comm_wait_ms ?? 0)),
         ...(checksum ? { checksum: replies[0]!.checksum } : {}),

@@ -210,6 +210,11 @@ export interface MetricLine {
   step: number;
   loss?: number;
   val_loss?: number;
+  grad_norm?: number;
+  targets?: number;
+  tokens?: number;
+  loss_by_task?: Record<string, number>;
+  targets_by_task?: Record<string, number>;
 }
 
 export function readMetrics(output: string): MetricLine[] {
