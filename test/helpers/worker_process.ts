@@ -7,6 +7,19 @@ import { fileURLToPath } from "node:url";
 /** dist/cli/ringtune.js, found from this file's place in dist/test/helpers. */
 const RINGTUNE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../cli/ringtune.js");
 
+/** Every worker process still running, so none outlives the tests (see killAllWorkerProcesses). */
+const live = new Set<WorkerProcess>();
+
+// Last resort if a test run ends without its hooks: a stopped child would otherwise stay stopped forever.
+process.on("exit", () => {
+  for (const w of live) w.killNow();
+});
+
+/** For an `after` hook: ends every worker process this module started, stopped ones included. */
+export async function killAllWorkerProcesses(): Promise<void> {
+  await Promise.all([...live].map((w) => w.kill()));
+}
+
 export class WorkerProcess {
   private output = "";
 
@@ -18,6 +31,8 @@ export class WorkerProcess {
     const keep = (b: Buffer) => (this.output = (this.output + b.toString()).slice(-20_000));
     child.stdout!.on("data", keep);
     child.stderr!.on("data", keep);
+    live.add(this);
+    child.once("exit", () => live.delete(this));
   }
 
   static start(natsUrl: string, id: string): WorkerProcess {
@@ -49,8 +64,14 @@ export class WorkerProcess {
   async kill(): Promise<void> {
     if (!this.running) return;
     const exited = new Promise<void>((resolve) => this.child.once("exit", () => resolve()));
+    this.killNow();
+    await exited;
+  }
+
+  /** SIGCONT then SIGKILL, without waiting for the exit. */
+  killNow(): void {
+    if (!this.running) return;
     this.child.kill("SIGCONT");
     this.child.kill("SIGKILL");
-    await exited;
   }
 }

@@ -1,12 +1,15 @@
 // Faults a ring meets in the field: a worker process that hangs (SIGSTOP: sockets open, no heartbeats, no
 // replies) mid-job, and workers lost again and again until the job's start budget is spent.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { MAX_ATTEMPTS } from "../../coordinator/train/run_job.js";
 import { TestCluster, trainingFixture } from "../helpers/cluster.js";
 import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
-import { WorkerProcess } from "../helpers/worker_process.js";
+import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process.js";
+
+// Also when a test times out and its own cleanup never runs: a SIGSTOPped worker must not outlive the file.
+after(killAllWorkerProcesses);
 
 /** A silent worker is declared lost after 4 s rather than 10: the tests wait less, the load can still spike. */
 const timing = { heartbeatMs: 500, lostAfterMs: 4000 };
