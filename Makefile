@@ -42,7 +42,7 @@ test-native: native
 	$(NATIVE_BUILD)/ringtune_native_test test
 
 test-js: build
-	node --test --test-concurrency=1 dist/test/
+	node --test --test-concurrency=1 $$(find dist/test -name '*.test.js' | sort)
 
 bench: build
 	$(NATIVE_BUILD)/ringtune_native_test bench

@@ -52,7 +52,7 @@ export class Coordinator {
     const c = new Coordinator(nc, store, registry, log);
     await c.recoverInterruptedJobs();
     registry.onLost = (worker, job) =>
-      c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`));
+      c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`, worker));
     registry.start();
     c.serve();
     nc.publish(jobSubjects.coordinatorHello); // workers that were up before us register again

@@ -56,8 +56,13 @@ export class JobRunner {
     return this.job?.id;
   }
 
-  /** Runs commands strictly one after another: a step must never overlap a save or a release. */
+  /**
+   * Runs commands strictly one after another: a step must never overlap a save or a release. A release
+   * first closes the ring's transport out of turn: a step waiting on a peer that hangs would otherwise
+   * never end, and the release (and every later assign) would queue behind it forever.
+   */
   handle(command: WorkerCommand, data: Uint8Array): Promise<Uint8Array> {
+    if (command === "release") this.interruptRing(data);
     const run = this.queue.then(() => this.dispatch(command, data));
     this.queue = run.catch(() => {});
     return run;
@@ -214,6 +219,16 @@ export class JobRunner {
       await saveOptimizerState(model, m.dir);
     }
     return {};
+  }
+
+  private interruptRing(data: Uint8Array): void {
+    try {
+      const { job } = decodeMessage(JobRelease, data);
+      if (this.job?.id === job)
+        void this.job.trainer.close().catch((err: Error) => this.log.warn({ err }, "closing the ring transport"));
+    } catch {
+      // A malformed release is answered with its error in turn, by dispatch.
+    }
   }
 
   async release(jobId: string): Promise<Payload<typeof JobReleaseReply>> {

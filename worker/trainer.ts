@@ -3,7 +3,7 @@
 import type { NativeBatch, NativeModel } from "../native/js/addon.js";
 import type { Rows } from "../proto/mod.js";
 import { allReduceTag, ringAllReduce, type Transport } from "./allreduce/mod.js";
-import { weightsChecksum } from "./checksum.js";
+import { trainingStateChecksum } from "./checksum.js";
 import { addTaskSums } from "./task_sums.js";
 
 export type TaskSums = Record<string, [number, number]>;
@@ -125,7 +125,7 @@ export class Trainer {
       targets,
       taskSums,
       gradNorm,
-      checksum: req.checksum ? weightsChecksum(model.paramData()) : undefined,
+      checksum: req.checksum ? trainingStateChecksum(model) : undefined,
       computeMs: computeDone - t0,
       commWaitMs: commDone - computeDone,
     };

@@ -73,6 +73,10 @@ function meanByTask(t: TaskTotals): Record<string, number> {
   return Object.fromEntries(Object.entries(t).map(([k, [s, n]]) => [k, n > 0 ? s / n : NaN]));
 }
 
+function targetsByTask(t: TaskTotals): Record<string, number> {
+  return Object.fromEntries(Object.entries(t).map(([k, [, n]]) => [k, n]));
+}
+
 class JobRun {
   private readonly spec: JobSpec;
   private data!: BuiltDataset;
@@ -354,6 +358,8 @@ class JobRun {
         tokens_per_s: tokensPerS,
         step_ms: performance.now() - stepBegan,
         loss_by_task: meanByTask(tasks),
+        // the weights that combine loss_by_task into loss
+        targets_by_task: targetsByTask(tasks),
         compute_ms: Math.max(...replies.map((r) => r.compute_ms ?? 0)),
         comm_wait_ms: Math.max(...replies.map((r) => r.comm_wait_ms ?? 0)),
         ...(checksum ? { checksum: replies[0]!.checksum } : {}),
@@ -455,11 +461,16 @@ class JobRun {
     );
   }
 
-  /** Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. */
-  async release(): Promise<void> {
+  /**
+   * Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. A worker
+   * known to be lost is not asked: a hung one would hold up the requeue for the whole timeout.
+   */
+  async release(lost?: string): Promise<void> {
     const results = await Promise.allSettled(
-      this.workers.map((_, rank) =>
-        this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000),
+      this.workers.map((worker, rank) =>
+        worker === lost
+          ? Promise.resolve()
+          : this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000),
       ),
     );
     for (const r of results)
@@ -471,6 +482,7 @@ class JobRun {
 /** Runs the job to a final status, or back to the queue after a worker loss; never throws. */
 export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<void> {
   let run: JobRun | undefined;
+  let lost: string | undefined;
   const attempt = (job.attempts ?? 0) + 1;
   try {
     job = await env.store.update(job.id, { attempts: attempt });
@@ -479,6 +491,7 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
   } catch (err) {
     const e = err as Error;
     if (e instanceof WorkerCommandError && e.unanswered) env.suspect(e.worker);
+    if (e instanceof WorkerLostError) lost = e.worker;
     const cancelled = e instanceof JobCancelled;
     const ringFailed = e instanceof WorkerLostError || e instanceof WorkerCommandError;
     const latest = env.store.get(job.id)!;
@@ -500,11 +513,12 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
       const suffix = latest.last_checkpoint
         ? ` (last checkpoint: step ${latest.last_checkpoint.step}, ${latest.last_checkpoint.dir})`
         : "";
+      const gaveUp = ringFailed ? `; gave up after ${attempt} starts (at most ${MAX_ATTEMPTS})` : "";
       await env.store
-        .update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + suffix })
+        .update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + gaveUp + suffix })
         .catch(() => {});
     }
   } finally {
-    await run?.release();
+    await run?.release(lost);
   }
 }

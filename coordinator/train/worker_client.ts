@@ -30,6 +30,13 @@ export class WorkerCommandError extends Error {
 /** A worker of the job stopped sending heartbeats while the job ran. */
 export class WorkerLostError extends Error {
   override name = "WorkerLostError";
+  constructor(
+    message: string,
+    /** the worker that went silent */
+    readonly worker?: string,
+  ) {
+    super(message);
+  }
 }
 
 export async function command<Q extends MessageType<Shape>, R extends MessageType<Shape>>(

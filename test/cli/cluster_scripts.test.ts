@@ -1,5 +1,5 @@
 // make cluster-up / cluster-down (deploy/scripts): a real local cluster on a free port in a temp run dir.
-// Skipped until the `coordinator` and `worker` commands exist: these scripts only start them.
+// The scripts start the `coordinator` and `worker` commands: without them every test here fails and says so.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -12,9 +12,16 @@ const ROOT = path.resolve(path.dirname(RINGTUNE), "../..");
 const UP = path.join(ROOT, "deploy/scripts/cluster-up.sh");
 const DOWN = path.join(ROOT, "deploy/scripts/cluster-down.sh");
 
-const help = spawnSync(process.execPath, [RINGTUNE, "--help"], { encoding: "utf8" }).stdout;
-const haveProcesses = /^\s+coordinator\s/m.test(help) && /^\s+worker\s/m.test(help);
-const skip = haveProcesses ? false : "the coordinator and worker commands do not exist yet";
+/** Fails with the help text when `ringtune --help` does not list the commands the scripts start. */
+function assertProcessCommandsExist(): void {
+  const help = spawnSync(process.execPath, [RINGTUNE, "--help"], { encoding: "utf8" });
+  for (const name of ["coordinator", "worker"])
+    assert.match(
+      help.stdout,
+      new RegExp(`^\\s+${name}\\s`, "m"),
+      `\`ringtune --help\` lists no '${name}' command, which cluster-up.sh starts (exit ${help.status}):\n${help.stdout}${help.stderr}`,
+    );
+}
 
 function alive(pid: number): boolean {
   try {
@@ -29,67 +36,65 @@ function script(file: string, env: NodeJS.ProcessEnv) {
   return spawnSync("bash", [file], { encoding: "utf8", env: { ...process.env, ...env }, timeout: 60_000 });
 }
 
-test(
-  "cluster-up starts NATS, a coordinator and N workers; a second run says it is up; cluster-down stops exactly them",
-  { skip },
-  async () => {
-    const run = mkdtempSync(path.join(tmpdir(), "ringtune-run-"));
-    const port = await deadPort();
-    const env = {
-      RINGTUNE_RUN_DIR: run,
-      NATS_PORT: String(port),
-      WORKERS: "2",
-      WORKER_DEVICE: "cpu",
-      NATS_URL: "",
-      CLUSTER_UP_TIMEOUT: "30",
-    };
-    // A process that is not ours, named by a pid file: cluster-down must leave it alone.
-    const bystander = spawn("sleep", ["60"], { stdio: "ignore" });
-    try {
-      const up = script(UP, env);
-      assert.equal(up.status, 0, up.stdout + up.stderr);
-      assert.match(
-        up.stdout,
-        new RegExp(`cluster up: NATS at nats://127\\.0\\.0\\.1:${port}, a coordinator and 2 worker\\(s\\) on CPU`),
-      );
-      const names = ["nats", "coordinator", "worker-0", "worker-1"];
-      const pids = names.map((n) => Number(readFileSync(path.join(run, `${n}.pid`), "utf8")));
-      assert.ok(pids.every(alive), "every started process runs");
-      for (const n of names) assert.ok(existsSync(path.join(run, "logs", `${n}.log`)));
+test("cluster-up starts NATS, a coordinator and N workers; a second run says it is up; cluster-down stops exactly them", async () => {
+  assertProcessCommandsExist();
+  const run = mkdtempSync(path.join(tmpdir(), "ringtune-run-"));
+  const port = await deadPort();
+  const env = {
+    RINGTUNE_RUN_DIR: run,
+    NATS_PORT: String(port),
+    WORKERS: "2",
+    WORKER_DEVICE: "cpu",
+    NATS_URL: "",
+    CLUSTER_UP_TIMEOUT: "30",
+  };
+  // A process that is not ours, named by a pid file: cluster-down must leave it alone.
+  const bystander = spawn("sleep", ["60"], { stdio: "ignore" });
+  try {
+    const up = script(UP, env);
+    assert.equal(up.status, 0, up.stdout + up.stderr);
+    assert.match(
+      up.stdout,
+      new RegExp(`cluster up: NATS at nats://127\\.0\\.0\\.1:${port}, a coordinator and 2 worker\\(s\\) on CPU`),
+    );
+    const names = ["nats", "coordinator", "worker-0", "worker-1"];
+    const pids = names.map((n) => Number(readFileSync(path.join(run, `${n}.pid`), "utf8")));
+    assert.ok(pids.every(alive), "every started process runs");
+    for (const n of names) assert.ok(existsSync(path.join(run, "logs", `${n}.log`)));
 
-      const again = script(UP, env);
-      assert.equal(again.status, 0);
-      assert.match(again.stdout, /already up/);
+    const again = script(UP, env);
+    assert.equal(again.status, 0);
+    assert.match(again.stdout, /already up/);
 
-      const status = await runCli(["cluster", "status", "--json", "--nats", `nats://127.0.0.1:${port}`]);
-      const ids = JSON.parse(status.stdout)
-        .workers.map((w: { worker_id: string }) => w.worker_id)
-        .sort();
-      assert.deepEqual(ids, ["worker-0", "worker-1"]);
+    const status = await runCli(["cluster", "status", "--json", "--nats", `nats://127.0.0.1:${port}`]);
+    const ids = JSON.parse(status.stdout)
+      .workers.map((w: { worker_id: string }) => w.worker_id)
+      .sort();
+    assert.deepEqual(ids, ["worker-0", "worker-1"]);
 
-      writeFileSync(path.join(run, "worker-7.pid"), String(bystander.pid));
-      const down = script(DOWN, env);
-      assert.equal(down.status, 0, down.stdout + down.stderr);
-      await new Promise((r) => setTimeout(r, 200));
-      assert.ok(
-        pids.every((p) => !alive(p)),
-        "every started process stopped",
-      );
-      assert.ok(alive(bystander.pid!), "a process not started by cluster-up is left alone");
-      assert.match(down.stdout, /worker-7: pid \d+ is not a ringtune or nats-server process/);
-      assert.ok(
-        names.every((n) => !existsSync(path.join(run, `${n}.pid`))),
-        "pid files removed",
-      );
-    } finally {
-      script(DOWN, env);
-      bystander.kill();
-      rmSync(run, { recursive: true, force: true });
-    }
-  },
-);
+    writeFileSync(path.join(run, "worker-7.pid"), String(bystander.pid));
+    const down = script(DOWN, env);
+    assert.equal(down.status, 0, down.stdout + down.stderr);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(
+      pids.every((p) => !alive(p)),
+      "every started process stopped",
+    );
+    assert.ok(alive(bystander.pid!), "a process not started by cluster-up is left alone");
+    assert.match(down.stdout, /worker-7: pid \d+ is not a ringtune or nats-server process/);
+    assert.ok(
+      names.every((n) => !existsSync(path.join(run, `${n}.pid`))),
+      "pid files removed",
+    );
+  } finally {
+    script(DOWN, env);
+    bystander.kill();
+    rmSync(run, { recursive: true, force: true });
+  }
+});
 
-test("cluster-up with NATS_URL at no server fails at once and says so", { skip }, async () => {
+test("cluster-up with NATS_URL at no server fails at once and says so", async () => {
+  assertProcessCommandsExist();
   const run = mkdtempSync(path.join(tmpdir(), "ringtune-run-"));
   try {
     const url = `nats://127.0.0.1:${await deadPort()}`;

@@ -135,16 +135,14 @@ test("overlong SFT: truncate keeps the final answer and cuts the earliest contex
   const inputIds = Int32Array.from({ length: 20 }, (_, i) => i);
   const labels = Int32Array.from({ length: 20 }, (_, i) => (i >= 16 ? i + 1 : -100));
   const t = fitToRow({ inputIds, labels }, 8, false, "truncate");
-  assert.equal(t.kind, "truncated");
-  if (t.kind !== "truncated") return;
+  assert.ok(t.kind === "truncated", `kind ${t.kind}`);
   assert.deepEqual(Array.from(t.parts[0].inputIds), [12, 13, 14, 15, 16, 17, 18, 19]);
   assert.equal(fitToRow({ inputIds, labels }, 8, false, "drop").kind, "dropped");
   assert.equal(fitToRow({ inputIds, labels }, 3, false, "truncate").kind, "dropped"); // answer of 4 > 3
   const split = fitToRow({ inputIds, labels: inputIds }, 8, true, "drop");
-  assert.equal(split.kind, "split");
-  if (split.kind === "split")
-    assert.deepEqual(
-      split.parts.map((p) => p.inputIds.length),
-      [8, 8, 4],
-    );
+  assert.ok(split.kind === "split", `kind ${split.kind}`);
+  assert.deepEqual(
+    split.parts.map((p) => p.inputIds.length),
+    [8, 8, 4],
+  );
 });

@@ -6,7 +6,7 @@ import path from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { Coordinator } from "../../coordinator/main.js";
+import { Coordinator, type CoordinatorOptions } from "../../coordinator/main.js";
 import {
   ClusterStatusReply,
   ClusterStatusRequest,
@@ -29,28 +29,53 @@ export type JobRecordBody = Body<typeof JobRecord>;
 
 const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
 
+/** Heartbeat timing of the coordinator: how fast it declares a silent worker lost. */
+export type CoordinatorTiming = Pick<CoordinatorOptions, "heartbeatMs" | "lostAfterMs">;
+
+export interface LogLine {
+  msg?: string;
+  job?: string;
+  [key: string]: unknown;
+}
+
 export class TestCluster {
+  /** every line the coordinator(s) of this cluster logged at info level or above, parsed */
+  readonly coordinatorLog: LogLine[] = [];
+
   private constructor(
     readonly server: NatsServer,
     readonly client: NatsConnection,
     public coordinator: Coordinator | undefined,
     readonly workers: Worker[],
+    private readonly timing: CoordinatorTiming,
   ) {}
 
-  static async start(workers: number, opts: { coordinator?: boolean } = {}): Promise<TestCluster> {
+  static async start(
+    workers: number,
+    opts: { coordinator?: boolean; timing?: CoordinatorTiming } = {},
+  ): Promise<TestCluster> {
     const server = await startNatsServer({ maxPayload: 8 * 1024 * 1024 });
     const client = await connect({ servers: server.url });
-    const coordinator =
-      opts.coordinator === false ? undefined : await Coordinator.start({ natsUrl: server.url, log: quiet });
     const ws: Worker[] = [];
+    const cluster = new TestCluster(server, client, undefined, ws, opts.timing ?? {});
+    if (opts.coordinator !== false) await cluster.startCoordinator();
     for (let i = 0; i < workers; i++) ws.push(await Worker.start({ natsUrl: server.url, id: `w${i}`, log: quiet }));
-    const cluster = new TestCluster(server, client, coordinator, ws);
-    if (coordinator) await cluster.waitFor(async () => (await cluster.idleWorkers()) >= workers, "workers to register");
+    if (cluster.coordinator)
+      await cluster.waitFor(async () => (await cluster.idleWorkers()) >= workers, "workers to register");
     return cluster;
   }
 
   async startCoordinator(): Promise<void> {
-    this.coordinator = await Coordinator.start({ natsUrl: this.server.url, log: quiet });
+    const lines = this.coordinatorLog;
+    const log = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
+    this.coordinator = await Coordinator.start({ natsUrl: this.server.url, log, ...this.timing });
+  }
+
+  /** The step each start of the job began after (0: from scratch), in order, from the coordinator's log. */
+  startSteps(jobId: string): number[] {
+    return this.coordinatorLog
+      .filter((l) => l.msg === "job prepared" && l.job === jobId)
+      .map((l) => l.startStep as number);
   }
 
   /** Idle workers as the coordinator sees them (0 while no coordinator answers). */
@@ -94,12 +119,22 @@ export class TestCluster {
   async run(spec: Record<string, unknown>, baseDir: string): Promise<JobRecordBody> {
     const reply = await this.submit(spec, baseDir);
     if (!reply.ok) throw new Error(`submit refused: ${reply.error}`);
+    const rec = await this.finished(reply.id!);
+    if (rec.status !== "completed") throw new Error(`job ${rec.id} ${rec.status}: ${rec.message}`);
+    return rec;
+  }
+
+  /** Waits until the job reaches a final status (completed, failed or canceled) and returns its record. */
+  async finished(id: string, timeoutMs?: number): Promise<JobRecordBody> {
     let rec: JobRecordBody | undefined;
-    await this.waitFor(async () => {
-      rec = await this.record(reply.id!);
-      return !!rec && FINAL_STATUSES.includes(rec.status);
-    }, `job ${reply.id} to finish`);
-    if (rec!.status !== "completed") throw new Error(`job ${rec!.id} ${rec!.status}: ${rec!.message}`);
+    await this.waitFor(
+      async () => {
+        rec = await this.record(id);
+        return !!rec && FINAL_STATUSES.includes(rec.status);
+      },
+      `job ${id} to finish`,
+      timeoutMs,
+    );
     return rec!;
   }
 
@@ -175,6 +210,11 @@ export interface MetricLine {
   step: number;
   loss?: number;
   val_loss?: number;
+  grad_norm?: number;
+  targets?: number;
+  tokens?: number;
+  loss_by_task?: Record<string, number>;
+  targets_by_task?: Record<string, number>;
 }
 
 export function readMetrics(output: string): MetricLine[] {

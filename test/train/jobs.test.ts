@@ -1,10 +1,12 @@
 // Job intake and lifecycle: refusals that name the key, waiting for workers, cancel, checkpoint resume,
-// and a coordinator restart that resumes a running job from its last checkpoint.
+// and a coordinator restart or a lost worker: the job resumes at its last checkpoint (asserted from the
+// coordinator's log) and reproduces an unbroken run's losses step by step.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { readMetrics, TestCluster, trainingFixture } from "../helpers/cluster.js";
+import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
 
 test("a bad spec is refused with its reason, naming the key", { timeout: 60_000 }, async () => {
   const { dir, baseSpec } = trainingFixture();
@@ -73,72 +75,65 @@ test(
   },
 );
 
-test("a restarted coordinator resumes a running job from its last checkpoint", { timeout: 180_000 }, async () => {
-  const { dir, baseSpec } = trainingFixture();
-  const cluster = await TestCluster.start(1);
-  try {
-    const reply = await cluster.submit(
-      { ...baseSpec, workers: 1, max_steps: 60, save_every: 4, output: "restart" },
-      dir,
-    );
-    await cluster.waitFor(
-      async () => ((await cluster.record(reply.id!))?.last_checkpoint?.step ?? 0) >= 4,
-      "a first checkpoint",
-    );
-    await cluster.coordinator!.close();
-    const interrupted = await cluster.record(reply.id!);
-    assert.equal(interrupted!.status, "running");
-    const from = interrupted!.last_checkpoint!.step;
-    await cluster.startCoordinator();
-    await cluster.waitFor(
-      async () => (await cluster.record(reply.id!))?.status === "completed",
-      "the resumed job to complete",
-    );
-    const steps = readMetrics(path.join(dir, "restart"))
-      .filter((m) => m.loss !== undefined)
-      .map((m) => m.step);
-    assert.deepEqual(
-      steps,
-      Array.from({ length: 60 }, (_, i) => i + 1),
-      `one loss per step, resumed after step ${from}`,
-    );
-  } finally {
-    await cluster.stop();
-  }
-});
-
 test(
-  "a worker lost mid-job: the job is requeued from its last checkpoint and completes on the others",
-  { timeout: 180_000 },
+  "a restarted coordinator resumes a running job at its last checkpoint, with an unbroken run's losses",
+  { timeout: 240_000 },
   async () => {
     const { dir, baseSpec } = trainingFixture();
-    const cluster = await TestCluster.start(3);
+    const cluster = await TestCluster.start(1);
     try {
-      const reply = await cluster.submit(
-        { ...baseSpec, workers: 2, max_steps: 40, save_every: 5, output: "lost" },
-        dir,
+      const spec = { ...baseSpec, workers: 1, max_steps: 60, save_every: 4 };
+      const reply = await cluster.submit({ ...spec, output: "restart" }, dir);
+      await cluster.waitFor(
+        async () => ((await cluster.record(reply.id!))?.last_checkpoint?.step ?? 0) >= 4,
+        "a first checkpoint",
       );
+      await cluster.coordinator!.close();
+      const interrupted = await cluster.record(reply.id!);
+      assert.equal(interrupted!.status, "running");
+      const from = interrupted!.last_checkpoint!.step;
+      await cluster.startCoordinator();
+      const done = await cluster.finished(reply.id!);
+      assert.equal(done.status, "completed", done.message);
+      // Where each start began: a job that silently started over from step 0 would show [0, 0].
+      assert.deepEqual(cluster.startSteps(reply.id!), [0, from], "the second start resumes at the checkpoint");
+      const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
+      assertSameLosses(lossesByStep(path.join(dir, "restart")), lossesByStep(unbroken.output));
+    } finally {
+      await cluster.stop();
+    }
+  },
+);
+
+test(
+  "a worker lost mid-job: the job resumes at its last checkpoint on the others, with an unbroken run's losses",
+  { timeout: 240_000 },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    const cluster = await TestCluster.start(3, { timing: { heartbeatMs: 500, lostAfterMs: 4000 } });
+    try {
+      const spec = { ...baseSpec, workers: 2, max_steps: 40, save_every: 5 };
+      const reply = await cluster.submit({ ...spec, output: "lost" }, dir);
       await cluster.waitFor(
         async () => ((await cluster.record(reply.id!))?.last_checkpoint?.step ?? 0) >= 5,
         "a first checkpoint",
       );
-      const victim = (await cluster.record(reply.id!))!.workers[1]!;
+      const before = (await cluster.record(reply.id!))!;
+      const victim = before.workers[1]!;
       await cluster.workers.find((w) => w.id === victim)!.close(); // its process is gone: no answers, no heartbeats
-      await cluster.waitFor(
-        async () => (await cluster.record(reply.id!))?.status === "completed",
-        "the job to complete on the other workers",
-      );
-      const done = (await cluster.record(reply.id!))!;
-      assert.ok(done.attempts! >= 2 && done.attempts! <= 3, `attempts ${done.attempts}`);
+      const done = await cluster.finished(reply.id!);
+      assert.equal(done.status, "completed", done.message);
+      assert.equal(done.attempts, 2);
       assert.ok(!done.workers.includes(victim), `the lost worker ${victim} is not in the final ring (${done.workers})`);
-      const steps = readMetrics(path.join(dir, "lost"))
-        .filter((m) => m.loss !== undefined)
-        .map((m) => m.step);
-      assert.deepEqual(
-        steps,
-        Array.from({ length: 40 }, (_, i) => i + 1),
-        "every step once: resumed after the checkpoint",
+      const starts = cluster.startSteps(reply.id!);
+      assert.equal(starts.length, 2, `two starts: ${starts}`);
+      assert.equal(starts[0], 0);
+      assert.ok(
+        starts[1]! >= before.last_checkpoint!.step && starts[1]! % 5 === 0,
+        `the second start resumes at a checkpoint no older than step ${before.last_checkpoint!.step}, not at ${starts[1]}`,
       );
+      const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
+      assertSameLosses(lossesByStep(path.join(dir, "lost")), lossesByStep(unbroken.output));
     } finally {
       await cluster.stop();
     }

@@ -206,10 +206,17 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+/** A peer that is stopped (not dead) never closes its side: after this long the socket is destroyed. */
+const CLOSE_GRACE_MS = 2000;
+
 function endSocket(s: Socket): Promise<void> {
   if (s.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
-    s.once("close", () => resolve());
+    const grace = setTimeout(() => s.destroy(), CLOSE_GRACE_MS);
+    s.once("close", () => {
+      clearTimeout(grace);
+      resolve();
+    });
     s.end();
   });
 }
