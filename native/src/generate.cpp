@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include "blas.h"
 #include "error.h"
 #include "model.h"
-#include "blas.h"
 #include "ops/add.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"

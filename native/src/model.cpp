@@ -98,8 +98,8 @@ void Model<T>::merge_lora() {
       const auto [in, out] = LoraTable::shape(cfg_, t);
       const LoraLayer& ll = lora_table_->layers[l];
       // W[out, in] += scale * B[out, r] A[r, in]
-      gemm(false, false, out, in, lora_cfg_.rank, scale, lora_->data() + ll.b[t], lora_cfg_.rank, lora_->data() + ll.a[t], in,
-           T(1), param(weight[t]), in);
+      gemm(false, false, out, in, lora_cfg_.rank, scale, lora_->data() + ll.b[t], lora_cfg_.rank,
+           lora_->data() + ll.a[t], in, T(1), param(weight[t]), in);
     }
   }
 }
@@ -130,7 +130,10 @@ Activations<T>& Model<T>::activations_for(int B, int T_) {
   auto key = std::make_pair(B, T_);
   auto it = acts_.find(key);
   if (it == acts_.end())
-    it = acts_.emplace(key, std::make_unique<Activations<T>>(cfg_, B, T_, lora_ ? &lora_cfg_ : nullptr, lora_table_.get())).first;
+    it = acts_
+             .emplace(key,
+                      std::make_unique<Activations<T>>(cfg_, B, T_, lora_ ? &lora_cfg_ : nullptr, lora_table_.get()))
+             .first;
   return *it->second;
 }
 
@@ -149,7 +152,8 @@ StepResult Model<T>::forward_backward(const Batch& b, const StepOptions& opts) {
     return forward_backward_unchecked(b, opts);
   } catch (const Error& e) {
     // Name the call and the shapes around the op's own message.
-    fail("forward_backward", "batch [", b.rows, " rows x ", b.seq_len, " tokens], model (", cfg_.describe(), "): ", e.what());
+    fail("forward_backward", "batch [", b.rows, " rows x ", b.seq_len, " tokens], model (", cfg_.describe(),
+         "): ", e.what());
   }
 }
 
@@ -185,7 +189,8 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     }
     const LossSum ls = cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V, scale);
     a.logits_kept = opts.keep_logits || !opts.backward;
-    if (opts.backward) linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
+    if (opts.backward)
+      linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
     return ls;
   }
   // In chunks of positions: only (kHeadChunk, V) logits exist at a time. The head is frozen here (LoRA)
@@ -196,10 +201,13 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     const int n = std::min(kHeadChunk, N - c0);
     T* z = a.chunk.data();
     linear_forward(z, a.lnf.data() + (size_t)c0 * C, lm_head(), (const T*)nullptr, n, C, V);
-    const LossSum ls = cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z, b.labels + c0, n, V, scale);
+    const LossSum ls = cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z,
+                                                      b.labels + c0, n, V, scale);
     total.sum += ls.sum;
     total.count += ls.count;
-    if (opts.backward) linear_backward(a.dln.data() + (size_t)c0 * C, (T*)nullptr, (T*)nullptr, z, a.lnf.data() + (size_t)c0 * C, lm_head(), n, C, V);
+    if (opts.backward)
+      linear_backward(a.dln.data() + (size_t)c0 * C, (T*)nullptr, (T*)nullptr, z, a.lnf.data() + (size_t)c0 * C,
+                      lm_head(), n, C, V);
   }
   a.logits_kept = false;
   return total;
@@ -227,7 +235,8 @@ static void lora_dropout(T* xd, uint8_t* keep, const T* x, size_t n, double p, u
 }
 
 template <typename T>
-void Model<T>::project(Activations<T>& a, int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, bool training) {
+void Model<T>::project(Activations<T>& a, int l, int t, T* out, const T* inp, size_t w, size_t bias, int N,
+                       bool training) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
   linear_forward(out, inp, param(w), param(bias), N, in, outf);
   if (!lora_ || !lora_table_->targeted[t]) return;
@@ -237,16 +246,19 @@ void Model<T>::project(Activations<T>& a, int l, int t, T* out, const T* inp, si
   const T* x = inp;
   if (training && lora_cfg_.dropout > 0) {
     const uint64_t stream = ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
-    lora_dropout(la.lora_x[t].data(), la.lora_keep[t].data(), inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
+    lora_dropout(la.lora_x[t].data(), la.lora_keep[t].data(), inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed,
+                 stream);
     x = la.lora_x[t].data();
   }
   // u = x A^T (N, r);  out += scale * u B^T
   gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), la.lora_u[t].data(), r);
-  gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), la.lora_u[t].data(), r, lora_->data() + ll.b[t], r, T(1), out, outf);
+  gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), la.lora_u[t].data(), r, lora_->data() + ll.b[t], r, T(1), out,
+       outf);
 }
 
 template <typename T>
-void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias, int N) {
+void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w,
+                                size_t bias, int N) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
   linear_backward(dinp, grad(w), grad(bias), dout, inp, param(w), N, in, outf);
   if (!lora_ || !lora_table_->targeted[t]) return;
@@ -293,7 +305,8 @@ void Model<T>::forward(Activations<T>& a, const Batch& b, bool training) {
     project(a, l, kV, la.v.data(), a.ln.data(), o.wv, o.bv, N, training);
     rope_forward(la.q.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
     rope_forward(la.k.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
-    attention_forward(la.att.data(), la.lse.data(), la.q.data(), la.k.data(), la.v.data(), a.runs, shape, a.attn_scratch);
+    attention_forward(la.att.data(), la.lse.data(), la.q.data(), la.k.data(), la.v.data(), a.runs, shape,
+                      a.attn_scratch);
     project(a, l, kO, a.dtmp.data(), la.att.data(), o.wo, o.bo, N, training);
     add(la.res_mid.data(), la.res_in.data(), a.dtmp.data(), a.N * C);
     rmsnorm_forward(a.ln.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
@@ -321,7 +334,8 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
   };
 
   // head() left d(lnf) in dln
-  rmsnorm_backward(dres, grad(table_.final_norm), dln, a.res_out.data(), param(table_.final_norm), a.rstdf.data(), N, C);
+  rmsnorm_backward(dres, grad(table_.final_norm), dln, a.res_out.data(), param(table_.final_norm), a.rstdf.data(), N,
+                   C);
   if (!lora_) report();  // with a tied head its gradient lives in the embedding, which is reported last
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const LayerOffsets& o = table_.layers[l];
@@ -350,7 +364,7 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
     project_backward(a, l, kV, dtmp, a.dv.data(), a.ln.data(), o.wv, o.bv, N);
     add_inplace(dln, dtmp, NC);
     rmsnorm_backward(dtmp, grad(o.ln1), dln, la.res_in.data(), param(o.ln1), la.rstd1.data(), N, C);
-    report();  // the layer's parameters (or adapters) are final
+    report();                                          // the layer's parameters (or adapters) are final
     if (l > 0 || !lora_) add_inplace(dres, dtmp, NC);  // now d(res_in); the frozen embedding needs none
   }
   if (lora_) return;
@@ -368,8 +382,14 @@ AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
   double clip = 1;
   if (o.max_grad_norm > 0) clip = std::min(1.0, o.max_grad_norm / (norm + 1e-6));
   step_ += 1;
-  AdamWStep s{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay,
-              1 - std::pow(o.beta1, (double)step_), 1 - std::pow(o.beta2, (double)step_), clip};
+  AdamWStep s{o.lr,
+              o.beta1,
+              o.beta2,
+              o.eps,
+              o.weight_decay,
+              1 - std::pow(o.beta1, (double)step_),
+              1 - std::pow(o.beta2, (double)step_),
+              clip};
   T* weights = lora_ ? lora_->data() : params_->data();
   for (const ParamEntry& p : trainable_entries())
     adamw_update(weights + p.offset, grads_->data() + p.offset, m_->data() + p.offset, v_->data() + p.offset, p.size, s,

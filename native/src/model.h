@@ -17,10 +17,10 @@ namespace rt {
 
 struct Batch {
   int rows = 0, seq_len = 0;
-  const int32_t* input_ids = nullptr;    // (rows, seq_len)
-  const int32_t* labels = nullptr;       // (rows, seq_len) targets already shifted; -100 ignored
-  const int32_t* position_ids = nullptr; // (rows, seq_len) restart per segment
-  const int32_t* segment_ids = nullptr;  // (rows, seq_len) contiguous runs
+  const int32_t* input_ids = nullptr;     // (rows, seq_len)
+  const int32_t* labels = nullptr;        // (rows, seq_len) targets already shifted; -100 ignored
+  const int32_t* position_ids = nullptr;  // (rows, seq_len) restart per segment
+  const int32_t* segment_ids = nullptr;   // (rows, seq_len) contiguous runs
 };
 
 // Called during the backward each time a contiguous range of the gradient buffer is final (a bucket):
@@ -31,7 +31,7 @@ using GradsReady = std::function<void(size_t offset, size_t size)>;
 struct StepOptions {
   bool backward = true;
   bool keep_logits = false;
-  double loss_scale = 0;  // gradient of loss_scale * loss_sum; 0 = 1/targets (the local mean)
+  double loss_scale = 0;      // gradient of loss_scale * loss_sum; 0 = 1/targets (the local mean)
   GradsReady on_grads_ready;  // optional
 };
 
@@ -137,7 +137,8 @@ class Model {
   void backward(Activations<T>& a, const Batch& b, const GradsReady& ready);
   // A linear layer of layer l with its adapter when target t has one.
   void project(Activations<T>& a, int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, bool training);
-  void project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias, int N);
+  void project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias,
+                        int N);
   void infer(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, std::vector<T>& u);
 
   ModelConfig cfg_;

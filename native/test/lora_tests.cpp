@@ -82,7 +82,8 @@ void lora_gradient_check(double dropout) {
     for (size_t i = 0; i < p.size; i += stride) {
       const double fd = finite_difference(loss, m.lora_params()[p.offset + i]);
       const double a = analytic[p.offset + i], d = std::fabs(fd - a);
-      CHECK(d <= 1e-8 + 1e-5 * std::fabs(fd), p.name << "[" << i << "]: finite difference " << fd << ", backward " << a);
+      CHECK(d <= 1e-8 + 1e-5 * std::fabs(fd),
+            p.name << "[" << i << "]: finite difference " << fd << ", backward " << a);
       maxdiff = std::max(maxdiff, d);
     }
   char b[96];
@@ -106,7 +107,8 @@ TEST(lora_step0_equals_base_and_base_is_frozen) {
   const size_t full_grads = m.memory().grads;
   m.enable_lora(all_targets(4, 0));
   CHECK(full_grads == m.num_params() * sizeof(float));
-  CHECK(m.memory().grads == m.num_lora_params() * sizeof(float), "only adapter gradients remain: " << m.memory().grads << " bytes");
+  CHECK(m.memory().grads == m.num_lora_params() * sizeof(float),
+        "only adapter gradients remain: " << m.memory().grads << " bytes");
   CHECK(m.memory().optimizer == 2 * m.num_lora_params() * sizeof(float));
   m.forward_backward(rows.view(), {false, true, 0});
   expect_close("logits right after enable_lora", m.logits(), base.data(), n, 0, 0);
@@ -190,7 +192,8 @@ TEST(generation_sees_the_adapters) {
     Rows r{1, T, seq, std::vector<int32_t>(T, kIgnoreIndex), std::vector<int32_t>(T), std::vector<int32_t>(T, 0)};
     std::iota(r.pos.begin(), r.pos.end(), 0);
     m.forward_backward(r.view(), {false, true, 0});
-    expect_close("step logits", step_logits[k].data(), m.logits() + (size_t)(T - 1) * c.vocab_size, c.vocab_size, 1e-5, 1e-4);
+    expect_close("step logits", step_logits[k].data(), m.logits() + (size_t)(T - 1) * c.vocab_size, c.vocab_size, 1e-5,
+                 1e-4);
     seq.push_back(out[k]);
   }
 }

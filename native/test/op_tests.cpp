@@ -129,7 +129,10 @@ TEST(cross_entropy_gradients_skip_ignored_positions) {
   fill_uniform(z, 13, 3.0);
   std::vector<int32_t> labels = {2, kIgnoreIndex, 0, 4};
   const double scale = 0.37;
-  auto loss = [&] { return cross_entropy_forward_backward(losses.data(), (double*)nullptr, z.data(), labels.data(), N, V, scale).sum * scale; };
+  auto loss = [&] {
+    return cross_entropy_forward_backward(losses.data(), (double*)nullptr, z.data(), labels.data(), N, V, scale).sum *
+           scale;
+  };
   LossSum ls = cross_entropy_forward_backward(losses.data(), dz.data(), z.data(), labels.data(), N, V, scale);
   CHECK(ls.count == 3);
   CHECK(losses[1] == 0);
@@ -174,7 +177,8 @@ static void attention_direct(Vec& out, const Vec& q, const Vec& k, const Vec& v,
         for (int j = 0; j <= i; j++) {
           if (seg[b * s.T + j] != seg[b * s.T + i]) continue;
           double d = 0;
-          for (int c = 0; c < s.D; c++) d += q[((size_t)b * s.T + i) * QD + h * s.D + c] * k[((size_t)b * s.T + j) * KD + kvh * s.D + c];
+          for (int c = 0; c < s.D; c++)
+            d += q[((size_t)b * s.T + i) * QD + h * s.D + c] * k[((size_t)b * s.T + j) * KD + kvh * s.D + c];
           p[j] = d / std::sqrt((double)s.D);
           mx = std::max(mx, p[j]);
         }
@@ -192,7 +196,8 @@ static void attention_direct(Vec& out, const Vec& q, const Vec& k, const Vec& v,
 
 static void attention_case(const AttentionShape& s, const std::vector<int32_t>& seg, bool full_fd) {
   const size_t N = (size_t)s.B * s.T;
-  Vec q(N * s.qdim()), k(N * s.kvdim()), v(N * s.kvdim()), R(N * s.qdim()), out(N * s.qdim()), lse((size_t)s.B * s.H * s.T);
+  Vec q(N * s.qdim()), k(N * s.kvdim()), v(N * s.kvdim()), R(N * s.qdim()), out(N * s.qdim()),
+      lse((size_t)s.B * s.H * s.T);
   fill_uniform(q, 16, 1.5);
   fill_uniform(k, 17, 1.5);
   fill_uniform(v, 18);
@@ -210,8 +215,8 @@ static void attention_case(const AttentionShape& s, const std::vector<int32_t>& 
   attention_direct(direct, q, k, v, seg, s);
   expect_close("attention output vs direct", out.data(), direct.data(), out.size(), 1e-12, 1e-10);
   Vec dq(q.size()), dk(k.size()), dv(v.size());
-  attention_backward(dq.data(), dk.data(), dv.data(), R.data(), q.data(), k.data(), v.data(), out.data(), lse.data(), runs,
-                     s, scratch);
+  attention_backward(dq.data(), dk.data(), dv.data(), R.data(), q.data(), k.data(), v.data(), out.data(), lse.data(),
+                     runs, s, scratch);
   if (full_fd) {
     check_gradient("attention dq", loss, q, dq);
     check_gradient("attention dk", loss, k, dk);
@@ -224,7 +229,8 @@ static void attention_case(const AttentionShape& s, const std::vector<int32_t>& 
     const Vec& g = pair == &q ? dq : pair == &k ? dk : dv;
     for (size_t i = 7; i < x.size(); i += x.size() / 23 + 1) {
       const double fd = finite_difference(loss, x[i]);
-      CHECK(std::fabs(fd - g[i]) <= 1e-7 + 1e-5 * std::fabs(fd), "element " << i << ": fd " << fd << " analytic " << g[i]);
+      CHECK(std::fabs(fd - g[i]) <= 1e-7 + 1e-5 * std::fabs(fd),
+            "element " << i << ": fd " << fd << " analytic " << g[i]);
     }
   }
 }

@@ -22,9 +22,9 @@ struct Register {
 
 #define RT_CAT2(a, b) a##b
 #define RT_CAT(a, b) RT_CAT2(a, b)
-#define TEST(name)                                                                  \
-  static void RT_CAT(test_, name)();                                                \
-  static ::rt::test::Register RT_CAT(reg_, name)(#name, RT_CAT(test_, name));       \
+#define TEST(name)                                                            \
+  static void RT_CAT(test_, name)();                                          \
+  static ::rt::test::Register RT_CAT(reg_, name)(#name, RT_CAT(test_, name)); \
   static void RT_CAT(test_, name)()
 
 struct Failure : std::runtime_error {
