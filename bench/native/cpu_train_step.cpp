@@ -1,4 +1,4 @@
-// CPU training-step benchmark (issue: native core on CPU). One step = forward, backward, AdamW, in fp32,
+// CPU training-step benchmark of the native core. One step = forward, backward, AdamW, in fp32,
 // on vocab 32000, hidden 512, intermediate 1408, 8 layers, 8 heads, 2 KV heads, one row of 512 tokens.
 // The baseline is a 1024^3 OpenBLAS sgemm measured in the same run: these machines are shared and noisy.
 #include <sys/resource.h>
@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 #include "bench_model.h"
+#include "benches.h"
 #include "blas.h"
 #include "model.h"
 #include "parallel.h"

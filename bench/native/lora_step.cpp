@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 #include "bench_model.h"
+#include "benches.h"
 #include "model.h"
 #include "parallel.h"
 #include "random.h"
