@@ -93,7 +93,7 @@ void whole_model_gradient_check(const ModelConfig& cfg, const HostBatch& hb) {
     for (size_t i = 0; i < p.size; i++) {
       const double fd = finite_difference(loss, m.params()[p.offset + i]);
       const double a = analytic[p.offset + i], d = std::fabs(fd - a);
-      CHECK(d <= 1e-8 + 1e-5 * std::fabs(fd),
+      CHECK(within_tolerance(a, fd, 1e-8, 1e-5),
             p.name << "[" << i << "]: finite difference " << fd << ", backward " << a);
       maxdiff = std::max(maxdiff, d);
     }
@@ -201,10 +201,23 @@ TEST(adamw_steps_equal_direct_update_rule) {
     }
     expect_close("params after step " + std::to_string(step), m.params(), p.data(), n, 1e-6, 1e-5);
   }
-  // Norm weights and biases are not decayed: with a zero gradient they do not move at all.
+  // Norm weights and biases are not decayed: on fresh moments and a zero gradient they do not move at all,
+  // while matrices shrink by exactly the decay factor.
   const ParamEntry* norm = m.table().find("model.norm.weight");
   const ParamEntry* wq = m.table().find("model.layers.0.self_attn.q_proj.weight");
   CHECK(norm && !norm->decay && wq && wq->decay);
+  Model<double> fresh(c);
+  randomize(fresh, 9, 0.5);
+  const std::vector<double> before(fresh.params(), fresh.params() + n);
+  fresh.zero_grad();
+  fresh.adamw_step(o);
+  for (const ParamEntry& e : fresh.table().entries) {
+    const double factor = e.decay ? 1 - 1e-2 * 0.1 : 1.0;
+    for (size_t i = 0; i < e.size; i++) {
+      const double want = before[e.offset + i] * factor, got = fresh.params()[e.offset + i];
+      CHECK(within_tolerance(got, want, 0, 1e-15), e.name << "[" << i << "]: " << got << " vs " << want);
+    }
+  }
 }
 
 TEST(adamw_clips_the_global_gradient_norm) {

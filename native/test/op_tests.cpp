@@ -95,10 +95,17 @@ TEST(rope_gradients_and_rotate_half_convention) {
     return dot(y, R);
   };
   loss();
-  // rotate_half pairs dimension j with j + D/2: check one value directly.
-  const double a = 5 * inv[1];
-  const double* x1 = x.data() + 1 * heads * D;  // n = 1, head 0
-  CHECK(std::fabs(y[1 * heads * D + 1] - (x1[1] * std::cos(a) - x1[1 + D / 2] * std::sin(a))) < 1e-12);
+  // rotate_half pairs dimension j with j + D/2 (not the interleaved 2j, 2j+1): check every value directly.
+  for (int n = 0; n < N; n++)
+    for (int h = 0; h < heads; h++)
+      for (int j = 0; j < D / 2; j++) {
+        const double a = pos[n] * inv[j], c = std::cos(a), s = std::sin(a);
+        const double* xr = x.data() + ((size_t)n * heads + h) * D;
+        const double* yr = y.data() + ((size_t)n * heads + h) * D;
+        CHECK(within_tolerance(yr[j], xr[j] * c - xr[j + D / 2] * s, 1e-12, 0), "n=" << n << " h=" << h << " j=" << j);
+        CHECK(within_tolerance(yr[j + D / 2], xr[j + D / 2] * c + xr[j] * s, 1e-12, 0),
+              "n=" << n << " h=" << h << " j=" << j + D / 2);
+      }
   Vec dx = R;
   rope_backward(dx.data(), pos.data(), inv.data(), N, heads, D);
   check_gradient("rope dx", loss, x, dx);
@@ -229,8 +236,7 @@ static void attention_case(const AttentionShape& s, const std::vector<int32_t>& 
     const Vec& g = pair == &q ? dq : pair == &k ? dk : dv;
     for (size_t i = 7; i < x.size(); i += x.size() / 23 + 1) {
       const double fd = finite_difference(loss, x[i]);
-      CHECK(std::fabs(fd - g[i]) <= 1e-7 + 1e-5 * std::fabs(fd),
-            "element " << i << ": fd " << fd << " analytic " << g[i]);
+      CHECK(within_tolerance(g[i], fd, 1e-7, 1e-5), "element " << i << ": fd " << fd << " analytic " << g[i]);
     }
   }
 }
@@ -266,7 +272,7 @@ TEST(vexp_float_matches_exp_to_float_precision) {
   for (int i = 0; i <= 200000; i++) {
     const float x = -87.0f + 175.0f * i / 200000;
     const double want = std::exp((double)x);
-    worst = std::max(worst, std::fabs(vexp(x) - want) / want);
+    worst = max_keeping_nan(worst, std::fabs(vexp(x) - want) / want);
   }
   CHECK(worst < 4e-7, "max relative error " << worst);
   CHECK(vexp(-1000.0f) == 0.0f && vexp(0.0f) == 1.0f);
