@@ -45,6 +45,7 @@ format: deps
 
 test-native: native
 	$(NATIVE_BUILD)/ringtune_native_test
+	@CUDA_TEST=$(NATIVE_BUILD)/ringtune_cuda_test ./deploy/scripts/cuda-tests.sh
 
 test-js: build
 	node --test --test-concurrency=1 dist/test/
