@@ -235,25 +235,21 @@ static void lora_dropout(T* xd, uint8_t* keep, const T* x, size_t n, double p, u
 }
 
 template <typename T>
-void Model<T>::project(Activations<T>& a, int l, int t, T* out, const T* inp, size_t w, size_t bias, int N,
-                       bool training) {
+void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
   linear_forward(out, inp, param(w), param(bias), N, in, outf);
   if (!lora_ || !lora_table_->targeted[t]) return;
-  LayerActivations<T>& la = a.layers[l];
   const LoraLayer& ll = lora_table_->layers[l];
   const int r = lora_cfg_.rank;
   const T* x = inp;
-  if (training && lora_cfg_.dropout > 0) {
+  if (ab.x && lora_cfg_.dropout > 0) {
     const uint64_t stream = ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
-    lora_dropout(la.lora_x[t].data(), la.lora_keep[t].data(), inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed,
-                 stream);
-    x = la.lora_x[t].data();
+    lora_dropout(ab.x, ab.keep, inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
+    x = ab.x;
   }
   // u = x A^T (N, r);  out += scale * u B^T
-  gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), la.lora_u[t].data(), r);
-  gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), la.lora_u[t].data(), r, lora_->data() + ll.b[t], r, T(1), out,
-       outf);
+  gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), ab.u, r);
+  gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), ab.u, r, lora_->data() + ll.b[t], r, T(1), out, outf);
 }
 
 template <typename T>
@@ -292,31 +288,77 @@ void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const 
 template <typename T>
 void Model<T>::forward(Activations<T>& a, const Batch& b, bool training) {
   const ModelConfig& c = cfg_;
-  const int N = (int)a.N, C = c.hidden_size, I = c.intermediate_size;
-  const AttentionShape shape{b.rows, b.seq_len, c.num_heads, c.num_kv_heads, c.head_dim};
-  embedding_forward(a.layers[0].res_in.data(), b.input_ids, param(table_.embed), N, C, c.vocab_size);
-  for (int l = 0; l < c.num_layers; l++) {
-    const LayerOffsets& o = table_.layers[l];
+  const PackedRows<T> rows{&a.runs, {b.rows, b.seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, &a.attn_scratch};
+  // Each layer keeps what its backward reads; ln, tmp and h are recomputed or consumed at once, so shared.
+  auto layer = [&](int l) {
     LayerActivations<T>& la = a.layers[l];
-    T* out = l + 1 < c.num_layers ? a.layers[l + 1].res_in.data() : a.res_out.data();
-    rmsnorm_forward(a.ln.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C, c.rms_norm_eps);
-    project(a, l, kQ, la.q.data(), a.ln.data(), o.wq, o.bq, N, training);
-    project(a, l, kK, la.k.data(), a.ln.data(), o.wk, o.bk, N, training);
-    project(a, l, kV, la.v.data(), a.ln.data(), o.wv, o.bv, N, training);
-    rope_forward(la.q.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
-    rope_forward(la.k.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
-    attention_forward(la.att.data(), la.lse.data(), la.q.data(), la.k.data(), la.v.data(), a.runs, shape,
-                      a.attn_scratch);
-    project(a, l, kO, a.dtmp.data(), la.att.data(), o.wo, o.bo, N, training);
-    add(la.res_mid.data(), la.res_in.data(), a.dtmp.data(), a.N * C);
-    rmsnorm_forward(a.ln.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
-    project(a, l, kGate, la.gate.data(), a.ln.data(), o.wg, o.bg, N, training);
-    project(a, l, kUp, la.up.data(), a.ln.data(), o.wu, o.bu, N, training);
-    swiglu_forward(a.h.data(), la.gate.data(), la.up.data(), a.N * I);
-    project(a, l, kDown, a.dtmp.data(), a.h.data(), o.wd, o.bd, N, training);
-    add(out, la.res_mid.data(), a.dtmp.data(), a.N * C);
+    LayerBuffers<T> io;
+    io.n = (int)a.N;
+    io.positions = b.position_ids;
+    io.res_in = la.res_in.data();
+    io.res_mid = la.res_mid.data();
+    io.res_out = l + 1 < c.num_layers ? a.layers[l + 1].res_in.data() : a.res_out.data();
+    io.rstd1 = la.rstd1.data();
+    io.rstd2 = la.rstd2.data();
+    io.ln = a.ln.data();
+    io.tmp = a.dtmp.data();
+    io.q = la.q.data();
+    io.att = la.att.data();
+    io.k = la.k.data();
+    io.v = la.v.data();
+    io.gate = la.gate.data();
+    io.up = la.up.data();
+    io.h = a.h.data();
+    io.lse = la.lse.data();
+    for (int t = 0; t < kNumTargets; t++) {
+      io.adapters[t].u = la.lora_u[t].empty() ? nullptr : la.lora_u[t].data();
+      if (training && !la.lora_x[t].empty()) {  // dropout buffers exist only when dropout is on
+        io.adapters[t].x = la.lora_x[t].data();
+        io.adapters[t].keep = la.lora_keep[t].data();
+      }
+    }
+    return io;
+  };
+  forward_positions(b.input_ids, (int)a.N, layer, a.rstdf.data(), a.lnf.data(), &rows, nullptr);
+}
+
+template <typename T>
+void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<LayerBuffers<T>(int)>& layer, T* rstdf,
+                                 T* lnf, const PackedRows<T>* rows, KvCache<T>* cache) {
+  const ModelConfig& c = cfg_;
+  const int C = c.hidden_size;
+  LayerBuffers<T> io = layer(0);
+  embedding_forward(io.res_in, ids, param(table_.embed), n, C, c.vocab_size);
+  for (int l = 0; l < c.num_layers; l++) {
+    if (l > 0) io = layer(l);
+    layer_forward(l, io, rows, cache);
   }
-  rmsnorm_forward(a.lnf.data(), a.rstdf.data(), a.res_out.data(), param(table_.final_norm), N, C, c.rms_norm_eps);
+  rmsnorm_forward(lnf, rstdf, io.res_out, param(table_.final_norm), n, C, c.rms_norm_eps);
+  if (cache) cache->filled += n;
+}
+
+template <typename T>
+void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<T>* rows, KvCache<T>* cache) {
+  const ModelConfig& c = cfg_;
+  const int n = io.n, C = c.hidden_size, H = c.num_heads, KVH = c.num_kv_heads, D = c.head_dim;
+  const LayerOffsets& o = table_.layers[l];
+  const auto& ad = io.adapters;
+  rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
+  project(l, kQ, io.q, io.ln, o.wq, o.bq, n, ad[kQ]);
+  project(l, kK, io.k, io.ln, o.wk, o.bk, n, ad[kK]);
+  project(l, kV, io.v, io.ln, o.wv, o.bv, n, ad[kV]);
+  rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
+  rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
+  if (cache) cached_attention(io.att, io.q, cache->k[l].data(), cache->v[l].data(), cache->filled, n, H, KVH, D);
+  else attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
+  project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO]);
+  add(io.res_mid, io.res_in, io.tmp, (size_t)n * C);
+  rmsnorm_forward(io.ln, io.rstd2, io.res_mid, param(o.ln2), n, C, c.rms_norm_eps);
+  project(l, kGate, io.gate, io.ln, o.wg, o.bg, n, ad[kGate]);
+  project(l, kUp, io.up, io.ln, o.wu, o.bu, n, ad[kUp]);
+  swiglu_forward(io.h, io.gate, io.up, (size_t)n * c.intermediate_size);
+  project(l, kDown, io.tmp, io.h, o.wd, o.bd, n, ad[kDown]);
+  add(io.res_out, io.res_mid, io.tmp, (size_t)n * C);
 }
 
 template <typename T>
