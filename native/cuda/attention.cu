@@ -1,5 +1,6 @@
 // SIMT flash attention: one thread per query row (forward, dq) or per key row (dk, dv), tiles of the other
-// side in shared memory, fp32 math. Correct for any T and segment layout; not yet on tensor cores (see README).
+// side in shared memory, fp32 math. Correct for any T and segment layout; not yet on tensor cores (see
+// native/cuda/README.md).
 #include <cmath>
 #include "attention.cuh"
 
