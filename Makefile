@@ -36,7 +36,8 @@ CXX_SOURCES = $(shell git ls-files '*.cpp' '*.h' '*.cu' '*.cuh')
 lint: deps
 	npx eslint --max-warnings 0 .
 	npx prettier --check --log-level warn "**/*.ts"
-	clang-format --dry-run --Werror $(CXX_SOURCES)
+	@echo "clang-format --dry-run --Werror <the C++/CUDA sources git tracks>"
+	@clang-format --dry-run --Werror $(CXX_SOURCES)
 
 format: deps
 	npx prettier --write --log-level warn "**/*.ts"

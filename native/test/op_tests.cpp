@@ -2,6 +2,7 @@
 // (untiled, unfactored) implementation of masked softmax attention.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <vector>
 #include "config.h"
 #include "ops/attention.h"
@@ -276,5 +277,7 @@ TEST(vexp_float_matches_exp_to_float_precision) {
   }
   CHECK(worst < 4e-7, "max relative error " << worst);
   CHECK(vexp(-1000.0f) == 0.0f && vexp(0.0f) == 1.0f);
-  note("max relative error of vexp(float) over [-87, 88]: " + std::to_string(worst));
+  char line[80];
+  std::snprintf(line, sizeof line, "max relative error of vexp(float) over [-87, 88]: %.2e", worst);
+  note(line);
 }
