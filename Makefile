@@ -30,27 +30,34 @@ build: native ts
 test: build lint test-native test-js
 
 # Formatting and lint are checked in `make test`; `make format` rewrites the tree in the house style.
+# C++/CUDA formatting: clang-format with the repository's .clang-format, over the files git tracks.
+CXX_SOURCES = $(shell git ls-files '*.cpp' '*.h' '*.cu' '*.cuh')
+
 lint: deps
 	npx eslint --max-warnings 0 .
 	npx prettier --check --log-level warn "**/*.ts"
+	@echo "clang-format --dry-run --Werror <the C++/CUDA sources git tracks>"
+	@clang-format --dry-run --Werror $(CXX_SOURCES)
 
 format: deps
 	npx prettier --write --log-level warn "**/*.ts"
 	npx eslint --fix .
+	clang-format -i $(CXX_SOURCES)
 
 test-native: native
-	$(NATIVE_BUILD)/ringtune_native_test test
+	$(NATIVE_BUILD)/ringtune_native_test
+	@CUDA_TEST=$(NATIVE_BUILD)/ringtune_cuda_test ./deploy/scripts/cuda-tests.sh
 
 test-js: build
 	node --test --test-concurrency=1 $$(find dist/test -name '*.test.js' | sort)
 
 bench: build
-	$(NATIVE_BUILD)/ringtune_native_test bench
+	$(NATIVE_BUILD)/ringtune_native_bench step
 
 # Memory held and step time: full training vs LoRA rank 16 and 64 (bench/native/lora_step.cpp).
 .PHONY: bench-lora
 bench-lora: native
-	$(NATIVE_BUILD)/ringtune_native_test bench-lora
+	$(NATIVE_BUILD)/ringtune_native_bench lora
 
 # The bundled example end to end: a local cluster, the job with its progress, what it learned, cluster down.
 demo: build

@@ -42,7 +42,7 @@ __global__ void init_kernel(float* p, size_t n, float std, uint64_t seed) {
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   x ^= x >> 31;
   const float u = ((x >> 40) + 0.5f) / 16777216.f;  // (0, 1)
-  p[i] = std * 1.7320508f * (2.f * u - 1.f);         // uniform with the given std
+  p[i] = std * 1.7320508f * (2.f * u - 1.f);        // uniform with the given std
 }
 __global__ void fill_kernel(float* p, size_t n, float v) {
   const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -109,8 +109,10 @@ struct Model {
     const size_t NC = N * c.C, NI = N * c.I;
     for (int l = 0; l < c.L; l++) {
       LayerAct a;
-      a.res_in = dalloc<bf16>(NC), a.ln1 = dalloc<bf16>(NC), a.q = dalloc<bf16>(N * c.QD()), a.k = dalloc<bf16>(N * c.KD());
-      a.v = dalloc<bf16>(N * c.KD()), a.att = dalloc<bf16>(N * c.QD()), a.res_mid = dalloc<bf16>(NC), a.ln2 = dalloc<bf16>(NC);
+      a.res_in = dalloc<bf16>(NC), a.ln1 = dalloc<bf16>(NC), a.q = dalloc<bf16>(N * c.QD()),
+      a.k = dalloc<bf16>(N * c.KD());
+      a.v = dalloc<bf16>(N * c.KD()), a.att = dalloc<bf16>(N * c.QD()), a.res_mid = dalloc<bf16>(NC),
+      a.ln2 = dalloc<bf16>(NC);
       a.gate = dalloc<bf16>(NI), a.up = dalloc<bf16>(NI), a.h = dalloc<bf16>(NI);
       a.rstd1 = dalloc<float>(N), a.rstd2 = dalloc<float>(N), a.lse = dalloc<float>((size_t)B * c.H * T);
       acts.push_back(a);
@@ -188,8 +190,10 @@ struct Model {
     for (int c0 = 0; c0 < n; c0 += head_chunk) {
       const int rows = std::min(head_chunk, n - c0);
       rt::cuda::gemm(*gemm, false, true, rows, c.V, C, 1.f, lnf + (size_t)c0 * C, C, pb + head, C, 0.f, logits, c.V, 0);
-      cross_entropy_forward_backward(losses + c0, logits, logits, labels + c0, rows, c.V, 1.f / targets, loss_sum, (int*)nullptr, 0);
-      rt::cuda::gemm(*gemm, false, false, rows, C, c.V, 1.f, logits, c.V, pb + head, C, 0.f, dln + (size_t)c0 * C, C, 0);
+      cross_entropy_forward_backward(losses + c0, logits, logits, labels + c0, rows, c.V, 1.f / targets, loss_sum,
+                                     (int*)nullptr, 0);
+      rt::cuda::gemm(*gemm, false, false, rows, C, c.V, 1.f, logits, c.V, pb + head, C, 0.f, dln + (size_t)c0 * C, C,
+                     0);
       rt::cuda::gemm(*gemm, true, false, c.V, C, rows, 1.f, logits, c.V, lnf + (size_t)c0 * C, C, 1.f, g + head, C, 0);
     }
     rmsnorm_backward(dres, g + final_norm, dln, res_out, pb + final_norm, rstdf, n, C, 0);
@@ -318,16 +322,19 @@ int main(int argc, char** argv) {
     std::sort(times.begin(), times.end());
     const double ms = times[times.size() / 2];
     const double N = (double)rows * seq;
-    const double matmul_params = (double)c.L * ((double)c.C * c.QD() * 2 + 2.0 * c.C * c.KD() + 3.0 * c.C * c.I) + (double)c.V * c.C;
+    const double matmul_params =
+        (double)c.L * ((double)c.C * c.QD() * 2 + 2.0 * c.C * c.KD() + 3.0 * c.C * c.I) + (double)c.V * c.C;
     const double attn = 3.0 * c.L * 4.0 * rows * (double)seq * seq / 2 * c.H * c.D;  // causal, fwd + 2x bwd
     const double flops = 6.0 * N * matmul_params + attn;
     const double achieved = flops / (ms / 1e3) / 1e12;
     float norm;
     CUDA_CHECK(cudaMemcpy(&norm, m.norm, sizeof(float), cudaMemcpyDeviceToHost));
-    std::printf("params %.1fM (matmul %.1fM); step %.2f ms (median of %d); %.0f tokens/s\n", m.P / 1e6, matmul_params / 1e6, ms,
-                steps, N / (ms / 1e3));
-    std::printf("model FLOPs/step %.2f T (attention %.2f T, causal); achieved %.1f TFLOP/s; MFU vs measured bf16 GEMM peak: %.1f%%\n",
-                flops / 1e12, attn / 1e12, achieved, 100 * achieved / peak);
+    std::printf("params %.1fM (matmul %.1fM); step %.2f ms (median of %d); %.0f tokens/s\n", m.P / 1e6,
+                matmul_params / 1e6, ms, steps, N / (ms / 1e3));
+    std::printf(
+        "model FLOPs/step %.2f T (attention %.2f T, causal); achieved %.1f TFLOP/s; MFU vs measured bf16 GEMM peak: "
+        "%.1f%%\n",
+        flops / 1e12, attn / 1e12, achieved, 100 * achieved / peak);
     std::printf("last loss %.4f (mean over targets), grad norm %.3f\n", loss / targets, norm);
     std::printf("RESULT tokens_per_s=%.0f step_ms=%.2f mfu_pct=%.1f gemm_peak_tflops=%.1f\n", N / (ms / 1e3), ms,
                 100 * achieved / peak, peak);

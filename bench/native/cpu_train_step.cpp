@@ -1,4 +1,4 @@
-// CPU training-step benchmark (issue: native core on CPU). One step = forward, backward, AdamW, in fp32,
+// CPU training-step benchmark of the native core. One step = forward, backward, AdamW, in fp32,
 // on vocab 32000, hidden 512, intermediate 1408, 8 layers, 8 heads, 2 KV heads, one row of 512 tokens.
 // The baseline is a 1024^3 OpenBLAS sgemm measured in the same run: these machines are shared and noisy.
 #include <sys/resource.h>
@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 #include "bench_model.h"
+#include "benches.h"
 #include "blas.h"
 #include "model.h"
 #include "parallel.h"
@@ -101,7 +102,8 @@ int run_bench(int argc, char** argv) {
               times.front() * 1e3, times.back() * 1e3);
   std::printf("tokens/s: %.0f\n", tokens / median);
   std::printf("achieved: %.1f GFLOP/s (%.1f GFLOP per step)\n", gflops, flops / 1e9);
-  std::printf("sgemm 1024^3 in the same run: %.1f GFLOP/s (before %.1f, after %.1f)\n", gemm_ref, gemm_before, gemm_after);
+  std::printf("sgemm 1024^3 in the same run: %.1f GFLOP/s (before %.1f, after %.1f)\n", gemm_ref, gemm_before,
+              gemm_after);
   std::printf("ratio step/sgemm: %.2f (target >= 0.60)\n", gflops / gemm_ref);
   std::printf("memory held: params %.0f MB, grads %.0f MB, AdamW %.0f MB, activations %.0f MB; peak RSS %.0f MB\n",
               mem.params / 1e6, mem.grads / 1e6, mem.optimizer / 1e6, mem.activations / 1e6, rss_mb);

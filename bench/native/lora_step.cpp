@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 #include "bench_model.h"
+#include "benches.h"
 #include "model.h"
 #include "parallel.h"
 #include "random.h"
@@ -71,8 +72,9 @@ int run_lora_bench(int argc, char** argv) {
     out->push_back(measure("lora r16", 16, steps));
     out->push_back(measure("lora r64", 64, steps));
   }
-  std::printf("machine: %d OpenMP threads; model: %s, rows 1 x 512; all 7 linear modules targeted; median of %d steps\n",
-              max_threads(), bench_model_config().describe().c_str(), steps);
+  std::printf(
+      "machine: %d OpenMP threads; model: %s, rows 1 x 512; all 7 linear modules targeted; median of %d steps\n",
+      max_threads(), bench_model_config().describe().c_str(), steps);
   std::printf("%-9s %9s %9s %9s %11s %9s %10s %9s %9s\n", "method", "params", "grads", "AdamW", "activations", "total",
               "vs full", "step ms", "speedup");
   const double full_total = first[0].mem.total();
@@ -86,7 +88,8 @@ int run_lora_bench(int argc, char** argv) {
                 100.0 * r.mem.total() / full_total, step_ms, full_ms / step_ms);
     std::string key = r.name == "full" ? "full" : r.name.substr(5);
     char buf[160];
-    std::snprintf(buf, sizeof buf, ",\"%s_bytes\":%zu,\"%s_step_ms\":%.1f", key.c_str(), r.mem.total(), key.c_str(), step_ms);
+    std::snprintf(buf, sizeof buf, ",\"%s_bytes\":%zu,\"%s_step_ms\":%.1f", key.c_str(), r.mem.total(), key.c_str(),
+                  step_ms);
     json += buf;
   }
   std::printf("targets: LoRA r16 memory <= 35%% of full, step >= 1.3x faster (bytes: B = 1e6 here)\n");

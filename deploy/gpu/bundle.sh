@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Packs what the device machine needs into build/gpu-bundle (carried to it by the device tool; build/ is
-# ignored by git): the CUDA test driver and bench (CUDA runtime linked statically), the shared libraries
-# they take from this machine (OpenBLAS + its OpenMP/Fortran runtime, for the CPU reference), and the
-# cblas headers, so the fallback rebuild on the GPU host (when its driver is older than CUDA 13) needs no packages.
+# Packs what a GPU host without build tools needs into build/gpu-bundle (copied there with the working tree;
+# build/ is ignored by git): the CUDA test driver and bench (CUDA runtime linked statically), the shared
+# libraries they take from this machine (OpenBLAS + its OpenMP/Fortran runtime, for the CPU reference), and the
+# cblas headers, so the fallback rebuild on the GPU host (when its driver is older than CUDA 13) needs no
+# packages. The whole procedure: deploy/gpu/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build/native}

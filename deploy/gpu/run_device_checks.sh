@@ -4,7 +4,7 @@
 #   2. ringtune_cuda_bench: one bf16 training step of the 124M-class model with cuBLASLt, then the own GEMM
 #   3. bench/cuda/torch_step.py: the same model in PyTorch, eager and torch.compile
 # Results under $OUT (default ./gpu-out): one file per check and summary.txt. Needs build/gpu-bundle
-# (deploy/gpu/bundle.sh, run here after the build). If the prebuilt binaries cannot run (driver older than
+# (deploy/gpu/bundle.sh, run on the build machine; see deploy/gpu/README.md). If the prebuilt binaries cannot run (driver older than
 # CUDA 13), they are rebuilt with the host's nvcc (no cmake needed) and the checks rerun.
 set -uo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,5 +1,6 @@
 // SIMT flash attention: one thread per query row (forward, dq) or per key row (dk, dv), tiles of the other
-// side in shared memory, fp32 math. Correct for any T and segment layout; not yet on tensor cores (see README).
+// side in shared memory, fp32 math. Correct for any T and segment layout; not yet on tensor cores (see
+// native/cuda/README.md).
 #include <cmath>
 #include "attention.cuh"
 
@@ -9,10 +10,14 @@ namespace {
 constexpr int kRows = 64;  // query rows (forward, dq) or key rows (dk/dv) per block: one per thread
 
 template <int D>
-__host__ __device__ constexpr int key_tile() { return D <= 64 ? 64 : 32; }
+__host__ __device__ constexpr int key_tile() {
+  return D <= 64 ? 64 : 32;
+}
 // key rows per dk/dv block (one per thread): the padded K and V rows must fit 48 KB of shared memory
 template <int D>
-__host__ __device__ constexpr int dkdv_rows() { return D <= 64 ? 64 : 32; }
+__host__ __device__ constexpr int dkdv_rows() {
+  return D <= 64 ? 64 : 32;
+}
 
 __global__ void segment_starts_kernel(int32_t* seg_start, const int32_t* seg, int B, int T) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
@@ -50,8 +55,9 @@ __device__ int tile_first_key(const int32_t* seg_start, size_t row_base, int i, 
 }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kRows) attention_forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v,
-                                                                  const int32_t* seg_start, AttnShape s, float scale) {
+__global__ void __launch_bounds__(kRows)
+    attention_forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start,
+                             AttnShape s, float scale) {
   constexpr int KT = key_tile<D>();
   __shared__ float Ks[KT][D], Vs[KT][D];
   const int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.H / s.KVH);
@@ -60,7 +66,8 @@ __global__ void __launch_bounds__(kRows) attention_forward_kernel(T* out, float*
   const size_t row_base = (size_t)b * s.T;
   const int QD = s.qdim(), KD = s.kvdim();
   const int start = valid ? seg_start[row_base + i] : s.T;
-  const int kmin = tile_first_key(seg_start, row_base, i, valid, s.T), kend = min(s.T, i0 + kRows);  // keys [kmin, kend)
+  const int kmin = tile_first_key(seg_start, row_base, i, valid, s.T),
+            kend = min(s.T, i0 + kRows);  // keys [kmin, kend)
 
   float qr[D], o[D];
   for (int d = 0; d < D; d++) {
@@ -117,9 +124,9 @@ __global__ void attention_delta_kernel(float* delta, const T* dout, const T* out
 
 // dq: one thread per query row; keys in tiles as in the forward. dq_i = scale * sum_j P_ij (dP_ij - delta_i) k_j.
 template <typename T, int D>
-__global__ void __launch_bounds__(kRows) attention_dq_kernel(T* dq, const T* dout, const T* q, const T* k, const T* v,
-                                                             const float* lse, const float* delta,
-                                                             const int32_t* seg_start, AttnShape s, float scale) {
+__global__ void __launch_bounds__(kRows)
+    attention_dq_kernel(T* dq, const T* dout, const T* q, const T* k, const T* v, const float* lse, const float* delta,
+                        const int32_t* seg_start, AttnShape s, float scale) {
   constexpr int KT = key_tile<D>();
   __shared__ float Ks[KT][D], Vs[KT][D];
   const int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.H / s.KVH);
@@ -166,9 +173,9 @@ __global__ void __launch_bounds__(kRows) attention_dq_kernel(T* dq, const T* dou
 // dk, dv: one thread per key row j, summed over the query heads of its group; queries in tiles of QT.
 // dv_j = sum_i P_ij dout_i;  dk_j = scale * sum_i P_ij (dP_ij - delta_i) q_i
 template <typename T, int D>
-__global__ void __launch_bounds__(kRows) attention_dkdv_kernel(T* dk, T* dv, const T* dout, const T* q, const T* k,
-                                                               const T* v, const float* lse, const float* delta,
-                                                               const int32_t* seg_start, AttnShape s, float scale) {
+__global__ void __launch_bounds__(kRows)
+    attention_dkdv_kernel(T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const float* lse,
+                          const float* delta, const int32_t* seg_start, AttnShape s, float scale) {
   constexpr int QT = D <= 64 ? 16 : 8;
   constexpr int KR = dkdv_rows<D>();
   __shared__ float Kr[KR][D + 1], Vr[KR][D + 1];  // this block's keys, one row per thread (padded)
@@ -231,8 +238,8 @@ __global__ void __launch_bounds__(kRows) attention_dkdv_kernel(T* dk, T* dv, con
 }
 
 void check_shape(const AttnShape& s, const char* op) {
-  require(s.B > 0 && s.T > 0 && s.H > 0 && s.KVH > 0 && s.H % s.KVH == 0, op, "bad shape B=", s.B, " T=", s.T, " H=", s.H,
-          " KVH=", s.KVH, " (H must be a multiple of KVH)");
+  require(s.B > 0 && s.T > 0 && s.H > 0 && s.KVH > 0 && s.H % s.KVH == 0, op, "bad shape B=", s.B, " T=", s.T,
+          " H=", s.H, " KVH=", s.KVH, " (H must be a multiple of KVH)");
   require(s.D == 32 || s.D == 64 || s.D == 128, op, "head_dim ", s.D, " not supported (32, 64, 128)");
 }
 
@@ -240,7 +247,8 @@ template <typename T, int D>
 void forward_d(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start, const AttnShape& s,
                cudaStream_t stream) {
   const dim3 grid(grid_for(s.T, kRows), s.H, s.B);
-  attention_forward_kernel<T, D><<<grid, kRows, 0, stream>>>(out, lse, q, k, v, seg_start, s, (float)(1.0 / std::sqrt((double)D)));
+  attention_forward_kernel<T, D>
+      <<<grid, kRows, 0, stream>>>(out, lse, q, k, v, seg_start, s, (float)(1.0 / std::sqrt((double)D)));
   CUDA_LAUNCH_CHECK("attention_forward");
 }
 
@@ -248,9 +256,11 @@ template <typename T, int D>
 void backward_d(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v, const float* lse,
                 const int32_t* seg_start, const AttnShape& s, cudaStream_t stream) {
   const float scale = (float)(1.0 / std::sqrt((double)D));
-  attention_dq_kernel<T, D><<<dim3(grid_for(s.T, kRows), s.H, s.B), kRows, 0, stream>>>(dq, dout, q, k, v, lse, delta, seg_start, s, scale);
+  attention_dq_kernel<T, D>
+      <<<dim3(grid_for(s.T, kRows), s.H, s.B), kRows, 0, stream>>>(dq, dout, q, k, v, lse, delta, seg_start, s, scale);
   CUDA_LAUNCH_CHECK("attention_backward (dq)");
-  attention_dkdv_kernel<T, D><<<dim3(grid_for(s.T, dkdv_rows<D>()), s.KVH, s.B), dkdv_rows<D>(), 0, stream>>>(dk, dv, dout, q, k, v, lse, delta, seg_start, s, scale);
+  attention_dkdv_kernel<T, D><<<dim3(grid_for(s.T, dkdv_rows<D>()), s.KVH, s.B), dkdv_rows<D>(), 0, stream>>>(
+      dk, dv, dout, q, k, v, lse, delta, seg_start, s, scale);
   CUDA_LAUNCH_CHECK("attention_backward (dk, dv)");
 }
 
@@ -263,8 +273,8 @@ void segment_starts(int32_t* seg_start, const int32_t* segment_ids, int B, int T
 }
 
 template <typename T>
-void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start, const AttnShape& s,
-                       cudaStream_t stream) {
+void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start,
+                       const AttnShape& s, cudaStream_t stream) {
   check_shape(s, "attention_forward");
   require(out && lse && q && k && v && seg_start, "attention_forward", "null pointer");
   switch (s.D) {
@@ -275,10 +285,12 @@ void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, c
 }
 
 template <typename T>
-void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v, const T* out,
-                        const float* lse, const int32_t* seg_start, const AttnShape& s, cudaStream_t stream) {
+void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v,
+                        const T* out, const float* lse, const int32_t* seg_start, const AttnShape& s,
+                        cudaStream_t stream) {
   check_shape(s, "attention_backward");
-  require(dq && dk && dv && delta && dout && q && k && v && out && lse && seg_start, "attention_backward", "null pointer");
+  require(dq && dk && dv && delta && dout && q && k && v && out && lse && seg_start, "attention_backward",
+          "null pointer");
   const size_t warps = (size_t)s.B * s.T * s.H;
   attention_delta_kernel<T><<<grid_for(warps * 32, 256), 256, 0, stream>>>(delta, dout, out, s);
   CUDA_LAUNCH_CHECK("attention_backward (delta)");
@@ -289,10 +301,13 @@ void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const 
   }
 }
 
-template void attention_forward<float>(float*, float*, const float*, const float*, const float*, const int32_t*, const AttnShape&, cudaStream_t);
-template void attention_forward<bf16>(bf16*, float*, const bf16*, const bf16*, const bf16*, const int32_t*, const AttnShape&, cudaStream_t);
-template void attention_backward<float>(float*, float*, float*, float*, const float*, const float*, const float*, const float*,
-                                        const float*, const float*, const int32_t*, const AttnShape&, cudaStream_t);
+template void attention_forward<float>(float*, float*, const float*, const float*, const float*, const int32_t*,
+                                       const AttnShape&, cudaStream_t);
+template void attention_forward<bf16>(bf16*, float*, const bf16*, const bf16*, const bf16*, const int32_t*,
+                                      const AttnShape&, cudaStream_t);
+template void attention_backward<float>(float*, float*, float*, float*, const float*, const float*, const float*,
+                                        const float*, const float*, const float*, const int32_t*, const AttnShape&,
+                                        cudaStream_t);
 template void attention_backward<bf16>(bf16*, bf16*, bf16*, float*, const bf16*, const bf16*, const bf16*, const bf16*,
                                        const bf16*, const float*, const int32_t*, const AttnShape&, cudaStream_t);
 

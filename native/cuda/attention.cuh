@@ -20,12 +20,13 @@ void segment_starts(int32_t* seg_start, const int32_t* segment_ids, int B, int T
 
 // out[N, H*D], lse[B, H, T] (fp32); q[N, H*D], k/v[N, KVH*D] after RoPE. D in {32, 64, 128}.
 template <typename T>
-void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start, const AttnShape& s,
-                       cudaStream_t stream);
+void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start,
+                       const AttnShape& s, cudaStream_t stream);
 
 // dq, dk, dv (activation grads, written); delta[B, H, T] is fp32 scratch (rowsum(dout * out)).
 template <typename T>
-void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v, const T* out,
-                        const float* lse, const int32_t* seg_start, const AttnShape& s, cudaStream_t stream);
+void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v,
+                        const T* out, const float* lse, const int32_t* seg_start, const AttnShape& s,
+                        cudaStream_t stream);
 
 }  // namespace rt::cuda

@@ -27,17 +27,17 @@ using bf16 = __nv_bfloat16;
 }  // namespace rt::cuda
 
 // A CUDA runtime call; throws rt::Error naming the call, the error, the file and the line.
-#define CUDA_CHECK(call)                                                                  \
-  do {                                                                                    \
-    const cudaError_t rt_e_ = (call);                                                     \
-    if (rt_e_ != cudaSuccess) ::rt::cuda::throw_cuda(rt_e_, #call, __FILE__, __LINE__);  \
+#define CUDA_CHECK(call)                                                                \
+  do {                                                                                  \
+    const cudaError_t rt_e_ = (call);                                                   \
+    if (rt_e_ != cudaSuccess) ::rt::cuda::throw_cuda(rt_e_, #call, __FILE__, __LINE__); \
   } while (0)
 
 // After every kernel launch: a bad configuration is reported here, naming the op.
-#define CUDA_LAUNCH_CHECK(op)                                                             \
-  do {                                                                                    \
-    const cudaError_t rt_e_ = cudaGetLastError();                                         \
-    if (rt_e_ != cudaSuccess) ::rt::cuda::throw_cuda(rt_e_, op, __FILE__, __LINE__);      \
+#define CUDA_LAUNCH_CHECK(op)                                                        \
+  do {                                                                               \
+    const cudaError_t rt_e_ = cudaGetLastError();                                    \
+    if (rt_e_ != cudaSuccess) ::rt::cuda::throw_cuda(rt_e_, op, __FILE__, __LINE__); \
   } while (0)
 
 #ifdef __CUDACC__
@@ -48,9 +48,13 @@ __device__ __forceinline__ float to_f(bf16 x) { return __bfloat162float(x); }
 template <typename T>
 __device__ __forceinline__ T from_f(float x);
 template <>
-__device__ __forceinline__ float from_f<float>(float x) { return x; }
+__device__ __forceinline__ float from_f<float>(float x) {
+  return x;
+}
 template <>
-__device__ __forceinline__ bf16 from_f<bf16>(float x) { return __float2bfloat16_rn(x); }
+__device__ __forceinline__ bf16 from_f<bf16>(float x) {
+  return __float2bfloat16_rn(x);
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -14,8 +14,8 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
 }
 
 template <typename T>
-__global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int V, float scale,
-                                     double* loss_sum, int* bad) {
+__global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int V,
+                                     float scale, double* loss_sum, int* bad) {
   const int n = blockIdx.x;
   const int y = labels[n];
   const T* z = logits + (size_t)n * V;
@@ -83,7 +83,9 @@ void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, 
   CUDA_LAUNCH_CHECK("cross_entropy");
 }
 
-template void cross_entropy_forward_backward<float>(float*, float*, const float*, const int32_t*, int, int, float, double*, int*, cudaStream_t);
-template void cross_entropy_forward_backward<bf16>(float*, bf16*, const bf16*, const int32_t*, int, int, float, double*, int*, cudaStream_t);
+template void cross_entropy_forward_backward<float>(float*, float*, const float*, const int32_t*, int, int, float,
+                                                    double*, int*, cudaStream_t);
+template void cross_entropy_forward_backward<bf16>(float*, bf16*, const bf16*, const int32_t*, int, int, float, double*,
+                                                   int*, cudaStream_t);
 
 }  // namespace rt::cuda

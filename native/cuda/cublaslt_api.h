@@ -2,20 +2,20 @@
 // The few cuBLASLt types, enum values and function signatures ringtune uses, declared by hand from the
 // public cuBLASLt API (cublasLt.h / cublas_api.h, stable across CUDA 11-13), so that building needs no cuBLAS
 // headers: the library itself is found at run time with dlopen. Only values documented as stable are used.
-#include <cstddef>
-#include <cstdint>
 #include <cuda_runtime.h>
 #include <library_types.h>  // cudaDataType_t: CUDA_R_32F = 0, CUDA_R_16BF = 14 (part of the CUDA runtime headers)
+#include <cstddef>
+#include <cstdint>
 
 namespace rt::cuda::lt {
 
 using Status = int;  // cublasStatus_t
 constexpr Status kSuccess = 0;
 
-using Handle = struct cublasLtContext*;       // cublasLtHandle_t
-using MatmulDesc = void*;                     // cublasLtMatmulDesc_t (pointer to an opaque struct)
-using MatrixLayout = void*;                   // cublasLtMatrixLayout_t
-using MatmulPreference = void*;               // cublasLtMatmulPreference_t
+using Handle = struct cublasLtContext*;  // cublasLtHandle_t
+using MatmulDesc = void*;                // cublasLtMatmulDesc_t (pointer to an opaque struct)
+using MatrixLayout = void*;              // cublasLtMatrixLayout_t
+using MatmulPreference = void*;          // cublasLtMatmulPreference_t
 
 struct MatmulAlgo {  // cublasLtMatmulAlgo_t
   uint64_t data[8];
@@ -49,8 +49,9 @@ using MatrixLayoutDestroyFn = Status (*)(MatrixLayout);
 using PreferenceCreateFn = Status (*)(MatmulPreference*);
 using PreferenceDestroyFn = Status (*)(MatmulPreference);
 using PreferenceSetAttributeFn = Status (*)(MatmulPreference, int /*attr*/, const void* buf, size_t size);
-using AlgoGetHeuristicFn = Status (*)(Handle, MatmulDesc, MatrixLayout A, MatrixLayout B, MatrixLayout C, MatrixLayout D,
-                                      MatmulPreference, int requested, HeuristicResult* results, int* returned);
+using AlgoGetHeuristicFn = Status (*)(Handle, MatmulDesc, MatrixLayout A, MatrixLayout B, MatrixLayout C,
+                                      MatrixLayout D, MatmulPreference, int requested, HeuristicResult* results,
+                                      int* returned);
 using MatmulFn = Status (*)(Handle, MatmulDesc, const void* alpha, const void* A, MatrixLayout Adesc, const void* B,
                             MatrixLayout Bdesc, const void* beta, const void* C, MatrixLayout Cdesc, void* D,
                             MatrixLayout Ddesc, const MatmulAlgo* algo, void* workspace, size_t workspace_bytes,

@@ -47,9 +47,13 @@ std::unique_ptr<Gemm> make_gemm();
 template <typename T>
 constexpr DType dtype_of();
 template <>
-constexpr DType dtype_of<float>() { return DType::F32; }
+constexpr DType dtype_of<float>() {
+  return DType::F32;
+}
 template <>
-constexpr DType dtype_of<bf16>() { return DType::BF16; }
+constexpr DType dtype_of<bf16>() {
+  return DType::BF16;
+}
 
 // Typed convenience: gemm(g, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream)
 template <typename TAB, typename TC>

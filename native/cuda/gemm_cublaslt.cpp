@@ -14,10 +14,11 @@
 namespace rt::cuda {
 namespace {
 
-#define LT_CHECK(call, what)                                                                     \
-  do {                                                                                           \
-    const lt::Status s_ = (call);                                                                \
-    if (s_ != lt::kSuccess) fail("gemm (cublasLt)", what, " failed with status ", s_, " at ", __FILE__, ":", __LINE__); \
+#define LT_CHECK(call, what)                                                                      \
+  do {                                                                                            \
+    const lt::Status s_ = (call);                                                                 \
+    if (s_ != lt::kSuccess)                                                                       \
+      fail("gemm (cublasLt)", what, " failed with status ", s_, " at ", __FILE__, ":", __LINE__); \
   } while (0)
 
 struct Api {
@@ -103,8 +104,8 @@ class LtGemm final : public Gemm {
   void run(const GemmArgs& g, cudaStream_t stream) override {
     check_gemm_args(g, "gemm (cublasLt)");
     const Plan& p = plan(g);
-    LT_CHECK(api_.matmul(handle_, p.desc, &g.alpha, g.B, p.a, g.A, p.b, &g.beta, g.C, p.c, g.C, p.c, &p.algo, workspace_,
-                         kWorkspace, stream),
+    LT_CHECK(api_.matmul(handle_, p.desc, &g.alpha, g.B, p.a, g.A, p.b, &g.beta, g.C, p.c, g.C, p.c, &p.algo,
+                         workspace_, kWorkspace, stream),
              "cublasLtMatmul");
   }
 
@@ -140,8 +141,8 @@ class LtGemm final : public Gemm {
     const lt::Status st = api_.heuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &returned);
     api_.pref_destroy(pref);
     if (st != lt::kSuccess || returned == 0)
-      fail("gemm (cublasLt)", "no algorithm for M=", g.M, " N=", g.N, " K=", g.K, " ta=", g.ta, " tb=", g.tb, " lda=", g.lda,
-           " ldb=", g.ldb, " ldc=", g.ldc, " (status ", st, ")");
+      fail("gemm (cublasLt)", "no algorithm for M=", g.M, " N=", g.N, " K=", g.K, " ta=", g.ta, " tb=", g.tb,
+           " lda=", g.lda, " ldb=", g.ldb, " ldc=", g.ldc, " (status ", st, ")");
     p.algo = result.algo;
     return plans_.emplace(key, p).first->second;
   }

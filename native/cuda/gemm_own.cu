@@ -12,8 +12,8 @@ void check_gemm_args(const GemmArgs& g, const char* impl) {
   require(g.M > 0 && g.N > 0 && g.K > 0, impl, "bad sizes M=", g.M, " N=", g.N, " K=", g.K);
   require(g.A && g.B && g.C, impl, "null operand (M=", g.M, " N=", g.N, " K=", g.K, ")");
   const int a_cols = g.ta ? g.M : g.K, b_cols = g.tb ? g.K : g.N;
-  require(g.lda >= a_cols && g.ldb >= b_cols && g.ldc >= g.N, impl, "leading dimension too small: lda=", g.lda, " (>= ",
-          a_cols, ") ldb=", g.ldb, " (>= ", b_cols, ") ldc=", g.ldc, " (>= ", g.N, ")");
+  require(g.lda >= a_cols && g.ldb >= b_cols && g.ldc >= g.N, impl, "leading dimension too small: lda=", g.lda,
+          " (>= ", a_cols, ") ldb=", g.ldb, " (>= ", b_cols, ") ldc=", g.ldc, " (>= ", g.N, ")");
 }
 
 namespace {
@@ -24,13 +24,16 @@ constexpr int BM = 64, BN = 64, BK = 32;
 constexpr int kThreads = 128;  // 4 warps, each a 32 x 32 piece of the 64 x 64 tile
 
 template <typename TC>
-__device__ __forceinline__ float load_c(const TC* C, size_t i) { return to_f(C[i]); }
+__device__ __forceinline__ float load_c(const TC* C, size_t i) {
+  return to_f(C[i]);
+}
 
 template <typename TC>
-__global__ void __launch_bounds__(kThreads) wmma_gemm_kernel(bool ta, bool tb, int M, int N, int K, float alpha, const bf16* A,
-                                                             int lda, const bf16* B, int ldb, float beta, TC* C, int ldc) {
-  __shared__ __align__(32) bf16 As[BM][BK + 16];   // (m, k)
-  __shared__ __align__(32) bf16 Bs[BK][BN + 16];   // (k, n)
+__global__ void __launch_bounds__(kThreads)
+    wmma_gemm_kernel(bool ta, bool tb, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
+                     float beta, TC* C, int ldc) {
+  __shared__ __align__(32) bf16 As[BM][BK + 16];  // (m, k)
+  __shared__ __align__(32) bf16 Bs[BK][BN + 16];  // (k, n)
   __shared__ __align__(32) float Cs[BM][BN + 8];
   const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
   const int warp = threadIdx.x / 32, wm = (warp / 2) * 32, wn = (warp % 2) * 32;
@@ -66,7 +69,8 @@ __global__ void __launch_bounds__(kThreads) wmma_gemm_kernel(bool ta, bool tb, i
     __syncthreads();
   }
   for (int i = 0; i < 2; i++)
-    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(&Cs[wm + i * 16][wn + j * 16], acc[i][j], BN + 8, wmma::mem_row_major);
+    for (int j = 0; j < 2; j++)
+      wmma::store_matrix_sync(&Cs[wm + i * 16][wn + j * 16], acc[i][j], BN + 8, wmma::mem_row_major);
   __syncthreads();
   for (int idx = threadIdx.x; idx < BM * BN; idx += kThreads) {
     const int m = idx / BN, n = idx % BN, gm = m0 + m, gn = n0 + n;
@@ -81,8 +85,8 @@ __global__ void __launch_bounds__(kThreads) wmma_gemm_kernel(bool ta, bool tb, i
 // fp32: 16 x 16 tiles, one output per thread, fp32 math throughout (the checking mode's reference path).
 constexpr int T16 = 16;
 template <typename TC>
-__global__ void f32_gemm_kernel(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-                                int ldb, float beta, TC* C, int ldc) {
+__global__ void f32_gemm_kernel(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                                const float* B, int ldb, float beta, TC* C, int ldc) {
   __shared__ float As[T16][T16 + 1], Bs[T16][T16 + 1];
   const int m = blockIdx.y * T16 + threadIdx.y, n = blockIdx.x * T16 + threadIdx.x;
   float acc = 0.f;
@@ -117,17 +121,21 @@ class OwnGemm final : public Gemm {
       const bf16* A = (const bf16*)g.A;
       const bf16* B = (const bf16*)g.B;
       if (g.c == DType::F32)
-        wmma_gemm_kernel<float><<<grid, kThreads, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb, g.beta, (float*)g.C, g.ldc);
+        wmma_gemm_kernel<float><<<grid, kThreads, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
+                                                               g.beta, (float*)g.C, g.ldc);
       else
-        wmma_gemm_kernel<bf16><<<grid, kThreads, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb, g.beta, (bf16*)g.C, g.ldc);
+        wmma_gemm_kernel<bf16><<<grid, kThreads, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
+                                                              g.beta, (bf16*)g.C, g.ldc);
     } else {
       const dim3 grid(grid_for(g.N, T16), grid_for(g.M, T16)), block(T16, T16);
       const float* A = (const float*)g.A;
       const float* B = (const float*)g.B;
       if (g.c == DType::F32)
-        f32_gemm_kernel<float><<<grid, block, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb, g.beta, (float*)g.C, g.ldc);
+        f32_gemm_kernel<float><<<grid, block, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
+                                                           g.beta, (float*)g.C, g.ldc);
       else
-        f32_gemm_kernel<bf16><<<grid, block, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb, g.beta, (bf16*)g.C, g.ldc);
+        f32_gemm_kernel<bf16><<<grid, block, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
+                                                          g.beta, (bf16*)g.C, g.ldc);
     }
     CUDA_LAUNCH_CHECK("gemm (own)");
   }

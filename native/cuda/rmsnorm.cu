@@ -46,7 +46,8 @@ __global__ void rmsnorm_dw_kernel(float* dw, const T* dout, const T* inp, const 
   const int n0 = blockIdx.y * kDwRows, n1 = min(N, n0 + kDwRows);
   float acc = 0;
   if (c < C)
-    for (int n = n0 + threadIdx.y; n < n1; n += 8) acc += to_f(dout[(size_t)n * C + c]) * to_f(inp[(size_t)n * C + c]) * rstd[n];
+    for (int n = n0 + threadIdx.y; n < n1; n += 8)
+      acc += to_f(dout[(size_t)n * C + c]) * to_f(inp[(size_t)n * C + c]) * rstd[n];
   part[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
@@ -61,7 +62,8 @@ __global__ void rmsnorm_dw_kernel(float* dw, const T* dout, const T* inp, const 
 template <typename T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* w, int N, int C, double eps, cudaStream_t stream) {
   require(N > 0 && C > 0 && out && rstd && inp && w, "rmsnorm_forward", "bad shape N=", N, " C=", C);
-  rmsnorm_forward_kernel<<<grid_for(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(out, rstd, inp, w, N, C, (float)eps);
+  rmsnorm_forward_kernel<<<grid_for(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(out, rstd, inp, w, N, C,
+                                                                                        (float)eps);
   CUDA_LAUNCH_CHECK("rmsnorm_forward");
 }
 
@@ -72,15 +74,16 @@ void rmsnorm_backward(T* dinp, float* dw, const T* dout, const T* inp, const T* 
   require((const void*)dinp != (const void*)inp, "rmsnorm_backward", "dinp must not alias inp");
   // dw first: dinp may alias dout
   if (dw) {
-    rmsnorm_dw_kernel<<<dim3(grid_for(C, 32), grid_for(N, kDwRows)), dim3(32, 8), 0, stream>>>(dw, dout, inp, rstd, N, C);
+    rmsnorm_dw_kernel<<<dim3(grid_for(C, 32), grid_for(N, kDwRows)), dim3(32, 8), 0, stream>>>(dw, dout, inp, rstd, N,
+                                                                                               C);
     CUDA_LAUNCH_CHECK("rmsnorm_backward (dw)");
   }
   rmsnorm_dinp_kernel<<<grid_for(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(dinp, dout, inp, w, rstd, N, C);
   CUDA_LAUNCH_CHECK("rmsnorm_backward (dinp)");
 }
 
-#define RT_INSTANTIATE(T)                                                                                       \
-  template void rmsnorm_forward<T>(T*, float*, const T*, const T*, int, int, double, cudaStream_t);             \
+#define RT_INSTANTIATE(T)                                                                           \
+  template void rmsnorm_forward<T>(T*, float*, const T*, const T*, int, int, double, cudaStream_t); \
   template void rmsnorm_backward<T>(T*, float*, const T*, const T*, const T*, const float*, int, int, cudaStream_t);
 RT_INSTANTIATE(float)
 RT_INSTANTIATE(bf16)

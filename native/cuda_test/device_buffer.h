@@ -20,7 +20,9 @@ struct DeviceBuffer {
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { cudaFree(ptr); }
-  void upload(const std::vector<T>& v) { CUDA_CHECK(cudaMemcpy(ptr, v.data(), sizeof(T) * v.size(), cudaMemcpyHostToDevice)); }
+  void upload(const std::vector<T>& v) {
+    CUDA_CHECK(cudaMemcpy(ptr, v.data(), sizeof(T) * v.size(), cudaMemcpyHostToDevice));
+  }
   std::vector<T> download() const {
     std::vector<T> v(n);
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -34,9 +36,13 @@ inline float to_float(bf16 x) { return __bfloat162float(x); }
 template <typename T>
 inline T from_float(float x);
 template <>
-inline float from_float<float>(float x) { return x; }
+inline float from_float<float>(float x) {
+  return x;
+}
 template <>
-inline bf16 from_float<bf16>(float x) { return __float2bfloat16_rn(x); }
+inline bf16 from_float<bf16>(float x) {
+  return __float2bfloat16_rn(x);
+}
 
 // v converted to T (the device copy) and, in place, v rounded to what T holds (the reference's input).
 template <typename T>
@@ -56,13 +62,17 @@ std::vector<float> to_floats(const std::vector<T>& v) {
 }
 
 template <typename T>
-constexpr const char* precision_name() { return sizeof(T) == 4 ? "fp32" : "bf16"; }
+constexpr const char* precision_name() {
+  return sizeof(T) == 4 ? "fp32" : "bf16";
+}
 
 // A tolerance abs + rel * |ref| per precision.
 struct Tol {
   double abs, rel;
 };
 template <typename T>
-constexpr Tol pick(Tol f32, Tol b16) { return sizeof(T) == 4 ? f32 : b16; }
+constexpr Tol pick(Tol f32, Tol b16) {
+  return sizeof(T) == 4 ? f32 : b16;
+}
 
 }  // namespace rt::cuda::test

@@ -25,8 +25,8 @@ static void gemm_case(cu::Gemm& impl, bool ta, bool tb, int M, int N, int K, Tol
   cu::gemm(impl, ta, tb, M, N, K, alpha, dA.ptr, lda, dB.ptr, ldb, beta, dC.ptr, ldc, 0);
   rt::gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
   std::ostringstream s;
-  s << impl.name() << " " << precision_name<TAB>() << "->" << precision_name<TC>() << " ta=" << ta << " tb=" << tb << " "
-    << M << "x" << N << "x" << K;
+  s << impl.name() << " " << precision_name<TAB>() << "->" << precision_name<TC>() << " ta=" << ta << " tb=" << tb
+    << " " << M << "x" << N << "x" << K;
   const std::vector<float> got = to_floats(dC.download());
   const double d = expect_close(s.str(), got.data(), C.data(), C.size(), tol.abs, tol.rel);
   s << ": max diff " << d;

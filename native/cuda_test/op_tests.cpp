@@ -162,7 +162,8 @@ static void cross_entropy_case() {
   DeviceBuffer<float> d_losses(N);
   DeviceBuffer<double> d_sum(1);
   // in place: dlogits aliases logits, as the LM head uses it
-  cu::cross_entropy_forward_backward(d_losses.ptr, d_z.ptr, d_z.ptr, d_labels.ptr, N, V, (float)scale, d_sum.ptr, d_bad.ptr, 0);
+  cu::cross_entropy_forward_backward(d_losses.ptr, d_z.ptr, d_z.ptr, d_labels.ptr, N, V, (float)scale, d_sum.ptr,
+                                     d_bad.ptr, 0);
   std::vector<float> losses(N), dz((size_t)N * V);
   const LossSum ls = cross_entropy_forward_backward(losses.data(), dz.data(), z.data(), labels.data(), N, V, scale);
   const std::string p = precision_name<T>();
@@ -227,8 +228,8 @@ static void attention_case(int D, int T_, int H, int KVH, const std::vector<int>
   const cu::AttnShape cs{B, T_, H, KVH, D};
   cu::segment_starts(d_start.ptr, d_seg.ptr, B, T_, 0);
   cu::attention_forward(d_out.ptr, d_lse.ptr, d_q.ptr, d_k.ptr, d_v.ptr, d_start.ptr, cs, 0);
-  cu::attention_backward(d_dq.ptr, d_dk.ptr, d_dv.ptr, d_delta.ptr, d_dout.ptr, d_q.ptr, d_k.ptr, d_v.ptr, d_out.ptr, d_lse.ptr,
-                         d_start.ptr, cs, 0);
+  cu::attention_backward(d_dq.ptr, d_dk.ptr, d_dv.ptr, d_delta.ptr, d_dout.ptr, d_q.ptr, d_k.ptr, d_v.ptr, d_out.ptr,
+                         d_lse.ptr, d_start.ptr, cs, 0);
   // CPU reference in double on the (rounded) inputs
   auto dbl = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
   std::vector<double> Q = dbl(q), K = dbl(k), V = dbl(v), dO = dbl(dout), O(N * s.qdim()), L((size_t)B * H * T_);
@@ -238,7 +239,8 @@ static void attention_case(int D, int T_, int H, int KVH, const std::vector<int>
   AttentionScratch<double> scratch;
   scratch.reserve(max_threads(), T_);
   attention_forward(O.data(), L.data(), Q.data(), K.data(), V.data(), runs, s, scratch);
-  attention_backward(dQ.data(), dK.data(), dV.data(), dO.data(), Q.data(), K.data(), V.data(), O.data(), L.data(), runs, s, scratch);
+  attention_backward(dQ.data(), dK.data(), dV.data(), dO.data(), Q.data(), K.data(), V.data(), O.data(), L.data(), runs,
+                     s, scratch);
   auto flt = [](const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); };
   std::ostringstream p;
   p << precision_name<T>() << " attention D=" << D << " T=" << T_ << " H=" << H << " KVH=" << KVH;

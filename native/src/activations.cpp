@@ -57,14 +57,15 @@ size_t Activations<T>::bytes() const {
   size_t n = 0;
   size_t bytes_u8 = 0;
   for (const LayerActivations<T>& l : layers) {
-    for (const std::vector<T>* b : {&l.res_in, &l.rstd1, &l.q, &l.k, &l.v, &l.att, &l.lse, &l.res_mid, &l.rstd2, &l.gate, &l.up})
+    for (const std::vector<T>* b :
+         {&l.res_in, &l.rstd1, &l.q, &l.k, &l.v, &l.att, &l.lse, &l.res_mid, &l.rstd2, &l.gate, &l.up})
       n += b->size();
     for (int t = 0; t < kNumTargets; t++) n += l.lora_u[t].size() + l.lora_x[t].size();
     for (int t = 0; t < kNumTargets; t++) bytes_u8 += l.lora_keep[t].size();
   }
   n += lora_du.size() + lora_dx.size();
-  for (const std::vector<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &chunk, &losses, &ln, &h, &dres, &dln, &dtmp, &dq,
-                                  &dk, &dv, &datt, &dgate, &dup, &attn_scratch.buf})
+  for (const std::vector<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &chunk, &losses, &ln, &h, &dres, &dln,
+                                  &dtmp, &dq, &dk, &dv, &datt, &dgate, &dup, &attn_scratch.buf})
     n += b->size();
   return n * sizeof(T) + bytes_u8;
 }

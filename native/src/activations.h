@@ -36,16 +36,16 @@ struct Activations {
   int B, T_;
   size_t N;
   std::vector<LayerActivations<T>> layers;
-  std::vector<T> res_out;   // (N, C)  after the last layer
-  std::vector<T> rstdf;     // (N)
-  std::vector<T> lnf;       // (N, C)
+  std::vector<T> res_out;  // (N, C)  after the last layer
+  std::vector<T> rstdf;    // (N)
+  std::vector<T> lnf;      // (N, C)
   // (N, V) logits, allocated only when needed: full training (the head's weight gradient takes them all
   // at once) or a caller keeping them. Otherwise the head runs in chunks of logits_chunk rows.
   std::vector<T> logits;
-  std::vector<T> dlogits;   // (N, V)  only once a caller asked to keep logits while training
-  std::vector<T> chunk;     // (kHeadChunk, V) the chunked head's logits
-  bool logits_kept = false; // whether logits holds the last forward's logits
-  std::vector<T> losses;    // (N)
+  std::vector<T> dlogits;    // (N, V)  only once a caller asked to keep logits while training
+  std::vector<T> chunk;      // (kHeadChunk, V) the chunked head's logits
+  bool logits_kept = false;  // whether logits holds the last forward's logits
+  std::vector<T> losses;     // (N)
   // shared by all layers: ln (N, C) is ln1/ln2 recomputed; h (N, I) likewise; backward scratch
   std::vector<T> ln, h, dres, dln, dtmp, dq, dk, dv, datt, dgate, dup;
   std::vector<T> lora_du, lora_dx;  // LoRA backward scratch: (N, r) and (N, widest input)

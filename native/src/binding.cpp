@@ -22,7 +22,8 @@ using ModelPtr = std::shared_ptr<Model<float>>;
 std::string describe(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
   if (v.IsNull()) return "null";
-  if (v.IsTypedArray()) return "a typed array of " + std::to_string(v.As<Napi::TypedArray>().ElementLength()) + " elements";
+  if (v.IsTypedArray())
+    return "a typed array of " + std::to_string(v.As<Napi::TypedArray>().ElementLength()) + " elements";
   if (v.IsNumber()) return std::to_string(v.As<Napi::Number>().DoubleValue());
   if (v.IsString()) return "'" + v.As<Napi::String>().Utf8Value() + "'";
   if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
@@ -47,7 +48,8 @@ double number_field(const Napi::Object& o, const char* call, const char* key, co
 
 int int_field(const Napi::Object& o, const char* call, const char* key) {
   const double d = number_field(o, call, key);
-  if (d != (double)(int)d) type_error(o.Env(), std::string(call) + ": " + key + " must be an integer, got " + std::to_string(d));
+  if (d != (double)(int)d)
+    type_error(o.Env(), std::string(call) + ": " + key + " must be an integer, got " + std::to_string(d));
   return (int)d;
 }
 
@@ -77,8 +79,11 @@ class Job : public Napi::AsyncWorker {
  public:
   using Result = std::function<Napi::Value(Napi::Env)>;
   Job(Napi::Env env, std::function<void()> exec, Result result, std::atomic<bool>* busy)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), exec_(std::move(exec)),
-        result_(std::move(result)), busy_(busy) {}
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        exec_(std::move(exec)),
+        result_(std::move(result)),
+        busy_(busy) {}
   // Keeps a JS value (a typed array native code reads) alive until the job ends.
   void keep(Napi::Value v) { kept_.push_back(Napi::Persistent(v)); }
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -149,20 +154,26 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeModel",
-                       {InstanceMethod("params", &ModelWrap::Params), InstanceMethod("paramData", &ModelWrap::ParamData),
+                       {InstanceMethod("params", &ModelWrap::Params),
+                        InstanceMethod("paramData", &ModelWrap::ParamData),
                         InstanceMethod("gradData", &ModelWrap::GradData),
                         InstanceMethod("optimizerData", &ModelWrap::OptimizerData),
-                        InstanceMethod("getStep", &ModelWrap::GetStep), InstanceMethod("setStep", &ModelWrap::SetStep),
-                        InstanceMethod("memory", &ModelWrap::Memory), InstanceMethod("initRandom", &ModelWrap::InitRandom),
+                        InstanceMethod("getStep", &ModelWrap::GetStep),
+                        InstanceMethod("setStep", &ModelWrap::SetStep),
+                        InstanceMethod("memory", &ModelWrap::Memory),
+                        InstanceMethod("initRandom", &ModelWrap::InitRandom),
                         InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                         InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
-                        InstanceMethod("logits", &ModelWrap::Logits), InstanceMethod("tokenLosses", &ModelWrap::TokenLosses),
-                        InstanceMethod("adamwStep", &ModelWrap::AdamwStep), InstanceMethod("generate", &ModelWrap::Generate),
+                        InstanceMethod("logits", &ModelWrap::Logits),
+                        InstanceMethod("tokenLosses", &ModelWrap::TokenLosses),
+                        InstanceMethod("adamwStep", &ModelWrap::AdamwStep),
+                        InstanceMethod("generate", &ModelWrap::Generate),
                         InstanceMethod("trainableParams", &ModelWrap::TrainableParams),
                         InstanceMethod("gradBucketRanges", &ModelWrap::GradBucketRanges),
                         InstanceMethod("enableLora", &ModelWrap::EnableLora),
                         InstanceMethod("loraSettings", &ModelWrap::LoraSettings),
-                        InstanceMethod("loraParams", &ModelWrap::LoraParams), InstanceMethod("loraData", &ModelWrap::LoraData),
+                        InstanceMethod("loraParams", &ModelWrap::LoraParams),
+                        InstanceMethod("loraData", &ModelWrap::LoraData),
                         InstanceMethod("mergeLora", &ModelWrap::MergeLora)});
   }
 
@@ -184,7 +195,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       throw Napi::Error::New(env, std::string(call) + ": the model is busy with another call; await it first");
   }
   void require_idle(Napi::Env env, const char* call) {
-    if (busy_.load()) throw Napi::Error::New(env, std::string(call) + ": the model is busy with another call; await it first");
+    if (busy_.load())
+      throw Napi::Error::New(env, std::string(call) + ": the model is busy with another call; await it first");
   }
 
   Napi::Value Params(const Napi::CallbackInfo& info) { return EntriesToJs(info.Env(), model_->table().entries); }
@@ -195,13 +207,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value View(Napi::Env env, Napi::Reference<Napi::Float32Array>& cache, const rt::Buffer<float>& buf) {
     if (!cache.IsEmpty()) return cache.Value();
     auto* owner = new rt::Buffer<float>(buf);
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, buf->data(), buf->size() * sizeof(float),
-                                                  [](Napi::Env, void*, rt::Buffer<float>* hint) { delete hint; }, owner);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+        env, buf->data(), buf->size() * sizeof(float), [](Napi::Env, void*, rt::Buffer<float>* hint) { delete hint; },
+        owner);
     Napi::Float32Array view = Napi::Float32Array::New(env, buf->size(), ab, 0);
     cache = Napi::Persistent(view);
     return view;
   }
-  Napi::Value ParamData(const Napi::CallbackInfo& info) { return View(info.Env(), params_view_, model_->params_buffer()); }
+  Napi::Value ParamData(const Napi::CallbackInfo& info) {
+    return View(info.Env(), params_view_, model_->params_buffer());
+  }
   Napi::Value GradData(const Napi::CallbackInfo& info) { return View(info.Env(), grads_view_, model_->grads_buffer()); }
   Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
@@ -230,7 +245,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     return out;
   }
-  Napi::Value TrainableParams(const Napi::CallbackInfo& info) { return EntriesToJs(info.Env(), model_->trainable_entries()); }
+  Napi::Value TrainableParams(const Napi::CallbackInfo& info) {
+    return EntriesToJs(info.Env(), model_->trainable_entries());
+  }
   Napi::Value LoraParams(const Napi::CallbackInfo& info) {
     if (!model_->lora_enabled()) return Napi::Array::New(info.Env(), 0);
     return EntriesToJs(info.Env(), model_->lora_table().entries);
@@ -260,11 +277,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     l.rslora = bool_field(o, call, "rslora", false);
     l.seed = (uint64_t)number_field(o, call, "seed", &zero);
     Napi::Value targets = o.Get("targets");
-    if (!targets.IsArray()) type_error(env, std::string(call) + ": targets must be an array of module names, got " + describe(targets));
+    if (!targets.IsArray())
+      type_error(env, std::string(call) + ": targets must be an array of module names, got " + describe(targets));
     Napi::Array ta = targets.As<Napi::Array>();
     for (uint32_t i = 0; i < ta.Length(); i++) {
       Napi::Value t = ta.Get(i);
-      if (!t.IsString()) type_error(env, std::string(call) + ": targets[" + std::to_string(i) + "] must be a string, got " + describe(t));
+      if (!t.IsString())
+        type_error(env,
+                   std::string(call) + ": targets[" + std::to_string(i) + "] must be a string, got " + describe(t));
       l.targets.push_back(t.As<Napi::String>().Utf8Value());
     }
     try {
@@ -300,7 +320,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (!model_->lora_enabled()) throw Napi::Error::New(env, "mergeLora: LoRA is not on");
     claim(env, "mergeLora");
     ModelPtr m = model_;
-    auto* job = new Job(env, [m] { m->merge_lora(); }, nullptr, &busy_);
+    auto* job = new Job(
+        env, [m] { m->merge_lora(); }, nullptr, &busy_);
     job->Queue();
     return job->promise();
   }
@@ -309,7 +330,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value SetStep(const Napi::CallbackInfo& info) {
     require_idle(info.Env(), "setStep");
     if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < 0)
-      type_error(info.Env(), "setStep: step must be a non-negative number, got " + (info.Length() ? describe(info[0]) : "nothing"));
+      type_error(info.Env(),
+                 "setStep: step must be a non-negative number, got " + (info.Length() ? describe(info[0]) : "nothing"));
     model_->set_step((int64_t)info[0].As<Napi::Number>().DoubleValue());
     return info.Env().Undefined();
   }
@@ -333,7 +355,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const double std = info[1].As<Napi::Number>().DoubleValue();
     claim(env, "initRandom");
     ModelPtr m = model_;
-    auto* job = new Job(env, [m, seed, std] { m->init_random(seed, std); }, nullptr, &busy_);
+    auto* job = new Job(
+        env, [m, seed, std] { m->init_random(seed, std); }, nullptr, &busy_);
     job->Queue();
     return job->promise();
   }
@@ -434,9 +457,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const char* call = "adamwStep";
     Napi::Object o = object_arg(info, 0, call);
     const double zero = 0;
-    const rt::AdamWOptions opts{number_field(o, call, "lr"), number_field(o, call, "beta1"), number_field(o, call, "beta2"),
-                                number_field(o, call, "eps"), number_field(o, call, "weightDecay"),
-                                number_field(o, call, "maxGradNorm", &zero)};
+    const rt::AdamWOptions opts{number_field(o, call, "lr"),          number_field(o, call, "beta1"),
+                                number_field(o, call, "beta2"),       number_field(o, call, "eps"),
+                                number_field(o, call, "weightDecay"), number_field(o, call, "maxGradNorm", &zero)};
     claim(env, call);
     ModelPtr m = model_;
     auto result = std::make_shared<rt::AdamWResult>();
@@ -515,8 +538,8 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
     const size_t count = (size_t)number_field(it, call, "count");
     auto dst = typed_field<Napi::Float32Array>(it, call, "dst", napi_float32_array, "Float32Array", 0);
     if (dst.ElementLength() < count)
-      type_error(env, std::string(call) + ": " + file + ": item " + std::to_string(i) + " has count " + std::to_string(count) +
-                          " but dst holds " + std::to_string(dst.ElementLength()));
+      type_error(env, std::string(call) + ": " + file + ": item " + std::to_string(i) + " has count " +
+                          std::to_string(count) + " but dst holds " + std::to_string(dst.ElementLength()));
     Napi::Value dt = it.Get("dtype");
     rt::Dtype dtype;
     try {
@@ -527,7 +550,8 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
     items.push_back({(uint64_t)number_field(it, call, "fileOffset"), dtype, count, dst.Data()});
     keep.push_back(dst);
   }
-  auto* job = new Job(env, [file, items] { rt::read_tensors(file, items); }, nullptr, nullptr);
+  auto* job = new Job(
+      env, [file, items] { rt::read_tensors(file, items); }, nullptr, nullptr);
   for (Napi::Value& v : keep) job->keep(v);
   job->Queue();
   return job->promise();
@@ -550,11 +574,13 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
     Napi::Value dt = it.Get("dtype");
     const std::string dname = dt.IsString() ? dt.As<Napi::String>().Utf8Value() : describe(dt);
     if (dname != "F32" && dname != "BF16")
-      type_error(env, std::string(call) + ": " + file + ": item " + std::to_string(i) + " dtype must be F32 or BF16, got " + dname);
+      type_error(env, std::string(call) + ": " + file + ": item " + std::to_string(i) +
+                          " dtype must be F32 or BF16, got " + dname);
     items.push_back({src.Data(), src.ElementLength(), rt::parse_dtype(dname)});
     keep.push_back(src);
   }
-  auto* job = new Job(env, [file, header, items] { rt::write_safetensors(file, header, items); }, nullptr, nullptr);
+  auto* job = new Job(
+      env, [file, header, items] { rt::write_safetensors(file, header, items); }, nullptr, nullptr);
   for (Napi::Value& v : keep) job->keep(v);
   job->Queue();
   return job->promise();

@@ -1,5 +1,5 @@
-#include <sstream>
 #include "config.h"
+#include <sstream>
 #include "error.h"
 
 namespace rt {
@@ -16,7 +16,8 @@ void ModelConfig::validate() const {
   positive("num_key_value_heads", num_kv_heads);
   positive("head_dim", head_dim);
   if (num_heads % num_kv_heads != 0)
-    fail("config", "num_attention_heads (", num_heads, ") must be a multiple of num_key_value_heads (", num_kv_heads, ")");
+    fail("config", "num_attention_heads (", num_heads, ") must be a multiple of num_key_value_heads (", num_kv_heads,
+         ")");
   if (head_dim % 2 != 0) fail("config", "head_dim must be even for RoPE, got ", head_dim);
   if (!(rms_norm_eps > 0)) fail("config", "rms_norm_eps must be positive");
   if (!(rope_theta > 0)) fail("config", "rope_theta must be positive");

@@ -25,7 +25,9 @@ LoraTable::LoraTable(const ModelConfig& c, const LoraConfig& l) {
     int found = -1;
     for (int t = 0; t < kNumTargets; t++)
       if (name == lora_target_name(t)) found = t;
-    if (found < 0) fail("enable_lora", "unknown target module '", name, "' (q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)");
+    if (found < 0)
+      fail("enable_lora", "unknown target module '", name,
+           "' (q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)");
     targeted[found] = true;
   }
   for (int layer = 0; layer < c.num_layers; layer++) {

@@ -98,8 +98,8 @@ void Model<T>::merge_lora() {
       const auto [in, out] = LoraTable::shape(cfg_, t);
       const LoraLayer& ll = lora_table_->layers[l];
       // W[out, in] += scale * B[out, r] A[r, in]
-      gemm(false, false, out, in, lora_cfg_.rank, scale, lora_->data() + ll.b[t], lora_cfg_.rank, lora_->data() + ll.a[t], in,
-           T(1), param(weight[t]), in);
+      gemm(false, false, out, in, lora_cfg_.rank, scale, lora_->data() + ll.b[t], lora_cfg_.rank,
+           lora_->data() + ll.a[t], in, T(1), param(weight[t]), in);
     }
   }
 }
@@ -130,7 +130,10 @@ Activations<T>& Model<T>::activations_for(int B, int T_) {
   auto key = std::make_pair(B, T_);
   auto it = acts_.find(key);
   if (it == acts_.end())
-    it = acts_.emplace(key, std::make_unique<Activations<T>>(cfg_, B, T_, lora_ ? &lora_cfg_ : nullptr, lora_table_.get())).first;
+    it = acts_
+             .emplace(key,
+                      std::make_unique<Activations<T>>(cfg_, B, T_, lora_ ? &lora_cfg_ : nullptr, lora_table_.get()))
+             .first;
   return *it->second;
 }
 
@@ -149,7 +152,8 @@ StepResult Model<T>::forward_backward(const Batch& b, const StepOptions& opts) {
     return forward_backward_unchecked(b, opts);
   } catch (const Error& e) {
     // Name the call and the shapes around the op's own message.
-    fail("forward_backward", "batch [", b.rows, " rows x ", b.seq_len, " tokens], model (", cfg_.describe(), "): ", e.what());
+    fail("forward_backward", "batch [", b.rows, " rows x ", b.seq_len, " tokens], model (", cfg_.describe(),
+         "): ", e.what());
   }
 }
 
@@ -185,7 +189,8 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     }
     const LossSum ls = cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V, scale);
     a.logits_kept = opts.keep_logits || !opts.backward;
-    if (opts.backward) linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
+    if (opts.backward)
+      linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
     return ls;
   }
   // In chunks of positions: only (kHeadChunk, V) logits exist at a time. The head is frozen here (LoRA)
@@ -196,10 +201,13 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     const int n = std::min(kHeadChunk, N - c0);
     T* z = a.chunk.data();
     linear_forward(z, a.lnf.data() + (size_t)c0 * C, lm_head(), (const T*)nullptr, n, C, V);
-    const LossSum ls = cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z, b.labels + c0, n, V, scale);
+    const LossSum ls = cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z,
+                                                      b.labels + c0, n, V, scale);
     total.sum += ls.sum;
     total.count += ls.count;
-    if (opts.backward) linear_backward(a.dln.data() + (size_t)c0 * C, (T*)nullptr, (T*)nullptr, z, a.lnf.data() + (size_t)c0 * C, lm_head(), n, C, V);
+    if (opts.backward)
+      linear_backward(a.dln.data() + (size_t)c0 * C, (T*)nullptr, (T*)nullptr, z, a.lnf.data() + (size_t)c0 * C,
+                      lm_head(), n, C, V);
   }
   a.logits_kept = false;
   return total;
@@ -227,26 +235,26 @@ static void lora_dropout(T* xd, uint8_t* keep, const T* x, size_t n, double p, u
 }
 
 template <typename T>
-void Model<T>::project(Activations<T>& a, int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, bool training) {
+void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
   linear_forward(out, inp, param(w), param(bias), N, in, outf);
   if (!lora_ || !lora_table_->targeted[t]) return;
-  LayerActivations<T>& la = a.layers[l];
   const LoraLayer& ll = lora_table_->layers[l];
   const int r = lora_cfg_.rank;
   const T* x = inp;
-  if (training && lora_cfg_.dropout > 0) {
+  if (ab.x && lora_cfg_.dropout > 0) {
     const uint64_t stream = ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
-    lora_dropout(la.lora_x[t].data(), la.lora_keep[t].data(), inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
-    x = la.lora_x[t].data();
+    lora_dropout(ab.x, ab.keep, inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
+    x = ab.x;
   }
   // u = x A^T (N, r);  out += scale * u B^T
-  gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), la.lora_u[t].data(), r);
-  gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), la.lora_u[t].data(), r, lora_->data() + ll.b[t], r, T(1), out, outf);
+  gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), ab.u, r);
+  gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), ab.u, r, lora_->data() + ll.b[t], r, T(1), out, outf);
 }
 
 template <typename T>
-void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias, int N) {
+void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w,
+                                size_t bias, int N) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
   linear_backward(dinp, grad(w), grad(bias), dout, inp, param(w), N, in, outf);
   if (!lora_ || !lora_table_->targeted[t]) return;
@@ -280,30 +288,77 @@ void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const 
 template <typename T>
 void Model<T>::forward(Activations<T>& a, const Batch& b, bool training) {
   const ModelConfig& c = cfg_;
-  const int N = (int)a.N, C = c.hidden_size, I = c.intermediate_size;
-  const AttentionShape shape{b.rows, b.seq_len, c.num_heads, c.num_kv_heads, c.head_dim};
-  embedding_forward(a.layers[0].res_in.data(), b.input_ids, param(table_.embed), N, C, c.vocab_size);
-  for (int l = 0; l < c.num_layers; l++) {
-    const LayerOffsets& o = table_.layers[l];
+  const PackedRows<T> rows{&a.runs, {b.rows, b.seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, &a.attn_scratch};
+  // Each layer keeps what its backward reads; ln, tmp and h are recomputed or consumed at once, so shared.
+  auto layer = [&](int l) {
     LayerActivations<T>& la = a.layers[l];
-    T* out = l + 1 < c.num_layers ? a.layers[l + 1].res_in.data() : a.res_out.data();
-    rmsnorm_forward(a.ln.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C, c.rms_norm_eps);
-    project(a, l, kQ, la.q.data(), a.ln.data(), o.wq, o.bq, N, training);
-    project(a, l, kK, la.k.data(), a.ln.data(), o.wk, o.bk, N, training);
-    project(a, l, kV, la.v.data(), a.ln.data(), o.wv, o.bv, N, training);
-    rope_forward(la.q.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
-    rope_forward(la.k.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
-    attention_forward(la.att.data(), la.lse.data(), la.q.data(), la.k.data(), la.v.data(), a.runs, shape, a.attn_scratch);
-    project(a, l, kO, a.dtmp.data(), la.att.data(), o.wo, o.bo, N, training);
-    add(la.res_mid.data(), la.res_in.data(), a.dtmp.data(), a.N * C);
-    rmsnorm_forward(a.ln.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
-    project(a, l, kGate, la.gate.data(), a.ln.data(), o.wg, o.bg, N, training);
-    project(a, l, kUp, la.up.data(), a.ln.data(), o.wu, o.bu, N, training);
-    swiglu_forward(a.h.data(), la.gate.data(), la.up.data(), a.N * I);
-    project(a, l, kDown, a.dtmp.data(), a.h.data(), o.wd, o.bd, N, training);
-    add(out, la.res_mid.data(), a.dtmp.data(), a.N * C);
+    LayerBuffers<T> io;
+    io.n = (int)a.N;
+    io.positions = b.position_ids;
+    io.res_in = la.res_in.data();
+    io.res_mid = la.res_mid.data();
+    io.res_out = l + 1 < c.num_layers ? a.layers[l + 1].res_in.data() : a.res_out.data();
+    io.rstd1 = la.rstd1.data();
+    io.rstd2 = la.rstd2.data();
+    io.ln = a.ln.data();
+    io.tmp = a.dtmp.data();
+    io.q = la.q.data();
+    io.att = la.att.data();
+    io.k = la.k.data();
+    io.v = la.v.data();
+    io.gate = la.gate.data();
+    io.up = la.up.data();
+    io.h = a.h.data();
+    io.lse = la.lse.data();
+    for (int t = 0; t < kNumTargets; t++) {
+      io.adapters[t].u = la.lora_u[t].empty() ? nullptr : la.lora_u[t].data();
+      if (training && !la.lora_x[t].empty()) {  // dropout buffers exist only when dropout is on
+        io.adapters[t].x = la.lora_x[t].data();
+        io.adapters[t].keep = la.lora_keep[t].data();
+      }
+    }
+    return io;
+  };
+  forward_positions(b.input_ids, (int)a.N, layer, a.rstdf.data(), a.lnf.data(), &rows, nullptr);
+}
+
+template <typename T>
+void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<LayerBuffers<T>(int)>& layer, T* rstdf,
+                                 T* lnf, const PackedRows<T>* rows, KvCache<T>* cache) {
+  const ModelConfig& c = cfg_;
+  const int C = c.hidden_size;
+  LayerBuffers<T> io = layer(0);
+  embedding_forward(io.res_in, ids, param(table_.embed), n, C, c.vocab_size);
+  for (int l = 0; l < c.num_layers; l++) {
+    if (l > 0) io = layer(l);
+    layer_forward(l, io, rows, cache);
   }
-  rmsnorm_forward(a.lnf.data(), a.rstdf.data(), a.res_out.data(), param(table_.final_norm), N, C, c.rms_norm_eps);
+  rmsnorm_forward(lnf, rstdf, io.res_out, param(table_.final_norm), n, C, c.rms_norm_eps);
+  if (cache) cache->filled += n;
+}
+
+template <typename T>
+void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<T>* rows, KvCache<T>* cache) {
+  const ModelConfig& c = cfg_;
+  const int n = io.n, C = c.hidden_size, H = c.num_heads, KVH = c.num_kv_heads, D = c.head_dim;
+  const LayerOffsets& o = table_.layers[l];
+  const auto& ad = io.adapters;
+  rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
+  project(l, kQ, io.q, io.ln, o.wq, o.bq, n, ad[kQ]);
+  project(l, kK, io.k, io.ln, o.wk, o.bk, n, ad[kK]);
+  project(l, kV, io.v, io.ln, o.wv, o.bv, n, ad[kV]);
+  rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
+  rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
+  if (cache) cached_attention(io.att, io.q, cache->k[l].data(), cache->v[l].data(), cache->filled, n, H, KVH, D);
+  else attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
+  project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO]);
+  add(io.res_mid, io.res_in, io.tmp, (size_t)n * C);
+  rmsnorm_forward(io.ln, io.rstd2, io.res_mid, param(o.ln2), n, C, c.rms_norm_eps);
+  project(l, kGate, io.gate, io.ln, o.wg, o.bg, n, ad[kGate]);
+  project(l, kUp, io.up, io.ln, o.wu, o.bu, n, ad[kUp]);
+  swiglu_forward(io.h, io.gate, io.up, (size_t)n * c.intermediate_size);
+  project(l, kDown, io.tmp, io.h, o.wd, o.bd, n, ad[kDown]);
+  add(io.res_out, io.res_mid, io.tmp, (size_t)n * C);
 }
 
 template <typename T>
@@ -321,7 +376,8 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
   };
 
   // head() left d(lnf) in dln
-  rmsnorm_backward(dres, grad(table_.final_norm), dln, a.res_out.data(), param(table_.final_norm), a.rstdf.data(), N, C);
+  rmsnorm_backward(dres, grad(table_.final_norm), dln, a.res_out.data(), param(table_.final_norm), a.rstdf.data(), N,
+                   C);
   if (!lora_) report();  // with a tied head its gradient lives in the embedding, which is reported last
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const LayerOffsets& o = table_.layers[l];
@@ -350,7 +406,7 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
     project_backward(a, l, kV, dtmp, a.dv.data(), a.ln.data(), o.wv, o.bv, N);
     add_inplace(dln, dtmp, NC);
     rmsnorm_backward(dtmp, grad(o.ln1), dln, la.res_in.data(), param(o.ln1), la.rstd1.data(), N, C);
-    report();  // the layer's parameters (or adapters) are final
+    report();                                          // the layer's parameters (or adapters) are final
     if (l > 0 || !lora_) add_inplace(dres, dtmp, NC);  // now d(res_in); the frozen embedding needs none
   }
   if (lora_) return;
@@ -368,8 +424,14 @@ AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
   double clip = 1;
   if (o.max_grad_norm > 0) clip = std::min(1.0, o.max_grad_norm / (norm + 1e-6));
   step_ += 1;
-  AdamWStep s{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay,
-              1 - std::pow(o.beta1, (double)step_), 1 - std::pow(o.beta2, (double)step_), clip};
+  AdamWStep s{o.lr,
+              o.beta1,
+              o.beta2,
+              o.eps,
+              o.weight_decay,
+              1 - std::pow(o.beta1, (double)step_),
+              1 - std::pow(o.beta2, (double)step_),
+              clip};
   T* weights = lora_ ? lora_->data() : params_->data();
   for (const ParamEntry& p : trainable_entries())
     adamw_update(weights + p.offset, grads_->data() + p.offset, m_->data() + p.offset, v_->data() + p.offset, p.size, s,

@@ -9,6 +9,8 @@
 #include <vector>
 #include "activations.h"
 #include "config.h"
+#include "kv_cache.h"
+#include "layer_buffers.h"
 #include "lora.h"
 #include "ops/cross_entropy.h"
 #include "param_table.h"
@@ -17,10 +19,10 @@ namespace rt {
 
 struct Batch {
   int rows = 0, seq_len = 0;
-  const int32_t* input_ids = nullptr;    // (rows, seq_len)
-  const int32_t* labels = nullptr;       // (rows, seq_len) targets already shifted; -100 ignored
-  const int32_t* position_ids = nullptr; // (rows, seq_len) restart per segment
-  const int32_t* segment_ids = nullptr;  // (rows, seq_len) contiguous runs
+  const int32_t* input_ids = nullptr;     // (rows, seq_len)
+  const int32_t* labels = nullptr;        // (rows, seq_len) targets already shifted; -100 ignored
+  const int32_t* position_ids = nullptr;  // (rows, seq_len) restart per segment
+  const int32_t* segment_ids = nullptr;   // (rows, seq_len) contiguous runs
 };
 
 // Called during the backward each time a contiguous range of the gradient buffer is final (a bucket):
@@ -31,7 +33,7 @@ using GradsReady = std::function<void(size_t offset, size_t size)>;
 struct StepOptions {
   bool backward = true;
   bool keep_logits = false;
-  double loss_scale = 0;  // gradient of loss_scale * loss_sum; 0 = 1/targets (the local mean)
+  double loss_scale = 0;      // gradient of loss_scale * loss_sum; 0 = 1/targets (the local mean)
   GradsReady on_grads_ready;  // optional
 };
 
@@ -132,13 +134,21 @@ class Model {
   const T* lm_head() { return params_->data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
   T* dlm_head() { return grad(cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
   void forward(Activations<T>& a, const Batch& b, bool training);
+  // The model's forward over n positions, written once for training and generation: the embedding of ids,
+  // every layer (layer(l) gives layer l's buffers; each layer's res_out is the next one's res_in), the final
+  // norm into lnf. Attention is over packed rows (rows) or, with a cache, over the cache's earlier positions.
+  void forward_positions(const int32_t* ids, int n, const std::function<LayerBuffers<T>(int)>& layer, T* rstdf, T* lnf,
+                         const PackedRows<T>* rows, KvCache<T>* cache);
+  // One decoder layer: ln1, q/k/v, RoPE, attention, o_proj, residual, ln2, SwiGLU MLP, residual. With a
+  // cache, io.k and io.v point into it at cache->filled and the new queries attend to every cached position.
+  void layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<T>* rows, KvCache<T>* cache);
   // The LM head and the loss: all logits at once, or in chunks when nobody needs them all.
   LossSum head(Activations<T>& a, const Batch& b, const StepOptions& opts, double scale);
   void backward(Activations<T>& a, const Batch& b, const GradsReady& ready);
-  // A linear layer of layer l with its adapter when target t has one.
-  void project(Activations<T>& a, int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, bool training);
-  void project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias, int N);
-  void infer(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, std::vector<T>& u);
+  // A linear layer of layer l with its adapter when target t has one (dropout when ab has its buffers).
+  void project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab);
+  void project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias,
+                        int N);
 
   ModelConfig cfg_;
   ParamTable table_;

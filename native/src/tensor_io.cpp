@@ -22,7 +22,7 @@ uint16_t float_to_bf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
   if (std::isnan(f)) return (uint16_t)((bits >> 16) | 0x0040);  // stay a (quiet) NaN
-  const uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);          // ties to even
+  const uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);        // ties to even
   return (uint16_t)((bits + rounding) >> 16);
 }
 
@@ -42,7 +42,8 @@ float f16_to_float(uint16_t h) {
     f = std::ldexp((float)mant, -24);  // zero and subnormals
     return sign ? -f : f;
   }
-  uint32_t bits = exp == 31 ? sign | 0x7F800000 | (mant << 13) : sign | ((uint32_t)(exp - 15 + 127) << 23) | (mant << 13);
+  uint32_t bits =
+      exp == 31 ? sign | 0x7F800000 | (mant << 13) : sign | ((uint32_t)(exp - 15 + 127) << 23) | (mant << 13);
   std::memcpy(&f, &bits, 4);
   return f;
 }
@@ -103,7 +104,8 @@ void read_tensors(const std::string& file, const std::vector<ReadItem>& items) {
   }
 }
 
-void write_safetensors(const std::string& file, const std::vector<uint8_t>& header, const std::vector<WriteItem>& items) {
+void write_safetensors(const std::string& file, const std::vector<uint8_t>& header,
+                       const std::vector<WriteItem>& items) {
   const std::string tmp = file + ".tmp-" + std::to_string(::getpid());
   {
     Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};

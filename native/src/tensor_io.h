@@ -30,7 +30,8 @@ struct WriteItem {
 void read_tensors(const std::string& file, const std::vector<ReadItem>& items);
 
 // Writes header bytes then the items, to file + ".tmp-<pid>", fsyncs, renames to file.
-void write_safetensors(const std::string& file, const std::vector<uint8_t>& header, const std::vector<WriteItem>& items);
+void write_safetensors(const std::string& file, const std::vector<uint8_t>& header,
+                       const std::vector<WriteItem>& items);
 
 // Conversions (exposed for tests): bf16 round-to-nearest-even; f16 and bf16 widening.
 uint16_t float_to_bf16(float f);

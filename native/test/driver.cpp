@@ -1,20 +1,6 @@
-// The native test and bench driver: runs without Node.js (a GPU host may have none).
-//   ringtune_native_test test [FILTER]   run the op and model tests (FILTER: substring of a test name)
-//   ringtune_native_test bench [--steps N]       the CPU training-step benchmark
-//   ringtune_native_test bench-lora [--steps N]  memory and step time: full vs LoRA r16 / r64
-#include <cstdio>
-#include <cstring>
-#include <string>
+// The native test driver: runs without Node.js (a GPU host may have none). Benchmarks live in
+// ringtune_native_bench (bench/native/).
+//   ringtune_native_test [FILTER]   run the op and model tests (FILTER: substring of a test name)
 #include "test_util.h"
 
-int run_bench(int argc, char** argv);
-int run_lora_bench(int argc, char** argv);
-
-int main(int argc, char** argv) {
-  const std::string mode = argc > 1 ? argv[1] : "test";
-  if (mode == "test") return rt::test::run_registered_tests(argc > 2 ? argv[2] : nullptr);
-  if (mode == "bench") return run_bench(argc - 2, argv + 2);
-  if (mode == "bench-lora") return run_lora_bench(argc - 2, argv + 2);
-  std::fprintf(stderr, "usage: %s test [FILTER] | bench [--steps N] | bench-lora [--steps N]\n", argv[0]);
-  return 2;
-}
+int main(int argc, char** argv) { return rt::test::run_registered_tests(argc > 1 ? argv[1] : nullptr); }

@@ -71,7 +71,8 @@ void randomize(Model<T>& m, uint64_t seed, double std) {
   for (const ParamEntry& p : m.table().entries)
     if (p.shape.size() == 1) {
       const bool norm = p.name.find("norm") != std::string::npos;
-      for (size_t i = 0; i < p.size; i++) m.params()[p.offset + i] = (T)((norm ? 1.0 : 0.0) + 0.3 * (2 * uniform01(seed, 9, p.offset + i) - 1));
+      for (size_t i = 0; i < p.size; i++)
+        m.params()[p.offset + i] = (T)((norm ? 1.0 : 0.0) + 0.3 * (2 * uniform01(seed, 9, p.offset + i) - 1));
     }
 }
 
@@ -92,10 +93,15 @@ void whole_model_gradient_check(const ModelConfig& cfg, const HostBatch& hb) {
     for (size_t i = 0; i < p.size; i++) {
       const double fd = finite_difference(loss, m.params()[p.offset + i]);
       const double a = analytic[p.offset + i], d = std::fabs(fd - a);
-      CHECK(d <= 1e-8 + 1e-5 * std::fabs(fd), p.name << "[" << i << "]: finite difference " << fd << ", backward " << a);
+      CHECK(within_tolerance(a, fd, 1e-8, 1e-5),
+            p.name << "[" << i << "]: finite difference " << fd << ", backward " << a);
       maxdiff = std::max(maxdiff, d);
     }
-  note("params " + std::to_string(m.num_params()) + ", max |fd - backward| = " + [&] { char b[32]; std::snprintf(b, sizeof b, "%.2e", maxdiff); return std::string(b); }());
+  note("params " + std::to_string(m.num_params()) + ", max |fd - backward| = " + [&] {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2e", maxdiff);
+    return std::string(b);
+  }());
 }
 
 }  // namespace
@@ -143,7 +149,8 @@ TEST(packed_row_losses_equal_examples_run_alone) {
     alone.pos.assign(packed.pos.begin() + start, packed.pos.begin() + start + len);
     alone.seg.assign(len, 0);
     m.forward_backward(alone.view(), {false, false, 0});
-    expect_close("segment at " + std::to_string(start), packed_losses.data() + start, m.token_losses(), len, 1e-5, 1e-5);
+    expect_close("segment at " + std::to_string(start), packed_losses.data() + start, m.token_losses(), len, 1e-5,
+                 1e-5);
     start += len;
   }
   for (int t = start; t < 17; t++) CHECK(packed_losses[t] == 0, "padding position " << t << " has a loss");
@@ -194,10 +201,23 @@ TEST(adamw_steps_equal_direct_update_rule) {
     }
     expect_close("params after step " + std::to_string(step), m.params(), p.data(), n, 1e-6, 1e-5);
   }
-  // Norm weights and biases are not decayed: with a zero gradient they do not move at all.
+  // Norm weights and biases are not decayed: on fresh moments and a zero gradient they do not move at all,
+  // while matrices shrink by exactly the decay factor.
   const ParamEntry* norm = m.table().find("model.norm.weight");
   const ParamEntry* wq = m.table().find("model.layers.0.self_attn.q_proj.weight");
   CHECK(norm && !norm->decay && wq && wq->decay);
+  Model<double> fresh(c);
+  randomize(fresh, 9, 0.5);
+  const std::vector<double> before(fresh.params(), fresh.params() + n);
+  fresh.zero_grad();
+  fresh.adamw_step(o);
+  for (const ParamEntry& e : fresh.table().entries) {
+    const double factor = e.decay ? 1 - 1e-2 * 0.1 : 1.0;
+    for (size_t i = 0; i < e.size; i++) {
+      const double want = before[e.offset + i] * factor, got = fresh.params()[e.offset + i];
+      CHECK(within_tolerance(got, want, 0, 1e-15), e.name << "[" << i << "]: " << got << " vs " << want);
+    }
+  }
 }
 
 TEST(adamw_clips_the_global_gradient_norm) {
@@ -290,15 +310,16 @@ TEST(bad_token_id_names_the_op_and_position) {
   } catch (const Error& e) {
     msg = e.what();
   }
-  CHECK(msg.find("forward_backward: batch [1 rows x 4 tokens]") == 0 && msg.find("embedding_forward: token id 999") != std::string::npos,
+  CHECK(msg.find("forward_backward: batch [1 rows x 4 tokens]") == 0 &&
+            msg.find("embedding_forward: token id 999") != std::string::npos,
         "message: " << msg);
 }
 
 TEST(bf16_rounds_to_nearest_even) {
   auto bits = [](float f) { return float_to_bf16(f); };
   CHECK(bits(1.0f) == 0x3F80);
-  CHECK(bits(1.0f + std::ldexp(1.0f, -8)) == 0x3F80);      // halfway, rounds to even (down)
-  CHECK(bits(1.0f + 3 * std::ldexp(1.0f, -8)) == 0x3F82);  // halfway, rounds to even (up)
+  CHECK(bits(1.0f + std::ldexp(1.0f, -8)) == 0x3F80);                          // halfway, rounds to even (down)
+  CHECK(bits(1.0f + 3 * std::ldexp(1.0f, -8)) == 0x3F82);                      // halfway, rounds to even (up)
   CHECK(bits(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20)) == 0x3F81);  // above halfway
   CHECK(bits(-2.5f) == 0xC020);
   CHECK(bf16_to_float(0x3F82) == 1.0f + std::ldexp(1.0f, -6));
@@ -326,8 +347,8 @@ TEST(gradient_buckets_cover_the_buffer_and_are_final_when_reported) {
     std::vector<int> covered(m.num_params(), 0);
     for (size_t i = 0; i < ranges.size(); i++) {
       for (size_t k = 0; k < ranges[i].second; k++) covered[ranges[i].first + k]++;
-      expect_close("bucket " + std::to_string(i) + " as reported vs final", snapshots[i].data(), m.grads() + ranges[i].first,
-                   ranges[i].second, 0, 0);
+      expect_close("bucket " + std::to_string(i) + " as reported vs final", snapshots[i].data(),
+                   m.grads() + ranges[i].first, ranges[i].second, 0, 0);
     }
     CHECK(std::all_of(covered.begin(), covered.end(), [](int k) { return k == 1; }));
   }

@@ -2,6 +2,7 @@
 // (untiled, unfactored) implementation of masked softmax attention.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <vector>
 #include "config.h"
 #include "ops/attention.h"
@@ -95,10 +96,17 @@ TEST(rope_gradients_and_rotate_half_convention) {
     return dot(y, R);
   };
   loss();
-  // rotate_half pairs dimension j with j + D/2: check one value directly.
-  const double a = 5 * inv[1];
-  const double* x1 = x.data() + 1 * heads * D;  // n = 1, head 0
-  CHECK(std::fabs(y[1 * heads * D + 1] - (x1[1] * std::cos(a) - x1[1 + D / 2] * std::sin(a))) < 1e-12);
+  // rotate_half pairs dimension j with j + D/2 (not the interleaved 2j, 2j+1): check every value directly.
+  for (int n = 0; n < N; n++)
+    for (int h = 0; h < heads; h++)
+      for (int j = 0; j < D / 2; j++) {
+        const double a = pos[n] * inv[j], c = std::cos(a), s = std::sin(a);
+        const double* xr = x.data() + ((size_t)n * heads + h) * D;
+        const double* yr = y.data() + ((size_t)n * heads + h) * D;
+        CHECK(within_tolerance(yr[j], xr[j] * c - xr[j + D / 2] * s, 1e-12, 0), "n=" << n << " h=" << h << " j=" << j);
+        CHECK(within_tolerance(yr[j + D / 2], xr[j + D / 2] * c + xr[j] * s, 1e-12, 0),
+              "n=" << n << " h=" << h << " j=" << j + D / 2);
+      }
   Vec dx = R;
   rope_backward(dx.data(), pos.data(), inv.data(), N, heads, D);
   check_gradient("rope dx", loss, x, dx);
@@ -129,7 +137,10 @@ TEST(cross_entropy_gradients_skip_ignored_positions) {
   fill_uniform(z, 13, 3.0);
   std::vector<int32_t> labels = {2, kIgnoreIndex, 0, 4};
   const double scale = 0.37;
-  auto loss = [&] { return cross_entropy_forward_backward(losses.data(), (double*)nullptr, z.data(), labels.data(), N, V, scale).sum * scale; };
+  auto loss = [&] {
+    return cross_entropy_forward_backward(losses.data(), (double*)nullptr, z.data(), labels.data(), N, V, scale).sum *
+           scale;
+  };
   LossSum ls = cross_entropy_forward_backward(losses.data(), dz.data(), z.data(), labels.data(), N, V, scale);
   CHECK(ls.count == 3);
   CHECK(losses[1] == 0);
@@ -174,7 +185,8 @@ static void attention_direct(Vec& out, const Vec& q, const Vec& k, const Vec& v,
         for (int j = 0; j <= i; j++) {
           if (seg[b * s.T + j] != seg[b * s.T + i]) continue;
           double d = 0;
-          for (int c = 0; c < s.D; c++) d += q[((size_t)b * s.T + i) * QD + h * s.D + c] * k[((size_t)b * s.T + j) * KD + kvh * s.D + c];
+          for (int c = 0; c < s.D; c++)
+            d += q[((size_t)b * s.T + i) * QD + h * s.D + c] * k[((size_t)b * s.T + j) * KD + kvh * s.D + c];
           p[j] = d / std::sqrt((double)s.D);
           mx = std::max(mx, p[j]);
         }
@@ -192,7 +204,8 @@ static void attention_direct(Vec& out, const Vec& q, const Vec& k, const Vec& v,
 
 static void attention_case(const AttentionShape& s, const std::vector<int32_t>& seg, bool full_fd) {
   const size_t N = (size_t)s.B * s.T;
-  Vec q(N * s.qdim()), k(N * s.kvdim()), v(N * s.kvdim()), R(N * s.qdim()), out(N * s.qdim()), lse((size_t)s.B * s.H * s.T);
+  Vec q(N * s.qdim()), k(N * s.kvdim()), v(N * s.kvdim()), R(N * s.qdim()), out(N * s.qdim()),
+      lse((size_t)s.B * s.H * s.T);
   fill_uniform(q, 16, 1.5);
   fill_uniform(k, 17, 1.5);
   fill_uniform(v, 18);
@@ -210,8 +223,8 @@ static void attention_case(const AttentionShape& s, const std::vector<int32_t>& 
   attention_direct(direct, q, k, v, seg, s);
   expect_close("attention output vs direct", out.data(), direct.data(), out.size(), 1e-12, 1e-10);
   Vec dq(q.size()), dk(k.size()), dv(v.size());
-  attention_backward(dq.data(), dk.data(), dv.data(), R.data(), q.data(), k.data(), v.data(), out.data(), lse.data(), runs,
-                     s, scratch);
+  attention_backward(dq.data(), dk.data(), dv.data(), R.data(), q.data(), k.data(), v.data(), out.data(), lse.data(),
+                     runs, s, scratch);
   if (full_fd) {
     check_gradient("attention dq", loss, q, dq);
     check_gradient("attention dk", loss, k, dk);
@@ -224,7 +237,7 @@ static void attention_case(const AttentionShape& s, const std::vector<int32_t>& 
     const Vec& g = pair == &q ? dq : pair == &k ? dk : dv;
     for (size_t i = 7; i < x.size(); i += x.size() / 23 + 1) {
       const double fd = finite_difference(loss, x[i]);
-      CHECK(std::fabs(fd - g[i]) <= 1e-7 + 1e-5 * std::fabs(fd), "element " << i << ": fd " << fd << " analytic " << g[i]);
+      CHECK(within_tolerance(g[i], fd, 1e-7, 1e-5), "element " << i << ": fd " << fd << " analytic " << g[i]);
     }
   }
 }
@@ -260,9 +273,11 @@ TEST(vexp_float_matches_exp_to_float_precision) {
   for (int i = 0; i <= 200000; i++) {
     const float x = -87.0f + 175.0f * i / 200000;
     const double want = std::exp((double)x);
-    worst = std::max(worst, std::fabs(vexp(x) - want) / want);
+    worst = max_keeping_nan(worst, std::fabs(vexp(x) - want) / want);
   }
   CHECK(worst < 4e-7, "max relative error " << worst);
   CHECK(vexp(-1000.0f) == 0.0f && vexp(0.0f) == 1.0f);
-  note("max relative error of vexp(float) over [-87, 88]: " + std::to_string(worst));
+  char line[80];
+  std::snprintf(line, sizeof line, "max relative error of vexp(float) over [-87, 88]: %.2e", worst);
+  note(line);
 }

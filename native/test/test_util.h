@@ -1,5 +1,6 @@
 #pragma once
 // A small test harness for the native driver: TEST(name) registers a case; CHECK throws with the location.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -22,9 +23,9 @@ struct Register {
 
 #define RT_CAT2(a, b) a##b
 #define RT_CAT(a, b) RT_CAT2(a, b)
-#define TEST(name)                                                                  \
-  static void RT_CAT(test_, name)();                                                \
-  static ::rt::test::Register RT_CAT(reg_, name)(#name, RT_CAT(test_, name));       \
+#define TEST(name)                                                            \
+  static void RT_CAT(test_, name)();                                          \
+  static ::rt::test::Register RT_CAT(reg_, name)(#name, RT_CAT(test_, name)); \
   static void RT_CAT(test_, name)()
 
 struct Failure : std::runtime_error {
@@ -46,14 +47,24 @@ void fill_uniform(std::vector<T>& v, uint64_t seed, double scale = 1.0) {
   for (size_t i = 0; i < v.size(); i++) v[i] = (T)((2 * uniform01(seed, 77, i) - 1) * scale);
 }
 
-// Compares got with want elementwise under |got - want| <= abs + rel * |want|; returns the max abs diff and
-// throws naming the first offending index.
+// True when got lies within abs_tol + rel_tol * |want| of want and both are finite. A NaN or Inf on either
+// side fails: a NaN difference compares false, and an infinite want would make the bound infinite.
+inline bool within_tolerance(double got, double want, double abs_tol, double rel_tol) {
+  if (!std::isfinite(got) || !std::isfinite(want)) return false;
+  return std::fabs(got - want) <= abs_tol + rel_tol * std::fabs(want);
+}
+
+// The larger of a and b, NaN when either is NaN: std::max(m, NaN) returns m and would hide the NaN.
+inline double max_keeping_nan(double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b); }
+
+// Compares got with want elementwise with within_tolerance; returns the max abs diff and throws naming the
+// first offending index (a NaN or Inf on either side is an offence).
 template <typename A, typename B>
 double expect_close(const std::string& what, const A* got, const B* want, size_t n, double abs_tol, double rel_tol) {
   double maxdiff = 0;
   for (size_t i = 0; i < n; i++) {
     const double d = std::fabs((double)got[i] - (double)want[i]);
-    if (!(d <= abs_tol + rel_tol * std::fabs((double)want[i]))) {
+    if (!within_tolerance((double)got[i], (double)want[i], abs_tol, rel_tol)) {
       std::ostringstream s;
       s << what << "[" << i << "]: got " << (double)got[i] << ", want " << (double)want[i] << " (diff " << d
         << ", tolerance " << abs_tol << " + " << rel_tol << " * |want|)";

@@ -1,5 +1,5 @@
 // The native core against an independent float64 implementation (test/fixtures/reference): for every
-// case, the dump path's loss, logits and each parameter gradient within the fixture's tolerance.
+// case, the dump path's loss, logits and each parameter gradient within what fp32 achieves (TOLERANCE).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
@@ -14,23 +14,41 @@ import { readSafetensorsHeader, readTensorsF32 } from "../../native/js/safetenso
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const casesDir = path.join(root, "test/fixtures/reference/cases");
 
-// From test/fixtures/reference/README.md: |got - ref| <= 1e-4 + 1e-3 * |ref|.
-const ABS = 1e-4;
-const REL = 1e-3;
+// Tolerance |got - ref| <= abs + rel * |ref| per quantity, set from what fp32 achieves against these float64
+// values with a margin of about 6-12x. Measured worst |diff| (all cases, 1 to 7 threads alike): loss 4.8e-7
+// (|loss| ~5), logits 3.5e-6, gradients 6.5e-7; as a share of the tolerance below that is 0.08 (loss), 0.16
+// (logits) and 0.13 (gradients). The errors are fp32 rounding accumulated over sums, so they scale with a
+// tensor's magnitude rather than per element: mostly absolute, with rel covering a few ulps of large values.
+// The margin absorbs other summation orders (BLAS kernels differ per CPU); a real bug is far outside it.
+interface Tolerance {
+  abs: number;
+  rel: number;
+}
+const TOLERANCE: Record<"loss" | "logits" | "grad", Tolerance> = {
+  loss: { abs: 1e-6, rel: 1e-6 },
+  logits: { abs: 2e-5, rel: 1e-6 },
+  grad: { abs: 5e-6, rel: 1e-6 },
+};
+function toleranceFor(name: string): Tolerance {
+  if (name === "loss") return TOLERANCE.loss;
+  if (name === "logits") return TOLERANCE.logits;
+  if (name.endsWith(".grad")) return TOLERANCE.grad;
+  throw new Error(`no tolerance for tensor ${name}: expected loss, logits or <hf name>.grad`);
+}
 
 interface Mismatch {
-  worst: number; // largest |got - ref| / (ABS + REL * |ref|); > 1 fails
+  worst: number; // largest |got - ref| / (abs + rel * |ref|); > 1 fails
   maxDiff: number;
   at: number;
 }
 
-function compare(got: Float32Array, ref: Float32Array): Mismatch {
+function compare(got: Float32Array, ref: Float32Array, tol: Tolerance): Mismatch {
   let worst = 0,
     maxDiff = 0,
     at = -1;
   for (let i = 0; i < ref.length; i++) {
     const d = Math.abs(got[i]! - ref[i]!);
-    const ratio = Number.isNaN(d) ? Infinity : d / (ABS + REL * Math.abs(ref[i]!));
+    const ratio = Number.isNaN(d) ? Infinity : d / (tol.abs + tol.rel * Math.abs(ref[i]!));
     if (ratio > worst) [worst, at] = [ratio, i];
     if (!(d <= maxDiff)) maxDiff = d;
   }
@@ -65,7 +83,7 @@ for (const name of cases) {
     for (const got of tensors) {
       const ref = expected.get(got.name)!;
       assert.deepEqual(got.shape, expectedHeader.tensors.get(got.name)!.shape, `${got.name}: shape`);
-      const m = compare(got.data, ref);
+      const m = compare(got.data, ref, toleranceFor(got.name));
       const ok = m.worst <= 1;
       report.push(
         `${ok ? "ok  " : "FAIL"} ${got.name}: max |diff| ${m.maxDiff.toExponential(2)}, ${m.worst.toFixed(3)} of tolerance` +
@@ -77,6 +95,7 @@ for (const name of cases) {
       if (!got.name.endsWith(".grad")) t.diagnostic(`${got.name} max |diff| ${m.maxDiff.toExponential(2)}`);
     }
     t.diagnostic(`largest gradient |diff| ${worstGrad.maxDiff.toExponential(2)} (${worstGrad.name})`);
-    assert.ok(!failed, `case ${name} is outside |diff| <= ${ABS} + ${REL}*|ref|:\n  ${report.join("\n  ")}`);
+    const stated = Object.entries(TOLERANCE).map(([q, t]) => `${q} ${t.abs} + ${t.rel}*|ref|`);
+    assert.ok(!failed, `case ${name} is outside |diff| <= ${stated.join(", ")}:\n  ${report.join("\n  ")}`);
   });
 }

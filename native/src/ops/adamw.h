@@ -24,7 +24,7 @@ double sum_of_squares(const T* x, size_t n) {
 struct AdamWStep {
   double lr, beta1, beta2, eps, weight_decay;
   double bias_correction1, bias_correction2;  // 1 - beta^t
-  double grad_scale;                            // clipping factor applied to the gradient (1 = none)
+  double grad_scale;                          // clipping factor applied to the gradient (1 = none)
 };
 
 // PyTorch AdamW: p *= 1 - lr*wd (decoupled decay); m, v moments of the (clipped) gradient; then

@@ -35,7 +35,8 @@ inline void find_segment_runs(std::vector<SegmentRun>& runs, const int32_t* seg,
     for (int t = 1; t <= T; t++) {
       if (t < T && s[t] == s[start]) continue;
       if (std::find(seen.begin(), seen.end(), s[start]) != seen.end())
-        fail("attention", "segment id ", s[start], " of row ", b, " is not contiguous: it reappears at position ", start);
+        fail("attention", "segment id ", s[start], " of row ", b, " is not contiguous: it reappears at position ",
+             start);
       seen.push_back(s[start]);
       runs.push_back({b, start, t - start});
       start = t;

@@ -10,7 +10,8 @@ namespace rt {
 template <typename T>
 void embedding_forward(T* out, const int32_t* ids, const T* wte, int N, int C, int V) {
   for (int n = 0; n < N; n++)
-    if (ids[n] < 0 || ids[n] >= V) fail("embedding_forward", "token id ", ids[n], " at position ", n, " outside vocab [0,", V, ")");
+    if (ids[n] < 0 || ids[n] >= V)
+      fail("embedding_forward", "token id ", ids[n], " at position ", n, " outside vocab [0,", V, ")");
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) std::memcpy(out + (size_t)n * C, wte + (size_t)ids[n] * C, sizeof(T) * C);
 }
