@@ -8,3 +8,4 @@ export * from "./messages.js";
 export * from "./job_subjects.js";
 export * from "./jobs.js";
 export * from "./training.js";
+export * from "./worker_commands.js";

@@ -6,23 +6,8 @@ import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { readHfConfig } from "../../native/js/hf_config.js";
-import {
-  EvalStep,
-  EvalStepReply,
-  Generate,
-  GenerateReply,
-  JobAssign,
-  JobAssignReply,
-  JobRelease,
-  JobReleaseReply,
-  SaveModel,
-  SaveModelReply,
-  TrainStep,
-  TrainStepReply,
-  type Message,
-} from "../../proto/mod.js";
+import { DEFAULT_TRANSPORT, type CommandReply, type CommandRequest, type WorkerCommand } from "../../proto/mod.js";
 import type { LoraSettings } from "../../native/js/addon.js";
-import { defaultTransport } from "../../worker/allreduce/mod.js";
 import { buildDatasetInThread } from "../data/build_in_thread.js";
 import { isBadRecord, type BuiltDataset } from "../data/pipeline.js";
 import { formatProblem } from "../data/problems.js";
@@ -115,15 +100,13 @@ class JobRun {
     if (why) throw new JobCancelled(why);
   }
 
-  private cmd<Q extends Parameters<typeof command>[3], R extends Parameters<typeof command>[5]>(
+  private cmd<C extends WorkerCommand>(
     rank: number,
-    name: Parameters<typeof command>[2],
-    q: Q,
-    body: Parameters<typeof command<Q, R>>[4],
-    r: R,
+    name: C,
+    body: CommandRequest<C>,
     timeout = STEP_TIMEOUT_MS,
-  ): Promise<Message<R>> {
-    return command(this.env.nc, this.workers[rank]!, name, q, body, r, timeout);
+  ): Promise<CommandReply<C>> {
+    return command(this.env.nc, this.workers[rank]!, name, body, timeout);
   }
 
   /** fn on every rank at once; a lost worker interrupts the wait rather than leaving it to time out */
@@ -178,13 +161,12 @@ class JobRun {
       this.cmd(
         rank,
         "assign",
-        JobAssign,
         {
           job: job.id,
           ring: this.ring,
           rank,
           size: this.workers.length,
-          transport: spec.transport ?? defaultTransport,
+          transport: spec.transport ?? DEFAULT_TRANSPORT,
           model: resumeDir
             ? { resume: resumeDir }
             : {
@@ -201,7 +183,6 @@ class JobRun {
           },
           lora: spec.method === "lora" ? this.lora : undefined,
         },
-        JobAssignReply,
         ASSIGN_TIMEOUT_MS,
       ),
     );
@@ -219,13 +200,14 @@ class JobRun {
     await this.update({ message: "saving the final model" });
     const finalDir = path.join(job.output, "final");
     const save = (what: "model" | "adapter" | "merged", dir: string, baseModel?: string) =>
-      this.cmd(
-        0,
-        "save",
-        SaveModel,
-        { job: job.id, dir, what, dtype: spec.save_dtype, with_optimizer: false, base_model: baseModel },
-        SaveModelReply,
-      );
+      this.cmd(0, "save", {
+        job: job.id,
+        dir,
+        what,
+        dtype: spec.save_dtype,
+        with_optimizer: false,
+        base_model: baseModel,
+      });
     const outputs: string[] = [];
     if (spec.method === "full") {
       await save("model", finalDir);
@@ -312,22 +294,16 @@ class JobRun {
       const checksum = spec.checksum_every > 0 && (step % spec.checksum_every === 0 || step === plan.totalSteps);
       const replies = await this.all((rank) => {
         const [a, b] = shardRange(rows.length, rank, n);
-        return this.cmd(
-          rank,
-          "step",
-          TrainStep,
-          {
-            job: this.job.id,
-            step,
-            lr,
-            loss_scale: targets > 0 ? 1 / targets : 0,
-            micro_batch_rows: spec.micro_batch_rows,
-            rows: rowsPayload(rows.slice(a, b), pad, spec.seq_len),
-            checksum,
-            enable_lora: this.switchStep > 0 && step === this.switchStep + 1 ? this.lora : undefined,
-          },
-          TrainStepReply,
-        );
+        return this.cmd(rank, "step", {
+          job: this.job.id,
+          step,
+          lr,
+          loss_scale: targets > 0 ? 1 / targets : 0,
+          micro_batch_rows: spec.micro_batch_rows,
+          rows: rowsPayload(rows.slice(a, b), pad, spec.seq_len),
+          checksum,
+          enable_lora: this.switchStep > 0 && step === this.switchStep + 1 ? this.lora : undefined,
+        });
       });
       const lossSum = replies.reduce((s, r) => s + r.loss_sum!, 0);
       const loss = targets > 0 ? lossSum / targets : NaN;
@@ -381,17 +357,11 @@ class JobRun {
     const pad = this.data.setup.tokenizer.padId;
     const replies = await this.all((rank) => {
       const [a, b] = shardRange(val.length, rank, n);
-      return this.cmd(
-        rank,
-        "eval",
-        EvalStep,
-        {
-          job: this.job.id,
-          rows: rowsPayload(val.slice(a, b) as Row[], pad, this.spec.seq_len),
-          micro_batch_rows: this.spec.micro_batch_rows,
-        },
-        EvalStepReply,
-      );
+      return this.cmd(rank, "eval", {
+        job: this.job.id,
+        rows: rowsPayload(val.slice(a, b) as Row[], pad, this.spec.seq_len),
+        micro_batch_rows: this.spec.micro_batch_rows,
+      });
     });
     const targets = replies.reduce((s, r) => s + r.targets!, 0);
     const valLoss = replies.reduce((s, r) => s + r.loss_sum!, 0) / targets;
@@ -415,13 +385,9 @@ class JobRun {
         train_loss_first: this.job.train_loss.first,
       },
       (tmp) =>
-        this.cmd(
-          0,
-          "save",
-          SaveModel,
-          { job: this.job.id, dir: tmp, what: "model", dtype: "F32", with_optimizer: true },
-          SaveModelReply,
-        ).then(() => {}),
+        this.cmd(0, "save", { job: this.job.id, dir: tmp, what: "model", dtype: "F32", with_optimizer: true }).then(
+          () => {},
+        ),
     );
     await this.update({ last_checkpoint: { step, dir } });
     this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
@@ -435,18 +401,12 @@ class JobRun {
     const n = this.workers.length;
     const parts = await this.all((rank) => {
       const [a, b] = shardRange(prompts.length, rank, n);
-      return this.cmd(
-        rank,
-        "generate",
-        Generate,
-        {
-          job: this.job.id,
-          prompts: prompts.slice(a, b).map((p) => Int32Array.from(p.ids)),
-          max_new: this.spec.generation_eval!.max_new_tokens,
-          eos_ids: eos,
-        },
-        GenerateReply,
-      );
+      return this.cmd(rank, "generate", {
+        job: this.job.id,
+        prompts: prompts.slice(a, b).map((p) => Int32Array.from(p.ids)),
+        max_new: this.spec.generation_eval!.max_new_tokens,
+        eos_ids: eos,
+      });
     });
     return scoreGenerations(
       prompts,
@@ -458,9 +418,7 @@ class JobRun {
   /** Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. */
   async release(): Promise<void> {
     const results = await Promise.allSettled(
-      this.workers.map((_, rank) =>
-        this.cmd(rank, "release", JobRelease, { job: this.job.id }, JobReleaseReply, 60_000),
-      ),
+      this.workers.map((_, rank) => this.cmd(rank, "release", { job: this.job.id }, 60_000)),
     );
     for (const r of results)
       if (r.status === "rejected" && r.reason instanceof WorkerCommandError && r.reason.unanswered)
