@@ -120,7 +120,7 @@ export class JobRunner {
       beta2: o.beta2,
       eps: o.eps,
       weightDecay: o.weight_decay,
-      gradClip: o.grad_clip,
+      maxGradNorm: o.grad_clip,
     });
     this.job = { id: m.job, config, trainer };
     return { num_params: model.paramData().length, step };
@@ -137,7 +137,7 @@ export class JobRunner {
       lr: m.lr,
       lossScale: m.loss_scale,
       microBatchRows: m.micro_batch_rows,
-      rows: m.rows,
+      batch: m.batch,
       checksum: m.checksum,
     });
     return {
@@ -152,7 +152,7 @@ export class JobRunner {
   }
 
   private async evaluate(m: CommandRequest<"eval">): Promise<CommandResult<"eval">> {
-    const r = await this.active(m.job).trainer.evaluate(m.rows, m.micro_batch_rows);
+    const r = await this.active(m.job).trainer.evaluate(m.batch, m.micro_batch_rows);
     return { loss_sum: r.lossSum, targets: r.targets, task_sums: r.taskSums };
   }
 

@@ -1,6 +1,5 @@
 // The row format used in memory, on the wire and in `--json` output, and its conversion to a batch.
-import type { NativeBatch } from "../../native/js/addon.js";
-import { IGNORE } from "./example.js";
+import { IGNORE_INDEX, type NativeBatch } from "../../native/js/addon.js";
 
 export interface Row {
   inputIds: Int32Array;
@@ -33,7 +32,7 @@ export function rowsToBatch(rows: Row[], padId: number): NativeBatch {
     rows: rows.length,
     seqLen,
     inputIds: new Int32Array(n).fill(padId),
-    labels: new Int32Array(n).fill(IGNORE),
+    labels: new Int32Array(n).fill(IGNORE_INDEX),
     positionIds: new Int32Array(n),
     segmentIds: new Int32Array(n),
   };

@@ -6,12 +6,19 @@ import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { readHfConfig } from "../../native/js/hf_config.js";
-import { DEFAULT_TRANSPORT, type CommandReply, type CommandRequest, type WorkerCommand } from "../../proto/mod.js";
+import {
+  DEFAULT_TRANSPORT,
+  meanLossByTask,
+  mergeTaskSums,
+  type CommandReply,
+  type CommandRequest,
+  type TaskSums,
+  type WorkerCommand,
+} from "../../proto/mod.js";
 import type { LoraSettings } from "../../native/js/addon.js";
 import { buildDatasetInThread } from "../data/build_in_thread.js";
 import { isBadRecord, type BuiltDataset } from "../data/pipeline.js";
 import { formatProblem } from "../data/problems.js";
-import type { Row } from "../data/row.js";
 import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
 import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../spec/job_spec.js";
@@ -19,7 +26,7 @@ import { parseSpec } from "../spec/load.js";
 import { loraTargets } from "../spec/training_spec.js";
 import { checkpointDir, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { DataOrder, planSteps, shardRange, type StepPlan } from "./plan.js";
-import { countTargets, rowsPayload } from "./rows_payload.js";
+import { countTargets, tokenBatchOfRows } from "./token_batch.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
 import { command, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
@@ -42,20 +49,6 @@ export interface JobEnv {
   interruption(id: string): Promise<never>;
   /** a worker that did not answer: not to be scheduled again until it shows it is alive */
   suspect(worker: string): void;
-}
-
-type TaskTotals = Record<string, [number, number]>;
-
-function mergeTasks(into: TaskTotals, from: TaskTotals | undefined): void {
-  for (const [k, [s, n]] of Object.entries(from ?? {})) {
-    const t = (into[k] ??= [0, 0]);
-    t[0] += s;
-    t[1] += n;
-  }
-}
-
-function meanByTask(t: TaskTotals): Record<string, number> {
-  return Object.fromEntries(Object.entries(t).map(([k, [s, n]]) => [k, n > 0 ? s / n : NaN]));
 }
 
 class JobRun {
@@ -300,15 +293,15 @@ class JobRun {
           lr,
           loss_scale: targets > 0 ? 1 / targets : 0,
           micro_batch_rows: spec.micro_batch_rows,
-          rows: rowsPayload(rows.slice(a, b), pad, spec.seq_len),
+          batch: tokenBatchOfRows(rows.slice(a, b), pad, spec.seq_len),
           checksum,
           enable_lora: this.switchStep > 0 && step === this.switchStep + 1 ? this.lora : undefined,
         });
       });
       const lossSum = replies.reduce((s, r) => s + r.loss_sum!, 0);
       const loss = targets > 0 ? lossSum / targets : NaN;
-      const tasks: TaskTotals = {};
-      for (const r of replies) mergeTasks(tasks, r.task_sums);
+      const tasks: TaskSums = {};
+      for (const r of replies) mergeTaskSums(tasks, r.task_sums);
       if (checksum) {
         const sums = new Set(replies.map((r) => r.checksum));
         if (sums.size !== 1)
@@ -329,7 +322,7 @@ class JobRun {
         tokens: rows.length * spec.seq_len,
         tokens_per_s: tokensPerS,
         step_ms: performance.now() - stepBegan,
-        loss_by_task: meanByTask(tasks),
+        loss_by_task: meanLossByTask(tasks),
         compute_ms: Math.max(...replies.map((r) => r.compute_ms ?? 0)),
         comm_wait_ms: Math.max(...replies.map((r) => r.comm_wait_ms ?? 0)),
         ...(checksum ? { checksum: replies[0]!.checksum } : {}),
@@ -359,16 +352,16 @@ class JobRun {
       const [a, b] = shardRange(val.length, rank, n);
       return this.cmd(rank, "eval", {
         job: this.job.id,
-        rows: rowsPayload(val.slice(a, b) as Row[], pad, this.spec.seq_len),
+        batch: tokenBatchOfRows(val.slice(a, b), pad, this.spec.seq_len),
         micro_batch_rows: this.spec.micro_batch_rows,
       });
     });
     const targets = replies.reduce((s, r) => s + r.targets!, 0);
     const valLoss = replies.reduce((s, r) => s + r.loss_sum!, 0) / targets;
-    const tasks: TaskTotals = {};
-    for (const r of replies) mergeTasks(tasks, r.task_sums);
-    await this.metric({ step, val_loss: valLoss, val_loss_by_task: meanByTask(tasks) });
-    await this.update({ val_loss: valLoss, val_loss_by_task: meanByTask(tasks) });
+    const tasks: TaskSums = {};
+    for (const r of replies) mergeTaskSums(tasks, r.task_sums);
+    await this.metric({ step, val_loss: valLoss, val_loss_by_task: meanLossByTask(tasks) });
+    await this.update({ val_loss: valLoss, val_loss_by_task: meanLossByTask(tasks) });
   }
 
   private async checkpoint(step: number): Promise<void> {
