@@ -20,8 +20,8 @@ import {
   scoreGenerations,
   type GenerationEvalReport,
 } from "../coordinator/eval/generation_eval.js";
-import { loadSpec } from "../coordinator/spec/load.js";
-import type { JobSpec } from "../coordinator/spec/job_spec.js";
+import { loadSpec } from "../coordinator/job_spec/load.js";
+import type { JobSpec } from "../coordinator/job_spec/job_spec.js";
 import type { NativeModel } from "../native/js/addon.js";
 import { readHfConfig } from "../native/js/hf_config.js";
 import { initModel } from "../native/js/hf_model.js";

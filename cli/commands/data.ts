@@ -2,7 +2,7 @@
 import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { Command } from "../args.js";
 import { parseFlags, requireFlag, intFlag } from "../args.js";
-import { loadSpec } from "../../coordinator/spec/load.js";
+import { loadSpec } from "../../coordinator/job_spec/load.js";
 import { buildDataset, isBadRecord, type BuiltDataset } from "../../coordinator/data/pipeline.js";
 import { formatProblem } from "../../coordinator/data/problems.js";
 import { rowToJson, type Row } from "../../coordinator/data/row.js";

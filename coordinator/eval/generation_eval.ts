@@ -4,7 +4,7 @@
 // outputs into a plain-JSON report; formatReport prints before -> after.
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import type { JobSpec } from "../spec/job_spec.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
 import type { DataFormat } from "../data/formats.js";
 import { normalizeRecord } from "../data/formats.js";
 import { readRecords } from "../data/read.js";

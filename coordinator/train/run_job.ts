@@ -18,15 +18,16 @@ import {
 import type { LoraSettings } from "../../native/js/addon.js";
 import { buildDatasetInThread } from "../data/build_in_thread.js";
 import { isBadRecord, type BuiltDataset } from "../data/pipeline.js";
-import { formatProblem } from "../data/problems.js";
+import { countRealTokens, countTargets } from "../data/row.js";
+import { BadRecordsError } from "../data/problems.js";
 import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
 import type { Job, JobStore } from "../jobs/store.js";
-import type { JobSpec } from "../spec/job_spec.js";
-import { parseSpec } from "../spec/load.js";
-import { loraTargets } from "../spec/training_spec.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
+import { parseSpec } from "../job_spec/load.js";
+import { loraTargets } from "../job_spec/training_spec.js";
 import { checkpointDir, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { DataOrder, planSteps, shardRange, type StepPlan } from "./plan.js";
-import { countTargets, tokenBatchOfRows } from "./token_batch.js";
+import { tokenBatchOfRows } from "./token_batch.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
 import { command, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
@@ -116,12 +117,7 @@ class JobRun {
       workers: this.workers,
     });
     this.data = await buildDatasetInThread(spec);
-    if (this.data.failed) {
-      const bad = this.data.problems.filter(isBadRecord);
-      throw new Error(
-        `on_bad_record is fail and ${bad.length} record(s) are bad; first: ${bad[0] ? formatProblem(bad[0]) : "?"} (see 'ringtune data check')`,
-      );
-    }
+    if (this.data.failed) throw new BadRecordsError(this.data.problems.filter(isBadRecord));
     await this.checkVocab();
     this.plan = planSteps(spec, this.data.train.length);
     this.schedule = {
@@ -309,7 +305,8 @@ class JobRun {
             `step ${step}: the workers' weights differ (checksums ${[...sums].join(", ")}): the ring is out of sync`,
           );
       }
-      tokensSeen += rows.length * spec.seq_len;
+      const tokens = countRealTokens(rows);
+      tokensSeen += tokens;
       const elapsed = (performance.now() - began) / 1000;
       const tokensPerS = tokensSeen / elapsed;
       const eta = ((plan.totalSteps - step) * elapsed) / (step - startStep);
@@ -319,7 +316,7 @@ class JobRun {
         lr,
         grad_norm: replies[0]!.grad_norm,
         targets,
-        tokens: rows.length * spec.seq_len,
+        tokens,
         tokens_per_s: tokensPerS,
         step_ms: performance.now() - stepBegan,
         loss_by_task: meanLossByTask(tasks),

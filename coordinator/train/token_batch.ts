@@ -1,6 +1,5 @@
 // A rank's rows as they travel to a worker (proto TokenBatch): the rows as one native batch plus, per
 // position, the index of its segment's task_type.
-import { IGNORE_INDEX } from "../../native/js/addon.js";
 import { toTokenBatch, type TokenBatch } from "../../proto/mod.js";
 import type { Row } from "../data/row.js";
 import { rowsToBatch } from "../data/row.js";
@@ -31,11 +30,4 @@ export function tokenBatchOfRows(rows: Row[], padId: number, seqLen: number): To
     }
   });
   return toTokenBatch(batch, tokenTask, tasks);
-}
-
-/** Target positions (label != IGNORE_INDEX) in rows: the global batch's loss normaliser. */
-export function countTargets(rows: Row[]): number {
-  let n = 0;
-  for (const r of rows) for (const l of r.labels) n += l !== IGNORE_INDEX ? 1 : 0;
-  return n;
 }

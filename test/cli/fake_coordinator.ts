@@ -16,7 +16,7 @@ import {
   jobSubjects,
   type Body,
 } from "../../proto/mod.js";
-import { parseSpec } from "../../coordinator/spec/load.js";
+import { parseSpec } from "../../coordinator/job_spec/load.js";
 
 type Record_ = Body<typeof JobRecord>;
 

@@ -1,4 +1,4 @@
-// The seed's label examples: `[BOS][INST]U[/INST]A[EOS]` -> `-100 -100 -100 A [EOS]`, per template and option.
+// Label masks per template and option, e.g. `[BOS][INST]U[/INST]A[EOS]` -> `-100 -100 -100 A [EOS]`, per template and option.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";

@@ -15,7 +15,7 @@ import {
   scoreGenerations,
   type EvalPrompt,
 } from "../../coordinator/eval/generation_eval.js";
-import { parseSpec } from "../../coordinator/spec/load.js";
+import { parseSpec } from "../../coordinator/job_spec/load.js";
 
 const chatml = (): TextSetup =>
   setupText({ tokenizer: "byte", model: { init: { config: "x.json", seed: 0 } }, template: "chatml" });

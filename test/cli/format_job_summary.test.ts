@@ -1,7 +1,7 @@
 // The summary `make demo` prints from the final job record.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatJobSummary, generationEvalRows } from "../../cli/job_summary.js";
+import { formatJobSummary, generationEvalRows } from "../../cli/format_job_summary.js";
 
 const record = {
   id: "job-1",
