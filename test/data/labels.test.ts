@@ -13,7 +13,7 @@ import type { ChatTemplate } from "../../coordinator/data/templates/template.js"
 import type { TextTokenizer } from "../../coordinator/data/tokenizer.js";
 import type { Message } from "../../coordinator/data/records.js";
 import { setupText } from "../../coordinator/data/setup.js";
-import { fixtures, targetRuns } from "./helpers.js";
+import { fixtures, targetRuns } from "../helpers/data_fixtures.js";
 
 const DEFAULT: LabelOptions = { trainOnPrompt: false, lastTurnOnly: false };
 const single: Message[] = [
