@@ -13,13 +13,8 @@ import { buildDataset } from "../coordinator/data/pipeline.js";
 import { rowsToBatch, type Row } from "../coordinator/data/row.js";
 import type { TextSetup } from "../coordinator/data/setup.js";
 import { generateAll } from "../coordinator/eval/generate.js";
-import {
-  evalStopIds,
-  formatReport,
-  loadEvalPrompts,
-  scoreGenerations,
-  type GenerationEvalReport,
-} from "../coordinator/eval/generation_eval.js";
+import { evalStopIds, formatReport, loadEvalPrompts, scoreGenerations } from "../coordinator/eval/generation_eval.js";
+import type { GenerationEvalReport } from "../proto/mod.js";
 import { loadSpec } from "../coordinator/job_spec/load.js";
 import type { JobSpec } from "../coordinator/job_spec/job_spec.js";
 import type { NativeModel } from "../native/js/addon.js";

@@ -1,5 +1,6 @@
 // What a finished job learned, for people: losses, the before/after generation evaluation per task_type
 // as a table, and where the outputs are. `make demo` prints this from `submit --json`'s final record.
+import { metricsFile } from "../proto/mod.js";
 import { formatLoss } from "./progress_bar.js";
 import { formatTable } from "./table.js";
 
@@ -115,7 +116,7 @@ export function formatJobSummary(record: Json): string {
     const samples = sampleAnswers(record.generation_eval);
     if (samples.length) lines.push("", "some answers after training:", ...samples);
   }
-  lines.push("", `outputs: ${String(record.output)} (metrics per step: ${String(record.output)}/metrics.jsonl)`);
+  lines.push("", `outputs: ${String(record.output)} (metrics per step: ${metricsFile(String(record.output))})`);
   if (isObject(record.last_checkpoint))
     lines.push(`last checkpoint: ${String(record.last_checkpoint.dir)} (step ${String(record.last_checkpoint.step)})`);
   return lines.join("\n");

@@ -11,3 +11,5 @@ export * from "./training.js";
 export * from "./task_sums.js";
 export * from "./token_batch.js";
 export * from "./worker_commands.js";
+export * from "./output_layout.js";
+export * from "./generation_eval.js";

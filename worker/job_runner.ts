@@ -5,10 +5,10 @@ import type { Logger } from "pino";
 import type { NativeModel } from "../native/js/addon.js";
 import { readHfConfig, type HfConfig } from "../native/js/hf_config.js";
 import { existsSync } from "node:fs";
-import path from "node:path";
 import { initModel, loadModel, saveModel } from "../native/js/hf_model.js";
 import { applyAdapter, saveAdapter } from "../native/js/peft_adapter.js";
 import {
+  checkpointAdapterDir,
   decodeCommandRequest,
   encodeCommandReply,
   type CommandRequest,
@@ -18,9 +18,6 @@ import {
 import { connectTransport } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { Trainer } from "./trainer.js";
-
-/** Where a checkpoint taken under LoRA keeps its adapter. */
-const ADAPTER_DIR = "adapter";
 
 type CommandHandlers = { [C in WorkerCommand]: (request: CommandRequest<C>) => Promise<CommandResult<C>> };
 
@@ -89,7 +86,7 @@ export class JobRunner {
     if (m.model.resume) {
       // A checkpoint: the (base) weights, the adapter when it was taken under LoRA, the trainables' AdamW state.
       ({ model, config } = await loadModel(m.model.resume));
-      const adapter = path.join(m.model.resume, ADAPTER_DIR);
+      const adapter = checkpointAdapterDir(m.model.resume);
       if (existsSync(adapter)) await applyAdapter(model, adapter);
       step = await loadOptimizerState(model, m.model.resume);
     } else if (m.model.path) {
@@ -191,7 +188,7 @@ export class JobRunner {
     await saveModel(model, job.config, m.dir, { dtype: m.dtype });
     if (m.with_optimizer) {
       // A checkpoint under LoRA keeps its adapter beside the frozen base, for resuming.
-      if (lora) await saveAdapter(model, path.join(m.dir, ADAPTER_DIR), { baseModel: m.dir });
+      if (lora) await saveAdapter(model, checkpointAdapterDir(m.dir), { baseModel: m.dir });
       await saveOptimizerState(model, m.dir);
     }
     return {};

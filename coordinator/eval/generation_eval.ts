@@ -4,6 +4,7 @@
 // outputs into a plain-JSON report; formatReport prints before -> after.
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
+import type { EvalSample, GenerationEvalReport, TaskScore } from "../../proto/mod.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
 import type { DataFormat } from "../data/formats.js";
 import { normalizeRecord } from "../data/formats.js";
@@ -22,29 +23,6 @@ export interface EvalPrompt {
   /** the last user message (for display) */
   question: string;
   source: Source;
-}
-
-export interface EvalSample {
-  prompt: string;
-  expected: string;
-  got: string;
-}
-
-export interface TaskScore {
-  count: number;
-  /** share of outputs that parse as JSON (0..1) */
-  json_valid: number;
-  /** share of outputs equal to the expected answer: deep-equal JSON when it is JSON, else trimmed text (0..1) */
-  exact_match: number;
-  /** the first few prompts with their expected and generated answers */
-  samples: EvalSample[];
-}
-
-export interface GenerationEvalReport {
-  overall: TaskScore;
-  /** by task_type, sorted by name */
-  tasks: Record<string, TaskScore>;
-  max_new_tokens?: number;
 }
 
 export class GenerationEvalError extends Error {
