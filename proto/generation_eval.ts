@@ -27,7 +27,7 @@ export const GenerationEvalReport = z.object({
 export type GenerationEvalReport = z.infer<typeof GenerationEvalReport>;
 
 /** What the job record carries: the report before training (unless resumed past it) and after. */
-export const GenerationEval = z.object({
+export const GenerationEval = z.strictObject({
   before: GenerationEvalReport.optional(),
   after: GenerationEvalReport.optional(),
 });

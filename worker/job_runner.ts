@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { NativeModel } from "../native/js/addon.js";
 import { readHfConfig, type HfConfig } from "../native/js/hf_config.js";
 import { existsSync } from "node:fs";
+import { generateGreedy } from "../native/js/greedy_generation.js";
 import { initModel, loadModel, saveModel } from "../native/js/hf_model.js";
 import { applyAdapter, saveAdapter } from "../native/js/peft_adapter.js";
 import {
@@ -155,20 +156,7 @@ export class JobRunner {
 
   private async generate(m: CommandRequest<"generate">): Promise<CommandResult<"generate">> {
     const model = this.active(m.job).trainer.model;
-    const outputs: Int32Array[] = [];
-    for (const prompt of m.prompts) {
-      outputs.push(
-        await model.generate({
-          promptIds: prompt,
-          maxNew: m.max_new,
-          temperature: 0,
-          topP: 1,
-          seed: 0,
-          eosIds: m.eos_ids,
-        }),
-      );
-    }
-    return { outputs };
+    return { outputs: await generateGreedy(model, m.prompts, m.max_new, m.eos_ids) };
   }
 
   private async save(m: CommandRequest<"save">): Promise<CommandResult<"save">> {
