@@ -35,7 +35,7 @@ export function generationEvalRows(ev: GenerationEval): string[][] {
 }
 
 /** The first `perTask` sample answers of each task after training. */
-export function sampleAnswers(ev: GenerationEval, perTask = 2): string[] {
+function sampleAnswers(ev: GenerationEval, perTask = 2): string[] {
   const lines: string[] = [];
   for (const [task, score] of Object.entries(ev.after?.tasks ?? {}).sort(([a], [b]) => byName(a, b)))
     for (const s of score.samples.slice(0, perTask))

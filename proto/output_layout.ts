@@ -9,13 +9,13 @@
 //                                               adapter/, merged/; ringtune.json in every case
 import path from "node:path";
 
-export const METRICS_FILE = "metrics.jsonl";
+const METRICS_FILE = "metrics.jsonl";
 /** The coordinator's part of a checkpoint: step, data position, seed. */
 export const TRAINER_STATE_FILE = "trainer_state.json";
 /** Both AdamW moments of every trainable parameter, and the optimizer step. */
 export const OPTIMIZER_FILE = "optimizer.safetensors";
 /** Inside a checkpoint taken under LoRA: the adapter, beside the frozen base it belongs to. */
-export const CHECKPOINT_ADAPTER_DIR = "adapter";
+const CHECKPOINT_ADAPTER_DIR = "adapter";
 
 export function metricsFile(output: string): string {
   return path.join(output, METRICS_FILE);

@@ -4,7 +4,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { CommandReply, CommandRequest, WorkerCommand } from "../../proto/mod.js";
 import { command, WorkerCommandError } from "./worker_client.js";
 
-export const STEP_TIMEOUT_MS = 30 * 60_000;
+const STEP_TIMEOUT_MS = 30 * 60_000;
 const RELEASE_TIMEOUT_MS = 60_000;
 
 export class Ring {

@@ -16,6 +16,7 @@ import {
 } from "../../coordinator/eval/generation_eval.js";
 import { parseSpec } from "../../coordinator/job_spec/load.js";
 import { formatGenerationEval } from "../../cli/format_generation_eval.js";
+import { GenerationEval } from "../../proto/mod.js";
 
 const chatml = (): TextSetup =>
   setupText({ tokenizer: "byte", model: { init: { config: "x.json", seed: 0 } }, template: "chatml" });
@@ -248,6 +249,8 @@ test("the printed report shows exact match and JSON validity before -> after per
     [Int32Array.from([...tok.encode('{"a":1}'), imEnd]), Int32Array.from([...tok.encode('{"b":3}'), imEnd])],
     setup,
   );
+  // what the coordinator stores in the job record must pass the record's schema
+  assert.deepEqual(GenerationEval.parse({ before, after }), { before, after });
   const text = formatGenerationEval({ before, after });
   // columns: prompts, exact before, exact after, JSON before, JSON after
   assert.match(text, /extract\/person\s+1\s+0\.0%\s+100\.0%\s+0\.0%\s+100\.0%/);
