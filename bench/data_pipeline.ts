@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildDataset } from "../coordinator/data/pipeline.js";
-import { parseSpec } from "../coordinator/spec/load.js";
+import { parseSpec } from "../coordinator/job_spec/load.js";
 import { makeRng } from "../coordinator/data/rng.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");

@@ -12,17 +12,13 @@ import { fileURLToPath } from "node:url";
 import { buildDataset } from "../coordinator/data/pipeline.js";
 import { rowsToBatch, type Row } from "../coordinator/data/row.js";
 import type { TextSetup } from "../coordinator/data/setup.js";
-import { generateAll } from "../coordinator/eval/generate.js";
-import {
-  evalStopIds,
-  formatReport,
-  loadEvalPrompts,
-  scoreGenerations,
-  type GenerationEvalReport,
-} from "../coordinator/eval/generation_eval.js";
-import { loadSpec } from "../coordinator/spec/load.js";
-import type { JobSpec } from "../coordinator/spec/job_spec.js";
+import { formatGenerationEval } from "../cli/format_generation_eval.js";
+import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../coordinator/eval/generation_eval.js";
+import type { GenerationEvalReport } from "../proto/mod.js";
+import { loadSpec } from "../coordinator/job_spec/load.js";
+import type { JobSpec } from "../coordinator/job_spec/job_spec.js";
 import type { NativeModel } from "../native/js/addon.js";
+import { generateGreedy } from "../native/js/greedy_generation.js";
 import { readHfConfig } from "../native/js/hf_config.js";
 import { initModel } from "../native/js/hf_model.js";
 
@@ -85,7 +81,7 @@ async function generationEval(
 ): Promise<GenerationEvalReport> {
   const ge = spec.generation_eval!;
   const prompts = loadEvalPrompts({ generation_eval: { ...ge, limit: limit ?? ge.limit } }, setup);
-  const outputs = await generateAll(
+  const outputs = await generateGreedy(
     model,
     prompts.map((p) => p.ids),
     ge.max_new_tokens,
@@ -174,7 +170,7 @@ export async function tune(o: TuneOptions): Promise<TuneResult> {
     res.after = await generationEval(model, spec, setup, o.evalLimit);
     res.evalMs.after = Date.now() - t;
     log(`generation eval after: ${res.evalMs.after} ms`);
-    log(formatReport(res.before, res.after));
+    log(formatGenerationEval({ before: res.before ?? undefined, after: res.after ?? undefined }));
   }
   const ms = res.stepMs.slice(Math.min(3, res.stepMs.length - 1));
   const mean = ms.reduce((a, b) => a + b, 0) / ms.length;

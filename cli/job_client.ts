@@ -21,7 +21,7 @@ import {
   type Body,
   type MessageType,
 } from "../proto/mod.js";
-import { SpecError, parseSpec } from "../coordinator/spec/load.js";
+import { SpecError, parseSpec } from "../coordinator/job_spec/load.js";
 import type { z } from "zod";
 
 export type JobRecordBody = Body<typeof JobRecord>;

@@ -1,7 +1,7 @@
 // `node dist/cli/summarize_job.js RESULT.json`: prints a finished job's summary from the record that
 // `ringtune submit --wait --json` wrote (the last line of the file is used), for deploy/scripts/demo.sh.
 import { readFileSync } from "node:fs";
-import { formatJobSummary } from "./job_summary.js";
+import { formatJobSummary } from "./format_job_summary.js";
 
 const file = process.argv[2];
 if (!file) {

@@ -16,7 +16,7 @@ import {
 } from "../proto/mod.js";
 import { acceptSubmission } from "./jobs/intake.js";
 import { JobStore, type Job } from "./jobs/store.js";
-import { parseSpec } from "./spec/load.js";
+import { parseSpec } from "./job_spec/load.js";
 import { runJob } from "./train/run_job.js";
 import { WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";

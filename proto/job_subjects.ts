@@ -1,6 +1,7 @@
 // Subjects of the control plane for jobs: submission, cancellation, cluster status, and the coordinator's
 // commands to one worker. Data-plane and membership subjects are in subjects.ts.
 import { SubjectToken } from "./subjects.js";
+import type { WorkerCommand } from "./worker_commands.js";
 
 const ROOT = "ringtune";
 
@@ -9,10 +10,6 @@ function token(what: string, value: string): string {
   if (!r.success) throw new RangeError(`${what} '${value}' ${r.error.issues[0]?.message ?? "is not a subject token"}`);
   return value;
 }
-
-/** Commands the coordinator sends one worker (request/reply). */
-export const WORKER_COMMANDS = ["assign", "step", "eval", "generate", "save", "release"] as const;
-export type WorkerCommand = (typeof WORKER_COMMANDS)[number];
 
 export const jobSubjects = {
   /** Request/reply: a job spec in, a job id or an error out. */

@@ -1,6 +1,7 @@
 // Job control messages and the job record kept in the JetStream KV bucket (JOBS_BUCKET).
 import { z } from "zod";
 import { defineMessage } from "./codec.js";
+import { GenerationEval } from "./generation_eval.js";
 import { SubjectToken } from "./subjects.js";
 
 /** Request on jobSubjects.submit. The spec is the parsed YAML/JSON; paths in it are relative to base_dir. */
@@ -51,7 +52,7 @@ export const JobRecord = defineMessage("JobRecord", {
   workers: z.array(z.string()),
   last_checkpoint: z.object({ step: z.number().int(), dir: z.string() }).optional(),
   /** generation-based evaluation (before / after), when the job asks for it */
-  generation_eval: z.record(z.string(), z.unknown()).optional(),
+  generation_eval: GenerationEval.optional(),
   cancel_requested: z.boolean().optional(),
   /** how many times the job has been started (a lost worker requeues it from its last checkpoint) */
   attempts: z.number().int().min(0).optional(),

@@ -10,6 +10,15 @@ export const Tag = z.string().min(1).max(128);
 export const TransportKind = z.enum(["tcp", "nats"]);
 export type TransportKind = z.infer<typeof TransportKind>;
 
+/**
+ * TCP is the default because it measured faster: `make bench-allreduce QUICK=1` (bench/allreduce.ts) on
+ * this repo's 2-core machine (AMD EPYC, 2 cores, node 20), 2-4 ranks as separate processes, 4 and 32 MB,
+ * two runs: TCP beat NATS subjects in 12 of 12 cases, median bus bandwidth 143-486 MB/s against 29-62
+ * MB/s. Each NATS chunk crosses the server (a hop and two more copies); TCP goes straight to the
+ * neighbour. Rerun the benchmark on real nodes before trusting this beyond one machine.
+ */
+export const DEFAULT_TRANSPORT: TransportKind = "tcp";
+
 // ---- workers ----------------------------------------------------------------------------------------
 
 export const Device = z.object({

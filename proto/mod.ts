@@ -8,3 +8,8 @@ export * from "./messages.js";
 export * from "./job_subjects.js";
 export * from "./jobs.js";
 export * from "./training.js";
+export * from "./task_sums.js";
+export * from "./token_batch.js";
+export * from "./worker_commands.js";
+export * from "./output_layout.js";
+export * from "./generation_eval.js";

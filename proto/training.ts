@@ -1,12 +1,16 @@
 // The coordinator's commands to a worker during a job, and the replies. Token arrays travel as Int32Array.
+//
+// Naming rule: a wire field keeps the job spec's snake_case name (grad_clip, micro_batch_rows, seq_len);
+// the TypeScript on either side uses camelCase and renames a field once, where it builds or reads the
+// message. The native core's own names (AdamWOptions.maxGradNorm for grad_clip) are that one rename.
 import { z } from "zod";
 import { defineMessage } from "./codec.js";
 import { TransportKind } from "./messages.js";
 import { SubjectToken } from "./subjects.js";
+import { TaskSums } from "./task_sums.js";
+import { I32, TokenBatch } from "./token_batch.js";
 
 const Ok = { ok: z.boolean(), error: z.string().optional() };
-/** Any Int32Array, whatever buffer backs it (decoded arrays may be views into a message). */
-const I32 = z.custom<Int32Array>((v) => v instanceof Int32Array, "expected an Int32Array");
 
 /** Where the worker gets its weights: an HF folder, a random init from a config, and/or a checkpoint. */
 export const ModelSource = z.object({
@@ -23,7 +27,8 @@ export const OptimizerSettings = z.object({
   beta2: z.number(),
   eps: z.number(),
   weight_decay: z.number(),
-  grad_clip: z.number(), // <= 0: off
+  /** global gradient-norm clipping (the native AdamWOptions.maxGradNorm); <= 0: off */
+  grad_clip: z.number(),
 });
 
 /** LoRA adapters as the native core takes them (LoraSettings in native/js/addon.ts). */
@@ -53,19 +58,6 @@ export const JobAssignReply = defineMessage("JobAssignReply", {
   step: z.number().int().optional(), // the optimizer step of the loaded state (resume)
 });
 
-/** Rows of one batch, row-major [rows, seq_len]; token_task: index into `tasks` per position (-1 none). */
-export const Rows = z.object({
-  rows: z.number().int().min(0),
-  seq_len: z.number().int().min(1),
-  input_ids: I32,
-  labels: I32,
-  position_ids: I32,
-  segment_ids: I32,
-  token_task: I32,
-  tasks: z.array(z.string()),
-});
-export type Rows = z.infer<typeof Rows>;
-
 export const TrainStep = defineMessage("TrainStep", {
   job: SubjectToken,
   step: z.number().int().min(1),
@@ -73,15 +65,13 @@ export const TrainStep = defineMessage("TrainStep", {
   /** 1 / target tokens of the whole global batch: N workers then give one worker's update */
   loss_scale: z.number(),
   micro_batch_rows: z.number().int().min(1),
-  rows: Rows,
+  /** this rank's share of the step's rows */
+  batch: TokenBatch,
   /** ask for a checksum of the weights after the update */
   checksum: z.boolean(),
   /** hybrid: freeze the base and switch to LoRA before this step */
   enable_lora: LoraSettingsWire.optional(),
 });
-
-/** Per task: [loss sum, target count]. */
-export const TaskSums = z.record(z.string(), z.tuple([z.number(), z.number()]));
 
 export const TrainStepReply = defineMessage("TrainStepReply", {
   ...Ok,
@@ -96,7 +86,7 @@ export const TrainStepReply = defineMessage("TrainStepReply", {
 
 export const EvalStep = defineMessage("EvalStep", {
   job: SubjectToken,
-  rows: Rows,
+  batch: TokenBatch,
   micro_batch_rows: z.number().int().min(1),
 });
 export const EvalStepReply = defineMessage("EvalStepReply", {

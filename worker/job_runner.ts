@@ -5,36 +5,22 @@ import type { Logger } from "pino";
 import type { NativeModel } from "../native/js/addon.js";
 import { readHfConfig, type HfConfig } from "../native/js/hf_config.js";
 import { existsSync } from "node:fs";
-import path from "node:path";
+import { generateGreedy } from "../native/js/greedy_generation.js";
 import { initModel, loadModel, saveModel } from "../native/js/hf_model.js";
 import { applyAdapter, saveAdapter } from "../native/js/peft_adapter.js";
 import {
-  decodeMessage,
-  encodeMessage,
-  EvalStep,
-  EvalStepReply,
-  Generate,
-  GenerateReply,
-  JobAssign,
-  JobAssignReply,
-  JobRelease,
-  JobReleaseReply,
-  SaveModel,
-  SaveModelReply,
-  TrainStep,
-  TrainStepReply,
-  type Body,
+  checkpointAdapterDir,
+  decodeCommandRequest,
+  encodeCommandReply,
+  type CommandRequest,
+  type CommandResult,
   type WorkerCommand,
 } from "../proto/mod.js";
 import { connectTransport } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { Trainer } from "./trainer.js";
 
-/** Where a checkpoint taken under LoRA keeps its adapter. */
-const ADAPTER_DIR = "adapter";
-
-/** A reply's fields other than ok/error, which reply() adds. */
-type Payload<M> = Omit<Body<M>, "ok" | "error">;
+type CommandHandlers = { [C in WorkerCommand]: (request: CommandRequest<C>) => Promise<CommandResult<C>> };
 
 interface ActiveJob {
   id: string;
@@ -68,34 +54,27 @@ export class JobRunner {
     return run;
   }
 
-  private async dispatch(command: WorkerCommand, data: Uint8Array): Promise<Uint8Array> {
-    switch (command) {
-      case "assign":
-        return this.reply(JobAssignReply, () => this.assign(decodeMessage(JobAssign, data)));
-      case "step":
-        return this.reply(TrainStepReply, () => this.step(decodeMessage(TrainStep, data)));
-      case "eval":
-        return this.reply(EvalStepReply, () => this.evaluate(decodeMessage(EvalStep, data)));
-      case "generate":
-        return this.reply(GenerateReply, () => this.generate(decodeMessage(Generate, data)));
-      case "save":
-        return this.reply(SaveModelReply, () => this.save(decodeMessage(SaveModel, data)));
-      case "release":
-        return this.reply(JobReleaseReply, () => this.release(decodeMessage(JobRelease, data).job));
-    }
-  }
+  private readonly handlers: CommandHandlers = {
+    assign: (m) => this.assign(m),
+    step: (m) => this.step(m),
+    eval: (m) => this.evaluate(m),
+    generate: (m) => this.generate(m),
+    save: (m) => this.save(m),
+    release: (m) => this.release(m.job),
+  };
 
-  /** Runs fn; its result becomes an ok reply, a thrown error an error reply naming the command's cause. */
-  private async reply<M extends Parameters<typeof encodeMessage>[0]>(
-    type: M,
-    fn: () => Promise<object>,
-  ): Promise<Uint8Array> {
+  /**
+   * Decodes the request, runs its handler, and encodes the reply: the handler's result as an ok reply, a
+   * thrown error (a bad request included) as an error reply naming the cause.
+   */
+  private async dispatch<C extends WorkerCommand>(command: C, data: Uint8Array): Promise<Uint8Array> {
     try {
-      return encodeMessage(type, { ok: true, ...(await fn()) } as unknown as Body<M>);
+      const result = await this.handlers[command](decodeCommandRequest(command, data));
+      return encodeCommandReply(command, { ok: true, ...result });
     } catch (err) {
       const e = err as Error;
-      this.log.error({ err: e }, `${type.name}: ${e.message}`);
-      return encodeMessage(type, { ok: false, error: e.message } as unknown as Body<M>);
+      this.log.error({ err: e }, `${command}: ${e.message}`);
+      return encodeCommandReply(command, { ok: false, error: e.message });
     }
   }
 
@@ -105,7 +84,7 @@ export class JobRunner {
     return this.job;
   }
 
-  private async assign(m: Body<typeof JobAssign>): Promise<Payload<typeof JobAssignReply>> {
+  private async assign(m: CommandRequest<"assign">): Promise<CommandResult<"assign">> {
     if (this.job) await this.release(this.job.id);
     let model: NativeModel;
     let config: HfConfig;
@@ -113,7 +92,7 @@ export class JobRunner {
     if (m.model.resume) {
       // A checkpoint: the (base) weights, the adapter when it was taken under LoRA, the trainables' AdamW state.
       ({ model, config } = await loadModel(m.model.resume));
-      const adapter = path.join(m.model.resume, ADAPTER_DIR);
+      const adapter = checkpointAdapterDir(m.model.resume);
       if (existsSync(adapter)) await applyAdapter(model, adapter);
       step = await loadOptimizerState(model, m.model.resume);
     } else if (m.model.path) {
@@ -144,13 +123,13 @@ export class JobRunner {
       beta2: o.beta2,
       eps: o.eps,
       weightDecay: o.weight_decay,
-      gradClip: o.grad_clip,
+      maxGradNorm: o.grad_clip,
     });
     this.job = { id: m.job, config, trainer };
     return { num_params: model.paramData().length, step };
   }
 
-  private async step(m: Body<typeof TrainStep>): Promise<Payload<typeof TrainStepReply>> {
+  private async step(m: CommandRequest<"step">): Promise<CommandResult<"step">> {
     const job = this.active(m.job);
     if (m.enable_lora && !job.trainer.model.loraSettings()) {
       job.trainer.model.enableLora(m.enable_lora);
@@ -161,7 +140,7 @@ export class JobRunner {
       lr: m.lr,
       lossScale: m.loss_scale,
       microBatchRows: m.micro_batch_rows,
-      rows: m.rows,
+      batch: m.batch,
       checksum: m.checksum,
     });
     return {
@@ -175,30 +154,17 @@ export class JobRunner {
     };
   }
 
-  private async evaluate(m: Body<typeof EvalStep>): Promise<Payload<typeof EvalStepReply>> {
-    const r = await this.active(m.job).trainer.evaluate(m.rows, m.micro_batch_rows);
+  private async evaluate(m: CommandRequest<"eval">): Promise<CommandResult<"eval">> {
+    const r = await this.active(m.job).trainer.evaluate(m.batch, m.micro_batch_rows);
     return { loss_sum: r.lossSum, targets: r.targets, task_sums: r.taskSums };
   }
 
-  private async generate(m: Body<typeof Generate>): Promise<Payload<typeof GenerateReply>> {
+  private async generate(m: CommandRequest<"generate">): Promise<CommandResult<"generate">> {
     const model = this.active(m.job).trainer.model;
-    const outputs: Int32Array[] = [];
-    for (const prompt of m.prompts) {
-      outputs.push(
-        await model.generate({
-          promptIds: prompt,
-          maxNew: m.max_new,
-          temperature: 0,
-          topP: 1,
-          seed: 0,
-          eosIds: m.eos_ids,
-        }),
-      );
-    }
-    return { outputs };
+    return { outputs: await generateGreedy(model, m.prompts, m.max_new, m.eos_ids) };
   }
 
-  private async save(m: Body<typeof SaveModel>): Promise<Payload<typeof SaveModelReply>> {
+  private async save(m: CommandRequest<"save">): Promise<CommandResult<"save">> {
     const job = this.active(m.job);
     const model = job.trainer.model;
     const lora = model.loraSettings() !== null;
@@ -215,7 +181,7 @@ export class JobRunner {
     await saveModel(model, job.config, m.dir, { dtype: m.dtype });
     if (m.with_optimizer) {
       // A checkpoint under LoRA keeps its adapter beside the frozen base, for resuming.
-      if (lora) await saveAdapter(model, path.join(m.dir, ADAPTER_DIR), { baseModel: m.dir });
+      if (lora) await saveAdapter(model, checkpointAdapterDir(m.dir), { baseModel: m.dir });
       await saveOptimizerState(model, m.dir);
     }
     return {};
@@ -223,7 +189,7 @@ export class JobRunner {
 
   private interruptRing(data: Uint8Array): void {
     try {
-      const { job } = decodeMessage(JobRelease, data);
+      const { job } = decodeCommandRequest("release", data);
       if (this.job?.id === job)
         void this.job.trainer.close().catch((err: Error) => this.log.warn({ err }, "closing the ring transport"));
     } catch {
@@ -231,7 +197,7 @@ export class JobRunner {
     }
   }
 
-  async release(jobId: string): Promise<Payload<typeof JobReleaseReply>> {
+  async release(jobId: string): Promise<CommandResult<"release">> {
     if (this.job && this.job.id === jobId) {
       const job = this.job;
       this.job = undefined;

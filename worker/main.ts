@@ -8,13 +8,12 @@ import {
   encodeMessage,
   jobSubjects,
   subjects,
-  WORKER_COMMANDS,
+  DEFAULT_TRANSPORT,
+  isWorkerCommand,
   WorkerHeartbeat,
   WorkerRegister,
   WorkerRegisterReply,
-  type WorkerCommand,
 } from "../proto/mod.js";
-import { defaultTransport } from "./allreduce/mod.js";
 import { cpuDevice } from "./device.js";
 import { JobRunner } from "./job_runner.js";
 
@@ -65,8 +64,8 @@ export class Worker {
     this.nc.subscribe(jobSubjects.workerCommandAll(this.id), {
       callback: (err, msg) => {
         if (err) return this.log.error({ err }, "command subscription");
-        const command = msg.subject.split(".").pop() as WorkerCommand;
-        if (!(WORKER_COMMANDS as readonly string[]).includes(command)) return;
+        const command = msg.subject.split(".").pop() ?? "";
+        if (!isWorkerCommand(command)) return;
         this.runner.handle(command, msg.data).then(
           (reply) => msg.respond(reply),
           (err: Error) => this.log.error({ err }, `command ${command}`),
@@ -82,7 +81,7 @@ export class Worker {
       host: os.hostname(),
       pid: process.pid,
       device: cpuDevice(),
-      transports: [defaultTransport, defaultTransport === "tcp" ? "nats" : "tcp"],
+      transports: [DEFAULT_TRANSPORT, DEFAULT_TRANSPORT === "tcp" ? "nats" : "tcp"],
     });
     for (let attempt = 0; !this.closed; attempt++) {
       try {

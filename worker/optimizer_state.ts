@@ -4,8 +4,7 @@
 import path from "node:path";
 import { loadAddon, type NativeModel, type TensorDtype } from "../native/js/addon.js";
 import { readSafetensorsHeader, writeSafetensors, type WriteTensor } from "../native/js/safetensors.js";
-
-export const OPTIMIZER_FILE = "optimizer.safetensors";
+import { OPTIMIZER_FILE } from "../proto/mod.js";
 
 export async function saveOptimizerState(model: NativeModel, dir: string): Promise<void> {
   const { m, v } = model.optimizerData();

@@ -1,27 +1,19 @@
 // One job on one worker: the micro-batch loop of a training step with the gradient all-reduce overlapped
 // with the backward, the AdamW step, and forward-only evaluation.
-import type { NativeBatch, NativeModel } from "../native/js/addon.js";
-import type { Rows } from "../proto/mod.js";
+import type { AdamWOptions, NativeBatch, NativeModel } from "../native/js/addon.js";
+import { addTokenLosses, sliceTokenBatch, type TaskSums, type TokenBatch } from "../proto/mod.js";
 import { allReduceTag, ringAllReduce, type Transport } from "./allreduce/mod.js";
 import { trainingStateChecksum } from "./checksum.js";
-import { addTaskSums } from "./task_sums.js";
 
-export type TaskSums = Record<string, [number, number]>;
-
-export interface OptimizerSettings {
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  gradClip: number;
-}
+/** AdamW's settings for the whole job; the learning rate comes with each step. */
+export type OptimizerSettings = Omit<AdamWOptions, "lr">;
 
 export interface StepRequest {
   step: number;
   lr: number;
   lossScale: number;
   microBatchRows: number;
-  rows: Rows;
+  batch: TokenBatch;
   checksum: boolean;
 }
 
@@ -41,26 +33,11 @@ interface MicroBatch {
   tokenTask: Int32Array;
 }
 
-/** Rows split into micro-batches of at most `per` rows, as views (no copies). */
-export function microBatches(rows: Rows, per: number): MicroBatch[] {
+/** The batch split into micro-batches of at most `per` rows, as views (no copies). */
+export function microBatches(batch: TokenBatch, per: number): MicroBatch[] {
   const out: MicroBatch[] = [];
-  const T = rows.seq_len;
-  for (let r0 = 0; r0 < rows.rows; r0 += per) {
-    const n = Math.min(per, rows.rows - r0);
-    const a = r0 * T,
-      b = (r0 + n) * T;
-    out.push({
-      batch: {
-        rows: n,
-        seqLen: T,
-        inputIds: rows.input_ids.subarray(a, b),
-        labels: rows.labels.subarray(a, b),
-        positionIds: rows.position_ids.subarray(a, b),
-        segmentIds: rows.segment_ids.subarray(a, b),
-      },
-      tokenTask: rows.token_task.subarray(a, b),
-    });
-  }
+  for (let from = 0; from < batch.row_count; from += per)
+    out.push(sliceTokenBatch(batch, from, Math.min(from + per, batch.row_count)));
   return out;
 }
 
@@ -88,7 +65,7 @@ export class Trainer {
       reductions.push(p);
       if (++reported === buckets.length) allReported();
     };
-    const parts = microBatches(req.rows, req.microBatchRows);
+    const parts = microBatches(req.batch, req.microBatchRows);
     const distributed = this.transport.size > 1;
     const taskSums: TaskSums = {};
     let lossSum = 0;
@@ -104,7 +81,7 @@ export class Trainer {
       });
       lossSum += r.lossSum;
       targets += r.targets;
-      addTaskSums(taskSums, model.tokenLosses(), mb.batch.labels, mb.tokenTask, req.rows.tasks);
+      addTokenLosses(taskSums, model.tokenLosses(), mb.batch.labels, mb.tokenTask, req.batch.tasks);
     }
     const computeDone = performance.now();
     if (distributed) {
@@ -112,14 +89,7 @@ export class Trainer {
       await Promise.all(reductions);
     }
     const commDone = performance.now();
-    const { gradNorm } = await model.adamwStep({
-      lr: req.lr,
-      beta1: this.opt.beta1,
-      beta2: this.opt.beta2,
-      eps: this.opt.eps,
-      weightDecay: this.opt.weightDecay,
-      maxGradNorm: this.opt.gradClip,
-    });
+    const { gradNorm } = await model.adamwStep({ ...this.opt, lr: req.lr });
     return {
       lossSum,
       targets,
@@ -132,17 +102,17 @@ export class Trainer {
   }
 
   async evaluate(
-    rows: Rows,
+    batch: TokenBatch,
     microBatchRows: number,
   ): Promise<{ lossSum: number; targets: number; taskSums: TaskSums }> {
     const taskSums: TaskSums = {};
     let lossSum = 0;
     let targets = 0;
-    for (const mb of microBatches(rows, microBatchRows)) {
+    for (const mb of microBatches(batch, microBatchRows)) {
       const r = await this.model.forwardBackward(mb.batch, { backward: false });
       lossSum += r.lossSum;
       targets += r.targets;
-      addTaskSums(taskSums, this.model.tokenLosses(), mb.batch.labels, mb.tokenTask, rows.tasks);
+      addTokenLosses(taskSums, this.model.tokenLosses(), mb.batch.labels, mb.tokenTask, batch.tasks);
     }
     return { lossSum, targets, taskSums };
   }

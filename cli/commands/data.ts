@@ -1,7 +1,8 @@
 // `ringtune data check` and `ringtune data preview`: the data pipeline of a job spec, for people.
+import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { Command } from "../args.js";
 import { parseFlags, requireFlag, intFlag } from "../args.js";
-import { loadSpec } from "../../coordinator/spec/load.js";
+import { loadSpec } from "../../coordinator/job_spec/load.js";
 import { buildDataset, isBadRecord, type BuiltDataset } from "../../coordinator/data/pipeline.js";
 import { formatProblem } from "../../coordinator/data/problems.js";
 import { rowToJson, type Row } from "../../coordinator/data/row.js";
@@ -119,8 +120,8 @@ export function decodeRow(r: Row, tok: TextTokenizer): string {
     } else {
       // Token k is a target when the position before it has label k: show the text of tokens
       // t..end-1 plus the last label, each run of targets bracketed.
-      const ids = [...r.inputIds.subarray(t, end), r.labels[end - 1] === -100 ? -1 : r.labels[end - 1]];
-      const isTarget = ids.map((_, k) => k > 0 && r.labels[t + k - 1] !== -100);
+      const ids = [...r.inputIds.subarray(t, end), r.labels[end - 1] === IGNORE_INDEX ? -1 : r.labels[end - 1]];
+      const isTarget = ids.map((_, k) => k > 0 && r.labels[t + k - 1] !== IGNORE_INDEX);
       let text = "";
       let k = 0;
       while (k < ids.length) {

@@ -1,8 +1,7 @@
 // A training example: shifted inputs and labels (labels[t] is the token at t+1, or -100), and the
 // policy for examples longer than a row.
+import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { MaskedTokens } from "./mask.js";
-
-export const IGNORE = -100;
 
 export interface Example {
   inputIds: Int32Array;
@@ -19,7 +18,7 @@ export function shiftLabels(m: MaskedTokens): { inputIds: Int32Array; labels: In
   const labels = new Int32Array(n);
   for (let t = 0; t < n; t++) {
     inputIds[t] = m.ids[t];
-    labels[t] = m.targets[t + 1] ? m.ids[t + 1] : IGNORE;
+    labels[t] = m.targets[t + 1] ? m.ids[t + 1] : IGNORE_INDEX;
   }
   return { inputIds, labels };
 }
@@ -54,9 +53,9 @@ export function fitToRow(
   if (policy === "drop")
     return { kind: "dropped", reason: `too long: ${n} positions > seq_len ${seqLen} (overlong: drop)` };
   let lastTarget = n - 1;
-  while (lastTarget >= 0 && x.labels[lastTarget] === IGNORE) lastTarget--;
+  while (lastTarget >= 0 && x.labels[lastTarget] === IGNORE_INDEX) lastTarget--;
   let answerStart = lastTarget;
-  while (answerStart > 0 && x.labels[answerStart - 1] !== IGNORE) answerStart--;
+  while (answerStart > 0 && x.labels[answerStart - 1] !== IGNORE_INDEX) answerStart--;
   if (lastTarget < 0 || lastTarget - answerStart + 1 > seqLen) {
     return {
       kind: "dropped",

@@ -1,6 +1,6 @@
 // Reading one data source into valid records and problems (`file:line: reason`).
 import path from "node:path";
-import type { DataSource } from "../spec/job_spec.js";
+import type { DataSource } from "../job_spec/job_spec.js";
 import { checkRecord } from "./checks.js";
 import { normalizeRecord } from "./formats.js";
 import { problemAt, type Problem } from "./problems.js";

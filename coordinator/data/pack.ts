@@ -1,7 +1,7 @@
 // Packing examples into rows of seqLen positions: first-fit decreasing, each row's examples as
 // segments with positions restarting, padding only at the row's tail.
 import type { Example } from "./example.js";
-import { IGNORE } from "./example.js";
+import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { Row } from "./row.js";
 
 /**
@@ -51,7 +51,7 @@ export function packExamples(examples: Example[], seqLen: number, padId: number)
 export function buildRow(segments: Example[], width: number, padId: number): Row {
   const row: Row = {
     inputIds: new Int32Array(width).fill(padId),
-    labels: new Int32Array(width).fill(IGNORE),
+    labels: new Int32Array(width).fill(IGNORE_INDEX),
     positionIds: new Int32Array(width),
     segmentIds: new Int32Array(width),
     taskTypes: [],

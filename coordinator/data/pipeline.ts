@@ -2,14 +2,14 @@
 // template + tokenize + mask, mix by weight, pack. Cached on disk by a hash of everything it reads.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { JobSpec } from "../spec/job_spec.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
 import { cacheKey, fileHash, readCache, writeCache, type CachedDataset } from "./cache.js";
 import { findNearDuplicates, removeExactDuplicates } from "./dedupe.js";
 import type { Example } from "./example.js";
 import { loadSource } from "./load_records.js";
 import { mixSources } from "./mix.js";
 import { packExamples, unpackedRows } from "./pack.js";
-import { BadRecordsError, problemAt, type Problem } from "./problems.js";
+import { problemAt, type Problem } from "./problems.js";
 import { Progress } from "./progress.js";
 import type { DataRecord } from "./records.js";
 import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
@@ -85,13 +85,6 @@ export function buildDataset(spec: DataSpec, opts: BuildOptions = {}): BuiltData
 
 function failed(spec: DataSpec, problems: Problem[]): boolean {
   return spec.on_bad_record === "fail" && problems.some(isBadRecord);
-}
-
-/** Like buildDataset, but throws BadRecordsError when the policy is fail and a record was bad. */
-export function buildDatasetOrThrow(spec: DataSpec, opts: BuildOptions = {}): BuiltDataset {
-  const d = buildDataset(spec, opts);
-  if (d.failed) throw new BadRecordsError(d.problems.filter(isBadRecord));
-  return d;
 }
 
 function build(spec: DataSpec, setup: TextSetup, progress: Progress, display: (f: string) => string): CachedDataset {

@@ -24,6 +24,9 @@ export function formatProblem(p: Problem): string {
 export class BadRecordsError extends Error {
   override name = "BadRecordsError";
   constructor(readonly problems: Problem[]) {
-    super(`${problems.length} bad record(s); first: ${problems.length ? formatProblem(problems[0]) : "-"}`);
+    super(
+      `on_bad_record is fail and ${problems.length} record(s) are bad; ` +
+        `first: ${problems.length ? formatProblem(problems[0]) : "-"} (see 'ringtune data check')`,
+    );
   }
 }

@@ -1,6 +1,5 @@
 // The row format used in memory, on the wire and in `--json` output, and its conversion to a batch.
-import type { NativeBatch } from "../../native/js/addon.js";
-import { IGNORE } from "./example.js";
+import { IGNORE_INDEX, type NativeBatch } from "../../native/js/addon.js";
 
 export interface Row {
   inputIds: Int32Array;
@@ -14,7 +13,7 @@ export interface Row {
   taskTypes: string[];
 }
 
-/** The JSON shape of a row (`ringtune data preview --json`), snake_case like the issue's format. */
+/** The JSON shape of a row (`ringtune data preview --json`), snake_case like the wire and the job spec. */
 export function rowToJson(r: Row): Record<string, unknown> {
   return {
     input_ids: Array.from(r.inputIds),
@@ -33,7 +32,7 @@ export function rowsToBatch(rows: Row[], padId: number): NativeBatch {
     rows: rows.length,
     seqLen,
     inputIds: new Int32Array(n).fill(padId),
-    labels: new Int32Array(n).fill(IGNORE),
+    labels: new Int32Array(n).fill(IGNORE_INDEX),
     positionIds: new Int32Array(n),
     segmentIds: new Int32Array(n),
   };
@@ -53,4 +52,18 @@ export function rowsToBatch(rows: Row[], padId: number): NativeBatch {
     }
   });
   return batch;
+}
+
+/** Target positions (label != IGNORE_INDEX) in rows: the global batch's loss normaliser. */
+export function countTargets(rows: readonly Row[]): number {
+  let n = 0;
+  for (const r of rows) for (const l of r.labels) n += l !== IGNORE_INDEX ? 1 : 0;
+  return n;
+}
+
+/** Tokens of the rows' examples, padding excluded (a padding position's segment has no task_type). */
+export function countRealTokens(rows: readonly Row[]): number {
+  let n = 0;
+  for (const r of rows) for (const segment of r.segmentIds) n += r.taskTypes[segment] !== undefined ? 1 : 0;
+  return n;
 }

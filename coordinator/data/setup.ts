@@ -1,6 +1,6 @@
 // Picks the tokenizer and chat template a job spec names.
 import { existsSync } from "node:fs";
-import type { JobSpec } from "../spec/job_spec.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
 import { ByteTokenizer } from "./byte_tokenizer.js";
 import { HfTokenizer, readTokenizerConfig, tokenText } from "./hf_tokenizer.js";
 import { builtinTemplate } from "./templates/builtin_templates.js";

@@ -1,4 +1,5 @@
 // What `ringtune data preview` reports about a built dataset.
+import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { Example } from "./example.js";
 import type { Problem, ProblemKind } from "./problems.js";
 import type { Row } from "./row.js";
@@ -48,7 +49,7 @@ export function splitStats(examples: Example[], rows: Row[]): SplitStats {
   let targets = 0;
   for (const e of examples) {
     tokens += e.inputIds.length;
-    for (const l of e.labels) if (l !== -100) targets++;
+    for (const l of e.labels) if (l !== IGNORE_INDEX) targets++;
   }
   const rowTokens = rows.reduce((a, r) => a + r.inputIds.length, 0);
   return {
@@ -67,7 +68,7 @@ export function taskStats(examples: Example[]): Record<string, TaskStats> {
     const t = (out[e.taskType] ??= { examples: 0, tokens: 0, targets: 0 });
     t.examples++;
     t.tokens += e.inputIds.length;
-    for (const l of e.labels) if (l !== -100) t.targets++;
+    for (const l of e.labels) if (l !== IGNORE_INDEX) t.targets++;
   }
   return out;
 }

@@ -1,4 +1,5 @@
 // Records to examples: template, tokenize, mask, shift, and fit to seq_len.
+import { IGNORE_INDEX } from "../../native/js/addon.js";
 import { fitToRow, shiftLabels, type Example, type OverlongPolicy } from "./example.js";
 import { maskChat, maskText, type LabelOptions } from "./mask.js";
 import { problemAt, type Problem } from "./problems.js";
@@ -38,7 +39,7 @@ export function tokenizeRecords(
       return;
     }
     const shifted = shiftLabels(masked);
-    if (!shifted.labels.some((l) => l !== -100)) {
+    if (!shifted.labels.some((l) => l !== IGNORE_INDEX)) {
       out.problems.push(problemAt(r.source, "template", "no target tokens after templating"));
       return;
     }

@@ -1,10 +1,11 @@
 // Generation eval: held-out prompts before and after training, scored by exact match and JSON
 // validity per task_type. The coordinator loads the prompts (loadEvalPrompts), a worker generates
 // greedily up to max_new_tokens, stopping at evalStopIds(setup), and scoreGenerations turns the
-// outputs into a plain-JSON report; formatReport prints before -> after.
+// outputs into a GenerationEvalReport (its schema is in proto/; the CLI prints it).
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import type { JobSpec } from "../spec/job_spec.js";
+import type { EvalSample, GenerationEvalReport, TaskScore } from "../../proto/mod.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
 import type { DataFormat } from "../data/formats.js";
 import { normalizeRecord } from "../data/formats.js";
 import { readRecords } from "../data/read.js";
@@ -22,29 +23,6 @@ export interface EvalPrompt {
   /** the last user message (for display) */
   question: string;
   source: Source;
-}
-
-export interface EvalSample {
-  prompt: string;
-  expected: string;
-  got: string;
-}
-
-export interface TaskScore {
-  count: number;
-  /** share of outputs that parse as JSON (0..1) */
-  json_valid: number;
-  /** share of outputs equal to the expected answer: deep-equal JSON when it is JSON, else trimmed text (0..1) */
-  exact_match: number;
-  /** the first few prompts with their expected and generated answers */
-  samples: EvalSample[];
-}
-
-export interface GenerationEvalReport {
-  overall: TaskScore;
-  /** by task_type, sorted by name */
-  tasks: Record<string, TaskScore>;
-  max_new_tokens?: number;
 }
 
 export class GenerationEvalError extends Error {
@@ -245,46 +223,4 @@ export function scoreGenerations(
   const report: GenerationEvalReport = { overall: finish(all), tasks };
   if (opts.maxNewTokens !== undefined) report.max_new_tokens = opts.maxNewTokens;
   return report;
-}
-
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-
-/** A small table of per-task scores, before -> after, and a few of the answers after training. */
-export function formatReport(before: GenerationEvalReport | null, after: GenerationEvalReport | null): string {
-  const ref = after ?? before;
-  if (!ref) return "generation eval: no results";
-  const names = [...new Set([...Object.keys(before?.tasks ?? {}), ...Object.keys(after?.tasks ?? {})])].sort();
-  const cell = (b: TaskScore | undefined, a: TaskScore | undefined, k: "json_valid" | "exact_match") =>
-    `${b ? pct(b[k]) : "-"} -> ${a ? pct(a[k]) : "-"}`;
-  const rows: string[][] = [["task_type", "n", "json_valid", "exact_match"]];
-  for (const n of names) {
-    const b = before?.tasks[n],
-      a = after?.tasks[n];
-    rows.push([n, String((a ?? b)!.count), cell(b, a, "json_valid"), cell(b, a, "exact_match")]);
-  }
-  rows.push([
-    "all",
-    String(ref.overall.count),
-    cell(before?.overall, after?.overall, "json_valid"),
-    cell(before?.overall, after?.overall, "exact_match"),
-  ]);
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  const lines = rows.map((r) =>
-    r
-      .map((s, c) => (c === 1 ? s.padStart(widths[c]) : s.padEnd(widths[c])))
-      .join("  ")
-      .trimEnd(),
-  );
-  lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
-  const out = ["generation eval on held-out prompts (before -> after training):", ...lines.map((l) => `  ${l}`)];
-  if (after) {
-    out.push("samples after training:");
-    for (const n of names) {
-      const s = after.tasks[n]?.samples[0];
-      if (!s) continue;
-      const ok = answersMatch(s.expected, s.got) ? "ok  " : "miss";
-      out.push(`  [${ok}] ${n}: ${s.prompt}`, `         expected ${s.expected}`, `         got      ${s.got}`);
-    }
-  }
-  return out.join("\n");
 }

@@ -3,8 +3,8 @@
 import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { SpecError, parseSpec } from "../spec/load.js";
-import type { JobSpec } from "../spec/job_spec.js";
+import { SpecError, parseSpec } from "../job_spec/load.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
 import type { Body, JobSubmit } from "../../proto/mod.js";
 import type { Job } from "./store.js";
 

@@ -5,8 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { writeJsonAtomic } from "../../native/js/hf_config.js";
-
-export const TRAINER_STATE = "trainer_state.json";
+import { checkpointTempDir, TRAINER_STATE_FILE } from "../../proto/mod.js";
 
 export interface TrainerState {
   job: string;
@@ -19,27 +18,23 @@ export interface TrainerState {
   train_loss_first?: number;
 }
 
-export function checkpointDir(output: string, step: number): string {
-  return path.join(output, "checkpoints", `step-${String(step).padStart(6, "0")}`);
-}
-
 /** Runs `writeModel(tmpDir)` then completes and publishes the checkpoint. */
 export async function writeCheckpoint(
   dir: string,
   state: TrainerState,
   writeModel: (tmp: string) => Promise<void>,
 ): Promise<void> {
-  const tmp = `${dir}.tmp`;
+  const tmp = checkpointTempDir(dir);
   await rm(tmp, { recursive: true, force: true });
   await writeModel(tmp);
-  await writeJsonAtomic(path.join(tmp, TRAINER_STATE), state);
+  await writeJsonAtomic(path.join(tmp, TRAINER_STATE_FILE), state);
   await rm(dir, { recursive: true, force: true });
   await rename(tmp, dir);
 }
 
 export function readTrainerState(dir: string): TrainerState {
-  const file = path.join(dir, TRAINER_STATE);
-  if (!existsSync(file)) throw new Error(`${dir} is not a ringtune checkpoint: ${TRAINER_STATE} is missing`);
+  const file = path.join(dir, TRAINER_STATE_FILE);
+  if (!existsSync(file)) throw new Error(`${dir} is not a ringtune checkpoint: ${TRAINER_STATE_FILE} is missing`);
   const s = JSON.parse(readFileSync(file, "utf8")) as TrainerState;
   if (!Number.isInteger(s.step) || s.step < 0) throw new Error(`${file}: 'step' must be a non-negative integer`);
   return s;

@@ -4,7 +4,7 @@
 // next rowsPerStep of that sequence. The data position is therefore a function of (seed, step): a resumed
 // run continues exactly where the checkpoint stopped.
 import { makeRng, shuffleInPlace, subSeed } from "../data/rng.js";
-import type { JobSpec } from "../spec/job_spec.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
 
 export interface StepPlan {
   rowsPerStep: number;

@@ -2,17 +2,13 @@
 // that names the worker and the command.
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
-  decodeMessage,
-  encodeMessage,
+  decodeCommandReply,
+  encodeCommandRequest,
   jobSubjects,
-  type Body,
-  type Message,
-  type MessageType,
+  type CommandReply,
+  type CommandRequest,
   type WorkerCommand,
 } from "../../proto/mod.js";
-import type { z } from "zod";
-
-type Shape = z.ZodRawShape;
 
 export class WorkerCommandError extends Error {
   override name = "WorkerCommandError";
@@ -39,16 +35,15 @@ export class WorkerLostError extends Error {
   }
 }
 
-export async function command<Q extends MessageType<Shape>, R extends MessageType<Shape>>(
+/** Sends `cmd` to `worker`; request and reply types follow from the command (proto's workerCommands). */
+export async function command<C extends WorkerCommand>(
   nc: NatsConnection,
   worker: string,
-  cmd: WorkerCommand,
-  requestType: Q,
-  body: Body<Q>,
-  replyType: R,
+  cmd: C,
+  body: CommandRequest<C>,
   timeoutMs: number,
-): Promise<Message<R>> {
-  const payload = encodeMessage(requestType, body);
+): Promise<CommandReply<C>> {
+  const payload = encodeCommandRequest(cmd, body);
   const limit = nc.info?.max_payload;
   if (limit !== undefined && payload.length > limit) {
     throw new Error(
@@ -64,7 +59,7 @@ export async function command<Q extends MessageType<Shape>, R extends MessageTyp
       cause: err,
     });
   }
-  const reply = decodeMessage(replyType, data) as Message<R> & { ok?: boolean; error?: string };
+  const reply = decodeCommandReply(cmd, data);
   if (reply.ok === false)
     throw new WorkerCommandError(`worker ${worker}: ${cmd}: ${reply.error ?? "failed"}`, worker, false);
   return reply;

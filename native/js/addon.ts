@@ -40,6 +40,9 @@ export interface ParamInfo {
   decay: boolean;
 }
 
+/** Label value that excludes a position from the loss (the HF / PyTorch convention). */
+export const IGNORE_INDEX = -100;
+
 /** A batch of rows, each `seqLen` tokens; arrays are row-major [rows, seqLen]. */
 export interface NativeBatch {
   rows: number;

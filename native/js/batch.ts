@@ -3,7 +3,7 @@
 // the same batch to another implementation; every error names the file and the field.
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
-import type { NativeBatch } from "./addon.js";
+import { IGNORE_INDEX, type NativeBatch } from "./addon.js";
 import { CorruptFileError } from "./errors.js";
 
 const INT32_MAX = 2 ** 31 - 1;
@@ -26,9 +26,6 @@ const batchSchema = z.strictObject({
   position_ids: grid.optional(),
   segment_ids: grid.optional(),
 });
-
-/** Label value that excludes a position from the loss (the HF / PyTorch convention). */
-export const IGNORE_INDEX = -100;
 
 function flatten(file: string, field: string, rows: number[][], seqLen: number): Int32Array {
   const out = new Int32Array(rows.length * seqLen);

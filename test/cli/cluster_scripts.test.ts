@@ -6,7 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { RINGTUNE, deadPort, runCli } from "./run_cli.js";
+import { RINGTUNE, deadPort, runCli } from "../helpers/run_cli.js";
 
 const ROOT = path.resolve(path.dirname(RINGTUNE), "../..");
 const UP = path.join(ROOT, "deploy/scripts/cluster-up.sh");

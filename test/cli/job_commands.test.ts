@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
-import { startFakeCoordinator, type FakeCoordinator } from "./fake_coordinator.js";
-import { deadPort, lastLine, runCli } from "./run_cli.js";
+import { startFakeCoordinator, type FakeCoordinator } from "../helpers/fake_coordinator.js";
+import { deadPort, lastLine, runCli } from "../helpers/run_cli.js";
 
 const GOOD_SPEC =
   "model: {init: {config: models/tiny.json}}\ntokenizer: byte\ndata: [{path: data/train.jsonl}]\nmax_steps: 5\n";

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
 import { ringAllReduce } from "../../worker/allreduce/mod.js";
-import { assertAllReduced, rankInput, startRing } from "./ring_harness.js";
+import { assertAllReduced, rankInput, startRing } from "../helpers/ring_harness.js";
 
 const CHUNK = 16; // small, so short buffers already span many chunks and steps
 

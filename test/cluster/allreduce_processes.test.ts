@@ -5,10 +5,10 @@ import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
-import { assertAllReduced, rankInput } from "./ring_harness.js";
-import { MEMBER_ENV, type MemberSpec } from "./ring_member_process.js";
+import { assertAllReduced, rankInput } from "../helpers/ring_harness.js";
+import { MEMBER_ENV, type MemberSpec } from "../helpers/ring_member_process.js";
 
-const memberScript = fileURLToPath(new URL("./ring_member_process.js", import.meta.url));
+const memberScript = fileURLToPath(new URL("../helpers/ring_member_process.js", import.meta.url));
 let server: NatsServer;
 before(async () => {
   server = await startNatsServer();

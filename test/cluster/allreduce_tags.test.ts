@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
 import { TagInUseError, allReduceTag, ringAllReduce } from "../../worker/allreduce/mod.js";
-import { assertAllReduced, rankInput, startRing } from "./ring_harness.js";
+import { assertAllReduced, rankInput, startRing } from "../helpers/ring_harness.js";
 
 let server: NatsServer;
 before(async () => {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
 import { ringAllReduce } from "../../worker/allreduce/mod.js";
-import { assertAllReduced, rankInput, startRing } from "./ring_harness.js";
+import { assertAllReduced, rankInput, startRing } from "../helpers/ring_harness.js";
 
 const MAX_PAYLOAD = 16 * 1024;
 let server: NatsServer;

@@ -7,8 +7,8 @@ import os from "node:os";
 import path from "node:path";
 import { buildDataset } from "../../coordinator/data/pipeline.js";
 import { formatProblem } from "../../coordinator/data/problems.js";
-import { parseSpec } from "../../coordinator/spec/load.js";
-import { fixtures, repoRoot } from "./helpers.js";
+import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { fixtures, repoRoot } from "../helpers/data_fixtures.js";
 
 function specFor(file: string, extra: Record<string, unknown> = {}) {
   return parseSpec(

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { bpeTokenizerFiles } from "../fixtures/data/build_bpe_tokenizer.js";
-import { fixtures } from "./helpers.js";
+import { fixtures } from "../helpers/data_fixtures.js";
 
 test("the committed bpe-qwen tokenizer files equal the builder's output byte for byte", () => {
   const built = bpeTokenizerFiles();

@@ -1,4 +1,4 @@
-// The seed's label examples: `[BOS][INST]U[/INST]A[EOS]` -> `-100 -100 -100 A [EOS]`, per template and option.
+// Label masks per template and option, e.g. `[BOS][INST]U[/INST]A[EOS]` -> `-100 -100 -100 A [EOS]`, per template and option.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -13,7 +13,7 @@ import type { ChatTemplate } from "../../coordinator/data/templates/template.js"
 import type { TextTokenizer } from "../../coordinator/data/tokenizer.js";
 import type { Message } from "../../coordinator/data/records.js";
 import { setupText } from "../../coordinator/data/setup.js";
-import { fixtures, targetRuns } from "./helpers.js";
+import { fixtures, targetRuns } from "../helpers/data_fixtures.js";
 
 const DEFAULT: LabelOptions = { trainOnPrompt: false, lastTurnOnly: false };
 const single: Message[] = [

@@ -6,8 +6,8 @@ import os from "node:os";
 import path from "node:path";
 import { buildDataset } from "../../coordinator/data/pipeline.js";
 import { rowToJson } from "../../coordinator/data/row.js";
-import { parseSpec } from "../../coordinator/spec/load.js";
-import { fixtures } from "./helpers.js";
+import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { fixtures } from "../helpers/data_fixtures.js";
 
 function corpus(dir: string, name: string, n: number, task: string): string {
   const file = path.join(dir, name);

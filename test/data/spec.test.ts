@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { formatSpecIssues, loadSpec, parseSpec } from "../../coordinator/spec/load.js";
-import { jobSpecSchema } from "../../coordinator/spec/job_spec.js";
+import { formatSpecIssues, loadSpec, parseSpec } from "../../coordinator/job_spec/load.js";
+import { jobSpecSchema } from "../../coordinator/job_spec/job_spec.js";
 
 const minimal = { model: { path: "m" }, data: [{ path: "a.jsonl" }] };
 
@@ -33,7 +33,7 @@ test("unknown keys are errors that name the key, at the top and inside data entr
   assert.throws(() => parseSpec({ ...minimal, template: "alpaca" }, "job.yaml", "/"), /template: /);
 });
 
-test("the issue's example job file parses, from YAML and from JSON", () => {
+test("a full example job file parses, from YAML and from JSON", () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-spec-"));
   const yaml = `model: {path: DIR}
 tokenizer: byte

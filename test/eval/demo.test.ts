@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { tune } from "../../bench/demo_tune.js";
 import { setupText } from "../../coordinator/data/setup.js";
 import { loadEvalPrompts } from "../../coordinator/eval/generation_eval.js";
-import { loadSpec } from "../../coordinator/spec/load.js";
+import { loadSpec } from "../../coordinator/job_spec/load.js";
 
 /** dist/test/eval -> repository root */
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");

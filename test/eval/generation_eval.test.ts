@@ -9,13 +9,14 @@ import {
   answersMatch,
   decodeAnswer,
   evalStopIds,
-  formatReport,
   GenerationEvalError,
   loadEvalPrompts,
   scoreGenerations,
   type EvalPrompt,
 } from "../../coordinator/eval/generation_eval.js";
-import { parseSpec } from "../../coordinator/spec/load.js";
+import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { formatGenerationEval } from "../../cli/format_generation_eval.js";
+import { GenerationEval } from "../../proto/mod.js";
 
 const chatml = (): TextSetup =>
   setupText({ tokenizer: "byte", model: { init: { config: "x.json", seed: 0 } }, template: "chatml" });
@@ -233,7 +234,7 @@ test("answersMatch compares JSON by value and text by trimmed string", () => {
   assert.ok(!answersMatch("Paris", "paris"));
 });
 
-test("formatReport shows before -> after per task and overall", () => {
+test("the printed report shows exact match and JSON validity before -> after per task and overall", () => {
   const setup = chatml();
   const tok = setup.tokenizer;
   const imEnd = tok.encode("<|im_end|>")[0];
@@ -248,10 +249,13 @@ test("formatReport shows before -> after per task and overall", () => {
     [Int32Array.from([...tok.encode('{"a":1}'), imEnd]), Int32Array.from([...tok.encode('{"b":3}'), imEnd])],
     setup,
   );
-  const text = formatReport(before, after);
-  assert.match(text, /extract\/person\s+1\s+0\.0% -> 100\.0%\s+0\.0% -> 100\.0%/);
-  assert.match(text, /extract\/order\s+1\s+0\.0% -> 100\.0%\s+0\.0% -> 0\.0%/);
-  assert.match(text, /all\s+2\s+0\.0% -> 100\.0%\s+0\.0% -> 50\.0%/);
-  assert.match(text, /\[miss\] extract\/order/);
-  assert.match(formatReport(null, after), /- -> 100\.0%/);
+  // what the coordinator stores in the job record must pass the record's schema
+  assert.deepEqual(GenerationEval.parse({ before, after }), { before, after });
+  const text = formatGenerationEval({ before, after });
+  // columns: prompts, exact before, exact after, JSON before, JSON after
+  assert.match(text, /extract\/person\s+1\s+0\.0%\s+100\.0%\s+0\.0%\s+100\.0%/);
+  assert.match(text, /extract\/order\s+1\s+0\.0%\s+0\.0%\s+0\.0%\s+100\.0%/);
+  assert.match(text, /all\s+2\s+0\.0%\s+50\.0%\s+0\.0%\s+100\.0%/);
+  assert.match(text, /\[extract\/order\] .*\n\s+expected: \{"b":2\}\n\s+got:\s+\{"b":3\}/);
+  assert.match(formatGenerationEval({ after }), /extract\/person\s+1\s+-\s+100\.0%\s+-\s+100\.0%/);
 });

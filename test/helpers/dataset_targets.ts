@@ -2,7 +2,7 @@
 // reference the step-plan and per-task tests compare a job's metrics with.
 import { buildDataset } from "../../coordinator/data/pipeline.js";
 import type { Row } from "../../coordinator/data/row.js";
-import { parseSpec } from "../../coordinator/spec/load.js";
+import { parseSpec } from "../../coordinator/job_spec/load.js";
 
 /** Target tokens (labels != -100) per task_type over the rows. */
 export function targetsByTask(rows: Row[]): Record<string, number> {

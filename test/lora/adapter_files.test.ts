@@ -15,8 +15,8 @@ import {
   parseAdapterConfig,
 } from "../../native/js/peft_adapter.js";
 import type { LoraSettings } from "../../native/js/addon.js";
-import { toBf16Bits } from "../native/helpers.js";
-import { SETTINGS, craftAdapter, tinyBaseParams, tinyLlamaConfig, valuesFor } from "./helpers.js";
+import { toBf16Bits } from "../helpers/native_files.js";
+import { SETTINGS, craftAdapter, tinyBaseParams, tinyLlamaConfig, valuesFor } from "../helpers/lora_adapters.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const peftFixture = JSON.parse(

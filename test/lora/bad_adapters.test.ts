@@ -18,8 +18,8 @@ import {
   TruncatedFileError,
   UnexpectedTensorError,
 } from "../../native/js/errors.js";
-import { f32Bytes } from "../native/helpers.js";
-import { SETTINGS, craftAdapter, tinyBaseParams } from "./helpers.js";
+import { f32Bytes } from "../helpers/native_files.js";
+import { SETTINGS, craftAdapter, tinyBaseParams } from "../helpers/lora_adapters.js";
 
 type ErrorClass = new (...a: never[]) => Error;
 

@@ -8,7 +8,7 @@ import path from "node:path";
 import { loadModel } from "../../native/js/hf_model.js";
 import { readSafetensorsHeader, readTensorsF32 } from "../../native/js/safetensors.js";
 import { saveAdapter } from "../../native/js/peft_adapter.js";
-import { runCli } from "../cli/run_cli.js";
+import { runCli } from "../helpers/run_cli.js";
 import {
   ALL_TARGETS,
   logitsOf,
@@ -18,7 +18,7 @@ import {
   tinyBatch,
   tinyLlamaConfig,
   writeJson,
-} from "./helpers.js";
+} from "../helpers/lora_adapters.js";
 
 const work = tempDir("ringtune-export-");
 const baseDir = path.join(work, "base");

@@ -28,7 +28,7 @@ import {
   tempDir,
   tinyBatch,
   tinyLlamaConfig,
-} from "./helpers.js";
+} from "../helpers/lora_adapters.js";
 
 const config: HfConfig = parseHfConfig(tinyLlamaConfig({ attention_bias: true, mlp_bias: true }), "config.json");
 

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { readSafetensorsHeader, readTensorsF32 } from "../../native/js/safetensors.js";
-import { hfParamShapes, tempDir, tinyLlamaConfig, writeJson } from "./helpers.js";
+import { hfParamShapes, tempDir, tinyLlamaConfig, writeJson } from "../helpers/native_files.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const cli = path.join(root, "dist/cli/ringtune.js");

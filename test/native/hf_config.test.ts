@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseHfConfig, configJson } from "../../native/js/hf_config.js";
 import { UnknownArchitectureError, UnsupportedConfigError, CorruptFileError } from "../../native/js/errors.js";
-import { tinyLlamaConfig } from "./helpers.js";
+import { tinyLlamaConfig } from "../helpers/native_files.js";
 
 const FILE = "/models/x/config.json";
 

@@ -16,7 +16,7 @@ import {
   UnknownArchitectureError,
   UnsupportedDtypeError,
 } from "../../native/js/errors.js";
-import type { RawTensor } from "./helpers.js";
+import type { RawTensor } from "../helpers/native_files.js";
 import {
   bf16ToF32,
   f32Bytes,
@@ -27,7 +27,7 @@ import {
   toBf16Bits,
   toF16Bits,
   writeJson,
-} from "./helpers.js";
+} from "../helpers/native_files.js";
 
 /** Deterministic, distinct values per tensor, so a tensor loaded into the wrong slot is noticed. */
 function valuesFor(name: string, count: number): Float32Array {

@@ -11,7 +11,7 @@ import {
   writeSafetensors,
 } from "../../native/js/safetensors.js";
 import { CorruptFileError, TruncatedFileError, UnsupportedDtypeError } from "../../native/js/errors.js";
-import { bf16ToF32, f32Bytes, rawSafetensors, tempDir, toBf16Bits, toF16Bits } from "./helpers.js";
+import { bf16ToF32, f32Bytes, rawSafetensors, tempDir, toBf16Bits, toF16Bits } from "../helpers/native_files.js";
 
 const dir = tempDir();
 

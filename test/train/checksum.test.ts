@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { loadAddon, type NativeModel } from "../../native/js/addon.js";
 import { parseHfConfig } from "../../native/js/hf_config.js";
 import { trainingStateChecksum } from "../../worker/checksum.js";
-import { SETTINGS, randomizeAdapters, tinyBatch, tinyLlamaConfig } from "../lora/helpers.js";
+import { SETTINGS, randomizeAdapters, tinyBatch, tinyLlamaConfig } from "../helpers/lora_adapters.js";
 
 const config = parseHfConfig(tinyLlamaConfig(), "config.json");
 

@@ -1,19 +1,10 @@
 // Builds a ring member's transport of either kind: the credit window on top of a TCP or NATS link.
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { TransportKind } from "../../proto/mod.js";
+import { DEFAULT_TRANSPORT, type TransportKind } from "../../proto/mod.js";
 import { CreditedTransport, DEFAULT_WINDOW } from "./credited_transport.js";
 import { connectNatsLink } from "./nats_link.js";
 import { connectTcpLink } from "./tcp_link.js";
 import type { Transport } from "./transport.js";
-
-/**
- * TCP is the default because it measured faster: `make bench-allreduce QUICK=1` (bench/allreduce.ts) on
- * this repo's 2-core machine (AMD EPYC, 2 cores, node 20), 2-4 ranks as separate processes, 4 and 32 MB,
- * two runs: TCP beat NATS subjects in 12 of 12 cases, median bus bandwidth 143-486 MB/s against 29-62
- * MB/s. Each NATS chunk crosses the server (a hop and two more copies); TCP goes straight to the
- * neighbour. Rerun the benchmark on real nodes before trusting this beyond one machine.
- */
-export const defaultTransport: TransportKind = "tcp";
 
 export interface RingMember {
   nc: NatsConnection;
@@ -37,7 +28,7 @@ export async function connectTransport(m: RingMember): Promise<Transport> {
   if (!Number.isInteger(m.rank) || m.rank < 0 || m.rank >= m.size) {
     throw new RangeError(`rank must be an integer in [0, ${m.size}), got ${m.rank}`);
   }
-  const kind = m.kind ?? defaultTransport;
+  const kind = m.kind ?? DEFAULT_TRANSPORT;
   const transport = new CreditedTransport(m.rank, m.size, m.window ?? DEFAULT_WINDOW);
   if (m.size === 1) {
     return transport.attach({

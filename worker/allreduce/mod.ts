@@ -1,5 +1,5 @@
 // Gradient all-reduce over a ring of workers: the public entry of worker/allreduce.
-export { defaultTransport, connectTransport, type RingMember } from "./create_transport.js";
+export { connectTransport, type RingMember } from "./create_transport.js";
 export { ringAllReduce, allReduceTag, DEFAULT_CHUNK_ELEMENTS, type AllReduceOptions } from "./ring_allreduce.js";
 export type { Transport, TaggedStream } from "./transport.js";
 export { DEFAULT_WINDOW } from "./credited_transport.js";

@@ -5,7 +5,7 @@ export const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"
 
 export const loraSchema = z.strictObject({
   rank: z.number().int().positive().default(16),
-  /** default: equal to rank (scale 1), as the seed's notes recommend */
+  /** default: equal to rank, so the adapter's scale alpha/rank is 1 whatever the rank */
   alpha: z.number().positive().optional(),
   dropout: z.number().min(0).lt(1).default(0),
   /** module names, or "all" for every linear layer of the decoder */
@@ -37,7 +37,7 @@ export const trainingSpecShape = {
   micro_batch_rows: z.number().int().positive().default(4),
   lr: z.number().positive().default(1e-4),
   min_lr: z.number().nonnegative().default(0),
-  /** share of all steps spent warming up linearly from 0 (the seed's notes: about 1% per epoch) */
+  /** share of all steps spent warming up linearly from 0 (about 1% per epoch is a common choice) */
   warmup_ratio: z.number().min(0).max(1).optional(),
   warmup_steps: z.number().int().nonnegative().optional(),
   schedule: z.enum(["cosine", "linear", "constant"]).default("cosine"),

@@ -1,7 +1,16 @@
 // The summary `make demo` prints from the final job record.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatJobSummary, generationEvalRows } from "../../cli/job_summary.js";
+import { formatJobSummary } from "../../cli/format_job_summary.js";
+import { generationEvalRows } from "../../cli/format_generation_eval.js";
+import type { EvalSample } from "../../proto/mod.js";
+
+const score = (count: number, exact_match: number, json_valid: number, samples: EvalSample[] = []) => ({
+  count,
+  exact_match,
+  json_valid,
+  samples,
+});
 
 const record = {
   id: "job-1",
@@ -11,8 +20,8 @@ const record = {
   val_loss: 0.61,
   output: "/repo/runs/job-1",
   generation_eval: {
-    before: { "extract/json": { n: 20, exact_match: 0, json_valid: 0.05 } },
-    after: { "extract/json": { n: 20, exact_match: 0.85, json_valid: 1 } },
+    before: { overall: score(20, 0, 0.05), tasks: { "extract/json": score(20, 0, 0.05) } },
+    after: { overall: score(20, 0.85, 1), tasks: { "extract/json": score(20, 0.85, 1) } },
   },
 };
 
@@ -27,12 +36,6 @@ test("the summary shows losses, a before/after table per task_type and the outpu
 });
 
 test("the coordinator's report shape: tasks and overall (as 'all', last), with sample answers", () => {
-  const score = (count: number, exact_match: number, json_valid: number, samples: unknown[] = []) => ({
-    count,
-    exact_match,
-    json_valid,
-    samples,
-  });
   const ev = {
     before: {
       overall: score(40, 0, 0.1),
@@ -61,19 +64,20 @@ test("the coordinator's report shape: tasks and overall (as 'all', last), with s
   );
 });
 
-test("generation_eval keyed by task first reads the same", () => {
-  const rows = generationEvalRows({
-    by_task: {
-      "extract/json": {
-        before: { exact: 0.1, json_validity: 0.5 },
-        after: { exact: 0.9, json_validity: 1, count: 20 },
-      },
-    },
-  });
-  assert.deepEqual(rows, [["extract/json", "20", "10.0%", "90.0%", "50.0%", "100.0%"]]);
+test("a report with only the after part shows '-' for before", () => {
+  assert.deepEqual(generationEvalRows({ after: record.generation_eval.after }), [
+    ["extract/json", "20", "-", "85.0%", "-", "100.0%"],
+    ["all", "20", "-", "85.0%", "-", "100.0%"],
+  ]);
 });
 
-test("an unknown generation_eval shape is printed as JSON rather than dropped", () => {
+test("a generation_eval not in the report's shape is printed as JSON, with what is wrong, rather than dropped", () => {
   const text = formatJobSummary({ ...record, generation_eval: { score: 3 } });
   assert.match(text, /"score": 3/);
+  assert.match(text, /not a report this version reads/);
+  const missingCount = formatJobSummary({
+    ...record,
+    generation_eval: { after: { overall: { exact_match: 1 }, tasks: {} } },
+  });
+  assert.match(missingCount, /after\.overall\.count/);
 });

@@ -1,5 +1,6 @@
 // Shared by the all-reduce tests: rings of in-process ranks (one NATS connection each), deterministic
 // inputs, and the checks every test makes on a result.
+import { makeRng } from "../../coordinator/data/rng.js";
 import assert from "node:assert/strict";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { TransportKind } from "../../proto/mod.js";
@@ -30,24 +31,12 @@ export async function startRing(url: string, kind: TransportKind, n: number, win
   };
 }
 
-/** mulberry32: a tiny seeded generator, so a child process can rebuild its rank's input. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
- * Rank `rank`'s input. "integers" are small whole numbers, whose fp32 sums are exact in any order;
+ * Rank `rank`'s input, from a seeded generator so a child process can rebuild it. "integers" are small whole numbers, whose fp32 sums are exact in any order;
  * "random" are in [-1, 1), whose sums depend on the order of addition.
  */
 export function rankInput(kind: "integers" | "random", rank: number, length: number, seed = 1): Float32Array {
-  const next = random(seed * 7919 + rank);
+  const next = makeRng(seed * 7919 + rank);
   const out = new Float32Array(length);
   for (let i = 0; i < length; i++) out[i] = kind === "integers" ? Math.floor(next() * 201) - 100 : next() * 2 - 1;
   return out;

@@ -9,8 +9,8 @@ import {
   adapterConfigJson,
   expectedAdapterTensors,
 } from "../../native/js/peft_adapter.js";
-import type { RawTensor } from "../native/helpers.js";
-import { f32Bytes, hfParamShapes, rawSafetensors, tempDir, tinyLlamaConfig, writeJson } from "../native/helpers.js";
+import type { RawTensor } from "./native_files.js";
+import { f32Bytes, hfParamShapes, rawSafetensors, tempDir, tinyLlamaConfig, writeJson } from "./native_files.js";
 
 export { tempDir, tinyLlamaConfig, writeJson };
 

@@ -15,8 +15,9 @@ import {
   encodeMessage,
   jobSubjects,
   type Body,
+  type GenerationEval,
 } from "../../proto/mod.js";
-import { parseSpec } from "../../coordinator/spec/load.js";
+import { parseSpec } from "../../coordinator/job_spec/load.js";
 
 type Record_ = Body<typeof JobRecord>;
 
@@ -33,9 +34,9 @@ export interface FakeCoordinator {
   stop(): Promise<void>;
 }
 
-// The coordinator's shape (coordinator/eval/generation_eval.ts: GenerationEvalReport before and after).
+// A report in the job record's schema (proto GenerationEval: a GenerationEvalReport before and after).
 const score = (exact_match: number, json_valid: number) => ({ count: 8, exact_match, json_valid, samples: [] });
-const GENERATION_EVAL = {
+const GENERATION_EVAL: GenerationEval = {
   before: { overall: score(0, 0.125), tasks: { "extract/json": score(0, 0.125) } },
   after: { overall: score(0.75, 1), tasks: { "extract/json": score(0.75, 1) } },
 };

@@ -1,0 +1,40 @@
+// The assign command of one rank: where its weights come from, the ring it joins and the optimizer.
+import type { LoraSettings } from "../../native/js/addon.js";
+import { DEFAULT_TRANSPORT, type CommandRequest } from "../../proto/mod.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
+
+export interface RingPlace {
+  job: string;
+  ring: string;
+  rank: number;
+  size: number;
+  /** a checkpoint to resume from: it replaces the spec's model */
+  resumeDir: string | undefined;
+  /** adapters from the start (method lora) */
+  lora: LoraSettings | undefined;
+}
+
+export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assign"> {
+  return {
+    job: p.job,
+    ring: p.ring,
+    rank: p.rank,
+    size: p.size,
+    transport: spec.transport ?? DEFAULT_TRANSPORT,
+    model: p.resumeDir
+      ? { resume: p.resumeDir }
+      : {
+          path: spec.model.path,
+          init: spec.model.init && { config: spec.model.init.config, seed: spec.model.init.seed },
+          adapter: spec.model.adapter,
+        },
+    optimizer: {
+      beta1: spec.betas[0],
+      beta2: spec.betas[1],
+      eps: spec.eps,
+      weight_decay: spec.weight_decay,
+      grad_clip: spec.grad_clip,
+    },
+    lora: spec.method === "lora" ? p.lora : undefined,
+  };
+}

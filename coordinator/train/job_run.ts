@@ -1,0 +1,252 @@
+// One start of a job, from data to final model: prepare the rows, form the ring, run the step loop, save
+// the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics, checkpoints,
+// final outputs); this file only puts them in order.
+import { mkdir } from "node:fs/promises";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import type { LoraSettings } from "../../native/js/addon.js";
+import { checkpointDir, metricsFile, type GenerationEval } from "../../proto/mod.js";
+import type { BuiltDataset } from "../data/pipeline.js";
+import { countRealTokens, countTargets } from "../data/row.js";
+import type { Job, JobStore } from "../jobs/store.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
+import { parseSpec } from "../job_spec/load.js";
+import { assignRequest } from "./assign.js";
+import { readTrainerState, writeCheckpoint } from "./checkpoint.js";
+import { generationEval, validationLoss } from "./evaluate.js";
+import { saveFinalModel, saveMergedModel } from "./final_outputs.js";
+import { hybridSwitchStep, loraSettingsOf } from "./lora_plan.js";
+import { MetricsFile } from "./metrics_file.js";
+import { DataOrder, planSteps, shardRange, type StepPlan } from "./plan.js";
+import { prepareData } from "./prepare_data.js";
+import { Ring } from "./ring.js";
+import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
+import { combineStepReplies } from "./step_results.js";
+import { tokenBatchOfRows } from "./token_batch.js";
+
+const ASSIGN_TIMEOUT_MS = 10 * 60_000;
+
+export class JobCancelled extends Error {
+  override name = "JobCancelled";
+}
+
+export interface JobEnv {
+  nc: NatsConnection;
+  store: JobStore;
+  log: Logger;
+  /** why the job must stop after the current step (a cancel request), or undefined */
+  stopReason(id: string): string | undefined;
+  /** rejects with WorkerLostError as soon as a worker of the job is lost: pending commands stop waiting */
+  interruption(id: string): Promise<never>;
+  /** a worker that did not answer: not to be scheduled again until it shows it is alive */
+  suspect(worker: string): void;
+}
+
+export class JobRun {
+  private readonly spec: JobSpec;
+  private readonly ring: Ring;
+  /** a NATS subject token naming this formation of the ring */
+  private readonly ringId: string;
+  private readonly metrics: MetricsFile;
+  /** the adapters of a lora or hybrid job */
+  private readonly lora: LoraSettings | undefined;
+  private data!: BuiltDataset;
+  private plan!: StepPlan;
+  private schedule!: LrSchedule;
+  /** hybrid: the last full-parameter step; LoRA from the next one (0: no switch) */
+  private switchStep = 0;
+
+  constructor(
+    private readonly env: JobEnv,
+    private job: Job,
+    workers: string[],
+  ) {
+    this.spec = parseSpec(job.spec, job.source ?? `job ${job.id}`, job.base_dir);
+    this.ring = new Ring(env.nc, workers, () => env.interruption(job.id));
+    this.ringId = `${job.id}-${Date.now().toString(36)}`;
+    this.metrics = new MetricsFile(metricsFile(job.output));
+    this.lora = loraSettingsOf(this.spec);
+  }
+
+  private async update(patch: Partial<Job>): Promise<void> {
+    this.job = await this.env.store.update(this.job.id, patch);
+  }
+
+  private checkStop(): void {
+    const why = this.env.stopReason(this.job.id);
+    if (why) throw new JobCancelled(why);
+  }
+
+  async run(): Promise<void> {
+    const { spec, job } = this;
+    await mkdir(job.output, { recursive: true });
+    await this.update({
+      status: "preparing",
+      message: "reading, tokenizing and packing the data",
+      workers: [...this.ring.workers],
+    });
+    this.data = await prepareData(spec);
+    this.plan = planSteps(spec, this.data.train.length);
+    const { totalSteps } = this.plan;
+    this.schedule = {
+      lr: spec.lr,
+      minLr: spec.min_lr,
+      kind: spec.schedule,
+      warmupSteps: warmupSteps(spec, totalSteps),
+      totalSteps,
+    };
+    this.switchStep = hybridSwitchStep(spec, totalSteps);
+    const resumeDir = job.last_checkpoint?.dir ?? spec.resume_from;
+    const startStep = resumeDir ? readTrainerState(resumeDir).step : 0;
+    if (startStep > totalSteps)
+      throw new Error(`checkpoint ${resumeDir} is at step ${startStep}, past the job's ${totalSteps} steps`);
+    await this.metrics.startAt(startStep);
+    this.env.log.info({ job: job.id, rows: this.data.train.length, ...this.plan, startStep }, "job prepared");
+
+    await this.update({
+      message: `forming a ring of ${this.ring.size} worker(s)`,
+      total_steps: totalSteps,
+      step: startStep,
+    });
+    await this.ring.all((rank) =>
+      this.ring.send(
+        rank,
+        "assign",
+        assignRequest(spec, { job: job.id, ring: this.ringId, rank, size: this.ring.size, resumeDir, lora: this.lora }),
+        ASSIGN_TIMEOUT_MS,
+      ),
+    );
+
+    const generation: GenerationEval = { ...(job.generation_eval ?? {}) };
+    if (spec.generation_eval && startStep === 0) {
+      await this.update({ status: "running", message: "generation eval before training" });
+      generation.before = await generationEval(this.ring, job.id, spec, this.data.setup);
+      await this.update({ generation_eval: generation });
+    }
+    await this.update({ status: "running", message: undefined });
+    await this.trainLoop(startStep);
+    this.checkStop();
+
+    await this.update({ message: "saving the final model" });
+    const outputs = await saveFinalModel(this.ring, job, spec);
+    if (spec.generation_eval) {
+      await this.update({ message: "generation eval after training" });
+      generation.after = await generationEval(this.ring, job.id, spec, this.data.setup);
+      await this.update({ generation_eval: generation });
+    }
+    if (spec.method !== "full") {
+      await this.update({ message: "saving the merged model" });
+      outputs.push(await saveMergedModel(this.ring, job, spec)); // last: merging changes the weights in memory
+    }
+    await this.update({ status: "completed", message: `outputs: ${outputs.join(", ")}` });
+  }
+
+  /** Each step: every rank runs forward-backward on its share and all-reduces; every rank updates; we log. */
+  private async trainLoop(startStep: number): Promise<void> {
+    const { spec, plan, data } = this;
+    const order = new DataOrder(data.train.length, spec.seed);
+    const began = performance.now();
+    let tokensSeen = 0;
+    let lastEvalStep = -1;
+    for (let step = startStep + 1; step <= plan.totalSteps; step++) {
+      this.checkStop();
+      const stepBegan = performance.now();
+      const switching = this.switchStep > 0 && step === this.switchStep + 1;
+      if (switching) {
+        await this.metrics.append({ step: this.switchStep, event: "switch_to_lora" });
+        this.env.log.info({ job: this.job.id, step }, "hybrid: switching to LoRA");
+      }
+      const lr = learningRate(this.schedule, step);
+      const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train[i]!);
+      const targets = countTargets(rows);
+      const checksum = spec.checksum_every > 0 && (step % spec.checksum_every === 0 || step === plan.totalSteps);
+
+      // forward-backward, gradient all-reduce and AdamW update, on every rank
+      const replies = await this.ring.all((rank) => {
+        const [a, b] = shardRange(rows.length, rank, this.ring.size);
+        return this.ring.send(rank, "step", {
+          job: this.job.id,
+          step,
+          lr,
+          loss_scale: targets > 0 ? 1 / targets : 0,
+          micro_batch_rows: spec.micro_batch_rows,
+          batch: tokenBatchOfRows(rows.slice(a, b), data.setup.tokenizer.padId, spec.seq_len),
+          checksum,
+          enable_lora: switching ? this.lora : undefined,
+        });
+      });
+      const result = combineStepReplies(step, replies, targets);
+
+      // log
+      const tokens = countRealTokens(rows);
+      tokensSeen += tokens;
+      const elapsed = (performance.now() - began) / 1000;
+      const tokensPerS = tokensSeen / elapsed;
+      await this.metrics.append({
+        step,
+        loss: result.loss,
+        lr,
+        grad_norm: result.gradNorm,
+        targets,
+        tokens,
+        tokens_per_s: tokensPerS,
+        step_ms: performance.now() - stepBegan,
+        loss_by_task: result.lossByTask,
+        targets_by_task: result.targetsByTask,
+        compute_ms: result.computeMs,
+        comm_wait_ms: result.commWaitMs,
+        ...(checksum ? { checksum: result.checksum } : {}),
+      });
+      await this.update({
+        step,
+        lr,
+        train_loss: { first: this.job.train_loss.first ?? result.loss, last: result.loss },
+        tokens_per_s: tokensPerS,
+        eta_s: ((plan.totalSteps - step) * elapsed) / (step - startStep),
+      });
+
+      if (spec.eval_every > 0 && step % spec.eval_every === 0) {
+        await this.evaluate(step);
+        lastEvalStep = step;
+      }
+      if (spec.save_every > 0 && step % spec.save_every === 0 && step < plan.totalSteps) await this.checkpoint(step);
+    }
+    if (lastEvalStep !== plan.totalSteps) await this.evaluate(plan.totalSteps);
+  }
+
+  private async evaluate(step: number): Promise<void> {
+    const val = await validationLoss(this.ring, this.job.id, this.spec, this.data);
+    if (!val) return;
+    await this.metrics.append({ step, val_loss: val.loss, val_loss_by_task: val.lossByTask });
+    await this.update({ val_loss: val.loss, val_loss_by_task: val.lossByTask });
+  }
+
+  private async checkpoint(step: number): Promise<void> {
+    const dir = checkpointDir(this.job.output, step);
+    const state = {
+      job: this.job.id,
+      step,
+      total_steps: this.plan.totalSteps,
+      rows_per_step: this.plan.rowsPerStep,
+      data_position: step * this.plan.rowsPerStep,
+      seed: this.spec.seed,
+      train_loss_first: this.job.train_loss.first,
+    };
+    await writeCheckpoint(dir, state, async (tmp) => {
+      await this.ring.send(0, "save", {
+        job: this.job.id,
+        dir: tmp,
+        what: "model",
+        dtype: "F32",
+        with_optimizer: true,
+      });
+    });
+    await this.update({ last_checkpoint: { step, dir } });
+    this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
+  }
+
+  /** Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. */
+  async release(lost?: string): Promise<void> {
+    for (const worker of await this.ring.release(this.job.id, lost)) this.env.suspect(worker);
+  }
+}

@@ -1,0 +1,25 @@
+// A job's data before training: read, tokenized and packed off the main thread, refused when the bad-record
+// policy says so or when the model's vocabulary cannot hold the tokenizer's ids.
+import path from "node:path";
+import { readHfConfig } from "../../native/js/hf_config.js";
+import { buildDatasetInThread } from "../data/build_in_thread.js";
+import { isBadRecord, type BuiltDataset } from "../data/pipeline.js";
+import { BadRecordsError } from "../data/problems.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
+
+export async function prepareData(spec: JobSpec): Promise<BuiltDataset> {
+  const data = await buildDatasetInThread(spec);
+  if (data.failed) throw new BadRecordsError(data.problems.filter(isBadRecord));
+  await checkVocab(spec, data);
+  return data;
+}
+
+async function checkVocab(spec: JobSpec, data: BuiltDataset): Promise<void> {
+  const configFile = spec.model.path ? path.join(spec.model.path, "config.json") : spec.model.init!.config;
+  const cfg = await readHfConfig(configFile);
+  const need = data.setup.tokenizer.vocabSize;
+  if (need > cfg.native.vocabSize)
+    throw new Error(
+      `${configFile}: vocab_size ${cfg.native.vocabSize} is smaller than the tokenizer's ${need} tokens (template markers included)`,
+    );
+}

@@ -1,0 +1,50 @@
+// The workers of one job as a ring: rank r is workers[r]. Commands go to one rank or to every rank at once;
+// a lost worker interrupts a wait on the whole ring rather than leaving it to time out.
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { CommandReply, CommandRequest, WorkerCommand } from "../../proto/mod.js";
+import { command, WorkerCommandError } from "./worker_client.js";
+
+const STEP_TIMEOUT_MS = 30 * 60_000;
+const RELEASE_TIMEOUT_MS = 60_000;
+
+export class Ring {
+  constructor(
+    private readonly nc: NatsConnection,
+    readonly workers: readonly string[],
+    /** rejects as soon as a worker of the ring is lost */
+    private readonly interruption: () => Promise<never>,
+  ) {}
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  send<C extends WorkerCommand>(
+    rank: number,
+    name: C,
+    body: CommandRequest<C>,
+    timeoutMs = STEP_TIMEOUT_MS,
+  ): Promise<CommandReply<C>> {
+    return command(this.nc, this.workers[rank]!, name, body, timeoutMs);
+  }
+
+  /** fn on every rank at once, the replies in rank order. */
+  all<T>(fn: (rank: number) => Promise<T>): Promise<T[]> {
+    return Promise.race([Promise.all(this.workers.map((_, rank) => fn(rank))), this.interruption()]);
+  }
+
+  /**
+   * Frees the workers of `job`; returns those that did not answer (presumed gone). A worker known to be lost
+   * is not asked: a hung one would hold up the requeue for the whole timeout.
+   */
+  async release(job: string, lost?: string): Promise<string[]> {
+    const results = await Promise.allSettled(
+      this.workers.map((worker, rank) =>
+        worker === lost ? Promise.resolve() : this.send(rank, "release", { job }, RELEASE_TIMEOUT_MS),
+      ),
+    );
+    return results.flatMap((r) =>
+      r.status === "rejected" && r.reason instanceof WorkerCommandError && r.reason.unanswered ? [r.reason.worker] : [],
+    );
+  }
+}

@@ -1,0 +1,17 @@
+// Greedy generation of a list of prompts on one model: what a worker runs for the generation eval, and
+// what a local run on one machine uses. One prompt at a time; each call runs off the main thread in the
+// native core.
+import type { NativeModel } from "./addon.js";
+
+export async function generateGreedy(
+  model: NativeModel,
+  prompts: readonly Int32Array[],
+  maxNew: number,
+  eosIds: Int32Array,
+): Promise<Int32Array[]> {
+  const out: Int32Array[] = [];
+  for (const promptIds of prompts) {
+    out.push(await model.generate({ promptIds, maxNew, temperature: 0, topP: 1, seed: 0, eosIds }));
+  }
+  return out;
+}

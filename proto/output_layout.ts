@@ -1,0 +1,49 @@
+// Where a job's outputs go under its output folder. The coordinator writes metrics, trainer state and the
+// final layout; rank 0 writes weights, adapters and AdamW state into folders the coordinator names; a
+// resuming worker reads a checkpoint back. Both sides take every path from here.
+//
+//   OUTPUT/metrics.jsonl                        one JSON line per step, eval and event
+//   OUTPUT/checkpoints/step-000005/             weights (HF), optimizer.safetensors, trainer_state.json,
+//                                               adapter/ when taken under LoRA
+//   OUTPUT/final/                               full training: the HF model; LoRA and hybrid: base/,
+//                                               adapter/, merged/; ringtune.json in every case
+import path from "node:path";
+
+const METRICS_FILE = "metrics.jsonl";
+/** The coordinator's part of a checkpoint: step, data position, seed. */
+export const TRAINER_STATE_FILE = "trainer_state.json";
+/** Both AdamW moments of every trainable parameter, and the optimizer step. */
+export const OPTIMIZER_FILE = "optimizer.safetensors";
+/** Inside a checkpoint taken under LoRA: the adapter, beside the frozen base it belongs to. */
+const CHECKPOINT_ADAPTER_DIR = "adapter";
+
+export function metricsFile(output: string): string {
+  return path.join(output, METRICS_FILE);
+}
+
+export function checkpointDir(output: string, step: number): string {
+  return path.join(output, "checkpoints", `step-${String(step).padStart(6, "0")}`);
+}
+
+/** Where a checkpoint is written before it is renamed into place, so it exists whole or not at all. */
+export function checkpointTempDir(checkpoint: string): string {
+  return `${checkpoint}.tmp`;
+}
+
+export function checkpointAdapterDir(checkpoint: string): string {
+  return path.join(checkpoint, CHECKPOINT_ADAPTER_DIR);
+}
+
+/** The final outputs: `model` for full training, `base`, `adapter` and `merged` for LoRA and hybrid. */
+export function finalLayout(output: string) {
+  const dir = path.join(output, "final");
+  return {
+    dir,
+    model: dir,
+    base: path.join(dir, "base"),
+    adapter: path.join(dir, "adapter"),
+    merged: path.join(dir, "merged"),
+    /** how the model was trained: job, method, template and tokenizer */
+    info: path.join(dir, "ringtune.json"),
+  };
+}
