@@ -22,6 +22,7 @@ import {
   type MessageType,
 } from "../proto/mod.js";
 import { SpecError, parseSpec } from "../coordinator/spec/load.js";
+import { applySpecOverrides } from "./spec_overrides.js";
 import type { z } from "zod";
 
 export type JobRecordBody = Body<typeof JobRecord>;
@@ -97,8 +98,8 @@ export type JobSubmission = Body<typeof JobSubmit>;
  * Reads and validates a job file here, with the schema the coordinator uses, so a typo is reported
  * (naming the key) before anything is sent and even when no cluster runs.
  */
-export function prepareJob(file: string): JobSubmission {
-  const spec = readSpecFile(file);
+export function prepareJob(file: string, overrides: string[] = []): JobSubmission {
+  const spec = applySpecOverrides(readSpecFile(file), overrides);
   const baseDir = path.dirname(path.resolve(file));
   parseSpec(spec, file, baseDir); // throws SpecError naming every bad key
   return { spec, base_dir: baseDir, source: path.resolve(file) };

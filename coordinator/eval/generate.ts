@@ -1,6 +1,5 @@
-// Greedy generation of every eval prompt on one model (what a worker runs for the generation eval,
-// and what the local trainer bench/demo_tune.ts uses). One prompt at a time; each call runs off the
-// main thread in the native core.
+// Greedy generation of every eval prompt on one model (what a worker runs for the generation eval).
+// One prompt at a time; each call runs off the main thread in the native core.
 import type { NativeModel } from "../../native/js/addon.js";
 
 export async function generateAll(
