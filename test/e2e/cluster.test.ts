@@ -13,6 +13,7 @@ import {
 } from "../helpers/eval_table.js";
 import { LocalCluster } from "../helpers/local_cluster.js";
 import { REPO_ROOT, isAlive, runProcess, waitUntil } from "../helpers/processes.js";
+import { repoStatus } from "../helpers/repo_snapshot.js";
 import { writeTinyJob, writeTinyJobData } from "../helpers/tiny_job.js";
 
 interface JobRecord {
@@ -34,8 +35,10 @@ let cluster: LocalCluster;
 let jobDir: string;
 /** name -> pid of what cluster-up started, read while it runs */
 let started: Map<string, number>;
+let statusBefore: string | undefined;
 
 before(async () => {
+  statusBefore = repoStatus();
   cluster = await LocalCluster.prepare(2);
   jobDir = path.join(cluster.dir, "job");
   writeTinyJobData(jobDir);
@@ -143,4 +146,5 @@ test("cluster-down stops every process cluster-up started and leaves none of the
   assert.deepEqual(cluster.leftovers(), []);
   const status = await cluster.cli(["cluster", "status"]);
   assert.notEqual(status.code, 0, "nothing answers after cluster-down");
+  if (statusBefore !== undefined) assert.equal(repoStatus(), statusBefore, "the cluster wrote into the repository");
 });
