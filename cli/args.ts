@@ -12,7 +12,7 @@ export interface Command {
   run(argv: string[]): Promise<number | void>;
 }
 
-type OptionSpec = Record<string, { type: "string" | "boolean"; default?: string | boolean }>;
+type OptionSpec = Record<string, { type: "string" | "boolean"; multiple?: boolean; default?: string | boolean }>;
 
 export function parseFlags<T extends OptionSpec>(argv: string[], options: T, allowPositionals = false) {
   try {

@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { errors, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { parse as parseYaml } from "yaml";
 import {
@@ -22,6 +23,7 @@ import {
   type MessageType,
 } from "../proto/mod.js";
 import { SpecError, parseSpec } from "../coordinator/job_spec/load.js";
+import { applySpecOverrides } from "./spec_overrides.js";
 import type { z } from "zod";
 
 export type JobRecordBody = Body<typeof JobRecord>;
@@ -97,8 +99,8 @@ export type JobSubmission = Body<typeof JobSubmit>;
  * Reads and validates a job file here, with the schema the coordinator uses, so a typo is reported
  * (naming the key) before anything is sent and even when no cluster runs.
  */
-export function prepareJob(file: string): JobSubmission {
-  const spec = readSpecFile(file);
+export function prepareJob(file: string, overrides: string[] = []): JobSubmission {
+  const spec = applySpecOverrides(readSpecFile(file), overrides);
   const baseDir = path.dirname(path.resolve(file));
   parseSpec(spec, file, baseDir); // throws SpecError naming every bad key
   return { spec, base_dir: baseDir, source: path.resolve(file) };
@@ -162,10 +164,21 @@ export async function getJob(kv: KV, id: string): Promise<JobRecordBody | null> 
   return decodeRecord(e.value);
 }
 
-/** Every job in the bucket, oldest first. */
-export async function listJobs(kv: KV): Promise<JobRecordBody[]> {
-  const ids: string[] = [];
-  for await (const k of await kv.keys()) ids.push(k);
+/**
+ * The ids of every job record, from the KV stream's subjects. Not kv.keys(): its iterator ends only when
+ * the bucket has no pending update, so it can wait forever while a running job rewrites its record at
+ * every step.
+ */
+async function jobIds(nc: NatsConnection): Promise<string[]> {
+  const prefix = `$KV.${JOBS_BUCKET}.`;
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(`KV_${JOBS_BUCKET}`, { subjects_filter: `${prefix}>` });
+  return Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
+}
+
+/** Every job in the bucket, oldest first (deleted ones left out). */
+export async function listJobs(nc: NatsConnection, kv: KV): Promise<JobRecordBody[]> {
+  const ids = await jobIds(nc);
   const records = (await Promise.all(ids.map((id) => getJob(kv, id)))).filter((r): r is JobRecordBody => r !== null);
   return records.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id));
 }

@@ -22,6 +22,10 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const rest = argv.slice(cmd.name.split(" ").length);
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(cmd.usage);
+    return 0;
+  }
   try {
     return (await cmd.run(rest)) ?? 0;
   } catch (err) {

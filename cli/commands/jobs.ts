@@ -27,7 +27,7 @@ export const jobs: Command = {
   usage: "usage: ringtune jobs [--json] [--nats URL]\n  --json   one job record per line",
   async run(argv) {
     const { values } = parseFlags(argv, { json: { type: "boolean" }, nats: { type: "string" } });
-    const records = await withNats(natsUrl(values.nats), async (nc) => listJobs(await openJobs(nc)));
+    const records = await withNats(natsUrl(values.nats), async (nc) => listJobs(nc, await openJobs(nc)));
     if (values.json) for (const r of records) process.stdout.write(`${JSON.stringify(recordToJson(r))}\n`);
     else console.log(formatJobsTable(records));
     return 0;

@@ -10,19 +10,26 @@ export const submit: Command = {
   name: "submit",
   summary: "submit a job file (YAML or JSON) to the cluster; --wait follows it to the end",
   usage:
-    "usage: ringtune submit JOB.yaml [--wait] [--json] [--nats URL]\n" +
+    "usage: ringtune submit JOB.yaml [--set KEY=VALUE]... [--wait] [--json] [--nats URL]\n" +
+    "  --set    change one key of the job file for this run (dotted for nested keys: generation_eval.max_new_tokens=32);\n" +
+    "           relative paths are taken from the job file's folder, as in the file\n" +
     "  --wait   show progress until the job ends; exit 0 when it completed, 1 when it failed or was canceled\n" +
     "  --json   with --wait: the last line of stdout is the final job record as JSON (progress goes to stderr)\n" +
     "  --nats   NATS server (default: $NATS_URL, else nats://127.0.0.1:4222)",
   async run(argv) {
     const { values, positionals } = parseFlags(
       argv,
-      { wait: { type: "boolean" }, json: { type: "boolean" }, nats: { type: "string" } },
+      {
+        wait: { type: "boolean" },
+        json: { type: "boolean" },
+        nats: { type: "string" },
+        set: { type: "string", multiple: true },
+      },
       true,
     );
     if (positionals.length !== 1) throw new UsageError(`expected one job file, got ${positionals.length}`);
     const file = positionals[0]!;
-    const job = prepareJob(file);
+    const job = prepareJob(file, values.set ?? []);
     return withNats(natsUrl(values.nats), async (nc) => {
       const id = await submitJob(nc, job);
       // With --json stdout holds only JSON; the id is in the record, and stderr tells the person.

@@ -62,7 +62,9 @@ export function buildDataset(spec: DataSpec, opts: BuildOptions = {}): BuiltData
   const progress = new Progress(opts.quiet ?? false);
   const setup = setupText(spec);
   const display = (f: string) => path.relative(opts.displayRoot ?? process.cwd(), f) || f;
-  const cacheDir = spec.cache_dir ?? path.join(repoRoot, ".cache", "data");
+  // RINGTUNE_CACHE_DIR moves the cache of specs that name no cache_dir out of the checkout (a read-only
+  // install, or a test that must leave the repository as it found it).
+  const cacheDir = spec.cache_dir ?? process.env.RINGTUNE_CACHE_DIR ?? path.join(repoRoot, ".cache", "data");
   const useCache = opts.useCache ?? true;
   let key = "";
   if (useCache) {

@@ -2,8 +2,21 @@
 # make demo: a local cluster, the bundled job (examples/demo/job.yaml: a small Llama trained from scratch
 # to answer in strict JSON), its progress, what it learned, where its outputs are; then the cluster goes
 # down again, also on failure or Ctrl-C. `make demo` builds first.
+#
+# Environment (besides cluster-up.sh's: RINGTUNE_RUN_DIR for pid files, logs and the job record, NATS_PORT):
+#   DEMO_JOB=FILE     the job to run (default examples/demo/job.yaml)
+#   DEMO_STEPS=N      train N steps instead of the job's max_steps (a shorter try)
+#   DEMO_OUTPUT=DIR   write the job's outputs to DIR instead of the job's output folder (runs/demo)
 set -euo pipefail
 source "$(dirname "$0")/cluster_lib.sh"
+
+overrides=()
+if [ -n "${DEMO_STEPS:-}" ]; then
+  [[ $DEMO_STEPS =~ ^[1-9][0-9]*$ ]] || { echo "demo: DEMO_STEPS must be a positive number, got '$DEMO_STEPS'" >&2; exit 2; }
+  overrides+=(--set "max_steps=$DEMO_STEPS")
+fi
+# Relative to where the demo was started, not to the job file's folder (which is how --set reads paths).
+if [ -n "${DEMO_OUTPUT:-}" ]; then overrides+=(--set "output=$(realpath -m -- "$DEMO_OUTPUT")"); fi
 cd "$RINGTUNE_ROOT"
 
 JOB=${DEMO_JOB:-examples/demo/job.yaml}
@@ -33,7 +46,7 @@ echo
 echo "== submitting $JOB (progress below; stdout goes to $RESULT)"
 mkdir -p "$RUN_DIR"
 set +e
-node "$CLI" submit "$JOB" --wait --json --nats "$url" > "$RESULT"
+node "$CLI" submit "$JOB" "${overrides[@]}" --wait --json --nats "$url" > "$RESULT"
 rc=$?
 set -e
 

@@ -1,0 +1,120 @@
+// `make demo` (deploy/scripts/demo.sh) as a person runs it, shortened with DEMO_STEPS, its state and
+// outputs in a temp folder: a real local cluster, the bundled job, the before/after table it prints,
+// the outputs it names, and a cluster that is down again afterwards.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import {
+  assertRowsCoverHeldout,
+  assertTableMatchesRecord,
+  parseEvalTable,
+  promptsPerTask,
+  type EvalTableRow,
+} from "../helpers/eval_table.js";
+import { LocalCluster } from "../helpers/local_cluster.js";
+import { REPO_ROOT, runProcess, type ProcessResult } from "../helpers/processes.js";
+import { repoStatus } from "../helpers/repo_snapshot.js";
+
+const DEMO = path.join(REPO_ROOT, "deploy/scripts/demo.sh");
+const HELDOUT = path.join(REPO_ROOT, "examples/demo/heldout.jsonl");
+// Enough steps for the loss to fall clearly from a random init, few enough for a small machine.
+const STEPS = 20;
+
+let cluster: LocalCluster;
+let output: string;
+let demo: ProcessResult;
+let statusBefore: string | undefined;
+
+interface JobRecord {
+  id: string;
+  status: string;
+  /** `ringtune ... --json` names the step count `steps` */
+  steps: number;
+  output: string;
+  train_loss: { first?: number; last?: number };
+  val_loss?: number;
+  generation_eval?: unknown;
+}
+let record: JobRecord;
+
+before(async () => {
+  statusBefore = repoStatus();
+  cluster = await LocalCluster.prepare(2);
+  output = path.join(cluster.dir, "out");
+  demo = await runProcess("bash", [DEMO], {
+    env: { ...cluster.env, DEMO_STEPS: String(STEPS), DEMO_OUTPUT: output },
+    timeoutMs: 420_000,
+  });
+  const result = path.join(cluster.runDir, "demo_result.json");
+  if (existsSync(result)) record = JSON.parse(readFileSync(result, "utf8").trimEnd().split("\n").pop()!) as JobRecord;
+});
+
+after(async () => {
+  await cluster?.destroy();
+});
+
+const transcript = () => `stdout:\n${demo.stdout}\nstderr:\n${demo.stderr}`;
+
+test("the demo script trains DEMO_STEPS steps of the bundled job on a local cluster, then takes it down", () => {
+  assert.equal(demo.code, 0, transcript());
+  assert.match(demo.stdout, /ringtune cluster up: NATS at nats:\/\/127\.0\.0\.1:\d+, a coordinator and 2 worker/);
+  assert.equal(record.status, "completed");
+  assert.equal(record.steps, STEPS);
+  assert.equal(record.output, output);
+  assert.deepEqual([...cluster.pids().keys()], [], "cluster-down removed every pid file");
+  assert.deepEqual(cluster.leftovers(), [], "no process of the demo's cluster is left running");
+  if (statusBefore !== undefined) assert.equal(repoStatus(), statusBefore, "the demo wrote into the repository");
+});
+
+test("the demo prints, per held-out task_type, exact match and JSON validity before and after as percentages", () => {
+  const rows = parseEvalTable(demo.stdout);
+  assertRowsCoverHeldout(rows, promptsPerTask(readFileSync(HELDOUT, "utf8")));
+  assertTableMatchesRecord(rows, record.generation_eval);
+});
+
+test("the demo's table check fails on a broken table", () => {
+  const table = demo.stdout;
+  const heldout = promptsPerTask(readFileSync(HELDOUT, "utf8"));
+  const check = (text: string) => assertRowsCoverHeldout(parseEvalTable(text), heldout);
+  check(table); // the real one passes
+  const rows: EvalTableRow[] = parseEvalTable(table);
+  const person = rows.find((r) => r.task === "extract/person")!;
+  const line = table.split("\n").find((l) => l.startsWith("extract/person"))!;
+  assert.throws(() => check(table.replace(line + "\n", "")), /held-out/, "a task's row missing");
+  assert.throws(() => check(table.replace(line, line.replace(/\d+\.\d%/, "-"))), /not a percentage/, "a score missing");
+  assert.throws(
+    () => check(table.replace(line, line.replace(` ${person.prompts} `, ` ${person.prompts + 1} `))),
+    /held-out/,
+    "a wrong prompt count",
+  );
+  assert.throws(() => check(table.replace("EXACT AFTER", "EXACT_AFTER")), /header/, "a renamed column");
+  assert.throws(() => assertTableMatchesRecord(rows.slice(1), record.generation_eval), /a table row per task/);
+});
+
+test("the outputs the demo names exist: a Hugging Face model folder in final/ and metrics.jsonl", () => {
+  const named = /^outputs: (\S+) \(metrics per step: (\S+)\)$/m.exec(demo.stdout);
+  assert.ok(named, `no 'outputs:' line in\n${transcript()}`);
+  assert.equal(named[1], output);
+  for (const f of ["final/config.json", "final/model.safetensors"])
+    assert.ok(existsSync(path.join(output, f)), `${f} is missing in ${output}`);
+  const metrics = readFileSync(named[2]!, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { step: number; loss?: number });
+  assert.equal(Math.max(...metrics.map((m) => m.step)), STEPS);
+});
+
+test("DEMO_STEPS steps of the demo job lower the loss well below a random model's", () => {
+  const losses = readFileSync(path.join(output, "metrics.jsonl"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { step: number; loss?: number })
+    .filter((m) => m.loss !== undefined)
+    .map((m) => m.loss!);
+  const first = losses[0]!;
+  const last = losses.slice(-3).reduce((a, b) => a + b, 0) / 3;
+  assert.ok(first > 4.5, `first loss ${first}, not about ln(264) as from a random init`);
+  assert.ok(last < first - 1.5, `the loss went only ${first} -> ${last} in ${STEPS} steps`);
+  if (record.val_loss !== undefined) assert.ok(record.val_loss < first - 1.5, `val loss ${record.val_loss}`);
+});
