@@ -1,6 +1,7 @@
 // From a rendered conversation to token ids and which tokens are targets. Targets are chosen on the
 // rendered text's parts, then mapped to tokens at cuts, so any template is masked the same way.
-import type { RenderedChat } from "./templates/template.js";
+import type { Message } from "./records.js";
+import type { ChatTemplate, RenderedChat } from "./templates/template.js";
 import type { TextTokenizer } from "./tokenizer.js";
 
 export interface LabelOptions {
@@ -39,6 +40,22 @@ export function maskChat(chat: RenderedChat, tok: TextTokenizer, opts: LabelOpti
   const targets = new Uint8Array(ids.length);
   for (let s = 0; s < spans.length; s++) targets.fill(1, cutTokens[2 * s], cutTokens[2 * s + 1]);
   return { ids, targets };
+}
+
+/**
+ * A conversation's training sequences: one, or one per rendering when the template renders earlier turns
+ * differently once later turns follow. With lastTurnOnly only the rendering that ends with the final
+ * answer is kept, the others train nothing.
+ */
+export function maskConversation(
+  template: ChatTemplate,
+  messages: Message[],
+  tools: unknown[] | undefined,
+  tok: TextTokenizer,
+  opts: LabelOptions,
+): MaskedTokens[] {
+  const chats = template.renderExamples(messages, tools);
+  return (opts.lastTurnOnly ? chats.slice(-1) : chats).map((c) => maskChat(c, tok, opts));
 }
 
 /** Continued pretraining: `<bos> x1..xn </s>`, every token a target. */

@@ -34,7 +34,8 @@ export type DataSpec = Pick<
   | "overlong"
   | "seed"
   | "cache_dir"
->;
+> &
+  Partial<Pick<JobSpec, "template_options">>;
 
 export interface BuildOptions {
   quiet?: boolean;

@@ -15,6 +15,8 @@ export interface Message {
   toolCalls?: ToolCall[];
   /** tool only: which tool answered (optional in most data) */
   name?: string;
+  /** assistant only: the thinking that preceded the answer (Qwen3's `<think>` block) */
+  reasoning_content?: string;
 }
 
 /** Where a record came from, for `file:line: reason` messages. */

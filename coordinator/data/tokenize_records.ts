@@ -1,7 +1,7 @@
 // Records to examples: template, tokenize, mask, shift, and fit to seq_len.
 import { IGNORE_INDEX } from "../../native/js/addon.js";
 import { fitToRow, shiftLabels, type Example, type OverlongPolicy } from "./example.js";
-import { maskChat, maskText, type LabelOptions } from "./mask.js";
+import { maskConversation, maskText, type LabelOptions } from "./mask.js";
 import { problemAt, type Problem } from "./problems.js";
 import type { Progress } from "./progress.js";
 import type { DataRecord } from "./records.js";
@@ -31,26 +31,35 @@ export function tokenizeRecords(
   const out: TokenizeOutcome = { examples: [], problems: [], truncated: 0, split: 0 };
   records.forEach((r, i) => {
     progress?.update(stage, i + 1, records.length);
-    let masked;
+    let sequences;
     try {
-      masked = r.kind === "text" ? maskText(r.text, tok) : maskChat(template.render(r.messages, r.tools), tok, s);
+      sequences = r.kind === "text" ? [maskText(r.text, tok)] : maskConversation(template, r.messages, r.tools, tok, s);
     } catch (err) {
       out.problems.push(problemAt(r.source, "template", (err as Error).message));
       return;
     }
-    const shifted = shiftLabels(masked);
-    if (!shifted.labels.some((l) => l !== IGNORE_INDEX)) {
-      out.problems.push(problemAt(r.source, "template", "no target tokens after templating"));
-      return;
+    // A record's sequences are kept together or refused together.
+    const kept: Example[] = [];
+    let truncated = 0;
+    let split = 0;
+    for (const masked of sequences) {
+      const shifted = shiftLabels(masked);
+      if (!shifted.labels.some((l) => l !== IGNORE_INDEX)) {
+        out.problems.push(problemAt(r.source, "template", "no target tokens after templating"));
+        return;
+      }
+      const fit = fitToRow(shifted, s.seqLen, r.kind === "text", s.overlong);
+      if (fit.kind === "dropped") {
+        out.problems.push(problemAt(r.source, "overlong", fit.reason));
+        return;
+      }
+      if (fit.kind === "truncated") truncated++;
+      if (fit.kind === "split") split++;
+      for (const p of fit.parts) kept.push({ ...p, taskType: r.taskType, sourceIndex: r.sourceIndex });
     }
-    const fit = fitToRow(shifted, s.seqLen, r.kind === "text", s.overlong);
-    if (fit.kind === "dropped") {
-      out.problems.push(problemAt(r.source, "overlong", fit.reason));
-      return;
-    }
-    if (fit.kind === "truncated") out.truncated++;
-    if (fit.kind === "split") out.split++;
-    for (const p of fit.parts) out.examples.push({ ...p, taskType: r.taskType, sourceIndex: r.sourceIndex });
+    out.examples.push(...kept);
+    out.truncated += truncated;
+    out.split += split;
   });
   return out;
 }

@@ -34,6 +34,8 @@ export const dataSpecShape = {
   /** "byte", or a folder with tokenizer.json; default: the model folder (byte for an init model) */
   tokenizer: z.string().min(1).optional(),
   template: z.enum(TEMPLATE_NAMES).default("chatml"),
+  /** variables for the template, as apply_chat_template's keyword arguments (qwen3: enable_thinking) */
+  template_options: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
   data: z.array(dataSourceSchema).min(1),
   /** validation split: a fraction (< 1) or a count of records, stratified by task_type */
   val_size: z.number().nonnegative().default(0),

@@ -107,7 +107,7 @@ test("tool results are never targets, not even with train_on_prompt; tool calls 
   const { tok, tpl } = byteSetup("chatml");
   const runs = targetRuns(labelsFor(tok, tpl, withTools).labels, tok);
   assert.deepEqual(runs, [
-    '<tool_call>\n{"name":"get_weather","arguments":{"city":"Beijing"}}\n</tool_call><|im_end|>',
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Beijing"}}\n</tool_call><|im_end|>',
     "It is sunny.<|im_end|>",
   ]);
   const all = targetRuns(labelsFor(tok, tpl, withTools, { trainOnPrompt: true, lastTurnOnly: false }).labels, tok).join(

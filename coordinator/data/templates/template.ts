@@ -2,8 +2,14 @@
 // masking (../mask.ts) picks the targets from those parts, so every template is masked the same way.
 import type { Message } from "../records.js";
 
-export const TEMPLATE_NAMES = ["chatml", "llama2", "llama3", "model", "none"] as const;
+export const TEMPLATE_NAMES = ["chatml", "llama2", "llama3", "qwen3", "model", "none"] as const;
 export type TemplateName = (typeof TEMPLATE_NAMES)[number];
+
+/**
+ * Variables a job hands to its template, as `apply_chat_template(**kwargs)` does: Qwen3's
+ * `enable_thinking`, or whatever a model's own Jinja template reads.
+ */
+export type TemplateOptions = Record<string, string | number | boolean>;
 
 /**
  * "answer": an assistant turn's own text and its end-of-turn token, what the model must produce;
@@ -29,7 +35,15 @@ export interface ChatTemplate {
   readonly name: TemplateName;
   /** marker strings a byte tokenizer must treat as single tokens */
   readonly specialTokens: readonly string[];
+  /** the whole conversation as one text */
   render(messages: Message[], tools?: unknown[]): RenderedChat;
+  /**
+   * The texts to train on, in conversation order, each assistant turn an answer in exactly one.
+   * One text, unless the template renders an earlier turn differently once later turns follow (Qwen3
+   * drops past reasoning): then each such turn is trained in the text that ends with it, the form the
+   * model is given and produces at inference, and is context elsewhere.
+   */
+  renderExamples(messages: Message[], tools?: unknown[]): RenderedChat[];
   /** the text a model is given to answer the conversation so far (evaluation, generation) */
   renderPrompt(messages: Message[], tools?: unknown[]): string;
 }
