@@ -17,6 +17,12 @@ const BUILTIN_SPECIALS: Record<Exclude<TemplateName, "model">, string[]> = {
   none: [],
 };
 
+/**
+ * Part of every template id: raised whenever a template's rendering or masking changes, so a data cache
+ * built by older code is not reused.
+ */
+const RENDERING_VERSION = 2;
+
 export interface TextSetup {
   tokenizer: TextTokenizer;
   template: ChatTemplate;
@@ -35,7 +41,8 @@ export function setupText(
   const where = tokenizerLocation(spec);
   const options = spec.template_options ?? {};
   // Options change the rendering, so they are part of what identifies the template's output.
-  const optionsId = Object.keys(options).length > 0 ? `:${JSON.stringify(sortedEntries(options))}` : "";
+  const optionsId =
+    `@${RENDERING_VERSION}` + (Object.keys(options).length > 0 ? `:${JSON.stringify(sortedEntries(options))}` : "");
   if (where !== "byte" && !existsSync(where)) throw new Error(`tokenizer folder not found: ${where}`);
   if (spec.template === "model") {
     const dir = where !== "byte" ? where : spec.model.path;
