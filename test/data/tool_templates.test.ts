@@ -8,6 +8,7 @@ import path from "node:path";
 import { buildDataset } from "../../coordinator/data/pipeline.js";
 import { formatProblem } from "../../coordinator/data/problems.js";
 import type { Message } from "../../coordinator/data/records.js";
+import { JinjaTemplate } from "../../coordinator/data/templates/jinja_template.js";
 import { pythonJson } from "../../coordinator/data/templates/python_json.js";
 import { parseSpec } from "../../coordinator/job_spec/load.js";
 import { builtin, fixtureTemplate, sequences } from "../helpers/template_runs.js";
@@ -159,6 +160,33 @@ test("llama3 refuses what Llama 3.1 cannot show: two calls in a turn, text besid
   assert.throws(() => sequences(tok, tpl, withText, [weather]), /message 3 has text beside its call/);
 });
 
+test("llama3 refuses tools when no user message comes first to carry them", () => {
+  const { tok, tpl } = builtin("llama3");
+  const assistantFirst: Message[] = [
+    { role: "assistant", content: "Hello" },
+    { role: "user", content: "Weather?" },
+    { role: "assistant", content: "Sunny." },
+  ];
+  assert.throws(() => sequences(tok, tpl, assistantFirst, [weather]), /puts tools in the first user message/);
+});
+
+test("a model template that drops tool results refuses the record", () => {
+  const { tok, tpl } = fixtureTemplate("qwen2.5-instruct.jinja", null, "<|im_end|>");
+  const dropsTools = new JinjaTemplate(
+    "{% for m in messages %}{% if m.role != 'tool' %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif %}{% endfor %}" +
+      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    { eos_token: "<|im_end|>" },
+  );
+  const plain: Message[] = [
+    { role: "user", content: "Weather?" },
+    { role: "assistant", content: "Let me look." },
+    { role: "tool", content: "Sunny, 20 C" },
+    { role: "assistant", content: "It is sunny." },
+  ];
+  assert.equal(sequences(tok, tpl, plain).length, 1);
+  assert.throws(() => sequences(tok, dropsTools, plain), /does not show tool results \(message 3 renders as nothing\)/);
+});
+
 test("llama2 and none refuse records whose tools or calls they cannot show", () => {
   const l2 = builtin("llama2");
   assert.throws(
@@ -168,6 +196,15 @@ test("llama2 and none refuse records whose tools or calls they cannot show", () 
   assert.throws(
     () => sequences(l2.tok, l2.tpl, oneCall.slice(0, 3)),
     /the llama2 template cannot show tool calls \(message 3\)/,
+  );
+  assert.throws(
+    () =>
+      sequences(
+        l2.tok,
+        l2.tpl,
+        oneCall.slice(1).map((m) => ({ ...m, toolCalls: undefined })),
+      ),
+    /the llama2 template has no tool role \(message 3\)/,
   );
   const none = builtin("none");
   assert.throws(
