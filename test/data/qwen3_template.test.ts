@@ -4,6 +4,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Message } from "../../coordinator/data/records.js";
 import type { TemplateOptions } from "../../coordinator/data/templates/template.js";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { buildDataset } from "../../coordinator/data/pipeline.js";
+import { parseSpec } from "../../coordinator/job_spec/load.js";
 import { tokenizeRecords } from "../../coordinator/data/tokenize_records.js";
 import { formatProblem } from "../../coordinator/data/problems.js";
 import { builtin, fixtureTemplate, sequences, DEFAULT_LABELS } from "../helpers/template_runs.js";
@@ -146,4 +151,25 @@ test("template options are checked: a built-in template names the option it does
     () => builtin("qwen3", { enable_thinking: "no" }),
     /template_options\.enable_thinking: expected true or false/,
   );
+});
+
+test("a job's template_options reach the template: enable_thinking false trains fewer target tokens", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-qwen3-"));
+  const record = { messages: plainMulti.map((m) => ({ role: m.role, content: m.content })) };
+  writeFileSync(path.join(dir, "chats.jsonl"), JSON.stringify(record) + "\n");
+  const targets = (extra: Record<string, unknown>) => {
+    const spec = {
+      model: { init: { config: "none.json" } },
+      tokenizer: "byte",
+      template: "qwen3",
+      data: [{ path: "chats.jsonl" }],
+    };
+    const d = buildDataset(parseSpec({ ...spec, ...extra }, "test", dir), { quiet: true, useCache: false });
+    assert.deepEqual(d.problems, []);
+    return d.stats.train.targets;
+  };
+  const thinking = targets({});
+  const quiet = targets({ template_options: { enable_thinking: false } });
+  // Each of the two answers loses "<think>", "\n", "\n", "</think>", "\n", "\n": 6 byte-tokenizer tokens.
+  assert.equal(thinking - quiet, 2 * 6);
 });
