@@ -110,7 +110,7 @@ test(
   { timeout: 240_000 },
   async () => {
     const { dir, baseSpec } = trainingFixture();
-    const cluster = await TestCluster.start(3, { timing: { heartbeatMs: 500, lostAfterMs: 4000 } });
+    const cluster = await TestCluster.start(3, { timing: { heartbeatMs: 500, lostAfterMs: 8000 } });
     try {
       const spec = { ...baseSpec, workers: 2, max_steps: 40, save_every: 5 };
       const reply = await cluster.submit({ ...spec, output: "lost" }, dir);

@@ -12,7 +12,7 @@ import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process
 after(killAllWorkerProcesses);
 
 /** A silent worker is declared lost after 4 s rather than 10: the tests wait less, the load can still spike. */
-const timing = { heartbeatMs: 500, lostAfterMs: 4000 };
+const timing = { heartbeatMs: 500, lostAfterMs: 8000 };
 
 test(
   "a hung worker process mid-job: the job is requeued on the remaining workers and resumes at its checkpoint",
