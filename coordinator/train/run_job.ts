@@ -20,10 +20,13 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
     await run.run();
   } catch (err) {
     const e = err as Error;
-    if (e instanceof WorkerCommandError && e.unanswered) env.suspect(e.worker);
     if (e instanceof WorkerLostError) lost = e.worker;
     const cancelled = e instanceof JobCancelled;
     const ringFailed = e instanceof WorkerLostError || e instanceof WorkerCommandError;
+    // Every worker of a failed ring must show it is alive (a fresh heartbeat) before it is scheduled again: a
+    // worker that is shutting down still answers with an error, and must not be picked for the restart.
+    // Healthy ones are back with their next heartbeat.
+    if (ringFailed) for (const w of workers) env.suspect(w);
     const latest = env.store.get(job.id)!;
     const where = latest.last_checkpoint
       ? `its checkpoint at step ${latest.last_checkpoint.step}`
