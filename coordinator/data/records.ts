@@ -15,6 +15,8 @@ export interface Message {
   toolCalls?: ToolCall[];
   /** tool only: which tool answered (optional in most data) */
   name?: string;
+  /** assistant only: the reasoning before the answer, as OpenAI-style data and Qwen3/DeepSeek-R1 templates name it */
+  reasoning_content?: string;
 }
 
 /** Where a record came from, for `file:line: reason` messages. */
@@ -37,7 +39,7 @@ interface RecordBase {
 export interface ChatRecord extends RecordBase {
   kind: "chat";
   messages: Message[];
-  /** OpenAI-style tool definitions, handed to model templates that render them */
+  /** tool definitions, each `{"type": "function", "function": {...}}`, handed to templates that render them */
   tools?: unknown[];
 }
 
