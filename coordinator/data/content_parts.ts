@@ -8,7 +8,16 @@ export type ContentResult = { text: string } | { error: string };
 /** The separator between text parts: the one vLLM uses when it flattens parts for a text template. */
 export const TEXT_PART_SEPARATOR = "\n";
 
-const MEDIA_PARTS = new Set(["image_url", "image", "input_image", "input_audio", "audio", "video", "video_url", "file"]);
+const MEDIA_PARTS = new Set([
+  "image_url",
+  "image",
+  "input_image",
+  "input_audio",
+  "audio",
+  "video",
+  "video_url",
+  "file",
+]);
 
 /** `where` names the field in messages (e.g. `messages[2].content`). */
 export function contentText(content: unknown, where: string): ContentResult {

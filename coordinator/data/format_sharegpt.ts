@@ -5,7 +5,7 @@ import { normalizeTools } from "./tools.js";
 
 export const sharegptSchema = z.object({
   conversations: z.array(z.object({ from: z.string(), value: z.string() })),
-  system: z.string().optional(),
+  system: z.string().nullish(),
   tools: z.unknown().optional(),
 });
 
@@ -22,7 +22,10 @@ const SHAREGPT_ROLES: Record<string, Message["role"]> = {
 
 type Base = Omit<ChatRecord, "kind" | "messages">;
 
-export function fromSharegpt(d: z.infer<typeof sharegptSchema>, base: Base): { record: ChatRecord } | { error: string } {
+export function fromSharegpt(
+  d: z.infer<typeof sharegptSchema>,
+  base: Base,
+): { record: ChatRecord } | { error: string } {
   const messages: Message[] = [];
   if (d.system) messages.push({ role: "system", content: d.system });
   for (let i = 0; i < d.conversations.length; i++) {

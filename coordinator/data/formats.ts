@@ -24,9 +24,10 @@ const meta = {
 
 const alpacaSchema = z.object({
   instruction: z.string(),
-  input: z.string().optional(),
+  // null where a table (parquet, a pandas export) has an empty cell
+  input: z.string().nullish(),
   output: z.string(),
-  system: z.string().optional(),
+  system: z.string().nullish(),
   history: z.array(z.tuple([z.string(), z.string()])).optional(),
   tools: z.unknown().optional(),
   ...meta,
@@ -73,7 +74,8 @@ export function normalizeRecord(
   if (f === null)
     return { error: "cannot detect format: expected 'messages', 'conversations', 'instruction'/'output' or 'text'" };
   const media = mediaField(value);
-  if (media) return { error: `'${media}': images, videos and audio are not supported: ringtune trains text-only models` };
+  if (media)
+    return { error: `'${media}': images, videos and audio are not supported: ringtune trains text-only models` };
   const parsed = SCHEMAS[f].safeParse(value);
   if (!parsed.success) return { error: `${f}: ${describeIssue(parsed.error.issues[0])}` };
   const d = parsed.data as { task_type?: string; tags?: string[]; response_format?: "json" };

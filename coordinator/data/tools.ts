@@ -39,7 +39,8 @@ export function normalizeTools(value: unknown, field = "tools"): ToolsResult {
 /** A bare `{name, description, parameters}` wrapped as `{type: "function", function: ...}`; null if neither. */
 export function wrapFunctionSchema(t: unknown): unknown {
   if (!isObject(t)) return null;
-  if (isObject(t.function) && typeof t.function.name === "string") return t.type === undefined ? { type: "function", ...t } : t;
+  if (isObject(t.function) && typeof t.function.name === "string")
+    return t.type === undefined ? { type: "function", ...t } : t;
   if (typeof t.name === "string") return { type: "function", function: t };
   return null;
 }

@@ -69,9 +69,17 @@ export const jobSpecSchema = z
   .superRefine(checkTrainingKeys)
   .superRefine((spec, ctx) => {
     if (spec.data.length === 0 && spec.dataset === undefined)
-      ctx.addIssue({ code: "custom", path: ["data"], message: "give 'data' (files) or 'dataset' (LLaMA-Factory names)" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["data"],
+        message: "give 'data' (files) or 'dataset' (LLaMA-Factory names)",
+      });
     if (spec.dataset_dir !== undefined && spec.dataset === undefined)
-      ctx.addIssue({ code: "custom", path: ["dataset_dir"], message: "dataset_dir needs 'dataset' (the names to read)" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["dataset_dir"],
+        message: "dataset_dir needs 'dataset' (the names to read)",
+      });
   });
 
 export type JobSpec = z.infer<typeof jobSpecSchema>;
