@@ -211,6 +211,21 @@ test("dedup: exact drops repeats (the default), none keeps them; near-duplicates
   for (const d of [exact, none]) assert.ok(d.problems.some((p) => p.kind === "near-duplicate" && p.line === 3));
 });
 
+test("records that differ only in reasoning_content are not exact duplicates", () => {
+  const record = (reasoning: string) => ({
+    messages: [turns[0], { ...turns[1], reasoning_content: reasoning }],
+  });
+  const dir = tempFile("r.jsonl", [
+    record("Look at the sky."),
+    record("Check the forecast."),
+    record("Look at the sky."),
+  ]);
+  const d = build(dir, { path: "r.jsonl" });
+  assert.deepEqual(d.problems.filter((p) => p.kind === "duplicate").map(formatProblem), [
+    "r.jsonl:3: exact duplicate of r.jsonl:1",
+  ]);
+});
+
 test("a text record from a .txt line carries its line for messages", () => {
   const dir = tempFile("c.txt", ["ok", "   ", "also ok"]);
   const records = readDataFile(path.join(dir, "c.txt"))
