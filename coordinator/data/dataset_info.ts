@@ -48,6 +48,9 @@ const REFUSED_COLUMNS: Record<string, string> = {
 /** `names`: "a,b" or a list, as LLaMA-Factory's `dataset` takes them. */
 export function resolveDatasets(datasetDir: string, names: string | string[]): ResolvedDataset[] {
   const infoFile = path.join(datasetDir, DATASET_INFO);
+  // LLaMA-Factory's special dataset_dir values that fetch from a hub instead of reading a folder
+  if (path.basename(datasetDir) === "ONLINE" || datasetDir.includes("REMOTE:"))
+    throw new DatasetInfoError(`dataset_dir ${datasetDir}: hub datasets are not fetched; download them into a folder`);
   let info: unknown;
   try {
     info = JSON.parse(readFileSync(infoFile, "utf8"));

@@ -6,24 +6,29 @@ import { columnsSchema, tagsSchema } from "../data/llamafactory_columns.js";
 import { TEMPLATE_NAMES } from "../data/templates/template.js";
 import { checkTrainingKeys, trainingSpecShape } from "./training_spec.js";
 
-export const dataSourceSchema = z.strictObject({
-  path: z.string().min(1),
-  format: z.enum(DATA_FORMATS).default("auto"),
-  /** share of the training mix; give it to every source or to none */
-  weight: z.number().positive().optional(),
-  /** passes over this source (may be fractional): 2 trains an important task twice */
-  epochs: z.number().positive().default(1),
-  /** every answer must parse as JSON */
-  response_format: z.literal("json").optional(),
-  /** task_type for records that carry none */
-  task_type: z.string().optional(),
-  /** LLaMA-Factory column names (prompt, query, response, history, messages, system, tools) */
-  columns: columnsSchema.optional(),
-  /** LLaMA-Factory sharegpt tags (role_tag, content_tag, user_tag, assistant_tag, ...) */
-  tags: tagsSchema.optional(),
-  /** `.txt` files: one text per line, or the whole file as one text */
-  text_split: z.enum(["line", "document"]).default("line"),
-});
+export const dataSourceSchema = z
+  .strictObject({
+    path: z.string().min(1),
+    format: z.enum(DATA_FORMATS).default("auto"),
+    /** share of the training mix; give it to every source or to none */
+    weight: z.number().positive().optional(),
+    /** passes over this source (may be fractional): 2 trains an important task twice */
+    epochs: z.number().positive().default(1),
+    /** every answer must parse as JSON */
+    response_format: z.literal("json").optional(),
+    /** task_type for records that carry none */
+    task_type: z.string().optional(),
+    /** LLaMA-Factory column names (prompt, query, response, history, messages, system, tools) */
+    columns: columnsSchema.optional(),
+    /** LLaMA-Factory sharegpt tags (role_tag, content_tag, user_tag, assistant_tag, ...) */
+    tags: tagsSchema.optional(),
+    /** `.txt` files: one text per line, or the whole file as one text */
+    text_split: z.enum(["line", "document"]).default("line"),
+  })
+  .refine((d) => d.text_split === "line" || d.path.toLowerCase().endsWith(".txt"), {
+    path: ["text_split"],
+    message: "text_split is for .txt files",
+  });
 
 export const modelSchema = z
   .strictObject({

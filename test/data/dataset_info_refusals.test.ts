@@ -63,6 +63,23 @@ test("a dataset name not in dataset_info.json is refused, listing the names it h
   assert.match(refusal(folderWith({}), "d,e"), /dataset_info\.json: no dataset 'e' \(it has: d\)/);
 });
 
+test("LLaMA-Factory's hub dataset_dir values are refused by name", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-lf-"));
+  assert.match(refusal(path.join(dir, "ONLINE")), /dataset_dir .*ONLINE: hub datasets are not fetched/);
+});
+
+test("text_split: document on a file that is not .txt is refused", () => {
+  assert.throws(
+    () =>
+      parseSpec(
+        { model: { init: { config: "c.json" } }, data: [{ path: "d.jsonl", text_split: "document" }] },
+        "job.yaml",
+        os.tmpdir(),
+      ),
+    /data\[0\]\.text_split: text_split is for \.txt files/,
+  );
+});
+
 test("a folder without dataset_info.json is refused naming the file", () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-lf-"));
   assert.match(refusal(dir), /dataset_info\.json: ENOENT/);
