@@ -1,5 +1,5 @@
 // LLaMA-Factory data folders: `dataset_info.json` names each dataset's file (or folder of files), its
-// formatting (alpaca or sharegpt) and its column and tag names. `resolveDatasets` turns the names a job
+// formatting (alpaca, sharegpt or openai) and its column and tag names. `resolveDatasets` turns the names a job
 // asks for into ordinary data sources, so a LLaMA-Factory user's folder works as it is. What ringtune
 // cannot train on (preference pairs, KTO labels, images, datasets fetched from a hub) is refused by
 // name rather than read half-way.
@@ -17,7 +17,7 @@ export class DatasetInfoError extends Error {
 /** One data source a dataset entry resolves to (a folder entry gives one per file). */
 export interface ResolvedDataset {
   path: string;
-  format: "alpaca" | "sharegpt";
+  format: "alpaca" | "sharegpt" | "openai";
   columns: Columns;
   tags?: Tags;
 }
@@ -87,10 +87,9 @@ function resolveEntry(datasetDir: string, name: string, entry: unknown, where: s
   if (e.split !== undefined && e.split !== "train")
     throw new DatasetInfoError(`${where}: split '${String(e.split)}' is not supported: local files have only 'train'`);
   const formatting = e.formatting ?? "alpaca";
-  if (formatting !== "alpaca" && formatting !== "sharegpt")
+  if (formatting !== "alpaca" && formatting !== "sharegpt" && formatting !== "openai")
     throw new DatasetInfoError(
-      `${where}: formatting '${String(formatting)}' is not supported (alpaca or sharegpt; ` +
-        `OpenAI-style messages are sharegpt with role/content tags)`,
+      `${where}: formatting '${String(formatting)}' is not supported (alpaca, sharegpt or openai)`,
     );
   if (e.columns !== undefined && typeof e.columns === "object" && e.columns !== null)
     for (const column of Object.keys(e.columns))
@@ -100,8 +99,8 @@ function resolveEntry(datasetDir: string, name: string, entry: unknown, where: s
   if (!columns.success) throw new DatasetInfoError(`${where}: columns: ${columns.error.issues[0].message}`);
   const tags = tagsSchema.safeParse(e.tags ?? {});
   if (!tags.success) throw new DatasetInfoError(`${where}: tags: ${tags.error.issues[0].message}`);
-  if (e.tags !== undefined && formatting !== "sharegpt")
-    throw new DatasetInfoError(`${where}: 'tags' are for formatting: sharegpt`);
+  if (e.tags !== undefined && formatting === "alpaca")
+    throw new DatasetInfoError(`${where}: 'tags' are for formatting: sharegpt or openai`);
   if (typeof e.file_name !== "string" || e.file_name === "")
     throw new DatasetInfoError(`${where}: 'file_name' is missing`);
   const files = dataFiles(path.resolve(datasetDir, e.file_name), where);

@@ -44,7 +44,8 @@ const DEFAULT_TAGS: Required<Tags> = {
   system_tag: "system",
 };
 
-type Renamed = { value: Record<string, unknown>; format: "alpaca" | "sharegpt" | "text" } | { error: string };
+type Renamed =
+  { value: Record<string, unknown>; format: "alpaca" | "sharegpt" | "openai" | "text" } | { error: string };
 type Row = Record<string, unknown>;
 
 /** Fields ringtune reads from any record, kept as they are when present. */
@@ -55,10 +56,13 @@ export function fromLlamaFactoryLayout(value: unknown, format: string, layout: C
     return { error: "expected a JSON object per record" };
   const row = value as Row;
   const columns = { ...DEFAULT_COLUMNS, ...layout.columns };
+  const tags = { ...DEFAULT_TAGS, ...layout.tags };
   const renamed =
     format === "sharegpt"
-      ? sharegptLayout(row, columns, { ...DEFAULT_TAGS, ...layout.tags })
-      : alpacaLayout(row, columns);
+      ? sharegptLayout(row, columns, tags)
+      : format === "openai"
+        ? openaiLayout(row, columns, tags)
+        : alpacaLayout(row, columns);
   if ("value" in renamed) for (const k of PASSED_THROUGH) if (k in row) renamed.value[k] = row[k];
   return renamed;
 }
@@ -132,4 +136,36 @@ function sharegptLayout(row: Row, c: Columns & typeof DEFAULT_COLUMNS, t: Requir
   const tools = optionalColumn(row, c.tools);
   if (tools !== undefined) out.tools = tools;
   return { value: out, format: "sharegpt" };
+}
+
+/**
+ * LLaMA-Factory's `formatting: openai`: messages named by the tags (usually role/content), tool calls in
+ * `tool_calls` as OpenAI writes them. Renamed into ringtune's OpenAI shape, roles translated by the tags.
+ */
+function openaiLayout(row: Row, c: Columns & typeof DEFAULT_COLUMNS, t: Required<Tags>): Renamed {
+  const list = row[c.messages];
+  if (!Array.isArray(list)) return { error: `'${c.messages}': expected a list of messages` };
+  const roles = new Map<unknown, string>([
+    [t.user_tag, "user"],
+    [t.assistant_tag, "assistant"],
+    [t.observation_tag, "tool"],
+    [t.function_tag, "assistant"],
+    [t.system_tag, "system"],
+  ]);
+  const messages: Row[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const m = list[i] as Row | null;
+    if (typeof m !== "object" || m === null) return { error: `'${c.messages}[${i}]': expected an object` };
+    const role = roles.get(m[t.role_tag]);
+    if (role === undefined)
+      return { error: `unknown role '${String(m[t.role_tag])}' in ${c.messages}[${i}].${t.role_tag}` };
+    const { [t.role_tag]: _role, [t.content_tag]: content, ...rest } = m;
+    messages.push({ ...rest, role, content });
+  }
+  const system = optionalColumn(row, c.system);
+  if (system !== undefined && messages[0]?.role !== "system") messages.unshift({ role: "system", content: system });
+  const out: Row = { messages };
+  const tools = optionalColumn(row, c.tools);
+  if (tools !== undefined) out.tools = tools;
+  return { value: out, format: "openai" };
 }

@@ -43,10 +43,10 @@ const cases: [string, Record<string, unknown>, RegExp][] = [
   ["ms_hub_url", { ms_hub_url: "org/data" }, /'ms_hub_url' is not supported/],
   ["script_url", { script_url: "my_script" }, /'script_url' is not supported: dataset loading scripts are not run/],
   ["num_samples", { num_samples: 10 }, /'num_samples' is not supported/],
-  ["formatting openai", { formatting: "openai" }, /formatting 'openai' is not supported/],
+  ["formatting ranking", { formatting: "ranking" }, /formatting 'ranking' is not supported/],
   ["an unknown key", { colums: {} }, /unknown key 'colums'/],
   ["an unknown column", { columns: { answer: "a" } }, /columns: .*answer/],
-  ["tags on alpaca", { tags: { role_tag: "role" } }, /'tags' are for formatting: sharegpt/],
+  ["tags on alpaca", { tags: { role_tag: "role" } }, /'tags' are for formatting: sharegpt or openai/],
   ["a missing file", { file_name: "nope.json" }, /file_name: .*nope\.json does not exist/],
 ];
 

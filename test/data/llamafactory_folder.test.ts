@@ -37,10 +37,19 @@ function build(data: Record<string, unknown>) {
   return buildDataset(spec(data), { quiet: true, useCache: false, displayRoot: fixtures });
 }
 
-for (const name of ["qa_custom", "tool_chats", "shards", "corpus"]) {
+// dataset name -> the same data in ringtune's own format
+const NATIVE: Record<string, string> = {
+  qa_custom: "qa_custom",
+  tool_chats: "tool_chats",
+  openai_chats: "tool_chats",
+  shards: "shards",
+  corpus: "corpus",
+};
+
+for (const [name, nativeName] of Object.entries(NATIVE)) {
   test(`dataset '${name}' from dataset_info.json gives the ids and labels of the same data in native form`, () => {
     const lf = build({ dataset_dir: "llamafactory", dataset: name });
-    const native = build({ data: [{ path: `llamafactory_native/${name}.jsonl` }] });
+    const native = build({ data: [{ path: `llamafactory_native/${nativeName}.jsonl` }] });
     assert.deepEqual(lf.problems, []);
     assert.deepEqual(native.problems, []);
     assert.ok(lf.train.length > 0);
