@@ -64,7 +64,7 @@ export function normalizeRecord(
   source: Source,
   layout?: ColumnLayout,
 ): NormalizeResult {
-  if (layout?.columns) {
+  if (layout?.columns || layout?.tags) {
     const renamed = fromLlamaFactoryLayout(value, format, layout);
     if ("error" in renamed) return renamed;
     value = renamed.value;

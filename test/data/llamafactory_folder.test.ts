@@ -87,3 +87,41 @@ test("datasets from dataset_info.json are added to the job's own data files", ()
   assert.equal(s.data[1].path, path.join(lfDir, "corpus.txt"));
   assert.equal(s.data[1].format, "alpaca");
 });
+
+test("a data entry with LLaMA-Factory columns and tags reads its file as dataset_info.json would", () => {
+  const lf = build({
+    data: [
+      {
+        path: "llamafactory/tool_chats.jsonl",
+        format: "sharegpt",
+        columns: { messages: "msgs", system: "sys", tools: "functions" },
+        tags: { role_tag: "role", content_tag: "content", user_tag: "user", assistant_tag: "assistant" },
+      },
+    ],
+  });
+  const native = build({ data: [{ path: "llamafactory_native/tool_chats.jsonl" }] });
+  // observation and function tags keep LLaMA-Factory's defaults, so this file's "tool"/"tool_call" roles are unknown
+  assert.deepEqual(
+    lf.problems.map((p) => [p.line, p.reason.replace(/ \(tags:.*/, "")]),
+    [[1, "unknown role 'tool_call' in msgs[2].role"]],
+  );
+  const withAllTags = build({
+    data: [
+      {
+        path: "llamafactory/tool_chats.jsonl",
+        format: "sharegpt",
+        columns: { messages: "msgs", system: "sys", tools: "functions" },
+        tags: {
+          role_tag: "role",
+          content_tag: "content",
+          user_tag: "user",
+          assistant_tag: "assistant",
+          observation_tag: "tool",
+          function_tag: "tool_call",
+        },
+      },
+    ],
+  });
+  assert.deepEqual(withAllTags.problems, []);
+  assert.deepEqual(rowSet(withAllTags.train), rowSet(native.train));
+});
