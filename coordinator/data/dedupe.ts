@@ -8,7 +8,11 @@ export function recordKey(r: DataRecord): string {
   const body =
     r.kind === "text"
       ? ["text", r.text]
-      : ["chat", r.messages.map((m) => [m.role, m.content, m.toolCalls ?? null, m.name ?? null]), r.tools ?? null];
+      : [
+          "chat",
+          r.messages.map((m) => [m.role, m.content, m.toolCalls ?? null, m.name ?? null, m.reasoning_content ?? null]),
+          r.tools ?? null,
+        ];
   return createHash("sha1").update(JSON.stringify(body)).digest("base64");
 }
 

@@ -4,7 +4,7 @@ import type { DataSource } from "../job_spec/job_spec.js";
 import { checkRecord } from "./checks.js";
 import { normalizeRecord } from "./formats.js";
 import { problemAt, type Problem } from "./problems.js";
-import { readRecords } from "./read.js";
+import { readDataFile } from "./read.js";
 import { UNKNOWN_TASK, type DataRecord } from "./records.js";
 import type { Progress } from "./progress.js";
 
@@ -20,7 +20,7 @@ export function loadSource(
   displayName: string,
   progress?: Progress,
 ): LoadedSource {
-  const raws = readRecords(src.path);
+  const raws = readDataFile(src.path, src.text_split);
   const records: DataRecord[] = [];
   const problems: Problem[] = [];
   raws.forEach((raw, i) => {
@@ -30,7 +30,7 @@ export function loadSource(
       problems.push(problemAt(source, "invalid", raw.error));
       return;
     }
-    const n = normalizeRecord(raw.value, src.format, source);
+    const n = normalizeRecord(raw.value, src.format, source, src);
     if ("error" in n) {
       problems.push(problemAt(source, "invalid", n.error));
       return;

@@ -34,6 +34,7 @@ export type DataSpec = Pick<
   | "overlong"
   | "seed"
   | "cache_dir"
+  | "dedup"
 > &
   Partial<Pick<JobSpec, "template_options">>;
 
@@ -104,7 +105,7 @@ function build(spec: DataSpec, setup: TextSetup, progress: Progress, display: (f
     `data: read ${all.length + problems.length} records from ${sources.length} file(s), ${problems.length} invalid`,
   );
 
-  const dups = removeExactDuplicates(all);
+  const dups = spec.dedup === "none" ? { kept: all, removed: [] } : removeExactDuplicates(all);
   for (const d of dups.removed) {
     problems.push(
       problemAt(d.record.source, "duplicate", `exact duplicate of ${d.firstSeen.file}:${d.firstSeen.line}`),

@@ -1,11 +1,25 @@
-// Reads a JSONL file or a JSON array into raw values, each with the line it starts on.
+// Reads a data file into raw values, each with the line it starts on: a JSONL file or a JSON array here;
+// `.txt` and `.parquet` in their own readers.
 import { readFileSync } from "node:fs";
+import { readParquetFile } from "./read_parquet.js";
+import { readTextFile, type TextSplit } from "./read_text.js";
 
 export interface RawRecord {
   line: number;
   value?: unknown;
   /** set instead of value when the text does not parse */
   error?: string;
+}
+
+/** The files a data folder is read for (any other name is JSON or JSONL when named directly). */
+export const DATA_FILE_EXTENSIONS = [".json", ".jsonl", ".txt", ".parquet"] as const;
+
+/** By extension: `.txt` (split by line or whole), `.parquet`, else JSON or JSONL by content. */
+export function readDataFile(file: string, textSplit: TextSplit = "line"): RawRecord[] {
+  const lower = file.toLowerCase();
+  if (lower.endsWith(".txt")) return readTextFile(file, textSplit);
+  if (lower.endsWith(".parquet")) return readParquetFile(file);
+  return readRecords(file);
 }
 
 /** JSON array when the first non-blank character is `[`, JSONL otherwise. */

@@ -15,7 +15,7 @@ export interface Message {
   toolCalls?: ToolCall[];
   /** tool only: which tool answered (optional in most data) */
   name?: string;
-  /** assistant only: the thinking that preceded the answer (Qwen3's `<think>` block) */
+  /** assistant only: the reasoning before the answer (OpenAI-style `reasoning_content`; Qwen3's `<think>` block) */
   reasoning_content?: string;
 }
 
@@ -39,7 +39,7 @@ interface RecordBase {
 export interface ChatRecord extends RecordBase {
   kind: "chat";
   messages: Message[];
-  /** OpenAI-style tool definitions, handed to model templates that render them */
+  /** tool definitions, each `{"type": "function", "function": {...}}`, handed to templates that render them */
   tools?: unknown[];
 }
 

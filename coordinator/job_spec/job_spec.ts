@@ -2,21 +2,33 @@
 // The training keys live in training_spec.ts; both halves are strict, so unknown keys are named.
 import { z } from "zod";
 import { DATA_FORMATS } from "../data/formats.js";
+import { columnsSchema, tagsSchema } from "../data/llamafactory_columns.js";
 import { TEMPLATE_NAMES } from "../data/templates/template.js";
 import { checkTrainingKeys, trainingSpecShape } from "./training_spec.js";
 
-export const dataSourceSchema = z.strictObject({
-  path: z.string().min(1),
-  format: z.enum(DATA_FORMATS).default("auto"),
-  /** share of the training mix; give it to every source or to none */
-  weight: z.number().positive().optional(),
-  /** passes over this source (may be fractional): 2 trains an important task twice */
-  epochs: z.number().positive().default(1),
-  /** every answer must parse as JSON */
-  response_format: z.literal("json").optional(),
-  /** task_type for records that carry none */
-  task_type: z.string().optional(),
-});
+export const dataSourceSchema = z
+  .strictObject({
+    path: z.string().min(1),
+    format: z.enum(DATA_FORMATS).default("auto"),
+    /** share of the training mix; give it to every source or to none */
+    weight: z.number().positive().optional(),
+    /** passes over this source (may be fractional): 2 trains an important task twice */
+    epochs: z.number().positive().default(1),
+    /** every answer must parse as JSON */
+    response_format: z.literal("json").optional(),
+    /** task_type for records that carry none */
+    task_type: z.string().optional(),
+    /** LLaMA-Factory column names (prompt, query, response, history, messages, system, tools) */
+    columns: columnsSchema.optional(),
+    /** LLaMA-Factory sharegpt tags (role_tag, content_tag, user_tag, assistant_tag, ...) */
+    tags: tagsSchema.optional(),
+    /** `.txt` files: one text per line, or the whole file as one text */
+    text_split: z.enum(["line", "document"]).default("line"),
+  })
+  .refine((d) => d.text_split === "line" || d.path.toLowerCase().endsWith(".txt"), {
+    path: ["text_split"],
+    message: "text_split is for .txt files",
+  });
 
 export const modelSchema = z
   .strictObject({
@@ -36,7 +48,14 @@ export const dataSpecShape = {
   template: z.enum(TEMPLATE_NAMES).default("chatml"),
   /** variables for the template, as apply_chat_template's keyword arguments (qwen3: enable_thinking) */
   template_options: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
-  data: z.array(dataSourceSchema).min(1),
+  /** files to train on; LLaMA-Factory datasets named by `dataset` are added to these */
+  data: z.array(dataSourceSchema).default([]),
+  /** a LLaMA-Factory data folder (with dataset_info.json); default: `data` beside the job file */
+  dataset_dir: z.string().min(1).optional(),
+  /** LLaMA-Factory dataset names from dataset_info.json: "a,b" or a list */
+  dataset: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  /** exact: drop exact repeats (the first is kept); none: keep every record, repeats on purpose included */
+  dedup: z.enum(["exact", "none"]).default("exact"),
   /** validation split: a fraction (< 1) or a count of records, stratified by task_type */
   val_size: z.number().nonnegative().default(0),
   seq_len: z.number().int().positive().default(512),
@@ -52,7 +71,23 @@ export const dataSpecShape = {
 };
 
 /** One schema for the whole job file: the data keys and the training keys (training_spec.ts). */
-export const jobSpecSchema = z.strictObject({ ...dataSpecShape, ...trainingSpecShape }).superRefine(checkTrainingKeys);
+export const jobSpecSchema = z
+  .strictObject({ ...dataSpecShape, ...trainingSpecShape })
+  .superRefine(checkTrainingKeys)
+  .superRefine((spec, ctx) => {
+    if (spec.data.length === 0 && spec.dataset === undefined)
+      ctx.addIssue({
+        code: "custom",
+        path: ["data"],
+        message: "give 'data' (files) or 'dataset' (LLaMA-Factory names)",
+      });
+    if (spec.dataset_dir !== undefined && spec.dataset === undefined)
+      ctx.addIssue({
+        code: "custom",
+        path: ["dataset_dir"],
+        message: "dataset_dir needs 'dataset' (the names to read)",
+      });
+  });
 
 export type JobSpec = z.infer<typeof jobSpecSchema>;
 export type DataSource = z.infer<typeof dataSourceSchema>;

@@ -3,7 +3,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
-import { jobSpecSchema, type JobSpec } from "./job_spec.js";
+import { DatasetInfoError, resolveDatasets } from "../data/dataset_info.js";
+import { jobSpecSchema, type DataSource, type JobSpec } from "./job_spec.js";
 
 export class SpecError extends Error {
   override name = "SpecError";
@@ -28,7 +29,21 @@ export function parseSpec(value: unknown, where: string, baseDir: string): JobSp
   const r = jobSpecSchema.safeParse(value);
   if (!r.success)
     throw new SpecError(`${where}: invalid job spec:\n  ${formatSpecIssues(r.error.issues).join("\n  ")}`);
-  return resolvePaths(r.data, baseDir);
+  return withLlamaFactoryDatasets(resolvePaths(r.data, baseDir), where);
+}
+
+/** `dataset` names resolved through `dataset_dir`'s dataset_info.json into entries of `data`. */
+function withLlamaFactoryDatasets(spec: JobSpec, where: string): JobSpec {
+  if (spec.dataset === undefined || spec.dataset_dir === undefined) return spec;
+  let resolved;
+  try {
+    resolved = resolveDatasets(spec.dataset_dir, spec.dataset);
+  } catch (err) {
+    if (err instanceof DatasetInfoError) throw new SpecError(`${where}: dataset: ${err.message}`);
+    throw err;
+  }
+  const sources: DataSource[] = resolved.map((d) => ({ ...d, epochs: 1, text_split: "line" }));
+  return { ...spec, data: [...spec.data, ...sources] };
 }
 
 export function loadSpec(file: string): JobSpec {
@@ -54,6 +69,8 @@ function resolvePaths(spec: JobSpec, baseDir: string): JobSpec {
     },
     tokenizer: spec.tokenizer === undefined || spec.tokenizer === "byte" ? spec.tokenizer : abs(spec.tokenizer),
     data: spec.data.map((d) => ({ ...d, path: abs(d.path) })),
+    // LLaMA-Factory reads `data/` under where it runs; a job file stands in for that place
+    dataset_dir: spec.dataset === undefined ? spec.dataset_dir : abs(spec.dataset_dir ?? "data"),
     cache_dir: spec.cache_dir && abs(spec.cache_dir),
     output: spec.output && abs(spec.output),
     resume_from: spec.resume_from && abs(spec.resume_from),

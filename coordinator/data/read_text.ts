@@ -1,0 +1,18 @@
+// Plain-text corpora for continued pretraining: one text per line, or the whole file as one text.
+import { readFileSync } from "node:fs";
+import type { RawRecord } from "./read.js";
+
+export type TextSplit = "line" | "document";
+
+/** Each record is `{text}`; blank lines are skipped (they carry nothing to learn). */
+export function readTextFile(file: string, split: TextSplit): RawRecord[] {
+  const text = readFileSync(file, "utf8");
+  if (split === "document") return text.trim() === "" ? [] : [{ line: 1, value: { text } }];
+  const out: RawRecord[] = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const s = lines[i].endsWith("\r") ? lines[i].slice(0, -1) : lines[i];
+    if (s.trim() !== "") out.push({ line: i + 1, value: { text: s } });
+  }
+  return out;
+}
