@@ -39,6 +39,8 @@ func fail(format string, args ...interface{}) {
 	os.Exit(1)
 }
 
+var timeout = flag.Duration("timeout", 15*time.Second, "how long to wait for a reply")
+
 // ask sends a JSON request, saying so in its header, and decodes the JSON reply.
 func ask(nc *nats.Conn, subject string, body interface{}) reply {
 	data, err := json.Marshal(body)
@@ -48,7 +50,7 @@ func ask(nc *nats.Conn, subject string, body interface{}) reply {
 	msg := nats.NewMsg(subject)
 	msg.Header.Set("Content-Type", "application/json")
 	msg.Data = data
-	res, err := nc.RequestMsg(msg, 15*time.Second)
+	res, err := nc.RequestMsg(msg, *timeout)
 	if err != nil {
 		fail("%s: %v", subject, err)
 	}
