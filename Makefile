@@ -59,6 +59,12 @@ bench: build
 bench-lora: native
 	$(NATIVE_BUILD)/ringtune_native_bench lora
 
+# proto/schema/*.json, the JSON Schema documents of the job API, rewritten from the zod schemas; a test in
+# `make test` fails while they are stale.
+.PHONY: schema
+schema: ts
+	node dist/coordinator/jobs/write_json_schemas.js
+
 # The bundled example end to end: a local cluster, the job with its progress, what it learned, cluster down.
 demo: build
 	@./deploy/scripts/demo.sh

@@ -2,31 +2,37 @@
 // bucket, list jobs, cancel one, ask for the cluster's status. Only proto/ knows the wire format.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { errors, type NatsConnection } from "@nats-io/transport-node";
+import { errors, headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { parse as parseYaml } from "yaml";
 import {
+  CONTENT_TYPE_HEADER,
   ClusterStatusReply,
   ClusterStatusRequest,
   FINAL_STATUSES,
   JOBS_BUCKET,
   JobCancel,
   JobCancelReply,
-  JobRecord,
   JobSubmit,
   JobSubmitReply,
+  MSGPACK_CONTENT_TYPE,
+  decodeJobRecord,
+  decodeJobReply,
   decodeMessage,
+  encodeJobMessage,
   encodeMessage,
   jobSubjects,
+  type ApiError,
   type Body,
+  type JobRecordBody,
   type MessageType,
 } from "../proto/mod.js";
 import { SpecError, parseSpec } from "../coordinator/job_spec/load.js";
 import { applySpecOverrides } from "./spec_overrides.js";
 import type { z } from "zod";
 
-export type JobRecordBody = Body<typeof JobRecord>;
+export type { JobRecordBody };
 export type ClusterStatus = Body<typeof ClusterStatusReply>;
 
 /** The coordinator said no (bad spec, unknown job): its reason, one problem per line. */
@@ -67,7 +73,20 @@ export function readSpecFile(file: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-/** One request/reply with the coordinator; silence becomes NoCoordinatorError naming the subject. */
+/** Silence on a request becomes NoCoordinatorError naming the subject. */
+function explainSilence(subject: string, err: unknown): unknown {
+  const silent =
+    err instanceof errors.NoRespondersError ||
+    err instanceof errors.TimeoutError ||
+    (err instanceof errors.RequestError && err.isNoResponders());
+  if (!silent) return err;
+  return new NoCoordinatorError(
+    `no coordinator answered on ${subject}: is the cluster up? ('make cluster-up' starts one)`,
+    { cause: err },
+  );
+}
+
+/** One request/reply on an internal subject (msgpack with the wire protocol's version). */
 async function ask<Req extends MessageType<z.ZodRawShape>, Rep extends MessageType<z.ZodRawShape>>(
   nc: NatsConnection,
   subject: string,
@@ -80,17 +99,35 @@ async function ask<Req extends MessageType<z.ZodRawShape>, Rep extends MessageTy
     const msg = await nc.request(subject, encodeMessage(reqType, body), { timeout: timeoutMs });
     return decodeMessage(repType, msg.data);
   } catch (err) {
-    const silent =
-      err instanceof errors.NoRespondersError ||
-      err instanceof errors.TimeoutError ||
-      (err instanceof errors.RequestError && err.isNoResponders());
-    if (silent)
-      throw new NoCoordinatorError(
-        `no coordinator answered on ${subject}: is the cluster up? ('make cluster-up' starts one)`,
-        { cause: err },
-      );
-    throw err;
+    throw explainSilence(subject, err);
   }
+}
+
+/** One request/reply on a public job API subject; ringtune's CLI speaks its msgpack form. */
+async function askJobApi<Req extends MessageType<z.ZodRawShape>, Rep extends MessageType<z.ZodRawShape>>(
+  nc: NatsConnection,
+  subject: string,
+  reqType: Req,
+  body: Body<Req>,
+  repType: Rep,
+  timeoutMs: number,
+): Promise<Body<Rep>> {
+  const h = headers();
+  h.set(CONTENT_TYPE_HEADER, MSGPACK_CONTENT_TYPE);
+  let data: Uint8Array;
+  try {
+    data = (await nc.request(subject, encodeJobMessage(reqType, body, "msgpack"), { timeout: timeoutMs, headers: h }))
+      .data;
+  } catch (err) {
+    throw explainSilence(subject, err);
+  }
+  return decodeJobReply(repType, data, "msgpack");
+}
+
+/** The coordinator's problems, one per line, as the CLI prints them. */
+function describeRefusal(reply: { error?: ApiError; errors?: ApiError[] }): string {
+  const problems = reply.errors ?? (reply.error ? [reply.error] : []);
+  return problems.length > 0 ? problems.map((p) => p.message).join("\n") : "no reason given";
 }
 
 export type JobSubmission = Body<typeof JobSubmit>;
@@ -112,18 +149,18 @@ export async function submitJob(
   job: JobSubmission,
   timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS,
 ): Promise<string> {
-  const reply = await ask(nc, jobSubjects.submit, JobSubmit, job, JobSubmitReply, timeoutMs);
+  const reply = await askJobApi(nc, jobSubjects.submit, JobSubmit, job, JobSubmitReply, timeoutMs);
   if (!reply.ok || !reply.id) {
     throw new JobRefusedError(
-      `the coordinator refused ${job.source ?? "the job"}:\n  ${(reply.error ?? "no reason given").split("\n").join("\n  ")}`,
+      `the coordinator refused ${job.source ?? "the job"}:\n  ${describeRefusal(reply).split("\n").join("\n  ")}`,
     );
   }
   return reply.id;
 }
 
 export async function cancelJob(nc: NatsConnection, id: string, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<void> {
-  const reply = await ask(nc, jobSubjects.cancel, JobCancel, { id }, JobCancelReply, timeoutMs);
-  if (!reply.ok) throw new JobRefusedError(`cannot cancel ${id}: ${reply.error ?? "no reason given"}`);
+  const reply = await askJobApi(nc, jobSubjects.cancel, JobCancel, { id }, JobCancelReply, timeoutMs);
+  if (!reply.ok) throw new JobRefusedError(`cannot cancel ${id}: ${describeRefusal(reply)}`);
 }
 
 export async function clusterStatus(nc: NatsConnection, timeoutMs = 5_000): Promise<ClusterStatus> {
@@ -153,15 +190,10 @@ export async function openJobs(nc: NatsConnection): Promise<KV> {
   }
 }
 
-function decodeRecord(value: Uint8Array): JobRecordBody {
-  const { v: _v, ...record } = decodeMessage(JobRecord, value);
-  return record as JobRecordBody;
-}
-
 export async function getJob(kv: KV, id: string): Promise<JobRecordBody | null> {
   const e = await kv.get(id);
   if (!e || e.operation !== "PUT" || e.value.length === 0) return null;
-  return decodeRecord(e.value);
+  return decodeJobRecord(e.value);
 }
 
 /**
@@ -196,7 +228,7 @@ export async function followJob(kv: KV, id: string, onRecord: (r: JobRecordBody)
   try {
     for await (const e of watch) {
       if (e.operation !== "PUT" || e.value.length === 0) continue;
-      const record = decodeRecord(e.value);
+      const record = decodeJobRecord(e.value);
       onRecord(record);
       if (isFinal(record)) return record;
     }

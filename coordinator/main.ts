@@ -3,18 +3,8 @@
 // last checkpoint.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino, type Logger } from "pino";
-import {
-  ClusterStatusReply,
-  decodeMessage,
-  encodeMessage,
-  FINAL_STATUSES,
-  JobCancel,
-  JobCancelReply,
-  jobSubjects,
-  JobSubmit,
-  JobSubmitReply,
-} from "../proto/mod.js";
-import { acceptSubmission } from "./jobs/intake.js";
+import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
+import { serveJobApi } from "./jobs/job_api_server.js";
 import { JobStore, type Job } from "./jobs/store.js";
 import { parseSpec } from "./job_spec/load.js";
 import { runJob } from "./train/run_job.js";
@@ -78,40 +68,12 @@ export class Coordinator {
   }
 
   private serve(): void {
-    this.nc.subscribe(jobSubjects.submit, {
-      callback: (_err, msg) => {
-        void (async () => {
-          try {
-            const job = acceptSubmission(decodeMessage(JobSubmit, msg.data));
-            await this.store.put(job);
-            this.log.info({ job: job.id, source: job.source }, "job accepted");
-            msg.respond(encodeMessage(JobSubmitReply, { ok: true, id: job.id }));
-            void this.schedule();
-          } catch (err) {
-            msg.respond(encodeMessage(JobSubmitReply, { ok: false, error: (err as Error).message }));
-          }
-        })();
-      },
-    });
-    this.nc.subscribe(jobSubjects.cancel, {
-      callback: (_err, msg) => {
-        void (async () => {
-          try {
-            const { id } = decodeMessage(JobCancel, msg.data);
-            const job = this.store.get(id);
-            if (!job) throw new Error(`no job ${id}`);
-            if (FINAL_STATUSES.includes(job.status)) throw new Error(`job ${id} is already ${job.status}`);
-            if (this.running.has(id)) {
-              this.stopReasons.set(id, "canceled by request");
-              await this.store.update(id, { cancel_requested: true, message: "canceling after the current step" });
-            } else {
-              await this.store.update(id, { status: "canceled", message: "canceled by request" });
-            }
-            msg.respond(encodeMessage(JobCancelReply, { ok: true }));
-          } catch (err) {
-            msg.respond(encodeMessage(JobCancelReply, { ok: false, error: (err as Error).message }));
-          }
-        })();
+    serveJobApi(this.nc, this.store, this.log, {
+      onAccepted: () => void this.schedule(),
+      requestStop: (id, why) => {
+        if (!this.running.has(id)) return false;
+        this.stopReasons.set(id, why);
+        return true;
       },
     });
     this.nc.subscribe(jobSubjects.clusterStatus, {

@@ -14,6 +14,10 @@ function token(what: string, value: string): string {
 export const jobSubjects = {
   /** Request/reply: a job spec in, a job id or an error out. */
   submit: `${ROOT}.job.submit`,
+  /** Request/reply: one job's record by id. */
+  get: `${ROOT}.job.get`,
+  /** Request/reply: every job's record, oldest first. */
+  list: `${ROOT}.job.list`,
   /** Request/reply: cancel a job by id. */
   cancel: `${ROOT}.job.cancel`,
   /** Request/reply: the workers the coordinator knows and what they do. */
@@ -26,5 +30,9 @@ export const jobSubjects = {
   workerCommandAll: (workerId: string) => `${ROOT}.worker.${token("worker id", workerId)}.cmd.*`,
 } as const;
 
-/** JetStream KV bucket holding one record per job (key: job id), so a restarted coordinator loses nothing. */
+/**
+ * JetStream KV bucket holding one record per job (key: job id, value: the record as JSON), so a restarted
+ * coordinator loses nothing and `nats kv get/watch` show it. Its subject `$KV.<bucket>.<id>` is the
+ * job's progress stream.
+ */
 export const JOBS_BUCKET = "ringtune-jobs";

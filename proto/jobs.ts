@@ -1,26 +1,32 @@
 // Job control messages and the job record kept in the JetStream KV bucket (JOBS_BUCKET).
 import { z } from "zod";
 import { defineMessage } from "./codec.js";
+import { ApiError } from "./job_api_error.js";
 import { GenerationEval } from "./generation_eval.js";
 import { SubjectToken } from "./subjects.js";
 
-/** Request on jobSubjects.submit. The spec is the parsed YAML/JSON; paths in it are relative to base_dir. */
+/**
+ * Request on jobSubjects.submit. `spec` has the keys of a job file. Relative paths in it are resolved
+ * against `base_dir`; without `base_dir` every path in the spec must be absolute and `output` is required.
+ */
 export const JobSubmit = defineMessage("JobSubmit", {
   spec: z.record(z.string(), z.unknown()),
-  base_dir: z.string().min(1),
+  base_dir: z.string().min(1).optional(),
   /** the file the spec came from, for error messages */
   source: z.string().optional(),
 });
 
+/** A refusal: `error` is the first problem, `errors` every problem (each naming its key). */
+const refusal = { error: ApiError.optional(), errors: z.array(ApiError).optional() };
+
 export const JobSubmitReply = defineMessage("JobSubmitReply", {
   ok: z.boolean(),
   id: SubjectToken.optional(),
-  /** every problem, one per line, each naming the key */
-  error: z.string().optional(),
+  ...refusal,
 });
 
 export const JobCancel = defineMessage("JobCancel", { id: SubjectToken });
-export const JobCancelReply = defineMessage("JobCancelReply", { ok: z.boolean(), error: z.string().optional() });
+export const JobCancelReply = defineMessage("JobCancelReply", { ok: z.boolean(), ...refusal });
 
 export const JOB_STATUSES = ["queued", "waiting", "preparing", "running", "completed", "failed", "canceled"] as const;
 export const JobStatus = z.enum(JOB_STATUSES);
@@ -69,6 +75,22 @@ export const WorkerInfo = z.object({
   last_seen_ms_ago: z.number(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
+
+/** Request on jobSubjects.get: one job's record. */
+export const JobGet = defineMessage("JobGet", { id: SubjectToken });
+export const JobGetReply = defineMessage("JobGetReply", {
+  ok: z.boolean(),
+  job: JobRecord.schema.omit({ v: true }).optional(),
+  ...refusal,
+});
+
+/** Request on jobSubjects.list: every job, oldest first, optionally only those with one of `status`. */
+export const JobList = defineMessage("JobList", { status: z.array(JobStatus).optional() });
+export const JobListReply = defineMessage("JobListReply", {
+  ok: z.boolean(),
+  jobs: z.array(JobRecord.schema.omit({ v: true })).optional(),
+  ...refusal,
+});
 
 export const ClusterStatusRequest = defineMessage("ClusterStatusRequest", {});
 export const ClusterStatusReply = defineMessage("ClusterStatusReply", {

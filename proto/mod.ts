@@ -13,3 +13,7 @@ export * from "./token_batch.js";
 export * from "./worker_commands.js";
 export * from "./output_layout.js";
 export * from "./generation_eval.js";
+export * from "./job_api_error.js";
+export * from "./job_api_version.js";
+export * from "./job_encoding.js";
+export * from "./job_record_codec.js";

@@ -1,53 +1,110 @@
-// Job submission and cancellation by NATS request: a spec is validated (every problem named with its key)
-// and checked against the files it names before it gets an id.
+// Job submission by NATS request: a spec is validated (every problem named with its key) and checked
+// against the files it names before it gets an id.
 import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { SpecError, parseSpec } from "../job_spec/load.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import type { Body, JobSubmit } from "../../proto/mod.js";
+import { formatSpecIssues, parseSpec } from "../job_spec/load.js";
+import { jobSpecSchema, type JobSpec } from "../job_spec/job_spec.js";
+import { JobApiRefusal, keyPath, type ApiError, type Body, type JobSubmit } from "../../proto/mod.js";
 import type { Job } from "./store.js";
+
+/** Resolving against the root changes no absolute path: the base of a spec that must have only those. */
+const NO_BASE_DIR = path.parse(process.cwd()).root;
 
 export function newJobId(): string {
   return `job-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
 }
 
-/** Files the spec names that do not exist, as `key: no such file PATH`. */
-function missingFiles(spec: JobSpec): string[] {
-  const out: string[] = [];
-  const check = (key: string, file: string | undefined) => {
-    if (file !== undefined && !existsSync(file)) out.push(`${key}: no such file or folder ${file}`);
-  };
-  check("model.path", spec.model.path);
-  check("model.init.config", spec.model.init?.config);
-  check("model.adapter", spec.model.adapter);
-  if (spec.tokenizer !== undefined && spec.tokenizer !== "byte") check("tokenizer", spec.tokenizer);
-  spec.data.forEach((d, i) => check(`data[${i}].path`, d.path));
-  check("generation_eval.path", spec.generation_eval?.path);
-  check("resume_from", spec.resume_from);
-  return out;
+/** The spec keys that hold paths, with their values as written. */
+function pathKeys(spec: JobSpec): [string, string | undefined][] {
+  return [
+    ["model.path", spec.model.path],
+    ["model.init.config", spec.model.init?.config],
+    ["model.adapter", spec.model.adapter],
+    ["tokenizer", spec.tokenizer === "byte" ? undefined : spec.tokenizer],
+    ...spec.data.map((d, i): [string, string] => [`data[${i}].path`, d.path]),
+    ["generation_eval.path", spec.generation_eval?.path],
+    ["resume_from", spec.resume_from],
+    ["cache_dir", spec.cache_dir],
+    ["output", spec.output],
+  ];
 }
 
-/** A new job record for a valid submission, or a SpecError listing every problem. */
-export function acceptSubmission(req: Body<typeof JobSubmit>): Job {
+/** Inputs must exist when the job is submitted; outputs and the cache are created by the job. */
+const mustExist = (key: string) => key !== "output" && key !== "cache_dir";
+
+/** Schema problems of a spec, one per issue, keyed as in the job file. */
+function schemaProblems(spec: unknown, where: string): ApiError[] {
+  const r = jobSpecSchema.safeParse(spec);
+  if (r.success) return [];
+  const lines = formatSpecIssues(r.error.issues);
+  return r.error.issues.flatMap((issue, n): ApiError[] => {
+    const at = keyPath(issue.path);
+    if (issue.code === "unrecognized_keys") {
+      return issue.keys.map((k) => {
+        const key = at ? `${at}.${k}` : k;
+        return { code: "invalid_spec", message: `${where}: ${at || "(top level)"}: unknown key '${k}'`, key };
+      });
+    }
+    return [{ code: "invalid_spec", message: `${where}: ${lines[n]}`, key: at || null }];
+  });
+}
+
+/**
+ * Every problem of a submission: schema problems first; then, for a valid spec, relative paths when no
+ * base_dir was given, and files that do not exist.
+ */
+export function submissionProblems(req: Body<typeof JobSubmit>): ApiError[] {
   const where = req.source ?? "job spec";
-  const spec = parseSpec(req.spec, where, req.base_dir);
-  const missing = missingFiles(spec);
-  if (missing.length > 0) throw new SpecError(`${where}:\n  ${missing.join("\n  ")}`);
+  const schema = schemaProblems(req.spec, where);
+  if (schema.length > 0) return schema;
+  const written = jobSpecSchema.parse(req.spec);
+  const problems: ApiError[] = [];
+  if (req.base_dir === undefined) {
+    for (const [key, value] of pathKeys(written)) {
+      if (value !== undefined && !path.isAbsolute(value))
+        problems.push({
+          code: "invalid_spec",
+          message: `${where}: ${key}: '${value}' is relative and the request has no base_dir; give base_dir or an absolute path`,
+          key,
+        });
+    }
+    if (written.output === undefined)
+      problems.push({
+        code: "invalid_spec",
+        message: `${where}: output: required when the request has no base_dir (where the job's outputs go)`,
+        key: "output",
+      });
+    if (problems.length > 0) return problems;
+  }
+  const resolved = parseSpec(req.spec, where, req.base_dir ?? NO_BASE_DIR);
+  for (const [key, file] of pathKeys(resolved)) {
+    if (file !== undefined && mustExist(key) && !existsSync(file))
+      problems.push({ code: "missing_file", message: `${where}: ${key}: no such file or folder ${file}`, key });
+  }
+  return problems;
+}
+
+/** A new job record for a valid submission, or a JobApiRefusal listing every problem. */
+export function acceptSubmission(req: Body<typeof JobSubmit>): Job {
+  const problems = submissionProblems(req);
+  if (problems.length > 0) throw new JobApiRefusal(problems);
+  const baseDir = req.base_dir ?? NO_BASE_DIR;
+  const spec = parseSpec(req.spec, req.source ?? "job spec", baseDir);
   const id = newJobId();
   const now = new Date().toISOString();
   return {
     id,
     status: "queued",
     spec: req.spec,
-    base_dir: req.base_dir,
+    base_dir: baseDir,
     source: req.source,
     created_at: now,
     updated_at: now,
     step: 0,
     total_steps: 0,
     train_loss: {},
-    output: spec.output ?? path.join(req.base_dir, "runs", id),
+    output: spec.output ?? path.join(baseDir, "runs", id),
     workers: [],
   };
 }

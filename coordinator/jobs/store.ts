@@ -1,10 +1,10 @@
-// Job records in JetStream KV: the coordinator is their only writer, so a cached copy plus put is enough;
+// Job records in JetStream KV (JSON, readable by any client): the coordinator is their only writer, so a cached copy plus put is enough;
 // readers (ringtune watch, jobs, submit --wait) watch the bucket.
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { decodeMessage, encodeMessage, JOBS_BUCKET, JobRecord, type Body } from "../../proto/mod.js";
+import { decodeJobRecord, encodeJobRecord, JOBS_BUCKET, type JobRecordBody } from "../../proto/mod.js";
 
-export type Job = Body<typeof JobRecord>;
+export type Job = JobRecordBody;
 
 export class JobStore {
   private readonly cache = new Map<string, Job>();
@@ -15,7 +15,7 @@ export class JobStore {
     const store = new JobStore(kv);
     for await (const key of await kv.keys()) {
       const e = await kv.get(key);
-      if (e && e.operation === "PUT") store.cache.set(key, decodeMessage(JobRecord, e.value) as Job);
+      if (e && e.operation === "PUT") store.cache.set(key, decodeJobRecord(e.value));
     }
     return store;
   }
@@ -32,7 +32,7 @@ export class JobStore {
   async put(job: Job): Promise<Job> {
     job.updated_at = new Date().toISOString();
     this.cache.set(job.id, job);
-    await this.kv.put(job.id, encodeMessage(JobRecord, job));
+    await this.kv.put(job.id, encodeJobRecord(job));
     return job;
   }
 

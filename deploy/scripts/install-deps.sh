@@ -4,7 +4,10 @@
 set -euo pipefail
 # libopenblas-openmp-dev: the OpenMP build of OpenBLAS shares one thread pool with our own kernels,
 # so BLAS threads and OpenMP threads never spin against each other on the same cores.
-packages=(build-essential cmake pkg-config libopenblas-openmp-dev nats-server clang-format)
+# golang-go and golang-github-nats-io-go-nats-dev: the tests build a job API client in Go (test/clients/go)
+# to prove the job subjects work for a client that is not ringtune's.
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev nats-server clang-format golang-go
+  golang-github-nats-io-go-nats-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,6 +15,9 @@ done
 # A binary from another source (a nats-server release tarball, say) counts as present.
 if command -v nats-server >/dev/null 2>&1; then
   missing=("${missing[@]/nats-server}")
+fi
+if command -v go >/dev/null 2>&1; then
+  missing=("${missing[@]/golang-go}")
 fi
 want=()
 for p in "${missing[@]}"; do [ -n "$p" ] && want+=("$p"); done

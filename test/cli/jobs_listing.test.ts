@@ -4,7 +4,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { JOBS_BUCKET, JobRecord, encodeMessage, type Body } from "../../proto/mod.js";
+import { JOBS_BUCKET, encodeJobRecord, type JobRecordBody } from "../../proto/mod.js";
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
 import { runRingtune } from "../helpers/processes.js";
 
@@ -14,7 +14,7 @@ let kv: KV;
 let writing = true;
 let writer: Promise<void>;
 
-function record(id: string, step: number): Body<typeof JobRecord> {
+function record(id: string, step: number): JobRecordBody {
   const now = new Date().toISOString();
   return {
     id,
@@ -35,12 +35,12 @@ before(async () => {
   server = await startNatsServer();
   nc = await connect({ servers: server.url });
   kv = await new Kvm(nc).create(JOBS_BUCKET, { history: 1 });
-  await kv.put("job-a", encodeMessage(JobRecord, record("job-a", 0)));
-  await kv.put("job-gone", encodeMessage(JobRecord, record("job-gone", 0)));
+  await kv.put("job-a", encodeJobRecord(record("job-a", 0)));
+  await kv.put("job-gone", encodeJobRecord(record("job-gone", 0)));
   await kv.delete("job-gone");
   // The updates never pause: there is always one pending for a reader that started a moment ago.
   writer = (async () => {
-    for (let step = 1; writing; step++) await kv.put("job-b", encodeMessage(JobRecord, record("job-b", step)));
+    for (let step = 1; writing; step++) await kv.put("job-b", encodeJobRecord(record("job-b", step)));
   })();
 });
 

@@ -10,22 +10,35 @@ import { Coordinator, type CoordinatorOptions } from "../../coordinator/main.js"
 import {
   ClusterStatusReply,
   ClusterStatusRequest,
+  decodeJobRecord,
+  decodeJobReply,
   decodeMessage,
+  encodeJobMessage,
   encodeMessage,
   FINAL_STATUSES,
   JOBS_BUCKET,
   JobCancel,
   JobCancelReply,
-  JobRecord,
   jobSubjects,
   JobSubmit,
   JobSubmitReply,
-  type Body,
+  type JobRecordBody,
 } from "../../proto/mod.js";
 import { Worker } from "../../worker/main.js";
 import { startNatsServer, type NatsServer } from "./nats_server.js";
 
-export type JobRecordBody = Body<typeof JobRecord>;
+export type { JobRecordBody };
+
+/** A job API reply with its problems' messages joined, one per line, as the CLI prints them. */
+export interface JobReply {
+  ok: boolean;
+  id?: string;
+  error?: string;
+}
+
+function flatten(reply: { ok: boolean; id?: string; errors?: { message: string }[] }): JobReply {
+  return { ok: reply.ok, id: reply.id, error: reply.errors?.map((e) => e.message).join("\n") };
+}
 
 const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
 
@@ -86,25 +99,27 @@ export class TestCluster {
     return r ? decodeMessage(ClusterStatusReply, r.data).workers.filter((w) => w.state === "idle").length : 0;
   }
 
-  /** Sends a spec (an object, paths relative to baseDir) and returns the reply. */
-  async submit(spec: Record<string, unknown>, baseDir: string): Promise<Body<typeof JobSubmitReply>> {
+  /** Sends a spec (an object, paths relative to baseDir) as a JSON request and returns the reply. */
+  async submit(spec: Record<string, unknown>, baseDir: string): Promise<JobReply> {
     const r = await this.client.request(
       jobSubjects.submit,
-      encodeMessage(JobSubmit, { spec, base_dir: baseDir, source: "test.yaml" }),
+      encodeJobMessage(JobSubmit, { spec, base_dir: baseDir, source: "test.yaml" }, "json"),
       { timeout: 10_000 },
     );
-    return decodeMessage(JobSubmitReply, r.data);
+    return flatten(decodeJobReply(JobSubmitReply, r.data, "json"));
   }
 
-  async cancel(id: string): Promise<Body<typeof JobCancelReply>> {
-    const r = await this.client.request(jobSubjects.cancel, encodeMessage(JobCancel, { id }), { timeout: 10_000 });
-    return decodeMessage(JobCancelReply, r.data);
+  async cancel(id: string): Promise<JobReply> {
+    const r = await this.client.request(jobSubjects.cancel, encodeJobMessage(JobCancel, { id }, "json"), {
+      timeout: 10_000,
+    });
+    return flatten(decodeJobReply(JobCancelReply, r.data, "json"));
   }
 
   async record(id: string): Promise<JobRecordBody | undefined> {
     const kv = await new Kvm(this.client).open(JOBS_BUCKET);
     const e = await kv.get(id);
-    return e && e.operation === "PUT" ? decodeMessage(JobRecord, e.value) : undefined;
+    return e && e.operation === "PUT" ? decodeJobRecord(e.value) : undefined;
   }
 
   async waitFor(cond: () => Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {

@@ -11,15 +11,24 @@ import {
   JobRecord,
   JobSubmit,
   JobSubmitReply,
-  decodeMessage,
+  decodeJobRequest,
+  encodeJobMessage,
+  encodeJobRecord,
   encodeMessage,
   jobSubjects,
+  type ApiErrorCode,
   type Body,
   type GenerationEval,
 } from "../../proto/mod.js";
 import { parseSpec } from "../../coordinator/job_spec/load.js";
 
 type Record_ = Body<typeof JobRecord>;
+
+/** A refusal as the coordinator sends it: one problem (the fake finds one at a time). */
+function refusal(code: ApiErrorCode, message: string) {
+  const error = { code, message, key: null };
+  return { ok: false, error, errors: [error] };
+}
 
 export interface FakeCoordinatorOptions {
   steps?: number;
@@ -55,7 +64,7 @@ export async function startFakeCoordinator(
   let next = 1;
   let stopped = false;
 
-  const put = (r: Record_) => kv.put(r.id, encodeMessage(JobRecord, { ...r, updated_at: new Date().toISOString() }));
+  const put = (r: Record_) => kv.put(r.id, encodeJobRecord({ ...r, updated_at: new Date().toISOString() }));
 
   async function run(r: Record_): Promise<void> {
     const pause = () => new Promise((res) => setTimeout(res, stepMs));
@@ -80,14 +89,14 @@ export async function startFakeCoordinator(
 
   nc.subscribe(jobSubjects.submit, {
     callback: (_err, msg) => {
-      const job = decodeMessage(JobSubmit, msg.data);
+      const job = decodeJobRequest(JobSubmit, msg.data, "msgpack");
       submitted.push(job);
       try {
-        parseSpec(job.spec, job.source ?? "job", job.base_dir);
+        parseSpec(job.spec, job.source ?? "job", job.base_dir ?? "/");
         const wanted = Number(job.spec.workers ?? 1);
         if (wanted > 2) throw new Error(`workers: ${wanted} wanted, 2 registered`);
       } catch (err) {
-        msg.respond(encodeMessage(JobSubmitReply, { ok: false, error: (err as Error).message }));
+        msg.respond(encodeJobMessage(JobSubmitReply, refusal("invalid_spec", (err as Error).message), "msgpack"));
         return;
       }
       const id = `job-${next++}`;
@@ -96,7 +105,7 @@ export async function startFakeCoordinator(
         id,
         status: "queued",
         spec: job.spec,
-        base_dir: job.base_dir,
+        base_dir: job.base_dir ?? "/",
         source: job.source,
         created_at: now,
         updated_at: now,
@@ -108,7 +117,7 @@ export async function startFakeCoordinator(
       };
       // The record exists before the reply, as the real coordinator writes it: a watcher never misses it.
       put(record).then(() => {
-        msg.respond(encodeMessage(JobSubmitReply, { ok: true, id }));
+        msg.respond(encodeJobMessage(JobSubmitReply, { ok: true, id }, "msgpack"));
         running.push(run(record));
       });
     },
@@ -116,14 +125,14 @@ export async function startFakeCoordinator(
 
   nc.subscribe(jobSubjects.cancel, {
     callback: (_err, msg) => {
-      const { id } = decodeMessage(JobCancel, msg.data);
+      const { id } = decodeJobRequest(JobCancel, msg.data, "msgpack");
       void kv.get(id).then((known) => {
         if (!known || known.operation !== "PUT") {
-          msg.respond(encodeMessage(JobCancelReply, { ok: false, error: `no job '${id}'` }));
+          msg.respond(encodeJobMessage(JobCancelReply, refusal("not_found", `no job '${id}'`), "msgpack"));
           return;
         }
         canceled.add(id);
-        msg.respond(encodeMessage(JobCancelReply, { ok: true }));
+        msg.respond(encodeJobMessage(JobCancelReply, { ok: true }, "msgpack"));
       });
     },
   });

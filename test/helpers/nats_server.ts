@@ -16,6 +16,8 @@ export interface NatsServer {
 export interface NatsServerOptions {
   /** Largest message the server accepts (its default is 1 MiB). */
   maxPayload?: number;
+  /** More lines for the server's config file (users and their permissions, say). */
+  config?: string[];
 }
 
 export class NatsServerMissingError extends Error {
@@ -42,6 +44,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     `jetstream { store_dir: "${join(dir, "js")}" }`,
   ];
   if (options.maxPayload !== undefined) lines.push(`max_payload: ${options.maxPayload}`);
+  lines.push(...(options.config ?? []));
   writeFileSync(config, lines.join("\n") + "\n");
 
   const child = spawn(bin, ["-c", config], { stdio: ["ignore", "pipe", "pipe"] });
