@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { defineMessage } from "./codec.js";
 import { GenerationEval } from "./generation_eval.js";
+import { MemoryEstimateRecord } from "./memory_estimate.js";
 import { SubjectToken } from "./subjects.js";
 
 /** Request on jobSubjects.submit. The spec is the parsed YAML/JSON; paths in it are relative to base_dir. */
@@ -56,6 +57,8 @@ export const JobRecord = defineMessage("JobRecord", {
   cancel_requested: z.boolean().optional(),
   /** how many times the job has been started (a lost worker requeues it from its last checkpoint) */
   attempts: z.number().int().min(0).optional(),
+  /** what one rank needs in memory, estimated at intake */
+  memory_estimate: MemoryEstimateRecord.optional(),
 });
 
 /** A worker as the coordinator sees it (cluster status). */

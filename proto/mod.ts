@@ -13,3 +13,4 @@ export * from "./token_batch.js";
 export * from "./worker_commands.js";
 export * from "./output_layout.js";
 export * from "./generation_eval.js";
+export * from "./memory_estimate.js";

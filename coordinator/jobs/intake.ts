@@ -1,11 +1,15 @@
 // Job submission and cancellation by NATS request: a spec is validated (every problem named with its key)
-// and checked against the files it names before it gets an id.
+// and checked against the files it names before it gets an id; its memory estimate goes into the record, and
+// a job that no set of the registered workers can hold is refused with the numbers.
 import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { SpecError, parseSpec } from "../job_spec/load.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
-import type { Body, JobSubmit } from "../../proto/mod.js";
+import { estimateJobMemory, readModelShape } from "../job_spec/job_memory.js";
+import type { MemoryEstimate } from "../job_spec/memory_estimate.js";
+import type { Body, JobSubmit, MemoryEstimateRecord } from "../../proto/mod.js";
+import { memoryRefusal, type WorkerMemory } from "./memory_fit.js";
 import type { Job } from "./store.js";
 
 export function newJobId(): string {
@@ -28,12 +32,29 @@ function missingFiles(spec: JobSpec): string[] {
   return out;
 }
 
-/** A new job record for a valid submission, or a SpecError listing every problem. */
-export function acceptSubmission(req: Body<typeof JobSubmit>): Job {
+export function memoryEstimateRecord(e: MemoryEstimate): MemoryEstimateRecord {
+  return {
+    per_rank_bytes: e.total,
+    params_bytes: e.params,
+    grads_bytes: e.grads,
+    optimizer_bytes: e.optimizer,
+    activations_bytes: e.activations,
+    phase: e.phase,
+  };
+}
+
+/**
+ * A new job record for a valid submission, or a SpecError listing every problem. `workers` are the live
+ * registered workers: a job none of them can hold (when there are enough to tell) is refused.
+ */
+export function acceptSubmission(req: Body<typeof JobSubmit>, workers: WorkerMemory[] = []): Job {
   const where = req.source ?? "job spec";
   const spec = parseSpec(req.spec, where, req.base_dir);
   const missing = missingFiles(spec);
   if (missing.length > 0) throw new SpecError(`${where}:\n  ${missing.join("\n  ")}`);
+  const shape = readModelShape(spec);
+  const refusal = memoryRefusal(spec, shape, workers);
+  if (refusal) throw new SpecError(`${where}: ${refusal}`);
   const id = newJobId();
   const now = new Date().toISOString();
   return {
@@ -49,5 +70,6 @@ export function acceptSubmission(req: Body<typeof JobSubmit>): Job {
     train_loss: {},
     output: spec.output ?? path.join(req.base_dir, "runs", id),
     workers: [],
+    memory_estimate: memoryEstimateRecord(estimateJobMemory(spec, shape)),
   };
 }
