@@ -2,20 +2,22 @@
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"] as const;
 
-/** 11.2 GiB, 640.0 MiB, 512 B: the largest unit that keeps the number at least 1, one decimal. */
-export function formatBytes(bytes: number): string {
-  let v = bytes;
+/** The largest binary unit that keeps `bytes` at least 1 (B below 1 KiB). */
+export function unitFor(bytes: number): { name: (typeof UNITS)[number]; factor: number } {
   let u = 0;
-  while (v >= 1024 && u < UNITS.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${bytes} B` : `${v.toFixed(1)} ${UNITS[u]}`;
+  while (bytes >= 1024 ** (u + 1) && u < UNITS.length - 1) u++;
+  return { name: UNITS[u]!, factor: 1024 ** u };
 }
 
-/** bytes in GiB with one decimal, no unit: for breakdowns printed after a total in GiB */
-export function gib(bytes: number): string {
-  return (bytes / 1024 ** 3).toFixed(1);
+/** 11.2 GiB, 640.0 MiB, 512 B: the largest unit that keeps the number at least 1, one decimal. */
+export function formatBytes(bytes: number): string {
+  const u = unitFor(bytes);
+  return u.factor === 1 ? `${bytes} B` : `${(bytes / u.factor).toFixed(1)} ${u.name}`;
+}
+
+/** bytes in a given unit with one decimal and no unit name: the parts printed after a total */
+export function inUnit(bytes: number, unit: { factor: number }): string {
+  return (bytes / unit.factor).toFixed(1);
 }
 
 const FACTORS: Record<string, number> = {

@@ -6,7 +6,7 @@ import { parseHfConfig } from "../../native/js/hf_config.js";
 import { loraSettingsOf } from "../train/lora_plan.js";
 import { rowsPerStepOf } from "../train/plan.js";
 import type { JobSpec } from "./job_spec.js";
-import { formatBytes, gib } from "./byte_units.js";
+import { formatBytes, inUnit, unitFor } from "./byte_units.js";
 import { estimateMemory, type BasePrecision, type MemoryEstimate, type ModelShape } from "./memory_estimate.js";
 
 /**
@@ -75,11 +75,12 @@ export function estimateJobMemory(
   });
 }
 
-/** "11.2 GiB per rank (params 1.9, grads 1.9, moments 3.8, activations 3.6)" */
+/** "11.2 GiB per rank (params 1.9, grads 1.9, moments 3.8, activations 3.6)": the parts in the total's unit */
 export function describeNeed(e: MemoryEstimate): string {
+  const u = unitFor(e.total);
   return (
-    `${formatBytes(e.total)} per rank (params ${gib(e.params)}, grads ${gib(e.grads)}, ` +
-    `moments ${gib(e.optimizer)}, activations ${gib(e.activations)})`
+    `${formatBytes(e.total)} per rank (params ${inUnit(e.params, u)}, grads ${inUnit(e.grads, u)}, ` +
+    `moments ${inUnit(e.optimizer, u)}, activations ${inUnit(e.activations, u)})`
   );
 }
 

@@ -141,6 +141,14 @@ test("needs are described in GiB with the parts, and sizes read from flags", () 
     describeNeed(e),
     /^\d+\.\d GiB per rank \(params \d+\.\d, grads \d+\.\d, moments \d+\.\d, activations \d+\.\d\)$/,
   );
+  // a need under 1 GiB is told in MiB, its parts too, so they add up to the total
+  const small = estimateMemory({ ...QWEN_05B, numLayers: 1, vocabSize: 1000 }, inputs());
+  const m = /^(\d+\.\d) MiB per rank \(params ([\d.]+), grads ([\d.]+), moments ([\d.]+), activations ([\d.]+)\)$/.exec(
+    describeNeed(small),
+  );
+  assert.ok(m, describeNeed(small));
+  const [total, ...parts] = m.slice(1).map(Number);
+  assert.ok(Math.abs(parts.reduce((a, b) => a + b, 0) - total!) <= 0.2, describeNeed(small));
   assert.equal(formatBytes(8 * 1024 ** 3), "8.0 GiB");
   assert.equal(formatBytes(640 * 1024 ** 2), "640.0 MiB");
   assert.equal(formatBytes(512), "512 B");

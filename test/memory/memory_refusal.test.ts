@@ -10,7 +10,7 @@ import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process
 
 after(killAllWorkerProcesses);
 
-const NEEDS = /needs \d+\.\d GiB per rank \(params [\d.]+, grads [\d.]+, moments [\d.]+, activations [\d.]+\)/;
+const NEEDS = /needs \d+\.\d [MG]iB per rank \(params [\d.]+, grads [\d.]+, moments [\d.]+, activations [\d.]+\)/;
 
 test(
   "a job larger than the workers' reported memory is refused with the numbers; one that fits runs",
