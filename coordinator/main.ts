@@ -5,6 +5,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino, type Logger } from "pino";
 import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
+import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
+import { readModelShape } from "./job_spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
 import { parseSpec } from "./job_spec/load.js";
 import { runJob } from "./train/run_job.js";
@@ -70,6 +72,7 @@ export class Coordinator {
   private serve(): void {
     serveJobApi(this.nc, this.store, this.log, {
       onAccepted: () => void this.schedule(),
+      liveMemory: () => this.registry.liveMemory(),
       requestStop: (id, why) => {
         if (!this.running.has(id)) return false;
         this.stopReasons.set(id, why);
@@ -88,18 +91,40 @@ export class Coordinator {
     });
   }
 
-  /** Starts every queued job that enough idle workers can take, oldest first; says why others wait. */
+  /**
+   * Starts every queued job that enough idle workers with enough memory can take, oldest first; says why
+   * others wait, and fails a job that the registered workers can never hold (they joined after intake).
+   */
   private async schedule(): Promise<void> {
     if (this.scheduling) return;
     this.scheduling = true;
     try {
       for (const job of this.store.all()) {
         if ((job.status !== "queued" && job.status !== "waiting") || this.running.has(job.id)) continue;
-        const want = parseSpec(job.spec, job.source ?? job.id, job.base_dir).workers;
-        const idle = this.registry.idle();
+        const spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
+        const want = spec.workers;
+        const idleAny = this.registry.idle();
+        let idle: string[];
+        try {
+          const shape = readModelShape(spec);
+          const live = this.registry.liveMemory();
+          const refusal = memoryRefusal(spec, shape, live);
+          if (refusal) {
+            await this.store.update(job.id, { status: "failed", message: refusal });
+            continue;
+          }
+          const fit = new Set(workersThatFit(spec, shape, live).map((w) => w.id));
+          idle = idleAny.filter((id) => fit.has(id));
+        } catch (err) {
+          await this.store.update(job.id, { status: "failed", message: (err as Error).message });
+          continue;
+        }
         if (idle.length < want) {
           const { registered } = this.registry.counts();
-          const message = `waiting for ${want} idle worker(s): ${idle.length} idle of ${registered} registered`;
+          const small = idleAny.length - idle.length;
+          const message =
+            `waiting for ${want} idle worker(s): ${idle.length} idle of ${registered} registered` +
+            (small > 0 ? ` (${small} more idle without the memory the job needs)` : "");
           if (job.status !== "waiting" || job.message !== message)
             await this.store.update(job.id, { status: "waiting", message });
           continue;

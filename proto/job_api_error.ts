@@ -16,6 +16,8 @@ export const API_ERROR_CODES = [
   "invalid_spec",
   /** the job spec names a file or folder that does not exist */
   "missing_file",
+  /** the job's per-rank memory estimate exceeds what every set of registered workers holds */
+  "insufficient_memory",
   "not_found",
   /** the job already ended (cancel of a completed, failed or canceled job) */
   "job_final",

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { defineMessage } from "./codec.js";
 import { ApiError } from "./job_api_error.js";
 import { GenerationEval } from "./generation_eval.js";
+import { MemoryEstimateRecord } from "./memory_estimate.js";
 import { SubjectToken } from "./subjects.js";
 
 /**
@@ -62,6 +63,8 @@ export const JobRecord = defineMessage("JobRecord", {
   cancel_requested: z.boolean().optional(),
   /** how many times the job has been started (a lost worker requeues it from its last checkpoint) */
   attempts: z.number().int().min(0).optional(),
+  /** what one rank needs in memory, estimated at intake */
+  memory_estimate: MemoryEstimateRecord.optional(),
 });
 
 /** A worker as the coordinator sees it (cluster status). */

@@ -17,3 +17,4 @@ export * from "./job_api_error.js";
 export * from "./job_api_version.js";
 export * from "./job_encoding.js";
 export * from "./job_record_codec.js";
+export * from "./memory_estimate.js";

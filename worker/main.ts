@@ -23,6 +23,8 @@ export interface WorkerOptions {
   /** interface the data-plane TCP listener binds, and the address ring neighbours connect to */
   listenHost?: string;
   advertiseHost?: string;
+  /** usable memory to report instead of the machine's RAM */
+  memoryBytes?: number;
   log?: Logger;
 }
 
@@ -48,12 +50,13 @@ export class Worker {
     readonly id: string,
     private readonly runner: JobRunner,
     private readonly log: Logger,
+    private readonly memoryBytes: number | undefined,
   ) {}
 
   static async start(opts: WorkerOptions): Promise<Worker> {
     const log = opts.log ?? pino({ name: `worker ${opts.id}` }, pino.destination(2));
     const nc = await connect({ servers: opts.natsUrl, name: `ringtune-worker-${opts.id}`, maxReconnectAttempts: -1 });
-    const w = new Worker(nc, opts.id, new JobRunner(nc, log, dataPlaneHosts(opts)), log);
+    const w = new Worker(nc, opts.id, new JobRunner(nc, log, dataPlaneHosts(opts)), log, opts.memoryBytes);
     w.serveCommands();
     nc.subscribe(jobSubjects.coordinatorHello, { callback: () => void w.register() });
     await w.register();
@@ -80,7 +83,7 @@ export class Worker {
       worker_id: this.id,
       host: os.hostname(),
       pid: process.pid,
-      device: cpuDevice(),
+      device: cpuDevice(this.memoryBytes),
       transports: [DEFAULT_TRANSPORT, DEFAULT_TRANSPORT === "tcp" ? "nats" : "tcp"],
     });
     for (let attempt = 0; !this.closed; attempt++) {
@@ -91,7 +94,7 @@ export class Worker {
         );
         if (!reply.ok) throw new Error(reply.error ?? "registration refused");
         this.startHeartbeats(reply.heartbeat_ms);
-        this.log.info({ device: cpuDevice() }, "registered with the coordinator");
+        this.log.info({ device: cpuDevice(this.memoryBytes) }, "registered with the coordinator");
         return;
       } catch (err) {
         if (attempt === 0) this.log.info(`waiting for a coordinator (${(err as Error).message})`);

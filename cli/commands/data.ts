@@ -8,6 +8,7 @@ import { formatProblem } from "../../coordinator/data/problems.js";
 import { rowToJson, type Row } from "../../coordinator/data/row.js";
 import type { DataStats } from "../../coordinator/data/stats.js";
 import type { TextTokenizer } from "../../coordinator/data/tokenizer.js";
+import { memoryLines } from "../memory_lines.js";
 
 const check: Command = {
   name: "data check",
@@ -23,6 +24,7 @@ const check: Command = {
       `\n${s.recordsRead} records read, ${s.recordsKept} kept; dropped: ${describeDropped(s)}; ` +
         `${s.nearDuplicates} near-duplicate(s) reported; ${s.truncated} truncated, ${s.split} split`,
     );
+    for (const line of memoryLines(spec)) console.log(line);
     if (d.failed) {
       console.log(`on_bad_record: fail: ${d.problems.filter(isBadRecord).length} bad record(s)`);
       return 1;

@@ -4,9 +4,10 @@ import { modelInit } from "./model.js";
 import { dump } from "./dump.js";
 import { generate } from "./generate.js";
 import { dataCommands } from "./data.js";
+import { estimate } from "./estimate.js";
 
 export const commands: Command[] = [modelInit, dump, generate];
-commands.push(...dataCommands);
+commands.push(...dataCommands, estimate);
 import { submit } from "./submit.js";
 import { watch } from "./watch.js";
 import { jobs } from "./jobs.js";

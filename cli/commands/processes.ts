@@ -2,6 +2,7 @@
 import os from "node:os";
 import { Coordinator } from "../../coordinator/main.js";
 import { Worker } from "../../worker/main.js";
+import { parseBytes } from "../../coordinator/job_spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
 
@@ -31,12 +32,15 @@ export const workerCommand: Command = {
   name: "worker",
   summary: "run a worker: trains the jobs the coordinator assigns it",
   usage:
-    "usage: ringtune worker [--nats URL] [--id ID] [--device cpu] [--listen-host HOST] [--advertise-host HOST]   (default id: host-pid)",
+    "usage: ringtune worker [--nats URL] [--id ID] [--device cpu] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST]\n" +
+    "  --id      default: host-pid\n" +
+    "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused",
   async run(argv) {
     const { values } = parseFlags(argv, {
       nats: { type: "string" },
       id: { type: "string" },
       device: { type: "string" },
+      memory: { type: "string" },
       "listen-host": { type: "string" },
       "advertise-host": { type: "string" },
     });
@@ -47,12 +51,19 @@ export const workerCommand: Command = {
         `--device ${device}: this build has only the CPU backend; start CPU workers (make cluster-up WORKER_DEVICE=cpu)`,
       );
     }
+    let memoryBytes: number | undefined;
+    try {
+      memoryBytes = values.memory === undefined ? undefined : parseBytes(values.memory as string, "--memory");
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     const w = await Worker.start({
       natsUrl: natsUrl(values.nats as string | undefined),
       id,
       listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,
+      memoryBytes,
     });
     return untilSignal(() => w.close());
   },

@@ -1,10 +1,13 @@
 // `ringtune submit JOB.yaml`: validates the job file here, sends it to the coordinator, prints the job id;
 // --wait follows it to the end.
+import path from "node:path";
 import type { Command } from "../args.js";
 import { UsageError, parseFlags } from "../args.js";
 import { followToEnd } from "../follow.js";
 import { prepareJob, submitJob } from "../job_client.js";
 import { natsUrl, withNats } from "../nats_connect.js";
+import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { memoryLines } from "../memory_lines.js";
 
 export const submit: Command = {
   name: "submit",
@@ -30,6 +33,9 @@ export const submit: Command = {
     if (positionals.length !== 1) throw new UsageError(`expected one job file, got ${positionals.length}`);
     const file = positionals[0]!;
     const job = prepareJob(file, values.set ?? []);
+    // On stderr: stdout holds only the id (or JSON) for scripts.
+    for (const line of memoryLines(parseSpec(job.spec, file, job.base_dir ?? path.dirname(path.resolve(file)))))
+      process.stderr.write(`${line}\n`);
     return withNats(natsUrl(values.nats), async (nc) => {
       const id = await submitJob(nc, job);
       // With --json stdout holds only JSON; the id is in the record, and stderr tells the person.

@@ -1,11 +1,22 @@
 // Job submission by NATS request: a spec is validated (every problem named with its key) and checked
-// against the files it names before it gets an id.
+// against the files it names before it gets an id; its memory estimate goes into the record, and a job that
+// no set of the registered workers can hold is refused with the numbers.
 import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { formatSpecIssues, parseSpec } from "../job_spec/load.js";
 import { jobSpecSchema, type JobSpec } from "../job_spec/job_spec.js";
-import { JobApiRefusal, keyPath, type ApiError, type Body, type JobSubmit } from "../../proto/mod.js";
+import { estimateJobMemory, readModelShape } from "../job_spec/job_memory.js";
+import type { MemoryEstimate } from "../job_spec/memory_estimate.js";
+import {
+  JobApiRefusal,
+  keyPath,
+  type ApiError,
+  type Body,
+  type JobSubmit,
+  type MemoryEstimateRecord,
+} from "../../proto/mod.js";
+import { memoryRefusal, type WorkerMemory } from "./memory_fit.js";
 import type { Job } from "./store.js";
 
 /** Resolving against the root changes no absolute path: the base of a spec that must have only those. */
@@ -85,12 +96,35 @@ export function submissionProblems(req: Body<typeof JobSubmit>): ApiError[] {
   return problems;
 }
 
-/** A new job record for a valid submission, or a JobApiRefusal listing every problem. */
-export function acceptSubmission(req: Body<typeof JobSubmit>): Job {
+export function memoryEstimateRecord(e: MemoryEstimate): MemoryEstimateRecord {
+  return {
+    per_rank_bytes: e.total,
+    params_bytes: e.params,
+    grads_bytes: e.grads,
+    optimizer_bytes: e.optimizer,
+    activations_bytes: e.activations,
+    phase: e.phase,
+  };
+}
+
+/**
+ * A new job record for a valid submission, or a JobApiRefusal listing every problem. `workers` are the live
+ * registered workers: a job none of them can hold (when there are enough to tell) is refused.
+ */
+export function acceptSubmission(req: Body<typeof JobSubmit>, workers: WorkerMemory[] = []): Job {
   const problems = submissionProblems(req);
   if (problems.length > 0) throw new JobApiRefusal(problems);
+  const where = req.source ?? "job spec";
   const baseDir = req.base_dir ?? NO_BASE_DIR;
-  const spec = parseSpec(req.spec, req.source ?? "job spec", baseDir);
+  const spec = parseSpec(req.spec, where, baseDir);
+  let shape: ReturnType<typeof readModelShape>;
+  try {
+    shape = readModelShape(spec);
+  } catch (err) {
+    throw JobApiRefusal.one("invalid_spec", `${where}: model: ${(err as Error).message}`, "model");
+  }
+  const refusal = memoryRefusal(spec, shape, workers);
+  if (refusal) throw JobApiRefusal.one("insufficient_memory", `${where}: ${refusal}`, null);
   const id = newJobId();
   const now = new Date().toISOString();
   return {
@@ -106,5 +140,6 @@ export function acceptSubmission(req: Body<typeof JobSubmit>): Job {
     train_loss: {},
     output: spec.output ?? path.join(baseDir, "runs", id),
     workers: [],
+    memory_estimate: memoryEstimateRecord(estimateJobMemory(spec, shape)),
   };
 }

@@ -26,6 +26,7 @@ import {
   type MessageType,
 } from "../../proto/mod.js";
 import { acceptSubmission } from "./intake.js";
+import type { WorkerMemory } from "./memory_fit.js";
 import type { Job, JobStore } from "./store.js";
 
 export interface JobApiHooks {
@@ -33,6 +34,8 @@ export interface JobApiHooks {
   onAccepted(job: Job): void;
   /** asks a running job to stop; false when it is not running here */
   requestStop(id: string, why: string): boolean;
+  /** the live registered workers' memory, against which a submission's estimate is checked */
+  liveMemory(): WorkerMemory[];
 }
 
 type Reply = { ok: boolean; error?: ApiError; errors?: ApiError[] };
@@ -84,7 +87,7 @@ function known(store: JobStore, id: string): Job {
 
 export function serveJobApi(nc: NatsConnection, store: JobStore, log: Logger, hooks: JobApiHooks): void {
   serve(nc, log, jobSubjects.submit, JobSubmit, JobSubmitReply, async (req) => {
-    const job = acceptSubmission(req);
+    const job = acceptSubmission(req, hooks.liveMemory());
     await store.put(job); // the record exists before the reply: a watcher never misses it
     log.info({ job: job.id, source: job.source }, "job accepted");
     hooks.onAccepted(job);

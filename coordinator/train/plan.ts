@@ -12,14 +12,22 @@ export interface StepPlan {
   totalSteps: number;
 }
 
-export function planSteps(spec: JobSpec, trainRows: number): StepPlan {
-  if (trainRows === 0)
-    throw new Error("the job has no training rows: every record was dropped (see `ringtune data check`)");
-  const rowsPerStep =
+/** Rows of one optimizer step over all workers. */
+export function rowsPerStepOf(
+  spec: Pick<JobSpec, "global_batch_rows" | "global_batch_tokens" | "seq_len" | "micro_batch_rows" | "workers">,
+): number {
+  return (
     spec.global_batch_rows ??
     (spec.global_batch_tokens !== undefined
       ? Math.max(1, Math.round(spec.global_batch_tokens / spec.seq_len))
-      : spec.micro_batch_rows * spec.workers);
+      : spec.micro_batch_rows * spec.workers)
+  );
+}
+
+export function planSteps(spec: JobSpec, trainRows: number): StepPlan {
+  if (trainRows === 0)
+    throw new Error("the job has no training rows: every record was dropped (see `ringtune data check`)");
+  const rowsPerStep = rowsPerStepOf(spec);
   const stepsPerEpoch = Math.max(1, Math.ceil(trainRows / rowsPerStep));
   const byEpochs = Math.max(1, Math.ceil((spec.epochs ?? 1) * stepsPerEpoch));
   const totalSteps =

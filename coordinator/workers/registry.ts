@@ -11,6 +11,7 @@ import {
   type Body,
   type WorkerInfo,
 } from "../../proto/mod.js";
+import type { WorkerMemory } from "../jobs/memory_fit.js";
 
 interface Entry {
   info: Body<typeof WorkerRegister>;
@@ -99,6 +100,13 @@ export class WorkerRegistry {
       .filter(([, w]) => !w.job && this.alive(w))
       .map(([id]) => id)
       .sort();
+  }
+
+  /** Live workers with the memory and threads they reported. */
+  liveMemory(): WorkerMemory[] {
+    return [...this.workers.entries()]
+      .filter(([, w]) => this.alive(w))
+      .map(([id, w]) => ({ id, memoryBytes: w.info.device.memory_bytes, cores: w.info.device.cores }));
   }
 
   counts(): { registered: number; idle: number } {

@@ -6,6 +6,7 @@
 # Environment:
 #   WORKERS=N          workers to start (default: one per GPU that nvidia-smi lists, else 2 on CPU)
 #   WORKER_DEVICE=cpu  CPU workers even where there are GPUs
+#   WORKER_MEMORY=SIZE memory each CPU worker reports (8GiB; default: this machine's RAM shared among them)
 #   NATS_URL=URL       use this NATS server (JetStream enabled) instead of starting one
 #   NATS_PORT=P        port of the server started here (default 4222); NATS_HOST=ADDR its listen address
 #                      (default 127.0.0.1; 0.0.0.0 lets workers on other machines in, without auth)
@@ -57,6 +58,11 @@ fi
 # they oversubscribe the cores and all run slower than one would.
 cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)
 threads=$(( cores / workers )); [ "$threads" -ge 1 ] || threads=1
+# CPU workers on one machine share its RAM: each reports its share, so jobs that cannot fit are refused.
+mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || true)
+memory_flag=()
+if [ -n "${WORKER_MEMORY:-}" ]; then memory_flag=(--memory "$WORKER_MEMORY")
+elif [ "${mem_kib:-0}" -gt 0 ]; then memory_flag=(--memory "$(( mem_kib / workers ))KiB"); fi
 
 # start NAME COMMAND...: runs COMMAND in its own session (a Ctrl-C in this terminal does not reach it),
 # output to logs/NAME.log; the process writes its own pid before exec, so the pid file names exactly it.
@@ -116,7 +122,7 @@ for ((k = 0; k < workers; k++)); do
   if [ "$gpus" -gt 0 ]; then
     start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))"
   else
-    OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id"
+    OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id" "${memory_flag[@]}"
   fi
 done
 

@@ -35,8 +35,9 @@ export class WorkerProcess {
     child.once("exit", () => live.delete(this));
   }
 
-  static start(natsUrl: string, id: string): WorkerProcess {
-    const child = spawn(process.execPath, [RINGTUNE, "worker", "--nats", natsUrl, "--id", id], {
+  /** extraArgs: more `ringtune worker` flags (`--memory 64MiB`) */
+  static start(natsUrl: string, id: string, extraArgs: string[] = []): WorkerProcess {
+    const child = spawn(process.execPath, [RINGTUNE, "worker", "--nats", natsUrl, "--id", id, ...extraArgs], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     return new WorkerProcess(id, child);

@@ -45,7 +45,7 @@ test("job_spec.json rejects a broken spec: an unknown key, a wrong type, a missi
   const broken: [string, Record<string, unknown>, RegExp][] = [
     ["unknown key", { ...base, learning_rate: 1e-3 }, /additional/],
     ["wrong type", { ...base, seq_len: "long" }, /\/seq_len/],
-    ["missing data", (({ data: _d, ...rest }) => rest)(base), /data/],
+    ["missing model", (({ model: _m, ...rest }) => rest)(base), /model/],
     ["bad enum", { ...base, schedule: "exponential" }, /\/schedule/],
   ];
   for (const [what, spec, reason] of broken) {

@@ -1,0 +1,39 @@
+// Whether a job fits its workers' memory: each worker reports what it can use at registration, and a job
+// whose per-rank estimate exceeds it is refused with the numbers, before any worker allocates anything.
+import { formatBytes } from "../job_spec/byte_units.js";
+import { describeNeed, estimateJobMemory } from "../job_spec/job_memory.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
+import type { ModelShape } from "../job_spec/memory_estimate.js";
+
+export interface WorkerMemory {
+  id: string;
+  /** usable bytes the worker reported */
+  memoryBytes: number;
+  /** its threads (each has its own attention tiles) */
+  cores: number;
+}
+
+/** The workers (of those given) whose memory holds one rank of the job. */
+export function workersThatFit(spec: JobSpec, shape: ModelShape, workers: WorkerMemory[]): WorkerMemory[] {
+  return workers.filter((w) => estimateJobMemory(spec, shape, Math.max(1, w.cores)).total <= w.memoryBytes);
+}
+
+/**
+ * Why the job can never start on these (live, registered) workers, or undefined when it can or when too
+ * few workers are registered to tell (more may join).
+ */
+export function memoryRefusal(spec: JobSpec, shape: ModelShape, workers: WorkerMemory[]): string | undefined {
+  if (workers.length < spec.workers) return undefined;
+  const fit = new Set(workersThatFit(spec, shape, workers).map((w) => w.id));
+  if (fit.size >= spec.workers) return undefined;
+  const tooSmall = workers.filter((w) => !fit.has(w.id)).sort((a, b) => b.memoryBytes - a.memoryBytes);
+  const named = tooSmall
+    .slice(0, 3)
+    .map((w) => `${w.id} has ${formatBytes(w.memoryBytes)}`)
+    .join(", ");
+  const more = tooSmall.length > 3 ? ` (and ${tooSmall.length - 3} more too small)` : "";
+  const count =
+    spec.workers > 1 ? `; ${spec.workers} workers must fit it, ${fit.size} of ${workers.length} registered do` : "";
+  const need = describeNeed(estimateJobMemory(spec, shape, Math.max(1, tooSmall[0]!.cores)));
+  return `the job does not fit its workers' memory: needs ${need}, ${named}${more}${count}`;
+}
