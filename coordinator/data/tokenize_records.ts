@@ -31,26 +31,37 @@ export function tokenizeRecords(
   const out: TokenizeOutcome = { examples: [], problems: [], truncated: 0, split: 0 };
   records.forEach((r, i) => {
     progress?.update(stage, i + 1, records.length);
-    let masked;
-    try {
-      masked = r.kind === "text" ? maskText(r.text, tok) : maskChat(template.render(r.messages, r.tools), tok, s);
-    } catch (err) {
-      out.problems.push(problemAt(r.source, "template", (err as Error).message));
-      return;
-    }
-    const shifted = shiftLabels(masked);
-    if (!shifted.labels.some((l) => l !== IGNORE_INDEX)) {
-      out.problems.push(problemAt(r.source, "template", "no target tokens after templating"));
-      return;
-    }
-    const fit = fitToRow(shifted, s.seqLen, r.kind === "text", s.overlong);
-    if (fit.kind === "dropped") {
-      out.problems.push(problemAt(r.source, "overlong", fit.reason));
-      return;
-    }
-    if (fit.kind === "truncated") out.truncated++;
-    if (fit.kind === "split") out.split++;
-    for (const p of fit.parts) out.examples.push({ ...p, taskType: r.taskType, sourceIndex: r.sourceIndex });
+    tokenizeRecord(r, tok, template, s, out);
   });
   return out;
+}
+
+/** One record's examples (or its problem) added to `out`. */
+export function tokenizeRecord(
+  r: DataRecord,
+  tok: TextTokenizer,
+  template: ChatTemplate,
+  s: TokenizeSettings,
+  out: TokenizeOutcome,
+): void {
+  let masked;
+  try {
+    masked = r.kind === "text" ? maskText(r.text, tok) : maskChat(template.render(r.messages, r.tools), tok, s);
+  } catch (err) {
+    out.problems.push(problemAt(r.source, "template", (err as Error).message));
+    return;
+  }
+  const shifted = shiftLabels(masked);
+  if (!shifted.labels.some((l) => l !== IGNORE_INDEX)) {
+    out.problems.push(problemAt(r.source, "template", "no target tokens after templating"));
+    return;
+  }
+  const fit = fitToRow(shifted, s.seqLen, r.kind === "text", s.overlong);
+  if (fit.kind === "dropped") {
+    out.problems.push(problemAt(r.source, "overlong", fit.reason));
+    return;
+  }
+  if (fit.kind === "truncated") out.truncated++;
+  if (fit.kind === "split") out.split++;
+  for (const p of fit.parts) out.examples.push({ ...p, taskType: r.taskType, sourceIndex: r.sourceIndex });
 }
