@@ -44,8 +44,8 @@ function mixedCorpus(dir: string, name: string, n: number): string {
   return file;
 }
 
-function assertSameDataset(spec: DataSpec, displayRoot: string, threads: number) {
-  return async () => {
+async function assertSameDataset(spec: DataSpec, displayRoot: string, threads: number) {
+  {
     const memory = buildDataset(spec, { quiet: true, useCache: false, displayRoot });
     const streamed = await prepareDataset(spec, { quiet: true, useCache: false, displayRoot, threads });
     try {
@@ -62,17 +62,13 @@ function assertSameDataset(spec: DataSpec, displayRoot: string, threads: number)
     } finally {
       streamed.close();
     }
-  };
+  }
 }
 
-test(
-  "the bundled example spec: the streamed pipeline gives the in-memory pipeline's rows, stats and problems",
-  assertSameDataset(
-    { ...loadSpec(path.join(repoRoot, "examples/sft_byte.yaml")), cache_dir: path.join(tmp(), "c") },
-    repoRoot,
-    3,
-  ),
-);
+test("the bundled example spec: the streamed pipeline gives the in-memory pipeline's rows, stats and problems", async () => {
+  const spec = { ...loadSpec(path.join(repoRoot, "examples/sft_byte.yaml")), cache_dir: path.join(tmp(), "c") };
+  await assertSameDataset(spec, repoRoot, 3);
+});
 
 test("bad records, packed and padded, mixed by weight with a split: the same rows and problems", async () => {
   const dir = tmp();
@@ -92,33 +88,29 @@ test("bad records, packed and padded, mixed by weight with a split: the same row
     overlong: "drop",
     cache_dir: path.join(dir, "c"),
   };
-  const stats = await assertSameDataset(parseSpec(base, "test", dir), dir, 2)();
+  const stats = await assertSameDataset(parseSpec(base, "test", dir), dir, 2);
   // the corpus exercises every problem kind the threads and the reader report
   assert.ok(stats.nearDuplicates > 0 && stats.dropped.duplicate > 0 && stats.dropped.invalid > 0);
   assert.ok(stats.dropped.overlong > 0 && stats.val.rows > 0);
-  await assertSameDataset(parseSpec({ ...base, packing: false, overlong: "truncate", seed: 7 }, "test", dir), dir, 1)();
-  await assertSameDataset(parseSpec({ ...base, data: [{ path: a, epochs: 1.5 }], val_size: 5 }, "test", dir), dir, 4)();
+  await assertSameDataset(parseSpec({ ...base, packing: false, overlong: "truncate", seed: 7 }, "test", dir), dir, 1);
+  await assertSameDataset(parseSpec({ ...base, data: [{ path: a, epochs: 1.5 }], val_size: 5 }, "test", dir), dir, 4);
 });
 
-test(
-  "a BPE tokenizer.json with the model's Jinja template: the same rows",
-  assertSameDataset(
-    parseSpec(
-      {
-        model: { path: path.join(fixtures, "bpe-qwen") },
-        template: "model",
-        data: [{ path: mixedCorpus(tmp(), "m.jsonl", 120) }],
-        val_size: 0.1,
-        seq_len: 256,
-        cache_dir: path.join(tmp(), "c"),
-      },
-      "test",
-      fixtures,
-    ),
+test("a BPE tokenizer.json with the model's Jinja template: the same rows", async () => {
+  const spec = parseSpec(
+    {
+      model: { path: path.join(fixtures, "bpe-qwen") },
+      template: "model",
+      data: [{ path: mixedCorpus(tmp(), "m.jsonl", 120) }],
+      val_size: 0.1,
+      seq_len: 256,
+      cache_dir: path.join(tmp(), "c"),
+    },
+    "test",
     fixtures,
-    2,
-  ),
-);
+  );
+  await assertSameDataset(spec, fixtures, 2);
+});
 
 test("a second job with the same data reads the token cache without tokenizing; changed data misses it", async () => {
   const dir = tmp();
