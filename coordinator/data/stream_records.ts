@@ -39,14 +39,16 @@ function parsed(line: number, s: string): RawRecord {
  */
 export function* streamRecords(file: string, chunkBytes = DEFAULT_CHUNK_BYTES): Generator<RawRecord> {
   const chunks = textChunks(file, chunkBytes);
+  // Chunks are pulled by hand until the first non-blank character: leaving a for-of early would close
+  // the generator and lose the rest of the file.
   let head = "";
   let first = -1;
-  for (const c of chunks) {
-    head += c;
+  while (first < 0) {
+    const next = chunks.next();
+    if (next.done) return;
+    head += next.value;
     first = head.search(/\S/);
-    if (first >= 0) break;
   }
-  if (first < 0) return;
   const all = (function* () {
     yield head;
     yield* chunks;
