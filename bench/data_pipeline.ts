@@ -4,7 +4,8 @@
 // cache. Two dataset sizes, each in its own process so each peak RSS is its own: peak memory should not
 // grow with the dataset. Beside it, in the same run, the tokenizer library alone on one thread over the
 // same rendered texts: the ceiling the pipeline can reach per core.
-// Run: make bench-data   (or: node dist/bench/data_pipeline.js [--records 250000,1000000] [--threads N])
+// Run: make bench-data   (or: node dist/bench/data_pipeline.js [--records 250000,1000000] [--threads N];
+// --write-corpus FILE N writes the generated corpus alone)
 import { spawnSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
 import os from "node:os";
@@ -150,6 +151,7 @@ function flag(argv: string[], name: string): string | undefined {
 async function main(argv: string[]): Promise<void> {
   if (argv[0] === "--pipeline") return runPipeline(argv[1], argv[2], Number(argv[3]));
   if (argv[0] === "--library") return runLibraryOnly(Number(argv[1]));
+  if (argv[0] === "--write-corpus") return generateCorpus(argv[1], Number(argv[2]));
   const sizes = (flag(argv, "--records") ?? "250000,1000000").split(",").map(Number);
   const threads = Number(flag(argv, "--threads") ?? threadCount());
   const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-bench-data-"));
