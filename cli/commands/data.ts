@@ -56,7 +56,9 @@ const preview: Command = {
     const rows = values.val ? d.val : d.train;
     if (json) {
       const limit = intFlag(values, "rows", rows.length);
-      for (const r of rows.slice(0, limit)) process.stdout.write(JSON.stringify(rowToJson(r)) + "\n");
+      // One row read from the token cache at a time: the output may be larger than memory.
+      for (let i = 0; i < Math.min(limit, rows.length); i++)
+        process.stdout.write(JSON.stringify(rowToJson(rows.get(i))) + "\n");
       return 0;
     }
     printStats(d);

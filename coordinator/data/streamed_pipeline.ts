@@ -24,6 +24,7 @@ import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
 import { setupText, type TextSetup } from "./setup.js";
 import { stratifiedSplit } from "./split.js";
 import { countDropped, type DataStats, type SplitStats, type TaskStats } from "./stats.js";
+import { readRecords, type RawRecord } from "./read.js";
 import { streamRecords } from "./stream_records.js";
 import {
   hasCompleteCache,
@@ -141,6 +142,14 @@ export async function prepareDataset(spec: DataSpec, opts: PrepareOptions = {}):
   return openPrepared(spec, setup, dir, false);
 }
 
+/**
+ * JSON and JSONL files are streamed; any other kind is read whole by readRecords, which knows the file
+ * kinds that are not line- or element-oriented JSON.
+ */
+function recordsOf(file: string): Iterable<RawRecord> {
+  return /\.(jsonl|json|ndjson)$/i.test(file) ? streamRecords(file) : readRecords(file);
+}
+
 /** Per kept record (valid and not an exact duplicate), in file order. */
 class KeptRecords {
   readonly task: number[] = [];
@@ -247,7 +256,7 @@ async function build(
       const stat = { file: files[i], read: 0, valid: 0, mixed: 0 };
       sources.push(stat);
       let batch: DataRecord[] = [];
-      for (const raw of streamRecords(src.path)) {
+      for (const raw of recordsOf(src.path)) {
         stat.read++;
         counts.records++;
         const loaded = loadRecord(raw, src, i, files[i]);

@@ -10,8 +10,13 @@ import type { JobSpec } from "../job_spec/job_spec.js";
 
 export async function prepareData(spec: JobSpec, onProgress?: (p: PrepareProgress) => void): Promise<PreparedDataset> {
   const data = await buildDatasetInThread(spec, onProgress);
-  if (data.failed) throw new BadRecordsError(data.problems.filter(isBadRecord));
-  await checkVocab(spec, data);
+  try {
+    if (data.failed) throw new BadRecordsError(data.problems.filter(isBadRecord));
+    await checkVocab(spec, data);
+  } catch (err) {
+    data.close();
+    throw err;
+  }
   return data;
 }
 
