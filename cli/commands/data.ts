@@ -3,7 +3,8 @@ import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { Command } from "../args.js";
 import { parseFlags, requireFlag, intFlag } from "../args.js";
 import { loadSpec } from "../../coordinator/job_spec/load.js";
-import { buildDataset, isBadRecord, type BuiltDataset } from "../../coordinator/data/pipeline.js";
+import { isBadRecord } from "../../coordinator/data/pipeline.js";
+import { prepareDataset, type PreparedDataset } from "../../coordinator/data/streamed_pipeline.js";
 import { formatProblem } from "../../coordinator/data/problems.js";
 import { rowToJson, type Row } from "../../coordinator/data/row.js";
 import type { DataStats } from "../../coordinator/data/stats.js";
@@ -17,7 +18,8 @@ const check: Command = {
   async run(argv) {
     const { values } = parseFlags(argv, { spec: { type: "string" }, "no-cache": { type: "boolean" } });
     const spec = loadSpec(requireFlag(values, "spec"));
-    const d = buildDataset(spec, { useCache: !values["no-cache"] });
+    const d = await prepareDataset(spec, { useCache: !values["no-cache"] });
+    d.close();
     for (const p of d.problems) console.log(formatProblem(p));
     const s = d.stats;
     console.log(
@@ -48,7 +50,7 @@ const preview: Command = {
     });
     const json = Boolean(values.json);
     const spec = loadSpec(requireFlag(values, "spec"));
-    const d = buildDataset(spec, { quiet: json, useCache: !values["no-cache"] });
+    const d = await prepareDataset(spec, { quiet: json, useCache: !values["no-cache"] });
     if (d.failed) {
       for (const p of d.problems.filter(isBadRecord)) console.error(formatProblem(p));
       throw new Error("on_bad_record: fail and bad records were found (see above; 'ringtune data check' lists all)");
@@ -56,7 +58,9 @@ const preview: Command = {
     const rows = values.val ? d.val : d.train;
     if (json) {
       const limit = intFlag(values, "rows", rows.length);
-      for (const r of rows.slice(0, limit)) process.stdout.write(JSON.stringify(rowToJson(r)) + "\n");
+      // One row read from the token cache at a time: the output may be larger than memory.
+      for (let i = 0; i < Math.min(limit, rows.length); i++)
+        process.stdout.write(JSON.stringify(rowToJson(rows.get(i))) + "\n");
       return 0;
     }
     printStats(d);
@@ -79,7 +83,7 @@ function describeDropped(s: DataStats): string {
   return parts.length ? parts.join(", ") : "none";
 }
 
-function printStats(d: BuiltDataset): void {
+function printStats(d: PreparedDataset): void {
   const s = d.stats;
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   console.log(`records: ${s.recordsRead} read, ${s.recordsKept} kept; dropped: ${describeDropped(s)}`);

@@ -1,23 +1,33 @@
 // The data pipeline off the coordinator's main thread: tokenizing a large dataset takes minutes, and the
-// main thread must keep answering NATS (submissions, status) and counting heartbeats meanwhile.
+// main thread must keep answering NATS (submissions, status) and counting heartbeats meanwhile. The thread
+// leaves its result in the token cache on disk; the main thread opens it and reads rows as steps need them.
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
-import type { CachedDataset } from "./cache.js";
-import { buildDataset, type BuiltDataset, type DataSpec } from "./pipeline.js";
-import type { Row } from "./row.js";
+import type { DataSpec } from "./pipeline.js";
 import { setupText } from "./setup.js";
+import { openPrepared, prepareDataset, type PrepareProgress, type PreparedDataset } from "./streamed_pipeline.js";
 
-type ThreadResult =
-  { ok: true; data: CachedDataset & { failed: boolean; fromCache: boolean } } | { ok: false; error: string };
+type ThreadMessage =
+  | { kind: "progress"; progress: PrepareProgress }
+  | { kind: "done"; dir: string; fromCache: boolean }
+  | { kind: "error"; error: string };
 
-/** buildDataset in a worker thread; the tokenizer and template are set up again here (cheap, not cloneable). */
-export function buildDatasetInThread(spec: DataSpec): Promise<BuiltDataset> {
+interface ThreadData {
+  buildInThread: DataSpec;
+}
+
+/** prepareDataset in a worker thread; `onProgress` hears its counts while it runs. */
+export function buildDatasetInThread(
+  spec: DataSpec,
+  onProgress?: (p: PrepareProgress) => void,
+): Promise<PreparedDataset> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(fileURLToPath(import.meta.url), { workerData: spec });
-    worker.once("message", (r: ThreadResult) => {
-      if (!r.ok) return reject(new Error(r.error));
+    const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { buildInThread: spec } });
+    worker.on("message", (m: ThreadMessage) => {
+      if (m.kind === "progress") return onProgress?.(m.progress);
+      if (m.kind === "error") return reject(new Error(m.error));
       try {
-        resolve({ ...r.data, setup: setupText(spec) });
+        resolve(openPrepared(spec, setupText(spec), m.dir, m.fromCache));
       } catch (err) {
         reject(err);
       }
@@ -29,17 +39,17 @@ export function buildDatasetInThread(spec: DataSpec): Promise<BuiltDataset> {
   });
 }
 
-function rowBuffers(rows: Row[]): ArrayBuffer[] {
-  return rows.flatMap((r) => [r.inputIds, r.labels, r.positionIds, r.segmentIds].map((a) => a.buffer as ArrayBuffer));
-}
-
-if (!isMainThread && parentPort) {
-  try {
-    const { setup: _setup, ...data } = buildDataset(workerData as DataSpec, { quiet: true });
-    // Rows' arrays move to the main thread without a copy (each row owns its buffers).
-    const buffers = [...new Set([...rowBuffers(data.train), ...rowBuffers(data.val)])];
-    parentPort.postMessage({ ok: true, data } satisfies ThreadResult, buffers);
-  } catch (err) {
-    parentPort.postMessage({ ok: false, error: (err as Error).message } satisfies ThreadResult);
-  }
+if (!isMainThread && parentPort && (workerData as ThreadData | undefined)?.buildInThread) {
+  const port = parentPort;
+  const spec = (workerData as ThreadData).buildInThread;
+  prepareDataset(spec, {
+    quiet: true,
+    onProgress: (progress) => port.postMessage({ kind: "progress", progress } satisfies ThreadMessage),
+  }).then(
+    (d) => {
+      d.close();
+      port.postMessage({ kind: "done", dir: d.cacheDir, fromCache: d.fromCache } satisfies ThreadMessage);
+    },
+    (err: Error) => port.postMessage({ kind: "error", error: err.message } satisfies ThreadMessage),
+  );
 }

@@ -4,7 +4,7 @@ import type { DataSource } from "../job_spec/job_spec.js";
 import { checkRecord } from "./checks.js";
 import { normalizeRecord } from "./formats.js";
 import { problemAt, type Problem } from "./problems.js";
-import { readDataFile } from "./read.js";
+import { readDataFile, type RawRecord } from "./read.js";
 import { UNKNOWN_TASK, type DataRecord } from "./records.js";
 import type { Progress } from "./progress.js";
 
@@ -25,23 +25,28 @@ export function loadSource(
   const problems: Problem[] = [];
   raws.forEach((raw, i) => {
     progress?.update(`checking ${path.basename(src.path)}`, i + 1, raws.length);
-    const source = { file: displayName, line: raw.line };
-    if (raw.error !== undefined) {
-      problems.push(problemAt(source, "invalid", raw.error));
-      return;
-    }
-    const n = normalizeRecord(raw.value, src.format, source, src);
-    if ("error" in n) {
-      problems.push(problemAt(source, "invalid", n.error));
-      return;
-    }
-    const r = n.record;
-    r.sourceIndex = sourceIndex;
-    if (r.taskType === UNKNOWN_TASK && src.task_type) r.taskType = src.task_type;
-    if (src.response_format) r.responseFormat = src.response_format;
-    const bad = checkRecord(r);
-    if (bad) problems.push(problemAt(source, "invalid", bad));
-    else records.push(r);
+    const r = loadRecord(raw, src, sourceIndex, displayName);
+    if ("problem" in r) problems.push(r.problem);
+    else records.push(r.record);
   });
   return { records, problems, read: raws.length };
+}
+
+/** One raw record normalised and checked: a record, or the problem that keeps it out. */
+export function loadRecord(
+  raw: RawRecord,
+  src: DataSource,
+  sourceIndex: number,
+  displayName: string,
+): { record: DataRecord } | { problem: Problem } {
+  const source = { file: displayName, line: raw.line };
+  if (raw.error !== undefined) return { problem: problemAt(source, "invalid", raw.error) };
+  const n = normalizeRecord(raw.value, src.format, source, src);
+  if ("error" in n) return { problem: problemAt(source, "invalid", n.error) };
+  const r = n.record;
+  r.sourceIndex = sourceIndex;
+  if (r.taskType === UNKNOWN_TASK && src.task_type) r.taskType = src.task_type;
+  if (src.response_format) r.responseFormat = src.response_format;
+  const bad = checkRecord(r);
+  return bad ? { problem: problemAt(source, "invalid", bad) } : { record: r };
 }

@@ -23,6 +23,17 @@ export class Progress {
     this.shown = true;
   }
 
+  /** A free-form progress line (counts and rates), shown like update's. */
+  line(text: string): void {
+    if (this.quiet) return;
+    const now = Date.now();
+    if (now - this.last < (this.tty ? this.intervalMs : this.intervalMs * 10)) return;
+    this.last = now;
+    if (this.tty) process.stderr.write(`\r\x1b[K${text}`);
+    else process.stderr.write(`${text}\n`);
+    this.shown = true;
+  }
+
   /** A stage finished: always shown (when not quiet), so the log says what took the time. */
   note(message: string): void {
     if (this.quiet) return;

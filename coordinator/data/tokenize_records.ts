@@ -31,35 +31,46 @@ export function tokenizeRecords(
   const out: TokenizeOutcome = { examples: [], problems: [], truncated: 0, split: 0 };
   records.forEach((r, i) => {
     progress?.update(stage, i + 1, records.length);
-    let sequences;
-    try {
-      sequences = r.kind === "text" ? [maskText(r.text, tok)] : maskConversation(template, r.messages, r.tools, tok, s);
-    } catch (err) {
-      out.problems.push(problemAt(r.source, "template", (err as Error).message));
-      return;
-    }
-    // A record's sequences are kept together or refused together.
-    const kept: Example[] = [];
-    let truncated = 0;
-    let split = 0;
-    for (const masked of sequences) {
-      const shifted = shiftLabels(masked);
-      if (!shifted.labels.some((l) => l !== IGNORE_INDEX)) {
-        out.problems.push(problemAt(r.source, "template", "no target tokens after templating"));
-        return;
-      }
-      const fit = fitToRow(shifted, s.seqLen, r.kind === "text", s.overlong);
-      if (fit.kind === "dropped") {
-        out.problems.push(problemAt(r.source, "overlong", fit.reason));
-        return;
-      }
-      if (fit.kind === "truncated") truncated++;
-      if (fit.kind === "split") split++;
-      for (const p of fit.parts) kept.push({ ...p, taskType: r.taskType, sourceIndex: r.sourceIndex });
-    }
-    out.examples.push(...kept);
-    out.truncated += truncated;
-    out.split += split;
+    tokenizeRecord(r, tok, template, s, out);
   });
   return out;
+}
+
+/** One record's examples (or its problem) added to `out`. */
+export function tokenizeRecord(
+  r: DataRecord,
+  tok: TextTokenizer,
+  template: ChatTemplate,
+  s: TokenizeSettings,
+  out: TokenizeOutcome,
+): void {
+  let sequences;
+  try {
+    sequences = r.kind === "text" ? [maskText(r.text, tok)] : maskConversation(template, r.messages, r.tools, tok, s);
+  } catch (err) {
+    out.problems.push(problemAt(r.source, "template", (err as Error).message));
+    return;
+  }
+  // A record's sequences are kept together or refused together.
+  const kept: Example[] = [];
+  let truncated = 0;
+  let split = 0;
+  for (const masked of sequences) {
+    const shifted = shiftLabels(masked);
+    if (!shifted.labels.some((l) => l !== IGNORE_INDEX)) {
+      out.problems.push(problemAt(r.source, "template", "no target tokens after templating"));
+      return;
+    }
+    const fit = fitToRow(shifted, s.seqLen, r.kind === "text", s.overlong);
+    if (fit.kind === "dropped") {
+      out.problems.push(problemAt(r.source, "overlong", fit.reason));
+      return;
+    }
+    if (fit.kind === "truncated") truncated++;
+    if (fit.kind === "split") split++;
+    for (const p of fit.parts) kept.push({ ...p, taskType: r.taskType, sourceIndex: r.sourceIndex });
+  }
+  out.examples.push(...kept);
+  out.truncated += truncated;
+  out.split += split;
 }

@@ -1,7 +1,7 @@
 // Evaluation shared out over the ring: the validation loss (per task too), and greedy generation on the
 // held-out prompts scored per task_type.
 import type { GenerationEvalReport } from "../../proto/mod.js";
-import type { BuiltDataset } from "../data/pipeline.js";
+import type { PreparedDataset } from "../data/streamed_pipeline.js";
 import type { TextSetup } from "../data/setup.js";
 import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
@@ -15,7 +15,7 @@ export async function validationLoss(
   ring: Ring,
   job: string,
   spec: JobSpec,
-  data: BuiltDataset,
+  data: PreparedDataset,
 ): Promise<{ loss: number; lossByTask: Record<string, number> } | undefined> {
   const val = data.val;
   if (val.length === 0) return undefined;

@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
 import { checkpointDir, metricsFile, type GenerationEval } from "../../proto/mod.js";
-import type { BuiltDataset } from "../data/pipeline.js";
+import type { PrepareProgress, PreparedDataset } from "../data/streamed_pipeline.js";
 import { countRealTokens, countTargets } from "../data/row.js";
 import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
@@ -50,7 +50,7 @@ export class JobRun {
   private readonly metrics: MetricsFile;
   /** the adapters of a lora or hybrid job */
   private readonly lora: LoraSettings | undefined;
-  private data!: BuiltDataset;
+  private data!: PreparedDataset;
   private plan!: StepPlan;
   private schedule!: LrSchedule;
   /** hybrid: the last full-parameter step; LoRA from the next one (0: no switch) */
@@ -77,6 +77,11 @@ export class JobRun {
     if (why) throw new JobCancelled(why);
   }
 
+  /** Closes the token cache the rows were read from (the job is over or goes back to the queue). */
+  close(): void {
+    (this.data as PreparedDataset | undefined)?.close();
+  }
+
   async run(): Promise<void> {
     const { spec, job } = this;
     await mkdir(job.output, { recursive: true });
@@ -85,7 +90,19 @@ export class JobRun {
       message: "reading, tokenizing and packing the data",
       workers: [...this.ring.workers],
     });
-    this.data = await prepareData(spec);
+    let progressWrites = Promise.resolve();
+    let lastProgress = 0;
+    const onProgress = (p: PrepareProgress) => {
+      // At most one job record write a second, queued so a late one never overwrites what follows it.
+      if (Date.now() - lastProgress < 1000) return;
+      lastProgress = Date.now();
+      progressWrites = progressWrites.then(() => this.update({ message: preparingMessage(p) })).catch(() => {});
+    };
+    try {
+      this.data = await prepareData(spec, onProgress);
+    } finally {
+      await progressWrites;
+    }
     this.plan = planSteps(spec, this.data.train.length);
     const { totalSteps } = this.plan;
     this.schedule = {
@@ -157,7 +174,7 @@ export class JobRun {
         this.env.log.info({ job: this.job.id, step }, "hybrid: switching to LoRA");
       }
       const lr = learningRate(this.schedule, step);
-      const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train[i]!);
+      const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train.get(i));
       const targets = countTargets(rows);
       const checksum = spec.checksum_every > 0 && (step % spec.checksum_every === 0 || step === plan.totalSteps);
 
@@ -249,4 +266,9 @@ export class JobRun {
   async release(lost?: string): Promise<void> {
     for (const worker of await this.ring.release(this.job.id, lost)) this.env.suspect(worker);
   }
+}
+
+function preparingMessage(p: PrepareProgress): string {
+  const rate = p.seconds > 0 ? p.tokens / p.seconds / 1e6 : 0;
+  return `preparing the data: ${p.records} records read, ${p.tokens} tokens, ${p.targets} targets (${rate.toFixed(2)} M tokens/s)`;
 }

@@ -3,18 +3,24 @@
 import path from "node:path";
 import { readHfConfig } from "../../native/js/hf_config.js";
 import { buildDatasetInThread } from "../data/build_in_thread.js";
-import { isBadRecord, type BuiltDataset } from "../data/pipeline.js";
+import { isBadRecord } from "../data/pipeline.js";
+import type { PrepareProgress, PreparedDataset } from "../data/streamed_pipeline.js";
 import { BadRecordsError } from "../data/problems.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
 
-export async function prepareData(spec: JobSpec): Promise<BuiltDataset> {
-  const data = await buildDatasetInThread(spec);
-  if (data.failed) throw new BadRecordsError(data.problems.filter(isBadRecord));
-  await checkVocab(spec, data);
+export async function prepareData(spec: JobSpec, onProgress?: (p: PrepareProgress) => void): Promise<PreparedDataset> {
+  const data = await buildDatasetInThread(spec, onProgress);
+  try {
+    if (data.failed) throw new BadRecordsError(data.problems.filter(isBadRecord));
+    await checkVocab(spec, data);
+  } catch (err) {
+    data.close();
+    throw err;
+  }
   return data;
 }
 
-async function checkVocab(spec: JobSpec, data: BuiltDataset): Promise<void> {
+async function checkVocab(spec: JobSpec, data: PreparedDataset): Promise<void> {
   const configFile = spec.model.path ? path.join(spec.model.path, "config.json") : spec.model.init!.config;
   const cfg = await readHfConfig(configFile);
   const need = data.setup.tokenizer.vocabSize;

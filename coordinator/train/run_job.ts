@@ -17,7 +17,11 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
   try {
     job = await env.store.update(job.id, { attempts: attempt });
     run = new JobRun(env, job, workers);
-    await run.run();
+    try {
+      await run.run();
+    } finally {
+      run.close();
+    }
   } catch (err) {
     const e = err as Error;
     if (e instanceof WorkerLostError) lost = e.worker;
