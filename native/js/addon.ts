@@ -91,12 +91,24 @@ export interface GenerateOptions {
   eosIds: Int32Array;
 }
 
+/** Bytes the model holds now, by kind (gradients and moments stay 0 until the first training use). */
 export interface MemoryReport {
+  /** baseParams + adapterParams */
   params: number;
   grads: number;
+  /** both AdamW moments (the same number as `moments`) */
   optimizer: number;
   activations: number;
+  /** params + grads + optimizer + activations */
   total: number;
+  moments: number;
+  /** the base weights in their storage precision */
+  baseParams: number;
+  adapterParams: number;
+  /** 4 for an fp32 base, 2 for a bf16 one */
+  baseBytesPerParam: number;
+  /** fp32 staging of a bf16 base (part of activations) */
+  scratch: number;
 }
 
 /** LoRA on the base model's linear layers, as PEFT defines it: y = W x + b + scale * B A dropout(x). */
@@ -155,23 +167,47 @@ export interface NativeModel {
    */
   forwardBackward(
     batch: NativeBatch,
-    opts: { backward: boolean; lossScale?: number; keepLogits?: boolean; onGradsReady?: GradsReady },
+    opts: {
+      backward: boolean;
+      lossScale?: number;
+      keepLogits?: boolean;
+      onGradsReady?: GradsReady;
+      /** zero gradData first, in the same native call (off the main thread) */
+      zeroGrads?: boolean;
+    },
   ): Promise<StepResult>;
   logits(): Float32Array;
   tokenLosses(): Float32Array;
   /** global grad norm, optional clipping, then one AdamW step; returns the norm before clipping */
   adamwStep(opts: AdamWOptions): Promise<{ gradNorm: number; step: number }>;
   generate(opts: GenerateOptions): Promise<Int32Array>;
+  /**
+   * A hash of the bits of the base weights, the adapters (with LoRA) and both AdamW moments, computed off the
+   * main thread: ranks that applied the same updates get the same string.
+   */
+  checksum(): Promise<string>;
+  /**
+   * Allocates the trainable parameters' gradients and AdamW moments (zeroed) off the main thread. Without
+   * it they come with the first call that needs them (gradData, optimizerData, a backward, adamwStep).
+   */
+  prepareTraining(): Promise<void>;
 }
 
 export type TensorDtype = "F32" | "BF16" | "F16";
 
 export interface NativeAddon {
+  /** Builds the model on the calling thread: for small models and tests; workers use createModelAsync. */
   createModel(config: NativeModelConfig): NativeModel;
-  /** Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`. */
+  /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
+  createModelAsync(config: NativeModelConfig): Promise<NativeModel>;
+  /**
+   * Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`, in chunks;
+   * onProgress gets the bytes read so far after each chunk (asynchronously: a call may follow the Promise).
+   */
   readTensors(
     file: string,
     items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[],
+    onProgress?: (bytesRead: number) => void,
   ): Promise<void>;
   /**
    * Writes `header` (the full safetensors prefix: 8-byte length + JSON) then each item converted to

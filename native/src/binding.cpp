@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -174,10 +175,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("loraSettings", &ModelWrap::LoraSettings),
                         InstanceMethod("loraParams", &ModelWrap::LoraParams),
                         InstanceMethod("loraData", &ModelWrap::LoraData),
-                        InstanceMethod("mergeLora", &ModelWrap::MergeLora)});
+                        InstanceMethod("mergeLora", &ModelWrap::MergeLora),
+                        InstanceMethod("checksum", &ModelWrap::Checksum),
+                        InstanceMethod("prepareTraining", &ModelWrap::PrepareTraining)});
   }
 
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    // A model built off the main thread (createModelAsync) arrives ready made.
+    if (info.Length() > 0 && info[0].IsExternal()) {
+      model_ = *info[0].As<Napi::External<ModelPtr>>().Data();
+      return;
+    }
     Napi::Object cfg = object_arg(info, 0, "createModel");
     const rt::ModelConfig c = config_from(cfg);
     try {
@@ -344,7 +352,45 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("optimizer", (double)m.optimizer);
     o.Set("activations", (double)m.activations);
     o.Set("total", (double)m.total());
+    o.Set("moments", (double)m.optimizer);
+    o.Set("baseParams", (double)m.base_params);
+    o.Set("adapterParams", (double)m.adapter_params);
+    o.Set("baseBytesPerParam", m.base_bytes_per_param);
+    o.Set("scratch", (double)m.scratch);
     return o;
+  }
+
+  // The bits of the base weights, the adapters (with LoRA) and both AdamW moments, hashed in that order by
+  // two multiply-xor lanes, off the main thread: ranks compare it to prove their training state identical.
+  Napi::Value Checksum(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    claim(env, "checksum");
+    ModelPtr m = model_;
+    auto out = std::make_shared<std::string>();
+    auto* job = new Job(
+        env, [m, out] { *out = training_state_checksum(*m); },
+        [out](Napi::Env e) { return (Napi::Value)Napi::String::New(e, *out); }, &busy_);
+    job->Queue();
+    return job->promise();
+  }
+
+  static std::string training_state_checksum(Model<float>& m) {
+    uint32_t a = 0x811c9dc5u, b = 0x9e3779b9u, i = 0;
+    auto hash = [&](const float* p, size_t n) {
+      const auto* words = reinterpret_cast<const uint32_t*>(p);
+      for (size_t j = 0; j < n; j++, i++) {
+        const uint32_t w = words[j];
+        a = (a ^ w) * 0x01000193u;
+        b = ((b ^ (w + i)) * 0x85ebca6bu) ^ (b >> 13);
+      }
+    };
+    hash(m.params(), m.num_params());
+    if (m.lora_enabled()) hash(m.lora_params(), m.num_lora_params());
+    hash(m.adam_m(), m.num_trainable());
+    hash(m.adam_v(), m.num_trainable());
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%08x%08x", a, b);
+    return hex;
   }
 
   Napi::Value InitRandom(const Napi::CallbackInfo& info) {
@@ -357,6 +403,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     ModelPtr m = model_;
     auto* job = new Job(
         env, [m, seed, std] { m->init_random(seed, std); }, nullptr, &busy_);
+    job->Queue();
+    return job->promise();
+  }
+
+  // Allocates and zeroes the trainable parameters' gradients and moments off the main thread, so the
+  // first step's views (gradData, optimizerData) cost nothing on it.
+  Napi::Value PrepareTraining(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    claim(env, "prepareTraining");
+    ModelPtr m = model_;
+    auto* job = new Job(
+        env, [m] { m->grads_buffer(); }, nullptr, &busy_);
     job->Queue();
     return job->promise();
   }
@@ -384,6 +442,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     opts.keep_logits = bool_field(o, call, "keepLogits", false);
     const double zero = 0;
     opts.loss_scale = number_field(o, call, "lossScale", &zero);
+    // zeroGrads: clears the gradients first, in the same native call (a full sweep of them is too long for
+    // the main thread on a large model).
+    const bool zero_grads = bool_field(o, call, "zeroGrads", false);
     const rt::Batch batch{rows, T, ids.Data(), labels.Data(), pos.Data(), seg.Data()};
     // onGradsReady(offset, size): called on the main thread as each gradient bucket becomes final, so the
     // caller can all-reduce it while the backward goes on. Delivery is asynchronous: a caller must count
@@ -410,13 +471,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int buckets = model_->grad_buckets();
     auto* job = new Job(
         env,
-        [m, batch, opts, result, tsfn] {
+        [m, batch, opts, result, tsfn, zero_grads] {
           struct ReleaseOnExit {
             std::shared_ptr<Napi::ThreadSafeFunction> f;
             ~ReleaseOnExit() {
               if (f) f->Release();
             }
           } release{tsfn};
+          if (zero_grads) m->zero_grad();
           *result = m->forward_backward(batch, opts);
         },
         [result, buckets](Napi::Env e) {
@@ -522,6 +584,22 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   return ModelWrap::constructor->New({info.Length() > 0 ? info[0] : info.Env().Undefined()});
 }
 
+// Allocating and zeroing the weights of a large model takes seconds: done off the main thread, so the
+// event loop (heartbeats among it) keeps running.
+Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const rt::ModelConfig c = config_from(object_arg(info, 0, "createModelAsync"));
+  auto built = std::make_shared<ModelPtr>();
+  auto* job = new Job(
+      env, [c, built] { *built = std::make_shared<Model<float>>(c); },
+      [built](Napi::Env e) {
+        return (Napi::Value)ModelWrap::constructor->New({Napi::External<ModelPtr>::New(e, built.get())});
+      },
+      nullptr);
+  job->Queue();
+  return job->promise();
+}
+
 // ---- tensor file I/O -------------------------------------------------------------------------------------
 
 Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
@@ -550,8 +628,37 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
     items.push_back({(uint64_t)number_field(it, call, "fileOffset"), dtype, count, dst.Data()});
     keep.push_back(dst);
   }
+  // onProgress(bytesRead): on the main thread, after each chunk (asynchronously; calls may trail the Promise).
+  std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+  if (info.Length() > 2 && info[2].IsFunction())
+    tsfn = std::make_shared<Napi::ThreadSafeFunction>(
+        Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "ringtune.readProgress", 0, 1));
+  else if (info.Length() > 2 && !info[2].IsUndefined())
+    type_error(env, std::string(call) + ": onProgress must be a function, got " + describe(info[2]));
   auto* job = new Job(
-      env, [file, items] { rt::read_tensors(file, items); }, nullptr, nullptr);
+      env,
+      [file, items, tsfn] {
+        struct ReleaseOnExit {
+          std::shared_ptr<Napi::ThreadSafeFunction> f;
+          ~ReleaseOnExit() {
+            if (f) f->Release();
+          }
+        } release{tsfn};
+        std::function<void(uint64_t)> progress;
+        if (tsfn)
+          progress = [tsfn](uint64_t done) {
+            auto* d = new uint64_t(done);
+            // Non-blocking: a slow main thread must not stall the read; a dropped report is superseded.
+            if (tsfn->NonBlockingCall(d, [](Napi::Env e, Napi::Function fn, uint64_t* v) {
+                  const double n = (double)*v;
+                  delete v;
+                  fn.Call({Napi::Number::New(e, n)});
+                }) != napi_ok)
+              delete d;
+          };
+        rt::read_tensors(file, items, progress);
+      },
+      nullptr, nullptr);
   for (Napi::Value& v : keep) job->keep(v);
   job->Queue();
   return job->promise();
@@ -589,6 +696,7 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
+  exports.Set("createModelAsync", Napi::Function::New(env, CreateModelAsync));
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   return exports;

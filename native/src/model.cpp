@@ -17,23 +17,33 @@ namespace rt {
 
 template <typename T>
 static Buffer<T> zeros(size_t n) {
-  return std::make_shared<std::vector<T>>(n, T(0));
+  return parallel_zeros<T>(n);
 }
 
+// Only the weights: gradients and moments come with the first training use (ensure_training_state).
 template <typename T>
 Model<T>::Model(const ModelConfig& cfg) : cfg_(cfg), table_((cfg.validate(), cfg)), inv_freq_(rope_inv_freq(cfg)) {
   params_ = zeros<T>(table_.total);
-  grads_ = zeros<T>(table_.total);
-  m_ = zeros<T>(table_.total);
-  v_ = zeros<T>(table_.total);
+}
+
+template <typename T>
+void Model<T>::ensure_training_state() {
+  if (grads_) return;
+  const size_t n = num_trainable();
+  grads_ = zeros<T>(n);
+  m_ = zeros<T>(n);
+  v_ = zeros<T>(n);
 }
 
 template <typename T>
 MemoryReport Model<T>::memory() const {
   MemoryReport r;
-  r.params = (params_->size() + num_lora_params()) * sizeof(T);
-  r.grads = grads_->size() * sizeof(T);
-  r.optimizer = (m_->size() + v_->size()) * sizeof(T);
+  r.base_params = params_->size() * sizeof(T);
+  r.adapter_params = num_lora_params() * sizeof(T);
+  r.base_bytes_per_param = (int)sizeof(T);
+  r.params = r.base_params + r.adapter_params;
+  r.grads = grads_ ? grads_->size() * sizeof(T) : 0;
+  r.optimizer = m_ ? (m_->size() + v_->size()) * sizeof(T) : 0;
   for (const auto& kv : acts_) r.activations += kv.second->bytes();
   return r;
 }
@@ -51,14 +61,15 @@ void Model<T>::init_random(uint64_t seed, double std) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < p.size; i++) w[i] = (T)(std * normal01(seed, e, i));
   }
-  std::fill(m_->begin(), m_->end(), T(0));
-  std::fill(v_->begin(), v_->end(), T(0));
+  if (m_) parallel_fill(m_->data(), m_->size(), T(0));
+  if (v_) parallel_fill(v_->data(), v_->size(), T(0));
   step_ = 0;
 }
 
 template <typename T>
 void Model<T>::zero_grad() {
-  std::fill(grads_->begin(), grads_->end(), T(0));
+  if (grads_) parallel_fill(grads_->data(), grads_->size(), T(0));
+  else ensure_training_state();
 }
 
 template <typename T>
@@ -77,10 +88,11 @@ void Model<T>::enable_lora(const LoraConfig& l) {
   lora_table_ = std::move(table);
   lora_cfg_ = l;
   lora_ = weights;
-  // The base's gradients and moments go (views held elsewhere keep their memory until they are dropped).
-  grads_ = zeros<T>(lora_table_->total);
-  m_ = zeros<T>(lora_table_->total);
-  v_ = zeros<T>(lora_table_->total);
+  // The base's gradients and moments go (views held elsewhere keep their memory until they are dropped);
+  // the adapters' come with their first training use.
+  grads_.reset();
+  m_.reset();
+  v_.reset();
   step_ = 0;
   acts_.clear();  // activations now carry the adapters' buffers
   last_ = nullptr;
@@ -167,6 +179,7 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   int64_t targets = 0;
   for (size_t n = 0; n < a.N; n++) targets += b.labels[n] != kIgnoreIndex;
   const double scale = opts.loss_scale != 0 ? opts.loss_scale : (targets > 0 ? 1.0 / targets : 0.0);
+  if (opts.backward) ensure_training_state();
   forward(a, b, opts.backward);
   const LossSum ls = head(a, b, opts, scale);
   if (opts.backward) backward(a, b, opts.on_grads_ready);
@@ -418,6 +431,7 @@ template <typename T>
 AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
   if (!(o.lr >= 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0))
     fail("adamw_step", "invalid options: lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps);
+  ensure_training_state();
   const double norm = std::sqrt(sum_of_squares(grads_->data(), grads_->size()));
   if (!std::isfinite(norm)) fail("adamw_step", "gradient norm is ", norm, ": refusing to update the weights");
   // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.

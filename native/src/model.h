@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 #include "activations.h"
+#include "buffer.h"
 #include "config.h"
 #include "kv_cache.h"
 #include "layer_buffers.h"
@@ -52,11 +53,13 @@ struct AdamWResult {
   int64_t step = 0;
 };
 
-template <typename T>
-using Buffer = std::shared_ptr<std::vector<T>>;
-
+// Bytes held, by kind. params counts the base weights (base_params, in their storage precision) and the
+// adapters (adapter_params); optimizer counts both AdamW moments; scratch is the fp32 staging of a frozen
+// bf16 base (one layer's weights and a tile of the head), counted under activations.
 struct MemoryReport {
   size_t params = 0, grads = 0, optimizer = 0, activations = 0;
+  size_t base_params = 0, adapter_params = 0, scratch = 0;
+  int base_bytes_per_param = 4;
   size_t total() const { return params + grads + optimizer + activations; }
 };
 
@@ -80,16 +83,28 @@ class Model {
   T* params() { return params_->data(); }
   // The trainable parameters' gradients and AdamW moments: the base parameters in full training, the
   // adapters once LoRA is on (then trainable_entries() names them and their offsets).
-  T* grads() { return grads_->data(); }
-  T* adam_m() { return m_->data(); }
-  T* adam_v() { return v_->data(); }
-  size_t num_trainable() const { return grads_->size(); }
+  // Allocated on first use (a backward, an optimizer step, or a caller asking for them): a model that only
+  // evaluates or generates never holds them.
+  T* grads() { return grads_buffer()->data(); }
+  T* adam_m() { return m_buffer()->data(); }
+  T* adam_v() { return v_buffer()->data(); }
+  size_t num_trainable() const { return lora_ ? lora_table_->total : table_.total; }
+  bool has_training_state() const { return (bool)grads_; }
   const std::vector<ParamEntry>& trainable_entries() const { return lora_ ? lora_table_->entries : table_.entries; }
   // Shared ownership of the buffers, for views that must outlive a switch to LoRA (the binding's).
   Buffer<T> params_buffer() const { return params_; }
-  Buffer<T> grads_buffer() const { return grads_; }
-  Buffer<T> m_buffer() const { return m_; }
-  Buffer<T> v_buffer() const { return v_; }
+  Buffer<T> grads_buffer() {
+    ensure_training_state();
+    return grads_;
+  }
+  Buffer<T> m_buffer() {
+    ensure_training_state();
+    return m_;
+  }
+  Buffer<T> v_buffer() {
+    ensure_training_state();
+    return v_;
+  }
   Buffer<T> lora_buffer() const { return lora_; }
   int64_t step() const { return step_; }
   void set_step(int64_t s) { step_ = s; }
@@ -125,9 +140,10 @@ class Model {
   std::vector<int32_t> generate(const GenerateOptions& opts, std::vector<std::vector<T>>* step_logits = nullptr);
 
  private:
+  void ensure_training_state();
   Activations<T>& activations_for(int B, int T_);
   StepResult forward_backward_unchecked(const Batch& batch, const StepOptions& opts);
-  T* at(std::vector<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }
+  T* at(FlatVector<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }
   T* param(size_t off) { return at(*params_, off); }
   // A base parameter's gradient, or null when the base is frozen (LoRA): its backward is then skipped.
   T* grad(size_t off) { return lora_ ? nullptr : at(*grads_, off); }
