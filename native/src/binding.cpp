@@ -177,7 +177,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("loraData", &ModelWrap::LoraData),
                         InstanceMethod("mergeLora", &ModelWrap::MergeLora),
                         InstanceMethod("checksum", &ModelWrap::Checksum),
-                        InstanceMethod("prepareTraining", &ModelWrap::PrepareTraining)});
+                        InstanceMethod("prepareTraining", &ModelWrap::PrepareTraining),
+                        InstanceMethod("baseDataBf16", &ModelWrap::BaseDataBf16)});
   }
 
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -223,7 +224,24 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return view;
   }
   Napi::Value ParamData(const Napi::CallbackInfo& info) {
+    if (model_->base_is_bf16())
+      throw Napi::Error::New(
+          info.Env(), "paramData: the frozen base is held in bf16 (LoRA base_precision bf16): use baseDataBf16()");
     return View(info.Env(), params_view_, model_->params_buffer());
+  }
+  // The bf16 bits of a frozen base (null when the base is fp32), zero-copy like the other views.
+  Napi::Value BaseDataBf16(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto buf = model_->base_bf16_buffer();
+    if (!buf) return env.Null();
+    if (!base16_view_.IsEmpty()) return base16_view_.Value();
+    using Owner = std::shared_ptr<rt::FlatVector<uint16_t>>;
+    auto* owner = new Owner(buf);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+        env, buf->data(), buf->size() * sizeof(uint16_t), [](Napi::Env, void*, Owner* hint) { delete hint; }, owner);
+    Napi::Uint16Array view = Napi::Uint16Array::New(env, buf->size(), ab, 0, napi_uint16_array);
+    base16_view_ = Napi::Persistent(view);
+    return view;
   }
   Napi::Value GradData(const Napi::CallbackInfo& info) { return View(info.Env(), grads_view_, model_->grads_buffer()); }
   Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
@@ -284,6 +302,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     l.dropout = number_field(o, call, "dropout", &zero);
     l.rslora = bool_field(o, call, "rslora", false);
     l.seed = (uint64_t)number_field(o, call, "seed", &zero);
+    l.base_bf16 = bool_field(o, call, "baseBf16", false);
     Napi::Value targets = o.Get("targets");
     if (!targets.IsArray())
       type_error(env, std::string(call) + ": targets must be an array of module names, got " + describe(targets));
@@ -301,6 +320,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       throw Napi::Error::New(env, e.what());
     }
     // The trainable buffers changed: later views must show the adapters' gradients and moments.
+    if (model_->base_is_bf16()) params_view_.Reset();
     grads_view_.Reset();
     m_view_.Reset();
     v_view_.Reset();
@@ -320,6 +340,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("targets", t);
     o.Set("rslora", l.rslora);
     o.Set("seed", (double)l.seed);
+    o.Set("baseBf16", l.base_bf16);
     return o;
   }
 
@@ -328,6 +349,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (!model_->lora_enabled()) throw Napi::Error::New(env, "mergeLora: LoRA is not on");
     claim(env, "mergeLora");
     ModelPtr m = model_;
+    // A bf16 base comes back as fp32 (the merge's precision), in a new buffer: later views show it.
+    if (model_->base_is_bf16()) {
+      params_view_.Reset();
+      base16_view_.Reset();
+    }
     auto* job = new Job(
         env, [m] { m->merge_lora(); }, nullptr, &busy_);
     job->Queue();
@@ -376,15 +402,25 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   static std::string training_state_checksum(Model<float>& m) {
     uint32_t a = 0x811c9dc5u, b = 0x9e3779b9u, i = 0;
-    auto hash = [&](const float* p, size_t n) {
-      const auto* words = reinterpret_cast<const uint32_t*>(p);
+    auto hash = [&](const void* p, size_t n) {
+      const auto* words = static_cast<const uint32_t*>(p);
       for (size_t j = 0; j < n; j++, i++) {
         const uint32_t w = words[j];
         a = (a ^ w) * 0x01000193u;
         b = ((b ^ (w + i)) * 0x85ebca6bu) ^ (b >> 13);
       }
     };
-    hash(m.params(), m.num_params());
+    if (m.base_is_bf16()) {
+      // two bf16 weights per word; an odd last one widened alone
+      const uint16_t* b = m.base_bf16();
+      hash(b, m.num_params() / 2);
+      if (m.num_params() % 2) {
+        const uint32_t last = b[m.num_params() - 1];
+        hash(&last, 1);
+      }
+    } else {
+      hash(m.params(), m.num_params());
+    }
     if (m.lora_enabled()) hash(m.lora_params(), m.num_lora_params());
     hash(m.adam_m(), m.num_trainable());
     hash(m.adam_v(), m.num_trainable());
@@ -576,6 +612,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   ModelPtr model_;
   std::atomic<bool> busy_{false};
   Napi::Reference<Napi::Float32Array> params_view_, grads_view_, m_view_, v_view_, lora_view_;
+  Napi::Reference<Napi::Uint16Array> base16_view_;
 };
 
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
