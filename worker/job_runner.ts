@@ -147,7 +147,7 @@ export class JobRunner {
       maxGradNorm: o.grad_clip,
     });
     this.job = { id: m.job, config, trainer };
-    return { num_params: model.paramData().length, step };
+    return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
   }
 
   private async step(m: CommandRequest<"step">): Promise<CommandResult<"step">> {

@@ -123,12 +123,19 @@ export interface LoraSettings {
   rslora: boolean;
   /** A ~ kaiming-uniform like PEFT (bound 1/sqrt(in)), B = 0: step 0 equals the base model */
   seed: number;
+  /**
+   * keep the frozen base in bf16 (half its bytes; each layer widened to fp32 right before its GEMMs);
+   * paramData() then throws and baseDataBf16() holds the weights. Default false.
+   */
+  baseBf16?: boolean;
 }
 
 export interface NativeModel {
   params(): ParamInfo[];
-  /** zero-copy view of the flat parameter buffer */
+  /** zero-copy view of the flat parameter buffer (throws while the frozen base is held in bf16) */
   paramData(): Float32Array;
+  /** zero-copy view of the bf16 bits of a frozen bf16 base (LoraSettings.baseBf16); null otherwise */
+  baseDataBf16(): Uint16Array | null;
   /**
    * zero-copy view of the flat gradient buffer of the TRAINABLE parameters (trainableParams() offsets):
    * the base parameters in full training, the adapters once LoRA is on. Fetch it again after enableLora.
@@ -151,7 +158,10 @@ export interface NativeModel {
   loraParams(): ParamInfo[];
   /** zero-copy view of the adapter weights (loraParams() offsets) */
   loraData(): Float32Array;
-  /** W += scale * B A for every adapter, into paramData (the adapters are left as they are) */
+  /**
+   * W += scale * B A for every adapter, into paramData (the adapters are left as they are); a bf16 base
+   * is widened back to fp32 first (paramData works again afterwards)
+   */
   mergeLora(): Promise<void>;
   /** AdamW steps taken so far (drives bias correction); settable for checkpoint restore */
   getStep(): number;
@@ -211,12 +221,13 @@ export interface NativeAddon {
   ): Promise<void>;
   /**
    * Writes `header` (the full safetensors prefix: 8-byte length + JSON) then each item converted to
-   * its dtype (BF16: round to nearest even), to a temporary name, fsyncs, and renames to `file`.
+   * its dtype (BF16: round to nearest even; a Uint16Array src holds bf16 bits), to a temporary name,
+   * fsyncs, and renames to `file`.
    */
   writeSafetensors(
     file: string,
     header: Uint8Array,
-    items: { src: Float32Array; dtype: "F32" | "BF16" }[],
+    items: { src: Float32Array | Uint16Array; dtype: "F32" | "BF16" }[],
   ): Promise<void>;
 }
 

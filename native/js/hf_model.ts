@@ -253,7 +253,7 @@ async function removeStaleWeights(dir: string, kept: Set<string>): Promise<void>
 /** Writes `model` as a HF folder: config.json, generation_config.json, weights, tokenizer files. */
 export async function saveModel(model: NativeModel, config: HfConfig, dir: string, opts: SaveOptions): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const data = model.paramData();
+  const data = model.baseDataBf16() ?? model.paramData();
   const tensors: WriteTensor[] = model.params().map((p) => ({
     name: p.name,
     shape: p.shape,
@@ -261,7 +261,7 @@ export async function saveModel(model: NativeModel, config: HfConfig, dir: strin
     data: data.subarray(p.offset, p.offset + p.size),
   }));
   const bytesPer = opts.dtype === "F32" ? 4 : 2;
-  const total = tensors.reduce((s, t) => s + t.data.length * bytesPer, 0);
+  const total: number = tensors.reduce((s, t) => s + t.data.length * bytesPer, 0);
   if (opts.shardBytes !== undefined && total > opts.shardBytes) {
     const shards = splitShards(tensors, bytesPer, opts.shardBytes);
     const weightMap: Record<string, string> = {};

@@ -714,12 +714,20 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
   std::vector<Napi::Value> keep;
   for (uint32_t i = 0; i < arr.Length(); i++) {
     Napi::Object it = arr.Get(i).As<Napi::Object>();
-    auto src = typed_field<Napi::Float32Array>(it, call, "src", napi_float32_array, "Float32Array", 0);
     Napi::Value dt = it.Get("dtype");
     const std::string dname = dt.IsString() ? dt.As<Napi::String>().Utf8Value() : describe(dt);
     if (dname != "F32" && dname != "BF16")
       type_error(env, std::string(call) + ": " + file + ": item " + std::to_string(i) +
                           " dtype must be F32 or BF16, got " + dname);
+    Napi::Value sv = it.Get("src");
+    // A Uint16Array holds bf16 bits (a frozen bf16 base); a Float32Array fp32 values.
+    if (sv.IsTypedArray() && sv.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array) {
+      auto src = sv.As<Napi::Uint16Array>();
+      items.push_back({nullptr, src.ElementLength(), rt::parse_dtype(dname), src.Data()});
+      keep.push_back(src);
+      continue;
+    }
+    auto src = typed_field<Napi::Float32Array>(it, call, "src", napi_float32_array, "Float32Array or Uint16Array", 0);
     items.push_back({src.Data(), src.ElementLength(), rt::parse_dtype(dname)});
     keep.push_back(src);
   }

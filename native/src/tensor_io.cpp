@@ -124,8 +124,22 @@ void write_safetensors(const std::string& file, const std::vector<uint8_t>& head
     if (f.fd < 0) fail("write_safetensors", tmp, ": ", std::strerror(errno));
     write_all(f.fd, header.data(), header.size(), tmp);
     std::vector<uint16_t> half;
+    std::vector<float> wide;
     for (const WriteItem& it : items) {
-      if (it.dtype == Dtype::F32) {
+      if (it.src_bf16 && it.dtype == Dtype::BF16) {
+        write_all(f.fd, it.src_bf16, it.count * 2, tmp);
+      } else if (it.src_bf16 && it.dtype == Dtype::F32) {
+        const size_t per_chunk = kReadChunkBytes / 4;  // widened in chunks: no full-size fp32 copy
+        for (size_t from = 0; from < it.count; from += per_chunk) {
+          const size_t n = std::min(per_chunk, it.count - from);
+          wide.resize(n);
+          const uint16_t* h = it.src_bf16 + from;
+          float* w = wide.data();
+#pragma omp parallel for schedule(static)
+          for (size_t i = 0; i < n; i++) w[i] = bf16_to_float(h[i]);
+          write_all(f.fd, w, n * 4, tmp);
+        }
+      } else if (it.dtype == Dtype::F32) {
         write_all(f.fd, it.src, it.count * 4, tmp);
       } else if (it.dtype == Dtype::BF16) {
         half.resize(it.count);
