@@ -340,7 +340,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("targets", t);
     o.Set("rslora", l.rslora);
     o.Set("seed", (double)l.seed);
-    o.Set("baseBf16", l.base_bf16);
+    if (l.base_bf16) o.Set("baseBf16", true);  // absent when false, like the optional setting it echoes
     return o;
   }
 
