@@ -50,14 +50,20 @@ const SHAPES: Record<string, NativeModelConfig> = {
 
 /** Parameters of a shape, as the native parameter table lays them out. */
 function paramCount(c: NativeModelConfig): number {
-  const C = c.hiddenSize, Q = c.numHeads * c.headDim, KV = c.numKvHeads * c.headDim, I = c.intermediateSize;
+  const C = c.hiddenSize,
+    Q = c.numHeads * c.headDim,
+    KV = c.numKvHeads * c.headDim,
+    I = c.intermediateSize;
   const layer = 2 * C + C * Q + 2 * C * KV + Q * C + 3 * C * I + (c.qkvBias ? Q + 2 * KV : 0);
   return c.vocabSize * C * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * layer + C;
 }
 
 /** Adapter parameters of LoRA rank r on every linear layer. */
 function loraCount(c: NativeModelConfig, r: number): number {
-  const C = c.hiddenSize, Q = c.numHeads * c.headDim, KV = c.numKvHeads * c.headDim, I = c.intermediateSize;
+  const C = c.hiddenSize,
+    Q = c.numHeads * c.headDim,
+    KV = c.numKvHeads * c.headDim,
+    I = c.intermediateSize;
   const perLayer = r * (C + Q) * 2 + r * (C + KV) * 2 + r * (C + I) * 2 + r * (I + C);
   return c.numLayers * perLayer;
 }
@@ -68,7 +74,10 @@ function loraCount(c: NativeModelConfig, r: number): number {
  * once in full training, in chunks of 128 positions with a frozen head).
  */
 function activationBytes(c: NativeModelConfig, n: number, full: boolean, r: number): number {
-  const C = c.hiddenSize, Q = c.numHeads * c.headDim, KV = c.numKvHeads * c.headDim, I = c.intermediateSize;
+  const C = c.hiddenSize,
+    Q = c.numHeads * c.headDim,
+    KV = c.numKvHeads * c.headDim,
+    I = c.intermediateSize;
   const perLayer = n * (2 * C + 2 * Q + 2 * KV + 2 * I + 2 + c.numHeads) + (full ? 0 : 7 * n * r);
   const shared = n * (5 * C + 2 * Q + 2 * KV + 3 * I) + n * (3 * C + 1);
   const head = full ? n * c.vocabSize : 128 * c.vocabSize;
@@ -113,7 +122,15 @@ async function runCase(name: string, method: "full" | "lora", steps: number): Pr
   await model.initRandom(1, 0.02);
   const initMs = performance.now() - t0;
   if (method === "lora")
-    model.enableLora({ rank: 16, alpha: 16, dropout: 0, targets: [...LORA_TARGETS], rslora: false, seed: 1, baseBf16: true });
+    await model.enableLoraAsync({
+      rank: 16,
+      alpha: 16,
+      dropout: 0,
+      targets: [...LORA_TARGETS],
+      rslora: false,
+      seed: 1,
+      baseBf16: true,
+    });
   await model.prepareTraining();
   const readyMs = performance.now() - t0;
   const batch = row();
@@ -183,7 +200,9 @@ async function main(): Promise<void> {
   console.log(`1.5b-full on paper: ${gib((full15.bytes as { total: number }).total)}: over 24 GiB, so LoRA only`);
   const paper = [onPaper("7b", true), onPaper("7b", false)];
   for (const p of paper)
-    console.log(`${p.case as string} on paper: ${gib((p.bytes as { total: number }).total)} (${p.params as number} params)`);
+    console.log(
+      `${p.case as string} on paper: ${gib((p.bytes as { total: number }).total)} (${p.params as number} params)`,
+    );
   console.log(JSON.stringify({ bench: "real_sizes", seq_len: SEQ, steps, results, on_paper: [full15, ...paper] }));
 }
 

@@ -122,7 +122,10 @@ export class JobRunner {
       throw new Error("assign: the model source names neither path, init nor resume");
     }
     if (m.model.adapter && !m.model.resume) await applyAdapter(model, m.model.adapter);
-    if (m.lora && !model.loraSettings()) model.enableLora(m.lora);
+    if (m.lora && !model.loraSettings()) {
+      if (m.lora.baseBf16) onActivity("rounding the frozen base to bf16");
+      await model.enableLoraAsync(m.lora);
+    }
     onActivity("allocating gradients and optimizer state");
     await model.prepareTraining(); // nothing to do when a checkpoint's moments were loaded above
     this.log.info(
@@ -153,7 +156,7 @@ export class JobRunner {
   private async step(m: CommandRequest<"step">): Promise<CommandResult<"step">> {
     const job = this.active(m.job);
     if (m.enable_lora && !job.trainer.model.loraSettings()) {
-      job.trainer.model.enableLora(m.enable_lora);
+      await job.trainer.model.enableLoraAsync(m.enable_lora);
       this.log.info({ job: m.job, step: m.step }, "switched to LoRA: base weights frozen");
     }
     const r = await job.trainer.trainStep({

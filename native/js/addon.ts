@@ -152,6 +152,8 @@ export interface NativeModel {
    * optimizer restarts (step 0) on the adapters. Used at the start of a LoRA job and at a hybrid job's switch.
    */
   enableLora(settings: LoraSettings): void;
+  /** enableLora off the main thread: rounding a large base to bf16 (baseBf16) takes seconds */
+  enableLoraAsync(settings: LoraSettings): Promise<void>;
   /** null in full training */
   loraSettings(): LoraSettings | null;
   /** PEFT names (base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight), A [r, in], B [out, r] */

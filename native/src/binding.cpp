@@ -172,6 +172,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("trainableParams", &ModelWrap::TrainableParams),
                         InstanceMethod("gradBucketRanges", &ModelWrap::GradBucketRanges),
                         InstanceMethod("enableLora", &ModelWrap::EnableLora),
+                        InstanceMethod("enableLoraAsync", &ModelWrap::EnableLoraAsync),
                         InstanceMethod("loraSettings", &ModelWrap::LoraSettings),
                         InstanceMethod("loraParams", &ModelWrap::LoraParams),
                         InstanceMethod("loraData", &ModelWrap::LoraData),
@@ -290,10 +291,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return out;
   }
 
-  Napi::Value EnableLora(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const char* call = "enableLora";
-    require_idle(env, call);
+  static rt::LoraConfig lora_config_from(Napi::Env env, const Napi::CallbackInfo& info, const char* call) {
     Napi::Object o = object_arg(info, 0, call);
     rt::LoraConfig l;
     l.rank = int_field(o, call, "rank");
@@ -314,17 +312,48 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                    std::string(call) + ": targets[" + std::to_string(i) + "] must be a string, got " + describe(t));
       l.targets.push_back(t.As<Napi::String>().Utf8Value());
     }
+    return l;
+  }
+
+  // The trainable buffers changed: later views must show the adapters' gradients and moments.
+  void reset_views_after_lora() {
+    if (model_->base_is_bf16()) params_view_.Reset();
+    grads_view_.Reset();
+    m_view_.Reset();
+    v_view_.Reset();
+  }
+
+  Napi::Value EnableLora(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    require_idle(env, "enableLora");
+    const rt::LoraConfig l = lora_config_from(env, info, "enableLora");
     try {
       model_->enable_lora(l);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
-    // The trainable buffers changed: later views must show the adapters' gradients and moments.
-    if (model_->base_is_bf16()) params_view_.Reset();
-    grads_view_.Reset();
-    m_view_.Reset();
-    v_view_.Reset();
+    reset_views_after_lora();
     return env.Undefined();
+  }
+
+  // Rounding a large base to bf16 takes seconds: off the main thread. The views are reset before the
+  // Promise settles, so no caller sees the freed fp32 base through an old view after awaiting it.
+  Napi::Value EnableLoraAsync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const rt::LoraConfig l = lora_config_from(env, info, "enableLoraAsync");
+    if (model_->lora_enabled()) throw Napi::Error::New(env, "enableLoraAsync: LoRA is already on");
+    claim(env, "enableLoraAsync");
+    ModelPtr m = model_;
+    auto* job = new Job(
+        env, [m, l] { m->enable_lora(l); },
+        [this](Napi::Env e) {
+          reset_views_after_lora();
+          return e.Undefined();
+        },
+        &busy_);
+    job->keep(info.This());  // the wrapper whose views the result resets
+    job->Queue();
+    return job->promise();
   }
 
   Napi::Value LoraSettings(const Napi::CallbackInfo& info) {

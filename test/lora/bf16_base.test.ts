@@ -20,7 +20,7 @@ async function loraModel(baseBf16: boolean, roundFirst: boolean): Promise<Native
     const w = model.paramData();
     for (let i = 0; i < w.length; i++) w[i] = roundToBf16(w[i]!);
   }
-  model.enableLora({ ...SETTINGS, baseBf16 });
+  await model.enableLoraAsync({ ...SETTINGS, baseBf16 });
   randomizeAdapters(model);
   return model;
 }
@@ -47,7 +47,10 @@ test("a bf16 LoRA base: half the base bytes, no base gradients or moments, the l
 test("saving a bf16 base writes its values exactly; merging brings the base back to fp32", async () => {
   const bf16 = await loraModel(true, false);
   const bits = bf16.baseDataBf16()!;
-  assert.equal(bits.length, bf16.params().reduce((n, p) => n + p.size, 0));
+  assert.equal(
+    bits.length,
+    bf16.params().reduce((n, p) => n + p.size, 0),
+  );
   const dir = path.join(tempDir(), "base");
   await saveModel(bf16, config, dir, { dtype: "F32" });
   const loaded = (await loadModel(dir)).model.paramData();
