@@ -24,7 +24,7 @@ struct ReadItem {
 struct WriteItem {
   const float* src;
   size_t count;
-  Dtype dtype;                        // F32 or BF16
+  Dtype dtype;                         // F32 or BF16
   const uint16_t* src_bf16 = nullptr;  // instead of src: bf16 bits (a frozen bf16 base), written or widened
 };
 
