@@ -97,3 +97,8 @@ bench-allreduce: ts
 .PHONY: bench-cluster
 bench-cluster: build
 	node dist/bench/cluster_step.js
+
+# Qwen2.5-0.5B / 1.5B shapes: time to the first step against initialising the weights, step time, peak RSS.
+.PHONY: bench-sizes
+bench-sizes: build
+	node dist/bench/real_sizes.js

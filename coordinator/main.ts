@@ -153,6 +153,7 @@ export class Coordinator {
       stopReason: (id: string) => this.stopReasons.get(id),
       interruption: (id: string) => this.interruptions.get(id)!.promise,
       suspect: (worker: string) => this.registry.suspect(worker),
+      activity: (worker: string) => this.registry.activity(worker),
     };
     const done = runJob(env, job, workers).finally(() => {
       this.registry.release(job.id);

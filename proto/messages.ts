@@ -51,6 +51,8 @@ export const WorkerHeartbeat = defineMessage("WorkerHeartbeat", {
   sent_at_ms: z.number(),
   state: z.enum(["idle", "busy"]),
   job: z.string().optional(),
+  /** what a busy worker is doing that takes long, e.g. "loading weights 37%" (absent when nothing is) */
+  activity: z.string().max(200).optional(),
 });
 
 // ---- ring data plane ----------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ export const LoraSettingsWire = z.object({
   targets: z.array(z.string()).min(1),
   rslora: z.boolean(),
   seed: z.number().int(),
+  /** keep the frozen base in bf16 on the worker */
+  baseBf16: z.boolean().optional(),
 });
 
 export const JobAssign = defineMessage("JobAssign", {

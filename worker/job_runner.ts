@@ -31,6 +31,8 @@ interface ActiveJob {
 export class JobRunner {
   private job: ActiveJob | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** what a long command is doing now (building the model, saving), sent with each heartbeat */
+  activity: string | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -85,30 +87,52 @@ export class JobRunner {
   }
 
   private async assign(m: CommandRequest<"assign">): Promise<CommandResult<"assign">> {
+    try {
+      return await this.buildAndJoin(m);
+    } finally {
+      this.activity = undefined;
+    }
+  }
+
+  /**
+   * The model (allocated, initialised or loaded off the main thread, so heartbeats keep flowing however
+   * long it takes), then the ring. Gradients and moments are not allocated here: the first step does that,
+   * for what trains only (the adapters under LoRA).
+   */
+  private async buildAndJoin(m: CommandRequest<"assign">): Promise<CommandResult<"assign">> {
     if (this.job) await this.release(this.job.id);
+    const onActivity = (a: string) => (this.activity = a);
     let model: NativeModel;
     let config: HfConfig;
     let step = 0;
     if (m.model.resume) {
       // A checkpoint: the (base) weights, the adapter when it was taken under LoRA, the trainables' AdamW state.
-      ({ model, config } = await loadModel(m.model.resume));
+      ({ model, config } = await loadModel(m.model.resume, { onActivity }));
       const adapter = checkpointAdapterDir(m.model.resume);
       if (existsSync(adapter)) await applyAdapter(model, adapter);
+      onActivity("loading optimizer state");
+      await model.prepareTraining();
       step = await loadOptimizerState(model, m.model.resume);
     } else if (m.model.path) {
-      ({ model, config } = await loadModel(m.model.path));
+      ({ model, config } = await loadModel(m.model.path, { onActivity }));
     } else if (m.model.init) {
       config = await readHfConfig(m.model.init.config);
-      model = await initModel(config, m.model.init.seed);
+      model = await initModel(config, m.model.init.seed, { onActivity });
     } else {
       throw new Error("assign: the model source names neither path, init nor resume");
     }
     if (m.model.adapter && !m.model.resume) await applyAdapter(model, m.model.adapter);
-    if (m.lora && !model.loraSettings()) model.enableLora(m.lora);
+    if (m.lora && !model.loraSettings()) {
+      if (m.lora.baseBf16) onActivity("rounding the frozen base to bf16");
+      await model.enableLoraAsync(m.lora);
+    }
+    onActivity("allocating gradients and optimizer state");
+    await model.prepareTraining(); // nothing to do when a checkpoint's moments were loaded above
     this.log.info(
       { job: m.job, rank: m.rank, size: m.size, transport: m.transport, lora: !!model.loraSettings() },
       "joining ring",
     );
+    onActivity("joining the ring");
     const transport = await connectTransport({
       nc: this.nc,
       ring: m.ring,
@@ -126,13 +150,13 @@ export class JobRunner {
       maxGradNorm: o.grad_clip,
     });
     this.job = { id: m.job, config, trainer };
-    return { num_params: model.paramData().length, step };
+    return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
   }
 
   private async step(m: CommandRequest<"step">): Promise<CommandResult<"step">> {
     const job = this.active(m.job);
     if (m.enable_lora && !job.trainer.model.loraSettings()) {
-      job.trainer.model.enableLora(m.enable_lora);
+      await job.trainer.model.enableLoraAsync(m.enable_lora);
       this.log.info({ job: m.job, step: m.step }, "switched to LoRA: base weights frozen");
     }
     const r = await job.trainer.trainStep({
@@ -165,6 +189,15 @@ export class JobRunner {
   }
 
   private async save(m: CommandRequest<"save">): Promise<CommandResult<"save">> {
+    this.activity = `saving ${m.what === "adapter" ? "the adapter" : "the model"}`;
+    try {
+      return await this.saveOutputs(m);
+    } finally {
+      this.activity = undefined;
+    }
+  }
+
+  private async saveOutputs(m: CommandRequest<"save">): Promise<CommandResult<"save">> {
     const job = this.active(m.job);
     const model = job.trainer.model;
     const lora = model.loraSettings() !== null;

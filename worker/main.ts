@@ -115,6 +115,7 @@ export class Worker {
           sent_at_ms: Date.now(),
           state: job ? "busy" : "idle",
           job,
+          activity: this.runner.activity,
         }),
       );
     };

@@ -54,7 +54,6 @@ export class Trainer {
     // Both change when LoRA is switched on (hybrid), so they are read per step.
     const grads = model.gradData();
     const buckets = model.gradBucketRanges();
-    model.zeroGrad();
     const reductions: Promise<void>[] = [];
     let reported = 0;
     let allReported: () => void = () => {};
@@ -70,6 +69,7 @@ export class Trainer {
     const taskSums: TaskSums = {};
     let lossSum = 0;
     let targets = 0;
+    if (parts.length === 0) model.zeroGrad(); // a rank without rows this step: nothing else clears them
     if (parts.length === 0 && distributed) for (const [o, n] of buckets) reduce(o, n); // no rows: zero gradients
     for (const [i, mb] of parts.entries()) {
       // Only the last micro-batch's backward completes the gradient, so only it overlaps the all-reduce.
@@ -78,6 +78,7 @@ export class Trainer {
         backward: true,
         lossScale: req.lossScale,
         onGradsReady: overlap ? reduce : undefined,
+        zeroGrads: i === 0,
       });
       lossSum += r.lossSum;
       targets += r.targets;
@@ -95,7 +96,7 @@ export class Trainer {
       targets,
       taskSums,
       gradNorm,
-      checksum: req.checksum ? trainingStateChecksum(model) : undefined,
+      checksum: req.checksum ? await trainingStateChecksum(model) : undefined,
       computeMs: computeDone - t0,
       commWaitMs: commDone - computeDone,
     };

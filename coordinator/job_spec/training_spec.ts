@@ -11,6 +11,11 @@ export const loraSchema = z.strictObject({
   /** module names, or "all" for every linear layer of the decoder */
   targets: z.union([z.literal("all"), z.array(z.enum(LORA_TARGETS)).min(1)]).default("all"),
   rslora: z.boolean().default(false),
+  /**
+   * precision of the frozen base on the workers: bf16 halves its memory (compute stays fp32, a layer at a
+   * time). Default: bf16 for method lora, fp32 for hybrid (whose base trains in its first phase).
+   */
+  base_precision: z.enum(["bf16", "fp32"]).optional(),
 });
 export type LoraSpec = z.infer<typeof loraSchema>;
 

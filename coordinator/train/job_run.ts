@@ -40,7 +40,12 @@ export interface JobEnv {
   interruption(id: string): Promise<never>;
   /** a worker that did not answer: not to be scheduled again until it shows it is alive */
   suspect(worker: string): void;
+  /** what a worker said it is doing in its last heartbeat ("loading weights 37%"), if anything */
+  activity?(worker: string): string | undefined;
 }
+
+/** How often the job's message is refreshed with its workers' activities while the ring forms. */
+const ACTIVITY_REFRESH_MS = 500;
 
 export class JobRun {
   private readonly spec: JobSpec;
@@ -125,12 +130,21 @@ export class JobRun {
       total_steps: totalSteps,
       step: startStep,
     });
-    await this.ring.all((rank) =>
-      this.ring.send(
-        rank,
-        "assign",
-        assignRequest(spec, { job: job.id, ring: this.ringId, rank, size: this.ring.size, resumeDir, lora: this.lora }),
-        ASSIGN_TIMEOUT_MS,
+    await this.whileShowingActivity(() =>
+      this.ring.all((rank) =>
+        this.ring.send(
+          rank,
+          "assign",
+          assignRequest(spec, {
+            job: job.id,
+            ring: this.ringId,
+            rank,
+            size: this.ring.size,
+            resumeDir,
+            lora: this.lora,
+          }),
+          ASSIGN_TIMEOUT_MS,
+        ),
       ),
     );
 
@@ -156,6 +170,34 @@ export class JobRun {
       outputs.push(await saveMergedModel(this.ring, job, spec)); // last: merging changes the weights in memory
     }
     await this.update({ status: "completed", message: `outputs: ${outputs.join(", ")}` });
+  }
+
+  /**
+   * Runs `work` while the job's message says what each worker is doing (building a large model takes
+   * minutes; "forming a ring" alone would look like a hang): "forming a ring of 2 worker(s): w0 loading
+   * weights 37%, w1 initialising".
+   */
+  private async whileShowingActivity<T>(work: () => Promise<T>): Promise<T> {
+    const base = `forming a ring of ${this.ring.size} worker(s)`;
+    let shown = base;
+    let updating = Promise.resolve();
+    const refresh = () => {
+      const parts = this.ring.workers
+        .map((w) => [w, this.env.activity?.(w)] as const)
+        .filter(([, a]) => a)
+        .map(([w, a]) => `${w} ${a}`);
+      const message = parts.length > 0 ? `${base}: ${parts.join(", ")}` : base;
+      if (message === shown) return;
+      shown = message;
+      updating = updating.then(() => this.update({ message })).catch(() => {});
+    };
+    const timer = setInterval(refresh, ACTIVITY_REFRESH_MS);
+    try {
+      return await work();
+    } finally {
+      clearInterval(timer);
+      await updating;
+    }
   }
 
   /** Each step: every rank runs forward-backward on its share and all-reduces; every rank updates; we log. */

@@ -16,6 +16,7 @@ export function loraSettingsOf(spec: JobSpec): LoraSettings | undefined {
     targets: loraTargets({ ...l, alpha: l.alpha }),
     rslora: l.rslora,
     seed: spec.seed,
+    baseBf16: (l.base_precision ?? (spec.method === "lora" ? "bf16" : "fp32")) === "bf16",
   };
 }
 

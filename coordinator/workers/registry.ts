@@ -17,6 +17,8 @@ interface Entry {
   info: Body<typeof WorkerRegister>;
   lastSeen: number;
   job?: string;
+  /** the last heartbeat's activity: what the worker is busy with (loading weights 37%, ...) */
+  activity?: string;
 }
 
 export class WorkerRegistry {
@@ -60,7 +62,10 @@ export class WorkerRegistry {
         try {
           const hb = decodeMessage(WorkerHeartbeat, msg.data);
           const w = this.workers.get(hb.worker_id);
-          if (w) w.lastSeen = Date.now();
+          if (w) {
+            w.lastSeen = Date.now();
+            w.activity = hb.activity;
+          }
         } catch (err) {
           this.log.warn({ err }, "bad heartbeat");
         }
@@ -86,6 +91,11 @@ export class WorkerRegistry {
         this.onLost(id, job);
       }
     }
+  }
+
+  /** What the worker said it is doing in its last heartbeat, if anything. */
+  activity(id: string): string | undefined {
+    return this.workers.get(id)?.activity;
   }
 
   /** A worker that did not answer is not scheduled until its next heartbeat or registration. */

@@ -91,12 +91,24 @@ export interface GenerateOptions {
   eosIds: Int32Array;
 }
 
+/** Bytes the model holds now, by kind (gradients and moments stay 0 until the first training use). */
 export interface MemoryReport {
+  /** baseParams + adapterParams */
   params: number;
   grads: number;
+  /** both AdamW moments (the same number as `moments`) */
   optimizer: number;
   activations: number;
+  /** params + grads + optimizer + activations */
   total: number;
+  moments: number;
+  /** the base weights in their storage precision */
+  baseParams: number;
+  adapterParams: number;
+  /** 4 for an fp32 base, 2 for a bf16 one */
+  baseBytesPerParam: number;
+  /** fp32 staging of a bf16 base (part of activations) */
+  scratch: number;
 }
 
 /** LoRA on the base model's linear layers, as PEFT defines it: y = W x + b + scale * B A dropout(x). */
@@ -111,12 +123,19 @@ export interface LoraSettings {
   rslora: boolean;
   /** A ~ kaiming-uniform like PEFT (bound 1/sqrt(in)), B = 0: step 0 equals the base model */
   seed: number;
+  /**
+   * keep the frozen base in bf16 (half its bytes; each layer widened to fp32 right before its GEMMs);
+   * paramData() then throws and baseDataBf16() holds the weights. Default false.
+   */
+  baseBf16?: boolean;
 }
 
 export interface NativeModel {
   params(): ParamInfo[];
-  /** zero-copy view of the flat parameter buffer */
+  /** zero-copy view of the flat parameter buffer (throws while the frozen base is held in bf16) */
   paramData(): Float32Array;
+  /** zero-copy view of the bf16 bits of a frozen bf16 base (LoraSettings.baseBf16); null otherwise */
+  baseDataBf16(): Uint16Array | null;
   /**
    * zero-copy view of the flat gradient buffer of the TRAINABLE parameters (trainableParams() offsets):
    * the base parameters in full training, the adapters once LoRA is on. Fetch it again after enableLora.
@@ -133,13 +152,18 @@ export interface NativeModel {
    * optimizer restarts (step 0) on the adapters. Used at the start of a LoRA job and at a hybrid job's switch.
    */
   enableLora(settings: LoraSettings): void;
+  /** enableLora off the main thread: rounding a large base to bf16 (baseBf16) takes seconds */
+  enableLoraAsync(settings: LoraSettings): Promise<void>;
   /** null in full training */
   loraSettings(): LoraSettings | null;
   /** PEFT names (base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight), A [r, in], B [out, r] */
   loraParams(): ParamInfo[];
   /** zero-copy view of the adapter weights (loraParams() offsets) */
   loraData(): Float32Array;
-  /** W += scale * B A for every adapter, into paramData (the adapters are left as they are) */
+  /**
+   * W += scale * B A for every adapter, into paramData (the adapters are left as they are); a bf16 base
+   * is widened back to fp32 first (paramData works again afterwards)
+   */
   mergeLora(): Promise<void>;
   /** AdamW steps taken so far (drives bias correction); settable for checkpoint restore */
   getStep(): number;
@@ -155,32 +179,57 @@ export interface NativeModel {
    */
   forwardBackward(
     batch: NativeBatch,
-    opts: { backward: boolean; lossScale?: number; keepLogits?: boolean; onGradsReady?: GradsReady },
+    opts: {
+      backward: boolean;
+      lossScale?: number;
+      keepLogits?: boolean;
+      onGradsReady?: GradsReady;
+      /** zero gradData first, in the same native call (off the main thread) */
+      zeroGrads?: boolean;
+    },
   ): Promise<StepResult>;
   logits(): Float32Array;
   tokenLosses(): Float32Array;
   /** global grad norm, optional clipping, then one AdamW step; returns the norm before clipping */
   adamwStep(opts: AdamWOptions): Promise<{ gradNorm: number; step: number }>;
   generate(opts: GenerateOptions): Promise<Int32Array>;
+  /**
+   * A hash of the bits of the base weights, the adapters (with LoRA) and both AdamW moments, computed off the
+   * main thread: ranks that applied the same updates get the same string.
+   */
+  checksum(): Promise<string>;
+  /**
+   * Allocates the trainable parameters' gradients and AdamW moments (zeroed) off the main thread. Without
+   * it they come with the first call that needs them (gradData, optimizerData, a backward, adamwStep).
+   */
+  prepareTraining(): Promise<void>;
 }
 
 export type TensorDtype = "F32" | "BF16" | "F16";
 
 export interface NativeAddon {
+  /** Builds the model on the calling thread: for small models and tests; workers use createModelAsync. */
   createModel(config: NativeModelConfig): NativeModel;
-  /** Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`. */
+  /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
+  createModelAsync(config: NativeModelConfig): Promise<NativeModel>;
+  /**
+   * Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`, in chunks;
+   * onProgress gets the bytes read so far after each chunk (asynchronously: a call may follow the Promise).
+   */
   readTensors(
     file: string,
     items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[],
+    onProgress?: (bytesRead: number) => void,
   ): Promise<void>;
   /**
    * Writes `header` (the full safetensors prefix: 8-byte length + JSON) then each item converted to
-   * its dtype (BF16: round to nearest even), to a temporary name, fsyncs, and renames to `file`.
+   * its dtype (BF16: round to nearest even; a Uint16Array src holds bf16 bits), to a temporary name,
+   * fsyncs, and renames to `file`.
    */
   writeSafetensors(
     file: string,
     header: Uint8Array,
-    items: { src: Float32Array; dtype: "F32" | "BF16" }[],
+    items: { src: Float32Array | Uint16Array; dtype: "F32" | "BF16" }[],
   ): Promise<void>;
 }
 

@@ -7,7 +7,7 @@ import type { WriteTensor } from "./safetensors.js";
 export interface Dump {
   result: StepResult;
   /** loss [1], logits [rows, T, vocab], then `<param>.grad` in parameter order; views of native memory */
-  tensors: WriteTensor[];
+  tensors: (WriteTensor & { data: Float32Array })[];
 }
 
 export async function forwardBackwardDump(model: NativeModel, batch: NativeBatch, vocabSize: number): Promise<Dump> {
@@ -20,7 +20,7 @@ export async function forwardBackwardDump(model: NativeModel, batch: NativeBatch
     throw new Error(`native logits() returned ${logits.length} values, expected rows*T*vocab = ${want}`);
   }
   const grads = model.gradData();
-  const tensors: WriteTensor[] = [
+  const tensors: (WriteTensor & { data: Float32Array })[] = [
     { name: "loss", shape: [1], dtype: "F32", data: Float32Array.of(result.loss) },
     { name: "logits", shape: [batch.rows, batch.seqLen, vocabSize], dtype: "F32", data: logits },
   ];

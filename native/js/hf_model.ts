@@ -145,11 +145,20 @@ function matchParams(params: ParamInfo[], files: WeightFiles, config: HfConfig):
   return out;
 }
 
+/** What a long model operation is doing now, for a status line: "allocating", "loading weights 37%", ... */
+export type ActivityReport = (activity: string) => void;
+
+export interface BuildOptions {
+  onActivity?: ActivityReport;
+}
+
 /** Loads a HF model folder: config, weights (single or sharded), checked tensor by tensor. */
-export async function loadModel(dir: string): Promise<LoadedModel> {
+export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<LoadedModel> {
+  const report = opts.onActivity ?? (() => {});
   const config = await readHfConfig(path.join(dir, "config.json"));
   const files = await readWeightFiles(dir);
-  const model = loadAddon().createModel(config.native);
+  report("allocating");
+  const model = await loadAddon().createModelAsync(config.native);
   const matched = matchParams(model.params(), files, config);
   const data = model.paramData();
   const byFile = new Map<string, { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[]>();
@@ -163,14 +172,30 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
     });
     byFile.set(t.header.file, items);
   }
+  const bytesOf = (items: { dtype: TensorDtype; count: number }[]) =>
+    items.reduce((s, it) => s + it.count * (it.dtype === "F32" ? 4 : 2), 0);
+  const totalBytes = [...byFile.values()].reduce((s, items) => s + bytesOf(items), 0);
+  let before = 0;
+  let shown = -1;
+  const progress = (fileBytes: number) => {
+    const pct = Math.floor((100 * (before + fileBytes)) / Math.max(1, totalBytes));
+    if (pct !== shown) report(`loading weights ${(shown = pct)}%`);
+  };
+  report("loading weights 0%");
   // One file at a time: shards of a large model are read by native threads already.
-  for (const [file, items] of byFile) await loadAddon().readTensors(file, items);
+  for (const [file, items] of byFile) {
+    await loadAddon().readTensors(file, items, progress);
+    before += bytesOf(items);
+  }
   return { dir, config, model };
 }
 
 /** A fresh model from a config: HF-style random init with the config's initializer_range. */
-export async function initModel(config: HfConfig, seed: number): Promise<NativeModel> {
-  const model = loadAddon().createModel(config.native);
+export async function initModel(config: HfConfig, seed: number, opts: BuildOptions = {}): Promise<NativeModel> {
+  const report = opts.onActivity ?? (() => {});
+  report("allocating");
+  const model = await loadAddon().createModelAsync(config.native);
+  report("initialising");
   await model.initRandom(seed, config.initializerRange);
   return model;
 }
@@ -228,7 +253,7 @@ async function removeStaleWeights(dir: string, kept: Set<string>): Promise<void>
 /** Writes `model` as a HF folder: config.json, generation_config.json, weights, tokenizer files. */
 export async function saveModel(model: NativeModel, config: HfConfig, dir: string, opts: SaveOptions): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const data = model.paramData();
+  const data = model.baseDataBf16() ?? model.paramData();
   const tensors: WriteTensor[] = model.params().map((p) => ({
     name: p.name,
     shape: p.shape,
@@ -236,7 +261,7 @@ export async function saveModel(model: NativeModel, config: HfConfig, dir: strin
     data: data.subarray(p.offset, p.offset + p.size),
   }));
   const bytesPer = opts.dtype === "F32" ? 4 : 2;
-  const total = tensors.reduce((s, t) => s + t.data.length * bytesPer, 0);
+  const total: number = tensors.reduce((s, t) => s + t.data.length * bytesPer, 0);
   if (opts.shardBytes !== undefined && total > opts.shardBytes) {
     const shards = splitShards(tensors, bytesPer, opts.shardBytes);
     const weightMap: Record<string, string> = {};

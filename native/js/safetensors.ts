@@ -203,7 +203,8 @@ export interface WriteTensor {
   name: string;
   shape: readonly number[];
   dtype: "F32" | "BF16";
-  data: Float32Array;
+  /** fp32 values, or the bits of bf16 values (a frozen bf16 base), written as `dtype` */
+  data: Float32Array | Uint16Array;
 }
 
 /** Transformers refuses safetensors files whose metadata lacks a known "format". */

@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -171,13 +172,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("trainableParams", &ModelWrap::TrainableParams),
                         InstanceMethod("gradBucketRanges", &ModelWrap::GradBucketRanges),
                         InstanceMethod("enableLora", &ModelWrap::EnableLora),
+                        InstanceMethod("enableLoraAsync", &ModelWrap::EnableLoraAsync),
                         InstanceMethod("loraSettings", &ModelWrap::LoraSettings),
                         InstanceMethod("loraParams", &ModelWrap::LoraParams),
                         InstanceMethod("loraData", &ModelWrap::LoraData),
-                        InstanceMethod("mergeLora", &ModelWrap::MergeLora)});
+                        InstanceMethod("mergeLora", &ModelWrap::MergeLora),
+                        InstanceMethod("checksum", &ModelWrap::Checksum),
+                        InstanceMethod("prepareTraining", &ModelWrap::PrepareTraining),
+                        InstanceMethod("baseDataBf16", &ModelWrap::BaseDataBf16)});
   }
 
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    // A model built off the main thread (createModelAsync) arrives ready made.
+    if (info.Length() > 0 && info[0].IsExternal()) {
+      model_ = *info[0].As<Napi::External<ModelPtr>>().Data();
+      return;
+    }
     Napi::Object cfg = object_arg(info, 0, "createModel");
     const rt::ModelConfig c = config_from(cfg);
     try {
@@ -215,7 +225,24 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return view;
   }
   Napi::Value ParamData(const Napi::CallbackInfo& info) {
+    if (model_->base_is_bf16())
+      throw Napi::Error::New(
+          info.Env(), "paramData: the frozen base is held in bf16 (LoRA base_precision bf16): use baseDataBf16()");
     return View(info.Env(), params_view_, model_->params_buffer());
+  }
+  // The bf16 bits of a frozen base (null when the base is fp32), zero-copy like the other views.
+  Napi::Value BaseDataBf16(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto buf = model_->base_bf16_buffer();
+    if (!buf) return env.Null();
+    if (!base16_view_.IsEmpty()) return base16_view_.Value();
+    using Owner = std::shared_ptr<rt::FlatVector<uint16_t>>;
+    auto* owner = new Owner(buf);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+        env, buf->data(), buf->size() * sizeof(uint16_t), [](Napi::Env, void*, Owner* hint) { delete hint; }, owner);
+    Napi::Uint16Array view = Napi::Uint16Array::New(env, buf->size(), ab, 0, napi_uint16_array);
+    base16_view_ = Napi::Persistent(view);
+    return view;
   }
   Napi::Value GradData(const Napi::CallbackInfo& info) { return View(info.Env(), grads_view_, model_->grads_buffer()); }
   Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
@@ -264,10 +291,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return out;
   }
 
-  Napi::Value EnableLora(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const char* call = "enableLora";
-    require_idle(env, call);
+  static rt::LoraConfig lora_config_from(Napi::Env env, const Napi::CallbackInfo& info, const char* call) {
     Napi::Object o = object_arg(info, 0, call);
     rt::LoraConfig l;
     l.rank = int_field(o, call, "rank");
@@ -276,6 +300,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     l.dropout = number_field(o, call, "dropout", &zero);
     l.rslora = bool_field(o, call, "rslora", false);
     l.seed = (uint64_t)number_field(o, call, "seed", &zero);
+    l.base_bf16 = bool_field(o, call, "baseBf16", false);
     Napi::Value targets = o.Get("targets");
     if (!targets.IsArray())
       type_error(env, std::string(call) + ": targets must be an array of module names, got " + describe(targets));
@@ -287,16 +312,48 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                    std::string(call) + ": targets[" + std::to_string(i) + "] must be a string, got " + describe(t));
       l.targets.push_back(t.As<Napi::String>().Utf8Value());
     }
+    return l;
+  }
+
+  // The trainable buffers changed: later views must show the adapters' gradients and moments.
+  void reset_views_after_lora() {
+    if (model_->base_is_bf16()) params_view_.Reset();
+    grads_view_.Reset();
+    m_view_.Reset();
+    v_view_.Reset();
+  }
+
+  Napi::Value EnableLora(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    require_idle(env, "enableLora");
+    const rt::LoraConfig l = lora_config_from(env, info, "enableLora");
     try {
       model_->enable_lora(l);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
-    // The trainable buffers changed: later views must show the adapters' gradients and moments.
-    grads_view_.Reset();
-    m_view_.Reset();
-    v_view_.Reset();
+    reset_views_after_lora();
     return env.Undefined();
+  }
+
+  // Rounding a large base to bf16 takes seconds: off the main thread. The views are reset before the
+  // Promise settles, so no caller sees the freed fp32 base through an old view after awaiting it.
+  Napi::Value EnableLoraAsync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const rt::LoraConfig l = lora_config_from(env, info, "enableLoraAsync");
+    if (model_->lora_enabled()) throw Napi::Error::New(env, "enableLoraAsync: LoRA is already on");
+    claim(env, "enableLoraAsync");
+    ModelPtr m = model_;
+    auto* job = new Job(
+        env, [m, l] { m->enable_lora(l); },
+        [this](Napi::Env e) {
+          reset_views_after_lora();
+          return e.Undefined();
+        },
+        &busy_);
+    job->keep(info.This());  // the wrapper whose views the result resets
+    job->Queue();
+    return job->promise();
   }
 
   Napi::Value LoraSettings(const Napi::CallbackInfo& info) {
@@ -312,6 +369,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("targets", t);
     o.Set("rslora", l.rslora);
     o.Set("seed", (double)l.seed);
+    if (l.base_bf16) o.Set("baseBf16", true);  // absent when false, like the optional setting it echoes
     return o;
   }
 
@@ -320,6 +378,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (!model_->lora_enabled()) throw Napi::Error::New(env, "mergeLora: LoRA is not on");
     claim(env, "mergeLora");
     ModelPtr m = model_;
+    // A bf16 base comes back as fp32 (the merge's precision), in a new buffer: later views show it.
+    if (model_->base_is_bf16()) {
+      params_view_.Reset();
+      base16_view_.Reset();
+    }
     auto* job = new Job(
         env, [m] { m->merge_lora(); }, nullptr, &busy_);
     job->Queue();
@@ -344,7 +407,55 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("optimizer", (double)m.optimizer);
     o.Set("activations", (double)m.activations);
     o.Set("total", (double)m.total());
+    o.Set("moments", (double)m.optimizer);
+    o.Set("baseParams", (double)m.base_params);
+    o.Set("adapterParams", (double)m.adapter_params);
+    o.Set("baseBytesPerParam", m.base_bytes_per_param);
+    o.Set("scratch", (double)m.scratch);
     return o;
+  }
+
+  // The bits of the base weights, the adapters (with LoRA) and both AdamW moments, hashed in that order by
+  // two multiply-xor lanes, off the main thread: ranks compare it to prove their training state identical.
+  Napi::Value Checksum(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    claim(env, "checksum");
+    ModelPtr m = model_;
+    auto out = std::make_shared<std::string>();
+    auto* job = new Job(
+        env, [m, out] { *out = training_state_checksum(*m); },
+        [out](Napi::Env e) { return (Napi::Value)Napi::String::New(e, *out); }, &busy_);
+    job->Queue();
+    return job->promise();
+  }
+
+  static std::string training_state_checksum(Model<float>& m) {
+    uint32_t a = 0x811c9dc5u, b = 0x9e3779b9u, i = 0;
+    auto hash = [&](const void* p, size_t n) {
+      const auto* words = static_cast<const uint32_t*>(p);
+      for (size_t j = 0; j < n; j++, i++) {
+        const uint32_t w = words[j];
+        a = (a ^ w) * 0x01000193u;
+        b = ((b ^ (w + i)) * 0x85ebca6bu) ^ (b >> 13);
+      }
+    };
+    if (m.base_is_bf16()) {
+      // two bf16 weights per word; an odd last one widened alone
+      const uint16_t* b = m.base_bf16();
+      hash(b, m.num_params() / 2);
+      if (m.num_params() % 2) {
+        const uint32_t last = b[m.num_params() - 1];
+        hash(&last, 1);
+      }
+    } else {
+      hash(m.params(), m.num_params());
+    }
+    if (m.lora_enabled()) hash(m.lora_params(), m.num_lora_params());
+    hash(m.adam_m(), m.num_trainable());
+    hash(m.adam_v(), m.num_trainable());
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%08x%08x", a, b);
+    return hex;
   }
 
   Napi::Value InitRandom(const Napi::CallbackInfo& info) {
@@ -357,6 +468,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     ModelPtr m = model_;
     auto* job = new Job(
         env, [m, seed, std] { m->init_random(seed, std); }, nullptr, &busy_);
+    job->Queue();
+    return job->promise();
+  }
+
+  // Allocates and zeroes the trainable parameters' gradients and moments off the main thread, so the
+  // first step's views (gradData, optimizerData) cost nothing on it.
+  Napi::Value PrepareTraining(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    claim(env, "prepareTraining");
+    ModelPtr m = model_;
+    auto* job = new Job(
+        env, [m] { m->grads_buffer(); }, nullptr, &busy_);
     job->Queue();
     return job->promise();
   }
@@ -384,6 +507,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     opts.keep_logits = bool_field(o, call, "keepLogits", false);
     const double zero = 0;
     opts.loss_scale = number_field(o, call, "lossScale", &zero);
+    // zeroGrads: clears the gradients first, in the same native call (a full sweep of them is too long for
+    // the main thread on a large model).
+    const bool zero_grads = bool_field(o, call, "zeroGrads", false);
     const rt::Batch batch{rows, T, ids.Data(), labels.Data(), pos.Data(), seg.Data()};
     // onGradsReady(offset, size): called on the main thread as each gradient bucket becomes final, so the
     // caller can all-reduce it while the backward goes on. Delivery is asynchronous: a caller must count
@@ -410,13 +536,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int buckets = model_->grad_buckets();
     auto* job = new Job(
         env,
-        [m, batch, opts, result, tsfn] {
+        [m, batch, opts, result, tsfn, zero_grads] {
           struct ReleaseOnExit {
             std::shared_ptr<Napi::ThreadSafeFunction> f;
             ~ReleaseOnExit() {
               if (f) f->Release();
             }
           } release{tsfn};
+          if (zero_grads) m->zero_grad();
           *result = m->forward_backward(batch, opts);
         },
         [result, buckets](Napi::Env e) {
@@ -514,12 +641,29 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   ModelPtr model_;
   std::atomic<bool> busy_{false};
   Napi::Reference<Napi::Float32Array> params_view_, grads_view_, m_view_, v_view_, lora_view_;
+  Napi::Reference<Napi::Uint16Array> base16_view_;
 };
 
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
 
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   return ModelWrap::constructor->New({info.Length() > 0 ? info[0] : info.Env().Undefined()});
+}
+
+// Allocating and zeroing the weights of a large model takes seconds: done off the main thread, so the
+// event loop (heartbeats among it) keeps running.
+Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const rt::ModelConfig c = config_from(object_arg(info, 0, "createModelAsync"));
+  auto built = std::make_shared<ModelPtr>();
+  auto* job = new Job(
+      env, [c, built] { *built = std::make_shared<Model<float>>(c); },
+      [built](Napi::Env e) {
+        return (Napi::Value)ModelWrap::constructor->New({Napi::External<ModelPtr>::New(e, built.get())});
+      },
+      nullptr);
+  job->Queue();
+  return job->promise();
 }
 
 // ---- tensor file I/O -------------------------------------------------------------------------------------
@@ -550,8 +694,37 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
     items.push_back({(uint64_t)number_field(it, call, "fileOffset"), dtype, count, dst.Data()});
     keep.push_back(dst);
   }
+  // onProgress(bytesRead): on the main thread, after each chunk (asynchronously; calls may trail the Promise).
+  std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+  if (info.Length() > 2 && info[2].IsFunction())
+    tsfn = std::make_shared<Napi::ThreadSafeFunction>(
+        Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "ringtune.readProgress", 0, 1));
+  else if (info.Length() > 2 && !info[2].IsUndefined())
+    type_error(env, std::string(call) + ": onProgress must be a function, got " + describe(info[2]));
   auto* job = new Job(
-      env, [file, items] { rt::read_tensors(file, items); }, nullptr, nullptr);
+      env,
+      [file, items, tsfn] {
+        struct ReleaseOnExit {
+          std::shared_ptr<Napi::ThreadSafeFunction> f;
+          ~ReleaseOnExit() {
+            if (f) f->Release();
+          }
+        } release{tsfn};
+        std::function<void(uint64_t)> progress;
+        if (tsfn)
+          progress = [tsfn](uint64_t done) {
+            auto* d = new uint64_t(done);
+            // Non-blocking: a slow main thread must not stall the read; a dropped report is superseded.
+            if (tsfn->NonBlockingCall(d, [](Napi::Env e, Napi::Function fn, uint64_t* v) {
+                  const double n = (double)*v;
+                  delete v;
+                  fn.Call({Napi::Number::New(e, n)});
+                }) != napi_ok)
+              delete d;
+          };
+        rt::read_tensors(file, items, progress);
+      },
+      nullptr, nullptr);
   for (Napi::Value& v : keep) job->keep(v);
   job->Queue();
   return job->promise();
@@ -570,12 +743,20 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
   std::vector<Napi::Value> keep;
   for (uint32_t i = 0; i < arr.Length(); i++) {
     Napi::Object it = arr.Get(i).As<Napi::Object>();
-    auto src = typed_field<Napi::Float32Array>(it, call, "src", napi_float32_array, "Float32Array", 0);
     Napi::Value dt = it.Get("dtype");
     const std::string dname = dt.IsString() ? dt.As<Napi::String>().Utf8Value() : describe(dt);
     if (dname != "F32" && dname != "BF16")
       type_error(env, std::string(call) + ": " + file + ": item " + std::to_string(i) +
                           " dtype must be F32 or BF16, got " + dname);
+    Napi::Value sv = it.Get("src");
+    // A Uint16Array holds bf16 bits (a frozen bf16 base); a Float32Array fp32 values.
+    if (sv.IsTypedArray() && sv.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array) {
+      auto src = sv.As<Napi::Uint16Array>();
+      items.push_back({nullptr, src.ElementLength(), rt::parse_dtype(dname), src.Data()});
+      keep.push_back(src);
+      continue;
+    }
+    auto src = typed_field<Napi::Float32Array>(it, call, "src", napi_float32_array, "Float32Array or Uint16Array", 0);
     items.push_back({src.Data(), src.ElementLength(), rt::parse_dtype(dname)});
     keep.push_back(src);
   }
@@ -589,6 +770,7 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
+  exports.Set("createModelAsync", Napi::Function::New(env, CreateModelAsync));
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   return exports;

@@ -81,7 +81,7 @@ std::vector<int32_t> Model<T>::generate(const GenerateOptions& g, std::vector<st
     };
     forward_positions(tokens.data(), n, layer, rstdf.data(), lnf.data(), nullptr, &cache);
     // Only the last position predicts the next token.
-    linear_forward(logits.data(), lnf.data() + (size_t)(n - 1) * C, lm_head(), (const T*)nullptr, 1, C, V);
+    head_logits(logits.data(), lnf.data() + (size_t)(n - 1) * C, 1);
     if (step_logits) step_logits->push_back(logits);
     for (int v = 0; v < V; v++) dlogits[v] = logits[v];
     const int32_t next = sample_token(dlogits, g.temperature, g.top_p, uniform01(g.seed, 0x5a3b1e, step));

@@ -24,6 +24,9 @@ struct LoraConfig {
   std::vector<std::string> targets;
   bool rslora = false;
   uint64_t seed = 0;
+  // Keep the frozen base in bf16 (half the bytes); each layer's weights are widened to fp32 into a reused
+  // scratch buffer right before its GEMMs, the head tile by tile.
+  bool base_bf16 = false;
   double scale() const { return rslora ? alpha / std::sqrt((double)rank) : alpha / rank; }
 };
 

@@ -12,34 +12,131 @@
 #include "ops/rope.h"
 #include "ops/swiglu.h"
 #include "random.h"
+#include "tensor_io.h"
 
 namespace rt {
 
 template <typename T>
 static Buffer<T> zeros(size_t n) {
-  return std::make_shared<std::vector<T>>(n, T(0));
+  return parallel_zeros<T>(n);
 }
 
+// Only the weights: gradients and moments come with the first training use (ensure_training_state).
 template <typename T>
 Model<T>::Model(const ModelConfig& cfg) : cfg_(cfg), table_((cfg.validate(), cfg)), inv_freq_(rope_inv_freq(cfg)) {
   params_ = zeros<T>(table_.total);
-  grads_ = zeros<T>(table_.total);
-  m_ = zeros<T>(table_.total);
-  v_ = zeros<T>(table_.total);
+}
+
+template <typename T>
+void Model<T>::ensure_training_state() {
+  if (grads_) return;
+  const size_t n = num_trainable();
+  grads_ = zeros<T>(n);
+  m_ = zeros<T>(n);
+  v_ = zeros<T>(n);
 }
 
 template <typename T>
 MemoryReport Model<T>::memory() const {
   MemoryReport r;
-  r.params = (params_->size() + num_lora_params()) * sizeof(T);
-  r.grads = grads_->size() * sizeof(T);
-  r.optimizer = (m_->size() + v_->size()) * sizeof(T);
+  r.base_bytes_per_param = base16_ ? 2 : (int)sizeof(T);
+  r.base_params = table_.total * r.base_bytes_per_param;
+  r.adapter_params = num_lora_params() * sizeof(T);
+  r.params = r.base_params + r.adapter_params;
+  r.grads = grads_ ? grads_->size() * sizeof(T) : 0;
+  r.optimizer = m_ ? (m_->size() + v_->size()) * sizeof(T) : 0;
+  r.scratch = (stage_.size() + stage_norm_.size() + stage_head_.size()) * sizeof(T);
+  r.activations = r.scratch;
   for (const auto& kv : acts_) r.activations += kv.second->bytes();
   return r;
 }
 
+// ---- a frozen base in bf16 -------------------------------------------------------------------------------
+
+// One layer's parameters are contiguous, from its first norm to the next layer's (or the final norm).
+static std::pair<size_t, size_t> layer_range(const ParamTable& t, int l) {
+  const size_t end = l + 1 < (int)t.layers.size() ? t.layers[l + 1].ln1 : t.final_norm;
+  return {t.layers[l].ln1, end};
+}
+
+template <typename T>
+static void widen(T* dst, const uint16_t* src, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) dst[i] = (T)bf16_to_float(src[i]);
+}
+
+template <typename T>
+void Model<T>::stage_layer(int l) {
+  if (!base16_ || staged_layer_ == l) return;
+  const auto [begin, end] = layer_range(table_, l);
+  widen(stage_.data(), base16_->data() + begin, end - begin);
+  staged_layer_ = l;
+}
+
+template <typename T>
+T* Model<T>::staged(size_t off) {
+  if (off == table_.final_norm) return stage_norm_.data();
+  if (staged_layer_ >= 0) {
+    const auto [begin, end] = layer_range(table_, staged_layer_);
+    if (off >= begin && off < end) return stage_.data() + (off - begin);
+  }
+  fail("bf16 base", "parameter at offset ", off, " is not in the staged layer ", staged_layer_);
+}
+
+template <typename T>
+const T* Model<T>::head_tile(int v0, int rows) {
+  const size_t C = cfg_.hidden_size, off = cfg_.tie_word_embeddings ? table_.embed : table_.lm_head;
+  widen(stage_head_.data(), base16_->data() + off + (size_t)v0 * C, (size_t)rows * C);
+  return stage_head_.data();
+}
+
+template <typename T>
+void Model<T>::head_logits(T* z, const T* x, int n) {
+  const int C = cfg_.hidden_size, V = cfg_.vocab_size;
+  if (!base16_) return linear_forward(z, x, lm_head(), (const T*)nullptr, n, C, V);
+  for (int v0 = 0; v0 < V; v0 += kHeadTile) {
+    const int rows = std::min(kHeadTile, V - v0);
+    // z[:, v0:v0+rows] = x W[v0:v0+rows]^T
+    gemm(false, true, n, rows, C, T(1), x, C, head_tile(v0, rows), C, T(0), z + v0, V);
+  }
+}
+
+template <typename T>
+void Model<T>::head_input_grad(T* dx, const T* dz, const T* x, int n) {
+  const int C = cfg_.hidden_size, V = cfg_.vocab_size;
+  if (!base16_) return linear_backward(dx, (T*)nullptr, (T*)nullptr, dz, x, lm_head(), n, C, V);
+  for (int v0 = 0; v0 < V; v0 += kHeadTile) {
+    const int rows = std::min(kHeadTile, V - v0);
+    // dx = sum over tiles of dz[:, v0:v0+rows] W[v0:v0+rows]
+    gemm(false, false, n, C, rows, T(1), dz + v0, V, head_tile(v0, rows), C, v0 == 0 ? T(0) : T(1), dx, C);
+  }
+}
+
+template <typename T>
+void Model<T>::widen_base_to_fp32() {
+  auto full = std::make_shared<FlatVector<T>>(table_.total);
+  widen(full->data(), base16_->data(), table_.total);
+  params_ = full;
+  base16_.reset();
+  FlatVector<T>().swap(stage_);
+  FlatVector<T>().swap(stage_norm_);
+  FlatVector<T>().swap(stage_head_);
+  staged_layer_ = -1;
+}
+
+template <typename T>
+static void embedding_from_bf16(T* out, const int32_t* ids, const uint16_t* wte, int N, int C, int V) {
+  for (int n = 0; n < N; n++)
+    if (ids[n] < 0 || ids[n] >= V)
+      fail("embedding_forward", "token id ", ids[n], " at position ", n, " outside vocab [0,", V, ")");
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    for (int c = 0; c < C; c++) out[(size_t)n * C + c] = (T)bf16_to_float(wte[(size_t)ids[n] * C + c]);
+}
+
 template <typename T>
 void Model<T>::init_random(uint64_t seed, double std) {
+  if (base16_) fail("init_random", "the base is frozen in bf16 under LoRA");
   for (size_t e = 0; e < table_.entries.size(); e++) {
     const ParamEntry& p = table_.entries[e];
     T* w = params_->data() + p.offset;
@@ -51,14 +148,15 @@ void Model<T>::init_random(uint64_t seed, double std) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < p.size; i++) w[i] = (T)(std * normal01(seed, e, i));
   }
-  std::fill(m_->begin(), m_->end(), T(0));
-  std::fill(v_->begin(), v_->end(), T(0));
+  if (m_) parallel_fill(m_->data(), m_->size(), T(0));
+  if (v_) parallel_fill(v_->data(), v_->size(), T(0));
   step_ = 0;
 }
 
 template <typename T>
 void Model<T>::zero_grad() {
-  std::fill(grads_->begin(), grads_->end(), T(0));
+  if (grads_) parallel_fill(grads_->data(), grads_->size(), T(0));
+  else ensure_training_state();
 }
 
 template <typename T>
@@ -77,10 +175,30 @@ void Model<T>::enable_lora(const LoraConfig& l) {
   lora_table_ = std::move(table);
   lora_cfg_ = l;
   lora_ = weights;
-  // The base's gradients and moments go (views held elsewhere keep their memory until they are dropped).
-  grads_ = zeros<T>(lora_table_->total);
-  m_ = zeros<T>(lora_table_->total);
-  v_ = zeros<T>(lora_table_->total);
+  if (l.base_bf16) {
+    auto b16 = std::make_shared<FlatVector<uint16_t>>(table_.total);
+    const T* src = params_->data();
+    uint16_t* dst = b16->data();
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < table_.total; i++) dst[i] = float_to_bf16((float)src[i]);
+    base16_ = b16;
+    params_.reset();  // views held elsewhere keep the fp32 copy until they are dropped
+    size_t widest = 0;
+    for (int k = 0; k < cfg_.num_layers; k++) {
+      const auto [begin, end] = layer_range(table_, k);
+      widest = std::max(widest, end - begin);
+    }
+    stage_.resize(widest);
+    stage_norm_.resize(cfg_.hidden_size);
+    widen(stage_norm_.data(), base16_->data() + table_.final_norm, (size_t)cfg_.hidden_size);
+    stage_head_.resize((size_t)std::min(kHeadTile, cfg_.vocab_size) * cfg_.hidden_size);
+    staged_layer_ = -1;
+  }
+  // The base's gradients and moments go (views held elsewhere keep their memory until they are dropped);
+  // the adapters' come with their first training use.
+  grads_.reset();
+  m_.reset();
+  v_.reset();
   step_ = 0;
   acts_.clear();  // activations now carry the adapters' buffers
   last_ = nullptr;
@@ -89,6 +207,7 @@ void Model<T>::enable_lora(const LoraConfig& l) {
 template <typename T>
 void Model<T>::merge_lora() {
   if (!lora_) fail("merge_lora", "LoRA is not on");
+  if (base16_) widen_base_to_fp32();
   const T scale = (T)lora_cfg_.scale();
   for (int l = 0; l < cfg_.num_layers; l++) {
     const LayerOffsets& o = table_.layers[l];
@@ -167,6 +286,7 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   int64_t targets = 0;
   for (size_t n = 0; n < a.N; n++) targets += b.labels[n] != kIgnoreIndex;
   const double scale = opts.loss_scale != 0 ? opts.loss_scale : (targets > 0 ? 1.0 / targets : 0.0);
+  if (opts.backward) ensure_training_state();
   forward(a, b, opts.backward);
   const LossSum ls = head(a, b, opts, scale);
   if (opts.backward) backward(a, b, opts.on_grads_ready);
@@ -181,7 +301,7 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     // All logits at once: a caller keeps them, or the trainable head's weight gradient wants one GEMM
     // over all positions rather than one pass over the (V, C) gradient per chunk.
     if (a.logits.size() != a.N * V) a.logits.resize(a.N * V);  // once per shape
-    linear_forward(a.logits.data(), a.lnf.data(), lm_head(), (const T*)nullptr, N, C, V);
+    head_logits(a.logits.data(), a.lnf.data(), N);
     T* dlogits = nullptr;
     if (opts.backward) {
       if (opts.keep_logits && a.dlogits.size() != a.logits.size()) a.dlogits.resize(a.logits.size());
@@ -189,8 +309,9 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     }
     const LossSum ls = cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V, scale);
     a.logits_kept = opts.keep_logits || !opts.backward;
-    if (opts.backward)
+    if (opts.backward && dlm_head())
       linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
+    else if (opts.backward) head_input_grad(a.dln.data(), dlogits, a.lnf.data(), N);
     return ls;
   }
   // In chunks of positions: only (kHeadChunk, V) logits exist at a time. The head is frozen here (LoRA)
@@ -200,14 +321,12 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
   for (int c0 = 0; c0 < N; c0 += kHeadChunk) {
     const int n = std::min(kHeadChunk, N - c0);
     T* z = a.chunk.data();
-    linear_forward(z, a.lnf.data() + (size_t)c0 * C, lm_head(), (const T*)nullptr, n, C, V);
+    head_logits(z, a.lnf.data() + (size_t)c0 * C, n);
     const LossSum ls = cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z,
                                                       b.labels + c0, n, V, scale);
     total.sum += ls.sum;
     total.count += ls.count;
-    if (opts.backward)
-      linear_backward(a.dln.data() + (size_t)c0 * C, (T*)nullptr, (T*)nullptr, z, a.lnf.data() + (size_t)c0 * C,
-                      lm_head(), n, C, V);
+    if (opts.backward) head_input_grad(a.dln.data() + (size_t)c0 * C, z, a.lnf.data() + (size_t)c0 * C, n);
   }
   a.logits_kept = false;
   return total;
@@ -328,7 +447,8 @@ void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<
   const ModelConfig& c = cfg_;
   const int C = c.hidden_size;
   LayerBuffers<T> io = layer(0);
-  embedding_forward(io.res_in, ids, param(table_.embed), n, C, c.vocab_size);
+  if (base16_) embedding_from_bf16(io.res_in, ids, base16_->data() + table_.embed, n, C, c.vocab_size);
+  else embedding_forward(io.res_in, ids, param(table_.embed), n, C, c.vocab_size);
   for (int l = 0; l < c.num_layers; l++) {
     if (l > 0) io = layer(l);
     layer_forward(l, io, rows, cache);
@@ -343,6 +463,7 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
   const int n = io.n, C = c.hidden_size, H = c.num_heads, KVH = c.num_kv_heads, D = c.head_dim;
   const LayerOffsets& o = table_.layers[l];
   const auto& ad = io.adapters;
+  stage_layer(l);
   rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
   project(l, kQ, io.q, io.ln, o.wq, o.bq, n, ad[kQ]);
   project(l, kK, io.k, io.ln, o.wk, o.bk, n, ad[kK]);
@@ -382,6 +503,7 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const LayerOffsets& o = table_.layers[l];
     LayerActivations<T>& la = a.layers[l];
+    stage_layer(l);
     // dres holds d(layer output). MLP branch: out = res_mid + down(silu(gate(ln2)) * up(ln2)).
     // ln2 and h are recomputed from what the forward kept (elementwise, cheap next to the GEMMs).
     rmsnorm_forward(a.ln.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
@@ -418,6 +540,7 @@ template <typename T>
 AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
   if (!(o.lr >= 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0))
     fail("adamw_step", "invalid options: lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps);
+  ensure_training_state();
   const double norm = std::sqrt(sum_of_squares(grads_->data(), grads_->size()));
   if (!std::isfinite(norm)) fail("adamw_step", "gradient norm is ", norm, ": refusing to update the weights");
   // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 #include "activations.h"
+#include "buffer.h"
 #include "config.h"
 #include "kv_cache.h"
 #include "layer_buffers.h"
@@ -52,11 +53,13 @@ struct AdamWResult {
   int64_t step = 0;
 };
 
-template <typename T>
-using Buffer = std::shared_ptr<std::vector<T>>;
-
+// Bytes held, by kind. params counts the base weights (base_params, in their storage precision) and the
+// adapters (adapter_params); optimizer counts both AdamW moments; scratch is the fp32 staging of a frozen
+// bf16 base (one layer's weights and a tile of the head), counted under activations.
 struct MemoryReport {
   size_t params = 0, grads = 0, optimizer = 0, activations = 0;
+  size_t base_params = 0, adapter_params = 0, scratch = 0;
+  int base_bytes_per_param = 4;
   size_t total() const { return params + grads + optimizer + activations; }
 };
 
@@ -69,6 +72,8 @@ struct GenerateOptions {
   std::vector<int32_t> eos;
 };
 
+constexpr int kHeadTile = 4096;  // vocabulary rows of a bf16 head widened at a time
+
 template <typename T>
 class Model {
  public:
@@ -77,32 +82,49 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
   size_t num_params() const { return table_.total; }
-  T* params() { return params_->data(); }
+  // The fp32 base weights; null while the frozen base is held in bf16 (base_bf16() then).
+  T* params() { return params_ ? params_->data() : nullptr; }
+  bool base_is_bf16() const { return (bool)base16_; }
+  const uint16_t* base_bf16() const { return base16_ ? base16_->data() : nullptr; }
+  std::shared_ptr<FlatVector<uint16_t>> base_bf16_buffer() const { return base16_; }
   // The trainable parameters' gradients and AdamW moments: the base parameters in full training, the
   // adapters once LoRA is on (then trainable_entries() names them and their offsets).
-  T* grads() { return grads_->data(); }
-  T* adam_m() { return m_->data(); }
-  T* adam_v() { return v_->data(); }
-  size_t num_trainable() const { return grads_->size(); }
+  // Allocated on first use (a backward, an optimizer step, or a caller asking for them): a model that only
+  // evaluates or generates never holds them.
+  T* grads() { return grads_buffer()->data(); }
+  T* adam_m() { return m_buffer()->data(); }
+  T* adam_v() { return v_buffer()->data(); }
+  size_t num_trainable() const { return lora_ ? lora_table_->total : table_.total; }
+  bool has_training_state() const { return (bool)grads_; }
   const std::vector<ParamEntry>& trainable_entries() const { return lora_ ? lora_table_->entries : table_.entries; }
   // Shared ownership of the buffers, for views that must outlive a switch to LoRA (the binding's).
   Buffer<T> params_buffer() const { return params_; }
-  Buffer<T> grads_buffer() const { return grads_; }
-  Buffer<T> m_buffer() const { return m_; }
-  Buffer<T> v_buffer() const { return v_; }
+  Buffer<T> grads_buffer() {
+    ensure_training_state();
+    return grads_;
+  }
+  Buffer<T> m_buffer() {
+    ensure_training_state();
+    return m_;
+  }
+  Buffer<T> v_buffer() {
+    ensure_training_state();
+    return v_;
+  }
   Buffer<T> lora_buffer() const { return lora_; }
   int64_t step() const { return step_; }
   void set_step(int64_t s) { step_ = s; }
   MemoryReport memory() const;
 
-  // LoRA: frees the base gradients and moments, adds adapters (A random, B = 0), restarts the optimizer.
+  // LoRA: frees the base gradients and moments, adds adapters (A random, B = 0), restarts the optimizer;
+  // with cfg.base_bf16 the base is rounded to bf16 and its fp32 copy freed.
   void enable_lora(const LoraConfig& cfg);
   bool lora_enabled() const { return (bool)lora_; }
   const LoraConfig& lora_config() const { return lora_cfg_; }
   const LoraTable& lora_table() const { return *lora_table_; }
   T* lora_params() { return lora_->data(); }
   size_t num_lora_params() const { return lora_ ? lora_->size() : 0; }
-  // W += scale * B A for every adapter.
+  // W += scale * B A for every adapter (a bf16 base is widened back to fp32 first).
   void merge_lora();
 
   // Hugging Face's init: normal(0, std) for matrices and embeddings, 1 for norm weights, 0 for biases.
@@ -125,10 +147,23 @@ class Model {
   std::vector<int32_t> generate(const GenerateOptions& opts, std::vector<std::vector<T>>* step_logits = nullptr);
 
  private:
+  void ensure_training_state();
   Activations<T>& activations_for(int B, int T_);
   StepResult forward_backward_unchecked(const Batch& batch, const StepOptions& opts);
-  T* at(std::vector<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }
-  T* param(size_t off) { return at(*params_, off); }
+  T* at(FlatVector<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }
+  T* param(size_t off) {
+    if (off == kAbsent) return nullptr;
+    return base16_ ? staged(off) : params_->data() + off;
+  }
+  // bf16 base: the fp32 staging of a parameter of the staged layer or the final norm.
+  T* staged(size_t off);
+  void stage_layer(int l);
+  void widen_base_to_fp32();
+  // The LM head: logits z (n, V) = x (n, C) W^T, and dx (n, C) = dz W (written), tile by tile of the
+  // vocabulary with a bf16 base.
+  void head_logits(T* z, const T* x, int n);
+  void head_input_grad(T* dx, const T* dz, const T* x, int n);
+  const T* head_tile(int v0, int rows);
   // A base parameter's gradient, or null when the base is frozen (LoRA): its backward is then skipped.
   T* grad(size_t off) { return lora_ ? nullptr : at(*grads_, off); }
   const T* lm_head() { return params_->data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
@@ -157,7 +192,12 @@ class Model {
   int64_t step_ = 0;
   std::unique_ptr<LoraTable> lora_table_;
   LoraConfig lora_cfg_;
-  Buffer<T> lora_;  // adapter weights, null in full training
+  Buffer<T> lora_;                                // adapter weights, null in full training
+  std::shared_ptr<FlatVector<uint16_t>> base16_;  // the frozen base in bf16 (params_ then null)
+  FlatVector<T> stage_;                           // (largest layer) fp32 weights of staged_layer_
+  FlatVector<T> stage_norm_;                      // (C) the final norm's weight in fp32
+  FlatVector<T> stage_head_;                      // (kHeadTile, C) a tile of the LM head in fp32
+  int staged_layer_ = -1;
   std::map<std::pair<int, int>, std::unique_ptr<Activations<T>>> acts_;
   Activations<T>* last_ = nullptr;
 };

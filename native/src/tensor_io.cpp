@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -83,23 +84,34 @@ void write_all(int fd, const void* src, size_t n, const std::string& file) {
 
 }  // namespace
 
-void read_tensors(const std::string& file, const std::vector<ReadItem>& items) {
+void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
+                  const std::function<void(uint64_t bytes_read)>& progress) {
   Fd f{::open(file.c_str(), O_RDONLY | O_CLOEXEC)};
   if (f.fd < 0) fail("read_tensors", file, ": ", std::strerror(errno));
   std::vector<uint16_t> half;
+  uint64_t done = 0;
   for (const ReadItem& it : items) {
-    if (it.dtype == Dtype::F32) {
-      read_exact(f.fd, it.dst, it.count * 4, it.file_offset, file);
-      continue;
-    }
-    half.resize(it.count);
-    read_exact(f.fd, half.data(), it.count * 2, it.file_offset, file);
-    if (it.dtype == Dtype::BF16) {
+    const size_t width = dtype_size(it.dtype), per_chunk = kReadChunkBytes / width;
+    for (size_t from = 0; from < it.count; from += per_chunk) {
+      const size_t n = std::min(per_chunk, it.count - from);
+      const uint64_t off = it.file_offset + (uint64_t)from * width;
+      float* dst = it.dst + from;
+      if (it.dtype == Dtype::F32) {
+        read_exact(f.fd, dst, n * 4, off, file);
+      } else {
+        half.resize(n);
+        read_exact(f.fd, half.data(), n * 2, off, file);
+        const uint16_t* h = half.data();
+        if (it.dtype == Dtype::BF16) {
 #pragma omp parallel for schedule(static)
-      for (size_t i = 0; i < it.count; i++) it.dst[i] = bf16_to_float(half[i]);
-    } else {
+          for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(h[i]);
+        } else {
 #pragma omp parallel for schedule(static)
-      for (size_t i = 0; i < it.count; i++) it.dst[i] = f16_to_float(half[i]);
+          for (size_t i = 0; i < n; i++) dst[i] = f16_to_float(h[i]);
+        }
+      }
+      done += n * width;
+      if (progress) progress(done);
     }
   }
 }
@@ -112,8 +124,22 @@ void write_safetensors(const std::string& file, const std::vector<uint8_t>& head
     if (f.fd < 0) fail("write_safetensors", tmp, ": ", std::strerror(errno));
     write_all(f.fd, header.data(), header.size(), tmp);
     std::vector<uint16_t> half;
+    std::vector<float> wide;
     for (const WriteItem& it : items) {
-      if (it.dtype == Dtype::F32) {
+      if (it.src_bf16 && it.dtype == Dtype::BF16) {
+        write_all(f.fd, it.src_bf16, it.count * 2, tmp);
+      } else if (it.src_bf16 && it.dtype == Dtype::F32) {
+        const size_t per_chunk = kReadChunkBytes / 4;  // widened in chunks: no full-size fp32 copy
+        for (size_t from = 0; from < it.count; from += per_chunk) {
+          const size_t n = std::min(per_chunk, it.count - from);
+          wide.resize(n);
+          const uint16_t* h = it.src_bf16 + from;
+          float* w = wide.data();
+#pragma omp parallel for schedule(static)
+          for (size_t i = 0; i < n; i++) w[i] = bf16_to_float(h[i]);
+          write_all(f.fd, w, n * 4, tmp);
+        }
+      } else if (it.dtype == Dtype::F32) {
         write_all(f.fd, it.src, it.count * 4, tmp);
       } else if (it.dtype == Dtype::BF16) {
         half.resize(it.count);

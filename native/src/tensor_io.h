@@ -3,6 +3,7 @@
 // moves the bytes and converts dtypes, off the main thread.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,11 +24,16 @@ struct ReadItem {
 struct WriteItem {
   const float* src;
   size_t count;
-  Dtype dtype;  // F32 or BF16
+  Dtype dtype;                         // F32 or BF16
+  const uint16_t* src_bf16 = nullptr;  // instead of src: bf16 bits (a frozen bf16 base), written or widened
 };
 
-// Reads each item, converting to float32. Throws naming the file on a short read ("truncated").
-void read_tensors(const std::string& file, const std::vector<ReadItem>& items);
+// Reads each item, converting to float32, in chunks of at most kReadChunkBytes: a 16-bit tensor never has a
+// second full-size copy in memory. progress, when given, gets the bytes read so far after each chunk.
+// Throws naming the file on a short read ("truncated").
+constexpr size_t kReadChunkBytes = size_t(64) << 20;
+void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
+                  const std::function<void(uint64_t bytes_read)>& progress = nullptr);
 
 // Writes header bytes then the items, to file + ".tmp-<pid>", fsyncs, renames to file.
 void write_safetensors(const std::string& file, const std::vector<uint8_t>& header,

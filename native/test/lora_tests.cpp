@@ -104,11 +104,12 @@ TEST(lora_step0_equals_base_and_base_is_frozen) {
   m.forward_backward(rows.view(), {false, true, 0});
   const size_t n = rows.ids.size() * c.vocab_size;
   std::vector<float> base(m.logits(), m.logits() + n);
-  const size_t full_grads = m.memory().grads;
+  CHECK(m.memory().grads == 0 && m.memory().optimizer == 0, "a forward alone allocates no training state");
   m.enable_lora(all_targets(4, 0));
-  CHECK(full_grads == m.num_params() * sizeof(float));
+  CHECK(m.memory().grads == 0, "the frozen base never gets gradients: " << m.memory().grads << " bytes");
+  m.zero_grad();
   CHECK(m.memory().grads == m.num_lora_params() * sizeof(float),
-        "only adapter gradients remain: " << m.memory().grads << " bytes");
+        "only adapter gradients exist: " << m.memory().grads << " bytes");
   CHECK(m.memory().optimizer == 2 * m.num_lora_params() * sizeof(float));
   m.forward_backward(rows.view(), {false, true, 0});
   expect_close("logits right after enable_lora", m.logits(), base.data(), n, 0, 0);

@@ -25,7 +25,7 @@ async function identicalPair(lora: boolean): Promise<[NativeModel, NativeModel]>
     await model.adamwStep({ lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0 });
     pair.push(model);
   }
-  assert.equal(trainingStateChecksum(pair[0]!), trainingStateChecksum(pair[1]!), "identical models agree");
+  assert.equal(await trainingStateChecksum(pair[0]!), await trainingStateChecksum(pair[1]!), "identical models agree");
   return pair as [NativeModel, NativeModel];
 }
 
@@ -44,22 +44,22 @@ test("LoRA: two ranks whose adapters differ in one bit of one weight get differe
   flipLowestBit(b.loraData(), adapter.offset + 3);
   assert.ok(bitsEqual(a.paramData(), b.paramData()), "the frozen base weights are the same");
   assert.ok(bitsEqual(a.optimizerData().m, b.optimizerData().m) && bitsEqual(a.optimizerData().v, b.optimizerData().v));
-  assert.notEqual(trainingStateChecksum(a), trainingStateChecksum(b), `${adapter.name} differs`);
+  assert.notEqual(await trainingStateChecksum(a), await trainingStateChecksum(b), `${adapter.name} differs`);
 });
 
 test("LoRA: two ranks whose adapters' AdamW moments differ get different checksums", async () => {
   for (const moment of ["m", "v"] as const) {
     const [a, b] = await identicalPair(true);
     flipLowestBit(b.optimizerData()[moment], 1);
-    assert.notEqual(trainingStateChecksum(a), trainingStateChecksum(b), `adapter moment ${moment} differs`);
+    assert.notEqual(await trainingStateChecksum(a), await trainingStateChecksum(b), `adapter moment ${moment} differs`);
   }
 });
 
 test("full training: a difference in one weight or in one moment changes the checksum", async () => {
   const [a, b] = await identicalPair(false);
   flipLowestBit(b.paramData(), b.params().at(-1)!.offset);
-  assert.notEqual(trainingStateChecksum(a), trainingStateChecksum(b), "a base weight differs");
+  assert.notEqual(await trainingStateChecksum(a), await trainingStateChecksum(b), "a base weight differs");
   const [c, d] = await identicalPair(false);
   flipLowestBit(d.optimizerData().v, 0);
-  assert.notEqual(trainingStateChecksum(c), trainingStateChecksum(d), "a second moment differs");
+  assert.notEqual(await trainingStateChecksum(c), await trainingStateChecksum(d), "a second moment differs");
 });
