@@ -16,7 +16,7 @@ import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
 import type { Row } from "./row.js";
 import { setupText, type TextSetup } from "./setup.js";
 import { stratifiedSplit } from "./split.js";
-import { countDropped, splitStats, taskStats, type DataStats } from "./stats.js";
+import { recordCounts, sortProblems, splitStats, taskStats, type DataStats } from "./stats.js";
 import { tokenizeRecords } from "./tokenize_records.js";
 
 export type DataSpec = Pick<
@@ -157,14 +157,10 @@ function build(spec: DataSpec, setup: TextSetup, progress: Progress, display: (f
   const train = toRows(mixed, "train");
   const val = toRows(va.examples, "val");
 
-  problems.sort((a, b) => (a.file === b.file ? a.line - b.line : a.file < b.file ? -1 : 1));
-  const droppedRecords = new Set(problems.filter((p) => p.dropped).map((p) => `${p.file}:${p.line}`)).size;
-  const recordsRead = sources.reduce((a, s) => a + s.read, 0);
+  sortProblems(problems);
   const stats: DataStats = {
     sources,
-    recordsRead,
-    recordsKept: recordsRead - droppedRecords,
-    dropped: countDropped(problems),
+    ...recordCounts(problems, sources),
     nearDuplicates: near.length,
     truncated: tr.truncated + va.truncated,
     split: tr.split + va.split,

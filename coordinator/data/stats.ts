@@ -73,7 +73,23 @@ export function taskStats(examples: Example[]): Record<string, TaskStats> {
   return out;
 }
 
-export function countDropped(problems: Problem[]): Record<ProblemKind, number> {
+/** The record counts of DataStats: what was read, what was kept, what was dropped and why. */
+export function recordCounts(
+  problems: Problem[],
+  sources: SourceStats[],
+): Pick<DataStats, "recordsRead" | "recordsKept" | "dropped"> {
+  // A record can have several problems (a template refusal of two of its texts, say): count it once.
+  const droppedRecords = new Set(problems.filter((p) => p.dropped).map((p) => `${p.file}:${p.line}`)).size;
+  const recordsRead = sources.reduce((a, s) => a + s.read, 0);
+  return { recordsRead, recordsKept: recordsRead - droppedRecords, dropped: countDropped(problems) };
+}
+
+/** Problems in file order, then line order: how `data check` lists them. */
+export function sortProblems(problems: Problem[]): void {
+  problems.sort((a, b) => (a.file === b.file ? a.line - b.line : a.file < b.file ? -1 : 1));
+}
+
+function countDropped(problems: Problem[]): Record<ProblemKind, number> {
   const out: Record<ProblemKind, number> = { invalid: 0, duplicate: 0, "near-duplicate": 0, overlong: 0, template: 0 };
   for (const p of problems) if (p.dropped) out[p.kind]++;
   return out;

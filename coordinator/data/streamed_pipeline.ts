@@ -24,7 +24,7 @@ import { ROBUSTNESS_TAG, type DataRecord } from "./records.js";
 import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
 import { setupText, type TextSetup } from "./setup.js";
 import { stratifiedSplit } from "./split.js";
-import { countDropped, type DataStats, type SplitStats, type TaskStats } from "./stats.js";
+import { recordCounts, sortProblems, type DataStats, type SplitStats, type TaskStats } from "./stats.js";
 import { readDataFile, type RawRecord } from "./read.js";
 import { streamRecords } from "./stream_records.js";
 import {
@@ -384,14 +384,10 @@ async function build(
     ...tokenizeProblems(trainRecs),
     ...tokenizeProblems(valRecs),
   ];
-  problems.sort((a, b) => (a.file === b.file ? a.line - b.line : a.file < b.file ? -1 : 1));
-  const droppedRecords = new Set(problems.filter((p) => p.dropped).map((p) => `${p.file}:${p.line}`)).size;
-  const recordsRead = sources.reduce((a, s) => a + s.read, 0);
+  sortProblems(problems);
   const stats: DataStats = {
     sources,
-    recordsRead,
-    recordsKept: recordsRead - droppedRecords,
-    dropped: countDropped(problems),
+    ...recordCounts(problems, sources),
     nearDuplicates: nearProblems.length,
     truncated,
     split,

@@ -6,21 +6,23 @@
 // table (lora.cpp), and every buffer an Activations of one (rows, seq_len) shape allocates
 // (activations.cpp, plus the head's logits or chunk buffer that model.cpp's head() adds on first use).
 // Training computes in fp32, so every buffer but a LoRA job's frozen base is 4 bytes an element.
+import type { NativeModelConfig } from "../../native/js/addon.js";
 
-/** The shape fields of a model config (the native config's names) that sizes depend on. */
-export interface ModelShape {
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  tieWordEmbeddings: boolean;
-  qkvBias: boolean;
-  oBias: boolean;
-  mlpBias: boolean;
-}
+/** The shape fields of a model config that sizes depend on (a type only: the addon is never loaded here). */
+export type ModelShape = Pick<
+  NativeModelConfig,
+  | "vocabSize"
+  | "hiddenSize"
+  | "intermediateSize"
+  | "numLayers"
+  | "numHeads"
+  | "numKvHeads"
+  | "headDim"
+  | "tieWordEmbeddings"
+  | "qkvBias"
+  | "oBias"
+  | "mlpBias"
+>;
 
 export type TrainingMethod = "full" | "lora" | "hybrid";
 export type BasePrecision = "bf16" | "fp32";

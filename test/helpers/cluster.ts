@@ -26,6 +26,7 @@ import {
 } from "../../proto/mod.js";
 import { Worker } from "../../worker/main.js";
 import { startNatsServer, type NatsServer } from "./nats_server.js";
+import { TINY_BYTE_LLAMA } from "./tiny_model.js";
 
 export type { JobRecordBody };
 
@@ -164,26 +165,7 @@ export class TestCluster {
 /** A temp folder with a tiny model config and a small two-task chat dataset. */
 export function trainingFixture(): { dir: string; baseSpec: Record<string, unknown> } {
   const dir = mkdtempSync(path.join(tmpdir(), "ringtune-train-"));
-  writeFileSync(
-    path.join(dir, "model.json"),
-    JSON.stringify({
-      architectures: ["LlamaForCausalLM"],
-      model_type: "llama",
-      vocab_size: 272,
-      hidden_size: 32,
-      intermediate_size: 64,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      rms_norm_eps: 1e-5,
-      rope_theta: 10000,
-      max_position_embeddings: 256,
-      tie_word_embeddings: false,
-      initializer_range: 0.05,
-      bos_token_id: 256,
-      eos_token_id: 257,
-    }),
-  );
+  writeFileSync(path.join(dir, "model.json"), JSON.stringify(TINY_BYTE_LLAMA));
   const lines: string[] = [];
   const names = ["Ana", "Bo", "Cy", "Di", "Ed", "Fay", "Gus", "Hal", "Ivy", "Jo"];
   for (let i = 0; i < 60; i++) {

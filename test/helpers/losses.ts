@@ -24,3 +24,16 @@ export function assertSameLosses(run: Map<number, number>, reference: Map<number
     assert.ok(Math.abs(got - want) <= relTol * Math.abs(want), `step ${step}: loss ${got}, unbroken run ${want}`);
   }
 }
+
+/**
+ * Asserts a job started twice: first from scratch, then from a checkpoint (a multiple of `saveEvery`) no
+ * older than `checkpointStep`, the last one the job had written when its ring broke.
+ */
+export function assertResumedAtCheckpoint(starts: number[], checkpointStep: number, saveEvery: number): void {
+  assert.equal(starts.length, 2, `two starts: ${starts}`);
+  assert.equal(starts[0], 0);
+  assert.ok(
+    starts[1]! >= checkpointStep && starts[1]! % saveEvery === 0,
+    `the second start resumes at a checkpoint no older than step ${checkpointStep}, not at ${starts[1]}`,
+  );
+}

@@ -2,6 +2,7 @@
 // answers, held-out prompts for the generation eval, and job files written as a user writes them.
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { TINY_BYTE_LLAMA } from "./tiny_model.js";
 
 export const TINY_TASKS = ["extract/name", "extract/city"] as const;
 
@@ -24,26 +25,7 @@ function record(i: number): string {
 /** Writes model.json, train.jsonl and heldout.jsonl into `dir` (created); returns the held-out count. */
 export function writeTinyJobData(dir: string, heldout = 6): number {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(
-    path.join(dir, "model.json"),
-    JSON.stringify({
-      architectures: ["LlamaForCausalLM"],
-      model_type: "llama",
-      vocab_size: 272,
-      hidden_size: 32,
-      intermediate_size: 64,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      rms_norm_eps: 1e-5,
-      rope_theta: 10000,
-      max_position_embeddings: 256,
-      tie_word_embeddings: false,
-      initializer_range: 0.05,
-      bos_token_id: 256,
-      eos_token_id: 257,
-    }),
-  );
+  writeFileSync(path.join(dir, "model.json"), JSON.stringify(TINY_BYTE_LLAMA));
   const train = Array.from({ length: 60 }, (_, i) => record(i));
   writeFileSync(path.join(dir, "train.jsonl"), train.join("\n") + "\n");
   const held = Array.from({ length: heldout }, (_, i) => record(1000 + i));

@@ -10,26 +10,17 @@ import { parseHfConfig } from "../../native/js/hf_config.js";
 import { initModel } from "../../native/js/hf_model.js";
 import { decodeMessage, subjects, WorkerHeartbeat } from "../../proto/mod.js";
 import { TestCluster, trainingFixture } from "../helpers/cluster.js";
+import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 /** About 35M parameters: seconds to allocate, initialise and give gradients and moments on a busy CPU. */
 const MODEL = {
-  architectures: ["LlamaForCausalLM"],
-  model_type: "llama",
-  vocab_size: 272,
+  ...TINY_BYTE_LLAMA,
   hidden_size: 768,
   intermediate_size: 3072,
   num_hidden_layers: 4,
   num_attention_heads: 8,
-  num_key_value_heads: 2,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  max_position_embeddings: 256,
-  tie_word_embeddings: false,
   initializer_range: 0.02,
-  bos_token_id: 256,
-  eos_token_id: 257,
 };
-
 /** What the worker does before it can join a ring, timed here: create, initialise, allocate the training state. */
 async function timeBuild(): Promise<number> {
   const began = performance.now();

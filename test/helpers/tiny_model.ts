@@ -1,0 +1,18 @@
+// The tiny Llama config the cluster tests train: a byte tokenizer's 256 ids plus specials, two small layers.
+export const TINY_BYTE_LLAMA = {
+  architectures: ["LlamaForCausalLM"],
+  model_type: "llama",
+  vocab_size: 272,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  max_position_embeddings: 256,
+  tie_word_embeddings: false,
+  initializer_range: 0.05,
+  bos_token_id: 256,
+  eos_token_id: 257,
+};
