@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Packs what a GPU host without build tools needs into build/gpu-bundle (copied there with the working tree;
-# build/ is ignored by git): the CUDA test driver and bench (CUDA runtime linked statically), the shared
-# libraries they take from this machine (OpenBLAS + its OpenMP/Fortran runtime, for the CPU reference), and the
-# cblas headers, so the fallback rebuild on the GPU host (when its driver is older than CUDA 13) needs no
-# packages. The whole procedure: deploy/gpu/README.md.
+# build/ is ignored by git): the CUDA test driver and bench (CUDA runtime linked statically), the CPU test
+# driver (runs without Node.js), the shared libraries they take from this machine (OpenBLAS + its
+# OpenMP/Fortran runtime, for the CPU reference), and the cblas headers, so the fallback rebuild on the GPU host
+# (when its driver is older than the CUDA used here) needs no packages.
+# Built in its own folder for a portable x86-64-v3 target, never -march=native: the GPU host's CPU may lack an
+# instruction this machine has (AVX-512 here would be an illegal instruction there).
+# The whole procedure: deploy/gpu/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build/native}
+BUILD=${BUILD:-build/native-portable}
 B=build/gpu-bundle
+cmake -S native -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DRINGTUNE_MARCH=x86-64-v3 > /dev/null
+cmake --build "$BUILD" -j "$(nproc)" --target ringtune_cuda_test ringtune_cuda_bench ringtune_native_test
 rm -rf "$B" && mkdir -p "$B/lib" "$B/include"
-cp "$BUILD/ringtune_cuda_test" "$BUILD/ringtune_cuda_bench" "$B/"
+cp "$BUILD/ringtune_cuda_test" "$BUILD/ringtune_cuda_bench" "$BUILD/ringtune_native_test" "$B/"
 for lib in $(ldd "$BUILD/ringtune_cuda_test" | awk '/openblas|gfortran|gomp|quadmath/ {print $3}'); do cp -L "$lib" "$B/lib/"; done
 ln -sf libopenblas.so.0 "$B/lib/libopenblas.so"
 INC=/usr/include/x86_64-linux-gnu/openblas-openmp
-cp -L "$INC/cblas.h" "$INC/openblas_config.h" "$B/include/" 2>/dev/null || cp -L /usr/include/cblas.h /usr/include/openblas_config.h "$B/include/"
+cp -L "$INC/cblas.h" "$INC/openblas_config.h" "$B/include/" 2> /dev/null || cp -L /usr/include/cblas.h /usr/include/openblas_config.h "$B/include/"
+# A -march=native object slipping in would show up as instructions beyond AVX2 (zmm registers: AVX-512).
+if objdump -d "$B/ringtune_native_test" 2> /dev/null | grep -q '%zmm'; then
+  echo "bundle.sh: $B/ringtune_native_test uses AVX-512 registers: not a portable x86-64-v3 build" >&2
+  exit 1
+fi
 du -sh "$B"

@@ -1,77 +1,246 @@
 #!/usr/bin/env bash
-# The CUDA backend's checks on a GPU machine, in one run that fits 10 minutes (TOTAL seconds, default 480):
-#   1. ringtune_cuda_test: every op against the CPU backend, fp32 and bf16; both GEMMs against CPU sgemm
-#   2. ringtune_cuda_bench: one bf16 training step of the 124M-class model with cuBLASLt, then the own GEMM
-#   3. bench/cuda/torch_step.py: the same model in PyTorch, eager and torch.compile
-# Results under $OUT (default ./gpu-out): one file per check and summary.txt. Needs build/gpu-bundle
-# (deploy/gpu/bundle.sh, run on the build machine; see deploy/gpu/README.md). If the prebuilt binaries cannot run (driver older than
-# CUDA 13), they are rebuilt with the host's nvcc (no cmake needed) and the checks rerun.
+# Every check of the CUDA backend on a GPU host, in one run (TOTAL seconds, default 540), results under $OUT
+# (default ./gpu-out), at most 8 files there:
+#   summary.txt      written first, one line appended as each step ends: host, GPU, driver, CPU flags, the
+#                    cuBLASLt file loaded, each step's exit status and headline, the FAIL lines
+#   host.txt         nvidia-smi, CPU flags, where cuBLASLt was looked for, rebuild logs (when a rebuild ran)
+#   cuda_test.txt    the op tests (CUDA vs CPU, fp32 and bf16; both GEMMs), CUDA_LAUNCH_BLOCKING=1
+#   sanitizer.txt    compute-sanitizer memcheck and racecheck on the attention and GEMM tests (where installed)
+#   native_test.txt  the CPU test driver (no Node.js): the reference the GPU is compared with still holds here
+#   e2e.txt          the end-to-end checks through the product (deploy/gpu/e2e_checks.sh; needs node + dist/)
+#   bench.txt        the bf16 training-step benchmark, cuBLASLt then the own GEMM
+#   torch_step.txt   the same model in PyTorch eager and torch.compile (where torch sees the GPU)
+# Binaries: build/gpu-bundle (deploy/gpu/bundle.sh on a build machine: portable x86-64-v3, CUDA runtime
+# static). When they cannot run here (exit status >= 126: not executable, missing library, illegal
+# instruction, crash) or print no "device:" line (driver older than their CUDA), they are rebuilt with this
+# host's nvcc into a /tmp folder, under a timeout, and the step runs again.
+# Exit status: 0 when every step that ran passed, 1 when one failed, 2 when this host has no usable GPU.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-./gpu-out}
-TOTAL=${TOTAL:-480}
+TOTAL=${TOTAL:-540}
 BUNDLE=${BUNDLE:-build/gpu-bundle}
+case $BUNDLE in /*) ;; *) BUNDLE=$PWD/$BUNDLE ;; esac
 mkdir -p "$OUT"
 START=$(date +%s)
-left() { echo $(( TOTAL - ($(date +%s) - START) )); }
-budget() { local want=$1 l; l=$(left); (( l < want )) && want=$l; (( want < 5 )) && want=5; echo "$want"; }
-log() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/summary.txt"; }
+SUMMARY="$OUT/summary.txt"
+HOST="$OUT/host.txt"
+: > "$SUMMARY"
+: > "$HOST"
+failed=0
 
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-log "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
-log "nvcc: $(nvcc --version 2>/dev/null | tail -1)"
+left() { echo $((TOTAL - ($(date +%s) - START))); }
+# budget WANT: WANT seconds, or what is left of TOTAL when less (at least 5)
+budget() {
+  local want=$1 l
+  l=$(left)
+  ((l < want)) && want=$l
+  ((want < 5)) && want=5
+  echo "$want"
+}
+log() { echo "[$(($(date +%s) - START))s] $*" | tee -a "$SUMMARY"; }
+# step_result NAME RC FILE: the step's status line, and its FAIL lines, in the summary
+step_result() {
+  local name=$1 rc=$2 file=$3
+  if [ "$rc" -eq 0 ]; then log "$name: ok"; else
+    log "$name: FAILED (exit status $rc; $file)"
+    failed=1
+  fi
+  grep -E '^FAIL|^RESULT|^CHECK' "$file" 2> /dev/null | head -40 | tee -a "$SUMMARY"
+}
 
-# cuBLASLt: the system's, else PyTorch's pip wheels (nvidia-cublas), else torch/lib
-LIBDIRS="$BUNDLE/lib"
-for d in $(python3 - <<'PY' 2>/dev/null
-import os, glob
-try:
-    import nvidia.cublas as c; print(os.path.join(list(c.__path__)[0], "lib"))
-except Exception: pass
-try:
-    import torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))
-except Exception: pass
-PY
-); do LIBDIRS="$LIBDIRS:$d"; done
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [ -d "$d" ] && LIBDIRS="$LIBDIRS:$d"; done
-export LD_LIBRARY_PATH="$LIBDIRS:${LD_LIBRARY_PATH:-}"
-log "cublasLt candidates: $(for d in ${LIBDIRS//:/ }; do ls "$d"/libcublasLt.so* 2>/dev/null; done | tr '\n' ' ')"
+log "ringtune device checks, $(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname)"
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2> /dev/null)
+cpu_flags=$(grep -m1 -o -w -E 'avx|avx2|fma|f16c|bmi2|avx512f|avx512bw|avx512_bf16|amx_bf16' /proc/cpuinfo 2> /dev/null | sort -u | tr '\n' ' ')
+log "cpu: ${cpu_model:-unknown}; flags: ${cpu_flags:-none of avx/avx2/fma}"
+{
+  echo "== CPU flags"
+  grep -m1 '^flags' /proc/cpuinfo 2> /dev/null
+} >> "$HOST"
+
+# --- the GPU: no driver or no device ends the run here, cleanly ---------------------------------------------
+if ! command -v nvidia-smi > /dev/null 2>&1; then
+  log "gpu: none (nvidia-smi not found: no NVIDIA driver on this host); nothing to check"
+  exit 2
+fi
+nvidia-smi > /dev/null 2>&1
+{
+  echo "== nvidia-smi"
+  nvidia-smi 2>&1
+} >> "$HOST"
+gpus=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU ')
+if [ "$gpus" -eq 0 ]; then
+  log "gpu: none (nvidia-smi lists no GPU: $(nvidia-smi -L 2>&1 | head -1)); nothing to check"
+  exit 2
+fi
+log "gpu: $gpus x $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null | head -1)"
+log "driver: $(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2> /dev/null | head -1)" \
+  "(CUDA $(nvidia-smi 2> /dev/null | grep -o 'CUDA Version: [0-9.]*' | awk '{print $3}'))"
+log "nvcc: $(nvcc --version 2> /dev/null | tail -1 || echo none)"
+
+# --- cuBLASLt: RINGTUNE_CUBLASLT, then the CUDA 13 pip wheels (site-packages/nvidia/*/lib), then the host ---
+find_cublaslt() {
+  local c
+  if [ -n "${RINGTUNE_CUBLASLT:-}" ] && [ -f "$RINGTUNE_CUBLASLT" ]; then
+    echo "$RINGTUNE_CUBLASLT"
+    return
+  fi
+  local sites
+  sites=$(python3 -c 'import site, sys; print("\n".join(site.getsitepackages() + [site.getusersitepackages()] + sys.path))' 2> /dev/null | sort -u)
+  for v in 13 12; do
+    for s in $sites; do
+      for c in "$s"/nvidia/*/lib/libcublasLt.so."$v"*; do [ -f "$c" ] && echo "$c" && return; done
+    done
+  done
+  for v in 13 12; do
+    for c in /usr/local/cuda/lib64/libcublasLt.so."$v"* /usr/local/cuda-*/lib64/libcublasLt.so."$v"* \
+      /usr/local/cuda*/targets/x86_64-linux/lib/libcublasLt.so."$v"* /usr/lib/x86_64-linux-gnu/libcublasLt.so."$v"*; do
+      [ -f "$c" ] && echo "$c" && return
+    done
+    c=$(ldconfig -p 2> /dev/null | awk -v v="libcublasLt.so.$v" '$1 == v {print $NF; exit}')
+    [ -n "$c" ] && [ -f "$c" ] && echo "$c" && return
+  done
+  # anywhere on this host's own file systems, bounded in time
+  timeout 60 find / -xdev \( -path /proc -o -path /sys \) -prune -o -name 'libcublasLt.so.1[23]*' -print 2> /dev/null |
+    sort -r | head -1
+}
+LT=$(find_cublaslt)
+{
+  echo "== cuBLASLt copies seen"
+  python3 -c 'import site; print("\n".join(site.getsitepackages()))' 2> /dev/null | while read -r s; do ls "$s"/nvidia/*/lib/libcublasLt.so* 2> /dev/null; done
+  ldconfig -p 2> /dev/null | grep cublasLt
+  echo "chosen: ${LT:-none}"
+} >> "$HOST"
+log "cublasLt: ${LT:-not found (the GEMMs fall back to the own kernel)}"
+
+# ringtune's binaries (and only they) see the bundle's libraries and the chosen cuBLASLt; nvidia-smi, python
+# and torch keep the host's own library path.
+RT_LIBS="$BUNDLE/lib${LT:+:$(dirname "$LT")}"
+RT=(env "LD_LIBRARY_PATH=$RT_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+[ -n "$LT" ] && RT+=("RINGTUNE_CUBLASLT=$LT")
 
 TEST="$BUNDLE/ringtune_cuda_test"
 BENCH="$BUNDLE/ringtune_cuda_bench"
+NATIVE_TEST="$BUNDLE/ringtune_native_test"
+REBUILT=""
 
-rebuild() {  # with the host's nvcc, into $OUT/rebuild (the sources are in this working tree)
-  local R="$OUT/rebuild"; mkdir -p "$R"
-  log "rebuilding with the host nvcc"
-  local F="-std=c++17 -O3 -arch=sm_90 -Inative/cuda -Inative/src -Inative/test -I$BUNDLE/include"
-  nvcc $F native/cuda/*.cu native/cuda/gemm_cublaslt.cpp bench/cuda/bench_step.cu -o "$R/ringtune_cuda_bench" -ldl \
-    > "$R/build_bench.txt" 2>&1 && BENCH="$R/ringtune_cuda_bench"
-  nvcc $F -Xcompiler -fopenmp native/cuda/*.cu native/cuda/gemm_cublaslt.cpp native/cuda_test/*.cpp native/test/test_runner.cpp \
-    native/src/config.cpp native/src/param_table.cpp native/src/activations.cpp native/src/lora.cpp native/src/model.cpp \
-    native/src/generate.cpp native/src/tensor_io.cpp -o "$R/ringtune_cuda_test" -L"$BUNDLE/lib" -lopenblas -lgomp -ldl \
-    > "$R/build_test.txt" 2>&1 && TEST="$R/ringtune_cuda_test"
-  log "rebuild: bench $( [ "$BENCH" = "$R/ringtune_cuda_bench" ] && echo ok || echo FAILED), test $( [ "$TEST" = "$R/ringtune_cuda_test" ] && echo ok || echo FAILED)"
+# rebuild: the three drivers from this working tree with the host's nvcc, into a fresh /tmp folder, under a
+# timeout (no cmake needed; the bundle carries the OpenBLAS headers and libraries).
+rebuild() {
+  [ -n "$REBUILT" ] && return 1
+  if ! command -v nvcc > /dev/null 2>&1; then
+    log "rebuild: not possible (no nvcc on this host)"
+    return 1
+  fi
+  local R
+  R=$(mktemp -d /tmp/ringtune-rebuild.XXXXXX)
+  REBUILT=$R
+  log "rebuild: with the host's nvcc into $R"
+  local core=(native/src/config.cpp native/src/param_table.cpp native/src/activations.cpp native/src/lora.cpp
+    native/src/model.cpp native/src/generate.cpp native/src/tensor_io.cpp)
+  local F=(-std=c++17 -O3 -arch=sm_90 -Xcompiler -fopenmp,-march=x86-64-v3 -Inative/cuda -Inative/src -Inative/test
+    "-I$BUNDLE/include")
+  local L=("-L$BUNDLE/lib" -lopenblas -lgomp -ldl)
+  local t
+  t=$(budget 240)
+  # the two drivers side by side, each under the same limit
+  timeout "$t" nvcc "${F[@]}" native/cuda/*.cu native/cuda/*.cpp native/cuda_test/*.cpp native/test/test_runner.cpp \
+    "${core[@]}" -o "$R/ringtune_cuda_test" "${L[@]}" > "$R/build_test.txt" 2>&1 &
+  local test_pid=$!
+  timeout "$t" nvcc "${F[@]}" native/cuda/*.cu native/cuda/*.cpp bench/cuda/bench_step.cu -o "$R/ringtune_cuda_bench" \
+    -ldl > "$R/build_bench.txt" 2>&1
+  local rc=$?
+  wait "$test_pid" || rc=$?
+  {
+    echo "== rebuild ($R), exit status $rc"
+    tail -n 30 "$R"/build_*.txt 2> /dev/null
+  } >> "$HOST"
+  [ -x "$R/ringtune_cuda_test" ] && TEST="$R/ringtune_cuda_test"
+  [ -x "$R/ringtune_cuda_bench" ] && BENCH="$R/ringtune_cuda_bench"
+  log "rebuild: test $([ "$TEST" = "$R/ringtune_cuda_test" ] && echo ok || echo FAILED)," \
+    "bench $([ "$BENCH" = "$R/ringtune_cuda_bench" ] && echo ok || echo FAILED) (log in host.txt)"
+  [ "$TEST" = "$R/ringtune_cuda_test" ]
 }
 
-timeout "$(budget 150)" "$TEST" > "$OUT/cuda_test.txt" 2>&1
-rc=$?
-if grep -q "insufficient\|no CUDA device" "$OUT/cuda_test.txt" && command -v nvcc > /dev/null; then
-  rebuild
-  timeout "$(budget 150)" "$TEST" > "$OUT/cuda_test.txt" 2>&1
+# needs_rebuild RC FILE: the binary could not run here, or did not reach the device
+needs_rebuild() { [ "$1" -ge 126 ] || ! grep -q '^device:' "$2"; }
+
+# --- 1. op tests ------------------------------------------------------------------------------------------
+run_op_tests() { CUDA_LAUNCH_BLOCKING=1 timeout "$(budget 150)" "${RT[@]}" "$TEST" > "$OUT/cuda_test.txt" 2>&1; }
+if [ -x "$TEST" ]; then
+  run_op_tests
+  rc=$?
+else
+  echo "$TEST: not found (deploy/gpu/bundle.sh builds it)" > "$OUT/cuda_test.txt"
+  rc=127
+fi
+if needs_rebuild "$rc" "$OUT/cuda_test.txt" && rebuild; then
+  run_op_tests
   rc=$?
 fi
-log "cuda_test rc=$rc: $(grep -E '^[0-9]+ tests' "$OUT/cuda_test.txt")"
-grep -E "^FAIL" "$OUT/cuda_test.txt" | tee -a "$OUT/summary.txt"
-
-timeout "$(budget 100)" "$BENCH" --steps 5 > "$OUT/bench_cublaslt.txt" 2>&1
-log "bench (auto gemm) rc=$?: $(grep -E '^RESULT|gemm:' "$OUT/bench_cublaslt.txt" | tr '\n' ' ')"
-timeout "$(budget 80)" "$BENCH" --steps 3 --gemm own > "$OUT/bench_own_gemm.txt" 2>&1
-log "bench (own gemm) rc=$?: $(grep -E '^RESULT' "$OUT/bench_own_gemm.txt")"
-
-if python3 -c "import torch; assert torch.cuda.is_available()" 2> /dev/null; then
-  timeout "$(budget 200)" python3 bench/cuda/torch_step.py --steps 10 > "$OUT/torch_step.txt" 2>&1
-  log "torch rc=$?: $(grep -E '^RESULT|failed' "$OUT/torch_step.txt" | tr '\n' ' ')"
-else
-  log "torch: not available"
+grep -E '^(device|cublasLt):' "$OUT/cuda_test.txt" | while read -r line; do log "$line"; done
+log "op tests: $(grep -E '^[0-9]+ tests' "$OUT/cuda_test.txt" || echo 'no count')"
+step_result "op tests" "$rc" "$OUT/cuda_test.txt"
+if ! grep -q '^device:' "$OUT/cuda_test.txt"; then
+  log "the CUDA binaries do not reach the GPU: $(head -3 "$OUT/cuda_test.txt" | tr '\n' ' ')"
+  log "done in $(($(date +%s) - START))s"
+  exit 1
 fi
-log "done in $(( $(date +%s) - START ))s"
+
+# --- 2. compute-sanitizer on the attention and GEMM tests ---------------------------------------------------
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2> /dev/null | head -1)
+if [ -n "$SAN" ]; then
+  : > "$OUT/sanitizer.txt"
+  san_rc=0
+  for tool in memcheck racecheck; do
+    for filter in cuda_attention cuda_gemm; do
+      echo "== $tool $filter" >> "$OUT/sanitizer.txt"
+      timeout "$(budget 60)" "${RT[@]}" "$SAN" --tool "$tool" --error-exitcode 99 "$TEST" "$filter" >> "$OUT/sanitizer.txt" 2>&1
+      r=$?
+      log "sanitizer $tool $filter: exit status $r$(grep -m1 -o 'ERROR SUMMARY: [0-9]* error[s]*' "$OUT/sanitizer.txt" | tail -1 | sed 's/^/, /')"
+      [ "$r" -eq 0 ] || san_rc=$r
+    done
+  done
+  step_result "sanitizer" "$san_rc" "$OUT/sanitizer.txt"
+else
+  log "sanitizer: compute-sanitizer not installed, skipped"
+fi
+
+# --- 3. the CPU test driver (no Node.js) -------------------------------------------------------------------
+if [ -x "$NATIVE_TEST" ]; then
+  timeout "$(budget 90)" "${RT[@]}" "$NATIVE_TEST" > "$OUT/native_test.txt" 2>&1
+  rc=$?
+  log "native tests: $(grep -E '^[0-9]+ tests' "$OUT/native_test.txt" || echo 'no count')"
+  step_result "native tests" "$rc" "$OUT/native_test.txt"
+else
+  log "native tests: $NATIVE_TEST not in the bundle, skipped"
+fi
+
+# --- 4. end to end through the product ------------------------------------------------------------------
+if command -v node > /dev/null 2>&1 && [ -f dist/cli/ringtune.js ]; then
+  timeout "$(budget 150)" env RT_LIBS="$RT_LIBS" RINGTUNE_CUBLASLT="$LT" deploy/gpu/e2e_checks.sh > "$OUT/e2e.txt" 2>&1
+  step_result "end to end" $? "$OUT/e2e.txt"
+else
+  log "end to end: skipped (needs node and a built dist/ in this tree)"
+fi
+
+# --- 5. benchmark -------------------------------------------------------------------------------------------
+: > "$OUT/bench.txt"
+echo "== cuBLASLt" >> "$OUT/bench.txt"
+timeout "$(budget 90)" "${RT[@]}" "$BENCH" --steps 5 >> "$OUT/bench.txt" 2>&1
+rc=$?
+echo "== own GEMM" >> "$OUT/bench.txt"
+timeout "$(budget 60)" "${RT[@]}" "$BENCH" --steps 3 --gemm own >> "$OUT/bench.txt" 2>&1
+[ $? -eq 0 ] || rc=1
+step_result "bench" "$rc" "$OUT/bench.txt"
+if python3 -c "import torch; assert torch.cuda.is_available()" 2> /dev/null; then
+  timeout "$(budget 150)" python3 bench/cuda/torch_step.py --steps 10 > "$OUT/torch_step.txt" 2>&1
+  rc=$?
+  step_result "torch" "$rc" "$OUT/torch_step.txt"
+else
+  log "torch: not installed or sees no GPU, skipped"
+fi
+
+log "files under $OUT: $(find "$OUT" -maxdepth 1 -type f | wc -l) (at most 8)"
+log "done in $(($(date +%s) - START))s: $([ $failed -eq 0 ] && echo 'every step that ran passed' || echo 'FAILURES above')"
+exit $failed

@@ -84,8 +84,11 @@ class LtGemm final : public Gemm {
   LtGemm(Api api) : api_(api) {
     LT_CHECK(api_.create(&handle_), "cublasLtCreate");
     CUDA_CHECK(cudaMalloc(&workspace_, kWorkspace));
+    // The file actually loaded, so a run's log says which of several installed copies did the work.
+    Dl_info info{};
+    const char* file = dladdr((void*)api_.create, &info) && info.dli_fname ? info.dli_fname : "?";
     std::ostringstream s;
-    s << "cuBLASLt " << api_.version();
+    s << "cuBLASLt " << api_.version() << " (" << file << ")";
     name_ = s.str();
   }
   ~LtGemm() override {

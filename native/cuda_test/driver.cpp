@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include "gemm.cuh"
 #include "test_util.h"
 
 int main(int argc, char** argv) {
@@ -21,7 +22,11 @@ int main(int argc, char** argv) {
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
-  std::printf("device: %s (sm_%d%d), driver %d, runtime %d\n\n", prop.name, prop.major, prop.minor, driver, runtime);
+  std::printf("device: %s (sm_%d%d), driver %d, runtime %d\n", prop.name, prop.major, prop.minor, driver, runtime);
+  // Which cuBLASLt the GEMM tests and the model use (several copies are often installed), or why none.
+  std::string why;
+  const auto lt = rt::cuda::make_cublaslt_gemm(&why);
+  std::printf("cublasLt: %s\n\n", lt ? lt->name() : ("not loaded: " + why).c_str());
   // a launch error must not leak into the next test
   return run_registered_tests(filter, [] { cudaGetLastError(); });
 }
