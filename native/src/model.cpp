@@ -16,24 +16,20 @@
 
 namespace rt {
 
-template <typename T>
-static Buffer<T> zeros(size_t n) {
-  return parallel_zeros<T>(n);
-}
-
 // Only the weights: gradients and moments come with the first training use (ensure_training_state).
 template <typename T>
-Model<T>::Model(const ModelConfig& cfg) : cfg_(cfg), table_((cfg.validate(), cfg)), inv_freq_(rope_inv_freq(cfg)) {
-  params_ = zeros<T>(table_.total);
+Model<T>::Model(const ModelConfig& cfg, const Backend<T>& backend)
+    : cfg_(cfg), table_((cfg.validate(), cfg)), inv_freq_(rope_inv_freq(cfg)), ops_(backend) {
+  params_ = ops_.zeros(table_.total);
 }
 
 template <typename T>
 void Model<T>::ensure_training_state() {
   if (grads_) return;
   const size_t n = num_trainable();
-  grads_ = zeros<T>(n);
-  m_ = zeros<T>(n);
-  v_ = zeros<T>(n);
+  grads_ = ops_.zeros(n);
+  m_ = ops_.zeros(n);
+  v_ = ops_.zeros(n);
 }
 
 template <typename T>
@@ -93,22 +89,22 @@ const T* Model<T>::head_tile(int v0, int rows) {
 template <typename T>
 void Model<T>::head_logits(T* z, const T* x, int n) {
   const int C = cfg_.hidden_size, V = cfg_.vocab_size;
-  if (!base16_) return linear_forward(z, x, lm_head(), (const T*)nullptr, n, C, V);
+  if (!base16_) return ops_.linear_forward(z, x, lm_head(), (const T*)nullptr, n, C, V);
   for (int v0 = 0; v0 < V; v0 += kHeadTile) {
     const int rows = std::min(kHeadTile, V - v0);
     // z[:, v0:v0+rows] = x W[v0:v0+rows]^T
-    gemm(false, true, n, rows, C, T(1), x, C, head_tile(v0, rows), C, T(0), z + v0, V);
+    ops_.gemm(false, true, n, rows, C, T(1), x, C, head_tile(v0, rows), C, T(0), z + v0, V);
   }
 }
 
 template <typename T>
 void Model<T>::head_input_grad(T* dx, const T* dz, const T* x, int n) {
   const int C = cfg_.hidden_size, V = cfg_.vocab_size;
-  if (!base16_) return linear_backward(dx, (T*)nullptr, (T*)nullptr, dz, x, lm_head(), n, C, V);
+  if (!base16_) return ops_.linear_backward(dx, (T*)nullptr, (T*)nullptr, dz, x, lm_head(), n, C, V);
   for (int v0 = 0; v0 < V; v0 += kHeadTile) {
     const int rows = std::min(kHeadTile, V - v0);
     // dx = sum over tiles of dz[:, v0:v0+rows] W[v0:v0+rows]
-    gemm(false, false, n, C, rows, T(1), dz + v0, V, head_tile(v0, rows), C, v0 == 0 ? T(0) : T(1), dx, C);
+    ops_.gemm(false, false, n, C, rows, T(1), dz + v0, V, head_tile(v0, rows), C, v0 == 0 ? T(0) : T(1), dx, C);
   }
 }
 
@@ -148,14 +144,14 @@ void Model<T>::init_random(uint64_t seed, double std) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < p.size; i++) w[i] = (T)(std * normal01(seed, e, i));
   }
-  if (m_) parallel_fill(m_->data(), m_->size(), T(0));
-  if (v_) parallel_fill(v_->data(), v_->size(), T(0));
+  if (m_) ops_.fill(m_->data(), m_->size(), T(0));
+  if (v_) ops_.fill(v_->data(), v_->size(), T(0));
   step_ = 0;
 }
 
 template <typename T>
 void Model<T>::zero_grad() {
-  if (grads_) parallel_fill(grads_->data(), grads_->size(), T(0));
+  if (grads_) ops_.fill(grads_->data(), grads_->size(), T(0));
   else ensure_training_state();
 }
 
@@ -163,7 +159,7 @@ template <typename T>
 void Model<T>::enable_lora(const LoraConfig& l) {
   if (lora_) fail("enable_lora", "LoRA is already on");
   auto table = std::make_unique<LoraTable>(cfg_, l);
-  auto weights = zeros<T>(table->total);
+  auto weights = ops_.zeros(table->total);
   // PEFT's init: A ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0.
   for (size_t e = 0; e < table->entries.size(); e++) {
     const ParamEntry& p = table->entries[e];
@@ -217,8 +213,8 @@ void Model<T>::merge_lora() {
       const auto [in, out] = LoraTable::shape(cfg_, t);
       const LoraLayer& ll = lora_table_->layers[l];
       // W[out, in] += scale * B[out, r] A[r, in]
-      gemm(false, false, out, in, lora_cfg_.rank, scale, lora_->data() + ll.b[t], lora_cfg_.rank,
-           lora_->data() + ll.a[t], in, T(1), param(weight[t]), in);
+      ops_.gemm(false, false, out, in, lora_cfg_.rank, scale, lora_->data() + ll.b[t], lora_cfg_.rank,
+                lora_->data() + ll.a[t], in, T(1), param(weight[t]), in);
     }
   }
 }
@@ -307,10 +303,11 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
       if (opts.keep_logits && a.dlogits.size() != a.logits.size()) a.dlogits.resize(a.logits.size());
       dlogits = opts.keep_logits ? a.dlogits.data() : a.logits.data();  // else consumed in place
     }
-    const LossSum ls = cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V, scale);
+    const LossSum ls =
+        ops_.cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V, scale);
     a.logits_kept = opts.keep_logits || !opts.backward;
     if (opts.backward && dlm_head())
-      linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
+      ops_.linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
     else if (opts.backward) head_input_grad(a.dln.data(), dlogits, a.lnf.data(), N);
     return ls;
   }
@@ -322,8 +319,8 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     const int n = std::min(kHeadChunk, N - c0);
     T* z = a.chunk.data();
     head_logits(z, a.lnf.data() + (size_t)c0 * C, n);
-    const LossSum ls = cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z,
-                                                      b.labels + c0, n, V, scale);
+    const LossSum ls = ops_.cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z,
+                                                           b.labels + c0, n, V, scale);
     total.sum += ls.sum;
     total.count += ls.count;
     if (opts.backward) head_input_grad(a.dln.data() + (size_t)c0 * C, z, a.lnf.data() + (size_t)c0 * C, n);
@@ -356,7 +353,7 @@ static void lora_dropout(T* xd, uint8_t* keep, const T* x, size_t n, double p, u
 template <typename T>
 void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
-  linear_forward(out, inp, param(w), param(bias), N, in, outf);
+  ops_.linear_forward(out, inp, param(w), param(bias), N, in, outf);
   if (!lora_ || !lora_table_->targeted[t]) return;
   const LoraLayer& ll = lora_table_->layers[l];
   const int r = lora_cfg_.rank;
@@ -367,15 +364,15 @@ void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias
     x = ab.x;
   }
   // u = x A^T (N, r);  out += scale * u B^T
-  gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), ab.u, r);
-  gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), ab.u, r, lora_->data() + ll.b[t], r, T(1), out, outf);
+  ops_.gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), ab.u, r);
+  ops_.gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), ab.u, r, lora_->data() + ll.b[t], r, T(1), out, outf);
 }
 
 template <typename T>
 void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w,
                                 size_t bias, int N) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
-  linear_backward(dinp, grad(w), grad(bias), dout, inp, param(w), N, in, outf);
+  ops_.linear_backward(dinp, grad(w), grad(bias), dout, inp, param(w), N, in, outf);
   if (!lora_ || !lora_table_->targeted[t]) return;
   LayerActivations<T>& la = a.layers[l];
   const LoraLayer& ll = lora_table_->layers[l];
@@ -389,15 +386,15 @@ void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const 
   const T* A = lora_->data() + ll.a[t];
   const T* B = lora_->data() + ll.b[t];
   // dB += scale * dout^T u;  du = scale * dout B;  dA += du^T x
-  gemm(true, false, outf, r, N, scale, dout, outf, la.lora_u[t].data(), r, T(1), dB, r);
-  gemm(false, false, N, r, outf, scale, dout, outf, B, r, T(0), du, r);
-  gemm(true, false, r, in, N, T(1), du, r, x, in, T(1), dA, in);
+  ops_.gemm(true, false, outf, r, N, scale, dout, outf, la.lora_u[t].data(), r, T(1), dB, r);
+  ops_.gemm(false, false, N, r, outf, scale, dout, outf, B, r, T(0), du, r);
+  ops_.gemm(true, false, r, in, N, T(1), du, r, x, in, T(1), dA, in);
   if (!dropped) {
-    gemm(false, false, N, in, r, T(1), du, r, A, in, T(1), dinp, in);  // dinp += du A
+    ops_.gemm(false, false, N, in, r, T(1), du, r, A, in, T(1), dinp, in);  // dinp += du A
     return;
   }
   T* dx = a.lora_dx.data();
-  gemm(false, false, N, in, r, T(1), du, r, A, in, T(0), dx, in);
+  ops_.gemm(false, false, N, in, r, T(1), du, r, A, in, T(0), dx, in);
   const T kept_scale = (T)(1.0 / (1.0 - lora_cfg_.dropout));
   const uint8_t* keep = la.lora_keep[t].data();
 #pragma omp parallel for schedule(static)
@@ -448,12 +445,12 @@ void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<
   const int C = c.hidden_size;
   LayerBuffers<T> io = layer(0);
   if (base16_) embedding_from_bf16(io.res_in, ids, base16_->data() + table_.embed, n, C, c.vocab_size);
-  else embedding_forward(io.res_in, ids, param(table_.embed), n, C, c.vocab_size);
+  else ops_.embedding_forward(io.res_in, ids, param(table_.embed), n, C, c.vocab_size);
   for (int l = 0; l < c.num_layers; l++) {
     if (l > 0) io = layer(l);
     layer_forward(l, io, rows, cache);
   }
-  rmsnorm_forward(lnf, rstdf, io.res_out, param(table_.final_norm), n, C, c.rms_norm_eps);
+  ops_.rmsnorm_forward(lnf, rstdf, io.res_out, param(table_.final_norm), n, C, c.rms_norm_eps);
   if (cache) cache->filled += n;
 }
 
@@ -464,22 +461,22 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
   const LayerOffsets& o = table_.layers[l];
   const auto& ad = io.adapters;
   stage_layer(l);
-  rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
+  ops_.rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
   project(l, kQ, io.q, io.ln, o.wq, o.bq, n, ad[kQ]);
   project(l, kK, io.k, io.ln, o.wk, o.bk, n, ad[kK]);
   project(l, kV, io.v, io.ln, o.wv, o.bv, n, ad[kV]);
-  rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
-  rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
-  if (cache) cached_attention(io.att, io.q, cache->k[l].data(), cache->v[l].data(), cache->filled, n, H, KVH, D);
-  else attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
+  ops_.rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
+  ops_.rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
+  if (cache) ops_.cached_attention(io.att, io.q, cache->k[l].data(), cache->v[l].data(), cache->filled, n, H, KVH, D);
+  else ops_.attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
   project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO]);
-  add(io.res_mid, io.res_in, io.tmp, (size_t)n * C);
-  rmsnorm_forward(io.ln, io.rstd2, io.res_mid, param(o.ln2), n, C, c.rms_norm_eps);
+  ops_.add(io.res_mid, io.res_in, io.tmp, (size_t)n * C);
+  ops_.rmsnorm_forward(io.ln, io.rstd2, io.res_mid, param(o.ln2), n, C, c.rms_norm_eps);
   project(l, kGate, io.gate, io.ln, o.wg, o.bg, n, ad[kGate]);
   project(l, kUp, io.up, io.ln, o.wu, o.bu, n, ad[kUp]);
-  swiglu_forward(io.h, io.gate, io.up, (size_t)n * c.intermediate_size);
+  ops_.swiglu_forward(io.h, io.gate, io.up, (size_t)n * c.intermediate_size);
   project(l, kDown, io.tmp, io.h, o.wd, o.bd, n, ad[kDown]);
-  add(io.res_out, io.res_mid, io.tmp, (size_t)n * C);
+  ops_.add(io.res_out, io.res_mid, io.tmp, (size_t)n * C);
 }
 
 template <typename T>
@@ -497,8 +494,8 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
   };
 
   // head() left d(lnf) in dln
-  rmsnorm_backward(dres, grad(table_.final_norm), dln, a.res_out.data(), param(table_.final_norm), a.rstdf.data(), N,
-                   C);
+  ops_.rmsnorm_backward(dres, grad(table_.final_norm), dln, a.res_out.data(), param(table_.final_norm), a.rstdf.data(),
+                        N, C);
   if (!lora_) report();  // with a tied head its gradient lives in the embedding, which is reported last
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const LayerOffsets& o = table_.layers[l];
@@ -506,33 +503,34 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
     stage_layer(l);
     // dres holds d(layer output). MLP branch: out = res_mid + down(silu(gate(ln2)) * up(ln2)).
     // ln2 and h are recomputed from what the forward kept (elementwise, cheap next to the GEMMs).
-    rmsnorm_forward(a.ln.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
-    swiglu_forward(a.h.data(), la.gate.data(), la.up.data(), a.N * I);
+    ops_.rmsnorm_forward(a.ln.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
+    ops_.swiglu_forward(a.h.data(), la.gate.data(), la.up.data(), a.N * I);
     project_backward(a, l, kDown, a.dgate.data(), dres, a.h.data(), o.wd, o.bd, N);  // d(h), into dgate
-    swiglu_backward(a.dgate.data(), a.dup.data(), a.dgate.data(), la.gate.data(), la.up.data(), a.N * I);
+    ops_.swiglu_backward(a.dgate.data(), a.dup.data(), a.dgate.data(), la.gate.data(), la.up.data(), a.N * I);
     project_backward(a, l, kGate, dln, a.dgate.data(), a.ln.data(), o.wg, o.bg, N);
     project_backward(a, l, kUp, dtmp, a.dup.data(), a.ln.data(), o.wu, o.bu, N);
-    add_inplace(dln, dtmp, NC);
-    rmsnorm_backward(dtmp, grad(o.ln2), dln, la.res_mid.data(), param(o.ln2), la.rstd2.data(), N, C);
-    add_inplace(dres, dtmp, NC);  // now d(res_mid)
+    ops_.add_inplace(dln, dtmp, NC);
+    ops_.rmsnorm_backward(dtmp, grad(o.ln2), dln, la.res_mid.data(), param(o.ln2), la.rstd2.data(), N, C);
+    ops_.add_inplace(dres, dtmp, NC);  // now d(res_mid)
     // Attention branch: res_mid = res_in + o_proj(attention(rope(q), rope(k), v))
     project_backward(a, l, kO, a.datt.data(), dres, la.att.data(), o.wo, o.bo, N);
-    attention_backward(a.dq.data(), a.dk.data(), a.dv.data(), a.datt.data(), la.q.data(), la.k.data(), la.v.data(),
-                       la.att.data(), la.lse.data(), a.runs, shape, a.attn_scratch);
-    rope_backward(a.dq.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
-    rope_backward(a.dk.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
-    rmsnorm_forward(a.ln.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C, c.rms_norm_eps);  // ln1 again
+    ops_.attention_backward(a.dq.data(), a.dk.data(), a.dv.data(), a.datt.data(), la.q.data(), la.k.data(), la.v.data(),
+                            la.att.data(), la.lse.data(), a.runs, shape, a.attn_scratch);
+    ops_.rope_backward(a.dq.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
+    ops_.rope_backward(a.dk.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
+    ops_.rmsnorm_forward(a.ln.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C,
+                         c.rms_norm_eps);  // ln1 again
     project_backward(a, l, kQ, dln, a.dq.data(), a.ln.data(), o.wq, o.bq, N);
     project_backward(a, l, kK, dtmp, a.dk.data(), a.ln.data(), o.wk, o.bk, N);
-    add_inplace(dln, dtmp, NC);
+    ops_.add_inplace(dln, dtmp, NC);
     project_backward(a, l, kV, dtmp, a.dv.data(), a.ln.data(), o.wv, o.bv, N);
-    add_inplace(dln, dtmp, NC);
-    rmsnorm_backward(dtmp, grad(o.ln1), dln, la.res_in.data(), param(o.ln1), la.rstd1.data(), N, C);
-    report();                                          // the layer's parameters (or adapters) are final
-    if (l > 0 || !lora_) add_inplace(dres, dtmp, NC);  // now d(res_in); the frozen embedding needs none
+    ops_.add_inplace(dln, dtmp, NC);
+    ops_.rmsnorm_backward(dtmp, grad(o.ln1), dln, la.res_in.data(), param(o.ln1), la.rstd1.data(), N, C);
+    report();                                               // the layer's parameters (or adapters) are final
+    if (l > 0 || !lora_) ops_.add_inplace(dres, dtmp, NC);  // now d(res_in); the frozen embedding needs none
   }
   if (lora_) return;
-  embedding_backward(grad(table_.embed), dres, b.input_ids, N, C);
+  ops_.embedding_backward(grad(table_.embed), dres, b.input_ids, N, C);
   report();
 }
 
@@ -541,7 +539,7 @@ AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
   if (!(o.lr >= 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0))
     fail("adamw_step", "invalid options: lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps);
   ensure_training_state();
-  const double norm = std::sqrt(sum_of_squares(grads_->data(), grads_->size()));
+  const double norm = std::sqrt(ops_.sum_of_squares(grads_->data(), grads_->size()));
   if (!std::isfinite(norm)) fail("adamw_step", "gradient norm is ", norm, ": refusing to update the weights");
   // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
   double clip = 1;
@@ -557,8 +555,8 @@ AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
               clip};
   T* weights = lora_ ? lora_->data() : params_->data();
   for (const ParamEntry& p : trainable_entries())
-    adamw_update(weights + p.offset, grads_->data() + p.offset, m_->data() + p.offset, v_->data() + p.offset, p.size, s,
-                 p.decay);
+    ops_.adamw_update(weights + p.offset, grads_->data() + p.offset, m_->data() + p.offset, v_->data() + p.offset,
+                      p.size, s, p.decay);
   return {norm, step_};
 }
 

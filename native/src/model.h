@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 #include "activations.h"
+#include "backend.h"
 #include "buffer.h"
 #include "config.h"
 #include "kv_cache.h"
@@ -77,9 +78,11 @@ constexpr int kHeadTile = 4096;  // vocabulary rows of a bf16 head widened at a 
 template <typename T>
 class Model {
  public:
-  explicit Model(const ModelConfig& cfg);
+  // The layer sequence below is written once over the backend's ops; the CPU backend is the default.
+  explicit Model(const ModelConfig& cfg, const Backend<T>& backend = cpu_backend<T>());
 
   const ModelConfig& config() const { return cfg_; }
+  const Backend<T>& backend() const { return ops_; }
   const ParamTable& table() const { return table_; }
   size_t num_params() const { return table_.total; }
   // The fp32 base weights; null while the frozen base is held in bf16 (base_bf16() then).
@@ -188,6 +191,7 @@ class Model {
   ModelConfig cfg_;
   ParamTable table_;
   std::vector<double> inv_freq_;  // (D/2) RoPE frequencies
+  const Backend<T>& ops_;         // every op of the layer sequence goes through it
   Buffer<T> params_, grads_, m_, v_;
   int64_t step_ = 0;
   std::unique_ptr<LoraTable> lora_table_;

@@ -1,0 +1,66 @@
+#pragma once
+// The op set the model is written over, once for every backend (the layer sequence lives in model.cpp and
+// calls only these). Signatures follow the ops in ops/: outputs, then inputs, then sizes; parameter grads
+// accumulate (+=), activation grads are written (=). The CPU backend (cpu_backend.h) is the reference every
+// other backend is tested against, and the only one templated on double, for the finite-difference checks.
+// Pointers are the backend's memory: its zeros() places the model's flat buffers.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+#include "buffer.h"
+#include "ops/adamw.h"
+#include "ops/attention.h"
+#include "ops/cross_entropy.h"
+
+namespace rt {
+
+template <typename T>
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // n zeros in the backend's memory (parameters, gradients, moments).
+  virtual Buffer<T> zeros(size_t n) const = 0;
+  virtual void fill(T* p, size_t n, T value) const = 0;
+
+  // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C.
+  virtual void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+                    T* C, int ldc) const = 0;
+  // out[N,O] = inp[N,I] w[O,I]^T (+ b[O]); backward: dinp written, dw and db (when not null) accumulated.
+  virtual void linear_forward(T* out, const T* inp, const T* w, const T* b, int N, int I, int O) const = 0;
+  virtual void linear_backward(T* dinp, T* dw, T* db, const T* dout, const T* inp, const T* w, int N, int I,
+                               int O) const = 0;
+  virtual void embedding_forward(T* out, const int32_t* ids, const T* wte, int N, int C, int V) const = 0;
+  virtual void embedding_backward(T* dwte, const T* dout, const int32_t* ids, int N, int C) const = 0;
+  virtual void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* w, int N, int C, double eps) const = 0;
+  virtual void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, const T* rstd, int N,
+                                int C) const = 0;
+  virtual void rope_forward(T* x, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const = 0;
+  virtual void rope_backward(T* dx, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const = 0;
+  // Causal attention within each segment run (packed rows); lse kept for the backward.
+  virtual void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v,
+                                 const std::vector<SegmentRun>& runs, const AttentionShape& s,
+                                 AttentionScratch<T>& scratch) const = 0;
+  virtual void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                                  const T* lse, const std::vector<SegmentRun>& runs, const AttentionShape& s,
+                                  AttentionScratch<T>& scratch) const = 0;
+  // n new queries against a KV cache holding start earlier positions (generation).
+  virtual void cached_attention(T* att, const T* q, const T* k, const T* v, int start, int n, int H, int KVH,
+                                int D) const = 0;
+  virtual void add(T* out, const T* a, const T* b, size_t n) const = 0;
+  virtual void add_inplace(T* acc, const T* x, size_t n) const = 0;
+  virtual void swiglu_forward(T* h, const T* gate, const T* up, size_t n) const = 0;
+  virtual void swiglu_backward(T* dgate, T* dup, const T* dh, const T* gate, const T* up, size_t n) const = 0;
+  // Losses of the positions with a label, and scale * d(loss sum)/dlogits when dlogits is not null.
+  virtual LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, const int32_t* labels, int N,
+                                                 int V, double scale) const = 0;
+  virtual double sum_of_squares(const T* x, size_t n) const = 0;
+  virtual void adamw_update(T* p, const T* g, T* m, T* v, size_t n, const AdamWStep& s, bool decay) const = 0;
+};
+
+// The CPU backend (today's ops: OpenMP loops and OpenBLAS), one instance per scalar type.
+template <typename T>
+const Backend<T>& cpu_backend();
+
+}  // namespace rt
