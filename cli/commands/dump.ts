@@ -1,13 +1,15 @@
 // `ringtune dump`: one fp32 forward and backward on a batch, writing the loss, the logits and every
 // parameter's gradient, so a user can compare ringtune with another implementation tensor by tensor.
 import { parseFlags, requireFlag } from "../args.js";
+import { deviceFromFlags } from "../device_flag.js";
+import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
 import { loadModel } from "../../native/js/hf_model.js";
 import { checkBatchVocab, readBatch } from "../../native/js/batch.js";
 import { forwardBackwardDump } from "../../native/js/dump.js";
 import { writeSafetensors } from "../../native/js/safetensors.js";
 
-const usage = `usage: ringtune dump --model DIR --batch BATCH.json --out OUT.safetensors
+const usage = `usage: ringtune dump --model DIR --batch BATCH.json --out OUT.safetensors [${DEVICE_FLAG_HELP}]
 
 BATCH.json: {"input_ids": [[..]], "labels": [[..]], "position_ids": [[..]], "segment_ids": [[..]]},
 all [rows, T]; labels are per-position targets (already shifted), -100 for no loss; position_ids
@@ -23,7 +25,9 @@ export const dump: Command = {
       model: { type: "string" },
       batch: { type: "string" },
       out: { type: "string" },
+      device: { type: "string" },
     });
+    deviceFromFlags(values);
     const dir = requireFlag(values, "model");
     const batchFile = requireFlag(values, "batch");
     const out = requireFlag(values, "out");

@@ -2,11 +2,14 @@
 // (W += scale * B A in fp32), for serving without adapter support.
 import path from "node:path";
 import { parseFlags, requireFlag, UsageError } from "../args.js";
+import { deviceFromFlags } from "../device_flag.js";
+import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
 import { loadModel, saveModel } from "../../native/js/hf_model.js";
 import { applyAdapter } from "../../native/js/peft_adapter.js";
 
 const usage = `usage: ringtune export --merge --model BASE_DIR --adapter ADAPTER_DIR --out DIR [--dtype F32|BF16]
+  [${DEVICE_FLAG_HELP}]
 
 Loads the base model folder, applies the PEFT LoRA adapter (adapter_config.json,
 adapter_model.safetensors), merges it into the weights and writes a Hugging Face model folder:
@@ -23,7 +26,9 @@ export const exportCommand: Command = {
       adapter: { type: "string" },
       out: { type: "string" },
       dtype: { type: "string", default: "F32" },
+      device: { type: "string" },
     });
+    deviceFromFlags(values);
     // --merge is the only export there is; it is required so the command says what it does
     if (!values.merge)
       throw new UsageError("--merge is required (export writes the base model with the adapter merged in)");

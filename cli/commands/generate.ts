@@ -1,12 +1,15 @@
 // `ringtune generate`: continue a prompt given as token ids (text prompts come with the tokenizer),
 // greedy by default, stopping on the model's EOS ids; prints the new ids comma-separated.
 import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
+import { deviceFromFlags } from "../device_flag.js";
+import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
 import { loadModel } from "../../native/js/hf_model.js";
 import { eosTokenIds, readGenerationConfig } from "../../native/js/generation_config.js";
 import { applyAdapter } from "../../native/js/peft_adapter.js";
 
 const usage = `usage: ringtune generate --model DIR [--adapter DIR] --prompt-ids 1,2,3 [--max-new 20] [--temperature T] [--top-p P] [--seed S]
+  [${DEVICE_FLAG_HELP}]
 
 Temperature 0 (the default) is greedy decoding; otherwise tokens are sampled from the top-p nucleus.
 Stops after --max-new tokens or on an EOS id (generation_config.json, else config.json).
@@ -50,7 +53,9 @@ export const generate: Command = {
       "top-p": { type: "string" },
       seed: { type: "string" },
       adapter: { type: "string" },
+      device: { type: "string" },
     });
+    deviceFromFlags(values);
     const dir = requireFlag(values, "model");
     const promptText = requireFlag(values, "prompt-ids");
     const maxNew = intFlag(values, "max-new", 20);

@@ -5,6 +5,8 @@ import { Worker } from "../../worker/main.js";
 import { parseBytes } from "../../coordinator/job_spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
+import { deviceFromFlags } from "../device_flag.js";
+import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
@@ -32,7 +34,7 @@ export const workerCommand: Command = {
   name: "worker",
   summary: "run a worker: trains the jobs the coordinator assigns it",
   usage:
-    "usage: ringtune worker [--nats URL] [--id ID] [--device cpu] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST]\n" +
+    `usage: ringtune worker [--nats URL] [--id ID] [${DEVICE_FLAG_HELP}] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST]\n` +
     "  --id      default: host-pid\n" +
     "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused",
   async run(argv) {
@@ -44,13 +46,7 @@ export const workerCommand: Command = {
       "listen-host": { type: "string" },
       "advertise-host": { type: "string" },
     });
-    const device = (values.device as string | undefined) ?? "cpu";
-    if (device !== "cpu") {
-      // The CUDA backend is its own piece of work; until it lands a GPU node runs CPU workers.
-      throw new UsageError(
-        `--device ${device}: this build has only the CPU backend; start CPU workers (make cluster-up WORKER_DEVICE=cpu)`,
-      );
-    }
+    deviceFromFlags(values);
     let memoryBytes: number | undefined;
     try {
       memoryBytes = values.memory === undefined ? undefined : parseBytes(values.memory as string, "--memory");

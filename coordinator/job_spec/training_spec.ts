@@ -58,6 +58,12 @@ export const trainingSpecShape = {
   /** where checkpoints, the final model and metrics.jsonl go; default runs/<job id> beside the spec */
   output: z.string().min(1).optional(),
   save_dtype: z.enum(["F32", "BF16"]).default("F32"),
+  /**
+   * compute precision on GPU workers (default bf16): bf16 compute copy over fp32 master weights, gradients and
+   * AdamW moments; fp32 computes in fp32 throughout (the checking mode, compared with the CPU). CPU workers
+   * compute in fp32 either way.
+   */
+  precision: z.enum(["bf16", "fp32"]).optional(),
   /** a checkpoint folder (runs/ID/checkpoints/step-N) to continue from: weights, AdamW state, data position */
   resume_from: z.string().min(1).optional(),
   /** data-parallel workers */

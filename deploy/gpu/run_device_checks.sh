@@ -136,8 +136,9 @@ rebuild() {
   R=$(mktemp -d /tmp/ringtune-rebuild.XXXXXX)
   REBUILT=$R
   log "rebuild: with the host's nvcc into $R"
-  local core=(native/src/config.cpp native/src/param_table.cpp native/src/activations.cpp native/src/lora.cpp
-    native/src/model.cpp native/src/generate.cpp native/src/tensor_io.cpp)
+  # the core: every C++ source but the Node binding (new sources are picked up without editing this list)
+  local core=() f
+  for f in native/src/*.cpp; do [ "$f" = native/src/binding.cpp ] || core+=("$f"); done
   local F=(-std=c++17 -O3 -arch=sm_90 -Xcompiler -fopenmp,-march=x86-64-v3 -Inative/cuda -Inative/src -Inative/test
     "-I$BUNDLE/include")
   local L=("-L$BUNDLE/lib" -lopenblas -lgomp -ldl)

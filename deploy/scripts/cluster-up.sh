@@ -40,10 +40,17 @@ mkdir -p "$RUN_DIR" "$LOG_DIR"
 gpus=0
 if [ "${WORKER_DEVICE:-}" != cpu ] && command -v nvidia-smi >/dev/null 2>&1; then
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
-  # The worker's usage lists the devices this build supports; without the CUDA backend, GPUs go unused.
-  if [ "$gpus" -gt 0 ] && ! node "$CLI" worker --help 2>&1 | grep -q 'cuda'; then
-    echo "cluster-up: $gpus GPU(s) found, but this build has only the CPU backend: starting CPU workers"
-    gpus=0
+  # The check `worker --device cuda:0` makes before it starts: a GPU it cannot use (driver too old, or a
+  # build whose model runs on the CPU only) gives CPU workers, with the reason, rather than workers that exit.
+  if [ "$gpus" -gt 0 ]; then
+    why=$(node --input-type=module -e '
+      const { requireDevice } = await import(process.argv[1]);
+      requireDevice({ kind: "cuda", index: 0 });
+    ' "$RINGTUNE_ROOT/dist/native/js/compute_device.js" 2>&1 >/dev/null | grep -m1 -o -e '--device cuda.*' || true)
+    if [ -n "$why" ]; then
+      echo "cluster-up: $gpus GPU(s) found, but $why: starting CPU workers"
+      gpus=0
+    fi
   fi
 fi
 if [ -n "${WORKERS:-}" ]; then

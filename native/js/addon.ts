@@ -207,6 +207,18 @@ export interface NativeModel {
 
 export type TensorDtype = "F32" | "BF16" | "F16";
 
+/** What the NVIDIA driver says about one CUDA device (probeCuda). */
+export interface CudaProbe {
+  usable: boolean;
+  problem: "none" | "no_driver" | "no_device" | "driver_too_old" | "no_such_device";
+  /** one sentence naming what is missing; empty when usable */
+  message: string;
+  deviceName: string;
+  devices: number;
+  /** cuDriverGetVersion: 1000 * major + 10 * minor; 0 when unknown */
+  driverVersion: number;
+}
+
 export interface NativeAddon {
   /** Builds the model on the calling thread: for small models and tests; workers use createModelAsync. */
   createModel(config: NativeModelConfig): NativeModel;
@@ -231,6 +243,8 @@ export interface NativeAddon {
     header: Uint8Array,
     items: { src: Float32Array | Uint16Array; dtype: "F32" | "BF16" }[],
   ): Promise<void>;
+  /** Asks the NVIDIA driver (loaded at run time; none is needed to build) whether CUDA device `index` is usable. */
+  probeCuda(index: number): CudaProbe;
 }
 
 let cached: NativeAddon | undefined;

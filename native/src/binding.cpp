@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include "cuda_probe.h"
 #include "model.h"
 #include "tensor_io.h"
 
@@ -767,12 +768,28 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
   return job->promise();
 }
 
+// probeCuda(index): whether CUDA device `index` is usable, from the NVIDIA driver (fast: no context is made).
+Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) type_error(env, "probeCuda: index must be a number");
+  const rt::CudaProbe p = rt::probe_cuda(info[0].As<Napi::Number>().Int32Value());
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("usable", p.usable());
+  o.Set("problem", rt::cuda_problem_name(p.problem));
+  o.Set("message", p.message);
+  o.Set("deviceName", p.device_name);
+  o.Set("devices", p.devices);
+  o.Set("driverVersion", p.driver_version);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
   exports.Set("createModelAsync", Napi::Function::New(env, CreateModelAsync));
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
+  exports.Set("probeCuda", Napi::Function::New(env, ProbeCuda));
   return exports;
 }
 

@@ -1,0 +1,55 @@
+// The --device flag of the commands that compute (worker, dump, generate, export): cpu, cuda or cuda:N.
+// A CUDA device is checked with the NVIDIA driver before any model is built, so a machine without a usable
+// GPU fails at once with the reason (no driver, no device, driver too old) instead of partway through a job.
+import { loadAddon } from "./addon.js";
+import type { CudaProbe, NativeAddon } from "./addon.js";
+
+export type ComputeDevice = { kind: "cpu" } | { kind: "cuda"; index: number };
+
+export const DEVICE_FLAG_HELP = "--device cpu|cuda|cuda:N";
+
+/** A --device value that is not cpu, cuda or cuda:N. */
+export class DeviceFlagError extends Error {
+  override name = "DeviceFlagError";
+}
+
+/** The device asked for cannot be used here; `problem` says which piece is missing. */
+export class DeviceUnavailableError extends Error {
+  override name = "DeviceUnavailableError";
+  constructor(
+    message: string,
+    readonly problem: CudaProbe["problem"] | "cuda_model_not_built",
+  ) {
+    super(message);
+  }
+}
+
+export function parseDevice(text: string | undefined): ComputeDevice {
+  if (text === undefined || text === "cpu") return { kind: "cpu" };
+  if (text === "cuda") return { kind: "cuda", index: 0 };
+  const m = /^cuda:(\d{1,3})$/.exec(text);
+  if (m) return { kind: "cuda", index: Number(m[1]) };
+  throw new DeviceFlagError(`--device must be cpu, cuda or cuda:N (N a device number), got '${text}'`);
+}
+
+export function deviceName(d: ComputeDevice): string {
+  return d.kind === "cpu" ? "cpu" : `cuda:${d.index}`;
+}
+
+/**
+ * Resolves once the device can run the model; throws DeviceUnavailableError otherwise. The CPU always can.
+ * For a GPU: the driver is asked first (the reasons a user can fix: no driver, no device, driver too old);
+ * a usable GPU is still refused while this build runs the model on the CPU backend only, so no command
+ * pretends to compute on a GPU it does not use.
+ */
+export function requireDevice(d: ComputeDevice, addon: NativeAddon = loadAddon()): void {
+  if (d.kind === "cpu") return;
+  const probe = addon.probeCuda(d.index);
+  const flag = `--device ${deviceName(d)}`;
+  if (!probe.usable) throw new DeviceUnavailableError(`${flag}: ${probe.message}`, probe.problem);
+  throw new DeviceUnavailableError(
+    `${flag}: ${probe.deviceName} is usable, but this build runs the model on the CPU backend only ` +
+      `(the CUDA model is not wired in yet); use --device cpu`,
+    "cuda_model_not_built",
+  );
+}

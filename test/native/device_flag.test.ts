@@ -1,0 +1,99 @@
+// --device cpu|cuda|cuda:N on the commands that compute: a machine without a usable GPU refuses
+// `--device cuda` at once, naming what is missing (no driver, no device, driver too old), before any model is
+// read or any server is contacted; a bad value is a usage error.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { loadAddon } from "../../native/js/addon.js";
+import type { CudaProbe, NativeAddon } from "../../native/js/addon.js";
+import { DeviceFlagError, DeviceUnavailableError, parseDevice, requireDevice } from "../../native/js/compute_device.js";
+import { deadPort, runCli } from "../helpers/run_cli.js";
+
+const missing = "/nonexistent/ringtune-device-test";
+
+async function commands(device: string): Promise<[string, string[]][]> {
+  const port = await deadPort();
+  return [
+    ["worker", ["worker", "--nats", `nats://127.0.0.1:${port}`, "--device", device]],
+    ["dump", ["dump", "--model", missing, "--batch", `${missing}.json`, "--out", `${missing}.st`, "--device", device]],
+    ["generate", ["generate", "--model", missing, "--prompt-ids", "1,2", "--device", device]],
+    [
+      "export",
+      [
+        "export",
+        "--merge",
+        "--model",
+        missing,
+        "--adapter",
+        `${missing}-a`,
+        "--out",
+        `${missing}-o`,
+        "--device",
+        device,
+      ],
+    ],
+  ];
+}
+
+test("--device cuda without a usable GPU fails at once on worker, dump, generate and export, saying why", async () => {
+  const probe = loadAddon().probeCuda(0);
+  // This machine's answer decides the expected sentence: the driver's reason, or the CPU-only build's.
+  const expected = probe.usable ? "CPU backend only" : probe.message;
+  for (const [name, args] of await commands("cuda")) {
+    const r = await runCli(args, {}, 60_000);
+    assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^ringtune ${name}: --device cuda:0: `), name);
+    assert.ok(r.stderr.includes(expected), `${name} should say '${expected}': ${r.stderr}`);
+    // refused before the model folder was read or the NATS server was dialled
+    assert.ok(!r.stderr.includes(missing), `${name} read its inputs before checking the device: ${r.stderr}`);
+    assert.ok(!/ECONNREFUSED|connect/i.test(r.stderr), `${name} dialled NATS first: ${r.stderr}`);
+  }
+});
+
+test("a --device value that is not cpu, cuda or cuda:N is a usage error (status 2)", async () => {
+  for (const [name, args] of await commands("tpu")) {
+    const r = await runCli(args, {}, 60_000);
+    assert.equal(r.code, 2, `${name}: ${r.stderr}`);
+    assert.match(r.stderr, /--device must be cpu, cuda or cuda:N .*got 'tpu'/, name);
+  }
+});
+
+test("worker --help lists the CUDA devices (make cluster-up starts GPU workers on that)", async () => {
+  const r = await runCli(["worker", "--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /--device cpu\|cuda\|cuda:N/);
+});
+
+test("parseDevice reads cpu, cuda and cuda:N and rejects anything else", () => {
+  assert.deepEqual(parseDevice(undefined), { kind: "cpu" });
+  assert.deepEqual(parseDevice("cpu"), { kind: "cpu" });
+  assert.deepEqual(parseDevice("cuda"), { kind: "cuda", index: 0 });
+  assert.deepEqual(parseDevice("cuda:3"), { kind: "cuda", index: 3 });
+  for (const bad of ["gpu", "cuda:", "cuda:-1", "cuda:x", "CUDA", "cuda:1:2", ""])
+    assert.throws(() => parseDevice(bad), DeviceFlagError, bad);
+});
+
+function fakeAddon(probe: Partial<CudaProbe>): NativeAddon {
+  const full: CudaProbe = { usable: false, problem: "none", message: "", deviceName: "", devices: 0, driverVersion: 0 };
+  return { probeCuda: () => ({ ...full, ...probe }) } as unknown as NativeAddon;
+}
+
+test("requireDevice passes the driver's reason on, and never lets a usable GPU pass in a CPU-only build", () => {
+  assert.doesNotThrow(() => requireDevice({ kind: "cpu" }, fakeAddon({})));
+  const cases: [Partial<CudaProbe>, string][] = [
+    [{ problem: "no_driver", message: "no NVIDIA driver: libcuda.so.1 cannot be loaded" }, "no_driver"],
+    [{ problem: "no_device", message: "no CUDA device: the NVIDIA driver (CUDA 13.0) sees no GPU" }, "no_device"],
+    [{ problem: "driver_too_old", message: "the NVIDIA driver is too old: it supports CUDA 12.4" }, "driver_too_old"],
+    [{ usable: true, problem: "none", deviceName: "NVIDIA H200" }, "cuda_model_not_built"],
+  ];
+  for (const [probe, problem] of cases) {
+    assert.throws(
+      () => requireDevice({ kind: "cuda", index: 1 }, fakeAddon(probe)),
+      (err: unknown) =>
+        err instanceof DeviceUnavailableError &&
+        err.problem === problem &&
+        err.message.startsWith("--device cuda:1: ") &&
+        err.message.includes(probe.message || "NVIDIA H200"),
+      problem,
+    );
+  }
+});
