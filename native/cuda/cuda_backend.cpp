@@ -1,0 +1,184 @@
+#include "cuda_backend.h"
+
+#include <climits>
+#include <string>
+#include <vector>
+#include "adamw.cuh"
+#include "add.cuh"
+#include "attention.cuh"
+#include "bias.cuh"
+#include "cross_entropy.cuh"
+#include "embedding.cuh"
+#include "gemm.cuh"
+#include "grad_norm.cuh"
+#include "rmsnorm.cuh"
+#include "rope.cuh"
+#include "swiglu.cuh"
+
+namespace rt::cuda {
+namespace {
+
+// Device scratch that grows to the largest size asked for and is then reused: after the first step of a shape
+// no call allocates.
+template <typename T>
+class Scratch {
+ public:
+  ~Scratch() { cudaFree(p_); }
+  T* get(size_t n) {
+    if (n > n_) {
+      CUDA_CHECK(cudaFree(p_));
+      p_ = nullptr;
+      CUDA_CHECK(cudaMalloc(&p_, sizeof(T) * n));
+      n_ = n;
+    }
+    return p_;
+  }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+template <typename T>
+T download_one(const T* p) {
+  T v{};
+  CUDA_CHECK(cudaMemcpy(&v, p, sizeof(T), cudaMemcpyDeviceToHost));
+  return v;
+}
+
+class CudaBackend final : public Backend<float> {
+ public:
+  explicit CudaBackend(int device) : gemm_(make_gemm()) {
+    name_ = "cuda:" + std::to_string(device) + " fp32 (" + gemm_->name() + ")";
+  }
+  const char* name() const override { return name_.c_str(); }
+
+  Buffer<float> zeros(size_t) const override {
+    fail("cuda backend", "the model's flat buffers are host vectors; device placement is not implemented yet");
+  }
+  void fill(float* p, size_t n, float value) const override { cuda::fill(p, n, value, stream_); }
+
+  void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+            float beta, float* C, int ldc) const override {
+    cuda::gemm(*gemm_, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream_);
+  }
+  void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int I,
+                      int O) const override {
+    gemm(false, true, N, O, I, 1.f, inp, I, w, I, 0.f, out, O);
+    if (b) bias_add(out, b, N, O, stream_);
+  }
+  void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w, int N,
+                       int I, int O) const override {
+    if (dinp) gemm(false, false, N, I, O, 1.f, dout, O, w, I, 0.f, dinp, I);
+    if (dw) gemm(true, false, O, I, N, 1.f, dout, O, inp, I, 1.f, dw, I);
+    if (db) bias_grad(db, dout, N, O, stream_);
+  }
+  void embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int C, int V) const override {
+    int* bad = ints_.get(1);
+    CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(int), stream_));  // -1: every id in range
+    cuda::embedding_forward(out, ids, wte, N, C, V, bad, stream_);
+    const int at = download_one(bad);
+    if (at >= 0) fail("embedding_forward", "token id at position ", at, " outside vocab [0,", V, ")");
+  }
+  void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int N, int C) const override {
+    // The forward has range-checked these ids; the kernel's own bound is then never reached.
+    cuda::embedding_backward(dwte, dout, ids, N, C, INT_MAX, stream_);
+  }
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C,
+                       double eps) const override {
+    cuda::rmsnorm_forward(out, rstd, inp, w, N, C, eps, stream_);
+  }
+  void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
+                        int N, int C) const override {
+    cuda::rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C, stream_);
+  }
+  void rope_forward(float* x, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const override {
+    cuda::rope_forward(x, pos, inv_freq, N, heads, D, stream_);
+  }
+  void rope_backward(float* dx, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const override {
+    cuda::rope_backward(dx, pos, inv_freq, N, heads, D, stream_);
+  }
+  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                         const std::vector<SegmentRun>& runs, const AttentionShape& s,
+                         AttentionScratch<float>&) const override {
+    cuda::attention_forward(out, lse, q, k, v, segment_starts(runs, s), shape(s), stream_);
+  }
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                          const float* v, const float* out, const float* lse, const std::vector<SegmentRun>& runs,
+                          const AttentionShape& s, AttentionScratch<float>&) const override {
+    float* delta = floats_.get((size_t)s.B * s.H * s.T);
+    cuda::attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, segment_starts(runs, s), shape(s), stream_);
+  }
+  void cached_attention(float*, const float*, const float*, const float*, int, int, int, int, int) const override {
+    fail("cuda backend", "attention over a KV cache (generation) is not implemented on the GPU yet");
+  }
+  void add(float* out, const float* a, const float* b, size_t n) const override { cuda::add(out, a, b, n, stream_); }
+  void add_inplace(float* acc, const float* x, size_t n) const override { cuda::add_inplace(acc, x, n, stream_); }
+  void swiglu_forward(float* h, const float* gate, const float* up, size_t n) const override {
+    cuda::swiglu_forward(h, gate, up, n, stream_);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dh, const float* gate, const float* up,
+                       size_t n) const override {
+    cuda::swiglu_backward(dgate, dup, dh, gate, up, n, stream_);
+  }
+  LossSum cross_entropy_forward_backward(float* losses, float* dlogits, const float* logits, const int32_t* labels,
+                                         int N, int V, double scale) const override {
+    double* sum = doubles_.get(1);
+    int* bad = ints_.get(1);
+    CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(double), stream_));
+    CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(int), stream_));
+    cuda::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, (float)scale, sum, bad, stream_);
+    const int at = download_one(bad);
+    if (at >= 0) fail("cross_entropy", "label at position ", at, " outside vocab [0,", V, ") and not -100");
+    // The count of targets: the labels are read back (the checking mode; training counts them on the host).
+    std::vector<int32_t> host((size_t)N);
+    CUDA_CHECK(cudaMemcpy(host.data(), labels, sizeof(int32_t) * N, cudaMemcpyDeviceToHost));
+    LossSum r;
+    for (int32_t l : host) r.count += l != kIgnoreIndex;
+    r.sum = download_one(sum);
+    return r;
+  }
+  double sum_of_squares(const float* x, size_t n) const override {
+    double* sum = doubles_.get(1);
+    CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(double), stream_));
+    cuda::sum_of_squares(sum, x, n, stream_);
+    return download_one(sum);
+  }
+  void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWStep& s,
+                    bool decay) const override {
+    // fp32 only: no bf16 compute copy to refresh; the clipping factor comes in s.grad_scale.
+    cuda::adamw_update(p, nullptr, g, m, v, n, s, decay, nullptr, stream_);
+  }
+
+ private:
+  static AttnShape shape(const AttentionShape& s) { return {s.B, s.T, s.H, s.KVH, s.D}; }
+  // The first position of each token's segment, from the runs the host found, uploaded to the device.
+  const int32_t* segment_starts(const std::vector<SegmentRun>& runs, const AttentionShape& s) const {
+    const size_t N = (size_t)s.B * s.T;
+    starts_host_.assign(N, 0);
+    for (const SegmentRun& r : runs)
+      for (int t = r.start; t < r.start + r.len; t++) starts_host_[(size_t)r.row * s.T + t] = r.start;
+    int32_t* d = starts_.get(N);
+    CUDA_CHECK(cudaMemcpyAsync(d, starts_host_.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // starts_host_ is reused by the next call
+    return d;
+  }
+
+  std::unique_ptr<Gemm> gemm_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;  // the default stream: every op in order, the checking mode's simplest
+  mutable Scratch<int> ints_;
+  mutable Scratch<double> doubles_;
+  mutable Scratch<float> floats_;
+  mutable Scratch<int32_t> starts_;
+  mutable std::vector<int32_t> starts_host_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend<float>> make_cuda_backend(int device) {
+  CUDA_CHECK(cudaSetDevice(device));
+  return std::make_unique<CudaBackend>(device);
+}
+
+}  // namespace rt::cuda
