@@ -62,6 +62,8 @@ export class CoordinatorLease {
         log.info({ lease: holder.holder }, "holding the coordinator lease: this coordinator is active");
         return lease;
       } catch (err) {
+        // Only "the key exists" means another coordinator is active; anything else (no JetStream) is fatal.
+        if (!isKeyTaken(err)) throw err;
         if (!told) {
           const current = await kv.get(LEASE_KEY).catch(() => null);
           const who = current?.operation === "PUT" ? current.string() : "(unknown)";
@@ -88,7 +90,7 @@ export class CoordinatorLease {
           if (this.released) return;
           // NATS away for a moment is retried; a lease that moved on, or outlived its TTL unrenewed, is gone.
           const unrenewedMs = Date.now() - lastRenewal;
-          const taken = /wrong last sequence/i.test(err.message);
+          const taken = isKeyTaken(err);
           if (taken || unrenewedMs > this.ttlMs) {
             this.stopRenewing();
             this.onLost(
@@ -125,4 +127,10 @@ async function openLeaseBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
     // made earlier with another TTL: the bucket's own TTL decides
     return await kvm.open(LEASE_BUCKET);
   }
+}
+
+/** JetStream's "wrong last sequence" (error code 10071): the key exists, or moved on from our revision. */
+function isKeyTaken(err: unknown): boolean {
+  const e = err as { api_error?: { err_code?: number }; message?: string };
+  return e.api_error?.err_code === 10071 || /wrong last sequence|key exists/i.test(e.message ?? "");
 }
