@@ -1,6 +1,7 @@
 // The coordinator process: takes jobs by NATS request, keeps them in JetStream KV, schedules them on idle
 // workers, and runs each job's step loop. A restarted coordinator resumes interrupted jobs from their
-// last checkpoint.
+// last checkpoint. Only one coordinator is active at a time (a lease in KV); another started beside it
+// stands by and takes over when the active one's lease expires.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino, type Logger } from "pino";
 import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
@@ -8,6 +9,8 @@ import { serveJobApi } from "./jobs/job_api_server.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
 import { readModelShape } from "./job_spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
+import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
+import { recoverInterruptedJob } from "./jobs/recovery.js";
 import { parseSpec } from "./job_spec/load.js";
 import { runJob } from "./train/run_job.js";
 import { WorkerLostError } from "./train/worker_client.js";
@@ -19,6 +22,13 @@ export interface CoordinatorOptions {
   heartbeatMs?: number;
   /** a worker silent this long is lost */
   lostAfterMs?: number;
+  /** how long the active coordinator's lease outlives its last renewal (a standby's takeover delay) */
+  leaseTtlMs?: number;
+  /**
+   * Called when this coordinator lost its lease to another (it was stopped or cut off past the lease's TTL):
+   * it has stopped taking work. A process should exit non-zero; the default only closes the coordinator.
+   */
+  onLeaseLost?: (reason: string) => void;
 }
 
 export class Coordinator {
@@ -34,14 +44,42 @@ export class Coordinator {
     private readonly store: JobStore,
     private readonly registry: WorkerRegistry,
     private readonly log: Logger,
+    private readonly lease: CoordinatorLease,
   ) {}
 
+  /**
+   * Connects, waits for the lease (standing by while another coordinator is active), then serves. Any
+   * failure on the way closes what was opened and rejects, so a process exits instead of hanging half-up.
+   */
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
     const log = opts.log ?? pino({ name: "coordinator" }, pino.destination(2));
     const nc = await connect({ servers: opts.natsUrl, name: "ringtune-coordinator", maxReconnectAttempts: -1 });
+    let lease: CoordinatorLease | undefined;
+    try {
+      lease = await CoordinatorLease.acquire(nc, log, opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS, () => nc.isClosed());
+      return await Coordinator.serveWith(nc, lease, opts, log);
+    } catch (err) {
+      await lease?.release();
+      await nc.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  private static async serveWith(
+    nc: NatsConnection,
+    lease: CoordinatorLease,
+    opts: CoordinatorOptions,
+    log: Logger,
+  ): Promise<Coordinator> {
     const store = await JobStore.open(nc);
+    for (const bad of store.unreadable)
+      log.error(bad, `job record '${bad.key}' cannot be read and is skipped (${bad.reason})`);
     const registry = new WorkerRegistry(nc, log, opts.heartbeatMs ?? 1000, opts.lostAfterMs ?? 10_000);
-    const c = new Coordinator(nc, store, registry, log);
+    const c = new Coordinator(nc, store, registry, log, lease);
+    lease.onLost = (reason) => {
+      log.error({ reason }, "lost the coordinator lease; stopping");
+      void c.close().finally(() => opts.onLeaseLost?.(reason));
+    };
     await c.recoverInterruptedJobs();
     registry.onLost = (worker, job) =>
       c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`, worker));
@@ -53,19 +91,17 @@ export class Coordinator {
     return c;
   }
 
-  /** Jobs a previous coordinator was running go back to the queue, to resume from their last checkpoint. */
+  /**
+   * Jobs a previous coordinator was running go back to the queue, to resume from their last checkpoint;
+   * a cancel it recorded but did not finish is finished here, and a job that was running through too many
+   * coordinator restarts (it may be what crashes them) is failed instead.
+   */
   private async recoverInterruptedJobs(): Promise<void> {
     for (const job of this.store.all()) {
-      if (job.status !== "running" && job.status !== "preparing") continue;
-      const from = job.last_checkpoint
-        ? `its checkpoint at step ${job.last_checkpoint.step}`
-        : "the start (no checkpoint yet)";
-      await this.store.update(job.id, {
-        status: "queued",
-        message: `the coordinator restarted; resuming from ${from}`,
-        workers: [],
-      });
-      this.log.info({ job: job.id }, `resuming from ${from}`);
+      const patch = recoverInterruptedJob(job);
+      if (!patch) continue;
+      await this.store.update(job.id, patch);
+      this.log.info({ job: job.id, status: patch.status }, patch.message);
     }
   }
 
@@ -101,6 +137,7 @@ export class Coordinator {
     try {
       for (const job of this.store.all()) {
         if ((job.status !== "queued" && job.status !== "waiting") || this.running.has(job.id)) continue;
+        if (job.cancel_requested) continue; // its cancel is being written; the job never starts
         const spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
         const want = spec.workers;
         const idleAny = this.registry.idle();
@@ -150,7 +187,8 @@ export class Coordinator {
       nc: this.nc,
       store: this.store,
       log: this.log,
-      stopReason: (id: string) => this.stopReasons.get(id),
+      stopReason: (id: string) =>
+        this.stopReasons.get(id) ?? (this.store.get(id)?.cancel_requested ? "canceled by request" : undefined),
       interruption: (id: string) => this.interruptions.get(id)!.promise,
       suspect: (worker: string) => this.registry.suspect(worker),
       activity: (worker: string) => this.registry.activity(worker),
@@ -170,8 +208,10 @@ export class Coordinator {
    * them from their last checkpoint, which is what a restart should do.
    */
   async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
     clearInterval(this.timer);
     this.registry.stop();
+    await this.lease.release();
     await this.nc.close();
   }
 }

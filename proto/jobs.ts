@@ -63,6 +63,8 @@ export const JobRecord = defineMessage("JobRecord", {
   cancel_requested: z.boolean().optional(),
   /** how many times the job has been started (a lost worker requeues it from its last checkpoint) */
   attempts: z.number().int().min(0).optional(),
+  /** coordinator restarts the job was running through; too many fail it (it may be what crashes them) */
+  coordinator_restarts: z.number().int().min(0).optional(),
   /** what one rank needs in memory, estimated at intake */
   memory_estimate: MemoryEstimateRecord.optional(),
 });

@@ -1,6 +1,7 @@
 // `ringtune coordinator` and `ringtune worker`: the long-running cluster processes (make cluster-up starts them).
 import os from "node:os";
 import { Coordinator } from "../../coordinator/main.js";
+import { DEFAULT_LEASE_TTL_MS } from "../../coordinator/lease.js";
 import { Worker } from "../../worker/main.js";
 import { parseBytes } from "../../coordinator/job_spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
@@ -22,10 +23,25 @@ function untilSignal(close: () => Promise<void>): Promise<number> {
 export const coordinatorCommand: Command = {
   name: "coordinator",
   summary: "run the coordinator: takes jobs over NATS and schedules them on workers",
-  usage: "usage: ringtune coordinator [--nats URL]   (default: $NATS_URL or nats://127.0.0.1:4222)",
+  usage:
+    "usage: ringtune coordinator [--nats URL] [--lease-ttl SECONDS]\n" +
+    "  --nats       default: $NATS_URL or nats://127.0.0.1:4222\n" +
+    "  --lease-ttl  how long a coordinator that stopped renewing its lease keeps it before a standby takes over\n" +
+    `               (default ${DEFAULT_LEASE_TTL_MS / 1000}); a second coordinator waits as standby`,
   async run(argv) {
-    const { values } = parseFlags(argv, { nats: { type: "string" } });
-    const c = await Coordinator.start({ natsUrl: natsUrl(values.nats as string | undefined) });
+    const { values } = parseFlags(argv, { nats: { type: "string" }, "lease-ttl": { type: "string" } });
+    const ttl = values["lease-ttl"] === undefined ? undefined : Number(values["lease-ttl"]);
+    if (ttl !== undefined && !(ttl >= 1 && ttl <= 600))
+      throw new UsageError(`--lease-ttl: expected seconds from 1 to 600, got '${values["lease-ttl"] as string}'`);
+    const c = await Coordinator.start({
+      natsUrl: natsUrl(values.nats as string | undefined),
+      leaseTtlMs: ttl === undefined ? undefined : ttl * 1000,
+      // Another coordinator is active now: this one must not act on anything more, whatever is still pending.
+      onLeaseLost: (reason) => {
+        console.error(`ringtune coordinator: ${reason}; exiting`);
+        process.exit(3);
+      },
+    });
     return untilSignal(() => c.close());
   },
 };

@@ -55,6 +55,8 @@ export const trainingSpecShape = {
   eval_every: z.number().int().nonnegative().default(0),
   /** checkpoint every N steps; 0: none but the final model */
   save_every: z.number().int().nonnegative().default(0),
+  /** keep only the newest N checkpoints, deleting older ones as new ones are written; absent: keep all */
+  keep_checkpoints: z.number().int().min(1).max(10_000).optional(),
   /** where checkpoints, the final model and metrics.jsonl go; default runs/<job id> beside the spec */
   output: z.string().min(1).optional(),
   save_dtype: z.enum(["F32", "BF16"]).default("F32"),

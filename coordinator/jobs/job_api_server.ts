@@ -88,7 +88,7 @@ function known(store: JobStore, id: string): Job {
 export function serveJobApi(nc: NatsConnection, store: JobStore, log: Logger, hooks: JobApiHooks): void {
   serve(nc, log, jobSubjects.submit, JobSubmit, JobSubmitReply, async (req) => {
     const job = acceptSubmission(req, hooks.liveMemory());
-    await store.put(job); // the record exists before the reply: a watcher never misses it
+    await store.create(job); // the record exists before the reply: a watcher never misses it
     log.info({ job: job.id, source: job.source }, "job accepted");
     hooks.onAccepted(job);
     return { ok: true, id: job.id };
@@ -105,11 +105,10 @@ export function serveJobApi(nc: NatsConnection, store: JobStore, log: Logger, ho
     const job = known(store, id);
     if (FINAL_STATUSES.includes(job.status))
       throw JobApiRefusal.one("job_final", `job ${id} is already ${job.status}`, "id");
-    if (hooks.requestStop(id, "canceled by request")) {
-      await store.update(id, { cancel_requested: true, message: "canceling after the current step" });
-    } else {
+    // Recorded before it is acted on: a coordinator that takes over after a crash still sees the cancel.
+    await store.update(id, { cancel_requested: true, message: "canceling after the current step" });
+    if (!hooks.requestStop(id, "canceled by request"))
       await store.update(id, { status: "canceled", message: "canceled by request" });
-    }
     return { ok: true };
   });
 }

@@ -1,13 +1,39 @@
-// Job records in JetStream KV (JSON, readable by any client): the coordinator is their only writer, so a cached copy plus put is enough;
-// readers (ringtune watch, jobs, submit --wait) watch the bucket.
+// Job records in JetStream KV (JSON, readable by any client). The coordinator is their only writer, and
+// every write is revision-checked: a record changed behind this coordinator's back (a second coordinator
+// that took over while this one was stopped) makes the write fail instead of silently undoing the change.
+// Writes to one job are applied one after another, each patch onto the record the previous write left.
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { decodeJobRecord, encodeJobRecord, JOBS_BUCKET, type JobRecordBody } from "../../proto/mod.js";
 
 export type Job = JobRecordBody;
 
+/** A job record whose revision in KV is not the one this coordinator last wrote or read. */
+export class StaleJobRecordError extends Error {
+  override name = "StaleJobRecordError";
+  constructor(
+    readonly id: string,
+    cause: unknown,
+  ) {
+    super(`job ${id}: its record was changed by another writer; this coordinator's copy is stale`, { cause });
+  }
+}
+
+/** A record in the bucket that is not a job record this coordinator can read: it is left alone. */
+export interface UnreadableRecord {
+  key: string;
+  revision: number;
+  reason: string;
+}
+
 export class JobStore {
   private readonly cache = new Map<string, Job>();
+  private readonly revisions = new Map<string, number>();
+  /** the write in flight per job: the next one waits for it */
+  private readonly writes = new Map<string, Promise<unknown>>();
+  /** records skipped at open (old protocol, corruption): reported, never served or overwritten */
+  readonly unreadable: UnreadableRecord[] = [];
+
   private constructor(private readonly kv: KV) {}
 
   static async open(nc: NatsConnection): Promise<JobStore> {
@@ -15,7 +41,13 @@ export class JobStore {
     const store = new JobStore(kv);
     for await (const key of await kv.keys()) {
       const e = await kv.get(key);
-      if (e && e.operation === "PUT") store.cache.set(key, decodeJobRecord(e.value));
+      if (!e || e.operation !== "PUT") continue;
+      try {
+        store.cache.set(key, decodeJobRecord(e.value));
+        store.revisions.set(key, e.revision);
+      } catch (err) {
+        store.unreadable.push({ key, revision: e.revision, reason: (err as Error).message });
+      }
     }
     return store;
   }
@@ -29,16 +61,54 @@ export class JobStore {
     return [...this.cache.values()].sort((a, b) => a.created_at.localeCompare(b.created_at));
   }
 
-  async put(job: Job): Promise<Job> {
-    job.updated_at = new Date().toISOString();
-    this.cache.set(job.id, job);
-    await this.kv.put(job.id, encodeJobRecord(job));
-    return job;
+  /** Stores a new job; fails if a record with its id exists already (a job is created once). */
+  async create(job: Job): Promise<Job> {
+    return this.serialised(job.id, async () => {
+      job.updated_at = new Date().toISOString();
+      const revision = await this.kv.create(job.id, encodeJobRecord(job));
+      this.commit(job, revision);
+      return job;
+    });
   }
 
+  /** Applies `patch` to the job's latest record, written only if nobody else wrote it since. */
   async update(id: string, patch: Partial<Job>): Promise<Job> {
-    const job = this.cache.get(id);
-    if (!job) throw new Error(`no job ${id}`);
-    return this.put({ ...job, ...patch });
+    return this.serialised(id, async () => {
+      const job = this.cache.get(id);
+      if (!job) throw new Error(`no job ${id}`);
+      const next = { ...job, ...patch, updated_at: new Date().toISOString() };
+      let revision: number;
+      try {
+        revision = await this.kv.update(id, encodeJobRecord(next), this.revisions.get(id) ?? 0);
+      } catch (err) {
+        if (isWrongRevision(err)) throw new StaleJobRecordError(id, err);
+        throw err;
+      }
+      this.commit(next, revision);
+      return next;
+    });
   }
+
+  private commit(job: Job, revision: number): void {
+    this.cache.set(job.id, job);
+    this.revisions.set(job.id, revision);
+  }
+
+  private serialised<T>(id: string, write: () => Promise<T>): Promise<T> {
+    const previous = this.writes.get(id) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(write);
+    this.writes.set(id, next);
+    void next
+      .catch(() => {})
+      .finally(() => {
+        if (this.writes.get(id) === next) this.writes.delete(id);
+      });
+    return next;
+  }
+}
+
+/** JetStream's "wrong last sequence" (error code 10071): the key's revision moved on. */
+function isWrongRevision(err: unknown): boolean {
+  const e = err as { api_error?: { err_code?: number }; message?: string };
+  return e.api_error?.err_code === 10071 || /wrong last sequence/i.test(e.message ?? "");
 }

@@ -1,9 +1,11 @@
 // Checkpoints: rank 0 writes weights (HF format) and AdamW state into a temporary folder, the coordinator
-// adds trainer_state.json (step, data position, seed), then the folder is renamed into place: a
-// checkpoint either exists whole or not at all.
+// adds trainer_state.json (step, data position, seed), then the folder is renamed into place and its parent
+// synced: a checkpoint either exists whole or not at all, also after a power cut. A failed write leaves no
+// temporary folder behind; a disk without room for it is found before anything is written.
 import { existsSync, readFileSync } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { readdir, rm, statfs } from "node:fs/promises";
 import path from "node:path";
+import { renameDurably } from "../../native/js/durable_fs.js";
 import { writeJsonAtomic } from "../../native/js/hf_config.js";
 import { checkpointTempDir, TRAINER_STATE_FILE } from "../../proto/mod.js";
 
@@ -18,24 +20,83 @@ export interface TrainerState {
   train_loss_first?: number;
 }
 
+export class InsufficientDiskError extends Error {
+  override name = "InsufficientDiskError";
+}
+
+export interface CheckpointOptions {
+  /** bytes the checkpoint will take (weights and optimizer state); checked against the free space first */
+  needBytes?: number;
+  /** free bytes for unprivileged writers on the file system holding `folder` */
+  freeBytes?: (folder: string) => Promise<number>;
+}
+
+async function freeBytesOnDisk(folder: string): Promise<number> {
+  const s = await statfs(folder);
+  return s.bavail * s.bsize;
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+}
+
 /** Runs `writeModel(tmpDir)` then completes and publishes the checkpoint. */
 export async function writeCheckpoint(
   dir: string,
   state: TrainerState,
   writeModel: (tmp: string) => Promise<void>,
+  opts: CheckpointOptions = {},
 ): Promise<void> {
+  const parent = path.dirname(dir);
+  if (opts.needBytes) {
+    const free = await (opts.freeBytes ?? freeBytesOnDisk)(existsSync(parent) ? parent : path.dirname(parent));
+    if (free < opts.needBytes)
+      throw new InsufficientDiskError(
+        `not enough free disk for the checkpoint at step ${state.step} in ${parent}: ` +
+          `it needs about ${gib(opts.needBytes)}, ${gib(free)} are free`,
+      );
+  }
   const tmp = checkpointTempDir(dir);
   await rm(tmp, { recursive: true, force: true });
-  await writeModel(tmp);
-  await writeJsonAtomic(path.join(tmp, TRAINER_STATE_FILE), state);
-  await rm(dir, { recursive: true, force: true });
-  await rename(tmp, dir);
+  try {
+    await writeModel(tmp);
+    await writeJsonAtomic(path.join(tmp, TRAINER_STATE_FILE), state);
+    await rm(dir, { recursive: true, force: true });
+    await renameDurably(tmp, dir);
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  }
+}
+
+/** `step-NNNNNN` folders (published checkpoints) in `folder`, oldest first. */
+async function publishedCheckpoints(folder: string): Promise<{ step: number; dir: string }[]> {
+  const names = existsSync(folder) ? await readdir(folder) : [];
+  return names
+    .map((name) => ({ m: /^step-(\d+)$/.exec(name), name }))
+    .filter((e) => e.m)
+    .map((e) => ({ step: Number(e.m![1]), dir: path.join(folder, e.name) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+/** Deletes all but the newest `keep` checkpoints beside `latest` (which is always kept); returns what went. */
+export async function pruneCheckpoints(latest: string, keep: number): Promise<string[]> {
+  const all = await publishedCheckpoints(path.dirname(latest));
+  const doomed = all.slice(0, Math.max(0, all.length - keep)).filter((c) => c.dir !== latest);
+  for (const c of doomed) await rm(c.dir, { recursive: true, force: true });
+  return doomed.map((c) => c.dir);
 }
 
 export function readTrainerState(dir: string): TrainerState {
   const file = path.join(dir, TRAINER_STATE_FILE);
   if (!existsSync(file)) throw new Error(`${dir} is not a ringtune checkpoint: ${TRAINER_STATE_FILE} is missing`);
-  const s = JSON.parse(readFileSync(file, "utf8")) as TrainerState;
-  if (!Number.isInteger(s.step) || s.step < 0) throw new Error(`${file}: 'step' must be a non-negative integer`);
+  let s: TrainerState;
+  try {
+    s = JSON.parse(readFileSync(file, "utf8")) as TrainerState;
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof s !== "object" || s === null || !Number.isInteger(s.step) || s.step < 0)
+    throw new Error(`${file}: 'step' must be a non-negative integer`);
   return s;
 }

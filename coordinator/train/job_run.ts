@@ -12,7 +12,7 @@ import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
 import { parseSpec } from "../job_spec/load.js";
 import { assignRequest } from "./assign.js";
-import { readTrainerState, writeCheckpoint } from "./checkpoint.js";
+import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
 import { saveFinalModel, saveMergedModel } from "./final_outputs.js";
 import { hybridSwitchStep, loraSettingsOf } from "./lora_plan.js";
@@ -291,17 +291,28 @@ export class JobRun {
       seed: this.spec.seed,
       train_loss_first: this.job.train_loss.first,
     };
-    await writeCheckpoint(dir, state, async (tmp) => {
-      await this.ring.send(0, "save", {
-        job: this.job.id,
-        dir: tmp,
-        what: "model",
-        dtype: "F32",
-        with_optimizer: true,
-      });
-    });
+    const estimate = this.job.memory_estimate;
+    await writeCheckpoint(
+      dir,
+      state,
+      async (tmp) => {
+        await this.ring.send(0, "save", {
+          job: this.job.id,
+          dir: tmp,
+          what: "model",
+          dtype: "F32",
+          with_optimizer: true,
+        });
+      },
+      { needBytes: estimate ? estimate.params_bytes + estimate.optimizer_bytes : undefined },
+    );
     await this.update({ last_checkpoint: { step, dir } });
     this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
+    // Only once the record names the new checkpoint: a restart never looks for one that was deleted.
+    if (this.spec.keep_checkpoints !== undefined) {
+      const removed = await pruneCheckpoints(dir, this.spec.keep_checkpoints);
+      if (removed.length > 0) this.env.log.info({ job: this.job.id, removed }, "older checkpoints deleted");
+    }
   }
 
   /** Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. */

@@ -1,6 +1,7 @@
 // A job's metrics.jsonl: one JSON object per line (a training step, an evaluation or an event), each with
 // the step it belongs to. A resumed job first drops the lines past its checkpoint, so the file tells one
-// story whatever the restarts.
+// story whatever the restarts. A last line cut short (the process died while appending it) is dropped: it
+// is the one line a crash can leave torn, and resuming must not be blocked by it.
 import { existsSync, readFileSync } from "node:fs";
 import { appendFile, writeFile } from "node:fs/promises";
 
@@ -22,6 +23,22 @@ function parseMetricLine(file: string, line: string, lineNumber: number): Metric
   return value as MetricLine;
 }
 
+/** The file's metric lines with their text; a torn last line is left out, any other bad line is an error. */
+export function readMetricLines(file: string): { line: string; metric: MetricLine }[] {
+  const lines = readFileSync(file, "utf8").split("\n");
+  const out: { line: string; metric: MetricLine }[] = [];
+  const last = lines.length - 1; // the text after the last newline: "" unless the final write was cut short
+  lines.forEach((line, i) => {
+    if (line === "") return;
+    try {
+      out.push({ line, metric: parseMetricLine(file, line, i + 1) });
+    } catch (err) {
+      if (i !== last) throw err;
+    }
+  });
+  return out;
+}
+
 export class MetricsFile {
   constructor(readonly file: string) {}
 
@@ -31,10 +48,10 @@ export class MetricsFile {
       await writeFile(this.file, "");
       return;
     }
-    const kept = readFileSync(this.file, "utf8")
-      .split("\n")
-      .filter((line, i) => line !== "" && parseMetricLine(this.file, line, i + 1).step <= startStep);
-    await writeFile(this.file, kept.map((line) => line + "\n").join(""));
+    const kept = readMetricLines(this.file)
+      .filter((m) => m.metric.step <= startStep)
+      .map((m) => m.line + "\n");
+    await writeFile(this.file, kept.join(""));
   }
 
   async append(line: MetricLine): Promise<void> {

@@ -10,7 +10,11 @@ import { join } from "node:path";
 export interface NatsServer {
   url: string;
   port: number;
+  /** the nats-server binary it runs */
+  bin: string;
   stop(): Promise<void>;
+  /** SIGKILL, as a crash would: JetStream's files stay where they are for a restart */
+  kill9(): Promise<void>;
 }
 
 export interface NatsServerOptions {
@@ -18,13 +22,17 @@ export interface NatsServerOptions {
   maxPayload?: number;
   /** More lines for the server's config file (users and their permissions, say). */
   config?: string[];
+  /** Listen on this port instead of one the server picks (a restart keeps its clients' URL). */
+  port?: number;
+  /** JetStream's folder, kept when the server stops (a restart finds its streams again). */
+  storeDir?: string;
 }
 
 export class NatsServerMissingError extends Error {
   override name = "NatsServerMissingError";
 }
 
-function findBinary(): string {
+export function findBinary(): string {
   if (process.env.NATS_SERVER_BIN) return process.env.NATS_SERVER_BIN;
   if (existsSync("/usr/sbin/nats-server")) return "/usr/sbin/nats-server";
   const which = spawnSync("sh", ["-c", "command -v nats-server"], { encoding: "utf8" });
@@ -40,8 +48,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const dir = mkdtempSync(join(tmpdir(), "ringtune-nats-"));
   const config = join(dir, "nats.conf");
   const lines = [
-    `listen: "127.0.0.1:-1"`, // -1: the server picks a free port and logs it
-    `jetstream { store_dir: "${join(dir, "js")}" }`,
+    `listen: "127.0.0.1:${options.port ?? -1}"`, // -1: the server picks a free port and logs it
+    `jetstream { store_dir: "${options.storeDir ?? join(dir, "js")}" }`,
   ];
   if (options.maxPayload !== undefined) lines.push(`max_payload: ${options.maxPayload}`);
   lines.push(...(options.config ?? []));
@@ -49,10 +57,17 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
 
   const child = spawn(bin, ["-c", config], { stdio: ["ignore", "pipe", "pipe"] });
   const stop = () => stopChild(child, dir);
+  const kill9 = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      child.kill("SIGKILL");
+      await exited;
+    }
+  };
   try {
     const port = await waitForReady(child);
     await probe(port);
-    return { url: `nats://127.0.0.1:${port}`, port, stop };
+    return { url: `nats://127.0.0.1:${port}`, port, bin, stop, kill9 };
   } catch (err) {
     await stop();
     throw err;
