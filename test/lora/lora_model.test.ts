@@ -175,7 +175,7 @@ test("applyAdapter onto a fresh base gives the same adapters and the same logits
   );
   const weights = Float32Array.from(fresh.paramData());
   const adapters = Float32Array.from(fresh.loraData());
-  fresh.zeroGrad();
+  await fresh.zeroGrad();
   await fresh.forwardBackward(tinyBatch(), { backward: true });
   await fresh.adamwStep({ lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0 });
   assert.deepEqual(fresh.paramData(), weights);
