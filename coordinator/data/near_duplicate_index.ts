@@ -87,7 +87,8 @@ export class NearDuplicateIndex {
   }
 
   private signature(j: number): Uint32Array {
-    if (j >= this.flushed) return this.pending.subarray((j - this.flushed) * SIGNATURE_WORDS, (j - this.flushed + 1) * SIGNATURE_WORDS);
+    if (j >= this.flushed)
+      return this.pending.subarray((j - this.flushed) * SIGNATURE_WORDS, (j - this.flushed + 1) * SIGNATURE_WORDS);
     readSync(this.fd, this.one, 0, this.one.byteLength, j * SIGNATURE_WORDS * 4);
     return this.one;
   }

@@ -20,7 +20,13 @@ export interface TokenizerJson {
     type: string;
     use_regex?: boolean;
     add_prefix_space?: boolean;
-    pretokenizers?: { type: string; behavior?: string; invert?: boolean; use_regex?: boolean; add_prefix_space?: boolean }[];
+    pretokenizers?: {
+      type: string;
+      behavior?: string;
+      invert?: boolean;
+      use_regex?: boolean;
+      add_prefix_space?: boolean;
+    }[];
   } | null;
   model?: { type: string; dropout?: number | null };
   added_tokens?: AddedToken[];
@@ -177,7 +183,9 @@ export class WordCacheEncoder {
     let mapped = "";
     for (const b of this.utf8.encode(word)) mapped += BYTE_TO_CHAR[b];
     const model = this.lib.model;
-    const ids = model([mapped]).map((t) => this.special.get(t) ?? model.tokens_to_ids.get(t) ?? model.unk_token_id ?? 0);
+    const ids = model([mapped]).map(
+      (t) => this.special.get(t) ?? model.tokens_to_ids.get(t) ?? model.unk_token_id ?? 0,
+    );
     if (this.cache.size >= CACHE_WORDS) this.cache.clear();
     this.cache.set(word, ids);
     return ids;

@@ -182,6 +182,22 @@ test("applyAdapter onto a fresh base gives the same adapters and the same logits
   assert.ok(maxAbsDiff(fresh.loraData(), adapters) > 0);
 });
 
+test("applyAdapter with baseBf16 (a LoRA job resumed from its checkpoint) keeps the frozen base in bf16", async () => {
+  const model = await baseModel();
+  model.enableLora({ ...SETTINGS, targets: ALL_TARGETS });
+  randomizeAdapters(model);
+  const dir = tempDir("ringtune-adapter-");
+  await saveAdapter(model, dir, { baseModel: "tiny" });
+
+  const fresh = await baseModel();
+  const fp32Base = fresh.memory().baseParams;
+  await applyAdapter(fresh, dir, { baseBf16: true });
+  const m = fresh.memory();
+  assert.equal(m.baseBytesPerParam, 2);
+  assert.equal(m.baseParams * 2, fp32Base, "half the fp32 base's bytes");
+  assert.deepEqual(fresh.loraData(), model.loraData());
+});
+
 test("applyAdapter refuses a bad folder before enabling LoRA: the model is left as it was", async () => {
   const model = await baseModel();
   const dir = craftAdapter({

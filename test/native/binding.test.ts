@@ -57,7 +57,10 @@ test("zeroGrad runs off the main thread: it returns a promise, holds the model m
   const model = loadAddon().createModel(config);
   await model.initRandom(6, 0.02);
   await model.forwardBackward(batch(1, 32), { backward: true });
-  assert.ok(model.gradData().some((g) => g !== 0), "the backward left gradients to clear");
+  assert.ok(
+    model.gradData().some((g) => g !== 0),
+    "the backward left gradients to clear",
+  );
   const clearing = model.zeroGrad();
   assert.ok(clearing instanceof Promise);
   assert.throws(() => model.forwardBackward(batch(1, 8), { backward: false }), /forwardBackward: the model is busy/);
