@@ -109,7 +109,8 @@ export class JobRunner {
       // A checkpoint: the (base) weights, the adapter when it was taken under LoRA, the trainables' AdamW state.
       ({ model, config } = await loadModel(m.model.resume, { onActivity }));
       const adapter = checkpointAdapterDir(m.model.resume);
-      if (existsSync(adapter)) await applyAdapter(model, adapter);
+      // The base goes back to the precision the job trains it in (bf16 under LoRA unless it says fp32).
+      if (existsSync(adapter)) await applyAdapter(model, adapter, { baseBf16: m.lora?.baseBf16 });
       onActivity("loading optimizer state");
       await model.prepareTraining();
       step = await loadOptimizerState(model, m.model.resume);
@@ -121,7 +122,7 @@ export class JobRunner {
     } else {
       throw new Error("assign: the model source names neither path, init nor resume");
     }
-    if (m.model.adapter && !m.model.resume) await applyAdapter(model, m.model.adapter);
+    if (m.model.adapter && !m.model.resume) await applyAdapter(model, m.model.adapter, { baseBf16: m.lora?.baseBf16 });
     if (m.lora && !model.loraSettings()) {
       if (m.lora.baseBf16) onActivity("rounding the frozen base to bf16");
       await model.enableLoraAsync(m.lora);

@@ -69,7 +69,7 @@ export class Trainer {
     const taskSums: TaskSums = {};
     let lossSum = 0;
     let targets = 0;
-    if (parts.length === 0) model.zeroGrad(); // a rank without rows this step: nothing else clears them
+    if (parts.length === 0) await model.zeroGrad(); // a rank without rows this step: nothing else clears them
     if (parts.length === 0 && distributed) for (const [o, n] of buckets) reduce(o, n); // no rows: zero gradients
     for (const [i, mb] of parts.entries()) {
       // Only the last micro-batch's backward completes the gradient, so only it overlaps the all-reduce.

@@ -5,6 +5,12 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { cutsByPieces, type TextTokenizer } from "./tokenizer.js";
+import { unsupportedReason, WordCacheEncoder, type TokenizerJson } from "./word_cache_encoder.js";
+
+/** Text the fast encoder must reproduce the library on before it is trusted: words, numbers, scripts, specials. */
+const PROBE =
+  "Hello, world! It's 2024-05-01: x=3.5kg; don't   stop\n\n\tindented  café naïve 你好，世界 Привет 🙂 " +
+  "'re 'LL ABC123 __init__ foo.bar() {\"k\": [1, 2]}\r\n  trailing   ";
 
 export interface TokenizerConfig {
   bos_token?: string | { content: string } | null;
@@ -36,13 +42,17 @@ export class HfTokenizer implements TextTokenizer {
   readonly fingerprint: string;
   readonly config: TokenizerConfig;
   private readonly tok: Tokenizer;
+  /** the word-cached encoder, when it reproduces this tokenizer.json */
+  private readonly fast: WordCacheEncoder | null;
 
   constructor(dir: string) {
     const jsonFile = path.join(dir, "tokenizer.json");
     if (!existsSync(jsonFile)) throw new Error(`no tokenizer.json in ${dir}`);
     const jsonText = readFileSync(jsonFile, "utf8");
     this.config = readTokenizerConfig(dir);
-    this.tok = new Tokenizer(JSON.parse(jsonText), this.config);
+    const json = JSON.parse(jsonText) as TokenizerJson;
+    this.tok = new Tokenizer(json, this.config);
+    this.fast = this.fastEncoder(json);
     this.fingerprint = createHash("sha256").update(jsonText).update(JSON.stringify(this.config)).digest("hex");
     let maxId = -1;
     for (const id of this.tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
@@ -59,6 +69,29 @@ export class HfTokenizer implements TextTokenizer {
     this.padId = pad === null ? this.eosId : this.requireId(pad, "pad_token");
   }
 
+  private fastEncoder(json: TokenizerJson): WordCacheEncoder | null {
+    if (unsupportedReason(json) !== null) return null;
+    try {
+      const fast = new WordCacheEncoder(json, this.tok);
+      const specials = (json.added_tokens ?? []).slice(0, 4).map((t) => t.content);
+      const probe = specials.join(PROBE) + PROBE;
+      const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+      return same(fast.encode(probe), this.libraryEncode(probe)) ? fast : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** whether encode runs the word-cached encoder (else the library's own) */
+  get usesWordCache(): boolean {
+    return this.fast !== null;
+  }
+
+  /** The library's encoder, always: the reference the word-cached one is held to. */
+  libraryEncode(text: string): number[] {
+    return this.tok.encode(text, { add_special_tokens: false }).ids;
+  }
+
   private requireId(token: string, what: string): number {
     const id = this.tok.token_to_id(token);
     if (id === undefined) throw new Error(`tokenizer: ${what} '${token}' is not in the vocabulary`);
@@ -66,7 +99,7 @@ export class HfTokenizer implements TextTokenizer {
   }
 
   encode(text: string): number[] {
-    return this.tok.encode(text, { add_special_tokens: false }).ids;
+    return this.fast ? this.fast.encode(text) : this.libraryEncode(text);
   }
 
   decode(ids: ArrayLike<number>): string {
@@ -74,6 +107,20 @@ export class HfTokenizer implements TextTokenizer {
   }
 
   encodeWithCuts(text: string, cuts: number[]): { ids: number[]; cutTokens: number[] } {
+    const words = this.fast?.encodeWords(text);
+    if (words) {
+      // One encoding: a cut between words (or at a special token) counts the ids of the words before it.
+      const cutTokens: number[] = [];
+      let k = 0;
+      for (const cut of cuts) {
+        while (k < words.ends.length && words.ends[k] < cut) k++;
+        if (cut === 0) cutTokens.push(0);
+        else if (k < words.ends.length && words.ends[k] === cut) cutTokens.push(words.counts[k]);
+        else if (cut >= text.length) cutTokens.push(words.ids.length);
+        else break; // a cut inside a word: the general rule below
+      }
+      if (cutTokens.length === cuts.length) return { ids: words.ids, cutTokens };
+    }
     return cutsByPieces((s) => this.encode(s), text, cuts);
   }
 }

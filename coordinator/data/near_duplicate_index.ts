@@ -1,68 +1,51 @@
 // Near-duplicate detection one record at a time, for records streamed through the pipeline: the same
-// MinHash bands and threshold as findNearDuplicates, with band keys kept as 53-bit numbers in flat typed
-// arrays rather than strings in Maps: about 320 bytes a record instead of well over a kilobyte.
+// MinHash bands and threshold as findNearDuplicates, in memory that does not grow with the dataset. Band
+// keys go into one fixed-size table (a slot holds the band key and the first record seen with it; a full
+// slot keeps its record, so past the table's capacity some near-copies go unreported, never wrongly
+// reported), and signatures are written to a file and read back only for the candidates a band finds.
+import { closeSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { estimatedJaccard } from "./dedupe.js";
 import { SIGNATURE_WORDS } from "./token_pool.js";
 
 const BANDS = 8;
 const ROWS = SIGNATURE_WORDS / BANDS;
+/** Slots of the band table: 8 bytes each, 32 MiB, about 4 M records' bands before recall drops. */
+export const DEFAULT_BAND_SLOTS = 1 << 22;
+/** Signatures kept in memory before they are appended to the file. */
+const SIGNATURES_PER_FLUSH = 4096;
+/** Probes before a band key gives up on finding a slot (the table is then treated as full there). */
+const MAX_PROBES = 8;
 
-/** Four 32-bit words mixed into one 53-bit number: collisions only add candidates, which are then checked. */
-function bandKey(sig: Uint32Array, at: number): number {
-  let hi = 0x811c9dc5;
-  let lo = 0x9747b28c;
-  for (let k = at; k < at + ROWS; k++) {
-    hi = Math.imul(hi ^ sig[k], 0x01000193);
-    lo = Math.imul(lo ^ sig[k], 0x5bd1e995) ^ (lo >>> 13);
+/** A band's four words (and the band's number) mixed into 32 bits, never 0 (0 marks an empty slot). */
+function bandKey(sig: Uint32Array, band: number): number {
+  let h = Math.imul(band + 1, 0x9e3779b1);
+  for (let k = band * ROWS; k < (band + 1) * ROWS; k++) {
+    h = Math.imul(h ^ sig[k], 0x01000193);
+    h ^= h >>> 15;
   }
-  return (hi >>> 0) * 0x200000 + (lo >>> 11);
-}
-
-/** Open addressing over typed arrays: number keys (never 0 after the +1 below) to record ids. */
-class NumberTable {
-  private keys = new Float64Array(1024);
-  private values = new Int32Array(1024);
-  private size = 0;
-
-  private slot(key: number): number {
-    const mask = this.keys.length - 1;
-    let i = (key ^ (key / 0x100000000)) & mask;
-    while (this.keys[i] !== 0 && this.keys[i] !== key) i = (i + 1) & mask;
-    return i;
-  }
-
-  get(key: number): number | undefined {
-    const i = this.slot(key + 1);
-    return this.keys[i] === 0 ? undefined : this.values[i];
-  }
-
-  set(key: number, value: number): void {
-    if (2 * (this.size + 1) > this.keys.length) this.grow();
-    const i = this.slot(key + 1);
-    if (this.keys[i] === 0) this.size++;
-    this.keys[i] = key + 1;
-    this.values[i] = value;
-  }
-
-  private grow(): void {
-    const { keys, values } = this;
-    this.keys = new Float64Array(keys.length * 2);
-    this.values = new Int32Array(keys.length * 2);
-    for (let i = 0; i < keys.length; i++) {
-      if (keys[i] === 0) continue;
-      const j = this.slot(keys[i]);
-      this.keys[j] = keys[i];
-      this.values[j] = values[i];
-    }
-  }
+  return h >>> 0 || 1;
 }
 
 export class NearDuplicateIndex {
-  private readonly buckets = Array.from({ length: BANDS }, () => new NumberTable());
-  private sigs = new Uint32Array(SIGNATURE_WORDS * 1024);
+  private readonly keys: Uint32Array;
+  private readonly records: Int32Array;
+  private readonly pending = new Uint32Array(SIGNATURE_WORDS * SIGNATURES_PER_FLUSH);
+  private flushed = 0; // records whose signatures are in the file
   private count = 0;
+  private readonly fd: number;
+  private readonly one = new Uint32Array(SIGNATURE_WORDS);
 
-  constructor(private readonly threshold = 0.8) {}
+  /** `file`: where signatures are spilled (created, and removed by close). */
+  constructor(
+    private readonly file: string,
+    private readonly threshold = 0.8,
+    slots = DEFAULT_BAND_SLOTS,
+  ) {
+    if (slots & (slots - 1)) throw new Error(`near-duplicate index: slots must be a power of two, got ${slots}`);
+    this.keys = new Uint32Array(slots);
+    this.records = new Int32Array(slots);
+    this.fd = openSync(file, "w+");
+  }
 
   /**
    * Adds record `id` (ids ascend from 0, one per call) with its signature or null; returns the earlier
@@ -71,22 +54,47 @@ export class NearDuplicateIndex {
   add(id: number, sig: Uint32Array | null): { similarTo: number; jaccard: number } | null {
     if (id !== this.count) throw new Error(`near-duplicate index: record ${id} added out of order`);
     this.count++;
-    if ((id + 1) * SIGNATURE_WORDS > this.sigs.length) {
-      const grown = new Uint32Array(this.sigs.length * 2);
-      grown.set(this.sigs);
-      this.sigs = grown;
-    }
+    this.store(id, sig);
     if (!sig) return null;
-    this.sigs.set(sig, id * SIGNATURE_WORDS);
     let best: { similarTo: number; jaccard: number } | null = null;
+    const mask = this.keys.length - 1;
     for (let b = 0; b < BANDS; b++) {
-      const key = bandKey(sig, b * ROWS);
-      const j = this.buckets[b].get(key);
-      if (j !== undefined) {
-        const jac = estimatedJaccard(sig, this.sigs.subarray(j * SIGNATURE_WORDS, (j + 1) * SIGNATURE_WORDS));
+      const key = bandKey(sig, b);
+      for (let probe = 0, i = key & mask; probe < MAX_PROBES; probe++, i = (i + 1) & mask) {
+        if (this.keys[i] === 0) {
+          this.keys[i] = key;
+          this.records[i] = id;
+          break;
+        }
+        if (this.keys[i] !== key) continue;
+        const j = this.records[i];
+        const jac = estimatedJaccard(sig, this.signature(j));
         if (jac >= this.threshold && (!best || jac > best.jaccard)) best = { similarTo: j, jaccard: jac };
-      } else this.buckets[b].set(key, id);
+        break;
+      }
     }
     return best;
+  }
+
+  private store(id: number, sig: Uint32Array | null): void {
+    const at = (id - this.flushed) * SIGNATURE_WORDS;
+    if (sig) this.pending.set(sig, at);
+    else this.pending.fill(0, at, at + SIGNATURE_WORDS);
+    if (id + 1 - this.flushed === SIGNATURES_PER_FLUSH) {
+      writeSync(this.fd, this.pending, 0, this.pending.byteLength, this.flushed * SIGNATURE_WORDS * 4);
+      this.flushed += SIGNATURES_PER_FLUSH;
+    }
+  }
+
+  private signature(j: number): Uint32Array {
+    if (j >= this.flushed)
+      return this.pending.subarray((j - this.flushed) * SIGNATURE_WORDS, (j - this.flushed + 1) * SIGNATURE_WORDS);
+    readSync(this.fd, this.one, 0, this.one.byteLength, j * SIGNATURE_WORDS * 4);
+    return this.one;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+    rmSync(this.file, { force: true });
   }
 }

@@ -15,6 +15,7 @@ import { cacheKey } from "./cache.js";
 import { recordKey } from "./dedupe.js";
 import { loadRecord } from "./load_records.js";
 import { mixSources } from "./mix.js";
+import { DuplicateKeys } from "./duplicate_keys.js";
 import { NearDuplicateIndex } from "./near_duplicate_index.js";
 import { firstFitDecreasing } from "./pack.js";
 import { isBadRecord, type DataSpec } from "./pipeline.js";
@@ -185,8 +186,8 @@ async function build(
   const readProblems: Problem[] = [];
   const dupProblems: Problem[] = [];
   const nearProblems: Problem[] = [];
-  const seen = new Map<string, number>(); // record key -> first kept record's source index * 2^32 + line
-  const near = new NearDuplicateIndex();
+  const seen = new DuplicateKeys(); // record key -> first kept record's source index * 2^32 + line
+  const near = new NearDuplicateIndex(path.join(dir, "signatures.tmp"));
   const writer = new TokenWriter(dir);
   const exampleTargets: number[] = [];
   let truncated = 0;
@@ -295,6 +296,8 @@ async function build(
   } catch (err) {
     await pool.close();
     throw err;
+  } finally {
+    near.close();
   }
   seen.clear();
   report();

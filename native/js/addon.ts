@@ -171,7 +171,8 @@ export interface NativeModel {
   memory(): MemoryReport;
   /** HF-style init: normal(0, std) for matrices and embeddings, 1 for norms, 0 for biases */
   initRandom(seed: number, std: number): Promise<void>;
-  zeroGrad(): void;
+  /** clears the gradients (allocating them on first use) off the main thread */
+  zeroGrad(): Promise<void>;
   /**
    * Forward (and backward when `backward`): gradients of lossScale * lossSum are ADDED to gradData.
    * lossScale defaults to 1/targets (the local mean). With keepLogits, logits() holds

@@ -11,7 +11,7 @@ export interface Dump {
 }
 
 export async function forwardBackwardDump(model: NativeModel, batch: NativeBatch, vocabSize: number): Promise<Dump> {
-  model.zeroGrad();
+  await model.zeroGrad();
   const result = await model.forwardBackward(batch, { backward: true, keepLogits: true });
   if (result.targets === 0) throw new Error("the batch has no targets (every label is -100): the loss is undefined");
   const logits = model.logits();

@@ -389,15 +389,21 @@ function checkNativeTable(params: readonly ShapedName[], expected: Map<string, n
  * Loads a PEFT adapter onto `model` (a base model in full training): checks the folder against the
  * model's weights, enables LoRA with the adapter's settings and reads the tensors straight into
  * loraData() at the loraParams() offsets. Then the model trains on (continuing the adapter) or generates.
+ * `baseBf16` keeps the frozen base in bf16, as the job that trained the adapter had it.
  */
-export async function applyAdapter(model: NativeModel, dir: string): Promise<LoraSettings> {
+export async function applyAdapter(
+  model: NativeModel,
+  dir: string,
+  opts: { baseBf16?: boolean } = {},
+): Promise<LoraSettings> {
   if (model.loraSettings() !== null) throw new Error(`applyAdapter ${dir}: the model already has LoRA adapters`);
   const configFile = path.join(dir, ADAPTER_CONFIG);
   const { settings } = parseAdapterConfig(configFile, await readAdapterConfig(dir));
   const header = await readAdapterHeader(dir);
   const expected = expectedAdapterTensors(model.params(), settings);
   matchTensors(header, expected);
-  model.enableLora(settings);
+  // Off the main thread: rounding a large base to bf16 takes seconds.
+  await model.enableLoraAsync(opts.baseBf16 ? { ...settings, baseBf16: true } : settings);
   const params = model.loraParams();
   checkNativeTable(params, expected, `applyAdapter ${dir}`);
   const data = model.loraData();

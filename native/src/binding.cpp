@@ -485,10 +485,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return job->promise();
   }
 
+  // A sweep over every gradient (gigabytes for a large model): off the main thread, like a step.
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
-    require_idle(info.Env(), "zeroGrad");
-    model_->zero_grad();
-    return info.Env().Undefined();
+    Napi::Env env = info.Env();
+    claim(env, "zeroGrad");
+    ModelPtr m = model_;
+    auto* job = new Job(
+        env, [m] { m->zero_grad(); }, nullptr, &busy_);
+    job->Queue();
+    return job->promise();
   }
 
   Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {

@@ -141,8 +141,7 @@ void Model<T>::init_random(uint64_t seed, double std) {
       std::fill(w, w + p.size, is_norm ? T(1) : T(0));
       continue;
     }
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < p.size; i++) w[i] = (T)(std * normal01(seed, e, i));
+    fill_normal(w, p.size, std, seed, e);
   }
   if (m_) ops_.fill(m_->data(), m_->size(), T(0));
   if (v_) ops_.fill(v_->data(), v_->size(), T(0));

@@ -175,11 +175,27 @@ test("applyAdapter onto a fresh base gives the same adapters and the same logits
   );
   const weights = Float32Array.from(fresh.paramData());
   const adapters = Float32Array.from(fresh.loraData());
-  fresh.zeroGrad();
+  await fresh.zeroGrad();
   await fresh.forwardBackward(tinyBatch(), { backward: true });
   await fresh.adamwStep({ lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0 });
   assert.deepEqual(fresh.paramData(), weights);
   assert.ok(maxAbsDiff(fresh.loraData(), adapters) > 0);
+});
+
+test("applyAdapter with baseBf16 (a LoRA job resumed from its checkpoint) keeps the frozen base in bf16", async () => {
+  const model = await baseModel();
+  model.enableLora({ ...SETTINGS, targets: ALL_TARGETS });
+  randomizeAdapters(model);
+  const dir = tempDir("ringtune-adapter-");
+  await saveAdapter(model, dir, { baseModel: "tiny" });
+
+  const fresh = await baseModel();
+  const fp32Base = fresh.memory().baseParams;
+  await applyAdapter(fresh, dir, { baseBf16: true });
+  const m = fresh.memory();
+  assert.equal(m.baseBytesPerParam, 2);
+  assert.equal(m.baseParams * 2, fp32Base, "half the fp32 base's bytes");
+  assert.deepEqual(fresh.loraData(), model.loraData());
 });
 
 test("applyAdapter refuses a bad folder before enabling LoRA: the model is left as it was", async () => {

@@ -50,7 +50,25 @@ test("a second call on a busy model is refused, not raced", async () => {
   assert.throws(() => model.forwardBackward(batch(1, 8), { backward: false }), /forwardBackward: the model is busy/);
   const r = await first;
   assert.ok(r.targets > 0 && Number.isFinite(r.loss));
-  model.zeroGrad(); // free again
+  await model.zeroGrad(); // free again
+});
+
+test("zeroGrad runs off the main thread: it returns a promise, holds the model meanwhile, and clears every gradient", async () => {
+  const model = loadAddon().createModel(config);
+  await model.initRandom(6, 0.02);
+  await model.forwardBackward(batch(1, 32), { backward: true });
+  assert.ok(
+    model.gradData().some((g) => g !== 0),
+    "the backward left gradients to clear",
+  );
+  const clearing = model.zeroGrad();
+  assert.ok(clearing instanceof Promise);
+  assert.throws(() => model.forwardBackward(batch(1, 8), { backward: false }), /forwardBackward: the model is busy/);
+  await clearing;
+  assert.ok(
+    model.gradData().every((g) => g === 0),
+    "every gradient is zero once the promise resolves",
+  );
 });
 
 test("paramData is the native buffer itself: writing it changes the model's output", async () => {
@@ -71,7 +89,7 @@ test("gradients accumulate across calls until zeroGrad, and AdamW reports the gl
   const model = loadAddon().createModel(config);
   await model.initRandom(4, 0.02);
   const b = batch(1, 32);
-  model.zeroGrad();
+  await model.zeroGrad();
   await model.forwardBackward(b, { backward: true });
   const once = Float32Array.from(model.gradData());
   await model.forwardBackward(b, { backward: true });
@@ -127,7 +145,7 @@ test("onGradsReady reports every gradient bucket once, head first and embedding 
   const ranges: [number, number][] = [];
   let all: () => void = () => {};
   const done = new Promise<void>((resolve) => (all = resolve));
-  model.zeroGrad();
+  await model.zeroGrad();
   const r = await model.forwardBackward(batch(2, 64), {
     backward: true,
     onGradsReady: (offset, size) => {
