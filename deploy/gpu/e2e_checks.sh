@@ -58,7 +58,7 @@ if rt dump --model "$W/model" --batch "$W/batch.json" --out "$W/cuda.safetensors
   ' "$W/cpu.safetensors" "$W/cuda.safetensors")
   case $cmp in ok*) check "dump cuda fp32 vs cpu" ok "${cmp#ok }" ;; *) check "dump cuda fp32 vs cpu" FAIL "$cmp" ;; esac
 else
-  check "dump cuda fp32 vs cpu" FAIL "$(tail -1 "$W/cuda_dump.err")"
+  check "dump cuda fp32 vs cpu" FAIL "$(grep -m1 '^ringtune' "$W/cuda_dump.err" || tail -1 "$W/cuda_dump.err")"
 fi
 
 # 2-6 train through a GPU worker; they need the CUDA model behind `ringtune worker --device cuda`.

@@ -78,7 +78,8 @@ constexpr int kHeadTile = 4096;  // vocabulary rows of a bf16 head widened at a 
 template <typename T>
 class Model {
  public:
-  // The layer sequence below is written once over the backend's ops; the CPU backend is the default.
+  // The layer sequence below is written once over the backend's ops; the CPU backend is the default. The
+  // backend is held by reference and must outlive the model (cpu_backend() is a static).
   explicit Model(const ModelConfig& cfg, const Backend<T>& backend = cpu_backend<T>());
 
   const ModelConfig& config() const { return cfg_; }
