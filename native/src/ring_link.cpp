@@ -47,6 +47,11 @@ void FdRingLink::recv(void* data, size_t bytes) {
   }
 }
 
+void FdRingLink::shutdown() {
+  if (send_fd_ >= 0) ::shutdown(send_fd_, SHUT_RDWR);
+  if (recv_fd_ >= 0) ::shutdown(recv_fd_, SHUT_RDWR);
+}
+
 std::vector<std::unique_ptr<RingLink>> local_ring(int n) {
   std::vector<int> rd(n), wr(n);  // socket pair r carries rank r's sends to rank r+1
   for (int r = 0; r < n; r++) {

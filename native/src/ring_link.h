@@ -15,6 +15,8 @@ class RingLink {
   virtual ~RingLink() = default;
   virtual void send(const void* data, size_t bytes) = 0;  // to the next rank
   virtual void recv(void* data, size_t bytes) = 0;        // from the previous rank
+  // Ends every transfer in progress or to come with an error (the ring is being torn down).
+  virtual void shutdown() {}
 };
 
 // A link over two connected stream sockets (TCP, or a local socket pair in tests); it closes both when destroyed.
@@ -24,6 +26,7 @@ class FdRingLink : public RingLink {
   ~FdRingLink() override;
   void send(const void* data, size_t bytes) override;
   void recv(void* data, size_t bytes) override;
+  void shutdown() override;
 
  private:
   int send_fd_, recv_fd_;
