@@ -1,6 +1,7 @@
 #include "ring_attention.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -19,29 +20,47 @@ struct Piece {
 
 // One step's transfers: the sends to the next rank on one thread, the receives from the previous rank on
 // another, in the order given (both ends of a link agree on it), while the caller computes.
+using Clock = std::chrono::steady_clock;
+
+static double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
 class Exchange {
  public:
-  Exchange(RingLink* link, std::vector<Piece> sends, std::vector<Piece> recvs) {
+  Exchange(const SequenceParallel& sp, std::vector<Piece> sends, std::vector<Piece> recvs) : stats_(sp.stats) {
+    RingLink* link = sp.link;
     if (!sends.empty())
       sender_ = std::thread([this, link, sends] {
+        const auto t0 = Clock::now();
         try {
           for (const Piece& p : sends) link->send(p.data, p.bytes);
         } catch (...) {
           send_error_ = std::current_exception();
         }
+        send_ms_ = ms_since(t0);
       });
     if (!recvs.empty())
       receiver_ = std::thread([this, link, recvs] {
+        const auto t0 = Clock::now();
         try {
           for (const Piece& p : recvs) link->recv(p.data, p.bytes);
         } catch (...) {
           recv_error_ = std::current_exception();
         }
+        recv_ms_ = ms_since(t0);
       });
+    if (stats_)
+      for (const Piece& p : sends) stats_->bytes_sent += (double)p.bytes;
   }
   ~Exchange() { join(); }
   void wait() {
+    const auto t0 = Clock::now();
     join();
+    if (stats_) {
+      stats_->exposed_ms += ms_since(t0);
+      stats_->transfer_ms += std::max(send_ms_, recv_ms_);
+    }
     if (send_error_) std::rethrow_exception(send_error_);
     if (recv_error_) std::rethrow_exception(recv_error_);
   }
@@ -51,8 +70,10 @@ class Exchange {
     if (sender_.joinable()) sender_.join();
     if (receiver_.joinable()) receiver_.join();
   }
+  RingStats* stats_;
   std::thread sender_, receiver_;
   std::exception_ptr send_error_, recv_error_;
+  double send_ms_ = 0, recv_ms_ = 0;
 };
 
 template <typename T>
@@ -129,7 +150,7 @@ void ring_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, 
   for (int step = 0; step < sp.size; step++) {
     const int src = (sp.rank - step + sp.size) % sp.size;
     const bool more = step + 1 < sp.size;
-    Exchange x(sp.link, more ? std::vector<Piece>{{scratch.cur.data(), bytes}} : std::vector<Piece>{},
+    Exchange x(sp, more ? std::vector<Piece>{{scratch.cur.data(), bytes}} : std::vector<Piece>{},
                more ? std::vector<Piece>{{scratch.next.data(), bytes}} : std::vector<Piece>{});
     BlockView<T> b = view<T>(scratch.cur, s);
     for_each_connected(scratch, runs, seg, b.seg, src, s, sp, [&] {
@@ -166,7 +187,7 @@ void ring_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, con
       sends.push_back({scratch.cur.data(), bytes});
       recvs.push_back({scratch.next.data(), bytes});
     }
-    Exchange x(sp.link, sends, recvs);
+    Exchange x(sp, sends, recvs);
     std::fill(scratch.own.begin(), scratch.own.end(), T(0));
     T* dk_own = scratch.own.data();
     T* dv_own = dk_own + kv;
@@ -188,7 +209,7 @@ void ring_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, con
     scratch.cur.swap(scratch.next);
   }
   // The last accumulator goes to the next rank, whose block it is; ours comes from the previous rank.
-  Exchange last(sp.link, {{scratch.acc_send.data(), acc_bytes}}, {{scratch.acc_in.data(), acc_bytes}});
+  Exchange last(sp, {{scratch.acc_send.data(), acc_bytes}}, {{scratch.acc_in.data(), acc_bytes}});
   last.wait();
   std::copy(scratch.acc_in.begin(), scratch.acc_in.begin() + kv, dk);
   std::copy(scratch.acc_in.begin() + kv, scratch.acc_in.end(), dv);

@@ -32,10 +32,18 @@ class FdRingLink : public RingLink {
   int send_fd_, recv_fd_;
 };
 
+// Time ring attention spent moving blocks, and the part of it the compute did not hide (accumulated).
+struct RingStats {
+  double transfer_ms = 0;  // sum over steps of the longer of the send and receive threads
+  double exposed_ms = 0;   // sum over steps of the wait for the transfers after the compute
+  double bytes_sent = 0;
+};
+
 // The group a rank belongs to. size 1 (or no link) is a plain, unsplit row.
 struct SequenceParallel {
   int rank = 0, size = 1;
   RingLink* link = nullptr;
+  RingStats* stats = nullptr;  // optional
 };
 
 // N links joined in a ring by socket pairs inside one process: rank r sends to rank r+1 (mod N).
