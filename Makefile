@@ -54,6 +54,12 @@ test-js: build
 bench: build
 	$(NATIVE_BUILD)/ringtune_native_bench step
 
+# Sequence parallelism: step time of one worker vs SP=2 at 8192/16384 tokens, ring transfer hidden, longest
+# row in a memory budget (bench/native/sequence_parallel.cpp). SP_BENCH_ARGS="--seq 2048 --steps 1" for a short run.
+.PHONY: bench-sp
+bench-sp: native
+	$(NATIVE_BUILD)/ringtune_native_bench sp $(SP_BENCH_ARGS)
+
 # Memory held and step time: full training vs LoRA rank 16 and 64 (bench/native/lora_step.cpp).
 .PHONY: bench-lora
 bench-lora: native

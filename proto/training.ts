@@ -53,6 +53,8 @@ export const JobAssign = defineMessage("JobAssign", {
   optimizer: OptimizerSettings,
   /** method lora: adapters from the start (a resumed checkpoint brings its own) */
   lora: LoraSettingsWire.optional(),
+  /** workers per sequence-parallel group (ranks g*N..g*N+N-1 form group g); absent: 1 */
+  sequence_parallel: z.number().int().min(1).optional(),
 });
 export const JobAssignReply = defineMessage("JobAssignReply", {
   ...Ok,

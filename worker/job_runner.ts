@@ -18,6 +18,7 @@ import {
 } from "../proto/mod.js";
 import { connectTransport } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
+import { joinSequenceGroup, type SequenceGroup } from "./sequence_parallel/group_link.js";
 import { Trainer } from "./trainer.js";
 
 type CommandHandlers = { [C in WorkerCommand]: (request: CommandRequest<C>) => Promise<CommandResult<C>> };
@@ -130,7 +131,14 @@ export class JobRunner {
     onActivity("allocating gradients and optimizer state");
     await model.prepareTraining(); // nothing to do when a checkpoint's moments were loaded above
     this.log.info(
-      { job: m.job, rank: m.rank, size: m.size, transport: m.transport, lora: !!model.loraSettings() },
+      {
+        job: m.job,
+        rank: m.rank,
+        size: m.size,
+        sequenceParallel: m.sequence_parallel ?? 1,
+        transport: m.transport,
+        lora: !!model.loraSettings(),
+      },
       "joining ring",
     );
     onActivity("joining the ring");
@@ -142,14 +150,30 @@ export class JobRunner {
       kind: m.transport,
       ...this.net,
     });
+    const spSize = m.sequence_parallel ?? 1;
+    let group: SequenceGroup | undefined;
+    if (spSize > 1) {
+      onActivity("joining the sequence-parallel group");
+      try {
+        group = await joinSequenceGroup({ nc: this.nc, ring: m.ring, rank: m.rank, size: spSize, ...this.net });
+      } catch (err) {
+        await transport.close();
+        throw err;
+      }
+    }
     const o = m.optimizer;
-    const trainer = new Trainer(model, transport, {
-      beta1: o.beta1,
-      beta2: o.beta2,
-      eps: o.eps,
-      weightDecay: o.weight_decay,
-      maxGradNorm: o.grad_clip,
-    });
+    const trainer = new Trainer(
+      model,
+      transport,
+      {
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.eps,
+        weightDecay: o.weight_decay,
+        maxGradNorm: o.grad_clip,
+      },
+      group,
+    );
     this.job = { id: m.job, config, trainer };
     return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
   }

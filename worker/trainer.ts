@@ -4,6 +4,7 @@ import type { AdamWOptions, NativeBatch, NativeModel } from "../native/js/addon.
 import { addTokenLosses, sliceTokenBatch, type TaskSums, type TokenBatch } from "../proto/mod.js";
 import { allReduceTag, ringAllReduce, type Transport } from "./allreduce/mod.js";
 import { trainingStateChecksum } from "./checksum.js";
+import type { SequenceGroup } from "./sequence_parallel/group_link.js";
 
 /** AdamW's settings for the whole job; the learning rate comes with each step. */
 export type OptimizerSettings = Omit<AdamWOptions, "lr">;
@@ -46,7 +47,14 @@ export class Trainer {
     readonly model: NativeModel,
     private readonly transport: Transport,
     private readonly opt: OptimizerSettings,
+    /** sequence parallelism: batches hold this rank's zigzag share of each row of its group */
+    private readonly group?: SequenceGroup,
   ) {}
+
+  private get sequenceParallel() {
+    const g = this.group;
+    return g && { link: g.link, rank: g.rank, size: g.size };
+  }
 
   async trainStep(req: StepRequest): Promise<StepOutcome> {
     const t0 = performance.now();
@@ -79,6 +87,7 @@ export class Trainer {
         lossScale: req.lossScale,
         onGradsReady: overlap ? reduce : undefined,
         zeroGrads: i === 0,
+        sequenceParallel: this.sequenceParallel,
       });
       lossSum += r.lossSum;
       targets += r.targets;
@@ -110,7 +119,10 @@ export class Trainer {
     let lossSum = 0;
     let targets = 0;
     for (const mb of microBatches(batch, microBatchRows)) {
-      const r = await this.model.forwardBackward(mb.batch, { backward: false });
+      const r = await this.model.forwardBackward(mb.batch, {
+        backward: false,
+        sequenceParallel: this.sequenceParallel,
+      });
       lossSum += r.lossSum;
       targets += r.targets;
       addTokenLosses(taskSums, this.model.tokenLosses(), mb.batch.labels, mb.tokenTask, batch.tasks);
@@ -119,6 +131,7 @@ export class Trainer {
   }
 
   close(): Promise<void> {
+    this.group?.close();
     return this.transport.close();
   }
 }

@@ -5,3 +5,5 @@
 int run_bench(int argc, char** argv);
 // Memory held and step time: full training vs LoRA rank 16 and 64.
 int run_lora_bench(int argc, char** argv);
+// Sequence parallelism: step time one worker vs SP=2, hidden ring transfer, longest row in a memory budget.
+int run_sequence_parallel_bench(int argc, char** argv);

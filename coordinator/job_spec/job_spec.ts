@@ -5,6 +5,7 @@ import { DATA_FORMATS } from "../data/formats.js";
 import { columnsSchema, tagsSchema } from "../data/llamafactory_columns.js";
 import { TEMPLATE_NAMES } from "../data/templates/template.js";
 import { checkTrainingKeys, trainingSpecShape } from "./training_spec.js";
+import { checkSequenceParallelKeys, MAX_SEQ_LEN } from "./sequence_parallel.js";
 
 export const dataSourceSchema = z
   .strictObject({
@@ -58,7 +59,7 @@ export const dataSpecShape = {
   dedup: z.enum(["exact", "none"]).default("exact"),
   /** validation split: a fraction (< 1) or a count of records, stratified by task_type */
   val_size: z.number().nonnegative().default(0),
-  seq_len: z.number().int().positive().default(512),
+  seq_len: z.number().int().positive().max(MAX_SEQ_LEN).default(512),
   packing: z.boolean().default(true),
   train_on_prompt: z.boolean().default(false),
   last_turn_only: z.boolean().default(false),
@@ -74,6 +75,7 @@ export const dataSpecShape = {
 export const jobSpecSchema = z
   .strictObject({ ...dataSpecShape, ...trainingSpecShape })
   .superRefine(checkTrainingKeys)
+  .superRefine(checkSequenceParallelKeys)
   .superRefine((spec, ctx) => {
     if (spec.data.length === 0 && spec.dataset === undefined)
       ctx.addIssue({

@@ -70,6 +70,11 @@ export const trainingSpecShape = {
   resume_from: z.string().min(1).optional(),
   /** data-parallel workers */
   workers: z.number().int().positive().default(1),
+  /**
+   * workers per sequence-parallel group: each row is cut into 2N chunks spread over N workers (ring
+   * attention between them); the ring forms workers / N data-parallel groups
+   */
+  sequence_parallel: z.number().int().positive().default(1),
   /** data-plane transport of the gradient all-reduce; default: the faster one measured (tcp) */
   transport: z.enum(["tcp", "nats"]).optional(),
   /** compare a checksum of every worker's weights every N steps (they must stay identical); 0: never */

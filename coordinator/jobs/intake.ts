@@ -6,7 +6,8 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { formatSpecIssues, parseSpec } from "../job_spec/load.js";
 import { jobSpecSchema, type JobSpec } from "../job_spec/job_spec.js";
-import { estimateJobMemory, readModelShape } from "../job_spec/job_memory.js";
+import { estimateJobMemory, modelConfigFile, readModelShape } from "../job_spec/job_memory.js";
+import { specPositionProblem } from "../job_spec/sequence_parallel.js";
 import type { MemoryEstimate } from "../job_spec/memory_estimate.js";
 import {
   JobApiRefusal,
@@ -123,6 +124,8 @@ export function acceptSubmission(req: Body<typeof JobSubmit>, workers: WorkerMem
   } catch (err) {
     throw JobApiRefusal.one("invalid_spec", `${where}: model: ${(err as Error).message}`, "model");
   }
+  const positions = specPositionProblem(spec, modelConfigFile(spec));
+  if (positions) throw JobApiRefusal.one("invalid_spec", `${where}: ${positions}`, "seq_len");
   const refusal = memoryRefusal(spec, shape, workers);
   if (refusal) throw JobApiRefusal.one("insufficient_memory", `${where}: ${refusal}`, null);
   const id = newJobId();

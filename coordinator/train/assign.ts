@@ -36,5 +36,6 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
       grad_clip: spec.grad_clip,
     },
     lora: spec.method === "lora" ? p.lora : undefined,
+    sequence_parallel: spec.sequence_parallel > 1 ? spec.sequence_parallel : undefined,
   };
 }

@@ -8,7 +8,7 @@ import type { JobSpec } from "../job_spec/job_spec.js";
 import { shardRange } from "./plan.js";
 import type { Ring } from "./ring.js";
 import { combineEvalReplies } from "./step_results.js";
-import { tokenBatchOfRows } from "./token_batch.js";
+import { rankBatch } from "./rank_batch.js";
 
 /** The loss over the validation rows, or undefined when the job has none. */
 export async function validationLoss(
@@ -20,10 +20,14 @@ export async function validationLoss(
   const val = data.val;
   if (val.length === 0) return undefined;
   const replies = await ring.all((rank) => {
-    const [a, b] = shardRange(val.length, rank, ring.size);
     return ring.send(rank, "eval", {
       job,
-      batch: tokenBatchOfRows(val.slice(a, b), data.setup.tokenizer.padId, spec.seq_len),
+      batch: rankBatch(val, rank, {
+        ringSize: ring.size,
+        sequenceParallel: spec.sequence_parallel,
+        padId: data.setup.tokenizer.padId,
+        seqLen: spec.seq_len,
+      }),
       micro_batch_rows: spec.micro_batch_rows,
     });
   });

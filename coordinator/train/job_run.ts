@@ -17,12 +17,12 @@ import { generationEval, validationLoss } from "./evaluate.js";
 import { saveFinalModel, saveMergedModel } from "./final_outputs.js";
 import { hybridSwitchStep, loraSettingsOf } from "./lora_plan.js";
 import { MetricsFile } from "./metrics_file.js";
-import { DataOrder, planSteps, shardRange, type StepPlan } from "./plan.js";
+import { DataOrder, planSteps, type StepPlan } from "./plan.js";
 import { prepareData } from "./prepare_data.js";
 import { Ring } from "./ring.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
 import { combineStepReplies } from "./step_results.js";
-import { tokenBatchOfRows } from "./token_batch.js";
+import { rankBatch } from "./rank_batch.js";
 
 const ASSIGN_TIMEOUT_MS = 10 * 60_000;
 
@@ -222,14 +222,18 @@ export class JobRun {
 
       // forward-backward, gradient all-reduce and AdamW update, on every rank
       const replies = await this.ring.all((rank) => {
-        const [a, b] = shardRange(rows.length, rank, this.ring.size);
         return this.ring.send(rank, "step", {
           job: this.job.id,
           step,
           lr,
           loss_scale: targets > 0 ? 1 / targets : 0,
           micro_batch_rows: spec.micro_batch_rows,
-          batch: tokenBatchOfRows(rows.slice(a, b), data.setup.tokenizer.padId, spec.seq_len),
+          batch: rankBatch(rows, rank, {
+            ringSize: this.ring.size,
+            sequenceParallel: spec.sequence_parallel,
+            padId: data.setup.tokenizer.padId,
+            seqLen: spec.seq_len,
+          }),
           checksum,
           enable_lora: switching ? this.lora : undefined,
         });

@@ -7,6 +7,7 @@ import { isBadRecord } from "../data/pipeline.js";
 import type { PrepareProgress, PreparedDataset } from "../data/streamed_pipeline.js";
 import { BadRecordsError } from "../data/problems.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
+import { positionRangeProblem } from "../job_spec/sequence_parallel.js";
 
 export async function prepareData(spec: JobSpec, onProgress?: (p: PrepareProgress) => void): Promise<PreparedDataset> {
   const data = await buildDatasetInThread(spec, onProgress);
@@ -23,6 +24,8 @@ export async function prepareData(spec: JobSpec, onProgress?: (p: PrepareProgres
 async function checkVocab(spec: JobSpec, data: PreparedDataset): Promise<void> {
   const configFile = spec.model.path ? path.join(spec.model.path, "config.json") : spec.model.init!.config;
   const cfg = await readHfConfig(configFile);
+  const positions = positionRangeProblem(spec.seq_len, cfg, configFile);
+  if (positions) throw new Error(positions);
   const need = data.setup.tokenizer.vocabSize;
   if (need > cfg.native.vocabSize)
     throw new Error(

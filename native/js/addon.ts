@@ -187,6 +187,11 @@ export interface NativeModel {
       onGradsReady?: GradsReady;
       /** zero gradData first, in the same native call (off the main thread) */
       zeroGrads?: boolean;
+      /**
+       * The batch is this rank's zigzag share of each row (see worker/sequence_parallel/zigzag.ts): attention
+       * runs round the group's ring over `link`. Every rank of the group must make the same call.
+       */
+      sequenceParallel?: { link: NativeRingLink; rank: number; size: number };
     },
   ): Promise<StepResult>;
   logits(): Float32Array;
@@ -204,6 +209,15 @@ export interface NativeModel {
    * it they come with the first call that needs them (gradData, optimizerData, a backward, adamwStep).
    */
   prepareTraining(): Promise<void>;
+}
+
+/** A sequence-parallel group's TCP link: listens from creation, joins the ring with join(). */
+export interface NativeRingLink {
+  readonly port: number;
+  /** Connects to the next rank while accepting the previous one (which must present the same secret). */
+  join(nextHost: string, nextPort: number, secret: string, timeoutMs: number): Promise<void>;
+  /** Ends any transfer in progress with an error; the sockets close when the object is collected. */
+  close(): void;
 }
 
 export type TensorDtype = "F32" | "BF16" | "F16";
@@ -225,6 +239,8 @@ export interface NativeAddon {
   createModel(config: NativeModelConfig): NativeModel;
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
   createModelAsync(config: NativeModelConfig): Promise<NativeModel>;
+  /** A ring link for sequence parallelism listening on host:port (0: any free port). */
+  createRingLink(host: string, port: number): NativeRingLink;
   /**
    * Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`, in chunks;
    * onProgress gets the bytes read so far after each chunk (asynchronously: a call may follow the Promise).

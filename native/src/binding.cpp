@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include "binding_ring_link.h"
 #include "cuda_probe.h"
 #include "model.h"
 #include "tensor_io.h"
@@ -516,6 +517,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     // zeroGrads: clears the gradients first, in the same native call (a full sweep of them is too long for
     // the main thread on a large model).
     const bool zero_grads = bool_field(o, call, "zeroGrads", false);
+    std::shared_ptr<rt_binding::RingLinkState> link_state;  // keeps the link alive while the step runs
+    const std::shared_ptr<rt::SequenceParallel> sp = rt_binding::sequence_parallel_option(o, call, &link_state);
+    opts.sp = sp.get();
     const rt::Batch batch{rows, T, ids.Data(), labels.Data(), pos.Data(), seg.Data()};
     // onGradsReady(offset, size): called on the main thread as each gradient bucket becomes final, so the
     // caller can all-reduce it while the backward goes on. Delivery is asynchronous: a caller must count
@@ -542,7 +546,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int buckets = model_->grad_buckets();
     auto* job = new Job(
         env,
-        [m, batch, opts, result, tsfn, zero_grads] {
+        [m, batch, opts, result, tsfn, zero_grads, sp, link_state] {
           struct ReleaseOnExit {
             std::shared_ptr<Napi::ThreadSafeFunction> f;
             ~ReleaseOnExit() {
@@ -795,6 +799,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   exports.Set("probeCuda", Napi::Function::New(env, ProbeCuda));
+  rt_binding::RegisterRingLink(env, exports);
   return exports;
 }
 

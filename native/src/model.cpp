@@ -276,7 +276,16 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   check_batch(b);
   Activations<T>& a = activations_for(b.rows, b.seq_len);
   last_ = &a;
-  find_segment_runs(a.runs, b.segment_ids, b.rows, b.seq_len);
+  struct ClearSp {
+    const SequenceParallel*& sp;
+    ~ClearSp() { sp = nullptr; }
+  } clear_sp{sp_};
+  sp_ = opts.sp && opts.sp->size > 1 ? opts.sp : nullptr;
+  sp_segments_ = b.segment_ids;
+  if (sp_ && b.seq_len % 2 != 0)
+    fail("forward", "a sequence-parallel batch holds two chunks a row: odd length ", b.seq_len);
+  if (sp_) find_segment_runs(a.runs, b.segment_ids, 2 * b.rows, b.seq_len / 2);  // runs per zigzag chunk
+  else find_segment_runs(a.runs, b.segment_ids, b.rows, b.seq_len);
   // The scale needs the target count, known before the loss: count first.
   int64_t targets = 0;
   for (size_t n = 0; n < a.N; n++) targets += b.labels[n] != kIgnoreIndex;
@@ -467,6 +476,9 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
   ops_.rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
   ops_.rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
   if (cache) ops_.cached_attention(io.att, io.q, cache->k[l].data(), cache->v[l].data(), cache->filled, n, H, KVH, D);
+  else if (sp_)
+    ring_attention_forward(io.att, io.lse, io.q, io.k, io.v, sp_segments_, *rows->runs, ring_shape(rows->shape), *sp_,
+                           ring_);
   else ops_.attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
   project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO]);
   ops_.add(io.res_mid, io.res_in, io.tmp, (size_t)n * C);
@@ -513,8 +525,13 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
     ops_.add_inplace(dres, dtmp, NC);  // now d(res_mid)
     // Attention branch: res_mid = res_in + o_proj(attention(rope(q), rope(k), v))
     project_backward(a, l, kO, a.datt.data(), dres, la.att.data(), o.wo, o.bo, N);
-    ops_.attention_backward(a.dq.data(), a.dk.data(), a.dv.data(), a.datt.data(), la.q.data(), la.k.data(), la.v.data(),
-                            la.att.data(), la.lse.data(), a.runs, shape, a.attn_scratch);
+    if (sp_)
+      ring_attention_backward(a.dq.data(), a.dk.data(), a.dv.data(), a.datt.data(), la.q.data(), la.k.data(),
+                              la.v.data(), la.att.data(), la.lse.data(), b.segment_ids, a.runs, ring_shape(shape), *sp_,
+                              ring_);
+    else
+      ops_.attention_backward(a.dq.data(), a.dk.data(), a.dv.data(), a.datt.data(), la.q.data(), la.k.data(),
+                              la.v.data(), la.att.data(), la.lse.data(), a.runs, shape, a.attn_scratch);
     ops_.rope_backward(a.dq.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
     ops_.rope_backward(a.dk.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
     ops_.rmsnorm_forward(a.ln.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C,

@@ -16,6 +16,7 @@
 #include "lora.h"
 #include "ops/cross_entropy.h"
 #include "param_table.h"
+#include "ring_attention.h"
 
 namespace rt {
 
@@ -37,6 +38,9 @@ struct StepOptions {
   bool keep_logits = false;
   double loss_scale = 0;      // gradient of loss_scale * loss_sum; 0 = 1/targets (the local mean)
   GradsReady on_grads_ready;  // optional
+  // Sequence parallelism: the batch holds this rank's zigzag chunks of each row (rows, 2 * chunk), with the
+  // rows' own position and segment ids; attention runs round the group's ring. Null or size 1: plain rows.
+  const SequenceParallel* sp = nullptr;
 };
 
 struct StepResult {
@@ -205,6 +209,9 @@ class Model {
   int staged_layer_ = -1;
   std::map<std::pair<int, int>, std::unique_ptr<Activations<T>>> acts_;
   Activations<T>* last_ = nullptr;
+  const SequenceParallel* sp_ = nullptr;  // set for the duration of a sequence-parallel forward_backward
+  const int32_t* sp_segments_ = nullptr;  // its batch's segment ids
+  RingScratch<T> ring_;
 };
 
 extern template class Model<float>;

@@ -229,7 +229,7 @@ function setupDeadline(ms: number, what: string) {
   return { promise, cancel: () => clearTimeout(timer) };
 }
 
-function externalHost(): string {
+export function externalHost(): string {
   for (const list of Object.values(networkInterfaces())) {
     for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
   }

@@ -1,0 +1,233 @@
+#include "ring_attention.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <thread>
+#include "error.h"
+#include "parallel.h"
+
+namespace rt {
+
+namespace {
+
+struct Piece {
+  void* data;
+  size_t bytes;
+};
+
+// One step's transfers: the sends to the next rank on one thread, the receives from the previous rank on
+// another, in the order given (both ends of a link agree on it), while the caller computes.
+using Clock = std::chrono::steady_clock;
+
+static double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+class Exchange {
+ public:
+  Exchange(const SequenceParallel& sp, std::vector<Piece> sends, std::vector<Piece> recvs) : stats_(sp.stats) {
+    RingLink* link = sp.link;
+    if (!sends.empty())
+      sender_ = std::thread([this, link, sends] {
+        const auto t0 = Clock::now();
+        try {
+          for (const Piece& p : sends) link->send(p.data, p.bytes);
+        } catch (...) {
+          send_error_ = std::current_exception();
+        }
+        send_ms_ = ms_since(t0);
+      });
+    if (!recvs.empty())
+      receiver_ = std::thread([this, link, recvs] {
+        const auto t0 = Clock::now();
+        try {
+          for (const Piece& p : recvs) link->recv(p.data, p.bytes);
+        } catch (...) {
+          recv_error_ = std::current_exception();
+        }
+        recv_ms_ = ms_since(t0);
+      });
+    if (stats_)
+      for (const Piece& p : sends) stats_->bytes_sent += (double)p.bytes;
+  }
+  ~Exchange() { join(); }
+  void wait() {
+    const auto t0 = Clock::now();
+    join();
+    if (stats_) {
+      stats_->exposed_ms += ms_since(t0);
+      stats_->transfer_ms += std::max(send_ms_, recv_ms_);
+    }
+    if (send_error_) std::rethrow_exception(send_error_);
+    if (recv_error_) std::rethrow_exception(recv_error_);
+  }
+
+ private:
+  void join() {
+    if (sender_.joinable()) sender_.join();
+    if (receiver_.joinable()) receiver_.join();
+  }
+  RingStats* stats_;
+  std::thread sender_, receiver_;
+  std::exception_ptr send_error_, recv_error_;
+  double send_ms_ = 0, recv_ms_ = 0;
+};
+
+template <typename T>
+struct BlockView {
+  T* k;
+  T* v;
+  int32_t* seg;
+};
+
+template <typename T>
+size_t block_bytes(const RingShape& s) {
+  const size_t n = (size_t)s.tokens();
+  return 2 * n * (size_t)s.KVH * s.D * sizeof(T) + n * sizeof(int32_t);
+}
+
+template <typename T>
+BlockView<T> view(std::vector<char>& buf, const RingShape& s) {
+  const size_t kv = (size_t)s.tokens() * s.KVH * s.D;
+  T* k = (T*)buf.data();
+  return {k, k + kv, (int32_t*)(k + 2 * kv)};
+}
+
+template <typename T>
+void prepare(RingScratch<T>& scratch, const RingShape& s, const SequenceParallel& sp) {
+  if (sp.size < 2 || !sp.link) fail("ring attention", "needs a group of at least 2 ranks with a link");
+  if (sp.rank < 0 || sp.rank >= sp.size) fail("ring attention", "rank ", sp.rank, " outside group of ", sp.size);
+  if (s.H % s.KVH != 0) fail("ring attention", s.H, " heads are not a multiple of ", s.KVH, " key/value heads");
+  const size_t bytes = block_bytes<T>(s);
+  if (scratch.cur.size() != bytes) {  // once per shape
+    scratch.cur.assign(bytes, 0);
+    scratch.next.assign(bytes, 0);
+  }
+  // P and dP tiles over a chunk's keys; the forward's second tile holds P V and two row statistics.
+  const int keys = std::max(s.chunk, s.D + 2);
+  if (scratch.tiles.keys != keys) scratch.tiles.reserve(max_threads(), keys);
+}
+
+template <typename T>
+void pack_own(RingScratch<T>& scratch, const T* k, const T* v, const int32_t* seg, const RingShape& s) {
+  const size_t kv = (size_t)s.tokens() * s.KVH * s.D;
+  BlockView<T> b = view<T>(scratch.cur, s);
+  std::memcpy(b.k, k, kv * sizeof(T));
+  std::memcpy(b.v, v, kv * sizeof(T));
+  std::memcpy(b.seg, seg, (size_t)s.tokens() * sizeof(int32_t));
+}
+
+// fn(query chunk, key chunk, pairs) for every pair of chunks the key block from rank src connects to.
+template <typename T, typename Fn>
+void for_each_connected(RingScratch<T>& scratch, const std::vector<SegmentRun>& qruns, const int32_t* qseg,
+                        const int32_t* kseg, int src, const RingShape& s, const SequenceParallel& sp, Fn fn) {
+  find_segment_runs(scratch.kruns, kseg, 2 * s.rows, s.chunk);
+  for (int b = 0; b < s.rows; b++)
+    for (int qw = 0; qw < 2; qw++)
+      for (int kw = 0; kw < 2; kw++) {
+        const int qc = 2 * b + qw, kc = 2 * b + kw;
+        connect_chunks(scratch.pairs, qruns, qc, zigzag_place(sp.rank, sp.size, b, qw, s.chunk), qseg, s.chunk,
+                       scratch.kruns, kc, zigzag_place(src, sp.size, b, kw, s.chunk), kseg, s.chunk);
+        if (!scratch.pairs.empty()) fn();
+      }
+}
+
+}  // namespace
+
+template <typename T>
+void ring_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const int32_t* seg,
+                            const std::vector<SegmentRun>& runs, const RingShape& s, const SequenceParallel& sp,
+                            RingScratch<T>& scratch) {
+  prepare(scratch, s, sp);
+  const size_t n = (size_t)s.tokens();
+  std::fill(out, out + n * s.H * s.D, T(0));
+  std::fill(lse, lse + n * s.H, -std::numeric_limits<T>::infinity());
+  pack_own(scratch, k, v, seg, s);
+  const size_t bytes = scratch.cur.size();
+  for (int step = 0; step < sp.size; step++) {
+    const int src = (sp.rank - step + sp.size) % sp.size;
+    const bool more = step + 1 < sp.size;
+    Exchange x(sp, more ? std::vector<Piece>{{scratch.cur.data(), bytes}} : std::vector<Piece>{},
+               more ? std::vector<Piece>{{scratch.next.data(), bytes}} : std::vector<Piece>{});
+    BlockView<T> b = view<T>(scratch.cur, s);
+    for_each_connected(scratch, runs, seg, b.seg, src, s, sp, [&] {
+      attention_block_forward(out, lse, q, runs, b.k, b.v, scratch.kruns, scratch.pairs, s.block(), scratch.tiles);
+    });
+    x.wait();
+    scratch.cur.swap(scratch.next);
+  }
+}
+
+template <typename T>
+void ring_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                             const T* lse, const int32_t* seg, const std::vector<SegmentRun>& runs, const RingShape& s,
+                             const SequenceParallel& sp, RingScratch<T>& scratch) {
+  prepare(scratch, s, sp);
+  const size_t n = (size_t)s.tokens(), kv = n * s.KVH * s.D;
+  std::fill(dq, dq + n * s.H * s.D, T(0));
+  for (auto* a : {&scratch.acc_send, &scratch.acc_in, &scratch.own})
+    if (a->size() != 2 * kv) a->assign(2 * kv, T(0));
+  pack_own(scratch, k, v, seg, s);
+  const size_t bytes = scratch.cur.size(), acc_bytes = 2 * kv * sizeof(T);
+  // Step t: this rank works on the block of rank src = rank - t. Meanwhile it sends the accumulator of the
+  // block it finished at t-1 and, unless last, the current block (for the next rank's step t+1); it
+  // receives the accumulator the previous rank finished at t-1 (the current block's) and the next block.
+  for (int step = 0; step < sp.size; step++) {
+    const int src = (sp.rank - step + sp.size) % sp.size;
+    const bool more = step + 1 < sp.size;
+    std::vector<Piece> sends, recvs;
+    if (step > 0) {
+      sends.push_back({scratch.acc_send.data(), acc_bytes});
+      recvs.push_back({scratch.acc_in.data(), acc_bytes});
+    }
+    if (more) {
+      sends.push_back({scratch.cur.data(), bytes});
+      recvs.push_back({scratch.next.data(), bytes});
+    }
+    Exchange x(sp, sends, recvs);
+    std::fill(scratch.own.begin(), scratch.own.end(), T(0));
+    T* dk_own = scratch.own.data();
+    T* dv_own = dk_own + kv;
+    BlockView<T> b = view<T>(scratch.cur, s);
+    for_each_connected(scratch, runs, seg, b.seg, src, s, sp, [&] {
+      attention_block_backward(dq, dk_own, dv_own, dout, q, out, lse, runs, b.k, b.v, scratch.kruns, scratch.pairs,
+                               s.block(), scratch.tiles);
+    });
+    x.wait();
+    T* acc = scratch.acc_send.data();
+    const T* in = scratch.acc_in.data();
+    const T* own = scratch.own.data();
+    if (step > 0) {
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < 2 * kv; i++) acc[i] = in[i] + own[i];
+    } else {
+      std::copy(own, own + 2 * kv, acc);
+    }
+    scratch.cur.swap(scratch.next);
+  }
+  // The last accumulator goes to the next rank, whose block it is; ours comes from the previous rank.
+  Exchange last(sp, {{scratch.acc_send.data(), acc_bytes}}, {{scratch.acc_in.data(), acc_bytes}});
+  last.wait();
+  std::copy(scratch.acc_in.begin(), scratch.acc_in.begin() + kv, dk);
+  std::copy(scratch.acc_in.begin() + kv, scratch.acc_in.end(), dv);
+}
+
+template void ring_attention_forward<float>(float*, float*, const float*, const float*, const float*, const int32_t*,
+                                            const std::vector<SegmentRun>&, const RingShape&, const SequenceParallel&,
+                                            RingScratch<float>&);
+template void ring_attention_forward<double>(double*, double*, const double*, const double*, const double*,
+                                             const int32_t*, const std::vector<SegmentRun>&, const RingShape&,
+                                             const SequenceParallel&, RingScratch<double>&);
+template void ring_attention_backward<float>(float*, float*, float*, const float*, const float*, const float*,
+                                             const float*, const float*, const float*, const int32_t*,
+                                             const std::vector<SegmentRun>&, const RingShape&, const SequenceParallel&,
+                                             RingScratch<float>&);
+template void ring_attention_backward<double>(double*, double*, double*, const double*, const double*, const double*,
+                                              const double*, const double*, const double*, const int32_t*,
+                                              const std::vector<SegmentRun>&, const RingShape&, const SequenceParallel&,
+                                              RingScratch<double>&);
+
+}  // namespace rt

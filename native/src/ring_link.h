@@ -1,0 +1,64 @@
+#pragma once
+// The byte stream ring attention moves key/value blocks over: each rank of a sequence-parallel group sends
+// to the next rank and receives from the previous one. Calls block until every byte has moved; ring
+// attention runs one sending and one receiving thread per step, so neither side ever waits on the other.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rt {
+
+class RingLink {
+ public:
+  virtual ~RingLink() = default;
+  virtual void send(const void* data, size_t bytes) = 0;  // to the next rank
+  virtual void recv(void* data, size_t bytes) = 0;        // from the previous rank
+  // Ends every transfer in progress or to come with an error (the ring is being torn down).
+  virtual void shutdown() {}
+};
+
+// A link over two connected stream sockets (TCP, or a local socket pair in tests); it closes both when destroyed.
+class FdRingLink : public RingLink {
+ public:
+  FdRingLink(int send_fd, int recv_fd) : send_fd_(send_fd), recv_fd_(recv_fd) {}
+  ~FdRingLink() override;
+  void send(const void* data, size_t bytes) override;
+  void recv(void* data, size_t bytes) override;
+  void shutdown() override;
+
+ private:
+  int send_fd_, recv_fd_;
+};
+
+// Time ring attention spent moving blocks, and the part of it the compute did not hide (accumulated).
+struct RingStats {
+  double transfer_ms = 0;  // sum over steps of the longer of the send and receive threads
+  double exposed_ms = 0;   // sum over steps of the wait for the transfers after the compute
+  double bytes_sent = 0;
+};
+
+// The group a rank belongs to. size 1 (or no link) is a plain, unsplit row.
+struct SequenceParallel {
+  int rank = 0, size = 1;
+  RingLink* link = nullptr;
+  RingStats* stats = nullptr;  // optional
+};
+
+// N links joined in a ring by socket pairs inside one process: rank r sends to rank r+1 (mod N).
+std::vector<std::unique_ptr<RingLink>> local_ring(int n);
+
+// TCP: a listening socket on host (port 0: any free port), then one connection to the next rank and one
+// accepted from the previous rank. The secret is the first thing each connection carries and is checked
+// on accept, so a stray connection cannot join the ring.
+struct TcpRingListener {
+  int fd = -1, port = 0;
+  TcpRingListener(const std::string& host, int port);
+  ~TcpRingListener();
+  // Connects to next (retrying until timeout_ms) while accepting one peer; returns the link.
+  std::unique_ptr<RingLink> join(const std::string& next_host, int next_port, const std::string& secret,
+                                 int timeout_ms);
+};
+
+}  // namespace rt
