@@ -34,7 +34,9 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
       eps: spec.eps,
       weight_decay: spec.weight_decay,
       grad_clip: spec.grad_clip,
+      zero: spec.zero,
     },
     lora: spec.method === "lora" ? p.lora : undefined,
+    activation_checkpointing: spec.activation_checkpointing,
   };
 }
