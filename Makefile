@@ -104,6 +104,12 @@ bench-allreduce: ts
 bench-cluster: build
 	node dist/bench/cluster_step.js
 
+# Longest row within a per-worker memory budget with and without activation checkpointing, and ZeRO-1's
+# AdamW memory per rank against unsharded (bench/memory_budget.ts). BUDGET_GIB sets the budget (1.5).
+.PHONY: bench-memory
+bench-memory: build
+	node dist/bench/memory_budget.js $(if $(BUDGET_GIB),--budget-gib $(BUDGET_GIB),)
+
 # Qwen2.5-0.5B / 1.5B shapes: time to the first step against initialising the weights, step time, peak RSS.
 .PHONY: bench-sizes
 bench-sizes: build

@@ -29,6 +29,8 @@ export const OptimizerSettings = z.object({
   weight_decay: z.number(),
   /** global gradient-norm clipping (the native AdamWOptions.maxGradNorm); <= 0: off */
   grad_clip: z.number(),
+  /** ZeRO stage: 1 shards the AdamW moments over the ring's ranks; absent or 0: every rank holds them all */
+  zero: z.number().int().min(0).max(1).optional(),
 });
 
 /** LoRA adapters as the native core takes them (LoraSettings in native/js/addon.ts). */
@@ -55,6 +57,8 @@ export const JobAssign = defineMessage("JobAssign", {
   lora: LoraSettingsWire.optional(),
   /** workers per sequence-parallel group (ranks g*N..g*N+N-1 form group g); absent: 1 */
   sequence_parallel: z.number().int().min(1).optional(),
+  /** keep only each layer's input in the forward and recompute the layer in the backward */
+  activation_checkpointing: z.boolean().optional(),
 });
 export const JobAssignReply = defineMessage("JobAssignReply", {
   ...Ok,

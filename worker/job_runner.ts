@@ -19,6 +19,7 @@ import {
 import { connectTransport } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { joinSequenceGroup, type SequenceGroup } from "./sequence_parallel/group_link.js";
+import { applyZeroShard, gatherFullMoments } from "./zero_shard.js";
 import { Trainer } from "./trainer.js";
 
 type CommandHandlers = { [C in WorkerCommand]: (request: CommandRequest<C>) => Promise<CommandResult<C>> };
@@ -106,12 +107,15 @@ export class JobRunner {
     let model: NativeModel;
     let config: HfConfig;
     let step = 0;
+    const zero = (m.optimizer.zero ?? 0) >= 1 && m.size > 1;
     if (m.model.resume) {
       // A checkpoint: the (base) weights, the adapter when it was taken under LoRA, the trainables' AdamW state.
       ({ model, config } = await loadModel(m.model.resume, { onActivity }));
       const adapter = checkpointAdapterDir(m.model.resume);
       // The base goes back to the precision the job trains it in (bf16 under LoRA unless it says fp32).
       if (existsSync(adapter)) await applyAdapter(model, adapter, { baseBf16: m.lora?.baseBf16 });
+      // A checkpoint holds the full moments; a sharded rank reads only its pieces of them.
+      if (zero) applyZeroShard(model, m.rank, m.size);
       onActivity("loading optimizer state");
       await model.prepareTraining();
       step = await loadOptimizerState(model, m.model.resume);
@@ -128,6 +132,8 @@ export class JobRunner {
       if (m.lora.baseBf16) onActivity("rounding the frozen base to bf16");
       await model.enableLoraAsync(m.lora);
     }
+    model.setActivationCheckpointing(m.activation_checkpointing ?? false);
+    if (zero) applyZeroShard(model, m.rank, m.size); // before the moments are allocated: only the shard's
     onActivity("allocating gradients and optimizer state");
     await model.prepareTraining(); // nothing to do when a checkpoint's moments were loaded above
     this.log.info(
@@ -173,6 +179,7 @@ export class JobRunner {
         maxGradNorm: o.grad_clip,
       },
       group,
+      { zero: o.zero },
     );
     this.job = { id: m.job, config, trainer };
     return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
@@ -226,6 +233,12 @@ export class JobRunner {
     const job = this.active(m.job);
     const model = job.trainer.model;
     const lora = model.loraSettings() !== null;
+    // A ZeRO-1 checkpoint: every rank gathers the full moments (the coordinator asks them all); rank 0 writes.
+    const full =
+      m.what === "model" && m.with_optimizer && job.trainer.sharded
+        ? await gatherFullMoments(model, job.trainer.ring, `ckpt${model.getStep()}`)
+        : undefined;
+    if (job.trainer.sharded && job.trainer.rank !== 0) return {};
     if (m.what === "adapter") {
       if (!lora) throw new Error("save adapter: LoRA is not on");
       await saveAdapter(model, m.dir, { baseModel: m.base_model ?? "" });
@@ -240,7 +253,7 @@ export class JobRunner {
     if (m.with_optimizer) {
       // A checkpoint under LoRA keeps its adapter beside the frozen base, for resuming.
       if (lora) await saveAdapter(model, checkpointAdapterDir(m.dir), { baseModel: m.dir });
-      await saveOptimizerState(model, m.dir);
+      await saveOptimizerState(model, m.dir, full);
     }
     return {};
   }

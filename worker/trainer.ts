@@ -2,9 +2,10 @@
 // with the backward, the AdamW step, and forward-only evaluation.
 import type { AdamWOptions, NativeBatch, NativeModel } from "../native/js/addon.js";
 import { addTokenLosses, sliceTokenBatch, type TaskSums, type TokenBatch } from "../proto/mod.js";
-import { allReduceTag, ringAllReduce, type Transport } from "./allreduce/mod.js";
+import { allReduceTag, ringAllReduce, ringReduceScatter, type Transport } from "./allreduce/mod.js";
 import { trainingStateChecksum } from "./checksum.js";
 import type { SequenceGroup } from "./sequence_parallel/group_link.js";
+import { allGatherBuckets, applyZeroShard, globalGradNorm } from "./zero_shard.js";
 
 /** AdamW's settings for the whole job; the learning rate comes with each step. */
 export type OptimizerSettings = Omit<AdamWOptions, "lr">;
@@ -42,14 +43,34 @@ export function microBatches(batch: TokenBatch, per: number): MicroBatch[] {
   return out;
 }
 
+export interface TrainerOptions {
+  /** ZeRO stage 1: AdamW moments sharded over the ring (effective with more than one rank) */
+  zero?: number;
+}
+
 export class Trainer {
+  /** whether this rank keeps only its shard of the AdamW moments */
+  readonly sharded: boolean;
+
   constructor(
     readonly model: NativeModel,
     private readonly transport: Transport,
     private readonly opt: OptimizerSettings,
     /** sequence parallelism: batches hold this rank's zigzag share of each row of its group */
     private readonly group?: SequenceGroup,
-  ) {}
+    options: TrainerOptions = {},
+  ) {
+    this.sharded = (options.zero ?? 0) >= 1 && transport.size > 1;
+  }
+
+  get rank(): number {
+    return this.transport.rank;
+  }
+
+  /** The ring, for collectives outside a step (a ZeRO-1 checkpoint gathers the moments over it). */
+  get ring(): Transport {
+    return this.transport;
+  }
 
   private get sequenceParallel() {
     const g = this.group;
@@ -59,7 +80,8 @@ export class Trainer {
   async trainStep(req: StepRequest): Promise<StepOutcome> {
     const t0 = performance.now();
     const model = this.model;
-    // Both change when LoRA is switched on (hybrid), so they are read per step.
+    // Both change when LoRA is switched on (hybrid), so they are read per step; so does the ZeRO-1 shard.
+    if (this.sharded) applyZeroShard(model, this.transport.rank, this.transport.size);
     const grads = model.gradData();
     const buckets = model.gradBucketRanges();
     const reductions: Promise<void>[] = [];
@@ -67,7 +89,9 @@ export class Trainer {
     let allReported: () => void = () => {};
     const everyBucket = new Promise<void>((resolve) => (allReported = resolve));
     const reduce = (offset: number, size: number) => {
-      const p = ringAllReduce(this.transport, grads.subarray(offset, offset + size), allReduceTag(req.step, reported));
+      // ZeRO-1 needs only this rank's piece of each bucket summed: half the traffic of an all-reduce.
+      const collective = this.sharded ? ringReduceScatter : ringAllReduce;
+      const p = collective(this.transport, grads.subarray(offset, offset + size), allReduceTag(req.step, reported));
       p.catch(() => {}); // observed below through Promise.all; this keeps an early failure from going unhandled
       reductions.push(p);
       if (++reported === buckets.length) allReported();
@@ -98,8 +122,17 @@ export class Trainer {
       await everyBucket;
       await Promise.all(reductions);
     }
-    const commDone = performance.now();
-    const { gradNorm } = await model.adamwStep({ ...this.opt, lr: req.lr });
+    let commDone = performance.now();
+    let gradNorm: number;
+    if (this.sharded) {
+      const norm = await globalGradNorm(this.transport, model.gradSumOfSquares(), `s${req.step}-norm`);
+      commDone = performance.now();
+      ({ gradNorm } = await model.adamwStep({ ...this.opt, lr: req.lr, gradNorm: norm }));
+      const weights = model.loraSettings() ? model.loraData() : model.paramData();
+      await allGatherBuckets(this.transport, weights, buckets, (i) => `s${req.step}-w${i}`);
+    } else {
+      ({ gradNorm } = await model.adamwStep({ ...this.opt, lr: req.lr }));
+    }
     return {
       lossSum,
       targets,

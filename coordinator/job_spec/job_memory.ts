@@ -72,6 +72,9 @@ export function estimateJobMemory(
     microBatchRows: microBatchShapes(spec),
     evaluates: spec.val_size > 0,
     threads,
+    activationCheckpointing: spec.activation_checkpointing,
+    // ZeRO-1 shards the moments over the data-parallel ranks
+    sharding: { optimizerShards: spec.zero >= 1 ? spec.workers : 1 },
   });
 }
 
@@ -93,10 +96,13 @@ export function formatEstimate(e: MemoryEstimate): string[] {
     `memory per rank: ${formatBytes(e.total)}${phase}`,
     `  params ${formatBytes(e.params)} (${millions(e.baseParams)} base weights)` +
       (e.phase === "lora" ? `, ${millions(e.trainableParams)} adapter weights train` : ""),
-    `  grads ${formatBytes(e.grads)}, AdamW moments ${formatBytes(e.optimizer)}`,
+    `  grads ${formatBytes(e.grads)}, AdamW moments ${formatBytes(e.optimizer)}` +
+      (e.optimizerShards > 1 ? ` (ZeRO-1: 1/${e.optimizerShards} of them)` : ""),
     `  activations ${formatBytes(e.activations)}: layers ${formatBytes(a.layers)}, head ${formatBytes(a.head)}` +
       (a.lora > 0 ? `, adapters ${formatBytes(a.lora)}` : "") +
       `, attention tiles ${formatBytes(a.attention)}`,
   ];
+  if (a.checkpointingSaved > 0)
+    lines.push(`  activation checkpointing keeps ${formatBytes(a.checkpointingSaved)} fewer activation bytes`);
   return lines;
 }

@@ -66,6 +66,11 @@ export interface EstimateInputs {
   /** worker threads: each has its own attention scratch */
   threads: number;
   sharding?: Partial<Sharding>;
+  /**
+   * Activation checkpointing: each layer keeps only its input; the rest of one layer's activations (its
+   * LoRA buffers too) exists once, refilled by the recompute before each layer's backward.
+   */
+  activationCheckpointing?: boolean;
 }
 
 /** Activation bytes by kind. */
@@ -78,6 +83,8 @@ export interface ActivationBytes {
   lora: number;
   /** per-thread attention tiles */
   attention: number;
+  /** what activation checkpointing avoids keeping (0 without it); not part of the other parts */
+  checkpointingSaved: number;
 }
 
 export interface PhaseEstimate {
@@ -93,6 +100,8 @@ export interface PhaseEstimate {
   /** element counts: every base weight, and what trains (adapters under LoRA) */
   baseParams: number;
   trainableParams: number;
+  /** ranks the AdamW moments are sharded over (ZeRO-1); 1 when every rank holds them all */
+  optimizerShards: number;
 }
 
 export interface MemoryEstimate extends PhaseEstimate {
@@ -172,6 +181,7 @@ function activationBytes(
   lora: LoraShape | undefined,
   evaluates: boolean,
   threads: number,
+  checkpointed: boolean,
 ): ActivationBytes {
   const N = rows * positions;
   const C = m.hiddenSize,
@@ -180,8 +190,11 @@ function activationBytes(
     H = m.numHeads,
     Q = m.numHeads * m.headDim,
     KV = m.numKvHeads * m.headDim;
-  // kept per layer: res_in, res_mid (C); rstd1, rstd2 (1); q, att (Q); k, v (KV); lse (H); gate, up (I)
-  const perLayer = N * (2 * C + 2 + 2 * Q + 2 * KV + H + 2 * I);
+  // kept per layer: res_in (C), and its internals: res_mid (C); rstd1, rstd2 (1); q, att (Q); k, v (KV);
+  // lse (H); gate, up (I). Checkpointed, the internals exist once (the recompute slot), not per layer.
+  const internals = N * (C + 2 + 2 * Q + 2 * KV + H + 2 * I);
+  const internalCopies = checkpointed ? 1 : m.numLayers;
+  const kept = m.numLayers * N * C + internalCopies * internals;
   // shared: res_out, lnf, ln, dres, dln, dtmp (C); rstdf, losses (1); dq, datt (Q); dk, dv (KV); h, dgate, dup (I)
   const shared = N * (6 * C + 2 + 2 * Q + 2 * KV + 3 * I);
   // A trainable head takes all logits at once (its weight gradient is one GEMM over every position); a
@@ -190,24 +203,28 @@ function activationBytes(
   const chunked = training === "lora" || evaluates ? HEAD_CHUNK * V : 0;
   let loraFloats = 0;
   let loraMaskBytes = 0;
+  let loraPerLayer = 0; // bytes of one layer's adapter buffers, for the saving
   if (training === "lora" && lora) {
     let widest = 0;
     for (const t of new Set(lora.targets)) {
       const [inF] = targetShape(m, t);
       widest = Math.max(widest, inF);
-      loraFloats += m.numLayers * N * lora.rank; // u = dropout(x) A^T
+      loraFloats += internalCopies * N * lora.rank; // u = dropout(x) A^T
+      loraPerLayer += N * lora.rank * FP32;
       if (lora.dropout > 0) {
-        loraFloats += m.numLayers * N * inF; // dropout(x)
-        loraMaskBytes += m.numLayers * N * inF; // kept mask, one byte each
+        loraFloats += internalCopies * N * inF; // dropout(x)
+        loraMaskBytes += internalCopies * N * inF; // kept mask, one byte each
+        loraPerLayer += N * inF * (FP32 + 1);
       }
     }
     loraFloats += N * lora.rank + (lora.dropout > 0 ? N * widest : 0); // backward scratch
   }
   return {
-    layers: (m.numLayers * perLayer + shared) * FP32,
+    layers: (kept + shared) * FP32,
     head: (allLogits + chunked) * FP32,
     lora: loraFloats * FP32 + loraMaskBytes,
     attention: threads * 2 * ATTENTION_TILE * positions * FP32, // S/P and dP tiles per thread
+    checkpointingSaved: checkpointed ? (m.numLayers - 1) * (internals * FP32 + loraPerLayer) : 0,
   };
 }
 
@@ -223,13 +240,15 @@ function phaseEstimate(m: ModelShape, inputs: EstimateInputs, phase: "full" | "l
   const trainable = lora ? adapters : base;
   const baseBytes = lora && lora.basePrecision === "bf16" ? BF16 : FP32;
   const positions = Math.ceil(inputs.seqLen / s.sequenceShards);
-  const parts: ActivationBytes = { layers: 0, head: 0, lora: 0, attention: 0 };
+  const parts: ActivationBytes = { layers: 0, head: 0, lora: 0, attention: 0, checkpointingSaved: 0 };
   for (const rows of new Set(inputs.microBatchRows)) {
-    const a = activationBytes(m, rows, positions, phase, lora, inputs.evaluates, inputs.threads);
+    const checkpointed = inputs.activationCheckpointing ?? false;
+    const a = activationBytes(m, rows, positions, phase, lora, inputs.evaluates, inputs.threads, checkpointed);
     parts.layers += a.layers;
     parts.head += a.head;
     parts.lora += a.lora;
     parts.attention += a.attention;
+    parts.checkpointingSaved += a.checkpointingSaved;
   }
   const params = Math.ceil((base * baseBytes) / s.parameterShards) + adapters * FP32;
   const grads = Math.ceil((trainable * FP32) / s.gradientShards);
@@ -245,6 +264,7 @@ function phaseEstimate(m: ModelShape, inputs: EstimateInputs, phase: "full" | "l
     activationParts: parts,
     baseParams: base,
     trainableParams: trainable,
+    optimizerShards: s.optimizerShards,
   };
 }
 

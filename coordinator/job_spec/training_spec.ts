@@ -75,6 +75,12 @@ export const trainingSpecShape = {
    * attention between them); the ring forms workers / N data-parallel groups
    */
   sequence_parallel: z.number().int().positive().default(1),
+   * ZeRO stage: 1 shards the AdamW moments over the workers (gradients reduce-scattered, each worker
+   * updates its shard, weights all-gathered); checkpoints still hold the whole state. 0: each holds them all.
+   */
+  zero: z.union([z.literal(0), z.literal(1)]).default(0),
+  /** keep only each layer's input in the forward and recompute the layer in the backward: less memory */
+  activation_checkpointing: z.boolean().default(false),
   /** data-plane transport of the gradient all-reduce; default: the faster one measured (tcp) */
   transport: z.enum(["tcp", "nats"]).optional(),
   /** compare a checksum of every worker's weights every N steps (they must stay identical); 0: never */

@@ -34,8 +34,10 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
       eps: spec.eps,
       weight_decay: spec.weight_decay,
       grad_clip: spec.grad_clip,
+      zero: spec.zero,
     },
     lora: spec.method === "lora" ? p.lora : undefined,
     sequence_parallel: spec.sequence_parallel > 1 ? spec.sequence_parallel : undefined,
+    activation_checkpointing: spec.activation_checkpointing,
   };
 }

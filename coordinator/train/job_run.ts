@@ -300,13 +300,12 @@ export class JobRun {
       dir,
       state,
       async (tmp) => {
-        await this.ring.send(0, "save", {
-          job: this.job.id,
-          dir: tmp,
-          what: "model",
-          dtype: "F32",
-          with_optimizer: true,
-        });
+        const save = (rank: number) =>
+          this.ring.send(rank, "save", { job: this.job.id, dir: tmp, what: "model", dtype: "F32", with_optimizer: true });
+        // Under ZeRO-1 each rank holds a shard of the moments: every rank takes part in gathering them, and
+        // rank 0 writes the files.
+        if (this.spec.zero >= 1 && this.ring.size > 1) await this.ring.all(save);
+        else await save(0);
       },
       { needBytes: estimate ? estimate.params_bytes + estimate.optimizer_bytes : undefined },
     );

@@ -79,6 +79,11 @@ export interface AdamWOptions {
   weightDecay: number;
   /** global gradient-norm clipping; 0 or less: off */
   maxGradNorm: number;
+  /**
+   * The global gradient norm when the caller formed it over every rank's shard (ZeRO-1, required then);
+   * absent: the norm of this model's whole gradData.
+   */
+  gradNorm?: number;
 }
 
 export interface GenerateOptions {
@@ -109,6 +114,10 @@ export interface MemoryReport {
   baseBytesPerParam: number;
   /** fp32 staging of a bf16 base (part of activations) */
   scratch: number;
+  /** activation bytes that activation checkpointing avoids keeping (0 when it is off) */
+  activationsSaved: number;
+  /** both AdamW moments of every trainable parameter, what `optimizer` would be without a ZeRO-1 shard */
+  optimizerUnsharded: number;
 }
 
 /** LoRA on the base model's linear layers, as PEFT defines it: y = W x + b + scale * B A dropout(x). */
@@ -200,10 +209,24 @@ export interface NativeModel {
   adamwStep(opts: AdamWOptions): Promise<{ gradNorm: number; step: number }>;
   generate(opts: GenerateOptions): Promise<Int32Array>;
   /**
-   * A hash of the bits of the base weights, the adapters (with LoRA) and both AdamW moments, computed off the
-   * main thread: ranks that applied the same updates get the same string.
+   * A hash of the bits of the base weights, the adapters (with LoRA) and both AdamW moments (not when
+   * sharded by ZeRO-1), computed off the main thread: ranks that applied the same updates get the same string.
    */
   checksum(): Promise<string>;
+  /**
+   * Activation checkpointing: the forward keeps each layer's input only and the backward recomputes the
+   * layer first. Same losses and gradients, less activation memory (memory().activationsSaved).
+   */
+  setActivationCheckpointing(on: boolean): void;
+  /**
+   * ZeRO-1: the [offset, size] ranges of gradData whose AdamW moments this model keeps, packed in order in
+   * optimizerData(); [] keeps them all. Restarts the moments at zero; adamwStep then updates only these
+   * ranges of the weights and needs `gradNorm`. Cleared by enableLora.
+   */
+  setOptimizerShard(ranges: [number, number][]): void;
+  optimizerShard(): [number, number][];
+  /** sum of squares of gradData over the optimizer shard (all of it when unsharded) */
+  gradSumOfSquares(): number;
   /**
    * Allocates the trainable parameters' gradients and AdamW moments (zeroed) off the main thread. Without
    * it they come with the first call that needs them (gradData, optimizerData, a backward, adamwStep).

@@ -51,10 +51,19 @@ struct Activations {
   std::vector<T> lora_du, lora_dx;  // LoRA backward scratch: (N, r) and (N, widest input)
   AttentionScratch<T> attn_scratch;
   std::vector<SegmentRun> runs;
+  // Activation checkpointing: layers[l] holds only res_in, and every layer's other buffers live in the one
+  // recompute slot, which the forward overwrites layer by layer and the backward refills before each layer.
+  bool checkpointed = false;
+  LayerActivations<T> recompute;
 
   // lora: the adapters' settings when LoRA is on (null in full training)
-  Activations(const ModelConfig& c, int rows, int seq_len, const LoraConfig* lora, const LoraTable* table);
+  Activations(const ModelConfig& c, int rows, int seq_len, const LoraConfig* lora, const LoraTable* table,
+              bool checkpointed = false);
+  // Where layer l's kept activations are (its res_in is always layers[l].res_in).
+  LayerActivations<T>& kept(int l) { return checkpointed ? recompute : layers[l]; }
   size_t bytes() const;
+  // What checkpointing avoids holding: the per-layer buffers of every layer but the one recompute slot.
+  size_t checkpointing_saved_bytes() const;
 };
 
 }  // namespace rt

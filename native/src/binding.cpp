@@ -181,7 +181,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("mergeLora", &ModelWrap::MergeLora),
                         InstanceMethod("checksum", &ModelWrap::Checksum),
                         InstanceMethod("prepareTraining", &ModelWrap::PrepareTraining),
-                        InstanceMethod("baseDataBf16", &ModelWrap::BaseDataBf16)});
+                        InstanceMethod("baseDataBf16", &ModelWrap::BaseDataBf16),
+                        InstanceMethod("setActivationCheckpointing", &ModelWrap::SetActivationCheckpointing),
+                        InstanceMethod("setOptimizerShard", &ModelWrap::SetOptimizerShard),
+                        InstanceMethod("optimizerShard", &ModelWrap::OptimizerShard),
+                        InstanceMethod("gradSumOfSquares", &ModelWrap::GradSumOfSquares)});
   }
 
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -281,6 +285,62 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (!model_->lora_enabled()) return Napi::Array::New(info.Env(), 0);
     return EntriesToJs(info.Env(), model_->lora_table().entries);
   }
+  Napi::Value SetActivationCheckpointing(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    require_idle(env, "setActivationCheckpointing");
+    if (info.Length() < 1 || !info[0].IsBoolean())
+      type_error(env, "setActivationCheckpointing: on must be a boolean, got " +
+                          (info.Length() ? describe(info[0]) : std::string("nothing")));
+    model_->set_activation_checkpointing(info[0].As<Napi::Boolean>().Value());
+    return env.Undefined();
+  }
+
+  // ZeRO-1: ranges [offset, size] of gradData whose AdamW moments this rank keeps; [] = all of them.
+  Napi::Value SetOptimizerShard(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* call = "setOptimizerShard";
+    require_idle(env, call);
+    if (info.Length() < 1 || !info[0].IsArray())
+      type_error(env, std::string(call) + ": ranges must be an array of [offset, size] pairs");
+    Napi::Array a = info[0].As<Napi::Array>();
+    std::vector<std::pair<size_t, size_t>> ranges;
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value r = a.Get(i);
+      Napi::Array pair = r.IsArray() ? r.As<Napi::Array>() : Napi::Array::New(env);
+      if (pair.Length() != 2 || !pair.Get(0u).IsNumber() || !pair.Get(1u).IsNumber() ||
+          pair.Get(0u).As<Napi::Number>().DoubleValue() < 0 || pair.Get(1u).As<Napi::Number>().DoubleValue() < 0)
+        type_error(
+            env, std::string(call) + ": ranges[" + std::to_string(i) + "] must be [offset, size], got " + describe(r));
+      ranges.push_back({(size_t)pair.Get(0u).As<Napi::Number>().DoubleValue(),
+                        (size_t)pair.Get(1u).As<Napi::Number>().DoubleValue()});
+    }
+    try {
+      model_->set_optimizer_shard(ranges);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    m_view_.Reset();  // the moments were reallocated for the new shard
+    v_view_.Reset();
+    return env.Undefined();
+  }
+
+  Napi::Value OptimizerShard(const Napi::CallbackInfo& info) {
+    const auto& ranges = model_->optimizer_shard();
+    Napi::Array out = Napi::Array::New(info.Env(), ranges.size());
+    for (size_t i = 0; i < ranges.size(); i++) {
+      Napi::Array pair = Napi::Array::New(info.Env(), 2);
+      pair.Set(0u, (double)ranges[i].first);
+      pair.Set(1u, (double)ranges[i].second);
+      out.Set((uint32_t)i, pair);
+    }
+    return out;
+  }
+
+  Napi::Value GradSumOfSquares(const Napi::CallbackInfo& info) {
+    require_idle(info.Env(), "gradSumOfSquares");
+    return Napi::Number::New(info.Env(), model_->grad_sum_of_squares());
+  }
+
   Napi::Value GradBucketRanges(const Napi::CallbackInfo& info) {
     const auto ranges = model_->grad_bucket_ranges();
     Napi::Array out = Napi::Array::New(info.Env(), ranges.size());
@@ -414,11 +474,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     o.Set("adapterParams", (double)m.adapter_params);
     o.Set("baseBytesPerParam", m.base_bytes_per_param);
     o.Set("scratch", (double)m.scratch);
+    o.Set("activationsSaved", (double)m.activations_saved);
+    o.Set("optimizerUnsharded", (double)m.optimizer_unsharded);
     return o;
   }
 
-  // The bits of the base weights, the adapters (with LoRA) and both AdamW moments, hashed in that order by
-  // two multiply-xor lanes, off the main thread: ranks compare it to prove their training state identical.
+  // The bits of the base weights, the adapters (with LoRA) and both AdamW moments (unless sharded), hashed in that
+  // order by two multiply-xor lanes, off the main thread: ranks compare it to prove their training state identical.
   Napi::Value Checksum(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     claim(env, "checksum");
@@ -453,8 +515,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       hash(m.params(), m.num_params());
     }
     if (m.lora_enabled()) hash(m.lora_params(), m.num_lora_params());
-    hash(m.adam_m(), m.num_trainable());
-    hash(m.adam_v(), m.num_trainable());
+    // Under ZeRO-1 each rank holds different moments (its shard): only the weights must then match.
+    if (m.optimizer_shard().empty()) {
+      hash(m.adam_m(), m.num_trainable());
+      hash(m.adam_v(), m.num_trainable());
+    }
     char hex[17];
     std::snprintf(hex, sizeof hex, "%08x%08x", a, b);
     return hex;
@@ -593,10 +658,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     const char* call = "adamwStep";
     Napi::Object o = object_arg(info, 0, call);
-    const double zero = 0;
-    const rt::AdamWOptions opts{number_field(o, call, "lr"),          number_field(o, call, "beta1"),
-                                number_field(o, call, "beta2"),       number_field(o, call, "eps"),
-                                number_field(o, call, "weightDecay"), number_field(o, call, "maxGradNorm", &zero)};
+    const double zero = 0, none = -1;
+    const rt::AdamWOptions opts{number_field(o, call, "lr"),
+                                number_field(o, call, "beta1"),
+                                number_field(o, call, "beta2"),
+                                number_field(o, call, "eps"),
+                                number_field(o, call, "weightDecay"),
+                                number_field(o, call, "maxGradNorm", &zero),
+                                number_field(o, call, "gradNorm", &none)};
     claim(env, call);
     ModelPtr m = model_;
     auto result = std::make_shared<rt::AdamWResult>();

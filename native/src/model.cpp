@@ -28,8 +28,8 @@ void Model<T>::ensure_training_state() {
   if (grads_) return;
   const size_t n = num_trainable();
   grads_ = ops_.zeros(n);
-  m_ = ops_.zeros(n);
-  v_ = ops_.zeros(n);
+  m_ = ops_.zeros(optimizer_elements());
+  v_ = ops_.zeros(optimizer_elements());
 }
 
 template <typename T>
@@ -41,9 +41,13 @@ MemoryReport Model<T>::memory() const {
   r.params = r.base_params + r.adapter_params;
   r.grads = grads_ ? grads_->size() * sizeof(T) : 0;
   r.optimizer = m_ ? (m_->size() + v_->size()) * sizeof(T) : 0;
+  r.optimizer_unsharded = m_ ? 2 * num_trainable() * sizeof(T) : 0;
   r.scratch = (stage_.size() + stage_norm_.size() + stage_head_.size()) * sizeof(T);
   r.activations = r.scratch;
-  for (const auto& kv : acts_) r.activations += kv.second->bytes();
+  for (const auto& kv : acts_) {
+    r.activations += kv.second->bytes();
+    r.activations_saved += kv.second->checkpointing_saved_bytes();
+  }
   return r;
 }
 
@@ -194,6 +198,7 @@ void Model<T>::enable_lora(const LoraConfig& l) {
   grads_.reset();
   m_.reset();
   v_.reset();
+  shard_.clear();  // the trainable buffer changed: a ZeRO-1 shard is set again over the adapters
   step_ = 0;
   acts_.clear();  // activations now carry the adapters' buffers
   last_ = nullptr;
@@ -245,8 +250,8 @@ Activations<T>& Model<T>::activations_for(int B, int T_) {
   auto it = acts_.find(key);
   if (it == acts_.end())
     it = acts_
-             .emplace(key,
-                      std::make_unique<Activations<T>>(cfg_, B, T_, lora_ ? &lora_cfg_ : nullptr, lora_table_.get()))
+             .emplace(key, std::make_unique<Activations<T>>(cfg_, B, T_, lora_ ? &lora_cfg_ : nullptr,
+                                                            lora_table_.get(), checkpointing_))
              .first;
   return *it->second;
 }
@@ -382,7 +387,7 @@ void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const 
   const auto [in, outf] = LoraTable::shape(cfg_, t);
   ops_.linear_backward(dinp, grad(w), grad(bias), dout, inp, param(w), N, in, outf);
   if (!lora_ || !lora_table_->targeted[t]) return;
-  LayerActivations<T>& la = a.layers[l];
+  LayerActivations<T>& la = a.kept(l);
   const LoraLayer& ll = lora_table_->layers[l];
   const int r = lora_cfg_.rank;
   const T scale = (T)lora_cfg_.scale();
@@ -413,37 +418,41 @@ template <typename T>
 void Model<T>::forward(Activations<T>& a, const Batch& b, bool training) {
   const ModelConfig& c = cfg_;
   const PackedRows<T> rows{&a.runs, {b.rows, b.seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, &a.attn_scratch};
-  // Each layer keeps what its backward reads; ln, tmp and h are recomputed or consumed at once, so shared.
-  auto layer = [&](int l) {
-    LayerActivations<T>& la = a.layers[l];
-    LayerBuffers<T> io;
-    io.n = (int)a.N;
-    io.positions = b.position_ids;
-    io.res_in = la.res_in.data();
-    io.res_mid = la.res_mid.data();
-    io.res_out = l + 1 < c.num_layers ? a.layers[l + 1].res_in.data() : a.res_out.data();
-    io.rstd1 = la.rstd1.data();
-    io.rstd2 = la.rstd2.data();
-    io.ln = a.ln.data();
-    io.tmp = a.dtmp.data();
-    io.q = la.q.data();
-    io.att = la.att.data();
-    io.k = la.k.data();
-    io.v = la.v.data();
-    io.gate = la.gate.data();
-    io.up = la.up.data();
-    io.h = a.h.data();
-    io.lse = la.lse.data();
-    for (int t = 0; t < kNumTargets; t++) {
-      io.adapters[t].u = la.lora_u[t].empty() ? nullptr : la.lora_u[t].data();
-      if (training && !la.lora_x[t].empty()) {  // dropout buffers exist only when dropout is on
-        io.adapters[t].x = la.lora_x[t].data();
-        io.adapters[t].keep = la.lora_keep[t].data();
-      }
-    }
-    return io;
-  };
+  auto layer = [&](int l) { return training_layer_buffers(a, b, l, training); };
   forward_positions(b.input_ids, (int)a.N, layer, a.rstdf.data(), a.lnf.data(), &rows, nullptr);
+}
+
+// Each layer keeps what its backward reads; ln, tmp and h are recomputed or consumed at once, so shared.
+template <typename T>
+LayerBuffers<T> Model<T>::training_layer_buffers(Activations<T>& a, const Batch& b, int l, bool training) {
+  const ModelConfig& c = cfg_;
+  LayerActivations<T>& la = a.kept(l);
+  LayerBuffers<T> io;
+  io.n = (int)a.N;
+  io.positions = b.position_ids;
+  io.res_in = a.layers[l].res_in.data();
+  io.res_mid = la.res_mid.data();
+  io.res_out = l + 1 < c.num_layers ? a.layers[l + 1].res_in.data() : a.res_out.data();
+  io.rstd1 = la.rstd1.data();
+  io.rstd2 = la.rstd2.data();
+  io.ln = a.ln.data();
+  io.tmp = a.dtmp.data();
+  io.q = la.q.data();
+  io.att = la.att.data();
+  io.k = la.k.data();
+  io.v = la.v.data();
+  io.gate = la.gate.data();
+  io.up = la.up.data();
+  io.h = a.h.data();
+  io.lse = la.lse.data();
+  for (int t = 0; t < kNumTargets; t++) {
+    io.adapters[t].u = la.lora_u[t].empty() ? nullptr : la.lora_u[t].data();
+    if (training && !la.lora_x[t].empty()) {  // dropout buffers exist only when dropout is on
+      io.adapters[t].x = la.lora_x[t].data();
+      io.adapters[t].keep = la.lora_keep[t].data();
+    }
+  }
+  return io;
 }
 
 template <typename T>
@@ -510,7 +519,9 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
   if (!lora_) report();  // with a tied head its gradient lives in the embedding, which is reported last
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const LayerOffsets& o = table_.layers[l];
-    LayerActivations<T>& la = a.layers[l];
+    if (a.checkpointed) recompute_layer(a, b, l);
+    LayerActivations<T>& la = a.kept(l);
+    const T* res_in = a.layers[l].res_in.data();
     stage_layer(l);
     // dres holds d(layer output). MLP branch: out = res_mid + down(silu(gate(ln2)) * up(ln2)).
     // ln2 and h are recomputed from what the forward kept (elementwise, cheap next to the GEMMs).
@@ -534,14 +545,13 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
                               la.v.data(), la.att.data(), la.lse.data(), a.runs, shape, a.attn_scratch);
     ops_.rope_backward(a.dq.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
     ops_.rope_backward(a.dk.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
-    ops_.rmsnorm_forward(a.ln.data(), la.rstd1.data(), la.res_in.data(), param(o.ln1), N, C,
-                         c.rms_norm_eps);  // ln1 again
+    ops_.rmsnorm_forward(a.ln.data(), la.rstd1.data(), res_in, param(o.ln1), N, C, c.rms_norm_eps);  // ln1 again
     project_backward(a, l, kQ, dln, a.dq.data(), a.ln.data(), o.wq, o.bq, N);
     project_backward(a, l, kK, dtmp, a.dk.data(), a.ln.data(), o.wk, o.bk, N);
     ops_.add_inplace(dln, dtmp, NC);
     project_backward(a, l, kV, dtmp, a.dv.data(), a.ln.data(), o.wv, o.bv, N);
     ops_.add_inplace(dln, dtmp, NC);
-    ops_.rmsnorm_backward(dtmp, grad(o.ln1), dln, la.res_in.data(), param(o.ln1), la.rstd1.data(), N, C);
+    ops_.rmsnorm_backward(dtmp, grad(o.ln1), dln, res_in, param(o.ln1), la.rstd1.data(), N, C);
     report();                                               // the layer's parameters (or adapters) are final
     if (l > 0 || !lora_) ops_.add_inplace(dres, dtmp, NC);  // now d(res_in); the frozen embedding needs none
   }
@@ -555,7 +565,9 @@ AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
   if (!(o.lr >= 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0))
     fail("adamw_step", "invalid options: lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps);
   ensure_training_state();
-  const double norm = std::sqrt(ops_.sum_of_squares(grads_->data(), grads_->size()));
+  if (!shard_.empty() && o.grad_norm < 0)
+    fail("adamw_step", "the moments are sharded (ZeRO-1): the global gradient norm must be given");
+  const double norm = o.grad_norm >= 0 ? o.grad_norm : std::sqrt(ops_.sum_of_squares(grads_->data(), grads_->size()));
   if (!std::isfinite(norm)) fail("adamw_step", "gradient norm is ", norm, ": refusing to update the weights");
   // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
   double clip = 1;
@@ -569,6 +581,10 @@ AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
               1 - std::pow(o.beta1, (double)step_),
               1 - std::pow(o.beta2, (double)step_),
               clip};
+  if (!shard_.empty()) {
+    adamw_update_shard(s);
+    return {norm, step_};
+  }
   T* weights = lora_ ? lora_->data() : params_->data();
   for (const ParamEntry& p : trainable_entries())
     ops_.adamw_update(weights + p.offset, grads_->data() + p.offset, m_->data() + p.offset, v_->data() + p.offset,

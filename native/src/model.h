@@ -14,6 +14,7 @@
 #include "kv_cache.h"
 #include "layer_buffers.h"
 #include "lora.h"
+#include "ops/adamw.h"
 #include "ops/cross_entropy.h"
 #include "param_table.h"
 #include "ring_attention.h"
@@ -51,6 +52,9 @@ struct StepResult {
 struct AdamWOptions {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
   double max_grad_norm = 0;  // <= 0: no clipping
+  // >= 0: the global gradient norm, computed by the caller over every rank's shard (ZeRO-1); < 0: this
+  // model's whole gradient buffer gives it.
+  double grad_norm = -1;
 };
 
 struct AdamWResult {
@@ -64,6 +68,9 @@ struct AdamWResult {
 struct MemoryReport {
   size_t params = 0, grads = 0, optimizer = 0, activations = 0;
   size_t base_params = 0, adapter_params = 0, scratch = 0;
+  // Activation checkpointing: the activation bytes it avoids keeping (0 when off). The optimizer state
+  // holds only this rank's shard of the moments under ZeRO-1; optimizer_unsharded is what all of it takes.
+  size_t activations_saved = 0, optimizer_unsharded = 0;
   int base_bytes_per_param = 4;
   size_t total() const { return params + grads + optimizer + activations; }
 };
@@ -124,6 +131,21 @@ class Model {
   void set_step(int64_t s) { step_ = s; }
   MemoryReport memory() const;
 
+  // Activation checkpointing: the forward keeps only each layer's input, and the backward recomputes the
+  // layer's forward before its backward (recompute.cpp). Same losses and gradients, about one layer's
+  // activations instead of all of them, for one more forward's compute.
+  void set_activation_checkpointing(bool on);
+
+  // ZeRO-1 (optimizer_shard.cpp): this rank's AdamW moments cover only these [offset, size) ranges of the
+  // trainable buffer, packed in order; empty means all of it. Setting it reallocates the moments at zero;
+  // adamw_step then updates only these ranges of the weights, with the global norm given in its options.
+  void set_optimizer_shard(const std::vector<std::pair<size_t, size_t>>& ranges);
+  const std::vector<std::pair<size_t, size_t>>& optimizer_shard() const { return shard_; }
+  size_t optimizer_elements() const;
+  // Sum of squares of the gradient over the shard (over everything when unsharded), in double.
+  double grad_sum_of_squares() const;
+  bool activation_checkpointing() const { return checkpointing_; }
+
   // LoRA: frees the base gradients and moments, adds adapters (A random, B = 0), restarts the optimizer;
   // with cfg.base_bf16 the base is rounded to bf16 and its fp32 copy freed.
   void enable_lora(const LoraConfig& cfg);
@@ -177,6 +199,10 @@ class Model {
   const T* lm_head() { return params_->data() + (cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
   T* dlm_head() { return grad(cfg_.tie_word_embeddings ? table_.embed : table_.lm_head); }
   void forward(Activations<T>& a, const Batch& b, bool training);
+  // Where layer l of the training forward reads and writes: its kept activations (or the recompute slot).
+  LayerBuffers<T> training_layer_buffers(Activations<T>& a, const Batch& b, int l, bool training);
+  // Activation checkpointing: refills the recompute slot with layer l's forward from its kept input.
+  void recompute_layer(Activations<T>& a, const Batch& b, int l);
   // The model's forward over n positions, written once for training and generation: the embedding of ids,
   // every layer (layer(l) gives layer l's buffers; each layer's res_out is the next one's res_in), the final
   // norm into lnf. Attention is over packed rows (rows) or, with a cache, over the cache's earlier positions.
@@ -199,6 +225,9 @@ class Model {
   const Backend<T>& ops_;         // every op of the layer sequence goes through it
   Buffer<T> params_, grads_, m_, v_;
   int64_t step_ = 0;
+  bool checkpointing_ = false;
+  std::vector<std::pair<size_t, size_t>> shard_;  // ZeRO-1 ranges of the trainable buffer; empty = all
+  void adamw_update_shard(const AdamWStep& s);
   std::unique_ptr<LoraTable> lora_table_;
   LoraConfig lora_cfg_;
   Buffer<T> lora_;                                // adapter weights, null in full training

@@ -1,6 +1,14 @@
 // Gradient all-reduce over a ring of workers: the public entry of worker/allreduce.
 export { connectTransport, type RingMember } from "./create_transport.js";
-export { ringAllReduce, allReduceTag, DEFAULT_CHUNK_ELEMENTS, type AllReduceOptions } from "./ring_allreduce.js";
+export {
+  ringAllReduce,
+  ringReduceScatter,
+  ringAllGather,
+  ownedSpan,
+  allReduceTag,
+  DEFAULT_CHUNK_ELEMENTS,
+  type AllReduceOptions,
+} from "./ring_allreduce.js";
 export type { Transport, TaggedStream } from "./transport.js";
 export { DEFAULT_WINDOW } from "./credited_transport.js";
 export {

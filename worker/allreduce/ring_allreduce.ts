@@ -1,4 +1,6 @@
 // Ring all-reduce (sum) of a Float32Array in place: reduce-scatter, then all-gather, over 2(n-1) steps.
+// Either half runs alone too (ZeRO-1): ringReduceScatter leaves rank r with the sum of its owned segment
+// only (ownedSpan), and ringAllGather copies each rank's owned segment to every rank.
 // At step s rank r sends segment sendSegment(r, s) to r+1 and receives segment sendSegment(r, s+1) from
 // r-1; after the n-1 reduce-scatter steps rank r holds the full sum of segment r+1, and the all-gather
 // copies each finished segment around the ring. Each segment's sum is formed once, in one order, and
@@ -35,11 +37,51 @@ function sendSegment(r: number, s: number, n: number): number {
   return s < n - 1 ? mod(r - s, n) : mod(r + 1 - (s - (n - 1)), n);
 }
 
+/**
+ * The segment of a buffer of `length` elements that rank `rank` of `n` holds summed after a reduce-scatter
+ * and contributes to an all-gather: segment r+1 (mod n), where the all-reduce's schedule leaves it.
+ */
+export function ownedSpan(length: number, rank: number, n: number): Span {
+  return segment(length, n, mod(rank + 1, n));
+}
+
 export async function ringAllReduce(
   transport: Transport,
   data: Float32Array,
   tag: string,
   options: AllReduceOptions = {},
+): Promise<void> {
+  return ringSteps(transport, data, tag, options, "all");
+}
+
+/** The reduce-scatter half: afterwards ownedSpan(data.length, rank, size) of `data` holds the ring's sum. */
+export async function ringReduceScatter(
+  transport: Transport,
+  data: Float32Array,
+  tag: string,
+  options: AllReduceOptions = {},
+): Promise<void> {
+  return ringSteps(transport, data, tag, options, "reduce-scatter");
+}
+
+/** The all-gather half: every rank's ownedSpan of `data` is copied, bit for bit, to every other rank. */
+export async function ringAllGather(
+  transport: Transport,
+  data: Float32Array,
+  tag: string,
+  options: AllReduceOptions = {},
+): Promise<void> {
+  return ringSteps(transport, data, tag, options, "all-gather");
+}
+
+type RingPhase = "all" | "reduce-scatter" | "all-gather";
+
+async function ringSteps(
+  transport: Transport,
+  data: Float32Array,
+  tag: string,
+  options: AllReduceOptions,
+  phase: RingPhase,
 ): Promise<void> {
   const n = transport.size;
   if (n === 1) return;
@@ -48,7 +90,9 @@ export async function ringAllReduce(
   if (!Number.isInteger(chunk) || chunk < 1)
     throw new RangeError(`chunkElements must be an integer >= 1, got ${chunk}`);
 
-  const steps = 2 * (n - 1);
+  // Steps [first, last) of the all-reduce's schedule: n-1 reduce-scatter steps, then n-1 all-gather steps.
+  const first = phase === "all-gather" ? n - 1 : 0;
+  const last = phase === "reduce-scatter" ? n - 1 : 2 * (n - 1);
   const chunksAt = (s: number): Span[] => chunksOf(segment(data.length, n, sendSegment(r, s, n)), chunk);
   const stream = transport.open(tag);
   const received = new Progress();
@@ -63,14 +107,14 @@ export async function ringAllReduce(
 
   const sendLoop = async () => {
     let before = 0; // chunks received before the step this send forwards from
-    for (let s = 0; s < steps; s++) {
+    for (let s = first; s < last; s++) {
       const spans = chunksAt(s);
       for (let k = 0; k < spans.length; k++) {
-        // Step 0 sends this rank's own values; later steps forward chunk k received at step s-1.
-        if (s > 0) await received.reach(before + k + 1);
+        // The first step sends this rank's own values; later steps forward chunk k received at step s-1.
+        if (s > first) await received.reach(before + k + 1);
         await stream.send(data.subarray(spans[k]!.start, spans[k]!.end));
       }
-      if (s > 0) before += spans.length;
+      if (s > first) before += spans.length;
     }
   };
 
@@ -79,7 +123,7 @@ export async function ringAllReduce(
   // link has it, straight from the link's buffer.
   const expected: Span[] = [];
   let reduceCount = 0;
-  for (let s = 0; s < steps; s++) {
+  for (let s = first; s < last; s++) {
     const spans = chunksAt(s + 1);
     expected.push(...spans);
     if (s < n - 1) reduceCount += spans.length;
