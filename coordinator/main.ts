@@ -1,10 +1,12 @@
 // The coordinator process: takes jobs by NATS request, keeps them in JetStream KV, schedules them on idle
 // workers, and runs each job's step loop. A restarted coordinator resumes interrupted jobs from their
 // last checkpoint.
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { pino, type Logger } from "pino";
 import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
+import { confinementProblems } from "./jobs/intake.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
+import type { PathRoots } from "./jobs/path_roots.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
 import { readModelShape } from "./job_spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
@@ -15,10 +17,14 @@ import { WorkerRegistry } from "./workers/registry.js";
 
 export interface CoordinatorOptions {
   natsUrl: string;
+  /** credentials and TLS for the NATS connection (see cli/nats_credentials.ts) */
+  auth?: Partial<NodeConnectionOptions>;
   log?: Logger;
   heartbeatMs?: number;
   /** a worker silent this long is lost */
   lostAfterMs?: number;
+  /** where jobs may read inputs and write outputs; undefined: anywhere */
+  roots?: PathRoots;
 }
 
 export class Coordinator {
@@ -34,14 +40,20 @@ export class Coordinator {
     private readonly store: JobStore,
     private readonly registry: WorkerRegistry,
     private readonly log: Logger,
+    private readonly roots: PathRoots | undefined,
   ) {}
 
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
     const log = opts.log ?? pino({ name: "coordinator" }, pino.destination(2));
-    const nc = await connect({ servers: opts.natsUrl, name: "ringtune-coordinator", maxReconnectAttempts: -1 });
+    const nc = await connect({
+      ...opts.auth,
+      servers: opts.natsUrl,
+      name: "ringtune-coordinator",
+      maxReconnectAttempts: -1,
+    });
     const store = await JobStore.open(nc);
     const registry = new WorkerRegistry(nc, log, opts.heartbeatMs ?? 1000, opts.lostAfterMs ?? 10_000);
-    const c = new Coordinator(nc, store, registry, log);
+    const c = new Coordinator(nc, store, registry, log, opts.roots);
     await c.recoverInterruptedJobs();
     registry.onLost = (worker, job) =>
       c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`, worker));
@@ -73,6 +85,7 @@ export class Coordinator {
     serveJobApi(this.nc, this.store, this.log, {
       onAccepted: () => void this.schedule(),
       liveMemory: () => this.registry.liveMemory(),
+      roots: this.roots,
       requestStop: (id, why) => {
         if (!this.running.has(id)) return false;
         this.stopReasons.set(id, why);
@@ -102,6 +115,12 @@ export class Coordinator {
       for (const job of this.store.all()) {
         if ((job.status !== "queued" && job.status !== "waiting") || this.running.has(job.id)) continue;
         const spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
+        // Roots may have narrowed since the job was accepted (a restart with other flags): check again.
+        const confined = this.roots && confinementProblems(spec, this.roots, job.source ?? job.id);
+        if (confined && confined.length > 0) {
+          await this.store.update(job.id, { status: "failed", message: confined[0]!.message });
+          continue;
+        }
         const want = spec.workers;
         const idleAny = this.registry.idle();
         let idle: string[];

@@ -5,6 +5,8 @@ import { Worker } from "../../worker/main.js";
 import { parseBytes } from "../../coordinator/job_spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
+import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
+import { pathRoots } from "../path_roots.js";
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
@@ -20,10 +22,24 @@ function untilSignal(close: () => Promise<void>): Promise<number> {
 export const coordinatorCommand: Command = {
   name: "coordinator",
   summary: "run the coordinator: takes jobs over NATS and schedules them on workers",
-  usage: "usage: ringtune coordinator [--nats URL]   (default: $NATS_URL or nats://127.0.0.1:4222)",
+  usage:
+    "usage: ringtune coordinator [--nats URL] [--data-root DIR] [--output-root DIR]  (NATS default: $NATS_URL or nats://127.0.0.1:4222)\n" +
+    "  --data-root    jobs read their inputs only under DIR (default: the working directory; RINGTUNE_DATA_ROOT)\n" +
+    "  --output-root  jobs write outputs and caches only under DIR (default: the working directory; RINGTUNE_OUTPUT_ROOT)\n" +
+    NATS_CREDENTIAL_USAGE,
   async run(argv) {
-    const { values } = parseFlags(argv, { nats: { type: "string" } });
-    const c = await Coordinator.start({ natsUrl: natsUrl(values.nats as string | undefined) });
+    const { values } = parseFlags(argv, {
+      nats: { type: "string" },
+      "data-root": { type: "string" },
+      "output-root": { type: "string" },
+      ...natsCredentialFlags,
+    });
+    const auth = natsAuth(values, "coordinator");
+    const c = await Coordinator.start({
+      natsUrl: natsUrl(values.nats as string | undefined),
+      auth: auth.options,
+      roots: pathRoots(values),
+    });
     return untilSignal(() => c.close());
   },
 };
@@ -34,7 +50,8 @@ export const workerCommand: Command = {
   usage:
     "usage: ringtune worker [--nats URL] [--id ID] [--device cpu] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST]\n" +
     "  --id      default: host-pid\n" +
-    "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused",
+    "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused\n" +
+    NATS_CREDENTIAL_USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, {
       nats: { type: "string" },
@@ -43,7 +60,9 @@ export const workerCommand: Command = {
       memory: { type: "string" },
       "listen-host": { type: "string" },
       "advertise-host": { type: "string" },
+      ...natsCredentialFlags,
     });
+    const auth = natsAuth(values, "worker");
     const device = (values.device as string | undefined) ?? "cpu";
     if (device !== "cpu") {
       // The CUDA backend is its own piece of work; until it lands a GPU node runs CPU workers.
@@ -60,6 +79,7 @@ export const workerCommand: Command = {
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     const w = await Worker.start({
       natsUrl: natsUrl(values.nats as string | undefined),
+      auth: auth.options,
       id,
       listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,
