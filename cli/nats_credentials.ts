@@ -77,7 +77,7 @@ export function natsAuth(
     const v = values[flag] ?? env[name];
     return typeof v === "string" && v !== "" ? v : undefined;
   };
-  let creds = pick("creds", "NATS_CREDS");
+  const creds = pick("creds", "NATS_CREDS");
   let user = pick("user", "NATS_USER");
   let password = pick("password", "NATS_PASSWORD");
   const nkey = pick("nkey", "NATS_NKEY");
