@@ -94,12 +94,13 @@ fail() {
 
 # Fresh passwords for the three NATS users of a server started here, one file per role under .run/auth/
 # (only this user may read them): the coordinator, workers and ringtune commands of this checkout read
-# their role's file when given no other credentials.
+# their role's file when given no other credentials. nats-server parses a variable's value as a config
+# value, so a password starting with a digit would read as a number: each starts with a letter.
 write_credentials() {
   local role
   (umask 077 && mkdir -p "$RUN_DIR/auth")
   for role in coordinator worker client; do
-    (umask 077 && printf 'NATS_USER=%s\nNATS_PASSWORD=%s\n' "$role" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" \
+    (umask 077 && printf 'NATS_USER=%s\nNATS_PASSWORD=%s\n' "$role" "p$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" \
       >"$RUN_DIR/auth/$role.env")
   done
 }

@@ -34,9 +34,9 @@ import { REPO_ROOT, runRingtune } from "../helpers/processes.js";
 
 const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
 const passwords = {
-  coordinator: randomBytes(12).toString("hex"),
-  worker: randomBytes(12).toString("hex"),
-  client: randomBytes(12).toString("hex"),
+  coordinator: "p" + randomBytes(12).toString("hex"),
+  worker: "p" + randomBytes(12).toString("hex"),
+  client: "p" + randomBytes(12).toString("hex"),
 };
 type Role = keyof typeof passwords;
 const as = (role: Role) => ({ user: role, pass: passwords[role] });
@@ -47,7 +47,8 @@ const workers: Worker[] = [];
 const connections: NatsConnection[] = [];
 
 before(async () => {
-  // The server reads the passwords of deploy/nats/auth.conf from its environment, as under cluster-up.
+  // The server reads the passwords of deploy/nats/auth.conf from its environment, as under cluster-up
+  // (starting with a letter: nats-server would read a leading digit as a number).
   process.env.RINGTUNE_COORDINATOR_PASSWORD = passwords.coordinator;
   process.env.RINGTUNE_WORKER_PASSWORD = passwords.worker;
   process.env.RINGTUNE_CLIENT_PASSWORD = passwords.client;
