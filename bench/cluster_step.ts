@@ -56,7 +56,15 @@ async function main(): Promise<void> {
     procs.push(
       spawn(
         process.execPath,
-        [path.join(root, "dist/cli/ringtune.js"), "worker", "--nats", cluster.server.url, "--id", `bench-${i}`],
+        [
+          path.join(root, "dist/cli/ringtune.js"),
+          "worker",
+          "--nats",
+          cluster.server.url,
+          "--insecure",
+          "--id",
+          `bench-${i}`,
+        ],
         {
           env: { ...process.env, OMP_NUM_THREADS: "1" },
           stdio: "ignore",

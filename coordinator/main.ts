@@ -2,10 +2,12 @@
 // workers, and runs each job's step loop. A restarted coordinator resumes interrupted jobs from their
 // last checkpoint. Only one coordinator is active at a time (a lease in KV); another started beside it
 // stands by and takes over when the active one's lease expires.
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { pino, type Logger } from "pino";
 import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
+import { confinementProblems } from "./jobs/intake.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
+import type { PathRoots } from "./jobs/path_roots.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
 import { readModelShape } from "./job_spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
@@ -18,6 +20,8 @@ import { WorkerRegistry } from "./workers/registry.js";
 
 export interface CoordinatorOptions {
   natsUrl: string;
+  /** credentials and TLS for the NATS connection (see cli/nats_credentials.ts) */
+  auth?: Partial<NodeConnectionOptions>;
   log?: Logger;
   heartbeatMs?: number;
   /** a worker silent this long is lost */
@@ -29,6 +33,8 @@ export interface CoordinatorOptions {
    * it has stopped taking work. A process should exit non-zero; the default only closes the coordinator.
    */
   onLeaseLost?: (reason: string) => void;
+  /** where jobs may read inputs and write outputs; undefined: anywhere */
+  roots?: PathRoots;
 }
 
 export class Coordinator {
@@ -45,6 +51,7 @@ export class Coordinator {
     private readonly registry: WorkerRegistry,
     private readonly log: Logger,
     private readonly lease: CoordinatorLease,
+    private readonly roots: PathRoots | undefined,
   ) {}
 
   /**
@@ -53,7 +60,12 @@ export class Coordinator {
    */
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
     const log = opts.log ?? pino({ name: "coordinator" }, pino.destination(2));
-    const nc = await connect({ servers: opts.natsUrl, name: "ringtune-coordinator", maxReconnectAttempts: -1 });
+    const nc = await connect({
+      ...opts.auth,
+      servers: opts.natsUrl,
+      name: "ringtune-coordinator",
+      maxReconnectAttempts: -1,
+    });
     let lease: CoordinatorLease | undefined;
     try {
       lease = await CoordinatorLease.acquire(nc, log, opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS, () => nc.isClosed());
@@ -75,7 +87,7 @@ export class Coordinator {
     for (const bad of store.unreadable)
       log.error(bad, `job record '${bad.key}' cannot be read and is skipped (${bad.reason})`);
     const registry = new WorkerRegistry(nc, log, opts.heartbeatMs ?? 1000, opts.lostAfterMs ?? 10_000);
-    const c = new Coordinator(nc, store, registry, log, lease);
+    const c = new Coordinator(nc, store, registry, log, lease, opts.roots);
     lease.onLost = (reason) => {
       log.error({ reason }, "lost the coordinator lease; stopping");
       void c.close().finally(() => opts.onLeaseLost?.(reason));
@@ -109,6 +121,7 @@ export class Coordinator {
     serveJobApi(this.nc, this.store, this.log, {
       onAccepted: () => void this.schedule(),
       liveMemory: () => this.registry.liveMemory(),
+      roots: this.roots,
       requestStop: (id, why) => {
         if (!this.running.has(id)) return false;
         this.stopReasons.set(id, why);
@@ -139,6 +152,12 @@ export class Coordinator {
         if ((job.status !== "queued" && job.status !== "waiting") || this.running.has(job.id)) continue;
         if (job.cancel_requested) continue; // its cancel is being written; the job never starts
         const spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
+        // Roots may have narrowed since the job was accepted (a restart with other flags): check again.
+        const confined = this.roots && confinementProblems(spec, this.roots, job.source ?? job.id);
+        if (confined && confined.length > 0) {
+          await this.store.update(job.id, { status: "failed", message: confined[0]!.message });
+          continue;
+        }
         const want = spec.workers;
         const idleAny = this.registry.idle();
         let idle: string[];

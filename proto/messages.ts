@@ -71,17 +71,27 @@ export const PeerAddress = defineMessage("PeerAddress", {
   port: z.number().int().min(1).max(65535),
 });
 
-/** First message on a ring edge (TCP frame or NATS request): names the edge and the protocol version. */
+/** A short binary field (nonce, MAC): bounded so a hello from a stranger stays small. */
+const ShortBytes = z.instanceof(Uint8Array).refine((b) => b.length <= 64, "at most 64 bytes");
+
+/**
+ * First message on a ring edge (TCP frame or NATS request): names the edge and the protocol version. On a
+ * TCP edge of a ring with a secret, `nonce` and `mac` prove the sender holds the ring's secret.
+ */
 export const EdgeHello = defineMessage("EdgeHello", {
   ring: SubjectToken,
   from: Rank,
   to: Rank,
   transport: TransportKind,
+  nonce: ShortBytes.optional(),
+  mac: ShortBytes.optional(),
 });
 
 export const EdgeHelloReply = defineMessage("EdgeHelloReply", {
   ok: z.boolean(),
   error: z.string().optional(),
+  /** the accepting side's proof over the hello's nonce (rings with a secret) */
+  mac: ShortBytes.optional(),
 });
 
 /** One chunk of an all-reduce, sender to next rank. `seq` counts chunks of this tag from 0. */

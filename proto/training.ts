@@ -51,6 +51,11 @@ export const JobAssign = defineMessage("JobAssign", {
   rank: z.number().int().min(0),
   size: z.number().int().min(1),
   transport: TransportKind,
+  /** the ring's secret: its TCP edges accept only peers that prove they hold it */
+  ring_secret: z
+    .instanceof(Uint8Array)
+    .refine((b) => b.length >= 16 && b.length <= 64, "16 to 64 bytes")
+    .optional(),
   model: ModelSource,
   optimizer: OptimizerSettings,
   /** method lora: adapters from the start (a resumed checkpoint brings its own) */

@@ -154,6 +154,8 @@ export class JobRunner {
       rank: m.rank,
       size: m.size,
       kind: m.transport,
+      secret: m.ring_secret,
+      onRefused: (why) => this.log.warn({ job: m.job }, why),
       ...this.net,
     });
     const spSize = m.sequence_parallel ?? 1;

@@ -1,7 +1,7 @@
 // The worker process: registers with the coordinator, sends heartbeats, and serves the coordinator's
 // commands for the job it is assigned. One process per device.
 import os from "node:os";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import { pino, type Logger } from "pino";
 import {
   decodeMessage,
@@ -19,6 +19,8 @@ import { JobRunner } from "./job_runner.js";
 
 export interface WorkerOptions {
   natsUrl: string;
+  /** credentials and TLS for the NATS connection (see cli/nats_credentials.ts) */
+  auth?: Partial<NodeConnectionOptions>;
   id: string;
   /** interface the data-plane TCP listener binds, and the address ring neighbours connect to */
   listenHost?: string;
@@ -55,7 +57,12 @@ export class Worker {
 
   static async start(opts: WorkerOptions): Promise<Worker> {
     const log = opts.log ?? pino({ name: `worker ${opts.id}` }, pino.destination(2));
-    const nc = await connect({ servers: opts.natsUrl, name: `ringtune-worker-${opts.id}`, maxReconnectAttempts: -1 });
+    const nc = await connect({
+      ...opts.auth,
+      servers: opts.natsUrl,
+      name: `ringtune-worker-${opts.id}`,
+      maxReconnectAttempts: -1,
+    });
     const w = new Worker(nc, opts.id, new JobRunner(nc, log, dataPlaneHosts(opts)), log, opts.memoryBytes);
     w.serveCommands();
     nc.subscribe(jobSubjects.coordinatorHello, { callback: () => void w.register() });

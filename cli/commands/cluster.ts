@@ -3,6 +3,7 @@ import type { Command } from "../args.js";
 import { parseFlags } from "../args.js";
 import { clusterStatus, type ClusterStatus } from "../job_client.js";
 import { natsUrl, withNats } from "../nats_connect.js";
+import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { formatTable } from "../table.js";
 
 function formatBytes(n: number): string {
@@ -35,10 +36,14 @@ export function formatClusterStatus(s: ClusterStatus): string {
 export const clusterStatusCommand: Command = {
   name: "cluster status",
   summary: "the coordinator's workers: device, state, job",
-  usage: "usage: ringtune cluster status [--json] [--nats URL]",
+  usage: "usage: ringtune cluster status [--json] [--nats URL]" + "\n" + NATS_CREDENTIAL_USAGE,
   async run(argv) {
-    const { values } = parseFlags(argv, { json: { type: "boolean" }, nats: { type: "string" } });
-    const s = await withNats(natsUrl(values.nats), (nc) => clusterStatus(nc));
+    const { values } = parseFlags(argv, {
+      json: { type: "boolean" },
+      nats: { type: "string" },
+      ...natsCredentialFlags,
+    });
+    const s = await withNats(natsUrl(values.nats), natsAuth(values, "client"), (nc) => clusterStatus(nc));
     console.log(values.json ? JSON.stringify(s) : formatClusterStatus(s));
     return 0;
   },

@@ -3,6 +3,7 @@ import type { Command } from "../args.js";
 import { parseFlags } from "../args.js";
 import { listJobs, openJobs, recordToJson, type JobRecordBody } from "../job_client.js";
 import { natsUrl, withNats } from "../nats_connect.js";
+import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { formatLoss } from "../progress_bar.js";
 import { formatTable } from "../table.js";
 
@@ -24,10 +25,17 @@ export function formatJobsTable(records: JobRecordBody[]): string {
 export const jobs: Command = {
   name: "jobs",
   summary: "list jobs: id, status, step, total steps, last train loss, output folder",
-  usage: "usage: ringtune jobs [--json] [--nats URL]\n  --json   one job record per line",
+  usage:
+    "usage: ringtune jobs [--json] [--nats URL]\n  --json   one job record per line" + "\n" + NATS_CREDENTIAL_USAGE,
   async run(argv) {
-    const { values } = parseFlags(argv, { json: { type: "boolean" }, nats: { type: "string" } });
-    const records = await withNats(natsUrl(values.nats), async (nc) => listJobs(nc, await openJobs(nc)));
+    const { values } = parseFlags(argv, {
+      json: { type: "boolean" },
+      nats: { type: "string" },
+      ...natsCredentialFlags,
+    });
+    const records = await withNats(natsUrl(values.nats), natsAuth(values, "client"), async (nc) =>
+      listJobs(nc, await openJobs(nc)),
+    );
     if (values.json) for (const r of records) process.stdout.write(`${JSON.stringify(recordToJson(r))}\n`);
     else console.log(formatJobsTable(records));
     return 0;

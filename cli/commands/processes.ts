@@ -8,6 +8,8 @@ import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
 import { deviceFromFlags } from "../device_flag.js";
 import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
+import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
+import { pathRoots } from "../path_roots.js";
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
@@ -24,17 +26,29 @@ export const coordinatorCommand: Command = {
   name: "coordinator",
   summary: "run the coordinator: takes jobs over NATS and schedules them on workers",
   usage:
-    "usage: ringtune coordinator [--nats URL] [--lease-ttl SECONDS]\n" +
-    "  --nats       default: $NATS_URL or nats://127.0.0.1:4222\n" +
-    "  --lease-ttl  how long a coordinator that stopped renewing its lease keeps it before a standby takes over\n" +
-    `               (default ${DEFAULT_LEASE_TTL_MS / 1000}); a second coordinator waits as standby`,
+    "usage: ringtune coordinator [--nats URL] [--lease-ttl SECONDS] [--data-root DIR] [--output-root DIR]\n" +
+    "  --nats         default: $NATS_URL or nats://127.0.0.1:4222\n" +
+    "  --lease-ttl    how long a coordinator that stopped renewing its lease keeps it before a standby takes over\n" +
+    `                 (default ${DEFAULT_LEASE_TTL_MS / 1000}); a second coordinator waits as standby\n` +
+    "  --data-root    jobs read their inputs only under DIR (default: the working directory; RINGTUNE_DATA_ROOT)\n" +
+    "  --output-root  jobs write outputs and caches only under DIR (default: the working directory; RINGTUNE_OUTPUT_ROOT)\n" +
+    NATS_CREDENTIAL_USAGE,
   async run(argv) {
-    const { values } = parseFlags(argv, { nats: { type: "string" }, "lease-ttl": { type: "string" } });
+    const { values } = parseFlags(argv, {
+      nats: { type: "string" },
+      "lease-ttl": { type: "string" },
+      "data-root": { type: "string" },
+      "output-root": { type: "string" },
+      ...natsCredentialFlags,
+    });
     const ttl = values["lease-ttl"] === undefined ? undefined : Number(values["lease-ttl"]);
     if (ttl !== undefined && !(ttl >= 1 && ttl <= 600))
       throw new UsageError(`--lease-ttl: expected seconds from 1 to 600, got '${values["lease-ttl"] as string}'`);
+    const auth = natsAuth(values, "coordinator");
     const c = await Coordinator.start({
       natsUrl: natsUrl(values.nats as string | undefined),
+      auth: auth.options,
+      roots: pathRoots(values),
       leaseTtlMs: ttl === undefined ? undefined : ttl * 1000,
       // Another coordinator is active now: this one must not act on anything more, whatever is still pending.
       onLeaseLost: (reason) => {
@@ -52,7 +66,8 @@ export const workerCommand: Command = {
   usage:
     `usage: ringtune worker [--nats URL] [--id ID] [${DEVICE_FLAG_HELP}] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST]\n` +
     "  --id      default: host-pid\n" +
-    "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused",
+    "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused\n" +
+    NATS_CREDENTIAL_USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, {
       nats: { type: "string" },
@@ -61,7 +76,9 @@ export const workerCommand: Command = {
       memory: { type: "string" },
       "listen-host": { type: "string" },
       "advertise-host": { type: "string" },
+      ...natsCredentialFlags,
     });
+    const auth = natsAuth(values, "worker");
     deviceFromFlags(values);
     let memoryBytes: number | undefined;
     try {
@@ -72,6 +89,7 @@ export const workerCommand: Command = {
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     const w = await Worker.start({
       natsUrl: natsUrl(values.nats as string | undefined),
+      auth: auth.options,
       id,
       listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,

@@ -6,6 +6,7 @@ import { UsageError, parseFlags } from "../args.js";
 import { followToEnd } from "../follow.js";
 import { prepareJob, submitJob } from "../job_client.js";
 import { natsUrl, withNats } from "../nats_connect.js";
+import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { parseSpec } from "../../coordinator/job_spec/load.js";
 import { memoryLines } from "../memory_lines.js";
 
@@ -18,7 +19,9 @@ export const submit: Command = {
     "           relative paths are taken from the job file's folder, as in the file\n" +
     "  --wait   show progress until the job ends; exit 0 when it completed, 1 when it failed or was canceled\n" +
     "  --json   with --wait: the last line of stdout is the final job record as JSON (progress goes to stderr)\n" +
-    "  --nats   NATS server (default: $NATS_URL, else nats://127.0.0.1:4222)",
+    "  --nats   NATS server (default: $NATS_URL, else nats://127.0.0.1:4222)" +
+    "\n" +
+    NATS_CREDENTIAL_USAGE,
   async run(argv) {
     const { values, positionals } = parseFlags(
       argv,
@@ -26,6 +29,7 @@ export const submit: Command = {
         wait: { type: "boolean" },
         json: { type: "boolean" },
         nats: { type: "string" },
+        ...natsCredentialFlags,
         set: { type: "string", multiple: true },
       },
       true,
@@ -36,7 +40,7 @@ export const submit: Command = {
     // On stderr: stdout holds only the id (or JSON) for scripts.
     for (const line of memoryLines(parseSpec(job.spec, file, job.base_dir ?? path.dirname(path.resolve(file)))))
       process.stderr.write(`${line}\n`);
-    return withNats(natsUrl(values.nats), async (nc) => {
+    return withNats(natsUrl(values.nats), natsAuth(values, "client"), async (nc) => {
       const id = await submitJob(nc, job);
       // With --json stdout holds only JSON; the id is in the record, and stderr tells the person.
       if (values.json) process.stderr.write(`submitted ${file} as job ${id}\n`);

@@ -18,6 +18,7 @@ import {
   type MemoryEstimateRecord,
 } from "../../proto/mod.js";
 import { memoryRefusal, type WorkerMemory } from "./memory_fit.js";
+import { outsideRoots, type PathRoots } from "./path_roots.js";
 import type { Job } from "./store.js";
 
 /** Resolving against the root changes no absolute path: the base of a spec that must have only those. */
@@ -66,7 +67,7 @@ function schemaProblems(spec: unknown, where: string): ApiError[] {
  * Every problem of a submission: schema problems first; then, for a valid spec, relative paths when no
  * base_dir was given, and files that do not exist.
  */
-export function submissionProblems(req: Body<typeof JobSubmit>): ApiError[] {
+export function submissionProblems(req: Body<typeof JobSubmit>, roots?: PathRoots): ApiError[] {
   const where = req.source ?? "job spec";
   const schema = schemaProblems(req.spec, where);
   if (schema.length > 0) return schema;
@@ -90,9 +91,29 @@ export function submissionProblems(req: Body<typeof JobSubmit>): ApiError[] {
     if (problems.length > 0) return problems;
   }
   const resolved = parseSpec(req.spec, where, req.base_dir ?? NO_BASE_DIR);
+  if (roots) {
+    const confined = confinementProblems(resolved, roots, where);
+    if (confined.length > 0) return confined;
+  }
   for (const [key, file] of pathKeys(resolved)) {
     if (file !== undefined && mustExist(key) && !existsSync(file))
       problems.push({ code: "missing_file", message: `${where}: ${key}: no such file or folder ${file}`, key });
+  }
+  return problems;
+}
+
+/**
+ * Paths of a resolved spec that leave the coordinator's roots: outputs and the cache must lie under an
+ * output root; inputs under a data root or an output root (an earlier job's model or checkpoint).
+ */
+export function confinementProblems(spec: JobSpec, roots: PathRoots, where: string): ApiError[] {
+  const problems: ApiError[] = [];
+  for (const [key, file] of pathKeys(spec)) {
+    if (file === undefined) continue;
+    const why = mustExist(key)
+      ? outsideRoots(file, [...roots.data, ...roots.output], "data")
+      : outsideRoots(file, roots.output, "output");
+    if (why) problems.push({ code: "invalid_spec", message: `${where}: ${key}: ${why}`, key });
   }
   return problems;
 }
@@ -112,8 +133,8 @@ export function memoryEstimateRecord(e: MemoryEstimate): MemoryEstimateRecord {
  * A new job record for a valid submission, or a JobApiRefusal listing every problem. `workers` are the live
  * registered workers: a job none of them can hold (when there are enough to tell) is refused.
  */
-export function acceptSubmission(req: Body<typeof JobSubmit>, workers: WorkerMemory[] = []): Job {
-  const problems = submissionProblems(req);
+export function acceptSubmission(req: Body<typeof JobSubmit>, workers: WorkerMemory[] = [], roots?: PathRoots): Job {
+  const problems = submissionProblems(req, roots);
   if (problems.length > 0) throw new JobApiRefusal(problems);
   const where = req.source ?? "job spec";
   const baseDir = req.base_dir ?? NO_BASE_DIR;

@@ -26,6 +26,7 @@ import {
   type MessageType,
 } from "../../proto/mod.js";
 import { acceptSubmission } from "./intake.js";
+import type { PathRoots } from "./path_roots.js";
 import type { WorkerMemory } from "./memory_fit.js";
 import type { Job, JobStore } from "./store.js";
 
@@ -36,6 +37,8 @@ export interface JobApiHooks {
   requestStop(id: string, why: string): boolean;
   /** the live registered workers' memory, against which a submission's estimate is checked */
   liveMemory(): WorkerMemory[];
+  /** where jobs may read and write; undefined: anywhere (in-process tests) */
+  roots?: PathRoots;
 }
 
 type Reply = { ok: boolean; error?: ApiError; errors?: ApiError[] };
@@ -87,7 +90,7 @@ function known(store: JobStore, id: string): Job {
 
 export function serveJobApi(nc: NatsConnection, store: JobStore, log: Logger, hooks: JobApiHooks): void {
   serve(nc, log, jobSubjects.submit, JobSubmit, JobSubmitReply, async (req) => {
-    const job = acceptSubmission(req, hooks.liveMemory());
+    const job = acceptSubmission(req, hooks.liveMemory(), hooks.roots);
     await store.create(job); // the record exists before the reply: a watcher never misses it
     log.info({ job: job.id, source: job.source }, "job accepted");
     hooks.onAccepted(job);

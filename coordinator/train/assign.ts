@@ -12,6 +12,8 @@ export interface RingPlace {
   resumeDir: string | undefined;
   /** adapters from the start (method lora) */
   lora: LoraSettings | undefined;
+  /** the ring's secret, the same for every rank of one ring formation */
+  ringSecret: Uint8Array<ArrayBuffer>;
 }
 
 export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assign"> {
@@ -21,6 +23,7 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
     rank: p.rank,
     size: p.size,
     transport: spec.transport ?? DEFAULT_TRANSPORT,
+    ring_secret: p.ringSecret,
     model: p.resumeDir
       ? { resume: p.resumeDir }
       : {

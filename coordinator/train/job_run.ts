@@ -1,6 +1,7 @@
 // One start of a job, from data to final model: prepare the rows, form the ring, run the step loop, save
 // the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics, checkpoints,
 // final outputs); this file only puts them in order.
+import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
@@ -52,6 +53,8 @@ export class JobRun {
   private readonly ring: Ring;
   /** a NATS subject token naming this formation of the ring */
   private readonly ringId: string;
+  /** handed to this ring's members only: their TCP edges accept no peer without it */
+  private readonly ringSecret = Uint8Array.from(randomBytes(32));
   private readonly metrics: MetricsFile;
   /** the adapters of a lora or hybrid job */
   private readonly lora: LoraSettings | undefined;
@@ -138,6 +141,7 @@ export class JobRun {
           assignRequest(spec, {
             job: job.id,
             ring: this.ringId,
+            ringSecret: this.ringSecret,
             rank,
             size: this.ring.size,
             resumeDir,

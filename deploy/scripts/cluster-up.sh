@@ -9,7 +9,11 @@
 #   WORKER_MEMORY=SIZE memory each CPU worker reports (8GiB; default: this machine's RAM shared among them)
 #   NATS_URL=URL       use this NATS server (JetStream enabled) instead of starting one
 #   NATS_PORT=P        port of the server started here (default 4222); NATS_HOST=ADDR its listen address
-#                      (default 127.0.0.1; 0.0.0.0 lets workers on other machines in, without auth)
+#                      (default 127.0.0.1; 0.0.0.0 lets workers on other machines in)
+#   INSECURE=1         a server without users (every process started with --insecure); by default the
+#                      server started here has a user per role (deploy/nats/auth.conf) whose passwords are
+#                      generated into .run/auth/<role>.env, where the ringtune commands find them
+#   RINGTUNE_DATA_ROOT, RINGTUNE_OUTPUT_ROOT  where jobs may read and write (default: the checkout)
 #   CLUSTER_UP_TIMEOUT=S  seconds to wait for the coordinator and workers (default 60)
 set -euo pipefail
 source "$(dirname "$0")/cluster_lib.sh"
@@ -95,6 +99,20 @@ fail() {
   exit 1
 }
 
+# Fresh passwords for the three NATS users of a server started here, one file per role under .run/auth/
+# (only this user may read them): the coordinator, workers and ringtune commands of this checkout read
+# their role's file when given no other credentials. nats-server parses a variable's value as a config
+# value, so a password starting with a digit would read as a number: each starts with a letter.
+write_credentials() {
+  local role
+  (umask 077 && mkdir -p "$RUN_DIR/auth")
+  for role in coordinator worker client; do
+    (umask 077 && printf 'NATS_USER=%s\nNATS_PASSWORD=%s\n' "$role" "p$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" \
+      >"$RUN_DIR/auth/$role.env")
+  done
+}
+role_password() { sed -n 's/^NATS_PASSWORD=//p' "$RUN_DIR/auth/$1.env"; }
+
 # Whether something accepts TCP connections at host:port (bash's /dev/tcp; no extra tools needed).
 listening() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 
@@ -114,29 +132,39 @@ else
   command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || die "nats-server is not installed: 'make deps' installs it"
   nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
   url=nats://127.0.0.1:$port
-  start nats "$nats_bin" -c "$RINGTUNE_ROOT/deploy/nats/nats-server.conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
+  if [ "${INSECURE:-}" = 1 ]; then
+    echo "cluster-up: warning: INSECURE=1: NATS without authentication, anyone who reaches port $port is trusted" >&2
+    start nats "$nats_bin" -c "$RINGTUNE_ROOT/deploy/nats/nats-server.conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
+  else
+    write_credentials
+    RINGTUNE_COORDINATOR_PASSWORD=$(role_password coordinator) RINGTUNE_WORKER_PASSWORD=$(role_password worker) \
+      RINGTUNE_CLIENT_PASSWORD=$(role_password client) \
+      start nats "$nats_bin" -c "$RINGTUNE_ROOT/deploy/nats/nats-server-auth.conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
+  fi
   for i in $(seq 100); do listening 127.0.0.1 "$port" && break; sleep 0.1; done
   listening 127.0.0.1 "$port" || fail "nats-server did not start listening on port $port"
 fi
 echo "$url" > "$RUN_DIR/nats_url"
 
 # --- coordinator and workers ------------------------------------------------------------------------------
-start coordinator node "$CLI" coordinator --nats "$url"
+insecure=()
+[ "${INSECURE:-}" = 1 ] && insecure=(--insecure)
+start coordinator node "$CLI" coordinator --nats "$url" "${insecure[@]}"
 ids=()
 for ((k = 0; k < workers; k++)); do
   id=worker-$k
   ids+=("$id")
   if [ "$gpus" -gt 0 ]; then
-    start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))"
+    start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))" "${insecure[@]}"
   else
-    OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id" "${memory_flag[@]}"
+    OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id" "${memory_flag[@]}" "${insecure[@]}"
   fi
 done
 
 # --- wait until the coordinator answers and every worker has registered -----------------------------------
 # Count only our workers (a shared NATS_URL server may have others), and only those not lost.
 registered() {
-  node "$CLI" cluster status --json --nats "$url" 2>/dev/null | node -e '
+  node "$CLI" cluster status --json --nats "$url" "${insecure[@]}" 2>/dev/null | node -e '
     const ids = new Set(process.argv.slice(1));
     const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
     console.log(s.workers.filter((w) => ids.has(w.worker_id) && w.state !== "lost").length);

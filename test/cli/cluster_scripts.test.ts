@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { RINGTUNE, deadPort, runCli } from "../helpers/run_cli.js";
@@ -66,7 +66,23 @@ test("cluster-up starts NATS, a coordinator and N workers; a second run says it 
     assert.equal(again.status, 0);
     assert.match(again.stdout, /already up/);
 
-    const status = await runCli(["cluster", "status", "--json", "--nats", `nats://127.0.0.1:${port}`]);
+    // The server has users: a command finds the client's credentials cluster-up wrote under the run dir,
+    // and one given none (another run dir, nothing in the environment) is refused by the server.
+    const status = await runCli(["cluster", "status", "--json", "--nats", `nats://127.0.0.1:${port}`], {
+      RINGTUNE_RUN_DIR: run,
+    });
+    const strangerEnv = { RINGTUNE_RUN_DIR: path.join(run, "elsewhere"), NATS_USER: "", NATS_PASSWORD: "" };
+    const stranger = await runCli(
+      ["cluster", "status", "--insecure", "--nats", `nats://127.0.0.1:${port}`],
+      strangerEnv,
+    );
+    assert.equal(stranger.code, 1);
+    assert.match(stranger.stderr, /refused the credentials/);
+    assert.equal(
+      (statSync(path.join(run, "auth", "client.env")).mode & 0o077).toString(8),
+      "0",
+      "credentials readable by others",
+    );
     const ids = JSON.parse(status.stdout)
       .workers.map((w: { worker_id: string }) => w.worker_id)
       .sort();

@@ -44,6 +44,9 @@ export class LocalCluster {
       CLUSTER_UP_TIMEOUT: "120",
       // The coordinator's data cache for jobs that name no cache_dir (else .cache/ in the checkout).
       RINGTUNE_CACHE_DIR: path.join(dir, "cache"),
+      // Jobs of tests read fixtures from the checkout and temp folders, and write only to temp folders.
+      RINGTUNE_DATA_ROOT: `${REPO_ROOT}:${tmpdir()}`,
+      RINGTUNE_OUTPUT_ROOT: tmpdir(),
     };
     return new LocalCluster(dir, env);
   }
@@ -64,9 +67,12 @@ export class LocalCluster {
     return runProcess("bash", [CLUSTER_DOWN], { env: this.env, timeoutMs: 60_000 });
   }
 
-  /** `ringtune ARGS` against this cluster (NATS_URL, as a user would export it). */
+  /**
+   * `ringtune ARGS` against this cluster (NATS_URL, as a user would export it); its client credentials
+   * are found under the run dir, as in a checkout where `make cluster-up` ran.
+   */
   cli(args: string[], timeoutMs = 60_000): Promise<ProcessResult> {
-    return runRingtune(args, { env: { NATS_URL: this.natsUrl }, timeoutMs });
+    return runRingtune(args, { env: { NATS_URL: this.natsUrl, RINGTUNE_RUN_DIR: this.runDir }, timeoutMs });
   }
 
   /** Process name -> pid, from the pid files cluster-up wrote. */

@@ -35,11 +35,15 @@ export class WorkerProcess {
     child.once("exit", () => live.delete(this));
   }
 
-  /** extraArgs: more `ringtune worker` flags (`--memory 64MiB`) */
+  /** extraArgs: more `ringtune worker` flags (`--memory 64MiB`); the test servers here have no users */
   static start(natsUrl: string, id: string, extraArgs: string[] = []): WorkerProcess {
-    const child = spawn(process.execPath, [RINGTUNE, "worker", "--nats", natsUrl, "--id", id, ...extraArgs], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [RINGTUNE, "worker", "--nats", natsUrl, "--insecure", "--id", id, ...extraArgs],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     return new WorkerProcess(id, child);
   }
 

@@ -20,6 +20,10 @@ export interface RingMember {
   advertiseHost?: string;
   /** How long to wait for the neighbours to appear. */
   setupTimeoutMs?: number;
+  /** TCP only: the ring's secret, which every edge's two sides prove they hold */
+  secret?: Uint8Array;
+  /** TCP only: told of each stray connection refused during setup */
+  onRefused?: (why: string) => void;
 }
 
 /** Connects to both ring neighbours; resolves once both edges are up. n=1 needs no connection. */

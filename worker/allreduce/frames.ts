@@ -19,10 +19,16 @@ export class FrameReader {
   private frameLength = -1; // of the frame being gathered into staging, or -1
   private frameFill = 0;
 
-  /** `onFrame` may read the frame only until it returns: its memory is reused. */
-  constructor(private readonly onFrame: (frame: Uint8Array) => void) {}
+  /**
+   * `onFrame` may read the frame only until it returns: its memory is reused. `maxFrameBytes` may be
+   * lowered while a stream is not yet trusted, so a stranger cannot make us allocate a large buffer.
+   */
+  constructor(
+    private readonly onFrame: (frame: Uint8Array) => void,
+    public maxFrameBytes = MAX_FRAME_BYTES,
+  ) {}
 
-  /** Feeds bytes from the stream; throws RangeError on a frame over MAX_FRAME_BYTES. */
+  /** Feeds bytes from the stream; throws RangeError on a frame over maxFrameBytes. */
   push(buf: Uint8Array): void {
     let pos = 0;
     while (pos < buf.length) {
@@ -41,6 +47,7 @@ export class FrameReader {
       if (this.headerFill === 0 && buf.length - pos >= 4) {
         const length = new DataView(buf.buffer, buf.byteOffset + pos, 4).getUint32(0);
         pos += 4;
+        this.checkLength(length);
         if (buf.length - pos >= length && (buf.byteOffset + pos) % 4 === 0) {
           this.onFrame(buf.subarray(pos, pos + length)); // whole and aligned in this read: a view
           pos += length;
@@ -58,9 +65,13 @@ export class FrameReader {
     }
   }
 
+  private checkLength(length: number): void {
+    if (length > this.maxFrameBytes)
+      throw new RangeError(`frame of ${length} bytes exceeds the ${this.maxFrameBytes}-byte limit`);
+  }
+
   private startFrame(length: number): void {
-    if (length > MAX_FRAME_BYTES)
-      throw new RangeError(`frame of ${length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`);
+    this.checkLength(length);
     if (length === 0) return this.onFrame(new Uint8Array(0));
     if (this.staging.length < length) this.staging = new Uint8Array(length);
     this.frameLength = length;

@@ -5,7 +5,7 @@
 // framed and reduced straight out of one reused buffer, where a 'data' listener gets a freshly allocated
 // buffer per 64 KiB read (most of a rank's garbage collection). Addresses are exchanged over NATS
 // (peer_address.ts); the first frame each way is a hello, sent by the receiving end, that checks the
-// ring, the edge and the protocol version.
+// ring, the edge, the protocol version and (ring_auth.ts) that both ends hold the ring's secret.
 import { createServer, connect as tcpConnect, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -24,6 +24,7 @@ import { PeerDisconnectedError, PeerSetupError } from "./errors.js";
 import { FrameReader, MAX_FRAME_BYTES, framePrefix } from "./frames.js";
 import { lookupPeerAddress, servePeerAddress } from "./peer_address.js";
 import { DEFAULT_SETUP_TIMEOUT_MS } from "./request_retry.js";
+import { edgeMac, edgeMacValid, newHelloNonce } from "./ring_auth.js";
 import type { Link, LinkEvents } from "./transport.js";
 
 export interface TcpLinkOptions {
@@ -37,6 +38,10 @@ export interface TcpLinkOptions {
   /** Address the neighbour connects to; default this host's first external IPv4 address. */
   advertiseHost?: string;
   setupTimeoutMs?: number;
+  /** the ring's secret: both sides of every edge prove they hold it (see ring_auth.ts) */
+  secret?: Uint8Array;
+  /** told of each connection refused during setup (the ring goes on waiting for its peer) */
+  onRefused?: (why: string) => void;
 }
 
 /** Floats per chunk frame: any size the frame limit allows (the chunk size is the caller's choice). */
@@ -63,12 +68,20 @@ export async function connectTcpLink(o: TcpLinkOptions): Promise<Link> {
       o.events.error(new PeerDisconnectedError(`ring ${o.ring}: rank ${o.rank} lost its connection ${which}`));
   };
 
-  const timeout = setupDeadline(deadlineMs, `ring ${o.ring}: rank ${o.rank} did not get both neighbours connected`);
+  const refusals: { last?: string } = {};
+  const timeout = setupDeadline(
+    deadlineMs,
+    () =>
+      `ring ${o.ring}: rank ${o.rank} did not get both neighbours connected` +
+      (refusals.last ? ` (last connection refused: ${refusals.last})` : ""),
+  );
   try {
     const [inbound, outbound] = await Promise.race([
-      Promise.all([connectPrev(o, prev, deadlineMs, opened), acceptNext(server, o, next, opened)]),
+      Promise.all([connectPrev(o, prev, deadlineMs, opened), acceptNext(server, o, next, opened, refusals)]),
       timeout.promise,
     ]);
+    // Strangers still connected when the ring formed are of no use to it.
+    for (const s of opened) if (s !== inbound && s !== outbound) s.destroy();
     inbound.on("close", lost(`from rank ${prev}`));
     outbound.on("close", lost(`to rank ${next}`));
     return {
@@ -102,17 +115,37 @@ export async function connectTcpLink(o: TcpLinkOptions): Promise<Link> {
   }
 }
 
-/** Waits for rank+1's connection; its hello must name this edge and our protocol version. Acks come back on it. */
-function acceptNext(server: Server, o: TcpLinkOptions, next: number, opened: Socket[]): Promise<Socket> {
+/** A hello is a few hundred bytes: until one is accepted, no larger frame is read from a socket. */
+const MAX_HELLO_FRAME_BYTES = 4096;
+
+/**
+ * Waits for rank+1's connection; its hello must name this edge and our protocol version and, in a ring with
+ * a secret, prove it holds the secret. Acks come back on it. A connection that fails any check (a stranger,
+ * a port scanner, a peer of another ring) is refused and closed alone: the wait goes on for the real peer,
+ * so a stray connection cannot fail the ring.
+ */
+function acceptNext(
+  server: Server,
+  o: TcpLinkOptions,
+  next: number,
+  opened: Socket[],
+  refusals: { last?: string },
+): Promise<Socket> {
   const done = deferred<Socket>();
+  let accepted = false;
   server.on("connection", (socket) => {
     opened.push(socket);
     socket.setNoDelay(true);
     let state: "hello" | "ready" | "refused" = "hello";
-    const refuse = (err: Error) => {
+    const refuse = (why: string, err: Error = new PeerSetupError(why)) => {
       state = "refused";
-      socket.end(frame(encodeMessage(EdgeHelloReply, { ok: false, error: err.message })));
-      done.reject(err);
+      refusals.last = why;
+      o.onRefused?.(`rank ${o.rank} of ring ${o.ring} refused a connection from ${socket.remoteAddress}: ${why}`);
+      socket.end(frame(encodeMessage(EdgeHelloReply, { ok: false, error: why })));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      // Without a secret nothing tells a stranger from a misconfigured peer: fail at once with the reason,
+      // as a ring of trusted test processes wants. With one, only a peer that proves it counts.
+      if (!o.secret) done.reject(err);
     };
     const reader = new FrameReader((bytes) => {
       if (state === "ready") {
@@ -123,21 +156,30 @@ function acceptNext(server: Server, o: TcpLinkOptions, next: number, opened: Soc
         try {
           hello = decodeMessage(EdgeHello, bytes);
         } catch (err) {
-          return refuse(err as Error);
+          return refuse((err as Error).message, err as Error);
         }
         if (hello.ring !== o.ring || hello.from !== o.rank || hello.to !== next) {
           return refuse(
-            new PeerSetupError(
-              `rank ${o.rank} of ring ${o.ring} expected rank ${next}, got a hello for ring ${hello.ring} edge ${hello.from}->${hello.to}`,
-            ),
+            `rank ${o.rank} of ring ${o.ring} expected rank ${next}, got a hello for ring ${hello.ring} edge ${hello.from}->${hello.to}`,
           );
         }
+        if (o.secret && !edgeMacValid(o.secret, "hello", hello, hello.nonce, hello.mac)) {
+          return refuse(`the hello does not prove the secret of ring ${o.ring}`);
+        }
+        if (accepted) return refuse(`rank ${o.rank} of ring ${o.ring} already has its peer`);
+        accepted = true;
         state = "ready";
-        socket.write(frame(encodeMessage(EdgeHelloReply, { ok: true })));
+        reader.maxFrameBytes = MAX_FRAME_BYTES;
+        const mac = o.secret && hello.nonce ? edgeMac(o.secret, "accept", hello, hello.nonce) : undefined;
+        socket.write(frame(encodeMessage(EdgeHelloReply, { ok: true, mac })));
         done.resolve(socket);
       }
-    });
-    const onError = (err: Error) => (state === "ready" ? o.events.error(err) : done.reject(err));
+    }, MAX_HELLO_FRAME_BYTES);
+    // Before its hello is accepted a socket's errors are its own; after, they are the ring's.
+    const onError = (err: Error) => {
+      if (state === "ready") o.events.error(err);
+      else if (state === "hello") refuse(err.message, err);
+    };
     socket.on("data", (buf) => feed(reader, buf, socket, onError));
     socket.on("error", onError);
   });
@@ -147,6 +189,9 @@ function acceptNext(server: Server, o: TcpLinkOptions, next: number, opened: Soc
 /** Connects to rank-1, whose chunks then arrive on this socket, read into one reused buffer. */
 async function connectPrev(o: TcpLinkOptions, prev: number, deadlineMs: number, opened: Socket[]): Promise<Socket> {
   const addr = await lookupPeerAddress(o.nc, o.ring, o.rank, prev, deadlineMs);
+  const edge = { ring: o.ring, from: prev, to: o.rank, transport: "tcp" as const };
+  const nonce = o.secret ? newHelloNonce() : undefined;
+  const hello = { ...edge, nonce, mac: o.secret && nonce ? edgeMac(o.secret, "hello", edge, nonce) : undefined };
   const accepted = deferred<Socket>();
   let ready = false;
   const reader = new FrameReader((bytes) => {
@@ -157,6 +202,8 @@ async function connectPrev(o: TcpLinkOptions, prev: number, deadlineMs: number, 
     }
     const reply = decodeMessage(EdgeHelloReply, bytes);
     if (!reply.ok) throw new PeerSetupError(`rank ${prev} of ring ${o.ring} refused rank ${o.rank}: ${reply.error}`);
+    if (o.secret && !edgeMacValid(o.secret, "accept", hello, hello.nonce, reply.mac))
+      throw new PeerSetupError(`the listener at rank ${prev}'s address does not prove the secret of ring ${o.ring}`);
     ready = true;
     accepted.resolve(socket);
   });
@@ -181,7 +228,7 @@ async function connectPrev(o: TcpLinkOptions, prev: number, deadlineMs: number, 
     s.once("error", reject);
   });
   socket.on("error", onError);
-  socket.write(frame(encodeMessage(EdgeHello, { ring: o.ring, from: prev, to: o.rank, transport: "tcp" })));
+  socket.write(frame(encodeMessage(EdgeHello, hello)));
   return accepted.promise;
 }
 
@@ -221,10 +268,10 @@ function endSocket(s: Socket): Promise<void> {
   });
 }
 
-function setupDeadline(ms: number, what: string) {
+function setupDeadline(ms: number, what: () => string) {
   let timer: NodeJS.Timeout;
   const promise = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new PeerSetupError(`${what} within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new PeerSetupError(`${what()} within ${ms} ms`)), ms);
   });
   return { promise, cancel: () => clearTimeout(timer) };
 }
