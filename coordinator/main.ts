@@ -2,7 +2,10 @@
 // workers, and runs each job's step loop. A restarted coordinator resumes interrupted jobs from their
 // last checkpoint.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
+import type { ListenAddress } from "../observe/http_listen.js";
+import { processLogger } from "../observe/logger.js";
+import { CoordinatorHttp } from "./observe/coordinator_http.js";
 import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
@@ -10,6 +13,7 @@ import { readModelShape } from "./job_spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
 import { parseSpec } from "./job_spec/load.js";
 import { runJob } from "./train/run_job.js";
+import type { MetricLine } from "./train/metrics_file.js";
 import { WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
 
@@ -19,6 +23,8 @@ export interface CoordinatorOptions {
   heartbeatMs?: number;
   /** a worker silent this long is lost */
   lostAfterMs?: number;
+  /** where to serve the dashboard and Prometheus `/metrics` (none: no HTTP server) */
+  http?: ListenAddress;
 }
 
 export class Coordinator {
@@ -28,6 +34,8 @@ export class Coordinator {
   private readonly running = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private scheduling = false;
+  /** the dashboard and /metrics, when started with `http` */
+  http: CoordinatorHttp | undefined;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -37,11 +45,12 @@ export class Coordinator {
   ) {}
 
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
-    const log = opts.log ?? pino({ name: "coordinator" }, pino.destination(2));
+    const log = opts.log ?? processLogger("coordinator");
     const nc = await connect({ servers: opts.natsUrl, name: "ringtune-coordinator", maxReconnectAttempts: -1 });
     const store = await JobStore.open(nc);
     const registry = new WorkerRegistry(nc, log, opts.heartbeatMs ?? 1000, opts.lostAfterMs ?? 10_000);
     const c = new Coordinator(nc, store, registry, log);
+    if (opts.http) c.http = await CoordinatorHttp.start(opts.http, store, () => registry.status(), log);
     await c.recoverInterruptedJobs();
     registry.onLost = (worker, job) =>
       c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`, worker));
@@ -154,6 +163,7 @@ export class Coordinator {
       interruption: (id: string) => this.interruptions.get(id)!.promise,
       suspect: (worker: string) => this.registry.suspect(worker),
       activity: (worker: string) => this.registry.activity(worker),
+      onMetric: (id: string, line: MetricLine) => this.http?.onMetric(id, line),
     };
     const done = runJob(env, job, workers).finally(() => {
       this.registry.release(job.id);
@@ -172,6 +182,7 @@ export class Coordinator {
   async close(): Promise<void> {
     clearInterval(this.timer);
     this.registry.stop();
+    await this.http?.close();
     await this.nc.close();
   }
 }

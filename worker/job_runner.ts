@@ -19,6 +19,14 @@ import {
 import { connectTransport } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { Trainer } from "./trainer.js";
+import type { WorkerMetrics } from "./worker_metrics.js";
+
+/** Positions that hold a token of some record (padding has no task). */
+function realTokens(batch: { token_task: Int32Array }): number {
+  let n = 0;
+  for (const t of batch.token_task) if (t >= 0) n++;
+  return n;
+}
 
 type CommandHandlers = { [C in WorkerCommand]: (request: CommandRequest<C>) => Promise<CommandResult<C>> };
 
@@ -38,6 +46,7 @@ export class JobRunner {
     private readonly nc: NatsConnection,
     private readonly log: Logger,
     private readonly net: { listenHost?: string; advertiseHost?: string } = {},
+    private readonly metrics?: WorkerMetrics,
   ) {}
 
   get currentJob(): string | undefined {
@@ -167,6 +176,7 @@ export class JobRunner {
       batch: m.batch,
       checksum: m.checksum,
     });
+    this.metrics?.observeStep({ job: m.job, tokens: realTokens(m.batch), ...r });
     return {
       loss_sum: r.lossSum,
       targets: r.targets,

@@ -5,6 +5,16 @@ import { Worker } from "../../worker/main.js";
 import { parseBytes } from "../../coordinator/job_spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
+import { parseListenAddress, type ListenAddress } from "../../observe/http_listen.js";
+
+function httpFlag(value: unknown): ListenAddress | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseListenAddress(value as string);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
@@ -20,10 +30,18 @@ function untilSignal(close: () => Promise<void>): Promise<number> {
 export const coordinatorCommand: Command = {
   name: "coordinator",
   summary: "run the coordinator: takes jobs over NATS and schedules them on workers",
-  usage: "usage: ringtune coordinator [--nats URL]   (default: $NATS_URL or nats://127.0.0.1:4222)",
+  usage:
+    "usage: ringtune coordinator [--nats URL] [--http :PORT]\n" +
+    "  --nats  default: $NATS_URL or nats://127.0.0.1:4222\n" +
+    "  --http  serve the dashboard (/) and Prometheus metrics (/metrics) on this address (:8080, 127.0.0.1:8080)\n" +
+    "  logs: JSON lines on stderr, level from LOG_LEVEL (default info)",
   async run(argv) {
-    const { values } = parseFlags(argv, { nats: { type: "string" } });
-    const c = await Coordinator.start({ natsUrl: natsUrl(values.nats as string | undefined) });
+    const { values } = parseFlags(argv, { nats: { type: "string" }, http: { type: "string" } });
+    const c = await Coordinator.start({
+      natsUrl: natsUrl(values.nats as string | undefined),
+      http: httpFlag(values.http),
+    });
+    if (c.http) console.log(`dashboard: http://127.0.0.1:${c.http.port}/`);
     return untilSignal(() => c.close());
   },
 };
@@ -32,9 +50,11 @@ export const workerCommand: Command = {
   name: "worker",
   summary: "run a worker: trains the jobs the coordinator assigns it",
   usage:
-    "usage: ringtune worker [--nats URL] [--id ID] [--device cpu] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST]\n" +
+    "usage: ringtune worker [--nats URL] [--id ID] [--device cpu] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST] [--http :PORT]\n" +
     "  --id      default: host-pid\n" +
-    "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused",
+    "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused\n" +
+    "  --http    serve Prometheus metrics (/metrics) on this address (:9464)\n" +
+    "  logs: JSON lines on stderr, level from LOG_LEVEL (default info)",
   async run(argv) {
     const { values } = parseFlags(argv, {
       nats: { type: "string" },
@@ -43,6 +63,7 @@ export const workerCommand: Command = {
       memory: { type: "string" },
       "listen-host": { type: "string" },
       "advertise-host": { type: "string" },
+      http: { type: "string" },
     });
     const device = (values.device as string | undefined) ?? "cpu";
     if (device !== "cpu") {
@@ -64,6 +85,7 @@ export const workerCommand: Command = {
       listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,
       memoryBytes,
+      http: httpFlag(values.http),
     });
     return untilSignal(() => w.close());
   },

@@ -8,6 +8,8 @@ export type Job = JobRecordBody;
 
 export class JobStore {
   private readonly cache = new Map<string, Job>();
+  /** called with every record written, after it is in KV (the dashboard's live view follows it) */
+  readonly listeners = new Set<(job: Job) => void>();
   private constructor(private readonly kv: KV) {}
 
   static async open(nc: NatsConnection): Promise<JobStore> {
@@ -33,6 +35,7 @@ export class JobStore {
     job.updated_at = new Date().toISOString();
     this.cache.set(job.id, job);
     await this.kv.put(job.id, encodeJobRecord(job));
+    for (const listener of this.listeners) listener(job);
     return job;
   }
 
