@@ -51,8 +51,16 @@ export function readLossSeries(runDir: string, label = path.basename(path.resolv
   return lossSeriesOfLines(label, lines);
 }
 
+/**
+ * LLaMA-Factory's smoothing weight for a curve of `n` points: near 0 for a few points (nothing to hide),
+ * rising towards 0.9 for long runs.
+ */
+export function smoothingWeight(n: number): number {
+  return 1.8 * (1 / (1 + Math.exp(-0.05 * n)) - 0.5);
+}
+
 /** Exponential moving average with a bias correction, as TensorBoard and LLaMA-Factory smooth loss curves. */
-export function smooth(points: readonly Point[], weight = 0.9): Point[] {
+export function smooth(points: readonly Point[], weight = smoothingWeight(points.length)): Point[] {
   let avg = 0;
   return points.map(([step, v], i) => {
     avg = weight * avg + (1 - weight) * v;
