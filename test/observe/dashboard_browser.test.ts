@@ -91,7 +91,7 @@ test(
       });
       const ring = await page.$eval("#ring-workers", (t) => (t as HTMLElement).innerText);
       assert.match(ring, /w0[\s\S]*\d+ ms[\s\S]*w1/);
-      assert.match(await page.$eval(`#jobs tr[data-job="${id}"]`, (r) => (r as HTMLElement).innerText), /completed/);
+      await page.waitForSelector(`#jobs tr[data-job="${id}"][data-status="completed"]`, { timeout: 30_000 });
 
       const shot = path.join(dir, "dashboard.png");
       await page.screenshot({ path: shot, fullPage: true });
