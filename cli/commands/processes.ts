@@ -7,6 +7,12 @@ import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
 import { parseListenAddress, type ListenAddress } from "../../observe/http_listen.js";
 
+/** The host a browser on this machine reaches a server at: loopback for "every interface". */
+function browsableHost(flag: string): string {
+  const host = parseListenAddress(flag).host;
+  return !host || host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+}
+
 function httpFlag(value: unknown): ListenAddress | undefined {
   if (value === undefined) return undefined;
   try {
@@ -41,7 +47,7 @@ export const coordinatorCommand: Command = {
       natsUrl: natsUrl(values.nats as string | undefined),
       http: httpFlag(values.http),
     });
-    if (c.http) console.log(`dashboard: http://127.0.0.1:${c.http.port}/`);
+    if (c.http) console.log(`dashboard: http://${browsableHost(values.http as string)}:${c.http.port}/`);
     return untilSignal(() => c.close());
   },
 };
