@@ -177,6 +177,7 @@ export class JobRunner {
       checksum: m.checksum,
     });
     this.metrics?.observeStep({ job: m.job, tokens: realTokens(m.batch), ...r });
+    this.log.debug({ job: m.job, step: m.step, compute_ms: r.computeMs, comm_wait_ms: r.commWaitMs }, "step");
     return {
       loss_sum: r.lossSum,
       targets: r.targets,

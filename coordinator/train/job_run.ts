@@ -261,6 +261,10 @@ export class JobRun {
         worker_compute_ms: Object.fromEntries(replies.map((r, rank) => [this.ring.workers[rank], r.compute_ms ?? 0])),
         ...(checksum ? { checksum: result.checksum } : {}),
       });
+      this.env.log.info(
+        { job: this.job.id, step, loss: result.loss, lr, grad_norm: result.gradNorm, workers: this.ring.workers },
+        "step",
+      );
       await this.update({
         step,
         lr,

@@ -23,6 +23,7 @@ function jobSpec(maxSteps: number, output: string): Record<string, unknown> {
     data: [{ path: "train.jsonl", format: "openai", response_format: "json" }],
     val_size: 6,
     seq_len: 64,
+    cache_dir: "cache", // beside the data in the temp folder, never in the checkout
     max_steps: maxSteps,
     global_batch_rows: 4,
     micro_batch_rows: 2,

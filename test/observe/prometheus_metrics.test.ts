@@ -73,6 +73,14 @@ test(
         assert.equal(sampleValue(w, "ringtune_worker_state", { worker: worker.id, state: "busy" }), 0);
       }
 
+      // The coordinator's JSON log has a line per step naming the job, the step and the ring's workers.
+      const stepLines = cluster.coordinatorLog.filter((l) => l.msg === "step" && l.job === rec.id);
+      assert.deepEqual(
+        stepLines.map((l) => l.step),
+        Array.from({ length: steps }, (_, i) => i + 1),
+      );
+      assert.deepEqual(stepLines[0]!.workers, ["w0", "w1"]);
+
       const png = path.join(rec.output, "loss.png");
       assert.ok(existsSync(png), `${png} written at the job's end`);
       assert.ok(existsSync(path.join(rec.output, "loss.svg")));
