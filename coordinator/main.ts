@@ -3,7 +3,10 @@
 // last checkpoint. Only one coordinator is active at a time (a lease in KV); another started beside it
 // stands by and takes over when the active one's lease expires.
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
+import type { ListenAddress } from "../observe/http_listen.js";
+import { processLogger } from "../observe/logger.js";
+import { CoordinatorHttp } from "./observe/coordinator_http.js";
 import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
 import { confinementProblems } from "./jobs/intake.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
@@ -15,6 +18,7 @@ import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
 import { recoverInterruptedJob } from "./jobs/recovery.js";
 import { parseSpec } from "./job_spec/load.js";
 import { runJob } from "./train/run_job.js";
+import type { MetricLine } from "./train/metrics_file.js";
 import { WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
 
@@ -35,6 +39,8 @@ export interface CoordinatorOptions {
   onLeaseLost?: (reason: string) => void;
   /** where jobs may read inputs and write outputs; undefined: anywhere */
   roots?: PathRoots;
+  /** where to serve the dashboard and Prometheus `/metrics` (none: no HTTP server) */
+  http?: ListenAddress;
 }
 
 export class Coordinator {
@@ -44,6 +50,8 @@ export class Coordinator {
   private readonly running = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private scheduling = false;
+  /** the dashboard and /metrics, when started with `http` */
+  http: CoordinatorHttp | undefined;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -59,7 +67,7 @@ export class Coordinator {
    * failure on the way closes what was opened and rejects, so a process exits instead of hanging half-up.
    */
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
-    const log = opts.log ?? pino({ name: "coordinator" }, pino.destination(2));
+    const log = opts.log ?? processLogger("coordinator");
     const nc = await connect({
       ...opts.auth,
       servers: opts.natsUrl,
@@ -88,6 +96,7 @@ export class Coordinator {
       log.error(bad, `job record '${bad.key}' cannot be read and is skipped (${bad.reason})`);
     const registry = new WorkerRegistry(nc, log, opts.heartbeatMs ?? 1000, opts.lostAfterMs ?? 10_000);
     const c = new Coordinator(nc, store, registry, log, lease, opts.roots);
+    if (opts.http) c.http = await CoordinatorHttp.start(opts.http, store, () => registry.status(), log);
     lease.onLost = (reason) => {
       log.error({ reason }, "lost the coordinator lease; stopping");
       void c.close().finally(() => opts.onLeaseLost?.(reason));
@@ -211,6 +220,7 @@ export class Coordinator {
       interruption: (id: string) => this.interruptions.get(id)!.promise,
       suspect: (worker: string) => this.registry.suspect(worker),
       activity: (worker: string) => this.registry.activity(worker),
+      onMetric: (id: string, line: MetricLine) => this.http?.onMetric(id, line),
     };
     const done = runJob(env, job, workers).finally(() => {
       this.registry.release(job.id);
@@ -230,6 +240,7 @@ export class Coordinator {
     if (this.nc.isClosed()) return;
     clearInterval(this.timer);
     this.registry.stop();
+    await this.http?.close();
     await this.lease.release();
     await this.nc.close();
   }

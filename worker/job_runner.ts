@@ -21,6 +21,14 @@ import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { joinSequenceGroup, type SequenceGroup } from "./sequence_parallel/group_link.js";
 import { applyZeroShard, gatherFullMoments } from "./zero_shard.js";
 import { Trainer } from "./trainer.js";
+import type { WorkerMetrics } from "./worker_metrics.js";
+
+/** Positions that hold a token of some record (padding has no task). */
+function realTokens(batch: { token_task: Int32Array }): number {
+  let n = 0;
+  for (const t of batch.token_task) if (t >= 0) n++;
+  return n;
+}
 
 type CommandHandlers = { [C in WorkerCommand]: (request: CommandRequest<C>) => Promise<CommandResult<C>> };
 
@@ -40,6 +48,7 @@ export class JobRunner {
     private readonly nc: NatsConnection,
     private readonly log: Logger,
     private readonly net: { listenHost?: string; advertiseHost?: string } = {},
+    private readonly metrics?: WorkerMetrics,
   ) {}
 
   get currentJob(): string | undefined {
@@ -201,6 +210,8 @@ export class JobRunner {
       batch: m.batch,
       checksum: m.checksum,
     });
+    this.metrics?.observeStep({ job: m.job, tokens: realTokens(m.batch), ...r });
+    this.log.debug({ job: m.job, step: m.step, compute_ms: r.computeMs, comm_wait_ms: r.commWaitMs }, "step");
     return {
       loss_sum: r.lossSum,
       targets: r.targets,

@@ -2,7 +2,7 @@
 // commands for the job it is assigned. One process per device.
 import os from "node:os";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
 import {
   decodeMessage,
   encodeMessage,
@@ -16,6 +16,10 @@ import {
 } from "../proto/mod.js";
 import { cpuDevice } from "./device.js";
 import { JobRunner } from "./job_runner.js";
+import { WorkerMetrics } from "./worker_metrics.js";
+import { processLogger } from "../observe/logger.js";
+import type { ListenAddress } from "../observe/http_listen.js";
+import { metricsRoute, startHttpServer, type RunningHttpServer } from "../observe/http_server.js";
 
 export interface WorkerOptions {
   natsUrl: string;
@@ -28,6 +32,8 @@ export interface WorkerOptions {
   /** usable memory to report instead of the machine's RAM */
   memoryBytes?: number;
   log?: Logger;
+  /** where to serve Prometheus `/metrics` (none: no HTTP server) */
+  http?: ListenAddress;
 }
 
 /**
@@ -46,6 +52,8 @@ export class Worker {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private seq = 0;
   private closed = false;
+  /** the `/metrics` server, when the worker was started with one */
+  http: RunningHttpServer | undefined;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -56,14 +64,20 @@ export class Worker {
   ) {}
 
   static async start(opts: WorkerOptions): Promise<Worker> {
-    const log = opts.log ?? pino({ name: `worker ${opts.id}` }, pino.destination(2));
+    const log = opts.log ?? processLogger("worker", { worker: opts.id });
     const nc = await connect({
       ...opts.auth,
       servers: opts.natsUrl,
       name: `ringtune-worker-${opts.id}`,
       maxReconnectAttempts: -1,
     });
-    const w = new Worker(nc, opts.id, new JobRunner(nc, log, dataPlaneHosts(opts)), log, opts.memoryBytes);
+    // read when /metrics is scraped, after the runner exists
+    const metrics: WorkerMetrics = new WorkerMetrics(opts.id, (): "idle" | "busy" =>
+      runner.currentJob ? "busy" : "idle",
+    );
+    const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
+    const w = new Worker(nc, opts.id, runner, log, opts.memoryBytes);
+    if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
     w.serveCommands();
     nc.subscribe(jobSubjects.coordinatorHello, { callback: () => void w.register() });
     await w.register();
@@ -135,6 +149,7 @@ export class Worker {
     clearInterval(this.heartbeatTimer);
     const job = this.runner.currentJob;
     if (job) await this.runner.release(job);
+    await this.http?.close();
     await this.nc.drain();
   }
 }

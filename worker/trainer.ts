@@ -28,6 +28,8 @@ export interface StepOutcome {
   computeMs: number;
   /** time spent after the last backward waiting for all-reduces to finish */
   commWaitMs: number;
+  /** gradient bytes this rank sent around the ring: a ring all-reduce sends 2(n-1)/n of the buffer */
+  allReduceBytes: number;
 }
 
 interface MicroBatch {
@@ -46,6 +48,11 @@ export function microBatches(batch: TokenBatch, per: number): MicroBatch[] {
 export interface TrainerOptions {
   /** ZeRO stage 1: AdamW moments sharded over the ring (effective with more than one rank) */
   zero?: number;
+}
+
+function ringAllReduceBytes(buckets: readonly (readonly [number, number])[], ranks: number): number {
+  const floats = buckets.reduce((n, [, size]) => n + size, 0);
+  return Math.round((floats * Float32Array.BYTES_PER_ELEMENT * 2 * (ranks - 1)) / ranks);
 }
 
 export class Trainer {
@@ -141,6 +148,7 @@ export class Trainer {
       checksum: req.checksum ? await trainingStateChecksum(model) : undefined,
       computeMs: computeDone - t0,
       commWaitMs: commDone - computeDone,
+      allReduceBytes: distributed ? ringAllReduceBytes(buckets, this.transport.size) : 0,
     };
   }
 

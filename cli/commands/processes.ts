@@ -10,6 +10,22 @@ import { deviceFromFlags } from "../device_flag.js";
 import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { pathRoots } from "../path_roots.js";
+import { parseListenAddress, type ListenAddress } from "../../observe/http_listen.js";
+
+/** The host a browser on this machine reaches a server at: loopback for "every interface". */
+function browsableHost(flag: string): string {
+  const host = parseListenAddress(flag).host;
+  return !host || host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+}
+
+function httpFlag(value: unknown): ListenAddress | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseListenAddress(value as string);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
@@ -26,12 +42,14 @@ export const coordinatorCommand: Command = {
   name: "coordinator",
   summary: "run the coordinator: takes jobs over NATS and schedules them on workers",
   usage:
-    "usage: ringtune coordinator [--nats URL] [--lease-ttl SECONDS] [--data-root DIR] [--output-root DIR]\n" +
+    "usage: ringtune coordinator [--nats URL] [--lease-ttl SECONDS] [--data-root DIR] [--output-root DIR] [--http :PORT]\n" +
     "  --nats         default: $NATS_URL or nats://127.0.0.1:4222\n" +
     "  --lease-ttl    how long a coordinator that stopped renewing its lease keeps it before a standby takes over\n" +
     `                 (default ${DEFAULT_LEASE_TTL_MS / 1000}); a second coordinator waits as standby\n` +
     "  --data-root    jobs read their inputs only under DIR (default: the working directory; RINGTUNE_DATA_ROOT)\n" +
     "  --output-root  jobs write outputs and caches only under DIR (default: the working directory; RINGTUNE_OUTPUT_ROOT)\n" +
+    "  --http         serve the dashboard (/) and Prometheus metrics (/metrics) on this address (:8080, 127.0.0.1:8080)\n" +
+    "  logs: JSON lines on stderr, level from LOG_LEVEL (default info)\n" +
     NATS_CREDENTIAL_USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, {
@@ -39,6 +57,7 @@ export const coordinatorCommand: Command = {
       "lease-ttl": { type: "string" },
       "data-root": { type: "string" },
       "output-root": { type: "string" },
+      http: { type: "string" },
       ...natsCredentialFlags,
     });
     const ttl = values["lease-ttl"] === undefined ? undefined : Number(values["lease-ttl"]);
@@ -49,6 +68,7 @@ export const coordinatorCommand: Command = {
       natsUrl: natsUrl(values.nats as string | undefined),
       auth: auth.options,
       roots: pathRoots(values),
+      http: httpFlag(values.http),
       leaseTtlMs: ttl === undefined ? undefined : ttl * 1000,
       // Another coordinator is active now: this one must not act on anything more, whatever is still pending.
       onLeaseLost: (reason) => {
@@ -56,6 +76,7 @@ export const coordinatorCommand: Command = {
         process.exit(3);
       },
     });
+    if (c.http) console.log(`dashboard: http://${browsableHost(values.http as string)}:${c.http.port}/`);
     return untilSignal(() => c.close());
   },
 };
@@ -64,9 +85,11 @@ export const workerCommand: Command = {
   name: "worker",
   summary: "run a worker: trains the jobs the coordinator assigns it",
   usage:
-    `usage: ringtune worker [--nats URL] [--id ID] [${DEVICE_FLAG_HELP}] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST]\n` +
+    `usage: ringtune worker [--nats URL] [--id ID] [${DEVICE_FLAG_HELP}] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST] [--http :PORT]\n` +
     "  --id      default: host-pid\n" +
     "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused\n" +
+    "  --http    serve Prometheus metrics (/metrics) on this address (:9464)\n" +
+    "  logs: JSON lines on stderr, level from LOG_LEVEL (default info)\n" +
     NATS_CREDENTIAL_USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, {
@@ -77,6 +100,7 @@ export const workerCommand: Command = {
       "listen-host": { type: "string" },
       "advertise-host": { type: "string" },
       ...natsCredentialFlags,
+      http: { type: "string" },
     });
     const auth = natsAuth(values, "worker");
     deviceFromFlags(values);
@@ -94,6 +118,7 @@ export const workerCommand: Command = {
       listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,
       memoryBytes,
+      http: httpFlag(values.http),
     });
     return untilSignal(() => w.close());
   },

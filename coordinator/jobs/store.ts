@@ -34,6 +34,8 @@ export class JobStore {
   /** records skipped at open (old protocol, corruption): reported, never served or overwritten */
   readonly unreadable: UnreadableRecord[] = [];
 
+  /** called with every record written, after it is in KV (the dashboard's live view follows it) */
+  readonly listeners = new Set<(job: Job) => void>();
   private constructor(private readonly kv: KV) {}
 
   static async open(nc: NatsConnection): Promise<JobStore> {
@@ -92,6 +94,7 @@ export class JobStore {
   private commit(job: Job, revision: number): void {
     this.cache.set(job.id, job);
     this.revisions.set(job.id, revision);
+    for (const listener of this.listeners) listener(job);
   }
 
   private serialised<T>(id: string, write: () => Promise<T>): Promise<T> {

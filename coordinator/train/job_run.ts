@@ -17,8 +17,9 @@ import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoin
 import { generationEval, validationLoss } from "./evaluate.js";
 import { saveFinalModel, saveMergedModel } from "./final_outputs.js";
 import { hybridSwitchStep, loraSettingsOf } from "./lora_plan.js";
-import { MetricsFile } from "./metrics_file.js";
-import { DataOrder, planSteps, type StepPlan } from "./plan.js";
+import { MetricsFile, type MetricLine } from "./metrics_file.js";
+import { writeLossPlot } from "../plot/write_loss_plot.js";
+import { DataOrder, planSteps, shardRange, type StepPlan } from "./plan.js";
 import { prepareData } from "./prepare_data.js";
 import { Ring } from "./ring.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
@@ -43,6 +44,8 @@ export interface JobEnv {
   suspect(worker: string): void;
   /** what a worker said it is doing in its last heartbeat ("loading weights 37%"), if anything */
   activity?(worker: string): string | undefined;
+  /** sees every metrics.jsonl line of the job as it is written */
+  onMetric?(job: string, line: MetricLine): void;
 }
 
 /** How often the job's message is refreshed with its workers' activities while the ring forms. */
@@ -72,7 +75,7 @@ export class JobRun {
     this.spec = parseSpec(job.spec, job.source ?? `job ${job.id}`, job.base_dir);
     this.ring = new Ring(env.nc, workers, () => env.interruption(job.id));
     this.ringId = `${job.id}-${Date.now().toString(36)}`;
-    this.metrics = new MetricsFile(metricsFile(job.output));
+    this.metrics = new MetricsFile(metricsFile(job.output), (line) => env.onMetric?.(job.id, line));
     this.lora = loraSettingsOf(this.spec);
   }
 
@@ -173,6 +176,7 @@ export class JobRun {
       await this.update({ message: "saving the merged model" });
       outputs.push(await saveMergedModel(this.ring, job, spec)); // last: merging changes the weights in memory
     }
+    outputs.push(...(await this.lossPlot()));
     await this.update({ status: "completed", message: `outputs: ${outputs.join(", ")}` });
   }
 
@@ -262,8 +266,13 @@ export class JobRun {
         targets_by_task: result.targetsByTask,
         compute_ms: result.computeMs,
         comm_wait_ms: result.commWaitMs,
+        worker_compute_ms: Object.fromEntries(replies.map((r, rank) => [this.ring.workers[rank], r.compute_ms ?? 0])),
         ...(checksum ? { checksum: result.checksum } : {}),
       });
+      this.env.log.info(
+        { job: this.job.id, step, loss: result.loss, lr, grad_norm: result.gradNorm, workers: this.ring.workers },
+        "step",
+      );
       await this.update({
         step,
         lr,
@@ -279,6 +288,17 @@ export class JobRun {
       if (spec.save_every > 0 && step % spec.save_every === 0 && step < plan.totalSteps) await this.checkpoint(step);
     }
     if (lastEvalStep !== plan.totalSteps) await this.evaluate(plan.totalSteps);
+  }
+
+  /** loss.svg and loss.png beside metrics.jsonl; a plot that fails is logged, never fails a trained job */
+  private async lossPlot(): Promise<string[]> {
+    try {
+      const { png } = await writeLossPlot(this.job.output, this.job.id);
+      return [png];
+    } catch (err) {
+      this.env.log.warn({ job: this.job.id, err }, "loss plot not written");
+      return [];
+    }
   }
 
   private async evaluate(step: number): Promise<void> {

@@ -40,7 +40,11 @@ export function readMetricLines(file: string): { line: string; metric: MetricLin
 }
 
 export class MetricsFile {
-  constructor(readonly file: string) {}
+  /** `onLine` sees every line appended, after it is in the file (the dashboard and /metrics follow it) */
+  constructor(
+    readonly file: string,
+    private readonly onLine?: (line: MetricLine) => void,
+  ) {}
 
   /** Starts the file for a run from `startStep`: empty at 0, else the lines up to that step kept. */
   async startAt(startStep: number): Promise<void> {
@@ -56,5 +60,6 @@ export class MetricsFile {
 
   async append(line: MetricLine): Promise<void> {
     await appendFile(this.file, JSON.stringify(line) + "\n");
+    this.onLine?.(line);
   }
 }

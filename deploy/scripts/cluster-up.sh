@@ -15,6 +15,10 @@
 #                      generated into .run/auth/<role>.env, where the ringtune commands find them
 #   RINGTUNE_DATA_ROOT, RINGTUNE_OUTPUT_ROOT  where jobs may read and write (default: the checkout)
 #   CLUSTER_UP_TIMEOUT=S  seconds to wait for the coordinator and workers (default 60)
+#   DASHBOARD_PORT=P   port of the coordinator's dashboard and its /metrics (default 8080)
+#   WORKER_METRICS_PORT=P  worker k serves Prometheus /metrics on P+k (default 9464; 0: ports the system picks)
+#   HTTP_HOST=ADDR     address the dashboard and /metrics listen on (default 127.0.0.1)
+#   LOG_LEVEL=LEVEL    level of the JSON logs in the log files (default info)
 set -euo pipefail
 source "$(dirname "$0")/cluster_lib.sh"
 cd "$RINGTUNE_ROOT"
@@ -149,15 +153,26 @@ echo "$url" > "$RUN_DIR/nats_url"
 # --- coordinator and workers ------------------------------------------------------------------------------
 insecure=()
 [ "${INSECURE:-}" = 1 ] && insecure=(--insecure)
-start coordinator node "$CLI" coordinator --nats "$url" "${insecure[@]}"
+http_host=${HTTP_HOST:-127.0.0.1}
+dashboard_port=${DASHBOARD_PORT:-8080}
+metrics_port=${WORKER_METRICS_PORT:-9464}
+[[ $dashboard_port =~ ^[0-9]+$ ]] || die "DASHBOARD_PORT must be a port number, got '$dashboard_port'"
+[[ $metrics_port =~ ^[0-9]+$ ]] || die "WORKER_METRICS_PORT must be a port number, got '$metrics_port'"
+if [ "$dashboard_port" != 0 ] && listening 127.0.0.1 "$dashboard_port"; then
+  fail "port $dashboard_port (the dashboard) is taken: pick another, e.g. DASHBOARD_PORT=8081 make cluster-up"
+fi
+worker_http() { if [ "$metrics_port" = 0 ]; then echo "$http_host:0"; else echo "$http_host:$((metrics_port + $1))"; fi; }
+start coordinator node "$CLI" coordinator --nats "$url" --http "$http_host:$dashboard_port" "${insecure[@]}"
 ids=()
 for ((k = 0; k < workers; k++)); do
   id=worker-$k
   ids+=("$id")
   if [ "$gpus" -gt 0 ]; then
-    start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))" "${insecure[@]}"
+    start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))" --http "$(worker_http "$k")" \
+      "${insecure[@]}"
   else
-    OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id" "${memory_flag[@]}" "${insecure[@]}"
+    OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id" \
+      "${memory_flag[@]}" --http "$(worker_http "$k")" "${insecure[@]}"
   fi
 done
 
@@ -186,7 +201,9 @@ done
 
 if [ "$gpus" -gt 0 ]; then devices="on $gpus GPU(s)"; else devices="on CPU, $threads thread(s) each"; fi
 echo "ringtune cluster up: NATS at $url, a coordinator and $workers worker(s) $devices"
-echo "  logs:   $LOG_DIR/{$(IFS=,; echo "${started[*]}")}.log"
+dashboard_url=$(grep -o 'http://[^ ]*' "$LOG_DIR/coordinator.log" 2>/dev/null | head -n 1 || true)
+echo "  dashboard: ${dashboard_url:-http://$http_host:$dashboard_port/} (Prometheus: /metrics there and on each worker)"
+echo "  logs:   $LOG_DIR/{$(IFS=,; echo "${started[*]}")}.log (JSON lines; LOG_LEVEL=debug for more)"
 echo "  status: node dist/cli/ringtune.js cluster status"
 if [ "$url" != nats://127.0.0.1:4222 ]; then echo "  for the ringtune commands: export NATS_URL=$url"; fi
 echo "  stop:   make cluster-down"

@@ -7,6 +7,7 @@
 #   DEMO_JOB=FILE     the job to run (default examples/demo/job.yaml)
 #   DEMO_STEPS=N      train N steps instead of the job's max_steps (a shorter try)
 #   DEMO_OUTPUT=DIR   write the job's outputs to DIR instead of the job's output folder (runs/demo)
+#   DASHBOARD_PORT=P  port of the live dashboard (default 8080)
 set -euo pipefail
 source "$(dirname "$0")/cluster_lib.sh"
 
@@ -42,8 +43,11 @@ echo "== starting a local cluster"
 "$RINGTUNE_ROOT/deploy/scripts/cluster-up.sh"
 url=$(cat "$RUN_DIR/nats_url")
 
+dashboard=$(grep -o 'http://[^ ]*' "$LOG_DIR/coordinator.log" 2>/dev/null | head -n 1 || true)
+
 echo
 echo "== submitting $JOB (progress below; stdout goes to $RESULT)"
+[ -z "$dashboard" ] || echo "   watch it live in a browser: $dashboard (loss.png in the output folder at the end)"
 mkdir -p "$RUN_DIR"
 set +e
 node "$CLI" submit "$JOB" "${overrides[@]}" --wait --json --nats "$url" > "$RESULT"

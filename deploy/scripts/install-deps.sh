@@ -6,8 +6,10 @@ set -euo pipefail
 # so BLAS threads and OpenMP threads never spin against each other on the same cores.
 # golang-go and golang-github-nats-io-go-nats-dev: the tests build a job API client in Go (test/clients/go)
 # to prove the job subjects work for a client that is not ringtune's.
+# chromium: the dashboard's tests drive the system's browser headless (playwright-core downloads none);
+# fonts-dejavu-core: the labels of loss.png (resvg draws text with the system's fonts).
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev nats-server clang-format golang-go
-  golang-github-nats-io-go-nats-dev)
+  golang-github-nats-io-go-nats-dev chromium fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

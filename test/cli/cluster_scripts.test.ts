@@ -47,6 +47,9 @@ test("cluster-up starts NATS, a coordinator and N workers; a second run says it 
     WORKER_DEVICE: "cpu",
     NATS_URL: "",
     CLUSTER_UP_TIMEOUT: "30",
+    // the dashboard and the workers' /metrics on free ports: never those of a cluster a person runs
+    DASHBOARD_PORT: String(await deadPort()),
+    WORKER_METRICS_PORT: "0",
   };
   // A process that is not ours, named by a pid file: cluster-down must leave it alone.
   const bystander = spawn("sleep", ["60"], { stdio: "ignore" });

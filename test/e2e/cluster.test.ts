@@ -12,6 +12,9 @@ import {
   promptsPerTask,
 } from "../helpers/eval_table.js";
 import { LocalCluster } from "../helpers/local_cluster.js";
+import { pngSize } from "../helpers/png_size.js";
+import { parsePrometheusText, sampleValue } from "../helpers/prometheus_text.js";
+import { PLOT_HEIGHT, PLOT_WIDTH } from "../../coordinator/plot/loss_svg.js";
 import { REPO_ROOT, isAlive, runProcess, waitUntil } from "../helpers/processes.js";
 import { repoStatus } from "../helpers/repo_snapshot.js";
 import { writeTinyJob, writeTinyJobData } from "../helpers/tiny_job.js";
@@ -35,6 +38,8 @@ let cluster: LocalCluster;
 let jobDir: string;
 /** name -> pid of what cluster-up started, read while it runs */
 let started: Map<string, number>;
+/** what cluster-up printed */
+let upStdout: string;
 let statusBefore: string | undefined;
 
 before(async () => {
@@ -45,6 +50,7 @@ before(async () => {
   const up = await cluster.up();
   assert.equal(up.code, 0, `cluster-up failed:\n${up.stdout}\n${up.stderr}`);
   started = cluster.pids();
+  upStdout = up.stdout;
 });
 
 after(async () => {
@@ -73,6 +79,34 @@ test("cluster status shows the two workers cluster-up started", async () => {
   for (const l of rows) assert.match(l, /\scpu\s.*\sidle\s/, l);
 });
 
+/** The JSON log lines of a process cluster-up started (its log file, from the run folder). */
+function jsonLog(name: string): Record<string, unknown>[] {
+  return readFileSync(path.join(cluster.runDir, "logs", `${name}.log`), "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+test("cluster-up shows the dashboard; coordinator and workers serve /metrics and log JSON naming themselves", async () => {
+  const url = new RegExp(`dashboard: (http://127\\.0\\.0\\.1:${cluster.env.DASHBOARD_PORT}/)`).exec(upStdout)?.[1];
+  assert.ok(url, upStdout);
+  const page = await fetch(url);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<title>ringtune dashboard<\/title>/);
+  const chartLibrary = await fetch(new URL("vendor/uPlot.iife.min.js", url));
+  assert.equal(chartLibrary.status, 200, "the chart library is served from node_modules");
+  const coordinator = parsePrometheusText(await (await fetch(new URL("metrics", url))).text());
+  assert.equal(sampleValue(coordinator, "ringtune_workers", { state: "idle" }), 2);
+  for (const worker of ["worker-0", "worker-1"]) {
+    const listening = jsonLog(worker).find((l) => l.msg === "http server listening");
+    assert.ok(listening, `${worker} logged its /metrics port`);
+    assert.equal(listening.worker, worker);
+    const text = await (await fetch(`http://127.0.0.1:${listening.port as number}/metrics`)).text();
+    assert.equal(sampleValue(parsePrometheusText(text), "ringtune_worker_state", { worker, state: "idle" }), 1);
+  }
+  assert.ok(jsonLog("coordinator").some((l) => l.msg === "coordinator ready" && l.name === "coordinator"));
+});
+
 test("submit --wait runs a small job with generation_eval to the end; its table equals the job record", async () => {
   const file = writeTinyJob(jobDir, "small.yaml", {
     maxSteps: SMALL_STEPS,
@@ -86,6 +120,7 @@ test("submit --wait runs a small job with generation_eval to the end; its table 
   assert.equal(fromSubmit.steps, SMALL_STEPS);
   assert.equal(fromSubmit.output, path.join(cluster.dir, "out/small"));
   assert.ok(existsSync(path.join(fromSubmit.output, "final/model.safetensors")));
+  assert.deepEqual(pngSize(path.join(fromSubmit.output, "loss.png")), { width: PLOT_WIDTH, height: PLOT_HEIGHT });
   assert.match(r.stderr, new RegExp(`submitted .*small\\.yaml as job ${fromSubmit.id}`));
 
   // The table a person reads (as `make demo` prints it from the submit --json record) ...

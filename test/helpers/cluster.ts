@@ -41,6 +41,9 @@ function flatten(reply: { ok: boolean; id?: string; errors?: { message: string }
   return { ok: reply.ok, id: reply.id, error: reply.errors?.map((e) => e.message).join("\n") };
 }
 
+/** HTTP servers of a test cluster: loopback only, on a port the system picks */
+const LOOPBACK_FREE_PORT = { host: "127.0.0.1", port: 0 };
+
 const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
 
 /** Heartbeat timing of the coordinator: how fast it declares a silent worker lost. */
@@ -62,18 +65,22 @@ export class TestCluster {
     public coordinator: Coordinator | undefined,
     readonly workers: Worker[],
     private readonly timing: CoordinatorTiming,
+    /** whether the coordinator and the workers serve HTTP (dashboard, /metrics) on free loopback ports */
+    private readonly http = false,
   ) {}
 
   static async start(
     workers: number,
-    opts: { coordinator?: boolean; timing?: CoordinatorTiming } = {},
+    opts: { coordinator?: boolean; timing?: CoordinatorTiming; http?: boolean } = {},
   ): Promise<TestCluster> {
     const server = await startNatsServer({ maxPayload: 8 * 1024 * 1024 });
     const client = await connect({ servers: server.url });
     const ws: Worker[] = [];
-    const cluster = new TestCluster(server, client, undefined, ws, opts.timing ?? {});
+    const cluster = new TestCluster(server, client, undefined, ws, opts.timing ?? {}, opts.http);
     if (opts.coordinator !== false) await cluster.startCoordinator();
-    for (let i = 0; i < workers; i++) ws.push(await Worker.start({ natsUrl: server.url, id: `w${i}`, log: quiet }));
+    const http = opts.http ? LOOPBACK_FREE_PORT : undefined;
+    for (let i = 0; i < workers; i++)
+      ws.push(await Worker.start({ natsUrl: server.url, id: `w${i}`, log: quiet, http }));
     if (cluster.coordinator)
       await cluster.waitFor(async () => (await cluster.idleWorkers()) >= workers, "workers to register");
     return cluster;
@@ -82,7 +89,8 @@ export class TestCluster {
   async startCoordinator(): Promise<void> {
     const lines = this.coordinatorLog;
     const log = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
-    this.coordinator = await Coordinator.start({ natsUrl: this.server.url, log, ...this.timing });
+    const http = this.http ? LOOPBACK_FREE_PORT : undefined;
+    this.coordinator = await Coordinator.start({ natsUrl: this.server.url, log, ...this.timing, http });
   }
 
   /** The step each start of the job began after (0: from scratch), in order, from the coordinator's log. */

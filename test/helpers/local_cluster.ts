@@ -21,6 +21,7 @@ export const CLUSTER_DOWN = path.join(REPO_ROOT, "deploy/scripts/cluster-down.sh
 export interface ClusterEnv extends NodeJS.ProcessEnv {
   RINGTUNE_RUN_DIR: string;
   NATS_PORT: string;
+  DASHBOARD_PORT: string;
 }
 
 export class LocalCluster {
@@ -36,6 +37,9 @@ export class LocalCluster {
     const env: ClusterEnv = {
       RINGTUNE_RUN_DIR: path.join(dir, "run"),
       NATS_PORT: String(await freePort()),
+      // The dashboard on a free port, the workers' /metrics on ports the system picks: never a person's.
+      DASHBOARD_PORT: String(await freePort()),
+      WORKER_METRICS_PORT: "0",
       // An empty NATS_URL has the script start its own server (a person's NATS_URL must not leak in).
       NATS_URL: "",
       WORKERS: String(workers),
