@@ -18,3 +18,5 @@ import { coordinatorCommand, workerCommand } from "./processes.js";
 commands.push(coordinatorCommand, workerCommand);
 import { exportCommand } from "./export.js";
 commands.push(exportCommand);
+import { serve } from "./serve.js";
+commands.push(serve);
