@@ -149,6 +149,9 @@ export async function chatCompletions(
     throw badRequest(`template ${m.setup.template.name}: ${(err as Error).message}`, "messages");
   }
   const ids = m.setup.tokenizer.encode(text);
+  // Without a limit of its own, an answer may fill what the context leaves (vLLM's default), up to the default.
+  if (body.max_tokens == null && body.max_completion_tokens == null)
+    s.maxTokens = Math.max(1, Math.min(ctx.defaultMaxTokens, ctx.maxContext - ids.length));
   checkLength(ctx, ids.length, s, "messages");
   // With tools the answer is read whole, to tell calls from text; without, it streams as it comes.
   const parseTools = (record.tools?.length ?? 0) > 0 && body.tool_choice !== "none";

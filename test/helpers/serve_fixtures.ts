@@ -116,7 +116,13 @@ export async function writeToolCallingBase(dir: string): Promise<string> {
     special: false,
   } as { id: number });
   const config = parseHfConfig(
-    { ...SERVE_BASE_CONFIG, vocab_size: callId + 1, bos_token_id: 606, eos_token_id: 606 },
+    {
+      ...SERVE_BASE_CONFIG,
+      vocab_size: callId + 1,
+      max_position_embeddings: 1024,
+      bos_token_id: 606,
+      eos_token_id: 606,
+    },
     "config.json",
   );
   const model = await initModel(config, 9);

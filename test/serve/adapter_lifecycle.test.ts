@@ -2,6 +2,7 @@
 // and a streamed request cancelled by its client.
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import type { RunningServer } from "../../serve/server.js";
 import { baseUrl, postJson, serveFixture, startTestServer, type ServeFixture } from "../helpers/serve_fixtures.js";
@@ -68,6 +69,27 @@ test("a bad adapter folder is refused with a message naming the problem; the ser
   assert.equal(job.status, 400);
   assert.match(job.json.error.message, /job id, but this server has no NATS connection/);
   assert.equal((await postJson(`${url}/completions`, greedy("base", [4]))).status, 200);
+});
+
+test("an adapter is served with the template its job recorded beside it, the base with its own", async () => {
+  const url = baseUrl(server);
+  writeFileSync(
+    path.join(fixture.adapters.r2!, "ringtune.json"),
+    JSON.stringify({ template: "chatml", tokenizer: "model" }),
+  );
+  const load = await postJson(`${url}/load_lora_adapter`, { lora_name: "chatty", lora_path: fixture.adapters.r2 });
+  assert.equal(load.status, 200, JSON.stringify(load.json));
+  assert.equal(server.ctx.catalog.get("chatty").setup.template.name, "chatml");
+  assert.equal(server.ctx.catalog.get("base").setup.template.name, "none");
+  const ask = { messages: [{ role: "user", content: "hi" }], max_tokens: 2, temperature: 0 };
+  const chatml = await postJson(`${url}/chat/completions`, { model: "chatty", ...ask });
+  const plain = await postJson(`${url}/chat/completions`, { model: "base", ...ask });
+  // ChatML wraps the turn in <|im_start|>user ... <|im_end|> and opens the assistant's: a longer prompt
+  assert.ok(
+    chatml.json.usage.prompt_tokens > plain.json.usage.prompt_tokens + 5,
+    JSON.stringify([chatml.json, plain.json]),
+  );
+  await postJson(`${url}/unload_lora_adapter`, { lora_name: "chatty" });
 });
 
 test("concurrent requests for different adapters each get what they get alone", async () => {
