@@ -24,7 +24,8 @@ const CONFIG = {
   eos_token_id: 2,
 };
 const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-const PROMPT_TOKENS = 32;
+// Short prompts: the bench is about the decode steps, where one batch reads the weights once for all rows.
+const PROMPT_TOKENS = 8;
 
 function flag(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -97,7 +98,7 @@ async function firstToken(engine: GenerationEngine, adapter: number): Promise<nu
 }
 
 async function main(): Promise<void> {
-  const newTokens = flag("new-tokens", 24);
+  const newTokens = flag("new-tokens", 32);
   const base = await initModel(parseHfConfig(CONFIG, "bench config"), 1);
   const mem = [memory(base, ALL_LINEAR), memory(base, ["q_proj", "v_proj"])];
   for (const m of mem)
