@@ -79,7 +79,7 @@ demo: build
 # NATS_URL names one), the coordinator and WORKERS workers (default: one per GPU, else 2 on CPU).
 .PHONY: cluster-up cluster-down
 cluster-up: build
-	@WORKERS="$(WORKERS)" ./deploy/scripts/cluster-up.sh
+	@WORKERS="$(WORKERS)" SERVE="$(SERVE)" SERVE_ADAPTERS="$(SERVE_ADAPTERS)" SERVE_HTTP="$(SERVE_HTTP)" ./deploy/scripts/cluster-up.sh
 
 # Stops exactly the processes cluster-up started (its pid files), nothing else.
 cluster-down:
@@ -89,6 +89,11 @@ clean:
 	rm -rf build dist .cache
 
 # Data pipeline throughput (byte and BPE tokenizers, 100k generated records).
+# Many adapters on one base: memory against merged models, batched vs one-at-a-time tokens/s, time to first token (bench/serve.ts).
+.PHONY: bench-serve
+bench-serve: build
+	node dist/bench/serve.js
+
 .PHONY: bench-data
 bench-data: ts
 	node dist/bench/data_pipeline.js

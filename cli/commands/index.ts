@@ -20,3 +20,5 @@ import { exportCommand } from "./export.js";
 commands.push(exportCommand);
 import { plot } from "./plot.js";
 commands.push(plot);
+import { serve } from "./serve.js";
+commands.push(serve);

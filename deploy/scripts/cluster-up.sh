@@ -19,6 +19,9 @@
 #   WORKER_METRICS_PORT=P  worker k serves Prometheus /metrics on P+k (default 9464; 0: ports the system picks)
 #   HTTP_HOST=ADDR     address the dashboard and /metrics listen on (default 127.0.0.1)
 #   LOG_LEVEL=LEVEL    level of the JSON logs in the log files (default info)
+#   SERVE=DIR          also serve the base model in DIR (ringtune serve, on NATS and HTTP)
+#   SERVE_ADAPTERS="NAME=DIR|JOB_ID ..."  adapters it serves from the start
+#   SERVE_HTTP=HOST:PORT  its OpenAI-compatible HTTP address (default 127.0.0.1:8000)
 set -euo pipefail
 source "$(dirname "$0")/cluster_lib.sh"
 cd "$RINGTUNE_ROOT"
@@ -198,6 +201,22 @@ while :; do
   fi
   sleep 0.5
 done
+
+# --- serving (SERVE=BASE): one more process that holds the base and answers on NATS and HTTP ----------------
+if [ -n "${SERVE:-}" ]; then
+  [ -f "$SERVE/config.json" ] || fail "SERVE=$SERVE is not a model folder (no config.json)"
+  serve_http=${SERVE_HTTP:-127.0.0.1:8000}
+  adapter_flags=()
+  for a in ${SERVE_ADAPTERS:-}; do adapter_flags+=(--adapter "$a"); done
+  deadline=$((SECONDS + TIMEOUT))
+  start serve node "$CLI" serve --model "$SERVE" --nats --nats-url "$url" --http "$serve_http" "${adapter_flags[@]}"
+  while ! grep -q '^serving .* on http' "$LOG_DIR/serve.log" 2>/dev/null; do
+    live_pid "$RUN_DIR/serve.pid" >/dev/null || fail "serve exited during start-up (log: $LOG_DIR/serve.log)"
+    [ $SECONDS -lt $deadline ] || fail "serve did not start within ${TIMEOUT}s"
+    sleep 0.5
+  done
+  echo "serving $SERVE on http://$serve_http/v1 and NATS ringtune.serve.<model>.chat"
+fi
 
 if [ "$gpus" -gt 0 ]; then devices="on $gpus GPU(s)"; else devices="on CPU, $threads thread(s) each"; fi
 echo "ringtune cluster up: NATS at $url, a coordinator and $workers worker(s) $devices"

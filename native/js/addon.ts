@@ -257,7 +257,45 @@ export interface CudaProbe {
   driverVersion: number;
 }
 
+/** One sequence's part of a batched decode step. */
+export interface DecodeRow {
+  /** an id given to BatchedDecoder.open */
+  sequence: number;
+  /** the new tokens: the whole prompt on the sequence's first step, then the token sampled last */
+  tokens: Int32Array;
+  /** 0 = greedy */
+  temperature: number;
+  topP: number;
+  seed: number;
+  /** index of this draw in the sequence's random stream (the number of tokens sampled before) */
+  draw: number;
+}
+
+/**
+ * Many LoRA adapters over one fp32 base model (the model it was created from, shared, not copied): each
+ * step decodes every given sequence together, one base GEMM per linear layer plus each adapter's low-rank
+ * product on its own rows; every sequence keeps its own KV cache.
+ */
+export interface BatchedDecoder {
+  /** registers adapter `id` with zeroed weights; fill `data` at each param's offset before using it */
+  addAdapter(
+    id: number,
+    settings: Pick<LoraSettings, "rank" | "alpha" | "targets" | "rslora">,
+  ): { params: ParamInfo[]; data: Float32Array };
+  /** sequences already open on it keep it until they close */
+  removeAdapter(id: number): void;
+  /** a sequence of at most `capacity` positions on adapter `adapter` (-1: the base alone) */
+  open(sequence: number, adapter: number, capacity: number): void;
+  close(sequence: number): void;
+  /** one decode step off the main thread: each row's next token, in order; one step at a time */
+  step(rows: DecodeRow[]): Promise<Int32Array>;
+  /** bytes of the base weights, the adapters and the KV caches */
+  memory(): { base: number; adapters: number; caches: number };
+}
+
 export interface NativeAddon {
+  /** a decoder serving adapters over `base`, which must hold fp32 weights and no LoRA of its own */
+  createBatchedDecoder(base: NativeModel): BatchedDecoder;
   /** Builds the model on the calling thread: for small models and tests; workers use createModelAsync. */
   createModel(config: NativeModelConfig): NativeModel;
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */

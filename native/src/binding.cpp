@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include "batched_generate.h"
 #include "binding_ring_link.h"
 #include "cuda_probe.h"
 #include "model.h"
@@ -188,6 +189,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("gradSumOfSquares", &ModelWrap::GradSumOfSquares)});
   }
 
+  ModelPtr model() const { return model_; }
+
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     // A model built off the main thread (createModelAsync) arrives ready made.
     if (info.Length() > 0 && info[0].IsExternal()) {
@@ -262,6 +265,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return View(info.Env(), lora_view_, model_->lora_buffer());
   }
 
+  friend class DecoderWrap;
   static Napi::Array EntriesToJs(Napi::Env env, const std::vector<rt::ParamEntry>& entries) {
     Napi::Array out = Napi::Array::New(env, entries.size());
     for (size_t i = 0; i < entries.size(); i++) {
@@ -725,6 +729,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
 Napi::FunctionReference* ModelWrap::constructor = nullptr;
 
+#include "batched_binding.h"
+
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   return ModelWrap::constructor->New({info.Length() > 0 ? info[0] : info.Env().Undefined()});
 }
@@ -864,6 +870,8 @@ Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
+  DecoderWrap::constructor = new Napi::FunctionReference(Napi::Persistent(DecoderWrap::Define(env)));
+  exports.Set("createBatchedDecoder", Napi::Function::New(env, CreateBatchedDecoder));
   exports.Set("createModelAsync", Napi::Function::New(env, CreateModelAsync));
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));

@@ -8,34 +8,9 @@
 #include "model.h"
 #include "ops/linear.h"
 #include "random.h"
+#include "sampling.h"
 
 namespace rt {
-
-namespace {
-
-// softmax(logits / temperature), restricted to the smallest set of top tokens whose mass reaches top_p.
-int32_t sample_token(const std::vector<double>& logits, double temperature, double top_p, double u) {
-  const int V = (int)logits.size();
-  if (temperature <= 0) return (int32_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  const double mx = *std::max_element(logits.begin(), logits.end());
-  std::vector<double> p(V);
-  double sum = 0;
-  for (int i = 0; i < V; i++) sum += p[i] = std::exp((logits[i] - mx) / temperature);
-  std::vector<int32_t> order(V);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
-  int keep = 0;
-  double mass = 0;
-  while (keep < V && (keep == 0 || mass < top_p * sum)) mass += p[order[keep++]];
-  double target = u * mass;
-  for (int i = 0; i < keep; i++) {
-    target -= p[order[i]];
-    if (target <= 0) return order[i];
-  }
-  return order[keep - 1];
-}
-
-}  // namespace
 
 template <typename T>
 std::vector<int32_t> Model<T>::generate(const GenerateOptions& g, std::vector<std::vector<T>>* step_logits) {
@@ -84,7 +59,7 @@ std::vector<int32_t> Model<T>::generate(const GenerateOptions& g, std::vector<st
     head_logits(logits.data(), lnf.data() + (size_t)(n - 1) * C, 1);
     if (step_logits) step_logits->push_back(logits);
     for (int v = 0; v < V; v++) dlogits[v] = logits[v];
-    const int32_t next = sample_token(dlogits, g.temperature, g.top_p, uniform01(g.seed, 0x5a3b1e, step));
+    const int32_t next = sample_token(dlogits, g.temperature, g.top_p, uniform01(g.seed, kSampleStream, step));
     out.push_back(next);
     if (std::find(g.eos.begin(), g.eos.end(), next) != g.eos.end()) break;
     tokens.assign(1, next);

@@ -1,0 +1,90 @@
+// `ringtune serve`: one base model and any number of PEFT adapters behind OpenAI-compatible HTTP and/or
+// NATS request/reply, generated in one batch across adapters.
+import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
+import type { Command } from "../args.js";
+import { TEMPLATE_NAMES, type TemplateName } from "../../coordinator/data/templates/template.js";
+import { connectNats, natsUrl } from "../nats_connect.js";
+import { getJob, openJobs } from "../job_client.js";
+import { startServer } from "../../serve/server.js";
+import { serveSubjects } from "../../proto/serve_subjects.js";
+
+const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]
+                     [--nats] [--nats-url URL] [--template NAME] [--max-batch N] [--max-context N]
+
+Serves the base model in DIR (as NAME, default the folder's name) and each adapter (a PEFT folder, or the
+id of a finished LoRA job, looked up over NATS) under its NAME: the 'model' field of a request picks one.
+--http: OpenAI-compatible /v1/chat/completions, /v1/completions, /v1/models (default 127.0.0.1:8000
+when --nats is not given). --nats (server: --nats-url, else $NATS_URL, else the local cluster's): subjects ringtune.serve.<model>.chat / .completions in a queue group,
+so several servers of one model share its requests. Adapters load and unload at run time through
+POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter {lora_name}.`;
+
+function parseAdapter(spec: string): { name: string; source: string } {
+  const eq = spec.indexOf("=");
+  if (eq <= 0 || eq === spec.length - 1)
+    throw new UsageError(`--adapter must be NAME=DIR or NAME=JOB_ID, got '${spec}'`);
+  return { name: spec.slice(0, eq), source: spec.slice(eq + 1) };
+}
+
+function parseHostPort(text: string): { host: string; port: number } {
+  const at = text.lastIndexOf(":");
+  const port = Number(text.slice(at + 1));
+  if (at <= 0 || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--http must be HOST:PORT, got '${text}'`);
+  return { host: text.slice(0, at).replace(/^\[|\]$/g, ""), port };
+}
+
+export const serve: Command = {
+  name: "serve",
+  summary: "serve a base model and LoRA adapters over OpenAI-compatible HTTP and NATS",
+  usage,
+  async run(argv) {
+    const { values } = parseFlags(argv, {
+      model: { type: "string" },
+      name: { type: "string" },
+      adapter: { type: "string", multiple: true },
+      http: { type: "string" },
+      nats: { type: "boolean" },
+      "nats-url": { type: "string" },
+      template: { type: "string" },
+      "max-batch": { type: "string" },
+      "max-context": { type: "string" },
+    });
+    const modelDir = requireFlag(values, "model");
+    const template = values.template as string | undefined;
+    if (template !== undefined && !(TEMPLATE_NAMES as readonly string[]).includes(template))
+      throw new UsageError(`--template must be one of ${TEMPLATE_NAMES.join(", ")}, got '${template}'`);
+    const useNats = values.nats === true || values["nats-url"] !== undefined;
+    const http = values.http ?? (useNats ? undefined : "127.0.0.1:8000");
+    const nc = useNats ? await connectNats(natsUrl(values["nats-url"]), "ringtune-serve") : undefined;
+    const maxBatch = intFlag(values, "max-batch", 32);
+    if (maxBatch < 1) throw new UsageError(`--max-batch must be at least 1, got ${maxBatch}`);
+    const log = (msg: string) => console.error(`serve: ${msg}`);
+    const server = await startServer({
+      modelDir,
+      name: values.name,
+      adapters: (values.adapter ?? []).map(parseAdapter),
+      template: template as TemplateName | undefined,
+      http: http ? parseHostPort(http) : undefined,
+      nats: nc,
+      lookupJob: nc
+        ? async (id) => {
+            const record = await getJob(await openJobs(nc), id);
+            return record ? record.output : null;
+          }
+        : undefined,
+      maxBatch,
+      maxContext: values["max-context"] ? intFlag(values, "max-context") : undefined,
+      log,
+    });
+    const names = server.ctx.catalog.list().map((m) => m.name);
+    if (server.http) console.log(`serving ${names.join(", ")} on http://${server.http.address}/v1`);
+    if (nc) console.log(`serving ${names.join(", ")} on NATS ${serveSubjects.chat(names[0]!)} (and .completions)`);
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+    await server.close();
+    if (nc) await nc.drain();
+  },
+};

@@ -1,0 +1,75 @@
+#pragma once
+// Serving many LoRA adapters over one base model: the base weights exist once, each adapter only as its
+// low-rank A and B. A decode step runs every active sequence together, whatever its adapter: one base GEMM
+// over all rows' positions per linear layer, then each run of rows that shares an adapter adds its own
+// scale * (x A^T) B^T (Punica / S-LoRA). Each sequence keeps its own KV cache, so sequences join and
+// leave between steps (continuous batching).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+#include "kv_cache.h"
+#include "lora.h"
+#include "model.h"
+
+namespace rt {
+
+// One PEFT adapter: its settings, the offsets of its A and B tensors, and their weights (filled by the
+// caller at the table's offsets before any sequence uses it).
+struct AdapterWeights {
+  LoraConfig cfg;
+  LoraTable table;
+  std::vector<float> weights;  // (table.total) A [r, in] and B [out, r] of each targeted layer
+  AdapterWeights(const ModelConfig& c, const LoraConfig& l) : cfg(l), table(c, l), weights(table.total) {}
+};
+
+// One sequence being generated: its adapter (null: the base alone) and the keys and values so far.
+struct DecodeSequence {
+  std::shared_ptr<AdapterWeights> adapter;
+  KvCache<float> cache;
+  DecodeSequence(const ModelConfig& c, std::shared_ptr<AdapterWeights> a, int capacity)
+      : adapter(std::move(a)), cache(c, capacity) {}
+};
+
+// What one sequence feeds into a step: its new tokens (the whole prompt on its first step, then the last
+// sampled token) and how its next token is drawn.
+struct DecodeRow {
+  int sequence = 0;
+  std::vector<int32_t> tokens;
+  double temperature = 0;  // 0: greedy
+  double top_p = 1;
+  uint64_t seed = 0;
+  int64_t draw = 0;  // index of this draw in the sequence's random stream
+};
+
+struct DecoderMemory {
+  size_t base = 0, adapters = 0, caches = 0;
+};
+
+// Thread safety: the maps are guarded, so sequences and adapters may be added or dropped from one thread
+// while step() runs on another; a step keeps what it uses alive until it ends. One step at a time.
+class BatchedDecoder {
+ public:
+  explicit BatchedDecoder(std::shared_ptr<Model<float>> base);
+
+  const ModelConfig& config() const { return base_->config(); }
+  // Registers adapter `id` with zeroed weights; the caller writes them before opening a sequence on it.
+  std::shared_ptr<AdapterWeights> add_adapter(int id, const LoraConfig& cfg);
+  void remove_adapter(int id);
+  // A sequence of at most `capacity` positions (prompt + new tokens) on adapter `adapter` (-1: none).
+  void open(int sequence, int adapter, int capacity);
+  void close(int sequence);
+  // Runs one decode step over `rows`; returns each row's next token, in the rows' order.
+  std::vector<int32_t> step(const std::vector<DecodeRow>& rows);
+  DecoderMemory memory() const;
+
+ private:
+  std::shared_ptr<Model<float>> base_;
+  std::vector<double> inv_freq_;
+  mutable std::mutex mu_;
+  std::map<int, std::shared_ptr<AdapterWeights>> adapters_;
+  std::map<int, std::shared_ptr<DecodeSequence>> sequences_;
+};
+
+}  // namespace rt

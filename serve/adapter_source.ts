@@ -1,0 +1,27 @@
+// Where an adapter to load lives: a PEFT folder, or a finished job named by its id, whose adapter is in
+// the job's final outputs (the job record names its output folder).
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { finalLayout } from "../proto/output_layout.js";
+import { badRequest, ServeError } from "./errors.js";
+
+const JOB_ID = /^job-[A-Za-z0-9_-]+$/;
+
+/** The output folder of job `id`, or null when there is no such job. */
+export type JobOutputLookup = (id: string) => Promise<string | null>;
+
+export async function resolveAdapterSource(source: string, lookup: JobOutputLookup | null): Promise<string> {
+  if (!JOB_ID.test(source) || existsSync(source)) return path.resolve(source);
+  if (!lookup)
+    throw badRequest(`'${source}' is a job id, but this server has no NATS connection to look jobs up`, "lora_path");
+  const output = await lookup(source);
+  if (output === null) throw new ServeError(404, "not_found_error", `no job '${source}'`, "lora_path", "job_not_found");
+  const dir = finalLayout(output).adapter;
+  if (!existsSync(dir))
+    throw badRequest(
+      `job '${source}' has no adapter at ${dir} (not finished, or not a LoRA job)`,
+      "lora_path",
+      "no_adapter",
+    );
+  return dir;
+}

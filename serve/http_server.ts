@@ -1,0 +1,146 @@
+// OpenAI-compatible HTTP: /v1/models, /v1/completions, /v1/chat/completions (server-sent events when
+// `stream` is set) and vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter. Every failure is an
+// OpenAI error object on that request alone; a client that goes away cancels its generation.
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { badRequest, ServeError, toOpenAiError } from "./errors.js";
+import {
+  chatCompletions,
+  completions,
+  listModels,
+  loadAdapterRequest,
+  unloadAdapterRequest,
+  type ApiContext,
+  type CallOptions,
+} from "./openai_api.js";
+
+/** Request bodies above this are refused before they are read whole. */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+type Handler = (body: unknown, call: CallOptions) => Promise<object | undefined> | object;
+
+function readBody(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(
+          new ServeError(
+            413,
+            "invalid_request_error",
+            `the body is larger than ${MAX_BODY_BYTES} bytes`,
+            null,
+            "body_too_large",
+          ),
+        );
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on("end", () => {
+      const text = Buffer.concat(chunks).toString("utf8");
+      try {
+        resolve(text === "" ? {} : JSON.parse(text));
+      } catch (err) {
+        reject(badRequest(`the body is not valid JSON: ${(err as Error).message}`, null, "bad_json"));
+      }
+    });
+    req.on("error", reject);
+  });
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: object): void {
+  if (res.headersSent) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export interface HttpFrontDoor {
+  server: http.Server;
+  /** host:port it listens on */
+  address: string;
+  close(): Promise<void>;
+}
+
+export async function startHttp(
+  ctx: ApiContext,
+  host: string,
+  port: number,
+  resolveAdapter: (source: string) => Promise<string>,
+  log: (msg: string) => void = () => {},
+): Promise<HttpFrontDoor> {
+  const routes: Record<string, { method: string; handler: Handler }> = {
+    "/v1/models": { method: "GET", handler: () => listModels(ctx) },
+    "/v1/completions": { method: "POST", handler: (b, c) => completions(ctx, b, c) },
+    "/v1/chat/completions": { method: "POST", handler: (b, c) => chatCompletions(ctx, b, c) },
+    "/v1/load_lora_adapter": { method: "POST", handler: (b) => loadAdapterRequest(ctx, b, resolveAdapter) },
+    "/v1/unload_lora_adapter": { method: "POST", handler: (b) => unloadAdapterRequest(ctx, b) },
+  };
+  const server = http.createServer((req, res) => {
+    void handle(req, res).catch((err) => log(`http ${req.method} ${req.url}: ${(err as Error).message}`));
+  });
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://x");
+    const route = routes[url.pathname];
+    const aborter = new AbortController();
+    // The response closing before it ended: the client went away (or cancelled its stream).
+    res.on("close", () => {
+      if (!res.writableEnded) aborter.abort();
+    });
+    let streaming = false;
+    try {
+      if (!route) throw new ServeError(404, "not_found_error", `no route ${url.pathname}`, null, "unknown_url");
+      if (req.method !== route.method)
+        throw new ServeError(
+          405,
+          "invalid_request_error",
+          `${url.pathname} takes ${route.method}, not ${req.method}`,
+          null,
+          "method_not_allowed",
+        );
+      const body = route.method === "POST" ? await readBody(req) : {};
+      const wantsStream = typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
+      const emit = (chunk: object) => {
+        if (!streaming) {
+          streaming = true;
+          res.writeHead(200, {
+            "content-type": "text/event-stream",
+            "cache-control": "no-cache",
+            connection: "keep-alive",
+          });
+        }
+        res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      };
+      const out = await route.handler(body, { signal: aborter.signal, emit: wantsStream ? emit : undefined });
+      if (wantsStream && streaming) {
+        res.end("data: [DONE]\n\n");
+        return;
+      }
+      if (out) sendJson(res, 200, out);
+      else res.end();
+    } catch (err) {
+      const { status, body } = toOpenAiError(err);
+      if (status >= 500) log(`${url.pathname}: ${(err as Error).stack ?? String(err)}`);
+      if (streaming) {
+        // Headers are gone: the error travels as one more event, then the stream ends.
+        res.end(`data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n`);
+      } else sendJson(res, status, body);
+    }
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  const a = server.address() as AddressInfo;
+  return {
+    server,
+    address: `${a.address.includes(":") ? `[${a.address}]` : a.address}:${a.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,249 @@
+// OpenAI's completion, chat completion and model list, independent of the transport: HTTP and NATS both
+// hand a parsed body here and get back the response object, or stream chunks through `emit`.
+import { randomBytes } from "node:crypto";
+import { normalizeRecord } from "../coordinator/data/formats.js";
+import type { ChatRecord } from "../coordinator/data/records.js";
+import type { GenerationEngine, GenerationResult } from "./engine.js";
+import { badRequest } from "./errors.js";
+import type { ModelCatalog, ServedModel } from "./model_catalog.js";
+import { parseSampling, type SamplingParams } from "./sampling_params.js";
+import { parseToolCalls } from "./tool_calls.js";
+
+export interface ApiContext {
+  catalog: ModelCatalog;
+  engine: GenerationEngine;
+  /** prompt + new tokens of one request at most */
+  maxContext: number;
+  /** max_tokens of a chat request that sets none */
+  defaultMaxTokens: number;
+}
+
+export interface CallOptions {
+  /** aborted when the caller went away: the generation stops before its next step */
+  signal?: AbortSignal;
+  /** a streaming request's chunks, in order; the transport adds its framing and end marker */
+  emit?: (chunk: object) => void;
+}
+
+function asObject(body: unknown): Record<string, unknown> {
+  if (typeof body !== "object" || body === null || Array.isArray(body))
+    throw badRequest("the request body must be a JSON object", null, "bad_json");
+  return body as Record<string, unknown>;
+}
+
+function newId(prefix: string): string {
+  return `${prefix}-${randomBytes(12).toString("hex")}`;
+}
+
+function checkLength(ctx: ApiContext, promptTokens: number, s: SamplingParams, param: string): void {
+  if (promptTokens === 0) throw badRequest("the prompt is empty", param);
+  if (promptTokens + s.maxTokens > ctx.maxContext)
+    throw badRequest(
+      `the prompt has ${promptTokens} tokens and max_tokens is ${s.maxTokens}: together more than this server's context of ${ctx.maxContext} tokens`,
+      param,
+      "context_length_exceeded",
+    );
+}
+
+function run(
+  ctx: ApiContext,
+  m: ServedModel,
+  ids: number[],
+  s: SamplingParams,
+  stopIds: ReadonlySet<number>,
+  call: CallOptions,
+  onText?: (delta: string) => void,
+): Promise<GenerationResult> {
+  const tok = m.setup.tokenizer;
+  return ctx.engine.generate({
+    adapter: m.adapterId,
+    promptIds: Int32Array.from(ids),
+    maxTokens: s.maxTokens,
+    temperature: s.temperature,
+    topP: s.topP,
+    seed: s.seed,
+    stopIds: new Set([...(s.ignoreEos ? [] : stopIds), ...s.stopIds]),
+    stopStrings: s.stopStrings,
+    decode: (xs) => tok.decode(xs),
+    signal: call.signal,
+    onText,
+  });
+}
+
+function usage(prompt: number, r: GenerationResult) {
+  return { prompt_tokens: prompt, completion_tokens: r.tokenIds.length, total_tokens: prompt + r.tokenIds.length };
+}
+
+/** The prompt of a completion: text, or token ids (a list of ints), or a list holding one of those. */
+function promptIds(m: ServedModel, prompt: unknown, vocab: number): number[] {
+  let p = prompt;
+  if (Array.isArray(p) && p.length === 1 && (typeof p[0] === "string" || Array.isArray(p[0]))) p = p[0];
+  if (typeof p === "string") return m.setup.tokenizer.encode(p);
+  if (Array.isArray(p) && p.every((t) => Number.isInteger(t) && t >= 0 && t < vocab)) return p as number[];
+  throw badRequest(
+    `prompt must be a string or a list of token ids below ${vocab} (one prompt per request), got ${JSON.stringify(prompt)?.slice(0, 80)}`,
+    "prompt",
+  );
+}
+
+export async function completions(ctx: ApiContext, raw: unknown, call: CallOptions = {}): Promise<object | undefined> {
+  const body = asObject(raw);
+  const m = ctx.catalog.get(body.model);
+  const vocab = ctx.catalog.base.vocabSize;
+  const s = parseSampling(body, { maxTokens: 16, vocabSize: vocab });
+  const ids = promptIds(m, body.prompt, vocab);
+  checkLength(ctx, ids.length, s, "prompt");
+  const withIds = body.return_token_ids === true;
+  const id = newId("cmpl");
+  const created = Math.floor(Date.now() / 1000);
+  const chunk = (text: string, finish: string | null, extra: object = {}) => ({
+    id,
+    object: "text_completion",
+    created,
+    model: m.name,
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+    ...extra,
+  });
+  if (s.stream && call.emit) {
+    const emit = call.emit;
+    const r = await run(ctx, m, ids, s, m.completionStopIds, call, (d) => emit(chunk(d, null)));
+    if (r.finishReason === "cancelled") return undefined;
+    emit(chunk("", r.finishReason));
+    if (s.includeUsage)
+      emit({ id, object: "text_completion", created, model: m.name, choices: [], usage: usage(ids.length, r) });
+    return undefined;
+  }
+  const r = await run(ctx, m, ids, s, m.completionStopIds, call);
+  const choice: Record<string, unknown> = { index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason };
+  if (withIds) {
+    choice.prompt_token_ids = ids;
+    choice.token_ids = r.tokenIds;
+  }
+  return { id, object: "text_completion", created, model: m.name, choices: [choice], usage: usage(ids.length, r) };
+}
+
+function chatRecord(body: Record<string, unknown>): ChatRecord {
+  if (!Array.isArray(body.messages) || body.messages.length === 0)
+    throw badRequest("messages must be a non-empty list", "messages");
+  const r = normalizeRecord({ messages: body.messages, tools: body.tools ?? undefined }, "openai", {
+    file: "request",
+    line: 0,
+  });
+  if ("error" in r) throw badRequest(r.error, "messages");
+  return r.record as ChatRecord;
+}
+
+export async function chatCompletions(
+  ctx: ApiContext,
+  raw: unknown,
+  call: CallOptions = {},
+): Promise<object | undefined> {
+  const body = asObject(raw);
+  const m = ctx.catalog.get(body.model);
+  const s = parseSampling(body, { maxTokens: ctx.defaultMaxTokens, vocabSize: ctx.catalog.base.vocabSize });
+  const record = chatRecord(body);
+  let text: string;
+  try {
+    text = m.setup.template.renderPrompt(record.messages, record.tools);
+  } catch (err) {
+    throw badRequest(`template ${m.setup.template.name}: ${(err as Error).message}`, "messages");
+  }
+  const ids = m.setup.tokenizer.encode(text);
+  // Without a limit of its own, an answer may fill what the context leaves (vLLM's default), up to the default.
+  if (body.max_tokens == null && body.max_completion_tokens == null)
+    s.maxTokens = Math.max(1, Math.min(ctx.defaultMaxTokens, ctx.maxContext - ids.length));
+  checkLength(ctx, ids.length, s, "messages");
+  // With tools the answer is read whole, to tell calls from text; without, it streams as it comes.
+  const parseTools = (record.tools?.length ?? 0) > 0 && body.tool_choice !== "none";
+  const id = newId("chatcmpl");
+  const created = Math.floor(Date.now() / 1000);
+  const chunk = (delta: object, finish: string | null) => ({
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model: m.name,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  });
+  if (s.stream && call.emit) {
+    const emit = call.emit;
+    emit(chunk({ role: "assistant", content: "" }, null));
+    const r = await run(
+      ctx,
+      m,
+      ids,
+      s,
+      m.chatStopIds,
+      call,
+      parseTools ? undefined : (d) => emit(chunk({ content: d }, null)),
+    );
+    if (r.finishReason === "cancelled") return undefined;
+    let finish: string = r.finishReason;
+    if (parseTools) {
+      const a = parseToolCalls(r.text, m.setup.template.name, id);
+      if (a.content !== null) emit(chunk({ content: a.content }, null));
+      if (a.toolCalls.length > 0) {
+        emit(chunk({ tool_calls: a.toolCalls.map((c, index) => ({ index, ...c })) }, null));
+        finish = "tool_calls";
+      }
+    }
+    emit(chunk({}, finish));
+    if (s.includeUsage)
+      emit({ id, object: "chat.completion.chunk", created, model: m.name, choices: [], usage: usage(ids.length, r) });
+    return undefined;
+  }
+  const r = await run(ctx, m, ids, s, m.chatStopIds, call);
+  const message: Record<string, unknown> = { role: "assistant", content: r.text };
+  let finish: string = r.finishReason;
+  if (parseTools) {
+    const a = parseToolCalls(r.text, m.setup.template.name, id);
+    message.content = a.content;
+    if (a.toolCalls.length > 0) {
+      message.tool_calls = a.toolCalls;
+      finish = "tool_calls";
+    }
+  }
+  return {
+    id,
+    object: "chat.completion",
+    created,
+    model: m.name,
+    choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
+    usage: usage(ids.length, r),
+  };
+}
+
+export function listModels(ctx: ApiContext): object {
+  return {
+    object: "list",
+    data: ctx.catalog.list().map((m) => ({
+      id: m.name,
+      object: "model",
+      created: m.created,
+      owned_by: "ringtune",
+      root: m.adapterDir ?? ctx.catalog.base.dir,
+      parent: m.adapterId < 0 ? null : ctx.catalog.base.name,
+    })),
+  };
+}
+
+/** vLLM's adapter endpoints: {lora_name, lora_path}. */
+export async function loadAdapterRequest(
+  ctx: ApiContext,
+  raw: unknown,
+  resolve: (source: string) => Promise<string>,
+): Promise<object> {
+  const body = asObject(raw);
+  if (typeof body.lora_name !== "string") throw badRequest("lora_name must be a string", "lora_name");
+  if (typeof body.lora_path !== "string" || body.lora_path === "")
+    throw badRequest("lora_path must be an adapter folder or a job id", "lora_path");
+  const dir = await resolve(body.lora_path);
+  const m = await ctx.catalog.load(body.lora_name, dir);
+  return { ok: true, model: m.name, path: m.adapterDir, rank: m.rank };
+}
+
+export function unloadAdapterRequest(ctx: ApiContext, raw: unknown): object {
+  const body = asObject(raw);
+  if (typeof body.lora_name !== "string") throw badRequest("lora_name must be a string", "lora_name");
+  ctx.catalog.unload(body.lora_name);
+  return { ok: true, model: body.lora_name };
+}

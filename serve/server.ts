@@ -1,0 +1,78 @@
+// One serving process: the base model loaded once, a batched decoder over it, the adapters named at
+// start, and the front doors asked for (HTTP, NATS or both).
+import path from "node:path";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { TemplateName } from "../coordinator/data/templates/template.js";
+import { loadAddon, type BatchedDecoder } from "../native/js/addon.js";
+import { eosTokenIds, readGenerationConfig } from "../native/js/generation_config.js";
+import { loadModel } from "../native/js/hf_model.js";
+import { resolveAdapterSource, type JobOutputLookup } from "./adapter_source.js";
+import { GenerationEngine } from "./engine.js";
+import { startHttp, type HttpFrontDoor } from "./http_server.js";
+import { baseTextChoice, ModelCatalog } from "./model_catalog.js";
+import { NatsFrontDoor } from "./nats_service.js";
+import type { ApiContext } from "./openai_api.js";
+
+export interface ServeOptions {
+  modelDir: string;
+  /** the base's name in requests; default: the model folder's name */
+  name?: string;
+  adapters: { name: string; source: string }[];
+  /** the base's template (and that of adapters whose job recorded none); default: the model's own, else none */
+  template?: TemplateName;
+  http?: { host: string; port: number };
+  nats?: NatsConnection;
+  /** how a job id given as an adapter source becomes its output folder */
+  lookupJob?: JobOutputLookup;
+  maxBatch?: number;
+  /** how long an idle server waits for more requests to batch with the first (default 0) */
+  batchWindowMs?: number;
+  maxContext?: number;
+  defaultMaxTokens?: number;
+  log?: (msg: string) => void;
+}
+
+export interface RunningServer {
+  ctx: ApiContext;
+  decoder: BatchedDecoder;
+  http: HttpFrontDoor | null;
+  nats: NatsFrontDoor | null;
+  close(): Promise<void>;
+}
+
+export async function startServer(o: ServeOptions): Promise<RunningServer> {
+  const log = o.log ?? (() => {});
+  const { model, config } = await loadModel(o.modelDir);
+  const decoder = loadAddon().createBatchedDecoder(model);
+  const catalog = new ModelCatalog(
+    {
+      name: o.name ?? path.basename(path.resolve(o.modelDir)),
+      dir: path.resolve(o.modelDir),
+      model,
+      eosIds: eosTokenIds(await readGenerationConfig(o.modelDir), config),
+      vocabSize: config.native.vocabSize,
+      choice: baseTextChoice(o.modelDir, o.template),
+    },
+    decoder,
+  );
+  const resolve = (source: string) => resolveAdapterSource(source, o.lookupJob ?? null);
+  for (const a of o.adapters) await catalog.load(a.name, await resolve(a.source));
+  const ctx: ApiContext = {
+    catalog,
+    engine: new GenerationEngine(decoder, { maxBatch: o.maxBatch ?? 32, batchWindowMs: o.batchWindowMs }),
+    maxContext: o.maxContext ?? config.maxPositionEmbeddings,
+    defaultMaxTokens: o.defaultMaxTokens ?? 256,
+  };
+  const http = o.http ? await startHttp(ctx, o.http.host, o.http.port, resolve, log) : null;
+  const nats = o.nats ? new NatsFrontDoor(o.nats, ctx, resolve, log) : null;
+  return {
+    ctx,
+    decoder,
+    http,
+    nats,
+    async close() {
+      await http?.close();
+      await nats?.close();
+    },
+  };
+}
