@@ -93,13 +93,19 @@ export class ModelCatalog {
       }
       const id = this.nextAdapterId++;
       const { params, data } = this.decoder.addAdapter(id, adapter.settings);
-      for (const p of params) {
-        const t = adapter.tensors.get(p.name);
-        if (!t || t.data.length !== p.size)
-          throw new Error(`adapter '${name}': tensor ${p.name} does not fit the decoder's table`);
-        data.set(t.data, p.offset);
+      let served: ServedModel;
+      try {
+        for (const p of params) {
+          const t = adapter.tensors.get(p.name);
+          if (!t || t.data.length !== p.size)
+            throw new Error(`adapter '${name}': tensor ${p.name} does not fit the decoder's table`);
+          data.set(t.data, p.offset);
+        }
+        served = this.served(name, id, dir, adapter.settings.rank, choice);
+      } catch (err) {
+        this.decoder.removeAdapter(id);
+        throw err;
       }
-      const served = this.served(name, id, dir, adapter.settings.rank, choice);
       this.models.set(name, served);
       for (const l of this.listeners) l({ type: "loaded", model: served });
       return served;
