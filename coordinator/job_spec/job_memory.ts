@@ -48,7 +48,8 @@ export function basePrecisionOf(spec: JobSpec): BasePrecision {
  * a shape of its own. The largest rank's shapes are returned.
  */
 export function microBatchShapes(spec: JobSpec): number[] {
-  const share = Math.ceil(rowsPerStepOf(spec) / spec.workers);
+  // Under sequence parallelism a group shares its rows: every rank holds a slice of each.
+  const share = Math.ceil(rowsPerStepOf(spec) / (spec.workers / spec.sequence_parallel));
   const per = Math.min(spec.micro_batch_rows, share);
   const rest = share % per;
   return rest === 0 ? [per] : [per, rest];
@@ -68,7 +69,7 @@ export function estimateJobMemory(
       dropout: lora.dropout,
       basePrecision: basePrecisionOf(spec),
     },
-    seqLen: spec.seq_len,
+    seqLen: spec.seq_len / spec.sequence_parallel, // a rank's tokens of each row
     microBatchRows: microBatchShapes(spec),
     evaluates: spec.val_size > 0,
     threads,
