@@ -212,7 +212,8 @@ export interface NativeAddon {
   /** Builds the model on the calling thread: for small models and tests; workers use createModelAsync. */
   createModel(config: NativeModelConfig): NativeModel;
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
-  createModelAsync(config: NativeModelConfig): Promise<NativeModel>;
+  /** baseBf16: the base is created frozen in bf16 (for LoRA with a bf16 base), never in fp32 first */
+  createModelAsync(config: NativeModelConfig, opts?: { baseBf16?: boolean }): Promise<NativeModel>;
   /**
    * Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`, in chunks;
    * onProgress gets the bytes read so far after each chunk (asynchronously: a call may follow the Promise).

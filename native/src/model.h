@@ -77,7 +77,8 @@ constexpr int kHeadTile = 4096;  // vocabulary rows of a bf16 head widened at a 
 template <typename T>
 class Model {
  public:
-  explicit Model(const ModelConfig& cfg);
+  // base_bf16: the base is created frozen in bf16 (a LoRA job's), never held in fp32 first.
+  explicit Model(const ModelConfig& cfg, bool base_bf16 = false);
 
   const ModelConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
@@ -198,6 +199,7 @@ class Model {
   FlatVector<T> stage_norm_;                      // (C) the final norm's weight in fp32
   FlatVector<T> stage_head_;                      // (kHeadTile, C) a tile of the LM head in fp32
   int staged_layer_ = -1;
+  void stage_bf16_base();  // sizes the fp32 staging buffers of a bf16 base and refreshes the final norm
   std::map<std::pair<int, int>, std::unique_ptr<Activations<T>>> acts_;
   Activations<T>* last_ = nullptr;
 };
