@@ -96,7 +96,8 @@ export function formatEstimate(e: MemoryEstimate): string[] {
     `  grads ${formatBytes(e.grads)}, AdamW moments ${formatBytes(e.optimizer)}`,
     `  activations ${formatBytes(e.activations)}: layers ${formatBytes(a.layers)}, head ${formatBytes(a.head)}` +
       (a.lora > 0 ? `, adapters ${formatBytes(a.lora)}` : "") +
-      `, attention tiles ${formatBytes(a.attention)}`,
+      `, attention tiles ${formatBytes(a.attention)}` +
+      (a.staging > 0 ? `, bf16 base staging ${formatBytes(a.staging)}` : ""),
   ];
   return lines;
 }
