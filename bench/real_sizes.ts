@@ -118,7 +118,8 @@ function row(): Parameters<NativeModel["forwardBackward"]>[0] {
 async function runCase(name: string, method: "full" | "lora", steps: number): Promise<Record<string, unknown>> {
   const addon = loadAddon();
   const t0 = performance.now();
-  const model = await addon.createModelAsync(SHAPES[name]!);
+  // LoRA's base is created in bf16, as a worker creates it: no fp32 copy of it at any point.
+  const model = await addon.createModelAsync(SHAPES[name]!, { baseBf16: method === "lora" });
   await model.initRandom(1, 0.02);
   const initMs = performance.now() - t0;
   if (method === "lora")

@@ -132,7 +132,8 @@ export class JobRunner {
       ({ model, config } = await loadModel(m.model.path, { onActivity }));
     } else if (m.model.init) {
       config = await readHfConfig(m.model.init.config);
-      model = await initModel(config, m.model.init.seed, { onActivity });
+      // A LoRA job's bf16 base is created in bf16: never a full fp32 copy first.
+      model = await initModel(config, m.model.init.seed, { onActivity, baseBf16: m.lora?.baseBf16 });
     } else {
       throw new Error("assign: the model source names neither path, init nor resume");
     }

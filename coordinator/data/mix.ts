@@ -36,6 +36,11 @@ function largestRemainder(shares: number[]): number[] {
   return floors;
 }
 
+/** push(...items) without passing every item as an argument: the call stack limits that to ~100k items. */
+function appendAll<T>(out: T[], items: readonly T[]): void {
+  for (const item of items) out.push(item);
+}
+
 /** Each source repeated whole as often as its count allows, then a seeded sample for the rest; all shuffled. */
 export function mixSources<T>(sources: MixSource<T>[], seed: number): T[] {
   const counts = mixCounts(
@@ -50,10 +55,10 @@ export function mixSources<T>(sources: MixSource<T>[], seed: number): T[] {
     const rng = makeRng(subSeed(seed, `mix:${i}`));
     let need = counts[i];
     while (need >= n) {
-      out.push(...s.items);
+      appendAll(out, s.items);
       need -= n;
     }
-    if (need > 0) out.push(...shuffleInPlace([...s.items], rng).slice(0, need));
+    if (need > 0) appendAll(out, shuffleInPlace([...s.items], rng).slice(0, need));
   });
   return shuffleInPlace(out, makeRng(subSeed(seed, "mix:order")));
 }

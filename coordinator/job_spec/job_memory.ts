@@ -101,7 +101,8 @@ export function formatEstimate(e: MemoryEstimate): string[] {
       (e.optimizerShards > 1 ? ` (ZeRO-1: 1/${e.optimizerShards} of them)` : ""),
     `  activations ${formatBytes(e.activations)}: layers ${formatBytes(a.layers)}, head ${formatBytes(a.head)}` +
       (a.lora > 0 ? `, adapters ${formatBytes(a.lora)}` : "") +
-      `, attention tiles ${formatBytes(a.attention)}`,
+      `, attention tiles ${formatBytes(a.attention)}` +
+      (a.staging > 0 ? `, bf16 base staging ${formatBytes(a.staging)}` : ""),
   ];
   if (a.checkpointingSaved > 0)
     lines.push(`  activation checkpointing keeps ${formatBytes(a.checkpointingSaved)} fewer activation bytes`);

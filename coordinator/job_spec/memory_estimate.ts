@@ -85,6 +85,8 @@ export interface ActivationBytes {
   attention: number;
   /** what activation checkpointing avoids keeping (0 without it); not part of the other parts */
   checkpointingSaved: number;
+  /** a bf16 base's fp32 staging: one layer's weights, the final norm and a tile of the LM head */
+  staging: number;
 }
 
 export interface PhaseEstimate {
@@ -225,11 +227,23 @@ function activationBytes(
     lora: loraFloats * FP32 + loraMaskBytes,
     attention: threads * 2 * ATTENTION_TILE * positions * FP32, // S/P and dP tiles per thread
     checkpointingSaved: checkpointed ? (m.numLayers - 1) * (internals * FP32 + loraPerLayer) : 0,
+    staging: 0, // once per model, not per micro-batch shape: added by phaseEstimate
   };
 }
 
 function sumParts(p: ActivationBytes): number {
-  return p.layers + p.head + p.lora + p.attention;
+  return p.layers + p.head + p.lora + p.attention + p.staging;
+}
+
+/** vocabulary rows of a bf16 head widened at a time (kHeadTile in model.h) */
+const HEAD_TILE = 4096;
+
+/** A bf16 base is widened to fp32 a layer (and a tile of the head) at a time, into buffers kept for reuse. */
+function bf16StagingBytes(m: ModelShape): number {
+  const C = m.hiddenSize;
+  const embeddings = m.vocabSize * C * (m.tieWordEmbeddings ? 1 : 2);
+  const layer = (baseParamCount(m) - embeddings - C) / m.numLayers;
+  return (layer + C + Math.min(HEAD_TILE, m.vocabSize) * C) * FP32;
 }
 
 function phaseEstimate(m: ModelShape, inputs: EstimateInputs, phase: "full" | "lora", s: Sharding): PhaseEstimate {
@@ -240,7 +254,14 @@ function phaseEstimate(m: ModelShape, inputs: EstimateInputs, phase: "full" | "l
   const trainable = lora ? adapters : base;
   const baseBytes = lora && lora.basePrecision === "bf16" ? BF16 : FP32;
   const positions = Math.ceil(inputs.seqLen / s.sequenceShards);
-  const parts: ActivationBytes = { layers: 0, head: 0, lora: 0, attention: 0, checkpointingSaved: 0 };
+  const parts: ActivationBytes = {
+    layers: 0,
+    head: 0,
+    lora: 0,
+    attention: 0,
+    checkpointingSaved: 0,
+    staging: baseBytes === BF16 ? bf16StagingBytes(m) : 0,
+  };
   for (const rows of new Set(inputs.microBatchRows)) {
     const checkpointed = inputs.activationCheckpointing ?? false;
     const a = activationBytes(m, rows, positions, phase, lora, inputs.evaluates, inputs.threads, checkpointed);

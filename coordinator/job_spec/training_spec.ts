@@ -75,6 +75,7 @@ export const trainingSpecShape = {
    * attention between them); the ring forms workers / N data-parallel groups
    */
   sequence_parallel: z.number().int().positive().default(1),
+  /**
    * ZeRO stage: 1 shards the AdamW moments over the workers (gradients reduce-scattered, each worker
    * updates its shard, weights all-gathered); checkpoints still hold the whole state. 0: each holds them all.
    */

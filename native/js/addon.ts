@@ -299,7 +299,8 @@ export interface NativeAddon {
   /** Builds the model on the calling thread: for small models and tests; workers use createModelAsync. */
   createModel(config: NativeModelConfig): NativeModel;
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
-  createModelAsync(config: NativeModelConfig): Promise<NativeModel>;
+  /** baseBf16: the base is created frozen in bf16 (for LoRA with a bf16 base), never in fp32 first */
+  createModelAsync(config: NativeModelConfig, opts?: { baseBf16?: boolean }): Promise<NativeModel>;
   /** A ring link for sequence parallelism listening on host:port (0: any free port). */
   createRingLink(host: string, port: number): NativeRingLink;
   /**

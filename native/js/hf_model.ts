@@ -150,6 +150,8 @@ export type ActivityReport = (activity: string) => void;
 
 export interface BuildOptions {
   onActivity?: ActivityReport;
+  /** initModel: create the base frozen in bf16 (a LoRA job's), so it is never held in fp32 */
+  baseBf16?: boolean;
 }
 
 /** Loads a HF model folder: config, weights (single or sharded), checked tensor by tensor. */
@@ -194,7 +196,7 @@ export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<L
 export async function initModel(config: HfConfig, seed: number, opts: BuildOptions = {}): Promise<NativeModel> {
   const report = opts.onActivity ?? (() => {});
   report("allocating");
-  const model = await loadAddon().createModelAsync(config.native);
+  const model = await loadAddon().createModelAsync(config.native, { baseBf16: opts.baseBf16 ?? false });
   report("initialising");
   await model.initRandom(seed, config.initializerRange);
   return model;

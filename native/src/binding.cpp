@@ -740,9 +740,12 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
 Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const rt::ModelConfig c = config_from(object_arg(info, 0, "createModelAsync"));
+  // { baseBf16: true }: the base is created frozen in bf16 for LoRA, never held in fp32 first.
+  const bool base_bf16 = info.Length() > 1 && info[1].IsObject() &&
+                         bool_field(info[1].As<Napi::Object>(), "createModelAsync", "baseBf16", false);
   auto built = std::make_shared<ModelPtr>();
   auto* job = new Job(
-      env, [c, built] { *built = std::make_shared<Model<float>>(c); },
+      env, [c, built, base_bf16] { *built = std::make_shared<Model<float>>(c, cpu_backend<float>(), base_bf16); },
       [built](Napi::Env e) {
         return (Napi::Value)ModelWrap::constructor->New({Napi::External<ModelPtr>::New(e, built.get())});
       },

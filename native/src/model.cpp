@@ -18,9 +18,14 @@ namespace rt {
 
 // Only the weights: gradients and moments come with the first training use (ensure_training_state).
 template <typename T>
-Model<T>::Model(const ModelConfig& cfg, const Backend<T>& backend)
+Model<T>::Model(const ModelConfig& cfg, const Backend<T>& backend, bool base_bf16)
     : cfg_(cfg), table_((cfg.validate(), cfg)), inv_freq_(rope_inv_freq(cfg)), ops_(backend) {
-  params_ = ops_.zeros(table_.total);
+  if (!base_bf16) {
+    params_ = ops_.zeros(table_.total);
+    return;
+  }
+  base16_ = parallel_zeros<uint16_t>(table_.total);
+  stage_bf16_base();
 }
 
 template <typename T>
@@ -136,17 +141,24 @@ static void embedding_from_bf16(T* out, const int32_t* ids, const uint16_t* wte,
 
 template <typename T>
 void Model<T>::init_random(uint64_t seed, double std) {
-  if (base16_) fail("init_random", "the base is frozen in bf16 under LoRA");
   for (size_t e = 0; e < table_.entries.size(); e++) {
     const ParamEntry& p = table_.entries[e];
-    T* w = params_->data() + p.offset;
     const bool is_norm = p.name.find("norm.weight") != std::string::npos;
+    if (base16_) {
+      // The same draws as the fp32 base, rounded to bf16 as they are written.
+      uint16_t* w = base16_->data() + p.offset;
+      if (p.shape.size() < 2) std::fill(w, w + p.size, float_to_bf16(is_norm ? 1.0f : 0.0f));
+      else fill_normal_with(p.size, std, seed, e, [w](size_t i, float x) { w[i] = float_to_bf16(x); });
+      continue;
+    }
+    T* w = params_->data() + p.offset;
     if (p.shape.size() < 2) {
       std::fill(w, w + p.size, is_norm ? T(1) : T(0));
       continue;
     }
     fill_normal(w, p.size, std, seed, e);
   }
+  if (base16_) stage_bf16_base();
   if (m_) ops_.fill(m_->data(), m_->size(), T(0));
   if (v_) ops_.fill(v_->data(), v_->size(), T(0));
   step_ = 0;
@@ -159,8 +171,23 @@ void Model<T>::zero_grad() {
 }
 
 template <typename T>
+void Model<T>::stage_bf16_base() {
+  size_t widest = 0;
+  for (int k = 0; k < cfg_.num_layers; k++) {
+    const auto [begin, end] = layer_range(table_, k);
+    widest = std::max(widest, end - begin);
+  }
+  stage_.resize(widest);
+  stage_norm_.resize(cfg_.hidden_size);
+  widen(stage_norm_.data(), base16_->data() + table_.final_norm, (size_t)cfg_.hidden_size);
+  stage_head_.resize((size_t)std::min(kHeadTile, cfg_.vocab_size) * cfg_.hidden_size);
+  staged_layer_ = -1;
+}
+
+template <typename T>
 void Model<T>::enable_lora(const LoraConfig& l) {
   if (lora_) fail("enable_lora", "LoRA is already on");
+  if (base16_ && !l.base_bf16) fail("enable_lora", "the base was created in bf16: LoRA on it needs baseBf16");
   auto table = std::make_unique<LoraTable>(cfg_, l);
   auto weights = ops_.zeros(table->total);
   // PEFT's init: A ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0.
@@ -174,7 +201,13 @@ void Model<T>::enable_lora(const LoraConfig& l) {
   lora_table_ = std::move(table);
   lora_cfg_ = l;
   lora_ = weights;
-  if (l.base_bf16) {
+  // The base's gradients and moments go before the base is rounded, so a hybrid job's switch never holds
+  // them beside both copies of the base (views held elsewhere keep their memory until they are dropped);
+  // the adapters' come with their first training use.
+  grads_.reset();
+  m_.reset();
+  v_.reset();
+  if (l.base_bf16 && !base16_) {
     auto b16 = std::make_shared<FlatVector<uint16_t>>(table_.total);
     const T* src = params_->data();
     uint16_t* dst = b16->data();
@@ -182,23 +215,9 @@ void Model<T>::enable_lora(const LoraConfig& l) {
     for (size_t i = 0; i < table_.total; i++) dst[i] = float_to_bf16((float)src[i]);
     base16_ = b16;
     params_.reset();  // views held elsewhere keep the fp32 copy until they are dropped
-    size_t widest = 0;
-    for (int k = 0; k < cfg_.num_layers; k++) {
-      const auto [begin, end] = layer_range(table_, k);
-      widest = std::max(widest, end - begin);
-    }
-    stage_.resize(widest);
-    stage_norm_.resize(cfg_.hidden_size);
-    widen(stage_norm_.data(), base16_->data() + table_.final_norm, (size_t)cfg_.hidden_size);
-    stage_head_.resize((size_t)std::min(kHeadTile, cfg_.vocab_size) * cfg_.hidden_size);
-    staged_layer_ = -1;
   }
-  // The base's gradients and moments go (views held elsewhere keep their memory until they are dropped);
-  // the adapters' come with their first training use.
-  grads_.reset();
-  m_.reset();
-  v_.reset();
   shard_.clear();  // the trainable buffer changed: a ZeRO-1 shard is set again over the adapters
+  if (l.base_bf16) stage_bf16_base();
   step_ = 0;
   acts_.clear();  // activations now carry the adapters' buffers
   last_ = nullptr;

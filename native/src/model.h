@@ -91,7 +91,8 @@ class Model {
  public:
   // The layer sequence below is written once over the backend's ops; the CPU backend is the default. The
   // backend is held by reference and must outlive the model (cpu_backend() is a static).
-  explicit Model(const ModelConfig& cfg, const Backend<T>& backend = cpu_backend<T>());
+  // base_bf16: the base is created frozen in bf16 (a LoRA job's), never held in fp32 first.
+  explicit Model(const ModelConfig& cfg, const Backend<T>& backend = cpu_backend<T>(), bool base_bf16 = false);
 
   const ModelConfig& config() const { return cfg_; }
   const Backend<T>& backend() const { return ops_; }
@@ -236,6 +237,7 @@ class Model {
   FlatVector<T> stage_norm_;                      // (C) the final norm's weight in fp32
   FlatVector<T> stage_head_;                      // (kHeadTile, C) a tile of the LM head in fp32
   int staged_layer_ = -1;
+  void stage_bf16_base();  // sizes the fp32 staging buffers of a bf16 base and refreshes the final norm
   std::map<std::pair<int, int>, std::unique_ptr<Activations<T>>> acts_;
   Activations<T>* last_ = nullptr;
   const SequenceParallel* sp_ = nullptr;  // set for the duration of a sequence-parallel forward_backward

