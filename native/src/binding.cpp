@@ -745,7 +745,7 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
                          bool_field(info[1].As<Napi::Object>(), "createModelAsync", "baseBf16", false);
   auto built = std::make_shared<ModelPtr>();
   auto* job = new Job(
-      env, [c, built, base_bf16] { *built = std::make_shared<Model<float>>(c, cpu_backend<float>(), base_bf16); },
+      env, [c, built, base_bf16] { *built = std::make_shared<Model<float>>(c, rt::cpu_backend<float>(), base_bf16); },
       [built](Napi::Env e) {
         return (Napi::Value)ModelWrap::constructor->New({Napi::External<ModelPtr>::New(e, built.get())});
       },
