@@ -13,7 +13,7 @@ import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
 import { recoverInterruptedJob } from "./jobs/recovery.js";
 import { parseSpec } from "./job_spec/load.js";
 import { runJob } from "./train/run_job.js";
-import { WorkerLostError } from "./train/worker_client.js";
+import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
 
 export interface CoordinatorOptions {
@@ -38,6 +38,10 @@ export class Coordinator {
   private readonly running = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private scheduling = false;
+  /** NATS disconnections so far: a job whose run saw one ended for the outage, not for its own fault */
+  private outages = 0;
+  private connected = true;
+  private readonly whenReconnected: (() => void)[] = [];
 
   private constructor(
     readonly nc: NatsConnection,
@@ -80,6 +84,7 @@ export class Coordinator {
       log.error({ reason }, "lost the coordinator lease; stopping");
       void c.close().finally(() => opts.onLeaseLost?.(reason));
     };
+    c.watchConnection();
     await c.recoverInterruptedJobs();
     registry.onLost = (worker, job) =>
       c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`, worker));
@@ -103,6 +108,28 @@ export class Coordinator {
       await this.store.update(job.id, patch);
       this.log.info({ job: job.id, status: patch.status }, patch.message);
     }
+  }
+
+  /**
+   * A NATS outage loses the replies in flight: once the connection is back, every running job is interrupted
+   * and requeued from its checkpoint (at once, rather than after its requests' long timeouts).
+   */
+  private watchConnection(): void {
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === "disconnect") {
+          this.outages++;
+          this.connected = false;
+          this.log.warn("lost the connection to NATS; reconnecting");
+        } else if (s.type === "reconnect") {
+          this.connected = true;
+          this.log.warn({ jobs: [...this.interruptions.keys()] }, "reconnected to NATS; requeueing running jobs");
+          for (const i of this.interruptions.values())
+            i.reject(new NatsOutageError("the connection to NATS was lost mid-job and restored"));
+          for (const resume of this.whenReconnected.splice(0)) resume();
+        }
+      }
+    })();
   }
 
   private serve(): void {
@@ -192,6 +219,9 @@ export class Coordinator {
       interruption: (id: string) => this.interruptions.get(id)!.promise,
       suspect: (worker: string) => this.registry.suspect(worker),
       activity: (worker: string) => this.registry.activity(worker),
+      outages: () => this.outages,
+      connectedAgain: () =>
+        this.connected ? Promise.resolve() : new Promise<void>((r) => this.whenReconnected.push(r)),
     };
     const done = runJob(env, job, workers).finally(() => {
       this.registry.release(job.id);

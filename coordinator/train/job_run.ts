@@ -42,6 +42,10 @@ export interface JobEnv {
   suspect(worker: string): void;
   /** what a worker said it is doing in its last heartbeat ("loading weights 37%"), if anything */
   activity?(worker: string): string | undefined;
+  /** how many times the coordinator lost its NATS connection so far */
+  outages?(): number;
+  /** resolves once the NATS connection is up (at once when it is) */
+  connectedAgain?(): Promise<void>;
 }
 
 /** How often the job's message is refreshed with its workers' activities while the ring forms. */

@@ -1,0 +1,120 @@
+// Faults of whole processes against a real nats-server: kill -9 of the active coordinator mid-job (a standby
+// takes over its lease and resumes the job), SIGSTOP of the active coordinator (the standby takes over; the
+// stopped one, continued, finds its lease gone and exits instead of writing), and kill -9 of nats-server
+// mid-job followed by a restart on the same port and store. Each job ends completed with an unbroken run's
+// losses, and nothing is left running.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { TestCluster, trainingFixture } from "../helpers/cluster.js";
+import { CoordinatorProcess, killAllCoordinatorProcesses } from "../helpers/coordinator_process.js";
+import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
+import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
+import { waitUntil } from "../helpers/processes.js";
+
+after(killAllCoordinatorProcesses);
+
+const LEASE = ["--lease-ttl", "3"];
+
+test(
+  "kill -9 of the active coordinator mid-job: the standby takes over and the job completes with an unbroken run's losses",
+  { timeout: 300_000 },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    const cluster = await TestCluster.start(1, { coordinator: false });
+    const active = CoordinatorProcess.start(cluster.server.url, LEASE);
+    let standby: CoordinatorProcess | undefined;
+    try {
+      await waitUntil(async () => (await cluster.idleWorkers()) >= 1, "the worker to register", 60_000);
+      console.error("DBG registered", new Date().toISOString());
+      standby = CoordinatorProcess.start(cluster.server.url, LEASE);
+      await waitUntil(async () => standby!.logged(/standing by/), "the second coordinator to stand by", 60_000);
+      console.error("DBG standby", new Date().toISOString());
+      const spec = { ...baseSpec, workers: 1, max_steps: 30, save_every: 5 };
+      const reply = await cluster.submit({ ...spec, output: "killed" }, dir);
+      assert.ok(reply.ok, reply.error);
+      await cluster.waitFor(async () => ((await cluster.record(reply.id!))?.step ?? 0) >= 7, "step 7");
+      console.error("DBG killing", new Date().toISOString());
+      await active.kill9();
+      const done = await cluster.finished(reply.id!, 100_000).catch(async (e: Error) => {
+        console.error("DBG", JSON.stringify(await cluster.record(reply.id!)), standby!.log.slice(-30));
+        throw e;
+      });
+      assert.equal(done.status, "completed", done.message);
+      assert.equal(done.coordinator_restarts, 1);
+      const resumedAt = standby.startSteps(reply.id!);
+      assert.equal(resumedAt.length, 1, "the standby started the job once");
+      assert.ok(resumedAt[0]! >= 5 && resumedAt[0]! % 5 === 0, `resumed at a checkpoint, not at ${resumedAt[0]}`);
+      const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
+      assertSameLosses(lossesByStep(path.join(dir, "killed")), lossesByStep(unbroken.output));
+    } finally {
+      await active.kill9();
+      await standby?.kill9();
+      await cluster.stop();
+    }
+  },
+);
+
+test(
+  "SIGSTOP of the active coordinator: the standby takes over; the stopped one, continued, exits non-zero",
+  { timeout: 300_000 },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    const cluster = await TestCluster.start(1, { coordinator: false });
+    const active = CoordinatorProcess.start(cluster.server.url, LEASE);
+    let standby: CoordinatorProcess | undefined;
+    try {
+      await waitUntil(async () => (await cluster.idleWorkers()) >= 1, "the worker to register", 60_000);
+      standby = CoordinatorProcess.start(cluster.server.url, LEASE);
+      await waitUntil(async () => standby!.logged(/standing by/), "the second coordinator to stand by", 60_000);
+      const spec = { ...baseSpec, workers: 1, max_steps: 30, save_every: 5 };
+      const reply = await cluster.submit({ ...spec, output: "stopped" }, dir);
+      await cluster.waitFor(async () => ((await cluster.record(reply.id!))?.step ?? 0) >= 7, "step 7");
+      active.pause();
+      await waitUntil(async () => standby!.logged(/coordinator ready/), "the standby to take over", 60_000);
+      active.resume();
+      assert.equal(await active.exited(), 3, "the old coordinator stops once it sees its lease taken");
+      const done = await cluster.finished(reply.id!, 180_000);
+      assert.equal(done.status, "completed", done.message);
+      const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
+      assertSameLosses(lossesByStep(path.join(dir, "stopped")), lossesByStep(unbroken.output));
+    } finally {
+      await active.kill9();
+      await standby?.kill9();
+      await cluster.stop();
+    }
+  },
+);
+
+test(
+  "kill -9 of nats-server mid-job, restarted on the same port and store: the job resumes and completes",
+  { timeout: 300_000 },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    const storeDir = path.join(dir, "jetstream");
+    const first = await startNatsServer({ maxPayload: 8 * 1024 * 1024, storeDir });
+    const cluster = await TestCluster.start(1, { coordinator: false, server: first });
+    const coordinator = CoordinatorProcess.start(first.url, LEASE);
+    let second: NatsServer | undefined;
+    try {
+      await waitUntil(async () => (await cluster.idleWorkers()) >= 1, "the worker to register", 60_000);
+      const spec = { ...baseSpec, workers: 1, max_steps: 30, save_every: 5 };
+      const reply = await cluster.submit({ ...spec, output: "outage" }, dir);
+      assert.ok(reply.ok, reply.error);
+      await cluster.waitFor(async () => ((await cluster.record(reply.id!))?.step ?? 0) >= 7, "step 7");
+      await first.kill9();
+      await new Promise((r) => setTimeout(r, 2000));
+      second = await startNatsServer({ maxPayload: 8 * 1024 * 1024, storeDir, port: first.port });
+      const done = await cluster.finished(reply.id!, 180_000);
+      assert.equal(done.status, "completed", done.message);
+      assert.equal(done.attempts, 1, "the outage used up no start");
+      assert.ok(coordinator.logged(/reconnected to NATS/), "the coordinator saw the outage end");
+      const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
+      assertSameLosses(lossesByStep(path.join(dir, "outage")), lossesByStep(unbroken.output));
+    } finally {
+      await coordinator.kill9();
+      await cluster.stop();
+      await second?.stop();
+    }
+  },
+);
