@@ -122,6 +122,7 @@ export class Coordinator {
           this.connected = false;
           this.log.warn("lost the connection to NATS; reconnecting");
         } else if (s.type === "reconnect") {
+          await this.adoptRevisionsWhenReady();
           this.connected = true;
           this.log.warn({ jobs: [...this.interruptions.keys()] }, "reconnected to NATS; requeueing running jobs");
           for (const i of this.interruptions.values())
@@ -130,6 +131,19 @@ export class Coordinator {
         }
       }
     })();
+  }
+
+  /** JetStream answers again some moments after the server is back: retried for up to a minute. */
+  private async adoptRevisionsWhenReady(): Promise<void> {
+    for (let attempt = 1; attempt <= 60; attempt++) {
+      try {
+        await this.store.adoptRevisions();
+        return;
+      } catch (err) {
+        if (attempt === 60) this.log.error({ err }, "could not re-read the job records after reconnecting");
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   private serve(): void {

@@ -6,7 +6,8 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { TestCluster, trainingFixture } from "../helpers/cluster.js";
+import { TestCluster, trainingFixture, type JobRecordBody } from "../helpers/cluster.js";
+import { FINAL_STATUSES } from "../../proto/mod.js";
 import { CoordinatorProcess, killAllCoordinatorProcesses } from "../helpers/coordinator_process.js";
 import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
@@ -103,7 +104,20 @@ test(
       await first.kill9();
       await new Promise((r) => setTimeout(r, 2000));
       second = await startNatsServer({ maxPayload: 8 * 1024 * 1024, storeDir, port: first.port });
-      const done = await cluster.finished(reply.id!, 180_000);
+      // JetStream answers only once it has recovered its streams: reads fail for a moment after the restart.
+      let done: JobRecordBody | undefined;
+      await waitUntil(
+        async () => {
+          done = await cluster.record(reply.id!).catch(() => undefined);
+          return done !== undefined && FINAL_STATUSES.includes(done.status);
+        },
+        "the job to finish after the restart",
+        180_000,
+      ).catch((err: Error) => {
+        const tail = coordinator.log.slice(-20).map((l) => JSON.stringify(l));
+        throw new Error(`${err.message}; record: ${JSON.stringify(done)}; coordinator:\n${tail.join("\n")}`);
+      });
+      done = done!;
       assert.equal(done.status, "completed", done.message);
       assert.equal(done.attempts, 1, "the outage used up no start");
       assert.ok(coordinator.logged(/reconnected to NATS/), "the coordinator saw the outage end");
