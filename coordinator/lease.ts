@@ -86,8 +86,14 @@ export class CoordinatorLease {
           this.revision = revision;
           lastRenewal = Date.now();
         },
-        (err: Error) => {
+        async (err: Error) => {
           if (this.released) return;
+          // A NATS restart can lose the last renewal or keep one whose reply was lost: the key is then
+          // still ours, or gone without anyone else holding it. Either way this coordinator keeps the lease.
+          if (isKeyTaken(err) && (await this.reclaim())) {
+            lastRenewal = Date.now();
+            return;
+          }
           // NATS away for a moment is retried; a lease that moved on, or outlived its TTL unrenewed, is gone.
           const unrenewedMs = Date.now() - lastRenewal;
           const taken = isKeyTaken(err);
@@ -104,6 +110,22 @@ export class CoordinatorLease {
         },
       );
     }, this.ttlMs / 3);
+  }
+
+  /** Whether the lease is (again) this coordinator's: its own entry under another revision, or none. */
+  private async reclaim(): Promise<boolean> {
+    try {
+      const e = await this.kv.get(LEASE_KEY);
+      if (e && e.operation === "PUT") {
+        if ((JSON.parse(e.string()) as LeaseHolder).holder !== this.holder.holder) return false;
+        this.revision = e.revision;
+        return true;
+      }
+      this.revision = await this.kv.create(LEASE_KEY, JSON.stringify(this.holder));
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private stopRenewing(): void {

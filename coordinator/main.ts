@@ -19,7 +19,7 @@ import { recoverInterruptedJob } from "./jobs/recovery.js";
 import { parseSpec } from "./job_spec/load.js";
 import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
-import { WorkerLostError } from "./train/worker_client.js";
+import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
 
 export interface CoordinatorOptions {
@@ -52,6 +52,10 @@ export class Coordinator {
   private scheduling = false;
   /** the dashboard and /metrics, when started with `http` */
   http: CoordinatorHttp | undefined;
+  /** NATS disconnections so far: a job whose run saw one ended for the outage, not for its own fault */
+  private outages = 0;
+  private connected = true;
+  private readonly whenReconnected: (() => void)[] = [];
 
   private constructor(
     readonly nc: NatsConnection,
@@ -101,6 +105,7 @@ export class Coordinator {
       log.error({ reason }, "lost the coordinator lease; stopping");
       void c.close().finally(() => opts.onLeaseLost?.(reason));
     };
+    c.watchConnection();
     await c.recoverInterruptedJobs();
     registry.onLost = (worker, job) =>
       c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`, worker));
@@ -123,6 +128,42 @@ export class Coordinator {
       if (!patch) continue;
       await this.store.update(job.id, patch);
       this.log.info({ job: job.id, status: patch.status }, patch.message);
+    }
+  }
+
+  /**
+   * A NATS outage loses the replies in flight: once the connection is back, every running job is interrupted
+   * and requeued from its checkpoint (at once, rather than after its requests' long timeouts).
+   */
+  private watchConnection(): void {
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === "disconnect") {
+          this.outages++;
+          this.connected = false;
+          this.log.warn("lost the connection to NATS; reconnecting");
+        } else if (s.type === "reconnect") {
+          await this.adoptRevisionsWhenReady();
+          this.connected = true;
+          this.log.warn({ jobs: [...this.interruptions.keys()] }, "reconnected to NATS; requeueing running jobs");
+          for (const i of this.interruptions.values())
+            i.reject(new NatsOutageError("the connection to NATS was lost mid-job and restored"));
+          for (const resume of this.whenReconnected.splice(0)) resume();
+        }
+      }
+    })();
+  }
+
+  /** JetStream answers again some moments after the server is back: retried for up to a minute. */
+  private async adoptRevisionsWhenReady(): Promise<void> {
+    for (let attempt = 1; attempt <= 60; attempt++) {
+      try {
+        await this.store.adoptRevisions();
+        return;
+      } catch (err) {
+        if (attempt === 60) this.log.error({ err }, "could not re-read the job records after reconnecting");
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     }
   }
 
@@ -221,6 +262,9 @@ export class Coordinator {
       suspect: (worker: string) => this.registry.suspect(worker),
       activity: (worker: string) => this.registry.activity(worker),
       onMetric: (id: string, line: MetricLine) => this.http?.onMetric(id, line),
+      outages: () => this.outages,
+      connectedAgain: () =>
+        this.connected ? Promise.resolve() : new Promise<void>((r) => this.whenReconnected.push(r)),
     };
     const done = runJob(env, job, workers).finally(() => {
       this.registry.release(job.id);

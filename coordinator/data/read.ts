@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { readParquetFile } from "./read_parquet.js";
 import { readTextFile, type TextSplit } from "./read_text.js";
+import { hasUndecodableBytes, NOT_UTF8, withoutBom } from "./text_encoding.js";
 
 export interface RawRecord {
   line: number;
@@ -24,7 +25,7 @@ export function readDataFile(file: string, textSplit: TextSplit = "line"): RawRe
 
 /** JSON array when the first non-blank character is `[`, JSONL otherwise. */
 export function readRecords(file: string): RawRecord[] {
-  const text = readFileSync(file, "utf8");
+  const text = withoutBom(readFileSync(file, "utf8"));
   const first = text.search(/\S/);
   if (first >= 0 && text[first] === "[") return readJsonArray(text);
   return readJsonl(text);
@@ -38,7 +39,9 @@ export function readJsonl(text: string): RawRecord[] {
     let end = text.indexOf("\n", start);
     if (end < 0) end = text.length;
     const s = text.slice(start, end);
-    if (s.trim() !== "") {
+    if (s.trim() !== "" && hasUndecodableBytes(s)) {
+      out.push({ line, error: NOT_UTF8 });
+    } else if (s.trim() !== "") {
       try {
         out.push({ line, value: JSON.parse(s) });
       } catch (err) {

@@ -3,6 +3,7 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import type { RawRecord } from "./read.js";
+import { hasUndecodableBytes, NOT_UTF8, withoutBom } from "./text_encoding.js";
 
 const DEFAULT_CHUNK_BYTES = 1 << 20;
 
@@ -26,6 +27,7 @@ function* textChunks(file: string, chunkBytes: number): Generator<string> {
 }
 
 function parsed(line: number, s: string): RawRecord {
+  if (hasUndecodableBytes(s)) return { line, error: NOT_UTF8 };
   try {
     return { line, value: JSON.parse(s) };
   } catch (err) {
@@ -46,7 +48,7 @@ export function* streamRecords(file: string, chunkBytes = DEFAULT_CHUNK_BYTES): 
   while (first < 0) {
     const next = chunks.next();
     if (next.done) return;
-    head += next.value;
+    head = withoutBom(head + next.value);
     first = head.search(/\S/);
   }
   const all = (function* () {

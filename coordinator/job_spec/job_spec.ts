@@ -1,11 +1,12 @@
 // The job file's schema. Unknown keys are errors that name the key (strict objects throughout).
 // The training keys live in training_spec.ts; both halves are strict, so unknown keys are named.
 import { z } from "zod";
+import { SPEC_LIMITS } from "./size_limits.js";
 import { DATA_FORMATS } from "../data/formats.js";
 import { columnsSchema, tagsSchema } from "../data/llamafactory_columns.js";
 import { TEMPLATE_NAMES } from "../data/templates/template.js";
 import { checkTrainingKeys, trainingSpecShape } from "./training_spec.js";
-import { checkSequenceParallelKeys, MAX_SEQ_LEN } from "./sequence_parallel.js";
+import { checkSequenceParallelKeys } from "./sequence_parallel.js";
 
 export const dataSourceSchema = z
   .strictObject({
@@ -59,7 +60,7 @@ export const dataSpecShape = {
   dedup: z.enum(["exact", "none"]).default("exact"),
   /** validation split: a fraction (< 1) or a count of records, stratified by task_type */
   val_size: z.number().nonnegative().default(0),
-  seq_len: z.number().int().positive().max(MAX_SEQ_LEN).default(512),
+  seq_len: z.number().int().positive().max(SPEC_LIMITS.seq_len).default(512),
   packing: z.boolean().default(true),
   train_on_prompt: z.boolean().default(false),
   last_turn_only: z.boolean().default(false),

@@ -1,5 +1,6 @@
 // The training keys of a job spec (the cluster's part of the one job schema in job_spec.ts).
 import { z } from "zod";
+import { SPEC_LIMITS } from "./size_limits.js";
 
 export const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
 
@@ -31,15 +32,15 @@ export const trainingSpecShape = {
   /** hybrid only: share of the steps trained with every weight before switching to LoRA */
   full_fraction: z.number().gt(0).lt(1).optional(),
   /** passes over the training rows; default 1 when max_steps is not given either */
-  epochs: z.number().positive().optional(),
+  epochs: z.number().positive().max(SPEC_LIMITS.epochs).optional(),
   /** stop after this many optimizer steps (caps epochs when both are given) */
-  max_steps: z.number().int().positive().optional(),
+  max_steps: z.number().int().positive().max(SPEC_LIMITS.max_steps).optional(),
   /** tokens per optimizer step over all workers (rounded to whole rows of seq_len) */
-  global_batch_tokens: z.number().int().positive().optional(),
+  global_batch_tokens: z.number().int().positive().max(SPEC_LIMITS.global_batch_tokens).optional(),
   /** rows per optimizer step over all workers (instead of global_batch_tokens) */
-  global_batch_rows: z.number().int().positive().optional(),
+  global_batch_rows: z.number().int().positive().max(SPEC_LIMITS.global_batch_rows).optional(),
   /** rows per forward/backward on one worker; gradients accumulate over micro-batches */
-  micro_batch_rows: z.number().int().positive().default(4),
+  micro_batch_rows: z.number().int().positive().max(SPEC_LIMITS.micro_batch_rows).default(4),
   lr: z.number().positive().default(1e-4),
   min_lr: z.number().nonnegative().default(0),
   /** share of all steps spent warming up linearly from 0 (about 1% per epoch is a common choice) */
@@ -69,7 +70,7 @@ export const trainingSpecShape = {
   /** a checkpoint folder (runs/ID/checkpoints/step-N) to continue from: weights, AdamW state, data position */
   resume_from: z.string().min(1).optional(),
   /** data-parallel workers */
-  workers: z.number().int().positive().default(1),
+  workers: z.number().int().positive().max(SPEC_LIMITS.workers).default(1),
   /**
    * workers per sequence-parallel group: each row is cut into 2N chunks spread over N workers (ring
    * attention between them); the ring forms workers / N data-parallel groups

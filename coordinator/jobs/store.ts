@@ -91,6 +91,20 @@ export class JobStore {
     });
   }
 
+  /**
+   * After a NATS server restart the stream may have lost its last writes (or kept one whose reply was
+   * lost): the revisions this store expects no longer match. Only the lease holder writes, so the records
+   * in KV are ours: adopt their current revisions, keeping this coordinator's copies as the truth.
+   */
+  async adoptRevisions(): Promise<void> {
+    for (const id of this.cache.keys()) {
+      await this.serialised(id, async () => {
+        const e = await this.kv.get(id);
+        this.revisions.set(id, e ? e.revision : 0);
+      });
+    }
+  }
+
   private commit(job: Job, revision: number): void {
     this.cache.set(job.id, job);
     this.revisions.set(job.id, revision);

@@ -46,6 +46,10 @@ export interface JobEnv {
   activity?(worker: string): string | undefined;
   /** sees every metrics.jsonl line of the job as it is written */
   onMetric?(job: string, line: MetricLine): void;
+  /** how many times the coordinator lost its NATS connection so far */
+  outages?(): number;
+  /** resolves once the NATS connection is up (at once when it is) */
+  connectedAgain?(): Promise<void>;
 }
 
 /** How often the job's message is refreshed with its workers' activities while the ring forms. */

@@ -1,8 +1,9 @@
 // A job's starts: one JobRun per start; a ring that fails (a worker lost or silent) requeues the job from
-// its last checkpoint, up to MAX_ATTEMPTS starts; anything else ends it as failed or canceled.
+// its last checkpoint, up to MAX_ATTEMPTS starts; a NATS outage requeues it without using up a start;
+// anything else ends it as failed or canceled.
 import { JobCancelled, JobRun, type JobEnv } from "./job_run.js";
 import type { Job } from "../jobs/store.js";
-import { WorkerCommandError, WorkerLostError } from "./worker_client.js";
+import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
 export type { JobEnv } from "./job_run.js";
 
@@ -14,6 +15,7 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
   let run: JobRun | undefined;
   let lost: string | undefined;
   const attempt = (job.attempts ?? 0) + 1;
+  const outagesBefore = env.outages?.() ?? 0;
   try {
     job = await env.store.update(job.id, { attempts: attempt });
     run = new JobRun(env, job, workers);
@@ -26,6 +28,20 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
     const e = err as Error;
     if (e instanceof WorkerLostError) lost = e.worker;
     const cancelled = e instanceof JobCancelled;
+    // Whatever failed while NATS was away (a lost reply, a KV write) failed for the outage, not the job.
+    const outage = !cancelled && (e instanceof NatsOutageError || (env.outages?.() ?? 0) > outagesBefore);
+    if (outage) {
+      await env.connectedAgain?.();
+      const where = env.store.get(job.id)?.last_checkpoint;
+      env.log.warn({ job: job.id, err: e }, "NATS outage; requeued");
+      await updateUntilWritten(env, job.id, {
+        status: "queued",
+        workers: [],
+        attempts: attempt - 1,
+        message: `NATS was unreachable mid-job; resuming from ${where ? `its checkpoint at step ${where.step}` : "the start (no checkpoint yet)"}`,
+      });
+      return;
+    }
     const ringFailed = e instanceof WorkerLostError || e instanceof WorkerCommandError;
     // Every worker of a failed ring must show it is alive (a fresh heartbeat) before it is scheduled again: a
     // worker that is shutting down still answers with an error, and must not be picked for the restart.
@@ -57,5 +73,21 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
     }
   } finally {
     await run?.release(lost);
+  }
+}
+
+/** A job record write retried while NATS comes back (a few seconds), so a requeue is never lost. */
+async function updateUntilWritten(env: JobEnv, id: string, patch: Partial<Job>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await env.store.update(id, patch);
+      return;
+    } catch (err) {
+      if (attempt >= 30) {
+        env.log.error({ job: id, err }, "could not record the job's requeue");
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
 }

@@ -35,6 +35,11 @@ export class WorkerLostError extends Error {
   }
 }
 
+/** The connection to NATS dropped while the job ran: replies in flight are lost, nobody is at fault. */
+export class NatsOutageError extends Error {
+  override name = "NatsOutageError";
+}
+
 /** Sends `cmd` to `worker`; request and reply types follow from the command (proto's workerCommands). */
 export async function command<C extends WorkerCommand>(
   nc: NatsConnection,

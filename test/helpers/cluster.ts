@@ -71,9 +71,9 @@ export class TestCluster {
 
   static async start(
     workers: number,
-    opts: { coordinator?: boolean; timing?: CoordinatorTiming; http?: boolean } = {},
+    opts: { coordinator?: boolean; timing?: CoordinatorTiming; http?: boolean; server?: NatsServer } = {},
   ): Promise<TestCluster> {
-    const server = await startNatsServer({ maxPayload: 8 * 1024 * 1024 });
+    const server = opts.server ?? (await startNatsServer({ maxPayload: 8 * 1024 * 1024 }));
     const client = await connect({ servers: server.url });
     const ws: Worker[] = [];
     const cluster = new TestCluster(server, client, undefined, ws, opts.timing ?? {}, opts.http);
