@@ -4,6 +4,7 @@ import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
 import type { Command } from "../args.js";
 import { TEMPLATE_NAMES, type TemplateName } from "../../coordinator/data/templates/template.js";
 import { connectNats, natsUrl } from "../nats_connect.js";
+import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { getJob, openJobs } from "../job_client.js";
 import { startServer } from "../../serve/server.js";
 import { serveSubjects } from "../../proto/serve_subjects.js";
@@ -16,7 +17,8 @@ id of a finished LoRA job, looked up over NATS) under its NAME: the 'model' fiel
 --http: OpenAI-compatible /v1/chat/completions, /v1/completions, /v1/models (default 127.0.0.1:8000
 when --nats is not given). --nats (server: --nats-url, else $NATS_URL, else the local cluster's): subjects ringtune.serve.<model>.chat / .completions in a queue group,
 so several servers of one model share its requests. Adapters load and unload at run time through
-POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter {lora_name}.`;
+POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter {lora_name}.
+${NATS_CREDENTIAL_USAGE}`;
 
 function parseAdapter(spec: string): { name: string; source: string } {
   const eq = spec.indexOf("=");
@@ -48,6 +50,7 @@ export const serve: Command = {
       template: { type: "string" },
       "max-batch": { type: "string" },
       "max-context": { type: "string" },
+      ...natsCredentialFlags,
     });
     const modelDir = requireFlag(values, "model");
     const template = values.template as string | undefined;
@@ -55,7 +58,7 @@ export const serve: Command = {
       throw new UsageError(`--template must be one of ${TEMPLATE_NAMES.join(", ")}, got '${template}'`);
     const useNats = values.nats === true || values["nats-url"] !== undefined;
     const http = values.http ?? (useNats ? undefined : "127.0.0.1:8000");
-    const nc = useNats ? await connectNats(natsUrl(values["nats-url"]), "ringtune-serve") : undefined;
+    const nc = useNats ? await connectNats(natsUrl(values["nats-url"]), natsAuth(values, "serve"), "ringtune-serve") : undefined;
     const maxBatch = intFlag(values, "max-batch", 32);
     if (maxBatch < 1) throw new UsageError(`--max-batch must be at least 1, got ${maxBatch}`);
     const log = (msg: string) => console.error(`serve: ${msg}`);

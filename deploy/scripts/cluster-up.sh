@@ -106,14 +106,14 @@ fail() {
   exit 1
 }
 
-# Fresh passwords for the three NATS users of a server started here, one file per role under .run/auth/
+# Fresh passwords for the four NATS users of a server started here, one file per role under .run/auth/
 # (only this user may read them): the coordinator, workers and ringtune commands of this checkout read
 # their role's file when given no other credentials. nats-server parses a variable's value as a config
 # value, so a password starting with a digit would read as a number: each starts with a letter.
 write_credentials() {
   local role
   (umask 077 && mkdir -p "$RUN_DIR/auth")
-  for role in coordinator worker client; do
+  for role in coordinator worker client serve; do
     (umask 077 && printf 'NATS_USER=%s\nNATS_PASSWORD=%s\n' "$role" "p$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" \
       >"$RUN_DIR/auth/$role.env")
   done
@@ -145,7 +145,7 @@ else
   else
     write_credentials
     RINGTUNE_COORDINATOR_PASSWORD=$(role_password coordinator) RINGTUNE_WORKER_PASSWORD=$(role_password worker) \
-      RINGTUNE_CLIENT_PASSWORD=$(role_password client) \
+      RINGTUNE_CLIENT_PASSWORD=$(role_password client) RINGTUNE_SERVE_PASSWORD=$(role_password serve) \
       start nats "$nats_bin" -c "$RINGTUNE_ROOT/deploy/nats/nats-server-auth.conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
   fi
   for i in $(seq 100); do listening 127.0.0.1 "$port" && break; sleep 0.1; done
@@ -209,7 +209,8 @@ if [ -n "${SERVE:-}" ]; then
   adapter_flags=()
   for a in ${SERVE_ADAPTERS:-}; do adapter_flags+=(--adapter "$a"); done
   deadline=$((SECONDS + TIMEOUT))
-  start serve node "$CLI" serve --model "$SERVE" --nats --nats-url "$url" --http "$serve_http" "${adapter_flags[@]}"
+  start serve node "$CLI" serve --model "$SERVE" --nats --nats-url "$url" --http "$serve_http" "${adapter_flags[@]}" \
+    "${insecure[@]}"
   while ! grep -q '^serving .* on http' "$LOG_DIR/serve.log" 2>/dev/null; do
     live_pid "$RUN_DIR/serve.pid" >/dev/null || fail "serve exited during start-up (log: $LOG_DIR/serve.log)"
     [ $SECONDS -lt $deadline ] || fail "serve did not start within ${TIMEOUT}s"
