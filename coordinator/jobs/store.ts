@@ -8,7 +8,7 @@ export type Job = JobRecordBody;
 
 export class JobStore {
   private readonly cache = new Map<string, Job>();
-  /** called with every record written, after it is in KV (the dashboard's live view follows it) */
+  /** called with every record written, after it is in KV (the dashboard's live view follows it); must not throw */
   readonly listeners = new Set<(job: Job) => void>();
   private constructor(private readonly kv: KV) {}
 
