@@ -17,7 +17,10 @@ export class EventStream {
     });
     res.write(": ringtune dashboard events\n\n");
     this.clients.add(res);
-    req.on("close", () => this.clients.delete(res));
+    const drop = () => this.clients.delete(res);
+    req.on("close", drop);
+    res.on("close", drop);
+    res.on("error", drop); // a client gone mid-write must never bring down the coordinator
   }
 
   get size(): number {
@@ -27,6 +30,6 @@ export class EventStream {
   send(event: DashboardEvent, data: unknown): void {
     if (this.clients.size === 0) return;
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const res of this.clients) res.write(frame);
+    for (const res of this.clients) if (!res.destroyed && !res.writableEnded) res.write(frame);
   }
 }

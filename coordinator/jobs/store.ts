@@ -34,7 +34,7 @@ export class JobStore {
   /** records skipped at open (old protocol, corruption): reported, never served or overwritten */
   readonly unreadable: UnreadableRecord[] = [];
 
-  /** called with every record written, after it is in KV (the dashboard's live view follows it) */
+  /** called with every record written, after it is in KV (the dashboard's live view follows it); must not throw */
   readonly listeners = new Set<(job: Job) => void>();
   private constructor(private readonly kv: KV) {}
 
