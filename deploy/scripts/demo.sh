@@ -17,7 +17,11 @@ if [ -n "${DEMO_STEPS:-}" ]; then
   overrides+=(--set "max_steps=$DEMO_STEPS")
 fi
 # Relative to where the demo was started, not to the job file's folder (which is how --set reads paths).
-if [ -n "${DEMO_OUTPUT:-}" ]; then overrides+=(--set "output=$(realpath -m -- "$DEMO_OUTPUT")"); fi
+if [ -n "${DEMO_OUTPUT:-}" ]; then
+  overrides+=(--set "output=$(realpath -m -- "$DEMO_OUTPUT")")
+  # The coordinator writes only under its output roots: the one asked for joins the default (the checkout).
+  export RINGTUNE_OUTPUT_ROOT="${RINGTUNE_OUTPUT_ROOT:-$RINGTUNE_ROOT}:$(realpath -m -- "$DEMO_OUTPUT")"
+fi
 cd "$RINGTUNE_ROOT"
 
 JOB=${DEMO_JOB:-examples/demo/job.yaml}

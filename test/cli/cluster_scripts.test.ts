@@ -73,6 +73,7 @@ test("cluster-up starts NATS, a coordinator and N workers; a second run says it 
     // and one given none (another run dir, nothing in the environment) is refused by the server.
     const status = await runCli(["cluster", "status", "--json", "--nats", `nats://127.0.0.1:${port}`], {
       RINGTUNE_RUN_DIR: run,
+      RINGTUNE_INSECURE: "",
     });
     const strangerEnv = { RINGTUNE_RUN_DIR: path.join(run, "elsewhere"), NATS_USER: "", NATS_PASSWORD: "" };
     const stranger = await runCli(

@@ -14,10 +14,14 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * `env` adds to this process's environment. The test servers these commands talk to have no users, so
+ * RINGTUNE_INSECURE=1 is set unless `env` says otherwise (RINGTUNE_INSECURE: "" to test credentials).
+ */
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [RINGTUNE, ...args], {
-      env: { ...process.env, ...env },
+      env: { ...process.env, RINGTUNE_INSECURE: "1", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
