@@ -101,7 +101,7 @@ find_cublaslt() {
     [ -n "$c" ] && [ -f "$c" ] && echo "$c" && return
   done
   # anywhere on this host's own file systems, bounded in time
-  timeout 60 find / -xdev \( -path /proc -o -path /sys \) -prune -o -name 'libcublasLt.so.1[23]*' -print 2> /dev/null |
+  timeout 30 find / -xdev \( -path /proc -o -path /sys \) -prune -o -name 'libcublasLt.so.1[23]*' -print 2> /dev/null |
     sort -r | head -1
 }
 LT=$(find_cublaslt)
