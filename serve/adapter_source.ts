@@ -2,6 +2,7 @@
 // the job's final outputs (the job record names its output folder).
 import { existsSync } from "node:fs";
 import path from "node:path";
+import { outsideRoots } from "../coordinator/jobs/path_roots.js";
 import { finalLayout } from "../proto/output_layout.js";
 import { badRequest, ServeError } from "./errors.js";
 
@@ -22,6 +23,20 @@ export async function resolveAdapterSource(source: string, lookup: JobOutputLook
       `job '${source}' has no adapter at ${dir} (not finished, or not a LoRA job)`,
       "lora_path",
       "no_adapter",
+    );
+  return dir;
+}
+
+/** `dir` when it lies under one of `roots` (symlinks followed); else a refusal naming lora_path. */
+export function confinedAdapter(dir: string, roots: string[]): string {
+  const why = outsideRoots(dir, roots, "data");
+  if (why)
+    throw new ServeError(
+      403,
+      "permission_error",
+      `lora_path: ${why.replace("--data-root", "--adapter-root")}`,
+      "lora_path",
+      "outside_roots",
     );
   return dir;
 }

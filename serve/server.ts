@@ -6,7 +6,7 @@ import type { TemplateName } from "../coordinator/data/templates/template.js";
 import { loadAddon, type BatchedDecoder } from "../native/js/addon.js";
 import { eosTokenIds, readGenerationConfig } from "../native/js/generation_config.js";
 import { loadModel } from "../native/js/hf_model.js";
-import { resolveAdapterSource, type JobOutputLookup } from "./adapter_source.js";
+import { confinedAdapter, resolveAdapterSource, type JobOutputLookup } from "./adapter_source.js";
 import { GenerationEngine } from "./engine.js";
 import { startHttp, type HttpFrontDoor } from "./http_server.js";
 import { baseTextChoice, ModelCatalog } from "./model_catalog.js";
@@ -30,6 +30,12 @@ export interface ServeOptions {
   maxContext?: number;
   defaultMaxTokens?: number;
   log?: (msg: string) => void;
+  /**
+   * Folders adapters loaded at run time (over HTTP or NATS) may come from; a request naming a folder
+   * elsewhere, or a symlink leading out, is refused. Default: the working directory. The adapters named
+   * at start are the operator's choice and not confined.
+   */
+  adapterRoots?: string[];
 }
 
 export interface RunningServer {
@@ -57,14 +63,16 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   );
   const resolve = (source: string) => resolveAdapterSource(source, o.lookupJob ?? null);
   for (const a of o.adapters) await catalog.load(a.name, await resolve(a.source));
+  const roots = o.adapterRoots ?? [process.cwd()];
+  const resolveRequested = async (source: string) => confinedAdapter(await resolve(source), roots);
   const ctx: ApiContext = {
     catalog,
     engine: new GenerationEngine(decoder, { maxBatch: o.maxBatch ?? 32, batchWindowMs: o.batchWindowMs }),
     maxContext: o.maxContext ?? config.maxPositionEmbeddings,
     defaultMaxTokens: o.defaultMaxTokens ?? 256,
   };
-  const http = o.http ? await startHttp(ctx, o.http.host, o.http.port, resolve, log) : null;
-  const nats = o.nats ? new NatsFrontDoor(o.nats, ctx, resolve, log) : null;
+  const http = o.http ? await startHttp(ctx, o.http.host, o.http.port, resolveRequested, log) : null;
+  const nats = o.nats ? new NatsFrontDoor(o.nats, ctx, resolveRequested, log) : null;
   return {
     ctx,
     decoder,

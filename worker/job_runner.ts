@@ -173,7 +173,14 @@ export class JobRunner {
     if (spSize > 1) {
       onActivity("joining the sequence-parallel group");
       try {
-        group = await joinSequenceGroup({ nc: this.nc, ring: m.ring, rank: m.rank, size: spSize, ...this.net });
+        group = await joinSequenceGroup({
+          nc: this.nc,
+          ring: m.ring,
+          rank: m.rank,
+          size: spSize,
+          secret: m.ring_secret,
+          ...this.net,
+        });
       } catch (err) {
         await transport.close();
         throw err;

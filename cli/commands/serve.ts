@@ -7,17 +7,20 @@ import { connectNats, natsUrl } from "../nats_connect.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { getJob, openJobs } from "../job_client.js";
 import { startServer } from "../../serve/server.js";
+import { parseRootList } from "../../coordinator/jobs/path_roots.js";
 import { serveSubjects } from "../../proto/serve_subjects.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]
                      [--nats] [--nats-url URL] [--template NAME] [--max-batch N] [--max-context N]
+                     [--adapter-root DIR[:DIR...]]
 
 Serves the base model in DIR (as NAME, default the folder's name) and each adapter (a PEFT folder, or the
 id of a finished LoRA job, looked up over NATS) under its NAME: the 'model' field of a request picks one.
 --http: OpenAI-compatible /v1/chat/completions, /v1/completions, /v1/models (default 127.0.0.1:8000
 when --nats is not given). --nats (server: --nats-url, else $NATS_URL, else the local cluster's): subjects ringtune.serve.<model>.chat / .completions in a queue group,
 so several servers of one model share its requests. Adapters load and unload at run time through
-POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter {lora_name}.
+POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter {lora_name}; a folder loaded
+that way must lie under --adapter-root (default: the working directory).
 ${NATS_CREDENTIAL_USAGE}`;
 
 function parseAdapter(spec: string): { name: string; source: string } {
@@ -50,6 +53,7 @@ export const serve: Command = {
       template: { type: "string" },
       "max-batch": { type: "string" },
       "max-context": { type: "string" },
+      "adapter-root": { type: "string" },
       ...natsCredentialFlags,
     });
     const modelDir = requireFlag(values, "model");
@@ -58,7 +62,9 @@ export const serve: Command = {
       throw new UsageError(`--template must be one of ${TEMPLATE_NAMES.join(", ")}, got '${template}'`);
     const useNats = values.nats === true || values["nats-url"] !== undefined;
     const http = values.http ?? (useNats ? undefined : "127.0.0.1:8000");
-    const nc = useNats ? await connectNats(natsUrl(values["nats-url"]), natsAuth(values, "serve"), "ringtune-serve") : undefined;
+    const nc = useNats
+      ? await connectNats(natsUrl(values["nats-url"]), natsAuth(values, "serve"), "ringtune-serve")
+      : undefined;
     const maxBatch = intFlag(values, "max-batch", 32);
     if (maxBatch < 1) throw new UsageError(`--max-batch must be at least 1, got ${maxBatch}`);
     const log = (msg: string) => console.error(`serve: ${msg}`);
@@ -76,6 +82,7 @@ export const serve: Command = {
           }
         : undefined,
       maxBatch,
+      adapterRoots: values["adapter-root"] ? parseRootList(values["adapter-root"] as string) : undefined,
       maxContext: values["max-context"] ? intFlag(values, "max-context") : undefined,
       log,
     });

@@ -19,7 +19,7 @@ import { saveFinalModel, saveMergedModel } from "./final_outputs.js";
 import { hybridSwitchStep, loraSettingsOf } from "./lora_plan.js";
 import { MetricsFile, type MetricLine } from "./metrics_file.js";
 import { writeLossPlot } from "../plot/write_loss_plot.js";
-import { DataOrder, planSteps, shardRange, type StepPlan } from "./plan.js";
+import { DataOrder, planSteps, type StepPlan } from "./plan.js";
 import { prepareData } from "./prepare_data.js";
 import { Ring } from "./ring.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
@@ -329,7 +329,13 @@ export class JobRun {
       state,
       async (tmp) => {
         const save = (rank: number) =>
-          this.ring.send(rank, "save", { job: this.job.id, dir: tmp, what: "model", dtype: "F32", with_optimizer: true });
+          this.ring.send(rank, "save", {
+            job: this.job.id,
+            dir: tmp,
+            what: "model",
+            dtype: "F32",
+            with_optimizer: true,
+          });
         // Under ZeRO-1 each rank holds a shard of the moments: every rank takes part in gathering them, and
         // rank 0 writes the files.
         if (this.spec.zero >= 1 && this.ring.size > 1) await this.ring.all(save);

@@ -37,6 +37,7 @@ const passwords = {
   coordinator: "p" + randomBytes(12).toString("hex"),
   worker: "p" + randomBytes(12).toString("hex"),
   client: "p" + randomBytes(12).toString("hex"),
+  serve: "p" + randomBytes(12).toString("hex"),
 };
 type Role = keyof typeof passwords;
 const as = (role: Role) => ({ user: role, pass: passwords[role] });
@@ -52,6 +53,7 @@ before(async () => {
   process.env.RINGTUNE_COORDINATOR_PASSWORD = passwords.coordinator;
   process.env.RINGTUNE_WORKER_PASSWORD = passwords.worker;
   process.env.RINGTUNE_CLIENT_PASSWORD = passwords.client;
+  process.env.RINGTUNE_SERVE_PASSWORD = passwords.serve;
   server = await startNatsServer({
     maxPayload: 8 * 1024 * 1024,
     config: [readFileSync(path.join(REPO_ROOT, "deploy/nats/auth.conf"), "utf8")],

@@ -1,5 +1,6 @@
 // Shared by the serving tests: a tiny byte-tokenizer base saved as an HF folder, PEFT adapters of several
 // ranks for it, a server on a free port, and small HTTP helpers.
+import os from "node:os";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -67,6 +68,7 @@ export async function startTestServer(f: ServeFixture, more: Partial<ServeOption
     name: "base",
     adapters: Object.entries(f.adapters).map(([name, source]) => ({ name, source })),
     http: { host: "127.0.0.1", port: 0 },
+    adapterRoots: [os.tmpdir()], // every fixture folder is made there
     ...more,
   });
 }

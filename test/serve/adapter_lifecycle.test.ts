@@ -2,7 +2,7 @@
 // and a streamed request cancelled by its client.
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { RunningServer } from "../../serve/server.js";
 import { baseUrl, postJson, serveFixture, startTestServer, type ServeFixture } from "../helpers/serve_fixtures.js";
@@ -137,4 +137,24 @@ test("a client that drops a stream cancels its generation; the server keeps serv
   assert.deepEqual(server.ctx.engine.load, { live: 0, waiting: 0 });
   const after = await postJson(`${url}/completions`, greedy("r4", [1, 2]));
   assert.equal(after.status, 200);
+});
+
+test("an adapter folder outside the server's adapter roots, or a symlink leading out, is refused unread", async () => {
+  const root = path.join(fixture.work, "adapters");
+  mkdirSync(root, { recursive: true });
+  symlinkSync(fixture.adapters.r4!, path.join(root, "link-out"));
+  const confined = await startTestServer(fixture, { adapters: [], adapterRoots: [root] });
+  try {
+    const url = baseUrl(confined);
+    for (const lora_path of [fixture.adapters.r4!, path.join(root, "link-out"), path.join(root, "..", "base")]) {
+      const r = await postJson(`${url}/load_lora_adapter`, { lora_name: "outside", lora_path });
+      assert.equal(r.status, 403, lora_path);
+      assert.equal(r.json.error.type, "permission_error");
+      assert.equal(r.json.error.param, "lora_path");
+      assert.match(r.json.error.message, /--adapter-root/);
+    }
+    assert.equal((await postJson(`${url}/completions`, greedy("outside", [1]))).status, 404);
+  } finally {
+    await confined.close();
+  }
 });

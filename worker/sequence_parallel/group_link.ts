@@ -1,6 +1,7 @@
 // A worker's sequence-parallel group: ranks [g*N, (g+1)*N) of the job's ring form group g, and their
 // native ring link carries ring attention's key/value blocks. Addresses are exchanged over NATS like the
 // all-reduce's; the link itself is native TCP, driven by the model's own threads during a step.
+import { createHmac } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { loadAddon, type NativeRingLink } from "../../native/js/addon.js";
 import { lookupPeerAddress, servePeerAddress } from "../allreduce/peer_address.js";
@@ -26,6 +27,8 @@ export interface SequenceGroupMember {
   listenHost?: string;
   advertiseHost?: string;
   setupTimeoutMs?: number;
+  /** the ring's secret (from the coordinator): the group's links accept only a peer that holds it */
+  secret?: Uint8Array;
 }
 
 /** The ring id of group g: a NATS subject token of its own, so its addresses never mix with the ring's. */
@@ -43,8 +46,10 @@ export async function joinSequenceGroup(m: SequenceGroupMember): Promise<Sequenc
   const sub = servePeerAddress(m.nc, ring, rank, { host: m.advertiseHost ?? externalHost(), port: link.port });
   try {
     const next = await lookupPeerAddress(m.nc, ring, rank, (rank + 1) % m.size, timeoutMs);
-    // The group's ring id keys the link: a connection from anything but the previous rank is dropped.
-    await link.join(next.host, next.port, ring, timeoutMs);
+    // A key derived from the ring's secret (or, in rings without one, the group's ring id) admits the previous
+    // rank: a connection that does not present it first is dropped. The secret itself never goes on the wire.
+    const key = m.secret ? createHmac("sha256", m.secret).update(`sequence-group ${ring}`).digest("hex") : ring;
+    await link.join(next.host, next.port, key, timeoutMs);
   } catch (err) {
     link.close();
     throw new Error(`sequence-parallel group ${group} (ring ${m.ring}): rank ${rank}: ${(err as Error).message}`, {
