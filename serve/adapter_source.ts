@@ -30,13 +30,9 @@ export async function resolveAdapterSource(source: string, lookup: JobOutputLook
 /** `dir` when it lies under one of `roots` (symlinks followed); else a refusal naming lora_path. */
 export function confinedAdapter(dir: string, roots: string[]): string {
   const why = outsideRoots(dir, roots, "data");
-  if (why)
-    throw new ServeError(
-      403,
-      "permission_error",
-      `lora_path: ${why.replace("--data-root", "--adapter-root")}`,
-      "lora_path",
-      "outside_roots",
-    );
-  return dir;
+  if (!why) return dir;
+  const message = why
+    .replace("the coordinator's data root(s)", "the server's adapter root(s)")
+    .replace(" (--data-root)", "");
+  throw new ServeError(403, "permission_error", `lora_path: ${message} (--adapter-root)`, "lora_path", "outside_roots");
 }

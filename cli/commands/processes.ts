@@ -11,6 +11,7 @@ import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { pathRoots } from "../path_roots.js";
 import { parseListenAddress, type ListenAddress } from "../../observe/http_listen.js";
+import { processLogger } from "../../observe/logger.js";
 
 /** The host a browser on this machine reaches a server at: loopback for "every interface". */
 function browsableHost(flag: string): string {
@@ -63,7 +64,7 @@ export const coordinatorCommand: Command = {
     const ttl = values["lease-ttl"] === undefined ? undefined : Number(values["lease-ttl"]);
     if (ttl !== undefined && !(ttl >= 1 && ttl <= 600))
       throw new UsageError(`--lease-ttl: expected seconds from 1 to 600, got '${values["lease-ttl"] as string}'`);
-    const auth = natsAuth(values, "coordinator");
+    const auth = natsAuth(values, "coordinator", process.env, (line) => processLogger("coordinator").warn(line));
     const c = await Coordinator.start({
       natsUrl: natsUrl(values.nats as string | undefined),
       auth: auth.options,
@@ -102,7 +103,9 @@ export const workerCommand: Command = {
       ...natsCredentialFlags,
       http: { type: "string" },
     });
-    const auth = natsAuth(values, "worker");
+    const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
+    // A process that logs JSON says everything in JSON, the warning about running without authentication too.
+    const auth = natsAuth(values, "worker", process.env, (line) => processLogger("worker", { worker: id }).warn(line));
     deviceFromFlags(values);
     let memoryBytes: number | undefined;
     try {
@@ -110,7 +113,6 @@ export const workerCommand: Command = {
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     const w = await Worker.start({
       natsUrl: natsUrl(values.nats as string | undefined),
       auth: auth.options,

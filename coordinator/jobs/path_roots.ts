@@ -57,7 +57,7 @@ function realRoot(root: string): string {
  * undefined when it lies under one of `roots`, both as written and once symlinks are followed.
  */
 export function outsideRoots(file: string, roots: string[], kind: "data" | "output"): string | undefined {
-  const list = roots.join(", ");
+  const list = [...new Set(roots)].join(", ");
   const flag = kind === "data" ? "--data-root" : "--output-root";
   const normal = path.resolve(file);
   if (!roots.some((r) => inside(path.resolve(r), normal)))

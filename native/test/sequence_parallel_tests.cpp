@@ -110,6 +110,7 @@ double per_tensor_relative(const std::vector<ParamEntry>& entries, const std::ve
 struct Setup {
   ModelConfig cfg;
   bool lora = false;
+  bool checkpointing = false;  // the ranks recompute each layer (its ring attention too) in the backward
 };
 
 // One worker's step against N ranks' (their gradient sum), fp32, per tensor within 1e-5 relative.
@@ -138,6 +139,7 @@ void sp_equals_one_worker(const Setup& setup, const Rows& full, int n) {
   for (int r = 0; r < n; r++) {
     ranks.push_back(std::make_unique<Model<float>>(setup.cfg));
     randomize(*ranks[r], 11);
+    ranks[r]->set_activation_checkpointing(setup.checkpointing);
     if (setup.lora) {
       ranks[r]->enable_lora(lc);
       std::copy(one.lora_params(), one.lora_params() + one.num_lora_params(), ranks[r]->lora_params());
@@ -212,6 +214,12 @@ TEST(sequence_parallel_2_lora_gradients_equal_one_worker) {
   Setup s{sp_config(true, true)};
   s.lora = true;
   sp_equals_one_worker(s, packed({{300, 500, 224}}, 1024, s.cfg.vocab_size, 4), 2);
+}
+
+TEST(sequence_parallel_2_with_activation_checkpointing_equals_one_worker) {
+  Setup s{sp_config(true, true)};
+  s.checkpointing = true;
+  sp_equals_one_worker(s, packed({{300, 500, 224}, {1024}}, 1024, s.cfg.vocab_size, 6), 2);
 }
 
 TEST(sequence_parallel_one_segment_spanning_the_row) {

@@ -87,7 +87,9 @@ test("a coordinator whose NATS server has no JetStream exits non-zero with the r
   const bare = spawn(server.bin, ["-a", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
   try {
     await new Promise((r) => setTimeout(r, 1000));
-    const r = await runRingtune(["coordinator", "--nats", `nats://127.0.0.1:${port}`], { timeoutMs: 60_000 });
+    const r = await runRingtune(["coordinator", "--nats", `nats://127.0.0.1:${port}`, "--insecure"], {
+      timeoutMs: 60_000,
+    });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /ringtune coordinator: .*jetstream/i);
   } finally {
@@ -97,7 +99,9 @@ test("a coordinator whose NATS server has no JetStream exits non-zero with the r
 
 test("a coordinator that cannot reach NATS exits non-zero naming the problem", async () => {
   const port = await freePort();
-  const r = await runRingtune(["coordinator", "--nats", `nats://127.0.0.1:${port}`], { timeoutMs: 60_000 });
+  const r = await runRingtune(["coordinator", "--nats", `nats://127.0.0.1:${port}`, "--insecure"], {
+    timeoutMs: 60_000,
+  });
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /ringtune coordinator: /);
 });

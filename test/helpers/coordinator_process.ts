@@ -1,5 +1,6 @@
 // A coordinator as its own OS process (`ringtune coordinator`), for faults only a process shows: kill -9
 // leaves its lease in KV unreleased and its jobs marked running, as a crashed machine would.
+import os from "node:os";
 import { spawn, type ChildProcess } from "node:child_process";
 import { RINGTUNE_CLI } from "./processes.js";
 import type { LogLine } from "./cluster.js";
@@ -39,9 +40,25 @@ export class CoordinatorProcess {
   }
 
   static start(natsUrl: string, extraArgs: string[] = []): CoordinatorProcess {
-    const child = spawn(process.execPath, [RINGTUNE_CLI, "coordinator", "--nats", natsUrl, ...extraArgs], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        RINGTUNE_CLI,
+        "coordinator",
+        "--nats",
+        natsUrl,
+        "--insecure",
+        // test jobs live in temp folders
+        "--data-root",
+        os.tmpdir(),
+        "--output-root",
+        os.tmpdir(),
+        ...extraArgs,
+      ],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     return new CoordinatorProcess(child);
   }
 

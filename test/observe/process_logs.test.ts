@@ -7,7 +7,7 @@ import { startNatsServer } from "../helpers/nats_server.js";
 import { RINGTUNE_CLI, runRingtune } from "../helpers/processes.js";
 
 test("a LOG_LEVEL that is no level is refused by name", async () => {
-  const r = await runRingtune(["worker", "--nats", "nats://127.0.0.1:1", "--id", "wbad"], {
+  const r = await runRingtune(["worker", "--nats", "nats://127.0.0.1:1", "--id", "wbad", "--insecure"], {
     env: { LOG_LEVEL: "loud" },
   });
   assert.equal(r.code, 1);
@@ -18,7 +18,7 @@ test("a worker logs JSON lines with its id, its pid and the level, on stderr", {
   const server = await startNatsServer();
   const child = spawn(
     process.execPath,
-    [RINGTUNE_CLI, "worker", "--nats", server.url, "--id", "wlog", "--http", "127.0.0.1:0"],
+    [RINGTUNE_CLI, "worker", "--nats", server.url, "--id", "wlog", "--http", "127.0.0.1:0", "--insecure"],
     { env: { ...process.env, LOG_LEVEL: "debug" }, stdio: ["ignore", "pipe", "pipe"] },
   );
   try {
