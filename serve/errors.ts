@@ -1,7 +1,8 @@
 // Errors a serving request can meet, each with the HTTP status and the OpenAI error object it becomes:
 // `{"error": {"message", "type", "param", "code"}}`. A request's error is answered to that request alone.
 
-export type OpenAiErrorType = "invalid_request_error" | "permission_error" | "not_found_error" | "server_error";
+export type OpenAiErrorType =
+  "invalid_request_error" | "authentication_error" | "permission_error" | "not_found_error" | "server_error";
 
 export interface OpenAiErrorBody {
   error: { message: string; type: OpenAiErrorType; param: string | null; code: string | null };

@@ -1,6 +1,7 @@
 // OpenAI-compatible HTTP: /v1/models, /v1/completions, /v1/chat/completions (server-sent events when
 // `stream` is set) and vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter. Every failure is an
 // OpenAI error object on that request alone; a client that goes away cancels its generation.
+import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { badRequest, ServeError, toOpenAiError } from "./errors.js";
@@ -57,6 +58,15 @@ function sendJson(res: http.ServerResponse, status: number, body: object): void 
   res.end(text);
 }
 
+/** Whether the request carries `Authorization: Bearer <key>` (compared in constant time). */
+function authorized(req: http.IncomingMessage, apiKey: string): boolean {
+  const header = req.headers.authorization ?? "";
+  const match = /^Bearer (.+)$/.exec(header);
+  if (!match) return false;
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(match[1]!), digest(apiKey));
+}
+
 export interface HttpFrontDoor {
   server: http.Server;
   /** host:port it listens on */
@@ -70,6 +80,8 @@ export async function startHttp(
   port: number,
   resolveAdapter: (source: string) => Promise<string>,
   log: (msg: string) => void = () => {},
+  /** when set, every request must carry it as `Authorization: Bearer <key>`, as OpenAI's API asks */
+  apiKey?: string,
 ): Promise<HttpFrontDoor> {
   const routes: Record<string, { method: string; handler: Handler }> = {
     "/v1/models": { method: "GET", handler: () => listModels(ctx) },
@@ -91,6 +103,14 @@ export async function startHttp(
     });
     let streaming = false;
     try {
+      if (apiKey !== undefined && !authorized(req, apiKey))
+        throw new ServeError(
+          401,
+          "authentication_error",
+          "a valid API key is needed (Authorization: Bearer KEY)",
+          null,
+          "invalid_api_key",
+        );
       if (!route) throw new ServeError(404, "not_found_error", `no route ${url.pathname}`, null, "unknown_url");
       if (req.method !== route.method)
         throw new ServeError(

@@ -36,6 +36,8 @@ export interface ServeOptions {
    * at start are the operator's choice and not confined.
    */
   adapterRoots?: string[];
+  /** the key HTTP clients must send (`Authorization: Bearer KEY`); none: the HTTP door is open */
+  apiKey?: string;
 }
 
 export interface RunningServer {
@@ -71,7 +73,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     maxContext: o.maxContext ?? config.maxPositionEmbeddings,
     defaultMaxTokens: o.defaultMaxTokens ?? 256,
   };
-  const http = o.http ? await startHttp(ctx, o.http.host, o.http.port, resolveRequested, log) : null;
+  const http = o.http ? await startHttp(ctx, o.http.host, o.http.port, resolveRequested, log, o.apiKey) : null;
   const nats = o.nats ? new NatsFrontDoor(o.nats, ctx, resolveRequested, log) : null;
   return {
     ctx,

@@ -1,5 +1,6 @@
 // `ringtune serve`: one base model and any number of PEFT adapters behind OpenAI-compatible HTTP and/or
 // NATS request/reply, generated in one batch across adapters.
+import { readFileSync } from "node:fs";
 import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
 import type { Command } from "../args.js";
 import { TEMPLATE_NAMES, type TemplateName } from "../../coordinator/data/templates/template.js";
@@ -12,7 +13,7 @@ import { serveSubjects } from "../../proto/serve_subjects.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]
                      [--nats] [--nats-url URL] [--template NAME] [--max-batch N] [--max-context N]
-                     [--adapter-root DIR[:DIR...]]
+                     [--adapter-root DIR[:DIR...]] [--api-key-file FILE]
 
 Serves the base model in DIR (as NAME, default the folder's name) and each adapter (a PEFT folder, or the
 id of a finished LoRA job, looked up over NATS) under its NAME: the 'model' field of a request picks one.
@@ -20,8 +21,27 @@ id of a finished LoRA job, looked up over NATS) under its NAME: the 'model' fiel
 when --nats is not given). --nats (server: --nats-url, else $NATS_URL, else the local cluster's): subjects ringtune.serve.<model>.chat / .completions in a queue group,
 so several servers of one model share its requests. Adapters load and unload at run time through
 POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter {lora_name}; a folder loaded
-that way must lie under --adapter-root (default: the working directory).
+that way must lie under --adapter-root (default: the working directory). HTTP clients must send the key in
+--api-key-file (or $RINGTUNE_API_KEY) as 'Authorization: Bearer KEY' (the openai client's apiKey); without
+one the HTTP door is open to whoever reaches it, and serve warns unless it listens on loopback only.
 ${NATS_CREDENTIAL_USAGE}`;
+
+/** The HTTP API key: --api-key-file (its first line), else $RINGTUNE_API_KEY; never a flag's own value. */
+function apiKeyFrom(values: Record<string, unknown>): string | undefined {
+  const file = values["api-key-file"] as string | undefined;
+  if (file !== undefined) {
+    let key: string;
+    try {
+      key = readFileSync(file, "utf8").split("\n")[0]!.trim();
+    } catch (err) {
+      throw new UsageError(`--api-key-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (key === "") throw new UsageError(`--api-key-file ${file}: the file is empty`);
+    return key;
+  }
+  const env = process.env.RINGTUNE_API_KEY;
+  return env && env.trim() !== "" ? env.trim() : undefined;
+}
 
 function parseAdapter(spec: string): { name: string; source: string } {
   const eq = spec.indexOf("=");
@@ -54,6 +74,7 @@ export const serve: Command = {
       "max-batch": { type: "string" },
       "max-context": { type: "string" },
       "adapter-root": { type: "string" },
+      "api-key-file": { type: "string" },
       ...natsCredentialFlags,
     });
     const modelDir = requireFlag(values, "model");
@@ -62,6 +83,12 @@ export const serve: Command = {
       throw new UsageError(`--template must be one of ${TEMPLATE_NAMES.join(", ")}, got '${template}'`);
     const useNats = values.nats === true || values["nats-url"] !== undefined;
     const http = values.http ?? (useNats ? undefined : "127.0.0.1:8000");
+    const apiKey = apiKeyFrom(values);
+    const loopback = http !== undefined && /^(127\.|localhost:|\[::1\]:)/.test(http);
+    if (http !== undefined && apiKey === undefined && !loopback)
+      console.error(
+        `serve: warning: HTTP on ${http} without an API key: anyone who reaches it may use and load adapters`,
+      );
     const nc = useNats
       ? await connectNats(natsUrl(values["nats-url"]), natsAuth(values, "serve"), "ringtune-serve")
       : undefined;
@@ -82,6 +109,7 @@ export const serve: Command = {
           }
         : undefined,
       maxBatch,
+      apiKey,
       adapterRoots: values["adapter-root"] ? parseRootList(values["adapter-root"] as string) : undefined,
       maxContext: values["max-context"] ? intFlag(values, "max-context") : undefined,
       log,

@@ -21,16 +21,37 @@ const WEATHER_TOOL = {
     parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
   },
 };
+const API_KEY = "sk-test-" + Math.random().toString(36).slice(2);
 const ASK = [{ role: "user" as const, content: "Weather in Paris?" }];
 
 before(async () => {
   const dir = await writeToolCallingBase(path.join(tempDir("ringtune-toolbot-"), "toolbot"));
-  server = await startServer({ modelDir: dir, name: "toolbot", adapters: [], http: { host: "127.0.0.1", port: 0 } });
-  client = new OpenAI({ baseURL: baseUrl(server), apiKey: "unused", maxRetries: 0, timeout: 60_000 });
+  server = await startServer({
+    modelDir: dir,
+    name: "toolbot",
+    adapters: [],
+    http: { host: "127.0.0.1", port: 0 },
+    apiKey: API_KEY,
+  });
+  client = new OpenAI({ baseURL: baseUrl(server), apiKey: API_KEY, maxRetries: 0, timeout: 60_000 });
 });
 
 after(async () => {
   await server?.close();
+});
+
+test("a client without the server's API key, or with another, is refused with OpenAI's 401", async () => {
+  for (const apiKey of ["sk-wrong", API_KEY + "x"]) {
+    const stranger = new OpenAI({ baseURL: baseUrl(server), apiKey, maxRetries: 0 });
+    await assert.rejects(stranger.models.list(), (err: unknown) => {
+      assert.ok(err instanceof OpenAI.AuthenticationError, String(err));
+      assert.match((err as Error).message, /API key/);
+      return true;
+    });
+  }
+  const bare = await fetch(`${baseUrl(server)}/models`);
+  assert.equal(bare.status, 401);
+  assert.equal(((await bare.json()) as { error: { type: string } }).error.type, "authentication_error");
 });
 
 test("models.list names the served base", async () => {
