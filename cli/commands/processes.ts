@@ -105,8 +105,8 @@ export const workerCommand: Command = {
     });
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     // A process that logs JSON says everything in JSON, the warning about running without authentication too.
+    deviceFromFlags(values); // before anything else: a worker that cannot compute says so at once
     const auth = natsAuth(values, "worker", process.env, (line) => processLogger("worker", { worker: id }).warn(line));
-    deviceFromFlags(values);
     let memoryBytes: number | undefined;
     try {
       memoryBytes = values.memory === undefined ? undefined : parseBytes(values.memory as string, "--memory");
