@@ -1,6 +1,6 @@
 // The Kubernetes manifests (deploy/k8s) against the Kubernetes API's schemas (kubernetes-models, no
-// cluster needed), and what running them safely takes: probes on every long-running container, a
-// coordinator that is never two (Recreate), NATS credentials from the Secret only, non-root containers
+// cluster needed; the Prometheus Operator's own for monitoring.yaml), and what running them safely
+// takes: probes on every long-running container, a coordinator that is never two (Recreate), NATS credentials from the Secret only, non-root containers
 // with a read-only root filesystem, and the NATS users the same as deploy/nats/auth.conf.
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
@@ -9,6 +9,7 @@ import { test } from "node:test";
 import { parseAllDocuments } from "yaml";
 import { ConfigMap, Namespace, PersistentVolumeClaim, Service } from "kubernetes-models/v1";
 import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
+import { PodMonitor, ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
 import { REPO_ROOT } from "../helpers/processes.js";
 
 const K8S = path.join(REPO_ROOT, "deploy/k8s");
@@ -30,6 +31,9 @@ const MODELS: Record<string, (m: Manifest) => { validate(): void }> = {
   "v1/Service": (m) => new Service(m as never),
   "apps/v1/Deployment": (m) => new Deployment(m as never),
   "apps/v1/StatefulSet": (m) => new StatefulSet(m as never),
+  // the Prometheus Operator's resources (monitoring.yaml), against the operator's published schemas
+  "monitoring.coreos.com/v1/ServiceMonitor": (m) => new ServiceMonitor(m as never),
+  "monitoring.coreos.com/v1/PodMonitor": (m) => new PodMonitor(m as never),
 };
 
 function manifests(): Manifest[] {
@@ -96,7 +100,7 @@ test("NATS passwords come from the Secret only, one per role, and no pod runs as
   const wanted: Record<string, string[]> = {
     "ringtune-coordinator": ["coordinator-password"],
     "ringtune-worker": ["worker-password"],
-    nats: ["coordinator-password", "worker-password", "client-password"],
+    nats: ["coordinator-password", "worker-password", "client-password", "serve-password"],
   };
   for (const m of workloads()) {
     const pod = podSpec(m);
