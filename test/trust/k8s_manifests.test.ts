@@ -1,7 +1,8 @@
 // The Kubernetes manifests (deploy/k8s) against the Kubernetes API's schemas (kubernetes-models, no
 // cluster needed; the Prometheus Operator's own for monitoring.yaml), and what running them safely
-// takes: probes on every long-running container, a coordinator that is never two (Recreate), NATS credentials from the Secret only, non-root containers
-// with a read-only root filesystem, and the NATS users the same as deploy/nats/auth.conf.
+// takes: probes on every long-running container, a coordinator that is never two (Recreate), NATS
+// credentials from the Secret only, non-root containers with a read-only root filesystem, and the NATS
+// users the same as deploy/nats/auth.conf.
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
