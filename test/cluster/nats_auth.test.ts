@@ -176,3 +176,30 @@ test("a job completes on a 2-worker ring under per-role users while a fake worke
   assert.equal(record?.step, 4);
   assert.ok(!(await idleWorkers(client)).includes("fake"));
 });
+
+test("a client's watch keeps up with a job record through many large updates (it may answer flow control)", async () => {
+  // An ordered consumer, as `submit --wait` and `watch` follow a job, must answer JetStream's flow-control
+  // requests; a client user not allowed to stalls for good once a few MB of updates went by.
+  const writer = await new Kvm(await open("coordinator")).open(JOBS_BUCKET);
+  const reader = await new Kvm(await open("client")).open(JOBS_BUCKET);
+  const key = "flow-control-probe";
+  const watch = await reader.watch({ key });
+  const last = 400;
+  const reached = (async () => {
+    for await (const e of watch) {
+      const n = new DataView(e.value.buffer, e.value.byteOffset, e.value.byteLength).getUint32(0);
+      if (n === last) return true;
+    }
+    return false;
+  })();
+  const value = new Uint8Array(64 * 1024);
+  for (let i = 1; i <= last; i++) {
+    new DataView(value.buffer).setUint32(0, i);
+    await writer.put(key, value);
+  }
+  const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), 30_000));
+  const ok = await Promise.race([reached, timeout]);
+  watch.stop();
+  await writer.purge(key);
+  assert.ok(ok, `the client's watch stalled before update ${last} (${last * 64} KiB written)`);
+});
