@@ -17,20 +17,39 @@ after(killAllCoordinatorProcesses);
 
 const LEASE = ["--lease-ttl", "3"];
 
+interface CoordinatorPair {
+  dir: string;
+  baseSpec: ReturnType<typeof trainingFixture>["baseSpec"];
+  cluster: TestCluster;
+  active: CoordinatorProcess;
+  standby: CoordinatorProcess;
+}
+
+/** One worker, an active coordinator process and a second one standing by; every process is gone after. */
+async function withActiveAndStandby(body: (p: CoordinatorPair) => Promise<void>): Promise<void> {
+  const { dir, baseSpec } = trainingFixture();
+  // The coordinator first: a worker's start waits until a coordinator answers its registration.
+  const server = await startNatsServer({ maxPayload: 8 * 1024 * 1024 });
+  const active = CoordinatorProcess.start(server.url, LEASE);
+  const cluster = await TestCluster.start(1, { coordinator: false, server });
+  let standby: CoordinatorProcess | undefined;
+  try {
+    await waitUntil(async () => (await cluster.idleWorkers()) >= 1, "the worker to register", 60_000);
+    standby = CoordinatorProcess.start(cluster.server.url, LEASE);
+    await waitUntil(async () => standby!.logged(/standing by/), "the second coordinator to stand by", 60_000);
+    await body({ dir, baseSpec, cluster, active, standby });
+  } finally {
+    await active.kill9();
+    await standby?.kill9();
+    await cluster.stop();
+  }
+}
+
 test(
   "kill -9 of the active coordinator mid-job: the standby takes over and the job completes with an unbroken run's losses",
   { timeout: 300_000 },
   async () => {
-    const { dir, baseSpec } = trainingFixture();
-    // The coordinator first: a worker's start waits until a coordinator answers its registration.
-    const server = await startNatsServer({ maxPayload: 8 * 1024 * 1024 });
-    const active = CoordinatorProcess.start(server.url, LEASE);
-    const cluster = await TestCluster.start(1, { coordinator: false, server });
-    let standby: CoordinatorProcess | undefined;
-    try {
-      await waitUntil(async () => (await cluster.idleWorkers()) >= 1, "the worker to register", 60_000);
-      standby = CoordinatorProcess.start(cluster.server.url, LEASE);
-      await waitUntil(async () => standby!.logged(/standing by/), "the second coordinator to stand by", 60_000);
+    await withActiveAndStandby(async ({ dir, baseSpec, cluster, active, standby }) => {
       const spec = { ...baseSpec, workers: 1, max_steps: 30, save_every: 5 };
       const reply = await cluster.submit({ ...spec, output: "killed" }, dir);
       assert.ok(reply.ok, reply.error);
@@ -44,11 +63,7 @@ test(
       assert.ok(resumedAt[0]! >= 5 && resumedAt[0]! % 5 === 0, `resumed at a checkpoint, not at ${resumedAt[0]}`);
       const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
       assertSameLosses(lossesByStep(path.join(dir, "killed")), lossesByStep(unbroken.output));
-    } finally {
-      await active.kill9();
-      await standby?.kill9();
-      await cluster.stop();
-    }
+    });
   },
 );
 
@@ -56,32 +71,19 @@ test(
   "SIGSTOP of the active coordinator: the standby takes over; the stopped one, continued, exits non-zero",
   { timeout: 300_000 },
   async () => {
-    const { dir, baseSpec } = trainingFixture();
-    // The coordinator first: a worker's start waits until a coordinator answers its registration.
-    const server = await startNatsServer({ maxPayload: 8 * 1024 * 1024 });
-    const active = CoordinatorProcess.start(server.url, LEASE);
-    const cluster = await TestCluster.start(1, { coordinator: false, server });
-    let standby: CoordinatorProcess | undefined;
-    try {
-      await waitUntil(async () => (await cluster.idleWorkers()) >= 1, "the worker to register", 60_000);
-      standby = CoordinatorProcess.start(cluster.server.url, LEASE);
-      await waitUntil(async () => standby!.logged(/standing by/), "the second coordinator to stand by", 60_000);
+    await withActiveAndStandby(async ({ dir, baseSpec, cluster, active, standby }) => {
       const spec = { ...baseSpec, workers: 1, max_steps: 30, save_every: 5 };
       const reply = await cluster.submit({ ...spec, output: "stopped" }, dir);
       await cluster.waitFor(async () => ((await cluster.record(reply.id!))?.step ?? 0) >= 7, "step 7");
       active.pause();
-      await waitUntil(async () => standby!.logged(/coordinator ready/), "the standby to take over", 60_000);
+      await waitUntil(async () => standby.logged(/coordinator ready/), "the standby to take over", 60_000);
       active.resume();
       assert.equal(await active.exited(), 3, "the old coordinator stops once it sees its lease taken");
       const done = await cluster.finished(reply.id!, 180_000);
       assert.equal(done.status, "completed", done.message);
       const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
       assertSameLosses(lossesByStep(path.join(dir, "stopped")), lossesByStep(unbroken.output));
-    } finally {
-      await active.kill9();
-      await standby?.kill9();
-      await cluster.stop();
-    }
+    });
   },
 );
 

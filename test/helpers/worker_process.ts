@@ -1,11 +1,7 @@
 // A worker as its own OS process (`ringtune worker`), for faults an in-process worker cannot show: a
 // process stopped with SIGSTOP keeps its sockets open but sends nothing, as a hung machine does.
 import { spawn, type ChildProcess } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-
-/** dist/cli/ringtune.js, found from this file's place in dist/test/helpers. */
-const RINGTUNE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../cli/ringtune.js");
+import { RINGTUNE_CLI } from "./processes.js";
 
 /** Every worker process still running, so none outlives the tests (see killAllWorkerProcesses). */
 const live = new Set<WorkerProcess>();
@@ -39,7 +35,7 @@ export class WorkerProcess {
   static start(natsUrl: string, id: string, extraArgs: string[] = []): WorkerProcess {
     const child = spawn(
       process.execPath,
-      [RINGTUNE, "worker", "--nats", natsUrl, "--insecure", "--id", id, ...extraArgs],
+      [RINGTUNE_CLI, "worker", "--nats", natsUrl, "--insecure", "--id", id, ...extraArgs],
       {
         stdio: ["ignore", "pipe", "pipe"],
       },
