@@ -17,6 +17,7 @@ import { JobStore, type Job } from "./jobs/store.js";
 import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
 import { recoverInterruptedJob } from "./jobs/recovery.js";
 import { parseSpec } from "./job_spec/load.js";
+import { JobCancelled } from "./train/job_run.js";
 import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";
@@ -175,6 +176,8 @@ export class Coordinator {
       requestStop: (id, why) => {
         if (!this.running.has(id)) return false;
         this.stopReasons.set(id, why);
+        // The wait on the step in progress ends now; releasing the ring then interrupts the workers' step.
+        this.interruptions.get(id)?.reject(new JobCancelled(why));
         return true;
       },
     });

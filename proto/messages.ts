@@ -55,6 +55,12 @@ export const WorkerHeartbeat = defineMessage("WorkerHeartbeat", {
   activity: z.string().max(200).optional(),
 });
 
+/**
+ * A heartbeat's activity while an interrupted step's native work winds down: the worker is not idle yet,
+ * and nothing new is scheduled on it until a heartbeat says otherwise.
+ */
+export const STOPPING_ACTIVITY = "stopping";
+
 // ---- ring data plane ----------------------------------------------------------------------------------
 
 /** Request on subjects.peerAddress(ring, rank): who asks. */

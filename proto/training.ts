@@ -64,6 +64,10 @@ export const JobAssign = defineMessage("JobAssign", {
   sequence_parallel: z.number().int().min(1).optional(),
   /** keep only each layer's input in the forward and recompute the layer in the backward */
   activation_checkpointing: z.boolean().optional(),
+  /** how long a ring neighbour may be silent, or take to join, before the wait fails; absent: 30 s */
+  ring_timeout_ms: z.number().int().min(1).optional(),
+  /** the worker id of each rank, to name a silent neighbour in errors */
+  ring_workers: z.array(z.string().max(256)).max(4096).optional(),
 });
 export const JobAssignReply = defineMessage("JobAssignReply", {
   ...Ok,

@@ -9,6 +9,7 @@ import { generateGreedy } from "../native/js/greedy_generation.js";
 import { initModel, loadModel, saveModel } from "../native/js/hf_model.js";
 import { applyAdapter, saveAdapter } from "../native/js/peft_adapter.js";
 import {
+  STOPPING_ACTIVITY,
   checkpointAdapterDir,
   decodeCommandRequest,
   encodeCommandReply,
@@ -30,6 +31,16 @@ function realTokens(batch: { token_task: Int32Array }): number {
   return n;
 }
 
+/** The job's ring timeouts, for setup and for a silent neighbour, with ranks named by their workers. */
+function ringTimeouts(m: CommandRequest<"assign">) {
+  const workers = m.ring_workers;
+  return {
+    setupTimeoutMs: m.ring_timeout_ms,
+    peerTimeoutMs: m.ring_timeout_ms,
+    describePeer: workers?.length === m.size ? (rank: number) => workers[rank]! : undefined,
+  };
+}
+
 type CommandHandlers = { [C in WorkerCommand]: (request: CommandRequest<C>) => Promise<CommandResult<C>> };
 
 interface ActiveJob {
@@ -41,8 +52,10 @@ interface ActiveJob {
 export class JobRunner {
   private job: ActiveJob | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  /** what a long command is doing now (building the model, saving), sent with each heartbeat */
-  activity: string | undefined;
+  /** what a long command is doing now (building the model, saving) */
+  private doing: string | undefined;
+  /** set from an interruption until the commands it interrupted have ended (their native work with them) */
+  private stopping: Promise<void> | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -56,12 +69,21 @@ export class JobRunner {
   }
 
   /**
-   * Runs commands strictly one after another: a step must never overlap a save or a release. A release
-   * first closes the ring's transport out of turn: a step waiting on a peer that hangs would otherwise
-   * never end, and the release (and every later assign) would queue behind it forever.
+   * What the worker is doing, sent with each heartbeat: STOPPING_ACTIVITY while an interrupted step winds
+   * down (the coordinator schedules nothing on it until that ends), else the long command's progress.
+   */
+  get activity(): string | undefined {
+    return this.stopping ? STOPPING_ACTIVITY : this.doing;
+  }
+
+  /**
+   * Runs commands strictly one after another: a step must never overlap a save, a release or the next job's
+   * assign. A release first interrupts the running command out of turn (its native step stops at the next
+   * layer, its ring closes): a step waiting on a peer that hangs would otherwise never end, and the release
+   * (and every later assign) would queue behind it forever.
    */
   handle(command: WorkerCommand, data: Uint8Array): Promise<Uint8Array> {
-    if (command === "release") this.interruptRing(data);
+    if (command === "release") this.interruptFor(data);
     const run = this.queue.then(() => this.dispatch(command, data));
     this.queue = run.catch(() => {});
     return run;
@@ -98,10 +120,11 @@ export class JobRunner {
   }
 
   private async assign(m: CommandRequest<"assign">): Promise<CommandResult<"assign">> {
+    this.log.info({ job: m.job, rank: m.rank }, "assigned");
     try {
       return await this.buildAndJoin(m);
     } finally {
-      this.activity = undefined;
+      this.doing = undefined;
     }
   }
 
@@ -112,7 +135,7 @@ export class JobRunner {
    */
   private async buildAndJoin(m: CommandRequest<"assign">): Promise<CommandResult<"assign">> {
     if (this.job) await this.release(this.job.id);
-    const onActivity = (a: string) => (this.activity = a);
+    const onActivity = (a: string) => (this.doing = a);
     let model: NativeModel;
     let config: HfConfig;
     let step = 0;
@@ -166,6 +189,7 @@ export class JobRunner {
       kind: m.transport,
       secret: m.ring_secret,
       onRefused: (why) => this.log.warn({ job: m.job }, why),
+      ...ringTimeouts(m),
       ...this.net,
     });
     const spSize = m.sequence_parallel ?? 1;
@@ -179,6 +203,7 @@ export class JobRunner {
           rank: m.rank,
           size: spSize,
           secret: m.ring_secret,
+          ...ringTimeouts(m),
           ...this.net,
         });
       } catch (err) {
@@ -242,11 +267,11 @@ export class JobRunner {
   }
 
   private async save(m: CommandRequest<"save">): Promise<CommandResult<"save">> {
-    this.activity = `saving ${m.what === "adapter" ? "the adapter" : "the model"}`;
+    this.doing = `saving ${m.what === "adapter" ? "the adapter" : "the model"}`;
     try {
       return await this.saveOutputs(m);
     } finally {
-      this.activity = undefined;
+      this.doing = undefined;
     }
   }
 
@@ -279,14 +304,32 @@ export class JobRunner {
     return {};
   }
 
-  private interruptRing(data: Uint8Array): void {
+  private interruptFor(data: Uint8Array): void {
+    let job: string;
     try {
-      const { job } = decodeCommandRequest("release", data);
-      if (this.job?.id === job)
-        void this.job.trainer.close().catch((err: Error) => this.log.warn({ err }, "closing the ring transport"));
+      ({ job } = decodeCommandRequest("release", data));
     } catch {
-      // A malformed release is answered with its error in turn, by dispatch.
+      return; // A malformed release is answered with its error in turn, by dispatch.
     }
+    this.interrupt(job, new Error(`job ${job} was released by the coordinator while this command ran`));
+  }
+
+  /**
+   * Interrupts what `jobId` is running now (a step waiting on a hung peer, a long backward): the trainer
+   * cancels its native step and closes the ring. The worker reports "stopping" until every command queued
+   * so far has ended, which a native call does only once its work has stopped.
+   */
+  interrupt(jobId: string, why: Error): void {
+    const job = this.job;
+    if (!job || job.id !== jobId) return;
+    this.log.info({ job: jobId, reason: why.message }, "interrupting the running command");
+    void job.trainer.interrupt(why).catch((err: Error) => this.log.warn({ err }, "closing the ring transport"));
+    const settled = this.queue.then(() => {});
+    this.stopping = settled;
+    void settled.then(() => {
+      this.log.info({ job: jobId }, "interrupted work stopped");
+      if (this.stopping === settled) this.stopping = undefined;
+    });
   }
 
   async release(jobId: string): Promise<CommandResult<"release">> {

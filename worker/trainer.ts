@@ -1,6 +1,6 @@
 // One job on one worker: the micro-batch loop of a training step with the gradient all-reduce overlapped
 // with the backward, the AdamW step, and forward-only evaluation.
-import type { AdamWOptions, NativeBatch, NativeModel } from "../native/js/addon.js";
+import { loadAddon, type AdamWOptions, type NativeBatch, type NativeModel } from "../native/js/addon.js";
 import { addTokenLosses, sliceTokenBatch, type TaskSums, type TokenBatch } from "../proto/mod.js";
 import { allReduceTag, ringAllReduce, ringReduceScatter, type Transport } from "./allreduce/mod.js";
 import { trainingStateChecksum } from "./checksum.js";
@@ -58,6 +58,11 @@ function ringAllReduceBytes(buckets: readonly (readonly [number, number])[], ran
 export class Trainer {
   /** whether this rank keeps only its shard of the AdamW moments */
   readonly sharded: boolean;
+  /** stops the native step at its next layer (see interrupt) */
+  private readonly cancelToken = loadAddon().createCancelToken();
+  /** why the trainer was interrupted: the error every later call fails with */
+  private interruption: Error | undefined;
+  private closing: Promise<void> | undefined;
 
   constructor(
     readonly model: NativeModel,
@@ -84,7 +89,33 @@ export class Trainer {
     return g && { link: g.link, rank: g.rank, size: g.size };
   }
 
-  async trainStep(req: StepRequest): Promise<StepOutcome> {
+  /**
+   * Stops the work in progress as soon as it can: the native step at its next layer, every all-reduce wait at
+   * once (the ring is closed). The trainer is spent afterwards: a closed ring does not reopen. The call in
+   * progress still settles only once its native work has ended: await it before starting other native work.
+   */
+  interrupt(why: Error): Promise<void> {
+    this.interruption ??= why;
+    this.cancelToken.cancel();
+    return this.close();
+  }
+
+  /** A step or evaluation; once the trainer is interrupted, fails with the interruption's reason. */
+  private async interruptible<T>(work: () => Promise<T>): Promise<T> {
+    if (this.interruption) throw this.interruption;
+    try {
+      return await work();
+    } catch (err) {
+      // The native "cancelled" or a closed transport are consequences: the reason is what the caller needs.
+      throw this.interruption ?? err;
+    }
+  }
+
+  trainStep(req: StepRequest): Promise<StepOutcome> {
+    return this.interruptible(() => this.runStep(req));
+  }
+
+  private async runStep(req: StepRequest): Promise<StepOutcome> {
     const t0 = performance.now();
     const model = this.model;
     // Both change when LoRA is switched on (hybrid), so they are read per step; so does the ZeRO-1 shard.
@@ -99,7 +130,9 @@ export class Trainer {
       // ZeRO-1 needs only this rank's piece of each bucket summed: half the traffic of an all-reduce.
       const collective = this.sharded ? ringReduceScatter : ringAllReduce;
       const p = collective(this.transport, grads.subarray(offset, offset + size), allReduceTag(req.step, reported));
-      p.catch(() => {}); // observed below through Promise.all; this keeps an early failure from going unhandled
+      // Observed below through Promise.all; meanwhile a failed all-reduce (a silent peer) stops the backward
+      // too, rather than letting it compute gradients nobody will sum.
+      p.catch((err: Error) => void this.interrupt(err));
       reductions.push(p);
       if (++reported === buckets.length) allReported();
     };
@@ -119,6 +152,7 @@ export class Trainer {
         onGradsReady: overlap ? reduce : undefined,
         zeroGrads: i === 0,
         sequenceParallel: this.sequenceParallel,
+        cancel: this.cancelToken,
       });
       lossSum += r.lossSum;
       targets += r.targets;
@@ -152,7 +186,14 @@ export class Trainer {
     };
   }
 
-  async evaluate(
+  evaluate(
+    batch: TokenBatch,
+    microBatchRows: number,
+  ): Promise<{ lossSum: number; targets: number; taskSums: TaskSums }> {
+    return this.interruptible(() => this.runEvaluation(batch, microBatchRows));
+  }
+
+  private async runEvaluation(
     batch: TokenBatch,
     microBatchRows: number,
   ): Promise<{ lossSum: number; targets: number; taskSums: TaskSums }> {
@@ -163,6 +204,7 @@ export class Trainer {
       const r = await this.model.forwardBackward(mb.batch, {
         backward: false,
         sequenceParallel: this.sequenceParallel,
+        cancel: this.cancelToken,
       });
       lossSum += r.lossSum;
       targets += r.targets;
@@ -171,8 +213,12 @@ export class Trainer {
     return { lossSum, targets, taskSums };
   }
 
+  /** Closes the ring's links (once): waits on them fail, the sequence-parallel link's transfers too. */
   close(): Promise<void> {
-    this.group?.close();
-    return this.transport.close();
+    this.closing ??= (async () => {
+      this.group?.close();
+      await this.transport.close();
+    })();
+    return this.closing;
   }
 }

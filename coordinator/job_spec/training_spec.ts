@@ -85,6 +85,11 @@ export const trainingSpecShape = {
   activation_checkpointing: z.boolean().default(false),
   /** data-plane transport of the gradient all-reduce; default: the faster one measured (tcp) */
   transport: z.enum(["tcp", "nats"]).optional(),
+  /**
+   * seconds a ring neighbour may send nothing (during an all-reduce or sequence-parallel attention) or take to
+   * join the ring before the step fails and the ring is formed again from the last checkpoint
+   */
+  ring_timeout_s: z.number().positive().max(3600).default(30),
   /** compare a checksum of every worker's weights every N steps (they must stay identical); 0: never */
   checksum_every: z.number().int().nonnegative().default(10),
   /** generation on held-out prompts before and after training: exact match and JSON validity per task_type */

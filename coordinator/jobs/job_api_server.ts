@@ -109,7 +109,7 @@ export function serveJobApi(nc: NatsConnection, store: JobStore, log: Logger, ho
     if (FINAL_STATUSES.includes(job.status))
       throw JobApiRefusal.one("job_final", `job ${id} is already ${job.status}`, "id");
     // Recorded before it is acted on: a coordinator that takes over after a crash still sees the cancel.
-    await store.update(id, { cancel_requested: true, message: "canceling after the current step" });
+    await store.update(id, { cancel_requested: true, message: "canceling: stopping the current step" });
     if (!hooks.requestStop(id, "canceled by request"))
       await store.update(id, { status: "canceled", message: "canceled by request" });
     return { ok: true };

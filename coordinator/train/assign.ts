@@ -14,6 +14,8 @@ export interface RingPlace {
   lora: LoraSettings | undefined;
   /** the ring's secret, the same for every rank of one ring formation */
   ringSecret: Uint8Array<ArrayBuffer>;
+  /** the worker of each rank, for errors that name a silent neighbour */
+  workers?: readonly string[];
 }
 
 export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assign"> {
@@ -42,5 +44,7 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
     lora: spec.method === "lora" ? p.lora : undefined,
     sequence_parallel: spec.sequence_parallel > 1 ? spec.sequence_parallel : undefined,
     activation_checkpointing: spec.activation_checkpointing,
+    ring_timeout_ms: Math.round(spec.ring_timeout_s * 1000),
+    ring_workers: p.workers && [...p.workers],
   };
 }

@@ -153,6 +153,7 @@ export class JobRun {
             size: this.ring.size,
             resumeDir,
             lora: this.lora,
+            workers: this.ring.workers,
           }),
           ASSIGN_TIMEOUT_MS,
         ),

@@ -8,6 +8,7 @@ import {
   WorkerHeartbeat,
   WorkerRegister,
   WorkerRegisterReply,
+  STOPPING_ACTIVITY,
   type Body,
   type WorkerInfo,
 } from "../../proto/mod.js";
@@ -104,10 +105,13 @@ export class WorkerRegistry {
     if (w) w.lastSeen = 0;
   }
 
-  /** Live workers with no job, in a stable order (by id). */
+  /**
+   * Live workers with no job, in a stable order (by id). A worker whose last heartbeat says it is still
+   * stopping an interrupted step is not idle yet: a new job on it would wait behind (or overlap) that work.
+   */
   idle(): string[] {
     return [...this.workers.entries()]
-      .filter(([, w]) => !w.job && this.alive(w))
+      .filter(([, w]) => !w.job && this.alive(w) && w.activity !== STOPPING_ACTIVITY)
       .map(([id]) => id)
       .sort();
   }

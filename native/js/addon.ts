@@ -201,6 +201,8 @@ export interface NativeModel {
        * runs round the group's ring over `link`. Every rank of the group must make the same call.
        */
       sequenceParallel?: { link: NativeRingLink; rank: number; size: number };
+      /** cancel() on it stops the call between layers (see createCancelToken) */
+      cancel?: NativeCancelToken;
     },
   ): Promise<StepResult>;
   logits(): Float32Array;
@@ -237,10 +239,19 @@ export interface NativeModel {
 /** A sequence-parallel group's TCP link: listens from creation, joins the ring with join(). */
 export interface NativeRingLink {
   readonly port: number;
-  /** Connects to the next rank while accepting the previous one (which must present the same secret). */
-  join(nextHost: string, nextPort: number, secret: string, timeoutMs: number): Promise<void>;
+  /**
+   * Connects to the next rank while accepting the previous one (which must present the same secret). With
+   * peerTimeoutMs, a step's transfer that makes no progress for that long fails naming the silent neighbour.
+   */
+  join(nextHost: string, nextPort: number, secret: string, timeoutMs: number, peerTimeoutMs?: number): Promise<void>;
   /** Ends any transfer in progress with an error; the sockets close when the object is collected. */
   close(): void;
+}
+
+/** Stops a running forwardBackward at its next layer: its Promise then rejects with Error("cancelled"). */
+export interface NativeCancelToken {
+  cancel(): void;
+  readonly cancelled: boolean;
 }
 
 export type TensorDtype = "F32" | "BF16" | "F16";
@@ -303,6 +314,8 @@ export interface NativeAddon {
   createModelAsync(config: NativeModelConfig, opts?: { baseBf16?: boolean }): Promise<NativeModel>;
   /** A ring link for sequence parallelism listening on host:port (0: any free port). */
   createRingLink(host: string, port: number): NativeRingLink;
+  /** A token that stops the forwardBackward calls given it, from the main thread while they run. */
+  createCancelToken(): NativeCancelToken;
   /**
    * Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`, in chunks;
    * onProgress gets the bytes read so far after each chunk (asynchronously: a call may follow the Promise).

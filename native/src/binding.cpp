@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 #include "batched_generate.h"
+#include "binding_cancel_token.h"
 #include "binding_ring_link.h"
 #include "cuda_probe.h"
 #include "model.h"
@@ -589,6 +590,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     std::shared_ptr<rt_binding::RingLinkState> link_state;  // keeps the link alive while the step runs
     const std::shared_ptr<rt::SequenceParallel> sp = rt_binding::sequence_parallel_option(o, call, &link_state);
     opts.sp = sp.get();
+    const std::shared_ptr<rt::CancelToken> cancel = rt_binding::cancel_token_option(o, call);
+    opts.cancel = cancel.get();
     const rt::Batch batch{rows, T, ids.Data(), labels.Data(), pos.Data(), seg.Data()};
     // onGradsReady(offset, size): called on the main thread as each gradient bucket becomes final, so the
     // caller can all-reduce it while the backward goes on. Delivery is asynchronous: a caller must count
@@ -615,7 +618,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int buckets = model_->grad_buckets();
     auto* job = new Job(
         env,
-        [m, batch, opts, result, tsfn, zero_grads, sp, link_state] {
+        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel] {
           struct ReleaseOnExit {
             std::shared_ptr<Napi::ThreadSafeFunction> f;
             ~ReleaseOnExit() {
@@ -880,6 +883,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   exports.Set("probeCuda", Napi::Function::New(env, ProbeCuda));
   rt_binding::RegisterRingLink(env, exports);
+  rt_binding::RegisterCancelToken(env, exports);
   return exports;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The Node face of a sequence-parallel ring link: createRingLink(host, port) listens at once (port 0: any
-// free port, read back from .port); join(nextHost, nextPort, secret, timeoutMs) connects to the next rank
-// and accepts the previous one off the main thread; close() ends any transfer in progress. A model's
+// free port, read back from .port); join(nextHost, nextPort, secret, timeoutMs, peerTimeoutMs?) connects to the next
+// rank and accepts the previous one off the main thread; close() ends any transfer in progress. A model's
 // forwardBackward takes { sequenceParallel: { link, rank, size } } to run its attention round the ring.
 #include <napi.h>
 
@@ -22,20 +22,21 @@ struct RingLinkState {
 class RingLinkJoin : public Napi::AsyncWorker {
  public:
   RingLinkJoin(Napi::Env env, std::shared_ptr<RingLinkState> st, std::string host, int port, std::string secret,
-               int timeout_ms)
+               int timeout_ms, int peer_timeout_ms)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         st_(std::move(st)),
         host_(std::move(host)),
         secret_(std::move(secret)),
         port_(port),
-        timeout_ms_(timeout_ms) {}
+        timeout_ms_(timeout_ms),
+        peer_timeout_ms_(peer_timeout_ms) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
     try {
-      auto link = st_->listener->join(host_, port_, secret_, timeout_ms_);
+      auto link = st_->listener->join(host_, port_, secret_, timeout_ms_, peer_timeout_ms_);
       std::lock_guard<std::mutex> g(st_->mu);
       if (st_->closed) return SetError("ring link: closed while joining");
       st_->link = std::move(link);
@@ -50,7 +51,7 @@ class RingLinkJoin : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<RingLinkState> st_;
   std::string host_, secret_;
-  int port_, timeout_ms_;
+  int port_, timeout_ms_, peer_timeout_ms_;
 };
 
 class RingLinkWrap : public Napi::ObjectWrap<RingLinkWrap> {
@@ -87,9 +88,11 @@ class RingLinkWrap : public Napi::ObjectWrap<RingLinkWrap> {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsString() || !info[3].IsNumber())
       throw Napi::TypeError::New(env, "join: expects (nextHost: string, nextPort: number, secret: string, timeoutMs)");
-    auto* w =
-        new RingLinkJoin(env, state_, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
-                         info[2].As<Napi::String>().Utf8Value(), info[3].As<Napi::Number>().Int32Value());
+    // Optional: transfers of a step fail after this long without progress (a stopped peer); 0 or absent: never.
+    const int peer_timeout_ms = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Int32Value() : 0;
+    auto* w = new RingLinkJoin(env, state_, info[0].As<Napi::String>().Utf8Value(),
+                               info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::String>().Utf8Value(),
+                               info[3].As<Napi::Number>().Int32Value(), peer_timeout_ms);
     w->Queue();
     return w->promise();
   }

@@ -288,6 +288,8 @@ template <typename T>
 StepResult Model<T>::forward_backward(const Batch& b, const StepOptions& opts) {
   try {
     return forward_backward_unchecked(b, opts);
+  } catch (const Cancelled&) {
+    throw;  // not a failure of the batch: the caller asked for it
   } catch (const Error& e) {
     // Name the call and the shapes around the op's own message.
     fail("forward_backward", "batch [", b.rows, " rows x ", b.seq_len, " tokens], model (", cfg_.describe(),
@@ -302,8 +304,13 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   last_ = &a;
   struct ClearSp {
     const SequenceParallel*& sp;
-    ~ClearSp() { sp = nullptr; }
-  } clear_sp{sp_};
+    const CancelToken*& cancel;
+    ~ClearSp() {
+      sp = nullptr;
+      cancel = nullptr;
+    }
+  } clear_sp{sp_, cancel_};
+  cancel_ = opts.cancel;
   sp_ = opts.sp && opts.sp->size > 1 ? opts.sp : nullptr;
   sp_segments_ = b.segment_ids;
   if (sp_ && b.seq_len % 2 != 0)
@@ -348,6 +355,7 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
   LossSum total;
   if (a.chunk.empty()) a.chunk.resize((size_t)kHeadChunk * V);  // once per shape
   for (int c0 = 0; c0 < N; c0 += kHeadChunk) {
+    throw_if_cancelled(cancel_);
     const int n = std::min(kHeadChunk, N - c0);
     T* z = a.chunk.data();
     head_logits(z, a.lnf.data() + (size_t)c0 * C, n);
@@ -483,6 +491,7 @@ void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<
   if (base16_) embedding_from_bf16(io.res_in, ids, base16_->data() + table_.embed, n, C, c.vocab_size);
   else ops_.embedding_forward(io.res_in, ids, param(table_.embed), n, C, c.vocab_size);
   for (int l = 0; l < c.num_layers; l++) {
+    throw_if_cancelled(cancel_);
     if (l > 0) io = layer(l);
     layer_forward(l, io, rows, cache);
   }
@@ -537,6 +546,7 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
                         N, C);
   if (!lora_) report();  // with a tied head its gradient lives in the embedding, which is reported last
   for (int l = c.num_layers - 1; l >= 0; l--) {
+    throw_if_cancelled(cancel_);
     const LayerOffsets& o = table_.layers[l];
     if (a.checkpointed) recompute_layer(a, b, l);
     LayerActivations<T>& la = a.kept(l);

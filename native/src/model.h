@@ -10,6 +10,7 @@
 #include "activations.h"
 #include "backend.h"
 #include "buffer.h"
+#include "cancel_token.h"
 #include "config.h"
 #include "kv_cache.h"
 #include "layer_buffers.h"
@@ -42,6 +43,8 @@ struct StepOptions {
   // Sequence parallelism: the batch holds this rank's zigzag chunks of each row (rows, 2 * chunk), with the
   // rows' own position and segment ids; attention runs round the group's ring. Null or size 1: plain rows.
   const SequenceParallel* sp = nullptr;
+  // Optional: checked between layers; once set, the call throws Cancelled (see cancel_token.h).
+  const CancelToken* cancel = nullptr;
 };
 
 struct StepResult {
@@ -242,6 +245,7 @@ class Model {
   Activations<T>* last_ = nullptr;
   const SequenceParallel* sp_ = nullptr;  // set for the duration of a sequence-parallel forward_backward
   const int32_t* sp_segments_ = nullptr;  // its batch's segment ids
+  const CancelToken* cancel_ = nullptr;   // set for the duration of a forward_backward that may be cancelled
   RingScratch<T> ring_;
 };
 

@@ -22,9 +22,26 @@ FdRingLink::~FdRingLink() {
   if (recv_fd_ >= 0 && recv_fd_ != send_fd_) ::close(recv_fd_);
 }
 
-static void write_all(int fd, const void* data, size_t bytes) {
+// Waits until fd is ready for `events`; false when timeout_ms (> 0) passes first. 0 waits for ever.
+static bool wait_ready(int fd, short events, int timeout_ms) {
+  if (timeout_ms <= 0) return true;
+  pollfd pf{fd, events, 0};
+  while (true) {
+    const int r = ::poll(&pf, 1, timeout_ms);
+    if (r > 0) return true;  // ready, or an error/hang-up the next call reports
+    if (r == 0) return false;
+    if (errno != EINTR) return true;  // let the transfer itself report the error
+  }
+}
+
+[[noreturn]] static void peer_silent(const char* which, int timeout_ms) {
+  fail("ring link", "ring peer (the ", which, " rank) did not answer within ", timeout_ms / 1000.0, " s");
+}
+
+static void write_all(int fd, const void* data, size_t bytes, int timeout_ms = 0) {
   const char* p = (const char*)data;
   while (bytes > 0) {
+    if (!wait_ready(fd, POLLOUT, timeout_ms)) peer_silent("next", timeout_ms);
     const ssize_t n = ::send(fd, p, bytes, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) fail("ring link", "send to the next rank failed: ", n < 0 ? std::strerror(errno) : "closed");
@@ -33,11 +50,12 @@ static void write_all(int fd, const void* data, size_t bytes) {
   }
 }
 
-void FdRingLink::send(const void* data, size_t bytes) { write_all(send_fd_, data, bytes); }
+void FdRingLink::send(const void* data, size_t bytes) { write_all(send_fd_, data, bytes, peer_timeout_ms_); }
 
 void FdRingLink::recv(void* data, size_t bytes) {
   char* p = (char*)data;
   while (bytes > 0) {
+    if (!wait_ready(recv_fd_, POLLIN, peer_timeout_ms_)) peer_silent("previous", peer_timeout_ms_);
     const ssize_t n = ::read(recv_fd_, p, bytes);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) fail("ring link", "receive from the previous rank failed: ", std::strerror(errno));
@@ -52,7 +70,7 @@ void FdRingLink::shutdown() {
   if (recv_fd_ >= 0) ::shutdown(recv_fd_, SHUT_RDWR);
 }
 
-std::vector<std::unique_ptr<RingLink>> local_ring(int n) {
+std::vector<std::unique_ptr<RingLink>> local_ring(int n, int peer_timeout_ms) {
   std::vector<int> rd(n), wr(n);  // socket pair r carries rank r's sends to rank r+1
   for (int r = 0; r < n; r++) {
     int fds[2];
@@ -62,7 +80,8 @@ std::vector<std::unique_ptr<RingLink>> local_ring(int n) {
     wr[r] = fds[1];
   }
   std::vector<std::unique_ptr<RingLink>> links;
-  for (int r = 0; r < n; r++) links.push_back(std::make_unique<FdRingLink>(wr[r], rd[(r + n - 1) % n]));
+  for (int r = 0; r < n; r++)
+    links.push_back(std::make_unique<FdRingLink>(wr[r], rd[(r + n - 1) % n], peer_timeout_ms));
   return links;
 }
 
@@ -80,9 +99,15 @@ static sockaddr_in resolve(const std::string& host, int port) {
   return a;
 }
 
+// No Nagle delay for the blocks; keepalive probes so a peer whose host vanished (no FIN, no RST) is noticed
+// by the kernel after about 10 + 3 x 5 s even when no transfer is waiting on it.
 static void tune(int fd) {
-  const int one = 1;
+  const int one = 1, idle_s = 10, interval_s = 5, probes = 3;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 }
 
 TcpRingListener::TcpRingListener(const std::string& host, int want_port) {
@@ -122,7 +147,7 @@ static bool read_with_deadline(int fd, char* p, size_t n, std::chrono::steady_cl
 }
 
 std::unique_ptr<RingLink> TcpRingListener::join(const std::string& next_host, int next_port, const std::string& secret,
-                                                int timeout_ms) {
+                                                int timeout_ms, int peer_timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   const uint32_t secret_len = (uint32_t)secret.size();
   int out = -1, in = -1;
@@ -180,7 +205,7 @@ std::unique_ptr<RingLink> TcpRingListener::join(const std::string& next_host, in
     if (connect_error) std::rethrow_exception(connect_error);
     fail("ring link", accept_error, " on port ", port);
   }
-  return std::make_unique<FdRingLink>(out, in);
+  return std::make_unique<FdRingLink>(out, in, peer_timeout_ms);
 }
 
 }  // namespace rt

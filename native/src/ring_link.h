@@ -20,9 +20,12 @@ class RingLink {
 };
 
 // A link over two connected stream sockets (TCP, or a local socket pair in tests); it closes both when destroyed.
+// With peer_timeout_ms > 0 a transfer that makes no progress for that long fails, naming the silent side: a
+// stopped peer (SIGSTOP, a hung host) keeps its sockets open, so nothing else would end the wait.
 class FdRingLink : public RingLink {
  public:
-  FdRingLink(int send_fd, int recv_fd) : send_fd_(send_fd), recv_fd_(recv_fd) {}
+  FdRingLink(int send_fd, int recv_fd, int peer_timeout_ms = 0)
+      : send_fd_(send_fd), recv_fd_(recv_fd), peer_timeout_ms_(peer_timeout_ms) {}
   ~FdRingLink() override;
   void send(const void* data, size_t bytes) override;
   void recv(void* data, size_t bytes) override;
@@ -30,6 +33,7 @@ class FdRingLink : public RingLink {
 
  private:
   int send_fd_, recv_fd_;
+  int peer_timeout_ms_;
 };
 
 // Time ring attention spent moving blocks, and the part of it the compute did not hide (accumulated).
@@ -47,7 +51,7 @@ struct SequenceParallel {
 };
 
 // N links joined in a ring by socket pairs inside one process: rank r sends to rank r+1 (mod N).
-std::vector<std::unique_ptr<RingLink>> local_ring(int n);
+std::vector<std::unique_ptr<RingLink>> local_ring(int n, int peer_timeout_ms = 0);
 
 // TCP: a listening socket on host (port 0: any free port), then one connection to the next rank and one
 // accepted from the previous rank. The secret is the first thing each connection carries and is checked
@@ -56,9 +60,10 @@ struct TcpRingListener {
   int fd = -1, port = 0;
   TcpRingListener(const std::string& host, int port);
   ~TcpRingListener();
-  // Connects to next (retrying until timeout_ms) while accepting one peer; returns the link.
-  std::unique_ptr<RingLink> join(const std::string& next_host, int next_port, const std::string& secret,
-                                 int timeout_ms);
+  // Connects to next (retrying until timeout_ms) while accepting one peer; returns the link, whose transfers
+  // fail after peer_timeout_ms without progress (0: they wait for ever). Both sockets use TCP keepalive.
+  std::unique_ptr<RingLink> join(const std::string& next_host, int next_port, const std::string& secret, int timeout_ms,
+                                 int peer_timeout_ms = 0);
 };
 
 }  // namespace rt

@@ -13,6 +13,10 @@ export interface MemberSpec {
   kind: TransportKind;
   lengths: number[];
   seed: number;
+  /** wait this long after joining before the first all-reduce (a slow but live peer) */
+  startDelayMs?: number;
+  /** the ring's peer timeout (every rank of a ring uses the job's) */
+  peerTimeoutMs?: number;
 }
 
 export const MEMBER_ENV = "RINGTUNE_TEST_RING_MEMBER";
@@ -27,8 +31,10 @@ async function main(spec: MemberSpec): Promise<void> {
     kind: spec.kind,
     listenHost: "127.0.0.1",
     advertiseHost: "127.0.0.1",
+    peerTimeoutMs: spec.peerTimeoutMs,
   });
   const results: Float32Array[] = [];
+  if (spec.startDelayMs) await new Promise((r) => setTimeout(r, spec.startDelayMs));
   for (const [i, length] of spec.lengths.entries()) {
     const data = rankInput("random", spec.rank, length, spec.seed + i);
     await ringAllReduce(transport, data, `call-${i}`);

@@ -3,6 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_TRANSPORT, type TransportKind } from "../../proto/mod.js";
 import { CreditedTransport, DEFAULT_WINDOW } from "./credited_transport.js";
 import { connectNatsLink } from "./nats_link.js";
+import { DEFAULT_PEER_TIMEOUT_MS } from "./peer_liveness.js";
 import { connectTcpLink } from "./tcp_link.js";
 import type { Transport } from "./transport.js";
 
@@ -20,6 +21,10 @@ export interface RingMember {
   advertiseHost?: string;
   /** How long to wait for the neighbours to appear. */
   setupTimeoutMs?: number;
+  /** How long a neighbour may send nothing before every wait on the ring fails (0: for ever). */
+  peerTimeoutMs?: number;
+  /** How a rank is named in errors: its worker id, say. */
+  describePeer?: (rank: number) => string;
   /** TCP only: the ring's secret, which every edge's two sides prove they hold */
   secret?: Uint8Array;
   /** TCP only: told of each stray connection refused during setup */
@@ -33,7 +38,10 @@ export async function connectTransport(m: RingMember): Promise<Transport> {
     throw new RangeError(`rank must be an integer in [0, ${m.size}), got ${m.rank}`);
   }
   const kind = m.kind ?? DEFAULT_TRANSPORT;
-  const transport = new CreditedTransport(m.rank, m.size, m.window ?? DEFAULT_WINDOW);
+  const transport = new CreditedTransport(m.rank, m.size, m.window ?? DEFAULT_WINDOW, {
+    timeoutMs: m.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
+    describePeer: m.describePeer,
+  });
   if (m.size === 1) {
     return transport.attach({
       kind,

@@ -7,9 +7,12 @@
 import { ChunkPool } from "./chunk_pool.js";
 import { deferred, type Deferred } from "./deferred.js";
 import { ChunkOrderError, TagInUseError, TransportClosedError } from "./errors.js";
+import { KEEPALIVE_TAG, PeerLiveness, type PeerLivenessOptions } from "./peer_liveness.js";
 import type { ChunkSink, Link, LinkEvents, TaggedStream, Transport } from "./transport.js";
 
 export const DEFAULT_WINDOW = 8;
+
+const NO_FLOATS = new Float32Array(0);
 
 interface Outgoing {
   sent: number;
@@ -33,6 +36,7 @@ export class CreditedTransport implements Transport {
   private readonly openTags = new Set<string>();
   private failure: Error | null = null;
   private readonly pool: ChunkPool;
+  private readonly liveness: PeerLiveness | undefined;
 
   /** Connect the link with these; chunks that arrive before attach() are queued like any other. */
   readonly events: LinkEvents = {
@@ -45,13 +49,25 @@ export class CreditedTransport implements Transport {
     readonly rank: number,
     readonly size: number,
     readonly window = DEFAULT_WINDOW,
+    /** fail every pending and later operation once a neighbour is silent this long (see peer_liveness.ts) */
+    peerTimeout?: Pick<PeerLivenessOptions, "timeoutMs" | "describePeer">,
   ) {
     if (!Number.isInteger(window) || window < 1) throw new RangeError(`window must be an integer >= 1, got ${window}`);
     this.pool = new ChunkPool(2 * window);
+    if (peerTimeout && peerTimeout.timeoutMs > 0 && size > 1)
+      this.liveness = new PeerLiveness({ ...peerTimeout, rank, size });
   }
 
   attach(link: Link): this {
     this.link = link;
+    this.liveness?.start(
+      () => {
+        if (this.failure) return;
+        link.sendChunk(KEEPALIVE_TAG, 0, NO_FLOATS);
+        link.sendAck(KEEPALIVE_TAG, 0);
+      },
+      (err) => this.fail(err),
+    );
     return this;
   }
 
@@ -148,6 +164,8 @@ export class CreditedTransport implements Transport {
   }
 
   private onChunk(tag: string, seq: number, data: Float32Array): void {
+    this.liveness?.heardFromPrev();
+    if (tag === KEEPALIVE_TAG) return;
     const inc = this.incomingFor(tag);
     if (seq !== inc.next) {
       return this.fail(new ChunkOrderError(`tag '${tag}': chunk ${seq} arrived, expected ${inc.next}`));
@@ -176,6 +194,8 @@ export class CreditedTransport implements Transport {
   }
 
   private onAck(tag: string, consumed: number): void {
+    this.liveness?.heardFromNext();
+    if (tag === KEEPALIVE_TAG) return;
     const out = this.outgoing.get(tag);
     if (!out || consumed <= out.acked) return; // acks are cumulative; a late duplicate changes nothing
     out.acked = Math.min(consumed, out.sent);
@@ -197,6 +217,7 @@ export class CreditedTransport implements Transport {
   private fail(err: Error): void {
     if (this.failure) return;
     this.failure = err;
+    this.liveness?.stop();
     for (const out of this.outgoing.values()) out.credit?.reject(err);
     for (const inc of this.incoming.values()) {
       const sink = inc.sink;

@@ -26,3 +26,8 @@ export class ChunkOrderError extends Error {
 export class PeerSetupError extends Error {
   override name = "PeerSetupError";
 }
+
+/** A ring neighbour sent nothing (not even a keepalive) for the ring's peer timeout: stopped or hung. */
+export class PeerTimeoutError extends Error {
+  override name = "PeerTimeoutError";
+}

@@ -11,10 +11,12 @@ export {
 } from "./ring_allreduce.js";
 export type { Transport, TaggedStream } from "./transport.js";
 export { DEFAULT_WINDOW } from "./credited_transport.js";
+export { DEFAULT_PEER_TIMEOUT_MS } from "./peer_liveness.js";
 export {
   ChunkOrderError,
   PeerDisconnectedError,
   PeerSetupError,
+  PeerTimeoutError,
   TagInUseError,
   TransportClosedError,
 } from "./errors.js";

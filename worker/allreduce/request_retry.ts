@@ -4,7 +4,8 @@ import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { errors } from "@nats-io/transport-node";
 import { PeerSetupError } from "./errors.js";
 
-export const DEFAULT_SETUP_TIMEOUT_MS = 60_000;
+/** How long a rank waits for its ring neighbours to join unless the job says otherwise. */
+export const DEFAULT_SETUP_TIMEOUT_MS = 30_000;
 
 export async function requestUntilServed(
   nc: NatsConnection,

@@ -50,6 +50,12 @@ const MAX_CHUNK_ELEMENTS = Math.floor((MAX_FRAME_BYTES - 1024) / 4);
 /** The chunk receiver's read buffer: one read takes up to this much of what the kernel holds. */
 const READ_BUFFER_BYTES = 1024 * 1024;
 
+/**
+ * TCP keepalive probes start after this much idle time: a neighbour whose host vanished (no FIN, no RST) is
+ * then noticed by the kernel even with nothing to send. A stopped process is caught by the keepalives above.
+ */
+const KEEPALIVE_IDLE_MS = 10_000;
+
 export async function connectTcpLink(o: TcpLinkOptions): Promise<Link> {
   const next = (o.rank + 1) % o.size;
   const prev = (o.rank - 1 + o.size) % o.size;
@@ -136,6 +142,7 @@ function acceptNext(
   server.on("connection", (socket) => {
     opened.push(socket);
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     let state: "hello" | "ready" | "refused" = "hello";
     const refuse = (why: string, err: Error = new PeerSetupError(why)) => {
       state = "refused";
@@ -214,6 +221,8 @@ async function connectPrev(o: TcpLinkOptions, prev: number, deadlineMs: number, 
         port: addr.port,
         host: addr.host,
         noDelay: true,
+        keepAlive: true,
+        keepAliveInitialDelay: KEEPALIVE_IDLE_MS,
         onread: {
           buffer: new Uint8Array(READ_BUFFER_BYTES),
           callback: (bytes, buf) => {

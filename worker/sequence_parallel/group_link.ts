@@ -5,6 +5,7 @@ import { createHmac } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { loadAddon, type NativeRingLink } from "../../native/js/addon.js";
 import { lookupPeerAddress, servePeerAddress } from "../allreduce/peer_address.js";
+import { DEFAULT_PEER_TIMEOUT_MS } from "../allreduce/peer_liveness.js";
 import { DEFAULT_SETUP_TIMEOUT_MS } from "../allreduce/request_retry.js";
 import { externalHost } from "../allreduce/tcp_link.js";
 
@@ -27,6 +28,8 @@ export interface SequenceGroupMember {
   listenHost?: string;
   advertiseHost?: string;
   setupTimeoutMs?: number;
+  /** a step's attention transfer fails after this long without progress from a group neighbour */
+  peerTimeoutMs?: number;
   /** the ring's secret (from the coordinator): the group's links accept only a peer that holds it */
   secret?: Uint8Array;
 }
@@ -49,7 +52,7 @@ export async function joinSequenceGroup(m: SequenceGroupMember): Promise<Sequenc
     // A key derived from the ring's secret (or, in rings without one, the group's ring id) admits the previous
     // rank: a connection that does not present it first is dropped. The secret itself never goes on the wire.
     const key = m.secret ? createHmac("sha256", m.secret).update(`sequence-group ${ring}`).digest("hex") : ring;
-    await link.join(next.host, next.port, key, timeoutMs);
+    await link.join(next.host, next.port, key, timeoutMs, m.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS);
   } catch (err) {
     link.close();
     throw new Error(`sequence-parallel group ${group} (ring ${m.ring}): rank ${rank}: ${(err as Error).message}`, {
