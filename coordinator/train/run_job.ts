@@ -3,6 +3,7 @@
 // anything else ends it as failed or canceled.
 import { JobCancelled, JobRun, type JobEnv } from "./job_run.js";
 import type { Job } from "../jobs/store.js";
+import { silentPeerOf } from "../../proto/mod.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
 export type { JobEnv } from "./job_run.js";
@@ -27,6 +28,9 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
   } catch (err) {
     const e = err as Error;
     if (e instanceof WorkerLostError) lost = e.worker;
+    // A worker whose ring neighbour went silent names it: that one is as good as lost (it would not answer
+    // the release either).
+    if (e instanceof WorkerCommandError) lost = silentRingPeer(e, workers);
     const cancelled = e instanceof JobCancelled;
     // Whatever failed while NATS was away (a lost reply, a KV write) failed for the outage, not the job.
     const outage = !cancelled && (e instanceof NatsOutageError || (env.outages?.() ?? 0) > outagesBefore);
@@ -74,6 +78,11 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
   } finally {
     await run?.release(lost);
   }
+}
+
+function silentRingPeer(e: WorkerCommandError, workers: readonly string[]): string | undefined {
+  const peer = silentPeerOf(e.message);
+  return peer !== undefined && workers.includes(peer) ? peer : undefined;
 }
 
 /** A job record write retried while NATS comes back (a few seconds), so a requeue is never lost. */

@@ -38,7 +38,7 @@ function stepMs(output: string, step: number): number {
 test(
   "cancel mid-step: the worker reports idle in far less than a step, and the next job starts after the old native work stopped",
   { timeout: 300_000 },
-  async () => {
+  async (t) => {
     const { dir, baseSpec } = trainingFixture();
     writeFileSync(path.join(dir, "long_step_model.json"), JSON.stringify(LONG_STEP_LLAMA));
     const cluster = await TestCluster.start(0);
@@ -85,6 +85,7 @@ test(
         240_000,
       );
       const idleAfterMs = beats.find((b) => b.at > canceledAt && b.state === "idle")!.at - canceledAt;
+      t.diagnostic(`idle ${idleAfterMs} ms after the cancel; a whole step took ${Math.round(wholeStepMs)} ms`);
       assert.ok(
         idleAfterMs < wholeStepMs / 2,
         `idle ${idleAfterMs} ms after the cancel; a whole step takes ${wholeStepMs} ms`,

@@ -2,6 +2,7 @@
 // open, so a wait on it would never end: each rank sends a small keepalive both ways a few times per timeout
 // and fails the transport when a neighbour has sent nothing at all for the whole timeout. A neighbour busy
 // with a long backward still answers (its event loop runs while native code computes), so only silence counts.
+import { silentPeerMessage } from "../../proto/mod.js";
 import { PeerTimeoutError } from "./errors.js";
 
 /** The all-reduce tag keepalives travel under; real tags never start with "~". */
@@ -40,7 +41,7 @@ export class PeerLiveness {
       if (silent !== undefined) {
         this.stop();
         const name = this.o.describePeer?.(silent) ?? `rank ${silent}`;
-        onSilent(new PeerTimeoutError(`ring peer ${name} did not answer within ${this.o.timeoutMs / 1000} s`));
+        onSilent(new PeerTimeoutError(silentPeerMessage(name, this.o.timeoutMs)));
         return;
       }
       try {

@@ -1,0 +1,55 @@
+// SIGSTOP of a worker mid-job, with the coordinator's heartbeat check set far beyond the ring's timeout: its
+// ring neighbour fails the step with "ring peer wp did not answer within 2 s" instead of hanging, and the
+// coordinator treats the silent worker as lost: the job is requeued from its last checkpoint at once (no
+// wait on the stopped worker's release) and completes on a fresh ring without it.
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { pino } from "pino";
+import { TestCluster, trainingFixture } from "../helpers/cluster.js";
+import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process.js";
+import { Worker } from "../../worker/main.js";
+
+after(killAllWorkerProcesses);
+
+test(
+  "a stopped worker fails its ring neighbour's step within ring_timeout_s, naming it; the job resumes without it",
+  { timeout: 300_000 },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    // Heartbeats would catch the stopped worker only after two minutes: the ring's own timeout must act first.
+    const cluster = await TestCluster.start(1, { timing: { lostAfterMs: 120_000 } });
+    const stopped = WorkerProcess.start(cluster.server.url, "wp");
+    let spare: Worker | undefined;
+    try {
+      await cluster.waitFor(async () => (await cluster.idleWorkers()) >= 2, "both workers to register", 120_000);
+      const spec = { ...baseSpec, workers: 2, max_steps: 30, save_every: 5, ring_timeout_s: 2, output: "out" };
+      const reply = await cluster.submit(spec, dir);
+      assert.ok(reply.ok, reply.error);
+      const id = reply.id!;
+      await cluster.waitFor(async () => ((await cluster.record(id))?.step ?? 0) >= 7, "step 7", 120_000);
+      stopped.pause();
+      let message = "";
+      await cluster.waitFor(
+        async () => {
+          message = (await cluster.record(id))?.message ?? "";
+          return /ring peer wp did not answer within 2 s/.test(message);
+        },
+        "the step to fail naming the stopped worker",
+        60_000,
+      );
+      assert.match(message, /^worker w0: step: ring peer wp did not answer within 2 s; resuming from its checkpoint/);
+      // A second idle worker for the new ring; the stopped one is not scheduled again.
+      spare = await Worker.start({ natsUrl: cluster.server.url, id: "w1", log: pino({ level: "silent" }) });
+      const done = await cluster.finished(id, 180_000);
+      assert.equal(done.status, "completed", done.message);
+      assert.deepEqual(done.workers, ["w0", "w1"]);
+      const starts = cluster.startSteps(id);
+      assert.equal(starts.length, 2, `started twice, at steps ${starts.join(", ")}`);
+      assert.ok(starts[1]! >= 5 && starts[1]! % 5 === 0, `resumed at a checkpoint, not at step ${starts[1]}`);
+    } finally {
+      await stopped.kill();
+      await spare?.close();
+      await cluster.stop();
+    }
+  },
+);
