@@ -56,6 +56,8 @@ export class JobRunner {
   private doing: string | undefined;
   /** set from an interruption until the commands it interrupted have ended (their native work with them) */
   private stopping: Promise<void> | undefined;
+  /** the job whose assign is building its model and ring: the worker is busy with it already */
+  private assigning: string | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -65,7 +67,7 @@ export class JobRunner {
   ) {}
 
   get currentJob(): string | undefined {
-    return this.job?.id;
+    return this.job?.id ?? this.assigning;
   }
 
   /**
@@ -121,9 +123,11 @@ export class JobRunner {
 
   private async assign(m: CommandRequest<"assign">): Promise<CommandResult<"assign">> {
     this.log.info({ job: m.job, rank: m.rank }, "assigned");
+    this.assigning = m.job;
     try {
       return await this.buildAndJoin(m);
     } finally {
+      this.assigning = undefined;
       this.doing = undefined;
     }
   }
@@ -319,7 +323,7 @@ export class JobRunner {
    * cancels its native step and closes the ring. The worker reports "stopping" until every command queued
    * so far has ended, which a native call does only once its work has stopped.
    */
-  interrupt(jobId: string, why: Error): void {
+  private interrupt(jobId: string, why: Error): void {
     const job = this.job;
     if (!job || job.id !== jobId) return;
     this.log.info({ job: jobId, reason: why.message }, "interrupting the running command");

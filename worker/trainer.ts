@@ -132,7 +132,7 @@ export class Trainer {
       const p = collective(this.transport, grads.subarray(offset, offset + size), allReduceTag(req.step, reported));
       // Observed below through Promise.all; meanwhile a failed all-reduce (a silent peer) stops the backward
       // too, rather than letting it compute gradients nobody will sum.
-      p.catch((err: Error) => void this.interrupt(err));
+      p.catch((err: Error) => this.interrupt(err).catch(() => {}));
       reductions.push(p);
       if (++reported === buckets.length) allReported();
     };

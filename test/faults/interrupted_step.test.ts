@@ -41,7 +41,8 @@ test(
   async (t) => {
     const { dir, baseSpec } = trainingFixture();
     writeFileSync(path.join(dir, "long_step_model.json"), JSON.stringify(LONG_STEP_LLAMA));
-    const cluster = await TestCluster.start(0);
+    // Heartbeats every 100 ms: the idle report then follows the worker's state closely, whatever a step takes.
+    const cluster = await TestCluster.start(0, { timing: { heartbeatMs: 100 } });
     const lines: LogLine[] = [];
     const log = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
     const worker = await Worker.start({ natsUrl: cluster.server.url, id: "w-long", log });
@@ -60,7 +61,7 @@ test(
           model: { init: { config: "long_step_model.json", seed: 1 } },
           workers: 1,
           seq_len: 512,
-          global_batch_rows: 2,
+          global_batch_rows: 4,
           micro_batch_rows: 2,
           activation_checkpointing: true,
           max_steps: 1000,
