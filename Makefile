@@ -56,9 +56,11 @@ bench: build
 
 # Sequence parallelism: step time of one worker vs SP=2 at 8192/16384 tokens, ring transfer hidden, longest
 # row in a memory budget (bench/native/sequence_parallel.cpp). SP_BENCH_ARGS="--seq 2048 --steps 1" for a short run.
+# OpenMP threads sleep rather than spin at barriers: on a busy shared machine spinning threads starve each other
+# and the one-worker baseline (all cores, one team) would be timed at many times its cost.
 .PHONY: bench-sp
 bench-sp: native
-	$(NATIVE_BUILD)/ringtune_native_bench sp $(SP_BENCH_ARGS)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} $(NATIVE_BUILD)/ringtune_native_bench sp $(SP_BENCH_ARGS)
 
 # Memory held and step time: full training vs LoRA rank 16 and 64 (bench/native/lora_step.cpp).
 .PHONY: bench-lora

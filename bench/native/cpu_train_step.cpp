@@ -13,6 +13,7 @@
 #include "bench_model.h"
 #include "benches.h"
 #include "blas.h"
+#include "machine.h"
 #include "model.h"
 #include "parallel.h"
 #include "random.h"
@@ -21,14 +22,6 @@ using namespace rt;
 using Clock = std::chrono::steady_clock;
 
 static double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-static std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown cpu";
-}
 
 // Best of several runs of C = A B for 1024^3: the GEMM peak this machine gives right now.
 static double sgemm_gflops() {

@@ -1,7 +1,7 @@
 // The native bench driver: runs without Node.js (a GPU host may have none).
 //   ringtune_native_bench step [--steps N]   one CPU training step of the bench model vs a same-run sgemm
 //   ringtune_native_bench lora [--steps N]   memory and step time: full vs LoRA r16 / r64
-//   ringtune_native_bench sp [--seq 8192,16384] [--steps N] [--budget-gib G]   sequence parallelism, SP=2 vs 1
+//   ringtune_native_bench sp [--seq 8192,16384] [--steps N] [--warmup W] [--budget-gib G]   SP=2 vs 1 worker
 #include <cstdio>
 #include <string>
 

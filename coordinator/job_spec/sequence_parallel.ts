@@ -8,7 +8,7 @@ import { parseHfConfig, type HfConfig } from "../../native/js/hf_config.js";
 export const MAX_SEQ_LEN = 262144;
 
 export function checkSequenceParallelKeys(
-  spec: { sequence_parallel: number; workers: number; seq_len: number },
+  spec: { sequence_parallel: number; workers: number; seq_len: number; transport?: string },
   ctx: z.RefinementCtx,
 ): void {
   const n = spec.sequence_parallel;
@@ -25,6 +25,18 @@ export function checkSequenceParallelKeys(
       message:
         `seq_len (${spec.seq_len}) must be a multiple of 2 x sequence_parallel (${2 * n}): each row is cut into ` +
         `${2 * n} equal chunks`,
+    });
+  // Ring attention moves key/value blocks from inside the native step, on the model's own threads, through a
+  // blocking byte stream between group neighbours (native TCP). The NATS transport lives in the worker's
+  // JavaScript: reaching it would hand every block of every layer back to the event loop mid-step. A job that
+  // asks for NATS is refused rather than silently sending its K/V over TCP anyway.
+  if (n > 1 && spec.transport === "nats")
+    ctx.addIssue({
+      code: "custom",
+      path: ["transport"],
+      message:
+        `transport: nats cannot carry sequence_parallel (${n}): ring attention's key/value blocks travel over ` +
+        `native TCP links between group neighbours; use transport: tcp (the default) or sequence_parallel: 1`,
     });
 }
 

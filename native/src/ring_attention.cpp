@@ -28,11 +28,14 @@ static double ms_since(Clock::time_point t0) {
 
 class Exchange {
  public:
-  Exchange(const SequenceParallel& sp, std::vector<Piece> sends, std::vector<Piece> recvs) : stats_(sp.stats) {
+  // A transfer's time runs from here, where it is asked for, to its last byte: thread start-up and a peer
+  // that reaches the step later count as transfer time, to be hidden by the compute like the bytes themselves.
+  Exchange(const SequenceParallel& sp, std::vector<Piece> sends, std::vector<Piece> recvs)
+      : stats_(sp.stats), t0_(Clock::now()) {
     RingLink* link = sp.link;
+    const auto t0 = t0_;
     if (!sends.empty())
-      sender_ = std::thread([this, link, sends] {
-        const auto t0 = Clock::now();
+      sender_ = std::thread([this, link, sends, t0] {
         try {
           for (const Piece& p : sends) link->send(p.data, p.bytes);
         } catch (...) {
@@ -41,8 +44,7 @@ class Exchange {
         send_ms_ = ms_since(t0);
       });
     if (!recvs.empty())
-      receiver_ = std::thread([this, link, recvs] {
-        const auto t0 = Clock::now();
+      receiver_ = std::thread([this, link, recvs, t0] {
         try {
           for (const Piece& p : recvs) link->recv(p.data, p.bytes);
         } catch (...) {
@@ -71,6 +73,7 @@ class Exchange {
     if (receiver_.joinable()) receiver_.join();
   }
   RingStats* stats_;
+  Clock::time_point t0_;
   std::thread sender_, receiver_;
   std::exception_ptr send_error_, recv_error_;
   double send_ms_ = 0, recv_ms_ = 0;
@@ -120,14 +123,20 @@ void pack_own(RingScratch<T>& scratch, const T* k, const T* v, const int32_t* se
   std::memcpy(b.seg, seg, (size_t)s.tokens() * sizeof(int32_t));
 }
 
-// fn(query chunk, key chunk, pairs) for every pair of chunks the key block from rank src connects to.
+// Which (query chunk, key chunk) combinations of a block to visit. The backward splits the owner's own block
+// in two so that a transfer overlaps each half: the chunks against themselves (causal), then across chunks.
+enum class ChunkPairs { all, same, cross };
+
+// fn() for every pair of chunks the key block from rank src connects to (scratch.pairs holds the runs).
 template <typename T, typename Fn>
 void for_each_connected(RingScratch<T>& scratch, const std::vector<SegmentRun>& qruns, const int32_t* qseg,
-                        const int32_t* kseg, int src, const RingShape& s, const SequenceParallel& sp, Fn fn) {
+                        const int32_t* kseg, int src, const RingShape& s, const SequenceParallel& sp, ChunkPairs which,
+                        Fn fn) {
   find_segment_runs(scratch.kruns, kseg, 2 * s.rows, s.chunk);
   for (int b = 0; b < s.rows; b++)
     for (int qw = 0; qw < 2; qw++)
       for (int kw = 0; kw < 2; kw++) {
+        if ((which == ChunkPairs::same && qw != kw) || (which == ChunkPairs::cross && qw == kw)) continue;
         const int qc = 2 * b + qw, kc = 2 * b + kw;
         connect_chunks(scratch.pairs, qruns, qc, zigzag_place(sp.rank, sp.size, b, qw, s.chunk), qseg, s.chunk,
                        scratch.kruns, kc, zigzag_place(src, sp.size, b, kw, s.chunk), kseg, s.chunk);
@@ -153,7 +162,7 @@ void ring_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, 
     Exchange x(sp, more ? std::vector<Piece>{{scratch.cur.data(), bytes}} : std::vector<Piece>{},
                more ? std::vector<Piece>{{scratch.next.data(), bytes}} : std::vector<Piece>{});
     BlockView<T> b = view<T>(scratch.cur, s);
-    for_each_connected(scratch, runs, seg, b.seg, src, s, sp, [&] {
+    for_each_connected(scratch, runs, seg, b.seg, src, s, sp, ChunkPairs::all, [&] {
       attention_block_forward(out, lse, q, runs, b.k, b.v, scratch.kruns, scratch.pairs, s.block(), scratch.tiles);
     });
     x.wait();
@@ -168,39 +177,56 @@ void ring_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, con
   prepare(scratch, s, sp);
   const size_t n = (size_t)s.tokens(), kv = n * s.KVH * s.D;
   std::fill(dq, dq + n * s.H * s.D, T(0));
+  std::fill(dk, dk + kv, T(0));
+  std::fill(dv, dv + kv, T(0));
   for (auto* a : {&scratch.acc_send, &scratch.acc_in, &scratch.own})
     if (a->size() != 2 * kv) a->assign(2 * kv, T(0));
   pack_own(scratch, k, v, seg, s);
   const size_t bytes = scratch.cur.size(), acc_bytes = 2 * kv * sizeof(T);
-  // Step t: this rank works on the block of rank src = rank - t. Meanwhile it sends the accumulator of the
-  // block it finished at t-1 and, unless last, the current block (for the next rank's step t+1); it
-  // receives the accumulator the previous rank finished at t-1 (the current block's) and the next block.
-  for (int step = 0; step < sp.size; step++) {
+  const int last = sp.size - 1;
+  auto own_block = [&](ChunkPairs which) {  // this rank's queries against its own keys, straight into dk/dv
+    for_each_connected(scratch, runs, seg, seg, sp.rank, s, sp, which, [&] {
+      attention_block_backward(dq, dk, dv, dout, q, out, lse, runs, k, v, scratch.kruns, scratch.pairs, s.block(),
+                               scratch.tiles);
+    });
+  };
+  // Every transfer overlaps compute, the last one included: the dK/dV accumulator of a block visits the other
+  // ranks first and reaches its owner while the owner computes the second half of its own block.
+  // Step 0: the own block's chunks against themselves, while the own K/V leave for the next rank.
+  {
+    Exchange x(sp, {{scratch.cur.data(), bytes}}, {{scratch.next.data(), bytes}});
+    own_block(ChunkPairs::same);
+    x.wait();
+    scratch.cur.swap(scratch.next);
+  }
+  // Step t = 1 .. N-1: the block of rank src = rank - t. Meanwhile this rank sends the accumulator it finished
+  // at t-1 and, unless last, the current block; it receives the current block's accumulator (from the previous
+  // rank's step t-1) and the next block. The first visitor of a block starts its accumulator.
+  for (int step = 1; step <= last; step++) {
     const int src = (sp.rank - step + sp.size) % sp.size;
-    const bool more = step + 1 < sp.size;
     std::vector<Piece> sends, recvs;
-    if (step > 0) {
+    if (step > 1) {
       sends.push_back({scratch.acc_send.data(), acc_bytes});
       recvs.push_back({scratch.acc_in.data(), acc_bytes});
     }
-    if (more) {
+    if (step < last) {
       sends.push_back({scratch.cur.data(), bytes});
       recvs.push_back({scratch.next.data(), bytes});
     }
     Exchange x(sp, sends, recvs);
     std::fill(scratch.own.begin(), scratch.own.end(), T(0));
-    T* dk_own = scratch.own.data();
-    T* dv_own = dk_own + kv;
+    T* dk_block = scratch.own.data();
+    T* dv_block = dk_block + kv;
     BlockView<T> b = view<T>(scratch.cur, s);
-    for_each_connected(scratch, runs, seg, b.seg, src, s, sp, [&] {
-      attention_block_backward(dq, dk_own, dv_own, dout, q, out, lse, runs, b.k, b.v, scratch.kruns, scratch.pairs,
+    for_each_connected(scratch, runs, seg, b.seg, src, s, sp, ChunkPairs::all, [&] {
+      attention_block_backward(dq, dk_block, dv_block, dout, q, out, lse, runs, b.k, b.v, scratch.kruns, scratch.pairs,
                                s.block(), scratch.tiles);
     });
     x.wait();
     T* acc = scratch.acc_send.data();
     const T* in = scratch.acc_in.data();
     const T* own = scratch.own.data();
-    if (step > 0) {
+    if (step > 1) {
 #pragma omp parallel for schedule(static)
       for (size_t i = 0; i < 2 * kv; i++) acc[i] = in[i] + own[i];
     } else {
@@ -208,11 +234,17 @@ void ring_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, con
     }
     scratch.cur.swap(scratch.next);
   }
-  // The last accumulator goes to the next rank, whose block it is; ours comes from the previous rank.
-  Exchange last(sp, {{scratch.acc_send.data(), acc_bytes}}, {{scratch.acc_in.data(), acc_bytes}});
-  last.wait();
-  std::copy(scratch.acc_in.begin(), scratch.acc_in.begin() + kv, dk);
-  std::copy(scratch.acc_in.begin() + kv, scratch.acc_in.end(), dv);
+  // Last: the finished accumulator goes to the next rank, whose block it is, and ours comes from the previous
+  // rank, while the own block's chunks are computed against each other.
+  Exchange x(sp, {{scratch.acc_send.data(), acc_bytes}}, {{scratch.acc_in.data(), acc_bytes}});
+  own_block(ChunkPairs::cross);
+  x.wait();
+  const T* in = scratch.acc_in.data();
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < kv; i++) {
+    dk[i] += in[i];
+    dv[i] += in[kv + i];
+  }
 }
 
 template void ring_attention_forward<float>(float*, float*, const float*, const float*, const float*, const int32_t*,

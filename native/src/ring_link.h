@@ -38,7 +38,7 @@ class FdRingLink : public RingLink {
 
 // Time ring attention spent moving blocks, and the part of it the compute did not hide (accumulated).
 struct RingStats {
-  double transfer_ms = 0;  // sum over steps of the longer of the send and receive threads
+  double transfer_ms = 0;  // sum over steps: from asking for the step's transfers to their last byte
   double exposed_ms = 0;   // sum over steps of the wait for the transfers after the compute
   double bytes_sent = 0;
 };

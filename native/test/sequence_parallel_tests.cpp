@@ -110,7 +110,8 @@ double per_tensor_relative(const std::vector<ParamEntry>& entries, const std::ve
 struct Setup {
   ModelConfig cfg;
   bool lora = false;
-  bool checkpointing = false;  // the ranks recompute each layer (its ring attention too) in the backward
+  bool checkpointing = false;               // the ranks recompute each layer (its ring attention too) in the backward
+  std::vector<RingStats>* stats = nullptr;  // per rank, when the ring's transfers are to be counted
 };
 
 // One worker's step against N ranks' (their gradient sum), fp32, per tensor within 1e-5 relative.
@@ -154,7 +155,7 @@ void sp_equals_one_worker(const Setup& setup, const Rows& full, int n) {
   std::vector<SequenceParallel> sps(n);
   std::vector<std::thread> threads;
   for (int r = 0; r < n; r++) {
-    sps[r] = {r, n, links[r].get()};
+    sps[r] = {r, n, links[r].get(), setup.stats ? &(*setup.stats)[r] : nullptr};
     threads.emplace_back([&, r] {
       try {
         StepOptions o;
@@ -220,6 +221,24 @@ TEST(sequence_parallel_2_with_activation_checkpointing_equals_one_worker) {
   Setup s{sp_config(true, true)};
   s.checkpointing = true;
   sp_equals_one_worker(s, packed({{300, 500, 224}, {1024}}, 1024, s.cfg.vocab_size, 6), 2);
+}
+
+TEST(sequence_parallel_3_equals_one_worker_and_counts_each_ring_transfer_once) {
+  Setup s{sp_config(true, true)};
+  std::vector<RingStats> stats(3);
+  s.stats = &stats;
+  const Rows full = packed({{700, 1000, 700}, {150, 2250}}, 2400, s.cfg.vocab_size, 13);  // chunks of 400
+  sp_equals_one_worker(s, full, 3);
+  // Per layer and rank: the forward passes on N-1 key/value blocks; the backward passes on N-1 blocks and N-1
+  // dK/dV accumulators (each owner adds its own share locally, so no accumulator makes an N-th hop).
+  const double tokens = 2 * 2 * 400, kv = tokens * s.cfg.num_kv_heads * s.cfg.head_dim * sizeof(float);
+  const double block = 2 * kv + tokens * sizeof(int32_t), acc = 2 * kv;
+  const double want = s.cfg.num_layers * (2 * block + 2 * (block + acc));
+  for (int r = 0; r < 3; r++) {
+    CHECK(stats[r].bytes_sent == want, "rank " << r << " sent " << stats[r].bytes_sent << " bytes, want " << want);
+    CHECK(stats[r].transfer_ms > 0 && stats[r].exposed_ms >= 0,
+          "rank " << r << ": transfer " << stats[r].transfer_ms << " ms, exposed " << stats[r].exposed_ms << " ms");
+  }
 }
 
 TEST(sequence_parallel_one_segment_spanning_the_row) {

@@ -36,6 +36,16 @@ test("seq_len must cut into 2N whole chunks: the refusal names seq_len and seque
   assert.match(found[0]!.message, /seq_len \(100\) must be a multiple of 2 x sequence_parallel \(8\)/);
 });
 
+test("sequence_parallel > 1 with transport: nats is refused naming both keys; tcp and SP 1 are accepted", () => {
+  const found = issues({ workers: 2, sequence_parallel: 2, seq_len: 64, transport: "nats" });
+  assert.equal(found.length, 1);
+  assert.equal(found[0]!.path, "transport");
+  assert.match(found[0]!.message, /transport: nats cannot carry sequence_parallel \(2\)/);
+  assert.deepEqual(issues({ workers: 2, sequence_parallel: 2, seq_len: 64, transport: "tcp" }), []);
+  assert.deepEqual(issues({ workers: 2, sequence_parallel: 2, seq_len: 64 }), []);
+  assert.deepEqual(issues({ workers: 2, sequence_parallel: 1, seq_len: 64, transport: "nats" }), []);
+});
+
 test("seq_len is bounded at 262144 and sequence_parallel is a positive integer", () => {
   assert.deepEqual(issues({ seq_len: 262144, workers: 8, sequence_parallel: 8 }), []);
   const over = issues({ seq_len: 262145 });

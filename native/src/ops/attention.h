@@ -62,33 +62,58 @@ struct AttentionScratch {
 
 namespace detail {
 
-// Fills P[rows, keys] (ld = keys) with the causal softmax of scale * Q K^T for query rows [i0, i0+rows) of a
-// run; keys [0, i0+rows). With lse_in, P is recomputed from the stored log-sum-exp; otherwise lse_out is written.
+// The tile kernels both whole-row attention and ring attention's block attention (attention_block.h) are
+// built from. A tile is `rows` query rows starting at i0 (pointers at row 0 of the run) against `keys` keys.
+// causal: key j is visible to query i0 + r only when j <= i0 + r (query and key runs start together).
+
+// P[rows, keys] = exp(scale Q K^T - shift), zero past each row's last visible key. shift is the row max (then
+// mx and sum receive it and the row sum of P, so P is not yet normalised) or, given lse, the stored
+// log-sum-exp of the row (the backward's recomputation: P is then the softmax itself).
 template <typename Tp>
-void attention_probs(Tp* P, const Tp* Q, int ldq, const Tp* K, int ldk, int i0, int rows, int D, Tp scale,
-                     const Tp* lse_in, Tp* lse_out) {
-  const int keys = i0 + rows;
+void tile_scores(Tp* P, const Tp* Q, int ldq, const Tp* K, int ldk, int i0, int rows, int keys, int D, Tp scale,
+                 bool causal, const Tp* lse, Tp* mx, Tp* sum) {
   gemm(false, true, rows, keys, D, scale, Q + (size_t)i0 * ldq, ldq, K, ldk, Tp(0), P, keys);
   for (int r = 0; r < rows; r++) {
     Tp* p = P + (size_t)r * keys;
-    const int last = i0 + r;  // inclusive
-    if (lse_in) {
-      const Tp l = lse_in[i0 + r];
-#pragma omp simd
-      for (int j = 0; j <= last; j++) p[j] = vexp(p[j] - l);
+    const int last = causal ? std::min(keys - 1, i0 + r) : keys - 1;  // inclusive
+    Tp shift;
+    if (lse) {
+      shift = lse[i0 + r];
     } else {
-      Tp mx = p[0];
-      for (int j = 1; j <= last; j++) mx = std::max(mx, p[j]);
-      Tp sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int j = 0; j <= last; j++) sum += p[j] = vexp(p[j] - mx);
-      const Tp inv = Tp(1) / sum;
-#pragma omp simd
-      for (int j = 0; j <= last; j++) p[j] *= inv;
-      lse_out[i0 + r] = mx + (Tp)std::log((double)sum);
+      shift = p[0];
+      for (int j = 1; j <= last; j++) shift = std::max(shift, p[j]);
+      mx[r] = shift;
     }
+    Tp s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j <= last; j++) s += p[j] = vexp(p[j] - shift);
+    if (sum) sum[r] = s;
     for (int j = last + 1; j < keys; j++) p[j] = 0;
   }
+}
+
+// One tile's backward given the softmax's LSE: dV += P^T dO, dK += scale dS^T Q, and dQ = beta dQ + scale dS K
+// (beta 0 when the tile sees every key of its rows at once, 1 when key blocks add up). P and dP are scratch
+// tiles of rows x keys; dS = P (dO V^T - rowsum(dO * O)) is formed in dP.
+template <typename Tp>
+void tile_backward(Tp* P, Tp* dP, const Tp* Q, const Tp* O, const Tp* dO, Tp* dQ, int ldq, const Tp* K, const Tp* V,
+                   Tp* dK, Tp* dV, int ldk, const Tp* lse, int i0, int rows, int keys, int D, Tp scale, bool causal,
+                   Tp dq_beta) {
+  tile_scores(P, Q, ldq, K, ldk, i0, rows, keys, D, scale, causal, lse, (Tp*)nullptr, (Tp*)nullptr);
+  const size_t at = (size_t)i0 * ldq;
+  gemm(true, false, keys, D, rows, Tp(1), P, keys, dO + at, ldq, Tp(1), dV, ldk);
+  gemm(false, true, rows, keys, D, Tp(1), dO + at, ldq, V, ldk, Tp(0), dP, keys);
+  for (int r = 0; r < rows; r++) {
+    const Tp* o = O + at + (size_t)r * ldq;
+    const Tp* d = dO + at + (size_t)r * ldq;
+    double di = 0;
+    for (int c = 0; c < D; c++) di += (double)o[c] * d[c];
+    Tp* dp = dP + (size_t)r * keys;
+    const Tp* p = P + (size_t)r * keys;
+    for (int j = 0; j < keys; j++) dp[j] = p[j] * (dp[j] - (Tp)di);
+  }
+  gemm(false, false, rows, D, keys, scale, dP, keys, K, ldk, dq_beta, dQ + at, ldq);
+  gemm(true, false, keys, D, rows, scale, dP, keys, Q + at, ldq, Tp(1), dK, ldk);
 }
 
 // Runs fn(run_index, kv_head, thread) over every (run, kv head) task. With at least as many tasks as threads
@@ -118,13 +143,21 @@ void attention_forward(Tp* out, Tp* lse, const Tp* q, const Tp* k, const Tp* v, 
     const Tp* K = k + base * KD + (size_t)kvh * s.D;
     const Tp* V = v + base * KD + (size_t)kvh * s.D;
     Tp* P = scratch.tile(thread, 0, s.T);
+    Tp mx[kAttentionTile], sum[kAttentionTile];  // a tile's row maxima and row sums
     for (int h = kvh * group; h < (kvh + 1) * group; h++) {
       const Tp* Q = q + base * QD + (size_t)h * s.D;
       Tp* O = out + base * QD + (size_t)h * s.D;
       Tp* L = lse + ((size_t)r.row * s.H + h) * s.T + r.start;
       for (int i0 = 0; i0 < r.len; i0 += kAttentionTile) {
         const int rows = std::min(kAttentionTile, r.len - i0), keys = i0 + rows;
-        detail::attention_probs(P, Q, QD, K, KD, i0, rows, s.D, scale, (const Tp*)nullptr, L);
+        detail::tile_scores(P, Q, QD, K, KD, i0, rows, keys, s.D, scale, true, (const Tp*)nullptr, mx, sum);
+        for (int rr = 0; rr < rows; rr++) {  // every key of the row is in the tile: normalise P, keep its LSE
+          Tp* p = P + (size_t)rr * keys;
+          const Tp inv = Tp(1) / sum[rr];
+#pragma omp simd
+          for (int j = 0; j <= i0 + rr; j++) p[j] *= inv;
+          L[i0 + rr] = mx[rr] + (Tp)std::log((double)sum[rr]);
+        }
         gemm(false, false, rows, s.D, keys, Tp(1), P, keys, V, KD, Tp(0), O + (size_t)i0 * QD, QD);
       }
     }
@@ -159,24 +192,7 @@ void attention_backward(Tp* dq, Tp* dk, Tp* dv, const Tp* dout, const Tp* q, con
       const Tp* L = lse + ((size_t)r.row * s.H + h) * s.T + r.start;
       for (int i0 = 0; i0 < r.len; i0 += kAttentionTile) {
         const int rows = std::min(kAttentionTile, r.len - i0), keys = i0 + rows;
-        detail::attention_probs(P, Q, QD, K, KD, i0, rows, s.D, scale, L, (Tp*)nullptr);
-        // dV[0:keys] += P^T dO[tile]
-        gemm(true, false, keys, s.D, rows, Tp(1), P, keys, dO + (size_t)i0 * QD, QD, Tp(1), dV, KD);
-        // dP = dO[tile] V[0:keys]^T
-        gemm(false, true, rows, keys, s.D, Tp(1), dO + (size_t)i0 * QD, QD, V, KD, Tp(0), dP, keys);
-        // dS = P * (dP - rowsum(dO * O)), in place in dP
-        for (int rr = 0; rr < rows; rr++) {
-          const Tp* o = O + (size_t)(i0 + rr) * QD;
-          const Tp* d = dO + (size_t)(i0 + rr) * QD;
-          double di = 0;
-          for (int c = 0; c < s.D; c++) di += (double)o[c] * d[c];
-          Tp* dp = dP + (size_t)rr * keys;
-          const Tp* p = P + (size_t)rr * keys;
-          for (int j = 0; j < keys; j++) dp[j] = p[j] * (dp[j] - (Tp)di);
-        }
-        // dQ[tile] = scale * dS K;  dK[0:keys] += scale * dS^T Q[tile]
-        gemm(false, false, rows, s.D, keys, scale, dP, keys, K, KD, Tp(0), dQ + (size_t)i0 * QD, QD);
-        gemm(true, false, keys, s.D, rows, scale, dP, keys, Q + (size_t)i0 * QD, QD, Tp(1), dK, KD);
+        detail::tile_backward(P, dP, Q, O, dO, dQ, QD, K, V, dK, dV, KD, L, i0, rows, keys, s.D, scale, true, Tp(0));
       }
     }
   });

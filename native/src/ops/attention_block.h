@@ -72,35 +72,6 @@ struct BlockShape {
   int kvdim() const { return KVH * D; }
 };
 
-namespace detail {
-
-// P[rows, keys] = exp(scale Q K^T - shift) with shift the row max (fresh) or the stored LSE (recompute);
-// causal pairs zero the keys after each query's own index. Returns nothing; row maxima go to mx when given.
-template <typename Tp>
-void block_scores(Tp* P, const Tp* Q, int ldq, const Tp* K, int ldk, int i0, int rows, int keys, int D, Tp scale,
-                  bool causal, const Tp* lse, Tp* mx, Tp* sum) {
-  gemm(false, true, rows, keys, D, scale, Q + (size_t)i0 * ldq, ldq, K, ldk, Tp(0), P, keys);
-  for (int r = 0; r < rows; r++) {
-    Tp* p = P + (size_t)r * keys;
-    const int last = causal ? std::min(keys - 1, i0 + r) : keys - 1;  // inclusive
-    Tp shift;
-    if (lse) {
-      shift = lse[i0 + r];
-    } else {
-      shift = p[0];
-      for (int j = 1; j <= last; j++) shift = std::max(shift, p[j]);
-      mx[r] = shift;
-    }
-    Tp s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int j = 0; j <= last; j++) s += p[j] = vexp(p[j] - shift);
-    if (sum) sum[r] = s;
-    for (int j = last + 1; j < keys; j++) p[j] = 0;
-  }
-}
-
-}  // namespace detail
-
 // Adds the contribution of key chunk pairs to out (N, H*D) and lse (chunks, H, len). lse starts at -inf
 // and out at 0 for queries with no key yet. k/v/kseg belong to the key block; pairs from connect_chunks.
 // tmp (threads, kAttentionTile * D) holds one tile's unnormalised P V.
@@ -129,7 +100,7 @@ void attention_block_forward(Tp* out, Tp* lse, const Tp* q, const std::vector<Se
       for (int i0 = 0; i0 < qr.len; i0 += kAttentionTile) {
         const int rows = std::min(kAttentionTile, qr.len - i0);
         const int keys = pr.causal ? i0 + rows : kr.len;
-        detail::block_scores(P, Q, QD, K, KD, i0, rows, keys, s.D, scale, pr.causal, (const Tp*)nullptr, mx, sum);
+        detail::tile_scores(P, Q, QD, K, KD, i0, rows, keys, s.D, scale, pr.causal, (const Tp*)nullptr, mx, sum);
         gemm(false, false, rows, s.D, keys, Tp(1), P, keys, V, KD, Tp(0), PV, s.D);
         for (int r = 0; r < rows; r++) {
           // merge: lse' = logaddexp(lse, m + log sum);  O' = O e^(lse - lse') + PV e^(m - lse')
@@ -179,22 +150,8 @@ void attention_block_backward(Tp* dq, Tp* dk, Tp* dv, const Tp* dout, const Tp* 
       for (int i0 = 0; i0 < qr.len; i0 += kAttentionTile) {
         const int rows = std::min(kAttentionTile, qr.len - i0);
         const int keys = pr.causal ? i0 + rows : kr.len;
-        detail::block_scores(P, Q, QD, K, KD, i0, rows, keys, s.D, scale, pr.causal, L, (Tp*)nullptr, (Tp*)nullptr);
-        // dV[0:keys] += P^T dO[tile];  dP = dO[tile] V^T
-        gemm(true, false, keys, s.D, rows, Tp(1), P, keys, dO + (size_t)i0 * QD, QD, Tp(1), dV, KD);
-        gemm(false, true, rows, keys, s.D, Tp(1), dO + (size_t)i0 * QD, QD, V, KD, Tp(0), dP, keys);
-        for (int rr = 0; rr < rows; rr++) {  // dS = P * (dP - rowsum(dO * O)), in place in dP
-          const Tp* o = O + (size_t)(i0 + rr) * QD;
-          const Tp* d = dO + (size_t)(i0 + rr) * QD;
-          double di = 0;
-          for (int c = 0; c < s.D; c++) di += (double)o[c] * d[c];
-          Tp* dp = dP + (size_t)rr * keys;
-          const Tp* p = P + (size_t)rr * keys;
-          for (int j = 0; j < keys; j++) dp[j] = p[j] * (dp[j] - (Tp)di);
-        }
-        // dQ[tile] += scale * dS K;  dK[0:keys] += scale * dS^T Q[tile]
-        gemm(false, false, rows, s.D, keys, scale, dP, keys, K, KD, Tp(1), dQ + (size_t)i0 * QD, QD);
-        gemm(true, false, keys, s.D, rows, scale, dP, keys, Q + (size_t)i0 * QD, QD, Tp(1), dK, KD);
+        detail::tile_backward(P, dP, Q, O, dO, dQ, QD, K, V, dK, dV, KD, L, i0, rows, keys, s.D, scale, pr.causal,
+                              Tp(1));
       }
     }
   });
