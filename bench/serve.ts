@@ -8,6 +8,7 @@ import { loadAddon, type BatchedDecoder, type NativeModel } from "../native/js/a
 import { initModel } from "../native/js/hf_model.js";
 import { parseHfConfig } from "../native/js/hf_config.js";
 import { GenerationEngine } from "../serve/engine.js";
+import { qwenShape } from "./model_shapes.js";
 
 const CONFIG = {
   architectures: ["LlamaForCausalLM"],
@@ -23,22 +24,6 @@ const CONFIG = {
   initializer_range: 0.02,
   bos_token_id: 1,
   eos_token_id: 2,
-};
-/** Qwen2.5-0.5B's shape, for the memory comparison only (weights left at zero: only their bytes count). */
-const QWEN_05B = {
-  architectures: ["Qwen2ForCausalLM"],
-  model_type: "qwen2",
-  vocab_size: 151936,
-  hidden_size: 896,
-  intermediate_size: 4864,
-  num_hidden_layers: 24,
-  num_attention_heads: 14,
-  num_key_value_heads: 2,
-  rms_norm_eps: 1e-6,
-  max_position_embeddings: 32768,
-  tie_word_embeddings: true,
-  bos_token_id: 151643,
-  eos_token_id: 151645,
 };
 const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 // Short prompts: the bench is about the decode steps, where one batch reads the weights once for all rows.
@@ -118,7 +103,8 @@ async function firstToken(engine: GenerationEngine, adapter: number): Promise<nu
 async function main(): Promise<void> {
   const newTokens = flag("new-tokens", 32);
   const base = await initModel(parseHfConfig(CONFIG, "bench config"), 1);
-  const qwen = await loadAddon().createModelAsync(parseHfConfig(QWEN_05B, "Qwen2.5-0.5B shape").native);
+  // Qwen2.5-0.5B's shape, for the memory comparison only (weights left at zero: only their bytes count).
+  const qwen = await loadAddon().createModelAsync(qwenShape("0.5b"));
   const mem = [
     memory("bench", base, ALL_LINEAR),
     memory("bench", base, ["q_proj", "v_proj"]),

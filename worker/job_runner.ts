@@ -146,8 +146,10 @@ export class JobRunner {
     const zero = (m.optimizer.zero ?? 0) >= 1 && m.size > 1;
     if (m.model.resume) {
       // A checkpoint: the (base) weights, the adapter when it was taken under LoRA, the trainables' AdamW state.
-      ({ model, config } = await loadModel(m.model.resume, { onActivity }));
       const adapter = checkpointAdapterDir(m.model.resume);
+      // A LoRA checkpoint's base is read straight into bf16 when the job trains on a bf16 base.
+      const baseBf16 = existsSync(adapter) && (m.lora?.baseBf16 ?? false);
+      ({ model, config } = await loadModel(m.model.resume, { onActivity, baseBf16 }));
       // The base goes back to the precision the job trains it in (bf16 under LoRA unless it says fp32).
       if (existsSync(adapter)) await applyAdapter(model, adapter, { baseBf16: m.lora?.baseBf16 });
       // A checkpoint holds the full moments; a sharded rank reads only its pieces of them.
@@ -156,7 +158,8 @@ export class JobRunner {
       await model.prepareTraining();
       step = await loadOptimizerState(model, m.model.resume);
     } else if (m.model.path) {
-      ({ model, config } = await loadModel(m.model.path, { onActivity }));
+      // A LoRA job's bf16 base is read into bf16: never a full fp32 copy first.
+      ({ model, config } = await loadModel(m.model.path, { onActivity, baseBf16: m.lora?.baseBf16 }));
     } else if (m.model.init) {
       config = await readHfConfig(m.model.init.config);
       // A LoRA job's bf16 base is created in bf16: never a full fp32 copy first.

@@ -317,12 +317,14 @@ export interface NativeAddon {
   /** A token that stops the forwardBackward calls given it, from the main thread while they run. */
   createCancelToken(): NativeCancelToken;
   /**
-   * Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`, in chunks;
-   * onProgress gets the bytes read so far after each chunk (asynchronously: a call may follow the Promise).
+   * Reads tensors from a file at absolute byte offsets into `dst`, in pieces over native threads: a
+   * Float32Array gets float32 values, a Uint16Array bf16 bits (wider dtypes rounded to nearest even); a piece
+   * already in the destination's dtype is read in place. onProgress gets the bytes read so far after each
+   * piece (asynchronously: a call may follow the Promise).
    */
   readTensors(
     file: string,
-    items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[],
+    items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array | Uint16Array }[],
     onProgress?: (bytesRead: number) => void,
   ): Promise<void>;
   /**

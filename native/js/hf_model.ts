@@ -150,7 +150,10 @@ export type ActivityReport = (activity: string) => void;
 
 export interface BuildOptions {
   onActivity?: ActivityReport;
-  /** initModel: create the base frozen in bf16 (a LoRA job's), so it is never held in fp32 */
+  /**
+   * Create the base frozen in bf16 (a LoRA job's), so it is never held in fp32: initModel draws it in bf16,
+   * loadModel reads bf16 tensors straight into it and rounds wider ones as they are read.
+   */
   baseBf16?: boolean;
 }
 
@@ -160,10 +163,13 @@ export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<L
   const config = await readHfConfig(path.join(dir, "config.json"));
   const files = await readWeightFiles(dir);
   report("allocating");
-  const model = await loadAddon().createModelAsync(config.native);
+  const model = await loadAddon().createModelAsync(config.native, { baseBf16: opts.baseBf16 ?? false });
   const matched = matchParams(model.params(), files, config);
-  const data = model.paramData();
-  const byFile = new Map<string, { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[]>();
+  const data = model.baseDataBf16() ?? model.paramData();
+  const byFile = new Map<
+    string,
+    { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array | Uint16Array }[]
+  >();
   for (const [p, t] of matched) {
     const items = byFile.get(t.header.file) ?? [];
     items.push({

@@ -34,7 +34,7 @@ static void allocate_layer_internals(LayerActivations<T>& l, const ModelConfig& 
 template <typename T>
 static size_t layer_bytes(const LayerActivations<T>& l) {
   size_t n = 0, bytes_u8 = 0;
-  for (const std::vector<T>* b :
+  for (const FlatVector<T>* b :
        {&l.res_in, &l.rstd1, &l.q, &l.k, &l.v, &l.att, &l.lse, &l.res_mid, &l.rstd2, &l.gate, &l.up})
     n += b->size();
   for (int t = 0; t < kNumTargets; t++) n += l.lora_u[t].size() + l.lora_x[t].size();
@@ -78,9 +78,10 @@ size_t Activations<T>::bytes() const {
   size_t layer_total = layer_bytes(recompute);
   for (const LayerActivations<T>& l : layers) layer_total += layer_bytes(l);
   n += lora_du.size() + lora_dx.size();
-  for (const std::vector<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &chunk, &losses, &ln, &h, &dres, &dln,
-                                  &dtmp, &dq, &dk, &dv, &datt, &dgate, &dup, &attn_scratch.buf})
+  for (const FlatVector<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &chunk, &losses, &ln, &h, &dres, &dln,
+                                 &dtmp, &dq, &dk, &dv, &datt, &dgate, &dup})
     n += b->size();
+  n += attn_scratch.buf.size();
   return n * sizeof(T) + layer_total;
 }
 

@@ -771,7 +771,12 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < arr.Length(); i++) {
     Napi::Object it = arr.Get(i).As<Napi::Object>();
     const size_t count = (size_t)number_field(it, call, "count");
-    auto dst = typed_field<Napi::Float32Array>(it, call, "dst", napi_float32_array, "Float32Array", 0);
+    // A Uint16Array takes bf16 bits (a frozen bf16 base), read in place; a Float32Array float32 values.
+    Napi::Value dv = it.Get("dst");
+    const bool to_bf16 = dv.IsTypedArray() && dv.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+    Napi::TypedArray dst = to_bf16 ? dv.As<Napi::TypedArray>()
+                                   : typed_field<Napi::Float32Array>(it, call, "dst", napi_float32_array,
+                                                                     "Float32Array or Uint16Array", 0);
     if (dst.ElementLength() < count)
       type_error(env, std::string(call) + ": " + file + ": item " + std::to_string(i) + " has count " +
                           std::to_string(count) + " but dst holds " + std::to_string(dst.ElementLength()));
@@ -782,7 +787,9 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
     } catch (const std::exception& e) {
       throw Napi::TypeError::New(env, std::string(call) + ": " + file + ": " + e.what());
     }
-    items.push_back({(uint64_t)number_field(it, call, "fileOffset"), dtype, count, dst.Data()});
+    const uint64_t offset = (uint64_t)number_field(it, call, "fileOffset");
+    if (to_bf16) items.push_back({offset, dtype, count, nullptr, dv.As<Napi::Uint16Array>().Data()});
+    else items.push_back({offset, dtype, count, dst.As<Napi::Float32Array>().Data()});
     keep.push_back(dst);
   }
   // onProgress(bytesRead): on the main thread, after each chunk (asynchronously; calls may trail the Promise).

@@ -1,12 +1,15 @@
 #pragma once
-// Flat host buffers for parameters, gradients and optimizer state. A std::vector value-initialises its
-// elements on one thread; for a model of billions of parameters that single-threaded pass dominates the
-// time to build it. These vectors leave elements uninitialised on allocation and are zeroed by all
-// threads instead (which also places each page near the thread that first touches it).
+// Flat host buffers for parameters, gradients, optimizer state and activations. A std::vector
+// value-initialises its elements on one thread; for a model of billions of parameters that single-threaded
+// pass dominates the time to build it. These vectors leave elements uninitialised on allocation. Large ones
+// are mapped straight from the kernel (fresh_pages.h): their pages read as zero and are only backed by
+// memory when a thread first writes them, so zeros cost nothing until they are used, and the first touch
+// happens in whichever parallel loop writes the buffer first (also placing each page near its thread).
 #include <cstddef>
 #include <memory>
 #include <new>
 #include <vector>
+#include "fresh_pages.h"
 
 namespace rt {
 
@@ -19,6 +22,15 @@ struct UninitAllocator : std::allocator<T> {
   UninitAllocator() = default;
   template <typename U>
   UninitAllocator(const UninitAllocator<U>&) {}
+  T* allocate(size_t n) {
+    if (maps_fresh_pages(n * sizeof(T))) return static_cast<T*>(map_fresh_pages(n * sizeof(T)));
+    return std::allocator<T>::allocate(n);
+  }
+  // std::vector hands back the capacity it allocated, so the size picks the same path as allocate().
+  void deallocate(T* p, size_t n) {
+    if (maps_fresh_pages(n * sizeof(T))) return unmap_fresh_pages(p, n * sizeof(T));
+    std::allocator<T>::deallocate(p, n);
+  }
   template <typename U>
   void construct(U* p) noexcept {
     ::new (static_cast<void*>(p)) U;  // default-initialisation: no write for arithmetic types
@@ -41,11 +53,13 @@ void parallel_fill(T* p, size_t n, T value) {
   for (size_t i = 0; i < n; i++) p[i] = value;
 }
 
-// n zeros, written by every thread.
+// n zeros. A large buffer is fresh pages, zero already: nothing is written now, and nothing backs it until
+// it is used (a model that never trains never pays for its gradients' pages). A small one is written by
+// every thread.
 template <typename T>
 Buffer<T> parallel_zeros(size_t n) {
   auto b = std::make_shared<FlatVector<T>>(n);
-  parallel_fill(b->data(), n, T(0));
+  if (!maps_fresh_pages(n * sizeof(T))) parallel_fill(b->data(), n, T(0));
   return b;
 }
 

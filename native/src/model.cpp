@@ -487,6 +487,9 @@ void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<
                                  T* lnf, const PackedRows<T>* rows, KvCache<T>* cache) {
   const ModelConfig& c = cfg_;
   const int C = c.hidden_size;
+  // A bf16 base may have been written since the last forward (weights read from a file, a caller's view):
+  // the staged fp32 copies are refreshed rather than trusted.
+  if (base16_) stage_bf16_base();
   LayerBuffers<T> io = layer(0);
   if (base16_) embedding_from_bf16(io.res_in, ids, base16_->data() + table_.embed, n, C, c.vocab_size);
   else ops_.embedding_forward(io.res_in, ids, param(table_.embed), n, C, c.vocab_size);

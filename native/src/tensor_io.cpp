@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <vector>
 #include "error.h"
 
 namespace rt {
@@ -82,38 +85,91 @@ void write_all(int fd, const void* src, size_t n, const std::string& file) {
   }
 }
 
+// One piece of one item: elements [from, from + n).
+struct Piece {
+  const ReadItem* item;
+  size_t from, n;
+};
+
+std::vector<Piece> split_into_pieces(const std::vector<ReadItem>& items) {
+  std::vector<Piece> pieces;
+  for (const ReadItem& it : items) {
+    const size_t per_piece = kReadChunkBytes / dtype_size(it.dtype);
+    for (size_t from = 0; from < it.count; from += per_piece)
+      pieces.push_back({&it, from, std::min(per_piece, it.count - from)});
+  }
+  return pieces;
+}
+
+float widen_16(Dtype d, uint16_t h) { return d == Dtype::BF16 ? bf16_to_float(h) : f16_to_float(h); }
+
+// Elements converted at a time within a piece: the scratch buffer of each thread holds this many source
+// elements (at most 1 MiB), whatever the piece size and the thread count.
+constexpr size_t kConvertElements = size_t(1) << 18;
+
+// Converts n elements of the item's dtype, read into src, into its destination from element `at` on.
+void convert(const ReadItem& it, size_t at, size_t n, const uint8_t* src) {
+  if (it.dtype == Dtype::F32) {
+    const float* f = reinterpret_cast<const float*>(src);
+    for (size_t i = 0; i < n; i++) it.dst_bf16[at + i] = float_to_bf16(f[i]);  // F32 into bf16
+    return;
+  }
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
+  if (it.dst_bf16) {  // F16 into bf16: through float32, which holds every f16 value exactly
+    for (size_t i = 0; i < n; i++) it.dst_bf16[at + i] = float_to_bf16(f16_to_float(h[i]));
+    return;
+  }
+  for (size_t i = 0; i < n; i++) it.dst[at + i] = widen_16(it.dtype, h[i]);
+}
+
+// Reads one piece into its destination; scratch is the thread's buffer for a piece that needs converting.
+void read_piece(int fd, const Piece& p, const std::string& file, std::vector<uint8_t>& scratch) {
+  const ReadItem& it = *p.item;
+  const size_t width = dtype_size(it.dtype);
+  const uint64_t off = it.file_offset + (uint64_t)p.from * width;
+  if (it.dst_bf16 && it.dtype == Dtype::BF16) return read_exact(fd, it.dst_bf16 + p.from, p.n * 2, off, file);
+  if (!it.dst_bf16 && it.dtype == Dtype::F32) return read_exact(fd, it.dst + p.from, p.n * 4, off, file);
+  for (size_t done = 0; done < p.n; done += kConvertElements) {
+    const size_t n = std::min(kConvertElements, p.n - done);
+    scratch.resize(n * width);
+    read_exact(fd, scratch.data(), n * width, off + (uint64_t)done * width, file);
+    convert(it, p.from + done, n, scratch.data());
+  }
+}
+
 }  // namespace
 
 void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
                   const std::function<void(uint64_t bytes_read)>& progress) {
   Fd f{::open(file.c_str(), O_RDONLY | O_CLOEXEC)};
   if (f.fd < 0) fail("read_tensors", file, ": ", std::strerror(errno));
-  std::vector<uint16_t> half;
+  const std::vector<Piece> pieces = split_into_pieces(items);
   uint64_t done = 0;
-  for (const ReadItem& it : items) {
-    const size_t width = dtype_size(it.dtype), per_chunk = kReadChunkBytes / width;
-    for (size_t from = 0; from < it.count; from += per_chunk) {
-      const size_t n = std::min(per_chunk, it.count - from);
-      const uint64_t off = it.file_offset + (uint64_t)from * width;
-      float* dst = it.dst + from;
-      if (it.dtype == Dtype::F32) {
-        read_exact(f.fd, dst, n * 4, off, file);
-      } else {
-        half.resize(n);
-        read_exact(f.fd, half.data(), n * 2, off, file);
-        const uint16_t* h = half.data();
-        if (it.dtype == Dtype::BF16) {
-#pragma omp parallel for schedule(static)
-          for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(h[i]);
-        } else {
-#pragma omp parallel for schedule(static)
-          for (size_t i = 0; i < n; i++) dst[i] = f16_to_float(h[i]);
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+  // Threads read and convert pieces side by side: one thread alone cannot fill memory bandwidth, nor keep
+  // up with the page faults of freshly allocated destinations.
+#pragma omp parallel
+  {
+    std::vector<uint8_t> scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (size_t i = 0; i < pieces.size(); i++) {
+      if (failed.load(std::memory_order_relaxed)) continue;
+      try {
+        read_piece(f.fd, pieces[i], file, scratch);
+#pragma omp critical(ringtune_read_progress)
+        {
+          done += pieces[i].n * dtype_size(pieces[i].item->dtype);
+          if (progress) progress(done);
         }
+      } catch (...) {
+#pragma omp critical(ringtune_read_error)
+        if (!error) error = std::current_exception();
+        failed = true;
       }
-      done += n * width;
-      if (progress) progress(done);
     }
   }
+  if (error) std::rethrow_exception(error);
 }
 
 void write_safetensors(const std::string& file, const std::vector<uint8_t>& header,

@@ -17,8 +17,9 @@ size_t dtype_size(Dtype d);
 struct ReadItem {
   uint64_t file_offset;  // absolute byte offset in the file
   Dtype dtype;
-  size_t count;  // elements
-  float* dst;
+  size_t count;                  // elements
+  float* dst;                    // float32 destination, or
+  uint16_t* dst_bf16 = nullptr;  // instead of dst: bf16 bits (a frozen bf16 base); wider values are rounded
 };
 
 struct WriteItem {
@@ -28,10 +29,12 @@ struct WriteItem {
   const uint16_t* src_bf16 = nullptr;  // instead of src: bf16 bits (a frozen bf16 base), written or widened
 };
 
-// Reads each item, converting to float32, in chunks of at most kReadChunkBytes: a 16-bit tensor never has a
-// second full-size copy in memory. progress, when given, gets the bytes read so far after each chunk.
-// Throws naming the file on a short read ("truncated").
-constexpr size_t kReadChunkBytes = size_t(64) << 20;
+// Reads each item into its destination, converting its dtype to the destination's (float32, or bf16 bits
+// rounded to nearest even), in pieces of at most kReadChunkBytes spread over all threads. A piece whose
+// dtype is the destination's is read straight into place; any other goes through a buffer of at most 1 MiB
+// per thread, so no tensor ever has a second full-size copy in memory. progress, when given, gets the bytes
+// read so far after each piece, in increasing order. Throws naming the file on a short read ("truncated").
+constexpr size_t kReadChunkBytes = size_t(8) << 20;
 void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
                   const std::function<void(uint64_t bytes_read)>& progress = nullptr);
 

@@ -13,34 +13,13 @@ import {
   type ModelShape,
 } from "../../coordinator/job_spec/memory_estimate.js";
 import { formatBytes, parseBytes } from "../../coordinator/job_spec/byte_units.js";
+import { qwenShape } from "../../bench/model_shapes.js";
 
 const ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
-// Qwen2.5-0.5B and Qwen2.5-7B as their config.json describe them (q/k/v biases, no other biases).
-const QWEN_05B: ModelShape = {
-  vocabSize: 151936,
-  hiddenSize: 896,
-  intermediateSize: 4864,
-  numLayers: 24,
-  numHeads: 14,
-  numKvHeads: 2,
-  headDim: 64,
-  tieWordEmbeddings: true,
-  qkvBias: true,
-  oBias: false,
-  mlpBias: false,
-};
-const QWEN_7B: ModelShape = {
-  ...QWEN_05B,
-  vocabSize: 152064,
-  hiddenSize: 3584,
-  intermediateSize: 18944,
-  numLayers: 28,
-  numHeads: 28,
-  numKvHeads: 4,
-  headDim: 128,
-  tieWordEmbeddings: false,
-};
+// Qwen2.5-0.5B and -7B as their published config.json files describe them.
+const QWEN_05B: ModelShape = qwenShape("0.5b");
+const QWEN_7B: ModelShape = qwenShape("7b");
 
 const inputs = (over: Partial<EstimateInputs> = {}): EstimateInputs => ({
   method: "full",
