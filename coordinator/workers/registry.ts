@@ -9,6 +9,7 @@ import {
   WorkerRegister,
   WorkerRegisterReply,
   type Body,
+  type ServingStatus,
   type WorkerInfo,
 } from "../../proto/mod.js";
 import type { WorkerMemory } from "../jobs/memory_fit.js";
@@ -19,6 +20,8 @@ interface Entry {
   job?: string;
   /** the last heartbeat's activity: what the worker is busy with (loading weights 37%, ...) */
   activity?: string;
+  /** the last heartbeat's serving status, for a worker started to serve a base */
+  serving?: ServingStatus;
 }
 
 export class WorkerRegistry {
@@ -65,6 +68,7 @@ export class WorkerRegistry {
           if (w) {
             w.lastSeen = Date.now();
             w.activity = hb.activity;
+            w.serving = hb.serving;
           }
         } catch (err) {
           this.log.warn({ err }, "bad heartbeat");
@@ -110,6 +114,15 @@ export class WorkerRegistry {
       .filter(([, w]) => !w.job && this.alive(w))
       .map(([id]) => id)
       .sort();
+  }
+
+  /** Serving workers whose last heartbeat is at most `withinMs` old, with what they serve. */
+  serving(withinMs: number): { id: string; serving: ServingStatus }[] {
+    const now = Date.now();
+    return [...this.workers.entries()]
+      .filter(([, w]) => w.serving && now - w.lastSeen <= withinMs)
+      .map(([id, w]) => ({ id, serving: w.serving! }))
+      .sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /** Live workers with the memory and threads they reported. */
