@@ -64,7 +64,17 @@ export function completionLogprobs(lps: readonly TokenLogprob[], decode: Decode,
   return {
     tokens,
     token_logprobs: lps.map((t) => t.logprob),
-    top_logprobs: lps.map((t) => Object.fromEntries(t.top.map((x) => [decode([x.token]), x.logprob]))),
+    top_logprobs: lps.map((t) => topByText(t.top, decode)),
     text_offset: textOffset,
   };
+}
+
+/** Tokens whose text is the same (bytes that are not text alone) share a key: the likeliest one keeps it. */
+function topByText(top: TokenLogprob["top"], decode: Decode): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const x of top) {
+    const text = decode([x.token]);
+    if (!(text in out)) out[text] = x.logprob;
+  }
+  return out;
 }

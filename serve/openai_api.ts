@@ -102,6 +102,15 @@ async function eachChoice(
   }
 }
 
+/**
+ * How a token is written in a logprobs answer: its text, or (vLLM's return_tokens_as_token_ids) "token_id:ID",
+ * for tokens whose text alone is not printable, such as single bytes of a multi-byte character.
+ */
+function logprobTokenText(m: ServedModel, body: Record<string, unknown>): (ids: number[]) => string {
+  if (body.return_tokens_as_token_ids === true) return (ids) => `token_id:${ids.join(",")}`;
+  return (ids) => m.setup.tokenizer.decode(ids);
+}
+
 /** The prompt counts once however many choices were generated from it. */
 function usage(prompt: number, rs: readonly GenerationResult[]) {
   const completion = rs.reduce((sum, r) => sum + r.tokenIds.length, 0);
@@ -131,7 +140,7 @@ export async function completions(ctx: ApiContext, raw: unknown, call: CallOptio
   const withIds = body.return_token_ids === true;
   const id = newId("cmpl");
   const created = Math.floor(Date.now() / 1000);
-  const decode = (xs: number[]) => m.setup.tokenizer.decode(xs);
+  const decode = logprobTokenText(m, body);
   const chunk = (index: number, text: string, finish: string | null, logprobs: object | null = null) => ({
     id,
     object: "text_completion",
@@ -206,7 +215,7 @@ export async function chatCompletions(
   // With tools the answer is read whole, to tell calls from text; without, it streams as it comes.
   const parseTools = (record.tools?.length ?? 0) > 0 && body.tool_choice !== "none";
   const top = chatLogprobsRequest(body);
-  const decode = (xs: number[]) => m.setup.tokenizer.decode(xs);
+  const decode = logprobTokenText(m, body);
   const logprobsOf = (lps: readonly TokenLogprob[]) => (top === undefined ? null : chatLogprobs(lps, decode));
   const id = newId("chatcmpl");
   const created = Math.floor(Date.now() / 1000);
