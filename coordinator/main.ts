@@ -22,6 +22,8 @@ import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
+import { startHttp, type HttpFrontDoor } from "../serve/http_server.js";
+import { ServeRouter } from "./serve/serve_router.js";
 
 export interface CoordinatorOptions {
   natsUrl: string;
@@ -42,6 +44,8 @@ export interface CoordinatorOptions {
   roots?: PathRoots;
   /** where to serve the dashboard and Prometheus `/metrics` (none: no HTTP server) */
   http?: ListenAddress;
+  /** an OpenAI-compatible HTTP door that routes each request to a serving worker holding its model */
+  serveHttp?: { host: string; port: number; apiKey?: string };
 }
 
 export class Coordinator {
@@ -53,6 +57,8 @@ export class Coordinator {
   private scheduling = false;
   /** the dashboard and /metrics, when started with `http` */
   http: CoordinatorHttp | undefined;
+  /** the routed OpenAI-compatible door, when started with `serveHttp` */
+  serveHttp: HttpFrontDoor | undefined;
   /** NATS disconnections so far: a job whose run saw one ended for the outage, not for its own fault */
   private outages = 0;
   private connected = true;
@@ -111,6 +117,11 @@ export class Coordinator {
     registry.onLost = (worker, job) =>
       c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`, worker));
     registry.start();
+    if (opts.serveHttp) {
+      const { host, port, apiKey } = opts.serveHttp;
+      const router = new ServeRouter(nc, registry, log);
+      c.serveHttp = await startHttp(router, host, port, (msg) => log.warn(msg), apiKey);
+    }
     c.serve();
     nc.publish(jobSubjects.coordinatorHello); // workers that were up before us register again
     c.timer = setInterval(() => void c.schedule(), 500);
@@ -288,6 +299,7 @@ export class Coordinator {
     clearInterval(this.timer);
     this.registry.stop();
     await this.http?.close();
+    await this.serveHttp?.close();
     await this.lease.release();
     await this.nc.close();
   }

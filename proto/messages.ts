@@ -53,6 +53,15 @@ export const WorkerHeartbeat = defineMessage("WorkerHeartbeat", {
   job: z.string().optional(),
   /** what a busy worker is doing that takes long, e.g. "loading weights 37%" (absent when nothing is) */
   activity: z.string().max(200).optional(),
+  /** a serving worker's models (its base first, then adapters) and its generations running and queued */
+  serving: z
+    .object({
+      base: z.string().min(1).max(128),
+      models: z.array(z.string().min(1).max(128)).max(4096),
+      running: Count,
+      waiting: Count,
+    })
+    .optional(),
 });
 
 /**
@@ -60,6 +69,9 @@ export const WorkerHeartbeat = defineMessage("WorkerHeartbeat", {
  * and nothing new is scheduled on it until a heartbeat says otherwise.
  */
 export const STOPPING_ACTIVITY = "stopping";
+
+/** What a serving worker reports in its heartbeat. */
+export type ServingStatus = NonNullable<z.infer<typeof WorkerHeartbeat.schema>["serving"]>;
 
 // ---- ring data plane ----------------------------------------------------------------------------------
 

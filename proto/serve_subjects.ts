@@ -25,4 +25,17 @@ export const serveSubjects = {
   unloadAdapter: (base: string) => `${ROOT}.${modelToken(base)}.unload_adapter`,
   /** request/reply, every server: the models it serves ({object: "list", data}) */
   models: `${ROOT}.models`,
+  /**
+   * publish, every server: {reply} names the reply subject of a running request (streamed or not); the
+   * server generating it stops before its next step and closes the stream.
+   */
+  cancel: `${ROOT}.cancel`,
+  /**
+   * One serving worker's own subjects (no queue group), where the coordinator forwards the requests it
+   * routes to that worker: chat, completions, load_adapter and unload_adapter, with the model in the body.
+   */
+  node: (workerId: string, op: NodeOp) => `${ROOT}.node.${modelToken(workerId)}.${op}`,
 } as const;
+
+export const NODE_OPS = ["chat", "completions", "load_adapter", "unload_adapter"] as const;
+export type NodeOp = (typeof NODE_OPS)[number];

@@ -1,10 +1,17 @@
 // Continuous batching over a BatchedDecoder: requests for any adapter (or the base) wait in a queue, join
 // the running batch between decode steps, and leave it as soon as they stop, are cancelled or fail, so a
 // long generation never holds up a short one and every step decodes all live sequences at once.
-import type { BatchedDecoder, DecodeRow } from "../native/js/addon.js";
+import type { BatchedDecoder, DecodeRow, StepWithLogprobs } from "../native/js/addon.js";
 import { IncrementalText } from "./incremental_text.js";
 
 export type FinishReason = "stop" | "length" | "cancelled";
+
+/** A generated token's log-probability under the model, and the likeliest tokens at its place. */
+export interface TokenLogprob {
+  token: number;
+  logprob: number;
+  top: { token: number; logprob: number }[];
+}
 
 export interface GenerationRequest {
   /** the decoder's adapter id, -1 for the base alone */
@@ -22,14 +29,18 @@ export interface GenerationRequest {
   decode: (ids: readonly number[]) => string;
   /** aborting ends the generation before its next step, with finish reason "cancelled" */
   signal?: AbortSignal;
-  /** new text as it becomes final (never part of a stop string) */
-  onText?: (delta: string) => void;
+  /** report each token's log-probability, and this many likeliest tokens beside it (undefined: none) */
+  topLogprobs?: number;
+  /** new text as it becomes final (never part of a stop string), with the tokens' log-probabilities since the last call */
+  onText?: (delta: string, logprobs: TokenLogprob[]) => void;
 }
 
 export interface GenerationResult {
   tokenIds: number[];
   text: string;
   finishReason: FinishReason;
+  /** one per token, when the request asked (topLogprobs set) */
+  logprobs?: TokenLogprob[];
 }
 
 interface LiveSequence {
@@ -38,6 +49,9 @@ interface LiveSequence {
   /** the tokens the next step feeds: the prompt first, then the last sampled token */
   pending: Int32Array;
   generated: number[];
+  logprobs: TokenLogprob[];
+  /** how many of `logprobs` onText has passed on */
+  logprobsSent: number;
   text: IncrementalText;
   resolve: (r: GenerationResult) => void;
   reject: (err: Error) => void;
@@ -75,6 +89,8 @@ export class GenerationEngine {
         request,
         pending: request.promptIds,
         generated: [],
+        logprobs: [],
+        logprobsSent: 0,
         text: new IncrementalText(request.decode, request.stopStrings),
         resolve,
         reject,
@@ -113,17 +129,26 @@ export class GenerationEngine {
         topP: s.request.topP,
         seed: s.request.seed,
         draw: s.generated.length,
+        topLogprobs: s.request.topLogprobs ?? 0,
       }));
+      const wantLogprobs = batch.some((s) => s.request.topLogprobs !== undefined);
       let next: Int32Array;
+      let lp: StepWithLogprobs | undefined;
       try {
-        next = await this.decoder.step(rows);
+        if (wantLogprobs) {
+          lp = await this.decoder.stepWithLogprobs(rows);
+          next = lp.tokens;
+        } else next = await this.decoder.step(rows);
       } catch (err) {
         // A step that fails fails the sequences it held; the queue goes on.
         for (const s of batch) this.finish(s, err as Error);
         continue;
       }
       this.stepSizes.push(batch.length);
-      batch.forEach((s, i) => this.advance(s, next[i]!));
+      batch.forEach((s, i) => {
+        if (lp && s.request.topLogprobs !== undefined) s.logprobs.push(tokenLogprob(lp, i, s.request.topLogprobs));
+        this.advance(s, next[i]!);
+      });
     }
   }
 
@@ -155,7 +180,7 @@ export class GenerationEngine {
     if (r.stopIds.has(token)) return this.finish(s, "stop");
     const hitStop = s.text.push(token);
     const delta = s.text.takeFinal();
-    if (delta && r.onText) r.onText(delta);
+    if (delta && r.onText) r.onText(delta, this.unsent(s));
     if (hitStop) return this.finish(s, "stop");
     if (s.generated.length >= r.maxTokens) this.finish(s, "length");
   }
@@ -167,7 +192,27 @@ export class GenerationEngine {
     this.finished[how instanceof Error ? "failed" : how]++;
     if (how instanceof Error) return s.reject(how);
     const rest = s.text.takeRest();
-    if (rest && s.request.onText && how !== "cancelled") s.request.onText(rest);
-    s.resolve({ tokenIds: s.generated, text: s.text.text, finishReason: how });
+    const unsent = this.unsent(s);
+    if ((rest || unsent.length > 0) && s.request.onText && how !== "cancelled") s.request.onText(rest, unsent);
+    const result: GenerationResult = { tokenIds: s.generated, text: s.text.text, finishReason: how };
+    if (s.request.topLogprobs !== undefined) result.logprobs = s.logprobs;
+    s.resolve(result);
   }
+
+  /** the log-probabilities of the tokens since onText last passed them on */
+  private unsent(s: LiveSequence): TokenLogprob[] {
+    const out = s.logprobs.slice(s.logprobsSent);
+    s.logprobsSent = s.logprobs.length;
+    return out;
+  }
+}
+
+function tokenLogprob(lp: StepWithLogprobs, row: number, top: number): TokenLogprob {
+  const k = lp.topK;
+  const list: { token: number; logprob: number }[] = [];
+  for (let j = 0; j < Math.min(top, k); j++) {
+    const token = lp.topIds[row * k + j]!;
+    if (token >= 0) list.push({ token, logprob: lp.topLogprobs[row * k + j]! });
+  }
+  return { token: lp.tokens[row]!, logprob: lp.logprobs[row]!, top: list };
 }

@@ -5,15 +5,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { badRequest, ServeError, toOpenAiError } from "./errors.js";
-import {
-  chatCompletions,
-  completions,
-  listModels,
-  loadAdapterRequest,
-  unloadAdapterRequest,
-  type ApiContext,
-  type CallOptions,
-} from "./openai_api.js";
+import type { CallOptions, ServeApi } from "./serve_api.js";
 
 /** Request bodies above this are refused before they are read whole. */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -75,20 +67,19 @@ export interface HttpFrontDoor {
 }
 
 export async function startHttp(
-  ctx: ApiContext,
+  api: ServeApi,
   host: string,
   port: number,
-  resolveAdapter: (source: string) => Promise<string>,
   log: (msg: string) => void = () => {},
   /** when set, every request must carry it as `Authorization: Bearer <key>`, as OpenAI's API asks */
   apiKey?: string,
 ): Promise<HttpFrontDoor> {
   const routes: Record<string, { method: string; handler: Handler }> = {
-    "/v1/models": { method: "GET", handler: () => listModels(ctx) },
-    "/v1/completions": { method: "POST", handler: (b, c) => completions(ctx, b, c) },
-    "/v1/chat/completions": { method: "POST", handler: (b, c) => chatCompletions(ctx, b, c) },
-    "/v1/load_lora_adapter": { method: "POST", handler: (b) => loadAdapterRequest(ctx, b, resolveAdapter) },
-    "/v1/unload_lora_adapter": { method: "POST", handler: (b) => unloadAdapterRequest(ctx, b) },
+    "/v1/models": { method: "GET", handler: () => api.models() },
+    "/v1/completions": { method: "POST", handler: (b, c) => api.completions(b, c) },
+    "/v1/chat/completions": { method: "POST", handler: (b, c) => api.chat(b, c) },
+    "/v1/load_lora_adapter": { method: "POST", handler: (b) => api.loadAdapter(b) },
+    "/v1/unload_lora_adapter": { method: "POST", handler: (b) => api.unloadAdapter(b) },
   };
   const server = http.createServer((req, res) => {
     void handle(req, res).catch((err) => log(`http ${req.method} ${req.url}: ${(err as Error).message}`));

@@ -3,11 +3,12 @@
 import { randomBytes } from "node:crypto";
 import { normalizeRecord } from "../coordinator/data/formats.js";
 import type { ChatRecord } from "../coordinator/data/records.js";
-import type { GenerationEngine, GenerationResult } from "./engine.js";
+import type { GenerationEngine, GenerationResult, TokenLogprob } from "./engine.js";
 import { badRequest } from "./errors.js";
 import type { ModelCatalog, ServedModel } from "./model_catalog.js";
 import { parseSampling, type SamplingParams } from "./sampling_params.js";
 import { parseToolCalls } from "./tool_calls.js";
+import { chatLogprobs, chatLogprobsRequest, completionLogprobs, completionLogprobsRequest } from "./logprobs.js";
 
 export interface ApiContext {
   catalog: ModelCatalog;
@@ -50,9 +51,11 @@ function run(
   m: ServedModel,
   ids: number[],
   s: SamplingParams,
+  choice: number,
   stopIds: ReadonlySet<number>,
-  call: CallOptions,
-  onText?: (delta: string) => void,
+  signal: AbortSignal,
+  topLogprobs: number | undefined,
+  onText?: (delta: string, logprobs: TokenLogprob[]) => void,
 ): Promise<GenerationResult> {
   const tok = m.setup.tokenizer;
   return ctx.engine.generate({
@@ -61,17 +64,57 @@ function run(
     maxTokens: s.maxTokens,
     temperature: s.temperature,
     topP: s.topP,
-    seed: s.seed,
+    // Each of n choices draws its own stream: seed, seed + 1, ...
+    seed: s.seed + choice,
     stopIds: new Set([...(s.ignoreEos ? [] : stopIds), ...s.stopIds]),
     stopStrings: s.stopStrings,
     decode: (xs) => tok.decode(xs),
-    signal: call.signal,
+    signal,
+    topLogprobs,
     onText,
   });
 }
 
-function usage(prompt: number, r: GenerationResult) {
-  return { prompt_tokens: prompt, completion_tokens: r.tokenIds.length, total_tokens: prompt + r.tokenIds.length };
+/**
+ * Runs `one` for choices 0..n-1 at once (they share the batch). The caller going away stops them all,
+ * and so does one choice failing, so no sequence runs on for an answer that can no longer be given.
+ */
+async function eachChoice(
+  n: number,
+  call: CallOptions,
+  one: (choice: number, signal: AbortSignal) => Promise<GenerationResult>,
+): Promise<GenerationResult[]> {
+  const group = new AbortController();
+  const stop = () => group.abort();
+  if (call.signal?.aborted) group.abort();
+  call.signal?.addEventListener("abort", stop);
+  try {
+    return await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        one(i, group.signal).catch((err: unknown) => {
+          group.abort();
+          throw err;
+        }),
+      ),
+    );
+  } finally {
+    call.signal?.removeEventListener("abort", stop);
+  }
+}
+
+/**
+ * How a token is written in a logprobs answer: its text, or (vLLM's return_tokens_as_token_ids) "token_id:ID",
+ * for tokens whose text alone is not printable, such as single bytes of a multi-byte character.
+ */
+function logprobTokenText(m: ServedModel, body: Record<string, unknown>): (ids: number[]) => string {
+  if (body.return_tokens_as_token_ids === true) return (ids) => `token_id:${ids.join(",")}`;
+  return (ids) => m.setup.tokenizer.decode(ids);
+}
+
+/** The prompt counts once however many choices were generated from it. */
+function usage(prompt: number, rs: readonly GenerationResult[]) {
+  const completion = rs.reduce((sum, r) => sum + r.tokenIds.length, 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
 /** The prompt of a completion: text, or token ids (a list of ints), or a list holding one of those. */
@@ -91,35 +134,51 @@ export async function completions(ctx: ApiContext, raw: unknown, call: CallOptio
   const m = ctx.catalog.get(body.model);
   const vocab = ctx.catalog.base.vocabSize;
   const s = parseSampling(body, { maxTokens: 16, vocabSize: vocab });
+  const top = completionLogprobsRequest(body);
   const ids = promptIds(m, body.prompt, vocab);
   checkLength(ctx, ids.length, s, "prompt");
   const withIds = body.return_token_ids === true;
   const id = newId("cmpl");
   const created = Math.floor(Date.now() / 1000);
-  const chunk = (text: string, finish: string | null, extra: object = {}) => ({
+  const decode = logprobTokenText(m, body);
+  const chunk = (index: number, text: string, finish: string | null, logprobs: object | null = null) => ({
     id,
     object: "text_completion",
     created,
     model: m.name,
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
-    ...extra,
+    choices: [{ index, text, logprobs, finish_reason: finish }],
   });
   if (s.stream && call.emit) {
     const emit = call.emit;
-    const r = await run(ctx, m, ids, s, m.completionStopIds, call, (d) => emit(chunk(d, null)));
-    if (r.finishReason === "cancelled") return undefined;
-    emit(chunk("", r.finishReason));
+    const rs = await eachChoice(s.n, call, async (i, signal) => {
+      let offset = 0;
+      const r = await run(ctx, m, ids, s, i, m.completionStopIds, signal, top, (d, lps) => {
+        emit(chunk(i, d, null, top === undefined ? null : completionLogprobs(lps, decode, offset)));
+        offset += d.length;
+      });
+      if (r.finishReason !== "cancelled") emit(chunk(i, "", r.finishReason));
+      return r;
+    });
+    if (rs.some((r) => r.finishReason === "cancelled")) return undefined;
     if (s.includeUsage)
-      emit({ id, object: "text_completion", created, model: m.name, choices: [], usage: usage(ids.length, r) });
+      emit({ id, object: "text_completion", created, model: m.name, choices: [], usage: usage(ids.length, rs) });
     return undefined;
   }
-  const r = await run(ctx, m, ids, s, m.completionStopIds, call);
-  const choice: Record<string, unknown> = { index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason };
-  if (withIds) {
-    choice.prompt_token_ids = ids;
-    choice.token_ids = r.tokenIds;
-  }
-  return { id, object: "text_completion", created, model: m.name, choices: [choice], usage: usage(ids.length, r) };
+  const rs = await eachChoice(s.n, call, (i, signal) => run(ctx, m, ids, s, i, m.completionStopIds, signal, top));
+  const choices = rs.map((r, index) => {
+    const choice: Record<string, unknown> = {
+      index,
+      text: r.text,
+      logprobs: top === undefined ? null : completionLogprobs(r.logprobs ?? [], decode),
+      finish_reason: r.finishReason,
+    };
+    if (withIds) {
+      choice.prompt_token_ids = ids;
+      choice.token_ids = r.tokenIds;
+    }
+    return choice;
+  });
+  return { id, object: "text_completion", created, model: m.name, choices, usage: usage(ids.length, rs) };
 }
 
 function chatRecord(body: Record<string, unknown>): ChatRecord {
@@ -155,61 +214,66 @@ export async function chatCompletions(
   checkLength(ctx, ids.length, s, "messages");
   // With tools the answer is read whole, to tell calls from text; without, it streams as it comes.
   const parseTools = (record.tools?.length ?? 0) > 0 && body.tool_choice !== "none";
+  const top = chatLogprobsRequest(body);
+  const decode = logprobTokenText(m, body);
+  const logprobsOf = (lps: readonly TokenLogprob[]) => (top === undefined ? null : chatLogprobs(lps, decode));
   const id = newId("chatcmpl");
   const created = Math.floor(Date.now() / 1000);
-  const chunk = (delta: object, finish: string | null) => ({
+  const chunk = (index: number, delta: object, finish: string | null, logprobs: object | null = null) => ({
     id,
     object: "chat.completion.chunk",
     created,
     model: m.name,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index, delta, logprobs, finish_reason: finish }],
   });
   if (s.stream && call.emit) {
     const emit = call.emit;
-    emit(chunk({ role: "assistant", content: "" }, null));
-    const r = await run(
-      ctx,
-      m,
-      ids,
-      s,
-      m.chatStopIds,
-      call,
-      parseTools ? undefined : (d) => emit(chunk({ content: d }, null)),
-    );
-    if (r.finishReason === "cancelled") return undefined;
+    const rs = await eachChoice(s.n, call, async (i, signal) => {
+      emit(chunk(i, { role: "assistant", content: "" }, null));
+      const r = await run(
+        ctx,
+        m,
+        ids,
+        s,
+        i,
+        m.chatStopIds,
+        signal,
+        top,
+        parseTools ? undefined : (d, lps) => emit(chunk(i, { content: d }, null, logprobsOf(lps))),
+      );
+      if (r.finishReason === "cancelled") return r;
+      let finish: string = r.finishReason;
+      if (parseTools) {
+        const a = parseToolCalls(r.text, m.setup.template.name, id);
+        if (a.content !== null) emit(chunk(i, { content: a.content }, null, logprobsOf(r.logprobs ?? [])));
+        if (a.toolCalls.length > 0) {
+          emit(chunk(i, { tool_calls: a.toolCalls.map((c, index) => ({ index, ...c })) }, null));
+          finish = "tool_calls";
+        }
+      }
+      emit(chunk(i, {}, finish));
+      return r;
+    });
+    if (rs.some((r) => r.finishReason === "cancelled")) return undefined;
+    if (s.includeUsage)
+      emit({ id, object: "chat.completion.chunk", created, model: m.name, choices: [], usage: usage(ids.length, rs) });
+    return undefined;
+  }
+  const rs = await eachChoice(s.n, call, (i, signal) => run(ctx, m, ids, s, i, m.chatStopIds, signal, top));
+  const choices = rs.map((r, index) => {
+    const message: Record<string, unknown> = { role: "assistant", content: r.text };
     let finish: string = r.finishReason;
     if (parseTools) {
       const a = parseToolCalls(r.text, m.setup.template.name, id);
-      if (a.content !== null) emit(chunk({ content: a.content }, null));
+      message.content = a.content;
       if (a.toolCalls.length > 0) {
-        emit(chunk({ tool_calls: a.toolCalls.map((c, index) => ({ index, ...c })) }, null));
+        message.tool_calls = a.toolCalls;
         finish = "tool_calls";
       }
     }
-    emit(chunk({}, finish));
-    if (s.includeUsage)
-      emit({ id, object: "chat.completion.chunk", created, model: m.name, choices: [], usage: usage(ids.length, r) });
-    return undefined;
-  }
-  const r = await run(ctx, m, ids, s, m.chatStopIds, call);
-  const message: Record<string, unknown> = { role: "assistant", content: r.text };
-  let finish: string = r.finishReason;
-  if (parseTools) {
-    const a = parseToolCalls(r.text, m.setup.template.name, id);
-    message.content = a.content;
-    if (a.toolCalls.length > 0) {
-      message.tool_calls = a.toolCalls;
-      finish = "tool_calls";
-    }
-  }
-  return {
-    id,
-    object: "chat.completion",
-    created,
-    model: m.name,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
-    usage: usage(ids.length, r),
-  };
+    return { index, message, logprobs: logprobsOf(r.logprobs ?? []), finish_reason: finish };
+  });
+  return { id, object: "chat.completion", created, model: m.name, choices, usage: usage(ids.length, rs) };
 }
 
 export function listModels(ctx: ApiContext): object {

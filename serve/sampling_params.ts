@@ -4,6 +4,8 @@ import { randomInt } from "node:crypto";
 import { badRequest } from "./errors.js";
 
 export interface SamplingParams {
+  /** choices to generate for the prompt (each its own sequence, seeded seed + index) */
+  n: number;
   maxTokens: number;
   temperature: number;
   topP: number;
@@ -17,6 +19,8 @@ export interface SamplingParams {
 }
 
 const MAX_STOP_STRINGS = 16;
+/** choices per request at most: each is a sequence in the batch */
+export const MAX_CHOICES = 16;
 
 function num(
   body: Record<string, unknown>,
@@ -45,8 +49,13 @@ export function parseSampling(
   body: Record<string, unknown>,
   defaults: { maxTokens: number; vocabSize: number },
 ): SamplingParams {
-  const n = num(body, "n", 1, (x) => x === 1, "1 (one choice per request is served)");
-  void n;
+  const n = num(
+    body,
+    "n",
+    1,
+    (x) => Number.isInteger(x) && x >= 1 && x <= MAX_CHOICES,
+    `an integer in [1, ${MAX_CHOICES}]`,
+  );
   const maxKey =
     body.max_completion_tokens !== undefined && body.max_completion_tokens !== null
       ? "max_completion_tokens"
@@ -66,6 +75,7 @@ export function parseSampling(
     throw badRequest(`stream must be true or false, got ${JSON.stringify(stream)}`, "stream");
   const so = body.stream_options as { include_usage?: unknown } | null | undefined;
   return {
+    n,
     maxTokens,
     temperature,
     topP,

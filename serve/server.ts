@@ -12,6 +12,7 @@ import { startHttp, type HttpFrontDoor } from "./http_server.js";
 import { baseTextChoice, ModelCatalog } from "./model_catalog.js";
 import { NatsFrontDoor } from "./nats_service.js";
 import type { ApiContext } from "./openai_api.js";
+import { localServeApi, type ServeApi } from "./serve_api.js";
 
 export interface ServeOptions {
   modelDir: string;
@@ -38,10 +39,15 @@ export interface ServeOptions {
   adapterRoots?: string[];
   /** the key HTTP clients must send (`Authorization: Bearer KEY`); none: the HTTP door is open */
   apiKey?: string;
+  /** a serving worker's id: it also answers on its node subjects, where the coordinator routes requests */
+  nodeId?: string;
+  /** hold the base in bf16 (half its memory); outputs stay within bf16 rounding of the fp32 base's */
+  baseBf16?: boolean;
 }
 
 export interface RunningServer {
   ctx: ApiContext;
+  api: ServeApi;
   decoder: BatchedDecoder;
   http: HttpFrontDoor | null;
   nats: NatsFrontDoor | null;
@@ -51,7 +57,7 @@ export interface RunningServer {
 export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const log = o.log ?? (() => {});
   const { model, config } = await loadModel(o.modelDir);
-  const decoder = loadAddon().createBatchedDecoder(model);
+  const decoder = loadAddon().createBatchedDecoder(model, { baseBf16: o.baseBf16 ?? false });
   const catalog = new ModelCatalog(
     {
       name: o.name ?? path.basename(path.resolve(o.modelDir)),
@@ -73,10 +79,12 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     maxContext: o.maxContext ?? config.maxPositionEmbeddings,
     defaultMaxTokens: o.defaultMaxTokens ?? 256,
   };
-  const http = o.http ? await startHttp(ctx, o.http.host, o.http.port, resolveRequested, log, o.apiKey) : null;
-  const nats = o.nats ? new NatsFrontDoor(o.nats, ctx, resolveRequested, log) : null;
+  const api = localServeApi(ctx, resolveRequested);
+  const http = o.http ? await startHttp(api, o.http.host, o.http.port, log, o.apiKey) : null;
+  const nats = o.nats ? new NatsFrontDoor(o.nats, catalog, api, log, o.nodeId) : null;
   return {
     ctx,
+    api,
     decoder,
     http,
     nats,

@@ -17,6 +17,7 @@ import {
 import { cpuDevice } from "./device.js";
 import { JobRunner } from "./job_runner.js";
 import { WorkerMetrics } from "./worker_metrics.js";
+import { WorkerServing, type WorkerServeOptions } from "./serving.js";
 import { processLogger } from "../observe/logger.js";
 import type { ListenAddress } from "../observe/http_listen.js";
 import { metricsRoute, startHttpServer, type RunningHttpServer } from "../observe/http_server.js";
@@ -34,6 +35,8 @@ export interface WorkerOptions {
   log?: Logger;
   /** where to serve Prometheus `/metrics` (none: no HTTP server) */
   http?: ListenAddress;
+  /** also serve a base model (and adapters) to the requests the coordinator routes here */
+  serve?: WorkerServeOptions;
 }
 
 /**
@@ -54,6 +57,8 @@ export class Worker {
   private closed = false;
   /** the `/metrics` server, when the worker was started with one */
   http: RunningHttpServer | undefined;
+  /** the base this worker serves, when started with `serve` */
+  serving: WorkerServing | undefined;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -78,6 +83,7 @@ export class Worker {
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
     const w = new Worker(nc, opts.id, runner, log, opts.memoryBytes);
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
+    if (opts.serve) w.serving = await WorkerServing.start(nc, opts.id, opts.serve, log);
     w.serveCommands();
     nc.subscribe(jobSubjects.coordinatorHello, { callback: () => void w.register() });
     await w.register();
@@ -137,6 +143,7 @@ export class Worker {
           state: job ? "busy" : "idle",
           job,
           activity: this.runner.activity,
+          serving: this.serving?.status(),
         }),
       );
     };
@@ -150,6 +157,7 @@ export class Worker {
     const job = this.runner.currentJob;
     if (job) await this.runner.release(job);
     await this.http?.close();
+    await this.serving?.close();
     await this.nc.drain();
   }
 }

@@ -1,6 +1,9 @@
 // `ringtune coordinator` and `ringtune worker`: the long-running cluster processes (make cluster-up starts them).
 import os from "node:os";
-import { Coordinator } from "../../coordinator/main.js";
+import { Coordinator, type CoordinatorOptions } from "../../coordinator/main.js";
+import { parseRootList } from "../../coordinator/jobs/path_roots.js";
+import type { WorkerServeOptions } from "../../worker/serving.js";
+import { apiKeyFrom, parseAdapterFlag } from "./serve_flags.js";
 import { DEFAULT_LEASE_TTL_MS } from "../../coordinator/lease.js";
 import { Worker } from "../../worker/main.js";
 import { parseBytes } from "../../coordinator/job_spec/byte_units.js";
@@ -28,6 +31,36 @@ function httpFlag(value: unknown): ListenAddress | undefined {
   }
 }
 
+/** The coordinator's routed serving door: --serve-http HOST:PORT and the key its clients must send. */
+function serveHttpFlag(values: Record<string, unknown>): CoordinatorOptions["serveHttp"] {
+  const text = values["serve-http"] as string | undefined;
+  if (text === undefined) return undefined;
+  const at = text.lastIndexOf(":");
+  const port = Number(text.slice(at + 1));
+  if (at <= 0 || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--serve-http must be HOST:PORT, got '${text}'`);
+  return { host: text.slice(0, at).replace(/^\[|\]$/g, ""), port, apiKey: apiKeyFrom(values) };
+}
+
+/** A worker's serving role: --serve DIR and what goes with it. */
+function serveFlags(values: Record<string, unknown>): WorkerServeOptions | undefined {
+  const modelDir = values.serve as string | undefined;
+  const stray = ["serve-name", "serve-adapter", "adapter-root", "serve-bf16"].find((f) => values[f] !== undefined);
+  if (modelDir === undefined) {
+    if (stray) throw new UsageError(`--${stray} needs --serve DIR`);
+    return undefined;
+  }
+  return {
+    modelDir,
+    name: values["serve-name"] as string | undefined,
+    adapters: ((values["serve-adapter"] as string[] | undefined) ?? []).map((a) =>
+      parseAdapterFlag(a, "--serve-adapter"),
+    ),
+    adapterRoots: values["adapter-root"] ? parseRootList(values["adapter-root"] as string) : undefined,
+    baseBf16: values["serve-bf16"] === true,
+  };
+}
+
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
   return new Promise((resolve) => {
@@ -50,6 +83,8 @@ export const coordinatorCommand: Command = {
     "  --data-root    jobs read their inputs only under DIR (default: the working directory; RINGTUNE_DATA_ROOT)\n" +
     "  --output-root  jobs write outputs and caches only under DIR (default: the working directory; RINGTUNE_OUTPUT_ROOT)\n" +
     "  --http         serve the dashboard (/) and Prometheus metrics (/metrics) on this address (:8080, 127.0.0.1:8080)\n" +
+    "  --serve-http   an OpenAI-compatible API (HOST:PORT) that routes each request to a worker serving its model\n" +
+    "                 (workers started with --serve); HTTP clients send --api-key-file's key (or $RINGTUNE_API_KEY)\n" +
     "  logs: JSON lines on stderr, level from LOG_LEVEL (default info)\n" +
     NATS_CREDENTIAL_USAGE,
   async run(argv) {
@@ -59,6 +94,8 @@ export const coordinatorCommand: Command = {
       "data-root": { type: "string" },
       "output-root": { type: "string" },
       http: { type: "string" },
+      "serve-http": { type: "string" },
+      "api-key-file": { type: "string" },
       ...natsCredentialFlags,
     });
     const ttl = values["lease-ttl"] === undefined ? undefined : Number(values["lease-ttl"]);
@@ -70,6 +107,7 @@ export const coordinatorCommand: Command = {
       auth: auth.options,
       roots: pathRoots(values),
       http: httpFlag(values.http),
+      serveHttp: serveHttpFlag(values),
       leaseTtlMs: ttl === undefined ? undefined : ttl * 1000,
       // Another coordinator is active now: this one must not act on anything more, whatever is still pending.
       onLeaseLost: (reason) => {
@@ -78,6 +116,7 @@ export const coordinatorCommand: Command = {
       },
     });
     if (c.http) console.log(`dashboard: http://${browsableHost(values.http as string)}:${c.http.port}/`);
+    if (c.serveHttp) console.log(`serving (routed to workers) on http://${c.serveHttp.address}/v1`);
     return untilSignal(() => c.close());
   },
 };
@@ -87,9 +126,13 @@ export const workerCommand: Command = {
   summary: "run a worker: trains the jobs the coordinator assigns it",
   usage:
     `usage: ringtune worker [--nats URL] [--id ID] [${DEVICE_FLAG_HELP}] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST] [--http :PORT]\n` +
+    "       [--serve DIR [--serve-name NAME] [--serve-adapter NAME=DIR|JOB_ID ...] [--adapter-root DIR[:DIR...]] [--serve-bf16]]\n" +
     "  --id      default: host-pid\n" +
     "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused\n" +
     "  --http    serve Prometheus metrics (/metrics) on this address (:9464)\n" +
+    "  --serve   also serve the base model in DIR (as --serve-name, default the folder's name) with its adapters to the\n" +
+    "            requests the coordinator's --serve-http routes here; adapters load at run time from job outputs (by\n" +
+    "            job id) or from folders under --adapter-root; --serve-bf16 holds the base in bf16 (half the memory)\n" +
     "  logs: JSON lines on stderr, level from LOG_LEVEL (default info)\n" +
     NATS_CREDENTIAL_USAGE,
   async run(argv) {
@@ -102,6 +145,11 @@ export const workerCommand: Command = {
       "advertise-host": { type: "string" },
       ...natsCredentialFlags,
       http: { type: "string" },
+      serve: { type: "string" },
+      "serve-name": { type: "string" },
+      "serve-adapter": { type: "string", multiple: true },
+      "adapter-root": { type: "string" },
+      "serve-bf16": { type: "boolean" },
     });
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     // A process that logs JSON says everything in JSON, the warning about running without authentication too.
@@ -121,6 +169,7 @@ export const workerCommand: Command = {
       advertiseHost: values["advertise-host"] as string | undefined,
       memoryBytes,
       http: httpFlag(values.http),
+      serve: serveFlags(values),
     });
     return untilSignal(() => w.close());
   },

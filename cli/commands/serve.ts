@@ -1,7 +1,7 @@
 // `ringtune serve`: one base model and any number of PEFT adapters behind OpenAI-compatible HTTP and/or
 // NATS request/reply, generated in one batch across adapters.
-import { readFileSync } from "node:fs";
 import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
+import { apiKeyFrom, parseAdapterFlag } from "./serve_flags.js";
 import type { Command } from "../args.js";
 import { TEMPLATE_NAMES, type TemplateName } from "../../coordinator/data/templates/template.js";
 import { connectNats, natsUrl } from "../nats_connect.js";
@@ -13,7 +13,7 @@ import { serveSubjects } from "../../proto/serve_subjects.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]
                      [--nats] [--nats-url URL] [--template NAME] [--max-batch N] [--max-context N]
-                     [--adapter-root DIR[:DIR...]] [--api-key-file FILE]
+                     [--adapter-root DIR[:DIR...]] [--api-key-file FILE] [--base-bf16]
 
 Serves the base model in DIR (as NAME, default the folder's name) and each adapter (a PEFT folder, or the
 id of a finished LoRA job, looked up over NATS) under its NAME: the 'model' field of a request picks one.
@@ -24,31 +24,8 @@ POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter {l
 that way must lie under --adapter-root (default: the working directory). HTTP clients must send the key in
 --api-key-file (or $RINGTUNE_API_KEY) as 'Authorization: Bearer KEY' (the openai client's apiKey); without
 one the HTTP door is open to whoever reaches it, and serve warns unless it listens on loopback only.
+--base-bf16 holds the base weights in bf16 (half the memory; outputs within bf16 rounding of fp32's).
 ${NATS_CREDENTIAL_USAGE}`;
-
-/** The HTTP API key: --api-key-file (its first line), else $RINGTUNE_API_KEY; never a flag's own value. */
-function apiKeyFrom(values: Record<string, unknown>): string | undefined {
-  const file = values["api-key-file"] as string | undefined;
-  if (file !== undefined) {
-    let key: string;
-    try {
-      key = readFileSync(file, "utf8").split("\n")[0]!.trim();
-    } catch (err) {
-      throw new UsageError(`--api-key-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    if (key === "") throw new UsageError(`--api-key-file ${file}: the file is empty`);
-    return key;
-  }
-  const env = process.env.RINGTUNE_API_KEY;
-  return env && env.trim() !== "" ? env.trim() : undefined;
-}
-
-function parseAdapter(spec: string): { name: string; source: string } {
-  const eq = spec.indexOf("=");
-  if (eq <= 0 || eq === spec.length - 1)
-    throw new UsageError(`--adapter must be NAME=DIR or NAME=JOB_ID, got '${spec}'`);
-  return { name: spec.slice(0, eq), source: spec.slice(eq + 1) };
-}
 
 function parseHostPort(text: string): { host: string; port: number } {
   const at = text.lastIndexOf(":");
@@ -75,6 +52,7 @@ export const serve: Command = {
       "max-context": { type: "string" },
       "adapter-root": { type: "string" },
       "api-key-file": { type: "string" },
+      "base-bf16": { type: "boolean" },
       ...natsCredentialFlags,
     });
     const modelDir = requireFlag(values, "model");
@@ -98,7 +76,7 @@ export const serve: Command = {
     const server = await startServer({
       modelDir,
       name: values.name,
-      adapters: (values.adapter ?? []).map(parseAdapter),
+      adapters: (values.adapter ?? []).map((a) => parseAdapterFlag(a)),
       template: template as TemplateName | undefined,
       http: http ? parseHostPort(http) : undefined,
       nats: nc,
@@ -110,6 +88,7 @@ export const serve: Command = {
         : undefined,
       maxBatch,
       apiKey,
+      baseBf16: values["base-bf16"] === true,
       adapterRoots: values["adapter-root"] ? parseRootList(values["adapter-root"] as string) : undefined,
       maxContext: values["max-context"] ? intFlag(values, "max-context") : undefined,
       log,

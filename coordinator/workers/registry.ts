@@ -10,6 +10,7 @@ import {
   WorkerRegisterReply,
   STOPPING_ACTIVITY,
   type Body,
+  type ServingStatus,
   type WorkerInfo,
 } from "../../proto/mod.js";
 import type { WorkerMemory } from "../jobs/memory_fit.js";
@@ -20,6 +21,8 @@ interface Entry {
   job?: string;
   /** the last heartbeat's activity: what the worker is busy with (loading weights 37%, ...) */
   activity?: string;
+  /** the last heartbeat's serving status, for a worker started to serve a base */
+  serving?: ServingStatus;
 }
 
 export class WorkerRegistry {
@@ -66,6 +69,7 @@ export class WorkerRegistry {
           if (w) {
             w.lastSeen = Date.now();
             w.activity = hb.activity;
+            w.serving = hb.serving;
           }
         } catch (err) {
           this.log.warn({ err }, "bad heartbeat");
@@ -114,6 +118,15 @@ export class WorkerRegistry {
       .filter(([, w]) => !w.job && this.alive(w) && w.activity !== STOPPING_ACTIVITY)
       .map(([id]) => id)
       .sort();
+  }
+
+  /** Serving workers whose last heartbeat is at most `withinMs` old, with what they serve. */
+  serving(withinMs: number): { id: string; serving: ServingStatus }[] {
+    const now = Date.now();
+    return [...this.workers.entries()]
+      .filter(([, w]) => w.serving && now - w.lastSeen <= withinMs)
+      .map(([id, w]) => ({ id, serving: w.serving! }))
+      .sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /** Live workers with the memory and threads they reported. */

@@ -19,9 +19,10 @@
 #   WORKER_METRICS_PORT=P  worker k serves Prometheus /metrics on P+k (default 9464; 0: ports the system picks)
 #   HTTP_HOST=ADDR     address the dashboard and /metrics listen on (default 127.0.0.1)
 #   LOG_LEVEL=LEVEL    level of the JSON logs in the log files (default info)
-#   SERVE=DIR          also serve the base model in DIR (ringtune serve, on NATS and HTTP)
-#   SERVE_ADAPTERS="NAME=DIR|JOB_ID ..."  adapters it serves from the start
-#   SERVE_HTTP=HOST:PORT  its OpenAI-compatible HTTP address (default 127.0.0.1:8000)
+#   SERVE=DIR          also serve the base model in DIR: every worker holds it (worker --serve) and the
+#                      coordinator routes each request to the least loaded worker holding its model
+#   SERVE_ADAPTERS="NAME=DIR|JOB_ID ..."  adapters the workers serve from the start (more load at run time)
+#   SERVE_HTTP=HOST:PORT  the coordinator's OpenAI-compatible HTTP address (default 127.0.0.1:8000)
 set -euo pipefail
 source "$(dirname "$0")/cluster_lib.sh"
 cd "$RINGTUNE_ROOT"
@@ -164,18 +165,30 @@ metrics_port=${WORKER_METRICS_PORT:-9464}
 if [ "$dashboard_port" != 0 ] && listening 127.0.0.1 "$dashboard_port"; then
   fail "port $dashboard_port (the dashboard) is taken: pick another, e.g. DASHBOARD_PORT=8081 make cluster-up"
 fi
+# Serving (SERVE=BASE): the workers hold the base, the coordinator routes requests to them.
+serve_coordinator=()
+serve_worker=()
+if [ -n "${SERVE:-}" ]; then
+  [ -f "$SERVE/config.json" ] || fail "SERVE=$SERVE is not a model folder (no config.json)"
+  serve_http=${SERVE_HTTP:-127.0.0.1:8000}
+  serve_coordinator=(--serve-http "$serve_http")
+  # Adapters loaded at run time come from job outputs (or folders) under the output root.
+  serve_worker=(--serve "$SERVE" --adapter-root "${RINGTUNE_OUTPUT_ROOT:-$RINGTUNE_ROOT}")
+  for a in ${SERVE_ADAPTERS:-}; do serve_worker+=(--serve-adapter "$a"); done
+fi
 worker_http() { if [ "$metrics_port" = 0 ]; then echo "$http_host:0"; else echo "$http_host:$((metrics_port + $1))"; fi; }
-start coordinator node "$CLI" coordinator --nats "$url" --http "$http_host:$dashboard_port" "${insecure[@]}"
+start coordinator node "$CLI" coordinator --nats "$url" --http "$http_host:$dashboard_port" \
+  "${serve_coordinator[@]}" "${insecure[@]}"
 ids=()
 for ((k = 0; k < workers; k++)); do
   id=worker-$k
   ids+=("$id")
   if [ "$gpus" -gt 0 ]; then
     start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))" --http "$(worker_http "$k")" \
-      "${insecure[@]}"
+      "${serve_worker[@]}" "${insecure[@]}"
   else
     OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id" \
-      "${memory_flag[@]}" --http "$(worker_http "$k")" "${insecure[@]}"
+      "${memory_flag[@]}" --http "$(worker_http "$k")" "${serve_worker[@]}" "${insecure[@]}"
   fi
 done
 
@@ -202,21 +215,8 @@ while :; do
   sleep 0.5
 done
 
-# --- serving (SERVE=BASE): one more process that holds the base and answers on NATS and HTTP ----------------
 if [ -n "${SERVE:-}" ]; then
-  [ -f "$SERVE/config.json" ] || fail "SERVE=$SERVE is not a model folder (no config.json)"
-  serve_http=${SERVE_HTTP:-127.0.0.1:8000}
-  adapter_flags=()
-  for a in ${SERVE_ADAPTERS:-}; do adapter_flags+=(--adapter "$a"); done
-  deadline=$((SECONDS + TIMEOUT))
-  start serve node "$CLI" serve --model "$SERVE" --nats --nats-url "$url" --http "$serve_http" "${adapter_flags[@]}" \
-    "${insecure[@]}"
-  while ! grep -q '^serving .* on http' "$LOG_DIR/serve.log" 2>/dev/null; do
-    live_pid "$RUN_DIR/serve.pid" >/dev/null || fail "serve exited during start-up (log: $LOG_DIR/serve.log)"
-    [ $SECONDS -lt $deadline ] || fail "serve did not start within ${TIMEOUT}s"
-    sleep 0.5
-  done
-  echo "serving $SERVE on http://$serve_http/v1 and NATS ringtune.serve.<model>.chat"
+  echo "serving $SERVE on http://$serve_http/v1 (the coordinator routes to the workers) and NATS ringtune.serve.<model>.chat"
 fi
 
 if [ "$gpus" -gt 0 ]; then devices="on $gpus GPU(s)"; else devices="on CPU, $threads thread(s) each"; fi

@@ -280,10 +280,27 @@ export interface DecodeRow {
   seed: number;
   /** index of this draw in the sequence's random stream (the number of tokens sampled before) */
   draw: number;
+  /** stepWithLogprobs: how many of the likeliest tokens to report with their log-probabilities (0-20; default 0) */
+  topLogprobs?: number;
+}
+
+/** A step's tokens and their log-probabilities under the model's distribution (before temperature and top-p). */
+export interface StepWithLogprobs {
+  /** each row's next token */
+  tokens: Int32Array;
+  /** each row's log-probability of its token */
+  logprobs: Float32Array;
+  /** the most topLogprobs any row asked for */
+  topK: number;
+  /** (rows, topK) the likeliest tokens, likeliest first; -1 past what a row asked for */
+  topIds: Int32Array;
+  /** (rows, topK) their log-probabilities */
+  topLogprobs: Float32Array;
 }
 
 /**
- * Many LoRA adapters over one fp32 base model (the model it was created from, shared, not copied): each
+ * Many LoRA adapters over one base model (the model it was created from, shared, not copied; fp32, or bf16
+ * widened a layer at a time): each
  * step decodes every given sequence together, one base GEMM per linear layer plus each adapter's low-rank
  * product on its own rows; every sequence keeps its own KV cache.
  */
@@ -300,13 +317,18 @@ export interface BatchedDecoder {
   close(sequence: number): void;
   /** one decode step off the main thread: each row's next token, in order; one step at a time */
   step(rows: DecodeRow[]): Promise<Int32Array>;
-  /** bytes of the base weights, the adapters and the KV caches */
-  memory(): { base: number; adapters: number; caches: number };
+  /** step() that also reports log-probabilities */
+  stepWithLogprobs(rows: DecodeRow[]): Promise<StepWithLogprobs>;
+  /** bytes of the base weights, the adapters and the KV caches; 2 bytes per base parameter with a bf16 base */
+  memory(): { base: number; adapters: number; caches: number; baseBytesPerParam: number };
 }
 
 export interface NativeAddon {
-  /** a decoder serving adapters over `base`, which must hold fp32 weights and no LoRA of its own */
-  createBatchedDecoder(base: NativeModel): BatchedDecoder;
+  /**
+   * A decoder serving adapters over `base`, which must carry no LoRA of its own. baseBf16: the base's fp32
+   * weights are rounded to bf16 and freed first (half the memory; paramData() then throws).
+   */
+  createBatchedDecoder(base: NativeModel, opts?: { baseBf16?: boolean }): BatchedDecoder;
   /** Builds the model on the calling thread: for small models and tests; workers use createModelAsync. */
   createModel(config: NativeModelConfig): NativeModel;
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */

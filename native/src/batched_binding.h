@@ -1,7 +1,7 @@
 #pragma once
 // The binding of BatchedDecoder (batched_generate.h): included by binding.cpp inside its anonymous
-// namespace, after ModelWrap, so it shares the argument helpers and the Job worker. step() runs off the
-// main thread; adding or dropping adapters and sequences is cheap and runs on it, between or during steps.
+// namespace, after ModelWrap, so it shares the argument helpers, the Job worker, claim_busy and js_errors. step() runs
+// off the main thread; adding or dropping adapters and sequences is cheap and runs on it, between or during steps.
 #include "batched_generate.h"
 
 class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
@@ -9,36 +9,31 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
   static Napi::FunctionReference* constructor;
 
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "BatchedDecoder",
-                       {InstanceMethod("addAdapter", &DecoderWrap::AddAdapter),
-                        InstanceMethod("removeAdapter", &DecoderWrap::RemoveAdapter),
-                        InstanceMethod("open", &DecoderWrap::Open), InstanceMethod("close", &DecoderWrap::Close),
-                        InstanceMethod("step", &DecoderWrap::Step), InstanceMethod("memory", &DecoderWrap::Memory)});
+    return DefineClass(
+        env, "BatchedDecoder",
+        {InstanceMethod("addAdapter", &DecoderWrap::AddAdapter),
+         InstanceMethod("removeAdapter", &DecoderWrap::RemoveAdapter), InstanceMethod("open", &DecoderWrap::Open),
+         InstanceMethod("close", &DecoderWrap::Close), InstanceMethod("step", &DecoderWrap::Step),
+         InstanceMethod("stepWithLogprobs", &DecoderWrap::StepWithLogprobs),
+         InstanceMethod("memory", &DecoderWrap::Memory)});
   }
 
+  // (model, {baseBf16?}): with baseBf16 the model's fp32 base is rounded to bf16 and freed first.
   DecoderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DecoderWrap>(info) {
     Napi::Env env = info.Env();
+    const char* call = "createBatchedDecoder";
     if (info.Length() < 1 || !info[0].IsObject() ||
         !info[0].As<Napi::Object>().InstanceOf(ModelWrap::constructor->Value()))
       type_error(env, "createBatchedDecoder: argument 1 must be a NativeModel, got " +
                           (info.Length() > 0 ? describe(info[0]) : std::string("nothing")));
-    try {
-      decoder_ = std::make_shared<rt::BatchedDecoder>(ModelWrap::Unwrap(info[0].As<Napi::Object>())->model());
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
+    ModelWrap* model = ModelWrap::Unwrap(info[0].As<Napi::Object>());
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (bool_field(object_arg(info, 1, call), call, "baseBf16", false)) model->RoundBaseToBf16(env, call);
     }
+    decoder_ = js_errors(env, [&] { return std::make_shared<rt::BatchedDecoder>(model->model()); });
   }
 
  private:
-  template <typename F>
-  auto guarded(Napi::Env env, F f) -> decltype(f()) {
-    try {
-      return f();
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
-    }
-  }
-
   // addAdapter(id, settings) -> { params: [{name, offset, size, shape}], data: Float32Array } to fill.
   Napi::Value AddAdapter(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -55,7 +50,7 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
       type_error(env, "addAdapter: targets must be an array of module names, got " + describe(targets));
     Napi::Array ta = targets.As<Napi::Array>();
     for (uint32_t i = 0; i < ta.Length(); i++) l.targets.push_back(ta.Get(i).ToString().Utf8Value());
-    auto a = guarded(env, [&] { return decoder_->add_adapter(id, l); });
+    auto a = js_errors(env, [&] { return decoder_->add_adapter(id, l); });
     using Owner = std::shared_ptr<rt::AdapterWeights>;
     auto* owner = new Owner(a);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
@@ -70,7 +65,7 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
   Napi::Value RemoveAdapter(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsNumber()) type_error(info.Env(), "removeAdapter: expected (id: number)");
     const int id = info[0].As<Napi::Number>().Int32Value();
-    guarded(info.Env(), [&] { decoder_->remove_adapter(id); });
+    js_errors(info.Env(), [&] { decoder_->remove_adapter(id); });
     return info.Env().Undefined();
   }
 
@@ -80,7 +75,7 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
       type_error(info.Env(), "open: expected (sequence: number, adapter: number, capacity: number)");
     const int s = info[0].As<Napi::Number>().Int32Value(), a = info[1].As<Napi::Number>().Int32Value(),
               cap = info[2].As<Napi::Number>().Int32Value();
-    guarded(info.Env(), [&] { decoder_->open(s, a, cap); });
+    js_errors(info.Env(), [&] { decoder_->open(s, a, cap); });
     return info.Env().Undefined();
   }
 
@@ -90,8 +85,11 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
     return info.Env().Undefined();
   }
 
-  // step([{sequence, tokens: Int32Array, temperature, topP, seed, draw}]) -> Promise<Int32Array> next tokens
-  Napi::Value Step(const Napi::CallbackInfo& info) {
+  // OpenAI's cap on top_logprobs.
+  static constexpr int kMaxTopLogprobs = 20;
+
+  // [{sequence, tokens: Int32Array, temperature, topP, seed, draw, topLogprobs?}], checked and copied.
+  std::vector<rt::DecodeRow> step_rows(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const char* call = "step";
     if (info.Length() < 1 || !info[0].IsArray()) type_error(env, "step: expected an array of rows");
@@ -114,18 +112,53 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
       r.top_p = number_field(o, call, "topP", &one);
       r.seed = (uint64_t)number_field(o, call, "seed", &zero);
       r.draw = (int64_t)number_field(o, call, "draw", &zero);
+      r.top_logprobs = (int)number_field(o, call, "topLogprobs", &zero);
+      if (r.top_logprobs < 0 || r.top_logprobs > kMaxTopLogprobs)
+        type_error(env, "step: row " + std::to_string(i) + ": topLogprobs must be in [0, " +
+                            std::to_string(kMaxTopLogprobs) + "], got " + std::to_string(r.top_logprobs));
     }
-    bool expected = false;
-    if (!busy_.compare_exchange_strong(expected, true))
-      throw Napi::Error::New(env, "step: the decoder is busy with another step; await it first");
+    return rows;
+  }
+
+  template <typename TA, typename T>
+  static TA typed_copy(Napi::Env env, const std::vector<T>& v) {
+    TA a = TA::New(env, v.size());
+    std::copy(v.begin(), v.end(), a.Data());
+    return a;
+  }
+
+  // step(rows) -> Promise<Int32Array>: each row's next token.
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<rt::DecodeRow> rows = step_rows(info);
+    claim_busy(busy_, env, "step", "decoder");
     auto d = decoder_;
     auto out = std::make_shared<std::vector<int32_t>>();
     auto* job = new Job(
         env, [d, rows, out] { *out = d->step(rows); },
-        [out](Napi::Env e) {
-          Napi::Int32Array a = Napi::Int32Array::New(e, out->size());
-          std::copy(out->begin(), out->end(), a.Data());
-          return (Napi::Value)a;
+        [out](Napi::Env e) { return (Napi::Value)typed_copy<Napi::Int32Array>(e, *out); }, &busy_);
+    job->Queue();
+    return job->promise();
+  }
+
+  // stepWithLogprobs(rows) -> Promise<{tokens, logprobs, topK, topIds, topLogprobs}> (see StepLogprobs).
+  Napi::Value StepWithLogprobs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<rt::DecodeRow> rows = step_rows(info);
+    claim_busy(busy_, env, "stepWithLogprobs", "decoder");
+    auto d = decoder_;
+    auto out = std::make_shared<std::vector<int32_t>>();
+    auto lp = std::make_shared<rt::StepLogprobs>();
+    auto* job = new Job(
+        env, [d, rows, out, lp] { *out = d->step(rows, lp.get()); },
+        [out, lp](Napi::Env e) {
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("tokens", typed_copy<Napi::Int32Array>(e, *out));
+          o.Set("logprobs", typed_copy<Napi::Float32Array>(e, lp->chosen));
+          o.Set("topK", lp->k);
+          o.Set("topIds", typed_copy<Napi::Int32Array>(e, lp->top_ids));
+          o.Set("topLogprobs", typed_copy<Napi::Float32Array>(e, lp->top_logprobs));
+          return (Napi::Value)o;
         },
         &busy_);
     job->Queue();
@@ -138,6 +171,7 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
     o.Set("base", (double)m.base);
     o.Set("adapters", (double)m.adapters);
     o.Set("caches", (double)m.caches);
+    o.Set("baseBytesPerParam", m.base_bytes_per_param);
     return o;
   }
 
@@ -148,5 +182,7 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
 Napi::FunctionReference* DecoderWrap::constructor = nullptr;
 
 Napi::Value CreateBatchedDecoder(const Napi::CallbackInfo& info) {
-  return DecoderWrap::constructor->New({info.Length() > 0 ? info[0] : info.Env().Undefined()});
+  Napi::Env env = info.Env();
+  return DecoderWrap::constructor->New(
+      {info.Length() > 0 ? info[0] : env.Undefined(), info.Length() > 1 ? info[1] : env.Undefined()});
 }

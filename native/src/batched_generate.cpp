@@ -1,6 +1,7 @@
 #include "batched_generate.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include "error.h"
 #include "ops/add.h"
@@ -11,13 +12,48 @@
 #include "ops/swiglu.h"
 #include "random.h"
 #include "sampling.h"
+#include "tensor_io.h"
 
 namespace rt {
 
+namespace {
+
+// One layer's parameters are contiguous, from its first norm to the next layer's (or the final norm).
+std::pair<size_t, size_t> layer_range(const ParamTable& t, int l) {
+  const size_t end = l + 1 < (int)t.layers.size() ? t.layers[l + 1].ln1 : t.final_norm;
+  return {t.layers[l].ln1, end};
+}
+
+void widen(float* dst, const uint16_t* src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(src[i]);
+}
+
+// Vocabulary rows of a bf16 head widened at a time: the head is the largest matrix, never widened whole.
+constexpr int kHeadTileRows = 4096;
+
+}  // namespace
+
 BatchedDecoder::BatchedDecoder(std::shared_ptr<Model<float>> base) : base_(std::move(base)) {
-  if (!base_->params()) fail("BatchedDecoder", "the base model must hold fp32 weights (not a bf16 LoRA base)");
   if (base_->lora_enabled()) fail("BatchedDecoder", "the base model already carries LoRA adapters; serve a plain base");
   inv_freq_ = rope_inv_freq(base_->config());
+  if (base_->base_is_bf16()) {
+    const ParamTable& t = base_->table();
+    size_t widest = 0;
+    for (int l = 0; l < (int)t.layers.size(); l++) {
+      const auto [b, e] = layer_range(t, l);
+      widest = std::max(widest, e - b);
+    }
+    stage_.resize(widest);
+    stage_norm_.resize(base_->config().hidden_size);
+    widen(stage_norm_.data(), base_->base_bf16() + t.final_norm, stage_norm_.size());
+  }
+}
+
+void BatchedDecoder::stage_layer(int layer) {
+  if (!base_->base_is_bf16() || staged_layer_ == layer) return;
+  const auto [b, e] = layer_range(base_->table(), layer);
+  widen(stage_.data(), base_->base_bf16() + b, e - b);
+  staged_layer_ = layer;
 }
 
 std::shared_ptr<AdapterWeights> BatchedDecoder::add_adapter(int id, const LoraConfig& cfg) {
@@ -57,7 +93,8 @@ void BatchedDecoder::close(int sequence) {
 
 DecoderMemory BatchedDecoder::memory() const {
   DecoderMemory m;
-  m.base = base_->num_params() * sizeof(float);
+  m.base_bytes_per_param = base_->base_is_bf16() ? 2 : (int)sizeof(float);
+  m.base = base_->num_params() * m.base_bytes_per_param;
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [id, a] : adapters_) m.adapters += a->weights.size() * sizeof(float);
   for (const auto& [id, s] : sequences_)
@@ -74,9 +111,29 @@ struct AdapterRun {
   int begin, n;  // positions [begin, begin + n) of the step
 };
 
+// Row r's log-softmax at its chosen token and, when it asked, at its likeliest tokens (ties: lower id first).
+void report_logprobs(StepLogprobs& out, int r, const std::vector<double>& logits, int32_t chosen, int top) {
+  const int V = (int)logits.size();
+  const double mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (double z : logits) sum += std::exp(z - mx);
+  const double log_z = mx + std::log(sum);
+  out.chosen[r] = (float)(logits[chosen] - log_z);
+  const int k = std::min(top, V);
+  if (k <= 0) return;
+  std::vector<int32_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  for (int i = 0; i < k; i++) {
+    out.top_ids[(size_t)r * out.k + i] = order[i];
+    out.top_logprobs[(size_t)r * out.k + i] = (float)(logits[order[i]] - log_z);
+  }
+}
+
 }  // namespace
 
-std::vector<int32_t> BatchedDecoder::step(const std::vector<DecodeRow>& rows) {
+std::vector<int32_t> BatchedDecoder::step(const std::vector<DecodeRow>& rows, StepLogprobs* logprobs) {
   const ModelConfig& c = base_->config();
   const ParamTable& tab = base_->table();
   const int R = (int)rows.size();
@@ -108,6 +165,7 @@ std::vector<int32_t> BatchedDecoder::step(const std::vector<DecodeRow>& rows) {
       fail("step", "sequence ", row.sequence, " would hold ", s.cache.filled + row.tokens.size(),
            " positions, more than its capacity ", s.cache.capacity);
     if (!(row.top_p > 0 && row.top_p <= 1)) fail("step", "top_p must be in (0, 1], got ", row.top_p);
+    if (row.top_logprobs < 0) fail("step", "top_logprobs must be >= 0, got ", row.top_logprobs);
     begin[r] = (int)ids.size();
     for (size_t i = 0; i < row.tokens.size(); i++) {
       ids.push_back(row.tokens[i]);
@@ -129,8 +187,17 @@ std::vector<int32_t> BatchedDecoder::step(const std::vector<DecodeRow>& rows) {
   std::vector<float> x((size_t)N * C), ln((size_t)N * C), tmp((size_t)N * C), q((size_t)N * Q), k((size_t)N * KV),
       v((size_t)N * KV), att((size_t)N * Q), gate((size_t)N * I), up((size_t)N * I), h((size_t)N * I), rstd(N),
       u((size_t)N * max_rank);
+  // fp32 weights: the base's own, or (bf16 base) the staging of the layer being computed.
+  const bool bf16 = base_->base_is_bf16();
   const float* W = base_->params();
-  auto param = [&](size_t off) { return off == kAbsent ? nullptr : W + off; };
+  auto param = [&](size_t off) -> const float* {
+    if (off == kAbsent) return nullptr;
+    if (!bf16) return W + off;
+    if (off == tab.final_norm) return stage_norm_.data();
+    const auto [b, e] = layer_range(tab, staged_layer_);
+    if (off < b || off >= e) fail("step", "bf16 base: parameter at offset ", off, " is not in the staged layer");
+    return stage_.data() + (off - b);
+  };
   // out = inp W^T + b over every position (one GEMM), then each adapter run's scale * (inp A^T) B^T.
   auto project = [&](int l, int t, float* out, const float* inp, size_t w, size_t b) {
     const auto [in, outf] = LoraTable::shape(c, t);
@@ -147,8 +214,14 @@ std::vector<int32_t> BatchedDecoder::step(const std::vector<DecodeRow>& rows) {
     }
   };
 
-  embedding_forward(x.data(), ids.data(), param(tab.embed), N, C, V);
+  if (bf16)
+    for (int n = 0; n < N; n++) {
+      if (ids[n] < 0 || ids[n] >= V) fail("step", "token ", ids[n], " outside vocab [0,", V, ")");
+      widen(x.data() + (size_t)n * C, base_->base_bf16() + tab.embed + (size_t)ids[n] * C, C);
+    }
+  else embedding_forward(x.data(), ids.data(), param(tab.embed), N, C, V);
   for (int l = 0; l < c.num_layers; l++) {
+    stage_layer(l);
     const LayerOffsets& o = tab.layers[l];
     rmsnorm_forward(ln.data(), rstd.data(), x.data(), param(o.ln1), N, C, c.rms_norm_eps);
     project(l, kQ, q.data(), ln.data(), o.wq, o.bq);
@@ -185,14 +258,35 @@ std::vector<int32_t> BatchedDecoder::step(const std::vector<DecodeRow>& rows) {
   }
   rmsnorm_forward(lnf.data(), rstd.data(), last.data(), param(tab.final_norm), R, C, c.rms_norm_eps);
   const size_t head = c.tie_word_embeddings ? tab.embed : tab.lm_head;
-  linear_forward(logits.data(), lnf.data(), W + head, (const float*)nullptr, R, C, V);
+  if (!bf16) {
+    linear_forward(logits.data(), lnf.data(), W + head, (const float*)nullptr, R, C, V);
+  } else {
+    const int tile = std::min(kHeadTileRows, V);
+    std::vector<float> w((size_t)tile * C), part((size_t)R * tile);
+    for (int v0 = 0; v0 < V; v0 += tile) {
+      const int rows_here = std::min(tile, V - v0);
+      widen(w.data(), base_->base_bf16() + head + (size_t)v0 * C, (size_t)rows_here * C);
+      linear_forward(part.data(), lnf.data(), w.data(), (const float*)nullptr, R, C, rows_here);
+      for (int r = 0; r < R; r++)
+        std::copy(part.begin() + (size_t)r * rows_here, part.begin() + (size_t)(r + 1) * rows_here,
+                  logits.begin() + (size_t)r * V + v0);
+    }
+  }
 
   std::vector<int32_t> next(R);
   std::vector<double> row_logits(V);
+  if (logprobs) {
+    logprobs->k = 0;
+    for (const DecodeRow& row : rows) logprobs->k = std::max(logprobs->k, std::min(row.top_logprobs, V));
+    logprobs->chosen.assign(R, 0.0f);
+    logprobs->top_ids.assign((size_t)R * logprobs->k, -1);
+    logprobs->top_logprobs.assign((size_t)R * logprobs->k, 0.0f);
+  }
   for (int r = 0; r < R; r++) {
     const DecodeRow& row = rows[r];
     for (int i = 0; i < V; i++) row_logits[i] = logits[(size_t)r * V + i];
     next[r] = sample_token(row_logits, row.temperature, row.top_p, uniform01(row.seed, kSampleStream, row.draw));
+    if (logprobs) report_logprobs(*logprobs, r, row_logits, next[r], row.top_logprobs);
   }
   return next;
 }

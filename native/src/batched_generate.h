@@ -40,17 +40,30 @@ struct DecodeRow {
   double temperature = 0;  // 0: greedy
   double top_p = 1;
   uint64_t seed = 0;
-  int64_t draw = 0;  // index of this draw in the sequence's random stream
+  int64_t draw = 0;      // index of this draw in the sequence's random stream
+  int top_logprobs = 0;  // how many of the likeliest tokens' log-probabilities to report (0: none)
+};
+
+// What a step reports beside the tokens: each row's log-probability of its token under the model's own
+// distribution (softmax of the logits, before temperature and top-p, as OpenAI's logprobs are), and the
+// likeliest tokens of the rows that asked for them.
+struct StepLogprobs {
+  std::vector<float> chosen;        // (R) log p(next token)
+  int k = 0;                        // the most top_logprobs any row asked for
+  std::vector<int32_t> top_ids;     // (R, k) likeliest first; a row that asked for fewer has -1 after its own
+  std::vector<float> top_logprobs;  // (R, k)
 };
 
 struct DecoderMemory {
   size_t base = 0, adapters = 0, caches = 0;
+  int base_bytes_per_param = 4;  // 2 with a bf16 base
 };
 
 // Thread safety: the maps are guarded, so sequences and adapters may be added or dropped from one thread
 // while step() runs on another; a step keeps what it uses alive until it ends. One step at a time.
 class BatchedDecoder {
  public:
+  // A bf16 base (Model::round_base_to_bf16) is widened to fp32 one layer at a time inside each step.
   explicit BatchedDecoder(std::shared_ptr<Model<float>> base);
 
   const ModelConfig& config() const { return base_->config(); }
@@ -60,8 +73,9 @@ class BatchedDecoder {
   // A sequence of at most `capacity` positions (prompt + new tokens) on adapter `adapter` (-1: none).
   void open(int sequence, int adapter, int capacity);
   void close(int sequence);
-  // Runs one decode step over `rows`; returns each row's next token, in the rows' order.
-  std::vector<int32_t> step(const std::vector<DecodeRow>& rows);
+  // Runs one decode step over `rows`; returns each row's next token, in the rows' order, and fills
+  // `logprobs` when given.
+  std::vector<int32_t> step(const std::vector<DecodeRow>& rows, StepLogprobs* logprobs = nullptr);
   DecoderMemory memory() const;
 
  private:
@@ -70,6 +84,11 @@ class BatchedDecoder {
   mutable std::mutex mu_;
   std::map<int, std::shared_ptr<AdapterWeights>> adapters_;
   std::map<int, std::shared_ptr<DecodeSequence>> sequences_;
+  // bf16 base: fp32 copies of the layer being computed and of the final norm (one step at a time uses them)
+  std::vector<float> stage_, stage_norm_;
+  // The base weight at `off` in fp32: the base itself, or the staging of a bf16 base's layer `layer`.
+  void stage_layer(int layer);
+  int staged_layer_ = -1;
 };
 
 }  // namespace rt

@@ -80,6 +80,24 @@ TA typed_field(const Napi::Object& o, const char* call, const char* key, napi_ty
 
 // ---- Promise-returning work off the main thread ---------------------------------------------------------
 
+// Claims an object (a model, a decoder) for one async call: a second call while one runs is an error,
+// not a data race. The Job that runs the call releases the claim when it settles.
+void claim_busy(std::atomic<bool>& busy, Napi::Env env, const std::string& call, const char* what) {
+  bool expected = false;
+  if (!busy.compare_exchange_strong(expected, true))
+    throw Napi::Error::New(env, call + ": the " + what + " is busy with another call; await it first");
+}
+
+// Runs f on the main thread, a C++ exception becoming a JS Error with its message.
+template <typename F>
+auto js_errors(Napi::Env env, F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
 class Job : public Napi::AsyncWorker {
  public:
   using Result = std::function<Napi::Value(Napi::Env)>;
@@ -192,6 +210,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   ModelPtr model() const { return model_; }
 
+  // For serving from a bf16 base: the fp32 base is rounded and freed (the old view dropped, so JS no
+  // longer keeps it alive).
+  void RoundBaseToBf16(Napi::Env env, const char* call) {
+    require_idle(env, call);
+    js_errors(env, [&] { model_->round_base_to_bf16(); });
+    params_view_.Reset();
+  }
+
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     // A model built off the main thread (createModelAsync) arrives ready made.
     if (info.Length() > 0 && info[0].IsExternal()) {
@@ -209,11 +235,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
  private:
   // Claims the model for one async call; a second concurrent call is an error, not a data race.
-  void claim(Napi::Env env, const char* call) {
-    bool expected = false;
-    if (!busy_.compare_exchange_strong(expected, true))
-      throw Napi::Error::New(env, std::string(call) + ": the model is busy with another call; await it first");
-  }
+  void claim(Napi::Env env, const char* call) { claim_busy(busy_, env, call, "model"); }
   void require_idle(Napi::Env env, const char* call) {
     if (busy_.load())
       throw Napi::Error::New(env, std::string(call) + ": the model is busy with another call; await it first");

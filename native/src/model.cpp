@@ -207,20 +207,25 @@ void Model<T>::enable_lora(const LoraConfig& l) {
   grads_.reset();
   m_.reset();
   v_.reset();
-  if (l.base_bf16 && !base16_) {
-    auto b16 = std::make_shared<FlatVector<uint16_t>>(table_.total);
-    const T* src = params_->data();
-    uint16_t* dst = b16->data();
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < table_.total; i++) dst[i] = float_to_bf16((float)src[i]);
-    base16_ = b16;
-    params_.reset();  // views held elsewhere keep the fp32 copy until they are dropped
-  }
+  if (l.base_bf16) round_base_to_bf16();
   shard_.clear();  // the trainable buffer changed: a ZeRO-1 shard is set again over the adapters
   if (l.base_bf16) stage_bf16_base();
   step_ = 0;
   acts_.clear();  // activations now carry the adapters' buffers
   last_ = nullptr;
+}
+
+template <typename T>
+void Model<T>::round_base_to_bf16() {
+  if (base16_) return;
+  auto b16 = std::make_shared<FlatVector<uint16_t>>(table_.total);
+  const T* src = params_->data();
+  uint16_t* dst = b16->data();
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < table_.total; i++) dst[i] = float_to_bf16((float)src[i]);
+  base16_ = b16;
+  params_.reset();  // views held elsewhere keep the fp32 copy until they are dropped
+  stage_bf16_base();
 }
 
 template <typename T>

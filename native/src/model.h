@@ -153,6 +153,9 @@ class Model {
   // LoRA: frees the base gradients and moments, adds adapters (A random, B = 0), restarts the optimizer;
   // with cfg.base_bf16 the base is rounded to bf16 and its fp32 copy freed.
   void enable_lora(const LoraConfig& cfg);
+  // Rounds the fp32 base to bf16 and frees the fp32 copy (views held elsewhere keep it until dropped):
+  // a frozen base for serving, or LoRA's base_bf16. Nothing to do when the base is bf16 already.
+  void round_base_to_bf16();
   bool lora_enabled() const { return (bool)lora_; }
   const LoraConfig& lora_config() const { return lora_cfg_; }
   const LoraTable& lora_table() const { return *lora_table_; }

@@ -1,0 +1,112 @@
+// A serving worker under deploy/nats/auth.conf's worker user, behind a coordinator under its own: the
+// routed HTTP door answers (the worker may answer on ringtune.serve.> and stream to the caller's inbox),
+// a job's adapter named by id loads (the worker may read job records), and a streamed request ends.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { cpSync, mkdirSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { pino } from "pino";
+import { connect } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { Coordinator } from "../../coordinator/main.js";
+import { Worker } from "../../worker/main.js";
+import { JOBS_BUCKET } from "../../proto/job_subjects.js";
+import { encodeJobRecord } from "../../proto/job_record_codec.js";
+import { finalLayout } from "../../proto/output_layout.js";
+import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
+import { freePort, REPO_ROOT, waitUntil } from "../helpers/processes.js";
+import { tempDir } from "../helpers/lora_adapters.js";
+import { postJson, serveFixture } from "../helpers/serve_fixtures.js";
+
+const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
+const passwords = {
+  coordinator: "p" + randomBytes(12).toString("hex"),
+  worker: "p" + randomBytes(12).toString("hex"),
+  client: "p" + randomBytes(12).toString("hex"),
+  serve: "p" + randomBytes(12).toString("hex"),
+};
+const as = (role: keyof typeof passwords) => ({ user: role, pass: passwords[role] });
+
+let server: NatsServer;
+let coordinator: Coordinator;
+let worker: Worker;
+let url: string;
+
+before(async () => {
+  process.env.RINGTUNE_COORDINATOR_PASSWORD = passwords.coordinator;
+  process.env.RINGTUNE_WORKER_PASSWORD = passwords.worker;
+  process.env.RINGTUNE_CLIENT_PASSWORD = passwords.client;
+  process.env.RINGTUNE_SERVE_PASSWORD = passwords.serve;
+  server = await startNatsServer({
+    config: [readFileSync(path.join(REPO_ROOT, "deploy/nats/auth.conf"), "utf8")],
+  });
+  const port = await freePort();
+  url = `http://127.0.0.1:${port}/v1`;
+  coordinator = await Coordinator.start({
+    natsUrl: server.url,
+    auth: as("coordinator"),
+    log: quiet,
+    serveHttp: { host: "127.0.0.1", port },
+  });
+  const fixture = await serveFixture();
+  // A finished LoRA job's record, with its adapter where the trainer leaves it.
+  const output = tempDir("ringtune-serve-auth-job-");
+  mkdirSync(path.join(output, "final"), { recursive: true });
+  cpSync(fixture.adapters.r4!, finalLayout(output).adapter, { recursive: true });
+  const nc = await connect({ servers: server.url, ...as("coordinator") });
+  const now = new Date().toISOString();
+  await (
+    await new Kvm(nc).open(JOBS_BUCKET)
+  ).put(
+    "job-auth-r4",
+    encodeJobRecord({
+      ...{ id: "job-auth-r4", status: "completed", spec: {}, base_dir: output, created_at: now, updated_at: now },
+      ...{ step: 1, total_steps: 1, train_loss: {}, output, workers: [] },
+    }),
+  );
+  await nc.close();
+  worker = await Worker.start({
+    natsUrl: server.url,
+    auth: as("worker"),
+    id: "sw0",
+    log: quiet,
+    serve: {
+      modelDir: fixture.baseDir,
+      name: "base",
+      adapters: [{ name: "r2", source: fixture.adapters.r2! }],
+      adapterRoots: [os.tmpdir()], // where the fixture's job output lies
+    },
+  });
+  await waitUntil(
+    async () => {
+      const r = await fetch(`${url}/models`);
+      return ((await r.json()) as { data: unknown[] }).data.length > 0;
+    },
+    "the worker's heartbeat to reach the coordinator",
+    30_000,
+  );
+});
+
+after(async () => {
+  await worker?.close().catch(() => {});
+  await coordinator?.close().catch(() => {});
+  await server?.stop();
+});
+
+test("under per-role users, a serving worker answers routed requests, streams, and loads a job's adapter by id", async () => {
+  const plain = await postJson(`${url}/completions`, { model: "r2", prompt: "Hi", max_tokens: 4, ignore_eos: true });
+  assert.equal(plain.status, 200, JSON.stringify(plain.json));
+  assert.equal(plain.json.usage.completion_tokens, 4);
+  const body = { model: "base", prompt: "Hi", max_tokens: 4, ignore_eos: true, temperature: 0 };
+  const whole = await postJson(`${url}/completions`, body);
+  const res = await fetch(`${url}/completions`, { method: "POST", body: JSON.stringify({ ...body, stream: true }) });
+  const events = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: "));
+  assert.equal(events.at(-1), "data: [DONE]");
+  const chunks = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)));
+  assert.equal(chunks.map((c) => c.choices[0].text).join(""), whole.json.choices[0].text);
+  assert.equal(chunks.at(-1).choices[0].finish_reason, "length");
+  const byJob = await postJson(`${url}/completions`, { model: "job-auth-r4", prompt: "Hi", max_tokens: 2 });
+  assert.equal(byJob.status, 200, JSON.stringify(byJob.json));
+});
