@@ -5,6 +5,11 @@ import type { DataRecord, Source } from "./records.js";
 import { ROBUSTNESS_TAG } from "./records.js";
 
 export function recordKey(r: DataRecord): string {
+  return recordDigest(r).toString("base64");
+}
+
+/** The SHA-1 of a record's content (what makes two records the same), as bytes. */
+export function recordDigest(r: DataRecord): Buffer {
   const body =
     r.kind === "text"
       ? ["text", r.text]
@@ -13,7 +18,7 @@ export function recordKey(r: DataRecord): string {
           r.messages.map((m) => [m.role, m.content, m.toolCalls ?? null, m.name ?? null, m.reasoning_content ?? null]),
           r.tools ?? null,
         ];
-  return createHash("sha1").update(JSON.stringify(body)).digest("base64");
+  return createHash("sha1").update(JSON.stringify(body)).digest();
 }
 
 export interface DuplicateReport {
