@@ -57,6 +57,8 @@ export interface PrepareOptions {
   displayRoot?: string;
   onProgress?: (p: PrepareProgress) => void;
   threads?: number;
+  /** bytes of a JSONL file per batch the threads read (default RANGE_BYTES) */
+  rangeBytes?: number;
 }
 
 export interface PreparedDataset {
@@ -146,11 +148,17 @@ export async function prepareDataset(spec: DataSpec, opts: PrepareOptions = {}):
 }
 
 /** JSONL files go to the threads as byte ranges; other files are read here and go as records. */
-function* jobsOf(src: DataSource, sourceIndex: number, display: string, maxRecordBytes: number): Generator<PoolJob> {
+function* jobsOf(
+  src: DataSource,
+  sourceIndex: number,
+  display: string,
+  maxRecordBytes: number,
+  rangeBytes: number | undefined,
+): Generator<PoolJob> {
   const lower = src.path.toLowerCase();
   const other = lower.endsWith(".txt") || lower.endsWith(".parquet");
   if (!other && !startsWithArray(src.path)) {
-    for (const range of lineAlignedRanges(src.path)) yield { kind: "range", sourceIndex, display, range };
+    for (const range of lineAlignedRanges(src.path, rangeBytes)) yield { kind: "range", sourceIndex, display, range };
     return;
   }
   const raws = other
@@ -315,7 +323,7 @@ async function build(
   const pool = new TokenPool({ spec, settings, nearDuplicates: true }, onResult, opts.threads);
   try {
     for (const [i, src] of spec.data.entries())
-      for (const job of jobsOf(src, i, files[i], maxRecordBytes)) await pool.submit(job);
+      for (const job of jobsOf(src, i, files[i], maxRecordBytes, opts.rangeBytes)) await pool.submit(job);
     await pool.finish();
   } catch (err) {
     await pool.close();
