@@ -100,13 +100,19 @@ function specFor(corpus: string, cacheDir: string) {
 
 async function runPipeline(corpus: string, cacheDir: string, threads: number): Promise<void> {
   const t0 = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   const d = await prepareDataset(specFor(corpus, cacheDir), { quiet: true, useCache: false, threads });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  // CPU time of the whole process (every thread): on a shared machine the wall clock measures the
+  // neighbours too, while tokens per CPU-second says what the cores this run got were able to do.
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const s = d.stats;
   d.close();
   console.log(
     JSON.stringify({
       seconds,
+      cpuSeconds,
       tokens: s.train.tokens + s.val.tokens,
       records: s.recordsRead,
       rows: s.train.rows,
@@ -183,25 +189,34 @@ async function main(argv: string[]): Promise<void> {
       const corpus = path.join(dir, `corpus-${n}.jsonl`);
       generateCorpus(corpus, n);
       const bytes = statSync(corpus).size;
-      const x = child<{ seconds: number; tokens: number; records: number; maxRssMiB: number; efficiency: number }>([
-        "--pipeline",
-        corpus,
-        path.join(dir, "cache"),
-        String(threads),
-      ]);
+      const x = child<{
+        seconds: number;
+        cpuSeconds: number;
+        tokens: number;
+        records: number;
+        maxRssMiB: number;
+        efficiency: number;
+      }>(["--pipeline", corpus, path.join(dir, "cache"), String(threads)]);
       const rate = x.tokens / x.seconds;
+      const cpuRate = x.tokens / x.cpuSeconds;
+      const load = os.loadavg()[0];
       console.log(
         `${n} records (${(bytes / 2 ** 20).toFixed(0)} MiB): ${(rate / 1e6).toFixed(3)} M tokens/s, ` +
           `${(x.records / x.seconds).toFixed(0)} records/s, ${x.tokens} tokens in ${x.seconds.toFixed(1)} s, ` +
           `peak RSS ${x.maxRssMiB.toFixed(0)} MiB (coordinator process; worker threads included), ` +
-          `${(rate / libRate).toFixed(2)}x the library's one-thread rate`,
+          `${(rate / libRate).toFixed(2)}x the library's one-thread rate; ` +
+          `${x.cpuSeconds.toFixed(1)} CPU-seconds, ${(cpuRate / 1e6).toFixed(3)} M tokens per CPU-second ` +
+          `(${threads} busy cores would give ${((threads * cpuRate) / 1e6).toFixed(2)} M tokens/s); load average ${load.toFixed(1)}`,
       );
       runs.push({
         records: x.records,
         corpus_mib: bytes / 2 ** 20,
         tokens_per_s: rate,
+        tokens_per_cpu_s: cpuRate,
         peak_rss_mib: x.maxRssMiB,
         seconds: x.seconds,
+        cpu_seconds: x.cpuSeconds,
+        load_average: load,
       });
       rmSync(corpus, { force: true });
       rmSync(path.join(dir, "cache"), { recursive: true, force: true });

@@ -4,6 +4,12 @@
 // 10^7 at a billion records.
 import { Buffer } from "node:buffer";
 
+/** A record key's digest as the two 32-bit words a slot holds; never (x, 0), which marks an empty slot. */
+export function keyWords(digest: Uint8Array): [number, number] {
+  const b = Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength);
+  return [b.readUInt32LE(0), b.readUInt32LE(4) || 1];
+}
+
 export class DuplicateKeys {
   private hi = new Uint32Array(1 << 12);
   private lo = new Uint32Array(1 << 12);
@@ -11,9 +17,7 @@ export class DuplicateKeys {
   private size = 0;
 
   private static split(key: string): [number, number] {
-    const b = Buffer.from(key, "base64");
-    // The pair is never (0, 0): that marks an empty slot.
-    return [b.readUInt32LE(0), b.readUInt32LE(4) || 1];
+    return keyWords(Buffer.from(key, "base64"));
   }
 
   private slot(hi: number, lo: number): number {
@@ -26,14 +30,23 @@ export class DuplicateKeys {
   /** Where `key` was first seen, or undefined. */
   get(key: string): number | undefined {
     const [hi, lo] = DuplicateKeys.split(key);
+    return this.getWords(hi, lo);
+  }
+
+  /** Where the key given as its two words (keyWords) was first seen, or undefined. */
+  getWords(hi: number, lo: number): number | undefined {
     const i = this.slot(hi, lo);
     return this.lo[i] === 0 ? undefined : this.first[i];
   }
 
   /** Remembers `key` as first seen at `where` (a number below 2^53). */
   set(key: string, where: number): void {
-    if (2 * (this.size + 1) > this.hi.length) this.grow();
     const [hi, lo] = DuplicateKeys.split(key);
+    this.setWords(hi, lo, where);
+  }
+
+  setWords(hi: number, lo: number, where: number): void {
+    if (2 * (this.size + 1) > this.hi.length) this.grow();
     const i = this.slot(hi, lo);
     if (this.lo[i] === 0) this.size++;
     this.hi[i] = hi;

@@ -19,8 +19,9 @@ export function loadSource(
   sourceIndex: number,
   displayName: string,
   progress?: Progress,
+  maxRecordBytes?: number,
 ): LoadedSource {
-  const raws = readDataFile(src.path, src.text_split);
+  const raws = readDataFile(src.path, src.text_split, maxRecordBytes);
   const records: DataRecord[] = [];
   const problems: Problem[] = [];
   raws.forEach((raw, i) => {

@@ -5,7 +5,7 @@
 // reported), and signatures are written to a file and read back only for the candidates a band finds.
 import { closeSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { estimatedJaccard } from "./dedupe.js";
-import { SIGNATURE_WORDS } from "./token_pool.js";
+import { SIGNATURE_WORDS } from "./record_batch.js";
 
 const BANDS = 8;
 const ROWS = SIGNATURE_WORDS / BANDS;

@@ -36,7 +36,7 @@ export type DataSpec = Pick<
   | "cache_dir"
   | "dedup"
 > &
-  Partial<Pick<JobSpec, "template_options">>;
+  Partial<Pick<JobSpec, "template_options" | "max_record_bytes" | "max_record_tokens">>;
 
 export interface BuildOptions {
   quiet?: boolean;
@@ -96,7 +96,7 @@ function build(spec: DataSpec, setup: TextSetup, progress: Progress, display: (f
   const problems: Problem[] = [];
   const all: DataRecord[] = [];
   const sources = spec.data.map((src, i) => {
-    const loaded = loadSource(src, i, display(src.path), progress);
+    const loaded = loadSource(src, i, display(src.path), progress, spec.max_record_bytes);
     problems.push(...loaded.problems);
     all.push(...loaded.records);
     return { file: display(src.path), read: loaded.read, valid: loaded.records.length, mixed: 0 };
@@ -134,6 +134,7 @@ function build(spec: DataSpec, setup: TextSetup, progress: Progress, display: (f
     overlong: spec.overlong,
     trainOnPrompt: spec.train_on_prompt,
     lastTurnOnly: spec.last_turn_only,
+    maxRecordTokens: spec.max_record_tokens,
   };
   const tr = tokenizeRecords(trainRecords, setup.tokenizer, setup.template, settings, "tokenizing train", progress);
   const va = tokenizeRecords(valRecords, setup.tokenizer, setup.template, settings, "tokenizing val", progress);

@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { readParquetFile } from "./read_parquet.js";
 import { readTextFile, type TextSplit } from "./read_text.js";
+import { DEFAULT_MAX_RECORD_BYTES, overByteLimit, recordBytesProblem } from "./record_limits.js";
 import { hasUndecodableBytes, NOT_UTF8, withoutBom } from "./text_encoding.js";
 
 export interface RawRecord {
@@ -16,22 +17,26 @@ export interface RawRecord {
 export const DATA_FILE_EXTENSIONS = [".json", ".jsonl", ".txt", ".parquet"] as const;
 
 /** By extension: `.txt` (split by line or whole), `.parquet`, else JSON or JSONL by content. */
-export function readDataFile(file: string, textSplit: TextSplit = "line"): RawRecord[] {
+export function readDataFile(
+  file: string,
+  textSplit: TextSplit = "line",
+  maxRecordBytes = DEFAULT_MAX_RECORD_BYTES,
+): RawRecord[] {
   const lower = file.toLowerCase();
-  if (lower.endsWith(".txt")) return readTextFile(file, textSplit);
+  if (lower.endsWith(".txt")) return readTextFile(file, textSplit, maxRecordBytes);
   if (lower.endsWith(".parquet")) return readParquetFile(file);
-  return readRecords(file);
+  return readRecords(file, maxRecordBytes);
 }
 
 /** JSON array when the first non-blank character is `[`, JSONL otherwise. */
-export function readRecords(file: string): RawRecord[] {
+export function readRecords(file: string, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): RawRecord[] {
   const text = withoutBom(readFileSync(file, "utf8"));
   const first = text.search(/\S/);
-  if (first >= 0 && text[first] === "[") return readJsonArray(text);
-  return readJsonl(text);
+  if (first >= 0 && text[first] === "[") return readJsonArray(text, maxRecordBytes);
+  return readJsonl(text, maxRecordBytes);
 }
 
-export function readJsonl(text: string): RawRecord[] {
+export function readJsonl(text: string, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): RawRecord[] {
   const out: RawRecord[] = [];
   let start = 0;
   let line = 1;
@@ -39,7 +44,9 @@ export function readJsonl(text: string): RawRecord[] {
     let end = text.indexOf("\n", start);
     if (end < 0) end = text.length;
     const s = text.slice(start, end);
-    if (s.trim() !== "" && hasUndecodableBytes(s)) {
+    if (overByteLimit(s, maxRecordBytes)) {
+      out.push({ line, error: recordBytesProblem(maxRecordBytes) });
+    } else if (s.trim() !== "" && hasUndecodableBytes(s)) {
       out.push({ line, error: NOT_UTF8 });
     } else if (s.trim() !== "") {
       try {
@@ -59,7 +66,7 @@ export function readJsonl(text: string): RawRecord[] {
  * element (strings and nesting tracked), and each element is parsed on its own: one bad element is one
  * bad record with its own line, not a failed file.
  */
-export function readJsonArray(text: string): RawRecord[] {
+export function readJsonArray(text: string, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): RawRecord[] {
   const out: RawRecord[] = [];
   let depth = 0;
   let inString = false;
@@ -69,6 +76,11 @@ export function readJsonArray(text: string): RawRecord[] {
   const close = (end: number) => {
     if (elemStart < 0) return;
     const s = text.slice(elemStart, end);
+    if (overByteLimit(s, maxRecordBytes)) {
+      out.push({ line: elemLine, error: recordBytesProblem(maxRecordBytes) });
+      elemStart = -1;
+      return;
+    }
     try {
       out.push({ line: elemLine, value: JSON.parse(s) });
     } catch (err) {

@@ -3,6 +3,7 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import type { RawRecord } from "./read.js";
+import { DEFAULT_MAX_RECORD_BYTES, overByteLimit, recordBytesProblem } from "./record_limits.js";
 import { hasUndecodableBytes, NOT_UTF8, withoutBom } from "./text_encoding.js";
 
 const DEFAULT_CHUNK_BYTES = 1 << 20;
@@ -37,9 +38,14 @@ function parsed(line: number, s: string): RawRecord {
 
 /**
  * The same records, lines and errors as `readRecords` gives for the file (JSON array when the first
- * non-blank character is `[`, JSONL otherwise), read one chunk at a time.
+ * non-blank character is `[`, JSONL otherwise), read one chunk at a time. A record longer than
+ * `maxRecordBytes` is an error record, and no more than that limit of it is held at once.
  */
-export function* streamRecords(file: string, chunkBytes = DEFAULT_CHUNK_BYTES): Generator<RawRecord> {
+export function* streamRecords(
+  file: string,
+  chunkBytes = DEFAULT_CHUNK_BYTES,
+  maxRecordBytes = DEFAULT_MAX_RECORD_BYTES,
+): Generator<RawRecord> {
   const chunks = textChunks(file, chunkBytes);
   // Chunks are pulled by hand until the first non-blank character: leaving a for-of early would close
   // the generator and lose the rest of the file.
@@ -55,37 +61,46 @@ export function* streamRecords(file: string, chunkBytes = DEFAULT_CHUNK_BYTES): 
     yield head;
     yield* chunks;
   })();
-  if (head[first] === "[") yield* jsonArrayRecords(all);
-  else yield* jsonlRecords(all);
+  if (head[first] === "[") yield* jsonArrayRecords(all, maxRecordBytes);
+  else yield* jsonlRecords(all, maxRecordBytes);
 }
 
-function* jsonlRecords(chunks: Iterable<string>): Generator<RawRecord> {
+function* jsonlRecords(chunks: Iterable<string>, limit: number): Generator<RawRecord> {
   let pending = "";
+  let oversize = false; // the current line passed the limit; its text so far was dropped
   let line = 1;
   for (const c of chunks) {
     pending += c;
     let start = 0;
     for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n", start)) {
       const s = pending.slice(start, end);
-      if (s.trim() !== "") yield parsed(line, s);
+      if (oversize || overByteLimit(s, limit)) yield { line, error: recordBytesProblem(limit) };
+      else if (s.trim() !== "") yield parsed(line, s);
+      oversize = false;
       line++;
       start = end + 1;
     }
     pending = pending.slice(start);
+    if (pending.length > limit) {
+      oversize = true;
+      pending = "";
+    }
   }
-  if (pending.trim() !== "") yield parsed(line, pending);
+  if (oversize || overByteLimit(pending, limit)) yield { line, error: recordBytesProblem(limit) };
+  else if (pending.trim() !== "") yield parsed(line, pending);
 }
 
 /**
  * The scanner of `readJsonArray` (top-level element bounds, strings and nesting tracked), carried across
  * chunks: only the element being scanned is kept between chunks.
  */
-function* jsonArrayRecords(chunks: Iterable<string>): Generator<RawRecord> {
+function* jsonArrayRecords(chunks: Iterable<string>, limit: number): Generator<RawRecord> {
   let depth = 0;
   let inString = false;
   let escaped = false;
   let line = 1;
   let elem = ""; // text of the current element from earlier chunks
+  let oversize = false; // the current element passed the limit; its text so far was dropped
   let elemStart = -1; // start of the current element in this chunk, or -1 when none or it began earlier
   let inElem = false;
   let elemLine = 0;
@@ -93,7 +108,10 @@ function* jsonArrayRecords(chunks: Iterable<string>): Generator<RawRecord> {
     const out: RawRecord[] = [];
     const close = (end: number) => {
       if (!inElem) return;
-      out.push(parsed(elemLine, elem + text.slice(elemStart < 0 ? 0 : elemStart, end)));
+      const whole = oversize ? "" : elem + text.slice(elemStart < 0 ? 0 : elemStart, end);
+      if (oversize || overByteLimit(whole, limit)) out.push({ line: elemLine, error: recordBytesProblem(limit) });
+      else out.push(parsed(elemLine, whole));
+      oversize = false;
       elem = "";
       elemStart = -1;
       inElem = false;
@@ -120,7 +138,11 @@ function* jsonArrayRecords(chunks: Iterable<string>): Generator<RawRecord> {
       } else if (c === 44 && depth === 1) close(i);
     }
     if (inElem) {
-      elem += text.slice(elemStart < 0 ? 0 : elemStart);
+      if (!oversize) elem += text.slice(elemStart < 0 ? 0 : elemStart);
+      if (elem.length > limit) {
+        oversize = true;
+        elem = "";
+      }
       elemStart = -1;
     }
     yield* out;

@@ -12,8 +12,6 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { IGNORE_INDEX } from "../../native/js/addon.js";
 import { cacheKey } from "./cache.js";
-import { recordKey } from "./dedupe.js";
-import { loadRecord } from "./load_records.js";
 import { mixSources } from "./mix.js";
 import { DuplicateKeys } from "./duplicate_keys.js";
 import { NearDuplicateIndex } from "./near_duplicate_index.js";
@@ -21,7 +19,6 @@ import { firstFitDecreasing } from "./pack.js";
 import { isBadRecord, type DataSpec } from "./pipeline.js";
 import { problemAt, type Problem } from "./problems.js";
 import { Progress } from "./progress.js";
-import { ROBUSTNESS_TAG, type DataRecord } from "./records.js";
 import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
 import { setupText, type TextSetup } from "./setup.js";
 import { stratifiedSplit } from "./split.js";
@@ -36,7 +33,11 @@ import {
   type RowPlan,
   type RowTable,
 } from "./token_cache.js";
-import { SIGNATURE_WORDS, TokenPool, type BatchResult } from "./token_pool.js";
+import { TokenPool, type PoolJob, type SentJob } from "./token_pool.js";
+import { SIGNATURE_WORDS, SIGNED, SPLIT, TRUNCATED, type BatchResult } from "./record_batch.js";
+import { lineAlignedRanges, startsWithArray } from "./file_ranges.js";
+import { growingInt32s } from "./growable.js";
+import { DEFAULT_MAX_RECORD_BYTES } from "./record_limits.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const BATCH_RECORDS = 256;
@@ -56,6 +57,8 @@ export interface PrepareOptions {
   displayRoot?: string;
   onProgress?: (p: PrepareProgress) => void;
   threads?: number;
+  /** bytes of a JSONL file per batch the threads read (default RANGE_BYTES) */
+  rangeBytes?: number;
 }
 
 export interface PreparedDataset {
@@ -144,21 +147,41 @@ export async function prepareDataset(spec: DataSpec, opts: PrepareOptions = {}):
   return openPrepared(spec, setup, dir, false);
 }
 
-/**
- * JSON and JSONL files are streamed; any other kind (.txt, .parquet) is read whole by readDataFile, which
- * knows the file kinds that are not line- or element-oriented JSON.
- */
-function recordsOf(src: DataSource): Iterable<RawRecord> {
-  return /\.(jsonl|json|ndjson)$/i.test(src.path) ? streamRecords(src.path) : readDataFile(src.path, src.text_split);
+/** JSONL files go to the threads as byte ranges; other files are read here and go as records. */
+function* jobsOf(
+  src: DataSource,
+  sourceIndex: number,
+  display: string,
+  maxRecordBytes: number,
+  rangeBytes: number | undefined,
+): Generator<PoolJob> {
+  const lower = src.path.toLowerCase();
+  const other = lower.endsWith(".txt") || lower.endsWith(".parquet");
+  if (!other && !startsWithArray(src.path)) {
+    for (const range of lineAlignedRanges(src.path, rangeBytes)) yield { kind: "range", sourceIndex, display, range };
+    return;
+  }
+  const raws = other
+    ? readDataFile(src.path, src.text_split, maxRecordBytes)
+    : streamRecords(src.path, undefined, maxRecordBytes);
+  let batch: RawRecord[] = [];
+  for (const raw of raws) {
+    batch.push(raw);
+    if (batch.length === BATCH_RECORDS) {
+      yield { kind: "records", sourceIndex, display, raws: batch };
+      batch = [];
+    }
+  }
+  if (batch.length) yield { kind: "records", sourceIndex, display, raws: batch };
 }
 
 /** Per kept record (valid and not an exact duplicate), in file order. */
 class KeptRecords {
-  readonly task: number[] = [];
-  readonly source: number[] = [];
-  readonly line: number[] = [];
-  readonly firstExample: number[] = [];
-  readonly exampleCount: number[] = [];
+  readonly task = growingInt32s();
+  readonly source = growingInt32s();
+  readonly line = growingInt32s();
+  readonly firstExample = growingInt32s();
+  readonly exampleCount = growingInt32s();
   readonly problems = new Map<number, Problem>();
   get length(): number {
     return this.task.length;
@@ -189,59 +212,104 @@ async function build(
   const seen = new DuplicateKeys(); // record key -> first kept record's source index * 2^32 + line
   const near = new NearDuplicateIndex(path.join(dir, "signatures.tmp"));
   const writer = new TokenWriter(dir);
-  const exampleTargets: number[] = [];
+  const exampleTargets = growingInt32s();
   let truncated = 0;
   let split = 0;
   const counts = { records: 0, tokens: 0, targets: 0, seconds: 0 };
-  let delivered = 0;
+  const sources: DataStats["sources"] = spec.data.map((_, i) => ({ file: files[i], read: 0, valid: 0, mixed: 0 }));
+  let lineBase = 0; // lines of the current file before the range being delivered
+  let lastReport = 0;
 
   const report = () => {
     counts.seconds = (Date.now() - t0) / 1000;
     const rate = counts.seconds > 0 ? counts.tokens / counts.seconds : 0;
     progress.line(
-      `data: ${counts.records} records read, ${delivered} tokenized, ${counts.tokens} tokens, ` +
-        `${counts.targets} targets, ${(rate / 1e6).toFixed(2)} M tokens/s`,
+      `data: ${counts.records} records, ${counts.tokens} tokens, ${counts.targets} targets, ` +
+        `${(rate / 1e6).toFixed(2)} M tokens/s`,
     );
     opts.onProgress?.({ ...counts });
   };
 
-  const onResult = (records: DataRecord[], r: BatchResult) => {
-    let ex = 0;
-    let tokOff = 0;
-    records.forEach((rec, j) => {
-      const k = delivered + j;
-      const o = r.outcomes[j];
-      kept.firstExample[k] = writer.examples + ex;
-      kept.exampleCount[k] = o.examples;
-      if (o.problem) kept.problems.set(k, o.problem);
-      if (o.truncated) truncated++;
-      if (o.split) split++;
-      for (let e = 0; e < o.examples; e++) {
-        const len = r.lengths[ex + e];
+  // Results arrive in file order; here the exact duplicates are decided and the kept records' examples
+  // appended to the token cache (a duplicate's tokens are dropped by closing the gap they leave).
+  const onResult = (job: SentJob, r: BatchResult) => {
+    const src = job.sourceIndex;
+    const stat = sources[src];
+    if (job.kind === "range" && job.range.start === 0) lineBase = 0;
+    const base = job.kind === "range" ? lineBase : 0;
+    const at = (p: Problem): Problem => (base ? { ...p, line: p.line + base } : p);
+    let problemNext = 0;
+    let ex = 0; // the batch's example index
+    let tokOff = 0; // where that example's tokens start
+    let keptExamples = 0;
+    let keptTokens = 0;
+    for (let i = 0; i < r.lines.length; i++) {
+      const line = r.lines[i] + base;
+      const problem = r.problems[problemNext]?.at === i ? at(r.problems[problemNext++].problem) : undefined;
+      const examples = r.examples[i];
+      let span = 0;
+      for (let e = ex; e < ex + examples; e++) span += 2 * r.lengths[e];
+      stat.read++;
+      counts.records++;
+      if (!r.valid[i]) {
+        readProblems.push(problem!);
+        continue;
+      }
+      stat.valid++;
+      // dedup: none keeps repeats on purpose; the near-duplicate report runs either way.
+      const hi = r.keys[2 * i];
+      const lo = r.keys[2 * i + 1];
+      const first = spec.dedup === "none" ? undefined : seen.getWords(hi, lo);
+      if (first !== undefined && !r.robust[i]) {
+        const firstSeen = `${files[Math.floor(first / 2 ** 32)]}:${first % 2 ** 32}`;
+        dupProblems.push(problemAt({ file: files[src], line }, "duplicate", `exact duplicate of ${firstSeen}`));
+        ex += examples;
+        tokOff += span;
+        continue;
+      }
+      if (spec.dedup !== "none" && first === undefined) seen.setWords(hi, lo, src * 2 ** 32 + line);
+      const k = kept.length;
+      kept.task.push(taskOf(r.taskNames[r.task[i]]));
+      kept.source.push(src);
+      kept.line.push(line);
+      kept.firstExample.push(writer.examples + keptExamples);
+      kept.exampleCount.push(examples);
+      if (problem) kept.problems.set(k, problem);
+      if (r.flags[i] & TRUNCATED) truncated++;
+      if (r.flags[i] & SPLIT) split++;
+      for (let e = ex; e < ex + examples; e++) {
+        const len = r.lengths[e];
         let targets = 0;
         for (let t = tokOff + len; t < tokOff + 2 * len; t++) if (r.tokens[t] !== IGNORE_INDEX) targets++;
         exampleTargets.push(targets);
         counts.tokens += len;
         counts.targets += targets;
+        r.lengths[keptExamples++] = len;
+        if (keptTokens !== tokOff) r.tokens.copyWithin(keptTokens, tokOff, tokOff + 2 * len);
+        keptTokens += 2 * len;
         tokOff += 2 * len;
       }
-      ex += o.examples;
-      const sig = o.hasSignature ? r.signatures.subarray(j * SIGNATURE_WORDS, (j + 1) * SIGNATURE_WORDS) : null;
+      ex += examples;
+      const sig = r.flags[i] & SIGNED ? r.signatures.subarray(i * SIGNATURE_WORDS, (i + 1) * SIGNATURE_WORDS) : null;
       const hit = near.add(k, sig);
-      if (hit && !rec.tags.includes(ROBUSTNESS_TAG)) {
-        const similar = `${files[kept.source[hit.similarTo]]}:${kept.line[hit.similarTo]}`;
+      if (hit && !r.robust[i]) {
+        const similar = `${files[kept.source.at(hit.similarTo)]}:${kept.line.at(hit.similarTo)}`;
         nearProblems.push(
           problemAt(
-            rec.source,
+            { file: files[src], line },
             "near-duplicate",
             `response nearly duplicates ${similar} (MinHash Jaccard ~${hit.jaccard.toFixed(2)}); kept`,
             false,
           ),
         );
       }
-    });
-    writer.append(r.lengths, r.tokens);
-    delivered += records.length;
+    }
+    writer.append(r.lengths.subarray(0, keptExamples), r.tokens.subarray(0, keptTokens));
+    lineBase += r.lineCount;
+    if (Date.now() - lastReport > 250) {
+      lastReport = Date.now();
+      report();
+    }
   };
 
   const settings = {
@@ -249,49 +317,13 @@ async function build(
     overlong: spec.overlong,
     trainOnPrompt: spec.train_on_prompt,
     lastTurnOnly: spec.last_turn_only,
+    maxRecordTokens: spec.max_record_tokens,
   };
+  const maxRecordBytes = spec.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
   const pool = new TokenPool({ spec, settings, nearDuplicates: true }, onResult, opts.threads);
-  const sources: DataStats["sources"] = [];
-  let lastReport = 0;
   try {
-    for (const [i, src] of spec.data.entries()) {
-      const stat = { file: files[i], read: 0, valid: 0, mixed: 0 };
-      sources.push(stat);
-      let batch: DataRecord[] = [];
-      for (const raw of recordsOf(src)) {
-        stat.read++;
-        counts.records++;
-        const loaded = loadRecord(raw, src, i, files[i]);
-        if ("problem" in loaded) {
-          readProblems.push(loaded.problem);
-          continue;
-        }
-        stat.valid++;
-        const rec = loaded.record;
-        // dedup: none keeps repeats on purpose; the near-duplicate report runs either way.
-        const key = spec.dedup === "none" ? undefined : recordKey(rec);
-        const first = key === undefined ? undefined : seen.get(key);
-        if (first !== undefined && !rec.tags.includes(ROBUSTNESS_TAG)) {
-          const firstSeen = `${files[Math.floor(first / 2 ** 32)]}:${first % 2 ** 32}`;
-          dupProblems.push(problemAt(rec.source, "duplicate", `exact duplicate of ${firstSeen}`));
-          continue;
-        }
-        if (key !== undefined && first === undefined) seen.set(key, i * 2 ** 32 + raw.line);
-        kept.task.push(taskOf(rec.taskType));
-        kept.source.push(i);
-        kept.line.push(raw.line);
-        batch.push(rec);
-        if (batch.length === BATCH_RECORDS) {
-          await pool.submit(batch);
-          batch = [];
-          if (Date.now() - lastReport > 250) {
-            lastReport = Date.now();
-            report();
-          }
-        }
-      }
-      if (batch.length) await pool.submit(batch);
-    }
+    for (const [i, src] of spec.data.entries())
+      for (const job of jobsOf(src, i, files[i], maxRecordBytes, opts.rangeBytes)) await pool.submit(job);
     await pool.finish();
   } catch (err) {
     await pool.close();
@@ -308,30 +340,35 @@ async function build(
   );
 
   // Split, mix and pack on indices, with the seeded functions and labels the in-memory pipeline uses.
+  const keptTask = kept.task.view();
+  const keptSource = kept.source.view();
+  const firstExample = kept.firstExample.view();
+  const exampleCount = kept.exampleCount.view();
+  const targetsOf = exampleTargets.view();
   const keptIds = Array.from({ length: kept.length }, (_, k) => k);
   const { train: trainRecs, val: valRecs } = stratifiedSplit(
     keptIds,
-    (k) => taskTypes[kept.task[k]],
+    (k) => taskTypes[keptTask[k]],
     spec.val_size,
     subSeed(spec.seed, "val"),
   );
   const examplesOf = (recs: number[]) => {
     const out: number[] = [];
-    for (const k of recs) for (let e = 0; e < kept.exampleCount[k]; e++) out.push(kept.firstExample[k] + e);
+    for (const k of recs) for (let e = 0; e < exampleCount[k]; e++) out.push(firstExample[k] + e);
     return out;
   };
   const exampleRecord = new Int32Array(writer.examples);
   for (let k = 0; k < kept.length; k++)
-    for (let e = 0; e < kept.exampleCount[k]; e++) exampleRecord[kept.firstExample[k] + e] = k;
+    for (let e = 0; e < exampleCount[k]; e++) exampleRecord[firstExample[k] + e] = k;
   const trainExamples = examplesOf(trainRecs);
   const valExamples = examplesOf(valRecs);
   const bySource: number[][] = spec.data.map(() => []);
-  for (const e of trainExamples) bySource[kept.source[exampleRecord[e]]].push(e);
+  for (const e of trainExamples) bySource[keptSource[exampleRecord[e]]].push(e);
   const mixed = mixSources(
     spec.data.map((d, i) => ({ items: bySource[i], weight: d.weight, epochs: d.epochs })),
     spec.seed,
   );
-  for (const e of mixed) sources[kept.source[exampleRecord[e]]].mixed++;
+  for (const e of mixed) sources[keptSource[exampleRecord[e]]].mixed++;
 
   const lengthOf = (e: number) => writer.lengthOf(e);
   const toRows = (examples: number[], label: string): RowPlan => {
@@ -346,7 +383,7 @@ async function build(
     const starts = new Int32Array(rowMembers.length + 1);
     rowMembers.forEach((m, r) => (starts[r + 1] = starts[r] + m.length));
     const members = Int32Array.from(rowMembers.flat());
-    const memberTasks = members.map((e) => kept.task[exampleRecord[e]]);
+    const memberTasks = members.map((e) => keptTask[exampleRecord[e]]);
     return { starts, members, memberTasks, width: spec.packing ? spec.seq_len : 0 };
   };
   const trainPlan = toRows(mixed, "train");
@@ -357,7 +394,7 @@ async function build(
     let targets = 0;
     for (const e of examples) {
       tokens += lengthOf(e);
-      targets += exampleTargets[e];
+      targets += targetsOf[e];
     }
     const rows = plan.starts.length - 1;
     const rowTokens = plan.width ? rows * plan.width : tokens;
@@ -372,10 +409,10 @@ async function build(
   };
   const perTask: Record<string, TaskStats> = {};
   for (const e of mixed) {
-    const t = (perTask[taskTypes[kept.task[exampleRecord[e]]]] ??= { examples: 0, tokens: 0, targets: 0 });
+    const t = (perTask[taskTypes[keptTask[exampleRecord[e]]]] ??= { examples: 0, tokens: 0, targets: 0 });
     t.examples++;
     t.tokens += lengthOf(e);
-    t.targets += exampleTargets[e];
+    t.targets += targetsOf[e];
   }
 
   const tokenizeProblems = (recs: number[]) =>

@@ -4,6 +4,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import path from "node:path";
 import type { Example } from "./example.js";
+import { growingFloat64s, growingInt32s } from "./growable.js";
 import { buildRow } from "./pack.js";
 import type { Problem } from "./problems.js";
 import type { Row } from "./row.js";
@@ -30,8 +31,8 @@ export function arrayRowTable(rows: Row[]): RowTable {
 export class TokenWriter {
   private readonly fd: number;
   private position = 0; // in int32 words
-  private offsets: number[] = [];
-  private lengths: number[] = [];
+  private readonly offsets = growingFloat64s();
+  private readonly lengths = growingInt32s();
 
   constructor(dir: string) {
     this.fd = openSync(path.join(dir, TOKENS_FILE), "w");
@@ -49,22 +50,22 @@ export class TokenWriter {
       this.lengths.push(len);
       off += 2 * len;
     }
-    writeSync(this.fd, tokens, 0, tokens.byteLength);
+    if (tokens.byteLength) writeSync(this.fd, tokens, 0, tokens.byteLength);
     this.position += tokens.length;
   }
 
   lengthOf(example: number): number {
-    return this.lengths[example];
+    return this.lengths.at(example);
   }
 
   /** Closes the tokens file and writes the example index beside it. */
   close(dir: string): void {
     closeSync(this.fd);
     const index = new Float64Array(2 * this.lengths.length);
-    this.lengths.forEach((len, i) => {
-      index[2 * i] = this.offsets[i];
-      index[2 * i + 1] = len;
-    });
+    for (let i = 0; i < this.lengths.length; i++) {
+      index[2 * i] = this.offsets.at(i);
+      index[2 * i + 1] = this.lengths.at(i);
+    }
     writeAll(path.join(dir, EXAMPLES_FILE), index);
   }
 }

@@ -1,38 +1,31 @@
-// Templating, tokenizing and masking spread over worker threads, one per core: records go out in batches,
-// results come back in the order the batches were sent, so the output does not depend on which thread
-// finished first. At most two batches per thread are in flight, which bounds the memory they hold.
+// Reading, parsing, templating, tokenizing and masking spread over worker threads, one per core: work goes
+// out in batches (byte ranges of JSONL files, which the threads read themselves, or records read by the
+// main thread), results come back as typed arrays in the order the batches were sent, so the output does
+// not depend on which thread finished first. At most two batches per thread are in flight, which bounds
+// the memory they hold.
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import { minhash, responseText } from "./dedupe.js";
-import type { Problem } from "./problems.js";
-import type { DataRecord } from "./records.js";
+import type { ByteRange } from "./file_ranges.js";
+import type { DataSpec } from "./pipeline.js";
+import { readRangeRecords } from "./range_records.js";
+import type { RawRecord } from "./read.js";
+import { processBatch, transferList, type BatchContext, type BatchResult } from "./record_batch.js";
+import { DEFAULT_MAX_RECORD_BYTES } from "./record_limits.js";
 import { setupText } from "./setup.js";
 import { tokenizeRecord, type TokenizeOutcome, type TokenizeSettings } from "./tokenize_records.js";
-import type { DataSpec } from "./pipeline.js";
+import type { DataRecord } from "./records.js";
 
-/** Minhash signature length (dedupe.ts's BANDS * ROWS). */
-export const SIGNATURE_WORDS = 32;
+/**
+ * A batch of work: a byte range of a JSONL file the thread reads and parses itself, or records the main
+ * thread read (JSON arrays, .txt, .parquet), both of the data source `sourceIndex`.
+ */
+export type PoolJob =
+  | { kind: "range"; sourceIndex: number; display: string; range: ByteRange }
+  | { kind: "records"; sourceIndex: number; display: string; raws: RawRecord[] };
 
-export interface RecordOutcome {
-  problem?: Problem;
-  truncated: boolean;
-  split: boolean;
-  /** examples the record became (text longer than a row is split into several) */
-  examples: number;
-  /** whether signatures holds a minhash for this record (too short a response has none) */
-  hasSignature: boolean;
-}
-
-/** One batch's results; examples' arrays laid end to end in `tokens`: inputIds then labels of each. */
-export interface BatchResult {
-  outcomes: RecordOutcome[];
-  /** length of each example, in order */
-  lengths: Int32Array;
-  tokens: Int32Array;
-  /** SIGNATURE_WORDS words per record, in order */
-  signatures: Uint32Array;
-}
+/** What the main thread keeps of a job until its result arrives (the records themselves are not kept). */
+export type SentJob = Exclude<PoolJob, { kind: "records" }> | Omit<Extract<PoolJob, { kind: "records" }>, "raws">;
 
 interface PoolData {
   spec: DataSpec;
@@ -48,7 +41,7 @@ export function threadCount(): number {
 export class TokenPool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
-  private readonly queue: { seq: number; records: DataRecord[] }[] = [];
+  private readonly queue: { seq: number; job: PoolJob }[] = [];
   private readonly done = new Map<number, BatchResult>();
   private nextSeq = 0;
   private nextDelivered = 0;
@@ -57,7 +50,7 @@ export class TokenPool {
 
   constructor(
     data: PoolData,
-    private readonly onResult: (records: DataRecord[], result: BatchResult) => void,
+    private readonly onResult: (job: SentJob, result: BatchResult) => void,
     threads = threadCount(),
   ) {
     for (let i = 0; i < threads; i++) {
@@ -74,7 +67,7 @@ export class TokenPool {
     }
   }
 
-  private readonly sent = new Map<number, DataRecord[]>();
+  private readonly sent = new Map<number, SentJob>();
 
   private fail(err: Error): void {
     this.failure ??= err;
@@ -91,11 +84,11 @@ export class TokenPool {
     while (this.done.has(this.nextDelivered)) {
       const result = this.done.get(this.nextDelivered)!;
       this.done.delete(this.nextDelivered);
-      const records = this.sent.get(this.nextDelivered)!;
+      const job = this.sent.get(this.nextDelivered)!;
       this.sent.delete(this.nextDelivered);
       this.nextDelivered++;
       try {
-        this.onResult(records, result);
+        this.onResult(job, result);
       } catch (err) {
         this.fail(err as Error);
       }
@@ -120,11 +113,14 @@ export class TokenPool {
   }
 
   /** Queues a batch; waits first while the threads are busy with two batches each. */
-  async submit(records: DataRecord[]): Promise<void> {
+  async submit(job: PoolJob): Promise<void> {
     await this.waitUntil(() => this.inFlight() < 2 * this.workers.length);
     const seq = this.nextSeq++;
-    this.sent.set(seq, records);
-    this.queue.push({ seq, records });
+    this.sent.set(
+      seq,
+      job.kind === "range" ? job : { kind: job.kind, sourceIndex: job.sourceIndex, display: job.display },
+    );
+    this.queue.push({ seq, job });
     this.pump();
   }
 
@@ -142,54 +138,32 @@ export class TokenPool {
   }
 }
 
-function tokenizeBatch(records: DataRecord[], run: (r: DataRecord, out: TokenizeOutcome) => void, near: boolean) {
-  const outcomes: RecordOutcome[] = [];
-  const lengths: number[] = [];
-  const parts: Int32Array[] = [];
-  let total = 0;
-  const signatures = new Uint32Array(records.length * SIGNATURE_WORDS);
-  records.forEach((r, i) => {
-    const out: TokenizeOutcome = { examples: [], problems: [], truncated: 0, split: 0 };
-    run(r, out);
-    const sig = near ? minhash(responseText(r)) : null;
-    if (sig) signatures.set(sig, i * SIGNATURE_WORDS);
-    outcomes.push({
-      problem: out.problems[0],
-      truncated: out.truncated > 0,
-      split: out.split > 0,
-      examples: out.examples.length,
-      hasSignature: sig !== null,
-    });
-    for (const e of out.examples) {
-      lengths.push(e.inputIds.length);
-      parts.push(e.inputIds, e.labels);
-      total += 2 * e.inputIds.length;
-    }
-  });
-  const tokens = new Int32Array(total);
-  let off = 0;
-  for (const p of parts) {
-    tokens.set(p, off);
-    off += p.length;
-  }
-  return { outcomes, lengths: Int32Array.from(lengths), tokens, signatures } satisfies BatchResult;
-}
-
 if (!isMainThread && parentPort && (workerData as PoolData | undefined)?.settings) {
   const data = workerData as PoolData;
   const port = parentPort;
   try {
     const setup = setupText(data.spec);
-    const run = (r: DataRecord, out: TokenizeOutcome) =>
+    const tokenize = (r: DataRecord, out: TokenizeOutcome) =>
       tokenizeRecord(r, setup.tokenizer, setup.template, data.settings, out);
-    port.on("message", (m: { seq: number; records: DataRecord[] }) => {
+    const maxRecordBytes = data.spec.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
+    port.on("message", (m: { seq: number; job: PoolJob }) => {
       try {
-        const result = tokenizeBatch(m.records, run, data.nearDuplicates);
-        port.postMessage({ seq: m.seq, result }, [
-          result.tokens.buffer,
-          result.signatures.buffer,
-          result.lengths.buffer,
-        ]);
+        const job = m.job;
+        const src = data.spec.data[job.sourceIndex];
+        const read =
+          job.kind === "range"
+            ? readRangeRecords(src.path, job.range, maxRecordBytes)
+            : { records: job.raws, lines: 0 };
+        const ctx: BatchContext = {
+          src,
+          sourceIndex: job.sourceIndex,
+          display: job.display,
+          dedup: data.spec.dedup !== "none",
+          nearDuplicates: data.nearDuplicates,
+          tokenize,
+        };
+        const result = processBatch(read.records, read.lines, ctx);
+        port.postMessage({ seq: m.seq, result }, transferList(result));
       } catch (err) {
         port.postMessage({ seq: m.seq, error: (err as Error).message });
       }

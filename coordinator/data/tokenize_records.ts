@@ -7,10 +7,13 @@ import type { Progress } from "./progress.js";
 import type { DataRecord } from "./records.js";
 import type { ChatTemplate } from "./templates/template.js";
 import type { TextTokenizer } from "./tokenizer.js";
+import { DEFAULT_MAX_RECORD_TOKENS, recordTokensProblem } from "./record_limits.js";
 
 export interface TokenizeSettings extends LabelOptions {
   seqLen: number;
   overlong: OverlongPolicy;
+  /** a record templated into more tokens is refused (default DEFAULT_MAX_RECORD_TOKENS) */
+  maxRecordTokens?: number;
 }
 
 export interface TokenizeOutcome {
@@ -52,6 +55,12 @@ export function tokenizeRecord(
     return;
   }
   // A record's sequences are kept together or refused together.
+  const maxTokens = s.maxRecordTokens ?? DEFAULT_MAX_RECORD_TOKENS;
+  const tokens = sequences.reduce((n, m) => n + m.ids.length, 0);
+  if (tokens > maxTokens) {
+    out.problems.push(problemAt(r.source, "overlong", recordTokensProblem(tokens, maxTokens)));
+    return;
+  }
   const kept: Example[] = [];
   let truncated = 0;
   let split = 0;

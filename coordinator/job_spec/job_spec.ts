@@ -5,6 +5,7 @@ import { SPEC_LIMITS } from "./size_limits.js";
 import { DATA_FORMATS } from "../data/formats.js";
 import { columnsSchema, tagsSchema } from "../data/llamafactory_columns.js";
 import { TEMPLATE_NAMES } from "../data/templates/template.js";
+import * as recordLimits from "../data/record_limits.js";
 import { checkTrainingKeys, trainingSpecShape } from "./training_spec.js";
 import { checkSequenceParallelKeys } from "./sequence_parallel.js";
 
@@ -68,6 +69,20 @@ export const dataSpecShape = {
   /** SFT examples longer than seq_len: cut the earliest context (keeping the last answer) or drop */
   overlong: z.enum(["truncate", "drop"]).default("truncate"),
   seed: z.number().int().default(0),
+  /** bytes of one record in a data file (JSONL line, JSON array element, .txt line); longer ones are refused */
+  max_record_bytes: z
+    .number()
+    .int()
+    .positive()
+    .max(recordLimits.MAX_RECORD_BYTES_LIMIT)
+    .default(recordLimits.DEFAULT_MAX_RECORD_BYTES),
+  /** tokens of one templated record (before fitting to seq_len); longer ones are refused */
+  max_record_tokens: z
+    .number()
+    .int()
+    .positive()
+    .max(recordLimits.MAX_RECORD_TOKENS_LIMIT)
+    .default(recordLimits.DEFAULT_MAX_RECORD_TOKENS),
   /** where tokenized and packed data is cached; default `.cache/data` beside the repository */
   cache_dir: z.string().optional(),
 };

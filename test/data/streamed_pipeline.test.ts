@@ -44,10 +44,10 @@ function mixedCorpus(dir: string, name: string, n: number): string {
   return file;
 }
 
-async function assertSameDataset(spec: DataSpec, displayRoot: string, threads: number) {
+async function assertSameDataset(spec: DataSpec, displayRoot: string, threads: number, rangeBytes?: number) {
   {
     const memory = buildDataset(spec, { quiet: true, useCache: false, displayRoot });
-    const streamed = await prepareDataset(spec, { quiet: true, useCache: false, displayRoot, threads });
+    const streamed = await prepareDataset(spec, { quiet: true, useCache: false, displayRoot, threads, rangeBytes });
     try {
       assert.deepEqual(streamed.stats, memory.stats);
       assert.deepEqual(streamed.problems, memory.problems);
@@ -88,12 +88,24 @@ test("bad records, packed and padded, mixed by weight with a split: the same row
     overlong: "drop",
     cache_dir: path.join(dir, "c"),
   };
-  const stats = await assertSameDataset(parseSpec(base, "test", dir), dir, 2);
+  // JSONL files cut into ranges of a few lines each: line numbers carried across ranges and threads
+  const stats = await assertSameDataset(parseSpec(base, "test", dir), dir, 2, 700);
   // the corpus exercises every problem kind the threads and the reader report
   assert.ok(stats.nearDuplicates > 0 && stats.dropped.duplicate > 0 && stats.dropped.invalid > 0);
   assert.ok(stats.dropped.overlong > 0 && stats.val.rows > 0);
   await assertSameDataset(parseSpec({ ...base, packing: false, overlong: "truncate", seed: 7 }, "test", dir), dir, 1);
   await assertSameDataset(parseSpec({ ...base, data: [{ path: a, epochs: 1.5 }], val_size: 5 }, "test", dir), dir, 4);
+  // a JSON array and a .txt corpus (read on the main thread, sent to the threads as records) beside JSONL
+  const txt = path.join(dir, "c.txt");
+  writeFileSync(txt, "first line of text\n\nsecond line of text\nfirst line of text\n");
+  const mixedKinds = {
+    ...base,
+    data: [{ path: a }, { path: path.join(fixtures, "bad_records.json") }, { path: txt }],
+    val_size: 0,
+  };
+  const kinds = await assertSameDataset(parseSpec(mixedKinds, "test", dir), dir, 2, 3000);
+  assert.equal(kinds.sources.length, 3);
+  assert.ok(kinds.sources.every((s) => s.read > 0));
   // dedup: none keeps the exact repeats in both pipelines (and the near-duplicate report still runs)
   const kept = await assertSameDataset(parseSpec({ ...base, dedup: "none" }, "test", dir), dir, 2);
   assert.equal(kept.dropped.duplicate ?? 0, 0);
