@@ -1,18 +1,18 @@
-// A job's starts: one JobRun per start; a ring that fails (a worker lost or silent) requeues the job from
-// its last checkpoint, up to MAX_ATTEMPTS starts; a NATS outage requeues it without using up a start;
-// anything else ends it as failed or canceled.
+// A job's starts: one JobRun per start. How a failed start ends is failure_policy's call: a lost or hung
+// worker re-forms the ring from the last checkpoint without counting the start, a worker's error mid-training
+// is retried a few times, an error of the job itself fails it at once; a NATS outage requeues it uncounted.
 import { JobCancelled, JobRun, type JobEnv } from "./job_run.js";
 import type { Job } from "../jobs/store.js";
+import { afterFailedStart, failureKind } from "./failure_policy.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
 export type { JobEnv } from "./job_run.js";
-
-/** starts of a job before a failing ring gives up: worker losses requeue it from its last checkpoint */
-export const MAX_ATTEMPTS = 3;
+export { MAX_ATTEMPTS, MAX_RING_REFORMATIONS } from "./failure_policy.js";
 
 /** Runs the job to a final status, or back to the queue after a worker loss; never throws. */
 export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<void> {
   let run: JobRun | undefined;
+  let released = false;
   let lost: string | undefined;
   const attempt = (job.attempts ?? 0) + 1;
   const outagesBefore = env.outages?.() ?? 0;
@@ -42,37 +42,23 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
       });
       return;
     }
-    const ringFailed = e instanceof WorkerLostError || e instanceof WorkerCommandError;
+    // Released first: a worker that no longer answers shows that the ring broke under the job (a peer died or
+    // hung), whatever error the survivors reported.
+    released = true;
+    const gone = run ? await run.release(lost) : [];
+    const kind = failureKind({ error: e, cancelled, phase: run?.phase ?? "preparing", gone });
     // Every worker of a failed ring must show it is alive (a fresh heartbeat) before it is scheduled again: a
     // worker that is shutting down still answers with an error, and must not be picked for the restart.
     // Healthy ones are back with their next heartbeat.
-    if (ringFailed) for (const w of workers) env.suspect(w);
-    const latest = env.store.get(job.id)!;
-    const where = latest.last_checkpoint
-      ? `its checkpoint at step ${latest.last_checkpoint.step}`
-      : "the start (no checkpoint yet)";
-    if (ringFailed && attempt < MAX_ATTEMPTS) {
-      // A worker died or its ring broke: nothing is lost but the steps since the last checkpoint.
-      env.log.warn({ job: job.id, err: e }, "ring failed; requeued");
-      await env.store
-        .update(job.id, {
-          status: "queued",
-          workers: [],
-          message: `${e.message}; resuming from ${where} (attempt ${attempt + 1} of ${MAX_ATTEMPTS})`,
-        })
-        .catch(() => {});
-    } else {
-      env.log[cancelled ? "info" : "error"]({ job: job.id, err: e }, cancelled ? "job stopped" : "job failed");
-      const suffix = latest.last_checkpoint
-        ? ` (last checkpoint: step ${latest.last_checkpoint.step}, ${latest.last_checkpoint.dir})`
-        : "";
-      const gaveUp = ringFailed ? `; gave up after ${attempt} starts (at most ${MAX_ATTEMPTS})` : "";
-      await env.store
-        .update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + gaveUp + suffix })
-        .catch(() => {});
-    }
+    if (e instanceof WorkerLostError || e instanceof WorkerCommandError || gone.length > 0)
+      for (const w of workers) env.suspect(w);
+    const patch = afterFailedStart(kind, env.store.get(job.id)!, attempt, e);
+    const requeued = patch.status === "queued";
+    const level = requeued ? "warn" : cancelled ? "info" : "error";
+    env.log[level]({ job: job.id, err: e, kind, gone }, requeued ? "start failed; requeued" : `job ${patch.status}`);
+    await env.store.update(job.id, patch).catch(() => {});
   } finally {
-    await run?.release(lost);
+    if (!released) await run?.release(lost);
   }
 }
 

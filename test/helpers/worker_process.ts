@@ -61,6 +61,11 @@ export class WorkerProcess {
     this.child.kill("SIGSTOP");
   }
 
+  /** SIGCONT after pause(): the process carries on with whatever it had read before it stopped. */
+  resume(): void {
+    if (this.running) this.child.kill("SIGCONT");
+  }
+
   /** Ends the process whatever state it is in (a stopped one is continued first so SIGKILL is not held up). */
   async kill(): Promise<void> {
     if (!this.running) return;
