@@ -106,7 +106,8 @@ for (const c of cases) {
       await c.during?.(rig, reply.id!);
       const done = await cluster.finished(reply.id!, 240_000).catch(async (err: Error) => {
         const rec = await cluster.record(reply.id!).catch(() => undefined);
-        throw new Error(`${err.message}; record: ${JSON.stringify(rec)}`);
+        const tail = cluster.coordinatorLog.slice(-25).map((l) => JSON.stringify(l));
+        throw new Error(`${err.message}; record: ${JSON.stringify(rec)}; coordinator:\n${tail.join("\n")}`);
       });
       assert.equal(done.status, "completed", done.message);
       assert.equal(done.attempts, 1, "the fault used up no attempt");
