@@ -4,6 +4,7 @@
 // worker answered mid-training may pass (a disk briefly full), so a few starts are allowed; an error in the
 // job itself (its spec, its data, a model file a worker cannot load) would fail the same way every time, so
 // it fails the job at once, with its message.
+import { errors } from "@nats-io/transport-node";
 import type { Job } from "../jobs/store.js";
 import { WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
@@ -70,4 +71,17 @@ export function afterFailedStart(kind: FailureKind, job: Job, attempt: number, e
     case "deterministic":
       return failed(error.message);
   }
+}
+
+/**
+ * Whether `err` comes from the coordinator's own use of NATS (a job record write that timed out while the
+ * server hung): the job is not at fault. A worker's silence is not this: it arrives as a WorkerCommandError.
+ */
+export function natsUnreachable(err: unknown): boolean {
+  if (err instanceof WorkerCommandError) return false;
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof errors.TimeoutError || e instanceof errors.ConnectionError) return true;
+    if (e instanceof errors.NoRespondersError) return true; // JetStream not answering yet after a restart
+  }
+  return false;
 }

@@ -51,6 +51,8 @@ export interface JobEnv {
   outages?(): number;
   /** resolves once the NATS connection is up (at once when it is) */
   connectedAgain?(): Promise<void>;
+  /** whether this coordinator still holds the lease (asked before overwriting a record that moved on) */
+  holdsLease?(): Promise<boolean>;
 }
 
 /** How often the job's message is refreshed with its workers' activities while the ring forms. */

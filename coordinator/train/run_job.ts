@@ -2,8 +2,8 @@
 // worker re-forms the ring from the last checkpoint without counting the start, a worker's error mid-training
 // is retried a few times, an error of the job itself fails it at once; a NATS outage requeues it uncounted.
 import { JobCancelled, JobRun, type JobEnv } from "./job_run.js";
-import type { Job } from "../jobs/store.js";
-import { afterFailedStart, failureKind } from "./failure_policy.js";
+import { afterFailedStart, failureKind, natsUnreachable } from "./failure_policy.js";
+import { StaleJobRecordError, type Job } from "../jobs/store.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
 export type { JobEnv } from "./job_run.js";
@@ -29,7 +29,8 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
     if (e instanceof WorkerLostError) lost = e.worker;
     const cancelled = e instanceof JobCancelled;
     // Whatever failed while NATS was away (a lost reply, a KV write) failed for the outage, not the job.
-    const outage = !cancelled && (e instanceof NatsOutageError || (env.outages?.() ?? 0) > outagesBefore);
+    const outage =
+      !cancelled && (e instanceof NatsOutageError || natsUnreachable(e) || (env.outages?.() ?? 0) > outagesBefore);
     if (outage) {
       await env.connectedAgain?.();
       const where = env.store.get(job.id)?.last_checkpoint;
@@ -56,13 +57,17 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
     const requeued = patch.status === "queued";
     const level = requeued ? "warn" : cancelled ? "info" : "error";
     env.log[level]({ job: job.id, err: e, kind, gone }, requeued ? "start failed; requeued" : `job ${patch.status}`);
-    await env.store.update(job.id, patch).catch(() => {});
+    await updateUntilWritten(env, job.id, patch);
   } finally {
     if (!released) await run?.release(lost);
   }
 }
 
-/** A job record write retried while NATS comes back (a few seconds), so a requeue is never lost. */
+/**
+ * A job record write retried while NATS comes back (a few seconds), so a requeue or a final status is never
+ * lost. A write that timed out may have landed once the server answered again, moving the record's revision
+ * on: while this coordinator still holds the lease, the record is its own and the new revision is adopted.
+ */
 async function updateUntilWritten(env: JobEnv, id: string, patch: Partial<Job>): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -70,8 +75,15 @@ async function updateUntilWritten(env: JobEnv, id: string, patch: Partial<Job>):
       return;
     } catch (err) {
       if (attempt >= 30) {
-        env.log.error({ job: id, err }, "could not record the job's requeue");
+        env.log.error({ job: id, err, patch }, "could not record the job's new state");
         return;
+      }
+      if (err instanceof StaleJobRecordError) {
+        if (!(await env.holdsLease?.())) {
+          env.log.error({ job: id, err }, "the job's record moved on and the lease is gone; leaving it");
+          return;
+        }
+        await env.store.adoptRevision(id).catch(() => {});
       }
       await new Promise((r) => setTimeout(r, 1000));
     }

@@ -7,8 +7,10 @@ import {
   failureKind,
   MAX_ATTEMPTS,
   MAX_RING_REFORMATIONS,
+  natsUnreachable,
   type FailedStart,
 } from "../../coordinator/train/failure_policy.js";
+import { errors } from "@nats-io/transport-node";
 import { WorkerCommandError, WorkerLostError } from "../../coordinator/train/worker_client.js";
 import type { Job } from "../../coordinator/jobs/store.js";
 
@@ -104,4 +106,15 @@ test("a cancel ends the job canceled, whatever else failed", () => {
   const kind = failureKind(start(new Error("canceled by request"), { cancelled: true, gone: ["w1"] }));
   assert.equal(kind, "canceled");
   assert.equal(afterFailedStart(kind, job(), 1, new Error("canceled by request")).status, "canceled");
+});
+
+test("the coordinator's own NATS timing out is an outage, a worker's silence is not", () => {
+  const timeout = new errors.TimeoutError();
+  assert.equal(natsUnreachable(timeout), true, "a job record write that timed out");
+  assert.equal(natsUnreachable(new Error("kv update failed", { cause: timeout })), true, "wrapped");
+  assert.equal(
+    natsUnreachable(new WorkerCommandError("worker w0 did not answer 'step'", "w0", true, { cause: timeout })),
+    false,
+  );
+  assert.equal(natsUnreachable(new Error("data[0].path: no such file")), false);
 });

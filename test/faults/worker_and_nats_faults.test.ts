@@ -1,9 +1,11 @@
-// Process faults at several points of a job, against a real nats-server and worker processes: kill -9 of the
-// job's worker mid-training and SIGSTOP of it before the first step (both re-form the ring on the other
-// worker without using up an attempt), and SIGSTOP of nats-server mid-training (continued after the
-// coordinator has declared the silent workers lost). Each job ends completed with an unbroken run's losses.
+// Process faults at several points of a job, against a real nats-server and worker processes: the job's
+// worker killed (-9) mid-training or as a checkpoint write begins, stopped (SIGSTOP) before the first step or
+// in the final save (each re-forms the ring on the other worker without using up an attempt), and nats-server
+// stopped mid-training, continued after the coordinator has declared the silent workers lost. Each job ends
+// completed with an unbroken run's losses. Faults inside a command fire from the worker's RINGTUNE_FAILPOINT.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import path from "node:path";
 import { TestCluster, trainingFixture, type JobRecordBody } from "../helpers/cluster.js";
 import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
@@ -25,6 +27,8 @@ interface Rig {
 
 interface FaultCase {
   name: string;
+  /** environment of the first worker's process (a RINGTUNE_FAILPOINT that fires inside a command) */
+  firstWorkerEnv?: NodeJS.ProcessEnv;
   /** before the job is submitted (a worker stopped now is still idle to the scheduler for a few seconds) */
   beforeSubmit?(rig: Rig): Promise<void> | void;
   /** while the job runs */
@@ -69,6 +73,31 @@ const cases: FaultCase[] = [
     },
   },
   {
+    name: "kill -9 of the job's worker as it begins the first checkpoint write: the job starts over on the other worker",
+    firstWorkerEnv: { RINGTUNE_FAILPOINT: "save:SIGKILL" },
+    check(rig, done) {
+      assert.deepEqual(done.workers, [rig.second.id]);
+      assert.deepEqual(rig.cluster.startSteps(done.id), [0, 0], "no checkpoint existed yet");
+      assert.equal(done.ring_reformations, 1);
+      const left = readdirSync(path.join(rig.dir, "faulted", "checkpoints"));
+      assert.ok(left.length > 0 && left.every((d) => /^step-\d+$/.test(d)), `no temporary folder left: ${left}`);
+    },
+  },
+  {
+    name: "SIGSTOP of the job's worker in its final save: the job resumes on the other worker from the last checkpoint",
+    // checkpoints at steps 5, 10 and 15 are the first three saves; the final model is the fourth
+    firstWorkerEnv: { RINGTUNE_FAILPOINT: "save:SIGSTOP@4" },
+    check(rig, done) {
+      assert.deepEqual(done.workers, [rig.second.id]);
+      assert.deepEqual(rig.cluster.startSteps(done.id), [0, 15]);
+      assert.equal(done.ring_reformations, 1);
+      assert.ok(
+        rig.cluster.coordinatorLog.some((l) => l.msg === "worker lost" && l.worker === rig.first.id),
+        "the coordinator saw the hung worker go silent",
+      );
+    },
+  },
+  {
     name: "SIGSTOP of nats-server mid-training, continued after 12 s: the job resumes and completes",
     async during(rig, id) {
       await untilStep(rig, id, 7);
@@ -88,7 +117,7 @@ for (const c of cases) {
   test(c.name, { timeout: 360_000 }, async () => {
     const { dir, baseSpec } = trainingFixture();
     const cluster = await TestCluster.start(0, { timing });
-    const first = WorkerProcess.start(cluster.server.url, "a-first");
+    const first = WorkerProcess.start(cluster.server.url, "a-first", [], c.firstWorkerEnv);
     const second = WorkerProcess.start(cluster.server.url, "b-second");
     const rig: Rig = {
       dir,
@@ -107,7 +136,8 @@ for (const c of cases) {
       const done = await cluster.finished(reply.id!, 240_000).catch(async (err: Error) => {
         const rec = await cluster.record(reply.id!).catch(() => undefined);
         const tail = cluster.coordinatorLog.slice(-25).map((l) => JSON.stringify(l));
-        throw new Error(`${err.message}; record: ${JSON.stringify(rec)}; coordinator:\n${tail.join("\n")}`);
+        const workers = `first worker:\n${first.log.slice(-3000)}\nsecond worker:\n${second.log.slice(-3000)}`;
+        throw new Error(`${err.message}; record: ${JSON.stringify(rec)}; coordinator:\n${tail.join("\n")}\n${workers}`);
       });
       assert.equal(done.status, "completed", done.message);
       assert.equal(done.attempts, 1, "the fault used up no attempt");

@@ -31,13 +31,17 @@ export class WorkerProcess {
     child.once("exit", () => live.delete(this));
   }
 
-  /** extraArgs: more `ringtune worker` flags (`--memory 64MiB`); the test servers here have no users */
-  static start(natsUrl: string, id: string, extraArgs: string[] = []): WorkerProcess {
+  /**
+   * extraArgs: more `ringtune worker` flags (`--memory 64MiB`); the test servers here have no users. env adds
+   * to the environment (RINGTUNE_FAILPOINT, say).
+   */
+  static start(natsUrl: string, id: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): WorkerProcess {
     const child = spawn(
       process.execPath,
       [RINGTUNE_CLI, "worker", "--nats", natsUrl, "--insecure", "--id", id, ...extraArgs],
       {
         stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, ...env },
       },
     );
     return new WorkerProcess(id, child);
