@@ -112,6 +112,20 @@ export class CoordinatorLease {
     }, this.ttlMs / 3);
   }
 
+  /**
+   * Whether KV still names this coordinator as the lease holder (false when it cannot tell): asked before
+   * overwriting a record whose revision moved on, which only the lease holder may do.
+   */
+  async stillHeld(): Promise<boolean> {
+    if (this.released) return false;
+    try {
+      const e = await this.kv.get(LEASE_KEY);
+      return !!e && e.operation === "PUT" && (JSON.parse(e.string()) as LeaseHolder).holder === this.holder.holder;
+    } catch {
+      return false;
+    }
+  }
+
   /** Whether the lease is (again) this coordinator's: its own entry under another revision, or none. */
   private async reclaim(): Promise<boolean> {
     try {

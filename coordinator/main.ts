@@ -279,6 +279,7 @@ export class Coordinator {
       outages: () => this.outages,
       connectedAgain: () =>
         this.connected ? Promise.resolve() : new Promise<void>((r) => this.whenReconnected.push(r)),
+      holdsLease: () => this.lease.stillHeld(),
     };
     const done = runJob(env, job, workers).finally(() => {
       this.registry.release(job.id);

@@ -6,6 +6,13 @@ import { GenerationEval } from "./generation_eval.js";
 import { MemoryEstimateRecord } from "./memory_estimate.js";
 import { SubjectToken } from "./subjects.js";
 
+/** A client's id for one submission: printable, short, no spaces (it is echoed in logs and messages). */
+export const SubmitRequestId = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9._:-]+$/, "letters, digits and . _ : - only");
+
 /**
  * Request on jobSubjects.submit. `spec` has the keys of a job file. Relative paths in it are resolved
  * against `base_dir`; without `base_dir` every path in the spec must be absolute and `output` is required.
@@ -15,6 +22,11 @@ export const JobSubmit = defineMessage("JobSubmit", {
   base_dir: z.string().min(1).optional(),
   /** the file the spec came from, for error messages */
   source: z.string().optional(),
+  /**
+   * chosen by the client, the same for every retry of one submission: a request whose id a job already
+   * carries returns that job instead of creating another (a reply lost in a coordinator failover is retried)
+   */
+  request_id: SubmitRequestId.optional(),
 });
 
 /** A refusal: `error` is the first problem, `errors` every problem (each naming its key). */
@@ -65,6 +77,10 @@ export const JobRecord = defineMessage("JobRecord", {
   attempts: z.number().int().min(0).optional(),
   /** coordinator restarts the job was running through; too many fail it (it may be what crashes them) */
   coordinator_restarts: z.number().int().min(0).optional(),
+  /** rings re-formed from the last checkpoint after a worker was lost or hung; these use up no attempt */
+  ring_reformations: z.number().int().min(0).optional(),
+  /** the submission's client request id: a retried submit with it returns this job */
+  request_id: z.string().optional(),
   /** what one rank needs in memory, estimated at intake */
   memory_estimate: MemoryEstimateRecord.optional(),
 });

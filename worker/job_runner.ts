@@ -23,6 +23,7 @@ import { joinSequenceGroup, type SequenceGroup } from "./sequence_parallel/group
 import { applyZeroShard, gatherFullMoments } from "./zero_shard.js";
 import { Trainer } from "./trainer.js";
 import type { WorkerMetrics } from "./worker_metrics.js";
+import { failpointAt } from "./failpoint.js";
 
 /** Positions that hold a token of some record (padding has no task). */
 function realTokens(batch: { token_task: Int32Array }): number {
@@ -105,6 +106,7 @@ export class JobRunner {
    * thrown error (a bad request included) as an error reply naming the cause.
    */
   private async dispatch<C extends WorkerCommand>(command: C, data: Uint8Array): Promise<Uint8Array> {
+    failpointAt(command);
     try {
       const result = await this.handlers[command](decodeCommandRequest(command, data));
       return encodeCommandReply(command, { ok: true, ...result });

@@ -27,6 +27,7 @@ import {
 } from "../../proto/mod.js";
 import { acceptSubmission } from "./intake.js";
 import type { PathRoots } from "./path_roots.js";
+import { SubmitOnce } from "./submit_once.js";
 import type { WorkerMemory } from "./memory_fit.js";
 import type { Job, JobStore } from "./store.js";
 
@@ -89,10 +90,18 @@ function known(store: JobStore, id: string): Job {
 }
 
 export function serveJobApi(nc: NatsConnection, store: JobStore, log: Logger, hooks: JobApiHooks): void {
+  const submitOnce = new SubmitOnce(store);
   serve(nc, log, jobSubjects.submit, JobSubmit, JobSubmitReply, async (req) => {
-    const job = acceptSubmission(req, hooks.liveMemory(), hooks.roots);
-    await store.create(job); // the record exists before the reply: a watcher never misses it
-    log.info({ job: job.id, source: job.source }, "job accepted");
+    const { job, created } = await submitOnce.submit(req, async () => {
+      const accepted = acceptSubmission(req, hooks.liveMemory(), hooks.roots);
+      // the record exists before the reply: a watcher never misses it
+      return store.create({ ...accepted, request_id: req.request_id });
+    });
+    if (!created) {
+      log.info({ job: job.id, request_id: req.request_id }, "submit retried; answered with the job it created");
+      return { ok: true, id: job.id };
+    }
+    log.info({ job: job.id, source: job.source, request_id: req.request_id }, "job accepted");
     hooks.onAccepted(job);
     return { ok: true, id: job.id };
   });

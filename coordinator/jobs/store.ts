@@ -97,12 +97,15 @@ export class JobStore {
    * in KV are ours: adopt their current revisions, keeping this coordinator's copies as the truth.
    */
   async adoptRevisions(): Promise<void> {
-    for (const id of this.cache.keys()) {
-      await this.serialised(id, async () => {
-        const e = await this.kv.get(id);
-        this.revisions.set(id, e ? e.revision : 0);
-      });
-    }
+    for (const id of this.cache.keys()) await this.adoptRevision(id);
+  }
+
+  /** adoptRevisions for one job: a write of it that timed out may have landed after all. */
+  async adoptRevision(id: string): Promise<void> {
+    await this.serialised(id, async () => {
+      const e = await this.kv.get(id);
+      this.revisions.set(id, e ? e.revision : 0);
+    });
   }
 
   private commit(job: Job, revision: number): void {

@@ -25,6 +25,7 @@ import { Ring } from "./ring.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
 import { combineStepReplies } from "./step_results.js";
 import { rankBatch } from "./rank_batch.js";
+import type { RunPhase } from "./failure_policy.js";
 
 const ASSIGN_TIMEOUT_MS = 10 * 60_000;
 
@@ -50,6 +51,8 @@ export interface JobEnv {
   outages?(): number;
   /** resolves once the NATS connection is up (at once when it is) */
   connectedAgain?(): Promise<void>;
+  /** whether this coordinator still holds the lease (asked before overwriting a record that moved on) */
+  holdsLease?(): Promise<boolean>;
 }
 
 /** How often the job's message is refreshed with its workers' activities while the ring forms. */
@@ -70,6 +73,8 @@ export class JobRun {
   private schedule!: LrSchedule;
   /** hybrid: the last full-parameter step; LoRA from the next one (0: no switch) */
   private switchStep = 0;
+  /** how far this start got: an error a worker answers while the ring forms is the job's own (its model) */
+  phase: RunPhase = "preparing";
 
   constructor(
     private readonly env: JobEnv,
@@ -140,6 +145,7 @@ export class JobRun {
       total_steps: totalSteps,
       step: startStep,
     });
+    this.phase = "forming";
     await this.whileShowingActivity(() =>
       this.ring.all((rank) =>
         this.ring.send(
@@ -160,6 +166,7 @@ export class JobRun {
       ),
     );
 
+    this.phase = "training";
     const generation: GenerationEval = { ...(job.generation_eval ?? {}) };
     if (spec.generation_eval && startStep === 0) {
       await this.update({ status: "running", message: "generation eval before training" });
@@ -353,9 +360,14 @@ export class JobRun {
     }
   }
 
-  /** Frees the ring's workers; one that does not answer is presumed gone and not scheduled again yet. */
-  async release(lost?: string): Promise<void> {
-    for (const worker of await this.ring.release(this.job.id, lost)) this.env.suspect(worker);
+  /**
+   * Frees the ring's workers; returns those that did not answer, presumed gone (not scheduled again until
+   * they show they are alive).
+   */
+  async release(lost?: string): Promise<string[]> {
+    const gone = await this.ring.release(this.job.id, lost);
+    for (const worker of gone) this.env.suspect(worker);
+    return gone;
   }
 }
 

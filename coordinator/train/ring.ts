@@ -19,13 +19,17 @@ export class Ring {
     return this.workers.length;
   }
 
+  /**
+   * One command to one rank, ended early when any worker of the ring is lost: a worker killed or stopped
+   * after it took the command (a checkpoint write, say) never answers, and the wait would last the timeout.
+   */
   send<C extends WorkerCommand>(
     rank: number,
     name: C,
     body: CommandRequest<C>,
     timeoutMs = STEP_TIMEOUT_MS,
   ): Promise<CommandReply<C>> {
-    return command(this.nc, this.workers[rank]!, name, body, timeoutMs);
+    return Promise.race([command(this.nc, this.workers[rank]!, name, body, timeoutMs), this.interruption()]);
   }
 
   /** fn on every rank at once, the replies in rank order. */
@@ -39,8 +43,9 @@ export class Ring {
    */
   async release(job: string, lost?: string): Promise<string[]> {
     const results = await Promise.allSettled(
-      this.workers.map((worker, rank) =>
-        worker === lost ? Promise.resolve() : this.send(rank, "release", { job }, RELEASE_TIMEOUT_MS),
+      this.workers.map((worker) =>
+        // not raced with the interruption: a release follows the loss that caused it
+        worker === lost ? Promise.resolve() : command(this.nc, worker, "release", { job }, RELEASE_TIMEOUT_MS),
       ),
     );
     return results.flatMap((r) =>

@@ -1,19 +1,19 @@
-// A job's starts: one JobRun per start; a ring that fails (a worker lost or silent) requeues the job from
-// its last checkpoint, up to MAX_ATTEMPTS starts; a NATS outage requeues it without using up a start;
-// anything else ends it as failed or canceled.
+// A job's starts: one JobRun per start. How a failed start ends is failure_policy's call: a lost or hung
+// worker re-forms the ring from the last checkpoint without counting the start, a worker's error mid-training
+// is retried a few times, an error of the job itself fails it at once; a NATS outage requeues it uncounted.
 import { JobCancelled, JobRun, type JobEnv } from "./job_run.js";
-import type { Job } from "../jobs/store.js";
+import { afterFailedStart, failureKind, natsUnreachable } from "./failure_policy.js";
+import { StaleJobRecordError, type Job } from "../jobs/store.js";
 import { silentPeerOf } from "../../proto/mod.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
 export type { JobEnv } from "./job_run.js";
-
-/** starts of a job before a failing ring gives up: worker losses requeue it from its last checkpoint */
-export const MAX_ATTEMPTS = 3;
+export { MAX_ATTEMPTS, MAX_RING_REFORMATIONS } from "./failure_policy.js";
 
 /** Runs the job to a final status, or back to the queue after a worker loss; never throws. */
 export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<void> {
   let run: JobRun | undefined;
+  let released = false;
   let lost: string | undefined;
   const attempt = (job.attempts ?? 0) + 1;
   const outagesBefore = env.outages?.() ?? 0;
@@ -33,7 +33,8 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
     if (e instanceof WorkerCommandError) lost = silentRingPeer(e, workers);
     const cancelled = e instanceof JobCancelled;
     // Whatever failed while NATS was away (a lost reply, a KV write) failed for the outage, not the job.
-    const outage = !cancelled && (e instanceof NatsOutageError || (env.outages?.() ?? 0) > outagesBefore);
+    const outage =
+      !cancelled && (e instanceof NatsOutageError || natsUnreachable(e) || (env.outages?.() ?? 0) > outagesBefore);
     if (outage) {
       await env.connectedAgain?.();
       const where = env.store.get(job.id)?.last_checkpoint;
@@ -46,37 +47,25 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
       });
       return;
     }
-    const ringFailed = e instanceof WorkerLostError || e instanceof WorkerCommandError;
+    // Released first: a worker that no longer answers shows that the ring broke under the job (a peer died or
+    // hung), whatever error the survivors reported.
+    released = true;
+    const unanswered = run ? await run.release(lost) : [];
+    // The worker named as lost (gone, or the silent ring peer) is not asked to release: it counts as gone.
+    const gone = lost && !unanswered.includes(lost) ? [...unanswered, lost] : unanswered;
+    const kind = failureKind({ error: e, cancelled, phase: run?.phase ?? "preparing", gone });
     // Every worker of a failed ring must show it is alive (a fresh heartbeat) before it is scheduled again: a
     // worker that is shutting down still answers with an error, and must not be picked for the restart.
     // Healthy ones are back with their next heartbeat.
-    if (ringFailed) for (const w of workers) env.suspect(w);
-    const latest = env.store.get(job.id)!;
-    const where = latest.last_checkpoint
-      ? `its checkpoint at step ${latest.last_checkpoint.step}`
-      : "the start (no checkpoint yet)";
-    if (ringFailed && attempt < MAX_ATTEMPTS) {
-      // A worker died or its ring broke: nothing is lost but the steps since the last checkpoint.
-      env.log.warn({ job: job.id, err: e }, "ring failed; requeued");
-      await env.store
-        .update(job.id, {
-          status: "queued",
-          workers: [],
-          message: `${e.message}; resuming from ${where} (attempt ${attempt + 1} of ${MAX_ATTEMPTS})`,
-        })
-        .catch(() => {});
-    } else {
-      env.log[cancelled ? "info" : "error"]({ job: job.id, err: e }, cancelled ? "job stopped" : "job failed");
-      const suffix = latest.last_checkpoint
-        ? ` (last checkpoint: step ${latest.last_checkpoint.step}, ${latest.last_checkpoint.dir})`
-        : "";
-      const gaveUp = ringFailed ? `; gave up after ${attempt} starts (at most ${MAX_ATTEMPTS})` : "";
-      await env.store
-        .update(job.id, { status: cancelled ? "canceled" : "failed", message: e.message + gaveUp + suffix })
-        .catch(() => {});
-    }
+    if (e instanceof WorkerLostError || e instanceof WorkerCommandError || gone.length > 0)
+      for (const w of workers) env.suspect(w);
+    const patch = afterFailedStart(kind, env.store.get(job.id)!, attempt, e);
+    const requeued = patch.status === "queued";
+    const level = requeued ? "warn" : cancelled ? "info" : "error";
+    env.log[level]({ job: job.id, err: e, kind, gone }, requeued ? "start failed; requeued" : `job ${patch.status}`);
+    await updateUntilWritten(env, job.id, patch);
   } finally {
-    await run?.release(lost);
+    if (!released) await run?.release(lost);
   }
 }
 
@@ -85,7 +74,11 @@ function silentRingPeer(e: WorkerCommandError, workers: readonly string[]): stri
   return peer !== undefined && workers.includes(peer) ? peer : undefined;
 }
 
-/** A job record write retried while NATS comes back (a few seconds), so a requeue is never lost. */
+/**
+ * A job record write retried while NATS comes back (a few seconds), so a requeue or a final status is never
+ * lost. A write that timed out may have landed once the server answered again, moving the record's revision
+ * on: while this coordinator still holds the lease, the record is its own and the new revision is adopted.
+ */
 async function updateUntilWritten(env: JobEnv, id: string, patch: Partial<Job>): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -93,8 +86,15 @@ async function updateUntilWritten(env: JobEnv, id: string, patch: Partial<Job>):
       return;
     } catch (err) {
       if (attempt >= 30) {
-        env.log.error({ job: id, err }, "could not record the job's requeue");
+        env.log.error({ job: id, err, patch }, "could not record the job's new state");
         return;
+      }
+      if (err instanceof StaleJobRecordError) {
+        if (!(await env.holdsLease?.())) {
+          env.log.error({ job: id, err }, "the job's record moved on and the lease is gone; leaving it");
+          return;
+        }
+        await env.store.adoptRevision(id).catch(() => {});
       }
       await new Promise((r) => setTimeout(r, 1000));
     }

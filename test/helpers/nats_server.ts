@@ -15,6 +15,10 @@ export interface NatsServer {
   stop(): Promise<void>;
   /** SIGKILL, as a crash would: JetStream's files stay where they are for a restart */
   kill9(): Promise<void>;
+  /** SIGSTOP: the server keeps its sockets open and answers nothing, as a hung machine */
+  pause(): void;
+  /** SIGCONT after pause() */
+  resume(): void;
 }
 
 export interface NatsServerOptions {
@@ -64,10 +68,21 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       await exited;
     }
   };
+  const signal = (name: NodeJS.Signals) => () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(name);
+  };
   try {
     const port = await waitForReady(child);
     await probe(port);
-    return { url: `nats://127.0.0.1:${port}`, port, bin, stop, kill9 };
+    return {
+      url: `nats://127.0.0.1:${port}`,
+      port,
+      bin,
+      stop,
+      kill9,
+      pause: signal("SIGSTOP"),
+      resume: signal("SIGCONT"),
+    };
   } catch (err) {
     await stop();
     throw err;
@@ -115,6 +130,7 @@ async function stopChild(child: ChildProcess, dir: string): Promise<void> {
   child.stderr?.resume();
   if (child.exitCode === null && child.signalCode === null) {
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGCONT"); // a paused server would hold SIGTERM pending for good
     child.kill("SIGTERM");
     await exited;
   }

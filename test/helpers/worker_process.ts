@@ -31,13 +31,17 @@ export class WorkerProcess {
     child.once("exit", () => live.delete(this));
   }
 
-  /** extraArgs: more `ringtune worker` flags (`--memory 64MiB`); the test servers here have no users */
-  static start(natsUrl: string, id: string, extraArgs: string[] = []): WorkerProcess {
+  /**
+   * extraArgs: more `ringtune worker` flags (`--memory 64MiB`); the test servers here have no users. env adds
+   * to the environment (RINGTUNE_FAILPOINT, say).
+   */
+  static start(natsUrl: string, id: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): WorkerProcess {
     const child = spawn(
       process.execPath,
       [RINGTUNE_CLI, "worker", "--nats", natsUrl, "--insecure", "--id", id, ...extraArgs],
       {
         stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, ...env },
       },
     );
     return new WorkerProcess(id, child);
@@ -59,6 +63,11 @@ export class WorkerProcess {
   /** SIGSTOP: no heartbeats, no replies, no data-plane traffic, every socket left open. */
   pause(): void {
     this.child.kill("SIGSTOP");
+  }
+
+  /** SIGCONT after pause(): the process carries on with whatever it had read before it stopped. */
+  resume(): void {
+    if (this.running) this.child.kill("SIGCONT");
   }
 
   /** Ends the process whatever state it is in (a stopped one is continued first so SIGKILL is not held up). */
