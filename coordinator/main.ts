@@ -55,6 +55,8 @@ export class Coordinator {
   private readonly running = new Map<string, Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private scheduling = false;
+  /** set by close(): a coordinator that stepped down starts no job, even one a finishing job would trigger */
+  private closing = false;
   /** the dashboard and /metrics, when started with `http` */
   http: CoordinatorHttp | undefined;
   /** the routed OpenAI-compatible door, when started with `serveHttp` */
@@ -209,7 +211,7 @@ export class Coordinator {
    * others wait, and fails a job that the registered workers can never hold (they joined after intake).
    */
   private async schedule(): Promise<void> {
-    if (this.scheduling) return;
+    if (this.scheduling || this.closing) return;
     this.scheduling = true;
     try {
       for (const job of this.store.all()) {
@@ -297,6 +299,7 @@ export class Coordinator {
    */
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;
+    this.closing = true;
     clearInterval(this.timer);
     this.registry.stop();
     await this.http?.close();

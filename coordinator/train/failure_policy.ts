@@ -81,6 +81,7 @@ export function natsUnreachable(err: unknown): boolean {
   if (err instanceof WorkerCommandError) return false;
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     if (e instanceof errors.TimeoutError || e instanceof errors.ConnectionError) return true;
+    if (e instanceof errors.ClosedConnectionError) return true; // this coordinator stepped down mid-job
     if (e instanceof errors.NoRespondersError) return true; // JetStream not answering yet after a restart
   }
   return false;

@@ -85,6 +85,10 @@ async function updateUntilWritten(env: JobEnv, id: string, patch: Partial<Job>):
       await env.store.update(id, patch);
       return;
     } catch (err) {
+      if (env.nc.isClosed()) {
+        env.log.warn({ job: id, patch }, "this coordinator stepped down; the next one resumes the job");
+        return;
+      }
       if (attempt >= 30) {
         env.log.error({ job: id, err, patch }, "could not record the job's new state");
         return;

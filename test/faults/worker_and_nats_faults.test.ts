@@ -27,6 +27,8 @@ interface Rig {
 
 interface FaultCase {
   name: string;
+  /** the coordinator's timing, when the case needs other than `timing` */
+  timing?: typeof timing & { leaseTtlMs?: number };
   /** environment of the first worker's process (a RINGTUNE_FAILPOINT that fires inside a command) */
   firstWorkerEnv?: NodeJS.ProcessEnv;
   /** before the job is submitted (a worker stopped now is still idle to the scheduler for a few seconds) */
@@ -99,6 +101,8 @@ const cases: FaultCase[] = [
   },
   {
     name: "SIGSTOP of nats-server mid-training, continued after 12 s: the job resumes and completes",
+    // A lease outliving the outage: with the default 15 s the coordinator would rightly step down for a standby.
+    timing: { ...timing, leaseTtlMs: 60_000 },
     async during(rig, id) {
       await untilStep(rig, id, 7);
       rig.cluster.server.pause();
@@ -116,7 +120,7 @@ let unbroken: Map<number, number> | undefined;
 for (const c of cases) {
   test(c.name, { timeout: 360_000 }, async () => {
     const { dir, baseSpec } = trainingFixture();
-    const cluster = await TestCluster.start(0, { timing });
+    const cluster = await TestCluster.start(0, { timing: c.timing ?? timing });
     const first = WorkerProcess.start(cluster.server.url, "a-first", [], c.firstWorkerEnv);
     const second = WorkerProcess.start(cluster.server.url, "b-second");
     const rig: Rig = {

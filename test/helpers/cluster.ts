@@ -46,8 +46,8 @@ const LOOPBACK_FREE_PORT = { host: "127.0.0.1", port: 0 };
 
 const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
 
-/** Heartbeat timing of the coordinator: how fast it declares a silent worker lost. */
-export type CoordinatorTiming = Pick<CoordinatorOptions, "heartbeatMs" | "lostAfterMs">;
+/** Timing of the coordinator: how fast it declares a silent worker lost, how long its lease outlives a renewal. */
+export type CoordinatorTiming = Pick<CoordinatorOptions, "heartbeatMs" | "lostAfterMs" | "leaseTtlMs">;
 
 export interface LogLine {
   msg?: string;
