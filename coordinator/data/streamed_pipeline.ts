@@ -371,20 +371,39 @@ async function build(
   for (const e of mixed) sources[keptSource[exampleRecord[e]]].mixed++;
 
   const lengthOf = (e: number) => writer.lengthOf(e);
+  // Rows as flat typed arrays (a row's members in input order, as packing placed them), never an array
+  // per row: a few bytes per example however many rows there are.
   const toRows = (examples: number[], label: string): RowPlan => {
-    let rowMembers: number[][];
-    if (spec.packing) {
-      const { rowOf, rows } = firstFitDecreasing(examples.map(lengthOf), spec.seq_len);
-      rowMembers = Array.from({ length: rows }, () => []);
-      examples.forEach((e, i) => rowMembers[rowOf[i]].push(e));
-      // Packing sorts by length; shuffled rows keep long and short examples spread over the steps.
-      shuffleInPlace(rowMembers, makeRng(subSeed(spec.seed, `rows:${label}`)));
-    } else rowMembers = examples.map((e) => [e]);
-    const starts = new Int32Array(rowMembers.length + 1);
-    rowMembers.forEach((m, r) => (starts[r + 1] = starts[r] + m.length));
-    const members = Int32Array.from(rowMembers.flat());
+    const n = examples.length;
+    if (!spec.packing) {
+      const starts = Int32Array.from({ length: n + 1 }, (_, r) => r);
+      const members = Int32Array.from(examples);
+      return { starts, members, memberTasks: members.map((e) => keptTask[exampleRecord[e]]), width: 0 };
+    }
+    const lengths = new Int32Array(n);
+    for (let i = 0; i < n; i++) lengths[i] = lengthOf(examples[i]);
+    const { rowOf, rows } = firstFitDecreasing(lengths, spec.seq_len);
+    const filled = new Int32Array(rows + 1); // members per row, then where each row starts
+    for (let i = 0; i < n; i++) filled[rowOf[i] + 1]++;
+    for (let r = 0; r < rows; r++) filled[r + 1] += filled[r];
+    const packed = new Int32Array(n);
+    const next = filled.slice(0, rows);
+    for (let i = 0; i < n; i++) packed[next[rowOf[i]]++] = examples[i];
+    // Packing sorts by length; shuffled rows keep long and short examples spread over the steps. The
+    // shuffle's swaps depend only on the row count and the seed, so shuffling row numbers orders the rows
+    // as shuffling the rows themselves would.
+    const order = shuffleInPlace(
+      Array.from({ length: rows }, (_, r) => r),
+      makeRng(subSeed(spec.seed, `rows:${label}`)),
+    );
+    const starts = new Int32Array(rows + 1);
+    const members = new Int32Array(n);
+    order.forEach((r, k) => {
+      members.set(packed.subarray(filled[r], filled[r + 1]), starts[k]);
+      starts[k + 1] = starts[k] + filled[r + 1] - filled[r];
+    });
     const memberTasks = members.map((e) => keptTask[exampleRecord[e]]);
-    return { starts, members, memberTasks, width: spec.packing ? spec.seq_len : 0 };
+    return { starts, members, memberTasks, width: spec.seq_len };
   };
   const trainPlan = toRows(mixed, "train");
   const valPlan = toRows(valExamples, "val");
