@@ -21,7 +21,7 @@ export interface WorkerServeOptions {
 }
 
 export class WorkerServing {
-  private constructor(private readonly server: RunningServer) {}
+  private constructor(readonly server: RunningServer) {}
 
   static async start(nc: NatsConnection, workerId: string, o: WorkerServeOptions, log: Logger): Promise<WorkerServing> {
     const server = await startServer({

@@ -1,6 +1,7 @@
 // A serving worker under deploy/nats/auth.conf's worker user, behind a coordinator under its own: the
 // routed HTTP door answers (the worker may answer on ringtune.serve.> and stream to the caller's inbox),
-// a job's adapter named by id loads (the worker may read job records), and a streamed request ends.
+// a job's adapter named by id loads (the worker may read job records), a streamed request ends, and an
+// HTTP client that drops its stream stops the generation on the worker (the coordinator's NATS cancel).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -109,4 +110,20 @@ test("under per-role users, a serving worker answers routed requests, streams, a
   assert.equal(chunks.at(-1).choices[0].finish_reason, "length");
   const byJob = await postJson(`${url}/completions`, { model: "job-auth-r4", prompt: "Hi", max_tokens: 2 });
   assert.equal(byJob.status, 200, JSON.stringify(byJob.json));
+});
+
+test("an HTTP client that drops a stream at the coordinator's door stops the generation on the worker", async () => {
+  const engine = worker.serving!.server.ctx.engine;
+  const cancelledBefore = engine.finished.cancelled;
+  const aborter = new AbortController();
+  const res = await fetch(`${url}/completions`, {
+    method: "POST",
+    body: JSON.stringify({ model: "base", prompt: "Hi", max_tokens: 240, ignore_eos: true, stream: true }),
+    signal: aborter.signal,
+  });
+  const reader = res.body!.getReader();
+  await reader.read(); // the first chunk: the generation runs on the worker
+  aborter.abort();
+  await waitUntil(async () => engine.finished.cancelled > cancelledBefore, "the worker to cancel", 30_000);
+  assert.equal(engine.load.live, 0);
 });
