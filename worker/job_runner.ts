@@ -18,6 +18,8 @@ import {
 } from "../proto/mod.js";
 import { connectTransport } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
+import { checkAssignPaths, checkSavePath } from "./command_paths.js";
+import type { PathRoots } from "../native/js/path_roots.js";
 import { joinSequenceGroup, type SequenceGroup } from "./sequence_parallel/group_link.js";
 import { applyZeroShard, gatherFullMoments } from "./zero_shard.js";
 import { Trainer } from "./trainer.js";
@@ -43,6 +45,8 @@ export class JobRunner {
   private queue: Promise<unknown> = Promise.resolve();
   /** what a long command is doing now (building the model, saving), sent with each heartbeat */
   activity: string | undefined;
+  /** the folders commands may read and write under (see command_paths.ts); undefined: unconfined */
+  pathRoots: PathRoots | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -68,11 +72,17 @@ export class JobRunner {
   }
 
   private readonly handlers: CommandHandlers = {
-    assign: (m) => this.assign(m),
+    assign: (m) => {
+      if (this.pathRoots) checkAssignPaths(m, this.pathRoots);
+      return this.assign(m);
+    },
     step: (m) => this.step(m),
     eval: (m) => this.evaluate(m),
     generate: (m) => this.generate(m),
-    save: (m) => this.save(m),
+    save: (m) => {
+      if (this.pathRoots) checkSavePath(m, this.pathRoots);
+      return this.save(m);
+    },
     release: (m) => this.release(m.job),
   };
 

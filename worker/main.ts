@@ -16,6 +16,7 @@ import {
 } from "../proto/mod.js";
 import { cpuDevice } from "./device.js";
 import { JobRunner } from "./job_runner.js";
+import type { PathRoots } from "../native/js/path_roots.js";
 import { WorkerMetrics } from "./worker_metrics.js";
 import { processLogger } from "../observe/logger.js";
 import type { ListenAddress } from "../observe/http_listen.js";
@@ -34,6 +35,8 @@ export interface WorkerOptions {
   log?: Logger;
   /** where to serve Prometheus `/metrics` (none: no HTTP server) */
   http?: ListenAddress;
+  /** where commands may read and write (none: anywhere; `ringtune worker` always sets them) */
+  roots?: PathRoots;
 }
 
 /**
@@ -76,6 +79,7 @@ export class Worker {
       runner.currentJob ? "busy" : "idle",
     );
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
+    runner.pathRoots = opts.roots;
     const w = new Worker(nc, opts.id, runner, log, opts.memoryBytes);
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
     w.serveCommands();

@@ -87,9 +87,12 @@ export const workerCommand: Command = {
   summary: "run a worker: trains the jobs the coordinator assigns it",
   usage:
     `usage: ringtune worker [--nats URL] [--id ID] [${DEVICE_FLAG_HELP}] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST] [--http :PORT]\n` +
+    "         [--data-root DIR] [--output-root DIR]\n" +
     "  --id      default: host-pid\n" +
     "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused\n" +
     "  --http    serve Prometheus metrics (/metrics) on this address (:9464)\n" +
+    "  --data-root DIR, --output-root DIR  commands read only under these (both) and write only under the\n" +
+    "            output roots (default: the working directory; RINGTUNE_DATA_ROOT, RINGTUNE_OUTPUT_ROOT)\n" +
     "  logs: JSON lines on stderr, level from LOG_LEVEL (default info)\n" +
     NATS_CREDENTIAL_USAGE,
   async run(argv) {
@@ -100,6 +103,8 @@ export const workerCommand: Command = {
       memory: { type: "string" },
       "listen-host": { type: "string" },
       "advertise-host": { type: "string" },
+      "data-root": { type: "string" },
+      "output-root": { type: "string" },
       ...natsCredentialFlags,
       http: { type: "string" },
     });
@@ -121,6 +126,7 @@ export const workerCommand: Command = {
       advertiseHost: values["advertise-host"] as string | undefined,
       memoryBytes,
       http: httpFlag(values.http),
+      roots: pathRoots(values),
     });
     return untilSignal(() => w.close());
   },

@@ -293,6 +293,18 @@ export interface BatchedDecoder {
   memory(): { base: number; adapters: number; caches: number };
 }
 
+/** One tensor (or a piece of one) to read: `count` values at `fileOffset` into `dst`. */
+export interface ReadTensorItem {
+  fileOffset: number;
+  dtype: TensorDtype;
+  count: number;
+  dst: Float32Array;
+  /** the tensor's name, for the error when a value is NaN or infinite */
+  name?: string;
+  /** the index of dst[0] within that tensor */
+  firstIndex?: number;
+}
+
 export interface NativeAddon {
   /** a decoder serving adapters over `base`, which must hold fp32 weights and no LoRA of its own */
   createBatchedDecoder(base: NativeModel): BatchedDecoder;
@@ -306,12 +318,10 @@ export interface NativeAddon {
   /**
    * Reads tensors from a file at absolute byte offsets, converting each to float32 into `dst`, in chunks;
    * onProgress gets the bytes read so far after each chunk (asynchronously: a call may follow the Promise).
+   * A NaN or infinite value rejects, naming the file, the item's `name` and the index (`firstIndex` + the
+   * offset in `dst`: an item may be a piece of a larger tensor).
    */
-  readTensors(
-    file: string,
-    items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[],
-    onProgress?: (bytesRead: number) => void,
-  ): Promise<void>;
+  readTensors(file: string, items: ReadTensorItem[], onProgress?: (bytesRead: number) => void): Promise<void>;
   /**
    * Writes `header` (the full safetensors prefix: 8-byte length + JSON) then each item converted to
    * its dtype (BF16: round to nearest even; a Uint16Array src holds bf16 bits), to a temporary name,

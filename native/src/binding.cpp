@@ -779,7 +779,12 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
     } catch (const std::exception& e) {
       throw Napi::TypeError::New(env, std::string(call) + ": " + file + ": " + e.what());
     }
-    items.push_back({(uint64_t)number_field(it, call, "fileOffset"), dtype, count, dst.Data()});
+    // name and firstIndex (optional) only say where a NaN or Inf was found.
+    Napi::Value name = it.Get("name");
+    Napi::Value first = it.Get("firstIndex");
+    items.push_back({(uint64_t)number_field(it, call, "fileOffset"), dtype, count, dst.Data(),
+                     name.IsString() ? name.As<Napi::String>().Utf8Value() : "",
+                     first.IsNumber() ? (size_t)first.As<Napi::Number>().DoubleValue() : 0});
     keep.push_back(dst);
   }
   // onProgress(bytesRead): on the main thread, after each chunk (asynchronously; calls may trail the Promise).

@@ -1,6 +1,7 @@
 #include "tensor_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cerrno>
@@ -82,7 +83,26 @@ void write_all(int fd, const void* src, size_t n, const std::string& file) {
   }
 }
 
+// Creates `tmp` exclusively and without following a symbolic link planted there. A leftover of the same
+// name (a crashed writer with the same pid, common for pid 1 in a container) is unlinked first: unlink
+// removes a link itself, never its target.
+int open_new_file(const std::string& tmp) {
+  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  int fd = ::open(tmp.c_str(), flags, 0644);
+  if (fd < 0 && errno == EEXIST && ::unlink(tmp.c_str()) == 0) fd = ::open(tmp.c_str(), flags, 0644);
+  if (fd < 0) fail("write_safetensors", tmp, ": ", std::strerror(errno));
+  return fd;
+}
+
 }  // namespace
+
+size_t first_non_finite(const float* values, size_t n) {
+  size_t first = n;
+#pragma omp parallel for schedule(static) reduction(min : first)
+  for (size_t i = 0; i < n; i++)
+    if (!std::isfinite(values[i]) && i < first) first = i;
+  return first;
+}
 
 void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
                   const std::function<void(uint64_t bytes_read)>& progress) {
@@ -90,7 +110,8 @@ void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
   if (f.fd < 0) fail("read_tensors", file, ": ", std::strerror(errno));
   std::vector<uint16_t> half;
   uint64_t done = 0;
-  for (const ReadItem& it : items) {
+  for (size_t k = 0; k < items.size(); k++) {
+    const ReadItem& it = items[k];
     const size_t width = dtype_size(it.dtype), per_chunk = kReadChunkBytes / width;
     for (size_t from = 0; from < it.count; from += per_chunk) {
       const size_t n = std::min(per_chunk, it.count - from);
@@ -110,6 +131,16 @@ void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
           for (size_t i = 0; i < n; i++) dst[i] = f16_to_float(h[i]);
         }
       }
+      // Checked chunk by chunk while the values are still in cache: a second pass over 2 GB would not be.
+      const size_t bad = first_non_finite(dst, n);
+      if (bad < n) {
+        const std::string what = it.name.empty() ? "item " + std::to_string(k) : "tensor '" + it.name + "'";
+        fail("read_tensors", file, ": ", what, " contains ",
+             std::isnan(dst[bad]) ? "NaN"
+             : dst[bad] > 0       ? "Inf"
+                                  : "-Inf",
+             " at index ", it.first_index + from + bad);
+      }
       done += n * width;
       if (progress) progress(done);
     }
@@ -120,8 +151,7 @@ void write_safetensors(const std::string& file, const std::vector<uint8_t>& head
                        const std::vector<WriteItem>& items) {
   const std::string tmp = file + ".tmp-" + std::to_string(::getpid());
   {
-    Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-    if (f.fd < 0) fail("write_safetensors", tmp, ": ", std::strerror(errno));
+    Fd f{open_new_file(tmp)};
     write_all(f.fd, header.data(), header.size(), tmp);
     std::vector<uint16_t> half;
     std::vector<float> wide;
@@ -152,6 +182,11 @@ void write_safetensors(const std::string& file, const std::vector<uint8_t>& head
       }
     }
     if (::fsync(f.fd) != 0) fail("write_safetensors", tmp, ": fsync: ", std::strerror(errno));
+  }
+  struct stat at;
+  if (::lstat(file.c_str(), &at) == 0 && S_ISLNK(at.st_mode)) {
+    ::unlink(tmp.c_str());
+    fail("write_safetensors", file, ": is a symbolic link; outputs are never written through links");
   }
   if (::rename(tmp.c_str(), file.c_str()) != 0) {
     const int e = errno;

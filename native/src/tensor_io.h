@@ -19,6 +19,8 @@ struct ReadItem {
   Dtype dtype;
   size_t count;  // elements
   float* dst;
+  std::string name;        // the tensor's name, for errors ("item <i>" when empty)
+  size_t first_index = 0;  // index of dst[0] within that tensor, when only a piece of it is read
 };
 
 struct WriteItem {
@@ -30,14 +32,19 @@ struct WriteItem {
 
 // Reads each item, converting to float32, in chunks of at most kReadChunkBytes: a 16-bit tensor never has a
 // second full-size copy in memory. progress, when given, gets the bytes read so far after each chunk.
-// Throws naming the file on a short read ("truncated").
+// Throws naming the file on a short read ("truncated"), and naming the file, the tensor and the first index
+// when a value is NaN or infinite: such weights would only turn every loss into NaN steps later.
 constexpr size_t kReadChunkBytes = size_t(64) << 20;
 void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
                   const std::function<void(uint64_t bytes_read)>& progress = nullptr);
 
-// Writes header bytes then the items, to file + ".tmp-<pid>", fsyncs, renames to file.
+// Writes header bytes then the items, to file + ".tmp-<pid>" (created exclusively, never through a symbolic
+// link), fsyncs, renames to file. A symbolic link at file is refused rather than replaced.
 void write_safetensors(const std::string& file, const std::vector<uint8_t>& header,
                        const std::vector<WriteItem>& items);
+
+// The index of the first NaN or infinite value of values[0..n), or n when all are finite.
+size_t first_non_finite(const float* values, size_t n);
 
 // Conversions (exposed for tests): bf16 round-to-nearest-even; f16 and bf16 widening.
 uint16_t float_to_bf16(float f);
