@@ -3,11 +3,12 @@
 // a coordinator, a worker and `ringtune submit` given --tls-ca/--tls-cert/--tls-key run a tiny job through
 // it. A client without the CA, or without a client certificate, is refused.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { connect } from "@nats-io/transport-node";
+import { natsAuth } from "../../cli/nats_credentials.js";
 import { CoordinatorProcess, killAllCoordinatorProcesses } from "../helpers/coordinator_process.js";
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
 import { REPO_ROOT, runProcess, runRingtune, waitUntil } from "../helpers/processes.js";
@@ -139,4 +140,26 @@ test("a client with the CA but no client certificate is refused by the server", 
   });
   await nc.flush();
   await nc.close();
+});
+
+test("a local cluster's credentials file with TLS files gives the user and the certificate; an explicit one keeps the user", () => {
+  const runDir = path.join(work, "run");
+  mkdirSync(path.join(runDir, "auth"), { recursive: true });
+  const file = (role: string) => path.join(tls, `${role}.pem`);
+  writeFileSync(
+    path.join(runDir, "auth", "client.env"),
+    `NATS_USER=client\nNATS_PASSWORD=pw\nNATS_CA=${file("ca")}\nNATS_CERT=${file("client")}\nNATS_KEY=${file("client-key")}\n`,
+  );
+  const env = { RINGTUNE_RUN_DIR: runDir };
+  const local = natsAuth({}, "client", env, () => {});
+  assert.equal(local.options.user, "client");
+  assert.deepEqual(local.options.tls, { caFile: file("ca"), certFile: file("client"), keyFile: file("client-key") });
+  const explicit = natsAuth(
+    { "tls-ca": "/x/ca.pem", "tls-cert": "/x/c.pem", "tls-key": "/x/k.pem" },
+    "client",
+    env,
+    () => {},
+  );
+  assert.equal(explicit.options.user, "client", "the certificate names no user: the local one is still used");
+  assert.deepEqual(explicit.options.tls, { caFile: "/x/ca.pem", certFile: "/x/c.pem", keyFile: "/x/k.pem" });
 });
