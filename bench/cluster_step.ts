@@ -64,6 +64,11 @@ async function main(): Promise<void> {
           "--insecure",
           "--id",
           `bench-${i}`,
+          // the job's files are in a temp folder
+          "--data-root",
+          os.tmpdir(),
+          "--output-root",
+          os.tmpdir(),
         ],
         {
           env: { ...process.env, OMP_NUM_THREADS: "1" },

@@ -81,19 +81,22 @@ export function natsAuth(
   let user = pick("user", "NATS_USER");
   let password = pick("password", "NATS_PASSWORD");
   const nkey = pick("nkey", "NATS_NKEY");
-  const ca = pick("tls-ca", "NATS_CA");
-  const cert = pick("tls-cert", "NATS_CERT");
-  const key = pick("tls-key", "NATS_KEY");
+  let ca = pick("tls-ca", "NATS_CA");
+  let cert = pick("tls-cert", "NATS_CERT");
+  let key = pick("tls-key", "NATS_KEY");
   const insecure = values.insecure === true || env.RINGTUNE_INSECURE === "1";
 
   let from = "";
-  if (!creds && !user && !nkey && !cert && !insecure) {
+  // A TLS certificate alone does not name a user: the local cluster's user is still wanted with it.
+  if (!creds && !user && !nkey && !insecure) {
     const file = localCredentialsFile(role, env);
     if (existsSync(file)) {
       const local = readEnvFile(file);
       user = local.NATS_USER;
       password = local.NATS_PASSWORD;
       from = ` (from ${file})`;
+      // a cluster started with TLS=1 names its CA and this role's certificate there too
+      if (!ca && !cert) ({ NATS_CA: ca, NATS_CERT: cert, NATS_KEY: key } = local);
     }
   }
   if ((cert && !key) || (key && !cert)) throw new UsageError("--tls-cert and --tls-key go together");

@@ -19,6 +19,8 @@ import {
 } from "../proto/mod.js";
 import { connectTransport } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
+import { checkAssignPaths, checkSavePath } from "./command_paths.js";
+import type { PathRoots } from "../native/js/path_roots.js";
 import { joinSequenceGroup, type SequenceGroup } from "./sequence_parallel/group_link.js";
 import { applyZeroShard, gatherFullMoments } from "./zero_shard.js";
 import { Trainer } from "./trainer.js";
@@ -59,6 +61,8 @@ export class JobRunner {
   private stopping: Promise<void> | undefined;
   /** the job whose assign is building its model and ring: the worker is busy with it already */
   private assigning: string | undefined;
+  /** the folders commands may read and write under (see command_paths.ts); undefined: unconfined */
+  pathRoots: PathRoots | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -93,11 +97,17 @@ export class JobRunner {
   }
 
   private readonly handlers: CommandHandlers = {
-    assign: (m) => this.assign(m),
+    assign: (m) => {
+      if (this.pathRoots) checkAssignPaths(m, this.pathRoots);
+      return this.assign(m);
+    },
     step: (m) => this.step(m),
     eval: (m) => this.evaluate(m),
     generate: (m) => this.generate(m),
-    save: (m) => this.save(m),
+    save: (m) => {
+      if (this.pathRoots) checkSavePath(m, this.pathRoots);
+      return this.save(m);
+    },
     release: (m) => this.release(m.job),
   };
 

@@ -16,6 +16,7 @@ import {
 } from "../proto/mod.js";
 import { cpuDevice } from "./device.js";
 import { JobRunner } from "./job_runner.js";
+import type { PathRoots } from "../native/js/path_roots.js";
 import { WorkerMetrics } from "./worker_metrics.js";
 import { WorkerServing, type WorkerServeOptions } from "./serving.js";
 import { processLogger } from "../observe/logger.js";
@@ -37,6 +38,8 @@ export interface WorkerOptions {
   http?: ListenAddress;
   /** also serve a base model (and adapters) to the requests the coordinator routes here */
   serve?: WorkerServeOptions;
+  /** where commands may read and write (none: anywhere; `ringtune worker` always sets them) */
+  roots?: PathRoots;
 }
 
 /**
@@ -81,6 +84,7 @@ export class Worker {
       runner.currentJob ? "busy" : "idle",
     );
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
+    runner.pathRoots = opts.roots;
     const w = new Worker(nc, opts.id, runner, log, opts.memoryBytes);
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
     if (opts.serve) w.serving = await WorkerServing.start(nc, opts.id, opts.serve, log);

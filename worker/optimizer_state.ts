@@ -4,7 +4,7 @@
 // given the moments gathered from every rank, and a reader keeps only its shard's pieces of them, so a
 // checkpoint resumes on any worker count, sharded or not.
 import path from "node:path";
-import { loadAddon, type NativeModel, type TensorDtype } from "../native/js/addon.js";
+import { loadAddon, type NativeModel, type ReadTensorItem } from "../native/js/addon.js";
 import { readSafetensorsHeader, writeSafetensors, type WriteTensor } from "../native/js/safetensors.js";
 import { OPTIMIZER_FILE } from "../proto/mod.js";
 
@@ -44,7 +44,7 @@ export async function loadOptimizerState(model: NativeModel, dir: string): Promi
   const header = await readSafetensorsHeader(file);
   const { m, v } = model.optimizerData();
   const pieces = shardPieces(model.optimizerShard());
-  const items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array }[] = [];
+  const items: ReadTensorItem[] = [];
   for (const p of model.trainableParams()) {
     for (const [suffix, buf] of [
       ["exp_avg", m],
@@ -61,6 +61,8 @@ export async function loadOptimizerState(model: NativeModel, dir: string): Promi
         const at = piece.packed + (lo - piece.offset);
         items.push({
           fileOffset: t.fileOffset + (lo - p.offset) * 4,
+          name: `${p.name}.${suffix}`,
+          firstIndex: lo - p.offset,
           dtype: "F32",
           count: hi - lo,
           dst: buf.subarray(at, at + hi - lo),

@@ -127,12 +127,15 @@ export const workerCommand: Command = {
   usage:
     `usage: ringtune worker [--nats URL] [--id ID] [${DEVICE_FLAG_HELP}] [--memory SIZE] [--listen-host HOST] [--advertise-host HOST] [--http :PORT]\n` +
     "       [--serve DIR [--serve-name NAME] [--serve-adapter NAME=DIR|JOB_ID ...] [--adapter-root DIR[:DIR...]] [--serve-bf16]]\n" +
+    "       [--data-root DIR] [--output-root DIR]\n" +
     "  --id      default: host-pid\n" +
     "  --memory  usable memory to report (8GiB, 512MiB; default: the machine's RAM): jobs that need more are refused\n" +
     "  --http    serve Prometheus metrics (/metrics) on this address (:9464)\n" +
     "  --serve   also serve the base model in DIR (as --serve-name, default the folder's name) with its adapters to the\n" +
     "            requests the coordinator's --serve-http routes here; adapters load at run time from job outputs (by\n" +
     "            job id) or from folders under --adapter-root; --serve-bf16 holds the base in bf16 (half the memory)\n" +
+    "  --data-root DIR, --output-root DIR  commands read only under these (both) and write only under the\n" +
+    "            output roots (default: the working directory; RINGTUNE_DATA_ROOT, RINGTUNE_OUTPUT_ROOT)\n" +
     "  logs: JSON lines on stderr, level from LOG_LEVEL (default info)\n" +
     NATS_CREDENTIAL_USAGE,
   async run(argv) {
@@ -143,6 +146,8 @@ export const workerCommand: Command = {
       memory: { type: "string" },
       "listen-host": { type: "string" },
       "advertise-host": { type: "string" },
+      "data-root": { type: "string" },
+      "output-root": { type: "string" },
       ...natsCredentialFlags,
       http: { type: "string" },
       serve: { type: "string" },
@@ -170,6 +175,7 @@ export const workerCommand: Command = {
       memoryBytes,
       http: httpFlag(values.http),
       serve: serveFlags(values),
+      roots: pathRoots(values),
     });
     return untilSignal(() => w.close());
   },

@@ -71,7 +71,9 @@ export function readCache(dir: string, key: string): CachedDataset | null {
 export function writeCache(dir: string, key: string, data: CachedDataset): void {
   mkdirSync(dir, { recursive: true });
   const tmp = path.join(dir, `${key}.tmp-${process.pid}`);
-  mkdirSync(tmp, { recursive: true });
+  // A fresh folder, never one (or a link to one) left at that name: the files below go only into it.
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp);
   const rows = [...data.train, ...data.val];
   const total = rows.reduce((a, r) => a + r.inputIds.length * FIELDS.length, 0);
   const all = new Int32Array(total);

@@ -135,7 +135,8 @@ export async function prepareDataset(spec: DataSpec, opts: PrepareOptions = {}):
   mkdirSync(root, { recursive: true });
   // Built in a temporary folder and renamed, so a crash never leaves half an entry that looks whole.
   const tmp = path.join(root, `${key}.tmp-${process.pid}-${Date.now()}`);
-  mkdirSync(tmp, { recursive: true });
+  // Not recursive: a folder or link already at that name is an error, not a place to write into.
+  mkdirSync(tmp);
   try {
     await build(spec, setup, tmp, display, progress, opts);
     rmSync(dir, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 // loss.svg and loss.png of a run folder, from its metrics.jsonl: written at the end of every job and by
 // `ringtune plot`.
-import { writeFile } from "node:fs/promises";
+import { writeOutputFile } from "../../native/js/output_files.js";
 import path from "node:path";
 import { readLossSeries, type LossSeries } from "./loss_series.js";
 import { lossPlotSvg } from "./loss_svg.js";
@@ -19,8 +19,8 @@ export async function writePlotFiles(
 ): Promise<WrittenPlot> {
   const svgText = lossPlotSvg(runs, opts);
   const out = { svg: `${base}.svg`, png: `${base}.png` };
-  await writeFile(out.svg, svgText);
-  await writeFile(out.png, svgToPng(svgText));
+  await writeOutputFile(out.svg, svgText);
+  await writeOutputFile(out.png, svgToPng(svgText));
   return out;
 }
 

@@ -1,6 +1,6 @@
 // The final outputs of a job (paths from proto's finalLayout): the model for full training; for LoRA and
 // hybrid the adapter, the base it names, and later the merged model; ringtune.json in every case.
-import { writeFile } from "node:fs/promises";
+import { writeOutputFile } from "../../native/js/output_files.js";
 import { finalLayout } from "../../proto/mod.js";
 import type { Job } from "../jobs/store.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
@@ -39,7 +39,7 @@ export async function saveFinalModel(ring: Ring, job: Job, spec: JobSpec): Promi
     outputs.push(final.adapter);
   }
   const info = { job: job.id, method: spec.method, template: spec.template, tokenizer: spec.tokenizer ?? "model" };
-  await writeFile(final.info, JSON.stringify(info, null, 2) + "\n");
+  await writeOutputFile(final.info, JSON.stringify(info, null, 2) + "\n");
   return outputs;
 }
 

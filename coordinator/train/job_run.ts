@@ -2,7 +2,7 @@
 // the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics, checkpoints,
 // final outputs); this file only puts them in order.
 import { randomBytes } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { makeOutputDir } from "../../native/js/output_files.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
@@ -104,7 +104,7 @@ export class JobRun {
 
   async run(): Promise<void> {
     const { spec, job } = this;
-    await mkdir(job.output, { recursive: true });
+    await makeOutputDir(job.output);
     await this.update({
       status: "preparing",
       message: "reading, tokenizing and packing the data",

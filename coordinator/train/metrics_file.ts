@@ -3,7 +3,7 @@
 // story whatever the restarts. A last line cut short (the process died while appending it) is dropped: it
 // is the one line a crash can leave torn, and resuming must not be blocked by it.
 import { existsSync, readFileSync } from "node:fs";
-import { appendFile, writeFile } from "node:fs/promises";
+import { appendOutputFile, writeOutputFile } from "../../native/js/output_files.js";
 
 export interface MetricLine {
   step: number;
@@ -49,17 +49,17 @@ export class MetricsFile {
   /** Starts the file for a run from `startStep`: empty at 0, else the lines up to that step kept. */
   async startAt(startStep: number): Promise<void> {
     if (startStep === 0 || !existsSync(this.file)) {
-      await writeFile(this.file, "");
+      await writeOutputFile(this.file, "");
       return;
     }
     const kept = readMetricLines(this.file)
       .filter((m) => m.metric.step <= startStep)
       .map((m) => m.line + "\n");
-    await writeFile(this.file, kept.join(""));
+    await writeOutputFile(this.file, kept.join(""));
   }
 
   async append(line: MetricLine): Promise<void> {
-    await appendFile(this.file, JSON.stringify(line) + "\n");
+    await appendOutputFile(this.file, JSON.stringify(line) + "\n");
     this.onLine?.(line);
   }
 }

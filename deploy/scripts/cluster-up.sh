@@ -13,6 +13,10 @@
 #   INSECURE=1         a server without users (every process started with --insecure); by default the
 #                      server started here has a user per role (deploy/nats/auth.conf) whose passwords are
 #                      generated into .run/auth/<role>.env, where the ringtune commands find them
+#   TLS=1              NATS over TLS with client certificates (for connections that leave the host): a CA, a
+#                      server certificate and one client certificate per role are generated into .run/tls/
+#                      (deploy/scripts/tls-certs.sh; TLS_HOSTS="name addr" more names the server is reached by)
+#                      and every process gets --tls-ca/--tls-cert/--tls-key; .run/auth/<role>.env names them too
 #   RINGTUNE_DATA_ROOT, RINGTUNE_OUTPUT_ROOT  where jobs may read and write (default: the checkout)
 #   CLUSTER_UP_TIMEOUT=S  seconds to wait for the coordinator and workers (default 60)
 #   DASHBOARD_PORT=P   port of the coordinator's dashboard and its /metrics (default 8080)
@@ -121,11 +125,42 @@ write_credentials() {
 }
 role_password() { sed -n 's/^NATS_PASSWORD=//p' "$RUN_DIR/auth/$1.env"; }
 
+# TLS=1: the CA and certificates in .run/tls/, and a server config that is `base` plus a tls block requiring
+# a client certificate signed by that CA (verify). nats-server resolves an include relative to the including
+# file, so the path to `base` is written relative to .run/tls/.
+TLS_DIR=$RUN_DIR/tls
+tls_server_config() {
+  "$RINGTUNE_ROOT/deploy/scripts/tls-certs.sh" "$TLS_DIR" >/dev/null || die "could not make the TLS certificates"
+  local conf=$TLS_DIR/nats-server-tls.conf
+  {
+    echo "# written by cluster-up (TLS=1): $1 over TLS, every client with a certificate of this CA"
+    echo "include \"$(realpath --relative-to="$TLS_DIR" "$1")\""
+    echo "tls {"
+    echo "  cert_file: \"$TLS_DIR/server.pem\""
+    echo "  key_file: \"$TLS_DIR/server-key.pem\""
+    echo "  ca_file: \"$TLS_DIR/ca.pem\""
+    echo "  verify: true"
+    echo "  timeout: 5"
+    echo "}"
+  } >"$conf"
+  echo "$conf"
+}
+tls_flags() { echo "--tls-ca $TLS_DIR/ca.pem --tls-cert $TLS_DIR/$1.pem --tls-key $TLS_DIR/$1-key.pem"; }
+# The ringtune commands of this checkout read .run/auth/<role>.env: with TLS they find the files there too.
+add_tls_to_credentials() {
+  local role
+  for role in coordinator worker client serve; do
+    printf 'NATS_CA=%s\nNATS_CERT=%s\nNATS_KEY=%s\n' "$TLS_DIR/ca.pem" "$TLS_DIR/$role.pem" "$TLS_DIR/$role-key.pem" \
+      >>"$RUN_DIR/auth/$role.env"
+  done
+}
+
 # Whether something accepts TCP connections at host:port (bash's /dev/tcp; no extra tools needed).
 listening() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 
 # --- NATS -----------------------------------------------------------------------------------------------
 if [ -n "${NATS_URL:-}" ]; then
+  [ "${TLS:-}" = 1 ] && die "TLS=1 secures the server started here; for the server at NATS_URL give NATS_CA, NATS_CERT and NATS_KEY"
   url=$NATS_URL
   hostport=${url%%,*}; hostport=${hostport#*://}; hostport=${hostport##*@}; hostport=${hostport%%/*}
   host=${hostport%:*}; port=${hostport##*:}; [ "$host" = "$hostport" ] && port=4222
@@ -140,14 +175,18 @@ else
   command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || die "nats-server is not installed: 'make deps' installs it"
   nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
   url=nats://127.0.0.1:$port
+  nats_conf=$RINGTUNE_ROOT/deploy/nats/nats-server-auth.conf
+  [ "${INSECURE:-}" = 1 ] && nats_conf=$RINGTUNE_ROOT/deploy/nats/nats-server.conf
+  [ "${TLS:-}" = 1 ] && nats_conf=$(tls_server_config "$nats_conf")
   if [ "${INSECURE:-}" = 1 ]; then
     echo "cluster-up: warning: INSECURE=1: NATS without authentication, anyone who reaches port $port is trusted" >&2
-    start nats "$nats_bin" -c "$RINGTUNE_ROOT/deploy/nats/nats-server.conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
+    start nats "$nats_bin" -c "$nats_conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
   else
     write_credentials
+    [ "${TLS:-}" = 1 ] && add_tls_to_credentials
     RINGTUNE_COORDINATOR_PASSWORD=$(role_password coordinator) RINGTUNE_WORKER_PASSWORD=$(role_password worker) \
       RINGTUNE_CLIENT_PASSWORD=$(role_password client) RINGTUNE_SERVE_PASSWORD=$(role_password serve) \
-      start nats "$nats_bin" -c "$RINGTUNE_ROOT/deploy/nats/nats-server-auth.conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
+      start nats "$nats_bin" -c "$nats_conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
   fi
   for i in $(seq 100); do listening 127.0.0.1 "$port" && break; sleep 0.1; done
   listening 127.0.0.1 "$port" || fail "nats-server did not start listening on port $port"
@@ -177,25 +216,35 @@ if [ -n "${SERVE:-}" ]; then
   for a in ${SERVE_ADAPTERS:-}; do serve_worker+=(--serve-adapter "$a"); done
 fi
 worker_http() { if [ "$metrics_port" = 0 ]; then echo "$http_host:0"; else echo "$http_host:$((metrics_port + $1))"; fi; }
+# role_flags ROLE: --insecure and, with TLS=1, that role's certificate (paths without spaces: .run/tls/ of the checkout)
+role_flags() {
+  echo "${insecure[*]}"
+  [ "${TLS:-}" = 1 ] && tls_flags "$1"
+  return 0
+}
+# shellcheck disable=SC2046 # word splitting of role_flags is intended
 start coordinator node "$CLI" coordinator --nats "$url" --http "$http_host:$dashboard_port" \
-  "${serve_coordinator[@]}" "${insecure[@]}"
+  "${serve_coordinator[@]}" $(role_flags coordinator)
 ids=()
 for ((k = 0; k < workers; k++)); do
   id=worker-$k
   ids+=("$id")
   if [ "$gpus" -gt 0 ]; then
+    # shellcheck disable=SC2046
     start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))" --http "$(worker_http "$k")" \
-      "${serve_worker[@]}" "${insecure[@]}"
+      "${serve_worker[@]}" $(role_flags worker)
   else
+    # shellcheck disable=SC2046
     OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id" \
-      "${memory_flag[@]}" --http "$(worker_http "$k")" "${serve_worker[@]}" "${insecure[@]}"
+      "${memory_flag[@]}" --http "$(worker_http "$k")" "${serve_worker[@]}" $(role_flags worker)
   fi
 done
 
 # --- wait until the coordinator answers and every worker has registered -----------------------------------
 # Count only our workers (a shared NATS_URL server may have others), and only those not lost.
 registered() {
-  node "$CLI" cluster status --json --nats "$url" "${insecure[@]}" 2>/dev/null | node -e '
+  # shellcheck disable=SC2046
+  node "$CLI" cluster status --json --nats "$url" $(role_flags client) 2>/dev/null | node -e '
     const ids = new Set(process.argv.slice(1));
     const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
     console.log(s.workers.filter((w) => ids.has(w.worker_id) && w.state !== "lost").length);
@@ -220,6 +269,7 @@ if [ -n "${SERVE:-}" ]; then
 fi
 
 if [ "$gpus" -gt 0 ]; then devices="on $gpus GPU(s)"; else devices="on CPU, $threads thread(s) each"; fi
+[ "${TLS:-}" = 1 ] && echo "  NATS over TLS: CA and client certificates in $TLS_DIR (other machines need ca.pem and a client certificate)"
 echo "ringtune cluster up: NATS at $url, a coordinator and $workers worker(s) $devices"
 dashboard_url=$(grep -o 'http://[^ ]*' "$LOG_DIR/coordinator.log" 2>/dev/null | head -n 1 || true)
 echo "  dashboard: ${dashboard_url:-http://$http_host:$dashboard_port/} (Prometheus: /metrics there and on each worker)"

@@ -8,8 +8,9 @@ set -euo pipefail
 # to prove the job subjects work for a client that is not ringtune's.
 # chromium: the dashboard's tests drive the system's browser headless (playwright-core downloads none);
 # fonts-dejavu-core: the labels of loss.png (resvg draws text with the system's fonts).
+# openssl: `make cluster-up TLS=1` makes its certificate authority and certificates with it.
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev nats-server clang-format golang-go
-  golang-github-nats-io-go-nats-dev chromium fonts-dejavu-core)
+  golang-github-nats-io-go-nats-dev chromium fonts-dejavu-core openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

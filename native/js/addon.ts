@@ -323,6 +323,19 @@ export interface BatchedDecoder {
   memory(): { base: number; adapters: number; caches: number; baseBytesPerParam: number };
 }
 
+/** One tensor (or a piece of one) to read: `count` values at `fileOffset` into `dst`. */
+export interface ReadTensorItem {
+  fileOffset: number;
+  dtype: TensorDtype;
+  count: number;
+  /** float32 values, or bf16 bits */
+  dst: Float32Array | Uint16Array;
+  /** the tensor's name, for the error when a value is NaN or infinite */
+  name?: string;
+  /** the index of dst[0] within that tensor */
+  firstIndex?: number;
+}
+
 export interface NativeAddon {
   /**
    * A decoder serving adapters over `base`, which must carry no LoRA of its own. baseBf16: the base's fp32
@@ -342,13 +355,11 @@ export interface NativeAddon {
    * Reads tensors from a file at absolute byte offsets into `dst`, in pieces over native threads: a
    * Float32Array gets float32 values, a Uint16Array bf16 bits (wider dtypes rounded to nearest even); a piece
    * already in the destination's dtype is read in place. onProgress gets the bytes read so far after each
-   * piece (asynchronously: a call may follow the Promise).
+   * piece (asynchronously: a call may follow the Promise). A NaN or infinite value rejects, naming the file,
+   * the item's `name` and the index (`firstIndex` + the offset in `dst`: an item may be a piece of a larger
+   * tensor).
    */
-  readTensors(
-    file: string,
-    items: { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array | Uint16Array }[],
-    onProgress?: (bytesRead: number) => void,
-  ): Promise<void>;
+  readTensors(file: string, items: ReadTensorItem[], onProgress?: (bytesRead: number) => void): Promise<void>;
   /**
    * Writes `header` (the full safetensors prefix: 8-byte length + JSON) then each item converted to
    * its dtype (BF16: round to nearest even; a Uint16Array src holds bf16 bits), to a temporary name,

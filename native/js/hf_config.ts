@@ -2,11 +2,11 @@
 // the NativeModelConfig the core wants, and written back in a form transformers and vLLM load.
 // Defaults follow transformers' LlamaConfig / Qwen2Config, so a config that omits a key means what
 // it means to HF.
-import { open, readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import type { NativeModelConfig } from "./addon.js";
 import { CorruptFileError, UnknownArchitectureError, UnsupportedConfigError } from "./errors.js";
-import { renameDurably } from "./durable_fs.js";
+import { writeOutputFileAtomically } from "./output_files.js";
 
 export const ARCHITECTURES = {
   LlamaForCausalLM: "llama",
@@ -264,20 +264,7 @@ export function configJson(cfg: HfConfig, dtype: "F32" | "BF16"): Record<string,
 
 /** Writes a JSON file via a temporary name, fsync and a rename, so a reader never sees half of it. */
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    const fh = await open(tmp, "w");
-    try {
-      await fh.writeFile(JSON.stringify(value, null, 2) + "\n");
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await renameDurably(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true }); // no half-written temp file left behind
-    throw err;
-  }
+  await writeOutputFileAtomically(file, JSON.stringify(value, null, 2) + "\n");
 }
 
 export async function writeConfig(file: string, cfg: HfConfig, dtype: "F32" | "BF16"): Promise<void> {

@@ -2,15 +2,16 @@
 // (model.safetensors, or shards listed by model.safetensors.index.json), generation_config.json and
 // the tokenizer files. Every tensor is checked against the model's parameter table before any data
 // moves; data then goes from the file straight into the flat parameter buffer (no JS copies).
-import { copyFile, mkdir, readFile, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { loadAddon } from "./addon.js";
-import type { NativeModel, ParamInfo, TensorDtype } from "./addon.js";
+import type { NativeModel, ParamInfo, ReadTensorItem, TensorDtype } from "./addon.js";
 import { readHfConfig, writeConfig, writeJsonAtomic } from "./hf_config.js";
 import type { HfConfig } from "./hf_config.js";
 import { generationConfigJson, readGenerationConfig } from "./generation_config.js";
+import { makeOutputDir, writeOutputFileAtomically } from "./output_files.js";
 import { readSafetensorsHeader, writeSafetensors } from "./safetensors.js";
 import type { SafetensorsHeader, TensorEntry, WriteTensor } from "./safetensors.js";
 import { CorruptFileError, MissingTensorError, ShapeMismatchError, UnexpectedTensorError } from "./errors.js";
@@ -166,14 +167,12 @@ export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<L
   const model = await loadAddon().createModelAsync(config.native, { baseBf16: opts.baseBf16 ?? false });
   const matched = matchParams(model.params(), files, config);
   const data = model.baseDataBf16() ?? model.paramData();
-  const byFile = new Map<
-    string,
-    { fileOffset: number; dtype: TensorDtype; count: number; dst: Float32Array | Uint16Array }[]
-  >();
+  const byFile = new Map<string, ReadTensorItem[]>();
   for (const [p, t] of matched) {
     const items = byFile.get(t.header.file) ?? [];
     items.push({
       fileOffset: t.entry.fileOffset,
+      name: t.entry.name,
       dtype: t.entry.dtype as TensorDtype,
       count: p.size,
       dst: data.subarray(p.offset, p.offset + p.size),
@@ -260,7 +259,7 @@ async function removeStaleWeights(dir: string, kept: Set<string>): Promise<void>
 
 /** Writes `model` as a HF folder: config.json, generation_config.json, weights, tokenizer files. */
 export async function saveModel(model: NativeModel, config: HfConfig, dir: string, opts: SaveOptions): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await makeOutputDir(dir);
   const data = model.baseDataBf16() ?? model.paramData();
   const tensors: WriteTensor[] = model.params().map((p) => ({
     name: p.name,
@@ -292,7 +291,7 @@ export async function saveModel(model: NativeModel, config: HfConfig, dir: strin
   if (opts.sourceDir && path.resolve(opts.sourceDir) !== path.resolve(dir)) {
     for (const f of TOKENIZER_FILES) {
       const src = path.join(opts.sourceDir, f);
-      if (existsSync(src)) await copyFile(src, path.join(dir, f));
+      if (existsSync(src)) await writeOutputFileAtomically(path.join(dir, f), await readFile(src));
     }
   }
 }

@@ -9,11 +9,12 @@
 // A is [r, in] and B is [out, r]; the update is W += scale * B A with scale alpha/r (alpha/sqrt(r)
 // with rsLoRA).
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { loadAddon } from "./addon.js";
 import type { LoraSettings, NativeModel, TensorDtype } from "./addon.js";
 import { writeJsonAtomic } from "./hf_config.js";
+import { makeOutputDir } from "./output_files.js";
 import { readSafetensorsHeader, readTensorsF32, writeSafetensors } from "./safetensors.js";
 import type { SafetensorsHeader, WriteTensor } from "./safetensors.js";
 import {
@@ -143,7 +144,7 @@ export async function saveAdapter(model: NativeModel, dir: string, opts: SaveAda
   if (settings === null) throw new Error(`saveAdapter ${dir}: the model has no LoRA adapters (call enableLora first)`);
   const params = model.loraParams();
   checkNativeTable(params, expectedAdapterTensors(model.params(), settings), `saveAdapter ${dir}`);
-  await mkdir(dir, { recursive: true });
+  await makeOutputDir(dir);
   const data = model.loraData();
   const tensors: WriteTensor[] = params
     .map((p) => ({
@@ -411,6 +412,7 @@ export async function applyAdapter(
     const t = header.tensors.get(p.name)!;
     return {
       fileOffset: t.fileOffset,
+      name: t.name,
       dtype: t.dtype as TensorDtype,
       count: p.size,
       dst: data.subarray(p.offset, p.offset + p.size),

@@ -246,7 +246,7 @@ export async function readTensorsF32(
     }
     const dst = new Float32Array(numel(t.shape));
     out.set(name, dst);
-    items.push({ fileOffset: t.fileOffset, dtype: t.dtype as TensorDtype, count: dst.length, dst });
+    items.push({ fileOffset: t.fileOffset, dtype: t.dtype as TensorDtype, count: dst.length, dst, name });
   }
   if (items.length > 0) await loadAddon().readTensors(header.file, items);
   return out;

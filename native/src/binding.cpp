@@ -810,8 +810,15 @@ Napi::Value ReadTensors(const Napi::CallbackInfo& info) {
       throw Napi::TypeError::New(env, std::string(call) + ": " + file + ": " + e.what());
     }
     const uint64_t offset = (uint64_t)number_field(it, call, "fileOffset");
-    if (to_bf16) items.push_back({offset, dtype, count, nullptr, dv.As<Napi::Uint16Array>().Data()});
-    else items.push_back({offset, dtype, count, dst.As<Napi::Float32Array>().Data()});
+    // name and firstIndex (optional) only say where a NaN or Inf was found.
+    Napi::Value name = it.Get("name");
+    Napi::Value first = it.Get("firstIndex");
+    rt::ReadItem item{offset, dtype, count, nullptr};
+    if (to_bf16) item.dst_bf16 = dv.As<Napi::Uint16Array>().Data();
+    else item.dst = dst.As<Napi::Float32Array>().Data();
+    item.name = name.IsString() ? name.As<Napi::String>().Utf8Value() : "";
+    item.first_index = first.IsNumber() ? (size_t)first.As<Napi::Number>().DoubleValue() : 0;
+    items.push_back(std::move(item));
     keep.push_back(dst);
   }
   // onProgress(bytesRead): on the main thread, after each chunk (asynchronously; calls may trail the Promise).

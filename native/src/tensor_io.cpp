@@ -1,6 +1,7 @@
 #include "tensor_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -123,7 +124,7 @@ void convert(const ReadItem& it, size_t at, size_t n, const uint8_t* src) {
 }
 
 // Reads one piece into its destination; scratch is the thread's buffer for a piece that needs converting.
-void read_piece(int fd, const Piece& p, const std::string& file, std::vector<uint8_t>& scratch) {
+void read_piece_values(int fd, const Piece& p, const std::string& file, std::vector<uint8_t>& scratch) {
   const ReadItem& it = *p.item;
   const size_t width = dtype_size(it.dtype);
   const uint64_t off = it.file_offset + (uint64_t)p.from * width;
@@ -137,7 +138,58 @@ void read_piece(int fd, const Piece& p, const std::string& file, std::vector<uin
   }
 }
 
+// Index of the first NaN or infinite bf16 value (all exponent bits set), or n when there is none.
+size_t first_non_finite_bf16(const uint16_t* bits, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((bits[i] & 0x7f80u) == 0x7f80u) return i;
+  return n;
+}
+
+// Reads one piece into its destination and refuses it when a value is NaN or infinite: checked piece by
+// piece while the values are still in cache, as a second pass over gigabytes would not be.
+void read_piece(int fd, const Piece& p, const std::vector<ReadItem>& items, const std::string& file,
+                std::vector<uint8_t>& scratch) {
+  read_piece_values(fd, p, file, scratch);
+  const ReadItem& it = *p.item;
+  float value;
+  size_t bad;
+  if (it.dst_bf16) {
+    bad = first_non_finite_bf16(it.dst_bf16 + p.from, p.n);
+    value = bad < p.n ? bf16_to_float(it.dst_bf16[p.from + bad]) : 0.f;
+  } else {
+    bad = first_non_finite(it.dst + p.from, p.n);
+    value = bad < p.n ? it.dst[p.from + bad] : 0.f;
+  }
+  if (bad == p.n) return;
+  const std::string what =
+      it.name.empty() ? "item " + std::to_string(p.item - items.data()) : "tensor '" + it.name + "'";
+  fail("read_tensors", file, ": ", what, " contains ",
+       std::isnan(value) ? "NaN"
+       : value > 0       ? "Inf"
+                         : "-Inf",
+       " at index ", it.first_index + p.from + bad);
+}
+
+// Creates `tmp` exclusively and without following a symbolic link planted there. A leftover of the same
+// name (a crashed writer with the same pid, common for pid 1 in a container) is unlinked first: unlink
+// removes a link itself, never its target.
+int open_new_file(const std::string& tmp) {
+  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  int fd = ::open(tmp.c_str(), flags, 0644);
+  if (fd < 0 && errno == EEXIST && ::unlink(tmp.c_str()) == 0) fd = ::open(tmp.c_str(), flags, 0644);
+  if (fd < 0) fail("write_safetensors", tmp, ": ", std::strerror(errno));
+  return fd;
+}
+
 }  // namespace
+
+size_t first_non_finite(const float* values, size_t n) {
+  size_t first = n;
+#pragma omp parallel for schedule(static) reduction(min : first)
+  for (size_t i = 0; i < n; i++)
+    if (!std::isfinite(values[i]) && i < first) first = i;
+  return first;
+}
 
 void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
                   const std::function<void(uint64_t bytes_read)>& progress) {
@@ -156,7 +208,7 @@ void read_tensors(const std::string& file, const std::vector<ReadItem>& items,
     for (size_t i = 0; i < pieces.size(); i++) {
       if (failed.load(std::memory_order_relaxed)) continue;
       try {
-        read_piece(f.fd, pieces[i], file, scratch);
+        read_piece(f.fd, pieces[i], items, file, scratch);
 #pragma omp critical(ringtune_read_progress)
         {
           done += pieces[i].n * dtype_size(pieces[i].item->dtype);
@@ -176,8 +228,7 @@ void write_safetensors(const std::string& file, const std::vector<uint8_t>& head
                        const std::vector<WriteItem>& items) {
   const std::string tmp = file + ".tmp-" + std::to_string(::getpid());
   {
-    Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-    if (f.fd < 0) fail("write_safetensors", tmp, ": ", std::strerror(errno));
+    Fd f{open_new_file(tmp)};
     write_all(f.fd, header.data(), header.size(), tmp);
     std::vector<uint16_t> half;
     std::vector<float> wide;
@@ -208,6 +259,11 @@ void write_safetensors(const std::string& file, const std::vector<uint8_t>& head
       }
     }
     if (::fsync(f.fd) != 0) fail("write_safetensors", tmp, ": fsync: ", std::strerror(errno));
+  }
+  struct stat at;
+  if (::lstat(file.c_str(), &at) == 0 && S_ISLNK(at.st_mode)) {
+    ::unlink(tmp.c_str());
+    fail("write_safetensors", file, ": is a symbolic link; outputs are never written through links");
   }
   if (::rename(tmp.c_str(), file.c_str()) != 0) {
     const int e = errno;

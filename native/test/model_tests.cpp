@@ -327,6 +327,19 @@ TEST(bf16_rounds_to_nearest_even) {
   CHECK(f16_to_float(0x3C00) == 1.0f && f16_to_float(0xC000) == -2.0f && f16_to_float(0x0001) == std::ldexp(1.0f, -24));
 }
 
+// Loaded weights are scanned in parallel: the index reported must be the first bad one, not any thread's.
+TEST(first_non_finite_is_the_lowest_index_of_a_nan_or_inf) {
+  std::vector<float> v(200000, 0.5f);
+  CHECK(first_non_finite(v.data(), v.size()) == v.size());
+  v[190000] = INFINITY;
+  v[77777] = NAN;
+  v[150000] = -INFINITY;
+  CHECK(first_non_finite(v.data(), v.size()) == 77777);
+  v[0] = -INFINITY;
+  CHECK(first_non_finite(v.data(), v.size()) == 0);
+  CHECK(first_non_finite(v.data(), 0) == 0);
+}
+
 TEST(gradient_buckets_cover_the_buffer_and_are_final_when_reported) {
   for (bool tied : {false, true}) {
     const ModelConfig c = tiny_config(true, true, tied);

@@ -2,7 +2,7 @@
 // own clear error (naming the key, file:line, file or message type), in this process, which keeps running.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { encode } from "@msgpack/msgpack";
@@ -11,16 +11,22 @@ import { buildDataset } from "../../coordinator/data/pipeline.js";
 import { formatProblem } from "../../coordinator/data/problems.js";
 import { parseSpec } from "../../coordinator/job_spec/load.js";
 import { readSafetensorsHeader } from "../../native/js/safetensors.js";
-import { readHfConfig } from "../../native/js/hf_config.js";
+import { parseHfConfig, readHfConfig } from "../../native/js/hf_config.js";
+import { initModel, loadModel, saveModel, SINGLE_FILE } from "../../native/js/hf_model.js";
+import { ADAPTER_WEIGHTS, applyAdapter, loadAdapter } from "../../native/js/peft_adapter.js";
+import { loadOptimizerState, saveOptimizerState } from "../../worker/optimizer_state.js";
 import {
   decodeJobRequest,
   decodeMessage,
   JobCancel,
   JobSubmit,
+  OPTIMIZER_FILE,
   WorkerHeartbeat,
   WorkerRegister,
 } from "../../proto/mod.js";
 import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
+import { craftAdapter, tinyBaseParams } from "../helpers/lora_adapters.js";
+import { f32Bytes, rawSafetensors } from "../helpers/native_files.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "ringtune-bad-inputs-"));
 writeFileSync(path.join(dir, "model.json"), JSON.stringify(TINY_BYTE_LLAMA));
@@ -150,6 +156,11 @@ const badModelFiles: [string, () => string, RegExp][] = [
     /Q4/,
   ],
   [
+    "a dtype safetensors knows but the trainer cannot read",
+    () => safetensors("i64.safetensors", JSON.stringify({ w: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }), 8),
+    /unsupported dtype I64 for tensor w/,
+  ],
+  [
     "offsets past the data",
     () =>
       safetensors("offsets.safetensors", JSON.stringify({ w: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }), 4),
@@ -215,5 +226,149 @@ const badMessages: [string, () => unknown, RegExp][] = [
 for (const [what, decode, message] of badMessages) {
   test(`bad message, ${what}: refused with an error naming it`, () => {
     assert.throws(decode, (e: Error) => message.test(e.message));
+  });
+}
+
+// ---- weights: a model, adapter or checkpoint whose values are NaN or infinite, and other broken model folders
+
+/** A tiny model saved as an HF folder in `dtype`, then edited by `breakIt` (which gets the weights file). */
+async function savedModel(dtype: "F32" | "BF16", breakIt: (folder: string, weights: string) => void): Promise<string> {
+  const folder = mkdtempSync(path.join(dir, `model-${dtype}-`));
+  const config = parseHfConfig(TINY_BYTE_LLAMA, "config.json");
+  await saveModel(await initModel(config, 1), config, folder, { dtype });
+  breakIt(folder, path.join(folder, SINGLE_FILE));
+  return folder;
+}
+
+/** Overwrites element `index` of tensor `name` in a safetensors file with `value` (F32, or BF16 bits). */
+async function poke(file: string, name: string, index: number, value: number): Promise<void> {
+  const t = (await readSafetensorsHeader(file, ["F32", "BF16"])).tensors.get(name)!;
+  const bytes = Buffer.alloc(t.dtype === "F32" ? 4 : 2);
+  if (t.dtype === "F32") bytes.writeFloatLE(value);
+  else bytes.writeUInt16LE(new Uint32Array(Float32Array.of(value).buffer)[0]! >>> 16);
+  const fd = openSync(file, "r+");
+  writeSync(fd, bytes, 0, bytes.length, t.fileOffset + index * bytes.length);
+  closeSync(fd);
+}
+
+const UP_PROJ = "model.layers.1.mlp.up_proj.weight";
+
+/** [what, dtype, tensor, index, value, the word the refusal must use] */
+const poisonedModels: [string, "F32" | "BF16", string, number, number, string][] = [
+  ["a NaN in an fp32 model", "F32", UP_PROJ, 1234, NaN, "NaN"],
+  ["an Inf in a bf16 model", "BF16", "model.embed_tokens.weight", 7, Infinity, "Inf"],
+  ["a -Inf as the last value of a tensor", "F32", "lm_head.weight", 272 * 32 - 1, -Infinity, "-Inf"],
+];
+
+for (const [what, dtype, tensor, index, value, word] of poisonedModels) {
+  test(`bad weights, ${what}: refused naming the file, the tensor and the index`, async () => {
+    let weights = "";
+    const folder = await savedModel(dtype, (_, w) => (weights = w));
+    await poke(weights, tensor, index, value);
+    await assert.rejects(loadModel(folder), (e: Error) => {
+      assert.ok(
+        e.message.includes(`${weights}: tensor '${tensor}' contains ${word} at index ${index}`),
+        `message: ${e.message}`,
+      );
+      return true;
+    });
+  });
+}
+
+test("bad weights, a model whose values are all finite loads (the scan refuses only what it should)", async () => {
+  const folder = await savedModel("BF16", () => {});
+  const { model } = await loadModel(folder);
+  assert.ok(model.paramData().every(Number.isFinite));
+});
+
+const LORA_A = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+const LORA_B = "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight";
+
+/** A PEFT adapter for the tiny model with `value` at `index` of tensor `name`. */
+function poisonedAdapter(name: string, index: number, value: number): string {
+  return craftAdapter({
+    cfg: TINY_BYTE_LLAMA,
+    editTensors: (ts) =>
+      ts.map((t) => {
+        if (t.name !== name) return t;
+        const values = new Float32Array(t.bytes.slice().buffer);
+        values[index] = value;
+        return { ...t, bytes: f32Bytes(values) };
+      }),
+  });
+}
+
+test("bad weights, a NaN in a PEFT adapter (as serve and generation load it): refused by tensor name", async () => {
+  const adapter = poisonedAdapter(LORA_A, 5, NaN);
+  const file = path.join(adapter, ADAPTER_WEIGHTS);
+  const base = tinyBaseParams(TINY_BYTE_LLAMA);
+  await assert.rejects(loadAdapter(adapter, base), (e: Error) =>
+    e.message.includes(`${file}: tensor '${LORA_A}' contains NaN at index 5`),
+  );
+});
+
+test("bad weights, an Inf in an adapter a job continues training: refused by tensor name", async () => {
+  const adapter = poisonedAdapter(LORA_B, 3, Infinity);
+  const config = parseHfConfig(TINY_BYTE_LLAMA, "config.json");
+  const model = await initModel(config, 1);
+  await assert.rejects(applyAdapter(model, adapter), (e: Error) =>
+    e.message.includes(`${path.join(adapter, ADAPTER_WEIGHTS)}: tensor '${LORA_B}' contains Inf at index 3`),
+  );
+});
+
+test("bad weights, a NaN in a checkpoint's AdamW state: resuming is refused naming the moment", async () => {
+  const config = parseHfConfig(TINY_BYTE_LLAMA, "config.json");
+  const model = await initModel(config, 1);
+  const checkpoint = mkdtempSync(path.join(dir, "checkpoint-"));
+  await saveOptimizerState(model, checkpoint);
+  const file = path.join(checkpoint, OPTIMIZER_FILE);
+  await poke(file, `${UP_PROJ}.exp_avg_sq`, 99, NaN);
+  await assert.rejects(loadOptimizerState(model, checkpoint), (e: Error) =>
+    e.message.includes(`${file}: tensor '${UP_PROJ}.exp_avg_sq' contains NaN at index 99`),
+  );
+});
+
+/** [what, how the saved folder is broken, a pattern of the refusal, which file it must name] */
+const brokenModelFolders: [string, (folder: string, weights: string) => void, RegExp, string][] = [
+  [
+    "weights cut short (a copy that stopped early)",
+    (_, w) => truncateSync(w, statSync(w).size - 100),
+    /truncated/,
+    SINGLE_FILE,
+  ],
+  [
+    "a config whose sizes disagree with the weights",
+    (folder) =>
+      writeFileSync(path.join(folder, "config.json"), JSON.stringify({ ...TINY_BYTE_LLAMA, intermediate_size: 48 })),
+    /tensor model\.layers\.0\.mlp\.\w+_proj\.weight has shape \[\d+,\d+\], expected \[\d+,\d+\]/,
+    SINGLE_FILE,
+  ],
+  [
+    "a config with more layers than the weights hold",
+    (folder) =>
+      writeFileSync(path.join(folder, "config.json"), JSON.stringify({ ...TINY_BYTE_LLAMA, num_hidden_layers: 3 })),
+    /missing tensor model\.layers\.2\./,
+    SINGLE_FILE,
+  ],
+  [
+    "an integer tensor among the weights",
+    (_, w) =>
+      writeFileSync(
+        w,
+        rawSafetensors([{ name: "model.embed_tokens.weight", dtype: "I64", shape: [1], bytes: new Uint8Array(8) }]),
+      ),
+    /unsupported dtype I64 for tensor model\.embed_tokens\.weight/,
+    SINGLE_FILE,
+  ],
+];
+
+for (const [what, breakIt, message, names] of brokenModelFolders) {
+  test(`bad model folder, ${what}: refused naming ${names}`, async () => {
+    const folder = await savedModel("F32", breakIt);
+    await assert.rejects(loadModel(folder), (e: Error) => {
+      assert.match(e.message, message);
+      assert.ok(e.message.includes(path.join(folder, names)), `names ${names}: ${e.message}`);
+      return true;
+    });
   });
 }

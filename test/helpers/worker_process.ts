@@ -1,7 +1,10 @@
 // A worker as its own OS process (`ringtune worker`), for faults an in-process worker cannot show: a
 // process stopped with SIGSTOP keeps its sockets open but sends nothing, as a hung machine does.
 import { spawn, type ChildProcess } from "node:child_process";
+import { tmpdir } from "node:os";
 import { RINGTUNE_CLI } from "./processes.js";
+
+const TEMP_ROOTS = ["--data-root", tmpdir(), "--output-root", tmpdir()];
 
 /** Every worker process still running, so none outlives the tests (see killAllWorkerProcesses). */
 const live = new Set<WorkerProcess>();
@@ -38,7 +41,8 @@ export class WorkerProcess {
   static start(natsUrl: string, id: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): WorkerProcess {
     const child = spawn(
       process.execPath,
-      [RINGTUNE_CLI, "worker", "--nats", natsUrl, "--insecure", "--id", id, ...extraArgs],
+      // test jobs live in temp folders, as CoordinatorProcess's roots say
+      [RINGTUNE_CLI, "worker", "--nats", natsUrl, "--insecure", "--id", id, ...TEMP_ROOTS, ...extraArgs],
       {
         stdio: ["ignore", "pipe", "pipe"],
         env: { ...process.env, ...env },

@@ -1,8 +1,8 @@
 // The Kubernetes manifests (deploy/k8s) against the Kubernetes API's schemas (kubernetes-models, no
 // cluster needed; the Prometheus Operator's own for monitoring.yaml), and what running them safely
 // takes: probes on every long-running container, a coordinator that is never two (Recreate), NATS
-// credentials from the Secret only, non-root containers with a read-only root filesystem, and the NATS
-// users the same as deploy/nats/auth.conf.
+// credentials from the Secret only, non-root containers with a read-only root filesystem, the NATS
+// users the same as deploy/nats/auth.conf, and TLS with client certificates from their own Secret.
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
@@ -131,4 +131,49 @@ test("the NATS server in Kubernetes has the same users and permissions as deploy
   const auth = readFileSync(path.join(REPO_ROOT, "deploy/nats/auth.conf"), "utf8");
   assert.equal(config.data!["auth.conf"]!.trim(), auth.trim());
   assert.match(config.data!["nats-server.conf"]!, /include "auth.conf"/);
+});
+
+interface SecretVolume {
+  name: string;
+  secret?: { secretName: string; defaultMode?: number; items?: { key: string; path: string }[] };
+}
+interface Mount {
+  name: string;
+  mountPath: string;
+}
+
+test("NATS speaks TLS and requires client certificates; each pod mounts only its own role's key from the Secret", () => {
+  const config = manifests().find((m) => m.kind === "ConfigMap" && m.metadata.name === "nats-config")!;
+  const server = config.data!["nats-server.conf"]!;
+  const tlsBlock = /tls \{([^}]*)\}/.exec(server)?.[1] ?? "";
+  assert.match(tlsBlock, /verify: true/, "the server asks every client for a certificate");
+  // role -> the certificate files its pod must get, and where its process is told to find them
+  const wanted: Record<string, string[]> = {
+    nats: ["ca.pem", "server.pem", "server-key.pem"],
+    "ringtune-coordinator": ["ca.pem", "coordinator.pem", "coordinator-key.pem"],
+    "ringtune-worker": ["ca.pem", "worker.pem", "worker-key.pem"],
+  };
+  for (const [name, files] of Object.entries(wanted)) {
+    const m = named(name);
+    const pod = podSpec(m) as PodSpec & { volumes: SecretVolume[] };
+    const volume = pod.volumes.find((v) => v.secret?.secretName === "ringtune-nats-tls");
+    assert.ok(volume, `${m.file}: a volume from the ringtune-nats-tls Secret`);
+    assert.deepEqual(volume.secret!.items!.map((i) => i.key).sort(), [...files].sort(), `${m.file}: only its own keys`);
+    assert.equal(volume.secret!.defaultMode, 0o440, `${m.file}: keys not world-readable`);
+    const container = pod.containers[0] as Container & { volumeMounts: Mount[] };
+    const dir = container.volumeMounts.find((v) => v.name === volume.name)!.mountPath;
+    // What the process reads: the server's config for nats, NATS_CA/NATS_CERT/NATS_KEY for ringtune's.
+    const serverFiles = [...tlsBlock.matchAll(/_file: (\S+)/g)].map((x) => x[1]!);
+    const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
+    const read = name === "nats" ? serverFiles : [env.NATS_CA, env.NATS_CERT, env.NATS_KEY];
+    assert.deepEqual(
+      read.sort(),
+      files.map((f) => path.posix.join(dir, f)).sort(),
+      `${m.file}: the files named are the files mounted`,
+    );
+  }
+  const kustomization = readFileSync(path.join(K8S, "kustomization.yaml"), "utf8");
+  assert.match(kustomization, /name: ringtune-nats-tls/);
+  for (const f of Object.values(wanted).flat())
+    assert.ok(kustomization.includes(`tls/${f}`), `kustomization: tls/${f}`);
 });
