@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { pino } from "pino";
-import { TestCluster, trainingFixture } from "../helpers/cluster.js";
+import { TestCluster, trainingFixture, type LogLine } from "../helpers/cluster.js";
 import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process.js";
 import { Worker } from "../../worker/main.js";
 
@@ -28,16 +28,23 @@ test(
       const id = reply.id!;
       await cluster.waitFor(async () => ((await cluster.record(id))?.step ?? 0) >= 7, "step 7", 120_000);
       stopped.pause();
-      let message = "";
+      // The record's message moves on to "waiting for workers" at once; the coordinator's log keeps the reason.
+      let requeue: LogLine | undefined;
       await cluster.waitFor(
         async () => {
-          message = (await cluster.record(id))?.message ?? "";
-          return /ring peer wp did not answer within 2 s/.test(message);
+          requeue = cluster.coordinatorLog.find((l) => l.job === id && l.msg === "start failed; requeued");
+          return requeue !== undefined;
         },
         "the step to fail naming the stopped worker",
         60_000,
       );
-      assert.match(message, /^worker w0: step: ring peer wp did not answer within 2 s; resuming from its checkpoint/);
+      const err = requeue!.err as { message?: string } | undefined;
+      assert.match(err?.message ?? "", /^worker w0: step: ring peer wp did not answer within 2 s/);
+      assert.equal(requeue!.kind, "worker_lost");
+      assert.deepEqual(requeue!.gone, ["wp"]);
+      const record = await cluster.record(id);
+      assert.equal(record?.attempts ?? 0, 0, "a lost worker does not use up a start");
+      assert.equal(record?.ring_reformations, 1);
       // A second idle worker for the new ring; the stopped one is not scheduled again.
       spare = await Worker.start({ natsUrl: cluster.server.url, id: "w1", log: pino({ level: "silent" }) });
       const done = await cluster.finished(id, 180_000);
