@@ -18,5 +18,5 @@ export * from "./job_api_version.js";
 export * from "./job_encoding.js";
 export * from "./job_record_codec.js";
 export * from "./memory_estimate.js";
-export { silentPeerMessage, silentPeerOf } from "./silent_peer.js";
+export { lostLinkMessage, ringBrokeIn, silentPeerMessage, silentPeerOf } from "./silent_peer.js";
 export { SERVE_QUEUE, modelToken, serveSubjects } from "./serve_subjects.js";

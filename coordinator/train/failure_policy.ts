@@ -7,6 +7,7 @@
 import { errors } from "@nats-io/transport-node";
 import type { Job } from "../jobs/store.js";
 import { WorkerCommandError, WorkerLostError } from "./worker_client.js";
+import { ringBrokeIn } from "../../proto/mod.js";
 
 /** starts of a job that may end in a worker's error mid-training before the job is failed */
 export const MAX_ATTEMPTS = 3;
@@ -32,6 +33,9 @@ export function failureKind(f: FailedStart): FailureKind {
   if (f.cancelled) return "canceled";
   if (e instanceof WorkerLostError || (e instanceof WorkerCommandError && e.unanswered) || f.gone.length > 0)
     return "worker_lost";
+  // A worker that answered only that its ring broke under it (a neighbour silent, or its link gone) points
+  // at a lost neighbour, even when that neighbour still managed to answer the release while shutting down.
+  if (e instanceof WorkerCommandError && ringBrokeIn(e.message)) return "worker_lost";
   if (e instanceof WorkerCommandError && f.phase === "training") return "retryable";
   return "deterministic";
 }

@@ -11,6 +11,7 @@ import {
   type FailedStart,
 } from "../../coordinator/train/failure_policy.js";
 import { errors } from "@nats-io/transport-node";
+import { lostLinkMessage, silentPeerMessage } from "../../proto/mod.js";
 import { WorkerCommandError, WorkerLostError } from "../../coordinator/train/worker_client.js";
 import type { Job } from "../../coordinator/jobs/store.js";
 
@@ -117,4 +118,14 @@ test("the coordinator's own NATS timing out is an outage, a worker's silence is 
     false,
   );
   assert.equal(natsUnreachable(new Error("data[0].path: no such file")), false);
+});
+
+test("a worker that answers only that its ring broke (a neighbour silent or its link gone) points at a lost worker", () => {
+  for (const why of [silentPeerMessage("w1", 30_000), lostLinkMessage("job-f-1", 0, "to the next rank")]) {
+    const e = answered(`worker w0: step: ${why}`);
+    assert.equal(failureKind(start(e)), "worker_lost", why);
+    assert.equal(failureKind(start(e, { phase: "forming" })), "worker_lost", why);
+  }
+  // Any other answered error keeps its kind.
+  assert.equal(failureKind(start(answered("worker w0: step: out of memory"))), "retryable");
 });

@@ -12,12 +12,15 @@ import { decodeMessage, subjects, WorkerHeartbeat } from "../../proto/mod.js";
 import { TestCluster, trainingFixture } from "../helpers/cluster.js";
 import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
-/** About 35M parameters: seconds to allocate, initialise and give gradients and moments on a busy CPU. */
+/**
+ * About 115M parameters: over a second to allocate and initialise even on an idle CPU (gradients and moments
+ * come later, as untouched pages), so the build outlasts the lost-worker threshold's 400 ms floor.
+ */
 const MODEL = {
   ...TINY_BYTE_LLAMA,
   hidden_size: 768,
   intermediate_size: 3072,
-  num_hidden_layers: 4,
+  num_hidden_layers: 12,
   num_attention_heads: 8,
   initializer_range: 0.02,
 };

@@ -17,6 +17,7 @@ import {
   decodeMessage,
   encodeChunkParts,
   encodeMessage,
+  lostLinkMessage,
   type Message,
 } from "../../proto/mod.js";
 import { deferred } from "./deferred.js";
@@ -70,8 +71,7 @@ export async function connectTcpLink(o: TcpLinkOptions): Promise<Link> {
   let closing = false;
   const opened: Socket[] = []; // destroyed if setup fails
   const lost = (which: string) => () => {
-    if (!closing)
-      o.events.error(new PeerDisconnectedError(`ring ${o.ring}: rank ${o.rank} lost its connection ${which}`));
+    if (!closing) o.events.error(new PeerDisconnectedError(lostLinkMessage(o.ring, o.rank, which)));
   };
 
   const refusals: { last?: string } = {};
