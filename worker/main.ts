@@ -1,7 +1,7 @@
 // The worker process: registers with the coordinator, sends heartbeats, and serves the coordinator's
 // commands for the job it is assigned. One process per device.
 import os from "node:os";
-import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { connect, type NatsConnection, type NodeConnectionOptions, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import {
   decodeMessage,
@@ -58,6 +58,7 @@ export class Worker {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private seq = 0;
   private closed = false;
+  private commands: Subscription | undefined;
   /** the `/metrics` server, when the worker was started with one */
   http: RunningHttpServer | undefined;
   /** the base this worker serves, when started with `serve` */
@@ -95,7 +96,7 @@ export class Worker {
   }
 
   private serveCommands(): void {
-    this.nc.subscribe(jobSubjects.workerCommandAll(this.id), {
+    this.commands = this.nc.subscribe(jobSubjects.workerCommandAll(this.id), {
       callback: (err, msg) => {
         if (err) return this.log.error({ err }, "command subscription");
         const command = msg.subject.split(".").pop() ?? "";
@@ -158,6 +159,9 @@ export class Worker {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.heartbeatTimer);
+    // No command is taken from here on, so the coordinator sees a worker that is going away as gone (its
+    // requests have no responder) and not as one that answered errors while its job was torn down.
+    this.commands?.unsubscribe();
     const job = this.runner.currentJob;
     if (job) await this.runner.release(job);
     await this.http?.close();
