@@ -10,7 +10,7 @@ import { CoordinatorHttp } from "./observe/coordinator_http.js";
 import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
 import { confinementProblems } from "./jobs/intake.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
-import type { PathRoots } from "./jobs/path_roots.js";
+import type { PathRoots } from "../native/js/path_roots.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
 import { readModelShape } from "./job_spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";

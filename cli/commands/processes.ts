@@ -1,7 +1,7 @@
 // `ringtune coordinator` and `ringtune worker`: the long-running cluster processes (make cluster-up starts them).
 import os from "node:os";
 import { Coordinator, type CoordinatorOptions } from "../../coordinator/main.js";
-import { parseRootList } from "../../coordinator/jobs/path_roots.js";
+import { parseRootList } from "../../native/js/path_roots.js";
 import type { WorkerServeOptions } from "../../worker/serving.js";
 import { apiKeyFrom, parseAdapterFlag } from "./serve_flags.js";
 import { DEFAULT_LEASE_TTL_MS } from "../../coordinator/lease.js";

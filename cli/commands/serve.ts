@@ -8,7 +8,7 @@ import { connectNats, natsUrl } from "../nats_connect.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { getJob, openJobs } from "../job_client.js";
 import { startServer } from "../../serve/server.js";
-import { parseRootList } from "../../coordinator/jobs/path_roots.js";
+import { parseRootList } from "../../native/js/path_roots.js";
 import { serveSubjects } from "../../proto/serve_subjects.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]

@@ -18,7 +18,7 @@ import {
   type MemoryEstimateRecord,
 } from "../../proto/mod.js";
 import { memoryRefusal, type WorkerMemory } from "./memory_fit.js";
-import { outsideRoots, type PathRoots } from "./path_roots.js";
+import { outsideRoots, type PathRoots } from "../../native/js/path_roots.js";
 import type { Job } from "./store.js";
 
 /** Resolving against the root changes no absolute path: the base of a spec that must have only those. */

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 #include <vector>
+#include "host_batch.h"
 #include "model.h"
 #include "test_util.h"
 
@@ -29,30 +30,9 @@ ModelConfig reuse_config() {
   return c;
 }
 
-struct Rows {
-  int rows = 2, T = 12;
-  std::vector<int32_t> ids, labels, pos, seg;
-  Batch view() const { return {rows, T, ids.data(), labels.data(), pos.data(), seg.data()}; }
-};
-
-// Two rows of packed segments; `seed` draws the tokens and which targets are ignored.
-Rows packed(const std::vector<std::vector<int>>& rows, uint64_t seed, int vocab) {
-  Rows r;
-  size_t i = 0;
-  for (const auto& segs : rows) {
-    int sid = 1;
-    for (int len : segs) {
-      for (int p = 0; p < len; p++, i++) {
-        r.ids.push_back((int32_t)(uniform01(seed, 1, i) * vocab));
-        const bool ignored = p == 0 || uniform01(seed, 3, i) < 0.2;
-        r.labels.push_back(ignored ? kIgnoreIndex : (int32_t)(uniform01(seed, 2, i) * vocab));
-        r.pos.push_back(p);
-        r.seg.push_back(sid);
-      }
-      sid++;
-    }
-  }
-  return r;
+// Two rows of 12 packed tokens; `seed` draws the tokens and which targets are ignored.
+HostBatch packed(const std::vector<std::vector<int>>& rows, uint64_t seed, int vocab) {
+  return packed_batch(rows, 12, vocab, seed, 0.2);
 }
 
 struct Setup {
@@ -80,8 +60,8 @@ void build(Model<double>& m, const Setup& s) {
 
 void expect_same_step(const Setup& s) {
   const ModelConfig c = reuse_config();
-  const Rows first = packed({{5, 7}, {4, 6, 2}}, 3, c.vocab_size);
-  const Rows second = packed({{12}, {3, 3, 3, 3}}, 9, c.vocab_size);
+  const HostBatch first = packed({{5, 7}, {4, 6, 2}}, 3, c.vocab_size);
+  const HostBatch second = packed({{12}, {3, 3, 3, 3}}, 9, c.vocab_size);
   Model<double> reused(c), fresh(c);
   build(reused, s);
   build(fresh, s);

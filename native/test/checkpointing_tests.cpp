@@ -3,6 +3,7 @@
 // dropout too, and the memory report must show exactly what it no longer keeps.
 #include <cmath>
 #include <vector>
+#include "host_batch.h"
 #include "model.h"
 #include "test_util.h"
 
@@ -26,31 +27,8 @@ ModelConfig small_config() {
   return c;
 }
 
-// Two rows of packed segments (positions restart, padding ends the second row without targets).
-struct Rows {
-  int rows = 2, T = 12;
-  std::vector<int32_t> ids, labels, pos, seg;
-  Batch view() const { return {rows, T, ids.data(), labels.data(), pos.data(), seg.data()}; }
-};
-
-Rows packed_rows(int vocab) {
-  Rows r;
-  const std::vector<std::vector<int>> rows = {{5, 7}, {4, 6, 2}};
-  size_t i = 0;
-  for (const auto& segs : rows) {
-    int sid = 1;
-    for (int len : segs) {
-      for (int p = 0; p < len; p++, i++) {
-        r.ids.push_back((int32_t)(uniform01(3, 1, i) * vocab));
-        r.labels.push_back(p == 0 ? kIgnoreIndex : (int32_t)(uniform01(3, 2, i) * vocab));
-        r.pos.push_back(p);
-        r.seg.push_back(sid);
-      }
-      sid++;
-    }
-  }
-  return r;
-}
+// Two rows of 12 packed tokens (positions restart at each segment).
+HostBatch packed_rows(int vocab) { return packed_batch({{5, 7}, {4, 6, 2}}, 12, vocab, 3); }
 
 template <typename T>
 void random_weights(Model<T>& m) {
@@ -84,7 +62,7 @@ TEST(activation_checkpointing_keeps_losses_and_gradients_in_double) {
   Model<double> plain(c), ckpt(c);
   random_weights(plain);
   random_weights(ckpt);
-  const Rows r = packed_rows(c.vocab_size);
+  const HostBatch r = packed_rows(c.vocab_size);
   compare_runs(plain, ckpt, r.view(), 1e-12, "full training");
   // and again on the same activations: the recompute slot is refilled, not appended to
   compare_runs(plain, ckpt, r.view(), 1e-12, "second step");
@@ -105,7 +83,7 @@ TEST(activation_checkpointing_keeps_lora_dropout_gradients_in_double) {
   ckpt.enable_lora(l);
   for (size_t i = 0; i < plain.num_lora_params(); i++)
     plain.lora_params()[i] = ckpt.lora_params()[i] = 0.2 * std::cos(0.7 * (double)i);
-  const Rows r = packed_rows(c.vocab_size);
+  const HostBatch r = packed_rows(c.vocab_size);
   compare_runs(plain, ckpt, r.view(), 1e-12, "LoRA with dropout");
 }
 
@@ -114,7 +92,7 @@ TEST(activation_checkpointing_in_float_matches_and_reports_its_saving) {
   Model<float> plain(c), ckpt(c);
   random_weights(plain);
   random_weights(ckpt);
-  const Rows r = packed_rows(c.vocab_size);
+  const HostBatch r = packed_rows(c.vocab_size);
   compare_runs(plain, ckpt, r.view(), 1e-5, "fp32");
   const MemoryReport p = plain.memory(), k = ckpt.memory();
   CHECK(p.activations_saved == 0 && k.activations_saved > 0);
@@ -128,7 +106,7 @@ TEST(activation_checkpointing_switched_off_again_keeps_everything) {
   const ModelConfig c = small_config();
   Model<float> m(c);
   random_weights(m);
-  const Rows r = packed_rows(c.vocab_size);
+  const HostBatch r = packed_rows(c.vocab_size);
   m.set_activation_checkpointing(true);
   m.forward_backward(r.view(), {true, false, 0});
   const size_t checkpointed = m.memory().activations;

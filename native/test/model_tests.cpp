@@ -6,6 +6,7 @@
 #include <cstring>
 #include <numeric>
 #include <vector>
+#include "host_batch.h"
 #include "model.h"
 #include "ops/cross_entropy.h"
 #include "tensor_io.h"
@@ -30,38 +31,6 @@ ModelConfig tiny_config(bool gqa, bool bias, bool tied) {
   c.tie_word_embeddings = tied;
   c.qkv_bias = c.o_bias = c.mlp_bias = bias;
   return c;
-}
-
-struct HostBatch {
-  int rows, T;
-  std::vector<int32_t> ids, labels, pos, seg;
-  Batch view() const { return {rows, T, ids.data(), labels.data(), pos.data(), seg.data()}; }
-};
-
-// Rows of lengths given per segment; each segment's positions restart; `pad` padding tokens end a row.
-HostBatch packed_batch(const std::vector<std::vector<int>>& rows_segments, int T, int vocab, uint64_t seed) {
-  HostBatch b{(int)rows_segments.size(), T, {}, {}, {}, {}};
-  size_t i = 0;
-  for (const auto& segs : rows_segments) {
-    int t = 0, sid = 1;
-    for (int len : segs) {
-      for (int p = 0; p < len; p++, t++, i++) {
-        b.ids.push_back((int32_t)(uniform01(seed, 1, i) * vocab));
-        // first token of a segment is prompt (no target); the rest predict a random next token
-        b.labels.push_back(p == 0 ? kIgnoreIndex : (int32_t)(uniform01(seed, 2, i) * vocab));
-        b.pos.push_back(p);
-        b.seg.push_back(sid);
-      }
-      sid++;
-    }
-    for (int p = 0; t < T; t++, p++) {  // padding: own segment, no targets
-      b.ids.push_back(0);
-      b.labels.push_back(kIgnoreIndex);
-      b.pos.push_back(p);
-      b.seg.push_back(0);
-    }
-  }
-  return b;
 }
 
 // Random weights, with norm weights and biases moved away from 1 and 0 so their gradients matter.

@@ -5,6 +5,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "host_batch.h"
 #include "model.h"
 #include "ops/attention_block.h"
 #include "ops/cross_entropy.h"
@@ -31,36 +32,7 @@ ModelConfig sp_config(bool gqa, bool bias) {
   return c;
 }
 
-struct Rows {
-  int rows, T;
-  std::vector<int32_t> ids, labels, pos, seg;
-  Batch view() const { return {rows, T, ids.data(), labels.data(), pos.data(), seg.data()}; }
-};
-
-// Packed rows: segments of the given lengths (positions restart, first token no target), then padding.
-Rows packed(const std::vector<std::vector<int>>& rows_segments, int T, int vocab, uint64_t seed) {
-  Rows b{(int)rows_segments.size(), T, {}, {}, {}, {}};
-  size_t i = 0;
-  for (const auto& segs : rows_segments) {
-    int t = 0, sid = 1;
-    for (int len : segs) {
-      for (int p = 0; p < len; p++, t++, i++) {
-        b.ids.push_back((int32_t)(uniform01(seed, 1, i) * vocab));
-        b.labels.push_back(p == 0 ? kIgnoreIndex : (int32_t)(uniform01(seed, 2, i) * vocab));
-        b.pos.push_back(p);
-        b.seg.push_back(sid);
-      }
-      sid++;
-    }
-    for (int p = 0; t < T; t++, p++, i++) {
-      b.ids.push_back(0);
-      b.labels.push_back(kIgnoreIndex);
-      b.pos.push_back(p);
-      b.seg.push_back(0);
-    }
-  }
-  return b;
-}
+using Rows = HostBatch;
 
 // Rank r's share: chunks r and 2N-1-r of every row, each row's own ids, labels, positions and segments.
 Rows zigzag_share(const Rows& full, int n, int r) {
@@ -192,7 +164,7 @@ void sp_equals_one_worker(const Setup& setup, const Rows& full, int n) {
 
 // Two rows of 4096 tokens; segment lengths chosen so segments cross chunk boundaries for N = 2 and 4 (chunks
 // of 1024 and 512), plus padding at the end of the second row.
-Rows long_rows(int vocab) { return packed({{700, 1500, 300, 1100, 496}, {2600, 37, 900, 400}}, 4096, vocab, 21); }
+Rows long_rows(int vocab) { return packed_batch({{700, 1500, 300, 1100, 496}, {2600, 37, 900, 400}}, 4096, vocab, 21); }
 
 }  // namespace
 
@@ -214,20 +186,20 @@ TEST(sequence_parallel_4_equals_one_worker_mha_no_bias) {
 TEST(sequence_parallel_2_lora_gradients_equal_one_worker) {
   Setup s{sp_config(true, true)};
   s.lora = true;
-  sp_equals_one_worker(s, packed({{300, 500, 224}}, 1024, s.cfg.vocab_size, 4), 2);
+  sp_equals_one_worker(s, packed_batch({{300, 500, 224}}, 1024, s.cfg.vocab_size, 4), 2);
 }
 
 TEST(sequence_parallel_2_with_activation_checkpointing_equals_one_worker) {
   Setup s{sp_config(true, true)};
   s.checkpointing = true;
-  sp_equals_one_worker(s, packed({{300, 500, 224}, {1024}}, 1024, s.cfg.vocab_size, 6), 2);
+  sp_equals_one_worker(s, packed_batch({{300, 500, 224}, {1024}}, 1024, s.cfg.vocab_size, 6), 2);
 }
 
 TEST(sequence_parallel_3_equals_one_worker_and_counts_each_ring_transfer_once) {
   Setup s{sp_config(true, true)};
   std::vector<RingStats> stats(3);
   s.stats = &stats;
-  const Rows full = packed({{700, 1000, 700}, {150, 2250}}, 2400, s.cfg.vocab_size, 13);  // chunks of 400
+  const Rows full = packed_batch({{700, 1000, 700}, {150, 2250}}, 2400, s.cfg.vocab_size, 13);  // chunks of 400
   sp_equals_one_worker(s, full, 3);
   // Per layer and rank: the forward passes on N-1 key/value blocks; the backward passes on N-1 blocks and N-1
   // dK/dV accumulators (each owner adds its own share locally, so no accumulator makes an N-th hop).
@@ -243,7 +215,7 @@ TEST(sequence_parallel_3_equals_one_worker_and_counts_each_ring_transfer_once) {
 
 TEST(sequence_parallel_one_segment_spanning_the_row) {
   const Setup s{sp_config(true, false)};
-  sp_equals_one_worker(s, packed({{256}}, 256, s.cfg.vocab_size, 9), 4);
+  sp_equals_one_worker(s, packed_batch({{256}}, 256, s.cfg.vocab_size, 9), 4);
 }
 
 TEST(unconnected_chunks_are_skipped) {

@@ -1,9 +1,9 @@
 // A child process that loads one model folder, as a LoRA worker would, and prints its peak resident memory
 // (VmHWM) beside the peak it had before the load, as JSON. "direct": the base is read straight into bf16;
 // "through-fp32": read in fp32, then rounded to bf16 when LoRA is switched on (both copies held at once).
-import { readFileSync } from "node:fs";
 import { loadAddon } from "../../native/js/addon.js";
 import { loadModel } from "../../native/js/hf_model.js";
+import { highWaterMark } from "./high_water_mark.js";
 
 export type LoadPath = "direct" | "through-fp32";
 
@@ -12,12 +12,6 @@ export interface LoadPeakResult {
   peakBytes: number;
   /** bytes of the bf16 base the load ended with */
   baseBytes: number;
-}
-
-function highWaterMark(): number {
-  const kib = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
-  if (kib === undefined) throw new Error("/proc/self/status: no VmHWM line");
-  return Number(kib) * 1024;
 }
 
 async function run(dir: string, how: LoadPath): Promise<LoadPeakResult> {

@@ -1,9 +1,9 @@
 // A child process that builds one model and trains it as a worker would (full, LoRA on a bf16 base, or
 // hybrid: full then LoRA), then prints its peak resident memory (VmHWM) beside the peak it had before the
 // model existed, as JSON: the model's own peak is the difference, whatever Node and the BLAS library hold.
-import { readFileSync } from "node:fs";
 import { loadAddon, type LoraSettings, type NativeBatch, type NativeModel } from "../../native/js/addon.js";
 import type { NativeModelConfig } from "../../native/js/addon.js";
+import { highWaterMark } from "./high_water_mark.js";
 
 export interface PeakRssJob {
   shape: NativeModelConfig;
@@ -17,12 +17,6 @@ export interface PeakRssResult {
   /** VmHWM once the runtime, the addon and the BLAS threads' buffers are warm, before the model */
   baselineBytes: number;
   peakBytes: number;
-}
-
-function highWaterMark(): number {
-  const kib = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))?.[1];
-  if (kib === undefined) throw new Error("/proc/self/status: no VmHWM line");
-  return Number(kib) * 1024;
 }
 
 function batchOf(rows: number, seqLen: number, vocab: number): NativeBatch {

@@ -4,6 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadAddon, type NativeBatch, type NativeModelConfig } from "../../native/js/addon.js";
+import { syntheticBatch } from "../helpers/synthetic_batch.js";
 
 const config: NativeModelConfig = {
   vocabSize: 4000,
@@ -22,13 +23,7 @@ const config: NativeModelConfig = {
   ropeScaling: null,
 };
 
-function batch(rows: number, seqLen: number): NativeBatch {
-  const n = rows * seqLen;
-  const inputIds = new Int32Array(n).map((_, i) => (i * 7919) % config.vocabSize);
-  const labels = new Int32Array(n).map((_, i) => (i % 5 === 0 ? -100 : (i * 104729) % config.vocabSize));
-  const positionIds = new Int32Array(n).map((_, i) => i % seqLen);
-  return { rows, seqLen, inputIds, labels, positionIds, segmentIds: new Int32Array(n) };
-}
+const batch = (rows: number, seqLen: number): NativeBatch => syntheticBatch(rows, seqLen, config.vocabSize);
 
 test("forwardBackward runs off the main thread: timers fire while it computes", async () => {
   const model = loadAddon().createModel(config);
