@@ -16,21 +16,11 @@ export class DuplicateKeys {
   private first = new Float64Array(1 << 12);
   private size = 0;
 
-  private static split(key: string): [number, number] {
-    return keyWords(Buffer.from(key, "base64"));
-  }
-
   private slot(hi: number, lo: number): number {
     const mask = this.hi.length - 1;
     let i = (hi ^ Math.imul(lo, 0x9e3779b1)) & mask;
     while ((this.hi[i] !== 0 || this.lo[i] !== 0) && (this.hi[i] !== hi || this.lo[i] !== lo)) i = (i + 1) & mask;
     return i;
-  }
-
-  /** Where `key` was first seen, or undefined. */
-  get(key: string): number | undefined {
-    const [hi, lo] = DuplicateKeys.split(key);
-    return this.getWords(hi, lo);
   }
 
   /** Where the key given as its two words (keyWords) was first seen, or undefined. */
@@ -39,12 +29,7 @@ export class DuplicateKeys {
     return this.lo[i] === 0 ? undefined : this.first[i];
   }
 
-  /** Remembers `key` as first seen at `where` (a number below 2^53). */
-  set(key: string, where: number): void {
-    const [hi, lo] = DuplicateKeys.split(key);
-    this.setWords(hi, lo, where);
-  }
-
+  /** Remembers the key as first seen at `where` (a number below 2^53). */
   setWords(hi: number, lo: number, where: number): void {
     if (2 * (this.size + 1) > this.hi.length) this.grow();
     const i = this.slot(hi, lo);
@@ -52,13 +37,6 @@ export class DuplicateKeys {
     this.hi[i] = hi;
     this.lo[i] = lo;
     this.first[i] = where;
-  }
-
-  clear(): void {
-    this.hi = new Uint32Array(1 << 12);
-    this.lo = new Uint32Array(1 << 12);
-    this.first = new Float64Array(1 << 12);
-    this.size = 0;
   }
 
   private grow(): void {

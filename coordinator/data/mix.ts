@@ -1,5 +1,6 @@
 // Mixing data sources by weight and epochs, deterministically from a seed.
-import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
+import { Permutation } from "./permutation.js";
+import { subSeed } from "./rng.js";
 
 export interface MixSource<T> {
   items: T[];
@@ -36,29 +37,59 @@ function largestRemainder(shares: number[]): number[] {
   return floors;
 }
 
-/** push(...items) without passing every item as an argument: the call stack limits that to ~100k items. */
-function appendAll<T>(out: T[], items: readonly T[]): void {
-  for (const item of items) out.push(item);
+/**
+ * The mixed order as a function of position, in constant memory: each source's items repeated whole as
+ * often as its count allows, then a seeded sample of it for the rest (distinct items), all in one seeded
+ * shuffle. `at(j)` says which source and which of its items is at position j, so the streamed pipeline
+ * reads each item where it lies instead of holding the mix.
+ */
+export class MixPlan {
+  readonly length: number;
+  readonly counts: number[];
+  private readonly starts: number[] = [];
+  private readonly order: Permutation;
+  private readonly samples: (Permutation | null)[];
+
+  constructor(
+    private readonly sizes: number[],
+    weights: (number | undefined)[],
+    epochs: number[],
+    seed: number,
+  ) {
+    this.counts = mixCounts(sizes, weights, epochs).map((c, i) => (sizes[i] === 0 ? 0 : c));
+    let total = 0;
+    for (const c of this.counts) {
+      this.starts.push(total);
+      total += c;
+    }
+    this.length = total;
+    this.samples = sizes.map((n, i) => (n > 0 ? new Permutation(n, subSeed(seed, `mix:${i}`)) : null));
+    this.order = new Permutation(total, subSeed(seed, "mix:order"));
+  }
+
+  /** Source and item index at position j of the mix. */
+  at(j: number): { source: number; item: number } {
+    const v = this.order.at(j);
+    let source = this.starts.length - 1;
+    while (this.starts[source] > v || this.counts[source] === 0) source--;
+    const k = v - this.starts[source];
+    const n = this.sizes[source];
+    const whole = Math.floor(this.counts[source] / n) * n;
+    return { source, item: k < whole ? k % n : this.samples[source]!.at(k - whole) };
+  }
 }
 
-/** Each source repeated whole as often as its count allows, then a seeded sample for the rest; all shuffled. */
 export function mixSources<T>(sources: MixSource<T>[], seed: number): T[] {
-  const counts = mixCounts(
+  const plan = new MixPlan(
     sources.map((s) => s.items.length),
     sources.map((s) => s.weight),
     sources.map((s) => s.epochs),
+    seed,
   );
-  const out: T[] = [];
-  sources.forEach((s, i) => {
-    const n = s.items.length;
-    if (n === 0) return;
-    const rng = makeRng(subSeed(seed, `mix:${i}`));
-    let need = counts[i];
-    while (need >= n) {
-      appendAll(out, s.items);
-      need -= n;
-    }
-    if (need > 0) appendAll(out, shuffleInPlace([...s.items], rng).slice(0, need));
-  });
-  return shuffleInPlace(out, makeRng(subSeed(seed, "mix:order")));
+  const out = new Array<T>(plan.length);
+  for (let j = 0; j < plan.length; j++) {
+    const { source, item } = plan.at(j);
+    out[j] = sources[source].items[item];
+  }
+  return out;
 }

@@ -1,8 +1,13 @@
 // Packing examples into rows of seqLen positions: first-fit decreasing, each row's examples as
-// segments with positions restarting, padding only at the row's tail.
+// segments with positions restarting, padding only at the row's tail. Examples are packed in windows of
+// PACK_WINDOW consecutive examples of the (already shuffled) mix, so packing any number of them needs
+// memory for one window only; a window of 64k examples packs as tightly as the whole set would.
 import type { Example } from "./example.js";
 import { IGNORE_INDEX } from "../../native/js/addon.js";
+import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
 import type { Row } from "./row.js";
+
+export const PACK_WINDOW = 1 << 16;
 
 /**
  * Row indices for each example (first-fit decreasing). A max segment tree over row capacities finds
@@ -29,6 +34,61 @@ export function firstFitDecreasing(lengths: ArrayLike<number>, seqLen: number): 
     for (node >>= 1; node >= 1; node >>= 1) tree[node] = Math.max(tree[2 * node], tree[2 * node + 1]);
   }
   return { rowOf, rows };
+}
+
+/** One window's rows, shuffled: `members` lists indices into `lengths` row by row, `starts` where each begins. */
+export function packWindow(
+  lengths: ArrayLike<number>,
+  seqLen: number,
+  rng: () => number,
+): { starts: Int32Array; members: Int32Array } {
+  const n = lengths.length;
+  const { rowOf, rows } = firstFitDecreasing(lengths, seqLen);
+  const filled = new Int32Array(rows + 1); // members per row, then where each row starts
+  for (let i = 0; i < n; i++) filled[rowOf[i] + 1]++;
+  for (let r = 0; r < rows; r++) filled[r + 1] += filled[r];
+  const packed = new Int32Array(n);
+  const next = filled.slice(0, rows);
+  for (let i = 0; i < n; i++) packed[next[rowOf[i]]++] = i;
+  // Packing sorts by length; shuffled rows keep long and short examples spread over the steps.
+  const order = shuffleInPlace(
+    Array.from({ length: rows }, (_, r) => r),
+    rng,
+  );
+  const starts = new Int32Array(rows + 1);
+  const members = new Int32Array(n);
+  order.forEach((r, k) => {
+    members.set(packed.subarray(filled[r], filled[r + 1]), starts[k]);
+    starts[k + 1] = starts[k] + filled[r + 1] - filled[r];
+  });
+  return { starts, members };
+}
+
+/** The seeded row order of window w of a split (`label`: train or val). */
+export function windowRng(seed: number, label: string, window: number): () => number {
+  return makeRng(subSeed(seed, `rows:${label}:${window}`));
+}
+
+/** Packed rows of examples in the order given, window by window, each window's rows shuffled. */
+export function packRows(examples: Example[], seqLen: number, padId: number, seed: number, label: string): Row[] {
+  const rows: Row[] = [];
+  for (let w = 0; w * PACK_WINDOW < examples.length; w++) {
+    const window = examples.slice(w * PACK_WINDOW, (w + 1) * PACK_WINDOW);
+    const { starts, members } = packWindow(
+      window.map((e) => e.inputIds.length),
+      seqLen,
+      windowRng(seed, label, w),
+    );
+    for (let r = 0; r + 1 < starts.length; r++)
+      rows.push(
+        buildRow(
+          Array.from(members.subarray(starts[r], starts[r + 1]), (i) => window[i]),
+          seqLen,
+          padId,
+        ),
+      );
+  }
+  return rows;
 }
 
 export function packExamples(examples: Example[], seqLen: number, padId: number): Row[] {

@@ -8,11 +8,11 @@ import { findNearDuplicates, removeExactDuplicates } from "./dedupe.js";
 import type { Example } from "./example.js";
 import { loadSource } from "./load_records.js";
 import { mixSources } from "./mix.js";
-import { packExamples, unpackedRows } from "./pack.js";
+import { packRows, unpackedRows } from "./pack.js";
 import { problemAt, type Problem } from "./problems.js";
 import { Progress } from "./progress.js";
 import type { DataRecord } from "./records.js";
-import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
+import { subSeed } from "./rng.js";
 import type { Row } from "./row.js";
 import { setupText, type TextSetup } from "./setup.js";
 import { stratifiedSplit } from "./split.js";
@@ -148,13 +148,10 @@ function build(spec: DataSpec, setup: TextSetup, progress: Progress, display: (f
   );
   for (const e of mixed) sources[e.sourceIndex].mixed++;
 
-  const toRows = (examples: Example[], label: string): Row[] => {
-    const rows = spec.packing
-      ? packExamples(examples, spec.seq_len, setup.tokenizer.padId)
+  const toRows = (examples: Example[], label: string): Row[] =>
+    spec.packing
+      ? packRows(examples, spec.seq_len, setup.tokenizer.padId, spec.seed, label)
       : unpackedRows(examples, setup.tokenizer.padId);
-    // Packing sorts by length; shuffled rows keep long and short examples spread over the steps.
-    return spec.packing ? shuffleInPlace(rows, makeRng(subSeed(spec.seed, `rows:${label}`))) : rows;
-  };
   const train = toRows(mixed, "train");
   const val = toRows(va.examples, "val");
 

@@ -1,13 +1,13 @@
 // The token cache on disk: every example's input ids and labels in one file, and which examples make up
-// each packed row. Rows are built when a step asks for them, reading only their examples from the file,
-// so a dataset of any size costs the coordinator's heap a few numbers per example, not its tokens.
+// each packed row. Rows are built when a step asks for them, reading only their examples from the files,
+// so a dataset of any size costs the coordinator's heap nothing per example or per row.
 import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import path from "node:path";
 import type { Example } from "./example.js";
-import { growingFloat64s, growingInt32s } from "./growable.js";
 import { buildRow } from "./pack.js";
 import type { Problem } from "./problems.js";
 import type { Row } from "./row.js";
+import { float64Spill, int32Spill, type Spill, type SpillReader } from "./spill.js";
 import type { DataStats } from "./stats.js";
 
 export const TOKENS_FILE = "tokens.bin";
@@ -27,46 +27,108 @@ export function arrayRowTable(rows: Row[]): RowTable {
   return { length: rows.length, get: (i) => rows[i], slice: (a, b) => rows.slice(a, b) };
 }
 
-/** Appends examples' ids and labels to the tokens file; remembers where each one lies. */
+/** Appends examples' ids and labels to the tokens file; writes where each one lies to the index beside it. */
 export class TokenWriter {
   private readonly fd: number;
   private position = 0; // in int32 words
-  private readonly offsets = growingFloat64s();
-  private readonly lengths = growingInt32s();
+  private readonly index: Spill<Float64Array>; // per example: offset in int32 words, length
 
   constructor(dir: string) {
-    this.fd = openSync(path.join(dir, TOKENS_FILE), "w");
+    this.fd = openSync(path.join(dir, TOKENS_FILE), "wx");
+    this.index = float64Spill(path.join(dir, EXAMPLES_FILE), 2);
   }
 
   get examples(): number {
-    return this.lengths.length;
+    return this.index.length;
   }
 
   /** `tokens`: inputIds then labels of each example, end to end, as `lengths` gives them. */
   append(lengths: Int32Array, tokens: Int32Array): void {
     let off = this.position;
     for (const len of lengths) {
-      this.offsets.push(off);
-      this.lengths.push(len);
+      const at = this.index.slot();
+      this.index.buffer[at] = off;
+      this.index.buffer[at + 1] = len;
       off += 2 * len;
     }
     if (tokens.byteLength) writeSync(this.fd, tokens, 0, tokens.byteLength);
     this.position += tokens.length;
   }
 
-  lengthOf(example: number): number {
-    return this.lengths.at(example);
+  /** Reads the index back in example order (the tokens file stays open for appending). */
+  reader(): SpillReader<Float64Array> {
+    return this.index.reader();
   }
 
-  /** Closes the tokens file and writes the example index beside it. */
-  close(dir: string): void {
+  close(): void {
     closeSync(this.fd);
-    const index = new Float64Array(2 * this.lengths.length);
-    for (let i = 0; i < this.lengths.length; i++) {
-      index[2 * i] = this.offsets.at(i);
-      index[2 * i + 1] = this.lengths.at(i);
+    this.index.close(true);
+  }
+}
+
+/** A split's rows appended one at a time: where each starts, its members and their task types. */
+class SplitRowsWriter {
+  readonly starts: Spill<Int32Array>;
+  readonly members: Spill<Int32Array>;
+  readonly tasks: Spill<Int32Array>;
+
+  constructor(dir: string, label: string) {
+    this.starts = int32Spill(path.join(dir, `${label}-starts.tmp`), 1);
+    this.members = int32Spill(path.join(dir, `${label}-members.tmp`), 1);
+    this.tasks = int32Spill(path.join(dir, `${label}-tasks.tmp`), 1);
+    this.starts.push([0]);
+  }
+
+  get rows(): number {
+    return this.starts.length - 1;
+  }
+
+  /** A row of `count` members: example indices and task type indices, read from `examples`/`tasks`. */
+  add(examples: ArrayLike<number>, tasks: ArrayLike<number>, from: number, to: number): void {
+    for (let k = from; k < to; k++) {
+      this.members.buffer[this.members.slot()] = examples[k];
+      this.tasks.buffer[this.tasks.slot()] = tasks[k];
     }
-    writeAll(path.join(dir, EXAMPLES_FILE), index);
+    this.starts.buffer[this.starts.slot()] = this.members.length;
+  }
+}
+
+/** Rows of both splits, streamed to temporary files and joined into the rows file at the end. */
+export class RowsWriter {
+  readonly train: SplitRowsWriter;
+  readonly val: SplitRowsWriter;
+
+  constructor(private readonly dir: string) {
+    this.train = new SplitRowsWriter(dir, "train");
+    this.val = new SplitRowsWriter(dir, "val");
+  }
+
+  /** Writes the rows file and the metadata (`width` of each split's rows: seq_len, or 0 unpacked). */
+  finish(meta: Omit<CacheMeta, "splits">, width: number): void {
+    const parts = [this.train, this.val].flatMap((s) => [s.starts, s.members, s.tasks]);
+    const out = openSync(path.join(this.dir, ROWS_FILE), "wx");
+    try {
+      const chunk = Buffer.allocUnsafe(1 << 20);
+      for (const p of parts) {
+        p.flush();
+        const fd = openSync(p.file, "r");
+        try {
+          for (let n = readSync(fd, chunk); n > 0; n = readSync(fd, chunk)) writeSync(out, chunk, 0, n);
+        } finally {
+          closeSync(fd);
+        }
+      }
+    } finally {
+      closeSync(out);
+    }
+    const split = (s: SplitRowsWriter) => ({ rows: s.rows, members: s.members.length, width });
+    const full: CacheMeta = { ...meta, splits: { train: split(this.train), val: split(this.val) } };
+    writeAll(path.join(this.dir, META_FILE), Buffer.from(JSON.stringify(full)));
+    this.close();
+  }
+
+  close(): void {
+    for (const s of [this.train, this.val]) for (const p of [s.starts, s.members, s.tasks]) p.close();
   }
 }
 
@@ -79,16 +141,6 @@ function writeAll(file: string, data: ArrayBufferView): void {
   }
 }
 
-/** Rows as lists of example indices: `starts` has rows + 1 entries into `members`. */
-export interface RowPlan {
-  starts: Int32Array;
-  members: Int32Array;
-  /** task type of each member, by index into `taskTypes` of the cache */
-  memberTasks: Int32Array;
-  /** row width: seq_len when packed, 0 when each row is its one example's own length */
-  width: number;
-}
-
 export interface CacheMeta {
   stats: DataStats;
   problems: Problem[];
@@ -97,75 +149,58 @@ export interface CacheMeta {
   splits: Record<"train" | "val", { rows: number; members: number; width: number }>;
 }
 
-export function writeRowsAndMeta(dir: string, meta: Omit<CacheMeta, "splits">, train: RowPlan, val: RowPlan): void {
-  const parts = [train.starts, train.members, train.memberTasks, val.starts, val.members, val.memberTasks];
-  const all = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    all.set(p, off);
-    off += p.length;
-  }
-  writeAll(path.join(dir, ROWS_FILE), all);
-  const split = (p: RowPlan) => ({ rows: p.starts.length - 1, members: p.members.length, width: p.width });
-  const full: CacheMeta = { ...meta, splits: { train: split(train), val: split(val) } };
-  writeAll(path.join(dir, META_FILE), Buffer.from(JSON.stringify(full)));
-}
-
 export function hasCompleteCache(dir: string): boolean {
   return existsSync(path.join(dir, META_FILE));
 }
 
-function int32s(file: string): Int32Array {
-  const b = readFileSync(file);
-  return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4);
-}
-
-/** An open cache entry: its statistics and problems, and its rows read from disk on demand. */
+/** An open cache entry: its statistics and problems, and its rows read from disk on demand (nothing per
+ * example or per row is held in memory, so opening a cache of any size costs the same). */
 export class TokenCache {
   readonly meta: CacheMeta;
   readonly train: RowTable;
   readonly val: RowTable;
-  private readonly fd: number;
-  private readonly index: Float64Array;
+  private readonly tokens: number;
+  private readonly index: number;
+  private readonly rows: number;
+  private readonly entry = new Float64Array(2);
+  private readonly pair = new Int32Array(2);
 
   constructor(readonly dir: string) {
     this.meta = JSON.parse(readFileSync(path.join(dir, META_FILE), "utf8")) as CacheMeta;
-    const b = readFileSync(path.join(dir, EXAMPLES_FILE));
-    this.index = new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-    const rows = int32s(path.join(dir, ROWS_FILE));
-    let off = 0;
-    const take = (n: number) => rows.subarray(off, (off += n));
-    const plan = (s: CacheMeta["splits"]["train"]): RowPlan => ({
-      starts: take(s.rows + 1),
-      members: take(s.members),
-      memberTasks: take(s.members),
-      width: s.width,
-    });
-    const trainPlan = plan(this.meta.splits.train);
-    const valPlan = plan(this.meta.splits.val);
-    this.fd = openSync(path.join(dir, TOKENS_FILE), "r");
-    this.train = this.table(trainPlan);
-    this.val = this.table(valPlan);
+    this.tokens = openSync(path.join(dir, TOKENS_FILE), "r");
+    this.index = openSync(path.join(dir, EXAMPLES_FILE), "r");
+    this.rows = openSync(path.join(dir, ROWS_FILE), "r");
+    const train = this.meta.splits.train;
+    const trainInts = train.rows + 1 + 2 * train.members;
+    this.train = this.table(train, 0);
+    this.val = this.table(this.meta.splits.val, trainInts);
   }
 
   private example(i: number, taskType: string): Example {
-    const offset = this.index[2 * i];
-    const len = this.index[2 * i + 1];
+    readSync(this.index, this.entry, 0, 16, i * 16);
+    const [offset, len] = this.entry;
     const both = new Int32Array(2 * len);
-    readSync(this.fd, both, 0, both.byteLength, offset * 4);
+    readSync(this.tokens, both, 0, both.byteLength, offset * 4);
     return { inputIds: both.subarray(0, len), labels: both.subarray(len), taskType, sourceIndex: 0 };
   }
 
-  private table(plan: RowPlan): RowTable {
+  /** `at`: where the split's section starts in the rows file, in int32 words. */
+  private table(split: CacheMeta["splits"]["train"], at: number): RowTable {
+    const length = split.rows;
+    const membersAt = at + split.rows + 1;
+    const tasksAt = membersAt + split.members;
     const get = (r: number): Row => {
-      if (!(r >= 0 && r < plan.starts.length - 1)) throw new RangeError(`row ${r} of ${plan.starts.length - 1}`);
-      const segments: Example[] = [];
-      for (let k = plan.starts[r]; k < plan.starts[r + 1]; k++)
-        segments.push(this.example(plan.members[k], this.meta.taskTypes[plan.memberTasks[k]]));
-      const width = plan.width || segments.reduce((a, e) => a + e.inputIds.length, 0);
+      if (!(r >= 0 && r < length)) throw new RangeError(`row ${r} of ${length}`);
+      readSync(this.rows, this.pair, 0, 8, (at + r) * 4);
+      const [from, to] = this.pair;
+      const members = new Int32Array(to - from);
+      const tasks = new Int32Array(to - from);
+      readSync(this.rows, members, 0, members.byteLength, (membersAt + from) * 4);
+      readSync(this.rows, tasks, 0, tasks.byteLength, (tasksAt + from) * 4);
+      const segments = Array.from(members, (m, k) => this.example(m, this.meta.taskTypes[tasks[k]]));
+      const width = split.width || segments.reduce((a, e) => a + e.inputIds.length, 0);
       return buildRow(segments, width, this.meta.padId);
     };
-    const length = plan.starts.length - 1;
     return {
       length,
       get,
@@ -178,6 +213,6 @@ export class TokenCache {
   }
 
   close(): void {
-    closeSync(this.fd);
+    for (const fd of [this.tokens, this.index, this.rows]) closeSync(fd);
   }
 }

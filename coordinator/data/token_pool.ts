@@ -33,6 +33,20 @@ interface PoolData {
   nearDuplicates: boolean;
 }
 
+/**
+ * Each thread's heap ceilings. V8 lets a heap grow in proportion to its ceiling: under Node's default one
+ * a busy thread's heap floats hundreds of MiB above what it holds, and a run's peak memory then depends on
+ * when each thread happened to collect, growing with the run's length. A ceiling a few times the live set
+ * (the tokenizer, the word cache, a batch) keeps the peak flat however much data goes through. It grows
+ * with max_record_bytes: one record's text, its parse and its rendering must fit beside the rest.
+ */
+export function threadHeapLimits(maxRecordBytes: number): {
+  maxOldGenerationSizeMb: number;
+  maxYoungGenerationSizeMb: number;
+} {
+  return { maxOldGenerationSizeMb: 256 + Math.ceil((16 * maxRecordBytes) / 2 ** 20), maxYoungGenerationSizeMb: 16 };
+}
+
 export function threadCount(): number {
   const env = Number(process.env.RINGTUNE_DATA_THREADS);
   return Number.isInteger(env) && env > 0 ? env : Math.max(1, os.availableParallelism());
@@ -53,15 +67,25 @@ export class TokenPool {
     private readonly onResult: (job: SentJob, result: BatchResult) => void,
     threads = threadCount(),
   ) {
+    const resourceLimits = threadHeapLimits(data.spec.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES);
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(fileURLToPath(import.meta.url), { workerData: data });
+      const w = new Worker(fileURLToPath(import.meta.url), { workerData: data, resourceLimits });
       w.on("message", (m: { seq: number; result?: BatchResult; error?: string }) => {
         if (m.error !== undefined) this.fail(new Error(m.error));
         else this.done.set(m.seq, m.result!);
         this.idle.push(w);
         this.pump();
       });
-      w.on("error", (err) => this.fail(err));
+      w.on("error", (err: NodeJS.ErrnoException) =>
+        this.fail(
+          err.code === "ERR_WORKER_OUT_OF_MEMORY"
+            ? new Error(
+                `a data thread ran out of its ${resourceLimits.maxOldGenerationSizeMb} MiB heap ` +
+                  `(sized for records of up to max_record_bytes): ${err.message}`,
+              )
+            : err,
+        ),
+      );
       this.workers.push(w);
       this.idle.push(w);
     }
