@@ -13,6 +13,9 @@ const ROWS = SIGNATURE_WORDS / BANDS;
 export const DEFAULT_BAND_SLOTS = 1 << 22;
 /** Signatures kept in memory before they are appended to the file. */
 const SIGNATURES_PER_FLUSH = 4096;
+/** Signatures read back from the file kept in a direct-mapped cache (8 MiB): the candidates a band finds are
+ * mostly the few records that first had a common band, read again and again. */
+const CACHED_SIGNATURES = 1 << 16;
 /** Probes before a band key gives up on finding a slot (the table is then treated as full there). */
 const MAX_PROBES = 8;
 
@@ -33,7 +36,8 @@ export class NearDuplicateIndex {
   private flushed = 0; // records whose signatures are in the file
   private count = 0;
   private readonly fd: number;
-  private readonly one = new Uint32Array(SIGNATURE_WORDS);
+  private readonly cachedIds = new Int32Array(CACHED_SIGNATURES).fill(-1);
+  private readonly cached = new Uint32Array(CACHED_SIGNATURES * SIGNATURE_WORDS);
 
   /** `file`: where signatures are spilled (created, and removed by close). */
   constructor(
@@ -89,8 +93,13 @@ export class NearDuplicateIndex {
   private signature(j: number): Uint32Array {
     if (j >= this.flushed)
       return this.pending.subarray((j - this.flushed) * SIGNATURE_WORDS, (j - this.flushed + 1) * SIGNATURE_WORDS);
-    readSync(this.fd, this.one, 0, this.one.byteLength, j * SIGNATURE_WORDS * 4);
-    return this.one;
+    const slot = j & (CACHED_SIGNATURES - 1);
+    const sig = this.cached.subarray(slot * SIGNATURE_WORDS, (slot + 1) * SIGNATURE_WORDS);
+    if (this.cachedIds[slot] !== j) {
+      readSync(this.fd, sig, 0, sig.byteLength, j * SIGNATURE_WORDS * 4);
+      this.cachedIds[slot] = j;
+    }
+    return sig;
   }
 
   close(): void {

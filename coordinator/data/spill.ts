@@ -67,7 +67,7 @@ export class Spill<T extends Numbers> {
   /** Reads records in ascending order (skipping ahead allowed) through a buffer of its own. */
   reader(): SpillReader<T> {
     this.flush();
-    return new SpillReader(this.fd, this.width, this.make, this.length);
+    return new SpillReader(this.fd, this.width, this.make, this.length, this.capacity);
   }
 
   /** Closes the file, keeping it (`keep`) or removing it. */
@@ -82,7 +82,6 @@ export class Spill<T extends Numbers> {
 
 export class SpillReader<T extends Numbers> {
   private readonly buf: T;
-  private readonly capacity: number;
   private first = 0; // record held at the buffer's start
   private held = 0;
 
@@ -91,9 +90,9 @@ export class SpillReader<T extends Numbers> {
     private readonly width: number,
     make: (n: number) => T,
     readonly length: number,
+    private readonly capacity: number,
   ) {
-    this.capacity = Math.max(1, Math.floor(BUFFER_BYTES / (width * make(0).BYTES_PER_ELEMENT)));
-    this.buf = make(this.capacity * width);
+    this.buf = make(capacity * width);
   }
 
   /** Where record i's numbers lie in `view` (i never below an earlier call's). */

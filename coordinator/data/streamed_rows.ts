@@ -53,6 +53,8 @@ export function planStreamedRows(
   first: FirstPass,
 ): { stats: DataStats; problems: Problem[]; tokens: number; targets: number } {
   const { spec, dir, files, taskTypes, sources, progress } = ctx;
+  let t0 = Date.now();
+  const took = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
   const open: { close(): void }[] = [];
   const spill = (name: string, width: number) => {
     const s = int32Spill(path.join(dir, name), width);
@@ -109,7 +111,10 @@ export function planStreamedRows(
         if ((v & 0xffff) === 0) progress.update("data: duplicates", v, records.length);
       }
     }
-    progress.note(`data: ${dupProblems.length} exact duplicates dropped, ${nearProblems.length} near-duplicates`);
+    progress.note(
+      `data: ${dupProblems.length} exact duplicates dropped, ${nearProblems.length} near-duplicates (${took()})`,
+    );
+    t0 = Date.now();
 
     // The validation split, record by record; each side's examples with their lengths and targets.
     const trainBySource = spec.data.map((_, i) => spill(`train-${i}.tmp`, ENTRY.width));
@@ -144,6 +149,8 @@ export function planStreamedRows(
       }
     }
 
+    progress.note(`data: split ${kept.length} records (${took()})`);
+    t0 = Date.now();
     // The mix, read by position, packed window by window into rows.
     const rows = new RowsWriter(dir);
     open.push(rows);
@@ -188,6 +195,7 @@ export function planStreamedRows(
       }
     }
 
+    progress.note(`data: mixed and packed ${mix.length + valEntries.length} examples (${took()})`);
     const problems = [...first.readProblems, ...dupProblems, ...nearProblems, ...trainProblems, ...valProblems];
     sortProblems(problems);
     const stats: DataStats = {
