@@ -1,8 +1,9 @@
 // What a worker thread makes of a batch of raw records (parsed JSON values, or parse errors): each record
 // normalised and checked, keyed for exact duplicates, templated, tokenized, masked and MinHashed, and all of
 // it packed into typed arrays, so the main thread receives a few flat buffers per batch instead of one
-// object per record. The main thread decides, in file order, which records are duplicates and keeps the
-// rest; problems carry the lines the batch knows (relative to a range's start for ranges).
+// object per record. The main thread spills each valid record's key, and which records repeat another is
+// decided once all keys are in; problems carry the lines the batch knows (relative to a range's start for
+// ranges).
 import type { DataSource } from "../job_spec/job_spec.js";
 import { minhash, recordDigest, responseText } from "./dedupe.js";
 import { keyWords } from "./duplicate_keys.js";

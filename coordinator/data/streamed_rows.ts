@@ -45,6 +45,8 @@ export interface RowsContext {
   progress: Progress;
 }
 
+/** Fields of a kept record (not an exact duplicate): a valid record's, its ordinal among them in place of flags. */
+const KEPT = { task: 0, source: 1, line: 2, firstExample: 3, examples: 4, ordinal: 5, width: 6 } as const;
 /** An example as the split and the mix carry it. */
 const ENTRY = { example: 0, length: 1, targets: 2, task: 3, width: 4 } as const;
 
@@ -63,7 +65,7 @@ export function planStreamedRows(
   };
   try {
     // Which valid records are kept (not exact duplicates), the near-duplicate report, per-task sizes.
-    const kept = spill("kept.tmp", VALID.width);
+    const kept = spill("kept.tmp", KEPT.width);
     const dupProblems: Problem[] = [];
     const nearProblems: Problem[] = [];
     const taskSizes = new Map<string, number>();
@@ -93,7 +95,9 @@ export function planStreamedRows(
         taskSizes.set(task, (taskSizes.get(task) ?? 0) + 1);
         if (flags & TRUNCATED) truncated++;
         if (flags & SPLIT) split++;
-        kept.push(rec.map((x, f) => (f === VALID.flags ? v : x))); // a kept record's last field: its ordinal
+        const slot = kept.slot();
+        kept.buffer.set(rec.subarray(0, VALID.flags), slot);
+        kept.buffer[slot + KEPT.ordinal] = v;
         const s = sigs.at(v);
         const hit = near.add(k, flags & SIGNED ? sigs.view.subarray(s, s + SIGNATURE_WORDS) : null);
         if (hit && !(flags & ROBUST)) {
@@ -102,7 +106,7 @@ export function planStreamedRows(
             problemAt(
               { file, line },
               "near-duplicate",
-              `response nearly duplicates ${files[similar[VALID.source]]}:${similar[VALID.line]} ` +
+              `response nearly duplicates ${files[similar[KEPT.source]]}:${similar[KEPT.line]} ` +
                 `(MinHash Jaccard ~${hit.jaccard.toFixed(2)}); kept`,
               false,
             ),
@@ -130,12 +134,15 @@ export function planStreamedRows(
       const counts = first.targets.reader();
       for (let k = 0; k < records.length; k++) {
         const at = records.at(k);
-        const [task, source, , firstExample, examples, v] = records.view.subarray(at, at + VALID.width);
+        const r = records.view;
+        const task = r[at + KEPT.task];
+        const firstExample = r[at + KEPT.firstExample];
+        const v = r[at + KEPT.ordinal];
         const isVal = sampler.isVal(taskTypes[task]);
         const problem = first.recordProblems.get(v);
         if (problem) (isVal ? valProblems : trainProblems).push(problem);
-        const out = isVal ? valEntries : trainBySource[source];
-        for (let e = firstExample; e < firstExample + examples; e++) {
+        const out = isVal ? valEntries : trainBySource[r[at + KEPT.source]];
+        for (let e = firstExample; e < firstExample + r[at + KEPT.examples]; e++) {
           const length = index.view[index.at(e) + 1];
           const t = counts.view[counts.at(e)];
           const slot = out.slot();
