@@ -15,7 +15,7 @@ import { IGNORE_INDEX } from "../../native/js/addon.js";
 import { cacheKey } from "./cache.js";
 import { DuplicatePartitions } from "./duplicate_partitions.js";
 import { isBadRecord, type DataSpec } from "./pipeline.js";
-import type { Problem } from "./problems.js";
+import { problemAt, type Problem } from "./problems.js";
 import { Progress } from "./progress.js";
 import { setupText, type TextSetup } from "./setup.js";
 import type { DataStats } from "./stats.js";
@@ -26,8 +26,9 @@ import { TokenPool, type PoolJob, type SentJob } from "./token_pool.js";
 import { SIGNATURE_WORDS, SIGNED, type BatchResult } from "./record_batch.js";
 import { lineAlignedRanges, startsWithArray } from "./file_ranges.js";
 import { DEFAULT_MAX_RECORD_BYTES } from "./record_limits.js";
-import { int32Spill, uint32Spill } from "./spill.js";
-import { planStreamedRows, ROBUST, VALID } from "./streamed_rows.js";
+import { int32Spill } from "./spill.js";
+import { planStreamedRows, VALID, type NearProblem } from "./streamed_rows.js";
+import { NearDuplicateIndex } from "./near_duplicate_index.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const BATCH_RECORDS = 256;
@@ -186,7 +187,11 @@ async function build(
   // Everything that grows with the dataset goes to disk as it arrives: per valid record its numbers, its
   // MinHash signature and its content key; per example its tokens, where they lie and its target count.
   const valid = int32Spill(path.join(dir, "valid.tmp"), VALID.width);
-  const signatures = uint32Spill(path.join(dir, "signatures.tmp"), SIGNATURE_WORDS);
+  // Near-duplicates are found here, overlapping the threads' work, among all valid records: an exact
+  // duplicate has its original's signature, so it finds that record and takes no band from anyone; the
+  // second half only drops the reports of records that turn out to be exact duplicates.
+  const near = new NearDuplicateIndex(path.join(dir, "signatures.tmp"));
+  const nearProblems: NearProblem[] = [];
   const targets = int32Spill(path.join(dir, "targets.tmp"), 1);
   const keys = spec.dedup === "none" ? null : new DuplicatePartitions(dir);
   const writer = new TokenWriter(dir);
@@ -238,11 +243,19 @@ async function build(
       rec[slot + VALID.line] = r.lines[i] + base;
       rec[slot + VALID.firstExample] = ex;
       rec[slot + VALID.examples] = examples;
-      rec[slot + VALID.flags] = r.flags[i] | (r.robust[i] ? ROBUST : 0);
-      const sig = signatures.slot();
-      if (r.flags[i] & SIGNED)
-        signatures.buffer.set(r.signatures.subarray(i * SIGNATURE_WORDS, (i + 1) * SIGNATURE_WORDS), sig);
-      else signatures.buffer.fill(0, sig, sig + SIGNATURE_WORDS);
+      rec[slot + VALID.flags] = r.flags[i];
+      const sig = r.flags[i] & SIGNED ? r.signatures.subarray(i * SIGNATURE_WORDS, (i + 1) * SIGNATURE_WORDS) : null;
+      const hit = near.add(v, sig);
+      if (hit && !r.robust[i]) {
+        const similar = valid.read(hit.similarTo);
+        const message =
+          `response nearly duplicates ${files[similar[VALID.source]]}:${similar[VALID.line]} ` +
+          `(MinHash Jaccard ~${hit.jaccard.toFixed(2)}); kept`;
+        nearProblems.push({
+          ordinal: v,
+          problem: problemAt({ file: files[src], line: r.lines[i] + base }, "near-duplicate", message, false),
+        });
+      }
       for (let e = 0; e < examples; e++, ex++) {
         const len = r.lengths[ex - writer.examples];
         let n = 0;
@@ -288,7 +301,7 @@ async function build(
     const ctx = { spec, dir, files, taskTypes, sources, padId: setup.tokenizer.padId, progress };
     const planned = planStreamedRows(ctx, {
       valid,
-      signatures,
+      nearProblems,
       targets,
       writer,
       duplicates,
@@ -304,6 +317,6 @@ async function build(
       `data: built in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${stats.train.rows} train rows, ${stats.val.rows} val rows`,
     );
   } finally {
-    for (const s of [valid, signatures, targets, keys, writer]) s?.close();
+    for (const s of [valid, near, targets, keys, writer]) s?.close();
   }
 }

@@ -1,17 +1,17 @@
 // The streamed pipeline's second half: from what the first pass left on disk (per valid record and per
 // example, in file order) to the rows of the token cache, in memory that does not grow with the dataset.
-// Exact duplicates come from the key partitions; the near-duplicate report, the validation split (one
-// record at a time), the mix (a permutation read by position) and packing (one window at a time) each
-// stream over the spilled numbers. Rows, statistics and problems equal the in-memory pipeline's.
+// Exact duplicates come from the key partitions (the first pass's near-duplicate reports of records that turn
+// out to be exact duplicates are dropped); the validation split (one record at a time), the mix (a
+// permutation read by position) and packing (one window at a time) each stream over the spilled numbers.
+// Rows, statistics and problems equal the in-memory pipeline's.
 import path from "node:path";
 import type { Duplicates } from "./duplicate_partitions.js";
 import { MixPlan } from "./mix.js";
-import { NearDuplicateIndex } from "./near_duplicate_index.js";
 import { packWindow, PACK_WINDOW, windowRng } from "./pack.js";
 import type { DataSpec } from "./pipeline.js";
 import { problemAt, type Problem } from "./problems.js";
 import type { Progress } from "./progress.js";
-import { SIGNATURE_WORDS, SIGNED, SPLIT, TRUNCATED } from "./record_batch.js";
+import { SPLIT, TRUNCATED } from "./record_batch.js";
 import { subSeed } from "./rng.js";
 import { int32Spill, type Spill } from "./spill.js";
 import { SplitSampler } from "./split.js";
@@ -20,13 +20,18 @@ import { RowsWriter, type TokenWriter } from "./token_cache.js";
 
 /** Fields of a valid record in the first pass's spill. */
 export const VALID = { task: 0, source: 1, line: 2, firstExample: 3, examples: 4, flags: 5, width: 6 } as const;
-/** A flag beside TRUNCATED, SPLIT and SIGNED: tagged robustness, kept even when it repeats another. */
-export const ROBUST = 8;
 
-/** What the first pass leaves: valid records, their signatures, each example's targets, the tokens. */
+/** A near-duplicate report, by the ordinal of its record among the valid ones. */
+export interface NearProblem {
+  ordinal: number;
+  problem: Problem;
+}
+
+/** What the first pass leaves: valid records, each example's targets, the tokens, the near-duplicates. */
 export interface FirstPass {
   valid: Spill<Int32Array>;
-  signatures: Spill<Uint32Array>;
+  /** in ordinal order */
+  nearProblems: NearProblem[];
   targets: Spill<Int32Array>;
   writer: TokenWriter;
   duplicates: Duplicates;
@@ -64,7 +69,7 @@ export function planStreamedRows(
     return s;
   };
   try {
-    // Which valid records are kept (not exact duplicates), the near-duplicate report, per-task sizes.
+    // Which valid records are kept (not exact duplicates), their near-duplicate reports, per-task sizes.
     const kept = spill("kept.tmp", KEPT.width);
     const dupProblems: Problem[] = [];
     const nearProblems: Problem[] = [];
@@ -72,13 +77,13 @@ export function planStreamedRows(
     let truncated = 0;
     let split = 0;
     {
-      const near = new NearDuplicateIndex(path.join(dir, "near.tmp"));
-      open.push(near);
       const { ordinals, firsts } = first.duplicates;
       const records = first.valid.reader();
-      const sigs = first.signatures.reader();
       let d = 0;
+      let n = 0; // the next near-duplicate report
       for (let v = 0; v < records.length; v++) {
+        const nearHere = n < first.nearProblems.length && first.nearProblems[n].ordinal === v;
+        if (nearHere) n++;
         const at = records.at(v);
         const rec = records.view.subarray(at, at + VALID.width);
         const file = files[rec[VALID.source]];
@@ -89,7 +94,7 @@ export function planStreamedRows(
           dupProblems.push(problemAt({ file, line }, "duplicate", `exact duplicate of ${seen}`));
           continue;
         }
-        const k = kept.length;
+        if (nearHere) nearProblems.push(first.nearProblems[n - 1].problem);
         const flags = rec[VALID.flags];
         const task = taskTypes[rec[VALID.task]];
         taskSizes.set(task, (taskSizes.get(task) ?? 0) + 1);
@@ -98,20 +103,6 @@ export function planStreamedRows(
         const slot = kept.slot();
         kept.buffer.set(rec.subarray(0, VALID.flags), slot);
         kept.buffer[slot + KEPT.ordinal] = v;
-        const s = sigs.at(v);
-        const hit = near.add(k, flags & SIGNED ? sigs.view.subarray(s, s + SIGNATURE_WORDS) : null);
-        if (hit && !(flags & ROBUST)) {
-          const similar = kept.read(hit.similarTo);
-          nearProblems.push(
-            problemAt(
-              { file, line },
-              "near-duplicate",
-              `response nearly duplicates ${files[similar[KEPT.source]]}:${similar[KEPT.line]} ` +
-                `(MinHash Jaccard ~${hit.jaccard.toFixed(2)}); kept`,
-              false,
-            ),
-          );
-        }
         if ((v & 0xffff) === 0) progress.update("data: duplicates", v, records.length);
       }
     }
