@@ -2,12 +2,13 @@
 // record's 64-bit content key goes with its ordinal to one of PARTITIONS files by the key's top bits;
 // afterwards each file is read alone, in record order, into a hash table. A record is a duplicate of the
 // first record with its key (unless tagged robustness); memory holds one partition, 1/128 of the keys.
+import { appendFileSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { DuplicateKeys } from "./duplicate_keys.js";
-import { Spill, uint32Spill } from "./spill.js";
 
 const PARTITIONS = 128;
-const BUFFER_BYTES = 1 << 14;
+/** Keys buffered per partition before they are appended to its file (12 bytes each: 3 MiB in all). */
+const BUFFER_ENTRIES = 1 << 11;
 const ROBUST = 0x80000000;
 
 /** Ordinals of the duplicate records, ascending, each with the ordinal of the record it repeats. */
@@ -17,34 +18,55 @@ export interface Duplicates {
 }
 
 export class DuplicatePartitions {
-  private readonly parts: Spill<Uint32Array>[];
+  private readonly buffers: Uint32Array[] = [];
+  private readonly buffered = new Int32Array(PARTITIONS); // entries in each buffer
+  private readonly written = new Uint8Array(PARTITIONS); // 1: the partition's file exists
 
-  constructor(dir: string) {
-    this.parts = Array.from({ length: PARTITIONS }, (_, p) =>
-      uint32Spill(path.join(dir, `keys-${p}.tmp`), 3, BUFFER_BYTES),
-    );
+  /** `dir`: where the partition files go (a folder of this build's own). */
+  constructor(private readonly dir: string) {
+    for (let p = 0; p < PARTITIONS; p++) this.buffers.push(new Uint32Array(BUFFER_ENTRIES * 3));
+  }
+
+  private file(p: number): string {
+    return path.join(this.dir, `keys-${p}.tmp`);
   }
 
   /** Record `ordinal` (ascending from call to call) has the key given as its two words. */
   add(hi: number, lo: number, ordinal: number, robust: boolean): void {
     if (ordinal >= ROBUST) throw new Error(`duplicate partitions: more than ${ROBUST} records`);
-    const part = this.parts[hi >>> 25];
-    const at = part.slot();
-    part.buffer[at] = hi;
-    part.buffer[at + 1] = lo;
-    part.buffer[at + 2] = robust ? ordinal | ROBUST : ordinal;
+    const p = hi >>> 25;
+    if (this.buffered[p] === BUFFER_ENTRIES) this.flush(p);
+    const at = 3 * this.buffered[p]++;
+    const buf = this.buffers[p];
+    buf[at] = hi;
+    buf[at + 1] = lo;
+    buf[at + 2] = robust ? ordinal | ROBUST : ordinal;
   }
 
-  /** Reads the partitions one at a time; removes their files. */
+  /** Appends partition p's buffer to its file, opened only for the write: 128 files hold no descriptors. */
+  private flush(p: number): void {
+    const bytes = Buffer.from(this.buffers[p].buffer, 0, 12 * this.buffered[p]);
+    // "wx" the first time: never written through something already at the name (a planted link).
+    appendFileSync(this.file(p), bytes, { flag: this.written[p] ? "a" : "wx" });
+    this.written[p] = 1;
+    this.buffered[p] = 0;
+  }
+
+  /** Reads the partitions one at a time (each file whole: 1/128 of the keys); removes their files. */
   resolve(): Duplicates {
     const ordinals: number[] = [];
     const firsts: number[] = [];
-    for (const part of this.parts) {
+    for (let p = 0; p < PARTITIONS; p++) {
+      let v = this.buffers[p].subarray(0, 3 * this.buffered[p]);
+      if (this.written[p]) {
+        this.flush(p);
+        const b = readFileSync(this.file(p));
+        v = new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+        rmSync(this.file(p), { force: true });
+        this.written[p] = 0;
+      }
       const seen = new DuplicateKeys();
-      const reader = part.reader();
-      const v = reader.view;
-      for (let i = 0; i < reader.length; i++) {
-        const at = reader.at(i);
+      for (let at = 0; at < v.length; at += 3) {
         const hi = v[at];
         const lo = v[at + 1];
         const ordinal = v[at + 2] & ~ROBUST;
@@ -55,7 +77,7 @@ export class DuplicatePartitions {
           firsts.push(first);
         }
       }
-      part.close();
+      this.buffered[p] = 0;
     }
     const order = Array.from(ordinals.keys()).sort((a, b) => ordinals[a] - ordinals[b]);
     return {
@@ -64,7 +86,8 @@ export class DuplicatePartitions {
     };
   }
 
+  /** Removes the partition files (after resolve, nothing is left to remove). */
   close(): void {
-    for (const part of this.parts) part.close();
+    for (let p = 0; p < PARTITIONS; p++) if (this.written[p]) rmSync(this.file(p), { force: true });
   }
 }
