@@ -91,22 +91,6 @@ export function packRows(examples: Example[], seqLen: number, padId: number, see
   return rows;
 }
 
-export function packExamples(examples: Example[], seqLen: number, padId: number): Row[] {
-  const { rowOf, rows } = firstFitDecreasing(
-    examples.map((e) => e.inputIds.length),
-    seqLen,
-  );
-  const members: number[][] = Array.from({ length: rows }, () => []);
-  examples.forEach((_, i) => members[rowOf[i]].push(i));
-  return members.map((m) =>
-    buildRow(
-      m.map((i) => examples[i]),
-      seqLen,
-      padId,
-    ),
-  );
-}
-
 /** One row from its examples, padded to width (padded mode: width = the example's own length). */
 export function buildRow(segments: Example[], width: number, padId: number): Row {
   const row: Row = {

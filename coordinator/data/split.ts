@@ -57,7 +57,6 @@ export function stratifiedSplit<T>(
   valSize: number,
   seed: number,
 ): { train: T[]; val: T[] } {
-  if (valSize <= 0) return { train: items, val: [] };
   const sizes = new Map<string, number>();
   for (const x of items) sizes.set(taskOf(x), (sizes.get(taskOf(x)) ?? 0) + 1);
   const sampler = new SplitSampler(sizes, valSize, seed);

@@ -3,8 +3,7 @@
 // or write job state, a client's cannot command workers or write job state, and a job runs to completion
 // on a 2-worker ring with every process under its own role while a fake worker tries to join.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -29,38 +28,26 @@ import {
 } from "../../proto/mod.js";
 import { Worker } from "../../worker/main.js";
 import { trainingFixture } from "../helpers/cluster.js";
-import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
-import { REPO_ROOT, runRingtune } from "../helpers/processes.js";
+import type { NatsServer } from "../helpers/nats_server.js";
+import { startNatsServerWithUsers, type NatsWithUsers, type Role } from "../helpers/nats_users.js";
+import { runRingtune } from "../helpers/processes.js";
 
 const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
-const passwords = {
-  coordinator: "p" + randomBytes(12).toString("hex"),
-  worker: "p" + randomBytes(12).toString("hex"),
-  client: "p" + randomBytes(12).toString("hex"),
-  serve: "p" + randomBytes(12).toString("hex"),
-};
-type Role = keyof typeof passwords;
-const as = (role: Role) => ({ user: role, pass: passwords[role] });
 
 let server: NatsServer;
+let users: NatsWithUsers;
 let coordinator: Coordinator;
 const workers: Worker[] = [];
 const connections: NatsConnection[] = [];
 
 before(async () => {
-  // The server reads the passwords of deploy/nats/auth.conf from its environment, as under cluster-up
-  // (starting with a letter: nats-server would read a leading digit as a number).
-  process.env.RINGTUNE_COORDINATOR_PASSWORD = passwords.coordinator;
-  process.env.RINGTUNE_WORKER_PASSWORD = passwords.worker;
-  process.env.RINGTUNE_CLIENT_PASSWORD = passwords.client;
-  process.env.RINGTUNE_SERVE_PASSWORD = passwords.serve;
-  server = await startNatsServer({
+  users = await startNatsServerWithUsers({
     maxPayload: 8 * 1024 * 1024,
-    config: [readFileSync(path.join(REPO_ROOT, "deploy/nats/auth.conf"), "utf8")],
   });
-  coordinator = await Coordinator.start({ natsUrl: server.url, auth: as("coordinator"), log: quiet });
+  server = users.server;
+  coordinator = await Coordinator.start({ natsUrl: server.url, auth: users.as("coordinator"), log: quiet });
   for (const id of ["w0", "w1"])
-    workers.push(await Worker.start({ natsUrl: server.url, auth: as("worker"), id, log: quiet }));
+    workers.push(await Worker.start({ natsUrl: server.url, auth: users.as("worker"), id, log: quiet }));
 });
 
 after(async () => {
@@ -71,7 +58,7 @@ after(async () => {
 });
 
 async function open(role: Role): Promise<NatsConnection> {
-  const nc = await connect({ servers: server.url, ...as(role) });
+  const nc = await connect({ servers: server.url, ...users.as(role) });
   connections.push(nc);
   return nc;
 }
@@ -123,7 +110,7 @@ test("ringtune commands refuse to run without credentials unless --insecure, whi
   assert.match(insecure.stderr, /warning: connecting to NATS without authentication/);
   assert.match(insecure.stderr, /refused the credentials/);
   const client = await runRingtune(
-    ["cluster", "status", "--json", "--nats", server.url, "--user", "client", "--password", passwords.client],
+    ["cluster", "status", "--json", "--nats", server.url, "--user", "client", "--password", users.passwords.client],
     { env },
   );
   assert.equal(client.code, 0, client.stderr);

@@ -4,25 +4,15 @@
 import assert from "node:assert/strict";
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { after, before, test } from "node:test";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
+import { test } from "node:test";
 import { assertAllReduced, rankInput } from "../helpers/ring_harness.js";
 import { MEMBER_ENV, type MemberSpec } from "../helpers/ring_member_process.js";
 import { connectTransport, PeerTimeoutError, ringAllReduce } from "../../worker/allreduce/mod.js";
+import { natsForFile } from "../helpers/nats_for_file.js";
 
 const memberScript = fileURLToPath(new URL("../helpers/ring_member_process.js", import.meta.url));
 const PEER_TIMEOUT_MS = 1000;
-let server: NatsServer;
-let nc: NatsConnection;
-before(async () => {
-  server = await startNatsServer();
-  nc = await connect({ servers: server.url });
-});
-after(async () => {
-  await nc.close();
-  await server.stop();
-});
+const nats = natsForFile();
 
 /** Rank 1 of a ring of two in its own process; `reported` settles with its all-reduce results. */
 function startPeer(spec: MemberSpec): { child: ChildProcess; reported: Promise<Float32Array[]> } {
@@ -40,7 +30,7 @@ function startPeer(spec: MemberSpec): { child: ChildProcess; reported: Promise<F
 
 function rankZero(ring: string, kind: "tcp" | "nats") {
   return connectTransport({
-    nc,
+    nc: nats.nc,
     ring,
     rank: 0,
     size: 2,
@@ -57,7 +47,7 @@ for (const kind of ["tcp", "nats"] as const) {
     const ring = `stopped-${kind}-${process.pid}`;
     // No all-reduce of its own: it joins, reports, then would wait for the parent.
     const peer = startPeer({
-      url: server.url,
+      url: nats.server.url,
       ring,
       rank: 1,
       size: 2,
@@ -88,7 +78,7 @@ for (const kind of ["tcp", "nats"] as const) {
     const ring = `late-${kind}-${process.pid}`;
     const length = 5003;
     const peer = startPeer({
-      url: server.url,
+      url: nats.server.url,
       ring,
       rank: 1,
       size: 2,

@@ -1,7 +1,7 @@
 // Packing invariants on random data, and the mixing and splitting that feed it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { firstFitDecreasing, packExamples } from "../../coordinator/data/pack.js";
+import { firstFitDecreasing, packRows } from "../../coordinator/data/pack.js";
 import { rowsToBatch } from "../../coordinator/data/row.js";
 import type { Example } from "../../coordinator/data/example.js";
 import { makeRng } from "../../coordinator/data/rng.js";
@@ -25,7 +25,7 @@ for (const seed of [1, 2, 3]) {
   test(`packing (seed ${seed}): every token once, labels kept per segment, positions restart, padding only at the tail`, () => {
     const seqLen = 128;
     const examples = randomExamples(500, seqLen, seed);
-    const rows = packExamples(examples, seqLen, PAD);
+    const rows = packRows(examples, seqLen, PAD, seed, "train");
     const seen = new Map<number, Int32Array>();
     for (const r of rows) {
       assert.equal(r.inputIds.length, seqLen);
@@ -78,7 +78,7 @@ test("the segment tree finds the same rows as a plain first-fit scan", () => {
 
 test("padded mode batch: rows padded to the longest, padding its own segment with -100 labels", () => {
   const ex = randomExamples(3, 20, 5);
-  const rows = ex.map((e) => packExamples([e], e.inputIds.length, PAD)[0]);
+  const rows = ex.map((e) => packRows([e], e.inputIds.length, PAD, 0, "train")[0]);
   const b = rowsToBatch(rows, PAD);
   const longest = Math.max(...ex.map((e) => e.inputIds.length));
   assert.equal(b.seqLen, longest);

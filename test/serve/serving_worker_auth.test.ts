@@ -4,8 +4,7 @@
 // HTTP client that drops its stream stops the generation on the worker (the coordinator's NATS cancel).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { cpSync, mkdirSync, readFileSync } from "node:fs";
+import { cpSync, mkdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
@@ -16,38 +15,28 @@ import { Worker } from "../../worker/main.js";
 import { JOBS_BUCKET } from "../../proto/job_subjects.js";
 import { encodeJobRecord } from "../../proto/job_record_codec.js";
 import { finalLayout } from "../../proto/output_layout.js";
-import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
-import { freePort, REPO_ROOT, waitUntil } from "../helpers/processes.js";
+import type { NatsServer } from "../helpers/nats_server.js";
+import { startNatsServerWithUsers, type NatsWithUsers } from "../helpers/nats_users.js";
+import { freePort, waitUntil } from "../helpers/processes.js";
 import { tempDir } from "../helpers/lora_adapters.js";
 import { postJson, serveFixture } from "../helpers/serve_fixtures.js";
 
 const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
-const passwords = {
-  coordinator: "p" + randomBytes(12).toString("hex"),
-  worker: "p" + randomBytes(12).toString("hex"),
-  client: "p" + randomBytes(12).toString("hex"),
-  serve: "p" + randomBytes(12).toString("hex"),
-};
-const as = (role: keyof typeof passwords) => ({ user: role, pass: passwords[role] });
 
 let server: NatsServer;
+let users: NatsWithUsers;
 let coordinator: Coordinator;
 let worker: Worker;
 let url: string;
 
 before(async () => {
-  process.env.RINGTUNE_COORDINATOR_PASSWORD = passwords.coordinator;
-  process.env.RINGTUNE_WORKER_PASSWORD = passwords.worker;
-  process.env.RINGTUNE_CLIENT_PASSWORD = passwords.client;
-  process.env.RINGTUNE_SERVE_PASSWORD = passwords.serve;
-  server = await startNatsServer({
-    config: [readFileSync(path.join(REPO_ROOT, "deploy/nats/auth.conf"), "utf8")],
-  });
+  users = await startNatsServerWithUsers();
+  server = users.server;
   const port = await freePort();
   url = `http://127.0.0.1:${port}/v1`;
   coordinator = await Coordinator.start({
     natsUrl: server.url,
-    auth: as("coordinator"),
+    auth: users.as("coordinator"),
     log: quiet,
     serveHttp: { host: "127.0.0.1", port },
   });
@@ -56,7 +45,7 @@ before(async () => {
   const output = tempDir("ringtune-serve-auth-job-");
   mkdirSync(path.join(output, "final"), { recursive: true });
   cpSync(fixture.adapters.r4!, finalLayout(output).adapter, { recursive: true });
-  const nc = await connect({ servers: server.url, ...as("coordinator") });
+  const nc = await connect({ servers: server.url, ...users.as("coordinator") });
   const now = new Date().toISOString();
   await (
     await new Kvm(nc).open(JOBS_BUCKET)
@@ -70,7 +59,7 @@ before(async () => {
   await nc.close();
   worker = await Worker.start({
     natsUrl: server.url,
-    auth: as("worker"),
+    auth: users.as("worker"),
     id: "sw0",
     log: quiet,
     serve: {
