@@ -45,6 +45,8 @@ export interface JobEnv {
   suspect(worker: string): void;
   /** what a worker said it is doing in its last heartbeat ("loading weights 37%"), if anything */
   activity?(worker: string): string | undefined;
+  /** how often the job's message follows those activities while the ring forms (they change with heartbeats) */
+  activityRefreshMs?: number;
   /** sees every metrics.jsonl line of the job as it is written */
   onMetric?(job: string, line: MetricLine): void;
   /** how many times the coordinator lost its NATS connection so far */
@@ -55,7 +57,7 @@ export interface JobEnv {
   holdsLease?(): Promise<boolean>;
 }
 
-/** How often the job's message is refreshed with its workers' activities while the ring forms. */
+/** How often the job's message is refreshed with its workers' activities while the ring forms, by default. */
 const ACTIVITY_REFRESH_MS = 500;
 
 export class JobRun {
@@ -211,7 +213,7 @@ export class JobRun {
       shown = message;
       updating = updating.then(() => this.update({ message })).catch(() => {});
     };
-    const timer = setInterval(refresh, ACTIVITY_REFRESH_MS);
+    const timer = setInterval(refresh, this.env.activityRefreshMs ?? ACTIVITY_REFRESH_MS);
     try {
       return await work();
     } finally {
