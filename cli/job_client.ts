@@ -28,7 +28,7 @@ import {
   type JobRecordBody,
   type MessageType,
 } from "../proto/mod.js";
-import { SpecError, parseSpec } from "../coordinator/job_spec/load.js";
+import { SpecError, parseSpec } from "../spec/load.js";
 import { applySpecOverrides } from "./spec_overrides.js";
 import type { z } from "zod";
 

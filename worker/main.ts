@@ -16,7 +16,7 @@ import {
 } from "../proto/mod.js";
 import { cpuDevice } from "./device.js";
 import { JobRunner } from "./job_runner.js";
-import type { PathRoots } from "../native/js/path_roots.js";
+import type { PathRoots } from "../files/path_roots.js";
 import { WorkerMetrics } from "./worker_metrics.js";
 import { WorkerServing, type WorkerServeOptions } from "./serving.js";
 import { processLogger } from "../observe/logger.js";

@@ -5,12 +5,12 @@
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import type { EvalSample, GenerationEvalReport, TaskScore } from "../../proto/mod.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import type { DataFormat } from "../data/formats.js";
-import { normalizeRecord } from "../data/formats.js";
-import { readRecords } from "../data/read.js";
-import type { Source } from "../data/records.js";
-import type { TextSetup } from "../data/setup.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import type { DataFormat } from "../../text/formats/formats.js";
+import { normalizeRecord } from "../../text/formats/formats.js";
+import { readRecords } from "../../text/readers/read.js";
+import type { Source } from "../../text/records/records.js";
+import type { TextSetup } from "../../spec/text_setup.js";
 
 export interface EvalPrompt {
   /** the rendered prompt, tokenized: the conversation before the last assistant turn plus the generation prompt */

@@ -2,24 +2,24 @@
 // the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics, checkpoints,
 // final outputs); this file only puts them in order.
 import { randomBytes } from "node:crypto";
-import { makeOutputDir } from "../../native/js/output_files.js";
+import { makeOutputDir } from "../../files/output_files.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
 import { checkpointDir, metricsFile, type GenerationEval } from "../../proto/mod.js";
-import type { PrepareProgress, PreparedDataset } from "../data/streamed_pipeline.js";
-import { countRealTokens, countTargets } from "../data/row.js";
+import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
+import { countRealTokens, countTargets } from "../../data/rows/row.js";
 import type { Job, JobStore } from "../jobs/store.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import { parseSpec } from "../job_spec/load.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import { parseSpec } from "../../spec/load.js";
 import { assignRequest } from "./assign.js";
 import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
 import { saveFinalModel, saveMergedModel } from "./final_outputs.js";
-import { hybridSwitchStep, loraSettingsOf } from "./lora_plan.js";
+import { hybridSwitchStep, loraSettingsOf } from "../../spec/lora_plan.js";
 import { MetricsFile, type MetricLine } from "./metrics_file.js";
-import { writeLossPlot } from "../plot/write_loss_plot.js";
-import { DataOrder, planSteps, type StepPlan } from "./plan.js";
+import { writeLossPlot } from "../../plot/write_loss_plot.js";
+import { DataOrder, planSteps, type StepPlan } from "../../spec/step_plan.js";
 import { prepareData } from "./prepare_data.js";
 import { Ring } from "./ring.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
