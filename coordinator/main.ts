@@ -15,6 +15,9 @@ import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
 import { readModelShape } from "../spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
 import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
+
+// What the CLI needs to start a coordinator, from this entry point alone.
+export { DEFAULT_LEASE_TTL_MS };
 import { recoverInterruptedJob } from "./jobs/recovery.js";
 import { parseSpec } from "../spec/load.js";
 import { JobCancelled } from "./train/job_run.js";

@@ -2,7 +2,7 @@
 // (the `model` field of a request names one, as vLLM does), loaded at start or while serving and
 // unloaded again. The base weights exist once; an adapter adds only its A and B matrices.
 import type { TextSetup } from "../spec/text_setup.js";
-import { evalStopIds } from "../coordinator/eval/generation_eval.js";
+import { evalStopIds } from "../text/stop_ids.js";
 import type { BatchedDecoder, NativeModel } from "../native/js/addon.js";
 import { loadAdapter } from "../hf/peft_adapter.js";
 import { badRequest, ServeError, unknownModel } from "./errors.js";

@@ -3,7 +3,8 @@
 import type { GenerationEvalReport } from "../../proto/mod.js";
 import type { PreparedDataset } from "../../data/streamed_pipeline.js";
 import type { TextSetup } from "../../spec/text_setup.js";
-import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
+import { loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
+import { evalStopIds } from "../../text/stop_ids.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { shardRange } from "../../spec/step_plan.js";
 import type { Ring } from "./ring.js";

@@ -8,13 +8,13 @@ import { setupText, type TextSetup } from "../../spec/text_setup.js";
 import {
   answersMatch,
   decodeAnswer,
-  evalStopIds,
   GenerationEvalError,
   loadEvalPrompts,
   scoreGenerations,
   type EvalPrompt,
 } from "../../coordinator/eval/generation_eval.js";
 import { parseSpec } from "../../spec/load.js";
+import { evalStopIds } from "../../text/stop_ids.js";
 import { formatGenerationEval } from "../../cli/format_generation_eval.js";
 import { GenerationEval } from "../../proto/mod.js";
 

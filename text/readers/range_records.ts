@@ -3,7 +3,7 @@
 // A line longer than the record limit is skipped to its end as it is read, never held whole.
 import { closeSync, openSync, readSync } from "node:fs";
 import type { ByteRange } from "./file_ranges.js";
-import type { RawRecord } from "./read.js";
+import type { RawRecord } from "./raw_record.js";
 import { recordBytesProblem } from "../records/record_limits.js";
 import { hasUndecodableBytes, NOT_UTF8 } from "../records/text_encoding.js";
 

@@ -5,13 +5,9 @@ import { readParquetFile } from "./read_parquet.js";
 import { readTextFile, type TextSplit } from "./read_text.js";
 import { DEFAULT_MAX_RECORD_BYTES, overByteLimit, recordBytesProblem } from "../records/record_limits.js";
 import { hasUndecodableBytes, NOT_UTF8, withoutBom } from "../records/text_encoding.js";
+import type { RawRecord } from "./raw_record.js";
 
-export interface RawRecord {
-  line: number;
-  value?: unknown;
-  /** set instead of value when the text does not parse */
-  error?: string;
-}
+export type { RawRecord };
 
 /** The files a data folder is read for (any other name is JSON or JSONL when named directly). */
 export const DATA_FILE_EXTENSIONS = [".json", ".jsonl", ".txt", ".parquet"] as const;

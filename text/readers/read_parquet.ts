@@ -3,7 +3,7 @@
 // `receiveMessageOnPort`, which needs no event-loop turn. Each row is one record; its "line" in
 // messages is the row number, counted from 1.
 import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
-import type { RawRecord } from "./read.js";
+import type { RawRecord } from "./raw_record.js";
 
 export interface ParquetReply {
   rows?: unknown[];

@@ -1,6 +1,6 @@
 // Plain-text corpora for continued pretraining: one text per line, or the whole file as one text.
 import { readFileSync } from "node:fs";
-import type { RawRecord } from "./read.js";
+import type { RawRecord } from "./raw_record.js";
 import { DEFAULT_MAX_RECORD_BYTES, overByteLimit, recordBytesProblem } from "../records/record_limits.js";
 
 export type TextSplit = "line" | "document";

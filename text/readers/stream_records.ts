@@ -2,7 +2,7 @@
 // is read with memory bounded by the chunk size and the largest single record.
 import { closeSync, openSync, readSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
-import type { RawRecord } from "./read.js";
+import type { RawRecord } from "./raw_record.js";
 import { DEFAULT_MAX_RECORD_BYTES, overByteLimit, recordBytesProblem } from "../records/record_limits.js";
 import { hasUndecodableBytes, NOT_UTF8, withoutBom } from "../records/text_encoding.js";
 
