@@ -2,7 +2,6 @@
 // template + tokenize + mask, mix by weight, pack. Cached on disk by a hash of everything it reads.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { JobSpec } from "../spec/job_spec.js";
 import { cacheKey, fileHash, readCache, writeCache, type CachedDataset } from "./storage/cache.js";
 import { findNearDuplicates, removeExactDuplicates } from "./dedupe/dedupe.js";
 import type { Example } from "./examples/example.js";
@@ -10,6 +9,7 @@ import { loadSource } from "./examples/load_records.js";
 import { mixSources } from "./sampling/mix.js";
 import { packRows, unpackedRows } from "./rows/pack.js";
 import { problemAt, type Problem } from "../text/records/problems.js";
+import { isBadRecord, type DataSpec } from "./data_spec.js";
 import { Progress } from "./progress.js";
 import type { DataRecord } from "../text/records/records.js";
 import { subSeed } from "../spec/rng.js";
@@ -18,25 +18,6 @@ import { setupText, type TextSetup } from "../spec/text_setup.js";
 import { stratifiedSplit } from "./sampling/split.js";
 import { recordCounts, sortProblems, splitStats, taskStats, type DataStats } from "./stats.js";
 import { tokenizeRecords } from "./examples/tokenize_records.js";
-
-export type DataSpec = Pick<
-  JobSpec,
-  | "model"
-  | "tokenizer"
-  | "template"
-  | "data"
-  | "val_size"
-  | "seq_len"
-  | "packing"
-  | "train_on_prompt"
-  | "last_turn_only"
-  | "on_bad_record"
-  | "overlong"
-  | "seed"
-  | "cache_dir"
-  | "dedup"
-> &
-  Partial<Pick<JobSpec, "template_options" | "max_record_bytes" | "max_record_tokens">>;
 
 export interface BuildOptions {
   quiet?: boolean;
@@ -54,11 +35,6 @@ export interface BuiltDataset extends CachedDataset {
 }
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-
-/** Problems that make `on_bad_record: fail` fail: the record itself is broken, not just long or repeated. */
-export function isBadRecord(p: Problem): boolean {
-  return p.kind === "invalid" || p.kind === "template";
-}
 
 export function buildDataset(spec: DataSpec, opts: BuildOptions = {}): BuiltDataset {
   const progress = new Progress(opts.quiet ?? false);

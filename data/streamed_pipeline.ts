@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { IGNORE_INDEX } from "../native/js/addon.js";
 import { cacheKey } from "./storage/cache.js";
 import { DuplicatePartitions } from "./dedupe/duplicate_partitions.js";
-import { isBadRecord, type DataSpec } from "./pipeline.js";
+import { isBadRecord, type DataSpec } from "./data_spec.js";
 import { problemAt, type Problem } from "../text/records/problems.js";
 import { Progress } from "./progress.js";
 import { setupText, type TextSetup } from "../spec/text_setup.js";
