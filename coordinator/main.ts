@@ -20,7 +20,7 @@ import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
 export { DEFAULT_LEASE_TTL_MS };
 import { recoverInterruptedJob } from "./jobs/recovery.js";
 import { parseSpec } from "../spec/load.js";
-import { JobCancelled } from "./train/job_run.js";
+import { JobCancelled } from "./train/attempt.js";
 import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";

@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../data/pipeline.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import { formatProblem } from "../../text/records/problems.js";
 import { parseSpec } from "../../spec/load.js";
 import { fixtures, repoRoot } from "../helpers/data_fixtures.js";

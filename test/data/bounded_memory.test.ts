@@ -11,7 +11,7 @@ import { DuplicatePartitions } from "../../data/dedupe/duplicate_partitions.js";
 import { mixSources } from "../../data/sampling/mix.js";
 import { PACK_WINDOW } from "../../data/rows/pack.js";
 import { Permutation } from "../../data/sampling/permutation.js";
-import { buildDataset } from "../../data/pipeline.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import { makeRng } from "../../spec/rng.js";
 import { rowToJson } from "../../data/rows/row.js";
 import { int32Spill } from "../../data/storage/spill.js";

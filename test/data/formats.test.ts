@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { normalizeRecord } from "../../text/formats/formats.js";
-import { buildDataset } from "../../data/pipeline.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import { formatProblem } from "../../text/records/problems.js";
 import { readDataFile } from "../../text/readers/read.js";
 import type { ChatRecord, DataRecord, TextRecord } from "../../text/records/records.js";

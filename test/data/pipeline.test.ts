@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../data/pipeline.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import { rowToJson } from "../../data/rows/row.js";
 import { parseSpec } from "../../spec/load.js";
 import { fixtures } from "../helpers/data_fixtures.js";

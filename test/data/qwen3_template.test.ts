@@ -7,7 +7,7 @@ import type { TemplateOptions } from "../../text/templates/template.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../data/pipeline.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import { parseSpec } from "../../spec/load.js";
 import { tokenizeRecords } from "../../data/examples/tokenize_records.js";
 import { formatProblem } from "../../text/records/problems.js";

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../data/pipeline.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import { formatProblem } from "../../text/records/problems.js";
 import { prepareDataset } from "../../data/streamed_pipeline.js";
 import { parseSpec } from "../../spec/load.js";

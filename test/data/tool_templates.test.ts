@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../data/pipeline.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import { formatProblem } from "../../text/records/problems.js";
 import type { Message } from "../../text/records/records.js";
 import { JinjaTemplate } from "../../text/templates/jinja_template.js";

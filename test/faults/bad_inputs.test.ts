@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { encode } from "@msgpack/msgpack";
 import { submissionProblems } from "../../coordinator/jobs/intake.js";
-import { buildDataset } from "../../data/pipeline.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import { formatProblem } from "../../text/records/problems.js";
 import { parseSpec } from "../../spec/load.js";
 import { readSafetensorsHeader } from "../../hf/safetensors.js";

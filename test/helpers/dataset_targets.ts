@@ -1,6 +1,6 @@
 // What a job's training rows hold, counted straight from the data pipeline (not from the trainer): the
 // reference the step-plan and per-task tests compare a job's metrics with.
-import { buildDataset } from "../../data/pipeline.js";
+import { buildDataset } from "./in_memory_pipeline.js";
 import type { Row } from "../../data/rows/row.js";
 import { parseSpec } from "../../spec/load.js";
 

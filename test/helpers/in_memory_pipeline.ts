@@ -2,22 +2,22 @@
 // template + tokenize + mask, mix by weight, pack. Cached on disk by a hash of everything it reads.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { cacheKey, fileHash, readCache, writeCache, type CachedDataset } from "./storage/cache.js";
-import { findNearDuplicates, removeExactDuplicates } from "./dedupe/dedupe.js";
-import type { Example } from "./examples/example.js";
-import { loadSource } from "./examples/load_records.js";
-import { mixSources } from "./sampling/mix.js";
-import { packRows, unpackedRows } from "./rows/pack.js";
-import { problemAt, type Problem } from "../text/records/problems.js";
-import { isBadRecord, type DataSpec } from "./data_spec.js";
-import { Progress } from "./progress.js";
-import type { DataRecord } from "../text/records/records.js";
-import { subSeed } from "../spec/rng.js";
-import type { Row } from "./rows/row.js";
-import { setupText, type TextSetup } from "../spec/text_setup.js";
-import { stratifiedSplit } from "./sampling/split.js";
-import { recordCounts, sortProblems, splitStats, taskStats, type DataStats } from "./stats.js";
-import { tokenizeRecords } from "./examples/tokenize_records.js";
+import { cacheKey, fileHash, readCache, writeCache, type CachedDataset } from "../../data/storage/cache.js";
+import { findNearDuplicates, removeExactDuplicates } from "../../data/dedupe/dedupe.js";
+import type { Example } from "../../data/examples/example.js";
+import { loadSource } from "../../data/examples/load_records.js";
+import { mixSources } from "../../data/sampling/mix.js";
+import { packRows, unpackedRows } from "../../data/rows/pack.js";
+import { problemAt, type Problem } from "../../text/records/problems.js";
+import { isBadRecord, type DataSpec } from "../../data/data_spec.js";
+import { Progress } from "../../data/progress.js";
+import type { DataRecord } from "../../text/records/records.js";
+import { subSeed } from "../../spec/rng.js";
+import type { Row } from "../../data/rows/row.js";
+import { setupText, type TextSetup } from "../../spec/text_setup.js";
+import { stratifiedSplit } from "../../data/sampling/split.js";
+import { recordCounts, sortProblems, splitStats, taskStats, type DataStats } from "../../data/stats.js";
+import { tokenizeRecords } from "../../data/examples/tokenize_records.js";
 
 export interface BuildOptions {
   quiet?: boolean;
@@ -34,7 +34,7 @@ export interface BuiltDataset extends CachedDataset {
   failed: boolean;
 }
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
 export function buildDataset(spec: DataSpec, opts: BuildOptions = {}): BuiltDataset {
   const progress = new Progress(opts.quiet ?? false);
