@@ -8,17 +8,20 @@ import type { ListenAddress } from "../observe/http_listen.js";
 import { processLogger } from "../observe/logger.js";
 import { CoordinatorHttp } from "./observe/coordinator_http.js";
 import { clipText, ClusterStatusReply, encodeMessage, jobSubjects, MESSAGE_LIMIT } from "../proto/mod.js";
-import type { JobSpec } from "./job_spec/job_spec.js";
+import type { JobSpec } from "../spec/job_spec.js";
 import { confinementProblems } from "./jobs/intake.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
-import type { PathRoots } from "../native/js/path_roots.js";
+import type { PathRoots } from "../files/path_roots.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
-import { readModelShape } from "./job_spec/job_memory.js";
+import { readModelShape } from "../spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
 import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
+
+// What the CLI needs to start a coordinator, from this entry point alone.
+export { DEFAULT_LEASE_TTL_MS };
 import { recoverInterruptedJob } from "./jobs/recovery.js";
-import { parseSpec } from "./job_spec/load.js";
-import { JobCancelled } from "./train/job_run.js";
+import { parseSpec } from "../spec/load.js";
+import { JobCancelled } from "./train/attempt.js";
 import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";

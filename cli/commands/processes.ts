@@ -1,12 +1,10 @@
 // `ringtune coordinator` and `ringtune worker`: the long-running cluster processes (make cluster-up starts them).
 import os from "node:os";
-import { Coordinator, type CoordinatorOptions } from "../../coordinator/main.js";
-import { parseRootList } from "../../native/js/path_roots.js";
-import type { WorkerServeOptions } from "../../worker/serving.js";
+import { Coordinator, DEFAULT_LEASE_TTL_MS, type CoordinatorOptions } from "../../coordinator/main.js";
+import { parseRootList } from "../../files/path_roots.js";
 import { apiKeyFrom, parseAdapterFlag } from "./serve_flags.js";
-import { DEFAULT_LEASE_TTL_MS } from "../../coordinator/lease.js";
-import { Worker } from "../../worker/main.js";
-import { parseBytes } from "../../coordinator/job_spec/byte_units.js";
+import { Worker, type WorkerServeOptions } from "../../worker/main.js";
+import { parseBytes } from "../../spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
 import { deviceFromFlags } from "../device_flag.js";

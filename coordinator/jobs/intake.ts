@@ -4,12 +4,12 @@
 import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { formatSpecIssues, parseSpec } from "../job_spec/load.js";
-import { jobSpecSchema, type JobSpec } from "../job_spec/job_spec.js";
-import { estimateJobMemory, modelConfigFile, readModelShape } from "../job_spec/job_memory.js";
-import { generationLengthProblem, specPositionProblem } from "../job_spec/sequence_parallel.js";
-import { overlongLists } from "../job_spec/list_lengths.js";
-import type { MemoryEstimate } from "../job_spec/memory_estimate.js";
+import { formatSpecIssues, parseSpec } from "../../spec/load.js";
+import { jobSpecSchema, type JobSpec } from "../../spec/job_spec.js";
+import { estimateJobMemory, modelConfigFile, readModelShape } from "../../spec/job_memory.js";
+import { generationLengthProblem, specPositionProblem } from "../../spec/sequence_parallel.js";
+import { overlongLists } from "../../spec/list_lengths.js";
+import type { MemoryEstimate } from "../../spec/memory_estimate.js";
 import {
   clipText,
   JobApiRefusal,
@@ -20,7 +20,7 @@ import {
   type MemoryEstimateRecord,
 } from "../../proto/mod.js";
 import { memoryRefusal, type WorkerMemory } from "./memory_fit.js";
-import { outsideRoots, type PathRoots } from "../../native/js/path_roots.js";
+import { outsideRoots, type PathRoots } from "../../files/path_roots.js";
 import type { Job } from "./store.js";
 
 /** Resolving against the root changes no absolute path: the base of a spec that must have only those. */

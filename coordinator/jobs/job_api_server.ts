@@ -28,7 +28,7 @@ import {
   type MessageType,
 } from "../../proto/mod.js";
 import { acceptSubmission } from "./intake.js";
-import type { PathRoots } from "../../native/js/path_roots.js";
+import type { PathRoots } from "../../files/path_roots.js";
 import { SubmitOnce } from "./submit_once.js";
 import type { WorkerMemory } from "./memory_fit.js";
 import type { Job, JobStore } from "./store.js";

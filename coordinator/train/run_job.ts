@@ -1,13 +1,13 @@
 // A job's starts: one JobRun per start. How a failed start ends is failure_policy's call: a lost or hung
 // worker re-forms the ring from the last checkpoint without counting the start, a worker's error mid-training
 // is retried a few times, an error of the job itself fails it at once; a NATS outage requeues it uncounted.
-import { JobCancelled, JobRun, type JobEnv } from "./job_run.js";
+import { JobCancelled, JobRun, type JobEnv } from "./attempt.js";
 import { afterFailedStart, failureKind, natsUnreachable } from "./failure_policy.js";
 import { StaleJobRecordError, type Job } from "../jobs/store.js";
 import { silentPeerOf } from "../../proto/mod.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
-export type { JobEnv } from "./job_run.js";
+export type { JobEnv } from "./attempt.js";
 export { MAX_ATTEMPTS, MAX_RING_REFORMATIONS } from "./failure_policy.js";
 
 /** Runs the job to a final status, or back to the queue after a worker loss; never throws. */
