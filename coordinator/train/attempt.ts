@@ -1,6 +1,6 @@
-// One start of a job, from data to final model: prepare the rows, form the ring, run the step loop, save
-// the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics, checkpoints,
-// final outputs); this file only puts them in order.
+// One attempt at a job (one start), from data to final model: prepare the rows, form the ring, run the step
+// loop, save the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics,
+// checkpoints, final outputs); this file only puts them in order.
 import { randomBytes } from "node:crypto";
 import { makeOutputDir } from "../../files/output_files.js";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -60,7 +60,7 @@ export interface JobEnv {
 /** How often the job's message is refreshed with its workers' activities while the ring forms, by default. */
 const ACTIVITY_REFRESH_MS = 500;
 
-export class JobRun {
+export class JobAttempt {
   private readonly spec: JobSpec;
   private readonly ring: Ring;
   /** a NATS subject token naming this formation of the ring */
