@@ -1,9 +1,9 @@
 #include "cross_entropy.cuh"
+#include "ignore_index.h"
 
 namespace rt::cuda {
 namespace {
 
-constexpr int kIgnore = -100;
 constexpr int kThreads = 512;
 
 // Merges two (max, sum of exp(z - max)) pairs.
@@ -20,8 +20,8 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
   const int y = labels[n];
   const T* z = logits + (size_t)n * V;
   T* dz = dlogits ? dlogits + (size_t)n * V : nullptr;
-  if (y == kIgnore || y < 0 || y >= V) {
-    if (y != kIgnore && threadIdx.x == 0 && bad) atomicMax(bad, n);
+  if (y == kIgnoreIndex || y < 0 || y >= V) {
+    if (y != kIgnoreIndex && threadIdx.x == 0 && bad) atomicMax(bad, n);
     if (threadIdx.x == 0) losses[n] = 0.f;
     if (dz)
       for (int v = threadIdx.x; v < V; v += blockDim.x) dz[v] = from_f<T>(0.f);
