@@ -82,8 +82,8 @@ bool guards_intact(const Block& b, std::string* report) {
     if (rear[i] != kGuard) {
       std::ostringstream s;
       s << "a write " << i << " bytes past the end of device allocation #" << b.a.serial << " (" << b.a.size
-        << " bytes at " << (void*)b.a.base << ", device " << b.a.device << "; the damaged byte is at element "
-        << b.a.size + i << " counted in bytes)";
+        << " bytes at " << (void*)b.a.base << ", device " << b.a.device << "; first damaged byte at offset "
+        << b.a.size + i << ")";
       *report = s.str();
       return false;
     }
@@ -115,7 +115,12 @@ std::string describe_locked(Registry& r, uintptr_t p) {
   return s.str();
 }
 
-void on_fault(int sig, siginfo_t* info, void*) {
+struct sigaction previous_fault_action;
+
+// A fault in the arena is a kernel (or host code) touching device memory it does not own: say which
+// allocation, then let the default action end the process. Any other fault goes to the handler that was
+// installed before ours (V8's, in the Node addon).
+void on_fault(int sig, siginfo_t* info, void* uctx) {
   Registry& r = reg();
   const uintptr_t p = (uintptr_t)info->si_addr;
   if (p >= r.arena && p < r.arena_end) {
@@ -125,21 +130,25 @@ void on_fault(int sig, siginfo_t* info, void*) {
     const int n =
         std::snprintf(buf, sizeof buf, "ringtune CUDA emulator: invalid device memory access: %s\n", d.c_str());
     if (n > 0) (void)!write(2, buf, (size_t)n);
+    signal(sig, SIG_DFL);  // the faulting access repeats and ends the process with the usual signal
+    return;
   }
-  signal(sig, SIG_DFL);  // the faulting access repeats and ends the process with the usual signal
+  const struct sigaction& prev = previous_fault_action;
+  if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction) {
+    prev.sa_sigaction(sig, info, uctx);
+  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN && prev.sa_handler) {
+    prev.sa_handler(sig);
+  } else {
+    signal(sig, SIG_DFL);
+  }
 }
 
 void install_fault_handler() {
-  static char alt[64 << 10];
-  stack_t ss{};
-  ss.ss_sp = alt;
-  ss.ss_size = sizeof alt;
-  sigaltstack(&ss, nullptr);
   struct sigaction sa {};
   sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGSEGV, &sa, nullptr);
+  sigaction(SIGSEGV, &sa, &previous_fault_action);
 }
 
 size_t device_memory_bytes() {
