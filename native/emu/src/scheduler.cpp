@@ -32,6 +32,9 @@ constexpr int kMaxThreads = 1024;
 // Fiber stacks, reused by every launch on this host thread; a PROT_NONE page below each catches an overflow.
 struct StackPool {
   std::vector<char*> stacks;
+  ~StackPool() {
+    for (char* s : stacks) munmap(s - 4096, kStackBytes + 4096);
+  }
   char* get(int i) {
     while ((int)stacks.size() <= i) {
       const size_t page = 4096;
