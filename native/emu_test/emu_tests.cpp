@@ -2,6 +2,9 @@
 // reported by the launch check, naming what it found; and the scheduling that exposes races does expose one.
 #include <cuda_runtime.h>
 #include <mma.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <csignal>
 #include <string>
 #include <thread>
 #include <vector>
@@ -250,6 +253,31 @@ TEST(emu_wmma_product_and_alignment) {
     }
   const std::string e = launch_error([&] { launch<wmma_kernel>(1, 32, 0, nullptr, d, 4); });
   CHECK(has(e, "32-byte aligned"), e);
+  CUDA_CHECK(cudaFree(d));
+}
+
+// Host code reading a device pointer faults on a GPU; the emulator makes it fault too, naming the allocation.
+TEST(emu_host_code_cannot_read_device_memory) {
+  float* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, 64 * sizeof(float)));
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    dup2(fds[1], 2);
+    volatile float x = d[3];
+    (void)x;
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string err;
+  char buf[512];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) err.append(buf, (size_t)n);
+  close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "the read must fault, status " << status);
+  CHECK(has(err, "offset 12 of device allocation") && has(err, "host code touched device memory"), err);
   CUDA_CHECK(cudaFree(d));
 }
 

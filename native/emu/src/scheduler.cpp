@@ -256,6 +256,7 @@ void launch(const LaunchArgs& l, ThreadBody body, const void* args, const Pointe
   std::vector<uint64_t> order(blocks);
   for (uint64_t i = 0; i < blocks; i++) order[i] = i;
   shuffle_in_place(order, rng);
+  DeviceAccess access;
   current_run = &r;
   for (uint64_t i : order) {
     const uint3 block{(unsigned)(i % g.x), (unsigned)(i / g.x % g.y), (unsigned)(i / ((uint64_t)g.x * g.y))};
