@@ -1,7 +1,7 @@
 // The job file's schema. Unknown keys are errors that name the key (strict objects throughout).
 // The training keys live in training_spec.ts; both halves are strict, so unknown keys are named.
 import { z } from "zod";
-import { SPEC_LIMITS } from "./size_limits.js";
+import { pathString, SPEC_LIMITS } from "./size_limits.js";
 import { DATA_FORMATS } from "../text/formats/formats.js";
 import { columnsSchema, tagsSchema } from "../text/formats/llamafactory_columns.js";
 import { TEMPLATE_NAMES } from "../text/templates/template.js";
@@ -11,7 +11,7 @@ import { checkSequenceParallelKeys } from "./sequence_parallel.js";
 
 export const dataSourceSchema = z
   .strictObject({
-    path: z.string().min(1),
+    path: pathString(),
     format: z.enum(DATA_FORMATS).default("auto"),
     /** share of the training mix; give it to every source or to none */
     weight: z.number().positive().optional(),
@@ -20,7 +20,7 @@ export const dataSourceSchema = z
     /** every answer must parse as JSON */
     response_format: z.literal("json").optional(),
     /** task_type for records that carry none */
-    task_type: z.string().optional(),
+    task_type: z.string().min(1).max(SPEC_LIMITS.task_type_chars).optional(),
     /** LLaMA-Factory column names (prompt, query, response, history, messages, system, tools) */
     columns: columnsSchema.optional(),
     /** LLaMA-Factory sharegpt tags (role_tag, content_tag, user_tag, assistant_tag, ...) */
@@ -35,10 +35,10 @@ export const dataSourceSchema = z
 
 export const modelSchema = z
   .strictObject({
-    path: z.string().min(1).optional(),
-    init: z.strictObject({ config: z.string().min(1), seed: z.number().int().default(0) }).optional(),
+    path: pathString().optional(),
+    init: z.strictObject({ config: pathString(), seed: z.number().int().default(0) }).optional(),
     /** a PEFT LoRA adapter folder to continue training (method: lora) */
-    adapter: z.string().min(1).optional(),
+    adapter: pathString().optional(),
   })
   .refine((m) => (m.path === undefined) !== (m.init === undefined), {
     message: "give exactly one of 'path' or 'init'",
@@ -47,16 +47,32 @@ export const modelSchema = z
 export const dataSpecShape = {
   model: modelSchema,
   /** "byte", or a folder with tokenizer.json; default: the model folder (byte for an init model) */
-  tokenizer: z.string().min(1).optional(),
+  tokenizer: pathString().optional(),
   template: z.enum(TEMPLATE_NAMES).default("chatml"),
   /** variables for the template, as apply_chat_template's keyword arguments (qwen3: enable_thinking) */
-  template_options: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+  template_options: z
+    .record(
+      z.string().max(SPEC_LIMITS.template_option_key_chars),
+      z.union([z.string().max(SPEC_LIMITS.template_option_value_chars), z.number(), z.boolean()]),
+    )
+    .refine((o) => Object.keys(o).length <= SPEC_LIMITS.template_options, {
+      message: `at most ${SPEC_LIMITS.template_options} options`,
+    })
+    .default({}),
   /** files to train on; LLaMA-Factory datasets named by `dataset` are added to these */
-  data: z.array(dataSourceSchema).default([]),
+  data: z.array(dataSourceSchema).max(SPEC_LIMITS.data_entries).default([]),
   /** a LLaMA-Factory data folder (with dataset_info.json); default: `data` beside the job file */
-  dataset_dir: z.string().min(1).optional(),
+  dataset_dir: pathString().optional(),
   /** LLaMA-Factory dataset names from dataset_info.json: "a,b" or a list */
-  dataset: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  dataset: z
+    .union([
+      z
+        .string()
+        .min(1)
+        .max(SPEC_LIMITS.datasets * SPEC_LIMITS.dataset_name_chars),
+      z.array(z.string().min(1).max(SPEC_LIMITS.dataset_name_chars)).min(1).max(SPEC_LIMITS.datasets),
+    ])
+    .optional(),
   /** exact: drop exact repeats (the first is kept); none: keep every record, repeats on purpose included */
   dedup: z.enum(["exact", "none"]).default("exact"),
   /** validation split: a fraction (< 1) or a count of records, stratified by task_type */
@@ -84,7 +100,7 @@ export const dataSpecShape = {
     .max(recordLimits.MAX_RECORD_TOKENS_LIMIT)
     .default(recordLimits.DEFAULT_MAX_RECORD_TOKENS),
   /** where tokenized and packed data is cached; default `.cache/data` beside the repository */
-  cache_dir: z.string().optional(),
+  cache_dir: pathString().optional(),
 };
 
 /** One schema for the whole job file: the data keys and the training keys (training_spec.ts). */

@@ -1,6 +1,6 @@
 // The training keys of a job spec (the cluster's part of the one job schema in job_spec.ts).
 import { z } from "zod";
-import { SPEC_LIMITS } from "./size_limits.js";
+import { pathString, SPEC_LIMITS } from "./size_limits.js";
 
 export const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
 
@@ -59,7 +59,7 @@ export const trainingSpecShape = {
   /** keep only the newest N checkpoints, deleting older ones as new ones are written; absent: keep all */
   keep_checkpoints: z.number().int().min(1).max(10_000).optional(),
   /** where checkpoints, the final model and metrics.jsonl go; default runs/<job id> beside the spec */
-  output: z.string().min(1).optional(),
+  output: pathString().optional(),
   save_dtype: z.enum(["F32", "BF16"]).default("F32"),
   /**
    * compute precision on GPU workers (default bf16): bf16 compute copy over fp32 master weights, gradients and
@@ -68,7 +68,7 @@ export const trainingSpecShape = {
    */
   precision: z.enum(["bf16", "fp32"]).optional(),
   /** a checkpoint folder (runs/ID/checkpoints/step-N) to continue from: weights, AdamW state, data position */
-  resume_from: z.string().min(1).optional(),
+  resume_from: pathString().optional(),
   /** data-parallel workers */
   workers: z.number().int().positive().max(SPEC_LIMITS.workers).default(1),
   /**
@@ -95,9 +95,9 @@ export const trainingSpecShape = {
   /** generation on held-out prompts before and after training: exact match and JSON validity per task_type */
   generation_eval: z
     .strictObject({
-      path: z.string().min(1),
+      path: pathString(),
       format: z.enum(["auto", "alpaca", "sharegpt", "messages"]).default("auto"),
-      max_new_tokens: z.number().int().positive().default(128),
+      max_new_tokens: z.number().int().positive().max(SPEC_LIMITS.max_new_tokens).default(128),
       limit: z.number().int().positive().optional(),
     })
     .optional(),

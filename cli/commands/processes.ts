@@ -59,6 +59,16 @@ function serveFlags(values: Record<string, unknown>): WorkerServeOptions | undef
   };
 }
 
+/**
+ * A promise rejected with nobody waiting on it (a reply that failed after its request was forgotten, say)
+ * is logged and the process goes on: Node's default would end a coordinator that serves everyone over one
+ * stray error.
+ */
+function containUnhandledRejections(name: string): void {
+  const log = processLogger(name);
+  process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection (contained)"));
+}
+
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
   return new Promise((resolve) => {
@@ -99,6 +109,7 @@ export const coordinatorCommand: Command = {
     const ttl = values["lease-ttl"] === undefined ? undefined : Number(values["lease-ttl"]);
     if (ttl !== undefined && !(ttl >= 1 && ttl <= 600))
       throw new UsageError(`--lease-ttl: expected seconds from 1 to 600, got '${values["lease-ttl"] as string}'`);
+    containUnhandledRejections("coordinator");
     const auth = natsAuth(values, "coordinator", process.env, (line) => processLogger("coordinator").warn(line));
     const c = await Coordinator.start({
       natsUrl: natsUrl(values.nats as string | undefined),
@@ -157,6 +168,7 @@ export const workerCommand: Command = {
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     // A process that logs JSON says everything in JSON, the warning about running without authentication too.
     deviceFromFlags(values); // before anything else: a worker that cannot compute says so at once
+    containUnhandledRejections("worker");
     const auth = natsAuth(values, "worker", process.env, (line) => processLogger("worker", { worker: id }).warn(line));
     let memoryBytes: number | undefined;
     try {
