@@ -28,7 +28,7 @@ export interface NearProblem {
 }
 
 /** What the first pass leaves: valid records, each example's targets, the tokens, the near-duplicates. */
-export interface FirstPass {
+export interface FirstPassOutput {
   valid: Spill<Int32Array>;
   /** in ordinal order */
   nearProblems: NearProblem[];
@@ -57,7 +57,7 @@ const ENTRY = { example: 0, length: 1, targets: 2, task: 3, width: 4 } as const;
 
 export function planStreamedRows(
   ctx: RowsContext,
-  first: FirstPass,
+  first: FirstPassOutput,
 ): { stats: DataStats; problems: Problem[]; tokens: number; targets: number } {
   const { spec, dir, files, taskTypes, sources, progress } = ctx;
   let t0 = Date.now();
