@@ -79,7 +79,7 @@ template <typename T>
 void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
                                     float scale, double* loss_sum, int* bad, cudaStream_t stream) {
   require(N > 0 && V > 0 && losses && logits && labels, "cross_entropy", "bad shape N=", N, " V=", V);
-  cross_entropy_kernel<<<N, kThreads, 0, stream>>>(losses, dlogits, logits, labels, V, scale, loss_sum, bad);
+  launch<cross_entropy_kernel<T>>(N, kThreads, 0, stream, losses, dlogits, logits, labels, V, scale, loss_sum, bad);
   CUDA_LAUNCH_CHECK("cross_entropy");
 }
 
