@@ -1,7 +1,7 @@
 // Generation eval: held-out prompts before and after training, scored by exact match and JSON
 // validity per task_type. The coordinator loads the prompts (loadEvalPrompts), a worker generates
-// greedily up to max_new_tokens, stopping at evalStopIds(setup), and scoreGenerations turns the
-// outputs into a GenerationEvalReport (its schema is in proto/; the CLI prints it).
+// greedily up to max_new_tokens, stopping at chatStopIds (as serving does), and scoreGenerations turns
+// the outputs into a GenerationEvalReport (its schema is in proto/; the CLI prints it).
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import type { EvalSample, GenerationEvalReport, TaskScore } from "../../proto/mod.js";
@@ -11,6 +11,7 @@ import { normalizeRecord } from "../data/formats.js";
 import { readRecords } from "../data/read.js";
 import type { Source } from "../data/records.js";
 import type { TextSetup } from "../data/setup.js";
+import { chatStopIds, renderChatPrompt } from "../data/chat_prompt.js";
 
 export interface EvalPrompt {
   /** the rendered prompt, tokenized: the conversation before the last assistant turn plus the generation prompt */
@@ -96,17 +97,17 @@ export function loadEvalPrompts(
       bad(`turn ${last + 1}: no user turn before the last assistant turn`);
       continue;
     }
-    let text: string;
+    let rendered;
     try {
-      text = setup.template.renderPrompt(before, r.tools);
+      rendered = renderChatPrompt(setup, before, r.tools);
     } catch (err) {
       bad(`template ${setup.template.name}: ${(err as Error).message}`);
       continue;
     }
     const question = before[lastIndexOf(before, (m) => m.role === "user")].content;
     prompts.push({
-      ids: Int32Array.from(setup.tokenizer.encode(text)),
-      text,
+      ids: Int32Array.from(rendered.ids),
+      text: rendered.text,
       expected: answer.content,
       taskType: r.taskType,
       question,
@@ -123,30 +124,11 @@ function lastIndexOf<T>(xs: T[], f: (x: T) => boolean): number {
   return -1;
 }
 
-/** A string is a single special token when it encodes to one id that decodes back to itself. */
-function specialId(setup: TextSetup, s: string): number | null {
-  const ids = setup.tokenizer.encode(s);
-  return ids.length === 1 && setup.tokenizer.decode(ids) === s ? ids[0] : null;
-}
-
-/** End-of-turn markers the built-in and common model templates close an answer with. */
-const END_OF_TURN = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<end_of_turn>", "</s>"];
-
-/** Token ids that end a generated answer: the tokenizer's EOS and the template's end-of-turn tokens. */
-export function evalStopIds(setup: TextSetup): Int32Array {
-  const ids = new Set<number>([setup.tokenizer.eosId]);
-  for (const s of END_OF_TURN) {
-    const id = specialId(setup, s);
-    if (id !== null) ids.add(id);
-  }
-  return Int32Array.from([...ids].sort((a, b) => a - b));
-}
-
 /** The generated answer as text: tokens up to (not including) the first stop token. */
 export function decodeAnswer(
   output: ArrayLike<number>,
   setup: TextSetup,
-  stopIds: ArrayLike<number> = evalStopIds(setup),
+  stopIds: ArrayLike<number> = chatStopIds(setup),
 ): string {
   const stop = new Set(Array.from(stopIds));
   let end = 0;
@@ -197,11 +179,11 @@ export function scoreGenerations(
   prompts: EvalPrompt[],
   outputs: ArrayLike<number>[],
   setup: TextSetup,
-  opts: { maxNewTokens?: number } = {},
+  opts: { maxNewTokens?: number; stopIds?: ArrayLike<number> } = {},
 ): GenerationEvalReport {
   if (outputs.length !== prompts.length)
     throw new Error(`scoreGenerations: ${prompts.length} prompts but ${outputs.length} outputs`);
-  const stop = evalStopIds(setup);
+  const stop = opts.stopIds ?? chatStopIds(setup);
   const all: Tally = { count: 0, valid: 0, exact: 0, samples: [] };
   const byTask = new Map<string, Tally>();
   prompts.forEach((p, i) => {

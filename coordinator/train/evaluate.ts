@@ -3,7 +3,11 @@
 import type { GenerationEvalReport } from "../../proto/mod.js";
 import type { PreparedDataset } from "../data/streamed_pipeline.js";
 import type { TextSetup } from "../data/setup.js";
-import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
+import path from "node:path";
+import { chatStopIds } from "../data/chat_prompt.js";
+import { loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
+import { readHfConfig } from "../../native/js/hf_config.js";
+import { eosTokenIds, readGenerationConfig } from "../../native/js/generation_config.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
 import { shardRange } from "./plan.js";
 import type { Ring } from "./ring.js";
@@ -41,18 +45,30 @@ export async function generationEval(
   setup: TextSetup,
 ): Promise<GenerationEvalReport> {
   const prompts = loadEvalPrompts(spec, setup);
+  // The stop ids a server of this model will answer chats with: its own EOS ids among them.
+  const stopIds = chatStopIds(setup, await modelEosIds(spec));
   const parts = await ring.all((rank) => {
     const [a, b] = shardRange(prompts.length, rank, ring.size);
     return ring.send(rank, "generate", {
       job,
       prompts: prompts.slice(a, b).map((p) => p.ids),
       max_new: spec.generation_eval!.max_new_tokens,
-      eos_ids: evalStopIds(setup),
+      eos_ids: stopIds,
     });
   });
   return scoreGenerations(
     prompts,
     parts.flatMap((p) => p.outputs ?? []),
     setup,
+    { stopIds },
   );
+}
+
+/** The EOS ids the job's model stops on: generation_config.json's, else config.json's (as the saved model's). */
+async function modelEosIds(spec: JobSpec): Promise<number[]> {
+  if (spec.model.path) {
+    const config = await readHfConfig(path.join(spec.model.path, "config.json"));
+    return eosTokenIds(await readGenerationConfig(spec.model.path), config);
+  }
+  return (await readHfConfig(spec.model.init!.config)).eosTokenIds;
 }
