@@ -1,14 +1,14 @@
 // OpenAI's completion, chat completion and model list, independent of the transport: HTTP and NATS both
 // hand a parsed body here and get back the response object, or stream chunks through `emit`.
 import { randomBytes } from "node:crypto";
-import { renderChatPrompt } from "../coordinator/data/chat_prompt.js";
+import { readsToolCalls, renderChatPrompt } from "../coordinator/data/chat_prompt.js";
 import { normalizeRecord } from "../coordinator/data/formats.js";
 import type { ChatRecord } from "../coordinator/data/records.js";
 import type { GenerationEngine, GenerationResult, TokenLogprob } from "./engine.js";
 import { badRequest } from "./errors.js";
 import type { ModelCatalog, ServedModel } from "./model_catalog.js";
 import { parseSampling, type SamplingParams } from "./sampling_params.js";
-import { parseToolCalls } from "./tool_calls.js";
+import { parseToolCalls } from "../coordinator/data/tool_call_answers.js";
 import { chatLogprobs, chatLogprobsRequest, completionLogprobs, completionLogprobsRequest } from "./logprobs.js";
 
 export interface ApiContext {
@@ -214,7 +214,7 @@ export async function chatCompletions(
     s.maxTokens = Math.max(1, Math.min(ctx.defaultMaxTokens, ctx.maxContext - ids.length));
   checkLength(ctx, ids.length, s, "messages");
   // With tools the answer is read whole, to tell calls from text; without, it streams as it comes.
-  const parseTools = (record.tools?.length ?? 0) > 0 && body.tool_choice !== "none";
+  const parseTools = readsToolCalls(record.tools) && body.tool_choice !== "none";
   const top = chatLogprobsRequest(body);
   const withIds = body.return_token_ids === true;
   const decode = logprobTokenText(m, body);

@@ -39,3 +39,11 @@ export function chatStopIds(setup: TextSetup, modelEosIds: readonly number[] = [
   }
   return Int32Array.from([...ids].sort((a, b) => a - b));
 }
+
+/**
+ * Whether an answer is read for tool calls: when the chat offers tools. The generation eval and serving
+ * both ask this, so an answer comes back as `tool_calls` exactly where the eval scores it as calls.
+ */
+export function readsToolCalls(tools: readonly unknown[] | undefined): boolean {
+  return (tools?.length ?? 0) > 0;
+}

@@ -9,9 +9,10 @@ import type { JobSpec } from "../job_spec/job_spec.js";
 import type { DataFormat } from "../data/formats.js";
 import { normalizeRecord } from "../data/formats.js";
 import { readRecords } from "../data/read.js";
-import type { Source } from "../data/records.js";
+import type { Message, Source, ToolCall } from "../data/records.js";
 import type { TextSetup } from "../data/setup.js";
-import { chatStopIds, renderChatPrompt } from "../data/chat_prompt.js";
+import { chatStopIds, readsToolCalls, renderChatPrompt } from "../data/chat_prompt.js";
+import { parseToolCalls } from "../data/tool_call_answers.js";
 
 export interface EvalPrompt {
   /** the rendered prompt, tokenized: the conversation before the last assistant turn plus the generation prompt */
@@ -24,6 +25,11 @@ export interface EvalPrompt {
   /** the last user message (for display) */
   question: string;
   source: Source;
+  /** the conversation before the answer, and the tools it offers: what a client would send a server */
+  messages: Message[];
+  tools?: unknown[];
+  /** the tool calls the last assistant turn makes (when the record offers tools) */
+  expectedCalls?: ToolCall[];
 }
 
 export class GenerationEvalError extends Error {
@@ -88,8 +94,9 @@ export function loadEvalPrompts(
       continue;
     }
     const answer = r.messages[last];
-    if (answer.content.trim() === "") {
-      bad(`turn ${last + 1}: the last assistant turn has no text to compare with`);
+    const calls = readsToolCalls(r.tools) ? (answer.toolCalls ?? []) : [];
+    if (answer.content.trim() === "" && calls.length === 0) {
+      bad(`turn ${last + 1}: the last assistant turn has no text (or, with tools, no tool calls) to compare with`);
       continue;
     }
     const before = r.messages.slice(0, last);
@@ -112,6 +119,9 @@ export function loadEvalPrompts(
       taskType: r.taskType,
       question,
       source,
+      messages: before,
+      tools: r.tools,
+      expectedCalls: readsToolCalls(r.tools) ? calls : undefined,
     });
   }
   if (problems.length) throw new GenerationEvalError(problems);
@@ -174,6 +184,52 @@ const finish = (t: Tally): TaskScore => ({
   samples: t.samples,
 });
 
+/** An answer as a client of the server reads it: with tools offered, its calls apart from its content. */
+export interface ReadAnswer {
+  /** the decoded text up to the stop token */
+  text: string;
+  /** the text outside tool calls (all of it without tools); null when nothing is left */
+  content: string | null;
+  toolCalls: ToolCall[];
+}
+
+export function readAnswer(p: Pick<EvalPrompt, "tools">, text: string, setup: TextSetup): ReadAnswer {
+  if (!readsToolCalls(p.tools)) return { text, content: text, toolCalls: [] };
+  const a = parseToolCalls(text, setup.template.name, "eval");
+  return { text, content: a.content, toolCalls: a.toolCalls.map((c) => c.function) };
+}
+
+/** Same functions called with arguments equal as JSON values (as text when not JSON), in order. */
+function callsMatch(expected: readonly ToolCall[], got: readonly ToolCall[]): boolean {
+  if (expected.length !== got.length) return false;
+  return expected.every((e, i) => {
+    const g = got[i];
+    const ea = parseJson(e.arguments);
+    const ga = parseJson(g.arguments);
+    const same = ea.ok && ga.ok ? isDeepStrictEqual(ea.value, ga.value) : e.arguments.trim() === g.arguments.trim();
+    return e.name === g.name && same;
+  });
+}
+
+/** Exact match of a read answer: its calls as expected and its content (none where none is expected). */
+function answerMatches(p: EvalPrompt, a: ReadAnswer): boolean {
+  if (!callsMatch(p.expectedCalls ?? [], a.toolCalls)) return false;
+  if (p.expected.trim() === "") return (a.content ?? "").trim() === "";
+  return answersMatch(p.expected, a.content ?? "");
+}
+
+/** Each prompt's answer, read as serving reads it. */
+export function readAnswers(
+  prompts: EvalPrompt[],
+  outputs: ArrayLike<number>[],
+  setup: TextSetup,
+  stopIds: ArrayLike<number> = chatStopIds(setup),
+): ReadAnswer[] {
+  if (outputs.length !== prompts.length)
+    throw new Error(`scoreGenerations: ${prompts.length} prompts but ${outputs.length} outputs`);
+  return prompts.map((p, i) => readAnswer(p, decodeAnswer(outputs[i], setup, stopIds), setup));
+}
+
 /** Scores each prompt's output (token ids as generated, a stop token and anything after it ignored). */
 export function scoreGenerations(
   prompts: EvalPrompt[],
@@ -181,18 +237,16 @@ export function scoreGenerations(
   setup: TextSetup,
   opts: { maxNewTokens?: number; stopIds?: ArrayLike<number> } = {},
 ): GenerationEvalReport {
-  if (outputs.length !== prompts.length)
-    throw new Error(`scoreGenerations: ${prompts.length} prompts but ${outputs.length} outputs`);
-  const stop = opts.stopIds ?? chatStopIds(setup);
+  const answers = readAnswers(prompts, outputs, setup, opts.stopIds);
   const all: Tally = { count: 0, valid: 0, exact: 0, samples: [] };
   const byTask = new Map<string, Tally>();
   prompts.forEach((p, i) => {
-    const got = decodeAnswer(outputs[i], setup, stop);
-    const valid = parseJson(got.trim()).ok;
-    const exact = answersMatch(p.expected, got);
+    const a = answers[i];
+    const valid = parseJson((a.content ?? "").trim()).ok;
+    const exact = answerMatches(p, a);
     let t = byTask.get(p.taskType);
     if (!t) byTask.set(p.taskType, (t = { count: 0, valid: 0, exact: 0, samples: [] }));
-    const sample = { prompt: excerpt(p.question), expected: p.expected, got: excerpt(got, 200) };
+    const sample = { prompt: excerpt(p.question), expected: p.expected, got: excerpt(a.text, 200) };
     for (const x of [t, all]) {
       x.count++;
       if (valid) x.valid++;

@@ -5,7 +5,8 @@ import type { PreparedDataset } from "../data/streamed_pipeline.js";
 import type { TextSetup } from "../data/setup.js";
 import path from "node:path";
 import { chatStopIds } from "../data/chat_prompt.js";
-import { loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
+import { loadEvalPrompts, readAnswers, scoreGenerations } from "../eval/generation_eval.js";
+import { evalAnswerLines, type EvalAnswerLine } from "../eval/eval_answers.js";
 import { readHfConfig } from "../../native/js/hf_config.js";
 import { eosTokenIds, readGenerationConfig } from "../../native/js/generation_config.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
@@ -43,7 +44,7 @@ export async function generationEval(
   job: string,
   spec: JobSpec,
   setup: TextSetup,
-): Promise<GenerationEvalReport> {
+): Promise<{ report: GenerationEvalReport; answers: EvalAnswerLine[] }> {
   const prompts = loadEvalPrompts(spec, setup);
   // The stop ids a server of this model will answer chats with: its own EOS ids among them.
   const stopIds = chatStopIds(setup, await modelEosIds(spec));
@@ -56,12 +57,12 @@ export async function generationEval(
       eos_ids: stopIds,
     });
   });
-  return scoreGenerations(
-    prompts,
-    parts.flatMap((p) => p.outputs ?? []),
-    setup,
-    { stopIds },
-  );
+  const outputs = parts.flatMap((p) => p.outputs ?? []);
+  const maxNew = spec.generation_eval!.max_new_tokens;
+  return {
+    report: scoreGenerations(prompts, outputs, setup, { stopIds }),
+    answers: evalAnswerLines(prompts, readAnswers(prompts, outputs, setup, stopIds), maxNew),
+  };
 }
 
 /** The EOS ids the job's model stops on: generation_config.json's, else config.json's (as the saved model's). */

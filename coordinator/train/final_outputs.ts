@@ -2,14 +2,11 @@
 // hybrid the adapter, the base it names, and later the merged model. Every one of those folders gets the
 // job's text setup (ringtune.json: template, template_options, tokenizer) and, unless the tokenizer is the
 // built-in byte one, the tokenizer's files, so whatever serves a folder renders chats as training did.
-import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { writeOutputFile, writeOutputFileAtomically } from "../../native/js/output_files.js";
-import { TOKENIZER_FILES } from "../../native/js/hf_model.js";
+import { writeOutputFile } from "../../native/js/output_files.js";
 import { finalLayout } from "../../proto/mod.js";
 import { tokenizerLocation } from "../data/setup.js";
-import { TRAINED_TEXT_FILE, trainedTextJson, trainedTextOf } from "../data/trained_text.js";
+import { trainedTextJson, trainedTextOf, writeTrainedText } from "../data/trained_text.js";
 import type { Job } from "../jobs/store.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
 import type { Ring } from "./ring.js";
@@ -27,21 +24,13 @@ function save(ring: Ring, job: Job, spec: JobSpec, what: SaveWhat, dir: string, 
   });
 }
 
-/**
- * Writes ringtune.json into `dir` and, for a tokenizer folder, copies its files there (the job's
- * tokenizer may be a folder other than the model's, whose files the save copied).
- */
-async function recordText(job: Job, spec: JobSpec, dir: string, tokenizerFilesIn = "."): Promise<void> {
+/** Writes ringtune.json into `dir`, with the tokenizer's files unless it is the byte one. */
+async function recordText(job: Job, spec: JobSpec, dir: string): Promise<void> {
   const where = tokenizerLocation(spec);
-  if (where !== "byte" && tokenizerFilesIn === "." && path.resolve(where) !== path.resolve(dir)) {
-    for (const f of TOKENIZER_FILES) {
-      const src = path.join(where, f);
-      if (existsSync(src)) await writeOutputFileAtomically(path.join(dir, f), await readFile(src));
-    }
-  }
-  // A relative folder is read relative to dir ("." the folder itself): the tokenizer travels with it.
-  const text = trainedTextOf(spec, where === "byte" ? "byte" : tokenizerFilesIn);
-  await writeOutputFile(path.join(dir, TRAINED_TEXT_FILE), trainedTextJson({ id: job.id, method: spec.method }, text));
+  await writeTrainedText(dir, trainedTextOf(spec, where === "byte" ? "byte" : path.resolve(where)), {
+    id: job.id,
+    method: spec.method,
+  });
 }
 
 /** Saves the model, or the adapter and its base; returns the folders written. */
@@ -65,8 +54,11 @@ export async function saveFinalModel(ring: Ring, job: Job, spec: JobSpec): Promi
     await save(ring, job, spec, "adapter", final.adapter, base);
     await recordText(job, spec, final.adapter);
     outputs.push(final.adapter);
-    // final/ itself holds the same record, as it always has (older readers look there for the adapter's).
-    await recordText(job, spec, final.dir, path.relative(final.dir, final.adapter));
+    // final/ itself holds the same record, as it always has (older readers look there for the adapter's),
+    // its tokenizer the adapter's copy.
+    const where = tokenizerLocation(spec);
+    const text = trainedTextOf(spec, where === "byte" ? "byte" : path.relative(final.dir, final.adapter));
+    await writeOutputFile(final.info, trainedTextJson({ id: job.id, method: spec.method }, text));
   }
   return outputs;
 }

@@ -176,6 +176,7 @@ function prompt(taskType: string, expected: string): EvalPrompt {
     taskType,
     question: `q ${expected}`,
     source: { file: "h", line: 1 },
+    messages: [],
   };
 }
 
