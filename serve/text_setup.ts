@@ -3,10 +3,10 @@
 // replaces them only when asked, and the server says so.
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { setupText, type TextSetup } from "../coordinator/data/setup.js";
-import type { TemplateName, TemplateOptions } from "../coordinator/data/templates/template.js";
-import { readTokenizerConfig } from "../coordinator/data/hf_tokenizer.js";
-import { readTrainedText, TRAINED_TEXT_FILE } from "../coordinator/data/trained_text.js";
+import { setupText, type TextSetup } from "../spec/text_setup.js";
+import type { TemplateName, TemplateOptions } from "../text/templates/template.js";
+import { readTokenizerConfig } from "../text/tokenizers/hf_tokenizer.js";
+import { readTrainedText, TRAINED_TEXT_FILE } from "../hf/trained_text.js";
 
 export interface TextChoice {
   template: TemplateName;

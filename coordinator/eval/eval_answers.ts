@@ -1,7 +1,7 @@
 // The generation eval's answers, one JSON line per held-out chat (OUTPUT/generation_eval.jsonl): the chat
 // as an OpenAI client sends it, the expected answer and the model's, read as a server reads it. Whoever
 // serves the model can ask the same chats and compare; the answers must be byte-equal.
-import type { Message } from "../data/records.js";
+import type { Message } from "../../text/records/records.js";
 import type { EvalPrompt, ReadAnswer } from "./generation_eval.js";
 
 export interface EvalAnswerLine {

@@ -5,14 +5,15 @@
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import type { EvalSample, GenerationEvalReport, TaskScore } from "../../proto/mod.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import type { DataFormat } from "../data/formats.js";
-import { normalizeRecord } from "../data/formats.js";
-import { readRecords } from "../data/read.js";
-import type { Message, Source, ToolCall } from "../data/records.js";
-import type { TextSetup } from "../data/setup.js";
-import { chatStopIds, readsToolCalls, renderChatPrompt } from "../data/chat_prompt.js";
-import { parseToolCalls } from "../data/tool_call_answers.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import type { DataFormat } from "../../text/formats/formats.js";
+import { normalizeRecord } from "../../text/formats/formats.js";
+import { readRecords } from "../../text/readers/read.js";
+import type { Message, Source, ToolCall } from "../../text/records/records.js";
+import type { TextSetup } from "../../spec/text_setup.js";
+import { readsToolCalls, renderChatPrompt } from "../../text/chat_prompt.js";
+import { chatStopIds } from "../../text/stop_ids.js";
+import { parseToolCalls } from "../../text/tool_call_answers.js";
 
 export interface EvalPrompt {
   /** the rendered prompt, tokenized: the conversation before the last assistant turn plus the generation prompt */

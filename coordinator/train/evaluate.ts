@@ -1,16 +1,16 @@
 // Evaluation shared out over the ring: the validation loss (per task too), and greedy generation on the
 // held-out prompts scored per task_type.
 import type { GenerationEvalReport } from "../../proto/mod.js";
-import type { PreparedDataset } from "../data/streamed_pipeline.js";
-import type { TextSetup } from "../data/setup.js";
 import path from "node:path";
-import { chatStopIds } from "../data/chat_prompt.js";
+import type { PreparedDataset } from "../../data/streamed_pipeline.js";
+import type { TextSetup } from "../../spec/text_setup.js";
 import { loadEvalPrompts, readAnswers, scoreGenerations } from "../eval/generation_eval.js";
 import { evalAnswerLines, type EvalAnswerLine } from "../eval/eval_answers.js";
-import { readHfConfig } from "../../native/js/hf_config.js";
-import { eosTokenIds, readGenerationConfig } from "../../native/js/generation_config.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import { shardRange } from "./plan.js";
+import { chatStopIds } from "../../text/stop_ids.js";
+import { readHfConfig } from "../../hf/hf_config.js";
+import { eosTokenIds, readGenerationConfig } from "../../hf/generation_config.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import { shardRange } from "../../spec/step_plan.js";
 import type { Ring } from "./ring.js";
 import { combineEvalReplies } from "./step_results.js";
 import { rankBatch } from "./rank_batch.js";

@@ -3,12 +3,12 @@
 // job's text setup (ringtune.json: template, template_options, tokenizer) and, unless the tokenizer is the
 // built-in byte one, the tokenizer's files, so whatever serves a folder renders chats as training did.
 import path from "node:path";
-import { writeOutputFile } from "../../native/js/output_files.js";
+import { writeOutputFile } from "../../files/output_files.js";
 import { finalLayout } from "../../proto/mod.js";
-import { tokenizerLocation } from "../data/setup.js";
-import { trainedTextJson, trainedTextOf, writeTrainedText } from "../data/trained_text.js";
+import { tokenizerLocation } from "../../spec/text_setup.js";
+import { trainedTextJson, trainedTextOf, writeTrainedText } from "../../hf/trained_text.js";
 import type { Job } from "../jobs/store.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
+import type { JobSpec } from "../../spec/job_spec.js";
 import type { Ring } from "./ring.js";
 
 type SaveWhat = "model" | "adapter" | "merged";

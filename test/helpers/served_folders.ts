@@ -3,9 +3,9 @@
 import { copyFileSync, existsSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { TRAINED_TEXT_FILE, trainedTextJson, type TrainedText } from "../../coordinator/data/trained_text.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
-import { initModel, saveModel, TOKENIZER_FILES } from "../../native/js/hf_model.js";
+import { TRAINED_TEXT_FILE, trainedTextJson, type TrainedText } from "../../hf/trained_text.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
+import { initModel, saveModel, TOKENIZER_FILES } from "../../hf/hf_model.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
