@@ -6,7 +6,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { TestCluster, trainingFixture } from "../helpers/cluster.js";
 import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { parseSpec } from "../../spec/load.js";
 
 test("an elastic spec names its global batch, runs without sequence parallelism, and has min <= max", () => {
   const { dir, baseSpec } = trainingFixture();
