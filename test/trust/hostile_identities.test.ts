@@ -3,6 +3,7 @@
 // coordinator and two workers as processes: no worker takes, answers or forges another's traffic, no one
 // reads another's replies, clients create no JetStream consumers, and the cluster runs a job afterwards.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { test } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -32,34 +33,42 @@ async function as(who: Who): Promise<NatsConnection> {
   return cluster.open(who);
 }
 
-/** How many messages `publisher` sends on `subject` reach a coordinator-role spy. */
+/** A payload no real process sends, so a spy counts only the probe's own message (workers heartbeat meanwhile). */
+function marker(): Uint8Array {
+  return new TextEncoder().encode(`probe-${randomBytes(8).toString("hex")}`);
+}
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+
+/** How many of the messages `publisher` sends on `subject` reach a coordinator-role spy. */
 async function delivered(subject: string, publisher: NatsConnection): Promise<number> {
   const spy = await cluster.open("coordinator");
+  const probe = marker();
   let seen = 0;
   spy.subscribe(subject, {
-    callback: () => {
-      seen++;
+    callback: (_err, msg) => {
+      if (same(msg.data, probe)) seen++;
     },
   });
   await spy.flush();
-  publisher.publish(subject, new Uint8Array([1]));
+  publisher.publish(subject, probe);
   await publisher.flush().catch(() => {});
   await new Promise((r) => setTimeout(r, WAIT_MS));
   await spy.close();
   return seen;
 }
 
-/** How many messages the coordinator's user sends on `subject` reach `subscriber`'s subscription to `pattern`. */
+/** How many of the messages the coordinator's user sends on `subject` reach `subscriber`'s subscription to `pattern`. */
 async function overheard(pattern: string, subject: string, subscriber: NatsConnection): Promise<number> {
+  const probe = marker();
   let seen = 0;
   subscriber.subscribe(pattern, {
-    callback: (err) => {
-      if (!err) seen++;
+    callback: (err, msg) => {
+      if (!err && same(msg.data, probe)) seen++;
     },
   });
   await subscriber.flush().catch(() => {});
   const coordinator = await cluster.open("coordinator");
-  coordinator.publish(subject, new Uint8Array([1]));
+  coordinator.publish(subject, probe);
   await coordinator.flush();
   await new Promise((r) => setTimeout(r, WAIT_MS));
   await coordinator.close();
