@@ -9,7 +9,7 @@ import { loadSource } from "../../data/examples/load_records.js";
 import { mixSources } from "../../data/sampling/mix.js";
 import { packRows, unpackedRows } from "../../data/rows/pack.js";
 import { problemAt, type Problem } from "../../text/records/problems.js";
-import { isBadRecord, type DataSpec } from "../../data/data_spec.js";
+import { isBadRecord, type DataSpec } from "../../data/data_keys.js";
 import { Progress } from "../../data/progress.js";
 import type { DataRecord } from "../../text/records/records.js";
 import { subSeed } from "../../spec/rng.js";
