@@ -2,7 +2,8 @@
 // template + tokenize + mask, mix by weight, pack. Cached on disk by a hash of everything it reads.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { cacheKey, fileHash, readCache, writeCache, type CachedDataset } from "../../data/storage/cache.js";
+import { cacheKey } from "../../data/storage/cache.js";
+import { fileHash, readCache, writeCache, type CachedDataset } from "./in_memory_cache.js";
 import { findNearDuplicates, removeExactDuplicates } from "../../data/dedupe/dedupe.js";
 import type { Example } from "../../data/examples/example.js";
 import { loadSource } from "../../data/examples/load_records.js";
