@@ -43,6 +43,8 @@ export interface WorkerOptions {
   serve?: WorkerServeOptions;
   /** where commands may read and write (none: anywhere; `ringtune worker` always sets them) */
   roots?: PathRoots;
+  /** where the training models live: "cuda-emu" builds them over the CUDA backend on the CUDA emulator */
+  device?: "cpu" | "cuda-emu";
 }
 
 /**
@@ -89,6 +91,7 @@ export class Worker {
     );
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
     runner.pathRoots = opts.roots;
+    runner.modelDevice = opts.device ?? "cpu";
     const w = new Worker(nc, opts.id, runner, log, opts.memoryBytes);
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
     if (opts.serve) w.serving = await WorkerServing.start(nc, opts.id, opts.serve, log);

@@ -63,7 +63,7 @@ export function requireDevice(
     if (addon.cudaEmu && opts.cudaEmu) return;
     throw new DeviceUnavailableError(
       addon.cudaEmu
-        ? "--device cuda-emu: this command does not run on the CUDA emulator yet (`ringtune dump` does); use --device cpu"
+        ? "--device cuda-emu: this command does not run on the CUDA emulator yet (`ringtune dump` and `ringtune worker` do); use --device cpu"
         : "--device cuda-emu: this build's addon does not link the CUDA emulator; use --device cpu",
       "cuda_model_not_built",
     );
