@@ -11,6 +11,7 @@ import { GenerationEngine } from "./engine.js";
 import { startHttp, type HttpFrontDoor } from "./http_server.js";
 import { baseTextChoice, ModelCatalog } from "./model_catalog.js";
 import { NatsFrontDoor } from "./nats_service.js";
+import { describeTextChoice } from "./text_setup.js";
 import type { ApiContext } from "./openai_api.js";
 import { localServeApi, type ServeApi } from "./serve_api.js";
 
@@ -19,7 +20,10 @@ export interface ServeOptions {
   /** the base's name in requests; default: the model folder's name */
   name?: string;
   adapters: { name: string; source: string }[];
-  /** the base's template (and that of adapters whose job recorded none); default: the model's own, else none */
+  /**
+   * Replaces the template the base's job recorded (and that of adapters whose job recorded none); default:
+   * the recorded one, else the model's own, else none
+   */
   template?: TemplateName;
   http?: { host: string; port: number };
   nats?: NatsConnection;
@@ -31,6 +35,8 @@ export interface ServeOptions {
   maxContext?: number;
   defaultMaxTokens?: number;
   log?: (msg: string) => void;
+  /** what is worth knowing but not wrong, such as each model's chat template and where it came from; default: log */
+  info?: (msg: string) => void;
   /**
    * Folders adapters loaded at run time (over HTTP or NATS) may come from; a request naming a folder
    * elsewhere, or a symlink leading out, is refused. Default: the working directory. The adapters named
@@ -69,6 +75,11 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     },
     decoder,
   );
+  const info = o.info ?? log;
+  for (const m of catalog.list()) info(describeTextChoice(m.name, m.choice));
+  catalog.onChange((c) => {
+    if (c.type === "loaded") info(describeTextChoice(c.model.name, c.model.choice));
+  });
   const resolve = (source: string) => resolveAdapterSource(source, o.lookupJob ?? null);
   for (const a of o.adapters) await catalog.load(a.name, await resolve(a.source));
   const roots = o.adapterRoots ?? [process.cwd()];

@@ -2,11 +2,11 @@
 // loop, save the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics,
 // checkpoints, final outputs); this file only puts them in order.
 import { randomBytes } from "node:crypto";
-import { makeOutputDir } from "../../files/output_files.js";
+import { makeOutputDir, writeOutputFile } from "../../files/output_files.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
-import { checkpointDir, metricsFile, type GenerationEval } from "../../proto/mod.js";
+import { checkpointDir, evalAnswersFile, metricsFile, type GenerationEval } from "../../proto/mod.js";
 import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
 import { countRealTokens, countTargets } from "../../data/rows/row.js";
 import type { Job, JobStore } from "../jobs/store.js";
@@ -189,7 +189,7 @@ export class JobAttempt {
     const generation: GenerationEval = { ...(job.generation_eval ?? {}) };
     if (spec.generation_eval && startStep === 0) {
       await this.update({ status: "running", message: "generation eval before training" });
-      generation.before = await generationEval(this.ring, job.id, spec, this.data.setup);
+      generation.before = (await generationEval(this.ring, job.id, spec, this.data.setup)).report;
       await this.update({ generation_eval: generation });
     }
     await this.update({ status: "running", message: undefined });
@@ -200,7 +200,11 @@ export class JobAttempt {
     const outputs = await saveFinalModel(this.ring, job, spec);
     if (spec.generation_eval) {
       await this.update({ message: "generation eval after training" });
-      generation.after = await generationEval(this.ring, job.id, spec, this.data.setup);
+      const after = await generationEval(this.ring, job.id, spec, this.data.setup);
+      generation.after = after.report;
+      // Every answer in full, beside the model: a server of final/ must give the same ones.
+      await writeOutputFile(evalAnswersFile(job.output), after.answers.map((a) => JSON.stringify(a) + "\n").join(""));
+      outputs.push(evalAnswersFile(job.output));
       await this.update({ generation_eval: generation });
     }
     if (spec.method !== "full") {

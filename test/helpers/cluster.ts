@@ -222,6 +222,7 @@ export interface MetricLine {
   step: number;
   loss?: number;
   val_loss?: number;
+  lr?: number;
   grad_norm?: number;
   targets?: number;
   tokens?: number;
