@@ -8,17 +8,18 @@ import type { ListenAddress } from "../observe/http_listen.js";
 import { processLogger } from "../observe/logger.js";
 import { CoordinatorHttp } from "./observe/coordinator_http.js";
 import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
-import { confinementProblems } from "./jobs/intake.js";
+import { checkedJobSpec, type CheckedSpec } from "./jobs/checked_spec.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
 import type { PathRoots } from "../native/js/path_roots.js";
+import { INPUT_ROOTS_VARIABLE } from "../native/js/input_files.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
 import { readModelShape } from "./job_spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
 import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
 import { recoverInterruptedJob } from "./jobs/recovery.js";
-import { parseSpec } from "./job_spec/load.js";
 import { JobCancelled } from "./train/job_run.js";
 import { runJob } from "./train/run_job.js";
+import type { JobSpec } from "./job_spec/job_spec.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
@@ -65,6 +66,8 @@ export class Coordinator {
   private outages = 0;
   private connected = true;
   private readonly whenReconnected: (() => void)[] = [];
+  /** each job's spec as checked against the roots and the file system: once per job, not per scheduling pass */
+  private readonly checked = new Map<string, Promise<CheckedSpec>>();
 
   private constructor(
     readonly nc: NatsConnection,
@@ -81,6 +84,9 @@ export class Coordinator {
    */
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
     const log = opts.log ?? processLogger("coordinator");
+    // Every data file is checked again as it is opened, by the threads of the data pipeline too (they
+    // inherit the environment): what changed after the spec was checked cannot lead a read out of the roots.
+    if (opts.roots) process.env[INPUT_ROOTS_VARIABLE] = [...opts.roots.data, ...opts.roots.output].join(":");
     const nc = await connect({
       ...opts.auth,
       servers: opts.natsUrl,
@@ -217,13 +223,16 @@ export class Coordinator {
       for (const job of this.store.all()) {
         if ((job.status !== "queued" && job.status !== "waiting") || this.running.has(job.id)) continue;
         if (job.cancel_requested) continue; // its cancel is being written; the job never starts
-        const spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
-        // Roots may have narrowed since the job was accepted (a restart with other flags): check again.
-        const confined = this.roots && confinementProblems(spec, this.roots, job.source ?? job.id);
-        if (confined && confined.length > 0) {
-          await this.store.update(job.id, { status: "failed", message: confined[0]!.message });
+        // Roots may have narrowed since the job was accepted (a restart with other flags): checked again,
+        // once per job and off the event loop's critical path.
+        if (!this.checked.has(job.id)) this.checked.set(job.id, checkedJobSpec(job, this.roots));
+        const checked = await this.checked.get(job.id)!;
+        if ("problem" in checked) {
+          this.checked.delete(job.id);
+          await this.store.update(job.id, { status: "failed", message: checked.problem });
           continue;
         }
+        const { spec } = checked;
         const want = spec.workers;
         const idleAny = this.registry.idle();
         let idle: string[];
@@ -251,7 +260,7 @@ export class Coordinator {
             await this.store.update(job.id, { status: "waiting", message });
           continue;
         }
-        this.start(job, idle.slice(0, want));
+        this.start(job, idle.slice(0, want), spec);
       }
     } catch (err) {
       this.log.error({ err }, "scheduling");
@@ -260,7 +269,7 @@ export class Coordinator {
     }
   }
 
-  private start(job: Job, workers: string[]): void {
+  private start(job: Job, workers: string[], spec: JobSpec): void {
     this.registry.reserve(workers, job.id);
     this.stopReasons.delete(job.id);
     this.log.info({ job: job.id, workers }, "starting job");
@@ -285,7 +294,8 @@ export class Coordinator {
         this.connected ? Promise.resolve() : new Promise<void>((r) => this.whenReconnected.push(r)),
       holdsLease: () => this.lease.stillHeld(),
     };
-    const done = runJob(env, job, workers).finally(() => {
+    const done = runJob(env, job, workers, spec).finally(() => {
+      if (this.store.get(job.id)?.status !== "queued") this.checked.delete(job.id);
       this.registry.release(job.id);
       this.running.delete(job.id);
       this.stopReasons.delete(job.id);

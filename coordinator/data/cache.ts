@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import type { Problem } from "./problems.js";
 import type { Row } from "./row.js";
 import type { DataStats } from "./stats.js";
+import { readInputBytes } from "../../native/js/input_files.js";
 
 export interface CachedDataset {
   train: Row[];
@@ -33,7 +34,7 @@ function codeHash(): string {
 }
 
 export function fileHash(file: string): string {
-  return createHash("sha256").update(readFileSync(file)).digest("hex");
+  return createHash("sha256").update(readInputBytes(file)).digest("hex");
 }
 
 export function cacheKey(parts: unknown): string {

@@ -3,6 +3,7 @@
 // final outputs); this file only puts them in order.
 import { randomBytes } from "node:crypto";
 import { makeOutputDir } from "../../native/js/output_files.js";
+import { claimOutput } from "../jobs/output_owner.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
@@ -82,8 +83,10 @@ export class JobRun {
     private readonly env: JobEnv,
     private job: Job,
     workers: string[],
+    /** the spec as the coordinator checked it (confined, datasets resolved); parsed here when not given */
+    spec?: JobSpec,
   ) {
-    this.spec = parseSpec(job.spec, job.source ?? `job ${job.id}`, job.base_dir);
+    this.spec = spec ?? parseSpec(job.spec, job.source ?? `job ${job.id}`, job.base_dir);
     this.ring = new Ring(env.nc, workers, () => env.interruption(job.id));
     this.ringId = `${job.id}-${Date.now().toString(36)}`;
     this.metrics = new MetricsFile(metricsFile(job.output), (line) => env.onMetric?.(job.id, line));
@@ -107,6 +110,15 @@ export class JobRun {
   async run(): Promise<void> {
     const { spec, job } = this;
     await makeOutputDir(job.output);
+    const { removed } = await claimOutput(job.output, job.id, {
+      overwrite: spec.overwrite_output,
+      resumeFrom: spec.resume_from,
+    });
+    if (removed.length > 0)
+      this.env.log.warn(
+        { job: job.id, output: job.output, removed },
+        "overwrite_output: removed the earlier job's outputs",
+      );
     await this.update({
       status: "preparing",
       message: "reading, tokenizing and packing the data",

@@ -4,6 +4,7 @@
 import { JobCancelled, JobRun, type JobEnv } from "./job_run.js";
 import { afterFailedStart, failureKind, natsUnreachable } from "./failure_policy.js";
 import { StaleJobRecordError, type Job } from "../jobs/store.js";
+import type { JobSpec } from "../job_spec/job_spec.js";
 import { silentPeerOf } from "../../proto/mod.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
@@ -11,7 +12,7 @@ export type { JobEnv } from "./job_run.js";
 export { MAX_ATTEMPTS, MAX_RING_REFORMATIONS } from "./failure_policy.js";
 
 /** Runs the job to a final status, or back to the queue after a worker loss; never throws. */
-export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<void> {
+export async function runJob(env: JobEnv, job: Job, workers: string[], spec?: JobSpec): Promise<void> {
   let run: JobRun | undefined;
   let released = false;
   let lost: string | undefined;
@@ -19,7 +20,7 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
   const outagesBefore = env.outages?.() ?? 0;
   try {
     job = await env.store.update(job.id, { attempts: attempt });
-    run = new JobRun(env, job, workers);
+    run = new JobRun(env, job, workers, spec);
     try {
       await run.run();
     } finally {
