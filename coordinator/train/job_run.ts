@@ -132,11 +132,16 @@ export class JobRun {
       lastProgress = Date.now();
       progressWrites = progressWrites.then(() => this.update({ message: preparingMessage(p) })).catch(() => {});
     };
+    // A cancel (or a lost worker) stops the preparation at once: its threads end, whatever they were reading.
+    const stop = new AbortController();
+    const stopOnInterruption = (err: unknown) => stop.abort(err);
+    void this.env.interruption(job.id).catch(stopOnInterruption);
     try {
-      this.data = await prepareData(spec, onProgress);
+      this.data = await prepareData(spec, onProgress, stop.signal);
     } finally {
       await progressWrites;
     }
+    this.checkStop();
     this.plan = planSteps(spec, this.data.train.length);
     const { totalSteps } = this.plan;
     this.schedule = {
