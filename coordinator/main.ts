@@ -7,24 +7,29 @@ import type { Logger } from "pino";
 import type { ListenAddress } from "../observe/http_listen.js";
 import { processLogger } from "../observe/logger.js";
 import { CoordinatorHttp } from "./observe/coordinator_http.js";
-import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
+import { clipText, ClusterStatusReply, encodeMessage, jobSubjects, MESSAGE_LIMIT } from "../proto/mod.js";
+import type { JobSpec } from "../spec/job_spec.js";
 import { checkedJobSpec, type CheckedSpec } from "./jobs/checked_spec.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
-import type { PathRoots } from "../native/js/path_roots.js";
-import { INPUT_ROOTS_VARIABLE } from "../native/js/input_files.js";
+import type { PathRoots } from "../files/path_roots.js";
+import { INPUT_ROOTS_VARIABLE } from "../files/input_files.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
-import { readModelShape } from "./job_spec/job_memory.js";
+import { readModelShape } from "../spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
 import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
+
+// What the CLI needs to start a coordinator, from this entry point alone.
+export { DEFAULT_LEASE_TTL_MS };
 import { recoverInterruptedJob } from "./jobs/recovery.js";
-import { JobCancelled } from "./train/job_run.js";
+import { parseSpec } from "../spec/load.js";
+import { JobCancelled } from "./train/attempt.js";
 import { runJob } from "./train/run_job.js";
-import type { JobSpec } from "./job_spec/job_spec.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
 import { startHttp, type HttpFrontDoor } from "../serve/http_server.js";
 import { ServeRouter } from "./serve/serve_router.js";
+import { workerRange } from "../spec/workers_spec.js";
 
 export interface CoordinatorOptions {
   natsUrl: string;
@@ -202,12 +207,17 @@ export class Coordinator {
     });
     this.nc.subscribe(jobSubjects.clusterStatus, {
       callback: (_err, msg) => {
-        msg.respond(
-          encodeMessage(ClusterStatusReply, {
-            workers: this.registry.status(),
-            jobs_running: [...this.running.keys()],
-          }),
-        );
+        try {
+          msg.respond(
+            encodeMessage(ClusterStatusReply, {
+              workers: this.registry.status(),
+              jobs_running: [...this.running.keys()],
+            }),
+          );
+        } catch (err) {
+          // a request with a reply subject it may not use, a reply over max_payload: never the process's end
+          this.log.warn({ err }, "could not answer a cluster status request");
+        }
       },
     });
   }
@@ -224,16 +234,18 @@ export class Coordinator {
         if ((job.status !== "queued" && job.status !== "waiting") || this.running.has(job.id)) continue;
         if (job.cancel_requested) continue; // its cancel is being written; the job never starts
         // Roots may have narrowed since the job was accepted (a restart with other flags): checked again,
-        // once per job and off the event loop's critical path.
+        // once per job and off the event loop's critical path. A record an older coordinator accepted under
+        // looser bounds fails here; the other jobs run.
         if (!this.checked.has(job.id)) this.checked.set(job.id, checkedJobSpec(job, this.roots));
         const checked = await this.checked.get(job.id)!;
         if ("problem" in checked) {
           this.checked.delete(job.id);
-          await this.store.update(job.id, { status: "failed", message: checked.problem });
+          await this.store.update(job.id, { status: "failed", message: clipText(checked.problem, MESSAGE_LIMIT) });
           continue;
         }
         const { spec } = checked;
-        const want = spec.workers;
+        // An elastic job starts with as many idle workers as there are, from its min up to its max.
+        const { min: want, max } = workerRange(spec.workers);
         const idleAny = this.registry.idle();
         let idle: string[];
         try {
@@ -260,12 +272,23 @@ export class Coordinator {
             await this.store.update(job.id, { status: "waiting", message });
           continue;
         }
-        this.start(job, idle.slice(0, want), spec);
+        this.start(job, idle.slice(0, max), spec);
       }
     } catch (err) {
       this.log.error({ err }, "scheduling");
     } finally {
       this.scheduling = false;
+    }
+  }
+
+  /** Idle workers with the memory `job` needs (none when its spec or model cannot be read now). */
+  private idleWorkersFor(job: Job): number {
+    try {
+      const spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
+      const fit = new Set(workersThatFit(spec, readModelShape(spec), this.registry.liveMemory()).map((w) => w.id));
+      return this.registry.idle().filter((id) => fit.has(id)).length;
+    } catch {
+      return 0;
     }
   }
 
@@ -293,6 +316,7 @@ export class Coordinator {
       connectedAgain: () =>
         this.connected ? Promise.resolve() : new Promise<void>((r) => this.whenReconnected.push(r)),
       holdsLease: () => this.lease.stillHeld(),
+      idleWorkersFor: (j: Job) => this.idleWorkersFor(j),
     };
     const done = runJob(env, job, workers, spec).finally(() => {
       if (this.store.get(job.id)?.status !== "queued") this.checked.delete(job.id);

@@ -1,9 +1,9 @@
 // A job's spec as the coordinator may run it: parsed, its LLaMA-Factory datasets read from inside the
 // roots, every path confined. Checked once per job (a spec with many data entries takes a while), with the
 // event loop let run between slices, so lease renewals and requests are never held up by it.
-import type { PathRoots } from "../../native/js/path_roots.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import { parseSpec } from "../job_spec/load.js";
+import type { PathRoots } from "../../files/path_roots.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import { parseSpec } from "../../spec/load.js";
 import { confinementProblems } from "./intake.js";
 import type { Job } from "./store.js";
 

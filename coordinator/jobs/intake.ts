@@ -4,12 +4,14 @@
 import { randomBytes } from "node:crypto";
 import { stat } from "node:fs/promises";
 import path from "node:path";
-import { formatSpecIssues, parseSpec, SpecError } from "../job_spec/load.js";
-import { jobSpecSchema, type JobSpec } from "../job_spec/job_spec.js";
-import { estimateJobMemory, modelConfigFile, readModelShape } from "../job_spec/job_memory.js";
-import { specPositionProblem } from "../job_spec/sequence_parallel.js";
-import type { MemoryEstimate } from "../job_spec/memory_estimate.js";
+import { formatSpecIssues, parseSpec, SpecError } from "../../spec/load.js";
+import { jobSpecSchema, type JobSpec } from "../../spec/job_spec.js";
+import { estimateJobMemory, modelConfigFile, readModelShape } from "../../spec/job_memory.js";
+import { generationLengthProblem, specPositionProblem } from "../../spec/sequence_parallel.js";
+import { overlongLists } from "../../spec/list_lengths.js";
+import type { MemoryEstimate } from "../../spec/memory_estimate.js";
 import {
+  clipText,
   JobApiRefusal,
   keyPath,
   type ApiError,
@@ -18,8 +20,8 @@ import {
   type MemoryEstimateRecord,
 } from "../../proto/mod.js";
 import { memoryRefusal, type WorkerMemory } from "./memory_fit.js";
-import { outsideRoots, type PathRoots } from "../../native/js/path_roots.js";
-import { notRegular } from "../../native/js/input_files.js";
+import { outsideRoots, type PathRoots } from "../../files/path_roots.js";
+import { notRegular } from "../../files/input_files.js";
 import { outputInUseMessage, outputOwner, resumesInside } from "./output_owner.js";
 import type { Job } from "./store.js";
 
@@ -102,7 +104,10 @@ function schemaProblems(spec: unknown, where: string): ApiError[] {
  * do not exist or are not regular files. The file checks let the event loop run between slices.
  */
 export async function submissionProblems(req: Body<typeof JobSubmit>, roots?: PathRoots): Promise<ApiError[]> {
-  const where = req.source ?? "job spec";
+  const where = clipText(req.source ?? "job spec");
+  const overlong = overlongLists(req.spec);
+  if (overlong.length > 0)
+    return overlong.map(({ key, message }) => ({ code: "invalid_spec", message: `${where}: ${message}`, key }));
   const schema = schemaProblems(req.spec, where);
   if (schema.length > 0) return schema;
   const written = jobSpecSchema.parse(req.spec);
@@ -212,7 +217,7 @@ export async function acceptSubmission(
 ): Promise<Job> {
   const problems = await submissionProblems(req, roots);
   if (problems.length > 0) throw new JobApiRefusal(problems);
-  const where = req.source ?? "job spec";
+  const where = clipText(req.source ?? "job spec");
   const baseDir = req.base_dir ?? NO_BASE_DIR;
   const spec = parseSpec(req.spec, where, baseDir, roots);
   let shape: ReturnType<typeof readModelShape>;
@@ -223,6 +228,8 @@ export async function acceptSubmission(
   }
   const positions = specPositionProblem(spec, modelConfigFile(spec));
   if (positions) throw JobApiRefusal.one("invalid_spec", `${where}: ${positions}`, "seq_len");
+  const generation = generationLengthProblem(spec, modelConfigFile(spec));
+  if (generation) throw JobApiRefusal.one("invalid_spec", `${where}: ${generation}`, "generation_eval.max_new_tokens");
   const refusal = memoryRefusal(spec, shape, workers);
   if (refusal) throw JobApiRefusal.one("insufficient_memory", `${where}: ${refusal}`, null);
   const id = newJobId();

@@ -7,7 +7,7 @@ import { constants } from "node:fs";
 import { lstat, open, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { JOB_OUTPUT_ENTRIES, finalLayout, outputOwnerFile } from "../../proto/mod.js";
-import { writeOutputFileAtomically } from "../../native/js/output_files.js";
+import { writeOutputFileAtomically } from "../../files/output_files.js";
 
 /** An owner record is a few dozen bytes; more is not one. */
 const MAX_OWNER_BYTES = 4096;

@@ -1,8 +1,9 @@
 // The coordinator's Prometheus metrics: each job's steps, tokens, losses, learning rate, grad norm and
 // throughput from the same metric lines metrics.jsonl gets; step and all-reduce wait times; and, read when
-// scraped, how many jobs are in each status and how many workers in each state.
+// scraped, how many jobs are in each status, how many workers in each state, and how many workers the
+// unfinished jobs want (what an autoscaler sizes the worker pool by).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { JOB_STATUSES, type WorkerInfo } from "../../proto/mod.js";
+import { FINAL_STATUSES, JOB_STATUSES, type WorkerInfo } from "../../proto/mod.js";
 import type { Job } from "../jobs/store.js";
 import type { MetricLine } from "../train/metrics_file.js";
 
@@ -10,6 +11,16 @@ const SECONDS_BUCKETS = [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 const WORKER_STATES = ["idle", "busy", "lost"] as const;
 
 const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+
+/**
+ * The workers a job's spec asks for: `workers: N`, or the most of `workers: {min, max}` (an elastic job takes
+ * what idle workers appear, up to its max). A spec without a readable count wants one, the spec's default.
+ */
+export function workersWanted(spec: Record<string, unknown>): number {
+  const w = spec.workers;
+  const n = num(w) ?? (w && typeof w === "object" ? num((w as Record<string, unknown>).max) : undefined);
+  return n !== undefined && n >= 1 ? Math.floor(n) : 1;
+}
 
 export interface ClusterView {
   jobs(): readonly Job[];
@@ -93,6 +104,15 @@ export class CoordinatorMetrics {
       collect() {
         const workers = view.workers();
         for (const state of WORKER_STATES) this.set({ state }, workers.filter((w) => w.state === state).length);
+      },
+    });
+    new Gauge({
+      name: "ringtune_workers_wanted",
+      help: "workers the queued, waiting, preparing and running jobs ask for together (an elastic job counts its max)",
+      registers,
+      collect() {
+        const open = view.jobs().filter((j) => !FINAL_STATUSES.includes(j.status));
+        this.set(open.reduce((sum, j) => sum + workersWanted(j.spec), 0));
       },
     });
     new Gauge({

@@ -1,7 +1,7 @@
 // The assign command of one rank: where its weights come from, the ring it joins and the optimizer.
 import type { LoraSettings } from "../../native/js/addon.js";
 import { DEFAULT_TRANSPORT, type CommandRequest } from "../../proto/mod.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
+import type { JobSpec } from "../../spec/job_spec.js";
 
 export interface RingPlace {
   job: string;

@@ -20,9 +20,18 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
 
-  // n zeros in the backend's memory (parameters, gradients, moments).
+  // Memory. n zeros in the backend's memory (parameters, gradients, moments, activations, KV caches); ids,
+  // positions and labels likewise. Copies within the backend's memory, and across the seam with the host
+  // (loading weights, saving checkpoints, reading logits and losses back); a host-memory backend's
+  // buffers may also be read and written directly.
   virtual Buffer<T> zeros(size_t n) const = 0;
+  virtual Buffer<int32_t> int_zeros(size_t n) const = 0;
+  virtual bool host_memory() const = 0;
   virtual void fill(T* p, size_t n, T value) const = 0;
+  virtual void copy(T* dst, const T* src, size_t n) const = 0;
+  virtual void upload(T* dst, const T* host, size_t n) const = 0;
+  virtual void download(T* host, const T* src, size_t n) const = 0;
+  virtual void upload_ints(int32_t* dst, const int32_t* host, size_t n) const = 0;
 
   // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C.
   virtual void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
@@ -36,6 +45,7 @@ class Backend {
   virtual void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* w, int N, int C, double eps) const = 0;
   virtual void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, const T* rstd, int N,
                                 int C) const = 0;
+  // inv_freq (D/2) is the model's host table of RoPE frequencies, like the runs and shapes a host description.
   virtual void rope_forward(T* x, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const = 0;
   virtual void rope_backward(T* dx, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const = 0;
   // Causal attention within each segment run (packed rows); lse kept for the backward.

@@ -24,8 +24,30 @@ Model<T>::Model(const ModelConfig& cfg, const Backend<T>& backend, bool base_bf1
     params_ = ops_.zeros(table_.total);
     return;
   }
+  require_host_memory("a bf16 base");
   base16_ = parallel_zeros<uint16_t>(table_.total);
   stage_bf16_base();
+}
+
+template <typename T>
+Model<T>::Model(const Model& base, SharedWeights)
+    : cfg_(base.cfg_), table_(base.table_), inv_freq_(base.inv_freq_), ops_(base.ops_) {
+  share_weights_of(base);
+}
+
+template <typename T>
+void Model<T>::share_weights_of(const Model& base) {
+  if (base.lora_) fail("share_weights_of", "the base model carries LoRA adapters; share a plain base");
+  params_ = base.params_;
+  if (base16_ == base.base16_) return;
+  base16_ = base.base16_;
+  if (base16_) stage_bf16_base();
+}
+
+template <typename T>
+void Model<T>::require_host_memory(const char* what) const {
+  if (!ops_.host_memory())
+    fail("model", what, " is computed on the host; the ", ops_.name(), " backend's memory is not");
 }
 
 template <typename T>
@@ -119,7 +141,7 @@ void Model<T>::head_input_grad(T* dx, const T* dz, const T* x, int n) {
 
 template <typename T>
 void Model<T>::widen_base_to_fp32() {
-  auto full = std::make_shared<FlatVector<T>>(table_.total);
+  auto full = ops_.zeros(table_.total);
   widen(full->data(), base16_->data(), table_.total);
   params_ = full;
   base16_.reset();
@@ -151,12 +173,13 @@ void Model<T>::init_random(uint64_t seed, double std) {
       else fill_normal_with(p.size, std, seed, e, [w](size_t i, float x) { w[i] = float_to_bf16(x); });
       continue;
     }
-    T* w = params_->data() + p.offset;
-    if (p.shape.size() < 2) {
-      std::fill(w, w + p.size, is_norm ? T(1) : T(0));
-      continue;
-    }
-    fill_normal(w, p.size, std, seed, e);
+    // Drawn on the host; a backend with memory of its own gets each tensor uploaded.
+    std::vector<T> staged;
+    if (!ops_.host_memory()) staged.resize(p.size);
+    T* w = ops_.host_memory() ? params_->data() + p.offset : staged.data();
+    if (p.shape.size() < 2) std::fill(w, w + p.size, is_norm ? T(1) : T(0));
+    else fill_normal(w, p.size, std, seed, e);
+    if (!ops_.host_memory()) ops_.upload(params_->data() + p.offset, w, p.size);
   }
   if (base16_) stage_bf16_base();
   if (m_) ops_.fill(m_->data(), m_->size(), T(0));
@@ -188,16 +211,21 @@ template <typename T>
 void Model<T>::enable_lora(const LoraConfig& l) {
   if (lora_) fail("enable_lora", "LoRA is already on");
   if (base16_ && !l.base_bf16) fail("enable_lora", "the base was created in bf16: LoRA on it needs baseBf16");
+  if (l.dropout > 0) require_host_memory("LoRA dropout");
   auto table = std::make_unique<LoraTable>(cfg_, l);
   auto weights = ops_.zeros(table->total);
+  std::vector<T> staged;  // a backend with memory of its own gets A uploaded
+  if (!ops_.host_memory()) staged.resize(table->total);
+  T* host = ops_.host_memory() ? weights->data() : staged.data();
   // PEFT's init: A ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0.
   for (size_t e = 0; e < table->entries.size(); e++) {
     const ParamEntry& p = table->entries[e];
     if (p.name.find(".lora_A.") == std::string::npos) continue;
     const double bound = 1.0 / std::sqrt((double)p.shape[1]);
-    T* w = weights->data() + p.offset;
+    T* w = host + p.offset;
     for (size_t i = 0; i < p.size; i++) w[i] = (T)((2 * uniform01(l.seed, 1000 + e, i) - 1) * bound);
   }
+  if (!ops_.host_memory()) ops_.upload(weights->data(), host, table->total);
   lora_table_ = std::move(table);
   lora_cfg_ = l;
   lora_ = weights;
@@ -218,7 +246,8 @@ void Model<T>::enable_lora(const LoraConfig& l) {
 template <typename T>
 void Model<T>::round_base_to_bf16() {
   if (base16_) return;
-  auto b16 = std::make_shared<FlatVector<uint16_t>>(table_.total);
+  require_host_memory("a bf16 base");
+  auto b16 = host_buffer<uint16_t>(table_.total);
   const T* src = params_->data();
   uint16_t* dst = b16->data();
 #pragma omp parallel for schedule(static)
@@ -275,7 +304,7 @@ Activations<T>& Model<T>::activations_for(int B, int T_) {
   if (it == acts_.end())
     it = acts_
              .emplace(key, std::make_unique<Activations<T>>(cfg_, B, T_, lora_ ? &lora_cfg_ : nullptr,
-                                                            lora_table_.get(), checkpointing_))
+                                                            lora_table_.get(), checkpointing_, ops_))
              .first;
   return *it->second;
 }
@@ -317,6 +346,7 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   } clear_sp{sp_, cancel_};
   cancel_ = opts.cancel;
   sp_ = opts.sp && opts.sp->size > 1 ? opts.sp : nullptr;
+  if (sp_) require_host_memory("sequence-parallel attention");
   sp_segments_ = b.segment_ids;
   if (sp_ && b.seq_len % 2 != 0)
     fail("forward", "a sequence-parallel batch holds two chunks a row: odd length ", b.seq_len);
@@ -327,9 +357,18 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   for (size_t n = 0; n < a.N; n++) targets += b.labels[n] != kIgnoreIndex;
   const double scale = opts.loss_scale != 0 ? opts.loss_scale : (targets > 0 ? 1.0 / targets : 0.0);
   if (opts.backward) ensure_training_state();
-  forward(a, b, opts.backward);
-  const LossSum ls = head(a, b, opts, scale);
-  if (opts.backward) backward(a, b, opts.on_grads_ready);
+  // The batch in the backend's memory: the caller's arrays on a host backend, copies otherwise (segment ids
+  // stay on the host: the runs above describe them).
+  Batch db = b;
+  if (!ops_.host_memory()) {
+    ops_.upload_ints(a.ids->data(), b.input_ids, a.N);
+    ops_.upload_ints(a.labels->data(), b.labels, a.N);
+    ops_.upload_ints(a.positions->data(), b.position_ids, a.N);
+    db.input_ids = a.ids->data(), db.labels = a.labels->data(), db.position_ids = a.positions->data();
+  }
+  forward(a, db, opts.backward);
+  const LossSum ls = head(a, db, opts, scale);
+  if (opts.backward) backward(a, db, opts.on_grads_ready);
   return {ls.sum, ls.count};
 }
 
@@ -340,11 +379,11 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
   if (opts.keep_logits || (opts.backward && !lora_)) {
     // All logits at once: a caller keeps them, or the trainable head's weight gradient wants one GEMM
     // over all positions rather than one pass over the (V, C) gradient per chunk.
-    if (a.logits.size() != a.N * V) a.logits.resize(a.N * V);  // once per shape
+    a.logits.allocate(a.N * V, ops_);  // once per shape
     head_logits(a.logits.data(), a.lnf.data(), N);
     T* dlogits = nullptr;
     if (opts.backward) {
-      if (opts.keep_logits && a.dlogits.size() != a.logits.size()) a.dlogits.resize(a.logits.size());
+      if (opts.keep_logits) a.dlogits.allocate(a.logits.size(), ops_);
       dlogits = opts.keep_logits ? a.dlogits.data() : a.logits.data();  // else consumed in place
     }
     const LossSum ls =
@@ -358,7 +397,7 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
   // In chunks of positions: only (kHeadChunk, V) logits exist at a time. The head is frozen here (LoRA)
   // or not trained (evaluation), so each chunk's d(lnf) is all the backward needs from it.
   LossSum total;
-  if (a.chunk.empty()) a.chunk.resize((size_t)kHeadChunk * V);  // once per shape
+  a.chunk.allocate((size_t)kHeadChunk * V, ops_);  // once per shape
   for (int c0 = 0; c0 < N; c0 += kHeadChunk) {
     throw_if_cancelled(cancel_);
     const int n = std::min(kHeadChunk, N - c0);
@@ -396,21 +435,27 @@ static void lora_dropout(T* xd, uint8_t* keep, const T* x, size_t n, double p, u
 }
 
 template <typename T>
-void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab) {
+void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab,
+                       const std::vector<AdapterRun<T>>& adapters) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
+  // The base weight over every position at once (one GEMM), then each run's low-rank product.
   ops_.linear_forward(out, inp, param(w), param(bias), N, in, outf);
-  if (!lora_ || !lora_table_->targeted[t]) return;
-  const LoraLayer& ll = lora_table_->layers[l];
-  const int r = lora_cfg_.rank;
-  const T* x = inp;
-  if (ab.x && lora_cfg_.dropout > 0) {
-    const uint64_t stream = ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
-    lora_dropout(ab.x, ab.keep, inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
-    x = ab.x;
+  for (const AdapterRun<T>& run : adapters) {
+    if (!run.table->targeted[t]) continue;
+    const LoraLayer& ll = run.table->layers[l];
+    const int r = run.rank;
+    const T* x = inp + (size_t)run.begin * in;
+    if (ab.x && lora_ && lora_cfg_.dropout > 0) {  // training: the model's own adapters, one run over all
+      const uint64_t stream = ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
+      lora_dropout(ab.x, ab.keep, inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
+      x = ab.x;
+    }
+    // u = x A^T (n, r);  out += scale * u B^T
+    T* u = ab.u + (size_t)run.begin * r;
+    ops_.gemm(false, true, run.n, r, in, T(1), x, in, run.weights + ll.a[t], in, T(0), u, r);
+    ops_.gemm(false, true, run.n, outf, r, run.scale, u, r, run.weights + ll.b[t], r, T(1),
+              out + (size_t)run.begin * outf, outf);
   }
-  // u = x A^T (N, r);  out += scale * u B^T
-  ops_.gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), ab.u, r);
-  ops_.gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), ab.u, r, lora_->data() + ll.b[t], r, T(1), out, outf);
 }
 
 template <typename T>
@@ -451,7 +496,7 @@ void Model<T>::forward(Activations<T>& a, const Batch& b, bool training) {
   const ModelConfig& c = cfg_;
   const PackedRows<T> rows{&a.runs, {b.rows, b.seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, &a.attn_scratch};
   auto layer = [&](int l) { return training_layer_buffers(a, b, l, training); };
-  forward_positions(b.input_ids, (int)a.N, layer, a.rstdf.data(), a.lnf.data(), &rows, nullptr);
+  forward_positions(b.input_ids, (int)a.N, layer, a.rstdf.data(), a.lnf.data(), &rows, nullptr, own_adapters((int)a.N));
 }
 
 // Each layer keeps what its backward reads; ln, tmp and h are recomputed or consumed at once, so shared.
@@ -488,8 +533,16 @@ LayerBuffers<T> Model<T>::training_layer_buffers(Activations<T>& a, const Batch&
 }
 
 template <typename T>
+const std::vector<AdapterRun<T>>& Model<T>::own_adapters(int n) {
+  own_adapters_.clear();  // keeps its capacity: no allocation after the first call
+  if (lora_) own_adapters_.push_back({lora_->data(), lora_table_.get(), (T)lora_cfg_.scale(), lora_cfg_.rank, 0, n});
+  return own_adapters_;
+}
+
+template <typename T>
 void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<LayerBuffers<T>(int)>& layer, T* rstdf,
-                                 T* lnf, const PackedRows<T>* rows, KvCache<T>* cache) {
+                                 T* lnf, const PackedRows<T>* rows, const std::vector<CachedRun<T>>* caches,
+                                 const std::vector<AdapterRun<T>>& adapters) {
   const ModelConfig& c = cfg_;
   const int C = c.hidden_size;
   // A bf16 base may have been written since the last forward (weights read from a file, a caller's view):
@@ -501,37 +554,48 @@ void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<
   for (int l = 0; l < c.num_layers; l++) {
     throw_if_cancelled(cancel_);
     if (l > 0) io = layer(l);
-    layer_forward(l, io, rows, cache);
+    layer_forward(l, io, rows, caches, adapters);
   }
   ops_.rmsnorm_forward(lnf, rstdf, io.res_out, param(table_.final_norm), n, C, c.rms_norm_eps);
-  if (cache) cache->filled += n;
+  if (caches)
+    for (const CachedRun<T>& run : *caches) run.cache->filled += run.n;
 }
 
 template <typename T>
-void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<T>* rows, KvCache<T>* cache) {
+void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<T>* rows,
+                             const std::vector<CachedRun<T>>* caches, const std::vector<AdapterRun<T>>& adapters) {
   const ModelConfig& c = cfg_;
   const int n = io.n, C = c.hidden_size, H = c.num_heads, KVH = c.num_kv_heads, D = c.head_dim;
+  const size_t Q = c.q_dim(), KV = c.kv_dim();
   const LayerOffsets& o = table_.layers[l];
   const auto& ad = io.adapters;
   stage_layer(l);
   ops_.rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
-  project(l, kQ, io.q, io.ln, o.wq, o.bq, n, ad[kQ]);
-  project(l, kK, io.k, io.ln, o.wk, o.bk, n, ad[kK]);
-  project(l, kV, io.v, io.ln, o.wv, o.bv, n, ad[kV]);
+  project(l, kQ, io.q, io.ln, o.wq, o.bq, n, ad[kQ], adapters);
+  project(l, kK, io.k, io.ln, o.wk, o.bk, n, ad[kK], adapters);
+  project(l, kV, io.v, io.ln, o.wv, o.bv, n, ad[kV], adapters);
   ops_.rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
   ops_.rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
-  if (cache) ops_.cached_attention(io.att, io.q, cache->k[l].data(), cache->v[l].data(), cache->filled, n, H, KVH, D);
-  else if (sp_)
+  if (caches) {
+    for (const CachedRun<T>& run : *caches) {
+      KvCache<T>& kv = *run.cache;
+      T *k = kv.k[l]->data(), *v = kv.v[l]->data();
+      ops_.copy(k + (size_t)kv.filled * KV, io.k + (size_t)run.begin * KV, (size_t)run.n * KV);
+      ops_.copy(v + (size_t)kv.filled * KV, io.v + (size_t)run.begin * KV, (size_t)run.n * KV);
+      ops_.cached_attention(io.att + (size_t)run.begin * Q, io.q + (size_t)run.begin * Q, k, v, kv.filled, run.n, H,
+                            KVH, D);
+    }
+  } else if (sp_)
     ring_attention_forward(io.att, io.lse, io.q, io.k, io.v, sp_segments_, *rows->runs, ring_shape(rows->shape), *sp_,
                            ring_);
   else ops_.attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
-  project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO]);
+  project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO], adapters);
   ops_.add(io.res_mid, io.res_in, io.tmp, (size_t)n * C);
   ops_.rmsnorm_forward(io.ln, io.rstd2, io.res_mid, param(o.ln2), n, C, c.rms_norm_eps);
-  project(l, kGate, io.gate, io.ln, o.wg, o.bg, n, ad[kGate]);
-  project(l, kUp, io.up, io.ln, o.wu, o.bu, n, ad[kUp]);
+  project(l, kGate, io.gate, io.ln, o.wg, o.bg, n, ad[kGate], adapters);
+  project(l, kUp, io.up, io.ln, o.wu, o.bu, n, ad[kUp], adapters);
   ops_.swiglu_forward(io.h, io.gate, io.up, (size_t)n * c.intermediate_size);
-  project(l, kDown, io.tmp, io.h, o.wd, o.bd, n, ad[kDown]);
+  project(l, kDown, io.tmp, io.h, o.wd, o.bd, n, ad[kDown], adapters);
   ops_.add(io.res_out, io.res_mid, io.tmp, (size_t)n * C);
 }
 

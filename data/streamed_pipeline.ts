@@ -1,0 +1,211 @@
+// The data pipeline for datasets of any size: records streamed from the files, templated and tokenized on
+// worker threads (one per core), examples written to a token cache on disk as they come. What grows with
+// the dataset (per record and per example numbers, content keys, MinHash signatures) is spilled to disk
+// too, and the second half (streamed_rows.ts) reads it back in order, so memory stays the same whatever the
+// dataset's size; the rows are read from the cache when a step needs them. It makes the same rows,
+// statistics and problems as the tests' in-memory reference (test/helpers/in_memory_pipeline.ts) for the same
+// spec and seed: records keep their file order through the threads, and split, mix, pack and row order
+// use the same seeded functions.
+import type { DataSource } from "../spec/job_spec.js";
+import { createHash } from "node:crypto";
+import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { cacheKey } from "./storage/cache.js";
+import { isBadRecord, type DataSpec } from "./data_spec.js";
+import type { Problem } from "../text/records/problems.js";
+import { Progress } from "./progress.js";
+import { setupText, type TextSetup } from "../spec/text_setup.js";
+import type { DataStats } from "./stats.js";
+import { readDataFile, type RawRecord } from "../text/readers/read.js";
+import { streamRecords } from "../text/readers/stream_records.js";
+import { hasCompleteCache, TokenCache, type RowTable } from "./rows/token_cache.js";
+import { TokenPool, type PoolJob } from "./examples/token_pool.js";
+import { lineAlignedRanges, startsWithArray } from "../text/readers/file_ranges.js";
+import { DEFAULT_MAX_RECORD_BYTES } from "../text/records/record_limits.js";
+import { planStreamedRows } from "./rows/streamed_rows.js";
+import { FirstPass, type PrepareProgress } from "./first_pass.js";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BATCH_RECORDS = 256;
+
+export type { PrepareProgress };
+
+export interface PrepareOptions {
+  quiet?: boolean;
+  /** false: ignore a cached entry and build again (the new entry replaces it) */
+  useCache?: boolean;
+  displayRoot?: string;
+  onProgress?: (p: PrepareProgress) => void;
+  threads?: number;
+  /** bytes of a JSONL file per batch the threads read (default RANGE_BYTES) */
+  rangeBytes?: number;
+}
+
+export interface PreparedDataset {
+  train: RowTable;
+  val: RowTable;
+  stats: DataStats;
+  problems: Problem[];
+  setup: TextSetup;
+  fromCache: boolean;
+  failed: boolean;
+  /** the cache entry the rows are read from */
+  cacheDir: string;
+  close(): void;
+}
+
+export function dataCacheDir(spec: DataSpec): string {
+  // RINGTUNE_CACHE_DIR moves the cache of specs that name no cache_dir out of the checkout.
+  return spec.cache_dir ?? process.env.RINGTUNE_CACHE_DIR ?? path.join(repoRoot, ".cache", "data");
+}
+
+/** sha256 of a file read in chunks (bounded memory for any size). */
+export function streamedFileHash(file: string): string {
+  const h = createHash("sha256");
+  const fd = openSync(file, "r");
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) h.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+/** The cache entry's name: data contents, every setting, the tokenizer, the template and this code. */
+export function streamedCacheKey(spec: DataSpec, setup: TextSetup, display: (f: string) => string): string {
+  return cacheKey({
+    layout: "token-cache-2",
+    files: spec.data.map((d) => ({ ...d, path: display(d.path), hash: streamedFileHash(d.path) })),
+    settings: { ...spec, data: undefined, model: undefined, tokenizer: undefined, cache_dir: undefined },
+    tokenizer: setup.tokenizer.fingerprint,
+    template: setup.templateId,
+  });
+}
+
+export function openPrepared(spec: DataSpec, setup: TextSetup, dir: string, fromCache: boolean): PreparedDataset {
+  const cache = new TokenCache(dir);
+  const { stats, problems } = cache.meta;
+  const failed = spec.on_bad_record === "fail" && problems.some(isBadRecord);
+  return {
+    train: cache.train,
+    val: cache.val,
+    stats,
+    problems,
+    setup,
+    fromCache,
+    failed,
+    cacheDir: dir,
+    close: () => cache.close(),
+  };
+}
+
+export async function prepareDataset(spec: DataSpec, opts: PrepareOptions = {}): Promise<PreparedDataset> {
+  const progress = new Progress(opts.quiet ?? false);
+  const setup = setupText(spec);
+  const display = (f: string) => path.relative(opts.displayRoot ?? process.cwd(), f) || f;
+  const root = dataCacheDir(spec);
+  const key = streamedCacheKey(spec, setup, display);
+  const dir = path.join(root, key);
+  if ((opts.useCache ?? true) && hasCompleteCache(dir)) {
+    const d = openPrepared(spec, setup, dir, true);
+    progress.note(`data: cached (${key.slice(0, 12)}), ${d.train.length} train rows, ${d.val.length} val rows`);
+    return d;
+  }
+  mkdirSync(root, { recursive: true });
+  // Built in a temporary folder and renamed, so a crash never leaves half an entry that looks whole.
+  const tmp = path.join(root, `${key}.tmp-${process.pid}-${Date.now()}`);
+  // Not recursive: a folder or link already at that name is an error, not a place to write into.
+  mkdirSync(tmp);
+  try {
+    await build(spec, setup, tmp, display, progress, opts);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  return openPrepared(spec, setup, dir, false);
+}
+
+/** JSONL files go to the threads as byte ranges; other files are read here and go as records. */
+function* jobsOf(
+  src: DataSource,
+  sourceIndex: number,
+  display: string,
+  maxRecordBytes: number,
+  rangeBytes: number | undefined,
+): Generator<PoolJob> {
+  const lower = src.path.toLowerCase();
+  const other = lower.endsWith(".txt") || lower.endsWith(".parquet");
+  if (!other && !startsWithArray(src.path)) {
+    for (const range of lineAlignedRanges(src.path, rangeBytes)) yield { kind: "range", sourceIndex, display, range };
+    return;
+  }
+  const raws = other
+    ? readDataFile(src.path, src.text_split, maxRecordBytes)
+    : streamRecords(src.path, undefined, maxRecordBytes);
+  let batch: RawRecord[] = [];
+  for (const raw of raws) {
+    batch.push(raw);
+    if (batch.length === BATCH_RECORDS) {
+      yield { kind: "records", sourceIndex, display, raws: batch };
+      batch = [];
+    }
+  }
+  if (batch.length) yield { kind: "records", sourceIndex, display, raws: batch };
+}
+
+/** The first pass over every source on the worker threads, then the second pass to rows. */
+async function build(
+  spec: DataSpec,
+  setup: TextSetup,
+  dir: string,
+  display: (f: string) => string,
+  progress: Progress,
+  opts: PrepareOptions,
+): Promise<void> {
+  const files = spec.data.map((d) => display(d.path));
+  const pass = new FirstPass(spec, dir, files, progress, opts.onProgress);
+  try {
+    await readSources(spec, files, pass, opts);
+    pass.report();
+    const { counts, sources } = pass;
+    progress.note(
+      `data: read ${counts.records} records from ${sources.length} file(s), ${pass.readProblems.length} invalid; ` +
+        `${counts.tokens} tokens, ${counts.targets} targets`,
+    );
+    const ctx = { spec, dir, files, taskTypes: pass.taskTypes, sources, padId: setup.tokenizer.padId, progress };
+    const planned = planStreamedRows(ctx, pass.output());
+    // The last progress counts what was kept: duplicates' tokens are not part of the dataset.
+    opts.onProgress?.({ ...counts, tokens: planned.tokens, targets: planned.targets, seconds: pass.seconds() });
+    const { stats } = planned;
+    progress.note(
+      `data: built in ${pass.seconds().toFixed(1)}s: ${stats.train.rows} train rows, ${stats.val.rows} val rows`,
+    );
+  } finally {
+    pass.close();
+  }
+}
+
+/** Every source's records through the worker threads, their results into the first pass in file order. */
+async function readSources(spec: DataSpec, files: string[], pass: FirstPass, opts: PrepareOptions): Promise<void> {
+  const settings = {
+    seqLen: spec.seq_len,
+    overlong: spec.overlong,
+    trainOnPrompt: spec.train_on_prompt,
+    lastTurnOnly: spec.last_turn_only,
+    maxRecordTokens: spec.max_record_tokens,
+  };
+  const maxRecordBytes = spec.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
+  const pool = new TokenPool({ spec, settings, nearDuplicates: true }, (job, r) => pass.add(job, r), opts.threads);
+  try {
+    for (const [i, src] of spec.data.entries())
+      for (const job of jobsOf(src, i, files[i]!, maxRecordBytes, opts.rangeBytes)) await pool.submit(job);
+    await pool.finish();
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+}
