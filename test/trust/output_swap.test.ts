@@ -27,7 +27,11 @@ test(
       renameSync(path.join(dir, "swap"), moved);
       symlinkSync(outside, path.join(dir, "swap"));
       const before = stepLines(path.join(moved, "metrics.jsonl"));
-      await cluster.waitFor(async () => stepLines(path.join(moved, "metrics.jsonl")) >= before + 5, "5 more steps", 30_000);
+      await cluster.waitFor(
+        async () => stepLines(path.join(moved, "metrics.jsonl")) >= before + 5,
+        "5 more steps",
+        30_000,
+      );
       assert.ok((await cluster.cancel(reply.id!)).ok);
       await cluster.finished(reply.id!);
       assert.deepEqual(readdirSync(outside), [], "nothing was written through the link");

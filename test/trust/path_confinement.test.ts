@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
 import { submissionProblems } from "../../coordinator/jobs/intake.js";
+import { INPUT_ROOTS_VARIABLE, InputFileError, openInputSync, readRegularFile } from "../../files/input_files.js";
 import { outsideRoots, parseRootList, type PathRoots } from "../../files/path_roots.js";
 import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
@@ -174,5 +175,36 @@ test("a FIFO or a socket named as a data file is refused by type at intake", asy
     assert.match(s[0]!.message, /sock\.jsonl is a socket; inputs must be regular files/);
   } finally {
     server.close();
+  }
+});
+
+test("a data file replaced by a link out after intake is refused as it is opened; a FIFO without waiting", async () => {
+  const file = path.join(dataRoot, "swapped.jsonl");
+  writeFileSync(file, JSON.stringify({ text: "checked" }) + "\n");
+  assert.deepEqual(await problems({ data: [{ path: "swapped.jsonl" }] }), []);
+  rmSync(file);
+  symlinkSync(path.join(outside, "private.jsonl"), file);
+  const saved = process.env[INPUT_ROOTS_VARIABLE];
+  process.env[INPUT_ROOTS_VARIABLE] = [dataRoot, outputRoot].join(":");
+  try {
+    assert.throws(
+      () => readRegularFile(file),
+      (err: Error) => {
+        assert.ok(err instanceof InputFileError);
+        assert.match(err.message, /swapped\.jsonl: leads out of the input roots/);
+        assert.ok(!err.message.includes(SECRET));
+        return true;
+      },
+    );
+    assert.equal(
+      readRegularFile(path.join(dataRoot, "alias.jsonl")),
+      readRegularFile(path.join(dataRoot, "train.jsonl")),
+    );
+    const started = Date.now();
+    assert.throws(() => openInputSync(path.join(dataRoot, "pipe.jsonl")), /is a FIFO; inputs must be regular files/);
+    assert.ok(Date.now() - started < 1000);
+  } finally {
+    if (saved === undefined) delete process.env[INPUT_ROOTS_VARIABLE];
+    else process.env[INPUT_ROOTS_VARIABLE] = saved;
   }
 });
