@@ -8,6 +8,7 @@ import { TEMPLATE_NAMES } from "../text/templates/template.js";
 import * as recordLimits from "../text/records/record_limits.js";
 import { checkTrainingKeys, trainingSpecShape } from "./training_spec.js";
 import { checkSequenceParallelKeys } from "./sequence_parallel.js";
+import { checkWorkersKeys } from "./workers_spec.js";
 
 export const dataSourceSchema = z
   .strictObject({
@@ -108,6 +109,7 @@ export const jobSpecSchema = z
   .strictObject({ ...dataSpecShape, ...trainingSpecShape })
   .superRefine(checkTrainingKeys)
   .superRefine(checkSequenceParallelKeys)
+  .superRefine(checkWorkersKeys)
   .superRefine((spec, ctx) => {
     if (spec.data.length === 0 && spec.dataset === undefined)
       ctx.addIssue({

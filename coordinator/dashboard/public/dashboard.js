@@ -238,6 +238,11 @@ function renderWorkers() {
     ),
   );
   const job = state.jobs.get(state.selected);
+  // the ring's size over time: an elastic job's ring grows and shrinks at its checkpoints
+  const sizes = job?.ring_sizes ?? [];
+  $("#ring-sizes").textContent = sizes.length
+    ? "ring size: " + sizes.map((s) => `${s.size} from step ${s.step}`).join(" → ")
+    : "";
   const ring = new Set(job?.workers ?? []);
   $("#ring-workers tbody").replaceChildren(
     ...state.workers
