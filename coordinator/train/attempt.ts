@@ -60,6 +60,8 @@ export interface JobEnv {
   interruption(id: string): Promise<never>;
   /** a worker that did not answer: not to be scheduled again until it shows it is alive */
   suspect(worker: string): void;
+  /** the device a worker registered, as deviceLabel() names it ("cuda-emu (...)"), for the job record */
+  deviceOf?(worker: string): string | undefined;
   /** what a worker said it is doing in its last heartbeat ("loading weights 37%"), if anything */
   activity?(worker: string): string | undefined;
   /** how often the job's message follows those activities while the ring forms (they change with heartbeats) */
@@ -149,6 +151,7 @@ export class JobAttempt {
       status: "preparing",
       message: "reading, tokenizing and packing the data",
       workers: [...this.ring.workers],
+      worker_devices: this.ring.workers.map((w) => this.env.deviceOf?.(w) ?? "unknown"),
     });
     let progressWrites = Promise.resolve();
     let lastProgress = 0;
