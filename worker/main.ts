@@ -15,6 +15,8 @@ import {
   WorkerRegisterReply,
 } from "../proto/mod.js";
 import { cpuDevice } from "./device.js";
+import { deviceLabel, type Device } from "../proto/mod.js";
+import type { z } from "zod";
 import { JobRunner } from "./job_runner.js";
 import type { PathRoots } from "../files/path_roots.js";
 import { WorkerMetrics } from "./worker_metrics.js";
@@ -36,6 +38,8 @@ export interface WorkerOptions {
   advertiseHost?: string;
   /** usable memory to report instead of the machine's RAM */
   memoryBytes?: number;
+  /** what it computes on, as registered and sent in heartbeats (default: this host's CPU, memoryBytes) */
+  device?: z.infer<typeof Device>;
   log?: Logger;
   /** where to serve Prometheus `/metrics` (none: no HTTP server) */
   http?: ListenAddress;
@@ -43,8 +47,6 @@ export interface WorkerOptions {
   serve?: WorkerServeOptions;
   /** where commands may read and write (none: anywhere; `ringtune worker` always sets them) */
   roots?: PathRoots;
-  /** where the training models live: "cuda-emu" builds them over the CUDA backend on the CUDA emulator */
-  device?: "cpu" | "cuda-emu";
 }
 
 /**
@@ -74,7 +76,7 @@ export class Worker {
     readonly id: string,
     private readonly runner: JobRunner,
     private readonly log: Logger,
-    private readonly memoryBytes: number | undefined,
+    private readonly device: z.infer<typeof Device>,
   ) {}
 
   static async start(opts: WorkerOptions): Promise<Worker> {
@@ -91,8 +93,9 @@ export class Worker {
     );
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
     runner.pathRoots = opts.roots;
-    runner.modelDevice = opts.device ?? "cpu";
-    const w = new Worker(nc, opts.id, runner, log, opts.memoryBytes);
+    // the model is built where the worker computes: the CUDA backend on the emulator, or the CPU
+    runner.modelDevice = opts.device?.kind === "cuda-emu" ? "cuda-emu" : "cpu";
+    const w = new Worker(nc, opts.id, runner, log, opts.device ?? cpuDevice(opts.memoryBytes));
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
     if (opts.serve) w.serving = await WorkerServing.start(nc, opts.id, opts.serve, log);
     w.serveCommands();
@@ -121,7 +124,7 @@ export class Worker {
       worker_id: this.id,
       host: os.hostname(),
       pid: process.pid,
-      device: cpuDevice(this.memoryBytes),
+      device: this.device,
       transports: [DEFAULT_TRANSPORT, DEFAULT_TRANSPORT === "tcp" ? "nats" : "tcp"],
     });
     for (let attempt = 0; !this.closed; attempt++) {
@@ -132,7 +135,7 @@ export class Worker {
         );
         if (!reply.ok) throw new Error(reply.error ?? "registration refused");
         this.startHeartbeats(reply.heartbeat_ms);
-        this.log.info({ device: cpuDevice(this.memoryBytes) }, "registered with the coordinator");
+        this.log.info({ device: this.device }, "registered with the coordinator");
         return;
       } catch (err) {
         if (attempt === 0) this.log.info(`waiting for a coordinator (${(err as Error).message})`);
@@ -154,6 +157,7 @@ export class Worker {
           state: job ? "busy" : "idle",
           job,
           activity: this.runner.activity,
+          device: deviceLabel(this.device),
           serving: this.serving?.status(),
         }),
       );

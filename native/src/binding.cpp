@@ -1024,6 +1024,12 @@ Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
   o.Set("deviceName", p.device_name);
   o.Set("devices", p.devices);
   o.Set("driverVersion", p.driver_version);
+  o.Set("computeCapability", p.compute_capability);
+  o.Set("memoryBytes", static_cast<double>(p.memory_bytes));
+  const std::vector<int> built = rt::built_cuda_archs();
+  Napi::Array archs = Napi::Array::New(env, built.size());
+  for (size_t i = 0; i < built.size(); ++i) archs.Set(static_cast<uint32_t>(i), built[i]);
+  o.Set("builtArchs", archs);
   return o;
 }
 

@@ -9,15 +9,13 @@ import { TestCluster, trainingFixture } from "../helpers/cluster.js";
 import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
 import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process.js";
 import { loadAddon } from "../../native/js/addon.js";
-import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
+import { ONE_HEAD_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 after(killAllWorkerProcesses);
 
 /** fp32 on two backends: the same maths in a different order of summation. */
 const FP32_REL = 1e-5;
 const EMU = ["--device", "cuda-emu"];
-/** The tiny Llama with one head of 32: the CUDA attention kernels take head sizes 32, 64 and 128. */
-const ONE_HEAD_LLAMA = { ...TINY_BYTE_LLAMA, num_attention_heads: 1, num_key_value_heads: 1 };
 
 /** Runs `spec` on one cluster of its own whose workers are processes started with these flags each. */
 async function runOnWorkers(
@@ -47,7 +45,7 @@ test(
   { timeout: 600_000, skip: !loadAddon().cudaEmu && "the addon does not link the CUDA emulator" },
   async () => {
     const { dir, baseSpec } = trainingFixture();
-    writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_LLAMA));
+    writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
     // checksum_every: the device model's checksum runs (on the host copy of its state) at steps 5, 10, ...
     const spec = { ...baseSpec, workers: 1, max_steps: 20, save_every: 10, checksum_every: 5 };
     const cpu = await runOnWorkers([[]], { ...spec, output: "cpu" }, dir);
@@ -61,5 +59,20 @@ test(
     assertSameLosses(emuToCpu, secondHalf, FP32_REL);
     const cpuToEmu = await runOnWorkers([EMU], { ...spec, output: "cpu-emu", resume_from: checkpoint("cpu") }, dir);
     assertSameLosses(cpuToEmu, secondHalf, FP32_REL);
+  },
+);
+
+test(
+  "a ring of one cuda-emu worker and one CPU worker trains to two CPU workers' losses",
+  { timeout: 600_000, skip: !loadAddon().cudaEmu && "the addon does not link the CUDA emulator" },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
+    // The gradient buckets are all-reduced while the backward goes on: each leaves the device as it is final.
+    const spec = { ...baseSpec, workers: 2, max_steps: 20, checksum_every: 5 };
+    const cpus = await runOnWorkers([[], []], { ...spec, output: "cpus" }, dir);
+    const mixed = await runOnWorkers([EMU, []], { ...spec, output: "mixed" }, dir);
+    assert.equal(cpus.size, 20);
+    assertSameLosses(mixed, cpus, FP32_REL);
   },
 );
