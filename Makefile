@@ -27,7 +27,7 @@ ts: deps
 
 build: native ts
 
-test: build lint test-native test-js
+test: build lint test-native test-js test-containers-if-podman
 
 # Formatting and lint are checked in `make test`; `make format` rewrites the tree in the house style.
 # C++/CUDA formatting: clang-format with the repository's .clang-format, over the files git tracks.

@@ -19,6 +19,7 @@
 #                      (deploy/scripts/tls-certs.sh; TLS_HOSTS="name addr" more names the server is reached by)
 #                      and every process gets --tls-ca/--tls-cert/--tls-key; .run/auth/<role>.env names them too
 #   RINGTUNE_DATA_ROOT, RINGTUNE_OUTPUT_ROOT  where jobs may read and write (default: the checkout)
+#   STANDBY=0          no standby coordinator (by default a second one stands by to take over)
 #   CLUSTER_UP_TIMEOUT=S  seconds to wait for the coordinator and workers (default 60)
 #   DASHBOARD_PORT=P   port of the coordinator's dashboard and its /metrics (default 8080)
 #   WORKER_METRICS_PORT=P  worker k serves Prometheus /metrics on P+k (default 9464; 0: ports the system picks)
@@ -301,6 +302,14 @@ while :; do
   sleep 0.5
 done
 
+# A standby coordinator (STANDBY=0: none), started once the first is active: it takes over the lease, the
+# jobs and the dashboard's port within the lease TTL when the active one stops or hangs.
+if [ "${STANDBY:-1}" != 0 ]; then
+  # shellcheck disable=SC2046
+  start coordinator-standby node "$CLI" coordinator --nats "$url" --http "$http_host:$dashboard_port" \
+    "${serve_coordinator[@]}" $(role_flags coordinator)
+fi
+
 if [ -n "${SERVE:-}" ]; then
   echo "serving $SERVE on http://$serve_http/v1 (the coordinator routes to the workers) and NATS ringtune.serve.<model>.chat"
   echo "  HTTP clients send the key in $serve_key_file (Authorization: Bearer KEY)"
@@ -308,7 +317,9 @@ fi
 
 if [ "$gpus" -gt 0 ]; then devices="on $gpus GPU(s)"; else devices="on CPU, $threads thread(s) each"; fi
 [ "${TLS:-}" = 1 ] && echo "  NATS over TLS: CA and client certificates in $TLS_DIR (other machines need ca.pem and a client certificate)"
-echo "ringtune cluster up: NATS at $url, a coordinator and $workers worker(s) $devices"
+standby=""
+if [ "${STANDBY:-1}" != 0 ]; then standby=" (and a standby)"; fi
+echo "ringtune cluster up: NATS at $url, a coordinator$standby and $workers worker(s) $devices"
 dashboard_url=$(grep -o 'http://[^ ]*' "$LOG_DIR/coordinator.log" 2>/dev/null | head -n 1 || true)
 echo "  dashboard: ${dashboard_url:-http://$http_host:$dashboard_port/} (Prometheus: /metrics there and on each worker)"
 echo "  logs:   $LOG_DIR/{$(IFS=,; echo "${started[*]}")}.log (JSON lines; LOG_LEVEL=debug for more)"

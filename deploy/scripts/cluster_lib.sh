@@ -20,6 +20,7 @@ live_pid() {
 pid_files() {
   local f
   for f in "$RUN_DIR"/worker-*.pid; do [ -e "$f" ] && echo "$f"; done
+  [ -e "$RUN_DIR/coordinator-standby.pid" ] && echo "$RUN_DIR/coordinator-standby.pid"
   [ -e "$RUN_DIR/coordinator.pid" ] && echo "$RUN_DIR/coordinator.pid"
   [ -e "$RUN_DIR/nats.pid" ] && echo "$RUN_DIR/nats.pid"
   return 0
