@@ -29,7 +29,15 @@ export function parseSpec(value: unknown, where: string, baseDir: string): JobSp
   const r = jobSpecSchema.safeParse(value);
   if (!r.success)
     throw new SpecError(`${where}: invalid job spec:\n  ${formatSpecIssues(r.error.issues).join("\n  ")}`);
-  return withLlamaFactoryDatasets(resolvePaths(r.data, baseDir), where);
+  const spec = withLlamaFactoryDatasets(resolvePaths(r.data, baseDir), where);
+  if (spec.stage !== "dpo") {
+    const i = spec.data.findIndex((d) => d.ranking);
+    if (i >= 0)
+      throw new SpecError(
+        `${where}: data[${i}] (${path.basename(spec.data[i].path)}): ranking data (chosen/rejected pairs) needs stage: dpo`,
+      );
+  }
+  return spec;
 }
 
 /** `dataset` names resolved through `dataset_dir`'s dataset_info.json into entries of `data`. */

@@ -7,7 +7,7 @@ import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generati
 import type { JobSpec } from "../job_spec/job_spec.js";
 import { shardRange } from "./plan.js";
 import type { Ring } from "./ring.js";
-import { combineEvalReplies } from "./step_results.js";
+import { combineEvalReplies, type StepResult } from "./step_results.js";
 import { rankBatch } from "./rank_batch.js";
 
 /** The loss over the validation rows, or undefined when the job has none. */
@@ -16,7 +16,7 @@ export async function validationLoss(
   job: string,
   spec: JobSpec,
   data: PreparedDataset,
-): Promise<{ loss: number; lossByTask: Record<string, number> } | undefined> {
+): Promise<{ loss: number; lossByTask: Record<string, number>; pref?: StepResult["pref"] } | undefined> {
   const val = data.val;
   if (val.length === 0) return undefined;
   const replies = await ring.all((rank) => {

@@ -9,6 +9,7 @@ import type { LoraSettings } from "../../native/js/addon.js";
 import { checkpointDir, metricsFile, type GenerationEval } from "../../proto/mod.js";
 import type { PrepareProgress, PreparedDataset } from "../data/streamed_pipeline.js";
 import { countRealTokens, countTargets } from "../data/row.js";
+import { countPairs } from "../data/preference/pack_pairs.js";
 import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
 import { parseSpec } from "../job_spec/load.js";
@@ -24,6 +25,7 @@ import { prepareData } from "./prepare_data.js";
 import { Ring } from "./ring.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
 import { combineStepReplies } from "./step_results.js";
+import { prefLine } from "./pref_metrics.js";
 import { rankBatch } from "./rank_batch.js";
 import type { RunPhase } from "./failure_policy.js";
 
@@ -239,7 +241,8 @@ export class JobRun {
       }
       const lr = learningRate(this.schedule, step);
       const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train.get(i));
-      const targets = countTargets(rows);
+      // Preference training averages its loss over the global batch's pairs, SFT over its target tokens.
+      const targets = spec.stage === "dpo" ? countPairs(rows) : countTargets(rows);
       const checksum = spec.checksum_every > 0 && (step % spec.checksum_every === 0 || step === plan.totalSteps);
 
       // forward-backward, gradient all-reduce and AdamW update, on every rank
@@ -281,6 +284,7 @@ export class JobRun {
         compute_ms: result.computeMs,
         comm_wait_ms: result.commWaitMs,
         worker_compute_ms: Object.fromEntries(replies.map((r, rank) => [this.ring.workers[rank], r.compute_ms ?? 0])),
+        ...prefLine(result.pref),
         ...(checksum ? { checksum: result.checksum } : {}),
       });
       this.env.log.info(
@@ -318,7 +322,12 @@ export class JobRun {
   private async evaluate(step: number): Promise<void> {
     const val = await validationLoss(this.ring, this.job.id, this.spec, this.data);
     if (!val) return;
-    await this.metrics.append({ step, val_loss: val.loss, val_loss_by_task: val.lossByTask });
+    await this.metrics.append({
+      step,
+      val_loss: val.loss,
+      val_loss_by_task: val.lossByTask,
+      ...prefLine(val.pref, "val_"),
+    });
     await this.update({ val_loss: val.loss, val_loss_by_task: val.lossByTask });
   }
 

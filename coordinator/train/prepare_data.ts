@@ -8,9 +8,10 @@ import type { PrepareProgress, PreparedDataset } from "../data/streamed_pipeline
 import { BadRecordsError } from "../data/problems.js";
 import type { JobSpec } from "../job_spec/job_spec.js";
 import { positionRangeProblem } from "../job_spec/sequence_parallel.js";
+import { preparePairs } from "../data/preference/prepare_pairs.js";
 
 export async function prepareData(spec: JobSpec, onProgress?: (p: PrepareProgress) => void): Promise<PreparedDataset> {
-  const data = await buildDatasetInThread(spec, onProgress);
+  const data = spec.stage === "dpo" ? preparePairs(spec) : await buildDatasetInThread(spec, onProgress);
   try {
     if (data.failed) throw new BadRecordsError(data.problems.filter(isBadRecord));
     await checkVocab(spec, data);

@@ -307,15 +307,19 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   check_batch(b);
   Activations<T>& a = activations_for(b.rows, b.seq_len);
   last_ = &a;
+  if (opts.adapters_off && opts.backward) fail("forward", "adapters_off is for forward-only calls");
   struct ClearSp {
     const SequenceParallel*& sp;
     const CancelToken*& cancel;
+    bool& adapters_off;
     ~ClearSp() {
       sp = nullptr;
       cancel = nullptr;
+      adapters_off = false;
     }
-  } clear_sp{sp_, cancel_};
+  } clear_sp{sp_, cancel_, adapters_off_};
   cancel_ = opts.cancel;
+  adapters_off_ = opts.adapters_off;
   sp_ = opts.sp && opts.sp->size > 1 ? opts.sp : nullptr;
   sp_segments_ = b.segment_ids;
   if (sp_ && b.seq_len % 2 != 0)
@@ -347,8 +351,8 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
       if (opts.keep_logits && a.dlogits.size() != a.logits.size()) a.dlogits.resize(a.logits.size());
       dlogits = opts.keep_logits ? a.dlogits.data() : a.logits.data();  // else consumed in place
     }
-    const LossSum ls =
-        ops_.cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V, scale);
+    const LossSum ls = ops_.cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V,
+                                                           scale, opts.label_weights);
     a.logits_kept = opts.keep_logits || !opts.backward;
     if (opts.backward && dlm_head())
       ops_.linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
@@ -364,8 +368,9 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     const int n = std::min(kHeadChunk, N - c0);
     T* z = a.chunk.data();
     head_logits(z, a.lnf.data() + (size_t)c0 * C, n);
-    const LossSum ls = ops_.cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z,
-                                                           b.labels + c0, n, V, scale);
+    const LossSum ls =
+        ops_.cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z, b.labels + c0, n, V,
+                                            scale, opts.label_weights ? opts.label_weights + c0 : nullptr);
     total.sum += ls.sum;
     total.count += ls.count;
     if (opts.backward) head_input_grad(a.dln.data() + (size_t)c0 * C, z, a.lnf.data() + (size_t)c0 * C, n);
@@ -399,7 +404,7 @@ template <typename T>
 void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
   ops_.linear_forward(out, inp, param(w), param(bias), N, in, outf);
-  if (!lora_ || !lora_table_->targeted[t]) return;
+  if (!lora_ || adapters_off_ || !lora_table_->targeted[t]) return;
   const LoraLayer& ll = lora_table_->layers[l];
   const int r = lora_cfg_.rank;
   const T* x = inp;

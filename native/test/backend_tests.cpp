@@ -81,9 +81,9 @@ class CountingBackend final : public Backend<double> {
     count("swiglu_backward"), cpu.swiglu_backward(dgate, dup, dh, gate, up, n);
   }
   LossSum cross_entropy_forward_backward(double* losses, double* dlogits, const double* logits, const int32_t* labels,
-                                         int N, int V, double scale) const override {
+                                         int N, int V, double scale, const float* weights) const override {
     count("cross_entropy");
-    return cpu.cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, scale);
+    return cpu.cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, scale, weights);
   }
   double sum_of_squares(const double* x, size_t n) const override {
     count("sum_of_squares");
