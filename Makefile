@@ -46,7 +46,8 @@ format: deps
 
 test-native: native
 	$(NATIVE_BUILD)/ringtune_native_test
-	@CUDA_TEST=$(NATIVE_BUILD)/ringtune_cuda_test ./deploy/scripts/cuda-tests.sh
+	@CUDA_EMU_TEST=$(NATIVE_BUILD)/ringtune_cuda_emu_test CUDA_TEST=$(NATIVE_BUILD)/ringtune_cuda_test \
+	  ./deploy/scripts/cuda-tests.sh
 
 test-js: build
 	node --test --test-concurrency=1 $$(find dist/test -name '*.test.js' | sort)

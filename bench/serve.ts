@@ -5,8 +5,8 @@
 // for Qwen2.5-0.5B's shape.
 // Run: make bench-serve   (or: node dist/bench/serve.js [--new-tokens N]); the last line is JSON.
 import { loadAddon, type BatchedDecoder, type NativeModel } from "../native/js/addon.js";
-import { initModel } from "../native/js/hf_model.js";
-import { parseHfConfig } from "../native/js/hf_config.js";
+import { initModel } from "../hf/hf_model.js";
+import { parseHfConfig } from "../hf/hf_config.js";
 import { GenerationEngine } from "../serve/engine.js";
 import { qwenShape } from "./model_shapes.js";
 

@@ -1,7 +1,8 @@
 // Following a job to its end, shared by `submit --wait` and `watch`: progress on stderr, and with --json
 // the final record as the last line of stdout, so a script can parse stdout and still see progress.
 import type { NatsConnection } from "@nats-io/transport-node";
-import { followJob, openJobs, recordToJson, type JobRecordBody } from "./job_client.js";
+import { followJob, openJobs, type JobRecordBody } from "../proto/job_records.js";
+import { recordToJson } from "./job_client.js";
 import { JobProgress } from "./progress_bar.js";
 
 /** Exit status for a finished job: 0 only when it completed. */

@@ -1,23 +1,18 @@
-// The user side of the job protocol: submit a spec file, read and follow job records in the JetStream KV
-// bucket, list jobs, cancel one, ask for the cluster's status. Only proto/ knows the wire format.
+// The user side of the job protocol: submit a spec file, cancel a job, ask for the cluster's status
+// (job records are read through proto/job_records.ts). Only proto/ knows the wire format.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { errors, headers, type NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
 import { parse as parseYaml } from "yaml";
 import {
   CONTENT_TYPE_HEADER,
   ClusterStatusReply,
   ClusterStatusRequest,
-  FINAL_STATUSES,
-  JOBS_BUCKET,
   JobCancel,
   JobCancelReply,
   JobSubmit,
   JobSubmitReply,
   MSGPACK_CONTENT_TYPE,
-  decodeJobRecord,
   decodeJobReply,
   decodeMessage,
   encodeJobMessage,
@@ -28,7 +23,8 @@ import {
   type JobRecordBody,
   type MessageType,
 } from "../proto/mod.js";
-import { SpecError, parseSpec } from "../coordinator/job_spec/load.js";
+import { NoCoordinatorError } from "../proto/job_records.js";
+import { SpecError, parseSpec } from "../spec/load.js";
 import { applySpecOverrides } from "./spec_overrides.js";
 import type { z } from "zod";
 
@@ -38,10 +34,6 @@ export type ClusterStatus = Body<typeof ClusterStatusReply>;
 /** The coordinator said no (bad spec, unknown job): its reason, one problem per line. */
 export class JobRefusedError extends Error {
   override name = "JobRefusedError";
-}
-/** Nobody answered a request: no coordinator runs on this NATS server. */
-export class NoCoordinatorError extends Error {
-  override name = "NoCoordinatorError";
 }
 export class JobNotFoundError extends Error {
   override name = "JobNotFoundError";
@@ -173,71 +165,6 @@ export async function clusterStatus(nc: NatsConnection, timeoutMs = 5_000): Prom
     timeoutMs,
   );
   return status as ClusterStatus;
-}
-
-/** The jobs bucket; it is the coordinator's to create (with its own settings), so a missing one is explained. */
-export async function openJobs(nc: NatsConnection): Promise<KV> {
-  try {
-    const kv = await new Kvm(nc).open(JOBS_BUCKET);
-    await kv.status(); // open() is lazy: this is where a missing bucket or JetStream shows
-    return kv;
-  } catch (err) {
-    throw new NoCoordinatorError(
-      `no job bucket '${JOBS_BUCKET}' on this NATS server (${(err as Error).message}): ` +
-        `has a coordinator run here? 'make cluster-up' starts one`,
-      { cause: err },
-    );
-  }
-}
-
-export async function getJob(kv: KV, id: string): Promise<JobRecordBody | null> {
-  const e = await kv.get(id);
-  if (!e || e.operation !== "PUT" || e.value.length === 0) return null;
-  return decodeJobRecord(e.value);
-}
-
-/**
- * The ids of every job record, from the KV stream's subjects. Not kv.keys(): its iterator ends only when
- * the bucket has no pending update, so it can wait forever while a running job rewrites its record at
- * every step.
- */
-async function jobIds(nc: NatsConnection): Promise<string[]> {
-  const prefix = `$KV.${JOBS_BUCKET}.`;
-  const jsm = await jetstreamManager(nc);
-  const info = await jsm.streams.info(`KV_${JOBS_BUCKET}`, { subjects_filter: `${prefix}>` });
-  return Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
-}
-
-/** Every job in the bucket, oldest first (deleted ones left out). */
-export async function listJobs(nc: NatsConnection, kv: KV): Promise<JobRecordBody[]> {
-  const ids = await jobIds(nc);
-  const records = (await Promise.all(ids.map((id) => getJob(kv, id)))).filter((r): r is JobRecordBody => r !== null);
-  return records.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id));
-}
-
-export function isFinal(record: JobRecordBody): boolean {
-  return FINAL_STATUSES.includes(record.status);
-}
-
-/**
- * Calls `onRecord` with the job's current record and every update, until a final status; returns that
- * record. The watch starts with the last value, so no update between submit and watch is lost.
- */
-export async function followJob(kv: KV, id: string, onRecord: (r: JobRecordBody) => void): Promise<JobRecordBody> {
-  const watch = await kv.watch({ key: id });
-  try {
-    for await (const e of watch) {
-      if (e.operation !== "PUT" || e.value.length === 0) continue;
-      const record = decodeJobRecord(e.value);
-      onRecord(record);
-      if (isFinal(record)) return record;
-    }
-  } finally {
-    watch.stop();
-  }
-  throw new Error(
-    `the watch on job ${id} ended before the job did (connection closed?): 'ringtune watch ${id}' follows it again`,
-  );
 }
 
 /**

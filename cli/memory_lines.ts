@@ -1,6 +1,6 @@
 // The memory estimate of a job spec as printed by `ringtune estimate`, `data check` and `submit`.
-import { estimateJobMemory, formatEstimate, readModelShape } from "../coordinator/job_spec/job_memory.js";
-import type { JobSpec } from "../coordinator/job_spec/job_spec.js";
+import { estimateJobMemory, formatEstimate, readModelShape } from "../spec/job_memory.js";
+import type { JobSpec } from "../spec/job_spec.js";
 
 /** A few lines; one line naming the reason when the model's config cannot be read. */
 export function memoryLines(spec: JobSpec, threads?: number): string[] {

@@ -2,7 +2,8 @@
 // with the same request id, so the coordinator that finally answers creates the job once.
 import { randomUUID } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { NoCoordinatorError, submitJob, type JobSubmission } from "./job_client.js";
+import { NoCoordinatorError } from "../proto/job_records.js";
+import { submitJob, type JobSubmission } from "./job_client.js";
 
 /** A fresh request id for one submission (all of its retries share it). */
 export function newRequestId(): string {

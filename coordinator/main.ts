@@ -7,17 +7,21 @@ import type { Logger } from "pino";
 import type { ListenAddress } from "../observe/http_listen.js";
 import { processLogger } from "../observe/logger.js";
 import { CoordinatorHttp } from "./observe/coordinator_http.js";
-import { ClusterStatusReply, encodeMessage, jobSubjects } from "../proto/mod.js";
+import { clipText, ClusterStatusReply, encodeMessage, jobSubjects, MESSAGE_LIMIT } from "../proto/mod.js";
+import type { JobSpec } from "../spec/job_spec.js";
 import { confinementProblems } from "./jobs/intake.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
-import type { PathRoots } from "../native/js/path_roots.js";
+import type { PathRoots } from "../files/path_roots.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
-import { readModelShape } from "./job_spec/job_memory.js";
+import { readModelShape } from "../spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
 import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
+
+// What the CLI needs to start a coordinator, from this entry point alone.
+export { DEFAULT_LEASE_TTL_MS };
 import { recoverInterruptedJob } from "./jobs/recovery.js";
-import { parseSpec } from "./job_spec/load.js";
-import { JobCancelled } from "./train/job_run.js";
+import { parseSpec } from "../spec/load.js";
+import { JobCancelled } from "./train/attempt.js";
 import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";
@@ -196,12 +200,17 @@ export class Coordinator {
     });
     this.nc.subscribe(jobSubjects.clusterStatus, {
       callback: (_err, msg) => {
-        msg.respond(
-          encodeMessage(ClusterStatusReply, {
-            workers: this.registry.status(),
-            jobs_running: [...this.running.keys()],
-          }),
-        );
+        try {
+          msg.respond(
+            encodeMessage(ClusterStatusReply, {
+              workers: this.registry.status(),
+              jobs_running: [...this.running.keys()],
+            }),
+          );
+        } catch (err) {
+          // a request with a reply subject it may not use, a reply over max_payload: never the process's end
+          this.log.warn({ err }, "could not answer a cluster status request");
+        }
       },
     });
   }
@@ -217,7 +226,17 @@ export class Coordinator {
       for (const job of this.store.all()) {
         if ((job.status !== "queued" && job.status !== "waiting") || this.running.has(job.id)) continue;
         if (job.cancel_requested) continue; // its cancel is being written; the job never starts
-        const spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
+        let spec: JobSpec;
+        try {
+          spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
+        } catch (err) {
+          // a record an older coordinator accepted under looser bounds: this job fails, the others run
+          await this.store.update(job.id, {
+            status: "failed",
+            message: clipText((err as Error).message, MESSAGE_LIMIT),
+          });
+          continue;
+        }
         // Roots may have narrowed since the job was accepted (a restart with other flags): check again.
         const confined = this.roots && confinementProblems(spec, this.roots, job.source ?? job.id);
         if (confined && confined.length > 0) {

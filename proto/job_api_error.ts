@@ -21,6 +21,8 @@ export const API_ERROR_CODES = [
   "not_found",
   /** the job already ended (cancel of a completed, failed or canceled job) */
   "job_final",
+  /** the reply would not fit in one NATS message (the server's max_payload) */
+  "too_large",
   "internal",
 ] as const;
 export type ApiErrorCode = (typeof API_ERROR_CODES)[number];

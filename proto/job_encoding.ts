@@ -6,6 +6,7 @@ import type { z } from "zod";
 import { JobApiRefusal, type ApiError } from "./job_api_error.js";
 import { JOB_API_VERSION, JOB_API_VERSIONS } from "./job_api_version.js";
 import type { Body, MessageType } from "./codec.js";
+import { clippedJson } from "./clip_text.js";
 
 export const CONTENT_TYPE_HEADER = "Content-Type";
 export const JSON_CONTENT_TYPE = "application/json";
@@ -43,7 +44,8 @@ function parseBody(messageType: string, bytes: Uint8Array, encoding: JobEncoding
 /** The major version a request's `v` names (an integer, or a string such as "1" or "1.2"). */
 function majorVersion(v: unknown): number | undefined {
   if (typeof v === "number" && Number.isInteger(v)) return v;
-  if (typeof v === "string" && /^\d+(\.\d+)*$/.test(v)) return Number(v.split(".")[0]);
+  // a version string is short: a longer one is not tested against the pattern at all
+  if (typeof v === "string" && v.length <= 32 && /^\d+(\.\d+)*$/.test(v)) return Number(v.split(".")[0]);
   return undefined;
 }
 
@@ -53,7 +55,7 @@ function checkRequestVersion(messageType: string, v: unknown): number {
   if (major === undefined)
     throw JobApiRefusal.one(
       "wrong_type",
-      `${messageType}: v: expected a version number such as 1, got ${JSON.stringify(v)}`,
+      `${messageType}: v: expected a version number such as 1, got ${clippedJson(v)}`,
       "v",
     );
   if (!JOB_API_VERSIONS.includes(major)) {

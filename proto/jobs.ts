@@ -19,9 +19,9 @@ export const SubmitRequestId = z
  */
 export const JobSubmit = defineMessage("JobSubmit", {
   spec: z.record(z.string(), z.unknown()),
-  base_dir: z.string().min(1).optional(),
+  base_dir: z.string().min(1).max(4096).optional(),
   /** the file the spec came from, for error messages */
-  source: z.string().optional(),
+  source: z.string().max(4096).optional(),
   /**
    * chosen by the client, the same for every retry of one submission: a request whose id a job already
    * carries returns that job instead of creating another (a reply lost in a coordinator failover is retried)
@@ -110,6 +110,11 @@ export const JobList = defineMessage("JobList", { status: z.array(JobStatus).opt
 export const JobListReply = defineMessage("JobListReply", {
   ok: z.boolean(),
   jobs: z.array(JobRecord.schema.omit({ v: true })).optional(),
+  /**
+   * records left out so that the reply fits in one NATS message: a record too large to send on its own, and
+   * the oldest ones when all of them would not fit (ask for fewer with `status`)
+   */
+  omitted: z.number().int().min(0).optional(),
   ...refusal,
 });
 

@@ -21,9 +21,12 @@ export const DEFAULT_TRANSPORT: TransportKind = "tcp";
 
 // ---- workers ----------------------------------------------------------------------------------------
 
+/** A host name (RFC 1035 allows 253 characters) or an address, as a worker reports it. */
+export const HostName = z.string().min(1).max(255);
+
 export const Device = z.object({
   kind: z.enum(["cpu", "cuda"]),
-  name: z.string(), // "AMD EPYC" or "NVIDIA H100 80GB HBM3"
+  name: z.string().max(256), // "AMD EPYC" or "NVIDIA H100 80GB HBM3"
   memory_bytes: Count,
   cores: Count, // CPU cores, or streaming multiprocessors on a GPU
 });
@@ -31,11 +34,11 @@ export const Device = z.object({
 /** Request on subjects.workerRegister. */
 export const WorkerRegister = defineMessage("WorkerRegister", {
   worker_id: SubjectToken,
-  host: z.string(),
+  host: HostName,
   pid: z.number().int(),
   device: Device,
   /** Data-plane transports this worker can use, best first. */
-  transports: z.array(TransportKind).min(1),
+  transports: z.array(TransportKind).min(1).max(8),
 });
 
 export const WorkerRegisterReply = defineMessage("WorkerRegisterReply", {
@@ -50,7 +53,7 @@ export const WorkerHeartbeat = defineMessage("WorkerHeartbeat", {
   seq: Count,
   sent_at_ms: z.number(),
   state: z.enum(["idle", "busy"]),
-  job: z.string().optional(),
+  job: z.string().max(128).optional(),
   /** what a busy worker is doing that takes long, e.g. "loading weights 37%" (absent when nothing is) */
   activity: z.string().max(200).optional(),
   /** a serving worker's models (its base first, then adapters) and its generations running and queued */
@@ -85,7 +88,7 @@ export const PeerAddressRequest = defineMessage("PeerAddressRequest", {
 export const PeerAddress = defineMessage("PeerAddress", {
   ring: SubjectToken,
   rank: Rank,
-  host: z.string().min(1),
+  host: HostName,
   port: z.number().int().min(1).max(65535),
 });
 

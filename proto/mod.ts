@@ -14,6 +14,7 @@ export * from "./worker_commands.js";
 export * from "./output_layout.js";
 export * from "./generation_eval.js";
 export * from "./job_api_error.js";
+export { clipText, clippedJson, ECHO_LIMIT, MESSAGE_LIMIT } from "./clip_text.js";
 export * from "./job_api_version.js";
 export * from "./job_encoding.js";
 export * from "./job_record_codec.js";

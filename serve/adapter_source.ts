@@ -2,7 +2,7 @@
 // the job's final outputs (the job record names its output folder).
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { outsideRoots } from "../native/js/path_roots.js";
+import { outsideRoots } from "../files/path_roots.js";
 import { finalLayout } from "../proto/output_layout.js";
 import { badRequest, ServeError } from "./errors.js";
 

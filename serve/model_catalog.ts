@@ -1,10 +1,10 @@
 // What a server answers for: its base model under one name and any number of PEFT adapters under theirs
 // (the `model` field of a request names one, as vLLM does), loaded at start or while serving and
 // unloaded again. The base weights exist once; an adapter adds only its A and B matrices.
-import type { TextSetup } from "../coordinator/data/setup.js";
-import { evalStopIds } from "../coordinator/eval/generation_eval.js";
+import type { TextSetup } from "../spec/text_setup.js";
+import { evalStopIds } from "../text/stop_ids.js";
 import type { BatchedDecoder, NativeModel } from "../native/js/addon.js";
-import { loadAdapter } from "../native/js/peft_adapter.js";
+import { loadAdapter } from "../hf/peft_adapter.js";
 import { badRequest, ServeError, unknownModel } from "./errors.js";
 import { baseTextChoice, recordedTextChoice, textSetupFor, type TextChoice } from "./text_setup.js";
 

@@ -1,8 +1,8 @@
 // OpenAI's completion, chat completion and model list, independent of the transport: HTTP and NATS both
 // hand a parsed body here and get back the response object, or stream chunks through `emit`.
 import { randomBytes } from "node:crypto";
-import { normalizeRecord } from "../coordinator/data/formats.js";
-import type { ChatRecord } from "../coordinator/data/records.js";
+import { normalizeRecord } from "../text/formats/formats.js";
+import type { ChatRecord } from "../text/records/records.js";
 import type { GenerationEngine, GenerationResult, TokenLogprob } from "./engine.js";
 import { badRequest } from "./errors.js";
 import type { ModelCatalog, ServedModel } from "./model_catalog.js";

@@ -2,10 +2,10 @@
 // start, and the front doors asked for (HTTP, NATS or both).
 import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { TemplateName } from "../coordinator/data/templates/template.js";
+import type { TemplateName } from "../text/templates/template.js";
 import { loadAddon, type BatchedDecoder } from "../native/js/addon.js";
-import { eosTokenIds, readGenerationConfig } from "../native/js/generation_config.js";
-import { loadModel } from "../native/js/hf_model.js";
+import { eosTokenIds, readGenerationConfig } from "../hf/generation_config.js";
+import { loadModel } from "../hf/hf_model.js";
 import { confinedAdapter, resolveAdapterSource, type JobOutputLookup } from "./adapter_source.js";
 import { GenerationEngine } from "./engine.js";
 import { startHttp, type HttpFrontDoor } from "./http_server.js";

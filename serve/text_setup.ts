@@ -2,10 +2,10 @@
 // records them in ringtune.json beside the adapter), else the base model's own.
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { setupText, type TextSetup } from "../coordinator/data/setup.js";
-import { TEMPLATE_NAMES, type TemplateName } from "../coordinator/data/templates/template.js";
-import type { JobSpec } from "../coordinator/job_spec/job_spec.js";
-import { readTokenizerConfig } from "../coordinator/data/hf_tokenizer.js";
+import { setupText, type TextSetup } from "../spec/text_setup.js";
+import { TEMPLATE_NAMES, type TemplateName } from "../text/templates/template.js";
+import type { JobSpec } from "../spec/job_spec.js";
+import { readTokenizerConfig } from "../text/tokenizers/hf_tokenizer.js";
 
 /** What a job wrote beside its final adapter: the template and tokenizer it trained with. */
 const JOB_INFO_FILE = "ringtune.json";

@@ -2,7 +2,7 @@
 // or written: a worker reads models, configs, checkpoints and adapters only under its data or output roots
 // and writes only under its output roots, so a command (a forged one, or a coordinator set up with wider
 // roots) cannot make it touch files elsewhere with its rights. Refusals name the command's field.
-import { outsideRoots, type PathRoots } from "../native/js/path_roots.js";
+import { outsideRoots, type PathRoots } from "../files/path_roots.js";
 import type { CommandRequest } from "../proto/mod.js";
 
 export class CommandPathError extends Error {

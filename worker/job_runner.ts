@@ -3,11 +3,11 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { NativeModel } from "../native/js/addon.js";
-import { readHfConfig, type HfConfig } from "../native/js/hf_config.js";
+import { readHfConfig, type HfConfig } from "../hf/hf_config.js";
 import { existsSync } from "node:fs";
 import { generateGreedy } from "../native/js/greedy_generation.js";
-import { initModel, loadModel, saveModel } from "../native/js/hf_model.js";
-import { applyAdapter, saveAdapter } from "../native/js/peft_adapter.js";
+import { initModel, loadModel, saveModel } from "../hf/hf_model.js";
+import { applyAdapter, saveAdapter } from "../hf/peft_adapter.js";
 import {
   STOPPING_ACTIVITY,
   checkpointAdapterDir,
@@ -20,7 +20,7 @@ import {
 import { connectTransport } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { checkAssignPaths, checkSavePath } from "./command_paths.js";
-import type { PathRoots } from "../native/js/path_roots.js";
+import type { PathRoots } from "../files/path_roots.js";
 import { joinSequenceGroup, type SequenceGroup } from "./sequence_parallel/group_link.js";
 import { applyZeroShard, gatherFullMoments } from "./zero_shard.js";
 import { Trainer } from "./trainer.js";

@@ -16,9 +16,12 @@ import {
 } from "../proto/mod.js";
 import { cpuDevice } from "./device.js";
 import { JobRunner } from "./job_runner.js";
-import type { PathRoots } from "../native/js/path_roots.js";
+import type { PathRoots } from "../files/path_roots.js";
 import { WorkerMetrics } from "./worker_metrics.js";
 import { WorkerServing, type WorkerServeOptions } from "./serving.js";
+
+// What the CLI needs to start a worker, from this entry point alone.
+export type { WorkerServeOptions };
 import { processLogger } from "../observe/logger.js";
 import type { ListenAddress } from "../observe/http_listen.js";
 import { metricsRoute, startHttpServer, type RunningHttpServer } from "../observe/http_server.js";

@@ -5,7 +5,7 @@
 // checkpoint resumes on any worker count, sharded or not.
 import path from "node:path";
 import { loadAddon, type NativeModel, type ReadTensorItem } from "../native/js/addon.js";
-import { readSafetensorsHeader, writeSafetensors, type WriteTensor } from "../native/js/safetensors.js";
+import { readSafetensorsHeader, writeSafetensors, type WriteTensor } from "../hf/safetensors.js";
 import { OPTIMIZER_FILE } from "../proto/mod.js";
 
 /** `full`: the moments in the unsharded layout, gathered over the ring when this model holds a shard. */

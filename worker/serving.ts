@@ -5,7 +5,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ServingStatus } from "../proto/mod.js";
 import { startServer, type RunningServer } from "../serve/server.js";
-import { getJob, openJobs } from "../cli/job_client.js";
+import { getJob, openJobs } from "../proto/job_records.js";
 
 export interface WorkerServeOptions {
   /** the base model's HF folder */

@@ -2,16 +2,16 @@
 import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { Command } from "../args.js";
 import { parseFlags, requireFlag, intFlag } from "../args.js";
-import { loadSpec } from "../../coordinator/job_spec/load.js";
-import { isBadRecord } from "../../coordinator/data/pipeline.js";
-import { prepareDataset, type PreparedDataset } from "../../coordinator/data/streamed_pipeline.js";
-import { formatProblem } from "../../coordinator/data/problems.js";
-import { rowToJson, type Row } from "../../coordinator/data/row.js";
-import type { DataStats } from "../../coordinator/data/stats.js";
-import type { TextTokenizer } from "../../coordinator/data/tokenizer.js";
+import { loadSpec } from "../../spec/load.js";
+import { isBadRecord } from "../../data/data_spec.js";
+import { prepareDataset, type PreparedDataset } from "../../data/streamed_pipeline.js";
+import { formatProblem } from "../../text/records/problems.js";
+import { rowToJson, type Row } from "../../data/rows/row.js";
+import type { DataStats } from "../../data/stats.js";
+import type { TextTokenizer } from "../../text/tokenizers/tokenizer.js";
 import { memoryLines } from "../memory_lines.js";
-import { preparePairs, type PairStats } from "../../coordinator/data/preference/prepare_pairs.js";
-import type { JobSpec } from "../../coordinator/job_spec/job_spec.js";
+import { preparePairs, type PairStats } from "../../data/preference/prepare_pairs.js";
+import type { JobSpec } from "../../spec/job_spec.js";
 
 /** The job's data as the coordinator prepares it: pairs for stage dpo, examples otherwise. */
 async function prepare(

@@ -4,10 +4,10 @@ import { parseFlags, requireFlag } from "../args.js";
 import { deviceFromFlags } from "../device_flag.js";
 import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
-import { loadModel } from "../../native/js/hf_model.js";
-import { checkBatchVocab, readBatch } from "../../native/js/batch.js";
-import { forwardBackwardDump } from "../../native/js/dump.js";
-import { writeSafetensors } from "../../native/js/safetensors.js";
+import { loadModel } from "../../hf/hf_model.js";
+import { checkBatchVocab, readBatch } from "../../hf/batch.js";
+import { forwardBackwardDump } from "../../hf/dump.js";
+import { writeSafetensors } from "../../hf/safetensors.js";
 
 const usage = `usage: ringtune dump --model DIR --batch BATCH.json --out OUT.safetensors [${DEVICE_FLAG_HELP}]
 

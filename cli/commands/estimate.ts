@@ -1,7 +1,7 @@
 // `ringtune estimate --spec JOB.yaml`: what one rank of a job needs in memory, before anything runs.
 import path from "node:path";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
-import { estimateJobMemory, formatEstimate, readModelShape } from "../../coordinator/job_spec/job_memory.js";
+import { parseSpec } from "../../spec/load.js";
+import { estimateJobMemory, formatEstimate, readModelShape } from "../../spec/job_memory.js";
 import { intFlag, parseFlags, requireFlag, UsageError, type Command } from "../args.js";
 import { prepareJob } from "../job_client.js";
 

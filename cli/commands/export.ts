@@ -5,8 +5,8 @@ import { parseFlags, requireFlag, UsageError } from "../args.js";
 import { deviceFromFlags } from "../device_flag.js";
 import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
-import { loadModel, saveModel } from "../../native/js/hf_model.js";
-import { applyAdapter } from "../../native/js/peft_adapter.js";
+import { loadModel, saveModel } from "../../hf/hf_model.js";
+import { applyAdapter } from "../../hf/peft_adapter.js";
 
 const usage = `usage: ringtune export --merge --model BASE_DIR --adapter ADAPTER_DIR --out DIR [--dtype F32|BF16]
   [${DEVICE_FLAG_HELP}]

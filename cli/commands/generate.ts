@@ -4,9 +4,9 @@ import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
 import { deviceFromFlags } from "../device_flag.js";
 import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
-import { loadModel } from "../../native/js/hf_model.js";
-import { eosTokenIds, readGenerationConfig } from "../../native/js/generation_config.js";
-import { applyAdapter } from "../../native/js/peft_adapter.js";
+import { loadModel } from "../../hf/hf_model.js";
+import { eosTokenIds, readGenerationConfig } from "../../hf/generation_config.js";
+import { applyAdapter } from "../../hf/peft_adapter.js";
 
 const usage = `usage: ringtune generate --model DIR [--adapter DIR] --prompt-ids 1,2,3 [--max-new 20] [--temperature T] [--top-p P] [--seed S]
   [${DEVICE_FLAG_HELP}]

@@ -1,7 +1,8 @@
 // `ringtune jobs`: every job the coordinator has recorded, oldest first.
 import type { Command } from "../args.js";
 import { parseFlags } from "../args.js";
-import { listJobs, openJobs, recordToJson, type JobRecordBody } from "../job_client.js";
+import { listJobs, openJobs, type JobRecordBody } from "../../proto/job_records.js";
+import { recordToJson } from "../job_client.js";
 import { natsUrl, withNats } from "../nats_connect.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { formatLoss } from "../progress_bar.js";

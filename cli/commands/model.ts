@@ -2,8 +2,8 @@
 // and checking ringtune against another implementation on the same weights.
 import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
 import type { Command } from "../args.js";
-import { readHfConfig } from "../../native/js/hf_config.js";
-import { initModel, saveModel } from "../../native/js/hf_model.js";
+import { readHfConfig } from "../../hf/hf_config.js";
+import { initModel, saveModel } from "../../hf/hf_model.js";
 
 const usage = `usage: ringtune model init --config CONFIG.json --seed N --out DIR [--dtype F32|BF16]
 

@@ -1,8 +1,8 @@
 // `ringtune plot RUN_DIR [RUN_DIR...]`: the loss plot of one run, or several runs overlaid, as SVG and
 // PNG, from their metrics.jsonl; no browser needed.
 import path from "node:path";
-import { readLossSeries } from "../../coordinator/plot/loss_series.js";
-import { writePlotFiles } from "../../coordinator/plot/write_loss_plot.js";
+import { readLossSeries } from "../../plot/loss_series.js";
+import { writePlotFiles } from "../../plot/write_loss_plot.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 
 export const plot: Command = {

@@ -1,12 +1,10 @@
 // `ringtune coordinator` and `ringtune worker`: the long-running cluster processes (make cluster-up starts them).
 import os from "node:os";
-import { Coordinator, type CoordinatorOptions } from "../../coordinator/main.js";
-import { parseRootList } from "../../native/js/path_roots.js";
-import type { WorkerServeOptions } from "../../worker/serving.js";
+import { Coordinator, DEFAULT_LEASE_TTL_MS, type CoordinatorOptions } from "../../coordinator/main.js";
+import { parseRootList } from "../../files/path_roots.js";
 import { apiKeyFrom, parseAdapterFlag } from "./serve_flags.js";
-import { DEFAULT_LEASE_TTL_MS } from "../../coordinator/lease.js";
-import { Worker } from "../../worker/main.js";
-import { parseBytes } from "../../coordinator/job_spec/byte_units.js";
+import { Worker, type WorkerServeOptions } from "../../worker/main.js";
+import { parseBytes } from "../../spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
 import { deviceFromFlags } from "../device_flag.js";
@@ -61,6 +59,16 @@ function serveFlags(values: Record<string, unknown>): WorkerServeOptions | undef
   };
 }
 
+/**
+ * A promise rejected with nobody waiting on it (a reply that failed after its request was forgotten, say)
+ * is logged and the process goes on: Node's default would end a coordinator that serves everyone over one
+ * stray error.
+ */
+function containUnhandledRejections(name: string): void {
+  const log = processLogger(name);
+  process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection (contained)"));
+}
+
 /** Runs until SIGINT/SIGTERM, then closes cleanly. */
 function untilSignal(close: () => Promise<void>): Promise<number> {
   return new Promise((resolve) => {
@@ -101,6 +109,7 @@ export const coordinatorCommand: Command = {
     const ttl = values["lease-ttl"] === undefined ? undefined : Number(values["lease-ttl"]);
     if (ttl !== undefined && !(ttl >= 1 && ttl <= 600))
       throw new UsageError(`--lease-ttl: expected seconds from 1 to 600, got '${values["lease-ttl"] as string}'`);
+    containUnhandledRejections("coordinator");
     const auth = natsAuth(values, "coordinator", process.env, (line) => processLogger("coordinator").warn(line));
     const c = await Coordinator.start({
       natsUrl: natsUrl(values.nats as string | undefined),
@@ -159,6 +168,7 @@ export const workerCommand: Command = {
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     // A process that logs JSON says everything in JSON, the warning about running without authentication too.
     deviceFromFlags(values); // before anything else: a worker that cannot compute says so at once
+    containUnhandledRejections("worker");
     const auth = natsAuth(values, "worker", process.env, (line) => processLogger("worker", { worker: id }).warn(line));
     let memoryBytes: number | undefined;
     try {

@@ -3,12 +3,12 @@
 import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
 import { apiKeyFrom, parseAdapterFlag } from "./serve_flags.js";
 import type { Command } from "../args.js";
-import { TEMPLATE_NAMES, type TemplateName } from "../../coordinator/data/templates/template.js";
+import { TEMPLATE_NAMES, type TemplateName } from "../../text/templates/template.js";
 import { connectNats, natsUrl } from "../nats_connect.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
-import { getJob, openJobs } from "../job_client.js";
+import { getJob, openJobs } from "../../proto/job_records.js";
 import { startServer } from "../../serve/server.js";
-import { parseRootList } from "../../native/js/path_roots.js";
+import { parseRootList } from "../../files/path_roots.js";
 import { serveSubjects } from "../../proto/serve_subjects.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]

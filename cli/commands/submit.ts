@@ -8,7 +8,7 @@ import { prepareJob } from "../job_client.js";
 import { newRequestId, submitWithRetry } from "../submit_retry.js";
 import { natsUrl, withNats } from "../nats_connect.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { parseSpec } from "../../spec/load.js";
 import { memoryLines } from "../memory_lines.js";
 
 export const submit: Command = {

@@ -2,7 +2,8 @@
 import type { Command } from "../args.js";
 import { UsageError, parseFlags } from "../args.js";
 import { followToEnd } from "../follow.js";
-import { JobNotFoundError, getJob, openJobs } from "../job_client.js";
+import { getJob, openJobs } from "../../proto/job_records.js";
+import { JobNotFoundError } from "../job_client.js";
 import { natsUrl, withNats } from "../nats_connect.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 

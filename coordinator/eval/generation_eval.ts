@@ -5,12 +5,13 @@
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import type { EvalSample, GenerationEvalReport, TaskScore } from "../../proto/mod.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import type { DataFormat } from "../data/formats.js";
-import { normalizeRecord } from "../data/formats.js";
-import { readRecords } from "../data/read.js";
-import type { Source } from "../data/records.js";
-import type { TextSetup } from "../data/setup.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import type { DataFormat } from "../../text/formats/formats.js";
+import { normalizeRecord } from "../../text/formats/formats.js";
+import { readRecords } from "../../text/readers/read.js";
+import type { Source } from "../../text/records/records.js";
+import type { TextSetup } from "../../spec/text_setup.js";
+import { evalStopIds } from "../../text/stop_ids.js";
 
 export interface EvalPrompt {
   /** the rendered prompt, tokenized: the conversation before the last assistant turn plus the generation prompt */
@@ -124,24 +125,6 @@ function lastIndexOf<T>(xs: T[], f: (x: T) => boolean): number {
 }
 
 /** A string is a single special token when it encodes to one id that decodes back to itself. */
-function specialId(setup: TextSetup, s: string): number | null {
-  const ids = setup.tokenizer.encode(s);
-  return ids.length === 1 && setup.tokenizer.decode(ids) === s ? ids[0] : null;
-}
-
-/** End-of-turn markers the built-in and common model templates close an answer with. */
-const END_OF_TURN = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<end_of_turn>", "</s>"];
-
-/** Token ids that end a generated answer: the tokenizer's EOS and the template's end-of-turn tokens. */
-export function evalStopIds(setup: TextSetup): Int32Array {
-  const ids = new Set<number>([setup.tokenizer.eosId]);
-  for (const s of END_OF_TURN) {
-    const id = specialId(setup, s);
-    if (id !== null) ids.add(id);
-  }
-  return Int32Array.from([...ids].sort((a, b) => a - b));
-}
-
 /** The generated answer as text: tokens up to (not including) the first stop token. */
 export function decodeAnswer(
   output: ArrayLike<number>,

@@ -4,12 +4,14 @@
 import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { formatSpecIssues, parseSpec } from "../job_spec/load.js";
-import { jobSpecSchema, type JobSpec } from "../job_spec/job_spec.js";
-import { estimateJobMemory, modelConfigFile, readModelShape } from "../job_spec/job_memory.js";
-import { specPositionProblem } from "../job_spec/sequence_parallel.js";
-import type { MemoryEstimate } from "../job_spec/memory_estimate.js";
+import { formatSpecIssues, parseSpec } from "../../spec/load.js";
+import { jobSpecSchema, type JobSpec } from "../../spec/job_spec.js";
+import { estimateJobMemory, modelConfigFile, readModelShape } from "../../spec/job_memory.js";
+import { generationLengthProblem, specPositionProblem } from "../../spec/sequence_parallel.js";
+import { overlongLists } from "../../spec/list_lengths.js";
+import type { MemoryEstimate } from "../../spec/memory_estimate.js";
 import {
+  clipText,
   JobApiRefusal,
   keyPath,
   type ApiError,
@@ -18,7 +20,7 @@ import {
   type MemoryEstimateRecord,
 } from "../../proto/mod.js";
 import { memoryRefusal, type WorkerMemory } from "./memory_fit.js";
-import { outsideRoots, type PathRoots } from "../../native/js/path_roots.js";
+import { outsideRoots, type PathRoots } from "../../files/path_roots.js";
 import type { Job } from "./store.js";
 
 /** Resolving against the root changes no absolute path: the base of a spec that must have only those. */
@@ -68,7 +70,10 @@ function schemaProblems(spec: unknown, where: string): ApiError[] {
  * base_dir was given, and files that do not exist.
  */
 export function submissionProblems(req: Body<typeof JobSubmit>, roots?: PathRoots): ApiError[] {
-  const where = req.source ?? "job spec";
+  const where = clipText(req.source ?? "job spec");
+  const overlong = overlongLists(req.spec);
+  if (overlong.length > 0)
+    return overlong.map(({ key, message }) => ({ code: "invalid_spec", message: `${where}: ${message}`, key }));
   const schema = schemaProblems(req.spec, where);
   if (schema.length > 0) return schema;
   const written = jobSpecSchema.parse(req.spec);
@@ -136,7 +141,7 @@ export function memoryEstimateRecord(e: MemoryEstimate): MemoryEstimateRecord {
 export function acceptSubmission(req: Body<typeof JobSubmit>, workers: WorkerMemory[] = [], roots?: PathRoots): Job {
   const problems = submissionProblems(req, roots);
   if (problems.length > 0) throw new JobApiRefusal(problems);
-  const where = req.source ?? "job spec";
+  const where = clipText(req.source ?? "job spec");
   const baseDir = req.base_dir ?? NO_BASE_DIR;
   const spec = parseSpec(req.spec, where, baseDir);
   let shape: ReturnType<typeof readModelShape>;
@@ -147,6 +152,8 @@ export function acceptSubmission(req: Body<typeof JobSubmit>, workers: WorkerMem
   }
   const positions = specPositionProblem(spec, modelConfigFile(spec));
   if (positions) throw JobApiRefusal.one("invalid_spec", `${where}: ${positions}`, "seq_len");
+  const generation = generationLengthProblem(spec, modelConfigFile(spec));
+  if (generation) throw JobApiRefusal.one("invalid_spec", `${where}: ${generation}`, "generation_eval.max_new_tokens");
   const refusal = memoryRefusal(spec, shape, workers);
   if (refusal) throw JobApiRefusal.one("insufficient_memory", `${where}: ${refusal}`, null);
   const id = newJobId();

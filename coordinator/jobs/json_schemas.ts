@@ -2,7 +2,7 @@
 // client in any language can check a job spec or a reply with a stock validator. proto/schema/ holds the
 // generated files (`make schema` rewrites them; a test fails when they differ from what this makes).
 import { z } from "zod";
-import { jobSpecSchema } from "../job_spec/job_spec.js";
+import { jobSpecSchema } from "../../spec/job_spec.js";
 import {
   ApiError,
   JobCancel,

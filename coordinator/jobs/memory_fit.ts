@@ -1,9 +1,9 @@
 // Whether a job fits its workers' memory: each worker reports what it can use at registration, and a job
 // whose per-rank estimate exceeds it is refused with the numbers, before any worker allocates anything.
-import { formatBytes } from "../job_spec/byte_units.js";
-import { describeNeed, estimateJobMemory } from "../job_spec/job_memory.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import type { ModelShape } from "../job_spec/memory_estimate.js";
+import { formatBytes } from "../../spec/byte_units.js";
+import { describeNeed, estimateJobMemory } from "../../spec/job_memory.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import type { ModelShape } from "../../spec/memory_estimate.js";
 
 export interface WorkerMemory {
   id: string;

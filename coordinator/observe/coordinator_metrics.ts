@@ -1,15 +1,27 @@
 // The coordinator's Prometheus metrics: each job's steps, tokens, losses, learning rate, grad norm and
 // throughput from the same metric lines metrics.jsonl gets; step and all-reduce wait times; and, read when
-// scraped, how many jobs are in each status and how many workers in each state.
+// scraped, how many jobs are in each status, how many workers in each state, and how many workers the
+// unfinished jobs want (what an autoscaler sizes the worker pool by).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { JOB_STATUSES, type WorkerInfo } from "../../proto/mod.js";
+import { FINAL_STATUSES, JOB_STATUSES, type WorkerInfo } from "../../proto/mod.js";
 import type { Job } from "../jobs/store.js";
 import type { MetricLine } from "../train/metrics_file.js";
+import { PREF_KEYS } from "../train/pref_metrics.js";
 
 const SECONDS_BUCKETS = [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180];
 const WORKER_STATES = ["idle", "busy", "lost"] as const;
 
 const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+
+/**
+ * The workers a job's spec asks for: `workers: N`, or the most of `workers: {min, max}` (an elastic job takes
+ * what idle workers appear, up to its max). A spec without a readable count wants one, the spec's default.
+ */
+export function workersWanted(spec: Record<string, unknown>): number {
+  const w = spec.workers;
+  const n = num(w) ?? (w && typeof w === "object" ? num((w as Record<string, unknown>).max) : undefined);
+  return n !== undefined && n >= 1 ? Math.floor(n) : 1;
+}
 
 export interface ClusterView {
   jobs(): readonly Job[];
@@ -29,6 +41,7 @@ export class CoordinatorMetrics {
   private readonly stepSeconds: Histogram;
   private readonly allReduceWait: Histogram;
   private readonly workerStepSeconds: Gauge<"worker">;
+  private readonly preference: Gauge<"job" | "task" | "metric">;
 
   constructor(view: ClusterView) {
     collectDefaultMetrics({ register: this.registry, prefix: "ringtune_coordinator_process_" });
@@ -75,6 +88,14 @@ export class CoordinatorMetrics {
       labelNames: ["worker"],
       registers,
     });
+    this.preference = new Gauge({
+      name: "ringtune_preference",
+      help:
+        "preference training, last step: rewards_chosen, rewards_rejected, margin, accuracy, logps_chosen, " +
+        "logps_rejected (means over the step's pairs; task 'all' or a task_type)",
+      labelNames: ["job", "task", "metric"],
+      registers,
+    });
     new Gauge({
       name: "ringtune_jobs",
       help: "jobs in each status",
@@ -96,6 +117,15 @@ export class CoordinatorMetrics {
       },
     });
     new Gauge({
+      name: "ringtune_workers_wanted",
+      help: "workers the queued, waiting, preparing and running jobs ask for together (an elastic job counts its max)",
+      registers,
+      collect() {
+        const open = view.jobs().filter((j) => !FINAL_STATUSES.includes(j.status));
+        this.set(open.reduce((sum, j) => sum + workersWanted(j.spec), 0));
+      },
+    });
+    new Gauge({
       name: "ringtune_worker_heartbeat_age_seconds",
       help: "time since each worker's last heartbeat",
       labelNames: ["worker"],
@@ -105,6 +135,13 @@ export class CoordinatorMetrics {
         for (const w of view.workers()) this.set({ worker: w.worker_id }, w.last_seen_ms_ago / 1000);
       },
     });
+  }
+
+  private observePreference(job: string, task: string, m: Record<string, unknown>): void {
+    for (const metric of PREF_KEYS) {
+      const v = num(m[metric]);
+      if (v !== undefined) this.preference.set({ job, task, metric }, v);
+    }
   }
 
   /** One line of a job's metrics.jsonl: a step's numbers or an evaluation's. */
@@ -132,6 +169,11 @@ export class CoordinatorMetrics {
           const v = num(ms);
           if (v !== undefined) this.workerStepSeconds.set({ worker }, v / 1000);
         }
+      this.observePreference(job, "all", line);
+      const prefByTask = line.pref_by_task;
+      if (prefByTask && typeof prefByTask === "object")
+        for (const [task, m] of Object.entries(prefByTask))
+          if (m && typeof m === "object") this.observePreference(job, task, m as Record<string, unknown>);
     }
     const val = num(line.val_loss);
     if (val !== undefined) this.valLoss.set({ job }, val);

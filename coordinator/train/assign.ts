@@ -1,8 +1,8 @@
 // The assign command of one rank: where its weights come from, the ring it joins and the optimizer.
 import type { LoraSettings } from "../../native/js/addon.js";
 import { DEFAULT_TRANSPORT, type CommandRequest } from "../../proto/mod.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import { preferenceSettings } from "../job_spec/preference_spec.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import { preferenceSettings } from "../../spec/preference_spec.js";
 
 export interface RingPlace {
   job: string;

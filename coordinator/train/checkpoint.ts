@@ -5,8 +5,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { readdir, rm, statfs } from "node:fs/promises";
 import path from "node:path";
-import { renameDurably } from "../../native/js/durable_fs.js";
-import { writeJsonAtomic } from "../../native/js/hf_config.js";
+import { renameDurably } from "../../files/durable_fs.js";
+import { writeJsonAtomic } from "../../hf/hf_config.js";
 import { checkpointTempDir, TRAINER_STATE_FILE } from "../../proto/mod.js";
 
 export interface TrainerState {

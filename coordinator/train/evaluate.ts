@@ -1,11 +1,12 @@
 // Evaluation shared out over the ring: the validation loss (per task too), and greedy generation on the
 // held-out prompts scored per task_type.
 import type { GenerationEvalReport } from "../../proto/mod.js";
-import type { PreparedDataset } from "../data/streamed_pipeline.js";
-import type { TextSetup } from "../data/setup.js";
-import { evalStopIds, loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import { shardRange } from "./plan.js";
+import type { PreparedDataset } from "../../data/streamed_pipeline.js";
+import type { TextSetup } from "../../spec/text_setup.js";
+import { loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
+import { evalStopIds } from "../../text/stop_ids.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import { shardRange } from "../../spec/step_plan.js";
 import type { Ring } from "./ring.js";
 import { combineEvalReplies, type StepResult } from "./step_results.js";
 import { rankBatch } from "./rank_batch.js";

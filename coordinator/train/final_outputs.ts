@@ -1,9 +1,9 @@
 // The final outputs of a job (paths from proto's finalLayout): the model for full training; for LoRA and
 // hybrid the adapter, the base it names, and later the merged model; ringtune.json in every case.
-import { writeOutputFile } from "../../native/js/output_files.js";
+import { writeOutputFile } from "../../files/output_files.js";
 import { finalLayout } from "../../proto/mod.js";
 import type { Job } from "../jobs/store.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
+import type { JobSpec } from "../../spec/job_spec.js";
 import type { Ring } from "./ring.js";
 
 type SaveWhat = "model" | "adapter" | "merged";

@@ -3,7 +3,7 @@
 // story whatever the restarts. A last line cut short (the process died while appending it) is dropped: it
 // is the one line a crash can leave torn, and resuming must not be blocked by it.
 import { existsSync, readFileSync } from "node:fs";
-import { appendOutputFile, writeOutputFile } from "../../native/js/output_files.js";
+import { appendOutputFile, writeOutputFile } from "../../files/output_files.js";
 
 export interface MetricLine {
   step: number;

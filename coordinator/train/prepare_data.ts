@@ -1,14 +1,14 @@
 // A job's data before training: read, tokenized and packed off the main thread, refused when the bad-record
 // policy says so or when the model's vocabulary cannot hold the tokenizer's ids.
 import path from "node:path";
-import { readHfConfig } from "../../native/js/hf_config.js";
-import { buildDatasetInThread } from "../data/build_in_thread.js";
-import { isBadRecord } from "../data/pipeline.js";
-import type { PrepareProgress, PreparedDataset } from "../data/streamed_pipeline.js";
-import { BadRecordsError } from "../data/problems.js";
-import type { JobSpec } from "../job_spec/job_spec.js";
-import { positionRangeProblem } from "../job_spec/sequence_parallel.js";
-import { preparePairs } from "../data/preference/prepare_pairs.js";
+import { readHfConfig } from "../../hf/hf_config.js";
+import { buildDatasetInThread } from "../../data/build_in_thread.js";
+import { isBadRecord } from "../../data/data_spec.js";
+import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
+import { BadRecordsError } from "../../text/records/problems.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import { positionRangeProblem } from "../../spec/sequence_parallel.js";
+import { preparePairs } from "../../data/preference/prepare_pairs.js";
 
 export async function prepareData(spec: JobSpec, onProgress?: (p: PrepareProgress) => void): Promise<PreparedDataset> {
   const data = spec.stage === "dpo" ? preparePairs(spec) : await buildDatasetInThread(spec, onProgress);

@@ -1,8 +1,8 @@
 // What one rank of the ring trains or evaluates on: its data-parallel share of the rows and, under
 // sequence parallelism, its zigzag chunks of each row of its group's share.
 import type { TokenBatch } from "../../proto/mod.js";
-import type { Row } from "../data/row.js";
-import { shardRange } from "./plan.js";
+import type { Row } from "../../data/rows/row.js";
+import { shardRange } from "../../spec/step_plan.js";
 import { tokenBatchOfRows } from "./token_batch.js";
 import { sequenceGroupOf, zigzagShare } from "./zigzag.js";
 

@@ -1,25 +1,26 @@
-// A job's starts: one JobRun per start. How a failed start ends is failure_policy's call: a lost or hung
-// worker re-forms the ring from the last checkpoint without counting the start, a worker's error mid-training
-// is retried a few times, an error of the job itself fails it at once; a NATS outage requeues it uncounted.
-import { JobCancelled, JobRun, type JobEnv } from "./job_run.js";
+// A job through its attempts: one JobAttempt per start. How a failed start ends is failure_policy's call: a
+// lost or hung worker re-forms the ring from the last checkpoint without counting the start, a worker's error
+// mid-training is retried a few times, an error of the job itself fails it at once; a NATS outage requeues
+// it uncounted.
+import { JobCancelled, JobAttempt, type JobEnv } from "./attempt.js";
 import { afterFailedStart, failureKind, natsUnreachable } from "./failure_policy.js";
 import { StaleJobRecordError, type Job } from "../jobs/store.js";
 import { silentPeerOf } from "../../proto/mod.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
-export type { JobEnv } from "./job_run.js";
+export type { JobEnv } from "./attempt.js";
 export { MAX_ATTEMPTS, MAX_RING_REFORMATIONS } from "./failure_policy.js";
 
 /** Runs the job to a final status, or back to the queue after a worker loss; never throws. */
 export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<void> {
-  let run: JobRun | undefined;
+  let run: JobAttempt | undefined;
   let released = false;
   let lost: string | undefined;
   const attempt = (job.attempts ?? 0) + 1;
   const outagesBefore = env.outages?.() ?? 0;
   try {
     job = await env.store.update(job.id, { attempts: attempt });
-    run = new JobRun(env, job, workers);
+    run = new JobAttempt(env, job, workers);
     try {
       await run.run();
     } finally {

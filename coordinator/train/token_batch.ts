@@ -1,8 +1,8 @@
 // A rank's rows as they travel to a worker (proto TokenBatch): the rows as one native batch plus, per
 // position, the index of its segment's task_type.
 import { toTokenBatch, type TokenBatch } from "../../proto/mod.js";
-import type { Row } from "../data/row.js";
-import { rowsToBatch } from "../data/row.js";
+import type { Row } from "../../data/rows/row.js";
+import { rowsToBatch } from "../../data/rows/row.js";
 
 export function tokenBatchOfRows(rows: Row[], padId: number, seqLen: number): TokenBatch {
   if (rows.length === 0) {

@@ -1,9 +1,8 @@
 // Sequence parallelism's layout of a row: cut into 2N equal chunks, rank i of a group of N holds chunks i
 // and 2N-1-i. Causal attention gives late chunks more keys than early ones; pairing an early chunk with a
 // late one gives every rank the same work.
+import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { TokenBatch } from "../../proto/mod.js";
-
-const IGNORE_INDEX = -100;
 
 /** The batch width rounded up to a whole number of 2N chunks. */
 export function zigzagWidth(seqLen: number, groupSize: number): number {

@@ -2,7 +2,9 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import {
+  clipText,
   decodeMessage,
+  MESSAGE_LIMIT,
   encodeMessage,
   subjects,
   WorkerHeartbeat,
@@ -51,13 +53,13 @@ export class WorkerRegistry {
           );
           msg.respond(encodeMessage(WorkerRegisterReply, { ok: true, heartbeat_ms: this.heartbeatMs }));
         } catch (err) {
-          msg.respond(
-            encodeMessage(WorkerRegisterReply, {
-              ok: false,
-              error: (err as Error).message,
-              heartbeat_ms: this.heartbeatMs,
-            }),
-          );
+          const error = clipText((err as Error).message, MESSAGE_LIMIT);
+          this.log.warn({ error }, "registration refused");
+          try {
+            msg.respond(encodeMessage(WorkerRegisterReply, { ok: false, error, heartbeat_ms: this.heartbeatMs }));
+          } catch (replyErr) {
+            this.log.warn({ err: replyErr }, "could not answer a registration");
+          }
         }
       },
     });

@@ -43,7 +43,7 @@ rt model init --config "$W/config.json" --seed 7 --out "$W/model" > /dev/null
 rt dump --model "$W/model" --batch "$W/batch.json" --out "$W/cpu.safetensors" --device cpu 2>&1 | tail -1
 if rt dump --model "$W/model" --batch "$W/batch.json" --out "$W/cuda.safetensors" --device cuda 2> "$W/cuda_dump.err"; then
   cmp=$(node --input-type=module -e '
-    import { readSafetensorsHeader, readTensorsF32 } from "./dist/native/js/safetensors.js";
+    import { readSafetensorsHeader, readTensorsF32 } from "./dist/hf/safetensors.js";
     const [a, b] = await Promise.all(process.argv.slice(1).map(async (f) => readTensorsF32(await readSafetensorsHeader(f))));
     let worst = 0, where = "";
     for (const [name, x] of a) {

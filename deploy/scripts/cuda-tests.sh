@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Runs the CUDA op-test driver where a GPU is present; elsewhere prints one line saying why it did not run,
-# so a CPU-only `make test` never passes over the GPU checks in silence.
-#   CUDA_TEST: the driver (default build/native/ringtune_cuda_test); extra arguments go to it (a FILTER).
+# Runs the CUDA op tests: on every host the emulator build (the same kernels compiled by g++ against
+# native/emu and run on the CPU, with guard-byte, pointer and barrier checks), then, where a GPU is present,
+# the nvcc build on the GPU; without a GPU it prints one line saying why that part did not run, so a
+# CPU-only `make test` never passes over the GPU checks in silence.
+#   CUDA_EMU_TEST: the emulator driver (default build/native/ringtune_cuda_emu_test)
+#   CUDA_TEST: the GPU driver (default build/native/ringtune_cuda_test); extra arguments go to both (a FILTER).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+CUDA_EMU_TEST=${CUDA_EMU_TEST:-build/native/ringtune_cuda_emu_test}
 CUDA_TEST=${CUDA_TEST:-build/native/ringtune_cuda_test}
+
+if [ ! -x "$CUDA_EMU_TEST" ]; then
+  echo "CUDA op tests (emulator): FAILED: $CUDA_EMU_TEST was not built" >&2
+  exit 1
+fi
+echo "CUDA op tests on the CPU emulator: $CUDA_EMU_TEST"
+"$CUDA_EMU_TEST" "$@" || exit 1
 
 if ! command -v nvidia-smi > /dev/null 2>&1; then
   echo "CUDA op tests: skipped (no GPU: nvidia-smi not found)"

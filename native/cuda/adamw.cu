@@ -43,13 +43,13 @@ void adamw_update(float* p, bf16* p_bf16, const float* g, float* m, float* v, si
                  (float)(decay ? 1.0 - s.lr * s.weight_decay : 1.0),
                  (float)s.eps,
                  (float)s.grad_scale};
-  adamw_kernel<<<grid_for(n, 256), 256, 0, stream>>>(p, p_bf16, g, m, v, n, f, clip);
+  launch<adamw_kernel>(grid_for(n, 256), 256, 0, stream, p, p_bf16, g, m, v, n, f, clip);
   CUDA_LAUNCH_CHECK("adamw_update");
 }
 
 void to_bf16(bf16* dst, const float* src, size_t n, cudaStream_t stream) {
   require(n > 0 && dst && src, "to_bf16", "bad size n=", n);
-  to_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(dst, src, n);
+  launch<to_bf16_kernel>(grid_for(n, 256), 256, 0, stream, dst, src, n);
   CUDA_LAUNCH_CHECK("to_bf16");
 }
 

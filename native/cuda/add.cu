@@ -14,14 +14,14 @@ __global__ void add_kernel(T* out, const T* a, const T* b, size_t n) {
 template <typename T>
 void add(T* out, const T* a, const T* b, size_t n, cudaStream_t stream) {
   require(n > 0 && out && a && b, "add", "bad size n=", n);
-  add_kernel<<<grid_for(n, 256), 256, 0, stream>>>(out, a, b, n);
+  launch<add_kernel<T>>(grid_for(n, 256), 256, 0, stream, out, a, b, n);
   CUDA_LAUNCH_CHECK("add");
 }
 
 template <typename T>
 void add_inplace(T* acc, const T* x, size_t n, cudaStream_t stream) {
   require(n > 0 && acc && x, "add_inplace", "bad size n=", n);
-  add_kernel<<<grid_for(n, 256), 256, 0, stream>>>(acc, acc, x, n);
+  launch<add_kernel<T>>(grid_for(n, 256), 256, 0, stream, acc, acc, x, n);
   CUDA_LAUNCH_CHECK("add_inplace");
 }
 

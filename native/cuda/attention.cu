@@ -247,8 +247,8 @@ template <typename T, int D>
 void forward_d(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start, const AttnShape& s,
                cudaStream_t stream) {
   const dim3 grid(grid_for(s.T, kRows), s.H, s.B);
-  attention_forward_kernel<T, D>
-      <<<grid, kRows, 0, stream>>>(out, lse, q, k, v, seg_start, s, (float)(1.0 / std::sqrt((double)D)));
+  launch<attention_forward_kernel<T, D>>(grid, kRows, 0, stream, out, lse, q, k, v, seg_start, s,
+                                         (float)(1.0 / std::sqrt((double)D)));
   CUDA_LAUNCH_CHECK("attention_forward");
 }
 
@@ -256,11 +256,11 @@ template <typename T, int D>
 void backward_d(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v, const float* lse,
                 const int32_t* seg_start, const AttnShape& s, cudaStream_t stream) {
   const float scale = (float)(1.0 / std::sqrt((double)D));
-  attention_dq_kernel<T, D>
-      <<<dim3(grid_for(s.T, kRows), s.H, s.B), kRows, 0, stream>>>(dq, dout, q, k, v, lse, delta, seg_start, s, scale);
+  launch<attention_dq_kernel<T, D>>(dim3(grid_for(s.T, kRows), s.H, s.B), kRows, 0, stream, dq, dout, q, k, v, lse,
+                                    delta, seg_start, s, scale);
   CUDA_LAUNCH_CHECK("attention_backward (dq)");
-  attention_dkdv_kernel<T, D><<<dim3(grid_for(s.T, dkdv_rows<D>()), s.KVH, s.B), dkdv_rows<D>(), 0, stream>>>(
-      dk, dv, dout, q, k, v, lse, delta, seg_start, s, scale);
+  launch<attention_dkdv_kernel<T, D>>(dim3(grid_for(s.T, dkdv_rows<D>()), s.KVH, s.B), dkdv_rows<D>(), 0, stream, dk,
+                                      dv, dout, q, k, v, lse, delta, seg_start, s, scale);
   CUDA_LAUNCH_CHECK("attention_backward (dk, dv)");
 }
 
@@ -268,7 +268,7 @@ void backward_d(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, co
 
 void segment_starts(int32_t* seg_start, const int32_t* segment_ids, int B, int T, cudaStream_t stream) {
   require(B > 0 && T > 0 && seg_start && segment_ids, "segment_starts", "bad shape B=", B, " T=", T);
-  segment_starts_kernel<<<grid_for(B, 64), 64, 0, stream>>>(seg_start, segment_ids, B, T);
+  launch<segment_starts_kernel>(grid_for(B, 64), 64, 0, stream, seg_start, segment_ids, B, T);
   CUDA_LAUNCH_CHECK("segment_starts");
 }
 
@@ -292,7 +292,7 @@ void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const 
   require(dq && dk && dv && delta && dout && q && k && v && out && lse && seg_start, "attention_backward",
           "null pointer");
   const size_t warps = (size_t)s.B * s.T * s.H;
-  attention_delta_kernel<T><<<grid_for(warps * 32, 256), 256, 0, stream>>>(delta, dout, out, s);
+  launch<attention_delta_kernel<T>>(grid_for(warps * 32, 256), 256, 0, stream, delta, dout, out, s);
   CUDA_LAUNCH_CHECK("attention_backward (delta)");
   switch (s.D) {
     case 32: return backward_d<T, 32>(dq, dk, dv, delta, dout, q, k, v, lse, seg_start, s, stream);

@@ -29,20 +29,20 @@ template <typename T>
 void bias_add(T* out, const T* b, int N, int O, cudaStream_t stream) {
   require(N > 0 && O > 0 && out && b, "bias_add", "bad shape N=", N, " O=", O);
   const size_t total = (size_t)N * O;
-  bias_add_kernel<T><<<grid_for(total, 256), 256, 0, stream>>>(out, b, total, O);
+  launch<bias_add_kernel<T>>(grid_for(total, 256), 256, 0, stream, out, b, total, O);
   CUDA_LAUNCH_CHECK("bias_add");
 }
 
 void bias_grad(float* db, const float* dout, int N, int O, cudaStream_t stream) {
   require(N > 0 && O > 0 && db && dout, "bias_grad", "bad shape N=", N, " O=", O);
-  bias_grad_kernel<<<grid_for(O, 128), 128, 0, stream>>>(db, dout, N, O);
+  launch<bias_grad_kernel>(grid_for(O, 128), 128, 0, stream, db, dout, N, O);
   CUDA_LAUNCH_CHECK("bias_grad");
 }
 
 void fill(float* p, size_t n, float value, cudaStream_t stream) {
   if (n == 0) return;
   require(p != nullptr, "fill", "null pointer");
-  fill_kernel<<<grid_for(n, 256), 256, 0, stream>>>(p, n, value);
+  launch<fill_kernel>(grid_for(n, 256), 256, 0, stream, p, n, value);
   CUDA_LAUNCH_CHECK("fill");
 }
 

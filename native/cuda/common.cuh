@@ -1,6 +1,7 @@
 #pragma once
 // Shared by every CUDA op: the error check (every CUDA call and every launch, with file and line) and the
-// storage types. Host-only code may include this header: the device helpers are behind __CUDACC__.
+// storage types, and the one kernel launch. Host-only code may include this header: the device helpers are
+// compiled only for device code (nvcc, or g++ against the CPU emulator in native/emu, RINGTUNE_CUDA_EMU).
 //
 // Precision: activations and the weights' compute copy are stored as T (float for the checking mode,
 // __nv_bfloat16 for training); every reduction and every GEMM accumulates in fp32. Parameter gradients,
@@ -8,9 +9,14 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cstdint>
+#include <utility>
 #include "error.h"
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(RINGTUNE_CUDA_EMU)
+#define RT_DEVICE_CODE 1
+#endif
+
+#ifdef RT_DEVICE_CODE
 #define RT_HD __host__ __device__
 #else
 #define RT_HD
@@ -40,8 +46,31 @@ using bf16 = __nv_bfloat16;
     if (rt_e_ != cudaSuccess) ::rt::cuda::throw_cuda(rt_e_, op, __FILE__, __LINE__); \
   } while (0)
 
-#ifdef __CUDACC__
+#ifdef RT_DEVICE_CODE
 namespace rt::cuda {
+
+// Every kernel launch: K<<<grid, block, smem, stream>>>(args...) under nvcc, the emulator's launch under g++
+// (which checks the pointer arguments and the guard bytes afterwards). Follow it with CUDA_LAUNCH_CHECK.
+template <auto K, typename... A>
+inline void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A&&... args) {
+#ifdef RINGTUNE_CUDA_EMU
+  ::ringtune_emu::launch_kernel<K>(grid, block, smem, stream, std::forward<A>(args)...);
+#else
+  // clang-format splits the closing chevrons of a launch in a header
+  // clang-format off
+  K<<<grid, block, smem, stream>>>(std::forward<A>(args)...);
+  // clang-format on
+#endif
+}
+
+// The block's dynamic shared memory (the launch's smem bytes) as a T*.
+#ifdef RINGTUNE_CUDA_EMU
+#define RT_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::ringtune_emu::dynamic_shared())
+#else
+#define RT_DYNAMIC_SHARED(T, name)                          \
+  extern __shared__ __align__(16) unsigned char rt_smem_[]; \
+  T* name = reinterpret_cast<T*>(rt_smem_)
+#endif
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(bf16 x) { return __bfloat162float(x); }

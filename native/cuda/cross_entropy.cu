@@ -1,9 +1,9 @@
 #include "cross_entropy.cuh"
+#include "ignore_index.h"
 
 namespace rt::cuda {
 namespace {
 
-constexpr int kIgnore = -100;
 constexpr int kThreads = 512;
 
 // Merges two (max, sum of exp(z - max)) pairs.
@@ -20,8 +20,8 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
   const int y = labels[n];
   const T* z = logits + (size_t)n * V;
   T* dz = dlogits ? dlogits + (size_t)n * V : nullptr;
-  if (y == kIgnore || y < 0 || y >= V) {
-    if (y != kIgnore && threadIdx.x == 0 && bad) atomicMax(bad, n);
+  if (y == kIgnoreIndex || y < 0 || y >= V) {
+    if (y != kIgnoreIndex && threadIdx.x == 0 && bad) atomicMax(bad, n);
     if (threadIdx.x == 0) losses[n] = 0.f;
     if (dz)
       for (int v = threadIdx.x; v < V; v += blockDim.x) dz[v] = from_f<T>(0.f);
@@ -81,7 +81,8 @@ void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, 
                                     float scale, double* loss_sum, int* bad, cudaStream_t stream,
                                     const float* weights) {
   require(N > 0 && V > 0 && losses && logits && labels, "cross_entropy", "bad shape N=", N, " V=", V);
-  cross_entropy_kernel<<<N, kThreads, 0, stream>>>(losses, dlogits, logits, labels, V, scale, loss_sum, bad, weights);
+  launch<cross_entropy_kernel<T>>(N, kThreads, 0, stream, losses, dlogits, logits, labels, V, scale, loss_sum, bad,
+                                      weights);
   CUDA_LAUNCH_CHECK("cross_entropy");
 }
 

@@ -7,6 +7,7 @@
 #include "add.cuh"
 #include "attention.cuh"
 #include "bias.cuh"
+#include "cached_attention.cuh"
 #include "cross_entropy.cuh"
 #include "embedding.cuh"
 #include "gemm.cuh"
@@ -39,6 +40,15 @@ class Scratch {
   size_t n_ = 0;
 };
 
+// n zeros in device memory, freed with the last reference.
+template <typename T>
+Buffer<T> device_zeros(size_t n) {
+  T* p = nullptr;
+  CUDA_CHECK(cudaMalloc(&p, sizeof(T) * n));
+  CUDA_CHECK(cudaMemset(p, 0, sizeof(T) * n));
+  return std::make_shared<Storage<T>>(p, n, [](T* q, size_t) { cudaFree(q); });
+}
+
 template <typename T>
 T download_one(const T* p) {
   T v{};
@@ -53,10 +63,23 @@ class CudaBackend final : public Backend<float> {
   }
   const char* name() const override { return name_.c_str(); }
 
-  Buffer<float> zeros(size_t) const override {
-    fail("cuda backend", "the model's flat buffers are host vectors; device placement is not implemented yet");
-  }
+  Buffer<float> zeros(size_t n) const override { return device_zeros<float>(n); }
+  Buffer<int32_t> int_zeros(size_t n) const override { return device_zeros<int32_t>(n); }
+  bool host_memory() const override { return false; }
   void fill(float* p, size_t n, float value) const override { cuda::fill(p, n, value, stream_); }
+  void copy(float* dst, const float* src, size_t n) const override {
+    if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream_));
+  }
+  // The seams with the host are synchronous: the host side may be reused as soon as they return.
+  void upload(float* dst, const float* host, size_t n) const override {
+    if (n) CUDA_CHECK(cudaMemcpy(dst, host, sizeof(float) * n, cudaMemcpyHostToDevice));
+  }
+  void download(float* host, const float* src, size_t n) const override {
+    if (n) CUDA_CHECK(cudaMemcpy(host, src, sizeof(float) * n, cudaMemcpyDeviceToHost));
+  }
+  void upload_ints(int32_t* dst, const int32_t* host, size_t n) const override {
+    if (n) CUDA_CHECK(cudaMemcpy(dst, host, sizeof(int32_t) * n, cudaMemcpyHostToDevice));
+  }
 
   void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
             float beta, float* C, int ldc) const override {
@@ -109,8 +132,9 @@ class CudaBackend final : public Backend<float> {
     float* delta = floats_.get((size_t)s.B * s.H * s.T);
     cuda::attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, segment_starts(runs, s), shape(s), stream_);
   }
-  void cached_attention(float*, const float*, const float*, const float*, int, int, int, int, int) const override {
-    fail("cuda backend", "attention over a KV cache (generation) is not implemented on the GPU yet");
+  void cached_attention(float* att, const float* q, const float* k, const float* v, int start, int n, int H, int KVH,
+                        int D) const override {
+    cuda::cached_attention(att, q, k, v, start, n, H, KVH, D, stream_);
   }
   void add(float* out, const float* a, const float* b, size_t n) const override { cuda::add(out, a, b, n, stream_); }
   void add_inplace(float* acc, const float* x, size_t n) const override { cuda::add_inplace(acc, x, n, stream_); }

@@ -3,8 +3,8 @@
 // op by op with the CPU backend in the CUDA test driver. Every pointer it takes is device memory, except the
 // host-side descriptions the interface already carries (segment runs, AdamW constants). Results the
 // interface returns by value (a loss sum, a sum of squares) are read back, so those calls synchronise.
-// Not yet: placing the model's flat buffers (zeros() refuses: they are host vectors today), the KV-cache
-// attention of generation, and the bf16 compute copy of training.
+// zeros() places the model's flat buffers in device memory; upload/download are the seams with the host.
+// Not yet: the bf16 compute copy of training.
 #include <memory>
 #include "backend.h"
 

@@ -26,14 +26,14 @@ __global__ void embedding_backward_kernel(float* dwte, const T* dout, const int3
 template <typename T>
 void embedding_forward(T* out, const int32_t* ids, const T* wte, int N, int C, int V, int* bad, cudaStream_t stream) {
   require(N > 0 && C > 0 && V > 0 && out && ids && wte, "embedding_forward", "bad shape N=", N, " C=", C, " V=", V);
-  embedding_forward_kernel<<<N, 256, 0, stream>>>(out, ids, wte, N, C, V, bad);
+  launch<embedding_forward_kernel<T>>(N, 256, 0, stream, out, ids, wte, N, C, V, bad);
   CUDA_LAUNCH_CHECK("embedding_forward");
 }
 
 template <typename T>
 void embedding_backward(float* dwte, const T* dout, const int32_t* ids, int N, int C, int V, cudaStream_t stream) {
   require(N > 0 && C > 0 && V > 0 && dwte && dout && ids, "embedding_backward", "bad shape N=", N, " C=", C, " V=", V);
-  embedding_backward_kernel<<<N, 256, 0, stream>>>(dwte, dout, ids, N, C, V);
+  launch<embedding_backward_kernel<T>>(N, 256, 0, stream, dwte, dout, ids, N, C, V);
   CUDA_LAUNCH_CHECK("embedding_backward");
 }
 

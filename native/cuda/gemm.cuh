@@ -39,10 +39,18 @@ class Gemm {
 void check_gemm_args(const GemmArgs& g, const char* impl);
 
 std::unique_ptr<Gemm> make_own_gemm();
-// Null when libcublasLt cannot be loaded; *why (when not null) says what was tried.
+// Null when libcublasLt cannot be loaded, and always under the CPU emulator (cuBLASLt runs only on a GPU);
+// *why (when not null) says what was tried.
 std::unique_ptr<Gemm> make_cublaslt_gemm(std::string* why = nullptr);
 // cuBLASLt when found, else the own kernel; RINGTUNE_GEMM=own forces the own kernel.
 std::unique_ptr<Gemm> make_gemm();
+// True when this build runs on the CPU emulator (native/emu) rather than a GPU.
+constexpr bool kEmulated =
+#ifdef RINGTUNE_CUDA_EMU
+    true;
+#else
+    false;
+#endif
 
 template <typename T>
 constexpr DType dtype_of();

@@ -45,6 +45,10 @@ bool sym(void* lib, const char* name, F& f) {
 }
 
 bool load_api(Api& api, std::string& why) {
+  if (kEmulated) {  // the emulator's device pointers mean nothing to the real library
+    why = "the CPU emulator runs the own GEMM kernels: cuBLASLt needs a GPU";
+    return false;
+  }
   std::vector<std::string> names;
   if (const char* p = std::getenv("RINGTUNE_CUBLASLT")) names.push_back(p);
   names.insert(names.end(), {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"});

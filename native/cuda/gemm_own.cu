@@ -121,21 +121,21 @@ class OwnGemm final : public Gemm {
       const bf16* A = (const bf16*)g.A;
       const bf16* B = (const bf16*)g.B;
       if (g.c == DType::F32)
-        wmma_gemm_kernel<float><<<grid, kThreads, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
-                                                               g.beta, (float*)g.C, g.ldc);
+        launch<wmma_gemm_kernel<float>>(grid, kThreads, 0, stream, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B,
+                                        g.ldb, g.beta, (float*)g.C, g.ldc);
       else
-        wmma_gemm_kernel<bf16><<<grid, kThreads, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
-                                                              g.beta, (bf16*)g.C, g.ldc);
+        launch<wmma_gemm_kernel<bf16>>(grid, kThreads, 0, stream, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B,
+                                       g.ldb, g.beta, (bf16*)g.C, g.ldc);
     } else {
       const dim3 grid(grid_for(g.N, T16), grid_for(g.M, T16)), block(T16, T16);
       const float* A = (const float*)g.A;
       const float* B = (const float*)g.B;
       if (g.c == DType::F32)
-        f32_gemm_kernel<float><<<grid, block, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
-                                                           g.beta, (float*)g.C, g.ldc);
+        launch<f32_gemm_kernel<float>>(grid, block, 0, stream, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
+                                       g.beta, (float*)g.C, g.ldc);
       else
-        f32_gemm_kernel<bf16><<<grid, block, 0, stream>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
-                                                          g.beta, (bf16*)g.C, g.ldc);
+        launch<f32_gemm_kernel<bf16>>(grid, block, 0, stream, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
+                                      g.beta, (bf16*)g.C, g.ldc);
     }
     CUDA_LAUNCH_CHECK("gemm (own)");
   }

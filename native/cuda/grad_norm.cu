@@ -31,13 +31,13 @@ __global__ void clip_kernel(float* clip, float* norm, const double* sumsq, doubl
 
 void sum_of_squares(double* sumsq, const float* x, size_t n, cudaStream_t stream) {
   require(n > 0 && sumsq && x, "sum_of_squares", "bad size n=", n);
-  sum_of_squares_kernel<<<grid_for(n, kThreads * kPerThread), kThreads, 0, stream>>>(sumsq, x, n);
+  launch<sum_of_squares_kernel>(grid_for(n, kThreads * kPerThread), kThreads, 0, stream, sumsq, x, n);
   CUDA_LAUNCH_CHECK("sum_of_squares");
 }
 
 void grad_clip_factor(float* clip, float* norm, const double* sumsq, double max_norm, cudaStream_t stream) {
   require(clip && sumsq, "grad_clip_factor", "null pointer");
-  clip_kernel<<<1, 1, 0, stream>>>(clip, norm, sumsq, max_norm);
+  launch<clip_kernel>(1, 1, 0, stream, clip, norm, sumsq, max_norm);
   CUDA_LAUNCH_CHECK("grad_clip_factor");
 }
 

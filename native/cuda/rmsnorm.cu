@@ -62,8 +62,8 @@ __global__ void rmsnorm_dw_kernel(float* dw, const T* dout, const T* inp, const 
 template <typename T>
 void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* w, int N, int C, double eps, cudaStream_t stream) {
   require(N > 0 && C > 0 && out && rstd && inp && w, "rmsnorm_forward", "bad shape N=", N, " C=", C);
-  rmsnorm_forward_kernel<<<grid_for(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(out, rstd, inp, w, N, C,
-                                                                                        (float)eps);
+  launch<rmsnorm_forward_kernel<T>>(grid_for(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream, out, rstd, inp, w, N, C,
+                                    (float)eps);
   CUDA_LAUNCH_CHECK("rmsnorm_forward");
 }
 
@@ -74,11 +74,12 @@ void rmsnorm_backward(T* dinp, float* dw, const T* dout, const T* inp, const T* 
   require((const void*)dinp != (const void*)inp, "rmsnorm_backward", "dinp must not alias inp");
   // dw first: dinp may alias dout
   if (dw) {
-    rmsnorm_dw_kernel<<<dim3(grid_for(C, 32), grid_for(N, kDwRows)), dim3(32, 8), 0, stream>>>(dw, dout, inp, rstd, N,
-                                                                                               C);
+    launch<rmsnorm_dw_kernel<T>>(dim3(grid_for(C, 32), grid_for(N, kDwRows)), dim3(32, 8), 0, stream, dw, dout, inp,
+                                 rstd, N, C);
     CUDA_LAUNCH_CHECK("rmsnorm_backward (dw)");
   }
-  rmsnorm_dinp_kernel<<<grid_for(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(dinp, dout, inp, w, rstd, N, C);
+  launch<rmsnorm_dinp_kernel<T>>(grid_for(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream, dinp, dout, inp, w, rstd, N,
+                                 C);
   CUDA_LAUNCH_CHECK("rmsnorm_backward (dinp)");
 }
 

@@ -27,7 +27,7 @@ void rope_launch(const char* op, T* x, const int32_t* pos, const double* inv_fre
   require(N > 0 && heads > 0 && D > 0 && D % 2 == 0 && x && pos && inv_freq, op, "bad shape N=", N, " heads=", heads,
           " D=", D);
   const size_t n = (size_t)N * (D / 2);
-  rope_kernel<<<grid_for(n, 256), 256, 0, stream>>>(x, pos, inv_freq, N, heads, D, sign);
+  launch<rope_kernel<T>>(grid_for(n, 256), 256, 0, stream, x, pos, inv_freq, N, heads, D, sign);
   CUDA_LAUNCH_CHECK(op);
 }
 

@@ -26,14 +26,14 @@ __global__ void swiglu_backward_kernel(T* dgate, T* dup, const T* dh, const T* g
 template <typename T>
 void swiglu_forward(T* h, const T* gate, const T* up, size_t n, cudaStream_t stream) {
   require(n > 0 && h && gate && up, "swiglu_forward", "bad size n=", n);
-  swiglu_forward_kernel<<<grid_for(n, 256), 256, 0, stream>>>(h, gate, up, n);
+  launch<swiglu_forward_kernel<T>>(grid_for(n, 256), 256, 0, stream, h, gate, up, n);
   CUDA_LAUNCH_CHECK("swiglu_forward");
 }
 
 template <typename T>
 void swiglu_backward(T* dgate, T* dup, const T* dh, const T* gate, const T* up, size_t n, cudaStream_t stream) {
   require(n > 0 && dgate && dup && dh && gate && up, "swiglu_backward", "bad size n=", n);
-  swiglu_backward_kernel<<<grid_for(n, 256), 256, 0, stream>>>(dgate, dup, dh, gate, up, n);
+  launch<swiglu_backward_kernel<T>>(grid_for(n, 256), 256, 0, stream, dgate, dup, dh, gate, up, n);
   CUDA_LAUNCH_CHECK("swiglu_backward");
 }
 

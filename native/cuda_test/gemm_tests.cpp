@@ -1,5 +1,6 @@
 // Both GEMM implementations (cuBLASLt when the library loads, the own kernel always) against the CPU sgemm,
 // every transpose combination, odd sizes, alpha and beta, fp32 and bf16 inputs, fp32 and bf16 outputs.
+#include <cstdlib>
 #include <memory>
 #include <sstream>
 #include "blas.h"
@@ -51,6 +52,31 @@ TEST(cuda_gemm_own_matches_cpu_sgemm) {
 TEST(cuda_gemm_cublaslt_matches_cpu_sgemm) {
   std::string why;
   std::unique_ptr<cu::Gemm> g = cu::make_cublaslt_gemm(&why);
+  if (cu::kEmulated) {  // cuBLASLt is checked on a GPU; the emulator must refuse it, not crash inside it
+    CHECK(!g && why.find("emulator") != std::string::npos, why);
+    return;
+  }
   CHECK(g, "cuBLASLt did not load: " << why << " (set RINGTUNE_CUBLASLT or LD_LIBRARY_PATH)");
   all_cases(*g);
+}
+
+// make_gemm's choice: cuBLASLt where it loads on a GPU, the own kernels under the emulator, when cuBLASLt is
+// absent, or when RINGTUNE_GEMM=own forces them.
+TEST(cuda_gemm_dispatch) {
+  const std::string own = cu::make_own_gemm()->name();
+  const char* saved = std::getenv("RINGTUNE_GEMM");
+  const std::string saved_value = saved ? saved : "";
+  unsetenv("RINGTUNE_GEMM");
+  const std::string chosen = cu::make_gemm()->name();
+  std::string why;
+  const bool lt = cu::make_cublaslt_gemm(&why) != nullptr;
+  setenv("RINGTUNE_GEMM", "own", 1);
+  const std::string forced = cu::make_gemm()->name();
+  if (saved) setenv("RINGTUNE_GEMM", saved_value.c_str(), 1);
+  else unsetenv("RINGTUNE_GEMM");
+  note("make_gemm: " + chosen + (lt ? "" : " (cuBLASLt: " + why + ")"));
+  CHECK(forced == own, forced);
+  if (cu::kEmulated) CHECK(!lt && chosen == own, chosen);
+  if (lt) CHECK(chosen.rfind("cuBLASLt", 0) == 0, chosen);
+  if (!lt) CHECK(chosen == own, chosen);
 }

@@ -40,7 +40,10 @@ export interface ParamInfo {
   decay: boolean;
 }
 
-/** Label value that excludes a position from the loss (the HF / PyTorch convention). */
+/**
+ * Label value that excludes a position from the loss (the HF / PyTorch convention); the native core's
+ * cross-entropy skips the same value (kIgnoreIndex).
+ */
 export const IGNORE_INDEX = -100;
 
 /** A batch of rows, each `seqLen` tokens; arrays are row-major [rows, seqLen]. */

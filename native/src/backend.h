@@ -20,9 +20,18 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
 
-  // n zeros in the backend's memory (parameters, gradients, moments).
+  // Memory. n zeros in the backend's memory (parameters, gradients, moments, activations, KV caches); ids,
+  // positions and labels likewise. Copies within the backend's memory, and across the seam with the host
+  // (loading weights, saving checkpoints, reading logits and losses back); a host-memory backend's
+  // buffers may also be read and written directly.
   virtual Buffer<T> zeros(size_t n) const = 0;
+  virtual Buffer<int32_t> int_zeros(size_t n) const = 0;
+  virtual bool host_memory() const = 0;
   virtual void fill(T* p, size_t n, T value) const = 0;
+  virtual void copy(T* dst, const T* src, size_t n) const = 0;
+  virtual void upload(T* dst, const T* host, size_t n) const = 0;
+  virtual void download(T* host, const T* src, size_t n) const = 0;
+  virtual void upload_ints(int32_t* dst, const int32_t* host, size_t n) const = 0;
 
   // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C.
   virtual void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,

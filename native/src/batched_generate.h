@@ -3,12 +3,14 @@
 // low-rank A and B. A decode step runs every active sequence together, whatever its adapter: one base GEMM
 // over all rows' positions per linear layer, then each run of rows that shares an adapter adds its own
 // scale * (x A^T) B^T (Punica / S-LoRA). Each sequence keeps its own KV cache, so sequences join and
-// leave between steps (continuous batching).
+// leave between steps (continuous batching). The layers are the model's own (Model::forward_cached), run
+// through its backend.
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
+#include "decode_buffers.h"
 #include "kv_cache.h"
 #include "lora.h"
 #include "model.h"
@@ -28,8 +30,8 @@ struct AdapterWeights {
 struct DecodeSequence {
   std::shared_ptr<AdapterWeights> adapter;
   KvCache<float> cache;
-  DecodeSequence(const ModelConfig& c, std::shared_ptr<AdapterWeights> a, int capacity)
-      : adapter(std::move(a)), cache(c, capacity) {}
+  DecodeSequence(const ModelConfig& c, std::shared_ptr<AdapterWeights> a, int capacity, const Backend<float>& ops)
+      : adapter(std::move(a)), cache(c, capacity, ops) {}
 };
 
 // What one sequence feeds into a step: its new tokens (the whole prompt on its first step, then the last
@@ -64,6 +66,7 @@ struct DecoderMemory {
 class BatchedDecoder {
  public:
   // A bf16 base (Model::round_base_to_bf16) is widened to fp32 one layer at a time inside each step.
+  // Adapter weights are host memory: the decoder needs a host-memory backend.
   explicit BatchedDecoder(std::shared_ptr<Model<float>> base);
 
   const ModelConfig& config() const { return base_->config(); }
@@ -80,15 +83,15 @@ class BatchedDecoder {
 
  private:
   std::shared_ptr<Model<float>> base_;
-  std::vector<double> inv_freq_;
+  // The base's weights with state of its own (a bf16 base's staging): steps run beside the base's own calls.
+  Model<float> layers_;
   mutable std::mutex mu_;
   std::map<int, std::shared_ptr<AdapterWeights>> adapters_;
   std::map<int, std::shared_ptr<DecodeSequence>> sequences_;
-  // bf16 base: fp32 copies of the layer being computed and of the final norm (one step at a time uses them)
-  std::vector<float> stage_, stage_norm_;
-  // The base weight at `off` in fp32: the base itself, or the staging of a bf16 base's layer `layer`.
-  void stage_layer(int layer);
-  int staged_layer_ = -1;
+  // One step at a time uses these; they grow to the largest step and are then reused.
+  DecodeBuffers<float> buf_;
+  Buffer<float> last_, logits_;  // (R, C) each row's last position after the final norm; (R, V) its logits
+  int rows_room_ = 0;
 };
 
 }  // namespace rt

@@ -268,7 +268,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto buf = model_->base_bf16_buffer();
     if (!buf) return env.Null();
     if (!base16_view_.IsEmpty()) return base16_view_.Value();
-    using Owner = std::shared_ptr<rt::FlatVector<uint16_t>>;
+    using Owner = rt::Buffer<uint16_t>;
     auto* owner = new Owner(buf);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
         env, buf->data(), buf->size() * sizeof(uint16_t), [](Napi::Env, void*, Owner* hint) { delete hint; }, owner);
@@ -919,6 +919,7 @@ Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
+  exports.Set("ignoreIndex", Napi::Number::New(env, rt::kIgnoreIndex));
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
   DecoderWrap::constructor = new Napi::FunctionReference(Napi::Persistent(DecoderWrap::Define(env)));
   exports.Set("createBatchedDecoder", Napi::Function::New(env, CreateBatchedDecoder));

@@ -44,8 +44,30 @@ struct UninitAllocator : std::allocator<T> {
 template <typename T>
 using FlatVector = std::vector<T, UninitAllocator<T>>;
 
+// A flat array in some backend's memory (host pages, or a device's), released by the function its backend
+// gave. The model's flat buffers are these, so a backend places them where its ops read them; only host
+// buffers may be read or written by the caller directly (Backend::host_memory()).
 template <typename T>
-using Buffer = std::shared_ptr<FlatVector<T>>;
+class Storage {
+ public:
+  using Release = void (*)(T* p, size_t n);
+  Storage(T* p, size_t n, Release release) : p_(p), n_(n), release_(release) {}
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  ~Storage() {
+    if (release_) release_(p_, n_);
+  }
+  T* data() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  T* p_;
+  size_t n_;
+  Release release_;
+};
+
+template <typename T>
+using Buffer = std::shared_ptr<Storage<T>>;
 
 template <typename T>
 void parallel_fill(T* p, size_t n, T value) {
@@ -53,12 +75,19 @@ void parallel_fill(T* p, size_t n, T value) {
   for (size_t i = 0; i < n; i++) p[i] = value;
 }
 
+// n host elements, uninitialised (to be written whole by the caller).
+template <typename T>
+Buffer<T> host_buffer(size_t n) {
+  T* p = UninitAllocator<T>().allocate(n);
+  return std::make_shared<Storage<T>>(p, n, [](T* q, size_t m) { UninitAllocator<T>().deallocate(q, m); });
+}
+
 // n zeros. A large buffer is fresh pages, zero already: nothing is written now, and nothing backs it until
 // it is used (a model that never trains never pays for its gradients' pages). A small one is written by
 // every thread.
 template <typename T>
 Buffer<T> parallel_zeros(size_t n) {
-  auto b = std::make_shared<FlatVector<T>>(n);
+  Buffer<T> b = host_buffer<T>(n);
   if (!maps_fresh_pages(n * sizeof(T))) parallel_fill(b->data(), n, T(0));
   return b;
 }

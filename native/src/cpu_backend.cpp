@@ -1,8 +1,9 @@
 // The CPU backend: each entry forwards to the op of the same name in ops/, the numerical reference.
+#include <algorithm>
 #include "backend.h"
 #include "blas.h"
-#include "kv_cache.h"
 #include "ops/add.h"
+#include "ops/cached_attention.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
 #include "ops/rmsnorm.h"
@@ -17,7 +18,13 @@ class CpuBackend final : public Backend<T> {
  public:
   const char* name() const override { return "cpu"; }
   Buffer<T> zeros(size_t n) const override { return parallel_zeros<T>(n); }
+  Buffer<int32_t> int_zeros(size_t n) const override { return parallel_zeros<int32_t>(n); }
+  bool host_memory() const override { return true; }
   void fill(T* p, size_t n, T value) const override { parallel_fill(p, n, value); }
+  void copy(T* dst, const T* src, size_t n) const override { std::copy(src, src + n, dst); }
+  void upload(T* dst, const T* host, size_t n) const override { std::copy(host, host + n, dst); }
+  void download(T* host, const T* src, size_t n) const override { std::copy(src, src + n, host); }
+  void upload_ints(int32_t* dst, const int32_t* host, size_t n) const override { std::copy(host, host + n, dst); }
   void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
             int ldc) const override {
     rt::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -1,11 +1,12 @@
 #pragma once
 // Where one decoder layer's forward reads and writes. The training forward points these into the layer's
-// kept activations (the backward needs them); generation points every layer at the same few buffers and
-// its keys and values into the KV cache.
+// kept activations (the backward needs them); generation and serving point every layer at the same few
+// buffers (decode_buffers.h) and append each sequence's keys and values to its KV cache.
 #include <array>
 #include <cstdint>
 #include <vector>
 
+#include "kv_cache.h"
 #include "lora.h"
 #include "ops/attention.h"
 
@@ -42,6 +43,26 @@ struct PackedRows {
   const std::vector<SegmentRun>* runs;
   AttentionShape shape;
   AttentionScratch<T>* scratch;
+};
+
+// A run of positions [begin, begin + n) of the forward that share one LoRA adapter: each linear layer the
+// adapter targets adds scale * (x A^T) B^T over those positions. Training has one run over every position
+// (the model's own adapters); batched serving has one per adapter among its rows.
+template <typename T>
+struct AdapterRun {
+  const T* weights;  // the adapter's flat buffer, at the offsets of its table
+  const LoraTable* table;
+  T scale;
+  int rank;
+  int begin, n;
+};
+
+// A run of positions [begin, begin + n) of the forward that extends one sequence's KV cache: their keys
+// and values are appended at cache->filled and their queries attend to every cached position before them.
+template <typename T>
+struct CachedRun {
+  KvCache<T>* cache;
+  int begin, n;
 };
 
 }  // namespace rt

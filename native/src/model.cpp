@@ -29,6 +29,21 @@ Model<T>::Model(const ModelConfig& cfg, const Backend<T>& backend, bool base_bf1
 }
 
 template <typename T>
+Model<T>::Model(const Model& base, SharedWeights)
+    : cfg_(base.cfg_), table_(base.table_), inv_freq_(base.inv_freq_), ops_(base.ops_) {
+  share_weights_of(base);
+}
+
+template <typename T>
+void Model<T>::share_weights_of(const Model& base) {
+  if (base.lora_) fail("share_weights_of", "the base model carries LoRA adapters; share a plain base");
+  params_ = base.params_;
+  if (base16_ == base.base16_) return;
+  base16_ = base.base16_;
+  if (base16_) stage_bf16_base();
+}
+
+template <typename T>
 void Model<T>::ensure_training_state() {
   if (grads_) return;
   const size_t n = num_trainable();
@@ -119,7 +134,7 @@ void Model<T>::head_input_grad(T* dx, const T* dz, const T* x, int n) {
 
 template <typename T>
 void Model<T>::widen_base_to_fp32() {
-  auto full = std::make_shared<FlatVector<T>>(table_.total);
+  auto full = ops_.zeros(table_.total);
   widen(full->data(), base16_->data(), table_.total);
   params_ = full;
   base16_.reset();
@@ -218,7 +233,7 @@ void Model<T>::enable_lora(const LoraConfig& l) {
 template <typename T>
 void Model<T>::round_base_to_bf16() {
   if (base16_) return;
-  auto b16 = std::make_shared<FlatVector<uint16_t>>(table_.total);
+  auto b16 = host_buffer<uint16_t>(table_.total);
   const T* src = params_->data();
   uint16_t* dst = b16->data();
 #pragma omp parallel for schedule(static)
@@ -401,21 +416,27 @@ static void lora_dropout(T* xd, uint8_t* keep, const T* x, size_t n, double p, u
 }
 
 template <typename T>
-void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab) {
+void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab,
+                       const std::vector<AdapterRun<T>>& adapters) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
+  // The base weight over every position at once (one GEMM), then each run's low-rank product.
   ops_.linear_forward(out, inp, param(w), param(bias), N, in, outf);
-  if (!lora_ || adapters_off_ || !lora_table_->targeted[t]) return;
-  const LoraLayer& ll = lora_table_->layers[l];
-  const int r = lora_cfg_.rank;
-  const T* x = inp;
-  if (ab.x && lora_cfg_.dropout > 0) {
-    const uint64_t stream = ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
-    lora_dropout(ab.x, ab.keep, inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
-    x = ab.x;
+  for (const AdapterRun<T>& run : adapters) {
+    if (!run.table->targeted[t]) continue;
+    const LoraLayer& ll = run.table->layers[l];
+    const int r = run.rank;
+    const T* x = inp + (size_t)run.begin * in;
+    if (ab.x && lora_ && lora_cfg_.dropout > 0) {  // training: the model's own adapters, one run over all
+      const uint64_t stream = ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
+      lora_dropout(ab.x, ab.keep, inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
+      x = ab.x;
+    }
+    // u = x A^T (n, r);  out += scale * u B^T
+    T* u = ab.u + (size_t)run.begin * r;
+    ops_.gemm(false, true, run.n, r, in, T(1), x, in, run.weights + ll.a[t], in, T(0), u, r);
+    ops_.gemm(false, true, run.n, outf, r, run.scale, u, r, run.weights + ll.b[t], r, T(1),
+              out + (size_t)run.begin * outf, outf);
   }
-  // u = x A^T (N, r);  out += scale * u B^T
-  ops_.gemm(false, true, N, r, in, T(1), x, in, lora_->data() + ll.a[t], in, T(0), ab.u, r);
-  ops_.gemm(false, true, N, outf, r, (T)lora_cfg_.scale(), ab.u, r, lora_->data() + ll.b[t], r, T(1), out, outf);
 }
 
 template <typename T>
@@ -456,7 +477,7 @@ void Model<T>::forward(Activations<T>& a, const Batch& b, bool training) {
   const ModelConfig& c = cfg_;
   const PackedRows<T> rows{&a.runs, {b.rows, b.seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, &a.attn_scratch};
   auto layer = [&](int l) { return training_layer_buffers(a, b, l, training); };
-  forward_positions(b.input_ids, (int)a.N, layer, a.rstdf.data(), a.lnf.data(), &rows, nullptr);
+  forward_positions(b.input_ids, (int)a.N, layer, a.rstdf.data(), a.lnf.data(), &rows, nullptr, own_adapters((int)a.N));
 }
 
 // Each layer keeps what its backward reads; ln, tmp and h are recomputed or consumed at once, so shared.
@@ -493,8 +514,18 @@ LayerBuffers<T> Model<T>::training_layer_buffers(Activations<T>& a, const Batch&
 }
 
 template <typename T>
+const std::vector<AdapterRun<T>>& Model<T>::own_adapters(int n) {
+  own_adapters_.clear();  // keeps its capacity: no allocation after the first call
+  // adapters_off_: the frozen base alone (a preference loss's reference), for one forward.
+  if (lora_ && !adapters_off_)
+    own_adapters_.push_back({lora_->data(), lora_table_.get(), (T)lora_cfg_.scale(), lora_cfg_.rank, 0, n});
+  return own_adapters_;
+}
+
+template <typename T>
 void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<LayerBuffers<T>(int)>& layer, T* rstdf,
-                                 T* lnf, const PackedRows<T>* rows, KvCache<T>* cache) {
+                                 T* lnf, const PackedRows<T>* rows, const std::vector<CachedRun<T>>* caches,
+                                 const std::vector<AdapterRun<T>>& adapters) {
   const ModelConfig& c = cfg_;
   const int C = c.hidden_size;
   // A bf16 base may have been written since the last forward (weights read from a file, a caller's view):
@@ -506,37 +537,48 @@ void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<
   for (int l = 0; l < c.num_layers; l++) {
     throw_if_cancelled(cancel_);
     if (l > 0) io = layer(l);
-    layer_forward(l, io, rows, cache);
+    layer_forward(l, io, rows, caches, adapters);
   }
   ops_.rmsnorm_forward(lnf, rstdf, io.res_out, param(table_.final_norm), n, C, c.rms_norm_eps);
-  if (cache) cache->filled += n;
+  if (caches)
+    for (const CachedRun<T>& run : *caches) run.cache->filled += run.n;
 }
 
 template <typename T>
-void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<T>* rows, KvCache<T>* cache) {
+void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<T>* rows,
+                             const std::vector<CachedRun<T>>* caches, const std::vector<AdapterRun<T>>& adapters) {
   const ModelConfig& c = cfg_;
   const int n = io.n, C = c.hidden_size, H = c.num_heads, KVH = c.num_kv_heads, D = c.head_dim;
+  const size_t Q = c.q_dim(), KV = c.kv_dim();
   const LayerOffsets& o = table_.layers[l];
   const auto& ad = io.adapters;
   stage_layer(l);
   ops_.rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
-  project(l, kQ, io.q, io.ln, o.wq, o.bq, n, ad[kQ]);
-  project(l, kK, io.k, io.ln, o.wk, o.bk, n, ad[kK]);
-  project(l, kV, io.v, io.ln, o.wv, o.bv, n, ad[kV]);
+  project(l, kQ, io.q, io.ln, o.wq, o.bq, n, ad[kQ], adapters);
+  project(l, kK, io.k, io.ln, o.wk, o.bk, n, ad[kK], adapters);
+  project(l, kV, io.v, io.ln, o.wv, o.bv, n, ad[kV], adapters);
   ops_.rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
   ops_.rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
-  if (cache) ops_.cached_attention(io.att, io.q, cache->k[l].data(), cache->v[l].data(), cache->filled, n, H, KVH, D);
-  else if (sp_)
+  if (caches) {
+    for (const CachedRun<T>& run : *caches) {
+      KvCache<T>& kv = *run.cache;
+      T *k = kv.k[l]->data(), *v = kv.v[l]->data();
+      ops_.copy(k + (size_t)kv.filled * KV, io.k + (size_t)run.begin * KV, (size_t)run.n * KV);
+      ops_.copy(v + (size_t)kv.filled * KV, io.v + (size_t)run.begin * KV, (size_t)run.n * KV);
+      ops_.cached_attention(io.att + (size_t)run.begin * Q, io.q + (size_t)run.begin * Q, k, v, kv.filled, run.n, H,
+                            KVH, D);
+    }
+  } else if (sp_)
     ring_attention_forward(io.att, io.lse, io.q, io.k, io.v, sp_segments_, *rows->runs, ring_shape(rows->shape), *sp_,
                            ring_);
   else ops_.attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
-  project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO]);
+  project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO], adapters);
   ops_.add(io.res_mid, io.res_in, io.tmp, (size_t)n * C);
   ops_.rmsnorm_forward(io.ln, io.rstd2, io.res_mid, param(o.ln2), n, C, c.rms_norm_eps);
-  project(l, kGate, io.gate, io.ln, o.wg, o.bg, n, ad[kGate]);
-  project(l, kUp, io.up, io.ln, o.wu, o.bu, n, ad[kUp]);
+  project(l, kGate, io.gate, io.ln, o.wg, o.bg, n, ad[kGate], adapters);
+  project(l, kUp, io.up, io.ln, o.wu, o.bu, n, ad[kUp], adapters);
   ops_.swiglu_forward(io.h, io.gate, io.up, (size_t)n * c.intermediate_size);
-  project(l, kDown, io.tmp, io.h, o.wd, o.bd, n, ad[kDown]);
+  project(l, kDown, io.tmp, io.h, o.wd, o.bd, n, ad[kDown], adapters);
   ops_.add(io.res_out, io.res_mid, io.tmp, (size_t)n * C);
 }
 

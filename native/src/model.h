@@ -12,6 +12,7 @@
 #include "buffer.h"
 #include "cancel_token.h"
 #include "config.h"
+#include "decode_buffers.h"
 #include "kv_cache.h"
 #include "layer_buffers.h"
 #include "lora.h"
@@ -102,6 +103,12 @@ class Model {
   // backend is held by reference and must outlive the model (cpu_backend() is a static).
   // base_bf16: the base is created frozen in bf16 (a LoRA job's), never held in fp32 first.
   explicit Model(const ModelConfig& cfg, const Backend<T>& backend = cpu_backend<T>(), bool base_bf16 = false);
+  // A model over `base`'s weights (the same buffers, not a copy) with state of its own: a server's decoder
+  // runs the layers while the base model may generate or evaluate on another thread.
+  struct SharedWeights {};
+  Model(const Model& base, SharedWeights);
+  // Points this model at `base`'s current weights again (after the base rounded itself to bf16, say).
+  void share_weights_of(const Model& base);
 
   const ModelConfig& config() const { return cfg_; }
   const Backend<T>& backend() const { return ops_; }
@@ -111,7 +118,7 @@ class Model {
   T* params() { return params_ ? params_->data() : nullptr; }
   bool base_is_bf16() const { return (bool)base16_; }
   const uint16_t* base_bf16() const { return base16_ ? base16_->data() : nullptr; }
-  std::shared_ptr<FlatVector<uint16_t>> base_bf16_buffer() const { return base16_; }
+  Buffer<uint16_t> base_bf16_buffer() const { return base16_; }
   // The trainable parameters' gradients and AdamW moments: the base parameters in full training, the
   // adapters once LoRA is on (then trainable_entries() names them and their offsets).
   // Allocated on first use (a backward, an optimizer step, or a caller asking for them): a model that only
@@ -189,11 +196,20 @@ class Model {
   // Generation with a KV cache (generate.cpp). step_logits, when given, receives each step's logits.
   std::vector<int32_t> generate(const GenerateOptions& opts, std::vector<std::vector<T>>* step_logits = nullptr);
 
+  // The forward of n new positions of one or more sequences over their KV caches (generation, batched
+  // serving): buf.ids and buf.pos hold the positions' tokens and RoPE positions; each cached run's positions
+  // extend its cache. adapters: the low-rank products per run of positions, or null for the model's own
+  // adapters (if any). Leaves the final norm of every position in buf.lnf.
+  void forward_cached(int n, DecodeBuffers<T>& buf, const std::vector<CachedRun<T>>& caches,
+                      const std::vector<AdapterRun<T>>* adapters);
+  // The LM head: logits z (n, V) = x (n, C) W^T, tile by tile of the vocabulary with a bf16 base.
+  void head_logits(T* z, const T* x, int n);
+
  private:
   void ensure_training_state();
   Activations<T>& activations_for(int B, int T_);
   StepResult forward_backward_unchecked(const Batch& batch, const StepOptions& opts);
-  T* at(FlatVector<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }
+  T* at(Storage<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }
   T* param(size_t off) {
     if (off == kAbsent) return nullptr;
     return base16_ ? staged(off) : params_->data() + off;
@@ -202,9 +218,7 @@ class Model {
   T* staged(size_t off);
   void stage_layer(int l);
   void widen_base_to_fp32();
-  // The LM head: logits z (n, V) = x (n, C) W^T, and dx (n, C) = dz W (written), tile by tile of the
-  // vocabulary with a bf16 base.
-  void head_logits(T* z, const T* x, int n);
+  // The LM head's dx (n, C) = dz W (written), tile by tile of the vocabulary with a bf16 base.
   void head_input_grad(T* dx, const T* dz, const T* x, int n);
   const T* head_tile(int v0, int rows);
   // A base parameter's gradient, or null when the base is frozen (LoRA): its backward is then skipped.
@@ -216,19 +230,26 @@ class Model {
   LayerBuffers<T> training_layer_buffers(Activations<T>& a, const Batch& b, int l, bool training);
   // Activation checkpointing: refills the recompute slot with layer l's forward from its kept input.
   void recompute_layer(Activations<T>& a, const Batch& b, int l);
-  // The model's forward over n positions, written once for training and generation: the embedding of ids,
-  // every layer (layer(l) gives layer l's buffers; each layer's res_out is the next one's res_in), the final
-  // norm into lnf. Attention is over packed rows (rows) or, with a cache, over the cache's earlier positions.
+  // The model's forward over n positions, written once for training, generation and serving: the
+  // embedding of ids, every layer (layer(l) gives layer l's buffers; each layer's res_out is the next one's
+  // res_in), the final norm into lnf. Attention is over packed rows (rows) or over KV caches (caches).
   void forward_positions(const int32_t* ids, int n, const std::function<LayerBuffers<T>(int)>& layer, T* rstdf, T* lnf,
-                         const PackedRows<T>* rows, KvCache<T>* cache);
-  // One decoder layer: ln1, q/k/v, RoPE, attention, o_proj, residual, ln2, SwiGLU MLP, residual. With a
-  // cache, io.k and io.v point into it at cache->filled and the new queries attend to every cached position.
-  void layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<T>* rows, KvCache<T>* cache);
+                         const PackedRows<T>* rows, const std::vector<CachedRun<T>>* caches,
+                         const std::vector<AdapterRun<T>>& adapters);
+  // One decoder layer: ln1, q/k/v, RoPE, attention, o_proj, residual, ln2, SwiGLU MLP, residual. With
+  // caches, each run's new keys and values are appended to its cache and its queries attend to every cached
+  // position up to their own.
+  void layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<T>* rows,
+                     const std::vector<CachedRun<T>>* caches, const std::vector<AdapterRun<T>>& adapters);
+  // The model's own adapters as one run over n positions (none without LoRA).
+  const std::vector<AdapterRun<T>>& own_adapters(int n);
   // The LM head and the loss: all logits at once, or in chunks when nobody needs them all.
   LossSum head(Activations<T>& a, const Batch& b, const StepOptions& opts, double scale);
   void backward(Activations<T>& a, const Batch& b, const GradsReady& ready);
-  // A linear layer of layer l with its adapter when target t has one (dropout when ab has its buffers).
-  void project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab);
+  // A linear layer of layer l with each adapter run's product when its adapter targets t (dropout when ab
+  // has its buffers).
+  void project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab,
+               const std::vector<AdapterRun<T>>& adapters);
   void project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias,
                         int N);
 
@@ -243,11 +264,12 @@ class Model {
   void adamw_update_shard(const AdamWStep& s);
   std::unique_ptr<LoraTable> lora_table_;
   LoraConfig lora_cfg_;
-  Buffer<T> lora_;                                // adapter weights, null in full training
-  std::shared_ptr<FlatVector<uint16_t>> base16_;  // the frozen base in bf16 (params_ then null)
-  FlatVector<T> stage_;                           // (largest layer) fp32 weights of staged_layer_
-  FlatVector<T> stage_norm_;                      // (C) the final norm's weight in fp32
-  FlatVector<T> stage_head_;                      // (kHeadTile, C) a tile of the LM head in fp32
+  Buffer<T> lora_;                           // adapter weights, null in full training
+  std::vector<AdapterRun<T>> own_adapters_;  // lora_ as one run (own_adapters())
+  Buffer<uint16_t> base16_;                  // the frozen base in bf16 (params_ then null)
+  FlatVector<T> stage_;                      // (largest layer) fp32 weights of staged_layer_
+  FlatVector<T> stage_norm_;                 // (C) the final norm's weight in fp32
+  FlatVector<T> stage_head_;                 // (kHeadTile, C) a tile of the LM head in fp32
   int staged_layer_ = -1;
   void stage_bf16_base();  // sizes the fp32 staging buffers of a bf16 base and refreshes the final norm
   std::map<std::pair<int, int>, std::unique_ptr<Activations<T>>> acts_;

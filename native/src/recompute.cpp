@@ -22,7 +22,7 @@ void Model<T>::recompute_layer(Activations<T>& a, const Batch& b, int l) {
   // The layer's output is the next layer's kept input (or res_out), already right: the recomputed copy
   // goes to d(ln) scratch, free at the start of a layer's backward, rather than overwrite it.
   io.res_out = a.dln.data();
-  layer_forward(l, io, &rows, nullptr);
+  layer_forward(l, io, &rows, nullptr, own_adapters(io.n));
 }
 
 template void Model<float>::set_activation_checkpointing(bool);

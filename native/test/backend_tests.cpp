@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 #include "backend.h"
+#include "batched_generate.h"
 #include "model.h"
 #include "test_util.h"
 
@@ -13,84 +14,84 @@ using namespace rt::test;
 namespace {
 
 // The CPU backend with a count of the calls to each op.
-class CountingBackend final : public Backend<double> {
+template <typename T>
+class CountingBackend final : public Backend<T> {
  public:
   mutable std::map<std::string, int> calls;
-  const Backend<double>& cpu = cpu_backend<double>();
+  const Backend<T>& cpu = cpu_backend<T>();
 
   const char* name() const override { return "counting cpu"; }
-  Buffer<double> zeros(size_t n) const override { return count("zeros"), cpu.zeros(n); }
-  void fill(double* p, size_t n, double value) const override { count("fill"), cpu.fill(p, n, value); }
-  void gemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
-            double beta, double* C, int ldc) const override {
+  Buffer<T> zeros(size_t n) const override { return count("zeros"), cpu.zeros(n); }
+  Buffer<int32_t> int_zeros(size_t n) const override { return count("int_zeros"), cpu.int_zeros(n); }
+  bool host_memory() const override { return cpu.host_memory(); }
+  void fill(T* p, size_t n, T value) const override { count("fill"), cpu.fill(p, n, value); }
+  void copy(T* dst, const T* src, size_t n) const override { count("copy"), cpu.copy(dst, src, n); }
+  void upload(T* dst, const T* host, size_t n) const override { count("upload"), cpu.upload(dst, host, n); }
+  void download(T* host, const T* src, size_t n) const override { count("download"), cpu.download(host, src, n); }
+  void upload_ints(int32_t* dst, const int32_t* host, size_t n) const override {
+    count("upload_ints"), cpu.upload_ints(dst, host, n);
+  }
+  void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
+            int ldc) const override {
     count("gemm"), cpu.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
-  void linear_forward(double* out, const double* inp, const double* w, const double* b, int N, int I,
-                      int O) const override {
+  void linear_forward(T* out, const T* inp, const T* w, const T* b, int N, int I, int O) const override {
     count("linear_forward"), cpu.linear_forward(out, inp, w, b, N, I, O);
   }
-  void linear_backward(double* dinp, double* dw, double* db, const double* dout, const double* inp, const double* w,
-                       int N, int I, int O) const override {
+  void linear_backward(T* dinp, T* dw, T* db, const T* dout, const T* inp, const T* w, int N, int I,
+                       int O) const override {
     count("linear_backward"), cpu.linear_backward(dinp, dw, db, dout, inp, w, N, I, O);
   }
-  void embedding_forward(double* out, const int32_t* ids, const double* wte, int N, int C, int V) const override {
+  void embedding_forward(T* out, const int32_t* ids, const T* wte, int N, int C, int V) const override {
     count("embedding_forward"), cpu.embedding_forward(out, ids, wte, N, C, V);
   }
-  void embedding_backward(double* dwte, const double* dout, const int32_t* ids, int N, int C) const override {
+  void embedding_backward(T* dwte, const T* dout, const int32_t* ids, int N, int C) const override {
     count("embedding_backward"), cpu.embedding_backward(dwte, dout, ids, N, C);
   }
-  void rmsnorm_forward(double* out, double* rstd, const double* inp, const double* w, int N, int C,
-                       double eps) const override {
+  void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* w, int N, int C, double eps) const override {
     count("rmsnorm_forward"), cpu.rmsnorm_forward(out, rstd, inp, w, N, C, eps);
   }
-  void rmsnorm_backward(double* dinp, double* dw, const double* dout, const double* inp, const double* w,
-                        const double* rstd, int N, int C) const override {
+  void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, const T* rstd, int N,
+                        int C) const override {
     count("rmsnorm_backward"), cpu.rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
   }
-  void rope_forward(double* x, const int32_t* pos, const double* f, int N, int heads, int D) const override {
+  void rope_forward(T* x, const int32_t* pos, const double* f, int N, int heads, int D) const override {
     count("rope_forward"), cpu.rope_forward(x, pos, f, N, heads, D);
   }
-  void rope_backward(double* dx, const int32_t* pos, const double* f, int N, int heads, int D) const override {
+  void rope_backward(T* dx, const int32_t* pos, const double* f, int N, int heads, int D) const override {
     count("rope_backward"), cpu.rope_backward(dx, pos, f, N, heads, D);
   }
-  void attention_forward(double* out, double* lse, const double* q, const double* k, const double* v,
-                         const std::vector<SegmentRun>& runs, const AttentionShape& s,
-                         AttentionScratch<double>& scratch) const override {
+  void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const std::vector<SegmentRun>& runs,
+                         const AttentionShape& s, AttentionScratch<T>& scratch) const override {
     count("attention_forward"), cpu.attention_forward(out, lse, q, k, v, runs, s, scratch);
   }
-  void attention_backward(double* dq, double* dk, double* dv, const double* dout, const double* q, const double* k,
-                          const double* v, const double* out, const double* lse, const std::vector<SegmentRun>& runs,
-                          const AttentionShape& s, AttentionScratch<double>& scratch) const override {
+  void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                          const T* lse, const std::vector<SegmentRun>& runs, const AttentionShape& s,
+                          AttentionScratch<T>& scratch) const override {
     count("attention_backward"), cpu.attention_backward(dq, dk, dv, dout, q, k, v, out, lse, runs, s, scratch);
   }
-  void cached_attention(double* att, const double* q, const double* k, const double* v, int start, int n, int H,
-                        int KVH, int D) const override {
+  void cached_attention(T* att, const T* q, const T* k, const T* v, int start, int n, int H, int KVH,
+                        int D) const override {
     count("cached_attention"), cpu.cached_attention(att, q, k, v, start, n, H, KVH, D);
   }
-  void add(double* out, const double* a, const double* b, size_t n) const override {
-    count("add"), cpu.add(out, a, b, n);
-  }
-  void add_inplace(double* acc, const double* x, size_t n) const override {
-    count("add_inplace"), cpu.add_inplace(acc, x, n);
-  }
-  void swiglu_forward(double* h, const double* gate, const double* up, size_t n) const override {
+  void add(T* out, const T* a, const T* b, size_t n) const override { count("add"), cpu.add(out, a, b, n); }
+  void add_inplace(T* acc, const T* x, size_t n) const override { count("add_inplace"), cpu.add_inplace(acc, x, n); }
+  void swiglu_forward(T* h, const T* gate, const T* up, size_t n) const override {
     count("swiglu_forward"), cpu.swiglu_forward(h, gate, up, n);
   }
-  void swiglu_backward(double* dgate, double* dup, const double* dh, const double* gate, const double* up,
-                       size_t n) const override {
+  void swiglu_backward(T* dgate, T* dup, const T* dh, const T* gate, const T* up, size_t n) const override {
     count("swiglu_backward"), cpu.swiglu_backward(dgate, dup, dh, gate, up, n);
   }
-  LossSum cross_entropy_forward_backward(double* losses, double* dlogits, const double* logits, const int32_t* labels,
-                                         int N, int V, double scale, const float* weights) const override {
+  LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
+                                         double scale, const float* weights) const override {
     count("cross_entropy");
     return cpu.cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, scale, weights);
   }
-  double sum_of_squares(const double* x, size_t n) const override {
+  double sum_of_squares(const T* x, size_t n) const override {
     count("sum_of_squares");
     return cpu.sum_of_squares(x, n);
   }
-  void adamw_update(double* p, const double* g, double* m, double* v, size_t n, const AdamWStep& s,
-                    bool decay) const override {
+  void adamw_update(T* p, const T* g, T* m, T* v, size_t n, const AdamWStep& s, bool decay) const override {
     count("adamw_update"), cpu.adamw_update(p, g, m, v, n, s, decay);
   }
 
@@ -116,7 +117,7 @@ ModelConfig seam_config() {
 
 TEST(model_runs_every_op_of_a_training_step_and_generation_through_its_backend) {
   const ModelConfig c = seam_config();
-  CountingBackend counting;
+  CountingBackend<double> counting;
   Model<double> through(c, counting);
   Model<double> direct(c);  // the default backend: the CPU's
   CHECK(std::string(direct.backend().name()) == "cpu");
@@ -154,4 +155,27 @@ TEST(model_runs_every_op_of_a_training_step_and_generation_through_its_backend) 
   for (size_t i = 0; i < through.num_params(); i++)
     CHECK(through.params()[i] == direct.params()[i], "parameter " << i << " differs after AdamW");
   CHECK(gen1 == gen2);
+}
+
+TEST(batched_decoder_runs_its_layers_and_adapters_through_the_models_backend) {
+  ModelConfig c = seam_config();
+  CountingBackend<float> counting;
+  auto base = std::make_shared<Model<float>>(c, counting);
+  base->init_random(7, 0.2);
+  BatchedDecoder decoder(base);
+  LoraConfig l;
+  l.rank = 2;
+  l.targets = {"q_proj", "down_proj"};
+  auto a = decoder.add_adapter(1, l);
+  std::fill(a->weights.begin(), a->weights.end(), 0.1f);
+  decoder.open(0, 1, 8);
+  decoder.open(1, -1, 8);
+  counting.calls.clear();
+  decoder.step({{0, {1, 2, 3}}, {1, {4}}});
+  for (const char* op : {"embedding_forward", "rmsnorm_forward", "linear_forward", "gemm", "rope_forward", "copy",
+                         "cached_attention", "add", "swiglu_forward", "upload_ints", "download"})
+    CHECK(counting.calls[op] > 0, "the decoder never called " << op << " through the model's backend");
+  // One cached attention per sequence per layer; the adapter's two GEMMs on each of its two targets per layer.
+  CHECK(counting.calls["cached_attention"] == 2 * c.num_layers, counting.calls["cached_attention"]);
+  CHECK(counting.calls["gemm"] == 2 * 2 * c.num_layers, counting.calls["gemm"]);
 }

@@ -1,41 +1,83 @@
-// The coordinator and the workers meet only in proto/: an import across that seam fails here.
+// Processes (coordinator, worker, CLI) meet only through the shared libraries: a library that reaches a
+// process, or a process that reaches another, fails here, however many imports the path takes.
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { FORBIDDEN_IMPORTS, importSpecifiers, importViolations, readSourceFiles } from "../helpers/import_graph.js";
+import { LIBRARIES, PROCESSES, importSpecifiers, importViolations, readSourceFiles } from "../helpers/import_graph.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
-test("coordinator/, worker/ and proto/ import nothing across the coordinator-worker seam", () => {
-  const files = readSourceFiles(repoRoot, Object.keys(FORBIDDEN_IMPORTS));
-  assert.ok(
-    files.some((f) => f.path === "coordinator/train/run_job.ts"),
-    "the scan found the coordinator's sources",
-  );
-  assert.ok(
-    files.some((f) => f.path === "worker/job_runner.ts"),
-    "the scan found the worker's sources",
-  );
+test("no library reaches a process and no process reaches another, following imports transitively", () => {
+  const files = readSourceFiles(repoRoot);
+  for (const folder of [...PROCESSES, ...LIBRARIES]) {
+    assert.ok(
+      files.some((f) => f.path.startsWith(`${folder}/`)),
+      `the scan found the sources of ${folder}/`,
+    );
+  }
   assert.deepEqual(importViolations(files), []);
 });
 
-test("the checker reports a planted import in each forbidden direction and passes allowed ones", () => {
-  const violations = importViolations([
-    { path: "coordinator/train/x.ts", text: 'import { connectTransport } from "../../worker/allreduce/mod.js";' },
-    { path: "worker/x.ts", text: 'export { parseSpec } from "../coordinator/job_spec/load.js";' },
-    { path: "proto/x.ts", text: 'const m = await import("../worker/trainer.js");' },
-    { path: "proto/y.ts", text: 'import type {\n  JobSpec,\n} from "../coordinator/job_spec/job_spec.js";' },
-    { path: "coordinator/ok.ts", text: 'import { subjects } from "../proto/mod.js";\nimport { z } from "zod";' },
-    { path: "worker/ok.ts", text: '// import { x } from "../coordinator/main.js";\nimport "../native/js/addon.js";' },
-  ]);
+/** Writes `files` (path -> text) under a fresh temporary folder and reads them back as the checker would. */
+function plantTree(files: Record<string, string>): ReturnType<typeof readSourceFiles> {
+  const root = mkdtempSync(path.join(os.tmpdir(), "ringtune-imports-"));
+  try {
+    for (const [rel, text] of Object.entries(files)) {
+      mkdirSync(path.join(root, path.dirname(rel)), { recursive: true });
+      writeFileSync(path.join(root, rel), text);
+    }
+    return readSourceFiles(root);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+test("a planted tree with violating imports fails the checker, each with its chain", () => {
+  const files = plantTree({
+    // A library reaching a process through another library: the first file is reported too.
+    "text/a.ts": 'import { b } from "./b.js";',
+    "text/b.ts": 'import type { JobRun } from "../coordinator/train/job.js";',
+    "coordinator/train/job.ts": "export const job = 1;",
+    // A process reaching another through a library.
+    "worker/x.ts": 'export { y } from "../spec/y.js";',
+    "spec/y.ts": 'const m = await import("../cli/z.js");',
+    "cli/z.ts": "export const z = 1;",
+    // The CLI may import an entry point of a process it starts, and nothing else of it.
+    "cli/start.ts": 'import { Coordinator } from "../coordinator/main.js";\nimport "../worker/main.js";',
+    "cli/bad.ts": 'import { WorkerServing } from "../worker/serving.js";',
+    "coordinator/main.ts": 'import { job } from "./train/job.js";\nimport { p } from "../proto/p.js";',
+    "worker/main.ts": 'import { p } from "../proto/p.js";\n// import { x } from "../coordinator/main.js";',
+    "worker/serving.ts": "export const s = 1;",
+    "proto/p.ts": 'import { z } from "zod";',
+    // A folder nobody placed on either side.
+    "misc/m.ts": "export const m = 1;",
+  });
   assert.deepEqual(
-    violations.map((v) => [v.file, v.rule]),
+    importViolations(files)
+      .map((v) => [v.file, v.chain.join(" -> "), v.rule])
+      .sort(),
     [
-      ["coordinator/train/x.ts", "coordinator/ must not import from worker/"],
-      ["worker/x.ts", "worker/ must not import from coordinator/"],
-      ["proto/x.ts", "proto/ must not import from worker/"],
-      ["proto/y.ts", "proto/ must not import from coordinator/"],
+      ["cli/bad.ts", "cli/bad.ts -> worker/serving.ts", "a process (cli/) must not reach another process (worker/)"],
+      ["misc/m.ts", "misc/m.ts", "misc/ is neither a process nor a library"],
+      ["spec/y.ts", "spec/y.ts -> cli/z.ts", "a library (spec/) must not reach a process (cli/)"],
+      [
+        "text/a.ts",
+        "text/a.ts -> text/b.ts -> coordinator/train/job.ts",
+        "a library (text/) must not reach a process (coordinator/)",
+      ],
+      [
+        "text/b.ts",
+        "text/b.ts -> coordinator/train/job.ts",
+        "a library (text/) must not reach a process (coordinator/)",
+      ],
+      [
+        "worker/x.ts",
+        "worker/x.ts -> spec/y.ts -> cli/z.ts",
+        "a process (worker/) must not reach another process (cli/)",
+      ],
     ],
   );
 });

@@ -5,9 +5,9 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../coordinator/data/pipeline.js";
-import { formatProblem } from "../../coordinator/data/problems.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
+import { formatProblem } from "../../text/records/problems.js";
+import { parseSpec } from "../../spec/load.js";
 import { fixtures, repoRoot } from "../helpers/data_fixtures.js";
 
 function specFor(file: string, extra: Record<string, unknown> = {}) {

@@ -7,17 +7,17 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { DuplicatePartitions } from "../../coordinator/data/duplicate_partitions.js";
-import { mixSources } from "../../coordinator/data/mix.js";
-import { PACK_WINDOW } from "../../coordinator/data/pack.js";
-import { Permutation } from "../../coordinator/data/permutation.js";
-import { buildDataset } from "../../coordinator/data/pipeline.js";
-import { makeRng } from "../../coordinator/data/rng.js";
-import { rowToJson } from "../../coordinator/data/row.js";
-import { int32Spill } from "../../coordinator/data/spill.js";
-import { SplitSampler } from "../../coordinator/data/split.js";
-import { prepareDataset } from "../../coordinator/data/streamed_pipeline.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { DuplicatePartitions } from "../../data/dedupe/duplicate_partitions.js";
+import { mixSources } from "../../data/sampling/mix.js";
+import { PACK_WINDOW } from "../../data/rows/pack.js";
+import { Permutation } from "../../data/sampling/permutation.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
+import { makeRng } from "../../spec/rng.js";
+import { rowToJson } from "../../data/rows/row.js";
+import { int32Spill } from "../../data/storage/spill.js";
+import { SplitSampler } from "../../data/sampling/split.js";
+import { prepareDataset } from "../../data/streamed_pipeline.js";
+import { parseSpec } from "../../spec/load.js";
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), "ringtune-bounded-"));
 

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseSpec, SpecError } from "../../coordinator/job_spec/load.js";
+import { parseSpec, SpecError } from "../../spec/load.js";
 
 /** A data folder in a temporary directory with one dataset entry `d` and a one-record file. */
 function folderWith(entry: Record<string, unknown>): string {

@@ -5,10 +5,10 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { lineAlignedRanges, startsWithArray } from "../../coordinator/data/file_ranges.js";
-import { readRangeRecords } from "../../coordinator/data/range_records.js";
-import { readRecords, type RawRecord } from "../../coordinator/data/read.js";
-import { DEFAULT_MAX_RECORD_BYTES } from "../../coordinator/data/record_limits.js";
+import { lineAlignedRanges, startsWithArray } from "../../text/readers/file_ranges.js";
+import { readRangeRecords } from "../../text/readers/range_records.js";
+import { readRecords, type RawRecord } from "../../text/readers/read.js";
+import { DEFAULT_MAX_RECORD_BYTES } from "../../text/records/record_limits.js";
 
 function file(name: string, content: string | Buffer): string {
   const f = path.join(mkdtempSync(path.join(os.tmpdir(), "ringtune-ranges-")), name);

@@ -4,10 +4,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { loadSource } from "../../coordinator/data/load_records.js";
-import { buildDataset } from "../../coordinator/data/pipeline.js";
-import type { Row } from "../../coordinator/data/row.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { loadSource } from "../../data/examples/load_records.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
+import type { Row } from "../../data/rows/row.js";
+import { parseSpec } from "../../spec/load.js";
 import { fixtures } from "../helpers/data_fixtures.js";
 
 const lfDir = path.join(fixtures, "llamafactory");

@@ -1,13 +1,13 @@
 // Packing invariants on random data, and the mixing and splitting that feed it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { firstFitDecreasing, packRows } from "../../coordinator/data/pack.js";
-import { rowsToBatch } from "../../coordinator/data/row.js";
-import type { Example } from "../../coordinator/data/example.js";
-import { makeRng } from "../../coordinator/data/rng.js";
-import { mixCounts, mixSources } from "../../coordinator/data/mix.js";
-import { stratifiedSplit } from "../../coordinator/data/split.js";
-import { fitToRow } from "../../coordinator/data/example.js";
+import { firstFitDecreasing, packRows } from "../../data/rows/pack.js";
+import { rowsToBatch } from "../../data/rows/row.js";
+import type { Example } from "../../data/examples/example.js";
+import { makeRng } from "../../spec/rng.js";
+import { mixCounts, mixSources } from "../../data/sampling/mix.js";
+import { stratifiedSplit } from "../../data/sampling/split.js";
+import { fitToRow } from "../../data/examples/example.js";
 
 const PAD = 9999;
 

@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../coordinator/data/pipeline.js";
-import { rowToJson } from "../../coordinator/data/row.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
+import { rowToJson } from "../../data/rows/row.js";
+import { parseSpec } from "../../spec/load.js";
 import { fixtures } from "../helpers/data_fixtures.js";
 
 function corpus(dir: string, name: string, n: number, task: string): string {

@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { IGNORE_INDEX } from "../../native/js/addon.js";
-import { formatProblem } from "../../coordinator/data/problems.js";
-import { preparePairs } from "../../coordinator/data/preference/prepare_pairs.js";
-import type { Row } from "../../coordinator/data/row.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { formatProblem } from "../../text/records/problems.js";
+import { preparePairs } from "../../data/preference/prepare_pairs.js";
+import type { Row } from "../../data/rows/row.js";
+import { parseSpec } from "../../spec/load.js";
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures/preference");
 

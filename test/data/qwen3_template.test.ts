@@ -2,15 +2,15 @@
 // look different once later turns follow: each answer is trained in the text that ends with it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { Message } from "../../coordinator/data/records.js";
-import type { TemplateOptions } from "../../coordinator/data/templates/template.js";
+import type { Message } from "../../text/records/records.js";
+import type { TemplateOptions } from "../../text/templates/template.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../coordinator/data/pipeline.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
-import { tokenizeRecords } from "../../coordinator/data/tokenize_records.js";
-import { formatProblem } from "../../coordinator/data/problems.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
+import { parseSpec } from "../../spec/load.js";
+import { tokenizeRecords } from "../../data/examples/tokenize_records.js";
+import { formatProblem } from "../../text/records/problems.js";
 import { builtin, fixtureTemplate, sequences, DEFAULT_LABELS } from "../helpers/template_runs.js";
 
 const reasoned: Message[] = [

@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../coordinator/data/pipeline.js";
-import { formatProblem } from "../../coordinator/data/problems.js";
-import { prepareDataset } from "../../coordinator/data/streamed_pipeline.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
+import { formatProblem } from "../../text/records/problems.js";
+import { prepareDataset } from "../../data/streamed_pipeline.js";
+import { parseSpec } from "../../spec/load.js";
 
 function dir(): string {
   return mkdtempSync(path.join(os.tmpdir(), "ringtune-limits-"));

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { IGNORE_INDEX } from "../../native/js/addon.js";
-import { countRealTokens, countTargets, type Row } from "../../coordinator/data/row.js";
+import { countRealTokens, countTargets, type Row } from "../../data/rows/row.js";
 
 const X = IGNORE_INDEX;
 // Two packed examples (segments 0 and 1) and 3 padding positions (segment 2, which has no task_type).

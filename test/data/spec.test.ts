@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { formatSpecIssues, loadSpec, parseSpec } from "../../coordinator/job_spec/load.js";
-import { jobSpecSchema } from "../../coordinator/job_spec/job_spec.js";
+import { formatSpecIssues, loadSpec, parseSpec } from "../../spec/load.js";
+import { jobSpecSchema } from "../../spec/job_spec.js";
 
 const minimal = { model: { path: "m" }, data: [{ path: "a.jsonl" }] };
 

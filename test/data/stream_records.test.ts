@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { readRecords } from "../../coordinator/data/read.js";
-import { streamRecords } from "../../coordinator/data/stream_records.js";
+import { readRecords } from "../../text/readers/read.js";
+import { streamRecords } from "../../text/readers/stream_records.js";
 import { fixtures } from "../helpers/data_fixtures.js";
 
 const CHUNK_SIZES = [1, 2, 3, 7, 64, 4096];

@@ -5,11 +5,12 @@ import assert from "node:assert/strict";
 import { appendFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDatasetInThread } from "../../coordinator/data/build_in_thread.js";
-import { buildDataset, type DataSpec } from "../../coordinator/data/pipeline.js";
-import { rowToJson } from "../../coordinator/data/row.js";
-import { prepareDataset, type PrepareProgress } from "../../coordinator/data/streamed_pipeline.js";
-import { loadSpec, parseSpec } from "../../coordinator/job_spec/load.js";
+import { buildDatasetInThread } from "../../data/build_in_thread.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
+import type { DataSpec } from "../../data/data_spec.js";
+import { rowToJson } from "../../data/rows/row.js";
+import { prepareDataset, type PrepareProgress } from "../../data/streamed_pipeline.js";
+import { loadSpec, parseSpec } from "../../spec/load.js";
 import { fixtures, repoRoot } from "../helpers/data_fixtures.js";
 
 function tmp(): string {

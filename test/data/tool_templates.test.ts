@@ -5,12 +5,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { buildDataset } from "../../coordinator/data/pipeline.js";
-import { formatProblem } from "../../coordinator/data/problems.js";
-import type { Message } from "../../coordinator/data/records.js";
-import { JinjaTemplate } from "../../coordinator/data/templates/jinja_template.js";
-import { pythonJson } from "../../coordinator/data/templates/python_json.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
+import { formatProblem } from "../../text/records/problems.js";
+import type { Message } from "../../text/records/records.js";
+import { JinjaTemplate } from "../../text/templates/jinja_template.js";
+import { pythonJson } from "../../text/templates/python_json.js";
+import { parseSpec } from "../../spec/load.js";
 import { builtin, fixtureTemplate, sequences } from "../helpers/template_runs.js";
 
 const weather = {

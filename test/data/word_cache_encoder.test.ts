@@ -5,9 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { HfTokenizer } from "../../coordinator/data/hf_tokenizer.js";
-import { cutsByPieces } from "../../coordinator/data/tokenizer.js";
-import { unsupportedReason } from "../../coordinator/data/word_cache_encoder.js";
+import { HfTokenizer } from "../../text/tokenizers/hf_tokenizer.js";
+import { cutsByPieces } from "../../text/tokenizers/tokenizer.js";
+import { unsupportedReason } from "../../text/tokenizers/word_cache_encoder.js";
 import { fixtures } from "../helpers/data_fixtures.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");

@@ -14,7 +14,7 @@ import {
 import { LocalCluster } from "../helpers/local_cluster.js";
 import { pngSize } from "../helpers/png_size.js";
 import { parsePrometheusText, sampleValue } from "../helpers/prometheus_text.js";
-import { PLOT_HEIGHT, PLOT_WIDTH } from "../../coordinator/plot/loss_svg.js";
+import { PLOT_HEIGHT, PLOT_WIDTH } from "../../plot/loss_svg.js";
 import { REPO_ROOT, isAlive, runProcess, waitUntil } from "../helpers/processes.js";
 import { repoStatus } from "../helpers/repo_snapshot.js";
 import { writeTinyJob, writeTinyJobData } from "../helpers/tiny_job.js";

@@ -6,9 +6,9 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { execFileSync } from "node:child_process";
-import { setupText } from "../../coordinator/data/setup.js";
+import { setupText } from "../../spec/text_setup.js";
 import { loadEvalPrompts } from "../../coordinator/eval/generation_eval.js";
-import { loadSpec } from "../../coordinator/job_spec/load.js";
+import { loadSpec } from "../../spec/load.js";
 
 /** dist/test/eval -> repository root */
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");

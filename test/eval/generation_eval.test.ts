@@ -4,17 +4,17 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setupText, type TextSetup } from "../../coordinator/data/setup.js";
+import { setupText, type TextSetup } from "../../spec/text_setup.js";
 import {
   answersMatch,
   decodeAnswer,
-  evalStopIds,
   GenerationEvalError,
   loadEvalPrompts,
   scoreGenerations,
   type EvalPrompt,
 } from "../../coordinator/eval/generation_eval.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { parseSpec } from "../../spec/load.js";
+import { evalStopIds } from "../../text/stop_ids.js";
 import { formatGenerationEval } from "../../cli/format_generation_eval.js";
 import { GenerationEval } from "../../proto/mod.js";
 

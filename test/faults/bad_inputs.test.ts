@@ -7,13 +7,13 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { encode } from "@msgpack/msgpack";
 import { submissionProblems } from "../../coordinator/jobs/intake.js";
-import { buildDataset } from "../../coordinator/data/pipeline.js";
-import { formatProblem } from "../../coordinator/data/problems.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
-import { readSafetensorsHeader } from "../../native/js/safetensors.js";
-import { parseHfConfig, readHfConfig } from "../../native/js/hf_config.js";
-import { initModel, loadModel, saveModel, SINGLE_FILE } from "../../native/js/hf_model.js";
-import { ADAPTER_WEIGHTS, applyAdapter, loadAdapter } from "../../native/js/peft_adapter.js";
+import { buildDataset } from "../helpers/in_memory_pipeline.js";
+import { formatProblem } from "../../text/records/problems.js";
+import { parseSpec } from "../../spec/load.js";
+import { readSafetensorsHeader } from "../../hf/safetensors.js";
+import { parseHfConfig, readHfConfig } from "../../hf/hf_config.js";
+import { initModel, loadModel, saveModel, SINGLE_FILE } from "../../hf/hf_model.js";
+import { ADAPTER_WEIGHTS, applyAdapter, loadAdapter } from "../../hf/peft_adapter.js";
 import { loadOptimizerState, saveOptimizerState } from "../../worker/optimizer_state.js";
 import {
   decodeJobRequest,

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { writeJsonAtomic } from "../../native/js/hf_config.js";
+import { writeJsonAtomic } from "../../hf/hf_config.js";
 import {
   InsufficientDiskError,
   pruneCheckpoints,

@@ -1,7 +1,7 @@
 // Shared by the data tests: fixture paths and reading targets back as text.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { TextTokenizer } from "../../coordinator/data/tokenizer.js";
+import type { TextTokenizer } from "../../text/tokenizers/tokenizer.js";
 
 /** dist/test/data -> repository root */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");

@@ -1,8 +1,8 @@
 // What a job's training rows hold, counted straight from the data pipeline (not from the trainer): the
 // reference the step-plan and per-task tests compare a job's metrics with.
-import { buildDataset } from "../../coordinator/data/pipeline.js";
-import type { Row } from "../../coordinator/data/row.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { buildDataset } from "./in_memory_pipeline.js";
+import type { Row } from "../../data/rows/row.js";
+import { parseSpec } from "../../spec/load.js";
 
 /** Target tokens (labels != -100) per task_type over the rows. */
 export function targetsByTask(rows: Row[]): Record<string, number> {

@@ -20,7 +20,7 @@ import {
   type Body,
   type GenerationEval,
 } from "../../proto/mod.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
+import { parseSpec } from "../../spec/load.js";
 
 type Record_ = Body<typeof JobRecord>;
 

@@ -2,7 +2,7 @@
 // (VmHWM) beside the peak it had before the load, as JSON. "direct": the base is read straight into bf16;
 // "through-fp32": read in fp32, then rounded to bf16 when LoRA is switched on (both copies held at once).
 import { loadAddon } from "../../native/js/addon.js";
-import { loadModel } from "../../native/js/hf_model.js";
+import { loadModel } from "../../hf/hf_model.js";
 import { highWaterMark } from "./high_water_mark.js";
 
 export type LoadPath = "direct" | "through-fp32";

@@ -3,12 +3,7 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import type { LoraSettings, NativeBatch, NativeModel } from "../../native/js/addon.js";
-import {
-  ADAPTER_CONFIG,
-  ADAPTER_WEIGHTS,
-  adapterConfigJson,
-  expectedAdapterTensors,
-} from "../../native/js/peft_adapter.js";
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterConfigJson, expectedAdapterTensors } from "../../hf/peft_adapter.js";
 import type { RawTensor } from "./native_files.js";
 import { f32Bytes, hfParamShapes, rawSafetensors, tempDir, tinyLlamaConfig, writeJson } from "./native_files.js";
 

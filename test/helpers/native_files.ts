@@ -3,7 +3,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { buildSafetensorsHeader } from "../../native/js/safetensors.js";
+import { buildSafetensorsHeader } from "../../hf/safetensors.js";
 
 export function tempDir(prefix = "ringtune-test-"): string {
   return mkdtempSync(path.join(tmpdir(), prefix));

@@ -1,6 +1,6 @@
 // Shared by the all-reduce tests: rings of in-process ranks (one NATS connection each), deterministic
 // inputs, and the checks every test makes on a result.
-import { makeRng } from "../../coordinator/data/rng.js";
+import { makeRng } from "../../spec/rng.js";
 import assert from "node:assert/strict";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { TransportKind } from "../../proto/mod.js";

@@ -2,14 +2,14 @@
 // conversation asks the model to produce.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { ByteTokenizer } from "../../coordinator/data/byte_tokenizer.js";
-import { shiftLabels } from "../../coordinator/data/example.js";
-import { maskConversation, type LabelOptions } from "../../coordinator/data/mask.js";
-import type { Message } from "../../coordinator/data/records.js";
-import { setupText } from "../../coordinator/data/setup.js";
-import { JinjaTemplate } from "../../coordinator/data/templates/jinja_template.js";
-import type { ChatTemplate, TemplateName, TemplateOptions } from "../../coordinator/data/templates/template.js";
-import type { TextTokenizer } from "../../coordinator/data/tokenizer.js";
+import { ByteTokenizer } from "../../text/tokenizers/byte_tokenizer.js";
+import { shiftLabels } from "../../data/examples/example.js";
+import { maskConversation, type LabelOptions } from "../../data/examples/mask.js";
+import type { Message } from "../../text/records/records.js";
+import { setupText } from "../../spec/text_setup.js";
+import { JinjaTemplate } from "../../text/templates/jinja_template.js";
+import type { ChatTemplate, TemplateName, TemplateOptions } from "../../text/templates/template.js";
+import type { TextTokenizer } from "../../text/tokenizers/tokenizer.js";
 import { fixtures, targetRuns } from "./data_fixtures.js";
 
 export const DEFAULT_LABELS: LabelOptions = { trainOnPrompt: false, lastTurnOnly: false };

@@ -7,7 +7,7 @@ import path from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { parse as parseYaml } from "yaml";
 import { jsonSchemaFiles, SCHEMA_DIR } from "../../coordinator/jobs/json_schemas.js";
-import { jobSpecSchema } from "../../coordinator/job_spec/job_spec.js";
+import { jobSpecSchema } from "../../spec/job_spec.js";
 import { REPO_ROOT } from "../helpers/processes.js";
 
 const schemaDir = path.join(REPO_ROOT, SCHEMA_DIR);

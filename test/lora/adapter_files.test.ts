@@ -13,7 +13,7 @@ import {
   expectedAdapterTensors,
   loadAdapter,
   parseAdapterConfig,
-} from "../../native/js/peft_adapter.js";
+} from "../../hf/peft_adapter.js";
 import type { LoraSettings } from "../../native/js/addon.js";
 import { toBf16Bits } from "../helpers/native_files.js";
 import { SETTINGS, craftAdapter, tinyBaseParams, tinyLlamaConfig, valuesFor } from "../helpers/lora_adapters.js";

@@ -10,14 +10,14 @@ import {
   AdapterConfigError,
   UnsupportedAdapterError,
   loadAdapter,
-} from "../../native/js/peft_adapter.js";
+} from "../../hf/peft_adapter.js";
 import {
   CorruptFileError,
   MissingTensorError,
   ShapeMismatchError,
   TruncatedFileError,
   UnexpectedTensorError,
-} from "../../native/js/errors.js";
+} from "../../hf/errors.js";
 import { f32Bytes } from "../helpers/native_files.js";
 import { SETTINGS, craftAdapter, tinyBaseParams } from "../helpers/lora_adapters.js";
 

@@ -5,8 +5,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { loadAddon, type NativeModel } from "../../native/js/addon.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
-import { loadModel, saveModel } from "../../native/js/hf_model.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
+import { loadModel, saveModel } from "../../hf/hf_model.js";
 import { bf16ToF32, tempDir, toBf16Bits } from "../helpers/native_files.js";
 import { SETTINGS, randomizeAdapters, tinyBatch, tinyLlamaConfig } from "../helpers/lora_adapters.js";
 

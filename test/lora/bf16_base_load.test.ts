@@ -7,8 +7,8 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type NativeModel } from "../../native/js/addon.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
-import { initModel, loadModel, saveModel } from "../../native/js/hf_model.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
+import { initModel, loadModel, saveModel } from "../../hf/hf_model.js";
 import {
   f32Bytes,
   hfParamShapes,

@@ -5,9 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { loadModel } from "../../native/js/hf_model.js";
-import { readSafetensorsHeader, readTensorsF32 } from "../../native/js/safetensors.js";
-import { saveAdapter } from "../../native/js/peft_adapter.js";
+import { loadModel } from "../../hf/hf_model.js";
+import { readSafetensorsHeader, readTensorsF32 } from "../../hf/safetensors.js";
+import { saveAdapter } from "../../hf/peft_adapter.js";
 import { runCli } from "../helpers/run_cli.js";
 import {
   ALL_TARGETS,

@@ -7,17 +7,17 @@ import { readdirSync } from "node:fs";
 import path from "node:path";
 import { loadAddon } from "../../native/js/addon.js";
 import type { LoraSettings, NativeModel } from "../../native/js/addon.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
-import type { HfConfig } from "../../native/js/hf_config.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
+import type { HfConfig } from "../../hf/hf_config.js";
 import {
   ADAPTER_WEIGHTS,
   applyAdapter,
   expectedAdapterTensors,
   loadAdapter,
   saveAdapter,
-} from "../../native/js/peft_adapter.js";
-import { readSafetensorsHeader } from "../../native/js/safetensors.js";
-import { MissingTensorError } from "../../native/js/errors.js";
+} from "../../hf/peft_adapter.js";
+import { readSafetensorsHeader } from "../../hf/safetensors.js";
+import { MissingTensorError } from "../../hf/errors.js";
 import {
   ALL_TARGETS,
   SETTINGS,

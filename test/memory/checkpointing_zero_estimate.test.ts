@@ -5,8 +5,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import os from "node:os";
 import { loadAddon, type NativeBatch } from "../../native/js/addon.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
-import { estimateMemory } from "../../coordinator/job_spec/memory_estimate.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
+import { estimateMemory } from "../../spec/memory_estimate.js";
 import { zeroShardRanges } from "../../worker/zero_shard.js";
 
 const threads = Number(process.env.OMP_NUM_THREADS) || os.availableParallelism();

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import os from "node:os";
 import { loadAddon, type MemoryReport, type NativeBatch, type NativeModel } from "../../native/js/addon.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
 import {
   baseParamCount,
   estimateMemory,
@@ -14,7 +14,7 @@ import {
   type LoraShape,
   type ModelShape,
   type PhaseEstimate,
-} from "../../coordinator/job_spec/memory_estimate.js";
+} from "../../spec/memory_estimate.js";
 
 // Shapes small enough to step in seconds, large enough that the vocabulary, the MLP and attention each
 // weigh in: GQA with an untied head; Qwen2-style tied embeddings with q/k/v biases; MHA with every bias.

@@ -8,8 +8,8 @@ import { execFileSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseHfConfig } from "../../native/js/hf_config.js";
-import { estimateMemory } from "../../coordinator/job_spec/memory_estimate.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
+import { estimateMemory } from "../../spec/memory_estimate.js";
 import type { PeakRssJob, PeakRssResult } from "../helpers/peak_rss_child.js";
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), "../helpers/peak_rss_child.js");

@@ -3,16 +3,16 @@
 // phase, sharding, micro-batch shapes from the spec, and the units people read.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
-import { describeNeed, microBatchShapes } from "../../coordinator/job_spec/job_memory.js";
+import { parseSpec } from "../../spec/load.js";
+import { describeNeed, microBatchShapes } from "../../spec/job_memory.js";
 import {
   baseParamCount,
   estimateMemory,
   loraParamCount,
   type EstimateInputs,
   type ModelShape,
-} from "../../coordinator/job_spec/memory_estimate.js";
-import { formatBytes, parseBytes } from "../../coordinator/job_spec/byte_units.js";
+} from "../../spec/memory_estimate.js";
+import { formatBytes, parseBytes } from "../../spec/byte_units.js";
 import { qwenShape } from "../../bench/model_shapes.js";
 
 const ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];

@@ -1,7 +1,7 @@
 // BATCH.json validation: defaults for positions and segments, and errors that name file and field.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseBatch, checkBatchVocab } from "../../native/js/batch.js";
+import { parseBatch, checkBatchVocab } from "../../hf/batch.js";
 
 const FILE = "/data/batch.json";
 

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { readSafetensorsHeader, readTensorsF32 } from "../../native/js/safetensors.js";
+import { readSafetensorsHeader, readTensorsF32 } from "../../hf/safetensors.js";
 import { hfParamShapes, tempDir, tinyLlamaConfig, writeJson } from "../helpers/native_files.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");

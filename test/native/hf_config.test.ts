@@ -2,8 +2,8 @@
 // name the file and the offending value.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseHfConfig, configJson } from "../../native/js/hf_config.js";
-import { UnknownArchitectureError, UnsupportedConfigError, CorruptFileError } from "../../native/js/errors.js";
+import { parseHfConfig, configJson } from "../../hf/hf_config.js";
+import { UnknownArchitectureError, UnsupportedConfigError, CorruptFileError } from "../../hf/errors.js";
 import { tinyLlamaConfig } from "../helpers/native_files.js";
 
 const FILE = "/models/x/config.json";

@@ -4,9 +4,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { initModel, loadModel, saveModel } from "../../native/js/hf_model.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
-import { readSafetensorsHeader } from "../../native/js/safetensors.js";
+import { initModel, loadModel, saveModel } from "../../hf/hf_model.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
+import { readSafetensorsHeader } from "../../hf/safetensors.js";
 import {
   CorruptFileError,
   MissingTensorError,
@@ -15,7 +15,7 @@ import {
   UnexpectedTensorError,
   UnknownArchitectureError,
   UnsupportedDtypeError,
-} from "../../native/js/errors.js";
+} from "../../hf/errors.js";
 import type { RawTensor } from "../helpers/native_files.js";
 import {
   bf16ToF32,

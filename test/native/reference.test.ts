@@ -5,10 +5,10 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadModel } from "../../native/js/hf_model.js";
-import { checkBatchVocab, readBatch } from "../../native/js/batch.js";
-import { forwardBackwardDump } from "../../native/js/dump.js";
-import { readSafetensorsHeader, readTensorsF32 } from "../../native/js/safetensors.js";
+import { loadModel } from "../../hf/hf_model.js";
+import { checkBatchVocab, readBatch } from "../../hf/batch.js";
+import { forwardBackwardDump } from "../../hf/dump.js";
+import { readSafetensorsHeader, readTensorsF32 } from "../../hf/safetensors.js";
 
 // dist/test/native -> repository root: the fixtures are read from the source tree, not copied.
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");

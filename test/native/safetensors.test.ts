@@ -9,8 +9,8 @@ import {
   readSafetensorsHeader,
   readTensorsF32,
   writeSafetensors,
-} from "../../native/js/safetensors.js";
-import { CorruptFileError, TruncatedFileError, UnsupportedDtypeError } from "../../native/js/errors.js";
+} from "../../hf/safetensors.js";
+import { CorruptFileError, TruncatedFileError, UnsupportedDtypeError } from "../../hf/errors.js";
 import { bf16ToF32, f32Bytes, rawSafetensors, tempDir, toBf16Bits, toF16Bits } from "../helpers/native_files.js";
 
 const dir = tempDir();

@@ -5,9 +5,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { lossSeriesOfLines, smooth } from "../../coordinator/plot/loss_series.js";
-import { lossPlotSvg, PLOT_HEIGHT, PLOT_WIDTH } from "../../coordinator/plot/loss_svg.js";
-import { logTicks } from "../../coordinator/plot/axis_ticks.js";
+import { lossSeriesOfLines, smooth } from "../../plot/loss_series.js";
+import { lossPlotSvg, PLOT_HEIGHT, PLOT_WIDTH } from "../../plot/loss_svg.js";
+import { logTicks } from "../../plot/axis_ticks.js";
 import { pngSize } from "../helpers/png_size.js";
 import { runRingtune } from "../helpers/processes.js";
 

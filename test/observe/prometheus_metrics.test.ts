@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
-import { PLOT_HEIGHT, PLOT_WIDTH } from "../../coordinator/plot/loss_svg.js";
+import { PLOT_HEIGHT, PLOT_WIDTH } from "../../plot/loss_svg.js";
 import { TestCluster, trainingFixture } from "../helpers/cluster.js";
 import { pngSize } from "../helpers/png_size.js";
 import { parsePrometheusText, sampleValue } from "../helpers/prometheus_text.js";

@@ -2,9 +2,9 @@
 // group's share.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { estimateJobMemory, microBatchShapes } from "../../coordinator/job_spec/job_memory.js";
-import { parseSpec } from "../../coordinator/job_spec/load.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
+import { estimateJobMemory, microBatchShapes } from "../../spec/job_memory.js";
+import { parseSpec } from "../../spec/load.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
 import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 const spec = (over: Record<string, unknown>) =>

@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { jobSpecSchema } from "../../coordinator/job_spec/job_spec.js";
-import { positionRange, positionRangeProblem } from "../../coordinator/job_spec/sequence_parallel.js";
+import { jobSpecSchema } from "../../spec/job_spec.js";
+import { positionRange, positionRangeProblem } from "../../spec/sequence_parallel.js";
 import { acceptSubmission, submissionProblems } from "../../coordinator/jobs/intake.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
 import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 const base = {

@@ -4,8 +4,8 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { loadAddon, type BatchedDecoder, type NativeModel } from "../../native/js/addon.js";
-import { loadModel } from "../../native/js/hf_model.js";
-import { loadAdapter } from "../../native/js/peft_adapter.js";
+import { loadModel } from "../../hf/hf_model.js";
+import { loadAdapter } from "../../hf/peft_adapter.js";
 import { tempDir } from "../helpers/lora_adapters.js";
 import { writeServeAdapters, writeServeBase } from "../helpers/serve_fixtures.js";
 

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadAddon, type NativeModel } from "../../native/js/addon.js";
-import { parseHfConfig } from "../../native/js/hf_config.js";
+import { parseHfConfig } from "../../hf/hf_config.js";
 import { trainingStateChecksum } from "../../worker/checksum.js";
 import { SETTINGS, randomizeAdapters, tinyBatch, tinyLlamaConfig } from "../helpers/lora_adapters.js";
 

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { readSafetensorsHeader, readTensorsF32 } from "../../native/js/safetensors.js";
+import { readSafetensorsHeader, readTensorsF32 } from "../../hf/safetensors.js";
 import { readMetrics, TestCluster, trainingFixture } from "../helpers/cluster.js";
 
 async function finalWeights(output: string): Promise<Map<string, Float32Array>> {

@@ -4,9 +4,10 @@
 // of pairs whose chosen answer is ahead; ORPO trains every weight without a reference.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { readMetrics, TestCluster, trainingFixture, type MetricLine } from "../helpers/cluster.js";
+import { CoordinatorMetrics } from "../../coordinator/observe/coordinator_metrics.js";
 
 interface PrefLine extends MetricLine {
   accuracy?: number;
@@ -86,6 +87,16 @@ test(
       const tasks = a.flatMap((m) => Object.keys(m.pref_by_task ?? {}));
       assert.deepEqual([...new Set(tasks)].sort(), ["extract/age", "extract/name"]);
       assert.ok(Object.keys(a[0]!.loss_by_task!).length > 0);
+      // loss.png's SVG draws the preference row; /metrics carries the same numbers per task
+      const svg = readFileSync(path.join(one.output, "loss.svg"), "utf8");
+      assert.match(svg, /preference rewards/);
+      assert.match(svg, /preference accuracy/);
+      const metrics = new CoordinatorMetrics({ jobs: () => [], workers: () => [] });
+      for (const line of readMetrics(one.output))
+        metrics.observe("j", line as unknown as Parameters<CoordinatorMetrics["observe"]>[1]);
+      const scrape = await metrics.registry.getSingleMetricAsString("ringtune_preference");
+      assert.match(scrape, new RegExp(`ringtune_preference\\{job="j",task="all",metric="margin"\\} ${a[5]!.margin}`));
+      assert.match(scrape, /ringtune_preference\{job="j",task="extract\/age",metric="accuracy"\} /);
 
       const losses = a.map((m) => m.loss!);
       for (const keys of [

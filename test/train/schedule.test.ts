@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { learningRate, warmupSteps, type LrSchedule } from "../../coordinator/train/schedule.js";
-import { DataOrder, shardRange } from "../../coordinator/train/plan.js";
+import { DataOrder, shardRange } from "../../spec/step_plan.js";
 
 const base: LrSchedule = { lr: 1e-3, minLr: 1e-4, kind: "cosine", warmupSteps: 10, totalSteps: 110 };
 

@@ -18,16 +18,16 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
 import { MetricsFile } from "../../coordinator/train/metrics_file.js";
-import { writeLossPlot } from "../../coordinator/plot/write_loss_plot.js";
-import { parseHfConfig, writeJsonAtomic } from "../../native/js/hf_config.js";
-import { initModel, saveModel } from "../../native/js/hf_model.js";
+import { writeLossPlot } from "../../plot/write_loss_plot.js";
+import { parseHfConfig, writeJsonAtomic } from "../../hf/hf_config.js";
+import { initModel, saveModel } from "../../hf/hf_model.js";
 import {
   appendOutputFile,
   OutputLinkError,
   writeOutputFile,
   writeOutputFileAtomically,
-} from "../../native/js/output_files.js";
-import { writeSafetensors } from "../../native/js/safetensors.js";
+} from "../../files/output_files.js";
+import { writeSafetensors } from "../../hf/safetensors.js";
 import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 const top = realpathSync(mkdtempSync(path.join(tmpdir(), "ringtune-output-links-")));

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
 import { submissionProblems } from "../../coordinator/jobs/intake.js";
-import { outsideRoots, parseRootList, type PathRoots } from "../../native/js/path_roots.js";
+import { outsideRoots, parseRootList, type PathRoots } from "../../files/path_roots.js";
 import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 const top = realpathSync(mkdtempSync(path.join(tmpdir(), "ringtune-roots-")));

@@ -8,7 +8,7 @@ import path from "node:path";
 import { after, test } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
-import type { PathRoots } from "../../native/js/path_roots.js";
+import type { PathRoots } from "../../files/path_roots.js";
 import { decodeCommandReply, encodeCommandRequest, type CommandRequest } from "../../proto/mod.js";
 import { checkAssignPaths, checkSavePath } from "../../worker/command_paths.js";
 import { JobRunner } from "../../worker/job_runner.js";

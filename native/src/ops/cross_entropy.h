@@ -2,11 +2,10 @@
 #include <cmath>
 #include <cstdint>
 #include "../error.h"
+#include "../ignore_index.h"
 #include "vexp.h"
 
 namespace rt {
-
-constexpr int32_t kIgnoreIndex = -100;
 
 struct LossSum {
   double sum = 0;

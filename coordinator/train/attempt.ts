@@ -1,0 +1,388 @@
+// One attempt at a job (one start), from data to final model: prepare the rows, form the ring, run the step
+// loop, save the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics,
+// checkpoints, final outputs); this file only puts them in order.
+import { randomBytes } from "node:crypto";
+import { makeOutputDir } from "../../files/output_files.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import type { LoraSettings } from "../../native/js/addon.js";
+import { checkpointDir, metricsFile, type GenerationEval } from "../../proto/mod.js";
+import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
+import { countRealTokens, countTargets } from "../../data/rows/row.js";
+import { countPairs } from "../../data/preference/pack_pairs.js";
+import type { Job, JobStore } from "../jobs/store.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+import { parseSpec } from "../../spec/load.js";
+import { assignRequest } from "./assign.js";
+import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
+import { generationEval, validationLoss } from "./evaluate.js";
+import { saveFinalModel, saveMergedModel } from "./final_outputs.js";
+import { hybridSwitchStep, loraSettingsOf } from "../../spec/lora_plan.js";
+import { MetricsFile, type MetricLine } from "./metrics_file.js";
+import { writeLossPlot } from "../../plot/write_loss_plot.js";
+import { DataOrder, planSteps, type StepPlan } from "../../spec/step_plan.js";
+import { prepareData } from "./prepare_data.js";
+import { Ring } from "./ring.js";
+import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
+import { combineStepReplies } from "./step_results.js";
+import { prefLine } from "./pref_metrics.js";
+import { rankBatch } from "./rank_batch.js";
+import type { RunPhase } from "./failure_policy.js";
+
+const ASSIGN_TIMEOUT_MS = 10 * 60_000;
+
+export class JobCancelled extends Error {
+  override name = "JobCancelled";
+}
+
+export interface JobEnv {
+  nc: NatsConnection;
+  store: JobStore;
+  log: Logger;
+  /** why the job must stop after the current step (a cancel request), or undefined */
+  stopReason(id: string): string | undefined;
+  /** rejects with WorkerLostError as soon as a worker of the job is lost: pending commands stop waiting */
+  interruption(id: string): Promise<never>;
+  /** a worker that did not answer: not to be scheduled again until it shows it is alive */
+  suspect(worker: string): void;
+  /** what a worker said it is doing in its last heartbeat ("loading weights 37%"), if anything */
+  activity?(worker: string): string | undefined;
+  /** how often the job's message follows those activities while the ring forms (they change with heartbeats) */
+  activityRefreshMs?: number;
+  /** sees every metrics.jsonl line of the job as it is written */
+  onMetric?(job: string, line: MetricLine): void;
+  /** how many times the coordinator lost its NATS connection so far */
+  outages?(): number;
+  /** resolves once the NATS connection is up (at once when it is) */
+  connectedAgain?(): Promise<void>;
+  /** whether this coordinator still holds the lease (asked before overwriting a record that moved on) */
+  holdsLease?(): Promise<boolean>;
+}
+
+/** How often the job's message is refreshed with its workers' activities while the ring forms, by default. */
+const ACTIVITY_REFRESH_MS = 500;
+
+export class JobAttempt {
+  private readonly spec: JobSpec;
+  private readonly ring: Ring;
+  /** a NATS subject token naming this formation of the ring */
+  private readonly ringId: string;
+  /** handed to this ring's members only: their TCP edges accept no peer without it */
+  private readonly ringSecret = Uint8Array.from(randomBytes(32));
+  private readonly metrics: MetricsFile;
+  /** the adapters of a lora or hybrid job */
+  private readonly lora: LoraSettings | undefined;
+  private data!: PreparedDataset;
+  private plan!: StepPlan;
+  private schedule!: LrSchedule;
+  /** hybrid: the last full-parameter step; LoRA from the next one (0: no switch) */
+  private switchStep = 0;
+  /** how far this start got: an error a worker answers while the ring forms is the job's own (its model) */
+  phase: RunPhase = "preparing";
+
+  constructor(
+    private readonly env: JobEnv,
+    private job: Job,
+    workers: string[],
+  ) {
+    this.spec = parseSpec(job.spec, job.source ?? `job ${job.id}`, job.base_dir);
+    this.ring = new Ring(env.nc, workers, () => env.interruption(job.id));
+    this.ringId = `${job.id}-${Date.now().toString(36)}`;
+    this.metrics = new MetricsFile(metricsFile(job.output), (line) => env.onMetric?.(job.id, line));
+    this.lora = loraSettingsOf(this.spec);
+  }
+
+  private async update(patch: Partial<Job>): Promise<void> {
+    this.job = await this.env.store.update(this.job.id, patch);
+  }
+
+  private checkStop(): void {
+    const why = this.env.stopReason(this.job.id);
+    if (why) throw new JobCancelled(why);
+  }
+
+  /** Closes the token cache the rows were read from (the job is over or goes back to the queue). */
+  close(): void {
+    (this.data as PreparedDataset | undefined)?.close();
+  }
+
+  async run(): Promise<void> {
+    const { spec, job } = this;
+    await makeOutputDir(job.output);
+    await this.update({
+      status: "preparing",
+      message: "reading, tokenizing and packing the data",
+      workers: [...this.ring.workers],
+    });
+    let progressWrites = Promise.resolve();
+    let lastProgress = 0;
+    const onProgress = (p: PrepareProgress) => {
+      // At most one job record write a second, queued so a late one never overwrites what follows it.
+      if (Date.now() - lastProgress < 1000) return;
+      lastProgress = Date.now();
+      progressWrites = progressWrites.then(() => this.update({ message: preparingMessage(p) })).catch(() => {});
+    };
+    try {
+      this.data = await prepareData(spec, onProgress);
+    } finally {
+      await progressWrites;
+    }
+    this.plan = planSteps(spec, this.data.train.length);
+    const { totalSteps } = this.plan;
+    this.schedule = {
+      lr: spec.lr,
+      minLr: spec.min_lr,
+      kind: spec.schedule,
+      warmupSteps: warmupSteps(spec, totalSteps),
+      totalSteps,
+    };
+    this.switchStep = hybridSwitchStep(spec, totalSteps);
+    const resumeDir = job.last_checkpoint?.dir ?? spec.resume_from;
+    const startStep = resumeDir ? readTrainerState(resumeDir).step : 0;
+    if (startStep > totalSteps)
+      throw new Error(`checkpoint ${resumeDir} is at step ${startStep}, past the job's ${totalSteps} steps`);
+    await this.metrics.startAt(startStep);
+    this.env.log.info({ job: job.id, rows: this.data.train.length, ...this.plan, startStep }, "job prepared");
+
+    await this.update({
+      message: `forming a ring of ${this.ring.size} worker(s)`,
+      total_steps: totalSteps,
+      step: startStep,
+    });
+    this.phase = "forming";
+    await this.whileShowingActivity(() =>
+      this.ring.all((rank) =>
+        this.ring.send(
+          rank,
+          "assign",
+          assignRequest(spec, {
+            job: job.id,
+            ring: this.ringId,
+            ringSecret: this.ringSecret,
+            rank,
+            size: this.ring.size,
+            resumeDir,
+            lora: this.lora,
+            workers: this.ring.workers,
+          }),
+          ASSIGN_TIMEOUT_MS,
+        ),
+      ),
+    );
+
+    this.phase = "training";
+    const generation: GenerationEval = { ...(job.generation_eval ?? {}) };
+    if (spec.generation_eval && startStep === 0) {
+      await this.update({ status: "running", message: "generation eval before training" });
+      generation.before = await generationEval(this.ring, job.id, spec, this.data.setup);
+      await this.update({ generation_eval: generation });
+    }
+    await this.update({ status: "running", message: undefined });
+    await this.trainLoop(startStep);
+    this.checkStop();
+
+    await this.update({ message: "saving the final model" });
+    const outputs = await saveFinalModel(this.ring, job, spec);
+    if (spec.generation_eval) {
+      await this.update({ message: "generation eval after training" });
+      generation.after = await generationEval(this.ring, job.id, spec, this.data.setup);
+      await this.update({ generation_eval: generation });
+    }
+    if (spec.method !== "full") {
+      await this.update({ message: "saving the merged model" });
+      outputs.push(await saveMergedModel(this.ring, job, spec)); // last: merging changes the weights in memory
+    }
+    outputs.push(...(await this.lossPlot()));
+    await this.update({ status: "completed", message: `outputs: ${outputs.join(", ")}` });
+  }
+
+  /**
+   * Runs `work` while the job's message says what each worker is doing (building a large model takes
+   * minutes; "forming a ring" alone would look like a hang): "forming a ring of 2 worker(s): w0 loading
+   * weights 37%, w1 initialising".
+   */
+  private async whileShowingActivity<T>(work: () => Promise<T>): Promise<T> {
+    const base = `forming a ring of ${this.ring.size} worker(s)`;
+    let shown = base;
+    let updating = Promise.resolve();
+    const refresh = () => {
+      const parts = this.ring.workers
+        .map((w) => [w, this.env.activity?.(w)] as const)
+        .filter(([, a]) => a)
+        .map(([w, a]) => `${w} ${a}`);
+      const message = parts.length > 0 ? `${base}: ${parts.join(", ")}` : base;
+      if (message === shown) return;
+      shown = message;
+      updating = updating.then(() => this.update({ message })).catch(() => {});
+    };
+    const timer = setInterval(refresh, this.env.activityRefreshMs ?? ACTIVITY_REFRESH_MS);
+    try {
+      return await work();
+    } finally {
+      clearInterval(timer);
+      await updating;
+    }
+  }
+
+  /** Each step: every rank runs forward-backward on its share and all-reduces; every rank updates; we log. */
+  private async trainLoop(startStep: number): Promise<void> {
+    const { spec, plan, data } = this;
+    const order = new DataOrder(data.train.length, spec.seed);
+    const began = performance.now();
+    let tokensSeen = 0;
+    let lastEvalStep = -1;
+    for (let step = startStep + 1; step <= plan.totalSteps; step++) {
+      this.checkStop();
+      const stepBegan = performance.now();
+      const switching = this.switchStep > 0 && step === this.switchStep + 1;
+      if (switching) {
+        await this.metrics.append({ step: this.switchStep, event: "switch_to_lora" });
+        this.env.log.info({ job: this.job.id, step }, "hybrid: switching to LoRA");
+      }
+      const lr = learningRate(this.schedule, step);
+      const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train.get(i));
+      // Preference training averages its loss over the global batch's pairs, SFT over its target tokens.
+      const targets = spec.stage === "dpo" ? countPairs(rows) : countTargets(rows);
+      const checksum = spec.checksum_every > 0 && (step % spec.checksum_every === 0 || step === plan.totalSteps);
+
+      // forward-backward, gradient all-reduce and AdamW update, on every rank
+      const replies = await this.ring.all((rank) => {
+        return this.ring.send(rank, "step", {
+          job: this.job.id,
+          step,
+          lr,
+          loss_scale: targets > 0 ? 1 / targets : 0,
+          micro_batch_rows: spec.micro_batch_rows,
+          batch: rankBatch(rows, rank, {
+            ringSize: this.ring.size,
+            sequenceParallel: spec.sequence_parallel,
+            padId: data.setup.tokenizer.padId,
+            seqLen: spec.seq_len,
+          }),
+          checksum,
+          enable_lora: switching ? this.lora : undefined,
+        });
+      });
+      const result = combineStepReplies(step, replies, targets);
+
+      // log
+      const tokens = countRealTokens(rows);
+      tokensSeen += tokens;
+      const elapsed = (performance.now() - began) / 1000;
+      const tokensPerS = tokensSeen / elapsed;
+      await this.metrics.append({
+        step,
+        loss: result.loss,
+        lr,
+        grad_norm: result.gradNorm,
+        targets,
+        tokens,
+        tokens_per_s: tokensPerS,
+        step_ms: performance.now() - stepBegan,
+        loss_by_task: result.lossByTask,
+        targets_by_task: result.targetsByTask,
+        compute_ms: result.computeMs,
+        comm_wait_ms: result.commWaitMs,
+        worker_compute_ms: Object.fromEntries(replies.map((r, rank) => [this.ring.workers[rank], r.compute_ms ?? 0])),
+        ...prefLine(result.pref),
+        ...(checksum ? { checksum: result.checksum } : {}),
+      });
+      this.env.log.info(
+        { job: this.job.id, step, loss: result.loss, lr, grad_norm: result.gradNorm, workers: this.ring.workers },
+        "step",
+      );
+      await this.update({
+        step,
+        lr,
+        train_loss: { first: this.job.train_loss.first ?? result.loss, last: result.loss },
+        tokens_per_s: tokensPerS,
+        eta_s: ((plan.totalSteps - step) * elapsed) / (step - startStep),
+      });
+
+      if (spec.eval_every > 0 && step % spec.eval_every === 0) {
+        await this.evaluate(step);
+        lastEvalStep = step;
+      }
+      if (spec.save_every > 0 && step % spec.save_every === 0 && step < plan.totalSteps) await this.checkpoint(step);
+    }
+    if (lastEvalStep !== plan.totalSteps) await this.evaluate(plan.totalSteps);
+  }
+
+  /** loss.svg and loss.png beside metrics.jsonl; a plot that fails is logged, never fails a trained job */
+  private async lossPlot(): Promise<string[]> {
+    try {
+      const { png } = await writeLossPlot(this.job.output, this.job.id);
+      return [png];
+    } catch (err) {
+      this.env.log.warn({ job: this.job.id, err }, "loss plot not written");
+      return [];
+    }
+  }
+
+  private async evaluate(step: number): Promise<void> {
+    const val = await validationLoss(this.ring, this.job.id, this.spec, this.data);
+    if (!val) return;
+    await this.metrics.append({
+      step,
+      val_loss: val.loss,
+      val_loss_by_task: val.lossByTask,
+      ...prefLine(val.pref, "val_"),
+    });
+    await this.update({ val_loss: val.loss, val_loss_by_task: val.lossByTask });
+  }
+
+  private async checkpoint(step: number): Promise<void> {
+    const dir = checkpointDir(this.job.output, step);
+    const state = {
+      job: this.job.id,
+      step,
+      total_steps: this.plan.totalSteps,
+      rows_per_step: this.plan.rowsPerStep,
+      data_position: step * this.plan.rowsPerStep,
+      seed: this.spec.seed,
+      train_loss_first: this.job.train_loss.first,
+    };
+    const estimate = this.job.memory_estimate;
+    await writeCheckpoint(
+      dir,
+      state,
+      async (tmp) => {
+        const save = (rank: number) =>
+          this.ring.send(rank, "save", {
+            job: this.job.id,
+            dir: tmp,
+            what: "model",
+            dtype: "F32",
+            with_optimizer: true,
+          });
+        // Under ZeRO-1 each rank holds a shard of the moments: every rank takes part in gathering them, and
+        // rank 0 writes the files.
+        if (this.spec.zero >= 1 && this.ring.size > 1) await this.ring.all(save);
+        else await save(0);
+      },
+      { needBytes: estimate ? estimate.params_bytes + estimate.optimizer_bytes : undefined },
+    );
+    await this.update({ last_checkpoint: { step, dir } });
+    this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
+    // Only once the record names the new checkpoint: a restart never looks for one that was deleted.
+    if (this.spec.keep_checkpoints !== undefined) {
+      const removed = await pruneCheckpoints(dir, this.spec.keep_checkpoints);
+      if (removed.length > 0) this.env.log.info({ job: this.job.id, removed }, "older checkpoints deleted");
+    }
+  }
+
+  /**
+   * Frees the ring's workers; returns those that did not answer, presumed gone (not scheduled again until
+   * they show they are alive).
+   */
+  async release(lost?: string): Promise<string[]> {
+    const gone = await this.ring.release(this.job.id, lost);
+    for (const worker of gone) this.env.suspect(worker);
+    return gone;
+  }
+}
+
+function preparingMessage(p: PrepareProgress): string {
+  const rate = p.seconds > 0 ? p.tokens / p.seconds / 1e6 : 0;
+  return `preparing the data: ${p.records} records read, ${p.tokens} tokens, ${p.targets} targets (${rate.toFixed(2)} M tokens/s)`;
+}

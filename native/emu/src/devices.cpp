@@ -1,0 +1,211 @@
+// Devices, streams and events of the CUDA emulator. RINGTUNE_EMU_DEVICES devices (default 2, so code that
+// must keep cuda:1 work off device 0 can be tested); the current device belongs to the calling host thread,
+// as in CUDA. Every operation completes before its call returns, so streams and events keep issue order
+// trivially; a stream or event still belongs to the device that was current when it was created.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include "emu_internal.h"
+
+size_t ringtune_emu_device_memory_bytes();
+
+struct CUstream_st {
+  int device;
+};
+struct CUevent_st {
+  int device;
+  bool recorded;
+  std::chrono::steady_clock::time_point at;
+};
+
+namespace ringtune_emu {
+namespace {
+
+thread_local int current = 0;
+
+struct Handles {
+  std::mutex mu;
+  std::set<const CUstream_st*> streams;
+  std::set<const CUevent_st*> events;
+  std::map<const void*, size_t> shared_limits;
+};
+Handles& handles() {
+  static Handles* h = new Handles;
+  return *h;
+}
+
+bool live_event(cudaEvent_t e) {
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  return h.events.count(e) > 0;
+}
+
+}  // namespace
+
+int device_count() {
+  static const int n = [] {
+    const char* s = std::getenv("RINGTUNE_EMU_DEVICES");
+    const int v = s ? std::atoi(s) : 2;
+    return v < 0 ? 0 : v;
+  }();
+  return n;
+}
+
+int current_device() { return current; }
+
+int stream_device(cudaStream_t s) {
+  if (!s) return current;
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  return h.streams.count(s) ? s->device : -1;
+}
+
+size_t dynamic_shared_limit(const void* kernel) {
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  auto it = h.shared_limits.find(kernel);
+  return it == h.shared_limits.end() ? 48 << 10 : it->second;
+}
+
+}  // namespace ringtune_emu
+
+using namespace ringtune_emu;
+
+cudaError_t ringtune_emu_func_set_max_dynamic_shared(const void* kernel, int bytes) {
+  if (bytes < 0 || bytes > 227 * 1024)
+    return set_error(cudaErrorInvalidValue, "cudaFuncSetAttribute: at most 227 KiB of dynamic shared memory (sm_90)");
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  h.shared_limits[kernel] = (size_t)bytes;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = device_count();
+  return device_count() > 0 ? cudaSuccess : set_error(cudaErrorNoDevice, "RINGTUNE_EMU_DEVICES=0");
+}
+
+cudaError_t cudaSetDevice(int device) {
+  if (device < 0 || device >= device_count())
+    return set_error(cudaErrorInvalidDevice, "cudaSetDevice(" + std::to_string(device) + "): the emulator has " +
+                                                 std::to_string(device_count()) + " devices (RINGTUNE_EMU_DEVICES)");
+  current = device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int* device) {
+  *device = current;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
+  if (device < 0 || device >= device_count())
+    return set_error(cudaErrorInvalidDevice, "cudaGetDeviceProperties(" + std::to_string(device) + ")");
+  std::memset(p, 0, sizeof *p);
+  std::snprintf(p->name, sizeof p->name, "ringtune CUDA emulator (CPU)");
+  p->totalGlobalMem = ringtune_emu_device_memory_bytes();
+  p->sharedMemPerBlock = 48 << 10;
+  p->sharedMemPerBlockOptin = 227 << 10;
+  p->sharedMemPerMultiprocessor = 228 << 10;
+  p->regsPerBlock = 65536;
+  p->warpSize = 32;
+  p->maxThreadsPerBlock = 1024;
+  p->maxThreadsDim[0] = p->maxThreadsDim[1] = 1024;
+  p->maxThreadsDim[2] = 64;
+  p->maxGridSize[0] = 0x7fffffff;
+  p->maxGridSize[1] = p->maxGridSize[2] = 65535;
+  p->major = 9;
+  p->minor = 0;
+  p->multiProcessorCount = 1;
+  p->maxThreadsPerMultiProcessor = 2048;
+  p->pciBusID = device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, int, int device) {
+  if (device < 0 || device >= device_count()) return set_error(cudaErrorInvalidDevice, "cudaDeviceGetAttribute");
+  *value = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDriverGetVersion(int* v) {
+  *v = 13000;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* v) {
+  *v = 13000;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceReset() { return cudaSuccess; }
+
+cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
+  *s = new CUstream_st{current};
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  h.streams.insert(*s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  if (!s || !h.streams.erase(s)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  return stream_device(s) < 0 ? set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream")
+                              : cudaSuccess;
+}
+cudaError_t cudaStreamQuery(cudaStream_t s) { return cudaStreamSynchronize(s); }
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
+  if (stream_device(s) < 0) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream");
+  if (!live_event(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown event");
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) {
+  *e = new CUevent_st{current, false, {}};
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  h.events.insert(*e);
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  if (!e || !h.events.erase(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventDestroy: unknown event");
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  if (!live_event(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown event");
+  const int sd = stream_device(s);
+  if (sd < 0) return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown stream");
+  if (sd != e->device)
+    return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: an event of device " +
+                                                         std::to_string(e->device) + " on a stream of device " +
+                                                         std::to_string(sd));
+  e->recorded = true;
+  e->at = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  return live_event(e) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event");
+}
+cudaError_t cudaEventQuery(cudaEvent_t e) { return cudaEventSynchronize(e); }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  if (!live_event(a) || !live_event(b))
+    return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: unknown event");
+  if (!a->recorded || !b->recorded)
+    return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: an event was never recorded");
+  *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
+  return cudaSuccess;
+}

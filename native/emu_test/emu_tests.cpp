@@ -1,0 +1,219 @@
+// The CUDA emulator's own checks: each fault it promises to catch is planted in a small kernel and must be
+// reported by the launch check, naming what it found; and the scheduling that exposes races does expose one.
+#include <cuda_runtime.h>
+#include <string>
+#include <thread>
+#include <vector>
+#include "common.cuh"
+#include "test_util.h"
+
+using namespace rt;
+using namespace rt::cuda;
+
+namespace {
+
+// Each thread publishes salt + t in shared memory, then reads its neighbour's slot. With the barrier every
+// read sees this launch's value; without it a neighbour that has not run yet leaves the previous launch's.
+template <bool kBarrier>
+__global__ void neighbour_kernel(int* out, int salt) {
+  __shared__ int slot[128];
+  const int t = threadIdx.x;
+  slot[t] = salt + t;
+  if (kBarrier) __syncthreads();
+  out[t] = slot[(t + 1) % blockDim.x];
+}
+
+__global__ void write_kernel(float* p, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) p[i] = (float)i;
+}
+
+// Writes one element past the n it is given (the planted off-by-one).
+__global__ void off_by_one_kernel(float* p, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i <= n) p[i] = 1.f;
+}
+
+__global__ void warp_sum_kernel(float* out, const float* in) {
+  float v = in[threadIdx.x];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const unsigned odd = __ballot_sync(0xffffffffu, threadIdx.x & 1);
+  out[threadIdx.x] = v + (odd == 0xaaaaaaaau ? 0.f : 1000.f);
+}
+
+// Lane 0 leaves before the shuffle the others wait in: a deadlock on the GPU, an error here.
+__global__ void early_exit_shuffle_kernel(float* out) {
+  if (threadIdx.x == 0) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.f, 1);
+}
+
+__global__ void dynamic_shared_kernel(float* out) {
+  RT_DYNAMIC_SHARED(float, buf);
+  out[threadIdx.x] = buf[threadIdx.x];  // never written: the emulator's fill (NaN)
+  __syncthreads();
+  buf[threadIdx.x] = (float)threadIdx.x;
+  __syncthreads();
+  out[blockDim.x + threadIdx.x] = buf[blockDim.x - 1 - threadIdx.x];
+}
+
+// The message CUDA_LAUNCH_CHECK throws for the launch f makes, or "" when it throws none.
+template <typename F>
+std::string launch_error(F f) {
+  try {
+    f();
+    CUDA_LAUNCH_CHECK("planted");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool has(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+std::vector<int> run_neighbours(bool barrier, int salt) {
+  int* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, 128 * sizeof(int)));
+  if (barrier) launch<neighbour_kernel<true>>(1, 128, 0, nullptr, d, salt);
+  else launch<neighbour_kernel<false>>(1, 128, 0, nullptr, d, salt);
+  CUDA_LAUNCH_CHECK("neighbour_kernel");
+  std::vector<int> h(128);
+  CUDA_CHECK(cudaMemcpy(h.data(), d, h.size() * sizeof(int), cudaMemcpyDeviceToHost));
+  CUDA_CHECK(cudaFree(d));
+  return h;
+}
+
+int wrong_neighbours(const std::vector<int>& got, int salt) {
+  int wrong = 0;
+  for (int t = 0; t < 128; t++) wrong += got[t] != salt + (t + 1) % 128;
+  return wrong;
+}
+
+}  // namespace
+
+TEST(emu_missing_barrier_changes_results) {
+  for (int salt : {1000, 2000, 3000}) CHECK(wrong_neighbours(run_neighbours(true, salt), salt) == 0);
+  run_neighbours(false, 0);
+  const int wrong = wrong_neighbours(run_neighbours(false, 5000), 5000);
+  rt::test::note("without the barrier " + std::to_string(wrong) + " of 128 threads read a stale slot");
+  CHECK(wrong > 0, "threads ran in an order that hides a missing __syncthreads");
+}
+
+TEST(emu_catches_a_host_pointer_argument) {
+  std::vector<float> host(64);
+  const std::string e = launch_error([&] { launch<write_kernel>(1, 64, 0, nullptr, host.data(), 64); });
+  CHECK(has(e, "cudaErrorIllegalAddress") && has(e, "argument #0") && has(e, "host pointer") &&
+            has(e, "write_kernel") && has(e, "planted"),
+        e);
+  CHECK(host[5] == 0.f, "the kernel must not have run");
+}
+
+TEST(emu_catches_an_out_of_bounds_write) {
+  float* d = nullptr;
+  const int n = 100;
+  CUDA_CHECK(cudaMalloc(&d, n * sizeof(float)));
+  CHECK(launch_error([&] { launch<write_kernel>(2, 64, 0, nullptr, d, n); }).empty());
+  const std::string e = launch_error([&] { launch<off_by_one_kernel>(2, 64, 0, nullptr, d, n); });
+  rt::test::note(e);
+  CHECK(has(e, "cudaErrorIllegalAddress") && has(e, "0 bytes past the end of device allocation") &&
+            has(e, "400 bytes") && has(e, "off_by_one_kernel"),
+        e);
+  // the guards are restored: the next good launch is clean
+  CHECK(launch_error([&] { launch<write_kernel>(2, 64, 0, nullptr, d, n); }).empty());
+  CUDA_CHECK(cudaFree(d));
+}
+
+TEST(emu_copies_check_their_direction_and_range) {
+  float* d = nullptr;
+  std::vector<float> h(16);
+  CUDA_CHECK(cudaMalloc(&d, 16 * sizeof(float)));
+  cudaGetLastError();
+  CHECK(cudaMemcpy(h.data(), h.data(), 64, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);
+  CHECK(has(cudaGetErrorString(cudaGetLastError()), "destination"));
+  CHECK(cudaMemcpy(d, h.data(), 64, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);
+  CHECK(cudaMemcpy(d, h.data(), 68, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);
+  CHECK(has(cudaGetErrorString(cudaGetLastError()), "4 bytes past the end"));
+  CHECK(cudaMemcpy(d, h.data(), 64, cudaMemcpyHostToDevice) == cudaSuccess);
+  CUDA_CHECK(cudaFree(d));
+  CHECK(cudaFree(d) == cudaErrorInvalidDevicePointer, "a double free is refused");
+  cudaGetLastError();
+}
+
+TEST(emu_fresh_device_memory_is_not_zero) {
+  float* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, 8 * sizeof(float)));
+  std::vector<float> h(8, 0.f);
+  CUDA_CHECK(cudaMemcpy(h.data(), d, 32, cudaMemcpyDeviceToHost));
+  CHECK(std::isnan(h[3]), "uninitialised device memory reads as NaN, so a kernel that relies on zeros fails");
+  CUDA_CHECK(cudaFree(d));
+}
+
+TEST(emu_shuffles_and_ballots_meet_across_the_warp) {
+  std::vector<float> in(64);
+  for (int i = 0; i < 64; i++) in[i] = (float)i;
+  float *d_in = nullptr, *d_out = nullptr;
+  CUDA_CHECK(cudaMalloc(&d_in, 64 * sizeof(float)));
+  CUDA_CHECK(cudaMalloc(&d_out, 128 * sizeof(float)));
+  CUDA_CHECK(cudaMemcpy(d_in, in.data(), 256, cudaMemcpyHostToDevice));
+  launch<warp_sum_kernel>(1, 64, 0, nullptr, d_out, d_in);
+  CUDA_LAUNCH_CHECK("warp_sum_kernel");
+  std::vector<float> out(64);
+  CUDA_CHECK(cudaMemcpy(out.data(), d_out, 256, cudaMemcpyDeviceToHost));
+  for (int i = 0; i < 64; i++) CHECK(out[i] == (i < 32 ? 496.f : 1520.f), i << ": " << out[i]);
+  const std::string e = launch_error([&] { launch<early_exit_shuffle_kernel>(1, 32, 0, nullptr, d_out); });
+  CHECK(has(e, "deadlock") && has(e, "__shfl_xor_sync") && has(e, "lanes 0 have exited"), e);
+  CUDA_CHECK(cudaFree(d_in));
+  CUDA_CHECK(cudaFree(d_out));
+}
+
+TEST(emu_dynamic_shared_memory) {
+  float* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, 128 * sizeof(float)));
+  launch<dynamic_shared_kernel>(1, 64, 64 * sizeof(float), nullptr, d);
+  CUDA_LAUNCH_CHECK("dynamic_shared_kernel");
+  std::vector<float> h(128);
+  CUDA_CHECK(cudaMemcpy(h.data(), d, 512, cudaMemcpyDeviceToHost));
+  CHECK(std::isnan(h[0]), "dynamic shared memory starts as NaN");
+  for (int t = 0; t < 64; t++) CHECK(h[64 + t] == 63 - t);
+  const std::string e = launch_error([&] { launch<dynamic_shared_kernel>(1, 64, 64 << 10, nullptr, d); });
+  CHECK(has(e, "exceed its limit of 49152"), e);
+  CUDA_CHECK(cudaFuncSetAttribute(dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 << 10));
+  CHECK(launch_error([&] { launch<dynamic_shared_kernel>(1, 64, 64 << 10, nullptr, d); }).empty());
+  CUDA_CHECK(cudaFree(d));
+}
+
+TEST(emu_current_device_is_per_thread_and_kernels_stay_on_it) {
+  CUDA_CHECK(cudaSetDevice(0));
+  float* on1 = nullptr;
+  int seen = -1;
+  std::thread other([&] {
+    cudaSetDevice(1);
+    cudaMalloc(&on1, 64 * sizeof(float));
+    cudaGetDevice(&seen);
+  });
+  other.join();
+  int here = -1;
+  CUDA_CHECK(cudaGetDevice(&here));
+  CHECK(seen == 1 && here == 0, seen << " " << here);
+  const std::string e = launch_error([&] { launch<write_kernel>(1, 64, 0, nullptr, on1, 64); });
+  CHECK(has(e, "device 1") && has(e, "runs on device 0"), e);
+  cudaStream_t s1 = nullptr;
+  CUDA_CHECK(cudaSetDevice(1));
+  CUDA_CHECK(cudaStreamCreate(&s1));
+  CUDA_CHECK(cudaSetDevice(0));
+  CHECK(has(launch_error([&] { launch<write_kernel>(1, 64, 0, s1, on1, 64); }), "a stream of device 1"));
+  CUDA_CHECK(cudaSetDevice(1));
+  CHECK(launch_error([&] { launch<write_kernel>(1, 64, 0, s1, on1, 64); }).empty());
+  CUDA_CHECK(cudaStreamDestroy(s1));
+  CUDA_CHECK(cudaFree(on1));
+  CUDA_CHECK(cudaSetDevice(0));
+}
+
+TEST(emu_bf16_conversions_round_to_nearest_even) {
+  CHECK(__bfloat16_as_ushort(__float2bfloat16_rn(1.0f)) == 0x3f80);
+  CHECK(__bfloat16_as_ushort(__float2bfloat16_rn(1.00390625f)) == 0x3f80);  // halfway: to even
+  CHECK(__bfloat16_as_ushort(__float2bfloat16_rn(1.01171875f)) == 0x3f82);  // halfway: to even (up)
+  CHECK(__bfloat16_as_ushort(__float2bfloat16_rn(-2.5f)) == 0xc020);
+  CHECK(__bfloat16_as_ushort(__float2bfloat16_rn(3.4e38f)) == 0x7f80, "rounds up to infinity");
+  CHECK(std::isnan(__bfloat162float(__float2bfloat16_rn(NAN))));
+  CHECK(__bfloat162float(__float2bfloat16_rn(0.1f)) == 0.10009765625f);
+}
