@@ -50,7 +50,23 @@ test-native: native
 	  ./deploy/scripts/cuda-tests.sh
 
 test-js: build
-	node --test --test-concurrency=1 $$(find dist/test -name '*.test.js' | sort)
+	node --test --test-concurrency=1 $$(find dist/test -name '*.test.js' -not -path 'dist/test/containers/*' | sort)
+
+# ringtune's OCI image (and the container tests' nats-server image), built by podman from a debootstrapped
+# Debian root with nothing but Debian's and npm's registries; content-keyed, rebuilt only when its inputs change.
+# RINGTUNE_MARCH sets the C++ core's CPU baseline (x86-64-v3).
+.PHONY: image test-containers test-containers-if-podman
+image:
+	@RINGTUNE_MARCH=$(RINGTUNE_MARCH) ./deploy/image/build.sh
+
+# The cluster as containers of that image on a podman network (test/containers/), driven by testcontainers.
+test-containers: ts
+	@./deploy/scripts/test-containers.sh
+
+# `make test` runs the container tests where podman is installed (`make image` installs it), and says so where not.
+test-containers-if-podman: ts
+	@if command -v podman >/dev/null 2>&1; then ./deploy/scripts/test-containers.sh; \
+	else echo "container tests: skipped (no podman; 'make image' installs it, then 'make test-containers')"; fi
 
 bench: build
 	$(NATIVE_BUILD)/ringtune_native_bench step

@@ -28,6 +28,7 @@ import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
 import { startHttp, type HttpFrontDoor } from "../serve/http_server.js";
 import { ServeRouter } from "./serve/serve_router.js";
+import { workerRange } from "../spec/workers_spec.js";
 
 export interface CoordinatorOptions {
   natsUrl: string;
@@ -243,7 +244,8 @@ export class Coordinator {
           await this.store.update(job.id, { status: "failed", message: confined[0]!.message });
           continue;
         }
-        const want = spec.workers;
+        // An elastic job starts with as many idle workers as there are, from its min up to its max.
+        const { min: want, max } = workerRange(spec.workers);
         const idleAny = this.registry.idle();
         let idle: string[];
         try {
@@ -270,12 +272,23 @@ export class Coordinator {
             await this.store.update(job.id, { status: "waiting", message });
           continue;
         }
-        this.start(job, idle.slice(0, want));
+        this.start(job, idle.slice(0, max));
       }
     } catch (err) {
       this.log.error({ err }, "scheduling");
     } finally {
       this.scheduling = false;
+    }
+  }
+
+  /** Idle workers with the memory `job` needs (none when its spec or model cannot be read now). */
+  private idleWorkersFor(job: Job): number {
+    try {
+      const spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
+      const fit = new Set(workersThatFit(spec, readModelShape(spec), this.registry.liveMemory()).map((w) => w.id));
+      return this.registry.idle().filter((id) => fit.has(id)).length;
+    } catch {
+      return 0;
     }
   }
 
@@ -303,6 +316,7 @@ export class Coordinator {
       connectedAgain: () =>
         this.connected ? Promise.resolve() : new Promise<void>((r) => this.whenReconnected.push(r)),
       holdsLease: () => this.lease.stillHeld(),
+      idleWorkersFor: (j: Job) => this.idleWorkersFor(j),
     };
     const done = runJob(env, job, workers).finally(() => {
       this.registry.release(job.id);

@@ -79,6 +79,11 @@ export const JobRecord = defineMessage("JobRecord", {
   coordinator_restarts: z.number().int().min(0).optional(),
   /** rings re-formed from the last checkpoint after a worker was lost or hung; these use up no attempt */
   ring_reformations: z.number().int().min(0).optional(),
+  /** the ring's size over time: each formation's first step, its worker count and when it formed */
+  ring_sizes: z
+    .array(z.object({ step: z.number().int().min(0), size: z.number().int().min(1), at: z.string() }))
+    .max(256)
+    .optional(),
   /** the submission's client request id: a retried submit with it returns this job */
   request_id: z.string().optional(),
   /** what one rank needs in memory, estimated at intake */

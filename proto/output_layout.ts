@@ -3,6 +3,7 @@
 // resuming worker reads a checkpoint back. Both sides take every path from here.
 //
 //   OUTPUT/metrics.jsonl                        one JSON line per step, eval and event
+//   OUTPUT/generation_eval.jsonl                the generation eval's answers after training, one per chat
 //   OUTPUT/checkpoints/step-000005/             weights (HF), optimizer.safetensors, trainer_state.json,
 //                                               adapter/ when taken under LoRA
 //   OUTPUT/final/                               full training: the HF model; LoRA and hybrid: base/,
@@ -19,6 +20,11 @@ const CHECKPOINT_ADAPTER_DIR = "adapter";
 
 export function metricsFile(output: string): string {
   return path.join(output, METRICS_FILE);
+}
+
+/** The generation eval's answers after training, in full: the chats to ask a server of the model. */
+export function evalAnswersFile(output: string): string {
+  return path.join(output, "generation_eval.jsonl");
 }
 
 export function checkpointDir(output: string, step: number): string {

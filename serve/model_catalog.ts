@@ -2,7 +2,7 @@
 // (the `model` field of a request names one, as vLLM does), loaded at start or while serving and
 // unloaded again. The base weights exist once; an adapter adds only its A and B matrices.
 import type { TextSetup } from "../spec/text_setup.js";
-import { evalStopIds } from "../text/stop_ids.js";
+import { chatStopIds } from "../text/stop_ids.js";
 import type { BatchedDecoder, NativeModel } from "../native/js/addon.js";
 import { loadAdapter } from "../hf/peft_adapter.js";
 import { badRequest, ServeError, unknownModel } from "./errors.js";
@@ -16,7 +16,9 @@ export interface ServedModel {
   adapterDir: string | null;
   rank: number | null;
   setup: TextSetup;
-  /** what ends an answer to a chat: the model's EOS ids, the tokenizer's EOS and the template's end of turn */
+  /** the template, its options and the tokenizer, and where they were found */
+  choice: TextChoice;
+  /** what ends an answer to a chat, as in the generation eval: the model's EOS ids, the tokenizer's EOS and the template's end of turn */
   chatStopIds: ReadonlySet<number>;
   /** what ends a plain completion: the model's EOS ids, as `ringtune generate` stops */
   completionStopIds: ReadonlySet<number>;
@@ -132,14 +134,14 @@ export class ModelCatalog {
   ): ServedModel {
     const setup = textSetupFor(this.base.dir, choice);
     const completionStopIds = new Set(this.base.eosIds);
-    const chatStopIds = new Set([...this.base.eosIds, ...evalStopIds(setup)]);
     return {
       name,
       adapterId,
       adapterDir: dir,
       rank,
       setup,
-      chatStopIds,
+      choice,
+      chatStopIds: new Set(chatStopIds(setup, this.base.eosIds)),
       completionStopIds,
       created: Math.floor(Date.now() / 1000),
     };

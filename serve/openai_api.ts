@@ -1,13 +1,14 @@
 // OpenAI's completion, chat completion and model list, independent of the transport: HTTP and NATS both
 // hand a parsed body here and get back the response object, or stream chunks through `emit`.
 import { randomBytes } from "node:crypto";
+import { readsToolCalls, renderChatPrompt } from "../text/chat_prompt.js";
 import { normalizeRecord } from "../text/formats/formats.js";
 import type { ChatRecord } from "../text/records/records.js";
 import type { GenerationEngine, GenerationResult, TokenLogprob } from "./engine.js";
 import { badRequest } from "./errors.js";
 import type { ModelCatalog, ServedModel } from "./model_catalog.js";
 import { parseSampling, type SamplingParams } from "./sampling_params.js";
-import { parseToolCalls } from "./tool_calls.js";
+import { parseToolCalls } from "../text/tool_call_answers.js";
 import { chatLogprobs, chatLogprobsRequest, completionLogprobs, completionLogprobsRequest } from "./logprobs.js";
 
 export interface ApiContext {
@@ -201,20 +202,21 @@ export async function chatCompletions(
   const m = ctx.catalog.get(body.model);
   const s = parseSampling(body, { maxTokens: ctx.defaultMaxTokens, vocabSize: ctx.catalog.base.vocabSize });
   const record = chatRecord(body);
-  let text: string;
+  let ids: number[];
   try {
-    text = m.setup.template.renderPrompt(record.messages, record.tools);
+    // The generation eval's rendering, with the template, options and tokenizer the model was trained with.
+    ids = renderChatPrompt(m.setup, record.messages, record.tools).ids;
   } catch (err) {
     throw badRequest(`template ${m.setup.template.name}: ${(err as Error).message}`, "messages");
   }
-  const ids = m.setup.tokenizer.encode(text);
   // Without a limit of its own, an answer may fill what the context leaves (vLLM's default), up to the default.
   if (body.max_tokens == null && body.max_completion_tokens == null)
     s.maxTokens = Math.max(1, Math.min(ctx.defaultMaxTokens, ctx.maxContext - ids.length));
   checkLength(ctx, ids.length, s, "messages");
   // With tools the answer is read whole, to tell calls from text; without, it streams as it comes.
-  const parseTools = (record.tools?.length ?? 0) > 0 && body.tool_choice !== "none";
+  const parseTools = readsToolCalls(record.tools) && body.tool_choice !== "none";
   const top = chatLogprobsRequest(body);
+  const withIds = body.return_token_ids === true;
   const decode = logprobTokenText(m, body);
   const logprobsOf = (lps: readonly TokenLogprob[]) => (top === undefined ? null : chatLogprobs(lps, decode));
   const id = newId("chatcmpl");
@@ -271,9 +273,26 @@ export async function chatCompletions(
         finish = "tool_calls";
       }
     }
-    return { index, message, logprobs: logprobsOf(r.logprobs ?? []), finish_reason: finish };
+    const choice: Record<string, unknown> = {
+      index,
+      message,
+      logprobs: logprobsOf(r.logprobs ?? []),
+      finish_reason: finish,
+    };
+    if (withIds) choice.token_ids = r.tokenIds;
+    return choice;
   });
-  return { id, object: "chat.completion", created, model: m.name, choices, usage: usage(ids.length, rs) };
+  const response: Record<string, unknown> = {
+    id,
+    object: "chat.completion",
+    created,
+    model: m.name,
+    choices,
+    usage: usage(ids.length, rs),
+  };
+  // vLLM's return_token_ids: the prompt's ids as the server rendered and tokenized the chat
+  if (withIds) response.prompt_token_ids = ids;
+  return response;
 }
 
 export function listModels(ctx: ApiContext): object {

@@ -11,6 +11,7 @@ import { GenerationEngine } from "./engine.js";
 import { startHttp, type HttpFrontDoor } from "./http_server.js";
 import { baseTextChoice, ModelCatalog } from "./model_catalog.js";
 import { NatsFrontDoor } from "./nats_service.js";
+import { describeTextChoice } from "./text_setup.js";
 import type { ApiContext } from "./openai_api.js";
 import { localServeApi, type ServeApi } from "./serve_api.js";
 
@@ -19,7 +20,10 @@ export interface ServeOptions {
   /** the base's name in requests; default: the model folder's name */
   name?: string;
   adapters: { name: string; source: string }[];
-  /** the base's template (and that of adapters whose job recorded none); default: the model's own, else none */
+  /**
+   * Replaces the template the base's job recorded (and that of adapters whose job recorded none); default:
+   * the recorded one, else the model's own, else none
+   */
   template?: TemplateName;
   http?: { host: string; port: number };
   nats?: NatsConnection;
@@ -69,6 +73,10 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     },
     decoder,
   );
+  for (const m of catalog.list()) log(describeTextChoice(m.name, m.choice));
+  catalog.onChange((c) => {
+    if (c.type === "loaded") log(describeTextChoice(c.model.name, c.model.choice));
+  });
   const resolve = (source: string) => resolveAdapterSource(source, o.lookupJob ?? null);
   for (const a of o.adapters) await catalog.load(a.name, await resolve(a.source));
   const roots = o.adapterRoots ?? [process.cwd()];

@@ -1,47 +1,60 @@
-// The tokenizer and chat template a served model speaks: the ones its adapter was trained with (the job
-// records them in ringtune.json beside the adapter), else the base model's own.
-import { existsSync, readFileSync } from "node:fs";
+// The tokenizer and chat template a served model speaks: the ones its job trained it with (ringtune.json
+// in the model's or the adapter's folder), else the model's own Jinja template, else none. `--template`
+// replaces them only when asked, and the server says so.
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { setupText, type TextSetup } from "../spec/text_setup.js";
-import { TEMPLATE_NAMES, type TemplateName } from "../text/templates/template.js";
-import type { JobSpec } from "../spec/job_spec.js";
+import type { TemplateName, TemplateOptions } from "../text/templates/template.js";
 import { readTokenizerConfig } from "../text/tokenizers/hf_tokenizer.js";
-
-/** What a job wrote beside its final adapter: the template and tokenizer it trained with. */
-const JOB_INFO_FILE = "ringtune.json";
+import { readTrainedText, TRAINED_TEXT_FILE } from "../hf/trained_text.js";
 
 export interface TextChoice {
   template: TemplateName;
+  template_options: TemplateOptions;
   /** "byte", a folder with tokenizer.json, or "model": the base folder's (byte when it has none) */
   tokenizer: string;
+  /** where the choice comes from, for the server's log */
+  from: string;
 }
 
-/** The base's own choice: its Jinja chat template when tokenizer_config.json has one, else none. */
-export function baseTextChoice(baseDir: string, template?: TemplateName): TextChoice {
-  if (template) return { template, tokenizer: "model" };
-  let hasTemplate = false;
-  if (existsSync(path.join(baseDir, "tokenizer_config.json"))) {
-    hasTemplate = readTokenizerConfig(baseDir).chat_template != null;
+/** The base's own Jinja chat template when tokenizer_config.json has one, else none. */
+function ownTemplate(baseDir: string): TemplateName {
+  if (!existsSync(path.join(baseDir, "tokenizer_config.json"))) return "none";
+  return readTokenizerConfig(baseDir).chat_template != null ? "model" : "none";
+}
+
+/**
+ * The base model's choice: `override` when given (the recorded tokenizer is kept: ids must match the
+ * weights), else what its job recorded, else its own Jinja template, else none.
+ */
+export function baseTextChoice(baseDir: string, override?: TemplateName): TextChoice {
+  const recorded = readTrainedText(baseDir);
+  const file = path.join(baseDir, TRAINED_TEXT_FILE);
+  if (override) {
+    const instead = recorded ? `, instead of ${recorded.template} recorded in ${file}` : "";
+    return {
+      template: override,
+      template_options: {},
+      tokenizer: recorded?.tokenizer ?? "model",
+      from: `--template ${override}${instead}`,
+    };
   }
-  return { template: hasTemplate ? "model" : "none", tokenizer: "model" };
+  if (recorded) return { ...recorded, from: file };
+  const own = ownTemplate(baseDir);
+  return {
+    template: own,
+    template_options: {},
+    tokenizer: "model",
+    from:
+      own === "model" ? `${baseDir}/tokenizer_config.json` : `no ${TRAINED_TEXT_FILE} or chat_template in ${baseDir}`,
+  };
 }
 
 /** The choice a job recorded for an adapter (ringtune.json in the adapter folder or its parent), or null. */
 export function recordedTextChoice(adapterDir: string): TextChoice | null {
   for (const dir of [adapterDir, path.dirname(adapterDir)]) {
-    const file = path.join(dir, JOB_INFO_FILE);
-    if (!existsSync(file)) continue;
-    let info: unknown;
-    try {
-      info = JSON.parse(readFileSync(file, "utf8"));
-    } catch (err) {
-      throw new Error(`${file}: not valid JSON (${(err as Error).message})`, { cause: err });
-    }
-    const t = (info as { template?: unknown }).template;
-    const tok = (info as { tokenizer?: unknown }).tokenizer;
-    if (typeof t !== "string" || !(TEMPLATE_NAMES as readonly string[]).includes(t))
-      throw new Error(`${file}: template must be one of ${TEMPLATE_NAMES.join(", ")}, got ${JSON.stringify(t)}`);
-    return { template: t as TemplateName, tokenizer: typeof tok === "string" ? tok : "model" };
+    const recorded = readTrainedText(dir);
+    if (recorded) return { ...recorded, from: path.join(dir, TRAINED_TEXT_FILE) };
   }
   return null;
 }
@@ -54,9 +67,16 @@ export function textSetupFor(baseDir: string, choice: TextChoice): TextSetup {
       : existsSync(path.join(baseDir, "tokenizer.json"))
         ? baseDir
         : "byte";
-  const spec = { tokenizer, model: { path: baseDir }, template: choice.template } as Pick<
-    JobSpec,
-    "tokenizer" | "model" | "template"
-  >;
-  return setupText(spec);
+  return setupText({
+    tokenizer,
+    model: { path: baseDir },
+    template: choice.template,
+    template_options: choice.template_options,
+  });
+}
+
+/** One line for the log: which template a served model renders chats with, and why. */
+export function describeTextChoice(name: string, choice: TextChoice): string {
+  const options = Object.keys(choice.template_options).length ? ` ${JSON.stringify(choice.template_options)}` : "";
+  return `${name}: chat template ${choice.template}${options} (${choice.from})`;
 }

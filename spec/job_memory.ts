@@ -8,6 +8,7 @@ import { rowsPerStepOf } from "./step_plan.js";
 import type { JobSpec } from "./job_spec.js";
 import { formatBytes, inUnit, unitFor } from "./byte_units.js";
 import { estimateMemory, type BasePrecision, type MemoryEstimate, type ModelShape } from "./memory_estimate.js";
+import { minWorkers } from "./workers_spec.js";
 
 /**
  * Threads assumed when the worker is not known yet (at intake): only the per-thread attention tiles depend
@@ -49,7 +50,7 @@ export function basePrecisionOf(spec: JobSpec): BasePrecision {
  */
 export function microBatchShapes(spec: JobSpec): number[] {
   // Under sequence parallelism a group shares its rows: every rank holds a slice of each.
-  const share = Math.ceil(rowsPerStepOf(spec) / (spec.workers / spec.sequence_parallel));
+  const share = Math.ceil(rowsPerStepOf(spec) / (minWorkers(spec) / spec.sequence_parallel));
   const per = Math.min(spec.micro_batch_rows, share);
   const rest = share % per;
   return rest === 0 ? [per] : [per, rest];
@@ -75,7 +76,7 @@ export function estimateJobMemory(
     threads,
     activationCheckpointing: spec.activation_checkpointing,
     // ZeRO-1 shards the moments over the data-parallel ranks
-    sharding: { optimizerShards: spec.zero >= 1 ? spec.workers : 1 },
+    sharding: { optimizerShards: spec.zero >= 1 ? minWorkers(spec) : 1 },
   });
 }
 

@@ -9,6 +9,7 @@ import * as recordLimits from "../text/records/record_limits.js";
 import { checkTrainingKeys, trainingSpecShape } from "./training_spec.js";
 import { checkSequenceParallelKeys } from "./sequence_parallel.js";
 import { checkPreferenceKeys, preferenceSpecShape } from "./preference_spec.js";
+import { checkWorkersKeys } from "./workers_spec.js";
 
 export const dataSourceSchema = z
   .strictObject({
@@ -112,6 +113,7 @@ export const jobSpecSchema = z
   .superRefine(checkTrainingKeys)
   .superRefine(checkPreferenceKeys)
   .superRefine(checkSequenceParallelKeys)
+  .superRefine(checkWorkersKeys)
   .superRefine((spec, ctx) => {
     if (spec.data.length === 0 && spec.dataset === undefined)
       ctx.addIssue({

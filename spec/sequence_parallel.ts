@@ -8,15 +8,18 @@ import { parseHfConfig, type HfConfig } from "../hf/hf_config.js";
 export const MAX_SEQ_LEN = 262144;
 
 export function checkSequenceParallelKeys(
-  spec: { sequence_parallel: number; workers: number; seq_len: number; transport?: string },
+  // workers as the spec gives it: a count, or an elastic {min, max} (workers_spec.ts, which needs this file's
+  // MAX_SEQ_LEN through size_limits.ts, so its type is spelled out here)
+  spec: { sequence_parallel: number; workers: number | { min: number }; seq_len: number; transport?: string },
   ctx: z.RefinementCtx,
 ): void {
   const n = spec.sequence_parallel;
-  if (spec.workers % n !== 0)
+  const workers = typeof spec.workers === "number" ? spec.workers : spec.workers.min;
+  if (workers % n !== 0)
     ctx.addIssue({
       code: "custom",
       path: ["sequence_parallel"],
-      message: `sequence_parallel (${n}) must divide workers (${spec.workers}): the ring forms workers / sequence_parallel groups`,
+      message: `sequence_parallel (${n}) must divide workers (${workers}): the ring forms workers / sequence_parallel groups`,
     });
   if (spec.seq_len % (2 * n) !== 0)
     ctx.addIssue({

@@ -5,6 +5,7 @@
 // run continues exactly where the checkpoint stopped.
 import { makeRng, shuffleInPlace, subSeed } from "./rng.js";
 import type { JobSpec } from "./job_spec.js";
+import { minWorkers } from "./workers_spec.js";
 
 export interface StepPlan {
   rowsPerStep: number;
@@ -20,7 +21,7 @@ export function rowsPerStepOf(
     spec.global_batch_rows ??
     (spec.global_batch_tokens !== undefined
       ? Math.max(1, Math.round(spec.global_batch_tokens / spec.seq_len))
-      : spec.micro_batch_rows * spec.workers)
+      : spec.micro_batch_rows * minWorkers(spec))
   );
 }
 

@@ -1,6 +1,7 @@
 // The training keys of a job spec (the cluster's part of the one job schema in job_spec.ts).
 import { z } from "zod";
 import { pathString, SPEC_LIMITS } from "./size_limits.js";
+import { workersSchema } from "./workers_spec.js";
 
 export const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
 
@@ -69,8 +70,8 @@ export const trainingSpecShape = {
   precision: z.enum(["bf16", "fp32"]).optional(),
   /** a checkpoint folder (runs/ID/checkpoints/step-N) to continue from: weights, AdamW state, data position */
   resume_from: pathString().optional(),
-  /** data-parallel workers */
-  workers: z.number().int().positive().max(SPEC_LIMITS.workers).default(1),
+  /** data-parallel workers: a count, or {min, max} for an elastic ring (workers_spec.ts) */
+  workers: workersSchema,
   /**
    * workers per sequence-parallel group: each row is cut into 2N chunks spread over N workers (ring
    * attention between them); the ring forms workers / N data-parallel groups

@@ -7,13 +7,15 @@ import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
 import { loadModel, saveModel } from "../../hf/hf_model.js";
 import { applyAdapter } from "../../hf/peft_adapter.js";
+import { readTrainedText, writeTrainedText } from "../../hf/trained_text.js";
 
 const usage = `usage: ringtune export --merge --model BASE_DIR --adapter ADAPTER_DIR --out DIR [--dtype F32|BF16]
   [${DEVICE_FLAG_HELP}]
 
 Loads the base model folder, applies the PEFT LoRA adapter (adapter_config.json,
 adapter_model.safetensors), merges it into the weights and writes a Hugging Face model folder:
-config.json, generation_config.json, model.safetensors and the base's tokenizer files.`;
+config.json, generation_config.json, model.safetensors, the base's tokenizer files and the adapter's
+ringtune.json (the template, options and tokenizer its job trained with, which ringtune serve renders with).`;
 
 export const exportCommand: Command = {
   name: "export",
@@ -45,6 +47,12 @@ export const exportCommand: Command = {
     const settings = await applyAdapter(model, adapter);
     await model.mergeLora();
     await saveModel(model, config, out, { dtype, sourceDir: base });
+    // The merged model is served as the adapter was trained: its job's template, options and tokenizer.
+    const recorded = readTrainedText(adapter) ?? readTrainedText(path.dirname(adapter));
+    if (recorded) {
+      const { job, ...text } = recorded;
+      await writeTrainedText(out, text, { id: job ?? "unknown", method: "merged" });
+    }
     const scale = settings.rslora ? settings.alpha / Math.sqrt(settings.rank) : settings.alpha / settings.rank;
     console.error(
       `wrote ${out}: ${base} + ${adapter} (r ${settings.rank}, scale ${scale}, ${settings.targets.join(" ")}), ${dtype}`,

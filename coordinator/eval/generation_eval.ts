@@ -1,7 +1,7 @@
 // Generation eval: held-out prompts before and after training, scored by exact match and JSON
 // validity per task_type. The coordinator loads the prompts (loadEvalPrompts), a worker generates
-// greedily up to max_new_tokens, stopping at evalStopIds(setup), and scoreGenerations turns the
-// outputs into a GenerationEvalReport (its schema is in proto/; the CLI prints it).
+// greedily up to max_new_tokens, stopping at chatStopIds (as serving does), and scoreGenerations turns
+// the outputs into a GenerationEvalReport (its schema is in proto/; the CLI prints it).
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import type { EvalSample, GenerationEvalReport, TaskScore } from "../../proto/mod.js";
@@ -9,9 +9,11 @@ import type { JobSpec } from "../../spec/job_spec.js";
 import type { DataFormat } from "../../text/formats/formats.js";
 import { normalizeRecord } from "../../text/formats/formats.js";
 import { readRecords } from "../../text/readers/read.js";
-import type { Source } from "../../text/records/records.js";
+import type { Message, Source, ToolCall } from "../../text/records/records.js";
 import type { TextSetup } from "../../spec/text_setup.js";
-import { evalStopIds } from "../../text/stop_ids.js";
+import { readsToolCalls, renderChatPrompt } from "../../text/chat_prompt.js";
+import { chatStopIds } from "../../text/stop_ids.js";
+import { parseToolCalls } from "../../text/tool_call_answers.js";
 
 export interface EvalPrompt {
   /** the rendered prompt, tokenized: the conversation before the last assistant turn plus the generation prompt */
@@ -24,6 +26,11 @@ export interface EvalPrompt {
   /** the last user message (for display) */
   question: string;
   source: Source;
+  /** the conversation before the answer, and the tools it offers: what a client would send a server */
+  messages: Message[];
+  tools?: unknown[];
+  /** the tool calls the last assistant turn makes (when the record offers tools) */
+  expectedCalls?: ToolCall[];
 }
 
 export class GenerationEvalError extends Error {
@@ -88,8 +95,9 @@ export function loadEvalPrompts(
       continue;
     }
     const answer = r.messages[last];
-    if (answer.content.trim() === "") {
-      bad(`turn ${last + 1}: the last assistant turn has no text to compare with`);
+    const calls = readsToolCalls(r.tools) ? (answer.toolCalls ?? []) : [];
+    if (answer.content.trim() === "" && calls.length === 0) {
+      bad(`turn ${last + 1}: the last assistant turn has no text (or, with tools, no tool calls) to compare with`);
       continue;
     }
     const before = r.messages.slice(0, last);
@@ -97,21 +105,24 @@ export function loadEvalPrompts(
       bad(`turn ${last + 1}: no user turn before the last assistant turn`);
       continue;
     }
-    let text: string;
+    let rendered;
     try {
-      text = setup.template.renderPrompt(before, r.tools);
+      rendered = renderChatPrompt(setup, before, r.tools);
     } catch (err) {
       bad(`template ${setup.template.name}: ${(err as Error).message}`);
       continue;
     }
     const question = before[lastIndexOf(before, (m) => m.role === "user")].content;
     prompts.push({
-      ids: Int32Array.from(setup.tokenizer.encode(text)),
-      text,
+      ids: Int32Array.from(rendered.ids),
+      text: rendered.text,
       expected: answer.content,
       taskType: r.taskType,
       question,
       source,
+      messages: before,
+      tools: r.tools,
+      expectedCalls: readsToolCalls(r.tools) ? calls : undefined,
     });
   }
   if (problems.length) throw new GenerationEvalError(problems);
@@ -124,12 +135,11 @@ function lastIndexOf<T>(xs: T[], f: (x: T) => boolean): number {
   return -1;
 }
 
-/** A string is a single special token when it encodes to one id that decodes back to itself. */
 /** The generated answer as text: tokens up to (not including) the first stop token. */
 export function decodeAnswer(
   output: ArrayLike<number>,
   setup: TextSetup,
-  stopIds: ArrayLike<number> = evalStopIds(setup),
+  stopIds: ArrayLike<number> = chatStopIds(setup),
 ): string {
   const stop = new Set(Array.from(stopIds));
   let end = 0;
@@ -175,25 +185,69 @@ const finish = (t: Tally): TaskScore => ({
   samples: t.samples,
 });
 
+/** An answer as a client of the server reads it: with tools offered, its calls apart from its content. */
+export interface ReadAnswer {
+  /** the decoded text up to the stop token */
+  text: string;
+  /** the text outside tool calls (all of it without tools); null when nothing is left */
+  content: string | null;
+  toolCalls: ToolCall[];
+}
+
+export function readAnswer(p: Pick<EvalPrompt, "tools">, text: string, setup: TextSetup): ReadAnswer {
+  if (!readsToolCalls(p.tools)) return { text, content: text, toolCalls: [] };
+  const a = parseToolCalls(text, setup.template.name, "eval");
+  return { text, content: a.content, toolCalls: a.toolCalls.map((c) => c.function) };
+}
+
+/** Same functions called with arguments equal as JSON values (as text when not JSON), in order. */
+function callsMatch(expected: readonly ToolCall[], got: readonly ToolCall[]): boolean {
+  if (expected.length !== got.length) return false;
+  return expected.every((e, i) => {
+    const g = got[i];
+    const ea = parseJson(e.arguments);
+    const ga = parseJson(g.arguments);
+    const same = ea.ok && ga.ok ? isDeepStrictEqual(ea.value, ga.value) : e.arguments.trim() === g.arguments.trim();
+    return e.name === g.name && same;
+  });
+}
+
+/** Exact match of a read answer: its calls as expected and its content (none where none is expected). */
+function answerMatches(p: EvalPrompt, a: ReadAnswer): boolean {
+  if (!callsMatch(p.expectedCalls ?? [], a.toolCalls)) return false;
+  if (p.expected.trim() === "") return (a.content ?? "").trim() === "";
+  return answersMatch(p.expected, a.content ?? "");
+}
+
+/** Each prompt's answer, read as serving reads it. */
+export function readAnswers(
+  prompts: EvalPrompt[],
+  outputs: ArrayLike<number>[],
+  setup: TextSetup,
+  stopIds: ArrayLike<number> = chatStopIds(setup),
+): ReadAnswer[] {
+  if (outputs.length !== prompts.length)
+    throw new Error(`scoreGenerations: ${prompts.length} prompts but ${outputs.length} outputs`);
+  return prompts.map((p, i) => readAnswer(p, decodeAnswer(outputs[i], setup, stopIds), setup));
+}
+
 /** Scores each prompt's output (token ids as generated, a stop token and anything after it ignored). */
 export function scoreGenerations(
   prompts: EvalPrompt[],
   outputs: ArrayLike<number>[],
   setup: TextSetup,
-  opts: { maxNewTokens?: number } = {},
+  opts: { maxNewTokens?: number; stopIds?: ArrayLike<number> } = {},
 ): GenerationEvalReport {
-  if (outputs.length !== prompts.length)
-    throw new Error(`scoreGenerations: ${prompts.length} prompts but ${outputs.length} outputs`);
-  const stop = evalStopIds(setup);
+  const answers = readAnswers(prompts, outputs, setup, opts.stopIds);
   const all: Tally = { count: 0, valid: 0, exact: 0, samples: [] };
   const byTask = new Map<string, Tally>();
   prompts.forEach((p, i) => {
-    const got = decodeAnswer(outputs[i], setup, stop);
-    const valid = parseJson(got.trim()).ok;
-    const exact = answersMatch(p.expected, got);
+    const a = answers[i];
+    const valid = parseJson((a.content ?? "").trim()).ok;
+    const exact = answerMatches(p, a);
     let t = byTask.get(p.taskType);
     if (!t) byTask.set(p.taskType, (t = { count: 0, valid: 0, exact: 0, samples: [] }));
-    const sample = { prompt: excerpt(p.question), expected: p.expected, got: excerpt(got, 200) };
+    const sample = { prompt: excerpt(p.question), expected: p.expected, got: excerpt(a.text, 200) };
     for (const x of [t, all]) {
       x.count++;
       if (valid) x.valid++;

@@ -4,6 +4,7 @@ import { formatBytes } from "../../spec/byte_units.js";
 import { describeNeed, estimateJobMemory } from "../../spec/job_memory.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import type { ModelShape } from "../../spec/memory_estimate.js";
+import { minWorkers } from "../../spec/workers_spec.js";
 
 export interface WorkerMemory {
   id: string;
@@ -23,9 +24,9 @@ export function workersThatFit(spec: JobSpec, shape: ModelShape, workers: Worker
  * few workers are registered to tell (more may join).
  */
 export function memoryRefusal(spec: JobSpec, shape: ModelShape, workers: WorkerMemory[]): string | undefined {
-  if (workers.length < spec.workers) return undefined;
+  if (workers.length < minWorkers(spec)) return undefined;
   const fit = new Set(workersThatFit(spec, shape, workers).map((w) => w.id));
-  if (fit.size >= spec.workers) return undefined;
+  if (fit.size >= minWorkers(spec)) return undefined;
   const tooSmall = workers.filter((w) => !fit.has(w.id)).sort((a, b) => b.memoryBytes - a.memoryBytes);
   const named = tooSmall
     .slice(0, 3)
@@ -33,7 +34,9 @@ export function memoryRefusal(spec: JobSpec, shape: ModelShape, workers: WorkerM
     .join(", ");
   const more = tooSmall.length > 3 ? ` (and ${tooSmall.length - 3} more too small)` : "";
   const count =
-    spec.workers > 1 ? `; ${spec.workers} workers must fit it, ${fit.size} of ${workers.length} registered do` : "";
+    minWorkers(spec) > 1
+      ? `; ${minWorkers(spec)} workers must fit it, ${fit.size} of ${workers.length} registered do`
+      : "";
   const need = describeNeed(estimateJobMemory(spec, shape, Math.max(1, tooSmall[0]!.cores)));
   return `the job does not fit its workers' memory: needs ${need}, ${named}${more}${count}`;
 }

@@ -2,17 +2,18 @@
 // loop, save the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics,
 // checkpoints, final outputs); this file only puts them in order.
 import { randomBytes } from "node:crypto";
-import { makeOutputDir } from "../../files/output_files.js";
+import { makeOutputDir, writeOutputFile } from "../../files/output_files.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
-import { checkpointDir, metricsFile, type GenerationEval } from "../../proto/mod.js";
+import { checkpointDir, evalAnswersFile, metricsFile, type GenerationEval } from "../../proto/mod.js";
 import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
 import { countRealTokens, countTargets } from "../../data/rows/row.js";
 import { countPairs } from "../../data/preference/pack_pairs.js";
 import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { parseSpec } from "../../spec/load.js";
+import { workerRange } from "../../spec/workers_spec.js";
 import { assignRequest } from "./assign.js";
 import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
@@ -30,9 +31,22 @@ import { rankBatch } from "./rank_batch.js";
 import type { RunPhase } from "./failure_policy.js";
 
 const ASSIGN_TIMEOUT_MS = 10 * 60_000;
+/** ring formations kept in a job record (the most recent) */
+const MAX_RING_SIZES = 256;
 
 export class JobCancelled extends Error {
   override name = "JobCancelled";
+}
+
+/** An elastic job leaves its ring at a checkpoint to re-form it with the idle workers that appeared. */
+export class RingGrows extends Error {
+  override name = "RingGrows";
+  constructor(
+    readonly step: number,
+    readonly from: number,
+  ) {
+    super(`idle workers appeared: growing the ring of ${from} worker(s) from its checkpoint at step ${step}`);
+  }
 }
 
 export interface JobEnv {
@@ -57,6 +71,8 @@ export interface JobEnv {
   connectedAgain?(): Promise<void>;
   /** whether this coordinator still holds the lease (asked before overwriting a record that moved on) */
   holdsLease?(): Promise<boolean>;
+  /** how many idle workers could join the job's ring now (an elastic job grows at a checkpoint when some can) */
+  idleWorkersFor?(job: Job): number;
 }
 
 /** How often the job's message is refreshed with its workers' activities while the ring forms, by default. */
@@ -171,10 +187,11 @@ export class JobAttempt {
     );
 
     this.phase = "training";
+    await this.recordRingSize(startStep);
     const generation: GenerationEval = { ...(job.generation_eval ?? {}) };
     if (spec.generation_eval && startStep === 0) {
       await this.update({ status: "running", message: "generation eval before training" });
-      generation.before = await generationEval(this.ring, job.id, spec, this.data.setup);
+      generation.before = (await generationEval(this.ring, job.id, spec, this.data.setup)).report;
       await this.update({ generation_eval: generation });
     }
     await this.update({ status: "running", message: undefined });
@@ -185,7 +202,11 @@ export class JobAttempt {
     const outputs = await saveFinalModel(this.ring, job, spec);
     if (spec.generation_eval) {
       await this.update({ message: "generation eval after training" });
-      generation.after = await generationEval(this.ring, job.id, spec, this.data.setup);
+      const after = await generationEval(this.ring, job.id, spec, this.data.setup);
+      generation.after = after.report;
+      // Every answer in full, beside the model: a server of final/ must give the same ones.
+      await writeOutputFile(evalAnswersFile(job.output), after.answers.map((a) => JSON.stringify(a) + "\n").join(""));
+      outputs.push(evalAnswersFile(job.output));
       await this.update({ generation_eval: generation });
     }
     if (spec.method !== "full") {
@@ -303,9 +324,23 @@ export class JobAttempt {
         await this.evaluate(step);
         lastEvalStep = step;
       }
-      if (spec.save_every > 0 && step % spec.save_every === 0 && step < plan.totalSteps) await this.checkpoint(step);
+      if (spec.save_every > 0 && step % spec.save_every === 0 && step < plan.totalSteps) {
+        await this.checkpoint(step);
+        if (this.ring.size < workerRange(spec.workers).max && (this.env.idleWorkersFor?.(this.job) ?? 0) > 0)
+          throw new RingGrows(step, this.ring.size);
+      }
     }
     if (lastEvalStep !== plan.totalSteps) await this.evaluate(plan.totalSteps);
+  }
+
+  /** The ring's size from this start's first step on, in the job record (its size over time). */
+  private async recordRingSize(startStep: number): Promise<void> {
+    const sizes = this.job.ring_sizes ?? [];
+    // a start from the same step with the same size (a requeue before any step) adds nothing new
+    const last = sizes.at(-1);
+    if (last && last.step === startStep && last.size === this.ring.size) return;
+    const entry = { step: startStep, size: this.ring.size, at: new Date().toISOString() };
+    await this.update({ ring_sizes: [...sizes, entry].slice(-MAX_RING_SIZES) });
   }
 
   /** loss.svg and loss.png beside metrics.jsonl; a plot that fails is logged, never fails a trained job */

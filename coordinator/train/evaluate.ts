@@ -1,10 +1,14 @@
 // Evaluation shared out over the ring: the validation loss (per task too), and greedy generation on the
 // held-out prompts scored per task_type.
 import type { GenerationEvalReport } from "../../proto/mod.js";
+import path from "node:path";
 import type { PreparedDataset } from "../../data/streamed_pipeline.js";
 import type { TextSetup } from "../../spec/text_setup.js";
-import { loadEvalPrompts, scoreGenerations } from "../eval/generation_eval.js";
-import { evalStopIds } from "../../text/stop_ids.js";
+import { loadEvalPrompts, readAnswers, scoreGenerations } from "../eval/generation_eval.js";
+import { evalAnswerLines, type EvalAnswerLine } from "../eval/eval_answers.js";
+import { chatStopIds } from "../../text/stop_ids.js";
+import { readHfConfig } from "../../hf/hf_config.js";
+import { eosTokenIds, readGenerationConfig } from "../../hf/generation_config.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { shardRange } from "../../spec/step_plan.js";
 import type { Ring } from "./ring.js";
@@ -40,20 +44,32 @@ export async function generationEval(
   job: string,
   spec: JobSpec,
   setup: TextSetup,
-): Promise<GenerationEvalReport> {
+): Promise<{ report: GenerationEvalReport; answers: EvalAnswerLine[] }> {
   const prompts = loadEvalPrompts(spec, setup);
+  // The stop ids a server of this model will answer chats with: its own EOS ids among them.
+  const stopIds = chatStopIds(setup, await modelEosIds(spec));
   const parts = await ring.all((rank) => {
     const [a, b] = shardRange(prompts.length, rank, ring.size);
     return ring.send(rank, "generate", {
       job,
       prompts: prompts.slice(a, b).map((p) => p.ids),
       max_new: spec.generation_eval!.max_new_tokens,
-      eos_ids: evalStopIds(setup),
+      eos_ids: stopIds,
     });
   });
-  return scoreGenerations(
-    prompts,
-    parts.flatMap((p) => p.outputs ?? []),
-    setup,
-  );
+  const outputs = parts.flatMap((p) => p.outputs ?? []);
+  const maxNew = spec.generation_eval!.max_new_tokens;
+  return {
+    report: scoreGenerations(prompts, outputs, setup, { stopIds }),
+    answers: evalAnswerLines(prompts, readAnswers(prompts, outputs, setup, stopIds), maxNew),
+  };
+}
+
+/** The EOS ids the job's model stops on: generation_config.json's, else config.json's (as the saved model's). */
+async function modelEosIds(spec: JobSpec): Promise<number[]> {
+  if (spec.model.path) {
+    const config = await readHfConfig(path.join(spec.model.path, "config.json"));
+    return eosTokenIds(await readGenerationConfig(spec.model.path), config);
+  }
+  return (await readHfConfig(spec.model.init!.config)).eosTokenIds;
 }

@@ -1,7 +1,12 @@
 // The final outputs of a job (paths from proto's finalLayout): the model for full training; for LoRA and
-// hybrid the adapter, the base it names, and later the merged model; ringtune.json in every case.
+// hybrid the adapter, the base it names, and later the merged model. Every one of those folders gets the
+// job's text setup (ringtune.json: template, template_options, tokenizer) and, unless the tokenizer is the
+// built-in byte one, the tokenizer's files, so whatever serves a folder renders chats as training did.
+import path from "node:path";
 import { writeOutputFile } from "../../files/output_files.js";
 import { finalLayout } from "../../proto/mod.js";
+import { tokenizerLocation } from "../../spec/text_setup.js";
+import { trainedTextJson, trainedTextOf, writeTrainedText } from "../../hf/trained_text.js";
 import type { Job } from "../jobs/store.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import type { Ring } from "./ring.js";
@@ -19,12 +24,22 @@ function save(ring: Ring, job: Job, spec: JobSpec, what: SaveWhat, dir: string, 
   });
 }
 
+/** Writes ringtune.json into `dir`, with the tokenizer's files unless it is the byte one. */
+async function recordText(job: Job, spec: JobSpec, dir: string): Promise<void> {
+  const where = tokenizerLocation(spec);
+  await writeTrainedText(dir, trainedTextOf(spec, where === "byte" ? "byte" : path.resolve(where)), {
+    id: job.id,
+    method: spec.method,
+  });
+}
+
 /** Saves the model, or the adapter and its base; returns the folders written. */
 export async function saveFinalModel(ring: Ring, job: Job, spec: JobSpec): Promise<string[]> {
   const final = finalLayout(job.output);
   const outputs: string[] = [];
   if (spec.method === "full") {
     await save(ring, job, spec, "model", final.model);
+    await recordText(job, spec, final.model);
     outputs.push(final.model);
   } else {
     // The adapter names its base: the input model for plain LoRA on a folder, else the weights it was
@@ -33,13 +48,18 @@ export async function saveFinalModel(ring: Ring, job: Job, spec: JobSpec): Promi
     if (!base) {
       base = final.base;
       await save(ring, job, spec, "model", base);
+      await recordText(job, spec, base);
       outputs.push(base);
     }
     await save(ring, job, spec, "adapter", final.adapter, base);
+    await recordText(job, spec, final.adapter);
     outputs.push(final.adapter);
+    // final/ itself holds the same record, as it always has (older readers look there for the adapter's),
+    // its tokenizer the adapter's copy.
+    const where = tokenizerLocation(spec);
+    const text = trainedTextOf(spec, where === "byte" ? "byte" : path.relative(final.dir, final.adapter));
+    await writeOutputFile(final.info, trainedTextJson({ id: job.id, method: spec.method }, text));
   }
-  const info = { job: job.id, method: spec.method, template: spec.template, tokenizer: spec.tokenizer ?? "model" };
-  await writeOutputFile(final.info, JSON.stringify(info, null, 2) + "\n");
   return outputs;
 }
 
@@ -47,5 +67,6 @@ export async function saveFinalModel(ring: Ring, job: Job, spec: JobSpec): Promi
 export async function saveMergedModel(ring: Ring, job: Job, spec: JobSpec): Promise<string> {
   const dir = finalLayout(job.output).merged;
   await save(ring, job, spec, "merged", dir);
+  await recordText(job, spec, dir);
   return dir;
 }

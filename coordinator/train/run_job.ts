@@ -2,7 +2,7 @@
 // lost or hung worker re-forms the ring from the last checkpoint without counting the start, a worker's error
 // mid-training is retried a few times, an error of the job itself fails it at once; a NATS outage requeues
 // it uncounted.
-import { JobCancelled, JobAttempt, type JobEnv } from "./attempt.js";
+import { JobCancelled, JobAttempt, RingGrows, type JobEnv } from "./attempt.js";
 import { afterFailedStart, failureKind, natsUnreachable } from "./failure_policy.js";
 import { StaleJobRecordError, type Job } from "../jobs/store.js";
 import { silentPeerOf } from "../../proto/mod.js";
@@ -28,6 +28,20 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
     }
   } catch (err) {
     const e = err as Error;
+    if (e instanceof RingGrows) {
+      // Not a failure: the ring is let go and the job queued again; the scheduler re-forms it with the idle
+      // workers up to its max, from the checkpoint just written, using up no start.
+      released = true;
+      await run?.release();
+      env.log.info({ job: job.id, step: e.step, from: e.from }, "ring grows");
+      await updateUntilWritten(env, job.id, {
+        status: "queued",
+        workers: [],
+        attempts: attempt - 1,
+        message: e.message,
+      });
+      return;
+    }
     if (e instanceof WorkerLostError) lost = e.worker;
     // A worker whose ring neighbour went silent names it: that one is as good as lost (it would not answer
     // the release either).

@@ -28,7 +28,7 @@ export interface NearProblem {
 }
 
 /** What the first pass leaves: valid records, each example's targets, the tokens, the near-duplicates. */
-export interface FirstPass {
+export interface FirstPassOutput {
   valid: Spill<Int32Array>;
   /** in ordinal order */
   nearProblems: NearProblem[];
@@ -55,162 +55,223 @@ const KEPT = { task: 0, source: 1, line: 2, firstExample: 3, examples: 4, ordina
 /** An example as the split and the mix carry it. */
 const ENTRY = { example: 0, length: 1, targets: 2, task: 3, width: 4 } as const;
 
+type SpillOf = (name: string, width: number) => Spill<Int32Array>;
+
 export function planStreamedRows(
   ctx: RowsContext,
-  first: FirstPass,
+  first: FirstPassOutput,
 ): { stats: DataStats; problems: Problem[]; tokens: number; targets: number } {
-  const { spec, dir, files, taskTypes, sources, progress } = ctx;
+  const { spec, dir, sources, progress } = ctx;
   let t0 = Date.now();
-  const took = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
+  const took = () => {
+    const s = `${((Date.now() - t0) / 1000).toFixed(1)}s`;
+    t0 = Date.now();
+    return s;
+  };
   const open: { close(): void }[] = [];
-  const spill = (name: string, width: number) => {
+  const spill: SpillOf = (name, width) => {
     const s = int32Spill(path.join(dir, name), width);
     open.push(s);
     return s;
   };
   try {
-    // Which valid records are kept (not exact duplicates), their near-duplicate reports, per-task sizes.
-    const kept = spill("kept.tmp", KEPT.width);
-    const dupProblems: Problem[] = [];
-    const nearProblems: Problem[] = [];
-    const taskSizes = new Map<string, number>();
-    let truncated = 0;
-    let split = 0;
-    {
-      const { ordinals, firsts } = first.duplicates;
-      const records = first.valid.reader();
-      let d = 0;
-      let n = 0; // the next near-duplicate report
-      for (let v = 0; v < records.length; v++) {
-        const nearHere = n < first.nearProblems.length && first.nearProblems[n].ordinal === v;
-        if (nearHere) n++;
-        const at = records.at(v);
-        const rec = records.view.subarray(at, at + VALID.width);
-        const file = files[rec[VALID.source]];
-        const line = rec[VALID.line];
-        if (d < ordinals.length && ordinals[d] === v) {
-          const original = first.valid.read(firsts[d++]);
-          const seen = `${files[original[VALID.source]]}:${original[VALID.line]}`;
-          dupProblems.push(problemAt({ file, line }, "duplicate", `exact duplicate of ${seen}`));
-          continue;
-        }
-        if (nearHere) nearProblems.push(first.nearProblems[n - 1].problem);
-        const flags = rec[VALID.flags];
-        const task = taskTypes[rec[VALID.task]];
-        taskSizes.set(task, (taskSizes.get(task) ?? 0) + 1);
-        if (flags & TRUNCATED) truncated++;
-        if (flags & SPLIT) split++;
-        const slot = kept.slot();
-        kept.buffer.set(rec.subarray(0, VALID.flags), slot);
-        kept.buffer[slot + KEPT.ordinal] = v;
-        if ((v & 0xffff) === 0) progress.update("data: duplicates", v, records.length);
-      }
-    }
+    const kept = keepRecords(ctx, first, spill);
     progress.note(
-      `data: ${dupProblems.length} exact duplicates dropped, ${nearProblems.length} near-duplicates (${took()})`,
+      `data: ${kept.dupProblems.length} exact duplicates dropped, ${kept.nearProblems.length} near-duplicates (${took()})`,
     );
-    t0 = Date.now();
-
-    // The validation split, record by record; each side's examples with their lengths and targets.
-    const trainBySource = spec.data.map((_, i) => spill(`train-${i}.tmp`, ENTRY.width));
-    const valEntries = spill("val.tmp", ENTRY.width);
-    const trainProblems: Problem[] = [];
-    const valProblems: Problem[] = [];
-    let tokens = 0;
-    let targets = 0;
-    {
-      const sampler = new SplitSampler(taskSizes, spec.val_size, subSeed(spec.seed, "val"));
-      const records = kept.reader();
-      const index = first.writer.reader();
-      const counts = first.targets.reader();
-      for (let k = 0; k < records.length; k++) {
-        const at = records.at(k);
-        const r = records.view;
-        const task = r[at + KEPT.task];
-        const firstExample = r[at + KEPT.firstExample];
-        const v = r[at + KEPT.ordinal];
-        const isVal = sampler.isVal(taskTypes[task]);
-        const problem = first.recordProblems.get(v);
-        if (problem) (isVal ? valProblems : trainProblems).push(problem);
-        const out = isVal ? valEntries : trainBySource[r[at + KEPT.source]];
-        for (let e = firstExample; e < firstExample + r[at + KEPT.examples]; e++) {
-          const length = index.view[index.at(e) + 1];
-          const t = counts.view[counts.at(e)];
-          const slot = out.slot();
-          out.buffer[slot + ENTRY.example] = e;
-          out.buffer[slot + ENTRY.length] = length;
-          out.buffer[slot + ENTRY.targets] = t;
-          out.buffer[slot + ENTRY.task] = task;
-          tokens += length;
-          targets += t;
-        }
-      }
-    }
-
-    progress.note(`data: split ${kept.length} records (${took()})`);
-    t0 = Date.now();
-    // The mix, read by position, packed window by window into rows.
+    const split = splitRecords(ctx, first, kept, spill);
+    progress.note(`data: split ${kept.records.length} records (${took()})`);
     const rows = new RowsWriter(dir);
     open.push(rows);
-    const width = spec.packing ? spec.seq_len : 0;
-    const mix = new MixPlan(
-      trainBySource.map((s) => s.length),
-      spec.data.map((d) => d.weight),
-      spec.data.map((d) => d.epochs),
-      spec.seed,
-    );
-    mix.counts.forEach((c, i) => (sources[i].mixed = c));
-    const perTask: Record<string, TaskStats> = {};
-    const window = new Int32Array(PACK_WINDOW * ENTRY.width);
-    const train = splitTotals(mix.length);
-    let filled = 0;
-    let w = 0;
-    for (let j = 0; j < mix.length; j++) {
-      const { source, item } = mix.at(j);
-      const entry = trainBySource[source].read(item);
-      window.set(entry, filled++ * ENTRY.width);
-      const t = (perTask[taskTypes[entry[ENTRY.task]]] ??= { examples: 0, tokens: 0, targets: 0 });
-      t.examples++;
-      t.tokens += entry[ENTRY.length];
-      t.targets += entry[ENTRY.targets];
-      if (filled === PACK_WINDOW || j === mix.length - 1) {
-        addRows(rows.train, window, filled, train, spec, windowRng(spec.seed, "train", w++));
-        filled = 0;
-        progress.update("data: packing train rows", j + 1, mix.length);
-      }
-    }
-    const val = splitTotals(valEntries.length);
-    {
-      const entries = valEntries.reader();
-      w = 0;
-      for (let start = 0; start < entries.length; start += PACK_WINDOW) {
-        const n = Math.min(PACK_WINDOW, entries.length - start);
-        for (let i = 0; i < n; i++) {
-          const at = entries.at(start + i);
-          window.set(entries.view.subarray(at, at + ENTRY.width), i * ENTRY.width);
-        }
-        addRows(rows.val, window, n, val, spec, windowRng(spec.seed, "val", w++));
-      }
-    }
+    const train = packTrainRows(ctx, split.trainBySource, rows);
+    const val = packValRows(ctx, split.valEntries, rows);
+    progress.note(`data: mixed and packed ${train.mixed + split.valEntries.length} examples (${took()})`);
 
-    progress.note(`data: mixed and packed ${mix.length + valEntries.length} examples (${took()})`);
-    const problems = [...first.readProblems, ...dupProblems, ...nearProblems, ...trainProblems, ...valProblems];
+    const problems = [
+      ...first.readProblems,
+      ...kept.dupProblems,
+      ...kept.nearProblems,
+      ...split.trainProblems,
+      ...split.valProblems,
+    ];
     sortProblems(problems);
+    const width = spec.packing ? spec.seq_len : 0;
     const stats: DataStats = {
       sources,
       ...recordCounts(problems, sources),
-      nearDuplicates: nearProblems.length,
-      truncated,
-      split,
-      perTask,
-      train: train.stats(rows.train.rows, width),
+      nearDuplicates: kept.nearProblems.length,
+      truncated: kept.truncated,
+      split: kept.split,
+      perTask: train.perTask,
+      train: train.totals.stats(rows.train.rows, width),
       val: val.stats(rows.val.rows, width),
     };
-    rows.finish({ stats, problems, taskTypes, padId: ctx.padId }, width);
-    return { stats, problems, tokens, targets };
+    rows.finish({ stats, problems, taskTypes: ctx.taskTypes, padId: ctx.padId }, width);
+    return { stats, problems, tokens: split.tokens, targets: split.targets };
   } finally {
     for (const s of open) s.close();
   }
+}
+
+interface KeptRecords {
+  /** the valid records that are not exact duplicates (KEPT fields), in file order */
+  records: Spill<Int32Array>;
+  dupProblems: Problem[];
+  nearProblems: Problem[];
+  /** kept records per task_type: what the stratified split samples from */
+  taskSizes: Map<string, number>;
+  truncated: number;
+  split: number;
+}
+
+/** Which valid records are kept (not exact duplicates), their near-duplicate reports, per-task sizes. */
+function keepRecords(ctx: RowsContext, first: FirstPassOutput, spill: SpillOf): KeptRecords {
+  const { files, taskTypes, progress } = ctx;
+  const out: KeptRecords = {
+    records: spill("kept.tmp", KEPT.width),
+    dupProblems: [],
+    nearProblems: [],
+    taskSizes: new Map(),
+    truncated: 0,
+    split: 0,
+  };
+  const { ordinals, firsts } = first.duplicates;
+  const records = first.valid.reader();
+  let d = 0;
+  let n = 0; // the next near-duplicate report
+  for (let v = 0; v < records.length; v++) {
+    const nearHere = n < first.nearProblems.length && first.nearProblems[n].ordinal === v;
+    if (nearHere) n++;
+    const at = records.at(v);
+    const rec = records.view.subarray(at, at + VALID.width);
+    const file = files[rec[VALID.source]];
+    const line = rec[VALID.line];
+    if (d < ordinals.length && ordinals[d] === v) {
+      const original = first.valid.read(firsts[d++]);
+      const seen = `${files[original[VALID.source]]}:${original[VALID.line]}`;
+      out.dupProblems.push(problemAt({ file, line }, "duplicate", `exact duplicate of ${seen}`));
+      continue;
+    }
+    if (nearHere) out.nearProblems.push(first.nearProblems[n - 1].problem);
+    const flags = rec[VALID.flags];
+    const task = taskTypes[rec[VALID.task]];
+    out.taskSizes.set(task, (out.taskSizes.get(task) ?? 0) + 1);
+    if (flags & TRUNCATED) out.truncated++;
+    if (flags & SPLIT) out.split++;
+    const slot = out.records.slot();
+    out.records.buffer.set(rec.subarray(0, VALID.flags), slot);
+    out.records.buffer[slot + KEPT.ordinal] = v;
+    if ((v & 0xffff) === 0) progress.update("data: duplicates", v, records.length);
+  }
+  return out;
+}
+
+interface SplitExamples {
+  /** each source's training examples (ENTRY fields), in file order */
+  trainBySource: Spill<Int32Array>[];
+  valEntries: Spill<Int32Array>;
+  trainProblems: Problem[];
+  valProblems: Problem[];
+  tokens: number;
+  targets: number;
+}
+
+/** The validation split, record by record; each side's examples with their lengths and targets. */
+function splitRecords(ctx: RowsContext, first: FirstPassOutput, kept: KeptRecords, spill: SpillOf): SplitExamples {
+  const { spec, taskTypes } = ctx;
+  const out: SplitExamples = {
+    trainBySource: spec.data.map((_, i) => spill(`train-${i}.tmp`, ENTRY.width)),
+    valEntries: spill("val.tmp", ENTRY.width),
+    trainProblems: [],
+    valProblems: [],
+    tokens: 0,
+    targets: 0,
+  };
+  const sampler = new SplitSampler(kept.taskSizes, spec.val_size, subSeed(spec.seed, "val"));
+  const records = kept.records.reader();
+  const index = first.writer.reader();
+  const counts = first.targets.reader();
+  for (let k = 0; k < records.length; k++) {
+    const at = records.at(k);
+    const r = records.view;
+    const task = r[at + KEPT.task];
+    const firstExample = r[at + KEPT.firstExample];
+    const v = r[at + KEPT.ordinal];
+    const isVal = sampler.isVal(taskTypes[task]);
+    const problem = first.recordProblems.get(v);
+    if (problem) (isVal ? out.valProblems : out.trainProblems).push(problem);
+    const side = isVal ? out.valEntries : out.trainBySource[r[at + KEPT.source]];
+    for (let e = firstExample; e < firstExample + r[at + KEPT.examples]; e++) {
+      const length = index.view[index.at(e) + 1];
+      const t = counts.view[counts.at(e)];
+      const slot = side.slot();
+      side.buffer[slot + ENTRY.example] = e;
+      side.buffer[slot + ENTRY.length] = length;
+      side.buffer[slot + ENTRY.targets] = t;
+      side.buffer[slot + ENTRY.task] = task;
+      out.tokens += length;
+      out.targets += t;
+    }
+  }
+  return out;
+}
+
+/** The training mix, read by position, packed window by window into rows; per-task sums on the way. */
+function packTrainRows(
+  ctx: RowsContext,
+  trainBySource: Spill<Int32Array>[],
+  rows: RowsWriter,
+): { mixed: number; perTask: Record<string, TaskStats>; totals: ReturnType<typeof splitTotals> } {
+  const { spec, sources, taskTypes, progress } = ctx;
+  const mix = new MixPlan(
+    trainBySource.map((s) => s.length),
+    spec.data.map((d) => d.weight),
+    spec.data.map((d) => d.epochs),
+    spec.seed,
+  );
+  mix.counts.forEach((c, i) => (sources[i].mixed = c));
+  const perTask: Record<string, TaskStats> = {};
+  const window = new Int32Array(PACK_WINDOW * ENTRY.width);
+  const totals = splitTotals(mix.length);
+  let filled = 0;
+  let w = 0;
+  for (let j = 0; j < mix.length; j++) {
+    const { source, item } = mix.at(j);
+    const entry = trainBySource[source].read(item);
+    window.set(entry, filled++ * ENTRY.width);
+    const t = (perTask[taskTypes[entry[ENTRY.task]]] ??= { examples: 0, tokens: 0, targets: 0 });
+    t.examples++;
+    t.tokens += entry[ENTRY.length];
+    t.targets += entry[ENTRY.targets];
+    if (filled === PACK_WINDOW || j === mix.length - 1) {
+      addRows(rows.train, window, filled, totals, spec, windowRng(spec.seed, "train", w++));
+      filled = 0;
+      progress.update("data: packing train rows", j + 1, mix.length);
+    }
+  }
+  return { mixed: mix.length, perTask, totals };
+}
+
+/** The validation examples in file order, packed window by window into rows. */
+function packValRows(
+  ctx: RowsContext,
+  valEntries: Spill<Int32Array>,
+  rows: RowsWriter,
+): ReturnType<typeof splitTotals> {
+  const { spec } = ctx;
+  const totals = splitTotals(valEntries.length);
+  const window = new Int32Array(PACK_WINDOW * ENTRY.width);
+  const entries = valEntries.reader();
+  let w = 0;
+  for (let start = 0; start < entries.length; start += PACK_WINDOW) {
+    const n = Math.min(PACK_WINDOW, entries.length - start);
+    for (let i = 0; i < n; i++) {
+      const at = entries.at(start + i);
+      window.set(entries.view.subarray(at, at + ENTRY.width), i * ENTRY.width);
+    }
+    addRows(rows.val, window, n, totals, spec, windowRng(spec.seed, "val", w++));
+  }
+  return totals;
 }
 
 /** Running sums of a split's examples, tokens and targets. */

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../.."
 CUDA_EMU_TEST=${CUDA_EMU_TEST:-build/native/ringtune_cuda_emu_test}
 CUDA_TEST=${CUDA_TEST:-build/native/ringtune_cuda_test}
 
+./deploy/scripts/check-attention-registers.sh || exit 1
 if [ ! -x "$CUDA_EMU_TEST" ]; then
   echo "CUDA op tests (emulator): FAILED: $CUDA_EMU_TEST was not built" >&2
   exit 1

@@ -1,5 +1,7 @@
-// SIMT flash attention: one thread per query row (forward, dq) or per key row (dk, dv), tiles of the other
-// side in shared memory, fp32 math. Correct for any T and segment layout; not yet on tensor cores (see
+// SIMT flash attention: G threads per query row (forward, dq) or per key row (dk, dv), each holding DT = D / G
+// of the head's dimensions (at most 32, so the per-thread accumulators stay in registers: no local-memory
+// spills at D = 128); dot products are summed across the G threads with shuffles. Tiles of the other side
+// live in shared memory, fp32 math. Correct for any T and segment layout; not yet on tensor cores (see
 // native/cuda/README.md).
 #include <cmath>
 #include "attention.cuh"
@@ -7,16 +9,54 @@
 namespace rt::cuda {
 namespace {
 
-constexpr int kRows = 64;  // query rows (forward, dq) or key rows (dk/dv) per block: one per thread
+constexpr int kRows = 64;  // query rows (forward, dq) per block
+
+// threads per row and dimensions per thread; thread `part` of a row owns dimensions part, part + G, ...
+// (interleaved, so the G threads of a row read consecutive shared-memory words: no bank conflicts)
+template <int D>
+__host__ __device__ constexpr int groups() {
+  return D <= 32 ? 1 : D / 32;
+}
+template <int D>
+__host__ __device__ constexpr int dims_per_thread() {
+  return D / groups<D>();
+}
 
 template <int D>
 __host__ __device__ constexpr int key_tile() {
   return D <= 64 ? 64 : 32;
 }
-// key rows per dk/dv block (one per thread): the padded K and V rows must fit 48 KB of shared memory
+// key rows per dk/dv block: the padded K and V rows must fit 48 KB of shared memory
 template <int D>
 __host__ __device__ constexpr int dkdv_rows() {
   return D <= 64 ? 64 : 32;
+}
+
+// The lanes of this thread's row group (G consecutive lanes of one warp).
+template <int G>
+__device__ __forceinline__ unsigned group_mask() {
+  if constexpr (G == 32) return 0xffffffffu;
+  const unsigned lane = threadIdx.x % 32;
+  return ((1u << G) - 1) << (lane / G * G);
+}
+// Sums a and b over the row group; every thread of the group gets both totals.
+template <int G>
+__device__ __forceinline__ void group_sum2(float& a, float& b) {
+  if constexpr (G > 1) {
+    const unsigned mask = group_mask<G>();
+    for (int o = G / 2; o > 0; o >>= 1) {
+      a += __shfl_xor_sync(mask, a, o);
+      b += __shfl_xor_sync(mask, b, o);
+    }
+  }
+}
+template <int G>
+__device__ __forceinline__ float group_sum(float a) {
+  if constexpr (G > 1) {
+    const unsigned mask = group_mask<G>();
+    for (int o = G / 2; o > 0; o >>= 1) a += __shfl_xor_sync(mask, a, o);
+  }
+  return a;
 }
 
 __global__ void segment_starts_kernel(int32_t* seg_start, const int32_t* seg, int B, int T) {
@@ -55,13 +95,14 @@ __device__ int tile_first_key(const int32_t* seg_start, size_t row_base, int i, 
 }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kRows)
+__global__ void __launch_bounds__(kRows* groups<D>())
     attention_forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start,
                              AttnShape s, float scale) {
-  constexpr int KT = key_tile<D>();
+  constexpr int KT = key_tile<D>(), G = groups<D>(), DT = dims_per_thread<D>();
   __shared__ float Ks[KT][D], Vs[KT][D];
   const int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.H / s.KVH);
-  const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x;
+  const int part = threadIdx.x % G;
+  const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x / G;
   const bool valid = i < s.T;
   const size_t row_base = (size_t)b * s.T;
   const int QD = s.qdim(), KD = s.kvdim();
@@ -69,10 +110,11 @@ __global__ void __launch_bounds__(kRows)
   const int kmin = tile_first_key(seg_start, row_base, i, valid, s.T),
             kend = min(s.T, i0 + kRows);  // keys [kmin, kend)
 
-  float qr[D], o[D];
-  for (int d = 0; d < D; d++) {
-    qr[d] = valid ? to_f(q[(row_base + i) * QD + h * D + d]) * scale : 0.f;
-    o[d] = 0.f;
+  float qr[DT], o[DT];
+#pragma unroll
+  for (int e = 0; e < DT; e++) {
+    qr[e] = valid ? to_f(q[(row_base + i) * QD + h * D + part + e * G]) * scale : 0.f;
+    o[e] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
   for (int k0 = kmin; k0 < kend; k0 += KT) {
@@ -84,26 +126,28 @@ __global__ void __launch_bounds__(kRows)
       for (int j = jlo; j <= jhi; j++) {
         float sc = 0.f;
 #pragma unroll
-        for (int d = 0; d < D; d++) sc += qr[d] * Ks[j][d];
+        for (int e = 0; e < DT; e++) sc += qr[e] * Ks[j][part + e * G];
+        sc = group_sum<G>(sc);
         if (sc > m) {
           const float c = expf(m - sc);  // 0 on the first key (m = -inf)
           l *= c;
 #pragma unroll
-          for (int d = 0; d < D; d++) o[d] *= c;
+          for (int e = 0; e < DT; e++) o[e] *= c;
           m = sc;
         }
         const float p = expf(sc - m);
         l += p;
 #pragma unroll
-        for (int d = 0; d < D; d++) o[d] += p * Vs[j][d];
+        for (int e = 0; e < DT; e++) o[e] += p * Vs[j][part + e * G];
       }
     }
     __syncthreads();
   }
   if (!valid) return;
   const float inv = 1.f / l;
-  for (int d = 0; d < D; d++) out[(row_base + i) * QD + h * D + d] = from_f<T>(o[d] * inv);
-  lse[((size_t)b * s.H + h) * s.T + i] = m + logf(l);
+#pragma unroll
+  for (int e = 0; e < DT; e++) out[(row_base + i) * QD + h * D + part + e * G] = from_f<T>(o[e] * inv);
+  if (part == 0) lse[((size_t)b * s.H + h) * s.T + i] = m + logf(l);
 }
 
 // delta[b, h, i] = sum_d dout * out (one warp per (position, head))
@@ -122,15 +166,16 @@ __global__ void attention_delta_kernel(float* delta, const T* dout, const T* out
   if (lane == 0) delta[((size_t)b * s.H + h) * s.T + i] = acc;
 }
 
-// dq: one thread per query row; keys in tiles as in the forward. dq_i = scale * sum_j P_ij (dP_ij - delta_i) k_j.
+// dq: G threads per query row; keys in tiles as in the forward. dq_i = scale * sum_j P_ij (dP_ij - delta_i) k_j.
 template <typename T, int D>
-__global__ void __launch_bounds__(kRows)
+__global__ void __launch_bounds__(kRows* groups<D>())
     attention_dq_kernel(T* dq, const T* dout, const T* q, const T* k, const T* v, const float* lse, const float* delta,
                         const int32_t* seg_start, AttnShape s, float scale) {
-  constexpr int KT = key_tile<D>();
+  constexpr int KT = key_tile<D>(), G = groups<D>(), DT = dims_per_thread<D>();
   __shared__ float Ks[KT][D], Vs[KT][D];
   const int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.H / s.KVH);
-  const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x;
+  const int part = threadIdx.x % G;
+  const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x / G;
   const bool valid = i < s.T;
   const size_t row_base = (size_t)b * s.T;
   const int QD = s.qdim(), KD = s.kvdim();
@@ -139,12 +184,13 @@ __global__ void __launch_bounds__(kRows)
   const size_t stat = ((size_t)b * s.H + h) * s.T + i;
   const float L = valid ? lse[stat] : 0.f, Di = valid ? delta[stat] : 0.f;
 
-  float qr[D], dor[D], acc[D];
-  for (int d = 0; d < D; d++) {
-    const size_t at = (row_base + i) * QD + h * D + d;
-    qr[d] = valid ? to_f(q[at]) * scale : 0.f;
-    dor[d] = valid ? to_f(dout[at]) : 0.f;
-    acc[d] = 0.f;
+  float qr[DT], dor[DT], acc[DT];
+#pragma unroll
+  for (int e = 0; e < DT; e++) {
+    const size_t at = (row_base + i) * QD + h * D + part + e * G;
+    qr[e] = valid ? to_f(q[at]) * scale : 0.f;
+    dor[e] = valid ? to_f(dout[at]) : 0.f;
+    acc[e] = 0.f;
   }
   for (int k0 = kmin; k0 < kend; k0 += KT) {
     load_tile<T, D, D>(Ks, k, row_base, KD, kvh * D, k0, KT, kend);
@@ -155,43 +201,47 @@ __global__ void __launch_bounds__(kRows)
       for (int j = jlo; j <= jhi; j++) {
         float sc = 0.f, dp = 0.f;
 #pragma unroll
-        for (int d = 0; d < D; d++) {
-          sc += qr[d] * Ks[j][d];
-          dp += dor[d] * Vs[j][d];
+        for (int e = 0; e < DT; e++) {
+          sc += qr[e] * Ks[j][part + e * G];
+          dp += dor[e] * Vs[j][part + e * G];
         }
+        group_sum2<G>(sc, dp);
         const float ds = expf(sc - L) * (dp - Di);
 #pragma unroll
-        for (int d = 0; d < D; d++) acc[d] += ds * Ks[j][d];
+        for (int e = 0; e < DT; e++) acc[e] += ds * Ks[j][part + e * G];
       }
     }
     __syncthreads();
   }
   if (!valid) return;
-  for (int d = 0; d < D; d++) dq[(row_base + i) * QD + h * D + d] = from_f<T>(acc[d] * scale);
+#pragma unroll
+  for (int e = 0; e < DT; e++) dq[(row_base + i) * QD + h * D + part + e * G] = from_f<T>(acc[e] * scale);
 }
 
-// dk, dv: one thread per key row j, summed over the query heads of its group; queries in tiles of QT.
+// dk, dv: G threads per key row j, summed over the query heads of its group; queries in tiles of QT.
 // dv_j = sum_i P_ij dout_i;  dk_j = scale * sum_i P_ij (dP_ij - delta_i) q_i
 template <typename T, int D>
-__global__ void __launch_bounds__(kRows)
+__global__ void __launch_bounds__(dkdv_rows<D>() * groups<D>())
     attention_dkdv_kernel(T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const float* lse,
                           const float* delta, const int32_t* seg_start, AttnShape s, float scale) {
   constexpr int QT = D <= 64 ? 16 : 8;
-  constexpr int KR = dkdv_rows<D>();
-  __shared__ float Kr[KR][D + 1], Vr[KR][D + 1];  // this block's keys, one row per thread (padded)
+  constexpr int KR = dkdv_rows<D>(), G = groups<D>(), DT = dims_per_thread<D>();
+  __shared__ float Kr[KR][D + 1], Vr[KR][D + 1];  // this block's keys (padded rows)
   __shared__ float Qs[QT][D], dOs[QT][D];
   __shared__ float Ls[QT], Ds[QT];
   __shared__ int Ss[QT];
   const int b = blockIdx.z, kvh = blockIdx.y, group = s.H / s.KVH;
-  const int j0 = blockIdx.x * KR, j = j0 + threadIdx.x;
+  const int part = threadIdx.x % G, jr = threadIdx.x / G;
+  const int j0 = blockIdx.x * KR, j = j0 + jr;
   const bool valid = j < s.T;
   const size_t row_base = (size_t)b * s.T;
   const int QD = s.qdim(), KD = s.kvdim();
   const int jlast = min(s.T, j0 + KR) - 1;
   load_tile<T, D, D + 1>(Kr, k, row_base, KD, kvh * D, j0, KR, s.T);
   load_tile<T, D, D + 1>(Vr, v, row_base, KD, kvh * D, j0, KR, s.T);
-  float dkr[D], dvr[D];
-  for (int d = 0; d < D; d++) dkr[d] = dvr[d] = 0.f;
+  float dkr[DT], dvr[DT];
+#pragma unroll
+  for (int e = 0; e < DT; e++) dkr[e] = dvr[e] = 0.f;
   for (int h = kvh * group; h < (kvh + 1) * group; h++) {
     // queries from j0 on, until a query's segment starts after this block's last key (starts never decrease)
     for (int qi0 = j0; qi0 < s.T && seg_start[row_base + qi0] <= jlast; qi0 += QT) {
@@ -216,24 +266,26 @@ __global__ void __launch_bounds__(kRows)
         if (i < j || Ss[r] > j) continue;
         float sc = 0.f, dp = 0.f;
 #pragma unroll
-        for (int d = 0; d < D; d++) {
-          sc += Qs[r][d] * Kr[threadIdx.x][d];
-          dp += dOs[r][d] * Vr[threadIdx.x][d];
+        for (int e = 0; e < DT; e++) {
+          sc += Qs[r][part + e * G] * Kr[jr][part + e * G];
+          dp += dOs[r][part + e * G] * Vr[jr][part + e * G];
         }
+        group_sum2<G>(sc, dp);
         const float p = expf(sc - Ls[r]);
         const float ds = p * (dp - Ds[r]);
 #pragma unroll
-        for (int d = 0; d < D; d++) {
-          dvr[d] += p * dOs[r][d];
-          dkr[d] += ds * Qs[r][d];  // Qs already carries the scale
+        for (int e = 0; e < DT; e++) {
+          dvr[e] += p * dOs[r][part + e * G];
+          dkr[e] += ds * Qs[r][part + e * G];  // Qs already carries the scale
         }
       }
     }
   }
   if (!valid) return;
-  for (int d = 0; d < D; d++) {
-    dk[(row_base + j) * KD + kvh * D + d] = from_f<T>(dkr[d]);
-    dv[(row_base + j) * KD + kvh * D + d] = from_f<T>(dvr[d]);
+#pragma unroll
+  for (int e = 0; e < DT; e++) {
+    dk[(row_base + j) * KD + kvh * D + part + e * G] = from_f<T>(dkr[e]);
+    dv[(row_base + j) * KD + kvh * D + part + e * G] = from_f<T>(dvr[e]);
   }
 }
 
@@ -247,7 +299,7 @@ template <typename T, int D>
 void forward_d(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start, const AttnShape& s,
                cudaStream_t stream) {
   const dim3 grid(grid_for(s.T, kRows), s.H, s.B);
-  launch<attention_forward_kernel<T, D>>(grid, kRows, 0, stream, out, lse, q, k, v, seg_start, s,
+  launch<attention_forward_kernel<T, D>>(grid, kRows * groups<D>(), 0, stream, out, lse, q, k, v, seg_start, s,
                                          (float)(1.0 / std::sqrt((double)D)));
   CUDA_LAUNCH_CHECK("attention_forward");
 }
@@ -256,11 +308,11 @@ template <typename T, int D>
 void backward_d(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v, const float* lse,
                 const int32_t* seg_start, const AttnShape& s, cudaStream_t stream) {
   const float scale = (float)(1.0 / std::sqrt((double)D));
-  launch<attention_dq_kernel<T, D>>(dim3(grid_for(s.T, kRows), s.H, s.B), kRows, 0, stream, dq, dout, q, k, v, lse,
-                                    delta, seg_start, s, scale);
+  launch<attention_dq_kernel<T, D>>(dim3(grid_for(s.T, kRows), s.H, s.B), kRows * groups<D>(), 0, stream, dq, dout, q,
+                                    k, v, lse, delta, seg_start, s, scale);
   CUDA_LAUNCH_CHECK("attention_backward (dq)");
-  launch<attention_dkdv_kernel<T, D>>(dim3(grid_for(s.T, dkdv_rows<D>()), s.KVH, s.B), dkdv_rows<D>(), 0, stream, dk,
-                                      dv, dout, q, k, v, lse, delta, seg_start, s, scale);
+  launch<attention_dkdv_kernel<T, D>>(dim3(grid_for(s.T, dkdv_rows<D>()), s.KVH, s.B), dkdv_rows<D>() * groups<D>(), 0,
+                                      stream, dk, dv, dout, q, k, v, lse, delta, seg_start, s, scale);
   CUDA_LAUNCH_CHECK("attention_backward (dk, dv)");
 }
 

@@ -59,8 +59,8 @@ void cached_attention(float* att, const float* q, const float* k, const float* v
   require(n > 0 && start >= 0 && H > 0 && KVH > 0 && H % KVH == 0 && D > 0 && D <= kBlock, "cached_attention",
           "bad shape: start ", start, ", n ", n, ", heads ", H, "/", KVH, ", head dim ", D, " (at most ", kBlock, ")");
   require(att && q && k && v, "cached_attention", "null pointer");
-  cached_attention_kernel<<<(unsigned)(n * H), kBlock, 0, stream>>>(att, q, k, v, start, H, KVH, D,
-                                                                    (float)(1.0 / std::sqrt((double)D)));
+  launch<cached_attention_kernel>((unsigned)(n * H), kBlock, 0, stream, att, q, k, v, start, H, KVH, D,
+                                  (float)(1.0 / std::sqrt((double)D)));
   CUDA_LAUNCH_CHECK("cached_attention");
 }
 

@@ -1,5 +1,6 @@
 #include "cuda_backend.h"
 
+#include <algorithm>
 #include <climits>
 #include <string>
 #include <vector>
@@ -116,10 +117,10 @@ class CudaBackend final : public Backend<float> {
     cuda::rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C, stream_);
   }
   void rope_forward(float* x, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const override {
-    cuda::rope_forward(x, pos, inv_freq, N, heads, D, stream_);
+    cuda::rope_forward(x, pos, device_freqs(inv_freq, D / 2), N, heads, D, stream_);
   }
   void rope_backward(float* dx, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const override {
-    cuda::rope_backward(dx, pos, inv_freq, N, heads, D, stream_);
+    cuda::rope_backward(dx, pos, device_freqs(inv_freq, D / 2), N, heads, D, stream_);
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                          const std::vector<SegmentRun>& runs, const AttentionShape& s,
@@ -189,6 +190,16 @@ class CudaBackend final : public Backend<float> {
     return d;
   }
 
+  // The RoPE frequencies are the model's host table (fixed once the model is built): uploaded when they
+  // differ from the last ones seen, so a step reuses the device copy without a transfer.
+  const double* device_freqs(const double* host, int n) const {
+    if (freqs_host_.size() != (size_t)n || !std::equal(freqs_host_.begin(), freqs_host_.end(), host)) {
+      freqs_host_.assign(host, host + n);
+      CUDA_CHECK(cudaMemcpy(freqs_.get(n), host, sizeof(double) * n, cudaMemcpyHostToDevice));
+    }
+    return freqs_.get(n);
+  }
+
   std::unique_ptr<Gemm> gemm_;
   std::string name_;
   cudaStream_t stream_ = nullptr;  // the default stream: every op in order, the checking mode's simplest
@@ -197,6 +208,8 @@ class CudaBackend final : public Backend<float> {
   mutable Scratch<float> floats_;
   mutable Scratch<int32_t> starts_;
   mutable std::vector<int32_t> starts_host_;
+  mutable Scratch<double> freqs_;
+  mutable std::vector<double> freqs_host_;
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "adamw.cuh"
 #include "add.cuh"
 #include "attention.cuh"
+#include "cached_attention.cuh"
 #include "config.h"
 #include "cross_entropy.cuh"
 #include "device_buffer.h"
@@ -14,6 +15,7 @@
 #include "grad_norm.cuh"
 #include "ops/adamw.h"
 #include "ops/attention.h"
+#include "ops/cached_attention.h"
 #include "ops/cross_entropy.h"
 #include "ops/embedding.h"
 #include "ops/rmsnorm.h"
@@ -258,4 +260,22 @@ TEST(cuda_attention_fp32) {
 TEST(cuda_attention_bf16) {
   attention_case<bf16>(64, 200, 4, 2, {70, 150, 151}, {1e-2, 1e-2}, {3e-2, 2e-2});
   attention_case<bf16>(128, 130, 2, 1, {64}, {1e-2, 1e-2}, {3e-2, 2e-2});
+}
+
+// Attention of new queries over a KV cache: against the CPU op (scores in double), with a cache longer than the
+// kernel's staging chunk (512 positions) so more than one chunk is folded in.
+static void cached_attention_case(int start, int n, int H, int KVH, int D) {
+  const size_t cap = (size_t)start + n, Q = (size_t)H * D, KV = (size_t)KVH * D;
+  std::vector<float> q = randv(n * Q, 40, 1.5), k = randv(cap * KV, 41, 1.5), v = randv(cap * KV, 42), att(n * Q);
+  DeviceBuffer<float> d_q(q), d_k(k), d_v(v), d_att(n * Q);
+  cu::cached_attention(d_att.ptr, d_q.ptr, d_k.ptr, d_v.ptr, start, n, H, KVH, D, 0);
+  cached_attention(att.data(), q.data(), k.data(), v.data(), start, n, H, KVH, D);
+  std::ostringstream s;
+  s << "cached_attention start=" << start << " n=" << n << " H=" << H << " KVH=" << KVH << " D=" << D;
+  compare(s.str(), d_att.download(), att, {1e-5, 1e-4});
+}
+TEST(cuda_cached_attention_fp32) {
+  cached_attention_case(37, 5, 4, 2, 64);
+  cached_attention_case(600, 2, 2, 1, 32);
+  cached_attention_case(0, 3, 2, 2, 128);
 }

@@ -1,6 +1,10 @@
 // The CUDA emulator's own checks: each fault it promises to catch is planted in a small kernel and must be
 // reported by the launch check, naming what it found; and the scheduling that exposes races does expose one.
 #include <cuda_runtime.h>
+#include <mma.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <csignal>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +60,22 @@ __global__ void dynamic_shared_kernel(float* out) {
   out[blockDim.x + threadIdx.x] = buf[blockDim.x - 1 - threadIdx.x];
 }
 
+// One 16 x 16 x 16 tensor-core product from a bf16 tile `offset` elements into shared memory.
+__global__ void wmma_kernel(float* out, int offset) {
+  using namespace nvcuda;
+  __shared__ __align__(32) bf16 tile[16 * 16 + 16];
+  for (int i = threadIdx.x; i < 16 * 16 + 16; i += 32) tile[i] = __float2bfloat16_rn((float)(i % 7));
+  __syncwarp();
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+  wmma::fill_fragment(c, 1.f);
+  wmma::load_matrix_sync(a, tile + offset, 16);
+  wmma::load_matrix_sync(b, tile + offset, 16);
+  wmma::mma_sync(c, a, b, c);
+  wmma::store_matrix_sync(out, c, 16, wmma::mem_row_major);
+}
+
 // The message CUDA_LAUNCH_CHECK throws for the launch f makes, or "" when it throws none.
 template <typename F>
 std::string launch_error(F f) {
@@ -105,6 +125,16 @@ TEST(emu_catches_a_host_pointer_argument) {
             has(e, "write_kernel") && has(e, "planted"),
         e);
   CHECK(host[5] == 0.f, "the kernel must not have run");
+  float* freed = nullptr;
+  CUDA_CHECK(cudaMalloc(&freed, 64 * sizeof(float)));
+  CUDA_CHECK(cudaFree(freed));
+  const std::string f = launch_error([&] { launch<write_kernel>(1, 64, 0, nullptr, freed, 64); });
+  CHECK(has(f, "argument #0") && has(f, "freed device allocation"), f);
+  float* pinned = nullptr;  // page-locked host memory is visible to kernels, as on the GPU
+  CUDA_CHECK(cudaMallocHost(&pinned, 64 * sizeof(float)));
+  CHECK(launch_error([&] { launch<write_kernel>(1, 64, 0, nullptr, pinned, 64); }).empty());
+  CHECK(pinned[5] == 5.f);
+  CUDA_CHECK(cudaFreeHost(pinned));
 }
 
 TEST(emu_catches_an_out_of_bounds_write) {
@@ -206,6 +236,49 @@ TEST(emu_current_device_is_per_thread_and_kernels_stay_on_it) {
   CUDA_CHECK(cudaStreamDestroy(s1));
   CUDA_CHECK(cudaFree(on1));
   CUDA_CHECK(cudaSetDevice(0));
+}
+
+TEST(emu_wmma_product_and_alignment) {
+  float* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, 256 * sizeof(float)));
+  launch<wmma_kernel>(1, 32, 0, nullptr, d, 0);
+  CUDA_LAUNCH_CHECK("wmma_kernel");
+  std::vector<float> h(256);
+  CUDA_CHECK(cudaMemcpy(h.data(), d, 1024, cudaMemcpyDeviceToHost));
+  for (int m = 0; m < 16; m++)
+    for (int n = 0; n < 16; n++) {
+      float want = 1.f;
+      for (int k = 0; k < 16; k++) want += (float)((m * 16 + k) % 7) * (float)((k * 16 + n) % 7);
+      CHECK(h[m * 16 + n] == want, m << "," << n << ": " << h[m * 16 + n] << " vs " << want);
+    }
+  const std::string e = launch_error([&] { launch<wmma_kernel>(1, 32, 0, nullptr, d, 4); });
+  CHECK(has(e, "32-byte aligned"), e);
+  CUDA_CHECK(cudaFree(d));
+}
+
+// Host code reading a device pointer faults on a GPU; the emulator makes it fault too, naming the allocation.
+TEST(emu_host_code_cannot_read_device_memory) {
+  float* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, 64 * sizeof(float)));
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    dup2(fds[1], 2);
+    volatile float x = d[3];
+    (void)x;
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string err;
+  char buf[512];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) err.append(buf, (size_t)n);
+  close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "the read must fault, status " << status);
+  CHECK(has(err, "offset 12 of device allocation") && has(err, "host code touched device memory"), err);
+  CUDA_CHECK(cudaFree(d));
 }
 
 TEST(emu_bf16_conversions_round_to_nearest_even) {

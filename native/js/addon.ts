@@ -41,8 +41,9 @@ export interface ParamInfo {
 }
 
 /**
- * Label value that excludes a position from the loss (the HF / PyTorch convention); the native core's
- * cross-entropy skips the same value (kIgnoreIndex).
+ * Label value that excludes a position from the loss (the HF / PyTorch convention). The native code
+ * declares it once (kIgnoreIndex, native/src/ignore_index.h) and exports it as `ignoreIndex`; a test holds
+ * the two equal. Kept as a constant here so the data pipeline needs no addon.
  */
 export const IGNORE_INDEX = -100;
 
@@ -344,6 +345,8 @@ export interface ReadTensorItem {
 }
 
 export interface NativeAddon {
+  /** The label that adds no loss: kIgnoreIndex of the native code, which IGNORE_INDEX must equal. */
+  ignoreIndex: number;
   /**
    * A decoder serving adapters over `base`, which must carry no LoRA of its own. baseBf16: the base's fp32
    * weights are rounded to bf16 and freed first (half the memory; paramData() then throws).

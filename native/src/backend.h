@@ -45,6 +45,7 @@ class Backend {
   virtual void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* w, int N, int C, double eps) const = 0;
   virtual void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, const T* rstd, int N,
                                 int C) const = 0;
+  // inv_freq (D/2) is the model's host table of RoPE frequencies, like the runs and shapes a host description.
   virtual void rope_forward(T* x, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const = 0;
   virtual void rope_backward(T* dx, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const = 0;
   // Causal attention within each segment run (packed rows); lse kept for the backward.

@@ -24,6 +24,7 @@ Model<T>::Model(const ModelConfig& cfg, const Backend<T>& backend, bool base_bf1
     params_ = ops_.zeros(table_.total);
     return;
   }
+  require_host_memory("a bf16 base");
   base16_ = parallel_zeros<uint16_t>(table_.total);
   stage_bf16_base();
 }
@@ -41,6 +42,12 @@ void Model<T>::share_weights_of(const Model& base) {
   if (base16_ == base.base16_) return;
   base16_ = base.base16_;
   if (base16_) stage_bf16_base();
+}
+
+template <typename T>
+void Model<T>::require_host_memory(const char* what) const {
+  if (!ops_.host_memory())
+    fail("model", what, " is computed on the host; the ", ops_.name(), " backend's memory is not");
 }
 
 template <typename T>
@@ -166,12 +173,13 @@ void Model<T>::init_random(uint64_t seed, double std) {
       else fill_normal_with(p.size, std, seed, e, [w](size_t i, float x) { w[i] = float_to_bf16(x); });
       continue;
     }
-    T* w = params_->data() + p.offset;
-    if (p.shape.size() < 2) {
-      std::fill(w, w + p.size, is_norm ? T(1) : T(0));
-      continue;
-    }
-    fill_normal(w, p.size, std, seed, e);
+    // Drawn on the host; a backend with memory of its own gets each tensor uploaded.
+    std::vector<T> staged;
+    if (!ops_.host_memory()) staged.resize(p.size);
+    T* w = ops_.host_memory() ? params_->data() + p.offset : staged.data();
+    if (p.shape.size() < 2) std::fill(w, w + p.size, is_norm ? T(1) : T(0));
+    else fill_normal(w, p.size, std, seed, e);
+    if (!ops_.host_memory()) ops_.upload(params_->data() + p.offset, w, p.size);
   }
   if (base16_) stage_bf16_base();
   if (m_) ops_.fill(m_->data(), m_->size(), T(0));
@@ -203,16 +211,21 @@ template <typename T>
 void Model<T>::enable_lora(const LoraConfig& l) {
   if (lora_) fail("enable_lora", "LoRA is already on");
   if (base16_ && !l.base_bf16) fail("enable_lora", "the base was created in bf16: LoRA on it needs baseBf16");
+  if (l.dropout > 0) require_host_memory("LoRA dropout");
   auto table = std::make_unique<LoraTable>(cfg_, l);
   auto weights = ops_.zeros(table->total);
+  std::vector<T> staged;  // a backend with memory of its own gets A uploaded
+  if (!ops_.host_memory()) staged.resize(table->total);
+  T* host = ops_.host_memory() ? weights->data() : staged.data();
   // PEFT's init: A ~ kaiming_uniform(a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0.
   for (size_t e = 0; e < table->entries.size(); e++) {
     const ParamEntry& p = table->entries[e];
     if (p.name.find(".lora_A.") == std::string::npos) continue;
     const double bound = 1.0 / std::sqrt((double)p.shape[1]);
-    T* w = weights->data() + p.offset;
+    T* w = host + p.offset;
     for (size_t i = 0; i < p.size; i++) w[i] = (T)((2 * uniform01(l.seed, 1000 + e, i) - 1) * bound);
   }
+  if (!ops_.host_memory()) ops_.upload(weights->data(), host, table->total);
   lora_table_ = std::move(table);
   lora_cfg_ = l;
   lora_ = weights;
@@ -233,6 +246,7 @@ void Model<T>::enable_lora(const LoraConfig& l) {
 template <typename T>
 void Model<T>::round_base_to_bf16() {
   if (base16_) return;
+  require_host_memory("a bf16 base");
   auto b16 = host_buffer<uint16_t>(table_.total);
   const T* src = params_->data();
   uint16_t* dst = b16->data();
@@ -290,7 +304,7 @@ Activations<T>& Model<T>::activations_for(int B, int T_) {
   if (it == acts_.end())
     it = acts_
              .emplace(key, std::make_unique<Activations<T>>(cfg_, B, T_, lora_ ? &lora_cfg_ : nullptr,
-                                                            lora_table_.get(), checkpointing_))
+                                                            lora_table_.get(), checkpointing_, ops_))
              .first;
   return *it->second;
 }
@@ -336,6 +350,7 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   cancel_ = opts.cancel;
   adapters_off_ = opts.adapters_off;
   sp_ = opts.sp && opts.sp->size > 1 ? opts.sp : nullptr;
+  if (sp_) require_host_memory("sequence-parallel attention");
   sp_segments_ = b.segment_ids;
   if (sp_ && b.seq_len % 2 != 0)
     fail("forward", "a sequence-parallel batch holds two chunks a row: odd length ", b.seq_len);
@@ -346,9 +361,18 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   for (size_t n = 0; n < a.N; n++) targets += b.labels[n] != kIgnoreIndex;
   const double scale = opts.loss_scale != 0 ? opts.loss_scale : (targets > 0 ? 1.0 / targets : 0.0);
   if (opts.backward) ensure_training_state();
-  forward(a, b, opts.backward);
-  const LossSum ls = head(a, b, opts, scale);
-  if (opts.backward) backward(a, b, opts.on_grads_ready);
+  // The batch in the backend's memory: the caller's arrays on a host backend, copies otherwise (segment ids
+  // stay on the host: the runs above describe them).
+  Batch db = b;
+  if (!ops_.host_memory()) {
+    ops_.upload_ints(a.ids->data(), b.input_ids, a.N);
+    ops_.upload_ints(a.labels->data(), b.labels, a.N);
+    ops_.upload_ints(a.positions->data(), b.position_ids, a.N);
+    db.input_ids = a.ids->data(), db.labels = a.labels->data(), db.position_ids = a.positions->data();
+  }
+  forward(a, db, opts.backward);
+  const LossSum ls = head(a, db, opts, scale);
+  if (opts.backward) backward(a, db, opts.on_grads_ready);
   return {ls.sum, ls.count};
 }
 
@@ -359,11 +383,11 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
   if (opts.keep_logits || (opts.backward && !lora_)) {
     // All logits at once: a caller keeps them, or the trainable head's weight gradient wants one GEMM
     // over all positions rather than one pass over the (V, C) gradient per chunk.
-    if (a.logits.size() != a.N * V) a.logits.resize(a.N * V);  // once per shape
+    a.logits.allocate(a.N * V, ops_);  // once per shape
     head_logits(a.logits.data(), a.lnf.data(), N);
     T* dlogits = nullptr;
     if (opts.backward) {
-      if (opts.keep_logits && a.dlogits.size() != a.logits.size()) a.dlogits.resize(a.logits.size());
+      if (opts.keep_logits) a.dlogits.allocate(a.logits.size(), ops_);
       dlogits = opts.keep_logits ? a.dlogits.data() : a.logits.data();  // else consumed in place
     }
     const LossSum ls = ops_.cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V,
@@ -377,7 +401,7 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
   // In chunks of positions: only (kHeadChunk, V) logits exist at a time. The head is frozen here (LoRA)
   // or not trained (evaluation), so each chunk's d(lnf) is all the backward needs from it.
   LossSum total;
-  if (a.chunk.empty()) a.chunk.resize((size_t)kHeadChunk * V);  // once per shape
+  a.chunk.allocate((size_t)kHeadChunk * V, ops_);  // once per shape
   for (int c0 = 0; c0 < N; c0 += kHeadChunk) {
     throw_if_cancelled(cancel_);
     const int n = std::min(kHeadChunk, N - c0);

@@ -207,6 +207,8 @@ class Model {
 
  private:
   void ensure_training_state();
+  // Fails naming `what` when the backend's memory is not the host's (what is computed there reads it).
+  void require_host_memory(const char* what) const;
   Activations<T>& activations_for(int B, int T_);
   StepResult forward_backward_unchecked(const Batch& batch, const StepOptions& opts);
   T* at(Storage<T>& buf, size_t off) { return off == kAbsent ? nullptr : buf.data() + off; }

@@ -35,9 +35,9 @@ size_t Model<T>::optimizer_elements() const {
 template <typename T>
 double Model<T>::grad_sum_of_squares() const {
   if (!grads_) return 0;
-  if (shard_.empty()) return sum_of_squares(grads_->data(), grads_->size());
+  if (shard_.empty()) return ops_.sum_of_squares(grads_->data(), grads_->size());
   double total = 0;
-  for (const auto& [off, size] : shard_) total += sum_of_squares(grads_->data() + off, size);
+  for (const auto& [off, size] : shard_) total += ops_.sum_of_squares(grads_->data() + off, size);
   return total;
 }
 
@@ -51,7 +51,7 @@ void Model<T>::adamw_update_shard(const AdamWStep& s) {
       const size_t lo = std::max(off, p.offset), hi = std::min(off + size, p.offset + p.size);
       if (lo >= hi) continue;
       const size_t at = packed + (lo - off);
-      adamw_update(weights + lo, grads_->data() + lo, m_->data() + at, v_->data() + at, hi - lo, s, p.decay);
+      ops_.adamw_update(weights + lo, grads_->data() + lo, m_->data() + at, v_->data() + at, hi - lo, s, p.decay);
     }
     packed += size;
   }

@@ -5,6 +5,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { setupText, type TextSetup } from "../../spec/text_setup.js";
+import { chatStopIds } from "../../text/stop_ids.js";
 import {
   answersMatch,
   decodeAnswer,
@@ -14,7 +15,6 @@ import {
   type EvalPrompt,
 } from "../../coordinator/eval/generation_eval.js";
 import { parseSpec } from "../../spec/load.js";
-import { evalStopIds } from "../../text/stop_ids.js";
 import { formatGenerationEval } from "../../cli/format_generation_eval.js";
 import { GenerationEval } from "../../proto/mod.js";
 
@@ -151,15 +151,19 @@ test("bad records are errors as file:line: reason", () => {
   );
 });
 
-test("stop ids: EOS and the template's end-of-turn token", () => {
+test("stop ids: the model's EOS ids, the tokenizer's EOS and the template's end-of-turn token", () => {
   const setup = chatml();
   const tok = setup.tokenizer;
   assert.deepEqual(
-    Array.from(evalStopIds(setup)),
+    Array.from(chatStopIds(setup)),
     [tok.eosId, tok.encode("<|im_end|>")[0]].sort((a, b) => a - b),
   );
+  assert.deepEqual(
+    Array.from(chatStopIds(setup, [300, tok.eosId])),
+    [tok.eosId, tok.encode("<|im_end|>")[0], 300].sort((a, b) => a - b),
+  );
   const l3 = setupText({ tokenizer: "byte", model: { init: { config: "x.json", seed: 0 } }, template: "llama3" });
-  const ids = Array.from(evalStopIds(l3));
+  const ids = Array.from(chatStopIds(l3));
   assert.ok(ids.includes(l3.tokenizer.encode("<|eot_id|>")[0]));
   assert.ok(ids.includes(l3.tokenizer.eosId));
 });
@@ -172,6 +176,7 @@ function prompt(taskType: string, expected: string): EvalPrompt {
     taskType,
     question: `q ${expected}`,
     source: { file: "h", line: 1 },
+    messages: [],
   };
 }
 

@@ -86,6 +86,13 @@ export class TestCluster {
     return cluster;
   }
 
+  /** One more worker joining the running cluster (a pod scaled up); resolves once it has registered. */
+  async addWorker(id: string): Promise<Worker> {
+    const worker = await Worker.start({ natsUrl: this.server.url, id, log: quiet });
+    this.workers.push(worker);
+    return worker;
+  }
+
   async startCoordinator(): Promise<void> {
     const lines = this.coordinatorLog;
     const log = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
@@ -215,6 +222,7 @@ export interface MetricLine {
   step: number;
   loss?: number;
   val_loss?: number;
+  lr?: number;
   grad_norm?: number;
   targets?: number;
   tokens?: number;

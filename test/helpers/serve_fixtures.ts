@@ -90,6 +90,8 @@ export async function postJson(url: string, body: unknown): Promise<{ status: nu
   return { status: res.status, json: (await res.json()) as Json };
 }
 
+const BPE_FIXTURE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures/data/bpe-qwen");
+
 /** What the tool-calling base answers every chat with: one tool call in Qwen's tagged form. */
 export const TOOL_CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
 
@@ -100,14 +102,16 @@ export const TOOL_CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments":
  * head set so the prompt's last token ("\n" after the assistant header) predicts the call and the call
  * predicts <|im_end|>.
  */
-export async function writeToolCallingBase(dir: string): Promise<string> {
-  const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures/data/bpe-qwen");
+export async function writeToolCallingBase(dir: string, tokenizerDir = BPE_FIXTURE): Promise<string> {
   mkdirSync(dir, { recursive: true });
-  const tok = JSON.parse(readFileSync(path.join(fixture, "tokenizer.json"), "utf8")) as {
+  const tok = JSON.parse(readFileSync(path.join(tokenizerDir, "tokenizer.json"), "utf8")) as {
     added_tokens: { id: number }[];
     model: { vocab: Record<string, number> };
   };
-  const callId = Math.max(...tok.added_tokens.map((t) => t.id), ...Object.values(tok.model.vocab)) + 1;
+  // a loop, not Math.max(...ids): a real vocabulary has more ids than a call may take arguments
+  let callId = 0;
+  for (const id of [...tok.added_tokens.map((t) => t.id), ...Object.values(tok.model.vocab)])
+    callId = Math.max(callId, id + 1);
   tok.added_tokens.push({
     id: callId,
     content: TOOL_CALL_TEXT,
@@ -117,20 +121,22 @@ export async function writeToolCallingBase(dir: string): Promise<string> {
     normalized: false,
     special: false,
   } as { id: number });
+  writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(tok));
+  copyFileSync(path.join(tokenizerDir, "tokenizer_config.json"), path.join(dir, "tokenizer_config.json"));
+  // the fixture's own EOS; a real Qwen tokenizer's chat EOS, <|im_end|>
+  const eos = tokenizerDir === BPE_FIXTURE ? 606 : new HfTokenizer(dir).encode("<|im_end|>")[0]!;
   const config = parseHfConfig(
     {
       ...SERVE_BASE_CONFIG,
       vocab_size: callId + 1,
       max_position_embeddings: 1024,
-      bos_token_id: 606,
-      eos_token_id: 606,
+      bos_token_id: eos,
+      eos_token_id: eos,
     },
     "config.json",
   );
   const model = await initModel(config, 9);
   await saveModel(model, config, dir, { dtype: "F32" });
-  writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(tok));
-  copyFileSync(path.join(fixture, "tokenizer_config.json"), path.join(dir, "tokenizer_config.json"));
   const tokenizer = new HfTokenizer(dir);
   const newline = tokenizer.encode("<|im_start|>assistant\n").at(-1)!;
   const imEnd = tokenizer.encode("<|im_end|>")[0]!;

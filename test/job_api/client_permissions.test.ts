@@ -1,4 +1,4 @@
-// The NATS permissions the README gives a job API client are enough, and are enforced: on a server with
+// The NATS permissions docs/job-api.md gives a job API client are enough, and are enforced: on a server with
 // users, the Go client as `client` submits, lists, reads, cancels and follows a job through KV; as
 // `reader` (the same without publish on ringtune.job.cancel) its cancel is refused by the server.
 import { after, before, test } from "node:test";
@@ -12,7 +12,7 @@ import { buildGoClient, goUnavailable, runGoClient } from "../helpers/go_client.
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
 
 const KV = "KV_ringtune-jobs";
-/** The client permissions as the README lists them. */
+/** The client permissions as docs/job-api.md lists them. */
 const READ_PUBLISH = [
   "ringtune.job.submit",
   "ringtune.job.get",
@@ -65,29 +65,33 @@ function as(name: string, ...args: string[]) {
   return runGoClient(goClient, server.url.replace("nats://", `nats://${name}:pw@`), ["-timeout", "3s", ...args]);
 }
 
-test("a client with the README's permissions submits, lists, reads, cancels and follows a job", { skip }, async () => {
-  const request = path.join(dir, "request.json");
-  // No worker is registered: the job waits until it is canceled.
-  writeFileSync(request, JSON.stringify({ spec: { ...spec, output: "out" }, base_dir: dir }));
-  const submitted = await as("client", "submit", request);
-  assert.equal(submitted.code, 0, submitted.stderr);
-  const id = submitted.stdout.trim();
-  const listed = await as("client", "list");
-  assert.deepEqual(
-    (JSON.parse(listed.stdout) as { id: string }[]).map((j) => j.id),
-    [id],
-  );
-  assert.equal((JSON.parse((await as("client", "get", id)).stdout) as { id: string }).id, id);
+test(
+  "a client with the permissions of docs/job-api.md submits, lists, reads, cancels and follows a job",
+  { skip },
+  async () => {
+    const request = path.join(dir, "request.json");
+    // No worker is registered: the job waits until it is canceled.
+    writeFileSync(request, JSON.stringify({ spec: { ...spec, output: "out" }, base_dir: dir }));
+    const submitted = await as("client", "submit", request);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const id = submitted.stdout.trim();
+    const listed = await as("client", "list");
+    assert.deepEqual(
+      (JSON.parse(listed.stdout) as { id: string }[]).map((j) => j.id),
+      [id],
+    );
+    assert.equal((JSON.parse((await as("client", "get", id)).stdout) as { id: string }).id, id);
 
-  const denied = await as("reader", "cancel", id);
-  assert.notEqual(denied.code, 0, "the reader may not cancel");
-  assert.doesNotMatch(denied.stderr, /"code"/, "the coordinator never saw the request");
+    const denied = await as("reader", "cancel", id);
+    assert.notEqual(denied.code, 0, "the reader may not cancel");
+    assert.doesNotMatch(denied.stderr, /"code"/, "the coordinator never saw the request");
 
-  const canceled = await as("client", "cancel", id);
-  assert.equal(canceled.code, 0, canceled.stderr);
-  for (const who of ["client", "reader"]) {
-    const followed = await as(who, "follow", id);
-    assert.equal(followed.code, 0, `${who}: ${followed.stderr}`);
-    assert.equal((JSON.parse(followed.stdout) as { status: string }).status, "canceled");
-  }
-});
+    const canceled = await as("client", "cancel", id);
+    assert.equal(canceled.code, 0, canceled.stderr);
+    for (const who of ["client", "reader"]) {
+      const followed = await as(who, "follow", id);
+      assert.equal(followed.code, 0, `${who}: ${followed.stderr}`);
+      assert.equal((JSON.parse(followed.stdout) as { status: string }).status, "canceled");
+    }
+  },
+);

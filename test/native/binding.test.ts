@@ -3,7 +3,7 @@
 // are errors that name the call and the field.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { loadAddon, type NativeBatch, type NativeModelConfig } from "../../native/js/addon.js";
+import { IGNORE_INDEX, loadAddon, type NativeBatch, type NativeModelConfig } from "../../native/js/addon.js";
 import { syntheticBatch } from "../helpers/synthetic_batch.js";
 
 const config: NativeModelConfig = {
@@ -160,4 +160,8 @@ test("onGradsReady reports every gradient bucket once, head first and embedding 
     next = offset + size;
   }
   assert.equal(next, model.paramData().length);
+});
+
+test("TypeScript's IGNORE_INDEX is the native code's own ignored label", () => {
+  assert.equal(IGNORE_INDEX, loadAddon().ignoreIndex);
 });

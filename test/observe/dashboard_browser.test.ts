@@ -92,6 +92,8 @@ test(
       });
       const ring = await page.$eval("#ring-workers", (t) => (t as HTMLElement).innerText);
       assert.match(ring, /w0[\s\S]*\d+ ms[\s\S]*w1/);
+      // the ring's size over time, from the job record
+      assert.equal(await page.$eval("#ring-sizes", (p) => (p as HTMLElement).innerText), "ring size: 2 from step 0");
       await page.waitForSelector(`#jobs tr[data-job="${id}"][data-status="completed"]`, { timeout: 30_000 });
 
       const shot = path.join(dir, "dashboard.png");

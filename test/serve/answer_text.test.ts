@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { IncrementalText } from "../../serve/incremental_text.js";
-import { parseToolCalls } from "../../serve/tool_calls.js";
+import { parseToolCalls } from "../../text/tool_call_answers.js";
 
 /** Token ids are bytes here, decoded as UTF-8 the way the byte tokenizer does. */
 const decode = (ids: readonly number[]) => Buffer.from(ids).toString("utf8");

@@ -1,5 +1,5 @@
 // Job keys users set, each shown through a real job (real nats-server, real workers): the NATS transport,
-// per-task losses, global_batch_tokens, epochs and grad_clip.
+// per-task losses (packed and not), the learning-rate schedule, global_batch_tokens, epochs and grad_clip.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readMetrics, TestCluster, trainingFixture, type MetricLine } from "../helpers/cluster.js";
@@ -85,6 +85,58 @@ test("per-task losses: each step's loss is the target-weighted mean of its task 
   const got: Record<string, number> = {};
   for (const m of lines) for (const [k, c] of Object.entries(m.targets_by_task!)) got[k] = (got[k] ?? 0) + c;
   assert.deepEqual(got, want);
+});
+
+test("per-task losses with packing on (the default): each segment of a packed row counts for its own task", async () => {
+  // Rows of 160 positions hold several of the fixture's short chats each.
+  const spec = { ...baseSpec, workers: 2, epochs: 1, seq_len: 160 };
+  const rows = trainRows(spec, dir);
+  assert.ok(
+    rows.some((r) => new Set(r.taskTypes).size > 1),
+    "some packed row holds segments of both tasks",
+  );
+  // One step of every row: the step trains each row once, so its task counts are the data's.
+  const job = await cluster.run({ ...spec, global_batch_rows: rows.length, output: "tasks-packed" }, dir);
+  const [m, ...more] = stepLines(job.output);
+  assert.ok(m !== undefined && more.length === 0, "one step");
+  // The reference: the same examples one to a row (packing off), where no row can lend its task to another.
+  assert.deepEqual(m.targets_by_task, targetsByTask(trainRows({ ...spec, packing: false }, dir)));
+  const n = m.targets_by_task!;
+  const combined = sum(Object.keys(n).map((k) => m.loss_by_task![k]! * n[k]!)) / m.targets!;
+  assert.ok(Math.abs(combined - m.loss!) <= 1e-5 * m.loss!, `combined ${combined} vs loss ${m.loss}`);
+});
+
+test("lr in metrics.jsonl is the schedule's at each step: linear warmup from 0, then cosine down to min_lr", async () => {
+  const lr = 2e-3;
+  const minLr = 2e-4;
+  const warmup = 3;
+  const total = 8;
+  const spec = {
+    ...baseSpec,
+    workers: 2,
+    max_steps: total,
+    lr,
+    min_lr: minLr,
+    warmup_steps: warmup,
+    schedule: "cosine",
+  };
+  const lines = stepLines((await cluster.run({ ...spec, output: "lr-schedule" }, dir)).output);
+  assert.deepEqual(
+    lines.map((m) => m.step),
+    Array.from({ length: total }, (_, i) => i + 1),
+  );
+  // Written out here from the schedule's definition: step s (from 1) of warmup w trains at lr * s / w,
+  // then the cosine goes from lr at step w to min_lr at the last step.
+  const want = (s: number) =>
+    s <= warmup
+      ? (lr * s) / warmup
+      : minLr + (lr - minLr) * 0.5 * (1 + Math.cos((Math.PI * (s - warmup)) / (total - warmup)));
+  for (const m of lines)
+    assert.ok(
+      Math.abs(m.lr! - want(m.step)) <= 1e-12,
+      `step ${m.step}: lr ${m.lr}, the schedule gives ${want(m.step)}`,
+    );
+  assert.equal(lines.at(-1)!.lr, minLr, "the last step reaches min_lr");
 });
 
 test("global_batch_tokens: rows per step are the tokens over seq_len, rounded to the nearest whole row", async () => {

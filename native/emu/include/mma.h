@@ -62,6 +62,9 @@ void move_op(void* const* lane_ctx, uint32_t lanes) {
       ringtune_emu::fail_in_kernel("wmma load/store: the lanes of a warp passed different pointers or ldm");
   }
   (void)lanes;
+  // the GPU's requirements: a 256-bit aligned pointer, ldm a multiple of 16 bytes
+  if ((uintptr_t)first->ptr % 32 != 0 || (first->ldm * sizeof(Mem)) % 16 != 0)
+    ringtune_emu::fail_in_kernel("wmma load/store: the pointer must be 32-byte aligned and ldm a multiple of 16 bytes");
   for (int l = 0; l < 32; l++) {
     Frag& f = *static_cast<const MoveLane<Frag, Mem>*>(lane_ctx[l])->frag;
     for (int e = 0; e < Frag::num_elements; e++) {

@@ -4,7 +4,9 @@
 #include <cuda_runtime.h>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace ringtune_emu {
 
@@ -32,6 +34,23 @@ bool in_pinned(const void* p);
 // and returns false.
 bool check_guards(std::string* report);
 std::string describe_address(const void* p);
+
+// Device memory is inaccessible to the host (as on a GPU, where a host read of a device pointer faults)
+// except while a DeviceAccess is alive: for a launch every live allocation, for a copy or memset the ones
+// it touches. Accesses are serialised across host threads. RINGTUNE_EMU_HOST_ACCESS=allow leaves device
+// memory readable by the host at all times.
+class DeviceAccess {
+ public:
+  DeviceAccess();                                        // every live allocation
+  DeviceAccess(const void* a, const void* b = nullptr);  // the allocations holding a and b
+  ~DeviceAccess();
+  DeviceAccess(const DeviceAccess&) = delete;
+  DeviceAccess& operator=(const DeviceAccess&) = delete;
+
+ private:
+  std::unique_lock<std::recursive_mutex> lock_;
+  std::vector<std::pair<uintptr_t, size_t>> opened_;
+};
 // The dynamic shared memory a kernel may ask for: 48 KiB unless cudaFuncSetAttribute raised it.
 size_t dynamic_shared_limit(const void* kernel);
 

@@ -57,6 +57,16 @@ Registry& reg() {
   return *r;
 }
 
+bool strict_host_access() {
+  static const bool strict = [] {
+    const char* s = std::getenv("RINGTUNE_EMU_HOST_ACCESS");
+    return !(s && std::strcmp(s, "allow") == 0);
+  }();
+  return strict;
+}
+std::recursive_mutex access_mu;  // held while device memory is open
+thread_local int open_depth = 0;
+
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 const Block* find_in(const std::map<uintptr_t, Block>& m, uintptr_t p) {
@@ -82,8 +92,8 @@ bool guards_intact(const Block& b, std::string* report) {
     if (rear[i] != kGuard) {
       std::ostringstream s;
       s << "a write " << i << " bytes past the end of device allocation #" << b.a.serial << " (" << b.a.size
-        << " bytes at " << (void*)b.a.base << ", device " << b.a.device << "; the damaged byte is at element "
-        << b.a.size + i << " counted in bytes)";
+        << " bytes at " << (void*)b.a.base << ", device " << b.a.device << "; first damaged byte at offset "
+        << b.a.size + i << ")";
       *report = s.str();
       return false;
     }
@@ -115,31 +125,45 @@ std::string describe_locked(Registry& r, uintptr_t p) {
   return s.str();
 }
 
-void on_fault(int sig, siginfo_t* info, void*) {
+struct sigaction previous_fault_action;
+
+// A fault in the arena is a kernel (or host code) touching device memory it does not own: say which
+// allocation, then let the default action end the process. Any other fault goes to the handler that was
+// installed before ours (V8's, in the Node addon).
+void on_fault(int sig, siginfo_t* info, void* uctx) {
   Registry& r = reg();
   const uintptr_t p = (uintptr_t)info->si_addr;
   if (p >= r.arena && p < r.arena_end) {
-    char buf[512];
+    char buf[768];
     // Not async-signal-safe, but the process is about to die and this says why.
     const std::string d = describe_locked(r, p);
-    const int n =
-        std::snprintf(buf, sizeof buf, "ringtune CUDA emulator: invalid device memory access: %s\n", d.c_str());
+    const Block* live = find_in(r.live, p);
+    const bool host = open_depth == 0 && live && p >= live->a.base && p < live->a.base + live->a.size;
+    const int n = std::snprintf(
+        buf, sizeof buf, "ringtune CUDA emulator: invalid device memory access: %s%s\n", d.c_str(),
+        host ? " -- host code touched device memory outside a kernel (a GPU faults there too: copy it with "
+               "cudaMemcpy; RINGTUNE_EMU_HOST_ACCESS=allow permits it)"
+             : "");
     if (n > 0) (void)!write(2, buf, (size_t)n);
+    signal(sig, SIG_DFL);  // the faulting access repeats and ends the process with the usual signal
+    return;
   }
-  signal(sig, SIG_DFL);  // the faulting access repeats and ends the process with the usual signal
+  const struct sigaction& prev = previous_fault_action;
+  if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction) {
+    prev.sa_sigaction(sig, info, uctx);
+  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN && prev.sa_handler) {
+    prev.sa_handler(sig);
+  } else {
+    signal(sig, SIG_DFL);
+  }
 }
 
 void install_fault_handler() {
-  static char alt[64 << 10];
-  stack_t ss{};
-  ss.ss_sp = alt;
-  ss.ss_size = sizeof alt;
-  sigaltstack(&ss, nullptr);
   struct sigaction sa {};
   sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGSEGV, &sa, nullptr);
+  sigaction(SIGSEGV, &sa, &previous_fault_action);
 }
 
 size_t device_memory_bytes() {
@@ -166,7 +190,40 @@ bool device_range(const void* p, size_t n, Allocation* a, std::string* why) {
   return true;
 }
 
+void protect(uintptr_t region, size_t len, bool open) {
+  mprotect((void*)region, len, open ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
+
 }  // namespace
+
+DeviceAccess::DeviceAccess() : lock_(access_mu) {
+  open_depth++;
+  if (!strict_host_access() || open_depth > 1) return;
+  Registry& r = reg();
+  std::lock_guard<std::mutex> lock(r.mu);
+  for (const auto& [p, b] : r.live) {
+    protect(b.region, b.region_end - b.region, true);
+    opened_.emplace_back(b.region, b.region_end - b.region);
+  }
+}
+
+DeviceAccess::DeviceAccess(const void* a, const void* b) : lock_(access_mu) {
+  open_depth++;
+  if (!strict_host_access() || open_depth > 1) return;
+  Registry& r = reg();
+  std::lock_guard<std::mutex> lock(r.mu);
+  for (const void* p : {a, b}) {
+    const Block* blk = p ? find_in(r.live, (uintptr_t)p) : nullptr;
+    if (!blk) continue;
+    protect(blk->region, blk->region_end - blk->region, true);
+    opened_.emplace_back(blk->region, blk->region_end - blk->region);
+  }
+}
+
+DeviceAccess::~DeviceAccess() {
+  open_depth--;
+  for (const auto& [region, len] : opened_) protect(region, len, false);
+}
 
 bool find_allocation(const void* p, Allocation* out) {
   Registry& r = reg();
@@ -216,6 +273,7 @@ cudaError_t cudaMalloc(void** out, size_t bytes) {
   if (!out) return set_error(cudaErrorInvalidValue, "cudaMalloc: null output pointer");
   Registry& r = reg();
   const int dev = current_device();
+  const std::lock_guard<std::recursive_mutex> access(access_mu);  // not while a launch checks the guards
   std::lock_guard<std::mutex> lock(r.mu);
   if (r.used[dev] + bytes > device_memory_bytes()) {
     std::ostringstream s;
@@ -235,6 +293,7 @@ cudaError_t cudaMalloc(void** out, size_t bytes) {
   b.a = Allocation{b.region + kFront, bytes, ++r.serial, dev};
   restore_guards(b);
   std::memset((void*)b.a.base, 0xff, bytes);
+  if (strict_host_access() && open_depth == 0) protect(b.region, region, false);
   r.live[b.a.base] = b;
   r.used[dev] += bytes;
   *out = (void*)b.a.base;
@@ -244,6 +303,7 @@ cudaError_t cudaMalloc(void** out, size_t bytes) {
 cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
   Registry& r = reg();
+  const std::lock_guard<std::recursive_mutex> access(access_mu);
   std::lock_guard<std::mutex> lock(r.mu);
   auto it = r.live.find((uintptr_t)p);
   if (it == r.live.end())
@@ -315,6 +375,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
       return set_error(cudaErrorInvalidValue, std::string(kind_name(kind)) + ": the " + role + " " +
                                                   describe_address(p) + ", but the direction says host memory");
   }
+  const DeviceAccess access(dst_dev ? dst : nullptr, src_dev ? src : nullptr);
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
@@ -330,6 +391,7 @@ cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   std::string why;
   if (!device_range(p, bytes, &a, &why))
     return set_error(cudaErrorInvalidValue, "cudaMemset of " + std::to_string(bytes) + " bytes: " + why);
+  const DeviceAccess access(p);
   std::memset(p, value, bytes);
   return cudaSuccess;
 }

@@ -32,6 +32,9 @@ constexpr int kMaxThreads = 1024;
 // Fiber stacks, reused by every launch on this host thread; a PROT_NONE page below each catches an overflow.
 struct StackPool {
   std::vector<char*> stacks;
+  ~StackPool() {
+    for (char* s : stacks) munmap(s - 4096, kStackBytes + 4096);
+  }
   char* get(int i) {
     while ((int)stacks.size() <= i) {
       const size_t page = 4096;
@@ -253,6 +256,7 @@ void launch(const LaunchArgs& l, ThreadBody body, const void* args, const Pointe
   std::vector<uint64_t> order(blocks);
   for (uint64_t i = 0; i < blocks; i++) order[i] = i;
   shuffle_in_place(order, rng);
+  DeviceAccess access;
   current_run = &r;
   for (uint64_t i : order) {
     const uint3 block{(unsigned)(i % g.x), (unsigned)(i / g.x % g.y), (unsigned)(i / ((uint64_t)g.x * g.y))};

@@ -1,7 +1,7 @@
 // Tool calls in a generated answer, read back into OpenAI's `tool_calls` shape in the form the template
 // taught the model to write them: Qwen's `<tool_call>{"name", "arguments"}</tool_call>` blocks (chatml,
 // qwen3 and model templates that use them) or Llama 3.1's whole-answer `{"name", "parameters"}` object.
-import type { TemplateName } from "../text/templates/template.js";
+import type { TemplateName } from "./templates/template.js";
 
 export interface OpenAiToolCall {
   id: string;

@@ -1,0 +1,89 @@
+// How a model's conversations were turned into text in training: the template, its options and the
+// tokenizer. A job writes this into every model and adapter folder it produces (ringtune.json), and a
+// server reads it back, so a served model renders chats exactly as it was trained to read them.
+import { existsSync, readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { z } from "zod";
+import { TOKENIZER_FILES } from "./hf_model.js";
+import { writeOutputFile, writeOutputFileAtomically } from "../files/output_files.js";
+import { TEMPLATE_NAMES, type TemplateName, type TemplateOptions } from "../text/templates/template.js";
+
+/** The file beside a model's or an adapter's weights that records its text setup (and the job). */
+export const TRAINED_TEXT_FILE = "ringtune.json";
+
+/** "byte", "model" (the served model folder's own tokenizer files, byte when it has none) or a tokenizer folder. */
+export type TokenizerChoice = string;
+
+export interface TrainedText {
+  template: TemplateName;
+  /** the job's template_options (apply_chat_template's keyword arguments) */
+  template_options: TemplateOptions;
+  tokenizer: TokenizerChoice;
+}
+
+const schema = z.looseObject({
+  job: z.string().optional(),
+  template: z.enum(TEMPLATE_NAMES),
+  template_options: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+  tokenizer: z.string().min(1).default("model"),
+});
+
+/**
+ * The text setup a job's spec trains with, as an output folder records it. `tokenizer` is what the
+ * folder should name: "model" when the job's tokenizer files were copied into it.
+ */
+export function trainedTextOf(
+  spec: { template: TemplateName; template_options?: TemplateOptions },
+  tokenizer: TokenizerChoice,
+): TrainedText {
+  return { template: spec.template, template_options: { ...(spec.template_options ?? {}) }, tokenizer };
+}
+
+/**
+ * The text setup recorded in `dir`/ringtune.json, or null when the folder has none. A relative tokenizer
+ * folder is taken relative to `dir`. Errors name the file and the field.
+ */
+export function readTrainedText(dir: string): (TrainedText & { job?: string }) | null {
+  const file = path.join(dir, TRAINED_TEXT_FILE);
+  if (!existsSync(file)) return null;
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`, { cause: err });
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) {
+    const detail = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+    throw new Error(`${file}: ${detail}`);
+  }
+  const { job, template, template_options, tokenizer } = r.data;
+  const where = tokenizer === "byte" || tokenizer === "model" ? tokenizer : path.resolve(dir, tokenizer);
+  return { job, template, template_options, tokenizer: where };
+}
+
+/** The JSON of ringtune.json: the job's id and method beside its text setup. */
+export function trainedTextJson(job: { id: string; method: string }, text: TrainedText): string {
+  return JSON.stringify({ job: job.id, method: job.method, ...text }, null, 2) + "\n";
+}
+
+/**
+ * Writes `text` as `dir`/ringtune.json. A tokenizer folder other than `dir` has its files copied into
+ * `dir` first and is recorded as "." (the folder itself), so the record never points outside the folder.
+ */
+export async function writeTrainedText(
+  dir: string,
+  text: TrainedText,
+  job: { id: string; method: string },
+): Promise<void> {
+  let tokenizer = text.tokenizer;
+  if (tokenizer !== "byte" && tokenizer !== "model" && path.resolve(tokenizer) !== path.resolve(dir)) {
+    for (const f of TOKENIZER_FILES) {
+      const src = path.join(tokenizer, f);
+      if (existsSync(src)) await writeOutputFileAtomically(path.join(dir, f), await readFile(src));
+    }
+    tokenizer = ".";
+  } else if (tokenizer !== "byte" && tokenizer !== "model") tokenizer = ".";
+  await writeOutputFile(path.join(dir, TRAINED_TEXT_FILE), trainedTextJson(job, { ...text, tokenizer }));
+}
