@@ -82,7 +82,7 @@ void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, 
                                     const float* weights) {
   require(N > 0 && V > 0 && losses && logits && labels, "cross_entropy", "bad shape N=", N, " V=", V);
   launch<cross_entropy_kernel<T>>(N, kThreads, 0, stream, losses, dlogits, logits, labels, V, scale, loss_sum, bad,
-                                      weights);
+                                  weights);
   CUDA_LAUNCH_CHECK("cross_entropy");
 }
 
