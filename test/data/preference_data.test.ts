@@ -11,6 +11,9 @@ import { formatProblem } from "../../text/records/problems.js";
 import { preparePairs } from "../../data/preference/prepare_pairs.js";
 import type { Row } from "../../data/rows/row.js";
 import { parseSpec } from "../../spec/load.js";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { runRingtune } from "../helpers/processes.js";
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../test/fixtures/preference");
 
@@ -138,4 +141,27 @@ test("ranking data needs stage: dpo, and preference keys need it too", () => {
   const ok = spec({ dataset: "dpo_en_demo", method: "full", pref_loss: "simpo", simpo_gamma: 1 });
   assert.equal(ok.stage, "dpo");
   assert.equal(ok.data[0]!.ranking, true);
+});
+
+test("`ringtune data check` reports the pairs, per task_type, and the bad pairs as file:line", async () => {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "ringtune-pairs-"));
+  const job = path.join(tmp, "job.json");
+  writeFileSync(
+    job,
+    JSON.stringify({
+      model: { init: { config: "none.json" } },
+      tokenizer: "byte",
+      stage: "dpo",
+      method: "lora",
+      seq_len: 256,
+      data: [{ path: path.join(dir, "trl_pairs.jsonl") }, { path: path.join(dir, "bad_pairs.jsonl") }],
+    }),
+  );
+  const r = await runRingtune(["data", "check", "--spec", job], {
+    cwd: tmp,
+    env: { ...process.env, RINGTUNE_DATA_ROOT: "/" },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /bad_pairs\.jsonl:1: .*chosen and rejected answers are equal/);
+  assert.match(r.stdout, /^pairs: 4 train, 0 val; per task_type: qa\/short 2, unknown 2$/m);
 });
