@@ -3,7 +3,7 @@
 // leaves its result in the token cache on disk; the main thread opens it and reads rows as steps need them.
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
-import type { DataSpec } from "./data_spec.js";
+import type { DataSpec } from "./data_keys.js";
 import { setupText } from "../spec/text_setup.js";
 import { openPrepared, prepareDataset, type PrepareProgress, type PreparedDataset } from "./streamed_pipeline.js";
 

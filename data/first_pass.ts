@@ -6,7 +6,7 @@
 import path from "node:path";
 import { IGNORE_INDEX } from "../native/js/addon.js";
 import { problemAt, type Problem } from "../text/records/problems.js";
-import type { DataSpec } from "./data_spec.js";
+import type { DataSpec } from "./data_keys.js";
 import { DuplicatePartitions } from "./dedupe/duplicate_partitions.js";
 import { NearDuplicateIndex } from "./dedupe/near_duplicate_index.js";
 import { SIGNATURE_WORDS, SIGNED, type BatchResult } from "./examples/record_batch.js";

@@ -12,7 +12,7 @@ import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync } from "no
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheKey } from "./storage/cache.js";
-import { isBadRecord, type DataSpec } from "./data_spec.js";
+import { isBadRecord, type DataSpec } from "./data_keys.js";
 import type { Problem } from "../text/records/problems.js";
 import { Progress } from "./progress.js";
 import { setupText, type TextSetup } from "../spec/text_setup.js";

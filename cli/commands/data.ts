@@ -3,7 +3,7 @@ import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { Command } from "../args.js";
 import { parseFlags, requireFlag, intFlag } from "../args.js";
 import { loadSpec } from "../../spec/load.js";
-import { isBadRecord } from "../../data/data_spec.js";
+import { isBadRecord } from "../../data/data_keys.js";
 import { prepareDataset, type PreparedDataset } from "../../data/streamed_pipeline.js";
 import { formatProblem } from "../../text/records/problems.js";
 import { rowToJson, type Row } from "../../data/rows/row.js";

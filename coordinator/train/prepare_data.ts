@@ -3,7 +3,7 @@
 import path from "node:path";
 import { readHfConfig } from "../../hf/hf_config.js";
 import { buildDatasetInThread } from "../../data/build_in_thread.js";
-import { isBadRecord } from "../../data/data_spec.js";
+import { isBadRecord } from "../../data/data_keys.js";
 import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
 import { BadRecordsError } from "../../text/records/problems.js";
 import type { JobSpec } from "../../spec/job_spec.js";

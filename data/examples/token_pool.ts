@@ -7,7 +7,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { ByteRange } from "../../text/readers/file_ranges.js";
-import type { DataSpec } from "../data_spec.js";
+import type { DataSpec } from "../data_keys.js";
 import { readRangeRecords } from "../../text/readers/range_records.js";
 import type { RawRecord } from "../../text/readers/read.js";
 import { processBatch, transferList, type BatchContext, type BatchResult } from "./record_batch.js";

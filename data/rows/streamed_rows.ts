@@ -8,7 +8,7 @@ import path from "node:path";
 import type { Duplicates } from "../dedupe/duplicate_partitions.js";
 import { MixPlan } from "../sampling/mix.js";
 import { packWindow, PACK_WINDOW, windowRng } from "./pack.js";
-import type { DataSpec } from "../data_spec.js";
+import type { DataSpec } from "../data_keys.js";
 import { problemAt, type Problem } from "../../text/records/problems.js";
 import type { Progress } from "../progress.js";
 import { SPLIT, TRUNCATED } from "../examples/record_batch.js";

@@ -148,8 +148,9 @@ rebuild() {
   timeout "$t" nvcc "${F[@]}" native/cuda/*.cu native/cuda/*.cpp native/cuda_test/*.cpp native/test/test_runner.cpp \
     "${core[@]}" -o "$R/ringtune_cuda_test" "${L[@]}" > "$R/build_test.txt" 2>&1 &
   local test_pid=$!
-  timeout "$t" nvcc "${F[@]}" native/cuda/*.cu native/cuda/*.cpp bench/cuda/bench_step.cu -o "$R/ringtune_cuda_bench" \
-    -ldl > "$R/build_bench.txt" 2>&1
+  # the bench runs the product model: the core sources and OpenBLAS as for the test driver
+  timeout "$t" nvcc "${F[@]}" native/cuda/*.cu native/cuda/*.cpp bench/cuda/bench_step.cu "${core[@]}" \
+    -o "$R/ringtune_cuda_bench" "${L[@]}" > "$R/build_bench.txt" 2>&1
   local rc=$?
   wait "$test_pid" || rc=$?
   {
@@ -231,7 +232,7 @@ echo "== cuBLASLt" >> "$OUT/bench.txt"
 timeout "$(budget 90)" "${RT[@]}" "$BENCH" --steps 5 >> "$OUT/bench.txt" 2>&1
 rc=$?
 echo "== own GEMM" >> "$OUT/bench.txt"
-timeout "$(budget 60)" "${RT[@]}" "$BENCH" --steps 3 --gemm own >> "$OUT/bench.txt" 2>&1
+RINGTUNE_GEMM=own timeout "$(budget 60)" "${RT[@]}" "$BENCH" --steps 3 >> "$OUT/bench.txt" 2>&1
 [ $? -eq 0 ] || rc=1
 step_result "bench" "$rc" "$OUT/bench.txt"
 if python3 -c "import torch; assert torch.cuda.is_available()" 2> /dev/null; then

@@ -347,6 +347,8 @@ export interface ReadTensorItem {
 export interface NativeAddon {
   /** The label that adds no loss: kIgnoreIndex of the native code, which IGNORE_INDEX must equal. */
   ignoreIndex: number;
+  /** Whether the addon links the CUDA backend built against the CUDA emulator (device "cuda-emu"). */
+  cudaEmu: boolean;
   /**
    * A decoder serving adapters over `base`, which must carry no LoRA of its own. baseBf16: the base's fp32
    * weights are rounded to bf16 and freed first (half the memory; paramData() then throws).
@@ -356,7 +358,15 @@ export interface NativeAddon {
   createModel(config: NativeModelConfig): NativeModel;
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
   /** baseBf16: the base is created frozen in bf16 (for LoRA with a bf16 base), never in fp32 first */
-  createModelAsync(config: NativeModelConfig, opts?: { baseBf16?: boolean }): Promise<NativeModel>;
+  /**
+   * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData() and gradData() are
+   * then host copies kept in step with the device at the edges of each call, and the calls that need the
+   * buffers on the host (LoRA, ZeRO-1 shards, optimizerData, checksum) refuse.
+   */
+  createModelAsync(
+    config: NativeModelConfig,
+    opts?: { baseBf16?: boolean; device?: "cpu" | "cuda-emu" },
+  ): Promise<NativeModel>;
   /** A ring link for sequence parallelism listening on host:port (0: any free port). */
   createRingLink(host: string, port: number): NativeRingLink;
   /** A token that stops the forwardBackward calls given it, from the main thread while they run. */

@@ -1,12 +1,14 @@
-// The --device flag of the commands that compute (worker, dump, generate, export): cpu, cuda or cuda:N.
+// The --device flag of the commands that compute (worker, dump, generate, export): cpu, cuda or cuda:N, and
+// cuda-emu: the CUDA backend run by the CUDA emulator on the CPU (slow: for tests, and for checking a set-up
+// without a GPU).
 // A CUDA device is checked with the NVIDIA driver before any model is built, so a machine without a usable
 // GPU fails at once with the reason (no driver, no device, driver too old) instead of partway through a job.
 import { loadAddon } from "./addon.js";
 import type { CudaProbe, NativeAddon } from "./addon.js";
 
-export type ComputeDevice = { kind: "cpu" } | { kind: "cuda"; index: number };
+export type ComputeDevice = { kind: "cpu" } | { kind: "cuda"; index: number } | { kind: "cuda-emu" };
 
-export const DEVICE_FLAG_HELP = "--device cpu|cuda|cuda:N";
+export const DEVICE_FLAG_HELP = "--device cpu|cuda|cuda:N|cuda-emu";
 
 /** A --device value that is not cpu, cuda or cuda:N. */
 export class DeviceFlagError extends Error {
@@ -27,13 +29,21 @@ export class DeviceUnavailableError extends Error {
 export function parseDevice(text: string | undefined): ComputeDevice {
   if (text === undefined || text === "cpu") return { kind: "cpu" };
   if (text === "cuda") return { kind: "cuda", index: 0 };
+  if (text === "cuda-emu") return { kind: "cuda-emu" };
   const m = /^cuda:(\d{1,3})$/.exec(text);
   if (m) return { kind: "cuda", index: Number(m[1]) };
-  throw new DeviceFlagError(`--device must be cpu, cuda or cuda:N (N a device number), got '${text}'`);
+  throw new DeviceFlagError(
+    `--device must be cpu, cuda or cuda:N (N a device number), or cuda-emu (the CUDA emulator), got '${text}'`,
+  );
 }
 
 export function deviceName(d: ComputeDevice): string {
-  return d.kind === "cpu" ? "cpu" : `cuda:${d.index}`;
+  return d.kind === "cuda" ? `cuda:${d.index}` : d.kind;
+}
+
+/** The native model's device for createModelAsync: the CUDA emulator's backend, or the CPU's. */
+export function modelDevice(d: ComputeDevice): "cpu" | "cuda-emu" {
+  return d.kind === "cuda-emu" ? "cuda-emu" : "cpu";
 }
 
 /**
@@ -42,8 +52,22 @@ export function deviceName(d: ComputeDevice): string {
  * a usable GPU is still refused while this build runs the model on the CPU backend only, so no command
  * pretends to compute on a GPU it does not use.
  */
-export function requireDevice(d: ComputeDevice, addon: NativeAddon = loadAddon()): void {
+export function requireDevice(
+  d: ComputeDevice,
+  addon: NativeAddon = loadAddon(),
+  opts: { cudaEmu?: boolean } = {},
+): void {
   if (d.kind === "cpu") return;
+  if (d.kind === "cuda-emu") {
+    // Only the commands that build their model on the emulator's CUDA backend take it (opts.cudaEmu).
+    if (addon.cudaEmu && opts.cudaEmu) return;
+    throw new DeviceUnavailableError(
+      addon.cudaEmu
+        ? "--device cuda-emu: this command does not run on the CUDA emulator yet (`ringtune dump` does); use --device cpu"
+        : "--device cuda-emu: this build's addon does not link the CUDA emulator; use --device cpu",
+      "cuda_model_not_built",
+    );
+  }
   const probe = addon.probeCuda(d.index);
   const flag = `--device ${deviceName(d)}`;
   if (!probe.usable) throw new DeviceUnavailableError(`${flag}: ${probe.message}`, probe.problem);

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { buildDatasetInThread } from "../../data/build_in_thread.js";
 import { buildDataset } from "../helpers/in_memory_pipeline.js";
-import type { DataSpec } from "../../data/data_spec.js";
+import type { DataSpec } from "../../data/data_keys.js";
 import { rowToJson } from "../../data/rows/row.js";
 import { prepareDataset, type PrepareProgress } from "../../data/streamed_pipeline.js";
 import { loadSpec, parseSpec } from "../../spec/load.js";

@@ -2,14 +2,15 @@
 // template + tokenize + mask, mix by weight, pack. Cached on disk by a hash of everything it reads.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { cacheKey, fileHash, readCache, writeCache, type CachedDataset } from "../../data/storage/cache.js";
+import { cacheKey } from "../../data/storage/cache.js";
+import { fileHash, readCache, writeCache, type CachedDataset } from "./in_memory_cache.js";
 import { findNearDuplicates, removeExactDuplicates } from "../../data/dedupe/dedupe.js";
 import type { Example } from "../../data/examples/example.js";
 import { loadSource } from "../../data/examples/load_records.js";
 import { mixSources } from "../../data/sampling/mix.js";
 import { packRows, unpackedRows } from "../../data/rows/pack.js";
 import { problemAt, type Problem } from "../../text/records/problems.js";
-import { isBadRecord, type DataSpec } from "../../data/data_spec.js";
+import { isBadRecord, type DataSpec } from "../../data/data_keys.js";
 import { Progress } from "../../data/progress.js";
 import type { DataRecord } from "../../text/records/records.js";
 import { subSeed } from "../../spec/rng.js";

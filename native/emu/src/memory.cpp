@@ -318,6 +318,18 @@ cudaError_t cudaFree(void* p) {
   return cudaSuccess;
 }
 
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* p) {
+  if (!attr) return set_error(cudaErrorInvalidValue, "cudaPointerGetAttributes: null output pointer");
+  *attr = cudaPointerAttributes{cudaMemoryTypeUnregistered, -1, nullptr, nullptr};
+  Allocation a{};
+  if (find_allocation(p, &a)) {
+    *attr = cudaPointerAttributes{cudaMemoryTypeDevice, a.device, const_cast<void*>(p), nullptr};
+  } else if (in_pinned(p)) {
+    *attr = cudaPointerAttributes{cudaMemoryTypeHost, current_device(), const_cast<void*>(p), const_cast<void*>(p)};
+  }
+  return cudaSuccess;
+}
+
 cudaError_t cudaMallocHost(void** p, size_t bytes) {
   if (!p) return set_error(cudaErrorInvalidValue, "cudaMallocHost: null output pointer");
   void* m = std::aligned_alloc(4096, round_up(bytes ? bytes : 1, 4096));
