@@ -5,7 +5,7 @@
 import path from "node:path";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { mixSources } from "../sampling/mix.js";
-import { isBadRecord } from "../data_spec.js";
+import { isBadRecord } from "../data_keys.js";
 import { problemAt, type Problem } from "../../text/records/problems.js";
 import { readDataFile } from "../../text/readers/read.js";
 import { DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_RECORD_TOKENS } from "../../text/records/record_limits.js";
