@@ -12,7 +12,7 @@ import { eosTokenIds, readGenerationConfig } from "../../hf/generation_config.js
 import type { JobSpec } from "../../spec/job_spec.js";
 import { shardRange } from "../../spec/step_plan.js";
 import type { Ring } from "./ring.js";
-import { combineEvalReplies } from "./step_results.js";
+import { combineEvalReplies, type StepResult } from "./step_results.js";
 import { rankBatch } from "./rank_batch.js";
 
 /** The loss over the validation rows, or undefined when the job has none. */
@@ -21,7 +21,7 @@ export async function validationLoss(
   job: string,
   spec: JobSpec,
   data: PreparedDataset,
-): Promise<{ loss: number; lossByTask: Record<string, number> } | undefined> {
+): Promise<{ loss: number; lossByTask: Record<string, number>; pref?: StepResult["pref"] } | undefined> {
   const val = data.val;
   if (val.length === 0) return undefined;
   const replies = await ring.all((rank) => {
