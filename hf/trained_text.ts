@@ -41,8 +41,8 @@ export function trainedTextOf(
 }
 
 /**
- * The text setup recorded in `dir`/ringtune.json, or null when the folder has none. A relative tokenizer
- * folder is taken relative to `dir`. Errors name the file and the field.
+ * The text setup recorded in `dir`/ringtune.json, or null when the folder has none. A tokenizer folder is
+ * taken relative to `dir` and must lie inside it. Errors name the file and the field.
  */
 export function readTrainedText(dir: string): (TrainedText & { job?: string }) | null {
   const file = path.join(dir, TRAINED_TEXT_FILE);
@@ -59,7 +59,14 @@ export function readTrainedText(dir: string): (TrainedText & { job?: string }) |
     throw new Error(`${file}: ${detail}`);
   }
   const { job, template, template_options, tokenizer } = r.data;
-  const where = tokenizer === "byte" || tokenizer === "model" ? tokenizer : path.resolve(dir, tokenizer);
+  if (tokenizer === "byte" || tokenizer === "model") return { job, template, template_options, tokenizer };
+  // The folder may have come from anyone (an adapter loaded on request): its record names files inside it only.
+  const where = path.resolve(dir, tokenizer);
+  const inside = path.relative(path.resolve(dir), where);
+  if (path.isAbsolute(tokenizer) || inside.startsWith("..") || path.isAbsolute(inside))
+    throw new Error(
+      `${file}: tokenizer: must be "byte", "model" or a folder inside ${dir} holding the tokenizer's files, got ${JSON.stringify(tokenizer)}`,
+    );
   return { job, template, template_options, tokenizer: where };
 }
 

@@ -35,6 +35,8 @@ export interface ServeOptions {
   maxContext?: number;
   defaultMaxTokens?: number;
   log?: (msg: string) => void;
+  /** what is worth knowing but not wrong, such as each model's chat template and where it came from; default: log */
+  info?: (msg: string) => void;
   /**
    * Folders adapters loaded at run time (over HTTP or NATS) may come from; a request naming a folder
    * elsewhere, or a symlink leading out, is refused. Default: the working directory. The adapters named
@@ -73,9 +75,10 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     },
     decoder,
   );
-  for (const m of catalog.list()) log(describeTextChoice(m.name, m.choice));
+  const info = o.info ?? log;
+  for (const m of catalog.list()) info(describeTextChoice(m.name, m.choice));
   catalog.onChange((c) => {
-    if (c.type === "loaded") log(describeTextChoice(c.model.name, c.model.choice));
+    if (c.type === "loaded") info(describeTextChoice(c.model.name, c.model.choice));
   });
   const resolve = (source: string) => resolveAdapterSource(source, o.lookupJob ?? null);
   for (const a of o.adapters) await catalog.load(a.name, await resolve(a.source));

@@ -125,7 +125,7 @@ export class Worker {
       try {
         const reply = decodeMessage(
           WorkerRegisterReply,
-          (await this.nc.request(subjects.workerRegister, request, { timeout: 2000 })).data,
+          (await this.nc.request(subjects.workerRegister(this.id), request, { timeout: 2000 })).data,
         );
         if (!reply.ok) throw new Error(reply.error ?? "registration refused");
         this.startHeartbeats(reply.heartbeat_ms);

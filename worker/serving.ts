@@ -35,6 +35,7 @@ export class WorkerServing {
       adapterRoots: o.adapterRoots,
       baseBf16: o.baseBf16,
       log: (msg) => log.warn(msg),
+      info: (msg) => log.info(msg),
     });
     log.info({ models: server.ctx.catalog.list().map((m) => m.name) }, "serving");
     return new WorkerServing(server);

@@ -169,7 +169,10 @@ export const workerCommand: Command = {
     // A process that logs JSON says everything in JSON, the warning about running without authentication too.
     deviceFromFlags(values); // before anything else: a worker that cannot compute says so at once
     containUnhandledRejections("worker");
-    const auth = natsAuth(values, "worker", process.env, (line) => processLogger("worker", { worker: id }).warn(line));
+    // each worker its own NATS user: a local cluster's credentials for this worker are in worker-<id>.env
+    const auth = natsAuth(values, `worker-${id}`, process.env, (line) =>
+      processLogger("worker", { worker: id }).warn(line),
+    );
     let memoryBytes: number | undefined;
     try {
       memoryBytes = values.memory === undefined ? undefined : parseBytes(values.memory as string, "--memory");

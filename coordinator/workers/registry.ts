@@ -41,10 +41,13 @@ export class WorkerRegistry {
   ) {}
 
   start(): void {
-    this.nc.subscribe(subjects.workerRegister, {
+    this.nc.subscribe(subjects.workerRegisterAll, {
       callback: (_err, msg) => {
         try {
           const info = decodeMessage(WorkerRegister, msg.data);
+          const sender = subjects.workerOfSubject(msg.subject);
+          if (info.worker_id !== sender)
+            throw new Error(`a registration on worker ${sender}'s subject names worker ${info.worker_id}`);
           const known = this.workers.get(info.worker_id);
           this.workers.set(info.worker_id, { info, lastSeen: Date.now(), job: known?.job });
           this.log.info(
@@ -67,6 +70,11 @@ export class WorkerRegistry {
       callback: (_err, msg) => {
         try {
           const hb = decodeMessage(WorkerHeartbeat, msg.data);
+          const sender = subjects.workerOfSubject(msg.subject);
+          if (hb.worker_id !== sender) {
+            this.warnOnce(`a heartbeat on worker ${sender}'s subject names worker ${hb.worker_id}: ignored`);
+            return;
+          }
           const w = this.workers.get(hb.worker_id);
           if (w) {
             w.lastSeen = Date.now();
@@ -74,11 +82,19 @@ export class WorkerRegistry {
             w.serving = hb.serving;
           }
         } catch (err) {
-          this.log.warn({ err }, "bad heartbeat");
+          this.warnOnce(`bad heartbeat on ${clipText(msg.subject)}: ${clipText((err as Error).message)}`);
         }
       },
     });
     this.timer = setInterval(() => this.checkLost(), this.heartbeatMs);
+  }
+
+  /** Repeated bad messages are logged once each (a flood of them must not flood the log). */
+  private readonly warned = new Set<string>();
+  private warnOnce(message: string): void {
+    if (this.warned.has(message) || this.warned.size >= 1000) return;
+    this.warned.add(message);
+    this.log.warn(message);
   }
 
   stop(): void {

@@ -73,4 +73,9 @@ echo "the job record (JSON): $RESULT"
 if [ $rc -ne 0 ]; then
   echo "demo: the job did not complete (exit $rc); the cluster's logs are in $LOG_DIR" >&2
 fi
+# The trained model behind `ringtune serve`, asked a held-out question through the chat API.
+if [ $rc -eq 0 ]; then
+  echo
+  node "$RINGTUNE_ROOT/dist/cli/ask_served_model.js" "$RESULT" || rc=$?
+fi
 exit $rc

@@ -105,6 +105,19 @@ test("the outputs the demo names exist: a Hugging Face model folder in final/ an
   assert.equal(Math.max(...metrics.map((m) => m.step)), STEPS);
 });
 
+test("the demo ends by asking the served model a held-out chat through the chat API: the eval's answer", () => {
+  const served = /^ {3}served answer: (.*)$/m.exec(demo.stdout);
+  const evals = /^ {3}eval's answer: (.*)$/m.exec(demo.stdout);
+  assert.ok(served && evals, `no served and eval answers in\n${transcript()}`);
+  assert.equal(served[1], evals[1]);
+  const first = JSON.parse(readFileSync(path.join(output, "generation_eval.jsonl"), "utf8").split("\n")[0]!) as {
+    answer: string;
+  };
+  // printed as it is, or quoted as JSON when it holds a line break or a tab
+  assert.equal(evals[1], /[\n\r\t]/.test(first.answer) ? JSON.stringify(first.answer) : first.answer);
+  assert.match(demo.stdout, /POST http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions/);
+});
+
 test("DEMO_STEPS steps of the demo job lower the loss well below a random model's", () => {
   const losses = readFileSync(path.join(output, "metrics.jsonl"), "utf8")
     .split("\n")

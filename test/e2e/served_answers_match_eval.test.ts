@@ -7,13 +7,14 @@
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import OpenAI from "openai";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { evalAnswersFile, finalLayout } from "../../proto/mod.js";
 import { serveSubjects } from "../../proto/serve_subjects.js";
 import type { EvalAnswerLine } from "../../coordinator/eval/eval_answers.js";
+import { readTrainedText } from "../../hf/trained_text.js";
 import { LocalCluster } from "../helpers/local_cluster.js";
 import { REPO_ROOT, RINGTUNE_CLI } from "../helpers/processes.js";
 import { NPM_TOKENIZERS } from "../helpers/served_folders.js";
@@ -247,6 +248,28 @@ test("a LoRA job over the Qwen3 tokenizer and template (enable_thinking off): it
     }),
   );
   const final = finalLayout(output);
+  // Every folder the job wrote carries its template, options and tokenizer; so does a merge made later.
+  const merged = path.join(cluster.dir, "exported");
+  const exported = await cluster.cli([
+    "export",
+    "--merge",
+    "--model",
+    final.base,
+    "--adapter",
+    final.adapter,
+    "--out",
+    merged,
+  ]);
+  assert.equal(exported.code, 0, exported.stderr);
+  for (const dir of [final.base, final.adapter, final.merged, merged]) {
+    const text = readTrainedText(dir);
+    assert.deepEqual(text && [text.template, text.template_options, text.tokenizer], [
+      "qwen3",
+      { enable_thinking: false },
+      dir,
+    ]);
+    assert.ok(existsSync(path.join(dir, "tokenizer.json")), `${dir} holds the tokenizer`);
+  }
   const served = await serve(["--model", final.base, "--name", "base", "--adapter", `tuned=${final.adapter}`]);
   try {
     assert.match(served.log(), /tuned: chat template qwen3 \{"enable_thinking":false\}/);

@@ -6,13 +6,13 @@
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { normalizeRecord } from "../../text/formats/formats.js";
 import { maskConversation } from "../../data/examples/mask.js";
 import type { ChatRecord } from "../../text/records/records.js";
 import { setupText, type TextSetup } from "../../spec/text_setup.js";
 import type { TemplateName, TemplateOptions } from "../../text/templates/template.js";
-import { trainedTextOf } from "../../hf/trained_text.js";
+import { readTrainedText, TRAINED_TEXT_FILE, trainedTextOf } from "../../hf/trained_text.js";
 import { parseSpec } from "../../spec/load.js";
 import { startServer, type RunningServer } from "../../serve/server.js";
 import { tempDir } from "../helpers/lora_adapters.js";
@@ -180,3 +180,44 @@ for (const c of CASES) {
     }
   });
 }
+
+test("--template replaces the recorded template only when asked, and the server's log says so", async () => {
+  const lines: string[] = [];
+  const dir = path.join(work, "demo");
+  const overridden = await startServer({
+    modelDir: dir,
+    name: "plain",
+    adapters: [],
+    template: "none",
+    log: (m) => lines.push(m),
+  });
+  await overridden.close();
+  assert.ok(
+    lines.includes(`plain: chat template none (--template none, instead of chatml recorded in ${dir}/ringtune.json)`),
+    lines.join("\n"),
+  );
+  assert.equal(overridden.ctx.catalog.get("plain").setup.template.name, "none");
+  const logged: string[] = [];
+  const recorded = await startServer({ modelDir: dir, name: "kept", adapters: [], log: (m) => logged.push(m) });
+  await recorded.close();
+  assert.ok(logged.includes(`kept: chat template chatml (${dir}/ringtune.json)`), logged.join("\n"));
+});
+
+test("a ringtune.json that cannot be read, or names a tokenizer outside its folder, is refused naming the file and the field", () => {
+  const dir = tempDir("ringtune-bad-record-");
+  const file = path.join(dir, TRAINED_TEXT_FILE);
+  writeFileSync(file, JSON.stringify({ template: "chatml5", tokenizer: "byte" }));
+  assert.throws(
+    () => readTrainedText(dir),
+    (err: Error) => err.message.startsWith(`${file}: template:`),
+  );
+  writeFileSync(file, JSON.stringify({ template: "qwen3", template_options: { enable_thinking: [1] } }));
+  assert.throws(() => readTrainedText(dir), /ringtune\.json: template_options\.enable_thinking/);
+  for (const tokenizer of ["/etc", "../elsewhere"]) {
+    writeFileSync(file, JSON.stringify({ template: "chatml", tokenizer }));
+    assert.throws(() => readTrainedText(dir), /ringtune\.json: tokenizer: must be "byte", "model" or a folder inside/);
+  }
+  writeFileSync(file, "{not json");
+  assert.throws(() => readTrainedText(dir), /ringtune\.json: not valid JSON/);
+  assert.equal(readTrainedText(path.join(dir, "none")), null);
+});
