@@ -27,7 +27,7 @@ ts: deps
 
 build: native ts
 
-test: build lint test-native test-js
+test: build lint test-native test-js test-containers-if-podman
 
 # Formatting and lint are checked in `make test`; `make format` rewrites the tree in the house style.
 # C++/CUDA formatting: clang-format with the repository's .clang-format, over the files git tracks.
@@ -98,7 +98,7 @@ demo: build
 # NATS_URL names one), the coordinator and WORKERS workers (default: one per GPU, else 2 on CPU).
 .PHONY: cluster-up cluster-down
 cluster-up: build
-	@WORKERS="$(WORKERS)" TLS="$(TLS)" SERVE="$(SERVE)" SERVE_ADAPTERS="$(SERVE_ADAPTERS)" SERVE_HTTP="$(SERVE_HTTP)" ./deploy/scripts/cluster-up.sh
+	@WORKERS="$(WORKERS)" TLS="$(TLS)" SERVE="$(SERVE)" SERVE_ADAPTERS="$(SERVE_ADAPTERS)" SERVE_HTTP="$(SERVE_HTTP)" SERVE_API_KEY_FILE="$(SERVE_API_KEY_FILE)" ./deploy/scripts/cluster-up.sh
 
 # Stops exactly the processes cluster-up started (its pid files), nothing else.
 cluster-down:

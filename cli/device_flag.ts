@@ -4,7 +4,8 @@ import { UsageError } from "./args.js";
 import { DeviceFlagError, parseDevice, requireDevice } from "../native/js/compute_device.js";
 import type { ComputeDevice } from "../native/js/compute_device.js";
 
-export function deviceFromFlags(values: Record<string, unknown>): ComputeDevice {
+/** opts.cudaEmu: the command builds its model on the device it is given, so it takes --device cuda-emu. */
+export function deviceFromFlags(values: Record<string, unknown>, opts: { cudaEmu?: boolean } = {}): ComputeDevice {
   let device: ComputeDevice;
   try {
     device = parseDevice(values.device as string | undefined);
@@ -12,6 +13,6 @@ export function deviceFromFlags(values: Record<string, unknown>): ComputeDevice 
     if (err instanceof DeviceFlagError) throw new UsageError(err.message);
     throw err;
   }
-  requireDevice(device);
+  requireDevice(device, undefined, opts);
   return device;
 }

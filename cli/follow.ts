@@ -13,7 +13,7 @@ export function exitCodeFor(record: JobRecordBody): number {
 export async function followToEnd(nc: NatsConnection, id: string, json: boolean): Promise<number> {
   const kv = await openJobs(nc);
   const progress = new JobProgress(process.stderr);
-  const final = await followJob(kv, id, (r) => progress.update(r));
+  const final = await followJob(nc, kv, id, (r) => progress.update(r));
   progress.end();
   if (json) process.stdout.write(`${JSON.stringify(recordToJson(final))}\n`);
   return exitCodeFor(final);

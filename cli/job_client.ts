@@ -106,10 +106,16 @@ async function askJobApi<Req extends MessageType<z.ZodRawShape>, Rep extends Mes
 ): Promise<Body<Rep>> {
   const h = headers();
   h.set(CONTENT_TYPE_HEADER, MSGPACK_CONTENT_TYPE);
+  const request = encodeJobMessage(reqType, body, "msgpack");
+  const limit = nc.info?.max_payload;
+  if (limit !== undefined && request.length > limit)
+    throw new JobRefusedError(
+      `the ${subject === jobSubjects.submit ? "spec" : "request"} is too large: ${request.length} bytes encoded, ` +
+        `over the NATS server's max_payload of ${limit} bytes (list fewer data entries, or name a LLaMA-Factory dataset_dir)`,
+    );
   let data: Uint8Array;
   try {
-    data = (await nc.request(subject, encodeJobMessage(reqType, body, "msgpack"), { timeout: timeoutMs, headers: h }))
-      .data;
+    data = (await nc.request(subject, request, { timeout: timeoutMs, headers: h })).data;
   } catch (err) {
     throw explainSilence(subject, err);
   }

@@ -19,13 +19,23 @@ export const natsCredentialFlags = {
   "tls-ca": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
+  "inbox-prefix": { type: "string" },
   insecure: { type: "boolean" },
 } as const;
 
 export const NATS_CREDENTIAL_USAGE =
   "  NATS credentials (else NATS_CREDS, NATS_USER/NATS_PASSWORD, NATS_NKEY, NATS_CA/NATS_CERT/NATS_KEY; else a local\n" +
   "  cluster's own, from make cluster-up): --creds FILE | --user U --password P | --nkey SEEDFILE,\n" +
-  "  --tls-ca FILE [--tls-cert FILE --tls-key FILE]; --insecure: connect without authentication";
+  "  --tls-ca FILE [--tls-cert FILE --tls-key FILE]; --insecure: connect without authentication;\n" +
+  "  --inbox-prefix P (NATS_INBOX_PREFIX): where replies arrive (default _INBOX_<user> with --user, else _INBOX)";
+
+/**
+ * The inbox prefix of a NATS user: replies to its requests arrive under `_INBOX_<user>.`, which the cluster's
+ * permissions let only that user read (deploy/nats/auth.conf), so no one else sees its replies.
+ */
+export function inboxPrefixOf(user: string): string {
+  return `_INBOX_${user}`;
+}
 
 /** Connection options that carry the credentials; `described` says which kind, for logs (never the secret). */
 export interface NatsAuth {
@@ -84,6 +94,7 @@ export function natsAuth(
   let ca = pick("tls-ca", "NATS_CA");
   let cert = pick("tls-cert", "NATS_CERT");
   let key = pick("tls-key", "NATS_KEY");
+  let inboxPrefix = pick("inbox-prefix", "NATS_INBOX_PREFIX");
   const insecure = values.insecure === true || env.RINGTUNE_INSECURE === "1";
 
   let from = "";
@@ -95,6 +106,8 @@ export function natsAuth(
       user = local.NATS_USER;
       password = local.NATS_PASSWORD;
       from = ` (from ${file})`;
+      // the cluster's users read replies only under their own prefix (deploy/nats/auth.conf)
+      inboxPrefix ??= local.NATS_INBOX_PREFIX;
       // a cluster started with TLS=1 names its CA and this role's certificate there too
       if (!ca && !cert) ({ NATS_CA: ca, NATS_CERT: cert, NATS_KEY: key } = local);
     }
@@ -116,6 +129,9 @@ export function natsAuth(
     options.pass = password;
     kinds.push(`user ${user}${from}`);
   }
+  // A named user's replies arrive under its own prefix, which the cluster's permissions let only it read.
+  inboxPrefix ??= user ? inboxPrefixOf(user) : undefined;
+  if (inboxPrefix) options.inboxPrefix = inboxPrefix;
   if (ca || cert) {
     options.tls = { ...(ca ? { caFile: ca } : {}), ...(cert && key ? { certFile: cert, keyFile: key } : {}) };
     kinds.push(cert ? "TLS client certificate" : "TLS");

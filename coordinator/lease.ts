@@ -2,7 +2,8 @@
 // entries expire `ttlMs` after their last write. The holder rewrites it (revision-checked) every third of
 // the TTL; a coordinator that finds the key taken stands by and creates it once it has expired. A holder
 // whose renewal fails because the key moved on (it was stopped past its TTL and another took over) has
-// lost the lease and must stop writing at once.
+// lost the lease and must stop writing at once. A NATS outage alone loses nothing: unanswered renewals are
+// retried, and the lease is lost only when KV answers that another coordinator holds it.
 import os from "node:os";
 import { randomBytes } from "node:crypto";
 import { Kvm, type KV } from "@nats-io/kv";
@@ -53,8 +54,14 @@ export class CoordinatorLease {
       since: new Date().toISOString(),
     };
     let told = false;
+    /** after KV failed to answer (a NATS outage): the holder gets a TTL to renew before this one may take over */
+    let notBefore = 0;
     for (;;) {
       if (cancelled()) throw new Error("stopped while standing by for the coordinator lease");
+      if (Date.now() < notBefore) {
+        await new Promise((r) => setTimeout(r, Math.max(100, ttlMs / 5)));
+        continue;
+      }
       try {
         const revision = await kv.create(LEASE_KEY, JSON.stringify(holder));
         const lease = new CoordinatorLease(kv, holder, revision, ttlMs, log);
@@ -62,8 +69,15 @@ export class CoordinatorLease {
         log.info({ lease: holder.holder }, "holding the coordinator lease: this coordinator is active");
         return lease;
       } catch (err) {
-        // Only "the key exists" means another coordinator is active; anything else (no JetStream) is fatal.
-        if (!isKeyTaken(err)) throw err;
+        // "The key exists": another coordinator is active. The bucket opened, so anything else is NATS or
+        // JetStream away for a while: the wait goes on, and the holder's TTL counts from when it is back.
+        // JetStream that never answered is missing (fatal); once it has, it is restarting with its server.
+        if (!told && noJetStream(err)) throw err;
+        if (!isKeyTaken(err)) {
+          log.warn({ err }, "standing by: the lease bucket did not answer; retrying");
+          notBefore = Date.now() + ttlMs;
+          continue;
+        }
         if (!told) {
           const current = await kv.get(LEASE_KEY).catch(() => null);
           const who = current?.operation === "PUT" ? current.string() : "(unknown)";
@@ -80,35 +94,43 @@ export class CoordinatorLease {
 
   private keepRenewing(): void {
     let lastRenewal = Date.now();
+    let renewing = false;
     this.timer = setInterval(() => {
-      void this.kv.update(LEASE_KEY, JSON.stringify(this.holder), this.revision).then(
-        (revision) => {
-          this.revision = revision;
-          lastRenewal = Date.now();
-        },
-        async (err: Error) => {
-          if (this.released) return;
-          // A NATS restart can lose the last renewal or keep one whose reply was lost: the key is then
-          // still ours, or gone without anyone else holding it. Either way this coordinator keeps the lease.
-          if (isKeyTaken(err) && (await this.reclaim())) {
+      // A renewal whose reply is late (sent into an outage) is waited for, never overtaken by another.
+      if (renewing) return;
+      renewing = true;
+      void this.kv
+        .update(LEASE_KEY, JSON.stringify(this.holder), this.revision)
+        .then(
+          (revision) => {
+            this.revision = revision;
             lastRenewal = Date.now();
-            return;
-          }
-          // NATS away for a moment is retried; a lease that moved on, or outlived its TTL unrenewed, is gone.
-          const unrenewedMs = Date.now() - lastRenewal;
-          const taken = isKeyTaken(err);
-          if (taken || unrenewedMs > this.ttlMs) {
-            this.stopRenewing();
-            this.onLost(
-              taken
-                ? "another coordinator took over the lease"
-                : `the lease could not be renewed for ${unrenewedMs} ms (${err.message})`,
-            );
-          } else {
-            this.log.warn({ err }, "coordinator lease renewal failed; retrying");
-          }
-        },
-      );
+          },
+          async (err: Error) => {
+            if (this.released) return;
+            // A NATS outage can lose the last renewal, keep one whose reply was lost, or outlast the key's
+            // TTL: the key is then still ours under another revision, or gone without anyone else holding
+            // it. Either way this coordinator keeps the lease; only another holder takes it away.
+            const owner = await this.reclaim();
+            if (owner === "ours") {
+              lastRenewal = Date.now();
+              return;
+            }
+            // Unanswered (NATS away, or JetStream still recovering after a restart) says nothing about the
+            // lease: retried, however long. A standby can only take over once the key has expired, and the
+            // next answer then says so.
+            if (owner === "theirs") {
+              this.stopRenewing();
+              this.onLost("another coordinator took over the lease");
+            } else {
+              this.log.warn(
+                { err, unrenewedMs: Date.now() - lastRenewal },
+                "coordinator lease renewal failed; retrying",
+              );
+            }
+          },
+        )
+        .finally(() => (renewing = false));
     }, this.ttlMs / 3);
   }
 
@@ -126,19 +148,23 @@ export class CoordinatorLease {
     }
   }
 
-  /** Whether the lease is (again) this coordinator's: its own entry under another revision, or none. */
-  private async reclaim(): Promise<boolean> {
+  /**
+   * Whose the lease is now: this coordinator's (its own entry under another revision, or none, which it
+   * creates again), another's, or unknown (KV did not answer).
+   */
+  private async reclaim(): Promise<"ours" | "theirs" | "unknown"> {
     try {
       const e = await this.kv.get(LEASE_KEY);
       if (e && e.operation === "PUT") {
-        if ((JSON.parse(e.string()) as LeaseHolder).holder !== this.holder.holder) return false;
+        if ((JSON.parse(e.string()) as LeaseHolder).holder !== this.holder.holder) return "theirs";
         this.revision = e.revision;
-        return true;
+        return "ours";
       }
       this.revision = await this.kv.create(LEASE_KEY, JSON.stringify(this.holder));
-      return true;
-    } catch {
-      return false;
+      return "ours";
+    } catch (err) {
+      // created by another between the read and the create
+      return isKeyTaken(err) ? "theirs" : "unknown";
     }
   }
 
@@ -169,4 +195,10 @@ async function openLeaseBucket(nc: NatsConnection, ttlMs: number): Promise<KV> {
 function isKeyTaken(err: unknown): boolean {
   const e = err as { api_error?: { err_code?: number }; message?: string };
   return e.api_error?.err_code === 10071 || /wrong last sequence|key exists/i.test(e.message ?? "");
+}
+
+/** A server without JetStream answers no one on its API subjects: that does not pass with waiting. */
+function noJetStream(err: unknown): boolean {
+  const e = err as Error;
+  return e.name === "JetStreamNotEnabled" || /jetstream is not enabled|no responders/i.test(e.message ?? "");
 }

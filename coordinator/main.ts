@@ -9,9 +9,10 @@ import { processLogger } from "../observe/logger.js";
 import { CoordinatorHttp } from "./observe/coordinator_http.js";
 import { clipText, ClusterStatusReply, encodeMessage, jobSubjects, MESSAGE_LIMIT } from "../proto/mod.js";
 import type { JobSpec } from "../spec/job_spec.js";
-import { confinementProblems } from "./jobs/intake.js";
+import { checkedJobSpec, type CheckedSpec } from "./jobs/checked_spec.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
 import type { PathRoots } from "../files/path_roots.js";
+import { INPUT_ROOTS_VARIABLE } from "../files/input_files.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
 import { readModelShape } from "../spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
@@ -70,6 +71,8 @@ export class Coordinator {
   private outages = 0;
   private connected = true;
   private readonly whenReconnected: (() => void)[] = [];
+  /** each job's spec as checked against the roots and the file system: once per job, not per scheduling pass */
+  private readonly checked = new Map<string, Promise<CheckedSpec>>();
 
   private constructor(
     readonly nc: NatsConnection,
@@ -86,6 +89,9 @@ export class Coordinator {
    */
   static async start(opts: CoordinatorOptions): Promise<Coordinator> {
     const log = opts.log ?? processLogger("coordinator");
+    // Every data file is checked again as it is opened, by the threads of the data pipeline too (they
+    // inherit the environment): what changed after the spec was checked cannot lead a read out of the roots.
+    if (opts.roots) process.env[INPUT_ROOTS_VARIABLE] = [...opts.roots.data, ...opts.roots.output].join(":");
     const nc = await connect({
       ...opts.auth,
       servers: opts.natsUrl,
@@ -227,23 +233,17 @@ export class Coordinator {
       for (const job of this.store.all()) {
         if ((job.status !== "queued" && job.status !== "waiting") || this.running.has(job.id)) continue;
         if (job.cancel_requested) continue; // its cancel is being written; the job never starts
-        let spec: JobSpec;
-        try {
-          spec = parseSpec(job.spec, job.source ?? job.id, job.base_dir);
-        } catch (err) {
-          // a record an older coordinator accepted under looser bounds: this job fails, the others run
-          await this.store.update(job.id, {
-            status: "failed",
-            message: clipText((err as Error).message, MESSAGE_LIMIT),
-          });
+        // Roots may have narrowed since the job was accepted (a restart with other flags): checked again,
+        // once per job and off the event loop's critical path. A record an older coordinator accepted under
+        // looser bounds fails here; the other jobs run.
+        if (!this.checked.has(job.id)) this.checked.set(job.id, checkedJobSpec(job, this.roots));
+        const checked = await this.checked.get(job.id)!;
+        if ("problem" in checked) {
+          this.checked.delete(job.id);
+          await this.store.update(job.id, { status: "failed", message: clipText(checked.problem, MESSAGE_LIMIT) });
           continue;
         }
-        // Roots may have narrowed since the job was accepted (a restart with other flags): check again.
-        const confined = this.roots && confinementProblems(spec, this.roots, job.source ?? job.id);
-        if (confined && confined.length > 0) {
-          await this.store.update(job.id, { status: "failed", message: confined[0]!.message });
-          continue;
-        }
+        const { spec } = checked;
         // An elastic job starts with as many idle workers as there are, from its min up to its max.
         const { min: want, max } = workerRange(spec.workers);
         const idleAny = this.registry.idle();
@@ -272,7 +272,7 @@ export class Coordinator {
             await this.store.update(job.id, { status: "waiting", message });
           continue;
         }
-        this.start(job, idle.slice(0, max));
+        this.start(job, idle.slice(0, max), spec);
       }
     } catch (err) {
       this.log.error({ err }, "scheduling");
@@ -292,7 +292,7 @@ export class Coordinator {
     }
   }
 
-  private start(job: Job, workers: string[]): void {
+  private start(job: Job, workers: string[], spec: JobSpec): void {
     this.registry.reserve(workers, job.id);
     this.stopReasons.delete(job.id);
     this.log.info({ job: job.id, workers }, "starting job");
@@ -309,6 +309,7 @@ export class Coordinator {
       interruption: (id: string) => this.interruptions.get(id)!.promise,
       suspect: (worker: string) => this.registry.suspect(worker),
       activity: (worker: string) => this.registry.activity(worker),
+      deviceOf: (worker: string) => this.registry.deviceOf(worker),
       // Half a heartbeat: an activity a worker reports is shown before its next one can replace it.
       activityRefreshMs: this.registry.heartbeatMs / 2,
       onMetric: (id: string, line: MetricLine) => this.http?.onMetric(id, line),
@@ -318,7 +319,8 @@ export class Coordinator {
       holdsLease: () => this.lease.stillHeld(),
       idleWorkersFor: (j: Job) => this.idleWorkersFor(j),
     };
-    const done = runJob(env, job, workers).finally(() => {
+    const done = runJob(env, job, workers, spec).finally(() => {
+      if (this.store.get(job.id)?.status !== "queued") this.checked.delete(job.id);
       this.registry.release(job.id);
       this.running.delete(job.id);
       this.stopReasons.delete(job.id);

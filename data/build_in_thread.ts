@@ -16,13 +16,24 @@ interface ThreadData {
   buildInThread: DataSpec;
 }
 
-/** prepareDataset in a worker thread; `onProgress` hears its counts while it runs. */
+/**
+ * prepareDataset in a worker thread; `onProgress` hears its counts while it runs. Aborting `signal` (a
+ * cancel) terminates the thread and the reader threads it started: reading stops and their memory goes.
+ */
 export function buildDatasetInThread(
   spec: DataSpec,
   onProgress?: (p: PrepareProgress) => void,
+  signal?: AbortSignal,
 ): Promise<PreparedDataset> {
   return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
     const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { buildInThread: spec } });
+    const abort = () => {
+      reject(signal!.reason as Error);
+      void worker.terminate();
+    };
+    signal?.addEventListener("abort", abort, { once: true });
+    worker.once("exit", () => signal?.removeEventListener("abort", abort));
     worker.on("message", (m: ThreadMessage) => {
       if (m.kind === "progress") return onProgress?.(m.progress);
       if (m.kind === "error") return reject(new Error(m.error));

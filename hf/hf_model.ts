@@ -156,6 +156,8 @@ export interface BuildOptions {
    * loadModel reads bf16 tensors straight into it and rounds wider ones as they are read.
    */
   baseBf16?: boolean;
+  /** The native model's device: "cuda-emu" builds it over the CUDA backend on the CUDA emulator. */
+  device?: "cpu" | "cuda-emu";
 }
 
 /** Loads a HF model folder: config, weights (single or sharded), checked tensor by tensor. */
@@ -164,7 +166,10 @@ export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<L
   const config = await readHfConfig(path.join(dir, "config.json"));
   const files = await readWeightFiles(dir);
   report("allocating");
-  const model = await loadAddon().createModelAsync(config.native, { baseBf16: opts.baseBf16 ?? false });
+  const model = await loadAddon().createModelAsync(config.native, {
+    baseBf16: opts.baseBf16 ?? false,
+    device: opts.device ?? "cpu",
+  });
   const matched = matchParams(model.params(), files, config);
   const data = model.baseDataBf16() ?? model.paramData();
   const byFile = new Map<string, ReadTensorItem[]>();
@@ -201,7 +206,10 @@ export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<L
 export async function initModel(config: HfConfig, seed: number, opts: BuildOptions = {}): Promise<NativeModel> {
   const report = opts.onActivity ?? (() => {});
   report("allocating");
-  const model = await loadAddon().createModelAsync(config.native, { baseBf16: opts.baseBf16 ?? false });
+  const model = await loadAddon().createModelAsync(config.native, {
+    baseBf16: opts.baseBf16 ?? false,
+    device: opts.device ?? "cpu",
+  });
   report("initialising");
   await model.initRandom(seed, config.initializerRange);
   return model;

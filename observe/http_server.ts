@@ -27,10 +27,25 @@ export function metricsRoute(registry: Registry): Route {
   };
 }
 
+/** The largest request body this server lets through (its routes read none). */
+const MAX_BODY_BYTES = 64 * 1024;
+
+function carriesLargeBody(req: IncomingMessage): boolean {
+  const length = Number(req.headers["content-length"] ?? 0);
+  return length > MAX_BODY_BYTES || (req.headers["transfer-encoding"] ?? "").includes("chunked");
+}
+
 export async function startHttpServer(listen: ListenAddress, routes: Route[], log: Logger): Promise<RunningHttpServer> {
   const server = createServer((req, res) => {
     void (async () => {
       const url = new URL(req.url ?? "/", "http://localhost");
+      if (carriesLargeBody(req)) {
+        // no route here reads a body: one of any size is refused, and dropped as it arrives
+        res.writeHead(413, { "Content-Type": "text/plain", connection: "close" });
+        res.end(`a request to this server carries no body over ${MAX_BODY_BYTES} bytes\n`);
+        req.resume();
+        return;
+      }
       try {
         for (const route of routes) if (await route(req, res, url)) return;
         res.writeHead(404, { "Content-Type": "text/plain" });

@@ -18,6 +18,8 @@ export const API_ERROR_CODES = [
   "missing_file",
   /** the job's per-rank memory estimate exceeds what every set of registered workers holds */
   "insufficient_memory",
+  /** the job's `output` holds another job's files (the message names the folder and that job) */
+  "output_in_use",
   "not_found",
   /** the job already ended (cancel of a completed, failed or canceled job) */
   "job_final",

@@ -61,20 +61,56 @@ export function isFinal(record: JobRecordBody): boolean {
 
 /**
  * Calls `onRecord` with the job's current record and every update, until a final status; returns that
- * record. The watch starts with the last value, so no update between submit and watch is lost.
+ * record. Updates arrive on the record's subject `$KV.<bucket>.<id>` (a plain subscription, made before the
+ * current record is read, so no update between the two is lost); the record is read again whenever the
+ * connection comes back, as updates sent during an outage are not delivered. No JetStream consumer is
+ * created: a client needs only to read the record and to subscribe to its subject.
  */
-export async function followJob(kv: KV, id: string, onRecord: (r: JobRecordBody) => void): Promise<JobRecordBody> {
-  const watch = await kv.watch({ key: id });
+export async function followJob(
+  nc: NatsConnection,
+  kv: KV,
+  id: string,
+  onRecord: (r: JobRecordBody) => void,
+): Promise<JobRecordBody> {
+  const sub = nc.subscribe(`$KV.${JOBS_BUCKET}.${id}`);
+  let latest = { at: "", step: 0 };
+  let final: JobRecordBody | undefined;
+  /** Shows a record unless a later one was already shown (by time, then step); true once the job has ended. */
+  const show = (record: JobRecordBody): boolean => {
+    const older = record.updated_at < latest.at || (record.updated_at === latest.at && record.step < latest.step);
+    if (final || older) return final !== undefined;
+    latest = { at: record.updated_at, step: record.step };
+    onRecord(record);
+    if (isFinal(record)) final = record;
+    return final !== undefined;
+  };
+  const reread = async () => {
+    const record = await getJob(kv, id).catch(() => null);
+    if (record && show(record)) sub.unsubscribe();
+  };
+  const statuses = nc.status();
+  const reconnects = (async () => {
+    for await (const s of statuses) if (s.type === "reconnect") await reread();
+  })();
   try {
-    for await (const e of watch) {
-      if (e.operation !== "PUT" || e.value.length === 0) continue;
-      const record = decodeJobRecord(e.value);
-      onRecord(record);
-      if (isFinal(record)) return record;
+    await nc.flush();
+    await reread();
+    for await (const m of sub) {
+      if (m.data.length === 0) continue; // a delete or purge marker
+      let record: JobRecordBody;
+      try {
+        record = decodeJobRecord(m.data);
+      } catch {
+        continue; // not a record this client reads; the next one may be
+      }
+      if (show(record)) break;
     }
   } finally {
-    watch.stop();
+    sub.unsubscribe();
+    (statuses as { stop?: () => void }).stop?.();
+    void reconnects.catch(() => {});
   }
+  if (final) return final;
   throw new Error(
     `the watch on job ${id} ended before the job did (connection closed?): 'ringtune watch ${id}' follows it again`,
   );

@@ -5,6 +5,7 @@ export { decodeMessage, encodeMessage, type Body, type Message, type MessageType
 export { encodeChunk, encodeChunkParts, type ChunkParts } from "./chunk_frame.js";
 export { SubjectToken, subjects } from "./subjects.js";
 export * from "./messages.js";
+export * from "./device_label.js";
 export * from "./job_subjects.js";
 export * from "./jobs.js";
 export * from "./training.js";

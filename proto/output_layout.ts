@@ -2,6 +2,7 @@
 // final layout; rank 0 writes weights, adapters and AdamW state into folders the coordinator names; a
 // resuming worker reads a checkpoint back. Both sides take every path from here.
 //
+//   OUTPUT/ringtune_job.json                    which job writes here ({"job": id}): a later job is refused
 //   OUTPUT/metrics.jsonl                        one JSON line per step, eval and event
 //   OUTPUT/generation_eval.jsonl                the generation eval's answers after training, one per chat
 //   OUTPUT/checkpoints/step-000005/             weights (HF), optimizer.safetensors, trainer_state.json,
@@ -11,6 +12,15 @@
 import path from "node:path";
 
 const METRICS_FILE = "metrics.jsonl";
+const OWNER_FILE = "ringtune_job.json";
+
+/** Every entry a job makes in its output folder: what is another job's when a later one finds it. */
+export const JOB_OUTPUT_ENTRIES = [OWNER_FILE, METRICS_FILE, "checkpoints", "final", "loss.png", "loss.svg"] as const;
+
+/** The job whose outputs a folder holds. */
+export function outputOwnerFile(output: string): string {
+  return path.join(output, OWNER_FILE);
+}
 /** The coordinator's part of a checkpoint: step, data position, seed. */
 export const TRAINER_STATE_FILE = "trainer_state.json";
 /** Both AdamW moments of every trainable parameter, and the optimizer step. */

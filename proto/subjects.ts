@@ -18,11 +18,18 @@ function token(what: string, value: string | number): string {
 const ROOT = "ringtune";
 
 export const subjects = {
-  /** Request/reply: a worker announces itself to the coordinator. */
-  workerRegister: `${ROOT}.worker.register`,
-  /** A worker's periodic liveness message; the coordinator subscribes to the wildcard. */
+  /**
+   * Request/reply: a worker announces itself to the coordinator. The worker's id is in the subject, where
+   * the NATS permissions of that worker's own user allow it and no other: the coordinator takes a
+   * registration only when the message names the id of its subject.
+   */
+  workerRegister: (workerId: string) => `${ROOT}.worker.${token("worker id", workerId)}.register`,
+  workerRegisterAll: `${ROOT}.worker.*.register`,
+  /** A worker's periodic liveness message; the coordinator subscribes to the wildcard (same rule as above). */
   workerHeartbeat: (workerId: string) => `${ROOT}.worker.${token("worker id", workerId)}.heartbeat`,
   workerHeartbeatAll: `${ROOT}.worker.*.heartbeat`,
+  /** The worker id a `ringtune.worker.<id>.…` subject names. */
+  workerOfSubject: (subject: string) => subject.split(".")[2] ?? "",
 
   /** Request/reply: ask ring member `rank` for its data-plane TCP address. */
   peerAddress: (ring: string, rank: number) => `${ROOT}.ring.${token("ring id", ring)}.rank.${rank}.addr`,

@@ -9,6 +9,8 @@ import type { CallOptions, ServeApi } from "./serve_api.js";
 
 /** Request bodies above this are refused before they are read whole. */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
+/** How much of a refused body is read and dropped so that the client gets its 413 before the connection ends. */
+const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
 
 type Handler = (body: unknown, call: CallOptions) => Promise<object | undefined> | object;
 
@@ -18,7 +20,11 @@ function readBody(req: http.IncomingMessage): Promise<unknown> {
     let size = 0;
     req.on("data", (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
+      if (size <= MAX_BODY_BYTES) chunks.push(c);
+      else if (size - c.length <= MAX_BODY_BYTES) {
+        chunks.length = 0;
+        // Answered with 413 while the rest is read and dropped (closing at once would reach the client as a
+        // reset before it sees the answer); a sender that goes on far past the limit is cut off.
         reject(
           new ServeError(
             413,
@@ -28,10 +34,10 @@ function readBody(req: http.IncomingMessage): Promise<unknown> {
             "body_too_large",
           ),
         );
-        req.destroy();
-      } else chunks.push(c);
+      } else if (size > DRAIN_LIMIT_BYTES) req.destroy();
     });
     req.on("end", () => {
+      if (size > MAX_BODY_BYTES) return;
       const text = Buffer.concat(chunks).toString("utf8");
       try {
         resolve(text === "" ? {} : JSON.parse(text));
@@ -133,6 +139,7 @@ export async function startHttp(
       else res.end();
     } catch (err) {
       const { status, body } = toOpenAiError(err);
+      if (status === 413) res.setHeader("connection", "close");
       if (status >= 500) log(`${url.pathname}: ${(err as Error).stack ?? String(err)}`);
       if (streaming) {
         // Headers are gone: the error travels as one more event, then the stream ends.

@@ -5,9 +5,17 @@ import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 import { DatasetInfoError, resolveDatasets } from "../text/formats/dataset_info.js";
 import { jobSpecSchema, type DataSource, type JobSpec } from "./job_spec.js";
+import { outsideRoots, type PathRoots } from "../files/path_roots.js";
 
 export class SpecError extends Error {
   override name = "SpecError";
+  constructor(
+    message: string,
+    /** the spec key at fault, when one is */
+    readonly key: string | null = null,
+  ) {
+    super(message);
+  }
 }
 
 /** Every zod issue as `where: what`, unknown keys named. */
@@ -25,21 +33,29 @@ export function formatSpecIssues(issues: z.core.$ZodIssue[]): string[] {
   });
 }
 
-export function parseSpec(value: unknown, where: string, baseDir: string): JobSpec {
+/**
+ * The spec validated, its paths resolved against `baseDir` and its LLaMA-Factory datasets read. With `roots`
+ * (the coordinator's), `dataset_dir`, its dataset_info.json and every file it names are confined to them
+ * before anything there is read.
+ */
+export function parseSpec(value: unknown, where: string, baseDir: string, roots?: PathRoots): JobSpec {
   const r = jobSpecSchema.safeParse(value);
   if (!r.success)
     throw new SpecError(`${where}: invalid job spec:\n  ${formatSpecIssues(r.error.issues).join("\n  ")}`);
-  return withLlamaFactoryDatasets(resolvePaths(r.data, baseDir), where);
+  return withLlamaFactoryDatasets(resolvePaths(r.data, baseDir), where, roots);
 }
 
 /** `dataset` names resolved through `dataset_dir`'s dataset_info.json into entries of `data`. */
-function withLlamaFactoryDatasets(spec: JobSpec, where: string): JobSpec {
+function withLlamaFactoryDatasets(spec: JobSpec, where: string, roots: PathRoots | undefined): JobSpec {
   if (spec.dataset === undefined || spec.dataset_dir === undefined) return spec;
+  const confine = (file: string) => roots && outsideRoots(file, [...roots.data, ...roots.output], "data");
+  const outside = confine(spec.dataset_dir);
+  if (outside) throw new SpecError(`${where}: dataset_dir: ${outside}`, "dataset_dir");
   let resolved;
   try {
-    resolved = resolveDatasets(spec.dataset_dir, spec.dataset);
+    resolved = resolveDatasets(spec.dataset_dir, spec.dataset, confine);
   } catch (err) {
-    if (err instanceof DatasetInfoError) throw new SpecError(`${where}: dataset: ${err.message}`);
+    if (err instanceof DatasetInfoError) throw new SpecError(`${where}: dataset: ${err.message}`, "dataset");
     throw err;
   }
   const sources: DataSource[] = resolved.map((d) => ({ ...d, epochs: 1, text_split: "line" }));

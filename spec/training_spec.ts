@@ -61,6 +61,11 @@ export const trainingSpecShape = {
   keep_checkpoints: z.number().int().min(1).max(10_000).optional(),
   /** where checkpoints, the final model and metrics.jsonl go; default runs/<job id> beside the spec */
   output: pathString().optional(),
+  /**
+   * an output folder holding another job's files is refused unless this is true: then those files are
+   * removed as a whole when the job starts (never mixed with the new ones)
+   */
+  overwrite_output: z.boolean().default(false),
   save_dtype: z.enum(["F32", "BF16"]).default("F32"),
   /**
    * compute precision on GPU workers (default bf16): bf16 compute copy over fp32 master weights, gradients and

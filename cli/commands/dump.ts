@@ -2,7 +2,7 @@
 // parameter's gradient, so a user can compare ringtune with another implementation tensor by tensor.
 import { parseFlags, requireFlag } from "../args.js";
 import { deviceFromFlags } from "../device_flag.js";
-import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
+import { DEVICE_FLAG_HELP, modelDevice } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
 import { loadModel } from "../../hf/hf_model.js";
 import { checkBatchVocab, readBatch } from "../../hf/batch.js";
@@ -27,12 +27,12 @@ export const dump: Command = {
       out: { type: "string" },
       device: { type: "string" },
     });
-    deviceFromFlags(values);
+    const device = deviceFromFlags(values, { cudaEmu: true });
     const dir = requireFlag(values, "model");
     const batchFile = requireFlag(values, "batch");
     const out = requireFlag(values, "out");
     const batch = await readBatch(batchFile);
-    const { model, config } = await loadModel(dir);
+    const { model, config } = await loadModel(dir, { device: modelDevice(device) });
     checkBatchVocab(batch, config.native.vocabSize, batchFile);
     const { result, tensors } = await forwardBackwardDump(model, batch, config.native.vocabSize);
     await writeSafetensors(out, tensors);

@@ -135,7 +135,12 @@ export function serveJobApi(nc: NatsConnection, store: JobStore, log: Logger, ho
   const submitOnce = new SubmitOnce(store);
   serve(nc, log, jobSubjects.submit, JobSubmit, JobSubmitReply, async (req) => {
     const { job, created } = await submitOnce.submit(req, async () => {
-      const accepted = acceptSubmission(req, hooks.liveMemory(), hooks.roots);
+      const accepted = await acceptSubmission(
+        req,
+        hooks.liveMemory(),
+        hooks.roots,
+        (output) => store.all().find((j) => j.output === output && !FINAL_STATUSES.includes(j.status))?.id,
+      );
       // the record exists before the reply: a watcher never misses it
       return store.create({ ...accepted, request_id: req.request_id });
     });

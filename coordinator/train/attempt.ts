@@ -2,7 +2,10 @@
 // loop, save the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics,
 // checkpoints, final outputs); this file only puts them in order.
 import { randomBytes } from "node:crypto";
+import path from "node:path";
 import { makeOutputDir, writeOutputFile } from "../../files/output_files.js";
+import { claimOutput } from "../jobs/output_owner.js";
+import { HeldFolder } from "../../files/held_folder.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
@@ -57,6 +60,8 @@ export interface JobEnv {
   interruption(id: string): Promise<never>;
   /** a worker that did not answer: not to be scheduled again until it shows it is alive */
   suspect(worker: string): void;
+  /** the device a worker registered, as deviceLabel() names it ("cuda-emu (...)"), for the job record */
+  deviceOf?(worker: string): string | undefined;
   /** what a worker said it is doing in its last heartbeat ("loading weights 37%"), if anything */
   activity?(worker: string): string | undefined;
   /** how often the job's message follows those activities while the ring forms (they change with heartbeats) */
@@ -83,7 +88,9 @@ export class JobAttempt {
   private readonly ringId: string;
   /** handed to this ring's members only: their TCP edges accept no peer without it */
   private readonly ringSecret = Uint8Array.from(randomBytes(32));
-  private readonly metrics: MetricsFile;
+  private metrics: MetricsFile;
+  /** the output folder, held from the start of the run: metrics and plots are written through it */
+  private outputFolder: HeldFolder | undefined;
   /** the adapters of a lora or hybrid job */
   private readonly lora: LoraSettings | undefined;
   private data!: PreparedDataset;
@@ -98,8 +105,10 @@ export class JobAttempt {
     private readonly env: JobEnv,
     private job: Job,
     workers: string[],
+    /** the spec as the coordinator checked it (confined, datasets resolved); parsed here when not given */
+    spec?: JobSpec,
   ) {
-    this.spec = parseSpec(job.spec, job.source ?? `job ${job.id}`, job.base_dir);
+    this.spec = spec ?? parseSpec(job.spec, job.source ?? `job ${job.id}`, job.base_dir);
     this.ring = new Ring(env.nc, workers, () => env.interruption(job.id));
     this.ringId = `${job.id}-${Date.now().toString(36)}`;
     this.metrics = new MetricsFile(metricsFile(job.output), (line) => env.onMetric?.(job.id, line));
@@ -118,15 +127,31 @@ export class JobAttempt {
   /** Closes the token cache the rows were read from (the job is over or goes back to the queue). */
   close(): void {
     (this.data as PreparedDataset | undefined)?.close();
+    this.outputFolder?.close();
+    this.outputFolder = undefined;
   }
 
   async run(): Promise<void> {
     const { spec, job } = this;
     await makeOutputDir(job.output);
+    const { removed } = await claimOutput(job.output, job.id, {
+      overwrite: spec.overwrite_output,
+      resumeFrom: spec.resume_from,
+    });
+    this.outputFolder = HeldFolder.open(job.output);
+    this.metrics = new MetricsFile(metricsFile(this.outputFolder.path("")), (line) =>
+      this.env.onMetric?.(job.id, line),
+    );
+    if (removed.length > 0)
+      this.env.log.warn(
+        { job: job.id, output: job.output, removed },
+        "overwrite_output: removed the earlier job's outputs",
+      );
     await this.update({
       status: "preparing",
       message: "reading, tokenizing and packing the data",
       workers: [...this.ring.workers],
+      worker_devices: this.ring.workers.map((w) => this.env.deviceOf?.(w) ?? "unknown"),
     });
     let progressWrites = Promise.resolve();
     let lastProgress = 0;
@@ -136,11 +161,16 @@ export class JobAttempt {
       lastProgress = Date.now();
       progressWrites = progressWrites.then(() => this.update({ message: preparingMessage(p) })).catch(() => {});
     };
+    // A cancel (or a lost worker) stops the preparation at once: its threads end, whatever they were reading.
+    const stop = new AbortController();
+    const stopOnInterruption = (err: unknown) => stop.abort(err);
+    void this.env.interruption(job.id).catch(stopOnInterruption);
     try {
-      this.data = await prepareData(spec, onProgress);
+      this.data = await prepareData(spec, onProgress, stop.signal);
     } finally {
       await progressWrites;
     }
+    this.checkStop();
     this.plan = planSteps(spec, this.data.train.length);
     const { totalSteps } = this.plan;
     this.schedule = {
@@ -342,7 +372,9 @@ export class JobAttempt {
   /** loss.svg and loss.png beside metrics.jsonl; a plot that fails is logged, never fails a trained job */
   private async lossPlot(): Promise<string[]> {
     try {
-      const { png } = await writeLossPlot(this.job.output, this.job.id);
+      const held = this.outputFolder?.path("") ?? this.job.output;
+      const written = await writeLossPlot(held, this.job.id);
+      const png = path.join(this.job.output, path.basename(written.png));
       return [png];
     } catch (err) {
       this.env.log.warn({ job: this.job.id, err }, "loss plot not written");

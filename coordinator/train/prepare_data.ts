@@ -9,8 +9,12 @@ import { BadRecordsError } from "../../text/records/problems.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { positionRangeProblem } from "../../spec/sequence_parallel.js";
 
-export async function prepareData(spec: JobSpec, onProgress?: (p: PrepareProgress) => void): Promise<PreparedDataset> {
-  const data = await buildDatasetInThread(spec, onProgress);
+export async function prepareData(
+  spec: JobSpec,
+  onProgress?: (p: PrepareProgress) => void,
+  signal?: AbortSignal,
+): Promise<PreparedDataset> {
+  const data = await buildDatasetInThread(spec, onProgress, signal);
   try {
     if (data.failed) throw new BadRecordsError(data.problems.filter(isBadRecord));
     await checkVocab(spec, data);

@@ -5,6 +5,7 @@
 import { JobCancelled, JobAttempt, RingGrows, type JobEnv } from "./attempt.js";
 import { afterFailedStart, failureKind, natsUnreachable } from "./failure_policy.js";
 import { StaleJobRecordError, type Job } from "../jobs/store.js";
+import type { JobSpec } from "../../spec/job_spec.js";
 import { silentPeerOf } from "../../proto/mod.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./worker_client.js";
 
@@ -12,7 +13,7 @@ export type { JobEnv } from "./attempt.js";
 export { MAX_ATTEMPTS, MAX_RING_REFORMATIONS } from "./failure_policy.js";
 
 /** Runs the job to a final status, or back to the queue after a worker loss; never throws. */
-export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<void> {
+export async function runJob(env: JobEnv, job: Job, workers: string[], spec?: JobSpec): Promise<void> {
   let run: JobAttempt | undefined;
   let released = false;
   let lost: string | undefined;
@@ -20,7 +21,7 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
   const outagesBefore = env.outages?.() ?? 0;
   try {
     job = await env.store.update(job.id, { attempts: attempt });
-    run = new JobAttempt(env, job, workers);
+    run = new JobAttempt(env, job, workers, spec);
     try {
       await run.run();
     } finally {
@@ -57,6 +58,7 @@ export async function runJob(env: JobEnv, job: Job, workers: string[]): Promise<
       await updateUntilWritten(env, job.id, {
         status: "queued",
         workers: [],
+        worker_devices: [],
         attempts: attempt - 1,
         message: `NATS was unreachable mid-job; resuming from ${where ? `its checkpoint at step ${where.step}` : "the start (no checkpoint yet)"}`,
       });

@@ -2,6 +2,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import {
+  deviceLabel,
   clipText,
   decodeMessage,
   MESSAGE_LIMIT,
@@ -41,10 +42,13 @@ export class WorkerRegistry {
   ) {}
 
   start(): void {
-    this.nc.subscribe(subjects.workerRegister, {
+    this.nc.subscribe(subjects.workerRegisterAll, {
       callback: (_err, msg) => {
         try {
           const info = decodeMessage(WorkerRegister, msg.data);
+          const sender = subjects.workerOfSubject(msg.subject);
+          if (info.worker_id !== sender)
+            throw new Error(`a registration on worker ${sender}'s subject names worker ${info.worker_id}`);
           const known = this.workers.get(info.worker_id);
           this.workers.set(info.worker_id, { info, lastSeen: Date.now(), job: known?.job });
           this.log.info(
@@ -67,6 +71,11 @@ export class WorkerRegistry {
       callback: (_err, msg) => {
         try {
           const hb = decodeMessage(WorkerHeartbeat, msg.data);
+          const sender = subjects.workerOfSubject(msg.subject);
+          if (hb.worker_id !== sender) {
+            this.warnOnce(`a heartbeat on worker ${sender}'s subject names worker ${hb.worker_id}: ignored`);
+            return;
+          }
           const w = this.workers.get(hb.worker_id);
           if (w) {
             w.lastSeen = Date.now();
@@ -74,11 +83,19 @@ export class WorkerRegistry {
             w.serving = hb.serving;
           }
         } catch (err) {
-          this.log.warn({ err }, "bad heartbeat");
+          this.warnOnce(`bad heartbeat on ${clipText(msg.subject)}: ${clipText((err as Error).message)}`);
         }
       },
     });
     this.timer = setInterval(() => this.checkLost(), this.heartbeatMs);
+  }
+
+  /** Repeated bad messages are logged once each (a flood of them must not flood the log). */
+  private readonly warned = new Set<string>();
+  private warnOnce(message: string): void {
+    if (this.warned.has(message) || this.warned.size >= 1000) return;
+    this.warned.add(message);
+    this.log.warn(message);
   }
 
   stop(): void {
@@ -129,6 +146,12 @@ export class WorkerRegistry {
       .filter(([, w]) => w.serving && now - w.lastSeen <= withinMs)
       .map(([id, w]) => ({ id, serving: w.serving! }))
       .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** The device a worker registered, named for people and records; undefined for a worker never seen. */
+  deviceOf(id: string): string | undefined {
+    const w = this.workers.get(id);
+    return w && deviceLabel(w.info.device);
   }
 
   /** Live workers with the memory and threads they reported. */

@@ -11,13 +11,15 @@
 #   NATS_PORT=P        port of the server started here (default 4222); NATS_HOST=ADDR its listen address
 #                      (default 127.0.0.1; 0.0.0.0 lets workers on other machines in)
 #   INSECURE=1         a server without users (every process started with --insecure); by default the
-#                      server started here has a user per role (deploy/nats/auth.conf) whose passwords are
-#                      generated into .run/auth/<role>.env, where the ringtune commands find them
+#                      server started here has a user per role and one per worker (deploy/nats/auth.conf,
+#                      worker_user.conf) whose passwords are generated into .run/auth/<role>.env and
+#                      .run/auth/worker-<id>.env, where the ringtune commands find them
 #   TLS=1              NATS over TLS with client certificates (for connections that leave the host): a CA, a
 #                      server certificate and one client certificate per role are generated into .run/tls/
 #                      (deploy/scripts/tls-certs.sh; TLS_HOSTS="name addr" more names the server is reached by)
 #                      and every process gets --tls-ca/--tls-cert/--tls-key; .run/auth/<role>.env names them too
 #   RINGTUNE_DATA_ROOT, RINGTUNE_OUTPUT_ROOT  where jobs may read and write (default: the checkout)
+#   STANDBY=0          no standby coordinator (by default a second one stands by to take over)
 #   CLUSTER_UP_TIMEOUT=S  seconds to wait for the coordinator and workers (default 60)
 #   DASHBOARD_PORT=P   port of the coordinator's dashboard and its /metrics (default 8080)
 #   WORKER_METRICS_PORT=P  worker k serves Prometheus /metrics on P+k (default 9464; 0: ports the system picks)
@@ -27,6 +29,8 @@
 #                      coordinator routes each request to the least loaded worker holding its model
 #   SERVE_ADAPTERS="NAME=DIR|JOB_ID ..."  adapters the workers serve from the start (more load at run time)
 #   SERVE_HTTP=HOST:PORT  the coordinator's OpenAI-compatible HTTP address (default 127.0.0.1:8000)
+#   SERVE_API_KEY_FILE=FILE  the key HTTP clients of SERVE must send (Authorization: Bearer KEY); default: one
+#                      generated into .run/auth/serve-api-key
 set -euo pipefail
 source "$(dirname "$0")/cluster_lib.sh"
 cd "$RINGTUNE_ROOT"
@@ -77,6 +81,8 @@ elif [ "$gpus" -gt 0 ]; then
 else
   workers=2
 fi
+ids=()
+for ((k = 0; k < workers; k++)); do ids+=("worker-$k"); done
 # CPU workers on one machine share its cores: each gets its share of threads (OpenMP and OpenBLAS), or
 # they oversubscribe the cores and all run slower than one would.
 cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)
@@ -115,15 +121,37 @@ fail() {
 # (only this user may read them): the coordinator, workers and ringtune commands of this checkout read
 # their role's file when given no other credentials. nats-server parses a variable's value as a config
 # value, so a password starting with a digit would read as a number: each starts with a letter.
+# Each worker is a user of its own (worker-<id>), so that none can take another's commands or speak for it; each
+# user reads replies only under its own inbox prefix.
 write_credentials() {
   local role
   (umask 077 && mkdir -p "$RUN_DIR/auth")
-  for role in coordinator worker client serve; do
-    (umask 077 && printf 'NATS_USER=%s\nNATS_PASSWORD=%s\n' "$role" "p$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" \
-      >"$RUN_DIR/auth/$role.env")
+  rm -f "$RUN_DIR"/auth/worker*.env
+  for role in coordinator client serve "${ids[@]/#/worker-}"; do
+    (umask 077 && printf 'NATS_USER=%s\nNATS_PASSWORD=%s\nNATS_INBOX_PREFIX=_INBOX_%s\n' "$role" \
+      "p$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" "$role" >"$RUN_DIR/auth/$role.env")
   done
 }
 role_password() { sed -n 's/^NATS_PASSWORD=//p' "$RUN_DIR/auth/$1.env"; }
+# The server's config with this cluster's worker users: deploy/nats/nats-server.conf and auth.conf rendered
+# with a user per worker, in .run/auth/ (an include is resolved relative to the including file).
+auth_server_config() {
+  render_auth_conf "${ids[@]}" >"$RUN_DIR/auth/auth.conf" || die "could not write the NATS users"
+  {
+    echo "# written by cluster-up: the cluster's NATS server with a user per role and per worker"
+    echo "include \"$(realpath --relative-to="$RUN_DIR/auth" "$RINGTUNE_ROOT/deploy/nats/nats-server.conf")\""
+    echo "include \"auth.conf\""
+  } >"$RUN_DIR/auth/nats-server-auth.conf"
+  echo "$RUN_DIR/auth/nats-server-auth.conf"
+}
+# The environment nats-server reads the passwords from (NAME=VALUE words for env).
+password_env() {
+  local id
+  echo "RINGTUNE_COORDINATOR_PASSWORD=$(role_password coordinator)"
+  echo "RINGTUNE_CLIENT_PASSWORD=$(role_password client)"
+  echo "RINGTUNE_SERVE_PASSWORD=$(role_password serve)"
+  for id in "${ids[@]}"; do echo "$(worker_password_var "$id")=$(role_password "worker-$id")"; done
+}
 
 # TLS=1: the CA and certificates in .run/tls/, and a server config that is `base` plus a tls block requiring
 # a client certificate signed by that CA (verify). nats-server resolves an include relative to the including
@@ -148,9 +176,10 @@ tls_server_config() {
 tls_flags() { echo "--tls-ca $TLS_DIR/ca.pem --tls-cert $TLS_DIR/$1.pem --tls-key $TLS_DIR/$1-key.pem"; }
 # The ringtune commands of this checkout read .run/auth/<role>.env: with TLS they find the files there too.
 add_tls_to_credentials() {
-  local role
-  for role in coordinator worker client serve; do
-    printf 'NATS_CA=%s\nNATS_CERT=%s\nNATS_KEY=%s\n' "$TLS_DIR/ca.pem" "$TLS_DIR/$role.pem" "$TLS_DIR/$role-key.pem" \
+  local role cert
+  for role in coordinator client serve "${ids[@]/#/worker-}"; do
+    cert=${role%%-*} # every worker-<id> has the worker certificate
+    printf 'NATS_CA=%s\nNATS_CERT=%s\nNATS_KEY=%s\n' "$TLS_DIR/ca.pem" "$TLS_DIR/$cert.pem" "$TLS_DIR/$cert-key.pem" \
       >>"$RUN_DIR/auth/$role.env"
   done
 }
@@ -175,18 +204,21 @@ else
   command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || die "nats-server is not installed: 'make deps' installs it"
   nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
   url=nats://127.0.0.1:$port
-  nats_conf=$RINGTUNE_ROOT/deploy/nats/nats-server-auth.conf
-  [ "${INSECURE:-}" = 1 ] && nats_conf=$RINGTUNE_ROOT/deploy/nats/nats-server.conf
-  [ "${TLS:-}" = 1 ] && nats_conf=$(tls_server_config "$nats_conf")
   if [ "${INSECURE:-}" = 1 ]; then
+    nats_conf=$RINGTUNE_ROOT/deploy/nats/nats-server.conf
+    [ "${TLS:-}" = 1 ] && nats_conf=$(tls_server_config "$nats_conf")
     echo "cluster-up: warning: INSECURE=1: NATS without authentication, anyone who reaches port $port is trusted" >&2
     start nats "$nats_bin" -c "$nats_conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
   else
     write_credentials
+    nats_conf=$(auth_server_config)
+    [ "${TLS:-}" = 1 ] && nats_conf=$(tls_server_config "$nats_conf")
     [ "${TLS:-}" = 1 ] && add_tls_to_credentials
-    RINGTUNE_COORDINATOR_PASSWORD=$(role_password coordinator) RINGTUNE_WORKER_PASSWORD=$(role_password worker) \
-      RINGTUNE_CLIENT_PASSWORD=$(role_password client) RINGTUNE_SERVE_PASSWORD=$(role_password serve) \
-      start nats "$nats_bin" -c "$nats_conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
+    # in nats-server's environment only (never on a command line, where ps would show them)
+    mapfile -t passwords < <(password_env)
+    export "${passwords[@]}"
+    start nats "$nats_bin" -c "$nats_conf" -a "$bind" -p "$port" -js -sd "$RUN_DIR/nats"
+    for p in "${passwords[@]}"; do unset "${p%%=*}"; done
   fi
   for i in $(seq 100); do listening 127.0.0.1 "$port" && break; sleep 0.1; done
   listening 127.0.0.1 "$port" || fail "nats-server did not start listening on port $port"
@@ -210,7 +242,15 @@ serve_worker=()
 if [ -n "${SERVE:-}" ]; then
   [ -f "$SERVE/config.json" ] || fail "SERVE=$SERVE is not a model folder (no config.json)"
   serve_http=${SERVE_HTTP:-127.0.0.1:8000}
-  serve_coordinator=(--serve-http "$serve_http")
+  # Like `ringtune serve`, the routed door takes only clients that send its key.
+  if [ -n "${SERVE_API_KEY_FILE:-}" ]; then
+    [ -s "$SERVE_API_KEY_FILE" ] || fail "SERVE_API_KEY_FILE=$SERVE_API_KEY_FILE is missing or empty"
+    serve_key_file=$SERVE_API_KEY_FILE
+  else
+    serve_key_file=$RUN_DIR/auth/serve-api-key
+    (umask 077 && mkdir -p "$RUN_DIR/auth" && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$serve_key_file" && echo >>"$serve_key_file")
+  fi
+  serve_coordinator=(--serve-http "$serve_http" --api-key-file "$serve_key_file")
   # Adapters loaded at run time come from job outputs (or folders) under the output root.
   serve_worker=(--serve "$SERVE" --adapter-root "${RINGTUNE_OUTPUT_ROOT:-$RINGTUNE_ROOT}")
   for a in ${SERVE_ADAPTERS:-}; do serve_worker+=(--serve-adapter "$a"); done
@@ -225,10 +265,8 @@ role_flags() {
 # shellcheck disable=SC2046 # word splitting of role_flags is intended
 start coordinator node "$CLI" coordinator --nats "$url" --http "$http_host:$dashboard_port" \
   "${serve_coordinator[@]}" $(role_flags coordinator)
-ids=()
 for ((k = 0; k < workers; k++)); do
-  id=worker-$k
-  ids+=("$id")
+  id=${ids[$k]}
   if [ "$gpus" -gt 0 ]; then
     # shellcheck disable=SC2046
     start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))" --http "$(worker_http "$k")" \
@@ -264,13 +302,24 @@ while :; do
   sleep 0.5
 done
 
+# A standby coordinator (STANDBY=0: none), started once the first is active: it takes over the lease, the
+# jobs and the dashboard's port within the lease TTL when the active one stops or hangs.
+if [ "${STANDBY:-1}" != 0 ]; then
+  # shellcheck disable=SC2046
+  start coordinator-standby node "$CLI" coordinator --nats "$url" --http "$http_host:$dashboard_port" \
+    "${serve_coordinator[@]}" $(role_flags coordinator)
+fi
+
 if [ -n "${SERVE:-}" ]; then
   echo "serving $SERVE on http://$serve_http/v1 (the coordinator routes to the workers) and NATS ringtune.serve.<model>.chat"
+  echo "  HTTP clients send the key in $serve_key_file (Authorization: Bearer KEY)"
 fi
 
 if [ "$gpus" -gt 0 ]; then devices="on $gpus GPU(s)"; else devices="on CPU, $threads thread(s) each"; fi
 [ "${TLS:-}" = 1 ] && echo "  NATS over TLS: CA and client certificates in $TLS_DIR (other machines need ca.pem and a client certificate)"
-echo "ringtune cluster up: NATS at $url, a coordinator and $workers worker(s) $devices"
+standby=""
+if [ "${STANDBY:-1}" != 0 ]; then standby=" (and a standby)"; fi
+echo "ringtune cluster up: NATS at $url, a coordinator$standby and $workers worker(s) $devices"
 dashboard_url=$(grep -o 'http://[^ ]*' "$LOG_DIR/coordinator.log" 2>/dev/null | head -n 1 || true)
 echo "  dashboard: ${dashboard_url:-http://$http_host:$dashboard_port/} (Prometheus: /metrics there and on each worker)"
 echo "  logs:   $LOG_DIR/{$(IFS=,; echo "${started[*]}")}.log (JSON lines; LOG_LEVEL=debug for more)"

@@ -20,7 +20,24 @@ live_pid() {
 pid_files() {
   local f
   for f in "$RUN_DIR"/worker-*.pid; do [ -e "$f" ] && echo "$f"; done
+  [ -e "$RUN_DIR/coordinator-standby.pid" ] && echo "$RUN_DIR/coordinator-standby.pid"
   [ -e "$RUN_DIR/coordinator.pid" ] && echo "$RUN_DIR/coordinator.pid"
   [ -e "$RUN_DIR/nats.pid" ] && echo "$RUN_DIR/nats.pid"
   return 0
+}
+
+# render_auth_conf ID...: deploy/nats/auth.conf with a user per worker (deploy/nats/worker_user.conf) at its
+# marker. Each worker's password is the variable RINGTUNE_WORKER_PASSWORD_<ID in capitals, others as _>.
+worker_password_var() { printf 'RINGTUNE_WORKER_PASSWORD_%s' "$(printf '%s' "$1" | tr 'a-z' 'A-Z' | tr -c 'A-Z0-9' '_')"; }
+render_auth_conf() {
+  local id env users
+  users=$(mktemp)
+  for id in "$@"; do
+    [[ $id =~ ^[A-Za-z0-9_-]+$ ]] || { echo "worker id '$id': letters, digits, '_' or '-' only" >&2; rm -f "$users"; return 1; }
+    env=$(worker_password_var "$id"); env=${env#RINGTUNE_WORKER_PASSWORD_}
+    grep -v '^#' "$RINGTUNE_ROOT/deploy/nats/worker_user.conf" | sed -e "s/WORKER_ID/$id/g" -e "s/WORKER_ENV/$env/g" >>"$users"
+  done
+  awk -v users="$users" '/# @worker-users@/ { while ((getline line < users) > 0) print line; next } { print }' \
+    "$RINGTUNE_ROOT/deploy/nats/auth.conf"
+  rm -f "$users"
 }

@@ -25,6 +25,15 @@ fi
 cd "$RINGTUNE_ROOT"
 
 JOB=${DEMO_JOB:-examples/demo/job.yaml}
+# A job never writes over another job's outputs (the coordinator refuses): a previous demo's folder is moved
+# aside, whole, to a timestamped name, and the demo says where it went.
+out=${DEMO_OUTPUT:+$(realpath -m -- "$DEMO_OUTPUT")}
+[ -n "$out" ] || [ -n "${DEMO_JOB:-}" ] || out=$RINGTUNE_ROOT/runs/demo
+if [ -n "$out" ] && [ -d "$out" ] && [ -n "$(ls -A -- "$out")" ]; then
+  aside="$out-$(date +%Y%m%d-%H%M%S)"
+  mv -- "$out" "$aside"
+  echo "== the previous demo's outputs in $out were moved to $aside"
+fi
 RESULT=$RUN_DIR/demo_result.json
 CLI="$RINGTUNE_ROOT/dist/cli/ringtune.js"
 

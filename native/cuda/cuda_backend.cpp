@@ -44,6 +44,7 @@ class Scratch {
 // n zeros in device memory, freed with the last reference.
 template <typename T>
 Buffer<T> device_zeros(size_t n) {
+  if (n == 0) return std::make_shared<Storage<T>>(nullptr, 0, nullptr);  // nothing to allocate or clear
   T* p = nullptr;
   CUDA_CHECK(cudaMalloc(&p, sizeof(T) * n));
   CUDA_CHECK(cudaMemset(p, 0, sizeof(T) * n));

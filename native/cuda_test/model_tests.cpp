@@ -72,6 +72,9 @@ void model_matches(bool qwen2) {
   AdamWOptions ao;
   ao.weight_decay = 0.1;
   ao.max_grad_norm = 1.0;
+  // AdamW's first step is lr * g / (|g| + eps): with eps far below a gradient's rounding error the update of a
+  // near-zero gradient follows that error. A larger eps keeps the comparison about the update, not the noise.
+  ao.eps = 1e-4;
   const AdamWResult ag = on_gpu.adamw_step(ao), ac = on_cpu.adamw_step(ao);
   expect_close("grad norm", &ag.grad_norm, &ac.grad_norm, 1, 1e-6, 1e-5);
   close("weights after AdamW", host(*gpu, on_gpu.params(), P), on_cpu.params(), 1e-5);

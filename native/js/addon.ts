@@ -263,13 +263,19 @@ export type TensorDtype = "F32" | "BF16" | "F16";
 /** What the NVIDIA driver says about one CUDA device (probeCuda). */
 export interface CudaProbe {
   usable: boolean;
-  problem: "none" | "no_driver" | "no_device" | "driver_too_old" | "no_such_device";
+  problem: "none" | "no_driver" | "no_device" | "driver_too_old" | "no_such_device" | "no_code_for_arch";
   /** one sentence naming what is missing; empty when usable */
   message: string;
   deviceName: string;
   devices: number;
   /** cuDriverGetVersion: 1000 * major + 10 * minor; 0 when unknown */
   driverVersion: number;
+  /** of the device asked for: 10 * major + minor (90 = sm_90); 0 when unknown */
+  computeCapability: number;
+  /** the device's total memory; 0 when unknown */
+  memoryBytes: number;
+  /** the GPU architectures this build has code for, 10 * major + minor, ascending */
+  builtArchs: number[];
 }
 
 /** One sequence's part of a batched decode step. */
@@ -343,6 +349,8 @@ export interface ReadTensorItem {
 export interface NativeAddon {
   /** The label that adds no loss: kIgnoreIndex of the native code, which IGNORE_INDEX must equal. */
   ignoreIndex: number;
+  /** Whether the addon links the CUDA backend built against the CUDA emulator (device "cuda-emu"). */
+  cudaEmu: boolean;
   /**
    * A decoder serving adapters over `base`, which must carry no LoRA of its own. baseBf16: the base's fp32
    * weights are rounded to bf16 and freed first (half the memory; paramData() then throws).
@@ -352,7 +360,15 @@ export interface NativeAddon {
   createModel(config: NativeModelConfig): NativeModel;
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
   /** baseBf16: the base is created frozen in bf16 (for LoRA with a bf16 base), never in fp32 first */
-  createModelAsync(config: NativeModelConfig, opts?: { baseBf16?: boolean }): Promise<NativeModel>;
+  /**
+   * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData() and gradData() are
+   * then host copies kept in step with the device at the edges of each call, and the calls that need the
+   * buffers on the host (LoRA, ZeRO-1 shards, optimizerData, checksum) refuse.
+   */
+  createModelAsync(
+    config: NativeModelConfig,
+    opts?: { baseBf16?: boolean; device?: "cpu" | "cuda-emu" },
+  ): Promise<NativeModel>;
   /** A ring link for sequence parallelism listening on host:port (0: any free port). */
   createRingLink(host: string, port: number): NativeRingLink;
   /** A token that stops the forwardBackward calls given it, from the main thread while they run. */
@@ -378,6 +394,8 @@ export interface NativeAddon {
   ): Promise<void>;
   /** Asks the NVIDIA driver (loaded at run time; none is needed to build) whether CUDA device `index` is usable. */
   probeCuda(index: number): CudaProbe;
+  /** the devices this build runs the model on ("cpu", "cuda", "cuda-emu"); absent: the CPU only */
+  modelDevices?: readonly string[];
 }
 
 let cached: NativeAddon | undefined;

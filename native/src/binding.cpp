@@ -12,8 +12,12 @@
 #include <vector>
 #include "batched_generate.h"
 #include "binding_cancel_token.h"
+#include "binding_device_mirrors.h"
 #include "binding_ring_link.h"
 #include "cuda_probe.h"
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+#include "cuda_backend.h"
+#endif
 #include "model.h"
 #include "tensor_io.h"
 
@@ -21,6 +25,12 @@ namespace {
 
 using rt::Model;
 using ModelPtr = std::shared_ptr<Model<float>>;
+// Whether this addon links the CUDA backend built against the CUDA emulator (device "cuda-emu").
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+constexpr bool kCudaEmu = true;
+#else
+constexpr bool kCudaEmu = false;
+#endif
 
 // ---- argument helpers: messages name the call, the field, what was expected and what came --------------
 
@@ -222,6 +232,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     // A model built off the main thread (createModelAsync) arrives ready made.
     if (info.Length() > 0 && info[0].IsExternal()) {
       model_ = *info[0].As<Napi::External<ModelPtr>>().Data();
+      if (!model_->backend().host_memory()) mirrors_ = std::make_shared<rt_binding::DeviceMirrors>();
       return;
     }
     Napi::Object cfg = object_arg(info, 0, "createModel");
@@ -257,6 +268,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return view;
   }
   Napi::Value ParamData(const Napi::CallbackInfo& info) {
+    if (mirrors_) {
+      if (!mirrors_->params)
+        mirrors_->params =
+            rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->params(), model_->num_params());
+      return View(info.Env(), params_view_, mirrors_->params);
+    }
     if (model_->base_is_bf16())
       throw Napi::Error::New(
           info.Env(), "paramData: the frozen base is held in bf16 (LoRA base_precision bf16): use baseDataBf16()");
@@ -276,14 +293,31 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     base16_view_ = Napi::Persistent(view);
     return view;
   }
-  Napi::Value GradData(const Napi::CallbackInfo& info) { return View(info.Env(), grads_view_, model_->grads_buffer()); }
+  Napi::Value GradData(const Napi::CallbackInfo& info) {
+    if (mirrors_) {
+      require_idle(info.Env(), "gradData");
+      if (!mirrors_->grads)
+        mirrors_->grads =
+            rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->grads(), model_->num_trainable());
+      return View(info.Env(), grads_view_, mirrors_->grads);
+    }
+    return View(info.Env(), grads_view_, model_->grads_buffer());
+  }
+  // What a model on a device does not offer yet (it needs its buffers on the host), refused by name.
+  void require_host_model(Napi::Env env, const char* call) {
+    if (mirrors_)
+      throw Napi::Error::New(
+          env, std::string(call) + ": not available yet for a model on the " + model_->backend().name() + " backend");
+  }
   Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
+    require_host_model(info.Env(), "optimizerData");
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("m", View(info.Env(), m_view_, model_->m_buffer()));
     o.Set("v", View(info.Env(), v_view_, model_->v_buffer()));
     return o;
   }
   Napi::Value LoraData(const Napi::CallbackInfo& info) {
+    require_host_model(info.Env(), "loraData");
     if (!model_->lora_enabled()) throw Napi::Error::New(info.Env(), "loraData: LoRA is not on (enableLora first)");
     return View(info.Env(), lora_view_, model_->lora_buffer());
   }
@@ -324,6 +358,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   // ZeRO-1: ranges [offset, size] of gradData whose AdamW moments this rank keeps; [] = all of them.
   Napi::Value SetOptimizerShard(const Napi::CallbackInfo& info) {
+    require_host_model(info.Env(), "setOptimizerShard");
     Napi::Env env = info.Env();
     const char* call = "setOptimizerShard";
     require_idle(env, call);
@@ -364,6 +399,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value GradSumOfSquares(const Napi::CallbackInfo& info) {
+    require_host_model(info.Env(), "gradSumOfSquares");
     require_idle(info.Env(), "gradSumOfSquares");
     return Napi::Number::New(info.Env(), model_->grad_sum_of_squares());
   }
@@ -413,6 +449,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value EnableLora(const Napi::CallbackInfo& info) {
+    require_host_model(info.Env(), "enableLora");
     Napi::Env env = info.Env();
     require_idle(env, "enableLora");
     const rt::LoraConfig l = lora_config_from(env, info, "enableLora");
@@ -428,6 +465,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Rounding a large base to bf16 takes seconds: off the main thread. The views are reset before the
   // Promise settles, so no caller sees the freed fp32 base through an old view after awaiting it.
   Napi::Value EnableLoraAsync(const Napi::CallbackInfo& info) {
+    require_host_model(info.Env(), "enableLoraAsync");
     Napi::Env env = info.Env();
     const rt::LoraConfig l = lora_config_from(env, info, "enableLoraAsync");
     if (model_->lora_enabled()) throw Napi::Error::New(env, "enableLoraAsync: LoRA is already on");
@@ -463,6 +501,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value MergeLora(const Napi::CallbackInfo& info) {
+    require_host_model(info.Env(), "mergeLora");
     Napi::Env env = info.Env();
     if (!model_->lora_enabled()) throw Napi::Error::New(env, "mergeLora: LoRA is not on");
     claim(env, "mergeLora");
@@ -509,6 +548,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // The bits of the base weights, the adapters (with LoRA) and both AdamW moments (unless sharded), hashed in that
   // order by two multiply-xor lanes, off the main thread: ranks compare it to prove their training state identical.
   Napi::Value Checksum(const Napi::CallbackInfo& info) {
+    require_host_model(info.Env(), "checksum");
     Napi::Env env = info.Env();
     claim(env, "checksum");
     ModelPtr m = model_;
@@ -560,8 +600,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const double std = info[1].As<Napi::Number>().DoubleValue();
     claim(env, "initRandom");
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     auto* job = new Job(
-        env, [m, seed, std] { m->init_random(seed, std); }, nullptr, &busy_);
+        env,
+        [m, seed, std, mirrors] {
+          m->init_random(seed, std);
+          if (mirrors) mirrors->params_from_device(*m);
+        },
+        nullptr, &busy_);
     job->Queue();
     return job->promise();
   }
@@ -583,8 +629,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     claim(env, "zeroGrad");
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     auto* job = new Job(
-        env, [m] { m->zero_grad(); }, nullptr, &busy_);
+        env,
+        [m, mirrors] {
+          m->zero_grad();
+          if (mirrors) mirrors->grads_from_device(*m);
+        },
+        nullptr, &busy_);
     job->Queue();
     return job->promise();
   }
@@ -636,19 +688,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     claim(env, call);
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     auto result = std::make_shared<rt::StepResult>();
     const int buckets = model_->grad_buckets();
     auto* job = new Job(
         env,
-        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel] {
+        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel, mirrors] {
           struct ReleaseOnExit {
             std::shared_ptr<Napi::ThreadSafeFunction> f;
             ~ReleaseOnExit() {
               if (f) f->Release();
             }
           } release{tsfn};
+          if (mirrors) mirrors->params_to_device(*m), mirrors->grads_to_device(*m);
           if (zero_grads) m->zero_grad();
           *result = m->forward_backward(batch, opts);
+          if (mirrors && opts.backward) mirrors->grads_from_device(*m);
         },
         [result, buckets](Napi::Env e) {
           Napi::Object r = Napi::Object::New(e);
@@ -672,14 +727,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       throw Napi::Error::New(info.Env(), "logits: the last forwardBackward kept no logits (pass keepLogits: true)");
     const size_t n = model_->last_positions() * model_->config().vocab_size;
     Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n);
-    if (n) std::copy(model_->logits(), model_->logits() + n, out.Data());
+    if (n) model_->backend().download(out.Data(), model_->logits(), n);
     return out;
   }
   Napi::Value TokenLosses(const Napi::CallbackInfo& info) {
     require_idle(info.Env(), "tokenLosses");
     const size_t n = model_->last_positions();
     Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n);
-    if (n) std::copy(model_->token_losses(), model_->token_losses() + n, out.Data());
+    if (n) model_->backend().download(out.Data(), model_->token_losses(), n);
     return out;
   }
 
@@ -697,9 +752,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                 number_field(o, call, "gradNorm", &none)};
     claim(env, call);
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     auto result = std::make_shared<rt::AdamWResult>();
     auto* job = new Job(
-        env, [m, opts, result] { *result = m->adamw_step(opts); },
+        env,
+        [m, opts, result, mirrors] {
+          if (mirrors) mirrors->params_to_device(*m), mirrors->grads_to_device(*m);
+          *result = m->adamw_step(opts);
+          if (mirrors) mirrors->params_from_device(*m);
+        },
         [result](Napi::Env e) {
           Napi::Object r = Napi::Object::New(e);
           r.Set("gradNorm", result->grad_norm);
@@ -733,9 +794,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                             std::to_string(model_->config().vocab_size) + ")");
     claim(env, call);
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     auto out = std::make_shared<std::vector<int32_t>>();
     auto* job = new Job(
-        env, [m, g, out] { *out = m->generate(g); },
+        env,
+        [m, g, out, mirrors] {
+          if (mirrors) mirrors->params_to_device(*m);
+          *out = m->generate(g);
+        },
         [out](Napi::Env e) {
           Napi::Int32Array a = Napi::Int32Array::New(e, out->size());
           std::copy(out->begin(), out->end(), a.Data());
@@ -747,6 +813,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   ModelPtr model_;
+  std::shared_ptr<rt_binding::DeviceMirrors> mirrors_;  // set for a model on a device (see its header)
   std::atomic<bool> busy_{false};
   Napi::Reference<Napi::Float32Array> params_view_, grads_view_, m_view_, v_view_, lora_view_;
   Napi::Reference<Napi::Uint16Array> base16_view_;
@@ -768,9 +835,29 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
   // { baseBf16: true }: the base is created frozen in bf16 for LoRA, never held in fp32 first.
   const bool base_bf16 = info.Length() > 1 && info[1].IsObject() &&
                          bool_field(info[1].As<Napi::Object>(), "createModelAsync", "baseBf16", false);
+  // { device: "cuda-emu" }: the model over the CUDA backend run by the CUDA emulator (slow; for tests and for
+  // checking a set-up without a GPU). Default "cpu".
+  std::string device = "cpu";
+  if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("device").IsUndefined())
+    device = info[1].As<Napi::Object>().Get("device").ToString().Utf8Value();
+  if (device != "cpu" && device != "cuda-emu")
+    type_error(env, "createModelAsync: device must be \"cpu\" or \"cuda-emu\", got \"" + device + "\"");
+  if (device == "cuda-emu" && !kCudaEmu)
+    type_error(env, "createModelAsync: this addon was built without the CUDA emulator (device \"cuda-emu\")");
   auto built = std::make_shared<ModelPtr>();
   auto* job = new Job(
-      env, [c, built, base_bf16] { *built = std::make_shared<Model<float>>(c, rt::cpu_backend<float>(), base_bf16); },
+      env,
+      [c, built, base_bf16, device] {
+        if (device == "cpu") {
+          *built = std::make_shared<Model<float>>(c, rt::cpu_backend<float>(), base_bf16);
+          return;
+        }
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+        // The model holds its backend by reference: the model's owner keeps the backend too.
+        std::shared_ptr<rt::Backend<float>> backend = rt::cuda::make_cuda_backend(0);
+        *built = ModelPtr(new Model<float>(c, *backend, base_bf16), [backend](Model<float>* m) { delete m; });
+#endif
+      },
       [built](Napi::Env e) {
         return (Napi::Value)ModelWrap::constructor->New({Napi::External<ModelPtr>::New(e, built.get())});
       },
@@ -906,12 +993,19 @@ Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
   o.Set("deviceName", p.device_name);
   o.Set("devices", p.devices);
   o.Set("driverVersion", p.driver_version);
+  o.Set("computeCapability", p.compute_capability);
+  o.Set("memoryBytes", static_cast<double>(p.memory_bytes));
+  const std::vector<int> built = rt::built_cuda_archs();
+  Napi::Array archs = Napi::Array::New(env, built.size());
+  for (size_t i = 0; i < built.size(); ++i) archs.Set(static_cast<uint32_t>(i), built[i]);
+  o.Set("builtArchs", archs);
   return o;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
   exports.Set("ignoreIndex", Napi::Number::New(env, rt::kIgnoreIndex));
+  exports.Set("cudaEmu", Napi::Boolean::New(env, kCudaEmu));
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
   DecoderWrap::constructor = new Napi::FunctionReference(Napi::Persistent(DecoderWrap::Define(env)));
   exports.Set("createBatchedDecoder", Napi::Function::New(env, CreateBatchedDecoder));

@@ -67,7 +67,7 @@ async function jobsJson(): Promise<JobRecord[]> {
 }
 
 test("cluster status shows the two workers cluster-up started", async () => {
-  assert.deepEqual([...started.keys()].sort(), ["coordinator", "nats", "worker-0", "worker-1"]);
+  assert.deepEqual([...started.keys()].sort(), ["coordinator", "coordinator-standby", "nats", "worker-0", "worker-1"]);
   const r = await cluster.cli(["cluster", "status"]);
   assert.equal(r.code, 0, r.stderr);
   const rows = r.stdout.split("\n").filter((l) => /^worker-\d/.test(l));

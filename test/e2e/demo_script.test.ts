@@ -3,7 +3,7 @@
 // the outputs it names, and a cluster that is down again afterwards.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import {
   assertRowsCoverHeldout,
@@ -42,6 +42,10 @@ before(async () => {
   statusBefore = repoStatus();
   cluster = await LocalCluster.prepare(2);
   output = path.join(cluster.dir, "out");
+  // A previous demo's outputs: this run must move them aside whole, say where, and never mix with them.
+  mkdirSync(path.join(output, "checkpoints", "step-000800"), { recursive: true });
+  writeFileSync(path.join(output, "ringtune_job.json"), JSON.stringify({ job: "job-previous-demo" }));
+  writeFileSync(path.join(output, "metrics.jsonl"), JSON.stringify({ step: 1000, loss: 0.5 }) + "\n");
   demo = await runProcess("bash", [DEMO], {
     env: { ...cluster.env, DEMO_STEPS: String(STEPS), DEMO_OUTPUT: output },
     timeoutMs: 420_000,
@@ -130,4 +134,15 @@ test("DEMO_STEPS steps of the demo job lower the loss well below a random model'
   assert.ok(first > 4.5, `first loss ${first}, not about ln(264) as from a random init`);
   assert.ok(last < first - 1.5, `the loss went only ${first} -> ${last} in ${STEPS} steps`);
   if (record.val_loss !== undefined) assert.ok(record.val_loss < first - 1.5, `val loss ${record.val_loss}`);
+});
+
+test("a previous demo's outputs are moved aside whole to a timestamped folder, and the demo says where", () => {
+  const moved = /^== the previous demo's outputs in (\S+) were moved to (\S+)$/m.exec(demo.stdout);
+  assert.ok(moved, `no 'moved to' line in\n${transcript()}`);
+  assert.equal(moved[1], output);
+  assert.match(moved[2]!, new RegExp(`^${output}-\\d{8}-\\d{6}$`));
+  assert.ok(existsSync(path.join(moved[2]!, "checkpoints", "step-000800")), "the old checkpoint is kept aside");
+  assert.match(readFileSync(path.join(moved[2]!, "ringtune_job.json"), "utf8"), /job-previous-demo/);
+  assert.ok(!existsSync(path.join(output, "checkpoints", "step-000800")), "no old checkpoint among the new");
+  assert.doesNotMatch(readFileSync(path.join(output, "ringtune_job.json"), "utf8"), /job-previous-demo/);
 });

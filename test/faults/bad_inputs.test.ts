@@ -70,8 +70,8 @@ const badSpecs: [string, Record<string, unknown>, string | null, RegExp][] = [
 ];
 
 for (const [what, change, key, message] of badSpecs) {
-  test(`bad spec, ${what}: refused naming '${key}'`, () => {
-    const problems = submissionProblems({ spec: { ...goodSpec, ...change }, base_dir: dir, source: "job.yaml" });
+  test(`bad spec, ${what}: refused naming '${key}'`, async () => {
+    const problems = await submissionProblems({ spec: { ...goodSpec, ...change }, base_dir: dir, source: "job.yaml" });
     assert.ok(problems.length > 0, "refused");
     const p = problems.find((q) => q.key === key);
     assert.ok(p, `a problem names ${key}: ${JSON.stringify(problems)}`);

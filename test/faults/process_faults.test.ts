@@ -1,7 +1,8 @@
 // Faults of whole processes against a real nats-server: kill -9 of the active coordinator mid-job (a standby
 // takes over its lease and resumes the job), SIGSTOP of the active coordinator (the standby takes over; the
 // stopped one, continued, finds its lease gone and exits instead of writing), and kill -9 of nats-server
-// mid-job followed by a restart on the same port and store. Each job ends completed with an unbroken run's
+// mid-job for twice the lease's TTL followed by a restart on the same port and store (the coordinator keeps
+// its lease). Each job ends completed with an unbroken run's
 // losses, and nothing is left running.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
@@ -15,7 +16,8 @@ import { waitUntil } from "../helpers/processes.js";
 
 after(killAllCoordinatorProcesses);
 
-const LEASE = ["--lease-ttl", "3"];
+const LEASE_TTL_S = 3;
+const LEASE = ["--lease-ttl", String(LEASE_TTL_S)];
 
 interface CoordinatorPair {
   dir: string;
@@ -88,7 +90,7 @@ test(
 );
 
 test(
-  "kill -9 of nats-server mid-job, restarted on the same port and store: the job resumes and completes",
+  "kill -9 of nats-server mid-job for twice the lease TTL, restarted on the same port and store: the coordinator keeps its lease, the job resumes and completes",
   { timeout: 300_000 },
   async () => {
     const { dir, baseSpec } = trainingFixture();
@@ -104,7 +106,8 @@ test(
       assert.ok(reply.ok, reply.error);
       await cluster.waitFor(async () => ((await cluster.record(reply.id!))?.step ?? 0) >= 7, "step 7");
       await first.kill9();
-      await new Promise((r) => setTimeout(r, 2000));
+      // Longer than the lease's TTL: the renewals sent into the outage fail, which loses nothing by itself.
+      await new Promise((r) => setTimeout(r, 2 * LEASE_TTL_S * 1000));
       second = await startNatsServer({ maxPayload: 8 * 1024 * 1024, storeDir, port: first.port });
       // JetStream answers only once it has recovered its streams: reads fail for a moment after the restart.
       let done: JobRecordBody | undefined;
@@ -123,6 +126,13 @@ test(
       assert.equal(done.status, "completed", done.message);
       assert.equal(done.attempts, 1, "the outage used up no start");
       assert.ok(coordinator.logged(/reconnected to NATS/), "the coordinator saw the outage end");
+      const tail = () =>
+        coordinator.log
+          .slice(-15)
+          .map((l) => JSON.stringify(l).slice(0, 300))
+          .join("\n");
+      assert.ok(coordinator.running, `the coordinator kept its lease and is still running; its log:\n${tail()}`);
+      assert.ok(!coordinator.logged(/lost the coordinator lease/), "the coordinator never gave up its lease");
       const unbroken = await cluster.run({ ...spec, output: "unbroken" }, dir);
       assertSameLosses(lossesByStep(path.join(dir, "outage")), lossesByStep(unbroken.output));
     } finally {

@@ -14,7 +14,7 @@ import {
 } from "../../proto/mod.js";
 import { CoordinatorProcess } from "./coordinator_process.js";
 import { rawRequest } from "./json_requests.js";
-import { startNatsServerWithUsers, type NatsWithUsers, type Role } from "./nats_users.js";
+import { credentialFlags, startNatsServerWithUsers, type NatsWithUsers, type Role } from "./nats_users.js";
 import { WorkerProcess } from "./worker_process.js";
 
 export interface HostileCluster {
@@ -26,10 +26,6 @@ export interface HostileCluster {
   open(role: Role): Promise<NatsConnection>;
   /** Asserts the coordinator process runs, answers the job API and sees every worker idle. */
   stillServing(): Promise<void>;
-}
-
-function credentialFlags(creds: { user: string; pass: string }): string[] {
-  return ["--user", creds.user, "--password", creds.pass];
 }
 
 export interface HostileClusterOptions {
@@ -79,11 +75,11 @@ export function hostileClusterForFile(options: HostileClusterOptions = {}): Host
   };
 
   before(async () => {
-    state.users = await startNatsServerWithUsers({ maxPayload: 8 * 1024 * 1024 });
+    state.users = await startNatsServerWithUsers({ maxPayload: 8 * 1024 * 1024, workerIds });
     const url = state.users.server.url;
     await options.beforeCoordinator?.(url, state.users);
     state.coordinator = CoordinatorProcess.start(url, credentialFlags(state.users.as("coordinator")));
-    state.workers = workerIds.map((id) => WorkerProcess.start(url, id, credentialFlags(state.users.as("worker"))));
+    state.workers = workerIds.map((id) => WorkerProcess.start(url, id, credentialFlags(state.users.asWorker(id))));
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {

@@ -54,13 +54,13 @@ test("seq_len is bounded at 262144 and sequence_parallel is a positive integer",
   assert.equal(issues({ sequence_parallel: 1.5 })[0]!.path, "sequence_parallel");
 });
 
-test("seq_len past the model's positions is refused at intake naming seq_len and the config file", () => {
+test("seq_len past the model's positions is refused at intake naming seq_len and the config file", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "ringtune-sp-"));
   writeFileSync(path.join(dir, "model.json"), JSON.stringify(TINY_BYTE_LLAMA)); // 256 positions
   writeFileSync(path.join(dir, "train.jsonl"), '{"text": "hello"}\n');
   const req = { spec: { ...base, seq_len: 512 }, base_dir: dir };
-  assert.deepEqual(submissionProblems(req), []);
-  assert.throws(
+  assert.deepEqual(await submissionProblems(req), []);
+  await assert.rejects(
     () => acceptSubmission(req),
     (err: Error & { problems?: { key: string | null; message: string }[] }) => {
       assert.equal(err.problems?.[0]?.key, "seq_len");
@@ -68,7 +68,7 @@ test("seq_len past the model's positions is refused at intake naming seq_len and
       return true;
     },
   );
-  assert.doesNotThrow(() => acceptSubmission({ spec: { ...base, seq_len: 256 }, base_dir: dir }));
+  await assert.doesNotReject(() => acceptSubmission({ spec: { ...base, seq_len: 256 }, base_dir: dir }));
 });
 
 test("a llama3 rope scaling extends the range to factor x original_max_position_embeddings", () => {

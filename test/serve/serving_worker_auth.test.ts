@@ -30,7 +30,7 @@ let worker: Worker;
 let url: string;
 
 before(async () => {
-  users = await startNatsServerWithUsers();
+  users = await startNatsServerWithUsers({ workerIds: ["sw0"] });
   server = users.server;
   const port = await freePort();
   url = `http://127.0.0.1:${port}/v1`;
@@ -59,7 +59,7 @@ before(async () => {
   await nc.close();
   worker = await Worker.start({
     natsUrl: server.url,
-    auth: users.as("worker"),
+    auth: users.asWorker("sw0"),
     id: "sw0",
     log: quiet,
     serve: {

@@ -105,13 +105,14 @@ test("a spec with a 3.8 MB task_type and workers: 4096 is refused at intake, nam
   await cluster.stillServing();
 });
 
-test("a spec with 400,000 data entries is refused by count within a second", async () => {
+test("a spec with 400,000 data entries is refused by count at once, not after checking each entry", async () => {
   const data = Array.from({ length: 400_000 }, () => ({ path: "a" }));
   const started = Date.now();
   const reply = await ask(jobSubjects.submit, { spec: spec({ data }), base_dir: dir });
   assertRefused(reply, "invalid_spec", "data");
   assert.match(reply.json.error!.message, /400000 entries, at most 4096/);
-  assert.ok(Date.now() - started < 1000, `${Date.now() - started} ms`);
+  // the 5.6 MB request's transfer and JSON parse included; checking every entry took 21 s
+  assert.ok(Date.now() - started < 5000, `${Date.now() - started} ms`);
   await cluster.stillServing();
 });
 

@@ -168,12 +168,21 @@ test(
   },
 );
 
-test("the NATS server in Kubernetes has the same users and permissions as deploy/nats/auth.conf", { skip }, () => {
-  const config = rendered.find((m) => m.kind === "ConfigMap" && m.metadata.name === "nats-config")!;
-  const auth = readFileSync(path.join(REPO_ROOT, "deploy/nats/auth.conf"), "utf8");
-  assert.equal(config.data!["auth.conf"]!.trim(), auth.trim());
-  assert.match(config.data!["nats-server.conf"]!, /include "auth.conf"/);
-});
+test(
+  "the NATS server in Kubernetes has the same users and permissions as deploy/nats/auth.conf, and a worker user",
+  { skip },
+  () => {
+    const config = rendered.find((m) => m.kind === "ConfigMap" && m.metadata.name === "nats-config")!;
+    const auth = readFileSync(path.join(REPO_ROOT, "deploy/nats/auth.conf"), "utf8");
+    // the workers' users go at the marker: in Kubernetes one user the worker pods share
+    const [before, after] = auth.split("    # @worker-users@\n") as [string, string];
+    const k8s = config.data!["auth.conf"]!;
+    assert.ok(k8s.startsWith(before.trim()), "the users before the workers' differ from deploy/nats/auth.conf");
+    assert.ok(k8s.trim().endsWith(after.trim()), "the end of auth.conf differs from deploy/nats/auth.conf");
+    assert.match(k8s.slice(before.length), /user: worker\n/);
+    assert.match(config.data!["nats-server.conf"]!, /include "auth.conf"/);
+  },
+);
 
 interface SecretVolume {
   name: string;

@@ -3,7 +3,8 @@
 // asks for into ordinary data sources, so a LLaMA-Factory user's folder works as it is. What ringtune
 // cannot train on (preference pairs, KTO labels, images, datasets fetched from a hub) is refused by
 // name rather than read half-way.
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
+import { readRegularFile } from "../../files/input_files.js";
 import path from "node:path";
 import { columnsSchema, tagsSchema, type Columns, type Tags } from "./llamafactory_columns.js";
 import { DATA_FILE_EXTENSIONS } from "../readers/read.js";
@@ -45,17 +46,37 @@ const REFUSED_COLUMNS: Record<string, string> = {
   audios: "audio is not supported: ringtune trains text-only models",
 };
 
-/** `names`: "a,b" or a list, as LLaMA-Factory's `dataset` takes them. */
-export function resolveDatasets(datasetDir: string, names: string | string[]): ResolvedDataset[] {
+/** Why a path may not be read (it leads out of the allowed folders), or undefined when it may. */
+export type Confine = (file: string) => string | undefined;
+
+/**
+ * `names`: "a,b" or a list, as LLaMA-Factory's `dataset` takes them. `confine` is asked about
+ * dataset_info.json and every file or folder it names before that is read, listed or even looked at.
+ */
+export function resolveDatasets(
+  datasetDir: string,
+  names: string | string[],
+  confine: Confine = () => undefined,
+): ResolvedDataset[] {
   const infoFile = path.join(datasetDir, DATASET_INFO);
   // LLaMA-Factory's special dataset_dir values that fetch from a hub instead of reading a folder
   if (path.basename(datasetDir) === "ONLINE" || datasetDir.includes("REMOTE:"))
     throw new DatasetInfoError(`dataset_dir ${datasetDir}: hub datasets are not fetched; download them into a folder`);
-  let info: unknown;
+  const outside = confine(infoFile);
+  if (outside) throw new DatasetInfoError(outside);
+  let text: string;
   try {
-    info = JSON.parse(readFileSync(infoFile, "utf8"));
+    text = readRegularFile(infoFile);
   } catch (err) {
     throw new DatasetInfoError(`${infoFile}: ${(err as Error).message}`);
+  }
+  let info: unknown;
+  try {
+    info = JSON.parse(text);
+  } catch (err) {
+    // Only where it broke: the parser's message quotes the text, which a refusal never echoes.
+    const at = /position (\d+)/.exec((err as Error).message);
+    throw new DatasetInfoError(`${infoFile}: not valid JSON${at ? ` (at byte ${at[1]})` : ""}`);
   }
   if (typeof info !== "object" || info === null || Array.isArray(info))
     throw new DatasetInfoError(`${infoFile}: expected an object of dataset entries`);
@@ -67,12 +88,12 @@ export function resolveDatasets(datasetDir: string, names: string | string[]): R
       throw new DatasetInfoError(
         `${infoFile}: no dataset '${name}' (it has: ${Object.keys(info).join(", ") || "none"})`,
       );
-    out.push(...resolveEntry(datasetDir, name, entry, `${infoFile}: dataset '${name}'`));
+    out.push(...resolveEntry(datasetDir, entry, `${infoFile}: dataset '${name}'`, confine));
   }
   return out;
 }
 
-function resolveEntry(datasetDir: string, name: string, entry: unknown, where: string): ResolvedDataset[] {
+function resolveEntry(datasetDir: string, entry: unknown, where: string, confine: Confine): ResolvedDataset[] {
   if (typeof entry !== "object" || entry === null || Array.isArray(entry))
     throw new DatasetInfoError(`${where}: expected an object`);
   const e = entry as Record<string, unknown>;
@@ -103,7 +124,10 @@ function resolveEntry(datasetDir: string, name: string, entry: unknown, where: s
     throw new DatasetInfoError(`${where}: 'tags' are for formatting: sharegpt or openai`);
   if (typeof e.file_name !== "string" || e.file_name === "")
     throw new DatasetInfoError(`${where}: 'file_name' is missing`);
-  const files = dataFiles(path.resolve(datasetDir, e.file_name), where);
+  const target = path.resolve(datasetDir, e.file_name);
+  const outside = confine(target);
+  if (outside) throw new DatasetInfoError(`${where}: file_name: ${outside}`);
+  const files = dataFiles(target, where);
   return files.map((file) => ({
     path: file,
     format: formatting,

@@ -1,7 +1,8 @@
 // A JSONL file cut into byte ranges that begin and end at line boundaries, so that worker threads read
 // and parse their own parts of the file. The main thread reads only a few KiB at each cut (to find the
 // next newline), never the records themselves.
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, readSync } from "node:fs";
+import { openInputSync } from "../../files/input_files.js";
 
 export interface ByteRange {
   start: number;
@@ -15,7 +16,7 @@ const PROBE_BYTES = 64 << 10;
 
 /** Ranges covering the whole file in order, each about `rangeBytes` long (longer when a line crosses the cut). */
 export function* lineAlignedRanges(file: string, rangeBytes = RANGE_BYTES): Generator<ByteRange> {
-  const fd = openSync(file, "r");
+  const fd = openInputSync(file);
   try {
     const size = fstatSync(fd).size;
     const probe = Buffer.allocUnsafe(PROBE_BYTES);
@@ -45,7 +46,7 @@ const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d, 0x0b, 0x0c]);
 
 /** Whether the file's first non-blank character (after a byte order mark) is `[`: a JSON array, not JSONL. */
 export function startsWithArray(file: string): boolean {
-  const fd = openSync(file, "r");
+  const fd = openInputSync(file);
   try {
     const buf = Buffer.allocUnsafe(PROBE_BYTES);
     let position = 0;

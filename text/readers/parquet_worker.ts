@@ -1,15 +1,15 @@
 // Worker thread of read_parquet.ts: reads one parquet file and posts its rows as plain JSON values.
-import { readFileSync } from "node:fs";
 import { workerData, type MessagePort } from "node:worker_threads";
 import { parquetReadObjects, toJson } from "hyparquet";
 import type { ParquetReply } from "./read_parquet.js";
+import { readInputBytes } from "../../files/input_files.js";
 
 const { file, done, port } = workerData as { file: string; done: Int32Array; port: MessagePort };
 
 async function read(): Promise<ParquetReply> {
   try {
-    const buf = readFileSync(file);
-    const bytes = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+    const buf = readInputBytes(file);
+    const bytes = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
     // toJson: 64-bit integers become numbers and byte arrays lists, so rows hash and print like JSON rows
     return { rows: toJson(await parquetReadObjects({ file: bytes })) as unknown[] };
   } catch (err) {

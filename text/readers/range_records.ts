@@ -1,11 +1,12 @@
 // The JSONL records of one byte range of a file (see file_ranges.ts), read in chunks by the worker thread
 // that parses them. Lines are numbered from 1 at the range's start; the caller adds the lines before it.
 // A line longer than the record limit is skipped to its end as it is read, never held whole.
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, readSync } from "node:fs";
 import type { ByteRange } from "./file_ranges.js";
 import type { RawRecord } from "./raw_record.js";
 import { recordBytesProblem } from "../records/record_limits.js";
 import { hasUndecodableBytes, NOT_UTF8 } from "../records/text_encoding.js";
+import { openInputSync } from "../../files/input_files.js";
 
 const CHUNK_BYTES = 1 << 20;
 
@@ -29,7 +30,7 @@ function parsedLine(line: number, bytes: Buffer): RawRecord | null {
 /** The same records, errors and (relative) lines `readJsonl` gives for the range's text. */
 export function readRangeRecords(file: string, range: ByteRange, maxRecordBytes: number): RangeRecords {
   const records: RawRecord[] = [];
-  const fd = openSync(file, "r");
+  const fd = openInputSync(file);
   try {
     const chunk = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, Math.max(1, range.end - range.start)));
     let pending: Buffer[] = []; // the current line's bytes from earlier chunks

@@ -1,11 +1,11 @@
 // Reads a data file into raw values, each with the line it starts on: a JSONL file or a JSON array here;
 // `.txt` and `.parquet` in their own readers.
-import { readFileSync } from "node:fs";
 import { readParquetFile } from "./read_parquet.js";
 import { readTextFile, type TextSplit } from "./read_text.js";
 import { DEFAULT_MAX_RECORD_BYTES, overByteLimit, recordBytesProblem } from "../records/record_limits.js";
 import { hasUndecodableBytes, NOT_UTF8, withoutBom } from "../records/text_encoding.js";
 import type { RawRecord } from "./raw_record.js";
+import { readRegularFile } from "../../files/input_files.js";
 
 export type { RawRecord };
 
@@ -26,7 +26,7 @@ export function readDataFile(
 
 /** JSON array when the first non-blank character is `[`, JSONL otherwise. */
 export function readRecords(file: string, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): RawRecord[] {
-  const text = withoutBom(readFileSync(file, "utf8"));
+  const text = withoutBom(readRegularFile(file));
   const first = text.search(/\S/);
   if (first >= 0 && text[first] === "[") return readJsonArray(text, maxRecordBytes);
   return readJsonl(text, maxRecordBytes);

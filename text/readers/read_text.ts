@@ -1,13 +1,13 @@
 // Plain-text corpora for continued pretraining: one text per line, or the whole file as one text.
-import { readFileSync } from "node:fs";
 import type { RawRecord } from "./raw_record.js";
 import { DEFAULT_MAX_RECORD_BYTES, overByteLimit, recordBytesProblem } from "../records/record_limits.js";
+import { readRegularFile } from "../../files/input_files.js";
 
 export type TextSplit = "line" | "document";
 
 /** Each record is `{text}`; blank lines are skipped (they carry nothing to learn). */
 export function readTextFile(file: string, split: TextSplit, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): RawRecord[] {
-  const text = readFileSync(file, "utf8");
+  const text = readRegularFile(file);
   const tooLarge = (line: number) => ({ line, error: recordBytesProblem(maxRecordBytes) });
   if (split === "document") {
     if (text.trim() === "") return [];

@@ -1,16 +1,17 @@
 // Records streamed from a JSONL file or a JSON array in fixed-size chunks, so a file larger than memory
 // is read with memory bounded by the chunk size and the largest single record.
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, readSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import type { RawRecord } from "./raw_record.js";
 import { DEFAULT_MAX_RECORD_BYTES, overByteLimit, recordBytesProblem } from "../records/record_limits.js";
 import { hasUndecodableBytes, NOT_UTF8, withoutBom } from "../records/text_encoding.js";
+import { openInputSync } from "../../files/input_files.js";
 
 const DEFAULT_CHUNK_BYTES = 1 << 20;
 
 /** Text of a file in chunks; a multi-byte character cut by a chunk boundary is completed by the next chunk. */
 function* textChunks(file: string, chunkBytes: number): Generator<string> {
-  const fd = openSync(file, "r");
+  const fd = openInputSync(file);
   try {
     const buf = Buffer.allocUnsafe(chunkBytes);
     const decoder = new StringDecoder("utf8");
