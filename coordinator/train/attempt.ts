@@ -20,7 +20,7 @@ import { workerRange } from "../../spec/workers_spec.js";
 import { assignRequest } from "./assign.js";
 import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
-import { saveFinalModel, saveMergedModel } from "./final_outputs.js";
+import { recordText, saveFinalModel, saveMergedModel } from "./final_outputs.js";
 import { hybridSwitchStep, loraSettingsOf } from "../../spec/lora_plan.js";
 import { MetricsFile, type MetricLine } from "./metrics_file.js";
 import { writeLossPlot } from "../../plot/write_loss_plot.js";
@@ -426,6 +426,8 @@ export class JobAttempt {
         // rank 0 writes the files.
         if (this.spec.zero >= 1 && this.ring.size > 1) await this.ring.all(save);
         else await save(0);
+        // A checkpoint is served as often as final/ (to compare steps): it renders chats as training did.
+        await recordText(this.job, this.spec, tmp);
       },
       { needBytes: estimate ? estimate.params_bytes + estimate.optimizer_bytes : undefined },
     );
