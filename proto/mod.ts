@@ -22,3 +22,4 @@ export * from "./job_record_codec.js";
 export * from "./memory_estimate.js";
 export { lostLinkMessage, ringBrokeIn, silentPeerMessage, silentPeerOf } from "./silent_peer.js";
 export { SERVE_QUEUE, modelToken, serveSubjects } from "./serve_subjects.js";
+export * from "./preference.js";

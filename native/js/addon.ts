@@ -207,6 +207,10 @@ export interface NativeModel {
       sequenceParallel?: { link: NativeRingLink; rank: number; size: number };
       /** cancel() on it stops the call between layers (see createCancelToken) */
       cancel?: NativeCancelToken;
+      /** rows * seqLen: each position's loss weighs this much in the gradient (preference losses) */
+      labelWeights?: Float32Array;
+      /** forward only: the frozen base without its LoRA adapters (a preference loss's reference model) */
+      adaptersOff?: boolean;
     },
   ): Promise<StepResult>;
   logits(): Float32Array;

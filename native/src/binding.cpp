@@ -693,6 +693,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     opts.sp = sp.get();
     const std::shared_ptr<rt::CancelToken> cancel = rt_binding::cancel_token_option(o, call);
     opts.cancel = cancel.get();
+    opts.adapters_off = bool_field(o, call, "adaptersOff", false);
+    // labelWeights (Float32Array, rows * seqLen): each position's weight in the loss's gradient.
+    Napi::Float32Array weights;
+    if (!o.Get("labelWeights").IsUndefined()) {
+      weights = typed_field<Napi::Float32Array>(o, call, "labelWeights", napi_float32_array, "Float32Array", n);
+      opts.label_weights = weights.Data();
+    }
     const rt::Batch batch{rows, T, ids.Data(), labels.Data(), pos.Data(), seg.Data()};
     // onGradsReady(offset, size): called on the main thread as each gradient bucket becomes final, so the
     // caller can all-reduce it while the backward goes on. Delivery is asynchronous: a caller must count
@@ -746,6 +753,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         },
         &busy_);
     for (auto* a : {&ids, &labels, &pos, &seg}) job->keep(*a);
+    if (opts.label_weights) job->keep(weights);
     job->Queue();
     return job->promise();
   }
