@@ -104,7 +104,8 @@ test(
       assert.ok(standby.logged(/submit retried; answered with the job it created/));
       assert.deepEqual(await jobIds(), [id]);
 
-      const other = await submit();
+      // its own output folder: the first job, still queued, holds "out"
+      const other = await submit("--set", "output=out-other");
       assert.equal(other.code, 0, other.stderr);
       assert.match(other.stderr, /request id submit-[0-9a-f-]+ \(repeat it with --request-id/);
       assert.notEqual(lastLine(other.stdout), id, "a new request (its own generated id) is a new job");
