@@ -52,6 +52,17 @@ test(
           ms < timing.lostAfterMs,
           `ring ${k + 1} re-formed ${ms} ms after the kill (all: ${reformMs.join(", ")})`,
         );
+    } catch (err) {
+      // What the coordinator did after each kill (when each failed start was handled, and why) tells a stall
+      // in the release from one in the ring's own failure handling.
+      const since = (t: number) => t - (kills.at(-1) ?? 0);
+      const starts = cluster.coordinatorLog
+        .filter((l) => /start failed|worker lost|starting job/.test(String(l.msg)))
+        .map(
+          (l) => `${since(l.time as number)} ms: ${String(l.msg)} ${JSON.stringify(l.gone ?? l.workers ?? l.worker)}`,
+        );
+      (err as Error).message += `\ncoordinator, relative to the last kill:\n${starts.slice(-6).join("\n")}`;
+      throw err;
     } finally {
       await current.kill();
       await cluster.stop();
