@@ -151,12 +151,16 @@ export class Worker {
           state: job ? "busy" : "idle",
           job,
           activity: this.runner.activity,
+          ring_broken: this.runner.ringBrokenReason,
           serving: this.serving?.status(),
         }),
       );
     };
     beat();
     this.heartbeatTimer = setInterval(beat, ms);
+    this.runner.onRingBroken = () => {
+      if (!this.closed) beat();
+    };
   }
 
   async close(): Promise<void> {
