@@ -313,6 +313,7 @@ export class Coordinator {
       interruption: (id: string) => this.interruptions.get(id)!.promise,
       suspect: (worker: string) => this.registry.suspect(worker),
       activity: (worker: string) => this.registry.activity(worker),
+      deviceOf: (worker: string) => this.registry.deviceOf(worker),
       // Half a heartbeat: an activity a worker reports is shown before its next one can replace it.
       activityRefreshMs: this.registry.heartbeatMs / 2,
       onMetric: (id: string, line: MetricLine) => this.http?.onMetric(id, line),

@@ -7,6 +7,7 @@ import path from "node:path";
 import { z } from "zod";
 import { TOKENIZER_FILES } from "./hf_model.js";
 import { writeOutputFile, writeOutputFileAtomically } from "../files/output_files.js";
+import { builtinChatTemplateJinja } from "../text/templates/builtin_jinja.js";
 import { TEMPLATE_NAMES, type TemplateName, type TemplateOptions } from "../text/templates/template.js";
 
 /** The file beside a model's or an adapter's weights that records its text setup (and the job). */
@@ -92,5 +93,25 @@ export async function writeTrainedText(
     }
     tokenizer = ".";
   } else if (tokenizer !== "byte" && tokenizer !== "model") tokenizer = ".";
+  await writeChatTemplate(dir, text);
   await writeOutputFile(path.join(dir, TRAINED_TEXT_FILE), trainedTextJson(job, { ...text, tokenizer }));
+}
+
+/**
+ * Replaces the chat_template of `dir`/tokenizer_config.json (when the folder has one) with the built-in
+ * template the job trained with, as Jinja, so servers that read only the Hugging Face files (vLLM,
+ * transformers) render chats as training did rather than with the base model's own template. A job on
+ * the model's own template (`model`) keeps it as it is.
+ */
+async function writeChatTemplate(dir: string, text: TrainedText): Promise<void> {
+  const file = path.join(dir, "tokenizer_config.json");
+  if (text.template === "model" || !existsSync(file)) return;
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`, { cause: err });
+  }
+  config.chat_template = builtinChatTemplateJinja(text.template, text.template_options);
+  await writeOutputFileAtomically(file, JSON.stringify(config, null, 2) + "\n");
 }

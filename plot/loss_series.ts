@@ -11,18 +11,25 @@ export interface LossSeries {
   train: Point[];
   val: Point[];
   valByTask: Record<string, Point[]>;
+  /** preference training: rewards_chosen, rewards_rejected, margin and accuracy per step (empty otherwise) */
+  pref: Record<string, Point[]>;
 }
+
+/** The preference metrics a plot draws, as metrics.jsonl names them. */
+export const PREF_SERIES = ["rewards_chosen", "rewards_rejected", "margin", "accuracy"] as const;
 
 const finite = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 
 /** Lines are objects with `step` and any of `loss`, `val_loss`, `val_loss_by_task`; others are skipped. */
 export function lossSeriesOfLines(label: string, lines: readonly Record<string, unknown>[]): LossSeries {
-  const series: LossSeries = { label, train: [], val: [], valByTask: {} };
+  const series: LossSeries = { label, train: [], val: [], valByTask: {}, pref: {} };
   for (const line of lines) {
     const step = line.step;
     if (!finite(step)) continue;
     if (finite(line.loss)) series.train.push([step, line.loss]);
     if (finite(line.val_loss)) series.val.push([step, line.val_loss]);
+    if (finite(line.loss))
+      for (const k of PREF_SERIES) if (finite(line[k])) (series.pref[k] ??= []).push([step, line[k] as number]);
     const byTask = line.val_loss_by_task;
     if (byTask && typeof byTask === "object")
       for (const [task, v] of Object.entries(byTask as Record<string, unknown>))

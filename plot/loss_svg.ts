@@ -1,8 +1,9 @@
 // The loss plot as SVG, drawn here so the PNG needs no browser: two panels side by side, train loss
 // (raw faint, smoothed solid, as LLaMA-Factory's plot_loss draws it) and validation loss (overall solid,
-// per task_type dashed), one colour per curve, one or several runs overlaid.
+// per task_type dashed), one colour per curve, one or several runs overlaid. Preference runs get a second
+// row: the chosen and rejected rewards with their margin, and the share of pairs with the chosen answer ahead.
 import { linearTicks, logTicks, tickLabel } from "./axis_ticks.js";
-import { smooth, type LossSeries, type Point } from "./loss_series.js";
+import { PREF_SERIES, smooth, type LossSeries, type Point } from "./loss_series.js";
 
 export const PLOT_WIDTH = 1200;
 export const PLOT_HEIGHT = 520;
@@ -57,7 +58,20 @@ function valCurves(runs: readonly LossSeries[]): Curve[] {
   });
 }
 
-function panel(box: Box, title: string, curves: readonly Curve[], logScale: boolean): string {
+function prefCurves(runs: readonly LossSeries[], keys: readonly string[]): Curve[] {
+  let colorIndex = 0;
+  return runs.flatMap((run) =>
+    keys
+      .filter((k) => (run.pref[k]?.length ?? 0) > 0)
+      .map((k) => ({
+        name: `${runs.length > 1 ? `${run.label} ` : ""}${k.replace("_", " ")}`,
+        points: run.pref[k]!,
+        color: PALETTE[colorIndex++ % PALETTE.length]!,
+      })),
+  );
+}
+
+function panel(box: Box, title: string, curves: readonly Curve[], logScale: boolean, valueName = "loss"): string {
   const out: string[] = [];
   const plot = { x: box.x + 64, y: box.y + 36, w: box.w - 84, h: box.h - 150 };
   out.push(
@@ -94,7 +108,7 @@ function panel(box: Box, title: string, curves: readonly Curve[], logScale: bool
   out.push(
     `<text x="${plot.x + plot.w / 2}" y="${plot.y + plot.h + 38}" text-anchor="middle" font-size="13">step</text>`,
   );
-  const yName = logScale ? "loss (log scale)" : "loss";
+  const yName = logScale && valueName === "loss" ? "loss (log scale)" : valueName;
   out.push(
     `<text transform="translate(${box.x + 16},${plot.y + plot.h / 2}) rotate(-90)" text-anchor="middle" font-size="13">${yName}</text>`,
   );
@@ -124,12 +138,31 @@ function panel(box: Box, title: string, curves: readonly Curve[], logScale: bool
 export function lossPlotSvg(runs: readonly LossSeries[], opts: { logScale?: boolean; title?: string } = {}): string {
   const half = PLOT_WIDTH / 2;
   const title = opts.title ?? (runs.length === 1 ? runs[0]!.label : runs.map((r) => r.label).join(" vs "));
+  const pref = runs.some((r) => PREF_SERIES.some((k) => (r.pref[k]?.length ?? 0) > 0));
+  const height = pref ? 2 * PLOT_HEIGHT - 24 : PLOT_HEIGHT;
+  const prefRow = (y: number) => [
+    panel(
+      { x: 0, y, w: half, h: PLOT_HEIGHT - 24 },
+      "preference rewards",
+      prefCurves(runs, ["rewards_chosen", "rewards_rejected", "margin"]),
+      false,
+      "reward",
+    ),
+    panel(
+      { x: half, y, w: half, h: PLOT_HEIGHT - 24 },
+      "preference accuracy",
+      prefCurves(runs, ["accuracy"]),
+      false,
+      "share of pairs",
+    ),
+  ];
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${PLOT_WIDTH}" height="${PLOT_HEIGHT}" viewBox="0 0 ${PLOT_WIDTH} ${PLOT_HEIGHT}" font-family="${FONT}">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${PLOT_WIDTH}" height="${height}" viewBox="0 0 ${PLOT_WIDTH} ${height}" font-family="${FONT}">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="${half}" y="20" text-anchor="middle" font-size="14" fill="#333">${esc(title)}</text>`,
     panel({ x: 0, y: 24, w: half, h: PLOT_HEIGHT - 24 }, "training loss", trainCurves(runs), !!opts.logScale),
     panel({ x: half, y: 24, w: half, h: PLOT_HEIGHT - 24 }, "validation loss", valCurves(runs), !!opts.logScale),
+    ...(pref ? prefRow(PLOT_HEIGHT) : []),
     "</svg>",
   ].join("\n");
 }

@@ -23,6 +23,11 @@ export const GenerationEvalReport = z.object({
   /** by task_type, sorted by name */
   tasks: z.record(z.string(), TaskScore),
   max_new_tokens: z.number().int().optional(),
+  /**
+   * Held-out chats not asked: their prompt and max_new_tokens together pass the model's context, which a
+   * server of the model refuses too. Each names its file:line and says why.
+   */
+  skipped: z.array(z.object({ example: z.string(), prompt_tokens: z.number().int(), reason: z.string() })).optional(),
 });
 export type GenerationEvalReport = z.infer<typeof GenerationEvalReport>;
 

@@ -69,6 +69,8 @@ export const JobRecord = defineMessage("JobRecord", {
   eta_s: z.number().optional(),
   output: z.string(),
   workers: z.array(z.string()),
+  /** the device of each of `workers`, in the same order, as deviceLabel() names it ("cuda-emu (...)") */
+  worker_devices: z.array(z.string().max(300)).max(4096).optional(),
   last_checkpoint: z.object({ step: z.number().int(), dir: z.string() }).optional(),
   /** generation-based evaluation (before / after), when the job asks for it */
   generation_eval: GenerationEval.optional(),
@@ -95,7 +97,13 @@ export const WorkerInfo = z.object({
   worker_id: SubjectToken,
   host: z.string(),
   pid: z.number().int(),
-  device: z.object({ kind: z.enum(["cpu", "cuda"]), name: z.string(), memory_bytes: z.number(), cores: z.number() }),
+  device: z.object({
+    kind: z.enum(["cpu", "cuda", "cuda-emu"]),
+    index: z.number().optional(),
+    name: z.string(),
+    memory_bytes: z.number(),
+    cores: z.number(),
+  }),
   state: z.enum(["idle", "busy", "lost"]),
   job: z.string().optional(),
   last_seen_ms_ago: z.number(),

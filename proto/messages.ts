@@ -25,8 +25,12 @@ export const DEFAULT_TRANSPORT: TransportKind = "tcp";
 export const HostName = z.string().min(1).max(255);
 
 export const Device = z.object({
-  kind: z.enum(["cpu", "cuda"]),
-  name: z.string().max(256), // "AMD EPYC" or "NVIDIA H100 80GB HBM3"
+  /** cuda-emu: the CUDA backend on the project's CPU emulator (slow: tests and set-up checks) */
+  kind: z.enum(["cpu", "cuda", "cuda-emu"]),
+  /** the CUDA device number, for kind cuda */
+  index: Count.max(1024).optional(),
+  name: z.string().max(256), // "AMD EPYC", "NVIDIA H100 80GB HBM3", "CUDA emulator on the CPU: slow"
+  /** what the job's per-rank memory must fit in: the GPU's memory for cuda, the host's for cpu and cuda-emu */
   memory_bytes: Count,
   cores: Count, // CPU cores, or streaming multiprocessors on a GPU
 });
@@ -61,6 +65,8 @@ export const WorkerHeartbeat = defineMessage("WorkerHeartbeat", {
    * says so at once, so the coordinator need not wait for a command to a dead neighbour to time out
    */
   ring_broken: z.string().max(500).optional(),
+  /** the device it computes on, as deviceLabel() names it: "cuda:0 (NVIDIA H100 80GB HBM3)", "cuda-emu (...)" */
+  device: z.string().max(300).optional(),
   /** a serving worker's models (its base first, then adapters) and its generations running and queued */
   serving: z
     .object({

@@ -5,6 +5,7 @@ export { decodeMessage, encodeMessage, type Body, type Message, type MessageType
 export { encodeChunk, encodeChunkParts, type ChunkParts } from "./chunk_frame.js";
 export { SubjectToken, subjects } from "./subjects.js";
 export * from "./messages.js";
+export * from "./device_label.js";
 export * from "./job_subjects.js";
 export * from "./jobs.js";
 export * from "./training.js";
@@ -21,3 +22,4 @@ export * from "./job_record_codec.js";
 export * from "./memory_estimate.js";
 export { lostLinkMessage, ringBrokeIn, silentPeerMessage, silentPeerOf } from "./silent_peer.js";
 export { SERVE_QUEUE, modelToken, serveSubjects } from "./serve_subjects.js";
+export * from "./preference.js";

@@ -8,6 +8,7 @@ import { defineMessage } from "./codec.js";
 import { TransportKind } from "./messages.js";
 import { SubjectToken } from "./subjects.js";
 import { TaskSums } from "./task_sums.js";
+import { PreferenceSettings, PrefSums } from "./preference.js";
 import { I32, TokenBatch } from "./token_batch.js";
 
 const Ok = { ok: z.boolean(), error: z.string().optional() };
@@ -68,6 +69,8 @@ export const JobAssign = defineMessage("JobAssign", {
   ring_timeout_ms: z.number().int().min(1).optional(),
   /** the worker id of each rank, to name a silent neighbour in errors */
   ring_workers: z.array(z.string().max(256)).max(4096).optional(),
+  /** stage dpo: batches hold preference pairs, trained with this loss; absent: SFT */
+  preference: PreferenceSettings.optional(),
 });
 export const JobAssignReply = defineMessage("JobAssignReply", {
   ...Ok,
@@ -79,7 +82,7 @@ export const TrainStep = defineMessage("TrainStep", {
   job: SubjectToken,
   step: z.number().int().min(1),
   lr: z.number(),
-  /** 1 / target tokens of the whole global batch: N workers then give one worker's update */
+  /** 1 / target tokens (preference training: pairs) of the whole global batch: N workers give one worker's update */
   loss_scale: z.number(),
   micro_batch_rows: z.number().int().min(1),
   /** this rank's share of the step's rows */
@@ -95,6 +98,8 @@ export const TrainStepReply = defineMessage("TrainStepReply", {
   loss_sum: z.number().optional(),
   targets: z.number().optional(),
   task_sums: TaskSums.optional(),
+  /** preference training: the pairs' metrics by task (loss_sum and targets are then the pairs') */
+  pref_sums: PrefSums.optional(),
   grad_norm: z.number().optional(),
   checksum: z.string().optional(),
   compute_ms: z.number().optional(),
@@ -111,6 +116,7 @@ export const EvalStepReply = defineMessage("EvalStepReply", {
   loss_sum: z.number().optional(),
   targets: z.number().optional(),
   task_sums: TaskSums.optional(),
+  pref_sums: PrefSums.optional(),
 });
 
 export const Generate = defineMessage("Generate", {

@@ -8,6 +8,7 @@ import { TEMPLATE_NAMES } from "../text/templates/template.js";
 import * as recordLimits from "../text/records/record_limits.js";
 import { checkTrainingKeys, trainingSpecShape } from "./training_spec.js";
 import { checkSequenceParallelKeys } from "./sequence_parallel.js";
+import { checkPreferenceKeys, preferenceSpecShape } from "./preference_spec.js";
 import { checkWorkersKeys } from "./workers_spec.js";
 
 export const dataSourceSchema = z
@@ -26,6 +27,8 @@ export const dataSourceSchema = z
     columns: columnsSchema.optional(),
     /** LLaMA-Factory sharegpt tags (role_tag, content_tag, user_tag, assistant_tag, ...) */
     tags: tagsSchema.optional(),
+    /** preference pairs (`chosen`/`rejected`), as LLaMA-Factory's `ranking: true`; needs stage: dpo */
+    ranking: z.boolean().default(false),
     /** `.txt` files: one text per line, or the whole file as one text */
     text_split: z.enum(["line", "document"]).default("line"),
   })
@@ -106,8 +109,9 @@ export const dataSpecShape = {
 
 /** One schema for the whole job file: the data keys and the training keys (training_spec.ts). */
 export const jobSpecSchema = z
-  .strictObject({ ...dataSpecShape, ...trainingSpecShape })
+  .strictObject({ ...dataSpecShape, ...trainingSpecShape, ...preferenceSpecShape })
   .superRefine(checkTrainingKeys)
+  .superRefine(checkPreferenceKeys)
   .superRefine(checkSequenceParallelKeys)
   .superRefine(checkWorkersKeys)
   .superRefine((spec, ctx) => {

@@ -42,7 +42,15 @@ export function parseSpec(value: unknown, where: string, baseDir: string, roots?
   const r = jobSpecSchema.safeParse(value);
   if (!r.success)
     throw new SpecError(`${where}: invalid job spec:\n  ${formatSpecIssues(r.error.issues).join("\n  ")}`);
-  return withLlamaFactoryDatasets(resolvePaths(r.data, baseDir), where, roots);
+  const spec = withLlamaFactoryDatasets(resolvePaths(r.data, baseDir), where, roots);
+  if (spec.stage !== "dpo") {
+    const i = spec.data.findIndex((d) => d.ranking);
+    if (i >= 0)
+      throw new SpecError(
+        `${where}: data[${i}] (${path.basename(spec.data[i].path)}): ranking data (chosen/rejected pairs) needs stage: dpo`,
+      );
+  }
+  return spec;
 }
 
 /** `dataset` names resolved through `dataset_dir`'s dataset_info.json into entries of `data`. */

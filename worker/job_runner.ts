@@ -261,7 +261,7 @@ export class JobRunner {
         maxGradNorm: o.grad_clip,
       },
       group,
-      { zero: o.zero },
+      { zero: o.zero, preference: m.preference },
     );
     this.job = { id: m.job, config, trainer, ring: m.ring };
     return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
@@ -287,6 +287,7 @@ export class JobRunner {
       loss_sum: r.lossSum,
       targets: r.targets,
       task_sums: r.taskSums,
+      pref_sums: r.prefSums,
       grad_norm: r.gradNorm,
       checksum: r.checksum,
       compute_ms: r.computeMs,
@@ -296,7 +297,7 @@ export class JobRunner {
 
   private async evaluate(m: CommandRequest<"eval">): Promise<CommandResult<"eval">> {
     const r = await this.active(m.job).trainer.evaluate(m.batch, m.micro_batch_rows);
-    return { loss_sum: r.lossSum, targets: r.targets, task_sums: r.taskSums };
+    return { loss_sum: r.lossSum, targets: r.targets, task_sums: r.taskSums, pref_sums: r.prefSums };
   }
 
   private async generate(m: CommandRequest<"generate">): Promise<CommandResult<"generate">> {

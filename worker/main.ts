@@ -15,6 +15,8 @@ import {
   WorkerRegisterReply,
 } from "../proto/mod.js";
 import { cpuDevice } from "./device.js";
+import { deviceLabel, type Device } from "../proto/mod.js";
+import type { z } from "zod";
 import { JobRunner } from "./job_runner.js";
 import type { PathRoots } from "../files/path_roots.js";
 import { WorkerMetrics } from "./worker_metrics.js";
@@ -36,6 +38,8 @@ export interface WorkerOptions {
   advertiseHost?: string;
   /** usable memory to report instead of the machine's RAM */
   memoryBytes?: number;
+  /** what it computes on, as registered and sent in heartbeats (default: this host's CPU, memoryBytes) */
+  device?: z.infer<typeof Device>;
   log?: Logger;
   /** where to serve Prometheus `/metrics` (none: no HTTP server) */
   http?: ListenAddress;
@@ -72,7 +76,7 @@ export class Worker {
     readonly id: string,
     private readonly runner: JobRunner,
     private readonly log: Logger,
-    private readonly memoryBytes: number | undefined,
+    private readonly device: z.infer<typeof Device>,
   ) {}
 
   static async start(opts: WorkerOptions): Promise<Worker> {
@@ -89,7 +93,7 @@ export class Worker {
     );
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
     runner.pathRoots = opts.roots;
-    const w = new Worker(nc, opts.id, runner, log, opts.memoryBytes);
+    const w = new Worker(nc, opts.id, runner, log, opts.device ?? cpuDevice(opts.memoryBytes));
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
     if (opts.serve) w.serving = await WorkerServing.start(nc, opts.id, opts.serve, log);
     w.serveCommands();
@@ -118,7 +122,7 @@ export class Worker {
       worker_id: this.id,
       host: os.hostname(),
       pid: process.pid,
-      device: cpuDevice(this.memoryBytes),
+      device: this.device,
       transports: [DEFAULT_TRANSPORT, DEFAULT_TRANSPORT === "tcp" ? "nats" : "tcp"],
     });
     for (let attempt = 0; !this.closed; attempt++) {
@@ -129,7 +133,7 @@ export class Worker {
         );
         if (!reply.ok) throw new Error(reply.error ?? "registration refused");
         this.startHeartbeats(reply.heartbeat_ms);
-        this.log.info({ device: cpuDevice(this.memoryBytes) }, "registered with the coordinator");
+        this.log.info({ device: this.device }, "registered with the coordinator");
         return;
       } catch (err) {
         if (attempt === 0) this.log.info(`waiting for a coordinator (${(err as Error).message})`);
@@ -152,6 +156,7 @@ export class Worker {
           job,
           activity: this.runner.activity,
           ring_broken: this.runner.ringBrokenReason,
+          device: deviceLabel(this.device),
           serving: this.serving?.status(),
         }),
       );

@@ -1,7 +1,15 @@
 // One job on one worker: the micro-batch loop of a training step with the gradient all-reduce overlapped
 // with the backward, the AdamW step, and forward-only evaluation.
 import { loadAddon, type AdamWOptions, type NativeBatch, type NativeModel } from "../native/js/addon.js";
-import { addTokenLosses, sliceTokenBatch, type TaskSums, type TokenBatch } from "../proto/mod.js";
+import {
+  addTokenLosses,
+  sliceTokenBatch,
+  type PreferenceSettings,
+  type PrefSums,
+  type TaskSums,
+  type TokenBatch,
+} from "../proto/mod.js";
+import { pairStep } from "./preference/pair_step.js";
 import { allReduceTag, ringAllReduce, ringReduceScatter, type Transport } from "./allreduce/mod.js";
 import { trainingStateChecksum } from "./checksum.js";
 import type { SequenceGroup } from "./sequence_parallel/group_link.js";
@@ -20,9 +28,12 @@ export interface StepRequest {
 }
 
 export interface StepOutcome {
+  /** SFT: the target tokens' loss sum and count; preference training: the pairs' loss sum and count */
   lossSum: number;
   targets: number;
   taskSums: TaskSums;
+  /** preference training: the pairs' metrics by task */
+  prefSums?: PrefSums;
   gradNorm: number;
   checksum?: string;
   computeMs: number;
@@ -30,6 +41,14 @@ export interface StepOutcome {
   commWaitMs: number;
   /** gradient bytes this rank sent around the ring: a ring all-reduce sends 2(n-1)/n of the buffer */
   allReduceBytes: number;
+}
+
+/** SFT: target tokens' loss sum and count; preference training: the pairs' (and their metrics). */
+export interface Evaluation {
+  lossSum: number;
+  targets: number;
+  taskSums: TaskSums;
+  prefSums?: PrefSums;
 }
 
 interface MicroBatch {
@@ -48,6 +67,8 @@ export function microBatches(batch: TokenBatch, per: number): MicroBatch[] {
 export interface TrainerOptions {
   /** ZeRO stage 1: AdamW moments sharded over the ring (effective with more than one rank) */
   zero?: number;
+  /** preference training (stage dpo): batches hold pairs, the step's loss is the preference loss */
+  preference?: PreferenceSettings;
 }
 
 function ringAllReduceBytes(buckets: readonly (readonly [number, number])[], ranks: number): number {
@@ -73,7 +94,10 @@ export class Trainer {
     options: TrainerOptions = {},
   ) {
     this.sharded = (options.zero ?? 0) >= 1 && transport.size > 1;
+    this.preference = options.preference;
   }
+
+  private readonly preference: PreferenceSettings | undefined;
 
   get rank(): number {
     return this.transport.rank;
@@ -143,9 +167,30 @@ export class Trainer {
     let targets = 0;
     if (parts.length === 0) await model.zeroGrad(); // a rank without rows this step: nothing else clears them
     if (parts.length === 0 && distributed) for (const [o, n] of buckets) reduce(o, n); // no rows: zero gradients
+    const prefSums: PrefSums | undefined = this.preference && {};
     for (const [i, mb] of parts.entries()) {
       // Only the last micro-batch's backward completes the gradient, so only it overlaps the all-reduce.
       const overlap = distributed && i === parts.length - 1;
+      if (this.preference && prefSums) {
+        const r = await pairStep(
+          model,
+          mb,
+          req.batch.tasks,
+          {
+            settings: this.preference,
+            lossScale: req.lossScale,
+            backward: true,
+            zeroGrads: i === 0,
+            onGradsReady: overlap ? reduce : undefined,
+            cancel: this.cancelToken,
+          },
+          taskSums,
+          prefSums,
+        );
+        lossSum += r.lossSum;
+        targets += r.pairs;
+        continue;
+      }
       const r = await model.forwardBackward(mb.batch, {
         backward: true,
         lossScale: req.lossScale,
@@ -178,6 +223,7 @@ export class Trainer {
       lossSum,
       targets,
       taskSums,
+      prefSums,
       gradNorm,
       checksum: req.checksum ? await trainingStateChecksum(model) : undefined,
       computeMs: computeDone - t0,
@@ -186,20 +232,30 @@ export class Trainer {
     };
   }
 
-  evaluate(
-    batch: TokenBatch,
-    microBatchRows: number,
-  ): Promise<{ lossSum: number; targets: number; taskSums: TaskSums }> {
+  evaluate(batch: TokenBatch, microBatchRows: number): Promise<Evaluation> {
     return this.interruptible(() => this.runEvaluation(batch, microBatchRows));
   }
 
-  private async runEvaluation(
-    batch: TokenBatch,
-    microBatchRows: number,
-  ): Promise<{ lossSum: number; targets: number; taskSums: TaskSums }> {
+  private async runEvaluation(batch: TokenBatch, microBatchRows: number): Promise<Evaluation> {
     const taskSums: TaskSums = {};
     let lossSum = 0;
     let targets = 0;
+    if (this.preference) {
+      const prefSums: PrefSums = {};
+      for (const mb of microBatches(batch, microBatchRows)) {
+        const r = await pairStep(
+          this.model,
+          mb,
+          batch.tasks,
+          { settings: this.preference, lossScale: 0, backward: false, cancel: this.cancelToken },
+          taskSums,
+          prefSums,
+        );
+        lossSum += r.lossSum;
+        targets += r.pairs;
+      }
+      return { lossSum, targets, taskSums, prefSums };
+    }
     for (const mb of microBatches(batch, microBatchRows)) {
       const r = await this.model.forwardBackward(mb.batch, {
         backward: false,

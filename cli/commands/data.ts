@@ -10,6 +10,28 @@ import { rowToJson, type Row } from "../../data/rows/row.js";
 import type { DataStats } from "../../data/stats.js";
 import type { TextTokenizer } from "../../text/tokenizers/tokenizer.js";
 import { memoryLines } from "../memory_lines.js";
+import { preparePairs, type PairStats } from "../../data/preference/prepare_pairs.js";
+import type { JobSpec } from "../../spec/job_spec.js";
+
+/** The job's data as the coordinator prepares it: pairs for stage dpo, examples otherwise. */
+async function prepare(
+  spec: JobSpec,
+  opts: { quiet?: boolean; useCache: boolean },
+): Promise<PreparedDataset & { stats: { pairs?: PairStats } }> {
+  return spec.stage === "dpo" ? preparePairs(spec) : await prepareDataset(spec, opts);
+}
+
+function pairLines(p: PairStats | undefined): string[] {
+  if (!p) return [];
+  const tasks = Object.entries(p.perTask)
+    .sort()
+    .map(([task, n]) => `${task} ${n}`)
+    .join(", ");
+  return [
+    `pairs: ${p.train} train, ${p.val} val; per task_type: ${tasks || "none"}`,
+    `  mean positions: prompt ${p.meanPromptLength.toFixed(1)}, chosen ${p.meanChosenLength.toFixed(1)}, rejected ${p.meanRejectedLength.toFixed(1)}`,
+  ];
+}
 
 const check: Command = {
   name: "data check",
@@ -18,7 +40,7 @@ const check: Command = {
   async run(argv) {
     const { values } = parseFlags(argv, { spec: { type: "string" }, "no-cache": { type: "boolean" } });
     const spec = loadSpec(requireFlag(values, "spec"));
-    const d = await prepareDataset(spec, { useCache: !values["no-cache"] });
+    const d = await prepare(spec, { useCache: !values["no-cache"] });
     d.close();
     for (const p of d.problems) console.log(formatProblem(p));
     const s = d.stats;
@@ -26,6 +48,7 @@ const check: Command = {
       `\n${s.recordsRead} records read, ${s.recordsKept} kept; dropped: ${describeDropped(s)}; ` +
         `${s.nearDuplicates} near-duplicate(s) reported; ${s.truncated} truncated, ${s.split} split`,
     );
+    for (const line of pairLines(s.pairs)) console.log(line);
     for (const line of memoryLines(spec)) console.log(line);
     if (d.failed) {
       console.log(`on_bad_record: fail: ${d.problems.filter(isBadRecord).length} bad record(s)`);
@@ -50,7 +73,7 @@ const preview: Command = {
     });
     const json = Boolean(values.json);
     const spec = loadSpec(requireFlag(values, "spec"));
-    const d = await prepareDataset(spec, { quiet: json, useCache: !values["no-cache"] });
+    const d = await prepare(spec, { quiet: json, useCache: !values["no-cache"] });
     if (d.failed) {
       for (const p of d.problems.filter(isBadRecord)) console.error(formatProblem(p));
       throw new Error("on_bad_record: fail and bad records were found (see above; 'ringtune data check' lists all)");
@@ -83,8 +106,9 @@ function describeDropped(s: DataStats): string {
   return parts.length ? parts.join(", ") : "none";
 }
 
-function printStats(d: PreparedDataset): void {
+function printStats(d: PreparedDataset & { stats: { pairs?: PairStats } }): void {
   const s = d.stats;
+  for (const line of pairLines(s.pairs)) console.log(line);
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   console.log(`records: ${s.recordsRead} read, ${s.recordsKept} kept; dropped: ${describeDropped(s)}`);
   console.log(

@@ -8,6 +8,8 @@ import { parseBytes } from "../../spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
 import { deviceFromFlags } from "../device_flag.js";
+import { workerDevice } from "../../worker/device.js";
+import { loadAddon } from "../../native/js/addon.js";
 import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { pathRoots } from "../path_roots.js";
@@ -167,7 +169,7 @@ export const workerCommand: Command = {
     });
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     // A process that logs JSON says everything in JSON, the warning about running without authentication too.
-    deviceFromFlags(values); // before anything else: a worker that cannot compute says so at once
+    const compute = deviceFromFlags(values); // before anything else: a worker that cannot compute says so at once
     containUnhandledRejections("worker");
     // each worker its own NATS user: a local cluster's credentials for this worker are in worker-<id>.env
     const auth = natsAuth(values, `worker-${id}`, process.env, (line) =>
@@ -186,6 +188,7 @@ export const workerCommand: Command = {
       listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,
       memoryBytes,
+      device: workerDevice(compute, memoryBytes, (index) => loadAddon().probeCuda(index)),
       http: httpFlag(values.http),
       serve: serveFlags(values),
       roots: pathRoots(values),

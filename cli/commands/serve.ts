@@ -10,10 +10,12 @@ import { getJob, openJobs } from "../../proto/job_records.js";
 import { startServer } from "../../serve/server.js";
 import { parseRootList } from "../../files/path_roots.js";
 import { serveSubjects } from "../../proto/serve_subjects.js";
+import { deviceFromFlags } from "../device_flag.js";
+import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]
                      [--nats] [--nats-url URL] [--template NAME] [--max-batch N] [--max-context N]
-                     [--adapter-root DIR[:DIR...]] [--api-key-file FILE] [--base-bf16]
+                     [--adapter-root DIR[:DIR...]] [--api-key-file FILE] [--base-bf16] [${DEVICE_FLAG_HELP}]
 
 Serves the base model in DIR (as NAME, default the folder's name) and each adapter (a PEFT folder, or the
 id of a finished LoRA job, looked up over NATS) under its NAME: the 'model' field of a request picks one.
@@ -53,8 +55,10 @@ export const serve: Command = {
       "adapter-root": { type: "string" },
       "api-key-file": { type: "string" },
       "base-bf16": { type: "boolean" },
+      device: { type: "string" },
       ...natsCredentialFlags,
     });
+    deviceFromFlags(values); // before the model is read or a port opened: a server that cannot compute says so
     const modelDir = requireFlag(values, "model");
     const template = values.template as string | undefined;
     if (template !== undefined && !(TEMPLATE_NAMES as readonly string[]).includes(template))

@@ -130,6 +130,39 @@ export function loadEvalPrompts(
   return prompts;
 }
 
+export interface SkippedPrompt {
+  /** file:line of the held-out record */
+  example: string;
+  prompt_tokens: number;
+  reason: string;
+}
+
+/**
+ * The prompts a server of the model would answer with max_new_tokens: those whose prompt and answer fit
+ * the model's context (max_position_embeddings, as `ringtune serve` bounds a request). The others are
+ * skipped, each named with why, instead of generating past the positions the model was built for.
+ */
+export function promptsWithinContext(
+  prompts: EvalPrompt[],
+  maxNewTokens: number,
+  context: number,
+): { asked: EvalPrompt[]; skipped: SkippedPrompt[] } {
+  const asked: EvalPrompt[] = [];
+  const skipped: SkippedPrompt[] = [];
+  for (const p of prompts) {
+    if (p.ids.length + maxNewTokens <= context) asked.push(p);
+    else
+      skipped.push({
+        example: `${p.source.file}:${p.source.line}`,
+        prompt_tokens: p.ids.length,
+        reason:
+          `the prompt has ${p.ids.length} tokens and max_new_tokens is ${maxNewTokens}: together more than the ` +
+          `model's context of ${context} tokens (max_position_embeddings), which a server of the model refuses too`,
+      });
+  }
+  return { asked, skipped };
+}
+
 function lastIndexOf<T>(xs: T[], f: (x: T) => boolean): number {
   for (let i = xs.length - 1; i >= 0; i--) if (f(xs[i])) return i;
   return -1;

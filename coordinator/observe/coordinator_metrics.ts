@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { FINAL_STATUSES, JOB_STATUSES, type WorkerInfo } from "../../proto/mod.js";
 import type { Job } from "../jobs/store.js";
 import type { MetricLine } from "../train/metrics_file.js";
+import { PREF_KEYS } from "../train/pref_metrics.js";
 
 const SECONDS_BUCKETS = [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180];
 const WORKER_STATES = ["idle", "busy", "lost"] as const;
@@ -40,6 +41,7 @@ export class CoordinatorMetrics {
   private readonly stepSeconds: Histogram;
   private readonly allReduceWait: Histogram;
   private readonly workerStepSeconds: Gauge<"worker">;
+  private readonly preference: Gauge<"job" | "task" | "metric">;
 
   constructor(view: ClusterView) {
     collectDefaultMetrics({ register: this.registry, prefix: "ringtune_coordinator_process_" });
@@ -86,6 +88,14 @@ export class CoordinatorMetrics {
       labelNames: ["worker"],
       registers,
     });
+    this.preference = new Gauge({
+      name: "ringtune_preference",
+      help:
+        "preference training, last step: rewards_chosen, rewards_rejected, margin, accuracy, logps_chosen, " +
+        "logps_rejected (means over the step's pairs; task 'all' or a task_type)",
+      labelNames: ["job", "task", "metric"],
+      registers,
+    });
     new Gauge({
       name: "ringtune_jobs",
       help: "jobs in each status",
@@ -127,6 +137,13 @@ export class CoordinatorMetrics {
     });
   }
 
+  private observePreference(job: string, task: string, m: Record<string, unknown>): void {
+    for (const metric of PREF_KEYS) {
+      const v = num(m[metric]);
+      if (v !== undefined) this.preference.set({ job, task, metric }, v);
+    }
+  }
+
   /** One line of a job's metrics.jsonl: a step's numbers or an evaluation's. */
   observe(job: string, line: MetricLine): void {
     const loss = num(line.loss);
@@ -152,6 +169,11 @@ export class CoordinatorMetrics {
           const v = num(ms);
           if (v !== undefined) this.workerStepSeconds.set({ worker }, v / 1000);
         }
+      this.observePreference(job, "all", line);
+      const prefByTask = line.pref_by_task;
+      if (prefByTask && typeof prefByTask === "object")
+        for (const [task, m] of Object.entries(prefByTask))
+          if (m && typeof m === "object") this.observePreference(job, task, m as Record<string, unknown>);
     }
     const val = num(line.val_loss);
     if (val !== undefined) this.valLoss.set({ job }, val);

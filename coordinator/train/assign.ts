@@ -2,6 +2,7 @@
 import type { LoraSettings } from "../../native/js/addon.js";
 import { DEFAULT_TRANSPORT, type CommandRequest } from "../../proto/mod.js";
 import type { JobSpec } from "../../spec/job_spec.js";
+import { preferenceSettings } from "../../spec/preference_spec.js";
 
 export interface RingPlace {
   job: string;
@@ -46,5 +47,6 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
     activation_checkpointing: spec.activation_checkpointing,
     ring_timeout_ms: Math.round(spec.ring_timeout_s * 1000),
     ring_workers: p.workers && [...p.workers],
+    preference: spec.stage === "dpo" ? preferenceSettings(spec) : undefined,
   };
 }

@@ -12,6 +12,7 @@ import type { LoraSettings } from "../../native/js/addon.js";
 import { checkpointDir, evalAnswersFile, metricsFile, type GenerationEval } from "../../proto/mod.js";
 import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
 import { countRealTokens, countTargets } from "../../data/rows/row.js";
+import { countPairs } from "../../data/preference/pack_pairs.js";
 import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { parseSpec } from "../../spec/load.js";
@@ -19,7 +20,7 @@ import { workerRange } from "../../spec/workers_spec.js";
 import { assignRequest } from "./assign.js";
 import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
-import { saveFinalModel, saveMergedModel } from "./final_outputs.js";
+import { recordText, saveFinalModel, saveMergedModel } from "./final_outputs.js";
 import { hybridSwitchStep, loraSettingsOf } from "../../spec/lora_plan.js";
 import { MetricsFile, type MetricLine } from "./metrics_file.js";
 import { writeLossPlot } from "../../plot/write_loss_plot.js";
@@ -28,6 +29,7 @@ import { prepareData } from "./prepare_data.js";
 import { Ring } from "./ring.js";
 import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
 import { combineStepReplies } from "./step_results.js";
+import { prefLine } from "./pref_metrics.js";
 import { rankBatch } from "./rank_batch.js";
 import type { RunPhase } from "./failure_policy.js";
 
@@ -60,6 +62,8 @@ export interface JobEnv {
   interruption(id: string): Promise<never>;
   /** a worker that did not answer: not to be scheduled again until it shows it is alive */
   suspect(worker: string): void;
+  /** the device a worker registered, as deviceLabel() names it ("cuda-emu (...)"), for the job record */
+  deviceOf?(worker: string): string | undefined;
   /** what a worker said it is doing in its last heartbeat ("loading weights 37%"), if anything */
   activity?(worker: string): string | undefined;
   /** how often the job's message follows those activities while the ring forms (they change with heartbeats) */
@@ -149,6 +153,7 @@ export class JobAttempt {
       status: "preparing",
       message: "reading, tokenizing and packing the data",
       workers: [...this.ring.workers],
+      worker_devices: this.ring.workers.map((w) => this.env.deviceOf?.(w) ?? "unknown"),
     });
     let progressWrites = Promise.resolve();
     let lastProgress = 0;
@@ -287,7 +292,8 @@ export class JobAttempt {
       }
       const lr = learningRate(this.schedule, step);
       const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train.get(i));
-      const targets = countTargets(rows);
+      // Preference training averages its loss over the global batch's pairs, SFT over its target tokens.
+      const targets = spec.stage === "dpo" ? countPairs(rows) : countTargets(rows);
       const checksum = spec.checksum_every > 0 && (step % spec.checksum_every === 0 || step === plan.totalSteps);
 
       // forward-backward, gradient all-reduce and AdamW update, on every rank
@@ -329,6 +335,7 @@ export class JobAttempt {
         compute_ms: result.computeMs,
         comm_wait_ms: result.commWaitMs,
         worker_compute_ms: Object.fromEntries(replies.map((r, rank) => [this.ring.workers[rank], r.compute_ms ?? 0])),
+        ...prefLine(result.pref),
         ...(checksum ? { checksum: result.checksum } : {}),
       });
       this.env.log.info(
@@ -382,7 +389,12 @@ export class JobAttempt {
   private async evaluate(step: number): Promise<void> {
     const val = await validationLoss(this.ring, this.job.id, this.spec, this.data);
     if (!val) return;
-    await this.metrics.append({ step, val_loss: val.loss, val_loss_by_task: val.lossByTask });
+    await this.metrics.append({
+      step,
+      val_loss: val.loss,
+      val_loss_by_task: val.lossByTask,
+      ...prefLine(val.pref, "val_"),
+    });
     await this.update({ val_loss: val.loss, val_loss_by_task: val.lossByTask });
   }
 
@@ -414,6 +426,8 @@ export class JobAttempt {
         // rank 0 writes the files.
         if (this.spec.zero >= 1 && this.ring.size > 1) await this.ring.all(save);
         else await save(0);
+        // A checkpoint is served as often as final/ (to compare steps): it renders chats as training did.
+        await recordText(this.job, this.spec, tmp);
       },
       { needBytes: estimate ? estimate.params_bytes + estimate.optimizer_bytes : undefined },
     );

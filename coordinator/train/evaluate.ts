@@ -4,15 +4,15 @@ import type { GenerationEvalReport } from "../../proto/mod.js";
 import path from "node:path";
 import type { PreparedDataset } from "../../data/streamed_pipeline.js";
 import type { TextSetup } from "../../spec/text_setup.js";
-import { loadEvalPrompts, readAnswers, scoreGenerations } from "../eval/generation_eval.js";
+import { loadEvalPrompts, promptsWithinContext, readAnswers, scoreGenerations } from "../eval/generation_eval.js";
 import { evalAnswerLines, type EvalAnswerLine } from "../eval/eval_answers.js";
 import { chatStopIds } from "../../text/stop_ids.js";
-import { readHfConfig } from "../../hf/hf_config.js";
+import { readHfConfig, type HfConfig } from "../../hf/hf_config.js";
 import { eosTokenIds, readGenerationConfig } from "../../hf/generation_config.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { shardRange } from "../../spec/step_plan.js";
 import type { Ring } from "./ring.js";
-import { combineEvalReplies } from "./step_results.js";
+import { combineEvalReplies, type StepResult } from "./step_results.js";
 import { rankBatch } from "./rank_batch.js";
 
 /** The loss over the validation rows, or undefined when the job has none. */
@@ -21,7 +21,7 @@ export async function validationLoss(
   job: string,
   spec: JobSpec,
   data: PreparedDataset,
-): Promise<{ loss: number; lossByTask: Record<string, number> } | undefined> {
+): Promise<{ loss: number; lossByTask: Record<string, number>; pref?: StepResult["pref"] } | undefined> {
   const val = data.val;
   if (val.length === 0) return undefined;
   const replies = await ring.all((rank) => {
@@ -45,31 +45,40 @@ export async function generationEval(
   spec: JobSpec,
   setup: TextSetup,
 ): Promise<{ report: GenerationEvalReport; answers: EvalAnswerLine[] }> {
-  const prompts = loadEvalPrompts(spec, setup);
+  const config = await modelConfig(spec);
+  const maxNew = spec.generation_eval!.max_new_tokens;
+  // Only what a server of this model would answer: a chat too long for its context is skipped and named.
+  const { asked: prompts, skipped } = promptsWithinContext(
+    loadEvalPrompts(spec, setup),
+    maxNew,
+    config.maxPositionEmbeddings,
+  );
   // The stop ids a server of this model will answer chats with: its own EOS ids among them.
-  const stopIds = chatStopIds(setup, await modelEosIds(spec));
+  const stopIds = chatStopIds(setup, await modelEosIds(spec, config));
   const parts = await ring.all((rank) => {
     const [a, b] = shardRange(prompts.length, rank, ring.size);
     return ring.send(rank, "generate", {
       job,
       prompts: prompts.slice(a, b).map((p) => p.ids),
-      max_new: spec.generation_eval!.max_new_tokens,
+      max_new: maxNew,
       eos_ids: stopIds,
     });
   });
   const outputs = parts.flatMap((p) => p.outputs ?? []);
-  const maxNew = spec.generation_eval!.max_new_tokens;
+  const report = scoreGenerations(prompts, outputs, setup, { stopIds });
+  if (skipped.length > 0) report.skipped = skipped;
   return {
-    report: scoreGenerations(prompts, outputs, setup, { stopIds }),
+    report,
     answers: evalAnswerLines(prompts, readAnswers(prompts, outputs, setup, stopIds), maxNew),
   };
 }
 
+async function modelConfig(spec: JobSpec): Promise<HfConfig> {
+  return readHfConfig(spec.model.path ? path.join(spec.model.path, "config.json") : spec.model.init!.config);
+}
+
 /** The EOS ids the job's model stops on: generation_config.json's, else config.json's (as the saved model's). */
-async function modelEosIds(spec: JobSpec): Promise<number[]> {
-  if (spec.model.path) {
-    const config = await readHfConfig(path.join(spec.model.path, "config.json"));
-    return eosTokenIds(await readGenerationConfig(spec.model.path), config);
-  }
-  return (await readHfConfig(spec.model.init!.config)).eosTokenIds;
+async function modelEosIds(spec: JobSpec, config: HfConfig): Promise<number[]> {
+  if (spec.model.path) return eosTokenIds(await readGenerationConfig(spec.model.path), config);
+  return config.eosTokenIds;
 }

@@ -59,6 +59,7 @@ export function afterFailedStart(kind: FailureKind, job: Job, attempt: number, e
       return {
         status: "queued",
         workers: [],
+        worker_devices: [],
         attempts: attempt - 1, // a lost worker is no fault of the job: the start is not counted
         ring_reformations: reformations,
         message: `${error.message}; re-forming the ring from ${from} (re-formation ${reformations})`,
@@ -70,6 +71,7 @@ export function afterFailedStart(kind: FailureKind, job: Job, attempt: number, e
       return {
         status: "queued",
         workers: [],
+        worker_devices: [],
         message: `${error.message}; resuming from ${from} (attempt ${attempt + 1} of ${MAX_ATTEMPTS})`,
       };
     case "deterministic":

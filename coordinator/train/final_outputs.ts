@@ -24,8 +24,11 @@ function save(ring: Ring, job: Job, spec: JobSpec, what: SaveWhat, dir: string, 
   });
 }
 
-/** Writes ringtune.json into `dir`, with the tokenizer's files unless it is the byte one. */
-async function recordText(job: Job, spec: JobSpec, dir: string): Promise<void> {
+/**
+ * Writes ringtune.json into `dir`, with the tokenizer's files unless it is the byte one (their
+ * chat_template the job's). Final outputs and checkpoints alike, so any of them serves as training rendered.
+ */
+export async function recordText(job: Job, spec: JobSpec, dir: string): Promise<void> {
   const where = tokenizerLocation(spec);
   await writeTrainedText(dir, trainedTextOf(spec, where === "byte" ? "byte" : path.resolve(where)), {
     id: job.id,

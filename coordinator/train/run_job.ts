@@ -58,6 +58,7 @@ export async function runJob(env: JobEnv, job: Job, workers: string[], spec?: Jo
       await updateUntilWritten(env, job.id, {
         status: "queued",
         workers: [],
+        worker_devices: [],
         attempts: attempt - 1,
         message: `NATS was unreachable mid-job; resuming from ${where ? `its checkpoint at step ${where.step}` : "the start (no checkpoint yet)"}`,
       });

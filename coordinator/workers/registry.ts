@@ -2,6 +2,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import {
+  deviceLabel,
   clipText,
   decodeMessage,
   MESSAGE_LIMIT,
@@ -153,6 +154,12 @@ export class WorkerRegistry {
       .filter(([, w]) => w.serving && now - w.lastSeen <= withinMs)
       .map(([id, w]) => ({ id, serving: w.serving! }))
       .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** The device a worker registered, named for people and records; undefined for a worker never seen. */
+  deviceOf(id: string): string | undefined {
+    const w = this.workers.get(id);
+    return w && deviceLabel(w.info.device);
   }
 
   /** Live workers with the memory and threads they reported. */

@@ -6,15 +6,25 @@
 # (when its driver is older than the CUDA used here) needs no packages.
 # Built in its own folder for a portable x86-64-v3 target, never -march=native: the GPU host's CPU may lack an
 # instruction this machine has (AVX-512 here would be an illegal instruction there).
+# Binaries are stripped and the bundle must stay under 60 MiB (it travels with the working tree to a GPU host
+# that may take no more): OpenBLAS is one shared copy for the two drivers that need the CPU reference
+# (ringtune_cuda_test, ringtune_native_test); the bench links none. The attention kernels' ptxas log goes
+# along for the register check.
 # The whole procedure: deploy/gpu/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build/native-portable}
 B=build/gpu-bundle
-cmake -S native -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DRINGTUNE_MARCH=x86-64-v3 > /dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target ringtune_cuda_test ringtune_cuda_bench ringtune_native_test
+# Every GPU generation ringtune supports: A100, A10/L4/RTX 30xx, RTX 40xx/L40S, H100/H200 (PTX for newer ones).
+ARCHS=${ARCHS:-80-real;86-real;89-real;90}
+cmake -S native -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DRINGTUNE_MARCH=x86-64-v3 "-DRINGTUNE_CUDA_ARCHS=$ARCHS" > /dev/null
+cmake --build "$BUILD" -j "$(nproc)" --target ringtune_cuda_test ringtune_cuda_bench ringtune_native_test \
+  ringtune_attention_ptxas
 rm -rf "$B" && mkdir -p "$B/lib" "$B/include"
 cp "$BUILD/ringtune_cuda_test" "$BUILD/ringtune_cuda_bench" "$BUILD/ringtune_native_test" "$B/"
+strip "$B/ringtune_cuda_test" "$B/ringtune_cuda_bench" "$B/ringtune_native_test"
+cp "$BUILD/attention_ptxas.txt" "$B/"
+echo "$ARCHS" > "$B/cuda_archs.txt" # what run_device_checks.sh checks the GPU's compute capability against
 for lib in $(ldd "$BUILD/ringtune_cuda_test" | awk '/openblas|gfortran|gomp|quadmath/ {print $3}'); do cp -L "$lib" "$B/lib/"; done
 ln -sf libopenblas.so.0 "$B/lib/libopenblas.so"
 INC=/usr/include/x86_64-linux-gnu/openblas-openmp
@@ -24,4 +34,11 @@ if objdump -d "$B/ringtune_native_test" 2> /dev/null | grep -q '%zmm'; then
   echo "bundle.sh: $B/ringtune_native_test uses AVX-512 registers: not a portable x86-64-v3 build" >&2
   exit 1
 fi
-du -sh "$B"
+LIMIT_MIB=${LIMIT_MIB:-60}
+size_kib=$(du -sk "$B" | cut -f1)
+echo "bundle: $B $((size_kib / 1024)) MiB (limit $LIMIT_MIB MiB)"
+du -k "$B"/* "$B"/lib/* | sort -rn | head -8
+if ((size_kib > LIMIT_MIB * 1024)); then
+  echo "bundle.sh: $B is $((size_kib / 1024)) MiB, over the $LIMIT_MIB MiB a GPU host's copy may carry" >&2
+  exit 1
+fi

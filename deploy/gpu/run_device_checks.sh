@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Every check of the CUDA backend on a GPU host, in one run (TOTAL seconds, default 540), results under $OUT
 # (default ./gpu-out), at most 8 files there:
-#   summary.txt      written first, one line appended as each step ends: host, GPU, driver, CPU flags, the
-#                    cuBLASLt file loaded, each step's exit status and headline, the FAIL lines
-#   host.txt         nvidia-smi, CPU flags, where cuBLASLt was looked for, rebuild logs (when a rebuild ran)
+#   summary.txt      written first, one line appended as each step ends: the driver's CUDA version and the
+#                    GPU's compute capability first, then host, CPU flags, the cuBLASLt file loaded, each
+#                    step's exit status and headline, the FAIL lines
+#   host.txt         nvidia-smi, CPU flags, where cuBLASLt was looked for, the attention kernels' ptxas
+#                    registers, rebuild logs (when a rebuild ran)
 #   cuda_test.txt    the op tests (CUDA vs CPU, fp32 and bf16; both GEMMs), CUDA_LAUNCH_BLOCKING=1
-#   sanitizer.txt    compute-sanitizer memcheck and racecheck on the attention and GEMM tests (where installed)
+#   sanitizer.txt    compute-sanitizer memcheck, racecheck and synccheck on the attention and GEMM tests
+#                    (where installed)
 #   native_test.txt  the CPU test driver (no Node.js): the reference the GPU is compared with still holds here
 #   e2e.txt          the end-to-end checks through the product (deploy/gpu/e2e_checks.sh; needs node + dist/)
 #   bench.txt        the bf16 training-step benchmark, cuBLASLt then the own GEMM
@@ -14,7 +17,9 @@
 # static). When they cannot run here (exit status >= 126: not executable, missing library, illegal
 # instruction, crash) or print no "device:" line (driver older than their CUDA), they are rebuilt with this
 # host's nvcc into a /tmp folder, under a timeout, and the step runs again.
-# Exit status: 0 when every step that ran passed, 1 when one failed, 2 when this host has no usable GPU.
+# A driver older than the CUDA runtime the binaries need, or a GPU the build has no code for, stops the run
+# after the first lines, saying why. Exit status: 0 when every step that ran passed, 1 when one failed, 2 when
+# this host has no usable GPU.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-./gpu-out}
@@ -38,18 +43,42 @@ budget() {
   ((want < 5)) && want=5
   echo "$want"
 }
-log() { echo "[$(($(date +%s) - START))s] $*" | tee -a "$SUMMARY"; }
-# step_result NAME RC FILE: the step's status line, and its FAIL lines, in the summary
-step_result() {
-  local name=$1 rc=$2 file=$3
-  if [ "$rc" -eq 0 ]; then log "$name: ok"; else
-    log "$name: FAILED (exit status $rc; $file)"
-    failed=1
-  fi
-  grep -E '^FAIL|^RESULT|^CHECK' "$file" 2> /dev/null | head -40 | tee -a "$SUMMARY"
-}
+# shellcheck source=deploy/gpu/summary_lib.sh
+. deploy/gpu/summary_lib.sh
 
 log "ringtune device checks, $(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname)"
+# --- the GPU first: driver and compute capability, or why there is nothing to check ---------------------------
+if ! command -v nvidia-smi > /dev/null 2>&1; then
+  log "gpu: none (nvidia-smi not found: no NVIDIA driver on this host); nothing to check"
+  exit 2
+fi
+gpus=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU ')
+if [ "$gpus" -eq 0 ]; then
+  log "gpu: none (nvidia-smi lists no GPU: $(nvidia-smi -L 2>&1 | head -1)); nothing to check"
+  exit 2
+fi
+driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2> /dev/null | head -1)
+driver_cuda=$(nvidia-smi 2> /dev/null | grep -o 'CUDA Version: [0-9.]*' | awk '{print $3}' | head -1)
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2> /dev/null | head -1 | tr -d ' ')
+log "driver: ${driver:-unknown} (CUDA ${driver_cuda:-unknown}); compute capability: ${cc:-unknown}"
+need=$(cuda_runtime_needed native/src/cuda_probe.h)
+if ! version_at_least "${driver_cuda:-0}" "$need"; then
+  log "STOP: the driver supports CUDA ${driver_cuda:-unknown}, ringtune's CUDA runtime needs CUDA $need or newer" \
+    "(driver 580+): update the NVIDIA driver; nothing else was run"
+  exit 2
+fi
+archs=$(built_archs "$(cat "$BUNDLE/cuda_archs.txt" 2> /dev/null || echo 90)")
+if [ -n "$cc" ] && ! arch_supported "$cc" "$archs"; then
+  log "STOP: compute capability $cc: the build has GPU code only for sm_${archs// /, sm_}; nothing else was run"
+  exit 2
+fi
+{
+  echo "== nvidia-smi"
+  nvidia-smi 2>&1
+} >> "$HOST"
+log "gpu: $gpus x $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null | head -1)"
+log "nvcc: $(nvcc --version 2> /dev/null | tail -1 || echo none)"
+
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2> /dev/null)
 cpu_flags=$(grep -m1 -o -w -E 'avx|avx2|fma|f16c|bmi2|avx512f|avx512bw|avx512_bf16|amx_bf16' /proc/cpuinfo 2> /dev/null | sort -u | tr '\n' ' ')
 log "cpu: ${cpu_model:-unknown}; flags: ${cpu_flags:-none of avx/avx2/fma}"
@@ -57,26 +86,6 @@ log "cpu: ${cpu_model:-unknown}; flags: ${cpu_flags:-none of avx/avx2/fma}"
   echo "== CPU flags"
   grep -m1 '^flags' /proc/cpuinfo 2> /dev/null
 } >> "$HOST"
-
-# --- the GPU: no driver or no device ends the run here, cleanly ---------------------------------------------
-if ! command -v nvidia-smi > /dev/null 2>&1; then
-  log "gpu: none (nvidia-smi not found: no NVIDIA driver on this host); nothing to check"
-  exit 2
-fi
-nvidia-smi > /dev/null 2>&1
-{
-  echo "== nvidia-smi"
-  nvidia-smi 2>&1
-} >> "$HOST"
-gpus=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU ')
-if [ "$gpus" -eq 0 ]; then
-  log "gpu: none (nvidia-smi lists no GPU: $(nvidia-smi -L 2>&1 | head -1)); nothing to check"
-  exit 2
-fi
-log "gpu: $gpus x $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null | head -1)"
-log "driver: $(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2> /dev/null | head -1)" \
-  "(CUDA $(nvidia-smi 2> /dev/null | grep -o 'CUDA Version: [0-9.]*' | awk '{print $3}'))"
-log "nvcc: $(nvcc --version 2> /dev/null | tail -1 || echo none)"
 
 # --- cuBLASLt: RINGTUNE_CUBLASLT, then the CUDA 13 pip wheels (site-packages/nvidia/*/lib), then the host ---
 find_cublaslt() {
@@ -189,12 +198,12 @@ if ! grep -q '^device:' "$OUT/cuda_test.txt"; then
   exit 1
 fi
 
-# --- 2. compute-sanitizer on the attention and GEMM tests ---------------------------------------------------
+# --- 2. compute-sanitizer (memcheck, racecheck, synccheck) on the attention and GEMM tests ---------------------------------------------------
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2> /dev/null | head -1)
 if [ -n "$SAN" ]; then
   : > "$OUT/sanitizer.txt"
   san_rc=0
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck synccheck; do
     for filter in cuda_attention cuda_gemm; do
       echo "== $tool $filter" >> "$OUT/sanitizer.txt"
       timeout "$(budget 60)" "${RT[@]}" "$SAN" --tool "$tool" --error-exitcode 99 "$TEST" "$filter" >> "$OUT/sanitizer.txt" 2>&1
@@ -207,6 +216,21 @@ if [ -n "$SAN" ]; then
 else
   log "sanitizer: compute-sanitizer not installed, skipped"
 fi
+
+# --- 2b. the attention kernels' registers: no spills to local memory (the bundle's ptxas log, or this host's)
+PTXAS_LOG=$BUNDLE/attention_ptxas.txt
+if command -v nvcc > /dev/null 2>&1; then
+  PTXAS_LOG=$(mktemp /tmp/ringtune-ptxas.XXXXXX)
+  timeout "$(budget 120)" nvcc -std=c++17 -arch=sm_90 -Xptxas -v -Inative/cuda -Inative/src -c native/cuda/attention.cu \
+    -o /dev/null > "$PTXAS_LOG" 2>&1
+fi
+{
+  echo "== attention registers ($PTXAS_LOG)"
+  PTXAS_LOG=$PTXAS_LOG deploy/scripts/check-attention-registers.sh
+} >> "$HOST" 2>&1
+rc=$?
+log "$(grep '^attention registers' "$HOST" | tail -1)"
+step_result "registers" "$rc" "$HOST"
 
 # --- 3. the CPU test driver (no Node.js) -------------------------------------------------------------------
 if [ -x "$NATIVE_TEST" ]; then

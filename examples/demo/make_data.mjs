@@ -115,7 +115,7 @@ function generate(r, heldout, n, seen) {
 }
 
 /** The three data sets as arrays of records; the same counts always give the same records. */
-export function makeDemoData({ train = 8000, heldout = 100, seed = 20240611 } = {}) {
+export function makeDemoData({ train = 16000, heldout = 100, seed = 20240611 } = {}) {
   const seen = new Set();
   return {
     train: generate(rng(seed), false, train, seen),

@@ -15,7 +15,7 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
 
 template <typename T>
 __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int V,
-                                     float scale, double* loss_sum, int* bad) {
+                                     float scale, double* loss_sum, int* bad, const float* weights) {
   const int n = blockIdx.x;
   const int y = labels[n];
   const T* z = logits + (size_t)n * V;
@@ -67,9 +67,10 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
   if (!dz) return;
   __syncthreads();  // every thread has read z[y] before anyone writes dz (aliasing)
   // pass 2: the gradient, one chunk at a time
+  const float k = weights ? scale * weights[n] : scale;
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
     const float p = expf(to_f(z[v]) - lse);
-    dz[v] = from_f<T>(scale * (p - (v == y ? 1.f : 0.f)));
+    dz[v] = from_f<T>(k * (p - (v == y ? 1.f : 0.f)));
   }
 }
 
@@ -77,15 +78,17 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
 
 template <typename T>
 void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
-                                    float scale, double* loss_sum, int* bad, cudaStream_t stream) {
+                                    float scale, double* loss_sum, int* bad, cudaStream_t stream,
+                                    const float* weights) {
   require(N > 0 && V > 0 && losses && logits && labels, "cross_entropy", "bad shape N=", N, " V=", V);
-  launch<cross_entropy_kernel<T>>(N, kThreads, 0, stream, losses, dlogits, logits, labels, V, scale, loss_sum, bad);
+  launch<cross_entropy_kernel<T>>(N, kThreads, 0, stream, losses, dlogits, logits, labels, V, scale, loss_sum, bad,
+                                  weights);
   CUDA_LAUNCH_CHECK("cross_entropy");
 }
 
 template void cross_entropy_forward_backward<float>(float*, float*, const float*, const int32_t*, int, int, float,
-                                                    double*, int*, cudaStream_t);
+                                                    double*, int*, cudaStream_t, const float*);
 template void cross_entropy_forward_backward<bf16>(float*, bf16*, const bf16*, const int32_t*, int, int, float, double*,
-                                                   int*, cudaStream_t);
+                                                   int*, cudaStream_t, const float*);
 
 }  // namespace rt::cuda

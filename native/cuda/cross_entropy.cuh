@@ -8,8 +8,10 @@ namespace rt::cuda {
 // logits (consumed in place). One block per row walks the vocabulary in chunks with an online max/sum, so the
 // normalised softmax is never stored beyond the gradient itself. loss_sum (nullable, device) += the row
 // losses; a label outside [0, V) and not -100 writes its position to *bad (nullable; caller sets -1).
+// weights (nullable, device, N): position n's gradient is scaled by weights[n] too (preference losses).
 template <typename T>
 void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
-                                    float scale, double* loss_sum, int* bad, cudaStream_t stream);
+                                    float scale, double* loss_sum, int* bad, cudaStream_t stream,
+                                    const float* weights = nullptr);
 
 }  // namespace rt::cuda

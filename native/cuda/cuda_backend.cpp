@@ -148,12 +148,13 @@ class CudaBackend final : public Backend<float> {
     cuda::swiglu_backward(dgate, dup, dh, gate, up, n, stream_);
   }
   LossSum cross_entropy_forward_backward(float* losses, float* dlogits, const float* logits, const int32_t* labels,
-                                         int N, int V, double scale) const override {
+                                         int N, int V, double scale, const float* weights) const override {
     double* sum = doubles_.get(1);
     int* bad = ints_.get(1);
     CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(double), stream_));
     CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(int), stream_));
-    cuda::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, (float)scale, sum, bad, stream_);
+    cuda::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, (float)scale, sum, bad, stream_,
+                                         weights);
     const int at = download_one(bad);
     if (at >= 0) fail("cross_entropy", "label at position ", at, " outside vocab [0,", V, ") and not -100");
     // The count of targets: the labels are read back (the checking mode; training counts them on the host).

@@ -207,6 +207,10 @@ export interface NativeModel {
       sequenceParallel?: { link: NativeRingLink; rank: number; size: number };
       /** cancel() on it stops the call between layers (see createCancelToken) */
       cancel?: NativeCancelToken;
+      /** rows * seqLen: each position's loss weighs this much in the gradient (preference losses) */
+      labelWeights?: Float32Array;
+      /** forward only: the frozen base without its LoRA adapters (a preference loss's reference model) */
+      adaptersOff?: boolean;
     },
   ): Promise<StepResult>;
   logits(): Float32Array;
@@ -263,13 +267,19 @@ export type TensorDtype = "F32" | "BF16" | "F16";
 /** What the NVIDIA driver says about one CUDA device (probeCuda). */
 export interface CudaProbe {
   usable: boolean;
-  problem: "none" | "no_driver" | "no_device" | "driver_too_old" | "no_such_device";
+  problem: "none" | "no_driver" | "no_device" | "driver_too_old" | "no_such_device" | "no_code_for_arch";
   /** one sentence naming what is missing; empty when usable */
   message: string;
   deviceName: string;
   devices: number;
   /** cuDriverGetVersion: 1000 * major + 10 * minor; 0 when unknown */
   driverVersion: number;
+  /** of the device asked for: 10 * major + minor (90 = sm_90); 0 when unknown */
+  computeCapability: number;
+  /** the device's total memory; 0 when unknown */
+  memoryBytes: number;
+  /** the GPU architectures this build has code for, 10 * major + minor, ascending */
+  builtArchs: number[];
 }
 
 /** One sequence's part of a batched decode step. */
@@ -388,6 +398,8 @@ export interface NativeAddon {
   ): Promise<void>;
   /** Asks the NVIDIA driver (loaded at run time; none is needed to build) whether CUDA device `index` is usable. */
   probeCuda(index: number): CudaProbe;
+  /** the devices this build runs the model on ("cpu", "cuda", "cuda-emu"); absent: the CPU only */
+  modelDevices?: readonly string[];
 }
 
 let cached: NativeAddon | undefined;

@@ -1,8 +1,8 @@
-// The --device flag of the commands that compute (worker, dump, generate, export): cpu, cuda or cuda:N, and
-// cuda-emu: the CUDA backend run by the CUDA emulator on the CPU (slow: for tests, and for checking a set-up
-// without a GPU).
-// A CUDA device is checked with the NVIDIA driver before any model is built, so a machine without a usable
-// GPU fails at once with the reason (no driver, no device, driver too old) instead of partway through a job.
+// The --device flag of the commands that compute (worker, dump, generate, export, serve): cpu, cuda, cuda:N or
+// cuda-emu (the CUDA backend on the project's CPU emulator: slow, for tests and for checking a set-up without a
+// GPU). A CUDA device is checked with the NVIDIA driver before any model is built, so a machine without a usable
+// GPU fails at once with the reason (no driver, driver too old, no device, a GPU this build has no code for)
+// instead of partway through a job.
 import { loadAddon } from "./addon.js";
 import type { CudaProbe, NativeAddon } from "./addon.js";
 
@@ -10,7 +10,7 @@ export type ComputeDevice = { kind: "cpu" } | { kind: "cuda"; index: number } | 
 
 export const DEVICE_FLAG_HELP = "--device cpu|cuda|cuda:N|cuda-emu";
 
-/** A --device value that is not cpu, cuda or cuda:N. */
+/** A --device value that is not cpu, cuda, cuda:N or cuda-emu. */
 export class DeviceFlagError extends Error {
   override name = "DeviceFlagError";
 }
@@ -32,11 +32,10 @@ export function parseDevice(text: string | undefined): ComputeDevice {
   if (text === "cuda-emu") return { kind: "cuda-emu" };
   const m = /^cuda:(\d{1,3})$/.exec(text);
   if (m) return { kind: "cuda", index: Number(m[1]) };
-  throw new DeviceFlagError(
-    `--device must be cpu, cuda or cuda:N (N a device number), or cuda-emu (the CUDA emulator), got '${text}'`,
-  );
+  throw new DeviceFlagError(`--device must be cpu, cuda, cuda:N (N a device number) or cuda-emu, got '${text}'`);
 }
 
+/** "cpu", "cuda:1" or "cuda-emu": the device as the flag, the heartbeat and the job record name it. */
 export function deviceName(d: ComputeDevice): string {
   return d.kind === "cuda" ? `cuda:${d.index}` : d.kind;
 }
@@ -46,11 +45,18 @@ export function modelDevice(d: ComputeDevice): "cpu" | "cuda-emu" {
   return d.kind === "cuda-emu" ? "cuda-emu" : "cpu";
 }
 
+/** Whether this build of the addon builds models on the device (listed in `modelDevices`, or the emulator linked). */
+function modelRunsOn(addon: NativeAddon, d: ComputeDevice): boolean {
+  const devices = addon.modelDevices ?? (addon.cudaEmu ? ["cpu", "cuda-emu"] : ["cpu"]);
+  return devices.includes(d.kind);
+}
+
 /**
  * Resolves once the device can run the model; throws DeviceUnavailableError otherwise. The CPU always can.
  * For a GPU: the driver is asked first (the reasons a user can fix: no driver, no device, driver too old);
  * a usable GPU is still refused while this build runs the model on the CPU backend only, so no command
- * pretends to compute on a GPU it does not use.
+ * pretends to compute on a GPU it does not use. The emulated device is taken only by the commands that build
+ * their model on it (opts.cudaEmu) in a build whose addon links the emulator.
  */
 export function requireDevice(
   d: ComputeDevice,
@@ -58,19 +64,23 @@ export function requireDevice(
   opts: { cudaEmu?: boolean } = {},
 ): void {
   if (d.kind === "cpu") return;
+  const flag = `--device ${deviceName(d)}`;
   if (d.kind === "cuda-emu") {
-    // Only the commands that build their model on the emulator's CUDA backend take it (opts.cudaEmu).
-    if (addon.cudaEmu && opts.cudaEmu) return;
+    if (!modelRunsOn(addon, d))
+      throw new DeviceUnavailableError(
+        `${flag}: this build runs the model on the CPU backend only (the emulated CUDA model is not wired in); ` +
+          `use --device cpu`,
+        "cuda_model_not_built",
+      );
+    if (opts.cudaEmu) return;
     throw new DeviceUnavailableError(
-      addon.cudaEmu
-        ? "--device cuda-emu: this command does not run on the CUDA emulator yet (`ringtune dump` does); use --device cpu"
-        : "--device cuda-emu: this build's addon does not link the CUDA emulator; use --device cpu",
+      `${flag}: this command does not run on the CUDA emulator yet (\`ringtune dump\` does); use --device cpu`,
       "cuda_model_not_built",
     );
   }
   const probe = addon.probeCuda(d.index);
-  const flag = `--device ${deviceName(d)}`;
   if (!probe.usable) throw new DeviceUnavailableError(`${flag}: ${probe.message}`, probe.problem);
+  if (modelRunsOn(addon, d)) return;
   throw new DeviceUnavailableError(
     `${flag}: ${probe.deviceName} is usable, but this build runs the model on the CPU backend only ` +
       `(the CUDA model is not wired in yet); use --device cpu`,

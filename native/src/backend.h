@@ -62,9 +62,10 @@ class Backend {
   virtual void add_inplace(T* acc, const T* x, size_t n) const = 0;
   virtual void swiglu_forward(T* h, const T* gate, const T* up, size_t n) const = 0;
   virtual void swiglu_backward(T* dgate, T* dup, const T* dh, const T* gate, const T* up, size_t n) const = 0;
-  // Losses of the positions with a label, and scale * d(loss sum)/dlogits when dlogits is not null.
+  // Losses of the positions with a label, and scale * d(loss sum)/dlogits when dlogits is not null; weights
+  // (nullable, N floats in the labels' memory) weigh each position's loss in that sum.
   virtual LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, const int32_t* labels, int N,
-                                                 int V, double scale) const = 0;
+                                                 int V, double scale, const float* weights = nullptr) const = 0;
   virtual double sum_of_squares(const T* x, size_t n) const = 0;
   virtual void adamw_update(T* p, const T* g, T* m, T* v, size_t n, const AdamWStep& s, bool decay) const = 0;
 };

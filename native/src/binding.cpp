@@ -666,6 +666,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     opts.sp = sp.get();
     const std::shared_ptr<rt::CancelToken> cancel = rt_binding::cancel_token_option(o, call);
     opts.cancel = cancel.get();
+    opts.adapters_off = bool_field(o, call, "adaptersOff", false);
+    // labelWeights (Float32Array, rows * seqLen): each position's weight in the loss's gradient.
+    Napi::Float32Array weights;
+    if (!o.Get("labelWeights").IsUndefined()) {
+      weights = typed_field<Napi::Float32Array>(o, call, "labelWeights", napi_float32_array, "Float32Array", n);
+      opts.label_weights = weights.Data();
+    }
     const rt::Batch batch{rows, T, ids.Data(), labels.Data(), pos.Data(), seg.Data()};
     // onGradsReady(offset, size): called on the main thread as each gradient bucket becomes final, so the
     // caller can all-reduce it while the backward goes on. Delivery is asynchronous: a caller must count
@@ -715,6 +722,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         },
         &busy_);
     for (auto* a : {&ids, &labels, &pos, &seg}) job->keep(*a);
+    if (opts.label_weights) job->keep(weights);
     job->Queue();
     return job->promise();
   }
@@ -993,6 +1001,12 @@ Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
   o.Set("deviceName", p.device_name);
   o.Set("devices", p.devices);
   o.Set("driverVersion", p.driver_version);
+  o.Set("computeCapability", p.compute_capability);
+  o.Set("memoryBytes", static_cast<double>(p.memory_bytes));
+  const std::vector<int> built = rt::built_cuda_archs();
+  Napi::Array archs = Napi::Array::New(env, built.size());
+  for (size_t i = 0; i < built.size(); ++i) archs.Set(static_cast<uint32_t>(i), built[i]);
+  o.Set("builtArchs", archs);
   return o;
 }
 

@@ -75,8 +75,8 @@ class CpuBackend final : public Backend<T> {
     rt::swiglu_backward(dgate, dup, dh, gate, up, n);
   }
   LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
-                                         double scale) const override {
-    return rt::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, scale);
+                                         double scale, const float* weights) const override {
+    return rt::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, scale, weights);
   }
   double sum_of_squares(const T* x, size_t n) const override { return rt::sum_of_squares(x, n); }
   void adamw_update(T* p, const T* g, T* m, T* v, size_t n, const AdamWStep& s, bool decay) const override {

@@ -336,15 +336,19 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   check_batch(b);
   Activations<T>& a = activations_for(b.rows, b.seq_len);
   last_ = &a;
+  if (opts.adapters_off && opts.backward) fail("forward", "adapters_off is for forward-only calls");
   struct ClearSp {
     const SequenceParallel*& sp;
     const CancelToken*& cancel;
+    bool& adapters_off;
     ~ClearSp() {
       sp = nullptr;
       cancel = nullptr;
+      adapters_off = false;
     }
-  } clear_sp{sp_, cancel_};
+  } clear_sp{sp_, cancel_, adapters_off_};
   cancel_ = opts.cancel;
+  adapters_off_ = opts.adapters_off;
   sp_ = opts.sp && opts.sp->size > 1 ? opts.sp : nullptr;
   if (sp_) require_host_memory("sequence-parallel attention");
   sp_segments_ = b.segment_ids;
@@ -386,8 +390,8 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
       if (opts.keep_logits) a.dlogits.allocate(a.logits.size(), ops_);
       dlogits = opts.keep_logits ? a.dlogits.data() : a.logits.data();  // else consumed in place
     }
-    const LossSum ls =
-        ops_.cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V, scale);
+    const LossSum ls = ops_.cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V,
+                                                           scale, opts.label_weights);
     a.logits_kept = opts.keep_logits || !opts.backward;
     if (opts.backward && dlm_head())
       ops_.linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
@@ -403,8 +407,9 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     const int n = std::min(kHeadChunk, N - c0);
     T* z = a.chunk.data();
     head_logits(z, a.lnf.data() + (size_t)c0 * C, n);
-    const LossSum ls = ops_.cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z,
-                                                           b.labels + c0, n, V, scale);
+    const LossSum ls =
+        ops_.cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z, b.labels + c0, n, V,
+                                            scale, opts.label_weights ? opts.label_weights + c0 : nullptr);
     total.sum += ls.sum;
     total.count += ls.count;
     if (opts.backward) head_input_grad(a.dln.data() + (size_t)c0 * C, z, a.lnf.data() + (size_t)c0 * C, n);
@@ -535,7 +540,9 @@ LayerBuffers<T> Model<T>::training_layer_buffers(Activations<T>& a, const Batch&
 template <typename T>
 const std::vector<AdapterRun<T>>& Model<T>::own_adapters(int n) {
   own_adapters_.clear();  // keeps its capacity: no allocation after the first call
-  if (lora_) own_adapters_.push_back({lora_->data(), lora_table_.get(), (T)lora_cfg_.scale(), lora_cfg_.rank, 0, n});
+  // adapters_off_: the frozen base alone (a preference loss's reference), for one forward.
+  if (lora_ && !adapters_off_)
+    own_adapters_.push_back({lora_->data(), lora_table_.get(), (T)lora_cfg_.scale(), lora_cfg_.rank, 0, n});
   return own_adapters_;
 }
 

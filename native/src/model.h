@@ -46,6 +46,12 @@ struct StepOptions {
   const SequenceParallel* sp = nullptr;
   // Optional: checked between layers; once set, the call throws Cancelled (see cancel_token.h).
   const CancelToken* cancel = nullptr;
+  // Optional (rows * seq_len): each position's loss weighs this much in the gradient (a preference loss's
+  // derivative by the sequence log-probability the position belongs to); null: every target weighs 1.
+  const float* label_weights = nullptr;
+  // The frozen base alone, LoRA adapters skipped: a preference loss's reference model without a second copy.
+  // Forward only.
+  bool adapters_off = false;
 };
 
 struct StepResult {
@@ -273,6 +279,7 @@ class Model {
   const SequenceParallel* sp_ = nullptr;  // set for the duration of a sequence-parallel forward_backward
   const int32_t* sp_segments_ = nullptr;  // its batch's segment ids
   const CancelToken* cancel_ = nullptr;   // set for the duration of a forward_backward that may be cancelled
+  bool adapters_off_ = false;             // set for the duration of a forward_backward without the adapters
   RingScratch<T> ring_;
 };
 

@@ -83,9 +83,9 @@ class CountingBackend final : public Backend<T> {
     count("swiglu_backward"), cpu.swiglu_backward(dgate, dup, dh, gate, up, n);
   }
   LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
-                                         double scale) const override {
+                                         double scale, const float* weights) const override {
     count("cross_entropy");
-    return cpu.cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, scale);
+    return cpu.cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, scale, weights);
   }
   double sum_of_squares(const T* x, size_t n) const override {
     count("sum_of_squares");

@@ -1,5 +1,6 @@
 // `--device cuda` without a usable GPU: the probe says which thing is missing, from the driver's answers.
 #include <dlfcn.h>
+#include <algorithm>
 #include <string>
 #include "cuda_probe.h"
 #include "test_util.h"
@@ -32,6 +33,29 @@ TEST(cuda_probe_names_each_missing_piece) {
 
   const CudaProbe fine = classify_cuda(true, "", 0, 13010, 2, 1);
   CHECK(fine.usable() && fine.message.empty(), fine.message);
+
+  // A GPU the build has no code for: named with its compute capability and the built list.
+  const std::vector<int> built = {80, 86, 89, 90};
+  const CudaProbe t4 = classify_cuda(true, "", 0, 13000, 1, 0, 75, built, "Tesla T4");
+  CHECK(t4.problem == CudaProblem::kNoCodeForArch, cuda_problem_name(t4.problem));
+  CHECK(contains(t4.message, "Tesla T4") && contains(t4.message, "compute capability 7.5") &&
+            contains(t4.message, "sm_80, sm_86, sm_89, sm_90"),
+        t4.message);
+  for (int cc : {80, 86, 87, 89, 90, 100, 120})
+    CHECK(classify_cuda(true, "", 0, 13000, 1, 0, cc, built, "gpu").usable(), "cc " << cc);
+  // sm_90 code alone does not run on an A100; the driver too old still comes first.
+  CHECK(classify_cuda(true, "", 0, 13000, 1, 0, 80, {90}, "A100").problem == CudaProblem::kNoCodeForArch);
+  CHECK(classify_cuda(true, "", 0, 12020, 1, 0, 75, built, "T4").problem == CudaProblem::kDriverTooOld);
+}
+
+TEST(cuda_probe_knows_the_archs_this_build_compiled) {
+  // CMake passes its CMAKE_CUDA_ARCHITECTURES; the default covers A100, A10/L4, RTX 40xx and H100/H200.
+  const std::vector<int> archs = built_cuda_archs();
+  CHECK(!archs.empty());
+  std::string text;
+  for (int a : archs) text += std::to_string(a) + " ";
+  ::rt::test::note("built for: " + text);
+  CHECK(std::is_sorted(archs.begin(), archs.end()), text);
 }
 
 TEST(cuda_probe_on_this_machine_agrees_with_the_loader) {

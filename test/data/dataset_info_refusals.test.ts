@@ -27,11 +27,11 @@ function refusal(dir: string, dataset = "d"): string {
 
 const cases: [string, Record<string, unknown>, RegExp][] = [
   [
-    "ranking: true",
-    { ranking: true, columns: { chosen: "c", rejected: "r" } },
-    /'ranking: true' \(preference data\) is not supported/,
+    "a chosen column without ranking",
+    { columns: { chosen: "c" } },
+    /column 'chosen' is for preference data: add 'ranking: true'/,
   ],
-  ["a chosen column", { columns: { chosen: "c" } }, /column 'chosen' is not supported: preference data/],
+  ["a non-boolean ranking", { ranking: "yes" }, /'ranking' must be true or false/],
   ["kto_tag", { columns: { kto_tag: "label" } }, /column 'kto_tag' is not supported: KTO data/],
   ["images", { columns: { images: "images" } }, /column 'images' is not supported: images are not supported/],
   ["videos", { columns: { videos: "v" } }, /column 'videos' is not supported/],
@@ -94,6 +94,7 @@ test("an accepted entry becomes a data source with LLaMA-Factory's columns", () 
       format: "sharegpt",
       columns: { messages: "msgs" },
       tags: { role_tag: "role" },
+      ranking: false,
       epochs: 1,
       text_split: "line",
     },
@@ -104,5 +105,13 @@ test("a job with neither data nor dataset is refused", () => {
   assert.throws(
     () => parseSpec({ model: { init: { config: "c.json" } } }, "job.yaml", os.tmpdir()),
     /data: give 'data' \(files\) or 'dataset'/,
+  );
+});
+
+test("a ranking dataset in an SFT job is refused: preference pairs need stage: dpo", () => {
+  const dir = folderWith({ ranking: true, columns: { chosen: "c", rejected: "r" } });
+  assert.match(
+    refusal(dir),
+    /^job\.yaml: data\[0\] \(d\.json\): ranking data \(chosen\/rejected pairs\) needs stage: dpo/,
   );
 });

@@ -11,10 +11,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import OpenAI from "openai";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { evalAnswersFile, finalLayout } from "../../proto/mod.js";
+import { checkpointDir, evalAnswersFile, finalLayout } from "../../proto/mod.js";
 import { serveSubjects } from "../../proto/serve_subjects.js";
 import type { EvalAnswerLine } from "../../coordinator/eval/eval_answers.js";
 import { readTrainedText } from "../../hf/trained_text.js";
+import { builtinChatTemplateJinja } from "../../text/templates/builtin_jinja.js";
 import { LocalCluster } from "../helpers/local_cluster.js";
 import { REPO_ROOT, RINGTUNE_CLI } from "../helpers/processes.js";
 import { NPM_TOKENIZERS } from "../helpers/served_folders.js";
@@ -245,10 +246,13 @@ test("a LoRA job over the Qwen3 tokenizer and template (enable_thinking off): it
       method: "lora",
       lora: { rank: 4, alpha: 8, targets: "all" },
       max_steps: 2,
+      save_every: 1,
     }),
   );
   const final = finalLayout(output);
-  // Every folder the job wrote carries its template, options and tokenizer; so does a merge made later.
+  const checkpoint = checkpointDir(output, 1);
+  // Every folder the job wrote carries its template, options and tokenizer, its tokenizer_config.json the
+  // template as Jinja (for servers that read only that); so does a checkpoint and a merge made later.
   const merged = path.join(cluster.dir, "exported");
   const exported = await cluster.cli([
     "export",
@@ -261,7 +265,7 @@ test("a LoRA job over the Qwen3 tokenizer and template (enable_thinking off): it
     merged,
   ]);
   assert.equal(exported.code, 0, exported.stderr);
-  for (const dir of [final.base, final.adapter, final.merged, merged]) {
+  for (const dir of [final.base, final.adapter, final.merged, merged, checkpoint]) {
     const text = readTrainedText(dir);
     assert.deepEqual(text && [text.template, text.template_options, text.tokenizer], [
       "qwen3",
@@ -269,6 +273,10 @@ test("a LoRA job over the Qwen3 tokenizer and template (enable_thinking off): it
       dir,
     ]);
     assert.ok(existsSync(path.join(dir, "tokenizer.json")), `${dir} holds the tokenizer`);
+    const config = JSON.parse(readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")) as {
+      chat_template: unknown;
+    };
+    assert.equal(config.chat_template, builtinChatTemplateJinja("qwen3", { enable_thinking: false }), dir);
   }
   const served = await serve(["--model", final.base, "--name", "base", "--adapter", `tuned=${final.adapter}`]);
   try {

@@ -24,7 +24,7 @@ import {
   JobSubmitReply,
   type JobRecordBody,
 } from "../../proto/mod.js";
-import { Worker } from "../../worker/main.js";
+import { Worker, type WorkerOptions } from "../../worker/main.js";
 import { startNatsServer, type NatsServer } from "./nats_server.js";
 import { TINY_BYTE_LLAMA } from "./tiny_model.js";
 
@@ -71,7 +71,14 @@ export class TestCluster {
 
   static async start(
     workers: number,
-    opts: { coordinator?: boolean; timing?: CoordinatorTiming; http?: boolean; server?: NatsServer } = {},
+    opts: {
+      coordinator?: boolean;
+      timing?: CoordinatorTiming;
+      http?: boolean;
+      server?: NatsServer;
+      /** what worker i registers as computing on (default: this host's CPU) */
+      devices?: WorkerOptions["device"][];
+    } = {},
   ): Promise<TestCluster> {
     const server = opts.server ?? (await startNatsServer({ maxPayload: 8 * 1024 * 1024 }));
     const client = await connect({ servers: server.url });
@@ -80,7 +87,7 @@ export class TestCluster {
     if (opts.coordinator !== false) await cluster.startCoordinator();
     const http = opts.http ? LOOPBACK_FREE_PORT : undefined;
     for (let i = 0; i < workers; i++)
-      ws.push(await Worker.start({ natsUrl: server.url, id: `w${i}`, log: quiet, http }));
+      ws.push(await Worker.start({ natsUrl: server.url, id: `w${i}`, log: quiet, http, device: opts.devices?.[i] }));
     if (cluster.coordinator)
       await cluster.waitFor(async () => (await cluster.idleWorkers()) >= workers, "workers to register");
     return cluster;

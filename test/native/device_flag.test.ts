@@ -31,10 +31,11 @@ async function commands(device: string): Promise<[string, string[]][]> {
         device,
       ],
     ],
+    ["serve", ["serve", "--model", missing, "--http", "127.0.0.1:0", "--device", device]],
   ];
 }
 
-test("--device cuda without a usable GPU fails at once on worker, dump, generate and export, saying why", async () => {
+test("--device cuda without a usable GPU fails at once on worker, dump, generate, export and serve, saying why", async () => {
   const probe = loadAddon().probeCuda(0);
   // This machine's answer decides the expected sentence: the driver's reason, or the CPU-only build's.
   const expected = probe.usable ? "CPU backend only" : probe.message;
@@ -49,18 +50,35 @@ test("--device cuda without a usable GPU fails at once on worker, dump, generate
   }
 });
 
-test("a --device value that is not cpu, cuda or cuda:N is a usage error (status 2)", async () => {
+test("a --device value that is not cpu, cuda, cuda:N or cuda-emu is a usage error (status 2)", async () => {
   for (const [name, args] of await commands("tpu")) {
     const r = await runCli(args, {}, 60_000);
     assert.equal(r.code, 2, `${name}: ${r.stderr}`);
-    assert.match(r.stderr, /--device must be cpu, cuda or cuda:N .*got 'tpu'/, name);
+    assert.match(r.stderr, /--device must be cpu, cuda, cuda:N \(N a device number\) or cuda-emu, got 'tpu'/, name);
+  }
+});
+
+// The commands that build their model on the emulated device today; the others refuse it by name.
+const COMMANDS_ON_CUDA_EMU = new Set(["dump"]);
+
+test("--device cuda-emu is parsed the same way on every command: run where the command and addon run it, else refused by name", async () => {
+  const addon = loadAddon();
+  const runsEmu = (addon.modelDevices ?? (addon.cudaEmu ? ["cpu", "cuda-emu"] : [])).includes("cuda-emu");
+  for (const [name, args] of await commands("cuda-emu")) {
+    const r = await runCli(args, {}, 60_000);
+    assert.notEqual(r.code, 2, `${name} took cuda-emu for a bad value: ${r.stderr}`);
+    if (!runsEmu) assert.match(r.stderr, new RegExp(`^ringtune ${name}: --device cuda-emu: this build runs`), name);
+    else if (!COMMANDS_ON_CUDA_EMU.has(name))
+      assert.match(r.stderr, new RegExp(`^ringtune ${name}: --device cuda-emu: this command does not run`), name);
+    // with the emulated model built, the command gets past the device check to its (missing) inputs
+    else assert.ok(!r.stderr.includes("--device cuda-emu:"), `${name}: ${r.stderr}`);
   }
 });
 
 test("worker --help lists the CUDA devices (make cluster-up starts GPU workers on that)", async () => {
   const r = await runCli(["worker", "--help"]);
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /--device cpu\|cuda\|cuda:N/);
+  assert.match(r.stdout, /--device cpu\|cuda\|cuda:N\|cuda-emu/);
 });
 
 test("parseDevice reads cpu, cuda and cuda:N and rejects anything else", () => {
@@ -68,13 +86,24 @@ test("parseDevice reads cpu, cuda and cuda:N and rejects anything else", () => {
   assert.deepEqual(parseDevice("cpu"), { kind: "cpu" });
   assert.deepEqual(parseDevice("cuda"), { kind: "cuda", index: 0 });
   assert.deepEqual(parseDevice("cuda:3"), { kind: "cuda", index: 3 });
-  for (const bad of ["gpu", "cuda:", "cuda:-1", "cuda:x", "CUDA", "cuda:1:2", ""])
+  assert.deepEqual(parseDevice("cuda-emu"), { kind: "cuda-emu" });
+  for (const bad of ["gpu", "cuda:", "cuda:-1", "cuda:x", "CUDA", "cuda:1:2", "", "cuda-emu:1", "cuda_emu"])
     assert.throws(() => parseDevice(bad), DeviceFlagError, bad);
 });
 
-function fakeAddon(probe: Partial<CudaProbe>): NativeAddon {
-  const full: CudaProbe = { usable: false, problem: "none", message: "", deviceName: "", devices: 0, driverVersion: 0 };
-  return { probeCuda: () => ({ ...full, ...probe }) } as unknown as NativeAddon;
+function fakeAddon(probe: Partial<CudaProbe>, modelDevices?: string[]): NativeAddon {
+  const full: CudaProbe = {
+    usable: false,
+    problem: "none",
+    message: "",
+    deviceName: "",
+    devices: 0,
+    driverVersion: 0,
+    computeCapability: 0,
+    memoryBytes: 0,
+    builtArchs: [80, 86, 89, 90],
+  };
+  return { probeCuda: () => ({ ...full, ...probe }), modelDevices } as unknown as NativeAddon;
 }
 
 test("requireDevice passes the driver's reason on, and never lets a usable GPU pass in a CPU-only build", () => {
@@ -83,6 +112,7 @@ test("requireDevice passes the driver's reason on, and never lets a usable GPU p
     [{ problem: "no_driver", message: "no NVIDIA driver: libcuda.so.1 cannot be loaded" }, "no_driver"],
     [{ problem: "no_device", message: "no CUDA device: the NVIDIA driver (CUDA 13.0) sees no GPU" }, "no_device"],
     [{ problem: "driver_too_old", message: "the NVIDIA driver is too old: it supports CUDA 12.4" }, "driver_too_old"],
+    [{ problem: "no_code_for_arch", message: "cuda:1 (Tesla T4) has compute capability 7.5" }, "no_code_for_arch"],
     [{ usable: true, problem: "none", deviceName: "NVIDIA H200" }, "cuda_model_not_built"],
   ];
   for (const [probe, problem] of cases) {
@@ -96,4 +126,14 @@ test("requireDevice passes the driver's reason on, and never lets a usable GPU p
       problem,
     );
   }
+  // A build whose addon runs the model on the device lets a usable GPU (and only a usable one) through.
+  const gpuBuild = ["cpu", "cuda", "cuda-emu"];
+  assert.doesNotThrow(() => requireDevice({ kind: "cuda", index: 0 }, fakeAddon({ usable: true }, gpuBuild)));
+  assert.throws(
+    () => requireDevice({ kind: "cuda", index: 0 }, fakeAddon({ problem: "no_device", message: "x" }, gpuBuild)),
+    DeviceUnavailableError,
+  );
+  assert.doesNotThrow(() => requireDevice({ kind: "cuda-emu" }, fakeAddon({}, gpuBuild), { cudaEmu: true }));
+  assert.throws(() => requireDevice({ kind: "cuda-emu" }, fakeAddon({}, gpuBuild)), /this command does not run/);
+  assert.throws(() => requireDevice({ kind: "cuda-emu" }, fakeAddon({})), /--device cuda-emu: this build runs/);
 });

@@ -1,8 +1,8 @@
 // LLaMA-Factory data folders: `dataset_info.json` names each dataset's file (or folder of files), its
 // formatting (alpaca, sharegpt or openai) and its column and tag names. `resolveDatasets` turns the names a job
-// asks for into ordinary data sources, so a LLaMA-Factory user's folder works as it is. What ringtune
-// cannot train on (preference pairs, KTO labels, images, datasets fetched from a hub) is refused by
-// name rather than read half-way.
+// asks for into ordinary data sources, so a LLaMA-Factory user's folder works as it is; `ranking: true`
+// entries (preference pairs) become ranking sources for `stage: dpo`. What ringtune cannot train on (KTO
+// labels, images, datasets fetched from a hub) is refused by name rather than read half-way.
 import { readdirSync, statSync } from "node:fs";
 import { readRegularFile } from "../../files/input_files.js";
 import path from "node:path";
@@ -21,6 +21,8 @@ export interface ResolvedDataset {
   format: "alpaca" | "sharegpt" | "openai";
   columns: Columns;
   tags?: Tags;
+  /** preference pairs (chosen/rejected) */
+  ranking: boolean;
 }
 
 /** Keys of an entry that ringtune reads (the rest are refused below, by name, with the reason). */
@@ -37,9 +39,9 @@ const REFUSED_KEYS: Record<string, string> = {
   num_samples: "sampling a dataset is not supported: cut the file, or weight the source in `data`",
 };
 
+const RANKING_COLUMNS = new Set(["chosen", "rejected"]);
+
 const REFUSED_COLUMNS: Record<string, string> = {
-  chosen: "preference data (chosen/rejected) is for reward modelling and DPO, which ringtune does not train",
-  rejected: "preference data (chosen/rejected) is for reward modelling and DPO, which ringtune does not train",
   kto_tag: "KTO data is for KTO training, which ringtune does not do",
   images: "images are not supported: ringtune trains text-only models",
   videos: "videos are not supported: ringtune trains text-only models",
@@ -101,10 +103,9 @@ function resolveEntry(datasetDir: string, entry: unknown, where: string, confine
     if (REFUSED_KEYS[key]) throw new DatasetInfoError(`${where}: '${key}' is not supported: ${REFUSED_KEYS[key]}`);
     if (!READ_KEYS.has(key)) throw new DatasetInfoError(`${where}: unknown key '${key}'`);
   }
-  if (e.ranking === true)
-    throw new DatasetInfoError(
-      `${where}: 'ranking: true' (preference data) is not supported: ringtune trains SFT and pretraining only`,
-    );
+  if (e.ranking !== undefined && typeof e.ranking !== "boolean")
+    throw new DatasetInfoError(`${where}: 'ranking' must be true or false`);
+  const ranking = e.ranking === true;
   if (e.split !== undefined && e.split !== "train")
     throw new DatasetInfoError(`${where}: split '${String(e.split)}' is not supported: local files have only 'train'`);
   const formatting = e.formatting ?? "alpaca";
@@ -116,6 +117,8 @@ function resolveEntry(datasetDir: string, entry: unknown, where: string, confine
     for (const column of Object.keys(e.columns))
       if (REFUSED_COLUMNS[column])
         throw new DatasetInfoError(`${where}: column '${column}' is not supported: ${REFUSED_COLUMNS[column]}`);
+      else if (RANKING_COLUMNS.has(column) && !ranking)
+        throw new DatasetInfoError(`${where}: column '${column}' is for preference data: add 'ranking: true'`);
   const columns = columnsSchema.safeParse(e.columns ?? {});
   if (!columns.success) throw new DatasetInfoError(`${where}: columns: ${columns.error.issues[0].message}`);
   const tags = tagsSchema.safeParse(e.tags ?? {});
@@ -133,6 +136,7 @@ function resolveEntry(datasetDir: string, entry: unknown, where: string, confine
     format: formatting,
     columns: columns.data,
     tags: e.tags === undefined ? undefined : tags.data,
+    ranking,
   }));
 }
 

@@ -12,6 +12,9 @@ export const columnsSchema = z.strictObject({
   messages: z.string().optional(),
   system: z.string().optional(),
   tools: z.string().optional(),
+  /** preference data (ranking: true): the chosen and rejected answers */
+  chosen: z.string().optional(),
+  rejected: z.string().optional(),
 });
 
 export const tagsSchema = z.strictObject({

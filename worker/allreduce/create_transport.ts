@@ -25,9 +25,9 @@ export interface RingMember {
   peerTimeoutMs?: number;
   /** How a rank is named in errors: its worker id, say. */
   describePeer?: (rank: number) => string;
-  /** TCP only: the ring's secret, which every edge's two sides prove they hold */
+  /** the ring's secret: TCP edges prove both sides hold it, NATS messages are sealed with it */
   secret?: Uint8Array;
-  /** TCP only: told of each stray connection refused during setup */
+  /** told of each stray connection (TCP) or unsealed message (NATS) refused */
   onRefused?: (why: string) => void;
 }
 

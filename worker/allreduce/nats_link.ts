@@ -3,6 +3,8 @@
 // the bytes a subscriber has pending bounded, so the server never cuts it off as a slow consumer.
 // Core NATS drops messages nobody subscribes to, so before sending, each rank asks rank+1 (request/
 // reply on the edge's hello subject) and rank+1 answers only after its chunk subscription is in place.
+// With the ring's secret, hellos, chunks and acks are sealed (nats_seal.ts): any worker's NATS user may use
+// the ring subjects, so what does not open with the secret is dropped unread.
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
   Chunk,
@@ -16,6 +18,7 @@ import {
 } from "../../proto/mod.js";
 import { deferred } from "./deferred.js";
 import { PeerDisconnectedError, PeerSetupError } from "./errors.js";
+import { NO_SEAL, ringSeal } from "./nats_seal.js";
 import { DEFAULT_SETUP_TIMEOUT_MS, requestUntilServed } from "./request_retry.js";
 import type { Link, LinkEvents } from "./transport.js";
 
@@ -26,9 +29,13 @@ export interface NatsLinkOptions {
   size: number;
   events: LinkEvents;
   setupTimeoutMs?: number;
+  /** the ring's secret: every message is sealed with it and any that does not open is dropped */
+  secret?: Uint8Array;
+  /** told of each message dropped because it did not open with the secret */
+  onRefused?: (why: string) => void;
 }
 
-/** Room left in a message for the chunk's head (version, tag up to 128 bytes, seq, padding). */
+/** Room left in a message for the chunk's head (version, tag up to 128 bytes, seq, padding) and its seal. */
 const HEAD_ALLOWANCE_BYTES = 512;
 
 export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
@@ -40,13 +47,21 @@ export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
   const subs: Subscription[] = [];
   const fail = (err: Error) => o.events.error(err);
   const align = new AlignedCopy();
+  const sealer = o.secret ? ringSeal(o.secret) : NO_SEAL;
+  const opened = (subject: string, data: Uint8Array): Uint8Array | undefined => {
+    const plain = sealer.open(subject, data);
+    if (!plain) o.onRefused?.(`ring ${ring}: dropped a message on ${subject} not sealed with the ring's secret`);
+    return plain;
+  };
 
   subs.push(
     nc.subscribe(subjects.edgeChunks(ring, prev, rank), {
       callback: (err, msg) => {
         if (err) return fail(err);
+        const plain = opened(msg.subject, msg.data);
+        if (!plain) return;
         try {
-          const m = decodeMessage(Chunk, align.of(msg.data));
+          const m = decodeMessage(Chunk, align.of(plain));
           o.events.chunk(m.tag, m.seq, m.data);
         } catch (e) {
           fail(e as Error);
@@ -56,8 +71,10 @@ export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
     nc.subscribe(subjects.edgeAcks(ring, rank, next), {
       callback: (err, msg) => {
         if (err) return fail(err);
+        const plain = opened(msg.subject, msg.data);
+        if (!plain) return;
         try {
-          const m = decodeMessage(ChunkAck, msg.data);
+          const m = decodeMessage(ChunkAck, plain);
           o.events.ack(m.tag, m.consumed);
         } catch (e) {
           fail(e as Error);
@@ -71,8 +88,10 @@ export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
   const helloSub = nc.subscribe(subjects.edgeHello(ring, prev, rank), {
     callback: (err, msg) => {
       if (err) return helloFromPrev.reject(err);
+      const plain = opened(msg.subject, msg.data);
+      if (!plain) return;
       try {
-        const hello = decodeMessage(EdgeHello, msg.data);
+        const hello = decodeMessage(EdgeHello, plain);
         if (hello.ring !== ring || hello.from !== prev || hello.to !== rank || hello.transport !== "nats") {
           throw new PeerSetupError(
             `rank ${rank} of ring ${ring} got a hello for edge ${hello.from}->${hello.to} over ${hello.transport}`,
@@ -110,10 +129,10 @@ export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
     maxChunkElements,
     sendChunk(tag, seq, data) {
       // One copy into the message; NATS needs the payload in one buffer.
-      nc.publish(chunkSubject, encodeChunk(tag, seq, data));
+      nc.publish(chunkSubject, sealer.seal(chunkSubject, encodeChunk(tag, seq, data)));
     },
     sendAck(tag, consumed) {
-      nc.publish(ackSubject, encodeMessage(ChunkAck, { tag, consumed }));
+      nc.publish(ackSubject, sealer.seal(ackSubject, encodeMessage(ChunkAck, { tag, consumed })));
     },
     async close() {
       closing = true;
@@ -123,10 +142,12 @@ export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
 }
 
 async function helloNext(o: NatsLinkOptions, next: number): Promise<void> {
+  const subject = subjects.edgeHello(o.ring, o.rank, next);
+  const sealer = o.secret ? ringSeal(o.secret) : NO_SEAL;
   const reply = await requestUntilServed(
     o.nc,
-    subjects.edgeHello(o.ring, o.rank, next),
-    encodeMessage(EdgeHello, { ring: o.ring, from: o.rank, to: next, transport: "nats" }),
+    subject,
+    sealer.seal(subject, encodeMessage(EdgeHello, { ring: o.ring, from: o.rank, to: next, transport: "nats" })),
     o.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS,
   );
   const answer = decodeMessage(EdgeHelloReply, reply.data);

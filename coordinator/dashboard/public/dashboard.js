@@ -183,6 +183,20 @@ function renderCharts() {
   drawChart("lr-chart", per("lr"));
   drawChart("grad-chart", per("grad_norm"));
   drawChart("tps-chart", per("tokens_per_s"));
+  // Preference jobs (stage dpo) log rewards and accuracy per step; the charts show only when some job has them.
+  const rewards = jobs.flatMap((job, i) =>
+    ["rewards_chosen", "rewards_rejected", "margin"].map((key, k) => ({
+      label: `${many ? `${job} ` : ""}${key}`,
+      points: points(job, (l) => l[key]),
+      color: COLORS[(3 * i + k) % COLORS.length],
+    })),
+  );
+  const hasPref = rewards.some((s) => s.points.length > 0);
+  for (const id of ["pref-chart", "pref-acc-chart"]) document.getElementById(id).hidden = !hasPref;
+  if (hasPref) {
+    drawChart("pref-chart", rewards);
+    drawChart("pref-acc-chart", per("accuracy"));
+  }
 }
 
 // ---- generation eval ----

@@ -14,10 +14,12 @@ struct LossSum {
 
 // Per position n with labels[n] != -100: losses[n] = logsumexp(logits[n]) - logits[n][label]; 0 elsewhere.
 // When dlogits is not null it receives d(scale * sum of losses)/dlogits = scale * (softmax - onehot),
-// zero rows off-target; dlogits may alias logits (the logits are then consumed).
+// zero rows off-target; dlogits may alias logits (the logits are then consumed). weights (nullable, N): each
+// position's loss counts weights[n] times in that sum, so a loss that is a function of per-sequence sums of
+// log-probabilities (preference losses) back-propagates its own derivative per position.
 template <typename T>
 LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
-                                       double scale) {
+                                       double scale, const float* weights = nullptr) {
   for (int n = 0; n < N; n++)
     if (labels[n] != kIgnoreIndex && (labels[n] < 0 || labels[n] >= V))
       fail("cross_entropy", "label ", labels[n], " at position ", n, " outside vocab [0,", V, ") and not -100");
@@ -52,10 +54,11 @@ LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, c
     sum += loss;
     count += 1;
     if (dz) {
-      const T k = (T)(scale / se);
+      const double s = weights ? scale * weights[n] : scale;
+      const T k = (T)(s / se);
 #pragma omp simd
       for (int v = 0; v < V; v++) dz[v] *= k;
-      dz[y] -= (T)scale;
+      dz[y] -= (T)s;
     }
   }
   return {sum, count};

@@ -1,0 +1,100 @@
+// deploy/gpu/run_device_checks.sh, the one-command proof on a lent GPU, tested where no GPU is: the summary is
+// written first and grows as each step ends (its writer, with a fake step), and a host whose driver is older
+// than the CUDA runtime needs, or whose GPU the build has no code for, stops after the driver and compute
+// capability lines, saying why. The GPU is a fake `nvidia-smi` on PATH: the script's only view of the driver.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const repo = process.cwd();
+const script = path.join(repo, "deploy/gpu/run_device_checks.sh");
+
+/** A PATH whose nvidia-smi answers like a driver supporting CUDA `cuda` on a GPU of compute capability `cc`. */
+function fakeDriver(cuda: string, cc: string): string {
+  const bin = mkdtempSync(path.join(tmpdir(), "ringtune-fake-smi-"));
+  const smi = path.join(bin, "nvidia-smi");
+  writeFileSync(
+    smi,
+    `#!/usr/bin/env bash
+case "$*" in
+  -L) echo "GPU 0: NVIDIA Fake GPU (UUID: GPU-0)" ;;
+  *driver_version*) echo "550.54.15" ;;
+  *compute_cap*) echo "${cc}" ;;
+  *name,memory.total*) echo "NVIDIA Fake GPU, 81559 MiB" ;;
+  *) echo "| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: ${cuda}     |" ;;
+esac
+`,
+  );
+  chmodSync(smi, 0o755);
+  return `${bin}:${process.env.PATH}`;
+}
+
+function runChecks(PATH: string): { code: number | null; summary: string[]; files: string[] } {
+  const out = mkdtempSync(path.join(tmpdir(), "ringtune-gpu-out-"));
+  // a bundle as deploy/gpu/bundle.sh records its archs
+  const bundle = mkdtempSync(path.join(tmpdir(), "ringtune-gpu-bundle-"));
+  writeFileSync(path.join(bundle, "cuda_archs.txt"), "80-real;86-real;89-real;90\n");
+  const env = { ...process.env, PATH, OUT: out, TOTAL: "60", BUNDLE: bundle };
+  const r = spawnSync("bash", [script], { env, encoding: "utf8" });
+  return {
+    code: r.status,
+    summary: readFileSync(path.join(out, "summary.txt"), "utf8").trim().split("\n"),
+    files: readdirSync(out),
+  };
+}
+
+test("a driver older than the CUDA runtime needs stops the proof after the driver line, naming both versions", () => {
+  const r = runChecks(fakeDriver("12.4", "9.0"));
+  assert.equal(r.code, 2);
+  assert.match(r.summary[1]!, /driver: 550\.54\.15 \(CUDA 12\.4\); compute capability: 9\.0/);
+  assert.match(
+    r.summary[2]!,
+    /STOP: the driver supports CUDA 12\.4, ringtune's CUDA runtime needs CUDA 13\.0 or newer/,
+  );
+  assert.equal(r.summary.length, 3, r.summary.join("\n"));
+  assert.ok(r.files.length <= 8);
+});
+
+test("a GPU the build has no code for stops the proof, naming its compute capability and the built archs", () => {
+  const r = runChecks(fakeDriver("13.0", "7.5"));
+  assert.equal(r.code, 2);
+  assert.match(r.summary[1]!, /compute capability: 7\.5/);
+  assert.match(
+    r.summary[2]!,
+    /STOP: compute capability 7\.5: the build has GPU code only for sm_80, sm_86, sm_89, sm_90/,
+  );
+});
+
+test("no driver at all: one line saying so, exit status 2", () => {
+  // this PATH without any folder that holds an nvidia-smi
+  const dirs = (process.env.PATH ?? "").split(":").filter((d) => d && !existsSync(path.join(d, "nvidia-smi")));
+  const r = runChecks(dirs.join(":"));
+  assert.equal(r.code, 2);
+  assert.match(r.summary.at(-1)!, /gpu: none \(nvidia-smi not found/);
+});
+
+test("the summary writer: a step's line and its FAIL lines reach the file as the step ends", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "ringtune-summary-"));
+  const stepOut = path.join(dir, "step.txt");
+  writeFileSync(stepOut, "noise\nFAIL cuda_rmsnorm_bf16: max diff 0.5\nmore noise\n");
+  const r = spawnSync(
+    "bash",
+    [
+      "-c",
+      `START=$(date +%s); SUMMARY=${dir}/summary.txt; failed=0; . deploy/gpu/summary_lib.sh
+       log "first"; step_result "fake ok" 0 /dev/null; cp "$SUMMARY" ${dir}/after_first.txt
+       step_result "fake op tests" 3 ${stepOut}; echo "failed=$failed"`,
+    ],
+    { cwd: repo, encoding: "utf8" },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /failed=1/);
+  const after = readFileSync(path.join(dir, "after_first.txt"), "utf8");
+  assert.match(after, /^\[0s\] first\n\[0s\] fake ok: ok\n$/);
+  const summary = readFileSync(path.join(dir, "summary.txt"), "utf8").split("\n");
+  assert.match(summary[2]!, /fake op tests: FAILED \(exit status 3; .*step\.txt\)/);
+  assert.equal(summary[3], "FAIL cuda_rmsnorm_bf16: max diff 0.5");
+});
