@@ -13,7 +13,7 @@ const KILLS = 10;
 test(
   `kill -9 of a ring worker ${KILLS} times in a row: each ring re-forms within the lost-worker threshold`,
   { timeout: 300_000 },
-  async () => {
+  async (t) => {
     const { dir, baseSpec } = trainingFixture();
     const cluster = await TestCluster.start(1, { timing });
     // Worker processes are named to sort before w0: the scheduler takes idle workers in id order.
@@ -45,6 +45,7 @@ test(
         kills.push(killedAt);
         current = spare;
       }
+      t.diagnostic(`rings re-formed ${reformMs.join(", ")} ms after the kills`);
       assert.ok((await cluster.cancel(reply.id!)).ok);
       assert.equal((await cluster.finished(reply.id!)).status, "canceled");
       for (const [k, ms] of reformMs.entries())
