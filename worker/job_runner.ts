@@ -69,6 +69,8 @@ export class JobRunner {
   onRingBroken: () => void = () => {};
   /** the folders commands may read and write under (see command_paths.ts); undefined: unconfined */
   pathRoots: PathRoots | undefined;
+  /** where each job's model is built: the CPU's backend, or the CUDA backend on the CUDA emulator */
+  modelDevice: "cpu" | "cuda-emu" = "cpu";
 
   constructor(
     private readonly nc: NatsConnection,
@@ -164,6 +166,7 @@ export class JobRunner {
   private async buildAndJoin(m: CommandRequest<"assign">): Promise<CommandResult<"assign">> {
     if (this.job) await this.release(this.job.id);
     const onActivity = (a: string) => (this.doing = a);
+    const device = this.modelDevice;
     let model: NativeModel;
     let config: HfConfig;
     let step = 0;
@@ -173,7 +176,7 @@ export class JobRunner {
       const adapter = checkpointAdapterDir(m.model.resume);
       // A LoRA checkpoint's base is read straight into bf16 when the job trains on a bf16 base.
       const baseBf16 = existsSync(adapter) && (m.lora?.baseBf16 ?? false);
-      ({ model, config } = await loadModel(m.model.resume, { onActivity, baseBf16 }));
+      ({ model, config } = await loadModel(m.model.resume, { onActivity, baseBf16, device }));
       // The base goes back to the precision the job trains it in (bf16 under LoRA unless it says fp32).
       if (existsSync(adapter)) await applyAdapter(model, adapter, { baseBf16: m.lora?.baseBf16 });
       // A checkpoint holds the full moments; a sharded rank reads only its pieces of them.
@@ -183,11 +186,11 @@ export class JobRunner {
       step = await loadOptimizerState(model, m.model.resume);
     } else if (m.model.path) {
       // A LoRA job's bf16 base is read into bf16: never a full fp32 copy first.
-      ({ model, config } = await loadModel(m.model.path, { onActivity, baseBf16: m.lora?.baseBf16 }));
+      ({ model, config } = await loadModel(m.model.path, { onActivity, baseBf16: m.lora?.baseBf16, device }));
     } else if (m.model.init) {
       config = await readHfConfig(m.model.init.config);
       // A LoRA job's bf16 base is created in bf16: never a full fp32 copy first.
-      model = await initModel(config, m.model.init.seed, { onActivity, baseBf16: m.lora?.baseBf16 });
+      model = await initModel(config, m.model.init.seed, { onActivity, baseBf16: m.lora?.baseBf16, device });
     } else {
       throw new Error("assign: the model source names neither path, init nor resume");
     }

@@ -93,6 +93,8 @@ export class Worker {
     );
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
     runner.pathRoots = opts.roots;
+    // the model is built where the worker computes: the CUDA backend on the emulator, or the CPU
+    runner.modelDevice = opts.device?.kind === "cuda-emu" ? "cuda-emu" : "cpu";
     const w = new Worker(nc, opts.id, runner, log, opts.device ?? cpuDevice(opts.memoryBytes));
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
     if (opts.serve) w.serving = await WorkerServing.start(nc, opts.id, opts.serve, log);

@@ -169,7 +169,7 @@ export const workerCommand: Command = {
     });
     const id = (values.id as string | undefined) ?? `${os.hostname().replace(/[^A-Za-z0-9_-]/g, "-")}-${process.pid}`;
     // A process that logs JSON says everything in JSON, the warning about running without authentication too.
-    const compute = deviceFromFlags(values); // before anything else: a worker that cannot compute says so at once
+    const compute = deviceFromFlags(values, { cudaEmu: true }); // before anything else: a worker that cannot compute says so at once
     containUnhandledRejections("worker");
     // each worker its own NATS user: a local cluster's credentials for this worker are in worker-<id>.env
     const auth = natsAuth(values, `worker-${id}`, process.env, (line) =>

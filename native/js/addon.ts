@@ -367,7 +367,8 @@ export interface NativeAddon {
   /**
    * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData() and gradData() are
    * then host copies kept in step with the device at the edges of each call, and the calls that need the
-   * buffers on the host (LoRA, ZeRO-1 shards, optimizerData, checksum) refuse.
+   * buffers on the host (LoRA, ZeRO-1 shards) refuse. optimizerData() is then a host copy of the moments too,
+   * kept in step by adamwStep.
    */
   createModelAsync(
     config: NativeModelConfig,

@@ -310,8 +310,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           env, std::string(call) + ": not available yet for a model on the " + model_->backend().name() + " backend");
   }
   Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "optimizerData");
     Napi::Object o = Napi::Object::New(info.Env());
+    if (mirrors_) {
+      require_idle(info.Env(), "optimizerData");
+      if (!mirrors_->adam_m) {
+        const size_t n = model_->num_trainable();
+        mirrors_->adam_m = rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->adam_m(), n);
+        mirrors_->adam_v = rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->adam_v(), n);
+      }
+      o.Set("m", View(info.Env(), m_view_, mirrors_->adam_m));
+      o.Set("v", View(info.Env(), v_view_, mirrors_->adam_v));
+      return o;
+    }
     o.Set("m", View(info.Env(), m_view_, model_->m_buffer()));
     o.Set("v", View(info.Env(), v_view_, model_->v_buffer()));
     return o;
@@ -548,19 +558,36 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // The bits of the base weights, the adapters (with LoRA) and both AdamW moments (unless sharded), hashed in that
   // order by two multiply-xor lanes, off the main thread: ranks compare it to prove their training state identical.
   Napi::Value Checksum(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "checksum");
     Napi::Env env = info.Env();
     claim(env, "checksum");
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     auto out = std::make_shared<std::string>();
     auto* job = new Job(
-        env, [m, out] { *out = training_state_checksum(*m); },
+        env,
+        [m, out, mirrors] {
+          if (!mirrors) {
+            *out = training_state_checksum(*m, m->params(), m->adam_m(), m->adam_v());
+            return;
+          }
+          // The host copies JavaScript may have written (a loaded checkpoint) are the state: sent first, then
+          // the whole state is read back once into host memory and hashed there. Not part of a step.
+          mirrors->params_to_device(*m), mirrors->moments_to_device(*m);
+          const size_t np = m->num_params(), nt = m->num_trainable();
+          std::vector<float> params(np), adam_m(nt), adam_v(nt);
+          m->backend().download(params.data(), m->params(), np);
+          m->backend().download(adam_m.data(), m->adam_m(), nt);
+          m->backend().download(adam_v.data(), m->adam_v(), nt);
+          *out = training_state_checksum(*m, params.data(), adam_m.data(), adam_v.data());
+        },
         [out](Napi::Env e) { return (Napi::Value)Napi::String::New(e, *out); }, &busy_);
     job->Queue();
     return job->promise();
   }
 
-  static std::string training_state_checksum(Model<float>& m) {
+  // params, adam_m, adam_v: host copies of the model's buffers (the buffers themselves on the CPU backend).
+  static std::string training_state_checksum(Model<float>& m, const float* params, const float* adam_m,
+                                             const float* adam_v) {
     uint32_t a = 0x811c9dc5u, b = 0x9e3779b9u, i = 0;
     auto hash = [&](const void* p, size_t n) {
       const auto* words = static_cast<const uint32_t*>(p);
@@ -579,13 +606,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         hash(&last, 1);
       }
     } else {
-      hash(m.params(), m.num_params());
+      hash(params, m.num_params());
     }
     if (m.lora_enabled()) hash(m.lora_params(), m.num_lora_params());
     // Under ZeRO-1 each rank holds different moments (its shard): only the weights must then match.
     if (m.optimizer_shard().empty()) {
-      hash(m.adam_m(), m.num_trainable());
-      hash(m.adam_v(), m.num_trainable());
+      hash(adam_m, m.num_trainable());
+      hash(adam_v, m.num_trainable());
     }
     char hex[17];
     std::snprintf(hex, sizeof hex, "%08x%08x", a, b);
@@ -682,7 +709,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (cb.IsFunction()) {
       tsfn = std::make_shared<Napi::ThreadSafeFunction>(
           Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "ringtune.onGradsReady", 0, 1));
-      opts.on_grads_ready = [tsfn](size_t offset, size_t size) {
+      // On a device the bucket is copied to the host copy first: that copy is what JavaScript all-reduces.
+      opts.on_grads_ready = [tsfn, mirrors = mirrors_, m = model_.get()](size_t offset, size_t size) {
+        if (mirrors) mirrors->grads_range_from_device(*m, offset, size);
         auto* range = new std::pair<size_t, size_t>(offset, size);
         tsfn->BlockingCall(range, [](Napi::Env e, Napi::Function fn, std::pair<size_t, size_t>* r) {
           const double off = (double)r->first, n = (double)r->second;
@@ -710,7 +739,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           if (mirrors) mirrors->params_to_device(*m), mirrors->grads_to_device(*m);
           if (zero_grads) m->zero_grad();
           *result = m->forward_backward(batch, opts);
-          if (mirrors && opts.backward) mirrors->grads_from_device(*m);
+          // With onGradsReady each bucket came back as it became final, and JavaScript may be summing it in
+          // place by now: a second copy would overwrite the sums.
+          if (mirrors && opts.backward && !tsfn) mirrors->grads_from_device(*m);
         },
         [result, buckets](Napi::Env e) {
           Napi::Object r = Napi::Object::New(e);
@@ -765,9 +796,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto* job = new Job(
         env,
         [m, opts, result, mirrors] {
-          if (mirrors) mirrors->params_to_device(*m), mirrors->grads_to_device(*m);
+          if (mirrors) mirrors->params_to_device(*m), mirrors->grads_to_device(*m), mirrors->moments_to_device(*m);
           *result = m->adamw_step(opts);
-          if (mirrors) mirrors->params_from_device(*m);
+          if (mirrors) mirrors->params_from_device(*m), mirrors->moments_from_device(*m);
         },
         [result](Napi::Env e) {
           Napi::Object r = Napi::Object::New(e);

@@ -58,7 +58,9 @@ test("cluster-up starts NATS, a coordinator and N workers; a second run says it 
     assert.equal(up.status, 0, up.stdout + up.stderr);
     assert.match(
       up.stdout,
-      new RegExp(`cluster up: NATS at nats://127\\.0\\.0\\.1:${port}, a coordinator and 2 worker\\(s\\) on CPU`),
+      new RegExp(
+        `cluster up: NATS at nats://127\\.0\\.0\\.1:${port}, a coordinator \\(and a standby\\) and 2 worker\\(s\\) on CPU`,
+      ),
     );
     const names = ["nats", "coordinator", "worker-0", "worker-1"];
     const pids = names.map((n) => Number(readFileSync(path.join(run, `${n}.pid`), "utf8")));

@@ -62,7 +62,10 @@ const transcript = () => `stdout:\n${demo.stdout}\nstderr:\n${demo.stderr}`;
 
 test("the demo script trains DEMO_STEPS steps of the bundled job on a local cluster, then takes it down", () => {
   assert.equal(demo.code, 0, transcript());
-  assert.match(demo.stdout, /ringtune cluster up: NATS at nats:\/\/127\.0\.0\.1:\d+, a coordinator and 2 worker/);
+  assert.match(
+    demo.stdout,
+    /ringtune cluster up: NATS at nats:\/\/127\.0\.0\.1:\d+, a coordinator \(and a standby\) and 2 worker/,
+  );
   assert.equal(record.status, "completed");
   assert.equal(record.steps, STEPS);
   assert.equal(record.output, output);

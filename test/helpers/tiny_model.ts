@@ -16,3 +16,6 @@ export const TINY_BYTE_LLAMA = {
   bos_token_id: 256,
   eos_token_id: 257,
 };
+
+/** TINY_BYTE_LLAMA with one head of 32: the CUDA attention kernels (cuda-emu workers) take head sizes 32, 64, 128. */
+export const ONE_HEAD_BYTE_LLAMA = { ...TINY_BYTE_LLAMA, num_attention_heads: 1, num_key_value_heads: 1 };

@@ -59,7 +59,7 @@ test("a --device value that is not cpu, cuda, cuda:N or cuda-emu is a usage erro
 });
 
 // The commands that build their model on the emulated device today; the others refuse it by name.
-const COMMANDS_ON_CUDA_EMU = new Set(["dump"]);
+const COMMANDS_ON_CUDA_EMU = new Set(["dump", "worker"]);
 
 test("--device cuda-emu is parsed the same way on every command: run where the command and addon run it, else refused by name", async () => {
   const addon = loadAddon();

@@ -3,10 +3,13 @@
 // record names the device of each of the job's workers. Real nats-server, coordinator and workers.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
 import { decodeMessage, subjects, WorkerHeartbeat } from "../../proto/mod.js";
 import { workerDevice, cpuDevice } from "../../worker/device.js";
 import { TestCluster, trainingFixture } from "../helpers/cluster.js";
 import type { CudaProbe } from "../../native/js/addon.js";
+import { ONE_HEAD_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 const noGpu = (): CudaProbe => {
   throw new Error("the driver is not asked for cpu or cuda-emu");
@@ -57,6 +60,8 @@ test(
       assert.match(beats.get("w0")!, /^cpu \(/);
 
       const { dir, baseSpec } = trainingFixture();
+      // w1 computes on the emulated CUDA backend: a model its attention kernels take
+      writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
       const rec = await cluster.run({ ...baseSpec, workers: 2, max_steps: 1, output: "devices" }, dir);
       assert.deepEqual(rec.workers, ["w0", "w1"]);
       assert.equal(rec.worker_devices?.length, 2);

@@ -1,0 +1,80 @@
+// `ringtune worker --device cuda-emu` trains on the CUDA backend run by the CUDA emulator: a worker process
+// reproduces a CPU worker's losses step by step (fp32), its checkpoints (weights and AdamW moments) resume on
+// a CPU worker and the CPU's on it, and it shares a ring with a CPU worker.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { TestCluster, trainingFixture } from "../helpers/cluster.js";
+import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
+import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process.js";
+import { loadAddon } from "../../native/js/addon.js";
+import { ONE_HEAD_BYTE_LLAMA } from "../helpers/tiny_model.js";
+
+after(killAllWorkerProcesses);
+
+/** fp32 on two backends: the same maths in a different order of summation. */
+const FP32_REL = 1e-5;
+const EMU = ["--device", "cuda-emu"];
+
+/** Runs `spec` on one cluster of its own whose workers are processes started with these flags each. */
+async function runOnWorkers(
+  workerFlags: string[][],
+  spec: Record<string, unknown>,
+  dir: string,
+): Promise<Map<number, number>> {
+  const cluster = await TestCluster.start(0);
+  const workers = workerFlags.map((flags, i) => WorkerProcess.start(cluster.server.url, `p${i}`, flags));
+  try {
+    await cluster.waitFor(
+      async () => (await cluster.idleWorkers()) >= workers.length,
+      `worker processes to register:\n${workers.map((w) => w.log).join("\n")}`,
+    );
+    const rec = await cluster.run(spec, dir);
+    return lossesByStep(rec.output);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${workers.map((w) => w.log).join("\n")}`);
+  } finally {
+    await Promise.all(workers.map((w) => w.kill()));
+    await cluster.stop();
+  }
+}
+
+test(
+  "a cuda-emu worker trains to a CPU worker's losses, and checkpoints resume across the two devices",
+  { timeout: 600_000, skip: !loadAddon().cudaEmu && "the addon does not link the CUDA emulator" },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
+    // checksum_every: the device model's checksum runs (on the host copy of its state) at steps 5, 10, ...
+    const spec = { ...baseSpec, workers: 1, max_steps: 20, save_every: 10, checksum_every: 5 };
+    const cpu = await runOnWorkers([[]], { ...spec, output: "cpu" }, dir);
+    const emu = await runOnWorkers([EMU], { ...spec, output: "emu" }, dir);
+    assert.equal(cpu.size, 20);
+    assertSameLosses(emu, cpu, FP32_REL);
+
+    const checkpoint = (run: string) => path.join(dir, run, "checkpoints", "step-000010");
+    const secondHalf = new Map([...cpu].filter(([step]) => step > 10));
+    const emuToCpu = await runOnWorkers([[]], { ...spec, output: "emu-cpu", resume_from: checkpoint("emu") }, dir);
+    assertSameLosses(emuToCpu, secondHalf, FP32_REL);
+    const cpuToEmu = await runOnWorkers([EMU], { ...spec, output: "cpu-emu", resume_from: checkpoint("cpu") }, dir);
+    assertSameLosses(cpuToEmu, secondHalf, FP32_REL);
+  },
+);
+
+test(
+  "a ring of one cuda-emu worker and one CPU worker trains to two CPU workers' losses",
+  { timeout: 600_000, skip: !loadAddon().cudaEmu && "the addon does not link the CUDA emulator" },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
+    // The gradient buckets are all-reduced while the backward goes on: each leaves the device as it is final.
+    // No checksums: each rank's AdamW rounds in its own backend's order, so the two copies of the weights agree
+    // to fp32 rounding, not bit for bit.
+    const spec = { ...baseSpec, workers: 2, max_steps: 20, checksum_every: 0 };
+    const cpus = await runOnWorkers([[], []], { ...spec, output: "cpus" }, dir);
+    const mixed = await runOnWorkers([EMU, []], { ...spec, output: "mixed" }, dir);
+    assert.equal(cpus.size, 20);
+    assertSameLosses(mixed, cpus, FP32_REL);
+  },
+);
