@@ -25,7 +25,7 @@ import { parseSpec } from "../spec/load.js";
 import { JobCancelled } from "./train/attempt.js";
 import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
-import { NatsOutageError, WorkerLostError } from "./train/worker_client.js";
+import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
 import { startHttp, type HttpFrontDoor } from "../serve/http_server.js";
 import { ServeRouter } from "./serve/serve_router.js";
@@ -129,6 +129,10 @@ export class Coordinator {
     await c.recoverInterruptedJobs();
     registry.onLost = (worker, job) =>
       c.interruptions.get(job)?.reject(new WorkerLostError(`worker ${worker} stopped sending heartbeats`, worker));
+    // A survivor whose neighbour died between commands says so at once: a command sent to the dead worker
+    // meanwhile may be lost with its connection, and would otherwise wait for the heartbeat threshold.
+    registry.onRingBroken = (worker, job, why) =>
+      c.interruptions.get(job)?.reject(new WorkerCommandError(`worker ${worker}: ${why}`, worker, false));
     registry.start();
     if (opts.serveHttp) {
       const { host, port, apiKey } = opts.serveHttp;

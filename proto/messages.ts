@@ -60,6 +60,11 @@ export const WorkerHeartbeat = defineMessage("WorkerHeartbeat", {
   job: z.string().max(128).optional(),
   /** what a busy worker is doing that takes long, e.g. "loading weights 37%" (absent when nothing is) */
   activity: z.string().max(200).optional(),
+  /**
+   * why the ring of `job` broke while no command was waiting on it (a neighbour's link closed): the worker
+   * says so at once, so the coordinator need not wait for a command to a dead neighbour to time out
+   */
+  ring_broken: z.string().max(500).optional(),
   /** the device it computes on, as deviceLabel() names it: "cuda:0 (NVIDIA H100 80GB HBM3)", "cuda-emu (...)" */
   device: z.string().max(300).optional(),
   /** a serving worker's models (its base first, then adapters) and its generations running and queued */

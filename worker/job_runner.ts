@@ -50,6 +50,8 @@ interface ActiveJob {
   id: string;
   config: HfConfig;
   trainer: Trainer;
+  /** the formation of the ring this job runs in (a job keeps its id across re-formations) */
+  ring: string;
 }
 
 export class JobRunner {
@@ -61,6 +63,10 @@ export class JobRunner {
   private stopping: Promise<void> | undefined;
   /** the job whose assign is building its model and ring: the worker is busy with it already */
   private assigning: string | undefined;
+  /** why the ring of the current job broke while no command waited on it (told to the coordinator at once) */
+  private ringBroken: { ring: string; why: string } | undefined;
+  /** called when the ring of the current job breaks: the worker tells the coordinator without waiting */
+  onRingBroken: () => void = () => {};
   /** the folders commands may read and write under (see command_paths.ts); undefined: unconfined */
   pathRoots: PathRoots | undefined;
   /** where each job's model is built: the CPU's backend, or the CUDA backend on the CUDA emulator */
@@ -72,6 +78,12 @@ export class JobRunner {
     private readonly net: { listenHost?: string; advertiseHost?: string } = {},
     private readonly metrics?: WorkerMetrics,
   ) {}
+
+  /** Why the current job's ring broke, when it did: sent with each heartbeat until the job is released. */
+  get ringBrokenReason(): string | undefined {
+    const broken = this.ringBroken;
+    return broken && broken.ring === this.job?.ring ? broken.why : undefined;
+  }
 
   get currentJob(): string | undefined {
     return this.job?.id ?? this.assigning;
@@ -214,6 +226,13 @@ export class JobRunner {
       ...ringTimeouts(m),
       ...this.net,
     });
+    // A neighbour that dies between commands breaks the ring with nothing waiting on it; a command sent to
+    // the dead one meanwhile may be lost with its connection, so only this report spares the coordinator
+    // the wait for the heartbeat threshold.
+    transport.onBroken?.((err) => {
+      this.ringBroken = { ring: m.ring, why: err.message };
+      this.onRingBroken();
+    });
     const spSize = m.sequence_parallel ?? 1;
     let group: SequenceGroup | undefined;
     if (spSize > 1) {
@@ -247,7 +266,7 @@ export class JobRunner {
       group,
       { zero: o.zero, preference: m.preference },
     );
-    this.job = { id: m.job, config, trainer };
+    this.job = { id: m.job, config, trainer, ring: m.ring };
     return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
   }
 

@@ -157,6 +157,7 @@ export class Worker {
           state: job ? "busy" : "idle",
           job,
           activity: this.runner.activity,
+          ring_broken: this.runner.ringBrokenReason,
           device: deviceLabel(this.device),
           serving: this.serving?.status(),
         }),
@@ -164,6 +165,9 @@ export class Worker {
     };
     beat();
     this.heartbeatTimer = setInterval(beat, ms);
+    this.runner.onRingBroken = () => {
+      if (!this.closed) beat();
+    };
   }
 
   async close(): Promise<void> {

@@ -26,12 +26,16 @@ interface Entry {
   activity?: string;
   /** the last heartbeat's serving status, for a worker started to serve a base */
   serving?: ServingStatus;
+  /** the job whose broken ring this worker reported (told to onRingBroken once per reservation) */
+  ringBrokenJob?: string;
 }
 
 export class WorkerRegistry {
   private readonly workers = new Map<string, Entry>();
   /** called once when a worker that runs a job stops sending heartbeats */
   onLost: (workerId: string, job: string) => void = () => {};
+  /** called once per job when a worker of it reports its ring broke (a neighbour's link closed) */
+  onRingBroken: (workerId: string, job: string, why: string) => void = () => {};
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -81,6 +85,10 @@ export class WorkerRegistry {
             w.lastSeen = Date.now();
             w.activity = hb.activity;
             w.serving = hb.serving;
+            if (hb.ring_broken && w.job && hb.job === w.job && w.ringBrokenJob !== w.job) {
+              w.ringBrokenJob = w.job;
+              this.onRingBroken(hb.worker_id, w.job, hb.ring_broken);
+            }
           }
         } catch (err) {
           this.warnOnce(`bad heartbeat on ${clipText(msg.subject)}: ${clipText((err as Error).message)}`);
@@ -167,7 +175,11 @@ export class WorkerRegistry {
   }
 
   reserve(ids: string[], job: string): void {
-    for (const id of ids) this.workers.get(id)!.job = job;
+    for (const id of ids) {
+      const w = this.workers.get(id)!;
+      w.job = job;
+      w.ringBrokenJob = undefined; // a new ring of the same job may break again
+    }
   }
 
   release(job: string): void {

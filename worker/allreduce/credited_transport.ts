@@ -35,6 +35,7 @@ export class CreditedTransport implements Transport {
   private readonly incoming = new Map<string, Incoming>();
   private readonly openTags = new Set<string>();
   private failure: Error | null = null;
+  private brokenListener: ((err: Error) => void) | undefined;
   private readonly pool: ChunkPool;
   private readonly liveness: PeerLiveness | undefined;
 
@@ -144,7 +145,12 @@ export class CreditedTransport implements Transport {
     return stream;
   }
 
+  onBroken(listener: (err: Error) => void): void {
+    this.brokenListener = listener;
+  }
+
   async close(): Promise<void> {
+    this.brokenListener = undefined; // closing is no breakage
     this.fail(new TransportClosedError(`${this.kind} transport of rank ${this.rank} is closed`));
     await this.link?.close();
   }
@@ -218,6 +224,8 @@ export class CreditedTransport implements Transport {
     if (this.failure) return;
     this.failure = err;
     this.liveness?.stop();
+    const broken = this.brokenListener;
+    if (broken) queueMicrotask(() => broken(err));
     for (const out of this.outgoing.values()) out.credit?.reject(err);
     for (const inc of this.incoming.values()) {
       const sink = inc.sink;

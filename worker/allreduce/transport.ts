@@ -13,6 +13,8 @@ export interface Transport {
   open(tag: string): TaggedStream;
   /** Closes the connections; pending and later operations reject with TransportClosedError. */
   close(): Promise<void>;
+  /** Calls `listener` once with the error that broke the ring (a lost or silent neighbour), never for close(). */
+  onBroken?(listener: (err: Error) => void): void;
 }
 
 export interface TaggedStream {
