@@ -14,7 +14,9 @@ import {
   WorkerRegister,
   WorkerRegisterReply,
 } from "../proto/mod.js";
-import { cpuDevice } from "./device.js";
+import { cpuDevice, workerDevice } from "./device.js";
+import { loadAddon } from "../native/js/addon.js";
+import type { ComputeDevice } from "../native/js/compute_device.js";
 import { deviceLabel, type Device } from "../proto/mod.js";
 import type { z } from "zod";
 import { JobRunner } from "./job_runner.js";
@@ -38,8 +40,11 @@ export interface WorkerOptions {
   advertiseHost?: string;
   /** usable memory to report instead of the machine's RAM */
   memoryBytes?: number;
-  /** what it computes on, as registered and sent in heartbeats (default: this host's CPU, memoryBytes) */
+  /** what it computes on, as registered and sent in heartbeats (default: `compute` as the driver describes it,
+   * else this host's CPU, memoryBytes) */
   device?: z.infer<typeof Device>;
+  /** the --device it was started with, described for registration when `device` is not given */
+  compute?: ComputeDevice;
   log?: Logger;
   /** where to serve Prometheus `/metrics` (none: no HTTP server) */
   http?: ListenAddress;
@@ -94,8 +99,13 @@ export class Worker {
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
     runner.pathRoots = opts.roots;
     // the model is built where the worker computes: the CUDA backend on the emulator, or the CPU
-    runner.modelDevice = opts.device?.kind === "cuda-emu" ? "cuda-emu" : "cpu";
-    const w = new Worker(nc, opts.id, runner, log, opts.device ?? cpuDevice(opts.memoryBytes));
+    const device =
+      opts.device ??
+      (opts.compute
+        ? workerDevice(opts.compute, opts.memoryBytes, (index) => loadAddon().probeCuda(index))
+        : cpuDevice(opts.memoryBytes));
+    runner.modelDevice = device.kind === "cuda-emu" ? "cuda-emu" : "cpu";
+    const w = new Worker(nc, opts.id, runner, log, device);
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
     if (opts.serve) w.serving = await WorkerServing.start(nc, opts.id, opts.serve, log);
     w.serveCommands();

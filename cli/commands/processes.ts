@@ -8,8 +8,6 @@ import { parseBytes } from "../../spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
 import { natsUrl } from "../nats_connect.js";
 import { deviceFromFlags } from "../device_flag.js";
-import { workerDevice } from "../../worker/device.js";
-import { loadAddon } from "../../native/js/addon.js";
 import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { pathRoots } from "../path_roots.js";
@@ -188,7 +186,7 @@ export const workerCommand: Command = {
       listenHost: values["listen-host"] as string | undefined,
       advertiseHost: values["advertise-host"] as string | undefined,
       memoryBytes,
-      device: workerDevice(compute, memoryBytes, (index) => loadAddon().probeCuda(index)),
+      compute,
       http: httpFlag(values.http),
       serve: serveFlags(values),
       roots: pathRoots(values),
