@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { inboxPrefixOf } from "../../cli/nats_credentials.js";
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from "testcontainers";
 import { decodeJobRecord, JOBS_BUCKET, type JobRecordBody } from "../../proto/mod.js";
 import { renderKustomization, type K8sObject } from "./kustomize.js";
@@ -84,7 +85,12 @@ export class ContainerCluster {
     const cluster = new ContainerCluster(images, dir, shared, renderKustomization(), passwords, network);
     try {
       await cluster.startNats();
-      cluster.client = await connect({ servers: cluster.natsUrl, ...cluster.clientAuth() });
+      // the client user receives replies only under its own inbox prefix (as `ringtune` on the host does)
+      cluster.client = await connect({
+        servers: cluster.natsUrl,
+        ...cluster.clientAuth(),
+        inboxPrefix: inboxPrefixOf("client"),
+      });
       await cluster.startCoordinator();
       for (const w of workers) await cluster.startWorker(w);
     } catch (err) {
