@@ -33,6 +33,7 @@ export const LIBRARIES = [
   "plot", // the loss plot
   "serving", // the batched generation engine, its adapters and its OpenAI front doors, hosted by a worker or serve/
   "observe", // logging and the metrics/health HTTP listener
+  "errors", // the base of the error classes
   "native", // the native addon's typed face
 ] as const;
 
