@@ -283,6 +283,7 @@ export class JobRunner {
       microBatchRows: m.micro_batch_rows,
       batch: m.batch,
       checksum: m.checksum,
+      refLogps: m.ref_logps,
     });
     this.metrics?.observeStep({ job: m.job, tokens: realTokens(m.batch), ...r });
     this.log.debug({ job: m.job, step: m.step, compute_ms: r.computeMs, comm_wait_ms: r.commWaitMs }, "step");
@@ -299,7 +300,9 @@ export class JobRunner {
   }
 
   private async evaluate(m: CommandRequest<"eval">): Promise<CommandResult<"eval">> {
-    const r = await this.active(m.job).trainer.evaluate(m.batch, m.micro_batch_rows);
+    const trainer = this.active(m.job).trainer;
+    if (m.pair_logps) return { pair_logps: await trainer.pairLogps(m.batch, m.micro_batch_rows) };
+    const r = await trainer.evaluate(m.batch, m.micro_batch_rows, m.ref_logps);
     return { loss_sum: r.lossSum, targets: r.targets, task_sums: r.taskSums, pref_sums: r.prefSums };
   }
 
