@@ -1,12 +1,41 @@
 // The public entries of the tensor-core attention: shape and pointer checks, then the launchers of
 // flash_attention_kernels.cuh.
+#include <algorithm>
+#include <map>
+#include <mutex>
 #include "flash_attention.cuh"
 #include "flash_attention_kernels.cuh"
 
 namespace rt::cuda {
+namespace {
+
+// The most dynamic shared memory a block may opt into on the calling thread's device (227 KiB on an H100,
+// 163 KiB on an A100, 99 KiB on sm_86/sm_89 GPUs), read once per device.
+size_t shared_memory_optin() {
+  static std::mutex mu;
+  static std::map<int, size_t> known;
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = known.find(device);
+  if (it != known.end()) return it->second;
+  cudaDeviceProp p;
+  CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+  return known[device] = p.sharedMemPerBlockOptin;
+}
+
+// The largest shared memory any of the kernels takes at head dim D.
+template <int D>
+constexpr size_t most_shared() {
+  return std::max(flash::forward_smem<D>(), std::max(flash::dq_smem<D>(), flash::dkdv_smem<D>()));
+}
+
+}  // namespace
 
 bool flash_attention_supported(const AttnShape& s, const void* q, const void* k, const void* v, const void* out) {
-  return (s.D == 64 || s.D == 128) && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out);
+  if (s.D != 64 && s.D != 128) return false;
+  if (!aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(out)) return false;
+  return (s.D == 64 ? most_shared<64>() : most_shared<128>()) <= shared_memory_optin();
 }
 
 static void check(const AttnShape& s, const char* op) {
