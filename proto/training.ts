@@ -32,6 +32,12 @@ export const OptimizerSettings = z.object({
   grad_clip: z.number(),
   /** ZeRO stage: 1 shards the AdamW moments over the ring's ranks; absent or 0: every rank holds them all */
   zero: z.number().int().min(0).max(1).optional(),
+  /**
+   * the ring mixes devices (CPU and GPU ranks): every rank applies AdamW with the host's arithmetic, so the
+   * weights stay the same bits on every rank (a GPU's fused multiply-adds and reduction orders would differ in
+   * the last bits) and the periodic checksum compares them exactly
+   */
+  host_update: z.boolean().optional(),
 });
 
 /** LoRA adapters as the native core takes them (LoraSettings in native/js/addon.ts). */

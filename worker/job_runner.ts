@@ -262,6 +262,7 @@ export class JobRunner {
         eps: o.eps,
         weightDecay: o.weight_decay,
         maxGradNorm: o.grad_clip,
+        hostUpdate: o.host_update,
       },
       group,
       { zero: o.zero, preference: m.preference },

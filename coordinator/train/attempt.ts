@@ -17,7 +17,7 @@ import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { parseSpec } from "../../spec/load.js";
 import { workerRange } from "../../spec/workers_spec.js";
-import { assignRequest } from "./assign.js";
+import { assignRequest, ringMixesDevices } from "./assign.js";
 import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
 import { recordText, saveFinalModel, saveMergedModel } from "./final_outputs.js";
@@ -273,6 +273,7 @@ export class JobAttempt {
             resumeDir,
             lora: this.lora,
             workers: this.ring.workers,
+            mixedDevices: ringMixesDevices(this.ring.workers.map((w) => this.env.deviceOf?.(w))),
           }),
           ASSIGN_TIMEOUT_MS,
         ),

@@ -88,6 +88,12 @@ export interface AdamWOptions {
    * absent: the norm of this model's whole gradData.
    */
   gradNorm?: number;
+  /**
+   * A model on a device whose ring mixes devices: the update runs on host copies of the weights, gradients and
+   * moments with the CPU's arithmetic (then goes back to the device), so this rank keeps the CPU ranks' bits and
+   * the ring's weight checksum compares them exactly. Ignored on the CPU, whose update is that arithmetic.
+   */
+  hostUpdate?: boolean;
 }
 
 export interface GenerateOptions {
@@ -365,10 +371,9 @@ export interface NativeAddon {
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
   /** baseBf16: the base is created frozen in bf16 (for LoRA with a bf16 base), never in fp32 first */
   /**
-   * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData() and gradData() are
-   * then host copies kept in step with the device at the edges of each call, and the calls that need the
-   * buffers on the host (LoRA, ZeRO-1 shards) refuse. optimizerData() is then a host copy of the moments too,
-   * kept in step by adamwStep.
+   * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData(), baseDataBf16(),
+   * loraData(), gradData() and optimizerData() are then host copies kept in step with the device at the edges
+   * of each call (an adamwStep refreshes the weights' and the moments' copies).
    */
   createModelAsync(
     config: NativeModelConfig,
