@@ -188,6 +188,8 @@ export interface NativeModel {
   getStep(): number;
   setStep(step: number): void;
   memory(): MemoryReport;
+  /** where the model computes, as its backend names itself: "cpu", or "cuda:0 fp32 (...)" naming its GEMM */
+  backendName(): string;
   /** HF-style init: normal(0, std) for matrices and embeddings, 1 for norms, 0 for biases */
   initRandom(seed: number, std: number): Promise<void>;
   /** clears the gradients (allocating them on first use) off the main thread */

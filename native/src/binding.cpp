@@ -194,6 +194,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("getStep", &ModelWrap::GetStep),
                         InstanceMethod("setStep", &ModelWrap::SetStep),
                         InstanceMethod("memory", &ModelWrap::Memory),
+                        InstanceMethod("backendName", &ModelWrap::BackendName),
                         InstanceMethod("initRandom", &ModelWrap::InitRandom),
                         InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                         InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
@@ -559,6 +560,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                  "setStep: step must be a non-negative number, got " + (info.Length() ? describe(info[0]) : "nothing"));
     model_->set_step((int64_t)info[0].As<Napi::Number>().DoubleValue());
     return info.Env().Undefined();
+  }
+
+  // Where the model computes, as its backend names itself: "cpu", or "cuda:0 fp32 (...)" with its GEMM.
+  Napi::Value BackendName(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), model_->backend().name());
   }
 
   Napi::Value Memory(const Napi::CallbackInfo& info) {
