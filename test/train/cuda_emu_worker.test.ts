@@ -1,6 +1,7 @@
 // `ringtune worker --device cuda-emu` trains on the CUDA backend run by the CUDA emulator: a worker process
 // reproduces a CPU worker's losses step by step (fp32), its checkpoints (weights and AdamW moments) resume on
-// a CPU worker and the CPU's on it, and it shares a ring with a CPU worker.
+// a CPU worker and the CPU's on it, and it shares a ring with a CPU worker. The device proof runs this file on
+// a GPU (RINGTUNE_TEST_DEVICE=cuda, test/helpers/evidence_device.ts).
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
@@ -8,14 +9,14 @@ import path from "node:path";
 import { TestCluster, trainingFixture } from "../helpers/cluster.js";
 import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
 import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process.js";
-import { loadAddon } from "../../native/js/addon.js";
+import { EVIDENCE_DEVICE, evidenceSkip } from "../helpers/evidence_device.js";
 import { ONE_HEAD_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 after(killAllWorkerProcesses);
 
 /** fp32 on two backends: the same maths in a different order of summation. */
 const FP32_REL = 1e-5;
-const EMU = ["--device", "cuda-emu"];
+const EMU = ["--device", EVIDENCE_DEVICE]; // a GPU when the device proof runs this file
 
 /** Runs `spec` on one cluster of its own whose workers are processes started with these flags each. */
 async function runOnWorkers(
@@ -42,7 +43,7 @@ async function runOnWorkers(
 
 test(
   "a cuda-emu worker trains to a CPU worker's losses, and checkpoints resume across the two devices",
-  { timeout: 600_000, skip: !loadAddon().cudaEmu && "the addon does not link the CUDA emulator" },
+  { timeout: 600_000, skip: evidenceSkip() },
   async () => {
     const { dir, baseSpec } = trainingFixture();
     writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
@@ -64,7 +65,7 @@ test(
 
 test(
   "a ring of one cuda-emu worker and one CPU worker trains to two CPU workers' losses",
-  { timeout: 600_000, skip: !loadAddon().cudaEmu && "the addon does not link the CUDA emulator" },
+  { timeout: 600_000, skip: evidenceSkip() },
   async () => {
     const { dir, baseSpec } = trainingFixture();
     writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
