@@ -2,7 +2,7 @@
 // one at a time, each answered with its reply message or an error that says what failed.
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import type { NativeModel } from "../native/js/addon.js";
+import type { ModelDeviceName, NativeModel } from "../native/js/addon.js";
 import { readHfConfig, type HfConfig } from "../hf/hf_config.js";
 import { existsSync } from "node:fs";
 import { generateGreedy } from "../native/js/greedy_generation.js";
@@ -69,8 +69,8 @@ export class JobRunner {
   onRingBroken: () => void = () => {};
   /** the folders commands may read and write under (see command_paths.ts); undefined: unconfined */
   pathRoots: PathRoots | undefined;
-  /** where each job's model is built: the CPU's backend, or the CUDA backend on the CUDA emulator */
-  modelDevice: "cpu" | "cuda-emu" = "cpu";
+  /** where each job's model is built: the CPU's backend, the CUDA backend on GPU N or on the CUDA emulator */
+  modelDevice: ModelDeviceName = "cpu";
 
   constructor(
     private readonly nc: NatsConnection,

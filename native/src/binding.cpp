@@ -14,8 +14,10 @@
 #include "binding_cancel_token.h"
 #include "binding_device_mirrors.h"
 #include "binding_ring_link.h"
+#include "cuda_device_loader.h"
 #include "cuda_probe.h"
 #ifdef RINGTUNE_ADDON_CUDA_EMU
+#include <cuda_runtime.h>  // the emulator's (its memory for deviceMemory)
 #include "cuda_backend.h"
 #endif
 #include "model.h"
@@ -913,6 +915,17 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   return ModelWrap::constructor->New({info.Length() > 0 ? info[0] : info.Env().Undefined()});
 }
 
+// N of "cuda:N" (one to three digits), else -1.
+int cuda_index(const std::string& device) {
+  if (device.size() < 6 || device.size() > 8 || device.compare(0, 5, "cuda:") != 0) return -1;
+  int n = 0;
+  for (size_t i = 5; i < device.size(); i++) {
+    if (device[i] < '0' || device[i] > '9') return -1;
+    n = n * 10 + (device[i] - '0');
+  }
+  return n;
+}
+
 // Allocating and zeroing the weights of a large model takes seconds: done off the main thread, so the
 // event loop (heartbeats among it) keeps running.
 Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
@@ -922,20 +935,30 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
   const bool base_bf16 = info.Length() > 1 && info[1].IsObject() &&
                          bool_field(info[1].As<Napi::Object>(), "createModelAsync", "baseBf16", false);
   // { device: "cuda-emu" }: the model over the CUDA backend run by the CUDA emulator (slow; for tests and for
-  // checking a set-up without a GPU). Default "cpu".
+  // checking a set-up without a GPU). { device: "cuda:N" }: over the CUDA backend of ringtune_cuda_device.so
+  // (loaded now, beside this addon) on GPU N. Default "cpu".
   std::string device = "cpu";
   if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("device").IsUndefined())
     device = info[1].As<Napi::Object>().Get("device").ToString().Utf8Value();
-  if (device != "cpu" && device != "cuda-emu")
-    type_error(env, "createModelAsync: device must be \"cpu\" or \"cuda-emu\", got \"" + device + "\"");
+  const int gpu = cuda_index(device);
+  if (device != "cpu" && device != "cuda-emu" && gpu < 0)
+    type_error(env, "createModelAsync: device must be \"cpu\", \"cuda:N\" or \"cuda-emu\", got \"" + device + "\"");
   if (device == "cuda-emu" && !kCudaEmu)
     type_error(env, "createModelAsync: this addon was built without the CUDA emulator (device \"cuda-emu\")");
   auto built = std::make_shared<ModelPtr>();
   auto* job = new Job(
       env,
-      [c, built, base_bf16, device] {
+      [c, built, base_bf16, device, gpu] {
         if (device == "cpu") {
           *built = std::make_shared<Model<float>>(c, rt::cpu_backend<float>(), base_bf16);
+          return;
+        }
+        if (gpu >= 0) {
+          // The backend (and so every buffer the model allocates) on GPU `gpu`; it makes that device current on
+          // whichever thread calls it.
+          std::shared_ptr<rt::Backend<float>> backend =
+              rt::make_cuda_device_backend(rt::cuda_device_library_path(rt::this_module_path()), gpu);
+          *built = ModelPtr(new Model<float>(c, *backend, base_bf16), [backend](Model<float>* m) { delete m; });
           return;
         }
 #ifdef RINGTUNE_ADDON_CUDA_EMU
@@ -1088,6 +1111,50 @@ Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// cudaLibrary(): whether the GPU library (ringtune_cuda_device.so beside this addon, or RINGTUNE_CUDA_LIBRARY) loads
+// here, without touching a GPU: { loaded, path, message, build }.
+Napi::Value CudaLibrary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const rt::CudaDeviceLibrary lib =
+      rt::load_cuda_device_library(rt::cuda_device_library_path(rt::this_module_path()), rt::backend_abi());
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loaded", lib.loaded());
+  o.Set("path", lib.path);
+  o.Set("message", lib.error);
+  o.Set("build", lib.loaded() ? lib.table->build : "");
+  return o;
+}
+
+// deviceMemory("cuda:N" | "cuda-emu"): { freeBytes, totalBytes } of that device as the CUDA runtime counts them
+// (the GPU library's, or the emulator's arena); throws naming the reason. Fast once the device is in use.
+Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) type_error(env, "deviceMemory: device must be a string");
+  const std::string device = info[0].As<Napi::String>().Utf8Value();
+  size_t free_bytes = 0, total_bytes = 0;
+  const int gpu = cuda_index(device);
+  if (gpu >= 0) {
+    const rt::CudaDeviceLibrary lib =
+        rt::load_cuda_device_library(rt::cuda_device_library_path(rt::this_module_path()), rt::backend_abi());
+    if (!lib.loaded()) throw Napi::Error::New(env, "deviceMemory: " + lib.error);
+    char error[512] = "";
+    if (!lib.table->memory(gpu, &free_bytes, &total_bytes, error, sizeof error))
+      throw Napi::Error::New(env, std::string("deviceMemory: ") + error);
+  } else if (device == "cuda-emu" && kCudaEmu) {
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess)
+      throw Napi::Error::New(env, "deviceMemory: the CUDA emulator did not answer");
+#endif
+  } else {
+    type_error(env, "deviceMemory: device must be \"cuda:N\" or \"cuda-emu\" (in an addon with the emulator), got \"" +
+                        device + "\"");
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("freeBytes", static_cast<double>(free_bytes));
+  o.Set("totalBytes", static_cast<double>(total_bytes));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
   exports.Set("ignoreIndex", Napi::Number::New(env, rt::kIgnoreIndex));
@@ -1099,6 +1166,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   exports.Set("probeCuda", Napi::Function::New(env, ProbeCuda));
+  exports.Set("cudaLibrary", Napi::Function::New(env, CudaLibrary));
+  exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory));
   rt_binding::RegisterRingLink(env, exports);
   rt_binding::RegisterCancelToken(env, exports);
   return exports;
