@@ -19,6 +19,7 @@
 #ifdef RINGTUNE_ADDON_CUDA_EMU
 #include <cuda_runtime.h>  // the emulator's (its memory for deviceMemory)
 #include "cuda_backend.h"
+#include "nccl_binding.h"
 #endif
 #include "model.h"
 #include "tensor_io.h"
@@ -151,6 +152,47 @@ class Job : public Napi::AsyncWorker {
   std::vector<Napi::Reference<Napi::Value>> kept_;
 };
 
+// ---- the NCCL data plane of a step ------------------------------------------------------------------------
+
+// forwardBackward's ncclBuckets option ({ comm, op: "all-reduce" | "reduce-scatter", timeoutMs }): each gradient
+// bucket is summed on the device by NCCL as it becomes final, instead of being copied to the host for the TCP
+// ring. The CUDA backend issues its work on the default stream, so that is the compute stream the collectives
+// wait for (and that waits for them before the step's last copy).
+struct NcclBuckets {
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  std::shared_ptr<rt::nccl::Communicator> comm;
+  rt_binding::NcclOp op = rt_binding::NcclOp::AllReduce;
+  int timeout_ms = 0;
+  void issue(Model<float>& m, size_t offset, size_t size) const {
+    rt_binding::run_nccl_op(*comm, op, m.grads() + offset, size, nullptr);
+  }
+  void finish() const { comm->finish(nullptr, timeout_ms); }
+#else
+  std::nullptr_t comm = nullptr;
+  void issue(Model<float>&, size_t, size_t) const {}
+  void finish() const {}
+#endif
+};
+
+NcclBuckets nccl_buckets_option(const Napi::Object& o, const char* call) {
+  NcclBuckets out;
+  Napi::Value v = o.Get("ncclBuckets");
+  if (v.IsUndefined() || v.IsNull()) return out;
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  if (!v.IsObject()) type_error(o.Env(), std::string(call) + ": ncclBuckets must be an object, got " + describe(v));
+  Napi::Object b = v.As<Napi::Object>();
+  out.comm = rt_binding::nccl_comm_of(b.Get("comm"));
+  if (!out.comm) type_error(o.Env(), std::string(call) + ": ncclBuckets.comm must be a NcclComm from ncclConnect");
+  out.op = rt_binding::nccl_op(o.Env(), b.Get("op"), call);
+  if (out.op == rt_binding::NcclOp::AllGather)
+    type_error(o.Env(), std::string(call) + ": ncclBuckets.op must be 'all-reduce' or 'reduce-scatter'");
+  out.timeout_ms = int_field(b, call, "timeoutMs");
+  return out;
+#else
+  type_error(o.Env(), std::string(call) + ": ncclBuckets needs an addon built with the CUDA backend");
+#endif
+}
+
 // ---- the model object ------------------------------------------------------------------------------------
 
 rt::ModelConfig config_from(const Napi::Object& o) {
@@ -200,6 +242,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("initRandom", &ModelWrap::InitRandom),
                         InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                         InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+                        InstanceMethod("ncclCollective", &ModelWrap::NcclCollective),
+#endif
                         InstanceMethod("logits", &ModelWrap::Logits),
                         InstanceMethod("tokenLosses", &ModelWrap::TokenLosses),
                         InstanceMethod("adamwStep", &ModelWrap::AdamwStep),
@@ -750,12 +795,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     // the buckets (gradBuckets in the result), not rely on the Promise settling after the last call.
     Napi::Value cb = o.Get("onGradsReady");
     std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+    const NcclBuckets nccl = nccl_buckets_option(o, call);
+    if (nccl.comm && !mirrors_)
+      type_error(env, std::string(call) + ": ncclBuckets needs a model on a CUDA device (cuda or cuda-emu)");
+    if (nccl.comm && !cb.IsFunction()) {
+      opts.on_grads_ready = [nccl, m = model_.get()](size_t offset, size_t size) { nccl.issue(*m, offset, size); };
+    }
     if (cb.IsFunction()) {
       tsfn = std::make_shared<Napi::ThreadSafeFunction>(
           Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "ringtune.onGradsReady", 0, 1));
       // On a device the bucket is copied to the host copy first: that copy is what JavaScript all-reduces.
-      opts.on_grads_ready = [tsfn, mirrors = mirrors_, m = model_.get()](size_t offset, size_t size) {
-        if (mirrors) mirrors->grads_range_from_device(*m, offset, size);
+      // With the NCCL data plane it stays on the device and is summed there; JavaScript is only told.
+      opts.on_grads_ready = [tsfn, nccl, mirrors = mirrors_, m = model_.get()](size_t offset, size_t size) {
+        if (nccl.comm) nccl.issue(*m, offset, size);
+        else if (mirrors) mirrors->grads_range_from_device(*m, offset, size);
         auto* range = new std::pair<size_t, size_t>(offset, size);
         tsfn->BlockingCall(range, [](Napi::Env e, Napi::Function fn, std::pair<size_t, size_t>* r) {
           const double off = (double)r->first, n = (double)r->second;
@@ -773,7 +826,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int buckets = model_->grad_buckets();
     auto* job = new Job(
         env,
-        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel, mirrors] {
+        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel, mirrors, nccl] {
           struct ReleaseOnExit {
             std::shared_ptr<Napi::ThreadSafeFunction> f;
             ~ReleaseOnExit() {
@@ -785,7 +838,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           *result = m->forward_backward(batch, opts);
           // With onGradsReady each bucket came back as it became final, and JavaScript may be summing it in
           // place by now: a second copy would overwrite the sums.
-          if (mirrors && opts.backward && !tsfn) mirrors->grads_from_device(*m);
+          if (nccl.comm && opts.backward) {
+            nccl.finish();
+            if (mirrors) mirrors->grads_from_device(*m);  // the sums, for the host copy's readers
+          } else if (mirrors && opts.backward && !tsfn) {
+            mirrors->grads_from_device(*m);
+          }
         },
         [result, buckets](Napi::Env e) {
           Napi::Object r = Napi::Object::New(e);
@@ -801,6 +859,59 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     job->Queue();
     return job->promise();
   }
+
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  // ncclCollective(comm, { op, buffer: "grads" | "params", ranges: [offset, size][], timeoutMs }): one collective
+  // per range of the model's device buffer on the NCCL data plane (a rank without rows this step sums its zero
+  // gradients; ZeRO-1 all-gathers its updated weights), then the host copy is refreshed.
+  Napi::Value NcclCollective(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* call = "ncclCollective";
+    auto comm = info.Length() > 0 ? rt_binding::nccl_comm_of(info[0]) : nullptr;
+    if (!comm) type_error(env, std::string(call) + ": argument 1 must be a NcclComm from ncclConnect");
+    if (!mirrors_) type_error(env, std::string(call) + ": needs a model on a CUDA device (cuda or cuda-emu)");
+    Napi::Object o = object_arg(info, 1, call);
+    const rt_binding::NcclOp op = rt_binding::nccl_op(env, o.Get("op"), call);
+    const std::string buffer = o.Get("buffer").IsString() ? o.Get("buffer").As<Napi::String>().Utf8Value() : "";
+    if (buffer != "grads" && buffer != "params")
+      type_error(env, std::string(call) + ": buffer must be 'grads' or 'params', got " + describe(o.Get("buffer")));
+    const bool params = buffer == "params";
+    if (params && (model_->lora_enabled() || model_->base_is_bf16()))
+      type_error(env, std::string(call) + ": buffer 'params' is for a full fine-tune's fp32 weights");
+    const int timeout_ms = int_field(o, call, "timeoutMs");
+    Napi::Value rv = o.Get("ranges");
+    if (!rv.IsArray()) type_error(env, std::string(call) + ": ranges must be an array of [offset, size]");
+    Napi::Array ra = rv.As<Napi::Array>();
+    const size_t limit = model_->num_trainable();
+    std::vector<std::pair<size_t, size_t>> ranges;
+    for (uint32_t i = 0; i < ra.Length(); i++) {
+      Napi::Value r = ra.Get(i);
+      if (!r.IsArray() || r.As<Napi::Array>().Length() != 2)
+        type_error(env, std::string(call) + ": ranges[" + std::to_string(i) + "] must be [offset, size]");
+      const double off = r.As<Napi::Array>().Get(0u).ToNumber().DoubleValue();
+      const double n = r.As<Napi::Array>().Get(1u).ToNumber().DoubleValue();
+      if (!(off >= 0 && n >= 0 && off + n <= (double)limit) || off != (double)(size_t)off || n != (double)(size_t)n)
+        throw Napi::RangeError::New(env, std::string(call) + ": ranges[" + std::to_string(i) +
+                                             "] is outside the trainable buffer of " + std::to_string(limit));
+      ranges.emplace_back((size_t)off, (size_t)n);
+    }
+    claim(env, call);
+    ModelPtr m = model_;
+    auto mirrors = mirrors_;
+    auto* job = new Job(
+        env,
+        [m, mirrors, comm, op, params, ranges, timeout_ms] {
+          if (mirrors) params ? mirrors->params_to_device(*m) : mirrors->grads_to_device(*m);
+          float* base = params ? m->params() : m->grads();
+          for (const auto& [off, n] : ranges) rt_binding::run_nccl_op(*comm, op, base + off, n, nullptr);
+          comm->finish(nullptr, timeout_ms);
+          if (mirrors) params ? mirrors->params_from_device(*m) : mirrors->grads_from_device(*m);
+        },
+        nullptr, &busy_);
+    job->Queue();
+    return job->promise();
+  }
+#endif
 
   // Results of the last forward, copied out: they are small next to the weights, and a copy stays valid
   // after the next step reuses the activation memory.
@@ -1169,6 +1280,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaLibrary", Napi::Function::New(env, CudaLibrary));
   exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory));
   rt_binding::RegisterRingLink(env, exports);
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  rt_binding::RegisterNccl(env, exports);
+#endif
   rt_binding::RegisterCancelToken(env, exports);
   return exports;
 }
