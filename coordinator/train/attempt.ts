@@ -228,7 +228,11 @@ export class JobAttempt {
       // The reference is the initial model: a resumed ring first holds the initial weights for the pass,
       // then the checkpoint's.
       // The pass only reads (no gradients to reduce): host staging, so the ring's NCCL id serves one communicator.
-      await this.assignRing(undefined, resumeDir ? `${this.ringId}-ref` : this.ringId, resumeDir ? undefined : plane.ncclId);
+      await this.assignRing(
+        undefined,
+        resumeDir ? `${this.ringId}-ref` : this.ringId,
+        resumeDir ? undefined : plane.ncclId,
+      );
       this.reference = await this.referencePass(referenceFile, startStep);
       if (resumeDir) await this.assignRing(resumeDir, this.ringId, plane.ncclId);
     } else {
