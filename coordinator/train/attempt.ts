@@ -9,7 +9,13 @@ import { HeldFolder } from "../../files/held_folder.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
-import { checkpointDir, evalAnswersFile, metricsFile, type GenerationEval } from "../../proto/mod.js";
+import {
+  checkpointDir,
+  DEFAULT_TRANSPORT,
+  evalAnswersFile,
+  metricsFile,
+  type GenerationEval,
+} from "../../proto/mod.js";
 import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
 import { countRealTokens, countTargets } from "../../data/rows/row.js";
 import { countPairs } from "../../data/preference/pack_pairs.js";
@@ -17,7 +23,8 @@ import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { parseSpec } from "../../spec/load.js";
 import { workerRange } from "../../spec/workers_spec.js";
-import { assignRequest } from "./assign.js";
+import { assignRequest, ringMixesDevices } from "./assign.js";
+import { chooseDataPlane } from "./data_plane.js";
 import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
 import { recordText, saveFinalModel, saveMergedModel } from "./final_outputs.js";
@@ -206,16 +213,30 @@ export class JobAttempt {
       step: startStep,
     });
     this.phase = "forming";
+    const plane = await chooseDataPlane(this.ring, {
+      job: job.id,
+      ringId: this.ringId,
+      ringSecret: this.ringSecret,
+      transport: spec.transport ?? DEFAULT_TRANSPORT,
+      deviceOf: this.env.deviceOf,
+    });
+    this.env.log.info({ job: job.id, ring: this.ringId, dataPlane: plane.description }, "data plane");
+    await this.update({ message: `forming a ring of ${this.ring.size} worker(s), data plane ${plane.description}` });
     const referenceFile = needsStoredReference(spec) ? storedReferenceFile(spec, this.data) : undefined;
     this.reference = referenceFile ? loadStoredReference(referenceFile, this.data) : undefined;
     if (referenceFile && !this.reference) {
       // The reference is the initial model: a resumed ring first holds the initial weights for the pass,
       // then the checkpoint's.
-      await this.assignRing(undefined, resumeDir ? `${this.ringId}-ref` : this.ringId);
+      // The pass only reads (no gradients to reduce): host staging, so the ring's NCCL id serves one communicator.
+      await this.assignRing(
+        undefined,
+        resumeDir ? `${this.ringId}-ref` : this.ringId,
+        resumeDir ? undefined : plane.ncclId,
+      );
       this.reference = await this.referencePass(referenceFile, startStep);
-      if (resumeDir) await this.assignRing(resumeDir, this.ringId);
+      if (resumeDir) await this.assignRing(resumeDir, this.ringId, plane.ncclId);
     } else {
-      await this.assignRing(resumeDir, this.ringId);
+      await this.assignRing(resumeDir, this.ringId, plane.ncclId);
       if (this.reference)
         await this.metrics.append({
           step: startStep,
@@ -226,7 +247,7 @@ export class JobAttempt {
     }
 
     this.phase = "training";
-    await this.recordRingSize(startStep);
+    await this.recordRingSize(startStep, plane.description);
     const generation: GenerationEval = { ...(job.generation_eval ?? {}) };
     if (spec.generation_eval && startStep === 0) {
       await this.update({ status: "running", message: "generation eval before training" });
@@ -257,7 +278,8 @@ export class JobAttempt {
   }
 
   /** Every rank builds its model (the checkpoint's at `resumeDir`, else the spec's) and joins ring `ring`. */
-  private async assignRing(resumeDir: string | undefined, ring: string): Promise<void> {
+  /** ncclId: the ring's NCCL unique id when its data plane is NCCL (see chooseDataPlane) */
+  private async assignRing(resumeDir: string | undefined, ring: string, ncclId?: Uint8Array): Promise<void> {
     const { spec, job } = this;
     await this.whileShowingActivity(() =>
       this.ring.all((rank) =>
@@ -273,6 +295,8 @@ export class JobAttempt {
             resumeDir,
             lora: this.lora,
             workers: this.ring.workers,
+            mixedDevices: ringMixesDevices(this.ring.workers.map((w) => this.env.deviceOf?.(w))),
+            ncclId,
           }),
           ASSIGN_TIMEOUT_MS,
         ),
@@ -433,12 +457,12 @@ export class JobAttempt {
   }
 
   /** The ring's size from this start's first step on, in the job record (its size over time). */
-  private async recordRingSize(startStep: number): Promise<void> {
+  private async recordRingSize(startStep: number, dataPlane: string): Promise<void> {
     const sizes = this.job.ring_sizes ?? [];
     // a start from the same step with the same size (a requeue before any step) adds nothing new
     const last = sizes.at(-1);
     if (last && last.step === startStep && last.size === this.ring.size) return;
-    const entry = { step: startStep, size: this.ring.size, at: new Date().toISOString() };
+    const entry = { step: startStep, size: this.ring.size, at: new Date().toISOString(), data_plane: dataPlane };
     await this.update({ ring_sizes: [...sizes, entry].slice(-MAX_RING_SIZES) });
   }
 
