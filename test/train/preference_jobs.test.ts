@@ -43,6 +43,7 @@ test(
       const svg = readFileSync(path.join(one.output, "loss.svg"), "utf8");
       assert.match(svg, /preference rewards/);
       assert.match(svg, /preference accuracy/);
+      assert.match(svg, /accuracy extract\/age/, "loss.png draws each task_type's accuracy");
       const metrics = new CoordinatorMetrics({ jobs: () => [], workers: () => [] });
       for (const line of readMetrics(one.output))
         metrics.observe("j", line as unknown as Parameters<CoordinatorMetrics["observe"]>[1]);
