@@ -2,6 +2,7 @@
 // loop, save the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics,
 // checkpoints, final outputs); this file only puts them in order.
 import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { makeOutputDir, writeOutputFile } from "../../files/output_files.js";
 import { claimOutput } from "../jobs/output_owner.js";
@@ -127,6 +128,9 @@ export class JobAttempt {
   }
 
   /** Closes the token cache the rows were read from (the job is over or goes back to the queue). */
+  /** temporary folders of checkpoints whose write failed: removed once the ring is released (see release) */
+  private readonly unfinishedCheckpoints: string[] = [];
+
   close(): void {
     (this.data as PreparedDataset | undefined)?.close();
     this.outputFolder?.close();
@@ -429,7 +433,10 @@ export class JobAttempt {
         // A checkpoint is served as often as final/ (to compare steps): it renders chats as training did.
         await recordText(this.job, this.spec, tmp);
       },
-      { needBytes: estimate ? estimate.params_bytes + estimate.optimizer_bytes : undefined },
+      {
+        needBytes: estimate ? estimate.params_bytes + estimate.optimizer_bytes : undefined,
+        removeLater: (tmp) => this.unfinishedCheckpoints.push(tmp),
+      },
     );
     await this.update({ last_checkpoint: { step, dir } });
     this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
@@ -447,6 +454,12 @@ export class JobAttempt {
   async release(lost?: string): Promise<string[]> {
     const gone = await this.ring.release(this.job.id, lost);
     for (const worker of gone) this.env.suspect(worker);
+    // Every worker has answered the release (a worker runs its commands in order, so its save has ended) or is
+    // presumed gone: no one writes into an unfinished checkpoint any more, and it goes whole.
+    for (const tmp of this.unfinishedCheckpoints.splice(0))
+      await rm(tmp, { recursive: true, force: true }).catch((err: Error) =>
+        this.env.log.warn({ job: this.job.id, err, dir: tmp }, "could not remove an unfinished checkpoint"),
+      );
     return gone;
   }
 }
