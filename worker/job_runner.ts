@@ -1,5 +1,6 @@
 // A worker's side of a job: the coordinator's commands (assign, step, eval, generate, save, release),
 // one at a time, each answered with its reply message or an error that says what failed.
+import { holdFolderBeneath } from "../files/folder_beneath.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ModelDeviceName, NativeModel } from "../native/js/addon.js";
@@ -371,30 +372,48 @@ export class JobRunner {
   private async saveOutputs(m: CommandRequest<"save">): Promise<CommandResult<"save">> {
     const job = this.active(m.job);
     const model = job.trainer.model;
-    const lora = model.loraSettings() !== null;
     // A ZeRO-1 checkpoint: every rank gathers the full moments (the coordinator asks them all); rank 0 writes.
     const full =
       m.what === "model" && m.with_optimizer && job.trainer.sharded
         ? await gatherFullMoments(model, job.trainer.ring, `ckpt${model.getStep()}`)
         : undefined;
     if (job.trainer.sharded && job.trainer.rank !== 0) return {};
+    // Confined: the folder is reached from the output root with no link at any component and held while
+    // the files go in, so a parent swapped for a link mid-save cannot send the rest of them elsewhere.
+    const held = this.pathRoots ? holdFolderBeneath(m.dir, this.pathRoots.output, { create: true }) : undefined;
+    try {
+      await this.writeOutputs(m, held?.self ?? m.dir, job, full);
+    } finally {
+      held?.close();
+    }
+    return {};
+  }
+
+  /** The files of a save into `dir` (the folder `m.dir` names, perhaps as held); names recorded are m.dir's. */
+  private async writeOutputs(
+    m: CommandRequest<"save">,
+    dir: string,
+    job: ActiveJob,
+    full: { m: Float32Array; v: Float32Array } | undefined,
+  ): Promise<void> {
+    const model = job.trainer.model;
+    const lora = model.loraSettings() !== null;
     if (m.what === "adapter") {
       if (!lora) throw new Error("save adapter: LoRA is not on");
-      await saveAdapter(model, m.dir, { baseModel: m.base_model ?? "" });
-      return {};
+      await saveAdapter(model, dir, { baseModel: m.base_model ?? "" });
+      return;
     }
     if (m.what === "merged") {
       if (lora) await model.mergeLora();
-      await saveModel(model, job.config, m.dir, { dtype: m.dtype });
-      return {};
+      await saveModel(model, job.config, dir, { dtype: m.dtype });
+      return;
     }
-    await saveModel(model, job.config, m.dir, { dtype: m.dtype });
+    await saveModel(model, job.config, dir, { dtype: m.dtype });
     if (m.with_optimizer) {
       // A checkpoint under LoRA keeps its adapter beside the frozen base, for resuming.
-      if (lora) await saveAdapter(model, checkpointAdapterDir(m.dir), { baseModel: m.dir });
-      await saveOptimizerState(model, m.dir, full);
+      if (lora) await saveAdapter(model, checkpointAdapterDir(dir), { baseModel: m.dir });
+      await saveOptimizerState(model, dir, full);
     }
-    return {};
   }
 
   private interruptFor(data: Uint8Array): void {
