@@ -37,6 +37,12 @@ export interface CheckpointOptions {
    * save recreates the folder). The caller removes it once the writer has stopped (its ring released).
    */
   removeLater?: (tmp: string) => void;
+  /**
+   * The checkpoint's folder as this process should touch it (a path through a folder it holds open), where
+   * `dir` is its name for the writers: trainer_state.json, the removal of an older copy and the rename go
+   * there, so a parent swapped for a link cannot move them elsewhere.
+   */
+  localDir?: string;
 }
 
 async function freeBytesOnDisk(folder: string): Promise<number> {
@@ -65,15 +71,17 @@ export async function writeCheckpoint(
       );
   }
   const tmp = checkpointTempDir(dir);
-  await rm(tmp, { recursive: true, force: true });
+  const localDir = opts.localDir ?? dir;
+  const localTmp = checkpointTempDir(localDir);
+  await rm(localTmp, { recursive: true, force: true });
   try {
     await writeModel(tmp);
-    await writeJsonAtomic(path.join(tmp, TRAINER_STATE_FILE), state);
-    await rm(dir, { recursive: true, force: true });
-    await renameDurably(tmp, dir);
+    await writeJsonAtomic(path.join(localTmp, TRAINER_STATE_FILE), state);
+    await rm(localDir, { recursive: true, force: true });
+    await renameDurably(localTmp, localDir);
   } catch (err) {
     if (opts.removeLater) opts.removeLater(tmp);
-    else await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    else await rm(localTmp, { recursive: true, force: true }).catch(() => {});
     throw err;
   }
 }

@@ -135,3 +135,35 @@ test(
     }
   },
 );
+
+test(
+  "checkpoints/ swapped for a link mid-job: no checkpoint is written, and none removed, through it",
+  { timeout: 120_000 },
+  async () => {
+    const { dir, baseSpec } = trainingFixture();
+    const outside = mkdtempSync(path.join(tmpdir(), "ringtune-outside-"));
+    // what pruning would delete if it followed the link: a folder named like an old checkpoint
+    mkdirSync(path.join(outside, "step-000001"));
+    const cluster = await TestCluster.start(0);
+    try {
+      const roots = { data: [dir], output: [dir] };
+      cluster.workers.push(
+        await Worker.start({ natsUrl: cluster.server.url, id: "w0", log: pino({ level: "silent" }), roots }),
+      );
+      await cluster.waitFor(async () => (await cluster.idleWorkers()) === 1, "the worker to register");
+      const spec = { ...baseSpec, workers: 1, max_steps: 100_000, save_every: 2, keep_checkpoints: 1, output: "ck" };
+      const reply = await cluster.submit(spec, dir);
+      assert.ok(reply.ok, reply.error);
+      await cluster.waitFor(async () => !!(await cluster.record(reply.id!))?.last_checkpoint, "a first checkpoint");
+      renameSync(path.join(dir, "ck", "checkpoints"), path.join(dir, "ck", "checkpoints-moved"));
+      symlinkSync(outside, path.join(dir, "ck", "checkpoints"));
+      const rec = await cluster.finished(reply.id!, 60_000);
+      assert.equal(rec.status, "failed", rec.message);
+      assert.match(rec.message ?? "", /checkpoints: is a symbolic link/);
+      assert.deepEqual(readdirSync(outside), ["step-000001"], "written or removed through the link");
+    } finally {
+      await cluster.stop();
+      rmSync(outside, { recursive: true, force: true });
+    }
+  },
+);
