@@ -21,10 +21,20 @@ const WITH_NCCL = { RINGTUNE_NCCL_LIB: NCCL_STANDIN };
 const WITHOUT_NCCL = { RINGTUNE_NCCL_LIB: "/nonexistent/libnccl.so.2" };
 const timing = { heartbeatMs: 250, lostAfterMs: 5000 };
 const skip = ncclStandinMissing(loadAddon().cudaEmu);
+/** The emulator is slow, and slower on a loaded machine: a job's wait is generous. */
+const JOB_WAIT_MS = 400_000;
+
+async function runToEnd(cluster: TestCluster, spec: Record<string, unknown>, dir: string) {
+  const reply = await cluster.submit(spec, dir);
+  assert.ok(reply.ok, reply.error);
+  const rec = await cluster.finished(reply.id!, JOB_WAIT_MS);
+  assert.equal(rec.status, "completed", rec.message);
+  return rec;
+}
 
 test(
   "two cuda-emu workers train on NCCL to the TCP ring's losses; a worker killed mid-step re-forms the ring on NCCL",
-  { timeout: 600_000, skip },
+  { timeout: 1_500_000, skip },
   async (t) => {
     const { dir, baseSpec } = trainingFixture();
     writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
@@ -36,8 +46,7 @@ test(
     let tcpLosses: Map<number, number>;
     try {
       await tcp.waitFor(async () => (await tcp.idleWorkers()) >= 2, "TCP workers to register", 120_000);
-      const rec = await tcp.run({ ...spec, output: "tcp" }, dir);
-      assert.equal(rec.status, "completed", rec.message);
+      const rec = await runToEnd(tcp, { ...spec, output: "tcp" }, dir);
       assert.match(rec.ring_sizes?.[0]?.data_plane ?? "", /^tcp \(host staging: t0: libnccl\.so\.2 not found/);
       tcpLosses = lossesByStep(rec.output);
     } finally {
@@ -50,8 +59,7 @@ test(
     let dies: WorkerProcess | undefined;
     try {
       await cluster.waitFor(async () => (await cluster.idleWorkers()) >= 2, "NCCL workers to register", 120_000);
-      const rec = await cluster.run({ ...spec, output: "nccl" }, dir);
-      assert.equal(rec.status, "completed", rec.message);
+      const rec = await runToEnd(cluster, { ...spec, output: "nccl" }, dir);
       assert.equal(rec.ring_sizes?.[0]?.data_plane, "nccl");
       const ncclLosses = lossesByStep(rec.output);
       assert.equal(ncclLosses.size, 8);
@@ -66,18 +74,16 @@ test(
         RINGTUNE_FAILPOINT: "step:SIGKILL@3",
       });
       await cluster.waitFor(async () => (await cluster.idleWorkers()) >= 3, "the third worker to register", 120_000);
-      const reply = await cluster.submit({ ...spec, output: "killed" }, dir);
-      assert.ok(reply.ok, reply.error);
-      const done = await cluster.finished(reply.id!, 300_000);
-      assert.equal(done.status, "completed", done.message);
+      const done = await runToEnd(cluster, { ...spec, output: "killed" }, dir);
       assert.equal(done.ring_reformations, 1, "the ring re-formed once");
       assert.deepEqual(done.workers, ["p0", "p1"]);
       assert.deepEqual(
         done.ring_sizes?.map((r) => r.data_plane),
         ["nccl", "nccl"],
       );
-      assertResumedAtCheckpoint(cluster.startSteps(reply.id!), 2, spec.save_every);
-      assertSameLosses(lossesByStep(done.output), ncclLosses, 0);
+      assertResumedAtCheckpoint(cluster.startSteps(done.id), 2, spec.save_every);
+      // A resumed run agrees with the unbroken one to fp32 rounding, as the other fault tests hold it.
+      assertSameLosses(lossesByStep(done.output), ncclLosses);
       t.diagnostic(`formations: ${JSON.stringify(done.ring_sizes)}`);
     } catch (err) {
       throw new Error(
