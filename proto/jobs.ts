@@ -110,6 +110,8 @@ export const WorkerInfo = z.object({
     index: z.number().optional(),
     name: z.string(),
     memory_bytes: z.number(),
+    /** free device memory in the last heartbeat of a GPU (or cuda-emu) worker */
+    memory_free_bytes: z.number().optional(),
     cores: z.number(),
   }),
   state: z.enum(["idle", "busy", "lost"]),

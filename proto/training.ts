@@ -8,7 +8,7 @@ import { defineMessage } from "./codec.js";
 import { TransportKind } from "./messages.js";
 import { SubjectToken } from "./subjects.js";
 import { TaskSums } from "./task_sums.js";
-import { PreferenceSettings, PrefSums } from "./preference.js";
+import { PairLogps, PreferenceSettings, PrefSums } from "./preference.js";
 import { I32, TokenBatch } from "./token_batch.js";
 
 const Ok = { ok: z.boolean(), error: z.string().optional() };
@@ -32,6 +32,12 @@ export const OptimizerSettings = z.object({
   grad_clip: z.number(),
   /** ZeRO stage: 1 shards the AdamW moments over the ring's ranks; absent or 0: every rank holds them all */
   zero: z.number().int().min(0).max(1).optional(),
+  /**
+   * the ring mixes devices (CPU and GPU ranks): every rank applies AdamW with the host's arithmetic, so the
+   * weights stay the same bits on every rank (a GPU's fused multiply-adds and reduction orders would differ in
+   * the last bits) and the periodic checksum compares them exactly
+   */
+  host_update: z.boolean().optional(),
 });
 
 /** LoRA adapters as the native core takes them (LoraSettings in native/js/addon.ts). */
@@ -123,6 +129,8 @@ export const TrainStep = defineMessage("TrainStep", {
   checksum: z.boolean(),
   /** hybrid: freeze the base and switch to LoRA before this step */
   enable_lora: LoraSettingsWire.optional(),
+  /** preference training without adapters to switch off: the reference's log-probabilities of the batch's pairs */
+  ref_logps: PairLogps.optional(),
 });
 
 export const TrainStepReply = defineMessage("TrainStepReply", {
@@ -142,6 +150,10 @@ export const EvalStep = defineMessage("EvalStep", {
   job: SubjectToken,
   batch: TokenBatch,
   micro_batch_rows: z.number().int().min(1),
+  /** as TrainStep's */
+  ref_logps: PairLogps.optional(),
+  /** preference training: answer with the model's own log-probabilities of the batch's pairs (the reference pass) */
+  pair_logps: z.boolean().optional(),
 });
 export const EvalStepReply = defineMessage("EvalStepReply", {
   ...Ok,
@@ -149,6 +161,8 @@ export const EvalStepReply = defineMessage("EvalStepReply", {
   targets: z.number().optional(),
   task_sums: TaskSums.optional(),
   pref_sums: PrefSums.optional(),
+  /** asked for with pair_logps: the log-probabilities of the batch's pairs */
+  pair_logps: PairLogps.optional(),
 });
 
 export const Generate = defineMessage("Generate", {

@@ -2,7 +2,7 @@
 // one at a time, each answered with its reply message or an error that says what failed.
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import type { NativeModel } from "../native/js/addon.js";
+import type { ModelDeviceName, NativeModel } from "../native/js/addon.js";
 import { readHfConfig, type HfConfig } from "../hf/hf_config.js";
 import { existsSync } from "node:fs";
 import { generateGreedy } from "../native/js/greedy_generation.js";
@@ -77,8 +77,8 @@ export class JobRunner {
   onRingBroken: () => void = () => {};
   /** the folders commands may read and write under (see command_paths.ts); undefined: unconfined */
   pathRoots: PathRoots | undefined;
-  /** where each job's model is built: the CPU's backend, or the CUDA backend on the CUDA emulator */
-  modelDevice: "cpu" | "cuda-emu" = "cpu";
+  /** where each job's model is built: the CPU's backend, the CUDA backend on GPU N or on the CUDA emulator */
+  modelDevice: ModelDeviceName = "cpu";
 
   constructor(
     private readonly nc: NatsConnection,
@@ -293,6 +293,7 @@ export class JobRunner {
         eps: o.eps,
         weightDecay: o.weight_decay,
         maxGradNorm: o.grad_clip,
+        hostUpdate: o.host_update,
       },
       group,
       { zero: o.zero, preference: m.preference, nccl },
@@ -315,6 +316,7 @@ export class JobRunner {
       microBatchRows: m.micro_batch_rows,
       batch: m.batch,
       checksum: m.checksum,
+      refLogps: m.ref_logps,
     });
     this.metrics?.observeStep({ job: m.job, tokens: realTokens(m.batch), ...r });
     this.log.debug({ job: m.job, step: m.step, compute_ms: r.computeMs, comm_wait_ms: r.commWaitMs }, "step");
@@ -331,7 +333,9 @@ export class JobRunner {
   }
 
   private async evaluate(m: CommandRequest<"eval">): Promise<CommandResult<"eval">> {
-    const r = await this.active(m.job).trainer.evaluate(m.batch, m.micro_batch_rows);
+    const trainer = this.active(m.job).trainer;
+    if (m.pair_logps) return { pair_logps: await trainer.pairLogps(m.batch, m.micro_batch_rows) };
+    const r = await trainer.evaluate(m.batch, m.micro_batch_rows, m.ref_logps);
     return { loss_sum: r.lossSum, targets: r.targets, task_sums: r.taskSums, pref_sums: r.prefSums };
   }
 

@@ -9,7 +9,7 @@ import {
   type TaskSums,
   type TokenBatch,
 } from "../proto/mod.js";
-import { pairStep } from "./preference/pair_step.js";
+import { pairLogps, pairStep } from "./preference/pair_step.js";
 import { allReduceTag, ringAllReduce, ringReduceScatter, type NcclDataPlane, type Transport } from "./allreduce/mod.js";
 import { trainingStateChecksum } from "./checksum.js";
 import type { SequenceGroup } from "./sequence_parallel/group_link.js";
@@ -25,6 +25,8 @@ export interface StepRequest {
   microBatchRows: number;
   batch: TokenBatch;
   checksum: boolean;
+  /** preference training without adapters to switch off: the reference's log-probabilities of the batch's pairs */
+  refLogps?: number[];
 }
 
 export interface StepOutcome {
@@ -79,6 +81,14 @@ export interface TrainerOptions {
 function ringAllReduceBytes(buckets: readonly (readonly [number, number])[], ranks: number): number {
   const floats = buckets.reduce((n, [, size]) => n + size, 0);
   return Math.round((floats * Float32Array.BYTES_PER_ELEMENT * 2 * (ranks - 1)) / ranks);
+}
+
+/** A reference that names more pairs than the batch holds was sent for other rows: never train on it. */
+function checkAllUsed(reference: { logps: ArrayLike<number>; offset: number } | undefined): void {
+  if (reference && reference.offset !== reference.logps.length)
+    throw new Error(
+      `the reference has ${reference.logps.length} log-probabilities; the batch's pairs used ${reference.offset}`,
+    );
 }
 
 export class Trainer {
@@ -187,6 +197,7 @@ export class Trainer {
       else for (const [o, n] of buckets) reduce(o, n);
     }
     const prefSums: PrefSums | undefined = this.preference && {};
+    const reference = req.refLogps && { logps: req.refLogps, offset: 0 };
     for (const [i, mb] of parts.entries()) {
       // Only the last micro-batch's backward completes the gradient, so only it overlaps the all-reduce.
       const overlap = distributed && i === parts.length - 1;
@@ -203,10 +214,12 @@ export class Trainer {
             zeroGrads: i === 0,
             onGradsReady: overlap && !nccl ? reduce : undefined,
             cancel: this.cancelToken,
+            reference,
           },
           taskSums,
           prefSums,
         );
+        if (reference) reference.offset += 2 * r.pairs;
         lossSum += r.lossSum;
         targets += r.pairs;
         continue;
@@ -224,6 +237,7 @@ export class Trainer {
       targets += r.targets;
       addTokenLosses(taskSums, model.tokenLosses(), mb.batch.labels, mb.tokenTask, req.batch.tasks);
     }
+    checkAllUsed(reference);
     const computeDone = performance.now();
     if (distributed && !nccl) {
       await everyBucket;
@@ -254,28 +268,41 @@ export class Trainer {
     };
   }
 
-  evaluate(batch: TokenBatch, microBatchRows: number): Promise<Evaluation> {
-    return this.interruptible(() => this.runEvaluation(batch, microBatchRows));
+  evaluate(batch: TokenBatch, microBatchRows: number, refLogps?: number[]): Promise<Evaluation> {
+    return this.interruptible(() => this.runEvaluation(batch, microBatchRows, refLogps));
   }
 
-  private async runEvaluation(batch: TokenBatch, microBatchRows: number): Promise<Evaluation> {
+  /** The model's own log-probabilities of the batch's pairs, in batch order: the reference pass of a job. */
+  pairLogps(batch: TokenBatch, microBatchRows: number): Promise<number[]> {
+    return this.interruptible(async () => {
+      const out: number[] = [];
+      for (const mb of microBatches(batch, microBatchRows))
+        out.push(...(await pairLogps(this.model, mb, this.cancelToken)));
+      return out;
+    });
+  }
+
+  private async runEvaluation(batch: TokenBatch, microBatchRows: number, refLogps?: number[]): Promise<Evaluation> {
     const taskSums: TaskSums = {};
     let lossSum = 0;
     let targets = 0;
     if (this.preference) {
       const prefSums: PrefSums = {};
+      const reference = refLogps && { logps: refLogps, offset: 0 };
       for (const mb of microBatches(batch, microBatchRows)) {
         const r = await pairStep(
           this.model,
           mb,
           batch.tasks,
-          { settings: this.preference, lossScale: 0, backward: false, cancel: this.cancelToken },
+          { settings: this.preference, lossScale: 0, backward: false, cancel: this.cancelToken, reference },
           taskSums,
           prefSums,
         );
+        if (reference) reference.offset += 2 * r.pairs;
         lossSum += r.lossSum;
         targets += r.pairs;
       }
+      checkAllUsed(reference);
       return { lossSum, targets, taskSums, prefSums };
     }
     for (const mb of microBatches(batch, microBatchRows)) {

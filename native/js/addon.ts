@@ -88,6 +88,12 @@ export interface AdamWOptions {
    * absent: the norm of this model's whole gradData.
    */
   gradNorm?: number;
+  /**
+   * A model on a device whose ring mixes devices: the update runs on host copies of the weights, gradients and
+   * moments with the CPU's arithmetic (then goes back to the device), so this rank keeps the CPU ranks' bits and
+   * the ring's weight checksum compares them exactly. Ignored on the CPU, whose update is that arithmetic.
+   */
+  hostUpdate?: boolean;
 }
 
 export interface GenerateOptions {
@@ -182,6 +188,8 @@ export interface NativeModel {
   getStep(): number;
   setStep(step: number): void;
   memory(): MemoryReport;
+  /** where the model computes, as its backend names itself: "cpu", or "cuda:0 fp32 (...)" naming its GEMM */
+  backendName(): string;
   /** HF-style init: normal(0, std) for matrices and embeddings, 1 for norms, 0 for biases */
   initRandom(seed: number, std: number): Promise<void>;
   /** clears the gradients (allocating them on first use) off the main thread */
@@ -321,6 +329,20 @@ export interface CudaProbe {
   builtArchs: number[];
 }
 
+/** Where a native model is built: the CPU, the CUDA emulator, or GPU N through ringtune_cuda_device.so. */
+export type ModelDeviceName = "cpu" | "cuda-emu" | `cuda:${number}`;
+
+/** Whether the GPU library (ringtune_cuda_device.so, built where nvcc is) loads beside this addon (cudaLibrary). */
+export interface CudaLibrary {
+  loaded: boolean;
+  /** the file looked at: beside the addon, or RINGTUNE_CUDA_LIBRARY */
+  path: string;
+  /** why it cannot be used, naming the file; empty when loaded */
+  message: string;
+  /** what it holds: the CUDA runtime and the GPU code built; empty when not loaded */
+  build: string;
+}
+
 /** One sequence's part of a batched decode step. */
 export interface DecodeRow {
   /** an id given to BatchedDecoder.open */
@@ -404,14 +426,15 @@ export interface NativeAddon {
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
   /** baseBf16: the base is created frozen in bf16 (for LoRA with a bf16 base), never in fp32 first */
   /**
-   * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData() and gradData() are
-   * then host copies kept in step with the device at the edges of each call, and the calls that need the
-   * buffers on the host (LoRA, ZeRO-1 shards) refuse. optimizerData() is then a host copy of the moments too,
-   * kept in step by adamwStep.
+   * device "cuda:N": over the CUDA backend of ringtune_cuda_device.so on GPU N (rejects, naming the file, when
+   * that library is absent or from another build). The same on the CUDA emulator:
+   * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData(), baseDataBf16(),
+   * loraData(), gradData() and optimizerData() are then host copies kept in step with the device at the edges
+   * of each call (an adamwStep refreshes the weights' and the moments' copies).
    */
   createModelAsync(
     config: NativeModelConfig,
-    opts?: { baseBf16?: boolean; device?: "cpu" | "cuda-emu" },
+    opts?: { baseBf16?: boolean; device?: ModelDeviceName },
   ): Promise<NativeModel>;
   /** A ring link for sequence parallelism listening on host:port (0: any free port). */
   createRingLink(host: string, port: number): NativeRingLink;
@@ -438,6 +461,10 @@ export interface NativeAddon {
   ): Promise<void>;
   /** Asks the NVIDIA driver (loaded at run time; none is needed to build) whether CUDA device `index` is usable. */
   probeCuda(index: number): CudaProbe;
+  /** Loads the GPU library (once) without touching a GPU; absent from addons older than it. */
+  cudaLibrary?(): CudaLibrary;
+  /** Free and total memory of "cuda:N" (through the GPU library) or "cuda-emu" (the emulator's arena). */
+  deviceMemory?(device: ModelDeviceName): { freeBytes: number; totalBytes: number };
   /** NCCL, loaded at run time (absent where the addon has no CUDA backend) */
   ncclProbe?(): NcclProbe;
   /** a new communicator id (128 bytes), its bootstrap run by this process; throws without NCCL */

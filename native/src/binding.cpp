@@ -14,8 +14,10 @@
 #include "binding_cancel_token.h"
 #include "binding_device_mirrors.h"
 #include "binding_ring_link.h"
+#include "cuda_device_loader.h"
 #include "cuda_probe.h"
 #ifdef RINGTUNE_ADDON_CUDA_EMU
+#include <cuda_runtime.h>  // the emulator's (its memory for deviceMemory)
 #include "cuda_backend.h"
 #include "nccl_binding.h"
 #endif
@@ -236,6 +238,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("getStep", &ModelWrap::GetStep),
                         InstanceMethod("setStep", &ModelWrap::SetStep),
                         InstanceMethod("memory", &ModelWrap::Memory),
+                        InstanceMethod("backendName", &ModelWrap::BackendName),
                         InstanceMethod("initRandom", &ModelWrap::InitRandom),
                         InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                         InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
@@ -313,7 +316,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return view;
   }
   Napi::Value ParamData(const Napi::CallbackInfo& info) {
-    if (mirrors_) {
+    if (mirrors_ && !model_->base_is_bf16()) {
       if (!mirrors_->params)
         mirrors_->params =
             rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->params(), model_->num_params());
@@ -330,6 +333,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto buf = model_->base_bf16_buffer();
     if (!buf) return env.Null();
     if (!base16_view_.IsEmpty()) return base16_view_.Value();
+    if (mirrors_) {
+      require_idle(env, "baseDataBf16");
+      if (!mirrors_->base16)
+        mirrors_->base16 = rt_binding::DeviceMirrors::copy_of_bf16(model_->backend(), buf->data(), buf->size());
+      buf = mirrors_->base16;
+    }
     using Owner = rt::Buffer<uint16_t>;
     auto* owner = new Owner(buf);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
@@ -348,18 +357,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     return View(info.Env(), grads_view_, model_->grads_buffer());
   }
-  // What a model on a device does not offer yet (it needs its buffers on the host), refused by name.
-  void require_host_model(Napi::Env env, const char* call) {
-    if (mirrors_)
-      throw Napi::Error::New(
-          env, std::string(call) + ": not available yet for a model on the " + model_->backend().name() + " backend");
-  }
   Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     if (mirrors_) {
       require_idle(info.Env(), "optimizerData");
       if (!mirrors_->adam_m) {
-        const size_t n = model_->num_trainable();
+        const size_t n = model_->optimizer_elements();
         mirrors_->adam_m = rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->adam_m(), n);
         mirrors_->adam_v = rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->adam_v(), n);
       }
@@ -372,8 +375,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return o;
   }
   Napi::Value LoraData(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "loraData");
     if (!model_->lora_enabled()) throw Napi::Error::New(info.Env(), "loraData: LoRA is not on (enableLora first)");
+    if (mirrors_) {
+      require_idle(info.Env(), "loraData");
+      if (!mirrors_->lora)
+        mirrors_->lora =
+            rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->lora_params(), model_->num_lora_params());
+      return View(info.Env(), lora_view_, mirrors_->lora);
+    }
     return View(info.Env(), lora_view_, model_->lora_buffer());
   }
 
@@ -413,7 +422,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   // ZeRO-1: ranges [offset, size] of gradData whose AdamW moments this rank keeps; [] = all of them.
   Napi::Value SetOptimizerShard(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "setOptimizerShard");
     Napi::Env env = info.Env();
     const char* call = "setOptimizerShard";
     require_idle(env, call);
@@ -438,6 +446,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     m_view_.Reset();  // the moments were reallocated for the new shard
     v_view_.Reset();
+    if (mirrors_) mirrors_->adam_m.reset(), mirrors_->adam_v.reset();
     return env.Undefined();
   }
 
@@ -454,8 +463,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value GradSumOfSquares(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "gradSumOfSquares");
     require_idle(info.Env(), "gradSumOfSquares");
+    // On a device: of the host copy JavaScript summed into (ZeRO-1's reduce-scatter), sent first.
+    if (mirrors_) mirrors_->grads_to_device(*model_);
     return Napi::Number::New(info.Env(), model_->grad_sum_of_squares());
   }
 
@@ -501,14 +511,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     grads_view_.Reset();
     m_view_.Reset();
     v_view_.Reset();
+    if (!mirrors_) return;
+    if (model_->base_is_bf16()) mirrors_->params.reset();
+    mirrors_->drop_training_state();
   }
 
   Napi::Value EnableLora(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "enableLora");
     Napi::Env env = info.Env();
     require_idle(env, "enableLora");
     const rt::LoraConfig l = lora_config_from(env, info, "enableLora");
     try {
+      // On a device the base JavaScript may have written (loaded weights) is sent before it is rounded.
+      if (mirrors_) mirrors_->params_to_device(*model_);
       model_->enable_lora(l);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
@@ -520,14 +534,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Rounding a large base to bf16 takes seconds: off the main thread. The views are reset before the
   // Promise settles, so no caller sees the freed fp32 base through an old view after awaiting it.
   Napi::Value EnableLoraAsync(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "enableLoraAsync");
     Napi::Env env = info.Env();
     const rt::LoraConfig l = lora_config_from(env, info, "enableLoraAsync");
     if (model_->lora_enabled()) throw Napi::Error::New(env, "enableLoraAsync: LoRA is already on");
     claim(env, "enableLoraAsync");
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     auto* job = new Job(
-        env, [m, l] { m->enable_lora(l); },
+        env,
+        [m, l, mirrors] {
+          if (mirrors) mirrors->params_to_device(*m);
+          m->enable_lora(l);
+        },
         [this](Napi::Env e) {
           reset_views_after_lora();
           return e.Undefined();
@@ -556,18 +574,27 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value MergeLora(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "mergeLora");
     Napi::Env env = info.Env();
     if (!model_->lora_enabled()) throw Napi::Error::New(env, "mergeLora: LoRA is not on");
     claim(env, "mergeLora");
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     // A bf16 base comes back as fp32 (the merge's precision), in a new buffer: later views show it.
     if (model_->base_is_bf16()) {
       params_view_.Reset();
       base16_view_.Reset();
     }
     auto* job = new Job(
-        env, [m] { m->merge_lora(); }, nullptr, &busy_);
+        env,
+        [m, mirrors] {
+          if (mirrors) mirrors->params_to_device(*m);
+          const bool widened = m->base_is_bf16();
+          m->merge_lora();
+          if (!mirrors) return;
+          if (widened) mirrors->params.reset(), mirrors->base16.reset();
+          mirrors->params_from_device(*m);
+        },
+        nullptr, &busy_);
     job->Queue();
     return job->promise();
   }
@@ -580,6 +607,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                  "setStep: step must be a non-negative number, got " + (info.Length() ? describe(info[0]) : "nothing"));
     model_->set_step((int64_t)info[0].As<Napi::Number>().DoubleValue());
     return info.Env().Undefined();
+  }
+
+  // Where the model computes, as its backend names itself: "cpu", or "cuda:0 fp32 (...)" with its GEMM.
+  Napi::Value BackendName(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), model_->backend().name());
   }
 
   Napi::Value Memory(const Napi::CallbackInfo& info) {
@@ -612,27 +644,39 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         env,
         [m, out, mirrors] {
           if (!mirrors) {
-            *out = training_state_checksum(*m, m->params(), m->adam_m(), m->adam_v());
+            *out =
+                training_state_checksum(*m, {m->params(), m->base_bf16(),
+                                             m->lora_enabled() ? m->lora_params() : nullptr, m->adam_m(), m->adam_v()});
             return;
           }
           // The host copies JavaScript may have written (a loaded checkpoint) are the state: sent first, then
           // the whole state is read back once into host memory and hashed there. Not part of a step.
           mirrors->params_to_device(*m), mirrors->moments_to_device(*m);
-          const size_t np = m->num_params(), nt = m->num_trainable();
-          std::vector<float> params(np), adam_m(nt), adam_v(nt);
-          m->backend().download(params.data(), m->params(), np);
-          m->backend().download(adam_m.data(), m->adam_m(), nt);
-          m->backend().download(adam_v.data(), m->adam_v(), nt);
-          *out = training_state_checksum(*m, params.data(), adam_m.data(), adam_v.data());
+          const rt::Backend<float>& ops = m->backend();
+          const size_t np = m->num_params(), nm = m->optimizer_elements();
+          std::vector<float> params(m->params() ? np : 0), lora(m->num_lora_params()), adam_m(nm), adam_v(nm);
+          std::vector<uint16_t> base16(m->base_is_bf16() ? np : 0);
+          if (m->params()) ops.download(params.data(), m->params(), np);
+          if (m->base_is_bf16()) ops.download_bf16(base16.data(), m->base_bf16(), np);
+          if (m->lora_enabled()) ops.download(lora.data(), m->lora_params(), lora.size());
+          ops.download(adam_m.data(), m->adam_m(), nm);
+          ops.download(adam_v.data(), m->adam_v(), nm);
+          *out = training_state_checksum(*m, {params.data(), base16.data(), lora.data(), adam_m.data(), adam_v.data()});
         },
         [out](Napi::Env e) { return (Napi::Value)Napi::String::New(e, *out); }, &busy_);
     job->Queue();
     return job->promise();
   }
 
-  // params, adam_m, adam_v: host copies of the model's buffers (the buffers themselves on the CPU backend).
-  static std::string training_state_checksum(Model<float>& m, const float* params, const float* adam_m,
-                                             const float* adam_v) {
+  // Host copies of the model's buffers (the buffers themselves on the CPU backend).
+  struct HostState {
+    const float* params;     // the fp32 base, unless it is bf16
+    const uint16_t* base16;  // the bf16 base, if so
+    const float* lora;       // the adapters, with LoRA
+    const float* adam_m;
+    const float* adam_v;
+  };
+  static std::string training_state_checksum(Model<float>& m, const HostState& h) {
     uint32_t a = 0x811c9dc5u, b = 0x9e3779b9u, i = 0;
     auto hash = [&](const void* p, size_t n) {
       const auto* words = static_cast<const uint32_t*>(p);
@@ -644,20 +688,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     };
     if (m.base_is_bf16()) {
       // two bf16 weights per word; an odd last one widened alone
-      const uint16_t* b = m.base_bf16();
+      const uint16_t* b = h.base16;
       hash(b, m.num_params() / 2);
       if (m.num_params() % 2) {
         const uint32_t last = b[m.num_params() - 1];
         hash(&last, 1);
       }
     } else {
-      hash(params, m.num_params());
+      hash(h.params, m.num_params());
     }
-    if (m.lora_enabled()) hash(m.lora_params(), m.num_lora_params());
+    if (m.lora_enabled()) hash(h.lora, m.num_lora_params());
     // Under ZeRO-1 each rank holds different moments (its shard): only the weights must then match.
     if (m.optimizer_shard().empty()) {
-      hash(adam_m, m.num_trainable());
-      hash(adam_v, m.num_trainable());
+      hash(h.adam_m, m.num_trainable());
+      hash(h.adam_v, m.num_trainable());
     }
     char hex[17];
     std::snprintf(hex, sizeof hex, "%08x%08x", a, b);
@@ -900,13 +944,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                 number_field(o, call, "weightDecay"),
                                 number_field(o, call, "maxGradNorm", &zero),
                                 number_field(o, call, "gradNorm", &none)};
+    const bool host_update = bool_field(o, call, "hostUpdate", false);
     claim(env, call);
     ModelPtr m = model_;
     auto mirrors = mirrors_;
     auto result = std::make_shared<rt::AdamWResult>();
     auto* job = new Job(
         env,
-        [m, opts, result, mirrors] {
+        [m, opts, result, mirrors, host_update] {
+          if (mirrors && host_update) {
+            *result = mirrors->adamw_step_on_host(*m, opts);
+            return;
+          }
           if (mirrors) mirrors->params_to_device(*m), mirrors->grads_to_device(*m), mirrors->moments_to_device(*m);
           *result = m->adamw_step(opts);
           if (mirrors) mirrors->params_from_device(*m), mirrors->moments_from_device(*m);
@@ -977,6 +1026,17 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   return ModelWrap::constructor->New({info.Length() > 0 ? info[0] : info.Env().Undefined()});
 }
 
+// N of "cuda:N" (one to three digits), else -1.
+int cuda_index(const std::string& device) {
+  if (device.size() < 6 || device.size() > 8 || device.compare(0, 5, "cuda:") != 0) return -1;
+  int n = 0;
+  for (size_t i = 5; i < device.size(); i++) {
+    if (device[i] < '0' || device[i] > '9') return -1;
+    n = n * 10 + (device[i] - '0');
+  }
+  return n;
+}
+
 // Allocating and zeroing the weights of a large model takes seconds: done off the main thread, so the
 // event loop (heartbeats among it) keeps running.
 Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
@@ -986,20 +1046,30 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
   const bool base_bf16 = info.Length() > 1 && info[1].IsObject() &&
                          bool_field(info[1].As<Napi::Object>(), "createModelAsync", "baseBf16", false);
   // { device: "cuda-emu" }: the model over the CUDA backend run by the CUDA emulator (slow; for tests and for
-  // checking a set-up without a GPU). Default "cpu".
+  // checking a set-up without a GPU). { device: "cuda:N" }: over the CUDA backend of ringtune_cuda_device.so
+  // (loaded now, beside this addon) on GPU N. Default "cpu".
   std::string device = "cpu";
   if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("device").IsUndefined())
     device = info[1].As<Napi::Object>().Get("device").ToString().Utf8Value();
-  if (device != "cpu" && device != "cuda-emu")
-    type_error(env, "createModelAsync: device must be \"cpu\" or \"cuda-emu\", got \"" + device + "\"");
+  const int gpu = cuda_index(device);
+  if (device != "cpu" && device != "cuda-emu" && gpu < 0)
+    type_error(env, "createModelAsync: device must be \"cpu\", \"cuda:N\" or \"cuda-emu\", got \"" + device + "\"");
   if (device == "cuda-emu" && !kCudaEmu)
     type_error(env, "createModelAsync: this addon was built without the CUDA emulator (device \"cuda-emu\")");
   auto built = std::make_shared<ModelPtr>();
   auto* job = new Job(
       env,
-      [c, built, base_bf16, device] {
+      [c, built, base_bf16, device, gpu] {
         if (device == "cpu") {
           *built = std::make_shared<Model<float>>(c, rt::cpu_backend<float>(), base_bf16);
+          return;
+        }
+        if (gpu >= 0) {
+          // The backend (and so every buffer the model allocates) on GPU `gpu`; it makes that device current on
+          // whichever thread calls it.
+          std::shared_ptr<rt::Backend<float>> backend =
+              rt::make_cuda_device_backend(rt::cuda_device_library_path(rt::this_module_path()), gpu);
+          *built = ModelPtr(new Model<float>(c, *backend, base_bf16), [backend](Model<float>* m) { delete m; });
           return;
         }
 #ifdef RINGTUNE_ADDON_CUDA_EMU
@@ -1152,6 +1222,50 @@ Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// cudaLibrary(): whether the GPU library (ringtune_cuda_device.so beside this addon, or RINGTUNE_CUDA_LIBRARY) loads
+// here, without touching a GPU: { loaded, path, message, build }.
+Napi::Value CudaLibrary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const rt::CudaDeviceLibrary lib =
+      rt::load_cuda_device_library(rt::cuda_device_library_path(rt::this_module_path()), rt::backend_abi());
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loaded", lib.loaded());
+  o.Set("path", lib.path);
+  o.Set("message", lib.error);
+  o.Set("build", lib.loaded() ? lib.table->build : "");
+  return o;
+}
+
+// deviceMemory("cuda:N" | "cuda-emu"): { freeBytes, totalBytes } of that device as the CUDA runtime counts them
+// (the GPU library's, or the emulator's arena); throws naming the reason. Fast once the device is in use.
+Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) type_error(env, "deviceMemory: device must be a string");
+  const std::string device = info[0].As<Napi::String>().Utf8Value();
+  size_t free_bytes = 0, total_bytes = 0;
+  const int gpu = cuda_index(device);
+  if (gpu >= 0) {
+    const rt::CudaDeviceLibrary lib =
+        rt::load_cuda_device_library(rt::cuda_device_library_path(rt::this_module_path()), rt::backend_abi());
+    if (!lib.loaded()) throw Napi::Error::New(env, "deviceMemory: " + lib.error);
+    char error[512] = "";
+    if (!lib.table->memory(gpu, &free_bytes, &total_bytes, error, sizeof error))
+      throw Napi::Error::New(env, std::string("deviceMemory: ") + error);
+  } else if (device == "cuda-emu" && kCudaEmu) {
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess)
+      throw Napi::Error::New(env, "deviceMemory: the CUDA emulator did not answer");
+#endif
+  } else {
+    type_error(env, "deviceMemory: device must be \"cuda:N\" or \"cuda-emu\" (in an addon with the emulator), got \"" +
+                        device + "\"");
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("freeBytes", static_cast<double>(free_bytes));
+  o.Set("totalBytes", static_cast<double>(total_bytes));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
   exports.Set("ignoreIndex", Napi::Number::New(env, rt::kIgnoreIndex));
@@ -1163,6 +1277,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   exports.Set("probeCuda", Napi::Function::New(env, ProbeCuda));
+  exports.Set("cudaLibrary", Napi::Function::New(env, CudaLibrary));
+  exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory));
   rt_binding::RegisterRingLink(env, exports);
 #ifdef RINGTUNE_ADDON_CUDA_EMU
   rt_binding::RegisterNccl(env, exports);
