@@ -141,7 +141,7 @@ test(
       }
       await Promise.all(
         models.map((m, r) =>
-          m.ncclCollective!(comms[r]!, { op: "all-gather", buffer: "params", ranges: buckets, timeoutMs: TIMEOUT_MS }),
+          m.ncclCollective!(comms[r]!, { op: "all-gather", buffer: "weights", ranges: buckets, timeoutMs: TIMEOUT_MS }),
         ),
       );
       for (const [r, m] of models.entries())

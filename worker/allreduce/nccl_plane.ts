@@ -69,7 +69,7 @@ export class NcclDataPlane {
   allGatherWeights(model: NativeModel, buckets: readonly Range[]): Promise<void> {
     return this.collective(model, {
       op: "all-gather",
-      buffer: "params",
+      buffer: "weights",
       ranges: buckets.map(([o, n]): Range => [o, n]),
     });
   }
@@ -81,7 +81,7 @@ export class NcclDataPlane {
 
   private collective(
     model: NativeModel,
-    o: { op: "all-reduce" | "reduce-scatter" | "all-gather"; buffer: "grads" | "params"; ranges: Range[] },
+    o: { op: "all-reduce" | "reduce-scatter" | "all-gather"; buffer: "grads" | "weights"; ranges: Range[] },
   ): Promise<void> {
     if (!model.ncclCollective) throw new Error("NCCL: this build has no CUDA backend");
     return model.ncclCollective(this.comm, { ...o, timeoutMs: this.timeoutMs });
