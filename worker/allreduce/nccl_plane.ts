@@ -18,7 +18,10 @@ export function ncclRankOf(rank: number, size: number): number {
 
 /** Why NCCL cannot serve this worker ("" when it can): the device, then the library. */
 export function ncclUnavailableReason(device: string): string {
-  if (device !== "cuda" && device !== "cuda-emu") return `the worker computes on ${device}`;
+  // A GPU's model lives in the GPU library the addon opens (ringtune_cuda_device), which does not carry the
+  // NCCL data plane yet: the addon's runs over the emulator's runtime only.
+  if (device.startsWith("cuda:")) return `the NCCL data plane is not in the GPU library yet (${device})`;
+  if (device !== "cuda-emu") return `the worker computes on ${device}`;
   const probe = loadAddon().ncclProbe?.();
   if (!probe) return "this build has no CUDA backend";
   return probe.available ? "" : (probe.reason ?? "libnccl.so.2 not found");
