@@ -4,18 +4,19 @@
 // buffers leave each rank the TCP ring's shard of the gradients, and give every rank every shard's weights.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { loadAddon, type NativeModel, type NativeModelConfig, type NcclComm } from "../../native/js/addon.js";
+import { loadAddon, type NativeModel, type NcclComm } from "../../native/js/addon.js";
 import { ownedSpan } from "../../worker/allreduce/ring_allreduce.js";
 import { ncclRankOf } from "../../worker/allreduce/nccl_plane.js";
 import { NCCL_STANDIN, ncclStandinMissing } from "../helpers/nccl_standin.js";
 import { syntheticBatch } from "../helpers/synthetic_batch.js";
+import { nativeLlama } from "../helpers/tiny_model.js";
 
 process.env.RINGTUNE_NCCL_LIB = NCCL_STANDIN; // before the library's first use in this process
 const addon = loadAddon();
 const skip = ncclStandinMissing(addon.cudaEmu);
 const TIMEOUT_MS = 20_000;
 
-const config: NativeModelConfig = {
+const config = nativeLlama({
   vocabSize: 64,
   hiddenSize: 64,
   intermediateSize: 64,
@@ -23,14 +24,7 @@ const config: NativeModelConfig = {
   numHeads: 2,
   numKvHeads: 1,
   headDim: 32,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieWordEmbeddings: false,
-  qkvBias: false,
-  oBias: false,
-  mlpBias: false,
-  ropeScaling: null,
-};
+});
 
 async function emuModel(): Promise<NativeModel> {
   const m = await addon.createModelAsync(config, { device: "cuda-emu" });
