@@ -49,6 +49,11 @@ export interface ServeOptions {
   nodeId?: string;
   /** hold the base in bf16 (half its memory); outputs stay within bf16 rounding of the fp32 base's */
   baseBf16?: boolean;
+  /**
+   * Where the base, the adapters and every sequence's KV cache live and the decoder computes (default the CPU);
+   * "cuda-emu": the CUDA backend on the emulator
+   */
+  device?: "cpu" | "cuda-emu";
 }
 
 export interface RunningServer {
@@ -62,7 +67,7 @@ export interface RunningServer {
 
 export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const log = o.log ?? (() => {});
-  const { model, config } = await loadModel(o.modelDir);
+  const { model, config } = await loadModel(o.modelDir, { device: o.device ?? "cpu" });
   const decoder = loadAddon().createBatchedDecoder(model, { baseBf16: o.baseBf16 ?? false });
   const catalog = new ModelCatalog(
     {

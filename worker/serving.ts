@@ -18,6 +18,8 @@ export interface WorkerServeOptions {
   adapterRoots?: string[];
   /** hold the base in bf16: half its memory, outputs within bf16 rounding of the fp32 base's */
   baseBf16?: boolean;
+  /** where the served model computes: the worker's own model device */
+  device?: "cpu" | "cuda-emu";
 }
 
 export class WorkerServing {
@@ -34,6 +36,7 @@ export class WorkerServing {
       lookupJob: async (id) => (await getJob(await openJobs(nc), id))?.output ?? null,
       adapterRoots: o.adapterRoots,
       baseBf16: o.baseBf16,
+      device: o.device,
       log: (msg) => log.warn(msg),
       info: (msg) => log.info(msg),
     });

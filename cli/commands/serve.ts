@@ -11,7 +11,7 @@ import { startServer } from "../../serve/server.js";
 import { parseRootList } from "../../files/path_roots.js";
 import { serveSubjects } from "../../proto/serve_subjects.js";
 import { deviceFromFlags } from "../device_flag.js";
-import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
+import { DEVICE_FLAG_HELP, modelDevice } from "../../native/js/compute_device.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]
                      [--nats] [--nats-url URL] [--template NAME] [--max-batch N] [--max-context N]
@@ -58,7 +58,8 @@ export const serve: Command = {
       device: { type: "string" },
       ...natsCredentialFlags,
     });
-    deviceFromFlags(values); // before the model is read or a port opened: a server that cannot compute says so
+    // before the model is read or a port opened: a server that cannot compute says so
+    const device = deviceFromFlags(values, { cudaEmu: true });
     const modelDir = requireFlag(values, "model");
     const template = values.template as string | undefined;
     if (template !== undefined && !(TEMPLATE_NAMES as readonly string[]).includes(template))
@@ -93,13 +94,17 @@ export const serve: Command = {
       maxBatch,
       apiKey,
       baseBf16: values["base-bf16"] === true,
+      device: modelDevice(device),
       adapterRoots: values["adapter-root"] ? parseRootList(values["adapter-root"] as string) : undefined,
       maxContext: values["max-context"] ? intFlag(values, "max-context") : undefined,
       log,
     });
     const names = server.ctx.catalog.list().map((m) => m.name);
-    if (server.http) console.log(`serving ${names.join(", ")} on http://${server.http.address}/v1`);
-    if (nc) console.log(`serving ${names.join(", ")} on NATS ${serveSubjects.chat(names[0]!)} (and .completions)`);
+    // where the base, the adapters and the KV caches live: a user sees an emulated device is slow
+    const on = `computed on ${server.ctx.catalog.base.model.backendName()}`;
+    if (server.http) console.log(`serving ${names.join(", ")} on http://${server.http.address}/v1 (${on})`);
+    if (nc)
+      console.log(`serving ${names.join(", ")} on NATS ${serveSubjects.chat(names[0]!)} (and .completions) (${on})`);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once("SIGINT", stop);
