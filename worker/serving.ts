@@ -4,8 +4,9 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ServingStatus } from "../proto/mod.js";
-import { startServer, type RunningServer } from "../serve/server.js";
-import { getJob, openJobs } from "../proto/job_records.js";
+import type { ModelDeviceName } from "../native/js/addon.js";
+import { startServer, type RunningServer } from "../serving/server.js";
+import { jobOutputsOver } from "../serving/adapter_source.js";
 
 export interface WorkerServeOptions {
   /** the base model's HF folder */
@@ -19,7 +20,7 @@ export interface WorkerServeOptions {
   /** hold the base in bf16: half its memory, outputs within bf16 rounding of the fp32 base's */
   baseBf16?: boolean;
   /** where the served model computes: the worker's own model device */
-  device?: "cpu" | "cuda-emu";
+  device?: ModelDeviceName;
 }
 
 export class WorkerServing {
@@ -32,8 +33,7 @@ export class WorkerServing {
       adapters: o.adapters ?? [],
       nats: nc,
       nodeId: workerId,
-      // A job's adapter, by job id: the job record names its output folder.
-      lookupJob: async (id) => (await getJob(await openJobs(nc), id))?.output ?? null,
+      lookupJob: jobOutputsOver(nc),
       adapterRoots: o.adapterRoots,
       baseBf16: o.baseBf16,
       device: o.device,

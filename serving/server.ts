@@ -3,7 +3,7 @@
 import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TemplateName } from "../text/templates/template.js";
-import { loadAddon, type BatchedDecoder } from "../native/js/addon.js";
+import { loadAddon, type BatchedDecoder, type ModelDeviceName } from "../native/js/addon.js";
 import { eosTokenIds, readGenerationConfig } from "../hf/generation_config.js";
 import { loadModel } from "../hf/hf_model.js";
 import { confinedAdapter, resolveAdapterSource, type JobOutputLookup } from "./adapter_source.js";
@@ -51,9 +51,9 @@ export interface ServeOptions {
   baseBf16?: boolean;
   /**
    * Where the base, the adapters and every sequence's KV cache live and the decoder computes (default the CPU);
-   * "cuda-emu": the CUDA backend on the emulator
+   * "cuda:N" on GPU N, "cuda-emu" on the CUDA backend run by the emulator
    */
-  device?: "cpu" | "cuda-emu";
+  device?: ModelDeviceName;
 }
 
 export interface RunningServer {
