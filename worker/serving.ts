@@ -40,7 +40,10 @@ export class WorkerServing {
       log: (msg) => log.warn(msg),
       info: (msg) => log.info(msg),
     });
-    log.info({ models: server.ctx.catalog.list().map((m) => m.name) }, "serving");
+    log.info(
+      { models: server.ctx.catalog.list().map((m) => m.name), backend: server.ctx.catalog.base.model.backendName() },
+      "serving",
+    );
     return new WorkerServing(server);
   }
 

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { loadAddon } from "../../native/js/addon.js";
 import { RINGTUNE_CLI } from "../helpers/processes.js";
 import { runCli } from "../helpers/run_cli.js";
-import { postJson, serveFixture, type ServeFixture } from "../helpers/serve_fixtures.js";
+import { baseUrl, postJson, serveFixture, startTestServer, type ServeFixture } from "../helpers/serve_fixtures.js";
 
 const PROMPT = [72, 101, 108, 108, 111, 44, 32];
 const MAX_NEW = 6;
@@ -76,5 +76,39 @@ test(
     // the adapters changed what was decoded: each match is the adapter's, not the base's
     assert.notDeepEqual(served.r2, served.base);
     assert.notDeepEqual(served.r8, served.base);
+  },
+);
+
+test(
+  "a bf16 base served on cuda-emu decodes what the bf16 base served on the CPU decodes, with and without an adapter",
+  { timeout: 240_000, skip: !loadAddon().cudaEmu && "the addon does not link the CUDA emulator" },
+  async () => {
+    const f = await serveFixture();
+    const tokens: Record<string, number[][]> = {};
+    for (const device of ["cpu", "cuda-emu"] as const) {
+      const server = await startTestServer(f, { device, baseBf16: true, batchWindowMs: 500 });
+      try {
+        assert.equal(server.ctx.catalog.base.model.memory().baseBytesPerParam, 2);
+        const replies = await Promise.all(
+          ["base", "r4"].map((model) =>
+            postJson(`${baseUrl(server)}/completions`, {
+              model,
+              prompt: PROMPT,
+              max_tokens: MAX_NEW,
+              temperature: 0,
+              return_token_ids: true,
+            }),
+          ),
+        );
+        tokens[device] = replies.map((r) => {
+          assert.equal(r.status, 200, JSON.stringify(r.json));
+          return r.json.choices[0].token_ids as number[];
+        });
+      } finally {
+        await server.close();
+      }
+    }
+    assert.deepEqual(tokens["cuda-emu"], tokens.cpu);
+    assert.notDeepEqual(tokens.cpu![1], tokens.cpu![0], "the adapter must change the greedy tokens");
   },
 );
