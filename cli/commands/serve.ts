@@ -9,7 +9,7 @@ import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_cr
 import { ServeProcess } from "../../serve/main.js";
 import { parseRootList } from "../../files/path_roots.js";
 import { deviceFromFlags } from "../device_flag.js";
-import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
+import { DEVICE_FLAG_HELP, modelDevice } from "../../native/js/compute_device.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]
                      [--nats] [--nats-url URL] [--template NAME] [--max-batch N] [--max-context N]
@@ -48,7 +48,8 @@ export const serve: Command = {
       device: { type: "string" },
       ...natsCredentialFlags,
     });
-    deviceFromFlags(values); // before the model is read or a port opened: a server that cannot compute says so
+    // before the model is read or a port opened: a server that cannot compute says so
+    const device = deviceFromFlags(values, { cudaEmu: true });
     const modelDir = requireFlag(values, "model");
     const template = values.template as string | undefined;
     if (template !== undefined && !(TEMPLATE_NAMES as readonly string[]).includes(template))
@@ -77,6 +78,7 @@ export const serve: Command = {
       maxBatch,
       apiKey,
       baseBf16: values["base-bf16"] === true,
+      device: modelDevice(device),
       adapterRoots: values["adapter-root"] ? parseRootList(values["adapter-root"] as string) : undefined,
       maxContext: values["max-context"] ? intFlag(values, "max-context") : undefined,
       log,

@@ -272,7 +272,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // longer keeps it alive).
   void RoundBaseToBf16(Napi::Env env, const char* call) {
     require_idle(env, call);
-    js_errors(env, [&] { model_->round_base_to_bf16(); });
+    js_errors(env, [&] {
+      // On a device the weights JavaScript loaded are in the host copy: they are what is rounded.
+      if (mirrors_) mirrors_->params_to_device(*model_);
+      model_->round_base_to_bf16();
+    });
+    if (mirrors_) mirrors_->params.reset();  // its buffer is gone; a bf16 base has no fp32 view
     params_view_.Reset();
   }
 
