@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { loadAddon } from "../native/js/addon.js";
-import type { NativeModel, ParamInfo, ReadTensorItem, TensorDtype } from "../native/js/addon.js";
+import type { ModelDeviceName, NativeModel, ParamInfo, ReadTensorItem, TensorDtype } from "../native/js/addon.js";
 import { readHfConfig, writeConfig, writeJsonAtomic } from "./hf_config.js";
 import type { HfConfig } from "./hf_config.js";
 import { generationConfigJson, readGenerationConfig } from "./generation_config.js";
@@ -156,8 +156,8 @@ export interface BuildOptions {
    * loadModel reads bf16 tensors straight into it and rounds wider ones as they are read.
    */
   baseBf16?: boolean;
-  /** The native model's device: "cuda-emu" builds it over the CUDA backend on the CUDA emulator. */
-  device?: "cpu" | "cuda-emu";
+  /** The native model's device: "cuda:N" on GPU N, "cuda-emu" over the CUDA backend on the CUDA emulator. */
+  device?: ModelDeviceName;
 }
 
 /** Loads a HF model folder: config, weights (single or sharded), checked tensor by tensor. */

@@ -83,7 +83,15 @@ export const JobRecord = defineMessage("JobRecord", {
   ring_reformations: z.number().int().min(0).optional(),
   /** the ring's size over time: each formation's first step, its worker count and when it formed */
   ring_sizes: z
-    .array(z.object({ step: z.number().int().min(0), size: z.number().int().min(1), at: z.string() }))
+    .array(
+      z.object({
+        step: z.number().int().min(0),
+        size: z.number().int().min(1),
+        at: z.string(),
+        /** how this formation's gradients travel: "nccl", or the transport with host staging and why */
+        data_plane: z.string().max(2000).optional(),
+      }),
+    )
     .max(256)
     .optional(),
   /** the submission's client request id: a retried submit with it returns this job */
@@ -102,6 +110,8 @@ export const WorkerInfo = z.object({
     index: z.number().optional(),
     name: z.string(),
     memory_bytes: z.number(),
+    /** free device memory in the last heartbeat of a GPU (or cuda-emu) worker */
+    memory_free_bytes: z.number().optional(),
     cores: z.number(),
   }),
   state: z.enum(["idle", "busy", "lost"]),

@@ -67,6 +67,11 @@ export const WorkerHeartbeat = defineMessage("WorkerHeartbeat", {
   ring_broken: z.string().max(500).optional(),
   /** the device it computes on, as deviceLabel() names it: "cuda:0 (NVIDIA H100 80GB HBM3)", "cuda-emu (...)" */
   device: z.string().max(300).optional(),
+  /**
+   * device memory free now on a GPU (or the CUDA emulator's arena), as the CUDA runtime counts it; absent on a
+   * CPU worker. The total is the registration's device.memory_bytes.
+   */
+  device_memory_free_bytes: Count.optional(),
   /** a serving worker's models (its base first, then adapters) and its generations running and queued */
   serving: z
     .object({

@@ -56,10 +56,14 @@ export function microBatchShapes(spec: JobSpec): number[] {
   return rest === 0 ? [per] : [per, rest];
 }
 
+/** What a worker computes on, as it registered (proto Device.kind); the emulator counts as a GPU. */
+export type WorkerDeviceKind = "cpu" | "cuda" | "cuda-emu";
+
 export function estimateJobMemory(
   spec: JobSpec,
   shape: ModelShape,
   threads = DEFAULT_ESTIMATE_THREADS,
+  device: WorkerDeviceKind = "cpu",
 ): MemoryEstimate {
   const lora = loraSettingsOf(spec);
   return estimateMemory(shape, {
@@ -77,15 +81,21 @@ export function estimateJobMemory(
     activationCheckpointing: spec.activation_checkpointing,
     // ZeRO-1 shards the moments over the data-parallel ranks
     sharding: { optimizerShards: spec.zero >= 1 ? minWorkers(spec) : 1 },
+    device: device === "cpu" ? "cpu" : "gpu",
+    precision: spec.precision,
   });
 }
 
-/** "11.2 GiB per rank (params 1.9, grads 1.9, moments 3.8, activations 3.6)": the parts in the total's unit */
+/**
+ * "11.2 GiB per rank (params 1.9, grads 1.9, moments 3.8, activations 3.6)": the parts in the total's unit; on
+ * a GPU in bf16, ", bf16 compute copy 0.9" after the activations.
+ */
 export function describeNeed(e: MemoryEstimate): string {
   const u = unitFor(e.total);
+  const copy = e.computeCopy > 0 ? `, bf16 compute copy ${inUnit(e.computeCopy, u)}` : "";
   return (
     `${formatBytes(e.total)} per rank (params ${inUnit(e.params, u)}, grads ${inUnit(e.grads, u)}, ` +
-    `moments ${inUnit(e.optimizer, u)}, activations ${inUnit(e.activations, u)})`
+    `moments ${inUnit(e.optimizer, u)}, activations ${inUnit(e.activations, u)}${copy})`
   );
 }
 
@@ -100,6 +110,9 @@ export function formatEstimate(e: MemoryEstimate): string[] {
       (e.phase === "lora" ? `, ${millions(e.trainableParams)} adapter weights train` : ""),
     `  grads ${formatBytes(e.grads)}, AdamW moments ${formatBytes(e.optimizer)}` +
       (e.optimizerShards > 1 ? ` (ZeRO-1: 1/${e.optimizerShards} of them)` : ""),
+    ...(e.computeCopy > 0
+      ? [`  bf16 compute copy of the trained weights ${formatBytes(e.computeCopy)} (on a GPU)`]
+      : []),
     `  activations ${formatBytes(e.activations)}: layers ${formatBytes(a.layers)}, head ${formatBytes(a.head)}` +
       (a.lora > 0 ? `, adapters ${formatBytes(a.lora)}` : "") +
       `, attention tiles ${formatBytes(a.attention)}` +

@@ -5,7 +5,8 @@
 // The sizes mirror the native core's buffers: the parameter table (native/src/param_table.cpp), the LoRA
 // table (lora.cpp), and every buffer an Activations of one (rows, seq_len) shape allocates
 // (activations.cpp, plus the head's logits or chunk buffer that model.cpp's head() adds on first use).
-// Training computes in fp32, so every buffer but a LoRA job's frozen base is 4 bytes an element.
+// Training computes in fp32, so every buffer but a LoRA job's frozen base is 4 bytes an element. On a GPU
+// (and its emulator) a bf16 job also holds a bf16 compute copy of what trains, beside the fp32 master weights.
 import type { NativeModelConfig } from "../native/js/addon.js";
 
 /** The shape fields of a model config that sizes depend on (a type only: the addon is never loaded here). */
@@ -71,6 +72,13 @@ export interface EstimateInputs {
    * LoRA buffers too) exists once, refilled by the recompute before each layer's backward.
    */
   activationCheckpointing?: boolean;
+  /**
+   * Where the rank computes: on a GPU (or the CUDA emulator) with precision bf16 the trainable weights also
+   * exist as a bf16 compute copy beside their fp32 master copy; the CPU computes in fp32 from the master copy.
+   */
+  device?: "cpu" | "gpu";
+  /** the job's compute precision on a GPU (default bf16); ignored on the CPU */
+  precision?: "bf16" | "fp32";
 }
 
 /** Activation bytes by kind. */
@@ -97,6 +105,8 @@ export interface PhaseEstimate {
   /** both AdamW moments */
   optimizer: number;
   activations: number;
+  /** the bf16 compute copy of the trainable weights on a GPU in precision bf16; 0 otherwise */
+  computeCopy: number;
   total: number;
   activationParts: ActivationBytes;
   /** element counts: every base weight, and what trains (adapters under LoRA) */
@@ -273,13 +283,17 @@ function phaseEstimate(m: ModelShape, inputs: EstimateInputs, phase: "full" | "l
   const grads = Math.ceil((trainable * FP32) / s.gradientShards);
   const optimizer = Math.ceil((2 * trainable * FP32) / s.optimizerShards);
   const activations = sumParts(parts);
+  // A frozen bf16 base is its own compute copy; what trains (the whole model, or the adapters) gets one.
+  const bf16Compute = inputs.device === "gpu" && (inputs.precision ?? "bf16") === "bf16";
+  const computeCopy = bf16Compute ? Math.ceil((trainable * BF16) / (lora ? 1 : s.parameterShards)) : 0;
   return {
     phase,
     params,
     grads,
     optimizer,
     activations,
-    total: params + grads + optimizer + activations,
+    computeCopy,
+    total: params + grads + optimizer + activations + computeCopy,
     activationParts: parts,
     baseParams: base,
     trainableParams: trainable,

@@ -3,7 +3,7 @@ import os from "node:os";
 import type { z } from "zod";
 import { CUDA_EMU_NAME, type Device } from "../proto/mod.js";
 import type { ComputeDevice } from "../native/js/compute_device.js";
-import type { CudaProbe } from "../native/js/addon.js";
+import type { CudaProbe, ModelDeviceName } from "../native/js/addon.js";
 
 type DeviceInfo = z.infer<typeof Device>;
 
@@ -57,4 +57,10 @@ export function workerDevice(
     memory_bytes: cap(p.memoryBytes),
     cores: hostThreads(),
   };
+}
+
+/** Where the worker builds each job's model: on its GPU, on the CUDA emulator, or on the CPU. */
+export function modelDeviceOf(device: DeviceInfo): ModelDeviceName {
+  if (device.kind === "cuda") return `cuda:${device.index ?? 0}`;
+  return device.kind === "cuda-emu" ? "cuda-emu" : "cpu";
 }

@@ -14,7 +14,7 @@ import {
   WorkerRegister,
   WorkerRegisterReply,
 } from "../proto/mod.js";
-import { cpuDevice, workerDevice } from "./device.js";
+import { cpuDevice, modelDeviceOf, workerDevice } from "./device.js";
 import { loadAddon } from "../native/js/addon.js";
 import type { ComputeDevice } from "../native/js/compute_device.js";
 import { deviceLabel, type Device } from "../proto/mod.js";
@@ -98,13 +98,13 @@ export class Worker {
     );
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
     runner.pathRoots = opts.roots;
-    // the model is built where the worker computes: the CUDA backend on the emulator, or the CPU
+    // the model is built where the worker computes: GPU N, the CUDA backend on the emulator, or the CPU
     const device =
       opts.device ??
       (opts.compute
         ? workerDevice(opts.compute, opts.memoryBytes, (index) => loadAddon().probeCuda(index))
         : cpuDevice(opts.memoryBytes));
-    runner.modelDevice = device.kind === "cuda-emu" ? "cuda-emu" : "cpu";
+    runner.modelDevice = modelDeviceOf(device);
     const w = new Worker(nc, opts.id, runner, log, device);
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
     if (opts.serve) w.serving = await WorkerServing.start(nc, opts.id, opts.serve, log);
@@ -154,6 +154,20 @@ export class Worker {
     }
   }
 
+  /**
+   * Free device memory for the heartbeat, on a GPU or the emulator (the CUDA runtime's count); undefined on the
+   * CPU, or when the device does not answer (the worker's first native call then says why).
+   */
+  private deviceMemoryFree(): number | undefined {
+    const device = modelDeviceOf(this.device);
+    if (device === "cpu") return undefined;
+    try {
+      return loadAddon().deviceMemory?.(device).freeBytes;
+    } catch {
+      return undefined;
+    }
+  }
+
   private startHeartbeats(ms: number): void {
     clearInterval(this.heartbeatTimer);
     const beat = () => {
@@ -169,6 +183,7 @@ export class Worker {
           activity: this.runner.activity,
           ring_broken: this.runner.ringBrokenReason,
           device: deviceLabel(this.device),
+          device_memory_free_bytes: this.deviceMemoryFree(),
           serving: this.serving?.status(),
         }),
       );

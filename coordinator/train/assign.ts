@@ -19,6 +19,8 @@ export interface RingPlace {
   workers?: readonly string[];
   /** the ring mixes devices (see ringMixesDevices) */
   mixedDevices?: boolean;
+  /** the ring's NCCL unique id, sealed by rank 0 with the ring's secret; absent: host staging */
+  ncclId?: Uint8Array;
 }
 
 /**
@@ -61,5 +63,6 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
     ring_timeout_ms: Math.round(spec.ring_timeout_s * 1000),
     ring_workers: p.workers && [...p.workers],
     preference: spec.stage === "dpo" ? preferenceSettings(spec) : undefined,
+    nccl_id: p.ncclId && Uint8Array.from(p.ncclId),
   };
 }

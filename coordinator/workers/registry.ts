@@ -26,6 +26,8 @@ interface Entry {
   activity?: string;
   /** the last heartbeat's serving status, for a worker started to serve a base */
   serving?: ServingStatus;
+  /** the last heartbeat's free device memory (GPU and cuda-emu workers) */
+  deviceMemoryFree?: number;
   /** the job whose broken ring this worker reported (told to onRingBroken once per reservation) */
   ringBrokenJob?: string;
 }
@@ -85,6 +87,7 @@ export class WorkerRegistry {
             w.lastSeen = Date.now();
             w.activity = hb.activity;
             w.serving = hb.serving;
+            w.deviceMemoryFree = hb.device_memory_free_bytes;
             if (hb.ring_broken && w.job && hb.job === w.job && w.ringBrokenJob !== w.job) {
               w.ringBrokenJob = w.job;
               this.onRingBroken(hb.worker_id, w.job, hb.ring_broken);
@@ -166,7 +169,12 @@ export class WorkerRegistry {
   liveMemory(): WorkerMemory[] {
     return [...this.workers.entries()]
       .filter(([, w]) => this.alive(w))
-      .map(([id, w]) => ({ id, memoryBytes: w.info.device.memory_bytes, cores: w.info.device.cores }));
+      .map(([id, w]) => ({
+        id,
+        memoryBytes: w.info.device.memory_bytes,
+        cores: w.info.device.cores,
+        device: w.info.device.kind,
+      }));
   }
 
   counts(): { registered: number; idle: number } {
@@ -194,7 +202,7 @@ export class WorkerRegistry {
         worker_id: id,
         host: w.info.host,
         pid: w.info.pid,
-        device: w.info.device,
+        device: { ...w.info.device, memory_free_bytes: w.deviceMemoryFree },
         state: !this.alive(w) ? "lost" : w.job ? "busy" : "idle",
         job: w.job,
         last_seen_ms_ago: now - w.lastSeen,

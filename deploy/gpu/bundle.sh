@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Packs what a GPU host without build tools needs into build/gpu-bundle (copied there with the working tree;
-# build/ is ignored by git): the CUDA test driver and bench (CUDA runtime linked statically), the CPU test
+# build/ is ignored by git): the GPU library the addon loads for `--device cuda` (ringtune_cuda_device.so: the
+# CUDA backend with the CUDA runtime linked statically, so the host needs only its driver; used when the
+# host's own `make build` had no nvcc), the CUDA test driver and bench (CUDA runtime linked statically), the CPU test
 # driver (runs without Node.js), the shared libraries they take from this machine (OpenBLAS + its
 # OpenMP/Fortran runtime, for the CPU reference), and the cblas headers, so the fallback rebuild on the GPU host
 # (when its driver is older than the CUDA used here) needs no packages.
@@ -19,10 +21,12 @@ B=build/gpu-bundle
 ARCHS=${ARCHS:-80-real;86-real;89-real;90}
 cmake -S native -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DRINGTUNE_MARCH=x86-64-v3 "-DRINGTUNE_CUDA_ARCHS=$ARCHS" > /dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target ringtune_cuda_test ringtune_cuda_bench ringtune_native_test \
-  ringtune_attention_ptxas
+  ringtune_attention_ptxas ringtune_cuda_device
 rm -rf "$B" && mkdir -p "$B/lib" "$B/include"
 cp "$BUILD/ringtune_cuda_test" "$BUILD/ringtune_cuda_bench" "$BUILD/ringtune_native_test" "$B/"
 strip "$B/ringtune_cuda_test" "$B/ringtune_cuda_bench" "$B/ringtune_native_test"
+cp "$BUILD/ringtune_cuda_device.so" "$B/"
+strip --strip-unneeded "$B/ringtune_cuda_device.so" # its one exported table stays (exports.map)
 cp "$BUILD/attention_ptxas.txt" "$B/"
 echo "$ARCHS" > "$B/cuda_archs.txt" # what run_device_checks.sh checks the GPU's compute capability against
 for lib in $(ldd "$BUILD/ringtune_cuda_test" | awk '/openblas|gfortran|gomp|quadmath/ {print $3}'); do cp -L "$lib" "$B/lib/"; done

@@ -10,8 +10,11 @@
 #   sanitizer.txt    compute-sanitizer memcheck, racecheck and synccheck on the attention and GEMM tests
 #                    (where installed)
 #   native_test.txt  the CPU test driver (no Node.js): the reference the GPU is compared with still holds here
-#   e2e.txt          the end-to-end checks through the product (deploy/gpu/e2e_checks.sh; needs node + dist/)
-#   bench.txt        the bf16 training-step benchmark, cuBLASLt then the own GEMM
+#   e2e.txt          the evidence through the product with --device cuda (deploy/gpu/e2e_checks.sh; needs node +
+#                    dist/): dump vs cpu, the 20-step job vs a CPU worker, checkpoints across devices, a mixed
+#                    ring, and the LoRA and serving tests that run on the evidence device
+#   bench.txt        `make bench-gpu` where the Makefile has it, else the training-step benchmark, cuBLASLt then
+#                    the own GEMM
 #   torch_step.txt   the same model in PyTorch eager and torch.compile (where torch sees the GPU)
 # Binaries: build/gpu-bundle (deploy/gpu/bundle.sh on a build machine: portable x86-64-v3, CUDA runtime
 # static). When they cannot run here (exit status >= 126: not executable, missing library, illegal
@@ -20,6 +23,9 @@
 # A driver older than the CUDA runtime the binaries need, or a GPU the build has no code for, stops the run
 # after the first lines, saying why. Exit status: 0 when every step that ran passed, 1 when one failed, 2 when
 # this host has no usable GPU.
+# DRY=1: the same steps against the CUDA emulator (cuda-emu) on any host, no GPU: the op tests' driver built for
+# the emulator on a filter (DRY_FILTER), the dump check on cuda-emu, the evidence tests listed, not run; the
+# GPU-only steps say they are skipped. `make test` runs it to keep the script working between lent GPUs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-./gpu-out}
@@ -46,37 +52,49 @@ budget() {
 # shellcheck source=deploy/gpu/summary_lib.sh
 . deploy/gpu/summary_lib.sh
 
+DRY=${DRY:-0}
 log "ringtune device checks, $(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname)"
+E2E_DEVICE=cuda
+if [ "$DRY" = 1 ]; then
+  log "dry run: every step against the CUDA emulator (cuda-emu), no GPU: this checks the script, not a GPU"
+  E2E_DEVICE=cuda-emu
+fi
 # --- the GPU first: driver and compute capability, or why there is nothing to check ---------------------------
-if ! command -v nvidia-smi > /dev/null 2>&1; then
-  log "gpu: none (nvidia-smi not found: no NVIDIA driver on this host); nothing to check"
-  exit 2
-fi
-gpus=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU ')
-if [ "$gpus" -eq 0 ]; then
-  log "gpu: none (nvidia-smi lists no GPU: $(nvidia-smi -L 2>&1 | head -1)); nothing to check"
-  exit 2
-fi
-driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2> /dev/null | head -1)
-driver_cuda=$(nvidia-smi 2> /dev/null | grep -o 'CUDA Version: [0-9.]*' | awk '{print $3}' | head -1)
-cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2> /dev/null | head -1 | tr -d ' ')
-log "driver: ${driver:-unknown} (CUDA ${driver_cuda:-unknown}); compute capability: ${cc:-unknown}"
-need=$(cuda_runtime_needed native/src/cuda_probe.h)
-if ! version_at_least "${driver_cuda:-0}" "$need"; then
-  log "STOP: the driver supports CUDA ${driver_cuda:-unknown}, ringtune's CUDA runtime needs CUDA $need or newer" \
-    "(driver 580+): update the NVIDIA driver; nothing else was run"
-  exit 2
-fi
-archs=$(built_archs "$(cat "$BUNDLE/cuda_archs.txt" 2> /dev/null || echo 90)")
-if [ -n "$cc" ] && ! arch_supported "$cc" "$archs"; then
-  log "STOP: compute capability $cc: the build has GPU code only for sm_${archs// /, sm_}; nothing else was run"
-  exit 2
-fi
-{
-  echo "== nvidia-smi"
-  nvidia-smi 2>&1
-} >> "$HOST"
-log "gpu: $gpus x $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null | head -1)"
+# The driver and the GPU (skipped by the dry run): stops the run, saying why, on a driver too old or a GPU the
+# build has no code for.
+gpu_first() {
+  if ! command -v nvidia-smi > /dev/null 2>&1; then
+    log "gpu: none (nvidia-smi not found: no NVIDIA driver on this host); nothing to check"
+    exit 2
+  fi
+  local gpus driver driver_cuda cc need archs
+  gpus=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU ')
+  if [ "$gpus" -eq 0 ]; then
+    log "gpu: none (nvidia-smi lists no GPU: $(nvidia-smi -L 2>&1 | head -1)); nothing to check"
+    exit 2
+  fi
+  driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2> /dev/null | head -1)
+  driver_cuda=$(nvidia-smi 2> /dev/null | grep -o 'CUDA Version: [0-9.]*' | awk '{print $3}' | head -1)
+  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2> /dev/null | head -1 | tr -d ' ')
+  log "driver: ${driver:-unknown} (CUDA ${driver_cuda:-unknown}); compute capability: ${cc:-unknown}"
+  need=$(cuda_runtime_needed native/src/cuda_probe.h)
+  if ! version_at_least "${driver_cuda:-0}" "$need"; then
+    log "STOP: the driver supports CUDA ${driver_cuda:-unknown}, ringtune's CUDA runtime needs CUDA $need or newer" \
+      "(driver 580+): update the NVIDIA driver; nothing else was run"
+    exit 2
+  fi
+  archs=$(built_archs "$(cat "$BUNDLE/cuda_archs.txt" 2> /dev/null || echo 90)")
+  if [ -n "$cc" ] && ! arch_supported "$cc" "$archs"; then
+    log "STOP: compute capability $cc: the build has GPU code only for sm_${archs// /, sm_}; nothing else was run"
+    exit 2
+  fi
+  {
+    echo "== nvidia-smi"
+    nvidia-smi 2>&1
+  } >> "$HOST"
+  log "gpu: $gpus x $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2> /dev/null | head -1)"
+}
+[ "$DRY" = 1 ] || gpu_first
 log "nvcc: $(nvcc --version 2> /dev/null | tail -1 || echo none)"
 
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2> /dev/null)
@@ -113,7 +131,8 @@ find_cublaslt() {
   timeout 30 find / -xdev \( -path /proc -o -path /sys \) -prune -o -name 'libcublasLt.so.1[23]*' -print 2> /dev/null |
     sort -r | head -1
 }
-LT=$(find_cublaslt)
+LT=""
+[ "$DRY" = 1 ] || LT=$(find_cublaslt)
 {
   echo "== cuBLASLt copies seen"
   python3 -c 'import site; print("\n".join(site.getsitepackages()))' 2> /dev/null | while read -r s; do ls "$s"/nvidia/*/lib/libcublasLt.so* 2> /dev/null; done
@@ -129,6 +148,17 @@ RT=(env "LD_LIBRARY_PATH=$RT_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 [ -n "$LT" ] && RT+=("RINGTUNE_CUBLASLT=$LT")
 
 TEST="$BUNDLE/ringtune_cuda_test"
+OP_FILTER=()
+if [ "$DRY" = 1 ]; then # the same driver built for the emulator, on a few tests
+  TEST=${EMU_TEST:-$PWD/build/native/ringtune_cuda_emu_test}
+  OP_FILTER=("${DRY_FILTER:-cuda_cublaslt}")
+fi
+# The GPU library the product loads for --device cuda: this tree's build (make build with nvcc), else the
+# bundle's (the addon refuses one built from other sources).
+if [ "$DRY" != 1 ] && [ ! -f build/native/ringtune_cuda_device.so ] && [ -f "$BUNDLE/ringtune_cuda_device.so" ]; then
+  export RINGTUNE_CUDA_LIBRARY="$BUNDLE/ringtune_cuda_device.so"
+fi
+log "bundle: $BUNDLE, $(du -sm "$BUNDLE" 2> /dev/null | cut -f1) MiB; GPU library: ${RINGTUNE_CUDA_LIBRARY:-build/native/ringtune_cuda_device.so}"
 BENCH="$BUNDLE/ringtune_cuda_bench"
 NATIVE_TEST="$BUNDLE/ringtune_native_test"
 REBUILT=""
@@ -136,7 +166,7 @@ REBUILT=""
 # rebuild: the three drivers from this working tree with the host's nvcc, into a fresh /tmp folder, under a
 # timeout (no cmake needed; the bundle carries the OpenBLAS headers and libraries).
 rebuild() {
-  [ -n "$REBUILT" ] && return 1
+  [ -n "$REBUILT" ] || [ "$DRY" = 1 ] && return 1
   if ! command -v nvcc > /dev/null 2>&1; then
     log "rebuild: not possible (no nvcc on this host)"
     return 1
@@ -177,7 +207,7 @@ rebuild() {
 needs_rebuild() { [ "$1" -ge 126 ] || ! grep -q '^device:' "$2"; }
 
 # --- 1. op tests ------------------------------------------------------------------------------------------
-run_op_tests() { CUDA_LAUNCH_BLOCKING=1 timeout "$(budget 150)" "${RT[@]}" "$TEST" > "$OUT/cuda_test.txt" 2>&1; }
+run_op_tests() { CUDA_LAUNCH_BLOCKING=1 timeout "$(budget 150)" "${RT[@]}" "$TEST" "${OP_FILTER[@]}" > "$OUT/cuda_test.txt" 2>&1; }
 if [ -x "$TEST" ]; then
   run_op_tests
   rc=$?
@@ -200,7 +230,9 @@ fi
 
 # --- 2. compute-sanitizer (memcheck, racecheck, synccheck) on the attention and GEMM tests ---------------------------------------------------
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2> /dev/null | head -1)
-if [ -n "$SAN" ]; then
+if [ "$DRY" = 1 ]; then
+  log "sanitizer: skipped (dry run: compute-sanitizer checks a GPU)"
+elif [ -n "$SAN" ]; then
   : > "$OUT/sanitizer.txt"
   san_rc=0
   for tool in memcheck racecheck synccheck; do
@@ -219,21 +251,29 @@ fi
 
 # --- 2b. the attention kernels' registers: no spills to local memory (the bundle's ptxas log, or this host's)
 PTXAS_LOG=$BUNDLE/attention_ptxas.txt
-if command -v nvcc > /dev/null 2>&1; then
+if [ "$DRY" = 1 ]; then
+  PTXAS_LOG=$PWD/build/native/attention_ptxas.txt # make build's log, where nvcc is
+elif command -v nvcc > /dev/null 2>&1; then
   PTXAS_LOG=$(mktemp /tmp/ringtune-ptxas.XXXXXX)
   timeout "$(budget 120)" nvcc -std=c++17 -arch=sm_90 -Xptxas -v -Inative/cuda -Inative/src -c native/cuda/attention.cu \
     -o /dev/null > "$PTXAS_LOG" 2>&1
 fi
-{
-  echo "== attention registers ($PTXAS_LOG)"
-  PTXAS_LOG=$PTXAS_LOG deploy/scripts/check-attention-registers.sh
-} >> "$HOST" 2>&1
-rc=$?
-log "$(grep '^attention registers' "$HOST" | tail -1)"
-step_result "registers" "$rc" "$HOST"
+if [ "$DRY" = 1 ] && [ ! -f "$PTXAS_LOG" ]; then
+  log "registers: skipped (dry run, and no ptxas log: this build had no nvcc)"
+else
+  {
+    echo "== attention registers ($PTXAS_LOG)"
+    PTXAS_LOG=$PTXAS_LOG deploy/scripts/check-attention-registers.sh
+  } >> "$HOST" 2>&1
+  rc=$?
+  log "$(grep '^attention registers' "$HOST" | tail -1)"
+  step_result "registers" "$rc" "$HOST"
+fi
 
 # --- 3. the CPU test driver (no Node.js) -------------------------------------------------------------------
-if [ -x "$NATIVE_TEST" ]; then
+if [ "$DRY" = 1 ]; then
+  log "native tests: skipped (dry run: make test runs them)"
+elif [ -x "$NATIVE_TEST" ]; then
   timeout "$(budget 90)" "${RT[@]}" "$NATIVE_TEST" > "$OUT/native_test.txt" 2>&1
   rc=$?
   log "native tests: $(grep -E '^[0-9]+ tests' "$OUT/native_test.txt" || echo 'no count')"
@@ -244,22 +284,34 @@ fi
 
 # --- 4. end to end through the product ------------------------------------------------------------------
 if command -v node > /dev/null 2>&1 && [ -f dist/cli/ringtune.js ]; then
-  timeout "$(budget 150)" env RT_LIBS="$RT_LIBS" RINGTUNE_CUBLASLT="$LT" deploy/gpu/e2e_checks.sh > "$OUT/e2e.txt" 2>&1
+  timeout "$(budget 300)" env RT_LIBS="$RT_LIBS" RINGTUNE_CUBLASLT="$LT" DEVICE="$E2E_DEVICE" \
+    EVIDENCE="$([ "$DRY" = 1 ] && echo 0 || echo 1)" deploy/gpu/e2e_checks.sh > "$OUT/e2e.txt" 2>&1
   step_result "end to end" $? "$OUT/e2e.txt"
 else
   log "end to end: skipped (needs node and a built dist/ in this tree)"
 fi
 
-# --- 5. benchmark -------------------------------------------------------------------------------------------
+# --- 5. benchmark: `make bench-gpu` where the Makefile has it, else the bundle's training-step bench ------------
 : > "$OUT/bench.txt"
-echo "== cuBLASLt" >> "$OUT/bench.txt"
-timeout "$(budget 90)" "${RT[@]}" "$BENCH" --steps 5 >> "$OUT/bench.txt" 2>&1
-rc=$?
-echo "== own GEMM" >> "$OUT/bench.txt"
-RINGTUNE_GEMM=own timeout "$(budget 60)" "${RT[@]}" "$BENCH" --steps 3 >> "$OUT/bench.txt" 2>&1
-[ $? -eq 0 ] || rc=1
-step_result "bench" "$rc" "$OUT/bench.txt"
-if python3 -c "import torch; assert torch.cuda.is_available()" 2> /dev/null; then
+if [ "$DRY" = 1 ]; then
+  log "bench: skipped (dry run); make bench-gpu $(make -n bench-gpu > /dev/null 2>&1 && echo exists || echo 'does not exist yet')"
+elif make -n bench-gpu > /dev/null 2>&1; then
+  echo "== make bench-gpu" >> "$OUT/bench.txt"
+  timeout "$(budget 150)" env LD_LIBRARY_PATH="$RT_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ${LT:+RINGTUNE_CUBLASLT="$LT"} \
+    make bench-gpu >> "$OUT/bench.txt" 2>&1
+  step_result "bench" $? "$OUT/bench.txt"
+else
+  echo "== cuBLASLt" >> "$OUT/bench.txt"
+  timeout "$(budget 90)" "${RT[@]}" "$BENCH" --steps 5 >> "$OUT/bench.txt" 2>&1
+  rc=$?
+  echo "== own GEMM" >> "$OUT/bench.txt"
+  RINGTUNE_GEMM=own timeout "$(budget 60)" "${RT[@]}" "$BENCH" --steps 3 >> "$OUT/bench.txt" 2>&1
+  [ $? -eq 0 ] || rc=1
+  step_result "bench" "$rc" "$OUT/bench.txt"
+fi
+if [ "$DRY" = 1 ]; then
+  log "torch: skipped (dry run)"
+elif python3 -c "import torch; assert torch.cuda.is_available()" 2> /dev/null; then
   timeout "$(budget 150)" python3 bench/cuda/torch_step.py --steps 10 > "$OUT/torch_step.txt" 2>&1
   rc=$?
   step_result "torch" "$rc" "$OUT/torch_step.txt"

@@ -4,7 +4,7 @@
 # .run/. Returns once the coordinator answers and all N workers have registered.
 #
 # Environment:
-#   WORKERS=N          workers to start (default: one per GPU that nvidia-smi lists, else 2 on CPU)
+#   WORKERS=N          workers to start (default: one per usable GPU, deploy/scripts/gpu_workers.sh, else 2 on CPU)
 #   WORKER_DEVICE=cpu  CPU workers even where there are GPUs
 #   WORKER_MEMORY=SIZE memory each CPU worker reports (8GiB; default: this machine's RAM shared among them)
 #   NATS_URL=URL       use this NATS server (JetStream enabled) instead of starting one
@@ -57,22 +57,10 @@ fi
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
 # --- workers and their devices ------------------------------------------------------------------------
-gpus=0
-if [ "${WORKER_DEVICE:-}" != cpu ] && command -v nvidia-smi >/dev/null 2>&1; then
-  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
-  # The check `worker --device cuda:0` makes before it starts: a GPU it cannot use (driver too old, or a
-  # build whose model runs on the CPU only) gives CPU workers, with the reason, rather than workers that exit.
-  if [ "$gpus" -gt 0 ]; then
-    why=$(node --input-type=module -e '
-      const { requireDevice } = await import(process.argv[1]);
-      requireDevice({ kind: "cuda", index: 0 });
-    ' "$RINGTUNE_ROOT/dist/native/js/compute_device.js" 2>&1 >/dev/null | grep -m1 -o -e '--device cuda.*' || true)
-    if [ -n "$why" ]; then
-      echo "cluster-up: $gpus GPU(s) found, but $why: starting CPU workers"
-      gpus=0
-    fi
-  fi
-fi
+# One worker per usable GPU (deploy/scripts/gpu_workers.sh: each GPU the worker's own device check accepts; the
+# others are named with the reason), else CPU workers.
+mapfile -t gpu_devices < <("$RINGTUNE_ROOT/deploy/scripts/gpu_workers.sh")
+gpus=${#gpu_devices[@]}
 if [ -n "${WORKERS:-}" ]; then
   [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive number, got '$WORKERS'"
   workers=$WORKERS
@@ -269,7 +257,7 @@ for ((k = 0; k < workers; k++)); do
   id=${ids[$k]}
   if [ "$gpus" -gt 0 ]; then
     # shellcheck disable=SC2046
-    start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "cuda:$((k % gpus))" --http "$(worker_http "$k")" \
+    start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "${gpu_devices[$((k % gpus))]}" --http "$(worker_http "$k")" \
       "${serve_worker[@]}" $(role_flags worker)
   else
     # shellcheck disable=SC2046

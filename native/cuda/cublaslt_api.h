@@ -37,6 +37,9 @@ constexpr int kDescTransA = 3;  // CUBLASLT_MATMUL_DESC_TRANSA (int32_t)
 constexpr int kDescTransB = 4;  // CUBLASLT_MATMUL_DESC_TRANSB (int32_t)
 // cublasLtMatmulPreferenceAttributes_t
 constexpr int kPrefMaxWorkspaceBytes = 1;  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES (uint64_t)
+// CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_{A,B,C,D}_BYTES (uint32_t): the alignment the buffers are promised to
+// have. Default 256: a plan made with the default may pick a kernel that faults on a sub-pointer.
+constexpr int kPrefMinAlignmentA = 5, kPrefMinAlignmentB = 6, kPrefMinAlignmentC = 7, kPrefMinAlignmentD = 8;
 
 // Function pointer types, signatures as in cublasLt.h
 using CreateFn = Status (*)(Handle*);
@@ -57,5 +60,23 @@ using MatmulFn = Status (*)(Handle, MatmulDesc, const void* alpha, const void* A
                             MatrixLayout Ddesc, const MatmulAlgo* algo, void* workspace, size_t workspace_bytes,
                             cudaStream_t stream);
 using GetVersionFn = size_t (*)();
+
+// The functions ringtune calls: from the library dlopen'ed at run time, or (in the tests) a stand-in.
+struct Api {
+  void* lib = nullptr;  // the dlopen handle; null for a stand-in
+  CreateFn create;
+  DestroyFn destroy;
+  MatmulDescCreateFn desc_create;
+  MatmulDescDestroyFn desc_destroy;
+  MatmulDescSetAttributeFn desc_set;
+  MatrixLayoutCreateFn layout_create;
+  MatrixLayoutDestroyFn layout_destroy;
+  PreferenceCreateFn pref_create;
+  PreferenceDestroyFn pref_destroy;
+  PreferenceSetAttributeFn pref_set;
+  AlgoGetHeuristicFn heuristic;
+  MatmulFn matmul;
+  GetVersionFn version;
+};
 
 }  // namespace rt::cuda::lt

@@ -12,6 +12,7 @@
 #include "bias.cuh"
 #include "cached_attention.cuh"
 #include "cross_entropy.cuh"
+#include "device_scope.h"
 #include "embedding.cuh"
 #include "gemm.cuh"
 #include "grad_norm.cuh"
@@ -101,129 +102,192 @@ struct StepStatus {
 // memory, synchronously, rather than through pinned staging.
 constexpr size_t kStagedUploadBytes = size_t(16) << 20;
 
-// n zeros in device memory, freed with the last reference.
+// Frees device memory on whichever thread drops the last reference: with the buffer's own device current for
+// the call (asked of the runtime: a release function carries no state), then the thread's previous one.
+template <typename T>
+void free_on_its_device(T* p, size_t) {
+  int previous = 0;
+  cudaGetDevice(&previous);
+  cudaPointerAttributes attr{};
+  const bool known = cudaPointerGetAttributes(&attr, p) == cudaSuccess && attr.device >= 0;
+  if (known && attr.device != previous) cudaSetDevice(attr.device);
+  cudaFree(p);
+  if (known && attr.device != previous) cudaSetDevice(previous);
+}
+
+// n zeros in the memory of the current device, freed with the last reference.
 template <typename T>
 Buffer<T> device_zeros(size_t n) {
   if (n == 0) return std::make_shared<Storage<T>>(nullptr, 0, nullptr);  // nothing to allocate or clear
   T* p = nullptr;
   CUDA_CHECK(cudaMalloc(&p, sizeof(T) * n));
   CUDA_CHECK(cudaMemset(p, 0, sizeof(T) * n));
-  return std::make_shared<Storage<T>>(p, n, [](T* q, size_t) { cudaFree(q); });
+  return std::make_shared<Storage<T>>(p, n, &free_on_its_device<T>);
 }
 
 class CudaBackend final : public Backend<float> {
  public:
-  explicit CudaBackend(int device) : gemm_(make_gemm()) {
+  CudaBackend(int device, std::unique_ptr<Gemm> gemm) : device_(device), gemm_(std::move(gemm)) {
     name_ = "cuda:" + std::to_string(device) + " fp32 (" + gemm_->name() + ")";
   }
+  // The members free their scratch and the GEMM's workspace next, on the device they were allocated on.
+  ~CudaBackend() override { cudaSetDevice(device_); }
   const char* name() const override { return name_.c_str(); }
 
-  Buffer<float> zeros(size_t n) const override { return device_zeros<float>(n); }
-  Buffer<int32_t> int_zeros(size_t n) const override { return device_zeros<int32_t>(n); }
+  Buffer<float> zeros(size_t n) const override {
+    use_device(device_);
+    return device_zeros<float>(n);
+  }
+  Buffer<int32_t> int_zeros(size_t n) const override {
+    use_device(device_);
+    return device_zeros<int32_t>(n);
+  }
   bool host_memory() const override { return false; }
-  void fill(float* p, size_t n, float value) const override { cuda::fill(p, n, value, stream_); }
+  void fill(float* p, size_t n, float value) const override {
+    use_device(device_);
+    cuda::fill(p, n, value, stream_);
+  }
   void copy(float* dst, const float* src, size_t n) const override {
+    use_device(device_);
     if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream_));
   }
   // The host side of an upload may be reused as soon as it returns (a step's small uploads are staged in pinned
   // memory and leave asynchronously); a download returns once the data is there.
-  void upload(float* dst, const float* host, size_t n) const override { upload_bytes(dst, host, sizeof(float) * n); }
+  void upload(float* dst, const float* host, size_t n) const override {
+    use_device(device_);
+    upload_bytes(dst, host, sizeof(float) * n);
+  }
   void download(float* host, const float* src, size_t n) const override {
+    use_device(device_);
     download_bytes(host, src, sizeof(float) * n);
   }
   void upload_ints(int32_t* dst, const int32_t* host, size_t n) const override {
+    use_device(device_);
     upload_bytes(dst, host, sizeof(int32_t) * n);
   }
 
-  Buffer<uint16_t> bf16_zeros(size_t n) const override { return device_zeros<uint16_t>(n); }
+  Buffer<uint16_t> bf16_zeros(size_t n) const override {
+    use_device(device_);
+    return device_zeros<uint16_t>(n);
+  }
   void upload_bf16(uint16_t* dst, const uint16_t* host, size_t n) const override {
+    use_device(device_);
     upload_bytes(dst, host, sizeof(uint16_t) * n);
   }
   void download_bf16(uint16_t* host, const uint16_t* src, size_t n) const override {
+    use_device(device_);
     download_bytes(host, src, sizeof(uint16_t) * n);
   }
-  void widen_bf16(float* dst, const uint16_t* src, size_t n) const override { cuda::widen_bf16(dst, src, n, stream_); }
+  void widen_bf16(float* dst, const uint16_t* src, size_t n) const override {
+    use_device(device_);
+    cuda::widen_bf16(dst, src, n, stream_);
+  }
   void round_to_bf16(uint16_t* dst, const float* src, size_t n) const override {
+    use_device(device_);
     cuda::round_to_bf16(dst, src, n, stream_);
   }
   void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int C, int V) const override {
+    use_device(device_);
     vocab_ = V;
     cuda::embedding_forward_bf16(out, ids, wte, N, C, V, &status()->bad_id, stream_);
     if (!deferring_) check_status(ids, nullptr, V);
   }
   void lora_dropout_forward(float* xd, const float* x, size_t n, double p, uint64_t seed,
                             uint64_t stream) const override {
+    use_device(device_);
     cuda::lora_dropout_forward(xd, x, n, p, seed, stream, stream_);
   }
   void lora_dropout_backward(float* dinp, const float* dxd, size_t n, double p, uint64_t seed,
                              uint64_t stream) const override {
+    use_device(device_);
     cuda::lora_dropout_backward(dinp, dxd, n, p, seed, stream, stream_);
   }
 
   void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
             float beta, float* C, int ldc) const override {
+    use_device(device_);
     cuda::gemm(*gemm_, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream_);
   }
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int I,
                       int O) const override {
+    use_device(device_);
     gemm(false, true, N, O, I, 1.f, inp, I, w, I, 0.f, out, O);
     if (b) bias_add(out, b, N, O, stream_);
   }
   void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w, int N,
                        int I, int O) const override {
+    use_device(device_);
     if (dinp) gemm(false, false, N, I, O, 1.f, dout, O, w, I, 0.f, dinp, I);
     if (dw) gemm(true, false, O, I, N, 1.f, dout, O, inp, I, 1.f, dw, I);
     if (db) bias_grad(db, dout, N, O, stream_);
   }
   void embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int C, int V) const override {
+    use_device(device_);
     vocab_ = V;
     cuda::embedding_forward(out, ids, wte, N, C, V, &status()->bad_id, stream_);
     if (!deferring_) check_status(ids, nullptr, V);
   }
   void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int N, int C) const override {
+    use_device(device_);
     // The forward has range-checked these ids; the kernel's own bound is then never reached.
     cuda::embedding_backward(dwte, dout, ids, N, C, INT_MAX, stream_);
   }
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C,
                        double eps) const override {
+    use_device(device_);
     cuda::rmsnorm_forward(out, rstd, inp, w, N, C, eps, stream_);
   }
   void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
                         int N, int C) const override {
+    use_device(device_);
     cuda::rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C, stream_);
   }
   void rope_forward(float* x, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const override {
+    use_device(device_);
     cuda::rope_forward(x, pos, device_freqs(inv_freq, D / 2), N, heads, D, stream_);
   }
   void rope_backward(float* dx, const int32_t* pos, const double* inv_freq, int N, int heads, int D) const override {
+    use_device(device_);
     cuda::rope_backward(dx, pos, device_freqs(inv_freq, D / 2), N, heads, D, stream_);
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                          const std::vector<SegmentRun>& runs, const AttentionShape& s,
                          AttentionScratch<float>&) const override {
+    use_device(device_);
     cuda::attention_forward(out, lse, q, k, v, segment_starts(runs, s), shape(s), stream_);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                           const float* v, const float* out, const float* lse, const std::vector<SegmentRun>& runs,
                           const AttentionShape& s, AttentionScratch<float>&) const override {
+    use_device(device_);
     float* delta = floats_.get((size_t)s.B * s.H * s.T);
     cuda::attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, segment_starts(runs, s), shape(s), stream_);
   }
   void cached_attention(float* att, const float* q, const float* k, const float* v, int start, int n, int H, int KVH,
                         int D) const override {
+    use_device(device_);
     cuda::cached_attention(att, q, k, v, start, n, H, KVH, D, stream_);
   }
-  void add(float* out, const float* a, const float* b, size_t n) const override { cuda::add(out, a, b, n, stream_); }
-  void add_inplace(float* acc, const float* x, size_t n) const override { cuda::add_inplace(acc, x, n, stream_); }
+  void add(float* out, const float* a, const float* b, size_t n) const override {
+    use_device(device_);
+    cuda::add(out, a, b, n, stream_);
+  }
+  void add_inplace(float* acc, const float* x, size_t n) const override {
+    use_device(device_);
+    cuda::add_inplace(acc, x, n, stream_);
+  }
   void swiglu_forward(float* h, const float* gate, const float* up, size_t n) const override {
+    use_device(device_);
     cuda::swiglu_forward(h, gate, up, n, stream_);
   }
   void swiglu_backward(float* dgate, float* dup, const float* dh, const float* gate, const float* up,
                        size_t n) const override {
+    use_device(device_);
     cuda::swiglu_backward(dgate, dup, dh, gate, up, n, stream_);
   }
   LossSum cross_entropy_forward_backward(float* losses, float* dlogits, const float* logits, const int32_t* labels,
                                          int N, int V, double scale, const float* weights) const override {
+    use_device(device_);
     StepStatus* st = status();
     vocab_ = V;
     cuda::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, (float)scale, &st->loss_sum,
@@ -233,6 +297,7 @@ class CudaBackend final : public Backend<float> {
     return check_status(nullptr, labels, V);
   }
   double sum_of_squares(const float* x, size_t n) const override {
+    use_device(device_);
     double* sum = doubles_.get(1);
     CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(double), stream_));
     cuda::sum_of_squares(sum, x, n, stream_);
@@ -242,12 +307,17 @@ class CudaBackend final : public Backend<float> {
   }
   // A step starts from clear sums: a step that failed or was cancelled leaves none behind.
   void defer_losses(bool on) const override {
+    use_device(device_);
     if (on && status_) clear_status();
     deferring_ = on;
   }
-  LossSum pending_losses() const override { return check_status(nullptr, nullptr, vocab_); }
+  LossSum pending_losses() const override {
+    use_device(device_);
+    return check_status(nullptr, nullptr, vocab_);
+  }
   void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWStep& s,
                     bool decay) const override {
+    use_device(device_);
     // fp32 only: no bf16 compute copy to refresh; the clipping factor comes in s.grad_scale.
     cuda::adamw_update(p, nullptr, g, m, v, n, s, decay, nullptr, stream_);
   }
@@ -336,6 +406,7 @@ class CudaBackend final : public Backend<float> {
     return freqs_.get(n);
   }
 
+  int device_;  // made current on the calling thread by every entry (device_scope.h)
   std::unique_ptr<Gemm> gemm_;
   std::string name_;
   cudaStream_t stream_ = nullptr;  // the default stream: every op in order, the checking mode's simplest
@@ -357,7 +428,12 @@ class CudaBackend final : public Backend<float> {
 
 std::unique_ptr<Backend<float>> make_cuda_backend(int device) {
   CUDA_CHECK(cudaSetDevice(device));
-  return std::make_unique<CudaBackend>(device);
+  return std::make_unique<CudaBackend>(device, make_gemm());
+}
+
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm) {
+  CUDA_CHECK(cudaSetDevice(device));
+  return std::make_unique<CudaBackend>(device, std::move(gemm));
 }
 
 }  // namespace rt::cuda

@@ -10,7 +10,11 @@
 
 namespace rt::cuda {
 
+class Gemm;
+
 // Selects CUDA device `device` for the calling thread, loads cuBLASLt (else the own GEMM) and returns the backend.
 std::unique_ptr<Backend<float>> make_cuda_backend(int device);
+// The same over a given GEMM (the tests' cuBLASLt stand-in).
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm);
 
 }  // namespace rt::cuda

@@ -42,6 +42,11 @@ std::unique_ptr<Gemm> make_own_gemm();
 // Null when libcublasLt cannot be loaded, and always under the CPU emulator (cuBLASLt runs only on a GPU);
 // *why (when not null) says what was tried.
 std::unique_ptr<Gemm> make_cublaslt_gemm(std::string* why = nullptr);
+namespace lt {
+struct Api;
+}
+// cuBLASLt over the given functions (the tests' stand-in, which runs on the emulator).
+std::unique_ptr<Gemm> make_cublaslt_gemm_from(const lt::Api& api);
 // cuBLASLt when found, else the own kernel; RINGTUNE_GEMM=own forces the own kernel.
 std::unique_ptr<Gemm> make_gemm();
 // True when this build runs on the CPU emulator (native/emu) rather than a GPU.

@@ -21,22 +21,7 @@ namespace {
       fail("gemm (cublasLt)", what, " failed with status ", s_, " at ", __FILE__, ":", __LINE__); \
   } while (0)
 
-struct Api {
-  void* lib = nullptr;
-  lt::CreateFn create;
-  lt::DestroyFn destroy;
-  lt::MatmulDescCreateFn desc_create;
-  lt::MatmulDescDestroyFn desc_destroy;
-  lt::MatmulDescSetAttributeFn desc_set;
-  lt::MatrixLayoutCreateFn layout_create;
-  lt::MatrixLayoutDestroyFn layout_destroy;
-  lt::PreferenceCreateFn pref_create;
-  lt::PreferenceDestroyFn pref_destroy;
-  lt::PreferenceSetAttributeFn pref_set;
-  lt::AlgoGetHeuristicFn heuristic;
-  lt::MatmulFn matmul;
-  lt::GetVersionFn version;
-};
+using lt::Api;
 
 template <typename F>
 bool sym(void* lib, const char* name, F& f) {
@@ -81,11 +66,19 @@ bool load_api(Api& api, std::string& why) {
   return ok;
 }
 
+// The largest power of two (at most 256, what cuBLASLt asks by default) that divides the address.
+uint32_t alignment_of(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align /= 2;
+  return align;
+}
+
 cudaDataType_t cuda_type(DType t) { return t == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
 class LtGemm final : public Gemm {
  public:
-  LtGemm(Api api) : api_(api) {
+  explicit LtGemm(Api api) : api_(api) {
     LT_CHECK(api_.create(&handle_), "cublasLtCreate");
     CUDA_CHECK(cudaMalloc(&workspace_, kWorkspace));
     // The file actually loaded, so a run's log says which of several installed copies did the work.
@@ -123,10 +116,13 @@ class LtGemm final : public Gemm {
     lt::MatrixLayout a, b, c;
     lt::MatmulAlgo algo;
   };
-  using Key = std::tuple<bool, bool, int, int, int, int, int, int, int, int>;
+  // The shape, and the alignment of the three pointers: a sub-pointer (a LoRA slice, a bf16 offset into a flat
+  // buffer) gets its own plan, made for the alignment it actually has.
+  using Key = std::tuple<bool, bool, int, int, int, int, int, int, int, int, uint32_t, uint32_t, uint32_t>;
 
   const Plan& plan(const GemmArgs& g) {
-    const Key key{g.ta, g.tb, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, (int)g.ab, (int)g.c};
+    const uint32_t align_a = alignment_of(g.A), align_b = alignment_of(g.B), align_c = alignment_of(g.C);
+    const Key key{g.ta, g.tb, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, (int)g.ab, (int)g.c, align_a, align_b, align_c};
     std::lock_guard<std::mutex> lock(mu_);
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
@@ -143,6 +139,11 @@ class LtGemm final : public Gemm {
     LT_CHECK(api_.pref_create(&pref), "cublasLtMatmulPreferenceCreate");
     const uint64_t ws = kWorkspace;
     LT_CHECK(api_.pref_set(pref, lt::kPrefMaxWorkspaceBytes, &ws, sizeof ws), "set MAX_WORKSPACE_BYTES");
+    // Lt's A is our B and Lt's B our A (see run); C and D are both our C.
+    LT_CHECK(api_.pref_set(pref, lt::kPrefMinAlignmentA, &align_b, sizeof align_b), "set MIN_ALIGNMENT_A_BYTES");
+    LT_CHECK(api_.pref_set(pref, lt::kPrefMinAlignmentB, &align_a, sizeof align_a), "set MIN_ALIGNMENT_B_BYTES");
+    LT_CHECK(api_.pref_set(pref, lt::kPrefMinAlignmentC, &align_c, sizeof align_c), "set MIN_ALIGNMENT_C_BYTES");
+    LT_CHECK(api_.pref_set(pref, lt::kPrefMinAlignmentD, &align_c, sizeof align_c), "set MIN_ALIGNMENT_D_BYTES");
     lt::HeuristicResult result{};
     int returned = 0;
     const lt::Status st = api_.heuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &returned);
@@ -163,6 +164,8 @@ class LtGemm final : public Gemm {
 };
 
 }  // namespace
+
+std::unique_ptr<Gemm> make_cublaslt_gemm_from(const lt::Api& api) { return std::make_unique<LtGemm>(api); }
 
 std::unique_ptr<Gemm> make_cublaslt_gemm(std::string* why) {
   Api api;

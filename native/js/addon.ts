@@ -188,6 +188,8 @@ export interface NativeModel {
   getStep(): number;
   setStep(step: number): void;
   memory(): MemoryReport;
+  /** where the model computes, as its backend names itself: "cpu", or "cuda:0 fp32 (...)" naming its GEMM */
+  backendName(): string;
   /** HF-style init: normal(0, std) for matrices and embeddings, 1 for norms, 0 for biases */
   initRandom(seed: number, std: number): Promise<void>;
   /** clears the gradients (allocating them on first use) off the main thread */
@@ -217,8 +219,23 @@ export interface NativeModel {
       labelWeights?: Float32Array;
       /** forward only: the frozen base without its LoRA adapters (a preference loss's reference model) */
       adaptersOff?: boolean;
+      /**
+       * A model on a CUDA device: each gradient bucket is summed on the device by NCCL as it becomes final (on
+       * the communicator's own stream, after the compute stream's work) instead of being copied to the host;
+       * the call settles once every collective has finished (or failed after timeoutMs), and gradData() then
+       * holds the sums (reduce-scatter: this rank's segment of each bucket).
+       */
+      ncclBuckets?: { comm: NcclComm; op: "all-reduce" | "reduce-scatter"; timeoutMs: number };
     },
   ): Promise<StepResult>;
+  /**
+   * A model on a CUDA device: one NCCL collective per [offset, size] range of its gradients or (full
+   * fine-tune) weights on the device, then the host copy refreshed. Absent where the addon has no CUDA backend.
+   */
+  ncclCollective?(
+    comm: NcclComm,
+    opts: { op: NcclOp; buffer: "grads" | "params"; ranges: [number, number][]; timeoutMs: number },
+  ): Promise<void>;
   logits(): Float32Array;
   tokenLosses(): Float32Array;
   /** global grad norm, optional clipping, then one AdamW step; returns the norm before clipping */
@@ -262,6 +279,30 @@ export interface NativeRingLink {
   close(): void;
 }
 
+export type NcclOp = "all-reduce" | "reduce-scatter" | "all-gather";
+
+/**
+ * One NCCL communicator (ncclConnect). Its rank is the NCCL rank: a reduce-scatter leaves segment `rank` of
+ * each buffer summed (segments as worker/allreduce/partition.ts cuts them).
+ */
+export interface NcclComm {
+  readonly rank: number;
+  readonly size: number;
+  readonly aborted: boolean;
+  /** Ends the communicator now: a collective in progress fails, and so does every later one. */
+  abort(): void;
+  /** One collective on a device copy of `data`, written back to it; fails after timeoutMs without completion. */
+  collective(data: Float32Array, op: NcclOp, timeoutMs: number): Promise<void>;
+}
+
+/** Whether libnccl.so.2 opens in this process (RINGTUNE_NCCL_LIB, a pip wheel's, or the system's). */
+export interface NcclProbe {
+  available: boolean;
+  path?: string;
+  version?: number;
+  reason?: string;
+}
+
 /** Stops a running forwardBackward at its next layer: its Promise then rejects with Error("cancelled"). */
 export interface NativeCancelToken {
   cancel(): void;
@@ -286,6 +327,20 @@ export interface CudaProbe {
   memoryBytes: number;
   /** the GPU architectures this build has code for, 10 * major + minor, ascending */
   builtArchs: number[];
+}
+
+/** Where a native model is built: the CPU, the CUDA emulator, or GPU N through ringtune_cuda_device.so. */
+export type ModelDeviceName = "cpu" | "cuda-emu" | `cuda:${number}`;
+
+/** Whether the GPU library (ringtune_cuda_device.so, built where nvcc is) loads beside this addon (cudaLibrary). */
+export interface CudaLibrary {
+  loaded: boolean;
+  /** the file looked at: beside the addon, or RINGTUNE_CUDA_LIBRARY */
+  path: string;
+  /** why it cannot be used, naming the file; empty when loaded */
+  message: string;
+  /** what it holds: the CUDA runtime and the GPU code built; empty when not loaded */
+  build: string;
 }
 
 /** One sequence's part of a batched decode step. */
@@ -371,13 +426,15 @@ export interface NativeAddon {
   /** Allocates and zeroes the weights off the main thread (no gradients or moments until training needs them). */
   /** baseBf16: the base is created frozen in bf16 (for LoRA with a bf16 base), never in fp32 first */
   /**
+   * device "cuda:N": over the CUDA backend of ringtune_cuda_device.so on GPU N (rejects, naming the file, when
+   * that library is absent or from another build). The same on the CUDA emulator:
    * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData(), baseDataBf16(),
    * loraData(), gradData() and optimizerData() are then host copies kept in step with the device at the edges
    * of each call (an adamwStep refreshes the weights' and the moments' copies).
    */
   createModelAsync(
     config: NativeModelConfig,
-    opts?: { baseBf16?: boolean; device?: "cpu" | "cuda-emu" },
+    opts?: { baseBf16?: boolean; device?: ModelDeviceName },
   ): Promise<NativeModel>;
   /** A ring link for sequence parallelism listening on host:port (0: any free port). */
   createRingLink(host: string, port: number): NativeRingLink;
@@ -404,6 +461,16 @@ export interface NativeAddon {
   ): Promise<void>;
   /** Asks the NVIDIA driver (loaded at run time; none is needed to build) whether CUDA device `index` is usable. */
   probeCuda(index: number): CudaProbe;
+  /** Loads the GPU library (once) without touching a GPU; absent from addons older than it. */
+  cudaLibrary?(): CudaLibrary;
+  /** Free and total memory of "cuda:N" (through the GPU library) or "cuda-emu" (the emulator's arena). */
+  deviceMemory?(device: ModelDeviceName): { freeBytes: number; totalBytes: number };
+  /** NCCL, loaded at run time (absent where the addon has no CUDA backend) */
+  ncclProbe?(): NcclProbe;
+  /** a new communicator id (128 bytes), its bootstrap run by this process; throws without NCCL */
+  ncclUniqueId?(): Uint8Array;
+  /** Joins communicator `id` as `rank` of `size` (non-blocking, polled); rejects after timeoutMs. */
+  ncclConnect?(id: Uint8Array, rank: number, size: number, timeoutMs: number): Promise<NcclComm>;
   /** the devices this build runs the model on ("cpu", "cuda", "cuda-emu"); absent: the CPU only */
   modelDevices?: readonly string[];
 }

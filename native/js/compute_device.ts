@@ -4,7 +4,7 @@
 // GPU fails at once with the reason (no driver, driver too old, no device, a GPU this build has no code for)
 // instead of partway through a job.
 import { loadAddon } from "./addon.js";
-import type { CudaProbe, NativeAddon } from "./addon.js";
+import type { CudaProbe, ModelDeviceName, NativeAddon } from "./addon.js";
 
 export type ComputeDevice = { kind: "cpu" } | { kind: "cuda"; index: number } | { kind: "cuda-emu" };
 
@@ -20,7 +20,7 @@ export class DeviceUnavailableError extends Error {
   override name = "DeviceUnavailableError";
   constructor(
     message: string,
-    readonly problem: CudaProbe["problem"] | "cuda_model_not_built",
+    readonly problem: CudaProbe["problem"] | "cuda_model_not_built" | "cuda_library_missing",
   ) {
     super(message);
   }
@@ -40,8 +40,9 @@ export function deviceName(d: ComputeDevice): string {
   return d.kind === "cuda" ? `cuda:${d.index}` : d.kind;
 }
 
-/** The native model's device for createModelAsync: the CUDA emulator's backend, or the CPU's. */
-export function modelDevice(d: ComputeDevice): "cpu" | "cuda-emu" {
+/** The native model's device for createModelAsync: GPU N, the CUDA emulator's backend, or the CPU's. */
+export function modelDevice(d: ComputeDevice): ModelDeviceName {
+  if (d.kind === "cuda") return `cuda:${d.index}`;
   return d.kind === "cuda-emu" ? "cuda-emu" : "cpu";
 }
 
@@ -53,10 +54,11 @@ function modelRunsOn(addon: NativeAddon, d: ComputeDevice): boolean {
 
 /**
  * Resolves once the device can run the model; throws DeviceUnavailableError otherwise. The CPU always can.
- * For a GPU: the driver is asked first (the reasons a user can fix: no driver, no device, driver too old);
- * a usable GPU is still refused while this build runs the model on the CPU backend only, so no command
- * pretends to compute on a GPU it does not use. The emulated device is taken only by the commands that build
- * their model on it (opts.cudaEmu) in a build whose addon links the emulator.
+ * For a GPU: the driver is asked first (the reasons a user can fix: no driver, no device, driver too old, a GPU
+ * this build has no code for), then the GPU library the model runs in (ringtune_cuda_device.so, built by
+ * `make build` where nvcc is installed) must load beside the addon. opts.cudaEmu: the command builds its model
+ * on the device it is given (GPU or emulator); the others refuse both, so no command pretends to compute on a
+ * device it does not use. The emulated device needs an addon that links the emulator.
  */
 export function requireDevice(
   d: ComputeDevice,
@@ -74,16 +76,26 @@ export function requireDevice(
       );
     if (opts.cudaEmu) return;
     throw new DeviceUnavailableError(
-      `${flag}: this command does not run on the CUDA emulator yet (\`ringtune dump\` and \`ringtune worker\` do); use --device cpu`,
+      `${flag}: this command does not run on the CUDA emulator yet (\`dump\`, \`worker\`, \`generate\`, \`export\` and \`serve\` do); use --device cpu`,
       "cuda_model_not_built",
     );
   }
   const probe = addon.probeCuda(d.index);
   if (!probe.usable) throw new DeviceUnavailableError(`${flag}: ${probe.message}`, probe.problem);
-  if (modelRunsOn(addon, d)) return;
+  const library = addon.cudaLibrary?.();
+  if (!library)
+    throw new DeviceUnavailableError(
+      `${flag}: ${probe.deviceName} is usable, but this addon predates the GPU library; rebuild with \`make build\``,
+      "cuda_model_not_built",
+    );
+  if (!library.loaded)
+    throw new DeviceUnavailableError(
+      `${flag}: ${probe.deviceName} is usable, but ${library.message}`,
+      "cuda_library_missing",
+    );
+  if (opts.cudaEmu) return;
   throw new DeviceUnavailableError(
-    `${flag}: ${probe.deviceName} is usable, but this build runs the model on the CPU backend only ` +
-      `(the CUDA model is not wired in yet); use --device cpu`,
+    `${flag}: this command does not run on the GPU yet (\`ringtune dump\` and \`ringtune worker\` do); use --device cpu`,
     "cuda_model_not_built",
   );
 }

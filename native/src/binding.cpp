@@ -14,9 +14,12 @@
 #include "binding_cancel_token.h"
 #include "binding_device_mirrors.h"
 #include "binding_ring_link.h"
+#include "cuda_device_loader.h"
 #include "cuda_probe.h"
 #ifdef RINGTUNE_ADDON_CUDA_EMU
+#include <cuda_runtime.h>  // the emulator's (its memory for deviceMemory)
 #include "cuda_backend.h"
+#include "nccl_binding.h"
 #endif
 #include "model.h"
 #include "tensor_io.h"
@@ -149,6 +152,47 @@ class Job : public Napi::AsyncWorker {
   std::vector<Napi::Reference<Napi::Value>> kept_;
 };
 
+// ---- the NCCL data plane of a step ------------------------------------------------------------------------
+
+// forwardBackward's ncclBuckets option ({ comm, op: "all-reduce" | "reduce-scatter", timeoutMs }): each gradient
+// bucket is summed on the device by NCCL as it becomes final, instead of being copied to the host for the TCP
+// ring. The CUDA backend issues its work on the default stream, so that is the compute stream the collectives
+// wait for (and that waits for them before the step's last copy).
+struct NcclBuckets {
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  std::shared_ptr<rt::nccl::Communicator> comm;
+  rt_binding::NcclOp op = rt_binding::NcclOp::AllReduce;
+  int timeout_ms = 0;
+  void issue(Model<float>& m, size_t offset, size_t size) const {
+    rt_binding::run_nccl_op(*comm, op, m.grads() + offset, size, nullptr);
+  }
+  void finish() const { comm->finish(nullptr, timeout_ms); }
+#else
+  std::nullptr_t comm = nullptr;
+  void issue(Model<float>&, size_t, size_t) const {}
+  void finish() const {}
+#endif
+};
+
+NcclBuckets nccl_buckets_option(const Napi::Object& o, const char* call) {
+  NcclBuckets out;
+  Napi::Value v = o.Get("ncclBuckets");
+  if (v.IsUndefined() || v.IsNull()) return out;
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  if (!v.IsObject()) type_error(o.Env(), std::string(call) + ": ncclBuckets must be an object, got " + describe(v));
+  Napi::Object b = v.As<Napi::Object>();
+  out.comm = rt_binding::nccl_comm_of(b.Get("comm"));
+  if (!out.comm) type_error(o.Env(), std::string(call) + ": ncclBuckets.comm must be a NcclComm from ncclConnect");
+  out.op = rt_binding::nccl_op(o.Env(), b.Get("op"), call);
+  if (out.op == rt_binding::NcclOp::AllGather)
+    type_error(o.Env(), std::string(call) + ": ncclBuckets.op must be 'all-reduce' or 'reduce-scatter'");
+  out.timeout_ms = int_field(b, call, "timeoutMs");
+  return out;
+#else
+  type_error(o.Env(), std::string(call) + ": ncclBuckets needs an addon built with the CUDA backend");
+#endif
+}
+
 // ---- the model object ------------------------------------------------------------------------------------
 
 rt::ModelConfig config_from(const Napi::Object& o) {
@@ -194,9 +238,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("getStep", &ModelWrap::GetStep),
                         InstanceMethod("setStep", &ModelWrap::SetStep),
                         InstanceMethod("memory", &ModelWrap::Memory),
+                        InstanceMethod("backendName", &ModelWrap::BackendName),
                         InstanceMethod("initRandom", &ModelWrap::InitRandom),
                         InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                         InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+                        InstanceMethod("ncclCollective", &ModelWrap::NcclCollective),
+#endif
                         InstanceMethod("logits", &ModelWrap::Logits),
                         InstanceMethod("tokenLosses", &ModelWrap::TokenLosses),
                         InstanceMethod("adamwStep", &ModelWrap::AdamwStep),
@@ -561,6 +609,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return info.Env().Undefined();
   }
 
+  // Where the model computes, as its backend names itself: "cpu", or "cuda:0 fp32 (...)" with its GEMM.
+  Napi::Value BackendName(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), model_->backend().name());
+  }
+
   Napi::Value Memory(const Napi::CallbackInfo& info) {
     const rt::MemoryReport m = model_->memory();
     Napi::Object o = Napi::Object::New(info.Env());
@@ -742,12 +795,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     // the buckets (gradBuckets in the result), not rely on the Promise settling after the last call.
     Napi::Value cb = o.Get("onGradsReady");
     std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+    const NcclBuckets nccl = nccl_buckets_option(o, call);
+    if (nccl.comm && !mirrors_)
+      type_error(env, std::string(call) + ": ncclBuckets needs a model on a CUDA device (cuda or cuda-emu)");
+    if (nccl.comm && !cb.IsFunction()) {
+      opts.on_grads_ready = [nccl, m = model_.get()](size_t offset, size_t size) { nccl.issue(*m, offset, size); };
+    }
     if (cb.IsFunction()) {
       tsfn = std::make_shared<Napi::ThreadSafeFunction>(
           Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "ringtune.onGradsReady", 0, 1));
       // On a device the bucket is copied to the host copy first: that copy is what JavaScript all-reduces.
-      opts.on_grads_ready = [tsfn, mirrors = mirrors_, m = model_.get()](size_t offset, size_t size) {
-        if (mirrors) mirrors->grads_range_from_device(*m, offset, size);
+      // With the NCCL data plane it stays on the device and is summed there; JavaScript is only told.
+      opts.on_grads_ready = [tsfn, nccl, mirrors = mirrors_, m = model_.get()](size_t offset, size_t size) {
+        if (nccl.comm) nccl.issue(*m, offset, size);
+        else if (mirrors) mirrors->grads_range_from_device(*m, offset, size);
         auto* range = new std::pair<size_t, size_t>(offset, size);
         tsfn->BlockingCall(range, [](Napi::Env e, Napi::Function fn, std::pair<size_t, size_t>* r) {
           const double off = (double)r->first, n = (double)r->second;
@@ -765,7 +826,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int buckets = model_->grad_buckets();
     auto* job = new Job(
         env,
-        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel, mirrors] {
+        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel, mirrors, nccl] {
           struct ReleaseOnExit {
             std::shared_ptr<Napi::ThreadSafeFunction> f;
             ~ReleaseOnExit() {
@@ -777,7 +838,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           *result = m->forward_backward(batch, opts);
           // With onGradsReady each bucket came back as it became final, and JavaScript may be summing it in
           // place by now: a second copy would overwrite the sums.
-          if (mirrors && opts.backward && !tsfn) mirrors->grads_from_device(*m);
+          if (nccl.comm && opts.backward) {
+            nccl.finish();
+            if (mirrors) mirrors->grads_from_device(*m);  // the sums, for the host copy's readers
+          } else if (mirrors && opts.backward && !tsfn) {
+            mirrors->grads_from_device(*m);
+          }
         },
         [result, buckets](Napi::Env e) {
           Napi::Object r = Napi::Object::New(e);
@@ -793,6 +859,59 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     job->Queue();
     return job->promise();
   }
+
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  // ncclCollective(comm, { op, buffer: "grads" | "params", ranges: [offset, size][], timeoutMs }): one collective
+  // per range of the model's device buffer on the NCCL data plane (a rank without rows this step sums its zero
+  // gradients; ZeRO-1 all-gathers its updated weights), then the host copy is refreshed.
+  Napi::Value NcclCollective(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* call = "ncclCollective";
+    auto comm = info.Length() > 0 ? rt_binding::nccl_comm_of(info[0]) : nullptr;
+    if (!comm) type_error(env, std::string(call) + ": argument 1 must be a NcclComm from ncclConnect");
+    if (!mirrors_) type_error(env, std::string(call) + ": needs a model on a CUDA device (cuda or cuda-emu)");
+    Napi::Object o = object_arg(info, 1, call);
+    const rt_binding::NcclOp op = rt_binding::nccl_op(env, o.Get("op"), call);
+    const std::string buffer = o.Get("buffer").IsString() ? o.Get("buffer").As<Napi::String>().Utf8Value() : "";
+    if (buffer != "grads" && buffer != "params")
+      type_error(env, std::string(call) + ": buffer must be 'grads' or 'params', got " + describe(o.Get("buffer")));
+    const bool params = buffer == "params";
+    if (params && (model_->lora_enabled() || model_->base_is_bf16()))
+      type_error(env, std::string(call) + ": buffer 'params' is for a full fine-tune's fp32 weights");
+    const int timeout_ms = int_field(o, call, "timeoutMs");
+    Napi::Value rv = o.Get("ranges");
+    if (!rv.IsArray()) type_error(env, std::string(call) + ": ranges must be an array of [offset, size]");
+    Napi::Array ra = rv.As<Napi::Array>();
+    const size_t limit = model_->num_trainable();
+    std::vector<std::pair<size_t, size_t>> ranges;
+    for (uint32_t i = 0; i < ra.Length(); i++) {
+      Napi::Value r = ra.Get(i);
+      if (!r.IsArray() || r.As<Napi::Array>().Length() != 2)
+        type_error(env, std::string(call) + ": ranges[" + std::to_string(i) + "] must be [offset, size]");
+      const double off = r.As<Napi::Array>().Get(0u).ToNumber().DoubleValue();
+      const double n = r.As<Napi::Array>().Get(1u).ToNumber().DoubleValue();
+      if (!(off >= 0 && n >= 0 && off + n <= (double)limit) || off != (double)(size_t)off || n != (double)(size_t)n)
+        throw Napi::RangeError::New(env, std::string(call) + ": ranges[" + std::to_string(i) +
+                                             "] is outside the trainable buffer of " + std::to_string(limit));
+      ranges.emplace_back((size_t)off, (size_t)n);
+    }
+    claim(env, call);
+    ModelPtr m = model_;
+    auto mirrors = mirrors_;
+    auto* job = new Job(
+        env,
+        [m, mirrors, comm, op, params, ranges, timeout_ms] {
+          if (mirrors) params ? mirrors->params_to_device(*m) : mirrors->grads_to_device(*m);
+          float* base = params ? m->params() : m->grads();
+          for (const auto& [off, n] : ranges) rt_binding::run_nccl_op(*comm, op, base + off, n, nullptr);
+          comm->finish(nullptr, timeout_ms);
+          if (mirrors) params ? mirrors->params_from_device(*m) : mirrors->grads_from_device(*m);
+        },
+        nullptr, &busy_);
+    job->Queue();
+    return job->promise();
+  }
+#endif
 
   // Results of the last forward, copied out: they are small next to the weights, and a copy stays valid
   // after the next step reuses the activation memory.
@@ -907,6 +1026,17 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   return ModelWrap::constructor->New({info.Length() > 0 ? info[0] : info.Env().Undefined()});
 }
 
+// N of "cuda:N" (one to three digits), else -1.
+int cuda_index(const std::string& device) {
+  if (device.size() < 6 || device.size() > 8 || device.compare(0, 5, "cuda:") != 0) return -1;
+  int n = 0;
+  for (size_t i = 5; i < device.size(); i++) {
+    if (device[i] < '0' || device[i] > '9') return -1;
+    n = n * 10 + (device[i] - '0');
+  }
+  return n;
+}
+
 // Allocating and zeroing the weights of a large model takes seconds: done off the main thread, so the
 // event loop (heartbeats among it) keeps running.
 Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
@@ -916,20 +1046,30 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
   const bool base_bf16 = info.Length() > 1 && info[1].IsObject() &&
                          bool_field(info[1].As<Napi::Object>(), "createModelAsync", "baseBf16", false);
   // { device: "cuda-emu" }: the model over the CUDA backend run by the CUDA emulator (slow; for tests and for
-  // checking a set-up without a GPU). Default "cpu".
+  // checking a set-up without a GPU). { device: "cuda:N" }: over the CUDA backend of ringtune_cuda_device.so
+  // (loaded now, beside this addon) on GPU N. Default "cpu".
   std::string device = "cpu";
   if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("device").IsUndefined())
     device = info[1].As<Napi::Object>().Get("device").ToString().Utf8Value();
-  if (device != "cpu" && device != "cuda-emu")
-    type_error(env, "createModelAsync: device must be \"cpu\" or \"cuda-emu\", got \"" + device + "\"");
+  const int gpu = cuda_index(device);
+  if (device != "cpu" && device != "cuda-emu" && gpu < 0)
+    type_error(env, "createModelAsync: device must be \"cpu\", \"cuda:N\" or \"cuda-emu\", got \"" + device + "\"");
   if (device == "cuda-emu" && !kCudaEmu)
     type_error(env, "createModelAsync: this addon was built without the CUDA emulator (device \"cuda-emu\")");
   auto built = std::make_shared<ModelPtr>();
   auto* job = new Job(
       env,
-      [c, built, base_bf16, device] {
+      [c, built, base_bf16, device, gpu] {
         if (device == "cpu") {
           *built = std::make_shared<Model<float>>(c, rt::cpu_backend<float>(), base_bf16);
+          return;
+        }
+        if (gpu >= 0) {
+          // The backend (and so every buffer the model allocates) on GPU `gpu`; it makes that device current on
+          // whichever thread calls it.
+          std::shared_ptr<rt::Backend<float>> backend =
+              rt::make_cuda_device_backend(rt::cuda_device_library_path(rt::this_module_path()), gpu);
+          *built = ModelPtr(new Model<float>(c, *backend, base_bf16), [backend](Model<float>* m) { delete m; });
           return;
         }
 #ifdef RINGTUNE_ADDON_CUDA_EMU
@@ -1082,6 +1222,50 @@ Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// cudaLibrary(): whether the GPU library (ringtune_cuda_device.so beside this addon, or RINGTUNE_CUDA_LIBRARY) loads
+// here, without touching a GPU: { loaded, path, message, build }.
+Napi::Value CudaLibrary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const rt::CudaDeviceLibrary lib =
+      rt::load_cuda_device_library(rt::cuda_device_library_path(rt::this_module_path()), rt::backend_abi());
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loaded", lib.loaded());
+  o.Set("path", lib.path);
+  o.Set("message", lib.error);
+  o.Set("build", lib.loaded() ? lib.table->build : "");
+  return o;
+}
+
+// deviceMemory("cuda:N" | "cuda-emu"): { freeBytes, totalBytes } of that device as the CUDA runtime counts them
+// (the GPU library's, or the emulator's arena); throws naming the reason. Fast once the device is in use.
+Napi::Value DeviceMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) type_error(env, "deviceMemory: device must be a string");
+  const std::string device = info[0].As<Napi::String>().Utf8Value();
+  size_t free_bytes = 0, total_bytes = 0;
+  const int gpu = cuda_index(device);
+  if (gpu >= 0) {
+    const rt::CudaDeviceLibrary lib =
+        rt::load_cuda_device_library(rt::cuda_device_library_path(rt::this_module_path()), rt::backend_abi());
+    if (!lib.loaded()) throw Napi::Error::New(env, "deviceMemory: " + lib.error);
+    char error[512] = "";
+    if (!lib.table->memory(gpu, &free_bytes, &total_bytes, error, sizeof error))
+      throw Napi::Error::New(env, std::string("deviceMemory: ") + error);
+  } else if (device == "cuda-emu" && kCudaEmu) {
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess)
+      throw Napi::Error::New(env, "deviceMemory: the CUDA emulator did not answer");
+#endif
+  } else {
+    type_error(env, "deviceMemory: device must be \"cuda:N\" or \"cuda-emu\" (in an addon with the emulator), got \"" +
+                        device + "\"");
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("freeBytes", static_cast<double>(free_bytes));
+  o.Set("totalBytes", static_cast<double>(total_bytes));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ModelWrap::constructor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
   exports.Set("ignoreIndex", Napi::Number::New(env, rt::kIgnoreIndex));
@@ -1093,7 +1277,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readTensors", Napi::Function::New(env, ReadTensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
   exports.Set("probeCuda", Napi::Function::New(env, ProbeCuda));
+  exports.Set("cudaLibrary", Napi::Function::New(env, CudaLibrary));
+  exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory));
   rt_binding::RegisterRingLink(env, exports);
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  rt_binding::RegisterNccl(env, exports);
+#endif
   rt_binding::RegisterCancelToken(env, exports);
   return exports;
 }

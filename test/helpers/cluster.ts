@@ -22,6 +22,7 @@ import {
   jobSubjects,
   JobSubmit,
   JobSubmitReply,
+  type Body,
   type JobRecordBody,
 } from "../../proto/mod.js";
 import { Worker, type WorkerOptions } from "../../worker/main.js";
@@ -116,10 +117,15 @@ export class TestCluster {
 
   /** Idle workers as the coordinator sees them (0 while no coordinator answers). */
   async idleWorkers(): Promise<number> {
+    return (await this.registeredWorkers()).filter((w) => w.state === "idle").length;
+  }
+
+  /** The workers as the coordinator's cluster status lists them (none while no coordinator answers). */
+  async registeredWorkers(): Promise<Body<typeof ClusterStatusReply>["workers"]> {
     const r = await this.client
       .request(jobSubjects.clusterStatus, encodeMessage(ClusterStatusRequest, {}), { timeout: 2000 })
       .catch(() => undefined);
-    return r ? decodeMessage(ClusterStatusReply, r.data).workers.filter((w) => w.state === "idle").length : 0;
+    return r ? decodeMessage(ClusterStatusReply, r.data).workers : [];
   }
 
   /** Sends a spec (an object, paths relative to baseDir) as a JSON request and returns the reply. */

@@ -1,10 +1,12 @@
 // Jobs on rings of worker processes started with device flags of their own (`--device cuda-emu` beside CPU
 // workers), each run on a cluster of its own so that a job's ring is exactly those workers.
 import { TestCluster } from "./cluster.js";
+import { EVIDENCE_DEVICE } from "./evidence_device.js";
 import { lossesByStep } from "./losses.js";
 import { WorkerProcess } from "./worker_process.js";
 
-export const EMU = ["--device", "cuda-emu"];
+/** a GPU when the device proof runs the evidence tests (RINGTUNE_TEST_DEVICE), else the CUDA emulator */
+export const EMU = ["--device", EVIDENCE_DEVICE];
 const JOB_TIMEOUT_MS = 540_000;
 
 /** Runs `spec` on workers started with these flags each; returns the job's losses by step and its output. */

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadAddon } from "../../native/js/addon.js";
-import type { CudaProbe, NativeAddon } from "../../native/js/addon.js";
+import type { CudaLibrary, CudaProbe, NativeAddon } from "../../native/js/addon.js";
 import { DeviceFlagError, DeviceUnavailableError, parseDevice, requireDevice } from "../../native/js/compute_device.js";
 import { deadPort, runCli } from "../helpers/run_cli.js";
 
@@ -35,10 +35,10 @@ async function commands(device: string): Promise<[string, string[]][]> {
   ];
 }
 
-test("--device cuda without a usable GPU fails at once on worker, dump, generate, export and serve, saying why", async () => {
+test("--device cuda without a usable GPU fails at once on worker, dump, generate, export and serve, saying why", async (t) => {
   const probe = loadAddon().probeCuda(0);
-  // This machine's answer decides the expected sentence: the driver's reason, or the CPU-only build's.
-  const expected = probe.usable ? "CPU backend only" : probe.message;
+  if (probe.usable) return t.skip(`this host has a usable GPU (${probe.deviceName})`);
+  const expected = probe.message;
   for (const [name, args] of await commands("cuda")) {
     const r = await runCli(args, {}, 60_000);
     assert.equal(r.code, 1, `${name}: ${r.stderr}`);
@@ -91,7 +91,7 @@ test("parseDevice reads cpu, cuda and cuda:N and rejects anything else", () => {
     assert.throws(() => parseDevice(bad), DeviceFlagError, bad);
 });
 
-function fakeAddon(probe: Partial<CudaProbe>, modelDevices?: string[]): NativeAddon {
+function fakeAddon(probe: Partial<CudaProbe>, modelDevices?: string[], library?: Partial<CudaLibrary>): NativeAddon {
   const full: CudaProbe = {
     usable: false,
     problem: "none",
@@ -103,7 +103,8 @@ function fakeAddon(probe: Partial<CudaProbe>, modelDevices?: string[]): NativeAd
     memoryBytes: 0,
     builtArchs: [80, 86, 89, 90],
   };
-  return { probeCuda: () => ({ ...full, ...probe }), modelDevices } as unknown as NativeAddon;
+  const cudaLibrary = library && (() => ({ loaded: false, path: "", message: "", build: "", ...library }));
+  return { probeCuda: () => ({ ...full, ...probe }), modelDevices, cudaLibrary } as unknown as NativeAddon;
 }
 
 test("requireDevice passes the driver's reason on, and never lets a usable GPU pass in a CPU-only build", () => {
@@ -126,12 +127,37 @@ test("requireDevice passes the driver's reason on, and never lets a usable GPU p
       problem,
     );
   }
-  // A build whose addon runs the model on the device lets a usable GPU (and only a usable one) through.
+  // With the GPU library loaded, a usable GPU (and only a usable one) passes, for the commands that build
+  // their model on the device.
   const gpuBuild = ["cpu", "cuda", "cuda-emu"];
-  assert.doesNotThrow(() => requireDevice({ kind: "cuda", index: 0 }, fakeAddon({ usable: true }, gpuBuild)));
+  const loaded = { loaded: true, path: "/b/ringtune_cuda_device.so", build: "CUDA 13.0 runtime (static)" };
+  const h100 = { usable: true, deviceName: "NVIDIA H100" };
+  assert.doesNotThrow(() =>
+    requireDevice({ kind: "cuda", index: 0 }, fakeAddon(h100, gpuBuild, loaded), { cudaEmu: true }),
+  );
   assert.throws(
-    () => requireDevice({ kind: "cuda", index: 0 }, fakeAddon({ problem: "no_device", message: "x" }, gpuBuild)),
+    () => requireDevice({ kind: "cuda", index: 0 }, fakeAddon(h100, gpuBuild, loaded)),
+    /--device cuda:0: this command does not run on the GPU yet/,
+  );
+  assert.throws(
+    () =>
+      requireDevice({ kind: "cuda", index: 0 }, fakeAddon({ problem: "no_device", message: "x" }, gpuBuild, loaded), {
+        cudaEmu: true,
+      }),
     DeviceUnavailableError,
+  );
+  // A usable GPU without the library: the library's own reason, naming the file.
+  const absent = {
+    loaded: false,
+    path: "/b/ringtune_cuda_device.so",
+    message: "/b/ringtune_cuda_device.so is not there",
+  };
+  assert.throws(
+    () => requireDevice({ kind: "cuda", index: 2 }, fakeAddon(h100, gpuBuild, absent), { cudaEmu: true }),
+    (err: unknown) =>
+      err instanceof DeviceUnavailableError &&
+      err.problem === "cuda_library_missing" &&
+      err.message === "--device cuda:2: NVIDIA H100 is usable, but /b/ringtune_cuda_device.so is not there",
   );
   assert.doesNotThrow(() => requireDevice({ kind: "cuda-emu" }, fakeAddon({}, gpuBuild), { cudaEmu: true }));
   assert.throws(() => requireDevice({ kind: "cuda-emu" }, fakeAddon({}, gpuBuild)), /this command does not run/);

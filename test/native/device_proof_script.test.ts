@@ -98,3 +98,22 @@ test("the summary writer: a step's line and its FAIL lines reach the file as the
   assert.match(summary[2]!, /fake op tests: FAILED \(exit status 3; .*step\.txt\)/);
   assert.equal(summary[3], "FAIL cuda_rmsnorm_bf16: max diff 0.5");
 });
+
+test("the dry run takes every step against cuda-emu: op tests, the dump check, the evidence files listed", () => {
+  const out = mkdtempSync(path.join(tmpdir(), "ringtune-gpu-dry-"));
+  const env = { ...process.env, DRY: "1", OUT: out, TOTAL: "300", DRY_FILTER: "cuda_cublaslt" };
+  const r = spawnSync("bash", [script], { env, encoding: "utf8", timeout: 300_000 });
+  const summary = readFileSync(path.join(out, "summary.txt"), "utf8");
+  assert.equal(r.status, 0, summary + r.stderr);
+  const lines = summary.trim().split("\n");
+  assert.match(lines[1]!, /dry run: every step against the CUDA emulator/);
+  assert.match(summary, /^\[\d+s\] op tests: ok$/m);
+  assert.match(summary, /^CHECK dump cuda-emu fp32 vs cpu: ok \(max diff /m);
+  assert.match(summary, /^CHECK dist\/test\/train\/cuda_emu_worker\.test\.js: NOT RUN/m);
+  assert.match(summary, /^\[\d+s\] end to end: ok$/m);
+  // the op tests ran on the emulator: their driver names its device, and both alignment tests passed
+  const ops = readFileSync(path.join(out, "cuda_test.txt"), "utf8");
+  assert.match(ops, /^device: /m);
+  assert.match(ops, /cuda_cublaslt_plans_take_the_alignment_of_the_actual_pointers/);
+  assert.ok(readdirSync(out).length <= 8, readdirSync(out).join(" "));
+});

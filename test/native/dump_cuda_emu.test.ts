@@ -1,11 +1,12 @@
 // `ringtune dump --device cuda-emu` runs the product model over the CUDA backend on the CUDA emulator: its
 // loss, logits and every gradient equal `--device cpu`'s within 1e-5 relative to each tensor's largest value
 // (fp32), for a Llama and a Qwen2 (q/k/v biases, tied embeddings) config, on packed rows with ignored labels.
+// The device proof runs this file on a GPU (RINGTUNE_TEST_DEVICE=cuda, test/helpers/evidence_device.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { readSafetensorsHeader, readTensorsF32 } from "../../hf/safetensors.js";
-import { loadAddon } from "../../native/js/addon.js";
+import { EVIDENCE_DEVICE, evidenceSkip } from "../helpers/evidence_device.js";
 import { tempDir, tinyLlamaConfig, writeJson } from "../helpers/native_files.js";
 import { runCli } from "../helpers/run_cli.js";
 
@@ -39,8 +40,9 @@ async function dumped(file: string): Promise<Map<string, Float32Array>> {
 }
 
 for (const [name, cfg] of configs) {
-  test(`dump --device cuda-emu equals --device cpu: loss, logits and every gradient (${name})`, async (t) => {
-    if (!loadAddon().cudaEmu) return t.skip("this addon does not link the CUDA emulator");
+  test(`dump --device ${EVIDENCE_DEVICE} equals --device cpu: loss, logits and every gradient (${name})`, async (t) => {
+    const skip = evidenceSkip();
+    if (skip) return t.skip(skip);
     const work = tempDir();
     writeJson(path.join(work, "config.json"), cfg);
     const modelDir = path.join(work, "model");
@@ -75,7 +77,7 @@ for (const [name, cfg] of configs) {
       ],
     });
     const out: Record<string, Map<string, Float32Array>> = {};
-    for (const device of ["cpu", "cuda-emu"]) {
+    for (const device of ["cpu", EVIDENCE_DEVICE]) {
       const file = path.join(work, `${device}.safetensors`);
       const args = ["dump", "--model", modelDir, "--batch", batchFile, "--out", file, "--device", device];
       const r = await runCli(args, {}, 120_000);
@@ -83,7 +85,7 @@ for (const [name, cfg] of configs) {
       out[device] = await dumped(file);
     }
     const cpu = out.cpu!,
-      emu = out["cuda-emu"]!;
+      emu = out[EVIDENCE_DEVICE]!;
     assert.deepEqual([...emu.keys()].sort(), [...cpu.keys()].sort());
     let moved = 0;
     for (const [tensor, want] of cpu) {
@@ -93,7 +95,10 @@ for (const [name, cfg] of configs) {
       const scale = Math.max(...want.map(Math.abs));
       for (let i = 0; i < want.length; i++) {
         const diff = Math.abs(got[i]! - want[i]!);
-        assert.ok(diff <= 1e-5 * scale, `${tensor}[${i}]: cuda-emu ${got[i]}, cpu ${want[i]} (largest ${scale})`);
+        assert.ok(
+          diff <= 1e-5 * scale,
+          `${tensor}[${i}]: ${EVIDENCE_DEVICE} ${got[i]}, cpu ${want[i]} (largest ${scale})`,
+        );
       }
       if (tensor.endsWith(".grad")) moved = Math.max(moved, ...want.map(Math.abs));
     }

@@ -1,6 +1,7 @@
 // `ringtune worker --device cuda-emu` trains on the CUDA backend run by the CUDA emulator: a worker process
 // reproduces a CPU worker's losses step by step (fp32), its checkpoints (weights and AdamW moments) resume on
-// a CPU worker and the CPU's on it, and it shares a ring with a CPU worker.
+// a CPU worker and the CPU's on it, and it shares a ring with a CPU worker. The device proof runs this file on
+// a GPU (RINGTUNE_TEST_DEVICE=cuda, test/helpers/evidence_device.ts).
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
@@ -9,7 +10,7 @@ import { trainingFixture } from "../helpers/cluster.js";
 import { EMU, runOnWorkers as runJob } from "../helpers/device_rings.js";
 import { assertSameLosses } from "../helpers/losses.js";
 import { killAllWorkerProcesses } from "../helpers/worker_process.js";
-import { loadAddon } from "../../native/js/addon.js";
+import { evidenceSkip } from "../helpers/evidence_device.js";
 import { ONE_HEAD_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 after(killAllWorkerProcesses);
@@ -22,7 +23,7 @@ const runOnWorkers = async (flags: string[][], spec: Record<string, unknown>, di
 
 test(
   "a cuda-emu worker trains to a CPU worker's losses, and checkpoints resume across the two devices",
-  { timeout: 600_000, skip: !loadAddon().cudaEmu && "the addon does not link the CUDA emulator" },
+  { timeout: 600_000, skip: evidenceSkip() },
   async () => {
     const { dir, baseSpec } = trainingFixture();
     writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
@@ -44,7 +45,7 @@ test(
 
 test(
   "a ring of one cuda-emu worker and one CPU worker trains to two CPU workers' losses",
-  { timeout: 600_000, skip: !loadAddon().cudaEmu && "the addon does not link the CUDA emulator" },
+  { timeout: 600_000, skip: evidenceSkip() },
   async () => {
     const { dir, baseSpec } = trainingFixture();
     writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { decodeMessage, subjects, WorkerHeartbeat } from "../../proto/mod.js";
-import { workerDevice, cpuDevice } from "../../worker/device.js";
+import { workerDevice, cpuDevice, modelDeviceOf } from "../../worker/device.js";
 import { TestCluster, trainingFixture } from "../helpers/cluster.js";
 import type { CudaProbe } from "../../native/js/addon.js";
 import { ONE_HEAD_BYTE_LLAMA } from "../helpers/tiny_model.js";
@@ -39,6 +39,8 @@ test("workerDevice: cuda:N reports the GPU's name and memory from the driver, cu
   assert.match(emu.name, /emulator.*slow/);
   assert.equal(emu.memory_bytes, 512 * 2 ** 20);
   assert.deepEqual(workerDevice({ kind: "cpu" }, 2 ** 30, noGpu), cpuDevice(2 ** 30));
+  // each job's model is built on the worker's own device: GPU 1 stays GPU 1
+  assert.deepEqual([gpu, emu, cpuDevice()].map(modelDeviceOf), ["cuda:1", "cuda-emu", "cpu"]);
 });
 
 test(
