@@ -19,13 +19,17 @@ after(killAllWorkerProcesses);
 
 /** fp32 on two backends: the same maths in a different order of summation. */
 const FP32_REL = 1e-5;
+/** a hybrid job's adapters, relative to each tensor's largest value (see the test) */
+const HYBRID_REL = 1e-4;
 const skip = !loadAddon().cudaEmu && "the addon does not link the CUDA emulator";
 
 function fixture(): { dir: string; spec: Record<string, unknown> } {
   const { dir, baseSpec } = trainingFixture();
   writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
-  // Few short rows: the emulator runs each CUDA thread on the CPU.
-  const spec = { ...baseSpec, max_steps: 4, seq_len: 32, global_batch_rows: 4, micro_batch_rows: 2 };
+  // Few short rows: the emulator runs each CUDA thread on the CPU. eps 1e-4: AdamW's update is lr * m / (sqrt(v) +
+  // eps), so with eps far below a gradient's rounding error the update of a near-zero gradient (the adapters' B
+  // starts at 0) follows that error, and two backends' weights would part by a step's size, not by rounding.
+  const spec = { ...baseSpec, max_steps: 4, seq_len: 32, global_batch_rows: 4, micro_batch_rows: 2, eps: 1e-4 };
   return { dir, spec: { ...spec, checksum_every: 2, lr: 1e-2 } };
 }
 
@@ -64,7 +68,9 @@ test(
     const hcpu = await runOnWorkers([[]], { ...hybrid, output: "hybrid-cpu" }, dir);
     const hemu = await runOnWorkers([EMU], { ...hybrid, output: "hybrid-emu" }, dir);
     assertSameLosses(hemu.losses, hcpu.losses, FP32_REL);
-    t.diagnostic(`hybrid adapter: ${await assertSameAdapter(hemu.output, hcpu.output, FP32_REL)}`);
+    // The adapters start from a base each backend trained for two full steps: the base's fp32 rounding enters
+    // their first gradients, and AdamW normalises B's near-zero ones. Measured 4.4e-5 of a tensor's largest value.
+    t.diagnostic(`hybrid adapter: ${await assertSameAdapter(hemu.output, hcpu.output, HYBRID_REL)}`);
   },
 );
 
