@@ -1,7 +1,7 @@
 // `ringtune serve`: one base model and any number of PEFT adapters behind OpenAI-compatible HTTP and/or
 // NATS request/reply, generated in one batch across adapters.
 import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
-import { apiKeyFrom, parseAdapterFlag } from "./serve_flags.js";
+import { apiKeyFrom, parseAdapterFlag, parseHostPort } from "./serve_flags.js";
 import type { Command } from "../args.js";
 import { TEMPLATE_NAMES, type TemplateName } from "../../text/templates/template.js";
 import { connectNats, natsUrl } from "../nats_connect.js";
@@ -26,14 +26,6 @@ that way must lie under --adapter-root (default: the working directory). HTTP cl
 one the HTTP door is open to whoever reaches it, and serve warns unless it listens on loopback only.
 --base-bf16 holds the base weights in bf16 (half the memory; outputs within bf16 rounding of fp32's).
 ${NATS_CREDENTIAL_USAGE}`;
-
-function parseHostPort(text: string): { host: string; port: number } {
-  const at = text.lastIndexOf(":");
-  const port = Number(text.slice(at + 1));
-  if (at <= 0 || !Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UsageError(`--http must be HOST:PORT, got '${text}'`);
-  return { host: text.slice(0, at).replace(/^\[|\]$/g, ""), port };
-}
 
 export const serve: Command = {
   name: "serve",
