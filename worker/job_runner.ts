@@ -26,6 +26,7 @@ import {
   newNcclId,
   openNcclId,
   sealNcclId,
+  type Transport,
 } from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { checkAssignPaths, checkSavePath } from "./command_paths.js";
@@ -189,6 +190,33 @@ export class JobRunner {
    */
   private async buildAndJoin(m: CommandRequest<"assign">, stop: AbortSignal): Promise<CommandResult<"assign">> {
     if (this.job) await this.release(this.job.id);
+    const { model, config, step } = await this.buildModel(m, stop);
+    const { transport, nccl, group } = await this.joinRing(m, model, stop);
+    const o = m.optimizer;
+    const trainer = new Trainer(
+      model,
+      transport,
+      {
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.eps,
+        weightDecay: o.weight_decay,
+        maxGradNorm: o.grad_clip,
+        hostUpdate: o.host_update,
+      },
+      group,
+      { zero: o.zero, preference: m.preference, nccl },
+    );
+    this.log.info({ job: m.job, rank: m.rank, dataPlane: trainer.dataPlane }, "data plane");
+    this.job = { id: m.job, config, trainer, ring: m.ring };
+    return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
+  }
+
+  /** The model of an assignment, from a checkpoint, a model folder or an init config, ready to train. */
+  private async buildModel(
+    m: CommandRequest<"assign">,
+    stop: AbortSignal,
+  ): Promise<{ model: NativeModel; config: HfConfig; step: number }> {
     // Not a place to stop: loading reports its progress from inside its reads.
     const onActivity = (a: string) => (this.doing = a);
     const device = this.modelDevice;
@@ -233,6 +261,16 @@ export class JobRunner {
     onActivity("allocating gradients and optimizer state");
     await model.prepareTraining(); // nothing to do when a checkpoint's moments were loaded above
     stop.throwIfAborted();
+    return { model, config, step };
+  }
+
+  /** The ring's transport, then the NCCL communicator and the sequence-parallel group where the job has them. */
+  private async joinRing(
+    m: CommandRequest<"assign">,
+    model: NativeModel,
+    stop: AbortSignal,
+  ): Promise<{ transport: Transport; nccl?: NcclDataPlane; group?: SequenceGroup }> {
+    const onActivity = (a: string) => (this.doing = a);
     this.log.info(
       {
         job: m.job,
@@ -299,24 +337,7 @@ export class JobRunner {
         throw err;
       }
     }
-    const o = m.optimizer;
-    const trainer = new Trainer(
-      model,
-      transport,
-      {
-        beta1: o.beta1,
-        beta2: o.beta2,
-        eps: o.eps,
-        weightDecay: o.weight_decay,
-        maxGradNorm: o.grad_clip,
-        hostUpdate: o.host_update,
-      },
-      group,
-      { zero: o.zero, preference: m.preference, nccl },
-    );
-    this.log.info({ job: m.job, rank: m.rank, dataPlane: trainer.dataPlane }, "data plane");
-    this.job = { id: m.job, config, trainer, ring: m.ring };
-    return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
+    return { transport, nccl, group };
   }
 
   private async step(m: CommandRequest<"step">): Promise<CommandResult<"step">> {
