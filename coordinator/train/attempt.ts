@@ -157,6 +157,25 @@ export class JobAttempt {
   }
 
   async run(): Promise<void> {
+    await this.claimOutput();
+    const { resumeDir, startStep } = await this.prepare();
+    await this.formRing(resumeDir, startStep);
+    const { spec, job } = this;
+    this.phase = "training";
+    const generation: GenerationEval = { ...(job.generation_eval ?? {}) };
+    if (spec.generation_eval && startStep === 0) {
+      await this.update({ status: "running", message: "generation eval before training" });
+      generation.before = (await generationEval(this.ring, job.id, spec, this.data.setup)).report;
+      await this.update({ generation_eval: generation });
+    }
+    await this.update({ status: "running", message: undefined });
+    await this.trainLoop(startStep);
+    this.checkStop();
+    await this.saveOutputs(generation);
+  }
+
+  /** The output folder made, claimed for this job (or taken over as the spec allows), held open, its metrics file. */
+  private async claimOutput(): Promise<void> {
     const { spec, job } = this;
     await makeOutputDir(job.output);
     const { removed } = await claimOutput(job.output, job.id, {
@@ -172,6 +191,11 @@ export class JobAttempt {
         { job: job.id, output: job.output, removed },
         "overwrite_output: removed the earlier job's outputs",
       );
+  }
+
+  /** The data read, tokenized and packed (a cancel stops it at once), the step plan, the step to start from. */
+  private async prepare(): Promise<{ resumeDir: string | undefined; startStep: number }> {
+    const { spec, job } = this;
     await this.update({
       status: "preparing",
       message: "reading, tokenizing and packing the data",
@@ -212,10 +236,15 @@ export class JobAttempt {
       throw new Error(`checkpoint ${resumeDir} is at step ${startStep}, past the job's ${totalSteps} steps`);
     await this.metrics.startAt(startStep);
     this.env.log.info({ job: job.id, rows: this.data.train.length, ...this.plan, startStep }, "job prepared");
+    return { resumeDir, startStep };
+  }
 
+  /** The data plane chosen, the reference log-probabilities where the job needs them, the ring assigned. */
+  private async formRing(resumeDir: string | undefined, startStep: number): Promise<void> {
+    const { spec, job } = this;
     await this.update({
       message: `forming a ring of ${this.ring.size} worker(s)`,
-      total_steps: totalSteps,
+      total_steps: this.plan.totalSteps,
       step: startStep,
     });
     this.phase = "forming";
@@ -251,19 +280,12 @@ export class JobAttempt {
           pairs: pairCount(this.reference),
         });
     }
-
-    this.phase = "training";
     await this.recordRingSize(startStep, plane.description);
-    const generation: GenerationEval = { ...(job.generation_eval ?? {}) };
-    if (spec.generation_eval && startStep === 0) {
-      await this.update({ status: "running", message: "generation eval before training" });
-      generation.before = (await generationEval(this.ring, job.id, spec, this.data.setup)).report;
-      await this.update({ generation_eval: generation });
-    }
-    await this.update({ status: "running", message: undefined });
-    await this.trainLoop(startStep);
-    this.checkStop();
+  }
 
+  /** The final model, the generation eval after training, the merged model, the loss plot. */
+  private async saveOutputs(generation: GenerationEval): Promise<void> {
+    const { spec, job } = this;
     await this.update({ message: "saving the final model" });
     const outputs = await saveFinalModel(this.ring, job, spec);
     if (spec.generation_eval) {
