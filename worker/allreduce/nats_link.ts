@@ -46,7 +46,6 @@ export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
   const maxChunkElements = Math.floor((maxPayload - HEAD_ALLOWANCE_BYTES) / 4);
   const subs: Subscription[] = [];
   const fail = (err: Error) => o.events.error(err);
-  const align = new AlignedCopy();
   const sealer = o.secret ? ringSeal(o.secret) : NO_SEAL;
   const opened = (subject: string, data: Uint8Array): Uint8Array | undefined => {
     const plain = sealer.open(subject, data);
@@ -54,57 +53,9 @@ export async function connectNatsLink(o: NatsLinkOptions): Promise<Link> {
     return plain;
   };
 
-  subs.push(
-    nc.subscribe(subjects.edgeChunks(ring, prev, rank), {
-      callback: (err, msg) => {
-        if (err) return fail(err);
-        const plain = opened(msg.subject, msg.data);
-        if (!plain) return;
-        try {
-          const m = decodeMessage(Chunk, align.of(plain));
-          o.events.chunk(m.tag, m.seq, m.data);
-        } catch (e) {
-          fail(e as Error);
-        }
-      },
-    }),
-    nc.subscribe(subjects.edgeAcks(ring, rank, next), {
-      callback: (err, msg) => {
-        if (err) return fail(err);
-        const plain = opened(msg.subject, msg.data);
-        if (!plain) return;
-        try {
-          const m = decodeMessage(ChunkAck, plain);
-          o.events.ack(m.tag, m.consumed);
-        } catch (e) {
-          fail(e as Error);
-        }
-      },
-    }),
-  );
-
+  subs.push(...subscribeToEdges(o, prev, next, opened, fail));
   // rank-1's hello: answered once the subscriptions above are known to the server (flush below).
-  const helloFromPrev = deferred<void>();
-  const helloSub = nc.subscribe(subjects.edgeHello(ring, prev, rank), {
-    callback: (err, msg) => {
-      if (err) return helloFromPrev.reject(err);
-      const plain = opened(msg.subject, msg.data);
-      if (!plain) return;
-      try {
-        const hello = decodeMessage(EdgeHello, plain);
-        if (hello.ring !== ring || hello.from !== prev || hello.to !== rank || hello.transport !== "nats") {
-          throw new PeerSetupError(
-            `rank ${rank} of ring ${ring} got a hello for edge ${hello.from}->${hello.to} over ${hello.transport}`,
-          );
-        }
-        msg.respond(encodeMessage(EdgeHelloReply, { ok: true }));
-        helloFromPrev.resolve();
-      } catch (e) {
-        msg.respond(encodeMessage(EdgeHelloReply, { ok: false, error: (e as Error).message }));
-        helloFromPrev.reject(e as Error);
-      }
-    },
-  });
+  const { helloFromPrev, helloSub } = answerHelloFromPrev(o, prev, opened);
 
   try {
     await nc.flush();
@@ -168,4 +119,78 @@ class AlignedCopy {
     this.buffer.set(bytes);
     return this.buffer.subarray(0, bytes.length);
   }
+}
+
+type OpenSealed = (subject: string, data: Uint8Array) => Uint8Array | undefined;
+
+/** The two subscriptions of a rank's edges: chunks from rank-1, acknowledgements from rank+1. */
+function subscribeToEdges(
+  o: NatsLinkOptions,
+  prev: number,
+  next: number,
+  opened: OpenSealed,
+  fail: (err: Error) => void,
+): Subscription[] {
+  const { nc, ring, rank } = o;
+  const align = new AlignedCopy();
+  return [
+    nc.subscribe(subjects.edgeChunks(ring, prev, rank), {
+      callback: (err, msg) => {
+        if (err) return fail(err);
+        const plain = opened(msg.subject, msg.data);
+        if (!plain) return;
+        try {
+          const m = decodeMessage(Chunk, align.of(plain));
+          o.events.chunk(m.tag, m.seq, m.data);
+        } catch (e) {
+          fail(e as Error);
+        }
+      },
+    }),
+    nc.subscribe(subjects.edgeAcks(ring, rank, next), {
+      callback: (err, msg) => {
+        if (err) return fail(err);
+        const plain = opened(msg.subject, msg.data);
+        if (!plain) return;
+        try {
+          const m = decodeMessage(ChunkAck, plain);
+          o.events.ack(m.tag, m.consumed);
+        } catch (e) {
+          fail(e as Error);
+        }
+      },
+    }),
+  ];
+}
+
+/** Answers rank-1's hello on this rank's incoming edge; the promise settles with the hello's outcome. */
+function answerHelloFromPrev(
+  o: NatsLinkOptions,
+  prev: number,
+  opened: OpenSealed,
+): { helloFromPrev: ReturnType<typeof deferred<void>>; helloSub: Subscription } {
+  const { nc, ring, rank } = o;
+  const helloFromPrev = deferred<void>();
+  const helloSub = nc.subscribe(subjects.edgeHello(ring, prev, rank), {
+    callback: (err, msg) => {
+      if (err) return helloFromPrev.reject(err);
+      const plain = opened(msg.subject, msg.data);
+      if (!plain) return;
+      try {
+        const hello = decodeMessage(EdgeHello, plain);
+        if (hello.ring !== ring || hello.from !== prev || hello.to !== rank || hello.transport !== "nats") {
+          throw new PeerSetupError(
+            `rank ${rank} of ring ${ring} got a hello for edge ${hello.from}->${hello.to} over ${hello.transport}`,
+          );
+        }
+        msg.respond(encodeMessage(EdgeHelloReply, { ok: true }));
+        helloFromPrev.resolve();
+      } catch (e) {
+        msg.respond(encodeMessage(EdgeHelloReply, { ok: false, error: (e as Error).message }));
+        helloFromPrev.reject(e as Error);
+      }
+    },
+  });
+
+  return { helloFromPrev, helloSub };
 }
