@@ -71,6 +71,13 @@ test-containers-if-podman: ts
 bench: build
 	$(NATIVE_BUILD)/ringtune_native_bench step
 
+# The GPU benchmark (bench/cuda/bench_gpu.sh): the machine, the GEMM peak on random data, attention on tensor
+# cores vs SIMT, each shape's training step (tokens/s, MFU vs 989 TFLOP/s and vs that peak, attention share)
+# and PyTorch eager/torch.compile on the same shapes where torch sees the GPU, with the ratios, in one run.
+.PHONY: bench-gpu
+bench-gpu: native
+	./bench/cuda/bench_gpu.sh
+
 # Sequence parallelism: step time of one worker vs SP=2 at 8192/16384 tokens, ring transfer hidden, longest
 # row in a memory budget (bench/native/sequence_parallel.cpp). SP_BENCH_ARGS="--seq 2048 --steps 1" for a short run.
 # OpenMP threads sleep rather than spin at barriers: on a busy shared machine spinning threads starve each other

@@ -7,7 +7,7 @@
 import { loadAddon, type BatchedDecoder, type NativeModel } from "../native/js/addon.js";
 import { initModel } from "../hf/hf_model.js";
 import { parseHfConfig } from "../hf/hf_config.js";
-import { GenerationEngine } from "../serve/engine.js";
+import { GenerationEngine } from "../serving/engine.js";
 import { qwenShape } from "./model_shapes.js";
 
 const CONFIG = {

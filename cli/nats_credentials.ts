@@ -1,6 +1,6 @@
 // How a ringtune process proves who it is to NATS: the usual NATS client options, from flags or the
 // environment (flags win): a creds file (--creds, NATS_CREDS), a user and password (--user/--password,
-// NATS_USER/NATS_PASSWORD), an nkey seed file (--nkey, NATS_NKEY) and TLS files (--tls-ca/--tls-cert/
+// NATS_USER/NATS_PASSWORD, or the password read from --password-file/NATS_PASSWORD_FILE), an nkey seed file (--nkey, NATS_NKEY) and TLS files (--tls-ca/--tls-cert/
 // --tls-key, NATS_CA/NATS_CERT/NATS_KEY). A local cluster's own credentials (written by `make cluster-up`
 // under its run dir) are used when none are given. Without any, a process refuses to start unless
 // `--insecure` (or RINGTUNE_INSECURE=1) says that running without authentication is meant.
@@ -15,6 +15,7 @@ export const natsCredentialFlags = {
   creds: { type: "string" },
   user: { type: "string" },
   password: { type: "string" },
+  "password-file": { type: "string" },
   nkey: { type: "string" },
   "tls-ca": { type: "string" },
   "tls-cert": { type: "string" },
@@ -24,8 +25,9 @@ export const natsCredentialFlags = {
 } as const;
 
 export const NATS_CREDENTIAL_USAGE =
-  "  NATS credentials (else NATS_CREDS, NATS_USER/NATS_PASSWORD, NATS_NKEY, NATS_CA/NATS_CERT/NATS_KEY; else a local\n" +
-  "  cluster's own, from make cluster-up): --creds FILE | --user U --password P | --nkey SEEDFILE,\n" +
+  "  NATS credentials (else NATS_CREDS, NATS_USER/NATS_PASSWORD[_FILE], NATS_NKEY, NATS_CA/NATS_CERT/NATS_KEY; else\n" +
+  "  a local cluster's own, from make cluster-up): --creds FILE | --user U --password P | --user U --password-file F\n" +
+  "  | --nkey SEEDFILE,\n" +
   "  --tls-ca FILE [--tls-cert FILE --tls-key FILE]; --insecure: connect without authentication;\n" +
   "  --inbox-prefix P (NATS_INBOX_PREFIX): where replies arrive (default _INBOX_<user> with --user, else _INBOX)";
 
@@ -90,6 +92,10 @@ export function natsAuth(
   const creds = pick("creds", "NATS_CREDS");
   let user = pick("user", "NATS_USER");
   let password = pick("password", "NATS_PASSWORD");
+  const passwordFile = pick("password-file", "NATS_PASSWORD_FILE");
+  // A file keeps the secret out of the environment and the command line (a Kubernetes worker's own password).
+  if (password === undefined && passwordFile !== undefined)
+    password = new TextDecoder().decode(readSecretFile(passwordFile, "--password-file")).trim();
   const nkey = pick("nkey", "NATS_NKEY");
   let ca = pick("tls-ca", "NATS_CA");
   let cert = pick("tls-cert", "NATS_CERT");

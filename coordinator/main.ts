@@ -27,7 +27,7 @@ import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./train/worker_client.js";
 import { WorkerRegistry } from "./workers/registry.js";
-import { startHttp, type HttpFrontDoor } from "../serve/http_server.js";
+import { startHttp, type HttpFrontDoor } from "../serving/http_server.js";
 import { ServeRouter } from "./serve/serve_router.js";
 import { workerRange } from "../spec/workers_spec.js";
 

@@ -44,6 +44,7 @@ const configSchema = z.looseObject({
   bos_token_id: tokenIds,
   eos_token_id: tokenIds,
 });
+type ConfigJson = z.infer<typeof configSchema>;
 
 export interface HfConfig {
   architecture: Architecture;
@@ -62,14 +63,18 @@ function zodDetail(err: z.ZodError): string {
   return err.issues.map((i) => `${i.path.length > 0 ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
 }
 
-function architectureOf(file: string, cfg: z.infer<typeof configSchema>): Architecture {
+function unknownArchitecture(file: string, named: string): UnknownArchitectureError {
+  return new UnknownArchitectureError(
+    file,
+    `unknown architecture ${named} (supported: ${Object.keys(ARCHITECTURES).join(", ")})`,
+  );
+}
+
+function architectureOf(file: string, cfg: ConfigJson): Architecture {
   const named = cfg.architectures?.[0];
   if (named !== undefined) {
     if (named in ARCHITECTURES) return named as Architecture;
-    throw new UnknownArchitectureError(
-      file,
-      `unknown architecture ${named} (supported: ${Object.keys(ARCHITECTURES).join(", ")})`,
-    );
+    throw unknownArchitecture(file, named);
   }
   const byType = Object.entries(ARCHITECTURES).find(([, t]) => t === cfg.model_type);
   if (byType) return byType[0] as Architecture;
@@ -113,28 +118,19 @@ function ropeScalingOf(
 
 const asList = (v: number | number[] | null | undefined): number[] => (v == null ? [] : Array.isArray(v) ? v : [v]);
 
-/** Validates a parsed config.json (`file` names it in errors) and derives the native config. */
-export function parseHfConfig(json: unknown, file: string): HfConfig {
-  if (typeof json !== "object" || json === null || Array.isArray(json))
-    throw new CorruptFileError(file, "not a JSON object");
-  const raw = json as Record<string, unknown>;
-  // Architecture first: "unknown architecture" is a better answer for a BERT config than "no num_hidden_layers".
+/** config.json checked against the schema; an architecture we do not know is named before any missing field. */
+function validConfig(raw: Record<string, unknown>, file: string): ConfigJson {
   const r = configSchema.safeParse(raw);
-  if (!r.success) {
-    const arch = raw.architectures;
-    if (Array.isArray(arch) && typeof arch[0] === "string" && !(arch[0] in ARCHITECTURES)) {
-      throw new UnknownArchitectureError(
-        file,
-        `unknown architecture ${arch[0]} (supported: ${Object.keys(ARCHITECTURES).join(", ")})`,
-      );
-    }
-    throw new CorruptFileError(file, zodDetail(r.error));
-  }
-  const cfg = r.data;
-  const architecture = architectureOf(file, cfg);
-  const modelType = ARCHITECTURES[architecture];
-  const bad = (detail: string) => new CorruptFileError(file, detail);
+  if (r.success) return r.data;
+  // "unknown architecture" is a better answer for a BERT config than "no num_hidden_layers".
+  const arch = raw.architectures;
+  if (Array.isArray(arch) && typeof arch[0] === "string" && !(arch[0] in ARCHITECTURES))
+    throw unknownArchitecture(file, arch[0]);
+  throw new CorruptFileError(file, zodDetail(r.error));
+}
 
+/** Refuses the features the native model does not implement. */
+function checkSupported(file: string, cfg: ConfigJson, modelType: string): void {
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== "silu") {
     throw new UnsupportedConfigError(
       file,
@@ -144,6 +140,11 @@ export function parseHfConfig(json: unknown, file: string): HfConfig {
   if (modelType === "qwen2" && cfg.use_sliding_window) {
     throw new UnsupportedConfigError(file, "use_sliding_window: true is not supported (attention is full causal)");
   }
+}
+
+/** Query and key/value heads and the width of each, checked to divide as attention and RoPE need. */
+function attentionHeads(file: string, cfg: ConfigJson): { numHeads: number; numKvHeads: number; headDim: number } {
+  const bad = (detail: string) => new CorruptFileError(file, detail);
   const numHeads = cfg.num_attention_heads;
   const numKvHeads = cfg.num_key_value_heads ?? numHeads;
   if (numHeads % numKvHeads !== 0) {
@@ -158,32 +159,51 @@ export function parseHfConfig(json: unknown, file: string): HfConfig {
     headDim = cfg.hidden_size / numHeads;
   }
   if (headDim % 2 !== 0) throw bad(`head_dim ${headDim} is odd; RoPE rotates pairs of halves`);
+  return { numHeads, numKvHeads, headDim };
+}
 
+/** RoPE's base and scaling, from the top-level keys or (newer transformers) rope_parameters. */
+function ropeOf(file: string, cfg: ConfigJson): Pick<NativeModelConfig, "ropeTheta" | "ropeScaling"> {
   const ropeParams = cfg.rope_parameters ?? undefined;
   const ropeThetaFromParams = ropeParams?.rope_theta;
   if (ropeThetaFromParams !== undefined && (typeof ropeThetaFromParams !== "number" || !(ropeThetaFromParams > 0))) {
-    throw bad(`rope_parameters.rope_theta ${JSON.stringify(ropeThetaFromParams)} is not a positive number`);
+    throw new CorruptFileError(
+      file,
+      `rope_parameters.rope_theta ${JSON.stringify(ropeThetaFromParams)} is not a positive number`,
+    );
   }
-  const ropeTheta = cfg.rope_theta ?? (ropeThetaFromParams as number | undefined) ?? 10000;
-  const ropeScaling = ropeScalingOf(file, cfg.rope_scaling ?? ropeParams);
+  return {
+    ropeTheta: cfg.rope_theta ?? (ropeThetaFromParams as number | undefined) ?? 10000,
+    ropeScaling: ropeScalingOf(file, cfg.rope_scaling ?? ropeParams),
+  };
+}
 
+/** Validates a parsed config.json (`file` names it in errors) and derives the native config. */
+export function parseHfConfig(json: unknown, file: string): HfConfig {
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new CorruptFileError(file, "not a JSON object");
+  const raw = json as Record<string, unknown>;
+  const cfg = validConfig(raw, file);
+  const architecture = architectureOf(file, cfg);
+  const modelType = ARCHITECTURES[architecture];
+  checkSupported(file, cfg, modelType);
+  const heads = attentionHeads(file, cfg);
+  const rope = ropeOf(file, cfg);
   const qwen = modelType === "qwen2";
   const native: NativeModelConfig = {
     vocabSize: cfg.vocab_size,
     hiddenSize: cfg.hidden_size,
     intermediateSize: cfg.intermediate_size,
     numLayers: cfg.num_hidden_layers,
-    numHeads,
-    numKvHeads,
-    headDim,
+    ...heads,
     rmsNormEps: cfg.rms_norm_eps ?? 1e-6,
-    ropeTheta,
+    ropeTheta: rope.ropeTheta,
     tieWordEmbeddings: cfg.tie_word_embeddings ?? false,
     // Qwen2 always has q/k/v bias and no o_proj bias; Llama has both or neither (attention_bias).
     qkvBias: qwen ? true : (cfg.attention_bias ?? false),
     oBias: qwen ? false : (cfg.attention_bias ?? false),
     mlpBias: qwen ? false : (cfg.mlp_bias ?? false),
-    ropeScaling,
+    ropeScaling: rope.ropeScaling,
   };
   return {
     architecture,

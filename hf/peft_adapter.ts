@@ -46,14 +46,10 @@ export type LoraModule = keyof typeof LORA_MODULES;
 const ALL_LINEAR = "all-linear";
 
 /** adapter_config.json misses a field, or a field has the wrong type or value. */
-export class AdapterConfigError extends ModelFormatError {
-  override name = "AdapterConfigError";
-}
+export class AdapterConfigError extends ModelFormatError {}
 
 /** The adapter uses a PEFT feature the native core does not implement (DoRA, rank patterns, trained biases...). */
-export class UnsupportedAdapterError extends ModelFormatError {
-  override name = "UnsupportedAdapterError";
-}
+export class UnsupportedAdapterError extends ModelFormatError {}
 
 export interface ShapedName {
   name: string;

@@ -1,8 +1,8 @@
-// Errors raised while decoding wire messages: one class per failure, each with `name` set.
+// Errors raised while decoding wire messages: one class per failure.
+import { ErrorAbout, NamedError } from "../errors/named_error.js";
 
 /** The peer speaks another protocol version; nothing in the message is trusted. */
-export class ProtocolVersionError extends Error {
-  override name = "ProtocolVersionError";
+export class ProtocolVersionError extends NamedError {
   constructor(
     readonly messageType: string,
     readonly expected: number,
@@ -17,13 +17,9 @@ export class ProtocolVersionError extends Error {
 }
 
 /** The bytes are not msgpack, or the message does not match its schema (the message names the key). */
-export class ProtocolDecodeError extends Error {
-  override name = "ProtocolDecodeError";
-  constructor(
-    readonly messageType: string,
-    detail: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${messageType}: ${detail}`, options);
+export class ProtocolDecodeError extends ErrorAbout {
+  /** the message type the error is about */
+  get messageType(): string {
+    return this.subject;
   }
 }

@@ -83,7 +83,15 @@ export const JobRecord = defineMessage("JobRecord", {
   ring_reformations: z.number().int().min(0).optional(),
   /** the ring's size over time: each formation's first step, its worker count and when it formed */
   ring_sizes: z
-    .array(z.object({ step: z.number().int().min(0), size: z.number().int().min(1), at: z.string() }))
+    .array(
+      z.object({
+        step: z.number().int().min(0),
+        size: z.number().int().min(1),
+        at: z.string(),
+        /** how this formation's gradients travel: "nccl", or the transport with host staging and why */
+        data_plane: z.string().max(2000).optional(),
+      }),
+    )
     .max(256)
     .optional(),
   /** the submission's client request id: a retried submit with it returns this job */

@@ -15,6 +15,13 @@ export const PreferenceSettings = z.object({
 });
 export type PreferenceSettings = z.infer<typeof PreferenceSettings>;
 
+/**
+ * Summed log-probabilities of pairs' answers, two per pair (chosen, then rejected), pairs in the order of a
+ * batch's rows and, within a row, of their segments. The bound keeps a message's array from allocating
+ * more than a batch could hold.
+ */
+export const PairLogps = z.array(z.number()).max(1 << 22);
+
 /** Whether a loss compares the policy with a reference model (ORPO and SimPO do not). */
 export function needsReference(loss: PrefLoss): boolean {
   return loss === "sigmoid" || loss === "ipo";

@@ -8,7 +8,7 @@ import { defineMessage } from "./codec.js";
 import { TransportKind } from "./messages.js";
 import { SubjectToken } from "./subjects.js";
 import { TaskSums } from "./task_sums.js";
-import { PreferenceSettings, PrefSums } from "./preference.js";
+import { PairLogps, PreferenceSettings, PrefSums } from "./preference.js";
 import { I32, TokenBatch } from "./token_batch.js";
 
 const Ok = { ok: z.boolean(), error: z.string().optional() };
@@ -32,6 +32,12 @@ export const OptimizerSettings = z.object({
   grad_clip: z.number(),
   /** ZeRO stage: 1 shards the AdamW moments over the ring's ranks; absent or 0: every rank holds them all */
   zero: z.number().int().min(0).max(1).optional(),
+  /**
+   * the ring mixes devices (CPU and GPU ranks): every rank applies AdamW with the host's arithmetic, so the
+   * weights stay the same bits on every rank (a GPU's fused multiply-adds and reduction orders would differ in
+   * the last bits) and the periodic checksum compares them exactly
+   */
+  host_update: z.boolean().optional(),
 });
 
 /** LoRA adapters as the native core takes them (LoraSettings in native/js/addon.ts). */
@@ -71,11 +77,43 @@ export const JobAssign = defineMessage("JobAssign", {
   ring_workers: z.array(z.string().max(256)).max(4096).optional(),
   /** stage dpo: batches hold preference pairs, trained with this loss; absent: SFT */
   preference: PreferenceSettings.optional(),
+  /**
+   * An all-GPU ring's NCCL data plane: the epoch's NCCL unique id, made by rank 0 and sealed with ring_secret
+   * (worker/allreduce/nccl_id.ts). Absent: gradients go through host staging over the ring's transport.
+   */
+  nccl_id: z
+    .instanceof(Uint8Array)
+    .refine((b) => b.length <= 512, "at most 512 bytes")
+    .optional(),
 });
 export const JobAssignReply = defineMessage("JobAssignReply", {
   ...Ok,
   num_params: z.number().int().optional(),
   step: z.number().int().optional(), // the optimizer step of the loaded state (resume)
+});
+
+/**
+ * Before a ring's assignments: can this worker take part in an NCCL data plane? The ring's first rank
+ * (create_nccl_id) also makes the epoch's unique id and returns it sealed with ring_secret.
+ */
+export const DataPlaneProbe = defineMessage("DataPlaneProbe", {
+  job: SubjectToken,
+  ring: SubjectToken,
+  create_nccl_id: z.boolean(),
+  ring_secret: z
+    .instanceof(Uint8Array)
+    .refine((b) => b.length >= 16 && b.length <= 64, "16 to 64 bytes")
+    .optional(),
+});
+export const DataPlaneProbeReply = defineMessage("DataPlaneProbeReply", {
+  ...Ok,
+  nccl: z.boolean().optional(),
+  /** why not, when nccl is false */
+  reason: z.string().max(2000).optional(),
+  nccl_id: z
+    .instanceof(Uint8Array)
+    .refine((b) => b.length <= 512, "at most 512 bytes")
+    .optional(),
 });
 
 export const TrainStep = defineMessage("TrainStep", {
@@ -91,6 +129,8 @@ export const TrainStep = defineMessage("TrainStep", {
   checksum: z.boolean(),
   /** hybrid: freeze the base and switch to LoRA before this step */
   enable_lora: LoraSettingsWire.optional(),
+  /** preference training without adapters to switch off: the reference's log-probabilities of the batch's pairs */
+  ref_logps: PairLogps.optional(),
 });
 
 export const TrainStepReply = defineMessage("TrainStepReply", {
@@ -110,6 +150,10 @@ export const EvalStep = defineMessage("EvalStep", {
   job: SubjectToken,
   batch: TokenBatch,
   micro_batch_rows: z.number().int().min(1),
+  /** as TrainStep's */
+  ref_logps: PairLogps.optional(),
+  /** preference training: answer with the model's own log-probabilities of the batch's pairs (the reference pass) */
+  pair_logps: z.boolean().optional(),
 });
 export const EvalStepReply = defineMessage("EvalStepReply", {
   ...Ok,
@@ -117,6 +161,8 @@ export const EvalStepReply = defineMessage("EvalStepReply", {
   targets: z.number().optional(),
   task_sums: TaskSums.optional(),
   pref_sums: PrefSums.optional(),
+  /** asked for with pair_logps: the log-probabilities of the batch's pairs */
+  pair_logps: PairLogps.optional(),
 });
 
 export const Generate = defineMessage("Generate", {

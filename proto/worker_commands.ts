@@ -3,6 +3,8 @@
 import type { z } from "zod";
 import { decodeMessage, encodeMessage, type Body, type Message, type MessageType } from "./codec.js";
 import {
+  DataPlaneProbe,
+  DataPlaneProbeReply,
   EvalStep,
   EvalStepReply,
   Generate,
@@ -24,6 +26,7 @@ export const workerCommands = {
   generate: { request: Generate, reply: GenerateReply },
   save: { request: SaveModel, reply: SaveModelReply },
   release: { request: JobRelease, reply: JobReleaseReply },
+  data_plane: { request: DataPlaneProbe, reply: DataPlaneProbeReply },
 } as const;
 
 export type WorkerCommand = keyof typeof workerCommands;

@@ -32,7 +32,7 @@ export interface LoraShape {
   rank: number;
   /** module names among q_proj k_proj v_proj o_proj gate_proj up_proj down_proj */
   targets: string[];
-  /** with dropout the adapter keeps its own copy of its input and a keep mask */
+  /** with dropout the adapter keeps its own copy of its input (the mask is drawn again in the backward) */
   dropout: number;
   /** storage of the frozen base under LoRA: bf16 (2 bytes a weight) unless fp32 is asked for */
   basePrecision: BasePrecision;
@@ -87,7 +87,7 @@ export interface ActivationBytes {
   layers: number;
   /** the LM head: all logits at once (full training) and/or the chunked head's buffer */
   head: number;
-  /** the adapters' inputs, dropout masks and backward scratch */
+  /** the adapters' inputs and backward scratch */
   lora: number;
   /** per-thread attention tiles */
   attention: number;
@@ -214,7 +214,6 @@ function activationBytes(
   const allLogits = training === "full" ? N * V : 0;
   const chunked = training === "lora" || evaluates ? HEAD_CHUNK * V : 0;
   let loraFloats = 0;
-  let loraMaskBytes = 0;
   let loraPerLayer = 0; // bytes of one layer's adapter buffers, for the saving
   if (training === "lora" && lora) {
     let widest = 0;
@@ -225,8 +224,7 @@ function activationBytes(
       loraPerLayer += N * lora.rank * FP32;
       if (lora.dropout > 0) {
         loraFloats += internalCopies * N * inF; // dropout(x)
-        loraMaskBytes += internalCopies * N * inF; // kept mask, one byte each
-        loraPerLayer += N * inF * (FP32 + 1);
+        loraPerLayer += N * inF * FP32;
       }
     }
     loraFloats += N * lora.rank + (lora.dropout > 0 ? N * widest : 0); // backward scratch
@@ -234,7 +232,7 @@ function activationBytes(
   return {
     layers: (kept + shared) * FP32,
     head: (allLogits + chunked) * FP32,
-    lora: loraFloats * FP32 + loraMaskBytes,
+    lora: loraFloats * FP32,
     attention: threads * 2 * ATTENTION_TILE * positions * FP32, // S/P and dP tiles per thread
     checkpointingSaved: checkpointed ? (m.numLayers - 1) * (internals * FP32 + loraPerLayer) : 0,
     staging: 0, // once per model, not per micro-batch shape: added by phaseEstimate

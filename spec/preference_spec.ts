@@ -2,9 +2,10 @@
 // pairs of a chosen and a rejected answer, `pref_loss` picks the objective (sigmoid is DPO; ipo; orpo and
 // simpo need no reference model), `pref_beta` its temperature, `pref_ftx` an SFT loss on the chosen answer
 // added with that weight, `dpo_label_smoothing` the conservative DPO of noisy labels, `simpo_gamma` SimPO's
-// target margin.
+// target margin. The reference of sigmoid and ipo is the base with the adapters off under method: lora, and
+// the initial model's log-probabilities, computed once before training, under full and hybrid.
 import { z } from "zod";
-import { needsReference, PREF_LOSSES, type PreferenceSettings, type PrefLoss } from "../proto/preference.js";
+import { PREF_LOSSES, type PreferenceSettings, type PrefLoss } from "../proto/preference.js";
 
 export const preferenceSpecShape = {
   /** sft: supervised on answers; dpo: preference pairs (chosen over rejected) */
@@ -70,13 +71,5 @@ export function checkPreferenceKeys(spec: PreferenceKeys, ctx: z.RefinementCtx):
       code: "custom",
       path: ["sequence_parallel"],
       message: "stage: dpo trains on whole pairs per rank: sequence_parallel must be 1",
-    });
-  if (needsReference(loss) && spec.method !== "lora")
-    ctx.addIssue({
-      code: "custom",
-      path: ["method"],
-      message:
-        `pref_loss: ${loss} compares with a reference model, which is the frozen base under method: lora; ` +
-        `use method: lora, or pref_loss: orpo or simpo (no reference) with method: ${spec.method}`,
     });
 }

@@ -17,7 +17,15 @@ import {
   type CommandResult,
   type WorkerCommand,
 } from "../proto/mod.js";
-import { connectTransport } from "./allreduce/mod.js";
+import {
+  connectTransport,
+  DEFAULT_PEER_TIMEOUT_MS,
+  NcclDataPlane,
+  ncclUnavailableReason,
+  newNcclId,
+  openNcclId,
+  sealNcclId,
+} from "./allreduce/mod.js";
 import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { checkAssignPaths, checkSavePath } from "./command_paths.js";
 import type { PathRoots } from "../files/path_roots.js";
@@ -123,7 +131,17 @@ export class JobRunner {
       return this.save(m);
     },
     release: (m) => this.release(m.job),
+    data_plane: (m) => Promise.resolve(this.probeDataPlane(m)),
   };
+
+  /** Whether this worker can join an NCCL data plane; the ring's first rank also makes the sealed id. */
+  private probeDataPlane(m: CommandRequest<"data_plane">): CommandResult<"data_plane"> {
+    const reason = ncclUnavailableReason(this.modelDevice);
+    if (reason) return { nccl: false, reason: `${reason}` };
+    if (!m.create_nccl_id) return { nccl: true };
+    if (!m.ring_secret) return { nccl: false, reason: "the ring has no secret to seal the NCCL id with" };
+    return { nccl: true, nccl_id: Uint8Array.from(sealNcclId(m.ring_secret, m.ring, newNcclId())) };
+  }
 
   /**
    * Decodes the request, runs its handler, and encodes the reply: the handler's result as an ok reply, a
@@ -233,6 +251,18 @@ export class JobRunner {
       this.ringBroken = { ring: m.ring, why: err.message };
       this.onRingBroken();
     });
+    let nccl: NcclDataPlane | undefined;
+    if (m.nccl_id && m.size > 1) {
+      onActivity("joining the NCCL communicator");
+      try {
+        if (!m.ring_secret) throw new Error("assign: nccl_id comes without the ring secret that opens it");
+        const id = openNcclId(m.ring_secret, m.ring, m.nccl_id);
+        nccl = await NcclDataPlane.connect(id, m.rank, m.size, m.ring_timeout_ms ?? DEFAULT_PEER_TIMEOUT_MS);
+      } catch (err) {
+        await transport.close();
+        throw err;
+      }
+    }
     const spSize = m.sequence_parallel ?? 1;
     let group: SequenceGroup | undefined;
     if (spSize > 1) {
@@ -248,6 +278,7 @@ export class JobRunner {
           ...this.net,
         });
       } catch (err) {
+        nccl?.abort();
         await transport.close();
         throw err;
       }
@@ -262,10 +293,12 @@ export class JobRunner {
         eps: o.eps,
         weightDecay: o.weight_decay,
         maxGradNorm: o.grad_clip,
+        hostUpdate: o.host_update,
       },
       group,
-      { zero: o.zero, preference: m.preference },
+      { zero: o.zero, preference: m.preference, nccl },
     );
+    this.log.info({ job: m.job, rank: m.rank, dataPlane: trainer.dataPlane }, "data plane");
     this.job = { id: m.job, config, trainer, ring: m.ring };
     return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
   }
@@ -283,6 +316,7 @@ export class JobRunner {
       microBatchRows: m.micro_batch_rows,
       batch: m.batch,
       checksum: m.checksum,
+      refLogps: m.ref_logps,
     });
     this.metrics?.observeStep({ job: m.job, tokens: realTokens(m.batch), ...r });
     this.log.debug({ job: m.job, step: m.step, compute_ms: r.computeMs, comm_wait_ms: r.commWaitMs }, "step");
@@ -299,7 +333,9 @@ export class JobRunner {
   }
 
   private async evaluate(m: CommandRequest<"eval">): Promise<CommandResult<"eval">> {
-    const r = await this.active(m.job).trainer.evaluate(m.batch, m.micro_batch_rows);
+    const trainer = this.active(m.job).trainer;
+    if (m.pair_logps) return { pair_logps: await trainer.pairLogps(m.batch, m.micro_batch_rows) };
+    const r = await trainer.evaluate(m.batch, m.micro_batch_rows, m.ref_logps);
     return { loss_sum: r.lossSum, targets: r.targets, task_sums: r.taskSums, pref_sums: r.prefSums };
   }
 

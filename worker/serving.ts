@@ -4,8 +4,8 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ServingStatus } from "../proto/mod.js";
-import { startServer, type RunningServer } from "../serve/server.js";
-import { getJob, openJobs } from "../proto/job_records.js";
+import { startServer, type RunningServer } from "../serving/server.js";
+import { jobOutputsOver } from "../serving/adapter_source.js";
 
 export interface WorkerServeOptions {
   /** the base model's HF folder */
@@ -30,8 +30,7 @@ export class WorkerServing {
       adapters: o.adapters ?? [],
       nats: nc,
       nodeId: workerId,
-      // A job's adapter, by job id: the job record names its output folder.
-      lookupJob: async (id) => (await getJob(await openJobs(nc), id))?.output ?? null,
+      lookupJob: jobOutputsOver(nc),
       adapterRoots: o.adapterRoots,
       baseBf16: o.baseBf16,
       log: (msg) => log.warn(msg),

@@ -9,8 +9,8 @@ import {
   type TaskSums,
   type TokenBatch,
 } from "../proto/mod.js";
-import { pairStep } from "./preference/pair_step.js";
-import { allReduceTag, ringAllReduce, ringReduceScatter, type Transport } from "./allreduce/mod.js";
+import { pairLogps, pairStep } from "./preference/pair_step.js";
+import { allReduceTag, ringAllReduce, ringReduceScatter, type NcclDataPlane, type Transport } from "./allreduce/mod.js";
 import { trainingStateChecksum } from "./checksum.js";
 import type { SequenceGroup } from "./sequence_parallel/group_link.js";
 import { allGatherBuckets, applyZeroShard, globalGradNorm } from "./zero_shard.js";
@@ -25,6 +25,8 @@ export interface StepRequest {
   microBatchRows: number;
   batch: TokenBatch;
   checksum: boolean;
+  /** preference training without adapters to switch off: the reference's log-probabilities of the batch's pairs */
+  refLogps?: number[];
 }
 
 export interface StepOutcome {
@@ -69,11 +71,24 @@ export interface TrainerOptions {
   zero?: number;
   /** preference training (stage dpo): batches hold pairs, the step's loss is the preference loss */
   preference?: PreferenceSettings;
+  /**
+   * The data plane of an all-GPU ring: the step hands each final gradient bucket to NCCL on the device. Absent:
+   * each bucket is staged in host memory and summed over `transport` (the TCP or NATS ring).
+   */
+  nccl?: NcclDataPlane;
 }
 
 function ringAllReduceBytes(buckets: readonly (readonly [number, number])[], ranks: number): number {
   const floats = buckets.reduce((n, [, size]) => n + size, 0);
   return Math.round((floats * Float32Array.BYTES_PER_ELEMENT * 2 * (ranks - 1)) / ranks);
+}
+
+/** A reference that names more pairs than the batch holds was sent for other rows: never train on it. */
+function checkAllUsed(reference: { logps: ArrayLike<number>; offset: number } | undefined): void {
+  if (reference && reference.offset !== reference.logps.length)
+    throw new Error(
+      `the reference has ${reference.logps.length} log-probabilities; the batch's pairs used ${reference.offset}`,
+    );
 }
 
 export class Trainer {
@@ -95,6 +110,15 @@ export class Trainer {
   ) {
     this.sharded = (options.zero ?? 0) >= 1 && transport.size > 1;
     this.preference = options.preference;
+    // Preference steps run two forwards per pair and hand buckets over through pairStep: host staging there.
+    this.nccl = transport.size > 1 && !options.preference ? options.nccl : undefined;
+  }
+
+  private readonly nccl: NcclDataPlane | undefined;
+
+  /** which data plane the gradients use: "nccl", or the ring's transport with host staging */
+  get dataPlane(): string {
+    return this.nccl ? "nccl" : `${this.transport.kind} (host staging)`;
   }
 
   private readonly preference: PreferenceSettings | undefined;
@@ -166,11 +190,18 @@ export class Trainer {
     let lossSum = 0;
     let targets = 0;
     if (parts.length === 0) await model.zeroGrad(); // a rank without rows this step: nothing else clears them
-    if (parts.length === 0 && distributed) for (const [o, n] of buckets) reduce(o, n); // no rows: zero gradients
+    const nccl = this.nccl;
+    if (parts.length === 0 && distributed) {
+      // no rows: zero gradients
+      if (nccl) await nccl.reduceBuckets(model, buckets, this.sharded);
+      else for (const [o, n] of buckets) reduce(o, n);
+    }
     const prefSums: PrefSums | undefined = this.preference && {};
+    const reference = req.refLogps && { logps: req.refLogps, offset: 0 };
     for (const [i, mb] of parts.entries()) {
       // Only the last micro-batch's backward completes the gradient, so only it overlaps the all-reduce.
       const overlap = distributed && i === parts.length - 1;
+      const ncclBuckets = overlap && nccl ? nccl.bucketsOption(this.sharded) : undefined;
       if (this.preference && prefSums) {
         const r = await pairStep(
           model,
@@ -181,12 +212,14 @@ export class Trainer {
             lossScale: req.lossScale,
             backward: true,
             zeroGrads: i === 0,
-            onGradsReady: overlap ? reduce : undefined,
+            onGradsReady: overlap && !nccl ? reduce : undefined,
             cancel: this.cancelToken,
+            reference,
           },
           taskSums,
           prefSums,
         );
+        if (reference) reference.offset += 2 * r.pairs;
         lossSum += r.lossSum;
         targets += r.pairs;
         continue;
@@ -194,7 +227,8 @@ export class Trainer {
       const r = await model.forwardBackward(mb.batch, {
         backward: true,
         lossScale: req.lossScale,
-        onGradsReady: overlap ? reduce : undefined,
+        onGradsReady: overlap && !nccl ? reduce : undefined,
+        ncclBuckets,
         zeroGrads: i === 0,
         sequenceParallel: this.sequenceParallel,
         cancel: this.cancelToken,
@@ -203,8 +237,9 @@ export class Trainer {
       targets += r.targets;
       addTokenLosses(taskSums, model.tokenLosses(), mb.batch.labels, mb.tokenTask, req.batch.tasks);
     }
+    checkAllUsed(reference);
     const computeDone = performance.now();
-    if (distributed) {
+    if (distributed && !nccl) {
       await everyBucket;
       await Promise.all(reductions);
     }
@@ -215,7 +250,8 @@ export class Trainer {
       commDone = performance.now();
       ({ gradNorm } = await model.adamwStep({ ...this.opt, lr: req.lr, gradNorm: norm }));
       const weights = model.loraSettings() ? model.loraData() : model.paramData();
-      await allGatherBuckets(this.transport, weights, buckets, (i) => `s${req.step}-w${i}`);
+      if (nccl) await nccl.allGatherWeights(model, buckets);
+      else await allGatherBuckets(this.transport, weights, buckets, (i) => `s${req.step}-w${i}`);
     } else {
       ({ gradNorm } = await model.adamwStep({ ...this.opt, lr: req.lr }));
     }
@@ -232,28 +268,41 @@ export class Trainer {
     };
   }
 
-  evaluate(batch: TokenBatch, microBatchRows: number): Promise<Evaluation> {
-    return this.interruptible(() => this.runEvaluation(batch, microBatchRows));
+  evaluate(batch: TokenBatch, microBatchRows: number, refLogps?: number[]): Promise<Evaluation> {
+    return this.interruptible(() => this.runEvaluation(batch, microBatchRows, refLogps));
   }
 
-  private async runEvaluation(batch: TokenBatch, microBatchRows: number): Promise<Evaluation> {
+  /** The model's own log-probabilities of the batch's pairs, in batch order: the reference pass of a job. */
+  pairLogps(batch: TokenBatch, microBatchRows: number): Promise<number[]> {
+    return this.interruptible(async () => {
+      const out: number[] = [];
+      for (const mb of microBatches(batch, microBatchRows))
+        out.push(...(await pairLogps(this.model, mb, this.cancelToken)));
+      return out;
+    });
+  }
+
+  private async runEvaluation(batch: TokenBatch, microBatchRows: number, refLogps?: number[]): Promise<Evaluation> {
     const taskSums: TaskSums = {};
     let lossSum = 0;
     let targets = 0;
     if (this.preference) {
       const prefSums: PrefSums = {};
+      const reference = refLogps && { logps: refLogps, offset: 0 };
       for (const mb of microBatches(batch, microBatchRows)) {
         const r = await pairStep(
           this.model,
           mb,
           batch.tasks,
-          { settings: this.preference, lossScale: 0, backward: false, cancel: this.cancelToken },
+          { settings: this.preference, lossScale: 0, backward: false, cancel: this.cancelToken, reference },
           taskSums,
           prefSums,
         );
+        if (reference) reference.offset += 2 * r.pairs;
         lossSum += r.lossSum;
         targets += r.pairs;
       }
+      checkAllUsed(reference);
       return { lossSum, targets, taskSums, prefSums };
     }
     for (const mb of microBatches(batch, microBatchRows)) {
@@ -272,6 +321,8 @@ export class Trainer {
   /** Closes the ring's links (once): waits on them fail, the sequence-parallel link's transfers too. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      // First: a collective blocked on a dead or silent peer ends now, failing the step that waits on it.
+      this.nccl?.abort();
       this.group?.close();
       await this.transport.close();
     })();

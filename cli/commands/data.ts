@@ -10,7 +10,8 @@ import { rowToJson, type Row } from "../../data/rows/row.js";
 import type { DataStats } from "../../data/stats.js";
 import type { TextTokenizer } from "../../text/tokenizers/tokenizer.js";
 import { memoryLines } from "../memory_lines.js";
-import { preparePairs, type PairStats } from "../../data/preference/prepare_pairs.js";
+import type { PairStats } from "../../data/preference/prepare_pairs.js";
+import { preparePairsCached } from "../../data/preference/pair_cache.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 
 /** The job's data as the coordinator prepares it: pairs for stage dpo, examples otherwise. */
@@ -18,7 +19,7 @@ async function prepare(
   spec: JobSpec,
   opts: { quiet?: boolean; useCache: boolean },
 ): Promise<PreparedDataset & { stats: { pairs?: PairStats } }> {
-  return spec.stage === "dpo" ? preparePairs(spec) : await prepareDataset(spec, opts);
+  return spec.stage === "dpo" ? preparePairsCached(spec, opts) : await prepareDataset(spec, opts);
 }
 
 function pairLines(p: PairStats | undefined): string[] {

@@ -6,10 +6,8 @@ import type { Command } from "../args.js";
 import { TEMPLATE_NAMES, type TemplateName } from "../../text/templates/template.js";
 import { connectNats, natsUrl } from "../nats_connect.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
-import { getJob, openJobs } from "../../proto/job_records.js";
-import { startServer } from "../../serve/server.js";
+import { ServeProcess } from "../../serve/main.js";
 import { parseRootList } from "../../files/path_roots.js";
-import { serveSubjects } from "../../proto/serve_subjects.js";
 import { deviceFromFlags } from "../device_flag.js";
 import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
 
@@ -77,19 +75,13 @@ export const serve: Command = {
     const maxBatch = intFlag(values, "max-batch", 32);
     if (maxBatch < 1) throw new UsageError(`--max-batch must be at least 1, got ${maxBatch}`);
     const log = (msg: string) => console.error(`serve: ${msg}`);
-    const server = await startServer({
+    const served = await ServeProcess.start({
       modelDir,
       name: values.name,
       adapters: (values.adapter ?? []).map((a) => parseAdapterFlag(a)),
       template: template as TemplateName | undefined,
       http: http ? parseHostPort(http) : undefined,
       nats: nc,
-      lookupJob: nc
-        ? async (id) => {
-            const record = await getJob(await openJobs(nc), id);
-            return record ? record.output : null;
-          }
-        : undefined,
       maxBatch,
       apiKey,
       baseBf16: values["base-bf16"] === true,
@@ -97,15 +89,12 @@ export const serve: Command = {
       maxContext: values["max-context"] ? intFlag(values, "max-context") : undefined,
       log,
     });
-    const names = server.ctx.catalog.list().map((m) => m.name);
-    if (server.http) console.log(`serving ${names.join(", ")} on http://${server.http.address}/v1`);
-    if (nc) console.log(`serving ${names.join(", ")} on NATS ${serveSubjects.chat(names[0]!)} (and .completions)`);
+    for (const line of served.addresses()) console.log(line);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });
-    await server.close();
-    if (nc) await nc.drain();
+    await served.close();
   },
 };

@@ -96,45 +96,7 @@ export class CoordinatorMetrics {
       labelNames: ["job", "task", "metric"],
       registers,
     });
-    new Gauge({
-      name: "ringtune_jobs",
-      help: "jobs in each status",
-      labelNames: ["status"],
-      registers,
-      collect() {
-        const jobs = view.jobs();
-        for (const status of JOB_STATUSES) this.set({ status }, jobs.filter((j) => j.status === status).length);
-      },
-    });
-    new Gauge({
-      name: "ringtune_workers",
-      help: "registered workers in each state",
-      labelNames: ["state"],
-      registers,
-      collect() {
-        const workers = view.workers();
-        for (const state of WORKER_STATES) this.set({ state }, workers.filter((w) => w.state === state).length);
-      },
-    });
-    new Gauge({
-      name: "ringtune_workers_wanted",
-      help: "workers the queued, waiting, preparing and running jobs ask for together (an elastic job counts its max)",
-      registers,
-      collect() {
-        const open = view.jobs().filter((j) => !FINAL_STATUSES.includes(j.status));
-        this.set(open.reduce((sum, j) => sum + workersWanted(j.spec), 0));
-      },
-    });
-    new Gauge({
-      name: "ringtune_worker_heartbeat_age_seconds",
-      help: "time since each worker's last heartbeat",
-      labelNames: ["worker"],
-      registers,
-      collect() {
-        this.reset();
-        for (const w of view.workers()) this.set({ worker: w.worker_id }, w.last_seen_ms_ago / 1000);
-      },
-    });
+    clusterGauges(view, registers);
   }
 
   private observePreference(job: string, task: string, m: Record<string, unknown>): void {
@@ -184,4 +146,47 @@ export class CoordinatorMetrics {
         if (value !== undefined) this.valLossByTask.set({ job, task }, value);
       }
   }
+}
+
+/** Gauges read from the cluster's state when scraped: jobs by status, workers by state, heartbeats, demand. */
+function clusterGauges(view: ClusterView, registers: Registry[]): void {
+  new Gauge({
+    name: "ringtune_jobs",
+    help: "jobs in each status",
+    labelNames: ["status"],
+    registers,
+    collect() {
+      const jobs = view.jobs();
+      for (const status of JOB_STATUSES) this.set({ status }, jobs.filter((j) => j.status === status).length);
+    },
+  });
+  new Gauge({
+    name: "ringtune_workers",
+    help: "registered workers in each state",
+    labelNames: ["state"],
+    registers,
+    collect() {
+      const workers = view.workers();
+      for (const state of WORKER_STATES) this.set({ state }, workers.filter((w) => w.state === state).length);
+    },
+  });
+  new Gauge({
+    name: "ringtune_workers_wanted",
+    help: "workers the queued, waiting, preparing and running jobs ask for together (an elastic job counts its max)",
+    registers,
+    collect() {
+      const open = view.jobs().filter((j) => !FINAL_STATUSES.includes(j.status));
+      this.set(open.reduce((sum, j) => sum + workersWanted(j.spec), 0));
+    },
+  });
+  new Gauge({
+    name: "ringtune_worker_heartbeat_age_seconds",
+    help: "time since each worker's last heartbeat",
+    labelNames: ["worker"],
+    registers,
+    collect() {
+      this.reset();
+      for (const w of view.workers()) this.set({ worker: w.worker_id }, w.last_seen_ms_ago / 1000);
+    },
+  });
 }

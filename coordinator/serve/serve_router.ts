@@ -7,8 +7,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { serveSubjects, type NodeOp } from "../../proto/serve_subjects.js";
 import type { ServingStatus } from "../../proto/mod.js";
-import { badRequest, ServeError, unknownModel, type OpenAiErrorType } from "../../serve/errors.js";
-import type { CallOptions, ServeApi } from "../../serve/serve_api.js";
+import { badRequest, ServeError, unknownModel, type OpenAiErrorType } from "../../serving/errors.js";
+import type { CallOptions, ServeApi } from "../../serving/serve_api.js";
 import type { WorkerRegistry } from "../workers/registry.js";
 import { forwardToWorker, isErrorBody, WorkerUnreachableError } from "./forward.js";
 

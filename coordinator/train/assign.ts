@@ -17,6 +17,20 @@ export interface RingPlace {
   ringSecret: Uint8Array<ArrayBuffer>;
   /** the worker of each rank, for errors that name a silent neighbour */
   workers?: readonly string[];
+  /** the ring mixes devices (see ringMixesDevices) */
+  mixedDevices?: boolean;
+  /** the ring's NCCL unique id, sealed by rank 0 with the ring's secret; absent: host staging */
+  ncclId?: Uint8Array;
+}
+
+/**
+ * Whether the ranks' devices are of more than one kind (cpu, cuda, cuda-emu), from their labels
+ * ("cuda:1 (NVIDIA H100 ...)"); a worker whose device is unknown does not count. Such a ring updates its weights
+ * with the host's arithmetic on every rank (OptimizerSettings.host_update).
+ */
+export function ringMixesDevices(labels: readonly (string | undefined)[]): boolean {
+  const kinds = new Set(labels.flatMap((l) => (l ? [l.split(" ")[0]!.replace(/:\d+$/, "")] : [])));
+  return kinds.size > 1;
 }
 
 export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assign"> {
@@ -41,6 +55,7 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
       weight_decay: spec.weight_decay,
       grad_clip: spec.grad_clip,
       zero: spec.zero,
+      ...(p.mixedDevices ? { host_update: true } : {}),
     },
     lora: spec.method === "lora" ? p.lora : undefined,
     sequence_parallel: spec.sequence_parallel > 1 ? spec.sequence_parallel : undefined,
@@ -48,5 +63,6 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
     ring_timeout_ms: Math.round(spec.ring_timeout_s * 1000),
     ring_workers: p.workers && [...p.workers],
     preference: spec.stage === "dpo" ? preferenceSettings(spec) : undefined,
+    nccl_id: p.ncclId && Uint8Array.from(p.ncclId),
   };
 }

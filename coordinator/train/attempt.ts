@@ -9,7 +9,13 @@ import { HeldFolder } from "../../files/held_folder.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
-import { checkpointDir, evalAnswersFile, metricsFile, type GenerationEval } from "../../proto/mod.js";
+import {
+  checkpointDir,
+  DEFAULT_TRANSPORT,
+  evalAnswersFile,
+  metricsFile,
+  type GenerationEval,
+} from "../../proto/mod.js";
 import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
 import { countRealTokens, countTargets } from "../../data/rows/row.js";
 import { countPairs } from "../../data/preference/pack_pairs.js";
@@ -17,7 +23,8 @@ import type { Job, JobStore } from "../jobs/store.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { parseSpec } from "../../spec/load.js";
 import { workerRange } from "../../spec/workers_spec.js";
-import { assignRequest } from "./assign.js";
+import { assignRequest, ringMixesDevices } from "./assign.js";
+import { chooseDataPlane } from "./data_plane.js";
 import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
 import { recordText, saveFinalModel, saveMergedModel } from "./final_outputs.js";
@@ -31,6 +38,14 @@ import { learningRate, warmupSteps, type LrSchedule } from "./schedule.js";
 import { combineStepReplies } from "./step_results.js";
 import { prefLine } from "./pref_metrics.js";
 import { rankBatch } from "./rank_batch.js";
+import {
+  computeReference,
+  loadStoredReference,
+  needsStoredReference,
+  rankReference,
+  storedReferenceFile,
+} from "./reference_pass.js";
+import { writeReference, type PairReference } from "../../data/preference/reference_store.js";
 import type { RunPhase } from "./failure_policy.js";
 
 const ASSIGN_TIMEOUT_MS = 10 * 60_000;
@@ -96,6 +111,8 @@ export class JobAttempt {
   /** the adapters of a lora or hybrid job */
   private readonly lora: LoraSettings | undefined;
   private data!: PreparedDataset;
+  /** full or hybrid preference training with a reference: the initial model's log-probabilities of the pairs */
+  private reference: PairReference | undefined;
   private plan!: StepPlan;
   private schedule!: LrSchedule;
   /** hybrid: the last full-parameter step; LoRA from the next one (0: no switch) */
@@ -196,28 +213,41 @@ export class JobAttempt {
       step: startStep,
     });
     this.phase = "forming";
-    await this.whileShowingActivity(() =>
-      this.ring.all((rank) =>
-        this.ring.send(
-          rank,
-          "assign",
-          assignRequest(spec, {
-            job: job.id,
-            ring: this.ringId,
-            ringSecret: this.ringSecret,
-            rank,
-            size: this.ring.size,
-            resumeDir,
-            lora: this.lora,
-            workers: this.ring.workers,
-          }),
-          ASSIGN_TIMEOUT_MS,
-        ),
-      ),
-    );
+    const plane = await chooseDataPlane(this.ring, {
+      job: job.id,
+      ringId: this.ringId,
+      ringSecret: this.ringSecret,
+      transport: spec.transport ?? DEFAULT_TRANSPORT,
+      deviceOf: this.env.deviceOf,
+    });
+    this.env.log.info({ job: job.id, ring: this.ringId, dataPlane: plane.description }, "data plane");
+    await this.update({ message: `forming a ring of ${this.ring.size} worker(s), data plane ${plane.description}` });
+    const referenceFile = needsStoredReference(spec) ? storedReferenceFile(spec, this.data) : undefined;
+    this.reference = referenceFile ? loadStoredReference(referenceFile, this.data) : undefined;
+    if (referenceFile && !this.reference) {
+      // The reference is the initial model: a resumed ring first holds the initial weights for the pass,
+      // then the checkpoint's.
+      // The pass only reads (no gradients to reduce): host staging, so the ring's NCCL id serves one communicator.
+      await this.assignRing(
+        undefined,
+        resumeDir ? `${this.ringId}-ref` : this.ringId,
+        resumeDir ? undefined : plane.ncclId,
+      );
+      this.reference = await this.referencePass(referenceFile, startStep);
+      if (resumeDir) await this.assignRing(resumeDir, this.ringId, plane.ncclId);
+    } else {
+      await this.assignRing(resumeDir, this.ringId, plane.ncclId);
+      if (this.reference)
+        await this.metrics.append({
+          step: startStep,
+          event: "reference_logps",
+          from_cache: true,
+          pairs: pairCount(this.reference),
+        });
+    }
 
     this.phase = "training";
-    await this.recordRingSize(startStep);
+    await this.recordRingSize(startStep, plane.description);
     const generation: GenerationEval = { ...(job.generation_eval ?? {}) };
     if (spec.generation_eval && startStep === 0) {
       await this.update({ status: "running", message: "generation eval before training" });
@@ -245,6 +275,67 @@ export class JobAttempt {
     }
     outputs.push(...(await this.lossPlot()));
     await this.update({ status: "completed", message: `outputs: ${outputs.join(", ")}` });
+  }
+
+  /** Every rank builds its model (the checkpoint's at `resumeDir`, else the spec's) and joins ring `ring`. */
+  /** ncclId: the ring's NCCL unique id when its data plane is NCCL (see chooseDataPlane) */
+  private async assignRing(resumeDir: string | undefined, ring: string, ncclId?: Uint8Array): Promise<void> {
+    const { spec, job } = this;
+    await this.whileShowingActivity(() =>
+      this.ring.all((rank) =>
+        this.ring.send(
+          rank,
+          "assign",
+          assignRequest(spec, {
+            job: job.id,
+            ring,
+            ringSecret: this.ringSecret,
+            rank,
+            size: this.ring.size,
+            resumeDir,
+            lora: this.lora,
+            workers: this.ring.workers,
+            mixedDevices: ringMixesDevices(this.ring.workers.map((w) => this.env.deviceOf?.(w))),
+            ncclId,
+          }),
+          ASSIGN_TIMEOUT_MS,
+        ),
+      ),
+    );
+  }
+
+  /**
+   * The reference's log-probabilities of every pair, from the initial weights the ring holds now, stored
+   * with the data cache; progress in the job's message, a cancel stops it between chunks.
+   */
+  private async referencePass(file: string, startStep: number): Promise<PairReference> {
+    const began = performance.now();
+    let lastMessage = 0;
+    const reference = await computeReference({
+      ring: this.ring,
+      job: this.job.id,
+      spec: this.spec,
+      data: this.data,
+      chunkRows: this.plan.rowsPerStep,
+      onChunk: async (done, total) => {
+        this.checkStop();
+        if (performance.now() - lastMessage < 1000) return;
+        lastMessage = performance.now();
+        const of = total > 0 ? `${done}/${total} pairs (${((100 * done) / total).toFixed(0)}%)` : `${done} pairs`;
+        await this.update({ message: `reference log-probabilities of the initial model: ${of}` });
+      },
+    });
+    await writeReference(file, reference);
+    const seconds = (performance.now() - began) / 1000;
+    this.env.log.info({ job: this.job.id, file, pairs: pairCount(reference), seconds }, "reference computed");
+    await this.metrics.append({
+      step: startStep,
+      event: "reference_logps",
+      from_cache: false,
+      pairs: pairCount(reference),
+      seconds,
+    });
+    return reference;
   }
 
   /**
@@ -291,7 +382,8 @@ export class JobAttempt {
         this.env.log.info({ job: this.job.id, step }, "hybrid: switching to LoRA");
       }
       const lr = learningRate(this.schedule, step);
-      const rows = order.rowsOfStep(step, plan.rowsPerStep).map((i) => data.train.get(i));
+      const rowIndices = order.rowsOfStep(step, plan.rowsPerStep);
+      const rows = rowIndices.map((i) => data.train.get(i));
       // Preference training averages its loss over the global batch's pairs, SFT over its target tokens.
       const targets = spec.stage === "dpo" ? countPairs(rows) : countTargets(rows);
       const checksum = spec.checksum_every > 0 && (step % spec.checksum_every === 0 || step === plan.totalSteps);
@@ -312,6 +404,7 @@ export class JobAttempt {
           }),
           checksum,
           enable_lora: switching ? this.lora : undefined,
+          ref_logps: this.reference && rankReference(this.reference.train, rowIndices, rank, this.ring.size),
         });
       });
       const result = combineStepReplies(step, replies, targets);
@@ -364,12 +457,12 @@ export class JobAttempt {
   }
 
   /** The ring's size from this start's first step on, in the job record (its size over time). */
-  private async recordRingSize(startStep: number): Promise<void> {
+  private async recordRingSize(startStep: number, dataPlane: string): Promise<void> {
     const sizes = this.job.ring_sizes ?? [];
     // a start from the same step with the same size (a requeue before any step) adds nothing new
     const last = sizes.at(-1);
     if (last && last.step === startStep && last.size === this.ring.size) return;
-    const entry = { step: startStep, size: this.ring.size, at: new Date().toISOString() };
+    const entry = { step: startStep, size: this.ring.size, at: new Date().toISOString(), data_plane: dataPlane };
     await this.update({ ring_sizes: [...sizes, entry].slice(-MAX_RING_SIZES) });
   }
 
@@ -387,7 +480,7 @@ export class JobAttempt {
   }
 
   private async evaluate(step: number): Promise<void> {
-    const val = await validationLoss(this.ring, this.job.id, this.spec, this.data);
+    const val = await validationLoss(this.ring, this.job.id, this.spec, this.data, this.reference?.val);
     if (!val) return;
     await this.metrics.append({
       step,
@@ -449,6 +542,10 @@ export class JobAttempt {
     for (const worker of gone) this.env.suspect(worker);
     return gone;
   }
+}
+
+function pairCount(ref: PairReference): number {
+  return (ref.train.logps.length + ref.val.logps.length) / 2;
 }
 
 function preparingMessage(p: PrepareProgress): string {

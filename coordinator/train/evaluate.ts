@@ -14,6 +14,7 @@ import { shardRange } from "../../spec/step_plan.js";
 import type { Ring } from "./ring.js";
 import { combineEvalReplies, type StepResult } from "./step_results.js";
 import { rankBatch } from "./rank_batch.js";
+import type { SplitReference } from "../../data/preference/reference_store.js";
 
 /** The loss over the validation rows, or undefined when the job has none. */
 export async function validationLoss(
@@ -21,11 +22,15 @@ export async function validationLoss(
   job: string,
   spec: JobSpec,
   data: PreparedDataset,
+  /** full or hybrid preference training: the reference's log-probabilities of the validation rows' pairs */
+  reference?: SplitReference,
 ): Promise<{ loss: number; lossByTask: Record<string, number>; pref?: StepResult["pref"] } | undefined> {
   const val = data.val;
   if (val.length === 0) return undefined;
   const replies = await ring.all((rank) => {
+    const [a, b] = shardRange(val.length, rank, ring.size);
     return ring.send(rank, "eval", {
+      ref_logps: reference?.ofRows(Array.from({ length: b - a }, (_, i) => a + i)),
       job,
       batch: rankBatch(val, rank, {
         ringSize: ring.size,

@@ -8,14 +8,17 @@ import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipel
 import { BadRecordsError } from "../../text/records/problems.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { positionRangeProblem } from "../../spec/sequence_parallel.js";
-import { preparePairs } from "../../data/preference/prepare_pairs.js";
+import { preparePairsInThread } from "../../data/preference/pairs_in_thread.js";
 
 export async function prepareData(
   spec: JobSpec,
   onProgress?: (p: PrepareProgress) => void,
   signal?: AbortSignal,
 ): Promise<PreparedDataset> {
-  const data = spec.stage === "dpo" ? preparePairs(spec) : await buildDatasetInThread(spec, onProgress, signal);
+  const data =
+    spec.stage === "dpo"
+      ? await preparePairsInThread(spec, onProgress, signal)
+      : await buildDatasetInThread(spec, onProgress, signal);
   try {
     if (data.failed) throw new BadRecordsError(data.problems.filter(isBadRecord));
     await checkVocab(spec, data);

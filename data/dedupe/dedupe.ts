@@ -1,12 +1,7 @@
-// Duplicates: exact copies are removed (the first seen is kept); near-copies of a response (MinHash)
-// are reported for a person to judge. Records tagged "robustness" are kept as they are, on purpose.
+// What makes two records duplicates: the digest of an exact copy's content, and the MinHash signature of a
+// response, whose near-copies are reported for a person to judge.
 import { createHash } from "node:crypto";
-import type { DataRecord, Source } from "../../text/records/records.js";
-import { ROBUSTNESS_TAG } from "../../text/records/records.js";
-
-export function recordKey(r: DataRecord): string {
-  return recordDigest(r).toString("base64");
-}
+import type { DataRecord } from "../../text/records/records.js";
 
 /** The SHA-1 of a record's content (what makes two records the same), as bytes. */
 export function recordDigest(r: DataRecord): Buffer {
@@ -21,28 +16,6 @@ export function recordDigest(r: DataRecord): Buffer {
   return createHash("sha1").update(JSON.stringify(body)).digest();
 }
 
-export interface DuplicateReport {
-  kept: DataRecord[];
-  /** removed records and the record each repeats */
-  removed: { record: DataRecord; firstSeen: Source }[];
-}
-
-export function removeExactDuplicates(records: DataRecord[]): DuplicateReport {
-  const seen = new Map<string, Source>();
-  const kept: DataRecord[] = [];
-  const removed: DuplicateReport["removed"] = [];
-  for (const r of records) {
-    const key = recordKey(r);
-    const first = seen.get(key);
-    if (first && !r.tags.includes(ROBUSTNESS_TAG)) removed.push({ record: r, firstSeen: first });
-    else {
-      if (!first) seen.set(key, r.source);
-      kept.push(r);
-    }
-  }
-  return { kept, removed };
-}
-
 /** The text duplicates are judged on: the answers (prompts repeat by design; answers should not). */
 export function responseText(r: DataRecord): string {
   if (r.kind === "text") return r.text;
@@ -53,11 +26,14 @@ export function responseText(r: DataRecord): string {
 }
 
 const SHINGLE = 5; // characters, so Chinese text without spaces works the same as English
-const BANDS = 8;
-const ROWS = 4; // 32 hashes; pairs with Jaccard 0.8 become candidates with probability 0.98
-const HASHES = BANDS * ROWS;
+/** MinHash bands: a pair becomes a near-duplicate candidate when all of one band's words agree. */
+export const MINHASH_BANDS = 8;
+/** Words per band: with 8 bands of 4, pairs with Jaccard 0.8 become candidates with probability 0.98. */
+export const MINHASH_ROWS = 4;
+/** MinHash signature length in 32-bit words. */
+export const SIGNATURE_WORDS = MINHASH_BANDS * MINHASH_ROWS;
 const SEEDS = Array.from(
-  { length: HASHES },
+  { length: SIGNATURE_WORDS },
   (_, k) => [Math.imul(k + 1, 0x9e3779b1) | 1, Math.imul(k + 7, 0x85ebca6b)] as const,
 );
 const SEED_MUL = Int32Array.from(SEEDS, (s) => s[0]);
@@ -74,8 +50,8 @@ export function minhash(text: string): Uint32Array | null {
     for (let j = i; j < i + SHINGLE; j++) h = Math.imul(h ^ s.charCodeAt(j), 16777619);
     shingles[i] = h;
   }
-  const sig = new Uint32Array(HASHES);
-  for (let k = 0; k < HASHES; k++) {
+  const sig = new Uint32Array(SIGNATURE_WORDS);
+  for (let k = 0; k < SIGNATURE_WORDS; k++) {
     const mul = SEED_MUL[k];
     const add = SEED_ADD[k];
     let min = 0xffffffff;
@@ -95,34 +71,4 @@ export function estimatedJaccard(a: Uint32Array, b: Uint32Array): number {
   let same = 0;
   for (let k = 0; k < a.length; k++) if (a[k] === b[k]) same++;
   return same / a.length;
-}
-
-export interface NearDuplicate {
-  record: DataRecord;
-  similarTo: Source;
-  jaccard: number;
-}
-
-/** Each record whose response is close (estimated Jaccard >= threshold) to an earlier record's. */
-export function findNearDuplicates(records: DataRecord[], threshold = 0.8): NearDuplicate[] {
-  const buckets: Map<string, number>[] = Array.from({ length: BANDS }, () => new Map());
-  const sigs: (Uint32Array | null)[] = [];
-  const out: NearDuplicate[] = [];
-  records.forEach((r, i) => {
-    const sig = minhash(responseText(r));
-    sigs.push(sig);
-    if (!sig) return;
-    let best: { j: number; jac: number } | null = null;
-    for (let b = 0; b < BANDS; b++) {
-      const key = Array.from(sig.subarray(b * ROWS, (b + 1) * ROWS)).join(",");
-      const j = buckets[b].get(key);
-      if (j !== undefined) {
-        const jac = estimatedJaccard(sig, sigs[j]!);
-        if (jac >= threshold && (!best || jac > best.jac)) best = { j, jac };
-      } else buckets[b].set(key, i);
-    }
-    if (best && !r.tags.includes(ROBUSTNESS_TAG))
-      out.push({ record: r, similarTo: records[best.j].source, jaccard: best.jac });
-  });
-  return out;
 }

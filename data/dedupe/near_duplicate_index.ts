@@ -1,14 +1,12 @@
-// Near-duplicate detection one record at a time, for records streamed through the pipeline: the same
-// MinHash bands and threshold as findNearDuplicates, in memory that does not grow with the dataset. Band
-// keys go into one fixed-size table (a slot holds the band key and the first record seen with it; a full
-// slot keeps its record, so past the table's capacity some near-copies go unreported, never wrongly
-// reported), and signatures are written to a file and read back only for the candidates a band finds.
+// Near-duplicate detection one record at a time, for records streamed through the pipeline: MinHash
+// signatures compared band by band (estimated Jaccard 0.8 or more by default), in memory that does not
+// grow with the dataset. Band keys go into one fixed-size table (a slot holds the band key and the first
+// record seen with it; a full slot keeps its record, so past the table's capacity some near-copies go
+// unreported, never wrongly reported), and signatures are written to a file and read back only for the
+// candidates a band finds.
 import { closeSync, openSync, readSync, rmSync, writeSync } from "node:fs";
-import { estimatedJaccard } from "./dedupe.js";
-import { SIGNATURE_WORDS } from "../examples/record_batch.js";
+import { estimatedJaccard, MINHASH_BANDS as BANDS, MINHASH_ROWS as ROWS, SIGNATURE_WORDS } from "./dedupe.js";
 
-const BANDS = 8;
-const ROWS = SIGNATURE_WORDS / BANDS;
 /** Slots of the band table: 8 bytes each, 32 MiB, about 4 M records' bands before recall drops. */
 export const DEFAULT_BAND_SLOTS = 1 << 22;
 /** Signatures kept in memory before they are appended to the file. */

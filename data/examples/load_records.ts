@@ -1,37 +1,10 @@
-// Reading one data source into valid records and problems (`file:line: reason`).
-import path from "node:path";
+// One raw record of a data source made a valid record, or the problem (`file:line: reason`) that keeps it out.
 import type { DataSource } from "../../spec/job_spec.js";
 import { checkRecord } from "../../text/records/checks.js";
 import { normalizeRecord } from "../../text/formats/formats.js";
 import { problemAt, type Problem } from "../../text/records/problems.js";
-import { readDataFile, type RawRecord } from "../../text/readers/read.js";
+import type { RawRecord } from "../../text/readers/read.js";
 import { UNKNOWN_TASK, type DataRecord } from "../../text/records/records.js";
-import type { Progress } from "../progress.js";
-
-export interface LoadedSource {
-  records: DataRecord[];
-  problems: Problem[];
-  read: number;
-}
-
-export function loadSource(
-  src: DataSource,
-  sourceIndex: number,
-  displayName: string,
-  progress?: Progress,
-  maxRecordBytes?: number,
-): LoadedSource {
-  const raws = readDataFile(src.path, src.text_split, maxRecordBytes);
-  const records: DataRecord[] = [];
-  const problems: Problem[] = [];
-  raws.forEach((raw, i) => {
-    progress?.update(`checking ${path.basename(src.path)}`, i + 1, raws.length);
-    const r = loadRecord(raw, src, sourceIndex, displayName);
-    if ("problem" in r) problems.push(r.problem);
-    else records.push(r.record);
-  });
-  return { records, problems, read: raws.length };
-}
 
 /** One raw record normalised and checked: a record, or the problem that keeps it out. */
 export function loadRecord(

@@ -5,16 +5,13 @@
 // decided once all keys are in; problems carry the lines the batch knows (relative to a range's start for
 // ranges).
 import type { DataSource } from "../../spec/job_spec.js";
-import { minhash, recordDigest, responseText } from "../dedupe/dedupe.js";
+import { minhash, recordDigest, responseText, SIGNATURE_WORDS } from "../dedupe/dedupe.js";
 import { keyWords } from "../dedupe/duplicate_keys.js";
 import { loadRecord } from "./load_records.js";
 import type { Problem } from "../../text/records/problems.js";
 import type { RawRecord } from "../../text/readers/read.js";
 import { ROBUSTNESS_TAG, type DataRecord } from "../../text/records/records.js";
 import type { TokenizeOutcome } from "./tokenize_records.js";
-
-/** MinHash signature length (dedupe.ts's BANDS * ROWS). */
-export const SIGNATURE_WORDS = 32;
 
 export const TRUNCATED = 1;
 export const SPLIT = 2;

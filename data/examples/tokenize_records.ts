@@ -1,9 +1,8 @@
-// Records to examples: template, tokenize, mask, shift, and fit to seq_len.
+// A record to examples: template, tokenize, mask, shift, and fit to seq_len.
 import { IGNORE_INDEX } from "../../native/js/addon.js";
 import { fitToRow, shiftLabels, type Example, type OverlongPolicy } from "./example.js";
 import { maskConversation, maskText, type LabelOptions } from "./mask.js";
 import { problemAt, type Problem } from "../../text/records/problems.js";
-import type { Progress } from "../progress.js";
 import type { DataRecord } from "../../text/records/records.js";
 import type { ChatTemplate } from "../../text/templates/template.js";
 import type { TextTokenizer } from "../../text/tokenizers/tokenizer.js";
@@ -21,22 +20,6 @@ export interface TokenizeOutcome {
   problems: Problem[];
   truncated: number;
   split: number;
-}
-
-export function tokenizeRecords(
-  records: DataRecord[],
-  tok: TextTokenizer,
-  template: ChatTemplate,
-  s: TokenizeSettings,
-  stage: string,
-  progress?: Progress,
-): TokenizeOutcome {
-  const out: TokenizeOutcome = { examples: [], problems: [], truncated: 0, split: 0 };
-  records.forEach((r, i) => {
-    progress?.update(stage, i + 1, records.length);
-    tokenizeRecord(r, tok, template, s, out);
-  });
-  return out;
 }
 
 /** One record's examples (or its problem) added to `out`. */

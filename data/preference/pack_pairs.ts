@@ -6,37 +6,37 @@ import { buildRow, packWindow, PACK_WINDOW, windowRng } from "../rows/pack.js";
 import type { Row } from "../rows/row.js";
 import type { PairExample } from "./pair_examples.js";
 
-export function packPairs(pairs: PairExample[], seqLen: number, padId: number, seed: number, label: string): Row[] {
-  const rows: Row[] = [];
+/** The pairs of each row, rows in training order: packed into seq_len (`packing`), else one pair a row. */
+export function pairGroups(
+  pairs: PairExample[],
+  o: { packing: boolean; seqLen: number; seed: number; label: string },
+): PairExample[][] {
+  if (!o.packing) return pairs.map((p) => [p]);
+  const groups: PairExample[][] = [];
   for (let w = 0; w * PACK_WINDOW < pairs.length; w++) {
     const window = pairs.slice(w * PACK_WINDOW, (w + 1) * PACK_WINDOW);
     const { starts, members } = packWindow(
       window.map((p) => pairLength(p)),
-      seqLen,
-      windowRng(seed, `pairs:${label}`, w),
+      o.seqLen,
+      windowRng(o.seed, `pairs:${o.label}`, w),
     );
     for (let r = 0; r + 1 < starts.length; r++)
-      rows.push(
-        pairRow(
-          Array.from(members.subarray(starts[r], starts[r + 1]), (i) => window[i]!),
-          seqLen,
-          padId,
-        ),
-      );
+      groups.push(Array.from(members.subarray(starts[r], starts[r + 1]), (i) => window[i]!));
   }
-  return rows;
+  return groups;
 }
 
-/** Without packing: one pair per row, as long as the pair (a batch pads its rows to the longest). */
-export function unpackedPairRows(pairs: PairExample[], padId: number): Row[] {
-  return pairs.map((p) => pairRow([p], pairLength(p), padId));
+/** A row's width: seq_len when packed, else as long as its one pair (a batch pads its rows to the longest). */
+export function pairRowWidth(group: PairExample[], packing: boolean, seqLen: number): number {
+  return packing ? seqLen : group.reduce((n, p) => n + pairLength(p), 0);
 }
 
 function pairLength(p: PairExample): number {
   return p.chosen.inputIds.length + p.rejected.inputIds.length;
 }
 
-function pairRow(pairs: PairExample[], width: number, padId: number): Row {
+/** A row's segments: each pair's chosen then rejected sequence. */
+export function pairRow(pairs: PairExample[], width: number, padId: number): Row {
   return buildRow(
     pairs.flatMap((p) => [p.chosen, p.rejected]),
     width,

@@ -3,6 +3,8 @@
 // into rows. Pair datasets are small next to SFT corpora (a few thousand to a few hundred thousand pairs),
 // so this pipeline holds them in memory.
 import path from "node:path";
+import { IGNORE_INDEX } from "../../native/js/addon.js";
+import type { PrepareProgress } from "../first_pass.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import { mixSources } from "../sampling/mix.js";
 import { isBadRecord } from "../data_keys.js";
@@ -18,7 +20,10 @@ import { recordCounts, sortProblems, splitStats, taskStats, type DataStats } fro
 import { arrayRowTable, type RowTable } from "../rows/token_cache.js";
 import { normalizePair, type PairRecord } from "./pair_records.js";
 import { tokenizePair, type PairExample } from "./pair_examples.js";
-import { packPairs, unpackedPairRows } from "./pack_pairs.js";
+import { pairGroups, pairRow, pairRowWidth } from "./pack_pairs.js";
+
+/** How often tokenizing says how far it got, in pairs. */
+const PROGRESS_PAIRS = 1000;
 
 export type PairSpec = Pick<
   JobSpec,
@@ -40,6 +45,8 @@ export interface PairStats {
 export interface PreparedPairs {
   train: RowTable;
   val: RowTable;
+  /** the pairs of each row of either split (what the token cache stores) */
+  groups: { train: PairExample[][]; val: PairExample[][] };
   stats: DataStats & { pairs: PairStats };
   problems: Problem[];
   setup: TextSetup;
@@ -49,7 +56,13 @@ export interface PreparedPairs {
   close(): void;
 }
 
-export function preparePairs(spec: PairSpec, opts: { displayRoot?: string } = {}): PreparedPairs {
+export function preparePairs(
+  spec: PairSpec,
+  opts: { displayRoot?: string; onProgress?: (p: PrepareProgress) => void } = {},
+): PreparedPairs {
+  const began = Date.now();
+  const counts: PrepareProgress = { records: 0, tokens: 0, targets: 0, seconds: 0 };
+  const report = () => opts.onProgress?.({ ...counts, seconds: (Date.now() - began) / 1000 });
   const setup = setupText(spec);
   const display = (f: string) => path.relative(opts.displayRoot ?? process.cwd(), f) || f;
   const problems: Problem[] = [];
@@ -73,6 +86,8 @@ export function preparePairs(spec: PairSpec, opts: { displayRoot?: string } = {}
       pairs.push({ ...n.pair, taskType, sourceIndex });
       valid++;
     }
+    counts.records += raws.length;
+    report();
     return { file, read: raws.length, valid, mixed: 0 };
   });
 
@@ -84,8 +99,16 @@ export function preparePairs(spec: PairSpec, opts: { displayRoot?: string } = {}
     for (const p of list) {
       const t = tokenizePair(p, setup.tokenizer, setup.template, settings);
       if ("problem" in t) problems.push(t.problem);
-      else out.push({ ...t.example, sourceIndex: p.sourceIndex });
+      else {
+        out.push({ ...t.example, sourceIndex: p.sourceIndex });
+        for (const e of [t.example.chosen, t.example.rejected]) {
+          counts.tokens += e.inputIds.length;
+          counts.targets += countTargetLabels(e.labels);
+        }
+        if (out.length % PROGRESS_PAIRS === 0) report();
+      }
     }
+    report();
     return out;
   };
   const trainPairs = tokenize(split.train);
@@ -98,10 +121,14 @@ export function preparePairs(spec: PairSpec, opts: { displayRoot?: string } = {}
   );
   for (const p of mixed) sources[p.sourceIndex]!.mixed++;
   const padId = setup.tokenizer.padId;
-  const toRows = (list: PairExample[], label: string): Row[] =>
-    spec.packing ? packPairs(list, spec.seq_len, padId, spec.seed, label) : unpackedPairRows(list, padId);
-  const train = toRows(mixed, "train");
-  const val = toRows(valPairs, "val");
+  const groupsOf = (list: PairExample[], label: string) =>
+    pairGroups(list, { packing: spec.packing, seqLen: spec.seq_len, seed: spec.seed, label });
+  const trainGroups = groupsOf(mixed, "train");
+  const valGroups = groupsOf(valPairs, "val");
+  const toRows = (groups: PairExample[][]): Row[] =>
+    groups.map((g) => pairRow(g, pairRowWidth(g, spec.packing, spec.seq_len), padId));
+  const train = toRows(trainGroups);
+  const val = toRows(valGroups);
 
   sortProblems(problems);
   const sequences = (list: PairExample[]) => list.flatMap((p) => [p.chosen, p.rejected]);
@@ -129,6 +156,7 @@ export function preparePairs(spec: PairSpec, opts: { displayRoot?: string } = {}
   return {
     train: arrayRowTable(train),
     val: arrayRowTable(val),
+    groups: { train: trainGroups, val: valGroups },
     stats,
     problems,
     setup,
@@ -137,6 +165,12 @@ export function preparePairs(spec: PairSpec, opts: { displayRoot?: string } = {}
     cacheDir: "",
     close: () => {},
   };
+}
+
+function countTargetLabels(labels: Int32Array): number {
+  let n = 0;
+  for (const l of labels) if (l !== IGNORE_INDEX) n++;
+  return n;
 }
 
 /** Exact repeats of a pair (same prompt and answers) are dropped; the first is kept. */

@@ -69,28 +69,6 @@ export function windowRng(seed: number, label: string, window: number): () => nu
   return makeRng(subSeed(seed, `rows:${label}:${window}`));
 }
 
-/** Packed rows of examples in the order given, window by window, each window's rows shuffled. */
-export function packRows(examples: Example[], seqLen: number, padId: number, seed: number, label: string): Row[] {
-  const rows: Row[] = [];
-  for (let w = 0; w * PACK_WINDOW < examples.length; w++) {
-    const window = examples.slice(w * PACK_WINDOW, (w + 1) * PACK_WINDOW);
-    const { starts, members } = packWindow(
-      window.map((e) => e.inputIds.length),
-      seqLen,
-      windowRng(seed, label, w),
-    );
-    for (let r = 0; r + 1 < starts.length; r++)
-      rows.push(
-        buildRow(
-          Array.from(members.subarray(starts[r], starts[r + 1]), (i) => window[i]),
-          seqLen,
-          padId,
-        ),
-      );
-  }
-  return rows;
-}
-
 /** One row from its examples, padded to width (padded mode: width = the example's own length). */
 export function buildRow(segments: Example[], width: number, padId: number): Row {
   const row: Row = {
@@ -114,9 +92,4 @@ export function buildRow(segments: Example[], width: number, padId: number): Row
   row.segmentIds.fill(segments.length, off, width);
   for (let t = off; t < width; t++) row.positionIds[t] = t - off;
   return row;
-}
-
-/** Padded mode: one example per row at its own length; rowsToBatch pads a batch to its longest. */
-export function unpackedRows(examples: Example[], padId: number): Row[] {
-  return examples.map((e) => buildRow([e], e.inputIds.length, padId));
 }

@@ -118,5 +118,3 @@ export const int32Spill = (file: string, width: number, bufferBytes?: number) =>
   new Spill(file, width, (n) => new Int32Array(n), bufferBytes);
 export const float64Spill = (file: string, width: number, bufferBytes?: number) =>
   new Spill(file, width, (n) => new Float64Array(n), bufferBytes);
-export const uint32Spill = (file: string, width: number, bufferBytes?: number) =>
-  new Spill(file, width, (n) => new Uint32Array(n), bufferBytes);

@@ -17,6 +17,20 @@ if [ ! -x "$CUDA_EMU_TEST" ]; then
 fi
 echo "CUDA op tests on the CPU emulator: $CUDA_EMU_TEST"
 "$CUDA_EMU_TEST" "$@" || exit 1
+# make bench-gpu's script and benchmark, end to end on tiny shapes under the emulator (its timings mean nothing)
+if [ $# -eq 0 ]; then
+  bench=${CUDA_EMU_BENCH:-build/native/ringtune_cuda_emu_bench}
+  echo "GPU benchmark smoke run on the CPU emulator: $bench"
+  smoke_log=$(mktemp)
+  if ! BENCH=$bench ./bench/cuda/bench_gpu.sh --smoke > "$smoke_log" 2>&1; then
+    cat "$smoke_log"
+    rm -f "$smoke_log"
+    echo "GPU benchmark smoke run: FAILED" >&2
+    exit 1
+  fi
+  tail -n 3 "$smoke_log"
+  rm -f "$smoke_log"
+fi
 
 if ! command -v nvidia-smi > /dev/null 2>&1; then
   echo "CUDA op tests: skipped (no GPU: nvidia-smi not found)"

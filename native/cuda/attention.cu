@@ -4,7 +4,10 @@
 // live in shared memory, fp32 math. Correct for any T and segment layout; not yet on tensor cores (see
 // native/cuda/README.md).
 #include <cmath>
+#include <type_traits>
 #include "attention.cuh"
+#include "flash_attention.cuh"
+#include "vector_io.cuh"
 
 namespace rt::cuda {
 namespace {
@@ -325,8 +328,8 @@ void segment_starts(int32_t* seg_start, const int32_t* segment_ids, int B, int T
 }
 
 template <typename T>
-void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start,
-                       const AttnShape& s, cudaStream_t stream) {
+void simt_attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start,
+                            const AttnShape& s, cudaStream_t stream) {
   check_shape(s, "attention_forward");
   require(out && lse && q && k && v && seg_start, "attention_forward", "null pointer");
   switch (s.D) {
@@ -337,9 +340,9 @@ void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, c
 }
 
 template <typename T>
-void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v,
-                        const T* out, const float* lse, const int32_t* seg_start, const AttnShape& s,
-                        cudaStream_t stream) {
+void simt_attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v,
+                             const T* out, const float* lse, const int32_t* seg_start, const AttnShape& s,
+                             cudaStream_t stream) {
   check_shape(s, "attention_backward");
   require(dq && dk && dv && delta && dout && q && k && v && out && lse && seg_start, "attention_backward",
           "null pointer");
@@ -353,14 +356,41 @@ void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const 
   }
 }
 
-template void attention_forward<float>(float*, float*, const float*, const float*, const float*, const int32_t*,
-                                       const AttnShape&, cudaStream_t);
-template void attention_forward<bf16>(bf16*, float*, const bf16*, const bf16*, const bf16*, const int32_t*,
-                                      const AttnShape&, cudaStream_t);
-template void attention_backward<float>(float*, float*, float*, float*, const float*, const float*, const float*,
-                                        const float*, const float*, const float*, const int32_t*, const AttnShape&,
-                                        cudaStream_t);
-template void attention_backward<bf16>(bf16*, bf16*, bf16*, float*, const bf16*, const bf16*, const bf16*, const bf16*,
-                                       const bf16*, const float*, const int32_t*, const AttnShape&, cudaStream_t);
+template <typename T>
+void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start,
+                       const AttnShape& s, cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, bf16>)
+    if (flash_attention_supported(s, q, k, v, out))
+      return flash_attention_forward(out, lse, q, k, v, seg_start, s, stream);
+  simt_attention_forward(out, lse, q, k, v, seg_start, s, stream);
+}
+
+template <typename T>
+void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v,
+                        const T* out, const float* lse, const int32_t* seg_start, const AttnShape& s,
+                        cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, bf16>)
+    if (flash_attention_supported(s, q, k, v, out) && aligned16(dq) && aligned16(dk) && aligned16(dv) &&
+        aligned16(dout))
+      return flash_attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, seg_start, s, stream);
+  simt_attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, seg_start, s, stream);
+}
+
+#define RT_INSTANTIATE_ATTENTION(name)                                                                             \
+  template void name<float>(float*, float*, const float*, const float*, const float*, const int32_t*,              \
+                            const AttnShape&, cudaStream_t);                                                       \
+  template void name<bf16>(bf16*, float*, const bf16*, const bf16*, const bf16*, const int32_t*, const AttnShape&, \
+                           cudaStream_t);
+RT_INSTANTIATE_ATTENTION(attention_forward)
+RT_INSTANTIATE_ATTENTION(simt_attention_forward)
+#undef RT_INSTANTIATE_ATTENTION
+#define RT_INSTANTIATE_ATTENTION_BACKWARD(name)                                                                     \
+  template void name<float>(float*, float*, float*, float*, const float*, const float*, const float*, const float*, \
+                            const float*, const float*, const int32_t*, const AttnShape&, cudaStream_t);            \
+  template void name<bf16>(bf16*, bf16*, bf16*, float*, const bf16*, const bf16*, const bf16*, const bf16*,         \
+                           const bf16*, const float*, const int32_t*, const AttnShape&, cudaStream_t);
+RT_INSTANTIATE_ATTENTION_BACKWARD(attention_backward)
+RT_INSTANTIATE_ATTENTION_BACKWARD(simt_attention_backward)
+#undef RT_INSTANTIATE_ATTENTION_BACKWARD
 
 }  // namespace rt::cuda

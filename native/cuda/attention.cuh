@@ -19,6 +19,8 @@ struct AttnShape {
 void segment_starts(int32_t* seg_start, const int32_t* segment_ids, int B, int T, cudaStream_t stream);
 
 // out[N, H*D], lse[B, H, T] (fp32); q[N, H*D], k/v[N, KVH*D] after RoPE. D in {32, 64, 128}.
+// bf16 runs on tensor cores (flash_attention.cuh) where flash_attention_supported allows (D 64 or 128, aligned
+// tensors); fp32 (the checking mode) and the other cases run the SIMT kernels.
 template <typename T>
 void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start,
                        const AttnShape& s, cudaStream_t stream);
@@ -28,5 +30,14 @@ template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v,
                         const T* out, const float* lse, const int32_t* seg_start, const AttnShape& s,
                         cudaStream_t stream);
+
+// The SIMT kernels alone, whatever T: the fp32 path, and the reference the tensor-core kernels are tested against.
+template <typename T>
+void simt_attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, const int32_t* seg_start,
+                            const AttnShape& s, cudaStream_t stream);
+template <typename T>
+void simt_attention_backward(T* dq, T* dk, T* dv, float* delta, const T* dout, const T* q, const T* k, const T* v,
+                             const T* out, const float* lse, const int32_t* seg_start, const AttnShape& s,
+                             cudaStream_t stream);
 
 }  // namespace rt::cuda

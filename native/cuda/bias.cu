@@ -9,13 +9,24 @@ __global__ void bias_add_kernel(T* out, const T* b, size_t total, int O) {
   if (i < total) out[i] = from_f<T>(to_f(out[i]) + to_f(b[i % O]));
 }
 
-// One thread per output column: the rows are read with a stride of O, coalesced across the warp's columns.
-__global__ void bias_grad_kernel(float* db, const float* dout, int N, int O) {
-  const int o = blockIdx.x * blockDim.x + threadIdx.x;
-  if (o >= O) return;
+// A block of 32 x 8 threads per 32 output columns: each column's rows are split over the block's 8 rows of
+// threads (reads coalesced across a warp's columns), and the 8 partial sums are added in a fixed order, so the
+// result is the same bits on every run (no atomics) and a long N is summed by 8 threads, not one.
+constexpr int kBiasCols = 32, kBiasRows = 8;
+
+template <typename T>
+__global__ void bias_grad_kernel(float* db, const T* dout, int N, int O) {
+  __shared__ float part[kBiasRows][kBiasCols + 1];
+  const int o = blockIdx.x * kBiasCols + threadIdx.x;
   float acc = 0.f;
-  for (int n = 0; n < N; n++) acc += dout[(size_t)n * O + o];
-  db[o] += acc;
+  if (o < O)
+    for (int n = threadIdx.y; n < N; n += kBiasRows) acc += to_f(dout[(size_t)n * O + o]);
+  part[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y != 0 || o >= O) return;
+  float sum = 0.f;
+  for (int r = 0; r < kBiasRows; r++) sum += part[r][threadIdx.x];
+  db[o] += sum;
 }
 
 __global__ void fill_kernel(float* p, size_t n, float value) {
@@ -33,9 +44,10 @@ void bias_add(T* out, const T* b, int N, int O, cudaStream_t stream) {
   CUDA_LAUNCH_CHECK("bias_add");
 }
 
-void bias_grad(float* db, const float* dout, int N, int O, cudaStream_t stream) {
+template <typename T>
+void bias_grad(float* db, const T* dout, int N, int O, cudaStream_t stream) {
   require(N > 0 && O > 0 && db && dout, "bias_grad", "bad shape N=", N, " O=", O);
-  launch<bias_grad_kernel>(grid_for(O, 128), 128, 0, stream, db, dout, N, O);
+  launch<bias_grad_kernel<T>>(grid_for(O, kBiasCols), dim3(kBiasCols, kBiasRows), 0, stream, db, dout, N, O);
   CUDA_LAUNCH_CHECK("bias_grad");
 }
 
@@ -48,5 +60,7 @@ void fill(float* p, size_t n, float value, cudaStream_t stream) {
 
 template void bias_add<float>(float*, const float*, int, int, cudaStream_t);
 template void bias_add<bf16>(bf16*, const bf16*, int, int, cudaStream_t);
+template void bias_grad<float>(float*, const float*, int, int, cudaStream_t);
+template void bias_grad<bf16>(float*, const bf16*, int, int, cudaStream_t);
 
 }  // namespace rt::cuda

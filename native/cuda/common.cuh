@@ -112,6 +112,10 @@ inline unsigned grid_for(size_t n, int block) { return (unsigned)((n + block - 1
 #endif
 
 namespace rt::cuda {
+// "No bad position": what cudaMemset(p, 0x7f, sizeof(int)) leaves in an int, above any position. The ops that
+// check ids lower it to the first bad position with atomicMin, so the device reports the position the CPU does.
+constexpr int kNoBadPosition = 0x7f7f7f7f;
+
 // Shape checks in the public entries: fail(op, ...) with the sizes when a condition does not hold.
 template <typename... Args>
 inline void require(bool ok, const char* op, const Args&... parts) {

@@ -21,7 +21,7 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
   const T* z = logits + (size_t)n * V;
   T* dz = dlogits ? dlogits + (size_t)n * V : nullptr;
   if (y == kIgnoreIndex || y < 0 || y >= V) {
-    if (y != kIgnoreIndex && threadIdx.x == 0 && bad) atomicMax(bad, n);
+    if (y != kIgnoreIndex && threadIdx.x == 0 && bad) atomicMin(bad, n);
     if (threadIdx.x == 0) losses[n] = 0.f;
     if (dz)
       for (int v = threadIdx.x; v < V; v += blockDim.x) dz[v] = from_f<T>(0.f);
@@ -34,7 +34,7 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
     if (x > m) {
       s = (m == -INFINITY ? 0.f : s * expf(m - x)) + 1.f;
       m = x;
-    } else {
+    } else if (x > -INFINITY) {  // a -inf logit adds nothing (and exp(-inf - -inf) would be NaN)
       s += expf(x - m);
     }
   }

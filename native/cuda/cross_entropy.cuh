@@ -7,7 +7,8 @@ namespace rt::cuda {
 // When dlogits is not null it receives scale * (softmax - onehot), zero rows off-target; it may alias
 // logits (consumed in place). One block per row walks the vocabulary in chunks with an online max/sum, so the
 // normalised softmax is never stored beyond the gradient itself. loss_sum (nullable, device) += the row
-// losses; a label outside [0, V) and not -100 writes its position to *bad (nullable; caller sets -1).
+// losses; a label outside [0, V) and not -100 lowers *bad to its position (nullable; the caller sets
+// kNoBadPosition first, and reads the first bad position).
 // weights (nullable, device, N): position n's gradient is scaled by weights[n] too (preference losses).
 template <typename T>
 void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,

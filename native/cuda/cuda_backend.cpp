@@ -7,6 +7,7 @@
 #include "adamw.cuh"
 #include "add.cuh"
 #include "attention.cuh"
+#include "bf16_base.cuh"
 #include "bias.cuh"
 #include "cached_attention.cuh"
 #include "cross_entropy.cuh"
@@ -14,6 +15,7 @@
 #include "embedding.cuh"
 #include "gemm.cuh"
 #include "grad_norm.cuh"
+#include "lora_dropout.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -112,6 +114,32 @@ class CudaBackend final : public Backend<float> {
     if (n) CUDA_CHECK(cudaMemcpy(dst, host, sizeof(int32_t) * n, cudaMemcpyHostToDevice));
   }
 
+  Buffer<uint16_t> bf16_zeros(size_t n) const override { return device_zeros<uint16_t>(n); }
+  void upload_bf16(uint16_t* dst, const uint16_t* host, size_t n) const override {
+    if (n) CUDA_CHECK(cudaMemcpy(dst, host, sizeof(uint16_t) * n, cudaMemcpyHostToDevice));
+  }
+  void download_bf16(uint16_t* host, const uint16_t* src, size_t n) const override {
+    if (n) CUDA_CHECK(cudaMemcpy(host, src, sizeof(uint16_t) * n, cudaMemcpyDeviceToHost));
+  }
+  void widen_bf16(float* dst, const uint16_t* src, size_t n) const override { cuda::widen_bf16(dst, src, n, stream_); }
+  void round_to_bf16(uint16_t* dst, const float* src, size_t n) const override {
+    cuda::round_to_bf16(dst, src, n, stream_);
+  }
+  void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int C, int V) const override {
+    int* bad = ints_.get(1);
+    CUDA_CHECK(cudaMemsetAsync(bad, 0x7f, sizeof(int), stream_));  // kNoBadPosition
+    cuda::embedding_forward_bf16(out, ids, wte, N, C, V, bad, stream_);
+    check_ids("embedding_forward", bad, ids, "token id ", V, ")");
+  }
+  void lora_dropout_forward(float* xd, const float* x, size_t n, double p, uint64_t seed,
+                            uint64_t stream) const override {
+    cuda::lora_dropout_forward(xd, x, n, p, seed, stream, stream_);
+  }
+  void lora_dropout_backward(float* dinp, const float* dxd, size_t n, double p, uint64_t seed,
+                             uint64_t stream) const override {
+    cuda::lora_dropout_backward(dinp, dxd, n, p, seed, stream, stream_);
+  }
+
   void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
             float beta, float* C, int ldc) const override {
     use_device(device_);
@@ -133,10 +161,9 @@ class CudaBackend final : public Backend<float> {
   void embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int C, int V) const override {
     use_device(device_);
     int* bad = ints_.get(1);
-    CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(int), stream_));  // -1: every id in range
+    CUDA_CHECK(cudaMemsetAsync(bad, 0x7f, sizeof(int), stream_));  // kNoBadPosition
     cuda::embedding_forward(out, ids, wte, N, C, V, bad, stream_);
-    const int at = download_one(bad);
-    if (at >= 0) fail("embedding_forward", "token id at position ", at, " outside vocab [0,", V, ")");
+    check_ids("embedding_forward", bad, ids, "token id ", V, ")");
   }
   void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int N, int C) const override {
     use_device(device_);
@@ -202,11 +229,10 @@ class CudaBackend final : public Backend<float> {
     double* sum = doubles_.get(1);
     int* bad = ints_.get(1);
     CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(double), stream_));
-    CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(int), stream_));
+    CUDA_CHECK(cudaMemsetAsync(bad, 0x7f, sizeof(int), stream_));  // kNoBadPosition
     cuda::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, (float)scale, sum, bad, stream_,
                                          weights);
-    const int at = download_one(bad);
-    if (at >= 0) fail("cross_entropy", "label at position ", at, " outside vocab [0,", V, ") and not -100");
+    check_ids("cross_entropy", bad, labels, "label ", V, ") and not -100");
     // The count of targets: the labels are read back (the checking mode; training counts them on the host).
     std::vector<int32_t> host((size_t)N);
     CUDA_CHECK(cudaMemcpy(host.data(), labels, sizeof(int32_t) * N, cudaMemcpyDeviceToHost));
@@ -231,6 +257,13 @@ class CudaBackend final : public Backend<float> {
 
  private:
   static AttnShape shape(const AttentionShape& s) { return {s.B, s.T, s.H, s.KVH, s.D}; }
+  // The first bad position an op found (bad: kNoBadPosition when none) and the value there, in the CPU's words.
+  static void check_ids(const char* op, const int* bad, const int32_t* values, const char* what, int V,
+                        const char* tail) {
+    const int at = download_one(bad);
+    if (at == kNoBadPosition) return;
+    fail(op, what, download_one(values + at), " at position ", at, " outside vocab [0,", V, tail);
+  }
   // The first position of each token's segment, from the runs the host found, uploaded to the device.
   const int32_t* segment_starts(const std::vector<SegmentRun>& runs, const AttentionShape& s) const {
     const size_t N = (size_t)s.B * s.T;

@@ -8,7 +8,7 @@ __global__ void embedding_forward_kernel(T* out, const int32_t* ids, const T* wt
   const int n = blockIdx.x;
   const int id = ids[n];
   const bool ok = id >= 0 && id < V;
-  if (!ok && threadIdx.x == 0 && bad) atomicMax(bad, n);
+  if (!ok && threadIdx.x == 0 && bad) atomicMin(bad, n);
   for (int c = threadIdx.x; c < C; c += blockDim.x)
     out[(size_t)n * C + c] = ok ? wte[(size_t)id * C + c] : from_f<T>(0.f);
 }

@@ -3,8 +3,8 @@
 
 namespace rt::cuda {
 
-// out[N,C] = wte[ids[n], :]. An id outside [0, V) gives a zero row and, when bad is not null, its position
-// is written to *bad (max over bad positions; the caller sets -1 first and reads it back after the step).
+// out[N,C] = wte[ids[n], :]. An id outside [0, V) gives a zero row and, when bad is not null, lowers *bad to its
+// position (the caller sets kNoBadPosition first: *bad is then the first bad position, as the CPU reports).
 template <typename T>
 void embedding_forward(T* out, const int32_t* ids, const T* wte, int N, int C, int V, int* bad, cudaStream_t stream);
 

@@ -59,7 +59,7 @@ static void embedding_case() {
   for (int n = 0; n < N; n++) ids[n] = (int32_t)(uniform01(5, 1, n) * V);  // many repeats
   std::vector<float> wte = randv((size_t)V * C, 1), dout = randv((size_t)N * C, 2);
   DeviceBuffer<T> d_wte(to_device_type<T>(wte)), d_out((size_t)N * C), d_dout(to_device_type<T>(dout));
-  DeviceBuffer<int32_t> d_ids(ids), d_bad(std::vector<int32_t>{-1});
+  DeviceBuffer<int32_t> d_ids(ids), d_bad(std::vector<int32_t>{cu::kNoBadPosition});
   std::vector<float> dwte0 = randv((size_t)V * C, 3), out((size_t)N * C), dwte = dwte0;
   DeviceBuffer<float> d_dwte(dwte0);
   cu::embedding_forward(d_out.ptr, d_ids.ptr, d_wte.ptr, N, C, V, d_bad.ptr, 0);
@@ -69,11 +69,12 @@ static void embedding_case() {
   const std::string p = precision_name<T>();
   compare(p + " embedding out", d_out.download(), out, {0, 0});
   compare(p + " embedding dwte (+=)", d_dwte.download(), dwte, {1e-5, 1e-5});
-  CHECK(d_bad.download()[0] == -1, "no id was out of range");
-  ids[7] = V;  // out of range: reported, not a crash
+  CHECK(d_bad.download()[0] == cu::kNoBadPosition, "no id was out of range");
+  ids[7] = V;  // out of range: reported, not a crash; the first of several, as the CPU reports
+  ids[N - 1] = -1;
   d_ids.upload(ids);
   cu::embedding_forward(d_out.ptr, d_ids.ptr, d_wte.ptr, N, C, V, d_bad.ptr, 0);
-  CHECK(d_bad.download()[0] == 7, "position of the bad id");
+  CHECK(d_bad.download()[0] == 7, "position of the first bad id: " << d_bad.download()[0]);
 }
 TEST(cuda_embedding_fp32) { embedding_case<float>(); }
 TEST(cuda_embedding_bf16) { embedding_case<bf16>(); }
@@ -160,7 +161,7 @@ static void cross_entropy_case() {
   for (int n = 0; n < N; n++) labels[n] = n % 7 == 3 ? kIgnoreIndex : (int32_t)(uniform01(6, 2, n) * V);
   const double scale = 1.0 / 33;
   DeviceBuffer<T> d_z(to_device_type<T>(z));
-  DeviceBuffer<int32_t> d_labels(labels), d_bad(std::vector<int32_t>{-1});
+  DeviceBuffer<int32_t> d_labels(labels), d_bad(std::vector<int32_t>{cu::kNoBadPosition});
   DeviceBuffer<float> d_losses(N);
   DeviceBuffer<double> d_sum(1);
   // in place: dlogits aliases logits, as the LM head uses it
@@ -173,7 +174,7 @@ static void cross_entropy_case() {
   compare(p + " cross_entropy dlogits (in place)", d_z.download(), dz, pick<T>({1e-8, 1e-4}, {1e-6, 8e-3}));
   const double sum = d_sum.download()[0];
   CHECK(std::fabs(sum - ls.sum) <= 1e-4 * std::fabs(ls.sum) + 1e-4, "loss sum " << sum << " vs " << ls.sum);
-  CHECK(d_bad.download()[0] == -1);
+  CHECK(d_bad.download()[0] == cu::kNoBadPosition);
 }
 TEST(cuda_cross_entropy_fp32) { cross_entropy_case<float>(); }
 TEST(cuda_cross_entropy_bf16) { cross_entropy_case<bf16>(); }

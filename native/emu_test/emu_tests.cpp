@@ -238,6 +238,28 @@ TEST(emu_current_device_is_per_thread_and_kernels_stay_on_it) {
   CUDA_CHECK(cudaSetDevice(0));
 }
 
+// A stream or event is freed once: destroying it again (as a double free on a GPU would corrupt the driver's
+// state) is refused, and so is using it afterwards. Each device reports the memory cudaMalloc enforces.
+TEST(emu_streams_and_events_are_destroyed_once) {
+  cudaStream_t s = nullptr;
+  cudaEvent_t e = nullptr;
+  CUDA_CHECK(cudaStreamCreate(&s));
+  CUDA_CHECK(cudaEventCreate(&e));
+  CUDA_CHECK(cudaEventRecord(e, s));
+  CUDA_CHECK(cudaStreamDestroy(s));
+  CUDA_CHECK(cudaEventDestroy(e));
+  CHECK(cudaStreamDestroy(s) == cudaErrorInvalidResourceHandle, "a stream destroyed twice");
+  CHECK(cudaEventDestroy(e) == cudaErrorInvalidResourceHandle, "an event destroyed twice");
+  CHECK(cudaStreamSynchronize(s) == cudaErrorInvalidResourceHandle, "a destroyed stream used");
+  CHECK(cudaEventSynchronize(e) == cudaErrorInvalidResourceHandle, "a destroyed event used");
+  cudaGetLastError();
+  cudaDeviceProp p{};
+  CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  size_t free_bytes = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+  CHECK(p.totalGlobalMem == total && total > 0 && free_bytes <= total, p.totalGlobalMem << " " << total);
+}
+
 TEST(emu_wmma_product_and_alignment) {
   float* d = nullptr;
   CUDA_CHECK(cudaMalloc(&d, 256 * sizeof(float)));

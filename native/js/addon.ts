@@ -88,6 +88,12 @@ export interface AdamWOptions {
    * absent: the norm of this model's whole gradData.
    */
   gradNorm?: number;
+  /**
+   * A model on a device whose ring mixes devices: the update runs on host copies of the weights, gradients and
+   * moments with the CPU's arithmetic (then goes back to the device), so this rank keeps the CPU ranks' bits and
+   * the ring's weight checksum compares them exactly. Ignored on the CPU, whose update is that arithmetic.
+   */
+  hostUpdate?: boolean;
 }
 
 export interface GenerateOptions {
@@ -182,6 +188,8 @@ export interface NativeModel {
   getStep(): number;
   setStep(step: number): void;
   memory(): MemoryReport;
+  /** where the model computes, as its backend names itself: "cpu", or "cuda:0 fp32 (...)" naming its GEMM */
+  backendName(): string;
   /** HF-style init: normal(0, std) for matrices and embeddings, 1 for norms, 0 for biases */
   initRandom(seed: number, std: number): Promise<void>;
   /** clears the gradients (allocating them on first use) off the main thread */
@@ -211,8 +219,23 @@ export interface NativeModel {
       labelWeights?: Float32Array;
       /** forward only: the frozen base without its LoRA adapters (a preference loss's reference model) */
       adaptersOff?: boolean;
+      /**
+       * A model on a CUDA device: each gradient bucket is summed on the device by NCCL as it becomes final (on
+       * the communicator's own stream, after the compute stream's work) instead of being copied to the host;
+       * the call settles once every collective has finished (or failed after timeoutMs), and gradData() then
+       * holds the sums (reduce-scatter: this rank's segment of each bucket).
+       */
+      ncclBuckets?: { comm: NcclComm; op: "all-reduce" | "reduce-scatter"; timeoutMs: number };
     },
   ): Promise<StepResult>;
+  /**
+   * A model on a CUDA device: one NCCL collective per [offset, size] range of its gradients or (full
+   * fine-tune) weights on the device, then the host copy refreshed. Absent where the addon has no CUDA backend.
+   */
+  ncclCollective?(
+    comm: NcclComm,
+    opts: { op: NcclOp; buffer: "grads" | "params"; ranges: [number, number][]; timeoutMs: number },
+  ): Promise<void>;
   logits(): Float32Array;
   tokenLosses(): Float32Array;
   /** global grad norm, optional clipping, then one AdamW step; returns the norm before clipping */
@@ -254,6 +277,30 @@ export interface NativeRingLink {
   join(nextHost: string, nextPort: number, secret: string, timeoutMs: number, peerTimeoutMs?: number): Promise<void>;
   /** Ends any transfer in progress with an error; the sockets close when the object is collected. */
   close(): void;
+}
+
+export type NcclOp = "all-reduce" | "reduce-scatter" | "all-gather";
+
+/**
+ * One NCCL communicator (ncclConnect). Its rank is the NCCL rank: a reduce-scatter leaves segment `rank` of
+ * each buffer summed (segments as worker/allreduce/partition.ts cuts them).
+ */
+export interface NcclComm {
+  readonly rank: number;
+  readonly size: number;
+  readonly aborted: boolean;
+  /** Ends the communicator now: a collective in progress fails, and so does every later one. */
+  abort(): void;
+  /** One collective on a device copy of `data`, written back to it; fails after timeoutMs without completion. */
+  collective(data: Float32Array, op: NcclOp, timeoutMs: number): Promise<void>;
+}
+
+/** Whether libnccl.so.2 opens in this process (RINGTUNE_NCCL_LIB, a pip wheel's, or the system's). */
+export interface NcclProbe {
+  available: boolean;
+  path?: string;
+  version?: number;
+  reason?: string;
 }
 
 /** Stops a running forwardBackward at its next layer: its Promise then rejects with Error("cancelled"). */
@@ -381,10 +428,9 @@ export interface NativeAddon {
   /**
    * device "cuda:N": over the CUDA backend of ringtune_cuda_device.so on GPU N (rejects, naming the file, when
    * that library is absent or from another build). The same on the CUDA emulator:
-   * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData() and gradData() are
-   * then host copies kept in step with the device at the edges of each call, and the calls that need the
-   * buffers on the host (LoRA, ZeRO-1 shards) refuse. optimizerData() is then a host copy of the moments too,
-   * kept in step by adamwStep.
+   * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData(), baseDataBf16(),
+   * loraData(), gradData() and optimizerData() are then host copies kept in step with the device at the edges
+   * of each call (an adamwStep refreshes the weights' and the moments' copies).
    */
   createModelAsync(
     config: NativeModelConfig,
@@ -419,6 +465,12 @@ export interface NativeAddon {
   cudaLibrary?(): CudaLibrary;
   /** Free and total memory of "cuda:N" (through the GPU library) or "cuda-emu" (the emulator's arena). */
   deviceMemory?(device: ModelDeviceName): { freeBytes: number; totalBytes: number };
+  /** NCCL, loaded at run time (absent where the addon has no CUDA backend) */
+  ncclProbe?(): NcclProbe;
+  /** a new communicator id (128 bytes), its bootstrap run by this process; throws without NCCL */
+  ncclUniqueId?(): Uint8Array;
+  /** Joins communicator `id` as `rank` of `size` (non-blocking, polled); rejects after timeoutMs. */
+  ncclConnect?(id: Uint8Array, rank: number, size: number, timeoutMs: number): Promise<NcclComm>;
   /** the devices this build runs the model on ("cpu", "cuda", "cuda-emu"); absent: the CPU only */
   modelDevices?: readonly string[];
 }

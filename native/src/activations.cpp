@@ -24,22 +24,18 @@ static void allocate_layer_internals(LayerActivations<T>& l, const ModelConfig& 
     if (!table->targeted[t]) continue;
     const size_t in = (size_t)LoraTable::shape(c, t).first;
     l.lora_u[t].allocate(N * lora->rank, ops);
-    if (lora->dropout > 0) {
-      l.lora_x[t].allocate(N * in, ops);
-      l.lora_keep[t].resize(N * in);
-    }
+    if (lora->dropout > 0) l.lora_x[t].allocate(N * in, ops);
   }
 }
 
 template <typename T>
 static size_t layer_bytes(const LayerActivations<T>& l) {
-  size_t n = 0, bytes_u8 = 0;
+  size_t n = 0;
   for (const BackendArray<T>* b :
        {&l.res_in, &l.rstd1, &l.q, &l.k, &l.v, &l.att, &l.lse, &l.res_mid, &l.rstd2, &l.gate, &l.up})
     n += b->size();
   for (int t = 0; t < kNumTargets; t++) n += l.lora_u[t].size() + l.lora_x[t].size();
-  for (int t = 0; t < kNumTargets; t++) bytes_u8 += l.lora_keep[t].size();
-  return n * sizeof(T) + bytes_u8;
+  return n * sizeof(T);
 }
 
 template <typename T>
@@ -79,8 +75,8 @@ size_t Activations<T>::bytes() const {
   size_t layer_total = layer_bytes(recompute);
   for (const LayerActivations<T>& l : layers) layer_total += layer_bytes(l);
   n += lora_du.size() + lora_dx.size();
-  for (const BackendArray<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &chunk, &losses, &ln, &h, &dres, &dln,
-                                   &dtmp, &dq, &dk, &dv, &datt, &dgate, &dup})
+  for (const BackendArray<T>* b : {&res_out, &rstdf, &lnf, &logits, &dlogits, &chunk, &losses, &label_weights, &ln, &h,
+                                   &dres, &dln, &dtmp, &dq, &dk, &dv, &datt, &dgate, &dup})
     n += b->size();
   n += attn_scratch.buf.size();
   return n * sizeof(T) + layer_total;

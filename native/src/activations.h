@@ -27,10 +27,9 @@ struct LayerActivations {
   BackendArray<T> rstd2;    // (N)     (ln2 likewise)
   BackendArray<T> gate;     // (N, I)
   BackendArray<T> up;       // (N, I)  (h = silu(gate) * up is recomputed in the backward)
-  // LoRA, per target module: u = dropout(x) A^T (N, r); with dropout, the kept mask (N, in) and
-  // dropout(x) (N, in), since the adapter sees a different input than the base weight
+  // LoRA, per target module: u = dropout(x) A^T (N, r); with dropout, dropout(x) (N, in), since the adapter
+  // sees a different input than the base weight (the mask is counter-based: drawn again, never kept)
   std::array<BackendArray<T>, kNumTargets> lora_u, lora_x;
-  std::array<FlatVector<uint8_t>, kNumTargets> lora_keep;
 };
 
 constexpr int kHeadChunk = 128;  // positions per chunk of the LM head when the logits are not kept
@@ -64,6 +63,7 @@ struct Activations {
   // The batch's ids, labels and positions copied into the backend's memory (a backend whose memory is the
   // host's reads the caller's arrays instead, and these stay empty).
   Buffer<int32_t> ids, labels, positions;
+  BackendArray<T> label_weights;  // (N) the step's per-position loss weights, when a caller gives them
 
   Activations(const ModelConfig& c, int rows, int seq_len, const LoraConfig* lora, const LoraTable* table,
               bool checkpointed, const Backend<T>& ops);

@@ -33,6 +33,17 @@ class Backend {
   virtual void download(T* host, const T* src, size_t n) const = 0;
   virtual void upload_ints(int32_t* dst, const int32_t* host, size_t n) const = 0;
 
+  // A frozen base held in bf16 (the bits as uint16_t) in the backend's memory: LoRA's base_bf16 and a
+  // serving base. It is widened to T a layer at a time right before its GEMMs; rounding is to nearest even
+  // (a NaN stays a NaN), the same bits on every backend.
+  virtual Buffer<uint16_t> bf16_zeros(size_t n) const = 0;
+  virtual void upload_bf16(uint16_t* dst, const uint16_t* host, size_t n) const = 0;
+  virtual void download_bf16(uint16_t* host, const uint16_t* src, size_t n) const = 0;
+  virtual void widen_bf16(T* dst, const uint16_t* src, size_t n) const = 0;
+  virtual void round_to_bf16(uint16_t* dst, const T* src, size_t n) const = 0;
+  // embedding_forward over a bf16 table.
+  virtual void embedding_forward_bf16(T* out, const int32_t* ids, const uint16_t* wte, int N, int C, int V) const = 0;
+
   // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C.
   virtual void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
                     T* C, int ldc) const = 0;
@@ -66,6 +77,12 @@ class Backend {
   // (nullable, N floats in the labels' memory) weigh each position's loss in that sum.
   virtual LossSum cross_entropy_forward_backward(T* losses, T* dlogits, const T* logits, const int32_t* labels, int N,
                                                  int V, double scale, const float* weights = nullptr) const = 0;
+  // LoRA dropout on an adapter's input: xd = keep(i) ? x / (1 - p) : 0, keep(i) = uniform01(seed, stream, i) >= p
+  // (random.h: counter-based, so the backward draws the same mask again instead of keeping it). The backward
+  // adds keep(i) ? dxd / (1 - p) : 0 to dinp.
+  virtual void lora_dropout_forward(T* xd, const T* x, size_t n, double p, uint64_t seed, uint64_t stream) const = 0;
+  virtual void lora_dropout_backward(T* dinp, const T* dxd, size_t n, double p, uint64_t seed,
+                                     uint64_t stream) const = 0;
   virtual double sum_of_squares(const T* x, size_t n) const = 0;
   virtual void adamw_update(T* p, const T* g, T* m, T* v, size_t n, const AdamWStep& s, bool decay) const = 0;
 };

@@ -12,6 +12,7 @@ class BackendArray {
   void allocate(size_t n, const Backend<T>& ops) {
     if (n != size()) buf_ = ops.zeros(n);
   }
+  void release() { buf_.reset(); }
   T* data() { return buf_ ? buf_->data() : nullptr; }
   const T* data() const { return buf_ ? buf_->data() : nullptr; }
   size_t size() const { return buf_ ? buf_->size() : 0; }

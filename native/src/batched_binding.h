@@ -31,6 +31,7 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
       if (bool_field(object_arg(info, 1, call), call, "baseBf16", false)) model->RoundBaseToBf16(env, call);
     }
     decoder_ = js_errors(env, [&] { return std::make_shared<rt::BatchedDecoder>(model->model()); });
+    if (model->mirrors_) base_upload_ = std::make_shared<BaseUpload>(BaseUpload{model->model(), model->mirrors_});
   }
 
  private:
@@ -133,9 +134,14 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
     std::vector<rt::DecodeRow> rows = step_rows(info);
     claim_busy(busy_, env, "step", "decoder");
     auto d = decoder_;
+    auto up = base_upload_;
     auto out = std::make_shared<std::vector<int32_t>>();
     auto* job = new Job(
-        env, [d, rows, out] { *out = d->step(rows); },
+        env,
+        [d, rows, out, up] {
+          if (up) up->once();
+          *out = d->step(rows);
+        },
         [out](Napi::Env e) { return (Napi::Value)typed_copy<Napi::Int32Array>(e, *out); }, &busy_);
     job->Queue();
     return job->promise();
@@ -147,10 +153,15 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
     std::vector<rt::DecodeRow> rows = step_rows(info);
     claim_busy(busy_, env, "stepWithLogprobs", "decoder");
     auto d = decoder_;
+    auto up = base_upload_;
     auto out = std::make_shared<std::vector<int32_t>>();
     auto lp = std::make_shared<rt::StepLogprobs>();
     auto* job = new Job(
-        env, [d, rows, out, lp] { *out = d->step(rows, lp.get()); },
+        env,
+        [d, rows, out, lp, up] {
+          if (up) up->once();
+          *out = d->step(rows, lp.get());
+        },
         [out, lp](Napi::Env e) {
           Napi::Object o = Napi::Object::New(e);
           o.Set("tokens", typed_copy<Napi::Int32Array>(e, *out));
@@ -175,7 +186,22 @@ class DecoderWrap : public Napi::ObjectWrap<DecoderWrap> {
     return o;
   }
 
+  // A base on a device: JavaScript wrote its weights into the model's host copy (loading them), which the
+  // model's own calls upload at their start. The decoder runs the layers without the model's calls, so its
+  // first step uploads that copy (off the main thread; steps run one at a time, so once).
+  struct BaseUpload {
+    ModelPtr model;
+    std::shared_ptr<rt_binding::DeviceMirrors> mirrors;
+    bool done = false;
+    void once() {
+      if (done) return;
+      mirrors->params_to_device(*model);
+      done = true;
+    }
+  };
+
   std::shared_ptr<rt::BatchedDecoder> decoder_;
+  std::shared_ptr<BaseUpload> base_upload_;  // null for a base in host memory
   std::atomic<bool> busy_{false};
 };
 

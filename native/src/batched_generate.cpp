@@ -11,10 +11,7 @@ namespace rt {
 
 // The shared-weights model refuses a base that carries adapters of its own.
 BatchedDecoder::BatchedDecoder(std::shared_ptr<Model<float>> base)
-    : base_(std::move(base)), layers_(*base_, Model<float>::SharedWeights{}) {
-  if (!base_->backend().host_memory())
-    fail("BatchedDecoder", "adapter weights are host memory; the ", base_->backend().name(), " backend's is not");
-}
+    : base_(std::move(base)), layers_(*base_, Model<float>::SharedWeights{}) {}
 
 std::shared_ptr<AdapterWeights> BatchedDecoder::add_adapter(int id, const LoraConfig& cfg) {
   auto a = std::make_shared<AdapterWeights>(base_->config(), cfg);
@@ -124,21 +121,22 @@ std::vector<int32_t> BatchedDecoder::step(const std::vector<DecodeRow>& rows, St
     }
   }
   // Consecutive rows (after sorting by adapter) that share one adapter: one low-rank product for all of them.
+  const Backend<float>& ops = base_->backend();
   std::vector<AdapterRun<float>> adapter_runs;
   int max_rank = 0;
   for (int r : order) {
-    const AdapterWeights* a = seqs[r]->adapter.get();
+    AdapterWeights* a = seqs[r]->adapter.get();
     const int n = (int)rows[r].tokens.size();
     if (!a) continue;
-    if (!adapter_runs.empty() && adapter_runs.back().weights == a->weights.data()) adapter_runs.back().n += n;
-    else adapter_runs.push_back({a->weights.data(), &a->table, (float)a->cfg.scale(), a->cfg.rank, begin[r], n});
+    const float* weights = a->in_memory_of(ops);
+    if (!adapter_runs.empty() && adapter_runs.back().weights == weights) adapter_runs.back().n += n;
+    else adapter_runs.push_back({weights, &a->table, (float)a->cfg.scale(), a->cfg.rank, begin[r], n});
     max_rank = std::max(max_rank, a->cfg.rank);
   }
   const int N = (int)ids.size();
   std::vector<CachedRun<float>> caches(R);
   for (int r = 0; r < R; r++) caches[r] = {&seqs[r]->cache, begin[r], (int)rows[r].tokens.size()};
 
-  const Backend<float>& ops = base_->backend();
   buf_.reserve(c, N, max_rank, ops);
   if (R > rows_room_) {
     last_ = ops.zeros((size_t)R * C);

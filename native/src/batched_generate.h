@@ -24,6 +24,21 @@ struct AdapterWeights {
   LoraTable table;
   std::vector<float> weights;  // (table.total) A [r, in] and B [out, r] of each targeted layer
   AdapterWeights(const ModelConfig& c, const LoraConfig& l) : cfg(l), table(c, l), weights(table.total) {}
+
+  // The weights where the backend's ops read them: `weights` itself on a host-memory backend; otherwise a
+  // copy in the backend's memory, made the first time a step uses the adapter (its weights are final by then:
+  // the caller writes them before opening a sequence on it) and kept while the adapter is loaded.
+  const float* in_memory_of(const Backend<float>& ops) {
+    if (ops.host_memory()) return weights.data();
+    if (!on_device) {
+      on_device = ops.zeros(weights.size());
+      ops.upload(on_device->data(), weights.data(), weights.size());
+    }
+    return on_device->data();
+  }
+
+ private:
+  Buffer<float> on_device;  // only steps touch it, one at a time
 };
 
 // One sequence being generated: its adapter (null: the base alone) and the keys and values so far.
@@ -65,8 +80,9 @@ struct DecoderMemory {
 // while step() runs on another; a step keeps what it uses alive until it ends. One step at a time.
 class BatchedDecoder {
  public:
-  // A bf16 base (Model::round_base_to_bf16) is widened to fp32 one layer at a time inside each step.
-  // Adapter weights are host memory: the decoder needs a host-memory backend.
+  // A bf16 base (Model::round_base_to_bf16) is widened to fp32 one layer at a time inside each step. On a
+  // backend with memory of its own (a GPU) the caches, the step's buffers and the adapters live there too:
+  // only the step's token ids go in and its logits come out.
   explicit BatchedDecoder(std::shared_ptr<Model<float>> base);
 
   const ModelConfig& config() const { return base_->config(); }

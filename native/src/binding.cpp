@@ -19,6 +19,7 @@
 #ifdef RINGTUNE_ADDON_CUDA_EMU
 #include <cuda_runtime.h>  // the emulator's (its memory for deviceMemory)
 #include "cuda_backend.h"
+#include "nccl_binding.h"
 #endif
 #include "model.h"
 #include "tensor_io.h"
@@ -151,6 +152,47 @@ class Job : public Napi::AsyncWorker {
   std::vector<Napi::Reference<Napi::Value>> kept_;
 };
 
+// ---- the NCCL data plane of a step ------------------------------------------------------------------------
+
+// forwardBackward's ncclBuckets option ({ comm, op: "all-reduce" | "reduce-scatter", timeoutMs }): each gradient
+// bucket is summed on the device by NCCL as it becomes final, instead of being copied to the host for the TCP
+// ring. The CUDA backend issues its work on the default stream, so that is the compute stream the collectives
+// wait for (and that waits for them before the step's last copy).
+struct NcclBuckets {
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  std::shared_ptr<rt::nccl::Communicator> comm;
+  rt_binding::NcclOp op = rt_binding::NcclOp::AllReduce;
+  int timeout_ms = 0;
+  void issue(Model<float>& m, size_t offset, size_t size) const {
+    rt_binding::run_nccl_op(*comm, op, m.grads() + offset, size, nullptr);
+  }
+  void finish() const { comm->finish(nullptr, timeout_ms); }
+#else
+  std::nullptr_t comm = nullptr;
+  void issue(Model<float>&, size_t, size_t) const {}
+  void finish() const {}
+#endif
+};
+
+NcclBuckets nccl_buckets_option(const Napi::Object& o, const char* call) {
+  NcclBuckets out;
+  Napi::Value v = o.Get("ncclBuckets");
+  if (v.IsUndefined() || v.IsNull()) return out;
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  if (!v.IsObject()) type_error(o.Env(), std::string(call) + ": ncclBuckets must be an object, got " + describe(v));
+  Napi::Object b = v.As<Napi::Object>();
+  out.comm = rt_binding::nccl_comm_of(b.Get("comm"));
+  if (!out.comm) type_error(o.Env(), std::string(call) + ": ncclBuckets.comm must be a NcclComm from ncclConnect");
+  out.op = rt_binding::nccl_op(o.Env(), b.Get("op"), call);
+  if (out.op == rt_binding::NcclOp::AllGather)
+    type_error(o.Env(), std::string(call) + ": ncclBuckets.op must be 'all-reduce' or 'reduce-scatter'");
+  out.timeout_ms = int_field(b, call, "timeoutMs");
+  return out;
+#else
+  type_error(o.Env(), std::string(call) + ": ncclBuckets needs an addon built with the CUDA backend");
+#endif
+}
+
 // ---- the model object ------------------------------------------------------------------------------------
 
 rt::ModelConfig config_from(const Napi::Object& o) {
@@ -196,9 +238,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("getStep", &ModelWrap::GetStep),
                         InstanceMethod("setStep", &ModelWrap::SetStep),
                         InstanceMethod("memory", &ModelWrap::Memory),
+                        InstanceMethod("backendName", &ModelWrap::BackendName),
                         InstanceMethod("initRandom", &ModelWrap::InitRandom),
                         InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                         InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+                        InstanceMethod("ncclCollective", &ModelWrap::NcclCollective),
+#endif
                         InstanceMethod("logits", &ModelWrap::Logits),
                         InstanceMethod("tokenLosses", &ModelWrap::TokenLosses),
                         InstanceMethod("adamwStep", &ModelWrap::AdamwStep),
@@ -270,7 +316,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return view;
   }
   Napi::Value ParamData(const Napi::CallbackInfo& info) {
-    if (mirrors_) {
+    if (mirrors_ && !model_->base_is_bf16()) {
       if (!mirrors_->params)
         mirrors_->params =
             rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->params(), model_->num_params());
@@ -287,6 +333,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto buf = model_->base_bf16_buffer();
     if (!buf) return env.Null();
     if (!base16_view_.IsEmpty()) return base16_view_.Value();
+    if (mirrors_) {
+      require_idle(env, "baseDataBf16");
+      if (!mirrors_->base16)
+        mirrors_->base16 = rt_binding::DeviceMirrors::copy_of_bf16(model_->backend(), buf->data(), buf->size());
+      buf = mirrors_->base16;
+    }
     using Owner = rt::Buffer<uint16_t>;
     auto* owner = new Owner(buf);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
@@ -305,18 +357,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     return View(info.Env(), grads_view_, model_->grads_buffer());
   }
-  // What a model on a device does not offer yet (it needs its buffers on the host), refused by name.
-  void require_host_model(Napi::Env env, const char* call) {
-    if (mirrors_)
-      throw Napi::Error::New(
-          env, std::string(call) + ": not available yet for a model on the " + model_->backend().name() + " backend");
-  }
   Napi::Value OptimizerData(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     if (mirrors_) {
       require_idle(info.Env(), "optimizerData");
       if (!mirrors_->adam_m) {
-        const size_t n = model_->num_trainable();
+        const size_t n = model_->optimizer_elements();
         mirrors_->adam_m = rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->adam_m(), n);
         mirrors_->adam_v = rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->adam_v(), n);
       }
@@ -329,8 +375,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return o;
   }
   Napi::Value LoraData(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "loraData");
     if (!model_->lora_enabled()) throw Napi::Error::New(info.Env(), "loraData: LoRA is not on (enableLora first)");
+    if (mirrors_) {
+      require_idle(info.Env(), "loraData");
+      if (!mirrors_->lora)
+        mirrors_->lora =
+            rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->lora_params(), model_->num_lora_params());
+      return View(info.Env(), lora_view_, mirrors_->lora);
+    }
     return View(info.Env(), lora_view_, model_->lora_buffer());
   }
 
@@ -370,7 +422,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   // ZeRO-1: ranges [offset, size] of gradData whose AdamW moments this rank keeps; [] = all of them.
   Napi::Value SetOptimizerShard(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "setOptimizerShard");
     Napi::Env env = info.Env();
     const char* call = "setOptimizerShard";
     require_idle(env, call);
@@ -395,6 +446,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     m_view_.Reset();  // the moments were reallocated for the new shard
     v_view_.Reset();
+    if (mirrors_) mirrors_->adam_m.reset(), mirrors_->adam_v.reset();
     return env.Undefined();
   }
 
@@ -411,8 +463,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value GradSumOfSquares(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "gradSumOfSquares");
     require_idle(info.Env(), "gradSumOfSquares");
+    // On a device: of the host copy JavaScript summed into (ZeRO-1's reduce-scatter), sent first.
+    if (mirrors_) mirrors_->grads_to_device(*model_);
     return Napi::Number::New(info.Env(), model_->grad_sum_of_squares());
   }
 
@@ -458,14 +511,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     grads_view_.Reset();
     m_view_.Reset();
     v_view_.Reset();
+    if (!mirrors_) return;
+    if (model_->base_is_bf16()) mirrors_->params.reset();
+    mirrors_->drop_training_state();
   }
 
   Napi::Value EnableLora(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "enableLora");
     Napi::Env env = info.Env();
     require_idle(env, "enableLora");
     const rt::LoraConfig l = lora_config_from(env, info, "enableLora");
     try {
+      // On a device the base JavaScript may have written (loaded weights) is sent before it is rounded.
+      if (mirrors_) mirrors_->params_to_device(*model_);
       model_->enable_lora(l);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
@@ -477,14 +534,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // Rounding a large base to bf16 takes seconds: off the main thread. The views are reset before the
   // Promise settles, so no caller sees the freed fp32 base through an old view after awaiting it.
   Napi::Value EnableLoraAsync(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "enableLoraAsync");
     Napi::Env env = info.Env();
     const rt::LoraConfig l = lora_config_from(env, info, "enableLoraAsync");
     if (model_->lora_enabled()) throw Napi::Error::New(env, "enableLoraAsync: LoRA is already on");
     claim(env, "enableLoraAsync");
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     auto* job = new Job(
-        env, [m, l] { m->enable_lora(l); },
+        env,
+        [m, l, mirrors] {
+          if (mirrors) mirrors->params_to_device(*m);
+          m->enable_lora(l);
+        },
         [this](Napi::Env e) {
           reset_views_after_lora();
           return e.Undefined();
@@ -513,18 +574,27 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value MergeLora(const Napi::CallbackInfo& info) {
-    require_host_model(info.Env(), "mergeLora");
     Napi::Env env = info.Env();
     if (!model_->lora_enabled()) throw Napi::Error::New(env, "mergeLora: LoRA is not on");
     claim(env, "mergeLora");
     ModelPtr m = model_;
+    auto mirrors = mirrors_;
     // A bf16 base comes back as fp32 (the merge's precision), in a new buffer: later views show it.
     if (model_->base_is_bf16()) {
       params_view_.Reset();
       base16_view_.Reset();
     }
     auto* job = new Job(
-        env, [m] { m->merge_lora(); }, nullptr, &busy_);
+        env,
+        [m, mirrors] {
+          if (mirrors) mirrors->params_to_device(*m);
+          const bool widened = m->base_is_bf16();
+          m->merge_lora();
+          if (!mirrors) return;
+          if (widened) mirrors->params.reset(), mirrors->base16.reset();
+          mirrors->params_from_device(*m);
+        },
+        nullptr, &busy_);
     job->Queue();
     return job->promise();
   }
@@ -537,6 +607,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                  "setStep: step must be a non-negative number, got " + (info.Length() ? describe(info[0]) : "nothing"));
     model_->set_step((int64_t)info[0].As<Napi::Number>().DoubleValue());
     return info.Env().Undefined();
+  }
+
+  // Where the model computes, as its backend names itself: "cpu", or "cuda:0 fp32 (...)" with its GEMM.
+  Napi::Value BackendName(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), model_->backend().name());
   }
 
   Napi::Value Memory(const Napi::CallbackInfo& info) {
@@ -569,27 +644,39 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         env,
         [m, out, mirrors] {
           if (!mirrors) {
-            *out = training_state_checksum(*m, m->params(), m->adam_m(), m->adam_v());
+            *out =
+                training_state_checksum(*m, {m->params(), m->base_bf16(),
+                                             m->lora_enabled() ? m->lora_params() : nullptr, m->adam_m(), m->adam_v()});
             return;
           }
           // The host copies JavaScript may have written (a loaded checkpoint) are the state: sent first, then
           // the whole state is read back once into host memory and hashed there. Not part of a step.
           mirrors->params_to_device(*m), mirrors->moments_to_device(*m);
-          const size_t np = m->num_params(), nt = m->num_trainable();
-          std::vector<float> params(np), adam_m(nt), adam_v(nt);
-          m->backend().download(params.data(), m->params(), np);
-          m->backend().download(adam_m.data(), m->adam_m(), nt);
-          m->backend().download(adam_v.data(), m->adam_v(), nt);
-          *out = training_state_checksum(*m, params.data(), adam_m.data(), adam_v.data());
+          const rt::Backend<float>& ops = m->backend();
+          const size_t np = m->num_params(), nm = m->optimizer_elements();
+          std::vector<float> params(m->params() ? np : 0), lora(m->num_lora_params()), adam_m(nm), adam_v(nm);
+          std::vector<uint16_t> base16(m->base_is_bf16() ? np : 0);
+          if (m->params()) ops.download(params.data(), m->params(), np);
+          if (m->base_is_bf16()) ops.download_bf16(base16.data(), m->base_bf16(), np);
+          if (m->lora_enabled()) ops.download(lora.data(), m->lora_params(), lora.size());
+          ops.download(adam_m.data(), m->adam_m(), nm);
+          ops.download(adam_v.data(), m->adam_v(), nm);
+          *out = training_state_checksum(*m, {params.data(), base16.data(), lora.data(), adam_m.data(), adam_v.data()});
         },
         [out](Napi::Env e) { return (Napi::Value)Napi::String::New(e, *out); }, &busy_);
     job->Queue();
     return job->promise();
   }
 
-  // params, adam_m, adam_v: host copies of the model's buffers (the buffers themselves on the CPU backend).
-  static std::string training_state_checksum(Model<float>& m, const float* params, const float* adam_m,
-                                             const float* adam_v) {
+  // Host copies of the model's buffers (the buffers themselves on the CPU backend).
+  struct HostState {
+    const float* params;     // the fp32 base, unless it is bf16
+    const uint16_t* base16;  // the bf16 base, if so
+    const float* lora;       // the adapters, with LoRA
+    const float* adam_m;
+    const float* adam_v;
+  };
+  static std::string training_state_checksum(Model<float>& m, const HostState& h) {
     uint32_t a = 0x811c9dc5u, b = 0x9e3779b9u, i = 0;
     auto hash = [&](const void* p, size_t n) {
       const auto* words = static_cast<const uint32_t*>(p);
@@ -601,20 +688,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     };
     if (m.base_is_bf16()) {
       // two bf16 weights per word; an odd last one widened alone
-      const uint16_t* b = m.base_bf16();
+      const uint16_t* b = h.base16;
       hash(b, m.num_params() / 2);
       if (m.num_params() % 2) {
         const uint32_t last = b[m.num_params() - 1];
         hash(&last, 1);
       }
     } else {
-      hash(params, m.num_params());
+      hash(h.params, m.num_params());
     }
-    if (m.lora_enabled()) hash(m.lora_params(), m.num_lora_params());
+    if (m.lora_enabled()) hash(h.lora, m.num_lora_params());
     // Under ZeRO-1 each rank holds different moments (its shard): only the weights must then match.
     if (m.optimizer_shard().empty()) {
-      hash(adam_m, m.num_trainable());
-      hash(adam_v, m.num_trainable());
+      hash(h.adam_m, m.num_trainable());
+      hash(h.adam_v, m.num_trainable());
     }
     char hex[17];
     std::snprintf(hex, sizeof hex, "%08x%08x", a, b);
@@ -708,12 +795,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     // the buckets (gradBuckets in the result), not rely on the Promise settling after the last call.
     Napi::Value cb = o.Get("onGradsReady");
     std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+    const NcclBuckets nccl = nccl_buckets_option(o, call);
+    if (nccl.comm && !mirrors_)
+      type_error(env, std::string(call) + ": ncclBuckets needs a model on a CUDA device (cuda or cuda-emu)");
+    if (nccl.comm && !cb.IsFunction()) {
+      opts.on_grads_ready = [nccl, m = model_.get()](size_t offset, size_t size) { nccl.issue(*m, offset, size); };
+    }
     if (cb.IsFunction()) {
       tsfn = std::make_shared<Napi::ThreadSafeFunction>(
           Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "ringtune.onGradsReady", 0, 1));
       // On a device the bucket is copied to the host copy first: that copy is what JavaScript all-reduces.
-      opts.on_grads_ready = [tsfn, mirrors = mirrors_, m = model_.get()](size_t offset, size_t size) {
-        if (mirrors) mirrors->grads_range_from_device(*m, offset, size);
+      // With the NCCL data plane it stays on the device and is summed there; JavaScript is only told.
+      opts.on_grads_ready = [tsfn, nccl, mirrors = mirrors_, m = model_.get()](size_t offset, size_t size) {
+        if (nccl.comm) nccl.issue(*m, offset, size);
+        else if (mirrors) mirrors->grads_range_from_device(*m, offset, size);
         auto* range = new std::pair<size_t, size_t>(offset, size);
         tsfn->BlockingCall(range, [](Napi::Env e, Napi::Function fn, std::pair<size_t, size_t>* r) {
           const double off = (double)r->first, n = (double)r->second;
@@ -731,7 +826,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int buckets = model_->grad_buckets();
     auto* job = new Job(
         env,
-        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel, mirrors] {
+        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel, mirrors, nccl] {
           struct ReleaseOnExit {
             std::shared_ptr<Napi::ThreadSafeFunction> f;
             ~ReleaseOnExit() {
@@ -743,7 +838,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           *result = m->forward_backward(batch, opts);
           // With onGradsReady each bucket came back as it became final, and JavaScript may be summing it in
           // place by now: a second copy would overwrite the sums.
-          if (mirrors && opts.backward && !tsfn) mirrors->grads_from_device(*m);
+          if (nccl.comm && opts.backward) {
+            nccl.finish();
+            if (mirrors) mirrors->grads_from_device(*m);  // the sums, for the host copy's readers
+          } else if (mirrors && opts.backward && !tsfn) {
+            mirrors->grads_from_device(*m);
+          }
         },
         [result, buckets](Napi::Env e) {
           Napi::Object r = Napi::Object::New(e);
@@ -759,6 +859,59 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     job->Queue();
     return job->promise();
   }
+
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  // ncclCollective(comm, { op, buffer: "grads" | "params", ranges: [offset, size][], timeoutMs }): one collective
+  // per range of the model's device buffer on the NCCL data plane (a rank without rows this step sums its zero
+  // gradients; ZeRO-1 all-gathers its updated weights), then the host copy is refreshed.
+  Napi::Value NcclCollective(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* call = "ncclCollective";
+    auto comm = info.Length() > 0 ? rt_binding::nccl_comm_of(info[0]) : nullptr;
+    if (!comm) type_error(env, std::string(call) + ": argument 1 must be a NcclComm from ncclConnect");
+    if (!mirrors_) type_error(env, std::string(call) + ": needs a model on a CUDA device (cuda or cuda-emu)");
+    Napi::Object o = object_arg(info, 1, call);
+    const rt_binding::NcclOp op = rt_binding::nccl_op(env, o.Get("op"), call);
+    const std::string buffer = o.Get("buffer").IsString() ? o.Get("buffer").As<Napi::String>().Utf8Value() : "";
+    if (buffer != "grads" && buffer != "params")
+      type_error(env, std::string(call) + ": buffer must be 'grads' or 'params', got " + describe(o.Get("buffer")));
+    const bool params = buffer == "params";
+    if (params && (model_->lora_enabled() || model_->base_is_bf16()))
+      type_error(env, std::string(call) + ": buffer 'params' is for a full fine-tune's fp32 weights");
+    const int timeout_ms = int_field(o, call, "timeoutMs");
+    Napi::Value rv = o.Get("ranges");
+    if (!rv.IsArray()) type_error(env, std::string(call) + ": ranges must be an array of [offset, size]");
+    Napi::Array ra = rv.As<Napi::Array>();
+    const size_t limit = model_->num_trainable();
+    std::vector<std::pair<size_t, size_t>> ranges;
+    for (uint32_t i = 0; i < ra.Length(); i++) {
+      Napi::Value r = ra.Get(i);
+      if (!r.IsArray() || r.As<Napi::Array>().Length() != 2)
+        type_error(env, std::string(call) + ": ranges[" + std::to_string(i) + "] must be [offset, size]");
+      const double off = r.As<Napi::Array>().Get(0u).ToNumber().DoubleValue();
+      const double n = r.As<Napi::Array>().Get(1u).ToNumber().DoubleValue();
+      if (!(off >= 0 && n >= 0 && off + n <= (double)limit) || off != (double)(size_t)off || n != (double)(size_t)n)
+        throw Napi::RangeError::New(env, std::string(call) + ": ranges[" + std::to_string(i) +
+                                             "] is outside the trainable buffer of " + std::to_string(limit));
+      ranges.emplace_back((size_t)off, (size_t)n);
+    }
+    claim(env, call);
+    ModelPtr m = model_;
+    auto mirrors = mirrors_;
+    auto* job = new Job(
+        env,
+        [m, mirrors, comm, op, params, ranges, timeout_ms] {
+          if (mirrors) params ? mirrors->params_to_device(*m) : mirrors->grads_to_device(*m);
+          float* base = params ? m->params() : m->grads();
+          for (const auto& [off, n] : ranges) rt_binding::run_nccl_op(*comm, op, base + off, n, nullptr);
+          comm->finish(nullptr, timeout_ms);
+          if (mirrors) params ? mirrors->params_from_device(*m) : mirrors->grads_from_device(*m);
+        },
+        nullptr, &busy_);
+    job->Queue();
+    return job->promise();
+  }
+#endif
 
   // Results of the last forward, copied out: they are small next to the weights, and a copy stays valid
   // after the next step reuses the activation memory.
@@ -791,13 +944,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                 number_field(o, call, "weightDecay"),
                                 number_field(o, call, "maxGradNorm", &zero),
                                 number_field(o, call, "gradNorm", &none)};
+    const bool host_update = bool_field(o, call, "hostUpdate", false);
     claim(env, call);
     ModelPtr m = model_;
     auto mirrors = mirrors_;
     auto result = std::make_shared<rt::AdamWResult>();
     auto* job = new Job(
         env,
-        [m, opts, result, mirrors] {
+        [m, opts, result, mirrors, host_update] {
+          if (mirrors && host_update) {
+            *result = mirrors->adamw_step_on_host(*m, opts);
+            return;
+          }
           if (mirrors) mirrors->params_to_device(*m), mirrors->grads_to_device(*m), mirrors->moments_to_device(*m);
           *result = m->adamw_step(opts);
           if (mirrors) mirrors->params_from_device(*m), mirrors->moments_from_device(*m);
@@ -1122,6 +1280,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaLibrary", Napi::Function::New(env, CudaLibrary));
   exports.Set("deviceMemory", Napi::Function::New(env, DeviceMemory));
   rt_binding::RegisterRingLink(env, exports);
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  rt_binding::RegisterNccl(env, exports);
+#endif
   rt_binding::RegisterCancelToken(env, exports);
   return exports;
 }

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include "backend.h"
 #include "blas.h"
+#include "error.h"
 #include "ops/add.h"
 #include "ops/cached_attention.h"
 #include "ops/embedding.h"
@@ -9,6 +10,8 @@
 #include "ops/rmsnorm.h"
 #include "ops/rope.h"
 #include "ops/swiglu.h"
+#include "random.h"
+#include "tensor_io.h"
 
 namespace rt {
 namespace {
@@ -25,6 +28,35 @@ class CpuBackend final : public Backend<T> {
   void upload(T* dst, const T* host, size_t n) const override { std::copy(host, host + n, dst); }
   void download(T* host, const T* src, size_t n) const override { std::copy(src, src + n, host); }
   void upload_ints(int32_t* dst, const int32_t* host, size_t n) const override { std::copy(host, host + n, dst); }
+  Buffer<uint16_t> bf16_zeros(size_t n) const override { return parallel_zeros<uint16_t>(n); }
+  void upload_bf16(uint16_t* dst, const uint16_t* host, size_t n) const override { std::copy(host, host + n, dst); }
+  void download_bf16(uint16_t* host, const uint16_t* src, size_t n) const override { std::copy(src, src + n, host); }
+  void widen_bf16(T* dst, const uint16_t* src, size_t n) const override {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] = (T)bf16_to_float(src[i]);
+  }
+  void round_to_bf16(uint16_t* dst, const T* src, size_t n) const override {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] = float_to_bf16((float)src[i]);
+  }
+  void embedding_forward_bf16(T* out, const int32_t* ids, const uint16_t* wte, int N, int C, int V) const override {
+    for (int n = 0; n < N; n++)
+      if (ids[n] < 0 || ids[n] >= V)
+        fail("embedding_forward", "token id ", ids[n], " at position ", n, " outside vocab [0,", V, ")");
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < C; c++) out[(size_t)n * C + c] = (T)bf16_to_float(wte[(size_t)ids[n] * C + c]);
+  }
+  void lora_dropout_forward(T* xd, const T* x, size_t n, double p, uint64_t seed, uint64_t stream) const override {
+    const T kept_scale = (T)(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) xd[i] = uniform01(seed, stream, i) >= p ? x[i] * kept_scale : T(0);
+  }
+  void lora_dropout_backward(T* dinp, const T* dxd, size_t n, double p, uint64_t seed, uint64_t stream) const override {
+    const T kept_scale = (T)(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dinp[i] += uniform01(seed, stream, i) >= p ? dxd[i] * kept_scale : T(0);
+  }
   void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
             int ldc) const override {
     rt::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -13,12 +13,12 @@
 namespace rt {
 
 // An adapter's buffers for one projection: u = dropout(x) A^T (n, r); with dropout, the dropped input
-// (n, in) and its kept mask (n, in). x and keep null: no dropout (evaluation, generation).
+// (n, in) (its mask is drawn again in the backward: it is counter-based). x null: no dropout (evaluation,
+// generation).
 template <typename T>
 struct AdapterBuffers {
   T* u = nullptr;
   T* x = nullptr;
-  uint8_t* keep = nullptr;
 };
 
 template <typename T>

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include "error.h"
 #include "ops/adamw.h"
 #include "ops/add.h"
@@ -24,8 +25,7 @@ Model<T>::Model(const ModelConfig& cfg, const Backend<T>& backend, bool base_bf1
     params_ = ops_.zeros(table_.total);
     return;
   }
-  require_host_memory("a bf16 base");
-  base16_ = parallel_zeros<uint16_t>(table_.total);
+  base16_ = ops_.bf16_zeros(table_.total);
   stage_bf16_base();
 }
 
@@ -87,16 +87,10 @@ static std::pair<size_t, size_t> layer_range(const ParamTable& t, int l) {
 }
 
 template <typename T>
-static void widen(T* dst, const uint16_t* src, size_t n) {
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) dst[i] = (T)bf16_to_float(src[i]);
-}
-
-template <typename T>
 void Model<T>::stage_layer(int l) {
   if (!base16_ || staged_layer_ == l) return;
   const auto [begin, end] = layer_range(table_, l);
-  widen(stage_.data(), base16_->data() + begin, end - begin);
+  ops_.widen_bf16(stage_.data(), base16_->data() + begin, end - begin);
   staged_layer_ = l;
 }
 
@@ -113,7 +107,7 @@ T* Model<T>::staged(size_t off) {
 template <typename T>
 const T* Model<T>::head_tile(int v0, int rows) {
   const size_t C = cfg_.hidden_size, off = cfg_.tie_word_embeddings ? table_.embed : table_.lm_head;
-  widen(stage_head_.data(), base16_->data() + off + (size_t)v0 * C, (size_t)rows * C);
+  ops_.widen_bf16(stage_head_.data(), base16_->data() + off + (size_t)v0 * C, (size_t)rows * C);
   return stage_head_.data();
 }
 
@@ -142,23 +136,13 @@ void Model<T>::head_input_grad(T* dx, const T* dz, const T* x, int n) {
 template <typename T>
 void Model<T>::widen_base_to_fp32() {
   auto full = ops_.zeros(table_.total);
-  widen(full->data(), base16_->data(), table_.total);
+  ops_.widen_bf16(full->data(), base16_->data(), table_.total);
   params_ = full;
   base16_.reset();
-  FlatVector<T>().swap(stage_);
-  FlatVector<T>().swap(stage_norm_);
-  FlatVector<T>().swap(stage_head_);
+  stage_.release();
+  stage_norm_.release();
+  stage_head_.release();
   staged_layer_ = -1;
-}
-
-template <typename T>
-static void embedding_from_bf16(T* out, const int32_t* ids, const uint16_t* wte, int N, int C, int V) {
-  for (int n = 0; n < N; n++)
-    if (ids[n] < 0 || ids[n] >= V)
-      fail("embedding_forward", "token id ", ids[n], " at position ", n, " outside vocab [0,", V, ")");
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++)
-    for (int c = 0; c < C; c++) out[(size_t)n * C + c] = (T)bf16_to_float(wte[(size_t)ids[n] * C + c]);
 }
 
 template <typename T>
@@ -167,10 +151,14 @@ void Model<T>::init_random(uint64_t seed, double std) {
     const ParamEntry& p = table_.entries[e];
     const bool is_norm = p.name.find("norm.weight") != std::string::npos;
     if (base16_) {
-      // The same draws as the fp32 base, rounded to bf16 as they are written.
-      uint16_t* w = base16_->data() + p.offset;
+      // The same draws as the fp32 base, rounded to bf16 as they are written (on the host, then uploaded to a
+      // backend with memory of its own).
+      std::vector<uint16_t> staged16;
+      if (!ops_.host_memory()) staged16.resize(p.size);
+      uint16_t* w = ops_.host_memory() ? base16_->data() + p.offset : staged16.data();
       if (p.shape.size() < 2) std::fill(w, w + p.size, float_to_bf16(is_norm ? 1.0f : 0.0f));
       else fill_normal_with(p.size, std, seed, e, [w](size_t i, float x) { w[i] = float_to_bf16(x); });
+      if (!ops_.host_memory()) ops_.upload_bf16(base16_->data() + p.offset, w, p.size);
       continue;
     }
     // Drawn on the host; a backend with memory of its own gets each tensor uploaded.
@@ -200,10 +188,10 @@ void Model<T>::stage_bf16_base() {
     const auto [begin, end] = layer_range(table_, k);
     widest = std::max(widest, end - begin);
   }
-  stage_.resize(widest);
-  stage_norm_.resize(cfg_.hidden_size);
-  widen(stage_norm_.data(), base16_->data() + table_.final_norm, (size_t)cfg_.hidden_size);
-  stage_head_.resize((size_t)std::min(kHeadTile, cfg_.vocab_size) * cfg_.hidden_size);
+  stage_.allocate(widest, ops_);
+  stage_norm_.allocate(cfg_.hidden_size, ops_);
+  ops_.widen_bf16(stage_norm_.data(), base16_->data() + table_.final_norm, (size_t)cfg_.hidden_size);
+  stage_head_.allocate((size_t)std::min(kHeadTile, cfg_.vocab_size) * cfg_.hidden_size, ops_);
   staged_layer_ = -1;
 }
 
@@ -211,7 +199,6 @@ template <typename T>
 void Model<T>::enable_lora(const LoraConfig& l) {
   if (lora_) fail("enable_lora", "LoRA is already on");
   if (base16_ && !l.base_bf16) fail("enable_lora", "the base was created in bf16: LoRA on it needs baseBf16");
-  if (l.dropout > 0) require_host_memory("LoRA dropout");
   auto table = std::make_unique<LoraTable>(cfg_, l);
   auto weights = ops_.zeros(table->total);
   std::vector<T> staged;  // a backend with memory of its own gets A uploaded
@@ -246,12 +233,8 @@ void Model<T>::enable_lora(const LoraConfig& l) {
 template <typename T>
 void Model<T>::round_base_to_bf16() {
   if (base16_) return;
-  require_host_memory("a bf16 base");
-  auto b16 = host_buffer<uint16_t>(table_.total);
-  const T* src = params_->data();
-  uint16_t* dst = b16->data();
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < table_.total; i++) dst[i] = float_to_bf16((float)src[i]);
+  auto b16 = ops_.bf16_zeros(table_.total);
+  ops_.round_to_bf16(b16->data(), params_->data(), table_.total);
   base16_ = b16;
   params_.reset();  // views held elsewhere keep the fp32 copy until they are dropped
   stage_bf16_base();
@@ -350,7 +333,6 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   cancel_ = opts.cancel;
   adapters_off_ = opts.adapters_off;
   sp_ = opts.sp && opts.sp->size > 1 ? opts.sp : nullptr;
-  if (sp_) require_host_memory("sequence-parallel attention");
   sp_segments_ = b.segment_ids;
   if (sp_ && b.seq_len % 2 != 0)
     fail("forward", "a sequence-parallel batch holds two chunks a row: odd length ", b.seq_len);
@@ -370,8 +352,19 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
     ops_.upload_ints(a.positions->data(), b.position_ids, a.N);
     db.input_ids = a.ids->data(), db.labels = a.labels->data(), db.position_ids = a.positions->data();
   }
+  // The per-position loss weights likewise (in the labels' memory, as the backend's cross entropy reads them).
+  StepOptions dopts = opts;
+  if (!ops_.host_memory() && opts.label_weights) {
+    if constexpr (std::is_same_v<T, float>) {
+      a.label_weights.allocate(a.N, ops_);  // once per shape
+      ops_.upload(a.label_weights.data(), opts.label_weights, a.N);
+      dopts.label_weights = a.label_weights.data();
+    } else {
+      fail("forward", "label weights on the ", ops_.name(), " backend need fp32 activations");
+    }
+  }
   forward(a, db, opts.backward);
-  const LossSum ls = head(a, db, opts, scale);
+  const LossSum ls = head(a, db, dopts, scale);
   if (opts.backward) backward(a, db, opts.on_grads_ready);
   return {ls.sum, ls.count};
 }
@@ -428,15 +421,11 @@ const T* Model<T>::token_losses() const {
   return last_ ? last_->losses.data() : nullptr;
 }
 
-// Dropout on the adapter's input: a counter-based mask, so it needs no state between steps.
+// The dropout mask of layer l's target t in this step: a counter-based stream, so it needs no state between
+// steps, and the backward (and a checkpointed layer's recompute) draws the forward's mask again.
 template <typename T>
-static void lora_dropout(T* xd, uint8_t* keep, const T* x, size_t n, double p, uint64_t seed, uint64_t stream) {
-  const T kept_scale = (T)(1.0 / (1.0 - p));
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    keep[i] = uniform01(seed, stream, i) >= p;
-    xd[i] = keep[i] ? x[i] * kept_scale : T(0);
-  }
+uint64_t Model<T>::dropout_stream(int l, int t) const {
+  return ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
 }
 
 template <typename T>
@@ -451,8 +440,7 @@ void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias
     const int r = run.rank;
     const T* x = inp + (size_t)run.begin * in;
     if (ab.x && lora_ && lora_cfg_.dropout > 0) {  // training: the model's own adapters, one run over all
-      const uint64_t stream = ((uint64_t)step_ << 20) ^ ((uint64_t)l << 4) ^ (uint64_t)t;
-      lora_dropout(ab.x, ab.keep, inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, stream);
+      ops_.lora_dropout_forward(ab.x, inp, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, dropout_stream(l, t));
       x = ab.x;
     }
     // u = x A^T (n, r);  out += scale * u B^T
@@ -490,10 +478,7 @@ void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const 
   }
   T* dx = a.lora_dx.data();
   ops_.gemm(false, false, N, in, r, T(1), du, r, A, in, T(0), dx, in);
-  const T kept_scale = (T)(1.0 / (1.0 - lora_cfg_.dropout));
-  const uint8_t* keep = la.lora_keep[t].data();
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < (size_t)N * in; i++) dinp[i] += keep[i] ? dx[i] * kept_scale : T(0);
+  ops_.lora_dropout_backward(dinp, dx, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, dropout_stream(l, t));
 }
 
 template <typename T>
@@ -529,10 +514,7 @@ LayerBuffers<T> Model<T>::training_layer_buffers(Activations<T>& a, const Batch&
   io.lse = la.lse.data();
   for (int t = 0; t < kNumTargets; t++) {
     io.adapters[t].u = la.lora_u[t].empty() ? nullptr : la.lora_u[t].data();
-    if (training && !la.lora_x[t].empty()) {  // dropout buffers exist only when dropout is on
-      io.adapters[t].x = la.lora_x[t].data();
-      io.adapters[t].keep = la.lora_keep[t].data();
-    }
+    if (training && !la.lora_x[t].empty()) io.adapters[t].x = la.lora_x[t].data();  // only when dropout is on
   }
   return io;
 }
@@ -556,7 +538,7 @@ void Model<T>::forward_positions(const int32_t* ids, int n, const std::function<
   // the staged fp32 copies are refreshed rather than trusted.
   if (base16_) stage_bf16_base();
   LayerBuffers<T> io = layer(0);
-  if (base16_) embedding_from_bf16(io.res_in, ids, base16_->data() + table_.embed, n, C, c.vocab_size);
+  if (base16_) ops_.embedding_forward_bf16(io.res_in, ids, base16_->data() + table_.embed, n, C, c.vocab_size);
   else ops_.embedding_forward(io.res_in, ids, param(table_.embed), n, C, c.vocab_size);
   for (int l = 0; l < c.num_layers; l++) {
     throw_if_cancelled(cancel_);
@@ -592,9 +574,7 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
       ops_.cached_attention(io.att + (size_t)run.begin * Q, io.q + (size_t)run.begin * Q, k, v, kv.filled, run.n, H,
                             KVH, D);
     }
-  } else if (sp_)
-    ring_attention_forward(io.att, io.lse, io.q, io.k, io.v, sp_segments_, *rows->runs, ring_shape(rows->shape), *sp_,
-                           ring_);
+  } else if (sp_) sp_attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, ring_shape(rows->shape));
   else ops_.attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
   project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO], adapters);
   ops_.add(io.res_mid, io.res_in, io.tmp, (size_t)n * C);
@@ -645,9 +625,8 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
     // Attention branch: res_mid = res_in + o_proj(attention(rope(q), rope(k), v))
     project_backward(a, l, kO, a.datt.data(), dres, la.att.data(), o.wo, o.bo, N);
     if (sp_)
-      ring_attention_backward(a.dq.data(), a.dk.data(), a.dv.data(), a.datt.data(), la.q.data(), la.k.data(),
-                              la.v.data(), la.att.data(), la.lse.data(), b.segment_ids, a.runs, ring_shape(shape), *sp_,
-                              ring_);
+      sp_attention_backward(a.dq.data(), a.dk.data(), a.dv.data(), a.datt.data(), la.q.data(), la.k.data(), la.v.data(),
+                            la.att.data(), la.lse.data(), a.runs, ring_shape(shape));
     else
       ops_.attention_backward(a.dq.data(), a.dk.data(), a.dv.data(), a.datt.data(), la.q.data(), la.k.data(),
                               la.v.data(), la.att.data(), la.lse.data(), a.runs, shape, a.attn_scratch);
@@ -670,12 +649,18 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
 
 template <typename T>
 AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
+  ensure_training_state();
+  T* weights = lora_ ? lora_->data() : params_->data();
+  return adamw_step_on(ops_, {weights, grads_->data(), m_->data(), v_->data()}, o);
+}
+
+template <typename T>
+AdamWResult Model<T>::adamw_step_on(const Backend<T>& ops, const OptimizerBuffers& b, const AdamWOptions& o) {
   if (!(o.lr >= 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0))
     fail("adamw_step", "invalid options: lr ", o.lr, ", betas (", o.beta1, ", ", o.beta2, "), eps ", o.eps);
-  ensure_training_state();
   if (!shard_.empty() && o.grad_norm < 0)
     fail("adamw_step", "the moments are sharded (ZeRO-1): the global gradient norm must be given");
-  const double norm = o.grad_norm >= 0 ? o.grad_norm : std::sqrt(ops_.sum_of_squares(grads_->data(), grads_->size()));
+  const double norm = o.grad_norm >= 0 ? o.grad_norm : std::sqrt(ops.sum_of_squares(b.grads, num_trainable()));
   if (!std::isfinite(norm)) fail("adamw_step", "gradient norm is ", norm, ": refusing to update the weights");
   // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
   double clip = 1;
@@ -690,13 +675,11 @@ AdamWResult Model<T>::adamw_step(const AdamWOptions& o) {
               1 - std::pow(o.beta2, (double)step_),
               clip};
   if (!shard_.empty()) {
-    adamw_update_shard(s);
+    adamw_update_shard(ops, b, s);
     return {norm, step_};
   }
-  T* weights = lora_ ? lora_->data() : params_->data();
   for (const ParamEntry& p : trainable_entries())
-    ops_.adamw_update(weights + p.offset, grads_->data() + p.offset, m_->data() + p.offset, v_->data() + p.offset,
-                      p.size, s, p.decay);
+    ops.adamw_update(b.weights + p.offset, b.grads + p.offset, b.m + p.offset, b.v + p.offset, p.size, s, p.decay);
   return {norm, step_};
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 #include "activations.h"
 #include "backend.h"
+#include "backend_array.h"
 #include "buffer.h"
 #include "cancel_token.h"
 #include "config.h"
@@ -192,6 +193,17 @@ class Model {
   int grad_buckets() const { return (int)grad_bucket_ranges().size(); }
 
   AdamWResult adamw_step(const AdamWOptions& opts);
+  // The trainable weights, their gradients and both moments, as one optimizer step reads and writes them.
+  struct OptimizerBuffers {
+    T* weights;
+    T* grads;
+    T* m;
+    T* v;
+  };
+  // adamw_step on copies of those buffers in `ops`'s memory, with its arithmetic: a model on a device in a ring
+  // with CPU ranks updates host copies with the CPU ops, as they do, so every rank keeps the same bits (the
+  // weight checksum compares them exactly); the caller uploads the result.
+  AdamWResult adamw_step_on(const Backend<T>& ops, const OptimizerBuffers& b, const AdamWOptions& opts);
 
   // Generation with a KV cache (generate.cpp). step_logits, when given, receives each step's logits.
   std::vector<int32_t> generate(const GenerateOptions& opts, std::vector<std::vector<T>>* step_logits = nullptr);
@@ -252,6 +264,7 @@ class Model {
   // has its buffers).
   void project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab,
                const std::vector<AdapterRun<T>>& adapters);
+  uint64_t dropout_stream(int l, int t) const;
   void project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias,
                         int N);
 
@@ -263,15 +276,15 @@ class Model {
   int64_t step_ = 0;
   bool checkpointing_ = false;
   std::vector<std::pair<size_t, size_t>> shard_;  // ZeRO-1 ranges of the trainable buffer; empty = all
-  void adamw_update_shard(const AdamWStep& s);
+  void adamw_update_shard(const Backend<T>& ops, const OptimizerBuffers& b, const AdamWStep& s);
   std::unique_ptr<LoraTable> lora_table_;
   LoraConfig lora_cfg_;
   Buffer<T> lora_;                           // adapter weights, null in full training
   std::vector<AdapterRun<T>> own_adapters_;  // lora_ as one run (own_adapters())
   Buffer<uint16_t> base16_;                  // the frozen base in bf16 (params_ then null)
-  FlatVector<T> stage_;                      // (largest layer) fp32 weights of staged_layer_
-  FlatVector<T> stage_norm_;                 // (C) the final norm's weight in fp32
-  FlatVector<T> stage_head_;                 // (kHeadTile, C) a tile of the LM head in fp32
+  BackendArray<T> stage_;                    // (largest layer) fp32 weights of staged_layer_
+  BackendArray<T> stage_norm_;               // (C) the final norm's weight in fp32
+  BackendArray<T> stage_head_;               // (kHeadTile, C) a tile of the LM head in fp32
   int staged_layer_ = -1;
   void stage_bf16_base();  // sizes the fp32 staging buffers of a bf16 base and refreshes the final norm
   std::map<std::pair<int, int>, std::unique_ptr<Activations<T>>> acts_;
@@ -281,6 +294,16 @@ class Model {
   const CancelToken* cancel_ = nullptr;   // set for the duration of a forward_backward that may be cancelled
   bool adapters_off_ = false;             // set for the duration of a forward_backward without the adapters
   RingScratch<T> ring_;
+  // Sequence-parallel attention (ring_attention_staged.cpp): the ring's blocks are computed by the host's ring
+  // attention; a backend with memory of its own stages the layer's q, k, v (and the backward's inputs) through
+  // these host buffers, sized once per shape.
+  struct RingHostStage {
+    std::vector<T> q, k, v, out, lse, dout, dq, dk, dv;
+  } ring_host_;
+  void sp_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, const std::vector<SegmentRun>& runs,
+                            const RingShape& s);
+  void sp_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v, const T* out,
+                             const T* lse, const std::vector<SegmentRun>& runs, const RingShape& s);
 };
 
 extern template class Model<float>;

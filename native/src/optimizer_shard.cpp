@@ -20,8 +20,8 @@ void Model<T>::set_optimizer_shard(const std::vector<std::pair<size_t, size_t>>&
   }
   shard_ = ranges;
   if (!grads_) return;  // the moments come with the first training use, sized by optimizer_elements()
-  m_ = parallel_zeros<T>(optimizer_elements());
-  v_ = parallel_zeros<T>(optimizer_elements());
+  m_ = ops_.zeros(optimizer_elements());
+  v_ = ops_.zeros(optimizer_elements());
 }
 
 template <typename T>
@@ -42,8 +42,7 @@ double Model<T>::grad_sum_of_squares() const {
 }
 
 template <typename T>
-void Model<T>::adamw_update_shard(const AdamWStep& s) {
-  T* weights = lora_ ? lora_->data() : params_->data();
+void Model<T>::adamw_update_shard(const Backend<T>& ops, const OptimizerBuffers& b, const AdamWStep& s) {
   size_t packed = 0;  // where the current range's moments start
   for (const auto& [off, size] : shard_) {
     // A range may cut through parameters: each piece keeps its parameter's weight-decay rule.
@@ -51,7 +50,7 @@ void Model<T>::adamw_update_shard(const AdamWStep& s) {
       const size_t lo = std::max(off, p.offset), hi = std::min(off + size, p.offset + p.size);
       if (lo >= hi) continue;
       const size_t at = packed + (lo - off);
-      ops_.adamw_update(weights + lo, grads_->data() + lo, m_->data() + at, v_->data() + at, hi - lo, s, p.decay);
+      ops.adamw_update(b.weights + lo, b.grads + lo, b.m + at, b.v + at, hi - lo, s, p.decay);
     }
     packed += size;
   }
@@ -61,7 +60,7 @@ void Model<T>::adamw_update_shard(const AdamWStep& s) {
   template void Model<T>::set_optimizer_shard(const std::vector<std::pair<size_t, size_t>>&); \
   template size_t Model<T>::optimizer_elements() const;                                       \
   template double Model<T>::grad_sum_of_squares() const;                                      \
-  template void Model<T>::adamw_update_shard(const AdamWStep&);
+  template void Model<T>::adamw_update_shard(const Backend<T>&, const OptimizerBuffers&, const AdamWStep&);
 RT_INSTANTIATE(float)
 RT_INSTANTIATE(double)
 #undef RT_INSTANTIATE

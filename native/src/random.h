@@ -5,9 +5,16 @@
 #include <cstddef>
 #include <cstdint>
 
+// The CUDA ops draw LoRA's dropout masks with these same functions, so a mask is the same bits on every backend.
+#ifdef __CUDACC__
+#define RT_RANDOM_HD __host__ __device__
+#else
+#define RT_RANDOM_HD
+#endif
+
 namespace rt {
 
-inline uint64_t splitmix64(uint64_t x) {
+RT_RANDOM_HD inline uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
@@ -15,7 +22,7 @@ inline uint64_t splitmix64(uint64_t x) {
 }
 
 // uniform in (0, 1)
-inline double uniform01(uint64_t seed, uint64_t stream, uint64_t i) {
+RT_RANDOM_HD inline double uniform01(uint64_t seed, uint64_t stream, uint64_t i) {
   const uint64_t r = splitmix64(splitmix64(seed ^ splitmix64(stream)) + i);
   return ((r >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }

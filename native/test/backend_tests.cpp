@@ -31,6 +31,28 @@ class CountingBackend final : public Backend<T> {
   void upload_ints(int32_t* dst, const int32_t* host, size_t n) const override {
     count("upload_ints"), cpu.upload_ints(dst, host, n);
   }
+  Buffer<uint16_t> bf16_zeros(size_t n) const override { return count("bf16_zeros"), cpu.bf16_zeros(n); }
+  void upload_bf16(uint16_t* dst, const uint16_t* host, size_t n) const override {
+    count("upload_bf16"), cpu.upload_bf16(dst, host, n);
+  }
+  void download_bf16(uint16_t* host, const uint16_t* src, size_t n) const override {
+    count("download_bf16"), cpu.download_bf16(host, src, n);
+  }
+  void widen_bf16(T* dst, const uint16_t* src, size_t n) const override {
+    count("widen_bf16"), cpu.widen_bf16(dst, src, n);
+  }
+  void round_to_bf16(uint16_t* dst, const T* src, size_t n) const override {
+    count("round_to_bf16"), cpu.round_to_bf16(dst, src, n);
+  }
+  void embedding_forward_bf16(T* out, const int32_t* ids, const uint16_t* wte, int N, int C, int V) const override {
+    count("embedding_forward_bf16"), cpu.embedding_forward_bf16(out, ids, wte, N, C, V);
+  }
+  void lora_dropout_forward(T* xd, const T* x, size_t n, double p, uint64_t seed, uint64_t stream) const override {
+    count("lora_dropout_forward"), cpu.lora_dropout_forward(xd, x, n, p, seed, stream);
+  }
+  void lora_dropout_backward(T* dinp, const T* dxd, size_t n, double p, uint64_t seed, uint64_t stream) const override {
+    count("lora_dropout_backward"), cpu.lora_dropout_backward(dinp, dxd, n, p, seed, stream);
+  }
   void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
             int ldc) const override {
     count("gemm"), cpu.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -1,4 +1,4 @@
-// Processes (coordinator, worker, CLI) meet only through the shared libraries: a library that reaches a
+// Processes (coordinator, worker, serve, CLI) meet only through the shared libraries: a library that reaches a
 // process, or a process that reaches another, fails here, however many imports the path takes.
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -48,6 +48,14 @@ test("a planted tree with violating imports fails the checker, each with its cha
     // The CLI may import an entry point of a process it starts, and nothing else of it.
     "cli/start.ts": 'import { Coordinator } from "../coordinator/main.js";\nimport "../worker/main.js";',
     "cli/bad.ts": 'import { WorkerServing } from "../worker/serving.js";',
+    "cli/serve.ts": 'import { ServeProcess } from "../serve/main.js";',
+    // The standalone server is a process too: it shares the serving library with the worker, not its files.
+    "serve/main.ts": 'import { engine } from "../serving/engine.js";',
+    "serve/hosted.ts": 'import { WorkerServing } from "../worker/serving.js";',
+    "coordinator/route.ts": 'import { ServeProcess } from "../serve/main.js";',
+    "worker/host.ts": 'import { engine } from "../serving/engine.js";',
+    "serving/engine.ts": "export const engine = 1;",
+    "serving/door.ts": 'import type { ServeProcess } from "../serve/main.js";',
     "coordinator/main.ts": 'import { job } from "./train/job.js";\nimport { p } from "../proto/p.js";',
     "worker/main.ts": 'import { p } from "../proto/p.js";\n// import { x } from "../coordinator/main.js";',
     "worker/serving.ts": "export const s = 1;",
@@ -61,7 +69,18 @@ test("a planted tree with violating imports fails the checker, each with its cha
       .sort(),
     [
       ["cli/bad.ts", "cli/bad.ts -> worker/serving.ts", "a process (cli/) must not reach another process (worker/)"],
+      [
+        "coordinator/route.ts",
+        "coordinator/route.ts -> serve/main.ts",
+        "a process (coordinator/) must not reach another process (serve/)",
+      ],
       ["misc/m.ts", "misc/m.ts", "misc/ is neither a process nor a library"],
+      [
+        "serve/hosted.ts",
+        "serve/hosted.ts -> worker/serving.ts",
+        "a process (serve/) must not reach another process (worker/)",
+      ],
+      ["serving/door.ts", "serving/door.ts -> serve/main.ts", "a library (serving/) must not reach a process (serve/)"],
       ["spec/y.ts", "spec/y.ts -> cli/z.ts", "a library (spec/) must not reach a process (cli/)"],
       [
         "text/a.ts",

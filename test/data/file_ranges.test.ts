@@ -7,7 +7,8 @@ import os from "node:os";
 import path from "node:path";
 import { lineAlignedRanges, startsWithArray } from "../../text/readers/file_ranges.js";
 import { readRangeRecords } from "../../text/readers/range_records.js";
-import { readRecords, type RawRecord } from "../../text/readers/read.js";
+import type { RawRecord } from "../../text/readers/read.js";
+import { readWholeRecords } from "../helpers/whole_file_records.js";
 import { DEFAULT_MAX_RECORD_BYTES } from "../../text/records/record_limits.js";
 
 function file(name: string, content: string | Buffer): string {
@@ -45,7 +46,7 @@ test("every range size gives the records, lines and errors of the whole file (BO
   const text = "\ufeff" + lines.join("\n");
   for (const content of [text, text + "\n", text + "\n\n  \n"]) {
     const f = file("a.jsonl", content);
-    const whole = readRecords(f);
+    const whole = readWholeRecords(f);
     assert.equal(whole.length, 5);
     for (const size of [1, 2, 7, 50, 333, 1 << 20]) assert.deepEqual(readByRanges(f, size), whole, `range ${size}`);
   }
@@ -60,7 +61,7 @@ test("bytes that are not UTF-8 are refused on their line, as when the whole file
       Buffer.from('"}\n{"text": "fine"}\n'),
     ]),
   );
-  const whole = readRecords(f);
+  const whole = readWholeRecords(f);
   assert.match(whole[1].error ?? "", /not valid UTF-8/);
   for (const size of [1, 5, 4096]) assert.deepEqual(readByRanges(f, size), whole);
 });
@@ -68,7 +69,7 @@ test("bytes that are not UTF-8 are refused on their line, as when the whole file
 test("a line over max_record_bytes is an error record on its line; the lines after it are read", () => {
   const big = JSON.stringify({ text: "y".repeat(5000) });
   const f = file("c.jsonl", [lines[0], big, lines[5], big].join("\n"));
-  const whole = readRecords(f, 1000);
+  const whole = readWholeRecords(f, 1000);
   assert.deepEqual(
     whole.map((r) => [r.line, r.error === undefined ? "ok" : r.error]),
     [

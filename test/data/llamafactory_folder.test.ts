@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { loadSource } from "../../data/examples/load_records.js";
+import { loadSource } from "../helpers/in_memory_steps.js";
 import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import type { Row } from "../../data/rows/row.js";
 import { parseSpec } from "../../spec/load.js";

@@ -1,7 +1,8 @@
 // Packing invariants on random data, and the mixing and splitting that feed it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { firstFitDecreasing, packRows } from "../../data/rows/pack.js";
+import { firstFitDecreasing } from "../../data/rows/pack.js";
+import { packRows } from "../helpers/in_memory_steps.js";
 import { rowsToBatch } from "../../data/rows/row.js";
 import type { Example } from "../../data/examples/example.js";
 import { makeRng } from "../../spec/rng.js";

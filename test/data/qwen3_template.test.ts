@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { buildDataset } from "../helpers/in_memory_pipeline.js";
 import { parseSpec } from "../../spec/load.js";
-import { tokenizeRecords } from "../../data/examples/tokenize_records.js";
+import { tokenizeRecords } from "../helpers/in_memory_steps.js";
 import { formatProblem } from "../../text/records/problems.js";
 import { builtin, fixtureTemplate, sequences, DEFAULT_LABELS } from "../helpers/template_runs.js";
 

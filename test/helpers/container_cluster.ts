@@ -16,6 +16,12 @@ import { decodeJobRecord, JOBS_BUCKET, type JobRecordBody } from "../../proto/mo
 import { renderKustomization, type K8sObject } from "./kustomize.js";
 import { REPO_ROOT, runRingtune, type ProcessResult } from "./processes.js";
 
+/** KEY=VALUE lines, # comments skipped. */
+function readEnvText(text: string): Record<string, string> {
+  const lines = text.split("\n").filter((l) => l.includes("=") && !l.startsWith("#"));
+  return Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+}
+
 /** The images under test, or why the container tests cannot run here. */
 export function containerImages(): { ringtune: string; nats: string } | string {
   const ringtune = process.env.RINGTUNE_IMAGE;
@@ -27,6 +33,7 @@ export function containerImages(): { ringtune: string; nats: string } | string {
 
 interface ManifestContainer {
   args: string[];
+  envFrom?: unknown[];
   env: { name: string; value?: string; valueFrom?: { secretKeyRef?: { key: string } } }[];
   volumeMounts: { name: string; mountPath: string }[];
 }
@@ -64,6 +71,8 @@ export class ContainerCluster {
     readonly shared: string,
     private readonly manifests: K8sObject[],
     private readonly passwords: Record<string, string>,
+    /** each worker pod's password, by the variable nats-server reads it from (the workers' Secret) */
+    private readonly workerPasswords: Record<string, string>,
     private readonly network: StartedNetwork,
   ) {}
 
@@ -79,10 +88,22 @@ export class ContainerCluster {
       stdio: "ignore",
     });
     const passwords = Object.fromEntries(
-      ["coordinator", "worker", "client", "serve"].map((r) => [`${r}-password`, `p${randomBytes(16).toString("hex")}`]),
+      ["coordinator", "client", "serve"].map((r) => [`${r}-password`, `p${randomBytes(16).toString("hex")}`]),
+    );
+    // one password per worker pod, made as a user makes them
+    const workerPasswords = readEnvText(
+      execFileSync(path.join(REPO_ROOT, "deploy/scripts/k8s-worker-users.sh"), ["passwords"], { encoding: "utf8" }),
+    );
+    const manifests = renderKustomization(undefined, (copy) =>
+      writeFileSync(
+        path.join(copy, "nats-worker-credentials.env"),
+        Object.entries(workerPasswords)
+          .map(([k, v]) => `${k}=${v}\n`)
+          .join(""),
+      ),
     );
     const network = await new Network().start();
-    const cluster = new ContainerCluster(images, dir, shared, renderKustomization(), passwords, network);
+    const cluster = new ContainerCluster(images, dir, shared, manifests, passwords, workerPasswords, network);
     try {
       await cluster.startNats();
       // the client user receives replies only under its own inbox prefix (as `ringtune` on the host does)
@@ -122,12 +143,15 @@ export class ContainerCluster {
     return { source, target };
   }
 
-  /** The manifest's environment: literal values, the Secret's passwords, the pod's own fields. */
+  /** The manifest's environment: literal values ($(VAR) expanded), the Secrets' passwords, the pod's own fields. */
   private envFor(name: string, fields: Record<string, string> = {}): Record<string, string> {
-    const env: Record<string, string> = {};
-    for (const e of this.pod(name).containers[0]!.env) {
+    const container = this.pod(name).containers[0]!;
+    // envFrom names the workers' Secret only (NATS reads every worker's password)
+    const env: Record<string, string> = container.envFrom ? { ...this.workerPasswords } : {};
+    for (const e of container.env) {
       const key = e.valueFrom?.secretKeyRef?.key;
-      if (e.value !== undefined) env[e.name] = e.value;
+      if (e.value !== undefined)
+        env[e.name] = e.value.replace(/\$\((\w+)\)/g, (m, v: string) => fields[v] ?? env[v] ?? m);
       else if (key) env[e.name] = this.passwords[key]!;
       else if (fields[e.name] !== undefined) env[e.name] = fields[e.name]!;
     }
@@ -141,13 +165,17 @@ export class ContainerCluster {
     );
   }
 
-  private ringtuneContainer(name: string): PodContainer {
+  private ringtuneContainer(
+    name: string,
+    mounts: { source: string; target: string; mode: "ro" | "rw" }[] = [],
+  ): PodContainer {
     const tls = this.tlsFor(name);
     return new PodContainer(this.images.ringtune)
       .withNetwork(this.network)
       .withBindMounts([
         { source: tls.source, target: tls.target, mode: "ro" },
         { source: this.shared, target: this.shared, mode: "rw" },
+        ...mounts,
       ])
       .withTmpFs({ "/tmp": "rw,mode=1777" });
   }
@@ -187,10 +215,30 @@ export class ContainerCluster {
       .start();
   }
 
-  /** A worker as the Deployment starts one: its id and advertised address are its name on the network. */
+  /**
+   * The folder a worker pod's init container fills: its own password alone (deploy/k8s/pick-nats-identity.sh
+   * picks it from the workers' Secret by the pod's name), mounted where the worker container reads it.
+   */
+  private identityFor(id: string): { source: string; target: string } {
+    const source = path.join(this.dir, `identity-${id}`);
+    mkdirSync(source, { recursive: true });
+    const key = `RINGTUNE_WORKER_PASSWORD_${id.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`;
+    const password = this.workerPasswords[key];
+    if (password === undefined) throw new Error(`no NATS user for worker pod ${id} (${key})`);
+    writeFileSync(path.join(source, "password"), password);
+    chmodSync(path.join(source, "password"), 0o444);
+    const target = this.pod("ringtune-worker").containers[0]!.volumeMounts.find((m) => m.name === "nats-identity")!;
+    return { source, target: target.mountPath };
+  }
+
+  /**
+   * A worker as the StatefulSet starts one: `id` is its pod name (ringtune-worker-N), which is its worker id,
+   * picks its NATS user, and is its address on the network.
+   */
   async startWorker(id: string): Promise<void> {
     const fields = { POD_NAME: id, POD_IP: id };
-    const worker = await this.ringtuneContainer("ringtune-worker")
+    const identity = this.identityFor(id);
+    const worker = await this.ringtuneContainer("ringtune-worker", [{ ...identity, mode: "ro" }])
       .withNetworkAliases(id)
       .withEnvironment(this.envFor("ringtune-worker", fields))
       .withCommand(this.argsFor("ringtune-worker", fields))

@@ -1,7 +1,7 @@
 // Which source files reach which, following relative imports all the way down. The tree has two kinds of
-// top-level folder: processes (the coordinator, the workers, the CLI) and the shared libraries every process
-// may import. A library reaches no process, not even through another library; a process reaches no other
-// process, except that the CLI imports the entry points of the processes it starts.
+// top-level folder: processes (the coordinator, the workers, a standalone server, the CLI) and the shared
+// libraries every process may import. A library reaches no process, not even through another library; a
+// process reaches no other process, except that the CLI imports the entry points of the processes it starts.
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 
@@ -20,7 +20,7 @@ export interface ImportViolation {
 }
 
 /** Top-level folders that are processes: each runs on its own and meets the others only through libraries. */
-export const PROCESSES = ["coordinator", "worker", "cli"] as const;
+export const PROCESSES = ["coordinator", "worker", "serve", "cli"] as const;
 
 /** Top-level folders that are shared libraries: any process may import them, and they import no process. */
 export const LIBRARIES = [
@@ -31,8 +31,9 @@ export const LIBRARIES = [
   "hf", // Hugging Face and PEFT files
   "files", // path roots, confined output files, durable renames
   "plot", // the loss plot
-  "serve", // the serving engine and its OpenAI front doors, hosted by a worker or by `ringtune serve`
+  "serving", // the batched generation engine, its adapters and its OpenAI front doors, hosted by a worker or serve/
   "observe", // logging and the metrics/health HTTP listener
+  "errors", // the base of the error classes
   "native", // the native addon's typed face
 ] as const;
 
@@ -43,6 +44,7 @@ export const UNCHECKED = ["test", "bench"] as const;
 export const ENTRY_POINTS: Record<string, string> = {
   "coordinator/main.ts": "coordinator",
   "worker/main.ts": "worker",
+  "serve/main.ts": "serve",
 };
 
 // Static imports and re-exports (`import ... from "x"`, `export ... from "x"`, `import "x"`) and dynamic

@@ -4,11 +4,16 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheKey } from "../../data/storage/cache.js";
 import { fileHash, readCache, writeCache, type CachedDataset } from "./in_memory_cache.js";
-import { findNearDuplicates, removeExactDuplicates } from "../../data/dedupe/dedupe.js";
+import {
+  findNearDuplicates,
+  loadSource,
+  packRows,
+  removeExactDuplicates,
+  tokenizeRecords,
+  unpackedRows,
+} from "./in_memory_steps.js";
 import type { Example } from "../../data/examples/example.js";
-import { loadSource } from "../../data/examples/load_records.js";
 import { mixSources } from "../../data/sampling/mix.js";
-import { packRows, unpackedRows } from "../../data/rows/pack.js";
 import { problemAt, type Problem } from "../../text/records/problems.js";
 import { isBadRecord, type DataSpec } from "../../data/data_keys.js";
 import { Progress } from "../../data/progress.js";
@@ -18,7 +23,6 @@ import type { Row } from "../../data/rows/row.js";
 import { setupText, type TextSetup } from "../../spec/text_setup.js";
 import { stratifiedSplit } from "../../data/sampling/split.js";
 import { recordCounts, sortProblems, splitStats, taskStats, type DataStats } from "../../data/stats.js";
-import { tokenizeRecords } from "../../data/examples/tokenize_records.js";
 
 export interface BuildOptions {
   quiet?: boolean;

@@ -25,8 +25,11 @@ export function kubectlMissing(): string | undefined {
   return r.status === 0 ? undefined : "kubectl not found: install it to check what `kubectl apply -k` renders";
 }
 
-/** The objects `kubectl kustomize` renders from `dir` (deploy/k8s by default), in its order. */
-export function renderKustomization(dir = K8S_DIR): K8sObject[] {
+/**
+ * The objects `kubectl kustomize` renders from `dir` (deploy/k8s by default), in its order. `prepare` runs on
+ * the copy after the example files are in place, before the render (to write files a user makes otherwise).
+ */
+export function renderKustomization(dir = K8S_DIR, prepare?: (copy: string) => void): K8sObject[] {
   const tmp = mkdtempSync(path.join(os.tmpdir(), "ringtune-k8s-"));
   try {
     const copy = path.join(tmp, "k8s");
@@ -36,6 +39,7 @@ export function renderKustomization(dir = K8S_DIR): K8sObject[] {
     mkdirSync(path.join(copy, "tls"), { recursive: true });
     for (const r of TLS_FILES)
       for (const f of [`${r}.pem`, `${r}-key.pem`]) writeFileSync(path.join(copy, "tls", f), `placeholder ${f}\n`);
+    prepare?.(copy);
     const yaml = execFileSync("kubectl", ["kustomize", copy], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
     return parseAllDocuments(yaml).map((doc) => {
       if (doc.errors.length) throw new Error(`kubectl kustomize output: ${doc.errors.join("; ")}`);

@@ -8,7 +8,7 @@ import { HfTokenizer } from "../../text/tokenizers/hf_tokenizer.js";
 import { initModel, saveModel } from "../../hf/hf_model.js";
 import { parseHfConfig } from "../../hf/hf_config.js";
 import type { LoraSettings } from "../../native/js/addon.js";
-import { startServer, type RunningServer, type ServeOptions } from "../../serve/server.js";
+import { startServer, type RunningServer, type ServeOptions } from "../../serving/server.js";
 import { craftAdapter, tempDir } from "./lora_adapters.js";
 import { TINY_BYTE_LLAMA } from "./tiny_model.js";
 

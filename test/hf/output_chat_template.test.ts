@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { trainedTextOf, writeTrainedText } from "../../hf/trained_text.js";
-import { baseTextChoice, textSetupFor } from "../../serve/text_setup.js";
+import { baseTextChoice, textSetupFor } from "../../serving/text_setup.js";
 import { renderChatPrompt } from "../../text/chat_prompt.js";
 import type { Message } from "../../text/records/records.js";
 import type { TemplateName, TemplateOptions } from "../../text/templates/template.js";

@@ -4,7 +4,7 @@ import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import type { RunningServer } from "../../serve/server.js";
+import type { RunningServer } from "../../serving/server.js";
 import { baseUrl, postJson, serveFixture, startTestServer, type ServeFixture } from "../helpers/serve_fixtures.js";
 
 let fixture: ServeFixture;

@@ -2,7 +2,7 @@
 // UTF-8 waits for its last byte, and tool calls are read back in each template family's form.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { IncrementalText } from "../../serve/incremental_text.js";
+import { IncrementalText } from "../../serving/incremental_text.js";
 import { parseToolCalls } from "../../text/tool_call_answers.js";
 
 /** Token ids are bytes here, decoded as UTF-8 the way the byte tokenizer does. */

@@ -2,7 +2,7 @@
 // ranks and targets and the base alone, with all four requests decoded in the same batch.
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import type { RunningServer } from "../../serve/server.js";
+import type { RunningServer } from "../../serving/server.js";
 import { runCli } from "../helpers/run_cli.js";
 import { baseUrl, postJson, serveFixture, startTestServer, type ServeFixture } from "../helpers/serve_fixtures.js";
 

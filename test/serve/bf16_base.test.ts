@@ -4,7 +4,7 @@
 // (rounding may flip such a choice, and the texts part there).
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import type { RunningServer } from "../../serve/server.js";
+import type { RunningServer } from "../../serving/server.js";
 import { baseUrl, postJson, serveFixture, startTestServer, type Json } from "../helpers/serve_fixtures.js";
 
 let fp32: RunningServer;

@@ -14,7 +14,7 @@ import { setupText, type TextSetup } from "../../spec/text_setup.js";
 import type { TemplateName, TemplateOptions } from "../../text/templates/template.js";
 import { readTrainedText, TRAINED_TEXT_FILE, trainedTextOf } from "../../hf/trained_text.js";
 import { parseSpec } from "../../spec/load.js";
-import { startServer, type RunningServer } from "../../serve/server.js";
+import { startServer, type RunningServer } from "../../serving/server.js";
 import { tempDir } from "../helpers/lora_adapters.js";
 import { NPM_TOKENIZERS, writeServedFolder } from "../helpers/served_folders.js";
 import { baseUrl, postJson } from "../helpers/serve_fixtures.js";

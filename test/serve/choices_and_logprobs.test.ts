@@ -3,7 +3,7 @@
 // chat's shape and in the legacy completions' shape; out-of-range values are 400s naming the field.
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import type { RunningServer } from "../../serve/server.js";
+import type { RunningServer } from "../../serving/server.js";
 import { baseUrl, postJson, serveFixture, startTestServer, type Json } from "../helpers/serve_fixtures.js";
 
 let server: RunningServer;

@@ -5,7 +5,7 @@ import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
 import { serveSubjects } from "../../proto/serve_subjects.js";
-import type { RunningServer } from "../../serve/server.js";
+import type { RunningServer } from "../../serving/server.js";
 import { startNatsServer, type NatsServer } from "../helpers/nats_server.js";
 import { serveFixture, startTestServer, type Json } from "../helpers/serve_fixtures.js";
 

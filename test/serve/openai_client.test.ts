@@ -5,8 +5,8 @@ import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import OpenAI from "openai";
-import type { RunningServer } from "../../serve/server.js";
-import { startServer } from "../../serve/server.js";
+import type { RunningServer } from "../../serving/server.js";
+import { startServer } from "../../serving/server.js";
 import { tempDir } from "../helpers/lora_adapters.js";
 import { baseUrl, TOOL_CALL_TEXT, writeToolCallingBase } from "../helpers/serve_fixtures.js";
 

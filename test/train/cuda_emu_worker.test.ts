@@ -6,40 +6,20 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { TestCluster, trainingFixture } from "../helpers/cluster.js";
-import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
-import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process.js";
-import { EVIDENCE_DEVICE, evidenceSkip } from "../helpers/evidence_device.js";
+import { trainingFixture } from "../helpers/cluster.js";
+import { EMU, runOnWorkers as runJob } from "../helpers/device_rings.js";
+import { assertSameLosses } from "../helpers/losses.js";
+import { killAllWorkerProcesses } from "../helpers/worker_process.js";
+import { evidenceSkip } from "../helpers/evidence_device.js";
 import { ONE_HEAD_BYTE_LLAMA } from "../helpers/tiny_model.js";
 
 after(killAllWorkerProcesses);
 
 /** fp32 on two backends: the same maths in a different order of summation. */
 const FP32_REL = 1e-5;
-const EMU = ["--device", EVIDENCE_DEVICE]; // a GPU when the device proof runs this file
 
-/** Runs `spec` on one cluster of its own whose workers are processes started with these flags each. */
-async function runOnWorkers(
-  workerFlags: string[][],
-  spec: Record<string, unknown>,
-  dir: string,
-): Promise<Map<number, number>> {
-  const cluster = await TestCluster.start(0);
-  const workers = workerFlags.map((flags, i) => WorkerProcess.start(cluster.server.url, `p${i}`, flags));
-  try {
-    await cluster.waitFor(
-      async () => (await cluster.idleWorkers()) >= workers.length,
-      `worker processes to register:\n${workers.map((w) => w.log).join("\n")}`,
-    );
-    const rec = await cluster.run(spec, dir);
-    return lossesByStep(rec.output);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n${workers.map((w) => w.log).join("\n")}`);
-  } finally {
-    await Promise.all(workers.map((w) => w.kill()));
-    await cluster.stop();
-  }
-}
+const runOnWorkers = async (flags: string[][], spec: Record<string, unknown>, dir: string) =>
+  (await runJob(flags, spec, dir)).losses;
 
 test(
   "a cuda-emu worker trains to a CPU worker's losses, and checkpoints resume across the two devices",
@@ -70,9 +50,9 @@ test(
     const { dir, baseSpec } = trainingFixture();
     writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
     // The gradient buckets are all-reduced while the backward goes on: each leaves the device as it is final.
-    // No checksums: each rank's AdamW rounds in its own backend's order, so the two copies of the weights agree
-    // to fp32 rounding, not bit for bit.
-    const spec = { ...baseSpec, workers: 2, max_steps: 20, checksum_every: 0 };
+    // Checksums every 5 steps: a ring that mixes devices updates its weights with the host's arithmetic on
+    // every rank, so the copies stay the same bits.
+    const spec = { ...baseSpec, workers: 2, max_steps: 20, checksum_every: 5 };
     const cpus = await runOnWorkers([[], []], { ...spec, output: "cpus" }, dir);
     const mixed = await runOnWorkers([EMU, []], { ...spec, output: "mixed" }, dir);
     assert.equal(cpus.size, 20);

@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { pino } from "pino";
 import { startHttpServer } from "../../observe/http_server.js";
-import { startHttp } from "../../serve/http_server.js";
-import type { ServeApi } from "../../serve/serve_api.js";
+import { startHttp } from "../../serving/http_server.js";
+import type { ServeApi } from "../../serving/serve_api.js";
 
 const NINE_MB = "x".repeat(9 * 1024 * 1024);
 

@@ -27,7 +27,7 @@ function parsedLine(line: number, bytes: Buffer): RawRecord | null {
   }
 }
 
-/** The same records, errors and (relative) lines `readJsonl` gives for the range's text. */
+/** The same records, errors and (relative) lines as the whole file's JSONL records in the range. */
 export function readRangeRecords(file: string, range: ByteRange, maxRecordBytes: number): RangeRecords {
   const records: RawRecord[] = [];
   const fd = openInputSync(file);

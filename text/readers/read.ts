@@ -1,11 +1,9 @@
-// Reads a data file into raw values, each with the line it starts on: a JSONL file or a JSON array here;
-// `.txt` and `.parquet` in their own readers.
+// Reads a data file into raw values, each with the line it starts on, by the reader its name calls for.
 import { readParquetFile } from "./read_parquet.js";
 import { readTextFile, type TextSplit } from "./read_text.js";
-import { DEFAULT_MAX_RECORD_BYTES, overByteLimit, recordBytesProblem } from "../records/record_limits.js";
-import { hasUndecodableBytes, NOT_UTF8, withoutBom } from "../records/text_encoding.js";
+import { DEFAULT_MAX_RECORD_BYTES } from "../records/record_limits.js";
 import type { RawRecord } from "./raw_record.js";
-import { readRegularFile } from "../../files/input_files.js";
+import { streamRecords } from "./stream_records.js";
 
 export type { RawRecord };
 
@@ -26,84 +24,5 @@ export function readDataFile(
 
 /** JSON array when the first non-blank character is `[`, JSONL otherwise. */
 export function readRecords(file: string, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): RawRecord[] {
-  const text = withoutBom(readRegularFile(file));
-  const first = text.search(/\S/);
-  if (first >= 0 && text[first] === "[") return readJsonArray(text, maxRecordBytes);
-  return readJsonl(text, maxRecordBytes);
-}
-
-export function readJsonl(text: string, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): RawRecord[] {
-  const out: RawRecord[] = [];
-  let start = 0;
-  let line = 1;
-  while (start <= text.length) {
-    let end = text.indexOf("\n", start);
-    if (end < 0) end = text.length;
-    const s = text.slice(start, end);
-    if (overByteLimit(s, maxRecordBytes)) {
-      out.push({ line, error: recordBytesProblem(maxRecordBytes) });
-    } else if (s.trim() !== "" && hasUndecodableBytes(s)) {
-      out.push({ line, error: NOT_UTF8 });
-    } else if (s.trim() !== "") {
-      try {
-        out.push({ line, value: JSON.parse(s) });
-      } catch (err) {
-        out.push({ line, error: `invalid JSON: ${(err as Error).message}` });
-      }
-    }
-    start = end + 1;
-    line++;
-  }
-  return out;
-}
-
-/**
- * JSON.parse keeps no positions, so the array is scanned once for the start and end of each top-level
- * element (strings and nesting tracked), and each element is parsed on its own: one bad element is one
- * bad record with its own line, not a failed file.
- */
-export function readJsonArray(text: string, maxRecordBytes = DEFAULT_MAX_RECORD_BYTES): RawRecord[] {
-  const out: RawRecord[] = [];
-  let depth = 0;
-  let inString = false;
-  let line = 1;
-  let elemStart = -1;
-  let elemLine = 0;
-  const close = (end: number) => {
-    if (elemStart < 0) return;
-    const s = text.slice(elemStart, end);
-    if (overByteLimit(s, maxRecordBytes)) {
-      out.push({ line: elemLine, error: recordBytesProblem(maxRecordBytes) });
-      elemStart = -1;
-      return;
-    }
-    try {
-      out.push({ line: elemLine, value: JSON.parse(s) });
-    } catch (err) {
-      out.push({ line: elemLine, error: `invalid JSON: ${(err as Error).message}` });
-    }
-    elemStart = -1;
-  };
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 10) line++;
-    if (inString) {
-      if (c === 92)
-        i++; // backslash: skip the escaped character
-      else if (c === 34) inString = false;
-      continue;
-    }
-    if (depth === 1 && elemStart < 0 && c > 32 && c !== 44 && c !== 93) {
-      elemStart = i;
-      elemLine = line;
-    }
-    if (c === 34) inString = true;
-    else if (c === 91 || c === 123) depth++;
-    else if (c === 93 || c === 125) {
-      depth--;
-      if (depth === 0) close(i);
-    } else if (c === 44 && depth === 1) close(i);
-  }
-  if (depth !== 0) out.push({ line, error: "invalid JSON: unterminated array" });
-  return out;
+  return Array.from(streamRecords(file, undefined, maxRecordBytes));
 }

@@ -38,8 +38,9 @@ function parsed(line: number, s: string): RawRecord {
 }
 
 /**
- * The same records, lines and errors as `readRecords` gives for the file (JSON array when the first
- * non-blank character is `[`, JSONL otherwise), read one chunk at a time. A record longer than
+ * The records of a JSONL file or a JSON array (JSON array when the first non-blank character is `[`,
+ * JSONL otherwise), each with the line it starts on and one bad record its own error, read one chunk at a
+ * time. A record longer than
  * `maxRecordBytes` is an error record, and no more than that limit of it is held at once.
  */
 export function* streamRecords(
@@ -92,8 +93,10 @@ function* jsonlRecords(chunks: Iterable<string>, limit: number): Generator<RawRe
 }
 
 /**
- * The scanner of `readJsonArray` (top-level element bounds, strings and nesting tracked), carried across
- * chunks: only the element being scanned is kept between chunks.
+ * JSON.parse keeps no positions, so the array is scanned once for the start and end of each top-level
+ * element (strings and nesting tracked), and each element is parsed on its own: one bad element is one
+ * bad record with its own line, not a failed file. The scan is carried across chunks: only the element
+ * being scanned is kept between chunks.
  */
 function* jsonArrayRecords(chunks: Iterable<string>, limit: number): Generator<RawRecord> {
   let depth = 0;

@@ -20,3 +20,5 @@ export {
   TagInUseError,
   TransportClosedError,
 } from "./errors.js";
+export { NcclDataPlane, ncclRankOf, ncclUnavailableReason, newNcclId } from "./nccl_plane.js";
+export { sealNcclId, openNcclId, NCCL_ID_BYTES } from "./nccl_id.js";

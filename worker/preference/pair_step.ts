@@ -1,5 +1,6 @@
 // One micro-batch of preference pairs on a worker: the reference's log-probabilities (the frozen base with
-// its adapters off, when the loss has a reference), the policy's, each pair's loss and its derivatives,
+// its adapters off under LoRA; otherwise those the coordinator sends, computed once from the initial weights
+// before training), the policy's, each pair's loss and its derivatives,
 // then the backward with those derivatives as per-position weights on the cross-entropy. The policy's
 // log-probabilities come from a forward without dropout; the backward's forward recomputes them (with the
 // adapters' dropout when the job sets one, the only case where the two differ).
@@ -17,6 +18,11 @@ export interface PairStepOptions {
   zeroGrads?: boolean;
   onGradsReady?: GradsReady;
   cancel?: NativeCancelToken;
+  /**
+   * The reference's log-probabilities of the pairs of the rank's batch (chosen, rejected per pair), this
+   * micro-batch's from `offset` on; the loss needs them if it has a reference and the model no adapters.
+   */
+  reference?: { logps: ArrayLike<number>; offset: number };
 }
 
 export interface PairStepResult {
@@ -38,7 +44,9 @@ export async function pairStep(
     await model.forwardBackward(mb.batch, { backward: false, adaptersOff, cancel: o.cancel });
     return slotLogps(map, model.tokenLosses());
   };
-  const reference = needsReference(o.settings.loss) ? await forward(model.loraSettings() !== null) : undefined;
+  const reference = needsReference(o.settings.loss)
+    ? await referenceLogps(map.pairs, o.reference, model.loraSettings() !== null, forward)
+    : undefined;
   const policy = await forward(false);
   const d = new Float64Array(2 * map.pairs);
   let lossSum = 0;
@@ -74,4 +82,38 @@ export async function pairStep(
       cancel: o.cancel,
     });
   return { lossSum, pairs: map.pairs };
+}
+
+/**
+ * The reference's log-probabilities: those given (full or hybrid training: the initial weights' ones, which
+ * a hybrid's switch to LoRA does not bring back), else the base with the adapters off.
+ */
+async function referenceLogps(
+  pairs: number,
+  given: PairStepOptions["reference"],
+  hasAdapters: boolean,
+  forward: (adaptersOff: boolean) => Promise<Float64Array>,
+): Promise<ArrayLike<number>> {
+  if (given) {
+    const end = given.offset + 2 * pairs;
+    if (end > given.logps.length)
+      throw new Error(
+        `the reference has ${given.logps.length} log-probabilities, fewer than the batch's pairs need (2 a pair)`,
+      );
+    return Array.prototype.slice.call(given.logps, given.offset, end) as number[];
+  }
+  if (!hasAdapters)
+    throw new Error("the loss compares with a reference, and the step brings no reference log-probabilities");
+  return forward(true);
+}
+
+/** The model's own summed log-probabilities of a micro-batch's pairs (chosen, rejected per pair). */
+export async function pairLogps(
+  model: NativeModel,
+  mb: { batch: NativeBatch; tokenTask: Int32Array },
+  cancel?: NativeCancelToken,
+): Promise<Float64Array> {
+  const map = mapPairs(mb.batch, mb.tokenTask);
+  await model.forwardBackward(mb.batch, { backward: false, cancel });
+  return slotLogps(map, model.tokenLosses());
 }

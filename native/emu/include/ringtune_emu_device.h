@@ -1,8 +1,9 @@
 #pragma once
 // The device side of the CUDA emulator: kernel qualifiers, the built-in index variables, warp shuffles and
 // votes, atomics, math intrinsics and the kernel launch. A block runs as one fiber per CUDA thread on the
-// calling host thread; between barriers its threads run in a seeded shuffled order, so a missing
-// __syncthreads or a race on shared memory changes results. A warp-synchronous primitive (shuffle, vote,
+// calling host thread; between barriers its warps run in a seeded shuffled order, each ahead to its next
+// barrier before the next warp starts, and the lanes of a warp in a shuffled order between its warp meetings,
+// so a missing __syncthreads or a race on shared memory changes results. A warp-synchronous primitive (shuffle, vote,
 // wmma) is a meeting point of the lanes its mask names: each lane waits there until all have arrived.
 #include <math.h>
 #include <cstdint>

@@ -12,8 +12,6 @@
 #include <string>
 #include "emu_internal.h"
 
-size_t ringtune_emu_device_memory_bytes();
-
 struct CUstream_st {
   int device;
 };
@@ -45,6 +43,24 @@ bool live_event(cudaEvent_t e) {
   return h.events.count(e) > 0;
 }
 
+// A new stream or event joins the live handles of its kind; destroying one that is not live (never made, or
+// destroyed already) is refused rather than freed twice.
+template <typename Handle>
+Handle* remember(std::set<const Handle*> Handles::*live, Handle* made) {
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  (h.*live).insert(made);
+  return made;
+}
+template <typename Handle>
+bool forget(std::set<const Handle*> Handles::*live, Handle* gone) {
+  Handles& h = handles();
+  std::lock_guard<std::mutex> lock(h.mu);
+  if (!gone || !(h.*live).erase(gone)) return false;
+  delete gone;
+  return true;
+}
+
 }  // namespace
 
 int device_count() {
@@ -57,6 +73,14 @@ int device_count() {
 }
 
 int current_device() { return current; }
+
+size_t device_memory_bytes() {
+  static const size_t bytes = [] {
+    const char* s = std::getenv("RINGTUNE_EMU_MEMORY_MB");
+    return (s ? std::strtoull(s, nullptr, 10) : 16384ull) << 20;
+  }();
+  return bytes;
+}
 
 int stream_device(cudaStream_t s) {
   if (!s) return current;
@@ -108,7 +132,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
     return set_error(cudaErrorInvalidDevice, "cudaGetDeviceProperties(" + std::to_string(device) + ")");
   std::memset(p, 0, sizeof *p);
   std::snprintf(p->name, sizeof p->name, "ringtune CUDA emulator (CPU)");
-  p->totalGlobalMem = ringtune_emu_device_memory_bytes();
+  p->totalGlobalMem = device_memory_bytes();
   p->sharedMemPerBlock = 48 << 10;
   p->sharedMemPerBlockOptin = 227 << 10;
   p->sharedMemPerMultiprocessor = 228 << 10;
@@ -146,18 +170,12 @@ cudaError_t cudaDeviceReset() { return cudaSuccess; }
 
 cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
-  *s = new CUstream_st{current};
-  Handles& h = handles();
-  std::lock_guard<std::mutex> lock(h.mu);
-  h.streams.insert(*s);
+  *s = remember(&Handles::streams, new CUstream_st{current});
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
-  Handles& h = handles();
-  std::lock_guard<std::mutex> lock(h.mu);
-  if (!s || !h.streams.erase(s)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
-  delete s;
-  return cudaSuccess;
+  return forget(&Handles::streams, s) ? cudaSuccess
+                                      : set_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   return stream_device(s) < 0 ? set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream")
@@ -172,18 +190,12 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
 
 cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) {
-  *e = new CUevent_st{current, false, {}};
-  Handles& h = handles();
-  std::lock_guard<std::mutex> lock(h.mu);
-  h.events.insert(*e);
+  *e = remember(&Handles::events, new CUevent_st{current, false, {}});
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  Handles& h = handles();
-  std::lock_guard<std::mutex> lock(h.mu);
-  if (!e || !h.events.erase(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventDestroy: unknown event");
-  delete e;
-  return cudaSuccess;
+  return forget(&Handles::events, e) ? cudaSuccess
+                                     : set_error(cudaErrorInvalidResourceHandle, "cudaEventDestroy: unknown event");
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   if (!live_event(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown event");

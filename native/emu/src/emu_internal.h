@@ -1,6 +1,7 @@
 #pragma once
-// What the CUDA emulator's parts share: the calling thread's error state, the device-memory registry and the
-// current device. Not part of the CUDA API the kernels and launchers see.
+// What the CUDA emulator's parts share: the calling thread's error state, the device-memory registry, and the
+// devices (which is current, how many, how much memory each has). Not part of the CUDA API the kernels and launchers
+// see.
 #include <cuda_runtime.h>
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +16,8 @@ cudaError_t set_error(cudaError_t e, const std::string& detail);
 
 int current_device();
 int device_count();
+// Each device's memory: RINGTUNE_EMU_MEMORY_MB (default 16 GiB).
+size_t device_memory_bytes();
 // The device a stream belongs to (the default stream: the current device), or -1 for a destroyed handle.
 int stream_device(cudaStream_t s);
 

@@ -166,14 +166,6 @@ void install_fault_handler() {
   sigaction(SIGSEGV, &sa, &previous_fault_action);
 }
 
-size_t device_memory_bytes() {
-  static const size_t bytes = [] {
-    const char* s = std::getenv("RINGTUNE_EMU_MEMORY_MB");
-    return (s ? std::strtoull(s, nullptr, 10) : 16384ull) << 20;
-  }();
-  return bytes;
-}
-
 // [p, p + n) inside one live allocation: true; otherwise false with the reason.
 bool device_range(const void* p, size_t n, Allocation* a, std::string* why) {
   if (!find_allocation(p, a)) {
@@ -421,5 +413,3 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   if (total_bytes) *total_bytes = total;
   return cudaSuccess;
 }
-
-size_t ringtune_emu_device_memory_bytes() { return device_memory_bytes(); }

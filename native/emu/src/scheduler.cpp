@@ -120,31 +120,44 @@ void run_block(BlockRun& r, uint3 block, uint64_t& rng) {
   if (!r.dynamic_shared.empty()) std::memset(r.dynamic_shared.data(), 0xff, r.dynamic_shared.size());
   r.alive = n;
   r.at_barrier = 0;
-  std::vector<int> order;
-  order.reserve(n);
+  std::vector<int> order, warp_order(r.warps.size());
+  order.reserve(32);
+  for (size_t w = 0; w < warp_order.size(); w++) warp_order[w] = (int)w;
   while (!r.aborted) {
-    order.clear();
-    for (int i = 0; i < n; i++)
-      if (r.threads[i].state == ThreadState::Runnable) order.push_back(i);
-    if (order.empty()) {
-      if (r.alive == 0) break;
-      if (r.at_barrier == r.alive) {
-        for (Thread& t : r.threads)
-          if (t.state == ThreadState::AtBarrier) t.state = ThreadState::Runnable;
-        r.at_barrier = 0;
-        continue;
+    // Warps in a shuffled order, each running ahead to its next barrier (as a GPU warp may, while others have
+    // not started): a read of shared memory another warp writes before the barrier then sees the old bytes,
+    // even when warp meetings lie between the write and the read. Inside a warp the runnable lanes take turns
+    // in a shuffled order between its meetings.
+    shuffle_in_place(warp_order, rng);
+    bool ran = false;
+    for (int w : warp_order) {
+      while (!r.aborted) {
+        order.clear();
+        for (int l = 0; l < 32; l++) {
+          const int i = w * 32 + l;
+          if (i < n && r.threads[i].state == ThreadState::Runnable) order.push_back(i);
+        }
+        if (order.empty()) break;
+        ran = true;
+        shuffle_in_place(order, rng);
+        for (int i : order) {
+          r.current = i;
+          threadIdx = r.threads[i].tid;
+          fiber_switch(&r.scheduler, &r.threads[i].ctx);
+          if (r.aborted) break;
+        }
       }
-      r.aborted = true;
-      r.reason = describe_deadlock(r);
-      break;
     }
-    shuffle_in_place(order, rng);
-    for (int i : order) {
-      r.current = i;
-      threadIdx = r.threads[i].tid;
-      fiber_switch(&r.scheduler, &r.threads[i].ctx);
-      if (r.aborted) break;
+    if (r.aborted || ran) continue;
+    if (r.alive == 0) break;
+    if (r.at_barrier == r.alive) {
+      for (Thread& t : r.threads)
+        if (t.state == ThreadState::AtBarrier) t.state = ThreadState::Runnable;
+      r.at_barrier = 0;
+      continue;
     }
+    r.aborted = true;
+    r.reason = describe_deadlock(r);
   }
 }
 
@@ -183,7 +196,10 @@ void fail_in_kernel(const char* what) {
 
 void* dynamic_shared() {
   BlockRun& r = run_or_die("dynamic shared memory");
-  return r.dynamic_shared.empty() ? nullptr : r.dynamic_shared.data();
+  if (r.dynamic_shared.empty()) return nullptr;
+  // 128-byte aligned, as the GPU's shared window: wmma tiles and 128-bit copies placed in it need 32 and 16
+  const uintptr_t p = (uintptr_t)r.dynamic_shared.data();
+  return (void*)((p + kDynamicSharedAlign - 1) & ~(uintptr_t)(kDynamicSharedAlign - 1));
 }
 
 void launch(const LaunchArgs& l, ThreadBody body, const void* args, const PointerArg* ptrs, int n_ptrs) {
@@ -247,7 +263,7 @@ void launch(const LaunchArgs& l, ThreadBody body, const void* args, const Pointe
     const uint64_t left = threads - w * 32;
     r.warps[w].existing = left >= 32 ? 0xffffffffu : (uint32_t)((1ull << left) - 1);
   }
-  r.dynamic_shared.assign(l.smem, 0);
+  r.dynamic_shared.assign(l.smem ? l.smem + kDynamicSharedAlign : 0, 0);
   blockDim = ringtune_emu_dim{b.x, b.y, b.z};
   gridDim = ringtune_emu_dim{g.x, g.y, g.z};
 

@@ -31,6 +31,9 @@ struct Warp {
   std::vector<Meeting> open;
 };
 
+// The block's dynamic shared memory starts at this alignment (its vector holds that much more).
+constexpr uintptr_t kDynamicSharedAlign = 128;
+
 struct BlockRun {
   ThreadBody body;
   const void* args;

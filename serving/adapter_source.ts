@@ -3,6 +3,8 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { outsideRoots } from "../files/path_roots.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { getJob, openJobs } from "../proto/job_records.js";
 import { finalLayout } from "../proto/output_layout.js";
 import { badRequest, ServeError } from "./errors.js";
 
@@ -10,6 +12,11 @@ const JOB_ID = /^job-[A-Za-z0-9_-]+$/;
 
 /** The output folder of job `id`, or null when there is no such job. */
 export type JobOutputLookup = (id: string) => Promise<string | null>;
+
+/** Job ids looked up in the cluster's job records, which name each job's output folder. */
+export function jobOutputsOver(nc: NatsConnection): JobOutputLookup {
+  return async (id) => (await getJob(await openJobs(nc), id))?.output ?? null;
+}
 
 export async function resolveAdapterSource(source: string, lookup: JobOutputLookup | null): Promise<string> {
   if (!JOB_ID.test(source) || existsSync(source)) return path.resolve(source);

@@ -8,7 +8,7 @@ import type { GenerationEngine, GenerationResult, TokenLogprob } from "./engine.
 import { badRequest } from "./errors.js";
 import type { ModelCatalog, ServedModel } from "./model_catalog.js";
 import { parseSampling, type SamplingParams } from "./sampling_params.js";
-import { parseToolCalls } from "../text/tool_call_answers.js";
+import { parseToolCalls, type ParsedAnswer } from "../text/tool_call_answers.js";
 import { chatLogprobs, chatLogprobsRequest, completionLogprobs, completionLogprobsRequest } from "./logprobs.js";
 
 export interface ApiContext {
@@ -193,12 +193,23 @@ function chatRecord(body: Record<string, unknown>): ChatRecord {
   return r.record as ChatRecord;
 }
 
-export async function chatCompletions(
-  ctx: ApiContext,
-  raw: unknown,
-  call: CallOptions = {},
-): Promise<object | undefined> {
-  const body = asObject(raw);
+/** A chat request read and rendered: what its choices are generated from and how their answers are written. */
+interface ChatRequest {
+  m: ServedModel;
+  s: SamplingParams;
+  /** the prompt as the model was trained to see it */
+  ids: number[];
+  /** the answers are read whole, to tell tool calls from text */
+  parseTools: boolean;
+  top: number | undefined;
+  /** vLLM's return_token_ids */
+  withIds: boolean;
+  logprobsOf: (lps: readonly TokenLogprob[]) => object | null;
+  id: string;
+  created: number;
+}
+
+function readChatRequest(ctx: ApiContext, body: Record<string, unknown>): ChatRequest {
   const m = ctx.catalog.get(body.model);
   const s = parseSampling(body, { maxTokens: ctx.defaultMaxTokens, vocabSize: ctx.catalog.base.vocabSize });
   const record = chatRecord(body);
@@ -213,14 +224,37 @@ export async function chatCompletions(
   if (body.max_tokens == null && body.max_completion_tokens == null)
     s.maxTokens = Math.max(1, Math.min(ctx.defaultMaxTokens, ctx.maxContext - ids.length));
   checkLength(ctx, ids.length, s, "messages");
-  // With tools the answer is read whole, to tell calls from text; without, it streams as it comes.
-  const parseTools = readsToolCalls(record.tools) && body.tool_choice !== "none";
   const top = chatLogprobsRequest(body);
-  const withIds = body.return_token_ids === true;
   const decode = logprobTokenText(m, body);
-  const logprobsOf = (lps: readonly TokenLogprob[]) => (top === undefined ? null : chatLogprobs(lps, decode));
-  const id = newId("chatcmpl");
-  const created = Math.floor(Date.now() / 1000);
+  return {
+    m,
+    s,
+    ids,
+    // With tools the answer is read whole, to tell calls from text; without, it streams as it comes.
+    parseTools: readsToolCalls(record.tools) && body.tool_choice !== "none",
+    top,
+    withIds: body.return_token_ids === true,
+    logprobsOf: (lps) => (top === undefined ? null : chatLogprobs(lps, decode)),
+    id: newId("chatcmpl"),
+    created: Math.floor(Date.now() / 1000),
+  };
+}
+
+/** A choice's answer: its text, or the text and tool calls read from it, and the finish reason that follows. */
+function chatAnswer(req: ChatRequest, r: GenerationResult): ParsedAnswer & { finish: string } {
+  if (!req.parseTools) return { content: r.text, toolCalls: [], finish: r.finishReason };
+  const a = parseToolCalls(r.text, req.m.setup.template.name, req.id);
+  return { ...a, finish: a.toolCalls.length > 0 ? "tool_calls" : r.finishReason };
+}
+
+/** Each choice streamed as chunks: text as it comes, or (reading tool calls) the answer once whole. */
+async function streamChat(
+  ctx: ApiContext,
+  req: ChatRequest,
+  call: CallOptions,
+  emit: (chunk: object) => void,
+): Promise<undefined> {
+  const { m, s, ids, id, created } = req;
   const chunk = (index: number, delta: object, finish: string | null, logprobs: object | null = null) => ({
     id,
     object: "chat.completion.chunk",
@@ -228,71 +262,66 @@ export async function chatCompletions(
     model: m.name,
     choices: [{ index, delta, logprobs, finish_reason: finish }],
   });
-  if (s.stream && call.emit) {
-    const emit = call.emit;
-    const rs = await eachChoice(s.n, call, async (i, signal) => {
-      emit(chunk(i, { role: "assistant", content: "" }, null));
-      const r = await run(
-        ctx,
-        m,
-        ids,
-        s,
-        i,
-        m.chatStopIds,
-        signal,
-        top,
-        parseTools ? undefined : (d, lps) => emit(chunk(i, { content: d }, null, logprobsOf(lps))),
-      );
-      if (r.finishReason === "cancelled") return r;
-      let finish: string = r.finishReason;
-      if (parseTools) {
-        const a = parseToolCalls(r.text, m.setup.template.name, id);
-        if (a.content !== null) emit(chunk(i, { content: a.content }, null, logprobsOf(r.logprobs ?? [])));
-        if (a.toolCalls.length > 0) {
-          emit(chunk(i, { tool_calls: a.toolCalls.map((c, index) => ({ index, ...c })) }, null));
-          finish = "tool_calls";
-        }
-      }
-      emit(chunk(i, {}, finish));
-      return r;
-    });
-    if (rs.some((r) => r.finishReason === "cancelled")) return undefined;
-    if (s.includeUsage)
-      emit({ id, object: "chat.completion.chunk", created, model: m.name, choices: [], usage: usage(ids.length, rs) });
-    return undefined;
-  }
-  const rs = await eachChoice(s.n, call, (i, signal) => run(ctx, m, ids, s, i, m.chatStopIds, signal, top));
-  const choices = rs.map((r, index) => {
-    const message: Record<string, unknown> = { role: "assistant", content: r.text };
-    let finish: string = r.finishReason;
-    if (parseTools) {
-      const a = parseToolCalls(r.text, m.setup.template.name, id);
-      message.content = a.content;
-      if (a.toolCalls.length > 0) {
-        message.tool_calls = a.toolCalls;
-        finish = "tool_calls";
-      }
+  const rs = await eachChoice(s.n, call, async (i, signal) => {
+    emit(chunk(i, { role: "assistant", content: "" }, null));
+    const onText = req.parseTools
+      ? undefined
+      : (d: string, lps: TokenLogprob[]) => emit(chunk(i, { content: d }, null, req.logprobsOf(lps)));
+    const r = await run(ctx, m, ids, s, i, m.chatStopIds, signal, req.top, onText);
+    if (r.finishReason === "cancelled") return r;
+    const a = chatAnswer(req, r);
+    if (req.parseTools) {
+      if (a.content !== null) emit(chunk(i, { content: a.content }, null, req.logprobsOf(r.logprobs ?? [])));
+      if (a.toolCalls.length > 0)
+        emit(chunk(i, { tool_calls: a.toolCalls.map((c, index) => ({ index, ...c })) }, null));
     }
+    emit(chunk(i, {}, a.finish));
+    return r;
+  });
+  if (rs.some((r) => r.finishReason === "cancelled")) return undefined;
+  if (s.includeUsage)
+    emit({ id, object: "chat.completion.chunk", created, model: m.name, choices: [], usage: usage(ids.length, rs) });
+  return undefined;
+}
+
+/** The whole response once every choice is done. */
+function chatResponse(req: ChatRequest, rs: readonly GenerationResult[]): object {
+  const choices = rs.map((r, index) => {
+    const a = chatAnswer(req, r);
+    const message: Record<string, unknown> = { role: "assistant", content: a.content };
+    if (a.toolCalls.length > 0) message.tool_calls = a.toolCalls;
     const choice: Record<string, unknown> = {
       index,
       message,
-      logprobs: logprobsOf(r.logprobs ?? []),
-      finish_reason: finish,
+      logprobs: req.logprobsOf(r.logprobs ?? []),
+      finish_reason: a.finish,
     };
-    if (withIds) choice.token_ids = r.tokenIds;
+    if (req.withIds) choice.token_ids = r.tokenIds;
     return choice;
   });
   const response: Record<string, unknown> = {
-    id,
+    id: req.id,
     object: "chat.completion",
-    created,
-    model: m.name,
+    created: req.created,
+    model: req.m.name,
     choices,
-    usage: usage(ids.length, rs),
+    usage: usage(req.ids.length, rs),
   };
   // vLLM's return_token_ids: the prompt's ids as the server rendered and tokenized the chat
-  if (withIds) response.prompt_token_ids = ids;
+  if (req.withIds) response.prompt_token_ids = req.ids;
   return response;
+}
+
+export async function chatCompletions(
+  ctx: ApiContext,
+  raw: unknown,
+  call: CallOptions = {},
+): Promise<object | undefined> {
+  const req = readChatRequest(ctx, asObject(raw));
+  if (req.s.stream && call.emit) return streamChat(ctx, req, call, call.emit);
+  const { m, s, ids, top } = req;
+  const rs = await eachChoice(s.n, call, (i, signal) => run(ctx, m, ids, s, i, m.chatStopIds, signal, top));
+  return chatResponse(req, rs);
 }
 
 export function listModels(ctx: ApiContext): object {

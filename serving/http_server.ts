@@ -72,6 +72,99 @@ export interface HttpFrontDoor {
   close(): Promise<void>;
 }
 
+type Route = { method: string; handler: Handler };
+
+function apiRoutes(api: ServeApi): Record<string, Route> {
+  return {
+    "/v1/models": { method: "GET", handler: () => api.models() },
+    "/v1/completions": { method: "POST", handler: (b, c) => api.completions(b, c) },
+    "/v1/chat/completions": { method: "POST", handler: (b, c) => api.chat(b, c) },
+    "/v1/load_lora_adapter": { method: "POST", handler: (b) => api.loadAdapter(b) },
+    "/v1/unload_lora_adapter": { method: "POST", handler: (b) => api.unloadAdapter(b) },
+  };
+}
+
+/** The route a request takes, or the error that refuses it: no valid key, an unknown path, another method. */
+function admit(req: http.IncomingMessage, path: string, routes: Record<string, Route>, apiKey?: string): Route {
+  if (apiKey !== undefined && !authorized(req, apiKey))
+    throw new ServeError(
+      401,
+      "authentication_error",
+      "a valid API key is needed (Authorization: Bearer KEY)",
+      null,
+      "invalid_api_key",
+    );
+  const route = routes[path];
+  if (!route) throw new ServeError(404, "not_found_error", `no route ${path}`, null, "unknown_url");
+  if (req.method !== route.method)
+    throw new ServeError(
+      405,
+      "invalid_request_error",
+      `${path} takes ${route.method}, not ${req.method}`,
+      null,
+      "method_not_allowed",
+    );
+  return route;
+}
+
+/** Server-sent events on `res`: the first chunk sends the headers, so an error before it can still be a status. */
+function eventStream(res: http.ServerResponse) {
+  let started = false;
+  return {
+    get started() {
+      return started;
+    },
+    emit(chunk: object) {
+      if (!started) {
+        started = true;
+        res.writeHead(200, {
+          "content-type": "text/event-stream",
+          "cache-control": "no-cache",
+          connection: "keep-alive",
+        });
+      }
+      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+    },
+  };
+}
+
+/** One request answered: a JSON response, or a stream of events ending in [DONE]; a failure as an OpenAI error. */
+async function answer(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  routes: Record<string, Route>,
+  apiKey: string | undefined,
+  log: (msg: string) => void,
+): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://x");
+  const aborter = new AbortController();
+  // The response closing before it ended: the client went away (or cancelled its stream).
+  res.on("close", () => {
+    if (!res.writableEnded) aborter.abort();
+  });
+  const events = eventStream(res);
+  try {
+    const route = admit(req, url.pathname, routes, apiKey);
+    const body = route.method === "POST" ? await readBody(req) : {};
+    const wantsStream = typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
+    const out = await route.handler(body, { signal: aborter.signal, emit: wantsStream ? events.emit : undefined });
+    if (wantsStream && events.started) {
+      res.end("data: [DONE]\n\n");
+      return;
+    }
+    if (out) sendJson(res, 200, out);
+    else res.end();
+  } catch (err) {
+    const { status, body } = toOpenAiError(err);
+    if (status === 413) res.setHeader("connection", "close");
+    if (status >= 500) log(`${url.pathname}: ${(err as Error).stack ?? String(err)}`);
+    if (events.started) {
+      // Headers are gone: the error travels as one more event, then the stream ends.
+      res.end(`data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n`);
+    } else sendJson(res, status, body);
+  }
+}
+
 export async function startHttp(
   api: ServeApi,
   host: string,
@@ -80,73 +173,12 @@ export async function startHttp(
   /** when set, every request must carry it as `Authorization: Bearer <key>`, as OpenAI's API asks */
   apiKey?: string,
 ): Promise<HttpFrontDoor> {
-  const routes: Record<string, { method: string; handler: Handler }> = {
-    "/v1/models": { method: "GET", handler: () => api.models() },
-    "/v1/completions": { method: "POST", handler: (b, c) => api.completions(b, c) },
-    "/v1/chat/completions": { method: "POST", handler: (b, c) => api.chat(b, c) },
-    "/v1/load_lora_adapter": { method: "POST", handler: (b) => api.loadAdapter(b) },
-    "/v1/unload_lora_adapter": { method: "POST", handler: (b) => api.unloadAdapter(b) },
-  };
+  const routes = apiRoutes(api);
   const server = http.createServer((req, res) => {
-    void handle(req, res).catch((err) => log(`http ${req.method} ${req.url}: ${(err as Error).message}`));
+    void answer(req, res, routes, apiKey, log).catch((err) =>
+      log(`http ${req.method} ${req.url}: ${(err as Error).message}`),
+    );
   });
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://x");
-    const route = routes[url.pathname];
-    const aborter = new AbortController();
-    // The response closing before it ended: the client went away (or cancelled its stream).
-    res.on("close", () => {
-      if (!res.writableEnded) aborter.abort();
-    });
-    let streaming = false;
-    try {
-      if (apiKey !== undefined && !authorized(req, apiKey))
-        throw new ServeError(
-          401,
-          "authentication_error",
-          "a valid API key is needed (Authorization: Bearer KEY)",
-          null,
-          "invalid_api_key",
-        );
-      if (!route) throw new ServeError(404, "not_found_error", `no route ${url.pathname}`, null, "unknown_url");
-      if (req.method !== route.method)
-        throw new ServeError(
-          405,
-          "invalid_request_error",
-          `${url.pathname} takes ${route.method}, not ${req.method}`,
-          null,
-          "method_not_allowed",
-        );
-      const body = route.method === "POST" ? await readBody(req) : {};
-      const wantsStream = typeof body === "object" && body !== null && (body as { stream?: unknown }).stream === true;
-      const emit = (chunk: object) => {
-        if (!streaming) {
-          streaming = true;
-          res.writeHead(200, {
-            "content-type": "text/event-stream",
-            "cache-control": "no-cache",
-            connection: "keep-alive",
-          });
-        }
-        res.write(`data: ${JSON.stringify(chunk)}\n\n`);
-      };
-      const out = await route.handler(body, { signal: aborter.signal, emit: wantsStream ? emit : undefined });
-      if (wantsStream && streaming) {
-        res.end("data: [DONE]\n\n");
-        return;
-      }
-      if (out) sendJson(res, 200, out);
-      else res.end();
-    } catch (err) {
-      const { status, body } = toOpenAiError(err);
-      if (status === 413) res.setHeader("connection", "close");
-      if (status >= 500) log(`${url.pathname}: ${(err as Error).stack ?? String(err)}`);
-      if (streaming) {
-        // Headers are gone: the error travels as one more event, then the stream ends.
-        res.end(`data: ${JSON.stringify(body)}\n\ndata: [DONE]\n\n`);
-      } else sendJson(res, status, body);
-    }
-  }
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => resolve());

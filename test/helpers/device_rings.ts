@@ -1,0 +1,32 @@
+// Jobs on rings of worker processes started with device flags of their own (`--device cuda-emu` beside CPU
+// workers), each run on a cluster of its own so that a job's ring is exactly those workers.
+import { TestCluster } from "./cluster.js";
+import { EVIDENCE_DEVICE } from "./evidence_device.js";
+import { lossesByStep } from "./losses.js";
+import { WorkerProcess } from "./worker_process.js";
+
+/** a GPU when the device proof runs the evidence tests (RINGTUNE_TEST_DEVICE), else the CUDA emulator */
+export const EMU = ["--device", EVIDENCE_DEVICE];
+
+/** Runs `spec` on workers started with these flags each; returns the job's losses by step and its output. */
+export async function runOnWorkers(
+  workerFlags: string[][],
+  spec: Record<string, unknown>,
+  dir: string,
+): Promise<{ losses: Map<number, number>; output: string }> {
+  const cluster = await TestCluster.start(0);
+  const workers = workerFlags.map((flags, i) => WorkerProcess.start(cluster.server.url, `p${i}`, flags));
+  try {
+    await cluster.waitFor(
+      async () => (await cluster.idleWorkers()) >= workers.length,
+      `worker processes to register:\n${workers.map((w) => w.log).join("\n")}`,
+    );
+    const rec = await cluster.run(spec, dir);
+    return { losses: lossesByStep(rec.output), output: rec.output };
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${workers.map((w) => w.log).join("\n")}`);
+  } finally {
+    await Promise.all(workers.map((w) => w.kill()));
+    await cluster.stop();
+  }
+}

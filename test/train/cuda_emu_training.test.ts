@@ -1,0 +1,85 @@
+// Training modes beyond a full fp32 job on `ringtune worker --device cuda-emu` (the CUDA backend on the
+// emulator), each against CPU workers: a LoRA job on a frozen bf16 base with dropout saves the CPU's adapter, a
+// hybrid job switches and ends at the CPU's adapter, and rings that mix a cuda-emu worker with a CPU worker
+// train under ZeRO-1 and under sequence parallelism to two CPU workers' losses, with their weight checksums
+// compared every few steps.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { trainingFixture } from "../helpers/cluster.js";
+import { EMU, runOnWorkers } from "../helpers/device_rings.js";
+import { assertSameLosses } from "../helpers/losses.js";
+import { killAllWorkerProcesses } from "../helpers/worker_process.js";
+import { loadAddon } from "../../native/js/addon.js";
+import { ONE_HEAD_BYTE_LLAMA } from "../helpers/tiny_model.js";
+import { readSafetensorsHeader, readTensorsF32 } from "../../hf/safetensors.js";
+
+after(killAllWorkerProcesses);
+
+/** fp32 on two backends: the same maths in a different order of summation. */
+const FP32_REL = 1e-5;
+const skip = !loadAddon().cudaEmu && "the addon does not link the CUDA emulator";
+
+function fixture(): { dir: string; spec: Record<string, unknown> } {
+  const { dir, baseSpec } = trainingFixture();
+  writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
+  return { dir, spec: { ...baseSpec, max_steps: 6, eval_every: 0, checksum_every: 3, lr: 1e-2 } };
+}
+
+/** Every tensor of the two saved adapters agrees within rel * (the tensor's largest magnitude). */
+async function assertSameAdapter(got: string, want: string, rel: number): Promise<string> {
+  const file = (out: string) => path.join(out, "final", "adapter", "adapter_model.safetensors");
+  const a = await readTensorsF32(await readSafetensorsHeader(file(got)));
+  const b = await readTensorsF32(await readSafetensorsHeader(file(want)));
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), "the same adapter tensors");
+  let worst = 0;
+  for (const [name, w] of b) {
+    const g = a.get(name)!;
+    const scale = Math.max(...w.map(Math.abs));
+    assert.ok(scale > 0, `${name} trained away from zero`);
+    for (let i = 0; i < w.length; i++) {
+      const d = Math.abs(g[i]! - w[i]!) / scale;
+      assert.ok(d <= rel, `${name}[${i}]: ${g[i]} vs CPU ${w[i]}`);
+      worst = Math.max(worst, d);
+    }
+  }
+  return `max difference ${worst.toExponential(2)} of each tensor's largest magnitude`;
+}
+
+test(
+  "a LoRA job on a bf16 base with dropout, and a hybrid job, save the CPU's adapter on a cuda-emu worker",
+  { timeout: 600_000, skip },
+  async (t) => {
+    const { dir, spec } = fixture();
+    const lora = { ...spec, workers: 1, method: "lora", lora: { rank: 4, alpha: 8, dropout: 0.1, targets: "all" } };
+    const cpu = await runOnWorkers([[]], { ...lora, output: "lora-cpu" }, dir);
+    const emu = await runOnWorkers([EMU], { ...lora, output: "lora-emu" }, dir);
+    assertSameLosses(emu.losses, cpu.losses, FP32_REL);
+    t.diagnostic(`LoRA adapter: ${await assertSameAdapter(emu.output, cpu.output, FP32_REL)}`);
+
+    const hybrid = { ...spec, workers: 1, method: "hybrid", full_fraction: 0.5, lora: { rank: 4, alpha: 8 } };
+    const hcpu = await runOnWorkers([[]], { ...hybrid, output: "hybrid-cpu" }, dir);
+    const hemu = await runOnWorkers([EMU], { ...hybrid, output: "hybrid-emu" }, dir);
+    assertSameLosses(hemu.losses, hcpu.losses, FP32_REL);
+    t.diagnostic(`hybrid adapter: ${await assertSameAdapter(hemu.output, hcpu.output, FP32_REL)}`);
+  },
+);
+
+test(
+  "rings of a cuda-emu and a CPU worker under ZeRO-1 and under sequence parallelism train to two CPU workers' losses",
+  { timeout: 600_000, skip },
+  async () => {
+    const { dir, spec } = fixture();
+    for (const [name, keys] of [
+      ["zero1", { zero: 1 }],
+      ["sp2", { sequence_parallel: 2 }],
+    ] as const) {
+      const job = { ...spec, ...keys, workers: 2 };
+      const cpus = await runOnWorkers([[], []], { ...job, output: `${name}-cpus` }, dir);
+      const mixed = await runOnWorkers([EMU, []], { ...job, output: `${name}-mixed` }, dir);
+      assert.equal(cpus.losses.size, 6, name);
+      assertSameLosses(mixed.losses, cpus.losses, FP32_REL);
+    }
+  },
+);

@@ -1,0 +1,91 @@
+// A ring of two `--device cuda-emu` worker processes on the NCCL data plane (the project's stand-in
+// libnccl.so.2 named by RINGTUNE_NCCL_LIB): rank 0 makes the unique id, the coordinator hands it out sealed
+// with the ring's assignments, each gradient bucket is all-reduced on the device as the backward finishes it,
+// and the losses are those of the same ring on host staging over TCP. A worker killed mid-job re-forms the
+// ring from the last checkpoint, on NCCL again, to the unbroken run's losses.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { TestCluster, trainingFixture } from "../helpers/cluster.js";
+import { assertResumedAtCheckpoint, assertSameLosses, lossesByStep } from "../helpers/losses.js";
+import { killAllWorkerProcesses, WorkerProcess } from "../helpers/worker_process.js";
+import { loadAddon } from "../../native/js/addon.js";
+import { ONE_HEAD_BYTE_LLAMA } from "../helpers/tiny_model.js";
+import { NCCL_STANDIN, ncclStandinMissing } from "../helpers/nccl_standin.js";
+
+after(killAllWorkerProcesses);
+
+const EMU = ["--device", "cuda-emu"];
+const WITH_NCCL = { RINGTUNE_NCCL_LIB: NCCL_STANDIN };
+const WITHOUT_NCCL = { RINGTUNE_NCCL_LIB: "/nonexistent/libnccl.so.2" };
+const timing = { heartbeatMs: 250, lostAfterMs: 5000 };
+const skip = ncclStandinMissing(loadAddon().cudaEmu);
+
+test(
+  "two cuda-emu workers train on NCCL to the TCP ring's losses; a worker killed mid-step re-forms the ring on NCCL",
+  { timeout: 600_000, skip },
+  async (t) => {
+    const { dir, baseSpec } = trainingFixture();
+    writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
+    const spec = { ...baseSpec, workers: 2, max_steps: 8, save_every: 2, checksum_every: 4 };
+
+    // The reference: the same ring on host staging over TCP (these workers find no NCCL).
+    const tcp = await TestCluster.start(0, { timing });
+    const tcpWorkers = [0, 1].map((i) => WorkerProcess.start(tcp.server.url, `t${i}`, EMU, WITHOUT_NCCL));
+    let tcpLosses: Map<number, number>;
+    try {
+      await tcp.waitFor(async () => (await tcp.idleWorkers()) >= 2, "TCP workers to register", 120_000);
+      const rec = await tcp.run({ ...spec, output: "tcp" }, dir);
+      assert.equal(rec.status, "completed", rec.message);
+      assert.match(rec.ring_sizes?.[0]?.data_plane ?? "", /^tcp \(host staging: t0: libnccl\.so\.2 not found/);
+      tcpLosses = lossesByStep(rec.output);
+    } finally {
+      await Promise.all(tcpWorkers.map((w) => w.kill()));
+      await tcp.stop();
+    }
+
+    const cluster = await TestCluster.start(0, { timing });
+    const workers = [0, 1].map((i) => WorkerProcess.start(cluster.server.url, `p${i}`, EMU, WITH_NCCL));
+    let dies: WorkerProcess | undefined;
+    try {
+      await cluster.waitFor(async () => (await cluster.idleWorkers()) >= 2, "NCCL workers to register", 120_000);
+      const rec = await cluster.run({ ...spec, output: "nccl" }, dir);
+      assert.equal(rec.status, "completed", rec.message);
+      assert.equal(rec.ring_sizes?.[0]?.data_plane, "nccl");
+      const ncclLosses = lossesByStep(rec.output);
+      assert.equal(ncclLosses.size, 8);
+      // Two ranks: each sum is one fp32 addition whichever way round, so the losses agree bit for bit.
+      assertSameLosses(ncclLosses, tcpLosses, 0);
+      for (const w of workers) assert.match(w.log, /"dataPlane":"nccl"/, w.log);
+
+      // A third worker, first in id order so the scheduler puts it in the ring, dies as its third step begins:
+      // its neighbour's all-reduce of that step fails on the closed connection.
+      dies = WorkerProcess.start(cluster.server.url, "a-dies", EMU, {
+        ...WITH_NCCL,
+        RINGTUNE_FAILPOINT: "step:SIGKILL@3",
+      });
+      await cluster.waitFor(async () => (await cluster.idleWorkers()) >= 3, "the third worker to register", 120_000);
+      const reply = await cluster.submit({ ...spec, output: "killed" }, dir);
+      assert.ok(reply.ok, reply.error);
+      const done = await cluster.finished(reply.id!, 300_000);
+      assert.equal(done.status, "completed", done.message);
+      assert.equal(done.ring_reformations, 1, "the ring re-formed once");
+      assert.deepEqual(done.workers, ["p0", "p1"]);
+      assert.deepEqual(
+        done.ring_sizes?.map((r) => r.data_plane),
+        ["nccl", "nccl"],
+      );
+      assertResumedAtCheckpoint(cluster.startSteps(reply.id!), 2, spec.save_every);
+      assertSameLosses(lossesByStep(done.output), ncclLosses, 0);
+      t.diagnostic(`formations: ${JSON.stringify(done.ring_sizes)}`);
+    } catch (err) {
+      throw new Error(
+        `${(err as Error).message}\n${[...workers, ...(dies ? [dies] : [])].map((w) => w.log).join("\n")}`,
+      );
+    } finally {
+      await Promise.all([...workers, ...(dies ? [dies] : [])].map((w) => w.kill()));
+      await cluster.stop();
+    }
+  },
+);
