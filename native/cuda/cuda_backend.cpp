@@ -114,18 +114,28 @@ class CudaBackend final : public Backend<float> {
     if (n) CUDA_CHECK(cudaMemcpy(dst, host, sizeof(int32_t) * n, cudaMemcpyHostToDevice));
   }
 
-  Buffer<uint16_t> bf16_zeros(size_t n) const override { return device_zeros<uint16_t>(n); }
+  Buffer<uint16_t> bf16_zeros(size_t n) const override {
+    use_device(device_);
+    return device_zeros<uint16_t>(n);
+  }
   void upload_bf16(uint16_t* dst, const uint16_t* host, size_t n) const override {
+    use_device(device_);
     if (n) CUDA_CHECK(cudaMemcpy(dst, host, sizeof(uint16_t) * n, cudaMemcpyHostToDevice));
   }
   void download_bf16(uint16_t* host, const uint16_t* src, size_t n) const override {
+    use_device(device_);
     if (n) CUDA_CHECK(cudaMemcpy(host, src, sizeof(uint16_t) * n, cudaMemcpyDeviceToHost));
   }
-  void widen_bf16(float* dst, const uint16_t* src, size_t n) const override { cuda::widen_bf16(dst, src, n, stream_); }
+  void widen_bf16(float* dst, const uint16_t* src, size_t n) const override {
+    use_device(device_);
+    cuda::widen_bf16(dst, src, n, stream_);
+  }
   void round_to_bf16(uint16_t* dst, const float* src, size_t n) const override {
+    use_device(device_);
     cuda::round_to_bf16(dst, src, n, stream_);
   }
   void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int C, int V) const override {
+    use_device(device_);
     int* bad = ints_.get(1);
     CUDA_CHECK(cudaMemsetAsync(bad, 0x7f, sizeof(int), stream_));  // kNoBadPosition
     cuda::embedding_forward_bf16(out, ids, wte, N, C, V, bad, stream_);
@@ -133,10 +143,12 @@ class CudaBackend final : public Backend<float> {
   }
   void lora_dropout_forward(float* xd, const float* x, size_t n, double p, uint64_t seed,
                             uint64_t stream) const override {
+    use_device(device_);
     cuda::lora_dropout_forward(xd, x, n, p, seed, stream, stream_);
   }
   void lora_dropout_backward(float* dinp, const float* dxd, size_t n, double p, uint64_t seed,
                              uint64_t stream) const override {
+    use_device(device_);
     cuda::lora_dropout_backward(dinp, dxd, n, p, seed, stream, stream_);
   }
 
