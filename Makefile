@@ -74,8 +74,9 @@ bench: build
 # The GPU benchmark (bench/cuda/bench_gpu.sh): the machine, the GEMM peak on random data, attention on tensor
 # cores vs SIMT, each shape's training step (tokens/s, MFU vs 989 TFLOP/s and vs that peak, attention share)
 # and PyTorch eager/torch.compile on the same shapes where torch sees the GPU, with the ratios, in one run.
+# BENCH=/path/to/ringtune_cuda_bench runs a prebuilt binary (a GPU bundle's) without building here.
 .PHONY: bench-gpu
-bench-gpu: native
+bench-gpu: $(if $(BENCH),,native)
 	./bench/cuda/bench_gpu.sh
 
 # Sequence parallelism: step time of one worker vs SP=2 at 8192/16384 tokens, ring transfer hidden, longest

@@ -12,11 +12,12 @@ import os from "node:os";
 import { loadAddon, type NativeBatch, type NativeModelConfig } from "../native/js/addon.js";
 import { estimateMemory } from "../spec/memory_estimate.js";
 import { zeroShardRanges } from "../worker/zero_shard.js";
+import { nativeLlama } from "../test/helpers/tiny_model.js";
 
 const GiB = 1024 ** 3;
 
 /** The native-core bench model (bench/native/bench_model.h). */
-const BENCH_MODEL: NativeModelConfig = {
+const BENCH_MODEL: NativeModelConfig = nativeLlama({
   vocabSize: 32000,
   hiddenSize: 512,
   intermediateSize: 1408,
@@ -24,14 +25,7 @@ const BENCH_MODEL: NativeModelConfig = {
   numHeads: 8,
   numKvHeads: 2,
   headDim: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieWordEmbeddings: false,
-  qkvBias: false,
-  oBias: false,
-  mlpBias: false,
-  ropeScaling: null,
-};
+});
 
 const args = process.argv.slice(2);
 const budgetArg = args.indexOf("--budget-gib");

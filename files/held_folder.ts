@@ -22,9 +22,22 @@ export class HeldFolder {
     }
   }
 
+  /** Holds the folder `fd` is open on (named `dir`); the HeldFolder closes it. */
+  static fromDescriptor(dir: string, fd: number): HeldFolder {
+    return new HeldFolder(dir, fd);
+  }
+
   /** A path to `name` inside the held folder, whatever its name points at now. */
   path(name: string): string {
     return `/proc/self/fd/${this.fd}/${name}`;
+  }
+
+  /**
+   * The held folder itself as a path that writers can join names to: its own /proc/self/fd/N entry is a link
+   * (which output writers refuse), its "." is the folder.
+   */
+  get self(): string {
+    return `/proc/self/fd/${this.fd}/.`;
   }
 
   close(): void {

@@ -13,6 +13,8 @@ export interface LossSeries {
   valByTask: Record<string, Point[]>;
   /** preference training: rewards_chosen, rewards_rejected, margin and accuracy per step (empty otherwise) */
   pref: Record<string, Point[]>;
+  /** preference training: each task_type's accuracy per step (pref_by_task) */
+  accuracyByTask: Record<string, Point[]>;
 }
 
 /** The preference metrics a plot draws, as metrics.jsonl names them. */
@@ -22,7 +24,7 @@ const finite = (v: unknown): v is number => typeof v === "number" && Number.isFi
 
 /** Lines are objects with `step` and any of `loss`, `val_loss`, `val_loss_by_task`; others are skipped. */
 export function lossSeriesOfLines(label: string, lines: readonly Record<string, unknown>[]): LossSeries {
-  const series: LossSeries = { label, train: [], val: [], valByTask: {}, pref: {} };
+  const series: LossSeries = { label, train: [], val: [], valByTask: {}, pref: {}, accuracyByTask: {} };
   for (const line of lines) {
     const step = line.step;
     if (!finite(step)) continue;
@@ -30,6 +32,10 @@ export function lossSeriesOfLines(label: string, lines: readonly Record<string, 
     if (finite(line.val_loss)) series.val.push([step, line.val_loss]);
     if (finite(line.loss))
       for (const k of PREF_SERIES) if (finite(line[k])) (series.pref[k] ??= []).push([step, line[k] as number]);
+    const prefByTask = line.pref_by_task;
+    if (finite(line.loss) && prefByTask && typeof prefByTask === "object")
+      for (const [task, m] of Object.entries(prefByTask as Record<string, { accuracy?: unknown }>))
+        if (finite(m?.accuracy)) (series.accuracyByTask[task] ??= []).push([step, m.accuracy]);
     const byTask = line.val_loss_by_task;
     if (byTask && typeof byTask === "object")
       for (const [task, v] of Object.entries(byTask as Record<string, unknown>))

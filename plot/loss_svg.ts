@@ -58,17 +58,28 @@ function valCurves(runs: readonly LossSeries[]): Curve[] {
   });
 }
 
-function prefCurves(runs: readonly LossSeries[], keys: readonly string[]): Curve[] {
+/** The runs' preference metrics `keys`; with `byTask`, each task_type's accuracy dashed beside them. */
+function prefCurves(runs: readonly LossSeries[], keys: readonly string[], byTask = false): Curve[] {
   let colorIndex = 0;
-  return runs.flatMap((run) =>
-    keys
+  return runs.flatMap((run) => {
+    const prefix = runs.length > 1 ? `${run.label} ` : "";
+    const curves: Curve[] = keys
       .filter((k) => (run.pref[k]?.length ?? 0) > 0)
       .map((k) => ({
-        name: `${runs.length > 1 ? `${run.label} ` : ""}${k.replace("_", " ")}`,
+        name: `${prefix}${k.replace("_", " ")}`,
         points: run.pref[k]!,
         color: PALETTE[colorIndex++ % PALETTE.length]!,
-      })),
-  );
+      }));
+    if (byTask)
+      for (const task of Object.keys(run.accuracyByTask).sort())
+        curves.push({
+          name: `${prefix}accuracy ${task}`,
+          points: run.accuracyByTask[task]!,
+          color: PALETTE[colorIndex++ % PALETTE.length]!,
+          dashed: true,
+        });
+    return curves;
+  });
 }
 
 function panel(box: Box, title: string, curves: readonly Curve[], logScale: boolean, valueName = "loss"): string {
@@ -151,7 +162,7 @@ export function lossPlotSvg(runs: readonly LossSeries[], opts: { logScale?: bool
     panel(
       { x: half, y, w: half, h: PLOT_HEIGHT - 24 },
       "preference accuracy",
-      prefCurves(runs, ["accuracy"]),
+      prefCurves(runs, ["accuracy"], true),
       false,
       "share of pairs",
     ),

@@ -26,13 +26,17 @@ export class ServeProcess {
     return new ServeProcess(server, nc);
   }
 
-  /** One line for each front door: where the models it serves are reached. */
+  /**
+   * One line for each front door: where the models it serves are reached, and the backend that computes them
+   * (the base, the adapters and the KV caches live there: a user sees that an emulated device is slow).
+   */
   addresses(): string[] {
     const names = this.server.ctx.catalog.list().map((m) => m.name);
+    const on = `computed on ${this.server.ctx.catalog.base.model.backendName()}`;
     const lines: string[] = [];
-    if (this.server.http) lines.push(`serving ${names.join(", ")} on http://${this.server.http.address}/v1`);
+    if (this.server.http) lines.push(`serving ${names.join(", ")} on http://${this.server.http.address}/v1 (${on})`);
     if (this.server.nats)
-      lines.push(`serving ${names.join(", ")} on NATS ${serveSubjects.chat(names[0]!)} (and .completions)`);
+      lines.push(`serving ${names.join(", ")} on NATS ${serveSubjects.chat(names[0]!)} (and .completions) (${on})`);
     return lines;
   }
 

@@ -3,7 +3,7 @@
 import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { TemplateName } from "../text/templates/template.js";
-import { loadAddon, type BatchedDecoder } from "../native/js/addon.js";
+import { loadAddon, type BatchedDecoder, type ModelDeviceName } from "../native/js/addon.js";
 import { eosTokenIds, readGenerationConfig } from "../hf/generation_config.js";
 import { loadModel } from "../hf/hf_model.js";
 import { confinedAdapter, resolveAdapterSource, type JobOutputLookup } from "./adapter_source.js";
@@ -49,6 +49,11 @@ export interface ServeOptions {
   nodeId?: string;
   /** hold the base in bf16 (half its memory); outputs stay within bf16 rounding of the fp32 base's */
   baseBf16?: boolean;
+  /**
+   * Where the base, the adapters and every sequence's KV cache live and the decoder computes (default the CPU);
+   * "cuda:N" on GPU N, "cuda-emu" on the CUDA backend run by the emulator
+   */
+  device?: ModelDeviceName;
 }
 
 export interface RunningServer {
@@ -62,7 +67,7 @@ export interface RunningServer {
 
 export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const log = o.log ?? (() => {});
-  const { model, config } = await loadModel(o.modelDir);
+  const { model, config } = await loadModel(o.modelDir, { device: o.device ?? "cpu" });
   const decoder = loadAddon().createBatchedDecoder(model, { baseBf16: o.baseBf16 ?? false });
   const catalog = new ModelCatalog(
     {

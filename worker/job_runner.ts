@@ -1,5 +1,6 @@
 // A worker's side of a job: the coordinator's commands (assign, step, eval, generate, save, release),
 // one at a time, each answered with its reply message or an error that says what failed.
+import { holdFolderBeneath } from "../files/folder_beneath.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ModelDeviceName, NativeModel } from "../native/js/addon.js";
@@ -71,6 +72,8 @@ export class JobRunner {
   private stopping: Promise<void> | undefined;
   /** the job whose assign is building its model and ring: the worker is busy with it already */
   private assigning: string | undefined;
+  /** stops that build at its next phase (a release of the job: canceled, or a peer lost meanwhile) */
+  private assignStop: AbortController | undefined;
   /** why the ring of the current job broke while no command waited on it (told to the coordinator at once) */
   private ringBroken: { ring: string; why: string } | undefined;
   /** called when the ring of the current job breaks: the worker tells the coordinator without waiting */
@@ -168,10 +171,12 @@ export class JobRunner {
   private async assign(m: CommandRequest<"assign">): Promise<CommandResult<"assign">> {
     this.log.info({ job: m.job, rank: m.rank }, "assigned");
     this.assigning = m.job;
+    const stop = (this.assignStop = new AbortController());
     try {
-      return await this.buildAndJoin(m);
+      return await this.buildAndJoin(m, stop.signal);
     } finally {
       this.assigning = undefined;
+      this.assignStop = undefined;
       this.doing = undefined;
     }
   }
@@ -179,10 +184,12 @@ export class JobRunner {
   /**
    * The model (allocated, initialised or loaded off the main thread, so heartbeats keep flowing however
    * long it takes), then the ring. Gradients and moments are not allocated here: the first step does that,
-   * for what trains only (the adapters under LoRA).
+   * for what trains only (the adapters under LoRA). A release of the job while it builds (a cancel) stops it
+   * at the next phase: each native phase runs to its end, none after it starts, and the ring is never joined.
    */
-  private async buildAndJoin(m: CommandRequest<"assign">): Promise<CommandResult<"assign">> {
+  private async buildAndJoin(m: CommandRequest<"assign">, stop: AbortSignal): Promise<CommandResult<"assign">> {
     if (this.job) await this.release(this.job.id);
+    // Not a place to stop: loading reports its progress from inside its reads.
     const onActivity = (a: string) => (this.doing = a);
     const device = this.modelDevice;
     let model: NativeModel;
@@ -195,10 +202,12 @@ export class JobRunner {
       // A LoRA checkpoint's base is read straight into bf16 when the job trains on a bf16 base.
       const baseBf16 = existsSync(adapter) && (m.lora?.baseBf16 ?? false);
       ({ model, config } = await loadModel(m.model.resume, { onActivity, baseBf16, device }));
+      stop.throwIfAborted();
       // The base goes back to the precision the job trains it in (bf16 under LoRA unless it says fp32).
       if (existsSync(adapter)) await applyAdapter(model, adapter, { baseBf16: m.lora?.baseBf16 });
       // A checkpoint holds the full moments; a sharded rank reads only its pieces of them.
       if (zero) applyZeroShard(model, m.rank, m.size);
+      stop.throwIfAborted();
       onActivity("loading optimizer state");
       await model.prepareTraining();
       step = await loadOptimizerState(model, m.model.resume);
@@ -212,15 +221,18 @@ export class JobRunner {
     } else {
       throw new Error("assign: the model source names neither path, init nor resume");
     }
+    stop.throwIfAborted();
     if (m.model.adapter && !m.model.resume) await applyAdapter(model, m.model.adapter, { baseBf16: m.lora?.baseBf16 });
     if (m.lora && !model.loraSettings()) {
       if (m.lora.baseBf16) onActivity("rounding the frozen base to bf16");
       await model.enableLoraAsync(m.lora);
+      stop.throwIfAborted();
     }
     model.setActivationCheckpointing(m.activation_checkpointing ?? false);
     if (zero) applyZeroShard(model, m.rank, m.size); // before the moments are allocated: only the shard's
     onActivity("allocating gradients and optimizer state");
     await model.prepareTraining(); // nothing to do when a checkpoint's moments were loaded above
+    stop.throwIfAborted();
     this.log.info(
       {
         job: m.job,
@@ -247,6 +259,10 @@ export class JobRunner {
     // A neighbour that dies between commands breaks the ring with nothing waiting on it; a command sent to
     // the dead one meanwhile may be lost with its connection, so only this report spares the coordinator
     // the wait for the heartbeat threshold.
+    if (stop.aborted) {
+      await transport.close();
+      stop.throwIfAborted();
+    }
     transport.onBroken?.((err) => {
       this.ringBroken = { ring: m.ring, why: err.message };
       this.onRingBroken();
@@ -356,30 +372,48 @@ export class JobRunner {
   private async saveOutputs(m: CommandRequest<"save">): Promise<CommandResult<"save">> {
     const job = this.active(m.job);
     const model = job.trainer.model;
-    const lora = model.loraSettings() !== null;
     // A ZeRO-1 checkpoint: every rank gathers the full moments (the coordinator asks them all); rank 0 writes.
     const full =
       m.what === "model" && m.with_optimizer && job.trainer.sharded
         ? await gatherFullMoments(model, job.trainer.ring, `ckpt${model.getStep()}`)
         : undefined;
     if (job.trainer.sharded && job.trainer.rank !== 0) return {};
+    // Confined: the folder is reached from the output root with no link at any component and held while
+    // the files go in, so a parent swapped for a link mid-save cannot send the rest of them elsewhere.
+    const held = this.pathRoots ? holdFolderBeneath(m.dir, this.pathRoots.output, { create: true }) : undefined;
+    try {
+      await this.writeOutputs(m, held?.self ?? m.dir, job, full);
+    } finally {
+      held?.close();
+    }
+    return {};
+  }
+
+  /** The files of a save into `dir` (the folder `m.dir` names, perhaps as held); names recorded are m.dir's. */
+  private async writeOutputs(
+    m: CommandRequest<"save">,
+    dir: string,
+    job: ActiveJob,
+    full: { m: Float32Array; v: Float32Array } | undefined,
+  ): Promise<void> {
+    const model = job.trainer.model;
+    const lora = model.loraSettings() !== null;
     if (m.what === "adapter") {
       if (!lora) throw new Error("save adapter: LoRA is not on");
-      await saveAdapter(model, m.dir, { baseModel: m.base_model ?? "" });
-      return {};
+      await saveAdapter(model, dir, { baseModel: m.base_model ?? "" });
+      return;
     }
     if (m.what === "merged") {
       if (lora) await model.mergeLora();
-      await saveModel(model, job.config, m.dir, { dtype: m.dtype });
-      return {};
+      await saveModel(model, job.config, dir, { dtype: m.dtype });
+      return;
     }
-    await saveModel(model, job.config, m.dir, { dtype: m.dtype });
+    await saveModel(model, job.config, dir, { dtype: m.dtype });
     if (m.with_optimizer) {
       // A checkpoint under LoRA keeps its adapter beside the frozen base, for resuming.
-      if (lora) await saveAdapter(model, checkpointAdapterDir(m.dir), { baseModel: m.dir });
-      await saveOptimizerState(model, m.dir, full);
+      if (lora) await saveAdapter(model, checkpointAdapterDir(dir), { baseModel: m.dir });
+      await saveOptimizerState(model, dir, full);
     }
-    return {};
   }
 
   private interruptFor(data: Uint8Array): void {
@@ -399,9 +433,15 @@ export class JobRunner {
    */
   private interrupt(jobId: string, why: Error): void {
     const job = this.job;
-    if (!job || job.id !== jobId) return;
-    this.log.info({ job: jobId, reason: why.message }, "interrupting the running command");
-    void job.trainer.interrupt(why).catch((err: Error) => this.log.warn({ err }, "closing the ring transport"));
+    if (this.assigning === jobId && this.assignStop) {
+      // The job is still building its model (loading weights, say): no ring to close yet, the build stops
+      // at its next phase.
+      this.log.info({ job: jobId, reason: why.message }, "stopping the model build");
+      this.assignStop.abort(why);
+    } else if (job && job.id === jobId) {
+      this.log.info({ job: jobId, reason: why.message }, "interrupting the running command");
+      void job.trainer.interrupt(why).catch((err: Error) => this.log.warn({ err }, "closing the ring transport"));
+    } else return;
     const settled = this.queue.then(() => {});
     this.stopping = settled;
     void settled.then(() => {

@@ -107,7 +107,9 @@ export class Worker {
     runner.modelDevice = modelDeviceOf(device);
     const w = new Worker(nc, opts.id, runner, log, device);
     if (opts.http) w.http = await startHttpServer(opts.http, [metricsRoute(metrics.registry)], log);
-    if (opts.serve) w.serving = await WorkerServing.start(nc, opts.id, opts.serve, log);
+    // served on the device the worker trains on
+    if (opts.serve)
+      w.serving = await WorkerServing.start(nc, opts.id, { ...opts.serve, device: runner.modelDevice }, log);
     w.serveCommands();
     nc.subscribe(jobSubjects.coordinatorHello, { callback: () => void w.register() });
     await w.register();

@@ -4,6 +4,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ServingStatus } from "../proto/mod.js";
+import type { ModelDeviceName } from "../native/js/addon.js";
 import { startServer, type RunningServer } from "../serving/server.js";
 import { jobOutputsOver } from "../serving/adapter_source.js";
 
@@ -18,6 +19,8 @@ export interface WorkerServeOptions {
   adapterRoots?: string[];
   /** hold the base in bf16: half its memory, outputs within bf16 rounding of the fp32 base's */
   baseBf16?: boolean;
+  /** where the served model computes: the worker's own model device */
+  device?: ModelDeviceName;
 }
 
 export class WorkerServing {
@@ -33,10 +36,14 @@ export class WorkerServing {
       lookupJob: jobOutputsOver(nc),
       adapterRoots: o.adapterRoots,
       baseBf16: o.baseBf16,
+      device: o.device,
       log: (msg) => log.warn(msg),
       info: (msg) => log.info(msg),
     });
-    log.info({ models: server.ctx.catalog.list().map((m) => m.name) }, "serving");
+    log.info(
+      { models: server.ctx.catalog.list().map((m) => m.name), backend: server.ctx.catalog.base.model.backendName() },
+      "serving",
+    );
     return new WorkerServing(server);
   }
 

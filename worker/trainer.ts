@@ -249,9 +249,12 @@ export class Trainer {
       const norm = await globalGradNorm(this.transport, model.gradSumOfSquares(), `s${req.step}-norm`);
       commDone = performance.now();
       ({ gradNorm } = await model.adamwStep({ ...this.opt, lr: req.lr, gradNorm: norm }));
-      const weights = model.loraSettings() ? model.loraData() : model.paramData();
-      if (nccl) await nccl.allGatherWeights(model, buckets);
-      else await allGatherBuckets(this.transport, weights, buckets, (i) => `s${req.step}-w${i}`);
+      if (nccl) {
+        await nccl.allGatherWeights(model, buckets);
+      } else {
+        const weights = model.loraSettings() ? model.loraData() : model.paramData();
+        await allGatherBuckets(this.transport, weights, buckets, (i) => `s${req.step}-w${i}`);
+      }
     } else {
       ({ gradNorm } = await model.adamwStep({ ...this.opt, lr: req.lr }));
     }

@@ -3,7 +3,7 @@
 import path from "node:path";
 import { parseFlags, requireFlag, UsageError } from "../args.js";
 import { deviceFromFlags } from "../device_flag.js";
-import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
+import { DEVICE_FLAG_HELP, modelDevice } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
 import { loadModel, saveModel } from "../../hf/hf_model.js";
 import { applyAdapter } from "../../hf/peft_adapter.js";
@@ -30,7 +30,7 @@ export const exportCommand: Command = {
       dtype: { type: "string", default: "F32" },
       device: { type: "string" },
     });
-    deviceFromFlags(values);
+    const device = deviceFromFlags(values, { cudaEmu: true });
     // --merge is the only export there is; it is required so the command says what it does
     if (!values.merge)
       throw new UsageError("--merge is required (export writes the base model with the adapter merged in)");
@@ -43,7 +43,7 @@ export const exportCommand: Command = {
       throw new UsageError(`--out ${out} is the base model folder; write the merged model elsewhere`);
     if (path.resolve(out) === path.resolve(adapter))
       throw new UsageError(`--out ${out} is the adapter folder; write the merged model elsewhere`);
-    const { model, config } = await loadModel(base);
+    const { model, config } = await loadModel(base, { device: modelDevice(device) });
     const settings = await applyAdapter(model, adapter);
     await model.mergeLora();
     await saveModel(model, config, out, { dtype, sourceDir: base });
@@ -55,7 +55,8 @@ export const exportCommand: Command = {
     }
     const scale = settings.rslora ? settings.alpha / Math.sqrt(settings.rank) : settings.alpha / settings.rank;
     console.error(
-      `wrote ${out}: ${base} + ${adapter} (r ${settings.rank}, scale ${scale}, ${settings.targets.join(" ")}), ${dtype}`,
+      `wrote ${out}: ${base} + ${adapter} (r ${settings.rank}, scale ${scale}, ${settings.targets.join(" ")}), ${dtype}, ` +
+        `merged on ${model.backendName()}`,
     );
   },
 };

@@ -2,7 +2,7 @@
 // greedy by default, stopping on the model's EOS ids; prints the new ids comma-separated.
 import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
 import { deviceFromFlags } from "../device_flag.js";
-import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
+import { DEVICE_FLAG_HELP, modelDevice } from "../../native/js/compute_device.js";
 import type { Command } from "../args.js";
 import { loadModel } from "../../hf/hf_model.js";
 import { eosTokenIds, readGenerationConfig } from "../../hf/generation_config.js";
@@ -55,7 +55,7 @@ export const generate: Command = {
       adapter: { type: "string" },
       device: { type: "string" },
     });
-    deviceFromFlags(values);
+    const device = deviceFromFlags(values, { cudaEmu: true });
     const dir = requireFlag(values, "model");
     const promptText = requireFlag(values, "prompt-ids");
     const maxNew = intFlag(values, "max-new", 20);
@@ -63,11 +63,12 @@ export const generate: Command = {
     const temperature = numberFlag(values, "temperature", 0, (n) => n >= 0, "a number >= 0");
     const topP = numberFlag(values, "top-p", 1, (n) => n > 0 && n <= 1, "a number in (0, 1]");
     const seed = intFlag(values, "seed", 0);
-    const { model, config } = await loadModel(dir);
+    const { model, config } = await loadModel(dir, { device: modelDevice(device) });
     if (typeof values.adapter === "string") await applyAdapter(model, values.adapter);
     const promptIds = parseIds(promptText, config.native.vocabSize);
     const eos = eosTokenIds(await readGenerationConfig(dir), config);
     const out = await model.generate({ promptIds, maxNew, temperature, topP, seed, eosIds: Int32Array.from(eos) });
     console.log(Array.from(out).join(","));
+    if (device.kind !== "cpu") console.error(`generated on ${model.backendName()}`);
   },
 };

@@ -2,7 +2,7 @@
 import os from "node:os";
 import { Coordinator, DEFAULT_LEASE_TTL_MS, type CoordinatorOptions } from "../../coordinator/main.js";
 import { parseRootList } from "../../files/path_roots.js";
-import { apiKeyFrom, parseAdapterFlag } from "./serve_flags.js";
+import { apiKeyFrom, parseAdapterFlag, parseHostPort } from "./serve_flags.js";
 import { Worker, type WorkerServeOptions } from "../../worker/main.js";
 import { parseBytes } from "../../spec/byte_units.js";
 import { parseFlags, UsageError, type Command } from "../args.js";
@@ -33,11 +33,7 @@ function httpFlag(value: unknown): ListenAddress | undefined {
 function serveHttpFlag(values: Record<string, unknown>): CoordinatorOptions["serveHttp"] {
   const text = values["serve-http"] as string | undefined;
   if (text === undefined) return undefined;
-  const at = text.lastIndexOf(":");
-  const port = Number(text.slice(at + 1));
-  if (at <= 0 || !Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UsageError(`--serve-http must be HOST:PORT, got '${text}'`);
-  return { host: text.slice(0, at).replace(/^\[|\]$/g, ""), port, apiKey: apiKeyFrom(values) };
+  return { ...parseHostPort(text, "--serve-http"), apiKey: apiKeyFrom(values) };
 }
 
 /** A worker's serving role: --serve DIR and what goes with it. */

@@ -1,7 +1,7 @@
 // `ringtune serve`: one base model and any number of PEFT adapters behind OpenAI-compatible HTTP and/or
 // NATS request/reply, generated in one batch across adapters.
 import { parseFlags, requireFlag, intFlag, UsageError } from "../args.js";
-import { apiKeyFrom, parseAdapterFlag } from "./serve_flags.js";
+import { apiKeyFrom, parseAdapterFlag, parseHostPort } from "./serve_flags.js";
 import type { Command } from "../args.js";
 import { TEMPLATE_NAMES, type TemplateName } from "../../text/templates/template.js";
 import { connectNats, natsUrl } from "../nats_connect.js";
@@ -9,7 +9,7 @@ import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_cr
 import { ServeProcess } from "../../serve/main.js";
 import { parseRootList } from "../../files/path_roots.js";
 import { deviceFromFlags } from "../device_flag.js";
-import { DEVICE_FLAG_HELP } from "../../native/js/compute_device.js";
+import { DEVICE_FLAG_HELP, modelDevice } from "../../native/js/compute_device.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]
                      [--nats] [--nats-url URL] [--template NAME] [--max-batch N] [--max-context N]
@@ -26,14 +26,6 @@ that way must lie under --adapter-root (default: the working directory). HTTP cl
 one the HTTP door is open to whoever reaches it, and serve warns unless it listens on loopback only.
 --base-bf16 holds the base weights in bf16 (half the memory; outputs within bf16 rounding of fp32's).
 ${NATS_CREDENTIAL_USAGE}`;
-
-function parseHostPort(text: string): { host: string; port: number } {
-  const at = text.lastIndexOf(":");
-  const port = Number(text.slice(at + 1));
-  if (at <= 0 || !Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UsageError(`--http must be HOST:PORT, got '${text}'`);
-  return { host: text.slice(0, at).replace(/^\[|\]$/g, ""), port };
-}
 
 export const serve: Command = {
   name: "serve",
@@ -56,7 +48,8 @@ export const serve: Command = {
       device: { type: "string" },
       ...natsCredentialFlags,
     });
-    deviceFromFlags(values); // before the model is read or a port opened: a server that cannot compute says so
+    // before the model is read or a port opened: a server that cannot compute says so
+    const device = deviceFromFlags(values, { cudaEmu: true });
     const modelDir = requireFlag(values, "model");
     const template = values.template as string | undefined;
     if (template !== undefined && !(TEMPLATE_NAMES as readonly string[]).includes(template))
@@ -85,6 +78,7 @@ export const serve: Command = {
       maxBatch,
       apiKey,
       baseBf16: values["base-bf16"] === true,
+      device: modelDevice(device),
       adapterRoots: values["adapter-root"] ? parseRootList(values["adapter-root"] as string) : undefined,
       maxContext: values["max-context"] ? intFlag(values, "max-context") : undefined,
       log,

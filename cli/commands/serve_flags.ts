@@ -25,3 +25,14 @@ export function parseAdapterFlag(spec: string, flag = "--adapter"): { name: stri
   if (eq <= 0 || eq === spec.length - 1) throw new UsageError(`${flag} must be NAME=DIR or NAME=JOB_ID, got '${spec}'`);
   return { name: spec.slice(0, eq), source: spec.slice(eq + 1) };
 }
+
+/** HOST:PORT of an HTTP door (`[::1]:8000` for IPv6), as --http (or another flag, named in the error) takes it. */
+export function parseHostPort(text: string, flag = "--http"): { host: string; port: number } {
+  const at = text.lastIndexOf(":");
+  const digits = text.slice(at + 1);
+  const port = Number(digits);
+  // Digits only: Number("") is 0, which would make "host:" a request for any free port.
+  if (at <= 0 || !/^\d{1,5}$/.test(digits) || port > 65535)
+    throw new UsageError(`${flag} must be HOST:PORT, got '${text}'`);
+  return { host: text.slice(0, at).replace(/^\[|\]$/g, ""), port };
+}

@@ -2,15 +2,18 @@
 // loop, save the outputs. The pieces live beside it (data, plan, LoRA, ring, step results, metrics,
 // checkpoints, final outputs); this file only puts them in order.
 import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { makeOutputDir, writeOutputFile } from "../../files/output_files.js";
 import { claimOutput } from "../jobs/output_owner.js";
 import { HeldFolder } from "../../files/held_folder.js";
+import { holdFolderBeneath } from "../../files/folder_beneath.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { LoraSettings } from "../../native/js/addon.js";
 import {
   checkpointDir,
+  checkpointTempDir,
   DEFAULT_TRANSPORT,
   evalAnswersFile,
   metricsFile,
@@ -144,6 +147,9 @@ export class JobAttempt {
   }
 
   /** Closes the token cache the rows were read from (the job is over or goes back to the queue). */
+  /** temporary folders of checkpoints whose write failed: removed once the ring is released (see release) */
+  private readonly unfinishedCheckpoints: string[] = [];
+
   close(): void {
     (this.data as PreparedDataset | undefined)?.close();
     this.outputFolder?.close();
@@ -503,33 +509,51 @@ export class JobAttempt {
       train_loss_first: this.job.train_loss.first,
     };
     const estimate = this.job.memory_estimate;
-    await writeCheckpoint(
-      dir,
-      state,
-      async (tmp) => {
-        const save = (rank: number) =>
-          this.ring.send(rank, "save", {
-            job: this.job.id,
-            dir: tmp,
-            what: "model",
-            dtype: "F32",
-            with_optimizer: true,
-          });
-        // Under ZeRO-1 each rank holds a shard of the moments: every rank takes part in gathering them, and
-        // rank 0 writes the files.
-        if (this.spec.zero >= 1 && this.ring.size > 1) await this.ring.all(save);
-        else await save(0);
-        // A checkpoint is served as often as final/ (to compare steps): it renders chats as training did.
-        await recordText(this.job, this.spec, tmp);
-      },
-      { needBytes: estimate ? estimate.params_bytes + estimate.optimizer_bytes : undefined },
-    );
-    await this.update({ last_checkpoint: { step, dir } });
-    this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
-    // Only once the record names the new checkpoint: a restart never looks for one that was deleted.
-    if (this.spec.keep_checkpoints !== undefined) {
-      const removed = await pruneCheckpoints(dir, this.spec.keep_checkpoints);
-      if (removed.length > 0) this.env.log.info({ job: this.job.id, removed }, "older checkpoints deleted");
+    // The coordinator's own part of the checkpoint (its state file, the rename, pruning older ones) goes
+    // through checkpoints/ reached from the output folder it holds, with no link on the way: a parent swapped
+    // for a link mid-job cannot send a write, or a removal, elsewhere. The workers get the folder's name.
+    const checkpoints = this.outputFolder
+      ? holdFolderBeneath(path.join(this.outputFolder.self, "checkpoints"), [this.outputFolder.self], {
+          create: true,
+        })
+      : undefined;
+    try {
+      const localDir = checkpoints ? path.join(checkpoints.self, path.basename(dir)) : dir;
+      await writeCheckpoint(
+        dir,
+        state,
+        async (tmp) => {
+          const save = (rank: number) =>
+            this.ring.send(rank, "save", {
+              job: this.job.id,
+              dir: tmp,
+              what: "model",
+              dtype: "F32",
+              with_optimizer: true,
+            });
+          // Under ZeRO-1 each rank holds a shard of the moments: every rank takes part in gathering them, and
+          // rank 0 writes the files.
+          if (this.spec.zero >= 1 && this.ring.size > 1) await this.ring.all(save);
+          else await save(0);
+          // A checkpoint is served as often as final/ (to compare steps): it renders chats as training did.
+          await recordText(this.job, this.spec, checkpointTempDir(localDir));
+        },
+        {
+          needBytes: estimate ? estimate.params_bytes + estimate.optimizer_bytes : undefined,
+          removeLater: (tmp) => this.unfinishedCheckpoints.push(tmp),
+          localDir,
+        },
+      );
+      await this.update({ last_checkpoint: { step, dir } });
+      this.env.log.info({ job: this.job.id, step, dir }, "checkpoint written");
+      // Only once the record names the new checkpoint: a restart never looks for one that was deleted.
+      if (this.spec.keep_checkpoints !== undefined) {
+        const removed = await pruneCheckpoints(localDir, this.spec.keep_checkpoints);
+        const named = removed.map((r) => path.join(path.dirname(dir), path.basename(r)));
+        if (removed.length > 0) this.env.log.info({ job: this.job.id, removed: named }, "older checkpoints deleted");
+      }
+    } finally {
+      checkpoints?.close();
     }
   }
 
@@ -540,6 +564,12 @@ export class JobAttempt {
   async release(lost?: string): Promise<string[]> {
     const gone = await this.ring.release(this.job.id, lost);
     for (const worker of gone) this.env.suspect(worker);
+    // Every worker has answered the release (a worker runs its commands in order, so its save has ended) or is
+    // presumed gone: no one writes into an unfinished checkpoint any more, and it goes whole.
+    for (const tmp of this.unfinishedCheckpoints.splice(0))
+      await rm(tmp, { recursive: true, force: true }).catch((err: Error) =>
+        this.env.log.warn({ job: this.job.id, err, dir: tmp }, "could not remove an unfinished checkpoint"),
+      );
     return gone;
   }
 }

@@ -1,7 +1,8 @@
 // Checkpoints: rank 0 writes weights (HF format) and AdamW state into a temporary folder, the coordinator
 // adds trainer_state.json (step, data position, seed), then the folder is renamed into place and its parent
 // synced: a checkpoint either exists whole or not at all, also after a power cut. A failed write leaves no
-// temporary folder behind; a disk without room for it is found before anything is written.
+// temporary folder behind (removed at once, or by the caller once the writer has surely stopped); a disk
+// without room for it is found before anything is written.
 import { existsSync, readFileSync } from "node:fs";
 import { readdir, rm, statfs } from "node:fs/promises";
 import path from "node:path";
@@ -29,6 +30,19 @@ export interface CheckpointOptions {
   needBytes?: number;
   /** free bytes for unprivileged writers on the file system holding `folder` */
   freeBytes?: (folder: string) => Promise<number>;
+  /**
+   * When the write fails, the temporary folder is handed here instead of being removed now. A write that
+   * failed because the job was canceled (or a peer was lost) ended the wait, not the worker's save: rank 0 may
+   * still be writing into the folder, and removing it under the writer leaves whatever it writes next (its
+   * save recreates the folder). The caller removes it once the writer has stopped (its ring released).
+   */
+  removeLater?: (tmp: string) => void;
+  /**
+   * The checkpoint's folder as this process should touch it (a path through a folder it holds open), where
+   * `dir` is its name for the writers: trainer_state.json, the removal of an older copy and the rename go
+   * there, so a parent swapped for a link cannot move them elsewhere.
+   */
+  localDir?: string;
 }
 
 async function freeBytesOnDisk(folder: string): Promise<number> {
@@ -57,14 +71,17 @@ export async function writeCheckpoint(
       );
   }
   const tmp = checkpointTempDir(dir);
-  await rm(tmp, { recursive: true, force: true });
+  const localDir = opts.localDir ?? dir;
+  const localTmp = checkpointTempDir(localDir);
+  await rm(localTmp, { recursive: true, force: true });
   try {
     await writeModel(tmp);
-    await writeJsonAtomic(path.join(tmp, TRAINER_STATE_FILE), state);
-    await rm(dir, { recursive: true, force: true });
-    await renameDurably(tmp, dir);
+    await writeJsonAtomic(path.join(localTmp, TRAINER_STATE_FILE), state);
+    await rm(localDir, { recursive: true, force: true });
+    await renameDurably(localTmp, localDir);
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    if (opts.removeLater) opts.removeLater(tmp);
+    else await rm(localTmp, { recursive: true, force: true }).catch(() => {});
     throw err;
   }
 }

@@ -3,10 +3,12 @@
 // files' contents, the data settings, the tokenizer, the template and the pipeline's code, so a restart (or
 // a resume, or the next job on the same data) opens the rows without reading the files again, and the
 // reference log-probabilities stored beside them (reference_store.ts) are found again.
-import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { closeSync, mkdirSync, readSync, renameSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { openInputSync } from "../../files/input_files.js";
 import path from "node:path";
 import { cacheKey } from "../storage/cache.js";
-import { dataCacheDir, openPrepared, streamedFileHash, type PreparedDataset } from "../streamed_pipeline.js";
+import { dataCacheDir, openPrepared, type PreparedDataset } from "../streamed_pipeline.js";
 import { hasCompleteCache, RowsWriter, TokenWriter } from "../rows/token_cache.js";
 import { setupText, type TextSetup } from "../../spec/text_setup.js";
 import type { PairStats } from "./prepare_pairs.js";
@@ -37,11 +39,27 @@ export function pairCacheKey(spec: PairCacheSpec, setup: TextSetup, display: (f:
   const settings = Object.fromEntries(ROW_KEYS.map((k) => [k, spec[k] ?? null]));
   return cacheKey({
     layout: "pair-cache-1",
-    files: spec.data.map((d) => ({ ...d, path: display(d.path), hash: streamedFileHash(d.path) })),
+    files: spec.data.map((d) => ({ ...d, path: display(d.path), hash: inputFileHash(d.path) })),
     settings,
     tokenizer: setup.tokenizer.fingerprint,
     template: setup.templateId,
   });
+}
+
+/**
+ * sha256 of a data file, read through the confined reader like the records themselves: a link out of the
+ * input roots or a FIFO is refused here already, before anything waits on it.
+ */
+function inputFileHash(file: string): string {
+  const h = createHash("sha256");
+  const fd = openInputSync(file);
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) h.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest("hex");
 }
 
 /** The job's pairs from the token cache, built there first when the entry is missing. */

@@ -12,24 +12,24 @@ import { fileURLToPath } from "node:url";
 
 export const SYSTEM = "Answer with JSON only.";
 
-const FIRST = [
+export const FIRST = [
   "Maria", "John", "Ana", "Peter", "Laura", "David", "Sofia", "Lucas", "Emma", "Noah", "Olga", "Ivan", "Chen", "Mei", "Omar", "Lina",
   "Paulo", "Rosa", "Karl", "Greta", "Amir", "Sara", "Tomas", "Elena", "Jonas", "Nina", "Pablo", "Clara", "Felix", "Irene", "Hugo", "Alma",
   "Marco", "Julia", "Oscar", "Vera", "Leon", "Ida", "Rafael", "Maya", "Erik", "Nora", "Samir", "Lea", "Diego", "Hanna", "Yusuf", "Eva",
   "Victor", "Alice", "Bruno", "Carla", "Dmitri", "Fatima", "Georg", "Helen", "Igor", "Jana", "Kenji", "Lars",
 ];
-const LAST = [
+export const LAST = [
   "Lopez", "Smith", "Silva", "Novak", "Rossi", "Weber", "Kim", "Garcia", "Moreau", "Jensen", "Costa", "Ivanova", "Tanaka", "Haddad", "Berg",
   "Santos", "Fischer", "Nowak", "Dubois", "Larsen", "Ricci", "Meyer", "Park", "Torres", "Lambert", "Nilsen", "Ferreira", "Popov", "Sato",
   "Khan", "Lund", "Pereira", "Wagner", "Kowalski", "Girard", "Hansen", "Bruno", "Schmidt", "Choi", "Ortiz", "Petit", "Olsen", "Alves", "Volkov",
   "Mori", "Aziz", "Holm", "Ramos", "Keller", "Wojcik",
 ];
-const CITY = [
+export const CITY = [
   "Lisbon", "Oslo", "Madrid", "Berlin", "Paris", "Rome", "Vienna", "Prague", "Dublin", "Athens", "Warsaw", "Helsinki", "Zurich", "Porto",
   "Milan", "Munich", "Lyon", "Seville", "Krakow", "Bergen", "Tokyo", "Osaka", "Seoul", "Cairo", "Lima", "Quito", "Denver", "Boston",
   "Austin", "Toronto", "Sydney", "Perth", "Nairobi", "Dakar", "Tunis", "Riga", "Vilnius", "Tallinn", "Geneva", "Zagreb",
 ];
-const ITEM = [
+export const ITEM = [
   "lamps", "chairs", "tables", "books", "mugs", "shoes", "boxes", "pens", "plates", "cables", "bottles", "candles", "clocks", "bags", "hats",
   "gloves", "towels", "knives", "spoons", "radios", "fans", "kettles", "pillows", "rugs", "mirrors", "jackets", "scarves", "tents",
 ];

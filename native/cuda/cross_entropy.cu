@@ -74,7 +74,20 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
   }
 }
 
+__global__ void count_targets_kernel(int* count, const int32_t* labels, int N) {
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  const bool target = n < N && labels[n] != kIgnoreIndex;
+  const unsigned votes = __ballot_sync(0xffffffffu, target);
+  if (threadIdx.x % 32 == 0 && votes) atomicAdd(count, __popc(votes));
+}
+
 }  // namespace
+
+void count_targets(int* count, const int32_t* labels, int N, cudaStream_t stream) {
+  require(N > 0 && count && labels, "count_targets", "bad shape N=", N);
+  launch<count_targets_kernel>(grid_for(N, 256), 256, 0, stream, count, labels, N);
+  CUDA_LAUNCH_CHECK("count_targets");
+}
 
 template <typename T>
 void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,

@@ -15,4 +15,7 @@ void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, 
                                     float scale, double* loss_sum, int* bad, cudaStream_t stream,
                                     const float* weights = nullptr);
 
+// *count += the positions with a label (labels[n] != -100): the target count stays on the device with the loss sum.
+void count_targets(int* count, const int32_t* labels, int N, cudaStream_t stream);
+
 }  // namespace rt::cuda

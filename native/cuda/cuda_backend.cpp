@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <string>
 #include <vector>
 #include "adamw.cuh"
@@ -44,6 +45,63 @@ class Scratch {
   size_t n_ = 0;
 };
 
+// Pinned host memory that uploads pass through, so that the copy is asynchronous: the caller's (pageable) array
+// is copied here and the device reads it when the stream gets there. A region is handed out once per sync: the
+// owner calls synchronized() whenever the stream has caught up, and the regions are free again. A first step
+// may outgrow the block; at the next sync it is replaced by one holding the whole step, so later steps of the
+// same shapes allocate nothing.
+class PinnedStaging {
+ public:
+  ~PinnedStaging() {
+    synchronized();
+    cudaFreeHost(base_);
+  }
+  void* take(size_t bytes) {
+    bytes = (bytes + 255) / 256 * 256;
+    if (used_ + bytes > cap_) {
+      if (base_) retired_.push_back(base_);
+      cap_ = std::max(bytes, 2 * cap_);
+      CUDA_CHECK(cudaMallocHost(&base_, cap_));
+      used_ = 0;
+    }
+    void* p = base_ + used_;
+    used_ += bytes;
+    since_sync_ += bytes;
+    return p;
+  }
+  void synchronized() {
+    for (char* p : retired_) cudaFreeHost(p);
+    const bool outgrown = !retired_.empty();
+    retired_.clear();
+    if (outgrown && since_sync_ > cap_) {
+      cudaFreeHost(base_);
+      base_ = nullptr;
+      cap_ = since_sync_;
+      CUDA_CHECK(cudaMallocHost(&base_, cap_));
+    }
+    used_ = 0;
+    since_sync_ = 0;
+  }
+
+ private:
+  char* base_ = nullptr;
+  size_t cap_ = 0, used_ = 0, since_sync_ = 0;
+  std::vector<char*> retired_;
+};
+
+// What a step leaves on the device until its end, read back in one copy (a device backend's pending losses).
+struct StepStatus {
+  double loss_sum;  // the cross entropy calls' losses
+  int targets;      // positions with a label
+  int bad_id;       // first token id outside the vocabulary (kNoBadPosition: none)
+  int bad_label;    // first label outside it and not -100
+  int pad;
+};
+
+// Uploads larger than this are never part of a step (weights, checkpoints): they go straight from the caller's
+// memory, synchronously, rather than through pinned staging.
+constexpr size_t kStagedUploadBytes = size_t(16) << 20;
+
 // Frees device memory on whichever thread drops the last reference: with the buffer's own device current for
 // the call (asked of the runtime: a release function carries no state), then the thread's previous one.
 template <typename T>
@@ -65,13 +123,6 @@ Buffer<T> device_zeros(size_t n) {
   CUDA_CHECK(cudaMalloc(&p, sizeof(T) * n));
   CUDA_CHECK(cudaMemset(p, 0, sizeof(T) * n));
   return std::make_shared<Storage<T>>(p, n, &free_on_its_device<T>);
-}
-
-template <typename T>
-T download_one(const T* p) {
-  T v{};
-  CUDA_CHECK(cudaMemcpy(&v, p, sizeof(T), cudaMemcpyDeviceToHost));
-  return v;
 }
 
 class CudaBackend final : public Backend<float> {
@@ -100,18 +151,19 @@ class CudaBackend final : public Backend<float> {
     use_device(device_);
     if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream_));
   }
-  // The seams with the host are synchronous: the host side may be reused as soon as they return.
+  // The host side of an upload may be reused as soon as it returns (a step's small uploads are staged in pinned
+  // memory and leave asynchronously); a download returns once the data is there.
   void upload(float* dst, const float* host, size_t n) const override {
     use_device(device_);
-    if (n) CUDA_CHECK(cudaMemcpy(dst, host, sizeof(float) * n, cudaMemcpyHostToDevice));
+    upload_bytes(dst, host, sizeof(float) * n);
   }
   void download(float* host, const float* src, size_t n) const override {
     use_device(device_);
-    if (n) CUDA_CHECK(cudaMemcpy(host, src, sizeof(float) * n, cudaMemcpyDeviceToHost));
+    download_bytes(host, src, sizeof(float) * n);
   }
   void upload_ints(int32_t* dst, const int32_t* host, size_t n) const override {
     use_device(device_);
-    if (n) CUDA_CHECK(cudaMemcpy(dst, host, sizeof(int32_t) * n, cudaMemcpyHostToDevice));
+    upload_bytes(dst, host, sizeof(int32_t) * n);
   }
 
   Buffer<uint16_t> bf16_zeros(size_t n) const override {
@@ -120,11 +172,11 @@ class CudaBackend final : public Backend<float> {
   }
   void upload_bf16(uint16_t* dst, const uint16_t* host, size_t n) const override {
     use_device(device_);
-    if (n) CUDA_CHECK(cudaMemcpy(dst, host, sizeof(uint16_t) * n, cudaMemcpyHostToDevice));
+    upload_bytes(dst, host, sizeof(uint16_t) * n);
   }
   void download_bf16(uint16_t* host, const uint16_t* src, size_t n) const override {
     use_device(device_);
-    if (n) CUDA_CHECK(cudaMemcpy(host, src, sizeof(uint16_t) * n, cudaMemcpyDeviceToHost));
+    download_bytes(host, src, sizeof(uint16_t) * n);
   }
   void widen_bf16(float* dst, const uint16_t* src, size_t n) const override {
     use_device(device_);
@@ -136,10 +188,9 @@ class CudaBackend final : public Backend<float> {
   }
   void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* wte, int N, int C, int V) const override {
     use_device(device_);
-    int* bad = ints_.get(1);
-    CUDA_CHECK(cudaMemsetAsync(bad, 0x7f, sizeof(int), stream_));  // kNoBadPosition
-    cuda::embedding_forward_bf16(out, ids, wte, N, C, V, bad, stream_);
-    check_ids("embedding_forward", bad, ids, "token id ", V, ")");
+    vocab_ = V;
+    cuda::embedding_forward_bf16(out, ids, wte, N, C, V, &status()->bad_id, stream_);
+    if (!deferring_) check_status(ids, nullptr, V);
   }
   void lora_dropout_forward(float* xd, const float* x, size_t n, double p, uint64_t seed,
                             uint64_t stream) const override {
@@ -172,10 +223,9 @@ class CudaBackend final : public Backend<float> {
   }
   void embedding_forward(float* out, const int32_t* ids, const float* wte, int N, int C, int V) const override {
     use_device(device_);
-    int* bad = ints_.get(1);
-    CUDA_CHECK(cudaMemsetAsync(bad, 0x7f, sizeof(int), stream_));  // kNoBadPosition
-    cuda::embedding_forward(out, ids, wte, N, C, V, bad, stream_);
-    check_ids("embedding_forward", bad, ids, "token id ", V, ")");
+    vocab_ = V;
+    cuda::embedding_forward(out, ids, wte, N, C, V, &status()->bad_id, stream_);
+    if (!deferring_) check_status(ids, nullptr, V);
   }
   void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int N, int C) const override {
     use_device(device_);
@@ -238,27 +288,32 @@ class CudaBackend final : public Backend<float> {
   LossSum cross_entropy_forward_backward(float* losses, float* dlogits, const float* logits, const int32_t* labels,
                                          int N, int V, double scale, const float* weights) const override {
     use_device(device_);
-    double* sum = doubles_.get(1);
-    int* bad = ints_.get(1);
-    CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(double), stream_));
-    CUDA_CHECK(cudaMemsetAsync(bad, 0x7f, sizeof(int), stream_));  // kNoBadPosition
-    cuda::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, (float)scale, sum, bad, stream_,
-                                         weights);
-    check_ids("cross_entropy", bad, labels, "label ", V, ") and not -100");
-    // The count of targets: the labels are read back (the checking mode; training counts them on the host).
-    std::vector<int32_t> host((size_t)N);
-    CUDA_CHECK(cudaMemcpy(host.data(), labels, sizeof(int32_t) * N, cudaMemcpyDeviceToHost));
-    LossSum r;
-    for (int32_t l : host) r.count += l != kIgnoreIndex;
-    r.sum = download_one(sum);
-    return r;
+    StepStatus* st = status();
+    vocab_ = V;
+    cuda::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, (float)scale, &st->loss_sum,
+                                         &st->bad_label, stream_, weights);
+    cuda::count_targets(&st->targets, labels, N, stream_);
+    if (deferring_) return {};  // pending_losses() reads the sums at the end of the step
+    return check_status(nullptr, labels, V);
   }
   double sum_of_squares(const float* x, size_t n) const override {
     use_device(device_);
     double* sum = doubles_.get(1);
     CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(double), stream_));
     cuda::sum_of_squares(sum, x, n, stream_);
-    return download_one(sum);
+    double host = 0;
+    download_bytes(&host, sum, sizeof(double));
+    return host;
+  }
+  // A step starts from clear sums: a step that failed or was cancelled leaves none behind.
+  void defer_losses(bool on) const override {
+    use_device(device_);
+    if (on && status_) clear_status();
+    deferring_ = on;
+  }
+  LossSum pending_losses() const override {
+    use_device(device_);
+    return check_status(nullptr, nullptr, vocab_);
   }
   void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWStep& s,
                     bool decay) const override {
@@ -269,22 +324,75 @@ class CudaBackend final : public Backend<float> {
 
  private:
   static AttnShape shape(const AttentionShape& s) { return {s.B, s.T, s.H, s.KVH, s.D}; }
-  // The first bad position an op found (bad: kNoBadPosition when none) and the value there, in the CPU's words.
-  static void check_ids(const char* op, const int* bad, const int32_t* values, const char* what, int V,
-                        const char* tail) {
-    const int at = download_one(bad);
-    if (at == kNoBadPosition) return;
-    fail(op, what, download_one(values + at), " at position ", at, " outside vocab [0,", V, tail);
+  // The step status on the device, set to "nothing yet" the first time (and after each read).
+  StepStatus* status() const {
+    if (!status_) {
+      status_ = reinterpret_cast<StepStatus*>(status_scratch_.get(sizeof(StepStatus)));
+      clear_status();
+    }
+    return status_;
   }
-  // The first position of each token's segment, from the runs the host found, uploaded to the device.
+  void clear_status() const {
+    CUDA_CHECK(cudaMemsetAsync(status_, 0, sizeof(StepStatus), stream_));
+    CUDA_CHECK(cudaMemsetAsync(&status_->bad_id, 0x7f, 2 * sizeof(int), stream_));  // kNoBadPosition twice
+  }
+  // Reads the status back in one copy and clears it: the losses and targets since the last read, or the first
+  // bad token id or label in the CPU's words (ids, labels: where to read the bad value, when known).
+  LossSum check_status(const int32_t* ids, const int32_t* labels, int V) const {
+    StepStatus* st = status();
+    auto* host = static_cast<StepStatus*>(staging_.take(sizeof(StepStatus)));
+    CUDA_CHECK(cudaMemcpyAsync(host, st, sizeof(StepStatus), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    const StepStatus s = *host;
+    staging_.synchronized();
+    clear_status();
+    auto value_at = [&](const int32_t* values, int at) {
+      int32_t v = 0;
+      if (values) download_bytes(&v, values + at, sizeof v);
+      return values ? " " + std::to_string(v) : std::string();
+    };
+    if (s.bad_id != kNoBadPosition)
+      fail("embedding_forward", "token id", value_at(ids, s.bad_id), " at position ", s.bad_id, " outside vocab [0,", V,
+           ")");
+    if (s.bad_label != kNoBadPosition)
+      fail("cross_entropy", "label", value_at(labels, s.bad_label), " at position ", s.bad_label, " outside vocab [0,",
+           V, ") and not -100");
+    return {s.loss_sum, s.targets};
+  }
+  // Small uploads through pinned staging (asynchronous); large ones straight and synchronous.
+  void upload_bytes(void* dst, const void* host, size_t bytes) const {
+    if (bytes == 0) return;
+    if (bytes > kStagedUploadBytes) {
+      CUDA_CHECK(cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice));
+      return;
+    }
+    void* staged = staging_.take(bytes);
+    std::memcpy(staged, host, bytes);
+    CUDA_CHECK(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+  void download_bytes(void* host, const void* src, size_t bytes) const {
+    if (bytes == 0) return;
+    CUDA_CHECK(cudaMemcpy(host, src, bytes, cudaMemcpyDeviceToHost));  // the stream has caught up
+    staging_.synchronized();
+  }
+  // The first position of each token's segment, from the runs the host found, uploaded to the device once per
+  // batch (every layer's attention, forward and backward, sees the same runs) through pinned staging.
   const int32_t* segment_starts(const std::vector<SegmentRun>& runs, const AttentionShape& s) const {
     const size_t N = (size_t)s.B * s.T;
-    starts_host_.assign(N, 0);
-    for (const SegmentRun& r : runs)
-      for (int t = r.start; t < r.start + r.len; t++) starts_host_[(size_t)r.row * s.T + t] = r.start;
+    const bool same =
+        starts_B_ == s.B && starts_T_ == s.T && starts_runs_.size() == runs.size() &&
+        std::equal(runs.begin(), runs.end(), starts_runs_.begin(), [](const SegmentRun& a, const SegmentRun& b) {
+          return a.row == b.row && a.start == b.start && a.len == b.len;
+        });
     int32_t* d = starts_.get(N);
-    CUDA_CHECK(cudaMemcpyAsync(d, starts_host_.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice, stream_));
-    CUDA_CHECK(cudaStreamSynchronize(stream_));  // starts_host_ is reused by the next call
+    if (same) return d;
+    auto* host = static_cast<int32_t*>(staging_.take(sizeof(int32_t) * N));
+    std::fill(host, host + N, 0);
+    for (const SegmentRun& r : runs)
+      for (int t = r.start; t < r.start + r.len; t++) host[(size_t)r.row * s.T + t] = r.start;
+    CUDA_CHECK(cudaMemcpyAsync(d, host, sizeof(int32_t) * N, cudaMemcpyHostToDevice, stream_));
+    starts_runs_.assign(runs.begin(), runs.end());  // keeps its capacity: no allocation for as many runs again
+    starts_B_ = s.B, starts_T_ = s.T;
     return d;
   }
 
@@ -293,7 +401,7 @@ class CudaBackend final : public Backend<float> {
   const double* device_freqs(const double* host, int n) const {
     if (freqs_host_.size() != (size_t)n || !std::equal(freqs_host_.begin(), freqs_host_.end(), host)) {
       freqs_host_.assign(host, host + n);
-      CUDA_CHECK(cudaMemcpy(freqs_.get(n), host, sizeof(double) * n, cudaMemcpyHostToDevice));
+      upload_bytes(freqs_.get(n), host, sizeof(double) * n);
     }
     return freqs_.get(n);
   }
@@ -302,11 +410,16 @@ class CudaBackend final : public Backend<float> {
   std::unique_ptr<Gemm> gemm_;
   std::string name_;
   cudaStream_t stream_ = nullptr;  // the default stream: every op in order, the checking mode's simplest
-  mutable Scratch<int> ints_;
   mutable Scratch<double> doubles_;
   mutable Scratch<float> floats_;
   mutable Scratch<int32_t> starts_;
-  mutable std::vector<int32_t> starts_host_;
+  mutable std::vector<SegmentRun> starts_runs_;  // the runs starts_ holds
+  mutable int starts_B_ = 0, starts_T_ = 0;
+  mutable PinnedStaging staging_;
+  mutable Scratch<char> status_scratch_;
+  mutable StepStatus* status_ = nullptr;
+  mutable bool deferring_ = false;
+  mutable int vocab_ = 0;  // of the last op that checks ids, for a bad one's message
   mutable Scratch<double> freqs_;
   mutable std::vector<double> freqs_host_;
 };

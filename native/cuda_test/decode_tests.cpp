@@ -125,7 +125,7 @@ TEST(batched_decoder_on_the_cuda_backend_matches_the_cpu_with_two_adapters) {
     int joins;  // the step it joins at
   };
   const std::vector<Row> rows = {{4, {3, 9, 1, 14}, 0}, {-1, {7, 2}, 0}, {2, {5, 5, 12}, 0}, {4, {40, 41}, 2}};
-  const int max_new = 5;
+  const int max_new = 4;
   std::vector<std::vector<int32_t>> tokens(rows.size()), want(rows.size());
   std::vector<DecodeRow> pending(rows.size());
   for (int k = 0; k < max_new + 2; k++) {
@@ -161,4 +161,32 @@ TEST(batched_decoder_on_the_cuda_backend_matches_the_cpu_with_two_adapters) {
   // The decoder's base alone is the model's own generation over the device's KV cache.
   g.prompt = rows[1].prompt;
   CHECK(on_gpu->generate(g) == tokens[1], "the base row differs from generate on the device");
+}
+
+// Serving from a base rounded to bf16 (half its bytes): on the device the base stays bf16 in device memory and
+// each layer is widened there; the rows of the base and of an adapter decode as the same decoder on the CPU.
+TEST(batched_decoder_over_a_bf16_base_on_the_cuda_backend_matches_the_cpu) {
+  const ModelConfig c = tiny();
+  const auto gpu = rt::cuda::make_cuda_backend(0);
+  auto on_gpu = std::make_shared<Model<float>>(c, *gpu);
+  auto on_cpu = std::make_shared<Model<float>>(c);
+  on_gpu->init_random(13, 0.2);
+  on_cpu->init_random(13, 0.2);
+  on_gpu->round_base_to_bf16();
+  on_cpu->round_base_to_bf16();
+  CHECK(on_gpu->base_is_bf16() && on_cpu->base_is_bf16());
+  BatchedDecoder dg(on_gpu), dc(on_cpu);
+  const LoraConfig l = adapter(4, 8, {"q_proj", "v_proj", "up_proj"});
+  auto ag = dg.add_adapter(1, l), ac = dc.add_adapter(1, l);
+  fill_uniform(ac->weights, 51, 0.3);
+  ag->weights = ac->weights;
+  for (int s = 0; s < 2; s++) dg.open(s, s == 0 ? 1 : -1, 12), dc.open(s, s == 0 ? 1 : -1, 12);
+  std::vector<DecodeRow> step = {{0, {8, 3, 30, 2}}, {1, {19, 4}}};
+  for (int k = 0; k < 4; k++) {
+    StepLogprobs lg, lc;
+    const std::vector<int32_t> ng = dg.step(step, &lg), nc = dc.step(step, &lc);
+    CHECK(ng == nc, "step " << k << ": the device decoded other tokens");
+    close("step " + std::to_string(k) + " log p", lg.chosen, lc.chosen.data(), 1e-5);
+    for (size_t r = 0; r < step.size(); r++) step[r].tokens = {ng[r]};
+  }
 }

@@ -236,3 +236,49 @@ TEST(cuda_model_names_the_first_bad_token_and_stops_when_cancelled) {
   }
   CHECK(cancelled, "a cancelled step throws Cancelled");
 }
+
+#ifdef RINGTUNE_CUDA_EMU
+#include <cuda_runtime.h>  // the emulator's: ringtune_emu_read_counters()
+
+// A training step (forward, backward, AdamW) once its shapes have been seen: no device or pinned allocation, and
+// the host waits for the device twice, for the step's two results: the loss sums at the end of the backward
+// (one copy of the step's status) and the gradient norm at the start of AdamW. Neither the batch upload, the
+// segment starts, the bad id and label checks nor the target count wait for the device.
+static void step_allocates_nothing_and_waits_twice(bool lora, bool checkpointing) {
+  const ModelConfig c = tiny(true);
+  const auto gpu = rt::cuda::make_cuda_backend(0);
+  Model<float> m(c, *gpu, lora);
+  m.init_random(5, 0.1);
+  if (lora) m.enable_lora(adapters(true, 0.1));
+  m.set_activation_checkpointing(checkpointing);
+  std::vector<float> weights(TinyBatch::N, 0.5f);
+  auto step = [&](int salt) {
+    const TinyBatch tb(c.vocab_size, salt);  // a new batch each step: new ids, labels, segment runs' uploads
+    StepOptions o;
+    o.label_weights = weights.data();
+    m.zero_grad();
+    const StepResult r = m.forward_backward(tb.batch(), o);
+    CHECK(r.targets > 0 && std::isfinite(r.loss_sum));
+    AdamWOptions ao;
+    ao.max_grad_norm = 1.0;
+    m.adamw_step(ao);
+  };
+  step(0);
+  for (int s = 1; s <= 2; s++) {
+    const ringtune_emu_counters before = ringtune_emu_read_counters();
+    step(s);
+    const ringtune_emu_counters after = ringtune_emu_read_counters();
+    note("step " + std::to_string(s) + ": " + std::to_string(after.allocations - before.allocations) +
+         " allocations, " + std::to_string(after.host_syncs - before.host_syncs) + " host synchronisations");
+    CHECK(after.allocations == before.allocations, "allocations in step " << s);
+    CHECK(after.host_syncs - before.host_syncs == 2, "host synchronisations in step " << s);
+  }
+}
+
+TEST(cuda_training_step_allocates_nothing_and_waits_only_for_its_results_full) {
+  step_allocates_nothing_and_waits_twice(false, false);
+}
+TEST(cuda_training_step_allocates_nothing_and_waits_only_for_its_results_lora_checkpointed) {
+  step_allocates_nothing_and_waits_twice(true, true);
+}
+#endif

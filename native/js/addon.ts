@@ -229,12 +229,13 @@ export interface NativeModel {
     },
   ): Promise<StepResult>;
   /**
-   * A model on a CUDA device: one NCCL collective per [offset, size] range of its gradients or (full
-   * fine-tune) weights on the device, then the host copy refreshed. Absent where the addon has no CUDA backend.
+   * A model on a CUDA device: one NCCL collective per [offset, size] range of its gradients or trainable
+   * weights (the adapters under LoRA, else the fp32 base) on the device, then the host copy refreshed. Absent
+   * where the addon has no CUDA backend.
    */
   ncclCollective?(
     comm: NcclComm,
-    opts: { op: NcclOp; buffer: "grads" | "params"; ranges: [number, number][]; timeoutMs: number },
+    opts: { op: NcclOp; buffer: "grads" | "weights"; ranges: [number, number][]; timeoutMs: number },
   ): Promise<void>;
   logits(): Float32Array;
   tokenLosses(): Float32Array;

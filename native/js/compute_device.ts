@@ -95,7 +95,7 @@ export function requireDevice(
     );
   if (opts.cudaEmu) return;
   throw new DeviceUnavailableError(
-    `${flag}: this command does not run on the GPU yet (\`ringtune dump\` and \`ringtune worker\` do); use --device cpu`,
+    `${flag}: this command does not run on the GPU yet (\`dump\`, \`worker\`, \`generate\`, \`export\` and \`serve\` do); use --device cpu`,
     "cuda_model_not_built",
   );
 }

@@ -84,6 +84,12 @@ class Backend {
   virtual void lora_dropout_backward(T* dinp, const T* dxd, size_t n, double p, uint64_t seed,
                                      uint64_t stream) const = 0;
   virtual double sum_of_squares(const T* x, size_t n) const = 0;
+  // A backend whose memory is a device's may leave cross entropy's sums there until the end of a step, so that
+  // a step waits for the device once: while deferring, cross_entropy_forward_backward returns {0, 0} and adds to
+  // pending sums; pending_losses() reads them back (reporting a bad token id or label the step's ops found) and
+  // clears them. A host backend returns its sums at once and has nothing pending.
+  virtual void defer_losses(bool) const {}
+  virtual LossSum pending_losses() const { return {}; }
   virtual void adamw_update(T* p, const T* g, T* m, T* v, size_t n, const AdamWStep& s, bool decay) const = 0;
 };
 

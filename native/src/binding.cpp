@@ -272,7 +272,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // longer keeps it alive).
   void RoundBaseToBf16(Napi::Env env, const char* call) {
     require_idle(env, call);
-    js_errors(env, [&] { model_->round_base_to_bf16(); });
+    js_errors(env, [&] {
+      // On a device the weights JavaScript loaded are in the host copy: they are what is rounded.
+      if (mirrors_) mirrors_->params_to_device(*model_);
+      model_->round_base_to_bf16();
+    });
+    if (mirrors_) mirrors_->params.reset();  // its buffer is gone; a bf16 base has no fp32 view
     params_view_.Reset();
   }
 
@@ -861,9 +866,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
 #ifdef RINGTUNE_ADDON_CUDA_EMU
-  // ncclCollective(comm, { op, buffer: "grads" | "params", ranges: [offset, size][], timeoutMs }): one collective
+  // ncclCollective(comm, { op, buffer: "grads" | "weights", ranges: [offset, size][], timeoutMs }): one collective
   // per range of the model's device buffer on the NCCL data plane (a rank without rows this step sums its zero
-  // gradients; ZeRO-1 all-gathers its updated weights), then the host copy is refreshed.
+  // gradients; ZeRO-1 all-gathers its updated weights: the adapters under LoRA, else the fp32 base), then the
+  // host copy is refreshed.
   Napi::Value NcclCollective(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const char* call = "ncclCollective";
@@ -873,11 +879,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Object o = object_arg(info, 1, call);
     const rt_binding::NcclOp op = rt_binding::nccl_op(env, o.Get("op"), call);
     const std::string buffer = o.Get("buffer").IsString() ? o.Get("buffer").As<Napi::String>().Utf8Value() : "";
-    if (buffer != "grads" && buffer != "params")
-      type_error(env, std::string(call) + ": buffer must be 'grads' or 'params', got " + describe(o.Get("buffer")));
-    const bool params = buffer == "params";
-    if (params && (model_->lora_enabled() || model_->base_is_bf16()))
-      type_error(env, std::string(call) + ": buffer 'params' is for a full fine-tune's fp32 weights");
+    if (buffer != "grads" && buffer != "weights")
+      type_error(env, std::string(call) + ": buffer must be 'grads' or 'weights', got " + describe(o.Get("buffer")));
+    const bool params = buffer == "weights";
+    if (params && !model_->lora_enabled() && model_->base_is_bf16())
+      type_error(env, std::string(call) + ": the weights of a frozen bf16 base do not train");
     const int timeout_ms = int_field(o, call, "timeoutMs");
     Napi::Value rv = o.Get("ranges");
     if (!rv.IsArray()) type_error(env, std::string(call) + ": ranges must be an array of [offset, size]");
@@ -902,7 +908,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         env,
         [m, mirrors, comm, op, params, ranges, timeout_ms] {
           if (mirrors) params ? mirrors->params_to_device(*m) : mirrors->grads_to_device(*m);
-          float* base = params ? m->params() : m->grads();
+          float* base = !params ? m->grads() : m->lora_enabled() ? m->lora_params() : m->params();
           for (const auto& [off, n] : ranges) rt_binding::run_nccl_op(*comm, op, base + off, n, nullptr);
           comm->finish(nullptr, timeout_ms);
           if (mirrors) params ? mirrors->params_from_device(*m) : mirrors->grads_from_device(*m);

@@ -347,6 +347,15 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
   // stay on the host: the runs above describe them).
   Batch db = b;
   if (!ops_.host_memory()) {
+    // Checked here, where the batch is on the host, rather than read back from the device mid-step; the same
+    // words as the CPU ops' own checks.
+    const int V = cfg_.vocab_size;
+    for (size_t n = 0; n < a.N; n++)
+      if (b.input_ids[n] < 0 || b.input_ids[n] >= V)
+        fail("embedding_forward", "token id ", b.input_ids[n], " at position ", n, " outside vocab [0,", V, ")");
+    for (size_t n = 0; n < a.N; n++)
+      if (b.labels[n] != kIgnoreIndex && (b.labels[n] < 0 || b.labels[n] >= V))
+        fail("cross_entropy", "label ", b.labels[n], " at position ", n, " outside vocab [0,", V, ") and not -100");
     ops_.upload_ints(a.ids->data(), b.input_ids, a.N);
     ops_.upload_ints(a.labels->data(), b.labels, a.N);
     ops_.upload_ints(a.positions->data(), b.position_ids, a.N);
@@ -363,9 +372,18 @@ StepResult Model<T>::forward_backward_unchecked(const Batch& b, const StepOption
       fail("forward", "label weights on the ", ops_.name(), " backend need fp32 activations");
     }
   }
+  // The device keeps the loss sums until the step's work is queued: the step waits for it once, at its end.
+  struct DeferLosses {
+    const Backend<T>& ops;
+    ~DeferLosses() { ops.defer_losses(false); }
+  } defer{ops_};
+  ops_.defer_losses(true);
   forward(a, db, opts.backward);
-  const LossSum ls = head(a, db, dopts, scale);
+  LossSum ls = head(a, db, dopts, scale);
   if (opts.backward) backward(a, db, opts.on_grads_ready);
+  const LossSum pending = ops_.pending_losses();
+  ls.sum += pending.sum;
+  ls.count += pending.count;
   return {ls.sum, ls.count};
 }
 

@@ -5,6 +5,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { loadAddon, type NcclComm } from "../../native/js/addon.js";
 import { ownedSpan } from "../../worker/allreduce/ring_allreduce.js";
 import { ncclRankOf } from "../../worker/allreduce/nccl_plane.js";
@@ -47,6 +50,19 @@ test("the loader opens RINGTUNE_NCCL_LIB; without a library it gives the reason,
   const missing = JSON.parse(out.toString()) as { available: boolean; reason: string };
   assert.equal(missing.available, false);
   assert.match(missing.reason, /libnccl\.so\.2 not found at RINGTUNE_NCCL_LIB \(\/nonexistent\/libnccl\.so\.2:/);
+
+  // Without RINGTUNE_NCCL_LIB: the pip wheel's layout in the active virtual environment.
+  const venv = mkdtempSync(path.join(tmpdir(), "ringtune-venv-"));
+  const wheelLib = path.join(venv, "lib/python3.12/site-packages/nvidia/nccl/lib");
+  mkdirSync(wheelLib, { recursive: true });
+  copyFileSync(NCCL_STANDIN, path.join(wheelLib, "libnccl.so.2"));
+  const env: NodeJS.ProcessEnv = { ...process.env, VIRTUAL_ENV: venv };
+  delete env.RINGTUNE_NCCL_LIB;
+  const found = JSON.parse(
+    execFileSync(process.execPath, ["--input-type=module", "-e", script], { env }).toString(),
+  ) as { available: boolean; path: string };
+  assert.deepEqual(found, { ...found, available: true, path: path.join(wheelLib, "libnccl.so.2") });
+  rmSync(venv, { recursive: true, force: true });
 });
 
 test("two ranks bootstrap from one id and all-reduce to the same bits: the fp32 sum of both", { skip }, async () => {

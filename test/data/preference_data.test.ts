@@ -11,7 +11,11 @@ import { formatProblem } from "../../text/records/problems.js";
 import { preparePairs } from "../../data/preference/prepare_pairs.js";
 import type { Row } from "../../data/rows/row.js";
 import { parseSpec } from "../../spec/load.js";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { preparePairsInThread } from "../../data/preference/pairs_in_thread.js";
+import { rowToJson } from "../../data/rows/row.js";
+import { INPUT_ROOTS_VARIABLE } from "../../files/input_files.js";
 import os from "node:os";
 import { runRingtune } from "../helpers/processes.js";
 
@@ -165,4 +169,78 @@ test("`ringtune data check` reports the pairs, per task_type, and the bad pairs 
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /bad_pairs\.jsonl:1: .*chosen and rejected answers are equal/);
   assert.match(r.stdout, /^pairs: 4 train, 0 val; per task_type: qa\/short 2, unknown 2$/m);
+});
+
+/** A temp copy of the TRL pairs with a job spec over `file`, its cache in the temp folder. */
+function threadedSpec(file: string, tmp: string) {
+  return parseSpec(
+    {
+      model: { init: { config: "none.json" } },
+      tokenizer: "byte",
+      stage: "dpo",
+      method: "full",
+      seq_len: 256,
+      val_size: 1,
+      cache_dir: path.join(tmp, "cache"),
+      data: [{ path: file }],
+    },
+    "job.yaml",
+    tmp,
+  );
+}
+
+test("preference data is prepared off the main thread into the token cache: the same rows, progress, reuse, abort", async () => {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "ringtune-pairs-thread-"));
+  const file = path.join(tmp, "pairs.jsonl");
+  copyFileSync(path.join(dir, "trl_pairs.jsonl"), file);
+  const s = threadedSpec(file, tmp);
+  const inMemory = preparePairs(s, { displayRoot: tmp });
+  const progress: number[] = [];
+  const built = await preparePairsInThread(s, (p) => progress.push(p.records));
+  try {
+    assert.equal(built.fromCache, false);
+    assert.ok(progress.length > 0 && progress.at(-1)! === 3, `progress: ${progress.join(", ")}`);
+    for (const split of ["train", "val"] as const) {
+      assert.equal(built[split].length, inMemory[split].length, split);
+      assert.deepEqual(built[split].slice().map(rowToJson), inMemory[split].slice().map(rowToJson), split);
+    }
+    assert.deepEqual(built.stats.pairs, inMemory.stats.pairs);
+  } finally {
+    built.close();
+  }
+  const again = await preparePairsInThread(s);
+  assert.equal(again.fromCache, true, "a second start opens the cache entry");
+  again.close();
+  const stop = new AbortController();
+  const aborted = preparePairsInThread({ ...s, seed: 99 }, undefined, stop.signal);
+  stop.abort(new Error("cancelled"));
+  await assert.rejects(aborted, /cancelled/);
+});
+
+test("preference files are read through the confined reader: a link out of the input roots and a FIFO are refused", async () => {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "ringtune-pairs-confined-"));
+  const root = path.join(tmp, "data");
+  const outside = path.join(tmp, "outside");
+  mkdirSync(root);
+  mkdirSync(outside);
+  copyFileSync(path.join(dir, "trl_pairs.jsonl"), path.join(outside, "private.jsonl"));
+  symlinkSync(path.join(outside, "private.jsonl"), path.join(root, "pairs.jsonl"));
+  execFileSync("mkfifo", [path.join(root, "pipe.jsonl")]);
+  const saved = process.env[INPUT_ROOTS_VARIABLE];
+  process.env[INPUT_ROOTS_VARIABLE] = root; // the thread inherits it, as the coordinator's threads do
+  try {
+    await assert.rejects(
+      preparePairsInThread(threadedSpec(path.join(root, "pairs.jsonl"), tmp)),
+      /pairs\.jsonl: leads out of the input roots/,
+    );
+    const started = Date.now();
+    await assert.rejects(
+      preparePairsInThread(threadedSpec(path.join(root, "pipe.jsonl"), tmp)),
+      /pipe\.jsonl: is a FIFO; inputs must be regular files/,
+    );
+    assert.ok(Date.now() - started < 5000, "a FIFO is refused without waiting on it");
+  } finally {
+    if (saved === undefined) delete process.env[INPUT_ROOTS_VARIABLE];
+    else process.env[INPUT_ROOTS_VARIABLE] = saved;
+  }
 });

@@ -221,7 +221,7 @@ test("the demo's job: ringtune serve of final/ answers every held-out chat as th
   const output = await runJob(
     writeJob("demo", {
       model: { init: { config: path.join(REPO_ROOT, "examples/demo/model.json"), seed: 0 } },
-      tokenizer: "byte",
+      tokenizer: path.join(REPO_ROOT, "examples/demo/tokenizer"),
       template: "chatml",
       max_steps: 3,
       generation_eval: { path: "heldout-demo.jsonl", format: "messages", max_new_tokens: 12 },

@@ -7,6 +7,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { execFileSync } from "node:child_process";
 import { setupText } from "../../spec/text_setup.js";
+import { HfTokenizer } from "../../text/tokenizers/hf_tokenizer.js";
 import { loadEvalPrompts } from "../../coordinator/eval/generation_eval.js";
 import { loadSpec } from "../../spec/load.js";
 
@@ -91,7 +92,7 @@ test("the demo job spec parses and its held-out prompts load", () => {
   const spec = loadSpec(path.join(demo, "job.yaml"));
   assert.equal(spec.workers, 2);
   assert.equal(spec.template, "chatml");
-  assert.equal(spec.tokenizer, "byte");
+  assert.equal(spec.tokenizer, path.join(demo, "tokenizer"));
   assert.equal(spec.data[0].response_format, "json");
   assert.equal(spec.generation_eval?.path, path.join(demo, "heldout.jsonl"));
   assert.equal(spec.output, path.join(repoRoot, "runs/demo"));
@@ -99,13 +100,38 @@ test("the demo job spec parses and its held-out prompts load", () => {
   const cfg = JSON.parse(readFileSync(spec.model.init!.config, "utf8")) as {
     vocab_size: number;
     max_position_embeddings: number;
+    eos_token_id: number[];
   };
   assert.ok(
     cfg.vocab_size >= setup.tokenizer.vocabSize,
-    `vocab_size ${cfg.vocab_size} < byte tokenizer's ${setup.tokenizer.vocabSize}`,
+    `vocab_size ${cfg.vocab_size} < the tokenizer's ${setup.tokenizer.vocabSize}`,
   );
+  // generate and other servers stop on the model's eos: ChatML's <|im_end|> must be among them
+  assert.ok(cfg.eos_token_id.includes(setup.tokenizer.eosId), `eos_token_id lacks ${setup.tokenizer.eosId}`);
   assert.ok(cfg.max_position_embeddings >= spec.seq_len);
   const prompts = loadEvalPrompts(spec, setup);
   assert.equal(prompts.length, readJsonl(path.join(demo, "heldout.jsonl")).length);
   assert.ok(prompts.every((p) => p.ids.length + spec.generation_eval!.max_new_tokens <= spec.seq_len));
+});
+
+test("the demo's tokenizer is make_tokenizer.mjs's output, and every word the model copies is one token", async () => {
+  const out = mkdtempSync(path.join(os.tmpdir(), "ringtune-demo-tokenizer-"));
+  execFileSync(process.execPath, [path.join(demo, "make_tokenizer.mjs"), "--out", out], { stdio: "pipe" });
+  for (const f of ["tokenizer.json", "tokenizer_config.json"])
+    assert.equal(
+      readFileSync(path.join(out, f), "utf8"),
+      readFileSync(path.join(demo, "tokenizer", f), "utf8"),
+      `tokenizer/${f} differs from a fresh run`,
+    );
+  const pools = (await import(pathToFileURL(path.join(demo, "make_data.mjs")).href)) as Record<string, string[]>;
+  const tokenizer = new HfTokenizer(path.join(demo, "tokenizer"));
+  // as the sentences and the JSON answers write them: first names, cities and items start a sentence or a
+  // JSON string and follow a space; last names always follow the first name's space
+  const forms = [...pools.FIRST, ...pools.CITY, ...pools.ITEM].flatMap((w) => [w, ` ${w}`]);
+  forms.push(...pools.LAST.map((w) => ` ${w}`));
+  const split = forms.filter((w) => tokenizer.encode(w).length !== 1);
+  assert.deepEqual(split, [], "words the model would copy in pieces");
+  // digits stay one token each, so an order number the model never saw is still copied digit by digit
+  assert.equal(tokenizer.encode("5019").length, 4);
+  assert.equal(tokenizer.decode(tokenizer.encode('{"name":"Helen Kim","age":81}')), '{"name":"Helen Kim","age":81}');
 });

@@ -1,9 +1,9 @@
-// Durable state on disk: checkpoints whole or absent (no temp folder left by a failed write, none started
-// on a full disk), older checkpoints pruned to `keep_checkpoints`, JSON written atomically without leftovers,
+// Durable state on disk: checkpoints whole or absent (no temp folder left by a failed write, none removed
+// under a writer still at it, none started on a full disk), older checkpoints pruned to `keep_checkpoints`, JSON written atomically without leftovers,
 // and a metrics.jsonl whose last line a crash cut short still lets the job resume.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { writeJsonAtomic } from "../../hf/hf_config.js";
@@ -42,6 +42,41 @@ test("a checkpoint whose model write fails leaves neither its temp folder nor a 
     /worker lost while saving/,
   );
   assert.deepEqual(readdirSync(path.dirname(dir)), [], "nothing left in checkpoints/");
+});
+
+test("a checkpoint whose wait ends while rank 0 still writes is left to its caller, not removed under the writer", async () => {
+  // A cancel ends the coordinator's wait on the save, not the worker's save: removing the folder now would
+  // leave whatever the writer creates next (a LoRA checkpoint's adapter folder is made with mkdir -p).
+  const out = tempDir();
+  const dir = checkpointDir(out, 5);
+  const later: string[] = [];
+  let writer: Promise<void> = Promise.resolve();
+  await assert.rejects(
+    writeCheckpoint(
+      dir,
+      state(5),
+      async (tmp) => {
+        mkdirSync(tmp, { recursive: true });
+        writeFileSync(path.join(tmp, "model.safetensors"), "half a file");
+        writer = new Promise<void>((resolve) =>
+          setTimeout(() => {
+            mkdirSync(path.join(tmp, "adapter"), { recursive: true });
+            writeFileSync(path.join(tmp, "adapter", "adapter_model.safetensors"), "adapter");
+            resolve();
+          }, 50),
+        );
+        throw new Error("canceled by request");
+      },
+      { removeLater: (tmp) => later.push(tmp) },
+    ),
+    /canceled by request/,
+  );
+  assert.deepEqual(later.length, 1, "the unfinished checkpoint is handed to the caller");
+  assert.ok(existsSync(path.join(later[0]!, "model.safetensors")), "removed under the writer");
+  await writer;
+  // the caller removes it once the writer has stopped: nothing is left, and nothing was ever published
+  rmSync(later[0]!, { recursive: true, force: true });
+  assert.deepEqual(readdirSync(path.dirname(dir)), []);
 });
 
 test("a checkpoint that does not fit on the disk is refused before anything is written, with both sizes", async () => {

@@ -7,6 +7,7 @@ import { WorkerProcess } from "./worker_process.js";
 
 /** a GPU when the device proof runs the evidence tests (RINGTUNE_TEST_DEVICE), else the CUDA emulator */
 export const EMU = ["--device", EVIDENCE_DEVICE];
+const JOB_TIMEOUT_MS = 540_000;
 
 /** Runs `spec` on workers started with these flags each; returns the job's losses by step and its output. */
 export async function runOnWorkers(
@@ -21,7 +22,11 @@ export async function runOnWorkers(
       async () => (await cluster.idleWorkers()) >= workers.length,
       `worker processes to register:\n${workers.map((w) => w.log).join("\n")}`,
     );
-    const rec = await cluster.run(spec, dir);
+    // The emulator runs every CUDA thread on the CPU: on a loaded machine a tiny job takes minutes.
+    const reply = await cluster.submit(spec, dir);
+    if (!reply.ok) throw new Error(`submit refused: ${reply.error}`);
+    const rec = await cluster.finished(reply.id!, JOB_TIMEOUT_MS);
+    if (rec.status !== "completed") throw new Error(`job ${rec.id} ${rec.status}: ${rec.message}`);
     return { losses: lossesByStep(rec.output), output: rec.output };
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${workers.map((w) => w.log).join("\n")}`);

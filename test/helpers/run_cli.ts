@@ -1,7 +1,6 @@
 // Runs the built `ringtune` command as a user would, asynchronously (a fake coordinator in the test
 // process must keep answering while the command runs).
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -40,17 +39,8 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 
   });
 }
 
-/** A port nothing listens on (bound, then released). */
-export function deadPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.once("error", reject);
-  });
-}
+/** A port nothing listens on (bound, then released): where a command finds no server. */
+export { freePort as deadPort } from "./processes.js";
 
 export function lastLine(text: string): string {
   const lines = text.trimEnd().split("\n");

@@ -1,4 +1,7 @@
-// The tiny Llama config the cluster tests train: a byte tokenizer's 256 ids plus specials, two small layers.
+// Small model configs for tests: the tiny Llama the cluster tests train, and native configs of any size.
+import type { NativeModelConfig } from "../../native/js/addon.js";
+
+/** The tiny Llama config the cluster tests train: a byte tokenizer's 256 ids plus specials, two small layers. */
 export const TINY_BYTE_LLAMA = {
   architectures: ["LlamaForCausalLM"],
   model_type: "llama",
@@ -19,3 +22,23 @@ export const TINY_BYTE_LLAMA = {
 
 /** TINY_BYTE_LLAMA with one head of 32: the CUDA attention kernels (cuda-emu workers) take head sizes 32, 64, 128. */
 export const ONE_HEAD_BYTE_LLAMA = { ...TINY_BYTE_LLAMA, num_attention_heads: 1, num_key_value_heads: 1 };
+
+type Sizes = "vocabSize" | "hiddenSize" | "intermediateSize" | "numLayers" | "numHeads" | "numKvHeads" | "headDim";
+
+/** A Llama of the given sizes as the native core takes it: no biases, untied embeddings, unscaled RoPE. */
+export function nativeLlama(
+  sizes: Pick<NativeModelConfig, Sizes>,
+  more: Partial<Omit<NativeModelConfig, Sizes>> = {},
+): NativeModelConfig {
+  return {
+    ...sizes,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    qkvBias: false,
+    oBias: false,
+    mlpBias: false,
+    ropeScaling: null,
+    ...more,
+  };
+}

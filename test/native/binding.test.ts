@@ -5,8 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { IGNORE_INDEX, loadAddon, type NativeBatch, type NativeModelConfig } from "../../native/js/addon.js";
 import { syntheticBatch } from "../helpers/synthetic_batch.js";
+import { nativeLlama } from "../helpers/tiny_model.js";
 
-const config: NativeModelConfig = {
+const config: NativeModelConfig = nativeLlama({
   vocabSize: 4000,
   hiddenSize: 256,
   intermediateSize: 704,
@@ -14,14 +15,7 @@ const config: NativeModelConfig = {
   numHeads: 4,
   numKvHeads: 2,
   headDim: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieWordEmbeddings: false,
-  qkvBias: false,
-  oBias: false,
-  mlpBias: false,
-  ropeScaling: null,
-};
+});
 
 const batch = (rows: number, seqLen: number): NativeBatch => syntheticBatch(rows, seqLen, config.vocabSize);
 

@@ -4,8 +4,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadAddon, type NativeBatch, type NativeModelConfig } from "../../native/js/addon.js";
 import { syntheticBatch } from "../helpers/synthetic_batch.js";
+import { nativeLlama } from "../helpers/tiny_model.js";
 
-const config: NativeModelConfig = {
+const config: NativeModelConfig = nativeLlama({
   vocabSize: 300,
   hiddenSize: 64,
   intermediateSize: 128,
@@ -13,14 +14,7 @@ const config: NativeModelConfig = {
   numHeads: 4,
   numKvHeads: 4,
   headDim: 16,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieWordEmbeddings: false,
-  qkvBias: false,
-  oBias: false,
-  mlpBias: false,
-  ropeScaling: null,
-};
+});
 
 const batch = (rows: number, seqLen: number): NativeBatch => syntheticBatch(rows, seqLen, config.vocabSize);
 

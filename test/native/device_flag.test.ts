@@ -58,8 +58,9 @@ test("a --device value that is not cpu, cuda, cuda:N or cuda-emu is a usage erro
   }
 });
 
-// The commands that build their model on the emulated device today; the others refuse it by name.
-const COMMANDS_ON_CUDA_EMU = new Set(["dump", "worker"]);
+// The commands that build their model on the emulated device (all of those that compute); any other would
+// refuse it by name.
+const COMMANDS_ON_CUDA_EMU = new Set(["dump", "worker", "generate", "export", "serve"]);
 
 test("--device cuda-emu is parsed the same way on every command: run where the command and addon run it, else refused by name", async () => {
   const addon = loadAddon();

@@ -5,23 +5,20 @@ import assert from "node:assert/strict";
 import { loadAddon, type NativeBatch, type NativeModelConfig } from "../../native/js/addon.js";
 import { toTokenBatch } from "../../proto/mod.js";
 import { zigzagShare } from "../../coordinator/train/zigzag.js";
+import { nativeLlama } from "../helpers/tiny_model.js";
 
-const config: NativeModelConfig = {
-  vocabSize: 97,
-  hiddenSize: 32,
-  intermediateSize: 48,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 8,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  tieWordEmbeddings: false,
-  qkvBias: true,
-  oBias: false,
-  mlpBias: false,
-  ropeScaling: null,
-};
+const config: NativeModelConfig = nativeLlama(
+  {
+    vocabSize: 97,
+    hiddenSize: 32,
+    intermediateSize: 48,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 8,
+  },
+  { qkvBias: true },
+);
 
 /** Rows of packed segments (lengths per row), positions restarting, a segment's first token untargeted. */
 function packedRows(rows: number[][], seqLen: number): NativeBatch {

@@ -19,12 +19,18 @@ after(killAllWorkerProcesses);
 
 /** fp32 on two backends: the same maths in a different order of summation. */
 const FP32_REL = 1e-5;
+/** a hybrid job's adapters, relative to each tensor's largest value (see the test) */
+const HYBRID_REL = 1e-4;
 const skip = !loadAddon().cudaEmu && "the addon does not link the CUDA emulator";
 
 function fixture(): { dir: string; spec: Record<string, unknown> } {
   const { dir, baseSpec } = trainingFixture();
   writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
-  return { dir, spec: { ...baseSpec, max_steps: 6, eval_every: 0, checksum_every: 3, lr: 1e-2 } };
+  // Few short rows: the emulator runs each CUDA thread on the CPU. eps 1e-4: AdamW's update is lr * m / (sqrt(v) +
+  // eps), so with eps far below a gradient's rounding error the update of a near-zero gradient (the adapters' B
+  // starts at 0) follows that error, and two backends' weights would part by a step's size, not by rounding.
+  const spec = { ...baseSpec, max_steps: 4, seq_len: 32, global_batch_rows: 4, micro_batch_rows: 2, eps: 1e-4 };
+  return { dir, spec: { ...spec, checksum_every: 2, lr: 1e-2 } };
 }
 
 /** Every tensor of the two saved adapters agrees within rel * (the tensor's largest magnitude). */
@@ -49,7 +55,7 @@ async function assertSameAdapter(got: string, want: string, rel: number): Promis
 
 test(
   "a LoRA job on a bf16 base with dropout, and a hybrid job, save the CPU's adapter on a cuda-emu worker",
-  { timeout: 600_000, skip },
+  { timeout: 1_800_000, skip },
   async (t) => {
     const { dir, spec } = fixture();
     const lora = { ...spec, workers: 1, method: "lora", lora: { rank: 4, alpha: 8, dropout: 0.1, targets: "all" } };
@@ -62,13 +68,15 @@ test(
     const hcpu = await runOnWorkers([[]], { ...hybrid, output: "hybrid-cpu" }, dir);
     const hemu = await runOnWorkers([EMU], { ...hybrid, output: "hybrid-emu" }, dir);
     assertSameLosses(hemu.losses, hcpu.losses, FP32_REL);
-    t.diagnostic(`hybrid adapter: ${await assertSameAdapter(hemu.output, hcpu.output, FP32_REL)}`);
+    // The adapters start from a base each backend trained for two full steps: the base's fp32 rounding enters
+    // their first gradients, and AdamW normalises B's near-zero ones. Measured 4.4e-5 of a tensor's largest value.
+    t.diagnostic(`hybrid adapter: ${await assertSameAdapter(hemu.output, hcpu.output, HYBRID_REL)}`);
   },
 );
 
 test(
   "rings of a cuda-emu and a CPU worker under ZeRO-1 and under sequence parallelism train to two CPU workers' losses",
-  { timeout: 600_000, skip },
+  { timeout: 1_800_000, skip },
   async () => {
     const { dir, spec } = fixture();
     for (const [name, keys] of [
@@ -78,7 +86,7 @@ test(
       const job = { ...spec, ...keys, workers: 2 };
       const cpus = await runOnWorkers([[], []], { ...job, output: `${name}-cpus` }, dir);
       const mixed = await runOnWorkers([EMU, []], { ...job, output: `${name}-mixed` }, dir);
-      assert.equal(cpus.losses.size, 6, name);
+      assert.equal(cpus.losses.size, 4, name);
       assertSameLosses(mixed.losses, cpus.losses, FP32_REL);
     }
   },

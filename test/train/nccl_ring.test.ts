@@ -1,7 +1,8 @@
 // A ring of two `--device cuda-emu` worker processes on the NCCL data plane (the project's stand-in
 // libnccl.so.2 named by RINGTUNE_NCCL_LIB): rank 0 makes the unique id, the coordinator hands it out sealed
 // with the ring's assignments, each gradient bucket is all-reduced on the device as the backward finishes it,
-// and the losses are those of the same ring on host staging over TCP. A worker killed mid-job re-forms the
+// and the losses are those of the same ring on host staging over TCP; under ZeRO-1 the buckets are
+// reduce-scattered and the updated weights all-gathered on the device, to the same losses. A worker killed mid-job re-forms the
 // ring from the last checkpoint, on NCCL again, to the unbroken run's losses.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
@@ -21,14 +22,24 @@ const WITH_NCCL = { RINGTUNE_NCCL_LIB: NCCL_STANDIN };
 const WITHOUT_NCCL = { RINGTUNE_NCCL_LIB: "/nonexistent/libnccl.so.2" };
 const timing = { heartbeatMs: 250, lostAfterMs: 5000 };
 const skip = ncclStandinMissing(loadAddon().cudaEmu);
+/** The emulator is slow, and slower on a loaded machine: a job's wait is generous. */
+const JOB_WAIT_MS = 400_000;
+
+async function runToEnd(cluster: TestCluster, spec: Record<string, unknown>, dir: string) {
+  const reply = await cluster.submit(spec, dir);
+  assert.ok(reply.ok, reply.error);
+  const rec = await cluster.finished(reply.id!, JOB_WAIT_MS);
+  assert.equal(rec.status, "completed", rec.message);
+  return rec;
+}
 
 test(
   "two cuda-emu workers train on NCCL to the TCP ring's losses; a worker killed mid-step re-forms the ring on NCCL",
-  { timeout: 600_000, skip },
+  { timeout: 1_500_000, skip },
   async (t) => {
     const { dir, baseSpec } = trainingFixture();
     writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
-    const spec = { ...baseSpec, workers: 2, max_steps: 8, save_every: 2, checksum_every: 4 };
+    const spec = { ...baseSpec, workers: 2, max_steps: 4, save_every: 2, checksum_every: 4 };
 
     // The reference: the same ring on host staging over TCP (these workers find no NCCL).
     const tcp = await TestCluster.start(0, { timing });
@@ -36,8 +47,7 @@ test(
     let tcpLosses: Map<number, number>;
     try {
       await tcp.waitFor(async () => (await tcp.idleWorkers()) >= 2, "TCP workers to register", 120_000);
-      const rec = await tcp.run({ ...spec, output: "tcp" }, dir);
-      assert.equal(rec.status, "completed", rec.message);
+      const rec = await runToEnd(tcp, { ...spec, output: "tcp" }, dir);
       assert.match(rec.ring_sizes?.[0]?.data_plane ?? "", /^tcp \(host staging: t0: libnccl\.so\.2 not found/);
       tcpLosses = lossesByStep(rec.output);
     } finally {
@@ -50,14 +60,21 @@ test(
     let dies: WorkerProcess | undefined;
     try {
       await cluster.waitFor(async () => (await cluster.idleWorkers()) >= 2, "NCCL workers to register", 120_000);
-      const rec = await cluster.run({ ...spec, output: "nccl" }, dir);
-      assert.equal(rec.status, "completed", rec.message);
+      const rec = await runToEnd(cluster, { ...spec, output: "nccl" }, dir);
       assert.equal(rec.ring_sizes?.[0]?.data_plane, "nccl");
       const ncclLosses = lossesByStep(rec.output);
-      assert.equal(ncclLosses.size, 8);
-      // Two ranks: each sum is one fp32 addition whichever way round, so the losses agree bit for bit.
-      assertSameLosses(ncclLosses, tcpLosses, 0);
+      assert.equal(ncclLosses.size, 4);
+      // Each sum of two ranks is one fp32 addition on either data plane; but the emulator shuffles the threads of
+      // a block, so its atomic sums (the loss) round differently from run to run: agreement to fp32 rounding.
+      assertSameLosses(ncclLosses, tcpLosses);
       for (const w of workers) assert.match(w.log, /"dataPlane":"nccl"/, w.log);
+
+      // ZeRO-1 on NCCL: each bucket reduce-scattered in the backward, each rank's AdamW on its shard, the weights
+      // all-gathered on the device. The same update as the unsharded ring, to fp32 rounding (the norm is summed in
+      // another order); the checksum at step 4 holds both ranks' weights identical.
+      const zero = await runToEnd(cluster, { ...spec, zero: 1, output: "nccl-zero" }, dir);
+      assert.equal(zero.ring_sizes?.[0]?.data_plane, "nccl");
+      assertSameLosses(lossesByStep(zero.output), ncclLosses, 1e-5);
 
       // A third worker, first in id order so the scheduler puts it in the ring, dies as its third step begins:
       // its neighbour's all-reduce of that step fails on the closed connection.
@@ -66,18 +83,16 @@ test(
         RINGTUNE_FAILPOINT: "step:SIGKILL@3",
       });
       await cluster.waitFor(async () => (await cluster.idleWorkers()) >= 3, "the third worker to register", 120_000);
-      const reply = await cluster.submit({ ...spec, output: "killed" }, dir);
-      assert.ok(reply.ok, reply.error);
-      const done = await cluster.finished(reply.id!, 300_000);
-      assert.equal(done.status, "completed", done.message);
+      const done = await runToEnd(cluster, { ...spec, output: "killed" }, dir);
       assert.equal(done.ring_reformations, 1, "the ring re-formed once");
       assert.deepEqual(done.workers, ["p0", "p1"]);
       assert.deepEqual(
         done.ring_sizes?.map((r) => r.data_plane),
         ["nccl", "nccl"],
       );
-      assertResumedAtCheckpoint(cluster.startSteps(reply.id!), 2, spec.save_every);
-      assertSameLosses(lossesByStep(done.output), ncclLosses, 0);
+      assertResumedAtCheckpoint(cluster.startSteps(done.id), 2, spec.save_every);
+      // A resumed run agrees with the unbroken one to fp32 rounding, as the other fault tests hold it.
+      assertSameLosses(lossesByStep(done.output), ncclLosses);
       t.diagnostic(`formations: ${JSON.stringify(done.ring_sizes)}`);
     } catch (err) {
       throw new Error(

@@ -4,59 +4,11 @@
 // of pairs whose chosen answer is ahead; ORPO trains every weight without a reference.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { readMetrics, TestCluster, trainingFixture, type MetricLine } from "../helpers/cluster.js";
+import { readMetrics, TestCluster } from "../helpers/cluster.js";
+import { pairsFixture, type PrefLine } from "./preference_fixture.js";
 import { CoordinatorMetrics } from "../../coordinator/observe/coordinator_metrics.js";
-
-interface PrefLine extends MetricLine {
-  accuracy?: number;
-  margin?: number;
-  rewards_chosen?: number;
-  rewards_rejected?: number;
-  logps_chosen?: number;
-  logps_rejected?: number;
-  pairs?: number;
-  pref_by_task?: Record<string, { pairs: number; accuracy: number }>;
-}
-
-/** Pairs whose rejected answer wraps the JSON in words, as a chat model that breaks a JSON-only rule does. */
-function pairsFixture(): { dir: string; spec: Record<string, unknown> } {
-  const { dir, baseSpec } = trainingFixture();
-  const names = ["Ana", "Bo", "Cy", "Di", "Ed", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kit", "Lu"];
-  const lines = names.flatMap((n, i) => [
-    JSON.stringify({
-      task_type: "extract/name",
-      prompt: [{ role: "user", content: `Who is this? ${n} is ${20 + i}.` }],
-      chosen: [{ role: "assistant", content: `{"name":"${n}"}` }],
-      rejected: [{ role: "assistant", content: `Sure! {"name":"${n}"}` }],
-    }),
-    JSON.stringify({
-      task_type: "extract/age",
-      prompt: [{ role: "user", content: `How old? ${n} is ${20 + i}.` }],
-      chosen: [{ role: "assistant", content: `{"age":${20 + i}}` }],
-      rejected: [{ role: "assistant", content: `{"age":"${20 + i} years"}` }],
-    }),
-  ]);
-  writeFileSync(path.join(dir, "pairs.jsonl"), lines.join("\n") + "\n");
-  const spec = {
-    ...baseSpec,
-    data: [{ path: "pairs.jsonl" }],
-    val_size: 0,
-    seq_len: 192,
-    stage: "dpo",
-    method: "lora",
-    lora: { rank: 4, alpha: 8 },
-    packing: false,
-    global_batch_rows: 4,
-    micro_batch_rows: 4,
-    lr: 2e-2,
-    warmup_steps: 0,
-    schedule: "constant",
-    max_steps: 6,
-  };
-  return { dir, spec };
-}
 
 const steps = (out: string) => readMetrics(out).filter((m) => m.loss !== undefined) as PrefLine[];
 
@@ -91,6 +43,7 @@ test(
       const svg = readFileSync(path.join(one.output, "loss.svg"), "utf8");
       assert.match(svg, /preference rewards/);
       assert.match(svg, /preference accuracy/);
+      assert.match(svg, /accuracy extract\/age/, "loss.png draws each task_type's accuracy");
       const metrics = new CoordinatorMetrics({ jobs: () => [], workers: () => [] });
       for (const line of readMetrics(one.output))
         metrics.observe("j", line as unknown as Parameters<CoordinatorMetrics["observe"]>[1]);

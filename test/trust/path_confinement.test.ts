@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { once } from "node:events";
 import net from "node:net";
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
@@ -203,6 +203,33 @@ test("a data file replaced by a link out after intake is refused as it is opened
     const started = Date.now();
     assert.throws(() => openInputSync(path.join(dataRoot, "pipe.jsonl")), /is a FIFO; inputs must be regular files/);
     assert.ok(Date.now() - started < 1000);
+  } finally {
+    if (saved === undefined) delete process.env[INPUT_ROOTS_VARIABLE];
+    else process.env[INPUT_ROOTS_VARIABLE] = saved;
+  }
+});
+
+test("a middle folder of a data path swapped for a link out after intake is refused as the file is opened", async () => {
+  const sub = path.join(dataRoot, "sub");
+  mkdirSync(sub);
+  writeFileSync(path.join(sub, "train.jsonl"), JSON.stringify({ text: "checked" }) + "\n");
+  assert.deepEqual(await problems({ data: [{ path: "sub/train.jsonl" }] }), []);
+  // the folder, not the file, goes: sub becomes a link to a folder outside with a file of the same name
+  const outsideSub = path.join(outside, "sub");
+  mkdirSync(outsideSub);
+  writeFileSync(path.join(outsideSub, "train.jsonl"), JSON.stringify({ text: SECRET }) + "\n");
+  renameSync(sub, path.join(dataRoot, "sub-moved"));
+  symlinkSync(outsideSub, sub);
+  const saved = process.env[INPUT_ROOTS_VARIABLE];
+  process.env[INPUT_ROOTS_VARIABLE] = [dataRoot, outputRoot].join(":");
+  try {
+    assert.throws(
+      () => readRegularFile(path.join(sub, "train.jsonl")),
+      (err: Error) =>
+        err instanceof InputFileError &&
+        /sub\/train\.jsonl: leads out of the input roots/.test(err.message) &&
+        !err.message.includes(SECRET),
+    );
   } finally {
     if (saved === undefined) delete process.env[INPUT_ROOTS_VARIABLE];
     else process.env[INPUT_ROOTS_VARIABLE] = saved;

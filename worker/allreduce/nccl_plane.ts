@@ -18,7 +18,10 @@ export function ncclRankOf(rank: number, size: number): number {
 
 /** Why NCCL cannot serve this worker ("" when it can): the device, then the library. */
 export function ncclUnavailableReason(device: string): string {
-  if (device !== "cuda" && device !== "cuda-emu") return `the worker computes on ${device}`;
+  // A GPU's model lives in the GPU library the addon opens (ringtune_cuda_device), which does not carry the
+  // NCCL data plane yet: the addon's runs over the emulator's runtime only.
+  if (device.startsWith("cuda:")) return `the NCCL data plane is not in the GPU library yet (${device})`;
+  if (device !== "cuda-emu") return `the worker computes on ${device}`;
   const probe = loadAddon().ncclProbe?.();
   if (!probe) return "this build has no CUDA backend";
   return probe.available ? "" : (probe.reason ?? "libnccl.so.2 not found");
@@ -69,7 +72,7 @@ export class NcclDataPlane {
   allGatherWeights(model: NativeModel, buckets: readonly Range[]): Promise<void> {
     return this.collective(model, {
       op: "all-gather",
-      buffer: "params",
+      buffer: "weights",
       ranges: buckets.map(([o, n]): Range => [o, n]),
     });
   }
@@ -81,7 +84,7 @@ export class NcclDataPlane {
 
   private collective(
     model: NativeModel,
-    o: { op: "all-reduce" | "reduce-scatter" | "all-gather"; buffer: "grads" | "params"; ranges: Range[] },
+    o: { op: "all-reduce" | "reduce-scatter" | "all-gather"; buffer: "grads" | "weights"; ranges: Range[] },
   ): Promise<void> {
     if (!model.ncclCollective) throw new Error("NCCL: this build has no CUDA backend");
     return model.ncclCollective(this.comm, { ...o, timeoutMs: this.timeoutMs });

@@ -16,7 +16,8 @@ const charts = new Map(); // element id -> uPlot
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"];
 
 const $ = (sel) => document.querySelector(sel);
-const fmt = (v, digits = 4) => (typeof v === "number" && Number.isFinite(v) ? Number(v.toPrecision(digits)).toString() : "–");
+const fmt = (v, digits = 4) =>
+  typeof v === "number" && Number.isFinite(v) ? Number(v.toPrecision(digits)).toString() : "–";
 const pct = (x) => (typeof x === "number" ? `${(100 * x).toFixed(1)}%` : "–");
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -29,7 +30,8 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
-const lineKey = (l) => `${l.step}|${l.loss !== undefined ? "t" : ""}${l.val_loss !== undefined ? "v" : ""}|${l.event ?? ""}`;
+const lineKey = (l) =>
+  `${l.step}|${l.loss !== undefined ? "t" : ""}${l.val_loss !== undefined ? "v" : ""}|${l.event ?? ""}`;
 function addLine(job, line) {
   if (!state.lines.has(job)) {
     state.lines.set(job, []);
@@ -166,7 +168,11 @@ function renderCharts() {
   for (const job of jobs) {
     const prefix = many ? `${job} ` : "";
     loss.push({ label: `${prefix}train`, points: points(job, (l) => l.loss), color: COLORS[color++ % COLORS.length] });
-    loss.push({ label: `${prefix}val`, points: points(job, (l) => l.val_loss), color: COLORS[color++ % COLORS.length] });
+    loss.push({
+      label: `${prefix}val`,
+      points: points(job, (l) => l.val_loss),
+      color: COLORS[color++ % COLORS.length],
+    });
     const tasks = new Set();
     for (const l of state.lines.get(job) ?? []) for (const t of Object.keys(l.val_loss_by_task ?? {})) tasks.add(t);
     for (const task of [...tasks].sort())
@@ -179,7 +185,12 @@ function renderCharts() {
   }
   drawChart("loss-chart", loss, { logScale: state.logScale });
   $("#loss-chart").dataset.trainPoints = String(points(state.selected, (l) => l.loss).length);
-  const per = (key) => jobs.map((job, i) => ({ label: many ? job : key, points: points(job, (l) => l[key]), color: COLORS[i % COLORS.length] }));
+  const per = (key) =>
+    jobs.map((job, i) => ({
+      label: many ? job : key,
+      points: points(job, (l) => l[key]),
+      color: COLORS[i % COLORS.length],
+    }));
   drawChart("lr-chart", per("lr"));
   drawChart("grad-chart", per("grad_norm"));
   drawChart("tps-chart", per("tokens_per_s"));
@@ -195,7 +206,21 @@ function renderCharts() {
   for (const id of ["pref-chart", "pref-acc-chart"]) document.getElementById(id).hidden = !hasPref;
   if (hasPref) {
     drawChart("pref-chart", rewards);
-    drawChart("pref-acc-chart", per("accuracy"));
+    // each task_type's accuracy dashed beside the job's (the channel metrics of pref_by_task)
+    const accuracy = per("accuracy");
+    jobs.forEach((job, i) => {
+      const tasks = new Set();
+      for (const l of state.lines.get(job) ?? []) for (const t of Object.keys(l.pref_by_task ?? {})) tasks.add(t);
+      [...tasks].sort().forEach((task, k) =>
+        accuracy.push({
+          label: `${many ? `${job} ` : ""}accuracy ${task}`,
+          points: points(job, (l) => (l.loss === undefined ? undefined : l.pref_by_task?.[task]?.accuracy)),
+          color: COLORS[(i + k + 1) % COLORS.length],
+          dashed: true,
+        }),
+      );
+    });
+    drawChart("pref-acc-chart", accuracy);
   }
 }
 
@@ -216,25 +241,62 @@ function renderGeneration() {
   const table = el(
     "table",
     { id: "generation-table", "data-has-after": ev.after ? "true" : "false" },
-    el("thead", {}, el("tr", {}, ...["task_type", "prompts", "exact before", "exact after", "JSON before", "JSON after"].map((h) => el("th", {}, h)))),
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        ...["task_type", "prompts", "exact before", "exact after", "JSON before", "JSON after"].map((h) =>
+          el("th", {}, h),
+        ),
+      ),
+    ),
   );
   const body = el("tbody");
   for (const task of tasks) {
     const b = before[task];
     const a = after[task];
     body.append(
-      el("tr", {}, el("td", {}, task), el("td", {}, (a ?? b).count), el("td", {}, pct(b?.exact_match)), el("td", {}, pct(a?.exact_match)), el("td", {}, pct(b?.json_valid)), el("td", {}, pct(a?.json_valid))),
+      el(
+        "tr",
+        {},
+        el("td", {}, task),
+        el("td", {}, (a ?? b).count),
+        el("td", {}, pct(b?.exact_match)),
+        el("td", {}, pct(a?.exact_match)),
+        el("td", {}, pct(b?.json_valid)),
+        el("td", {}, pct(a?.json_valid)),
+      ),
     );
   }
   table.append(body);
-  const samples = el("table", { id: "generation-samples" }, el("thead", {}, el("tr", {}, ...["task_type", "prompt", "expected", "before", "after"].map((h) => el("th", {}, h)))));
+  const samples = el(
+    "table",
+    { id: "generation-samples" },
+    el(
+      "thead",
+      {},
+      el("tr", {}, ...["task_type", "prompt", "expected", "before", "after"].map((h) => el("th", {}, h))),
+    ),
+  );
   const sbody = el("tbody");
   for (const task of tasks.filter((t) => t !== "all")) {
     const bs = before[task]?.samples ?? [];
     const as = after[task]?.samples ?? [];
     for (let i = 0; i < Math.max(bs.length, as.length) && i < 3; i++) {
       const s = as[i] ?? bs[i];
-      sbody.append(el("tr", {}, el("td", {}, task), el("td", { class: "sample" }, s.prompt), el("td", { class: "sample" }, s.expected), el("td", { class: "sample" }, bs[i]?.got ?? "–"), el("td", { class: "sample" }, as[i]?.got ?? "–")));
+      sbody.append(
+        el(
+          "tr",
+          {},
+          el("td", {}, task),
+          el("td", { class: "sample" }, s.prompt),
+          el("td", { class: "sample" }, s.expected),
+          el("td", { class: "sample" }, bs[i]?.got ?? "–"),
+          el("td", { class: "sample" }, as[i]?.got ?? "–"),
+        ),
+      );
     }
   }
   samples.append(sbody);
@@ -248,7 +310,17 @@ function renderWorkers() {
   const all = $("#workers tbody");
   all.replaceChildren(
     ...state.workers.map((w) =>
-      el("tr", { "data-worker": w.worker_id }, el("td", {}, w.worker_id), el("td", {}, w.state), el("td", {}, w.job ?? ""), el("td", {}, ago(w.last_seen_ms_ago)), el("td", {}, stepMs(w.last_step_ms)), el("td", {}, `${w.host} pid ${w.pid}`), el("td", {}, w.device?.memory_bytes ? `${(w.device.memory_bytes / 2 ** 30).toFixed(1)} GiB` : "–")),
+      el(
+        "tr",
+        { "data-worker": w.worker_id },
+        el("td", {}, w.worker_id),
+        el("td", {}, w.state),
+        el("td", {}, w.job ?? ""),
+        el("td", {}, ago(w.last_seen_ms_ago)),
+        el("td", {}, stepMs(w.last_step_ms)),
+        el("td", {}, `${w.host} pid ${w.pid}`),
+        el("td", {}, w.device?.memory_bytes ? `${(w.device.memory_bytes / 2 ** 30).toFixed(1)} GiB` : "–"),
+      ),
     ),
   );
   const job = state.jobs.get(state.selected);
@@ -261,7 +333,17 @@ function renderWorkers() {
   $("#ring-workers tbody").replaceChildren(
     ...state.workers
       .filter((w) => ring.has(w.worker_id))
-      .map((w) => el("tr", { "data-worker": w.worker_id }, el("td", {}, w.worker_id), el("td", {}, w.state), el("td", {}, ago(w.last_seen_ms_ago)), el("td", {}, stepMs(w.last_step_ms)), el("td", {}, w.host))),
+      .map((w) =>
+        el(
+          "tr",
+          { "data-worker": w.worker_id },
+          el("td", {}, w.worker_id),
+          el("td", {}, w.state),
+          el("td", {}, ago(w.last_seen_ms_ago)),
+          el("td", {}, stepMs(w.last_step_ms)),
+          el("td", {}, w.host),
+        ),
+      ),
   );
 }
 
@@ -319,7 +401,10 @@ async function start() {
   });
   $("#jobs tbody").addEventListener("click", () => (state.pinned = true));
   connect();
-  const [{ jobs }, { workers }] = await Promise.all([fetch("/api/jobs").then((r) => r.json()), fetch("/api/workers").then((r) => r.json())]);
+  const [{ jobs }, { workers }] = await Promise.all([
+    fetch("/api/jobs").then((r) => r.json()),
+    fetch("/api/workers").then((r) => r.json()),
+  ]);
   for (const job of jobs) state.jobs.set(job.id, job);
   state.workers = workers;
   renderJobs();

@@ -148,6 +148,15 @@ cudaError_t cudaHostAlloc(T** p, size_t bytes, unsigned int flags) {
   return cudaHostAlloc(reinterpret_cast<void**>(p), bytes, flags);
 }
 
+// What costs a training step on a GPU, counted since the process started, for tests around a step: allocations
+// (cudaMalloc, cudaMallocHost) and host synchronisations, the calls that return only once the device has caught
+// up (cudaMemcpy, cudaMemset, cudaMemcpyAsync to or from pageable host memory, cudaStreamSynchronize,
+// cudaEventSynchronize, cudaDeviceSynchronize). Every thread's calls count.
+struct ringtune_emu_counters {
+  unsigned long long allocations, host_syncs;
+};
+ringtune_emu_counters ringtune_emu_read_counters();
+
 // Raises a kernel's dynamic shared-memory limit above 48 KiB, as on the GPU (the emulator checks launches
 // against it).
 cudaError_t ringtune_emu_func_set_max_dynamic_shared(const void* kernel, int bytes);

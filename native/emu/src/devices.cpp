@@ -165,7 +165,10 @@ cudaError_t cudaRuntimeGetVersion(int* v) {
   *v = 13000;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() {
+  count_host_sync();
+  return cudaSuccess;
+}
 cudaError_t cudaDeviceReset() { return cudaSuccess; }
 
 cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
@@ -178,10 +181,15 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
                                       : set_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  count_host_sync();
   return stream_device(s) < 0 ? set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream")
                               : cudaSuccess;
 }
-cudaError_t cudaStreamQuery(cudaStream_t s) { return cudaStreamSynchronize(s); }
+// Every call has completed before it returns: a query always finds the stream idle, without waiting.
+cudaError_t cudaStreamQuery(cudaStream_t s) {
+  return stream_device(s) < 0 ? set_error(cudaErrorInvalidResourceHandle, "cudaStreamQuery: unknown stream")
+                              : cudaSuccess;
+}
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   if (stream_device(s) < 0) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream");
   if (!live_event(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown event");
@@ -210,9 +218,12 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  count_host_sync();
   return live_event(e) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event");
 }
-cudaError_t cudaEventQuery(cudaEvent_t e) { return cudaEventSynchronize(e); }
+cudaError_t cudaEventQuery(cudaEvent_t e) {
+  return live_event(e) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle, "cudaEventQuery: unknown event");
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   if (!live_event(a) || !live_event(b))
     return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: unknown event");

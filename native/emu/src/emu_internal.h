@@ -33,6 +33,9 @@ bool find_allocation(const void* p, Allocation* out);
 bool in_device_arena(const void* p);
 // True when p lies in memory from cudaMallocHost / cudaHostAlloc.
 bool in_pinned(const void* p);
+// The counters ringtune_emu_read_counters() reports.
+void count_allocation();
+void count_host_sync();
 // Checks every live allocation's guard bytes; on damage describes the first one found, restores the guards
 // and returns false.
 bool check_guards(std::string* report);

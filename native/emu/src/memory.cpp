@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -257,11 +258,20 @@ std::string describe_address(const void* p) {
   return describe_locked(r, (uintptr_t)p);
 }
 
+namespace {
+std::atomic<unsigned long long> allocations{0}, host_syncs{0};
+}  // namespace
+void count_allocation() { allocations.fetch_add(1, std::memory_order_relaxed); }
+void count_host_sync() { host_syncs.fetch_add(1, std::memory_order_relaxed); }
+
 }  // namespace ringtune_emu
 
 using namespace ringtune_emu;
 
+ringtune_emu_counters ringtune_emu_read_counters() { return {allocations.load(), host_syncs.load()}; }
+
 cudaError_t cudaMalloc(void** out, size_t bytes) {
+  count_allocation();
   if (!out) return set_error(cudaErrorInvalidValue, "cudaMalloc: null output pointer");
   Registry& r = reg();
   const int dev = current_device();
@@ -324,6 +334,7 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* p)
 
 cudaError_t cudaMallocHost(void** p, size_t bytes) {
   if (!p) return set_error(cudaErrorInvalidValue, "cudaMallocHost: null output pointer");
+  count_allocation();
   void* m = std::aligned_alloc(4096, round_up(bytes ? bytes : 1, 4096));
   if (!m) return set_error(cudaErrorMemoryAllocation, "cudaMallocHost: out of host memory");
   Registry& r = reg();
@@ -357,7 +368,9 @@ const char* kind_name(cudaMemcpyKind k) {
 }
 }  // namespace
 
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+namespace {
+// The copy itself, checked; cudaMemcpy and cudaMemcpyAsync differ in what they cost the host.
+cudaError_t checked_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (bytes == 0) return cudaSuccess;
   if (kind == cudaMemcpyDefault)
     kind = in_device_arena(src) ? (in_device_arena(dst) ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost)
@@ -384,12 +397,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
-  if (stream_device(s) < 0) return set_error(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: unknown stream");
-  return cudaMemcpy(dst, src, bytes, kind);
-}
-
-cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+cudaError_t checked_set(void* p, int value, size_t bytes) {
   if (bytes == 0) return cudaSuccess;
   Allocation a;
   std::string why;
@@ -399,10 +407,30 @@ cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   std::memset(p, value, bytes);
   return cudaSuccess;
 }
+}  // namespace
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (bytes) count_host_sync();
+  return checked_copy(dst, src, bytes, kind);
+}
+
+// On a GPU an asynchronous copy between the device and pageable host memory waits for the stream: only pinned
+// host memory (cudaMallocHost) lets the host run ahead.
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+  if (stream_device(s) < 0) return set_error(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: unknown stream");
+  const void* host = kind == cudaMemcpyHostToDevice ? src : kind == cudaMemcpyDeviceToHost ? dst : nullptr;
+  if (bytes && host && !in_pinned(host)) count_host_sync();
+  return checked_copy(dst, src, bytes, kind);
+}
+
+cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  if (bytes) count_host_sync();
+  return checked_set(p, value, bytes);
+}
 
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
   if (stream_device(s) < 0) return set_error(cudaErrorInvalidResourceHandle, "cudaMemsetAsync: unknown stream");
-  return cudaMemset(p, value, bytes);
+  return checked_set(p, value, bytes);
 }
 
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
