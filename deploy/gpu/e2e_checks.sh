@@ -76,7 +76,8 @@ else
 fi
 
 # 2. the evidence tests on the device, one CHECK line per test (TAP: "ok N - name", "not ok N - name", skips)
-mapfile -t files < <(grep -rl --include='*.test.js' 'evidence_device.js' dist/test | sort)
+# (the files that import the device helper, directly or through the device-ring helper)
+mapfile -t files < <(grep -rlE --include='*.test.js' '(evidence_device|device_rings)\.js' dist/test | sort)
 [ ${#files[@]} -gt 0 ] || check "evidence tests" FAIL "no test file under dist/test runs on the evidence device"
 if [ "${EVIDENCE:-1}" = 0 ]; then
   for f in "${files[@]}"; do echo "CHECK $f: NOT RUN (dry run: make test runs it on cuda-emu)"; done
@@ -98,7 +99,7 @@ for f in "${files[@]}"; do
     esac
   done < <(grep -E '^(not )?ok [0-9]+ - ' "$W/tap.txt")
   [ "$n" -gt 0 ] || check "$f" FAIL "exit status $rc, no test result: $(tail -3 "$W/tap.txt" | tr '\n' ' ')"
-  grep -E '^ *(error|expected|actual):' "$W/tap.txt" | head -10
+  grep -A3 -E '^ *(error|expected|actual):' "$W/tap.txt" | head -20 # what failed, for the summary's reader
 done
 rm -rf "$W"
 exit $status

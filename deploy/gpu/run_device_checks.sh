@@ -158,7 +158,9 @@ fi
 if [ "$DRY" != 1 ] && [ ! -f build/native/ringtune_cuda_device.so ] && [ -f "$BUNDLE/ringtune_cuda_device.so" ]; then
   export RINGTUNE_CUDA_LIBRARY="$BUNDLE/ringtune_cuda_device.so"
 fi
-log "bundle: $BUNDLE, $(du -sm "$BUNDLE" 2> /dev/null | cut -f1) MiB; GPU library: ${RINGTUNE_CUDA_LIBRARY:-build/native/ringtune_cuda_device.so}"
+bundle_size=$(du -sm "$BUNDLE" 2> /dev/null | cut -f1)
+log "bundle: $BUNDLE, ${bundle_size:+$bundle_size MiB}${bundle_size:-absent}; GPU library:" \
+  "${RINGTUNE_CUDA_LIBRARY:-build/native/ringtune_cuda_device.so}"
 BENCH="$BUNDLE/ringtune_cuda_bench"
 NATIVE_TEST="$BUNDLE/ringtune_native_test"
 REBUILT=""
