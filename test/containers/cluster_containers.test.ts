@@ -107,6 +107,11 @@ test(
       assert.equal(ref.code, 0, ref.stderr);
       // the image's core is built for x86-64-v3, the host's for this CPU: the same sums, perhaps rounded apart
       assertSameLosses(lossesByStep(output), lossesByStep(refOutput), 1e-4);
+    } catch (err) {
+      // what the coordinator last said: the first thing to read when the job stalls in containers
+      const lines = await cluster.coordinatorLog().catch((e: Error) => [{ msg: `no coordinator log: ${e.message}` }]);
+      const tail = lines.slice(-30).map((l) => JSON.stringify(l));
+      throw new Error(`${(err as Error).message}\ncoordinator's last log lines:\n${tail.join("\n")}`, { cause: err });
     } finally {
       await reference?.destroy();
       await cluster.stop();
