@@ -3,17 +3,13 @@
 // counting heartbeats meanwhile. The thread leaves the rows in the token cache; the main thread opens the
 // entry and reads rows from disk as steps need them, so its heap holds nothing per pair. A cancel ends the
 // thread, and the memory its pairs held goes with it.
-import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import { isMainThread, workerData } from "node:worker_threads";
 import { fileURLToPath } from "node:url";
 import { setupText } from "../../spec/text_setup.js";
+import { runCacheThread, serveCacheThread } from "../cache_thread.js";
 import { openPrepared } from "../streamed_pipeline.js";
 import type { PrepareProgress } from "../first_pass.js";
 import { preparePairsCached, type PairCacheSpec, type PreparedPairData } from "./pair_cache.js";
-
-type ThreadMessage =
-  | { kind: "progress"; progress: PrepareProgress }
-  | { kind: "done"; dir: string; fromCache: boolean }
-  | { kind: "error"; error: string };
 
 interface ThreadData {
   pairsInThread: PairCacheSpec;
@@ -25,41 +21,13 @@ export function preparePairsInThread(
   onProgress?: (p: PrepareProgress) => void,
   signal?: AbortSignal,
 ): Promise<PreparedPairData> {
-  return new Promise((resolve, reject) => {
-    signal?.throwIfAborted();
-    const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { pairsInThread: spec } });
-    const abort = () => {
-      reject(signal!.reason as Error);
-      void worker.terminate();
-    };
-    signal?.addEventListener("abort", abort, { once: true });
-    worker.once("exit", () => signal?.removeEventListener("abort", abort));
-    worker.on("message", (m: ThreadMessage) => {
-      if (m.kind === "progress") return onProgress?.(m.progress);
-      if (m.kind === "error") return reject(new Error(m.error));
-      try {
-        resolve(openPrepared(spec, setupText(spec), m.dir, m.fromCache));
-      } catch (err) {
-        reject(err);
-      }
-    });
-    worker.once("error", reject);
-    worker.once("exit", (code) => {
-      if (code !== 0) reject(new Error(`the preference data thread exited with code ${code}`));
-    });
-  });
+  const open = (dir: string, fromCache: boolean) => openPrepared(spec, setupText(spec), dir, fromCache);
+  const data: ThreadData = { pairsInThread: spec };
+  return runCacheThread(fileURLToPath(import.meta.url), data, "preference data", open, onProgress, signal);
 }
 
-if (!isMainThread && parentPort && (workerData as ThreadData | undefined)?.pairsInThread) {
-  const port = parentPort;
+if (!isMainThread && (workerData as ThreadData | undefined)?.pairsInThread) {
   const spec = (workerData as ThreadData).pairsInThread;
-  try {
-    const d = preparePairsCached(spec, {
-      onProgress: (progress) => port.postMessage({ kind: "progress", progress } satisfies ThreadMessage),
-    });
-    d.close();
-    port.postMessage({ kind: "done", dir: d.cacheDir, fromCache: d.fromCache } satisfies ThreadMessage);
-  } catch (err) {
-    port.postMessage({ kind: "error", error: (err as Error).message } satisfies ThreadMessage);
-  }
+  // preparePairsCached is synchronous: a throw inside the async wrapper becomes the rejection posted back
+  serveCacheThread(async (onProgress) => preparePairsCached(spec, { onProgress }));
 }
