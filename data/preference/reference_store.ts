@@ -4,11 +4,12 @@
 // belong to. The file's name covers the model the reference was computed from, so a changed model never
 // reuses another's; the entry's own name covers the data. A resume, a second epoch or the next job on the
 // same data and model read it instead of computing it again.
-import { closeSync, openSync, readFileSync, readSync, readdirSync, statSync } from "node:fs";
+import { readFileSync, readdirSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { writeOutputFileAtomically } from "../../files/output_files.js";
 import type { JobSpec } from "../../spec/job_spec.js";
+import { streamedFileHash } from "../streamed_pipeline.js";
 
 /** Per row of a split: the log-probabilities of its pairs, chosen then rejected per pair. */
 export class SplitReference {
@@ -123,7 +124,7 @@ export function referenceModelKey(model: JobSpec["model"]): string {
   const file = (f: string) => {
     const st = statSync(f);
     h.update(`${path.basename(f)}\0${st.size}\0`);
-    if (st.size <= HASHED_BYTES) h.update(hashFile(f));
+    if (st.size <= HASHED_BYTES) h.update(streamedFileHash(f));
     else h.update(`${st.mtimeMs}\0`);
   };
   const folder = (dir: string) => {
@@ -139,16 +140,4 @@ export function referenceModelKey(model: JobSpec["model"]): string {
   }
   if (model.adapter) folder(model.adapter);
   return h.digest("hex").slice(0, 32);
-}
-
-function hashFile(f: string): string {
-  const h = createHash("sha256");
-  const fd = openSync(f, "r");
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) h.update(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return h.digest("hex");
 }
