@@ -160,7 +160,7 @@ class Job : public Napi::AsyncWorker {
 // wait for (and that waits for them before the step's last copy).
 struct NcclBuckets {
 #ifdef RINGTUNE_ADDON_CUDA_EMU
-  std::shared_ptr<rt::nccl::Communicator> comm;
+  std::shared_ptr<rt::nccl::Collectives> comm;
   rt_binding::NcclOp op = rt_binding::NcclOp::AllReduce;
   int timeout_ms = 0;
   void issue(Model<float>& m, size_t offset, size_t size) const {
