@@ -15,6 +15,7 @@
 #include "device_scope.h"
 #include "embedding.cuh"
 #include "gemm.cuh"
+#include "grad_staging.h"
 #include "grad_norm.cuh"
 #include "lora_dropout.cuh"
 #include "rmsnorm.cuh"
@@ -320,6 +321,13 @@ class CudaBackend final : public Backend<float> {
     use_device(device_);
     // fp32 only: no bf16 compute copy to refresh; the clipping factor comes in s.grad_scale.
     cuda::adamw_update(p, nullptr, g, m, v, n, s, decay, nullptr, stream_);
+  }
+  std::unique_ptr<GradStaging<float>> make_grad_staging() const override {
+    return cuda::make_grad_staging(device_, stream_);
+  }
+  Buffer<float> pinned_host_zeros(size_t n) const override {
+    use_device(device_);
+    return cuda::pinned_host_zeros(n);
   }
 
  private:
