@@ -15,9 +15,11 @@
 #include "device_scope.h"
 #include "embedding.cuh"
 #include "gemm.cuh"
-#include "grad_staging.h"
 #include "grad_norm.cuh"
+#include "grad_staging.h"
 #include "lora_dropout.cuh"
+#include "ring_attention_device.h"
+#include "ring_block.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -329,6 +331,19 @@ class CudaBackend final : public Backend<float> {
     use_device(device_);
     return cuda::pinned_host_zeros(n);
   }
+  bool ring_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                              const int32_t* seg, const RingShape& s, const SequenceParallel& sp) const override {
+    if (!ring_block_supported(s.D)) return false;
+    device_ring().forward(out, lse, q, k, v, seg, s, sp);
+    return true;
+  }
+  bool ring_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                               const float* v, const float* out, const float* lse, const int32_t* seg,
+                               const RingShape& s, const SequenceParallel& sp) const override {
+    if (!ring_block_supported(s.D)) return false;
+    device_ring().backward(dq, dk, dv, dout, q, k, v, out, lse, seg, s, sp);
+    return true;
+  }
 
  private:
   static AttnShape shape(const AttentionShape& s) { return {s.B, s.T, s.H, s.KVH, s.D}; }
@@ -430,6 +445,11 @@ class CudaBackend final : public Backend<float> {
   mutable int vocab_ = 0;  // of the last op that checks ids, for a bad one's message
   mutable Scratch<double> freqs_;
   mutable std::vector<double> freqs_host_;
+  mutable std::unique_ptr<DeviceRingAttention> ring_;  // sequence parallelism's buffers, once a ring is used
+  DeviceRingAttention& device_ring() const {
+    if (!ring_) ring_ = std::make_unique<DeviceRingAttention>(device_, stream_);
+    return *ring_;
+  }
 };
 
 }  // namespace

@@ -16,6 +16,9 @@
 
 namespace rt {
 
+struct RingShape;
+struct SequenceParallel;
+
 // How gradient buckets of a device backend reach the host's all-reduce while the backward goes on, and how the
 // sums come back. send() is called on the compute thread as a bucket becomes final: it records an event on the
 // compute stream and queues the copy to pinned host memory on a copy stream behind it, then returns without
@@ -114,6 +117,18 @@ class Backend {
   // asynchronously; a host-memory backend has neither (null), its gradients are the host's already.
   virtual std::unique_ptr<GradStaging<T>> make_grad_staging() const { return nullptr; }
   virtual Buffer<T> pinned_host_zeros(size_t) const { return nullptr; }
+
+  // Sequence-parallel attention round the group's ring (ring_attention.h) with the blocks in the backend's
+  // memory; seg is the batch's local segment ids on the host. False: the backend has no such path, and the
+  // model runs the host's ring attention on host copies.
+  virtual bool ring_attention_forward(T*, T*, const T*, const T*, const T*, const int32_t*, const RingShape&,
+                                      const SequenceParallel&) const {
+    return false;
+  }
+  virtual bool ring_attention_backward(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*,
+                                       const int32_t*, const RingShape&, const SequenceParallel&) const {
+    return false;
+  }
 };
 
 // The CPU backend (today's ops: OpenMP loops and OpenBLAS), one instance per scalar type.

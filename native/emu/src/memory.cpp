@@ -270,8 +270,8 @@ void count_host_sync() { host_syncs.fetch_add(1, std::memory_order_relaxed); }
 using namespace ringtune_emu;
 
 ringtune_emu_counters ringtune_emu_read_counters() {
-  return {allocations.load(),      host_syncs.load(),       copies_to_host.load(),
-          bytes_to_host.load(),    copies_to_device.load(), bytes_to_device.load()};
+  return {allocations.load(),   host_syncs.load(),       copies_to_host.load(),
+          bytes_to_host.load(), copies_to_device.load(), bytes_to_device.load()};
 }
 
 cudaError_t cudaMalloc(void** out, size_t bytes) {
