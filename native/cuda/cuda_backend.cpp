@@ -16,7 +16,10 @@
 #include "embedding.cuh"
 #include "gemm.cuh"
 #include "grad_norm.cuh"
+#include "grad_staging.h"
 #include "lora_dropout.cuh"
+#include "ring_attention_device.h"
+#include "ring_block.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -321,6 +324,26 @@ class CudaBackend final : public Backend<float> {
     // fp32 only: no bf16 compute copy to refresh; the clipping factor comes in s.grad_scale.
     cuda::adamw_update(p, nullptr, g, m, v, n, s, decay, nullptr, stream_);
   }
+  std::unique_ptr<GradStaging<float>> make_grad_staging() const override {
+    return cuda::make_grad_staging(device_, stream_);
+  }
+  Buffer<float> pinned_host_zeros(size_t n) const override {
+    use_device(device_);
+    return cuda::pinned_host_zeros(n);
+  }
+  bool ring_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                              const int32_t* seg, const RingShape& s, const SequenceParallel& sp) const override {
+    if (!ring_block_supported(s.D)) return false;
+    device_ring().forward(out, lse, q, k, v, seg, s, sp);
+    return true;
+  }
+  bool ring_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                               const float* v, const float* out, const float* lse, const int32_t* seg,
+                               const RingShape& s, const SequenceParallel& sp) const override {
+    if (!ring_block_supported(s.D)) return false;
+    device_ring().backward(dq, dk, dv, dout, q, k, v, out, lse, seg, s, sp);
+    return true;
+  }
 
  private:
   static AttnShape shape(const AttentionShape& s) { return {s.B, s.T, s.H, s.KVH, s.D}; }
@@ -422,6 +445,11 @@ class CudaBackend final : public Backend<float> {
   mutable int vocab_ = 0;  // of the last op that checks ids, for a bad one's message
   mutable Scratch<double> freqs_;
   mutable std::vector<double> freqs_host_;
+  mutable std::unique_ptr<DeviceRingAttention> ring_;  // sequence parallelism's buffers, once a ring is used
+  DeviceRingAttention& device_ring() const {
+    if (!ring_) ring_ = std::make_unique<DeviceRingAttention>(device_, stream_);
+    return *ring_;
+  }
 };
 
 }  // namespace
