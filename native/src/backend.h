@@ -91,6 +91,11 @@ class Backend {
   virtual void defer_losses(bool) const {}
   virtual LossSum pending_losses() const { return {}; }
   virtual void adamw_update(T* p, const T* g, T* m, T* v, size_t n, const AdamWStep& s, bool decay) const = 0;
+  // Mixed precision: a backend that computes in bf16 over fp32 master weights keeps a bf16 compute copy of
+  // `master` (the model's trainable weights, or its fp32 base) for its GEMMs: AdamW refreshes it as it updates
+  // the weights, and any other write into `master` through the backend marks it for a refresh before its next
+  // read. The copy lives as long as `master` does. A backend computing in T throughout ignores it.
+  virtual void keep_compute_copy(const Buffer<T>& master) const { (void)master; }
 };
 
 // The CPU backend (today's ops: OpenMP loops and OpenBLAS), one instance per scalar type.
