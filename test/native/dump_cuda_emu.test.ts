@@ -13,8 +13,11 @@ import { tempDir, tinyLlamaConfig, writeJson } from "../helpers/native_files.js"
 import { runCli } from "../helpers/run_cli.js";
 
 // Head dim 32: a size the CUDA attention kernels are built for.
-/** measured under the emulator: at most about 4e-3 (a gradient); about 3x that as the bound */
-const BF16_REL_L2 = 1.5e-2;
+/**
+ * bf16 against the CPU's fp32: the native model tests (native/cuda_test/bf16_tests.cpp) measure relative L2
+ * errors up to about 3e-2 on a gradient tensor and 1e-2 on the logits; twice the largest as the bound.
+ */
+const BF16_REL_L2 = 6e-2;
 const shape = {
   hidden_size: 64,
   intermediate_size: 48,
