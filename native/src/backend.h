@@ -129,6 +129,12 @@ class Backend {
                                        const int32_t*, const RingShape&, const SequenceParallel&) const {
     return false;
   }
+
+  // Mixed precision: a backend that computes in bf16 over fp32 master weights keeps a bf16 compute copy of
+  // `master` (the model's trainable weights, or its fp32 base) for its GEMMs: AdamW refreshes it as it updates
+  // the weights, and any other write into `master` through the backend marks it for a refresh before its next
+  // read. The copy lives as long as `master` does. A backend computing in T throughout ignores it.
+  virtual void keep_compute_copy(const Buffer<T>& master) const { (void)master; }
 };
 
 // The CPU backend (today's ops: OpenMP loops and OpenBLAS), one instance per scalar type.
