@@ -19,9 +19,9 @@ extern "C" {
 struct RingtuneCudaDevice {
   const char* abi;    // the hash of the interface headers the library was built with (RINGTUNE_BACKEND_ABI)
   const char* build;  // what it holds: "CUDA 13.0 runtime (static), GPU code for 80-real;86-real;89-real;90"
-  // The backend on CUDA device `device` (made current on the calling thread), owned by the caller; null with the
-  // reason in error[0..error_size) when the device cannot be used.
-  rt::Backend<float>* (*make_backend)(int device, char* error, size_t error_size);
+  // The backend on CUDA device `device` (made current on the calling thread), computing in bf16 (bf16 != 0) or
+  // fp32, owned by the caller; null with the reason in error[0..error_size) when the device cannot be used.
+  rt::Backend<float>* (*make_backend)(int device, int bf16, char* error, size_t error_size);
   // Free and total bytes of device memory, as the runtime reports them; false with the reason in error.
   bool (*memory)(int device, size_t* free_bytes, size_t* total_bytes, char* error, size_t error_size);
   // The NCCL data plane over this library's CUDA runtime: a ring of GPUs sums the gradients of models made by

@@ -22,9 +22,9 @@ void set_error(char* error, size_t size, const char* what) {
   if (error && size) std::snprintf(error, size, "%s", what);
 }
 
-rt::Backend<float>* make_backend(int device, char* error, size_t size) {
+rt::Backend<float>* make_backend(int device, int bf16, char* error, size_t size) {
   try {
-    return rt::cuda::make_cuda_backend(device).release();
+    return rt::cuda::make_cuda_backend(device, bf16 ? rt::cuda::Precision::bf16 : rt::cuda::Precision::fp32).release();
   } catch (const std::exception& e) {
     set_error(error, size, e.what());
     return nullptr;

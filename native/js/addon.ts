@@ -336,6 +336,8 @@ export interface CudaProbe {
 
 /** Where a native model is built: the CPU, the CUDA emulator, or GPU N through ringtune_cuda_device.so. */
 export type ModelDeviceName = "cpu" | "cuda-emu" | `cuda:${number}`;
+/** How a CUDA device computes: bf16 operands over fp32 master weights, or fp32 throughout (the checking mode). */
+export type ComputePrecision = "bf16" | "fp32";
 
 /** Whether the GPU library (ringtune_cuda_device.so, built where nvcc is) loads beside this addon (cudaLibrary). */
 export interface CudaLibrary {
@@ -436,10 +438,13 @@ export interface NativeAddon {
    * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData(), baseDataBf16(),
    * loraData(), gradData() and optimizerData() are then host copies kept in step with the device at the edges
    * of each call (an adamwStep refreshes the weights' and the moments' copies).
+   * precision (a CUDA device's; default "fp32", the checking mode): "bf16" computes GEMMs and attention on bf16
+   * operands (a bf16 compute copy of the weights, refreshed by each AdamW step) with fp32 accumulation over fp32
+   * master weights, gradients, moments and activations. The CPU computes in fp32 whatever it says.
    */
   createModelAsync(
     config: NativeModelConfig,
-    opts?: { baseBf16?: boolean; device?: ModelDeviceName },
+    opts?: { baseBf16?: boolean; device?: ModelDeviceName; precision?: ComputePrecision },
   ): Promise<NativeModel>;
   /** A ring link for sequence parallelism listening on host:port (0: any free port). */
   createRingLink(host: string, port: number): NativeRingLink;
