@@ -22,7 +22,7 @@ import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
 export { DEFAULT_LEASE_TTL_MS };
 import { recoverInterruptedJob } from "./jobs/recovery.js";
 import { parseSpec } from "../spec/load.js";
-import { JobCancelled } from "./train/attempt.js";
+import { CoordinatorStopping, JobCancelled } from "./train/attempt.js";
 import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./train/worker_client.js";
@@ -347,5 +347,8 @@ export class Coordinator {
     await this.serveHttp?.close();
     await this.lease.release();
     await this.nc.close();
+    // Running jobs end what they were doing (a data preparation's threads, say) once nothing can be written
+    // any more: their records stay as they are, and the process is free to exit.
+    for (const i of this.interruptions.values()) i.reject(new CoordinatorStopping("the coordinator is stopping"));
   }
 }

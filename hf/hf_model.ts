@@ -7,7 +7,14 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { loadAddon } from "../native/js/addon.js";
-import type { ModelDeviceName, NativeModel, ParamInfo, ReadTensorItem, TensorDtype } from "../native/js/addon.js";
+import type {
+  ComputePrecision,
+  ModelDeviceName,
+  NativeModel,
+  ParamInfo,
+  ReadTensorItem,
+  TensorDtype,
+} from "../native/js/addon.js";
 import { readHfConfig, writeConfig, writeJsonAtomic } from "./hf_config.js";
 import type { HfConfig } from "./hf_config.js";
 import { generationConfigJson, readGenerationConfig } from "./generation_config.js";
@@ -159,6 +166,8 @@ export interface BuildOptions {
   baseBf16?: boolean;
   /** The native model's device: "cuda:N" on GPU N, "cuda-emu" over the CUDA backend on the CUDA emulator. */
   device?: ModelDeviceName;
+  /** How a CUDA device computes (default fp32); the CPU computes in fp32 whatever this says. */
+  precision?: ComputePrecision;
 }
 
 /** Loads a HF model folder: config, weights (single or sharded), checked tensor by tensor. */
@@ -170,6 +179,7 @@ export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<L
   const model = await loadAddon().createModelAsync(config.native, {
     baseBf16: opts.baseBf16 ?? false,
     device: opts.device ?? "cpu",
+    precision: opts.precision ?? "fp32",
   });
   const matched = matchParams(model.params(), files, config);
   const data = model.baseDataBf16() ?? model.paramData();
@@ -210,6 +220,7 @@ export async function initModel(config: HfConfig, seed: number, opts: BuildOptio
   const model = await loadAddon().createModelAsync(config.native, {
     baseBf16: opts.baseBf16 ?? false,
     device: opts.device ?? "cpu",
+    precision: opts.precision ?? "fp32",
   });
   report("initialising");
   await model.initRandom(seed, config.initializerRange);

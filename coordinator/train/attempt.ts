@@ -65,6 +65,14 @@ export class JobCancelled extends Error {
   override name = "JobCancelled";
 }
 
+/**
+ * The coordinator running the job is stopping (SIGTERM, cluster-down): what the job was doing ends at once
+ * (a data preparation's threads too), and its record stays as it is for the next coordinator to resume.
+ */
+export class CoordinatorStopping extends Error {
+  override name = "CoordinatorStopping";
+}
+
 /** An elastic job leaves its ring at a checkpoint to re-form it with the idle workers that appeared. */
 export class RingGrows extends Error {
   override name = "RingGrows";
