@@ -12,7 +12,7 @@ import type { JobSpec } from "../spec/job_spec.js";
 import { checkedJobSpec, type CheckedSpec } from "./jobs/checked_spec.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
 import type { PathRoots } from "../files/path_roots.js";
-import { INPUT_ROOTS_VARIABLE } from "../files/input_files.js";
+import { addInputRoots } from "../files/input_files.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
 import { readModelShape } from "../spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
@@ -91,7 +91,7 @@ export class Coordinator {
     const log = opts.log ?? processLogger("coordinator");
     // Every data file is checked again as it is opened, by the threads of the data pipeline too (they
     // inherit the environment): what changed after the spec was checked cannot lead a read out of the roots.
-    if (opts.roots) process.env[INPUT_ROOTS_VARIABLE] = [...opts.roots.data, ...opts.roots.output].join(":");
+    if (opts.roots) addInputRoots([...opts.roots.data, ...opts.roots.output]);
     const nc = await connect({
       ...opts.auth,
       servers: opts.natsUrl,
