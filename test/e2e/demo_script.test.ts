@@ -121,6 +121,8 @@ test("act 2 trains DEMO_DPO_STEPS preference steps on act 1's final model, into 
     assert.equal(typeof m.accuracy, "number", `step ${m.step} logs the preference accuracy`);
   }
   assert.ok(existsSync(path.join(output, "dpo", "final", "model.safetensors")));
+  // and says which held-out answers it changed against act 1's
+  assert.match(act2(), /^held-out answers this stage changed: \d+ now right, \d+ now wrong \(of 100\)$/m);
 });
 
 test("the demo's table check fails on a broken table", () => {
