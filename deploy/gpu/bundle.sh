@@ -45,4 +45,8 @@ if [ "${PACK_ONLY:-0}" != 1 ] && objdump -d "$B/ringtune_native_test" 2> /dev/nu
   echo "bundle.sh: $B/ringtune_native_test uses AVX-512 registers: not a portable x86-64-v3 build" >&2
   exit 1
 fi
-[ "${PACK_ONLY:-0}" = 1 ] || deploy/gpu/check-bundle-size.sh "$B"
+if [ "${PACK_ONLY:-0}" != 1 ]; then
+  # no attention kernel may spill on any of the archs (make test checks make build's sm_90 only)
+  PTXAS_LOG="$B/attention_ptxas.txt $B/flash_attention_ptxas.txt" deploy/scripts/check-attention-registers.sh
+  deploy/gpu/check-bundle-size.sh "$B"
+fi
