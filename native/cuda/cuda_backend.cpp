@@ -9,6 +9,7 @@
 #include "add.cuh"
 #include "attention.cuh"
 #include "bf16_base.cuh"
+#include "bf16_compute.h"
 #include "bias.cuh"
 #include "cached_attention.cuh"
 #include "cross_entropy.cuh"
@@ -17,6 +18,7 @@
 #include "gemm.cuh"
 #include "grad_norm.cuh"
 #include "grad_staging.h"
+#include "linear_fused.cuh"
 #include "lora_dropout.cuh"
 #include "ring_attention_device.h"
 #include "ring_block.cuh"
@@ -101,6 +103,9 @@ struct StepStatus {
   int pad;
 };
 
+// Logits per chunk of a trained LM head (fp32: 1 GiB), when the batch holds more.
+constexpr size_t kHeadChunkElements = size_t(1) << 28;
+
 // Uploads larger than this are never part of a step (weights, checkpoints): they go straight from the caller's
 // memory, synchronously, rather than through pinned staging.
 constexpr size_t kStagedUploadBytes = size_t(16) << 20;
@@ -130,8 +135,9 @@ Buffer<T> device_zeros(size_t n) {
 
 class CudaBackend final : public Backend<float> {
  public:
-  CudaBackend(int device, std::unique_ptr<Gemm> gemm) : device_(device), gemm_(std::move(gemm)) {
-    name_ = "cuda:" + std::to_string(device) + " fp32 (" + gemm_->name() + ")";
+  CudaBackend(int device, std::unique_ptr<Gemm> gemm, Precision precision) : device_(device), gemm_(std::move(gemm)) {
+    if (precision == Precision::bf16) bf16_ = std::make_unique<Bf16Compute>(*gemm_, stream_);
+    name_ = "cuda:" + std::to_string(device) + (bf16_ ? " bf16" : " fp32") + " (" + gemm_->name() + ")";
   }
   // The members free their scratch and the GEMM's workspace next, on the device they were allocated on.
   ~CudaBackend() override { cudaSetDevice(device_); }
@@ -148,16 +154,19 @@ class CudaBackend final : public Backend<float> {
   bool host_memory() const override { return false; }
   void fill(float* p, size_t n, float value) const override {
     use_device(device_);
+    if (bf16_) bf16_->wrote(p, n);
     cuda::fill(p, n, value, stream_);
   }
   void copy(float* dst, const float* src, size_t n) const override {
     use_device(device_);
+    if (bf16_) bf16_->wrote(dst, n);
     if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream_));
   }
   // The host side of an upload may be reused as soon as it returns (a step's small uploads are staged in pinned
   // memory and leave asynchronously); a download returns once the data is there.
   void upload(float* dst, const float* host, size_t n) const override {
     use_device(device_);
+    if (bf16_) bf16_->wrote(dst, n);
     upload_bytes(dst, host, sizeof(float) * n);
   }
   void download(float* host, const float* src, size_t n) const override {
@@ -183,6 +192,7 @@ class CudaBackend final : public Backend<float> {
   }
   void widen_bf16(float* dst, const uint16_t* src, size_t n) const override {
     use_device(device_);
+    if (bf16_) bf16_->wrote(dst, n);
     cuda::widen_bf16(dst, src, n, stream_);
   }
   void round_to_bf16(uint16_t* dst, const float* src, size_t n) const override {
@@ -209,13 +219,39 @@ class CudaBackend final : public Backend<float> {
   void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
             float beta, float* C, int ldc) const override {
     use_device(device_);
+    if (bf16_) return bf16_->gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     cuda::gemm(*gemm_, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream_);
   }
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int I,
                       int O) const override {
     use_device(device_);
-    gemm(false, true, N, O, I, 1.f, inp, I, w, I, 0.f, out, O);
-    if (b) bias_add(out, b, N, O, stream_);
+    linear_forward_epilogue(*gemm_, out, inp, w, b, (const float*)nullptr, N, I, O, stream_);  // bias in the GEMM
+  }
+  // Fewer, wider kernels (linear_fused.cuh): stacked projections as one GEMM, the residual in the epilogue.
+  void linear_forward_stacked(float* const* outs, const float* inp, const float* w, const float* bias, const int* O,
+                              int parts, int N, int I) const override {
+    use_device(device_);
+    int total = 0;
+    for (int j = 0; j < parts; j++) total += O[j];
+    cuda::linear_forward_stacked(*gemm_, outs, inp, w, bias, O, parts, N, I, stacked_.get((size_t)N * total), stream_);
+  }
+  void linear_backward_stacked(float* dinp, float* dw, float* dbias, const float* const* douts, const float* inp,
+                               const float* w, const int* O, int parts, int N, int I, float*) const override {
+    use_device(device_);
+    int total = 0;
+    for (int j = 0; j < parts; j++) total += O[j];
+    cuda::linear_backward_stacked(*gemm_, dinp, dw, dbias, douts, inp, w, O, parts, N, I,
+                                  stacked_.get((size_t)N * total), stream_);
+  }
+  void linear_forward_residual(float* out, const float* residual, const float* inp, const float* w, const float* b,
+                               int N, int I, int O, float*) const override {
+    use_device(device_);
+    linear_forward_epilogue(*gemm_, out, inp, w, b, residual, N, I, O, stream_);
+  }
+  // Chunks of the head big enough that the weight gradient's GEMM (K = the chunk's rows) stays compute-bound,
+  // small enough that a chunk's logits stay far below the whole batch's: at most kHeadChunkElements logits.
+  int head_chunk_rows(int V) const override {
+    return std::max(256, (int)std::min<size_t>(kHeadChunkElements / V, 1 << 20));
   }
   void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w, int N,
                        int I, int O) const override {
@@ -257,6 +293,7 @@ class CudaBackend final : public Backend<float> {
                          const std::vector<SegmentRun>& runs, const AttentionShape& s,
                          AttentionScratch<float>&) const override {
     use_device(device_);
+    if (bf16_) return bf16_->attention_forward(out, lse, q, k, v, segment_starts(runs, s), shape(s));
     cuda::attention_forward(out, lse, q, k, v, segment_starts(runs, s), shape(s), stream_);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
@@ -264,6 +301,8 @@ class CudaBackend final : public Backend<float> {
                           const AttentionShape& s, AttentionScratch<float>&) const override {
     use_device(device_);
     float* delta = floats_.get((size_t)s.B * s.H * s.T);
+    if (bf16_)
+      return bf16_->attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, segment_starts(runs, s), shape(s));
     cuda::attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, segment_starts(runs, s), shape(s), stream_);
   }
   void cached_attention(float* att, const float* q, const float* k, const float* v, int start, int n, int H, int KVH,
@@ -293,9 +332,9 @@ class CudaBackend final : public Backend<float> {
     use_device(device_);
     StepStatus* st = status();
     vocab_ = V;
+    // One kernel: the log-sum-exp, the losses and their sum, the target count and the gradient in place.
     cuda::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, (float)scale, &st->loss_sum,
-                                         &st->bad_label, stream_, weights);
-    cuda::count_targets(&st->targets, labels, N, stream_);
+                                         &st->bad_label, stream_, weights, &st->targets);
     if (deferring_) return {};  // pending_losses() reads the sums at the end of the step
     return check_status(nullptr, labels, V);
   }
@@ -321,8 +360,12 @@ class CudaBackend final : public Backend<float> {
   void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWStep& s,
                     bool decay) const override {
     use_device(device_);
-    // fp32 only: no bf16 compute copy to refresh; the clipping factor comes in s.grad_scale.
-    cuda::adamw_update(p, nullptr, g, m, v, n, s, decay, nullptr, stream_);
+    // In bf16 the same kernel refreshes the weights' compute copy; the clipping factor comes in s.grad_scale.
+    cuda::adamw_update(p, bf16_ ? bf16_->copy_slot(p, n) : nullptr, g, m, v, n, s, decay, nullptr, stream_);
+  }
+  void keep_compute_copy(const Buffer<float>& master) const override {
+    use_device(device_);
+    if (bf16_) bf16_->keep_copy(master);
   }
   std::unique_ptr<GradStaging<float>> make_grad_staging() const override {
     return cuda::make_grad_staging(device_, stream_);
@@ -435,6 +478,7 @@ class CudaBackend final : public Backend<float> {
   cudaStream_t stream_ = nullptr;  // the default stream: every op in order, the checking mode's simplest
   mutable Scratch<double> doubles_;
   mutable Scratch<float> floats_;
+  mutable Scratch<float> stacked_;  // a stacked projection's (N, sum of its parts) output or gradient
   mutable Scratch<int32_t> starts_;
   mutable std::vector<SegmentRun> starts_runs_;  // the runs starts_ holds
   mutable int starts_B_ = 0, starts_T_ = 0;
@@ -450,18 +494,19 @@ class CudaBackend final : public Backend<float> {
     if (!ring_) ring_ = std::make_unique<DeviceRingAttention>(device_, stream_);
     return *ring_;
   }
+  std::unique_ptr<Bf16Compute> bf16_;  // precision bf16 (bf16_compute.h); null in fp32
 };
 
 }  // namespace
 
-std::unique_ptr<Backend<float>> make_cuda_backend(int device) {
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, Precision precision) {
   CUDA_CHECK(cudaSetDevice(device));
-  return std::make_unique<CudaBackend>(device, make_gemm());
+  return std::make_unique<CudaBackend>(device, make_gemm(), precision);
 }
 
-std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm) {
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm, Precision precision) {
   CUDA_CHECK(cudaSetDevice(device));
-  return std::make_unique<CudaBackend>(device, std::move(gemm));
+  return std::make_unique<CudaBackend>(device, std::move(gemm), precision);
 }
 
 }  // namespace rt::cuda

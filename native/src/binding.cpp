@@ -161,7 +161,7 @@ class Job : public Napi::AsyncWorker {
 // wait for (and that waits for them before the step's last copy).
 struct NcclBuckets {
 #ifdef RINGTUNE_ADDON_CUDA_EMU
-  std::shared_ptr<rt::nccl::Communicator> comm;
+  std::shared_ptr<rt::nccl::Collectives> comm;
   rt_binding::NcclOp op = rt_binding::NcclOp::AllReduce;
   int timeout_ms = 0;
   void issue(Model<float>& m, size_t offset, size_t size) const {
@@ -1100,6 +1100,14 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
   std::string device = "cpu";
   if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("device").IsUndefined())
     device = info[1].As<Napi::Object>().Get("device").ToString().Utf8Value();
+  // { precision: "bf16" }: a CUDA device computes GEMMs and attention on bf16 operands over fp32 master weights;
+  // "fp32" (the default) is the checking mode. The CPU computes in fp32 whatever it says.
+  std::string precision = "fp32";
+  if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("precision").IsUndefined())
+    precision = info[1].As<Napi::Object>().Get("precision").ToString().Utf8Value();
+  if (precision != "fp32" && precision != "bf16")
+    type_error(env, "createModelAsync: precision must be \"fp32\" or \"bf16\", got \"" + precision + "\"");
+  const bool bf16 = precision == "bf16";
   const int gpu = cuda_index(device);
   if (device != "cpu" && device != "cuda-emu" && gpu < 0)
     type_error(env, "createModelAsync: device must be \"cpu\", \"cuda:N\" or \"cuda-emu\", got \"" + device + "\"");
@@ -1108,7 +1116,7 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
   auto built = std::make_shared<ModelPtr>();
   auto* job = new Job(
       env,
-      [c, built, base_bf16, device, gpu] {
+      [c, built, base_bf16, device, gpu, bf16] {
         if (device == "cpu") {
           *built = std::make_shared<Model<float>>(c, rt::cpu_backend<float>(), base_bf16);
           return;
@@ -1117,13 +1125,14 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
           // The backend (and so every buffer the model allocates) on GPU `gpu`; it makes that device current on
           // whichever thread calls it.
           std::shared_ptr<rt::Backend<float>> backend =
-              rt::make_cuda_device_backend(rt::cuda_device_library_path(rt::this_module_path()), gpu);
+              rt::make_cuda_device_backend(rt::cuda_device_library_path(rt::this_module_path()), gpu, bf16);
           *built = ModelPtr(new Model<float>(c, *backend, base_bf16), [backend](Model<float>* m) { delete m; });
           return;
         }
 #ifdef RINGTUNE_ADDON_CUDA_EMU
         // The model holds its backend by reference: the model's owner keeps the backend too.
-        std::shared_ptr<rt::Backend<float>> backend = rt::cuda::make_cuda_backend(0);
+        std::shared_ptr<rt::Backend<float>> backend =
+            rt::cuda::make_cuda_backend(0, bf16 ? rt::cuda::Precision::bf16 : rt::cuda::Precision::fp32);
         *built = ModelPtr(new Model<float>(c, *backend, base_bf16), [backend](Model<float>* m) { delete m; });
 #endif
       },
