@@ -6,14 +6,14 @@
 #include <stdexcept>
 #include <utility>
 #include <vector>
-#include "nccl_comm.h"
+#include "nccl_plane.h"
 #include "ring_link.h"
 
 namespace rt::nccl {
 
 class NcclRingLink final : public DeviceRingLink {
  public:
-  NcclRingLink(std::shared_ptr<Communicator> comm, int timeout_ms) : comm_(std::move(comm)), timeout_ms_(timeout_ms) {}
+  NcclRingLink(std::shared_ptr<Collectives> comm, int timeout_ms) : comm_(std::move(comm)), timeout_ms_(timeout_ms) {}
   void start(const std::vector<Piece>& sends, const std::vector<Piece>& recvs, void* compute) override {
     sends_.clear();
     recvs_.clear();
@@ -29,7 +29,7 @@ class NcclRingLink final : public DeviceRingLink {
     if (bytes % sizeof(float) != 0) throw std::runtime_error("nccl ring link: a transfer of odd bytes");
     return bytes / sizeof(float);
   }
-  std::shared_ptr<Communicator> comm_;
+  std::shared_ptr<Collectives> comm_;
   int timeout_ms_;
   std::vector<std::pair<const float*, size_t>> sends_;
   std::vector<std::pair<float*, size_t>> recvs_;
