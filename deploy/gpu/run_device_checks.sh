@@ -24,8 +24,9 @@
 # after the first lines, saying why. Exit status: 0 when every step that ran passed, 1 when one failed, 2 when
 # this host has no usable GPU.
 # DRY=1: the same steps against the CUDA emulator (cuda-emu) on any host, no GPU: the op tests' driver built for
-# the emulator on a filter (DRY_FILTER), the dump check on cuda-emu, the evidence tests listed, not run; the
-# GPU-only steps say they are skipped. `make test` runs it to keep the script working between lent GPUs.
+# the emulator on filters (DRY_FILTER), the dump check on cuda-emu, the evidence tests listed, not run, the bench
+# script on the emulator's smoke shapes (DRY_BENCH=0 skips it); the GPU-only steps say they are skipped. `make
+# test` runs it to keep the script working between lent GPUs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-./gpu-out}
@@ -351,7 +352,9 @@ fi
 # bench, on its tiny smoke shapes, without torch.
 RESERVE=0
 : > "$OUT/bench.txt"
-if [ "$DRY" = 1 ]; then
+if [ "$DRY" = 1 ] && [ "${DRY_BENCH:-1}" = 0 ]; then
+  log "bench: skipped (DRY_BENCH=0; make test runs bench_gpu.sh --smoke on the emulator in deploy/scripts/cuda-tests.sh)"
+elif [ "$DRY" = 1 ]; then
   echo "== bench/cuda/bench_gpu.sh --smoke (the emulator's bench: timings mean nothing)" >> "$OUT/bench.txt"
   timeout "$(budget 60)" env BENCH="${EMU_BENCH:-$PWD/build/native/ringtune_cuda_emu_bench}" BENCH_TORCH=0 \
     bench/cuda/bench_gpu.sh --smoke >> "$OUT/bench.txt" 2>&1
