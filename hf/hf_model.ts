@@ -19,6 +19,7 @@ import { readHfConfig, writeConfig, writeJsonAtomic } from "./hf_config.js";
 import type { HfConfig } from "./hf_config.js";
 import { generationConfigJson, readGenerationConfig } from "./generation_config.js";
 import { makeOutputDir, writeOutputFileAtomically } from "../files/output_files.js";
+import { inputPresent, readInputBytes, readRegularFile, withInputPath } from "../files/input_files.js";
 import { readSafetensorsHeader, writeSafetensors } from "./safetensors.js";
 import type { SafetensorsHeader, TensorEntry, WriteTensor } from "./safetensors.js";
 import { CorruptFileError, MissingTensorError, ShapeMismatchError, UnexpectedTensorError } from "./errors.js";
@@ -62,19 +63,19 @@ const indexSchema = z.object({
 
 async function readWeightFiles(dir: string): Promise<WeightFiles> {
   const single = path.join(dir, SINGLE_FILE);
-  if (existsSync(single)) {
+  if (inputPresent(single)) {
     const header = await readSafetensorsHeader(single);
     const tensors = new Map<string, Located>();
     for (const entry of header.tensors.values()) tensors.set(entry.name, { header, entry });
     return { describedBy: single, tensors };
   }
   const indexFile = path.join(dir, INDEX_FILE);
-  if (!existsSync(indexFile)) {
+  if (!inputPresent(indexFile)) {
     throw new CorruptFileError(dir, `no ${SINGLE_FILE} and no ${INDEX_FILE}: not a model folder`);
   }
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(indexFile, "utf8"));
+    json = JSON.parse(readRegularFile(indexFile));
   } catch (err) {
     throw new CorruptFileError(indexFile, `not valid JSON (${(err as Error).message})`, { cause: err });
   }
@@ -93,7 +94,7 @@ async function readWeightFiles(dir: string): Promise<WeightFiles> {
       throw new CorruptFileError(indexFile, `shard name ${JSON.stringify(shard)} is not a file name in the folder`);
     }
     const file = path.join(dir, shard);
-    if (!existsSync(file)) throw new CorruptFileError(indexFile, `lists shard ${shard}, which does not exist`);
+    if (!inputPresent(file)) throw new CorruptFileError(indexFile, `lists shard ${shard}, which does not exist`);
     const header = await readSafetensorsHeader(file);
     for (const entry of header.tensors.values()) {
       const seen = tensors.get(entry.name);
@@ -206,7 +207,7 @@ export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<L
   report("loading weights 0%");
   // One file at a time: shards of a large model are read by native threads already.
   for (const [file, items] of byFile) {
-    await loadAddon().readTensors(file, items, progress);
+    await withInputPath(file, (opened) => loadAddon().readTensors(opened, items, progress));
     before += bytesOf(items);
   }
   return { dir, config, model };
@@ -310,7 +311,7 @@ export async function saveModel(model: NativeModel, config: HfConfig, dir: strin
   if (opts.sourceDir && path.resolve(opts.sourceDir) !== path.resolve(dir)) {
     for (const f of TOKENIZER_FILES) {
       const src = path.join(opts.sourceDir, f);
-      if (existsSync(src)) await writeOutputFileAtomically(path.join(dir, f), await readFile(src));
+      if (inputPresent(src)) await writeOutputFileAtomically(path.join(dir, f), readInputBytes(src));
     }
   }
 }

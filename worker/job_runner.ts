@@ -144,7 +144,7 @@ export class JobRunner {
     if (reason) return { nccl: false, reason: `${reason}` };
     if (!m.create_nccl_id) return { nccl: true };
     if (!m.ring_secret) return { nccl: false, reason: "the ring has no secret to seal the NCCL id with" };
-    return { nccl: true, nccl_id: Uint8Array.from(sealNcclId(m.ring_secret, m.ring, newNcclId())) };
+    return { nccl: true, nccl_id: Uint8Array.from(sealNcclId(m.ring_secret, m.ring, newNcclId(this.modelDevice))) };
   }
 
   /**
@@ -323,7 +323,13 @@ export class JobRunner {
       try {
         if (!m.ring_secret) throw new Error("assign: nccl_id comes without the ring secret that opens it");
         const id = openNcclId(m.ring_secret, m.ring, m.nccl_id);
-        nccl = await NcclDataPlane.connect(id, m.rank, m.size, m.ring_timeout_ms ?? DEFAULT_PEER_TIMEOUT_MS);
+        nccl = await NcclDataPlane.connect(
+          id,
+          m.rank,
+          m.size,
+          m.ring_timeout_ms ?? DEFAULT_PEER_TIMEOUT_MS,
+          this.modelDevice,
+        );
       } catch (err) {
         await transport.close();
         throw err;

@@ -15,7 +15,7 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
 
 template <typename T>
 __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits, const int32_t* labels, int V,
-                                     float scale, double* loss_sum, int* bad, const float* weights) {
+                                     float scale, double* loss_sum, int* bad, const float* weights, int* targets) {
   const int n = blockIdx.x;
   const int y = labels[n];
   const T* z = logits + (size_t)n * V;
@@ -63,6 +63,7 @@ __global__ void cross_entropy_kernel(float* losses, T* dlogits, const T* logits,
     const float loss = lse - zy;
     losses[n] = loss;
     if (loss_sum) atomicAdd(loss_sum, (double)loss);
+    if (targets) atomicAdd(targets, 1);
   }
   if (!dz) return;
   __syncthreads();  // every thread has read z[y] before anyone writes dz (aliasing)
@@ -91,17 +92,17 @@ void count_targets(int* count, const int32_t* labels, int N, cudaStream_t stream
 
 template <typename T>
 void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
-                                    float scale, double* loss_sum, int* bad, cudaStream_t stream,
-                                    const float* weights) {
+                                    float scale, double* loss_sum, int* bad, cudaStream_t stream, const float* weights,
+                                    int* targets) {
   require(N > 0 && V > 0 && losses && logits && labels, "cross_entropy", "bad shape N=", N, " V=", V);
   launch<cross_entropy_kernel<T>>(N, kThreads, 0, stream, losses, dlogits, logits, labels, V, scale, loss_sum, bad,
-                                  weights);
+                                  weights, targets);
   CUDA_LAUNCH_CHECK("cross_entropy");
 }
 
 template void cross_entropy_forward_backward<float>(float*, float*, const float*, const int32_t*, int, int, float,
-                                                    double*, int*, cudaStream_t, const float*);
+                                                    double*, int*, cudaStream_t, const float*, int*);
 template void cross_entropy_forward_backward<bf16>(float*, bf16*, const bf16*, const int32_t*, int, int, float, double*,
-                                                   int*, cudaStream_t, const float*);
+                                                   int*, cudaStream_t, const float*, int*);
 
 }  // namespace rt::cuda

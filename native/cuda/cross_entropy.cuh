@@ -10,10 +10,11 @@ namespace rt::cuda {
 // losses; a label outside [0, V) and not -100 lowers *bad to its position (nullable; the caller sets
 // kNoBadPosition first, and reads the first bad position).
 // weights (nullable, device, N): position n's gradient is scaled by weights[n] too (preference losses).
+// targets (nullable, device) += the positions with a label, counted by the same kernel (no launch of its own).
 template <typename T>
 void cross_entropy_forward_backward(float* losses, T* dlogits, const T* logits, const int32_t* labels, int N, int V,
                                     float scale, double* loss_sum, int* bad, cudaStream_t stream,
-                                    const float* weights = nullptr);
+                                    const float* weights = nullptr, int* targets = nullptr);
 
 // *count += the positions with a label (labels[n] != -100): the target count stays on the device with the loss sum.
 void count_targets(int* count, const int32_t* labels, int N, cudaStream_t stream);

@@ -33,8 +33,13 @@ constexpr int kComputeF32 = 68;  // CUBLAS_COMPUTE_32F
 // cublasOperation_t
 constexpr int32_t kOpN = 0, kOpT = 1;
 // cublasLtMatmulDescAttributes_t
-constexpr int kDescTransA = 3;  // CUBLASLT_MATMUL_DESC_TRANSA (int32_t)
-constexpr int kDescTransB = 4;  // CUBLASLT_MATMUL_DESC_TRANSB (int32_t)
+constexpr int kDescTransA = 3;       // CUBLASLT_MATMUL_DESC_TRANSA (int32_t)
+constexpr int kDescTransB = 4;       // CUBLASLT_MATMUL_DESC_TRANSB (int32_t)
+constexpr int kDescEpilogue = 7;     // CUBLASLT_MATMUL_DESC_EPILOGUE (uint32_t, cublasLtEpilogue_t)
+constexpr int kDescBiasPointer = 8;  // CUBLASLT_MATMUL_DESC_BIAS_POINTER (const void*; elements of D's type)
+// cublasLtEpilogue_t
+constexpr uint32_t kEpilogueDefault = 1;  // CUBLASLT_EPILOGUE_DEFAULT
+constexpr uint32_t kEpilogueBias = 4;     // CUBLASLT_EPILOGUE_BIAS: + bias[row of column-major D]
 // cublasLtMatmulPreferenceAttributes_t
 constexpr int kPrefMaxWorkspaceBytes = 1;  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES (uint64_t)
 // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_{A,B,C,D}_BYTES (uint32_t): the alignment the buffers are promised to

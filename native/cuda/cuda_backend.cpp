@@ -17,7 +17,11 @@
 #include "embedding.cuh"
 #include "gemm.cuh"
 #include "grad_norm.cuh"
+#include "grad_staging.h"
+#include "linear_fused.cuh"
 #include "lora_dropout.cuh"
+#include "ring_attention_device.h"
+#include "ring_block.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -98,6 +102,9 @@ struct StepStatus {
   int bad_label;    // first label outside it and not -100
   int pad;
 };
+
+// Logits per chunk of a trained LM head (fp32: 1 GiB), when the batch holds more.
+constexpr size_t kHeadChunkElements = size_t(1) << 28;
 
 // Uploads larger than this are never part of a step (weights, checkpoints): they go straight from the caller's
 // memory, synchronously, rather than through pinned staging.
@@ -218,8 +225,33 @@ class CudaBackend final : public Backend<float> {
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int I,
                       int O) const override {
     use_device(device_);
-    gemm(false, true, N, O, I, 1.f, inp, I, w, I, 0.f, out, O);
-    if (b) bias_add(out, b, N, O, stream_);
+    linear_forward_epilogue(*gemm_, out, inp, w, b, (const float*)nullptr, N, I, O, stream_);  // bias in the GEMM
+  }
+  // Fewer, wider kernels (linear_fused.cuh): stacked projections as one GEMM, the residual in the epilogue.
+  void linear_forward_stacked(float* const* outs, const float* inp, const float* w, const float* bias, const int* O,
+                              int parts, int N, int I) const override {
+    use_device(device_);
+    int total = 0;
+    for (int j = 0; j < parts; j++) total += O[j];
+    cuda::linear_forward_stacked(*gemm_, outs, inp, w, bias, O, parts, N, I, stacked_.get((size_t)N * total), stream_);
+  }
+  void linear_backward_stacked(float* dinp, float* dw, float* dbias, const float* const* douts, const float* inp,
+                               const float* w, const int* O, int parts, int N, int I, float*) const override {
+    use_device(device_);
+    int total = 0;
+    for (int j = 0; j < parts; j++) total += O[j];
+    cuda::linear_backward_stacked(*gemm_, dinp, dw, dbias, douts, inp, w, O, parts, N, I,
+                                  stacked_.get((size_t)N * total), stream_);
+  }
+  void linear_forward_residual(float* out, const float* residual, const float* inp, const float* w, const float* b,
+                               int N, int I, int O, float*) const override {
+    use_device(device_);
+    linear_forward_epilogue(*gemm_, out, inp, w, b, residual, N, I, O, stream_);
+  }
+  // Chunks of the head big enough that the weight gradient's GEMM (K = the chunk's rows) stays compute-bound,
+  // small enough that a chunk's logits stay far below the whole batch's: at most kHeadChunkElements logits.
+  int head_chunk_rows(int V) const override {
+    return std::max(256, (int)std::min<size_t>(kHeadChunkElements / V, 1 << 20));
   }
   void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w, int N,
                        int I, int O) const override {
@@ -300,9 +332,9 @@ class CudaBackend final : public Backend<float> {
     use_device(device_);
     StepStatus* st = status();
     vocab_ = V;
+    // One kernel: the log-sum-exp, the losses and their sum, the target count and the gradient in place.
     cuda::cross_entropy_forward_backward(losses, dlogits, logits, labels, N, V, (float)scale, &st->loss_sum,
-                                         &st->bad_label, stream_, weights);
-    cuda::count_targets(&st->targets, labels, N, stream_);
+                                         &st->bad_label, stream_, weights, &st->targets);
     if (deferring_) return {};  // pending_losses() reads the sums at the end of the step
     return check_status(nullptr, labels, V);
   }
@@ -334,6 +366,26 @@ class CudaBackend final : public Backend<float> {
   void keep_compute_copy(const Buffer<float>& master) const override {
     use_device(device_);
     if (bf16_) bf16_->keep_copy(master);
+  }
+  std::unique_ptr<GradStaging<float>> make_grad_staging() const override {
+    return cuda::make_grad_staging(device_, stream_);
+  }
+  Buffer<float> pinned_host_zeros(size_t n) const override {
+    use_device(device_);
+    return cuda::pinned_host_zeros(n);
+  }
+  bool ring_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                              const int32_t* seg, const RingShape& s, const SequenceParallel& sp) const override {
+    if (!ring_block_supported(s.D)) return false;
+    device_ring().forward(out, lse, q, k, v, seg, s, sp);
+    return true;
+  }
+  bool ring_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                               const float* v, const float* out, const float* lse, const int32_t* seg,
+                               const RingShape& s, const SequenceParallel& sp) const override {
+    if (!ring_block_supported(s.D)) return false;
+    device_ring().backward(dq, dk, dv, dout, q, k, v, out, lse, seg, s, sp);
+    return true;
   }
 
  private:
@@ -426,6 +478,7 @@ class CudaBackend final : public Backend<float> {
   cudaStream_t stream_ = nullptr;  // the default stream: every op in order, the checking mode's simplest
   mutable Scratch<double> doubles_;
   mutable Scratch<float> floats_;
+  mutable Scratch<float> stacked_;  // a stacked projection's (N, sum of its parts) output or gradient
   mutable Scratch<int32_t> starts_;
   mutable std::vector<SegmentRun> starts_runs_;  // the runs starts_ holds
   mutable int starts_B_ = 0, starts_T_ = 0;
@@ -436,6 +489,11 @@ class CudaBackend final : public Backend<float> {
   mutable int vocab_ = 0;  // of the last op that checks ids, for a bad one's message
   mutable Scratch<double> freqs_;
   mutable std::vector<double> freqs_host_;
+  mutable std::unique_ptr<DeviceRingAttention> ring_;  // sequence parallelism's buffers, once a ring is used
+  DeviceRingAttention& device_ring() const {
+    if (!ring_) ring_ = std::make_unique<DeviceRingAttention>(device_, stream_);
+    return *ring_;
+  }
   std::unique_ptr<Bf16Compute> bf16_;  // precision bf16 (bf16_compute.h); null in fp32
 };
 

@@ -1,6 +1,8 @@
 #pragma once
 // Row-major GEMM on the device, the CPU backend's gemm() convention:
 //   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C,  op = transpose when ta / tb.
+// Epilogues: + bias[N] (a linear layer's bias, C's type) and + R[M,N] (a residual, C's type, leading dimension
+// ldr; beta must be 0 then, and R may be C itself), added in the GEMM instead of by a kernel of their own.
 // A and B are fp32 (checking mode, fp32 math) or bf16 (training: tensor cores, fp32 accumulation); C is fp32
 // or bf16 (fp32 for parameter gradients accumulated with beta = 1).
 // Two implementations behind one interface: cuBLASLt, found at run time with dlopen (no cuBLAS headers or
@@ -24,8 +26,11 @@ struct GemmArgs {
   float beta = 0.f;
   void* C = nullptr;
   int ldc = 0;
-  DType ab = DType::BF16;  // type of A and B
-  DType c = DType::BF16;   // type of C
+  DType ab = DType::BF16;          // type of A and B
+  DType c = DType::BF16;           // type of C
+  const void* bias = nullptr;      // (N) added to every row
+  const void* residual = nullptr;  // (M, N) added, leading dimension ldr
+  int ldr = 0;
 };
 
 class Gemm {

@@ -2,6 +2,7 @@
 // path in RINGTUNE_CUBLASLT). Descriptors and the heuristic's algorithm are cached per shape, so a training
 // step pays the heuristic once per distinct GEMM.
 #include <dlfcn.h>
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -93,6 +94,7 @@ class LtGemm final : public Gemm {
       api_.layout_destroy(p.a);
       api_.layout_destroy(p.b);
       api_.layout_destroy(p.c);
+      if (p.r) api_.layout_destroy(p.r);
       api_.desc_destroy(p.desc);
     }
     cudaFree(workspace_);
@@ -101,11 +103,19 @@ class LtGemm final : public Gemm {
   const char* name() const override { return name_.c_str(); }
 
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B's buffer is Lt's A and A's is Lt's B.
+  // Epilogues: the bias is Lt's bias (one per row of the column-major D, a column of ours); a residual is Lt's C
+  // with beta 1 and our C its D (D = alpha A B + C + bias).
   void run(const GemmArgs& g, cudaStream_t stream) override {
     check_gemm_args(g, "gemm (cublasLt)");
     const Plan& p = plan(g);
-    LT_CHECK(api_.matmul(handle_, p.desc, &g.alpha, g.B, p.a, g.A, p.b, &g.beta, g.C, p.c, g.C, p.c, &p.algo,
-                         workspace_, kWorkspace, stream),
+    // The plan's descriptor is shared by every call of its shape: its bias pointer is set and used under the lock.
+    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    if (g.bias) lock.lock();
+    if (g.bias) LT_CHECK(api_.desc_set(p.desc, lt::kDescBiasPointer, &g.bias, sizeof g.bias), "set BIAS_POINTER");
+    const float one = 1.f;
+    const void* c_in = g.residual ? g.residual : g.C;
+    LT_CHECK(api_.matmul(handle_, p.desc, &g.alpha, g.B, p.a, g.A, p.b, g.residual ? &one : &g.beta, c_in,
+                         g.residual ? p.r : p.c, g.C, p.c, &p.algo, workspace_, kWorkspace, stream),
              "cublasLtMatmul");
   }
 
@@ -114,15 +124,22 @@ class LtGemm final : public Gemm {
   struct Plan {
     lt::MatmulDesc desc;
     lt::MatrixLayout a, b, c;
+    lt::MatrixLayout r;  // the residual's (Lt's C), when the GEMM adds one
     lt::MatmulAlgo algo;
   };
   // The shape, and the alignment of the three pointers: a sub-pointer (a LoRA slice, a bf16 offset into a flat
   // buffer) gets its own plan, made for the alignment it actually has.
-  using Key = std::tuple<bool, bool, int, int, int, int, int, int, int, int, uint32_t, uint32_t, uint32_t>;
+  // The epilogue (bias; a residual's leading dimension and alignment) is part of the plan too.
+  using Key = std::tuple<bool, bool, int, int, int, int, int, int, int, int, uint32_t, uint32_t, uint32_t, bool, int,
+                         uint32_t, uint32_t>;
 
   const Plan& plan(const GemmArgs& g) {
     const uint32_t align_a = alignment_of(g.A), align_b = alignment_of(g.B), align_c = alignment_of(g.C);
-    const Key key{g.ta, g.tb, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, (int)g.ab, (int)g.c, align_a, align_b, align_c};
+    const uint32_t align_r = g.residual ? alignment_of(g.residual) : 0, align_bias = g.bias ? alignment_of(g.bias) : 0;
+    const Key key{g.ta,    g.tb,      g.M,     g.N,       g.K,
+                  g.lda,   g.ldb,     g.ldc,   (int)g.ab, (int)g.c,
+                  align_a, align_b,   align_c, !!g.bias,  g.residual ? g.ldr : 0,
+                  align_r, align_bias};
     std::lock_guard<std::mutex> lock(mu_);
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
@@ -135,6 +152,11 @@ class LtGemm final : public Gemm {
     LT_CHECK(api_.layout_create(&p.a, cuda_type(g.ab), g.tb ? g.K : g.N, g.tb ? g.N : g.K, g.ldb), "layout A");
     LT_CHECK(api_.layout_create(&p.b, cuda_type(g.ab), g.ta ? g.M : g.K, g.ta ? g.K : g.M, g.lda), "layout B");
     LT_CHECK(api_.layout_create(&p.c, cuda_type(g.c), g.N, g.M, g.ldc), "layout C");
+    if (g.residual) LT_CHECK(api_.layout_create(&p.r, cuda_type(g.c), g.N, g.M, g.ldr), "layout residual");
+    const uint32_t epilogue = g.bias ? lt::kEpilogueBias : lt::kEpilogueDefault;
+    LT_CHECK(api_.desc_set(p.desc, lt::kDescEpilogue, &epilogue, sizeof epilogue), "set EPILOGUE");
+    // The heuristic reads the bias pointer's alignment (it is set again, to the call's, before each matmul).
+    if (g.bias) LT_CHECK(api_.desc_set(p.desc, lt::kDescBiasPointer, &g.bias, sizeof g.bias), "set BIAS_POINTER");
     lt::MatmulPreference pref;
     LT_CHECK(api_.pref_create(&pref), "cublasLtMatmulPreferenceCreate");
     const uint64_t ws = kWorkspace;
@@ -142,11 +164,13 @@ class LtGemm final : public Gemm {
     // Lt's A is our B and Lt's B our A (see run); C and D are both our C.
     LT_CHECK(api_.pref_set(pref, lt::kPrefMinAlignmentA, &align_b, sizeof align_b), "set MIN_ALIGNMENT_A_BYTES");
     LT_CHECK(api_.pref_set(pref, lt::kPrefMinAlignmentB, &align_a, sizeof align_a), "set MIN_ALIGNMENT_B_BYTES");
-    LT_CHECK(api_.pref_set(pref, lt::kPrefMinAlignmentC, &align_c, sizeof align_c), "set MIN_ALIGNMENT_C_BYTES");
+    const uint32_t align_c_in = g.residual ? std::min(align_r, align_c) : align_c;
+    LT_CHECK(api_.pref_set(pref, lt::kPrefMinAlignmentC, &align_c_in, sizeof align_c_in), "set MIN_ALIGNMENT_C_BYTES");
     LT_CHECK(api_.pref_set(pref, lt::kPrefMinAlignmentD, &align_c, sizeof align_c), "set MIN_ALIGNMENT_D_BYTES");
     lt::HeuristicResult result{};
     int returned = 0;
-    const lt::Status st = api_.heuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &returned);
+    const lt::Status st =
+        api_.heuristic(handle_, p.desc, p.a, p.b, g.residual ? p.r : p.c, p.c, pref, 1, &result, &returned);
     api_.pref_destroy(pref);
     if (st != lt::kSuccess || returned == 0)
       fail("gemm (cublasLt)", "no algorithm for M=", g.M, " N=", g.N, " K=", g.K, " ta=", g.ta, " tb=", g.tb,

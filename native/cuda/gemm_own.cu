@@ -14,6 +14,8 @@ void check_gemm_args(const GemmArgs& g, const char* impl) {
   const int a_cols = g.ta ? g.M : g.K, b_cols = g.tb ? g.K : g.N;
   require(g.lda >= a_cols && g.ldb >= b_cols && g.ldc >= g.N, impl, "leading dimension too small: lda=", g.lda,
           " (>= ", a_cols, ") ldb=", g.ldb, " (>= ", b_cols, ") ldc=", g.ldc, " (>= ", g.N, ")");
+  require(!g.residual || (g.ldr >= g.N && g.beta == 0.f), impl, "a residual needs ldr >= N (ldr=", g.ldr, ", N=", g.N,
+          ") and beta 0 (beta=", g.beta, ")");
 }
 
 namespace {
@@ -28,10 +30,21 @@ __device__ __forceinline__ float load_c(const TC* C, size_t i) {
   return to_f(C[i]);
 }
 
+// alpha * acc (+ beta C) (+ bias[n]) (+ R[m, n]), in fp32, in the order cuBLASLt documents.
+template <typename TC>
+__device__ __forceinline__ float epilogue(float acc, float alpha, float beta, const TC* C, size_t ci, const TC* bias,
+                                          const TC* R, int ldr, int m, int n) {
+  float r = alpha * acc;
+  if (beta != 0.f) r += beta * load_c(C, ci);
+  if (R) r += to_f(R[(size_t)m * ldr + n]);
+  if (bias) r += to_f(bias[n]);
+  return r;
+}
+
 template <typename TC>
 __global__ void __launch_bounds__(kThreads)
     wmma_gemm_kernel(bool ta, bool tb, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
-                     float beta, TC* C, int ldc) {
+                     float beta, TC* C, int ldc, const TC* bias, const TC* R, int ldr) {
   __shared__ __align__(32) bf16 As[BM][BK + 16];  // (m, k)
   __shared__ __align__(32) bf16 Bs[BK][BN + 16];  // (k, n)
   __shared__ __align__(32) float Cs[BM][BN + 8];
@@ -76,9 +89,7 @@ __global__ void __launch_bounds__(kThreads)
     const int m = idx / BN, n = idx % BN, gm = m0 + m, gn = n0 + n;
     if (gm >= M || gn >= N) continue;
     const size_t ci = (size_t)gm * ldc + gn;
-    float r = alpha * Cs[m][n];
-    if (beta != 0.f) r += beta * load_c(C, ci);
-    C[ci] = from_f<TC>(r);
+    C[ci] = from_f<TC>(epilogue(Cs[m][n], alpha, beta, C, ci, bias, R, ldr, gm, gn));
   }
 }
 
@@ -86,7 +97,8 @@ __global__ void __launch_bounds__(kThreads)
 constexpr int T16 = 16;
 template <typename TC>
 __global__ void f32_gemm_kernel(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-                                const float* B, int ldb, float beta, TC* C, int ldc) {
+                                const float* B, int ldb, float beta, TC* C, int ldc, const TC* bias, const TC* R,
+                                int ldr) {
   __shared__ float As[T16][T16 + 1], Bs[T16][T16 + 1];
   const int m = blockIdx.y * T16 + threadIdx.y, n = blockIdx.x * T16 + threadIdx.x;
   float acc = 0.f;
@@ -105,9 +117,7 @@ __global__ void f32_gemm_kernel(bool ta, bool tb, int M, int N, int K, float alp
   }
   if (m < M && n < N) {
     const size_t ci = (size_t)m * ldc + n;
-    float r = alpha * acc;
-    if (beta != 0.f) r += beta * to_f(C[ci]);
-    C[ci] = from_f<TC>(r);
+    C[ci] = from_f<TC>(epilogue(acc, alpha, beta, C, ci, bias, R, ldr, m, n));
   }
 }
 
@@ -122,20 +132,23 @@ class OwnGemm final : public Gemm {
       const bf16* B = (const bf16*)g.B;
       if (g.c == DType::F32)
         launch<wmma_gemm_kernel<float>>(grid, kThreads, 0, stream, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B,
-                                        g.ldb, g.beta, (float*)g.C, g.ldc);
+                                        g.ldb, g.beta, (float*)g.C, g.ldc, (const float*)g.bias,
+                                        (const float*)g.residual, g.ldr);
       else
         launch<wmma_gemm_kernel<bf16>>(grid, kThreads, 0, stream, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B,
-                                       g.ldb, g.beta, (bf16*)g.C, g.ldc);
+                                       g.ldb, g.beta, (bf16*)g.C, g.ldc, (const bf16*)g.bias, (const bf16*)g.residual,
+                                       g.ldr);
     } else {
       const dim3 grid(grid_for(g.N, T16), grid_for(g.M, T16)), block(T16, T16);
       const float* A = (const float*)g.A;
       const float* B = (const float*)g.B;
       if (g.c == DType::F32)
         launch<f32_gemm_kernel<float>>(grid, block, 0, stream, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
-                                       g.beta, (float*)g.C, g.ldc);
+                                       g.beta, (float*)g.C, g.ldc, (const float*)g.bias, (const float*)g.residual,
+                                       g.ldr);
       else
         launch<f32_gemm_kernel<bf16>>(grid, block, 0, stream, g.ta, g.tb, g.M, g.N, g.K, g.alpha, A, g.lda, B, g.ldb,
-                                      g.beta, (bf16*)g.C, g.ldc);
+                                      g.beta, (bf16*)g.C, g.ldc, (const bf16*)g.bias, (const bf16*)g.residual, g.ldr);
     }
     CUDA_LAUNCH_CHECK("gemm (own)");
   }

@@ -83,4 +83,11 @@ std::unique_ptr<Backend<float>> make_cuda_device_backend(const std::string& path
   return backend;
 }
 
+const nccl::Plane& cuda_device_nccl_plane(const std::string& path) {
+  const CudaDeviceLibrary lib = load_cuda_device_library(path, backend_abi());
+  if (!lib.loaded()) fail("cuda", lib.error);
+  if (!lib.table->nccl) fail("cuda", path, " (", lib.table->build, ") carries no NCCL data plane");
+  return *lib.table->nccl;
+}
+
 }  // namespace rt

@@ -36,4 +36,8 @@ const char* backend_abi();
 // with the loader's or the library's reason.
 std::unique_ptr<Backend<float>> make_cuda_device_backend(const std::string& path, int device, bool bf16 = false);
 
+// The NCCL data plane of the library at `path` (over the same CUDA runtime as its backends); throws rt::Error with
+// the loader's reason.
+const nccl::Plane& cuda_device_nccl_plane(const std::string& path);
+
 }  // namespace rt

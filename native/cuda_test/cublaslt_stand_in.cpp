@@ -9,6 +9,8 @@ LtStandInLog* g_log = nullptr;
 
 struct Desc {
   int32_t op_a = lt::kOpN, op_b = lt::kOpN;
+  uint32_t epilogue = lt::kEpilogueDefault;
+  const void* bias = nullptr;
 };
 struct Layout {
   cudaDataType_t type;
@@ -36,6 +38,18 @@ lt::Status desc_destroy(lt::MatmulDesc d) {
   return lt::kSuccess;
 }
 lt::Status desc_set(lt::MatmulDesc d, int attr, const void* buf, size_t size) {
+  if (attr == lt::kDescBiasPointer) {
+    if (size != sizeof(void*)) return 7;
+    static_cast<Desc*>(d)->bias = *static_cast<const void* const*>(buf);
+    return lt::kSuccess;
+  }
+  if (attr == lt::kDescEpilogue) {
+    if (size != sizeof(uint32_t)) return 7;
+    const uint32_t e = *static_cast<const uint32_t*>(buf);
+    if (e != lt::kEpilogueDefault && e != lt::kEpilogueBias) return 15;  // only these are stood in for
+    static_cast<Desc*>(d)->epilogue = e;
+    return lt::kSuccess;
+  }
   if (size != sizeof(int32_t)) return 7;  // CUBLAS_STATUS_INVALID_VALUE
   if (attr == lt::kDescTransA) static_cast<Desc*>(d)->op_a = *static_cast<const int32_t*>(buf);
   else if (attr == lt::kDescTransB) static_cast<Desc*>(d)->op_b = *static_cast<const int32_t*>(buf);
@@ -84,9 +98,10 @@ DType dtype(cudaDataType_t t) { return t == CUDA_R_16BF ? DType::BF16 : DType::F
 // row-major transpose of the same bytes, so D^T[n,m] = opB(B)^T opA(A)^T is a row-major GEMM whose first
 // operand is B (transposed when opB is T) and whose second is A (transposed when opA is T).
 lt::Status matmul(lt::Handle, lt::MatmulDesc d, const void* alpha, const void* A, lt::MatrixLayout la, const void* B,
-                  lt::MatrixLayout lb, const void* beta, const void* C, lt::MatrixLayout, void* D, lt::MatrixLayout ld,
-                  const lt::MatmulAlgo* algo, void*, size_t, cudaStream_t stream) {
-  if (C != D) return 15;  // CUBLAS_STATUS_NOT_SUPPORTED: ringtune always accumulates in place
+                  lt::MatrixLayout lb, const void* beta, const void* C, lt::MatrixLayout lc, void* D,
+                  lt::MatrixLayout ld, const lt::MatmulAlgo* algo, void*, size_t, cudaStream_t stream) {
+  // C apart from D: ringtune's residual epilogue, which always adds C with beta 1
+  if (C != D && *static_cast<const float*>(beta) != 1.f) return 15;  // CUBLAS_STATUS_NOT_SUPPORTED
   if (!aligned(A, algo->data[0]) || !aligned(B, algo->data[1]) || !aligned(C, algo->data[2]) ||
       !aligned(D, algo->data[3])) {
     g_log->misaligned++;
@@ -100,6 +115,15 @@ lt::Status matmul(lt::Handle, lt::MatmulDesc d, const void* alpha, const void* A
   g.alpha = *static_cast<const float*>(alpha), g.beta = *static_cast<const float*>(beta);
   g.A = B, g.lda = (int)b.ld, g.B = A, g.ldb = (int)a.ld, g.C = D, g.ldc = (int)out.ld;
   g.ab = dtype(a.type), g.c = dtype(out.type);
+  if (desc.epilogue == lt::kEpilogueBias) {
+    if (!desc.bias) return 7;
+    g.bias = desc.bias;
+    g_log->bias_epilogues++;
+  }
+  if (C != D) {
+    g.residual = C, g.ldr = (int)static_cast<Layout*>(lc)->ld, g.beta = 0.f;
+    g_log->residual_adds++;
+  }
   static std::unique_ptr<Gemm> own = make_own_gemm();
   own->run(g, stream);
   g_log->matmuls++;

@@ -18,6 +18,8 @@ struct LtStandInLog {
   uint32_t last_plan_c = 0;    // ... C
   DType last_ab = DType::F32;  // the operand types of the last matmul run
   DType last_c = DType::F32;   // ... and of its result
+  int bias_epilogues = 0;      // matmuls that added a bias (CUBLASLT_EPILOGUE_BIAS)
+  int residual_adds = 0;       // matmuls whose C (added with beta 1) was not their D: a residual
 };
 
 // The stand-in's functions; `log` is where it records, reset by each call.

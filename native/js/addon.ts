@@ -281,6 +281,8 @@ export interface NativeRingLink {
 }
 
 export type NcclOp = "all-reduce" | "reduce-scatter" | "all-gather";
+/** The devices whose models an NCCL data plane serves. */
+export type NcclDevice = "cuda-emu" | `cuda:${number}`;
 
 /**
  * One NCCL communicator (ncclConnect). Its rank is the NCCL rank: a reduce-scatter leaves segment `rank` of
@@ -299,6 +301,8 @@ export interface NcclComm {
 /** Whether libnccl.so.2 opens in this process (RINGTUNE_NCCL_LIB, a pip wheel's, or the system's). */
 export interface NcclProbe {
   available: boolean;
+  /** the CUDA runtime the data plane runs on: "the CUDA runtime" or "the ringtune CUDA emulator" */
+  runtime?: string;
   path?: string;
   version?: number;
   reason?: string;
@@ -471,12 +475,16 @@ export interface NativeAddon {
   cudaLibrary?(): CudaLibrary;
   /** Free and total memory of "cuda:N" (through the GPU library) or "cuda-emu" (the emulator's arena). */
   deviceMemory?(device: ModelDeviceName): { freeBytes: number; totalBytes: number };
-  /** NCCL, loaded at run time (absent where the addon has no CUDA backend) */
-  ncclProbe?(): NcclProbe;
+  /**
+   * NCCL, loaded at run time (absent where the addon has no CUDA backend). `device` picks the data plane of the
+   * runtime that holds the models: "cuda-emu" (the default) the emulator's in the addon, "cuda:N" the GPU
+   * library's on GPU N; a GPU library that cannot be loaded throws, naming why.
+   */
+  ncclProbe?(device?: NcclDevice): NcclProbe;
   /** a new communicator id (128 bytes), its bootstrap run by this process; throws without NCCL */
-  ncclUniqueId?(): Uint8Array;
-  /** Joins communicator `id` as `rank` of `size` (non-blocking, polled); rejects after timeoutMs. */
-  ncclConnect?(id: Uint8Array, rank: number, size: number, timeoutMs: number): Promise<NcclComm>;
+  ncclUniqueId?(device?: NcclDevice): Uint8Array;
+  /** Joins communicator `id` as `rank` of `size` (non-blocking, polled) on `device`; rejects after timeoutMs. */
+  ncclConnect?(id: Uint8Array, rank: number, size: number, timeoutMs: number, device?: NcclDevice): Promise<NcclComm>;
   /** the devices this build runs the model on ("cpu", "cuda", "cuda-emu"); absent: the CPU only */
   modelDevices?: readonly string[];
 }

@@ -46,7 +46,7 @@ struct Activations {
   // at once) or a caller keeping them. Otherwise the head runs in chunks of logits_chunk rows.
   BackendArray<T> logits;
   BackendArray<T> dlogits;   // (N, V)  only once a caller asked to keep logits while training
-  BackendArray<T> chunk;     // (kHeadChunk, V) the chunked head's logits
+  BackendArray<T> chunk;     // (rows, V) the chunked head's logits (kHeadChunk or the backend's rows)
   bool logits_kept = false;  // whether logits holds the last forward's logits
   BackendArray<T> losses;    // (N)
   // shared by all layers: ln (N, C) is ln1/ln2 recomputed; h (N, I) likewise; backward scratch

@@ -6,6 +6,8 @@
 // Pointers are the backend's memory: its zeros() places the model's flat buffers.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 #include "buffer.h"
 #include "ops/adamw.h"
@@ -13,6 +15,25 @@
 #include "ops/cross_entropy.h"
 
 namespace rt {
+
+struct RingShape;
+struct SequenceParallel;
+
+// How gradient buckets of a device backend reach the host's all-reduce while the backward goes on, and how the
+// sums come back. send() is called on the compute thread as a bucket becomes final: it records an event on the
+// compute stream and queues the copy to pinned host memory on a copy stream behind it, then returns without
+// waiting; landed() runs on the staging's own thread once the bytes are in host memory, in the order of the
+// sends. drain() waits for every landed() of the step (and rethrows the first failure); it must be called
+// once per step, after the last send. receive() queues the copy of host sums back onto the compute stream,
+// behind the rest of the step and before whatever is issued next (AdamW), without waiting either.
+template <typename T>
+class GradStaging {
+ public:
+  virtual ~GradStaging() = default;
+  virtual void send(T* host, const T* device, size_t n, std::function<void()> landed) = 0;
+  virtual void drain() = 0;
+  virtual void receive(T* device, const T* host, size_t n) = 0;
+};
 
 template <typename T>
 class Backend {
@@ -52,6 +73,42 @@ class Backend {
   virtual void linear_backward(T* dinp, T* dw, T* db, const T* dout, const T* inp, const T* w, int N, int I,
                                int O) const = 0;
   virtual void embedding_forward(T* out, const int32_t* ids, const T* wte, int N, int C, int V) const = 0;
+  // Projections of one input through weights stacked in one matrix (q, k and v; gate and up): part j's W_j
+  // (O[j], I) starts at row O[0] + ... + O[j-1] of w, its bias likewise in bias (null: none), and
+  // outs[j] (N, O[j]) = inp W_j^T + b_j. A device backend runs one GEMM and splits its columns; this default
+  // runs linear_forward per part.
+  virtual void linear_forward_stacked(T* const* outs, const T* inp, const T* w, const T* bias, const int* O, int parts,
+                                      int N, int I) const {
+    size_t row = 0;
+    for (int j = 0; j < parts; j++) {
+      linear_forward(outs[j], inp, w + row * I, bias ? bias + row : nullptr, N, I, O[j]);
+      row += O[j];
+    }
+  }
+  // Its backward: dinp (N, I) = sum_j douts[j] W_j (written); dw and dbias (stacked as w and bias; null: frozen)
+  // accumulate. scratch (N, I): the default's partial products, added to dinp one part at a time.
+  virtual void linear_backward_stacked(T* dinp, T* dw, T* dbias, const T* const* douts, const T* inp, const T* w,
+                                       const int* O, int parts, int N, int I, T* scratch) const {
+    size_t row = 0;
+    for (int j = 0; j < parts; j++) {
+      linear_backward(j == 0 ? dinp : scratch, dw ? dw + row * I : nullptr, dbias ? dbias + row : nullptr, douts[j],
+                      inp, w + row * I, N, I, O[j]);
+      if (j > 0) add_inplace(dinp, scratch, (size_t)N * I);
+      row += O[j];
+    }
+  }
+  // A linear layer whose output joins the residual stream (o_proj, down_proj): out (N, O) = residual + inp W^T + b;
+  // out may alias residual. A device backend adds the residual in the GEMM's epilogue; this default computes the
+  // product into scratch (N, O) and adds.
+  virtual void linear_forward_residual(T* out, const T* residual, const T* inp, const T* w, const T* b, int N, int I,
+                                       int O, T* scratch) const {
+    linear_forward(scratch, inp, w, b, N, I, O);
+    add(out, residual, scratch, (size_t)N * O);
+  }
+  // Positions per chunk of the LM head when its weight is trained and nobody keeps the logits: each chunk's
+  // weight gradient is accumulated (one more pass over it per chunk). 0: all logits at once, one GEMM for the
+  // weight gradient (a host backend: memory is plenty, passes over the gradient are not cheap).
+  virtual int head_chunk_rows(int /*V*/) const { return 0; }
   virtual void embedding_backward(T* dwte, const T* dout, const int32_t* ids, int N, int C) const = 0;
   virtual void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* w, int N, int C, double eps) const = 0;
   virtual void rmsnorm_backward(T* dinp, T* dw, const T* dout, const T* inp, const T* w, const T* rstd, int N,
@@ -91,6 +148,24 @@ class Backend {
   virtual void defer_losses(bool) const {}
   virtual LossSum pending_losses() const { return {}; }
   virtual void adamw_update(T* p, const T* g, T* m, T* v, size_t n, const AdamWStep& s, bool decay) const = 0;
+
+  // A device backend's gradient staging (above) and the pinned host memory its copies need to run
+  // asynchronously; a host-memory backend has neither (null), its gradients are the host's already.
+  virtual std::unique_ptr<GradStaging<T>> make_grad_staging() const { return nullptr; }
+  virtual Buffer<T> pinned_host_zeros(size_t) const { return nullptr; }
+
+  // Sequence-parallel attention round the group's ring (ring_attention.h) with the blocks in the backend's
+  // memory; seg is the batch's local segment ids on the host. False: the backend has no such path, and the
+  // model runs the host's ring attention on host copies.
+  virtual bool ring_attention_forward(T*, T*, const T*, const T*, const T*, const int32_t*, const RingShape&,
+                                      const SequenceParallel&) const {
+    return false;
+  }
+  virtual bool ring_attention_backward(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*,
+                                       const int32_t*, const RingShape&, const SequenceParallel&) const {
+    return false;
+  }
+
   // Mixed precision: a backend that computes in bf16 over fp32 master weights keeps a bf16 compute copy of
   // `master` (the model's trainable weights, or its fp32 base) for its GEMMs: AdamW refreshes it as it updates
   // the weights, and any other write into `master` through the backend marks it for a refresh before its next

@@ -395,7 +395,9 @@ template <typename T>
 LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opts, double scale) {
   const int N = (int)a.N, C = cfg_.hidden_size, V = cfg_.vocab_size;
   // d(lnf) goes to a.dln, where the backward starts.
-  if (opts.keep_logits || (opts.backward && !lora_)) {
+  const bool trained_head = opts.backward && dlm_head();
+  const int head_rows = head_chunk_rows_ >= 0 ? head_chunk_rows_ : ops_.head_chunk_rows(V);
+  if (opts.keep_logits || (trained_head && (head_rows <= 0 || head_rows >= N))) {
     // All logits at once: a caller keeps them, or the trainable head's weight gradient wants one GEMM
     // over all positions rather than one pass over the (V, C) gradient per chunk.
     a.logits.allocate(a.N * V, ops_);  // once per shape
@@ -408,26 +410,31 @@ LossSum Model<T>::head(Activations<T>& a, const Batch& b, const StepOptions& opt
     const LossSum ls = ops_.cross_entropy_forward_backward(a.losses.data(), dlogits, a.logits.data(), b.labels, N, V,
                                                            scale, opts.label_weights);
     a.logits_kept = opts.keep_logits || !opts.backward;
-    if (opts.backward && dlm_head())
+    if (trained_head)
       ops_.linear_backward(a.dln.data(), dlm_head(), (T*)nullptr, dlogits, a.lnf.data(), lm_head(), N, C, V);
     else if (opts.backward) head_input_grad(a.dln.data(), dlogits, a.lnf.data(), N);
     return ls;
   }
-  // In chunks of positions: only (kHeadChunk, V) logits exist at a time. The head is frozen here (LoRA)
-  // or not trained (evaluation), so each chunk's d(lnf) is all the backward needs from it.
+  // In chunks of positions: only (rows, V) logits exist at a time. Each chunk's cross entropy turns its logits
+  // into their gradient in place; a trained head's weight gradient accumulates chunk by chunk, and each chunk's
+  // d(lnf) is written.
+  const int rows = trained_head ? head_rows : kHeadChunk;
   LossSum total;
-  a.chunk.allocate((size_t)kHeadChunk * V, ops_);  // once per shape
-  for (int c0 = 0; c0 < N; c0 += kHeadChunk) {
+  a.chunk.allocate((size_t)rows * V, ops_);  // once per shape
+  for (int c0 = 0; c0 < N; c0 += rows) {
     throw_if_cancelled(cancel_);
-    const int n = std::min(kHeadChunk, N - c0);
+    const int n = std::min(rows, N - c0);
     T* z = a.chunk.data();
-    head_logits(z, a.lnf.data() + (size_t)c0 * C, n);
+    const T* x = a.lnf.data() + (size_t)c0 * C;
+    head_logits(z, x, n);
     const LossSum ls =
         ops_.cross_entropy_forward_backward(a.losses.data() + c0, opts.backward ? z : nullptr, z, b.labels + c0, n, V,
                                             scale, opts.label_weights ? opts.label_weights + c0 : nullptr);
     total.sum += ls.sum;
     total.count += ls.count;
-    if (opts.backward) head_input_grad(a.dln.data() + (size_t)c0 * C, z, a.lnf.data() + (size_t)c0 * C, n);
+    if (trained_head)
+      ops_.linear_backward(a.dln.data() + (size_t)c0 * C, dlm_head(), (T*)nullptr, z, x, lm_head(), n, C, V);
+    else if (opts.backward) head_input_grad(a.dln.data() + (size_t)c0 * C, z, x, n);
   }
   a.logits_kept = false;
   return total;
@@ -452,10 +459,44 @@ uint64_t Model<T>::dropout_stream(int l, int t) const {
 
 template <typename T>
 void Model<T>::project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab,
-                       const std::vector<AdapterRun<T>>& adapters) {
+                       const std::vector<AdapterRun<T>>& adapters, const T* residual, T* scratch) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
   // The base weight over every position at once (one GEMM), then each run's low-rank product.
-  ops_.linear_forward(out, inp, param(w), param(bias), N, in, outf);
+  if (residual) ops_.linear_forward_residual(out, residual, inp, param(w), param(bias), N, in, outf, scratch);
+  else ops_.linear_forward(out, inp, param(w), param(bias), N, in, outf);
+  add_adapters(l, t, out, inp, N, ab, adapters);
+}
+
+template <typename T>
+void Model<T>::project_stacked(int l, const StackedTargets& g, T* const* outs, const T* inp, int N,
+                               const std::array<AdapterBuffers<T>, kNumTargets>& ab,
+                               const std::vector<AdapterRun<T>>& adapters) {
+  int O[kMaxStacked];
+  const int in = stacked_shape(g, O);
+  ops_.linear_forward_stacked(outs, inp, param(g.w[0]), param(g.b[0]), O, g.parts, N, in);
+  for (int j = 0; j < g.parts; j++) add_adapters(l, g.t[j], outs[j], inp, N, ab[g.t[j]], adapters);
+}
+
+// The rows of each part of a stacked group, and its input width; the table lays the group's weights (and
+// biases) out adjacently, which the stacked ops rely on.
+template <typename T>
+int Model<T>::stacked_shape(const StackedTargets& g, int* O) const {
+  const int in = LoraTable::shape(cfg_, g.t[0]).first;
+  size_t row = 0;
+  for (int j = 0; j < g.parts; j++) {
+    O[j] = LoraTable::shape(cfg_, g.t[j]).second;
+    if (g.w[j] != g.w[0] + row * in || (g.b[j] == kAbsent) != (g.b[0] == kAbsent) ||
+        (g.b[0] != kAbsent && g.b[j] != g.b[0] + row))
+      fail("model", "projection ", g.t[j], " is not stacked after the group's first in the parameter table");
+    row += O[j];
+  }
+  return in;
+}
+
+template <typename T>
+void Model<T>::add_adapters(int l, int t, T* out, const T* inp, int N, const AdapterBuffers<T>& ab,
+                            const std::vector<AdapterRun<T>>& adapters) {
+  const auto [in, outf] = LoraTable::shape(cfg_, t);
   for (const AdapterRun<T>& run : adapters) {
     if (!run.table->targeted[t]) continue;
     const LoraLayer& ll = run.table->layers[l];
@@ -478,6 +519,22 @@ void Model<T>::project_backward(Activations<T>& a, int l, int t, T* dinp, const 
                                 size_t bias, int N) {
   const auto [in, outf] = LoraTable::shape(cfg_, t);
   ops_.linear_backward(dinp, grad(w), grad(bias), dout, inp, param(w), N, in, outf);
+  adapter_backward(a, l, t, dinp, dout, inp, N);
+}
+
+template <typename T>
+void Model<T>::project_backward_stacked(Activations<T>& a, int l, const StackedTargets& g, T* dinp,
+                                        const T* const* douts, const T* inp, int N, T* scratch) {
+  int O[kMaxStacked];
+  const int in = stacked_shape(g, O);
+  ops_.linear_backward_stacked(dinp, grad(g.w[0]), grad(g.b[0]), douts, inp, param(g.w[0]), O, g.parts, N, in, scratch);
+  for (int j = 0; j < g.parts; j++) adapter_backward(a, l, g.t[j], dinp, douts[j], inp, N);
+}
+
+// The adapter's gradients and its share of dinp (added), when LoRA targets t.
+template <typename T>
+void Model<T>::adapter_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, int N) {
+  const auto [in, outf] = LoraTable::shape(cfg_, t);
   if (!lora_ || !lora_table_->targeted[t]) return;
   LayerActivations<T>& la = a.kept(l);
   const LoraLayer& ll = lora_table_->layers[l];
@@ -582,9 +639,8 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
   const auto& ad = io.adapters;
   stage_layer(l);
   ops_.rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
-  project(l, kQ, io.q, io.ln, o.wq, o.bq, n, ad[kQ], adapters);
-  project(l, kK, io.k, io.ln, o.wk, o.bk, n, ad[kK], adapters);
-  project(l, kV, io.v, io.ln, o.wv, o.bv, n, ad[kV], adapters);
+  T* const qkv[] = {io.q, io.k, io.v};
+  project_stacked(l, qkv_group(o), qkv, io.ln, n, ad, adapters);
   ops_.rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
   ops_.rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
   if (caches) {
@@ -598,14 +654,12 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
     }
   } else if (sp_) sp_attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, ring_shape(rows->shape));
   else ops_.attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
-  project(l, kO, io.tmp, io.att, o.wo, o.bo, n, ad[kO], adapters);
-  ops_.add(io.res_mid, io.res_in, io.tmp, (size_t)n * C);
+  project(l, kO, io.res_mid, io.att, o.wo, o.bo, n, ad[kO], adapters, io.res_in, io.tmp);  // res_in + o_proj(att)
   ops_.rmsnorm_forward(io.ln, io.rstd2, io.res_mid, param(o.ln2), n, C, c.rms_norm_eps);
-  project(l, kGate, io.gate, io.ln, o.wg, o.bg, n, ad[kGate], adapters);
-  project(l, kUp, io.up, io.ln, o.wu, o.bu, n, ad[kUp], adapters);
+  T* const gate_up[] = {io.gate, io.up};
+  project_stacked(l, gate_up_group(o), gate_up, io.ln, n, ad, adapters);
   ops_.swiglu_forward(io.h, io.gate, io.up, (size_t)n * c.intermediate_size);
-  project(l, kDown, io.tmp, io.h, o.wd, o.bd, n, ad[kDown], adapters);
-  ops_.add(io.res_out, io.res_mid, io.tmp, (size_t)n * C);
+  project(l, kDown, io.res_out, io.h, o.wd, o.bd, n, ad[kDown], adapters, io.res_mid, io.tmp);  // res_mid + mlp
 }
 
 template <typename T>
@@ -639,9 +693,8 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
     ops_.swiglu_forward(a.h.data(), la.gate.data(), la.up.data(), a.N * I);
     project_backward(a, l, kDown, a.dgate.data(), dres, a.h.data(), o.wd, o.bd, N);  // d(h), into dgate
     ops_.swiglu_backward(a.dgate.data(), a.dup.data(), a.dgate.data(), la.gate.data(), la.up.data(), a.N * I);
-    project_backward(a, l, kGate, dln, a.dgate.data(), a.ln.data(), o.wg, o.bg, N);
-    project_backward(a, l, kUp, dtmp, a.dup.data(), a.ln.data(), o.wu, o.bu, N);
-    ops_.add_inplace(dln, dtmp, NC);
+    const T* const dgate_up[] = {a.dgate.data(), a.dup.data()};
+    project_backward_stacked(a, l, gate_up_group(o), dln, dgate_up, a.ln.data(), N, dtmp);
     ops_.rmsnorm_backward(dtmp, grad(o.ln2), dln, la.res_mid.data(), param(o.ln2), la.rstd2.data(), N, C);
     ops_.add_inplace(dres, dtmp, NC);  // now d(res_mid)
     // Attention branch: res_mid = res_in + o_proj(attention(rope(q), rope(k), v))
@@ -655,11 +708,8 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
     ops_.rope_backward(a.dq.data(), b.position_ids, inv_freq_.data(), N, c.num_heads, c.head_dim);
     ops_.rope_backward(a.dk.data(), b.position_ids, inv_freq_.data(), N, c.num_kv_heads, c.head_dim);
     ops_.rmsnorm_forward(a.ln.data(), la.rstd1.data(), res_in, param(o.ln1), N, C, c.rms_norm_eps);  // ln1 again
-    project_backward(a, l, kQ, dln, a.dq.data(), a.ln.data(), o.wq, o.bq, N);
-    project_backward(a, l, kK, dtmp, a.dk.data(), a.ln.data(), o.wk, o.bk, N);
-    ops_.add_inplace(dln, dtmp, NC);
-    project_backward(a, l, kV, dtmp, a.dv.data(), a.ln.data(), o.wv, o.bv, N);
-    ops_.add_inplace(dln, dtmp, NC);
+    const T* const dqkv[] = {a.dq.data(), a.dk.data(), a.dv.data()};
+    project_backward_stacked(a, l, qkv_group(o), dln, dqkv, a.ln.data(), N, dtmp);
     ops_.rmsnorm_backward(dtmp, grad(o.ln1), dln, res_in, param(o.ln1), la.rstd1.data(), N, C);
     report();                                               // the layer's parameters (or adapters) are final
     if (l > 0 || !lora_) ops_.add_inplace(dres, dtmp, NC);  // now d(res_in); the frozen embedding needs none

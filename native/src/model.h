@@ -214,6 +214,9 @@ class Model {
   // adapters (if any). Leaves the final norm of every position in buf.lnf.
   void forward_cached(int n, DecodeBuffers<T>& buf, const std::vector<CachedRun<T>>& caches,
                       const std::vector<AdapterRun<T>>* adapters);
+  // Positions per chunk of a trained LM head whose logits nobody keeps (0: all at once; -1, the default: the
+  // backend's head_chunk_rows). Tests use it to make chunks of a small batch.
+  void set_head_chunk_rows(int rows) { head_chunk_rows_ = rows; }
   // The LM head: logits z (n, V) = x (n, C) W^T, tile by tile of the vocabulary with a bf16 base.
   void head_logits(T* z, const T* x, int n);
 
@@ -261,12 +264,35 @@ class Model {
   LossSum head(Activations<T>& a, const Batch& b, const StepOptions& opts, double scale);
   void backward(Activations<T>& a, const Batch& b, const GradsReady& ready);
   // A linear layer of layer l with each adapter run's product when its adapter targets t (dropout when ab
-  // has its buffers).
+  // has its buffers). With residual: out = residual + the layer's output (scratch (N, out) for a backend that
+  // adds after the GEMM).
   void project(int l, int t, T* out, const T* inp, size_t w, size_t bias, int N, const AdapterBuffers<T>& ab,
-               const std::vector<AdapterRun<T>>& adapters);
+               const std::vector<AdapterRun<T>>& adapters, const T* residual = nullptr, T* scratch = nullptr);
+  // Projections of one input whose weights the table stacks (q, k, v; gate, up): the base in one backend op,
+  // then each targeted adapter.
+  static constexpr int kMaxStacked = 3;
+  struct StackedTargets {
+    int parts;
+    int t[kMaxStacked];
+    size_t w[kMaxStacked], b[kMaxStacked];
+  };
+  static StackedTargets qkv_group(const LayerOffsets& o) {
+    return {3, {kQ, kK, kV}, {o.wq, o.wk, o.wv}, {o.bq, o.bk, o.bv}};
+  }
+  static StackedTargets gate_up_group(const LayerOffsets& o) { return {2, {kGate, kUp}, {o.wg, o.wu}, {o.bg, o.bu}}; }
+  int stacked_shape(const StackedTargets& g, int* O) const;
+  void project_stacked(int l, const StackedTargets& g, T* const* outs, const T* inp, int N,
+                       const std::array<AdapterBuffers<T>, kNumTargets>& ab,
+                       const std::vector<AdapterRun<T>>& adapters);
+  void add_adapters(int l, int t, T* out, const T* inp, int N, const AdapterBuffers<T>& ab,
+                    const std::vector<AdapterRun<T>>& adapters);
   uint64_t dropout_stream(int l, int t) const;
   void project_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, size_t w, size_t bias,
                         int N);
+  void project_backward_stacked(Activations<T>& a, int l, const StackedTargets& g, T* dinp, const T* const* douts,
+                                const T* inp, int N, T* scratch);
+  void adapter_backward(Activations<T>& a, int l, int t, T* dinp, const T* dout, const T* inp, int N);
+  int head_chunk_rows_ = -1;  // set_head_chunk_rows; -1: the backend's choice
 
   ModelConfig cfg_;
   ParamTable table_;

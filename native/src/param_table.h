@@ -24,6 +24,7 @@ struct LayerOffsets {
 };
 
 struct ParamTable {
+  // Hugging Face's order; the offsets are not monotonic in it (a layer's q, k, v and gate, up weights are adjacent).
   std::vector<ParamEntry> entries;
   size_t embed = kAbsent, final_norm = kAbsent, lm_head = kAbsent;  // lm_head absent when tied
   std::vector<LayerOffsets> layers;

@@ -45,8 +45,10 @@ void randomize(Model<T>& m, uint64_t seed, double std) {
     }
 }
 
-void whole_model_gradient_check(const ModelConfig& cfg, const HostBatch& hb) {
+// head_rows: positions per chunk of the trained LM head (0: all logits at once, as the CPU backend chooses).
+void whole_model_gradient_check(const ModelConfig& cfg, const HostBatch& hb, int head_rows = 0) {
   Model<double> m(cfg);
+  m.set_head_chunk_rows(head_rows);
   randomize(m, 42, 0.5);
   const Batch b = hb.view();
   m.zero_grad();
@@ -88,6 +90,13 @@ TEST(model_gradients_bias_tied_head) {
 TEST(model_gradients_packed_three_segments_with_padding) {
   const ModelConfig c = tiny_config(true, true, false);
   whole_model_gradient_check(c, packed_batch({{3, 4, 2}, {5, 3}}, 11, c.vocab_size, 3));
+}
+
+// The head in chunks of 2 positions (the last one ragged): each chunk's weight gradient accumulates, each
+// chunk's d(final norm) is written, and the logits of the whole batch never exist at once.
+TEST(model_gradients_chunked_trained_head) {
+  const ModelConfig c = tiny_config(true, true, false);
+  whole_model_gradient_check(c, packed_batch({{3, 2}}, 5, c.vocab_size, 3), 2);
 }
 
 TEST(model_gradients_llama3_rope_scaling) {
