@@ -12,7 +12,7 @@ import type { JobSpec } from "../spec/job_spec.js";
 import { checkedJobSpec, type CheckedSpec } from "./jobs/checked_spec.js";
 import { serveJobApi } from "./jobs/job_api_server.js";
 import type { PathRoots } from "../files/path_roots.js";
-import { INPUT_ROOTS_VARIABLE } from "../files/input_files.js";
+import { addInputRoots } from "../files/input_files.js";
 import { memoryRefusal, workersThatFit } from "./jobs/memory_fit.js";
 import { readModelShape } from "../spec/job_memory.js";
 import { JobStore, type Job } from "./jobs/store.js";
@@ -22,7 +22,7 @@ import { CoordinatorLease, DEFAULT_LEASE_TTL_MS } from "./lease.js";
 export { DEFAULT_LEASE_TTL_MS };
 import { recoverInterruptedJob } from "./jobs/recovery.js";
 import { parseSpec } from "../spec/load.js";
-import { JobCancelled } from "./train/attempt.js";
+import { CoordinatorStopping, JobCancelled } from "./train/attempt.js";
 import { runJob } from "./train/run_job.js";
 import type { MetricLine } from "./train/metrics_file.js";
 import { NatsOutageError, WorkerCommandError, WorkerLostError } from "./train/worker_client.js";
@@ -91,7 +91,7 @@ export class Coordinator {
     const log = opts.log ?? processLogger("coordinator");
     // Every data file is checked again as it is opened, by the threads of the data pipeline too (they
     // inherit the environment): what changed after the spec was checked cannot lead a read out of the roots.
-    if (opts.roots) process.env[INPUT_ROOTS_VARIABLE] = [...opts.roots.data, ...opts.roots.output].join(":");
+    if (opts.roots) addInputRoots([...opts.roots.data, ...opts.roots.output]);
     const nc = await connect({
       ...opts.auth,
       servers: opts.natsUrl,
@@ -347,5 +347,8 @@ export class Coordinator {
     await this.serveHttp?.close();
     await this.lease.release();
     await this.nc.close();
+    // Running jobs end what they were doing (a data preparation's threads, say) once nothing can be written
+    // any more: their records stay as they are, and the process is free to exit.
+    for (const i of this.interruptions.values()) i.reject(new CoordinatorStopping("the coordinator is stopping"));
   }
 }

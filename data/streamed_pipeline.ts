@@ -8,7 +8,8 @@
 // use the same seeded functions.
 import type { DataSource } from "../spec/job_spec.js";
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync } from "node:fs";
+import { closeSync, mkdirSync, readSync, renameSync, rmSync } from "node:fs";
+import { openInputSync } from "../files/input_files.js";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheKey } from "./storage/cache.js";
@@ -60,17 +61,22 @@ export function dataCacheDir(spec: DataSpec): string {
   return spec.cache_dir ?? process.env.RINGTUNE_CACHE_DIR ?? path.join(repoRoot, ".cache", "data");
 }
 
-/** sha256 of a file read in chunks (bounded memory for any size). */
-export function streamedFileHash(file: string): string {
+/** sha256 of what is left to read on `fd`, read in chunks (bounded memory for any size). */
+export function hashOpenFile(fd: number): string {
   const h = createHash("sha256");
-  const fd = openSync(file, "r");
+  const buf = Buffer.allocUnsafe(1 << 20);
+  for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) h.update(buf.subarray(0, n));
+  return h.digest("hex");
+}
+
+/** sha256 of an input file (opened as every input is: files/input_files.ts), read in chunks. */
+export function streamedFileHash(file: string): string {
+  const fd = openInputSync(file);
   try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) h.update(buf.subarray(0, n));
+    return hashOpenFile(fd);
   } finally {
     closeSync(fd);
   }
-  return h.digest("hex");
 }
 
 /** The cache entry's name: data contents, every setting, the tokenizer, the template and this code. */

@@ -1,80 +1,81 @@
-// Every data file a job reads is opened here. A path checked at intake can change before it is read (a file
-// replaced by a symbolic link, a folder swapped for one); so the check is made again on what was actually
-// opened: the descriptor's own path (/proc/self/fd/N, what the kernel reached, links and all) must lie under
-// the input roots, and it must be a regular file. A FIFO, a device or a socket is refused by type; the open
-// itself never waits on one (O_NONBLOCK), so a FIFO named as a data file cannot hang preparation.
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  openSync,
-  readFileSync,
-  readlinkSync,
-  realpathSync,
-  type Stats,
-} from "node:fs";
-import path from "node:path";
+// Every file a job reads is opened here. A path checked at intake can change before it is read (a file
+// replaced by a symbolic link, a folder swapped for one); so a process with input roots opens each input by
+// walking from its root, never letting the kernel follow a link (files/walk_beneath.ts): what is read is what
+// the walk reached, under the roots. It must be a regular file: a FIFO, a device or a socket is refused by
+// type, and the open itself never waits on one (O_NONBLOCK), so a FIFO named as a data file cannot hang
+// preparation. Code that needs a path rather than a descriptor (the native weight reader) is given the
+// descriptor's own /proc/self/fd/N, which reopens exactly the file the walk reached.
+import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { bothForms } from "./folder_beneath.js";
+import { InputFileError, notRegular, openBeneath, typeError } from "./walk_beneath.js";
 
-/** Set by the coordinator to its data and output roots (':'-separated); every thread it starts inherits it. */
+export { InputFileError, notRegular };
+
+/**
+ * The roots every input must lie under, ':'-separated: set by the coordinator (its data and output roots) and
+ * by a worker (its own), inherited by every thread they start. Unset: inputs are opened as named.
+ */
 export const INPUT_ROOTS_VARIABLE = "RINGTUNE_INPUT_ROOTS";
-
-export class InputFileError extends Error {
-  override name = "InputFileError";
-}
-
-function kindOf(st: Stats): string {
-  if (st.isFIFO()) return "a FIFO";
-  if (st.isCharacterDevice() || st.isBlockDevice()) return "a device";
-  if (st.isSocket()) return "a socket";
-  if (st.isDirectory()) return "a folder";
-  return "not a regular file";
-}
-
-/** Why the file type of `st` cannot be read as data, or undefined for a regular file. */
-export function notRegular(st: Stats): string | undefined {
-  return st.isFile() ? undefined : `is ${kindOf(st)}; inputs must be regular files`;
-}
-
-function inside(root: string, p: string): boolean {
-  const rel = path.relative(root, p);
-  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
-}
 
 function inputRoots(): string[] | undefined {
   const value = process.env[INPUT_ROOTS_VARIABLE];
   if (!value) return undefined;
-  return value
-    .split(":")
-    .filter((r) => r !== "")
-    .map((r) => {
-      try {
-        return realpathSync(r);
-      } catch {
-        return path.resolve(r);
-      }
-    });
+  return bothForms(value.split(":").filter((r) => r !== ""));
 }
 
 /**
- * A descriptor for reading `file`: a regular file that, as opened, lies under the input roots (when the
- * process has them). The caller closes it.
+ * Adds `roots` to this process's input roots (and its threads'). Added, never narrowed: a coordinator and a
+ * worker in one process (tests, a single-machine setup) each read under their own roots.
  */
-export function openInputSync(file: string): number {
-  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+export function addInputRoots(roots: string[]): void {
+  const had = (process.env[INPUT_ROOTS_VARIABLE] ?? "").split(":").filter((r) => r !== "");
+  process.env[INPUT_ROOTS_VARIABLE] = [...new Set([...had, ...roots])].join(":");
+}
+
+function openUnconfined(file: string, want: "file" | "folder"): number {
+  let fd: number;
   try {
-    const why = notRegular(fstatSync(fd));
-    if (why) throw new InputFileError(`${file}: ${why}`);
-    const roots = inputRoots();
-    if (roots) {
-      const opened = readlinkSync(`/proc/self/fd/${fd}`);
-      if (!roots.some((r) => inside(r, opened)))
-        throw new InputFileError(`${file}: leads out of the input roots (it changed after it was checked)`);
-    }
+    fd = openSync(
+      file,
+      constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | (want === "folder" ? constants.O_DIRECTORY : 0),
+    );
+  } catch (err) {
+    // a socket cannot be opened at all (ENXIO): refused by its type like the others
+    if ((err as NodeJS.ErrnoException).code === "ENXIO") throw typeError(file, "", statSync(file), err);
+    throw err;
+  }
+  if (want === "folder") return fd;
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw typeError(file, "", st);
     return fd;
   } catch (err) {
     closeSync(fd);
     throw err;
   }
+}
+
+function openInput(file: string, want: "file" | "folder"): number {
+  const roots = inputRoots();
+  if (!roots) return openUnconfined(file, want);
+  return openBeneath(file, roots, { want, links: "follow-inside", label: "input" });
+}
+
+/** A descriptor for reading the regular file `file`, reached as above; the caller closes it. */
+export function openInputSync(file: string): number {
+  return openInput(file, "file");
+}
+
+/** Whether `file` is there to be read: false only when a component is missing (a link leading out counts as there). */
+export function inputPresent(file: string): boolean {
+  let fd: number;
+  try {
+    fd = openInputSync(file);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== "ENOENT";
+  }
+  closeSync(fd);
+  return true;
 }
 
 /** The whole of an input file, through openInputSync. */
@@ -90,4 +91,33 @@ export function readInputBytes(file: string): Buffer {
 /** The whole of an input file as UTF-8 text. */
 export function readRegularFile(file: string): string {
   return readInputBytes(file).toString("utf8");
+}
+
+/** The entries of the input folder `dir`, reached as a file is; sorted by name (code units). */
+export function listInputFolder(dir: string): { name: string; isFile: boolean; isFolder: boolean }[] {
+  const fd = openInput(dir, "folder");
+  try {
+    return readdirSync(`/proc/self/fd/${fd}`, { withFileTypes: true })
+      .map((e) => ({ name: e.name, isFile: e.isFile(), isFolder: e.isDirectory() }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Runs `use` with a path that opens exactly the file the walk reached (its descriptor's /proc/self/fd/N), for
+ * readers that take a path; their errors name `file`, never that path.
+ */
+export async function withInputPath<T>(file: string, use: (opened: string) => Promise<T>): Promise<T> {
+  const fd = openInputSync(file);
+  const opened = `/proc/self/fd/${fd}`;
+  try {
+    return await use(opened);
+  } catch (err) {
+    if (err instanceof Error && err.message.includes(opened)) err.message = err.message.split(opened).join(file);
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
 }

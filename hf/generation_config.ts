@@ -1,11 +1,10 @@
 // generation_config.json: where HF keeps the EOS ids generation stops on (often a list for chat
 // models, e.g. Llama 3's <|end_of_text|> and <|eot_id|>), which may differ from config.json's.
-import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import type { HfConfig } from "./hf_config.js";
 import { CorruptFileError } from "./errors.js";
+import { inputPresent, readRegularFile } from "../files/input_files.js";
 
 const tokenIds = z.union([z.number().int(), z.array(z.number().int())]).nullish();
 const schema = z.looseObject({ bos_token_id: tokenIds, eos_token_id: tokenIds, pad_token_id: tokenIds });
@@ -15,10 +14,10 @@ const asList = (v: number | number[] | null | undefined): number[] => (v == null
 /** The parsed generation_config.json of `dir`, or null when the folder has none. */
 export async function readGenerationConfig(dir: string): Promise<Record<string, unknown> | null> {
   const file = path.join(dir, "generation_config.json");
-  if (!existsSync(file)) return null;
+  if (!inputPresent(file)) return null;
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(file, "utf8"));
+    json = JSON.parse(readRegularFile(file));
   } catch (err) {
     throw new CorruptFileError(file, `not valid JSON (${(err as Error).message})`, { cause: err });
   }

@@ -2,11 +2,11 @@
 // the NativeModelConfig the core wants, and written back in a form transformers and vLLM load.
 // Defaults follow transformers' LlamaConfig / Qwen2Config, so a config that omits a key means what
 // it means to HF.
-import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import type { NativeModelConfig } from "../native/js/addon.js";
 import { CorruptFileError, UnknownArchitectureError, UnsupportedConfigError } from "./errors.js";
 import { writeOutputFileAtomically } from "../files/output_files.js";
+import { readRegularFile } from "../files/input_files.js";
 
 export const ARCHITECTURES = {
   LlamaForCausalLM: "llama",
@@ -221,7 +221,7 @@ export function parseHfConfig(json: unknown, file: string): HfConfig {
 export async function readHfConfig(file: string): Promise<HfConfig> {
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    text = readRegularFile(file);
   } catch (err) {
     throw new CorruptFileError(file, `cannot read: ${(err as Error).message}`, { cause: err });
   }

@@ -7,11 +7,19 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { loadAddon } from "../native/js/addon.js";
-import type { ModelDeviceName, NativeModel, ParamInfo, ReadTensorItem, TensorDtype } from "../native/js/addon.js";
+import type {
+  ComputePrecision,
+  ModelDeviceName,
+  NativeModel,
+  ParamInfo,
+  ReadTensorItem,
+  TensorDtype,
+} from "../native/js/addon.js";
 import { readHfConfig, writeConfig, writeJsonAtomic } from "./hf_config.js";
 import type { HfConfig } from "./hf_config.js";
 import { generationConfigJson, readGenerationConfig } from "./generation_config.js";
 import { makeOutputDir, writeOutputFileAtomically } from "../files/output_files.js";
+import { inputPresent, readInputBytes, readRegularFile, withInputPath } from "../files/input_files.js";
 import { readSafetensorsHeader, writeSafetensors } from "./safetensors.js";
 import type { SafetensorsHeader, TensorEntry, WriteTensor } from "./safetensors.js";
 import { CorruptFileError, MissingTensorError, ShapeMismatchError, UnexpectedTensorError } from "./errors.js";
@@ -55,19 +63,19 @@ const indexSchema = z.object({
 
 async function readWeightFiles(dir: string): Promise<WeightFiles> {
   const single = path.join(dir, SINGLE_FILE);
-  if (existsSync(single)) {
+  if (inputPresent(single)) {
     const header = await readSafetensorsHeader(single);
     const tensors = new Map<string, Located>();
     for (const entry of header.tensors.values()) tensors.set(entry.name, { header, entry });
     return { describedBy: single, tensors };
   }
   const indexFile = path.join(dir, INDEX_FILE);
-  if (!existsSync(indexFile)) {
+  if (!inputPresent(indexFile)) {
     throw new CorruptFileError(dir, `no ${SINGLE_FILE} and no ${INDEX_FILE}: not a model folder`);
   }
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(indexFile, "utf8"));
+    json = JSON.parse(readRegularFile(indexFile));
   } catch (err) {
     throw new CorruptFileError(indexFile, `not valid JSON (${(err as Error).message})`, { cause: err });
   }
@@ -86,7 +94,7 @@ async function readWeightFiles(dir: string): Promise<WeightFiles> {
       throw new CorruptFileError(indexFile, `shard name ${JSON.stringify(shard)} is not a file name in the folder`);
     }
     const file = path.join(dir, shard);
-    if (!existsSync(file)) throw new CorruptFileError(indexFile, `lists shard ${shard}, which does not exist`);
+    if (!inputPresent(file)) throw new CorruptFileError(indexFile, `lists shard ${shard}, which does not exist`);
     const header = await readSafetensorsHeader(file);
     for (const entry of header.tensors.values()) {
       const seen = tensors.get(entry.name);
@@ -158,6 +166,8 @@ export interface BuildOptions {
   baseBf16?: boolean;
   /** The native model's device: "cuda:N" on GPU N, "cuda-emu" over the CUDA backend on the CUDA emulator. */
   device?: ModelDeviceName;
+  /** How a CUDA device computes (default fp32); the CPU computes in fp32 whatever this says. */
+  precision?: ComputePrecision;
 }
 
 /** Loads a HF model folder: config, weights (single or sharded), checked tensor by tensor. */
@@ -169,6 +179,7 @@ export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<L
   const model = await loadAddon().createModelAsync(config.native, {
     baseBf16: opts.baseBf16 ?? false,
     device: opts.device ?? "cpu",
+    precision: opts.precision ?? "fp32",
   });
   const matched = matchParams(model.params(), files, config);
   const data = model.baseDataBf16() ?? model.paramData();
@@ -196,7 +207,7 @@ export async function loadModel(dir: string, opts: BuildOptions = {}): Promise<L
   report("loading weights 0%");
   // One file at a time: shards of a large model are read by native threads already.
   for (const [file, items] of byFile) {
-    await loadAddon().readTensors(file, items, progress);
+    await withInputPath(file, (opened) => loadAddon().readTensors(opened, items, progress));
     before += bytesOf(items);
   }
   return { dir, config, model };
@@ -209,6 +220,7 @@ export async function initModel(config: HfConfig, seed: number, opts: BuildOptio
   const model = await loadAddon().createModelAsync(config.native, {
     baseBf16: opts.baseBf16 ?? false,
     device: opts.device ?? "cpu",
+    precision: opts.precision ?? "fp32",
   });
   report("initialising");
   await model.initRandom(seed, config.initializerRange);
@@ -299,7 +311,7 @@ export async function saveModel(model: NativeModel, config: HfConfig, dir: strin
   if (opts.sourceDir && path.resolve(opts.sourceDir) !== path.resolve(dir)) {
     for (const f of TOKENIZER_FILES) {
       const src = path.join(opts.sourceDir, f);
-      if (existsSync(src)) await writeOutputFileAtomically(path.join(dir, f), await readFile(src));
+      if (inputPresent(src)) await writeOutputFileAtomically(path.join(dir, f), readInputBytes(src));
     }
   }
 }

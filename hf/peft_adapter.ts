@@ -8,13 +8,13 @@
 // by the PeftModel/LoraModel wrappers, saved with metadata {"format": "pt"} (src/peft/peft_model.py).
 // A is [r, in] and B is [out, r]; the update is W += scale * B A with scale alpha/r (alpha/sqrt(r)
 // with rsLoRA).
-import { existsSync } from "node:fs";
-import { readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { loadAddon } from "../native/js/addon.js";
 import type { LoraSettings, NativeModel, TensorDtype } from "../native/js/addon.js";
 import { writeJsonAtomic } from "./hf_config.js";
 import { makeOutputDir } from "../files/output_files.js";
+import { inputPresent, readRegularFile, withInputPath } from "../files/input_files.js";
 import { readSafetensorsHeader, readTensorsF32, writeSafetensors } from "./safetensors.js";
 import type { SafetensorsHeader, WriteTensor } from "./safetensors.js";
 import {
@@ -263,10 +263,10 @@ export function parseAdapterConfig(file: string, json: unknown): { settings: Lor
 
 async function readAdapterConfig(dir: string): Promise<Record<string, unknown>> {
   const file = path.join(dir, ADAPTER_CONFIG);
-  if (!existsSync(file)) throw new CorruptFileError(dir, `no ${ADAPTER_CONFIG}: not a PEFT adapter folder`);
+  if (!inputPresent(file)) throw new CorruptFileError(dir, `no ${ADAPTER_CONFIG}: not a PEFT adapter folder`);
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(file, "utf8"));
+    json = JSON.parse(readRegularFile(file));
   } catch (err) {
     throw new AdapterConfigError(file, `not valid JSON (${(err as Error).message})`, { cause: err });
   }
@@ -275,8 +275,8 @@ async function readAdapterConfig(dir: string): Promise<Record<string, unknown>> 
 
 async function readAdapterHeader(dir: string): Promise<SafetensorsHeader> {
   const file = path.join(dir, ADAPTER_WEIGHTS);
-  if (!existsSync(file)) {
-    const pickle = existsSync(path.join(dir, ADAPTER_PICKLE));
+  if (!inputPresent(file)) {
+    const pickle = inputPresent(path.join(dir, ADAPTER_PICKLE));
     throw new CorruptFileError(
       dir,
       pickle
@@ -414,6 +414,6 @@ export async function applyAdapter(
       dst: data.subarray(p.offset, p.offset + p.size),
     };
   });
-  await loadAddon().readTensors(header.file, items);
+  await withInputPath(header.file, (opened) => loadAddon().readTensors(opened, items));
   return settings;
 }

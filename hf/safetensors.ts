@@ -2,9 +2,10 @@
 // ({name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {..}}), then the raw data.
 // Reading validates the whole header against the file before any byte of data is touched, so a bad
 // file fails here with its name instead of as garbage weights; bytes are moved by the addon.
-import { open } from "node:fs/promises";
+import { closeSync, fstatSync, readSync } from "node:fs";
+import { openInputSync, withInputPath } from "../files/input_files.js";
 import { loadAddon } from "../native/js/addon.js";
-import type { TensorDtype } from "../native/js/addon.js";
+import type { ReadTensorItem, TensorDtype } from "../native/js/addon.js";
 import { CorruptFileError, TruncatedFileError, UnsupportedDtypeError } from "./errors.js";
 
 /** Bytes per element of every dtype the safetensors format defines. */
@@ -65,12 +66,12 @@ export async function readSafetensorsHeader(
   file: string,
   dtypes: readonly string[] = READABLE_DTYPES,
 ): Promise<SafetensorsHeader> {
-  const fh = await open(file, "r");
+  const fd = openInputSync(file);
   try {
-    const size = (await fh.stat()).size;
+    const size = fstatSync(fd).size;
     if (size < 8) throw new TruncatedFileError(file, `file is ${size} bytes, shorter than the 8-byte header length`);
     const lenBuf = Buffer.alloc(8);
-    await fh.read(lenBuf, 0, 8, 0);
+    readSync(fd, lenBuf, 0, 8, 0);
     const headerLen = lenBuf.readBigUInt64LE(0);
     if (headerLen > BigInt(MAX_HEADER_BYTES)) {
       throw new CorruptFileError(file, `header length ${headerLen} is not plausible: not a safetensors file`);
@@ -83,10 +84,10 @@ export async function readSafetensorsHeader(
       );
     }
     const json = Buffer.alloc(n);
-    await fh.read(json, 0, n, 8);
+    readSync(fd, json, 0, n, 8);
     return parseHeaderJson(file, json.toString("utf8"), 8 + n, size, dtypes);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
@@ -237,7 +238,7 @@ export async function readTensorsF32(
   names?: readonly string[],
 ): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
-  const items = [];
+  const items: ReadTensorItem[] = [];
   for (const name of names ?? [...header.tensors.keys()]) {
     const t = header.tensors.get(name);
     if (!t) throw new CorruptFileError(header.file, `no tensor ${name}`);
@@ -248,6 +249,6 @@ export async function readTensorsF32(
     out.set(name, dst);
     items.push({ fileOffset: t.fileOffset, dtype: t.dtype as TensorDtype, count: dst.length, dst, name });
   }
-  if (items.length > 0) await loadAddon().readTensors(header.file, items);
+  if (items.length > 0) await withInputPath(header.file, (opened) => loadAddon().readTensors(opened, items));
   return out;
 }

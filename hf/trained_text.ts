@@ -1,12 +1,13 @@
 // How a model's conversations were turned into text in training: the template, its options and the
 // tokenizer. A job writes this into every model and adapter folder it produces (ringtune.json), and a
 // server reads it back, so a served model renders chats exactly as it was trained to read them.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { TOKENIZER_FILES } from "./hf_model.js";
 import { writeOutputFile, writeOutputFileAtomically } from "../files/output_files.js";
+import { inputPresent, readInputBytes, readRegularFile } from "../files/input_files.js";
 import { builtinChatTemplateJinja } from "../text/templates/builtin_jinja.js";
 import { TEMPLATE_NAMES, type TemplateName, type TemplateOptions } from "../text/templates/template.js";
 
@@ -47,10 +48,10 @@ export function trainedTextOf(
  */
 export function readTrainedText(dir: string): (TrainedText & { job?: string }) | null {
   const file = path.join(dir, TRAINED_TEXT_FILE);
-  if (!existsSync(file)) return null;
+  if (!inputPresent(file)) return null;
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(file, "utf8"));
+    json = JSON.parse(readRegularFile(file));
   } catch (err) {
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
@@ -89,7 +90,7 @@ export async function writeTrainedText(
   if (tokenizer !== "byte" && tokenizer !== "model" && path.resolve(tokenizer) !== path.resolve(dir)) {
     for (const f of TOKENIZER_FILES) {
       const src = path.join(tokenizer, f);
-      if (existsSync(src)) await writeOutputFileAtomically(path.join(dir, f), await readFile(src));
+      if (inputPresent(src)) await writeOutputFileAtomically(path.join(dir, f), readInputBytes(src));
     }
     tokenizer = ".";
   } else if (tokenizer !== "byte" && tokenizer !== "model") tokenizer = ".";

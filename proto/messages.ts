@@ -94,22 +94,27 @@ export type ServingStatus = NonNullable<z.infer<typeof WorkerHeartbeat.schema>["
 
 // ---- ring data plane ----------------------------------------------------------------------------------
 
-/** Request on subjects.peerAddress(ring, rank): who asks. */
+/** A short binary field (nonce, MAC): bounded so a hello from a stranger stays small. */
+const ShortBytes = z.instanceof(Uint8Array).refine((b) => b.length <= 64, "at most 64 bytes");
+
+/**
+ * Request on subjects.peerAddress(ring, rank): who asks. In a ring with a secret, `nonce` is fresh per
+ * request and the answer must carry it back (both sealed with the secret, peer_address.ts).
+ */
 export const PeerAddressRequest = defineMessage("PeerAddressRequest", {
   ring: SubjectToken,
   rank: Rank,
+  nonce: ShortBytes.optional(),
 });
 
-/** A ring member's data-plane TCP listener. */
+/** A ring member's data-plane TCP listener; `nonce` is the request's it answers (rings with a secret). */
 export const PeerAddress = defineMessage("PeerAddress", {
   ring: SubjectToken,
   rank: Rank,
   host: HostName,
   port: z.number().int().min(1).max(65535),
+  nonce: ShortBytes.optional(),
 });
-
-/** A short binary field (nonce, MAC): bounded so a hello from a stranger stays small. */
-const ShortBytes = z.instanceof(Uint8Array).refine((b) => b.length <= 64, "at most 64 bytes");
 
 /**
  * First message on a ring edge (TCP frame or NATS request): names the edge and the protocol version. On a

@@ -9,13 +9,25 @@
 //                                               adapter/ when taken under LoRA
 //   OUTPUT/final/                               full training: the HF model; LoRA and hybrid: base/,
 //                                               adapter/, merged/; ringtune.json in every case
+//   OUTPUT/final.saving/                        the final outputs while they are written, renamed to final/
+//                                               when complete (an earlier final/ moved to final.replaced/
+//                                               for that moment, then removed)
 import path from "node:path";
 
 const METRICS_FILE = "metrics.jsonl";
 const OWNER_FILE = "ringtune_job.json";
 
 /** Every entry a job makes in its output folder: what is another job's when a later one finds it. */
-export const JOB_OUTPUT_ENTRIES = [OWNER_FILE, METRICS_FILE, "checkpoints", "final", "loss.png", "loss.svg"] as const;
+export const JOB_OUTPUT_ENTRIES = [
+  OWNER_FILE,
+  METRICS_FILE,
+  "checkpoints",
+  "final",
+  "final.saving",
+  "final.replaced",
+  "loss.png",
+  "loss.svg",
+] as const;
 
 /** The job whose outputs a folder holds. */
 export function outputOwnerFile(output: string): string {
@@ -52,7 +64,21 @@ export function checkpointAdapterDir(checkpoint: string): string {
 
 /** The final outputs: `model` for full training, `base`, `adapter` and `merged` for LoRA and hybrid. */
 export function finalLayout(output: string) {
-  const dir = path.join(output, "final");
+  return finalLayoutAt(path.join(output, "final"));
+}
+
+/** Where the final outputs are written, complete or not, before they become final/. */
+export function finalStagingDir(output: string): string {
+  return path.join(output, "final.saving");
+}
+
+/** Where an earlier final/ waits while the new one is renamed into place. */
+export function finalReplacedDir(output: string): string {
+  return path.join(output, "final.replaced");
+}
+
+/** The final layout in the folder `dir` (final/, or the folder it is written in first). */
+export function finalLayoutAt(dir: string) {
   return {
     dir,
     model: dir,

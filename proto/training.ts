@@ -71,6 +71,8 @@ export const JobAssign = defineMessage("JobAssign", {
   sequence_parallel: z.number().int().min(1).optional(),
   /** keep only each layer's input in the forward and recompute the layer in the backward */
   activation_checkpointing: z.boolean().optional(),
+  /** the job spec's precision: how a GPU rank computes (absent: bf16); a CPU rank computes in fp32 */
+  precision: z.enum(["bf16", "fp32"]).optional(),
   /** how long a ring neighbour may be silent, or take to join, before the wait fails; absent: 30 s */
   ring_timeout_ms: z.number().int().min(1).optional(),
   /** the worker id of each rank, to name a silent neighbour in errors */

@@ -1,6 +1,6 @@
 // A job's memory estimate: the model's shape read from its config.json (or the init config), the job's
 // method, adapters and batch shape from the spec, then the per-rank arithmetic of memory_estimate.ts.
-import { readFileSync } from "node:fs";
+import { readRegularFile } from "../files/input_files.js";
 import path from "node:path";
 import { parseHfConfig } from "../hf/hf_config.js";
 import { loraSettingsOf } from "./lora_plan.js";
@@ -27,7 +27,7 @@ export function readModelShape(spec: JobSpec): ModelShape {
   const file = modelConfigFile(spec);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(file, "utf8"));
+    json = JSON.parse(readRegularFile(file));
   } catch (err) {
     throw new Error(`${file}: cannot read the model config for the memory estimate (${(err as Error).message})`);
   }

@@ -1,6 +1,6 @@
 // The rules a sequence-parallel job must meet, reported like the schema's own issues (the key as path),
 // and the position range a model's config allows.
-import { readFileSync } from "node:fs";
+import { readRegularFile } from "../files/input_files.js";
 import type { z } from "zod";
 import { parseHfConfig, type HfConfig } from "../hf/hf_config.js";
 
@@ -65,7 +65,7 @@ export function positionRangeProblem(
 export function specPositionProblem(spec: { seq_len: number }, configFile: string): string | undefined {
   let cfg: HfConfig;
   try {
-    cfg = parseHfConfig(JSON.parse(readFileSync(configFile, "utf8")), configFile);
+    cfg = parseHfConfig(JSON.parse(readRegularFile(configFile)), configFile);
   } catch {
     return undefined;
   }
@@ -84,7 +84,7 @@ export function generationLengthProblem(
   if (wanted === undefined) return undefined;
   let cfg: HfConfig;
   try {
-    cfg = parseHfConfig(JSON.parse(readFileSync(configFile, "utf8")), configFile);
+    cfg = parseHfConfig(JSON.parse(readRegularFile(configFile)), configFile);
   } catch {
     return undefined;
   }

@@ -144,7 +144,7 @@ export class JobRunner {
     if (reason) return { nccl: false, reason: `${reason}` };
     if (!m.create_nccl_id) return { nccl: true };
     if (!m.ring_secret) return { nccl: false, reason: "the ring has no secret to seal the NCCL id with" };
-    return { nccl: true, nccl_id: Uint8Array.from(sealNcclId(m.ring_secret, m.ring, newNcclId())) };
+    return { nccl: true, nccl_id: Uint8Array.from(sealNcclId(m.ring_secret, m.ring, newNcclId(this.modelDevice))) };
   }
 
   /**
@@ -220,6 +220,8 @@ export class JobRunner {
     // Not a place to stop: loading reports its progress from inside its reads.
     const onActivity = (a: string) => (this.doing = a);
     const device = this.modelDevice;
+    // A GPU rank computes in bf16 unless the job says fp32; the CPU computes in fp32 whatever it says.
+    const precision = m.precision ?? "bf16";
     let model: NativeModel;
     let config: HfConfig;
     let step = 0;
@@ -229,7 +231,7 @@ export class JobRunner {
       const adapter = checkpointAdapterDir(m.model.resume);
       // A LoRA checkpoint's base is read straight into bf16 when the job trains on a bf16 base.
       const baseBf16 = existsSync(adapter) && (m.lora?.baseBf16 ?? false);
-      ({ model, config } = await loadModel(m.model.resume, { onActivity, baseBf16, device }));
+      ({ model, config } = await loadModel(m.model.resume, { onActivity, baseBf16, device, precision }));
       stop.throwIfAborted();
       // The base goes back to the precision the job trains it in (bf16 under LoRA unless it says fp32).
       if (existsSync(adapter)) await applyAdapter(model, adapter, { baseBf16: m.lora?.baseBf16 });
@@ -241,11 +243,21 @@ export class JobRunner {
       step = await loadOptimizerState(model, m.model.resume);
     } else if (m.model.path) {
       // A LoRA job's bf16 base is read into bf16: never a full fp32 copy first.
-      ({ model, config } = await loadModel(m.model.path, { onActivity, baseBf16: m.lora?.baseBf16, device }));
+      ({ model, config } = await loadModel(m.model.path, {
+        onActivity,
+        baseBf16: m.lora?.baseBf16,
+        device,
+        precision,
+      }));
     } else if (m.model.init) {
       config = await readHfConfig(m.model.init.config);
       // A LoRA job's bf16 base is created in bf16: never a full fp32 copy first.
-      model = await initModel(config, m.model.init.seed, { onActivity, baseBf16: m.lora?.baseBf16, device });
+      model = await initModel(config, m.model.init.seed, {
+        onActivity,
+        baseBf16: m.lora?.baseBf16,
+        device,
+        precision,
+      });
     } else {
       throw new Error("assign: the model source names neither path, init nor resume");
     }
@@ -311,7 +323,13 @@ export class JobRunner {
       try {
         if (!m.ring_secret) throw new Error("assign: nccl_id comes without the ring secret that opens it");
         const id = openNcclId(m.ring_secret, m.ring, m.nccl_id);
-        nccl = await NcclDataPlane.connect(id, m.rank, m.size, m.ring_timeout_ms ?? DEFAULT_PEER_TIMEOUT_MS);
+        nccl = await NcclDataPlane.connect(
+          id,
+          m.rank,
+          m.size,
+          m.ring_timeout_ms ?? DEFAULT_PEER_TIMEOUT_MS,
+          this.modelDevice,
+        );
       } catch (err) {
         await transport.close();
         throw err;

@@ -21,6 +21,7 @@ import { deviceLabel, type Device } from "../proto/mod.js";
 import type { z } from "zod";
 import { JobRunner } from "./job_runner.js";
 import type { PathRoots } from "../files/path_roots.js";
+import { addInputRoots } from "../files/input_files.js";
 import { WorkerMetrics } from "./worker_metrics.js";
 import { WorkerServing, type WorkerServeOptions } from "./serving.js";
 
@@ -98,6 +99,9 @@ export class Worker {
     );
     const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
     runner.pathRoots = opts.roots;
+    // Models, configs, checkpoints and adapters are read by walking from these roots (files/input_files.ts):
+    // a file or folder swapped for a link after the command's paths were checked cannot lead a read out.
+    if (opts.roots) addInputRoots([...opts.roots.data, ...opts.roots.output]);
     // the model is built where the worker computes: GPU N, the CUDA backend on the emulator, or the CPU
     const device =
       opts.device ??

@@ -7,6 +7,7 @@ import path from "node:path";
 import { loadAddon, type NativeModel, type ReadTensorItem } from "../native/js/addon.js";
 import { readSafetensorsHeader, writeSafetensors, type WriteTensor } from "../hf/safetensors.js";
 import { OPTIMIZER_FILE } from "../proto/mod.js";
+import { withInputPath } from "../files/input_files.js";
 
 /** `full`: the moments in the unsharded layout, gathered over the ring when this model holds a shard. */
 export async function saveOptimizerState(
@@ -70,7 +71,7 @@ export async function loadOptimizerState(model: NativeModel, dir: string): Promi
       }
     }
   }
-  await loadAddon().readTensors(file, items);
+  await withInputPath(file, (opened) => loadAddon().readTensors(opened, items));
   const step = Number(header.metadata.step);
   if (!Number.isInteger(step) || step < 0) throw new Error(`${file}: metadata 'step' is missing or not an integer`);
   model.setStep(step);

@@ -8,6 +8,8 @@
 #   BENCH: the benchmark binary (default build/native/ringtune_cuda_bench)
 #   BENCH_OUT: where the full log goes (default a temporary file, removed afterwards)
 #   BENCH_TORCH=0 skips PyTorch; BENCH_STEPS: timed steps per shape (default 5)
+#   BENCH_LIBS: library folders for the bench binary only (a GPU bundle's), ahead of LD_LIBRARY_PATH; PyTorch keeps
+#   the host's
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BENCH=${BENCH:-build/native/ringtune_cuda_bench}
@@ -21,10 +23,12 @@ log=${BENCH_OUT:-$(mktemp)}
 [ -z "${BENCH_OUT:-}" ] && trap 'rm -f "$log"' EXIT
 : > "$log"
 
+bench_env=(env)
+[ -n "${BENCH_LIBS:-}" ] && bench_env+=("LD_LIBRARY_PATH=$BENCH_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 if [ "$SMOKE" = 1 ]; then
-  "$BENCH" --smoke | tee -a "$log"
+  "${bench_env[@]}" "$BENCH" --smoke | tee -a "$log"
 else
-  "$BENCH" --suite --steps "${BENCH_STEPS:-5}" | tee -a "$log"
+  "${bench_env[@]}" "$BENCH" --suite --steps "${BENCH_STEPS:-5}" | tee -a "$log"
 fi
 rc=${PIPESTATUS[0]}
 if [ "$rc" -ne 0 ]; then
@@ -52,13 +56,13 @@ echo
 echo "== summary ($(sed -n 's/^RESULT machine name="\([^"]*\)".*/\1/p' "$log"))"
 awk '
   function field(k,   i, kv) { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) return kv[2] } return "" }
-  /^RESULT step / && field("failed") == "" { c = field("config"); tps[c] = field("tokens_per_s"); mfu[c] = field("mfu_989_pct"); share[c] = field("attention_share_pct"); order[++n] = c }
+  /^RESULT step / && field("failed") == "" { c = field("config"); tps[c] = field("tokens_per_s"); mfu[c] = field("mfu_989_pct"); mfu_gemm[c] = field("mfu_gemm_bf16_pct"); share[c] = field("attention_share_pct"); order[++n] = c }
   /^RESULT torch / { t[field("config") "," field("mode")] = field("tokens_per_s") }
   /^RESULT attention / && field("docs") == 1 { att[field("config")] = field("flash_pct_989") }
   END {
     for (i = 1; i <= n; i++) {
       c = order[i]
-      line = sprintf("%-20s %12.0f tokens/s  MFU %6.2f%% of 989  attention %5.1f%% of the step", c, tps[c], mfu[c], share[c])
+      line = sprintf("%-20s %12.0f tokens/s  MFU %6.2f%% of 989, %6.2f%% of the measured bf16 GEMM peak  attention %5.1f%% of the step", c, tps[c], mfu[c], mfu_gemm[c], share[c])
       if (att[c] != "") line = line sprintf("  attention kernels %5.1f%% of 989", att[c])
       for (m = 1; m <= 2; m++) {
         mode = m == 1 ? "eager" : "compile"

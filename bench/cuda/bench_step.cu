@@ -242,8 +242,9 @@ void report_step(const Backend<float>& ops, const BenchShape& b, const Peaks& pe
       100 * s.attention_ms / s.ms);
   std::printf(
       "RESULT step config=%s tokens_per_s=%.1f step_ms=%.3f tflops=%.3f mfu_989_pct=%.3f mfu_gemm_fp32_pct=%.2f "
-      "attention_share_pct=%.2f\n",
-      b.name, tps, s.ms, got, 100 * got / kPeakBf16Tflops, 100 * got / peak.fp32, 100 * s.attention_ms / s.ms);
+      "mfu_gemm_bf16_pct=%.2f attention_share_pct=%.2f\n",
+      b.name, tps, s.ms, got, 100 * got / kPeakBf16Tflops, 100 * got / peak.fp32, 100 * got / peak.bf16,
+      100 * s.attention_ms / s.ms);
 }
 
 void print_machine() {

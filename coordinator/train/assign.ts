@@ -60,6 +60,7 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
     lora: spec.method === "lora" ? p.lora : undefined,
     sequence_parallel: spec.sequence_parallel > 1 ? spec.sequence_parallel : undefined,
     activation_checkpointing: spec.activation_checkpointing,
+    precision: spec.precision,
     ring_timeout_ms: Math.round(spec.ring_timeout_s * 1000),
     ring_workers: p.workers && [...p.workers],
     preference: spec.stage === "dpo" ? preferenceSettings(spec) : undefined,

@@ -16,6 +16,9 @@ import {
   checkpointTempDir,
   DEFAULT_TRANSPORT,
   evalAnswersFile,
+  finalLayout,
+  finalLayoutAt,
+  finalStagingDir,
   metricsFile,
   type GenerationEval,
 } from "../../proto/mod.js";
@@ -30,7 +33,8 @@ import { assignRequest, ringMixesDevices } from "./assign.js";
 import { chooseDataPlane } from "./data_plane.js";
 import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
-import { recordText, saveFinalModel, saveMergedModel } from "./final_outputs.js";
+import { recordText, saveFinalModel, saveMergedModel, type FinalPaths } from "./final_outputs.js";
+import { publishFinal, stageFinal } from "./final_swap.js";
 import { hybridSwitchStep, loraSettingsOf } from "../../spec/lora_plan.js";
 import { MetricsFile, type MetricLine } from "./metrics_file.js";
 import { writeLossPlot } from "../../plot/write_loss_plot.js";
@@ -57,6 +61,14 @@ const MAX_RING_SIZES = 256;
 
 export class JobCancelled extends Error {
   override name = "JobCancelled";
+}
+
+/**
+ * The coordinator running the job is stopping (SIGTERM, cluster-down): what the job was doing ends at once
+ * (a data preparation's threads too), and its record stays as it is for the next coordinator to resume.
+ */
+export class CoordinatorStopping extends Error {
+  override name = "CoordinatorStopping";
 }
 
 /** An elastic job leaves its ring at a checkpoint to re-form it with the idle workers that appeared. */
@@ -147,7 +159,7 @@ export class JobAttempt {
   }
 
   /** Closes the token cache the rows were read from (the job is over or goes back to the queue). */
-  /** temporary folders of checkpoints whose write failed: removed once the ring is released (see release) */
+  /** temporary folders of checkpoints and final saves whose write failed: removed once the ring is released */
   private readonly unfinishedCheckpoints: string[] = [];
 
   close(): void {
@@ -285,9 +297,28 @@ export class JobAttempt {
 
   /** The final model, the generation eval after training, the merged model, the loss plot. */
   private async saveOutputs(generation: GenerationEval): Promise<void> {
-    const { spec, job } = this;
+    const { job } = this;
     await this.update({ message: "saving the final model" });
-    const outputs = await saveFinalModel(this.ring, job, spec);
+    // Written beside final/ and renamed into place once complete (final_swap.ts): the workers name the folder
+    // from their roots; this process writes its part through the output folder it holds.
+    const local = this.outputFolder?.self ?? job.output;
+    const at = {
+      named: finalLayoutAt(finalStagingDir(job.output)),
+      local: finalLayoutAt(await stageFinal(local)),
+      published: finalLayout(job.output),
+    };
+    try {
+      await this.saveFinalOutputs(generation, at);
+    } catch (err) {
+      // a worker may still be writing there (its save outlived a cancel): removed once the ring is released
+      this.unfinishedCheckpoints.push(at.named.dir);
+      throw err;
+    }
+  }
+
+  private async saveFinalOutputs(generation: GenerationEval, at: FinalPaths): Promise<void> {
+    const { spec, job } = this;
+    const outputs = await saveFinalModel(this.ring, job, spec, at);
     if (spec.generation_eval) {
       await this.update({ message: "generation eval after training" });
       const after = await generationEval(this.ring, job.id, spec, this.data.setup);
@@ -299,8 +330,10 @@ export class JobAttempt {
     }
     if (spec.method !== "full") {
       await this.update({ message: "saving the merged model" });
-      outputs.push(await saveMergedModel(this.ring, job, spec)); // last: merging changes the weights in memory
+      outputs.push(await saveMergedModel(this.ring, job, spec, at)); // last: merging changes the weights in memory
     }
+    this.checkStop();
+    await publishFinal(this.outputFolder?.self ?? job.output);
     outputs.push(...(await this.lossPlot()));
     await this.update({ status: "completed", message: `outputs: ${outputs.join(", ")}` });
   }

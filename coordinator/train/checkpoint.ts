@@ -3,7 +3,8 @@
 // synced: a checkpoint either exists whole or not at all, also after a power cut. A failed write leaves no
 // temporary folder behind (removed at once, or by the caller once the writer has surely stopped); a disk
 // without room for it is found before anything is written.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { inputPresent, readRegularFile } from "../../files/input_files.js";
 import { readdir, rm, statfs } from "node:fs/promises";
 import path from "node:path";
 import { renameDurably } from "../../files/durable_fs.js";
@@ -106,10 +107,10 @@ export async function pruneCheckpoints(latest: string, keep: number): Promise<st
 
 export function readTrainerState(dir: string): TrainerState {
   const file = path.join(dir, TRAINER_STATE_FILE);
-  if (!existsSync(file)) throw new Error(`${dir} is not a ringtune checkpoint: ${TRAINER_STATE_FILE} is missing`);
+  if (!inputPresent(file)) throw new Error(`${dir} is not a ringtune checkpoint: ${TRAINER_STATE_FILE} is missing`);
   let s: TrainerState;
   try {
-    s = JSON.parse(readFileSync(file, "utf8")) as TrainerState;
+    s = JSON.parse(readRegularFile(file)) as TrainerState;
   } catch (err) {
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
   }

@@ -2,7 +2,7 @@
 // lost or hung worker re-forms the ring from the last checkpoint without counting the start, a worker's error
 // mid-training is retried a few times, an error of the job itself fails it at once; a NATS outage requeues
 // it uncounted.
-import { JobCancelled, JobAttempt, RingGrows, type JobEnv } from "./attempt.js";
+import { CoordinatorStopping, JobCancelled, JobAttempt, RingGrows, type JobEnv } from "./attempt.js";
 import { afterFailedStart, failureKind, natsUnreachable } from "./failure_policy.js";
 import { StaleJobRecordError, type Job } from "../jobs/store.js";
 import type { JobSpec } from "../../spec/job_spec.js";
@@ -29,6 +29,13 @@ export async function runJob(env: JobEnv, job: Job, workers: string[], spec?: Jo
     }
   } catch (err) {
     const e = err as Error;
+    if (e instanceof CoordinatorStopping) {
+      // Nothing is written and no worker is asked anything: this coordinator's connection is closed, and the
+      // next coordinator finds the record as it was and resumes the job.
+      released = true;
+      env.log.info({ job: job.id }, "the coordinator is stopping; the next one resumes the job");
+      return;
+    }
     if (e instanceof RingGrows) {
       // Not a failure: the ring is let go and the job queued again; the scheduler re-forms it with the idle
       // workers up to its max, from the checkpoint just written, using up no start.

@@ -9,11 +9,11 @@ import { openInputSync } from "../../files/input_files.js";
 import path from "node:path";
 import { cacheKey } from "../storage/cache.js";
 import { dataCacheDir, openPrepared, type PreparedDataset } from "../streamed_pipeline.js";
-import { hasCompleteCache, RowsWriter, TokenWriter } from "../rows/token_cache.js";
+import { hasCompleteCache } from "../rows/token_cache.js";
 import { setupText, type TextSetup } from "../../spec/text_setup.js";
 import type { PairStats } from "./prepare_pairs.js";
-import { preparePairs, type PairSpec, type PreparedPairs } from "./prepare_pairs.js";
-import type { PairExample } from "./pair_examples.js";
+import type { PairSpec } from "./prepare_pairs.js";
+import { streamPairsToCache } from "./stream_pairs.js";
 import type { DataSpec } from "../data_keys.js";
 import type { PrepareProgress } from "../first_pass.js";
 
@@ -38,7 +38,7 @@ const ROW_KEYS = [
 export function pairCacheKey(spec: PairCacheSpec, setup: TextSetup, display: (f: string) => string): string {
   const settings = Object.fromEntries(ROW_KEYS.map((k) => [k, spec[k] ?? null]));
   return cacheKey({
-    layout: "pair-cache-1",
+    layout: "pair-cache-2",
     files: spec.data.map((d) => ({ ...d, path: display(d.path), hash: inputFileHash(d.path) })),
     settings,
     tokenizer: setup.tokenizer.fingerprint,
@@ -72,13 +72,12 @@ export function preparePairsCached(
   const root = dataCacheDir(spec);
   const dir = path.join(root, pairCacheKey(spec, setup, display));
   if ((opts.useCache ?? true) && hasCompleteCache(dir)) return openPrepared(spec, setup, dir, true);
-  const built = preparePairs(spec, opts);
   mkdirSync(root, { recursive: true });
   // Built in a temporary folder and renamed, so a crash never leaves half an entry that looks whole.
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   mkdirSync(tmp);
   try {
-    writePairCache(tmp, built, spec);
+    streamPairsToCache(tmp, spec, setup, display, opts.onProgress);
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
   } catch (err) {
@@ -86,48 +85,4 @@ export function preparePairsCached(
     throw err;
   }
   return openPrepared(spec, setup, dir, false);
-}
-
-function writePairCache(dir: string, built: PreparedPairs, spec: PairCacheSpec): void {
-  const tokens = new TokenWriter(dir);
-  const rows = new RowsWriter(dir);
-  const taskIndex = new Map<string, number>();
-  const taskOf = (t: string) => {
-    let k = taskIndex.get(t);
-    if (k === undefined) taskIndex.set(t, (k = taskIndex.size));
-    return k;
-  };
-  try {
-    const write = (groups: PairExample[][], split: RowsWriter["train"]) => {
-      for (const group of groups) {
-        const members: number[] = [];
-        const tasks: number[] = [];
-        for (const p of group)
-          for (const e of [p.chosen, p.rejected]) {
-            members.push(tokens.examples);
-            tasks.push(taskOf(e.taskType));
-            const both = new Int32Array(2 * e.inputIds.length);
-            both.set(e.inputIds);
-            both.set(e.labels, e.inputIds.length);
-            tokens.append(Int32Array.of(e.inputIds.length), both);
-          }
-        split.add(members, tasks, 0, members.length);
-      }
-    };
-    write(built.groups.train, rows.train);
-    write(built.groups.val, rows.val);
-    tokens.close();
-    rows.finish(
-      {
-        stats: built.stats,
-        problems: built.problems,
-        taskTypes: [...taskIndex.keys()],
-        padId: built.setup.tokenizer.padId,
-      },
-      spec.packing ? spec.seq_len : 0,
-    );
-  } catch (err) {
-    rows.close();
-    throw err;
-  }
 }

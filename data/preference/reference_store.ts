@@ -4,12 +4,13 @@
 // belong to. The file's name covers the model the reference was computed from, so a changed model never
 // reuses another's; the entry's own name covers the data. A resume, a second epoch or the next job on the
 // same data and model read it instead of computing it again.
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { closeSync, fstatSync, readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { writeOutputFileAtomically } from "../../files/output_files.js";
 import type { JobSpec } from "../../spec/job_spec.js";
-import { streamedFileHash } from "../streamed_pipeline.js";
+import { hashOpenFile } from "../streamed_pipeline.js";
+import { InputFileError, listInputFolder, openInputSync } from "../../files/input_files.js";
 
 /** Per row of a split: the log-probabilities of its pairs, chosen then rejected per pair. */
 export class SplitReference {
@@ -121,16 +122,30 @@ const HASHED_BYTES = 64 << 20;
  */
 export function referenceModelKey(model: JobSpec["model"]): string {
   const h = createHash("sha256").update("reference-1\0");
-  const file = (f: string) => {
-    const st = statSync(f);
-    h.update(`${path.basename(f)}\0${st.size}\0`);
-    if (st.size <= HASHED_BYTES) h.update(streamedFileHash(f));
-    else h.update(`${st.mtimeMs}\0`);
+  // Each file is opened once, as every input is (files/input_files.ts), and hashed through that descriptor.
+  const file = (f: string, fd = openInputSync(f)) => {
+    try {
+      const st = fstatSync(fd);
+      h.update(`${path.basename(f)}\0${st.size}\0`);
+      if (st.size <= HASHED_BYTES) h.update(hashOpenFile(fd));
+      else h.update(`${st.mtimeMs}\0`);
+    } finally {
+      closeSync(fd);
+    }
   };
   const folder = (dir: string) => {
-    for (const name of readdirSync(dir).sort()) {
-      const f = path.join(dir, name);
-      if (statSync(f).isFile()) file(f);
+    for (const e of listInputFolder(dir)) {
+      if (e.isFolder) continue;
+      const f = path.join(dir, e.name);
+      let fd: number;
+      try {
+        fd = openInputSync(f);
+      } catch (err) {
+        // a link to a folder beside the files, as a folder itself, is not part of the model
+        if (err instanceof InputFileError && err.found === "a folder") continue;
+        throw err;
+      }
+      file(f, fd);
     }
   };
   if (model.path) folder(model.path);

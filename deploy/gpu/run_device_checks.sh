@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check of the CUDA backend on a GPU host, in one run (TOTAL seconds, default 540), results under $OUT
-# (default ./gpu-out), at most 8 files there:
+# (default ./gpu-out), at most 8 files there (7 today):
 #   summary.txt      written first, one line appended as each step ends: the driver's CUDA version and the
 #                    GPU's compute capability first, then host, CPU flags, the cuBLASLt file loaded, each
 #                    step's exit status and headline, the FAIL lines
@@ -13,9 +13,9 @@
 #   e2e.txt          the evidence through the product with --device cuda (deploy/gpu/e2e_checks.sh; needs node +
 #                    dist/): dump vs cpu, the 20-step job vs a CPU worker, checkpoints across devices, a mixed
 #                    ring, and the LoRA and serving tests that run on the evidence device
-#   bench.txt        `make bench-gpu` where the Makefile has it, else the training-step benchmark, cuBLASLt then
-#                    the own GEMM
-#   torch_step.txt   the same model in PyTorch eager and torch.compile (where torch sees the GPU)
+#   bench.txt        make bench-gpu's script on the bundle's bench: GEMM peak, attention, each shape's step (MFU against
+#                    989 TFLOP/s and the measured peak, attention share) beside PyTorch eager and torch.compile
+#                    (where torch sees the GPU); its summary lines are copied into summary.txt
 # Binaries: build/gpu-bundle (deploy/gpu/bundle.sh on a build machine: portable x86-64-v3, CUDA runtime
 # static). When they cannot run here (exit status >= 126: not executable, missing library, illegal
 # instruction, crash) or print no "device:" line (driver older than their CUDA), they are rebuilt with this
@@ -24,8 +24,9 @@
 # after the first lines, saying why. Exit status: 0 when every step that ran passed, 1 when one failed, 2 when
 # this host has no usable GPU.
 # DRY=1: the same steps against the CUDA emulator (cuda-emu) on any host, no GPU: the op tests' driver built for
-# the emulator on a filter (DRY_FILTER), the dump check on cuda-emu, the evidence tests listed, not run; the
-# GPU-only steps say they are skipped. `make test` runs it to keep the script working between lent GPUs.
+# the emulator on filters (DRY_FILTER), the dump check on cuda-emu, the evidence tests listed, not run, the bench
+# script on the emulator's smoke shapes (DRY_BENCH=0 skips it); the GPU-only steps say they are skipped. `make
+# test` runs it to keep the script working between lent GPUs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-./gpu-out}
@@ -41,10 +42,13 @@ HOST="$OUT/host.txt"
 failed=0
 
 left() { echo $((TOTAL - ($(date +%s) - START))); }
-# budget WANT: WANT seconds, or what is left of TOTAL when less (at least 5)
+# The benchmark comes last and is what only a GPU can measure: the steps before it leave it RESERVE seconds
+# (BENCH_RESERVE, default 180), so a slow sanitizer or test cannot starve it.
+RESERVE=${BENCH_RESERVE:-180}
+# budget WANT: WANT seconds, or what is left of TOTAL (less the reserve) when less (at least 5)
 budget() {
   local want=$1 l
-  l=$(left)
+  l=$(($(left) - RESERVE))
   ((l < want)) && want=$l
   ((want < 5)) && want=5
   echo "$want"
@@ -141,22 +145,54 @@ LT=""
 } >> "$HOST"
 log "cublasLt: ${LT:-not found (the GEMMs fall back to the own kernel)}"
 
-# ringtune's binaries (and only they) see the bundle's libraries and the chosen cuBLASLt; nvidia-smi, python
-# and torch keep the host's own library path.
+# --- NCCL: RINGTUNE_NCCL_LIB, then the pip wheel (site-packages/nvidia/nccl/lib), then the host's ---------------
+# The GPU library's data plane opens it (the op tests' nccl line says which file, and sum on the GPU through it);
+# a python environment that is not active is not on the library's own search list, so it is named here.
+find_nccl() {
+  local c s sites
+  if [ -n "${RINGTUNE_NCCL_LIB:-}" ] && [ -f "$RINGTUNE_NCCL_LIB" ]; then
+    echo "$RINGTUNE_NCCL_LIB"
+    return
+  fi
+  sites=$(python3 -c 'import site, sys; print("\n".join(site.getsitepackages() + [site.getusersitepackages()] + sys.path))' 2> /dev/null | sort -u)
+  for s in $sites; do
+    c="$s/nvidia/nccl/lib/libnccl.so.2"
+    [ -f "$c" ] && echo "$c" && return
+  done
+  c=$(ldconfig -p 2> /dev/null | awk '$1 == "libnccl.so.2" {print $NF; exit}')
+  [ -n "$c" ] && [ -f "$c" ] && echo "$c"
+}
+NCCL=""
+if [ "$DRY" = 1 ]; then
+  log "nccl library: not looked for (dry run: the op tests use the project's stand-in)"
+else
+  NCCL=$(find_nccl)
+  log "nccl library: ${NCCL:-not found (rings of GPUs fall back to host staging; the op tests say so)}"
+fi
+
+# ringtune's binaries (and only they) see the bundle's libraries and the chosen cuBLASLt and NCCL; nvidia-smi,
+# python and torch keep the host's own library path.
 RT_LIBS="$BUNDLE/lib${LT:+:$(dirname "$LT")}"
 RT=(env "LD_LIBRARY_PATH=$RT_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 [ -n "$LT" ] && RT+=("RINGTUNE_CUBLASLT=$LT")
+[ -n "$NCCL" ] && export RINGTUNE_NCCL_LIB="$NCCL"
 
 TEST="$BUNDLE/ringtune_cuda_test"
-OP_FILTER=()
-if [ "$DRY" = 1 ]; then # the same driver built for the emulator, on a few tests
+OP_FILTERS=("") # every test
+if [ "$DRY" = 1 ]; then # the same driver built for the emulator, on a few tests (DRY_FILTER: name parts)
   TEST=${EMU_TEST:-$PWD/build/native/ringtune_cuda_emu_test}
-  OP_FILTER=("${DRY_FILTER:-cuda_cublaslt}")
+  read -r -a OP_FILTERS <<< "${DRY_FILTER:-cuda_cublaslt cuda_library_nccl}"
 fi
 # The GPU library the product loads for --device cuda: this tree's build (make build with nvcc), else the
 # bundle's (the addon refuses one built from other sources).
 if [ "$DRY" != 1 ] && [ ! -f build/native/ringtune_cuda_device.so ] && [ -f "$BUNDLE/ringtune_cuda_device.so" ]; then
   export RINGTUNE_CUDA_LIBRARY="$BUNDLE/ringtune_cuda_device.so"
+fi
+# The op tests' driver reaches the GPU library it was built with (its NCCL test loads it): the bundle's beside
+# the bundle's driver.
+TEST_LIBRARY=()
+if [ "$DRY" != 1 ] && [ -f "$BUNDLE/ringtune_cuda_device.so" ]; then
+  TEST_LIBRARY=("RINGTUNE_CUDA_LIBRARY=$BUNDLE/ringtune_cuda_device.so")
 fi
 bundle_size=$(du -sm "$BUNDLE" 2> /dev/null | cut -f1)
 log "bundle: $BUNDLE, ${bundle_size:+$bundle_size MiB}${bundle_size:-absent}; GPU library:" \
@@ -186,7 +222,10 @@ rebuild() {
   local t
   t=$(budget 240)
   # the two drivers side by side, each under the same limit
-  timeout "$t" nvcc "${F[@]}" native/cuda/*.cu native/cuda/*.cpp native/cuda_test/*.cpp native/test/test_runner.cpp \
+  # the op tests, less the one of the GPU library's NCCL data plane (it loads the library cmake builds beside it)
+  local tests=()
+  for f in native/cuda_test/*.cpp; do [ "$f" = native/cuda_test/nccl_plane_tests.cpp ] || tests+=("$f"); done
+  timeout "$t" nvcc "${F[@]}" native/cuda/*.cu native/cuda/*.cpp "${tests[@]}" native/test/test_runner.cpp \
     "${core[@]}" -o "$R/ringtune_cuda_test" "${L[@]}" > "$R/build_test.txt" 2>&1 &
   local test_pid=$!
   # the bench runs the product model: the core sources and OpenBLAS as for the test driver
@@ -209,7 +248,15 @@ rebuild() {
 needs_rebuild() { [ "$1" -ge 126 ] || ! grep -q '^device:' "$2"; }
 
 # --- 1. op tests ------------------------------------------------------------------------------------------
-run_op_tests() { CUDA_LAUNCH_BLOCKING=1 timeout "$(budget 150)" "${RT[@]}" "$TEST" "${OP_FILTER[@]}" > "$OUT/cuda_test.txt" 2>&1; }
+run_op_tests() {
+  local f rc=0
+  : > "$OUT/cuda_test.txt"
+  for f in "${OP_FILTERS[@]}"; do
+    CUDA_LAUNCH_BLOCKING=1 timeout "$(budget 150)" "${RT[@]}" "${TEST_LIBRARY[@]}" "$TEST" ${f:+"$f"} \
+      >> "$OUT/cuda_test.txt" 2>&1 || rc=$?
+  done
+  return "$rc"
+}
 if [ -x "$TEST" ]; then
   run_op_tests
   rc=$?
@@ -221,8 +268,8 @@ if needs_rebuild "$rc" "$OUT/cuda_test.txt" && rebuild; then
   run_op_tests
   rc=$?
 fi
-grep -E '^(device|cublasLt):' "$OUT/cuda_test.txt" | while read -r line; do log "$line"; done
-log "op tests: $(grep -E '^[0-9]+ tests' "$OUT/cuda_test.txt" || echo 'no count')"
+grep -E '^(device|cublasLt|nccl):' "$OUT/cuda_test.txt" | awk '!seen[$0]++' | while read -r line; do log "$line"; done
+log "op tests: $(grep -E '^[0-9]+ tests' "$OUT/cuda_test.txt" | paste -sd ';' || echo 'no count')"
 step_result "op tests" "$rc" "$OUT/cuda_test.txt"
 if ! grep -q '^device:' "$OUT/cuda_test.txt"; then
   log "the CUDA binaries do not reach the GPU: $(head -3 "$OUT/cuda_test.txt" | tr '\n' ' ')"
@@ -240,7 +287,7 @@ elif [ -n "$SAN" ]; then
   for tool in memcheck racecheck synccheck; do
     for filter in cuda_attention cuda_gemm; do
       echo "== $tool $filter" >> "$OUT/sanitizer.txt"
-      timeout "$(budget 60)" "${RT[@]}" "$SAN" --tool "$tool" --error-exitcode 99 "$TEST" "$filter" >> "$OUT/sanitizer.txt" 2>&1
+      timeout "$(budget 45)" "${RT[@]}" "${TEST_LIBRARY[@]}" "$SAN" --tool "$tool" --error-exitcode 99 "$TEST" "$filter" >> "$OUT/sanitizer.txt" 2>&1
       r=$?
       log "sanitizer $tool $filter: exit status $r$(grep -m1 -o 'ERROR SUMMARY: [0-9]* error[s]*' "$OUT/sanitizer.txt" | tail -1 | sed 's/^/, /')"
       [ "$r" -eq 0 ] || san_rc=$r
@@ -251,24 +298,30 @@ else
   log "sanitizer: compute-sanitizer not installed, skipped"
 fi
 
-# --- 2b. the attention kernels' registers: no spills to local memory (the bundle's ptxas log, or this host's)
-PTXAS_LOG=$BUNDLE/attention_ptxas.txt
-if [ "$DRY" = 1 ]; then
-  PTXAS_LOG=$PWD/build/native/attention_ptxas.txt # make build's log, where nvcc is
-elif command -v nvcc > /dev/null 2>&1; then
-  PTXAS_LOG=$(mktemp /tmp/ringtune-ptxas.XXXXXX)
-  timeout "$(budget 120)" nvcc -std=c++17 -arch=sm_90 -Xptxas -v -Inative/cuda -Inative/src -c native/cuda/attention.cu \
-    -o /dev/null > "$PTXAS_LOG" 2>&1
+# --- 2b. the attention kernels' registers: no spills to local memory on any arch built. The bundle's ptxas logs
+# (deploy/gpu/bundle.sh: every arch of cuda_archs.txt), else make build's, else this host's nvcc for sm_90.
+PTXAS_LOG="$BUNDLE/attention_ptxas.txt $BUNDLE/flash_attention_ptxas.txt"
+if [ "$DRY" = 1 ] || [ ! -f "$BUNDLE/flash_attention_ptxas.txt" ]; then
+  PTXAS_LOG="$PWD/build/native/attention_ptxas.txt $PWD/build/native/flash_attention_ptxas.txt"
 fi
-if [ "$DRY" = 1 ] && [ ! -f "$PTXAS_LOG" ]; then
-  log "registers: skipped (dry run, and no ptxas log: this build had no nvcc)"
+if [ "$DRY" != 1 ] && [ ! -f "${PTXAS_LOG##* }" ] && command -v nvcc > /dev/null 2>&1; then
+  P=$(mktemp -d /tmp/ringtune-ptxas.XXXXXX)
+  for f in attention flash_attention; do
+    timeout "$(budget 120)" nvcc -std=c++17 -arch=sm_90 -Xptxas -v -Inative/cuda -Inative/src -c "native/cuda/$f.cu" \
+      -o /dev/null > "$P/${f}_ptxas.txt" 2>&1
+  done
+  echo "90" > "$P/cuda_archs.txt"
+  PTXAS_LOG="$P/attention_ptxas.txt $P/flash_attention_ptxas.txt"
+fi
+if [ ! -f "${PTXAS_LOG%% *}" ]; then
+  log "registers: skipped (no ptxas log: no nvcc at build time here, and none in the bundle)"
 else
   {
     echo "== attention registers ($PTXAS_LOG)"
     PTXAS_LOG=$PTXAS_LOG deploy/scripts/check-attention-registers.sh
   } >> "$HOST" 2>&1
   rc=$?
-  log "$(grep '^attention registers' "$HOST" | tail -1)"
+  grep '^attention registers' "$HOST" | while read -r line; do log "$line"; done
   step_result "registers" "$rc" "$HOST"
 fi
 
@@ -293,33 +346,27 @@ else
   log "end to end: skipped (needs node and a built dist/ in this tree)"
 fi
 
-# --- 5. benchmark: `make bench-gpu` where the Makefile has it, else the bundle's training-step bench ------------
+# --- 5. benchmark: make bench-gpu's script on the bundle's bench (bench/cuda/bench_gpu.sh: the GEMM peak, attention
+# alone, the three shapes' steps with MFU against 989 TFLOP/s and the measured peak, and PyTorch eager and
+# torch.compile on the same shapes where torch sees the GPU). The dry run takes the same script on the emulator's
+# bench, on its tiny smoke shapes, without torch.
+RESERVE=0
 : > "$OUT/bench.txt"
-if [ "$DRY" = 1 ]; then
-  log "bench: skipped (dry run); make bench-gpu $(make -n bench-gpu > /dev/null 2>&1 && echo exists || echo 'does not exist yet')"
-elif make -n bench-gpu > /dev/null 2>&1; then
-  echo "== make bench-gpu" >> "$OUT/bench.txt"
-  timeout "$(budget 150)" env LD_LIBRARY_PATH="$RT_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ${LT:+RINGTUNE_CUBLASLT="$LT"} \
-    make bench-gpu >> "$OUT/bench.txt" 2>&1
+if [ "$DRY" = 1 ] && [ "${DRY_BENCH:-1}" = 0 ]; then
+  log "bench: skipped (DRY_BENCH=0; make test runs bench_gpu.sh --smoke on the emulator in deploy/scripts/cuda-tests.sh)"
+elif [ "$DRY" = 1 ]; then
+  echo "== bench/cuda/bench_gpu.sh --smoke (the emulator's bench: timings mean nothing)" >> "$OUT/bench.txt"
+  timeout "$(budget 60)" env BENCH="${EMU_BENCH:-$PWD/build/native/ringtune_cuda_emu_bench}" BENCH_TORCH=0 \
+    bench/cuda/bench_gpu.sh --smoke >> "$OUT/bench.txt" 2>&1
+  step_result "bench (smoke, emulator)" $? "$OUT/bench.txt"
+else
+  echo "== bench/cuda/bench_gpu.sh (make bench-gpu) with BENCH=$BENCH" >> "$OUT/bench.txt"
+  # BENCH: the bundle's (or the rebuilt) binary: nothing is built here, and no make is needed
+  timeout "$(budget 400)" env BENCH="$BENCH" BENCH_LIBS="$RT_LIBS" ${LT:+RINGTUNE_CUBLASLT="$LT"} \
+    bench/cuda/bench_gpu.sh >> "$OUT/bench.txt" 2>&1
   step_result "bench" $? "$OUT/bench.txt"
-else
-  echo "== cuBLASLt" >> "$OUT/bench.txt"
-  timeout "$(budget 90)" "${RT[@]}" "$BENCH" --steps 5 >> "$OUT/bench.txt" 2>&1
-  rc=$?
-  echo "== own GEMM" >> "$OUT/bench.txt"
-  RINGTUNE_GEMM=own timeout "$(budget 60)" "${RT[@]}" "$BENCH" --steps 3 >> "$OUT/bench.txt" 2>&1
-  [ $? -eq 0 ] || rc=1
-  step_result "bench" "$rc" "$OUT/bench.txt"
 fi
-if [ "$DRY" = 1 ]; then
-  log "torch: skipped (dry run)"
-elif python3 -c "import torch; assert torch.cuda.is_available()" 2> /dev/null; then
-  timeout "$(budget 150)" python3 bench/cuda/torch_step.py --steps 10 > "$OUT/torch_step.txt" 2>&1
-  rc=$?
-  step_result "torch" "$rc" "$OUT/torch_step.txt"
-else
-  log "torch: not installed or sees no GPU, skipped"
-fi
+sed -n '/^== summary/,$p' "$OUT/bench.txt" | while read -r line; do log "$line"; done
 
 log "files under $OUT: $(find "$OUT" -maxdepth 1 -type f | wc -l) (at most 8)"
 log "done in $(($(date +%s) - START))s: $([ $failed -eq 0 ] && echo 'every step that ran passed' || echo 'FAILURES above')"

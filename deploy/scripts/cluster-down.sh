@@ -10,8 +10,8 @@ if [ ${#files[@]} -eq 0 ]; then
   exit 0
 fi
 
-# SIGTERM lets each process close cleanly (the coordinator saves job state); after the grace period,
-# whatever is left of ours gets SIGKILL.
+# SIGTERM lets each process close cleanly (the coordinator saves job state); after the grace period
+# (CLUSTER_DOWN_GRACE seconds, default 15), whatever is left of ours gets SIGKILL, and the summary says so.
 stop_group() {
   local f pid name pids=() names=()
   for f in "$@"; do
@@ -32,12 +32,14 @@ stop_group() {
     if kill -0 "${pids[$i]}" 2>/dev/null; then
       echo "  ${names[$i]} (pid ${pids[$i]}): still running after SIGTERM, sending SIGKILL"
       kill -KILL "${pids[$i]}" 2>/dev/null || true
+      killed+=("${names[$i]}")
     else
       echo "  ${names[$i]} (pid ${pids[$i]}): stopped"
     fi
   done
 }
 
+killed=()
 echo "stopping the ringtune cluster of $RUN_DIR"
 processes=() nats=()
 for f in "${files[@]}"; do
@@ -47,3 +49,8 @@ done
 [ ${#nats[@]} -gt 0 ] && stop_group "${nats[@]}"
 rm -f "$RUN_DIR/nats_url"
 echo "logs are kept in $LOG_DIR"
+# Every process stops on SIGTERM within moments, whatever its job is doing: one that needed SIGKILL did not,
+# and may have left a job's state or outputs unfinished. Said on stderr, where a script or a person sees it.
+if [ ${#killed[@]} -gt 0 ]; then
+  echo "cluster-down: ${killed[*]} did not stop within ${CLUSTER_DOWN_GRACE:-15}s of SIGTERM and got SIGKILL (see their logs)" >&2
+fi

@@ -15,9 +15,11 @@
 #                      worker_user.conf) whose passwords are generated into .run/auth/<role>.env and
 #                      .run/auth/worker-<id>.env, where the ringtune commands find them
 #   TLS=1              NATS over TLS with client certificates (for connections that leave the host): a CA, a
-#                      server certificate and one client certificate per role are generated into .run/tls/
-#                      (deploy/scripts/tls-certs.sh; TLS_HOSTS="name addr" more names the server is reached by)
-#                      and every process gets --tls-ca/--tls-cert/--tls-key; .run/auth/<role>.env names them too
+#                      server certificate and one client certificate per role and per worker are generated into
+#                      .run/tls/ (deploy/scripts/tls-certs.sh; TLS_HOSTS="name addr" more names the server is
+#                      reached by); each certificate is mapped to its NATS user (verify_and_map), so a password is
+#                      no use without its role's certificate. Every process gets --tls-ca/--tls-cert/--tls-key;
+#                      .run/auth/<role>.env names them too
 #   RINGTUNE_DATA_ROOT, RINGTUNE_OUTPUT_ROOT  where jobs may read and write (default: the checkout)
 #   STANDBY=0          no standby coordinator (by default a second one stands by to take over)
 #   CLUSTER_UP_TIMEOUT=S  seconds to wait for the coordinator and workers (default 60)
@@ -141,33 +143,31 @@ password_env() {
   for id in "${ids[@]}"; do echo "$(worker_password_var "$id")=$(role_password "worker-$id")"; done
 }
 
-# TLS=1: the CA and certificates in .run/tls/, and a server config that is `base` plus a tls block requiring
-# a client certificate signed by that CA (verify). nats-server resolves an include relative to the including
-# file, so the path to `base` is written relative to .run/tls/.
+# TLS=1: the CA and certificates in .run/tls/ (one per role and one per worker), and a server config that is
+# `base` plus a tls block: with users, each client certificate is mapped to its NATS user (verify_and_map), so a
+# connection is the user its certificate names and must still give that user's password; without users
+# (INSECURE=1), any certificate of the CA gets in (verify). nats-server logs "user required from cert" for each
+# connection that also names its user: the password is checked all the same. nats-server resolves an include relative to the
+# including file, so the path to `base` is written relative to .run/tls/.
 TLS_DIR=$RUN_DIR/tls
 tls_server_config() {
-  "$RINGTUNE_ROOT/deploy/scripts/tls-certs.sh" "$TLS_DIR" >/dev/null || die "could not make the TLS certificates"
-  local conf=$TLS_DIR/nats-server-tls.conf
+  "$RINGTUNE_ROOT/deploy/scripts/tls-certs.sh" "$TLS_DIR" "${ids[@]}" >/dev/null || die "could not make the TLS certificates"
+  local conf=$TLS_DIR/nats-server-tls.conf mode=verify_and_map
+  [ "${INSECURE:-}" = 1 ] && mode=verify
   {
-    echo "# written by cluster-up (TLS=1): $1 over TLS, every client with a certificate of this CA"
+    echo "# written by cluster-up (TLS=1): $1 over TLS, every client with a certificate of this CA ($mode)"
     echo "include \"$(realpath --relative-to="$TLS_DIR" "$1")\""
-    echo "tls {"
-    echo "  cert_file: \"$TLS_DIR/server.pem\""
-    echo "  key_file: \"$TLS_DIR/server-key.pem\""
-    echo "  ca_file: \"$TLS_DIR/ca.pem\""
-    echo "  verify: true"
-    echo "  timeout: 5"
-    echo "}"
+    render_tls_conf "$TLS_DIR" "$mode"
   } >"$conf"
   echo "$conf"
 }
+# tls_flags NAME: the CA and the client certificate NAME (a role, or worker-<id>)
 tls_flags() { echo "--tls-ca $TLS_DIR/ca.pem --tls-cert $TLS_DIR/$1.pem --tls-key $TLS_DIR/$1-key.pem"; }
 # The ringtune commands of this checkout read .run/auth/<role>.env: with TLS they find the files there too.
 add_tls_to_credentials() {
-  local role cert
+  local role
   for role in coordinator client serve "${ids[@]/#/worker-}"; do
-    cert=${role%%-*} # every worker-<id> has the worker certificate
-    printf 'NATS_CA=%s\nNATS_CERT=%s\nNATS_KEY=%s\n' "$TLS_DIR/ca.pem" "$TLS_DIR/$cert.pem" "$TLS_DIR/$cert-key.pem" \
+    printf 'NATS_CA=%s\nNATS_CERT=%s\nNATS_KEY=%s\n' "$TLS_DIR/ca.pem" "$TLS_DIR/$role.pem" "$TLS_DIR/$role-key.pem" \
       >>"$RUN_DIR/auth/$role.env"
   done
 }
@@ -244,7 +244,7 @@ if [ -n "${SERVE:-}" ]; then
   for a in ${SERVE_ADAPTERS:-}; do serve_worker+=(--serve-adapter "$a"); done
 fi
 worker_http() { if [ "$metrics_port" = 0 ]; then echo "$http_host:0"; else echo "$http_host:$((metrics_port + $1))"; fi; }
-# role_flags ROLE: --insecure and, with TLS=1, that role's certificate (paths without spaces: .run/tls/ of the checkout)
+# role_flags NAME: --insecure and, with TLS=1, the certificate NAME, a role or worker-<id> (paths without spaces)
 role_flags() {
   echo "${insecure[*]}"
   [ "${TLS:-}" = 1 ] && tls_flags "$1"
@@ -258,11 +258,11 @@ for ((k = 0; k < workers; k++)); do
   if [ "$gpus" -gt 0 ]; then
     # shellcheck disable=SC2046
     start "$id" node "$CLI" worker --nats "$url" --id "$id" --device "${gpu_devices[$((k % gpus))]}" --http "$(worker_http "$k")" \
-      "${serve_worker[@]}" $(role_flags worker)
+      "${serve_worker[@]}" $(role_flags "worker-$id")
   else
     # shellcheck disable=SC2046
     OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads start "$id" node "$CLI" worker --nats "$url" --id "$id" \
-      "${memory_flag[@]}" --http "$(worker_http "$k")" "${serve_worker[@]}" $(role_flags worker)
+      "${memory_flag[@]}" --http "$(worker_http "$k")" "${serve_worker[@]}" $(role_flags "worker-$id")
   fi
 done
 

@@ -41,3 +41,19 @@ render_auth_conf() {
     "$RINGTUNE_ROOT/deploy/nats/auth.conf"
   rm -f "$users"
 }
+
+# render_tls_conf TLS_DIR MODE: nats-server's tls block for the material tls-certs.sh made in TLS_DIR. MODE
+# verify_and_map (a server with users): a client certificate of that CA is required and names the user the
+# connection is, so each role, and each worker, gets in only with its own certificate (and its password);
+# verify (a server without users, INSECURE=1): any certificate of that CA gets in.
+render_tls_conf() {
+  local dir=$1 mode=$2
+  [[ $mode == verify || $mode == verify_and_map ]] || { echo "render_tls_conf: mode verify or verify_and_map" >&2; return 1; }
+  echo "tls {"
+  echo "  cert_file: \"$dir/server.pem\""
+  echo "  key_file: \"$dir/server-key.pem\""
+  echo "  ca_file: \"$dir/ca.pem\""
+  echo "  $mode: true"
+  echo "  timeout: 5"
+  echo "}"
+}

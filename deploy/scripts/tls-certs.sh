@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# tls-certs.sh DIR: the TLS material of a cluster whose NATS connections leave the host, made with openssl:
+# tls-certs.sh DIR [WORKER_ID...]: the TLS material of a cluster whose NATS connections leave the host, made
+# with openssl:
 #   ca.pem, ca-key.pem            a certificate authority of its own (the key never leaves DIR)
 #   server.pem, server-key.pem    nats-server's certificate, for localhost, 127.0.0.1, ::1 and TLS_HOSTS
 #   ROLE.pem, ROLE-key.pem        a client certificate per role: coordinator, worker, client, serve
+#   worker-ID.pem, worker-ID-key.pem  one per WORKER_ID given: that worker's own certificate
+# A client certificate names its NATS user (common name and DNS name), so a server with verify_and_map
+# (cluster-up's TLS=1) lets it in only as that user: a role's password is no use without its certificate.
 # Files already there are kept, so running it again changes nothing; keys are readable by this user only.
 # Environment: TLS_HOSTS="nats.example.org 10.0.0.5" more names/addresses the server is reached by;
 # TLS_DAYS=N validity (default 825).
@@ -45,4 +49,9 @@ for h in ${TLS_HOSTS:-}; do
 done
 sign server "$names" serverAuth
 for role in coordinator worker client serve; do sign "$role" "DNS:$role" clientAuth; done
-echo "TLS material in $dir: ca.pem, server.pem, and coordinator/worker/client/serve client certificates"
+shift
+for id in "$@"; do
+  [[ $id =~ ^[A-Za-z0-9-]+$ ]] || { echo "tls-certs: worker id '$id': letters, digits or '-' only (it is a DNS name)" >&2; exit 1; }
+  sign "worker-$id" "DNS:worker-$id" clientAuth
+done
+echo "TLS material in $dir: ca.pem, server.pem, and client certificates for coordinator/worker/client/serve${1:+ and $# worker(s)}"

@@ -60,7 +60,7 @@ const ORDER_PATTERNS = [
 ];
 
 /** mulberry32: a small seeded PRNG, the same numbers on every machine. */
-function rng(seed) {
+export function rng(seed) {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -74,7 +74,7 @@ function rng(seed) {
 const pick = (r, list) => list[Math.floor(r() * list.length)];
 const int = (r, lo, hi) => lo + Math.floor(r() * (hi - lo + 1));
 
-function person(r, heldout) {
+export function person(r, heldout) {
   let name;
   do name = `${pick(r, FIRST)} ${pick(r, LAST)}`;
   while (reserved(name) !== heldout);
@@ -82,7 +82,7 @@ function person(r, heldout) {
   return { task_type: "extract/person", sentence: pick(r, PERSON_PATTERNS)(p), answer: { name: p.name, age: p.age, city: p.city } };
 }
 
-function order(r, heldout) {
+export function order(r, heldout) {
   let n;
   do n = int(r, 1000, 9999);
   while (reserved(`order ${n}`) !== heldout);
@@ -90,7 +90,7 @@ function order(r, heldout) {
   return { task_type: "extract/order", sentence: pick(r, ORDER_PATTERNS)(o), answer: { order: o.order, qty: o.qty, item: o.item, city: o.city } };
 }
 
-function record(x) {
+export function record(x) {
   return {
     task_type: x.task_type,
     messages: [

@@ -9,6 +9,7 @@
 #include "add.cuh"
 #include "attention.cuh"
 #include "bf16_base.cuh"
+#include "bf16_compute.h"
 #include "bias.cuh"
 #include "cached_attention.cuh"
 #include "cross_entropy.cuh"
@@ -16,8 +17,11 @@
 #include "embedding.cuh"
 #include "gemm.cuh"
 #include "grad_norm.cuh"
+#include "grad_staging.h"
 #include "linear_fused.cuh"
 #include "lora_dropout.cuh"
+#include "ring_attention_device.h"
+#include "ring_block.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
@@ -131,8 +135,9 @@ Buffer<T> device_zeros(size_t n) {
 
 class CudaBackend final : public Backend<float> {
  public:
-  CudaBackend(int device, std::unique_ptr<Gemm> gemm) : device_(device), gemm_(std::move(gemm)) {
-    name_ = "cuda:" + std::to_string(device) + " fp32 (" + gemm_->name() + ")";
+  CudaBackend(int device, std::unique_ptr<Gemm> gemm, Precision precision) : device_(device), gemm_(std::move(gemm)) {
+    if (precision == Precision::bf16) bf16_ = std::make_unique<Bf16Compute>(*gemm_, stream_);
+    name_ = "cuda:" + std::to_string(device) + (bf16_ ? " bf16" : " fp32") + " (" + gemm_->name() + ")";
   }
   // The members free their scratch and the GEMM's workspace next, on the device they were allocated on.
   ~CudaBackend() override { cudaSetDevice(device_); }
@@ -149,16 +154,19 @@ class CudaBackend final : public Backend<float> {
   bool host_memory() const override { return false; }
   void fill(float* p, size_t n, float value) const override {
     use_device(device_);
+    if (bf16_) bf16_->wrote(p, n);
     cuda::fill(p, n, value, stream_);
   }
   void copy(float* dst, const float* src, size_t n) const override {
     use_device(device_);
+    if (bf16_) bf16_->wrote(dst, n);
     if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream_));
   }
   // The host side of an upload may be reused as soon as it returns (a step's small uploads are staged in pinned
   // memory and leave asynchronously); a download returns once the data is there.
   void upload(float* dst, const float* host, size_t n) const override {
     use_device(device_);
+    if (bf16_) bf16_->wrote(dst, n);
     upload_bytes(dst, host, sizeof(float) * n);
   }
   void download(float* host, const float* src, size_t n) const override {
@@ -184,6 +192,7 @@ class CudaBackend final : public Backend<float> {
   }
   void widen_bf16(float* dst, const uint16_t* src, size_t n) const override {
     use_device(device_);
+    if (bf16_) bf16_->wrote(dst, n);
     cuda::widen_bf16(dst, src, n, stream_);
   }
   void round_to_bf16(uint16_t* dst, const float* src, size_t n) const override {
@@ -210,6 +219,7 @@ class CudaBackend final : public Backend<float> {
   void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
             float beta, float* C, int ldc) const override {
     use_device(device_);
+    if (bf16_) return bf16_->gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     cuda::gemm(*gemm_, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream_);
   }
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int I,
@@ -283,6 +293,7 @@ class CudaBackend final : public Backend<float> {
                          const std::vector<SegmentRun>& runs, const AttentionShape& s,
                          AttentionScratch<float>&) const override {
     use_device(device_);
+    if (bf16_) return bf16_->attention_forward(out, lse, q, k, v, segment_starts(runs, s), shape(s));
     cuda::attention_forward(out, lse, q, k, v, segment_starts(runs, s), shape(s), stream_);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
@@ -290,6 +301,8 @@ class CudaBackend final : public Backend<float> {
                           const AttentionShape& s, AttentionScratch<float>&) const override {
     use_device(device_);
     float* delta = floats_.get((size_t)s.B * s.H * s.T);
+    if (bf16_)
+      return bf16_->attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, segment_starts(runs, s), shape(s));
     cuda::attention_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, segment_starts(runs, s), shape(s), stream_);
   }
   void cached_attention(float* att, const float* q, const float* k, const float* v, int start, int n, int H, int KVH,
@@ -347,8 +360,32 @@ class CudaBackend final : public Backend<float> {
   void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWStep& s,
                     bool decay) const override {
     use_device(device_);
-    // fp32 only: no bf16 compute copy to refresh; the clipping factor comes in s.grad_scale.
-    cuda::adamw_update(p, nullptr, g, m, v, n, s, decay, nullptr, stream_);
+    // In bf16 the same kernel refreshes the weights' compute copy; the clipping factor comes in s.grad_scale.
+    cuda::adamw_update(p, bf16_ ? bf16_->copy_slot(p, n) : nullptr, g, m, v, n, s, decay, nullptr, stream_);
+  }
+  void keep_compute_copy(const Buffer<float>& master) const override {
+    use_device(device_);
+    if (bf16_) bf16_->keep_copy(master);
+  }
+  std::unique_ptr<GradStaging<float>> make_grad_staging() const override {
+    return cuda::make_grad_staging(device_, stream_);
+  }
+  Buffer<float> pinned_host_zeros(size_t n) const override {
+    use_device(device_);
+    return cuda::pinned_host_zeros(n);
+  }
+  bool ring_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                              const int32_t* seg, const RingShape& s, const SequenceParallel& sp) const override {
+    if (!ring_block_supported(s.D)) return false;
+    device_ring().forward(out, lse, q, k, v, seg, s, sp);
+    return true;
+  }
+  bool ring_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                               const float* v, const float* out, const float* lse, const int32_t* seg,
+                               const RingShape& s, const SequenceParallel& sp) const override {
+    if (!ring_block_supported(s.D)) return false;
+    device_ring().backward(dq, dk, dv, dout, q, k, v, out, lse, seg, s, sp);
+    return true;
   }
 
  private:
@@ -452,18 +489,24 @@ class CudaBackend final : public Backend<float> {
   mutable int vocab_ = 0;  // of the last op that checks ids, for a bad one's message
   mutable Scratch<double> freqs_;
   mutable std::vector<double> freqs_host_;
+  mutable std::unique_ptr<DeviceRingAttention> ring_;  // sequence parallelism's buffers, once a ring is used
+  DeviceRingAttention& device_ring() const {
+    if (!ring_) ring_ = std::make_unique<DeviceRingAttention>(device_, stream_);
+    return *ring_;
+  }
+  std::unique_ptr<Bf16Compute> bf16_;  // precision bf16 (bf16_compute.h); null in fp32
 };
 
 }  // namespace
 
-std::unique_ptr<Backend<float>> make_cuda_backend(int device) {
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, Precision precision) {
   CUDA_CHECK(cudaSetDevice(device));
-  return std::make_unique<CudaBackend>(device, make_gemm());
+  return std::make_unique<CudaBackend>(device, make_gemm(), precision);
 }
 
-std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm) {
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm, Precision precision) {
   CUDA_CHECK(cudaSetDevice(device));
-  return std::make_unique<CudaBackend>(device, std::move(gemm));
+  return std::make_unique<CudaBackend>(device, std::move(gemm), precision);
 }
 
 }  // namespace rt::cuda

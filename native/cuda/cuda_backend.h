@@ -1,10 +1,10 @@
 #pragma once
-// The CUDA backend under the model's op interface (backend.h), fp32 throughout: the checking mode, compared
-// op by op with the CPU backend in the CUDA test driver. Every pointer it takes is device memory, except the
+// The CUDA backend under the model's op interface (backend.h), in one of two precisions: fp32 throughout (the
+// checking mode, compared op by op with the CPU backend in the CUDA test driver), or bf16 compute over fp32
+// storage (training; bf16_compute.h). Every pointer it takes is device memory, except the
 // host-side descriptions the interface already carries (segment runs, AdamW constants). Results the
 // interface returns by value (a loss sum, a sum of squares) are read back, so those calls synchronise.
 // zeros() places the model's flat buffers in device memory; upload/download are the seams with the host.
-// Not yet: the bf16 compute copy of training.
 #include <memory>
 #include "backend.h"
 
@@ -12,9 +12,14 @@ namespace rt::cuda {
 
 class Gemm;
 
+// fp32: every op in fp32. bf16: GEMMs on bf16 operands (a bf16 compute copy of the weights) with fp32
+// accumulation, attention on bf16 q/k/v, everything else fp32 (bf16_compute.h).
+enum class Precision { fp32, bf16 };
+
 // Selects CUDA device `device` for the calling thread, loads cuBLASLt (else the own GEMM) and returns the backend.
-std::unique_ptr<Backend<float>> make_cuda_backend(int device);
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, Precision precision = Precision::fp32);
 // The same over a given GEMM (the tests' cuBLASLt stand-in).
-std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm);
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm,
+                                                  Precision precision = Precision::fp32);
 
 }  // namespace rt::cuda

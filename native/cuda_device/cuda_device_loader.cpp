@@ -74,13 +74,20 @@ CudaDeviceLibrary load_cuda_device_library(const std::string& path, const std::s
   return it->second;
 }
 
-std::unique_ptr<Backend<float>> make_cuda_device_backend(const std::string& path, int device) {
+std::unique_ptr<Backend<float>> make_cuda_device_backend(const std::string& path, int device, bool bf16) {
   const CudaDeviceLibrary lib = load_cuda_device_library(path, backend_abi());
   if (!lib.loaded()) fail("cuda", lib.error);
   char error[1024] = "";
-  std::unique_ptr<Backend<float>> backend(lib.table->make_backend(device, error, sizeof error));
+  std::unique_ptr<Backend<float>> backend(lib.table->make_backend(device, bf16 ? 1 : 0, error, sizeof error));
   if (!backend) fail("cuda", "device ", device, " (", lib.table->build, "): ", error);
   return backend;
+}
+
+const nccl::Plane& cuda_device_nccl_plane(const std::string& path) {
+  const CudaDeviceLibrary lib = load_cuda_device_library(path, backend_abi());
+  if (!lib.loaded()) fail("cuda", lib.error);
+  if (!lib.table->nccl) fail("cuda", path, " (", lib.table->build, ") carries no NCCL data plane");
+  return *lib.table->nccl;
 }
 
 }  // namespace rt

@@ -32,8 +32,12 @@ CudaDeviceLibrary load_cuda_device_library(const std::string& path, const std::s
 // The interface hash this build was compiled with (RINGTUNE_BACKEND_ABI).
 const char* backend_abi();
 
-// The CUDA backend on device `device` from the library at `path`; throws rt::Error with the loader's or the
-// library's reason.
-std::unique_ptr<Backend<float>> make_cuda_device_backend(const std::string& path, int device);
+// The CUDA backend on device `device` from the library at `path`, computing in bf16 or fp32; throws rt::Error
+// with the loader's or the library's reason.
+std::unique_ptr<Backend<float>> make_cuda_device_backend(const std::string& path, int device, bool bf16 = false);
+
+// The NCCL data plane of the library at `path` (over the same CUDA runtime as its backends); throws rt::Error with
+// the loader's reason.
+const nccl::Plane& cuda_device_nccl_plane(const std::string& path);
 
 }  // namespace rt

@@ -127,6 +127,7 @@ lt::Status matmul(lt::Handle, lt::MatmulDesc d, const void* alpha, const void* A
   static std::unique_ptr<Gemm> own = make_own_gemm();
   own->run(g, stream);
   g_log->matmuls++;
+  g_log->last_ab = g.ab, g_log->last_c = g.c;
   return lt::kSuccess;
 }
 size_t version() { return 999; }

@@ -244,9 +244,10 @@ TEST(cuda_model_names_the_first_bad_token_and_stops_when_cancelled) {
 // the host waits for the device twice, for the step's two results: the loss sums at the end of the backward
 // (one copy of the step's status) and the gradient norm at the start of AdamW. Neither the batch upload, the
 // segment starts, the bad id and label checks nor the target count wait for the device.
-static void step_allocates_nothing_and_waits_twice(bool lora, bool checkpointing) {
+static void step_allocates_nothing_and_waits_twice(bool lora, bool checkpointing,
+                                                   rt::cuda::Precision precision = rt::cuda::Precision::fp32) {
   const ModelConfig c = tiny(true);
-  const auto gpu = rt::cuda::make_cuda_backend(0);
+  const auto gpu = rt::cuda::make_cuda_backend(0, precision);
   Model<float> m(c, *gpu, lora);
   m.init_random(5, 0.1);
   if (lora) m.enable_lora(adapters(true, 0.1));
@@ -281,5 +282,13 @@ TEST(cuda_training_step_allocates_nothing_and_waits_only_for_its_results_full) {
 }
 TEST(cuda_training_step_allocates_nothing_and_waits_only_for_its_results_lora_checkpointed) {
   step_allocates_nothing_and_waits_twice(true, true);
+}
+// bf16: the compute copy is refreshed by AdamW's kernel and the GEMM and attention operands are rounded into
+// scratch sized by the first step.
+TEST(cuda_training_step_allocates_nothing_and_waits_only_for_its_results_bf16) {
+  step_allocates_nothing_and_waits_twice(false, false, rt::cuda::Precision::bf16);
+}
+TEST(cuda_training_step_allocates_nothing_and_waits_only_for_its_results_bf16_lora_checkpointed) {
+  step_allocates_nothing_and_waits_twice(true, true, rt::cuda::Precision::bf16);
 }
 #endif

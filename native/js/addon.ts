@@ -281,6 +281,8 @@ export interface NativeRingLink {
 }
 
 export type NcclOp = "all-reduce" | "reduce-scatter" | "all-gather";
+/** The devices whose models an NCCL data plane serves. */
+export type NcclDevice = "cuda-emu" | `cuda:${number}`;
 
 /**
  * One NCCL communicator (ncclConnect). Its rank is the NCCL rank: a reduce-scatter leaves segment `rank` of
@@ -299,6 +301,8 @@ export interface NcclComm {
 /** Whether libnccl.so.2 opens in this process (RINGTUNE_NCCL_LIB, a pip wheel's, or the system's). */
 export interface NcclProbe {
   available: boolean;
+  /** the CUDA runtime the data plane runs on: "the CUDA runtime" or "the ringtune CUDA emulator" */
+  runtime?: string;
   path?: string;
   version?: number;
   reason?: string;
@@ -332,6 +336,8 @@ export interface CudaProbe {
 
 /** Where a native model is built: the CPU, the CUDA emulator, or GPU N through ringtune_cuda_device.so. */
 export type ModelDeviceName = "cpu" | "cuda-emu" | `cuda:${number}`;
+/** How a CUDA device computes: bf16 operands over fp32 master weights, or fp32 throughout (the checking mode). */
+export type ComputePrecision = "bf16" | "fp32";
 
 /** Whether the GPU library (ringtune_cuda_device.so, built where nvcc is) loads beside this addon (cudaLibrary). */
 export interface CudaLibrary {
@@ -432,10 +438,13 @@ export interface NativeAddon {
    * device "cuda-emu": the model over the CUDA backend on the CUDA emulator; paramData(), baseDataBf16(),
    * loraData(), gradData() and optimizerData() are then host copies kept in step with the device at the edges
    * of each call (an adamwStep refreshes the weights' and the moments' copies).
+   * precision (a CUDA device's; default "fp32", the checking mode): "bf16" computes GEMMs and attention on bf16
+   * operands (a bf16 compute copy of the weights, refreshed by each AdamW step) with fp32 accumulation over fp32
+   * master weights, gradients, moments and activations. The CPU computes in fp32 whatever it says.
    */
   createModelAsync(
     config: NativeModelConfig,
-    opts?: { baseBf16?: boolean; device?: ModelDeviceName },
+    opts?: { baseBf16?: boolean; device?: ModelDeviceName; precision?: ComputePrecision },
   ): Promise<NativeModel>;
   /** A ring link for sequence parallelism listening on host:port (0: any free port). */
   createRingLink(host: string, port: number): NativeRingLink;
@@ -466,12 +475,16 @@ export interface NativeAddon {
   cudaLibrary?(): CudaLibrary;
   /** Free and total memory of "cuda:N" (through the GPU library) or "cuda-emu" (the emulator's arena). */
   deviceMemory?(device: ModelDeviceName): { freeBytes: number; totalBytes: number };
-  /** NCCL, loaded at run time (absent where the addon has no CUDA backend) */
-  ncclProbe?(): NcclProbe;
+  /**
+   * NCCL, loaded at run time (absent where the addon has no CUDA backend). `device` picks the data plane of the
+   * runtime that holds the models: "cuda-emu" (the default) the emulator's in the addon, "cuda:N" the GPU
+   * library's on GPU N; a GPU library that cannot be loaded throws, naming why.
+   */
+  ncclProbe?(device?: NcclDevice): NcclProbe;
   /** a new communicator id (128 bytes), its bootstrap run by this process; throws without NCCL */
-  ncclUniqueId?(): Uint8Array;
-  /** Joins communicator `id` as `rank` of `size` (non-blocking, polled); rejects after timeoutMs. */
-  ncclConnect?(id: Uint8Array, rank: number, size: number, timeoutMs: number): Promise<NcclComm>;
+  ncclUniqueId?(device?: NcclDevice): Uint8Array;
+  /** Joins communicator `id` as `rank` of `size` (non-blocking, polled) on `device`; rejects after timeoutMs. */
+  ncclConnect?(id: Uint8Array, rank: number, size: number, timeoutMs: number, device?: NcclDevice): Promise<NcclComm>;
   /** the devices this build runs the model on ("cpu", "cuda", "cuda-emu"); absent: the CPU only */
   modelDevices?: readonly string[];
 }

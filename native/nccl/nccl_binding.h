@@ -1,22 +1,24 @@
 #pragma once
-// The Node face of the NCCL data plane: ncclProbe() says whether libnccl.so.2 opens here (and which file);
-// ncclUniqueId() makes the id a ring's first rank hands out; ncclConnect(id, rank, size, timeoutMs) joins the
-// communicator off the main thread and resolves to a NcclComm, whose abort() ends it from the main thread (a
-// collective blocked on a silent peer fails at once) and whose collective(data, op, timeoutMs) runs one
+// The Node face of the NCCL data plane: ncclProbe(device?) says whether libnccl.so.2 opens here (and which file);
+// ncclUniqueId(device?) makes the id a ring's first rank hands out; ncclConnect(id, rank, size, timeoutMs, device?)
+// joins the communicator off the main thread and resolves to a NcclComm, whose abort() ends it from the main thread
+// (a collective blocked on a silent peer fails at once) and whose collective(data, op, timeoutMs) runs one
 // collective on a copy of a host array in device memory (for tests and tools; a step's buckets stay on the
 // device: forwardBackward's ncclBuckets option and the model's ncclCollective, in binding.cpp).
+// `device` picks the data plane of the runtime that holds the models: "cuda-emu" (the default) the emulator's,
+// linked into the addon; "cuda:N" the one inside the GPU library (ringtune_cuda_device.so), on GPU N.
 #include <napi.h>
 
-#include <cuda_runtime.h>
-
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
-#include "nccl_comm.h"
+#include "cuda_device_loader.h"
+#include "nccl_plane.h"
 
 namespace rt_binding {
 
-enum class NcclOp { AllReduce, ReduceScatter, AllGather };
+using NcclOp = rt::nccl::Op;
 
 inline NcclOp nccl_op(Napi::Env env, const Napi::Value& v, const char* call) {
   const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
@@ -27,19 +29,37 @@ inline NcclOp nccl_op(Napi::Env env, const Napi::Value& v, const char* call) {
 }
 
 // One collective on device memory `p` of n floats, ordered after `compute`'s work so far.
-inline void run_nccl_op(rt::nccl::Communicator& c, NcclOp op, float* p, size_t n, cudaStream_t compute) {
-  switch (op) {
-    case NcclOp::AllReduce: return c.all_reduce(p, n, compute);
-    case NcclOp::ReduceScatter: return c.reduce_scatter(p, n, compute);
-    case NcclOp::AllGather: return c.all_gather(p, n, compute);
-  }
+inline void run_nccl_op(rt::nccl::Collectives& c, NcclOp op, float* p, size_t n, rt::nccl::Stream compute) {
+  c.run(op, p, n, compute);
 }
 
-inline const rt::nccl::Library& nccl_library(Napi::Env env) {
-  std::string why;
-  const rt::nccl::Library* lib = rt::nccl::load_library(&why);
-  if (!lib) throw Napi::Error::New(env, "NCCL: " + why);
-  return *lib;
+// The data plane for argument `i` (a device name; absent: "cuda-emu") and the CUDA device to join with (-1: the
+// calling thread's current one, as the emulator's models use).
+struct NcclPlaneChoice {
+  const rt::nccl::Plane* plane;
+  int device;
+};
+inline NcclPlaneChoice nccl_plane_arg(const Napi::CallbackInfo& info, size_t i, const char* call) {
+  Napi::Env env = info.Env();
+  std::string device = "cuda-emu";
+  if (info.Length() > i && !info[i].IsUndefined()) {
+    if (!info[i].IsString())
+      throw Napi::TypeError::New(env, std::string(call) + ": device must be \"cuda-emu\" or \"cuda:N\"");
+    device = info[i].As<Napi::String>().Utf8Value();
+  }
+  if (device == "cuda-emu") return {&rt::nccl::runtime_plane(), -1};
+  int gpu = -1;
+  if (device.size() >= 6 && device.size() <= 8 && device.compare(0, 5, "cuda:") == 0 &&
+      device.find_first_not_of("0123456789", 5) == std::string::npos)
+    gpu = std::stoi(device.substr(5));
+  if (gpu < 0)
+    throw Napi::TypeError::New(
+        env, std::string(call) + ": device must be \"cuda-emu\" or \"cuda:N\", got \"" + device + "\"");
+  try {
+    return {&rt::cuda_device_nccl_plane(rt::cuda_device_library_path(rt::this_module_path())), gpu};
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string(call) + ": " + e.what());
+  }
 }
 
 class NcclCommWrap : public Napi::ObjectWrap<NcclCommWrap> {
@@ -53,7 +73,7 @@ class NcclCommWrap : public Napi::ObjectWrap<NcclCommWrap> {
          InstanceMethod("collective", &NcclCommWrap::Collective)});
   }
   explicit NcclCommWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NcclCommWrap>(info) {}
-  std::shared_ptr<rt::nccl::Communicator> comm;
+  std::shared_ptr<rt::nccl::Collectives> comm;
 
  private:
   Napi::Value Rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), comm->rank()); }
@@ -111,22 +131,7 @@ inline Napi::Value NcclCommWrap::Collective(const Napi::CallbackInfo& info) {
   float* host = data.Data();
   const size_t n = data.ElementLength();
   auto* task = new NcclTask(
-      env,
-      [c, op, host, n, timeout_ms] {
-        float* dev = nullptr;
-        if (cudaMalloc(&dev, n * sizeof(float) + 1) != cudaSuccess) throw std::runtime_error("collective: cudaMalloc");
-        struct Free {
-          float* p;
-          ~Free() { cudaFree(p); }
-        } release{dev};
-        if (cudaMemcpy(dev, host, n * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess)
-          throw std::runtime_error("collective: upload failed");
-        run_nccl_op(*c, op, dev, n, nullptr);
-        c->finish(nullptr, timeout_ms);
-        if (cudaMemcpy(host, dev, n * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
-          throw std::runtime_error("collective: download failed");
-      },
-      nullptr);
+      env, [c, op, host, n, timeout_ms] { c->run_on_host_copy(op, host, n, timeout_ms); }, nullptr);
   task->keep(data);
   task->Queue();
   return task->promise();
@@ -134,25 +139,26 @@ inline Napi::Value NcclCommWrap::Collective(const Napi::CallbackInfo& info) {
 
 inline Napi::Value NcclProbe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  const NcclPlaneChoice choice = nccl_plane_arg(info, 0, "ncclProbe");
+  const rt::nccl::Probe probe = choice.plane->probe();
   Napi::Object o = Napi::Object::New(env);
-  std::string why;
-  const rt::nccl::Library* lib = rt::nccl::load_library(&why);
-  o.Set("available", lib != nullptr);
-  if (lib) {
-    o.Set("path", lib->path);
-    o.Set("version", lib->version);
+  o.Set("available", probe.available);
+  o.Set("runtime", choice.plane->runtime());
+  if (probe.available) {
+    o.Set("path", probe.path);
+    o.Set("version", probe.version);
   } else {
-    o.Set("reason", why);
+    o.Set("reason", probe.reason);
   }
   return o;
 }
 
 inline Napi::Value NcclUniqueId(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const rt::nccl::Library& lib = nccl_library(env);
+  const NcclPlaneChoice choice = nccl_plane_arg(info, 0, "ncclUniqueId");
   rt::nccl::UniqueId id{};
   try {
-    id = rt::nccl::new_unique_id(lib);
+    id = choice.plane->unique_id();
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
@@ -166,7 +172,7 @@ inline Napi::Value NcclConnect(const Napi::CallbackInfo& info) {
   if (info.Length() < 4 || !info[0].IsTypedArray() ||
       info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !info[1].IsNumber() ||
       !info[2].IsNumber() || !info[3].IsNumber())
-    throw Napi::TypeError::New(env, "ncclConnect: expects (id: Uint8Array, rank, size, timeoutMs: number)");
+    throw Napi::TypeError::New(env, "ncclConnect: expects (id: Uint8Array, rank, size, timeoutMs: number, device?)");
   Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
   if (bytes.ElementLength() != rt::nccl::kUniqueIdBytes)
     throw Napi::RangeError::New(env, "ncclConnect: id must be " + std::to_string(rt::nccl::kUniqueIdBytes) +
@@ -175,12 +181,12 @@ inline Napi::Value NcclConnect(const Napi::CallbackInfo& info) {
   std::memcpy(id.internal, bytes.Data(), rt::nccl::kUniqueIdBytes);
   const int rank = info[1].As<Napi::Number>().Int32Value(), size = info[2].As<Napi::Number>().Int32Value();
   const int timeout_ms = info[3].As<Napi::Number>().Int32Value();
-  const rt::nccl::Library& lib = nccl_library(env);
-  auto made = std::make_shared<std::shared_ptr<rt::nccl::Communicator>>();
+  const NcclPlaneChoice choice = nccl_plane_arg(info, 4, "ncclConnect");
+  auto made = std::make_shared<std::shared_ptr<rt::nccl::Collectives>>();
   auto* task = new NcclTask(
       env,
-      [&lib, id, rank, size, timeout_ms, made] {
-        *made = rt::nccl::Communicator::connect(lib, id, rank, size, timeout_ms);
+      [choice, id, rank, size, timeout_ms, made] {
+        *made = choice.plane->connect(id, rank, size, timeout_ms, choice.device);
       },
       [made](Napi::Env e) {
         Napi::Object obj = NcclCommWrap::constructor->New({});
@@ -192,7 +198,7 @@ inline Napi::Value NcclConnect(const Napi::CallbackInfo& info) {
 }
 
 // A NcclComm passed to a model call; null for anything else.
-inline std::shared_ptr<rt::nccl::Communicator> nccl_comm_of(const Napi::Value& v) {
+inline std::shared_ptr<rt::nccl::Collectives> nccl_comm_of(const Napi::Value& v) {
   if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(NcclCommWrap::constructor->Value())) return nullptr;
   return NcclCommWrap::Unwrap(v.As<Napi::Object>())->comm;
 }

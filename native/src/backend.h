@@ -6,6 +6,8 @@
 // Pointers are the backend's memory: its zeros() places the model's flat buffers.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 #include "buffer.h"
 #include "ops/adamw.h"
@@ -13,6 +15,25 @@
 #include "ops/cross_entropy.h"
 
 namespace rt {
+
+struct RingShape;
+struct SequenceParallel;
+
+// How gradient buckets of a device backend reach the host's all-reduce while the backward goes on, and how the
+// sums come back. send() is called on the compute thread as a bucket becomes final: it records an event on the
+// compute stream and queues the copy to pinned host memory on a copy stream behind it, then returns without
+// waiting; landed() runs on the staging's own thread once the bytes are in host memory, in the order of the
+// sends. drain() waits for every landed() of the step (and rethrows the first failure); it must be called
+// once per step, after the last send. receive() queues the copy of host sums back onto the compute stream,
+// behind the rest of the step and before whatever is issued next (AdamW), without waiting either.
+template <typename T>
+class GradStaging {
+ public:
+  virtual ~GradStaging() = default;
+  virtual void send(T* host, const T* device, size_t n, std::function<void()> landed) = 0;
+  virtual void drain() = 0;
+  virtual void receive(T* device, const T* host, size_t n) = 0;
+};
 
 template <typename T>
 class Backend {
@@ -127,6 +148,29 @@ class Backend {
   virtual void defer_losses(bool) const {}
   virtual LossSum pending_losses() const { return {}; }
   virtual void adamw_update(T* p, const T* g, T* m, T* v, size_t n, const AdamWStep& s, bool decay) const = 0;
+
+  // A device backend's gradient staging (above) and the pinned host memory its copies need to run
+  // asynchronously; a host-memory backend has neither (null), its gradients are the host's already.
+  virtual std::unique_ptr<GradStaging<T>> make_grad_staging() const { return nullptr; }
+  virtual Buffer<T> pinned_host_zeros(size_t) const { return nullptr; }
+
+  // Sequence-parallel attention round the group's ring (ring_attention.h) with the blocks in the backend's
+  // memory; seg is the batch's local segment ids on the host. False: the backend has no such path, and the
+  // model runs the host's ring attention on host copies.
+  virtual bool ring_attention_forward(T*, T*, const T*, const T*, const T*, const int32_t*, const RingShape&,
+                                      const SequenceParallel&) const {
+    return false;
+  }
+  virtual bool ring_attention_backward(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*,
+                                       const int32_t*, const RingShape&, const SequenceParallel&) const {
+    return false;
+  }
+
+  // Mixed precision: a backend that computes in bf16 over fp32 master weights keeps a bf16 compute copy of
+  // `master` (the model's trainable weights, or its fp32 base) for its GEMMs: AdamW refreshes it as it updates
+  // the weights, and any other write into `master` through the backend marks it for a refresh before its next
+  // read. The copy lives as long as `master` does. A backend computing in T throughout ignores it.
+  virtual void keep_compute_copy(const Buffer<T>& master) const { (void)master; }
 };
 
 // The CPU backend (today's ops: OpenMP loops and OpenBLAS), one instance per scalar type.

@@ -160,7 +160,7 @@ class Job : public Napi::AsyncWorker {
 // wait for (and that waits for them before the step's last copy).
 struct NcclBuckets {
 #ifdef RINGTUNE_ADDON_CUDA_EMU
-  std::shared_ptr<rt::nccl::Communicator> comm;
+  std::shared_ptr<rt::nccl::Collectives> comm;
   rt_binding::NcclOp op = rt_binding::NcclOp::AllReduce;
   int timeout_ms = 0;
   void issue(Model<float>& m, size_t offset, size_t size) const {
@@ -355,9 +355,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GradData(const Napi::CallbackInfo& info) {
     if (mirrors_) {
       require_idle(info.Env(), "gradData");
-      if (!mirrors_->grads)
-        mirrors_->grads =
-            rt_binding::DeviceMirrors::copy_of(model_->backend(), model_->grads(), model_->num_trainable());
+      if (!mirrors_->grads) mirrors_->make_grads_copy(*model_);
       return View(info.Env(), grads_view_, mirrors_->grads);
     }
     return View(info.Env(), grads_view_, model_->grads_buffer());
@@ -809,17 +807,21 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (cb.IsFunction()) {
       tsfn = std::make_shared<Napi::ThreadSafeFunction>(
           Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "ringtune.onGradsReady", 0, 1));
-      // On a device the bucket is copied to the host copy first: that copy is what JavaScript all-reduces.
-      // With the NCCL data plane it stays on the device and is summed there; JavaScript is only told.
+      // On a device the bucket reaches the host copy first (on a copy stream, JavaScript told once it has
+      // landed): that copy is what JavaScript all-reduces. With the NCCL data plane it stays on the device and
+      // is summed there; JavaScript is only told.
       opts.on_grads_ready = [tsfn, nccl, mirrors = mirrors_, m = model_.get()](size_t offset, size_t size) {
+        auto tell = [tsfn, offset, size] {
+          auto* range = new std::pair<size_t, size_t>(offset, size);
+          tsfn->BlockingCall(range, [](Napi::Env e, Napi::Function fn, std::pair<size_t, size_t>* r) {
+            const double off = (double)r->first, n = (double)r->second;
+            delete r;
+            fn.Call({Napi::Number::New(e, off), Napi::Number::New(e, n)});
+          });
+        };
         if (nccl.comm) nccl.issue(*m, offset, size);
-        else if (mirrors) mirrors->grads_range_from_device(*m, offset, size);
-        auto* range = new std::pair<size_t, size_t>(offset, size);
-        tsfn->BlockingCall(range, [](Napi::Env e, Napi::Function fn, std::pair<size_t, size_t>* r) {
-          const double off = (double)r->first, n = (double)r->second;
-          delete r;
-          fn.Call({Napi::Number::New(e, off), Napi::Number::New(e, n)});
-        });
+        if (mirrors && !nccl.comm) return mirrors->send_bucket(*m, offset, size, tell);
+        tell();
       };
     } else if (!cb.IsUndefined()) {
       type_error(env, std::string(call) + ": onGradsReady must be a function, got " + describe(cb));
@@ -838,9 +840,23 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
               if (f) f->Release();
             }
           } release{tsfn};
-          if (mirrors) mirrors->params_to_device(*m), mirrors->grads_to_device(*m);
+          // Every staged bucket handed over before the callback is released, even when the step fails.
+          struct DrainOnExit {
+            const rt_binding::DeviceMirrors* mirrors;
+            bool staged;
+            ~DrainOnExit() {
+              try {
+                if (mirrors && staged) mirrors->drain_buckets();
+              } catch (...) {  // the step's own failure is the one reported
+              }
+            }
+          } drain{mirrors.get(), tsfn && !nccl.comm};
+          // Gradients about to be cleared need not go up first.
+          if (mirrors) mirrors->params_to_device(*m);
+          if (mirrors && !zero_grads) mirrors->grads_to_device(*m);
           if (zero_grads) m->zero_grad();
           *result = m->forward_backward(batch, opts);
+          if (drain.staged && mirrors) mirrors->drain_buckets();  // a failed hand-over fails the step
           // With onGradsReady each bucket came back as it became final, and JavaScript may be summing it in
           // place by now: a second copy would overwrite the sums.
           if (nccl.comm && opts.backward) {
@@ -1057,6 +1073,14 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
   std::string device = "cpu";
   if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("device").IsUndefined())
     device = info[1].As<Napi::Object>().Get("device").ToString().Utf8Value();
+  // { precision: "bf16" }: a CUDA device computes GEMMs and attention on bf16 operands over fp32 master weights;
+  // "fp32" (the default) is the checking mode. The CPU computes in fp32 whatever it says.
+  std::string precision = "fp32";
+  if (info.Length() > 1 && info[1].IsObject() && !info[1].As<Napi::Object>().Get("precision").IsUndefined())
+    precision = info[1].As<Napi::Object>().Get("precision").ToString().Utf8Value();
+  if (precision != "fp32" && precision != "bf16")
+    type_error(env, "createModelAsync: precision must be \"fp32\" or \"bf16\", got \"" + precision + "\"");
+  const bool bf16 = precision == "bf16";
   const int gpu = cuda_index(device);
   if (device != "cpu" && device != "cuda-emu" && gpu < 0)
     type_error(env, "createModelAsync: device must be \"cpu\", \"cuda:N\" or \"cuda-emu\", got \"" + device + "\"");
@@ -1065,7 +1089,7 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
   auto built = std::make_shared<ModelPtr>();
   auto* job = new Job(
       env,
-      [c, built, base_bf16, device, gpu] {
+      [c, built, base_bf16, device, gpu, bf16] {
         if (device == "cpu") {
           *built = std::make_shared<Model<float>>(c, rt::cpu_backend<float>(), base_bf16);
           return;
@@ -1074,13 +1098,14 @@ Napi::Value CreateModelAsync(const Napi::CallbackInfo& info) {
           // The backend (and so every buffer the model allocates) on GPU `gpu`; it makes that device current on
           // whichever thread calls it.
           std::shared_ptr<rt::Backend<float>> backend =
-              rt::make_cuda_device_backend(rt::cuda_device_library_path(rt::this_module_path()), gpu);
+              rt::make_cuda_device_backend(rt::cuda_device_library_path(rt::this_module_path()), gpu, bf16);
           *built = ModelPtr(new Model<float>(c, *backend, base_bf16), [backend](Model<float>* m) { delete m; });
           return;
         }
 #ifdef RINGTUNE_ADDON_CUDA_EMU
         // The model holds its backend by reference: the model's owner keeps the backend too.
-        std::shared_ptr<rt::Backend<float>> backend = rt::cuda::make_cuda_backend(0);
+        std::shared_ptr<rt::Backend<float>> backend =
+            rt::cuda::make_cuda_backend(0, bf16 ? rt::cuda::Precision::bf16 : rt::cuda::Precision::fp32);
         *built = ModelPtr(new Model<float>(c, *backend, base_bf16), [backend](Model<float>* m) { delete m; });
 #endif
       },

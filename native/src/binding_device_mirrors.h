@@ -4,6 +4,7 @@
 // keeps each copy and its device buffer in step at the edges of the native calls: a copy is uploaded before a
 // call that reads its buffer and refreshed after a call that writes it. A buffer JavaScript never asked for is
 // never copied. A call that replaces a buffer (LoRA switched on, a merge) drops the copies of the old one.
+#include <functional>
 #include <memory>
 #include "buffer.h"
 #include "model.h"
@@ -15,6 +16,9 @@ struct DeviceMirrors {
   rt::Buffer<uint16_t> base16;       // a frozen bf16 base (loaded from files, saved with a merged model)
   rt::Buffer<float> lora;            // the adapters: trained by AdamW, saved as PEFT files
   rt::Buffer<float> adam_m, adam_v;  // the AdamW moments: for checkpoints (written and read back)
+  // With the gradients' host copy in pinned memory (a backend that has it), the buckets of a backward reach it
+  // on a copy stream as each becomes final, and the sums go back without the host waiting.
+  std::shared_ptr<rt::GradStaging<float>> staging;
 
   static rt::Buffer<float> copy_of(const rt::Backend<float>& ops, const float* device, size_t n) {
     rt::Buffer<float> host = rt::host_buffer<float>(n);
@@ -38,8 +42,31 @@ struct DeviceMirrors {
     if (params && m.params()) m.backend().download(params->data(), m.params(), params->size());
     if (lora && m.lora_enabled()) m.backend().download(lora->data(), m.lora_params(), lora->size());
   }
+  // The gradients' host copy, made when JavaScript first asks for it: pinned and staged when the backend can.
+  void make_grads_copy(rt::Model<float>& m) {
+    const rt::Backend<float>& ops = m.backend();
+    grads = ops.pinned_host_zeros(m.num_trainable());
+    if (!grads) {
+      grads = copy_of(ops, m.grads(), m.num_trainable());
+      return;
+    }
+    ops.download(grads->data(), m.grads(), grads->size());
+    if (!staging) staging = ops.make_grad_staging();
+  }
   void grads_to_device(rt::Model<float>& m) const {
-    if (grads) m.backend().upload(m.grads(), grads->data(), grads->size());
+    if (grads && staging) staging->receive(m.grads(), grads->data(), grads->size());
+    else if (grads) m.backend().upload(m.grads(), grads->data(), grads->size());
+  }
+  // A bucket the backward just finished, for an all-reduce that overlaps the rest of it: landed() runs once the
+  // range is in the host copy, on the staging's thread (drain_buckets() waits for the last), or at once here
+  // after a synchronous copy without staging.
+  void send_bucket(rt::Model<float>& m, size_t offset, size_t n, std::function<void()> landed) const {
+    if (grads && staging) return staging->send(grads->data() + offset, m.grads() + offset, n, std::move(landed));
+    grads_range_from_device(m, offset, n);
+    landed();
+  }
+  void drain_buckets() const {
+    if (staging) staging->drain();
   }
   void grads_from_device(rt::Model<float>& m) const {
     if (grads) m.backend().download(grads->data(), m.grads(), grads->size());

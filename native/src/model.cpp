@@ -23,6 +23,7 @@ Model<T>::Model(const ModelConfig& cfg, const Backend<T>& backend, bool base_bf1
     : cfg_(cfg), table_((cfg.validate(), cfg)), inv_freq_(rope_inv_freq(cfg)), ops_(backend) {
   if (!base_bf16) {
     params_ = ops_.zeros(table_.total);
+    ops_.keep_compute_copy(params_);  // a bf16-compute backend's copy for its GEMMs
     return;
   }
   base16_ = ops_.bf16_zeros(table_.total);
@@ -39,6 +40,7 @@ template <typename T>
 void Model<T>::share_weights_of(const Model& base) {
   if (base.lora_) fail("share_weights_of", "the base model carries LoRA adapters; share a plain base");
   params_ = base.params_;
+  if (params_) ops_.keep_compute_copy(params_);
   if (base16_ == base.base16_) return;
   base16_ = base.base16_;
   if (base16_) stage_bf16_base();
@@ -138,6 +140,7 @@ void Model<T>::widen_base_to_fp32() {
   auto full = ops_.zeros(table_.total);
   ops_.widen_bf16(full->data(), base16_->data(), table_.total);
   params_ = full;
+  ops_.keep_compute_copy(params_);
   base16_.reset();
   stage_.release();
   stage_norm_.release();
@@ -216,6 +219,7 @@ void Model<T>::enable_lora(const LoraConfig& l) {
   lora_table_ = std::move(table);
   lora_cfg_ = l;
   lora_ = weights;
+  ops_.keep_compute_copy(lora_);
   // The base's gradients and moments go before the base is rounded, so a hybrid job's switch never holds
   // them beside both copies of the base (views held elsewhere keep their memory until they are dropped);
   // the adapters' come with their first training use.

@@ -1,8 +1,8 @@
-// Sequence-parallel attention inside the model's layer sequence, over any backend. The ring's blocks are
-// computed by the host's ring attention (ring_attention.cpp), whose transfers go over the ring link between
-// host buffers. A backend whose memory is the host's hands its buffers straight over; a device backend copies
-// the layer's inputs to host buffers kept in the model (no allocation after the first step of a shape) and
-// the results back. The copies are per layer, the size of the layer's q, k and v.
+// Sequence-parallel attention inside the model's layer sequence, over any backend. A backend whose memory is the
+// host's hands its buffers straight to the host's ring attention (ring_attention.cpp). A device backend with a
+// ring attention of its own (blocks in device memory, only the transfers through host buffers) runs that. Any
+// other copies the layer's inputs to host buffers kept in the model (no allocation after the first step of a
+// shape), runs the host's, and copies the results back: per layer, the size of the layer's q, k and v.
 #include "model.h"
 
 namespace rt {
@@ -18,6 +18,7 @@ template <typename T>
 void Model<T>::sp_attention_forward(T* out, T* lse, const T* q, const T* k, const T* v,
                                     const std::vector<SegmentRun>& runs, const RingShape& s) {
   if (ops_.host_memory()) return ring_attention_forward(out, lse, q, k, v, sp_segments_, runs, s, *sp_, ring_);
+  if (ops_.ring_attention_forward(out, lse, q, k, v, sp_segments_, s, *sp_)) return;
   const size_t n = (size_t)s.tokens(), Q = n * s.H * s.D, KV = n * s.KVH * s.D, L = n * s.H;
   RingHostStage& h = ring_host_;
   h.out.resize(Q);
@@ -34,6 +35,7 @@ void Model<T>::sp_attention_backward(T* dq, T* dk, T* dv, const T* dout, const T
                                      const RingShape& s) {
   if (ops_.host_memory())
     return ring_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, sp_segments_, runs, s, *sp_, ring_);
+  if (ops_.ring_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, sp_segments_, s, *sp_)) return;
   const size_t n = (size_t)s.tokens(), Q = n * s.H * s.D, KV = n * s.KVH * s.D, L = n * s.H;
   RingHostStage& h = ring_host_;
   h.dq.resize(Q);

@@ -1,11 +1,19 @@
 // make cluster-up / cluster-down (deploy/scripts): a real local cluster on a free port in a temp run dir.
 // The scripts start the `coordinator` and `worker` commands: without them every test here fails and says so.
+// cluster-down comes while a job reads and tokenizes many files: every process stops on SIGTERM, none needs
+// SIGKILL.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { connect } from "@nats-io/transport-node";
+import { natsAuth } from "../../cli/nats_credentials.js";
+import { jobSubjects } from "../../proto/mod.js";
+import { trainingFixture } from "../helpers/cluster.js";
+import { rawRequest } from "../helpers/json_requests.js";
+import { largeDataset } from "../helpers/large_dataset.js";
 import { RINGTUNE, deadPort, runCli } from "../helpers/run_cli.js";
 
 const ROOT = path.resolve(path.dirname(RINGTUNE), "../..");
@@ -32,6 +40,39 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Files and records of a job whose data preparation takes seconds: 120,000 records (30 MB) over 200 files. */
+const PREPARATION_FILES = 200;
+const RECORDS_PER_FILE = 600;
+
+/**
+ * Submits, with the client credentials cluster-up wrote under `run`, a job reading many files, and returns
+ * once the coordinator is preparing its data.
+ */
+async function jobInPreparation(run: string, url: string, dir: string, baseSpec: object): Promise<string> {
+  const data = [];
+  for (let f = 0; f < PREPARATION_FILES; f++) {
+    await largeDataset(path.join(dir, `part-${f}.jsonl`), RECORDS_PER_FILE, f * RECORDS_PER_FILE);
+    data.push({ path: `part-${f}.jsonl` });
+  }
+  const nc = await connect({ servers: url, ...natsAuth({}, "client", { RINGTUNE_RUN_DIR: run }, () => {}).options });
+  try {
+    const spec = { ...baseSpec, data, workers: 1, max_steps: 2, output: "prepared" };
+    const reply = await rawRequest(nc, jobSubjects.submit, { spec, base_dir: dir });
+    assert.equal(reply.json.ok, true, JSON.stringify(reply.json));
+    const id = reply.json.id as string;
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const job = (await rawRequest(nc, jobSubjects.get, { id })).json.job as { status: string; message?: string };
+      if (job.status === "preparing") return id;
+      assert.equal(job.status, "queued", job.message);
+      assert.ok(Date.now() < deadline, "the job did not start preparing within 20 s");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
 function script(file: string, env: NodeJS.ProcessEnv) {
   return spawnSync("bash", [file], { encoding: "utf8", env: { ...process.env, ...env }, timeout: 60_000 });
 }
@@ -39,9 +80,12 @@ function script(file: string, env: NodeJS.ProcessEnv) {
 test("cluster-up starts NATS, a coordinator and N workers; a second run says it is up; cluster-down stops exactly them", async () => {
   assertProcessCommandsExist();
   const run = mkdtempSync(path.join(tmpdir(), "ringtune-run-"));
+  const { dir, baseSpec } = trainingFixture();
   const port = await deadPort();
   const env = {
     RINGTUNE_RUN_DIR: run,
+    RINGTUNE_DATA_ROOT: dir,
+    RINGTUNE_OUTPUT_ROOT: dir,
     NATS_PORT: String(port),
     WORKERS: "2",
     WORKER_DEVICE: "cpu",
@@ -94,9 +138,15 @@ test("cluster-up starts NATS, a coordinator and N workers; a second run says it 
       .sort();
     assert.deepEqual(ids, ["worker-0", "worker-1"]);
 
+    await jobInPreparation(run, `nats://127.0.0.1:${port}`, dir, baseSpec);
+    await new Promise((r) => setTimeout(r, 300)); // well inside the reading
     writeFileSync(path.join(run, "worker-7.pid"), String(bystander.pid));
+    const downAt = Date.now();
     const down = script(DOWN, env);
+    const downMs = Date.now() - downAt;
     assert.equal(down.status, 0, down.stdout + down.stderr);
+    assert.doesNotMatch(down.stdout + down.stderr, /SIGKILL/, "a process did not stop on SIGTERM");
+    assert.ok(downMs < 10_000, `cluster-down took ${downMs} ms`);
     await new Promise((r) => setTimeout(r, 200));
     assert.ok(
       pids.every((p) => !alive(p)),
@@ -112,6 +162,7 @@ test("cluster-up starts NATS, a coordinator and N workers; a second run says it 
     script(DOWN, env);
     bystander.kill();
     rmSync(run, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

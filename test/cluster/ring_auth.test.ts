@@ -1,8 +1,9 @@
 // Ring TCP edges authenticate peers with the ring's secret: a stranger that reaches a rank's data-plane
 // port (no secret, a wrong MAC, a huge frame, a valid-looking hello for another edge) is refused alone,
 // with a reply saying why, and the ring still forms with its real members and sums correctly. A rank
-// also refuses a listener that cannot prove the secret, so answering the address request is not enough
-// to receive a rank's gradients, and two members with different secrets never form a ring.
+// asks for its neighbour's address sealed with the secret and ignores answers that are not (another
+// worker may answer on the ring subjects), refuses a listener that cannot prove the secret, and two
+// members with different secrets never form a ring.
 import assert from "node:assert/strict";
 import { createServer, connect as tcpConnect, type Socket } from "node:net";
 import { after, before, test } from "node:test";
@@ -84,7 +85,8 @@ test("strangers at a rank's port are refused one by one and the ring still forms
   const secret = newRingSecret();
   const refused: string[] = [];
   const rank0 = member(await nats(), ring, 0, secret, refused);
-  const { port } = await lookupPeerAddress(await nats(), ring, 1, 0);
+  // Ports are reachable by anyone (a scan finds them): the test looks this one up the short way.
+  const { port } = await lookupPeerAddress(await nats(), ring, 1, 0, { secret });
   const edge = { ring, from: 0, to: 1, transport: "tcp" as const };
 
   // A fake peer without the secret: a correct hello for the edge, no MAC.
@@ -118,16 +120,85 @@ test("strangers at a rank's port are refused one by one and the ring still forms
   }
 });
 
-test("a rank refuses a listener that answers for its neighbour without the ring's secret", async () => {
+test("a forged address answer is ignored: the asker waits for the real member's and the ring forms", async () => {
+  const ring = `auth-${process.pid}-4`;
+  const secret = newRingSecret();
+  // A listener that would accept anyone, and two forgers pointing rank 1 at it: one answering in the clear
+  // (another worker's NATS user may subscribe to ring subjects and answer), one sealing with a secret of its own.
+  let strangers = 0;
+  const listener = createServer((socket) => {
+    strangers++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const forged = { host: "127.0.0.1", port: (listener.address() as { port: number }).port };
+  const forgers = [
+    servePeerAddress(await nats(), ring, 0, forged),
+    servePeerAddress(await nats(), ring, 0, forged, { secret: newRingSecret() }),
+  ];
+  const refused: string[] = [];
+  try {
+    const rank1 = member(await nats(), ring, 1, secret, refused);
+    // Rank 1 asks while only the forgers answer; the real rank 0 comes a little later.
+    const deadline = Date.now() + 10_000;
+    while (refused.filter((why) => /ignored an answer/.test(why)).length < 2) {
+      assert.ok(Date.now() < deadline, `no forged answer was seen: ${refused.join("; ")}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const rank0 = member(await nats(), ring, 0, secret);
+    const transports = await Promise.all([rank0, rank1]);
+    try {
+      await sumOver(transports);
+    } finally {
+      await Promise.all(transports.map((t) => t.close()));
+    }
+    assert.equal(strangers, 0, "a rank connected to the forged address");
+    assert.ok(
+      refused.every((why) => /does not prove the secret/.test(why)),
+      refused.join("\n"),
+    );
+  } finally {
+    for (const sub of forgers) sub.unsubscribe();
+    listener.close();
+  }
+});
+
+test("an address request without the ring's secret gets no answer", async () => {
+  const ring = `auth-${process.pid}-5`;
+  const secret = newRingSecret();
+  const refused: string[] = [];
+  const sub = servePeerAddress(
+    await nats(),
+    ring,
+    0,
+    { host: "127.0.0.1", port: 1 },
+    { secret, onRefused: (why) => refused.push(why) },
+  );
+  try {
+    await assert.rejects(lookupPeerAddress(await nats(), ring, 1, 0, { deadlineMs: 700 }), /no reply on/);
+    await assert.rejects(
+      lookupPeerAddress(await nats(), ring, 1, 0, { deadlineMs: 700, secret: newRingSecret() }),
+      /no reply on/,
+    );
+    assert.ok(refused.length >= 2, refused.join("\n"));
+    // the control: the holder of the secret gets the address
+    assert.equal((await lookupPeerAddress(await nats(), ring, 1, 0, { secret })).port, 1);
+  } finally {
+    sub.unsubscribe();
+  }
+});
+
+test("a rank refuses a listener at its neighbour's address that cannot prove the ring's secret", async () => {
   const ring = `auth-${process.pid}-2`;
   const secret = newRingSecret();
-  // An impostor answers the address request for rank 0 and accepts with ok but no proof.
+  // What answers at the address (say a process that took the port of a rank that died) accepts with ok but
+  // no proof; the address itself comes sealed, as the real rank sent it.
   const listener = createServer((socket) => {
     socket.once("data", () => socket.write(frame(encodeMessage(EdgeHelloReply, { ok: true }))));
   });
   await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
   const port = (listener.address() as { port: number }).port;
-  const sub = servePeerAddress(await nats(), ring, 0, { host: "127.0.0.1", port });
+  const sub = servePeerAddress(await nats(), ring, 0, { host: "127.0.0.1", port }, { secret });
   try {
     await assert.rejects(member(await nats(), ring, 1, secret), /does not prove the secret of ring/);
   } finally {

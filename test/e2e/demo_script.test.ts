@@ -1,6 +1,7 @@
-// `make demo` (deploy/scripts/demo.sh) as a person runs it, shortened with DEMO_STEPS, its state and
-// outputs in a temp folder: a real local cluster, the bundled job, the before/after table it prints,
-// the outputs it names, and a cluster that is down again afterwards.
+// `make demo` (deploy/scripts/demo.sh) as a person runs it, both acts shortened with DEMO_STEPS and
+// DEMO_DPO_STEPS, its state and outputs in a temp folder: a real local cluster, the bundled SFT job, the DPO
+// job on the SFT job's model, the before/after tables they print, the outputs they name, and a cluster that
+// is down again afterwards.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -20,6 +21,8 @@ const DEMO = path.join(REPO_ROOT, "deploy/scripts/demo.sh");
 const HELDOUT = path.join(REPO_ROOT, "examples/demo/heldout.jsonl");
 // Enough steps for the loss to fall clearly from a random init, few enough for a small machine.
 const STEPS = 20;
+// The DPO act's plumbing (its pairs, act 1's model, the reference pass, the preference metrics), not its result.
+const DPO_STEPS = 2;
 
 let cluster: LocalCluster;
 let output: string;
@@ -37,6 +40,7 @@ interface JobRecord {
   generation_eval?: unknown;
 }
 let record: JobRecord;
+let dpoRecord: JobRecord;
 
 before(async () => {
   statusBefore = repoStatus();
@@ -47,11 +51,14 @@ before(async () => {
   writeFileSync(path.join(output, "ringtune_job.json"), JSON.stringify({ job: "job-previous-demo" }));
   writeFileSync(path.join(output, "metrics.jsonl"), JSON.stringify({ step: 1000, loss: 0.5 }) + "\n");
   demo = await runProcess("bash", [DEMO], {
-    env: { ...cluster.env, DEMO_STEPS: String(STEPS), DEMO_OUTPUT: output },
-    timeoutMs: 420_000,
+    env: { ...cluster.env, DEMO_STEPS: String(STEPS), DEMO_DPO_STEPS: String(DPO_STEPS), DEMO_OUTPUT: output },
+    timeoutMs: 600_000,
   });
+  const last = (file: string) => JSON.parse(readFileSync(file, "utf8").trimEnd().split("\n").pop()!) as JobRecord;
   const result = path.join(cluster.runDir, "demo_result.json");
-  if (existsSync(result)) record = JSON.parse(readFileSync(result, "utf8").trimEnd().split("\n").pop()!) as JobRecord;
+  if (existsSync(result)) record = last(result);
+  const dpoResult = path.join(cluster.runDir, "demo_dpo_result.json");
+  if (existsSync(dpoResult)) dpoRecord = last(dpoResult);
 });
 
 after(async () => {
@@ -59,6 +66,10 @@ after(async () => {
 });
 
 const transcript = () => `stdout:\n${demo.stdout}\nstderr:\n${demo.stderr}`;
+const DPO_ACT = "== act 2 (DPO): what was learned";
+/** What the demo printed for act 1 (SFT), and for act 2 (DPO). */
+const act1 = () => demo.stdout.slice(0, demo.stdout.indexOf(DPO_ACT));
+const act2 = () => demo.stdout.slice(demo.stdout.indexOf(DPO_ACT));
 
 test("the demo script trains DEMO_STEPS steps of the bundled job on a local cluster, then takes it down", () => {
   assert.equal(demo.code, 0, transcript());
@@ -75,9 +86,41 @@ test("the demo script trains DEMO_STEPS steps of the bundled job on a local clus
 });
 
 test("the demo prints, per held-out task_type, exact match and JSON validity before and after as percentages", () => {
-  const rows = parseEvalTable(demo.stdout);
-  assertRowsCoverHeldout(rows, promptsPerTask(readFileSync(HELDOUT, "utf8")));
+  assert.ok(demo.stdout.includes(DPO_ACT), `no '${DPO_ACT}' in\n${transcript()}`);
+  const heldout = promptsPerTask(readFileSync(HELDOUT, "utf8"));
+  const rows = parseEvalTable(act1());
+  assertRowsCoverHeldout(rows, heldout);
   assertTableMatchesRecord(rows, record.generation_eval);
+  const dpoRows = parseEvalTable(act2());
+  assertRowsCoverHeldout(dpoRows, heldout);
+  assertTableMatchesRecord(dpoRows, dpoRecord.generation_eval);
+});
+
+test("act 2 trains DEMO_DPO_STEPS preference steps on act 1's final model, into DEMO_OUTPUT/dpo", () => {
+  assert.equal(dpoRecord?.status, "completed", transcript());
+  assert.equal(dpoRecord.steps, DPO_STEPS);
+  assert.equal(dpoRecord.output, path.join(output, "dpo"));
+  // Act 2 starts from act 1's model: scored before its training, it answers as act 1's model did after.
+  type Ev = { before: { overall: unknown }; after: { overall: unknown } };
+  assert.deepEqual((dpoRecord.generation_eval as Ev).before.overall, (record.generation_eval as Ev).after.overall);
+  const lines = readFileSync(path.join(output, "dpo", "metrics.jsonl"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { step?: number; event?: string; loss?: number; pairs?: number; accuracy?: number });
+  assert.ok(
+    lines.some((m) => m.event === "reference_logps"),
+    "full DPO computes the reference's log-probabilities first",
+  );
+  const steps = lines.filter((m) => m.loss !== undefined);
+  assert.deepEqual(
+    steps.map((m) => m.step),
+    [1, 2],
+  );
+  for (const m of steps) {
+    assert.ok(m.pairs! > 0, `step ${m.step}: ${m.pairs} pairs`);
+    assert.equal(typeof m.accuracy, "number", `step ${m.step} logs the preference accuracy`);
+  }
+  assert.ok(existsSync(path.join(output, "dpo", "final", "model.safetensors")));
 });
 
 test("the demo's table check fails on a broken table", () => {
@@ -112,12 +155,12 @@ test("the outputs the demo names exist: a Hugging Face model folder in final/ an
   assert.equal(Math.max(...metrics.map((m) => m.step)), STEPS);
 });
 
-test("the demo ends by asking the served model a held-out chat through the chat API: the eval's answer", () => {
+test("the demo ends by asking the last act's served model a held-out chat through the chat API: the eval's answer", () => {
   const served = /^ {3}served answer: (.*)$/m.exec(demo.stdout);
   const evals = /^ {3}eval's answer: (.*)$/m.exec(demo.stdout);
   assert.ok(served && evals, `no served and eval answers in\n${transcript()}`);
   assert.equal(served[1], evals[1]);
-  const first = JSON.parse(readFileSync(path.join(output, "generation_eval.jsonl"), "utf8").split("\n")[0]!) as {
+  const first = JSON.parse(readFileSync(path.join(output, "dpo", "generation_eval.jsonl"), "utf8").split("\n")[0]!) as {
     answer: string;
   };
   // printed as it is, or quoted as JSON when it holds a line break or a tab

@@ -4,30 +4,15 @@
 // stops at its next phase and never joins the ring) and a checkpoint save (the unfinished checkpoint is
 // removed only once rank 0 has stopped writing into it, so nothing of it is left beside the finished ones).
 import assert from "node:assert/strict";
-import { createWriteStream, existsSync, readdirSync, writeFileSync } from "node:fs";
-import { once } from "node:events";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { pino } from "pino";
 import { Worker } from "../../worker/main.js";
 import { decodeMessage, subjects, WorkerHeartbeat } from "../../proto/mod.js";
 import { TestCluster, trainingFixture } from "../helpers/cluster.js";
+import { largeDataset } from "../helpers/large_dataset.js";
 import { TINY_BYTE_LLAMA } from "../helpers/tiny_model.js";
-
-/** About 30 MB of chat records: seconds of preparation on any machine, written in well under one. */
-async function largeDataset(file: string, records: number): Promise<void> {
-  const out = createWriteStream(file);
-  const line = (i: number) =>
-    JSON.stringify({
-      messages: [
-        { role: "user", content: `question ${i}: ${"lorem ipsum ".repeat(8)}` },
-        { role: "assistant", content: `answer ${i}: ${"dolor sit amet ".repeat(8)}` },
-      ],
-    }) + "\n";
-  for (let i = 0; i < records; i++) if (!out.write(line(i))) await once(out, "drain");
-  out.end();
-  await once(out, "finish");
-}
 
 test("cancel during data preparation stops it within seconds; the next job runs", { timeout: 180_000 }, async () => {
   const { dir, baseSpec } = trainingFixture();

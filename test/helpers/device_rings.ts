@@ -22,8 +22,10 @@ export async function runOnWorkers(
       async () => (await cluster.idleWorkers()) >= workers.length,
       `worker processes to register:\n${workers.map((w) => w.log).join("\n")}`,
     );
-    // The emulator runs every CUDA thread on the CPU: on a loaded machine a tiny job takes minutes.
-    const reply = await cluster.submit(spec, dir);
+    // The emulator runs every CUDA thread on the CPU: on a loaded machine a tiny job takes minutes. These rings
+    // compare a device's numbers with the CPU's to fp32 rounding: the device computes in fp32 unless the spec
+    // asks for its default, bf16, by name.
+    const reply = await cluster.submit({ precision: "fp32", ...spec }, dir);
     if (!reply.ok) throw new Error(`submit refused: ${reply.error}`);
     const rec = await cluster.finished(reply.id!, JOB_TIMEOUT_MS);
     if (rec.status !== "completed") throw new Error(`job ${rec.id} ${rec.status}: ${rec.message}`);

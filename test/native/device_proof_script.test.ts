@@ -99,18 +99,36 @@ test("the summary writer: a step's line and its FAIL lines reach the file as the
   assert.equal(summary[3], "FAIL cuda_rmsnorm_bf16: max diff 0.5");
 });
 
-test("the dry run takes every step against cuda-emu: op tests, the dump check, the evidence files listed", () => {
+test("the dry run takes every step against cuda-emu: op tests, NCCL, the dump check, the evidence files listed", () => {
   const out = mkdtempSync(path.join(tmpdir(), "ringtune-gpu-dry-"));
-  const env = { ...process.env, DRY: "1", OUT: out, TOTAL: "300", DRY_FILTER: "cuda_cublaslt" };
+  // the bench's smoke run is cuda-tests.sh's in make test (half a minute on the emulator): not twice
+  const env = {
+    ...process.env,
+    DRY: "1",
+    DRY_BENCH: "0",
+    OUT: out,
+    TOTAL: "300",
+    DRY_FILTER: "cuda_cublaslt cuda_library_nccl",
+  };
   const r = spawnSync("bash", [script], { env, encoding: "utf8", timeout: 300_000 });
   const summary = readFileSync(path.join(out, "summary.txt"), "utf8");
   assert.equal(r.status, 0, summary + r.stderr);
   const lines = summary.trim().split("\n");
+  // its shape: a header, then stamped lines, each step's result and the lines it copies (CHECK, FAIL, RESULT)
+  assert.match(lines[0]!, /^\[\d+s\] ringtune device checks, \d{4}-\d\d-\d\d \d\d:\d\d UTC, host /);
   assert.match(lines[1]!, /dry run: every step against the CUDA emulator/);
+  for (const line of lines) assert.match(line, /^(\[\d+s\] |CHECK |FAIL|RESULT )/, line);
   assert.match(summary, /^\[\d+s\] op tests: ok$/m);
+  // the GPU library's NCCL data plane (its emulated twin) summed two ranks through the stand-in
+  assert.match(
+    summary,
+    /^\[\d+s\] nccl: \S+nccl_standin\/libnccl\.so\.2 \(version \d+\), 2 rank\(s\), through \S+ringtune_cuda_device_emu\.so$/m,
+  );
   assert.match(summary, /^CHECK dump cuda-emu fp32 vs cpu: ok \(max diff /m);
   assert.match(summary, /^CHECK dist\/test\/train\/cuda_emu_worker\.test\.js: NOT RUN/m);
   assert.match(summary, /^\[\d+s\] end to end: ok$/m);
+  assert.match(summary, /^\[\d+s\] bench: skipped \(DRY_BENCH=0; make test runs bench_gpu\.sh --smoke/m);
+  assert.match(lines.at(-1)!, /^\[\d+s\] done in \d+s: every step that ran passed$/);
   // the op tests ran on the emulator: their driver names its device, and both alignment tests passed
   const ops = readFileSync(path.join(out, "cuda_test.txt"), "utf8");
   assert.match(ops, /^device: /m);

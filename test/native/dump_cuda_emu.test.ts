@@ -1,6 +1,8 @@
 // `ringtune dump --device cuda-emu` runs the product model over the CUDA backend on the CUDA emulator: its
 // loss, logits and every gradient equal `--device cpu`'s within 1e-5 relative to each tensor's largest value
 // (fp32), for a Llama and a Qwen2 (q/k/v biases, tied embeddings) config, on packed rows with ignored labels.
+// With --precision bf16 (GEMMs and attention on bf16 operands over fp32 weights) each tensor is within
+// BF16_REL_L2 of the CPU's in relative L2 error, |got - want| / |want|, and bf16's rounding shows.
 // The device proof runs this file on a GPU (RINGTUNE_TEST_DEVICE=cuda, test/helpers/evidence_device.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -11,6 +13,11 @@ import { tempDir, tinyLlamaConfig, writeJson } from "../helpers/native_files.js"
 import { runCli } from "../helpers/run_cli.js";
 
 // Head dim 32: a size the CUDA attention kernels are built for.
+/**
+ * bf16 against the CPU's fp32: the native model tests (native/cuda_test/bf16_tests.cpp) measure relative L2
+ * errors up to about 3e-2 on a gradient tensor and 1e-2 on the logits; twice the largest as the bound.
+ */
+const BF16_REL_L2 = 6e-2;
 const shape = {
   hidden_size: 64,
   intermediate_size: 48,
@@ -77,12 +84,16 @@ for (const [name, cfg] of configs) {
       ],
     });
     const out: Record<string, Map<string, Float32Array>> = {};
-    for (const device of ["cpu", EVIDENCE_DEVICE]) {
-      const file = path.join(work, `${device}.safetensors`);
+    for (const [key, device, precision] of [
+      ["cpu", "cpu", "fp32"],
+      [EVIDENCE_DEVICE, EVIDENCE_DEVICE, "fp32"],
+      ["bf16", EVIDENCE_DEVICE, "bf16"],
+    ] as const) {
+      const file = path.join(work, `${key}.safetensors`);
       const args = ["dump", "--model", modelDir, "--batch", batchFile, "--out", file, "--device", device];
-      const r = await runCli(args, {}, 120_000);
-      assert.equal(r.code, 0, `${device}: ${r.stderr}`);
-      out[device] = await dumped(file);
+      const r = await runCli([...args, "--precision", precision], {}, 120_000);
+      assert.equal(r.code, 0, `${key}: ${r.stderr}`);
+      out[key] = await dumped(file);
     }
     const cpu = out.cpu!,
       emu = out[EVIDENCE_DEVICE]!;
@@ -103,5 +114,22 @@ for (const [name, cfg] of configs) {
       if (tensor.endsWith(".grad")) moved = Math.max(moved, ...want.map(Math.abs));
     }
     assert.ok(moved > 0, "the gradients are all zero: the comparison would prove nothing");
+    let largest = 0;
+    const errors: string[] = [];
+    for (const [tensor, want] of cpu) {
+      const got = out.bf16!.get(tensor)!;
+      let d = 0,
+        w = 0;
+      for (let i = 0; i < want.length; i++) {
+        d += (got[i]! - want[i]!) ** 2;
+        w += want[i]! ** 2;
+      }
+      const rel = Math.sqrt(d) / Math.max(Math.sqrt(w), 1e-30);
+      assert.ok(rel <= BF16_REL_L2, `bf16 ${tensor}: relative L2 error ${rel} above ${BF16_REL_L2}`);
+      largest = Math.max(largest, rel);
+      errors.push(`${tensor} ${rel.toExponential(2)}`);
+    }
+    t.diagnostic(`bf16 relative L2 errors: ${errors.join(", ")}`);
+    assert.ok(largest > 1e-6, `bf16 errors at most ${largest}: the dump computed in fp32`);
   });
 }

@@ -3,8 +3,7 @@
 // asks for into ordinary data sources, so a LLaMA-Factory user's folder works as it is; `ranking: true`
 // entries (preference pairs) become ranking sources for `stage: dpo`. What ringtune cannot train on (KTO
 // labels, images, datasets fetched from a hub) is refused by name rather than read half-way.
-import { readdirSync, statSync } from "node:fs";
-import { readRegularFile } from "../../files/input_files.js";
+import { listInputFolder, readRegularFile } from "../../files/input_files.js";
 import path from "node:path";
 import { columnsSchema, tagsSchema, type Columns, type Tags } from "./llamafactory_columns.js";
 import { DATA_FILE_EXTENSIONS } from "../readers/read.js";
@@ -142,16 +141,18 @@ function resolveEntry(datasetDir: string, entry: unknown, where: string, confine
 
 /** A file, or every data file in a folder (sorted by name, as LLaMA-Factory loads a folder). */
 function dataFiles(target: string, where: string): string[] {
-  let st;
+  let entries;
   try {
-    st = statSync(target);
-  } catch {
-    throw new DatasetInfoError(`${where}: file_name: ${target} does not exist`);
+    entries = listInputFolder(target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOTDIR") return [target];
+    if (code === "ENOENT") throw new DatasetInfoError(`${where}: file_name: ${target} does not exist`);
+    throw new DatasetInfoError(`${where}: file_name: ${(err as Error).message}`);
   }
-  if (!st.isDirectory()) return [target];
-  const files = readdirSync(target)
+  const files = entries
+    .map((e) => e.name)
     .filter((f) => DATA_FILE_EXTENSIONS.some((ext) => f.endsWith(ext)))
-    .sort()
     .map((f) => path.join(target, f));
   if (files.length === 0)
     throw new DatasetInfoError(`${where}: folder ${target} has no data file (${DATA_FILE_EXTENSIONS.join(", ")})`);

@@ -1,10 +1,10 @@
 // A Hugging Face tokenizer.json (+ tokenizer_config.json for special tokens and the chat template),
 // run by @huggingface/tokenizers.
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { cutsByPieces, type TextTokenizer } from "./tokenizer.js";
+import { inputPresent, readRegularFile } from "../../files/input_files.js";
 import { unsupportedReason, WordCacheEncoder, type TokenizerJson } from "./word_cache_encoder.js";
 
 /** Text the fast encoder must reproduce the library on before it is trusted: words, numbers, scripts, specials. */
@@ -28,7 +28,7 @@ export function tokenText(t: TokenizerConfig["bos_token"]): string | null {
 /** tokenizer_config.json from a folder, or {} when it has none. */
 export function readTokenizerConfig(dir: string): TokenizerConfig {
   const file = path.join(dir, "tokenizer_config.json");
-  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as TokenizerConfig) : {};
+  return inputPresent(file) ? (JSON.parse(readRegularFile(file)) as TokenizerConfig) : {};
 }
 
 export class HfTokenizer implements TextTokenizer {
@@ -47,8 +47,8 @@ export class HfTokenizer implements TextTokenizer {
 
   constructor(dir: string) {
     const jsonFile = path.join(dir, "tokenizer.json");
-    if (!existsSync(jsonFile)) throw new Error(`no tokenizer.json in ${dir}`);
-    const jsonText = readFileSync(jsonFile, "utf8");
+    if (!inputPresent(jsonFile)) throw new Error(`no tokenizer.json in ${dir}`);
+    const jsonText = readRegularFile(jsonFile);
     this.config = readTokenizerConfig(dir);
     const json = JSON.parse(jsonText) as TokenizerJson;
     this.tok = new Tokenizer(json, this.config);

@@ -4,7 +4,7 @@
 // ZeRO-1 gradient norm, checkpoint gathers) and for noticing a silent neighbour; when either fails, the
 // communicator is aborted so a collective blocked on a dead or silent peer ends at once, and the ring
 // re-forms from the last checkpoint as for any lost worker.
-import { loadAddon, type NcclComm, type NativeModel } from "../../native/js/addon.js";
+import { loadAddon, type NcclComm, type NcclDevice, type NativeModel } from "../../native/js/addon.js";
 
 export type Range = [offset: number, size: number];
 
@@ -16,22 +16,34 @@ export function ncclRankOf(rank: number, size: number): number {
   return (rank + 1) % size;
 }
 
+/** The devices whose models the NCCL data plane can sum in place: the emulator's and the GPU library's. */
+function ncclDevice(device: string): NcclDevice | undefined {
+  return device === "cuda-emu" || /^cuda:\d+$/.test(device) ? (device as NcclDevice) : undefined;
+}
+
 /** Why NCCL cannot serve this worker ("" when it can): the device, then the library. */
 export function ncclUnavailableReason(device: string): string {
-  // A GPU's model lives in the GPU library the addon opens (ringtune_cuda_device), which does not carry the
-  // NCCL data plane yet: the addon's runs over the emulator's runtime only.
-  if (device.startsWith("cuda:")) return `the NCCL data plane is not in the GPU library yet (${device})`;
-  if (device !== "cuda-emu") return `the worker computes on ${device}`;
-  const probe = loadAddon().ncclProbe?.();
-  if (!probe) return "this build has no CUDA backend";
+  const on = ncclDevice(device);
+  if (!on) return `the worker computes on ${device}`;
+  const probeNccl = loadAddon().ncclProbe;
+  if (!probeNccl) return "this build has no CUDA backend";
+  // On a GPU the data plane is the GPU library's (its CUDA runtime holds the model): a library that does not
+  // load is a reason like a missing libnccl.so.2.
+  let probe;
+  try {
+    probe = probeNccl(on);
+  } catch (err) {
+    return (err as Error).message;
+  }
   return probe.available ? "" : (probe.reason ?? "libnccl.so.2 not found");
 }
 
 /** A new unique id: this process runs its bootstrap, so only the ring's first rank calls it. */
-export function newNcclId(): Uint8Array {
+export function newNcclId(device: string): Uint8Array {
   const make = loadAddon().ncclUniqueId;
-  if (!make) throw new Error("NCCL: this build has no CUDA backend");
-  return make();
+  const on = ncclDevice(device);
+  if (!make || !on) throw new Error(`NCCL: no data plane for a model on ${device}`);
+  return make(on);
 }
 
 export class NcclDataPlane {
@@ -42,12 +54,22 @@ export class NcclDataPlane {
     private readonly timeoutMs: number,
   ) {}
 
-  /** Joins the epoch's communicator as ring rank `rank`; rejects when the others have not all joined in timeoutMs. */
-  static async connect(id: Uint8Array, rank: number, size: number, timeoutMs: number): Promise<NcclDataPlane> {
+  /**
+   * Joins the epoch's communicator as ring rank `rank`, with the data plane of the runtime holding the model on
+   * `device`; rejects when the others have not all joined in timeoutMs.
+   */
+  static async connect(
+    id: Uint8Array,
+    rank: number,
+    size: number,
+    timeoutMs: number,
+    device: string,
+  ): Promise<NcclDataPlane> {
     const connect = loadAddon().ncclConnect;
-    if (!connect) throw new Error("NCCL: this build has no CUDA backend");
+    const on = ncclDevice(device);
+    if (!connect || !on) throw new Error(`NCCL: no data plane for a model on ${device}`);
     try {
-      return new NcclDataPlane(await connect(id, ncclRankOf(rank, size), size, timeoutMs), timeoutMs);
+      return new NcclDataPlane(await connect(id, ncclRankOf(rank, size), size, timeoutMs, on), timeoutMs);
     } catch (err) {
       throw new Error(`NCCL data plane of rank ${rank} of ${size}: ${(err as Error).message}`, { cause: err });
     }

@@ -19,11 +19,7 @@ export async function requestUntilServed(
     try {
       return await nc.request(subject, payload, { timeout: Math.max(1, Math.min(2_000, until - Date.now())) });
     } catch (err) {
-      const retriable =
-        (err instanceof errors.RequestError && err.isNoResponders()) ||
-        err instanceof errors.NoRespondersError ||
-        err instanceof errors.TimeoutError;
-      if (!retriable) throw err;
+      if (!peerNotServingYet(err)) throw err;
       if (Date.now() + pause >= until) {
         throw new PeerSetupError(`no reply on ${subject} within ${deadlineMs} ms: is that ring member running?`, {
           cause: err,
@@ -33,4 +29,13 @@ export async function requestUntilServed(
       pause = Math.min(pause * 2, 100);
     }
   }
+}
+
+/** Whether a request failed only because nobody answered it (yet): no responders, or a timeout. */
+export function peerNotServingYet(err: unknown): boolean {
+  return (
+    (err instanceof errors.RequestError && err.isNoResponders()) ||
+    err instanceof errors.NoRespondersError ||
+    err instanceof errors.TimeoutError
+  );
 }

@@ -3,9 +3,9 @@
 // one), acks flow back on the same socket. The receiver of the chunks is the side that connects because
 // only a connecting socket can read into a buffer of its own (net.connect's `onread`): chunks are then
 // framed and reduced straight out of one reused buffer, where a 'data' listener gets a freshly allocated
-// buffer per 64 KiB read (most of a rank's garbage collection). Addresses are exchanged over NATS
-// (peer_address.ts); the first frame each way is a hello, sent by the receiving end, that checks the
-// ring, the edge, the protocol version and (ring_auth.ts) that both ends hold the ring's secret.
+// buffer per 64 KiB read (most of a rank's garbage collection). Addresses are exchanged over NATS, sealed
+// with the ring's secret (peer_address.ts); the first frame each way is a hello, sent by the receiving end,
+// that checks the ring, the edge, the protocol version and (ring_auth.ts) that both ends hold the secret.
 import { createServer, connect as tcpConnect, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -67,7 +67,13 @@ export async function connectTcpLink(o: TcpLinkOptions): Promise<Link> {
     server.listen(0, o.listenHost ?? "0.0.0.0", () => resolve());
   });
   const port = (server.address() as { port: number }).port;
-  const addressSub = servePeerAddress(o.nc, o.ring, o.rank, { host: o.advertiseHost ?? externalHost(), port });
+  const addressSub = servePeerAddress(
+    o.nc,
+    o.ring,
+    o.rank,
+    { host: o.advertiseHost ?? externalHost(), port },
+    { secret: o.secret, onRefused: o.onRefused },
+  );
   let closing = false;
   const opened: Socket[] = []; // destroyed if setup fails
   const lost = (which: string) => () => {
@@ -195,7 +201,11 @@ function acceptNext(
 
 /** Connects to rank-1, whose chunks then arrive on this socket, read into one reused buffer. */
 async function connectPrev(o: TcpLinkOptions, prev: number, deadlineMs: number, opened: Socket[]): Promise<Socket> {
-  const addr = await lookupPeerAddress(o.nc, o.ring, o.rank, prev, deadlineMs);
+  const addr = await lookupPeerAddress(o.nc, o.ring, o.rank, prev, {
+    deadlineMs,
+    secret: o.secret,
+    onRefused: o.onRefused,
+  });
   const edge = { ring: o.ring, from: prev, to: o.rank, transport: "tcp" as const };
   const nonce = o.secret ? newHelloNonce() : undefined;
   const hello = { ...edge, nonce, mac: o.secret && nonce ? edgeMac(o.secret, "hello", edge, nonce) : undefined };

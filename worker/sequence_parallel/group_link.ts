@@ -46,9 +46,10 @@ export async function joinSequenceGroup(m: SequenceGroupMember): Promise<Sequenc
   const ring = sequenceGroupRing(m.ring, group);
   const timeoutMs = m.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS;
   const link = loadAddon().createRingLink(m.listenHost ?? "0.0.0.0", 0);
-  const sub = servePeerAddress(m.nc, ring, rank, { host: m.advertiseHost ?? externalHost(), port: link.port });
+  const sealed = { secret: m.secret };
+  const sub = servePeerAddress(m.nc, ring, rank, { host: m.advertiseHost ?? externalHost(), port: link.port }, sealed);
   try {
-    const next = await lookupPeerAddress(m.nc, ring, rank, (rank + 1) % m.size, timeoutMs);
+    const next = await lookupPeerAddress(m.nc, ring, rank, (rank + 1) % m.size, { ...sealed, deadlineMs: timeoutMs });
     // A key derived from the ring's secret (or, in rings without one, the group's ring id) admits the previous
     // rank: a connection that does not present it first is dropped. The secret itself never goes on the wire.
     const key = m.secret ? createHmac("sha256", m.secret).update(`sequence-group ${ring}`).digest("hex") : ring;

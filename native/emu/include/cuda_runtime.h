@@ -151,9 +151,11 @@ cudaError_t cudaHostAlloc(T** p, size_t bytes, unsigned int flags) {
 // What costs a training step on a GPU, counted since the process started, for tests around a step: allocations
 // (cudaMalloc, cudaMallocHost) and host synchronisations, the calls that return only once the device has caught
 // up (cudaMemcpy, cudaMemset, cudaMemcpyAsync to or from pageable host memory, cudaStreamSynchronize,
-// cudaEventSynchronize, cudaDeviceSynchronize). Every thread's calls count.
+// cudaEventSynchronize, cudaDeviceSynchronize); and the copies across the host/device seam (cudaMemcpy and
+// cudaMemcpyAsync, each direction: how many and their bytes). Every thread's calls count.
 struct ringtune_emu_counters {
   unsigned long long allocations, host_syncs;
+  unsigned long long copies_to_host, bytes_to_host, copies_to_device, bytes_to_device;
 };
 ringtune_emu_counters ringtune_emu_read_counters();
 

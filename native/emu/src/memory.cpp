@@ -260,6 +260,7 @@ std::string describe_address(const void* p) {
 
 namespace {
 std::atomic<unsigned long long> allocations{0}, host_syncs{0};
+std::atomic<unsigned long long> copies_to_host{0}, bytes_to_host{0}, copies_to_device{0}, bytes_to_device{0};
 }  // namespace
 void count_allocation() { allocations.fetch_add(1, std::memory_order_relaxed); }
 void count_host_sync() { host_syncs.fetch_add(1, std::memory_order_relaxed); }
@@ -268,7 +269,10 @@ void count_host_sync() { host_syncs.fetch_add(1, std::memory_order_relaxed); }
 
 using namespace ringtune_emu;
 
-ringtune_emu_counters ringtune_emu_read_counters() { return {allocations.load(), host_syncs.load()}; }
+ringtune_emu_counters ringtune_emu_read_counters() {
+  return {allocations.load(),   host_syncs.load(),       copies_to_host.load(),
+          bytes_to_host.load(), copies_to_device.load(), bytes_to_device.load()};
+}
 
 cudaError_t cudaMalloc(void** out, size_t bytes) {
   count_allocation();
@@ -394,6 +398,8 @@ cudaError_t checked_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKin
   }
   const DeviceAccess access(dst_dev ? dst : nullptr, src_dev ? src : nullptr);
   std::memmove(dst, src, bytes);
+  if (kind == cudaMemcpyDeviceToHost) copies_to_host.fetch_add(1), bytes_to_host.fetch_add(bytes);
+  if (kind == cudaMemcpyHostToDevice) copies_to_device.fetch_add(1), bytes_to_device.fetch_add(bytes);
   return cudaSuccess;
 }
 

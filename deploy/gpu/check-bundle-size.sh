@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The GPU bundle's size against what a GPU host's copy may carry: LIMIT_MIB (60; the copy of the working tree
+# that reaches a lent GPU takes 64 MiB in all, the tree's own files included). Bytes are counted as the copy
+# counts them: every file's length, symbolic links as links.
+#   check-bundle-size.sh DIR        the bundle as packed (deploy/gpu/bundle.sh runs it on build/gpu-bundle)
+#   check-bundle-size.sh --projected
+#       `make test`: where nvcc built make build's GPU code, bundle.sh packs build/native (PACK_ONLY) into a
+#       temporary folder and the size is projected to every arch the bundle builds (ARCHS): each packed
+#       binary's GPU code (its .nv_fatbin section, machine code and PTX of make build's archs) counted again for
+#       each arch the bundle adds. That overcounts (the added archs carry machine code only), so a projection
+#       under the limit leaves the real bundle under it; build/gpu-bundle, when `make gpu-bundle` made one, is
+#       measured too.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+LIMIT_MIB=${LIMIT_MIB:-60}
+ARCHS=${ARCHS:-80-real;86-real;89-real;90}
+limit=$((LIMIT_MIB * 1024 * 1024))
+
+# bytes DIR: the length of every file and link under DIR
+bytes() { find "$1" \( -type f -o -type l \) -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+# fatbin FILE: the bytes of its GPU code section (0 without one)
+fatbin() { size -A "$1" 2> /dev/null | awk '$1 == ".nv_fatbin" {print $2; found = 1} END {if (!found) print 0}'; }
+# arch_count "80-real;86-real;89-real;90": 4
+arch_count() { echo "$1" | tr ';, ' '\n\n\n' | grep -c '^[0-9]'; }
+
+verdict() { # verdict WHAT BYTES
+  if (($2 > limit)); then
+    echo "bundle size: FAILED: $1 is $(mib "$2") MiB, over the $LIMIT_MIB MiB a GPU host's copy may carry"
+    return 1
+  fi
+  echo "bundle size: $1 is $(mib "$2") MiB (limit $LIMIT_MIB MiB)"
+}
+
+largest() { # the biggest files, for the reader of a failure
+  find "$1" -type f -printf '%s %P\n' | sort -rn | head -6 | awk '{printf "  %6.1f MiB  %s\n", $1 / 1048576, $2}'
+}
+
+if [ "${1:-}" != --projected ]; then
+  dir=${1:?usage: check-bundle-size.sh DIR | --projected}
+  [ -d "$dir" ] || {
+    echo "bundle size: FAILED: $dir is not a folder"
+    exit 1
+  }
+  total=$(bytes "$dir")
+  largest "$dir"
+  verdict "$dir" "$total"
+  exit
+fi
+
+BUILD=${BUILD:-build/native}
+if [ ! -f "$BUILD/ringtune_cuda_device.so" ] || [ ! -f "$BUILD/cuda_archs.txt" ]; then
+  echo "bundle size: skipped (no nvcc at build time: $BUILD has no GPU library to pack)"
+  exit 0
+fi
+T=$(mktemp -d /tmp/ringtune-bundle-size.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+if ! PACK_ONLY=1 BUILD="$BUILD" B="$T/bundle" deploy/gpu/bundle.sh > "$T/pack.txt" 2>&1; then
+  echo "bundle size: FAILED: bundle.sh could not pack $BUILD:"
+  cat "$T/pack.txt"
+  exit 1
+fi
+built=$(cat "$BUILD/cuda_archs.txt")
+added=$(($(arch_count "$ARCHS") - $(arch_count "$built")))
+((added < 0)) && added=0
+packed=$(bytes "$T/bundle")
+gpu_code=0
+for f in "$T"/bundle/ringtune_*; do gpu_code=$((gpu_code + $(fatbin "$f"))); done
+projected=$((packed + added * gpu_code))
+echo "bundle size: make build's outputs packed: $(mib "$packed") MiB, GPU code $(mib "$gpu_code") MiB for" \
+  "$built; projected to $ARCHS (+$added x the GPU code): $(mib "$projected") MiB"
+largest "$T/bundle"
+status=0
+verdict "the projected bundle" "$projected" || status=1
+if [ -d build/gpu-bundle ]; then
+  verdict build/gpu-bundle "$(bytes build/gpu-bundle)" || status=1
+fi
+exit "$status"

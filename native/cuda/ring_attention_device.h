@@ -1,0 +1,47 @@
+#pragma once
+// Ring attention (ring_attention.h) with the blocks in device memory: this rank's q, k, v, the travelling
+// key/value block, the outputs and the dK/dV accumulators stay on the device, and each block's share is computed
+// there (ring_block.cuh). Only what crosses the ring goes through pinned host buffers: the link is the host's
+// (TCP), and the bytes and their order are the host ring attention's, so a ring may mix CPU and device ranks.
+#include <cstdint>
+#include "common.cuh"
+#include "ring_attention.h"
+
+namespace rt::cuda {
+
+class DeviceRingAttention {
+ public:
+  DeviceRingAttention(int device, cudaStream_t stream) : device_(device), stream_(stream) {}
+  ~DeviceRingAttention();
+  DeviceRingAttention(const DeviceRingAttention&) = delete;
+  DeviceRingAttention& operator=(const DeviceRingAttention&) = delete;
+
+  // As ring_attention_forward/backward, with every tensor in device memory except seg (the batch's local
+  // segment ids, on the host), and lse in fp32.
+  void forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* seg,
+               const RingShape& s, const SequenceParallel& sp);
+  void backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                const float* out, const float* lse, const int32_t* seg, const RingShape& s, const SequenceParallel& sp);
+
+ private:
+  void prepare(const int32_t* seg, const RingShape& s, const SequenceParallel& sp);
+  void release();
+  // This rank's block (k, v, seg) into the pinned send buffer, waited for: the link sends from there.
+  void own_block_to_host(const float* k, const float* v, const int32_t* seg);
+  // The block just received into the pinned buffer, up to the device copy the next step computes with.
+  void received_block_to_device();
+
+  int device_;
+  cudaStream_t stream_;
+  size_t kv_ = 0, tokens_ = 0, block_bytes_ = 0, delta_n_ = 0;
+  // device: the travelling block [K | V | segment ids], this rank's segment ids, dK|dV accumulators, delta
+  char* block_ = nullptr;
+  int32_t* seg_ = nullptr;
+  float *acc_ = nullptr, *acc_in_ = nullptr, *delta_ = nullptr;
+  // pinned host: the block being sent and the one being received; the accumulators sent and received
+  char *cur_ = nullptr, *next_ = nullptr;
+  float *acc_send_host_ = nullptr, *acc_in_host_ = nullptr;
+  int32_t* seg_host_ = nullptr;  // the segment ids last uploaded (pinned, so the upload does not wait)
+};
+
+}  // namespace rt::cuda
