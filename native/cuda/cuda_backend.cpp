@@ -135,8 +135,14 @@ Buffer<T> device_zeros(size_t n) {
 
 class CudaBackend final : public Backend<float> {
  public:
-  CudaBackend(int device, std::unique_ptr<Gemm> gemm, Precision precision) : device_(device), gemm_(std::move(gemm)) {
-    if (precision == Precision::bf16) bf16_ = std::make_unique<Bf16Compute>(*gemm_, stream_);
+  CudaBackend(int device, std::unique_ptr<Gemm> gemm, Precision precision) : device_(device) {
+    if (precision == Precision::bf16) {
+      // Every product below then takes bf16 operands, the fused ones (epilogues, stacked projections) too.
+      bf16_ = std::make_unique<Bf16Compute>(std::move(gemm), stream_);
+      gemm_ = bf16_->rounding_gemm();
+    } else {
+      gemm_ = std::move(gemm);
+    }
     name_ = "cuda:" + std::to_string(device) + (bf16_ ? " bf16" : " fp32") + " (" + gemm_->name() + ")";
   }
   // The members free their scratch and the GEMM's workspace next, on the device they were allocated on.
@@ -219,7 +225,6 @@ class CudaBackend final : public Backend<float> {
   void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
             float beta, float* C, int ldc) const override {
     use_device(device_);
-    if (bf16_) return bf16_->gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     cuda::gemm(*gemm_, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream_);
   }
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int I,

@@ -308,8 +308,10 @@ __global__ void __launch_bounds__(kThreads)
 
 // dk, dv: a block per key tile, summed over the query heads of its group (no atomics);
 // dv_j = sum_i P_ij dout_i, dk_j = scale * sum_i P_ij (dP_ij - delta_i) q_i.
+// At least one block per SM, no more asked: without it ptxas caps the kernel at 128 registers for sm_86/sm_89 and
+// 168 for sm_80 and spills dK/dV accumulators there (sm_90 did not); with it, up to 255 and no local memory.
 template <int D>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 1)
     dkdv_kernel(bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse,
                 const float* delta, const int32_t* seg_start, AttnShape s, float scale) {
   using S = Strides<D>;
