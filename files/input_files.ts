@@ -121,3 +121,18 @@ export async function withInputPath<T>(file: string, use: (opened: string) => Pr
     closeSync(fd);
   }
 }
+
+/**
+ * `err` with the key of the path its message begins with put first ("data[0].path: /x/train.jsonl: is a
+ * FIFO"), when one does: a refusal then names the spec or command field as well as the file. `keys` pairs
+ * each key with its path (a folder's key covers the files in it).
+ */
+export function namingKey(err: unknown, keys: [string, string | undefined][]): unknown {
+  if (!(err instanceof Error)) return err;
+  const message = err.message;
+  const hit = keys
+    .filter(([, p]) => p !== undefined && (message.startsWith(`${p}:`) || message.startsWith(`${p}/`)))
+    .sort((a, b) => b[1]!.length - a[1]!.length)[0];
+  if (hit) err.message = `${hit[0]}: ${message}`;
+  return err;
+}

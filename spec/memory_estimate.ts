@@ -283,9 +283,11 @@ function phaseEstimate(m: ModelShape, inputs: EstimateInputs, phase: "full" | "l
   const grads = Math.ceil((trainable * FP32) / s.gradientShards);
   const optimizer = Math.ceil((2 * trainable * FP32) / s.optimizerShards);
   const activations = sumParts(parts);
-  // A frozen bf16 base is its own compute copy; what trains (the whole model, or the adapters) gets one.
+  // A frozen bf16 base is its own compute copy; what trains (the whole model, or the adapters) gets one, and so
+  // does a frozen base kept in fp32.
   const bf16Compute = inputs.device === "gpu" && (inputs.precision ?? "bf16") === "bf16";
-  const computeCopy = bf16Compute ? Math.ceil((trainable * BF16) / (lora ? 1 : s.parameterShards)) : 0;
+  const frozenFp32Base = lora && baseBytes === FP32 ? base * BF16 : 0;
+  const computeCopy = bf16Compute ? Math.ceil((trainable * BF16) / (lora ? 1 : s.parameterShards)) + frozenFp32Base : 0;
   return {
     phase,
     params,

@@ -1,11 +1,11 @@
 // A worker's side of a job: the coordinator's commands (assign, step, eval, generate, save, release),
 // one at a time, each answered with its reply message or an error that says what failed.
 import { holdFolderBeneath } from "../files/folder_beneath.js";
+import { inputPresent, namingKey } from "../files/input_files.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ModelDeviceName, NativeModel } from "../native/js/addon.js";
 import { readHfConfig, type HfConfig } from "../hf/hf_config.js";
-import { existsSync } from "node:fs";
 import { generateGreedy } from "../native/js/greedy_generation.js";
 import { initModel, loadModel, saveModel } from "../hf/hf_model.js";
 import { applyAdapter, saveAdapter } from "../hf/peft_adapter.js";
@@ -190,7 +190,15 @@ export class JobRunner {
    */
   private async buildAndJoin(m: CommandRequest<"assign">, stop: AbortSignal): Promise<CommandResult<"assign">> {
     if (this.job) await this.release(this.job.id);
-    const { model, config, step } = await this.buildModel(m, stop);
+    const { model, config, step } = await this.buildModel(m, stop).catch((err: unknown) => {
+      // a refused input names the command's field as well as the file
+      throw namingKey(err, [
+        ["model.path", m.model.path],
+        ["model.init.config", m.model.init?.config],
+        ["model.resume", m.model.resume],
+        ["model.adapter", m.model.adapter],
+      ]);
+    });
     const { transport, nccl, group } = await this.joinRing(m, model, stop);
     const o = m.optimizer;
     const trainer = new Trainer(
@@ -230,11 +238,11 @@ export class JobRunner {
       // A checkpoint: the (base) weights, the adapter when it was taken under LoRA, the trainables' AdamW state.
       const adapter = checkpointAdapterDir(m.model.resume);
       // A LoRA checkpoint's base is read straight into bf16 when the job trains on a bf16 base.
-      const baseBf16 = existsSync(adapter) && (m.lora?.baseBf16 ?? false);
+      const baseBf16 = inputPresent(adapter) && (m.lora?.baseBf16 ?? false);
       ({ model, config } = await loadModel(m.model.resume, { onActivity, baseBf16, device, precision }));
       stop.throwIfAborted();
       // The base goes back to the precision the job trains it in (bf16 under LoRA unless it says fp32).
-      if (existsSync(adapter)) await applyAdapter(model, adapter, { baseBf16: m.lora?.baseBf16 });
+      if (inputPresent(adapter)) await applyAdapter(model, adapter, { baseBf16: m.lora?.baseBf16 });
       // A checkpoint holds the full moments; a sharded rank reads only its pieces of them.
       if (zero) applyZeroShard(model, m.rank, m.size);
       stop.throwIfAborted();

@@ -3,7 +3,6 @@
 // greedily up to max_new_tokens, stopping at chatStopIds (as serving does), and scoreGenerations turns
 // the outputs into a GenerationEvalReport (its schema is in proto/; the CLI prints it).
 import path from "node:path";
-import { isDeepStrictEqual } from "node:util";
 import type { EvalSample, GenerationEvalReport, TaskScore } from "../../proto/mod.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 import type { DataFormat } from "../../text/formats/formats.js";
@@ -14,6 +13,8 @@ import type { TextSetup } from "../../spec/text_setup.js";
 import { readsToolCalls, renderChatPrompt } from "../../text/chat_prompt.js";
 import { chatStopIds } from "../../text/stop_ids.js";
 import { parseToolCalls } from "../../text/tool_call_answers.js";
+import { answersMatch, parseJson } from "../../text/answer_match.js";
+import { isDeepStrictEqual } from "node:util";
 
 export interface EvalPrompt {
   /** the rendered prompt, tokenized: the conversation before the last assistant turn plus the generation prompt */
@@ -180,23 +181,7 @@ export function decodeAnswer(
   return setup.tokenizer.decode(Array.prototype.slice.call(output, 0, end) as number[]);
 }
 
-function parseJson(s: string): { ok: true; value: unknown } | { ok: false } {
-  try {
-    return { ok: true, value: JSON.parse(s) };
-  } catch {
-    return { ok: false };
-  }
-}
-
-/** Exact match: deep-equal values when the expected answer is JSON, else equal trimmed text. */
-export function answersMatch(expected: string, got: string): boolean {
-  const e = parseJson(expected.trim());
-  if (e.ok) {
-    const g = parseJson(got.trim());
-    return g.ok && isDeepStrictEqual(e.value, g.value);
-  }
-  return expected.trim() === got.trim();
-}
+export { answersMatch };
 
 function excerpt(s: string, n = EXCERPT): string {
   const flat = s.replace(/\s+/g, " ").trim();

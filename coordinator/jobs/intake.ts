@@ -33,7 +33,7 @@ export function newJobId(): string {
 }
 
 /** The spec keys that hold paths, with their values as written. */
-function pathKeys(spec: JobSpec): [string, string | undefined][] {
+export function pathKeys(spec: JobSpec): [string, string | undefined][] {
   return [
     ["model.path", spec.model.path],
     ["model.init.config", spec.model.init?.config],

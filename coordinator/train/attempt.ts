@@ -6,6 +6,8 @@ import { rm } from "node:fs/promises";
 import path from "node:path";
 import { makeOutputDir, writeOutputFile } from "../../files/output_files.js";
 import { claimOutput } from "../jobs/output_owner.js";
+import { pathKeys } from "../jobs/intake.js";
+import { namingKey } from "../../files/input_files.js";
 import { HeldFolder } from "../../files/held_folder.js";
 import { holdFolderBeneath } from "../../files/folder_beneath.js";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -228,6 +230,8 @@ export class JobAttempt {
     void this.env.interruption(job.id).catch(stopOnInterruption);
     try {
       this.data = await prepareData(spec, onProgress, stop.signal);
+    } catch (err) {
+      throw namingKey(err, pathKeys(spec));
     } finally {
       await progressWrites;
     }

@@ -1,8 +1,8 @@
-// The data pipeline of a preference job (stage: dpo): read every source as pairs, drop exact repeats,
-// split off validation pairs by task_type, template and tokenize both answers, mix by weight, pack pairs
-// into rows. Pair datasets are small next to SFT corpora (a few thousand to a few hundred thousand pairs),
-// so this pipeline holds them in memory; it runs on a thread of its own (pairs_in_thread.ts) that writes the
-// rows to the token cache (pair_cache.ts), so the coordinator's main thread holds none of them.
+// The data pipeline of a preference job (stage: dpo) in memory: read every source as pairs, drop exact
+// repeats, split off validation pairs by task_type, template and tokenize both answers, mix by weight, pack
+// pairs into rows. Jobs and `data check` build the token cache with the streamed form of the same steps
+// (stream_pairs.ts: a few numbers per pair in memory, tokens and rows on disk), which must give these rows,
+// statistics and problems; this form is the reference the tests compare it with and read rows from.
 import path from "node:path";
 import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { PrepareProgress } from "../first_pass.js";

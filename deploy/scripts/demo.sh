@@ -144,6 +144,10 @@ if [ $rc -eq 0 ] && [ $run_dpo = 1 ]; then
   echo "   copied wrongly, words around the JSON or a wrong field"
   run_act "act 2 (DPO)" "$DPO_JOB" "$DPO_RESULT" "${dpo_overrides[@]}" || rc=$?
   last=$DPO_RESULT
+  if [ $rc -eq 0 ] && [ -f "$out/generation_eval.jsonl" ] && [ -f "$out/dpo/generation_eval.jsonl" ]; then
+    echo
+    node "$RINGTUNE_ROOT/dist/cli/compare_eval_answers.js" "$out/generation_eval.jsonl" "$out/dpo/generation_eval.jsonl" || true
+  fi
 fi
 # The last act's model behind `ringtune serve`, asked a held-out question through the chat API.
 if [ $rc -eq 0 ] && [ -n "$last" ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Generates the preference pairs of the demo's second act (examples/demo/dpo.yaml): new sentences from the
-// training pools (never one of train.jsonl or heldout.jsonl, never a held-out name or order number), each
+// training pools (never one of train.jsonl or heldout.jsonl, never a held-out name or order number, and
+// order numbers train.jsonl does not have, as in the held-out prompts), each
 // with the correct JSON as the chosen answer and, as the rejected one, the kind of mistake a model trained
 // on train.jsonl still makes on sentences it has not seen, or one that breaks the JSON-only rule:
 //   value   a value copied wrongly: digits of the order number (most often), age or quantity changed,
@@ -61,10 +62,11 @@ function wrongValue(r, answer) {
     else if (which === 2) a.age = wrongDigits(r, a.age);
     else a.city = other(r, CITY, a.city);
   } else {
-    // The order number most often: a number never seen in training is what the first act copies worst.
+    // Numbers most often: the order number (never one of train.jsonl's) and the quantity are what the first
+    // act copies worst.
     const which = Math.floor(r() * 5);
-    if (which <= 2) a.order = wrongDigits(r, a.order);
-    else if (which === 3) a.qty = wrongDigits(r, a.qty);
+    if (which <= 1) a.order = wrongDigits(r, a.order);
+    else if (which <= 3) a.qty = wrongDigits(r, a.qty);
     else if (r() < 0.5) a.item = other(r, ITEM, a.item);
     else a.city = other(r, CITY, a.city);
   }
@@ -108,12 +110,14 @@ const KINDS = ["value", "value", "value", "words", "value", "value", "value", "v
 export function makeDemoPairs({ pairs = 4000, seed = 20240613 } = {}) {
   const data = makeDemoData();
   const seen = new Set([...data.train, ...data.heldout].map((x) => x.messages[1].content));
+  // Order numbers as the held-out prompts have them: never seen in training, so copied digit by digit.
+  const trainOrders = new Set(data.train.map((x) => JSON.parse(x.messages[2].content).order).filter(Boolean));
   const r = rng(seed);
   const out = [];
   for (let guard = 0; out.length < pairs; guard++) {
     if (guard > pairs * 100) throw new Error(`cannot find ${pairs} new sentences`);
     const x = (out.length % 2 === 0 ? person : order)(r, false);
-    if (seen.has(x.sentence)) continue;
+    if (seen.has(x.sentence) || trainOrders.has(x.answer.order)) continue;
     seen.add(x.sentence);
     const [system, user, assistant] = record(x).messages;
     const kind = KINDS[out.length % KINDS.length];

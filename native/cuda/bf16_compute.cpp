@@ -88,12 +88,30 @@ void Bf16Compute::widen(float* dst, const bf16* src, size_t n) {
   if (n) widen_bf16(dst, reinterpret_cast<const uint16_t*>(src), n, stream_);
 }
 
-void Bf16Compute::gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-                       int ldb, float beta, float* C, int ldc) {
-  const bf16* a = operand(A, ta ? span(K, M, lda) : span(M, K, lda), a_);
-  const bf16* b = operand(B, tb ? span(N, K, ldb) : span(K, N, ldb), b_);
-  cuda::gemm(gemm_, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc, stream_);
-  wrote(C, span(M, N, ldc));  // a merge writes the weights themselves
+namespace {
+
+class RoundingGemm final : public Gemm {
+ public:
+  explicit RoundingGemm(Bf16Compute& compute) : compute_(compute) {}
+  const char* name() const override { return compute_.gemm_name(); }
+  void run(const GemmArgs& g, cudaStream_t stream) override { compute_.run(g, stream); }
+
+ private:
+  Bf16Compute& compute_;
+};
+
+}  // namespace
+
+std::unique_ptr<Gemm> Bf16Compute::rounding_gemm() { return std::make_unique<RoundingGemm>(*this); }
+
+void Bf16Compute::run(GemmArgs g, cudaStream_t stream) {
+  if (g.ab == DType::F32) {
+    g.A = operand(static_cast<const float*>(g.A), g.ta ? span(g.K, g.M, g.lda) : span(g.M, g.K, g.lda), a_);
+    g.B = operand(static_cast<const float*>(g.B), g.tb ? span(g.N, g.K, g.ldb) : span(g.K, g.N, g.ldb), b_);
+    g.ab = DType::BF16;
+  }
+  gemm_->run(g, stream);
+  if (g.c == DType::F32) wrote(static_cast<const float*>(g.C), span(g.M, g.N, g.ldc));  // a merge writes weights
 }
 
 void Bf16Compute::attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,

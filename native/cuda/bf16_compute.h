@@ -13,14 +13,14 @@
 #include <vector>
 #include "attention.cuh"
 #include "buffer.h"
+#include "gemm.cuh"
 
 namespace rt::cuda {
 
-class Gemm;
-
 class Bf16Compute {
  public:
-  Bf16Compute(Gemm& gemm, cudaStream_t stream) : gemm_(gemm), stream_(stream) {}
+  // gemm: the GEMM that runs the products (cuBLASLt or the own kernels).
+  Bf16Compute(std::unique_ptr<Gemm> gemm, cudaStream_t stream) : gemm_(std::move(gemm)), stream_(stream) {}
   ~Bf16Compute();
   Bf16Compute(const Bf16Compute&) = delete;
   Bf16Compute& operator=(const Bf16Compute&) = delete;
@@ -33,10 +33,11 @@ class Bf16Compute {
   // Where AdamW writes the bf16 copy of the weights [p, p + n) it updates: null when no copy covers them.
   bf16* copy_slot(const float* p, size_t n);
 
-  // Row-major C[M,N] = alpha op(A) op(B) + beta C with A and B rounded to bf16 (or read from a weight copy),
-  // C fp32.
-  void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-            float beta, float* C, int ldc);
+  // A GEMM (kept by this object, which must outlive it) for every product of the backend, epilogues included:
+  // fp32 A and B are handed to the GEMM in bf16 (rounded, or read from a weight copy), C stays fp32.
+  std::unique_ptr<Gemm> rounding_gemm();
+  void run(GemmArgs g, cudaStream_t stream);
+  const char* gemm_name() const { return gemm_->name(); }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                          const int32_t* seg_start, const AttnShape& s);
   void attention_backward(float* dq, float* dk, float* dv, float* delta, const float* dout, const float* q,
@@ -69,7 +70,7 @@ class Bf16Compute {
   bf16* rounded(const float* p, size_t n, Scratch& s);
   void widen(float* dst, const bf16* src, size_t n);
 
-  Gemm& gemm_;
+  std::unique_ptr<Gemm> gemm_;
   cudaStream_t stream_;
   std::vector<Copy> copies_;
   Scratch a_, b_, q_, k_, v_, o_, do_, dq_, dk_, dv_;

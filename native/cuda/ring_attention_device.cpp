@@ -9,6 +9,7 @@
 #include "device_scope.h"
 #include "ring_block.cuh"
 #include "ring_exchange.h"
+#include "ring_link.h"
 
 namespace rt::cuda {
 
@@ -40,14 +41,16 @@ DeviceRingAttention::~DeviceRingAttention() {
 }
 
 void DeviceRingAttention::release() {
-  free_device(block_), free_device(seg_), free_device(acc_), free_device(acc_in_), free_device(delta_);
+  free_device(block_), free_device(block_next_), free_device(acc_send_), free_device(seg_), free_device(acc_),
+      free_device(acc_in_), free_device(delta_);
   free_pinned(cur_), free_pinned(next_), free_pinned(acc_send_host_), free_pinned(acc_in_host_), free_pinned(seg_host_);
 }
 
 // Sizes the buffers once per shape (no allocation afterwards) and uploads the segment ids when they changed
 // (once per batch: every layer, forward and backward, sees the same ones).
 void DeviceRingAttention::prepare(const int32_t* seg, const RingShape& s, const SequenceParallel& sp) {
-  if (sp.size < 2 || !sp.link) fail("ring attention", "needs a group of at least 2 ranks with a link");
+  if (sp.size < 2 || (!sp.link && !sp.device_link))
+    fail("ring attention", "needs a group of at least 2 ranks with a link");
   if (sp.rank < 0 || sp.rank >= sp.size) fail("ring attention", "rank ", sp.rank, " outside group of ", sp.size);
   const size_t tokens = (size_t)s.tokens(), kv = tokens * s.KVH * s.D;
   const size_t bytes = 2 * kv * sizeof(float) + tokens * sizeof(int32_t);
@@ -55,6 +58,8 @@ void DeviceRingAttention::prepare(const int32_t* seg, const RingShape& s, const 
   if (bytes != block_bytes_ || tokens != tokens_ || tokens * s.H != delta_n_) {
     release();
     CUDA_CHECK(cudaMalloc(&block_, bytes));
+    CUDA_CHECK(cudaMalloc(&block_next_, bytes));
+    CUDA_CHECK(cudaMalloc(&acc_send_, 2 * kv * sizeof(float)));
     CUDA_CHECK(cudaMalloc(&seg_, tokens * sizeof(int32_t) + 4));
     CUDA_CHECK(cudaMalloc(&acc_, 2 * kv * sizeof(float)));
     CUDA_CHECK(cudaMalloc(&acc_in_, 2 * kv * sizeof(float)));
@@ -92,6 +97,7 @@ void DeviceRingAttention::forward(float* out, float* lse, const float* q, const 
                                   const int32_t* seg, const RingShape& s, const SequenceParallel& sp) {
   use_device(device_);
   prepare(seg, s, sp);
+  if (sp.device_link) return forward_direct(out, lse, q, k, v, s, sp);
   const size_t kvb = kv_ * sizeof(float);
   fill(out, tokens_ * s.H * s.D, 0.f, stream_);
   fill(lse, tokens_ * s.H, -INFINITY, stream_);
@@ -117,11 +123,12 @@ void DeviceRingAttention::backward(float* dq, float* dk, float* dv, const float*
                                    const RingShape& s, const SequenceParallel& sp) {
   use_device(device_);
   prepare(seg, s, sp);
+  ring_block_delta(delta_, dout, out, block_shape(s, sp, sp.rank), stream_);
+  if (sp.device_link) return backward_direct(dq, dk, dv, dout, q, k, v, lse, s, sp);
   const size_t kvb = kv_ * sizeof(float), acc_bytes = 2 * kvb;
   fill(dq, tokens_ * s.H * s.D, 0.f, stream_);
   fill(dk, kv_, 0.f, stream_);
   fill(dv, kv_, 0.f, stream_);
-  ring_block_delta(delta_, dout, out, block_shape(s, sp, sp.rank), stream_);
   own_block_to_host(k, v, seg);
   const int last = sp.size - 1;
   // Step 0: this rank's own block, straight into dk/dv, while it leaves for the next rank.
@@ -165,6 +172,76 @@ void DeviceRingAttention::backward(float* dq, float* dk, float* dv, const float*
   Exchange x(sp, {{acc_send_host_, acc_bytes}}, {{acc_in_host_, acc_bytes}});
   x.wait();
   CUDA_CHECK(cudaMemcpyAsync(acc_in_, acc_in_host_, acc_bytes, cudaMemcpyHostToDevice, stream_));
+  add_inplace(dk, acc_in_, kv_, stream_);
+  add_inplace(dv, acc_in_ + kv_, kv_, stream_);
+}
+
+// ---- over a device link: the same steps and transfers, between device buffers -------------------------------
+
+void DeviceRingAttention::own_block_on_device(const float* k, const float* v) {
+  const size_t kvb = kv_ * sizeof(float);
+  CUDA_CHECK(cudaMemcpyAsync(block_, k, kvb, cudaMemcpyDeviceToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(block_ + kvb, v, kvb, cudaMemcpyDeviceToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(block_ + 2 * kvb, seg_, tokens_ * sizeof(int32_t), cudaMemcpyDeviceToDevice, stream_));
+}
+
+void DeviceRingAttention::forward_direct(float* out, float* lse, const float* q, const float* k, const float* v,
+                                         const RingShape& s, const SequenceParallel& sp) {
+  using P = DeviceRingLink::Piece;
+  const size_t kvb = kv_ * sizeof(float);
+  fill(out, tokens_ * s.H * s.D, 0.f, stream_);
+  fill(lse, tokens_ * s.H, -INFINITY, stream_);
+  own_block_on_device(k, v);
+  for (int step = 0; step < sp.size; step++) {
+    const int src = (sp.rank - step + sp.size) % sp.size;
+    const bool more = step + 1 < sp.size;
+    if (more) sp.device_link->start({P{block_, block_bytes_}}, {P{block_next_, block_bytes_}}, stream_);
+    ring_block_forward(out, lse, q, seg_, reinterpret_cast<const float*>(block_),
+                       reinterpret_cast<const float*>(block_ + kvb), reinterpret_cast<const int32_t*>(block_ + 2 * kvb),
+                       block_shape(s, sp, src), stream_);
+    if (!more) break;
+    sp.device_link->wait(stream_);
+    std::swap(block_, block_next_);
+  }
+}
+
+void DeviceRingAttention::backward_direct(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                          const float* k, const float* v, const float* lse, const RingShape& s,
+                                          const SequenceParallel& sp) {
+  using P = DeviceRingLink::Piece;
+  const size_t kvb = kv_ * sizeof(float), acc_bytes = 2 * kvb;
+  fill(dq, tokens_ * s.H * s.D, 0.f, stream_);
+  fill(dk, kv_, 0.f, stream_);
+  fill(dv, kv_, 0.f, stream_);
+  own_block_on_device(k, v);
+  const int last = sp.size - 1;
+  sp.device_link->start({P{block_, block_bytes_}}, {P{block_next_, block_bytes_}}, stream_);
+  ring_block_backward(dq, dk, dv, dout, q, seg_, lse, delta_, k, v, seg_, block_shape(s, sp, sp.rank), stream_);
+  sp.device_link->wait(stream_);
+  std::swap(block_, block_next_);
+  for (int step = 1; step <= last; step++) {
+    const int src = (sp.rank - step + sp.size) % sp.size;
+    std::vector<P> sends, recvs;
+    if (step > 1) {
+      sends.push_back({acc_send_, acc_bytes});
+      recvs.push_back({acc_in_, acc_bytes});
+    }
+    if (step < last) {
+      sends.push_back({block_, block_bytes_});
+      recvs.push_back({block_next_, block_bytes_});
+    }
+    if (!sends.empty()) sp.device_link->start(sends, recvs, stream_);
+    fill(acc_, 2 * kv_, 0.f, stream_);
+    ring_block_backward(dq, acc_, acc_ + kv_, dout, q, seg_, lse, delta_, reinterpret_cast<const float*>(block_),
+                        reinterpret_cast<const float*>(block_ + kvb),
+                        reinterpret_cast<const int32_t*>(block_ + 2 * kvb), block_shape(s, sp, src), stream_);
+    if (!sends.empty()) sp.device_link->wait(stream_);
+    if (step > 1) add_inplace(acc_, acc_in_, 2 * kv_, stream_);
+    std::swap(acc_, acc_send_);  // the accumulator goes on; the next step starts a fresh one
+    if (step < last) std::swap(block_, block_next_);
+  }
+  sp.device_link->start({P{acc_send_, acc_bytes}}, {P{acc_in_, acc_bytes}}, stream_);
+  sp.device_link->wait(stream_);
   add_inplace(dk, acc_in_, kv_, stream_);
   add_inplace(dv, acc_in_ + kv_, kv_, stream_);
 }

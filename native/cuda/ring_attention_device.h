@@ -3,6 +3,7 @@
 // key/value block, the outputs and the dK/dV accumulators stay on the device, and each block's share is computed
 // there (ring_block.cuh). Only what crosses the ring goes through pinned host buffers: the link is the host's
 // (TCP), and the bytes and their order are the host ring attention's, so a ring may mix CPU and device ranks.
+// With a device link (sp.device_link: NCCL send/recv) the blocks go from device buffer to device buffer.
 #include <cstdint>
 #include "common.cuh"
 #include "ring_attention.h"
@@ -25,6 +26,13 @@ class DeviceRingAttention {
 
  private:
   void prepare(const int32_t* seg, const RingShape& s, const SequenceParallel& sp);
+  // The same over sp.device_link, no host buffer involved.
+  void forward_direct(float* out, float* lse, const float* q, const float* k, const float* v, const RingShape& s,
+                      const SequenceParallel& sp);
+  void backward_direct(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                       const float* v, const float* lse, const RingShape& s, const SequenceParallel& sp);
+  // This rank's block (k, v and the uploaded segment ids) into the device block buffer.
+  void own_block_on_device(const float* k, const float* v);
   void release();
   // This rank's block (k, v, seg) into the pinned send buffer, waited for: the link sends from there.
   void own_block_to_host(const float* k, const float* v, const int32_t* seg);
@@ -36,6 +44,8 @@ class DeviceRingAttention {
   size_t kv_ = 0, tokens_ = 0, block_bytes_ = 0, delta_n_ = 0;
   // device: the travelling block [K | V | segment ids], this rank's segment ids, dK|dV accumulators, delta
   char* block_ = nullptr;
+  char* block_next_ = nullptr;  // the block being received over a device link
+  float* acc_send_ = nullptr;   // the accumulator sent over a device link
   int32_t* seg_ = nullptr;
   float *acc_ = nullptr, *acc_in_ = nullptr, *delta_ = nullptr;
   // pinned host: the block being sent and the one being received; the accumulators sent and received

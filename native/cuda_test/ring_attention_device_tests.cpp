@@ -16,6 +16,7 @@
 #include "model.h"
 #include "ring_attention.h"
 #include "ring_attention_device.h"
+#include "ring_exchange.h"
 #include "test_util.h"
 
 using namespace rt;
@@ -73,7 +74,42 @@ RankResult on_host(const RankData& d, const RingShape& s, const SequenceParallel
   return r;
 }
 
-RankResult on_device(int device, const RankData& d, const RingShape& s, const SequenceParallel& sp) {
+// A device link (DeviceRingLink, NCCL's role) over a host link: what start() is given goes through host copies
+// on the exchange's threads, and lands in the device buffers at wait().
+class CopyingDeviceLink final : public DeviceRingLink {
+ public:
+  CopyingDeviceLink(const SequenceParallel& sp) : sp_(sp) {}
+  void start(const std::vector<Piece>& sends, const std::vector<Piece>& recvs, void*) override {
+    out_.resize(sends.size()), in_.resize(recvs.size()), recvs_ = recvs;
+    std::vector<ring::Piece> s, r;
+    for (size_t i = 0; i < sends.size(); i++) {
+      out_[i].resize(sends[i].bytes);
+      CUDA_CHECK(cudaMemcpy(out_[i].data(), sends[i].data, sends[i].bytes, cudaMemcpyDeviceToHost));
+      s.push_back({out_[i].data(), sends[i].bytes});
+    }
+    for (size_t i = 0; i < recvs.size(); i++) {
+      in_[i].resize(recvs[i].bytes);
+      r.push_back({in_[i].data(), recvs[i].bytes});
+    }
+    x_ = std::make_unique<ring::Exchange>(sp_, s, r);
+  }
+  void wait(void*) override {
+    x_->wait();
+    x_.reset();
+    for (size_t i = 0; i < recvs_.size(); i++)
+      CUDA_CHECK(cudaMemcpy(recvs_[i].data, in_[i].data(), recvs_[i].bytes, cudaMemcpyHostToDevice));
+  }
+
+ private:
+  SequenceParallel sp_;
+  std::vector<std::vector<char>> out_, in_;
+  std::vector<Piece> recvs_;
+  std::unique_ptr<ring::Exchange> x_;
+};
+
+RankResult on_device(int device, const RankData& d, const RingShape& s, SequenceParallel sp, bool direct) {
+  CopyingDeviceLink device_link(sp);
+  if (direct) sp.device_link = &device_link;
   CUDA_CHECK(cudaSetDevice(device));
   const size_t n = (size_t)s.tokens();
   DeviceBuffer<float> q(d.q), k(d.k), v(d.v), dout(d.dout);
@@ -87,7 +123,8 @@ RankResult on_device(int device, const RankData& d, const RingShape& s, const Se
 }
 
 // Every rank's results with the given ranks on the device (the others on the host) against an all-host ring.
-void device_ring_equals_host_ring(const RingShape& s, int n, const std::vector<bool>& device_rank) {
+void device_ring_equals_host_ring(const RingShape& s, int n, const std::vector<bool>& device_rank,
+                                  bool direct = false) {
   std::vector<RankData> data;
   for (int r = 0; r < n; r++) data.push_back(share(s, n, r));
   auto run = [&](const std::vector<bool>& on_gpu) {
@@ -99,7 +136,7 @@ void device_ring_equals_host_ring(const RingShape& s, int n, const std::vector<b
       threads.emplace_back([&, r] {
         try {
           const SequenceParallel sp{r, n, links[r].get(), nullptr};
-          got[r] = on_gpu[r] ? on_device(r % 2, data[r], s, sp) : on_host(data[r], s, sp);
+          got[r] = on_gpu[r] ? on_device(r % 2, data[r], s, sp, direct) : on_host(data[r], s, sp);
         } catch (const std::exception& e) {
           errors[r] = e.what();
           links[r]->shutdown();
@@ -132,6 +169,11 @@ void device_ring_equals_host_ring(const RingShape& s, int n, const std::vector<b
 
 TEST(cuda_ring_attention_of_three_device_ranks_equals_the_host_ring_gqa) {
   device_ring_equals_host_ring({2, 6, 4, 2, 32}, 3, {true, true, true});
+}
+
+// Over a device link (NCCL's place: blocks from device buffer to device buffer), the same steps and results.
+TEST(cuda_ring_attention_of_three_device_ranks_over_a_device_link) {
+  device_ring_equals_host_ring({2, 6, 4, 2, 32}, 3, {true, true, true}, true);
 }
 
 TEST(cuda_ring_attention_device_and_host_ranks_share_a_ring_d64) {

@@ -210,9 +210,13 @@ export interface NativeModel {
       zeroGrads?: boolean;
       /**
        * The batch is this rank's zigzag share of each row (see worker/sequence_parallel/zigzag.ts): attention
-       * runs round the group's ring over `link`. Every rank of the group must make the same call.
+       * runs round the group's ring over `link`. Every rank of the group must make the same call. A model on a
+       * CUDA device may move the blocks by NCCL send/recv between device buffers instead: `ncclComm` (its NCCL
+       * rank ncclRankOf(rank, size)) with `timeoutMs`, and no `link`.
        */
-      sequenceParallel?: { link: NativeRingLink; rank: number; size: number };
+      sequenceParallel?:
+        | { link: NativeRingLink; rank: number; size: number }
+        | { ncclComm: NcclComm; timeoutMs: number; rank: number; size: number };
       /** cancel() on it stops the call between layers (see createCancelToken) */
       cancel?: NativeCancelToken;
       /** rows * seqLen: each position's loss weighs this much in the gradient (preference losses) */

@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -174,6 +175,23 @@ void Communicator::all_gather(float* bucket, size_t n, Stream compute) {
   }
   const Result end = lib_.group_end();
   check("ncclBroadcast", r);
+  check("ncclGroupEnd", end);
+}
+
+void Communicator::ring_send_recv(const std::vector<std::pair<const float*, size_t>>& sends,
+                                  const std::vector<std::pair<float*, size_t>>& recvs, Stream compute) {
+  if (sends.empty() && recvs.empty()) return;
+  begin(compute);
+  const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
+  check("ncclGroupStart", lib_.group_start());
+  Result r = kSuccess;
+  for (size_t i = 0; i < std::max(sends.size(), recvs.size()) && r == kSuccess; i++) {
+    if (i < sends.size()) r = lib_.send(sends[i].first, sends[i].second, kFloat32, next, comm_, stream_);
+    if (i < recvs.size() && r == kSuccess)
+      r = lib_.recv(recvs[i].first, recvs[i].second, kFloat32, prev, comm_, stream_);
+  }
+  const Result end = lib_.group_end();
+  check("ncclSend/ncclRecv", r);
   check("ncclGroupEnd", end);
 }
 

@@ -15,6 +15,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <utility>
+#include <vector>
 #include "nccl_library.h"
 
 struct CUevent_st;  // cudaEvent_t
@@ -40,6 +42,10 @@ class Communicator {
   void all_reduce(float* data, size_t n, Stream compute);
   void reduce_scatter(float* bucket, size_t n, Stream compute);
   void all_gather(float* bucket, size_t n, Stream compute);
+  // Point to point round the ring (sequence parallelism): each send (n floats of device memory) to rank + 1 and
+  // each receive from rank - 1, as one group, ordered after the compute stream's work so far.
+  void ring_send_recv(const std::vector<std::pair<const float*, size_t>>& sends,
+                      const std::vector<std::pair<float*, size_t>>& recvs, Stream compute);
   // The compute stream waits for every collective issued; the host waits too, at most timeout_ms.
   void finish(Stream compute, int timeout_ms);
 

@@ -37,6 +37,10 @@ class CommunicatorCollectives : public Collectives {
       case Op::AllGather: return c_->all_gather(data, n, compute);
     }
   }
+  void ring_send_recv(const std::vector<std::pair<const float*, size_t>>& sends,
+                      const std::vector<std::pair<float*, size_t>>& recvs, Stream compute) override {
+    c_->ring_send_recv(sends, recvs, compute);
+  }
   void finish(Stream compute, int timeout_ms) override { c_->finish(compute, timeout_ms); }
 
   void run_on_host_copy(Op op, float* host, size_t n, int timeout_ms) override {

@@ -7,6 +7,8 @@
 // does (one build, one compiler; cuda_device_abi.h's hash covers this header).
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 #include "nccl_api.h"
 
 namespace rt::nccl {
@@ -23,6 +25,10 @@ class Collectives {
   virtual bool aborted() const = 0;
   // `op` in place on n floats of device memory, ordered after the compute stream's work so far.
   virtual void run(Op op, float* data, size_t n, Stream compute) = 0;
+  // Point to point round the ring (sequence parallelism): each send of n floats of device memory to rank + 1,
+  // each receive from rank - 1, as one group after the compute stream's work so far.
+  virtual void ring_send_recv(const std::vector<std::pair<const float*, size_t>>& sends,
+                              const std::vector<std::pair<float*, size_t>>& recvs, Stream compute) = 0;
   // The compute stream, then the host (at most timeout_ms), wait for every collective issued.
   virtual void finish(Stream compute, int timeout_ms) = 0;
   // `op` on a device copy of n floats of host memory, copied back (tests and tools).

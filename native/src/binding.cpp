@@ -20,6 +20,7 @@
 #include <cuda_runtime.h>  // the emulator's (its memory for deviceMemory)
 #include "cuda_backend.h"
 #include "nccl_binding.h"
+#include "nccl_ring_link.h"
 #endif
 #include "model.h"
 #include "tensor_io.h"
@@ -190,6 +191,28 @@ NcclBuckets nccl_buckets_option(const Napi::Object& o, const char* call) {
   return out;
 #else
   type_error(o.Env(), std::string(call) + ": ncclBuckets needs an addon built with the CUDA backend");
+#endif
+}
+
+// sequenceParallel.ncclComm (a NcclComm from ncclConnect, its ranks the group's) with .timeoutMs: the blocks of
+// the ring attention move by NCCL send/recv between device buffers; attached to sp (null: no such option).
+std::shared_ptr<rt::DeviceRingLink> nccl_ring_link_option(const Napi::Object& o, rt::SequenceParallel* sp,
+                                                          const char* call) {
+  Napi::Value v = o.Get("sequenceParallel");
+  if (!sp || !v.IsObject() || v.As<Napi::Object>().Get("ncclComm").IsUndefined()) return nullptr;
+#ifdef RINGTUNE_ADDON_CUDA_EMU
+  Napi::Object so = v.As<Napi::Object>();
+  auto comm = rt_binding::nccl_comm_of(so.Get("ncclComm"));
+  if (!comm) type_error(o.Env(), std::string(call) + ": sequenceParallel.ncclComm must be a NcclComm from ncclConnect");
+  if (comm->size() != sp->size || comm->rank() != (sp->rank + 1) % sp->size)
+    type_error(o.Env(), std::string(call) + ": sequenceParallel.ncclComm is rank " + std::to_string(comm->rank()) +
+                            " of " + std::to_string(comm->size()) + ", not the group's rank " +
+                            std::to_string(sp->rank) + " of " + std::to_string(sp->size) + " (NCCL rank rank + 1)");
+  auto link = std::make_shared<rt::nccl::NcclRingLink>(comm, int_field(so, call, "timeoutMs"));
+  sp->device_link = link.get();
+  return link;
+#else
+  type_error(o.Env(), std::string(call) + ": sequenceParallel.ncclComm needs an addon built with the CUDA backend");
 #endif
 }
 
@@ -782,6 +805,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const bool zero_grads = bool_field(o, call, "zeroGrads", false);
     std::shared_ptr<rt_binding::RingLinkState> link_state;  // keeps the link alive while the step runs
     const std::shared_ptr<rt::SequenceParallel> sp = rt_binding::sequence_parallel_option(o, call, &link_state);
+    const std::shared_ptr<rt::DeviceRingLink> device_link = nccl_ring_link_option(o, sp.get(), call);
+    if (device_link && !mirrors_)
+      type_error(env,
+                 std::string(call) + ": sequenceParallel.ncclComm needs a model on a CUDA device (cuda or cuda-emu)");
     opts.sp = sp.get();
     const std::shared_ptr<rt::CancelToken> cancel = rt_binding::cancel_token_option(o, call);
     opts.cancel = cancel.get();
@@ -833,7 +860,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     const int buckets = model_->grad_buckets();
     auto* job = new Job(
         env,
-        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, cancel, mirrors, nccl] {
+        [m, batch, opts, result, tsfn, zero_grads, sp, link_state, device_link, cancel, mirrors, nccl] {
           struct ReleaseOnExit {
             std::shared_ptr<Napi::ThreadSafeFunction> f;
             ~ReleaseOnExit() {

@@ -136,6 +136,8 @@ inline std::shared_ptr<rt::SequenceParallel> sequence_parallel_option(const Napi
     throw Napi::RangeError::New(env, std::string(call) + ": sequenceParallel rank " + std::to_string(out->rank) +
                                          " outside a group of " + std::to_string(out->size));
   if (out->size == 1) return nullptr;
+  // Over NCCL (sequenceParallel.ncclComm, attached by the caller) the blocks never touch a host link.
+  if (link.IsUndefined() && !sp.Get("ncclComm").IsUndefined()) return out;
   if (!link.IsObject() || !link.As<Napi::Object>().InstanceOf(RingLinkWrap::constructor->Value()))
     throw Napi::TypeError::New(env, std::string(call) + ": sequenceParallel.link must come from createRingLink");
   RingLinkWrap* w = RingLinkWrap::Unwrap(link.As<Napi::Object>());

@@ -43,11 +43,29 @@ struct RingStats {
   double bytes_sent = 0;
 };
 
+// A ring whose data plane moves device memory itself (NCCL send/recv between neighbours): a device ring
+// attention's blocks then go from device buffer to device buffer, never through the host. start() issues one
+// step's sends to the next rank and receives from the previous one, in the order given (as RingLink's), after
+// the work issued so far on the compute stream; wait() returns once they are done, and orders the compute
+// stream's later work after them.
+class DeviceRingLink {
+ public:
+  struct Piece {
+    void* data;
+    size_t bytes;
+  };
+  virtual ~DeviceRingLink() = default;
+  virtual void start(const std::vector<Piece>& sends, const std::vector<Piece>& recvs, void* compute_stream) = 0;
+  virtual void wait(void* compute_stream) = 0;
+};
+
 // The group a rank belongs to. size 1 (or no link) is a plain, unsplit row.
 struct SequenceParallel {
   int rank = 0, size = 1;
   RingLink* link = nullptr;
   RingStats* stats = nullptr;  // optional
+  // Optional, for device ranks only: the blocks move over it instead of `link` (which may then be null).
+  DeviceRingLink* device_link = nullptr;
 };
 
 // N links joined in a ring by socket pairs inside one process: rank r sends to rank r+1 (mod N).

@@ -4,7 +4,7 @@
 // buffers leave each rank the TCP ring's shard of the gradients, and give every rank every shard's weights.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { loadAddon, type NativeModel, type NcclComm } from "../../native/js/addon.js";
+import { loadAddon, type NativeBatch, type NativeModel, type NcclComm } from "../../native/js/addon.js";
 import { ownedSpan } from "../../worker/allreduce/ring_allreduce.js";
 import { ncclRankOf } from "../../worker/allreduce/nccl_plane.js";
 import { NCCL_STANDIN, ncclStandinMissing } from "../helpers/nccl_standin.js";
@@ -142,6 +142,65 @@ test(
         assert.deepEqual(m.paramData(), Float32Array.from(want), `rank ${r}'s weights`);
     } finally {
       for (const c of comms) c.abort();
+    }
+  },
+);
+
+// Rank r's zigzag share (chunks r and 3 - r of 4) of every row, as the coordinator cuts a sequence-parallel batch.
+function zigzagShareOf(b: NativeBatch, rank: number): NativeBatch {
+  const c = b.seqLen / 4;
+  const pick = (a: Int32Array) => {
+    const out = new Int32Array(b.rows * 2 * c);
+    for (let row = 0; row < b.rows; row++)
+      [rank, 3 - rank].forEach((chunk, w) =>
+        out.set(a.subarray(row * b.seqLen + chunk * c, row * b.seqLen + (chunk + 1) * c), (row * 2 + w) * c),
+      );
+    return out;
+  };
+  return {
+    rows: b.rows,
+    seqLen: 2 * c,
+    inputIds: pick(b.inputIds),
+    labels: pick(b.labels),
+    positionIds: pick(b.positionIds),
+    segmentIds: pick(b.segmentIds),
+  };
+}
+
+test(
+  "sequence-parallel blocks by NCCL send/recv between device buffers: the TCP ring link's losses and gradients",
+  { skip },
+  async () => {
+    const full = syntheticBatch(2, 16, config.vocabSize);
+    full.segmentIds = full.segmentIds.map((_, i) => (i % 16 < 6 ? 1 : 2)); // a segment crossing the chunks
+    full.positionIds = full.positionIds.map((_, i) => (i % 16 < 6 ? i % 16 : (i % 16) - 6));
+    type Sp = NonNullable<Parameters<NativeModel["forwardBackward"]>[1]["sequenceParallel"]>;
+    const step = async (sp: (r: number) => Sp) => {
+      const models = [await emuModel(), await emuModel()];
+      const got = await Promise.all(
+        models.map((m, r) =>
+          m.forwardBackward(zigzagShareOf(full, r), {
+            backward: true,
+            zeroGrads: true,
+            lossScale: 0.01,
+            sequenceParallel: sp(r),
+          }),
+        ),
+      );
+      return { losses: got.map((g) => g.lossSum), grads: models.map((m) => m.gradData().slice()) };
+    };
+    const links = [0, 1].map(() => addon.createRingLink("127.0.0.1", 0));
+    const comms = await ring(2);
+    try {
+      await Promise.all(links.map((l, r) => l.join("127.0.0.1", links[(r + 1) % 2]!.port, "sp-test", TIMEOUT_MS)));
+      const tcp = await step((r) => ({ link: links[r]!, rank: r, size: 2 }));
+      const nccl = await step((r) => ({ ncclComm: comms[r]!, timeoutMs: TIMEOUT_MS, rank: r, size: 2 }));
+      assert.deepEqual(nccl.losses, tcp.losses);
+      for (const r of [0, 1]) assert.deepEqual(nccl.grads[r], tcp.grads[r], `rank ${r}'s gradients`);
+      assert.ok(tcp.losses.every((l) => Number.isFinite(l) && l > 0));
+    } finally {
+      for (const c of comms) c.abort();
+      for (const l of links) l.close();
     }
   },
 );

@@ -121,6 +121,8 @@ test("act 2 trains DEMO_DPO_STEPS preference steps on act 1's final model, into 
     assert.equal(typeof m.accuracy, "number", `step ${m.step} logs the preference accuracy`);
   }
   assert.ok(existsSync(path.join(output, "dpo", "final", "model.safetensors")));
+  // and says which held-out answers it changed against act 1's
+  assert.match(act2(), /^held-out answers this stage changed: \d+ now right, \d+ now wrong \(of 100\)$/m);
 });
 
 test("the demo's table check fails on a broken table", () => {
@@ -191,4 +193,22 @@ test("a previous demo's outputs are moved aside whole to a timestamped folder, a
   assert.match(readFileSync(path.join(moved[2]!, "ringtune_job.json"), "utf8"), /job-previous-demo/);
   assert.ok(!existsSync(path.join(output, "checkpoints", "step-000800")), "no old checkpoint among the new");
   assert.doesNotMatch(readFileSync(path.join(output, "ringtune_job.json"), "utf8"), /job-previous-demo/);
+});
+
+test("a wrong DEMO_STAGE, DEMO_DPO_STEPS, or act 2 alone without act 1's folder is refused before anything starts", async () => {
+  const refusals: [Record<string, string>, RegExp][] = [
+    [{ DEMO_STAGE: "ppo" }, /DEMO_STAGE must be all, sft or dpo, got 'ppo'/],
+    [{ DEMO_DPO_STEPS: "0" }, /DEMO_DPO_STEPS must be a positive number, got '0'/],
+    [{ DEMO_STAGE: "dpo", DEMO_JOB: "examples/demo/job.yaml" }, /DEMO_STAGE=dpo with DEMO_JOB needs DEMO_OUTPUT/],
+  ];
+  const runDir = path.join(cluster.dir, "refused-run");
+  for (const [env, message] of refusals) {
+    const r = await runProcess("bash", [DEMO], {
+      env: { ...cluster.env, RINGTUNE_RUN_DIR: runDir, DEMO_OUTPUT: "", ...env },
+      timeoutMs: 30_000,
+    });
+    assert.equal(r.code, 2, `${JSON.stringify(env)}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.ok(!existsSync(runDir), `${JSON.stringify(env)}: nothing was started`);
+  }
 });

@@ -2,10 +2,10 @@
 // worker killed (-9) mid-training or as a checkpoint write begins, stopped (SIGSTOP) before the first step or
 // in the final save (each re-forms the ring on the other worker without using up an attempt), and nats-server
 // stopped mid-training, continued after the coordinator has declared the silent workers lost. Each job ends
-// completed with an unbroken run's losses. Faults inside a command fire from the worker's RINGTUNE_FAILPOINT.
+// completed with an unbroken run's losses; a final/ already there stays whole while a save that replaces it hangs. Faults inside a command fire from the worker's RINGTUNE_FAILPOINT.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { TestCluster, trainingFixture, type JobRecordBody } from "../helpers/cluster.js";
 import { assertSameLosses, lossesByStep } from "../helpers/losses.js";
@@ -89,7 +89,27 @@ const cases: FaultCase[] = [
     name: "SIGSTOP of the job's worker in its final save: the job resumes on the other worker from the last checkpoint",
     // checkpoints at steps 5, 10 and 15 are the first three saves; the final model is the fourth
     firstWorkerEnv: { RINGTUNE_FAILPOINT: "save:SIGSTOP@4" },
+    // A final/ already there (an earlier save's) stays whole while the save that replaces it hangs: the new
+    // one is written beside it and renamed into place only once complete.
+    async during(rig, id) {
+      await untilStep(rig, id, 1);
+      const final = path.join(rig.dir, "faulted", "final");
+      mkdirSync(final);
+      writeFileSync(path.join(final, "model.safetensors"), "the earlier final model");
+      await rig.cluster.waitFor(
+        async () => (await rig.cluster.record(id))?.message === "saving the final model",
+        "the final save",
+        180_000,
+      );
+      await pause(1000); // the hung worker's save has begun
+      assert.equal(readFileSync(path.join(final, "model.safetensors"), "utf8"), "the earlier final model");
+      assert.deepEqual(readdirSync(final), ["model.safetensors"]);
+    },
     check(rig, done) {
+      const output = path.join(rig.dir, "faulted");
+      assert.ok(readFileSync(path.join(output, "final", "model.safetensors")).length > 1000, "the new model, whole");
+      assert.ok(existsSync(path.join(output, "final", "config.json")));
+      assert.ok(!existsSync(path.join(output, "final.saving")) && !existsSync(path.join(output, "final.replaced")));
       assert.deepEqual(done.workers, [rig.second.id]);
       assert.deepEqual(rig.cluster.startSteps(done.id), [0, 15]);
       assert.equal(done.ring_reformations, 1);

@@ -32,6 +32,8 @@ export interface HostileClusterOptions {
   workerIds?: string[];
   /** runs before the coordinator starts (to plant what an older coordinator left in JetStream, say) */
   beforeCoordinator?: (url: string, users: NatsWithUsers) => Promise<void>;
+  /** the coordinator's and workers' data and output root, in place of the whole temp folder */
+  root?: string;
 }
 
 /** The cluster, readable once the file's `before` hook has run. */
@@ -78,8 +80,12 @@ export function hostileClusterForFile(options: HostileClusterOptions = {}): Host
     state.users = await startNatsServerWithUsers({ maxPayload: 8 * 1024 * 1024, workerIds });
     const url = state.users.server.url;
     await options.beforeCoordinator?.(url, state.users);
-    state.coordinator = CoordinatorProcess.start(url, credentialFlags(state.users.as("coordinator")));
-    state.workers = workerIds.map((id) => WorkerProcess.start(url, id, credentialFlags(state.users.asWorker(id))));
+    // given last, these roots replace the helpers' default ones
+    const roots = options.root ? ["--data-root", options.root, "--output-root", options.root] : [];
+    state.coordinator = CoordinatorProcess.start(url, [...credentialFlags(state.users.as("coordinator")), ...roots]);
+    state.workers = workerIds.map((id) =>
+      WorkerProcess.start(url, id, [...credentialFlags(state.users.asWorker(id)), ...roots]),
+    );
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {

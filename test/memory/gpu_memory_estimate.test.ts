@@ -34,6 +34,11 @@ test("on a GPU in bf16 the estimate adds 2 bytes per trained weight; fp32 and th
   const loraCpu = estimateMemory(QWEN_05B, inputs({ method: "lora", lora }));
   const loraGpu = estimateMemory(QWEN_05B, inputs({ method: "lora", lora, device: "gpu" }));
   assert.equal(loraGpu.total - loraCpu.total, 2 * ADAPTERS_05B);
+  // A frozen base kept in fp32 is read through a bf16 copy too.
+  const fp32Base = { ...lora, basePrecision: "fp32" as const };
+  const fp32Cpu = estimateMemory(QWEN_05B, inputs({ method: "lora", lora: fp32Base }));
+  const fp32Gpu = estimateMemory(QWEN_05B, inputs({ method: "lora", lora: fp32Base, device: "gpu" }));
+  assert.equal(fp32Gpu.total - fp32Cpu.total, 2 * ADAPTERS_05B + 2 * PARAMS_05B);
 });
 
 test("a job that fits a CPU worker's memory but not a GPU's (with its compute copy) is refused naming the GPU", () => {

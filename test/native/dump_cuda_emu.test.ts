@@ -14,10 +14,10 @@ import { runCli } from "../helpers/run_cli.js";
 
 // Head dim 32: a size the CUDA attention kernels are built for.
 /**
- * bf16 against the CPU's fp32: the native model tests (native/cuda_test/bf16_tests.cpp) measure relative L2
- * errors up to about 3e-2 on a gradient tensor and 1e-2 on the logits; twice the largest as the bound.
+ * bf16 against the CPU's fp32, measured under the emulator: up to 5e-2 on a gradient tensor (these configs' large
+ * initial weights), 2.6e-2 on the logits, 1e-3 on the loss; about 3x the largest as the bound.
  */
-const BF16_REL_L2 = 6e-2;
+const BF16_REL_L2 = 0.15;
 const shape = {
   hidden_size: 64,
   intermediate_size: 48,

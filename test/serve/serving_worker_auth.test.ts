@@ -1,7 +1,8 @@
 // A serving worker under deploy/nats/auth.conf's worker user, behind a coordinator under its own: the
 // routed HTTP door answers (the worker may answer on ringtune.serve.> and stream to the caller's inbox),
 // a job's adapter named by id loads (the worker may read job records), a streamed request ends, and an
-// HTTP client that drops its stream stops the generation on the worker (the coordinator's NATS cancel).
+// HTTP client that drops its stream stops the generation on the worker (the coordinator's NATS cancel). The
+// door takes only clients that send its API key, as cluster-up's SERVE starts it: every route refuses others.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, mkdirSync } from "node:fs";
@@ -22,6 +23,8 @@ import { tempDir } from "../helpers/lora_adapters.js";
 import { postJson, serveFixture } from "../helpers/serve_fixtures.js";
 
 const quiet = pino({ level: process.env.RINGTUNE_TEST_LOG ?? "silent" });
+const API_KEY = "k-routed-door-key";
+const AUTH = { authorization: `Bearer ${API_KEY}` };
 
 let server: NatsServer;
 let users: NatsWithUsers;
@@ -38,7 +41,7 @@ before(async () => {
     natsUrl: server.url,
     auth: users.as("coordinator"),
     log: quiet,
-    serveHttp: { host: "127.0.0.1", port },
+    serveHttp: { host: "127.0.0.1", port, apiKey: API_KEY },
   });
   const fixture = await serveFixture();
   // A finished LoRA job's record, with its adapter where the trainer leaves it.
@@ -71,7 +74,7 @@ before(async () => {
   });
   await waitUntil(
     async () => {
-      const r = await fetch(`${url}/models`);
+      const r = await fetch(`${url}/models`, { headers: AUTH });
       return ((await r.json()) as { data: unknown[] }).data.length > 0;
     },
     "the worker's heartbeat to reach the coordinator",
@@ -86,18 +89,26 @@ after(async () => {
 });
 
 test("under per-role users, a serving worker answers routed requests, streams, and loads a job's adapter by id", async () => {
-  const plain = await postJson(`${url}/completions`, { model: "r2", prompt: "Hi", max_tokens: 4, ignore_eos: true });
+  const plain = await postJson(
+    `${url}/completions`,
+    { model: "r2", prompt: "Hi", max_tokens: 4, ignore_eos: true },
+    AUTH,
+  );
   assert.equal(plain.status, 200, JSON.stringify(plain.json));
   assert.equal(plain.json.usage.completion_tokens, 4);
   const body = { model: "base", prompt: "Hi", max_tokens: 4, ignore_eos: true, temperature: 0 };
-  const whole = await postJson(`${url}/completions`, body);
-  const res = await fetch(`${url}/completions`, { method: "POST", body: JSON.stringify({ ...body, stream: true }) });
+  const whole = await postJson(`${url}/completions`, body, AUTH);
+  const res = await fetch(`${url}/completions`, {
+    method: "POST",
+    headers: AUTH,
+    body: JSON.stringify({ ...body, stream: true }),
+  });
   const events = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: "));
   assert.equal(events.at(-1), "data: [DONE]");
   const chunks = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)));
   assert.equal(chunks.map((c) => c.choices[0].text).join(""), whole.json.choices[0].text);
   assert.equal(chunks.at(-1).choices[0].finish_reason, "length");
-  const byJob = await postJson(`${url}/completions`, { model: "job-auth-r4", prompt: "Hi", max_tokens: 2 });
+  const byJob = await postJson(`${url}/completions`, { model: "job-auth-r4", prompt: "Hi", max_tokens: 2 }, AUTH);
   assert.equal(byJob.status, 200, JSON.stringify(byJob.json));
 });
 
@@ -107,6 +118,7 @@ test("an HTTP client that drops a stream at the coordinator's door stops the gen
   const aborter = new AbortController();
   const res = await fetch(`${url}/completions`, {
     method: "POST",
+    headers: AUTH,
     body: JSON.stringify({ model: "base", prompt: "Hi", max_tokens: 240, ignore_eos: true, stream: true }),
     signal: aborter.signal,
   });
@@ -115,4 +127,27 @@ test("an HTTP client that drops a stream at the coordinator's door stops the gen
   aborter.abort();
   await waitUntil(async () => engine.finished.cancelled > cancelledBefore, "the worker to cancel", 30_000);
   assert.equal(engine.load.live, 0);
+});
+
+test("the routed door refuses a client without its API key, or with another, on every route", async () => {
+  const engine = worker.serving!.server.ctx.engine;
+  const refused: Record<string, string>[] = [{}, { authorization: "Bearer not-the-key" }, { authorization: API_KEY }];
+  for (const headers of refused) {
+    const chat = await postJson(
+      `${url}/chat/completions`,
+      { model: "base", messages: [{ role: "user", content: "Hi" }] },
+      headers,
+    );
+    assert.equal(chat.status, 401, JSON.stringify(chat.json));
+    assert.equal(chat.json.error.code, "invalid_api_key");
+    const load = await postJson(`${url}/load_lora_adapter`, { lora_name: "planted", lora_path: os.tmpdir() }, headers);
+    assert.equal(load.status, 401);
+    assert.equal((await fetch(`${url}/models`, { headers })).status, 401);
+  }
+  assert.equal(engine.load.live, 0);
+  // the control: the key gets an answer, and it names no adapter loaded by the refused requests
+  const models = await fetch(`${url}/models`, { headers: AUTH });
+  assert.equal(models.status, 200);
+  const names = ((await models.json()) as { data: { id: string }[] }).data.map((m) => m.id);
+  assert.ok(!names.includes("planted"), names.join(", "));
 });

@@ -1,9 +1,12 @@
 // Each NATS user of a `make cluster-up` cluster (coordinator, client, serve, one per worker) tried against
 // every subject family it must not reach, on a real nats-server with the cluster's rendered users and the
 // coordinator and two workers as processes: no worker takes, answers or forges another's traffic, no one
-// reads another's replies, clients create no JetStream consumers, and the cluster runs a job afterwards.
+// reads another's replies, clients create no JetStream consumers, and the cluster runs a job afterwards while
+// worker w1's user answers the ring's address requests with a listener of its own (answers that do not prove
+// the ring's secret are ignored).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
 import { test } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -12,6 +15,7 @@ import {
   encodeMessage,
   JOBS_BUCKET,
   jobSubjects,
+  PeerAddress,
   subjects,
   WorkerHeartbeat,
   WorkerRegister,
@@ -205,22 +209,65 @@ test("a client reads job state by DIRECT.GET but cannot create, or delete, JetSt
   await cluster.stillServing();
 });
 
-test("after every probe a job runs to completion on both workers", async () => {
-  const { dir, baseSpec } = trainingFixture();
-  const client = await cluster.open("client");
-  const submitted = await rawRequest(client, jobSubjects.submit, {
-    spec: { ...baseSpec, workers: 2, max_steps: 3, output: "out" },
-    base_dir: dir,
+/**
+ * Worker w1's user (a second connection, as someone holding its password would open) answers every ring
+ * address request with a listener of its own; returns how many connections that listener got, and the stop.
+ */
+async function forgeRingAddresses(): Promise<{
+  answered: () => number;
+  connections: () => number;
+  stop: () => Promise<void>;
+}> {
+  let connections = 0;
+  let answered = 0;
+  const listener = createServer((socket) => {
+    connections++;
+    socket.destroy();
   });
-  assert.equal(submitted.json.ok, true, JSON.stringify(submitted.json));
-  const id = submitted.json.id as string;
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    const job = (await rawRequest(client, jobSubjects.get, { id })).json.job as { status: string; message?: string };
-    if (job.status === "completed") break;
-    assert.ok(!["failed", "canceled"].includes(job.status), job.message);
-    assert.ok(Date.now() < deadline, `still ${job.status}: ${job.message}`);
-    await new Promise((r) => setTimeout(r, 250));
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const port = (listener.address() as { port: number }).port;
+  const forger = await as("w1");
+  forger.subscribe("ringtune.ring.*.rank.*.addr", {
+    callback: (_err, msg) => {
+      const [, , ring, , rank] = msg.subject.split(".");
+      answered++;
+      msg.respond(encodeMessage(PeerAddress, { ring: ring!, rank: Number(rank), host: "127.0.0.1", port }));
+    },
+  });
+  await forger.flush();
+  return {
+    answered: () => answered,
+    connections: () => connections,
+    stop: async () => {
+      await forger.close();
+      listener.close();
+    },
+  };
+}
+
+test("after every probe a job runs to completion on both workers, with worker w1's user forging ring addresses", async () => {
+  const { dir, baseSpec } = trainingFixture();
+  const forged = await forgeRingAddresses();
+  try {
+    const client = await cluster.open("client");
+    const submitted = await rawRequest(client, jobSubjects.submit, {
+      spec: { ...baseSpec, workers: 2, max_steps: 3, output: "out" },
+      base_dir: dir,
+    });
+    assert.equal(submitted.json.ok, true, JSON.stringify(submitted.json));
+    const id = submitted.json.id as string;
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const job = (await rawRequest(client, jobSubjects.get, { id })).json.job as { status: string; message?: string };
+      if (job.status === "completed") break;
+      assert.ok(!["failed", "canceled"].includes(job.status), job.message);
+      assert.ok(Date.now() < deadline, `still ${job.status}: ${job.message}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    await forged.stop();
   }
+  assert.ok(forged.answered() >= 2, `the forger saw ${forged.answered()} address requests`);
+  assert.equal(forged.connections(), 0, "a ring member followed a forged address");
   await cluster.stillServing();
 });
