@@ -6,10 +6,10 @@
 #   check-bundle-size.sh --projected
 #       `make test`: where nvcc built make build's GPU code, bundle.sh packs build/native (PACK_ONLY) into a
 #       temporary folder and the size is projected to every arch the bundle builds (ARCHS): each packed
-#       binary's GPU code (its .nv_fatbin section, machine code and PTX of make build's archs) counted again for
-#       each arch the bundle adds. That overcounts (the added archs carry machine code only), so a projection
-#       under the limit leaves the real bundle under it; build/gpu-bundle, when `make gpu-bundle` made one, is
-#       measured too.
+#       binary's GPU code (its .nv_fatbin section: machine code and PTX of make build's sm_90) grows by 0.6 of
+#       itself per arch the bundle adds, machine code only (measured with CUDA 13.0: the four-arch GPU library's
+#       section was 2.51 times the sm_90 build's, 0.5 per added arch); build/gpu-bundle, when `make gpu-bundle`
+#       made one, is measured too.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 LIMIT_MIB=${LIMIT_MIB:-60}
@@ -66,9 +66,9 @@ added=$(($(arch_count "$ARCHS") - $(arch_count "$built")))
 packed=$(bytes "$T/bundle")
 gpu_code=0
 for f in "$T"/bundle/ringtune_*; do gpu_code=$((gpu_code + $(fatbin "$f"))); done
-projected=$((packed + added * gpu_code))
+projected=$((packed + added * gpu_code * 6 / 10))
 echo "bundle size: make build's outputs packed: $(mib "$packed") MiB, GPU code $(mib "$gpu_code") MiB for" \
-  "$built; projected to $ARCHS (+$added x the GPU code): $(mib "$projected") MiB"
+  "$built; projected to $ARCHS (+$added x 0.6 x the GPU code): $(mib "$projected") MiB"
 largest "$T/bundle"
 status=0
 verdict "the projected bundle" "$projected" || status=1
