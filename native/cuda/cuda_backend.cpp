@@ -230,27 +230,36 @@ class CudaBackend final : public Backend<float> {
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int I,
                       int O) const override {
     use_device(device_);
+    if (bf16_) {  // bf16 compute: its GEMM rounds the operands, then the bias
+      gemm(false, true, N, O, I, 1.f, inp, I, w, I, 0.f, out, O);
+      if (b) bias_add(out, b, N, O, stream_);
+      return;
+    }
     linear_forward_epilogue(*gemm_, out, inp, w, b, (const float*)nullptr, N, I, O, stream_);  // bias in the GEMM
   }
   // Fewer, wider kernels (linear_fused.cuh): stacked projections as one GEMM, the residual in the epilogue.
   void linear_forward_stacked(float* const* outs, const float* inp, const float* w, const float* bias, const int* O,
                               int parts, int N, int I) const override {
     use_device(device_);
+    // bf16 compute goes through its own GEMM, part by part (the fused kernels are the fp32 path's so far)
+    if (bf16_) return Backend<float>::linear_forward_stacked(outs, inp, w, bias, O, parts, N, I);
     int total = 0;
     for (int j = 0; j < parts; j++) total += O[j];
     cuda::linear_forward_stacked(*gemm_, outs, inp, w, bias, O, parts, N, I, stacked_.get((size_t)N * total), stream_);
   }
   void linear_backward_stacked(float* dinp, float* dw, float* dbias, const float* const* douts, const float* inp,
-                               const float* w, const int* O, int parts, int N, int I, float*) const override {
+                               const float* w, const int* O, int parts, int N, int I, float* scratch) const override {
     use_device(device_);
+    if (bf16_) return Backend<float>::linear_backward_stacked(dinp, dw, dbias, douts, inp, w, O, parts, N, I, scratch);
     int total = 0;
     for (int j = 0; j < parts; j++) total += O[j];
     cuda::linear_backward_stacked(*gemm_, dinp, dw, dbias, douts, inp, w, O, parts, N, I,
                                   stacked_.get((size_t)N * total), stream_);
   }
   void linear_forward_residual(float* out, const float* residual, const float* inp, const float* w, const float* b,
-                               int N, int I, int O, float*) const override {
+                               int N, int I, int O, float* scratch) const override {
     use_device(device_);
+    if (bf16_) return Backend<float>::linear_forward_residual(out, residual, inp, w, b, N, I, O, scratch);
     linear_forward_epilogue(*gemm_, out, inp, w, b, residual, N, I, O, stream_);
   }
   // Chunks of the head big enough that the weight gradient's GEMM (K = the chunk's rows) stays compute-bound,

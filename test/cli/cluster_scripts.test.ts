@@ -1,11 +1,11 @@
 // make cluster-up / cluster-down (deploy/scripts): a real local cluster on a free port in a temp run dir.
 // The scripts start the `coordinator` and `worker` commands: without them every test here fails and says so.
 // cluster-down comes while a job reads and tokenizes many files: every process stops on SIGTERM, none needs
-// SIGKILL.
+// SIGKILL. With SERVE, the routed OpenAI door takes only clients that send the key cluster-up minted.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
@@ -14,6 +14,7 @@ import { jobSubjects } from "../../proto/mod.js";
 import { trainingFixture } from "../helpers/cluster.js";
 import { rawRequest } from "../helpers/json_requests.js";
 import { largeDataset } from "../helpers/large_dataset.js";
+import { writeServeBase } from "../helpers/serve_fixtures.js";
 import { RINGTUNE, deadPort, runCli } from "../helpers/run_cli.js";
 
 const ROOT = path.resolve(path.dirname(RINGTUNE), "../..");
@@ -77,10 +78,38 @@ function script(file: string, env: NodeJS.ProcessEnv) {
   return spawnSync("bash", [file], { encoding: "utf8", env: { ...process.env, ...env }, timeout: 60_000 });
 }
 
+/**
+ * The routed door's /v1/models: 401 without a key or with another, 200 with the one in `keyFile`. The
+ * coordinator opens its HTTP door while starting, so the first answer may take a moment.
+ */
+async function assertModelsNeedKey(serveHttp: string, keyFile: string): Promise<void> {
+  const url = `http://${serveHttp}/v1/models`;
+  const key = readFileSync(keyFile, "utf8").trim();
+  assert.ok(key.length >= 32, `a ${key.length}-character key`);
+  const deadline = Date.now() + 10_000;
+  let bare: Response;
+  for (;;) {
+    try {
+      bare = await fetch(url);
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  assert.equal(bare.status, 401, await bare.text());
+  const wrong = await fetch(url, { headers: { authorization: `Bearer ${key}x` } });
+  assert.equal(wrong.status, 401, await wrong.text());
+  const keyed = await fetch(url, { headers: { authorization: `Bearer ${key}` } });
+  assert.equal(keyed.status, 200, await keyed.text());
+}
+
 test("cluster-up starts NATS, a coordinator and N workers; a second run says it is up; cluster-down stops exactly them", async () => {
   assertProcessCommandsExist();
   const run = mkdtempSync(path.join(tmpdir(), "ringtune-run-"));
   const { dir, baseSpec } = trainingFixture();
+  const serveBase = await writeServeBase(path.join(dir, "serve-base"));
+  const serveHttp = `127.0.0.1:${await deadPort()}`;
   const port = await deadPort();
   const env = {
     RINGTUNE_RUN_DIR: run,
@@ -94,6 +123,10 @@ test("cluster-up starts NATS, a coordinator and N workers; a second run says it 
     // the dashboard and the workers' /metrics on free ports: never those of a cluster a person runs
     DASHBOARD_PORT: String(await deadPort()),
     WORKER_METRICS_PORT: "0",
+    // serving the base through the coordinator's HTTP door, with no key file given: cluster-up mints one
+    SERVE: serveBase,
+    SERVE_HTTP: serveHttp,
+    SERVE_API_KEY_FILE: "",
   };
   // A process that is not ours, named by a pid file: cluster-down must leave it alone.
   const bystander = spawn("sleep", ["60"], { stdio: "ignore" });
@@ -110,6 +143,15 @@ test("cluster-up starts NATS, a coordinator and N workers; a second run says it 
     const pids = names.map((n) => Number(readFileSync(path.join(run, `${n}.pid`), "utf8")));
     assert.ok(pids.every(alive), "every started process runs");
     for (const n of names) assert.ok(existsSync(path.join(run, "logs", `${n}.log`)));
+
+    const keyFile = path.join(run, "auth", "serve-api-key");
+    assert.ok(
+      up.stdout.includes(`serving ${serveBase} on http://${serveHttp}/v1`) &&
+        up.stdout.includes(`HTTP clients send the key in ${keyFile}`),
+      up.stdout,
+    );
+    assert.equal((statSync(keyFile).mode & 0o077).toString(8), "0", "the API key is readable by others");
+    await assertModelsNeedKey(serveHttp, keyFile);
 
     const again = script(UP, env);
     assert.equal(again.status, 0);
@@ -175,6 +217,32 @@ test("cluster-up with NATS_URL at no server fails at once and says so", async ()
     assert.equal(up.status, 1);
     assert.match(up.stderr, new RegExp(`no NATS server at ${url} \\(NATS_URL\\)`));
   } finally {
+    rmSync(run, { recursive: true, force: true });
+  }
+});
+
+test("cluster-up with SERVE and a SERVE_API_KEY_FILE that is missing refuses to serve, naming the file", async () => {
+  assertProcessCommandsExist();
+  const run = mkdtempSync(path.join(tmpdir(), "ringtune-run-"));
+  const base = path.join(run, "base");
+  mkdirSync(base);
+  writeFileSync(path.join(base, "config.json"), "{}");
+  const missing = path.join(run, "no-such-key");
+  const env = {
+    RINGTUNE_RUN_DIR: run,
+    NATS_PORT: String(await deadPort()),
+    NATS_URL: "",
+    DASHBOARD_PORT: String(await deadPort()),
+    SERVE: base,
+    SERVE_API_KEY_FILE: missing,
+  };
+  try {
+    const up = script(UP, env);
+    assert.equal(up.status, 1, up.stdout + up.stderr);
+    assert.ok(up.stderr.includes(`SERVE_API_KEY_FILE=${missing} is missing or empty`), up.stderr);
+    assert.ok(!existsSync(path.join(run, "coordinator.pid")), "a coordinator was started");
+  } finally {
+    script(DOWN, env);
     rmSync(run, { recursive: true, force: true });
   }
 });

@@ -191,8 +191,8 @@ export class TestCluster {
 }
 
 /** A temp folder with a tiny model config and a small two-task chat dataset. */
-export function trainingFixture(): { dir: string; baseSpec: Record<string, unknown> } {
-  const dir = mkdtempSync(path.join(tmpdir(), "ringtune-train-"));
+export function trainingFixture(parent = tmpdir()): { dir: string; baseSpec: Record<string, unknown> } {
+  const dir = mkdtempSync(path.join(parent, "ringtune-train-"));
   writeFileSync(path.join(dir, "model.json"), JSON.stringify(TINY_BYTE_LLAMA));
   const lines: string[] = [];
   const names = ["Ana", "Bo", "Cy", "Di", "Ed", "Fay", "Gus", "Hal", "Ivy", "Jo"];

@@ -246,7 +246,7 @@ async function forgeRingAddresses(): Promise<{
 }
 
 test("after every probe a job runs to completion on both workers, with worker w1's user forging ring addresses", async () => {
-  const { dir, baseSpec } = trainingFixture();
+  const { dir, baseSpec } = trainingFixture(cluster.root);
   const forged = await forgeRingAddresses();
   try {
     const client = await cluster.open("client");

@@ -15,7 +15,6 @@ const MB = 1024 * 1024;
 /** A refusal repeats a bounded share of what it was sent, whatever that was. */
 const SMALL_REPLY = 64 * 1024;
 
-const { dir, baseSpec } = trainingFixture();
 const spec = (overrides: Record<string, unknown>) => ({ ...baseSpec, max_steps: 2, output: "out", ...overrides });
 
 /**
@@ -47,6 +46,8 @@ const cluster = hostileClusterForFile({
     await nc.close();
   },
 });
+// beneath the cluster's root: a probe's job may write there, and nowhere else
+const { dir, baseSpec } = trainingFixture(cluster.root);
 
 async function ask(subject: string, body: unknown): Promise<RawReply> {
   return rawRequest(await cluster.open("client"), subject, body);
