@@ -10,7 +10,7 @@ import { rowToJson, type Row } from "../../data/rows/row.js";
 import type { DataStats } from "../../data/stats.js";
 import type { TextTokenizer } from "../../text/tokenizers/tokenizer.js";
 import { memoryLines } from "../memory_lines.js";
-import type { PairStats } from "../../data/preference/prepare_pairs.js";
+import type { PairStats } from "../../data/preference/pair_spec.js";
 import { preparePairsCached } from "../../data/preference/pair_cache.js";
 import type { JobSpec } from "../../spec/job_spec.js";
 

@@ -4,7 +4,7 @@
 // where its tokens lie, its lengths and targets: 40 bytes a pair) and one partition of the repeat keys at a
 // time, never a pair's text, tokens or rows. The split, the mix and the packing then run over those numbers,
 // window by window, and the rows go to the cache as they are packed. The rows, statistics and problems are
-// those of the in-memory pipeline (prepare_pairs.ts) for the same spec and seed.
+// those of the in-memory pipeline (test/helpers/in_memory_pairs.ts) for the same spec and seed.
 import { createHash } from "node:crypto";
 import { IGNORE_INDEX } from "../../native/js/addon.js";
 import type { PrepareProgress } from "../first_pass.js";
@@ -25,7 +25,7 @@ import { UNKNOWN_TASK } from "../../text/records/records.js";
 import type { Example } from "../examples/example.js";
 import { normalizePair } from "./pair_records.js";
 import { tokenizePair } from "./pair_examples.js";
-import type { PairSpec, PairStats } from "./prepare_pairs.js";
+import type { PairSpec, PairStats } from "./pair_spec.js";
 
 /** How often reading says how far it got, in records. */
 const PROGRESS_RECORDS = 1000;

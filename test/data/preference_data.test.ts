@@ -8,7 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { IGNORE_INDEX } from "../../native/js/addon.js";
 import { formatProblem } from "../../text/records/problems.js";
-import { preparePairs } from "../../data/preference/prepare_pairs.js";
+import { preparePairs } from "../helpers/in_memory_pairs.js";
 import type { Row } from "../../data/rows/row.js";
 import { parseSpec } from "../../spec/load.js";
 import { copyFileSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";

@@ -1,13 +1,13 @@
 // The preference cache is built streaming (data/preference/stream_pairs.ts: a few numbers per pair in
 // memory, tokens straight to disk, rows packed window by window) and must hold what the in-memory pipeline
-// (prepare_pairs.ts) makes of the same spec: the same rows of both splits, statistics and problems, with
+// (test/helpers/in_memory_pairs.ts) makes of the same spec: the same rows of both splits, statistics and problems, with
 // repeats, bad pairs, several sources mixed by weight and epochs, and packed or not.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { preparePairs } from "../../data/preference/prepare_pairs.js";
+import { preparePairs } from "../helpers/in_memory_pairs.js";
 import { preparePairsCached } from "../../data/preference/pair_cache.js";
 import { rowToJson } from "../../data/rows/row.js";
 import { parseSpec } from "../../spec/load.js";

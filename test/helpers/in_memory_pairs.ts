@@ -1,47 +1,30 @@
 // The data pipeline of a preference job (stage: dpo) in memory: read every source as pairs, drop exact
 // repeats, split off validation pairs by task_type, template and tokenize both answers, mix by weight, pack
 // pairs into rows. Jobs and `data check` build the token cache with the streamed form of the same steps
-// (stream_pairs.ts: a few numbers per pair in memory, tokens and rows on disk), which must give these rows,
+// (data/preference/stream_pairs.ts: a few numbers per pair in memory, tokens and rows on disk), which must give these rows,
 // statistics and problems; this form is the reference the tests compare it with and read rows from.
 import path from "node:path";
 import { IGNORE_INDEX } from "../../native/js/addon.js";
-import type { PrepareProgress } from "../first_pass.js";
-import type { JobSpec } from "../../spec/job_spec.js";
-import { mixSources } from "../sampling/mix.js";
-import { isBadRecord } from "../data_keys.js";
+import type { PrepareProgress } from "../../data/first_pass.js";
+import { mixSources } from "../../data/sampling/mix.js";
+import { isBadRecord } from "../../data/data_keys.js";
 import { problemAt, type Problem } from "../../text/records/problems.js";
 import { readDataFile } from "../../text/readers/read.js";
 import { DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_RECORD_TOKENS } from "../../text/records/record_limits.js";
 import { UNKNOWN_TASK } from "../../text/records/records.js";
 import { subSeed } from "../../spec/rng.js";
-import type { Row } from "../rows/row.js";
+import type { Row } from "../../data/rows/row.js";
 import { setupText, type TextSetup } from "../../spec/text_setup.js";
-import { stratifiedSplit } from "../sampling/split.js";
-import { recordCounts, sortProblems, splitStats, taskStats, type DataStats } from "../stats.js";
-import { arrayRowTable, type RowTable } from "../rows/token_cache.js";
-import { normalizePair, type PairRecord } from "./pair_records.js";
-import { tokenizePair, type PairExample } from "./pair_examples.js";
-import { pairGroups, pairRow, pairRowWidth } from "./pack_pairs.js";
+import { stratifiedSplit } from "../../data/sampling/split.js";
+import { recordCounts, sortProblems, splitStats, taskStats, type DataStats } from "../../data/stats.js";
+import { arrayRowTable, type RowTable } from "../../data/rows/token_cache.js";
+import { normalizePair, type PairRecord } from "../../data/preference/pair_records.js";
+import { tokenizePair, type PairExample } from "../../data/preference/pair_examples.js";
+import { buildRow, packWindow, PACK_WINDOW, windowRng } from "../../data/rows/pack.js";
+import type { PairSpec, PairStats } from "../../data/preference/pair_spec.js";
 
 /** How often tokenizing says how far it got, in pairs. */
 const PROGRESS_PAIRS = 1000;
-
-export type PairSpec = Pick<
-  JobSpec,
-  "model" | "tokenizer" | "template" | "data" | "val_size" | "seq_len" | "packing" | "on_bad_record" | "seed" | "dedup"
-> &
-  Partial<Pick<JobSpec, "template_options" | "max_record_bytes" | "max_record_tokens">>;
-
-/** Pair counts of a split, per task_type too. */
-export interface PairStats {
-  train: number;
-  val: number;
-  perTask: Record<string, number>;
-  /** mean positions of a chosen and of a rejected sequence (training pairs) */
-  meanChosenLength: number;
-  meanRejectedLength: number;
-  meanPromptLength: number;
-}
 
 export interface PreparedPairs {
   train: RowTable;
@@ -189,4 +172,42 @@ function dropRepeats(pairs: PairRecord[], problems: Problem[]): PairRecord[] {
     kept.push(p);
   }
   return kept;
+}
+
+/** The pairs of each row, rows in training order: packed into seq_len (`packing`), else one pair a row. */
+export function pairGroups(
+  pairs: PairExample[],
+  o: { packing: boolean; seqLen: number; seed: number; label: string },
+): PairExample[][] {
+  if (!o.packing) return pairs.map((p) => [p]);
+  const groups: PairExample[][] = [];
+  for (let w = 0; w * PACK_WINDOW < pairs.length; w++) {
+    const window = pairs.slice(w * PACK_WINDOW, (w + 1) * PACK_WINDOW);
+    const { starts, members } = packWindow(
+      window.map((p) => pairLength(p)),
+      o.seqLen,
+      windowRng(o.seed, `pairs:${o.label}`, w),
+    );
+    for (let r = 0; r + 1 < starts.length; r++)
+      groups.push(Array.from(members.subarray(starts[r], starts[r + 1]), (i) => window[i]!));
+  }
+  return groups;
+}
+
+/** A row's width: seq_len when packed, else as long as its one pair (a batch pads its rows to the longest). */
+export function pairRowWidth(group: PairExample[], packing: boolean, seqLen: number): number {
+  return packing ? seqLen : group.reduce((n, p) => n + pairLength(p), 0);
+}
+
+function pairLength(p: PairExample): number {
+  return p.chosen.inputIds.length + p.rejected.inputIds.length;
+}
+
+/** A row's segments: each pair's chosen then rejected sequence. */
+export function pairRow(pairs: PairExample[], width: number, padId: number): Row {
+  return buildRow(
+    pairs.flatMap((p) => [p.chosen, p.rejected]),
+    width,
+    padId,
+  );
 }
