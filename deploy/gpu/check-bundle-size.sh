@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The GPU bundle's size against what a GPU host's copy may carry: LIMIT_MIB (60; the copy of the working tree
 # that reaches a lent GPU takes 64 MiB in all, the tree's own files included). Bytes are counted as the copy
-# counts them: every file's length, symbolic links as links.
+# counts them: every file's length, symbolic links as links. What is carried is the compressed archive
+# (deploy/gpu/bundle.sh: ringtune-gpu.tar.xz, unpacked on the GPU host) and cuda_archs.txt.
 #   check-bundle-size.sh DIR        the bundle as packed (deploy/gpu/bundle.sh runs it on build/gpu-bundle)
 #   check-bundle-size.sh --projected
-#       `make test`: where nvcc built make build's GPU code, bundle.sh packs build/native (PACK_ONLY) into a
-#       temporary folder and the size is projected to every arch the bundle builds (ARCHS): each packed
-#       binary's GPU code (its .nv_fatbin section: machine code and PTX of make build's sm_90) grows by 0.6 of
-#       itself per arch the bundle adds, machine code only (measured with CUDA 13.0: the four-arch GPU library's
-#       section was 2.51 times the sm_90 build's, 0.5 per added arch); build/gpu-bundle, when `make gpu-bundle`
-#       made one, is measured too.
+#       `make test`, in seconds: where nvcc built make build's GPU code, bundle.sh stages build/native's outputs
+#       (PACK_ONLY, COMPRESS=none: the same files, node and node_modules included) into a temporary folder,
+#       and the carried size is projected from them: the staged tar through `zstd -3` (seconds where xz -9
+#       takes minutes; xz -9 packs this content smaller: node 24 MB against zstd -3's 31 MB, so the zstd size
+#       bounds the archive's from above), plus the GPU code of every arch the bundle adds (ARCHS) uncompressed:
+#       each packed binary's GPU code (its .nv_fatbin section: machine code and PTX of make build's sm_90)
+#       grows by 0.6 of itself per added arch, machine code only (measured with CUDA 13.0: the four-arch GPU
+#       library's section was 2.51 times the sm_90 build's, 0.5 per added arch); build/gpu-bundle, when
+#       `make gpu-bundle` made one, is measured too.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 LIMIT_MIB=${LIMIT_MIB:-60}
@@ -44,6 +48,9 @@ if [ "${1:-}" != --projected ]; then
   }
   total=$(bytes "$dir")
   largest "$dir"
+  if [ -f "$dir/ringtune-gpu.tar.xz" ]; then
+    echo "  unpacked: $(mib "$(xz --robot -l "$dir/ringtune-gpu.tar.xz" | awk '$1 == "totals" {print $5}')") MiB"
+  fi
   verdict "$dir" "$total"
   exit
 fi
@@ -55,21 +62,24 @@ if [ ! -f "$BUILD/ringtune_cuda_device.so" ] || [ ! -f "$BUILD/cuda_archs.txt" ]
 fi
 T=$(mktemp -d /tmp/ringtune-bundle-size.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-if ! PACK_ONLY=1 BUILD="$BUILD" B="$T/bundle" deploy/gpu/bundle.sh > "$T/pack.txt" 2>&1; then
+if ! PACK_ONLY=1 COMPRESS=none BUILD="$BUILD" B="$T/bundle" deploy/gpu/bundle.sh > "$T/pack.txt" 2>&1; then
   echo "bundle size: FAILED: bundle.sh could not pack $BUILD:"
   cat "$T/pack.txt"
   exit 1
 fi
+S=$T/bundle/staged
 built=$(cat "$BUILD/cuda_archs.txt")
 added=$(($(arch_count "$ARCHS") - $(arch_count "$built")))
 ((added < 0)) && added=0
-packed=$(bytes "$T/bundle")
+staged=$(bytes "$S")
+zstd3=$(tar -C "$S" -cf - . | zstd -q -3 -T0 | wc -c)
 gpu_code=0
-for f in "$T"/bundle/ringtune_*; do gpu_code=$((gpu_code + $(fatbin "$f"))); done
-projected=$((packed + added * gpu_code * 6 / 10))
-echo "bundle size: make build's outputs packed: $(mib "$packed") MiB, GPU code $(mib "$gpu_code") MiB for" \
-  "$built; projected to $ARCHS (+$added x 0.6 x the GPU code): $(mib "$projected") MiB"
-largest "$T/bundle"
+for f in "$S"/ringtune_*; do gpu_code=$((gpu_code + $(fatbin "$f"))); done
+projected=$((zstd3 + added * gpu_code * 6 / 10))
+echo "bundle size: make build's outputs staged: $(mib "$staged") MiB, through zstd -3 $(mib "$zstd3") MiB; GPU code" \
+  "$(mib "$gpu_code") MiB for $built; projected carried size for $ARCHS (+$added x 0.6 x the GPU code):" \
+  "$(mib "$projected") MiB"
+largest "$S"
 status=0
 verdict "the projected bundle" "$projected" || status=1
 if [ -d build/gpu-bundle ]; then
