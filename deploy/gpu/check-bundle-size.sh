@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU bundle's size against what a GPU host's copy may carry: LIMIT_MIB (60; the copy of the working tree
-# that reaches a lent GPU takes 64 MiB in all, the tree's own files included). Bytes are counted as the copy
-# counts them: every file's length, symbolic links as links. What is carried is the compressed archive
-# (deploy/gpu/bundle.sh: ringtune-gpu.tar.xz, unpacked on the GPU host) and cuda_archs.txt.
+# that reaches a lent GPU takes 64 MiB in all, the tree's own files included), and the bundle with the tree's
+# copy (the files git tracks and the untracked ones it does not ignore) against COPY_LIMIT_MIB (64). Bytes are
+# counted as the copy counts them: every file's length, symbolic links as links. What is carried is the
+# compressed archive (deploy/gpu/bundle.sh: ringtune-gpu.tar.xz, unpacked on the GPU host) and cuda_archs.txt.
 #   check-bundle-size.sh DIR        the bundle as packed (deploy/gpu/bundle.sh runs it on build/gpu-bundle)
 #   check-bundle-size.sh --projected
 #       `make test`, in seconds: where nvcc built make build's GPU code, bundle.sh stages build/native's outputs
@@ -19,6 +20,8 @@ cd "$(dirname "$0")/../.."
 LIMIT_MIB=${LIMIT_MIB:-60}
 ARCHS=${ARCHS:-80-real;86-real;89-real;90}
 limit=$((LIMIT_MIB * 1024 * 1024))
+COPY_LIMIT_MIB=${COPY_LIMIT_MIB:-64}
+copy_limit=$((COPY_LIMIT_MIB * 1024 * 1024))
 
 # bytes DIR: the length of every file and link under DIR
 bytes() { find "$1" \( -type f -o -type l \) -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
@@ -36,6 +39,20 @@ verdict() { # verdict WHAT BYTES
   echo "bundle size: $1 is $(mib "$2") MiB (limit $LIMIT_MIB MiB)"
 }
 
+# tree_bytes: the working tree as the copy to a GPU host takes it (tracked, and untracked but not ignored)
+tree_bytes() { git ls-files -z -co --exclude-standard | xargs -0 -r stat -c %s 2> /dev/null | awk '{s += $1} END {print s + 0}'; }
+with_tree() { # with_tree WHAT BYTES: the bundle and the tree together against the copy's limit
+  local tree all
+  tree=$(tree_bytes)
+  all=$(($2 + tree))
+  if ((all > copy_limit)); then
+    echo "bundle size: FAILED: $1 ($(mib "$2") MiB) with the working tree ($(mib "$tree") MiB) is $(mib "$all") MiB," \
+      "over the $COPY_LIMIT_MIB MiB the copy to a GPU host takes"
+    return 1
+  fi
+  echo "bundle size: $1 with the working tree ($(mib "$tree") MiB): $(mib "$all") MiB (limit $COPY_LIMIT_MIB MiB)"
+}
+
 largest() { # the biggest files, for the reader of a failure
   find "$1" -type f -printf '%s %P\n' | sort -rn | head -6 | awk '{printf "  %6.1f MiB  %s\n", $1 / 1048576, $2}'
 }
@@ -51,8 +68,10 @@ if [ "${1:-}" != --projected ]; then
   if [ -f "$dir/ringtune-gpu.tar.xz" ]; then
     echo "  unpacked: $(mib "$(xz --robot -l "$dir/ringtune-gpu.tar.xz" | awk '$1 == "totals" {print $5}')") MiB"
   fi
-  verdict "$dir" "$total"
-  exit
+  status=0
+  verdict "$dir" "$total" || status=1
+  with_tree "$dir" "$total" || status=1
+  exit "$status"
 fi
 
 BUILD=${BUILD:-build/native}
@@ -82,7 +101,9 @@ echo "bundle size: make build's outputs staged: $(mib "$staged") MiB, through zs
 largest "$S"
 status=0
 verdict "the projected bundle" "$projected" || status=1
+with_tree "the projected bundle" "$projected" || status=1
 if [ -d build/gpu-bundle ]; then
   verdict build/gpu-bundle "$(bytes build/gpu-bundle)" || status=1
+  with_tree build/gpu-bundle "$(bytes build/gpu-bundle)" || status=1
 fi
 exit "$status"
