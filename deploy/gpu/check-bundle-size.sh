@@ -10,17 +10,18 @@
 #       (PACK_ONLY, COMPRESS=none: the same files, node and node_modules included) into a temporary folder,
 #       and the carried size is projected from them: the staged tar through `zstd -3` (1.7 s of CPU where
 #       xz -9 takes minutes, and xz -0 17 s), times XZ_OF_ZSTD3 percent (what xz -9 made of the same content
-#       in the four-arch bundle, MEASURED_XZ_OF_ZSTD3, rounded up), plus the GPU code of every arch the bundle
-#       adds (ARCHS) uncompressed:
+#       in the four-arch bundle: 35.3 MiB against 51.8 MiB, 68%, rounded up), plus the GPU code of every arch
+#       the bundle adds (ARCHS) uncompressed:
 #       each packed binary's GPU code (its .nv_fatbin section: machine code and PTX of make build's sm_90)
-#       grows by 0.6 of itself per added arch, machine code only (measured with CUDA 13.0: the four-arch GPU
-#       library's section was 2.51 times the sm_90 build's, 0.5 per added arch); build/gpu-bundle, when
-#       `make gpu-bundle` made one, is measured too.
+#       grows by 0.85 of itself per added arch, machine code only (measured with CUDA 13.0: the four-arch
+#       binaries' sections were 3.43 times the sm_90 build's, 0.81 per added arch; compressed, the growth is
+#       far smaller, so this bounds it from above); build/gpu-bundle, when `make gpu-bundle` made one, is
+#       measured too.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 LIMIT_MIB=${LIMIT_MIB:-60}
 ARCHS=${ARCHS:-80-real;86-real;89-real;90}
-XZ_OF_ZSTD3=${XZ_OF_ZSTD3:-85}
+XZ_OF_ZSTD3=${XZ_OF_ZSTD3:-70}
 limit=$((LIMIT_MIB * 1024 * 1024))
 COPY_LIMIT_MIB=${COPY_LIMIT_MIB:-64}
 copy_limit=$((COPY_LIMIT_MIB * 1024 * 1024))
@@ -96,10 +97,10 @@ staged=$(bytes "$S")
 zstd3=$(tar -C "$S" -cf - . | zstd -q -3 -T0 | wc -c)
 gpu_code=0
 for f in "$S"/ringtune_*; do gpu_code=$((gpu_code + $(fatbin "$f"))); done
-projected=$((zstd3 * XZ_OF_ZSTD3 / 100 + added * gpu_code * 6 / 10))
+projected=$((zstd3 * XZ_OF_ZSTD3 / 100 + added * gpu_code * 85 / 100))
 echo "bundle size: make build's outputs staged: $(mib "$staged") MiB, through zstd -3 $(mib "$zstd3") MiB; GPU code" \
   "$(mib "$gpu_code") MiB for $built; projected carried size for $ARCHS ($XZ_OF_ZSTD3% of the zstd -3 size," \
-  "+$added x 0.6 x the GPU code): $(mib "$projected") MiB"
+  "+$added x 0.85 x the GPU code): $(mib "$projected") MiB"
 largest "$S"
 status=0
 verdict "the projected bundle" "$projected" || status=1
