@@ -216,7 +216,7 @@ if [ "$DRY" != 1 ] && [ -f "$BUNDLE/ringtune_cuda_device.so" ]; then
   TEST_LIBRARY=("RINGTUNE_CUDA_LIBRARY=$BUNDLE/ringtune_cuda_device.so")
 fi
 bundle_size=$(du -sm "$BUNDLE" 2> /dev/null | cut -f1)
-log "bundle: $BUNDLE, ${bundle_size:+$bundle_size MiB}${bundle_size:-absent}; GPU library:" \
+log "bundle: $BUNDLE, ${bundle_size:-absent}${bundle_size:+ MiB}; GPU library:" \
   "${RINGTUNE_CUDA_LIBRARY:-build/native/ringtune_cuda_device.so}${TREE:+ (the end-to-end step: the one beside the addon of the bundle)}"
 BENCH="$BUNDLE/ringtune_cuda_bench"
 NATIVE_TEST="$BUNDLE/ringtune_native_test"
