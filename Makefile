@@ -58,8 +58,10 @@ test-native: native
 gpu-bundle: deps
 	./deploy/gpu/bundle.sh
 
+# The JS tests in the lanes test/lanes.txt gives them: files that mostly wait beside files that compute, each
+# lane one file at a time, then the timing-sensitive ones alone (deploy/scripts/test-js.sh).
 test-js: build
-	node --test --test-concurrency=1 $$(find dist/test -name '*.test.js' -not -path 'dist/test/containers/*' | sort)
+	@./deploy/scripts/test-js.sh
 
 # ringtune's OCI image (and the container tests' nats-server image), built by podman from a debootstrapped
 # Debian root with nothing but Debian's and npm's registries; content-keyed, rebuilt only when its inputs change.
