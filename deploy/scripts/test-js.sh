@@ -6,10 +6,13 @@
 # that assert an upper bound on wall-clock time, or that look at the whole repository or machine, and every
 # file test/lanes.txt does not name (a new test runs alone until someone places it).
 # The wait lane's TAP is printed as it runs, the cpu lane's once both lanes are done, then the solo files'.
-# Exits 1 when any lane failed, after all three ran. Extra arguments go to every `node --test`.
+# Exits 1 when any lane failed, after all three ran. Extra arguments go to every `node --test`;
+# `--list` prints each file's lane ("LANE dist/test/...") and runs nothing.
+# TEST_LANES names another lanes file (the test of this script plants broken ones); TEST_ONLY, an
+# extended regular expression, runs only the files whose path matches it (each still in its lane).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-LANES=test/lanes.txt
+LANES=${TEST_LANES:-test/lanes.txt}
 
 # The lane of test/X.test.ts (dist/test/X.test.js): the first line of LANES whose pattern matches X.
 lane_of() {
@@ -31,16 +34,19 @@ solo_files=()
 while read -r file; do
   rel=${file#dist/test/}
   rel=${rel%.test.js}
-  case $(lane_of "$rel") in
+  lane=$(lane_of "$rel")
+  [ "${1:-}" = --list ] && echo "$lane $file"
+  case $lane in
     wait) wait_files+=("$file") ;;
     cpu) cpu_files+=("$file") ;;
     solo) solo_files+=("$file") ;;
     *)
-      echo "$LANES: the lane of $rel is not wait, cpu or solo" >&2
+      echo "$LANES: the lane of $rel is '$lane', not wait, cpu or solo" >&2
       exit 1
       ;;
   esac
-done < <(find dist/test -name '*.test.js' -not -path 'dist/test/containers/*' | sort)
+done < <(find dist/test -name '*.test.js' -not -path 'dist/test/containers/*' | grep -E -- "${TEST_ONLY:-.}" | sort)
+[ "${1:-}" = --list ] && exit 0
 
 echo "# JS tests: ${#wait_files[@]} files in the wait lane beside ${#cpu_files[@]} in the cpu lane, then ${#solo_files[@]} alone"
 status=0
