@@ -9,7 +9,8 @@
 # Exits 1 when any lane failed, after all three ran. Extra arguments go to every `node --test`;
 # `--list` prints each file's lane ("LANE dist/test/...") and runs nothing.
 # TEST_LANES names another lanes file (the test of this script plants broken ones); TEST_ONLY, an
-# extended regular expression, runs only the files whose path matches it (each still in its lane).
+# extended regular expression, runs only the files whose path matches it (each still in its lane);
+# TEST_JS_SERIAL=1 runs every file one at a time in one `node --test`, as before the lanes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 LANES=${TEST_LANES:-test/lanes.txt}
@@ -47,6 +48,11 @@ while read -r file; do
   esac
 done < <(find dist/test -name '*.test.js' -not -path 'dist/test/containers/*' | grep -E -- "${TEST_ONLY:-.}" | sort)
 [ "${1:-}" = --list ] && exit 0
+
+if [ "${TEST_JS_SERIAL:-0}" = 1 ]; then
+  mapfile -t all < <(printf '%s\n' "${wait_files[@]}" "${cpu_files[@]}" "${solo_files[@]}" | grep . | sort)
+  exec node --test --test-concurrency=1 "$@" "${all[@]}"
+fi
 
 echo "# JS tests: ${#wait_files[@]} files in the wait lane beside ${#cpu_files[@]} in the cpu lane, then ${#solo_files[@]} alone"
 status=0
