@@ -17,7 +17,8 @@ export { InputFileError, notRegular };
  */
 export const INPUT_ROOTS_VARIABLE = "RINGTUNE_INPUT_ROOTS";
 
-function inputRoots(): string[] | undefined {
+/** This process's input roots (both forms: as named and resolved), or undefined when it has none. */
+export function inputRoots(): string[] | undefined {
   const value = process.env[INPUT_ROOTS_VARIABLE];
   if (!value) return undefined;
   return bothForms(value.split(":").filter((r) => r !== ""));
