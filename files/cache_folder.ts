@@ -9,7 +9,17 @@
 // whole), so a link found there was planted. It is refused by name, never followed nor quietly rebuilt over,
 // as a link at an output path is: a rebuild would hide that someone wrote into the cache, and could not vouch
 // for the entry's other files. The refusal says how to recover: remove the entry and the job builds it again.
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
 import path from "node:path";
 import { HeldFolder } from "./held_folder.js";
 import { openBeneath } from "./walk_beneath.js";
@@ -129,7 +139,10 @@ export class CacheBuild {
     this.tmpName = `${name}.tmp-${process.pid}-${Date.now()}`;
     // not recursive: anything already at that name (a link planted there) is an error, not a place to write into
     mkdirSync(cache.path(this.tmpName));
-    this.folder = HeldFolder.fromDescriptor(path.join(cache.dir, this.tmpName), openSync(cache.path(this.tmpName), FOLDER));
+    this.folder = HeldFolder.fromDescriptor(
+      path.join(cache.dir, this.tmpName),
+      openSync(cache.path(this.tmpName), FOLDER),
+    );
   }
 
   /** The folder the files are written in (reached through its descriptor, whatever its name points at). */
