@@ -43,6 +43,8 @@ test(
     writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
     // fp32: the two data planes' losses are compared to fp32 rounding.
     const spec = { ...baseSpec, workers: 2, max_steps: 4, save_every: 2, checksum_every: 4, precision: "fp32" };
+    // Both workers hold halves of every row. The emulator's ring attention is slow: two rows a step.
+    const spSpec = { ...spec, sequence_parallel: 2, global_batch_rows: 2, micro_batch_rows: 2 };
 
     // The reference: the same ring on host staging over TCP (these workers find no NCCL).
     const tcp = await TestCluster.start(0, { timing });
@@ -54,8 +56,8 @@ test(
       const rec = await runToEnd(tcp, { ...spec, output: "tcp" }, dir);
       assert.match(rec.ring_sizes?.[0]?.data_plane ?? "", /^tcp \(host staging: t0: libnccl\.so\.2 not found/);
       tcpLosses = lossesByStep(rec.output);
-      // Both workers hold halves of every row; the blocks travel over the group's TCP link.
-      const sp = await runToEnd(tcp, { ...spec, sequence_parallel: 2, output: "tcp-sp" }, dir);
+      // The blocks travel over the group's TCP link.
+      const sp = await runToEnd(tcp, { ...spSpec, output: "tcp-sp" }, dir);
       const groups = sp.ring_sizes?.[0]?.sequence_data_planes ?? [];
       assert.equal(groups.length, 1, JSON.stringify(sp.ring_sizes));
       assert.match(groups[0]!, /^tcp \(host staging: t0: libnccl\.so\.2 not found/);
@@ -95,7 +97,7 @@ test(
         RINGTUNE_FAILPOINT: "step:SIGKILL@3",
       });
       await cluster.waitFor(async () => (await cluster.idleWorkers()) >= 3, "the third worker to register", 120_000);
-      const done = await runToEnd(cluster, { ...spec, sequence_parallel: 2, output: "killed-sp" }, dir);
+      const done = await runToEnd(cluster, { ...spSpec, output: "killed-sp" }, dir);
       assert.equal(done.ring_reformations, 1, "the ring re-formed once");
       assert.deepEqual(done.workers, ["p0", "p1"]);
       assert.deepEqual(
