@@ -3,7 +3,10 @@
 // emulator test that removes a barrier on purpose. bf16 in, fp32 accumulation; wmma 16x16x16 tiles.
 //
 // A block has 4 warps and owns 64 rows (queries in the forward and dq, keys in dk/dv); each warp owns 16 of
-// them. The other side streams through shared memory in tiles of 64 rows, loaded with 128-bit copies. The
+// them. The other side streams through shared memory in tiles of 64 rows, loaded with 128-bit copies; in the
+// forward and dq the K/V tiles are double-buffered, the next one arriving by asynchronous copies (cp.async, the
+// pipeline primitives of cuda_pipeline.h, which the emulator implements) while the block computes with the
+// current one. The
 // layout of a wmma accumulator is unspecified, so whatever needs a per-row view (the online softmax, the
 // rescaling of O, the masks) goes through shared memory: a warp stores its 16 x 64 score tile, each lane pair
 // works on one row (lane / 2 is the row, lane % 2 the half of its columns), and the warp loads the result
@@ -16,6 +19,7 @@
 // segment start to its last query, a key tile only the query tiles from its first key until a query's segment
 // starts after its last key: tiles that no segment connects are never loaded. RingBlockRows for one block of
 // ring attention (below).
+#include <cuda_pipeline.h>
 #include <mma.h>
 #include <climits>
 #include <cmath>
@@ -130,13 +134,13 @@ constexpr size_t carved(size_t bytes) { return (bytes + 127) / 128 * 128; }
 
 template <int D>
 constexpr size_t forward_smem() {
-  using S = Strides<D>;
-  return 3 * carved(S::head_bytes) + carved(S::score_bytes) + carved(S::prob_bytes) + carved(S::acc_bytes);
+  using S = Strides<D>;  // Q, two K/V tile pairs
+  return 5 * carved(S::head_bytes) + carved(S::score_bytes) + carved(S::prob_bytes) + carved(S::acc_bytes);
 }
 template <int D>
 constexpr size_t dq_smem() {
-  using S = Strides<D>;
-  return 4 * carved(S::head_bytes) + carved(2 * S::score_bytes) + carved(S::prob_bytes);
+  using S = Strides<D>;  // Q, dO, two K/V tile pairs
+  return 6 * carved(S::head_bytes) + carved(2 * S::score_bytes) + carved(S::prob_bytes);
 }
 template <int D>
 constexpr size_t dkdv_smem() {
@@ -158,6 +162,58 @@ __device__ __forceinline__ void load_rows(bf16* tile, const bf16* src, size_t ro
     else zero16(to);
   }
 }
+
+// load_rows by asynchronous copies: the rows land when the calling thread waits for the group it commits them
+// in (__pipeline_wait_prior), the zero rows at once.
+template <int D>
+__device__ __forceinline__ void load_rows_async(bf16* tile, const bf16* src, size_t row_base, int ld, int col, int r0,
+                                                int r_end) {
+  constexpr int kChunks = D / 8;
+  for (int idx = threadIdx.x; idx < kRows * kChunks; idx += kThreads) {
+    const int r = idx / kChunks, c = idx % kChunks, row = r0 + r;
+    bf16* to = tile + r * Strides<D>::head + c * 8;
+    if (row < r_end) __pipeline_memcpy_async(to, src + (row_base + row) * ld + col + c * 8, 16);
+    else zero16(to);
+  }
+}
+
+// What the emulator tests take out on purpose, to show that the emulator catches it: the barrier after a K/V
+// tile has landed, or the wait for that tile (waiting one group short: the tile's copies are still in flight).
+enum class Planted { none, no_barrier_after_tile, wait_one_group_short };
+
+// The first key tile from k0 on that the mask lets the query tile at i0 meet (kend when none is left).
+template <typename Mask>
+__device__ __forceinline__ int next_key_tile(const Mask& mask, int i0, int k0, int kend) {
+  while (k0 < kend && !mask.tiles_meet(i0, k0)) k0 += kTile;
+  return k0;
+}
+
+// The double-buffered K/V tiles of the forward and dq kernels. Per tile: a barrier (every warp is done with the
+// other buffer), the next tile's copies issued into it and committed, a wait for the current tile's group (the
+// newest, the next tile's, may stay in flight), a barrier (every thread's copies of the current tile have landed).
+template <int D, Planted kPlanted>
+struct KvPipeline {
+  bf16 *K[2], *V[2];
+  const bf16 *k, *v;
+  size_t row_base;
+  int ld, col, kend;
+
+  __device__ void issue(int buf, int k0) {
+    if (k0 < kend) {
+      load_rows_async<D>(K[buf], k, row_base, ld, col, k0, kend);
+      load_rows_async<D>(V[buf], v, row_base, ld, col, k0, kend);
+    }
+    __pipeline_commit();  // an empty group past the last tile keeps the count of groups in flight the same
+  }
+  // Before computing with the tile in buffer buf, whose copies were issued by the previous step, and issuing
+  // the one at k_next into the other buffer.
+  __device__ void arrive(int buf, int k_next) {
+    __syncthreads();
+    issue(buf ^ 1, k_next);
+    __pipeline_wait_prior(kPlanted == Planted::wait_one_group_short ? 2 : 1);
+    if (kPlanted != Planted::no_barrier_after_tile) __syncthreads();
+  }
+};
 
 // out[16][kTile] (fp32, stride Strides::score) = A[16][D] B^T where B is [kTile][D] (both bf16, stride head):
 // one warp's score tile, Q K^T (forward, dq) or K Q^T (dk/dv).
@@ -216,17 +272,17 @@ __device__ __forceinline__ void warp_write_rows(bf16* dst, size_t row_base, int 
 }
 
 // ---- forward ----
-// kSyncAfterTileLoad is false only in the emulator test that shows a missing barrier is caught.
+// kPlanted is something else than none only in the emulator tests that show a missing barrier or wait is caught.
 // A row that sees no key (possible in a ring block) gets out 0 and lse -inf.
-template <int D, typename Mask, bool kSyncAfterTileLoad = true>
+template <int D, typename Mask, Planted kPlanted = Planted::none>
 __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
                                                            const bf16* v, Mask mask, AttnShape s, float scale_log2) {
   using S = Strides<D>;
   RT_DYNAMIC_SHARED(unsigned char, smem);
   Carver carve{smem};
   bf16* Qs = carve.take<bf16>(S::head_bytes);
-  bf16* Ks = carve.take<bf16>(S::head_bytes);
-  bf16* Vs = carve.take<bf16>(S::head_bytes);
+  KvPipeline<D, kPlanted> kv;
+  for (int t = 0; t < 2; t++) kv.K[t] = carve.take<bf16>(S::head_bytes), kv.V[t] = carve.take<bf16>(S::head_bytes);
   float* Ss = carve.take<float>(S::score_bytes);
   bf16* Ps = carve.take<bf16>(S::prob_bytes);
   float* Os = carve.take<float>(S::acc_bytes);
@@ -241,17 +297,18 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
   const int kend = mask.key_end(i0), kmin = mask.key_begin(row_base, i0);  // keys [kmin, kend)
   const typename Mask::Query me = mask.query(row_base, i);
 
+  kv.k = k, kv.v = v, kv.row_base = row_base, kv.ld = KD, kv.col = kvh * D, kv.kend = kend;
+  int k0 = next_key_tile(mask, i0, kmin, kend), buf = 0;
+  kv.issue(0, k0);
   load_rows<D>(Qs, q, row_base, QD, h * D, i0, s.T);
   float* orow = Os + r * S::acc + half * (D / 2);
   for (int c = 0; c < D / 2; c++) orow[c] = 0.f;
   float m = -INFINITY, l = 0.f;  // running max (base-2 units) and sum of this row
 
-  for (int k0 = kmin; k0 < kend; k0 += kTile) {
-    if (!mask.tiles_meet(i0, k0)) continue;  // the same for the whole block
-    __syncthreads();  // every warp is done with the previous K/V tile (and, at the start, Q is loaded)
-    load_rows<D>(Ks, k, row_base, KD, kvh * D, k0, kend);
-    load_rows<D>(Vs, v, row_base, KD, kvh * D, k0, kend);
-    if (kSyncAfterTileLoad) __syncthreads();
+  for (; k0 < kend; buf ^= 1) {
+    const int k_next = next_key_tile(mask, i0, k0 + kTile, kend);
+    kv.arrive(buf, k_next);  // (and, at the start, Q is loaded)
+    const bf16 *Ks = kv.K[buf], *Vs = kv.V[buf];
     warp_scores<D>(Ss + warp * kWarpRows * S::score, Qs + warp * kWarpRows * S::head, Ks);
     __syncwarp();
 
@@ -287,6 +344,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
     warp_accumulate<D>(acc, Ps + warp * kWarpRows * S::prob, Vs);
     for (int n = 0; n < D / 16; n++) wmma::store_matrix_sync(ow + n * 16, acc[n], S::acc, wmma::mem_row_major);
     __syncwarp();
+    k0 = k_next;
   }
   if (i >= s.T) return;
   const float inv = l > 0.f ? 1.f / l : 0.f;
@@ -330,8 +388,8 @@ __global__ void __launch_bounds__(kThreads)
   Carver carve{smem};
   bf16* Qs = carve.take<bf16>(S::head_bytes);
   bf16* dOs = carve.take<bf16>(S::head_bytes);
-  bf16* Ks = carve.take<bf16>(S::head_bytes);
-  bf16* Vs = carve.take<bf16>(S::head_bytes);
+  KvPipeline<D, Planted::none> kv;
+  for (int t = 0; t < 2; t++) kv.K[t] = carve.take<bf16>(S::head_bytes), kv.V[t] = carve.take<bf16>(S::head_bytes);
   float* Ss = carve.take<float>(2 * S::score_bytes);  // scores, then dP; at the end the dq staging
   float* dPs = Ss + kRows * S::score;
   bf16* dSs = carve.take<bf16>(S::prob_bytes);
@@ -349,17 +407,18 @@ __global__ void __launch_bounds__(kThreads)
   const float lse2 = valid ? lse[stat] * kLog2e : 0.f, di = valid ? delta[stat] : 0.f;
   const float scale_log2 = scale * kLog2e;
 
+  kv.k = k, kv.v = v, kv.row_base = row_base, kv.ld = KD, kv.col = kvh * D, kv.kend = kend;
+  int k0 = next_key_tile(mask, i0, kmin, kend), buf = 0;
+  kv.issue(0, k0);
   load_rows<D>(Qs, q, row_base, QD, h * D, i0, s.T);
   load_rows<D>(dOs, dout, row_base, QD, h * D, i0, s.T);
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[D / 16];
   for (int n = 0; n < D / 16; n++) wmma::fill_fragment(acc[n], 0.f);
 
-  for (int k0 = kmin; k0 < kend; k0 += kTile) {
-    if (!mask.tiles_meet(i0, k0)) continue;  // the same for the whole block
-    __syncthreads();
-    load_rows<D>(Ks, k, row_base, KD, kvh * D, k0, kend);
-    load_rows<D>(Vs, v, row_base, KD, kvh * D, k0, kend);
-    __syncthreads();
+  for (; k0 < kend; buf ^= 1) {
+    const int k_next = next_key_tile(mask, i0, k0 + kTile, kend);
+    kv.arrive(buf, k_next);
+    const bf16 *Ks = kv.K[buf], *Vs = kv.V[buf];
     warp_scores<D>(Ss + warp * kWarpRows * S::score, Qs + warp * kWarpRows * S::head, Ks);
     warp_scores<D>(dPs + warp * kWarpRows * S::score, dOs + warp * kWarpRows * S::head, Vs);
     __syncwarp();
@@ -373,6 +432,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncwarp();
     warp_accumulate<D>(acc, dSs + warp * kWarpRows * S::prob, Ks);
+    k0 = k_next;
   }
   __syncthreads();  // the staging below overwrites other warps' score rows
   warp_write_rows<D>(dq, row_base, QD, h * D, i0 + warp * kWarpRows, s.T, Ss + warp * kWarpRows * S::acc, acc, scale);
@@ -469,19 +529,19 @@ void launch_with_smem(dim3 grid, size_t smem, cudaStream_t stream, const char* o
 
 inline unsigned tiles(int T) { return grid_for((size_t)T, kRows); }
 
-template <int D, typename Mask, bool kSyncAfterTileLoad = true>
+template <int D, typename Mask, Planted kPlanted = Planted::none>
 void launch_forward_masked(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const Mask& mask,
                            const AttnShape& s, cudaStream_t stream) {
   const float scale_log2 = (float)(1.0 / std::sqrt((double)D)) * kLog2e;
-  launch_with_smem<forward_kernel<D, Mask, kSyncAfterTileLoad>>(dim3(tiles(s.T), s.H, s.B), forward_smem<D>(), stream,
-                                                                "flash_attention_forward", out, lse, q, k, v, mask, s,
-                                                                scale_log2);
+  launch_with_smem<forward_kernel<D, Mask, kPlanted>>(dim3(tiles(s.T), s.H, s.B), forward_smem<D>(), stream,
+                                                      "flash_attention_forward", out, lse, q, k, v, mask, s,
+                                                      scale_log2);
 }
 
-template <int D, bool kSyncAfterTileLoad = true>
+template <int D, Planted kPlanted = Planted::none>
 void launch_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg_start,
                     const AttnShape& s, cudaStream_t stream) {
-  launch_forward_masked<D, PackedRows, kSyncAfterTileLoad>(out, lse, q, k, v, PackedRows{seg_start, s.T}, s, stream);
+  launch_forward_masked<D, PackedRows, kPlanted>(out, lse, q, k, v, PackedRows{seg_start, s.T}, s, stream);
 }
 
 // dq (written) and dk, dv (written) from lse and delta [B, H, T].
