@@ -191,17 +191,23 @@ __device__ __forceinline__ int next_key_tile(const Mask& mask, int i0, int k0, i
 // The double-buffered K/V tiles of the forward and dq kernels. Per tile: a barrier (every warp is done with the
 // other buffer), the next tile's copies issued into it and committed, a wait for the current tile's group (the
 // newest, the next tile's, may stay in flight), a barrier (every thread's copies of the current tile have landed).
+// The buffers are four tiles from `tiles` on (K0, V0, K1, V1), addressed by arithmetic: an array of pointers
+// indexed by the buffer number would live in local memory.
 template <int D, Planted kPlanted>
 struct KvPipeline {
-  bf16 *K[2], *V[2];
+  static constexpr size_t kTileElems = carved(Strides<D>::head_bytes) / sizeof(bf16);
+  static constexpr size_t kBytes = 4 * carved(Strides<D>::head_bytes);
+  bf16* tiles;
   const bf16 *k, *v;
   size_t row_base;
   int ld, col, kend;
 
+  __device__ bf16* K(int buf) const { return tiles + 2 * buf * kTileElems; }
+  __device__ bf16* V(int buf) const { return tiles + (2 * buf + 1) * kTileElems; }
   __device__ void issue(int buf, int k0) {
     if (k0 < kend) {
-      load_rows_async<D>(K[buf], k, row_base, ld, col, k0, kend);
-      load_rows_async<D>(V[buf], v, row_base, ld, col, k0, kend);
+      load_rows_async<D>(K(buf), k, row_base, ld, col, k0, kend);
+      load_rows_async<D>(V(buf), v, row_base, ld, col, k0, kend);
     }
     __pipeline_commit();  // an empty group past the last tile keeps the count of groups in flight the same
   }
@@ -282,7 +288,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
   Carver carve{smem};
   bf16* Qs = carve.take<bf16>(S::head_bytes);
   KvPipeline<D, kPlanted> kv;
-  for (int t = 0; t < 2; t++) kv.K[t] = carve.take<bf16>(S::head_bytes), kv.V[t] = carve.take<bf16>(S::head_bytes);
+  kv.tiles = carve.take<bf16>(kv.kBytes);
   float* Ss = carve.take<float>(S::score_bytes);
   bf16* Ps = carve.take<bf16>(S::prob_bytes);
   float* Os = carve.take<float>(S::acc_bytes);
@@ -308,7 +314,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
   for (; k0 < kend; buf ^= 1) {
     const int k_next = next_key_tile(mask, i0, k0 + kTile, kend);
     kv.arrive(buf, k_next);  // (and, at the start, Q is loaded)
-    const bf16 *Ks = kv.K[buf], *Vs = kv.V[buf];
+    const bf16 *Ks = kv.K(buf), *Vs = kv.V(buf);
     warp_scores<D>(Ss + warp * kWarpRows * S::score, Qs + warp * kWarpRows * S::head, Ks);
     __syncwarp();
 
@@ -389,7 +395,7 @@ __global__ void __launch_bounds__(kThreads)
   bf16* Qs = carve.take<bf16>(S::head_bytes);
   bf16* dOs = carve.take<bf16>(S::head_bytes);
   KvPipeline<D, Planted::none> kv;
-  for (int t = 0; t < 2; t++) kv.K[t] = carve.take<bf16>(S::head_bytes), kv.V[t] = carve.take<bf16>(S::head_bytes);
+  kv.tiles = carve.take<bf16>(kv.kBytes);
   float* Ss = carve.take<float>(2 * S::score_bytes);  // scores, then dP; at the end the dq staging
   float* dPs = Ss + kRows * S::score;
   bf16* dSs = carve.take<bf16>(S::prob_bytes);
@@ -418,7 +424,7 @@ __global__ void __launch_bounds__(kThreads)
   for (; k0 < kend; buf ^= 1) {
     const int k_next = next_key_tile(mask, i0, k0 + kTile, kend);
     kv.arrive(buf, k_next);
-    const bf16 *Ks = kv.K[buf], *Vs = kv.V[buf];
+    const bf16 *Ks = kv.K(buf), *Vs = kv.V(buf);
     warp_scores<D>(Ss + warp * kWarpRows * S::score, Qs + warp * kWarpRows * S::head, Ks);
     warp_scores<D>(dPs + warp * kWarpRows * S::score, dOs + warp * kWarpRows * S::head, Vs);
     __syncwarp();
