@@ -7,8 +7,8 @@
 // reads a tile before waiting for it, or waits for one group too few, reads wrong values; a copy never waited
 // for never lands. As on the GPU a wait covers the calling thread's copies only: other threads' copies need the
 // barrier after their waits, which the shuffled schedule checks as it checks any shared-memory write.
-#include <cstddef>
 #include <cuda_runtime.h>
+#include <cstddef>
 
 namespace ringtune_emu {
 // bytes 4, 8 or 16, both pointers aligned to it; dst in the block's dynamic shared memory, src in device memory
