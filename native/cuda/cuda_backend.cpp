@@ -505,7 +505,7 @@ class CudaBackend final : public Backend<float> {
   mutable std::vector<double> freqs_host_;
   mutable std::unique_ptr<DeviceRingAttention> ring_;  // sequence parallelism's buffers, once a ring is used
   DeviceRingAttention& device_ring() const {
-    if (!ring_) ring_ = std::make_unique<DeviceRingAttention>(device_, stream_);
+    if (!ring_) ring_ = std::make_unique<DeviceRingAttention>(device_, stream_, bf16_ != nullptr);
     return *ring_;
   }
   std::unique_ptr<Bf16Compute> bf16_;  // precision bf16 (bf16_compute.h); null in fp32

@@ -114,6 +114,8 @@ void run_block(BlockRun& r, uint3 block, uint64_t& rng) {
   const int n = (int)r.threads.size();
   for (int i = 0; i < n; i++) {
     r.threads[i].state = ThreadState::Runnable;
+    r.threads[i].async_copies.clear();  // a copy never waited for never lands
+    r.threads[i].async_groups = 0;
     fiber_prepare(&r.threads[i].ctx, stacks.get(i), kStackBytes, fiber_entry);
   }
   for (Warp& w : r.warps) w.open.clear();
