@@ -119,6 +119,7 @@ constexpr size_t kStagedUploadBytes = size_t(16) << 20;
 // the call (asked of the runtime: a release function carries no state), then the thread's previous one.
 template <typename T>
 void free_on_its_device(T* p, size_t) {
+  const StepGraphs::Pause pause;  // a buffer dropped inside a captured step (cudaFree waits for the device)
   int previous = 0;
   cudaGetDevice(&previous);
   cudaPointerAttributes attr{};
@@ -134,7 +135,7 @@ void free_on_its_device(T* p, size_t) {
 template <typename T>
 Buffer<T> device_zeros(size_t n, cudaStream_t stream) {
   if (n == 0) return std::make_shared<Storage<T>>(nullptr, 0, nullptr);  // nothing to allocate or clear
-  const StepGraphs::Pause pause;                                         // a buffer first needed inside a captured step
+  const StepGraphs::Pause pause;  // a buffer first needed inside a captured step is made outside the graph
   T* p = nullptr;
   CUDA_CHECK(cudaMalloc(&p, sizeof(T) * n));
   CUDA_CHECK(cudaMemsetAsync(p, 0, sizeof(T) * n, stream));
