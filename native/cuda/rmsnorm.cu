@@ -5,8 +5,10 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;  // one warp per row
 
+// out16 (nullable): the output rounded to bf16 as well, for a GEMM that reads bf16 operands next.
 template <typename T>
-__global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* w, int N, int C, float eps) {
+__global__ void rmsnorm_forward_kernel(T* out, bf16* out16, float* rstd, const T* inp, const T* w, int N, int C,
+                                       float eps) {
   const int n = blockIdx.x * kRowsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= N) return;
   const T* x = inp + (size_t)n * C;
@@ -19,7 +21,11 @@ __global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const 
   const float r = rsqrtf(ss / C + eps);
   if (lane == 0) rstd[n] = r;
   T* y = out + (size_t)n * C;
-  for (int c = lane; c < C; c += 32) y[c] = from_f<T>(to_f(x[c]) * r * to_f(w[c]));
+  for (int c = lane; c < C; c += 32) {
+    const float v = to_f(x[c]) * r * to_f(w[c]);
+    y[c] = from_f<T>(v);
+    if (out16) out16[(size_t)n * C + c] = __float2bfloat16_rn(v);
+  }
 }
 
 template <typename T>
@@ -60,10 +66,11 @@ __global__ void rmsnorm_dw_kernel(float* dw, const T* dout, const T* inp, const 
 }  // namespace
 
 template <typename T>
-void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* w, int N, int C, double eps, cudaStream_t stream) {
+void rmsnorm_forward(T* out, float* rstd, const T* inp, const T* w, int N, int C, double eps, cudaStream_t stream,
+                     bf16* out16) {
   require(N > 0 && C > 0 && out && rstd && inp && w, "rmsnorm_forward", "bad shape N=", N, " C=", C);
-  launch<rmsnorm_forward_kernel<T>>(grid_for(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream, out, rstd, inp, w, N, C,
-                                    (float)eps);
+  launch<rmsnorm_forward_kernel<T>>(grid_for(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream, out, out16, rstd, inp, w,
+                                    N, C, (float)eps);
   CUDA_LAUNCH_CHECK("rmsnorm_forward");
 }
 
@@ -83,8 +90,8 @@ void rmsnorm_backward(T* dinp, float* dw, const T* dout, const T* inp, const T* 
   CUDA_LAUNCH_CHECK("rmsnorm_backward (dinp)");
 }
 
-#define RT_INSTANTIATE(T)                                                                           \
-  template void rmsnorm_forward<T>(T*, float*, const T*, const T*, int, int, double, cudaStream_t); \
+#define RT_INSTANTIATE(T)                                                                                  \
+  template void rmsnorm_forward<T>(T*, float*, const T*, const T*, int, int, double, cudaStream_t, bf16*); \
   template void rmsnorm_backward<T>(T*, float*, const T*, const T*, const T*, const float*, int, int, cudaStream_t);
 RT_INSTANTIATE(float)
 RT_INSTANTIATE(bf16)
