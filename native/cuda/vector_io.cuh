@@ -85,5 +85,23 @@ __device__ __forceinline__ void store_rounded(bf16* x, const float (&v)[K]) {
   else copy8(x, t);
 }
 
+// K elements of T at x as floats: one 128-bit load for a whole pack (x aligned), one element for K = 1. Kernels
+// templated on K run the same code over packs or, where alignment or a width rules packs out, single elements.
+template <typename T, int K>
+__device__ __forceinline__ void load_k(float (&v)[K], const T* x) {
+  if constexpr (K > 1) load_pack(v, x);
+  else v[0] = to_f(x[0]);
+}
+template <typename T, int K>
+__device__ __forceinline__ void store_k(T* x, const float (&v)[K]) {
+  if constexpr (K > 1) store_pack(x, v);
+  else x[0] = from_f<T>(v[0]);
+}
+template <int K>
+__device__ __forceinline__ void store_rounded_k(bf16* x, const float (&v)[K]) {
+  if constexpr (K > 1) store_rounded(x, v);
+  else x[0] = __float2bfloat16_rn(v[0]);
+}
+
 }  // namespace rt::cuda
 #endif
