@@ -28,9 +28,10 @@ __global__ void rope_kernel(T* x, const int32_t* pos, const double* inv_freq, in
     } else {
       x1[0] = to_f(v[j0]), x2[0] = to_f(v[j0 + half]);
     }
+    // fmaf spelled out: a compiler may contract a * b + c differently in the pack loop and the single one
     for (int e = 0; e < K; e++) {
-      y1[e] = x1[e] * cf[e] - x2[e] * sf[e];
-      y2[e] = x2[e] * cf[e] + x1[e] * sf[e];
+      y1[e] = fmaf(x1[e], cf[e], -(x2[e] * sf[e]));
+      y2[e] = fmaf(x2[e], cf[e], x1[e] * sf[e]);
     }
     if constexpr (K > 1) {
       store_pack(v + j0, y1);
