@@ -240,6 +240,8 @@ export class ContainerCluster {
     const identity = this.identityFor(id);
     const worker = await this.ringtuneContainer("ringtune-worker", [{ ...identity, mode: "ro" }])
       .withNetworkAliases(id)
+      // its hosts file then knows its own name, as a pod's does: it advertises the address, not the name
+      .withHostname(id)
       .withEnvironment(this.envFor("ringtune-worker", fields))
       .withCommand(this.argsFor("ringtune-worker", fields))
       .withWaitStrategy(Wait.forLogMessage(/registered with the coordinator/))
