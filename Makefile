@@ -57,11 +57,12 @@ test-native: native
 	@./deploy/gpu/check-bundle-size.sh --projected
 
 # What a GPU host without build tools is given (deploy/gpu/README.md): the GPU library, the CUDA test driver
-# and bench for sm_80, sm_86, sm_89 and sm_90 in build/native-portable (x86-64-v3), stripped, in
-# build/gpu-bundle; fails over 60 MiB. Not part of `make build`, which builds sm_90 only: four archs take nvcc
-# several times as long.
+# and bench for sm_80, sm_86, sm_89 and sm_90 in build/native-portable (x86-64-v3), stripped, with the product
+# for the end-to-end checks (node, nats-server, dist/, production node_modules, the addon), as one xz archive in
+# build/gpu-bundle; fails over 60 MiB carried. Not part of `make build`, which builds sm_90 only: four archs take
+# nvcc several times as long.
 .PHONY: gpu-bundle
-gpu-bundle: deps
+gpu-bundle: ts
 	./deploy/gpu/bundle.sh
 
 # The JS tests in the lanes test/lanes.txt gives them: files that mostly wait beside files that compute, each
