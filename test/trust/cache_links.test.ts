@@ -96,7 +96,7 @@ function swapForLink(file: string, target: string): () => void {
 }
 
 test("the cached entry opens again from the cache (the control: each refusal below is the planted thing)", async () => {
-  const d = await buildDatasetInThread(spec);
+  const d = await prepareDataset(spec, { quiet: true });
   assert.equal(d.fromCache, true);
   assert.ok(d.train.length > 0);
   d.close();
