@@ -79,7 +79,9 @@ RankResult on_host(const RankData& d, const RingShape& s, const SequenceParallel
 class CopyingDeviceLink final : public DeviceRingLink {
  public:
   CopyingDeviceLink(const SequenceParallel& sp) : sp_(sp) {}
-  void start(const std::vector<Piece>& sends, const std::vector<Piece>& recvs, void*) override {
+  void start(const std::vector<Piece>& sends, const std::vector<Piece>& recvs, void* stream) override {
+    // The backend's stream is not the legacy one these plain copies use: its blocks are waited for first.
+    CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
     out_.resize(sends.size()), in_.resize(recvs.size()), recvs_ = recvs;
     std::vector<ring::Piece> s, r;
     for (size_t i = 0; i < sends.size(); i++) {
@@ -98,6 +100,7 @@ class CopyingDeviceLink final : public DeviceRingLink {
     x_.reset();
     for (size_t i = 0; i < recvs_.size(); i++)
       CUDA_CHECK(cudaMemcpy(recvs_[i].data, in_[i].data(), recvs_[i].bytes, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaDeviceSynchronize());  // landed before the backend's stream reads the blocks
   }
 
  private:

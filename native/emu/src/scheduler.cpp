@@ -204,6 +204,15 @@ void* dynamic_shared() {
   return (void*)((p + kDynamicSharedAlign - 1) & ~(uintptr_t)(kDynamicSharedAlign - 1));
 }
 
+bool capture_launch(cudaStream_t stream, const void* kernel, const char* signature,
+                    std::function<void(cudaStream_t)> run) {
+  GraphNode node{NodeKind::Kernel, kernel, "kernel " + kernel_name(signature), [run = std::move(run)](cudaStream_t s) {
+                   run(s);
+                   return cudaGetLastError();  // the launch's own error (cudaGraphLaunch cleared any earlier one)
+                 }};
+  return capture_node(stream, std::move(node));
+}
+
 void launch(const LaunchArgs& l, ThreadBody body, const void* args, const PointerArg* ptrs, int n_ptrs) {
   const std::string name = kernel_name(l.signature);
   const dim3 g = l.grid, b = l.block;
