@@ -22,9 +22,8 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { HeldFolder } from "./held_folder.js";
-import { openBeneath } from "./walk_beneath.js";
 import { bothForms } from "./folder_beneath.js";
-import { notRegular } from "./walk_beneath.js";
+import { notRegular, openBeneath } from "./walk_beneath.js";
 
 const FOLDER = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 const FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;

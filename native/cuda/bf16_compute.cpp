@@ -76,7 +76,20 @@ bf16* Bf16Compute::rounded(const float* p, size_t n, Scratch& s) {
   return d;
 }
 
+Bf16Compute::Prerounded::Prerounded(Bf16Compute* compute, const float* p, size_t n, const bf16* bits)
+    : compute_(bits ? compute : nullptr) {
+  if (compute_) compute_->prerounded_.push_back({p, n, bits});
+}
+
+Bf16Compute::Prerounded::~Prerounded() {
+  if (compute_) compute_->prerounded_.pop_back();
+}
+
+bf16* Bf16Compute::side(int slot, size_t n) { return side_[slot].get(n); }
+
 const bf16* Bf16Compute::operand(const float* p, size_t n, Scratch& s) {
+  for (const Rounded& r : prerounded_)
+    if (p >= r.p && p + n <= r.p + r.n) return r.bits + (p - r.p);
   if (Copy* c = find(p, n)) {
     if (c->stale) {
       to_bf16(c->bits, c->base, c->n, stream_);

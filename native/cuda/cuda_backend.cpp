@@ -21,6 +21,7 @@
 #include "grad_staging.h"
 #include "linear_fused.cuh"
 #include "lora_dropout.cuh"
+#include "mlp_fused.h"
 #include "ring_attention_device.h"
 #include "ring_block.cuh"
 #include "rmsnorm.cuh"
@@ -240,19 +241,13 @@ class CudaBackend final : public Backend<float> {
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int I,
                       int O) const override {
     use_device(device_);
-    if (bf16_) {  // bf16 compute: its GEMM rounds the operands, then the bias
-      gemm(false, true, N, O, I, 1.f, inp, I, w, I, 0.f, out, O);
-      if (b) bias_add(out, b, N, O, stream_);
-      return;
-    }
-    linear_forward_epilogue(*gemm_, out, inp, w, b, (const float*)nullptr, N, I, O, stream_);  // bias in the GEMM
+    // bias in the GEMM (in bf16 the GEMM rounds the operands; the epilogue adds in fp32)
+    linear_forward_epilogue(*gemm_, out, inp, w, b, (const float*)nullptr, N, I, O, stream_);
   }
   // Fewer, wider kernels (linear_fused.cuh): stacked projections as one GEMM, the residual in the epilogue.
   void linear_forward_stacked(float* const* outs, const float* inp, const float* w, const float* bias, const int* O,
                               int parts, int N, int I) const override {
     use_device(device_);
-    // bf16 compute goes through its own GEMM, part by part (the fused kernels are the fp32 path's so far)
-    if (bf16_) return Backend<float>::linear_forward_stacked(outs, inp, w, bias, O, parts, N, I);
     int total = 0;
     for (int j = 0; j < parts; j++) total += O[j];
     cuda::linear_forward_stacked(*gemm_, outs, inp, w, bias, O, parts, N, I, stacked_.get((size_t)N * total), stream_);
@@ -260,7 +255,6 @@ class CudaBackend final : public Backend<float> {
   void linear_backward_stacked(float* dinp, float* dw, float* dbias, const float* const* douts, const float* inp,
                                const float* w, const int* O, int parts, int N, int I, float* scratch) const override {
     use_device(device_);
-    if (bf16_) return Backend<float>::linear_backward_stacked(dinp, dw, dbias, douts, inp, w, O, parts, N, I, scratch);
     int total = 0;
     for (int j = 0; j < parts; j++) total += O[j];
     cuda::linear_backward_stacked(*gemm_, dinp, dw, dbias, douts, inp, w, O, parts, N, I,
@@ -269,8 +263,24 @@ class CudaBackend final : public Backend<float> {
   void linear_forward_residual(float* out, const float* residual, const float* inp, const float* w, const float* b,
                                int N, int I, int O, float* scratch) const override {
     use_device(device_);
-    if (bf16_) return Backend<float>::linear_forward_residual(out, residual, inp, w, b, N, I, O, scratch);
     linear_forward_epilogue(*gemm_, out, inp, w, b, residual, N, I, O, stream_);
+  }
+  // The MLP in fewer kernels, its GEMM operands rounded to bf16 by the kernels that produce them (mlp_fused.h).
+  void mlp_forward(const MlpForward<float>& m) const override {
+    use_device(device_);
+    cuda::mlp_forward(fused(), m, stacked_.get((size_t)m.N * 2 * m.F));
+  }
+  void swiglu_down_backward(float* dh, float* dw_down, float* db_down, float* h, const float* dout, const float* gate,
+                            const float* up, const float* w_down, int N, int C, int F) const override {
+    use_device(device_);
+    cuda::swiglu_down_backward(fused(), dh, dw_down, db_down, h, dout, gate, up, w_down, N, C, F);
+  }
+  void swiglu_stacked_backward(float* dinp, float* dw_gu, float* db_gu, float*, float*, const float* dh,
+                               const float* gate, const float* up, const float* inp, const float* w_gu, int N, int C,
+                               int F, float*) const override {
+    use_device(device_);
+    cuda::swiglu_stacked_backward(fused(), dinp, dw_gu, db_gu, dh, gate, up, inp, w_gu, N, C, F,
+                                  stacked_.get((size_t)N * 2 * F));
   }
   // Chunks of the head big enough that the weight gradient's GEMM (K = the chunk's rows) stays compute-bound,
   // small enough that a chunk's logits stay far below the whole batch's: at most kHeadChunkElements logits.
@@ -426,6 +436,7 @@ class CudaBackend final : public Backend<float> {
 
  private:
   static AttnShape shape(const AttentionShape& s) { return {s.B, s.T, s.H, s.KVH, s.D}; }
+  FusedOps fused() const { return {*gemm_, bf16_.get(), stream_}; }
   // The step status on the device, set to "nothing yet" the first time (and after each read).
   StepStatus* status() const {
     if (!status_) {

@@ -216,6 +216,8 @@ struct ringtune_emu_counters {
   unsigned long long graph_launches, graph_kernels, captured_kernels;
 };
 ringtune_emu_counters ringtune_emu_read_counters();
+// Kernel launches since the process started (every thread's, refused ones included): what fusing kernels saves.
+unsigned long long ringtune_emu_kernel_launches();
 
 // Raises a kernel's dynamic shared-memory limit above 48 KiB, as on the GPU (the emulator checks launches
 // against it).

@@ -5,6 +5,7 @@
 // than on an in-order run, and the op tests fail.
 #include <sys/mman.h>
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -213,7 +214,10 @@ bool capture_launch(cudaStream_t stream, const void* kernel, const char* signatu
   return capture_node(stream, std::move(node));
 }
 
+std::atomic<unsigned long long> kernel_launches{0};
+
 void launch(const LaunchArgs& l, ThreadBody body, const void* args, const PointerArg* ptrs, int n_ptrs) {
+  kernel_launches.fetch_add(1, std::memory_order_relaxed);
   const std::string name = kernel_name(l.signature);
   const dim3 g = l.grid, b = l.block;
   const uint64_t threads = (uint64_t)b.x * b.y * b.z;
@@ -300,3 +304,5 @@ void launch(const LaunchArgs& l, ThreadBody body, const void* args, const Pointe
 }
 
 }  // namespace ringtune_emu
+
+unsigned long long ringtune_emu_kernel_launches() { return ringtune_emu::kernel_launches.load(); }
