@@ -84,24 +84,22 @@ void DeviceRingAttention::prepare(const int32_t* seg, const RingShape& s, const 
   }
 }
 
-void DeviceRingAttention::begin_forward(const float* q, const RingShape& s, const SequenceParallel& sp) {
-  flash_ = nullptr;
-  if (!tensor_cores_ || !RingFlashBlocks::supported(s.D)) return;
+RingFlashBlocks* DeviceRingAttention::tensor_core_blocks(int D) {
+  if (!tensor_cores_ || !RingFlashBlocks::supported(D)) return nullptr;
   if (!flash_blocks_) flash_blocks_ = std::make_unique<RingFlashBlocks>(stream_);
-  flash_ = flash_blocks_.get();
-  flash_->begin_forward(q, block_shape(s, sp, sp.rank));
+  return flash_blocks_.get();
+}
+
+void DeviceRingAttention::begin_forward(const float* q, const RingShape& s, const SequenceParallel& sp) {
+  flash_ = tensor_core_blocks(s.D);
+  if (flash_) flash_->begin_forward(q, block_shape(s, sp, sp.rank));
 }
 
 void DeviceRingAttention::begin_backward(const float* dout, const float* q, const float* out, const float* lse,
                                          const RingShape& s, const SequenceParallel& sp) {
-  flash_ = nullptr;
-  if (tensor_cores_ && RingFlashBlocks::supported(s.D)) {
-    if (!flash_blocks_) flash_blocks_ = std::make_unique<RingFlashBlocks>(stream_);
-    flash_ = flash_blocks_.get();
-    flash_->begin_backward(dout, q, out, lse, block_shape(s, sp, sp.rank));
-  } else {
-    ring_block_delta(delta_, dout, out, block_shape(s, sp, sp.rank), stream_);
-  }
+  flash_ = tensor_core_blocks(s.D);
+  if (flash_) flash_->begin_backward(dout, q, out, lse, block_shape(s, sp, sp.rank));
+  else ring_block_delta(delta_, dout, out, block_shape(s, sp, sp.rank), stream_);
 }
 
 void DeviceRingAttention::block_forward(float* out, float* lse, const float* q, const float* k, const float* v,

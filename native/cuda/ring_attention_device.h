@@ -40,6 +40,8 @@ class DeviceRingAttention {
   // This rank's block (k, v and the uploaded segment ids) into the device block buffer.
   void own_block_on_device(const float* k, const float* v);
   void release();
+  // The tensor-core blocks when this ring uses them and they take head size D, else null (the SIMT kernels).
+  RingFlashBlocks* tensor_core_blocks(int D);
   // Picks the blocks' kernels for this shape (flash_ when tensor cores serve it) and starts a pass with them.
   void begin_forward(const float* q, const RingShape& s, const SequenceParallel& sp);
   void begin_backward(const float* dout, const float* q, const float* out, const float* lse, const RingShape& s,
