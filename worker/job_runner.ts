@@ -32,7 +32,7 @@ import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { checkAssignPaths, checkSavePath } from "./command_paths.js";
 import type { PathRoots } from "../files/path_roots.js";
 import { joinSequenceGroup, type SequenceGroup } from "./sequence_parallel/group_link.js";
-import { joinNcclSequenceGroup } from "./sequence_parallel/nccl_group.js";
+import { checkSequenceNcclId, joinNcclSequenceGroup } from "./sequence_parallel/nccl_group.js";
 import { applyZeroShard, gatherFullMoments } from "./zero_shard.js";
 import { Trainer } from "./trainer.js";
 import type { WorkerMetrics } from "./worker_metrics.js";
@@ -126,6 +126,7 @@ export class JobRunner {
   private readonly handlers: CommandHandlers = {
     assign: (m) => {
       if (this.pathRoots) checkAssignPaths(m, this.pathRoots);
+      checkSequenceNcclId(m);
       return this.assign(m);
     },
     step: (m) => this.step(m),
@@ -303,7 +304,6 @@ export class JobRunner {
   ): Promise<{ transport: Transport; nccl?: NcclDataPlane; group?: SequenceGroup }> {
     const onActivity = (a: string) => (this.doing = a);
     const spSize = m.sequence_parallel ?? 1;
-    if (m.sequence_nccl_id && spSize < 2) throw new Error("assign: sequence_nccl_id comes without sequence_parallel");
     this.log.info(
       {
         job: m.job,

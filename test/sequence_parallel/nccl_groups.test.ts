@@ -7,7 +7,15 @@ import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Ring } from "../../coordinator/train/ring.js";
 import { chooseDataPlane, describeSequenceDataPlanes } from "../../coordinator/train/data_plane.js";
-import type { CommandReply, CommandRequest, WorkerCommand } from "../../proto/mod.js";
+import { pino } from "pino";
+import {
+  decodeCommandReply,
+  encodeCommandRequest,
+  type CommandReply,
+  type CommandRequest,
+  type WorkerCommand,
+} from "../../proto/mod.js";
+import { JobRunner } from "../../worker/job_runner.js";
 import { NCCL_ID_BYTES, sealNcclId } from "../../worker/allreduce/mod.js";
 import { joinNcclSequenceGroup } from "../../worker/sequence_parallel/nccl_group.js";
 
@@ -124,4 +132,29 @@ test("a worker opens only the id sealed for its own group of its own ring with t
   );
   // The right seal opens, and the join goes on to the communicator (a CPU model has no NCCL data plane).
   await assert.rejects(join(sealNcclId(secret, "r1-sp1", id)), /rank 1: NCCL: no data plane for a model on cpu/);
+});
+
+test("a worker refuses, before building anything, a group id it could not use", async () => {
+  const runner = new JobRunner(undefined as unknown as NatsConnection, pino({ level: "silent" }));
+  const assign: CommandRequest<"assign"> = {
+    job: "j1",
+    ring: "r1",
+    rank: 0,
+    size: 2,
+    transport: "tcp",
+    // a model that would fail to load: the refusal must come first
+    model: { path: "/nonexistent/model" },
+    optimizer: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0, grad_clip: 1 },
+    ring_secret: Uint8Array.from(secret),
+    sequence_nccl_id: Uint8Array.from(sealNcclId(secret, "r1-sp0", randomBytes(NCCL_ID_BYTES))),
+  };
+  const reply = async (m: CommandRequest<"assign">) =>
+    decodeCommandReply("assign", await runner.handle("assign", encodeCommandRequest("assign", m)));
+  const noGroups = await reply(assign);
+  assert.equal(noGroups.ok, false);
+  assert.equal(noGroups.error, "assign: sequence_nccl_id comes without sequence_parallel");
+  const noSecret = await reply({ ...assign, sequence_parallel: 2, ring_secret: undefined });
+  assert.equal(noSecret.error, "assign: sequence_nccl_id comes without the ring secret that opens it");
+  // With both, the assign goes on to build its model (which fails here: the check let it through).
+  assert.match((await reply({ ...assign, sequence_parallel: 2 })).error ?? "", /model/);
 });

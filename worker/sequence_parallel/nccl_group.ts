@@ -24,6 +24,20 @@ export interface NcclGroupMember {
   device: string;
 }
 
+/**
+ * Refuses, before anything is built, an assign whose sequence_nccl_id cannot serve: no groups to use it, or no
+ * secret to open it with.
+ */
+export function checkSequenceNcclId(m: {
+  sequence_parallel?: number;
+  sequence_nccl_id?: Uint8Array;
+  ring_secret?: Uint8Array;
+}): void {
+  if (!m.sequence_nccl_id) return;
+  if ((m.sequence_parallel ?? 1) < 2) throw new Error("assign: sequence_nccl_id comes without sequence_parallel");
+  if (!m.ring_secret) throw new Error("assign: sequence_nccl_id comes without the ring secret that opens it");
+}
+
 /** Joins this rank's group's communicator; rejects when the group has not all joined within timeoutMs. */
 export async function joinNcclSequenceGroup(m: NcclGroupMember): Promise<SequenceGroup> {
   const { group, rank } = sequenceGroupOf(m.rank, m.size);
