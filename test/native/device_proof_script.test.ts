@@ -122,11 +122,11 @@ test("the bundle's archive unpacks with the xz tool, and through python3 where t
   // a PATH holding tar and python3 but no xz: the GPU host's image may lack the tool
   const noXz = path.join(dir, "bin");
   mkdirSync(noXz);
-  for (const tool of ["tar", "python3"]) {
-    const found = spawnSync("bash", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
-    if (found) symlinkSync(found, path.join(noXz, tool));
-  }
-  const pythonLzma = spawnSync("python3", ["-c", "import lzma, tarfile"]).status === 0;
+  // the interpreter itself, not a wrapper script (pyenv's shims need more of PATH)
+  const python = spawnSync("python3", ["-c", "import lzma, tarfile, sys; print(sys.executable)"], { encoding: "utf8" });
+  const pythonLzma = python.status === 0 && python.stdout.trim() !== "";
+  if (pythonLzma) symlinkSync(python.stdout.trim(), path.join(noXz, "python3"));
+  symlinkSync(spawnSync("bash", ["-c", "command -v tar"], { encoding: "utf8" }).stdout.trim(), path.join(noXz, "tar"));
   for (const [name, PATH] of [
     ["xz", process.env.PATH ?? ""],
     ["python3", noXz],
