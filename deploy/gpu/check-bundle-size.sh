@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # The GPU bundle's size against what a GPU host's copy may carry: LIMIT_MIB (60; the copy of the working tree
-# that reaches a lent GPU takes 64 MiB in all, the tree's own files included). Bytes are counted as the copy
-# counts them: every file's length, symbolic links as links.
+# that reaches a lent GPU takes 64 MiB in all, the tree's own files included), and the bundle with the tree's
+# copy (the files git tracks and the untracked ones it does not ignore) against COPY_LIMIT_MIB (64). Bytes are
+# counted as the copy counts them: every file's length, symbolic links as links. What is carried is the
+# compressed archive (deploy/gpu/bundle.sh: ringtune-gpu.tar.xz, unpacked on the GPU host) and cuda_archs.txt.
 #   check-bundle-size.sh DIR        the bundle as packed (deploy/gpu/bundle.sh runs it on build/gpu-bundle)
 #   check-bundle-size.sh --projected
-#       `make test`: where nvcc built make build's GPU code, bundle.sh packs build/native (PACK_ONLY) into a
-#       temporary folder and the size is projected to every arch the bundle builds (ARCHS): each packed
-#       binary's GPU code (its .nv_fatbin section: machine code and PTX of make build's sm_90) grows by 0.6 of
-#       itself per arch the bundle adds, machine code only (measured with CUDA 13.0: the four-arch GPU library's
-#       section was 2.51 times the sm_90 build's, 0.5 per added arch); build/gpu-bundle, when `make gpu-bundle`
-#       made one, is measured too.
+#       `make test`, in seconds: where nvcc built make build's GPU code, bundle.sh stages build/native's outputs
+#       (PACK_ONLY, COMPRESS=none: the same files, node and node_modules included) into a temporary folder,
+#       and the carried size is projected from them: the staged tar through `zstd -3` (seconds where xz -9
+#       takes minutes; xz -9 packs this content smaller: node 24 MB against zstd -3's 31 MB, so the zstd size
+#       bounds the archive's from above), plus the GPU code of every arch the bundle adds (ARCHS) uncompressed:
+#       each packed binary's GPU code (its .nv_fatbin section: machine code and PTX of make build's sm_90)
+#       grows by 0.6 of itself per added arch, machine code only (measured with CUDA 13.0: the four-arch GPU
+#       library's section was 2.51 times the sm_90 build's, 0.5 per added arch); build/gpu-bundle, when
+#       `make gpu-bundle` made one, is measured too.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 LIMIT_MIB=${LIMIT_MIB:-60}
 ARCHS=${ARCHS:-80-real;86-real;89-real;90}
 limit=$((LIMIT_MIB * 1024 * 1024))
+COPY_LIMIT_MIB=${COPY_LIMIT_MIB:-64}
+copy_limit=$((COPY_LIMIT_MIB * 1024 * 1024))
 
 # bytes DIR: the length of every file and link under DIR
 bytes() { find "$1" \( -type f -o -type l \) -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
@@ -32,6 +39,20 @@ verdict() { # verdict WHAT BYTES
   echo "bundle size: $1 is $(mib "$2") MiB (limit $LIMIT_MIB MiB)"
 }
 
+# tree_bytes: the working tree as the copy to a GPU host takes it (tracked, and untracked but not ignored)
+tree_bytes() { git ls-files -z -co --exclude-standard | xargs -0 -r stat -c %s 2> /dev/null | awk '{s += $1} END {print s + 0}'; }
+with_tree() { # with_tree WHAT BYTES: the bundle and the tree together against the copy's limit
+  local tree all
+  tree=$(tree_bytes)
+  all=$(($2 + tree))
+  if ((all > copy_limit)); then
+    echo "bundle size: FAILED: $1 ($(mib "$2") MiB) with the working tree ($(mib "$tree") MiB) is $(mib "$all") MiB," \
+      "over the $COPY_LIMIT_MIB MiB the copy to a GPU host takes"
+    return 1
+  fi
+  echo "bundle size: $1 with the working tree ($(mib "$tree") MiB): $(mib "$all") MiB (limit $COPY_LIMIT_MIB MiB)"
+}
+
 largest() { # the biggest files, for the reader of a failure
   find "$1" -type f -printf '%s %P\n' | sort -rn | head -6 | awk '{printf "  %6.1f MiB  %s\n", $1 / 1048576, $2}'
 }
@@ -44,8 +65,13 @@ if [ "${1:-}" != --projected ]; then
   }
   total=$(bytes "$dir")
   largest "$dir"
-  verdict "$dir" "$total"
-  exit
+  if [ -f "$dir/ringtune-gpu.tar.xz" ]; then
+    echo "  unpacked: $(mib "$(xz --robot -l "$dir/ringtune-gpu.tar.xz" | awk '$1 == "totals" {print $5}')") MiB"
+  fi
+  status=0
+  verdict "$dir" "$total" || status=1
+  with_tree "$dir" "$total" || status=1
+  exit "$status"
 fi
 
 BUILD=${BUILD:-build/native}
@@ -55,24 +81,29 @@ if [ ! -f "$BUILD/ringtune_cuda_device.so" ] || [ ! -f "$BUILD/cuda_archs.txt" ]
 fi
 T=$(mktemp -d /tmp/ringtune-bundle-size.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-if ! PACK_ONLY=1 BUILD="$BUILD" B="$T/bundle" deploy/gpu/bundle.sh > "$T/pack.txt" 2>&1; then
+if ! PACK_ONLY=1 COMPRESS=none BUILD="$BUILD" B="$T/bundle" deploy/gpu/bundle.sh > "$T/pack.txt" 2>&1; then
   echo "bundle size: FAILED: bundle.sh could not pack $BUILD:"
   cat "$T/pack.txt"
   exit 1
 fi
+S=$T/bundle/staged
 built=$(cat "$BUILD/cuda_archs.txt")
 added=$(($(arch_count "$ARCHS") - $(arch_count "$built")))
 ((added < 0)) && added=0
-packed=$(bytes "$T/bundle")
+staged=$(bytes "$S")
+zstd3=$(tar -C "$S" -cf - . | zstd -q -3 -T0 | wc -c)
 gpu_code=0
-for f in "$T"/bundle/ringtune_*; do gpu_code=$((gpu_code + $(fatbin "$f"))); done
-projected=$((packed + added * gpu_code * 6 / 10))
-echo "bundle size: make build's outputs packed: $(mib "$packed") MiB, GPU code $(mib "$gpu_code") MiB for" \
-  "$built; projected to $ARCHS (+$added x 0.6 x the GPU code): $(mib "$projected") MiB"
-largest "$T/bundle"
+for f in "$S"/ringtune_*; do gpu_code=$((gpu_code + $(fatbin "$f"))); done
+projected=$((zstd3 + added * gpu_code * 6 / 10))
+echo "bundle size: make build's outputs staged: $(mib "$staged") MiB, through zstd -3 $(mib "$zstd3") MiB; GPU code" \
+  "$(mib "$gpu_code") MiB for $built; projected carried size for $ARCHS (+$added x 0.6 x the GPU code):" \
+  "$(mib "$projected") MiB"
+largest "$S"
 status=0
 verdict "the projected bundle" "$projected" || status=1
+with_tree "the projected bundle" "$projected" || status=1
 if [ -d build/gpu-bundle ]; then
   verdict build/gpu-bundle "$(bytes build/gpu-bundle)" || status=1
+  with_tree build/gpu-bundle "$(bytes build/gpu-bundle)" || status=1
 fi
 exit "$status"

@@ -5,13 +5,22 @@
 #   RT_LIBS: library folders for ringtune's own processes (the bundle's, cuBLASLt's); RINGTUNE_CUBLASLT.
 #   RINGTUNE_CUDA_LIBRARY: the GPU library, when the addon of this tree was built without nvcc (the bundle's)
 #   EVIDENCE=0: list the evidence tests without running them (the dry run: `make test` runs them on cuda-emu)
+#   E2E_TREE: the product's tree to run in instead of this checkout: the bundle's, unpacked by
+#     run_device_checks.sh (deploy/gpu/bundle.sh: its bin/ holds the node and nats-server used, for a GPU host
+#     that has neither)
 # The evidence: `dump` against the CPU first (its own check, quick, with the worst difference), then every test
 # file that runs on the evidence device (test/helpers/evidence_device.ts) with RINGTUNE_TEST_DEVICE=$DEVICE: the
 # 20-step job against a CPU worker's losses, checkpoints resumed across devices, a ring mixing devices, and the
 # LoRA and serving files as they adopt that device; one CHECK line per test.
 # Exit status 0 only when every check ran and passed.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+if [ -n "${E2E_TREE:-}" ]; then
+  cd "$E2E_TREE" || exit 1
+  export PATH="$PWD/bin:$PATH" NATS_SERVER_BIN="$PWD/bin/nats-server"
+else
+  cd "$(dirname "$0")/../.."
+fi
+echo "tree: $PWD; node: $(command -v node) $(node --version 2>&1)"
 DEVICE=${DEVICE:-cuda}
 CLI=dist/cli/ringtune.js
 W=$(mktemp -d /tmp/ringtune-e2e.XXXXXX)

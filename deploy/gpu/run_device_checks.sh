@@ -101,6 +101,27 @@ gpu_first() {
 [ "$DRY" = 1 ] || gpu_first
 log "nvcc: $(nvcc --version 2> /dev/null | tail -1 || echo none)"
 
+# --- the carried archive (deploy/gpu/bundle.sh), unpacked into a temp folder: the binaries and the product's
+# tree with its own node. From here on BUNDLE is that folder. A bundle carried unpacked is used as it is.
+TREE=""
+ARCHIVE=$(ls "$BUNDLE"/ringtune-gpu.tar.xz "$BUNDLE"/ringtune-gpu.tar.zst 2> /dev/null | head -1)
+if [ -n "$ARCHIVE" ]; then
+  U=$(mktemp -d /tmp/ringtune-gpu.XXXXXX)
+  trap 'rm -rf "$U"' EXIT
+  t0=$(date +%s%N)
+  if unpack_bundle "$ARCHIVE" "$U" 2> "$U.err"; then
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    log "bundle: $ARCHIVE ($(du -m "$ARCHIVE" | cut -f1) MiB carried) unpacked into $U ($(du -sm "$U" | cut -f1) MiB)" \
+      "in $((ms / 1000)).$(printf '%03d' $((ms % 1000)))s"
+    BUNDLE=$U
+    [ -x "$U/tree/bin/node" ] && [ -f "$U/tree/dist/cli/ringtune.js" ] && TREE=$U/tree
+  else
+    log "bundle: FAILED to unpack $ARCHIVE: $(head -3 "$U.err" | tr '\n' ' ')"
+    failed=1
+  fi
+  rm -f "$U.err"
+fi
+
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2> /dev/null)
 cpu_flags=$(grep -m1 -o -w -E 'avx|avx2|fma|f16c|bmi2|avx512f|avx512bw|avx512_bf16|amx_bf16' /proc/cpuinfo 2> /dev/null | sort -u | tr '\n' ' ')
 log "cpu: ${cpu_model:-unknown}; flags: ${cpu_flags:-none of avx/avx2/fma}"
@@ -196,7 +217,7 @@ if [ "$DRY" != 1 ] && [ -f "$BUNDLE/ringtune_cuda_device.so" ]; then
 fi
 bundle_size=$(du -sm "$BUNDLE" 2> /dev/null | cut -f1)
 log "bundle: $BUNDLE, ${bundle_size:+$bundle_size MiB}${bundle_size:-absent}; GPU library:" \
-  "${RINGTUNE_CUDA_LIBRARY:-build/native/ringtune_cuda_device.so}"
+  "${RINGTUNE_CUDA_LIBRARY:-build/native/ringtune_cuda_device.so}${TREE:+ (the end-to-end step: the one beside the addon of the bundle)}"
 BENCH="$BUNDLE/ringtune_cuda_bench"
 NATIVE_TEST="$BUNDLE/ringtune_native_test"
 REBUILT=""
@@ -338,12 +359,19 @@ else
 fi
 
 # --- 4. end to end through the product ------------------------------------------------------------------
-if command -v node > /dev/null 2>&1 && [ -f dist/cli/ringtune.js ]; then
-  timeout "$(budget 300)" env RT_LIBS="$RT_LIBS" RINGTUNE_CUBLASLT="$LT" DEVICE="$E2E_DEVICE" \
-    EVIDENCE="$([ "$DRY" = 1 ] && echo 0 || echo 1)" deploy/gpu/e2e_checks.sh > "$OUT/e2e.txt" 2>&1
+# The bundle's tree (its node, dist/, node_modules, addon and GPU library, nats-server) where the archive held
+# one; else this tree's dist/ with the host's node.
+E2E=(RT_LIBS="$RT_LIBS" RINGTUNE_CUBLASLT="$LT" DEVICE="$E2E_DEVICE" EVIDENCE="$([ "$DRY" = 1 ] && echo 0 || echo 1)")
+if [ -n "$TREE" ]; then
+  log "end to end: in the bundle's tree $TREE, node $("$TREE/bin/node" --version 2>&1)"
+  timeout "$(budget 300)" env -u RINGTUNE_CUDA_LIBRARY "${E2E[@]}" E2E_TREE="$TREE" deploy/gpu/e2e_checks.sh > "$OUT/e2e.txt" 2>&1
+  step_result "end to end" $? "$OUT/e2e.txt"
+elif command -v node > /dev/null 2>&1 && [ -f dist/cli/ringtune.js ]; then
+  log "end to end: in this tree, node $(node --version 2>&1)"
+  timeout "$(budget 300)" env "${E2E[@]}" deploy/gpu/e2e_checks.sh > "$OUT/e2e.txt" 2>&1
   step_result "end to end" $? "$OUT/e2e.txt"
 else
-  log "end to end: skipped (needs node and a built dist/ in this tree)"
+  log "end to end: skipped (no tree in the bundle, and no node with a built dist/ in this tree)"
 fi
 
 # --- 5. benchmark: make bench-gpu's script on the bundle's bench (bench/cuda/bench_gpu.sh: the GEMM peak, attention

@@ -56,3 +56,28 @@ arch_supported() {
   done
   ((newest > 0 && v >= newest))
 }
+
+# unpack_bundle ARCHIVE DIR: the bundle's archive (deploy/gpu/bundle.sh) into DIR. A .tar.xz goes through xz, or
+# through python3's lzma where the host has no xz tool (a GPU host's image may lack it); a .tar.zst through zstd.
+unpack_bundle() {
+  case $1 in
+    *.tar.xz)
+      if command -v xz > /dev/null 2>&1; then
+        xz -dc -T0 "$1" | tar -C "$2" -xf -
+      else
+        python3 -c '
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    try:
+        t.extractall(sys.argv[2], filter="tar")
+    except TypeError:  # a python without extraction filters
+        t.extractall(sys.argv[2])' "$1" "$2"
+      fi
+      ;;
+    *.tar.zst) zstd -dcq "$1" | tar -C "$2" -xf - ;;
+    *)
+      echo "unpack_bundle: $1: neither .tar.xz nor .tar.zst" >&2
+      return 1
+      ;;
+  esac
+}

@@ -206,6 +206,14 @@ class Backend {
   // asynchronously; a host-memory backend has neither (null), its gradients are the host's already.
   virtual std::unique_ptr<GradStaging<T>> make_grad_staging() const { return nullptr; }
   virtual Buffer<T> pinned_host_zeros(size_t) const { return nullptr; }
+  // A device backend may hold a step's work back to issue it in one piece (a CUDA graph). Between
+  // pause_capture(true) and pause_capture(false) the host hands device buffers over mid-step (a gradient bucket to
+  // its copy stream or collective): everything issued before has gone to the device, and what is done meanwhile is
+  // issued as it comes. Pairs nest.
+  virtual void pause_capture(bool) const {}
+  // The stream the backend's work runs on (a cudaStream_t; null: the legacy default stream, or no device), which a
+  // collective on the backend's buffers orders itself after, and which waits for it.
+  virtual void* compute_stream() const { return nullptr; }
 
   // Sequence-parallel attention round the group's ring (ring_attention.h) with the blocks in the backend's
   // memory; seg is the batch's local segment ids on the host. False: the backend has no such path, and the

@@ -702,7 +702,12 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
   const auto ranges = grad_bucket_ranges();
   size_t reported = 0;
   auto report = [&] {
-    if (ready) ready(ranges[reported].first, ranges[reported].second);
+    if (ready) {
+      // The bucket is handed over by the host: the device work issued so far must not be held back meanwhile.
+      ops_.pause_capture(true);
+      ready(ranges[reported].first, ranges[reported].second);
+      ops_.pause_capture(false);
+    }
     reported++;
   };
 

@@ -5,7 +5,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -99,8 +109,73 @@ test("the summary writer: a step's line and its FAIL lines reach the file as the
   assert.equal(summary[3], "FAIL cuda_rmsnorm_bf16: max diff 0.5");
 });
 
-test("the dry run takes every step against cuda-emu: op tests, NCCL, the dump check, the evidence files listed", () => {
+test("the bundle's archive unpacks with the xz tool, and through python3 where the host has none", (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), "ringtune-unpack-"));
+  const src = path.join(dir, "src");
+  mkdirSync(path.join(src, "tree/bin"), { recursive: true });
+  writeFileSync(path.join(src, "tree/bin/tool"), "#!/bin/sh\necho hello from the archive\n");
+  chmodSync(path.join(src, "tree/bin/tool"), 0o755);
+  symlinkSync("bin/tool", path.join(src, "tree/tool_link"));
+  const archive = path.join(dir, "ringtune-gpu.tar.xz");
+  const made = spawnSync("bash", ["-c", `tar -C "${src}" -cf - . | xz -0 > "${archive}"`], { encoding: "utf8" });
+  assert.equal(made.status, 0, made.stderr);
+  // a PATH holding tar and python3 but no xz: the GPU host's image may lack the tool
+  const noXz = path.join(dir, "bin");
+  mkdirSync(noXz);
+  for (const tool of ["tar", "python3"]) {
+    const found = spawnSync("bash", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
+    if (found) symlinkSync(found, path.join(noXz, tool));
+  }
+  const pythonLzma = spawnSync("python3", ["-c", "import lzma, tarfile"]).status === 0;
+  for (const [name, PATH] of [
+    ["xz", process.env.PATH ?? ""],
+    ["python3", noXz],
+  ] as const) {
+    if (name === "python3" && !pythonLzma) {
+      t.diagnostic("python3 with lzma not found: the fallback is not checked here");
+      continue;
+    }
+    const into = path.join(dir, `into-${name}`);
+    mkdirSync(into);
+    const r = spawnSync(
+      "/bin/bash",
+      ["-c", `. deploy/gpu/summary_lib.sh; unpack_bundle "$1" "$2"`, "_", archive, into],
+      {
+        cwd: repo,
+        env: { ...process.env, PATH },
+        encoding: "utf8",
+      },
+    );
+    assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+    // the executable bit and the link inside the tree survive
+    const ran = spawnSync(path.join(into, "tree/tool_link"), { encoding: "utf8" });
+    assert.equal(ran.stdout, "hello from the archive\n", name);
+  }
+});
+
+/** A folder whose `node` exits with status 97, saying it is the host's. */
+function failingNode(): string {
+  const bin = mkdtempSync(path.join(tmpdir(), "ringtune-no-node-"));
+  writeFileSync(path.join(bin, "node"), "#!/bin/sh\necho 'the host node was run' >&2\nexit 97\n");
+  chmodSync(path.join(bin, "node"), 0o755);
+  return bin;
+}
+
+/** The bundle as deploy/gpu/bundle.sh packs it, from make build's outputs, as a fast zstd archive. */
+function packedBundle(): string {
+  const bundle = mkdtempSync(path.join(tmpdir(), "ringtune-gpu-bundle-"));
+  const r = spawnSync("bash", ["deploy/gpu/bundle.sh"], {
+    cwd: repo,
+    env: { ...process.env, PACK_ONLY: "1", BUILD: "build/native", B: bundle, COMPRESS: "zst" },
+    encoding: "utf8",
+  });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  return bundle;
+}
+
+test("the dry run takes every step against cuda-emu: op tests, NCCL, the bundle unpacked, the dump check in its tree", () => {
   const out = mkdtempSync(path.join(tmpdir(), "ringtune-gpu-dry-"));
+  const bundle = packedBundle();
   // the bench's smoke run is cuda-tests.sh's in make test (half a minute on the emulator): not twice
   const env = {
     ...process.env,
@@ -109,8 +184,12 @@ test("the dry run takes every step against cuda-emu: op tests, NCCL, the dump ch
     OUT: out,
     TOTAL: "300",
     DRY_FILTER: "cuda_cublaslt cuda_library_nccl",
+    BUNDLE: bundle,
+    // the bundle's tree brings its own node and nats-server: a node on PATH that fails shows neither is needed
+    PATH: `${failingNode()}:${process.env.PATH}`,
   };
   const r = spawnSync("bash", [script], { env, encoding: "utf8", timeout: 300_000 });
+  rmSync(bundle, { recursive: true, force: true }); // tens of MiB
   const summary = readFileSync(path.join(out, "summary.txt"), "utf8");
   assert.equal(r.status, 0, summary + r.stderr);
   const lines = summary.trim().split("\n");
@@ -124,6 +203,17 @@ test("the dry run takes every step against cuda-emu: op tests, NCCL, the dump ch
     summary,
     /^\[\d+s\] nccl: \S+nccl_standin\/libnccl\.so\.2 \(version \d+\), 2 rank\(s\), through \S+ringtune_cuda_device_emu\.so$/m,
   );
+  // the carried archive unpacked into a temp folder, timed, and the end-to-end step run in its tree
+  const unpacked =
+    /^\[\d+s\] bundle: \S+ringtune-gpu\.tar\.zst \(\d+ MiB carried\) unpacked into (\S+) \(\d+ MiB\) in \d+\.\d{3}s$/m.exec(
+      summary,
+    );
+  assert.ok(unpacked, summary);
+  const tree = `${unpacked[1]}/tree`;
+  assert.ok(summary.includes(`end to end: in the bundle's tree ${tree}, node v`), summary);
+  const e2e = readFileSync(path.join(out, "e2e.txt"), "utf8");
+  assert.ok(e2e.includes(`tree: ${tree}; node: ${tree}/bin/node v`), e2e);
+  assert.ok(!existsSync(unpacked[1]!), "the unpacked bundle is removed at the end");
   assert.match(summary, /^CHECK dump cuda-emu fp32 vs cpu: ok \(max diff /m);
   assert.match(summary, /^CHECK dist\/test\/train\/cuda_emu_worker\.test\.js: NOT RUN/m);
   assert.match(summary, /^\[\d+s\] end to end: ok$/m);

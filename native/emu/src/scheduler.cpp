@@ -115,6 +115,8 @@ void run_block(BlockRun& r, uint3 block, uint64_t& rng) {
   const int n = (int)r.threads.size();
   for (int i = 0; i < n; i++) {
     r.threads[i].state = ThreadState::Runnable;
+    r.threads[i].async_copies.clear();  // a copy never waited for never lands
+    r.threads[i].async_groups = 0;
     fiber_prepare(&r.threads[i].ctx, stacks.get(i), kStackBytes, fiber_entry);
   }
   for (Warp& w : r.warps) w.open.clear();
@@ -201,6 +203,15 @@ void* dynamic_shared() {
   // 128-byte aligned, as the GPU's shared window: wmma tiles and 128-bit copies placed in it need 32 and 16
   const uintptr_t p = (uintptr_t)r.dynamic_shared.data();
   return (void*)((p + kDynamicSharedAlign - 1) & ~(uintptr_t)(kDynamicSharedAlign - 1));
+}
+
+bool capture_launch(cudaStream_t stream, const void* kernel, const char* signature,
+                    std::function<void(cudaStream_t)> run) {
+  GraphNode node{NodeKind::Kernel, kernel, "kernel " + kernel_name(signature), [run = std::move(run)](cudaStream_t s) {
+                   run(s);
+                   return cudaGetLastError();  // the launch's own error (cudaGraphLaunch cleared any earlier one)
+                 }};
+  return capture_node(stream, std::move(node));
 }
 
 std::atomic<unsigned long long> kernel_launches{0};
