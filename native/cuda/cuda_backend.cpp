@@ -265,6 +265,15 @@ class CudaBackend final : public Backend<float> {
     use_device(device_);
     linear_forward_epilogue(*gemm_, out, inp, w, b, residual, N, I, O, stream_);
   }
+  void rmsnorm_linear_stacked(float* const* outs, float* ln, float* rstd, const float* inp, const float* norm_w,
+                              double eps, const float* w, const float* bias, const int* O, int parts, int N,
+                              int C) const override {
+    use_device(device_);
+    int total = 0;
+    for (int j = 0; j < parts; j++) total += O[j];
+    cuda::rmsnorm_linear_stacked(fused(), outs, ln, rstd, inp, norm_w, eps, w, bias, O, parts, N, C,
+                                 stacked_.get((size_t)N * total));
+  }
   // The MLP in fewer kernels, its GEMM operands rounded to bf16 by the kernels that produce them (mlp_fused.h).
   void mlp_forward(const MlpForward<float>& m) const override {
     use_device(device_);

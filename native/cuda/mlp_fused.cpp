@@ -14,6 +14,16 @@ namespace rt::cuda {
 // The scratch slots of Bf16Compute::side the ops below write their bf16 operands into.
 enum SideSlot { kLn16 = 0, kH16 = 1, kGrad16 = 2 };
 
+void rmsnorm_linear_stacked(const FusedOps& f, float* const* outs, float* ln, float* rstd, const float* inp,
+                            const float* norm_w, double eps, const float* w, const float* bias, const int* O, int parts,
+                            int N, int C, float* packed) {
+  const size_t NC = (size_t)N * C;
+  bf16* ln16 = f.bf16 ? f.bf16->side(kLn16, NC) : nullptr;
+  rmsnorm_forward(ln, rstd, inp, norm_w, N, C, eps, f.stream, ln16);
+  const Bf16Compute::Prerounded lns(f.bf16, ln, NC, ln16);
+  linear_forward_stacked<float>(f.gemm, outs, ln, w, bias, O, parts, N, C, packed, f.stream);
+}
+
 void mlp_forward(const FusedOps& f, const MlpForward<float>& m, float* packed) {
   const int N = m.N, C = m.C, F = m.F;
   const size_t NC = (size_t)N * C, NF = (size_t)N * F;

@@ -20,6 +20,10 @@ struct FusedOps {
   cudaStream_t stream;
 };
 
+// rmsnorm writing ln (and in bf16 its rounded copy), then the stacked projection of ln; packed: (N, sum O) scratch.
+void rmsnorm_linear_stacked(const FusedOps& f, float* const* outs, float* ln, float* rstd, const float* inp,
+                            const float* norm_w, double eps, const float* w, const float* bias, const int* O, int parts,
+                            int N, int C, float* packed);
 // packed: (N, 2F) scratch.
 void mlp_forward(const FusedOps& f, const MlpForward<float>& m, float* packed);
 void swiglu_down_backward(const FusedOps& f, float* dh, float* dw_down, float* db_down, float* h, const float* dout,

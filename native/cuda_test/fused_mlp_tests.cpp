@@ -275,3 +275,66 @@ TEST(cuda_split_swiglu_kernels_against_cpu) {
     }
   }
 }
+
+// rmsnorm and the stacked q/k/v projection of its output in one backend call: against the CPU's separate ops
+// (fp32, 1e-5) and the device's own separate ops (the same bits, fp32 and bf16; bf16 saves the cast of ln).
+TEST(cuda_rmsnorm_linear_stacked_matches_separate_ops) {
+  const Backend<float>& cpu = cpu_backend<float>();
+  const int N = 13, C = 40, O[] = {32, 16, 16};
+  const int total = O[0] + O[1] + O[2];
+  std::vector<float> x((size_t)N * C), nw(C), w((size_t)total * C), b(total);
+  fill_uniform(x, 61, 2.0), fill_uniform(nw, 62), fill_uniform(w, 63, 0.3), fill_uniform(b, 64);
+  auto run = [&](const Backend<float>& ops, bool fused, unsigned long long* launches) {
+    auto put = [&](const std::vector<float>& v) {
+      Buffer<float> d = ops.zeros(v.size());
+      ops.upload(d->data(), v.data(), v.size());
+      return d;
+    };
+    Buffer<float> dx = put(x), dnw = put(nw), dw = put(w), db = put(b), ln = ops.zeros((size_t)N * C),
+                  rstd = ops.zeros(N);
+    Buffer<float> outs[3] = {ops.zeros((size_t)N * O[0]), ops.zeros((size_t)N * O[1]), ops.zeros((size_t)N * O[2])};
+    float* const p[] = {outs[0]->data(), outs[1]->data(), outs[2]->data()};
+#ifdef RINGTUNE_CUDA_EMU
+    const unsigned long long before = ringtune_emu_kernel_launches();
+#endif
+    if (fused)
+      ops.rmsnorm_linear_stacked(p, ln->data(), rstd->data(), dx->data(), dnw->data(), 1e-5, dw->data(), db->data(), O,
+                                 3, N, C);
+    else
+      ops.Backend<float>::rmsnorm_linear_stacked(p, ln->data(), rstd->data(), dx->data(), dnw->data(), 1e-5, dw->data(),
+                                                 db->data(), O, 3, N, C);
+#ifdef RINGTUNE_CUDA_EMU
+    if (launches) *launches = ringtune_emu_kernel_launches() - before;
+#else
+    if (launches) *launches = 0;
+#endif
+    std::vector<std::vector<float>> r;
+    for (const Buffer<float>& t : {ln, rstd, outs[0], outs[1], outs[2]}) {
+      r.emplace_back(t->size());
+      ops.download(r.back().data(), t->data(), t->size());
+    }
+    return r;
+  };
+  const auto want = run(cpu, false, nullptr);
+  for (Precision precision : {Precision::fp32, Precision::bf16}) {
+    const auto gpu = rt::cuda::make_cuda_backend(0, precision);
+    unsigned long long fused_launches = 0, separate_launches = 0;
+    const auto fused = run(*gpu, true, &fused_launches), separate = run(*gpu, false, &separate_launches);
+    const std::string p = precision == Precision::bf16 ? "bf16 " : "fp32 ";
+    for (size_t t = 0; t < fused.size(); t++) {
+      CHECK(std::memcmp(fused[t].data(), separate[t].data(), sizeof(float) * fused[t].size()) == 0,
+            p << "tensor " << t << ": the fused call differs from the separate ops");
+      if (precision == Precision::fp32)
+        expect_close(p + "tensor " + std::to_string(t), fused[t].data(), want[t].data(), want[t].size(), 1e-5, 1e-5);
+      else if (t >= 2) {
+        const double e = relative_l2(fused[t], want[t]);
+        CHECK(e > 1e-6 && e < 2e-2, p << "q/k/v part " << t - 2 << ": relative L2 error " << e);
+      }
+    }
+    note(p + "rmsnorm + stacked q/k/v: " + std::to_string(fused_launches) + " launches fused, " +
+         std::to_string(separate_launches) + " separate");
+    if (rt::cuda::kEmulated)
+      CHECK(separate_launches - fused_launches == (precision == Precision::bf16 ? 1u : 0u),
+            p << fused_launches << " vs " << separate_launches);
+  }
+}

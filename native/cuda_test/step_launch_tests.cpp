@@ -1,6 +1,6 @@
-// Kernel launches of a training step on the emulated CUDA backend (fp32 and bf16; a full fine-tune and LoRA on
-// q_proj and v_proj), counted by the emulator: printed, so that a change that fuses kernels shows what it saved,
-// and the same from one step to the next (a step of seen shapes does the same work).
+// Kernel launches of a training step on the emulated CUDA backend (fp32 and bf16, a full fine-tune), counted by the
+// emulator: printed, so that a change that fuses kernels shows what it saved, and the same from one step to the next (a
+// step of seen shapes does the same work).
 #include <string>
 #include <vector>
 #include "backend.h"
@@ -62,7 +62,7 @@ unsigned long long step_launches(rt::cuda::Precision precision, bool lora) {
 }  // namespace
 
 TEST(cuda_step_kernel_launches) {
-  for (auto p : {rt::cuda::Precision::fp32, rt::cuda::Precision::bf16})
-    for (bool lora : {false, true}) step_launches(p, lora);
+  // (LoRA on q_proj and v_proj: step_launches(precision, true); left out of make test for its time)
+  for (auto p : {rt::cuda::Precision::fp32, rt::cuda::Precision::bf16}) step_launches(p, false);
 }
 #endif

@@ -4,6 +4,7 @@
 // entry picks the single-element kernel). Elementwise ops give the same bits either way; rmsnorm sums a row in
 // another order, so both paths are held to 1e-5 of the CPU's rmsnorm instead. The bf16 copies (AdamW's compute
 // copy, the cast, rmsnorm's output for the next GEMM) equal the rounding of the fp32 results.
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>

@@ -119,6 +119,14 @@ class Backend {
     linear_forward(scratch, inp, w, b, N, I, O);
     add(out, residual, scratch, (size_t)N * O);
   }
+  // rmsnorm, then a stacked projection of its output (the q/k/v group): ln (N, C) and rstd (N) written (LoRA
+  // adapters read ln next), then linear_forward_stacked over ln. A device backend in bf16 has the norm's kernel
+  // write ln's bf16 copy for the GEMM too; this default makes the two calls.
+  virtual void rmsnorm_linear_stacked(T* const* outs, T* ln, T* rstd, const T* inp, const T* norm_w, double eps,
+                                      const T* w, const T* bias, const int* O, int parts, int N, int C) const {
+    rmsnorm_forward(ln, rstd, inp, norm_w, N, C, eps);
+    linear_forward_stacked(outs, ln, w, bias, O, parts, N, C);
+  }
   // The MLP half of a layer (MlpForward above), when no LoRA adapter targets gate_proj or up_proj (they add to
   // gate and up between the GEMM and SwiGLU). A device backend fuses the split of the stacked GEMM's columns
   // with SwiGLU and hands the GEMMs operands already rounded to bf16 by the kernels that produce them; this

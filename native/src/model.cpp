@@ -477,6 +477,18 @@ void Model<T>::project_stacked(int l, const StackedTargets& g, T* const* outs, c
   for (int j = 0; j < g.parts; j++) add_adapters(l, g.t[j], outs[j], inp, N, ab[g.t[j]], adapters);
 }
 
+// project_stacked of rmsnorm(inp) (ln and rstd written), the norm and the GEMM in one backend call.
+template <typename T>
+void Model<T>::norm_project_stacked(int l, const StackedTargets& g, T* const* outs, T* ln, T* rstd, const T* inp,
+                                    const T* norm_w, int N, const std::array<AdapterBuffers<T>, kNumTargets>& ab,
+                                    const std::vector<AdapterRun<T>>& adapters) {
+  int O[kMaxStacked];
+  const int in = stacked_shape(g, O);
+  ops_.rmsnorm_linear_stacked(outs, ln, rstd, inp, norm_w, cfg_.rms_norm_eps, param(g.w[0]), param(g.b[0]), O, g.parts,
+                              N, in);
+  for (int j = 0; j < g.parts; j++) add_adapters(l, g.t[j], outs[j], ln, N, ab[g.t[j]], adapters);
+}
+
 // The rows of each part of a stacked group, and its input width; the table lays the group's weights (and
 // biases) out adjacently, which the stacked ops rely on.
 template <typename T>
@@ -650,9 +662,8 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
   const LayerOffsets& o = table_.layers[l];
   const auto& ad = io.adapters;
   stage_layer(l);
-  ops_.rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
   T* const qkv[] = {io.q, io.k, io.v};
-  project_stacked(l, qkv_group(o), qkv, io.ln, n, ad, adapters);
+  norm_project_stacked(l, qkv_group(o), qkv, io.ln, io.rstd1, io.res_in, param(o.ln1), n, ad, adapters);
   ops_.rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
   ops_.rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
   if (caches) {
@@ -675,9 +686,8 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
     add_adapters(l, kDown, io.res_out, io.h, n, ad[kDown], adapters);
     return;
   }
-  ops_.rmsnorm_forward(io.ln, io.rstd2, io.res_mid, param(o.ln2), n, C, c.rms_norm_eps);
   T* const gate_up[] = {io.gate, io.up};
-  project_stacked(l, gate_up_group(o), gate_up, io.ln, n, ad, adapters);
+  norm_project_stacked(l, gate_up_group(o), gate_up, io.ln, io.rstd2, io.res_mid, param(o.ln2), n, ad, adapters);
   ops_.swiglu_forward(io.h, io.gate, io.up, (size_t)n * c.intermediate_size);
   project(l, kDown, io.res_out, io.h, o.wd, o.bd, n, ad[kDown], adapters, io.res_mid, io.tmp);  // res_mid + mlp
 }
