@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NATIVE_BUILD := build/native
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build native ts test test-native test-js bench demo clean lint format
+.PHONY: all deps build native ts test test-native test-js bench demo clean lint format lint-and-test-native
 
 all: build
 
@@ -27,7 +27,13 @@ ts: deps
 
 build: native ts
 
-test: build lint test-native test-js test-containers-if-podman
+test: build lint-and-test-native test-js test-containers-if-podman
+
+# Lint and the native tests side by side (a sub-make with -j2, each one's output printed whole as it ends):
+# ESLint and Prettier each keep one core busy while the native drivers wait on their own threads. Their
+# prerequisites (deps, native) are already made, so the sub-make builds nothing again.
+lint-and-test-native: build
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint test-native
 
 # Formatting and lint are checked in `make test`; `make format` rewrites the tree in the house style.
 # C++/CUDA formatting: clang-format with the repository's .clang-format, over the files git tracks.
@@ -59,8 +65,10 @@ test-native: native
 gpu-bundle: ts
 	./deploy/gpu/bundle.sh
 
+# The JS tests in the lanes test/lanes.txt gives them: files that mostly wait beside files that compute, each
+# lane one file at a time, then the timing-sensitive ones alone (deploy/scripts/test-js.sh).
 test-js: build
-	node --test --test-concurrency=1 $$(find dist/test -name '*.test.js' -not -path 'dist/test/containers/*' | sort)
+	@./deploy/scripts/test-js.sh
 
 # ringtune's OCI image (and the container tests' nats-server image), built by podman from a debootstrapped
 # Debian root with nothing but Debian's and npm's registries; content-keyed, rebuilt only when its inputs change.

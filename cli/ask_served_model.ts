@@ -41,9 +41,9 @@ if (!existsSync(answers)) fail(`${answers} is missing: the job ran no generation
 const line = JSON.parse(readFileSync(answers, "utf8").split("\n")[0]!) as AnswerLine;
 const model = finalLayout(record.output).model;
 
-const server = spawn(process.execPath, [CLI, "serve", "--model", model, "--name", "demo", "--http", "127.0.0.1:0"], {
-  stdio: ["ignore", "pipe", "pipe"],
-});
+// the job's output folder is what the server may read (its --data-root)
+const args = ["serve", "--model", model, "--name", "demo", "--data-root", record.output, "--http", "127.0.0.1:0"];
+const server = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
 let log = "";
 server.stdout.on("data", (b) => (log += b));
 server.stderr.on("data", (b) => (log += b));

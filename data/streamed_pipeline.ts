@@ -8,10 +8,12 @@
 // use the same seeded functions.
 import type { DataSource } from "../spec/job_spec.js";
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, readSync, renameSync, rmSync } from "node:fs";
+import { closeSync, readSync } from "node:fs";
 import { openInputSync } from "../files/input_files.js";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { CacheBuild, holdCacheEntry } from "../files/cache_folder.js";
+import type { HeldFolder } from "../files/held_folder.js";
+import { dataCacheDir, holdDataCache, holdDataCacheEntry } from "./storage/cache_root.js";
 import { cacheKey } from "./storage/cache.js";
 import { isBadRecord, type DataSpec } from "./data_keys.js";
 import type { Problem } from "../text/records/problems.js";
@@ -27,10 +29,10 @@ import { DEFAULT_MAX_RECORD_BYTES } from "../text/records/record_limits.js";
 import { planStreamedRows } from "./rows/streamed_rows.js";
 import { FirstPass, type PrepareProgress } from "./first_pass.js";
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const BATCH_RECORDS = 256;
 
 export type { PrepareProgress };
+export { dataCacheDir };
 
 export interface PrepareOptions {
   quiet?: boolean;
@@ -51,14 +53,11 @@ export interface PreparedDataset {
   setup: TextSetup;
   fromCache: boolean;
   failed: boolean;
-  /** the cache entry the rows are read from */
+  /** the cache entry the rows are read from, as named */
   cacheDir: string;
+  /** that entry, held: files stored beside the rows are reached through it, never through a link */
+  entry: HeldFolder;
   close(): void;
-}
-
-export function dataCacheDir(spec: DataSpec): string {
-  // RINGTUNE_CACHE_DIR moves the cache of specs that name no cache_dir out of the checkout.
-  return spec.cache_dir ?? process.env.RINGTUNE_CACHE_DIR ?? path.join(repoRoot, ".cache", "data");
 }
 
 /** sha256 of what is left to read on `fd`, read in chunks (bounded memory for any size). */
@@ -90,8 +89,21 @@ export function streamedCacheKey(spec: DataSpec, setup: TextSetup, display: (f: 
   });
 }
 
-export function openPrepared(spec: DataSpec, setup: TextSetup, dir: string, fromCache: boolean): PreparedDataset {
-  const cache = new TokenCache(dir);
+/** The cache entry `dir` (a folder of the spec's cache) opened; `entry`: already held (it is then kept). */
+export function openPrepared(
+  spec: DataSpec,
+  setup: TextSetup,
+  dir: string,
+  fromCache: boolean,
+  entry: HeldFolder = holdDataCacheEntry(spec, dir),
+): PreparedDataset {
+  let cache: TokenCache;
+  try {
+    cache = new TokenCache(entry);
+  } catch (err) {
+    entry.close();
+    throw err;
+  }
   const { stats, problems } = cache.meta;
   const failed = spec.on_bad_record === "fail" && problems.some(isBadRecord);
   return {
@@ -103,7 +115,11 @@ export function openPrepared(spec: DataSpec, setup: TextSetup, dir: string, from
     fromCache,
     failed,
     cacheDir: dir,
-    close: () => cache.close(),
+    entry,
+    close: () => {
+      cache.close();
+      entry.close();
+    },
   };
 }
 
@@ -111,28 +127,30 @@ export async function prepareDataset(spec: DataSpec, opts: PrepareOptions = {}):
   const progress = new Progress(opts.quiet ?? false);
   const setup = setupText(spec);
   const display = (f: string) => path.relative(opts.displayRoot ?? process.cwd(), f) || f;
-  const root = dataCacheDir(spec);
   const key = streamedCacheKey(spec, setup, display);
-  const dir = path.join(root, key);
-  if ((opts.useCache ?? true) && hasCompleteCache(dir)) {
-    const d = openPrepared(spec, setup, dir, true);
-    progress.note(`data: cached (${key.slice(0, 12)}), ${d.train.length} train rows, ${d.val.length} val rows`);
-    return d;
-  }
-  mkdirSync(root, { recursive: true });
-  // Built in a temporary folder and renamed, so a crash never leaves half an entry that looks whole.
-  const tmp = path.join(root, `${key}.tmp-${process.pid}-${Date.now()}`);
-  // Not recursive: a folder or link already at that name is an error, not a place to write into.
-  mkdirSync(tmp);
+  const cache = holdDataCache(spec);
   try {
-    await build(spec, setup, tmp, display, progress, opts);
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
-  } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw err;
+    const dir = path.join(cache.dir, key);
+    const found = (opts.useCache ?? true) ? holdCacheEntry(cache, key) : undefined;
+    if (found && hasCompleteCache(found)) {
+      const d = openPrepared(spec, setup, dir, true, found);
+      progress.note(`data: cached (${key.slice(0, 12)}), ${d.train.length} train rows, ${d.val.length} val rows`);
+      return d;
+    }
+    found?.close();
+    // Built in a new folder and renamed, so a crash never leaves half an entry that looks whole.
+    const building = new CacheBuild(cache, key);
+    try {
+      await build(spec, setup, building.dir, display, progress, opts);
+    } catch (err) {
+      building.abort();
+      throw building.named(err);
+    }
+    building.commit();
+    return openPrepared(spec, setup, dir, false, holdCacheEntry(cache, key));
+  } finally {
+    cache.close();
   }
-  return openPrepared(spec, setup, dir, false);
 }
 
 /** JSONL files go to the threads as byte ranges; other files are read here and go as records. */

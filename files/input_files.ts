@@ -7,7 +7,8 @@
 // descriptor's own /proc/self/fd/N, which reopens exactly the file the walk reached.
 import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { bothForms } from "./folder_beneath.js";
-import { InputFileError, notRegular, openBeneath, typeError } from "./walk_beneath.js";
+import path from "node:path";
+import { inside, InputFileError, notRegular, openBeneath, typeError } from "./walk_beneath.js";
 
 export { InputFileError, notRegular };
 
@@ -17,10 +18,17 @@ export { InputFileError, notRegular };
  */
 export const INPUT_ROOTS_VARIABLE = "RINGTUNE_INPUT_ROOTS";
 
-function inputRoots(): string[] | undefined {
+/** This process's input roots (both forms: as named and resolved), or undefined when it has none. */
+export function inputRoots(): string[] | undefined {
   const value = process.env[INPUT_ROOTS_VARIABLE];
   if (!value) return undefined;
   return bothForms(value.split(":").filter((r) => r !== ""));
+}
+
+/** Whether `p` (as written, `..` resolved) lies under this process's input roots; true when it has none. */
+export function underInputRoots(p: string): boolean {
+  const roots = inputRoots();
+  return !roots || roots.some((r) => inside(r, path.resolve(p)));
 }
 
 /**

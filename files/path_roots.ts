@@ -86,7 +86,7 @@ export function outsideRoots(
   file: string,
   roots: string[],
   kind: "data" | "output",
-  holder: "coordinator" | "worker" = "coordinator",
+  holder: "coordinator" | "worker" | "server" = "coordinator",
 ): string | undefined {
   const list = [...new Set(roots)].join(", ");
   const flag = kind === "data" ? "--data-root" : "--output-root";

@@ -90,6 +90,8 @@ export const JobRecord = defineMessage("JobRecord", {
         at: z.string(),
         /** how this formation's gradients travel: "nccl", or the transport with host staging and why */
         data_plane: z.string().max(2000).optional(),
+        /** under sequence parallelism: how each group's attention blocks travel, in group order (as data_plane) */
+        sequence_data_planes: z.array(z.string().max(2000)).max(4096).optional(),
       }),
     )
     .max(256)

@@ -23,3 +23,4 @@ export * from "./memory_estimate.js";
 export { lostLinkMessage, ringBrokeIn, silentPeerMessage, silentPeerOf } from "./silent_peer.js";
 export { SERVE_QUEUE, modelToken, serveSubjects } from "./serve_subjects.js";
 export * from "./preference.js";
+export { sequenceGroupOf, sequenceGroupRing } from "./sequence_group.js";

@@ -52,6 +52,9 @@ export const LoraSettingsWire = z.object({
   baseBf16: z.boolean().optional(),
 });
 
+/** An NCCL unique id (128 bytes) as it travels: sealed with the ring's secret (worker/allreduce/nccl_id.ts). */
+const SealedNcclId = z.instanceof(Uint8Array).refine((b) => b.length <= 512, "at most 512 bytes");
+
 export const JobAssign = defineMessage("JobAssign", {
   job: SubjectToken,
   ring: SubjectToken,
@@ -83,10 +86,14 @@ export const JobAssign = defineMessage("JobAssign", {
    * An all-GPU ring's NCCL data plane: the epoch's NCCL unique id, made by rank 0 and sealed with ring_secret
    * (worker/allreduce/nccl_id.ts). Absent: gradients go through host staging over the ring's transport.
    */
-  nccl_id: z
-    .instanceof(Uint8Array)
-    .refine((b) => b.length <= 512, "at most 512 bytes")
-    .optional(),
+  nccl_id: SealedNcclId.optional(),
+  /**
+   * sequence_parallel > 1, and every rank of this rank's group computes on a CUDA device with NCCL: the
+   * group's NCCL unique id, made by the group's first rank and sealed with ring_secret for the group's ring id
+   * (proto/sequence_group.ts), over which the group's attention blocks move by send/recv. Absent: the group's
+   * TCP link carries them.
+   */
+  sequence_nccl_id: SealedNcclId.optional(),
 });
 export const JobAssignReply = defineMessage("JobAssignReply", {
   ...Ok,
@@ -96,12 +103,18 @@ export const JobAssignReply = defineMessage("JobAssignReply", {
 
 /**
  * Before a ring's assignments: can this worker take part in an NCCL data plane? The ring's first rank
- * (create_nccl_id) also makes the epoch's unique id and returns it sealed with ring_secret.
+ * (create_nccl_id) also makes the epoch's unique id and returns it sealed with ring_secret; a sequence-parallel
+ * group's first rank does the same for its group (sequence_group_ring).
  */
 export const DataPlaneProbe = defineMessage("DataPlaneProbe", {
   job: SubjectToken,
   ring: SubjectToken,
   create_nccl_id: z.boolean(),
+  /**
+   * This worker is the first rank of a sequence-parallel group whose ranks all compute on CUDA devices: it
+   * also makes the group's unique id, sealed with ring_secret for this (the group's) ring id.
+   */
+  sequence_group_ring: SubjectToken.optional(),
   ring_secret: z
     .instanceof(Uint8Array)
     .refine((b) => b.length >= 16 && b.length <= 64, "16 to 64 bytes")
@@ -112,10 +125,9 @@ export const DataPlaneProbeReply = defineMessage("DataPlaneProbeReply", {
   nccl: z.boolean().optional(),
   /** why not, when nccl is false */
   reason: z.string().max(2000).optional(),
-  nccl_id: z
-    .instanceof(Uint8Array)
-    .refine((b) => b.length <= 512, "at most 512 bytes")
-    .optional(),
+  nccl_id: SealedNcclId.optional(),
+  /** the sequence-parallel group's unique id, when sequence_group_ring asked for it */
+  sequence_nccl_id: SealedNcclId.optional(),
 });
 
 export const TrainStep = defineMessage("TrainStep", {

@@ -7,6 +7,8 @@ import { loadAddon, type BatchedDecoder, type ModelDeviceName } from "../native/
 import { eosTokenIds, readGenerationConfig } from "../hf/generation_config.js";
 import { loadModel } from "../hf/hf_model.js";
 import { confinedAdapter, resolveAdapterSource, type JobOutputLookup } from "./adapter_source.js";
+import { addInputRoots } from "../files/input_files.js";
+import { outsideRoots } from "../files/path_roots.js";
 import { GenerationEngine } from "./engine.js";
 import { startHttp, type HttpFrontDoor } from "./http_server.js";
 import { baseTextChoice, ModelCatalog } from "./model_catalog.js";
@@ -43,6 +45,13 @@ export interface ServeOptions {
    * at start are the operator's choice and not confined.
    */
   adapterRoots?: string[];
+  /**
+   * Folders every file the server reads must lie under: the base, the adapters named at start and those
+   * loaded at run time. A path elsewhere is refused naming it and the roots (--data-root), and every file is
+   * opened by the O_NOFOLLOW walk from its root (files/walk_beneath.ts), so a link planted inside a model or
+   * adapter folder cannot lead a read out. Default: none here (a serving worker's own roots already apply).
+   */
+  inputRoots?: string[];
   /** the key HTTP clients must send (`Authorization: Bearer KEY`); none: the HTTP door is open */
   apiKey?: string;
   /** a serving worker's id: it also answers on its node subjects, where the coordinator routes requests */
@@ -65,8 +74,16 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** Refuses `dir` (named by `flag`) when it lies outside `roots`, naming both. */
+function confinedInput(dir: string, roots: string[] | undefined, flag: string): void {
+  const why = roots && outsideRoots(path.resolve(dir), roots, "data", "server");
+  if (why) throw new Error(`${flag}: ${why}`);
+}
+
 export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const log = o.log ?? (() => {});
+  if (o.inputRoots) addInputRoots(o.inputRoots);
+  confinedInput(o.modelDir, o.inputRoots, "--model");
   const { model, config } = await loadModel(o.modelDir, { device: o.device ?? "cpu" });
   const decoder = loadAddon().createBatchedDecoder(model, { baseBf16: o.baseBf16 ?? false });
   const catalog = new ModelCatalog(
@@ -86,7 +103,11 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     if (c.type === "loaded") info(describeTextChoice(c.model.name, c.model.choice));
   });
   const resolve = (source: string) => resolveAdapterSource(source, o.lookupJob ?? null);
-  for (const a of o.adapters) await catalog.load(a.name, await resolve(a.source));
+  for (const a of o.adapters) {
+    const dir = await resolve(a.source);
+    confinedInput(dir, o.inputRoots, `--adapter ${a.name}`);
+    await catalog.load(a.name, dir);
+  }
   const roots = o.adapterRoots ?? [process.cwd()];
   const resolveRequested = async (source: string) => confinedAdapter(await resolve(source), roots);
   const ctx: ApiContext = {

@@ -7,6 +7,7 @@ import { setupText, type TextSetup } from "../spec/text_setup.js";
 import type { TemplateName, TemplateOptions } from "../text/templates/template.js";
 import { readTokenizerConfig } from "../text/tokenizers/hf_tokenizer.js";
 import { readTrainedText, TRAINED_TEXT_FILE } from "../hf/trained_text.js";
+import { underInputRoots } from "../files/input_files.js";
 
 export interface TextChoice {
   template: TemplateName;
@@ -50,9 +51,12 @@ export function baseTextChoice(baseDir: string, override?: TemplateName): TextCh
   };
 }
 
-/** The choice a job recorded for an adapter (ringtune.json in the adapter folder or its parent), or null. */
+/**
+ * The choice a job recorded for an adapter (ringtune.json in the adapter folder or its parent), or null. A
+ * parent outside the process's input roots (an adapter folder that is a root itself) is not looked in.
+ */
 export function recordedTextChoice(adapterDir: string): TextChoice | null {
-  for (const dir of [adapterDir, path.dirname(adapterDir)]) {
+  for (const dir of [adapterDir, path.dirname(adapterDir)].filter(underInputRoots)) {
     const recorded = readTrainedText(dir);
     if (recorded) return { ...recorded, from: path.join(dir, TRAINED_TEXT_FILE) };
   }

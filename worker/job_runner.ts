@@ -32,6 +32,7 @@ import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.js";
 import { checkAssignPaths, checkSavePath } from "./command_paths.js";
 import type { PathRoots } from "../files/path_roots.js";
 import { joinSequenceGroup, type SequenceGroup } from "./sequence_parallel/group_link.js";
+import { checkSequenceNcclId, joinNcclSequenceGroup } from "./sequence_parallel/nccl_group.js";
 import { applyZeroShard, gatherFullMoments } from "./zero_shard.js";
 import { Trainer } from "./trainer.js";
 import type { WorkerMetrics } from "./worker_metrics.js";
@@ -125,6 +126,7 @@ export class JobRunner {
   private readonly handlers: CommandHandlers = {
     assign: (m) => {
       if (this.pathRoots) checkAssignPaths(m, this.pathRoots);
+      checkSequenceNcclId(m);
       return this.assign(m);
     },
     step: (m) => this.step(m),
@@ -142,9 +144,16 @@ export class JobRunner {
   private probeDataPlane(m: CommandRequest<"data_plane">): CommandResult<"data_plane"> {
     const reason = ncclUnavailableReason(this.modelDevice);
     if (reason) return { nccl: false, reason: `${reason}` };
-    if (!m.create_nccl_id) return { nccl: true };
-    if (!m.ring_secret) return { nccl: false, reason: "the ring has no secret to seal the NCCL id with" };
-    return { nccl: true, nccl_id: Uint8Array.from(sealNcclId(m.ring_secret, m.ring, newNcclId(this.modelDevice))) };
+    if (!m.create_nccl_id && !m.sequence_group_ring) return { nccl: true };
+    const secret = m.ring_secret;
+    if (!secret) return { nccl: false, reason: "the ring has no secret to seal the NCCL id with" };
+    // Each id is sealed for the ring (or the sequence-parallel group) it serves: it opens nowhere else.
+    const sealedFor = (ring: string) => Uint8Array.from(sealNcclId(secret, ring, newNcclId(this.modelDevice)));
+    return {
+      nccl: true,
+      nccl_id: m.create_nccl_id ? sealedFor(m.ring) : undefined,
+      sequence_nccl_id: m.sequence_group_ring ? sealedFor(m.sequence_group_ring) : undefined,
+    };
   }
 
   /**
@@ -215,7 +224,10 @@ export class JobRunner {
       group,
       { zero: o.zero, preference: m.preference, nccl },
     );
-    this.log.info({ job: m.job, rank: m.rank, dataPlane: trainer.dataPlane }, "data plane");
+    this.log.info(
+      { job: m.job, rank: m.rank, dataPlane: trainer.dataPlane, sequenceDataPlane: trainer.sequenceDataPlane },
+      "data plane",
+    );
     this.job = { id: m.job, config, trainer, ring: m.ring };
     return { num_params: model.params().reduce((n, p) => n + p.size, 0), step };
   }
@@ -291,6 +303,7 @@ export class JobRunner {
     stop: AbortSignal,
   ): Promise<{ transport: Transport; nccl?: NcclDataPlane; group?: SequenceGroup }> {
     const onActivity = (a: string) => (this.doing = a);
+    const spSize = m.sequence_parallel ?? 1;
     this.log.info(
       {
         job: m.job,
@@ -343,20 +356,20 @@ export class JobRunner {
         throw err;
       }
     }
-    const spSize = m.sequence_parallel ?? 1;
     let group: SequenceGroup | undefined;
     if (spSize > 1) {
       onActivity("joining the sequence-parallel group");
+      const member = { ring: m.ring, rank: m.rank, size: spSize, secret: m.ring_secret };
       try {
-        group = await joinSequenceGroup({
-          nc: this.nc,
-          ring: m.ring,
-          rank: m.rank,
-          size: spSize,
-          secret: m.ring_secret,
-          ...ringTimeouts(m),
-          ...this.net,
-        });
+        // An all-GPU group with NCCL was handed its communicator's id: never a silent fall back to TCP.
+        group = m.sequence_nccl_id
+          ? await joinNcclSequenceGroup({
+              ...member,
+              sealedId: m.sequence_nccl_id,
+              timeoutMs: m.ring_timeout_ms ?? DEFAULT_PEER_TIMEOUT_MS,
+              device: this.modelDevice,
+            })
+          : await joinSequenceGroup({ ...member, nc: this.nc, ...ringTimeouts(m), ...this.net });
       } catch (err) {
         nccl?.abort();
         await transport.close();

@@ -28,6 +28,7 @@ import { WorkerServing, type WorkerServeOptions } from "./serving.js";
 // What the CLI needs to start a worker, from this entry point alone.
 export type { WorkerServeOptions };
 import { processLogger } from "../observe/logger.js";
+import { resolveAdvertiseHost } from "./advertise_host.js";
 import type { ListenAddress } from "../observe/http_listen.js";
 import { metricsRoute, startHttpServer, type RunningHttpServer } from "../observe/http_server.js";
 
@@ -87,6 +88,8 @@ export class Worker {
 
   static async start(opts: WorkerOptions): Promise<Worker> {
     const log = opts.log ?? processLogger("worker", { worker: opts.id });
+    const hosts = dataPlaneHosts(opts);
+    if (hosts.advertiseHost) hosts.advertiseHost = await resolveAdvertiseHost(hosts.advertiseHost, log);
     const nc = await connect({
       ...opts.auth,
       servers: opts.natsUrl,
@@ -97,7 +100,7 @@ export class Worker {
     const metrics: WorkerMetrics = new WorkerMetrics(opts.id, (): "idle" | "busy" =>
       runner.currentJob ? "busy" : "idle",
     );
-    const runner: JobRunner = new JobRunner(nc, log, dataPlaneHosts(opts), metrics);
+    const runner: JobRunner = new JobRunner(nc, log, hosts, metrics);
     runner.pathRoots = opts.roots;
     // Models, configs, checkpoints and adapters are read by walking from these roots (files/input_files.ts):
     // a file or folder swapped for a link after the command's paths were checked cannot lead a read out.

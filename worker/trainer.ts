@@ -133,8 +133,12 @@ export class Trainer {
   }
 
   private get sequenceParallel() {
-    const g = this.group;
-    return g && { link: g.link, rank: g.rank, size: g.size };
+    return this.group?.option;
+  }
+
+  /** how the sequence-parallel group's blocks travel ("nccl" or "tcp"); undefined without a group */
+  get sequenceDataPlane(): string | undefined {
+    return this.group?.dataPlane;
   }
 
   /**

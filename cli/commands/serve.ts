@@ -8,12 +8,14 @@ import { connectNats, natsUrl } from "../nats_connect.js";
 import { NATS_CREDENTIAL_USAGE, natsAuth, natsCredentialFlags } from "../nats_credentials.js";
 import { ServeProcess } from "../../serve/main.js";
 import { parseRootList } from "../../files/path_roots.js";
+import { dataRoots } from "../path_roots.js";
 import { deviceFromFlags } from "../device_flag.js";
 import { DEVICE_FLAG_HELP, modelDevice } from "../../native/js/compute_device.js";
 
 const usage = `usage: ringtune serve --model DIR [--name NAME] [--adapter NAME=DIR|JOB_ID ...] [--http HOST:PORT]
                      [--nats] [--nats-url URL] [--template NAME] [--max-batch N] [--max-context N]
-                     [--adapter-root DIR[:DIR...]] [--api-key-file FILE] [--base-bf16] [${DEVICE_FLAG_HELP}]
+                     [--data-root DIR[:DIR...]] [--adapter-root DIR[:DIR...]] [--api-key-file FILE] [--base-bf16]
+                     [${DEVICE_FLAG_HELP}]
 
 Serves the base model in DIR (as NAME, default the folder's name) and each adapter (a PEFT folder, or the
 id of a finished LoRA job, looked up over NATS) under its NAME: the 'model' field of a request picks one.
@@ -21,7 +23,9 @@ id of a finished LoRA job, looked up over NATS) under its NAME: the 'model' fiel
 when --nats is not given). --nats (server: --nats-url, else $NATS_URL, else the local cluster's): subjects ringtune.serve.<model>.chat / .completions in a queue group,
 so several servers of one model share its requests. Adapters load and unload at run time through
 POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter {lora_name}; a folder loaded
-that way must lie under --adapter-root (default: the working directory). HTTP clients must send the key in
+that way must lie under --adapter-root (default: the data roots). Everything the server reads (the model, its
+adapters, those loaded at run time) must lie under --data-root (default: $RINGTUNE_DATA_ROOT, else the working
+directory), as a worker's inputs must; a symbolic link leading out is refused. HTTP clients must send the key in
 --api-key-file (or $RINGTUNE_API_KEY) as 'Authorization: Bearer KEY' (the openai client's apiKey); without
 one the HTTP door is open to whoever reaches it, and serve warns unless it listens on loopback only.
 --base-bf16 holds the base weights in bf16 (half the memory; outputs within bf16 rounding of fp32's).
@@ -42,6 +46,7 @@ export const serve: Command = {
       template: { type: "string" },
       "max-batch": { type: "string" },
       "max-context": { type: "string" },
+      "data-root": { type: "string" },
       "adapter-root": { type: "string" },
       "api-key-file": { type: "string" },
       "base-bf16": { type: "boolean" },
@@ -68,6 +73,8 @@ export const serve: Command = {
     const maxBatch = intFlag(values, "max-batch", 32);
     if (maxBatch < 1) throw new UsageError(`--max-batch must be at least 1, got ${maxBatch}`);
     const log = (msg: string) => console.error(`serve: ${msg}`);
+    const readRoots = dataRoots(values);
+    const adapterRoots = values["adapter-root"] ? parseRootList(values["adapter-root"] as string) : readRoots;
     const served = await ServeProcess.start({
       modelDir,
       name: values.name,
@@ -79,7 +86,9 @@ export const serve: Command = {
       apiKey,
       baseBf16: values["base-bf16"] === true,
       device: modelDevice(device),
-      adapterRoots: values["adapter-root"] ? parseRootList(values["adapter-root"] as string) : undefined,
+      adapterRoots,
+      // run-time adapters are read under their own roots too
+      inputRoots: [...new Set([...readRoots, ...adapterRoots])],
       maxContext: values["max-context"] ? intFlag(values, "max-context") : undefined,
       log,
     });

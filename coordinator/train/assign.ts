@@ -21,6 +21,8 @@ export interface RingPlace {
   mixedDevices?: boolean;
   /** the ring's NCCL unique id, sealed by rank 0 with the ring's secret; absent: host staging */
   ncclId?: Uint8Array;
+  /** the NCCL unique id of this rank's sequence-parallel group, sealed by its first rank; absent: its TCP link */
+  sequenceNcclId?: Uint8Array;
 }
 
 /**
@@ -65,5 +67,6 @@ export function assignRequest(spec: JobSpec, p: RingPlace): CommandRequest<"assi
     ring_workers: p.workers && [...p.workers],
     preference: spec.stage === "dpo" ? preferenceSettings(spec) : undefined,
     nccl_id: p.ncclId && Uint8Array.from(p.ncclId),
+    sequence_nccl_id: spec.sequence_parallel > 1 && p.sequenceNcclId ? Uint8Array.from(p.sequenceNcclId) : undefined,
   };
 }

@@ -22,6 +22,7 @@ import {
   finalLayoutAt,
   finalStagingDir,
   metricsFile,
+  sequenceGroupOf,
   type GenerationEval,
 } from "../../proto/mod.js";
 import type { PrepareProgress, PreparedDataset } from "../../data/streamed_pipeline.js";
@@ -32,7 +33,7 @@ import type { JobSpec } from "../../spec/job_spec.js";
 import { parseSpec } from "../../spec/load.js";
 import { workerRange } from "../../spec/workers_spec.js";
 import { assignRequest, ringMixesDevices } from "./assign.js";
-import { chooseDataPlane } from "./data_plane.js";
+import { chooseDataPlane, describeSequenceDataPlanes, type DataPlaneChoice } from "./data_plane.js";
 import { pruneCheckpoints, readTrainerState, writeCheckpoint } from "./checkpoint.js";
 import { generationEval, validationLoss } from "./evaluate.js";
 import { recordText, saveFinalModel, saveMergedModel, type FinalPaths } from "./final_outputs.js";
@@ -270,24 +271,28 @@ export class JobAttempt {
       ringSecret: this.ringSecret,
       transport: spec.transport ?? DEFAULT_TRANSPORT,
       deviceOf: this.env.deviceOf,
+      sequenceParallel: spec.sequence_parallel,
     });
-    this.env.log.info({ job: job.id, ring: this.ringId, dataPlane: plane.description }, "data plane");
-    await this.update({ message: `forming a ring of ${this.ring.size} worker(s), data plane ${plane.description}` });
+    const groupPlanes = plane.sequenceDescriptions;
+    this.env.log.info(
+      { job: job.id, ring: this.ringId, dataPlane: plane.description, sequenceDataPlanes: groupPlanes },
+      "data plane",
+    );
+    const groupsLine = groupPlanes ? `, sequence-parallel groups ${describeSequenceDataPlanes(groupPlanes)}` : "";
+    await this.update({
+      message: `forming a ring of ${this.ring.size} worker(s), data plane ${plane.description}${groupsLine}`,
+    });
     const referenceFile = needsStoredReference(spec) ? storedReferenceFile(spec, this.data) : undefined;
     this.reference = referenceFile ? loadStoredReference(referenceFile, this.data) : undefined;
     if (referenceFile && !this.reference) {
       // The reference is the initial model: a resumed ring first holds the initial weights for the pass,
       // then the checkpoint's.
       // The pass only reads (no gradients to reduce): host staging, so the ring's NCCL id serves one communicator.
-      await this.assignRing(
-        undefined,
-        resumeDir ? `${this.ringId}-ref` : this.ringId,
-        resumeDir ? undefined : plane.ncclId,
-      );
+      await this.assignRing(undefined, resumeDir ? `${this.ringId}-ref` : this.ringId, resumeDir ? undefined : plane);
       this.reference = await this.referencePass(referenceFile, startStep);
-      if (resumeDir) await this.assignRing(resumeDir, this.ringId, plane.ncclId);
+      if (resumeDir) await this.assignRing(resumeDir, this.ringId, plane);
     } else {
-      await this.assignRing(resumeDir, this.ringId, plane.ncclId);
+      await this.assignRing(resumeDir, this.ringId, plane);
       if (this.reference)
         await this.metrics.append({
           step: startStep,
@@ -296,7 +301,7 @@ export class JobAttempt {
           pairs: pairCount(this.reference),
         });
     }
-    await this.recordRingSize(startStep, plane.description);
+    await this.recordRingSize(startStep, plane);
   }
 
   /** The final model, the generation eval after training, the merged model, the loss plot. */
@@ -343,8 +348,8 @@ export class JobAttempt {
   }
 
   /** Every rank builds its model (the checkpoint's at `resumeDir`, else the spec's) and joins ring `ring`. */
-  /** ncclId: the ring's NCCL unique id when its data plane is NCCL (see chooseDataPlane) */
-  private async assignRing(resumeDir: string | undefined, ring: string, ncclId?: Uint8Array): Promise<void> {
+  /** plane: the NCCL unique ids of the ring and its sequence-parallel groups (see chooseDataPlane); absent: none */
+  private async assignRing(resumeDir: string | undefined, ring: string, plane?: DataPlaneChoice): Promise<void> {
     const { spec, job } = this;
     await this.whileShowingActivity(() =>
       this.ring.all((rank) =>
@@ -361,7 +366,8 @@ export class JobAttempt {
             lora: this.lora,
             workers: this.ring.workers,
             mixedDevices: ringMixesDevices(this.ring.workers.map((w) => this.env.deviceOf?.(w))),
-            ncclId,
+            ncclId: plane?.ncclId,
+            sequenceNcclId: plane?.sequenceNcclIds?.[sequenceGroupOf(rank, spec.sequence_parallel).group],
           }),
           ASSIGN_TIMEOUT_MS,
         ),
@@ -522,12 +528,18 @@ export class JobAttempt {
   }
 
   /** The ring's size from this start's first step on, in the job record (its size over time). */
-  private async recordRingSize(startStep: number, dataPlane: string): Promise<void> {
+  private async recordRingSize(startStep: number, plane: DataPlaneChoice): Promise<void> {
     const sizes = this.job.ring_sizes ?? [];
     // a start from the same step with the same size (a requeue before any step) adds nothing new
     const last = sizes.at(-1);
     if (last && last.step === startStep && last.size === this.ring.size) return;
-    const entry = { step: startStep, size: this.ring.size, at: new Date().toISOString(), data_plane: dataPlane };
+    const entry = {
+      step: startStep,
+      size: this.ring.size,
+      at: new Date().toISOString(),
+      data_plane: plane.description,
+      sequence_data_planes: plane.sequenceDescriptions,
+    };
     await this.update({ ring_sizes: [...sizes, entry].slice(-MAX_RING_SIZES) });
   }
 

@@ -37,8 +37,14 @@ export function failureKind(f: FailedStart): FailureKind {
   // at a lost neighbour, even when that neighbour still managed to answer the release while shutting down.
   if (e instanceof WorkerCommandError && ringBrokeIn(e.message)) return "worker_lost";
   if (e instanceof WorkerCommandError && f.phase === "training") return "retryable";
+  // A peer's address that did not resolve or answer while the ring formed says nothing about the job: a
+  // name not yet in DNS, a network briefly partitioned. A few starts are allowed, as for errors mid-training.
+  if (e instanceof WorkerCommandError && f.phase === "forming" && PEER_UNREACHABLE.test(e.message)) return "retryable";
   return "deterministic";
 }
+
+/** The system errors of a connection to a peer that a later attempt may not meet. */
+const PEER_UNREACHABLE = /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT)\b/;
 
 /** The record change for a failed start: back to the queue, or a final status whose message says why. */
 export function afterFailedStart(kind: FailureKind, job: Job, attempt: number, error: Error): Partial<Job> {

@@ -3,11 +3,12 @@
 // summed log-probabilities of both answers, train and validation rows alike, a chunk of rows at a time
 // shared out like a step's. The result is stored with the data cache entry; a later start (a resume, a
 // requeue, another job on the same data and model) reads it back and skips the pass.
+import path from "node:path";
 import { countPairs } from "../../data/preference/pack_pairs.js";
 import type { RowTable } from "../../data/rows/token_cache.js";
 import {
   readReference,
-  referenceFile,
+  referenceName,
   referenceModelKey,
   SplitReferenceBuilder,
   type PairReference,
@@ -25,13 +26,16 @@ export function needsStoredReference(spec: JobSpec): boolean {
   return spec.stage === "dpo" && needsReference(preferenceSettings(spec).loss) && spec.method !== "lora";
 }
 
-/** Where the job's reference is stored: its data cache entry, named by the model it starts from. */
+/**
+ * Where the job's reference is stored: its data cache entry, named by the model it starts from; the path
+ * reaches the file through the held entry (a link swapped in for a folder on the way cannot redirect it).
+ */
 export function storedReferenceFile(spec: JobSpec, data: PreparedDataset): string {
-  return referenceFile(data.cacheDir, referenceModelKey(spec.model));
+  return data.entry.path(referenceName(referenceModelKey(spec.model)));
 }
 
 export function loadStoredReference(file: string, data: PreparedDataset): PairReference | undefined {
-  return readReference(file, data.train.length, data.val.length);
+  return readReference(data.entry, path.basename(file), data.train.length, data.val.length);
 }
 
 export interface ReferencePassOptions {

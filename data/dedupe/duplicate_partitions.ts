@@ -2,7 +2,7 @@
 // record's 64-bit content key goes with its ordinal to one of PARTITIONS files by the key's top bits;
 // afterwards each file is read alone, in record order, into a hash table. A record is a duplicate of the
 // first record with its key (unless tagged robustness); memory holds one partition, 1/128 of the keys.
-import { appendFileSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { DuplicateKeys } from "./duplicate_keys.js";
 
@@ -10,6 +10,7 @@ const PARTITIONS = 128;
 /** Keys buffered per partition before they are appended to its file (12 bytes each: 3 MiB in all). */
 const BUFFER_ENTRIES = 1 << 11;
 const ROBUST = 0x80000000;
+const APPEND_NO_LINK = constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW;
 
 /** Ordinals of the duplicate records, ascending, each with the ordinal of the record it repeats. */
 export interface Duplicates {
@@ -46,8 +47,13 @@ export class DuplicatePartitions {
   /** Appends partition p's buffer to its file, opened only for the write: 128 files hold no descriptors. */
   private flush(p: number): void {
     const bytes = Buffer.from(this.buffers[p].buffer, 0, 12 * this.buffered[p]);
-    // "wx" the first time: never written through something already at the name (a planted link).
-    appendFileSync(this.file(p), bytes, { flag: this.written[p] ? "a" : "wx" });
+    // "wx" the first time, O_NOFOLLOW after: never written through a link planted at the name.
+    const fd = openSync(this.file(p), this.written[p] ? APPEND_NO_LINK : "wx");
+    try {
+      writeFileSync(fd, bytes);
+    } finally {
+      closeSync(fd);
+    }
     this.written[p] = 1;
     this.buffered[p] = 0;
   }
@@ -60,7 +66,13 @@ export class DuplicatePartitions {
       let v = this.buffers[p].subarray(0, 3 * this.buffered[p]);
       if (this.written[p]) {
         this.flush(p);
-        const b = readFileSync(this.file(p));
+        const fd = openSync(this.file(p), constants.O_RDONLY | constants.O_NOFOLLOW);
+        let b: Buffer;
+        try {
+          b = readFileSync(fd);
+        } finally {
+          closeSync(fd);
+        }
         v = new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
         rmSync(this.file(p), { force: true });
         this.written[p] = 0;

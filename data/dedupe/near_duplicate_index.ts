@@ -46,7 +46,8 @@ export class NearDuplicateIndex {
     if (slots & (slots - 1)) throw new Error(`near-duplicate index: slots must be a power of two, got ${slots}`);
     this.keys = new Uint32Array(slots);
     this.records = new Int32Array(slots);
-    this.fd = openSync(file, "w+");
+    // O_EXCL: never written through something already at its name (a planted link)
+    this.fd = openSync(file, "wx+");
   }
 
   /**

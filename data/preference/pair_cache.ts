@@ -3,12 +3,14 @@
 // files' contents, the data settings, the tokenizer, the template and the pipeline's code, so a restart (or
 // a resume, or the next job on the same data) opens the rows without reading the files again, and the
 // reference log-probabilities stored beside them (reference_store.ts) are found again.
-import { closeSync, mkdirSync, readSync, renameSync, rmSync } from "node:fs";
+import { closeSync, readSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { openInputSync } from "../../files/input_files.js";
 import path from "node:path";
 import { cacheKey } from "../storage/cache.js";
-import { dataCacheDir, openPrepared, type PreparedDataset } from "../streamed_pipeline.js";
+import { openPrepared, type PreparedDataset } from "../streamed_pipeline.js";
+import { CacheBuild, holdCacheEntry } from "../../files/cache_folder.js";
+import { holdDataCache } from "../storage/cache_root.js";
 import { hasCompleteCache } from "../rows/token_cache.js";
 import { setupText, type TextSetup } from "../../spec/text_setup.js";
 import type { PairStats } from "./pair_spec.js";
@@ -69,20 +71,24 @@ export function preparePairsCached(
 ): PreparedPairData {
   const setup = setupText(spec);
   const display = (f: string) => path.relative(opts.displayRoot ?? process.cwd(), f) || f;
-  const root = dataCacheDir(spec);
-  const dir = path.join(root, pairCacheKey(spec, setup, display));
-  if ((opts.useCache ?? true) && hasCompleteCache(dir)) return openPrepared(spec, setup, dir, true);
-  mkdirSync(root, { recursive: true });
-  // Built in a temporary folder and renamed, so a crash never leaves half an entry that looks whole.
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
-  mkdirSync(tmp);
+  const key = pairCacheKey(spec, setup, display);
+  const cache = holdDataCache(spec);
   try {
-    streamPairsToCache(tmp, spec, setup, display, opts.onProgress);
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
-  } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw err;
+    const dir = path.join(cache.dir, key);
+    const found = (opts.useCache ?? true) ? holdCacheEntry(cache, key) : undefined;
+    if (found && hasCompleteCache(found)) return openPrepared(spec, setup, dir, true, found);
+    found?.close();
+    // Built in a new folder and renamed, so a crash never leaves half an entry that looks whole.
+    const building = new CacheBuild(cache, key);
+    try {
+      streamPairsToCache(building.dir, spec, setup, display, opts.onProgress);
+    } catch (err) {
+      building.abort();
+      throw building.named(err);
+    }
+    building.commit();
+    return openPrepared(spec, setup, dir, false, holdCacheEntry(cache, key));
+  } finally {
+    cache.close();
   }
-  return openPrepared(spec, setup, dir, false);
 }

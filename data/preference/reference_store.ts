@@ -5,6 +5,8 @@
 // reuses another's; the entry's own name covers the data. A resume, a second epoch or the next job on the
 // same data and model read it instead of computing it again.
 import { closeSync, fstatSync, readFileSync } from "node:fs";
+import { openCacheFile } from "../../files/cache_folder.js";
+import type { HeldFolder } from "../../files/held_folder.js";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { writeOutputFileAtomically } from "../../files/output_files.js";
@@ -71,9 +73,9 @@ export class SplitReferenceBuilder {
 
 const MAGIC = 0x52454631; // "REF1"
 
-/** The file of the reference computed from `modelKey`'s weights, in the data cache entry `cacheDir`. */
-export function referenceFile(cacheDir: string, modelKey: string): string {
-  return path.join(cacheDir, `reference-${modelKey}.bin`);
+/** The name of the reference computed from `modelKey`'s weights, in its data cache entry. */
+export function referenceName(modelKey: string): string {
+  return `reference-${modelKey}.bin`;
 }
 
 /** Layout (float64s): magic, train rows, val rows, train starts, val starts, train logps, val logps. */
@@ -89,15 +91,23 @@ export async function writeReference(file: string, ref: PairReference): Promise<
 }
 
 /**
- * The stored reference for rows of these sizes, or undefined when there is none or it does not fit them
- * (another layout, or a file cut short): it is then computed again.
+ * The reference stored as `name` in the held cache entry for rows of these sizes, or undefined when there is
+ * none or it does not fit them (another layout, or a file cut short): it is then computed again. A link or a
+ * FIFO in its place is refused (files/cache_folder.ts), never read.
  */
-export function readReference(file: string, trainRows: number, valRows: number): PairReference | undefined {
+export function readReference(
+  entry: HeldFolder,
+  name: string,
+  trainRows: number,
+  valRows: number,
+): PairReference | undefined {
+  const fd = openCacheFile(entry, name);
+  if (fd === undefined) return undefined;
   let bytes: Buffer;
   try {
-    bytes = readFileSync(file);
-  } catch {
-    return undefined;
+    bytes = readFileSync(fd);
+  } finally {
+    closeSync(fd);
   }
   if (bytes.byteLength % 8 !== 0 || bytes.byteLength < 24) return undefined;
   const words = new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));

@@ -1,8 +1,10 @@
 // The token cache on disk: every example's input ids and labels in one file, and which examples make up
 // each packed row. Rows are built when a step asks for them, reading only their examples from the files,
 // so a dataset of any size costs the coordinator's heap nothing per example or per row.
-import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, readSync, writeSync } from "node:fs";
 import path from "node:path";
+import { openCacheFile, openCacheFileSync, readCacheFile } from "../../files/cache_folder.js";
+import type { HeldFolder } from "../../files/held_folder.js";
 import type { Example } from "../examples/example.js";
 import { buildRow } from "./pack.js";
 import type { Problem } from "../../text/records/problems.js";
@@ -111,7 +113,7 @@ export class RowsWriter {
       const chunk = Buffer.allocUnsafe(1 << 20);
       for (const p of parts) {
         p.flush();
-        const fd = openSync(p.file, "r");
+        const fd = openSync(p.file, constants.O_RDONLY | constants.O_NOFOLLOW);
         try {
           for (let n = readSync(fd, chunk); n > 0; n = readSync(fd, chunk)) writeSync(out, chunk, 0, n);
         } finally {
@@ -133,7 +135,7 @@ export class RowsWriter {
 }
 
 function writeAll(file: string, data: ArrayBufferView): void {
-  const fd = openSync(file, "w");
+  const fd = openSync(file, "wx");
   try {
     writeSync(fd, data as Uint8Array, 0, data.byteLength);
   } finally {
@@ -149,12 +151,17 @@ export interface CacheMeta {
   splits: Record<"train" | "val", { rows: number; members: number; width: number }>;
 }
 
-export function hasCompleteCache(dir: string): boolean {
-  return existsSync(path.join(dir, META_FILE));
+/** Whether the held entry is whole: its manifest is written last (a link in its place is refused). */
+export function hasCompleteCache(entry: HeldFolder): boolean {
+  const fd = openCacheFile(entry, META_FILE);
+  if (fd === undefined) return false;
+  closeSync(fd);
+  return true;
 }
 
 /** An open cache entry: its statistics and problems, and its rows read from disk on demand (nothing per
- * example or per row is held in memory, so opening a cache of any size costs the same). */
+ * example or per row is held in memory, so opening a cache of any size costs the same). Its files are opened
+ * in the held entry without following links (files/cache_folder.ts). */
 export class TokenCache {
   readonly meta: CacheMeta;
   readonly train: RowTable;
@@ -165,11 +172,11 @@ export class TokenCache {
   private readonly entry = new Float64Array(2);
   private readonly pair = new Int32Array(2);
 
-  constructor(readonly dir: string) {
-    this.meta = JSON.parse(readFileSync(path.join(dir, META_FILE), "utf8")) as CacheMeta;
-    this.tokens = openSync(path.join(dir, TOKENS_FILE), "r");
-    this.index = openSync(path.join(dir, EXAMPLES_FILE), "r");
-    this.rows = openSync(path.join(dir, ROWS_FILE), "r");
+  constructor(entry: HeldFolder) {
+    this.meta = JSON.parse(readCacheFile(entry, META_FILE).toString("utf8")) as CacheMeta;
+    this.tokens = openCacheFileSync(entry, TOKENS_FILE);
+    this.index = openCacheFileSync(entry, EXAMPLES_FILE);
+    this.rows = openCacheFileSync(entry, ROWS_FILE);
     const train = this.meta.splits.train;
     const trainInts = train.rows + 1 + 2 * train.members;
     this.train = this.table(train, 0);

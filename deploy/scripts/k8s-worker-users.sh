@@ -8,6 +8,10 @@
 #   k8s-worker-users.sh passwords one fresh password per worker: deploy/k8s/nats-worker-credentials.env
 #                                 (kept out of git), the Secret each worker pod takes its own key from
 #   k8s-worker-users.sh example   the same keys with placeholder values (nats-worker-credentials.example.env)
+#   k8s-worker-users.sh certs DIR the cluster's TLS material in DIR (deploy/k8s/tls) with one client certificate
+#                                 per worker pod, worker-<pod name>.pem (tls-certs.sh), which NATS maps to that
+#                                 worker's user alone: the Secret ringtune-nats-worker-tls
+#   k8s-worker-users.sh tls-files that Secret's files, as kustomization.yaml lists them
 #
 # CPU_WORKER_SLOTS and GPU_WORKER_SLOTS set how many pods of each StatefulSet may run: a pod with no user
 # stops in its init container saying so. GPU_WORKER_SLOTS must cover autoscaling.yaml's maxReplicaCount.
@@ -41,8 +45,17 @@ case "${1:-}" in
       echo "$(worker_password_var "$id")=$pw"
     done
     ;;
+  certs)
+    dir=${2:?usage: $0 certs DIR}
+    # shellcheck disable=SC2046 # one argument per id, none with spaces
+    TLS_HOSTS=${TLS_HOSTS:-nats nats.ringtune.svc nats.ringtune.svc.cluster.local} \
+      "$RINGTUNE_ROOT/deploy/scripts/tls-certs.sh" "$dir" $(worker_ids)
+    ;;
+  tls-files)
+    for id in $(worker_ids); do printf '      - tls/worker-%s.pem\n      - tls/worker-%s-key.pem\n' "$id" "$id"; done
+    ;;
   *)
-    echo "usage: $0 auth|passwords|example" >&2
+    echo "usage: $0 auth|passwords|example|certs DIR|tls-files" >&2
     exit 2
     ;;
 esac

@@ -4,6 +4,7 @@
 #include "adamw.cuh"
 #include "bf16_base.cuh"
 #include "gemm.cuh"
+#include "step_graph.h"
 
 namespace rt::cuda {
 namespace {
@@ -17,6 +18,7 @@ Bf16Compute::Scratch::~Scratch() { cudaFree(p_); }
 
 bf16* Bf16Compute::Scratch::get(size_t n) {
   if (n > n_) {
+    const StepGraphs::Pause pause;  // a new shape inside a captured step: allocated outside the graph
     CUDA_CHECK(cudaFree(p_));
     p_ = nullptr;
     CUDA_CHECK(cudaMalloc(&p_, sizeof(bf16) * n));
@@ -47,6 +49,7 @@ Bf16Compute::Copy* Bf16Compute::find(const float* p, size_t n) {
       continue;
     }
     // Its master is freed: the address range may be handed out again, and must not read as weights.
+    const StepGraphs::Pause pause;
     cudaFree(copies_[i].bits);
     copies_.erase(copies_.begin() + i);
   }
@@ -73,7 +76,20 @@ bf16* Bf16Compute::rounded(const float* p, size_t n, Scratch& s) {
   return d;
 }
 
+Bf16Compute::Prerounded::Prerounded(Bf16Compute* compute, const float* p, size_t n, const bf16* bits)
+    : compute_(bits ? compute : nullptr) {
+  if (compute_) compute_->prerounded_.push_back({p, n, bits});
+}
+
+Bf16Compute::Prerounded::~Prerounded() {
+  if (compute_) compute_->prerounded_.pop_back();
+}
+
+bf16* Bf16Compute::side(int slot, size_t n) { return side_[slot].get(n); }
+
 const bf16* Bf16Compute::operand(const float* p, size_t n, Scratch& s) {
+  for (const Rounded& r : prerounded_)
+    if (p >= r.p && p + n <= r.p + r.n) return r.bits + (p - r.p);
   if (Copy* c = find(p, n)) {
     if (c->stale) {
       to_bf16(c->bits, c->base, c->n, stream_);

@@ -44,6 +44,24 @@ class Bf16Compute {
                           const float* k, const float* v, const float* out, const float* lse, const int32_t* seg_start,
                           const AttnShape& s);
 
+  // Activations a fused kernel wrote in bf16 beside their fp32 values (an rmsnorm output, SwiGLU's h, the
+  // stacked gradient of gate/up): while a Prerounded lives, a GEMM operand inside [p, p + n) is read from those
+  // bits rather than rounded again by a kernel of its own. Scoped to one fused op of the backend, whose GEMMs
+  // read the activation before anything else may write it.
+  class Prerounded {
+   public:
+    Prerounded(Bf16Compute* compute, const float* p, size_t n, const bf16* bits);  // compute or bits null: none
+    ~Prerounded();
+    Prerounded(const Prerounded&) = delete;
+    Prerounded& operator=(const Prerounded&) = delete;
+
+   private:
+    Bf16Compute* compute_;
+  };
+  // Where a fused kernel writes such bf16 values: scratch `slot` (0 to kSideSlots - 1) of at least n elements.
+  static constexpr int kSideSlots = 3;
+  bf16* side(int slot, size_t n);
+
   // Grows to the largest size asked for, then is reused.
   class Scratch {
    public:
@@ -73,6 +91,13 @@ class Bf16Compute {
   std::unique_ptr<Gemm> gemm_;
   cudaStream_t stream_;
   std::vector<Copy> copies_;
+  struct Rounded {
+    const float* p;
+    size_t n;
+    const bf16* bits;
+  };
+  std::vector<Rounded> prerounded_;  // the live Prerounded scopes' operands
+  Scratch side_[kSideSlots];
   Scratch a_, b_, q_, k_, v_, o_, do_, dq_, dk_, dv_;
 };
 

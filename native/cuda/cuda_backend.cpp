@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -20,10 +21,12 @@
 #include "grad_staging.h"
 #include "linear_fused.cuh"
 #include "lora_dropout.cuh"
+#include "mlp_fused.h"
 #include "ring_attention_device.h"
 #include "ring_block.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
+#include "step_graph.h"
 #include "swiglu.cuh"
 
 namespace rt::cuda {
@@ -37,6 +40,7 @@ class Scratch {
   ~Scratch() { cudaFree(p_); }
   T* get(size_t n) {
     if (n > n_) {
+      const StepGraphs::Pause pause;  // a new shape inside a captured step: allocated outside the graph
       CUDA_CHECK(cudaFree(p_));
       p_ = nullptr;
       CUDA_CHECK(cudaMalloc(&p_, sizeof(T) * n));
@@ -64,6 +68,7 @@ class PinnedStaging {
   void* take(size_t bytes) {
     bytes = (bytes + 255) / 256 * 256;
     if (used_ + bytes > cap_) {
+      const StepGraphs::Pause pause;
       if (base_) retired_.push_back(base_);
       cap_ = std::max(bytes, 2 * cap_);
       CUDA_CHECK(cudaMallocHost(&base_, cap_));
@@ -75,6 +80,7 @@ class PinnedStaging {
     return p;
   }
   void synchronized() {
+    const StepGraphs::Pause pause;
     for (char* p : retired_) cudaFreeHost(p);
     const bool outgrown = !retired_.empty();
     retired_.clear();
@@ -114,6 +120,7 @@ constexpr size_t kStagedUploadBytes = size_t(16) << 20;
 // the call (asked of the runtime: a release function carries no state), then the thread's previous one.
 template <typename T>
 void free_on_its_device(T* p, size_t) {
+  const StepGraphs::Pause pause;  // a buffer dropped inside a captured step (cudaFree waits for the device)
   int previous = 0;
   cudaGetDevice(&previous);
   cudaPointerAttributes attr{};
@@ -123,19 +130,23 @@ void free_on_its_device(T* p, size_t) {
   if (known && attr.device != previous) cudaSetDevice(previous);
 }
 
-// n zeros in the memory of the current device, freed with the last reference.
+// n zeros in the memory of the current device, cleared in `stream`'s order (the backend's work runs there, and
+// a non-blocking stream is not ordered after the legacy stream a plain cudaMemset would use); freed with the last
+// reference.
 template <typename T>
-Buffer<T> device_zeros(size_t n) {
+Buffer<T> device_zeros(size_t n, cudaStream_t stream) {
   if (n == 0) return std::make_shared<Storage<T>>(nullptr, 0, nullptr);  // nothing to allocate or clear
+  const StepGraphs::Pause pause;  // a buffer first needed inside a captured step is made outside the graph
   T* p = nullptr;
   CUDA_CHECK(cudaMalloc(&p, sizeof(T) * n));
-  CUDA_CHECK(cudaMemset(p, 0, sizeof(T) * n));
+  CUDA_CHECK(cudaMemsetAsync(p, 0, sizeof(T) * n, stream));
   return std::make_shared<Storage<T>>(p, n, &free_on_its_device<T>);
 }
 
 class CudaBackend final : public Backend<float> {
  public:
-  CudaBackend(int device, std::unique_ptr<Gemm> gemm, Precision precision) : device_(device) {
+  CudaBackend(int device, std::unique_ptr<Gemm> gemm, Precision precision, bool step_graphs)
+      : device_(device), own_stream_(device), stream_(own_stream_.stream), graphs_(stream_, step_graphs) {
     if (precision == Precision::bf16) {
       // Every product below then takes bf16 operands, the fused ones (epilogues, stacked projections) too.
       bf16_ = std::make_unique<Bf16Compute>(std::move(gemm), stream_);
@@ -151,11 +162,11 @@ class CudaBackend final : public Backend<float> {
 
   Buffer<float> zeros(size_t n) const override {
     use_device(device_);
-    return device_zeros<float>(n);
+    return device_zeros<float>(n, stream_);
   }
   Buffer<int32_t> int_zeros(size_t n) const override {
     use_device(device_);
-    return device_zeros<int32_t>(n);
+    return device_zeros<int32_t>(n, stream_);
   }
   bool host_memory() const override { return false; }
   void fill(float* p, size_t n, float value) const override {
@@ -186,7 +197,7 @@ class CudaBackend final : public Backend<float> {
 
   Buffer<uint16_t> bf16_zeros(size_t n) const override {
     use_device(device_);
-    return device_zeros<uint16_t>(n);
+    return device_zeros<uint16_t>(n, stream_);
   }
   void upload_bf16(uint16_t* dst, const uint16_t* host, size_t n) const override {
     use_device(device_);
@@ -230,19 +241,13 @@ class CudaBackend final : public Backend<float> {
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int I,
                       int O) const override {
     use_device(device_);
-    if (bf16_) {  // bf16 compute: its GEMM rounds the operands, then the bias
-      gemm(false, true, N, O, I, 1.f, inp, I, w, I, 0.f, out, O);
-      if (b) bias_add(out, b, N, O, stream_);
-      return;
-    }
-    linear_forward_epilogue(*gemm_, out, inp, w, b, (const float*)nullptr, N, I, O, stream_);  // bias in the GEMM
+    // bias in the GEMM (in bf16 the GEMM rounds the operands; the epilogue adds in fp32)
+    linear_forward_epilogue(*gemm_, out, inp, w, b, (const float*)nullptr, N, I, O, stream_);
   }
   // Fewer, wider kernels (linear_fused.cuh): stacked projections as one GEMM, the residual in the epilogue.
   void linear_forward_stacked(float* const* outs, const float* inp, const float* w, const float* bias, const int* O,
                               int parts, int N, int I) const override {
     use_device(device_);
-    // bf16 compute goes through its own GEMM, part by part (the fused kernels are the fp32 path's so far)
-    if (bf16_) return Backend<float>::linear_forward_stacked(outs, inp, w, bias, O, parts, N, I);
     int total = 0;
     for (int j = 0; j < parts; j++) total += O[j];
     cuda::linear_forward_stacked(*gemm_, outs, inp, w, bias, O, parts, N, I, stacked_.get((size_t)N * total), stream_);
@@ -250,7 +255,6 @@ class CudaBackend final : public Backend<float> {
   void linear_backward_stacked(float* dinp, float* dw, float* dbias, const float* const* douts, const float* inp,
                                const float* w, const int* O, int parts, int N, int I, float* scratch) const override {
     use_device(device_);
-    if (bf16_) return Backend<float>::linear_backward_stacked(dinp, dw, dbias, douts, inp, w, O, parts, N, I, scratch);
     int total = 0;
     for (int j = 0; j < parts; j++) total += O[j];
     cuda::linear_backward_stacked(*gemm_, dinp, dw, dbias, douts, inp, w, O, parts, N, I,
@@ -259,8 +263,33 @@ class CudaBackend final : public Backend<float> {
   void linear_forward_residual(float* out, const float* residual, const float* inp, const float* w, const float* b,
                                int N, int I, int O, float* scratch) const override {
     use_device(device_);
-    if (bf16_) return Backend<float>::linear_forward_residual(out, residual, inp, w, b, N, I, O, scratch);
     linear_forward_epilogue(*gemm_, out, inp, w, b, residual, N, I, O, stream_);
+  }
+  void rmsnorm_linear_stacked(float* const* outs, float* ln, float* rstd, const float* inp, const float* norm_w,
+                              double eps, const float* w, const float* bias, const int* O, int parts, int N,
+                              int C) const override {
+    use_device(device_);
+    int total = 0;
+    for (int j = 0; j < parts; j++) total += O[j];
+    cuda::rmsnorm_linear_stacked(fused(), outs, ln, rstd, inp, norm_w, eps, w, bias, O, parts, N, C,
+                                 stacked_.get((size_t)N * total));
+  }
+  // The MLP in fewer kernels, its GEMM operands rounded to bf16 by the kernels that produce them (mlp_fused.h).
+  void mlp_forward(const MlpForward<float>& m) const override {
+    use_device(device_);
+    cuda::mlp_forward(fused(), m, stacked_.get((size_t)m.N * 2 * m.F));
+  }
+  void swiglu_down_backward(float* dh, float* dw_down, float* db_down, float* h, const float* dout, const float* gate,
+                            const float* up, const float* w_down, int N, int C, int F) const override {
+    use_device(device_);
+    cuda::swiglu_down_backward(fused(), dh, dw_down, db_down, h, dout, gate, up, w_down, N, C, F);
+  }
+  void swiglu_stacked_backward(float* dinp, float* dw_gu, float* db_gu, float*, float*, const float* dh,
+                               const float* gate, const float* up, const float* inp, const float* w_gu, int N, int C,
+                               int F, float*) const override {
+    use_device(device_);
+    cuda::swiglu_stacked_backward(fused(), dinp, dw_gu, db_gu, dh, gate, up, inp, w_gu, N, C, F,
+                                  stacked_.get((size_t)N * 2 * F));
   }
   // Chunks of the head big enough that the weight gradient's GEMM (K = the chunk's rows) stays compute-bound,
   // small enough that a chunk's logits stay far below the whole batch's: at most kHeadChunkElements logits.
@@ -354,6 +383,7 @@ class CudaBackend final : public Backend<float> {
   }
   double sum_of_squares(const float* x, size_t n) const override {
     use_device(device_);
+    const StepGraphs::Pause pause;  // read back at once
     double* sum = doubles_.get(1);
     CUDA_CHECK(cudaMemsetAsync(sum, 0, sizeof(double), stream_));
     cuda::sum_of_squares(sum, x, n, stream_);
@@ -362,15 +392,24 @@ class CudaBackend final : public Backend<float> {
     return host;
   }
   // A step starts from clear sums: a step that failed or was cancelled leaves none behind.
+  // The deferred span is the step: its device work is captured into graphs from the second step on (step_graph.h).
   void defer_losses(bool on) const override {
     use_device(device_);
     if (on && status_) clear_status();
     deferring_ = on;
+    if (on) graphs_.begin_step();
+    else graphs_.abandon_step();  // the step ended early (cancelled, failed); after pending_losses, nothing left
   }
   LossSum pending_losses() const override {
     use_device(device_);
+    graphs_.end_step();
     return check_status(nullptr, nullptr, vocab_);
   }
+  void pause_capture(bool pause) const override {
+    if (pause) graphs_.pause();
+    else graphs_.resume();
+  }
+  void* compute_stream() const override { return stream_; }
   void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWStep& s,
                     bool decay) const override {
     use_device(device_);
@@ -391,6 +430,7 @@ class CudaBackend final : public Backend<float> {
   bool ring_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                               const int32_t* seg, const RingShape& s, const SequenceParallel& sp) const override {
     if (!ring_block_supported(s.D)) return false;
+    const StepGraphs::Pause pause;  // the ring's exchanges are driven by the host, block by block
     device_ring().forward(out, lse, q, k, v, seg, s, sp);
     return true;
   }
@@ -398,12 +438,14 @@ class CudaBackend final : public Backend<float> {
                                const float* v, const float* out, const float* lse, const int32_t* seg,
                                const RingShape& s, const SequenceParallel& sp) const override {
     if (!ring_block_supported(s.D)) return false;
+    const StepGraphs::Pause pause;
     device_ring().backward(dq, dk, dv, dout, q, k, v, out, lse, seg, s, sp);
     return true;
   }
 
  private:
   static AttnShape shape(const AttentionShape& s) { return {s.B, s.T, s.H, s.KVH, s.D}; }
+  FusedOps fused() const { return {*gemm_, bf16_.get(), stream_}; }
   // The step status on the device, set to "nothing yet" the first time (and after each read).
   StepStatus* status() const {
     if (!status_) {
@@ -439,21 +481,29 @@ class CudaBackend final : public Backend<float> {
            V, ") and not -100");
     return {s.loss_sum, s.targets};
   }
-  // Small uploads through pinned staging (asynchronous); large ones straight and synchronous.
+  // Small uploads through pinned staging (asynchronous); large ones straight from pageable memory, which the
+  // runtime stages before the call returns. Both in the stream's order.
   void upload_bytes(void* dst, const void* host, size_t bytes) const {
     if (bytes == 0) return;
     if (bytes > kStagedUploadBytes) {
-      CUDA_CHECK(cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice));
+      const StepGraphs::Pause pause;  // a pageable copy waits for the stream
+      CUDA_CHECK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_));
       return;
     }
     void* staged = staging_.take(bytes);
     std::memcpy(staged, host, bytes);
     CUDA_CHECK(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, stream_));
   }
+  // In the stream's order: a copy into pageable memory returns once it has landed; into pinned memory it is
+  // asynchronous, so the stream is waited for.
   void download_bytes(void* host, const void* src, size_t bytes) const {
     if (bytes == 0) return;
-    CUDA_CHECK(cudaMemcpy(host, src, bytes, cudaMemcpyDeviceToHost));  // the stream has caught up
-    staging_.synchronized();
+    const StepGraphs::Pause pause;
+    CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    cudaPointerAttributes attr{};
+    if (cudaPointerGetAttributes(&attr, host) != cudaSuccess) cudaGetLastError();
+    if (attr.type == cudaMemoryTypeHost) CUDA_CHECK(cudaStreamSynchronize(stream_));
+    staging_.synchronized();  // the stream has caught up
   }
   // The first position of each token's segment, from the runs the host found, uploaded to the device once per
   // batch (every layer's attention, forward and backward, sees the same runs) through pinned staging.
@@ -486,10 +536,24 @@ class CudaBackend final : public Backend<float> {
     return freqs_.get(n);
   }
 
+  // The backend's stream, made on its device and destroyed after every member that may still use it.
+  struct OwnStream {
+    cudaStream_t stream = nullptr;
+    explicit OwnStream(int device) {
+      use_device(device);
+      // Non-blocking: never ordered after the legacy default stream's work (nor it after ours), so the stream can
+      // be captured into a graph, and other code's synchronous calls do not serialise with the step.
+      CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    }
+    ~OwnStream() { cudaStreamDestroy(stream); }
+  };
+
   int device_;  // made current on the calling thread by every entry (device_scope.h)
+  OwnStream own_stream_;
+  cudaStream_t stream_;  // every op in issue order; gradient copies and collectives order themselves with events
+  mutable StepGraphs graphs_;
   std::unique_ptr<Gemm> gemm_;
   std::string name_;
-  cudaStream_t stream_ = nullptr;  // the default stream: every op in order, the checking mode's simplest
   mutable Scratch<double> doubles_;
   mutable Scratch<float> floats_;
   mutable Scratch<float> stacked_;  // a stacked projection's (N, sum of its parts) output or gradient
@@ -505,7 +569,7 @@ class CudaBackend final : public Backend<float> {
   mutable std::vector<double> freqs_host_;
   mutable std::unique_ptr<DeviceRingAttention> ring_;  // sequence parallelism's buffers, once a ring is used
   DeviceRingAttention& device_ring() const {
-    if (!ring_) ring_ = std::make_unique<DeviceRingAttention>(device_, stream_);
+    if (!ring_) ring_ = std::make_unique<DeviceRingAttention>(device_, stream_, bf16_ != nullptr);
     return *ring_;
   }
   std::unique_ptr<Bf16Compute> bf16_;  // precision bf16 (bf16_compute.h); null in fp32
@@ -513,14 +577,30 @@ class CudaBackend final : public Backend<float> {
 
 }  // namespace
 
-std::unique_ptr<Backend<float>> make_cuda_backend(int device, Precision precision) {
-  CUDA_CHECK(cudaSetDevice(device));
-  return std::make_unique<CudaBackend>(device, make_gemm(), precision);
+bool step_graphs_on(StepGraphMode mode) {
+  if (mode != StepGraphMode::automatic) return mode == StepGraphMode::on;
+  if (const char* v = std::getenv("RINGTUNE_CUDA_GRAPHS")) {
+    const std::string s = v;
+    if (s == "1" || s == "on") return true;
+    if (s == "0" || s == "off") return false;
+    fail("make_cuda_backend", "RINGTUNE_CUDA_GRAPHS must be on, off, 1 or 0, got '", s, "'");
+  }
+#ifdef RINGTUNE_CUDA_EMU
+  return false;  // under the emulator, as asked (the tests turn it on)
+#else
+  return true;
+#endif
 }
 
-std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm, Precision precision) {
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, Precision precision, StepGraphMode graphs) {
   CUDA_CHECK(cudaSetDevice(device));
-  return std::make_unique<CudaBackend>(device, std::move(gemm), precision);
+  return std::make_unique<CudaBackend>(device, make_gemm(), precision, step_graphs_on(graphs));
+}
+
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm, Precision precision,
+                                                  StepGraphMode graphs) {
+  CUDA_CHECK(cudaSetDevice(device));
+  return std::make_unique<CudaBackend>(device, std::move(gemm), precision, step_graphs_on(graphs));
 }
 
 }  // namespace rt::cuda

@@ -16,10 +16,18 @@ class Gemm;
 // accumulation, attention on bf16 q/k/v, everything else fp32 (bf16_compute.h).
 enum class Precision { fp32, bf16 };
 
-// Selects CUDA device `device` for the calling thread, loads cuBLASLt (else the own GEMM) and returns the backend.
-std::unique_ptr<Backend<float>> make_cuda_backend(int device, Precision precision = Precision::fp32);
+// A training step's device work replayed as CUDA graphs from its second step on (step_graph.h). automatic: the
+// environment's RINGTUNE_CUDA_GRAPHS (on / off) if set, else on for a GPU and off under the emulator.
+enum class StepGraphMode { automatic, off, on };
+bool step_graphs_on(StepGraphMode mode);
+
+// Selects CUDA device `device` for the calling thread, loads cuBLASLt (else the own GEMM) and returns the backend,
+// whose work runs on a stream of its own.
+std::unique_ptr<Backend<float>> make_cuda_backend(int device, Precision precision = Precision::fp32,
+                                                  StepGraphMode graphs = StepGraphMode::automatic);
 // The same over a given GEMM (the tests' cuBLASLt stand-in).
 std::unique_ptr<Backend<float>> make_cuda_backend(int device, std::unique_ptr<Gemm> gemm,
-                                                  Precision precision = Precision::fp32);
+                                                  Precision precision = Precision::fp32,
+                                                  StepGraphMode graphs = StepGraphMode::automatic);
 
 }  // namespace rt::cuda

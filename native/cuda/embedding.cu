@@ -1,16 +1,27 @@
 #include "embedding.cuh"
+#include "vector_io.cuh"
 
 namespace rt::cuda {
 namespace {
 
-template <typename T>
+// One block per row; K elements per thread step: K = a 128-bit pack when C is a whole number of packs and both
+// tables are 16-byte aligned, else 1.
+template <typename T, int K>
 __global__ void embedding_forward_kernel(T* out, const int32_t* ids, const T* wte, int N, int C, int V, int* bad) {
   const int n = blockIdx.x;
   const int id = ids[n];
   const bool ok = id >= 0 && id < V;
   if (!ok && threadIdx.x == 0 && bad) atomicMin(bad, n);
-  for (int c = threadIdx.x; c < C; c += blockDim.x)
-    out[(size_t)n * C + c] = ok ? wte[(size_t)id * C + c] : from_f<T>(0.f);
+  T* row = out + (size_t)n * C;
+  const T* from = wte + (size_t)(ok ? id : 0) * C;
+  for (int c = threadIdx.x * K; c < C; c += blockDim.x * K) {
+    if constexpr (K > 1) {
+      if (ok) copy16(row + c, from + c);
+      else zero16(row + c);
+    } else {
+      row[c] = ok ? from[c] : from_f<T>(0.f);
+    }
+  }
 }
 
 template <typename T>
@@ -26,7 +37,9 @@ __global__ void embedding_backward_kernel(float* dwte, const T* dout, const int3
 template <typename T>
 void embedding_forward(T* out, const int32_t* ids, const T* wte, int N, int C, int V, int* bad, cudaStream_t stream) {
   require(N > 0 && C > 0 && V > 0 && out && ids && wte, "embedding_forward", "bad shape N=", N, " C=", C, " V=", V);
-  launch<embedding_forward_kernel<T>>(N, 256, 0, stream, out, ids, wte, N, C, V, bad);
+  if (rows_aligned16<T>(out, C) && rows_aligned16<T>(wte, C))
+    launch<embedding_forward_kernel<T, pack_size<T>()>>(N, 256, 0, stream, out, ids, wte, N, C, V, bad);
+  else launch<embedding_forward_kernel<T, 1>>(N, 256, 0, stream, out, ids, wte, N, C, V, bad);
   CUDA_LAUNCH_CHECK("embedding_forward");
 }
 

@@ -30,6 +30,11 @@ constexpr size_t most_shared() {
   return std::max(flash::forward_smem<D>(), std::max(flash::dq_smem<D>(), flash::dkdv_smem<D>()));
 }
 
+// The double-buffered K/V tiles at D = 64 fit the 99 KiB a block may opt into on sm_86/sm_89, and D = 128 an
+// A100's 163 KiB.
+static_assert(most_shared<64>() <= 99 * 1024, "the kernels at D = 64 outgrow sm_86/sm_89's shared memory");
+static_assert(most_shared<128>() <= 163 * 1024, "the kernels at D = 128 outgrow an A100's shared memory");
+
 }  // namespace
 
 bool flash_attention_supported(const AttnShape& s, const void* q, const void* k, const void* v, const void* out) {

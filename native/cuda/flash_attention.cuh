@@ -8,7 +8,7 @@
 namespace rt::cuda {
 
 // D in {64, 128}, every tensor 16-byte aligned (128-bit loads; rows are D * 2 bytes, so they stay aligned), and
-// the device lets a block opt into the kernels' shared memory (up to 121 KiB at D = 128: not on sm_86/sm_89).
+// the device lets a block opt into the kernels' shared memory (up to 145 KiB at D = 128: not on sm_86/sm_89).
 bool flash_attention_supported(const AttnShape& s, const void* q, const void* k, const void* v, const void* out);
 
 // out[N, H*D] (bf16), lse[B, H, T] (fp32); q[N, H*D], k/v[N, KVH*D] after RoPE; seg_start as in attention.cuh.

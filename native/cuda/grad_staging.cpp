@@ -17,8 +17,8 @@ class CudaGradStaging final : public GradStaging<float> {
  public:
   CudaGradStaging(int device, cudaStream_t compute) : device_(device), compute_(compute) {
     use_device(device_);
-    // Non-blocking: the copy stream must not wait for the legacy default stream's later work (the rest of the
-    // backward), only for the event that marks its bucket final.
+    // Non-blocking: the copy stream waits only for the event that marks its bucket final on the compute stream,
+    // never for the legacy default stream's work.
     CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
     waiter_ = std::thread([this] { deliver(); });
   }

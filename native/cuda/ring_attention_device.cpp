@@ -9,6 +9,7 @@
 #include "device_scope.h"
 #include "ring_block.cuh"
 #include "ring_exchange.h"
+#include "ring_flash.cuh"
 #include "ring_link.h"
 
 namespace rt::cuda {
@@ -34,6 +35,9 @@ void free_pinned(P*& p) {
 }
 
 }  // namespace
+
+DeviceRingAttention::DeviceRingAttention(int device, cudaStream_t stream, bool tensor_cores)
+    : device_(device), stream_(stream), tensor_cores_(tensor_cores) {}
 
 DeviceRingAttention::~DeviceRingAttention() {
   cudaSetDevice(device_);
@@ -80,6 +84,37 @@ void DeviceRingAttention::prepare(const int32_t* seg, const RingShape& s, const 
   }
 }
 
+RingFlashBlocks* DeviceRingAttention::tensor_core_blocks(int D) {
+  if (!tensor_cores_ || !RingFlashBlocks::supported(D)) return nullptr;
+  if (!flash_blocks_) flash_blocks_ = std::make_unique<RingFlashBlocks>(stream_);
+  return flash_blocks_.get();
+}
+
+void DeviceRingAttention::begin_forward(const float* q, const RingShape& s, const SequenceParallel& sp) {
+  flash_ = tensor_core_blocks(s.D);
+  if (flash_) flash_->begin_forward(q, block_shape(s, sp, sp.rank));
+}
+
+void DeviceRingAttention::begin_backward(const float* dout, const float* q, const float* out, const float* lse,
+                                         const RingShape& s, const SequenceParallel& sp) {
+  flash_ = tensor_core_blocks(s.D);
+  if (flash_) flash_->begin_backward(dout, q, out, lse, block_shape(s, sp, sp.rank));
+  else ring_block_delta(delta_, dout, out, block_shape(s, sp, sp.rank), stream_);
+}
+
+void DeviceRingAttention::block_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                                        const int32_t* kseg, const RingBlockShape& b) {
+  if (flash_) flash_->forward(out, lse, seg_, k, v, kseg, b);
+  else ring_block_forward(out, lse, q, seg_, k, v, kseg, b, stream_);
+}
+
+void DeviceRingAttention::block_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                         const float* lse, const float* k, const float* v, const int32_t* kseg,
+                                         const RingBlockShape& b) {
+  if (flash_) flash_->backward(dq, dk, dv, seg_, k, v, kseg, b);
+  else ring_block_backward(dq, dk, dv, dout, q, seg_, lse, delta_, k, v, kseg, b, stream_);
+}
+
 void DeviceRingAttention::own_block_to_host(const float* k, const float* v, const int32_t* seg) {
   const size_t kvb = kv_ * sizeof(float);
   CUDA_CHECK(cudaMemcpyAsync(cur_, k, kvb, cudaMemcpyDeviceToHost, stream_));
@@ -97,6 +132,7 @@ void DeviceRingAttention::forward(float* out, float* lse, const float* q, const 
                                   const int32_t* seg, const RingShape& s, const SequenceParallel& sp) {
   use_device(device_);
   prepare(seg, s, sp);
+  begin_forward(q, s, sp);
   if (sp.device_link) return forward_direct(out, lse, q, k, v, s, sp);
   const size_t kvb = kv_ * sizeof(float);
   fill(out, tokens_ * s.H * s.D, 0.f, stream_);
@@ -112,7 +148,7 @@ void DeviceRingAttention::forward(float* out, float* lse, const float* q, const 
     const float* bk = step == 0 ? k : reinterpret_cast<const float*>(block_);
     const float* bv = step == 0 ? v : reinterpret_cast<const float*>(block_ + kvb);
     const int32_t* bseg = step == 0 ? seg_ : reinterpret_cast<const int32_t*>(block_ + 2 * kvb);
-    ring_block_forward(out, lse, q, seg_, bk, bv, bseg, block_shape(s, sp, src), stream_);
+    block_forward(out, lse, q, bk, bv, bseg, block_shape(s, sp, src));
     x.wait();
     if (more) received_block_to_device();
   }
@@ -123,7 +159,7 @@ void DeviceRingAttention::backward(float* dq, float* dk, float* dv, const float*
                                    const RingShape& s, const SequenceParallel& sp) {
   use_device(device_);
   prepare(seg, s, sp);
-  ring_block_delta(delta_, dout, out, block_shape(s, sp, sp.rank), stream_);
+  begin_backward(dout, q, out, lse, s, sp);
   if (sp.device_link) return backward_direct(dq, dk, dv, dout, q, k, v, lse, s, sp);
   const size_t kvb = kv_ * sizeof(float), acc_bytes = 2 * kvb;
   fill(dq, tokens_ * s.H * s.D, 0.f, stream_);
@@ -134,7 +170,7 @@ void DeviceRingAttention::backward(float* dq, float* dk, float* dv, const float*
   // Step 0: this rank's own block, straight into dk/dv, while it leaves for the next rank.
   {
     Exchange x(sp, {{cur_, block_bytes_}}, {{next_, block_bytes_}});
-    ring_block_backward(dq, dk, dv, dout, q, seg_, lse, delta_, k, v, seg_, block_shape(s, sp, sp.rank), stream_);
+    block_backward(dq, dk, dv, dout, q, lse, k, v, seg_, block_shape(s, sp, sp.rank));
     x.wait();
     received_block_to_device();
   }
@@ -157,8 +193,7 @@ void DeviceRingAttention::backward(float* dq, float* dk, float* dv, const float*
     const float* bk = reinterpret_cast<const float*>(block_);
     const float* bv = reinterpret_cast<const float*>(block_ + kvb);
     const int32_t* bseg = reinterpret_cast<const int32_t*>(block_ + 2 * kvb);
-    ring_block_backward(dq, acc_, acc_ + kv_, dout, q, seg_, lse, delta_, bk, bv, bseg, block_shape(s, sp, src),
-                        stream_);
+    block_backward(dq, acc_, acc_ + kv_, dout, q, lse, bk, bv, bseg, block_shape(s, sp, src));
     x.wait();
     if (step > 1) {
       CUDA_CHECK(cudaMemcpyAsync(acc_in_, acc_in_host_, acc_bytes, cudaMemcpyHostToDevice, stream_));
@@ -196,9 +231,8 @@ void DeviceRingAttention::forward_direct(float* out, float* lse, const float* q,
     const int src = (sp.rank - step + sp.size) % sp.size;
     const bool more = step + 1 < sp.size;
     if (more) sp.device_link->start({P{block_, block_bytes_}}, {P{block_next_, block_bytes_}}, stream_);
-    ring_block_forward(out, lse, q, seg_, reinterpret_cast<const float*>(block_),
-                       reinterpret_cast<const float*>(block_ + kvb), reinterpret_cast<const int32_t*>(block_ + 2 * kvb),
-                       block_shape(s, sp, src), stream_);
+    block_forward(out, lse, q, reinterpret_cast<const float*>(block_), reinterpret_cast<const float*>(block_ + kvb),
+                  reinterpret_cast<const int32_t*>(block_ + 2 * kvb), block_shape(s, sp, src));
     if (!more) break;
     sp.device_link->wait(stream_);
     std::swap(block_, block_next_);
@@ -216,7 +250,7 @@ void DeviceRingAttention::backward_direct(float* dq, float* dk, float* dv, const
   own_block_on_device(k, v);
   const int last = sp.size - 1;
   sp.device_link->start({P{block_, block_bytes_}}, {P{block_next_, block_bytes_}}, stream_);
-  ring_block_backward(dq, dk, dv, dout, q, seg_, lse, delta_, k, v, seg_, block_shape(s, sp, sp.rank), stream_);
+  block_backward(dq, dk, dv, dout, q, lse, k, v, seg_, block_shape(s, sp, sp.rank));
   sp.device_link->wait(stream_);
   std::swap(block_, block_next_);
   for (int step = 1; step <= last; step++) {
@@ -232,9 +266,9 @@ void DeviceRingAttention::backward_direct(float* dq, float* dk, float* dv, const
     }
     if (!sends.empty()) sp.device_link->start(sends, recvs, stream_);
     fill(acc_, 2 * kv_, 0.f, stream_);
-    ring_block_backward(dq, acc_, acc_ + kv_, dout, q, seg_, lse, delta_, reinterpret_cast<const float*>(block_),
-                        reinterpret_cast<const float*>(block_ + kvb),
-                        reinterpret_cast<const int32_t*>(block_ + 2 * kvb), block_shape(s, sp, src), stream_);
+    block_backward(dq, acc_, acc_ + kv_, dout, q, lse, reinterpret_cast<const float*>(block_),
+                   reinterpret_cast<const float*>(block_ + kvb), reinterpret_cast<const int32_t*>(block_ + 2 * kvb),
+                   block_shape(s, sp, src));
     if (!sends.empty()) sp.device_link->wait(stream_);
     if (step > 1) add_inplace(acc_, acc_in_, 2 * kv_, stream_);
     std::swap(acc_, acc_send_);  // the accumulator goes on; the next step starts a fresh one

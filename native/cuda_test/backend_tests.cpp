@@ -137,6 +137,7 @@ TEST(cuda_backend_places_buffers_in_device_memory_and_copies_across_the_seam) {
   const std::vector<int32_t> want{4, -100, 7};
   gpu->upload_ints(ids->data(), want.data(), 3);
   std::vector<int32_t> got(3);
+  CUDA_CHECK(cudaDeviceSynchronize());  // the backend's own stream is not ordered before the legacy one's copy
   CUDA_CHECK(cudaMemcpy(got.data(), ids->data(), sizeof(int32_t) * 3, cudaMemcpyDeviceToHost));
   CHECK(got == want);
 }

@@ -15,6 +15,7 @@ struct DeviceBuffer {
   explicit DeviceBuffer(size_t count) : n(count) {
     CUDA_CHECK(cudaMalloc(&ptr, sizeof(T) * (count ? count : 1)));
     CUDA_CHECK(cudaMemset(ptr, 0, sizeof(T) * (count ? count : 1)));
+    CUDA_CHECK(cudaDeviceSynchronize());  // cleared before a backend's own (non-blocking) stream writes it
   }
   explicit DeviceBuffer(const std::vector<T>& v) : DeviceBuffer(v.size()) { upload(v); }
   DeviceBuffer(const DeviceBuffer&) = delete;
@@ -22,6 +23,7 @@ struct DeviceBuffer {
   ~DeviceBuffer() { cudaFree(ptr); }
   void upload(const std::vector<T>& v) {
     CUDA_CHECK(cudaMemcpy(ptr, v.data(), sizeof(T) * v.size(), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaDeviceSynchronize());  // landed before a backend's own (non-blocking) stream reads it
   }
   std::vector<T> download() const {
     std::vector<T> v(n);

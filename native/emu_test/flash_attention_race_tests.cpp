@@ -1,6 +1,7 @@
-// The shuffled emulator catches a missing barrier in the tensor-core attention: the forward kernel built
-// without the __syncthreads between loading a K/V tile and reading it (warps then read rows other warps have
-// not written yet: the NaN fill of fresh shared memory, or the previous tile) gives wrong outputs, while the
+// The shuffled emulator catches a missing barrier or a missing wait in the tensor-core attention: the forward
+// kernel built without the __syncthreads after a K/V tile has landed (warps then read rows other threads' copies
+// have not landed yet: the NaN fill of fresh shared memory, or an older tile), or waiting one group of
+// asynchronous copies short (the tile it computes with is still in flight), gives wrong outputs, while the
 // kernel as shipped matches the CPU op. Emulator only: on a GPU the race may or may not show.
 #include <cmath>
 #include <sstream>
@@ -12,6 +13,7 @@ using namespace rt::test;
 using namespace rt::cuda::test;
 namespace cu = rt::cuda;
 using cu::bf16;
+using cu::flash::Planted;
 
 namespace {
 
@@ -25,12 +27,12 @@ double max_diff(const std::vector<float>& got, const std::vector<float>& want) {
   return d;
 }
 
-template <bool kBarrier>
+template <Planted kPlanted>
 double forward_error(AttentionProblem& p) {
   const cu::AttnShape s = p.shape();
   DeviceBuffer<bf16> out(p.N * s.qdim());
   DeviceBuffer<float> lse((size_t)s.B * s.H * s.T);
-  cu::flash::launch_forward<64, kBarrier>(out.ptr, lse.ptr, p.dq_in.ptr, p.dk_in.ptr, p.dv_in.ptr, p.start.ptr, s, 0);
+  cu::flash::launch_forward<64, kPlanted>(out.ptr, lse.ptr, p.dq_in.ptr, p.dk_in.ptr, p.dv_in.ptr, p.start.ptr, s, 0);
   return max_diff(to_floats(out.download()), p.out);
 }
 
@@ -38,10 +40,20 @@ double forward_error(AttentionProblem& p) {
 
 TEST(emu_flash_attention_missing_barrier_is_caught) {
   AttentionProblem p(64, 150, 2, 1, {60});
-  const double with = forward_error<true>(p), without = forward_error<false>(p);
+  const double with = forward_error<Planted::none>(p), without = forward_error<Planted::no_barrier_after_tile>(p);
   std::ostringstream s;
   s << "max |out - CPU|: " << with << " with the barrier, " << without << " without";
   note(s.str());
   CHECK(with < 2e-2, "the kernel as shipped must match: " << with);
   CHECK(without > 0.1, "the emulator did not expose the missing barrier: " << without);
+}
+
+TEST(emu_flash_attention_missing_wait_for_async_copies_is_caught) {
+  AttentionProblem p(64, 150, 2, 1, {60});
+  const double with = forward_error<Planted::none>(p), short_wait = forward_error<Planted::wait_one_group_short>(p);
+  std::ostringstream s;
+  s << "max |out - CPU|: " << with << " waiting for the tile's copies, " << short_wait << " waiting one group short";
+  note(s.str());
+  CHECK(with < 2e-2, "the kernel as shipped must match: " << with);
+  CHECK(short_wait > 0.1, "the emulator did not expose the missing wait: " << short_wait);
 }

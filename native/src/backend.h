@@ -35,6 +35,20 @@ class GradStaging {
   virtual void receive(T* device, const T* host, size_t n) = 0;
 };
 
+// The MLP half of a decoder layer, for a backend that runs it in fewer kernels (Backend::mlp_forward):
+//   ln = rmsnorm(residual) (rstd kept), [gate | up] = ln W_gu^T + b_gu, h = silu(gate) * up,
+//   out = residual + h W_down^T + b_down.
+// W_gu (2F, C) holds gate's rows then up's (b_gu likewise, null: none); W_down (C, F). Every pointer written
+// holds its value afterwards (the backward reads gate and up, LoRA on down_proj reads h).
+template <typename T>
+struct MlpForward {
+  T *out, *ln, *rstd, *gate, *up, *h;
+  const T *residual, *norm_w, *w_gu, *b_gu, *w_down, *b_down;
+  double eps;
+  int N, C, F;
+  T* scratch;  // (N, C): the default's product before the residual joins it
+};
+
 template <typename T>
 class Backend {
  public:
@@ -105,6 +119,45 @@ class Backend {
     linear_forward(scratch, inp, w, b, N, I, O);
     add(out, residual, scratch, (size_t)N * O);
   }
+  // rmsnorm, then a stacked projection of its output (the q/k/v group): ln (N, C) and rstd (N) written (LoRA
+  // adapters read ln next), then linear_forward_stacked over ln. A device backend in bf16 has the norm's kernel
+  // write ln's bf16 copy for the GEMM too; this default makes the two calls.
+  virtual void rmsnorm_linear_stacked(T* const* outs, T* ln, T* rstd, const T* inp, const T* norm_w, double eps,
+                                      const T* w, const T* bias, const int* O, int parts, int N, int C) const {
+    rmsnorm_forward(ln, rstd, inp, norm_w, N, C, eps);
+    linear_forward_stacked(outs, ln, w, bias, O, parts, N, C);
+  }
+  // The MLP half of a layer (MlpForward above), when no LoRA adapter targets gate_proj or up_proj (they add to
+  // gate and up between the GEMM and SwiGLU). A device backend fuses the split of the stacked GEMM's columns
+  // with SwiGLU and hands the GEMMs operands already rounded to bf16 by the kernels that produce them; this
+  // default makes the separate calls.
+  virtual void mlp_forward(const MlpForward<T>& m) const {
+    rmsnorm_forward(m.ln, m.rstd, m.residual, m.norm_w, m.N, m.C, m.eps);
+    T* const parts[] = {m.gate, m.up};
+    const int O[] = {m.F, m.F};
+    linear_forward_stacked(parts, m.ln, m.w_gu, m.b_gu, O, 2, m.N, m.C);
+    swiglu_forward(m.h, m.gate, m.up, (size_t)m.N * m.F);
+    linear_forward_residual(m.out, m.residual, m.h, m.w_down, m.b_down, m.N, m.F, m.C, m.scratch);
+  }
+  // down_proj's backward with SwiGLU's output recomputed first: h = silu(gate) * up (written), dh (N, F) =
+  // dout W_down (written), dw_down and db_down (null: frozen) += their gradients.
+  virtual void swiglu_down_backward(T* dh, T* dw_down, T* db_down, T* h, const T* dout, const T* gate, const T* up,
+                                    const T* w_down, int N, int C, int F) const {
+    swiglu_forward(h, gate, up, (size_t)N * F);
+    linear_backward(dh, dw_down, db_down, dout, h, w_down, N, F, C);
+  }
+  // SwiGLU's backward joined with the stacked gate/up projection's (when no adapter targets gate or up): dinp
+  // (N, C) = [dgate | dup] W_gu (written), dw_gu and db_gu (null: frozen) accumulate. dgate and dup (N, F) are
+  // the default's buffers (dgate may alias dh); a device backend writes the gradients straight into the stacked
+  // layout its GEMMs read and may leave them untouched.
+  virtual void swiglu_stacked_backward(T* dinp, T* dw_gu, T* db_gu, T* dgate, T* dup, const T* dh, const T* gate,
+                                       const T* up, const T* inp, const T* w_gu, int N, int C, int F,
+                                       T* scratch) const {
+    swiglu_backward(dgate, dup, dh, gate, up, (size_t)N * F);
+    const T* const douts[] = {dgate, dup};
+    const int O[] = {F, F};
+    linear_backward_stacked(dinp, dw_gu, db_gu, douts, inp, w_gu, O, 2, N, C, scratch);
+  }
   // Positions per chunk of the LM head when its weight is trained and nobody keeps the logits: each chunk's
   // weight gradient is accumulated (one more pass over it per chunk). 0: all logits at once, one GEMM for the
   // weight gradient (a host backend: memory is plenty, passes over the gradient are not cheap).
@@ -153,6 +206,14 @@ class Backend {
   // asynchronously; a host-memory backend has neither (null), its gradients are the host's already.
   virtual std::unique_ptr<GradStaging<T>> make_grad_staging() const { return nullptr; }
   virtual Buffer<T> pinned_host_zeros(size_t) const { return nullptr; }
+  // A device backend may hold a step's work back to issue it in one piece (a CUDA graph). Between
+  // pause_capture(true) and pause_capture(false) the host hands device buffers over mid-step (a gradient bucket to
+  // its copy stream or collective): everything issued before has gone to the device, and what is done meanwhile is
+  // issued as it comes. Pairs nest.
+  virtual void pause_capture(bool) const {}
+  // The stream the backend's work runs on (a cudaStream_t; null: the legacy default stream, or no device), which a
+  // collective on the backend's buffers orders itself after, and which waits for it.
+  virtual void* compute_stream() const { return nullptr; }
 
   // Sequence-parallel attention round the group's ring (ring_attention.h) with the blocks in the backend's
   // memory; seg is the batch's local segment ids on the host. False: the backend has no such path, and the

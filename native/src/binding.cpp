@@ -157,21 +157,23 @@ class Job : public Napi::AsyncWorker {
 
 // forwardBackward's ncclBuckets option ({ comm, op: "all-reduce" | "reduce-scatter", timeoutMs }): each gradient
 // bucket is summed on the device by NCCL as it becomes final, instead of being copied to the host for the TCP
-// ring. The CUDA backend issues its work on the default stream, so that is the compute stream the collectives
-// wait for (and that waits for them before the step's last copy).
+// ring. The collectives wait for the backend's compute stream, and it waits for them before the step's last copy.
 struct NcclBuckets {
 #ifdef RINGTUNE_ADDON_CUDA_EMU
   std::shared_ptr<rt::nccl::Collectives> comm;
   rt_binding::NcclOp op = rt_binding::NcclOp::AllReduce;
   int timeout_ms = 0;
   void issue(Model<float>& m, size_t offset, size_t size) const {
-    rt_binding::run_nccl_op(*comm, op, m.grads() + offset, size, nullptr);
+    rt_binding::run_nccl_op(*comm, op, m.grads() + offset, size, compute_stream(m));
   }
-  void finish() const { comm->finish(nullptr, timeout_ms); }
+  void finish(const Model<float>& m) const { comm->finish(compute_stream(m), timeout_ms); }
+  static rt::nccl::Stream compute_stream(const Model<float>& m) {
+    return static_cast<rt::nccl::Stream>(m.backend().compute_stream());
+  }
 #else
   std::nullptr_t comm = nullptr;
   void issue(Model<float>&, size_t, size_t) const {}
-  void finish() const {}
+  void finish(const Model<float>&) const {}
 #endif
 };
 
@@ -887,7 +889,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           // With onGradsReady each bucket came back as it became final, and JavaScript may be summing it in
           // place by now: a second copy would overwrite the sums.
           if (nccl.comm && opts.backward) {
-            nccl.finish();
+            nccl.finish(*m);
             if (mirrors) mirrors->grads_from_device(*m);  // the sums, for the host copy's readers
           } else if (mirrors && opts.backward && !tsfn) {
             mirrors->grads_from_device(*m);
@@ -952,8 +954,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         [m, mirrors, comm, op, params, ranges, timeout_ms] {
           if (mirrors) params ? mirrors->params_to_device(*m) : mirrors->grads_to_device(*m);
           float* base = !params ? m->grads() : m->lora_enabled() ? m->lora_params() : m->params();
-          for (const auto& [off, n] : ranges) rt_binding::run_nccl_op(*comm, op, base + off, n, nullptr);
-          comm->finish(nullptr, timeout_ms);
+          const auto compute = static_cast<rt::nccl::Stream>(m->backend().compute_stream());
+          for (const auto& [off, n] : ranges) rt_binding::run_nccl_op(*comm, op, base + off, n, compute);
+          comm->finish(compute, timeout_ms);
           if (mirrors) params ? mirrors->params_from_device(*m) : mirrors->grads_from_device(*m);
         },
         nullptr, &busy_);

@@ -477,6 +477,18 @@ void Model<T>::project_stacked(int l, const StackedTargets& g, T* const* outs, c
   for (int j = 0; j < g.parts; j++) add_adapters(l, g.t[j], outs[j], inp, N, ab[g.t[j]], adapters);
 }
 
+// project_stacked of rmsnorm(inp) (ln and rstd written), the norm and the GEMM in one backend call.
+template <typename T>
+void Model<T>::norm_project_stacked(int l, const StackedTargets& g, T* const* outs, T* ln, T* rstd, const T* inp,
+                                    const T* norm_w, int N, const std::array<AdapterBuffers<T>, kNumTargets>& ab,
+                                    const std::vector<AdapterRun<T>>& adapters) {
+  int O[kMaxStacked];
+  const int in = stacked_shape(g, O);
+  ops_.rmsnorm_linear_stacked(outs, ln, rstd, inp, norm_w, cfg_.rms_norm_eps, param(g.w[0]), param(g.b[0]), O, g.parts,
+                              N, in);
+  for (int j = 0; j < g.parts; j++) add_adapters(l, g.t[j], outs[j], ln, N, ab[g.t[j]], adapters);
+}
+
 // The rows of each part of a stacked group, and its input width; the table lays the group's weights (and
 // biases) out adjacently, which the stacked ops rely on.
 template <typename T>
@@ -560,6 +572,18 @@ void Model<T>::adapter_backward(Activations<T>& a, int l, int t, T* dinp, const 
   ops_.lora_dropout_backward(dinp, dx, (size_t)N * in, lora_cfg_.dropout, lora_cfg_.seed, dropout_stream(l, t));
 }
 
+namespace {
+
+// Whether an adapter of the forward targets projection t.
+template <typename T>
+bool any_targets(const std::vector<AdapterRun<T>>& adapters, int t) {
+  for (const AdapterRun<T>& run : adapters)
+    if (run.table->targeted[t]) return true;
+  return false;
+}
+
+}  // namespace
+
 template <typename T>
 void Model<T>::forward(Activations<T>& a, const Batch& b, bool training) {
   const ModelConfig& c = cfg_;
@@ -638,9 +662,8 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
   const LayerOffsets& o = table_.layers[l];
   const auto& ad = io.adapters;
   stage_layer(l);
-  ops_.rmsnorm_forward(io.ln, io.rstd1, io.res_in, param(o.ln1), n, C, c.rms_norm_eps);
   T* const qkv[] = {io.q, io.k, io.v};
-  project_stacked(l, qkv_group(o), qkv, io.ln, n, ad, adapters);
+  norm_project_stacked(l, qkv_group(o), qkv, io.ln, io.rstd1, io.res_in, param(o.ln1), n, ad, adapters);
   ops_.rope_forward(io.q, io.positions, inv_freq_.data(), n, H, D);
   ops_.rope_forward(io.k, io.positions, inv_freq_.data(), n, KVH, D);
   if (caches) {
@@ -655,9 +678,16 @@ void Model<T>::layer_forward(int l, const LayerBuffers<T>& io, const PackedRows<
   } else if (sp_) sp_attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, ring_shape(rows->shape));
   else ops_.attention_forward(io.att, io.lse, io.q, io.k, io.v, *rows->runs, rows->shape, *rows->scratch);
   project(l, kO, io.res_mid, io.att, o.wo, o.bo, n, ad[kO], adapters, io.res_in, io.tmp);  // res_in + o_proj(att)
-  ops_.rmsnorm_forward(io.ln, io.rstd2, io.res_mid, param(o.ln2), n, C, c.rms_norm_eps);
+  if (!any_targets(adapters, kGate) && !any_targets(adapters, kUp)) {  // the MLP in the backend's fewest kernels
+    int O[kMaxStacked];
+    stacked_shape(gate_up_group(o), O);
+    ops_.mlp_forward({io.res_out, io.ln, io.rstd2, io.gate, io.up, io.h, io.res_mid, param(o.ln2), param(o.wg),
+                      param(o.bg), param(o.wd), param(o.bd), c.rms_norm_eps, n, C, c.intermediate_size, io.tmp});
+    add_adapters(l, kDown, io.res_out, io.h, n, ad[kDown], adapters);
+    return;
+  }
   T* const gate_up[] = {io.gate, io.up};
-  project_stacked(l, gate_up_group(o), gate_up, io.ln, n, ad, adapters);
+  norm_project_stacked(l, gate_up_group(o), gate_up, io.ln, io.rstd2, io.res_mid, param(o.ln2), n, ad, adapters);
   ops_.swiglu_forward(io.h, io.gate, io.up, (size_t)n * c.intermediate_size);
   project(l, kDown, io.res_out, io.h, o.wd, o.bd, n, ad[kDown], adapters, io.res_mid, io.tmp);  // res_mid + mlp
 }
@@ -672,7 +702,12 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
   const auto ranges = grad_bucket_ranges();
   size_t reported = 0;
   auto report = [&] {
-    if (ready) ready(ranges[reported].first, ranges[reported].second);
+    if (ready) {
+      // The bucket is handed over by the host: the device work issued so far must not be held back meanwhile.
+      ops_.pause_capture(true);
+      ready(ranges[reported].first, ranges[reported].second);
+      ops_.pause_capture(false);
+    }
     reported++;
   };
 
@@ -690,11 +725,19 @@ void Model<T>::backward(Activations<T>& a, const Batch& b, const GradsReady& rea
     // dres holds d(layer output). MLP branch: out = res_mid + down(silu(gate(ln2)) * up(ln2)).
     // ln2 and h are recomputed from what the forward kept (elementwise, cheap next to the GEMMs).
     ops_.rmsnorm_forward(a.ln.data(), la.rstd2.data(), la.res_mid.data(), param(o.ln2), N, C, c.rms_norm_eps);
-    ops_.swiglu_forward(a.h.data(), la.gate.data(), la.up.data(), a.N * I);
-    project_backward(a, l, kDown, a.dgate.data(), dres, a.h.data(), o.wd, o.bd, N);  // d(h), into dgate
-    ops_.swiglu_backward(a.dgate.data(), a.dup.data(), a.dgate.data(), la.gate.data(), la.up.data(), a.N * I);
-    const T* const dgate_up[] = {a.dgate.data(), a.dup.data()};
-    project_backward_stacked(a, l, gate_up_group(o), dln, dgate_up, a.ln.data(), N, dtmp);
+    ops_.swiglu_down_backward(a.dgate.data(), grad(o.wd), grad(o.bd), a.h.data(), dres, la.gate.data(), la.up.data(),
+                              param(o.wd), N, C, I);  // d(h), into dgate
+    adapter_backward(a, l, kDown, a.dgate.data(), dres, a.h.data(), N);
+    if (lora_ && (lora_table_->targeted[kGate] || lora_table_->targeted[kUp])) {
+      ops_.swiglu_backward(a.dgate.data(), a.dup.data(), a.dgate.data(), la.gate.data(), la.up.data(), a.N * I);
+      const T* const dgate_up[] = {a.dgate.data(), a.dup.data()};
+      project_backward_stacked(a, l, gate_up_group(o), dln, dgate_up, a.ln.data(), N, dtmp);
+    } else {  // SwiGLU's gradient joined with the stacked gate/up backward
+      int O[kMaxStacked];
+      stacked_shape(gate_up_group(o), O);
+      ops_.swiglu_stacked_backward(dln, grad(o.wg), grad(o.bg), a.dgate.data(), a.dup.data(), a.dgate.data(),
+                                   la.gate.data(), la.up.data(), a.ln.data(), param(o.wg), N, C, I, dtmp);
+    }
     ops_.rmsnorm_backward(dtmp, grad(o.ln2), dln, la.res_mid.data(), param(o.ln2), la.rstd2.data(), N, C);
     ops_.add_inplace(dres, dtmp, NC);  // now d(res_mid)
     // Attention branch: res_mid = res_in + o_proj(attention(rope(q), rope(k), v))

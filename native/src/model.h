@@ -281,6 +281,9 @@ class Model {
   }
   static StackedTargets gate_up_group(const LayerOffsets& o) { return {2, {kGate, kUp}, {o.wg, o.wu}, {o.bg, o.bu}}; }
   int stacked_shape(const StackedTargets& g, int* O) const;
+  void norm_project_stacked(int l, const StackedTargets& g, T* const* outs, T* ln, T* rstd, const T* inp,
+                            const T* norm_w, int N, const std::array<AdapterBuffers<T>, kNumTargets>& ab,
+                            const std::vector<AdapterRun<T>>& adapters);
   void project_stacked(int l, const StackedTargets& g, T* const* outs, const T* inp, int N,
                        const std::array<AdapterBuffers<T>, kNumTargets>& ab,
                        const std::vector<AdapterRun<T>>& adapters);

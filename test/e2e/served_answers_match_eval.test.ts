@@ -124,7 +124,8 @@ interface Served {
 
 /** `ringtune serve` as a user starts it, on HTTP and on the cluster's NATS (as the serve user). */
 async function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [RINGTUNE_CLI, "serve", ...args, "--http", "127.0.0.1:0", "--nats"], {
+  const flags = [...args, "--data-root", cluster.dir, "--http", "127.0.0.1:0", "--nats"];
+  const child = spawn(process.execPath, [RINGTUNE_CLI, "serve", ...flags], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, NATS_URL: cluster.natsUrl, RINGTUNE_RUN_DIR: cluster.runDir },
   });

@@ -62,6 +62,18 @@ test("a worker's error while the ring forms (a model file it cannot load) is the
   assert.equal(patch.message, bad.message, "the worker's message, as it is");
 });
 
+test("a peer that cannot be reached while the ring forms is retried a few times, not failed at once", () => {
+  for (const why of ["getaddrinfo ENOTFOUND ringtune-worker-1", "connect ECONNREFUSED 10.0.0.7:41234"]) {
+    const e = answered(`worker w0: assign: ${why}`);
+    assert.equal(failureKind(start(e, { phase: "forming" })), "retryable", why);
+    const patch = afterFailedStart("retryable", job(), 1, e);
+    assert.equal(patch.status, "queued", why);
+    assert.match(patch.message!, /resuming from its checkpoint at step 10 \(attempt 2 of /);
+  }
+  // the same words from the coordinator's own preparation are no peer's
+  assert.equal(failureKind(start(new Error("getaddrinfo ENOTFOUND hub"), { phase: "preparing" })), "deterministic");
+});
+
 test("an error of the coordinator's own (spec, data) fails the job at once, naming the last checkpoint", () => {
   const e = new Error("data[0].path: line 3: not valid JSON");
   assert.equal(failureKind(start(e, { phase: "preparing" })), "deterministic");

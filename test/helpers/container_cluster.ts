@@ -83,7 +83,8 @@ export class ContainerCluster {
     // the containers run as uid 10001, as in Kubernetes; the host's test reads what they write
     chmodSync(dir, 0o755);
     for (const d of ["", "outputs", "cache"]) chmodSync(path.join(shared, d), 0o777);
-    execFileSync("bash", [path.join(REPO_ROOT, "deploy/scripts/tls-certs.sh"), path.join(dir, "tls")], {
+    // the TLS material as a user makes it for the manifests: the roles' certificates and one per worker pod
+    execFileSync(path.join(REPO_ROOT, "deploy/scripts/k8s-worker-users.sh"), ["certs", path.join(dir, "tls")], {
       env: { ...process.env, TLS_HOSTS: "nats" },
       stdio: "ignore",
     });
@@ -216,8 +217,9 @@ export class ContainerCluster {
   }
 
   /**
-   * The folder a worker pod's init container fills: its own password alone (deploy/k8s/pick-nats-identity.sh
-   * picks it from the workers' Secret by the pod's name), mounted where the worker container reads it.
+   * The folder a worker pod's init container fills: its own password, certificate and key alone
+   * (deploy/k8s/pick-nats-identity.sh picks them from the workers' Secrets by the pod's name), mounted where the
+   * worker container reads them.
    */
   private identityFor(id: string): { source: string; target: string } {
     const source = path.join(this.dir, `identity-${id}`);
@@ -226,7 +228,9 @@ export class ContainerCluster {
     const password = this.workerPasswords[key];
     if (password === undefined) throw new Error(`no NATS user for worker pod ${id} (${key})`);
     writeFileSync(path.join(source, "password"), password);
-    chmodSync(path.join(source, "password"), 0o444);
+    copyFileSync(path.join(this.dir, "tls", `worker-${id}.pem`), path.join(source, "cert.pem"));
+    copyFileSync(path.join(this.dir, "tls", `worker-${id}-key.pem`), path.join(source, "key.pem"));
+    for (const f of ["password", "cert.pem", "key.pem"]) chmodSync(path.join(source, f), 0o444);
     const target = this.pod("ringtune-worker").containers[0]!.volumeMounts.find((m) => m.name === "nats-identity")!;
     return { source, target: target.mountPath };
   }
@@ -240,6 +244,8 @@ export class ContainerCluster {
     const identity = this.identityFor(id);
     const worker = await this.ringtuneContainer("ringtune-worker", [{ ...identity, mode: "ro" }])
       .withNetworkAliases(id)
+      // its hosts file then knows its own name, as a pod's does: it advertises the address, not the name
+      .withHostname(id)
       .withEnvironment(this.envFor("ringtune-worker", fields))
       .withCommand(this.argsFor("ringtune-worker", fields))
       .withWaitStrategy(Wait.forLogMessage(/registered with the coordinator/))

@@ -2,14 +2,31 @@
 // files a user makes before applying (the example credentials, placeholder TLS material), parsed by the
 // YAML rules kubectl itself applied to render it.
 import { execFileSync, spawnSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { REPO_ROOT } from "./processes.js";
 
 export const K8S_DIR = path.join(REPO_ROOT, "deploy/k8s");
-const TLS_FILES = ["ca", "server", "coordinator", "worker", "client", "serve"];
+
+/** The tls/ files the kustomization's secretGenerators list (what a user makes with k8s-worker-users.sh certs). */
+function tlsFilesListed(dir: string): string[] {
+  const k = parse(readFileSync(path.join(dir, "kustomization.yaml"), "utf8")) as {
+    secretGenerator?: { files?: string[] }[];
+  };
+  return (k.secretGenerator ?? []).flatMap((g) => g.files ?? []).filter((f) => f.startsWith("tls/"));
+}
 
 export interface K8sObject {
   apiVersion: string;
@@ -37,9 +54,10 @@ export function renderKustomization(dir = K8S_DIR, prepare?: (copy: string) => v
     for (const f of readdirSync(copy).filter((f) => f.endsWith(".example.env")))
       copyFileSync(path.join(copy, f), path.join(copy, f.replace(/\.example\.env$/, ".env")));
     mkdirSync(path.join(copy, "tls"), { recursive: true });
-    for (const r of TLS_FILES)
-      for (const f of [`${r}.pem`, `${r}-key.pem`]) writeFileSync(path.join(copy, "tls", f), `placeholder ${f}\n`);
     prepare?.(copy);
+    // every TLS file the Secrets list (the roles', one pair per worker pod) that `prepare` did not make
+    for (const f of tlsFilesListed(copy))
+      if (!existsSync(path.join(copy, f))) writeFileSync(path.join(copy, f), `placeholder ${path.basename(f)}\n`);
     const yaml = execFileSync("kubectl", ["kustomize", copy], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
     return parseAllDocuments(yaml).map((doc) => {
       if (doc.errors.length) throw new Error(`kubectl kustomize output: ${doc.errors.join("; ")}`);

@@ -23,6 +23,9 @@ export const TINY_BYTE_LLAMA = {
 /** TINY_BYTE_LLAMA with one head of 32: the CUDA attention kernels (cuda-emu workers) take head sizes 32, 64, 128. */
 export const ONE_HEAD_BYTE_LLAMA = { ...TINY_BYTE_LLAMA, num_attention_heads: 1, num_key_value_heads: 1 };
 
+/** One head of 64: the size the tensor-core attention kernels (and sequence parallelism's blocks on them) take. */
+export const ONE_HEAD_64_BYTE_LLAMA = { ...ONE_HEAD_BYTE_LLAMA, hidden_size: 64 };
+
 type Sizes = "vocabSize" | "hiddenSize" | "intermediateSize" | "numLayers" | "numHeads" | "numKvHeads" | "headDim";
 
 /** A Llama of the given sizes as the native core takes it: no biases, untied embeddings, unscaled RoPE. */

@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import os from "node:os";
 import { loadAddon } from "../../native/js/addon.js";
 import { RINGTUNE_CLI } from "../helpers/processes.js";
 import { runCli } from "../helpers/run_cli.js";
@@ -29,6 +30,7 @@ test(
     const f = await serveFixture();
     const adapters = { r2: f.adapters.r2!, r8: f.adapters.r8! };
     const args = ["serve", "--device", "cuda-emu", "--model", f.baseDir, "--name", "base", "--http", "127.0.0.1:0"];
+    args.push("--data-root", os.tmpdir()); // where the fixture's base and adapters are
     for (const [name, dir] of Object.entries(adapters)) args.push("--adapter", `${name}=${dir}`);
     const child = spawn(process.execPath, [RINGTUNE_CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";

@@ -2,8 +2,10 @@
 // libnccl.so.2 named by RINGTUNE_NCCL_LIB): rank 0 makes the unique id, the coordinator hands it out sealed
 // with the ring's assignments, each gradient bucket is all-reduced on the device as the backward finishes it,
 // and the losses are those of the same ring on host staging over TCP; under ZeRO-1 the buckets are
-// reduce-scattered and the updated weights all-gathered on the device, to the same losses. A worker killed mid-job re-forms the
-// ring from the last checkpoint, on NCCL again, to the unbroken run's losses.
+// reduce-scattered and the updated weights all-gathered on the device, to the same losses. Under sequence
+// parallelism the group's first rank also makes the group's id and the attention blocks move by NCCL send/recv,
+// to the losses of the same group over its TCP link; a worker killed mid-job there re-forms the ring from the
+// last checkpoint, on NCCL again (ring and group), to those losses.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
@@ -41,16 +43,25 @@ test(
     writeFileSync(path.join(dir, "model.json"), JSON.stringify(ONE_HEAD_BYTE_LLAMA));
     // fp32: the two data planes' losses are compared to fp32 rounding.
     const spec = { ...baseSpec, workers: 2, max_steps: 4, save_every: 2, checksum_every: 4, precision: "fp32" };
+    // Both workers hold halves of every row. The emulator's ring attention is slow: two rows a step.
+    const spSpec = { ...spec, sequence_parallel: 2, global_batch_rows: 2, micro_batch_rows: 2 };
 
     // The reference: the same ring on host staging over TCP (these workers find no NCCL).
     const tcp = await TestCluster.start(0, { timing });
     const tcpWorkers = [0, 1].map((i) => WorkerProcess.start(tcp.server.url, `t${i}`, EMU, WITHOUT_NCCL));
     let tcpLosses: Map<number, number>;
+    let tcpSpLosses: Map<number, number>;
     try {
       await tcp.waitFor(async () => (await tcp.idleWorkers()) >= 2, "TCP workers to register", 120_000);
       const rec = await runToEnd(tcp, { ...spec, output: "tcp" }, dir);
       assert.match(rec.ring_sizes?.[0]?.data_plane ?? "", /^tcp \(host staging: t0: libnccl\.so\.2 not found/);
       tcpLosses = lossesByStep(rec.output);
+      // The blocks travel over the group's TCP link.
+      const sp = await runToEnd(tcp, { ...spSpec, output: "tcp-sp" }, dir);
+      const groups = sp.ring_sizes?.[0]?.sequence_data_planes ?? [];
+      assert.equal(groups.length, 1, JSON.stringify(sp.ring_sizes));
+      assert.match(groups[0]!, /^tcp \(host staging: t0: libnccl\.so\.2 not found/);
+      tcpSpLosses = lossesByStep(sp.output);
     } finally {
       await Promise.all(tcpWorkers.map((w) => w.kill()));
       await tcp.stop();
@@ -77,23 +88,30 @@ test(
       assert.equal(zero.ring_sizes?.[0]?.data_plane, "nccl");
       assertSameLosses(lossesByStep(zero.output), ncclLosses, 1e-5);
 
-      // A third worker, first in id order so the scheduler puts it in the ring, dies as its third step begins:
-      // its neighbour's all-reduce of that step fails on the closed connection.
+      // Sequence parallelism on NCCL: a third worker, first in id order so the scheduler puts it in the ring (and
+      // its group), dies as its third step begins: its neighbour's send/recv or all-reduce of that step fails on
+      // the dead peer, and the ring re-forms from the step 2 checkpoint with a new communicator for the ring and
+      // for the group. Every step, before and after, on the losses of the group over TCP.
       dies = WorkerProcess.start(cluster.server.url, "a-dies", EMU, {
         ...WITH_NCCL,
         RINGTUNE_FAILPOINT: "step:SIGKILL@3",
       });
       await cluster.waitFor(async () => (await cluster.idleWorkers()) >= 3, "the third worker to register", 120_000);
-      const done = await runToEnd(cluster, { ...spec, output: "killed" }, dir);
+      const done = await runToEnd(cluster, { ...spSpec, output: "killed-sp" }, dir);
       assert.equal(done.ring_reformations, 1, "the ring re-formed once");
       assert.deepEqual(done.workers, ["p0", "p1"]);
       assert.deepEqual(
-        done.ring_sizes?.map((r) => r.data_plane),
-        ["nccl", "nccl"],
+        done.ring_sizes?.map((r) => [r.data_plane, r.sequence_data_planes]),
+        [
+          ["nccl", ["nccl"]],
+          ["nccl", ["nccl"]],
+        ],
       );
+      assert.match(dies.log, /"sequenceDataPlane":"nccl"/, "the killed worker's group ran on NCCL");
+      for (const w of workers) assert.match(w.log, /"sequenceDataPlane":"nccl"/, w.log);
       assertResumedAtCheckpoint(cluster.startSteps(done.id), 2, spec.save_every);
-      // A resumed run agrees with the unbroken one to fp32 rounding, as the other fault tests hold it.
-      assertSameLosses(lossesByStep(done.output), ncclLosses);
+      // The two data planes move the same blocks into the same arithmetic; a resumed run agrees to fp32 rounding.
+      assertSameLosses(lossesByStep(done.output), tcpSpLosses, 1e-5);
       t.diagnostic(`formations: ${JSON.stringify(done.ring_sizes)}`);
     } catch (err) {
       throw new Error(

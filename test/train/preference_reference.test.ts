@@ -11,6 +11,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { readMetrics, TestCluster } from "../helpers/cluster.js";
 import { readReference } from "../../data/preference/reference_store.js";
+import { HeldFolder } from "../../files/held_folder.js";
 import { DataOrder } from "../../spec/step_plan.js";
 import { pairsFixture, type PrefLine } from "./preference_fixture.js";
 
@@ -33,7 +34,9 @@ function referenceFileIn(cache: string): string {
 }
 
 function readStored(file: string, trainRows: number, valRows: number) {
-  const ref = readReference(file, trainRows, valRows);
+  const entry = HeldFolder.open(path.dirname(file));
+  const ref = readReference(entry, path.basename(file), trainRows, valRows);
+  entry.close();
   assert.ok(ref, `${file} holds a reference of ${trainRows} + ${valRows} rows`);
   return ref;
 }

@@ -225,19 +225,20 @@ interface Mount {
 }
 
 test(
-  "NATS speaks TLS and requires client certificates; each pod mounts only its own role's key from the Secret",
+  "NATS speaks TLS and maps client certificates to users; each pod mounts only its own role's key from the Secret",
   { skip },
   () => {
     const config = rendered.find((m) => m.kind === "ConfigMap" && m.metadata.name === "nats-config")!;
     const server = config.data!["nats-server.conf"]!;
     const tlsBlock = /tls \{([^}]*)\}/.exec(server)?.[1] ?? "";
-    assert.match(tlsBlock, /verify: true/, "the server asks every client for a certificate");
+    assert.match(tlsBlock, /verify_and_map: true/, "a client certificate is required and names the user");
     // role -> the certificate files its pod must get, and where its process is told to find them
     const wanted: Record<string, string[]> = {
       nats: ["ca.pem", "server.pem", "server-key.pem"],
       "ringtune-coordinator": ["ca.pem", "coordinator.pem", "coordinator-key.pem"],
-      "ringtune-worker": ["ca.pem", "worker.pem", "worker-key.pem"],
-      "ringtune-worker-gpu": ["ca.pem", "worker.pem", "worker-key.pem"],
+      // a worker's certificate is its own, not the role's (k8s_worker_identities.test.ts)
+      "ringtune-worker": ["ca.pem"],
+      "ringtune-worker-gpu": ["ca.pem"],
     };
     const tlsSecret = rendered.find((m) => m.kind === "Secret" && m.metadata.name === "ringtune-nats-tls");
     assert.ok(tlsSecret, "the ringtune-nats-tls Secret is rendered");
@@ -258,7 +259,8 @@ test(
       // What the process reads: the server's config for nats, NATS_CA/NATS_CERT/NATS_KEY for ringtune's.
       const serverFiles = [...tlsBlock.matchAll(/_file: (\S+)/g)].map((x) => x[1]!);
       const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
-      const read = name === "nats" ? serverFiles : [env.NATS_CA, env.NATS_CERT, env.NATS_KEY];
+      const worker = name.startsWith("ringtune-worker");
+      const read = name === "nats" ? serverFiles : worker ? [env.NATS_CA] : [env.NATS_CA, env.NATS_CERT, env.NATS_KEY];
       assert.deepEqual(
         read.sort(),
         files.map((f) => path.posix.join(dir, f)).sort(),

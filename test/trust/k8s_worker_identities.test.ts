@@ -1,9 +1,11 @@
 // Each Kubernetes worker pod its own NATS identity, checked as the cluster would run it: deploy/k8s rendered
-// by the real kubectl with fresh passwords (made by deploy/scripts/k8s-worker-users.sh, as a user makes them),
-// a real nats-server with the rendered users and the environment the NATS pod gets from the rendered Secrets,
-// each worker pod's init container script run over that Secret's keys as the kubelet mounts them, and the
-// worker connecting with the environment its container gets. worker-0's credential then reaches its own
-// subjects and none of worker-1's (nor a GPU worker's), and no pod of a worker beyond the users made starts.
+// by the real kubectl with fresh passwords and TLS material (made by deploy/scripts/k8s-worker-users.sh, as a
+// user makes them: one client certificate per worker pod), a real nats-server with the rendered users, the
+// rendered TLS settings (verify_and_map) and the environment the NATS pod gets from the rendered Secrets,
+// each worker pod's init container script run over those Secrets' keys as the kubelet mounts them, and the
+// worker connecting over TLS with the environment its container gets. worker-0's credentials then reach its
+// own subjects and none of worker-1's (nor a GPU worker's); its certificate cannot log in as worker-1 even with
+// worker-1's password; and no pod of a worker beyond the users made starts.
 import assert from "node:assert/strict";
 import { spawnSync, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -36,7 +38,7 @@ interface Container {
 }
 interface Volume {
   name: string;
-  secret?: { secretName: string };
+  secret?: { secretName: string; items?: { key: string; path: string }[] };
   configMap?: { name: string };
   emptyDir?: unknown;
 }
@@ -49,6 +51,8 @@ interface Pod {
 let rendered: K8sObject[] = [];
 let server: NatsServer | undefined;
 let work = "";
+/** the NATS pod's TLS volume (server certificate and key, the CA), and the coordinator's certificate */
+let natsTls = "";
 const open: NatsConnection[] = [];
 
 const find = (kind: string, name: string) => {
@@ -90,11 +94,13 @@ function startPod(statefulSet: string, podName: string) {
     const dir = path.join(root, v.name);
     mkdirSync(dir);
     volumeDir.set(v.name, dir);
-    const data = v.secret
+    const all = v.secret
       ? secretData(v.secret.secretName)
       : v.configMap
         ? find("ConfigMap", v.configMap.name).data!
         : {};
+    // a Secret volume with items holds those keys alone, under their paths
+    const data = v.secret?.items ? Object.fromEntries(v.secret.items.map((i) => [i.path, all[i.key]!])) : all;
     for (const [k, value] of Object.entries(data)) writeFileSync(path.join(dir, k), value, { mode: 0o440 });
   }
   /** A path inside the container, where its volume lies here. */
@@ -117,11 +123,38 @@ function startPod(statefulSet: string, podName: string) {
 
 /** A connection made with the credentials the worker process takes from its container's environment. */
 async function connectAsWorkerPod(env: Record<string, string>): Promise<NatsConnection> {
-  const { NATS_CA: _ca, NATS_CERT: _cert, NATS_KEY: _key, ...withoutTls } = env; // the test server has no TLS
-  const auth = natsAuth({}, "worker", withoutTls);
-  const nc = await connect({ servers: server!.url, ...auth.options });
+  const auth = natsAuth({}, "worker", env);
+  const nc = await connect({ servers: server!.url, reconnect: false, ...auth.options });
+  open.push(nc);
+  // the server may refuse a connection just after the handshake: a round trip tells
+  await nc.flush();
+  return nc;
+}
+
+/** The coordinator as its pod connects: its role's certificate from the TLS Secret. */
+async function connectAsCoordinator(): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: server!.url,
+    user: "coordinator",
+    pass: process.env.RINGTUNE_COORDINATOR_PASSWORD!,
+    tls: {
+      caFile: path.join(natsTls, "ca.pem"),
+      certFile: path.join(natsTls, "coordinator.pem"),
+      keyFile: path.join(natsTls, "coordinator-key.pem"),
+    },
+  });
   open.push(nc);
   return nc;
+}
+
+/** The tls block of the rendered nats-server.conf, its files where the NATS pod's TLS volume lies here. */
+function renderedTlsBlock(): string {
+  const conf = find("ConfigMap", "nats-config").data!["nats-server.conf"]!;
+  const block = /^tls \{[^}]*\}/m.exec(conf)?.[0];
+  assert.ok(block, "nats-server.conf has a tls block");
+  const nats = pod("nats");
+  const mount = nats.containers[0]!.volumeMounts!.find((m) => m.name === "tls")!.mountPath;
+  return block.replaceAll(mount, natsTls);
 }
 
 before(async () => {
@@ -137,12 +170,20 @@ before(async () => {
       path.join(copy, "nats-worker-credentials.env"),
       execFileSync(USERS_SCRIPT, ["passwords"], { encoding: "utf8" }),
     );
+    // the TLS material as a user makes it, for the pods the tests start (the other pods' files are placeholders)
+    execFileSync(USERS_SCRIPT, ["certs", path.join(copy, "tls")], {
+      env: { ...process.env, CPU_WORKER_SLOTS: "2", GPU_WORKER_SLOTS: "2" },
+      stdio: "ignore",
+    });
   });
-  // nats-server with the rendered users, in the environment the rendered NATS pod gets
+  natsTls = path.join(work, "nats-tls");
+  mkdirSync(natsTls);
+  for (const [k, v] of Object.entries(secretData("ringtune-nats-tls"))) writeFileSync(path.join(natsTls, k), v);
+  // nats-server with the rendered users and TLS, in the environment the rendered NATS pod gets
   const natsPod = pod("nats").containers[0]!;
   Object.assign(process.env, containerEnv(natsPod, "nats-0"));
   const config = find("ConfigMap", "nats-config").data!["auth.conf"]!;
-  server = await startNatsServer({ config: [config] });
+  server = await startNatsServer({ config: [config, renderedTlsBlock()] });
 });
 
 after(async () => {
@@ -181,16 +222,25 @@ test(
 );
 
 test(
-  "a worker pod holds its own password only: the workers' Secret reaches its init container, not the worker",
+  "a worker pod holds its own password and certificate only: the workers' Secrets reach its init container, not the worker",
   { skip },
   () => {
     for (const set of ["ringtune-worker", "ringtune-worker-gpu"]) {
       const spec = pod(set);
-      const credentials = spec.volumes.find((v) => v.secret?.secretName === "ringtune-nats-worker-credentials")!;
       const worker = spec.containers.find((c) => c.name === "worker")!;
-      assert.ok(
-        !(worker.volumeMounts ?? []).some((m) => m.name === credentials.name),
-        `${set}: the worker mounts every password`,
+      for (const secret of ["ringtune-nats-worker-credentials", "ringtune-nats-worker-tls"]) {
+        const volume = spec.volumes.find((v) => v.secret?.secretName === secret);
+        assert.ok(volume, `${set}: the init container mounts ${secret}`);
+        assert.ok(
+          !(worker.volumeMounts ?? []).some((m) => m.name === volume.name),
+          `${set}: the worker mounts ${secret}, every worker's credentials`,
+        );
+      }
+      // the TLS Secret all pods share gives a worker the CA alone
+      const shared = spec.volumes.find((v) => v.secret?.secretName === "ringtune-nats-tls")!;
+      assert.deepEqual(
+        shared.secret!.items!.map((i) => i.key),
+        ["ca.pem"],
       );
       for (const e of worker.env ?? [])
         assert.equal(e.valueFrom?.secretKeyRef, undefined, `${set}: ${e.name} from a Secret`);
@@ -201,7 +251,16 @@ test(
     const file = p.env.NATS_PASSWORD_FILE!;
     const secret = secretData("ringtune-nats-worker-credentials");
     assert.equal(readFileSync(file, "utf8"), secret.RINGTUNE_WORKER_PASSWORD_RINGTUNE_WORKER_0);
-    assert.deepEqual(readdirSync(path.dirname(file)), ["password"], "the identity folder holds one password");
+    const certs = secretData("ringtune-nats-worker-tls");
+    assert.equal(readFileSync(p.env.NATS_CERT!, "utf8"), certs["worker-ringtune-worker-0.pem"]);
+    assert.equal(readFileSync(p.env.NATS_KEY!, "utf8"), certs["worker-ringtune-worker-0-key.pem"]);
+    assert.deepEqual(
+      readdirSync(path.dirname(file)).sort(),
+      ["cert.pem", "key.pem", "password"],
+      "the identity folder holds one password and one certificate",
+    );
+    for (const f of [p.env.NATS_CERT!, p.env.NATS_KEY!, file])
+      assert.equal(path.dirname(f), path.dirname(file), `${f}: outside the identity folder`);
     assert.equal(p.env.NATS_USER, "worker-ringtune-worker-0");
   },
 );
@@ -221,12 +280,7 @@ test("worker-0's credential reaches its own subjects and none of worker-1's or a
   const gpu1 = startPod("ringtune-worker-gpu", "ringtune-worker-gpu-1");
   assert.equal(gpu1.status, 0, gpu1.stderr);
   const g1 = await connectAsWorkerPod(gpu1.env);
-  const coordinator = await connect({
-    servers: server!.url,
-    user: "coordinator",
-    pass: process.env.RINGTUNE_COORDINATOR_PASSWORD!,
-  });
-  open.push(coordinator);
+  const coordinator = await connectAsCoordinator();
 
   // the controls: each reaches its own subjects, so a 0 below is the permission and not a broken probe
   for (const [nc, id] of [
@@ -280,10 +334,40 @@ test("worker-0's credential reaches its own subjects and none of worker-1's or a
   assert.deepEqual(leaks, []);
 });
 
-test("a worker pod's credential is refused with another worker's user name", { skip }, async () => {
+test("a worker pod's certificate is its user: naming another worker's user it is still itself", { skip }, async () => {
   const p = startPod("ringtune-worker", "ringtune-worker-0");
+  // with the user's name changed only, NATS takes the user from the certificate (verify_and_map)
+  const nc = await connectAsWorkerPod({ ...p.env, NATS_USER: "worker-ringtune-worker-1" });
+  const coordinator = await connectAsCoordinator();
+  assert.equal(await delivered(subjects.workerHeartbeat("ringtune-worker-0"), nc, coordinator), 1, "its own");
+  assert.equal(await delivered(subjects.workerHeartbeat("ringtune-worker-1"), nc, coordinator), 0, "worker-1's");
+});
+
+test(
+  "every worker user has its own certificate in the workers' TLS Secret, listed as the script renders it",
+  { skip },
+  () => {
+    const auth = find("ConfigMap", "nats-config").data!["auth.conf"]!;
+    const users = [...auth.matchAll(/user: "worker-([^"]+)"/g)].map((m) => m[1]!);
+    const certs = Object.keys(secretData("ringtune-nats-worker-tls")).sort();
+    assert.deepEqual(certs, users.flatMap((id) => [`worker-${id}-key.pem`, `worker-${id}.pem`]).sort());
+    const listed = readFileSync(path.join(REPO_ROOT, "deploy/k8s/kustomization.yaml"), "utf8");
+    assert.ok(listed.includes(execFileSync(USERS_SCRIPT, ["tls-files"], { encoding: "utf8" })), "rerun tls-files");
+  },
+);
+
+test("worker-0's certificate cannot log in as worker-1, even with worker-1's password", { skip }, async () => {
+  const w0 = startPod("ringtune-worker", "ringtune-worker-0");
+  const w1 = startPod("ringtune-worker", "ringtune-worker-1");
+  assert.equal(w1.status, 0, w1.stderr);
+  // the control: worker-1's own identity gets in
+  await connectAsWorkerPod(w1.env);
+  // worker-0's certificate and key with everything else of worker-1's (a stolen password)
   await assert.rejects(
-    connectAsWorkerPod({ ...p.env, NATS_USER: "worker-ringtune-worker-1" }),
+    connectAsWorkerPod({ ...w1.env, NATS_CERT: w0.env.NATS_CERT!, NATS_KEY: w0.env.NATS_KEY! }),
     /Authorization Violation|AUTHORIZATION_VIOLATION/i,
   );
+  // and no certificate at all
+  const { NATS_CERT: _c, NATS_KEY: _k, ...noCert } = w1.env;
+  await assert.rejects(connectAsWorkerPod(noCert));
 });

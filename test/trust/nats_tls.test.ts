@@ -110,6 +110,7 @@ test("a coordinator, a worker and submit connect over TLS with client certificat
       max_steps: 2,
       workers: 1,
       output: job,
+      cache_dir: path.join(work, "cache"),
     }),
   );
   // Ready when `cluster status` (over TLS too) lists the worker.

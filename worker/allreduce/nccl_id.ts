@@ -17,10 +17,10 @@ export function sealNcclId(secret: Uint8Array, ring: string, id: Uint8Array): Ui
   return ringSeal(secret).seal(idSubject(ring), id);
 }
 
-/** The id, or an error saying the bytes were not sealed for this ring with its secret. */
-export function openNcclId(secret: Uint8Array, ring: string, sealed: Uint8Array): Uint8Array {
+/** The id, or an error saying the bytes (the assign's `field`) were not sealed for this ring with its secret. */
+export function openNcclId(secret: Uint8Array, ring: string, sealed: Uint8Array, field = "nccl_id"): Uint8Array {
   const id = ringSeal(secret).open(idSubject(ring), sealed);
   if (!id || id.length !== NCCL_ID_BYTES)
-    throw new Error(`assign: nccl_id was not sealed for ring ${ring} with the ring's secret`);
+    throw new Error(`assign: ${field} was not sealed for ring ${ring} with the ring's secret`);
   return new Uint8Array(id);
 }

@@ -1,19 +1,28 @@
 // A worker's sequence-parallel group: ranks [g*N, (g+1)*N) of the job's ring form group g, and their
 // native ring link carries ring attention's key/value blocks. Addresses are exchanged over NATS like the
-// all-reduce's; the link itself is native TCP, driven by the model's own threads during a step.
+// all-reduce's; the link itself is native TCP, driven by the model's own threads during a step. (A group whose
+// ranks all compute on CUDA devices with NCCL moves the blocks by NCCL send/recv instead: nccl_group.ts.)
 import { createHmac } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { loadAddon, type NativeRingLink } from "../../native/js/addon.js";
+import { loadAddon, type NativeModel } from "../../native/js/addon.js";
+import { sequenceGroupOf, sequenceGroupRing } from "../../proto/mod.js";
 import { lookupPeerAddress, servePeerAddress } from "../allreduce/peer_address.js";
 import { DEFAULT_PEER_TIMEOUT_MS } from "../allreduce/peer_liveness.js";
 import { DEFAULT_SETUP_TIMEOUT_MS } from "../allreduce/request_retry.js";
 import { externalHost } from "../allreduce/tcp_link.js";
 
+/** forwardBackward's sequenceParallel option: the group's TCP link, or its NCCL communicator. */
+export type SequenceParallelOption = NonNullable<Parameters<NativeModel["forwardBackward"]>[1]["sequenceParallel"]>;
+
 export interface SequenceGroup {
-  link: NativeRingLink;
+  /** how the group's blocks travel: "nccl" or "tcp" */
+  dataPlane: "nccl" | "tcp";
+  /** what each step's forwardBackward is handed */
+  option: SequenceParallelOption;
   /** this worker's place in its group */
   rank: number;
   size: number;
+  /** ends the group's transfers: one in progress fails at once (idempotent) */
   close(): void;
 }
 
@@ -34,15 +43,10 @@ export interface SequenceGroupMember {
   secret?: Uint8Array;
 }
 
-/** The ring id of group g: a NATS subject token of its own, so its addresses never mix with the ring's. */
-export function sequenceGroupRing(ring: string, group: number): string {
-  return `${ring}-sp${group}`;
-}
-
-/** Joins this rank's group; resolves once the link to both group neighbours is up. */
+/** Joins this rank's group over TCP; resolves once the link to both group neighbours is up. */
 export async function joinSequenceGroup(m: SequenceGroupMember): Promise<SequenceGroup> {
-  const group = Math.floor(m.rank / m.size);
-  const rank = m.rank % m.size;
+  // The group's own ring id: its addresses never mix with the ring's.
+  const { group, rank } = sequenceGroupOf(m.rank, m.size);
   const ring = sequenceGroupRing(m.ring, group);
   const timeoutMs = m.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS;
   const link = loadAddon().createRingLink(m.listenHost ?? "0.0.0.0", 0);
@@ -62,5 +66,11 @@ export async function joinSequenceGroup(m: SequenceGroupMember): Promise<Sequenc
   } finally {
     sub.unsubscribe();
   }
-  return { link, rank, size: m.size, close: () => link.close() };
+  return {
+    dataPlane: "tcp",
+    option: { link, rank, size: m.size },
+    rank,
+    size: m.size,
+    close: () => link.close(),
+  };
 }

@@ -19,10 +19,19 @@ enum cudaError_t {
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
   cudaErrorNotReady = 600,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureIsolation = 905,
+  cudaErrorStreamCaptureImplicit = 906,
+  cudaErrorCapturedEvent = 907,
+  cudaErrorStreamCaptureWrongThread = 908,
+  cudaErrorGraphExecUpdateFailure = 910,
 };
 typedef cudaError_t cudaError;
 
@@ -59,6 +68,40 @@ typedef CUevent_st* cudaEvent_t;
 #define cudaEventBlockingSync 0x01
 #define cudaEventDisableTiming 0x02
 #define cudaHostAllocDefault 0x00
+
+// Stream capture and graphs: a capturing stream records its launches, copies, memsets and event records/waits
+// instead of running them; cudaGraphLaunch replays the recorded work in order on a stream. While a capture is
+// active, a call that would synchronise with the host or allocate (cudaMalloc, cudaMallocHost, cudaFree,
+// cudaMemcpy, cudaMemset, a stream/event/device synchronisation, an asynchronous copy of pageable host memory)
+// fails with cudaErrorStreamCaptureUnsupported naming the call, and invalidates the capture, as on a GPU.
+struct CUgraph_st;
+struct CUgraphExec_st;
+struct CUgraphNode_st;
+typedef CUgraph_st* cudaGraph_t;
+typedef CUgraphExec_st* cudaGraphExec_t;
+typedef CUgraphNode_st* cudaGraphNode_t;
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+enum cudaGraphExecUpdateResult {
+  cudaGraphExecUpdateSuccess = 0,
+  cudaGraphExecUpdateError = 1,
+  cudaGraphExecUpdateErrorTopologyChanged = 2,
+  cudaGraphExecUpdateErrorNodeTypeChanged = 3,
+  cudaGraphExecUpdateErrorFunctionChanged = 4,
+};
+struct cudaGraphExecUpdateResultInfo {
+  cudaGraphExecUpdateResult result;
+  cudaGraphNode_t errorNode;
+  cudaGraphNode_t errorFromNode;
+};
 
 struct uint3 {
   unsigned int x, y, z;
@@ -134,6 +177,18 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventQuery(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status);
+// nodes may be null: *count is then the number of nodes (the emulator's graphs are a chain in issue order).
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t* count);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+// Takes graph's parameters into exec when both have the same nodes (kind, and kernel function) in the same order.
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph, cudaGraphExecUpdateResultInfo* info);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+
 // Typed forms, as cuda_runtime.h declares them.
 template <typename T>
 cudaError_t cudaMalloc(T** p, size_t bytes) {
@@ -153,11 +208,16 @@ cudaError_t cudaHostAlloc(T** p, size_t bytes, unsigned int flags) {
 // up (cudaMemcpy, cudaMemset, cudaMemcpyAsync to or from pageable host memory, cudaStreamSynchronize,
 // cudaEventSynchronize, cudaDeviceSynchronize); and the copies across the host/device seam (cudaMemcpy and
 // cudaMemcpyAsync, each direction: how many and their bytes). Every thread's calls count.
+// Graphs: graph_launches counts cudaGraphLaunch calls, graph_kernels the kernel launches they replayed, and
+// captured_kernels the launches a capture recorded instead of running.
 struct ringtune_emu_counters {
   unsigned long long allocations, host_syncs;
   unsigned long long copies_to_host, bytes_to_host, copies_to_device, bytes_to_device;
+  unsigned long long graph_launches, graph_kernels, captured_kernels;
 };
 ringtune_emu_counters ringtune_emu_read_counters();
+// Kernel launches since the process started (every thread's, refused ones included): what fusing kernels saves.
+unsigned long long ringtune_emu_kernel_launches();
 
 // Raises a kernel's dynamic shared-memory limit above 48 KiB, as on the GPU (the emulator checks launches
 // against it).

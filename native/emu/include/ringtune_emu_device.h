@@ -8,6 +8,8 @@
 #include <math.h>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -64,6 +66,10 @@ using ThreadBody = void (*)(const void* args);
 // Runs body(args) as every thread of every block; the launch's error (configuration, a bad pointer argument,
 // a guard byte overwritten, a deadlock) becomes the calling thread's last error.
 void launch(const LaunchArgs& l, ThreadBody body, const void* args, const PointerArg* ptrs, int n_ptrs);
+// When `stream` is capturing, keeps run (the launch, on the stream a graph is later launched into) as a node of
+// its graph and returns true; otherwise returns false and the caller launches now.
+bool capture_launch(cudaStream_t stream, const void* kernel, const char* signature,
+                    std::function<void(cudaStream_t)> run);
 
 template <typename F>
 struct KernelSignature;
@@ -89,14 +95,23 @@ int collect_pointers(const Tuple& t, PointerArg* out, std::index_sequence<I...>)
 template <auto K, typename... A>
 void launch_kernel(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, A&&... a) {
   using Args = typename KernelSignature<decltype(K)>::Args;
-  const Args args(std::forward<A>(a)...);
-  PointerArg ptrs[std::tuple_size_v<Args> + 1];
-  const int n = collect_pointers(args, ptrs, std::make_index_sequence<std::tuple_size_v<Args>>{});
   const ThreadBody body = [](const void* p) {
     Args mine = *static_cast<const Args*>(p);
     std::apply(K, mine);
   };
-  launch(LaunchArgs{grid, block, smem, stream, (const void*)K, __PRETTY_FUNCTION__}, body, &args, ptrs, n);
+  const char* signature = __PRETTY_FUNCTION__;
+  auto run = [grid, block, smem, body, signature](cudaStream_t s, const Args& args) {
+    PointerArg ptrs[std::tuple_size_v<Args> + 1];
+    const int n = collect_pointers(args, ptrs, std::make_index_sequence<std::tuple_size_v<Args>>{});
+    launch(LaunchArgs{grid, block, smem, s, (const void*)K, signature}, body, &args, ptrs, n);
+  };
+  if (stream) {  // a capture keeps its own copy of the arguments, as a graph's kernel node does
+    auto held = std::make_shared<const Args>(std::forward<A>(a)...);
+    if (capture_launch(stream, (const void*)K, signature, [run, held](cudaStream_t s) { run(s, *held); })) return;
+    run(stream, *held);
+    return;
+  }
+  run(stream, Args(std::forward<A>(a)...));
 }
 
 // Shuffles: each lane names its source lane; a source outside the meeting is an error.

@@ -19,6 +19,7 @@ struct CUevent_st {
   int device;
   bool recorded;
   std::chrono::steady_clock::time_point at;
+  uint64_t captured_in;  // the capture its last record went into (0: recorded on a running stream)
 };
 
 namespace ringtune_emu {
@@ -166,6 +167,7 @@ cudaError_t cudaRuntimeGetVersion(int* v) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize() {
+  if (const cudaError_t e = refuse_during_capture("cudaDeviceSynchronize")) return e;
   count_host_sync();
   return cudaSuccess;
 }
@@ -181,24 +183,47 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
                                       : set_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (const cudaError_t e = refuse_during_capture("cudaStreamSynchronize")) return e;
+  if (capture_id(s)) {
+    invalidate_capture(s, "cudaStreamSynchronize of the capturing stream");
+    return set_error(cudaErrorStreamCaptureUnsupported, "cudaStreamSynchronize of a capturing stream");
+  }
   count_host_sync();
   return stream_device(s) < 0 ? set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream")
                               : cudaSuccess;
 }
 // Every call has completed before it returns: a query always finds the stream idle, without waiting.
 cudaError_t cudaStreamQuery(cudaStream_t s) {
+  if (capture_id(s)) {
+    invalidate_capture(s, "cudaStreamQuery of the capturing stream");
+    return set_error(cudaErrorStreamCaptureUnsupported, "cudaStreamQuery of a capturing stream");
+  }
   return stream_device(s) < 0 ? set_error(cudaErrorInvalidResourceHandle, "cudaStreamQuery: unknown stream")
                               : cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   if (stream_device(s) < 0) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown stream");
   if (!live_event(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: unknown event");
+  if (const uint64_t id = capture_id(s)) {
+    // Inside a capture a wait orders the graph's own nodes: the event must have been recorded in it.
+    if (e->captured_in != id) {
+      invalidate_capture(s, "cudaStreamWaitEvent for an event recorded outside the capture");
+      return set_error(cudaErrorStreamCaptureIsolation,
+                       "cudaStreamWaitEvent: a capturing stream waits for an event recorded outside its capture");
+    }
+    capture_node(s, GraphNode{NodeKind::EventWait, nullptr, "event wait", [](cudaStream_t) { return cudaSuccess; }});
+    return cudaSuccess;
+  }
+  if (capture_live(e->captured_in))
+    return set_error(cudaErrorStreamCaptureUnsupported,
+                     "cudaStreamWaitEvent: a stream waits for an event recorded in another stream's capture (a "
+                     "cross-stream capture is not emulated)");
   return cudaSuccess;
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) {
-  *e = remember(&Handles::events, new CUevent_st{current, false, {}});
+  *e = remember(&Handles::events, new CUevent_st{current, false, {}, 0});
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
@@ -213,16 +238,33 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: an event of device " +
                                                          std::to_string(e->device) + " on a stream of device " +
                                                          std::to_string(sd));
-  e->recorded = true;
-  e->at = std::chrono::steady_clock::now();
-  return cudaSuccess;
+  const auto record = [e] {
+    e->recorded = true;
+    e->at = std::chrono::steady_clock::now();
+    e->captured_in = 0;
+    return cudaSuccess;
+  };
+  if (const uint64_t id = capture_id(s)) {
+    capture_node(s, GraphNode{NodeKind::EventRecord, nullptr, "event record",
+                              [e, record](cudaStream_t) { return live_event(e) ? record() : cudaSuccess; }});
+    e->captured_in = id;
+    return cudaSuccess;
+  }
+  return record();
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  if (const cudaError_t err = refuse_during_capture("cudaEventSynchronize")) return err;
   count_host_sync();
-  return live_event(e) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event");
+  if (!live_event(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: unknown event");
+  if (capture_live(e->captured_in))
+    return set_error(cudaErrorCapturedEvent, "cudaEventSynchronize of an event recorded in an active capture");
+  return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t e) {
-  return live_event(e) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle, "cudaEventQuery: unknown event");
+  if (!live_event(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventQuery: unknown event");
+  if (capture_live(e->captured_in))
+    return set_error(cudaErrorCapturedEvent, "cudaEventQuery of an event recorded in an active capture");
+  return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   if (!live_event(a) || !live_event(b))

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -13,6 +14,30 @@ namespace ringtune_emu {
 
 // Records e as the calling thread's last error with what the emulator found; returns e.
 cudaError_t set_error(cudaError_t e, const std::string& detail);
+// Makes e (an error taken with cudaGetLastError) the calling thread's last error again, keeping its detail.
+void restore_last_error(cudaError_t e);
+
+// Stream capture (graphs.cpp). A captured operation is kept as a function that runs it on a given stream.
+enum class NodeKind { Kernel, Memcpy, Memset, EventRecord, EventWait };
+struct GraphNode {
+  NodeKind kind;
+  const void* kernel;  // kernels: the function, which an exec update must find unchanged
+  std::string what;    // for messages
+  std::function<cudaError_t(cudaStream_t)> run;
+};
+// When s is capturing, appends the node to its capture and returns true; otherwise returns false (run it now).
+bool capture_node(cudaStream_t s, GraphNode&& node);
+// The id of s's active capture (0: none). Ids are never reused.
+uint64_t capture_id(cudaStream_t s);
+bool capture_live(uint64_t id);
+// Ends s's capture with an error: its cudaStreamEndCapture then fails naming `why`.
+void invalidate_capture(cudaStream_t s, const std::string& why);
+// A call that synchronises with the host or allocates: cudaSuccess when the calling thread may make it; else the
+// error (naming `call` and the capturing stream) after invalidating the captures that forbid it.
+cudaError_t refuse_during_capture(const char* call);
+unsigned long long count_graph_launches();
+unsigned long long count_graph_kernels();
+unsigned long long count_captured_kernels();
 
 int current_device();
 int device_count();

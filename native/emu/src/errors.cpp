@@ -19,10 +19,24 @@ const char* plain_string(cudaError_t e) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalState: return "operation not permitted in the current state";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureUnmatched: return "capture was not initiated in this stream";
+    case cudaErrorStreamCaptureIsolation:
+      return "a dependency would have been created which crosses the capture sequence boundary";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
+    case cudaErrorStreamCaptureWrongThread:
+      return "attempt to terminate a thread-local capture sequence from another thread";
+    case cudaErrorGraphExecUpdateFailure:
+      return "the graph update was not performed because it included changes which violated constraints specific to "
+             "instantiated graph update";
   }
   return "unknown error";
 }
@@ -35,6 +49,9 @@ cudaError_t set_error(cudaError_t e, const std::string& what) {
   detail_error = e;
   detail = std::string(plain_string(e)) + " [CUDA emulator: " + what + "]";
   return e;
+}
+void restore_last_error(cudaError_t e) {
+  if (e != cudaSuccess) last_error = e;
 }
 }  // namespace ringtune_emu
 
@@ -52,10 +69,19 @@ const char* cudaGetErrorName(cudaError_t e) {
     RT_EMU_NAME(cudaErrorNoDevice)
     RT_EMU_NAME(cudaErrorInvalidDevice)
     RT_EMU_NAME(cudaErrorInvalidResourceHandle)
+    RT_EMU_NAME(cudaErrorIllegalState)
     RT_EMU_NAME(cudaErrorNotReady)
     RT_EMU_NAME(cudaErrorIllegalAddress)
     RT_EMU_NAME(cudaErrorLaunchOutOfResources)
     RT_EMU_NAME(cudaErrorLaunchFailure)
+    RT_EMU_NAME(cudaErrorStreamCaptureUnsupported)
+    RT_EMU_NAME(cudaErrorStreamCaptureInvalidated)
+    RT_EMU_NAME(cudaErrorStreamCaptureUnmatched)
+    RT_EMU_NAME(cudaErrorStreamCaptureIsolation)
+    RT_EMU_NAME(cudaErrorStreamCaptureImplicit)
+    RT_EMU_NAME(cudaErrorCapturedEvent)
+    RT_EMU_NAME(cudaErrorStreamCaptureWrongThread)
+    RT_EMU_NAME(cudaErrorGraphExecUpdateFailure)
 #undef RT_EMU_NAME
   }
   return "cudaErrorUnknown";

@@ -270,12 +270,14 @@ void count_host_sync() { host_syncs.fetch_add(1, std::memory_order_relaxed); }
 using namespace ringtune_emu;
 
 ringtune_emu_counters ringtune_emu_read_counters() {
-  return {allocations.load(),   host_syncs.load(),       copies_to_host.load(),
-          bytes_to_host.load(), copies_to_device.load(), bytes_to_device.load()};
+  return {allocations.load(),     host_syncs.load(),       copies_to_host.load(),
+          bytes_to_host.load(),   copies_to_device.load(), bytes_to_device.load(),
+          count_graph_launches(), count_graph_kernels(),   count_captured_kernels()};
 }
 
 cudaError_t cudaMalloc(void** out, size_t bytes) {
   count_allocation();
+  if (const cudaError_t e = refuse_during_capture("cudaMalloc")) return e;
   if (!out) return set_error(cudaErrorInvalidValue, "cudaMalloc: null output pointer");
   Registry& r = reg();
   const int dev = current_device();
@@ -308,6 +310,7 @@ cudaError_t cudaMalloc(void** out, size_t bytes) {
 
 cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
+  if (const cudaError_t e = refuse_during_capture("cudaFree")) return e;
   Registry& r = reg();
   const std::lock_guard<std::recursive_mutex> access(access_mu);
   std::lock_guard<std::mutex> lock(r.mu);
@@ -339,6 +342,7 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* p)
 cudaError_t cudaMallocHost(void** p, size_t bytes) {
   if (!p) return set_error(cudaErrorInvalidValue, "cudaMallocHost: null output pointer");
   count_allocation();
+  if (const cudaError_t e = refuse_during_capture("cudaMallocHost")) return e;
   void* m = std::aligned_alloc(4096, round_up(bytes ? bytes : 1, 4096));
   if (!m) return set_error(cudaErrorMemoryAllocation, "cudaMallocHost: out of host memory");
   Registry& r = reg();
@@ -351,6 +355,7 @@ cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int) { return cudaMal
 
 cudaError_t cudaFreeHost(void* p) {
   if (!p) return cudaSuccess;
+  if (const cudaError_t e = refuse_during_capture("cudaFreeHost")) return e;
   Registry& r = reg();
   std::lock_guard<std::mutex> lock(r.mu);
   if (!r.pinned.erase((uintptr_t)p))
@@ -416,6 +421,7 @@ cudaError_t checked_set(void* p, int value, size_t bytes) {
 }  // namespace
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (const cudaError_t e = refuse_during_capture("cudaMemcpy")) return e;
   if (bytes) count_host_sync();
   return checked_copy(dst, src, bytes, kind);
 }
@@ -425,17 +431,28 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
   if (stream_device(s) < 0) return set_error(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: unknown stream");
   const void* host = kind == cudaMemcpyHostToDevice ? src : kind == cudaMemcpyDeviceToHost ? dst : nullptr;
-  if (bytes && host && !in_pinned(host)) count_host_sync();
+  if (bytes && host && !in_pinned(host)) {
+    if (const cudaError_t e = refuse_during_capture("cudaMemcpyAsync of pageable host memory")) return e;
+    count_host_sync();
+  }
+  // A capture keeps the copy's addresses; the bytes move when the graph runs.
+  if (capture_node(s, GraphNode{NodeKind::Memcpy, nullptr, std::string(kind_name(kind)) + " copy",
+                                [=](cudaStream_t) { return checked_copy(dst, src, bytes, kind); }}))
+    return cudaSuccess;
   return checked_copy(dst, src, bytes, kind);
 }
 
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  if (const cudaError_t e = refuse_during_capture("cudaMemset")) return e;
   if (bytes) count_host_sync();
   return checked_set(p, value, bytes);
 }
 
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
   if (stream_device(s) < 0) return set_error(cudaErrorInvalidResourceHandle, "cudaMemsetAsync: unknown stream");
+  if (capture_node(s, GraphNode{NodeKind::Memset, nullptr, "memset",
+                                [=](cudaStream_t) { return checked_set(p, value, bytes); }}))
+    return cudaSuccess;
   return checked_set(p, value, bytes);
 }
 

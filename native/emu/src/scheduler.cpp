@@ -5,6 +5,7 @@
 // than on an in-order run, and the op tests fail.
 #include <sys/mman.h>
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -114,6 +115,8 @@ void run_block(BlockRun& r, uint3 block, uint64_t& rng) {
   const int n = (int)r.threads.size();
   for (int i = 0; i < n; i++) {
     r.threads[i].state = ThreadState::Runnable;
+    r.threads[i].async_copies.clear();  // a copy never waited for never lands
+    r.threads[i].async_groups = 0;
     fiber_prepare(&r.threads[i].ctx, stacks.get(i), kStackBytes, fiber_entry);
   }
   for (Warp& w : r.warps) w.open.clear();
@@ -202,7 +205,19 @@ void* dynamic_shared() {
   return (void*)((p + kDynamicSharedAlign - 1) & ~(uintptr_t)(kDynamicSharedAlign - 1));
 }
 
+bool capture_launch(cudaStream_t stream, const void* kernel, const char* signature,
+                    std::function<void(cudaStream_t)> run) {
+  GraphNode node{NodeKind::Kernel, kernel, "kernel " + kernel_name(signature), [run = std::move(run)](cudaStream_t s) {
+                   run(s);
+                   return cudaGetLastError();  // the launch's own error (cudaGraphLaunch cleared any earlier one)
+                 }};
+  return capture_node(stream, std::move(node));
+}
+
+std::atomic<unsigned long long> kernel_launches{0};
+
 void launch(const LaunchArgs& l, ThreadBody body, const void* args, const PointerArg* ptrs, int n_ptrs) {
+  kernel_launches.fetch_add(1, std::memory_order_relaxed);
   const std::string name = kernel_name(l.signature);
   const dim3 g = l.grid, b = l.block;
   const uint64_t threads = (uint64_t)b.x * b.y * b.z;
@@ -289,3 +304,5 @@ void launch(const LaunchArgs& l, ThreadBody body, const void* args, const Pointe
 }
 
 }  // namespace ringtune_emu
+
+unsigned long long ringtune_emu_kernel_launches() { return ringtune_emu::kernel_launches.load(); }

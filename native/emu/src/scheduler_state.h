@@ -10,10 +10,21 @@ namespace ringtune_emu {
 
 enum class ThreadState : uint8_t { Runnable, AtBarrier, InWarp, Exited };
 
+// An asynchronous copy into shared memory (cuda_pipeline.h) that has not landed yet: it lands when its thread
+// waits for its group.
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  size_t bytes, zfill;
+  uint64_t group;
+};
+
 struct Thread {
   FiberContext ctx;
   uint3 tid;
   ThreadState state;
+  std::vector<AsyncCopy> async_copies;  // in issue order
+  uint64_t async_groups = 0;            // groups committed; later copies belong to group async_groups
 };
 
 // Lanes meeting in one warp primitive; several may be open at once in a warp when their masks are disjoint
