@@ -9,8 +9,9 @@ set -euo pipefail
 # chromium: the dashboard's tests drive the system's browser headless (playwright-core downloads none);
 # fonts-dejavu-core: the labels of loss.png (resvg draws text with the system's fonts).
 # openssl: `make cluster-up TLS=1` makes its certificate authority and certificates with it.
+# xz-utils and zstd: the GPU bundle's archive (deploy/gpu/bundle.sh: xz; its test and size check: zstd).
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev nats-server clang-format golang-go
-  golang-github-nats-io-go-nats-dev chromium fonts-dejavu-core openssl)
+  golang-github-nats-io-go-nats-dev chromium fonts-dejavu-core openssl xz-utils zstd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
