@@ -5,7 +5,10 @@
 // their column and tag names) and TRL's (`prompt`, `chosen`, `rejected` as message lists, or as strings).
 import { normalizeRecord, type DataFormat } from "../../text/formats/formats.js";
 import type { ColumnLayout } from "../../text/formats/llamafactory_columns.js";
-import type { ChatRecord, Source } from "../../text/records/records.js";
+import type { RawRecord } from "../../text/readers/raw_record.js";
+import { problemAt, type Problem } from "../../text/records/problems.js";
+import { UNKNOWN_TASK, type ChatRecord, type Source } from "../../text/records/records.js";
+import type { PairSpec } from "./pair_spec.js";
 
 export interface PairRecord {
   source: Source;
@@ -36,6 +39,24 @@ export function normalizePair(
   if (c.record.kind !== "chat" || r.record.kind !== "chat")
     return { error: "a preference pair needs a prompt and two answers, not plain text" };
   return { pair: { source, taskType: c.record.taskType, chosen: c.record, rejected: r.record } };
+}
+
+/**
+ * A raw record of data source `sourceIndex` as a pair, its task type the source's where the record names none;
+ * or the problem that drops it (a line that is not JSON, a pair that does not normalise).
+ */
+export function pairOfRaw(
+  raw: RawRecord,
+  src: PairSpec["data"][number],
+  file: string,
+  sourceIndex: number,
+): { pair: PairRecord } | { problem: Problem } {
+  const at = { file, line: raw.line };
+  if (raw.error !== undefined) return { problem: problemAt(at, "invalid", raw.error) };
+  const n = normalizePair(raw.value, src.format, at, src);
+  if ("error" in n) return { problem: problemAt(at, "invalid", n.error) };
+  const taskType = n.pair.taskType === UNKNOWN_TASK && src.task_type ? src.task_type : n.pair.taskType;
+  return { pair: { ...n.pair, taskType, sourceIndex } };
 }
 
 function splitPair(value: unknown, format: DataFormat, layout?: ColumnLayout): Split {

@@ -21,9 +21,8 @@ import { problemAt, type Problem } from "../../text/records/problems.js";
 import { readDataFile, type RawRecord } from "../../text/readers/read.js";
 import { streamRecords } from "../../text/readers/stream_records.js";
 import { DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_RECORD_TOKENS } from "../../text/records/record_limits.js";
-import { UNKNOWN_TASK } from "../../text/records/records.js";
 import type { Example } from "../examples/example.js";
-import { normalizePair } from "./pair_records.js";
+import { pairOfRaw } from "./pair_records.js";
 import { tokenizePair } from "./pair_examples.js";
 import type { PairSpec, PairStats } from "./pair_spec.js";
 
@@ -116,18 +115,12 @@ export function streamPairsToCache(
       for (const raw of recordsOf(src.path, src.text_split, spec.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES)) {
         read++;
         if (read % PROGRESS_RECORDS === 0) report();
-        const at = { file, line: raw.line };
-        if (raw.error !== undefined) {
-          problems.push(problemAt(at, "invalid", raw.error));
+        const got = pairOfRaw(raw, src, file, sourceIndex);
+        if ("problem" in got) {
+          problems.push(got.problem);
           continue;
         }
-        const n = normalizePair(raw.value, src.format, at, src);
-        if ("error" in n) {
-          problems.push(problemAt(at, "invalid", n.error));
-          continue;
-        }
-        const taskType = n.pair.taskType === UNKNOWN_TASK && src.task_type ? src.task_type : n.pair.taskType;
-        const pair = { ...n.pair, taskType, sourceIndex };
+        const pair = got.pair;
         const ordinal = pairs.length;
         valid++;
         if (keys) {
@@ -135,7 +128,7 @@ export function streamPairsToCache(
           const [hi, lo] = keyWords(createHash("sha1").update(key).digest());
           keys.add(hi, lo, ordinal, false);
         }
-        pairs.task.push(taskId(taskType));
+        pairs.task.push(taskId(pair.taskType));
         pairs.source.push(sourceIndex);
         pairs.line.push(raw.line);
         const t = tokenizePair(pair, setup.tokenizer, setup.template, settings);

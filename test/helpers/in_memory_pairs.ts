@@ -11,14 +11,13 @@ import { isBadRecord } from "../../data/data_keys.js";
 import { problemAt, type Problem } from "../../text/records/problems.js";
 import { readDataFile } from "../../text/readers/read.js";
 import { DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_RECORD_TOKENS } from "../../text/records/record_limits.js";
-import { UNKNOWN_TASK } from "../../text/records/records.js";
 import { subSeed } from "../../spec/rng.js";
 import type { Row } from "../../data/rows/row.js";
 import { setupText, type TextSetup } from "../../spec/text_setup.js";
 import { stratifiedSplit } from "../../data/sampling/split.js";
 import { recordCounts, sortProblems, splitStats, taskStats, type DataStats } from "../../data/stats.js";
 import { arrayRowTable, type RowTable } from "../../data/rows/token_cache.js";
-import { normalizePair, type PairRecord } from "../../data/preference/pair_records.js";
+import { pairOfRaw, type PairRecord } from "../../data/preference/pair_records.js";
 import { tokenizePair, type PairExample } from "../../data/preference/pair_examples.js";
 import { buildRow, packWindow, PACK_WINDOW, windowRng } from "../../data/rows/pack.js";
 import type { PairSpec, PairStats } from "../../data/preference/pair_spec.js";
@@ -56,18 +55,12 @@ export function preparePairs(
     const raws = readDataFile(src.path, src.text_split, spec.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES);
     let valid = 0;
     for (const raw of raws) {
-      const at = { file, line: raw.line };
-      if (raw.error !== undefined) {
-        problems.push(problemAt(at, "invalid", raw.error));
+      const got = pairOfRaw(raw, src, file, sourceIndex);
+      if ("problem" in got) {
+        problems.push(got.problem);
         continue;
       }
-      const n = normalizePair(raw.value, src.format, at, src);
-      if ("error" in n) {
-        problems.push(problemAt(at, "invalid", n.error));
-        continue;
-      }
-      const taskType = n.pair.taskType === UNKNOWN_TASK && src.task_type ? src.task_type : n.pair.taskType;
-      pairs.push({ ...n.pair, taskType, sourceIndex });
+      pairs.push(got.pair);
       valid++;
     }
     counts.records += raws.length;
