@@ -33,6 +33,24 @@ struct DeviceBuffer {
   }
 };
 
+// A device copy of v starting `shift` elements into its allocation: a pack kernel's entry sees a base that is
+// aligned (shift 0) or not (shift 1), the way LoRA slices and flat offsets reach it.
+template <typename T>
+struct ShiftedBuffer {
+  DeviceBuffer<T> buf;
+  T* ptr;
+  size_t n;
+  ShiftedBuffer(const std::vector<T>& v, int shift) : buf(v.size() + 8), ptr(buf.ptr + shift), n(v.size()) {
+    CUDA_CHECK(cudaMemcpy(ptr, v.data(), sizeof(T) * v.size(), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> get() const {
+    std::vector<T> v(n);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(v.data(), ptr, sizeof(T) * n, cudaMemcpyDeviceToHost));
+    return v;
+  }
+};
+
 inline float to_float(float x) { return x; }
 inline float to_float(bf16 x) { return __bfloat162float(x); }
 template <typename T>

@@ -16,35 +16,20 @@ using cu::bf16;
 
 namespace {
 
-// n values on the device, at an aligned address or one element past one.
-template <typename T>
-struct Placed {
-  DeviceBuffer<T> buf;
-  T* ptr;
-  Placed(const std::vector<T>& v, bool shifted) : buf(v.size() + 1), ptr(buf.ptr + (shifted ? 1 : 0)) {
-    CUDA_CHECK(cudaMemcpy(ptr, v.data(), sizeof(T) * v.size(), cudaMemcpyHostToDevice));
-  }
-  std::vector<T> get(size_t n) const {
-    std::vector<T> v(n);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    CUDA_CHECK(cudaMemcpy(v.data(), ptr, sizeof(T) * n, cudaMemcpyDeviceToHost));
-    return v;
-  }
-};
-
 template <typename T>
 std::vector<std::vector<T>> run_all(const std::vector<float>& g, const std::vector<float>& u,
                                     const std::vector<float>& d, bool shifted) {
   const size_t n = g.size();
+  const int shift = shifted ? 1 : 0;
   auto dev = [](std::vector<float> x) { return to_device_type<T>(x); };
-  Placed<T> pg(dev(g), shifted), pu(dev(u), shifted), pd(dev(d), shifted), h(std::vector<T>(n), shifted),
-      dg(std::vector<T>(n), shifted), du(std::vector<T>(n), shifted), sum(std::vector<T>(n), shifted);
+  ShiftedBuffer<T> pg(dev(g), shift), pu(dev(u), shift), pd(dev(d), shift), h(std::vector<T>(n), shift),
+      dg(std::vector<T>(n), shift), du(std::vector<T>(n), shift), sum(std::vector<T>(n), shift);
   cu::swiglu_forward(h.ptr, pg.ptr, pu.ptr, n, 0);
   cu::swiglu_backward(dg.ptr, du.ptr, pd.ptr, pg.ptr, pu.ptr, n, 0);
   cu::add(sum.ptr, pg.ptr, pu.ptr, n, 0);
   cu::add_inplace(sum.ptr, pd.ptr, n, 0);
   cu::swiglu_backward(pd.ptr, pu.ptr, pd.ptr, pg.ptr, h.ptr, n, 0);  // dgate aliasing dh, as the model calls it
-  return {h.get(n), dg.get(n), du.get(n), sum.get(n), pd.get(n), pu.get(n)};
+  return {h.get(), dg.get(), du.get(), sum.get(), pd.get(), pu.get()};
 }
 
 template <typename T>

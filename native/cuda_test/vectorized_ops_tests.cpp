@@ -25,23 +25,6 @@ using cu::bf16;
 
 namespace {
 
-// A device copy of v starting `shift` elements into its allocation.
-template <typename T>
-struct Shifted {
-  DeviceBuffer<T> buf;
-  T* ptr;
-  size_t n;
-  Shifted(const std::vector<T>& v, int shift) : buf(v.size() + 8), ptr(buf.ptr + shift), n(v.size()) {
-    CUDA_CHECK(cudaMemcpy(ptr, v.data(), sizeof(T) * v.size(), cudaMemcpyHostToDevice));
-  }
-  std::vector<T> get() const {
-    std::vector<T> v(n);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    CUDA_CHECK(cudaMemcpy(v.data(), ptr, sizeof(T) * n, cudaMemcpyDeviceToHost));
-    return v;
-  }
-};
-
 template <typename T>
 void same_bits(const std::string& what, const std::vector<T>& a, const std::vector<T>& b) {
   CHECK(a.size() == b.size(), what);
@@ -61,8 +44,8 @@ std::vector<std::vector<float>> adamw_run(int shift, std::vector<bf16>& copy, st
   std::vector<float> p(n), g(n), m(n), v(n);
   fill_uniform(p, 71), fill_uniform(g, 72), fill_uniform(m, 73, 0.1), fill_uniform(v, 74, 0.1);
   for (float& x : v) x = x * x;
-  Shifted<float> dp(p, shift), dg(g, shift), dm(m, shift), dv(v, shift);
-  Shifted<bf16> dc(std::vector<bf16>(n), shift), dcast(std::vector<bf16>(n), shift);
+  ShiftedBuffer<float> dp(p, shift), dg(g, shift), dm(m, shift), dv(v, shift);
+  ShiftedBuffer<bf16> dc(std::vector<bf16>(n), shift), dcast(std::vector<bf16>(n), shift);
   const AdamWStep s{1e-2, 0.9, 0.95, 1e-8, 0.1, 1 - 0.9 * 0.9, 1 - 0.95 * 0.95, 0.5};
   cu::adamw_update(dp.ptr, dc.ptr, dg.ptr, dm.ptr, dv.ptr, n, s, true, nullptr, 0);
   cu::to_bf16(dcast.ptr, dg.ptr, n, 0);
@@ -108,7 +91,7 @@ void rope_and_embedding_paths() {
   DeviceBuffer<double> dinv(inv);
   std::vector<std::vector<T>> out[2];
   for (int shift : {0, 1}) {
-    Shifted<T> dx(xt, shift), dw(wt, shift), de(std::vector<T>((size_t)N * C), shift);
+    ShiftedBuffer<T> dx(xt, shift), dw(wt, shift), de(std::vector<T>((size_t)N * C), shift);
     cu::rope_forward(dx.ptr, dpos.ptr, dinv.ptr, N, heads, D, 0);
     out[shift].push_back(dx.get());
     cu::rope_backward(dx.ptr, dpos.ptr, dinv.ptr, N, heads, D, 0);
@@ -144,9 +127,9 @@ TEST(cuda_vectorized_rmsnorm) {
       std::vector<float> y(x.size()), rstd(N), dx(x.size()), dw(C, 0.f);
       rmsnorm_forward<float>(y.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
       rmsnorm_backward<float>(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
-      Shifted<float> gx(x, shift), gw(w, shift), gdy(dy, shift), gy(std::vector<float>(x.size()), shift),
+      ShiftedBuffer<float> gx(x, shift), gw(w, shift), gdy(dy, shift), gy(std::vector<float>(x.size()), shift),
           gdx(std::vector<float>(x.size()), shift);
-      Shifted<bf16> gy16(std::vector<bf16>(x.size()), shift);
+      ShiftedBuffer<bf16> gy16(std::vector<bf16>(x.size()), shift);
       DeviceBuffer<float> grstd(N), gdw(std::vector<float>(C, 0.f));
       cu::rmsnorm_forward(gy.ptr, grstd.ptr, gx.ptr, gw.ptr, N, C, 1e-5, 0, gy16.ptr);
       cu::rmsnorm_backward(gdx.ptr, gdw.ptr, gdy.ptr, gx.ptr, gw.ptr, grstd.ptr, N, C, 0);
