@@ -119,6 +119,9 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const api = localServeApi(ctx, resolveRequested);
   const http = o.http ? await startHttp(api, o.http.host, o.http.port, log, o.apiKey) : null;
   const nats = o.nats ? new NatsFrontDoor(o.nats, catalog, api, log, o.nodeId) : null;
+  // Started means subscribed at the NATS server: a request published right after, from another connection,
+  // may reach this server (its queue group's share of the requests) instead of only the servers before it.
+  await o.nats?.flush();
   return {
     ctx,
     api,
